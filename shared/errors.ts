@@ -1,0 +1,117 @@
+/**
+ * The error taxonomy shared by both connectors. Every error carries `retriable` and a
+ * context object (table, column, topic, partition, offset, sqlstate...) so that callers
+ * decide on retry by the flag, never by matching names or messages.
+ */
+export type ErrorContext = Record<string, string | number | bigint | boolean | undefined | null>;
+
+export type ErrorKind = 'config' | 'source' | 'schema' | 'sink-apply' | 'retriable' | 'decode';
+
+export class ShardBridgeError extends Error {
+  readonly kind: ErrorKind;
+  readonly retriable: boolean;
+  readonly context: ErrorContext;
+  /** A one-line hint for the operator, when we know what fixes it. */
+  readonly remedy?: string;
+
+  constructor(
+    kind: ErrorKind,
+    message: string,
+    opts: { retriable?: boolean; context?: ErrorContext; cause?: unknown; remedy?: string } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.kind = kind;
+    this.retriable = opts.retriable ?? false;
+    this.context = opts.context ?? {};
+    this.remedy = opts.remedy;
+  }
+
+  /** Message with context appended, e.g. for CLI output. */
+  describe(): string {
+    const ctx = Object.entries(this.context)
+      .filter(([, v]) => v !== undefined && v !== null)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(' ');
+    return [this.message, ctx && `(${ctx})`, this.remedy && `\n  remedy: ${this.remedy}`].filter(Boolean).join(' ');
+  }
+}
+
+/** A bad or missing configuration value; `context.key` names it. Exit code 2. */
+export class ConfigError extends ShardBridgeError {
+  constructor(message: string, opts: { context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('config', message, { ...opts, retriable: false });
+  }
+}
+
+/** The source database refused or cannot serve what we need (start-up checks, slot lost...). */
+export class SourceError extends ShardBridgeError {
+  constructor(message: string, opts: { retriable?: boolean; context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('source', message, opts);
+  }
+}
+
+/** A schema problem: incompatible type change, registry refusal, unmappable type. */
+export class SchemaError extends ShardBridgeError {
+  constructor(message: string, opts: { retriable?: boolean; context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('schema', message, opts);
+  }
+}
+
+/** A record that cannot be decoded (unknown schema id, corrupt bytes). */
+export class DecodeError extends ShardBridgeError {
+  constructor(message: string, opts: { context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('decode', message, { ...opts, retriable: false });
+  }
+}
+
+/** The destination refused a batch for a reason that retrying will not fix by itself. */
+export class SinkApplyError extends ShardBridgeError {
+  constructor(message: string, opts: { retriable?: boolean; context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('sink-apply', message, opts);
+  }
+}
+
+/** A transient failure: connection lost, deadlock, broker unavailable. */
+export class RetriableError extends ShardBridgeError {
+  constructor(message: string, opts: { context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('retriable', message, { ...opts, retriable: true });
+  }
+}
+
+/**
+ * Whether an error is worth retrying. Walks the cause chain (wrapping must not hide a
+ * retriable cause, kafkajs issues 1271/1299), honours our flag, kafkajs's `retriable`,
+ * PostgreSQL SQLSTATE classes and Node socket errors.
+ */
+export function isRetriable(err: unknown): boolean {
+  for (let e: any = err, depth = 0; e && depth < 8; e = e.cause, depth++) {
+    if (e instanceof ShardBridgeError) {
+      if (e.retriable) return true;
+      if (e.kind !== 'retriable' && e.cause === undefined) return false;
+      continue;
+    }
+    if (typeof e.retriable === 'boolean' && e.retriable) return true;
+    if (typeof e.code === 'string') {
+      if (isRetriableSqlState(e.code)) return true;
+      if (RETRIABLE_NODE_CODES.has(e.code)) return true;
+    }
+  }
+  return false;
+}
+
+const RETRIABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** SQLSTATEs that mean "try again later": connection, serialization/deadlock, shutdown, resources. */
+export function isRetriableSqlState(code: string): boolean {
+  if (!/^[0-9A-Z]{5}$/.test(code)) return false;
+  const cls = code.slice(0, 2);
+  return (
+    cls === '08' || // connection exception
+    cls === '40' || // transaction rollback: serialization failure, deadlock
+    cls === '53' || // insufficient resources
+    cls === '57' || // operator intervention: admin shutdown, cannot connect now (57P01..57P03)
+    code === '55006' || // object in use
+    code === '55P03' // lock not available
+  );
+}

@@ -1,0 +1,204 @@
+/**
+ * Reads what the source connector needs from the source catalog, once at start-up (and
+ * again for a relation whose Relation message shows a type we have not seen). Never
+ * called per row.
+ */
+import type pg from 'pg';
+import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
+
+export interface TableSelection {
+  schemas: string[];
+  include: string[];
+  exclude: string[];
+}
+
+export interface ResolvedTables {
+  tables: TableInfo[];
+  /** Listed in `include` but not found. */
+  missing: string[];
+  /** Selected tables that have no primary key (`schema.table`). */
+  noPrimaryKey: string[];
+}
+
+/** `schema.table`, accepting quoted identifiers: `"My Schema"."T"`. */
+export function splitQualifiedName(name: string, defaultSchema = 'public'): { schema: string; table: string } {
+  const parts: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < name.length; i++) {
+    const ch = name[i];
+    if (quoted) {
+      if (ch === '"' && name[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === '.') {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  parts.push(cur);
+  return parts.length >= 2 ? { schema: parts[0], table: parts.slice(1).join('.') } : { schema: defaultSchema, table: parts[0] };
+}
+
+export function qualifiedName(t: { schema: string; name: string }): string {
+  return `${t.schema}.${t.name}`;
+}
+
+export function quoteIdent(id: string): string {
+  return `"${id.replace(/"/g, '""')}"`;
+}
+
+export function quoteQualified(t: { schema: string; name: string }): string {
+  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+}
+
+const TABLES_SQL = `
+SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, c.relreplident AS ident
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND (n.nspname = ANY($1::text[]) OR (n.nspname || '.' || c.relname) = ANY($2::text[]))
+ ORDER BY n.nspname, c.relname`;
+
+// Generated columns are not sent by pgoutput (PostgreSQL 15), so they are not ours either.
+const COLUMNS_SQL = `
+SELECT a.attrelid::int AS relid, a.attname AS name, a.atttypid::int AS typeoid, a.atttypmod AS typmod
+  FROM pg_attribute a
+ WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attrelid, a.attnum`;
+
+const PKEYS_SQL = `
+SELECT i.indrelid::int AS relid, array_agg(a.attname ORDER BY k.ord) AS cols
+  FROM pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
+ GROUP BY i.indrelid`;
+
+const TYPES_SQL = `
+WITH RECURSIVE t(oid) AS (
+  SELECT unnest($1::oid[])
+  UNION
+  SELECT x FROM t JOIN pg_type p ON p.oid = t.oid
+    LEFT JOIN pg_range r ON r.rngtypid = p.oid
+    CROSS JOIN LATERAL (VALUES (NULLIF(p.typelem, 0)), (NULLIF(p.typbasetype, 0)), (r.rngsubtype)) v(x)
+   WHERE x IS NOT NULL
+)
+SELECT p.oid::int AS oid, n.nspname AS schema, p.typname AS name, p.typtype AS typtype, p.typcategory AS category,
+       p.typelem::int AS elem, p.typbasetype::int AS base, r.rngsubtype::int AS subtype
+  FROM pg_type p JOIN pg_namespace n ON n.oid = p.typnamespace LEFT JOIN pg_range r ON r.rngtypid = p.oid
+ WHERE p.oid IN (SELECT oid FROM t)`;
+
+const IDENT: Record<string, TableInfo['replicaIdentity']> = { d: 'default', f: 'full', i: 'index', n: 'nothing' };
+
+/** Resolve every selected table with columns, key and fully resolved column types. */
+export async function resolveTables(client: pg.ClientBase, sel: TableSelection): Promise<ResolvedTables> {
+  const include = sel.include.map((n) => splitQualifiedName(n)).map((q) => `${q.schema}.${q.table}`);
+  const exclude = new Set(sel.exclude.map((n) => splitQualifiedName(n)).map((q) => `${q.schema}.${q.table}`));
+  // With an include list, only those tables; otherwise every table of the listed schemas.
+  const schemas = include.length ? [] : sel.schemas;
+  const { rows } = await client.query(TABLES_SQL, [schemas, include]);
+  const found = rows.filter((r) => !exclude.has(`${r.schema}.${r.name}`));
+  const missing = include.filter((q) => !rows.some((r) => `${r.schema}.${r.name}` === q) && !exclude.has(q));
+  const relids = found.map((r) => r.relid);
+  const [cols, keys] = await Promise.all([client.query(COLUMNS_SQL, [relids]), client.query(PKEYS_SQL, [relids])]);
+  const types = await loadTypes(client, [...new Set(cols.rows.map((c) => c.typeoid as number))]);
+  const keyByRel = new Map<number, string[]>(keys.rows.map((k) => [k.relid, k.cols]));
+  const tables: TableInfo[] = found.map((r) => {
+    const keyColumns = keyByRel.get(r.relid) ?? [];
+    const columns: ColumnInfo[] = cols.rows
+      .filter((c) => c.relid === r.relid)
+      .map((c) => ({ name: c.name, type: types.get(c.typeoid)!, typmod: c.typmod, isKey: keyColumns.includes(c.name) }));
+    return { relid: r.relid, schema: r.schema, name: r.name, columns, keyColumns, replicaIdentity: IDENT[r.ident] ?? 'default' };
+  });
+  return { tables, missing, noPrimaryKey: tables.filter((t) => t.keyColumns.length === 0).map(qualifiedName) };
+}
+
+/** Load and link type descriptions for the given oids and everything they refer to. */
+export async function loadTypes(client: pg.ClientBase, oids: number[]): Promise<Map<number, PgTypeInfo>> {
+  const { rows } = await client.query(TYPES_SQL, [oids]);
+  return linkTypes(rows);
+}
+
+export interface PgTypeRow {
+  oid: number;
+  schema: string;
+  name: string;
+  typtype: string;
+  category: string;
+  elem: number;
+  base: number;
+  subtype: number | null;
+}
+
+/** Pure: turn pg_type rows into linked PgTypeInfo objects. */
+export function linkTypes(rows: PgTypeRow[]): Map<number, PgTypeInfo> {
+  const out = new Map<number, PgTypeInfo>();
+  for (const r of rows) {
+    const kind: PgTypeInfo['kind'] =
+      r.typtype === 'e' ? 'enum'
+      : r.typtype === 'd' ? 'domain'
+      : r.typtype === 'r' ? 'range'
+      : r.typtype === 'm' ? 'multirange'
+      : r.typtype === 'c' ? 'composite'
+      : r.typtype === 'p' ? 'pseudo'
+      : r.category === 'A' && r.elem ? 'array'
+      : 'base';
+    out.set(r.oid, { oid: r.oid, schema: r.schema, name: r.name, kind });
+  }
+  for (const r of rows) {
+    const t = out.get(r.oid)!;
+    if (t.kind === 'array') t.elem = out.get(r.elem);
+    if (t.kind === 'domain') t.base = out.get(r.base);
+    if (t.kind === 'range' && r.subtype) t.subtype = out.get(r.subtype);
+  }
+  return out;
+}
+
+export interface OwnedSequence {
+  sequence: string; // schema.name
+  table: string; // schema.table
+  column: string;
+}
+
+const OWNED_SEQUENCES_SQL = `
+SELECT sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col
+  FROM pg_depend d
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_class t ON t.oid = d.refobjid
+  JOIN pg_namespace tn ON tn.oid = t.relnamespace
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+   AND d.deptype IN ('a', 'i') AND d.refobjid = ANY($1::oid[])
+ ORDER BY 1, 2`;
+
+/** Sequences owned by the given tables' columns (serial, bigserial, identity). */
+export async function ownedSequences(client: pg.ClientBase, relids: number[]): Promise<OwnedSequence[]> {
+  const { rows } = await client.query(OWNED_SEQUENCES_SQL, [relids]);
+  return rows.map((r) => ({ sequence: `${r.seq_schema}.${r.seq_name}`, table: `${r.tbl_schema}.${r.tbl_name}`, column: r.col }));
+}
+
+/** Current values of sequences, as strings (bigint range): the value the next nextval would exceed. */
+export async function sequenceValues(client: pg.ClientBase, seqs: OwnedSequence[]): Promise<Map<string, string | null>> {
+  const out = new Map<string, string | null>();
+  if (seqs.length === 0) return out;
+  const { rows } = await client.query(
+    `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v FROM pg_sequences
+      WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
+    [seqs.map((s) => s.sequence)],
+  );
+  for (const r of rows) out.set(r.seq, r.v);
+  return out;
+}
+
+/** Planner's row estimates, for snapshot progress and chunking. */
+export async function tableEstimates(client: pg.ClientBase, relids: number[]): Promise<Map<number, { rows: number; pages: number }>> {
+  const { rows } = await client.query(
+    `SELECT oid::int AS relid, GREATEST(reltuples, 0)::float8 AS rows, relpages::int AS pages FROM pg_class WHERE oid = ANY($1::oid[])`,
+    [relids],
+  );
+  return new Map(rows.map((r) => [r.relid, { rows: Math.round(r.rows), pages: r.pages }]));
+}

@@ -1,0 +1,139 @@
+/**
+ * Start-up checks on the source: gather facts (one round of catalog queries), then judge
+ * them with pure functions so `shardbridge check` and the connector share the verdicts.
+ */
+import type pg from 'pg';
+
+export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
+
+export interface Finding {
+  level: FindingLevel;
+  check: string;
+  object: string;
+  message: string;
+  remedy?: string;
+}
+
+export interface SourceFacts {
+  walLevel: string;
+  maxReplicationSlots: number;
+  usedReplicationSlots: number;
+  maxWalSenders: number;
+  usedWalSenders: number;
+  role: string;
+  canReplicate: boolean;
+  /** Our slot, if it exists. */
+  slot: { active: boolean; activePid: number | null; walStatus: string | null; plugin: string | null } | null;
+  slotName: string;
+  missingTables: string[];
+  tablesWithoutPrimaryKey: string[];
+  selectedTables: number;
+  maxSlotWalKeepSize: string;
+}
+
+export const WAL_LEVEL_REMEDY = [
+  'add to postgresql.conf (a restart of the source server is required):',
+  '    wal_level = logical',
+  '    max_replication_slots = 5   # has to be > 0',
+  '    max_wal_senders = 5         # has to be > 0',
+  'on Amazon RDS: set rds.logical_replication = 1 in the parameter group and reboot',
+].join('\n');
+
+export async function gatherSourceFacts(
+  client: pg.ClientBase,
+  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; selectedTables: number },
+): Promise<SourceFacts> {
+  const { rows: [s] } = await client.query(`
+    SELECT current_setting('wal_level') AS wal_level,
+           current_setting('max_replication_slots')::int AS max_slots,
+           (SELECT count(*)::int FROM pg_replication_slots) AS used_slots,
+           current_setting('max_wal_senders')::int AS max_senders,
+           (SELECT count(*)::int FROM pg_stat_replication) AS used_senders,
+           current_user AS role,
+           (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)
+             OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
+             AS can_replicate,
+           current_setting('max_slot_wal_keep_size') AS keep_size`);
+  const { rows: slots } = await client.query(
+    `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
+    [opts.slotName],
+  );
+  return {
+    walLevel: s.wal_level,
+    maxReplicationSlots: s.max_slots,
+    usedReplicationSlots: s.used_slots,
+    maxWalSenders: s.max_senders,
+    usedWalSenders: s.used_senders,
+    role: s.role,
+    canReplicate: s.can_replicate === true,
+    slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin } : null,
+    slotName: opts.slotName,
+    missingTables: opts.missingTables,
+    tablesWithoutPrimaryKey: opts.tablesWithoutPrimaryKey,
+    selectedTables: opts.selectedTables,
+    maxSlotWalKeepSize: s.keep_size,
+  };
+}
+
+/** Pure: the verdicts. Any FAIL stops the connector before it creates anything. */
+export function judgeSourceFacts(f: SourceFacts): Finding[] {
+  const out: Finding[] = [];
+  out.push(
+    f.walLevel === 'logical'
+      ? { level: 'PASS', check: 'wal_level', object: 'server', message: 'wal_level = logical' }
+      : { level: 'FAIL', check: 'wal_level', object: 'server', message: `wal_level is '${f.walLevel}', logical replication needs 'logical'`, remedy: WAL_LEVEL_REMEDY },
+  );
+  if (!f.slot) {
+    out.push(
+      f.usedReplicationSlots < f.maxReplicationSlots
+        ? { level: 'PASS', check: 'replication slots', object: 'server', message: `${f.usedReplicationSlots} of ${f.maxReplicationSlots} slots in use` }
+        : { level: 'FAIL', check: 'replication slots', object: 'server', message: `no free replication slot (${f.usedReplicationSlots} of max_replication_slots = ${f.maxReplicationSlots} in use)`, remedy: 'raise max_replication_slots in postgresql.conf (restart required) or drop an unused slot with pg_drop_replication_slot()' },
+    );
+  }
+  out.push(
+    f.usedWalSenders < f.maxWalSenders
+      ? { level: 'PASS', check: 'wal senders', object: 'server', message: `${f.usedWalSenders} of ${f.maxWalSenders} WAL senders in use` }
+      : { level: 'FAIL', check: 'wal senders', object: 'server', message: `no free WAL sender (${f.usedWalSenders} of max_wal_senders = ${f.maxWalSenders} in use)`, remedy: 'raise max_wal_senders in postgresql.conf (restart required)' },
+  );
+  out.push(
+    f.canReplicate
+      ? { level: 'PASS', check: 'replication privilege', object: `role ${f.role}`, message: 'role may replicate' }
+      : { level: 'FAIL', check: 'replication privilege', object: `role ${f.role}`, message: `role "${f.role}" lacks the REPLICATION attribute`, remedy: `ALTER ROLE "${f.role}" WITH REPLICATION;  (on RDS: GRANT rds_replication TO "${f.role}";)` },
+  );
+  for (const t of f.missingTables) {
+    out.push({ level: 'FAIL', check: 'table exists', object: t, message: `table ${t} is listed in tables.include but does not exist`, remedy: 'create it or remove it from tables.include' });
+  }
+  if (f.selectedTables === 0 && f.missingTables.length === 0) {
+    out.push({ level: 'FAIL', check: 'tables', object: 'selection', message: 'no table matches tables.schemas / tables.include', remedy: 'check tables.schemas and tables.include' });
+  }
+  for (const t of f.tablesWithoutPrimaryKey) {
+    out.push({
+      level: 'FAIL',
+      check: 'primary key',
+      object: t,
+      message: `table ${t} has no primary key: its changes cannot be applied by key`,
+      remedy: `ALTER TABLE ${t} ADD PRIMARY KEY (...);  or add "${t}" to tables.exclude`,
+    });
+  }
+  if (f.slot) {
+    if (f.slot.walStatus === 'lost') {
+      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" was invalidated (wal_status = lost): changes were lost`, remedy: 'drop the slot and take a new snapshot (shardbridge cleanup, then start the source connector again)' });
+    } else if (f.slot.active) {
+      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" is active in another process (pid ${f.slot.activePid})`, remedy: 'stop the other connector, or use a different slotName' });
+    } else if (f.slot.plugin && f.slot.plugin !== 'pgoutput') {
+      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" uses plugin ${f.slot.plugin}, not pgoutput`, remedy: 'use a different slotName' });
+    } else {
+      out.push({ level: 'PASS', check: 'slot', object: f.slotName, message: 'existing slot will be reused' });
+    }
+  }
+  if (f.maxSlotWalKeepSize === '-1') {
+    out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
+  }
+  return out;
+}
+
+export function formatFindings(findings: Finding[]): string {
+  return findings
+    .map((f) => `${f.level.padEnd(4)}  ${f.check.padEnd(22)} ${f.object.padEnd(24)} ${f.message}${f.remedy && f.level !== 'PASS' ? `\n      remedy: ${f.remedy.replace(/\n/g, '\n      ')}` : ''}`)
+    .join('\n');
+}

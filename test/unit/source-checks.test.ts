@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { judgeSourceFacts, type SourceFacts } from '../../source-connector/checks.ts';
+import { linkTypes, splitQualifiedName } from '../../source-connector/catalog.ts';
+
+const healthy: SourceFacts = {
+  walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
+  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [],
+  selectedTables: 3, maxSlotWalKeepSize: '10GB',
+};
+
+const fails = (f: Partial<SourceFacts>) => judgeSourceFacts({ ...healthy, ...f }).filter((x) => x.level === 'FAIL');
+
+test('a healthy source has no failing finding', () => {
+  assert.deepEqual(fails({}), []);
+});
+
+test('wal_level replica fails with the lines to add and the restart note', () => {
+  const [f] = fails({ walLevel: 'replica' });
+  assert.equal(f.check, 'wal_level');
+  assert.match(f.remedy!, /wal_level = logical/);
+  assert.match(f.remedy!, /max_replication_slots = 5/);
+  assert.match(f.remedy!, /restart/);
+});
+
+test('each failing condition names its object', () => {
+  assert.equal(fails({ usedReplicationSlots: 10 })[0].check, 'replication slots');
+  assert.equal(fails({ usedWalSenders: 10 })[0].check, 'wal senders');
+  assert.match(fails({ canReplicate: false })[0].remedy!, /ALTER ROLE "app" WITH REPLICATION/);
+  assert.equal(fails({ missingTables: ['public.nope'] })[0].object, 'public.nope');
+  const pk = fails({ tablesWithoutPrimaryKey: ['public.a', 'public.b'] });
+  assert.deepEqual(pk.map((f) => f.object), ['public.a', 'public.b']);
+  assert.match(pk[0].remedy!, /ADD PRIMARY KEY|tables\.exclude/);
+  assert.match(fails({ slot: { active: true, activePid: 42, walStatus: 'reserved', plugin: 'pgoutput' } })[0].message, /pid 42/);
+  assert.match(fails({ slot: { active: false, activePid: null, walStatus: 'lost', plugin: 'pgoutput' } })[0].message, /changes were lost/);
+});
+
+test('an existing slot does not need a free slot', () => {
+  assert.deepEqual(fails({ usedReplicationSlots: 10, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput' } }), []);
+});
+
+test('unlimited max_slot_wal_keep_size is a warning', () => {
+  const w = judgeSourceFacts({ ...healthy, maxSlotWalKeepSize: '-1' }).filter((x) => x.level === 'WARN');
+  assert.equal(w[0].check, 'max_slot_wal_keep_size');
+});
+
+test('qualified names split with quoting', () => {
+  assert.deepEqual(splitQualifiedName('orders'), { schema: 'public', table: 'orders' });
+  assert.deepEqual(splitQualifiedName('sales.orders'), { schema: 'sales', table: 'orders' });
+  assert.deepEqual(splitQualifiedName('"My.Schema"."Odd ""T"""'), { schema: 'My.Schema', table: 'Odd "T"' });
+});
+
+test('linkTypes resolves arrays, domains and ranges', () => {
+  const m = linkTypes([
+    { oid: 20, schema: 'pg_catalog', name: 'int8', typtype: 'b', category: 'N', elem: 0, base: 0, subtype: null },
+    { oid: 1016, schema: 'pg_catalog', name: '_int8', typtype: 'b', category: 'A', elem: 20, base: 0, subtype: null },
+    { oid: 5000, schema: 'public', name: 'posint', typtype: 'd', category: 'N', elem: 0, base: 20, subtype: null },
+    { oid: 3926, schema: 'pg_catalog', name: 'int8range', typtype: 'r', category: 'R', elem: 0, base: 0, subtype: 20 },
+    { oid: 19, schema: 'pg_catalog', name: 'name', typtype: 'b', category: 'S', elem: 18, base: 0, subtype: null },
+  ]);
+  assert.equal(m.get(1016)!.kind, 'array');
+  assert.equal(m.get(1016)!.elem!.name, 'int8');
+  assert.equal(m.get(5000)!.base!.name, 'int8');
+  assert.equal(m.get(3926)!.subtype!.name, 'int8');
+  assert.equal(m.get(19)!.kind, 'base');
+});

@@ -1,0 +1,122 @@
+/**
+ * Reads the destination's catalog: Citus presence, and per mapped table its columns with
+ * their declared types, primary key and distribution. Read once per table (and again
+ * after a schema change or a stall), never per row.
+ */
+import type pg from 'pg';
+
+export interface CitusInfo {
+  present: boolean;
+  version: string | null;
+}
+
+export interface DestinationTable {
+  schema: string;
+  name: string;
+  exists: boolean;
+  /** Columns with `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
+  columns: { name: string; type: string; notNull: boolean }[];
+  primaryKey: string[];
+  /** Columns of every unique constraint or unique index (primary key included). */
+  uniqueKeys: string[][];
+  citus: 'distributed' | 'reference' | 'local';
+  distributionColumn: string | null;
+  /** Foreign keys from this table (name and definition), which per-table apply cannot honour. */
+  foreignKeys: { name: string; definition: string }[];
+}
+
+export async function detectCitus(client: pg.ClientBase): Promise<CitusInfo> {
+  const { rows } = await client.query(`SELECT extversion FROM pg_extension WHERE extname = 'citus'`);
+  return { present: rows.length > 0, version: rows[0]?.extversion ?? null };
+}
+
+const TABLE_SQL = `
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`;
+
+const COLUMNS_SQL = `
+SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+  FROM pg_attribute a
+ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attnum`;
+
+const UNIQUE_SQL = `
+SELECT i.indisprimary AS primary, array_agg(a.attname ORDER BY k.ord) AS cols
+  FROM pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = $1 AND i.indisunique
+ GROUP BY i.indexrelid, i.indisprimary`;
+
+const FKEYS_SQL = `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'`;
+
+const DIST_SQL = `
+SELECT partmethod, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS dist_col
+  FROM pg_dist_partition WHERE logicalrelid = $1::regclass`;
+
+export async function readDestinationTable(client: pg.ClientBase, schema: string, name: string, citus: CitusInfo): Promise<DestinationTable> {
+  const empty: DestinationTable = {
+    schema, name, exists: false, columns: [], primaryKey: [], uniqueKeys: [], citus: 'local', distributionColumn: null, foreignKeys: [],
+  };
+  const { rows: rel } = await client.query(TABLE_SQL, [schema, name]);
+  if (rel.length === 0) return empty;
+  const oid = rel[0].oid;
+  const [cols, uniq, fks] = await Promise.all([
+    client.query(COLUMNS_SQL, [oid]),
+    client.query(UNIQUE_SQL, [oid]),
+    client.query(FKEYS_SQL, [oid]),
+  ]);
+  let kind: DestinationTable['citus'] = 'local';
+  let distributionColumn: string | null = null;
+  if (citus.present) {
+    const { rows } = await client.query(DIST_SQL, [oid]);
+    if (rows[0]) {
+      kind = rows[0].partmethod === 'n' ? 'reference' : 'distributed';
+      distributionColumn = rows[0].dist_col;
+    }
+  }
+  return {
+    schema,
+    name,
+    exists: true,
+    columns: cols.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null })),
+    primaryKey: uniq.rows.find((u) => u.primary)?.cols ?? [],
+    uniqueKeys: uniq.rows.map((u) => u.cols),
+    citus: kind,
+    distributionColumn,
+    foreignKeys: fks.rows,
+  };
+}
+
+export interface KeyFinding {
+  level: 'WARN' | 'FAIL';
+  message: string;
+}
+
+/**
+ * Pure: how the destination key relates to the source key. Allowed: equal, or the source
+ * key plus the distribution column (the migration guide's rule). Warns where Citus would
+ * refuse a constraint that lacks the distribution column.
+ */
+export function judgeDestinationKey(dest: DestinationTable, sourceKey: string[]): KeyFinding[] {
+  const out: KeyFinding[] = [];
+  const qn = `${dest.schema}.${dest.name}`;
+  if (!dest.exists) return [{ level: 'FAIL', message: `destination table ${qn} does not exist` }];
+  if (dest.primaryKey.length === 0) return [{ level: 'FAIL', message: `destination table ${qn} has no primary key` }];
+  const missing = sourceKey.filter((c) => !dest.primaryKey.includes(c));
+  const extra = dest.primaryKey.filter((c) => !sourceKey.includes(c));
+  if (missing.length) {
+    out.push({ level: 'FAIL', message: `destination primary key (${dest.primaryKey.join(', ')}) of ${qn} lacks source key column(s) ${missing.join(', ')}` });
+  }
+  if (extra.length && !(extra.length === 1 && extra[0] === dest.distributionColumn)) {
+    out.push({ level: 'FAIL', message: `destination primary key of ${qn} adds ${extra.join(', ')}: only the distribution column may be added to the source key` });
+  }
+  if (dest.citus === 'distributed' && dest.distributionColumn) {
+    for (const u of dest.uniqueKeys) {
+      if (!u.includes(dest.distributionColumn)) {
+        out.push({ level: 'WARN', message: `unique key (${u.join(', ')}) of ${qn} lacks the distribution column ${dest.distributionColumn}: Citus refuses such constraints` });
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,71 @@
+/**
+ * Secret masking shared by the logger, config errors and the CLI. Pure: no I/O.
+ * Masking is deliberately generous (it would rather hide a host than leak a password).
+ */
+
+export const MASK = '***';
+
+/**
+ * `scheme://user:PASSWORD@` → `scheme://user:***@`. The password runs to the LAST `@` of the
+ * whitespace/quote-delimited token, because operators do paste unencoded `@` and `/` into
+ * passwords and those malformed URLs are exactly the ones quoted in error messages.
+ */
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:@/?#"'`<>]*:)[^\s"'`<>]*@/gi;
+/** `?password=x` / `&sslpassword=x` inside a URL query string. */
+const URL_QUERY_PASSWORD = /([?&][a-z_]*password=)[^&\s"'`<>#]*/gi;
+/** libpq keyword form: `host=h password=secret` or `password='se cret'`. */
+const KEYWORD_PASSWORD = /(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'"&]+)/gi;
+
+/** Mask every password inside URLs (postgres://, postgresql://, http://…) and libpq keyword strings in `text`. */
+export function redactUrl(text: string): string {
+  if (!text.includes('://') && !/password/i.test(text)) return text;
+  return text
+    .replace(URL_USERINFO, `$1${MASK}@`)
+    .replace(URL_QUERY_PASSWORD, `$1${MASK}`)
+    .replace(KEYWORD_PASSWORD, (_m, k: string) => `${k}${MASK}`);
+}
+
+/** Keys whose values are secrets wherever they appear (password, sasl.password, PGPASSWORD, clientSecret...). */
+export function isSecretKey(key: string): boolean {
+  return /(password|passwd|secret)$/i.test(key) || /^pwd$/i.test(key);
+}
+
+/**
+ * A copy of `value` with secret-keyed values replaced by `***` and URL passwords masked in every
+ * string. Walks plain objects, arrays and Errors (as `{type, message, stack, ...}`); other class
+ * instances are returned unchanged. `extraSecret(path)` adds path-dependent secrets (e.g. `ssl.key`).
+ */
+export function redactDeep(value: unknown, extraSecret?: (path: readonly string[]) => boolean): unknown {
+  const seen = new WeakSet<object>();
+  const walk = (v: unknown, path: string[], depth: number): unknown => {
+    if (typeof v === 'string') return redactUrl(v);
+    if (v === null || typeof v !== 'object') return v;
+    if (seen.has(v) || depth > 12) return '[Circular or too deep]';
+    if (v instanceof Error) {
+      seen.add(v);
+      const out: Record<string, unknown> = { type: v.constructor?.name ?? v.name, message: redactUrl(v.message) };
+      if (v.stack) out.stack = redactUrl(v.stack);
+      for (const [k, inner] of Object.entries(v)) {
+        if (k in out) continue;
+        out[k] = isSecret(k, [...path, k]) ? MASK : walk(inner, [...path, k], depth + 1);
+      }
+      if (v.cause !== undefined && !('cause' in out)) out.cause = walk(v.cause, [...path, 'cause'], depth + 1);
+      return out;
+    }
+    if (Array.isArray(v)) {
+      seen.add(v);
+      return v.map((item, i) => walk(item, [...path, String(i)], depth + 1));
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return v;
+    seen.add(v);
+    const out: Record<string, unknown> = {};
+    for (const [k, inner] of Object.entries(v)) {
+      const p = [...path, k];
+      out[k] = isSecret(k, p) && inner !== undefined && inner !== null ? MASK : walk(inner, p, depth + 1);
+    }
+    return out;
+  };
+  const isSecret = (k: string, path: string[]) => isSecretKey(k) || (extraSecret?.(path) ?? false);
+  return walk(value, [], 0);
+}

@@ -1,0 +1,70 @@
+/**
+ * Retry with exponential backoff for transient failures. Which errors are transient is decided
+ * by `isRetriable` (shared/errors.ts) only: anything else is rethrown at once, unchanged.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isRetriable } from './errors.ts';
+import type { Logger } from './logger.ts';
+
+export interface RetryOptions {
+  /** Retries after the first attempt; `Infinity` retries forever (until aborted). Default 5. */
+  retries?: number;
+  /** First delay. Default 200 ms. */
+  initialMs?: number;
+  /** Delay ceiling. Default 30 s. */
+  maxMs?: number;
+  /** Growth per attempt. Default 2. */
+  factor?: number;
+  /** Randomise each delay into [delay/2, delay] so that restarted workers do not retry in lockstep. Default true. */
+  jitter?: boolean;
+  /** Abort stops waiting at once and rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  logger?: Logger;
+  /** What is being tried, for the log line ("connect to source"). */
+  what: string;
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  /** Source of randomness for jitter (tests). */
+  random?: () => number;
+}
+
+/** The delay before retry number `attempt` (1 = after the first failure). Pure. */
+export function backoffDelay(
+  attempt: number,
+  opts: Pick<RetryOptions, 'initialMs' | 'maxMs' | 'factor' | 'jitter' | 'random'> = {},
+): number {
+  const initial = opts.initialMs ?? 200;
+  const max = opts.maxMs ?? 30_000;
+  const factor = opts.factor ?? 2;
+  const base = Math.min(max, initial * Math.pow(factor, attempt - 1));
+  if (opts.jitter === false) return Math.round(base);
+  const r = (opts.random ?? Math.random)();
+  return Math.round(base / 2 + (base / 2) * r);
+}
+
+/**
+ * Call `fn(attempt)` (attempt counts from 1) until it resolves, a non-retriable error is thrown,
+ * the retries are used up (the last error is rethrown) or `signal` aborts (rejects with its reason).
+ */
+export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions): Promise<T> {
+  const retries = opts.retries ?? 5;
+  if (!(retries >= 0)) throw new RangeError(`retry(${opts.what}): retries must be >= 0, got ${retries}`);
+  for (let attempt = 1; ; attempt++) {
+    opts.signal?.throwIfAborted();
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (!isRetriable(err) || attempt > retries) throw err;
+      const delayMs = backoffDelay(attempt, opts);
+      opts.onRetry?.(err, attempt, delayMs);
+      opts.logger?.warn(
+        { err, attempt, retriesLeft: retries === Infinity ? 'unlimited' : retries - attempt + 1, delayMs },
+        `${opts.what} failed, retrying in ${delayMs} ms`,
+      );
+      // timers/promises rejects with an AbortError carrying signal.reason as cause; surface the reason itself.
+      await sleep(delayMs, undefined, { signal: opts.signal }).catch((e: unknown) => {
+        throw opts.signal?.aborted ? opts.signal.reason : e;
+      });
+    }
+  }
+}

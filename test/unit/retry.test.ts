@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { backoffDelay, retry } from '../../shared/retry.ts';
+import { ConfigError, RetriableError, SourceError } from '../../shared/errors.ts';
+
+const tiny = { initialMs: 1, maxMs: 4, jitter: false };
+
+test('retries retriable errors until success, passing the attempt number', async () => {
+  const seen: number[] = [];
+  const delays: number[] = [];
+  const result = await retry(
+    async (attempt) => {
+      seen.push(attempt);
+      if (attempt < 3) throw new RetriableError('broker unavailable');
+      return 'done';
+    },
+    { ...tiny, what: 'send', onRetry: (_e, _a, d) => delays.push(d) },
+  );
+  assert.equal(result, 'done');
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.deepEqual(delays, [1, 2]);
+});
+
+test('a non-retriable error is rethrown at once, unchanged', async () => {
+  let calls = 0;
+  const err = new ConfigError('bad');
+  await assert.rejects(
+    retry(async () => {
+      calls++;
+      throw err;
+    }, { ...tiny, what: 'x' }),
+    (e) => e === err,
+  );
+  assert.equal(calls, 1);
+});
+
+test('a retriable cause inside a non-retriable wrapper is retried; node socket codes too', async () => {
+  let calls = 0;
+  await retry(
+    async () => {
+      calls++;
+      if (calls === 1) throw new SourceError('wrapped', { cause: Object.assign(new Error('reset'), { code: 'ECONNRESET' }) });
+      if (calls === 2) throw Object.assign(new Error('deadlock'), { code: '40P01' });
+    },
+    { ...tiny, what: 'x' },
+  );
+  assert.equal(calls, 3);
+});
+
+test('gives up after `retries` retries and rethrows the last error', async () => {
+  let calls = 0;
+  await assert.rejects(
+    retry(async () => {
+      calls++;
+      throw new RetriableError(`fail ${calls}`);
+    }, { ...tiny, retries: 2, what: 'x' }),
+    /fail 3/,
+  );
+  assert.equal(calls, 3);
+});
+
+test('retries: 0 means one attempt', async () => {
+  let calls = 0;
+  await assert.rejects(retry(async () => { calls++; throw new RetriableError('x'); }, { ...tiny, retries: 0, what: 'x' }));
+  assert.equal(calls, 1);
+});
+
+test('abort during the backoff wait rejects with the abort reason promptly', async () => {
+  const ac = new AbortController();
+  let calls = 0;
+  const started = Date.now();
+  const p = retry(
+    async () => {
+      calls++;
+      throw new RetriableError('down');
+    },
+    { retries: Infinity, initialMs: 60_000, jitter: false, signal: ac.signal, what: 'x', onRetry: () => ac.abort(new Error('stopping')) },
+  );
+  await assert.rejects(p, /stopping/);
+  assert.equal(calls, 1);
+  assert.ok(Date.now() - started < 5_000);
+});
+
+test('an already aborted signal means no attempt at all', async () => {
+  let calls = 0;
+  await assert.rejects(retry(async () => { calls++; }, { what: 'x', signal: AbortSignal.abort(new Error('gone')) }), /gone/);
+  assert.equal(calls, 0);
+});
+
+test('backoff grows by factor, is capped, and jitter stays within [d/2, d]', () => {
+  assert.deepEqual([1, 2, 3, 4, 5].map((a) => backoffDelay(a, { initialMs: 100, factor: 3, maxMs: 1000, jitter: false })), [100, 300, 900, 1000, 1000]);
+  assert.equal(backoffDelay(3, { initialMs: 100, random: () => 0 }), 200);
+  assert.equal(backoffDelay(3, { initialMs: 100, random: () => 1 }), 400);
+  for (let i = 0; i < 50; i++) {
+    const d = backoffDelay(2, { initialMs: 100 });
+    assert.ok(d >= 100 && d <= 200, String(d));
+  }
+});

@@ -1,0 +1,195 @@
+/**
+ * The schema registry edge shared by both connectors: registers schemas and fetches them
+ * by id, caching both so that the hot path never waits on the registry per record. Only
+ * schemas (JSON) and ids cross this boundary: we build our own avsc types (BigInt longs),
+ * so the library's encode/decode are not used.
+ *
+ * Registration goes through `@kafkajs/confluent-schema-registry` (its retries, basic auth,
+ * subject compatibility check); the two calls that library does not expose — the raw
+ * schema text by id and PUT /config/{subject} — are plain fetches with the same auth.
+ * Those are not retried here: failures come back as `SchemaError` with `retriable: true`
+ * for the caller's retry policy.
+ */
+import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
+import pino, { type Logger } from 'pino';
+import { SchemaError, type ErrorContext } from '../errors.ts';
+import { canonicalSchemaText } from './canonical.ts';
+
+export type CompatibilityLevel = `${COMPATIBILITY}`;
+
+export interface RegistryClientOptions {
+  /** Base URL, e.g. http://127.0.0.1:8081 */
+  url: string;
+  username?: string;
+  password?: string;
+  /**
+   * The level the connector expects on its subjects: set on a subject's first registration,
+   * and the library refuses to register under a subject configured otherwise. Default BACKWARD.
+   */
+  compatibility?: CompatibilityLevel;
+  /** Per-request timeout of the fetch-based calls. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Retries of the library's calls (register). Default 3. */
+  retries?: number;
+  logger?: Logger;
+}
+
+const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+
+export class RegistryClient {
+  private readonly lib: SchemaRegistry;
+  private readonly url: string;
+  private readonly authHeader: string | undefined;
+  private readonly defaultLevel: CompatibilityLevel;
+  private readonly timeoutMs: number;
+  private readonly log: Logger;
+  /** subject \0 canonical text -> id; a promise so that concurrent callers share one request. */
+  private readonly idCache = new Map<string, Promise<number>>();
+  /** Same schema object passed again: skip the canonicalisation too. */
+  private readonly idByObject = new WeakMap<object, Map<string, Promise<number>>>();
+  private readonly schemaCache = new Map<number, Promise<object>>();
+  private readonly levels = new Map<string, CompatibilityLevel>();
+
+  constructor(opts: RegistryClientOptions) {
+    this.url = opts.url.replace(/\/+$/, '');
+    const auth = opts.username !== undefined ? { username: opts.username, password: opts.password ?? '' } : undefined;
+    this.authHeader = auth && `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
+    this.lib = new SchemaRegistry({ host: this.url, auth, retry: { retries: opts.retries ?? 3 } });
+    this.defaultLevel = opts.compatibility ?? 'BACKWARD';
+    this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
+    // Only the URL goes into log context; credentials never do.
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'schema-registry', registry: this.url });
+  }
+
+  /** The global id of `schema` under `subject`, registering it when new. Cached. */
+  register(subject: string, schema: object): Promise<number> {
+    let perObject = this.idByObject.get(schema);
+    const hit = perObject?.get(subject);
+    if (hit) return hit;
+
+    const key = `${subject}\0${canonicalSchemaText(schema)}`;
+    let p = this.idCache.get(key);
+    if (!p) {
+      p = this.doRegister(subject, schema);
+      this.idCache.set(key, p);
+      // A failed registration must not stick: the next call tries again.
+      p.catch(() => {
+        if (this.idCache.get(key) === p) this.idCache.delete(key);
+        this.idByObject.get(schema)?.delete(subject);
+      });
+    }
+    if (!perObject) {
+      perObject = new Map();
+      this.idByObject.set(schema, perObject);
+    }
+    perObject.set(subject, p);
+    return p;
+  }
+
+  /**
+   * The Avro schema JSON registered under `id`. Ids are immutable, so it is cached for
+   * the life of the client. The object is shared between callers: do not mutate it.
+   */
+  getSchema(id: number): Promise<object> {
+    let p = this.schemaCache.get(id);
+    if (!p) {
+      p = this.fetchSchema(id);
+      this.schemaCache.set(id, p);
+      p.catch(() => {
+        if (this.schemaCache.get(id) === p) this.schemaCache.delete(id);
+      });
+    }
+    return p;
+  }
+
+  /** PUT /config/{subject}; later registrations under the subject expect this level. */
+  async setCompatibility(subject: string, level: CompatibilityLevel): Promise<void> {
+    await this.rest('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility: level }, { subject, compatibility: level });
+    this.levels.set(subject, level);
+    this.log.info({ subject, compatibility: level }, 'subject compatibility set');
+  }
+
+  private async doRegister(subject: string, schema: object): Promise<number> {
+    const compatibility = (this.levels.get(subject) ?? this.defaultLevel) as COMPATIBILITY;
+    let id: number;
+    try {
+      ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
+    } catch (err) {
+      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility });
+    }
+    this.log.info({ subject, schemaId: id }, 'schema registered');
+    // The registry may hold an equivalent text for this id; ours is as good (same canonical form).
+    if (!this.schemaCache.has(id)) this.schemaCache.set(id, Promise.resolve(JSON.parse(JSON.stringify(schema)) as object));
+    return id;
+  }
+
+  private async fetchSchema(id: number): Promise<object> {
+    const body = (await this.rest('GET', `/schemas/ids/${id}`, undefined, { schemaId: id })) as { schema?: unknown };
+    if (typeof body.schema !== 'string') {
+      throw new SchemaError(`schema registry answered GET /schemas/ids/${id} without a schema`, { context: { schemaId: id } });
+    }
+    try {
+      return JSON.parse(body.schema) as object;
+    } catch (err) {
+      throw new SchemaError(`schema ${id} from the registry is not JSON`, { context: { schemaId: id }, cause: err });
+    }
+  }
+
+  private async rest(method: string, path: string, body: unknown, context: ErrorContext): Promise<unknown> {
+    const what = `schema registry ${method} ${path}`;
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, {
+        method,
+        headers: {
+          accept: `${CONTENT_TYPE}, application/json`,
+          ...(body === undefined ? {} : { 'content-type': CONTENT_TYPE }),
+          ...(this.authHeader ? { authorization: this.authHeader } : {}),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      // fetch fails with TypeError('fetch failed') whose cause names the socket error.
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const detail = cause?.code ?? cause?.message ?? (err as Error).message;
+      throw new SchemaError(`${what}: cannot reach the registry (${detail})`, { retriable: true, context, cause: err });
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      json = undefined;
+    }
+    if (res.ok && json !== undefined) return json;
+    const errBody = (json ?? {}) as { error_code?: number; message?: string };
+    throw registryError(
+      { status: res.status, message: errBody.message ?? text.slice(0, 200), errorCode: errBody.error_code },
+      `${what} failed`,
+      context,
+    );
+  }
+}
+
+const NETWORK_CODES = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|timeout/i;
+
+/**
+ * A registry failure as SchemaError. The library (mappersmith) reports a network failure
+ * as status 400 with the socket error in the message, so that case is told apart by text.
+ */
+function registryError(err: unknown, what: string, context: ErrorContext): SchemaError {
+  const e = (err ?? {}) as { status?: number; message?: string; errorCode?: number; name?: string };
+  const status = typeof e.status === 'number' ? e.status : undefined;
+  const message = String(e.message ?? err);
+  const networkFailure = (status === undefined || status === 400 || status === 0) && NETWORK_CODES.test(message);
+  const retriable = networkFailure || (status !== undefined && (status >= 500 || status === 408 || status === 429));
+  const ctx: ErrorContext = { ...context, status, errorCode: e.errorCode };
+  let remedy: string | undefined;
+  if (status === 401 || status === 403) remedy = 'check the registry username and password';
+  else if (status === 409) remedy = "the new schema breaks the subject's compatibility level: make the change compatible (e.g. give the new column a default) or change the level";
+  else if (e.name === 'ConfluentSchemaRegistryCompatibilityError') {
+    remedy = "the subject's compatibility level differs from the one the connector expects: align the connector's setting with the subject's, or PUT /config/{subject}";
+  } else if (networkFailure) remedy = 'is the schema registry running and its URL right?';
+  return new SchemaError(`${what}: ${message}`, { retriable, context: ctx, cause: err, remedy });
+}

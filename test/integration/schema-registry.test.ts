@@ -1,0 +1,275 @@
+/**
+ * The development schema registry server driven by the real client library over HTTP,
+ * plus our RegistryClient edge against it.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { SchemaRegistry, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
+import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
+import { RegistryClient } from '../../shared/registry/registry-client.ts';
+import { SchemaError } from '../../shared/errors.ts';
+import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shardbridge-sr-test-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+interface RecordSchema {
+  type: string;
+  name: string;
+  namespace: string;
+  fields: Record<string, unknown>[];
+}
+const userV1: RecordSchema = {
+  type: 'record',
+  name: 'User',
+  namespace: 'test.shardbridge',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'name', type: 'string' },
+  ],
+};
+const withField = (base: RecordSchema, field: Record<string, unknown>): RecordSchema => ({ ...base, fields: [...base.fields, field] });
+
+async function http(url: string, method: string, body?: unknown): Promise<{ status: number; json: any; contentType: string | null }> {
+  const res = await fetch(url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json(), contentType: res.headers.get('content-type') };
+}
+
+test('the client library registers, encodes and decodes through the server', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const lib = new SchemaRegistry({ host: srv.url });
+
+  const { id } = await lib.register(userV1 as any, { subject: 'users-value' });
+  const again = await lib.register(userV1 as any, { subject: 'users-value' });
+  assert.equal(again.id, id);
+  // The same schema under another subject gets the same global id, as in Confluent.
+  const other = await lib.register(userV1 as any, { subject: 'other-value' });
+  assert.equal(other.id, id);
+  assert.equal(await lib.getLatestSchemaId('users-value'), id);
+  assert.equal(await lib.getRegistryIdBySchema('users-value', userV1 as any), id);
+
+  const buf = await lib.encode(id, { id: 42, name: 'ada' });
+  assert.equal(decodeWireHeader(buf).schemaId, id);
+  // A fresh client has no cache: decode fetches the schema by id from the server.
+  const fresh = new SchemaRegistry({ host: srv.url });
+  assert.deepEqual({ ...(await fresh.decode(buf)) }, { id: 42, name: 'ada' });
+
+  const versions = await http(`${srv.url}/schemas/ids/${id}/versions`, 'GET');
+  assert.deepEqual(versions.json, [
+    { subject: 'other-value', version: 1 },
+    { subject: 'users-value', version: 1 },
+  ]);
+  assert.equal(versions.contentType, 'application/vnd.schemaregistry.v1+json');
+});
+
+test('BACKWARD refuses a new field without default with 409; NONE allows it', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const lib = new SchemaRegistry({ host: srv.url });
+  const v2Bad = withField(userV1, { name: 'email', type: 'string' });
+  const v2Good = withField(userV1, { name: 'email', type: 'string', default: '' });
+
+  const { id: id1 } = await lib.register(userV1 as any, { subject: 'b-value' });
+  await assert.rejects(lib.register(v2Bad as any, { subject: 'b-value' }), (err: any) => err.status === 409 && /incompatible/.test(err.message));
+  const raw = await http(`${srv.url}/subjects/b-value/versions`, 'POST', { schema: JSON.stringify(v2Bad) });
+  assert.equal(raw.status, 409);
+  assert.equal(raw.json.error_code, 409);
+
+  const { id: id2 } = await lib.register(v2Good as any, { subject: 'b-value' });
+  assert.notEqual(id2, id1);
+  assert.deepEqual((await http(`${srv.url}/subjects/b-value/versions`, 'GET')).json, [1, 2]);
+
+  await lib.register(userV1 as any, { subject: 'n-value', compatibility: COMPATIBILITY.NONE });
+  assert.equal((await http(`${srv.url}/config/n-value`, 'GET')).json.compatibilityLevel, 'NONE');
+  const { id: idNone } = await lib.register(v2Bad as any, { subject: 'n-value', compatibility: COMPATIBILITY.NONE });
+  assert.ok(idNone > id2);
+});
+
+test('FORWARD, FULL and the transitive levels follow Avro schema resolution', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const register = (subject: string, schema: object) => http(`${srv.url}/subjects/${subject}/versions`, 'POST', { schema: JSON.stringify(schema) });
+  const setLevel = (subject: string, level: string) => http(`${srv.url}/config/${subject}`, 'PUT', { compatibility: level });
+
+  // FORWARD: old readers must read new data. Dropping a field without default breaks them;
+  // adding a required field does not.
+  const onlyId = { ...userV1, fields: [userV1.fields[0]] };
+  await register('f', userV1);
+  assert.equal((await setLevel('f', 'FORWARD')).json.compatibility, 'FORWARD');
+  assert.equal((await register('f', onlyId)).status, 409);
+  assert.equal((await register('f', withField(userV1, { name: 'age', type: 'int' }))).status, 200);
+
+  // FULL: both ways; a field with a default is fine, a required one is not.
+  await register('full', userV1);
+  await setLevel('full', 'FULL');
+  assert.equal((await register('full', withField(userV1, { name: 'age', type: 'int' }))).status, 409);
+  assert.equal((await register('full', withField(userV1, { name: 'age', type: 'int', default: 0 }))).status, 200);
+
+  // v3 reads v2 (which has b) but not v1 (which lacks it and v3 has no default for it).
+  const v2 = withField(userV1, { name: 'b', type: 'string', default: 'x' });
+  const v3 = withField(userV1, { name: 'b', type: 'string' });
+  for (const [subject, level, expected] of [
+    ['bt', 'BACKWARD_TRANSITIVE', 409],
+    ['bl', 'BACKWARD', 200],
+  ] as const) {
+    await setLevel(subject, level);
+    await register(subject, userV1);
+    await register(subject, v2);
+    assert.equal((await register(subject, v3)).status, expected, level);
+  }
+});
+
+test('ids, versions and levels survive a restart with the same dataFile', async () => {
+  const dataFile = path.join(tmp, 'restart', 'registry.json');
+  const first = await startSchemaRegistry({ dataFile });
+  const lib = new SchemaRegistry({ host: first.url });
+  const { id: a } = await lib.register(userV1 as any, { subject: 'r1-value' });
+  const v2 = withField(userV1, { name: 'email', type: ['null', 'string'], default: null });
+  const { id: b } = await lib.register(v2 as any, { subject: 'r1-value' });
+  await http(`${first.url}/config/r2-value`, 'PUT', { compatibility: 'FULL' });
+  await first.stop();
+  assert.ok(fs.existsSync(dataFile));
+  assert.deepEqual(
+    fs.readdirSync(path.dirname(dataFile)).filter((f) => f.endsWith('.tmp')),
+    [],
+  );
+
+  const second = await startSchemaRegistry({ dataFile });
+  try {
+    const lib2 = new SchemaRegistry({ host: second.url });
+    assert.equal((await lib2.register(userV1 as any, { subject: 'r1-value' })).id, a);
+    assert.equal((await lib2.register(v2 as any, { subject: 'r1-value' })).id, b);
+    const latest = await http(`${second.url}/subjects/r1-value/versions/latest`, 'GET');
+    assert.deepEqual({ ...latest.json, schema: JSON.parse(latest.json.schema) }, { subject: 'r1-value', id: b, version: 2, schema: v2 });
+    assert.equal((await http(`${second.url}/config/r2-value`, 'GET')).json.compatibilityLevel, 'FULL');
+    // A new schema continues the id sequence rather than reusing one.
+    const v3 = withField(v2, { name: 'age', type: 'int', default: 0 });
+    assert.equal((await lib2.register(v3 as any, { subject: 'r1-value' })).id, Math.max(a, b) + 1);
+  } finally {
+    await second.stop();
+  }
+});
+
+test('raw HTTP: Confluent error codes, subjects, lookup, config and compatibility test', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const u = srv.url;
+  const schema = JSON.stringify(userV1);
+
+  assert.equal((await http(`${u}/subjects/s1/versions`, 'POST', { schema, schemaType: 'AVRO' })).json.id, 1);
+  await http(`${u}/subjects/s2/versions`, 'POST', { schema });
+  assert.deepEqual((await http(`${u}/subjects`, 'GET')).json, ['s1', 's2']);
+
+  const missingSubject = await http(`${u}/subjects/nope/versions/latest`, 'GET');
+  assert.deepEqual([missingSubject.status, missingSubject.json.error_code], [404, 40401]);
+  const missingVersion = await http(`${u}/subjects/s1/versions/7`, 'GET');
+  assert.deepEqual([missingVersion.status, missingVersion.json.error_code], [404, 40402]);
+  const missingSchema = await http(`${u}/schemas/ids/999`, 'GET');
+  assert.deepEqual([missingSchema.status, missingSchema.json.error_code], [404, 40403]);
+  for (const bad of ['{not json', JSON.stringify({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'nosuchtype' }] })]) {
+    const invalid = await http(`${u}/subjects/s1/versions`, 'POST', { schema: bad });
+    assert.deepEqual([invalid.status, invalid.json.error_code], [422, 42201]);
+    assert.equal(typeof invalid.json.message, 'string');
+  }
+  const badLevel = await http(`${u}/config`, 'PUT', { compatibility: 'SIDEWAYS' });
+  assert.deepEqual([badLevel.status, badLevel.json.error_code], [422, 42203]);
+
+  assert.deepEqual((await http(`${u}/schemas/ids/1`, 'GET')).json, { schema });
+  assert.deepEqual((await http(`${u}/subjects/s1/versions/1/schema`, 'GET')).json, userV1);
+  assert.deepEqual((await http(`${u}/subjects/s1`, 'POST', { schema })).json, { subject: 's1', id: 1, version: 1, schema });
+  const notUnder = await http(`${u}/subjects/s1`, 'POST', { schema: JSON.stringify(withField(userV1, { name: 'z', type: 'int' })) });
+  assert.deepEqual([notUnder.status, notUnder.json.error_code], [404, 40403]);
+
+  assert.deepEqual((await http(`${u}/config`, 'GET')).json, { compatibilityLevel: 'BACKWARD' });
+  const noOwnLevel = await http(`${u}/config/s1`, 'GET');
+  assert.equal(noOwnLevel.status, 404);
+  assert.deepEqual((await http(`${u}/config/s1?defaultToGlobal=true`, 'GET')).json, { compatibilityLevel: 'BACKWARD' });
+
+  const incompatible = JSON.stringify(withField(userV1, { name: 'email', type: 'string' }));
+  const compatible = JSON.stringify(withField(userV1, { name: 'email', type: 'string', default: '' }));
+  assert.deepEqual((await http(`${u}/compatibility/subjects/s1/versions/latest`, 'POST', { schema: incompatible })).json, { is_compatible: false });
+  assert.deepEqual((await http(`${u}/compatibility/subjects/s1/versions/1`, 'POST', { schema: compatible })).json, { is_compatible: true });
+  const verbose = await http(`${u}/compatibility/subjects/s1/versions/latest?verbose=true`, 'POST', { schema: incompatible });
+  assert.match(verbose.json.messages[0], /email/);
+  const compatMissing = await http(`${u}/compatibility/subjects/s1/versions/9`, 'POST', { schema: compatible });
+  assert.deepEqual([compatMissing.status, compatMissing.json.error_code], [404, 40402]);
+
+  // Plain application/json is accepted as well as Confluent's content type.
+  const plain = await fetch(`${u}/subjects/s3/versions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ schema }) });
+  assert.deepEqual(await plain.json(), { id: 1 });
+
+  assert.deepEqual((await http(`${u}/subjects/s2`, 'DELETE')).json, [1]);
+  assert.deepEqual((await http(`${u}/subjects`, 'GET')).json, ['s1', 's3']);
+  assert.equal((await http(`${u}/subjects/s2/versions`, 'GET')).json.error_code, 40401);
+  // The schema itself stays readable by id after its subject is gone.
+  assert.equal((await http(`${u}/schemas/ids/1`, 'GET')).status, 200);
+});
+
+test('RegistryClient: cached ids and schemas, SchemaError mapping, no credentials in logs', async (t) => {
+  const srv = await startSchemaRegistry();
+  let stopped = false;
+  t.after(async () => {
+    if (!stopped) await srv.stop();
+  });
+  const logLines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (s: string) => void logLines.push(s) });
+  const client = new RegistryClient({ url: srv.url, username: 'svc-user', password: 's3cret-pw', logger, retries: 0 });
+
+  const schema: RecordSchema = {
+    ...userV1,
+    fields: [...userV1.fields, { name: 'at', type: { type: 'long', 'connect.name': 'io.debezium.time.MicroTimestamp' } }],
+  };
+  const [id, same] = await Promise.all([client.register('c-value', schema), client.register('c-value', structuredClone(schema))]);
+  assert.equal(same, id);
+  // Key order does not matter to the cache or the registry.
+  const reordered = { fields: schema.fields, namespace: schema.namespace, name: schema.name, type: schema.type };
+  assert.equal(await client.register('c-value', reordered), id);
+
+  // A second client has an empty cache: getSchema fetches the raw JSON, custom attributes intact.
+  const reader = new RegistryClient({ url: srv.url, retries: 0 });
+  const fetched = await reader.getSchema(id);
+  assert.deepEqual(fetched, schema);
+  assert.equal(await reader.getSchema(id), fetched);
+
+  await assert.rejects(reader.getSchema(9999), (err: unknown) => err instanceof SchemaError && !err.retriable && err.context.schemaId === 9999 && err.context.status === 404);
+
+  const incompatible = withField(schema, { name: 'email', type: 'string' });
+  await assert.rejects(
+    client.register('c-value', incompatible),
+    (err: unknown) => err instanceof SchemaError && !err.retriable && err.context.subject === 'c-value' && err.context.status === 409,
+  );
+  await client.setCompatibility('c-value', 'NONE');
+  assert.equal((await http(`${srv.url}/config/c-value`, 'GET')).json.compatibilityLevel, 'NONE');
+  const idNone = await client.register('c-value', incompatible);
+  assert.ok(idNone > id);
+
+  // Everything above is cached: with the server gone, the same questions still get answers.
+  await srv.stop();
+  stopped = true;
+  assert.equal(await client.register('c-value', schema), id);
+  assert.equal(await client.register('c-value', incompatible), idNone);
+  assert.deepEqual(await reader.getSchema(id), schema);
+  // The registering client knows the schema of the ids it registered without asking.
+  assert.deepEqual(await client.getSchema(idNone), incompatible);
+
+  // New questions fail as retriable SchemaErrors naming the subject or id.
+  await assert.rejects(
+    client.register('d-value', schema),
+    (err: unknown) => err instanceof SchemaError && err.retriable && err.context.subject === 'd-value',
+  );
+  await assert.rejects(reader.getSchema(id + 100), (err: unknown) => err instanceof SchemaError && err.retriable && err.context.schemaId === id + 100);
+  await assert.rejects(client.setCompatibility('d-value', 'FULL'), (err: unknown) => err instanceof SchemaError && err.retriable);
+
+  const logs = logLines.join('');
+  assert.match(logs, /schema registered/);
+  assert.doesNotMatch(logs, /s3cret-pw/);
+});

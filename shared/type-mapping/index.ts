@@ -1,0 +1,12 @@
+/**
+ * PostgreSQL text <-> Avro: the source's `codecFor` (text -> Avro value, Avro type JSON)
+ * and the sink's `textEncoderFor` (Avro value -> PostgreSQL input text, from the schema
+ * alone). Every avsc type in the project comes from `createAvroType` so `long` is BigInt.
+ */
+export { avroRegistryOptions, createAvroType, BIGINT_LONG_TYPE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './avro.ts';
+export { codecFor, codecForType, nullableAvroType, BITS_NAME } from './codecs.ts';
+export type { ColumnCodec } from './codecs.ts';
+export { textEncoderFor } from './encoders.ts';
+export type { TextEncoder } from './encoders.ts';
+export { pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';
+export { parseArray1D, quoteArrayElement } from './arrays.ts';

@@ -1,0 +1,188 @@
+/**
+ * Configuration pieces both connectors share: field builders, the PostgreSQL connection section,
+ * Kafka and Schema Registry sections, and pure helpers that turn a section into a `pg` config or
+ * a printable copy. Every object is strict: an unknown key is an error, never silently ignored.
+ * `.describe()` texts are the "expected form" that config errors print.
+ */
+import { readFileSync } from 'node:fs';
+import type { ClientConfig } from 'pg';
+import { z } from 'zod';
+import { redactDeep } from '../redact.ts';
+
+// ---------- field builders ----------
+
+export const positiveInt = () => z.number().int().positive();
+export const nonNegativeInt = () => z.number().int().nonnegative();
+export const nonEmptyString = () => z.string().min(1);
+export const portNumber = () => z.number().int().min(0).max(65535);
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const logLevel = () => z.enum(LOG_LEVELS).default('info');
+
+/** Kafka topic names: [a-zA-Z0-9._-]; the prefix leaves room for `.schema.table` within Kafka's 249. */
+export const topicName = () =>
+  z.string().regex(/^[a-zA-Z0-9._-]{1,200}$/).describe('a Kafka topic name (letters, digits, ".", "_", "-"; at most 200)');
+
+/** Lower-case unquoted PostgreSQL identifier (replication slot names allow nothing else). */
+export const lowerIdentifier = () =>
+  z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).describe('a lower-case identifier (a-z, 0-9, "_"; at most 63, not starting with a digit)');
+
+export const qualifiedTableName = () =>
+  z.string().regex(/^[^.\s]+\.[^.\s]+$/).describe('a "schema.table" name');
+
+const hostPort = () =>
+  z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/).describe('a "host:port" address');
+
+/** A section that may be left out: validated as `{}` so that errors name its required keys, not the section. */
+export function section<S extends z.ZodType>(schema: S): z.ZodPrefault<S> {
+  return schema.prefault({} as z.input<S>);
+}
+
+// ---------- PostgreSQL connection ----------
+
+export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
+/** A PostgreSQL connection section: either `url`, or `host` + `database` + `user`. */
+export function pgConnectionSchema(section: string) {
+  return z
+    .strictObject({
+      url: z.string().regex(/^postgres(ql)?:\/\/\S+$/).describe('a postgres:// or postgresql:// URL').optional(),
+      host: nonEmptyString().optional(),
+      port: portNumber().default(5432),
+      database: nonEmptyString().optional(),
+      user: nonEmptyString().optional(),
+      password: z.string().optional(),
+      sslmode: z.enum(SSL_MODES).default('prefer'),
+      /** Path of a CA certificate file (PEM) for verify-ca / verify-full. */
+      sslrootcert: nonEmptyString().optional(),
+    })
+    .superRefine((v, ctx) => {
+      const fields = (['host', 'database', 'user'] as const).filter((k) => v[k] !== undefined);
+      if (v.url !== undefined) {
+        for (const k of fields) {
+          ctx.addIssue({ code: 'custom', path: [k], message: `conflicts with ${section}.url: give either url or host/database/user` });
+        }
+      } else if (fields.length === 0) {
+        ctx.addIssue({ code: 'custom', path: ['url'], message: `required (or ${section}.host, ${section}.database and ${section}.user)` });
+      } else {
+        for (const k of ['host', 'database', 'user'] as const) {
+          if (v[k] === undefined) ctx.addIssue({ code: 'custom', path: [k], message: `required (or give ${section}.url instead)` });
+        }
+      }
+    });
+}
+export type PgConnectionConfig = z.infer<ReturnType<typeof pgConnectionSchema>>;
+
+// ---------- Kafka and Schema Registry ----------
+
+export const SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+
+export const kafkaSchema = () =>
+  z.strictObject({
+    brokers: z.array(hostPort()).min(1),
+    clientId: nonEmptyString().optional(),
+    ssl: z
+      .union([
+        z.boolean(),
+        z.strictObject({
+          ca: nonEmptyString().describe('PEM text').optional(),
+          cert: nonEmptyString().describe('PEM text').optional(),
+          key: nonEmptyString().describe('PEM text').optional(),
+          rejectUnauthorized: z.boolean().optional(),
+        }),
+      ])
+      .optional(),
+    sasl: z
+      .strictObject({
+        mechanism: z.enum(SASL_MECHANISMS),
+        username: nonEmptyString(),
+        password: nonEmptyString(),
+      })
+      .optional(),
+  });
+export type KafkaConfig = z.infer<ReturnType<typeof kafkaSchema>>;
+
+export const schemaRegistrySchema = () =>
+  z.strictObject({
+    url: z.string().regex(/^https?:\/\/\S+$/).describe('an http:// or https:// URL'),
+    username: nonEmptyString().optional(),
+    password: z.string().optional(),
+  });
+export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchema>>;
+
+// ---------- pure helpers ----------
+
+export interface ConnectionConfigOptions {
+  application_name?: string;
+  /** Reads `sslrootcert`; injectable so the mapping stays testable without files. */
+  readFile?: (path: string) => string;
+}
+
+/**
+ * A `pg` ClientConfig for a connection section. `sslmode` follows libpq except `prefer`:
+ * node-postgres cannot fall back from TLS to plain, so `prefer` connects without TLS (use
+ * `require` or stronger to insist on TLS). An `sslmode`/`sslrootcert` in the URL query wins
+ * over the fields and is taken out of the URL so node-postgres does not reinterpret it.
+ */
+export function connectionConfig(section: PgConnectionConfig, opts: ConnectionConfigOptions = {}): ClientConfig {
+  let sslmode: SslMode = section.sslmode;
+  let sslrootcert = section.sslrootcert;
+  const out: ClientConfig = {};
+  if (section.url !== undefined) {
+    const { url, params } = takeQueryParams(section.url, ['sslmode', 'sslrootcert']);
+    if (params.sslmode) {
+      if (!(SSL_MODES as readonly string[]).includes(params.sslmode)) {
+        throw new Error(`unsupported sslmode "${params.sslmode}" in the connection URL (expected one of ${SSL_MODES.join(', ')})`);
+      }
+      sslmode = params.sslmode as SslMode;
+    }
+    sslrootcert = params.sslrootcert ?? sslrootcert;
+    out.connectionString = url;
+  } else {
+    Object.assign(out, { host: section.host, port: section.port, database: section.database, user: section.user });
+  }
+  if (section.password !== undefined) out.password = section.password;
+  if (opts.application_name) out.application_name = opts.application_name;
+
+  const ca = sslrootcert ? (opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(sslrootcert) : undefined;
+  switch (sslmode) {
+    case 'disable':
+    case 'prefer':
+      out.ssl = false;
+      break;
+    case 'require':
+      out.ssl = { rejectUnauthorized: false };
+      break;
+    case 'verify-ca':
+      // Chain checked against the CA, host name not (libpq's verify-ca).
+      out.ssl = { rejectUnauthorized: true, ...(ca ? { ca } : {}), checkServerIdentity: () => undefined };
+      break;
+    case 'verify-full':
+      out.ssl = { rejectUnauthorized: true, ...(ca ? { ca } : {}) };
+      break;
+  }
+  return out;
+}
+
+function takeQueryParams(url: string, names: string[]): { url: string; params: Record<string, string> } {
+  const q = url.indexOf('?');
+  if (q < 0) return { url, params: {} };
+  const params: Record<string, string> = {};
+  const kept: string[] = [];
+  for (const part of url.slice(q + 1).split('&')) {
+    const eq = part.indexOf('=');
+    const name = decodeURIComponent(eq < 0 ? part : part.slice(0, eq));
+    if (names.includes(name)) params[name] = decodeURIComponent(eq < 0 ? '' : part.slice(eq + 1));
+    else if (part) kept.push(part);
+  }
+  return { url: url.slice(0, q) + (kept.length ? `?${kept.join('&')}` : ''), params };
+}
+
+/** TLS private keys (`ssl.key`) are secrets too. */
+const sslKeyPath = (path: readonly string[]) => path.length >= 2 && path[path.length - 1] === 'key' && path[path.length - 2] === 'ssl';
+
+/** A copy fit for printing: every password, secret and `ssl.key` replaced by `***`, URL passwords masked. */
+export function describeSafe<T>(config: T): T {
+  return redactDeep(config, sslKeyPath) as T;
+}

@@ -1,0 +1,73 @@
+/**
+ * The sink connector's configuration schema (strict, with defaults). docs/configuration.md
+ * describes every key; keep the two in step.
+ */
+import { z } from 'zod';
+import { loadConfig } from '../shared/config/load.ts';
+import {
+  kafkaSchema,
+  logLevel,
+  nonEmptyString,
+  pgConnectionSchema,
+  portNumber,
+  positiveInt,
+  qualifiedTableName,
+  schemaRegistrySchema,
+  section,
+  topicName,
+} from '../shared/config/common.ts';
+
+export { connectionConfig, describeSafe } from '../shared/config/common.ts';
+
+export const SINK_ENV_PREFIX = 'SHARDBRIDGE_SINK_';
+
+const tableMapping = z.strictObject({
+  /** Destination schema; default: the source table's schema. */
+  schema: nonEmptyString().optional(),
+  /** Destination table; default: the source table's name. */
+  table: nonEmptyString().optional(),
+  /** Source column → destination column; unlisted columns keep their names. */
+  columns: z.record(nonEmptyString(), nonEmptyString()).optional(),
+});
+
+export const sinkConfigSchema = z.strictObject({
+  name: nonEmptyString().default('shardbridge'),
+  groupId: nonEmptyString().default('shardbridge-sink'),
+  topicPrefix: topicName().default('shardbridge'),
+  kafka: section(kafkaSchema()),
+  schemaRegistry: section(schemaRegistrySchema()),
+  destination: section(pgConnectionSchema('destination')),
+  tables: z.record(qualifiedTableName(), tableMapping).default({}),
+  batch: z
+    .strictObject({
+      maxRows: positiveInt().default(10_000),
+      maxWaitMs: z.number().int().nonnegative().default(50),
+      adaptive: z.boolean().default(true),
+    })
+    .prefault({}),
+  citus: z
+    .strictObject({
+      maxCachedConnsPerWorker: positiveInt().default(16),
+      requireDistributed: z.boolean().default(false),
+    })
+    .prefault({}),
+  truncate: z.enum(['apply', 'ignore']).default('apply'),
+  autoEvolve: z.boolean().default(false),
+  deadLetter: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      topic: topicName().optional(),
+    })
+    .prefault({}),
+  stallRetryMs: positiveInt().default(5_000),
+  metricsPort: portNumber().default(9465),
+  logLevel: logLevel(),
+});
+
+export type SinkConfig = z.infer<typeof sinkConfigSchema>;
+export type SinkTableMapping = z.infer<typeof tableMapping>;
+
+/** Load the sink configuration from a file and `SHARDBRIDGE_SINK_*` variables; throws ConfigError. */
+export function loadSinkConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: object } = {}): SinkConfig {
+  return loadConfig(sinkConfigSchema, { ...opts, envPrefix: SINK_ENV_PREFIX });
+}

@@ -1,0 +1,79 @@
+/**
+ * The source connector's configuration schema (strict, with defaults). docs/configuration.md
+ * describes every key; keep the two in step.
+ */
+import { z } from 'zod';
+import { loadConfig } from '../shared/config/load.ts';
+import {
+  kafkaSchema,
+  logLevel,
+  lowerIdentifier,
+  nonEmptyString,
+  nonNegativeInt,
+  pgConnectionSchema,
+  portNumber,
+  positiveInt,
+  qualifiedTableName,
+  schemaRegistrySchema,
+  section,
+  topicName,
+} from '../shared/config/common.ts';
+
+export { connectionConfig, describeSafe } from '../shared/config/common.ts';
+
+export const SOURCE_ENV_PREFIX = 'SHARDBRIDGE_SOURCE_';
+
+const MiB = 1024 * 1024;
+
+export const sourceConfigSchema = z.strictObject({
+  name: nonEmptyString().default('shardbridge'),
+  source: section(pgConnectionSchema('source')),
+  tables: z
+    .strictObject({
+      schemas: z.array(nonEmptyString()).min(1).default(['public']),
+      /** Empty = every table of `schemas`. */
+      include: z.array(qualifiedTableName()).default([]),
+      exclude: z.array(qualifiedTableName()).default([]),
+    })
+    .prefault({}),
+  topicPrefix: topicName().default('shardbridge'),
+  slotName: lowerIdentifier().default('shardbridge_slot'),
+  publicationName: lowerIdentifier().default('shardbridge_pub'),
+  topics: z
+    .strictObject({
+      partitions: positiveInt().default(6),
+      replicationFactor: positiveInt().default(1),
+      cleanupPolicy: z.enum(['delete', 'compact', 'compact,delete']).default('delete'),
+      /** -1 = keep forever. */
+      retentionMs: z.number().int().min(-1).optional(),
+    })
+    .prefault({}),
+  kafka: section(kafkaSchema()),
+  schemaRegistry: section(schemaRegistrySchema()),
+  snapshot: z
+    .strictObject({
+      mode: z.enum(['initial', 'never', 'initial_only']).default('initial'),
+      chunkSize: positiveInt().default(100_000),
+      parallelReaders: positiveInt().default(2),
+    })
+    .prefault({}),
+  heartbeatIntervalMs: positiveInt().default(10_000),
+  sequencesIntervalMs: positiveInt().default(60_000),
+  tombstones: z.boolean().default(true),
+  inFlight: z
+    .strictObject({
+      maxRecords: positiveInt().default(100_000),
+      maxBytes: positiveInt().default(64 * MiB),
+    })
+    .prefault({}),
+  metricsPort: portNumber().default(9464),
+  walRetentionWarnBytes: nonNegativeInt().default(1024 * MiB),
+  logLevel: logLevel(),
+});
+
+export type SourceConfig = z.infer<typeof sourceConfigSchema>;
+
+/** Load the source configuration from a file and `SHARDBRIDGE_SOURCE_*` variables; throws ConfigError. */
+export function loadSourceConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: object } = {}): SourceConfig {
+  return loadConfig(sourceConfigSchema, { ...opts, envPrefix: SOURCE_ENV_PREFIX });
+}

@@ -1,0 +1,273 @@
+/**
+ * Collapses one destination table's changes (in offset order) into an apply plan: one
+ * final state per source key, upserts grouped by column set, deletes by key. Pure.
+ *
+ * Why the plan is safe to run in any statement order within a segment: every source key
+ * ends in exactly one state (upsert or delete), the destination key contains the source
+ * key, and the extra deletes for moved rows never match the row's final destination key.
+ * So each statement touches rows of its own source keys only, and never the final row.
+ */
+import { DecodeError, SchemaError } from '../shared/errors.ts';
+import { tableShape, type ApplyTable, type SinkChange, type TableShape } from './sink-change.ts';
+
+type Row = Record<string, string | null>;
+type Value = string | null;
+
+/** Rows of key values, aligned with `columns`. */
+export interface KeySet {
+  columns: string[];
+  rows: Value[][];
+}
+
+export interface UpsertGroup {
+  /** Destination columns in table order: one statement per distinct set. */
+  columns: string[];
+  /** Row-major values aligned with `columns`; at most one row per source key. */
+  rows: Value[][];
+  /** Every row came from snapshot reads only: the writer may take the COPY staging path. */
+  snapshot: boolean;
+}
+
+export interface ApplySegment {
+  kind: 'apply';
+  upserts: UpsertGroup[];
+  /** Delete every row with these source keys (where it sits is unknown). Columns: sourceKey. */
+  deletes: KeySet;
+  /**
+   * Delete exactly these destination keys: deleted rows whose place the before-image gave
+   * (prunable on Citus), and the old place of moved rows. Columns: destKey.
+   */
+  exactDeletes: KeySet;
+  /**
+   * Rows that may have moved to an unknown place (no before-image): delete rows with this
+   * source key whose destination-only key columns differ. Columns: sourceKey, then destOnly.
+   */
+  sparingDeletes: KeySet;
+}
+
+export interface TruncateStep {
+  kind: 'truncate';
+}
+
+export type ApplyStep = ApplySegment | TruncateStep;
+/** Steps in order. Changes before a truncate are wiped by it, so at most: truncate, apply. */
+export type ApplyPlan = ApplyStep[];
+
+/**
+ * Where a row for the key may sit at the destination before this batch, as values of the
+ * destination-only key columns: known, 'unknown', or null when there is none (first event
+ * an insert). Only the key's first event in the segment tells: later before-images describe
+ * states the collapse never writes.
+ */
+type Origin = Value[] | 'unknown' | null;
+
+interface KeyState {
+  key: string[];
+  /** Merged row when the last event is an upsert; null when it is a delete. */
+  row: Row | null;
+  snapshot: boolean;
+  origin: Origin;
+}
+
+export function collapse(changes: readonly SinkChange[], table: ApplyTable): ApplyPlan {
+  const shape = tableShape(table);
+  let truncated = false;
+  let states = new Map<string, KeyState>();
+  for (const ch of changes) {
+    if (ch.op === 't') {
+      truncated = true;
+      states = new Map();
+    } else if (ch.op === 'd') {
+      const key = keyValues(ch.key, shape, ch);
+      onDelete(states, shape, key, ch.before);
+    } else {
+      onUpsert(states, shape, ch);
+    }
+  }
+  const plan: ApplyPlan = truncated ? [{ kind: 'truncate' }] : [];
+  if (states.size > 0) plan.push(segmentOf(states, shape));
+  return plan;
+}
+
+function onDelete(states: Map<string, KeyState>, shape: TableShape, key: string[], before: Row | null): void {
+  const id = keyId(key);
+  const st = states.get(id);
+  if (st) {
+    st.row = null;
+    st.snapshot = false;
+  } else {
+    states.set(id, { key, row: null, snapshot: false, origin: originOf(shape, before) });
+  }
+}
+
+function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChange): void {
+  const key = keyValues(ch.key, shape, ch);
+  let before = ch.before;
+  let firstOrigin: Origin = null;
+  if (ch.op === 'u' && shape.destOnly.length > 0) firstOrigin = originOf(shape, before);
+  // An update whose before-image names another source key changed the primary key:
+  // the old key is deleted, the new key starts here as an insert.
+  if (ch.op === 'u' && before && keyChanged(before, key, shape)) {
+    onDelete(states, shape, shape.table.sourceKey.map((c) => before![c] as string), before);
+    firstOrigin = null;
+    before = null;
+  }
+  const row = rowOf(ch, before, key, shape);
+  const id = keyId(key);
+  const st = states.get(id);
+  const snapshot = ch.op === 'r';
+  if (!st) {
+    states.set(id, { key, row, snapshot, origin: firstOrigin });
+  } else if (st.row === null) {
+    st.row = row;
+    st.snapshot = snapshot;
+  } else {
+    // Each upsert sets only the columns it carries (ON CONFLICT DO UPDATE), so applying
+    // them one after another equals one upsert of the merged row. This is also what fills
+    // unchanged-TOAST columns from an earlier event of the batch.
+    st.row = { ...st.row, ...row };
+    st.snapshot = st.snapshot && snapshot;
+  }
+}
+
+function keyChanged(before: Row, key: string[], shape: TableShape): boolean {
+  const sk = shape.table.sourceKey;
+  for (let i = 0; i < sk.length; i++) {
+    const v = before[sk[i]];
+    if (v === undefined || v === null) return false; // no usable old key in the before-image
+    if (v !== key[i]) return true;
+  }
+  return false;
+}
+
+/** The after-image minus unchanged-TOAST columns (filled from the before-image when it has them), with key columns ensured. */
+function rowOf(ch: SinkChange, before: Row | null, key: string[], shape: TableShape): Row {
+  const after = ch.after;
+  if (!after) throw new DecodeError(`'${ch.op}' change without an after-image`, { context: ctx(ch, shape) });
+  let row = after;
+  if (ch.unchangedToast.length > 0) {
+    row = { ...after };
+    for (const c of ch.unchangedToast) {
+      // Unchanged means equal to the old value: REPLICA IDENTITY FULL gives it to us.
+      const old = before?.[c];
+      if (old !== undefined) row[c] = old;
+      else delete row[c];
+    }
+  }
+  const sk = shape.table.sourceKey;
+  for (let i = 0; i < sk.length; i++) {
+    if (row[sk[i]] === undefined) {
+      if (row === after) row = { ...after };
+      row[sk[i]] = key[i];
+    }
+  }
+  return row;
+}
+
+function originOf(shape: TableShape, before: Row | null): Origin {
+  const destOnly = shape.destOnly;
+  if (destOnly.length === 0) return null;
+  if (!before) return 'unknown';
+  const out: Value[] = new Array(destOnly.length);
+  for (let i = 0; i < destOnly.length; i++) {
+    const v = before[destOnly[i]];
+    if (v === undefined) return 'unknown';
+    out[i] = v;
+  }
+  return out;
+}
+
+function keyValues(key: Record<string, string>, shape: TableShape, ch: SinkChange): string[] {
+  const sk = shape.table.sourceKey;
+  const out: string[] = new Array(sk.length);
+  for (let i = 0; i < sk.length; i++) {
+    const v = key[sk[i]];
+    if (v === undefined || v === null) {
+      throw new DecodeError(`record key lacks source key column ${sk[i]}`, { context: { ...ctx(ch, shape), column: sk[i] } });
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+// PostgreSQL text cannot contain NUL, so it separates composite key values unambiguously.
+function keyId(key: string[]): string {
+  return key.length === 1 ? key[0] : key.join('\u0000');
+}
+
+function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegment {
+  const { table, destOnly } = shape;
+  const deletes: KeySet = { columns: [...table.sourceKey], rows: [] };
+  const exactDeletes: KeySet = { columns: [...table.destKey], rows: [] };
+  const sparingDeletes: KeySet = { columns: [...table.sourceKey, ...destOnly], rows: [] };
+  const groups = new Map<string, UpsertGroup>();
+  for (const st of states.values()) {
+    if (st.row === null) {
+      if (Array.isArray(st.origin)) exactDeletes.rows.push(destKeyRow(shape, st.key, st.origin));
+      else deletes.rows.push(st.key);
+      continue;
+    }
+    addToGroup(groups, shape, st);
+    if (destOnly.length === 0 || st.origin === null) continue;
+    const now = destOnly.map((c) => st.row![c]);
+    if (st.origin === 'unknown') {
+      sparingDeletes.rows.push([...st.key, ...(now as Value[])]);
+    } else if (!sameValues(st.origin, now)) {
+      exactDeletes.rows.push(destKeyRow(shape, st.key, st.origin));
+    }
+  }
+  return { kind: 'apply', upserts: [...groups.values()], deletes, exactDeletes, sparingDeletes };
+}
+
+function addToGroup(groups: Map<string, UpsertGroup>, shape: TableShape, st: KeyState): void {
+  const row = st.row!;
+  const cols = shape.table.columns;
+  let present = 0;
+  let sig = '';
+  for (let i = 0; i < cols.length; i++) {
+    if (row[cols[i].name] !== undefined) present++;
+  }
+  let carried = 0;
+  for (const c in row) if (row[c] !== undefined) carried++;
+  if (carried !== present) {
+    const unknown = Object.keys(row).find((c) => row[c] !== undefined && !shape.index.has(c));
+    throw new SchemaError(`change carries column ${unknown} that destination ${shape.table.schema}.${shape.table.name} lacks`, {
+      context: { table: `${shape.table.schema}.${shape.table.name}`, column: unknown },
+      remedy: 'add the column to the destination table (or map it away) and restart the sink',
+    });
+  }
+  for (const c of shape.table.destKey) {
+    if (row[c] === undefined || row[c] === null) {
+      throw new SchemaError(`change lacks a value for destination key column ${c}`, {
+        context: { table: `${shape.table.schema}.${shape.table.name}`, column: c, key: st.key.join(',') },
+      });
+    }
+  }
+  if (present !== cols.length) {
+    for (let i = 0; i < cols.length; i++) if (row[cols[i].name] !== undefined) sig += `${i},`;
+  }
+  const gid = (st.snapshot ? 'r:' : 'w:') + sig;
+  let g = groups.get(gid);
+  if (!g) {
+    const columns = present === cols.length ? cols.map((c) => c.name) : cols.filter((c) => row[c.name] !== undefined).map((c) => c.name);
+    g = { columns, rows: [], snapshot: st.snapshot };
+    groups.set(gid, g);
+  }
+  const values: Value[] = new Array(g.columns.length);
+  for (let i = 0; i < g.columns.length; i++) values[i] = row[g.columns[i]];
+  g.rows.push(values);
+}
+
+function destKeyRow(shape: TableShape, key: string[], destOnlyValues: Value[]): Value[] {
+  const carried = [...key, ...destOnlyValues];
+  return shape.destKeyFrom.map((i) => carried[i]);
+}
+
+function sameValues(a: Value[], b: (Value | undefined)[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function ctx(ch: SinkChange, shape: TableShape) {
+  return { table: `${shape.table.schema}.${shape.table.name}`, topic: ch.topic, partition: ch.partition, offset: ch.offset };
+}

@@ -1,0 +1,98 @@
+/**
+ * The sink's input contract (one decoded Kafka record) and the description of the
+ * destination table that collapse and SQL generation work against. Pure data plus a
+ * validated, cached derivation of the table; no I/O.
+ */
+import { SchemaError } from '../shared/errors.ts';
+
+export interface SinkChange {
+  op: 'c' | 'u' | 'd' | 'r' | 't';
+  topic: string;
+  partition: number;
+  /** Kafka offset as a decimal string. */
+  offset: string;
+  /** Source key columns → text (from the Kafka key). */
+  key: Record<string, string>;
+  /** Row after the change (c/u/r): destination-named columns → text or null. Columns listed in unchangedToast are absent. */
+  after: Record<string, string | null> | null;
+  /** Row before (u/d): all columns under REPLICA IDENTITY FULL, else null (deletes carry only the key). */
+  before: Record<string, string | null> | null;
+  unchangedToast: string[];
+}
+
+export interface ApplyColumn {
+  name: string;
+  /** `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
+  type: string;
+}
+
+/**
+ * A destination table as the sink writes it. Keep one object per table (per schema
+ * version): statements are cached on the object's identity.
+ */
+export interface ApplyTable {
+  schema: string;
+  name: string;
+  /** Destination columns in table order (generated columns left out). */
+  columns: ApplyColumn[];
+  /** Source key columns, in destination names. */
+  sourceKey: string[];
+  /** Destination primary key: the source key, possibly plus the distribution column. */
+  destKey: string[];
+  distributionColumn?: string;
+  citus: 'distributed' | 'reference' | 'local';
+}
+
+/** What collapse and the SQL builders derive from an ApplyTable, once per table object. */
+export interface TableShape {
+  table: ApplyTable;
+  /** Column name → position in `table.columns`. */
+  index: Map<string, number>;
+  /** Column name → `format_type` text. */
+  typeOf: Map<string, string>;
+  /** Destination key columns the source key lacks (a row can move between their values). */
+  destOnly: string[];
+  /** For each destKey column: where its value sits in `[...sourceKey, ...destOnly]`. */
+  destKeyFrom: number[];
+}
+
+const shapes = new WeakMap<ApplyTable, TableShape>();
+
+/** Validated derivation of `table`, cached per object. Throws SchemaError on an inconsistent description. */
+export function tableShape(table: ApplyTable): TableShape {
+  let shape = shapes.get(table);
+  if (!shape) {
+    shape = deriveShape(table);
+    shapes.set(table, shape);
+  }
+  return shape;
+}
+
+function deriveShape(table: ApplyTable): TableShape {
+  const qn = `${table.schema}.${table.name}`;
+  const fail = (message: string, column?: string): never => {
+    throw new SchemaError(`${message} (destination ${qn})`, { context: { table: qn, column } });
+  };
+  const index = new Map<string, number>();
+  const typeOf = new Map<string, string>();
+  table.columns.forEach((c, i) => {
+    if (index.has(c.name)) fail(`column ${c.name} listed twice`, c.name);
+    index.set(c.name, i);
+    typeOf.set(c.name, c.type);
+  });
+  if (table.sourceKey.length === 0) fail('no source key');
+  for (const c of [...table.sourceKey, ...table.destKey]) {
+    if (!index.has(c)) fail(`key column ${c} is not a destination column`, c);
+  }
+  // A destination key without every source key column could merge distinct source rows.
+  for (const c of table.sourceKey) {
+    if (!table.destKey.includes(c)) fail(`destination key lacks source key column ${c}`, c);
+  }
+  const dist = table.distributionColumn;
+  if (dist !== undefined && !index.has(dist)) fail(`distribution column ${dist} is not a destination column`, dist);
+  if (table.citus === 'distributed' && dist === undefined) fail('distributed table without a distribution column');
+  const destOnly = table.destKey.filter((c) => !table.sourceKey.includes(c));
+  const carried = [...table.sourceKey, ...destOnly];
+  const destKeyFrom = table.destKey.map((c) => carried.indexOf(c));
+  return { table, index, typeOf, destOnly, destKeyFrom };
+}

@@ -1,0 +1,300 @@
+/**
+ * A real Apache Kafka broker for the dev stack: one KRaft node acting as broker and
+ * controller, run from the Maven-fetched jars (kafka-jars.ts) with `java` directly.
+ * Tests use crash()/restart() to prove that acknowledged records survive a broker kill.
+ *
+ * Java children are tracked per process and SIGKILLed from an exit hook, so a test that
+ * dies or is interrupted does not leave a broker behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { createKafka } from '../kafka/client.ts';
+import { ensureKafkaJars } from './kafka-jars.ts';
+import { freePort, waitFor } from './ports.ts';
+
+export interface KafkaBroker {
+  /** "127.0.0.1:port" */
+  bootstrap: string;
+  port: number;
+  controllerPort: number;
+  dataDir: string;
+  version: string;
+  /** SIGTERM (controlled shutdown) and wait for exit; removes a temporary dataDir. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit: no flush, no controlled shutdown. */
+  crash(): Promise<void>;
+  /** Same ports, same log dir; stops the broker first if it runs; resolves once it answers again. */
+  restart(): Promise<void>;
+  /** The last lines of the broker's log (stdout/stderr + log4j). */
+  logTail(lines?: number): string;
+}
+
+export interface StartKafkaOptions {
+  /** Kept on stop(); a temporary one (removed on stop) when absent. Pass one to restart() after stop(). */
+  dataDir?: string;
+  port?: number;
+  controllerPort?: number;
+  heapMb?: number;
+  logger?: Logger;
+  readyTimeoutMs?: number;
+}
+
+const READY_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 30_000;
+
+export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBroker> {
+  const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'kafka-broker' });
+  const { libsDir, version } = await ensureKafkaJars({ log: (m) => log.info(m) });
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'shardbridge-kafka-')));
+  await mkdir(dataDir, { recursive: true });
+  if (ownDir) ownedDirs.add(dataDir);
+  const files = {
+    props: path.join(dataDir, 'server.properties'),
+    log4j: path.join(dataDir, 'log4j2.properties'),
+    log: path.join(dataDir, 'broker.log'),
+  };
+  await writeFile(files.log4j, renderLog4j2());
+
+  let port = opts.port ?? (await freePort());
+  let controllerPort = opts.controllerPort ?? (await freePort());
+  let child: ChildProcess | undefined;
+  let removed = false;
+
+  const halt = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child) await kill(child, signal, STOP_TIMEOUT_MS);
+    child = undefined;
+  };
+  const removeDir = async (dir: string): Promise<void> => {
+    removed = true;
+    ownedDirs.delete(dir);
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  const launch = async (): Promise<void> => {
+    const started = Date.now();
+    const out = openSync(files.log, 'a');
+    const proc = spawn(
+      'java',
+      [`-Xmx${opts.heapMb ?? 512}m`, `-Xms${opts.heapMb ?? 512}m`, ...JVM_FLAGS, `-Dlog4j2.configurationFile=${files.log4j}`,
+        '-cp', path.join(libsDir, '*'), 'kafka.Kafka', files.props],
+      { cwd: dataDir, stdio: ['ignore', out, out] },
+    );
+    closeSync(out);
+    child = proc;
+    track(proc);
+    let exited: string | undefined;
+    proc.once('exit', (code, signal) => (exited = `exited (code ${code}, signal ${signal})`));
+    const probe = createKafka(
+      { brokers: [`127.0.0.1:${port}`], clientId: 'devstack-ready', logLevel: 'nothing', connectionTimeoutMs: 1000, requestTimeoutMs: 5000, retry: { retries: 0 } },
+      log,
+    ).admin({ retry: { retries: 0 } });
+    try {
+      await waitFor(
+        `Kafka broker on 127.0.0.1:${port}`,
+        async () => {
+          if (exited) throw new Error(`java ${exited}`);
+          const c = await probe.describeCluster();
+          return c.brokers.length > 0;
+        },
+        { timeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS, intervalMs: 200 },
+      );
+    } catch (err) {
+      await kill(proc, 'SIGKILL', STOP_TIMEOUT_MS);
+      const msg = exited ? `Kafka broker ${exited} before it was ready` : (err as Error).message;
+      throw new Error(`${msg}; log ${files.log}:\n${readTail(files.log, 40)}`, { cause: err });
+    } finally {
+      await probe.disconnect().catch(() => {});
+    }
+    log.info({ port, controllerPort, pid: proc.pid, ms: Date.now() - started }, 'Kafka broker ready');
+  };
+
+  // Ports picked here were free a moment ago; if another process took one before the JVM
+  // bound it, pick again (explicit ports are the caller's business).
+  for (let attempt = 1; ; attempt++) {
+    await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data') }));
+    await formatStorage(libsDir, files, dataDir);
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      const portClash = /Address already in use/.test(readTail(files.log, 40));
+      if (!portClash || attempt >= 3 || opts.port !== undefined || opts.controllerPort !== undefined) {
+        if (ownDir) await removeDir(dataDir);
+        throw err;
+      }
+      log.warn({ port, controllerPort }, 'port taken before the broker bound it; picking new ports');
+      port = await freePort();
+      controllerPort = await freePort();
+    }
+  }
+
+  return {
+    bootstrap: `127.0.0.1:${port}`,
+    port,
+    controllerPort,
+    dataDir,
+    version,
+    async stop() {
+      await halt('SIGTERM');
+      if (ownDir && !removed) await removeDir(dataDir);
+    },
+    crash: () => halt('SIGKILL'),
+    async restart() {
+      if (removed) throw new Error(`broker was stopped and its temporary dataDir ${dataDir} removed; pass dataDir to startKafka to restart after stop()`);
+      await halt('SIGTERM');
+      await launch();
+    },
+    logTail: (lines = 40) => readTail(files.log, lines),
+  };
+}
+
+/** Cluster id as Kafka's Uuid prints it: base64url of 16 random bytes, not starting with '-' (it would parse as a flag). */
+export function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
+export function renderServerProperties(p: { port: number; controllerPort: number; logDir: string }): string {
+  const props: Record<string, string | number | boolean> = {
+    'process.roles': 'broker,controller',
+    'node.id': 1,
+    'controller.quorum.voters': `1@127.0.0.1:${p.controllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${p.port},CONTROLLER://127.0.0.1:${p.controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${p.port}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'log.dirs': p.logDir,
+    'num.partitions': 1,
+    'default.replication.factor': 1,
+    'min.insync.replicas': 1,
+    'offsets.topic.num.partitions': 1,
+    'offsets.topic.replication.factor': 1,
+    'transaction.state.log.replication.factor': 1,
+    'transaction.state.log.min.isr': 1,
+    'share.coordinator.state.topic.replication.factor': 1,
+    'share.coordinator.state.topic.min.isr': 1,
+    'group.initial.rebalance.delay.ms': 0,
+    'auto.create.topics.enable': false,
+    'num.network.threads': 2,
+    'num.io.threads': 2,
+    'num.recovery.threads.per.data.dir': 1,
+  };
+  return Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+}
+
+/** Everything to stdout (which is broker.log); WARN overall, INFO for start/stop/recovery. */
+export function renderLog4j2(): string {
+  const info = ['kafka.Kafka', 'kafka.server.KafkaRaftServer', 'kafka.server.BrokerServer', 'kafka.server.ControllerServer', 'kafka.log.LogManager'];
+  return [
+    'status = warn',
+    // Kafka stops on SIGTERM through its own hook; log4j's would race it and complain.
+    'shutdownHook = disable',
+    'appender.out.type = Console',
+    'appender.out.name = OUT',
+    'appender.out.layout.type = PatternLayout',
+    'appender.out.layout.pattern = [%d] %p %m (%c)%n',
+    'rootLogger.level = warn',
+    'rootLogger.appenderRef.out.ref = OUT',
+    ...info.flatMap((name, i) => [`logger.l${i}.name = ${name}`, `logger.l${i}.level = info`]),
+    '',
+  ].join('\n');
+}
+
+const JVM_FLAGS = ['-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:+ExitOnOutOfMemoryError', '-Djava.awt.headless=true'];
+
+async function formatStorage(libsDir: string, files: { props: string; log4j: string }, dataDir: string): Promise<void> {
+  if (existsSync(path.join(dataDir, 'data', 'meta.properties'))) return;
+  const args = [`-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', files.props];
+  const proc = spawn('java', ['-Xmx256m', ...args], { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(proc);
+  const chunks: Buffer[] = [];
+  proc.stdout?.on('data', (c: Buffer) => chunks.push(c));
+  proc.stderr?.on('data', (c: Buffer) => chunks.push(c));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    proc.once('error', reject);
+    proc.once('close', resolve);
+  });
+  if (code !== 0) {
+    throw new Error(`kafka StorageTool format failed (exit ${code}): java ${args.join(' ')}\n${Buffer.concat(chunks).toString('utf8')}`);
+  }
+}
+
+/** Signal and wait for exit; escalates to SIGKILL after `timeoutMs`. */
+async function kill(proc: ChildProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.kill(signal);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+function readTail(file: string, lines: number): string {
+  if (!existsSync(file)) return '';
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const len = Math.min(size, 64 * 1024);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// --- children of this process: never outlive it -------------------------------------------
+
+const children = new Set<ChildProcess>();
+const ownedDirs = new Set<string>();
+let hooksInstalled = false;
+
+function track(proc: ChildProcess): void {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  proc.once('error', () => children.delete(proc));
+  installHooks();
+}
+
+function killAllSync(): void {
+  for (const proc of children) {
+    try {
+      proc.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (const dir of ownedDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // best effort: a temp dir
+    }
+  }
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', killAllSync);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      // Someone else handles the signal (graceful shutdown): the 'exit' hook kills the broker
+      // when they are done. Otherwise restore the default action: kill, then die by the signal.
+      if (process.listenerCount(sig) > 1) return;
+      killAllSync();
+      process.removeListener(sig, onSignal);
+      process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
+}

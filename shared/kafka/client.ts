@@ -1,0 +1,425 @@
+/**
+ * The one module that imports kafkajs. It stays thin and close to kafkajs's own semantics
+ * (offsets as decimal strings, `commitOffsets` takes the NEXT offset to read) so that the
+ * client can be swapped later without touching the connectors.
+ *
+ * kafkajs errors pass through unwrapped: they carry `retriable` (and
+ * KafkaJSNumberOfRetriesExceeded keeps the retriable original as `cause`), which is what
+ * `isRetriable` in shared/errors.ts looks at.
+ */
+import type { ConnectionOptions } from 'node:tls';
+import kafkajs from 'kafkajs';
+import type {
+  Admin as KjsAdmin,
+  Consumer as KjsConsumer,
+  KafkaConfig,
+  LogEntry,
+  Producer as KjsProducer,
+  RetryOptions as KjsRetryOptions,
+} from 'kafkajs';
+import type { Logger } from 'pino';
+import { ConfigError, RetriableError } from '../errors.ts';
+
+const { Kafka, Partitioners, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
+
+export interface KafkaSettings {
+  brokers: string[];
+  clientId?: string;
+  ssl?: boolean | { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** kafkajs's own retry policy for requests (defaults: kafkajs's). */
+  retry?: RetryOptions;
+  /** kafkajs messages below this level are dropped; its INFO is chatty, so 'warn' by default. */
+  logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
+}
+
+export interface RetryOptions {
+  retries?: number;
+  initialRetryTime?: number;
+  maxRetryTime?: number;
+}
+
+/** A record to produce. The partition comes from the key (Java-compatible murmur2). */
+export interface OutMessage {
+  topic: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: Record<string, string | Buffer>;
+}
+
+/** One per topic-partition written by a send: the batch's messages for that partition got baseOffset, baseOffset+1, ... in order. */
+export interface SentRecord {
+  topic: string;
+  partition: number;
+  baseOffset: string;
+}
+
+export type MessageHeaders = Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+
+export interface ConsumedMessage {
+  key: Buffer | null;
+  value: Buffer | null;
+  offset: string;
+  timestamp: string;
+  headers?: MessageHeaders;
+}
+
+export interface ConsumedBatch {
+  topic: string;
+  partition: number;
+  highWatermark: string;
+  messages: ConsumedMessage[];
+  isEmpty(): boolean;
+  firstOffset(): string | null;
+  lastOffset(): string;
+  offsetLag(): string;
+}
+
+export interface EachBatchPayload {
+  batch: ConsumedBatch;
+  /** Marks the consumer's in-memory position (not a commit). */
+  resolveOffset(offset: string): void;
+  heartbeat(): Promise<void>;
+  /** Pauses this batch's partition; returns a function that resumes it. */
+  pause(): () => void;
+  isRunning(): boolean;
+  /** True when a rebalance or seek made this batch obsolete: stop processing it. */
+  isStale(): boolean;
+}
+
+export type EachBatchHandler = (payload: EachBatchPayload) => Promise<void>;
+export type TopicPartitions = { topic: string; partitions: number[] };
+/** `offset` is the next offset to read, as Kafka stores it (last processed + 1). */
+export type PartitionOffset = { topic: string; partition: number; offset: string };
+/** topic -> partitions assigned to this member. */
+export type Assignment = Record<string, number[]>;
+
+export interface ConsumerOptions {
+  groupId: string;
+  sessionTimeoutMs?: number;
+  rebalanceTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  maxBytesPerPartition?: number;
+  maxBytes?: number;
+  minBytes?: number;
+  maxWaitTimeMs?: number;
+  retry?: RetryOptions;
+}
+
+export interface Producer {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  /** Sends with acks=all; resolves once every message is acknowledged. Order is kept per topic. */
+  sendBatch(messages: OutMessage[]): Promise<SentRecord[]>;
+}
+
+export interface Consumer {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  stop(): Promise<void>;
+  subscribe(opts: { topics: (string | RegExp)[]; fromBeginning: boolean }): Promise<void>;
+  run(opts: { eachBatch: EachBatchHandler; autoCommit: false; partitionsConsumedConcurrently?: number; eachBatchAutoResolve?: boolean }): Promise<void>;
+  pause(tps: TopicPartitions[]): void;
+  resume(tps: TopicPartitions[]): void;
+  paused(): TopicPartitions[];
+  seek(tpo: PartitionOffset): void;
+  commitOffsets(offsets: PartitionOffset[]): Promise<void>;
+  /** Called after every join/rebalance with this member's assignment; returns an unsubscribe function. */
+  onGroupJoin(cb: (assignment: Assignment) => void): () => void;
+  /** Called when kafkajs gives up on the run loop (`restart` tells whether it restarts it). */
+  onCrash(cb: (event: { error: Error; restart: boolean }) => void): () => void;
+}
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  replicationFactor: number;
+  configs?: Record<string, string>;
+}
+
+export interface Admin {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  /** Creates the topics that do not exist and waits for their leaders; returns the names it created. */
+  ensureTopics(specs: TopicSpec[]): Promise<string[]>;
+  /** Deletes the topics that exist and waits until metadata no longer lists them. */
+  deleteTopics(topics: string[]): Promise<void>;
+  listTopics(): Promise<string[]>;
+  partitionCount(topic: string): Promise<number>;
+  /** High watermarks: the offset the next produced message of each partition will get. */
+  endOffsets(topic: string): Promise<{ partition: number; offset: string }[]>;
+  /** Earliest offset whose timestamp is >= timestampMs, per partition (the end offset when none). */
+  offsetsAtTime(topic: string, timestampMs: number): Promise<{ partition: number; offset: string }[]>;
+  describeTopicConfigs(topic: string): Promise<Record<string, string>>;
+  /** The group must have no active members (Kafka refuses otherwise). */
+  setGroupOffsets(groupId: string, topic: string, offsets: { partition: number; offset: string }[]): Promise<void>;
+  /** Committed offsets; '-1' for a partition without a commit. */
+  fetchGroupOffsets(groupId: string, topics: string[]): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
+  describeCluster(): Promise<{ brokers: { nodeId: number; host: string; port: number }[]; controller: number | null; clusterId: string }>;
+}
+
+export interface KafkaClient {
+  /** Idempotent, acks=all, one request in flight. `retry` only tunes the backoff: retries are unbounded. */
+  producer(opts?: { retry?: Omit<RetryOptions, 'retries'> }): Producer;
+  consumer(opts: ConsumerOptions): Consumer;
+  admin(opts?: { retry?: RetryOptions }): Admin;
+}
+
+export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
+  const log = logger.child({ component: 'kafkajs' });
+  const kafka = new Kafka(toKafkaConfig(settings, log));
+  return {
+    producer: (opts = {}) => wrapProducer(kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      // Never a bounded retry count: kafkajs rolls a failed batch's sequence numbers back, so
+      // the next batch would reuse them and the broker could ack it as a "duplicate" without
+      // writing it. A send therefore waits out a broker outage; bound it above if needed.
+      retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
+    })),
+    consumer: (opts) => wrapConsumer(kafka.consumer({
+      groupId: opts.groupId,
+      sessionTimeout: opts.sessionTimeoutMs,
+      rebalanceTimeout: opts.rebalanceTimeoutMs,
+      heartbeatInterval: opts.heartbeatIntervalMs,
+      maxBytesPerPartition: opts.maxBytesPerPartition,
+      maxBytes: opts.maxBytes,
+      minBytes: opts.minBytes,
+      maxWaitTimeInMs: opts.maxWaitTimeMs,
+      retry: opts.retry,
+      allowAutoTopicCreation: false,
+    })),
+    admin: (opts = {}) =>
+      wrapAdmin(kafka.admin({ retry: opts.retry }), (groupId) => kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
+  };
+}
+
+export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig {
+  const { ssl, sasl } = settings;
+  const tls: ConnectionOptions | boolean | undefined =
+    typeof ssl === 'object' ? { ca: ssl.ca, cert: ssl.cert, key: ssl.key, rejectUnauthorized: ssl.rejectUnauthorized ?? true } : ssl;
+  return {
+    brokers: settings.brokers,
+    clientId: settings.clientId ?? 'shardbridge',
+    ssl: tls,
+    sasl: sasl ? { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as KafkaConfig['sasl'] : undefined,
+    connectionTimeout: settings.connectionTimeoutMs,
+    requestTimeout: settings.requestTimeoutMs,
+    retry: settings.retry as KjsRetryOptions | undefined,
+    logLevel: LEVELS[(settings.logLevel ?? 'warn').toUpperCase() as keyof typeof LEVELS],
+    logCreator: () => pinoLogEntry(log, sasl?.password),
+  };
+}
+
+/** kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo. */
+export function pinoLogEntry(log: Logger, secret?: string): (entry: LogEntry) => void {
+  const scrub = (v: unknown): unknown => {
+    if (!secret) return v;
+    if (typeof v === 'string') return v.split(secret).join('[redacted]');
+    if (v && typeof v === 'object' && !Buffer.isBuffer(v)) {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, /password/i.test(k) ? '[redacted]' : scrub(x)]));
+    }
+    return v;
+  };
+  return ({ namespace, level, log: entry }) => {
+    const { message, timestamp: _ts, logger: _name, ...extra } = entry;
+    const fields = scrub({ namespace, ...extra }) as Record<string, unknown>;
+    const msg = scrub(message) as string;
+    // kafkajs logs every error response at ERROR, also the ones it retries (coordinator
+    // loading, leader moved): whatever it does not recover from is thrown to the caller anyway.
+    if (level === LEVELS.ERROR && namespace === 'Connection' && msg.startsWith('Response ')) log.debug(fields, msg);
+    else if (level === LEVELS.ERROR) log.error(fields, msg);
+    else if (level === LEVELS.WARN) log.warn(fields, msg);
+    else if (level === LEVELS.INFO) log.info(fields, msg);
+    else log.debug(fields, msg);
+  };
+}
+
+function wrapProducer(p: KjsProducer): Producer {
+  return {
+    connect: () => p.connect(),
+    disconnect: () => p.disconnect(),
+    async sendBatch(messages) {
+      if (messages.length === 0) return [];
+      const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[]>();
+      for (const m of messages) {
+        let list = byTopic.get(m.topic);
+        if (!list) byTopic.set(m.topic, (list = []));
+        list.push({ key: m.key, value: m.value, headers: m.headers });
+      }
+      const res = await p.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })) });
+      return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
+    },
+  };
+}
+
+function wrapConsumer(c: KjsConsumer): Consumer {
+  return {
+    connect: () => c.connect(),
+    disconnect: () => c.disconnect(),
+    stop: () => c.stop(),
+    subscribe: (opts) => c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning }),
+    run: (opts) =>
+      c.run({
+        autoCommit: false,
+        eachBatchAutoResolve: opts.eachBatchAutoResolve ?? true,
+        partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
+        eachBatch: (payload) => opts.eachBatch(payload),
+      }),
+    pause: (tps) => c.pause(tps),
+    resume: (tps) => c.resume(tps),
+    paused: () => c.paused(),
+    seek: (tpo) => c.seek(tpo),
+    commitOffsets: (offsets) => c.commitOffsets(offsets),
+    onGroupJoin: (cb) => c.on(c.events.GROUP_JOIN, (e) => cb({ ...e.payload.memberAssignment })),
+    onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: e.payload.error, restart: e.payload.restart })),
+  };
+}
+
+function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer): Admin {
+  let connecting: Promise<void> | undefined;
+  // Connect on first use; a failed connect is forgotten so the next call tries again.
+  const ready = (): Promise<void> =>
+    (connecting ??= a.connect().catch((err: unknown) => {
+      connecting = undefined;
+      throw err;
+    }));
+  const topicMetadata = async (topics: string[]) => (await a.fetchTopicMetadata({ topics })).topics;
+
+  const admin: Admin = {
+    connect: ready,
+    async disconnect() {
+      connecting = undefined;
+      await a.disconnect();
+    },
+    async listTopics() {
+      await ready();
+      return a.listTopics();
+    },
+    async partitionCount(topic) {
+      await ready();
+      const [meta] = await topicMetadata([topic]);
+      return meta.partitions.length;
+    },
+    async ensureTopics(specs) {
+      await ready();
+      const existing = new Set(await a.listTopics());
+      const missing = specs.filter((s) => !existing.has(s.topic));
+      if (missing.length > 0) {
+        // createTopics returns false (and skips waitForLeaders) if any topic already exists,
+        // e.g. a concurrent creator: leaders are awaited below in every case.
+        await a
+          .createTopics({
+            waitForLeaders: false,
+            topics: missing.map((s) => ({
+              topic: s.topic,
+              numPartitions: s.partitions,
+              replicationFactor: s.replicationFactor,
+              configEntries: Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value })),
+            })),
+          })
+          .catch(rethrowCreateTopicsError);
+      }
+      await waitUntil(`leaders of ${specs.map((s) => s.topic).join(', ')}`, async () => {
+        const metas = await topicMetadata(specs.map((s) => s.topic));
+        return metas.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+      });
+      return missing.map((s) => s.topic);
+    },
+    async deleteTopics(topics) {
+      await ready();
+      const existing = new Set(await a.listTopics());
+      const present = topics.filter((t) => existing.has(t));
+      if (present.length === 0) return;
+      await a.deleteTopics({ topics: present });
+      await waitUntil(`deletion of ${present.join(', ')}`, async () => {
+        const now = new Set(await a.listTopics());
+        return present.every((t) => !now.has(t));
+      });
+    },
+    async endOffsets(topic) {
+      await ready();
+      const res = await a.fetchTopicOffsets(topic);
+      return res.map((r) => ({ partition: r.partition, offset: r.high })).sort((x, y) => x.partition - y.partition);
+    },
+    async offsetsAtTime(topic, timestampMs) {
+      await ready();
+      const res = await a.fetchTopicOffsetsByTimestamp(topic, timestampMs);
+      return res.map((r) => ({ partition: r.partition, offset: r.offset })).sort((x, y) => x.partition - y.partition);
+    },
+    async describeTopicConfigs(topic) {
+      await ready();
+      const res = await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }] });
+      return Object.fromEntries(res.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
+    },
+    async setGroupOffsets(groupId, topic, offsets) {
+      await ready();
+      const [group] = (await a.describeGroups([groupId])).groups;
+      if (group && group.state !== 'Empty' && group.state !== 'Dead') {
+        throw new ConfigError(`consumer group ${groupId} has running members (state ${group.state}); its offsets cannot be set`, {
+          context: { groupId, state: group.state },
+          remedy: 'stop every consumer of the group (the sink connector) first',
+        });
+      }
+      // kafkajs's admin.setOffsets joins the group and waits for a full fetch (5 s): join with
+      // a paused member of our own instead and commit as soon as the group is joined.
+      const member = groupMember(groupId);
+      const joined = new Promise<void>((resolve, reject) => {
+        member.on(member.events.GROUP_JOIN, () => resolve());
+        member.on(member.events.CRASH, (e) => reject(e.payload.error));
+      });
+      await member.connect();
+      try {
+        await member.subscribe({ topics: [topic], fromBeginning: true });
+        await member.run({ autoCommit: false, eachBatch: async () => {} });
+        member.pause([{ topic }]);
+        await joined;
+        await member.commitOffsets(offsets.map((o) => ({ topic, partition: o.partition, offset: o.offset })));
+      } finally {
+        await member.disconnect();
+      }
+    },
+    async fetchGroupOffsets(groupId, topics) {
+      await ready();
+      const res = await a.fetchOffsets({ groupId, topics });
+      return res.map((t) => ({
+        topic: t.topic,
+        partitions: t.partitions.map((p) => ({ partition: p.partition, offset: p.offset })).sort((x, y) => x.partition - y.partition),
+      }));
+    },
+    async describeCluster() {
+      await ready();
+      return a.describeCluster();
+    },
+  };
+  return admin;
+}
+
+/**
+ * kafkajs reports per-topic creation failures as a KafkaJSAggregateError, which has no
+ * `retriable` of its own: say which topics failed and why, and keep the flag visible.
+ */
+function rethrowCreateTopicsError(err: unknown): never {
+  const errors = (err as { errors?: unknown }).errors;
+  if (!(err instanceof Error) || !Array.isArray(errors)) throw err;
+  const parts = errors.map((e: { topic?: string; type?: string; message?: string }) => `${e.topic ?? '?'}: ${e.type ?? e.message}`);
+  const message = `could not create topics (${parts.join('; ')})`;
+  const context = { topics: errors.map((e: { topic?: string }) => e.topic).join(',') };
+  if (errors.every((e: { retriable?: boolean }) => e.retriable === true)) throw new RetriableError(message, { cause: err, context });
+  throw new ConfigError(message, { cause: err, context, remedy: 'check the partition count, replication factor and topic configs against the cluster' });
+}
+
+/** Metadata settles within a few hundred ms on a healthy cluster; 30 s means something is wrong. */
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  // Metadata that has not propagated yet answers UNKNOWN_TOPIC_OR_PARTITION (retriable): keep polling.
+  const attempt = () => check().catch((err: { retriable?: boolean }) => (err.retriable ? false : Promise.reject(err)));
+  while (!(await attempt())) {
+    if (Date.now() > deadline) throw new kafkajs.KafkaJSError(`timed out after ${timeoutMs} ms waiting for ${what}`, { retriable: true });
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * shared/kafka/client.ts against the real broker (the run's shared one when there is one):
+ * idempotent producer with Java-compatible partitioning, a consumer group that loses a
+ * member mid-stream, and the admin calls the connectors use.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isRetriable } from '../../shared/errors.ts';
+import { freePort, waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
+import { getTestKafka, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+
+/** Partition of `key-0` .. `key-11` among 4 partitions, computed with Kafka's own Java Utils.murmur2. */
+const JAVA_PARTITION_OF_KEY = [1, 0, 2, 3, 1, 0, 0, 3, 3, 1, 2, 1];
+
+let kafka: KafkaClient;
+let admin: Admin;
+let bootstrap: string;
+let release: (() => Promise<void>) | undefined;
+
+before(async () => {
+  const k = await getTestKafka();
+  release = k.release;
+  bootstrap = k.bootstrap;
+  kafka = createKafka({ brokers: [bootstrap], clientId: 'test-kafka-broker' }, testLogger());
+  admin = kafka.admin();
+});
+
+after(async () => {
+  await admin?.disconnect();
+  await release?.();
+});
+
+test('idempotent producer: sendBatch acks contiguous offsets on the partitions Java would pick', async () => {
+  const topic = uniqueTopic('produce');
+  await admin.ensureTopics([{ topic, partitions: 4, replicationFactor: 1 }]);
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    const perPartition = [0, 0, 0, 0];
+    for (let round = 0; round < 3; round++) {
+      const batch: OutMessage[] = JAVA_PARTITION_OF_KEY.map((_, i) => ({
+        topic,
+        key: Buffer.from(`key-${i}`),
+        // round 2 carries a tombstone and headers, which must pass through untouched
+        value: round === 2 && i === 5 ? null : Buffer.from(`${round}:${i}`),
+        headers: round === 2 && i === 0 ? { op: 'u', bin: Buffer.from([0, 1, 2]) } : undefined,
+      }));
+      const sent = await producer.sendBatch(batch);
+      const expected = new Map<number, string>();
+      for (const p of JAVA_PARTITION_OF_KEY) if (!expected.has(p)) expected.set(p, String(perPartition[p]));
+      assert.deepEqual(
+        new Map(sent.map((r) => [r.partition, r.baseOffset])),
+        expected,
+        `round ${round}: each partition's batch starts where the previous one ended`,
+      );
+      assert.ok(sent.every((r) => r.topic === topic));
+      for (const p of JAVA_PARTITION_OF_KEY) perPartition[p]++;
+    }
+    assert.deepEqual(await admin.endOffsets(topic), perPartition.map((n, partition) => ({ partition, offset: String(n) })));
+
+    const records = await readTopic(kafka, topic);
+    assert.equal(records.length, 3 * JAVA_PARTITION_OF_KEY.length);
+    for (const r of records) {
+      const i = Number(r.key!.slice('key-'.length));
+      assert.equal(r.partition, JAVA_PARTITION_OF_KEY[i], `${r.key} partition`);
+    }
+    for (let i = 0; i < JAVA_PARTITION_OF_KEY.length; i++) {
+      const values = records.filter((r) => r.key === `key-${i}`).map((r) => r.value);
+      assert.deepEqual(values, [`0:${i}`, `1:${i}`, i === 5 ? null : `2:${i}`], `key-${i} in order`);
+    }
+    const withHeaders = records.find((r) => r.key === 'key-0' && r.value === '2:0');
+    assert.deepEqual(withHeaders?.headers, { op: 'u', bin: Buffer.from([0, 1, 2]).toString() });
+  } finally {
+    await producer.disconnect();
+  }
+});
+
+interface Delivery {
+  member: string;
+  partition: number;
+  offset: number;
+  key: string;
+  value: string;
+}
+
+test('consumer group: a member leaves mid-stream, the other takes over without gaps', async (t) => {
+  const topic = uniqueTopic('group');
+  const groupId = uniqueTopic('group');
+  await admin.ensureTopics([{ topic, partitions: 4, replicationFactor: 1 }]);
+  const deliveries: Delivery[] = [];
+  const assignment: Record<string, Assignment> = {};
+
+  const member = async (name: string): Promise<Consumer> => {
+    const c = kafka.consumer({ groupId, heartbeatIntervalMs: 300, sessionTimeoutMs: 10_000, maxWaitTimeMs: 200 });
+    c.onGroupJoin((a) => (assignment[name] = a));
+    await c.connect();
+    await c.subscribe({ topics: [topic], fromBeginning: true });
+    await c.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          deliveries.push({ member: name, partition: batch.partition, offset: Number(m.offset), key: m.key!.toString(), value: m.value!.toString() });
+        }
+        if (!batch.isEmpty()) {
+          await c.commitOffsets([{ topic, partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }]);
+        }
+      },
+    });
+    return c;
+  };
+  const partitionsOf = (name: string): number[] => assignment[name]?.[topic] ?? [];
+
+  const a = await member('a');
+  const b = await member('b');
+  const producer = kafka.producer();
+  try {
+    await waitFor('both members to share the 4 partitions', () => {
+      const pa = partitionsOf('a');
+      const pb = partitionsOf('b');
+      return pa.length > 0 && pb.length > 0 && [...pa, ...pb].sort().join() === '0,1,2,3';
+    });
+    const bPartitions = partitionsOf('b');
+    await producer.connect();
+    let seq = 0;
+    const produce = async (batches: number): Promise<void> => {
+      for (let i = 0; i < batches; i++) {
+        // 16 keys spread over all partitions; per key, values increase with seq.
+        await producer.sendBatch(Array.from({ length: 16 }, (_, k) => ({ topic, key: Buffer.from(`k${k}`), value: Buffer.from(String(seq++)) })));
+      }
+    };
+
+    await produce(10);
+    await waitFor('member b to consume from each of its partitions', () =>
+      bPartitions.every((p) => deliveries.some((d) => d.member === 'b' && d.partition === p)),
+    );
+    // b leaves while the stream keeps flowing.
+    await Promise.all([produce(20), b.disconnect()]);
+    const total = seq;
+    await waitFor('member a to own all partitions', () => partitionsOf('a').length === 4);
+    await waitFor(`all ${total} messages delivered`, () => new Set(deliveries.map((d) => `${d.partition}:${d.offset}`)).size === total, { timeoutMs: 30_000 });
+
+    // Every value arrived; the first delivery of each (partition, offset) came in offset order
+    // (a re-delivery after the rebalance may repeat an offset but never skip one).
+    assert.deepEqual(new Set(deliveries.map((d) => Number(d.value))), new Set(Array.from({ length: total }, (_, i) => i)));
+    const maxSeen = new Map<number, number>();
+    for (const d of deliveries) {
+      const max = maxSeen.get(d.partition) ?? -1;
+      assert.ok(d.offset <= max + 1, `partition ${d.partition}: offset ${d.offset} delivered after ${max} (gap)`);
+      maxSeen.set(d.partition, Math.max(max, d.offset));
+    }
+    const firstSeen = new Set<string>();
+    const lastValueOfKey = new Map<string, number>();
+    for (const d of deliveries) {
+      if (firstSeen.has(`${d.partition}:${d.offset}`)) continue;
+      firstSeen.add(`${d.partition}:${d.offset}`);
+      assert.ok(Number(d.value) > (lastValueOfKey.get(d.key) ?? -1), `${d.key}: ${d.value} out of order`);
+      lastValueOfKey.set(d.key, Number(d.value));
+    }
+    const lastByB = Math.max(...deliveries.filter((d) => d.member === 'b').map((d) => deliveries.indexOf(d)));
+    const takenOver = deliveries.slice(lastByB + 1).filter((d) => d.member === 'a' && bPartitions.includes(d.partition));
+    assert.ok(takenOver.length > 0, "member a consumed b's partitions after b left");
+    const redelivered = deliveries.length - firstSeen.size;
+    t.diagnostic(`deliveries ${deliveries.length}, re-delivered ${redelivered}`);
+
+    await assert.rejects(admin.setGroupOffsets(groupId, topic, [{ partition: 0, offset: '0' }]), /has running members/, 'a live group keeps its offsets');
+    await a.disconnect();
+    const committed = await admin.fetchGroupOffsets(groupId, [topic]);
+    assert.deepEqual(committed[0].partitions, await admin.endOffsets(topic), 'the group committed up to the end of every partition');
+  } finally {
+    await Promise.allSettled([a.disconnect(), b.disconnect(), producer.disconnect()]);
+  }
+});
+
+test('admin: topics, configs, offsets, group offsets; errors keep their retriable flag', async () => {
+  const topic = uniqueTopic('admin');
+  const configs = { 'cleanup.policy': 'compact', 'retention.ms': '3600000' };
+  assert.deepEqual(await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1, configs }]), [topic]);
+  assert.deepEqual(await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1, configs }]), [], 'idempotent');
+  assert.ok((await admin.listTopics()).includes(topic));
+  assert.equal(await admin.partitionCount(topic), 2);
+  const described = await admin.describeTopicConfigs(topic);
+  assert.equal(described['cleanup.policy'], 'compact');
+  assert.equal(described['retention.ms'], '3600000');
+
+  const badRf = await admin.ensureTopics([{ topic: uniqueTopic('rf3'), partitions: 1, replicationFactor: 3 }]).then(
+    () => assert.fail('replication factor 3 on one broker must be refused'),
+    (err: unknown) => err,
+  );
+  assert.match(String((badRf as Error).message), /INVALID_REPLICATION_FACTOR/);
+  assert.equal(isRetriable(badRf), false);
+
+  assert.deepEqual(await admin.endOffsets(topic), [{ partition: 0, offset: '0' }, { partition: 1, offset: '0' }]);
+  const startedAt = Date.now();
+  const producer = kafka.producer();
+  await producer.connect();
+  await producer.sendBatch(Array.from({ length: 6 }, (_, i) => ({ topic, key: Buffer.from(`k${i}`), value: Buffer.from('v') })));
+  await producer.disconnect();
+  const ends = await admin.endOffsets(topic);
+  assert.equal(ends.reduce((n, e) => n + Number(e.offset), 0), 6);
+  assert.deepEqual(await admin.offsetsAtTime(topic, startedAt - 60_000), [{ partition: 0, offset: '0' }, { partition: 1, offset: '0' }]);
+  assert.deepEqual(await admin.offsetsAtTime(topic, Date.now() + 60_000), ends, 'no record that late: the end offsets');
+
+  const groupId = uniqueTopic('offsets');
+  assert.deepEqual(await admin.fetchGroupOffsets(groupId, [topic]), [{ topic, partitions: [{ partition: 0, offset: '-1' }, { partition: 1, offset: '-1' }] }]);
+  await admin.setGroupOffsets(groupId, topic, [{ partition: 0, offset: '1' }, { partition: 1, offset: '2' }]);
+  assert.deepEqual(await admin.fetchGroupOffsets(groupId, [topic]), [{ topic, partitions: [{ partition: 0, offset: '1' }, { partition: 1, offset: '2' }] }]);
+
+  const cluster = await admin.describeCluster();
+  assert.deepEqual(cluster.brokers.map((b) => `${b.host}:${b.port}`), [bootstrap]);
+
+  await admin.deleteTopics([topic, uniqueTopic('never-created')]);
+  assert.ok(!(await admin.listTopics()).includes(topic));
+
+  // kafkajs gives up with KafkaJSNumberOfRetriesExceeded (not retriable itself); the
+  // retriable UNKNOWN_TOPIC_OR_PARTITION underneath must stay visible.
+  const quick = createKafka({ brokers: [bootstrap], logLevel: 'nothing', retry: { retries: 1, initialRetryTime: 50 } }, testLogger()).admin();
+  const gone = await quick.endOffsets(topic).then(() => assert.fail('deleted topic has no offsets'), (err: unknown) => err);
+  await quick.disconnect();
+  assert.equal((gone as Error).name, 'KafkaJSNumberOfRetriesExceeded');
+  assert.equal(isRetriable(gone), true);
+
+  const nobody = createKafka({ brokers: [`127.0.0.1:${await freePort()}`], connectionTimeoutMs: 500, logLevel: 'nothing', retry: { retries: 0 } }, testLogger()).admin();
+  const refused = await nobody.describeCluster().then(() => assert.fail('no broker there'), (err: unknown) => err);
+  assert.equal(isRetriable(refused), true, `connection refused is retriable: ${String(refused)}`);
+});

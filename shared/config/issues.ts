@@ -39,7 +39,7 @@ export function describeInput(value: unknown, secret: boolean): string {
   if (secret) return `a ${typeof value} (value hidden)`;
   if (typeof value === 'string') {
     // Also mask scheme-less `user:pass@host` (a URL with a mistyped scheme is still a secret).
-    const masked = redactUrl(value).replace(/(^|[\s/])([^\s:/@]+):(?!\*\*\*@)[^\s@]+@/g, `$1$2:${MASK}@`);
+    const masked = redactUrl(value).replace(/(^|[\s/])([^\s:/@]+):(?!\/\/|\*\*\*@)[^\s@]+@/g, `$1$2:${MASK}@`);
     return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
   }
   return String(value);

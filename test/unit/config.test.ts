@@ -1,0 +1,290 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../../shared/errors.ts';
+import { coerceEnv, envOverrides, formatZodIssues, loadConfig, mergeConfig } from '../../shared/config/load.ts';
+import { connectionConfig, describeSafe } from '../../shared/config/common.ts';
+import { editDistance, formatPath, suggest } from '../../shared/config/issues.ts';
+import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
+import { loadSinkConfig } from '../../sink-connector/config.ts';
+
+const SECRET = 'Pa55-w0rd-NEVER-SHOWN';
+
+const dir = mkdtempSync(join(tmpdir(), 'sb-config-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+function file(text: string, ext = 'yaml'): string {
+  const p = join(dir, `c${n++}.${ext}`);
+  writeFileSync(p, text);
+  return p;
+}
+
+const MINIMAL_SOURCE = {
+  source: { url: 'postgres://rep@db/app' },
+  kafka: { brokers: ['k:9092'] },
+  schemaRegistry: { url: 'http://registry:8081' },
+};
+
+/** The ConfigError message thrown by `fn` (fails the test if none is thrown). */
+function configErrorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('defaults are applied to a minimal source config', () => {
+  const c = loadSourceConfig({ env: {}, overrides: MINIMAL_SOURCE });
+  assert.equal(c.name, 'shardbridge');
+  assert.equal(c.source.port, 5432);
+  assert.equal(c.source.sslmode, 'prefer');
+  assert.deepEqual(c.tables, { schemas: ['public'], include: [], exclude: [] });
+  assert.equal(c.slotName, 'shardbridge_slot');
+  assert.equal(c.publicationName, 'shardbridge_pub');
+  assert.deepEqual(c.topics, { partitions: 6, replicationFactor: 1, cleanupPolicy: 'delete' });
+  assert.deepEqual(c.snapshot, { mode: 'initial', chunkSize: 100_000, parallelReaders: 2 });
+  assert.deepEqual(c.inFlight, { maxRecords: 100_000, maxBytes: 64 * 1024 * 1024 });
+  assert.equal(c.heartbeatIntervalMs, 10_000);
+  assert.equal(c.sequencesIntervalMs, 60_000);
+  assert.equal(c.tombstones, true);
+  assert.equal(c.metricsPort, 9464);
+  assert.equal(c.walRetentionWarnBytes, 1024 ** 3);
+  assert.equal(c.logLevel, 'info');
+});
+
+test('defaults are applied to a minimal sink config', () => {
+  const c = loadSinkConfig({
+    env: {},
+    overrides: { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } },
+  });
+  assert.equal(c.groupId, 'shardbridge-sink');
+  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true });
+  assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, requireDistributed: false });
+  assert.equal(c.truncate, 'apply');
+  assert.equal(c.autoEvolve, false);
+  assert.deepEqual(c.deadLetter, { enabled: false });
+  assert.deepEqual(c.tables, {});
+  assert.equal(c.stallRetryMs, 5_000);
+  assert.equal(c.metricsPort, 9465);
+});
+
+test('YAML and JSON files are read', () => {
+  const y = file(`
+source:
+  host: db
+  database: app
+  user: rep
+  password: ${SECRET}
+kafka:
+  brokers: [k1:9092, "[::1]:9093"]
+schemaRegistry:
+  url: http://r:8081
+snapshot:
+  chunkSize: 5000
+tables:
+  include: [public.orders]
+`);
+  const c = loadSourceConfig({ file: y, env: {} });
+  assert.equal(c.source.host, 'db');
+  assert.equal(c.snapshot.chunkSize, 5000);
+  assert.deepEqual(c.kafka.brokers, ['k1:9092', '[::1]:9093']);
+  assert.deepEqual(c.tables.include, ['public.orders']);
+  const j = file(JSON.stringify({ ...MINIMAL_SOURCE, topicPrefix: 'cdc' }), 'json');
+  assert.equal(loadSourceConfig({ file: j, env: {} }).topicPrefix, 'cdc');
+});
+
+test('wrong type names the key, the expected form and the value', () => {
+  const msg = configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, snapshot: { chunkSize: 'abc' } } }));
+  assert.equal(msg, 'config: snapshot.chunkSize: expected a positive integer, got "abc"');
+  const msg2 = configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, kafka: { brokers: ['nohost'] } } }));
+  assert.equal(msg2, 'config: kafka.brokers[0]: expected a "host:port" address, got "nohost"');
+});
+
+test('missing required keys are named, every one of them', () => {
+  const msg = configErrorOf(() => loadSourceConfig({ env: {} }));
+  const lines = msg.split('\n');
+  assert.ok(lines.some((l) => l.startsWith('config: source.url: required')), msg);
+  assert.ok(lines.some((l) => l.startsWith('config: kafka.brokers: required')), msg);
+  assert.ok(lines.some((l) => l.startsWith('config: schemaRegistry.url: required')), msg);
+  const partial = configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { host: 'db' } } }));
+  assert.match(partial, /^config: source\.database: required/m);
+  assert.match(partial, /^config: source\.user: required/m);
+});
+
+test('unknown keys are errors with a suggestion', () => {
+  const f = file('tabels: {}\nsource:\n  url: postgres://h/db\n  sslMode: require\nkafka: {brokers: ["k:1"]}\nschemaRegistry: {url: "http://r"}\n');
+  const err = (() => {
+    try {
+      loadSourceConfig({ file: f, env: {} });
+    } catch (e) {
+      return e as ConfigError;
+    }
+  })();
+  assert.ok(err instanceof ConfigError);
+  assert.match(err.message, /^config: tabels: unknown key \(did you mean "tables"\?\)$/m);
+  assert.match(err.message, /^config: source\.sslMode: unknown key \(did you mean "sslmode"\?\)$/m);
+  assert.equal(err.context.file, f);
+  assert.equal(err.context.key, 'source.sslMode', 'the first problem is the context key');
+});
+
+test('environment overrides: nesting, case-insensitive keys, coercion, precedence', () => {
+  const f = file('source: {url: "postgres://h/db"}\nkafka: {brokers: ["file:9092"]}\nschemaRegistry: {url: "http://r"}\nsnapshot: {chunkSize: 10}\n');
+  const c = loadSourceConfig({
+    file: f,
+    env: {
+      SHARDBRIDGE_SOURCE_KAFKA__BROKERS: 'a:9092, b:9092',
+      SHARDBRIDGE_SOURCE_SNAPSHOT__CHUNK_SIZE: '250',
+      SHARDBRIDGE_SOURCE_TOMBSTONES: 'false',
+      SHARDBRIDGE_SOURCE_KAFKA__SSL: 'true',
+      SHARDBRIDGE_SOURCE_SOURCE__PASSWORD: SECRET,
+      SHARDBRIDGE_SOURCE_TOPICS__RETENTION_MS: '',
+      SHARDBRIDGE_SINK_NAME: 'not ours',
+    },
+    overrides: { snapshot: { parallelReaders: 4, mode: undefined } },
+  });
+  assert.deepEqual(c.kafka.brokers, ['a:9092', 'b:9092']);
+  assert.equal(c.snapshot.chunkSize, 250);
+  assert.equal(c.snapshot.parallelReaders, 4);
+  assert.equal(c.snapshot.mode, 'initial');
+  assert.equal(c.tombstones, false);
+  assert.equal(c.kafka.ssl, true);
+  assert.equal(c.source.password, SECRET);
+  assert.equal(c.topics.retentionMs, undefined);
+  assert.equal(c.name, 'shardbridge');
+});
+
+test('bad environment values and unknown variables name the variable', () => {
+  const msg = configErrorOf(() =>
+    loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SNAPSHOT__CHUNK_SIZE: 'abc', SHARDBRIDGE_SOURCE_TABELS__SCHEMAS: 'x' }, overrides: MINIMAL_SOURCE }),
+  );
+  assert.match(msg, /^config: snapshot\.chunkSize \(from SHARDBRIDGE_SOURCE_SNAPSHOT__CHUNK_SIZE\): expected a positive integer, got "abc"$/m);
+  assert.match(msg, /^config: TABELS \(from SHARDBRIDGE_SOURCE_TABELS__SCHEMAS\): unknown key \(did you mean "tables"\?\)$/m);
+});
+
+test('a password never appears in any error message', () => {
+  const url = `postgres://rep:${SECRET}@db/app`;
+  const messages = [
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url: `mysql://rep:${SECRET}@db/app` } } })),
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url: `postgres//rep:${SECRET}@db/app` } } })),
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url, password: 12345 } } })),
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, kafka: { brokers: [url], sasl: { mechanism: 'oauth', username: 'u', password: SECRET } } } })),
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, schemaRegistry: { url: 'http://r', password: { v: SECRET } } } })),
+    configErrorOf(() => loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SOURCE__PASSWORD: SECRET, SHARDBRIDGE_SOURCE_SOURCE__PASWORD: SECRET }, overrides: MINIMAL_SOURCE })),
+    configErrorOf(() => loadSourceConfig({ file: file(`source:\n  password: "${SECRET}\n`), env: {} })),
+    configErrorOf(() => loadSourceConfig({ file: file(`{"source": {"password": "${SECRET}",, }}`, 'json'), env: {} })),
+  ];
+  for (const m of messages) {
+    assert.ok(m.startsWith('config: '), m);
+    assert.ok(!m.includes(SECRET), `leaked: ${m}`);
+  }
+  assert.match(messages[0], /source\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "mysql:\/\/rep:\*\*\*@db\/app"/);
+  assert.match(messages[2], /source\.password: expected a string, got a number \(value hidden\)/);
+  assert.match(messages[6], /not valid YAML: .*line 3/);
+});
+
+test('a source section with both url and host fields is refused', () => {
+  const msg = configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url: 'postgres://h/db', host: 'other' } } }));
+  assert.match(msg, /^config: source\.host: conflicts with source\.url/m);
+});
+
+test('sink table mappings validate keys and nested keys', () => {
+  const msg = configErrorOf(() =>
+    loadSinkConfig({
+      env: {},
+      overrides: {
+        destination: { url: 'postgres://c/db' },
+        kafka: { brokers: ['k:1'] },
+        schemaRegistry: { url: 'http://r' },
+        tables: { orders: {}, 'public.items': { colums: {} }, 'public.ok': { table: 'items2', columns: { id: 'item_id' } } },
+        truncate: 'drop',
+      },
+    }),
+  );
+  assert.match(msg, /^config: tables\.orders: bad key: expected a "schema\.table" name$/m);
+  assert.match(msg, /^config: tables\["public\.items"\]\.colums: unknown key \(did you mean "columns"\?\)$/m);
+  assert.match(msg, /^config: truncate: expected one of "apply", "ignore", got "drop"$/m);
+});
+
+test('file problems are ConfigErrors naming the file', () => {
+  assert.match(configErrorOf(() => loadSourceConfig({ file: join(dir, 'absent.yaml'), env: {} })), /cannot read .*absent\.yaml: no such file/);
+  assert.match(configErrorOf(() => loadSourceConfig({ file: file('a: 1', 'toml'), env: {} })), /unsupported file type "\.toml"/);
+  assert.match(configErrorOf(() => loadSourceConfig({ file: file('- a\n- b\n'), env: {} })), /expected a mapping of keys at the top level/);
+});
+
+test('formatZodIssues: paths, unions, forms (pure)', () => {
+  const schema = z.strictObject({
+    a: z.strictObject({ list: z.array(z.number().int().nonnegative()) }),
+    u: z.union([z.boolean(), z.strictObject({ ca: z.string() })]),
+    e: z.enum(['x', 'y']),
+  });
+  const r = schema.safeParse({ a: { list: [1, -2] }, u: { ca: 3 }, e: 'z', extra: 1 }, { reportInput: true });
+  assert.equal(r.success, false);
+  assert.deepEqual(formatZodIssues(r.error!.issues, { schema }), [
+    'config: a.list[1]: expected a non-negative integer, got -2',
+    'config: u.ca: expected a string, got 3',
+    'config: e: expected one of "x", "y", got "z"',
+    'config: extra: unknown key (known keys: a, u, e)',
+  ]);
+  // Without the schema the lines still name the key.
+  assert.match(formatZodIssues(r.error!.issues)[0], /^config: a\.list\[1\]: expected /);
+  assert.equal(formatPath(['tables', 'public.orders', 'columns', 0]), 'tables["public.orders"].columns[0]');
+  assert.equal(suggest('chunk_size', ['chunkSize', 'mode']), 'chunkSize');
+  assert.equal(suggest('zzz', ['chunkSize', 'mode']), undefined);
+  assert.equal(editDistance('tabels', 'tables'), 1);
+});
+
+test('env helpers (pure): coercion by schema type, deep merge', () => {
+  const schema = z.strictObject({ n: z.number(), b: z.boolean(), l: z.array(z.number()), o: z.strictObject({ k: z.string() }), r: z.record(z.string(), z.string()) });
+  const { value, problems } = envOverrides(schema, { P_N: '5', P_B: 'yes', P_L: '1,2', P_O: '{"k":"v"}', P_R__Some_Key: 'x', P_NOPE: '1' }, 'P_');
+  assert.deepEqual(value, { n: 5, b: true, l: [1, 2], o: { k: 'v' }, r: { Some_Key: 'x' } });
+  assert.equal(problems.length, 1);
+  assert.match(problems[0], /NOPE \(from P_NOPE\): unknown key/);
+  assert.equal(coerceEnv(z.number(), 'x1'), 'x1');
+  assert.deepEqual(mergeConfig({ a: { b: 1, c: [1] }, d: 1 }, { a: { c: [2], e: undefined }, d: undefined }), { a: { b: 1, c: [2], e: undefined }, d: 1 });
+});
+
+test('loadConfig works with any strict schema and prefix', () => {
+  const schema = z.strictObject({ port: z.number().default(1) });
+  assert.deepEqual(loadConfig(schema, { envPrefix: 'X_', env: { X_PORT: '7' } }), { port: 7 });
+});
+
+test('connectionConfig maps url/fields and sslmode to pg options (pure)', () => {
+  const base = sourceConfigSchema.shape.source.parse({ host: 'h', database: 'd', user: 'u', password: 'p' });
+  assert.deepEqual(connectionConfig(base), { host: 'h', port: 5432, database: 'd', user: 'u', password: 'p', ssl: false });
+  const req = connectionConfig({ ...base, sslmode: 'require' });
+  assert.deepEqual(req.ssl, { rejectUnauthorized: false });
+  const full = connectionConfig({ ...base, sslmode: 'verify-full', sslrootcert: '/ca.pem' }, { readFile: (p) => `CA(${p})` });
+  assert.deepEqual(full.ssl, { rejectUnauthorized: true, ca: 'CA(/ca.pem)' });
+  const ca = connectionConfig({ ...base, sslmode: 'verify-ca' });
+  assert.equal(typeof ca.ssl === 'object' && typeof ca.ssl.checkServerIdentity, 'function');
+  const fromUrl = connectionConfig(
+    sourceConfigSchema.shape.source.parse({ url: 'postgres://u@h/d?sslmode=require&application_name=x', password: 'p' }),
+    { application_name: 'sb' },
+  );
+  assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x', password: 'p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
+});
+
+test('describeSafe masks every password, URL password and TLS key', () => {
+  const c = loadSourceConfig({
+    env: {},
+    overrides: {
+      ...MINIMAL_SOURCE,
+      source: { url: `postgres://rep:${SECRET}@db/app`, password: SECRET },
+      kafka: { brokers: ['k:1'], ssl: { key: SECRET, ca: 'CA' }, sasl: { mechanism: 'plain', username: 'u', password: SECRET } },
+      schemaRegistry: { url: `https://u:${SECRET}@r`, password: SECRET },
+    },
+  });
+  const safe = describeSafe(c);
+  assert.ok(!JSON.stringify(safe).includes(SECRET), JSON.stringify(safe));
+  assert.equal(safe.source.password, '***');
+  assert.equal(safe.source.url, 'postgres://rep:***@db/app');
+  assert.deepEqual(safe.kafka.ssl, { key: '***', ca: 'CA' });
+  assert.equal(safe.kafka.sasl?.username, 'u');
+  assert.equal(c.source.password, SECRET, 'the original is untouched');
+});

@@ -1,0 +1,339 @@
+/**
+ * SQL text for applying a collapsed plan: unnest upserts, key deletes, staging COPY merge,
+ * offsets. Pure; every statement is built once per (table object, column set) and cached.
+ *
+ * Values travel as text arrays (`$n::text[]`) and are cast to the destination column's
+ * type, so each value goes through the type's own input function, exactly as COPY would.
+ */
+import { createHash } from 'node:crypto';
+import { SchemaError } from '../shared/errors.ts';
+import { tableShape, type ApplyTable, type TableShape } from './sink-change.ts';
+
+type Value = string | null;
+
+export interface BatchStatement {
+  text: string;
+  /** Columns the bound rows carry, in order. */
+  columns: readonly string[];
+  /** Row-major values → one text array per column (pg serialises JS arrays as array literals). */
+  bind(rows: readonly (readonly Value[])[]): Value[][];
+}
+
+/** `"name"`, inner double quotes doubled. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** `'text'`, inner single quotes doubled (standard_conforming_strings is on since 9.1). */
+export function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+export function qualifiedName(table: { schema: string; name: string }): string {
+  return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+}
+
+/**
+ * The type to cast input text to. An explicit cast to `varchar(n)`, `char(n)` or `bit(n)`
+ * silently truncates or pads, where assignment (and COPY) raise an error; casting to the
+ * unconstrained type lets the INSERT's assignment apply the length check instead. Other
+ * typmods (numeric, timestamp precision) round the same way in both, so they stay.
+ */
+export function castType(type: string): string {
+  const m = /^(character varying|character|bit varying|bit)\(\d+\)/.exec(type);
+  if (!m) return type;
+  const base = m[1] === 'character' ? 'bpchar' : m[1] === 'bit' ? 'bit varying' : m[1];
+  return base + type.slice(m[0].length);
+}
+
+const cache = new WeakMap<ApplyTable, Map<string, unknown>>();
+
+function cached<T>(table: ApplyTable, key: string, build: (shape: TableShape) => T): T {
+  let m = cache.get(table);
+  if (!m) {
+    m = new Map();
+    cache.set(table, m);
+  }
+  let v = m.get(key) as T | undefined;
+  if (v === undefined) {
+    v = build(tableShape(table));
+    m.set(key, v);
+  }
+  return v;
+}
+
+function columnTypes(shape: TableShape, columns: readonly string[]): string[] {
+  return columns.map((c) => {
+    const t = shape.typeOf.get(c);
+    if (t === undefined) {
+      throw new SchemaError(`column ${c} is not in destination ${shape.table.schema}.${shape.table.name}`, {
+        context: { table: `${shape.table.schema}.${shape.table.name}`, column: c },
+      });
+    }
+    return castType(t);
+  });
+}
+
+function textParams(count: number, from = 1): string {
+  return Array.from({ length: count }, (_, i) => `$${i + from}::text[]`).join(', ');
+}
+
+function columnBinder(columns: readonly string[]): (rows: readonly (readonly Value[])[]) => Value[][] {
+  const n = columns.length;
+  return (rows) => {
+    const out: Value[][] = new Array(n);
+    for (let c = 0; c < n; c++) out[c] = new Array(rows.length);
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r];
+      if (row.length !== n) throw new RangeError(`row ${r} has ${row.length} values for ${n} columns`);
+      for (let c = 0; c < n; c++) out[c][r] = row[c];
+    }
+    return out;
+  };
+}
+
+/** The `ON CONFLICT …` tail: SET every non-key column but the distribution column (Citus refuses setting it). */
+function conflictClause(shape: TableShape, columns: readonly string[]): string {
+  const { destKey, distributionColumn } = shape.table;
+  const set = columns
+    .filter((c) => !destKey.includes(c) && c !== distributionColumn)
+    .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+  const target = `ON CONFLICT (${destKey.map(quoteIdent).join(', ')})`;
+  return set.length === 0 ? `${target} DO NOTHING` : `${target} DO UPDATE SET ${set.join(', ')}`;
+}
+
+function requireColumns(shape: TableShape, columns: readonly string[], needed: readonly string[], what: string): void {
+  for (const c of needed) {
+    if (!columns.includes(c)) {
+      throw new SchemaError(`${what} needs key column ${c}`, { context: { table: `${shape.table.schema}.${shape.table.name}`, column: c } });
+    }
+  }
+}
+
+/**
+ * `INSERT … SELECT … FROM unnest(text arrays) … ON CONFLICT (destKey) DO UPDATE` for the
+ * given column set (must include the destination key). One row per key per statement.
+ */
+export function buildUpsert(table: ApplyTable, columns: readonly string[]): BatchStatement {
+  return cached(table, `upsert\u0000${columns.join('\u0000')}`, (shape) => {
+    requireColumns(shape, columns, table.destKey, 'an upsert');
+    const types = columnTypes(shape, columns);
+    const q = columns.map(quoteIdent);
+    const text =
+      `INSERT INTO ${qualifiedName(table)} (${q.join(', ')}) ` +
+      `SELECT ${q.map((c, i) => `u.${c}::${types[i]}`).join(', ')} ` +
+      `FROM unnest(${textParams(columns.length)}) AS u(${q.join(', ')}) ` +
+      conflictClause(shape, columns);
+    return { text, columns: [...columns], bind: columnBinder(columns) };
+  });
+}
+
+/**
+ * Delete rows matching the given key columns (the source key, or the destination key for
+ * exact deletes). One column: `= ANY(array)`, which Citus prunes on. Several: a join with
+ * unnest, plus `distcol = ANY(…)` when the distribution column is among them, because the
+ * join alone does not prune and would touch every shard.
+ */
+export function buildDelete(table: ApplyTable, columns: readonly string[]): BatchStatement {
+  return cached(table, `delete\u0000${columns.join('\u0000')}`, (shape) => {
+    requireColumns(shape, columns, table.sourceKey, 'a key delete');
+    const types = columnTypes(shape, columns);
+    const qn = qualifiedName(table);
+    let text: string;
+    if (columns.length === 1 && !types[0].endsWith(']')) {
+      text = `DELETE FROM ${qn} WHERE ${quoteIdent(columns[0])} = ANY($1::text[]::${types[0]}[])`;
+    } else {
+      const match = columns.map((c, i) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}::${types[i]}`);
+      text = `${deleteUsing(qn, columns)} WHERE ${match.join(' AND ')}${pruneClause(table, columns, types)}`;
+    }
+    return { text, columns: [...columns], bind: columnBinder(columns) };
+  });
+}
+
+/**
+ * For rows that may have moved (no before-image): delete rows with the source key whose
+ * destination-only key columns differ from the new values, sparing the row just upserted.
+ * Bound columns: sourceKey, then the destination-only key columns.
+ */
+export function buildSparingDelete(table: ApplyTable): BatchStatement {
+  return cached(table, 'sparing', (shape) => {
+    const sk = table.sourceKey;
+    const columns = [...sk, ...shape.destOnly];
+    if (shape.destOnly.length === 0) {
+      throw new SchemaError('a sparing delete needs destination key columns beyond the source key', {
+        context: { table: `${table.schema}.${table.name}` },
+      });
+    }
+    const types = columnTypes(shape, columns);
+    const match = sk.map((c, i) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}::${types[i]}`);
+    const differs = shape.destOnly.map((c, j) => `t.${quoteIdent(c)} IS DISTINCT FROM k.${quoteIdent(c)}::${types[sk.length + j]}`);
+    const text =
+      `${deleteUsing(qualifiedName(table), columns)} WHERE ${match.join(' AND ')}` +
+      `${pruneClause(table, sk, types)} AND (${differs.join(' OR ')})`;
+    return { text, columns, bind: columnBinder(columns) };
+  });
+}
+
+function deleteUsing(qn: string, columns: readonly string[]): string {
+  return `DELETE FROM ${qn} AS t USING unnest(${textParams(columns.length)}) AS k(${columns.map(quoteIdent).join(', ')})`;
+}
+
+/** `AND t.dist = ANY($i…)` reusing the distribution column's own parameter, when it is matched by equality. */
+function pruneClause(table: ApplyTable, matched: readonly string[], types: readonly string[]): string {
+  const dist = table.distributionColumn;
+  if (table.citus !== 'distributed' || dist === undefined) return '';
+  const i = matched.indexOf(dist);
+  if (i < 0 || types[i].endsWith(']')) return '';
+  return ` AND t.${quoteIdent(dist)} = ANY($${i + 1}::text[]::${types[i]}[])`;
+}
+
+export function truncateSql(table: ApplyTable): string {
+  return `TRUNCATE ${qualifiedName(table)}`;
+}
+
+// ---- staging path (snapshot rows): COPY into a staging table, then one pushed-down merge.
+
+export const STAGING_SCHEMA = 'shardbridge_staging';
+
+/**
+ * Unquoted name of the staging table: `schema__table`. Falls back to a hashed name when
+ * that would exceed PostgreSQL's 63-byte identifiers (it would be cut silently) or could
+ * be read two ways (a schema ending in `_` or containing `__`).
+ */
+export function stagingBaseName(table: { schema: string; name: string }): string {
+  const plain = `${table.schema}__${table.name}`;
+  if (Buffer.byteLength(plain) <= 63 && !/__|_$/.test(table.schema)) return plain;
+  const hash = createHash('sha256').update(`${table.schema}\u0000${table.name}`).digest('hex').slice(0, 12);
+  let prefix = plain;
+  while (Buffer.byteLength(prefix) > 50) prefix = prefix.slice(0, -1);
+  return `${prefix}_${hash}`;
+}
+
+/** `shardbridge_staging."schema__table"`. */
+export function stagingTableName(table: ApplyTable): string {
+  return cached(table, 'staging', () => `${STAGING_SCHEMA}.${quoteIdent(stagingBaseName(table))}`);
+}
+
+/** No constraints are copied, so COPY never conflicts; defaults cover columns a change does not carry. */
+export function createStagingSql(table: ApplyTable): string {
+  return `CREATE TABLE IF NOT EXISTS ${stagingTableName(table)} (LIKE ${qualifiedName(table)} INCLUDING DEFAULTS)`;
+}
+
+/**
+ * On Citus, distribute the staging table colocated with the target so the merge runs
+ * shard-to-shard in parallel. Idempotent. Null when the target is not hash-distributed
+ * (the staging table then stays a coordinator table).
+ */
+export function distributeStagingSql(table: ApplyTable): string | null {
+  if (table.citus !== 'distributed' || table.distributionColumn === undefined) return null;
+  const staging = quoteLiteral(stagingTableName(table));
+  return (
+    `SELECT create_distributed_table(${staging}, ${quoteLiteral(table.distributionColumn)}, ` +
+    `colocate_with => ${quoteLiteral(qualifiedName(table))}) ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = ${staging}::regclass)`
+  );
+}
+
+/** COPY in text format; feed it rows from `encodeCopyTextRow`. */
+export function copyIntoStagingSql(table: ApplyTable, columns: readonly string[]): string {
+  return cached(table, `copy\u0000${columns.join('\u0000')}`, (shape) => {
+    columnTypes(shape, columns);
+    return `COPY ${stagingTableName(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+  });
+}
+
+/** Upsert the staged rows into the target (same types on both sides: no casts). */
+export function mergeFromStagingSql(table: ApplyTable, columns: readonly string[]): string {
+  return cached(table, `merge\u0000${columns.join('\u0000')}`, (shape) => {
+    requireColumns(shape, columns, table.destKey, 'a staging merge');
+    columnTypes(shape, columns);
+    const q = columns.map(quoteIdent).join(', ');
+    return `INSERT INTO ${qualifiedName(table)} (${q}) SELECT ${q} FROM ${stagingTableName(table)} ${conflictClause(shape, columns)}`;
+  });
+}
+
+/**
+ * Empty the staging table inside the batch transaction. DELETE rather than TRUNCATE: it
+ * takes no exclusive lock, so two sink workers sharing one staging table each remove only
+ * the rows they can see (their own), and Citus allows it after the parallel merge.
+ */
+export function clearStagingSql(table: ApplyTable): string {
+  return `DELETE FROM ${stagingTableName(table)}`;
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** One line of COPY text format: tab-separated, `\N` for NULL, backslash escapes, newline-terminated. */
+export function encodeCopyTextRow(values: readonly Value[]): string {
+  let line = '';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) line += '\t';
+    if (v === null) line += '\\N';
+    else if (COPY_SPECIAL.test(v)) line += v.replace(COPY_SPECIAL_ALL, (ch) => COPY_ESCAPES[ch]);
+    else line += v;
+  }
+  return line + '\n';
+}
+
+// ---- the sink's own tables: plain tables on the coordinator, never distributed (citus issue 6729).
+
+export const CREATE_SINK_TABLES_SQL = `
+CREATE SCHEMA IF NOT EXISTS shardbridge;
+CREATE SCHEMA IF NOT EXISTS ${STAGING_SCHEMA};
+CREATE TABLE IF NOT EXISTS shardbridge.sink_offsets (
+  group_id text NOT NULL,
+  topic text NOT NULL,
+  partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (group_id, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS shardbridge.snapshot_status (
+  topic text PRIMARY KEY,
+  table_name text NOT NULL,
+  state text NOT NULL,
+  rows_expected bigint,
+  end_offsets jsonb,
+  completed_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS shardbridge.sequence_sync (
+  sequence_name text PRIMARY KEY,
+  source_value bigint,
+  applied_value bigint,
+  applied_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS shardbridge.stalls (
+  group_id text NOT NULL,
+  topic text NOT NULL,
+  partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  table_name text,
+  sqlstate text,
+  error text NOT NULL,
+  attempts int NOT NULL DEFAULT 1,
+  first_seen timestamptz NOT NULL DEFAULT now(),
+  last_seen timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (group_id, topic, partition)
+);
+`;
+
+/** Parameters: $1 group id, then arrays of topics, partitions, next offsets (see bindOffsets). */
+export const UPSERT_OFFSETS_SQL =
+  'INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset, updated_at) ' +
+  'SELECT $1::text, u.topic, u.partition, u.next_offset, now() ' +
+  'FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(topic, partition, next_offset) ' +
+  'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at';
+
+export interface OffsetRow {
+  topic: string;
+  partition: number;
+  /** The next offset to consume (last applied + 1), decimal string. */
+  nextOffset: string;
+}
+
+export function bindOffsets(groupId: string, rows: readonly OffsetRow[]): [string, string[], number[], string[]] {
+  return [groupId, rows.map((r) => r.topic), rows.map((r) => r.partition), rows.map((r) => r.nextOffset)];
+}

@@ -1,0 +1,280 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  bindOffsets,
+  buildDelete,
+  buildSparingDelete,
+  buildUpsert,
+  castType,
+  clearStagingSql,
+  copyIntoStagingSql,
+  createStagingSql,
+  distributeStagingSql,
+  encodeCopyTextRow,
+  mergeFromStagingSql,
+  quoteIdent,
+  stagingBaseName,
+  stagingTableName,
+  truncateSql,
+  UPSERT_OFFSETS_SQL,
+} from '../../sink-connector/upsert-batch.ts';
+import type { ApplyTable } from '../../sink-connector/sink-change.ts';
+import { SchemaError } from '../../shared/errors.ts';
+
+const orders: ApplyTable = {
+  schema: 'public',
+  name: 'orders',
+  columns: [
+    { name: 'customer_id', type: 'integer' },
+    { name: 'id', type: 'bigint' },
+    { name: 'amount', type: 'numeric(12,2)' },
+    { name: 'tags', type: 'text[]' },
+  ],
+  sourceKey: ['id'],
+  destKey: ['customer_id', 'id'],
+  distributionColumn: 'customer_id',
+  citus: 'distributed',
+};
+
+const odd: ApplyTable = {
+  schema: 'My Schema',
+  name: 'Order Items',
+  columns: [
+    { name: 'id', type: 'bigint' },
+    { name: 'a"b', type: 'character varying(10)' },
+    { name: 'code', type: 'character(3)[]' },
+  ],
+  sourceKey: ['id'],
+  destKey: ['id'],
+  citus: 'local',
+};
+
+const keyOnly: ApplyTable = {
+  schema: 'public',
+  name: 'tags',
+  columns: [
+    { name: 'post_id', type: 'bigint' },
+    { name: 'tag', type: 'text' },
+  ],
+  sourceKey: ['post_id', 'tag'],
+  destKey: ['post_id', 'tag'],
+  citus: 'local',
+};
+
+// Distribution column is the whole key, and the only non-key column is left out of SET.
+const reference: ApplyTable = {
+  schema: 'public',
+  name: 'countries',
+  columns: [
+    { name: 'code', type: 'text' },
+    { name: 'name', type: 'text' },
+  ],
+  sourceKey: ['code'],
+  destKey: ['code'],
+  citus: 'reference',
+};
+
+const sqlCases: { name: string; sql: () => string; want: string }[] = [
+  {
+    name: 'upsert, composite key: key and distribution column left out of SET',
+    sql: () => buildUpsert(orders, ['customer_id', 'id', 'amount', 'tags']).text,
+    want:
+      'INSERT INTO "public"."orders" ("customer_id", "id", "amount", "tags") ' +
+      'SELECT u."customer_id"::integer, u."id"::bigint, u."amount"::numeric(12,2), u."tags"::text[] ' +
+      'FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u("customer_id", "id", "amount", "tags") ' +
+      'ON CONFLICT ("customer_id", "id") DO UPDATE SET "amount" = EXCLUDED."amount", "tags" = EXCLUDED."tags"',
+  },
+  {
+    name: 'upsert of a column subset (unchanged TOAST left out)',
+    sql: () => buildUpsert(orders, ['customer_id', 'id', 'amount']).text,
+    want:
+      'INSERT INTO "public"."orders" ("customer_id", "id", "amount") ' +
+      'SELECT u."customer_id"::integer, u."id"::bigint, u."amount"::numeric(12,2) ' +
+      'FROM unnest($1::text[], $2::text[], $3::text[]) AS u("customer_id", "id", "amount") ' +
+      'ON CONFLICT ("customer_id", "id") DO UPDATE SET "amount" = EXCLUDED."amount"',
+  },
+  {
+    name: 'upsert with odd identifiers; length-limited types cast unconstrained',
+    sql: () => buildUpsert(odd, ['id', 'a"b', 'code']).text,
+    want:
+      'INSERT INTO "My Schema"."Order Items" ("id", "a""b", "code") ' +
+      'SELECT u."id"::bigint, u."a""b"::character varying, u."code"::bpchar[] ' +
+      'FROM unnest($1::text[], $2::text[], $3::text[]) AS u("id", "a""b", "code") ' +
+      'ON CONFLICT ("id") DO UPDATE SET "a""b" = EXCLUDED."a""b", "code" = EXCLUDED."code"',
+  },
+  {
+    name: 'upsert where every column is a key column: DO NOTHING',
+    sql: () => buildUpsert(keyOnly, ['post_id', 'tag']).text,
+    want:
+      'INSERT INTO "public"."tags" ("post_id", "tag") SELECT u."post_id"::bigint, u."tag"::text ' +
+      'FROM unnest($1::text[], $2::text[]) AS u("post_id", "tag") ON CONFLICT ("post_id", "tag") DO NOTHING',
+  },
+  {
+    name: 'upsert of only the key columns of a wider table: DO NOTHING',
+    sql: () => buildUpsert(reference, ['code']).text,
+    want: 'INSERT INTO "public"."countries" ("code") SELECT u."code"::text FROM unnest($1::text[]) AS u("code") ON CONFLICT ("code") DO NOTHING',
+  },
+  {
+    name: 'delete by a single-column key: = ANY',
+    sql: () => buildDelete(orders, ['id']).text,
+    want: 'DELETE FROM "public"."orders" WHERE "id" = ANY($1::text[]::bigint[])',
+  },
+  {
+    name: 'delete by a single odd-named key',
+    sql: () => buildDelete(odd, ['id']).text,
+    want: 'DELETE FROM "My Schema"."Order Items" WHERE "id" = ANY($1::text[]::bigint[])',
+  },
+  {
+    name: 'delete by destination key: unnest join plus distribution-column pruning',
+    sql: () => buildDelete(orders, ['customer_id', 'id']).text,
+    want:
+      'DELETE FROM "public"."orders" AS t USING unnest($1::text[], $2::text[]) AS k("customer_id", "id") ' +
+      'WHERE t."customer_id" = k."customer_id"::integer AND t."id" = k."id"::bigint AND t."customer_id" = ANY($1::text[]::integer[])',
+  },
+  {
+    name: 'delete by a composite key on a plain table: no pruning clause',
+    sql: () => buildDelete(keyOnly, ['post_id', 'tag']).text,
+    want: 'DELETE FROM "public"."tags" AS t USING unnest($1::text[], $2::text[]) AS k("post_id", "tag") WHERE t."post_id" = k."post_id"::bigint AND t."tag" = k."tag"::text',
+  },
+  {
+    name: 'sparing delete for rows that may have moved',
+    sql: () => buildSparingDelete(orders).text,
+    want:
+      'DELETE FROM "public"."orders" AS t USING unnest($1::text[], $2::text[]) AS k("id", "customer_id") ' +
+      'WHERE t."id" = k."id"::bigint AND (t."customer_id" IS DISTINCT FROM k."customer_id"::integer)',
+  },
+  { name: 'truncate', sql: () => truncateSql(odd), want: 'TRUNCATE "My Schema"."Order Items"' },
+  { name: 'staging table name', sql: () => stagingTableName(orders), want: 'shardbridge_staging."public__orders"' },
+  { name: 'staging table name, odd identifiers', sql: () => stagingTableName(odd), want: 'shardbridge_staging."My Schema__Order Items"' },
+  {
+    name: 'create staging',
+    sql: () => createStagingSql(orders),
+    want: 'CREATE TABLE IF NOT EXISTS shardbridge_staging."public__orders" (LIKE "public"."orders" INCLUDING DEFAULTS)',
+  },
+  {
+    name: 'distribute staging colocated with the target (idempotent)',
+    sql: () => distributeStagingSql(orders) ?? 'null',
+    want:
+      `SELECT create_distributed_table('shardbridge_staging."public__orders"', 'customer_id', colocate_with => '"public"."orders"') ` +
+      `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'shardbridge_staging."public__orders"'::regclass)`,
+  },
+  { name: 'no distribution for a reference table', sql: () => distributeStagingSql(reference) ?? 'null', want: 'null' },
+  {
+    name: 'COPY into staging',
+    sql: () => copyIntoStagingSql(odd, ['id', 'a"b']),
+    want: 'COPY shardbridge_staging."My Schema__Order Items" ("id", "a""b") FROM STDIN',
+  },
+  {
+    name: 'merge from staging',
+    sql: () => mergeFromStagingSql(orders, ['customer_id', 'id', 'amount']),
+    want:
+      'INSERT INTO "public"."orders" ("customer_id", "id", "amount") SELECT "customer_id", "id", "amount" ' +
+      'FROM shardbridge_staging."public__orders" ON CONFLICT ("customer_id", "id") DO UPDATE SET "amount" = EXCLUDED."amount"',
+  },
+  { name: 'clear staging', sql: () => clearStagingSql(orders), want: 'DELETE FROM shardbridge_staging."public__orders"' },
+];
+
+for (const tc of sqlCases) {
+  test(`sql: ${tc.name}`, () => {
+    assert.equal(tc.sql(), tc.want);
+  });
+}
+
+test('quoteIdent doubles inner quotes', () => {
+  for (const [name, want] of [
+    ['id', '"id"'],
+    ['Order Items', '"Order Items"'],
+    ['a"b', '"a""b"'],
+    ['""', '""""""'],
+  ]) {
+    assert.equal(quoteIdent(name), want);
+  }
+});
+
+test('castType drops length limits that an explicit cast would silently apply', () => {
+  for (const [type, want] of [
+    ['character varying(10)', 'character varying'],
+    ['character varying(10)[]', 'character varying[]'],
+    ['character(3)', 'bpchar'],
+    ['bit(4)', 'bit varying'],
+    ['bit varying(4)', 'bit varying'],
+    ['numeric(12,2)', 'numeric(12,2)'],
+    ['timestamp(3) with time zone', 'timestamp(3) with time zone'],
+    ['"character"(3)', '"character"(3)'],
+    ['integer[]', 'integer[]'],
+  ]) {
+    assert.equal(castType(type), want, type);
+  }
+});
+
+test('statements are cached per table object and column set', () => {
+  assert.equal(buildUpsert(orders, ['customer_id', 'id', 'amount']), buildUpsert(orders, ['customer_id', 'id', 'amount']));
+  assert.notEqual(buildUpsert(orders, ['customer_id', 'id', 'amount']), buildUpsert(orders, ['customer_id', 'id', 'tags']));
+  assert.notEqual(buildUpsert(orders, ['id', 'customer_id']), buildUpsert({ ...orders }, ['id', 'customer_id']));
+});
+
+test('bind turns rows into one array per column', () => {
+  const st = buildUpsert(orders, ['customer_id', 'id', 'amount']);
+  assert.deepEqual(
+    st.bind([
+      ['1', '10', '1.50'],
+      ['2', '11', null],
+    ]),
+    [
+      ['1', '2'],
+      ['10', '11'],
+      ['1.50', null],
+    ],
+  );
+  assert.deepEqual(st.bind([]), [[], [], []]);
+  assert.deepEqual(buildDelete(orders, ['id']).bind([['10'], ['11']]), [['10', '11']]);
+  assert.deepEqual(buildSparingDelete(orders).bind([['10', '3']]), [['10'], ['3']]);
+  assert.throws(() => st.bind([['1', '2']]), RangeError);
+});
+
+test('bindOffsets: group id, then topic / partition / offset arrays', () => {
+  assert.match(UPSERT_OFFSETS_SQL, /unnest\(\$2::text\[\], \$3::int\[\], \$4::bigint\[\]\)/);
+  assert.deepEqual(
+    bindOffsets('g', [
+      { topic: 'a', partition: 0, nextOffset: '10' },
+      { topic: 'a', partition: 1, nextOffset: '9007199254740993' },
+    ]),
+    ['g', ['a', 'a'], [0, 1], ['10', '9007199254740993']],
+  );
+});
+
+const refusals: { name: string; build: () => unknown; message: RegExp }[] = [
+  { name: 'an upsert without the destination key', build: () => buildUpsert(orders, ['id', 'amount']), message: /key column customer_id/ },
+  { name: 'an unknown column', build: () => buildUpsert(orders, ['customer_id', 'id', 'nope']), message: /column nope/ },
+  { name: 'a delete that does not cover the source key', build: () => buildDelete(orders, ['customer_id']), message: /key column id/ },
+  { name: 'a sparing delete where no key column can move', build: () => buildSparingDelete(odd), message: /beyond the source key/ },
+];
+
+for (const tc of refusals) {
+  test(`builders refuse ${tc.name}`, () => {
+    assert.throws(tc.build, (err: unknown) => err instanceof SchemaError && tc.message.test((err as Error).message));
+  });
+}
+
+test('encodeCopyTextRow escapes backslash, tab, newline, carriage return; NULL is \\N', () => {
+  const cases: [(string | null)[], string][] = [
+    [['1', 'plain'], '1\tplain\n'],
+    [[null, ''], '\\N\t\n'],
+    [['a\tb', 'c\nd', 'e\rf', 'g\\h'], 'a\\tb\tc\\nd\te\\rf\tg\\\\h\n'],
+    [['\\N', '\\.'], '\\\\N\t\\\\.\n'],
+    [['\\x00ff'], '\\\\x00ff\n'],
+    [["it's \"q\""], 'it\'s "q"\n'],
+  ];
+  for (const [values, want] of cases) assert.equal(encodeCopyTextRow(values), want);
+});
+
+test('staging names stay within 63 bytes and unambiguous', () => {
+  const long = { schema: 'public', name: 'x'.repeat(63) };
+  const n = stagingBaseName(long);
+  assert.ok(Buffer.byteLength(n) <= 63, n);
+  assert.notEqual(n, stagingBaseName({ schema: 'public', name: `${'x'.repeat(62)}y` }));
+  // "a_" + "__" + "b" and "a" + "__" + "_b" would both read a___b
+  assert.notEqual(stagingBaseName({ schema: 'a_', name: 'b' }), stagingBaseName({ schema: 'a', name: '_b' }));
+  assert.notEqual(stagingBaseName({ schema: 'a__b', name: 'c' }), stagingBaseName({ schema: 'a', name: 'b__c' }));
+  assert.equal(stagingBaseName({ schema: 'sales', name: 'order_items' }), 'sales__order_items');
+});

@@ -1,0 +1,139 @@
+/**
+ * Debezium-shaped change events from decoded changes: envelope values, key-change
+ * splitting (delete + tombstone + create, as Debezium does on a primary key update),
+ * delete tombstones, unchanged-TOAST listing. Pure: no I/O, no clock.
+ */
+import { SourceError } from '../shared/errors.ts';
+import type { TextTuple } from '../shared/pg-types.ts';
+import type { SourceInfo, TableRecordSchemas } from './record-schema.ts';
+
+export type Op = 'c' | 'u' | 'd' | 'r' | 't';
+
+/** The Avro value of `<ns>.Envelope` (field order as in the schema). */
+export interface Envelope {
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  source: SourceInfo;
+  op: Op;
+  ts_ms: bigint | number | null;
+  transaction: null;
+  /** Columns not sent (unchanged TOAST) in the row image: `after` for c/u/r, `before` for d. */
+  unchanged_toast: string[];
+}
+
+export function buildEnvelope(args: {
+  op: Op;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  unchangedToast: string[];
+  source: SourceInfo;
+  tsMs: bigint | number;
+}): Envelope {
+  return {
+    before: args.before,
+    after: args.after,
+    source: args.source,
+    op: args.op,
+    ts_ms: args.tsMs,
+    transaction: null,
+    unchanged_toast: args.unchangedToast,
+  };
+}
+
+/**
+ * A decoded row change of one table. Shaped like the pgoutput messages: `key` is the old
+ * key tuple ('K': full width, non-key columns null) sent when the key changed under
+ * default/index identity, `old` the full old row ('O') under REPLICA IDENTITY FULL.
+ * `read` is a snapshot row.
+ */
+export type DecodedChange =
+  | { kind: 'insert' | 'read'; new: TextTuple }
+  | { kind: 'update'; key?: TextTuple; old?: TextTuple; new: TextTuple }
+  | { kind: 'delete'; key?: TextTuple; old?: TextTuple }
+  | { kind: 'truncate' };
+
+export interface ChangeContext {
+  /** Converters of the table version the change belongs to. */
+  schemas: Pick<TableRecordSchemas, 'keyFromTuple' | 'rowFromTuple' | 'keyFields'>;
+  source: SourceInfo;
+  /** Envelope ts_ms: when the connector processed the event. */
+  tsMs: bigint | number;
+  /** Emit a tombstone (null value) after every delete, for log compaction. */
+  tombstones: boolean;
+}
+
+/** One Kafka record to send: `value: null` is a tombstone. `key: null` for keyless tables. */
+export interface ChangeEvent {
+  key: Record<string, unknown> | null;
+  value: Envelope | null;
+}
+
+/** New tuple with unchanged-TOAST gaps filled from the full old row, when we have one. */
+function fillFromOld(tuple: TextTuple, old: TextTuple | undefined): TextTuple {
+  if (!old || !tuple.includes(undefined)) return tuple;
+  const out = tuple.slice();
+  for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = old[i];
+  return out;
+}
+
+/** Key columns not sent in the new tuple (a TOASTed key that did not change) from the old one. */
+function fillKeys(tuple: TextTuple, old: TextTuple, keyFields: { index: number }[]): TextTuple {
+  let out = tuple;
+  for (const { index } of keyFields) {
+    if (out[index] === undefined) {
+      if (out === tuple) out = tuple.slice();
+      out[index] = old[index];
+    }
+  }
+  return out;
+}
+
+export function changeToEvents(change: DecodedChange, ctx: ChangeContext): ChangeEvent[] {
+  const { schemas, source, tsMs } = ctx;
+  const envelope = (op: Op, before: Record<string, unknown> | null, after: Record<string, unknown> | null, unchangedToast: string[]): Envelope =>
+    buildEnvelope({ op, before, after, unchangedToast, source, tsMs });
+
+  switch (change.kind) {
+    case 'insert':
+    case 'read': {
+      const { row, unchangedToast } = schemas.rowFromTuple(change.new);
+      return [{ key: schemas.keyFromTuple(change.new), value: envelope(change.kind === 'insert' ? 'c' : 'r', null, row, unchangedToast) }];
+    }
+    case 'delete': {
+      const oldTuple = change.old ?? change.key;
+      if (!oldTuple) {
+        throw new SourceError('delete without old key: the table has REPLICA IDENTITY NOTHING', {
+          remedy: 'give the table a primary key or REPLICA IDENTITY FULL',
+        });
+      }
+      const key = schemas.keyFromTuple(oldTuple);
+      const { row, unchangedToast } = schemas.rowFromTuple(oldTuple);
+      const del = { key, value: envelope('d', row, null, unchangedToast) };
+      return ctx.tombstones && key !== null ? [del, { key, value: null }] : [del];
+    }
+    case 'update': {
+      const oldTuple = change.old ?? change.key;
+      const newTuple = oldTuple ? fillKeys(fillFromOld(change.new, change.old), oldTuple, schemas.keyFields) : change.new;
+      const newKey = schemas.keyFromTuple(newTuple);
+      const { row: after, unchangedToast } = schemas.rowFromTuple(newTuple);
+      if (oldTuple && newKey !== null && keyChanged(schemas.keyFields, oldTuple, newTuple)) {
+        const oldKey = schemas.keyFromTuple(oldTuple);
+        const before = schemas.rowFromTuple(oldTuple);
+        const events: ChangeEvent[] = [{ key: oldKey, value: envelope('d', before.row, null, before.unchangedToast) }];
+        if (ctx.tombstones) events.push({ key: oldKey, value: null });
+        events.push({ key: newKey, value: envelope('c', null, after, unchangedToast) });
+        return events;
+      }
+      // Debezium: `before` only under REPLICA IDENTITY FULL.
+      const before = change.old ? schemas.rowFromTuple(change.old).row : null;
+      return [{ key: newKey, value: envelope('u', before, after, unchangedToast) }];
+    }
+    case 'truncate':
+      return [{ key: null, value: envelope('t', null, null, []) }];
+  }
+}
+
+function keyChanged(keyFields: { index: number }[], oldTuple: TextTuple, newTuple: TextTuple): boolean {
+  for (const f of keyFields) if (oldTuple[f.index] !== newTuple[f.index]) return true;
+  return false;
+}

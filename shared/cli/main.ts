@@ -1,0 +1,269 @@
+/**
+ * The `shardbridge` command line. Commands are implemented elsewhere, each in a module exporting
+ * `run(opts, ctx): Promise<number>`, found through COMMAND_MODULES: creating the module at its
+ * path wires the command; until then the command reports "not built yet" (exit 2).
+ * Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 130/143 on signals.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, ShardBridgeError } from '../errors.ts';
+import { createLogger, type Logger } from '../logger.ts';
+import { redactUrl } from '../redact.ts';
+import { onShutdown, type ShutdownHandler } from '../shutdown.ts';
+import { LOG_LEVELS } from '../config/common.ts';
+import { loadSourceConfig, type SourceConfig } from '../../source-connector/config.ts';
+import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts';
+
+export type CommandName = 'source' | 'sink' | 'check' | 'status' | 'replay' | 'cutover' | 'cleanup' | 'schema copy' | 'devstack' | 'demo' | 'bench';
+
+/** Where each command's implementation lives, relative to this file. */
+export const COMMAND_MODULES: Record<CommandName, string> = {
+  source: '../../source-connector/run.ts',
+  sink: '../../sink-connector/run.ts',
+  check: './commands/check.ts',
+  status: './commands/status.ts',
+  replay: './commands/replay.ts',
+  cutover: './commands/cutover.ts',
+  cleanup: './commands/cleanup.ts',
+  'schema copy': './commands/schema-copy.ts',
+  devstack: '../devstack/cli.ts',
+  demo: './commands/demo.ts',
+  bench: './commands/bench.ts',
+};
+
+export interface CommandContext {
+  command: CommandName;
+  /** Created on first use; level from --log-level, else --verbose (debug), else LOG_LEVEL, else the config's logLevel. */
+  readonly logger: Logger;
+  verbose: boolean;
+  /** Command output (stdout); logs go to stderr. */
+  out(text: string): void;
+  err(text: string): void;
+  /** Already loaded and validated for `source`. Other commands: from --source-config and SHARDBRIDGE_SOURCE_*. */
+  sourceConfig(): SourceConfig;
+  /** Already loaded and validated for `sink`. Other commands: from --sink-config and SHARDBRIDGE_SINK_*. */
+  sinkConfig(): SinkConfig;
+  /** Register a SIGINT/SIGTERM handler (shared/shutdown.ts) logging through `logger`. */
+  onShutdown(handler: ShutdownHandler): () => void;
+}
+
+export interface CommandModule {
+  run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number>;
+}
+
+export interface MainIO {
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+  env?: NodeJS.ProcessEnv;
+  /** Replace entries of COMMAND_MODULES (tests); paths or file URLs. */
+  modules?: Partial<Record<CommandName, string>>;
+}
+
+/** Run the CLI on `argv` (process.argv shape: node, script, args...) and return the exit code. Never throws. */
+export async function main(argv: string[], io: MainIO = {}): Promise<number> {
+  const out = io.stdout ?? ((t: string) => void process.stdout.write(t));
+  const err = io.stderr ?? ((t: string) => void process.stderr.write(t));
+  const env = io.env ?? process.env;
+  let exitCode = 0;
+  let current = '';
+  let verbose = false;
+
+  const dispatch = async (name: CommandName, opts: Record<string, unknown>, cmd: Command) => {
+    current = name;
+    const globals = cmd.optsWithGlobals() as { verbose?: boolean; logLevel?: string; config?: string; sourceConfig?: string; sinkConfig?: string };
+    verbose = Boolean(globals.verbose);
+    exitCode = await runCommand(name, opts, globals, { out, err, env, verbose, modules: { ...COMMAND_MODULES, ...io.modules } });
+  };
+
+  const program = buildProgram(dispatch, out, err);
+  try {
+    await program.parseAsync(argv, { from: 'node' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    return reportError(e, current, err, verbose || /^(debug|trace)$/i.test(env.LOG_LEVEL ?? ''));
+  }
+}
+
+async function runCommand(
+  name: CommandName,
+  opts: Record<string, unknown>,
+  globals: { logLevel?: string; config?: string; sourceConfig?: string; sinkConfig?: string },
+  io: { out: (t: string) => void; err: (t: string) => void; env: NodeJS.ProcessEnv; verbose: boolean; modules: Record<CommandName, string> },
+): Promise<number> {
+  // Configs load before anything else so that a bad key is reported even for unbuilt commands.
+  let source: SourceConfig | undefined;
+  let sink: SinkConfig | undefined;
+  if (name === 'source') source = loadSourceConfig({ file: globals.config, env: io.env });
+  if (name === 'sink') sink = loadSinkConfig({ file: globals.config, env: io.env });
+
+  let logger: Logger | undefined;
+  const ctx: CommandContext = {
+    command: name,
+    get logger() {
+      logger ??= createLogger({
+        name: 'shardbridge',
+        level: globals.logLevel ?? (io.verbose ? 'debug' : undefined) ?? io.env.LOG_LEVEL ?? source?.logLevel ?? sink?.logLevel,
+      });
+      return logger;
+    },
+    verbose: io.verbose,
+    out: io.out,
+    err: io.err,
+    sourceConfig: () => (source ??= loadSourceConfig({ file: globals.sourceConfig, env: io.env })),
+    sinkConfig: () => (sink ??= loadSinkConfig({ file: globals.sinkConfig, env: io.env })),
+    onShutdown: (handler) => onShutdown(handler, ctx.logger),
+  };
+
+  const mod = await loadCommandModule(name, io.modules);
+  if (!mod) {
+    io.err(`shardbridge ${name}: not built yet\n`);
+    return 2;
+  }
+  return mod.run(opts, ctx);
+}
+
+/** The command's module, or undefined when it does not exist yet. */
+export async function loadCommandModule(name: CommandName, modules: Record<CommandName, string> = COMMAND_MODULES): Promise<CommandModule | undefined> {
+  const url = new URL(modules[name], import.meta.url);
+  // Check the file itself: a module that exists but fails to import is a real error, not "not built".
+  if (!existsSync(fileURLToPath(url))) return undefined;
+  const mod = (await import(url.href)) as Partial<CommandModule>;
+  if (typeof mod.run !== 'function') throw new Error(`${modules[name]} does not export run(opts, ctx)`);
+  return mod as CommandModule;
+}
+
+function reportError(e: unknown, command: string, err: (t: string) => void, withStack: boolean): number {
+  const prefix = command ? `shardbridge ${command}: ` : 'shardbridge: ';
+  if (e instanceof ConfigError) {
+    const where = typeof e.context.file === 'string' ? ` in ${e.context.file}` : '';
+    err(redactUrl(`${prefix}configuration error${where}:\n${e.message}${e.remedy ? `\n  remedy: ${e.remedy}` : ''}`) + '\n');
+    return 2;
+  }
+  const text = e instanceof ShardBridgeError ? e.describe() : e instanceof Error ? e.message : String(e);
+  err(redactUrl(prefix + text) + '\n');
+  if (withStack && e instanceof Error && e.stack) err(redactUrl(e.stack) + '\n');
+  return 1;
+}
+
+// ---------- command-line definition ----------
+
+const intArg = (what: string, min: number) => (v: string) => {
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new InvalidArgumentError(`expected ${what}`);
+  return Number(v);
+};
+
+function offsetArg(v: string): bigint {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a Kafka offset (a non-negative integer)');
+  return BigInt(v);
+}
+
+function timeArg(v: string): Date {
+  const d = /^\d+$/.test(v) ? new Date(Number(v)) : new Date(v);
+  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO-8601 time (2024-05-01T12:00:00Z) or epoch milliseconds');
+  return d;
+}
+
+function scaleArg(v: string): number {
+  const n = Number(v);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const SOURCE_CONFIG_HELP = 'source connector config file (.yaml/.yml/.json); SHARDBRIDGE_SOURCE_* variables override it';
+const SINK_CONFIG_HELP = 'sink connector config file (.yaml/.yml/.json); SHARDBRIDGE_SINK_* variables override it';
+
+type Dispatch = (name: CommandName, opts: Record<string, unknown>, cmd: Command) => Promise<void>;
+
+export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: (t: string) => void): Command {
+  const program = new Command('shardbridge')
+    .description('Change data capture from PostgreSQL through Kafka into Citus, and the migration around it.')
+    .version(version(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .addOption(new Option('-v, --verbose', 'print stack traces with errors and log at debug level'))
+    .addOption(new Option('--log-level <level>', 'log level (default: LOG_LEVEL, else the config file, else info)').choices(LOG_LEVELS))
+    .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
+    .configureOutput({ writeOut: out, writeErr: err, outputError: (s, write) => write(s) })
+    .exitOverride()
+    .addHelpText('after', '\nExit codes: 0 ok, 1 failure, 2 usage or configuration error.\nRun `shardbridge <command> --help` for the options of a command.');
+
+  const withConfigs = (cmd: Command) =>
+    cmd.option('--source-config <file>', SOURCE_CONFIG_HELP).option('--sink-config <file>', SINK_CONFIG_HELP);
+  const act = (name: CommandName) => (opts: Record<string, unknown>, cmd: Command) => dispatch(name, opts, cmd);
+
+  program
+    .command('source')
+    .description('run the source connector: snapshot, then stream changes from PostgreSQL into Kafka')
+    .option('-c, --config <file>', SOURCE_CONFIG_HELP + ' (without a file, all keys come from the environment)')
+    .action(act('source'));
+
+  program
+    .command('sink')
+    .description('run the sink connector: apply the Kafka change topics to the destination (Citus/PostgreSQL)')
+    .option('-c, --config <file>', SINK_CONFIG_HELP + ' (without a file, all keys come from the environment)')
+    .action(act('sink'));
+
+  withConfigs(program.command('check'))
+    .description('check that source, Kafka, registry and destination are ready (settings, privileges, reachability)')
+    .action(act('check'));
+
+  withConfigs(program.command('status'))
+    .description('show progress: snapshot state, replication slot lag, consumer lag, last applied positions')
+    .action(act('status'));
+
+  program
+    .command('replay')
+    .description("rewind the sink's position on a topic so that it re-applies changes from an offset or a time")
+    .requiredOption('--topic <topic>', 'the change topic to replay')
+    .option('--partition <n>', 'only this partition (default: every partition of the topic)', intArg('a partition number (0 or more)', 0))
+    .addOption(new Option('--to-offset <n>', 'rewind to this offset (re-apply from it)').argParser(offsetArg).conflicts('toTime'))
+    .addOption(new Option('--to-time <ts>', 'rewind to the first offset at or after this time (ISO-8601 or epoch ms)').argParser(timeArg))
+    .option('--sink-config <file>', SINK_CONFIG_HELP)
+    .action(async (opts: Record<string, unknown>, cmd: Command) => {
+      if (opts.toOffset === undefined && opts.toTime === undefined) cmd.error('error: give one of --to-offset <n> or --to-time <ts>', { exitCode: 2 });
+      await dispatch('replay', opts, cmd);
+    });
+
+  withConfigs(program.command('cutover'))
+    .description('switch writes to the destination: wait for the sink to catch up, then move sequences past the source')
+    .action(act('cutover'));
+
+  withConfigs(program.command('cleanup'))
+    .description('remove what migration left on the source (replication slot, publication) once it is no longer needed')
+    .action(act('cleanup'));
+
+  const schema = program.command('schema').description('table definitions: `schema copy` creates the source tables on the destination');
+  withConfigs(schema.command('copy'))
+    .description('create the selected source tables, types and indexes on the destination and distribute them with Citus')
+    .action(act('schema copy'));
+
+  program
+    .command('devstack')
+    .description('start a local stack (PostgreSQL source, Citus, Kafka, schema registry) and print how to reach it')
+    .option('--json', 'print the connection details as one JSON object on stdout')
+    .action(act('devstack'));
+
+  program
+    .command('demo')
+    .description('run the whole migration end to end on the local stack and verify the destination matches')
+    .option('--keep', 'leave the stack and data running afterwards (default: tear down)')
+    .action(act('demo'));
+
+  program
+    .command('bench')
+    .description('measure snapshot and streaming throughput on the local stack')
+    .option('--scale <n>', 'data set size multiplier (default: 1)', scaleArg)
+    .option('--out <path>', 'write the results as JSON to this file (default: bench-results.json)')
+    .action(act('bench'));
+
+  return program;
+}

@@ -1,0 +1,165 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { COMMAND_MODULES, main, type CommandName } from '../../shared/cli/main.ts';
+
+const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
+const SECRET = 'S3cr3t-Pw-do-not-print';
+
+const dir = mkdtempSync(join(tmpdir(), 'sb-cli-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Environment without our own variables, so the developer's shell cannot change the outcome. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
+}
+
+/** Run the real executable (shebang + tsx) as a child process. */
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { env: cleanEnv(), timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Run main() in-process, capturing its output. */
+async function runMain(args: string[], modules?: Partial<Record<CommandName, string>>, env: NodeJS.ProcessEnv = {}) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env, modules });
+  return { code, stdout, stderr };
+}
+
+function configFile(name: string, yaml: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, yaml);
+  return p;
+}
+
+const VALID_SOURCE = `
+source:
+  url: postgres://replicator:${SECRET}@db.internal:5432/app
+  password: ${SECRET}
+kafka:
+  brokers: ["k1:9092"]
+  sasl: { mechanism: plain, username: u, password: ${SECRET} }
+schemaRegistry:
+  url: http://registry:8081
+`;
+
+test('--help lists every subcommand with a description', async () => {
+  const r = await run(['--help']);
+  assert.equal(r.code, 0, r.stderr);
+  for (const cmd of ['source', 'sink', 'check', 'status', 'replay', 'cutover', 'cleanup', 'schema', 'devstack', 'demo', 'bench']) {
+    assert.match(r.stdout, new RegExp(`^  ${cmd}\\b.*\\S+\\s{2,}\\S`, 'm'), `${cmd} missing or undescribed in:\n${r.stdout}`);
+  }
+  assert.match(r.stdout, /schema copy/);
+});
+
+test('source --help explains its options', async () => {
+  const r = await run(['source', '--help']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Usage: shardbridge source/);
+  assert.match(r.stdout, /-c, --config <file>\s+source connector config file/);
+  assert.match(r.stdout, /SHARDBRIDGE_SOURCE_/);
+  assert.match(r.stdout, /--verbose\s+print stack traces/);
+});
+
+test('every command help describes every option', async () => {
+  const commands = [['source'], ['sink'], ['check'], ['status'], ['replay'], ['cutover'], ['cleanup'], ['schema', 'copy'], ['devstack'], ['demo'], ['bench']];
+  const expectedOptions: Record<string, string[]> = {
+    replay: ['--topic <topic>', '--partition <n>', '--to-offset <n>', '--to-time <ts>', '--sink-config <file>'],
+    devstack: ['--json'],
+    demo: ['--keep'],
+    bench: ['--scale <n>', '--out <path>'],
+    check: ['--source-config <file>', '--sink-config <file>'],
+  };
+  for (const cmd of commands) {
+    const r = await runMain([...cmd, '--help']);
+    assert.equal(r.code, 0, `${cmd.join(' ')}: ${r.stderr}`);
+    const optionLines = r.stdout.split('\n').filter((l) => /^\s+(-\w, )?--[\w-]+/.test(l));
+    assert.ok(optionLines.length >= 4, r.stdout);
+    for (const line of optionLines) assert.match(line, /^\s+\S.*?\s{2,}\S/, `undescribed option in ${cmd.join(' ')}: ${line}`);
+    for (const opt of expectedOptions[cmd[0]] ?? []) assert.ok(r.stdout.includes(opt), `${cmd.join(' ')} lacks ${opt}`);
+  }
+});
+
+test('a wrong type in the config file: exit 2 naming the key, password never printed', async () => {
+  const f = configFile('wrong-type.yaml', `${VALID_SOURCE}snapshot:\n  chunkSize: lots\n`);
+  const r = await run(['source', '--config', f]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /config: snapshot\.chunkSize: expected a positive integer, got "lots"/);
+  assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+});
+
+test('a missing required key: exit 2 naming the key', async () => {
+  const f = configFile('missing.yaml', VALID_SOURCE.replace('schemaRegistry:\n  url: http://registry:8081\n', ''));
+  const r = await run(['source', '--config', f]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /config: schemaRegistry\.url: required/);
+  assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+});
+
+test('an unknown key: exit 2 naming the key', async () => {
+  const f = configFile('unknown.yaml', `${VALID_SOURCE}tabels:\n  schemas: [public]\n`);
+  const r = await run(['source', '--config', f]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /config: tabels: unknown key \(did you mean "tables"\?\)/);
+  assert.match(r.stderr, new RegExp(`configuration error in ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+});
+
+test('usage errors exit 2', async () => {
+  assert.equal((await runMain(['replay', '--topic', 't'])).code, 2);
+  assert.equal((await runMain(['replay', '--topic', 't', '--to-offset', '1', '--to-time', '2024-01-01T00:00:00Z'])).code, 2);
+  assert.equal((await runMain(['bench', '--scale', '-1'])).code, 2);
+  assert.equal((await runMain(['nope'])).code, 2);
+});
+
+test('an unbuilt command says so and exits 2, after validating its config', async () => {
+  const missing = { source: './commands/__not-there__.ts', status: './commands/__not-there__.ts' };
+  const s = await runMain(['status'], missing);
+  assert.equal(s.code, 2);
+  assert.equal(s.stderr, 'shardbridge status: not built yet\n');
+  const ok = configFile('valid.yaml', VALID_SOURCE);
+  const src = await runMain(['source', '--config', ok], missing);
+  assert.equal(src.stderr, 'shardbridge source: not built yet\n');
+  assert.equal(src.code, 2);
+  assert.ok(COMMAND_MODULES['schema copy'].endsWith('.ts'));
+});
+
+test('a built command gets its options and context; errors are masked and exit 1', async () => {
+  const mod = join(dir, 'fake-command.ts');
+  writeFileSync(
+    mod,
+    `export async function run(opts, ctx) {
+       const cfg = ctx.command === 'source' ? ctx.sourceConfig() : undefined;
+       ctx.out(JSON.stringify({ opts: { ...opts, toOffset: String(opts.toOffset) }, command: ctx.command, slot: cfg?.slotName, level: ctx.logger.level }) + '\\n');
+       if (opts.topic === 'boom') throw new Error('cannot reach postgres://u:${SECRET}@h/db');
+       return 0;
+     }\n`,
+  );
+  const url = pathToFileURL(mod).href;
+  const r = await runMain(['replay', '--topic', 'orders', '--partition', '3', '--to-offset', '42', '--log-level', 'warn'], { replay: url });
+  assert.equal(r.code, 0, r.stderr);
+  const printed = JSON.parse(r.stdout);
+  assert.deepEqual(printed, { opts: { topic: 'orders', partition: 3, toOffset: '42' }, command: 'replay', level: 'warn' });
+
+  const src = await runMain(['source', '--config', configFile('v2.yaml', VALID_SOURCE)], { source: url }, { SHARDBRIDGE_SOURCE_SLOT_NAME: 'from_env' });
+  assert.equal(src.code, 0, src.stderr);
+  assert.equal(JSON.parse(src.stdout).slot, 'from_env');
+
+  const boom = await runMain(['replay', '--topic', 'boom', '--to-time', '2024-05-01T00:00:00Z'], { replay: url });
+  assert.equal(boom.code, 1);
+  assert.match(boom.stderr, /^shardbridge replay: cannot reach postgres:\/\/u:\*\*\*@h\/db\n$/);
+  const verbose = await runMain(['replay', '--topic', 'boom', '--to-time', '1700000000000', '--verbose'], { replay: url });
+  assert.equal(verbose.code, 1);
+  assert.match(verbose.stderr, /\n\s+at /, 'stack with --verbose');
+  assert.ok(!(boom.stderr + verbose.stderr).includes(SECRET));
+});

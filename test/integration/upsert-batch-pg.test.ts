@@ -1,0 +1,349 @@
+/**
+ * The generated statements against a real PostgreSQL (or SHARDBRIDGE_TEST_DESTINATION):
+ * values of many types arrive value-exactly, plans replay idempotently, moved rows leave
+ * one row per source key, and the staging COPY path equals the unnest path.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { getTestDestination } from '../helpers/postgres.ts';
+import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
+import type { ApplyTable, SinkChange } from '../../sink-connector/sink-change.ts';
+import {
+  bindOffsets,
+  buildDelete,
+  buildSparingDelete,
+  buildUpsert,
+  clearStagingSql,
+  copyIntoStagingSql,
+  createStagingSql,
+  CREATE_SINK_TABLES_SQL,
+  encodeCopyTextRow,
+  mergeFromStagingSql,
+  qualifiedName,
+  stagingTableName,
+  truncateSql,
+  UPSERT_OFFSETS_SQL,
+} from '../../sink-connector/upsert-batch.ts';
+
+type Row = Record<string, string | null>;
+
+const SCHEMA = `sb_upsert_${process.pid}_${Date.now().toString(36)}`;
+let release: () => Promise<void> = async () => {};
+let db: pg.Client;
+
+// Every type family the value contract promises to carry exactly.
+const ITEM_COLUMNS: [string, string][] = [
+  ['id', 'bigint'],
+  ['a"b', 'text'],
+  ['amount', 'numeric(12,2)'],
+  ['at', 'timestamp with time zone'],
+  ['ints', 'integer[]'],
+  ['doc', 'jsonb'],
+  ['raw', 'bytea'],
+  ['code', 'character(3)'],
+  ['vc', 'character varying(5)'],
+  ['bits', 'bit(4)'],
+  ['period', 'tstzrange'],
+  ['f', 'double precision'],
+  ['big', 'text'],
+];
+
+function itemTable(name: string): ApplyTable {
+  return {
+    schema: SCHEMA,
+    name,
+    columns: ITEM_COLUMNS.map(([n, type]) => ({ name: n, type })),
+    sourceKey: ['id'],
+    destKey: ['id'],
+    citus: 'local',
+  };
+}
+
+// Source key (id), destination key (customer_id, id), "distributed" by customer_id: the
+// statements are exactly the ones Citus gets (plain PostgreSQL runs them too).
+function orderTable(name: string): ApplyTable {
+  return {
+    schema: SCHEMA,
+    name,
+    columns: [
+      { name: 'customer_id', type: 'integer' },
+      { name: 'id', type: 'bigint' },
+      { name: 'amount', type: 'numeric(12,2)' },
+      { name: 'status', type: 'text' },
+      { name: 'payload', type: 'jsonb' },
+    ],
+    sourceKey: ['id'],
+    destKey: ['customer_id', 'id'],
+    distributionColumn: 'customer_id',
+    citus: 'distributed',
+  };
+}
+
+const TRICKY_TEXT = 'it\'s "q" back\\slash\ttab\nnewline\r\n\\N \\. end';
+const BIG = 'x'.repeat(100_000); // stored out of line (TOAST)
+
+const ITEMS: Row[] = [
+  {
+    id: '1', 'a"b': TRICKY_TEXT, amount: '12345678.90', at: 'infinity', ints: '{1,NULL,3}',
+    doc: '{"a": [1, 2.50, {"b": null}], "k": "v\\"x"}', raw: '\\x00ff5c0a27', code: 'ab', vc: 'hello',
+    bits: '1010', period: '["2020-01-01 00:00:00+00",infinity)', f: '-0', big: BIG,
+  },
+  {
+    id: '2', 'a"b': '', amount: '-0.01', at: '-infinity', ints: '{}', doc: 'null', raw: '\\x', code: null, vc: '',
+    bits: null, period: 'empty', f: '1.7976931348623157e+308', big: null,
+  },
+  {
+    id: '3', 'a"b': 'NULL', amount: null, at: '2000-01-01 00:00:00.000001+00', ints: '{{1,2},{3,NULL}}',
+    doc: '"é \\\\ x"', raw: null, code: 'xyz', vc: null, bits: '0001', period: null, f: 'NaN', big: 'small',
+  },
+];
+
+let offset = 0;
+function change(op: SinkChange['op'], after: Row | null, opts: { key?: string; before?: Row | null; toast?: string[] } = {}): SinkChange {
+  const id = opts.key ?? (after?.id as string);
+  return { op, topic: 't', partition: 0, offset: String(offset++), key: { id }, after, before: opts.before ?? null, unchangedToast: opts.toast ?? [] };
+}
+
+async function createTable(table: ApplyTable, extra = ''): Promise<void> {
+  const cols = table.columns.map((c) => `${pg.escapeIdentifier(c.name)} ${c.type}`).join(', ');
+  const pk = table.destKey.map((c) => pg.escapeIdentifier(c)).join(', ');
+  await db.query(`CREATE TABLE ${qualifiedName(table)} (${cols}, PRIMARY KEY (${pk})${extra})`);
+}
+
+/** What the sink's writer does with a plan, in one transaction; snapshot groups optionally via staging. */
+async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boolean } = {}): Promise<void> {
+  await db.query('BEGIN');
+  try {
+    for (const step of plan) {
+      if (step.kind === 'truncate') {
+        await db.query(truncateSql(table));
+        continue;
+      }
+      for (const ks of [step.deletes, step.exactDeletes]) {
+        if (ks.rows.length > 0) {
+          const st = buildDelete(table, ks.columns);
+          await db.query(st.text, st.bind(ks.rows));
+        }
+      }
+      if (step.sparingDeletes.rows.length > 0) {
+        const st = buildSparingDelete(table);
+        await db.query(st.text, st.bind(step.sparingDeletes.rows));
+      }
+      for (const g of step.upserts) {
+        if (opts.staging && g.snapshot) {
+          await db.query(createStagingSql(table));
+          await pipeline(Readable.from(g.rows.map(encodeCopyTextRow)), db.query(copyFrom(copyIntoStagingSql(table, g.columns))));
+          await db.query(mergeFromStagingSql(table, g.columns));
+          await db.query(clearStagingSql(table));
+        } else {
+          const st = buildUpsert(table, g.columns);
+          await db.query(st.text, st.bind(g.rows));
+        }
+      }
+    }
+    await db.query('COMMIT');
+  } catch (err) {
+    await db.query('ROLLBACK');
+    throw err;
+  }
+}
+
+/** The whole table as text, ordered by its key: what "same rows" means below. */
+async function contents(table: ApplyTable): Promise<string[]> {
+  const order = table.destKey.map((c) => pg.escapeIdentifier(c)).join(', ');
+  const { rows } = await db.query(`SELECT t::text AS r FROM ${qualifiedName(table)} t ORDER BY ${order}`);
+  return rows.map((r) => r.r);
+}
+
+before(async () => {
+  const dest = await getTestDestination();
+  release = dest.release;
+  db = new pg.Client({ connectionString: dest.url, options: '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c bytea_output=hex' });
+  await db.connect();
+  await db.query(`CREATE SCHEMA ${pg.escapeIdentifier(SCHEMA)}`);
+  await db.query(CREATE_SINK_TABLES_SQL);
+});
+
+after(async () => {
+  if (db) {
+    await db.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(SCHEMA)} CASCADE`);
+    await db.query(`DELETE FROM shardbridge.sink_offsets WHERE group_id = $1`, [SCHEMA]).catch(() => {});
+    await db.end();
+  }
+  await release();
+});
+
+test('values of many types arrive value-exactly through unnest casts', async () => {
+  const table = itemTable('Order Items');
+  await createTable(table);
+  await runPlan(table, collapse(ITEMS.map((row) => change('c', row)), table));
+
+  // Every stored value equals the value its text denotes, column by column.
+  for (const row of ITEMS) {
+    for (const [col, type] of ITEM_COLUMNS) {
+      const q = pg.escapeIdentifier(col);
+      const { rows } = await db.query(`SELECT ${q} IS NOT DISTINCT FROM $2::${type} AS same FROM ${qualifiedName(table)} WHERE id = $1`, [row.id, row[col]]);
+      assert.equal(rows[0]?.same, true, `id ${row.id} column ${col}`);
+    }
+  }
+  const { rows } = await db.query(
+    `SELECT id, "a""b" AS s, amount::text, at::text, ints::text, doc::text, raw, code, f::text, length(big) AS big FROM ${qualifiedName(table)} ORDER BY id`,
+  );
+  assert.deepEqual(rows[0], {
+    id: '1', s: TRICKY_TEXT, amount: '12345678.90', at: 'infinity', ints: '{1,NULL,3}', doc: '{"a": [1, 2.50, {"b": null}], "k": "v\\"x"}',
+    raw: Buffer.from([0x00, 0xff, 0x5c, 0x0a, 0x27]), code: 'ab ', f: '-0', big: 100_000,
+  });
+  assert.deepEqual(rows[1], { id: '2', s: '', amount: '-0.01', at: '-infinity', ints: '{}', doc: 'null', raw: Buffer.alloc(0), code: null, f: '1.7976931348623157e+308', big: null });
+  assert.deepEqual(rows[2], { id: '3', s: 'NULL', amount: null, at: '2000-01-01 00:00:00.000001+00', ints: '{{1,2},{3,NULL}}', doc: '"é \\\\ x"', raw: null, code: 'xyz', f: 'NaN', big: 5 });
+});
+
+test('a too-long varchar is refused, not truncated (unnest and staging paths)', async () => {
+  const table = itemTable('too_long');
+  await createTable(table);
+  const plan = collapse([change('r', { id: '1', vc: 'toolong' })], table);
+  for (const staging of [false, true]) {
+    await assert.rejects(runPlan(table, plan, { staging }), (err: any) => err.code === '22001', `staging=${staging}`);
+  }
+  assert.deepEqual(await contents(table), []);
+});
+
+test('replaying the same plan leaves the same rows; unchanged TOAST columns are kept', async () => {
+  const table = itemTable('replay');
+  await createTable(table);
+  await runPlan(table, collapse(ITEMS.map((row) => change('c', row)), table));
+  const plan = collapse(
+    [
+      change('u', { id: '1', 'a"b': 'changed', amount: '1.00' }, { toast: ['big'] }), // big stays as stored
+      change('d', null, { key: '2' }),
+      change('c', { id: '4', 'a"b': 'four', ints: '{4}' }),
+      change('u', { id: '4', amount: '4.44' }, { toast: ['a"b'] }), // merges with the insert
+      change('c', { id: '5', 'a"b': 'gone' }),
+      change('d', null, { key: '5' }),
+    ],
+    table,
+  );
+  await runPlan(table, plan);
+  const once = await contents(table);
+  await runPlan(table, plan);
+  assert.deepEqual(await contents(table), once);
+
+  const { rows } = await db.query(`SELECT id, "a""b" AS s, amount::text, length(big) AS big FROM ${qualifiedName(table)} ORDER BY id`);
+  assert.deepEqual(rows, [
+    { id: '1', s: 'changed', amount: '1.00', big: 100_000 },
+    { id: '3', s: 'NULL', amount: null, big: 5 },
+    { id: '4', s: 'four', amount: '4.44', big: null },
+  ]);
+});
+
+test('truncate steps wipe the table and keep what follows', async () => {
+  const table = itemTable('truncated');
+  await createTable(table);
+  await runPlan(table, collapse(ITEMS.map((row) => change('c', row)), table));
+  const plan = collapse([change('c', { id: '9', 'a"b': 'before' }), change('t', null, { key: '' }), change('c', { id: '8', 'a"b': 'after' })], table);
+  await runPlan(table, plan);
+  await runPlan(table, plan);
+  const { rows } = await db.query(`SELECT id, "a""b" AS s FROM ${qualifiedName(table)}`);
+  assert.deepEqual(rows, [{ id: '8', s: 'after' }]);
+});
+
+test('moved rows: one row per source key, with or without before-images, replay-safe', async () => {
+  const table = orderTable('orders');
+  await createTable(table);
+  const start = [
+    ['1', '5', '5.00', 'new'],
+    ['1', '6', '6.00', 'new'],
+    ['3', '7', '7.00', 'new'],
+    ['3', '8', '8.00', 'new'],
+    ['4', '9', '9.00', 'new'],
+  ].map(([customer_id, id, amount, status]) => change('c', { customer_id, id, amount, status, payload: `{"id": ${id}}` }));
+  await runPlan(table, collapse(start, table));
+  const order = (customer: string, id: string, amount: string, status: string): Row => ({ customer_id: customer, id, amount, status, payload: `{"id": ${id}}` });
+  const { payload: _, ...stayed } = order('4', '9', '9.50', 'stayed');
+  const plan = collapse(
+    [
+      change('u', order('2', '5', '5.00', 'moved, no before')), // REPLICA IDENTITY DEFAULT
+      change('u', order('2', '6', '6.00', 'moved, before'), { before: order('1', '6', '6.00', 'new') }), // FULL
+      change('d', null, { key: '7', before: order('3', '7', '7.00', 'new') }),
+      change('d', null, { key: '8' }),
+      // Did not move; its unchanged-TOAST payload must survive the sparing delete.
+      change('u', stayed, { toast: ['payload'] }),
+    ],
+    table,
+  );
+  const seg = plan[0];
+  assert.ok(seg.kind === 'apply');
+  assert.deepEqual(seg.sparingDeletes.rows, [['5', '2'], ['9', '4']]);
+  assert.deepEqual(seg.exactDeletes.rows, [['1', '6'], ['3', '7']]);
+  assert.deepEqual(seg.deletes.rows, [['8']]);
+
+  await runPlan(table, plan);
+  const once = await contents(table);
+  await runPlan(table, plan);
+  assert.deepEqual(await contents(table), once);
+  const { rows } = await db.query(`SELECT id, customer_id, status, payload FROM ${qualifiedName(table)} ORDER BY id`);
+  assert.deepEqual(rows, [
+    { id: '5', customer_id: 2, status: 'moved, no before', payload: { id: 5 } },
+    { id: '6', customer_id: 2, status: 'moved, before', payload: { id: 6 } },
+    { id: '9', customer_id: 4, status: 'stayed', payload: { id: 9 } },
+  ]);
+});
+
+test('staging COPY + merge gives the same rows as the unnest path, inserts and updates', async () => {
+  const viaUnnest = itemTable('via_unnest');
+  const viaStaging = itemTable('via_staging');
+  await createTable(viaUnnest);
+  await createTable(viaStaging);
+  const reads = ITEMS.map((row) => change('r', row));
+  const rereads = ITEMS.map((row) => change('r', { ...row, 'a"b': `${row['a"b']}\t2`, amount: '0.50', ints: '{NULL}' }));
+  for (const batch of [reads, rereads]) {
+    await runPlan(viaUnnest, collapse(batch, viaUnnest));
+    await runPlan(viaStaging, collapse(batch, viaStaging), { staging: true });
+    assert.deepEqual(await contents(viaStaging), await contents(viaUnnest));
+  }
+  assert.equal((await contents(viaStaging)).length, ITEMS.length);
+  const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${stagingTableName(viaStaging)}`);
+  assert.equal(rows[0].n, 0, 'staging table left empty');
+
+  const orders = orderTable('orders_staged');
+  await createTable(orders);
+  await runPlan(orders, collapse([change('r', { customer_id: '1', id: '1', amount: '1.00', status: 'a\\b', payload: '{"x": 1}' })], orders), { staging: true });
+  assert.deepEqual(await contents(orders), ['(1,1,1.00,"a\\\\b","{""x"": 1}")']);
+});
+
+test('key-only tables upsert with DO NOTHING; composite deletes match both columns', async () => {
+  const table: ApplyTable = {
+    schema: SCHEMA,
+    name: 'post_tags',
+    columns: [
+      { name: 'post_id', type: 'bigint' },
+      { name: 'tag', type: 'text' },
+    ],
+    sourceKey: ['post_id', 'tag'],
+    destKey: ['post_id', 'tag'],
+    citus: 'local',
+  };
+  await createTable(table);
+  const tag = (op: SinkChange['op'], post: string, t: string): SinkChange => ({
+    op, topic: 't', partition: 0, offset: String(offset++), key: { post_id: post, tag: t }, after: op === 'd' ? null : { post_id: post, tag: t }, before: null, unchangedToast: [],
+  });
+  const plan = collapse([tag('c', '1', 'a'), tag('c', '1', 'b'), tag('c', '2', 'a')], table);
+  await runPlan(table, plan);
+  await runPlan(table, plan);
+  await runPlan(table, collapse([tag('d', '1', 'a'), tag('d', '2', 'b')], table));
+  assert.deepEqual(await contents(table), ['(1,b)', '(2,a)']);
+});
+
+test('sink tables: created idempotently; offsets upsert in one batched statement', async () => {
+  await db.query(CREATE_SINK_TABLES_SQL);
+  await db.query(UPSERT_OFFSETS_SQL, bindOffsets(SCHEMA, [{ topic: 'a', partition: 0, nextOffset: '10' }, { topic: 'a', partition: 1, nextOffset: '7' }]));
+  await db.query(UPSERT_OFFSETS_SQL, bindOffsets(SCHEMA, [{ topic: 'a', partition: 1, nextOffset: '9007199254740993' }]));
+  const { rows } = await db.query('SELECT topic, partition, next_offset FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY partition', [SCHEMA]);
+  assert.deepEqual(rows, [
+    { topic: 'a', partition: 0, next_offset: '10' },
+    { topic: 'a', partition: 1, next_offset: '9007199254740993' },
+  ]);
+});

@@ -102,22 +102,18 @@ function onDelete(states: Map<string, KeyState>, shape: TableShape, key: string[
 
 function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChange): void {
   const key = keyValues(ch.key, shape, ch);
-  let before = ch.before;
-  let firstOrigin: Origin = null;
-  if (ch.op === 'u' && shape.destOnly.length > 0) firstOrigin = originOf(shape, before);
+  const before = ch.before;
   // An update whose before-image names another source key changed the primary key:
   // the old key is deleted, the new key starts here as an insert.
-  if (ch.op === 'u' && before && keyChanged(before, key, shape)) {
-    onDelete(states, shape, shape.table.sourceKey.map((c) => before![c] as string), before);
-    firstOrigin = null;
-    before = null;
-  }
+  const keyMoved = ch.op === 'u' && before !== null && keyChanged(before, key, shape);
+  if (keyMoved) onDelete(states, shape, shape.table.sourceKey.map((c) => before![c] as string), before);
   const row = rowOf(ch, before, key, shape);
   const id = keyId(key);
   const st = states.get(id);
   const snapshot = ch.op === 'r';
   if (!st) {
-    states.set(id, { key, row, snapshot, origin: firstOrigin });
+    const origin = ch.op === 'u' && !keyMoved ? originOf(shape, before) : null;
+    states.set(id, { key, row, snapshot, origin });
   } else if (st.row === null) {
     st.row = row;
     st.snapshot = snapshot;

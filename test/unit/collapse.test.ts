@@ -169,6 +169,18 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     want: [seg(users, { upserts: [group(allUsers, [['2', 'a', null]])], deletes: { columns: ['id'], rows: [['1']] } })],
   },
   {
+    name: 'primary key change with unchanged TOAST: the value comes from the before-image',
+    table: users,
+    changes: [change('u', { id: '2' }, { id: '2', name: 'a' }, { id: '1', name: 'a', bio: 'long' }, ['bio'])],
+    want: [seg(users, { upserts: [group(allUsers, [['2', 'a', 'long']])], deletes: { columns: ['id'], rows: [['1']] } })],
+  },
+  {
+    name: 'primary key change of a row that can move: the new key needs no extra delete',
+    table: orders,
+    changes: [change('u', { id: '6' }, order('6', '2'), order('5', '1'))],
+    want: [seg(orders, { upserts: [group(allOrders, [['6', '2', '1.00', 'n']])], exactDeletes: { columns: ['customer_id', 'id'], rows: [['1', '5']] } })],
+  },
+  {
     name: 'composite source key holding the distribution column',
     table: lines,
     changes: [

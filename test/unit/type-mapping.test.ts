@@ -10,7 +10,14 @@ import {
   quoteArrayElement,
   textEncoderFor,
 } from '../../shared/type-mapping/index.ts';
-import { civilFromDays, daysFromCivil } from '../../shared/type-mapping/temporal.ts';
+import {
+  civilFromDays,
+  daysFromCivil,
+  timestamptzFromText,
+  timestamptzToText,
+  timetzFromText,
+  timetzToText,
+} from '../../shared/type-mapping/temporal.ts';
 
 const T = (name: string, extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind: 'base', ...extra });
 const arr = (elem: PgTypeInfo): PgTypeInfo => T(`_${elem.name}`, { kind: 'array', elem });
@@ -300,4 +307,18 @@ test('day arithmetic is proleptic Gregorian both ways', () => {
 test('textEncoderFor refuses schemas it cannot map', () => {
   assert.throws(() => textEncoderFor({ type: 'record', name: 'X', fields: [] }), /no PostgreSQL text form/);
   assert.throws(() => textEncoderFor(['null', 'int', 'string']), /no PostgreSQL text form/);
+});
+
+test('timestamptz / timetz offsets other than UTC are normalised or kept', () => {
+  // A connection without TimeZone=UTC still yields the same instant.
+  assert.equal(timestamptzFromText('2024-06-01 02:00:00+05:30'), '2024-05-31T20:30:00Z');
+  assert.equal(timestamptzFromText('0001-01-01 00:30:00-01 BC'), '0000-01-01T01:30:00Z');
+  assert.equal(timestamptzFromText('1999-12-31 23:00:00.25-01:00:30'), '2000-01-01T00:00:30.25Z');
+  // ISO text from elsewhere (offsets, expanded years) comes back as PostgreSQL's UTC text.
+  assert.equal(timestamptzToText('2024-05-31T22:30:00+02:00'), '2024-05-31 20:30:00+00');
+  assert.equal(timestamptzToText('-0043-03-15T12:00:00Z'), '0044-03-15 12:00:00+00 BC');
+  assert.equal(timestamptzToText('+294276-12-31T23:59:59.999999Z'), '294276-12-31 23:59:59.999999+00');
+  assert.equal(timetzFromText('12:00:00-00:30'), '12:00:00-00:30');
+  assert.equal(timetzToText('12:00:00-05:00'), '12:00:00-05');
+  assert.equal(timetzToText('12:00:00+00:00'), '12:00:00+00');
 });

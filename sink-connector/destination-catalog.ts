@@ -41,7 +41,7 @@ SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnot
  ORDER BY a.attnum`;
 
 const UNIQUE_SQL = `
-SELECT i.indisprimary AS primary, array_agg(a.attname ORDER BY k.ord) AS cols
+SELECT i.indisprimary AS primary, array_agg(a.attname::text ORDER BY k.ord) AS cols
   FROM pg_index i
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum

@@ -70,7 +70,7 @@ SELECT a.attrelid::int AS relid, a.attname AS name, a.atttypid::int AS typeoid, 
  ORDER BY a.attrelid, a.attnum`;
 
 const PKEYS_SQL = `
-SELECT i.indrelid::int AS relid, array_agg(a.attname ORDER BY k.ord) AS cols
+SELECT i.indrelid::int AS relid, array_agg(a.attname::text ORDER BY k.ord) AS cols
   FROM pg_index i
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum

@@ -6,7 +6,7 @@
  * Java children are tracked per process and SIGKILLed from an exit hook, so a test that
  * dies or is interrupted does not leave a broker behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -79,12 +79,9 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   const launch = async (): Promise<void> => {
     const started = Date.now();
     const out = openSync(files.log, 'a');
-    const proc = spawn(
-      'java',
-      [`-Xmx${opts.heapMb ?? 512}m`, `-Xms${opts.heapMb ?? 512}m`, ...JVM_FLAGS, `-Dlog4j2.configurationFile=${files.log4j}`,
-        '-cp', path.join(libsDir, '*'), 'kafka.Kafka', files.props],
-      { cwd: dataDir, stdio: ['ignore', out, out] },
-    );
+    const [cmd, args] = javaCommand([`-Xmx${opts.heapMb ?? 512}m`, `-Xms${opts.heapMb ?? 512}m`, ...JVM_FLAGS,
+      `-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.Kafka', files.props]);
+    const proc = spawn(cmd, args, { cwd: dataDir, stdio: ['ignore', out, out] });
     closeSync(out);
     child = proc;
     track(proc);
@@ -187,6 +184,10 @@ export function renderServerProperties(p: { port: number; controllerPort: number
     'num.network.threads': 2,
     'num.io.threads': 2,
     'num.recovery.threads.per.data.dir': 1,
+    // After a SIGKILL the restarted broker waits for its old registration's session to
+    // expire (default 9 s) before it is unfenced: a short session keeps restart() quick.
+    'broker.heartbeat.interval.ms': 500,
+    'broker.session.timeout.ms': 3000,
   };
   return Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
 }
@@ -214,7 +215,7 @@ const JVM_FLAGS = ['-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:+ExitOnOutOfM
 async function formatStorage(libsDir: string, files: { props: string; log4j: string }, dataDir: string): Promise<void> {
   if (existsSync(path.join(dataDir, 'data', 'meta.properties'))) return;
   const args = [`-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', files.props];
-  const proc = spawn('java', ['-Xmx256m', ...args], { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(...javaCommand(['-Xmx256m', ...args]), { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
   track(proc);
   const chunks: Buffer[] = [];
   proc.stdout?.on('data', (c: Buffer) => chunks.push(c));
@@ -226,6 +227,18 @@ async function formatStorage(libsDir: string, files: { props: string; log4j: str
   if (code !== 0) {
     throw new Error(`kafka StorageTool format failed (exit ${code}): java ${args.join(' ')}\n${Buffer.concat(chunks).toString('utf8')}`);
   }
+}
+
+let setprivAvailable: boolean | undefined;
+
+/**
+ * `java args`, through `setpriv --pdeathsig KILL` where util-linux has it: the kernel then
+ * kills the JVM even when this process dies by SIGKILL, which no exit hook can catch.
+ * setpriv execs java, so the pid (and our signals) stay the JVM's.
+ */
+function javaCommand(args: string[]): [string, string[]] {
+  setprivAvailable ??= process.platform === 'linux' && spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
+  return setprivAvailable ? ['setpriv', ['--pdeathsig', 'KILL', 'java', ...args]] : ['java', args];
 }
 
 /** Signal and wait for exit; escalates to SIGKILL after `timeoutMs`. */

@@ -18,7 +18,7 @@ import type {
   RetryOptions as KjsRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import { ConfigError, RetriableError } from '../errors.ts';
+import { ConfigError, RetriableError, isRetriable } from '../errors.ts';
 
 const { Kafka, Partitioners, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
@@ -111,8 +111,15 @@ export interface ConsumerOptions {
 export interface Producer {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
-  /** Sends with acks=all; resolves once every message is acknowledged. Order is kept per topic. */
-  sendBatch(messages: OutMessage[]): Promise<SentRecord[]>;
+  /**
+   * Sends with acks=all; resolves once every message is acknowledged. Order is kept per
+   * partition; calls are serialised. A retriable failure (broker down, leader moved) is
+   * retried with the SAME batch until it succeeds: kafkajs rolls a failed batch's sequence
+   * numbers back, so a different batch sent next would reuse them and the broker could ack
+   * it as a "duplicate" without writing it. Giving up (`signal` aborted, or disconnect())
+   * therefore leaves this producer unusable: create a new one.
+   */
+  sendBatch(messages: OutMessage[], opts?: { signal?: AbortSignal }): Promise<SentRecord[]>;
 }
 
 export interface Consumer {
@@ -161,7 +168,7 @@ export interface Admin {
 }
 
 export interface KafkaClient {
-  /** Idempotent, acks=all, one request in flight. `retry` only tunes the backoff: retries are unbounded. */
+  /** Idempotent, acks=all, one request in flight. `retry` only tunes the backoff: retries are unbounded (see sendBatch). */
   producer(opts?: { retry?: Omit<RetryOptions, 'retries'> }): Producer;
   consumer(opts: ConsumerOptions): Consumer;
   admin(opts?: { retry?: RetryOptions }): Admin;
@@ -171,16 +178,18 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   const log = logger.child({ component: 'kafkajs' });
   const kafka = new Kafka(toKafkaConfig(settings, log));
   return {
-    producer: (opts = {}) => wrapProducer(kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      // Never a bounded retry count: kafkajs rolls a failed batch's sequence numbers back, so
-      // the next batch would reuse them and the broker could ack it as a "duplicate" without
-      // writing it. A send therefore waits out a broker outage; bound it above if needed.
-      retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
-    })),
+    producer: (opts = {}) =>
+      wrapProducer(
+        kafka.producer({
+          idempotent: true,
+          maxInFlightRequests: 1,
+          allowAutoTopicCreation: false,
+          createPartitioner: Partitioners.DefaultPartitioner,
+          retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
+        }),
+        log,
+        { initial: opts.retry?.initialRetryTime ?? 300, max: opts.retry?.maxRetryTime ?? 5000 },
+      ),
     consumer: (opts) => wrapConsumer(kafka.consumer({
       groupId: opts.groupId,
       sessionTimeout: opts.sessionTimeoutMs,
@@ -239,22 +248,68 @@ export function pinoLogEntry(log: Logger, secret?: string): (entry: LogEntry) =>
   };
 }
 
-function wrapProducer(p: KjsProducer): Producer {
-  return {
-    connect: () => p.connect(),
-    disconnect: () => p.disconnect(),
-    async sendBatch(messages) {
-      if (messages.length === 0) return [];
-      const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[]>();
-      for (const m of messages) {
-        let list = byTopic.get(m.topic);
-        if (!list) byTopic.set(m.topic, (list = []));
-        list.push({ key: m.key, value: m.value, headers: m.headers });
+function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; max: number }): Producer {
+  // One batch at a time: a retried batch must get its sequence numbers back before any other.
+  let tail: Promise<unknown> = Promise.resolve();
+  let closed = false;
+  let abandoned: Error | undefined;
+
+  const sendWithRetry = async (messages: OutMessage[], signal?: AbortSignal): Promise<SentRecord[]> => {
+    if (abandoned) {
+      throw new Error('this producer abandoned a batch whose outcome is unknown; create a new producer', { cause: abandoned });
+    }
+    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[]>();
+    for (const m of messages) {
+      let list = byTopic.get(m.topic);
+      if (!list) byTopic.set(m.topic, (list = []));
+      list.push({ key: m.key, value: m.value, headers: m.headers });
+    }
+    const topicMessages = [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs }));
+    for (let attempt = 1, delay = backoff.initial; ; attempt++) {
+      try {
+        const res = await p.sendBatch({ acks: -1, topicMessages });
+        return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
+      } catch (err) {
+        if (!isRetriable(err)) throw err;
+        if (closed || signal?.aborted) {
+          abandoned = err as Error;
+          throw err;
+        }
+        log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, 'send failed; retrying the same batch');
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, backoff.max);
       }
-      const res = await p.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })) });
-      return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
+    }
+  };
+
+  return {
+    async connect() {
+      closed = false;
+      await p.connect();
+    },
+    async disconnect() {
+      closed = true;
+      await p.disconnect();
+    },
+    sendBatch(messages, opts = {}) {
+      if (messages.length === 0) return Promise.resolve([]);
+      const result = tail.then(() => sendWithRetry(messages, opts.signal));
+      tail = result.catch(() => {});
+      return result;
     },
   };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }
 
 function wrapConsumer(c: KjsConsumer): Consumer {

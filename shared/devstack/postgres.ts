@@ -1,0 +1,319 @@
+/**
+ * Throwaway PostgreSQL (15+) clusters for the dev stack and tests: initdb into a temp dir,
+ * listen on 127.0.0.1 on a free port, logical decoding on, durability off (fsync etc.).
+ * As root, every server binary runs as the `postgres` OS user, since postgres refuses root.
+ *
+ * Clusters are tracked per process and shut down (immediate mode) from an exit / signal
+ * hook, with their temp dirs removed, so a failing or interrupted test leaves none behind.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { pino, type Logger } from 'pino';
+import { freePort, waitFor } from './ports.ts';
+import { findPgBinaries, isAlive, postmasterPid, processGone, descendants, type PgBinaries } from './pg-process.ts';
+
+const execFileP = promisify(execFile);
+
+export interface PgCluster {
+  host: '127.0.0.1';
+  port: number;
+  dataDir: string;
+  /** postgres://user@127.0.0.1:port/db (defaults: postgres, postgres). */
+  url(db?: string, user?: string): string;
+  superuserUrl: string;
+  /** pg_ctl stop -m fast. */
+  stop(): Promise<void>;
+  /** kill -9 the postmaster (and its children): no shutdown checkpoint, recovery on restart. */
+  crash(): Promise<void>;
+  /** Starts again on the same port and data (stopping first if running); after crash() this runs recovery. */
+  restart(): Promise<void>;
+  /** Stops and removes the data dir. */
+  destroy(): Promise<void>;
+  /** The last lines of the server log. */
+  logTail(lines?: number): string;
+}
+
+export interface StartPostgresOptions {
+  /** Part of the temp dir name, to tell clusters apart in `ps` and /tmp. */
+  name?: string;
+  /** Extra postgresql.conf settings; they override the defaults. */
+  settings?: Record<string, string>;
+  /** Kept after exit (a temp dir is removed); reused when it already holds a cluster. */
+  dataDir?: string;
+  logger?: Logger;
+}
+
+/**
+ * fsync=off and full_page_writes=off survive a process crash (the kernel keeps the
+ * writes); only an OS crash would lose data. synchronous_commit stays on: with it off, a
+ * commit acknowledged up to ~3 × wal_writer_delay before crash() is lost, which would make
+ * crash tests flaky, and with fsync off it costs one write() per commit, not a flush.
+ */
+export const DEFAULT_PG_SETTINGS: Readonly<Record<string, string>> = {
+  wal_level: 'logical',
+  max_replication_slots: '10',
+  max_wal_senders: '10',
+  fsync: 'off',
+  synchronous_commit: 'on',
+  full_page_writes: 'off',
+  shared_buffers: '128MB',
+  max_connections: '100',
+};
+
+const CONF_FILE = 'shardbridge.conf';
+const LOG_FILE = 'shardbridge-server.log';
+const START_TIMEOUT_S = 60;
+
+interface Tracked {
+  dataDir: string;
+  ownDir: boolean;
+}
+const tracked = new Set<Tracked>();
+let hooksInstalled = false;
+
+export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PgCluster> {
+  const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'postgres', name: opts.name });
+  const bins = findPgBinaries();
+  const ownDir = opts.dataDir === undefined;
+  const safeName = (opts.name ?? 'pg').replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 20);
+  const dataDir = opts.dataDir ? path.resolve(opts.dataDir) : fs.mkdtempSync(path.join(os.tmpdir(), `shardbridge-pg-${safeName}-`));
+  const entry: Tracked = { dataDir, ownDir };
+  tracked.add(entry);
+  installExitHooks();
+
+  const logFile = path.join(dataDir, LOG_FILE);
+  const logTail = (lines = 50): string => {
+    try {
+      return fs.readFileSync(logFile, 'utf8').split('\n').slice(-lines - 1).join('\n');
+    } catch {
+      return '(no server log)';
+    }
+  };
+  const fail = (what: string, err: unknown): Error =>
+    new Error(`${what} (data dir ${dataDir}): ${(err as Error).message}\n--- server log tail ---\n${logTail(30)}`, { cause: err });
+
+  try {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
+      giveToPgUser(bins, dataDir);
+      await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
+      fs.appendFileSync(path.join(dataDir, 'postgresql.conf'), `\n# shardbridge devstack: settings below override the defaults above\ninclude '${CONF_FILE}'\n`);
+    }
+  } catch (err) {
+    tracked.delete(entry);
+    if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    throw fail('initdb failed', err);
+  }
+
+  const settings = { ...DEFAULT_PG_SETTINGS, ...opts.settings };
+  let port = 0;
+  const start = async (): Promise<void> => {
+    try {
+      await runAsPg(bins, bins.pgCtl, ['start', '-D', dataDir, '-l', logFile, '-w', '-t', String(START_TIMEOUT_S), '-s']);
+    } catch (err) {
+      throw fail(`postgres did not start on port ${port}`, err);
+    }
+    try {
+      await waitFor(`postgres on 127.0.0.1:${port}`, () => canConnect(port), { timeoutMs: 30_000, intervalMs: 100 });
+    } catch (err) {
+      throw fail('postgres does not accept connections', err);
+    }
+  };
+
+  // The free port can be taken between freePort() and bind(): try a few.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    writeConf(bins, dataDir, port, settings);
+    try {
+      await start();
+      break;
+    } catch (err) {
+      const portClash = /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(logTail(30));
+      if (!portClash || attempt >= 3) {
+        stopSync(entry);
+        tracked.delete(entry);
+        if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
+        throw err;
+      }
+      log.warn({ port }, 'port taken, trying another');
+    }
+  }
+  log.info({ port, dataDir }, 'postgres started');
+
+  const url = (db = 'postgres', user = 'postgres'): string =>
+    `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${encodeURIComponent(db)}`;
+  let destroyed = false;
+  const alive = (): boolean => {
+    const pid = postmasterPid(dataDir);
+    return pid !== undefined && isAlive(pid);
+  };
+  const stop = async (): Promise<void> => {
+    if (!alive()) return;
+    try {
+      await runAsPg(bins, bins.pgCtl, ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60', '-s']);
+    } catch (err) {
+      throw fail('pg_ctl stop failed', err);
+    }
+    log.info({ port }, 'postgres stopped');
+  };
+
+  return {
+    host: '127.0.0.1',
+    port,
+    dataDir,
+    url,
+    superuserUrl: url(),
+    stop,
+    async crash() {
+      const pid = postmasterPid(dataDir);
+      if (pid === undefined || !isAlive(pid)) throw new Error(`crash(): postgres in ${dataDir} is not running`);
+      await killHard(pid, dataDir, port);
+      log.info({ port, pid }, 'postgres crashed (SIGKILL)');
+    },
+    async restart() {
+      if (destroyed) throw new Error('restart(): cluster was destroyed');
+      await stop();
+      await start();
+      log.info({ port }, 'postgres restarted');
+    },
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      try {
+        await stop();
+      } catch {
+        stopSync(entry);
+      }
+      tracked.delete(entry);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+    logTail,
+  };
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5_000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function writeConf(bins: PgBinaries, dataDir: string, port: number, settings: Record<string, string>): void {
+  const all: Record<string, string> = {
+    ...settings,
+    listen_addresses: '127.0.0.1',
+    port: String(port),
+    // Inside the data dir: no clash with a system cluster's /var/run/postgresql, gone with the dir.
+    unix_socket_directories: dataDir,
+  };
+  const lines = Object.entries(all).map(([k, v]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(k)) throw new Error(`invalid postgresql.conf setting name: ${k}`);
+    return `${k} = '${String(v).replace(/'/g, "''")}'`;
+  });
+  const file = path.join(dataDir, CONF_FILE);
+  fs.writeFileSync(file, `# written by shardbridge devstack on every start\n${lines.join('\n')}\n`);
+  if (bins.runAs) fs.chownSync(file, bins.runAs.uid, bins.runAs.gid);
+}
+
+function giveToPgUser(bins: PgBinaries, dir: string): void {
+  fs.chmodSync(dir, 0o700);
+  if (bins.runAs) fs.chownSync(dir, bins.runAs.uid, bins.runAs.gid);
+}
+
+/** Runs a PostgreSQL binary, as the postgres OS user when we are root. */
+async function runAsPg(bins: PgBinaries, bin: string, args: string[]): Promise<void> {
+  const [file, argv] = bins.runAs ? ['runuser', ['-u', bins.runAs.user, '--', bin, ...args]] : [bin, args];
+  try {
+    // cwd: the postgres user may not be allowed into ours.
+    await execFileP(file, argv, { cwd: os.tmpdir(), timeout: (START_TIMEOUT_S + 30) * 1000 });
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`${path.basename(bin)} ${args[0]} failed: ${(e.stderr || e.stdout || e.message).trim()}`, { cause: err });
+  }
+}
+
+/**
+ * SIGKILL the postmaster and the processes under it, wait until they are gone, and clear
+ * the lock files an unreaped (zombie) postmaster would make the next start refuse.
+ */
+async function killHard(pid: number, dataDir: string, port: number): Promise<void> {
+  const pids = [pid, ...descendants(pid)];
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await waitFor(`postgres processes ${pids.join(',')} to die`, () => pids.every(processGone), { timeoutMs: 10_000, intervalMs: 20 });
+  // A reaped postmaster leaves a stale lock the next start recognises and clears itself
+  // (freeing the old shared memory segment too); only a zombie's lock must go by hand.
+  if (isAlive(pid, { countZombies: true })) {
+    fs.rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
+    fs.rmSync(path.join(dataDir, `.s.PGSQL.${port}.lock`), { force: true });
+  }
+}
+
+/** Synchronous immediate shutdown, for exit hooks: SIGQUIT, a short wait, then SIGKILL. */
+function stopSync(entry: Tracked): void {
+  const pid = postmasterPid(entry.dataDir);
+  if (pid === undefined || !isAlive(pid)) return;
+  const pids = [pid, ...descendants(pid)];
+  try {
+    process.kill(pid, 'SIGQUIT');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 5_000;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (!pids.every(processGone) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 20);
+  for (const p of pids) {
+    if (!processGone(p)) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+}
+
+function cleanupAllSync(): void {
+  for (const entry of tracked) {
+    try {
+      stopSync(entry);
+      if (entry.ownDir) fs.rmSync(entry.dataDir, { recursive: true, force: true });
+    } catch {
+      // best effort while exiting
+    }
+  }
+  tracked.clear();
+}
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', cleanupAllSync);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    // `on`, not `once`: a second signal arriving during the cleanup must not kill us half-way.
+    const onSignal = (): void => {
+      cleanupAllSync();
+      process.off(sig, onSignal);
+      // Keep the default outcome (death by that signal) unless someone else handles it.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+/** For callers that want to check the environment before starting anything. */
+export { findPgBinaries } from './pg-process.ts';

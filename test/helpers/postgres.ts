@@ -1,0 +1,20 @@
+/**
+ * PostgreSQL for integration tests. Sources are always clusters of our own (tests crash
+ * them, change settings, create slots). The destination is SHARDBRIDGE_TEST_DESTINATION
+ * when set — an existing PostgreSQL database or Citus coordinator that tests may create
+ * and drop tables in — and otherwise a fresh cluster of this test file's own.
+ */
+import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
+import { testLogger } from './kafka.ts';
+
+export async function getTestDestination(): Promise<{ url: string; release(): Promise<void> }> {
+  const shared = process.env.SHARDBRIDGE_TEST_DESTINATION;
+  if (shared) return { url: shared, release: async () => {} };
+  const cluster = await startPostgres({ name: 'dest', logger: testLogger() });
+  return { url: cluster.url(), release: () => cluster.destroy() };
+}
+
+/** A fresh source cluster (wal_level=logical etc.); `settings` override the defaults. Call destroy() when done. */
+export function startTestSource(settings?: Record<string, string>): Promise<PgCluster> {
+  return startPostgres({ name: 'source', settings, logger: testLogger() });
+}

@@ -1,0 +1,77 @@
+/** The throwaway PostgreSQL cluster harness: settings, crash recovery, cleanup. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import pg from 'pg';
+import { startTestSource, getTestDestination } from '../helpers/postgres.ts';
+
+async function query<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql, params)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+test('defaults and extra settings are applied; committed data survives crash() + restart()', async (t) => {
+  const cluster = await startTestSource({ max_replication_slots: '7', application_name: "it's me" });
+  t.after(() => cluster.destroy());
+  assert.equal(cluster.host, '127.0.0.1');
+  assert.equal(cluster.superuserUrl, `postgres://postgres@127.0.0.1:${cluster.port}/postgres`);
+  assert.equal(cluster.url('app', 'bob'), `postgres://bob@127.0.0.1:${cluster.port}/app`);
+
+  const show = async (name: string) => (await query<Record<string, string>>(cluster.superuserUrl, `SHOW ${name}`))[0][name];
+  assert.equal(await show('wal_level'), 'logical');
+  assert.equal(await show('fsync'), 'off');
+  assert.equal(await show('max_replication_slots'), '7');
+  assert.equal(await show('application_name'), "it's me");
+  assert.equal(await show('unix_socket_directories'), cluster.dataDir);
+  assert.match(await show('server_version'), /^(1[5-9]|[2-9]\d)\./);
+
+  await query(cluster.superuserUrl, 'CREATE TABLE t (id int PRIMARY KEY, v text)');
+  await query(cluster.superuserUrl, "INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 1000) g");
+  const pidBefore = Number(fs.readFileSync(`${cluster.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+
+  await cluster.crash();
+  await assert.rejects(query(cluster.superuserUrl, 'SELECT 1'));
+  await cluster.restart();
+
+  const [{ n, last }] = await query<{ n: string; last: string }>(cluster.superuserUrl, 'SELECT count(*) AS n, max(v) FILTER (WHERE id = 1000) AS last FROM t');
+  assert.equal(n, '1000');
+  assert.equal(last, 'row 1000');
+  assert.notEqual(Number(fs.readFileSync(`${cluster.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]), pidBefore);
+  // The server log shows that the restart ran crash recovery.
+  assert.match(cluster.logTail(200), /not properly shut down|automatic recovery/);
+
+  // A plain restart of a running cluster keeps port and data too.
+  await cluster.restart();
+  assert.equal((await query<{ n: string }>(cluster.superuserUrl, 'SELECT count(*) AS n FROM t'))[0].n, '1000');
+});
+
+test('stop() then restart(); destroy() removes the data dir', async () => {
+  const cluster = await startTestSource();
+  const { dataDir } = cluster;
+  assert.ok(fs.existsSync(`${dataDir}/PG_VERSION`));
+  await cluster.stop();
+  assert.ok(!fs.existsSync(`${dataDir}/postmaster.pid`));
+  await cluster.restart();
+  assert.equal((await query<{ one: number }>(cluster.url(), 'SELECT 1 AS one'))[0].one, 1);
+  await cluster.destroy();
+  assert.ok(!fs.existsSync(dataDir));
+  await assert.rejects(query(cluster.url(), 'SELECT 1'));
+});
+
+test('getTestDestination gives a database tests can create tables in', async (t) => {
+  const dest = await getTestDestination();
+  t.after(() => dest.release());
+  const table = `harness_probe_${process.pid}`;
+  await query(dest.url, `CREATE TABLE ${table} (id int)`);
+  try {
+    await query(dest.url, `INSERT INTO ${table} VALUES (1), (2)`);
+    assert.equal((await query<{ n: string }>(dest.url, `SELECT count(*) AS n FROM ${table}`))[0].n, '2');
+  } finally {
+    await query(dest.url, `DROP TABLE ${table}`);
+  }
+});

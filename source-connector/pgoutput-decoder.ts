@@ -165,7 +165,8 @@ export function parseLsn(text: string): bigint {
 
 // Cursor shared by the helpers below. decodePgoutput is synchronous and never re-entered,
 // so a module-level offset keeps the hot path free of reader objects and tuple returns.
-let buf: Buffer = Buffer.alloc(0);
+const EMPTY = Buffer.alloc(0);
+let buf: Buffer = EMPTY;
 let pos = 0;
 
 /** Decode one pgoutput message (the XLogData payload, without the 25-byte 'w' header). */
@@ -210,8 +211,6 @@ export function decodePgoutput(message: Buffer): PgoutputMessage {
     buf = EMPTY; // do not pin the caller's buffer
   }
 }
-
-const EMPTY = Buffer.alloc(0);
 
 function decodeInsert(): InsertMessage {
   const relid = readU32();

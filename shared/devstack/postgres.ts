@@ -97,16 +97,22 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     new Error(`${what} (data dir ${dataDir}): ${(err as Error).message}\n--- server log tail ---\n${logTail(30)}`, { cause: err });
 
   try {
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(dataDir, { recursive: true });
     if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
       giveToPgUser(bins, dataDir);
       await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
-      fs.appendFileSync(path.join(dataDir, 'postgresql.conf'), `\n# shardbridge devstack: settings below override the defaults above\ninclude '${CONF_FILE}'\n`);
+    }
+    // Our settings live in their own file, rewritten on every start (the port may change).
+    const mainConf = path.join(dataDir, 'postgresql.conf');
+    const includeLine = `include '${CONF_FILE}'`;
+    if (!fs.readFileSync(mainConf, 'utf8').includes(includeLine)) {
+      fs.appendFileSync(mainConf, `\n# shardbridge devstack: settings below override the defaults above\n${includeLine}\n`);
     }
   } catch (err) {
     tracked.delete(entry);
     if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
-    throw fail('initdb failed', err);
+    const hint = bins.runAs ? ` (the ${bins.runAs.user} OS user must be able to reach it: every parent directory needs o+x)` : '';
+    throw fail(`initdb failed${hint}`, err);
   }
 
   const settings = { ...DEFAULT_PG_SETTINGS, ...opts.settings };

@@ -2,8 +2,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { startTestSource, getTestDestination } from '../helpers/postgres.ts';
+import { startPostgres } from '../../shared/devstack/postgres.ts';
 
 async function query<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
   const client = new pg.Client({ connectionString: url });
@@ -74,4 +77,22 @@ test('getTestDestination gives a database tests can create tables in', async (t)
   } finally {
     await query(dest.url, `DROP TABLE ${table}`);
   }
+});
+
+test('an explicit dataDir is kept by stop() and reused by the next startPostgres()', async (t) => {
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'shardbridge-pg-keep-'));
+  // As root the server runs as `postgres`, which must be able to reach the data dir.
+  fs.chmodSync(parent, 0o755);
+  t.after(() => fs.rmSync(parent, { recursive: true, force: true }));
+  const dataDir = path.join(parent, 'data');
+  const first = await startPostgres({ dataDir, settings: { max_wal_senders: '4' } });
+  await query(first.url(), 'CREATE TABLE kept (id int)');
+  await query(first.url(), 'INSERT INTO kept VALUES (42)');
+  await first.stop();
+
+  const second = await startPostgres({ dataDir });
+  t.after(() => second.destroy());
+  assert.deepEqual(await query(second.url(), 'SELECT id FROM kept'), [{ id: 42 }]);
+  // Settings are those of this start, not the previous one.
+  assert.equal((await query<{ max_wal_senders: string }>(second.url(), 'SHOW max_wal_senders'))[0].max_wal_senders, '10');
 });

@@ -61,7 +61,11 @@ export class RegistryClient {
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'schema-registry', registry: this.url });
   }
 
-  /** The global id of `schema` under `subject`, registering it when new. Cached. */
+  /**
+   * The global id of `schema` under `subject`, registering it when new. Cached by subject
+   * and canonical text (and by object identity), so treat a schema object as immutable
+   * once registered. The library accepts named schemas only (record, enum, fixed).
+   */
   register(subject: string, schema: object): Promise<number> {
     let perObject = this.idByObject.get(schema);
     const hit = perObject?.get(subject);

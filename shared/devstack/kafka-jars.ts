@@ -44,19 +44,19 @@ export async function ensureKafkaJars(
   if (existsSync(marker) && existsSync(libsDir)) return { libsDir, version };
 
   await checkJava();
-  await checkMaven();
+  await checkMaven(version);
   await mkdir(home, { recursive: true });
   // Same parent as libsDir so the final rename is atomic (one filesystem).
   const tmp = await mkdtemp(path.join(home, 'libs.partial-'));
   try {
     log(`fetching Apache Kafka ${version} jars into ${libsDir} (mvn, first run only)`);
     const started = Date.now();
-    const args = ['-q', '-B', '-f', POM, `-Dkafka.version=${version}`, 'dependency:copy-dependencies', `-DoutputDirectory=${tmp}`];
-    const res = await run('mvn', args);
+    const args = (out: string) => ['-q', '-B', '-f', POM, `-Dkafka.version=${version}`, 'dependency:copy-dependencies', `-DoutputDirectory=${out}`];
+    const res = await run('mvn', args(tmp));
     if (res.code !== 0) {
-      throw new ConfigError(`mvn could not fetch the Kafka ${version} jars (exit ${res.code})`, {
+      throw new ConfigError(`mvn could not fetch the Kafka ${version} jars (exit ${res.code}):\n${tail(res.output, 20)}\n`, {
         context: { version },
-        remedy: `run: mvn ${args.join(' ')}   (needs access to Maven Central)\n${tail(res.output, 30)}`,
+        remedy: `check access to Maven Central, or fetch by hand: mvn ${args(libsDir).join(' ')} && touch ${marker}`,
       });
     }
     const jars = await readdir(tmp);
@@ -79,7 +79,8 @@ export async function ensureKafkaJars(
   }
 }
 
-async function checkJava(): Promise<void> {
+/** Throws a ConfigError naming the package to install when java is missing or older than 17. */
+export async function checkJava(): Promise<void> {
   const res = await run('java', ['-version']).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') {
       throw new ConfigError('java was not found on PATH; the dev stack runs a real Kafka broker', {
@@ -98,12 +99,12 @@ async function checkJava(): Promise<void> {
   }
 }
 
-async function checkMaven(): Promise<void> {
+async function checkMaven(version: string): Promise<void> {
   await run('mvn', ['-v']).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') {
       throw new ConfigError('mvn was not found on PATH; it fetches the Kafka broker jars on first use', {
         context: { tool: 'mvn' },
-        remedy: `install Maven (Debian/Ubuntu: sudo apt-get install maven), or run it yourself: mvn -q -f ${POM} dependency:copy-dependencies -DoutputDirectory=${kafkaLibsDir()} && touch ${path.join(path.dirname(kafkaLibsDir()), MARKER)}`,
+        remedy: `install Maven (Debian/Ubuntu: sudo apt-get install maven), or run it yourself: mvn -q -f ${POM} -Dkafka.version=${version} dependency:copy-dependencies -DoutputDirectory=${kafkaLibsDir(version)} && touch ${path.join(path.dirname(kafkaLibsDir(version)), MARKER)}`,
       });
     }
     throw err;

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createKafka } from '../kafka/client.ts';
-import { ensureKafkaJars } from './kafka-jars.ts';
+import { checkJava, ensureKafkaJars } from './kafka-jars.ts';
 import { freePort, waitFor } from './ports.ts';
 
 export interface KafkaBroker {
@@ -50,6 +50,7 @@ const STOP_TIMEOUT_MS = 30_000;
 export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBroker> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'kafka-broker' });
   const { libsDir, version } = await ensureKafkaJars({ log: (m) => log.info(m) });
+  await checkJava();
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'shardbridge-kafka-')));
   await mkdir(dataDir, { recursive: true });
@@ -87,6 +88,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
     track(proc);
     let exited: string | undefined;
     proc.once('exit', (code, signal) => (exited = `exited (code ${code}, signal ${signal})`));
+    proc.once('error', (err) => (exited = `could not start: ${err.message}`));
     const probe = createKafka(
       { brokers: [`127.0.0.1:${port}`], clientId: 'devstack-ready', logLevel: 'nothing', connectionTimeoutMs: 1000, requestTimeoutMs: 5000, retry: { retries: 0 } },
       log,

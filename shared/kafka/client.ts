@@ -5,15 +5,16 @@
  *
  * kafkajs errors pass through unwrapped: they carry `retriable` (and
  * KafkaJSNumberOfRetriesExceeded keeps the retriable original as `cause`), which is what
- * `isRetriable` in shared/errors.ts looks at.
+ * `isRetriable` in shared/errors.ts looks at. The one wrapper (topic creation) keeps the
+ * kafkajs error as `cause` and the flag on itself.
  */
 import type { ConnectionOptions } from 'node:tls';
 import kafkajs from 'kafkajs';
 import type {
   Admin as KjsAdmin,
   Consumer as KjsConsumer,
+  ICustomPartitioner,
   KafkaConfig,
-  LogEntry,
   Producer as KjsProducer,
   RetryOptions as KjsRetryOptions,
 } from 'kafkajs';
@@ -41,7 +42,11 @@ export interface RetryOptions {
   maxRetryTime?: number;
 }
 
-/** A record to produce. The partition comes from the key (Java-compatible murmur2). */
+/**
+ * A record to produce. The partition comes from the key (murmur2, as the Java client). A null
+ * key always goes to partition 0, not round-robin: a retried batch must land exactly where
+ * the first attempt went (see sendBatch), and a keyless table's changes stay in order.
+ */
 export interface OutMessage {
   topic: string;
   key: Buffer | null;
@@ -184,7 +189,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
           idempotent: true,
           maxInFlightRequests: 1,
           allowAutoTopicCreation: false,
-          createPartitioner: Partitioners.DefaultPartitioner,
+          createPartitioner: keyedOrFirstPartitioner,
           retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
         }),
         log,
@@ -207,6 +212,11 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   };
 }
 
+const keyedOrFirstPartitioner: ICustomPartitioner = () => {
+  const java = Partitioners.DefaultPartitioner();
+  return (args) => (args.message.key == null ? 0 : java(args));
+};
+
 export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig {
   const { ssl, sasl } = settings;
   const tls: ConnectionOptions | boolean | undefined =
@@ -224,8 +234,15 @@ export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig
   };
 }
 
+/** What kafkajs hands a logCreator (levels: 1 error, 2 warn, 4 info, 5 debug). */
+export interface KafkajsLogEntry {
+  namespace: string;
+  level: number;
+  log: { message: string; [field: string]: unknown };
+}
+
 /** kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo. */
-export function pinoLogEntry(log: Logger, secret?: string): (entry: LogEntry) => void {
+export function pinoLogEntry(log: Logger, secret?: string): (entry: KafkajsLogEntry) => void {
   const scrub = (v: unknown): unknown => {
     if (!secret) return v;
     if (typeof v === 'string') return v.split(secret).join('[redacted]');

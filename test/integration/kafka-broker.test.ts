@@ -7,7 +7,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isRetriable } from '../../shared/errors.ts';
 import { freePort, waitFor } from '../../shared/devstack/ports.ts';
-import { createKafka, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
+import { pino } from 'pino';
+import { createKafka, pinoLogEntry, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
 import { getTestKafka, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 
 /** Partition of `key-0` .. `key-11` among 4 partitions, computed with Kafka's own Java Utils.murmur2. */
@@ -57,9 +58,15 @@ test('idempotent producer: sendBatch acks contiguous offsets on the partitions J
       assert.ok(sent.every((r) => r.topic === topic));
       for (const p of JAVA_PARTITION_OF_KEY) perPartition[p]++;
     }
+    // Null keys all go to partition 0 (deterministic, so that a retried batch lands where the first attempt did).
+    const keyless = await producer.sendBatch(['n0', 'n1', 'n2'].map((v) => ({ topic, key: null, value: Buffer.from(v) })));
+    assert.deepEqual(keyless, [{ topic, partition: 0, baseOffset: String(perPartition[0]) }]);
+    perPartition[0] += 3;
     assert.deepEqual(await admin.endOffsets(topic), perPartition.map((n, partition) => ({ partition, offset: String(n) })));
 
-    const records = await readTopic(kafka, topic);
+    const all = await readTopic(kafka, topic);
+    assert.deepEqual(all.filter((r) => r.key === null).map((r) => [r.partition, r.value]), [[0, 'n0'], [0, 'n1'], [0, 'n2']]);
+    const records = all.filter((r) => r.key !== null);
     assert.equal(records.length, 3 * JAVA_PARTITION_OF_KEY.length);
     for (const r of records) {
       const i = Number(r.key!.slice('key-'.length));
@@ -223,4 +230,16 @@ test('admin: topics, configs, offsets, group offsets; errors keep their retriabl
   const nobody = createKafka({ brokers: [`127.0.0.1:${await freePort()}`], connectionTimeoutMs: 500, logLevel: 'nothing', retry: { retries: 0 } }, testLogger()).admin();
   const refused = await nobody.describeCluster().then(() => assert.fail('no broker there'), (err: unknown) => err);
   assert.equal(isRetriable(refused), true, `connection refused is retriable: ${String(refused)}`);
+});
+
+test('kafkajs log entries reach pino at their level, without the SASL password', () => {
+  const lines: string[] = [];
+  const emit = pinoLogEntry(pino({ level: 'debug' }, { write: (line: string) => lines.push(line) }), 's3cret-pw');
+  emit({ namespace: 'SASLPlainAuthenticator', level: 1, log: { message: 'SASL PLAIN authentication failed: user/s3cret-pw', sasl: { username: 'u', password: 's3cret-pw' } } });
+  emit({ namespace: 'Consumer', level: 2, log: { message: 'rebalancing', groupId: 'g' } });
+  emit({ namespace: 'Connection', level: 1, log: { message: 'Response Metadata(key: 3, version: 6)', error: 'LEADER_NOT_AVAILABLE' } });
+  const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(parsed.map((p) => [p.level, p.namespace]), [[50, 'SASLPlainAuthenticator'], [40, 'Consumer'], [20, 'Connection']]);
+  assert.ok(!lines.join('\n').includes('s3cret-pw'), lines.join('\n'));
+  assert.equal(parsed[0].msg, 'SASL PLAIN authentication failed: user/[redacted]');
 });

@@ -1,0 +1,272 @@
+/**
+ * The source connector's control topics, JSON-valued (docs/control-topics.md has the shapes):
+ *  - `<prefix>.__snapshot`: per table snapshot started / completed markers (key: `schema.table`),
+ *    and per slot a slot-created marker (key: `slot:<name>`). Compacted: the latest marker per
+ *    key is the state. At start-up it tells whether a snapshot was cut short and whether this
+ *    connector has published from a slot before (a vanished slot then means lost changes).
+ *  - `<prefix>.__sequences`: values of sequences owned by replicated tables (key: sequence).
+ *  - `<prefix>.__transactions`: BEGIN / END of every source transaction (key: xid).
+ * Record builders and the state reduction are pure; readControlTopic is the one I/O helper.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../shared/logger.ts';
+import type { KafkaClient, TopicSpec } from '../shared/kafka/client.ts';
+import { RetriableError } from '../shared/errors.ts';
+import { formatLsn } from './pgoutput-decoder.ts';
+
+export interface ControlTopics {
+  snapshot: string;
+  sequences: string;
+  transactions: string;
+}
+
+export function controlTopicNames(prefix: string): ControlTopics {
+  return { snapshot: `${prefix}.__snapshot`, sequences: `${prefix}.__sequences`, transactions: `${prefix}.__transactions` };
+}
+
+/**
+ * One partition each: the markers of a topic are read in the order they were written.
+ * Snapshot and sequence state is "latest per key", so those topics are compacted; the
+ * transaction log follows the table topics' cleanup policy and retention.
+ */
+export function controlTopicSpecs(
+  prefix: string,
+  topics: { replicationFactor: number; cleanupPolicy: string; retentionMs?: number },
+): TopicSpec[] {
+  const names = controlTopicNames(prefix);
+  const retention: Record<string, string> = topics.retentionMs === undefined ? {} : { 'retention.ms': String(topics.retentionMs) };
+  return [
+    { topic: names.snapshot, partitions: 1, replicationFactor: topics.replicationFactor, configs: { 'cleanup.policy': 'compact' } },
+    { topic: names.sequences, partitions: 1, replicationFactor: topics.replicationFactor, configs: { 'cleanup.policy': 'compact' } },
+    { topic: names.transactions, partitions: 1, replicationFactor: topics.replicationFactor, configs: { 'cleanup.policy': topics.cleanupPolicy, ...retention } },
+  ];
+}
+
+export interface ControlRecord {
+  key: Buffer;
+  value: Buffer;
+}
+
+export interface PartitionOffset {
+  partition: number;
+  offset: string;
+}
+
+export interface SnapshotStartedMarker {
+  kind: 'started';
+  table: string;
+  topic: string;
+  slot: string;
+  /** The slot's consistent point: streaming continues from there. */
+  consistentPoint: string;
+  estimatedRows: number;
+  at: string;
+}
+
+export interface SnapshotCompletedMarker {
+  kind: 'completed';
+  table: string;
+  topic: string;
+  slot: string;
+  consistentPoint: string;
+  rows: number;
+  /** End offset (next offset to be written) of every partition of `topic` once its snapshot records were acknowledged. */
+  endOffsets: PartitionOffset[];
+  at: string;
+}
+
+export interface SlotCreatedMarker {
+  kind: 'slot-created';
+  slot: string;
+  consistentPoint: string;
+  at: string;
+}
+
+export type SnapshotTopicMarker = SnapshotStartedMarker | SnapshotCompletedMarker | SlotCreatedMarker;
+
+export const slotMarkerKey = (slot: string): string => `slot:${slot}`;
+
+function record(key: string, value: object): ControlRecord {
+  return { key: Buffer.from(key), value: Buffer.from(JSON.stringify(value)) };
+}
+
+export function snapshotStarted(m: Omit<SnapshotStartedMarker, 'kind' | 'at' | 'consistentPoint'> & { consistentPoint: bigint; at?: Date }): ControlRecord {
+  const v: SnapshotStartedMarker = { kind: 'started', table: m.table, topic: m.topic, slot: m.slot, consistentPoint: formatLsn(m.consistentPoint), estimatedRows: m.estimatedRows, at: (m.at ?? new Date()).toISOString() };
+  return record(m.table, v);
+}
+
+export function snapshotCompleted(m: Omit<SnapshotCompletedMarker, 'kind' | 'at' | 'consistentPoint'> & { consistentPoint: bigint; at?: Date }): ControlRecord {
+  const v: SnapshotCompletedMarker = {
+    kind: 'completed',
+    table: m.table,
+    topic: m.topic,
+    slot: m.slot,
+    consistentPoint: formatLsn(m.consistentPoint),
+    rows: m.rows,
+    endOffsets: m.endOffsets,
+    at: (m.at ?? new Date()).toISOString(),
+  };
+  return record(m.table, v);
+}
+
+export function slotCreated(slot: string, consistentPoint: bigint, at = new Date()): ControlRecord {
+  const v: SlotCreatedMarker = { kind: 'slot-created', slot, consistentPoint: formatLsn(consistentPoint), at: at.toISOString() };
+  return record(slotMarkerKey(slot), v);
+}
+
+export interface SnapshotState {
+  /** Latest marker per table. */
+  tables: Map<string, SnapshotStartedMarker | SnapshotCompletedMarker>;
+  /** Latest slot-created marker per slot name. */
+  slots: Map<string, SlotCreatedMarker>;
+}
+
+/** Latest marker per key, in topic order; records that are not ours are skipped. Pure. */
+export function reduceSnapshotTopic(records: { key: Buffer | null; value: Buffer | null }[]): SnapshotState {
+  const state: SnapshotState = { tables: new Map(), slots: new Map() };
+  for (const r of records) {
+    if (!r.key) continue;
+    const key = r.key.toString();
+    if (!r.value) {
+      state.tables.delete(key);
+      if (key.startsWith('slot:')) state.slots.delete(key.slice(5));
+      continue;
+    }
+    let m: SnapshotTopicMarker;
+    try {
+      m = JSON.parse(r.value.toString()) as SnapshotTopicMarker;
+    } catch {
+      continue;
+    }
+    if (m.kind === 'slot-created') state.slots.set(m.slot, m);
+    else if (m.kind === 'started' || m.kind === 'completed') state.tables.set(m.table, m);
+  }
+  return state;
+}
+
+/** Verdict for start-up, given the slot's presence. Pure. */
+export function judgeSnapshotState(
+  state: SnapshotState,
+  args: { slot: string; tables: string[]; slotExists: boolean },
+): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' }[] } {
+  const incomplete = args.tables
+    .map((table) => {
+      const m = state.tables.get(table);
+      if (!m) return { table, marker: 'none' as const };
+      if (m.kind === 'started') return { table, marker: 'started' as const };
+      return m.slot === args.slot ? null : { table, marker: 'completed-other-slot' as const };
+    })
+    .filter((x): x is NonNullable<typeof x> => x !== null);
+  return { publishedFromSlot: state.slots.has(args.slot), incomplete };
+}
+
+export interface SequenceValueRecord {
+  sequence: string;
+  table: string;
+  column: string;
+  /** Last value as decimal text (bigint range); null if the sequence was never used. */
+  value: string | null;
+  reason: 'snapshot' | 'interval' | 'demand';
+  at: string;
+}
+
+export function sequenceRecord(v: Omit<SequenceValueRecord, 'at'> & { at?: Date }): ControlRecord {
+  const out: SequenceValueRecord = { sequence: v.sequence, table: v.table, column: v.column, value: v.value, reason: v.reason, at: (v.at ?? new Date()).toISOString() };
+  return record(v.sequence, out);
+}
+
+/** Debezium's transaction metadata shape plus the commit LSN. */
+export interface TransactionMarker {
+  status: 'BEGIN' | 'END';
+  /** The source xid as text (Debezium's `id`). */
+  id: string;
+  xid: number;
+  /** Commit LSN (Begin's final LSN). */
+  commitLsn: string;
+  /** END only: end of the commit record, the position confirmed once all of it is in Kafka. */
+  endLsn?: string;
+  /** END only: records published for the transaction (tombstones included). */
+  event_count?: number;
+  data_collections?: { data_collection: string; topic: string; event_count: number }[];
+  /** Commit time, ms since 1970. */
+  ts_ms: number;
+}
+
+export function transactionBegin(xid: number, commitLsn: bigint, tsMs: number): ControlRecord {
+  const m: TransactionMarker = { status: 'BEGIN', id: String(xid), xid, commitLsn: formatLsn(commitLsn), ts_ms: tsMs };
+  return record(String(xid), m);
+}
+
+export function transactionEnd(
+  xid: number,
+  commitLsn: bigint,
+  endLsn: bigint,
+  tsMs: number,
+  counts: { table: string; topic: string; count: number }[],
+): ControlRecord {
+  const m: TransactionMarker = {
+    status: 'END',
+    id: String(xid),
+    xid,
+    commitLsn: formatLsn(commitLsn),
+    endLsn: formatLsn(endLsn),
+    event_count: counts.reduce((n, c) => n + c.count, 0),
+    data_collections: counts.map((c) => ({ data_collection: c.table, topic: c.topic, event_count: c.count })),
+    ts_ms: tsMs,
+  };
+  return record(String(xid), m);
+}
+
+/** Every record of a (small) control topic up to its current end, with a throw-away consumer group. */
+export async function readControlTopic(
+  kafka: KafkaClient,
+  topic: string,
+  log: Logger,
+  timeoutMs = 60_000,
+): Promise<{ key: Buffer | null; value: Buffer | null }[]> {
+  const admin = kafka.admin();
+  let ends: PartitionOffset[];
+  try {
+    ends = await admin.endOffsets(topic);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+  const wanted = ends.filter((e) => BigInt(e.offset) > 0n);
+  if (wanted.length === 0) return [];
+  const next = new Map<number, bigint>();
+  const out: { partition: number; offset: bigint; key: Buffer | null; value: Buffer | null }[] = [];
+  const consumer = kafka.consumer({ groupId: `shardbridge-control-read-${randomBytes(6).toString('hex')}`, maxWaitTimeMs: 100 });
+  let reached!: () => void;
+  const done = new Promise<void>((resolve) => (reached = resolve));
+  const check = () => {
+    if (wanted.every((e) => (next.get(e.partition) ?? 0n) >= BigInt(e.offset))) reached();
+  };
+  await consumer.connect();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) out.push({ partition: batch.partition, offset: BigInt(m.offset), key: m.key, value: m.value });
+        // Compaction may leave gaps: the batch's last offset is where reading got to.
+        if (!batch.isEmpty()) next.set(batch.partition, BigInt(batch.lastOffset()) + 1n);
+        check();
+      },
+    });
+    await Promise.race([
+      done,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new RetriableError(`timed out after ${timeoutMs} ms reading control topic ${topic}`, { context: { topic } })),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect().catch((err: unknown) => log.debug({ err, topic }, 'control topic reader disconnect failed'));
+  }
+  out.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  return out.map(({ key, value }) => ({ key, value }));
+}

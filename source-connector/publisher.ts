@@ -1,0 +1,316 @@
+/**
+ * Kafka sends for the source connector. Change events are encoded here (Confluent wire
+ * format, the table version's avsc types built once) and accumulated into batches; one
+ * batch is in flight at a time (the idempotent producer allows one request in flight), and
+ * the next one fills while it is. Records of a source transaction are registered with the
+ * LsnTracker when queued and acknowledged there when Kafka has acknowledged their batch, so
+ * the confirm point never passes what Kafka has.
+ *
+ * Back-pressure: `writable` turns false past inFlight.maxRecords / maxBytes (queued plus in
+ * flight); readers await `whenWritable()`. A send that fails for good fails the publisher: its
+ * transactions block the confirm point and every waiter is rejected.
+ */
+import type avro from 'avsc';
+import type { Counter, Gauge } from 'prom-client';
+import type { Logger } from '../shared/logger.ts';
+import type { Metrics } from '../shared/metrics.ts';
+import type { OutMessage, Producer } from '../shared/kafka/client.ts';
+import { SchemaError, ShardBridgeError, SourceError } from '../shared/errors.ts';
+import { WIRE_HEADER_LENGTH, writeWireHeader } from '../shared/registry/wire-format.ts';
+import type { ChangeEvent } from './envelope.ts';
+import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
+
+/** What publish() needs of a table version. */
+export interface PublishTarget {
+  topic: string;
+  /** `schema.table`: metric label and error context. */
+  qualified: string;
+  keySchemaId: number | null;
+  valueSchemaId: number;
+  schemas: { keyType: avro.Type | null; envelopeType: avro.Type };
+}
+
+export interface PublisherOptions {
+  producer: Producer;
+  tracker: LsnTracker;
+  maxRecords: number;
+  maxBytes: number;
+  /**
+   * Bytes per send. Kafka refuses a partition's record batch over message.max.bytes (1 MB by
+   * default); keeping the whole send under it keeps every partition's part under it too.
+   */
+  maxBatchBytes?: number;
+  maxBatchRecords?: number;
+  log: Logger;
+  metrics?: Metrics;
+}
+
+/** Kafka record overhead (headers, varints, attributes) counted per record in batch sizing. */
+const RECORD_OVERHEAD = 24;
+
+interface Run {
+  tx: TrackedTx | null;
+  records: number;
+  bytes: number;
+  counter: Counter.Internal | null;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+interface Batch {
+  messages: OutMessage[];
+  bytes: number;
+  runs: Run[];
+  done?: Deferred;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {}); // a failure is also reported through onFailure; do not make it "unhandled"
+  return { promise, resolve, reject };
+}
+
+export class Publisher {
+  private readonly producer: Producer;
+  private readonly tracker: LsnTracker;
+  private readonly maxRecords: number;
+  private readonly maxBytes: number;
+  private readonly maxBatchBytes: number;
+  private readonly maxBatchRecords: number;
+  private readonly log: Logger;
+  private readonly queue: Batch[] = [];
+  /** The batch still taking records (the last of `queue`), if any. */
+  private open: Batch | null = null;
+  private inFlight: Batch | null = null;
+  private sending = false;
+  private scheduled = false;
+  private records = 0;
+  private bytes = 0;
+  private writers: Deferred[] = [];
+  private failure: Error | null = null;
+  private readonly failureListeners: ((err: Error) => void)[] = [];
+  private readonly abort = new AbortController();
+  private scratch = Buffer.allocUnsafe(64 * 1024);
+  private readonly published?: Counter<'table' | 'op'>;
+  private readonly counters = new Map<string, Map<string, Counter.Internal>>();
+  /** Records acknowledged by Kafka since start. */
+  acknowledged = 0;
+
+  constructor(opts: PublisherOptions) {
+    this.producer = opts.producer;
+    this.tracker = opts.tracker;
+    this.maxRecords = opts.maxRecords;
+    this.maxBytes = opts.maxBytes;
+    this.maxBatchBytes = opts.maxBatchBytes ?? 800_000;
+    this.maxBatchRecords = opts.maxBatchRecords ?? 20_000;
+    this.log = opts.log.child({ component: 'publisher' });
+    if (opts.metrics) {
+      this.published = opts.metrics.counter('changes_published_total', 'Records acknowledged by Kafka, per table and op (tombstone: delete tombstones)', ['table', 'op']);
+      this.gauges = {
+        records: opts.metrics.gauge('inflight_records', 'Records queued or sent and not yet acknowledged'),
+        bytes: opts.metrics.gauge('inflight_bytes', 'Bytes queued or sent and not yet acknowledged'),
+      };
+    }
+  }
+
+  private readonly gauges?: { records: Gauge; bytes: Gauge };
+
+  /** Queued or in flight, not yet acknowledged. */
+  get pendingRecords(): number {
+    return this.records;
+  }
+
+  get pendingBytes(): number {
+    return this.bytes;
+  }
+
+  get writable(): boolean {
+    return this.records < this.maxRecords && this.bytes < this.maxBytes;
+  }
+
+  get failed(): Error | null {
+    return this.failure;
+  }
+
+  /** Called once when a send fails for good. */
+  onFailure(listener: (err: Error) => void): void {
+    this.failureListeners.push(listener);
+  }
+
+  /** Resolves once below the in-flight limits; rejects if the publisher failed. */
+  whenWritable(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.writable) return Promise.resolve();
+    const d = deferred();
+    this.writers.push(d);
+    return d.promise;
+  }
+
+  /** Encode and queue change events of one table version; `tx` is the source transaction (null: snapshot). */
+  publish(target: PublishTarget, events: ChangeEvent[], tx: TrackedTx | null): void {
+    if (this.failure) throw this.failure;
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i];
+      let key: Buffer | null = null;
+      let value: Buffer | null = null;
+      try {
+        if (ev.key !== null) key = this.encode(target.schemas.keyType!, target.keySchemaId!, ev.key);
+        if (ev.value !== null) value = this.encode(target.schemas.envelopeType, target.valueSchemaId, ev.value);
+      } catch (err) {
+        throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
+      }
+      this.push(target.topic, key, value, tx, this.counter(target.qualified, ev.value === null ? 'tombstone' : ev.value.op));
+    }
+  }
+
+  /** Queue a record that is already bytes (control topics). */
+  publishRaw(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null = null): void {
+    if (this.failure) throw this.failure;
+    this.push(topic, key, value, tx, null);
+  }
+
+  /** Resolves when every record queued so far is acknowledged. */
+  barrier(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const last = this.queue.length > 0 ? this.queue[this.queue.length - 1] : this.inFlight;
+    if (!last) return Promise.resolve();
+    if (last === this.open) this.open = null; // later records need not hold this barrier up
+    last.done ??= deferred();
+    return last.done.promise;
+  }
+
+  /** Give up on unsent and in-flight records (shutdown when Kafka does not come back). */
+  abandon(reason: string): void {
+    this.abort.abort(new SourceError(reason));
+  }
+
+  private push(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null, counter: Counter.Internal | null): void {
+    const size = (key?.length ?? 0) + (value?.length ?? 0) + topic.length + RECORD_OVERHEAD;
+    tx?.add(1, size); // first: it throws for a transaction from before a tracker reset
+    let batch = this.open;
+    if (!batch || batch.bytes + size > this.maxBatchBytes || batch.messages.length >= this.maxBatchRecords) {
+      batch = { messages: [], bytes: 0, runs: [] };
+      this.queue.push(batch);
+      this.open = batch;
+    }
+    batch.messages.push({ topic, key, value });
+    batch.bytes += size;
+    const runs = batch.runs;
+    const last = runs.length > 0 ? runs[runs.length - 1] : undefined;
+    if (last && last.tx === tx && last.counter === counter) {
+      last.records++;
+      last.bytes += size;
+    } else {
+      runs.push({ tx, records: 1, bytes: size, counter });
+    }
+    this.records++;
+    this.bytes += size;
+    if (!this.sending && !this.scheduled) {
+      // Send on the next turn: what the current burst of work queues goes in one request.
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.sendLoop();
+      });
+    }
+  }
+
+  private async sendLoop(): Promise<void> {
+    if (this.sending || this.failure) return;
+    this.sending = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.shift()!;
+        if (batch === this.open) this.open = null;
+        this.inFlight = batch;
+        this.updateGauges();
+        try {
+          await this.producer.sendBatch(batch.messages, { signal: this.abort.signal });
+        } catch (err) {
+          this.fail(err, batch);
+          return;
+        }
+        this.inFlight = null;
+        this.acked(batch);
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private acked(batch: Batch): void {
+    for (const run of batch.runs) {
+      if (run.tx) this.tracker.ack(run.tx, run.records, run.bytes);
+      run.counter?.inc(run.records);
+    }
+    this.records -= batch.messages.length;
+    this.bytes -= batch.bytes;
+    this.acknowledged += batch.messages.length;
+    batch.done?.resolve();
+    this.updateGauges();
+    if (this.writers.length > 0 && this.writable) {
+      const ws = this.writers;
+      this.writers = [];
+      for (const w of ws) w.resolve();
+    }
+  }
+
+  private fail(err: unknown, batch: Batch): void {
+    const failure =
+      err instanceof ShardBridgeError
+        ? err
+        : new SourceError(`sending to Kafka failed: ${(err as Error)?.message ?? String(err)}`, {
+            cause: err,
+            context: { topics: [...new Set(batch.messages.map((m) => m.topic))].slice(0, 5).join(',') },
+          });
+    this.failure = failure;
+    this.inFlight = null;
+    for (const b of [batch, ...this.queue]) {
+      for (const run of b.runs) if (run.tx) this.tracker.fail(run.tx, failure);
+      b.done?.reject(failure);
+    }
+    this.queue.length = 0;
+    this.open = null;
+    for (const w of this.writers) w.reject(failure);
+    this.writers = [];
+    this.log.error({ err: failure }, 'Kafka send failed: no position past it will be confirmed');
+    for (const l of this.failureListeners) l(failure);
+  }
+
+  /** Header + Avro body straight into a scratch buffer, then one right-sized copy. */
+  private encode(type: avro.Type, schemaId: number, value: unknown): Buffer {
+    for (;;) {
+      const end = type.encode(value, this.scratch, WIRE_HEADER_LENGTH);
+      if (end >= 0) {
+        writeWireHeader(this.scratch, schemaId);
+        const out = Buffer.allocUnsafe(end);
+        this.scratch.copy(out, 0, 0, end);
+        return out;
+      }
+      this.scratch = Buffer.allocUnsafe(Math.max(this.scratch.length * 2, this.scratch.length - end + 1024));
+    }
+  }
+
+  private counter(table: string, op: string): Counter.Internal | null {
+    if (!this.published) return null;
+    let byOp = this.counters.get(table);
+    if (!byOp) this.counters.set(table, (byOp = new Map()));
+    let c = byOp.get(op);
+    if (!c) byOp.set(op, (c = this.published.labels(table, op)));
+    return c;
+  }
+
+  private updateGauges(): void {
+    this.gauges?.records.set(this.records);
+    this.gauges?.bytes.set(this.bytes);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The publication and the replication slot on the source: create or reuse the publication,
+ * create a pgoutput slot that exports a snapshot, read a slot's status, drop it.
+ *
+ * A new slot is created on a replication connection (`CREATE_REPLICATION_SLOT … (SNAPSHOT
+ * 'export')`): the exported snapshot stays importable only while that connection is open and
+ * runs no other command, so the caller keeps it until every snapshot reader has imported it.
+ */
+import pg from 'pg';
+import type { Logger } from '../shared/logger.ts';
+import { SourceError } from '../shared/errors.ts';
+import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
+import { quoteIdent, quoteQualified } from './catalog.ts';
+import { parseLsn } from './pgoutput-decoder.ts';
+
+export interface SlotStatus {
+  slotName: string;
+  plugin: string | null;
+  active: boolean;
+  activePid: number | null;
+  /** Null only for a slot that never decoded (or a physical slot). */
+  confirmedFlushLsn: bigint | null;
+  restartLsn: bigint | null;
+  /** reserved | extended | unreserved | lost (NULL for a slot that reserved no WAL yet). */
+  walStatus: string | null;
+  /** pg_current_wal_lsn() at the time of the query. */
+  currentLsn: bigint;
+}
+
+export interface ExportedSlot {
+  slotName: string;
+  /** Decoding from the slot starts with transactions committing after this position. */
+  consistentPoint: bigint;
+  /** For `SET TRANSACTION SNAPSHOT`; valid until release(). */
+  snapshotName: string;
+  /** Closes the replication connection: the snapshot can no longer be imported (a temporary slot is dropped). */
+  release(): Promise<void>;
+}
+
+/**
+ * Create the publication for `tables`, or make an existing one list exactly them.
+ * Returns what was done.
+ */
+export async function ensurePublication(
+  client: pg.ClientBase,
+  name: string,
+  tables: TableInfo[],
+  log: Logger,
+): Promise<'created' | 'altered' | 'unchanged'> {
+  const list = tables.map(quoteQualified).join(', ');
+  const { rows: pubs } = await client.query(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [name]);
+  if (pubs.length === 0) {
+    await client.query(`CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${list}`);
+    log.info({ publication: name, tables: tables.length }, 'publication created');
+    return 'created';
+  }
+  if (pubs[0].puballtables) {
+    throw new SourceError(`publication "${name}" is FOR ALL TABLES; ShardBridge manages its publication's table list`, {
+      context: { publication: name, phase: 'startup' },
+      remedy: 'drop the publication or set publicationName to another name',
+    });
+  }
+  const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
+  const have = new Set(rows.map((r) => r.t as string));
+  const want = new Set(tables.map((t) => `${t.schema}.${t.name}`));
+  if (have.size === want.size && [...want].every((t) => have.has(t))) return 'unchanged';
+  await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${list}`);
+  log.info(
+    { publication: name, added: [...want].filter((t) => !have.has(t)), removed: [...have].filter((t) => !want.has(t)) },
+    'publication table list changed',
+  );
+  return 'altered';
+}
+
+/** The slot's state, or null when there is no slot of that name. */
+export async function slotStatus(client: pg.ClientBase, slotName: string): Promise<SlotStatus | null> {
+  const { rows } = await client.query(
+    `SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
+            s.wal_status, pg_current_wal_lsn()::text AS current
+       FROM pg_replication_slots s WHERE s.slot_name = $1`,
+    [slotName],
+  );
+  if (rows.length === 0) return null;
+  const r = rows[0];
+  return {
+    slotName,
+    plugin: r.plugin,
+    active: r.active,
+    activePid: r.active_pid,
+    confirmedFlushLsn: r.confirmed === null ? null : parseLsn(r.confirmed),
+    restartLsn: r.restart === null ? null : parseLsn(r.restart),
+    walStatus: r.wal_status,
+    currentLsn: parseLsn(r.current),
+  };
+}
+
+/** pg_current_wal_lsn(). */
+export async function currentWalLsn(client: pg.ClientBase): Promise<bigint> {
+  const { rows } = await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`);
+  return parseLsn(rows[0].lsn);
+}
+
+/** Drop the slot if it exists (it must not be active). */
+export async function dropSlot(client: pg.ClientBase, slotName: string, log: Logger): Promise<void> {
+  const { rows } = await client.query(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
+    [slotName],
+  );
+  if (rows.length > 0) log.info({ slot: slotName }, 'replication slot dropped');
+}
+
+/**
+ * Create a pgoutput slot on a replication connection and export its snapshot. `temporary`
+ * slots vanish with the connection (used by snapshot mode initial_only, which never streams).
+ */
+export async function createSlotWithSnapshot(
+  connection: pg.ClientConfig,
+  slotName: string,
+  log: Logger,
+  opts: { temporary?: boolean } = {},
+): Promise<ExportedSlot> {
+  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions() } as pg.ClientConfig);
+  // An 'error' event without a listener would crash the process; failures surface through queries.
+  client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
+  await client.connect();
+  let rows;
+  try {
+    ({ rows } = await client.query(
+      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} ${opts.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput (SNAPSHOT 'export')`,
+    ));
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw err;
+  }
+  const consistentPoint = parseLsn(rows[0].consistent_point);
+  const snapshotName = rows[0].snapshot_name as string;
+  log.info({ slot: slotName, consistentPoint: rows[0].consistent_point, snapshotName, temporary: Boolean(opts.temporary) }, 'replication slot created');
+  let released = false;
+  return {
+    slotName,
+    consistentPoint,
+    snapshotName,
+    async release() {
+      if (released) return;
+      released = true;
+      await client.end().catch(() => {});
+    },
+  };
+}

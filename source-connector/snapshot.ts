@@ -1,0 +1,254 @@
+/**
+ * The consistent snapshot: parallel readers import the slot's exported snapshot and copy the
+ * tables in CTID-range chunks (`COPY (SELECT … WHERE ctid >= … AND ctid < …) TO STDOUT`),
+ * decoded by the COPY parser into `read` events for the publisher. Chunk boundaries come from
+ * the table's size in pages and the row estimate; the last chunk of a table is open-ended, so
+ * rows beyond the estimate (the table grew, stale statistics) are read too.
+ *
+ * Progress per table (rows done of the estimate, rows/s, ETA) goes to the log every few
+ * seconds and to metrics after every COPY data chunk.
+ */
+import pg from 'pg';
+import copyStreams from 'pg-copy-streams';
+import type { Gauge } from 'prom-client';
+import type { Logger } from '../shared/logger.ts';
+import type { Metrics } from '../shared/metrics.ts';
+import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
+import { quoteIdent, quoteQualified } from './catalog.ts';
+import { CopyTextParser } from './copy-parser.ts';
+import { changeToEvents, type ChangeContext } from './envelope.ts';
+import type { Publisher } from './publisher.ts';
+import type { TableVersion } from './table-versions.ts';
+
+export interface ChunkRange {
+  /** First page (inclusive). */
+  fromPage: number;
+  /** Page after the chunk; null for the open-ended last chunk. */
+  toPage: number | null;
+}
+
+/** Rows per 8 kB page assumed when the table was never analysed. */
+const ROWS_PER_PAGE_GUESS = 100;
+
+/** Page ranges of about `chunkSize` rows each; the last one open-ended. Pure. */
+export function planChunks(pages: number, estimatedRows: number, chunkSize: number): ChunkRange[] {
+  if (pages <= 0) return [{ fromPage: 0, toPage: null }];
+  const rowsPerPage = estimatedRows > 0 ? estimatedRows / pages : ROWS_PER_PAGE_GUESS;
+  const perChunk = Math.max(1, Math.floor(chunkSize / Math.max(rowsPerPage, 1)));
+  const out: ChunkRange[] = [];
+  for (let p = 0; p < pages; p += perChunk) out.push({ fromPage: p, toPage: p + perChunk });
+  out[out.length - 1].toPage = null;
+  return out;
+}
+
+/** The COPY statement of one chunk. Pure. */
+export function chunkSql(table: TableInfo, range: ChunkRange): string {
+  const cols = table.columns.map((c) => quoteIdent(c.name)).join(', ');
+  const where = [`ctid >= '(${range.fromPage},0)'::tid`];
+  if (range.toPage !== null) where.push(`ctid < '(${range.toPage},0)'::tid`);
+  return `COPY (SELECT ${cols} FROM ${quoteQualified(table)} WHERE ${where.join(' AND ')}) TO STDOUT`;
+}
+
+export interface SnapshotOptions {
+  connection: pg.ClientConfig;
+  snapshotName: string;
+  readers: number;
+  chunkSize: number;
+  tables: TableVersion[];
+  publisher: Publisher;
+  /** Database name for `source.db`. */
+  db: string;
+  consistentPoint: bigint;
+  log: Logger;
+  metrics?: Metrics;
+  signal: AbortSignal;
+  /** Every reader imported the snapshot: the exporting connection may close. */
+  onImported(): Promise<void> | void;
+  /** Before a table's first row is read. */
+  onTableStarted(v: TableVersion, estimatedRows: number): Promise<void> | void;
+  /** After a table's last chunk was read (its records are queued, maybe not yet acknowledged). */
+  onTableRead(v: TableVersion, rows: number): Promise<void>;
+}
+
+interface TableProgress {
+  v: TableVersion;
+  estimate: number;
+  rows: number;
+  chunksLeft: number;
+  startedAt: number;
+  done: boolean;
+  gauges?: { rows: Gauge.Internal<string>; ratio: Gauge.Internal<string>; rate: Gauge.Internal<string>; eta: Gauge.Internal<string> };
+}
+
+const PROGRESS_LOG_MS = 5_000;
+
+/** Copies every table; resolves with rows per relid once all onTableRead callbacks have finished. */
+export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, number>> {
+  const log = opts.log.child({ component: 'snapshot' });
+  const clients: pg.Client[] = [];
+  const abortAll = () => {
+    for (const c of clients) c.end().catch(() => {});
+  };
+  opts.signal.addEventListener('abort', abortAll, { once: true });
+  const progressTimer = setInterval(() => logProgress(log, progress), PROGRESS_LOG_MS);
+  const progress = new Map<number, TableProgress>();
+  try {
+    opts.signal.throwIfAborted();
+    // Every reader imports the snapshot before the exporting connection may go.
+    const n = Math.max(1, opts.readers);
+    for (let i = 0; i < n; i++) {
+      const c = new pg.Client({ ...opts.connection, options: sourceSessionOptions(), application_name: `shardbridge-snapshot-${i}` });
+      c.on('error', (err) => log.debug({ err }, 'snapshot reader connection error'));
+      clients.push(c);
+    }
+    await Promise.all(
+      clients.map(async (c) => {
+        await c.connect();
+        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await c.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
+      }),
+    );
+    await opts.onImported();
+
+    const estimates = await tableSizes(clients[0], opts.tables.map((v) => v.relid));
+    const queue: { p: TableProgress; range: ChunkRange }[] = [];
+    const gauges = opts.metrics && snapshotGauges(opts.metrics);
+    for (const v of opts.tables) {
+      const est = estimates.get(v.relid) ?? { rows: 0, pages: 0 };
+      const ranges = planChunks(est.pages, est.rows, opts.chunkSize);
+      const estimate = est.rows > 0 ? est.rows : est.pages * ROWS_PER_PAGE_GUESS;
+      const p: TableProgress = { v, estimate, rows: 0, chunksLeft: ranges.length, startedAt: 0, done: false };
+      if (gauges) {
+        gauges.estimate.labels(v.qualified).set(estimate);
+        p.gauges = { rows: gauges.rows.labels(v.qualified), ratio: gauges.ratio.labels(v.qualified), rate: gauges.rate.labels(v.qualified), eta: gauges.eta.labels(v.qualified) };
+        p.gauges.rows.set(0);
+        p.gauges.ratio.set(0);
+      }
+      progress.set(v.relid, p);
+      for (const range of ranges) queue.push({ p, range });
+    }
+    log.info(
+      { tables: opts.tables.length, chunks: queue.length, readers: clients.length, estimatedRows: [...progress.values()].reduce((s, p) => s + p.estimate, 0) },
+      'snapshot started',
+    );
+
+    const completions: Promise<void>[] = [];
+    let next = 0;
+    let firstError: unknown;
+    const reader = async (client: pg.Client): Promise<void> => {
+      while (next < queue.length && firstError === undefined) {
+        opts.signal.throwIfAborted();
+        const { p, range } = queue[next++];
+        if (p.startedAt === 0) {
+          p.startedAt = Date.now();
+          await opts.onTableStarted(p.v, p.estimate);
+        }
+        await copyChunk(client, p, range, opts);
+        if (--p.chunksLeft === 0) {
+          p.done = true;
+          p.gauges?.ratio.set(1);
+          p.gauges?.eta.set(0);
+          const secs = (Date.now() - p.startedAt) / 1000;
+          log.info({ table: p.v.qualified, rows: p.rows, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(p.rows / Math.max(secs, 0.001)) }, 'table read');
+          completions.push(opts.onTableRead(p.v, p.rows));
+        }
+      }
+    };
+    // The first failure ends the other readers' connections, so they fail fast too.
+    const results = await Promise.allSettled(
+      clients.map((c) =>
+        reader(c).catch((err: unknown) => {
+          if (firstError === undefined) {
+            firstError = err;
+            abortAll();
+          }
+          throw err;
+        }),
+      ),
+    );
+    if (results.some((r) => r.status === 'rejected')) throw opts.signal.aborted ? opts.signal.reason : firstError;
+    await Promise.all(completions);
+    await Promise.all(clients.map((c) => c.query('COMMIT')));
+    return new Map([...progress].map(([relid, p]) => [relid, p.rows]));
+  } catch (err) {
+    abortAll();
+    throw err;
+  } finally {
+    clearInterval(progressTimer);
+    opts.signal.removeEventListener('abort', abortAll);
+    await Promise.all(clients.map((c) => c.end().catch(() => {})));
+  }
+}
+
+async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange, opts: SnapshotOptions): Promise<void> {
+  const v = p.v;
+  const parser = new CopyTextParser(v.table.columns.length);
+  const ctx: ChangeContext = {
+    schemas: v.schemas,
+    source: v.schemas.sourceFor({ db: opts.db, tsMs: Date.now(), snapshot: 'true', lsn: opts.consistentPoint }),
+    tsMs: Date.now(),
+    tombstones: false,
+  };
+  const publisher = opts.publisher;
+  const stream = client.query(copyStreams.to(chunkSql(v.table, range)));
+  for await (const chunk of stream) {
+    const rows = parser.push(chunk as Buffer);
+    ctx.tsMs = Date.now();
+    for (let i = 0; i < rows.length; i++) publisher.publish(v, changeToEvents({ kind: 'read', new: rows[i] }, ctx), null);
+    p.rows += rows.length;
+    if (p.gauges) updateGauges(p);
+    if (!publisher.writable) await publisher.whenWritable();
+  }
+  parser.end();
+}
+
+function updateGauges(p: TableProgress): void {
+  const g = p.gauges!;
+  const secs = Math.max((Date.now() - p.startedAt) / 1000, 0.001);
+  const rate = p.rows / secs;
+  g.rows.set(p.rows);
+  g.ratio.set(p.estimate > 0 ? Math.min(p.rows / p.estimate, 1) : 0);
+  g.rate.set(rate);
+  g.eta.set(rate > 0 ? Math.max(p.estimate - p.rows, 0) / rate : -1);
+}
+
+function logProgress(log: Logger, progress: Map<number, TableProgress>): void {
+  for (const p of progress.values()) {
+    if (p.done || p.startedAt === 0) continue;
+    const secs = Math.max((Date.now() - p.startedAt) / 1000, 0.001);
+    const rate = p.rows / secs;
+    const left = Math.max(p.estimate - p.rows, 0);
+    log.info(
+      {
+        table: p.v.qualified,
+        rows: p.rows,
+        estimatedRows: p.estimate,
+        percent: p.estimate > 0 ? Math.min(100, Math.round((1000 * p.rows) / p.estimate) / 10) : null,
+        rowsPerSecond: Math.round(rate),
+        etaSeconds: rate > 0 ? Math.round(left / rate) : null,
+      },
+      'snapshot progress',
+    );
+  }
+}
+
+function snapshotGauges(m: Metrics) {
+  return {
+    rows: m.gauge('snapshot_rows', 'Rows read by the snapshot so far, per table', ['table']),
+    estimate: m.gauge('snapshot_rows_estimated', 'Estimated rows of the table at snapshot start', ['table']),
+    ratio: m.gauge('snapshot_progress_ratio', 'Snapshot rows read / estimated (1 when the table is done)', ['table']),
+    rate: m.gauge('snapshot_rows_per_second', 'Snapshot read rate per table', ['table']),
+    eta: m.gauge('snapshot_eta_seconds', 'Estimated seconds until the table is read (-1 unknown)', ['table']),
+  };
+}
+
+/** Size in pages now (pg_relation_size: exact, unlike relpages) and the planner's row estimate. */
+async function tableSizes(client: pg.ClientBase, relids: number[]): Promise<Map<number, { rows: number; pages: number }>> {
+  const { rows } = await client.query(
+    `SELECT c.oid::int AS relid, GREATEST(c.reltuples, 0)::float8 AS rows,
+            (pg_relation_size(c.oid) / current_setting('block_size')::int)::int AS pages
+       FROM pg_class c WHERE c.oid = ANY($1::oid[])`,
+    [relids],
+  );
+  return new Map(rows.map((r) => [r.relid as number, { rows: Math.round(r.rows as number), pages: r.pages as number }]));
+}

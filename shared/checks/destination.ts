@@ -1,0 +1,157 @@
+/**
+ * Pure: the destination half of `shardbridge check`. Compares each selected source table
+ * with its destination table (through the sink's mapping): existence, columns and types,
+ * primary key, Citus distribution, foreign keys, and the source replica identity that a
+ * destination key wider than the source key needs.
+ */
+import type { Finding } from '../../source-connector/checks.ts';
+import { judgeDestinationKey, type CitusInfo, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { destColumn, type MappedTable } from '../schema/mapping.ts';
+import { compareTypes } from './type-compat.ts';
+
+export interface SourceTableFacts {
+  /** `schema.table`, for messages. */
+  name: string;
+  schema: string;
+  table: string;
+  keyColumns: string[];
+  replicaIdentity: 'default' | 'full' | 'index' | 'nothing';
+  /** Columns with `format_type` text. */
+  columns: { name: string; type: string }[];
+}
+
+export interface TableComparison {
+  source: SourceTableFacts;
+  mapped: MappedTable;
+  destination: DestinationTable;
+}
+
+export interface DestinationFacts {
+  citus: CitusInfo;
+  /** The sink's `citus.requireDistributed`: a local table on Citus is then a failure, not a warning. */
+  requireDistributed: boolean;
+  tables: TableComparison[];
+}
+
+const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+const qn = (t: { schema: string; name: string }) => `${q(t.schema)}.${q(t.name)}`;
+const plain = (t: { schema: string; name: string }) => `${t.schema}.${t.name}`;
+
+export function judgeDestination(f: DestinationFacts): Finding[] {
+  const out: Finding[] = [];
+  out.push(
+    f.citus.present
+      ? { level: 'PASS', check: 'citus', object: 'destination', message: `Citus ${f.citus.version} present` }
+      : { level: 'PASS', check: 'citus', object: 'destination', message: 'plain PostgreSQL (no Citus): tables stay local, distribution is skipped' },
+  );
+  for (const t of f.tables) out.push(...judgeTable(t, f));
+  return out;
+}
+
+function judgeTable(t: TableComparison, f: DestinationFacts): Finding[] {
+  const d = t.destination;
+  const dest = plain(t.mapped.destination);
+  if (!d.exists) {
+    return [{ level: 'FAIL', check: 'table exists', object: dest, message: `destination table ${dest} (for ${t.source.name}) does not exist`, remedy: 'create it: shardbridge schema copy (with --distribute TABLE=COLUMN on Citus)' }];
+  }
+  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t), ...judgeReplicaIdentity(t)];
+}
+
+function judgeColumns(t: TableComparison): Finding[] {
+  const out: Finding[] = [];
+  const d = t.destination;
+  const dest = plain(t.mapped.destination);
+  const byName = new Map(d.columns.map((c) => [c.name, c]));
+  const mapped = new Set<string>();
+  for (const c of t.source.columns) {
+    const name = destColumn(t.mapped, c.name);
+    mapped.add(name);
+    const dc = byName.get(name);
+    const object = `${dest}.${name}`;
+    if (!dc) {
+      out.push({ level: 'FAIL', check: 'column', object, message: `column ${name} (source ${t.source.name}.${c.name} ${c.type}) is missing on the destination`, remedy: `ALTER TABLE ${qn(t.mapped.destination)} ADD COLUMN ${q(name)} ${c.type};` });
+      continue;
+    }
+    const verdict = compareTypes(c.type, dc.type);
+    if (verdict === 'widening') {
+      out.push({ level: 'WARN', check: 'column type', object, message: `source type ${c.type}, destination ${dc.type}: a lossless widening`, remedy: `nothing needed if intended; to match exactly: ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type};` });
+    } else if (verdict === 'incompatible') {
+      out.push({ level: 'FAIL', check: 'column type', object, message: `source type ${c.type}, destination ${dc.type}: values may not fit or change their text form`, remedy: `ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type};` });
+    }
+  }
+  for (const dc of d.columns) {
+    if (!mapped.has(dc.name) && dc.notNull) {
+      out.push({ level: 'WARN', check: 'column', object: `${dest}.${dc.name}`, message: `destination-only column ${dc.name} is NOT NULL: inserts from the source fail unless it has a default`, remedy: `give it a DEFAULT, or ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(dc.name)} DROP NOT NULL;` });
+    }
+  }
+  if (out.length === 0) out.push({ level: 'PASS', check: 'columns', object: dest, message: `${t.source.columns.length} columns with the source's types` });
+  return out;
+}
+
+function judgeKey(t: TableComparison): Finding[] {
+  const dest = plain(t.mapped.destination);
+  const sourceKey = t.source.keyColumns.map((c) => destColumn(t.mapped, c));
+  // A source table without a key already fails on the source side; nothing to compare with.
+  if (sourceKey.length === 0) return [];
+  const found = judgeDestinationKey(t.destination, sourceKey);
+  const remedy = t.destination.distributionColumn
+    ? `make the primary key the source key plus the distribution column: (${[...new Set([...sourceKey, t.destination.distributionColumn])].join(', ')})`
+    : `make the primary key the source key: (${sourceKey.join(', ')})`;
+  const out: Finding[] = found.map((k) =>
+    k.level === 'FAIL'
+      ? { level: 'FAIL', check: 'primary key', object: dest, message: k.message, remedy }
+      : { level: 'WARN', check: 'unique key', object: dest, message: k.message, remedy: 'add the distribution column to the constraint (shardbridge schema copy --extend-keys) or drop it' },
+  );
+  if (!found.some((k) => k.level === 'FAIL')) {
+    const extra = t.destination.primaryKey.filter((c) => !sourceKey.includes(c));
+    out.unshift({ level: 'PASS', check: 'primary key', object: dest, message: `(${t.destination.primaryKey.join(', ')}) = source key${extra.length ? ` + distribution column ${extra.join(', ')}` : ''}` });
+  }
+  return out;
+}
+
+function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {
+  if (!f.citus.present) return [];
+  const d = t.destination;
+  const dest = plain(t.mapped.destination);
+  if (d.citus === 'distributed') return [{ level: 'PASS', check: 'distribution', object: dest, message: `distributed by ${d.distributionColumn}` }];
+  if (d.citus === 'reference') return [{ level: 'PASS', check: 'distribution', object: dest, message: 'reference table (a copy on every node)' }];
+  return [{
+    level: f.requireDistributed ? 'FAIL' : 'WARN',
+    check: 'distribution',
+    object: dest,
+    message: `${dest} is a local table on the Citus coordinator: all its rows would land on the coordinator`,
+    remedy: `before any data arrives: SELECT create_distributed_table('${qn(t.mapped.destination).replace(/'/g, "''")}', '<column>');  (or create_reference_table for a small table; shardbridge schema copy --distribute TABLE=COLUMN)`,
+  }];
+}
+
+function judgeForeignKeys(t: TableComparison): Finding[] {
+  return t.destination.foreignKeys.map((fk) => ({
+    level: 'WARN' as const,
+    check: 'foreign key',
+    object: `${plain(t.mapped.destination)}.${fk.name}`,
+    message: `${fk.definition}: tables are applied independently, so a row can arrive before the row it references`,
+    remedy: `ALTER TABLE ${qn(t.mapped.destination)} DROP CONSTRAINT ${q(fk.name)}; and add it at cut-over (shardbridge schema copy keeps foreign keys aside in shardbridge.deferred_foreign_keys)`,
+  }));
+}
+
+/**
+ * A destination key wider than the source key (source key + distribution column) can only be
+ * located for an update that moves the row to another value of the extra column if the old row
+ * travels with the change — which pgoutput sends only under REPLICA IDENTITY FULL.
+ */
+function judgeReplicaIdentity(t: TableComparison): Finding[] {
+  const sourceKey = t.source.keyColumns.map((c) => destColumn(t.mapped, c));
+  const extra = t.destination.primaryKey.filter((c) => !sourceKey.includes(c));
+  if (extra.length === 0 || sourceKey.length === 0) return [];
+  const sourceName = qn({ schema: t.source.schema, name: t.source.table });
+  if (t.source.replicaIdentity === 'full') {
+    return [{ level: 'PASS', check: 'replica identity', object: t.source.name, message: `REPLICA IDENTITY FULL: updates carry the old ${extra.join(', ')} the destination key needs` }];
+  }
+  return [{
+    level: 'WARN',
+    check: 'replica identity',
+    object: t.source.name,
+    message: `the destination key adds ${extra.join(', ')}, which the source key lacks: an update that moves a row to another ${extra.join(', ')} value carries only the old key, so the sink cannot delete the old row precisely`,
+    remedy: `ALTER TABLE ${sourceName} REPLICA IDENTITY FULL;  (updates and deletes then carry the whole old row, including ${extra.join(', ')})`,
+  }];
+}

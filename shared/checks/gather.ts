@@ -1,0 +1,80 @@
+/**
+ * The I/O edge of `shardbridge check`: the few catalog reads and the WAL sample that the pure
+ * judges in this folder need. Nothing here decides anything.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { qualifiedName } from '../../source-connector/catalog.ts';
+import type { TableInfo } from '../pg-types.ts';
+import type { SinkTableMapping } from '../../sink-connector/config.ts';
+import { detectCitus, readDestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { mapTable } from '../schema/mapping.ts';
+import type { DestinationFacts, SourceTableFacts } from './destination.ts';
+
+/** `host:port` of a connection config, never its password. */
+export function describeTarget(c: pg.ClientConfig): string {
+  if (c.connectionString) {
+    try {
+      const u = new URL(c.connectionString);
+      return `${u.hostname || 'localhost'}:${u.port || 5432}`;
+    } catch {
+      return 'the configured url';
+    }
+  }
+  return `${c.host ?? 'localhost'}:${c.port ?? 5432}`;
+}
+
+// Generated columns are left out as in the source catalog: pgoutput does not send them.
+const COLUMN_TYPES_SQL = `
+SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+  FROM pg_attribute a
+ WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attrelid, a.attnum`;
+
+/** The selected source tables with `format_type` column types, for comparison with the destination. */
+export async function sourceTableFacts(client: pg.ClientBase, tables: TableInfo[]): Promise<SourceTableFacts[]> {
+  const { rows } = await client.query(COLUMN_TYPES_SQL, [tables.map((t) => t.relid)]);
+  return tables.map((t) => ({
+    name: qualifiedName(t),
+    schema: t.schema,
+    table: t.name,
+    keyColumns: t.keyColumns,
+    replicaIdentity: t.replicaIdentity,
+    columns: rows.filter((r) => r.relid === t.relid).map((r) => ({ name: r.name, type: r.type })),
+  }));
+}
+
+export async function databaseSize(client: pg.ClientBase): Promise<{ database: string; bytes: number }> {
+  const { rows: [r] } = await client.query(`SELECT current_database() AS db, pg_database_size(current_database())::float8 AS bytes`);
+  return { database: r.db, bytes: r.bytes };
+}
+
+/** WAL bytes written per second between two readings `seconds` apart; null when not sampled or on a standby. */
+export async function sampleWalRate(client: pg.ClientBase, seconds: number): Promise<number | null> {
+  if (seconds <= 0) return null;
+  try {
+    const { rows: [a] } = await client.query(`SELECT pg_current_wal_lsn()::text AS lsn, clock_timestamp() AS at`);
+    await sleep(seconds * 1000);
+    const { rows: [b] } = await client.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8 AS bytes, clock_timestamp() AS at`, [a.lsn]);
+    const elapsed = (b.at.getTime() - a.at.getTime()) / 1000;
+    return elapsed > 0 ? b.bytes / elapsed : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function gatherDestinationFacts(
+  client: pg.ClientBase,
+  sources: SourceTableFacts[],
+  mapping: Record<string, SinkTableMapping>,
+  requireDistributed: boolean,
+): Promise<DestinationFacts> {
+  const citus = await detectCitus(client);
+  const tables = [];
+  for (const s of sources) {
+    const mapped = mapTable({ schema: s.schema, name: s.table }, mapping);
+    const destination = await readDestinationTable(client, mapped.destination.schema, mapped.destination.name, citus);
+    tables.push({ source: s, mapped, destination });
+  }
+  return { citus, requireDistributed, tables };
+}

@@ -1,0 +1,132 @@
+/**
+ * `shardbridge check`: the migration guide's checklist before anything is created. Source
+ * side: settings, privileges, keys, slot, WAL keep size and the disk rule. Destination side
+ * (with a sink config): reachability, Citus, and per table columns, key, distribution, foreign
+ * keys and the source replica identity a wider destination key needs. Exit 1 on any FAIL.
+ */
+import pg from 'pg';
+import { ConfigError } from '../../errors.ts';
+import { redactUrl } from '../../redact.ts';
+import type { CommandContext } from '../main.ts';
+import { connectionConfig } from '../../config/common.ts';
+import type { SinkConfig } from '../../../sink-connector/config.ts';
+import { resolveTables } from '../../../source-connector/catalog.ts';
+import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
+import { judgeCapacity } from '../../checks/capacity.ts';
+import { judgeDestination, type SourceTableFacts } from '../../checks/destination.ts';
+import { databaseSize, describeTarget, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
+import { renderReport, summarize } from '../../checks/report.ts';
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
+  const sampleSeconds = typeof opts.sampleSeconds === 'number' ? opts.sampleSeconds : 3;
+  const sourceConfig = ctx.sourceConfig();
+  const sink = optionalSink(opts, ctx);
+
+  const srcConn = connectionConfig(sourceConfig.source, { application_name: 'shardbridge-check' });
+  const sourceTarget = describeTarget(srcConn);
+  const source: Finding[] = [];
+  let tables: SourceTableFacts[] | undefined;
+
+  const src = await connect(srcConn, 'source', sourceTarget, source, 'check source.host/port, the firewall or security group, pg_hba.conf and the credentials');
+  let destination: Finding[] | null = null;
+  let destTarget: string | null = null;
+  let capacity: { database: string; bytes: number; keep: string } | undefined;
+  try {
+    let walRate: Promise<number | null> = Promise.resolve(null);
+    if (src) {
+      const resolved = await resolveTables(src, sourceConfig.tables);
+      tables = await sourceTableFacts(src, resolved.tables);
+      // The WAL sample waits on the server clock; the destination is checked meanwhile.
+      walRate = sampleWalRate(src, sampleSeconds);
+      const facts = await gatherSourceFacts(src, {
+        slotName: sourceConfig.slotName,
+        missingTables: resolved.missing,
+        tablesWithoutPrimaryKey: resolved.noPrimaryKey,
+        selectedTables: resolved.tables.length,
+      });
+      // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
+      source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));
+      capacity = { ...(await databaseSize(src)), keep: facts.maxSlotWalKeepSize };
+    }
+    if (sink) {
+      destination = [];
+      const dstConn = connectionConfig(sink.destination, { application_name: 'shardbridge-check' });
+      destTarget = describeTarget(dstConn);
+      const dst = await connect(dstConn, 'destination', destTarget, destination, 'check destination.host/port, the network path from here, pg_hba.conf and the credentials');
+      if (dst) {
+        try {
+          if (tables) {
+            destination.push(...judgeDestination(await gatherDestinationFacts(dst, tables, sink.tables, sink.citus.requireDistributed)));
+          } else {
+            destination.push({ level: 'WARN', check: 'tables', object: 'destination', message: 'tables not compared: the source could not be read' });
+          }
+        } finally {
+          await dst.end().catch(() => {});
+        }
+      }
+    }
+    if (capacity) {
+      source.push(
+        ...judgeCapacity({
+          database: capacity.database,
+          databaseBytes: capacity.bytes,
+          walBytesPerSecond: await walRate,
+          sampleSeconds,
+          maxSlotWalKeepSize: capacity.keep,
+        }),
+      );
+    }
+  } finally {
+    await src?.end().catch(() => {});
+  }
+
+  const all = [...source, ...(destination ?? [])];
+  const summary = summarize(all);
+  if (opts.json) {
+    ctx.out(
+      JSON.stringify(
+        {
+          ok: summary.ok,
+          summary,
+          source: { target: sourceTarget, findings: source },
+          destination: destination && { target: destTarget, findings: destination },
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else {
+    const sections = [{ title: `Source ${sourceTarget}`, findings: source }];
+    if (destination) sections.push({ title: `Destination ${destTarget}`, findings: destination });
+    ctx.out(renderReport(sections) + (destination ? '' : 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)\n'));
+  }
+  return summary.ok ? 0 : 1;
+}
+
+/** The sink config when one is given; without --sink-config and without sink variables, none. */
+function optionalSink(opts: Record<string, unknown>, ctx: CommandContext): SinkConfig | undefined {
+  try {
+    return ctx.sinkConfig();
+  } catch (e) {
+    if (e instanceof ConfigError && opts.sinkConfig === undefined) return undefined;
+    throw e;
+  }
+}
+
+async function connect(config: pg.ClientConfig, side: string, target: string, findings: Finding[], remedy: string): Promise<pg.Client | undefined> {
+  const client = new pg.Client({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const { rows: [r] } = await client.query(`SELECT current_setting('server_version') AS v, current_database() AS db, current_user AS u`);
+    findings.push({ level: 'PASS', check: 'reachable', object: `${side} ${target}`, message: `PostgreSQL ${r.v}, database ${r.db} as ${r.u}` });
+    return client;
+  } catch (e) {
+    await client.end().catch(() => {});
+    const why = e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e);
+    findings.push({ level: 'FAIL', check: 'reachable', object: `${side} ${target}`, message: redactUrl(`cannot connect to ${target}: ${why}`), remedy });
+    return undefined;
+  }
+}

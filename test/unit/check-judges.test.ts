@@ -1,0 +1,185 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { compareTypes, parseFormatType } from '../../shared/checks/type-compat.ts';
+import { judgeCapacity, parseWalKeepSize, type CapacityFacts } from '../../shared/checks/capacity.ts';
+import { judgeDestination, type DestinationFacts, type TableComparison } from '../../shared/checks/destination.ts';
+import { renderReport, summarize } from '../../shared/checks/report.ts';
+import { mapTable, verifyTableFor } from '../../shared/schema/mapping.ts';
+import type { DestinationTable } from '../../sink-connector/destination-catalog.ts';
+
+const GB = 1024 ** 3;
+
+test('parseFormatType separates name, typmod arguments and array', () => {
+  assert.deepEqual(parseFormatType('numeric(12,2)'), { name: 'numeric', args: [12, 2], array: false });
+  assert.deepEqual(parseFormatType('timestamp(3) with time zone'), { name: 'timestamp with time zone', args: [3], array: false });
+  assert.deepEqual(parseFormatType('character varying(20)[]'), { name: 'character varying', args: [20], array: true });
+  assert.deepEqual(parseFormatType('jsonb'), { name: 'jsonb', args: [], array: false });
+});
+
+test('compareTypes: same, lossless widening, or incompatible', () => {
+  const cases: [string, string, string][] = [
+    ['integer', 'integer', 'same'],
+    ['numeric(12,2)', 'numeric(12,2)', 'same'],
+    ['integer', 'bigint', 'widening'],
+    ['smallint', 'numeric', 'widening'],
+    ['integer[]', 'bigint[]', 'widening'],
+    ['real', 'double precision', 'widening'],
+    ['numeric(10,2)', 'numeric(12,2)', 'widening'],
+    ['numeric(12,2)', 'numeric', 'widening'],
+    ['character varying(10)', 'character varying(20)', 'widening'],
+    ['character varying(10)', 'text', 'widening'],
+    ['text', 'character varying', 'widening'],
+    ['timestamp(3) with time zone', 'timestamp with time zone', 'widening'],
+    ['bigint', 'integer', 'incompatible'],
+    ['numeric(12,2)', 'numeric(12,3)', 'incompatible'],
+    ['numeric(12,2)', 'numeric(10,2)', 'incompatible'],
+    ['character varying(20)', 'character varying(10)', 'incompatible'],
+    ['text', 'character varying(10)', 'incompatible'],
+    ['json', 'jsonb', 'incompatible'],
+    ['timestamp with time zone', 'timestamp without time zone', 'incompatible'],
+    ['integer', 'integer[]', 'incompatible'],
+    ['text', 'integer', 'incompatible'],
+  ];
+  for (const [s, d, want] of cases) assert.equal(compareTypes(s, d), want, `${s} -> ${d}`);
+});
+
+const cap: CapacityFacts = { database: 'app', databaseBytes: 5 * GB, walBytesPerSecond: 1024 * 1024, sampleSeconds: 3, maxSlotWalKeepSize: '80GB' };
+
+test('parseWalKeepSize reads units (MB when bare) and -1 as unlimited', () => {
+  assert.equal(parseWalKeepSize('-1'), null);
+  assert.equal(parseWalKeepSize('10GB'), 10 * GB);
+  assert.equal(parseWalKeepSize('1024MB'), GB);
+  assert.equal(parseWalKeepSize('512kB'), 512 * 1024);
+  assert.equal(parseWalKeepSize('2048'), 2 * GB);
+  assert.throws(() => parseWalKeepSize('lots'), /max_slot_wal_keep_size/);
+});
+
+test('capacity: the hour-of-stall figure, the guide rule and a keep-size that covers it', () => {
+  const f = judgeCapacity(cap);
+  const disk = f.find((x) => x.check === 'disk space')!;
+  assert.equal(disk.level, 'PASS');
+  // 1 MiB/s for an hour is 3.5 GB.
+  assert.match(disk.message, /a stall of one hour retains about 3\.5 GB/);
+  assert.match(disk.remedy!, /100 GB or 20 % of the disk/);
+  assert.match(f.find((x) => x.check === 'database size')!.message, /^5\.0 GB/);
+  const keep = f.find((x) => x.check === 'max_slot_wal_keep_size')!;
+  assert.equal(keep.level, 'PASS');
+  assert.match(keep.message, /80\.0 GB; at the sampled rate that covers a stall of about 22\.8 hours/);
+});
+
+test('capacity: a fast WAL rate warns that 100 GB fills too soon and names what to keep free', () => {
+  const fast = judgeCapacity({ ...cap, walBytesPerSecond: 10 * 1024 * 1024 });
+  const disk = fast.find((x) => x.check === 'disk space')!;
+  assert.equal(disk.level, 'WARN');
+  assert.match(disk.message, /about 35\.2 GB; 100 GB free would fill within 2\.8 hours of a stall/);
+  assert.match(disk.remedy!, /keep at least 844 GB/);
+});
+
+test('capacity: unlimited keep size warns with a recommended value; a tiny one warns of invalidation', () => {
+  const unlimited = judgeCapacity({ ...cap, maxSlotWalKeepSize: '-1' }).find((x) => x.check === 'max_slot_wal_keep_size')!;
+  assert.equal(unlimited.level, 'WARN');
+  assert.match(unlimited.remedy!, /set max_slot_wal_keep_size to about 80 % .*80GB.*covers a stall of about 22\.8 hours.*pg_reload_conf/);
+  const tiny = judgeCapacity({ ...cap, maxSlotWalKeepSize: '1GB' }).find((x) => x.check === 'max_slot_wal_keep_size')!;
+  assert.equal(tiny.level, 'WARN');
+  assert.match(tiny.message, /forces a new snapshot/);
+  const unsampled = judgeCapacity({ ...cap, walBytesPerSecond: null, sampleSeconds: 0 });
+  assert.equal(unsampled.find((x) => x.check === 'disk space')!.level, 'WARN');
+  assert.equal(unsampled.find((x) => x.check === 'max_slot_wal_keep_size')!.level, 'PASS');
+});
+
+const destTable = (over: Partial<DestinationTable> = {}): DestinationTable => ({
+  schema: 'public', name: 'orders', exists: true,
+  columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'amount', type: 'numeric(12,2)', notNull: false }],
+  primaryKey: ['id'], uniqueKeys: [['id']], citus: 'local', distributionColumn: null, foreignKeys: [], ...over,
+});
+const comparison = (d: Partial<DestinationTable> = {}, mapping = {}): TableComparison => ({
+  source: {
+    name: 'public.orders', schema: 'public', table: 'orders', keyColumns: ['id'], replicaIdentity: 'default',
+    columns: [{ name: 'id', type: 'bigint' }, { name: 'amount', type: 'numeric(12,2)' }],
+  },
+  mapped: mapTable({ schema: 'public', name: 'orders' }, mapping),
+  destination: destTable(d),
+});
+const judge = (t: TableComparison, over: Partial<DestinationFacts> = {}) =>
+  judgeDestination({ citus: { present: false, version: null }, requireDistributed: false, tables: [t], ...over });
+const levels = (fs: { level: string; check: string }[]) => fs.map((f) => `${f.level} ${f.check}`);
+
+test('destination: an identical table passes columns and key', () => {
+  assert.deepEqual(levels(judge(comparison())), ['PASS citus', 'PASS columns', 'PASS primary key']);
+});
+
+test('destination: missing table, missing column, type mismatch and widening', () => {
+  const missing = judge(comparison({ exists: false }));
+  assert.deepEqual(levels(missing), ['PASS citus', 'FAIL table exists']);
+  assert.match(missing[1].remedy!, /schema copy/);
+  const cols = judge(comparison({ columns: [{ name: 'id', type: 'integer', notNull: true }, { name: 'extra', type: 'text', notNull: true }] }));
+  assert.deepEqual(levels(cols).slice(1, 4), ['FAIL column type', 'FAIL column', 'WARN column']);
+  assert.match(cols[1].remedy!, /ALTER TABLE "public"\."orders" ALTER COLUMN "id" TYPE bigint;/);
+  assert.match(cols[2].remedy!, /ADD COLUMN "amount" numeric\(12,2\);/);
+  assert.match(cols[3].message, /destination-only column extra is NOT NULL/);
+  const wide = judge(comparison({ columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'amount', type: 'numeric', notNull: false }] }));
+  assert.deepEqual(levels(wide).slice(1, 2), ['WARN column type']);
+});
+
+test('destination: column and table names go through the sink mapping', () => {
+  const mapping = { 'public.orders': { schema: 'app', table: 'orders_v2', columns: { amount: 'total' } } };
+  const t = comparison({ schema: 'app', name: 'orders_v2', columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'total', type: 'numeric(12,2)', notNull: false }] }, mapping);
+  const f = judge(t);
+  assert.deepEqual(levels(f), ['PASS citus', 'PASS columns', 'PASS primary key']);
+  assert.equal(f[1].object, 'app.orders_v2');
+});
+
+test('destination: foreign keys warn with the cut-over remedy', () => {
+  const f = judge(comparison({ foreignKeys: [{ name: 'orders_customer_fk', definition: 'FOREIGN KEY (customer_id) REFERENCES customers(id)' }] }));
+  const fk = f.find((x) => x.check === 'foreign key')!;
+  assert.equal(fk.level, 'WARN');
+  assert.equal(fk.object, 'public.orders.orders_customer_fk');
+  assert.match(fk.remedy!, /DROP CONSTRAINT "orders_customer_fk".*cut-over.*deferred_foreign_keys/);
+});
+
+test('destination on Citus: distribution, key plus distribution column, REPLICA IDENTITY FULL recommendation', () => {
+  const citus = { citus: { present: true, version: '13.2-1' } };
+  const local = judge(comparison(), citus);
+  assert.deepEqual(levels(local), ['PASS citus', 'PASS columns', 'PASS primary key', 'WARN distribution']);
+  assert.match(local[0].message, /Citus 13\.2-1/);
+  assert.match(local[3].remedy!, /create_distributed_table/);
+  assert.equal(judge(comparison(), { ...citus, requireDistributed: true })[3].level, 'FAIL');
+
+  const cols = [{ name: 'id', type: 'bigint', notNull: true }, { name: 'amount', type: 'numeric(12,2)', notNull: false }, { name: 'region', type: 'text', notNull: true }];
+  const t = comparison({ columns: cols, primaryKey: ['id', 'region'], uniqueKeys: [['id', 'region']], citus: 'distributed', distributionColumn: 'region' });
+  t.source.columns.push({ name: 'region', type: 'text' });
+  const f = judge(t, citus);
+  assert.deepEqual(levels(f), ['PASS citus', 'PASS columns', 'PASS primary key', 'PASS distribution', 'WARN replica identity']);
+  assert.match(f[2].message, /source key \+ distribution column region/);
+  const ri = f[4];
+  assert.equal(ri.object, 'public.orders');
+  assert.equal(ri.remedy!.split(';')[0], 'ALTER TABLE "public"."orders" REPLICA IDENTITY FULL');
+  assert.match(ri.message, /moves a row to another region value/);
+  t.source.replicaIdentity = 'full';
+  assert.equal(judge(t, citus)[4].level, 'PASS');
+});
+
+test('destination: a key that drops a source column or adds a non-distribution column fails', () => {
+  assert.equal(judge(comparison({ primaryKey: ['amount'] })).find((x) => x.check === 'primary key')!.level, 'FAIL');
+  const extra = judge(comparison({ primaryKey: ['id', 'amount'] }));
+  assert.equal(extra.find((x) => x.check === 'primary key')!.level, 'FAIL');
+  // The replica identity advice is given whatever the key verdict.
+  assert.equal(extra.find((x) => x.check === 'replica identity')!.level, 'WARN');
+});
+
+test('summarize and renderReport: verdict line, remedies only for non-PASS findings', () => {
+  const findings = judge(comparison({ exists: false }));
+  assert.deepEqual(summarize(findings), { pass: 1, warn: 0, fail: 1, ok: false });
+  const text = renderReport([{ title: 'Destination db:5432', findings }]);
+  assert.match(text, /^Destination db:5432\nPASS  citus/);
+  assert.match(text, /FAIL  table exists .*\n      remedy: create it/);
+  assert.match(text, /1 PASS, 0 WARN, 1 FAIL: NOT ready/);
+});
+
+test('verifyTableFor maps names and leaves the column map out when nothing is renamed', () => {
+  const t = { schema: 'public', name: 'orders', columns: [{ name: 'id' }, { name: 'amount' }], keyColumns: ['id'] };
+  assert.equal(verifyTableFor(t).columnMap, undefined);
+  const v = verifyTableFor(t, { '"public"."orders"': { table: 'o2', columns: { amount: 'total' } } });
+  assert.deepEqual(v.destination, { schema: 'public', name: 'o2' });
+  assert.deepEqual(v.columnMap, { amount: 'total' });
+});

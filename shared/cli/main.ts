@@ -214,6 +214,8 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   withConfigs(program.command('check'))
     .description('check that source, Kafka, registry and destination are ready (settings, privileges, reachability)')
+    .option('--json', 'print the findings as one JSON object on stdout')
+    .option('--sample-seconds <n>', 'seconds to sample the source WAL write rate over (default: 3; 0 skips the sample)', intArg('a number of seconds (0 or more)', 0))
     .action(act('check'));
 
   withConfigs(program.command('status'))
@@ -242,8 +244,15 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .action(act('cleanup'));
 
   const schema = program.command('schema').description('table definitions: `schema copy` creates the source tables on the destination');
+  const collect = (v: string, prev: string[] = []) => [...prev, v];
   withConfigs(schema.command('copy'))
     .description('create the selected source tables, types and indexes on the destination and distribute them with Citus')
+    .option('--distribute <table=column>', 'distribute TABLE by COLUMN with create_distributed_table (repeatable)', collect)
+    .option('--reference <table>', 'make TABLE a reference table with create_reference_table (repeatable)', collect)
+    .option('--colocate', 'colocate every distributed table with the first one given')
+    .option('--extend-keys', 'add the distribution column to primary keys and unique constraints that lack it')
+    .option('--dry-run', 'print the SQL instead of running it')
+    .option('--json', 'print the plan and what was done as one JSON object on stdout')
     .action(act('schema copy'));
 
   program

@@ -38,8 +38,6 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (src) {
       const resolved = await resolveTables(src, sourceConfig.tables);
       tables = await sourceTableFacts(src, resolved.tables);
-      // The WAL sample waits on the server clock; the destination is checked meanwhile.
-      walRate = sampleWalRate(src, sampleSeconds);
       const facts = await gatherSourceFacts(src, {
         slotName: sourceConfig.slotName,
         missingTables: resolved.missing,
@@ -49,6 +47,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
       source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));
       capacity = { ...(await databaseSize(src)), keep: facts.maxSlotWalKeepSize };
+      // The WAL sample waits on the server clock; the destination is checked meanwhile (its own connection).
+      walRate = sampleWalRate(src, sampleSeconds);
     }
     if (sink) {
       destination = [];

@@ -1,0 +1,203 @@
+/**
+ * `shardbridge check --json` through the CLI's main() in-process, against sources and
+ * destinations set up to fail each finding: wal_level=replica, a table without a primary key,
+ * a role without REPLICATION, a missing destination table, a column type mismatch, a foreign
+ * key on the destination, a destination key wider than the source key, unreachable servers.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { main } from '../../shared/cli/main.ts';
+import { freePort } from '../../shared/devstack/ports.ts';
+import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import type { Finding } from '../../source-connector/checks.ts';
+import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+
+const SCHEMA = `sb_check_${process.pid}_${Date.now().toString(36)}`;
+const SECRET = 'Chk-S3cret-pw';
+const dir = mkdtempSync(join(tmpdir(), 'sb-check-'));
+let source: PgCluster;
+let replicaSource: PgCluster;
+let destUrl: string;
+let release: () => Promise<void> = async () => {};
+let citus = false;
+
+const SOURCE_DDL = `
+  CREATE SCHEMA ${SCHEMA};
+  CREATE TABLE ${SCHEMA}.good (id bigint PRIMARY KEY, v text);
+  CREATE TABLE ${SCHEMA}.nopk (a int, b text);
+  CREATE TABLE ${SCHEMA}.missing_dest (id int PRIMARY KEY);
+  CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount numeric(12,2));
+  CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
+  CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int);
+  CREATE TABLE ${SCHEMA}.regional (id bigint PRIMARY KEY, region text NOT NULL, v text);
+  CREATE ROLE app_user LOGIN PASSWORD '${SECRET}';
+  GRANT USAGE ON SCHEMA ${SCHEMA} TO app_user;
+  GRANT SELECT ON ALL TABLES IN SCHEMA ${SCHEMA} TO app_user;`;
+
+const DEST_DDL = `
+  CREATE SCHEMA ${SCHEMA};
+  CREATE TABLE ${SCHEMA}.good (id bigint PRIMARY KEY, v text);
+  CREATE TABLE ${SCHEMA}.nopk (a int, b text);
+  CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount text);
+  CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
+  CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int CONSTRAINT child_parent_fk REFERENCES ${SCHEMA}.parent (id));
+  CREATE TABLE ${SCHEMA}.regional (id bigint, region text NOT NULL, v text, PRIMARY KEY (id, region));`;
+
+before(async () => {
+  const [s, r, d] = await Promise.all([startTestSource(), startTestSource({ wal_level: 'replica' }), getTestDestination()]);
+  source = s;
+  replicaSource = r;
+  destUrl = d.url;
+  release = d.release;
+  const sc = new pg.Client({ connectionString: source.url() });
+  const dc = new pg.Client({ connectionString: destUrl });
+  await Promise.all([sc.connect(), dc.connect()]);
+  try {
+    await sc.query(SOURCE_DDL);
+    await dc.query(DEST_DDL);
+    citus = (await dc.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+    // On Citus the wider key is legitimate only when its extra column distributes the table.
+    if (citus) await dc.query(`SELECT create_distributed_table('${SCHEMA}.regional', 'region')`);
+  } finally {
+    await Promise.all([sc.end(), dc.end()]);
+  }
+});
+
+after(async () => {
+  const dc = new pg.Client({ connectionString: destUrl });
+  await dc.connect();
+  await dc.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).finally(() => dc.end());
+  await release();
+  await Promise.all([source?.destroy(), replicaSource?.destroy()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function sourceConfig(name: string, url: string, include: string[] = []): string {
+  const p = join(dir, `${name}.source.yaml`);
+  writeFileSync(
+    p,
+    [
+      `source: { url: "${url}" }`,
+      `tables: { schemas: [${SCHEMA}], include: [${include.map((t) => `${SCHEMA}.${t}`).join(', ')}] }`,
+      // Kafka and the registry are not contacted by check; the source config requires them.
+      'kafka: { brokers: ["127.0.0.1:9"] }',
+      'schemaRegistry: { url: "http://127.0.0.1:9" }',
+    ].join('\n'),
+  );
+  return p;
+}
+
+function sinkConfig(name: string, url: string): string {
+  const p = join(dir, `${name}.sink.yaml`);
+  writeFileSync(p, [`destination: { url: "${url}" }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  return p;
+}
+
+interface CheckOutput {
+  ok: boolean;
+  summary: { pass: number; warn: number; fail: number };
+  source: { target: string; findings: Finding[] };
+  destination: { target: string; findings: Finding[] } | null;
+}
+
+async function check(args: string[]): Promise<{ code: number; out: CheckOutput; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'check', '--json', '--sample-seconds', '0', ...args], {
+    stdout: (t) => (stdout += t),
+    stderr: (t) => (stderr += t),
+    env: {},
+  });
+  assert.ok(stdout, `no output; stderr: ${stderr}`);
+  return { code, out: JSON.parse(stdout) as CheckOutput, stdout, stderr };
+}
+
+const find = (fs: Finding[], check: string, object?: string) => fs.filter((f) => f.check === check && (object === undefined || f.object === object));
+
+test('every failing finding on one source and destination, exit 1', async () => {
+  const src = sourceConfig('all', source.url('postgres', 'app_user').replace('app_user@', `app_user:${SECRET}@`));
+  const r = await check(['--source-config', src, '--sink-config', sinkConfig('all', destUrl)]);
+  assert.equal(r.code, 1);
+  assert.equal(r.out.ok, false);
+  const s = r.out.source.findings;
+  const d = r.out.destination!.findings;
+
+  assert.equal(find(s, 'reachable')[0].level, 'PASS');
+  assert.equal(find(s, 'wal_level')[0].level, 'PASS');
+  const priv = find(s, 'replication privilege')[0];
+  assert.deepEqual([priv.level, priv.object], ['FAIL', 'role app_user']);
+  assert.match(priv.remedy!, /ALTER ROLE "app_user" WITH REPLICATION/);
+  assert.deepEqual(find(s, 'primary key').map((f) => [f.level, f.object]), [['FAIL', `${SCHEMA}.nopk`]]);
+  assert.equal(find(s, 'max_slot_wal_keep_size')[0].level, 'WARN');
+  assert.match(find(s, 'max_slot_wal_keep_size')[0].remedy!, /80GB/);
+  assert.equal(find(s, 'disk space')[0].level, 'WARN');
+  assert.match(find(s, 'database size')[0].message, /MB|GB/);
+
+  assert.deepEqual(find(d, 'table exists').map((f) => [f.level, f.object]), [['FAIL', `${SCHEMA}.missing_dest`]]);
+  const typed = find(d, 'column type', `${SCHEMA}.typed.amount`)[0];
+  assert.equal(typed.level, 'FAIL');
+  assert.match(typed.message, /source type numeric\(12,2\), destination text/);
+  const fk = find(d, 'foreign key')[0];
+  assert.deepEqual([fk.level, fk.object], ['WARN', `${SCHEMA}.child.child_parent_fk`]);
+  assert.match(fk.remedy!, /cut-over/);
+  const ri = find(d, 'replica identity', `${SCHEMA}.regional`)[0];
+  assert.equal(ri.level, 'WARN');
+  assert.match(ri.remedy!, new RegExp(`ALTER TABLE "${SCHEMA}"."regional" REPLICA IDENTITY FULL`));
+  assert.match(ri.message, /region/);
+  const regionalKey = find(d, 'primary key', `${SCHEMA}.regional`)[0];
+  assert.equal(regionalKey.level, citus ? 'PASS' : 'FAIL');
+  assert.deepEqual(find(d, 'columns', `${SCHEMA}.good`).map((f) => f.level), ['PASS']);
+  assert.deepEqual(find(d, 'primary key', `${SCHEMA}.good`).map((f) => f.level), ['PASS']);
+  assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+});
+
+test('a ready source and destination for the selected table: exit 0, WAL rate sampled', async () => {
+  let stdout = '';
+  const code = await main(
+    ['node', 'shardbridge', 'check', '--json', '--sample-seconds', '1', '--source-config', sourceConfig('good', source.url(), ['good']), '--sink-config', sinkConfig('good', destUrl)],
+    { stdout: (t) => (stdout += t), stderr: () => {}, env: {} },
+  );
+  const out = JSON.parse(stdout) as CheckOutput;
+  assert.equal(code, 0, stdout);
+  assert.equal(out.summary.fail, 0);
+  const disk = find(out.source.findings, 'disk space')[0];
+  assert.equal(disk.level, 'PASS');
+  assert.match(disk.message, /sampled over 1 s\): a stall of one hour retains about \d+\.\d GB/);
+  assert.equal(find(out.source.findings, 'replication privilege')[0].level, 'PASS');
+});
+
+test('wal_level=replica fails with the settings to add', async () => {
+  const r = await check(['--source-config', sourceConfig('replica', replicaSource.url(), ['good'])]);
+  assert.equal(r.code, 1);
+  const f = find(r.out.source.findings, 'wal_level')[0];
+  assert.equal(f.level, 'FAIL');
+  assert.match(f.remedy!, /restart[\s\S]*wal_level = logical[\s\S]*rds\.logical_replication = 1/);
+  assert.equal(r.out.destination, null);
+});
+
+test('unreachable servers fail naming host:port, never the password; the human table says why', async () => {
+  const port = await freePort();
+  const url = `postgres://someone:${SECRET}@127.0.0.1:${port}/app`;
+  const r = await check(['--source-config', sourceConfig('down', url), '--sink-config', sinkConfig('down', url)]);
+  assert.equal(r.code, 1);
+  for (const side of [r.out.source, r.out.destination!]) {
+    assert.equal(side.target, `127.0.0.1:${port}`);
+    const f = find(side.findings, 'reachable')[0];
+    assert.equal(f.level, 'FAIL');
+    assert.match(f.message, new RegExp(`cannot connect to 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+  }
+  assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+
+  let text = '';
+  const code = await main(['node', 'shardbridge', 'check', '--sample-seconds', '0', '--source-config', sourceConfig('down2', url)], { stdout: (t) => (text += t), stderr: (t) => (text += t), env: {} });
+  assert.equal(code, 1);
+  assert.match(text, new RegExp(`^Source 127\\.0\\.0\\.1:${port}\\nFAIL  reachable`));
+  assert.match(text, /remedy: check source\.host\/port/);
+  assert.match(text, /NOT ready/);
+  assert.match(text, /destination not checked/);
+  assert.ok(!text.includes(SECRET));
+});

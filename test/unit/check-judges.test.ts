@@ -171,8 +171,8 @@ test('summarize and renderReport: verdict line, remedies only for non-PASS findi
   const findings = judge(comparison({ exists: false }));
   assert.deepEqual(summarize(findings), { pass: 1, warn: 0, fail: 1, ok: false });
   const text = renderReport([{ title: 'Destination db:5432', findings }]);
-  assert.match(text, /^Destination db:5432\nPASS  citus/);
-  assert.match(text, /FAIL  table exists .*\n      remedy: create it/);
+  assert.match(text, /^Destination db:5432\nPASS {2}citus/);
+  assert.match(text, /FAIL {2}table exists .*\n {6}remedy: create it/);
   assert.match(text, /1 PASS, 0 WARN, 1 FAIL: NOT ready/);
 });
 

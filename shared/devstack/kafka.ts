@@ -15,7 +15,7 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createKafka } from '../kafka/client.ts';
 import { checkJava, ensureKafkaJars } from './kafka-jars.ts';
-import { freePort, waitFor } from './ports.ts';
+import { freePort } from './ports.ts';
 
 export interface KafkaBroker {
   /** "127.0.0.1:port" */
@@ -62,8 +62,14 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   };
   await writeFile(files.log4j, renderLog4j2());
 
+  const otherPort = async (not: number): Promise<number> => {
+    for (;;) {
+      const p = await freePort();
+      if (p !== not) return p;
+    }
+  };
   let port = opts.port ?? (await freePort());
-  let controllerPort = opts.controllerPort ?? (await freePort());
+  let controllerPort = opts.controllerPort ?? (await otherPort(port));
   let child: ChildProcess | undefined;
   let removed = false;
 
@@ -93,20 +99,23 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
       { brokers: [`127.0.0.1:${port}`], clientId: 'devstack-ready', logLevel: 'nothing', connectionTimeoutMs: 1000, requestTimeoutMs: 5000, retry: { retries: 0 } },
       log,
     ).admin({ retry: { retries: 0 } });
+    const timeoutMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
     try {
-      await waitFor(
-        `Kafka broker on 127.0.0.1:${port}`,
-        async () => {
-          if (exited) throw new Error(`java ${exited}`);
-          const c = await probe.describeCluster();
-          return c.brokers.length > 0;
-        },
-        { timeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS, intervalMs: 200 },
-      );
+      // Not waitFor(): a JVM that exits (bad config, port taken) must fail at once, not at the deadline.
+      for (;;) {
+        if (exited) throw new Error(`Kafka broker ${exited} before it was ready`);
+        const answered = await probe.describeCluster().then((c) => c.brokers.length > 0, (err: unknown) => ((lastError = err), false));
+        if (answered) break;
+        if (Date.now() > deadline) {
+          throw new Error(`Kafka broker on 127.0.0.1:${port} not ready after ${timeoutMs} ms (last error: ${(lastError as Error)?.message})`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
     } catch (err) {
       await kill(proc, 'SIGKILL', STOP_TIMEOUT_MS);
-      const msg = exited ? `Kafka broker ${exited} before it was ready` : (err as Error).message;
-      throw new Error(`${msg}; log ${files.log}:\n${readTail(files.log, 40)}`, { cause: err });
+      throw new Error(`${(err as Error).message}; log ${files.log}:\n${readTail(files.log, 40)}`, { cause: lastError });
     } finally {
       await probe.disconnect().catch(() => {});
     }
@@ -116,9 +125,9 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   // Ports picked here were free a moment ago; if another process took one before the JVM
   // bound it, pick again (explicit ports are the caller's business).
   for (let attempt = 1; ; attempt++) {
-    await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data') }));
-    await formatStorage(libsDir, files, dataDir);
     try {
+      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data') }));
+      await formatStorage(libsDir, files, dataDir);
       await launch();
       break;
     } catch (err) {
@@ -129,7 +138,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
       }
       log.warn({ port, controllerPort }, 'port taken before the broker bound it; picking new ports');
       port = await freePort();
-      controllerPort = await freePort();
+      controllerPort = await otherPort(port);
     }
   }
 

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../shared/logger.ts';
 import type { KafkaClient, TopicSpec } from '../shared/kafka/client.ts';
 import { RetriableError } from '../shared/errors.ts';
+import { retry } from '../shared/retry.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 
 export interface ControlTopics {
@@ -227,7 +228,8 @@ export async function readControlTopic(
   const admin = kafka.admin();
   let ends: PartitionOffset[];
   try {
-    ends = await admin.endOffsets(topic);
+    // Right after creation a topic's leader may not be known everywhere yet (NOT_LEADER, retriable).
+    ends = await retry(() => admin.endOffsets(topic), { what: `end offsets of ${topic}`, retries: 8, initialMs: 100, maxMs: 2_000, logger: log });
   } finally {
     await admin.disconnect().catch(() => {});
   }

@@ -1,0 +1,359 @@
+/**
+ * The source connector's orchestration. Start-up (once): connect, run the start-up checks
+ * (any FAIL stops here, nothing created). Then sessions, retried with backoff on retriable
+ * failures (lost connections to PostgreSQL, Kafka or the registry): topics, schemas,
+ * publication, then the slot decision —
+ *  - no slot: create one exporting a snapshot, copy the tables from it (unless snapshot mode
+ *    is `never`), then stream from its consistent point;
+ *  - a slot, and every table's snapshot completed from it: stream from it;
+ *  - a slot, but a snapshot that was cut short (the `__snapshot` topic says so): drop it and
+ *    redo everything from a fresh slot (the sink is idempotent);
+ *  - a slot that vanished or was invalidated after we published from it: stop with a
+ *    SourceError — changes were lost, never silently start over.
+ * `initial_only` copies from a temporary slot and stops.
+ */
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../shared/logger.ts';
+import { createMetrics, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
+import { createKafka, type Admin, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { RegistryClient } from '../shared/registry/registry-client.ts';
+import { SourceError, isRetriable } from '../shared/errors.ts';
+import { backoffDelay, retry } from '../shared/retry.ts';
+import type { TableInfo } from '../shared/pg-types.ts';
+import type { SourceConfig } from './config.ts';
+import { ownedSequences, sequenceValues, type OwnedSequence } from './catalog.ts';
+import {
+  controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, snapshotCompleted, snapshotStarted,
+} from './control-topics.ts';
+import { LsnTracker } from './lsn-tracker.ts';
+import { SlotMonitor, slotLostError } from './monitor.ts';
+import { formatLsn } from './pgoutput-decoder.ts';
+import { Publisher } from './publisher.ts';
+import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, type ExportedSlot } from './slot.ts';
+import { runSnapshot } from './snapshot.ts';
+import { openSource, type SourceSession } from './source-session.ts';
+import { ReplicationStream } from './stream.ts';
+import { TableVersions } from './table-versions.ts';
+
+export interface SourceConnector {
+  /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
+  done: Promise<void>;
+  /** Graceful: stop reading, let Kafka acknowledge what is in flight, confirm it, close. */
+  stop(): Promise<void>;
+  metrics: Metrics;
+  /** Bound port of /metrics (null when not served). */
+  metricsPort: number | null;
+  /** Publish the current values of the replicated tables' sequences to `<prefix>.__sequences` now. */
+  publishSequences(): Promise<void>;
+  /** For tests and status: the phase and the last confirmed position. */
+  state(): { phase: Phase; confirmedLsn: string | null; acknowledgedRecords: number };
+}
+
+export type Phase = 'starting' | 'snapshot' | 'streaming' | 'retrying' | 'finished' | 'failed';
+
+export interface StartOptions {
+  /** Serve /metrics on config.metricsPort. Default true. */
+  serveMetrics?: boolean;
+}
+
+const CONNECTOR_VERSION = readVersion();
+
+/** Start-up (connect + checks) happens before this resolves; a start-up failure rejects with context.phase = 'startup'. */
+export async function startSourceConnector(config: SourceConfig, logger: Logger, opts: StartOptions = {}): Promise<SourceConnector> {
+  const log = logger.child({ connector: config.name });
+  const metrics = createMetrics({ prefix: 'shardbridge_source_', labels: { connector: config.name }, defaultMetrics: true });
+  const source = await openSource(config, log);
+  let server: MetricsServer | null = null;
+  if (opts.serveMetrics ?? true) {
+    try {
+      server = await serveMetrics(metrics.registry, config.metricsPort, '0.0.0.0', { health: () => phase !== 'failed' });
+    } catch (err) {
+      await source.close();
+      throw new SourceError(`cannot serve metrics on port ${config.metricsPort}: ${(err as Error).message}`, { cause: err, context: { key: 'metricsPort', phase: 'startup' } });
+    }
+  }
+  let phase: Phase = 'starting';
+  const run = new ConnectorRun(config, log, metrics, source, (p) => (phase = p));
+  const done = run.main().then(
+    async () => {
+      phase = 'finished';
+      await server?.close();
+    },
+    async (err: unknown) => {
+      phase = 'failed';
+      await server?.close();
+      throw err;
+    },
+  );
+  done.catch(() => {}); // the caller awaits `done`; this only keeps an early failure from being "unhandled"
+  return {
+    done,
+    stop: async () => {
+      await run.stop();
+      await done.catch(() => {});
+    },
+    metrics,
+    metricsPort: server?.port ?? null,
+    publishSequences: () => run.publishSequences('demand'),
+    state: () => ({ phase, confirmedLsn: run.confirmedLsn(), acknowledgedRecords: run.publisher.acknowledged }),
+  };
+}
+
+class ConnectorRun {
+  readonly publisher: Publisher;
+  private readonly kafka: KafkaClient;
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private readonly tracker = new LsnTracker();
+  private readonly versions: TableVersions;
+  private readonly topics;
+  private readonly abort = new AbortController();
+  private readonly monitor: SlotMonitor;
+  private stream: ReplicationStream | null = null;
+  private stopping = false;
+  private prepared = false;
+  private owned: OwnedSequence[] = [];
+  private sequencesTimer?: NodeJS.Timeout;
+  private readonly errors;
+
+  constructor(
+    private readonly config: SourceConfig,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly source: SourceSession,
+    private readonly setPhase: (p: Phase) => void,
+  ) {
+    const k = config.kafka;
+    this.kafka = createKafka({ brokers: k.brokers, clientId: k.clientId ?? `shardbridge-source-${config.name}`, ssl: k.ssl, sasl: k.sasl }, log);
+    this.producer = this.kafka.producer();
+    this.admin = this.kafka.admin();
+    this.publisher = new Publisher({ producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics });
+    this.publisher.onFailure((err) => this.stream?.fail(err));
+    const r = config.schemaRegistry;
+    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log });
+    this.versions = new TableVersions({ registry, topicPrefix: config.topicPrefix, connectorVersion: CONNECTOR_VERSION, catalog: source.catalogAccess(), log });
+    this.topics = controlTopicNames(config.topicPrefix);
+    this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
+    this.monitor = new SlotMonitor({
+      client: () => source.client(),
+      slotName: config.slotName,
+      topicPrefix: config.topicPrefix,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      walRetentionWarnBytes: config.walRetentionWarnBytes,
+      log,
+      metrics,
+      onSlotLost: (err) => this.stream?.fail(err),
+    });
+  }
+
+  confirmedLsn(): string | null {
+    const c = this.stream?.confirmed ?? null;
+    return c === null ? null : formatLsn(c);
+  }
+
+  /** Sessions until stopped, finished or failed for good; retriable failures back off and retry. */
+  async main(): Promise<void> {
+    try {
+      let attempt = 0;
+      for (;;) {
+        const startedAt = Date.now();
+        try {
+          await this.session();
+          return;
+        } catch (err) {
+          if (this.stopping) return;
+          this.errors.labels((err as { kind?: string }).kind ?? 'other').inc();
+          if (!isRetriable(err) || this.publisher.failed) throw err;
+          attempt = Date.now() - startedAt > 60_000 ? 1 : attempt + 1;
+          const delayMs = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
+          this.setPhase('retrying');
+          this.log.warn({ err, attempt, delayMs }, `source connector session failed, retrying in ${delayMs} ms (the stream resumes from the slot)`);
+          await sleep(delayMs, undefined, { signal: this.abort.signal }).catch(() => {});
+          if (this.stopping) return;
+        }
+      }
+    } finally {
+      await this.close();
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info('stopping the source connector');
+    this.abort.abort(new SourceError('source connector stopped'));
+    await this.stream?.stop().catch(() => {});
+  }
+
+  async publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
+    const client = this.source.client();
+    if (!client || this.owned.length === 0) return;
+    const values = await sequenceValues(client, this.owned);
+    for (const s of this.owned) {
+      const r = sequenceRecord({ sequence: s.sequence, table: s.table, column: s.column, value: values.get(s.sequence) ?? null, reason });
+      this.publisher.publishRaw(this.topics.sequences, r.key, r.value);
+    }
+    await this.publisher.barrier();
+    this.log.debug({ sequences: this.owned.length, reason }, 'sequence values published');
+  }
+
+  private async session(): Promise<void> {
+    const cfg = this.config;
+    const client = await this.source.connect();
+    if (!this.prepared) {
+      await this.producer.connect();
+      const t = cfg.topics;
+      const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
+      if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
+      const tables = this.source.tables;
+      await this.versions.init(tables);
+      const created = await this.admin.ensureTopics([
+        ...this.versions.all().map((v) => ({ topic: v.topic, partitions: t.partitions, replicationFactor: t.replicationFactor, configs })),
+        ...controlTopicSpecs(cfg.topicPrefix, t),
+      ]);
+      if (created.length > 0) this.log.info({ topics: created }, 'topics created');
+      this.owned = await ownedSequences(client, tables.map((x) => x.relid));
+      this.prepared = true;
+    }
+    const state = reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
+    await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
+    if (this.stopping) return;
+
+    if (cfg.snapshot.mode === 'initial_only') {
+      const temp = `${cfg.slotName.slice(0, 58)}_init`;
+      const exported = await createSlotWithSnapshot(this.source.connection, temp, this.log, { temporary: true });
+      await this.snapshot(exported);
+      this.setPhase('finished');
+      return;
+    }
+
+    let slot = await slotStatus(client, cfg.slotName);
+    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null });
+    if (verdict.publishedFromSlot || slot !== null) {
+      const lost = slotLostError(slot, cfg.slotName, cfg.topicPrefix);
+      if (lost) throw lost;
+    }
+    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
+      const cut = verdict.incomplete.filter((i) => i.marker === 'started').map((i) => i.table);
+      this.log.warn(
+        { slot: cfg.slotName, startedNotCompleted: cut, withoutSnapshot: verdict.incomplete.filter((i) => i.marker !== 'started').map((i) => i.table) },
+        cut.length > 0
+          ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): dropping the slot and taking the snapshot again from a fresh slot`
+          : 'no completed snapshot from this slot for some tables: dropping the slot and taking the snapshot again from a fresh slot',
+      );
+      await dropSlot(client, cfg.slotName, this.log);
+      slot = null;
+    }
+    if (!slot) {
+      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log);
+      try {
+        const marker = slotCreated(cfg.slotName, exported.consistentPoint);
+        this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
+        await this.publisher.barrier();
+        if (cfg.snapshot.mode === 'initial') await this.snapshot(exported);
+      } finally {
+        await exported.release();
+      }
+      slot = await slotStatus(client, cfg.slotName);
+      const lost = slotLostError(slot, cfg.slotName, cfg.topicPrefix);
+      if (lost) throw lost;
+    }
+    if (this.stopping) return;
+    await this.streamFrom(slot!.confirmedFlushLsn);
+  }
+
+  private async snapshot(exported: ExportedSlot): Promise<void> {
+    const cfg = this.config;
+    this.setPhase('snapshot');
+    const started = Date.now();
+    const tables = this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+    const rows = await runSnapshot({
+      connection: this.source.connection,
+      snapshotName: exported.snapshotName,
+      readers: cfg.snapshot.parallelReaders,
+      chunkSize: cfg.snapshot.chunkSize,
+      tables,
+      publisher: this.publisher,
+      db: this.source.database,
+      consistentPoint: exported.consistentPoint,
+      log: this.log,
+      metrics: this.metrics,
+      signal: this.abort.signal,
+      onImported: () => exported.release(),
+      onTableStarted: (v, estimatedRows) => {
+        const m = snapshotStarted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, estimatedRows });
+        this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
+      },
+      onTableRead: async (v, count) => {
+        await this.publisher.barrier();
+        const endOffsets = await retry(() => this.admin.endOffsets(v.topic), { what: `end offsets of ${v.topic}`, retries: 8, initialMs: 100, maxMs: 2_000, logger: this.log });
+        const m = snapshotCompleted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets });
+        this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
+      },
+    });
+    await this.publisher.barrier();
+    await this.publishSequences('snapshot');
+    const total = [...rows.values()].reduce((a, b) => a + b, 0);
+    const secs = (Date.now() - started) / 1000;
+    this.log.info({ tables: rows.size, rows: total, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(total / Math.max(secs, 0.001)) }, 'snapshot completed');
+  }
+
+  private async streamFrom(confirmed: bigint | null): Promise<void> {
+    const cfg = this.config;
+    this.tracker.reset(confirmed);
+    const stream = new ReplicationStream({
+      connection: this.source.connection,
+      slotName: cfg.slotName,
+      publicationName: cfg.publicationName,
+      versions: this.versions,
+      publisher: this.publisher,
+      tracker: this.tracker,
+      transactionsTopic: this.topics.transactions,
+      db: this.source.database,
+      tombstones: cfg.tombstones,
+      log: this.log,
+      metrics: this.metrics,
+    });
+    this.stream = stream;
+    this.setPhase('streaming');
+    this.monitor.start();
+    this.sequencesTimer = setInterval(
+      () => void this.publishSequences('interval').catch((err: unknown) => this.log.warn({ err }, 'publishing sequence values failed')),
+      cfg.sequencesIntervalMs,
+    );
+    try {
+      if (this.stopping) return;
+      await stream.run();
+    } finally {
+      this.monitor.stop();
+      clearInterval(this.sequencesTimer);
+    }
+  }
+
+  private async close(): Promise<void> {
+    // Unsent records are given up only when Kafka does not take them within the grace period.
+    let timer: NodeJS.Timeout | undefined;
+    const flushed = await Promise.race([
+      this.publisher.barrier().then(() => true, () => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 20_000))),
+    ]);
+    clearTimeout(timer);
+    if (!flushed) this.publisher.abandon('shutting down while Kafka is unavailable');
+    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), this.source.close()]);
+    this.log.info('source connector closed');
+  }
+}
+
+function qualified(t: TableInfo): string {
+  return `${t.schema}.${t.name}`;
+}
+
+function readVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+

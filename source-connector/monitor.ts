@@ -1,0 +1,129 @@
+/**
+ * Periodic work on a normal source connection while the stream runs:
+ *  - the heartbeat, `pg_logical_emit_message(false, 'shardbridge-heartbeat', '')`, so the
+ *    stream sees WAL progress (and confirms it) even when only other databases write;
+ *  - the slot's health and lag: slot lag (current WAL − confirmed_flush_lsn) and WAL retained
+ *    (current − restart_lsn) as metrics, a warning past walRetentionWarnBytes (the guide's
+ *    stall-fills-the-disk danger), and a vanished or invalidated slot reported as lost changes.
+ */
+import type pg from 'pg';
+import type { Gauge } from 'prom-client';
+import type { Logger } from '../shared/logger.ts';
+import type { Metrics } from '../shared/metrics.ts';
+import { SourceError } from '../shared/errors.ts';
+import { slotStatus, type SlotStatus } from './slot.ts';
+import { HEARTBEAT_PREFIX } from './stream.ts';
+
+export const LOST_SLOT_REMEDY =
+  'changes were lost: take a new snapshot. Delete the topic <topicPrefix>.__snapshot (and, to start clean, the table topics and the destination rows), drop the slot if it still exists, then start the source connector again';
+
+/** A vanished or invalidated slot as the error that stops the connector; null when healthy. Pure. */
+export function slotLostError(status: SlotStatus | null, slot: string, topicPrefix: string): SourceError | null {
+  const remedy = LOST_SLOT_REMEDY.replace('<topicPrefix>', topicPrefix);
+  if (status === null) {
+    return new SourceError(`replication slot "${slot}" vanished after this connector had published from it: changes since its last confirmed position are lost`, {
+      context: { slot },
+      remedy,
+    });
+  }
+  if (status.walStatus === 'lost') {
+    return new SourceError(`replication slot "${slot}" was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost`, {
+      context: { slot },
+      remedy,
+    });
+  }
+  return null;
+}
+
+export interface SlotMonitorOptions {
+  /** The normal (non-replication) source connection; null while it is being re-established. */
+  client(): pg.ClientBase | null;
+  slotName: string;
+  topicPrefix: string;
+  heartbeatIntervalMs: number;
+  checkIntervalMs?: number;
+  walRetentionWarnBytes: number;
+  log: Logger;
+  metrics?: Metrics;
+  /** The slot is gone or invalidated: the stream must stop for good. */
+  onSlotLost(err: SourceError): void;
+}
+
+const WARN_EVERY_MS = 60_000;
+
+export class SlotMonitor {
+  private readonly log: Logger;
+  private timers: NodeJS.Timeout[] = [];
+  private lastWarn = 0;
+  private heartbeatFailing = false;
+  private readonly g?: { lag: Gauge; retained: Gauge; active: Gauge };
+
+  constructor(private readonly opts: SlotMonitorOptions) {
+    this.log = opts.log.child({ component: 'slot-monitor', slot: opts.slotName });
+    if (opts.metrics) {
+      this.g = {
+        lag: opts.metrics.gauge('slot_lag_bytes', 'pg_current_wal_lsn() - confirmed_flush_lsn of the slot'),
+        retained: opts.metrics.gauge('wal_retained_bytes', 'WAL the slot holds back: pg_current_wal_lsn() - restart_lsn'),
+        active: opts.metrics.gauge('slot_active', '1 while a walsender streams from the slot'),
+      };
+    }
+  }
+
+  start(): void {
+    this.stop();
+    this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatIntervalMs));
+    this.timers.push(setInterval(() => void this.check().catch(() => {}), this.opts.checkIntervalMs ?? 10_000));
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+  }
+
+  /** Emit one heartbeat message. Failures are logged, not thrown: the next tick tries again. */
+  async heartbeat(): Promise<void> {
+    const client = this.opts.client();
+    if (!client) return;
+    try {
+      await client.query(`SELECT pg_logical_emit_message(false, $1, '')`, [HEARTBEAT_PREFIX]);
+      if (this.heartbeatFailing) this.log.info('heartbeat works again');
+      this.heartbeatFailing = false;
+    } catch (err) {
+      if (!this.heartbeatFailing) this.log.warn({ err }, 'heartbeat (pg_logical_emit_message) failed');
+      this.heartbeatFailing = true;
+    }
+  }
+
+  /** Read the slot's state once: metrics, retention warning, lost-slot detection. */
+  async check(): Promise<SlotStatus | null> {
+    const client = this.opts.client();
+    if (!client) return null;
+    let status: SlotStatus | null;
+    try {
+      status = await slotStatus(client, this.opts.slotName);
+    } catch (err) {
+      this.log.debug({ err }, 'slot status query failed');
+      throw err;
+    }
+    const lost = slotLostError(status, this.opts.slotName, this.opts.topicPrefix);
+    if (lost) {
+      this.log.error({ err: lost }, lost.message);
+      this.opts.onSlotLost(lost);
+      return status;
+    }
+    const s = status!;
+    const lag = s.confirmedFlushLsn === null ? 0n : s.currentLsn - s.confirmedFlushLsn;
+    const retained = s.restartLsn === null ? 0n : s.currentLsn - s.restartLsn;
+    this.g?.lag.set(Number(lag > 0n ? lag : 0n));
+    this.g?.retained.set(Number(retained > 0n ? retained : 0n));
+    this.g?.active.set(s.active ? 1 : 0);
+    if (retained > BigInt(this.opts.walRetentionWarnBytes) && Date.now() - this.lastWarn > WARN_EVERY_MS) {
+      this.lastWarn = Date.now();
+      this.log.warn(
+        { retainedBytes: Number(retained), lagBytes: Number(lag), walStatus: s.walStatus, thresholdBytes: this.opts.walRetentionWarnBytes },
+        `the slot retains ${Math.round(Number(retained) / 1048576)} MiB of WAL: if the stream stays stalled, the source disk can fill up`,
+      );
+    }
+    return status;
+  }
+}

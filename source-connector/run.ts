@@ -1,0 +1,42 @@
+/**
+ * `shardbridge source`: runs the source connector until SIGINT/SIGTERM (or, in snapshot mode
+ * initial_only, until the snapshot is done). Exit codes: 0 done, 1 failure, 2 a start-up
+ * check failed or the source is unreachable, 130/143 stopped by a signal.
+ */
+import type { CommandContext } from '../shared/cli/main.ts';
+import { ShardBridgeError } from '../shared/errors.ts';
+import { redactUrl } from '../shared/logger.ts';
+import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../shared/shutdown.ts';
+import { startSourceConnector, type SourceConnector } from './connector.ts';
+
+export { startSourceConnector } from './connector.ts';
+export type { SourceConnector, StartOptions } from './connector.ts';
+
+export async function run(_opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
+  const config = ctx.sourceConfig();
+  const logger = ctx.logger;
+  let connector: SourceConnector;
+  try {
+    connector = await startSourceConnector(config, logger);
+  } catch (err) {
+    if (err instanceof ShardBridgeError && err.context.phase === 'startup') {
+      ctx.err(redactUrl(`shardbridge source: ${err.describe()}`) + '\n');
+      return 2;
+    }
+    throw err;
+  }
+  let stoppedBy: ShutdownSignal | null = null;
+  const unregister = ctx.onShutdown(async (signal) => {
+    stoppedBy = signal;
+    await connector.stop();
+  });
+  try {
+    await connector.done;
+  } catch (err) {
+    logger.error({ err }, 'source connector failed');
+    throw err;
+  } finally {
+    unregister();
+  }
+  return stoppedBy ? SIGNAL_EXIT_CODES[stoppedBy] : 0;
+}

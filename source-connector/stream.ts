@@ -1,0 +1,314 @@
+/**
+ * The replication stream: pg-logical-replication with our raw pgoutput plugin (auto-ack off,
+ * no ack timer, flow control on), decoded by decodePgoutput, turned into change events and
+ * handed to the publisher. Each source transaction is tracked by the LsnTracker from Begin
+ * to Commit; the position confirmed to the server is only ever `tracker.confirmable()` (every
+ * second and on keep-alives), or, with nothing pending, the keep-alive's own position, so an
+ * idle database does not pin WAL (../shared/README.md: the library's auto-ack trap).
+ *
+ * Back-pressure: the data handler awaits the publisher's `whenWritable()`; with flow control
+ * the library pauses the socket while the handler runs.
+ */
+import type pg from 'pg';
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { Counter, Gauge } from 'prom-client';
+import type { Logger } from '../shared/logger.ts';
+import type { Metrics } from '../shared/metrics.ts';
+import { RetriableError, ShardBridgeError, SourceError, isRetriable } from '../shared/errors.ts';
+import { sourceSessionOptions } from '../shared/pg-types.ts';
+import { changeToEvents, type ChangeContext, type DecodedChange } from './envelope.ts';
+import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
+import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, type PgoutputMessage } from './pgoutput-decoder.ts';
+import type { Publisher } from './publisher.ts';
+import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
+import type { TableVersion, TableVersions } from './table-versions.ts';
+import { transactionBegin, transactionEnd } from './control-topics.ts';
+
+/** Prefix of our pg_logical_emit_message() heartbeats. */
+export const HEARTBEAT_PREFIX = 'shardbridge-heartbeat';
+
+export interface StreamOptions {
+  connection: pg.ClientConfig;
+  slotName: string;
+  publicationName: string;
+  versions: TableVersions;
+  publisher: Publisher;
+  tracker: LsnTracker;
+  /** `<prefix>.__transactions`. */
+  transactionsTopic: string;
+  /** Database name for `source.db`. */
+  db: string;
+  tombstones: boolean;
+  log: Logger;
+  metrics?: Metrics;
+  /** How often the confirmable position is sent. Default 1000 ms. */
+  confirmIntervalMs?: number;
+  /** How long stop() / a failure waits for Kafka before closing without a final confirm. Default 20 s. */
+  flushTimeoutMs?: number;
+}
+
+/** Counts messages as the library receives them (parse runs on arrival, before its queue). */
+class CountingPlugin extends RawPgoutputPlugin {
+  received = 0;
+  override parse(buffer: Buffer): Buffer {
+    this.received++;
+    return super.parse(buffer);
+  }
+}
+
+interface TableInTx {
+  v: TableVersion;
+  ctx: ChangeContext;
+  count: number;
+}
+
+interface TxState {
+  tx: TrackedTx;
+  xid: number;
+  finalLsn: bigint;
+  commitMs: number;
+  tables: Map<number, TableInTx>;
+  /** Versions replaced within the transaction: their counts still go into END. */
+  retired: TableInTx[];
+}
+
+export class ReplicationStream {
+  private readonly log: Logger;
+  private service?: LogicalReplicationService;
+  private plugin?: CountingPlugin;
+  private processed = 0;
+  private tx: TxState | null = null;
+  /** Last position sent to the server. */
+  private acked: bigint | null = null;
+  private closing = false;
+  private failure: Error | null = null;
+  private confirmTimer?: NodeJS.Timeout;
+  private settle?: { resolve(): void; reject(err: unknown): void };
+  private finished?: Promise<void>;
+  private ending?: Promise<void>;
+  private readonly m?: { transactions: Counter; confirmed: Gauge; changes: Counter };
+
+  constructor(private readonly opts: StreamOptions) {
+    this.log = opts.log.child({ component: 'stream', slot: opts.slotName });
+    if (opts.metrics) {
+      this.m = {
+        transactions: opts.metrics.counter('transactions_total', 'Source transactions read from the slot'),
+        confirmed: opts.metrics.gauge('confirmed_lsn', 'Last LSN confirmed to the source (as a number)'),
+        changes: opts.metrics.counter('changes_read_total', 'Row changes read from the replication stream'),
+      };
+    }
+  }
+
+  /** Streams until stop() (resolves) or a failure (rejects; retriable ones are marked so). */
+  run(): Promise<void> {
+    if (this.finished) return this.finished;
+    const o = this.opts;
+    o.versions.newSession();
+    this.acked = o.tracker.confirmable();
+    this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    const service = new LogicalReplicationService(
+      { ...o.connection, options: sourceSessionOptions(), application_name: 'shardbridge-stream' },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+    );
+    this.service = service;
+    this.plugin = new CountingPlugin({ publicationNames: [o.publicationName] });
+    service.on('data', (_lsn: string, raw: Buffer) => this.onData(raw));
+    service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => this.onKeepalive(lsn, shouldRespond));
+    service.on('error', (err: Error) => this.fail(err));
+    service.on('start', () => this.log.info({ from: this.acked === null ? null : formatLsn(this.acked) }, 'replication stream started'));
+    this.confirmTimer = setInterval(() => this.confirm(), o.confirmIntervalMs ?? 1000);
+    // '0/0': the server starts at the slot's confirmed_flush_lsn, the last position we confirmed.
+    service.subscribe(this.plugin, o.slotName, '0/0').then(
+      () => {
+        if (!this.closing) this.fail(new RetriableError('the replication stream ended', { context: { slot: o.slotName } }));
+      },
+      (err: unknown) => this.fail(err),
+    );
+    return this.finished;
+  }
+
+  /** Graceful: stop handling messages, wait until Kafka has what was queued, confirm it, close. */
+  stop(): Promise<void> {
+    if (!this.finished) return Promise.resolve();
+    this.closing = true;
+    this.ending ??= this.end(null);
+    return this.finished;
+  }
+
+  /** The last position confirmed to the server. */
+  get confirmed(): bigint | null {
+    return this.acked;
+  }
+
+  /** End the stream with `err` (also used by the connector, e.g. when the slot monitor finds the slot gone). */
+  fail(err: unknown): void {
+    if (this.failure || this.ending) return;
+    this.failure = classify(err, this.opts.slotName);
+    this.closing = true;
+    this.ending ??= this.end(this.failure);
+  }
+
+  private async end(failure: Error | null): Promise<void> {
+    const o = this.opts;
+    // Everything before the failing message may still be confirmed (a SchemaError stop
+    // thereby lets the next start begin right at the transaction that changed the table).
+    let timer: NodeJS.Timeout | undefined;
+    const flushed = await Promise.race([
+      o.publisher.barrier().then(() => true, () => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), o.flushTimeoutMs ?? 20_000))),
+    ]);
+    clearTimeout(timer);
+    if (!flushed) this.log.warn('Kafka did not acknowledge everything before the stream closed: the unconfirmed part will be read again');
+    this.confirm();
+    clearInterval(this.confirmTimer);
+    await this.service?.destroy().catch((err: unknown) => this.log.debug({ err }, 'closing the replication connection failed'));
+    this.log.info({ confirmed: this.acked === null ? null : formatLsn(this.acked) }, 'replication stream closed');
+    if (failure) this.settle?.reject(failure);
+    else this.settle?.resolve();
+  }
+
+  private confirm(): void {
+    if (!this.service) return;
+    const c = this.opts.tracker.confirmable();
+    if (c !== null && c > 0n && (this.acked === null || c > this.acked)) this.sendAck(c);
+  }
+
+  private sendAck(lsn: bigint): void {
+    this.acked = lsn;
+    void this.service?.acknowledge(ackArgument(lsn));
+    this.m?.confirmed.set(Number(lsn));
+  }
+
+  /** Keep-alive: answer when asked; with nothing pending, the server's position is safe to confirm. */
+  private onKeepalive(lsnText: string, shouldRespond: boolean): void {
+    const tracker = this.opts.tracker;
+    let c = tracker.confirmable();
+    if (!this.closing && this.plugin && this.plugin.received === this.processed) {
+      c = tracker.idleConfirm(parseLsn(lsnText)) ?? c;
+    }
+    if (c === null || c <= 0n) return;
+    if (shouldRespond || this.acked === null || c > this.acked) this.sendAck(c);
+  }
+
+  private async onData(raw: Buffer): Promise<void> {
+    try {
+      if (this.closing) return;
+      await this.handle(decodePgoutput(raw));
+    } finally {
+      this.processed++;
+    }
+  }
+
+  private async handle(msg: PgoutputMessage): Promise<void> {
+    const o = this.opts;
+    switch (msg.tag) {
+      case 'begin': {
+        if (this.tx) throw new SourceError('Begin inside a transaction', { context: { xid: msg.xid } });
+        const tx = o.tracker.begin(msg.finalLsn);
+        const commitMs = pgTimeToUnixMs(msg.commitTime);
+        this.tx = { tx, xid: msg.xid, finalLsn: msg.finalLsn, commitMs, tables: new Map(), retired: [] };
+        const r = transactionBegin(msg.xid, msg.finalLsn, commitMs);
+        o.publisher.publishRaw(o.transactionsTopic, r.key, r.value, tx);
+        return;
+      }
+      case 'commit': {
+        const t = this.requireTx('Commit');
+        const counts = new Map<string, { table: string; topic: string; count: number }>();
+        for (const e of [...t.retired, ...t.tables.values()]) {
+          const c = counts.get(e.v.qualified);
+          if (c) c.count += e.count;
+          else counts.set(e.v.qualified, { table: e.v.qualified, topic: e.v.topic, count: e.count });
+        }
+        const r = transactionEnd(t.xid, t.finalLsn, msg.endLsn, t.commitMs, [...counts.values()]);
+        o.publisher.publishRaw(o.transactionsTopic, r.key, r.value, t.tx);
+        t.tx.seal(msg.endLsn);
+        this.tx = null;
+        this.m?.transactions.inc();
+        break;
+      }
+      case 'relation': {
+        const v = await o.versions.onRelation(msg);
+        const e = this.tx?.tables.get(msg.relid);
+        if (e && e.v !== v) {
+          this.tx!.retired.push(e);
+          this.tx!.tables.delete(msg.relid);
+        }
+        return;
+      }
+      case 'insert':
+        return this.change(msg.relid, { kind: 'insert', new: msg.new });
+      case 'update':
+        return this.change(msg.relid, { kind: 'update', key: msg.key, old: msg.old, new: msg.new });
+      case 'delete':
+        return this.change(msg.relid, { kind: 'delete', key: msg.key, old: msg.old });
+      case 'truncate':
+        for (const relid of msg.relids) await this.change(relid, { kind: 'truncate' });
+        return;
+      case 'message':
+        // Our heartbeat is non-transactional: with nothing pending its position is confirmable.
+        if (msg.prefix === HEARTBEAT_PREFIX && !msg.transactional && !this.tx) o.tracker.idleConfirm(msg.lsn);
+        return;
+      case 'type':
+      case 'origin':
+        return;
+      case 'unsupported':
+        throw new SourceError(`unsupported pgoutput message '${String.fromCharCode(msg.byte)}'`, { context: { byte: msg.byte } });
+    }
+    if (!o.publisher.writable) await this.waitWritable();
+  }
+
+  private async change(relid: number, change: DecodedChange): Promise<void> {
+    const t = this.requireTx('a change');
+    let e = t.tables.get(relid);
+    if (!e) {
+      const v = this.opts.versions.get(relid);
+      if (!v) throw new SourceError(`change of relation ${relid} before its Relation message`, { context: { relid } });
+      const source = v.schemas.sourceFor({ db: this.opts.db, tsMs: t.commitMs, txId: t.xid, lsn: t.finalLsn });
+      e = { v, ctx: { schemas: v.schemas, source, tsMs: 0, tombstones: this.opts.tombstones }, count: 0 };
+      t.tables.set(relid, e);
+    }
+    e.ctx.tsMs = Date.now();
+    const events = changeToEvents(change, e.ctx);
+    this.opts.publisher.publish(e.v, events, t.tx);
+    e.count += events.length;
+    this.m?.changes.inc();
+    if (!this.opts.publisher.writable) await this.waitWritable();
+  }
+
+  private async waitWritable(): Promise<void> {
+    await this.opts.publisher.whenWritable();
+  }
+
+  private requireTx(what: string): TxState {
+    if (!this.tx) throw new SourceError(`${what} outside a transaction in the replication stream`);
+    return this.tx;
+  }
+}
+
+/**
+ * Stream failures for the connector's retry loop: connection-level ones are retriable (the
+ * stream resumes from the slot); a vanished or invalidated slot is not.
+ */
+export function classify(err: unknown, slot: string): Error {
+  if (err instanceof ShardBridgeError) return err;
+  const e = err as { code?: string; message?: string };
+  const message = e?.message ?? String(err);
+  if (e?.code === '42704') {
+    return new SourceError(`replication slot "${slot}" does not exist any more: changes since the last confirmed position are lost`, {
+      cause: err,
+      context: { slot },
+      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+    });
+  }
+  if (e?.code === '55000' && /can no longer get changes|invalidated/i.test(message)) {
+    return new SourceError(`replication slot "${slot}" was invalidated (wal_status lost): changes were lost`, {
+      cause: err,
+      context: { slot },
+      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+    });
+  }
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !isRetriable(err)) {
+    return new SourceError(`replication stream failed: ${message}`, { cause: err, context: { slot, sqlstate: e.code } });
+  }
+  return new RetriableError(`replication connection lost: ${message}`, { cause: err, context: { slot } });
+}

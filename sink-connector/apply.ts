@@ -1,0 +1,320 @@
+/**
+ * One chunk of one topic-partition → one destination transaction: lock the partition's
+ * offsets row, drop what is already applied, per table collapse and run the batched
+ * statements (unnest upserts, `= ANY` deletes, COPY staging for big snapshot groups),
+ * then store the next offset and commit. Rows and position commit together, so a crash
+ * at any point neither loses nor repeats a batch.
+ *
+ * Errors leave as: SinkApplyError with the database's fields (retriable by SQLSTATE),
+ * RetriableError for a lost connection, or the error our own code threw.
+ */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { RetriableError, ShardBridgeError, SinkApplyError, isRetriableSqlState } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
+import type { DecodedRecord, TableVersion } from './decode.ts';
+import { lockOffset } from './offsets.ts';
+import type { ApplyTable } from './sink-change.ts';
+import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
+import {
+  buildDelete,
+  buildSparingDelete,
+  buildUpsert,
+  clearStagingSql,
+  copyIntoStagingSql,
+  createStagingSql,
+  distributeStagingSql,
+  encodeCopyTextRow,
+  mergeFromStagingSql,
+  quoteIdent,
+  STAGING_SCHEMA,
+  stagingBaseName,
+  stagingTableName,
+  truncateSql,
+  UPSERT_OFFSETS_SQL,
+} from './upsert-batch.ts';
+
+export interface ApplyContext {
+  groupId: string;
+  states: TableStates;
+  truncate: 'apply' | 'ignore';
+  autoEvolve: boolean;
+  /** Snapshot upsert groups at least this big go through COPY staging; Infinity: never. */
+  stagingMinRows: number;
+  logger: Logger;
+}
+
+export interface Chunk {
+  topic: string;
+  partition: number;
+  /** Offset of the chunk's first Kafka record (tombstones and set-aside records included). */
+  firstOffset: bigint;
+  /** Last Kafka record's offset + 1: stored on commit. */
+  nextOffset: bigint;
+  /** Data changes, in offset order. */
+  records: readonly DecodedRecord[];
+  /** More work inside the same transaction (control records); gets the records not yet applied. */
+  extra?: (client: pg.ClientBase, fromOffset: bigint) => Promise<void>;
+}
+
+export type Counts = Map<string, Map<string, number>>;
+
+export type ChunkOutcome =
+  | { kind: 'applied'; counts: Counts; rows: number }
+  /** Everything up to nextOffset was applied already (by us before a crash, or another member). */
+  | { kind: 'behind'; stored: bigint }
+  /** The stored offset is below the chunk: records between were never applied. The caller seeks. */
+  | { kind: 'gap'; stored: bigint };
+
+interface TableRun {
+  version: TableVersion;
+  /** Source key in destination names; null when the run holds only truncates. */
+  key: readonly string[] | null;
+  records: DecodedRecord[];
+}
+
+/** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
+export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false): Promise<ChunkOutcome> {
+  const q = queryWith(client);
+  const runs = tableRuns(chunk.records, ctx.truncate);
+  // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
+  const tables = new Map<TableRun, ApplyTable | null>();
+  for (const run of runs) tables.set(run, await prepareRun(client, q, run, ctx));
+
+  await q('BEGIN');
+  let current: string | undefined;
+  try {
+    const stored = await lockOffset(client, ctx.groupId, chunk.topic, chunk.partition, 0n).catch((err: unknown) => {
+      throw classify(err, {});
+    });
+    if (stored >= chunk.nextOffset) {
+      await q('COMMIT');
+      return { kind: 'behind', stored };
+    }
+    if (stored < chunk.firstOffset && !acceptGap) {
+      await q('ROLLBACK');
+      return { kind: 'gap', stored };
+    }
+    const counts: Counts = new Map();
+    let rows = 0;
+    for (const run of runs) {
+      const records = stored > chunk.firstOffset ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
+      if (records.length === 0) continue;
+      const table = tables.get(run)!;
+      current = `${run.version.dest.schema}.${run.version.dest.name}`;
+      const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
+      rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx);
+      count(counts, current, records);
+    }
+    current = undefined;
+    if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
+    await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [chunk.nextOffset.toString()]]);
+    await q('COMMIT');
+    return { kind: 'applied', counts, rows };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    // Driver errors were classified where they happened; a bug of ours must not look retriable.
+    if (err instanceof ShardBridgeError && current && err.context.table === undefined) throw withTable(err, current);
+    throw err;
+  }
+}
+
+/** Split a chunk's records into per-table runs (offset order kept); a key change within a table starts a new run. */
+export function tableRuns(records: readonly DecodedRecord[], truncate: 'apply' | 'ignore'): TableRun[] {
+  const byTable = new Map<string, TableRun[]>();
+  const out: TableRun[] = [];
+  for (const r of records) {
+    if (r.change.op === 't' && truncate === 'ignore') continue;
+    let list = byTable.get(r.table.destId);
+    if (!list) byTable.set(r.table.destId, (list = []));
+    let run = list[list.length - 1];
+    const key = r.keyColumns;
+    if (!run || (key !== null && run.key !== null && !sameColumns(run.key, key))) {
+      run = { version: r.table, key, records: [] };
+      list.push(run);
+      out.push(run);
+    } else if (run.key === null && key !== null) {
+      run.key = key;
+    }
+    // The newest table version of the run decides the columns checked against the destination.
+    run.version = r.table;
+    run.records.push(r);
+  }
+  return out;
+}
+
+function sameColumns(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The ApplyTable for a run (null: truncates only), adding missing columns under autoEvolve. */
+async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: ApplyContext): Promise<ApplyTable | null> {
+  if (run.key === null && run.records.every((r) => r.change.op === 't')) return null;
+  const key = run.key ?? [];
+  const versions = [...new Set(run.records.map((r) => r.table))];
+  let table = await resolve(client, run.version, key, ctx);
+  for (const v of versions) table = await resolve(client, v, key, ctx);
+  for (const v of versions) {
+    const missing = missingColumns(table, v);
+    if (missing.length === 0) continue;
+    if (!ctx.autoEvolve) throw missingColumnError(table, missing[0]);
+    for (const c of missing) {
+      if (c.pgType === null) throw missingColumnError(table, c);
+      const sql = addColumnSql(table, { name: c.name, pgType: c.pgType });
+      ctx.logger.warn({ table: `${table.schema}.${table.name}`, column: c.name, type: c.pgType }, `autoEvolve: ${sql}`);
+      await q(sql).catch((err: unknown) => {
+        throw classify(err, { table: `${table.schema}.${table.name}`, column: c.name });
+      });
+    }
+    ctx.states.invalidate(v.destId);
+    table = await resolve(client, v, key, ctx);
+    const still = missingColumns(table, v);
+    if (still.length > 0) throw missingColumnError(table, still[0]);
+  }
+  if (ctx.stagingMinRows !== Infinity && run.records.some((r) => r.change.op === 'r')) await ensureStaging(q, table);
+  return table;
+}
+
+async function resolve(client: pg.ClientBase, v: TableVersion, key: readonly string[], ctx: ApplyContext): Promise<ApplyTable> {
+  try {
+    return await ctx.states.resolve(client, v, key);
+  } catch (err) {
+    throw classify(err, { table: `${v.dest.schema}.${v.dest.name}` });
+  }
+}
+
+function truncateTarget(v: TableVersion): ApplyTable {
+  return { schema: v.dest.schema, name: v.dest.name, columns: [], sourceKey: [], destKey: [], citus: 'local' };
+}
+
+/** Runs the plan's statements; returns the number of rows bound. */
+async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext): Promise<number> {
+  let rows = 0;
+  for (const step of plan) {
+    if (step.kind === 'truncate') {
+      await q(truncateSql(table));
+      continue;
+    }
+    for (const ks of [step.deletes, step.exactDeletes]) {
+      if (ks.rows.length === 0) continue;
+      const st = buildDelete(table, ks.columns);
+      await q(st.text, st.bind(ks.rows));
+      rows += ks.rows.length;
+    }
+    if (step.sparingDeletes.rows.length > 0) {
+      const st = buildSparingDelete(table);
+      await q(st.text, st.bind(step.sparingDeletes.rows));
+    }
+    for (const g of step.upserts) {
+      if (g.snapshot && g.rows.length >= ctx.stagingMinRows) await upsertViaStaging(client, q, table, g);
+      else {
+        const st = buildUpsert(table, g.columns);
+        await q(st.text, st.bind(g.rows));
+      }
+      rows += g.rows.length;
+    }
+  }
+  return rows;
+}
+
+const COPY_CHUNK_BYTES = 1 << 20;
+
+async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup): Promise<void> {
+  const lines = function* (): Generator<string> {
+    let buf = '';
+    for (const r of g.rows) {
+      buf += encodeCopyTextRow(r);
+      if (buf.length >= COPY_CHUNK_BYTES) {
+        yield buf;
+        buf = '';
+      }
+    }
+    if (buf) yield buf;
+  };
+  try {
+    await pipeline(Readable.from(lines()), client.query(copyFrom(copyIntoStagingSql(table, g.columns))));
+  } catch (err) {
+    throw classify(err, { table: `${table.schema}.${table.name}` });
+  }
+  await q(mergeFromStagingSql(table, g.columns));
+  await q(clearStagingSql(table));
+}
+
+const stagingReady = new WeakSet<ApplyTable>();
+
+/**
+ * The staging table exists with every target column (a column added later is added to
+ * it too) and, on Citus, is distributed colocated with the target. Once per ApplyTable.
+ */
+async function ensureStaging(q: Query, table: ApplyTable): Promise<void> {
+  if (stagingReady.has(table)) return;
+  await q(createStagingSql(table));
+  const dist = distributeStagingSql(table);
+  if (dist) await q(dist);
+  const { rows } = await q(
+    `SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
+    [STAGING_SCHEMA, stagingBaseName(table)],
+  );
+  const have = new Set(rows.map((r: { attname: string }) => r.attname));
+  for (const c of table.columns) {
+    if (!have.has(c.name)) await q(`ALTER TABLE ${stagingTableName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+  }
+  // A column dropped from the target since the staging table was made could be NOT NULL there.
+  const wanted = new Set(table.columns.map((c) => c.name));
+  for (const name of have) {
+    if (!wanted.has(name)) await q(`ALTER TABLE ${stagingTableName(table)} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
+  }
+  stagingReady.add(table);
+}
+
+function count(counts: Counts, table: string, records: readonly DecodedRecord[]): void {
+  let m = counts.get(table);
+  if (!m) counts.set(table, (m = new Map()));
+  for (const r of records) m.set(r.change.op, (m.get(r.change.op) ?? 0) + 1);
+}
+
+type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult>;
+
+function queryWith(client: pg.ClientBase): Query {
+  return async (sql, params) => {
+    try {
+      return await client.query(sql, params);
+    } catch (err) {
+      throw classify(err, {});
+    }
+  };
+}
+
+/**
+ * A failure of a destination call as one of our errors: PostgreSQL's own errors keep their
+ * fields and are retriable by SQLSTATE class; anything else from the driver means the
+ * connection is gone (retriable). Our own errors pass unchanged.
+ */
+export function classify(err: unknown, where: { table?: string; column?: string }): Error {
+  if (err instanceof ShardBridgeError) {
+    if (where.table && err.context.table === undefined) return withTable(err, where.table);
+    return err;
+  }
+  const e = err as { code?: string; severity?: string; message?: string; table?: string; schema?: string; column?: string; constraint?: string };
+  if (typeof e?.severity === 'string' && typeof e.code === 'string') {
+    const table = e.table ? (e.schema ? `${e.schema}.${e.table}` : e.table) : where.table;
+    return new SinkApplyError(e.message ?? 'destination error', {
+      retriable: isRetriableSqlState(e.code),
+      context: { table, column: e.column ?? where.column, constraint: e.constraint, sqlstate: e.code },
+      cause: err,
+    });
+  }
+  return new RetriableError(`destination connection failed: ${e?.message ?? String(err)}`, { cause: err, context: { table: where.table } });
+}
+
+function withTable(err: ShardBridgeError, table: string): ShardBridgeError {
+  (err.context as Record<string, unknown>).table = table;
+  return err;
+}

@@ -1,0 +1,437 @@
+/**
+ * The sink connector runtime: wires the destination (pg pool, sink tables, Citus session
+ * settings), the registry, the consumer group and the pure cores. Lifecycle only; a
+ * fetched batch is handled by partition-batch.ts.
+ *
+ * Positions: on every group join the stored offsets of the assigned partitions are read
+ * from the destination and each partition is seeked there; batches wait for that read,
+ * and records below it are dropped (offsets.ts explains the per-transaction lock).
+ *
+ * Topics: kafkajs resolves a subscription once, so the topic list under the prefix is
+ * re-read every `topicRefreshMs` and the consumer restarted when a table topic appears.
+ */
+import pg from 'pg';
+import type { Registry } from 'prom-client';
+import { ConfigError, isRetriable } from '../shared/errors.ts';
+import { createKafka, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import type { Logger } from '../shared/logger.ts';
+import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
+import { RegistryClient } from '../shared/registry/registry-client.ts';
+import { retry } from '../shared/retry.ts';
+import { classify, type ApplyContext } from './apply.ts';
+import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
+import { connectionConfig, type SinkConfig } from './config.ts';
+import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
+import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
+import { detectCitus, readDestinationTable, type CitusInfo } from './destination-catalog.ts';
+import { ensureSinkTables, PositionTracker, readStoredOffsets, tpKey } from './offsets.ts';
+import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
+import { createSinkMetrics, type SinkMetrics } from './sink-metrics.ts';
+import { describeStall, Stalls } from './stall.ts';
+import { TableStates } from './table-state.ts';
+
+export interface SinkConnectorOptions {
+  /** Partitions applied at the same time, one destination connection each. Default 3. */
+  concurrency?: number;
+  /** How often the topic list is re-read for new table topics. Default 10 s. */
+  topicRefreshMs?: number;
+  /** Snapshot upsert groups at least this big go through COPY staging; Infinity: never. Default 5000. */
+  stagingMinRows?: number;
+  /** How often snapshot completion is checked. Default 2 s. */
+  controlPollMs?: number;
+  /** Kafka group session timeout: how soon a dead member's partitions move. Default 10 s. */
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  /** Port for /metrics and /healthz; default config.metricsPort; null: not served. */
+  metricsPort?: number | null;
+}
+
+export interface SinkConnector {
+  /** Graceful: finish or abandon the current batches (nothing half-applied), leave the group, close everything. */
+  stop(): Promise<void>;
+  /** Resolves after stop(); rejects when the connector dies of a fatal error. */
+  done: Promise<void>;
+  metrics: Registry;
+  metricsPort: number | null;
+}
+
+export async function startSinkConnector(config: SinkConfig, logger: Logger, opts: SinkConnectorOptions = {}): Promise<SinkConnector> {
+  const runtime = new SinkRuntime(config, logger.child({ component: 'sink', connector: config.name }), opts);
+  try {
+    await runtime.start();
+  } catch (err) {
+    await runtime.stop().catch(() => {});
+    throw err;
+  }
+  return { stop: () => runtime.stop(), done: runtime.done, metrics: runtime.m.metrics.registry, metricsPort: runtime.metricsPort };
+}
+
+/** Data topics `<prefix>.<schema>.<table>` and the control topics the sink reads; never the dead-letter topic. */
+export function isSinkTopic(topic: string, prefix: string, deadLetterTopic: string): boolean {
+  if (!topic.startsWith(prefix + '.') || topic === deadLetterTopic) return false;
+  if (controlTopicKind(topic, prefix)) return true;
+  const rest = topic.slice(prefix.length + 1);
+  return !rest.startsWith('__') && rest.includes('.');
+}
+
+class SinkRuntime {
+  readonly m: SinkMetrics;
+  metricsPort: number | null = null;
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private rejectDone!: (err: unknown) => void;
+  private readonly abort = new AbortController();
+  private stopping?: Promise<void>;
+
+  private readonly targetFor: TargetFor;
+  private readonly deadLetterTopic: string;
+  private readonly tracker = new PositionTracker();
+  private server?: MetricsServer;
+  private pool?: pg.Pool;
+  private kafka?: KafkaClient;
+  private admin?: Admin;
+  private producer?: Producer;
+  private consumer?: Consumer;
+  private consumerAbort = new AbortController();
+  private consumerChain: Promise<void> = Promise.resolve();
+  private topics = new Set<string>();
+  private positions: Promise<void> = Promise.resolve();
+  private generation = 0;
+  private states?: TableStates;
+  private stalls?: Stalls;
+  private processor?: BatchProcessor;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly config: SinkConfig,
+    private readonly log: Logger,
+    private readonly opts: SinkConnectorOptions,
+  ) {
+    this.m = createSinkMetrics(config.name);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    this.done.catch(() => {}); // the caller may never await it
+    const targets = new Map<string, TableTarget>();
+    this.targetFor = (schema, table) => {
+      const k = `${schema}.${table}`;
+      let t = targets.get(k);
+      if (!t) {
+        const m = config.tables[k];
+        t = { schema: m?.schema ?? schema, table: m?.table ?? table, columns: m?.columns ?? {} };
+        targets.set(k, t);
+      }
+      return t;
+    };
+    this.deadLetterTopic = config.deadLetter.topic ?? `${config.topicPrefix}.__dlq`;
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    const port = this.opts.metricsPort === undefined ? config.metricsPort : this.opts.metricsPort;
+    if (port !== null) {
+      this.server = await serveMetrics(this.m.metrics.registry, port, '0.0.0.0', { health: () => !this.abort.signal.aborted });
+      this.metricsPort = this.server.port;
+    }
+    const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
+    const citus = await this.untilDone('prepare the destination', async () => {
+      const client = new pg.Client(conn);
+      client.on('error', () => {});
+      try {
+        await client.connect();
+        const info = await detectCitus(client);
+        await ensureSinkTables(client);
+        return info;
+      } catch (err) {
+        throw classify(err, {});
+      } finally {
+        await client.end().catch(() => {});
+      }
+    });
+    log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
+    const concurrency = Math.max(1, this.opts.concurrency ?? 3);
+    this.pool = new pg.Pool({
+      ...conn,
+      max: concurrency + 2,
+      // A startup parameter instead of SET: it holds for every pooled connection, reconnects included.
+      options: citus.present ? `-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}` : undefined,
+    });
+    this.pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
+
+    this.kafka = createKafka(
+      { brokers: config.kafka.brokers, clientId: config.kafka.clientId ?? `shardbridge-sink-${config.name}`, ssl: config.kafka.ssl, sasl: config.kafka.sasl },
+      log,
+    );
+    this.admin = this.kafka.admin();
+    let topics = await this.untilDone('list topics', () => this.listSinkTopics());
+    await this.checkTables(citus, topics);
+
+    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log });
+    const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
+    const pool = this.pool;
+    this.stalls = new Stalls({
+      groupId: config.groupId,
+      retryMs: config.stallRetryMs,
+      logger: log,
+      metrics: this.m,
+      query: (sql, params) => pool.query(sql, params),
+      onRetry: (topic, partition) => {
+        this.states?.invalidate();
+        try {
+          this.consumer?.resume([{ topic, partitions: [partition] }]);
+        } catch (err) {
+          log.debug({ err, topic, partition }, 'resume after stall failed (consumer restarting)');
+        }
+      },
+    });
+    let deadLetter: ConstructorParameters<typeof BatchProcessor>[0]['deadLetter'] = null;
+    if (config.deadLetter.enabled) {
+      const brokers = (await this.admin.describeCluster()).brokers.length;
+      await this.admin.ensureTopics([{ topic: this.deadLetterTopic, partitions: 1, replicationFactor: Math.min(3, Math.max(1, brokers)) }]);
+      this.producer = this.kafka.producer();
+      await this.producer.connect();
+      const producer = this.producer;
+      deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
+    }
+    const apply: ApplyContext = {
+      groupId: config.groupId,
+      states: this.states,
+      truncate: config.truncate,
+      autoEvolve: config.autoEvolve,
+      stagingMinRows: this.opts.stagingMinRows ?? 5_000,
+      logger: log,
+    };
+    const sizing = checkBatchSizing({ ...DEFAULT_BATCH_SIZING, floor: Math.min(DEFAULT_BATCH_SIZING.floor, config.batch.maxRows), maxRows: config.batch.maxRows });
+    this.processor = new BatchProcessor({
+      prefix: config.topicPrefix,
+      pool,
+      decoder: new RecordDecoder(registry, this.targetFor, config.topicPrefix),
+      apply,
+      tracker: this.tracker,
+      stalls: this.stalls,
+      metrics: this.m,
+      targetFor: this.targetFor,
+      deadLetter,
+      adaptive: config.batch.adaptive,
+      sizing,
+      logger: log,
+    });
+
+    if (topics.length === 0) log.warn({ prefix: config.topicPrefix }, 'no topics under the prefix yet: waiting for the source connector to create them');
+    else await this.restartConsumer(topics);
+    const refreshMs = this.opts.topicRefreshMs ?? 10_000;
+    this.every(refreshMs, async () => {
+      topics = await this.listSinkTopics();
+      if (topics.some((t) => !this.topics.has(t))) {
+        log.info({ topics: topics.filter((t) => !this.topics.has(t)) }, 'new topics under the prefix: re-subscribing');
+        await this.restartConsumer(topics);
+      }
+    });
+    this.every(this.opts.controlPollMs ?? 2_000, () => this.checkSnapshots());
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.abort.abort(new Error('sink stopping'));
+      for (const t of this.timers) clearInterval(t);
+      this.stalls?.stop();
+      this.consumerAbort.abort(new Error('sink stopping'));
+      await this.consumerChain.catch(() => {});
+      await this.consumer?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
+      await this.producer?.disconnect().catch(() => {});
+      await this.admin?.disconnect().catch(() => {});
+      await this.pool?.end().catch(() => {});
+      await this.server?.close().catch(() => {});
+      this.log.info('sink stopped');
+      this.resolveDone();
+    })();
+    return this.stopping;
+  }
+
+  private fail(err: unknown): void {
+    this.log.error({ err }, `sink connector failed: ${describeError(err)}`);
+    void this.stop().then(() => this.rejectDone(err));
+  }
+
+  /** Retry a start-up step while its failures are transient, until stop(). */
+  private untilDone<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
+  }
+
+  private every(ms: number, fn: () => Promise<void>): void {
+    let running = false;
+    const t = setInterval(() => {
+      if (running || this.abort.signal.aborted) return;
+      running = true;
+      fn()
+        .catch((err: unknown) => this.log.debug({ err }, 'periodic task failed'))
+        .finally(() => (running = false));
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private async listSinkTopics(): Promise<string[]> {
+    const all = await this.admin!.listTopics();
+    return all.filter((t) => isSinkTopic(t, this.config.topicPrefix, this.deadLetterTopic)).sort();
+  }
+
+  /** Report each known table's distribution; refuse to start under requireDistributed when one is not distributed. */
+  private async checkTables(citus: CitusInfo, topics: string[]): Promise<void> {
+    const sources = new Set(Object.keys(this.config.tables));
+    for (const t of topics) {
+      if (controlTopicKind(t, this.config.topicPrefix)) continue;
+      const { schema, table } = tableFromTopic(t, this.config.topicPrefix);
+      sources.add(`${schema}.${table}`);
+    }
+    if (!this.config.citus.requireDistributed) return;
+    const refused: string[] = [];
+    const client = await this.pool!.connect();
+    try {
+      for (const s of sources) {
+        const dot = s.indexOf('.');
+        const target = this.targetFor(s.slice(0, dot), s.slice(dot + 1));
+        const dest = await readDestinationTable(client, target.schema, target.table, citus);
+        if (!dest.exists || dest.citus === 'local') refused.push(`${target.schema}.${target.table}${dest.exists ? '' : ' (missing)'}`);
+      }
+    } finally {
+      client.release();
+    }
+    if (refused.length > 0) {
+      throw new ConfigError(`citus.requireDistributed is set, but these destination tables are not distributed or reference tables: ${refused.join(', ')}`, {
+        context: { key: 'citus.requireDistributed' },
+        remedy: citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
+      });
+    }
+  }
+
+  /** Replace the consumer with one subscribed to `topics` (serialised; the old one finishes its batches first). */
+  private restartConsumer(topics: string[]): Promise<void> {
+    this.consumerChain = this.consumerChain.catch(() => {}).then(async () => {
+      if (this.abort.signal.aborted) return;
+      const old = this.consumer;
+      this.consumerAbort.abort(new Error('consumer restarting'));
+      await old?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
+      this.consumerAbort = new AbortController();
+      await this.runConsumer(topics, this.consumerAbort.signal);
+    });
+    return this.consumerChain;
+  }
+
+  private async runConsumer(topics: string[], signal: AbortSignal): Promise<void> {
+    const { config } = this;
+    const consumer = this.kafka!.consumer({
+      groupId: config.groupId,
+      sessionTimeoutMs: this.opts.sessionTimeoutMs ?? 10_000,
+      heartbeatIntervalMs: this.opts.heartbeatIntervalMs ?? 3_000,
+      maxWaitTimeMs: Math.max(10, config.batch.maxWaitMs),
+      // Room for a full batch per partition during catch-up; chunks are cut from it.
+      maxBytesPerPartition: 16 << 20,
+      maxBytes: 64 << 20,
+    });
+    this.consumer = consumer;
+    this.topics = new Set(topics);
+    consumer.onGroupJoin((assignment) => this.onJoin(consumer, assignment));
+    consumer.onCrash(({ error, restart }) => {
+      if (restart) this.log.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
+      else if (this.consumer === consumer && !signal.aborted) this.fail(error);
+    });
+    const control: ConsumerControl = {
+      seek: (topic, partition, offset) => consumer.seek({ topic, partition, offset: offset.toString() }),
+      pause: (topic, partition) => consumer.pause([{ topic, partitions: [partition] }]),
+      commit: (topic, partition, next) => {
+        consumer.commitOffsets([{ topic, partition, offset: next.toString() }]).catch((err: unknown) =>
+          this.log.debug({ err: (err as Error).message, topic, partition }, 'group offset commit failed (monitoring only)'),
+        );
+      },
+      signal,
+    };
+    await consumer.connect();
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: Math.max(1, this.opts.concurrency ?? 3),
+      eachBatch: (payload) => this.eachBatch(payload, control),
+    });
+    this.log.info({ topics: topics.length, groupId: config.groupId }, 'consuming');
+  }
+
+  private async eachBatch(payload: EachBatchPayload, control: ConsumerControl): Promise<void> {
+    const { topic, partition } = payload.batch;
+    try {
+      await this.positions;
+      if (payload.isStale() || !payload.isRunning() || control.signal.aborted) return;
+      await this.processor!.handle(payload, control);
+    } catch (err) {
+      if (isAbandon(err) || control.signal.aborted) return;
+      // Anything unexpected stalls this partition at its position instead of killing the consumer.
+      const offset = this.tracker.get(topic, partition) ?? BigInt(payload.batch.firstOffset() ?? '0');
+      control.seek(topic, partition, offset);
+      control.pause(topic, partition);
+      this.stalls!.report(describeStall(err, { topic, partition, offset: offset.toString() }, 'apply'));
+    }
+  }
+
+  /** Read the stored positions of the new assignment and seek there; batches wait for it. */
+  private onJoin(consumer: Consumer, assignment: Record<string, number[]>): void {
+    const gen = ++this.generation;
+    const tps = Object.entries(assignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+    this.log.info({ partitions: tps.length, generation: gen }, 'group joined: reading stored positions');
+    const pool = this.pool!;
+    this.positions = retry(
+      async () => {
+        const client = await pool.connect();
+        let broken = false;
+        try {
+          const stored = await readStoredOffsets(client, this.config.groupId, tps);
+          const { rows } = await client.query<{ topic: string; partition: number }>('SELECT topic, partition FROM shardbridge.stalls WHERE group_id = $1', [
+            this.config.groupId,
+          ]);
+          return { stored, stalled: rows };
+        } catch (err) {
+          const e = classify(err, {});
+          broken = isRetriable(e);
+          throw e;
+        } finally {
+          client.release(broken);
+        }
+      },
+      { what: 'read stored positions', retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log },
+    ).then(({ stored, stalled }) => {
+      if (gen !== this.generation || this.consumer !== consumer) return;
+      const owned = new Set<string>();
+      const entries: [string, bigint][] = [];
+      for (const { topic, partition } of tps) {
+        const k = tpKey(topic, partition);
+        const next = stored.get(k) ?? 0n;
+        owned.add(k);
+        entries.push([k, next]);
+        try {
+          consumer.seek({ topic, partition, offset: next.toString() });
+        } catch (err) {
+          this.log.debug({ err, topic, partition }, 'seek failed (consumer stopping)');
+        }
+      }
+      this.tracker.reset(entries);
+      this.stalls!.retain(owned, stalled);
+      this.m.lag.reset();
+    });
+    this.positions.catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');
+    });
+  }
+
+  private async checkSnapshots(): Promise<void> {
+    const client = await this.pool!.connect();
+    try {
+      for (const done of await completeSnapshots(client, this.config.groupId)) {
+        this.log.info({ topic: done.topic, table: done.table }, 'snapshot complete in the destination: applied up to the completion marker');
+      }
+      for (const s of await snapshotStatuses(client)) this.m.snapshot.set({ topic: s.topic, table: s.table }, s.state === 'complete' ? 1 : 0);
+    } finally {
+      client.release();
+    }
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The source's control topics, as the sink uses them (shapes: source-connector/control-topics.ts):
+ *  - `__snapshot`: a completion marker carries the end offset of every partition of the
+ *    table's topic. The snapshot is complete in the destination only once the sink's stored
+ *    offsets reach them; `shardbridge.snapshot_status` and a metric show it.
+ *  - `__sequences`: each mapped destination sequence is moved to at least the source's
+ *    value, never lowered, and recorded in `shardbridge.sequence_sync`.
+ *  - `__transactions`: not needed for applying; consumed so its position is kept.
+ * Parsing is tolerant (unknown kinds and malformed JSON are skipped with a warning), and
+ * the statements run inside the batch transaction of the control record's partition.
+ */
+import type pg from 'pg';
+import type { Logger } from '../shared/logger.ts';
+import type { TargetFor } from './decode.ts';
+import { qualifiedName } from './upsert-batch.ts';
+
+export type ControlKind = 'snapshot' | 'sequences' | 'transactions';
+
+export function controlTopicKind(topic: string, prefix: string): ControlKind | null {
+  switch (topic) {
+    case `${prefix}.__snapshot`:
+      return 'snapshot';
+    case `${prefix}.__sequences`:
+      return 'sequences';
+    case `${prefix}.__transactions`:
+      return 'transactions';
+    default:
+      return null;
+  }
+}
+
+/**
+ * Loose views of source-connector/control-topics.ts's SnapshotStartedMarker /
+ * SnapshotCompletedMarker and SequenceValueRecord: every field may be missing or
+ * mistyped in a record we did not write, so each is checked before use.
+ */
+interface SnapshotMarkerView {
+  kind?: string;
+  table?: unknown;
+  topic?: unknown;
+  estimatedRows?: unknown;
+  rows?: unknown;
+  endOffsets?: unknown;
+}
+
+interface SequenceRecordView {
+  sequence?: unknown;
+  table?: unknown;
+  column?: unknown;
+  value?: unknown;
+}
+
+export type ControlAction =
+  | { kind: 'snapshot-started'; topic: string; sourceTable: string; estimatedRows: number | null }
+  | { kind: 'snapshot-completed'; topic: string; sourceTable: string; rows: number | null; endOffsets: { partition: number; offset: string }[] }
+  | { kind: 'sequence'; sequence: string; sourceTable: string | null; column: string | null; value: string };
+
+/** One control record → what to do (null: nothing for the sink). Pure and tolerant. */
+export function parseControlRecord(kind: ControlKind, value: Buffer | null): ControlAction | null | { invalid: string } {
+  if (value === null || kind === 'transactions') return null;
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    return { invalid: `not JSON: ${(err as Error).message}` };
+  }
+  if (v === null || typeof v !== 'object') return { invalid: 'not a JSON object' };
+  if (kind === 'snapshot') {
+    const m = v as SnapshotMarkerView;
+    if (m.kind !== 'started' && m.kind !== 'completed') return null; // slot-created and future kinds
+    if (typeof m.table !== 'string' || typeof m.topic !== 'string') return { invalid: `snapshot marker without table/topic` };
+    if (m.kind === 'started') {
+      return { kind: 'snapshot-started', topic: m.topic, sourceTable: m.table, estimatedRows: numberOrNull(m.estimatedRows) };
+    }
+    const endOffsets = normaliseOffsets(m.endOffsets);
+    if (!endOffsets) return { invalid: 'completion marker without endOffsets' };
+    return { kind: 'snapshot-completed', topic: m.topic, sourceTable: m.table, rows: numberOrNull(m.rows), endOffsets };
+  }
+  const s = v as SequenceRecordView;
+  if (typeof s.sequence !== 'string') return { invalid: 'sequence record without "sequence"' };
+  const value_ = s.value === null || s.value === undefined ? null : String(s.value);
+  if (value_ === null) return null; // never used at the source: nothing to move
+  if (!/^-?\d+$/.test(value_)) return { invalid: `sequence value ${value_} is not an integer` };
+  return {
+    kind: 'sequence',
+    sequence: s.sequence,
+    sourceTable: typeof s.table === 'string' ? s.table : null,
+    column: typeof s.column === 'string' ? s.column : null,
+    value: value_,
+  };
+}
+
+function numberOrNull(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/** `[{partition, offset}]` or `{ "0": "12" }` → `[{partition, offset}]`. */
+function normaliseOffsets(v: unknown): { partition: number; offset: string }[] | null {
+  if (Array.isArray(v)) {
+    const out = v.map((e: { partition?: unknown; offset?: unknown }) => ({ partition: Number(e?.partition), offset: String(e?.offset) }));
+    return out.every((e) => Number.isInteger(e.partition) && /^\d+$/.test(e.offset)) ? out : null;
+  }
+  if (v && typeof v === 'object') {
+    const out = Object.entries(v as Record<string, unknown>).map(([p, o]) => ({ partition: Number(p), offset: String(o) }));
+    return out.every((e) => Number.isInteger(e.partition) && /^\d+$/.test(e.offset)) ? out : null;
+  }
+  return null;
+}
+
+/** `schema.table` (the source's own qualified form) → parts; a name without a dot is in public. */
+export function splitTable(name: string): { schema: string; table: string } {
+  const dot = name.indexOf('.');
+  return dot < 0 ? { schema: 'public', table: name } : { schema: name.slice(0, dot), table: name.slice(dot + 1) };
+}
+
+export interface ControlResult {
+  snapshotMarkers: number;
+  sequencesMoved: string[];
+}
+
+/** Runs a partition's control actions inside the caller's transaction. */
+export async function applyControl(
+  client: pg.ClientBase,
+  actions: readonly ControlAction[],
+  targetFor: TargetFor,
+  log: Logger,
+): Promise<ControlResult> {
+  const result: ControlResult = { snapshotMarkers: 0, sequencesMoved: [] };
+  for (const a of actions) {
+    if (a.kind === 'sequence') {
+      if (await syncSequence(client, a, targetFor, log)) result.sequencesMoved.push(a.sequence);
+      continue;
+    }
+    const src = splitTable(a.sourceTable);
+    const t = targetFor(src.schema, src.table);
+    const tableName = `${t.schema}.${t.table}`;
+    if (a.kind === 'snapshot-started') {
+      await client.query(
+        `INSERT INTO shardbridge.snapshot_status (topic, table_name, state, rows_expected, end_offsets, completed_at)
+         VALUES ($1, $2, 'snapshotting', $3, NULL, NULL)
+         ON CONFLICT (topic) DO UPDATE SET table_name = EXCLUDED.table_name, state = EXCLUDED.state,
+           rows_expected = EXCLUDED.rows_expected, end_offsets = NULL, completed_at = NULL`,
+        [a.topic, tableName, a.estimatedRows],
+      );
+    } else {
+      await client.query(
+        `INSERT INTO shardbridge.snapshot_status (topic, table_name, state, rows_expected, end_offsets, completed_at)
+         VALUES ($1, $2, 'applying', $3, $4::jsonb, NULL)
+         ON CONFLICT (topic) DO UPDATE SET table_name = EXCLUDED.table_name, state = EXCLUDED.state,
+           rows_expected = EXCLUDED.rows_expected, end_offsets = EXCLUDED.end_offsets, completed_at = NULL`,
+        [a.topic, tableName, a.rows, JSON.stringify(a.endOffsets)],
+      );
+    }
+    result.snapshotMarkers++;
+  }
+  return result;
+}
+
+/**
+ * setval(seq, source value) when the source is ahead of the destination, never lowering.
+ * The destination sequence is the one owned by the mapped table's mapped column, else the
+ * source's sequence name. Returns whether the sequence moved.
+ */
+async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { kind: 'sequence' }>, targetFor: TargetFor, log: Logger): Promise<boolean> {
+  let destTable: string | null = null;
+  let destColumn: string | null = null;
+  if (a.sourceTable && a.column) {
+    const src = splitTable(a.sourceTable);
+    const t = targetFor(src.schema, src.table);
+    destTable = qualifiedName({ schema: t.schema, name: t.table });
+    destColumn = t.columns[a.column] ?? a.column;
+  }
+  const { rows } = await client.query<{ seq: string | null }>(
+    `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END,
+                     to_regclass($3::text)::text) AS seq`,
+    [destTable, destColumn, quoteSequence(a.sequence)],
+  );
+  const seq = rows[0]?.seq ?? null;
+  if (seq === null) {
+    log.warn({ sequence: a.sequence, table: destTable, column: destColumn }, 'no destination sequence for this source sequence: not moved');
+    await recordSync(client, a.sequence, a.value, null);
+    return false;
+  }
+  const { rows: moved } = await client.query<{ current: string | null; set_to: string | null }>(
+    `SELECT c.current, CASE WHEN $2::bigint > c.current THEN setval(r.seq, $2::bigint, true) END AS set_to
+       FROM (SELECT $1::regclass AS seq) r,
+            LATERAL (SELECT COALESCE(pg_sequence_last_value(r.seq), (SELECT seqstart - 1 FROM pg_sequence WHERE seqrelid = r.seq)) AS current) c`,
+    [seq, a.value],
+  );
+  const current = moved[0]?.current ?? null;
+  const setTo = moved[0]?.set_to ?? null;
+  await recordSync(client, seq, a.value, setTo ?? current);
+  if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved up to the source value');
+  return setTo !== null;
+}
+
+function quoteSequence(name: string): string {
+  const { schema, table } = splitTable(name);
+  return qualifiedName({ schema, name: table });
+}
+
+async function recordSync(client: pg.ClientBase, sequence: string, source: string, applied: string | null): Promise<void> {
+  await client.query(
+    `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
+     ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
+    [sequence, source, applied],
+  );
+}
+
+/**
+ * Marks snapshots complete whose topic the sink has applied up to the marker's end offsets
+ * (any member may do it: the offsets are in the destination). Returns the newly completed.
+ */
+export async function completeSnapshots(client: pg.ClientBase, groupId: string): Promise<{ topic: string; table: string }[]> {
+  const { rows } = await client.query<{ topic: string; table_name: string }>(
+    `UPDATE shardbridge.snapshot_status s SET state = 'complete', completed_at = now()
+      WHERE s.state = 'applying'
+        AND NOT EXISTS (
+          SELECT 1 FROM jsonb_to_recordset(s.end_offsets) AS e(partition int, "offset" text)
+           WHERE e."offset"::bigint > COALESCE((SELECT o.next_offset FROM shardbridge.sink_offsets o
+                                                 WHERE o.group_id = $1 AND o.topic = s.topic AND o.partition = e.partition), 0))
+      RETURNING s.topic, s.table_name`,
+    [groupId],
+  );
+  return rows.map((r) => ({ topic: r.topic, table: r.table_name }));
+}
+
+export async function snapshotStatuses(client: pg.ClientBase): Promise<{ topic: string; table: string; state: string }[]> {
+  const { rows } = await client.query<{ topic: string; table_name: string; state: string }>(
+    'SELECT topic, table_name, state FROM shardbridge.snapshot_status ORDER BY topic',
+  );
+  return rows.map((r) => ({ topic: r.topic, table: r.table_name, state: r.state }));
+}

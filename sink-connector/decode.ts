@@ -1,0 +1,345 @@
+/**
+ * Kafka record → SinkChange. Schemas come from the registry by id, once; per schema id the
+ * sink compiles an avsc type and a field → destination column → text encoder list, so
+ * the per-record work is one avsc decode plus one encoder call per non-null field.
+ *
+ * `prepare(records)` is the only async step (fetching unseen schema ids); `decode` is
+ * synchronous. Tombstones (null value) decode to null. Anything undecodable throws a
+ * DecodeError naming topic, partition and offset.
+ */
+import type avro from 'avsc';
+import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
+import { decodeWireHeader, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
+import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
+import type { SinkChange } from './sink-change.ts';
+
+export interface SchemaSource {
+  getSchema(id: number): Promise<object>;
+}
+
+/** Where a source table goes: destination schema/table and column renames. */
+export interface TableTarget {
+  schema: string;
+  table: string;
+  /** Source column → destination column; unlisted columns keep their names. */
+  columns: Record<string, string>;
+}
+
+export type TargetFor = (sourceSchema: string, sourceTable: string) => TableTarget;
+
+export interface RawRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+/** One value schema (table version) as the sink writes it. */
+export interface TableVersion {
+  schemaId: number;
+  source: { schema: string; table: string };
+  dest: { schema: string; name: string };
+  /** `schema.name` with a separator that cannot occur in identifiers: a map key. */
+  destId: string;
+  /** Destination columns this version carries, with the source's type for autoEvolve. */
+  columns: readonly { name: string; pgType: string | null }[];
+}
+
+export interface DecodedRecord {
+  change: SinkChange;
+  table: TableVersion;
+  /** Source key columns in destination names (from the key schema); null without a key. */
+  keyColumns: readonly string[] | null;
+}
+
+interface FieldConverter {
+  field: string;
+  column: string;
+  encode: TextEncoder;
+}
+
+interface ValueDecoder {
+  version: TableVersion;
+  type: avro.Type;
+  fields: FieldConverter[];
+  /** Source column name → destination column name (for unchanged_toast and keys). */
+  destOf: Map<string, string>;
+  /** Key decoders by key schema id, with this table's column renames applied. */
+  keys: Map<number, KeyDecoder>;
+}
+
+interface KeyDecoder {
+  type: avro.Type;
+  fields: FieldConverter[];
+  /** Destination names. */
+  columns: readonly string[];
+}
+
+interface Envelope {
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  op: string;
+  unchanged_toast?: string[];
+}
+
+const OPS = new Set(['c', 'u', 'd', 'r', 't']);
+export const destIdOf = (schema: string, name: string): string => `${schema}\u0000${name}`;
+
+export class RecordDecoder {
+  private readonly values = new Map<number, ValueDecoder>();
+  private readonly keys = new Map<number, KeyDecoder>();
+  /** Schema ids the registry refused during the last prepare (retried on the next one). */
+  private readonly failed = new Map<number, unknown>();
+
+  constructor(
+    private readonly registry: SchemaSource,
+    private readonly targetFor: TargetFor,
+    /** Topic prefix, to name the table when a schema lacks `pg.schema` / `pg.table`. */
+    private readonly topicPrefix: string,
+  ) {}
+
+  /**
+   * Fetch and compile every schema id these records use that is not cached. A registry
+   * failure that may pass (unreachable, 5xx) is thrown for the caller's retry; a refusal
+   * (unknown id) is remembered so that `decode` reports the record.
+   */
+  async prepare(records: readonly RawRecord[]): Promise<void> {
+    this.failed.clear();
+    const wanted = new Map<number, 'key' | 'value'>();
+    for (const r of records) {
+      const k = peekSchemaId(r.key);
+      if (k !== null && !this.keys.has(k)) wanted.set(k, 'key');
+      const v = peekSchemaId(r.value);
+      if (v !== null && !this.values.has(v)) wanted.set(v, 'value');
+    }
+    for (const [id, kind] of wanted) {
+      let schema: object;
+      try {
+        schema = await this.registry.getSchema(id);
+      } catch (err) {
+        if (isRetriable(err)) throw err;
+        this.failed.set(id, err);
+        continue;
+      }
+      try {
+        if (kind === 'key') this.keys.set(id, this.compileKey(schema));
+        else this.values.set(id, this.compileValue(id, schema, records.find((r) => peekSchemaId(r.value) === id)!.topic));
+      } catch (err) {
+        this.failed.set(id, err);
+      }
+    }
+  }
+
+  /** The change carried by `r`, null for a tombstone. Throws DecodeError. */
+  decode(r: RawRecord): DecodedRecord | null {
+    if (r.value === null) return null;
+    const at = { topic: r.topic, partition: r.partition, offset: r.offset };
+    const value = this.valueDecoder(r.value, at);
+    let env: Envelope;
+    try {
+      env = value.type.fromBuffer(r.value.subarray(WIRE_HEADER_LENGTH)) as Envelope;
+    } catch (err) {
+      throw new DecodeError(`record value does not decode with schema ${value.version.schemaId}: ${(err as Error).message}`, {
+        context: { ...at, schemaId: value.version.schemaId },
+        cause: err,
+        remedy: 'the bytes are corrupt or were not written with the schema their header names',
+      });
+    }
+    const op = env.op;
+    if (!OPS.has(op)) throw new DecodeError(`unknown op "${op}"`, { context: { ...at, schemaId: value.version.schemaId } });
+    let key: Record<string, string> = {};
+    let keyColumns: readonly string[] | null = null;
+    if (r.key !== null && op !== 't') {
+      const kd = this.keyDecoder(r.key, value, at);
+      keyColumns = kd.columns;
+      key = convertKey(kd, r.key, at);
+    }
+    let after: Record<string, string | null> | null = null;
+    let before: Record<string, string | null> | null = null;
+    try {
+      if (env.after) after = convertRow(value.fields, env.after, false);
+      // A delete's before-image under default identity has nulls for every non-key column:
+      // keep only values, so a null never passes for a known old value (e.g. of a distribution column).
+      if (env.before) before = convertRow(value.fields, env.before, op === 'd');
+    } catch (err) {
+      throw new DecodeError(`a field value has no PostgreSQL text form: ${(err as Error).message}`, {
+        context: { ...at, schemaId: value.version.schemaId },
+        cause: err,
+      });
+    }
+    let unchangedToast: string[] = [];
+    const toast = env.unchanged_toast;
+    if (toast && toast.length > 0) {
+      unchangedToast = toast.map((c) => value.destOf.get(c) ?? c);
+      if (after) for (const c of unchangedToast) delete after[c];
+    }
+    const change: SinkChange = {
+      op: op as SinkChange['op'],
+      topic: r.topic,
+      partition: r.partition,
+      offset: r.offset,
+      key,
+      after,
+      before,
+      unchangedToast,
+    };
+    return { change, table: value.version, keyColumns };
+  }
+
+  private valueDecoder(buf: Buffer, at: { topic: string; partition: number; offset: string }): ValueDecoder {
+    const id = schemaIdOf(buf, at, 'value');
+    const d = this.values.get(id);
+    if (d) return d;
+    throw unknownSchema(id, this.failed.get(id), at, 'value');
+  }
+
+  private keyDecoder(buf: Buffer, value: ValueDecoder, at: { topic: string; partition: number; offset: string }): KeyDecoder {
+    const id = schemaIdOf(buf, at, 'key');
+    let d = value.keys.get(id);
+    if (d) return d;
+    const raw = this.keys.get(id);
+    if (!raw) throw unknownSchema(id, this.failed.get(id), at, 'key');
+    const fields = raw.fields.map((f) => ({ ...f, column: value.destOf.get(f.column) ?? f.column }));
+    d = { type: raw.type, fields, columns: fields.map((f) => f.column) };
+    value.keys.set(id, d);
+    return d;
+  }
+
+  private compileValue(schemaId: number, schema: object, topic: string): ValueDecoder {
+    const valueRecord = findValueRecord(schema);
+    if (!valueRecord) {
+      throw new DecodeError(`schema ${schemaId} is not a change-event envelope (no before/after record)`, { context: { schemaId } });
+    }
+    let sourceSchema = valueRecord['pg.schema'];
+    let sourceTable = valueRecord['pg.table'];
+    if (typeof sourceSchema !== 'string' || typeof sourceTable !== 'string') {
+      ({ schema: sourceSchema, table: sourceTable } = tableFromTopic(topic, this.topicPrefix));
+    }
+    const target = this.targetFor(sourceSchema as string, sourceTable as string);
+    const destOf = new Map<string, string>();
+    const fields: FieldConverter[] = [];
+    const columns: { name: string; pgType: string | null }[] = [];
+    for (const f of valueRecord.fields as AvroField[]) {
+      const source = typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name;
+      const column = target.columns[source] ?? source;
+      destOf.set(source, column);
+      fields.push({ field: f.name, column, encode: textEncoderFor(f.type as object) });
+      columns.push({ name: column, pgType: pgTypeOf(f.type) });
+    }
+    const version: TableVersion = {
+      schemaId,
+      source: { schema: sourceSchema as string, table: sourceTable as string },
+      dest: { schema: target.schema, name: target.table },
+      destId: destIdOf(target.schema, target.table),
+      columns,
+    };
+    return { version, type: createAvroType(schema), fields, destOf, keys: new Map() };
+  }
+
+  private compileKey(schema: object): KeyDecoder {
+    const rec = schema as { type?: unknown; fields?: AvroField[] };
+    if (rec.type !== 'record' || !Array.isArray(rec.fields)) throw new DecodeError('key schema is not a record');
+    // Source column names here; each value decoder derives its renamed variant (keyDecoder).
+    const fields = rec.fields.map((f) => ({
+      field: f.name,
+      column: typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name,
+      encode: textEncoderFor(f.type as object),
+    }));
+    return { type: createAvroType(schema), fields, columns: fields.map((f) => f.column) };
+  }
+}
+
+interface AvroField {
+  name: string;
+  type: unknown;
+  [prop: string]: unknown;
+}
+
+function convertRow(fields: FieldConverter[], row: Record<string, unknown>, dropNulls: boolean): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i];
+    const v = row[f.field];
+    if (v === null || v === undefined) {
+      if (!dropNulls) out[f.column] = null;
+    } else {
+      out[f.column] = f.encode(v);
+    }
+  }
+  return out;
+}
+
+function convertKey(kd: KeyDecoder, buf: Buffer, at: { topic: string; partition: number; offset: string }): Record<string, string> {
+  let k: Record<string, unknown>;
+  try {
+    k = kd.type.fromBuffer(buf.subarray(WIRE_HEADER_LENGTH)) as Record<string, unknown>;
+  } catch (err) {
+    throw new DecodeError(`record key does not decode: ${(err as Error).message}`, { context: at, cause: err });
+  }
+  const out: Record<string, string> = {};
+  for (const f of kd.fields) {
+    const v = k[f.field];
+    if (v === null || v === undefined) throw new DecodeError(`record key lacks a value for ${f.column}`, { context: { ...at, column: f.column } });
+    out[f.column] = f.encode(v);
+  }
+  return out;
+}
+
+function peekSchemaId(buf: Buffer | null): number | null {
+  if (buf === null || buf.length < WIRE_HEADER_LENGTH || buf[0] !== 0) return null;
+  return buf.readUInt32BE(1);
+}
+
+function schemaIdOf(buf: Buffer, at: { topic: string; partition: number; offset: string }, what: string): number {
+  try {
+    return decodeWireHeader(buf).schemaId;
+  } catch (err) {
+    const e = err as ShardBridgeError;
+    throw new DecodeError(`record ${what}: ${e.message}`, { context: { ...at, ...e.context }, cause: err, remedy: e.remedy });
+  }
+}
+
+function unknownSchema(id: number, cause: unknown, at: { topic: string; partition: number; offset: string }, what: string): DecodeError {
+  const why = cause instanceof Error ? cause.message : 'not fetched';
+  return new DecodeError(`record ${what} names schema id ${id}, which cannot be used: ${why}`, {
+    context: { ...at, schemaId: id },
+    cause,
+    remedy: 'is the sink reading the registry the source wrote to? an unknown id means another registry or a corrupt header',
+  });
+}
+
+/** The `<ns>.Value` record inside an envelope schema (the before/after union's record branch). */
+function findValueRecord(schema: object): { fields: unknown[]; [prop: string]: unknown } | undefined {
+  const fields = (schema as { fields?: AvroField[] }).fields;
+  if (!Array.isArray(fields)) return undefined;
+  for (const name of ['before', 'after']) {
+    const f = fields.find((x) => x.name === name);
+    const branches = Array.isArray(f?.type) ? f.type : [f?.type];
+    for (const b of branches) {
+      if (b && typeof b === 'object' && (b as { type?: unknown }).type === 'record' && Array.isArray((b as { fields?: unknown }).fields)) {
+        return b as { fields: unknown[] };
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The `pg.type` of a (nullable) field type: on the non-null branch, or on an array union's branches. */
+export function pgTypeOf(type: unknown): string | null {
+  const branches = Array.isArray(type) ? type : [type];
+  for (const b of branches) {
+    if (b && typeof b === 'object') {
+      const t = (b as Record<string, unknown>)['pg.type'];
+      if (typeof t === 'string') return t;
+    }
+  }
+  return null;
+}
+
+/** `<prefix>.<schema>.<table>` → schema, table (the schema part cannot contain a dot here). */
+export function tableFromTopic(topic: string, prefix: string): { schema: string; table: string } {
+  const rest = topic.startsWith(prefix + '.') ? topic.slice(prefix.length + 1) : topic;
+  const dot = rest.indexOf('.');
+  return dot < 0 ? { schema: 'public', table: rest } : { schema: rest.slice(0, dot), table: rest.slice(dot + 1) };
+}

@@ -1,0 +1,127 @@
+/**
+ * The destination is the source of truth for the sink's position: `shardbridge.sink_offsets`
+ * holds the next offset per (group, topic, partition) and is written in the same
+ * transaction as the rows. Kafka group offsets are committed afterwards for monitoring only.
+ *
+ * Every batch transaction starts by locking its partition's offsets row (`lockOffset`):
+ * a second sink that still applies a partition it has lost waits for the lock and then
+ * sees the new owner's position, so it cannot apply a batch twice.
+ */
+import type pg from 'pg';
+import { CREATE_SINK_TABLES_SQL } from './upsert-batch.ts';
+
+export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+
+/** Create the sink's own tables. Two sinks starting together may race on CREATE … IF NOT EXISTS: retry. */
+export async function ensureSinkTables(client: pg.ClientBase): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.query(CREATE_SINK_TABLES_SQL);
+      return;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // 23505 on pg_type / pg_namespace, 42P07 / 42P06: a concurrent creator won.
+      if (attempt >= 5 || !(code === '23505' || code === '42P07' || code === '42P06')) throw err;
+    }
+  }
+}
+
+/** Stored next offsets of the given topic-partitions (absent: nothing applied yet). */
+export async function readStoredOffsets(
+  client: pg.ClientBase,
+  groupId: string,
+  tps: readonly { topic: string; partition: number }[],
+): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  if (tps.length === 0) return out;
+  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
+    `SELECT o.topic, o.partition, o.next_offset FROM shardbridge.sink_offsets o
+       JOIN unnest($2::text[], $3::int[]) AS a(topic, partition) USING (topic, partition)
+      WHERE o.group_id = $1`,
+    [groupId, tps.map((t) => t.topic), tps.map((t) => t.partition)],
+  );
+  for (const r of rows) out.set(tpKey(r.topic, r.partition), BigInt(r.next_offset));
+  return out;
+}
+
+/**
+ * Lock the partition's offsets row for this transaction and return the stored next offset.
+ * ON CONFLICT DO UPDATE both creates a missing row (at `initial`) and, after waiting for a
+ * concurrent holder, returns the latest committed value (what a plain SELECT's snapshot would miss).
+ */
+export const LOCK_OFFSET_SQL =
+  'INSERT INTO shardbridge.sink_offsets AS o (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4) ' +
+  'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset';
+
+export async function lockOffset(client: pg.ClientBase, groupId: string, topic: string, partition: number, initial: bigint): Promise<bigint> {
+  const { rows } = await client.query<{ next_offset: string }>(LOCK_OFFSET_SQL, [groupId, topic, partition, initial.toString()]);
+  return BigInt(rows[0].next_offset);
+}
+
+export const SET_OFFSET_SQL = 'UPDATE shardbridge.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3';
+
+/**
+ * Offsets of one topic as `shardbridge replay` sets them: upsert of `next_offset` per
+ * partition, in the caller's transaction.
+ */
+export async function setStoredOffsets(
+  client: pg.ClientBase,
+  groupId: string,
+  topic: string,
+  offsets: readonly { partition: number; offset: bigint }[],
+): Promise<void> {
+  if (offsets.length === 0) return;
+  await client.query(
+    `INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset)
+     SELECT $1, $2, u.partition, u.next_offset FROM unnest($3::int[], $4::bigint[]) AS u(partition, next_offset)
+     ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+    [groupId, topic, offsets.map((o) => o.partition), offsets.map((o) => o.offset.toString())],
+  );
+}
+
+/** Stored offsets of every partition of one topic (replay, status). */
+export async function readTopicOffsets(client: pg.ClientBase, groupId: string, topic: string): Promise<Map<number, bigint>> {
+  const { rows } = await client.query<{ partition: number; next_offset: string }>(
+    'SELECT partition, next_offset FROM shardbridge.sink_offsets WHERE group_id = $1 AND topic = $2',
+    [groupId, topic],
+  );
+  return new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+}
+
+/**
+ * In-memory view of the stored positions of the partitions this member owns: what it has
+ * committed itself, or read at the last group join. Records below it are dropped before
+ * any work; the lock in each transaction remains the authority.
+ */
+export class PositionTracker {
+  private readonly next = new Map<string, bigint>();
+  /** Partitions whose gap (stored offset below the fetched records) was seeked once already. */
+  private readonly gapSeeked = new Map<string, bigint>();
+
+  get(topic: string, partition: number): bigint | undefined {
+    return this.next.get(tpKey(topic, partition));
+  }
+
+  set(topic: string, partition: number, next: bigint): void {
+    this.next.set(tpKey(topic, partition), next);
+  }
+
+  /** Replace everything with the positions read at a group join. */
+  reset(entries: Iterable<[string, bigint]>): void {
+    this.next.clear();
+    this.gapSeeked.clear();
+    for (const [k, v] of entries) this.next.set(k, v);
+  }
+
+  /**
+   * A batch started above the stored offset. The first time for that stored offset the
+   * caller seeks back to it; if Kafka still cannot serve it (retention removed the records)
+   * the second time accepts the gap.
+   */
+  acceptGap(topic: string, partition: number, stored: bigint): boolean {
+    const k = tpKey(topic, partition);
+    if (this.gapSeeked.get(k) === stored) return true;
+    this.gapSeeked.set(k, stored);
+    return false;
+  }
+}

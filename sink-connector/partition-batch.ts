@@ -1,0 +1,335 @@
+/**
+ * One fetched batch of one topic-partition: drop what is already applied, cut the rest
+ * into chunks sized by the backlog (batch-size.ts), decode each chunk, apply it in one
+ * transaction with retries for transient failures, and on a failure that retrying cannot
+ * fix, narrow it down to the first record that fails (bisecting, so every record before
+ * it is applied) and stall the partition there. Undecodable records stall too, or go to
+ * the dead-letter topic in that mode.
+ */
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import type { ConsumedMessage, EachBatchPayload, OutMessage } from '../shared/kafka/client.ts';
+import type { Logger } from '../shared/logger.ts';
+import { DecodeError, RetriableError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
+import { retry } from '../shared/retry.ts';
+import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome } from './apply.ts';
+import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
+import { applyControl, controlTopicKind, parseControlRecord, type ControlAction, type ControlKind } from './control.ts';
+import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decode.ts';
+import type { PositionTracker } from './offsets.ts';
+import type { SinkMetrics } from './sink-metrics.ts';
+import { describeStall, type Stalls } from './stall.ts';
+
+export interface BatchDeps {
+  prefix: string;
+  pool: pg.Pool;
+  decoder: RecordDecoder;
+  apply: ApplyContext;
+  tracker: PositionTracker;
+  stalls: Stalls;
+  metrics: SinkMetrics;
+  targetFor: TargetFor;
+  /** Dead-letter mode: where undecodable records go. */
+  deadLetter: { topic: string; send(messages: OutMessage[]): Promise<void> } | null;
+  adaptive: boolean;
+  sizing: BatchSizing;
+  logger: Logger;
+}
+
+/** What the batch handler may do to the consumer that delivered the batch. */
+export interface ConsumerControl {
+  seek(topic: string, partition: number, offset: bigint): void;
+  pause(topic: string, partition: number): void;
+  /** Kafka group offset commit, for monitoring only (errors are the callee's to log). */
+  commit(topic: string, partition: number, next: bigint): void;
+  /** Aborted when this consumer stops: retries end, the batch is left unresolved. */
+  signal: AbortSignal;
+}
+
+/** Thrown inside a retried attempt to leave the batch: rebalanced, seeked, or stopping. */
+class Abandon extends Error {}
+
+interface Part {
+  topic: string;
+  partition: number;
+  control: ControlKind | null;
+  log: Logger;
+  payload: EachBatchPayload;
+  consumer: ConsumerControl;
+}
+
+/** A record of the chunk: its change, its control action, or neither (tombstone, skipped, or set aside when `deadLetter`). */
+type Item = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
+
+export class BatchProcessor {
+  private current: number;
+  private readonly recent: ApplySample[] = [];
+
+  constructor(private readonly deps: BatchDeps) {
+    this.current = deps.sizing.floor;
+  }
+
+  async handle(payload: EachBatchPayload, consumer: ConsumerControl): Promise<void> {
+    const { batch } = payload;
+    const { topic, partition } = batch;
+    const part: Part = {
+      topic,
+      partition,
+      control: controlTopicKind(topic, this.deps.prefix),
+      log: this.deps.logger.child({ topic, partition }),
+      payload,
+      consumer,
+    };
+    const known = this.deps.tracker.get(topic, partition);
+    let messages: ConsumedMessage[] = batch.messages;
+    if (known !== undefined && messages.length > 0 && BigInt(messages[0].offset) < known) {
+      messages = messages.filter((m) => BigInt(m.offset) >= known);
+    }
+    const high = BigInt(batch.highWatermark);
+    if (messages.length === 0) {
+      if (batch.messages.length > 0) payload.resolveOffset(batch.lastOffset());
+      return;
+    }
+    for (let i = 0; i < messages.length; ) {
+      if (!this.usable(part)) return;
+      const lastBefore = BigInt(messages[messages.length - 1].offset);
+      const backlog = messages.length - i + Number(high - lastBefore - 1n);
+      const size = this.deps.adaptive
+        ? nextBatchRows({ current: this.current, lag: backlog, recent: this.recent }, this.deps.sizing)
+        : this.deps.sizing.maxRows;
+      this.current = size;
+      const slice = messages.slice(i, i + size);
+      const raws: RawRecord[] = slice.map((m) => ({ topic, partition, offset: m.offset, key: m.key, value: m.value }));
+      const done = await this.process(part, raws);
+      if (!done) return;
+      i += slice.length;
+      const next = BigInt(slice[slice.length - 1].offset) + 1n;
+      payload.resolveOffset(slice[slice.length - 1].offset);
+      this.deps.metrics.lag.set({ topic, partition: String(partition) }, Number(high > next ? high - next : 0n));
+      try {
+        await payload.heartbeat();
+      } catch (err) {
+        part.log.debug({ err }, 'heartbeat failed (rebalance): leaving the rest of the batch');
+        return;
+      }
+    }
+  }
+
+  private usable(p: Part): boolean {
+    return p.payload.isRunning() && !p.payload.isStale() && !p.consumer.signal.aborted;
+  }
+
+  /** Decode and apply a chunk; false when the rest of the batch must be left (stall, seek, stop). */
+  private async process(p: Part, raws: RawRecord[]): Promise<boolean> {
+    let items: Item[];
+    let bad: { index: number; error: DecodeError } | undefined;
+    try {
+      ({ items, bad } = await this.decode(p, raws));
+    } catch (err) {
+      if (err instanceof Abandon) return false;
+      throw err;
+    }
+    const upTo = bad ? bad.index : items.length;
+    if (upTo > 0) {
+      const setAside = items.slice(0, upTo).filter((it) => it.deadLetter !== undefined);
+      if (setAside.length > 0 && !(await this.sendDeadLetters(p, setAside))) return false;
+      if (!(await this.bisect(p, items, 0, upTo))) return false;
+    }
+    if (bad) {
+      this.stall(p, describeStall(bad.error, { topic: p.topic, partition: p.partition, offset: raws[bad.index].offset }, 'decode'));
+      return false;
+    }
+    return true;
+  }
+
+  private async decode(p: Part, raws: RawRecord[]): Promise<{ items: Item[]; bad?: { index: number; error: DecodeError } }> {
+    const items: Item[] = [];
+    if (p.control) {
+      for (const raw of raws) {
+        const parsed = parseControlRecord(p.control, raw.value);
+        if (parsed && 'invalid' in parsed) {
+          p.log.warn({ offset: raw.offset, reason: parsed.invalid }, 'control record skipped');
+          items.push({ raw, decoded: null, control: null });
+        } else items.push({ raw, decoded: null, control: parsed });
+      }
+      return { items };
+    }
+    await this.transient(p, 'fetch schemas from the registry', () => this.deps.decoder.prepare(raws));
+    for (let i = 0; i < raws.length; i++) {
+      const raw = raws[i];
+      try {
+        items.push({ raw, decoded: this.deps.decoder.decode(raw), control: null });
+      } catch (err) {
+        const error =
+          err instanceof DecodeError
+            ? err
+            : new DecodeError(`record cannot be decoded: ${(err as Error).message}`, { context: { topic: raw.topic, partition: raw.partition, offset: raw.offset }, cause: err });
+        if (!this.deps.deadLetter) return { items, bad: { index: i, error } };
+        items.push({ raw, decoded: null, control: null, deadLetter: error });
+      }
+    }
+    return { items };
+  }
+
+  private async sendDeadLetters(p: Part, items: Item[]): Promise<boolean> {
+    const dl = this.deps.deadLetter!;
+    const messages: OutMessage[] = items.map(({ raw, deadLetter: err }) => {
+      return {
+        topic: dl.topic,
+        key: raw.key,
+        value: raw.value,
+        headers: {
+          'shardbridge.error': err?.message ?? 'undecodable',
+          'shardbridge.error.remedy': err?.remedy ?? '',
+          'shardbridge.original.topic': raw.topic,
+          'shardbridge.original.partition': String(raw.partition),
+          'shardbridge.original.offset': raw.offset,
+        },
+      };
+    });
+    try {
+      await this.transient(p, 'send to the dead-letter topic', () => dl.send(messages));
+    } catch (err) {
+      if (err instanceof Abandon) return false;
+      throw err;
+    }
+    for (const { raw, deadLetter } of items) {
+      p.log.warn({ offset: raw.offset, deadLetterTopic: dl.topic, error: deadLetter?.message }, 'undecodable record sent to the dead-letter topic');
+    }
+    this.deps.metrics.deadLetter.inc({ topic: p.topic }, items.length);
+    return true;
+  }
+
+  /**
+   * Apply items[lo, hi) in one transaction; when that fails for good, apply the halves in
+   * order, down to the single record that fails, which stalls the partition.
+   */
+  private async bisect(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
+    try {
+      return await this.applyWithRetry(p, items, lo, hi);
+    } catch (err) {
+      if (err instanceof Abandon) return false;
+      let withWork = 0;
+      for (let i = lo; i < hi; i++) if (items[i].decoded || items[i].control) withWork++;
+      if (hi - lo <= 1 || withWork <= 1) {
+        const at = items.slice(lo, hi).find((it) => it.decoded || it.control) ?? items[lo];
+        this.stall(p, describeStall(err, { topic: p.topic, partition: p.partition, offset: at.raw.offset }, 'apply'));
+        return false;
+      }
+      const mid = lo + Math.floor((hi - lo) / 2);
+      p.log.debug({ from: items[lo].raw.offset, to: items[hi - 1].raw.offset, err: (err as Error).message }, 'batch failed: narrowing down');
+      return (await this.bisect(p, items, lo, mid)) && (await this.bisect(p, items, mid, hi));
+    }
+  }
+
+  private async applyWithRetry(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
+    const slice = items.slice(lo, hi);
+    const records = slice.filter((it) => it.decoded !== null).map((it) => it.decoded!);
+    const actions = slice.filter((it) => it.control !== null).map((it) => ({ offset: BigInt(it.raw.offset), action: it.control! }));
+    const chunk: Chunk = {
+      topic: p.topic,
+      partition: p.partition,
+      firstOffset: BigInt(slice[0].raw.offset),
+      nextOffset: BigInt(slice[slice.length - 1].raw.offset) + 1n,
+      records,
+    };
+    let moved: string[] = [];
+    if (actions.length > 0) {
+      chunk.extra = async (client, from) => {
+        const todo = actions.filter((a) => a.offset >= from).map((a) => a.action);
+        moved = (await applyControl(client, todo, this.deps.targetFor, p.log)).sequencesMoved;
+      };
+    }
+    const started = performance.now();
+    let outcome = await this.attempt(p, chunk, false);
+    if (outcome.kind === 'gap' && this.deps.tracker.acceptGap(p.topic, p.partition, outcome.stored)) {
+      p.log.warn({ stored: String(outcome.stored), first: String(chunk.firstOffset) }, 'records between the stored offset and the first one Kafka has are gone (retention?): applying from what is there');
+      outcome = await this.attempt(p, chunk, true);
+    }
+    if (outcome.kind === 'gap' || (outcome.kind === 'behind' && outcome.stored > chunk.nextOffset)) {
+      // Someone else applied further (or we must re-read from the stored offset): start over there.
+      p.log.info({ stored: String(outcome.stored), chunk: `${chunk.firstOffset}..${chunk.nextOffset - 1n}` }, 'position differs from the stored offset: seeking to it');
+      this.deps.tracker.set(p.topic, p.partition, outcome.stored);
+      p.consumer.seek(p.topic, p.partition, outcome.stored);
+      return false;
+    }
+    this.deps.tracker.set(p.topic, p.partition, chunk.nextOffset);
+    if (outcome.kind === 'applied') {
+      const ms = performance.now() - started;
+      const m = this.deps.metrics;
+      m.applySeconds.observe(ms / 1000);
+      m.batchRows.observe(slice.length);
+      for (const [table, ops] of outcome.counts) for (const [op, n] of ops) m.applied.inc({ table, op }, n);
+      for (const s of moved) m.sequences.inc({ sequence: s });
+      this.recent.push({ rows: slice.length, ms });
+      if (this.recent.length > 8) this.recent.shift();
+      p.log.debug({ records: slice.length, rows: outcome.rows, ms: Math.round(ms), next: String(chunk.nextOffset) }, 'batch applied');
+    }
+    this.deps.stalls.resolved(p.topic, p.partition);
+    p.consumer.commit(p.topic, p.partition, chunk.nextOffset);
+    return true;
+  }
+
+  /** One apply, retried with backoff while the failure is transient. */
+  private attempt(p: Part, chunk: Chunk, acceptGap: boolean): Promise<ChunkOutcome> {
+    return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, async () => {
+      let client: pg.PoolClient;
+      try {
+        client = await this.deps.pool.connect();
+      } catch (err) {
+        throw new RetriableError(`cannot connect to the destination: ${(err as Error).message}`, { cause: err });
+      }
+      let broken = false;
+      try {
+        return await applyChunk(client, chunk, this.deps.apply, acceptGap);
+      } catch (err) {
+        broken = isRetriable(err);
+        throw err;
+      } finally {
+        // A connection that failed transiently may be dead: do not give it back to the pool.
+        client.release(broken);
+      }
+    });
+  }
+
+  /** Retry `fn` forever while its failures are transient; leave (Abandon) when the batch went stale or we stop. */
+  private transient<T>(p: Part, what: string, fn: () => Promise<T>): Promise<T> {
+    return retry(
+      async () => {
+        if (!this.usable(p)) throw new Abandon('batch abandoned');
+        return fn();
+      },
+      {
+        what,
+        retries: Infinity,
+        initialMs: 250,
+        maxMs: 10_000,
+        signal: p.consumer.signal,
+        logger: p.log,
+        onRetry: () => {
+          this.deps.metrics.retries.inc();
+          p.payload.heartbeat().catch(() => {});
+        },
+      },
+    ).catch((err: unknown) => {
+      if (p.consumer.signal.aborted) throw new Abandon('stopping');
+      throw err;
+    });
+  }
+
+  private stall(p: Part, info: ReturnType<typeof describeStall>): void {
+    // Seek back first: a paused partition keeps its seek, so a resume re-reads from the stalled record.
+    p.consumer.seek(p.topic, p.partition, BigInt(info.offset));
+    p.consumer.pause(p.topic, p.partition);
+    this.deps.stalls.report(info);
+  }
+}
+
+export function isAbandon(err: unknown): boolean {
+  return err instanceof Abandon;
+}
+
+/** For errors that escape handle(): whether they are ours to log (not kafkajs's own). */
+export function describeError(err: unknown): string {
+  return err instanceof ShardBridgeError ? err.describe() : err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,36 @@
+/** The sink's Prometheus metrics, on the connector's own registry. */
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import { createMetrics, type Metrics } from '../shared/metrics.ts';
+
+export interface SinkMetrics {
+  metrics: Metrics;
+  applied: Counter<'table' | 'op'>;
+  batchRows: Histogram<string>;
+  applySeconds: Histogram<string>;
+  lag: Gauge<'topic' | 'partition'>;
+  stalled: Gauge<'topic' | 'partition' | 'reason'>;
+  stalls: Counter<'reason'>;
+  retries: Counter<string>;
+  snapshot: Gauge<'topic' | 'table'>;
+  sequences: Counter<'sequence'>;
+  deadLetter: Counter<'topic'>;
+}
+
+export function createSinkMetrics(connector: string): SinkMetrics {
+  const metrics = createMetrics({ prefix: 'shardbridge_sink_', labels: { connector }, defaultMetrics: true });
+  return {
+    metrics,
+    applied: metrics.counter('events_applied_total', 'Change events applied to the destination, per destination table and op', ['table', 'op']),
+    batchRows: metrics.histogram('batch_records', 'Kafka records per destination transaction', [], [1, 10, 100, 500, 1000, 5000, 10_000, 50_000, 100_000]),
+    applySeconds: metrics.histogram('apply_seconds', 'Time to apply one batch (one destination transaction, retries included)', [], [
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+    ]),
+    lag: metrics.gauge('consumer_lag', 'Records between the sink position and the log end, per owned topic-partition', ['topic', 'partition']),
+    stalled: metrics.gauge('stalled_partitions', '1 while a topic-partition is stalled on a record it cannot apply', ['topic', 'partition', 'reason']),
+    stalls: metrics.counter('stalls_total', 'Stalls begun (a distinct error on a partition)', ['reason']),
+    retries: metrics.counter('apply_retries_total', 'Transient destination or registry failures retried'),
+    snapshot: metrics.gauge('snapshot_complete', "1 once a table's snapshot is applied up to its completion marker, else 0", ['topic', 'table']),
+    sequences: metrics.counter('sequences_fixed_total', 'Destination sequences moved up to the source value', ['sequence']),
+    deadLetter: metrics.counter('dead_letter_records_total', 'Undecodable records sent to the dead-letter topic', ['topic']),
+  };
+}

@@ -1,0 +1,218 @@
+/**
+ * A record that cannot be applied stalls its topic-partition only: the connector pauses
+ * the partition at that record, this module logs ONE clear error (topic, partition,
+ * offset, table, column, SQLSTATE, the database's message and a remedy), shows it in
+ * metrics and in `shardbridge.stalls`, and every `stallRetryMs` asks the connector to
+ * retry (re-reading the catalog). The first successful apply clears the stall.
+ */
+import type pg from 'pg';
+import type { Gauge, Counter } from 'prom-client';
+import type { Logger } from '../shared/logger.ts';
+import { ShardBridgeError } from '../shared/errors.ts';
+import { tpKey } from './offsets.ts';
+
+export type StallReason = 'apply' | 'decode';
+
+export interface StallInfo {
+  topic: string;
+  partition: number;
+  /** The first record not applied. */
+  offset: string;
+  reason: StallReason;
+  table?: string;
+  column?: string;
+  constraint?: string;
+  sqlstate?: string;
+  /** The database's (or decoder's) own message. */
+  message: string;
+  detail?: string;
+  remedy: string;
+}
+
+interface PgErrorFields {
+  code?: string;
+  message?: string;
+  detail?: string;
+  schema?: string;
+  table?: string;
+  column?: string;
+  constraint?: string;
+}
+
+/** The innermost error that carries PostgreSQL's fields, if any. */
+function pgErrorOf(err: unknown): PgErrorFields | undefined {
+  for (let e: any = err, depth = 0; e && depth < 8; e = e.cause, depth++) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string') return e as PgErrorFields;
+  }
+  return undefined;
+}
+
+/** Describe why a record cannot be applied. Pure. */
+export function describeStall(err: unknown, at: { topic: string; partition: number; offset: string }, reason: StallReason): StallInfo {
+  const pgErr = pgErrorOf(err);
+  const ctx = err instanceof ShardBridgeError ? err.context : {};
+  const str = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
+  const table = pgErr?.table ? (pgErr.schema ? `${pgErr.schema}.${pgErr.table}` : pgErr.table) : str(ctx.table);
+  const column = pgErr?.column ?? str(ctx.column);
+  const constraint = pgErr?.constraint;
+  const sqlstate = pgErr?.code ?? str(ctx.sqlstate);
+  const message = pgErr?.message ?? (err instanceof Error ? err.message : String(err));
+  const own = err instanceof ShardBridgeError ? err.remedy : undefined;
+  const info: StallInfo = { ...at, reason, table, column, constraint, sqlstate, message, detail: pgErr?.detail, remedy: '' };
+  info.remedy = own ?? remedyFor(info);
+  return info;
+}
+
+/** What fixes the destination, by SQLSTATE. Pure. */
+export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | 'constraint' | 'reason'>): string {
+  const table = s.table ?? '<table>';
+  const column = s.column ?? '<column>';
+  if (s.reason === 'decode') {
+    return 'the record cannot be decoded: check that the sink reads the registry the source writes to; enable deadLetter to set such records aside';
+  }
+  const code = s.sqlstate ?? '';
+  switch (code) {
+    case '42703':
+      return `ALTER TABLE ${table} ADD COLUMN ${column} <type>; or set autoEvolve: true`;
+    case '42P01':
+      return `create ${table} on the destination (shardbridge schema copy) or map the source table to an existing one`;
+    case '23503':
+      return `foreign keys cannot be honoured while tables are applied independently: drop ${s.constraint ?? 'the foreign key'} on ${table} now and create foreign keys at cut-over, not before`;
+    case '23502':
+      return `the destination requires ${column} but the change has no value for it: ALTER TABLE ${table} ALTER COLUMN ${column} DROP NOT NULL (or give it a DEFAULT)`;
+    case '23505':
+      return `a unique constraint of ${table} (${s.constraint ?? 'not the primary key'}) that the source does not have rejects the row: drop it until cut-over`;
+    case '23514':
+      return `check constraint ${s.constraint ?? ''} of ${table} rejects a source row: align it with the source's`;
+    case '42501':
+      return `grant the sink's role INSERT, UPDATE, DELETE and TRUNCATE on ${table}`;
+    case '0A000':
+      return 'the destination refuses this statement shape (Citus: a distribution column cannot change): check the table distribution and key';
+  }
+  if (code.startsWith('22') || code === '42804' || code === '42846') {
+    return `the destination column type of ${table}${s.column ? `.${s.column}` : ''} cannot hold the source's value: ALTER TABLE ${table} ALTER COLUMN … TYPE <the source's type>`;
+  }
+  return 'fix the destination so that the statement succeeds; the sink retries by itself';
+}
+
+export interface StallMetrics {
+  stalled: Gauge<'topic' | 'partition' | 'reason'>;
+  stalls: Counter<'reason'>;
+}
+
+export interface StallsOptions {
+  groupId: string;
+  retryMs: number;
+  logger: Logger;
+  metrics: StallMetrics;
+  /** Runs a statement on the destination (outside any batch transaction). */
+  query: (sql: string, params: unknown[]) => Promise<pg.QueryResult>;
+  /** Called every retryMs while a partition is stalled: re-read what is needed and resume it. */
+  onRetry: (topic: string, partition: number, info: StallInfo) => void;
+}
+
+interface Entry {
+  info: StallInfo;
+  signature: string;
+  timer?: NodeJS.Timeout;
+  attempts: number;
+  /** Known only from `shardbridge.stalls` (another member stalled it): no log or timer of ours. */
+  inherited: boolean;
+}
+
+export class Stalls {
+  private readonly entries = new Map<string, Entry>();
+  private stopped = false;
+
+  constructor(private readonly opts: StallsOptions) {}
+
+  isStalled(topic: string, partition: number): boolean {
+    const e = this.entries.get(tpKey(topic, partition));
+    return e !== undefined && !e.inherited;
+  }
+
+  get size(): number {
+    return [...this.entries.values()].filter((e) => !e.inherited).length;
+  }
+
+  /** A partition cannot go on: log (once per distinct error), record, and schedule a retry. */
+  report(info: StallInfo): void {
+    const k = tpKey(info.topic, info.partition);
+    const signature = `${info.offset}\u0000${info.sqlstate ?? ''}\u0000${info.message}`;
+    const prev = this.entries.get(k);
+    if (prev?.timer) clearTimeout(prev.timer);
+    const entry: Entry = { info, signature, attempts: (prev?.attempts ?? 0) + 1, inherited: false };
+    this.entries.set(k, entry);
+    const log = this.opts.logger.child({ topic: info.topic, partition: info.partition });
+    if (prev === undefined || prev.inherited || prev.signature !== signature) {
+      const { remedy, ...fields } = info;
+      log.error({ ...fields, remedy }, `partition stalled at offset ${info.offset}: ${info.message}${info.table ? ` (table ${info.table}${info.column ? `, column ${info.column}` : ''})` : ''}${info.sqlstate ? ` [SQLSTATE ${info.sqlstate}]` : ''} — remedy: ${remedy}`);
+      if (prev && !prev.inherited) this.opts.metrics.stalled.remove({ topic: info.topic, partition: String(info.partition), reason: prev.info.reason });
+      this.opts.metrics.stalls.inc({ reason: info.reason });
+    } else {
+      log.debug({ offset: info.offset, attempts: entry.attempts }, 'still stalled');
+    }
+    this.opts.metrics.stalled.set({ topic: info.topic, partition: String(info.partition), reason: info.reason }, 1);
+    void this.record(entry);
+    if (!this.stopped) {
+      entry.timer = setTimeout(() => {
+        entry.timer = undefined;
+        if (this.entries.get(k) === entry && !this.stopped) this.opts.onRetry(info.topic, info.partition, info);
+      }, this.opts.retryMs);
+      entry.timer.unref();
+    }
+  }
+
+  /** The partition applied a batch: clear its stall, if it had one (or inherited one). */
+  resolved(topic: string, partition: number): void {
+    const k = tpKey(topic, partition);
+    const e = this.entries.get(k);
+    if (!e) return;
+    this.entries.delete(k);
+    if (e.timer) clearTimeout(e.timer);
+    if (!e.inherited) {
+      this.opts.metrics.stalled.remove({ topic, partition: String(partition), reason: e.info.reason });
+      this.opts.logger.child({ topic, partition }).info({ offset: e.info.offset, attempts: e.attempts }, 'stall cleared: partition applies again');
+    }
+    this.opts
+      .query('DELETE FROM shardbridge.stalls WHERE group_id = $1 AND topic = $2 AND partition = $3', [this.opts.groupId, topic, partition])
+      .catch((err: unknown) => this.opts.logger.warn({ err, topic, partition }, 'could not clear the stall row'));
+  }
+
+  /** After a rebalance: keep only owned partitions; rows other members left behind are cleared on our first apply. */
+  retain(owned: ReadonlySet<string>, storedStalls: Iterable<{ topic: string; partition: number }>): void {
+    for (const [k, e] of this.entries) {
+      if (owned.has(k)) continue;
+      if (e.timer) clearTimeout(e.timer);
+      if (!e.inherited) this.opts.metrics.stalled.remove({ topic: e.info.topic, partition: String(e.info.partition), reason: e.info.reason });
+      this.entries.delete(k);
+    }
+    for (const s of storedStalls) {
+      const k = tpKey(s.topic, s.partition);
+      if (owned.has(k) && !this.entries.has(k)) {
+        this.entries.set(k, { info: { ...s, offset: '', reason: 'apply', message: '', remedy: '' }, signature: '', attempts: 0, inherited: true });
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);
+  }
+
+  private async record(e: Entry): Promise<void> {
+    const i = e.info;
+    const error = [i.message, i.detail && `detail: ${i.detail}`, i.column && `column: ${i.column}`, `remedy: ${i.remedy}`].filter(Boolean).join('\n');
+    try {
+      await this.opts.query(
+        `INSERT INTO shardbridge.stalls (group_id, topic, partition, next_offset, table_name, sqlstate, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, table_name = EXCLUDED.table_name,
+           sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, attempts = shardbridge.stalls.attempts + 1, last_seen = now()`,
+        [this.opts.groupId, i.topic, i.partition, i.offset, i.table ?? null, i.sqlstate ?? i.reason, error],
+      );
+    } catch (err) {
+      this.opts.logger.warn({ err, topic: i.topic, partition: i.partition }, 'could not record the stall in shardbridge.stalls');
+    }
+  }
+}

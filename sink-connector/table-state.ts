@@ -1,0 +1,164 @@
+/**
+ * Per destination table: the ApplyTable the SQL builders work against, built from the
+ * destination catalog (read once, again after a schema change or a stall) and the source
+ * key from the record's key schema. Refusals (missing table, unusable key, a table that
+ * is not distributed under `requireDistributed`) are SinkApplyErrors that stall the
+ * partition; judgement warnings are logged once per catalog read.
+ */
+import type pg from 'pg';
+import type { Logger } from '../shared/logger.ts';
+import { SchemaError, SinkApplyError } from '../shared/errors.ts';
+import { readDestinationTable, judgeDestinationKey, type CitusInfo, type DestinationTable } from './destination-catalog.ts';
+import { tableShape, type ApplyTable } from './sink-change.ts';
+import { qualifiedName, quoteIdent } from './upsert-batch.ts';
+import type { TableVersion } from './decode.ts';
+
+export interface TableStatesOptions {
+  citus: CitusInfo;
+  requireDistributed: boolean;
+  logger: Logger;
+}
+
+export class TableStates {
+  private readonly catalogs = new Map<string, Promise<DestinationTable>>();
+  private readonly applyTables = new Map<string, ApplyTable>();
+  /** Value schema ids already checked against the current catalog read, per destination table. */
+  private readonly versionsSeen = new Map<string, Set<number>>();
+
+  constructor(private readonly opts: TableStatesOptions) {}
+
+  /**
+   * The ApplyTable for a table version and its source key (destination names). A schema
+   * id not seen since the last catalog read re-reads the catalog: the source's table changed.
+   */
+  async resolve(client: pg.ClientBase, version: TableVersion, sourceKey: readonly string[]): Promise<ApplyTable> {
+    let seen = this.versionsSeen.get(version.destId);
+    if (seen && !seen.has(version.schemaId)) {
+      this.invalidate(version.destId);
+      seen = undefined;
+    }
+    if (!seen) this.versionsSeen.set(version.destId, (seen = new Set()));
+    seen.add(version.schemaId);
+
+    const dest = await this.catalog(client, version);
+    const cacheKey = `${version.destId}\u0000${sourceKey.join('\u0000')}`;
+    const hit = this.applyTables.get(cacheKey);
+    if (hit) return hit;
+    const table = this.build(dest, version, sourceKey);
+    this.applyTables.set(cacheKey, table);
+    return table;
+  }
+
+  /** Whether the destination table exists (for truncate-only batches, which need no key). */
+  async exists(client: pg.ClientBase, version: TableVersion): Promise<boolean> {
+    return (await this.catalog(client, version)).exists;
+  }
+
+  /** Forget the catalog of one table (or all): the next resolve reads it again. */
+  invalidate(destId?: string): void {
+    for (const key of [...this.catalogs.keys()]) if (destId === undefined || key === destId) this.catalogs.delete(key);
+    for (const key of [...this.applyTables.keys()]) if (destId === undefined || key.startsWith(destId + '\u0000')) this.applyTables.delete(key);
+    for (const key of [...this.versionsSeen.keys()]) if (destId === undefined || key === destId) this.versionsSeen.delete(key);
+  }
+
+  private catalog(client: pg.ClientBase, version: TableVersion): Promise<DestinationTable> {
+    let p = this.catalogs.get(version.destId);
+    if (!p) {
+      p = readDestinationTable(client, version.dest.schema, version.dest.name, this.opts.citus);
+      this.catalogs.set(version.destId, p);
+      p.catch(() => {
+        if (this.catalogs.get(version.destId) === p) this.catalogs.delete(version.destId);
+      });
+      void p.then((d) => this.report(d), () => {});
+    }
+    return p;
+  }
+
+  private report(d: DestinationTable): void {
+    if (!d.exists) return;
+    const log = this.opts.logger.child({ table: `${d.schema}.${d.name}` });
+    log.info(
+      { citus: d.citus, distributionColumn: d.distributionColumn ?? undefined, primaryKey: d.primaryKey },
+      d.citus === 'distributed' ? `destination table is distributed by ${d.distributionColumn}` : `destination table is ${d.citus === 'reference' ? 'a reference table' : 'local'}`,
+    );
+    if (d.foreignKeys.length > 0) {
+      log.warn(
+        { foreignKeys: d.foreignKeys.map((f) => f.name) },
+        'destination table has foreign keys: the sink applies tables independently, so create foreign keys at cut-over, not before',
+      );
+    }
+  }
+
+  private build(dest: DestinationTable, version: TableVersion, sourceKey: readonly string[]): ApplyTable {
+    const qn = `${dest.schema}.${dest.name}`;
+    const context = { table: qn };
+    if (!dest.exists) {
+      throw new SinkApplyError(`destination table ${qn} does not exist`, {
+        context: { ...context, sqlstate: '42P01' },
+        remedy: `create it on the destination (shardbridge schema copy), or map ${version.source.schema}.${version.source.table} to an existing table under "tables" in the sink config`,
+      });
+    }
+    if (this.opts.requireDistributed && dest.citus === 'local') {
+      throw new SinkApplyError(`destination table ${qn} is not distributed and citus.requireDistributed is set`, {
+        context,
+        remedy: `SELECT create_distributed_table('${qn}', '<distribution column>') (or create_reference_table) on the coordinator`,
+      });
+    }
+    if (sourceKey.length === 0) {
+      throw new SinkApplyError(`changes of ${version.source.schema}.${version.source.table} carry no key: the sink applies by primary key`, {
+        context,
+        remedy: 'give the source table a primary key (the sink cannot upsert without one)',
+      });
+    }
+    // The "key may add only the distribution column" rule is Citus's; on a local table an
+    // added column (e.g. a future distribution column) is applied the same way.
+    const extra = dest.primaryKey.filter((c) => !sourceKey.includes(c));
+    const judged = dest.citus === 'local' && extra.length === 1 ? { ...dest, distributionColumn: extra[0] } : dest;
+    const findings = judgeDestinationKey(judged, [...sourceKey]);
+    const fail = findings.filter((f) => f.level === 'FAIL');
+    for (const w of findings.filter((f) => f.level === 'WARN')) this.opts.logger.warn(context, w.message);
+    if (fail.length > 0) {
+      throw new SinkApplyError(fail.map((f) => f.message).join('; '), {
+        context,
+        remedy: 'the destination primary key must be the source key, optionally plus the distribution column',
+      });
+    }
+    const table: ApplyTable = {
+      schema: dest.schema,
+      name: dest.name,
+      columns: dest.columns.map((c) => ({ name: c.name, type: c.type })),
+      sourceKey: [...sourceKey],
+      destKey: [...dest.primaryKey],
+      distributionColumn: dest.distributionColumn ?? undefined,
+      citus: dest.citus,
+    };
+    try {
+      tableShape(table);
+    } catch (err) {
+      const e = err as SchemaError;
+      throw new SinkApplyError(e.message, { context: { ...context, ...e.context }, cause: err });
+    }
+    return table;
+  }
+}
+
+/** Columns the table version carries that the destination lacks. Pure. */
+export function missingColumns(table: ApplyTable, version: TableVersion): { name: string; pgType: string | null }[] {
+  const have = new Set(table.columns.map((c) => c.name));
+  return version.columns.filter((c) => !have.has(c.name));
+}
+
+/** The stall error for a column the destination lacks (what PostgreSQL would answer, 42703, with a remedy). */
+export function missingColumnError(table: ApplyTable, column: { name: string; pgType: string | null }): SinkApplyError {
+  const qn = `${table.schema}.${table.name}`;
+  const type = column.pgType ?? '<type>';
+  return new SinkApplyError(`column "${column.name}" of relation "${qn}" does not exist`, {
+    context: { table: qn, column: column.name, sqlstate: '42703' },
+    remedy: `ALTER TABLE ${qualifiedName(table)} ADD COLUMN ${quoteIdent(column.name)} ${type}; or set autoEvolve: true`,
+  });
+}
+
+/** autoEvolve: a nullable column of the source's type (no default, so no table rewrite). */
+export function addColumnSql(table: ApplyTable, column: { name: string; pgType: string }): string {
+  return `ALTER TABLE ${qualifiedName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(column.name)} ${column.pgType}`;
+}

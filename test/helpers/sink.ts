@@ -1,0 +1,50 @@
+/**
+ * Sink test fixtures: a validated SinkConfig for the test servers, waiting until the sink
+ * has applied every topic up to its end, and rows in their text form for comparisons.
+ */
+import type pg from 'pg';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import type { Admin } from '../../shared/kafka/client.ts';
+import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
+import { textRows } from './produce-changes.ts';
+
+export function sinkConfig(base: { kafka: string; registry: string; destination: string; prefix: string; groupId: string }, extra: Record<string, unknown> = {}): SinkConfig {
+  return sinkConfigSchema.parse({
+    name: 'test',
+    groupId: base.groupId,
+    topicPrefix: base.prefix,
+    kafka: { brokers: [base.kafka] },
+    schemaRegistry: { url: base.registry },
+    destination: { url: base.destination },
+    stallRetryMs: 300,
+    metricsPort: 0,
+    logLevel: 'warn',
+    ...extra,
+  });
+}
+
+/** Stored next offsets of the sink, per `topic:partition`. */
+export async function storedOffsets(db: pg.ClientBase, groupId: string): Promise<Map<string, bigint>> {
+  const { rows } = await db.query('SELECT topic, partition, next_offset FROM shardbridge.sink_offsets WHERE group_id = $1', [groupId]);
+  return new Map(rows.map((r) => [`${r.topic}:${r.partition}`, BigInt(r.next_offset)]));
+}
+
+/** Wait until the sink's stored offsets reach the current end of every partition of `topics`. */
+export async function waitApplied(db: pg.ClientBase, admin: Admin, groupId: string, topics: string[], timeoutMs = 60_000): Promise<void> {
+  const ends: { topic: string; partition: number; offset: bigint }[] = [];
+  for (const topic of topics) for (const e of await admin.endOffsets(topic)) ends.push({ topic, partition: e.partition, offset: BigInt(e.offset) });
+  await waitFor(
+    `sink to apply ${topics.join(', ')}`,
+    async () => {
+      const stored = await storedOffsets(db, groupId);
+      return ends.every((e) => e.offset === 0n || (stored.get(`${e.topic}:${e.partition}`) ?? 0n) >= e.offset);
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
+
+/** Every row of a table, each column in its text output form, ordered by `orderBy`. */
+export async function tableText(db: pg.ClientBase, qualified: string, columns: string[], orderBy: string): Promise<(string | null | undefined)[][]> {
+  const list = columns.map((c) => `"${c.replace(/"/g, '""')}"`).join(', ');
+  return textRows(db, `SELECT ${list} FROM ${qualified} ORDER BY ${orderBy}`);
+}

@@ -158,6 +158,8 @@ class SinkRuntime {
       options: citus.present ? `-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}` : undefined,
     });
     this.pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
+    // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
+    this.pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));
 
     this.kafka = createKafka(
       { brokers: config.kafka.brokers, clientId: config.kafka.clientId ?? `shardbridge-sink-${config.name}`, ssl: config.kafka.ssl, sasl: config.kafka.sasl },

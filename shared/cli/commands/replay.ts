@@ -1,0 +1,96 @@
+/**
+ * `shardbridge replay --topic T [--partition P] (--to-offset N | --to-time TS) --sink-config FILE`:
+ * rewind the sink on a topic, with the sink stopped. The destination's stored offsets
+ * (what the sink resumes from) and the consumer group's committed offsets (what monitoring
+ * shows) are both set; the sink then re-applies the events in order, which converges to
+ * the same rows. Only rewinds: a partition already before the target is left alone.
+ */
+import pg from 'pg';
+import { ConfigError } from '../../errors.ts';
+import { createKafka } from '../../kafka/client.ts';
+import { connectionConfig } from '../../../sink-connector/config.ts';
+import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
+import type { CommandContext } from '../main.ts';
+
+export interface ReplayOptions {
+  topic: string;
+  partition?: number;
+  toOffset?: bigint | string;
+  toTime?: Date;
+}
+
+export interface ReplayPlanRow {
+  partition: number;
+  /** Stored next offset now (null: nothing applied yet). */
+  stored: bigint | null;
+  /** What the partition is set to (null: left alone). */
+  next: bigint | null;
+}
+
+/** Pure: per partition, rewind to the target (clamped to the log end), never forward. */
+export function planReplay(partitions: number[], targets: Map<number, bigint>, ends: Map<number, bigint>, stored: Map<number, bigint>): ReplayPlanRow[] {
+  return partitions.map((partition) => {
+    const end = ends.get(partition) ?? 0n;
+    const wanted = targets.get(partition) ?? end;
+    const target = wanted > end ? end : wanted;
+    const current = stored.get(partition) ?? null;
+    const next = current === null || target >= current ? null : target;
+    return { partition, stored: current, next };
+  });
+}
+
+export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<number> {
+  const config = ctx.sinkConfig();
+  const log = ctx.logger;
+  const kafka = createKafka(
+    { brokers: config.kafka.brokers, clientId: config.kafka.clientId ?? `shardbridge-replay-${config.name}`, ssl: config.kafka.ssl, sasl: config.kafka.sasl },
+    log,
+  );
+  const admin = kafka.admin();
+  const client = new pg.Client(connectionConfig(config.destination, { application_name: 'shardbridge-replay' }));
+  client.on('error', () => {});
+  try {
+    const count = await admin.partitionCount(opts.topic);
+    if (opts.partition !== undefined && opts.partition >= count) {
+      throw new ConfigError(`topic ${opts.topic} has ${count} partitions; there is no partition ${opts.partition}`, { context: { key: '--partition' } });
+    }
+    const partitions = opts.partition !== undefined ? [opts.partition] : Array.from({ length: count }, (_, i) => i);
+    const ends = new Map((await admin.endOffsets(opts.topic)).map((e) => [e.partition, BigInt(e.offset)]));
+    const targets = new Map<number, bigint>();
+    if (opts.toTime !== undefined) {
+      for (const o of await admin.offsetsAtTime(opts.topic, opts.toTime.getTime())) targets.set(o.partition, BigInt(o.offset));
+    } else {
+      for (const p of partitions) targets.set(p, BigInt(opts.toOffset ?? 0));
+    }
+    await client.connect();
+    await ensureSinkTables(client);
+    const stored = await readTopicOffsets(client, config.groupId, opts.topic);
+    const plan = planReplay(partitions, targets, ends, stored);
+    const moves = plan.filter((r): r is ReplayPlanRow & { next: bigint } => r.next !== null);
+    if (moves.length > 0) {
+      // The group first: Kafka refuses while the sink runs, before the destination is touched.
+      await admin.setGroupOffsets(config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next.toString() })));
+      await client.query('BEGIN');
+      try {
+        await setStoredOffsets(client, config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    }
+    for (const r of plan) {
+      const now = r.stored === null ? 'nothing applied' : `next offset ${r.stored}`;
+      ctx.out(
+        r.next === null
+          ? `${opts.topic}[${r.partition}]: ${now}, already at or before the target: unchanged\n`
+          : `${opts.topic}[${r.partition}]: ${now} -> ${r.next} (destination and group ${config.groupId})\n`,
+      );
+    }
+    log.info({ topic: opts.topic, partitions: moves.map((m) => m.partition), groupId: config.groupId }, 'replay set: start the sink to re-apply');
+    return 0;
+  } finally {
+    await client.end().catch(() => {});
+    await admin.disconnect().catch(() => {});
+  }
+}

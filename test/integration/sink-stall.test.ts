@@ -1,0 +1,293 @@
+/**
+ * Stall, never drop: a record the destination cannot take stalls only its partition with
+ * one clear error, other tables keep flowing, and fixing the destination resumes it by
+ * itself. autoEvolve adds the column instead; undecodable records stall, or go to the
+ * dead-letter topic in that mode; a destination restart mid-stream is only retried.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import pino from 'pino';
+import { startPostgres } from '../../shared/devstack/postgres.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
+import type { RegistryClient } from '../../shared/registry/registry-client.ts';
+import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { getTestKafka, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { getTestDestination } from '../helpers/postgres.ts';
+import { encodeChanges, getTestRegistry, produceChanges, registerTable, tableInfo, testRegistryClient, type ProducedTable } from '../helpers/produce-changes.ts';
+import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
+
+const ID = `${process.pid}_${Date.now().toString(36)}`;
+const SRC = `sb_ssrc_${ID}`;
+const DST = `sb_sdst_${ID}`;
+const log = testLogger();
+const releases: (() => Promise<void>)[] = [];
+let servers: { kafka: string; registry: string; destination: string };
+let db: pg.Client;
+let kafka: KafkaClient;
+let admin: Admin;
+let producer: Producer;
+let registry: RegistryClient;
+
+before(async () => {
+  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
+  releases.push(k.release, r.release, d.release);
+  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
+  db = new pg.Client({ connectionString: d.url });
+  await db.connect();
+  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
+  kafka = createKafka({ brokers: [k.bootstrap] }, log);
+  admin = kafka.admin();
+  producer = kafka.producer();
+  await producer.connect();
+  registry = testRegistryClient(r.url, log);
+});
+
+after(async () => {
+  await producer?.disconnect().catch(() => {});
+  await admin?.disconnect().catch(() => {});
+  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
+  await db?.end().catch(() => {});
+  for (const r of releases.reverse()) await r();
+});
+
+/** A logger whose lines the test can read (and that still shows warnings on stderr). */
+function capturingLogger(): { logger: pino.Logger; lines: () => Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, pino.multistream([{ stream, level: 'info' }, { stream: process.stderr, level: 'warn' }])), lines: () => lines };
+}
+
+async function table(name: string, ddl: string, partitions: number, prefix: string, destDdl = ddl): Promise<ProducedTable> {
+  await db.query(`CREATE TABLE ${SRC}.${name} ${ddl}`);
+  if (destDdl) await db.query(`CREATE TABLE ${DST}.${name} ${destDdl}`);
+  const topic = `${prefix}.${SRC}.${name}`;
+  await admin.ensureTopics([{ topic, partitions, replicationFactor: 1 }]);
+  return registerTable(registry, await tableInfo(db, SRC, name), topic);
+}
+
+const inserts = (from: number, to: number, extra: (i: number) => (string | null)[] = (i) => [`v${i}`]) =>
+  Array.from({ length: to - from + 1 }, (_, i) => ({ kind: 'insert' as const, new: [String(from + i), ...extra(from + i)] }));
+
+async function count(name: string): Promise<number> {
+  return (await db.query(`SELECT count(*)::int AS n FROM ${DST}.${name}`)).rows[0].n;
+}
+
+async function metricValue(sink: SinkConnector, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = sink.metrics.getSingleMetric(name);
+  if (!m) return 0;
+  const { values } = await m.get();
+  return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
+}
+
+test('a missing destination column stalls only its partition, with one clear error; ADD COLUMN resumes it', async () => {
+  const prefix = uniqueTopic('sbstall');
+  const wide = await table('wide', '(id int PRIMARY KEY, v text, extra numeric(10,3))', 1, prefix, '(id int PRIMARY KEY, v text)');
+  const other = await table('other', '(id int PRIMARY KEY, v text)', 2, prefix);
+  await produceChanges(producer, wide, inserts(1, 5, (i) => [`v${i}`, `${i}.5`]));
+  await produceChanges(producer, other, inserts(1, 20));
+  const { logger, lines } = capturingLogger();
+  const groupId = `g-${ID}-stall`;
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.wide`]: { schema: DST }, [`${SRC}.other`]: { schema: DST } } }), logger, {
+    topicRefreshMs: 500,
+  });
+  try {
+    await waitApplied(db, admin, groupId, [other.topic]);
+    const stall = await waitFor('stall row', async () => (await db.query('SELECT * FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0]);
+    assert.equal(stall.topic, wide.topic);
+    assert.equal(stall.next_offset, '0');
+    assert.equal(stall.sqlstate, '42703');
+    assert.equal(stall.table_name, `${DST}.wide`);
+    assert.match(stall.error, /column "extra" of relation "[^"]+\.wide" does not exist/);
+    assert.match(stall.error, /ALTER TABLE "[^"]+"\."wide" ADD COLUMN "extra" numeric\(10,3\)/);
+    assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions', { topic: wide.topic, reason: 'apply' }), 1);
+    assert.equal(await count('wide'), 0);
+
+    // Other tables keep flowing while the partition is stalled and retried.
+    await produceChanges(producer, other, inserts(21, 30));
+    await waitApplied(db, admin, groupId, [other.topic]);
+    assert.equal(await count('other'), 30);
+    await waitFor('a few retries', async () => (await db.query('SELECT attempts FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0]?.attempts >= 3);
+    const errors = lines().filter((l) => l.level >= 50 && /stalled/.test(l.msg));
+    assert.equal(errors.length, 1, 'one error line per distinct stall, not one per retry');
+    assert.equal(errors[0].topic, wide.topic);
+    assert.equal(errors[0].partition, 0);
+    assert.equal(errors[0].offset, '0');
+    assert.equal(errors[0].column, 'extra');
+    assert.equal(errors[0].sqlstate, '42703');
+    assert.match(errors[0].remedy, /ADD COLUMN "extra" numeric\(10,3\); or set autoEvolve: true/);
+
+    await db.query(`ALTER TABLE ${DST}.wide ADD COLUMN extra numeric(10,3)`);
+    await waitApplied(db, admin, groupId, [wide.topic]);
+    const { rows } = await db.query(`SELECT id, v, extra::text FROM ${DST}.wide ORDER BY id`);
+    assert.deepEqual(rows.map((r) => [r.id, r.v, r.extra]), [1, 2, 3, 4, 5].map((i) => [i, `v${i}`, `${i}.500`]));
+    await waitFor('stall cleared', async () => (await db.query('SELECT 1 FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rowCount === 0);
+    assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions'), 0);
+    assert.ok(lines().some((l) => l.msg === 'stall cleared: partition applies again' && l.topic === wide.topic));
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('records before the failing one are applied; a foreign-key violation names its remedy; the fix resumes', async () => {
+  const prefix = uniqueTopic('sbfk');
+  await db.query(`CREATE TABLE ${DST}.parent (id int PRIMARY KEY)`);
+  const child = await table('child', '(id int PRIMARY KEY, parent_id int)', 1, prefix, `(id int PRIMARY KEY, parent_id int REFERENCES ${DST}.parent)`);
+  await db.query(`INSERT INTO ${DST}.parent VALUES (1)`);
+  await produceChanges(producer, child, [...inserts(1, 6, () => ['1']), ...inserts(7, 7, () => ['2']), ...inserts(8, 10, () => ['1'])]);
+  const groupId = `g-${ID}-fk`;
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.child`]: { schema: DST } } }), log, { topicRefreshMs: 500 });
+  try {
+    const stall = await waitFor('stall row', async () => (await db.query('SELECT * FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0]);
+    assert.equal(stall.sqlstate, '23503');
+    assert.equal(stall.next_offset, '6', 'stalled exactly at the offending record');
+    assert.match(stall.error, /violates foreign key constraint/);
+    assert.match(stall.error, /create foreign keys at cut-over, not before/);
+    assert.equal(await count('child'), 6, 'every record before it was applied');
+    assert.equal((await storedOffsets(db, groupId)).get(`${child.topic}:0`), 6n);
+    await db.query(`INSERT INTO ${DST}.parent VALUES (2)`);
+    await waitApplied(db, admin, groupId, [child.topic]);
+    assert.equal(await count('child'), 10);
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('autoEvolve adds a missing column with the source type instead of stalling', async () => {
+  const prefix = uniqueTopic('sbevolve');
+  const t = await table('evolving', '(id int PRIMARY KEY, v text, price numeric(10,3), tags text[])', 1, prefix, '(id int PRIMARY KEY, v text)');
+  await produceChanges(producer, t, inserts(1, 3, (i) => [`v${i}`, `${i}.25`, `{a,"b c"}`]));
+  const groupId = `g-${ID}-evolve`;
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { autoEvolve: true, tables: { [`${SRC}.evolving`]: { schema: DST } } }), log, {
+    topicRefreshMs: 500,
+  });
+  try {
+    await waitApplied(db, admin, groupId, [t.topic]);
+    const cols = await db.query(
+      `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull FROM pg_attribute a
+        WHERE a.attrelid = '${DST}.evolving'::regclass AND a.attnum > 0 ORDER BY a.attnum`,
+    );
+    assert.deepEqual(cols.rows.map((r) => [r.attname, r.type, r.attnotnull]), [
+      ['id', 'integer', true],
+      ['v', 'text', false],
+      ['price', 'numeric(10,3)', false],
+      ['tags', 'text[]', false],
+    ]);
+    const { rows } = await db.query(`SELECT price::text, tags::text FROM ${DST}.evolving ORDER BY id`);
+    assert.deepEqual(rows.map((r) => [r.price, r.tags]), [1, 2, 3].map((i) => [`${i}.250`, '{a,"b c"}']));
+    assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('an undecodable record stalls its partition by default, and goes to the dead-letter topic in that mode', async () => {
+  const prefix = uniqueTopic('sbcorrupt');
+  const t = await table('plain', '(id int PRIMARY KEY, v text)', 1, prefix);
+  const good = encodeChanges(t, inserts(1, 4));
+  const more = encodeChanges(t, inserts(5, 8));
+  const corrupt = [
+    { topic: t.topic, key: null, value: encodeWire(2_000_000_000, Buffer.from('no such schema')) },
+    { topic: t.topic, key: good[0].key, value: encodeWire(t.valueId, Buffer.from([0xff, 0xff, 0xff, 0x01])) },
+  ];
+  await producer.sendBatch([...good, ...corrupt, ...more]);
+
+  const stallGroup = `g-${ID}-corrupt-stall`;
+  const stalling = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId: stallGroup }, { tables: { [`${SRC}.plain`]: { schema: DST } } }), log, { topicRefreshMs: 500 });
+  try {
+    const stall = await waitFor('stall row', async () => (await db.query('SELECT * FROM shardbridge.stalls WHERE group_id = $1', [stallGroup])).rows[0]);
+    assert.equal(stall.next_offset, '4');
+    assert.equal(stall.sqlstate, 'decode');
+    assert.match(stall.error, /schema id 2000000000/);
+    assert.equal(await count('plain'), 4);
+  } finally {
+    await stalling.stop();
+  }
+
+  await db.query(`TRUNCATE ${DST}.plain`);
+  const dlqGroup = `g-${ID}-corrupt-dlq`;
+  const dlqTopic = `${prefix}.__dlq`;
+  const dlq = await startSinkConnector(
+    sinkConfig({ ...servers, prefix, groupId: dlqGroup }, { deadLetter: { enabled: true }, tables: { [`${SRC}.plain`]: { schema: DST } } }),
+    log,
+    { topicRefreshMs: 500 },
+  );
+  try {
+    await waitApplied(db, admin, dlqGroup, [t.topic]);
+    assert.equal(await count('plain'), 8);
+    const letters = await readTopic(kafka, dlqTopic);
+    assert.equal(letters.length, 2);
+    assert.deepEqual(letters.map((l) => [l.headers['shardbridge.original.topic'], l.headers['shardbridge.original.offset']]), [[t.topic, '4'], [t.topic, '5']]);
+    assert.match(letters[0].headers['shardbridge.error'], /schema id 2000000000/);
+    assert.match(letters[1].headers['shardbridge.error'], /does not decode/);
+    assert.equal(letters[0].headers['shardbridge.original.partition'], '0');
+    assert.equal(await metricValue(dlq, 'shardbridge_sink_dead_letter_records_total'), 2);
+  } finally {
+    await dlq.stop();
+  }
+});
+
+test('a destination restart mid-stream is retried, not stalled: every change lands exactly once', async () => {
+  const cluster = await startPostgres({ name: 'sink-restart', logger: log });
+  const own = new pg.Client({ connectionString: cluster.url() });
+  try {
+    const prefix = uniqueTopic('sbrestart');
+    await db.query(`CREATE TABLE ${SRC}.counter (id int PRIMARY KEY, n bigint)`);
+    const topic = `${prefix}.${SRC}.counter`;
+    await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
+    const t = await registerTable(registry, await tableInfo(db, SRC, 'counter'), topic);
+    await own.connect();
+    await own.query(`CREATE SCHEMA ${SRC}; CREATE TABLE ${SRC}.counter (id int PRIMARY KEY, n bigint)`);
+    await own.end();
+    // Each key is updated many times; the last value per key is known.
+    const ROUNDS = 40;
+    const KEYS = 250;
+    const round = (r: number) => Array.from({ length: KEYS }, (_, k) => ({ kind: (r === 0 ? 'insert' : 'update') as 'insert' | 'update', new: [String(k), String(r)] }));
+    await produceChanges(producer, t, round(0));
+    const groupId = `g-${ID}-restart`;
+    const sink = await startSinkConnector(
+      sinkConfig({ kafka: servers.kafka, registry: servers.registry, destination: cluster.url(), prefix, groupId }, { batch: { maxRows: 500 } }),
+      log,
+      { topicRefreshMs: 500 },
+    );
+    try {
+      const check = new pg.Client({ connectionString: cluster.url() });
+      const applied = async () => {
+        const c = new pg.Client({ connectionString: cluster.url() });
+        c.on('error', () => {});
+        try {
+          await c.connect();
+          return (await c.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM shardbridge.sink_offsets WHERE group_id = $1', [groupId])).rows[0].n as number;
+        } finally {
+          await c.end().catch(() => {});
+        }
+      };
+      await waitFor('first round applied', async () => (await applied()) >= KEYS);
+      const producing = (async () => {
+        for (let r = 1; r < ROUNDS; r++) await produceChanges(producer, t, round(r));
+      })();
+      await waitFor('streaming under way', async () => (await applied()) > KEYS * 3, { intervalMs: 20 });
+      await cluster.restart();
+      await producing;
+      await waitFor('everything applied after the restart', async () => (await applied()) >= KEYS * ROUNDS, { timeoutMs: 60_000 });
+      await check.connect();
+      const { rows } = await check.query(`SELECT count(*)::int AS keys, min(n)::int AS lo, max(n)::int AS hi FROM ${SRC}.counter`);
+      assert.deepEqual(rows[0], { keys: KEYS, lo: ROUNDS - 1, hi: ROUNDS - 1 });
+      assert.equal((await check.query('SELECT count(*)::int AS n FROM shardbridge.stalls')).rows[0].n, 0, 'no stall');
+      assert.ok((await metricValue(sink, 'shardbridge_sink_apply_retries_total')) >= 1, 'the restart was seen and retried');
+      await check.end();
+    } finally {
+      await sink.stop();
+    }
+  } finally {
+    await cluster.destroy();
+  }
+});

@@ -1,0 +1,182 @@
+/**
+ * Replaying a topic: `shardbridge replay` (run with the sink stopped) resets both the
+ * destination's stored offsets and the group's committed offsets; the sink then re-applies
+ * the events in order and converges to the same rows, even over a damaged destination.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { main } from '../../shared/cli/main.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type Admin, type Producer } from '../../shared/kafka/client.ts';
+import type { RegistryClient } from '../../shared/registry/registry-client.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestRegistry, keyTuple, produceChanges, registerTable, tableInfo, testRegistryClient, type ProducedTable } from '../helpers/produce-changes.ts';
+import { sinkConfig, storedOffsets, tableText, waitApplied } from '../helpers/sink.ts';
+import type { DecodedChange } from '../../source-connector/envelope.ts';
+
+const ID = `${process.pid}_${Date.now().toString(36)}`;
+const SRC = `sb_rsrc_${ID}`;
+const DST = `sb_rdst_${ID}`;
+const log = testLogger();
+const dir = mkdtempSync(join(tmpdir(), 'sb-replay-'));
+const releases: (() => Promise<void>)[] = [];
+let servers: { kafka: string; registry: string; destination: string };
+let db: pg.Client;
+let admin: Admin;
+let producer: Producer;
+let registry: RegistryClient;
+
+before(async () => {
+  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
+  releases.push(k.release, r.release, d.release);
+  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
+  db = new pg.Client({ connectionString: d.url });
+  await db.connect();
+  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
+  const kafka = createKafka({ brokers: [k.bootstrap] }, log);
+  admin = kafka.admin();
+  producer = kafka.producer();
+  await producer.connect();
+  registry = testRegistryClient(r.url, log);
+});
+
+after(async () => {
+  await producer?.disconnect().catch(() => {});
+  await admin?.disconnect().catch(() => {});
+  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
+  await db?.end().catch(() => {});
+  for (const r of releases.reverse()) await r();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Fixture {
+  prefix: string;
+  groupId: string;
+  t: ProducedTable;
+  configFile: string;
+  extra: Record<string, unknown>;
+}
+
+async function fixture(name: string): Promise<Fixture> {
+  const prefix = uniqueTopic(`sbreplay${name}`);
+  await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, balance int, note text)`);
+  await db.query(`CREATE TABLE ${DST}.${name} (id int PRIMARY KEY, balance int, note text)`);
+  const topic = `${prefix}.${SRC}.${name}`;
+  await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
+  const t = await registerTable(registry, await tableInfo(db, SRC, name), topic);
+  const groupId = `g-${ID}-${name}`;
+  const extra = { tables: { [`${SRC}.${name}`]: { schema: DST } } };
+  const configFile = join(dir, `${name}.json`);
+  writeFileSync(configFile, JSON.stringify({ ...sinkConfig({ ...servers, prefix, groupId }, extra), logLevel: 'warn' }));
+  return { prefix, groupId, t, configFile, extra };
+}
+
+/** Inserts, repeated updates, deletes and a key change: replay must redo all of them in order. */
+function history(info: ProducedTable['info']): DecodedChange[] {
+  const row = (id: number, balance: number, note: string) => [String(id), String(balance), note];
+  const out: DecodedChange[] = [];
+  for (let id = 1; id <= 60; id++) out.push({ kind: 'insert', new: row(id, 0, `n${id}`) });
+  for (let round = 1; round <= 3; round++) for (let id = 1; id <= 60; id += 2) out.push({ kind: 'update', new: row(id, round * 10, `r${round}`) });
+  for (let id = 50; id <= 55; id++) out.push({ kind: 'delete', key: keyTuple(info, row(id, 0, '')) });
+  out.push({ kind: 'update', key: keyTuple(info, row(7, 0, '')), new: row(700, 30, 'moved') });
+  return out;
+}
+
+function startSink(f: Fixture): Promise<SinkConnector> {
+  return startSinkConnector(sinkConfig({ ...servers, prefix: f.prefix, groupId: f.groupId }, f.extra), log, { topicRefreshMs: 500 });
+}
+
+async function replay(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_SINK_')));
+  const code = await main(['node', 'shardbridge', 'replay', ...args, '--log-level', 'warn'], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
+  return { code, stdout, stderr };
+}
+
+async function groupOffsets(groupId: string, topic: string): Promise<string[]> {
+  const [t] = await admin.fetchGroupOffsets(groupId, [topic]);
+  return t.partitions.map((p) => p.offset);
+}
+
+test('replay from offset zero resets stored and group offsets, and re-applying converges over a damaged destination', async () => {
+  const f = await fixture('accounts');
+  await produceChanges(producer, f.t, history(f.t.info));
+  const ends = (await admin.endOffsets(f.t.topic)).map((e) => e.offset);
+  let sink = await startSink(f);
+  try {
+    await waitApplied(db, admin, f.groupId, [f.t.topic]);
+    // Group offsets follow the destination's, for monitoring.
+    await waitFor('group offsets committed', async () => JSON.stringify(await groupOffsets(f.groupId, f.t.topic)) === JSON.stringify(ends));
+  } finally {
+    await sink.stop();
+  }
+  const columns = ['id', 'balance', 'note'];
+  const expected = await tableText(db, `${DST}.accounts`, columns, 'id');
+  assert.equal(expected.length, 60 - 6);
+  assert.ok(expected.some((r) => r[0] === '700') && !expected.some((r) => r[0] === '7'));
+
+  // Damage the destination: values changed, rows lost, deleted rows back.
+  await db.query(`UPDATE ${DST}.accounts SET balance = -1, note = 'damaged'`);
+  await db.query(`DELETE FROM ${DST}.accounts WHERE id < 20`);
+  await db.query(`INSERT INTO ${DST}.accounts VALUES (50, 1, 'zombie'), (7, 1, 'zombie')`);
+
+  const r = await replay(['--topic', f.t.topic, '--to-offset', '0', '--sink-config', f.configFile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`\\[0\\]: next offset ${ends[0]} -> 0 \\(destination and group ${f.groupId}\\)`));
+  assert.match(r.stdout, new RegExp(`\\[1\\]: next offset ${ends[1]} -> 0`));
+  const stored = await storedOffsets(db, f.groupId);
+  assert.deepEqual([stored.get(`${f.t.topic}:0`), stored.get(`${f.t.topic}:1`)], [0n, 0n]);
+  assert.deepEqual(await groupOffsets(f.groupId, f.t.topic), ['0', '0']);
+
+  sink = await startSink(f);
+  try {
+    await waitApplied(db, admin, f.groupId, [f.t.topic]);
+    assert.deepEqual(await tableText(db, `${DST}.accounts`, columns, 'id'), expected);
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('replay refuses while the sink runs; --partition with --to-time rewinds only that partition to that time', async () => {
+  const f = await fixture('ledger');
+  await produceChanges(producer, f.t, history(f.t.info).slice(0, 60));
+  const sink = await startSink(f);
+  let before: Map<string, bigint>;
+  try {
+    await waitApplied(db, admin, f.groupId, [f.t.topic]);
+    before = await storedOffsets(db, f.groupId);
+    const refused = await replay(['--topic', f.t.topic, '--to-offset', '0', '--sink-config', f.configFile]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /has running members/);
+    assert.match(refused.stderr, /stop every consumer of the group/);
+    assert.deepEqual(await storedOffsets(db, f.groupId), before, 'destination untouched');
+  } finally {
+    await sink.stop();
+  }
+  // Changes after `mark` are the ones --to-time re-applies.
+  const mark = Date.now();
+  await waitFor('the clock to move past the mark', () => Date.now() > mark + 5, { intervalMs: 2 });
+  await produceChanges(producer, f.t, history(f.t.info).slice(60, 120));
+  const atMark = await admin.offsetsAtTime(f.t.topic, mark);
+  const r = await replay(['--topic', f.t.topic, '--partition', '1', '--to-time', new Date(mark).toISOString(), '--sink-config', f.configFile]);
+  assert.equal(r.code, 0, r.stderr);
+  const after = await storedOffsets(db, f.groupId);
+  assert.equal(after.get(`${f.t.topic}:0`), before.get(`${f.t.topic}:0`), 'partition 0 untouched');
+  const p1 = BigInt(atMark.find((o) => o.partition === 1)!.offset);
+  // Nothing after the mark was applied yet: the target is the stored offset itself, left alone.
+  assert.equal(after.get(`${f.t.topic}:1`), before.get(`${f.t.topic}:1`));
+  assert.equal(p1, before.get(`${f.t.topic}:1`));
+  assert.match(r.stdout, /\[1\]: next offset \d+, already at or before the target: unchanged/);
+  const earlier = await replay(['--topic', f.t.topic, '--partition', '1', '--to-time', new Date(mark - 60_000).toISOString(), '--sink-config', f.configFile]);
+  assert.equal(earlier.code, 0, earlier.stderr);
+  assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:1`), 0n);
+  assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:0`), before.get(`${f.t.topic}:0`));
+  assert.equal((await groupOffsets(f.groupId, f.t.topic))[1], '0');
+});

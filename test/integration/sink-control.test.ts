@@ -1,0 +1,131 @@
+/**
+ * The source's control topics as the sink uses them, with records built by the source's
+ * own control-topics module: a snapshot is complete in the destination only once its topic
+ * is applied up to the completion marker's end offsets; sequences move up to the source
+ * value and never down.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type Admin, type Producer } from '../../shared/kafka/client.ts';
+import type { RegistryClient } from '../../shared/registry/registry-client.ts';
+import { controlTopicNames, sequenceRecord, snapshotCompleted, snapshotStarted } from '../../source-connector/control-topics.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestRegistry, produceChanges, registerTable, tableInfo, testRegistryClient } from '../helpers/produce-changes.ts';
+import { sinkConfig, waitApplied } from '../helpers/sink.ts';
+
+const ID = `${process.pid}_${Date.now().toString(36)}`;
+const SRC = `sb_xsrc_${ID}`;
+const DST = `sb_xdst_${ID}`;
+const log = testLogger();
+const releases: (() => Promise<void>)[] = [];
+let servers: { kafka: string; registry: string; destination: string };
+let db: pg.Client;
+let admin: Admin;
+let producer: Producer;
+let registry: RegistryClient;
+
+before(async () => {
+  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
+  releases.push(k.release, r.release, d.release);
+  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
+  db = new pg.Client({ connectionString: d.url });
+  await db.connect();
+  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
+  const kafka = createKafka({ brokers: [k.bootstrap] }, log);
+  admin = kafka.admin();
+  producer = kafka.producer();
+  await producer.connect();
+  registry = testRegistryClient(r.url, log);
+});
+
+after(async () => {
+  await producer?.disconnect().catch(() => {});
+  await admin?.disconnect().catch(() => {});
+  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
+  await db?.end().catch(() => {});
+  for (const r of releases.reverse()) await r();
+});
+
+async function gauge(sink: SinkConnector, name: string, labels: Record<string, string>): Promise<number | undefined> {
+  const m = sink.metrics.getSingleMetric(name);
+  const values = m ? (await m.get()).values : [];
+  return values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+}
+
+test('snapshot status turns complete only once the table topic is applied up to the marker; sequences move up, never down', async () => {
+  const prefix = uniqueTopic('sbcontrol');
+  const names = controlTopicNames(prefix);
+  await db.query(`CREATE TABLE ${SRC}.orders (id bigserial PRIMARY KEY, note text, extra text)`);
+  // The destination lacks `extra` at first: the table's partition stalls, the marker must wait for it.
+  await db.query(`CREATE TABLE ${DST}.orders (id bigserial PRIMARY KEY, note text)`);
+  const topic = `${prefix}.${SRC}.orders`;
+  await admin.ensureTopics([
+    { topic, partitions: 2, replicationFactor: 1 },
+    { topic: names.snapshot, partitions: 1, replicationFactor: 1 },
+    { topic: names.sequences, partitions: 1, replicationFactor: 1 },
+    { topic: names.transactions, partitions: 1, replicationFactor: 1 },
+  ]);
+  const t = await registerTable(registry, await tableInfo(db, SRC, 'orders'), topic);
+  const table = `${SRC}.orders`;
+  const control = (topicName: string, r: { key: Buffer; value: Buffer }) => ({ topic: topicName, key: r.key, value: r.value });
+
+  await producer.sendBatch([control(names.snapshot, snapshotStarted({ table, topic, slot: 's', consistentPoint: 1n, estimatedRows: 40 }))]);
+  await produceChanges(
+    producer,
+    t,
+    Array.from({ length: 40 }, (_, i) => ({ kind: 'read' as const, new: [String(i + 1), `n${i + 1}`, 'x'] })),
+    { snapshot: true },
+  );
+  const endOffsets = await admin.endOffsets(topic);
+  await producer.sendBatch([
+    control(names.snapshot, snapshotCompleted({ table, topic, slot: 's', consistentPoint: 1n, rows: 40, endOffsets })),
+    control(names.sequences, sequenceRecord({ sequence: `${SRC}.orders_id_seq`, table, column: 'id', value: '1000', reason: 'snapshot' })),
+    control(names.sequences, sequenceRecord({ sequence: `${SRC}.gone_seq`, table: `${SRC}.gone`, column: 'id', value: '5', reason: 'snapshot' })),
+    { topic: names.transactions, key: Buffer.from('1'), value: Buffer.from('{"status":"BEGIN"}') },
+  ]);
+
+  const groupId = `g-${ID}-control`;
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [table]: { schema: DST } } }), log, {
+    topicRefreshMs: 500,
+    controlPollMs: 100,
+  });
+  try {
+    await waitApplied(db, admin, groupId, [names.snapshot, names.sequences, names.transactions]);
+    const status = async () => (await db.query('SELECT * FROM shardbridge.snapshot_status WHERE topic = $1', [topic])).rows[0];
+    await waitFor('stall on the data topic', async () => (await db.query('SELECT 1 FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rowCount! > 0);
+    // Several completion checks run while the data topic is stalled: still not complete.
+    await waitFor('a few control polls', async () => (await db.query('SELECT attempts FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0]?.attempts >= 3);
+    const pending = await status();
+    assert.equal(pending.state, 'applying');
+    assert.equal(pending.table_name, `${DST}.orders`);
+    assert.equal(pending.rows_expected, '40');
+    assert.deepEqual(pending.end_offsets, endOffsets);
+    assert.equal(pending.completed_at, null);
+    assert.equal(await gauge(sink, 'shardbridge_sink_snapshot_complete', { topic }), 0);
+
+    await db.query(`ALTER TABLE ${DST}.orders ADD COLUMN extra text`);
+    await waitApplied(db, admin, groupId, [topic]);
+    await waitFor('snapshot complete', async () => (await status()).state === 'complete');
+    assert.ok((await status()).completed_at instanceof Date);
+    await waitFor('metric shows it', async () => (await gauge(sink, 'shardbridge_sink_snapshot_complete', { topic })) === 1);
+
+    // Sequences: the mapped table's own sequence moved to the source value; a lower value later does not lower it.
+    const seq = await db.query(`SELECT last_value::text, is_called FROM ${DST}.orders_id_seq`);
+    assert.deepEqual(seq.rows[0], { last_value: '1000', is_called: true });
+    const synced = await db.query('SELECT sequence_name, source_value::text, applied_value::text FROM shardbridge.sequence_sync ORDER BY sequence_name');
+    assert.deepEqual(synced.rows.filter((r) => r.sequence_name.includes(ID)), [
+      { sequence_name: `${DST}.orders_id_seq`, source_value: '1000', applied_value: '1000' },
+      { sequence_name: `${SRC}.gone_seq`, source_value: '5', applied_value: null },
+    ]);
+    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.orders_id_seq`, table, column: 'id', value: '500', reason: 'interval' }))]);
+    await waitApplied(db, admin, groupId, [names.sequences]);
+    assert.equal((await db.query(`SELECT nextval('${DST}.orders_id_seq')::text AS n`)).rows[0].n, '1001', 'never lowered');
+    assert.equal(await gauge(sink, 'shardbridge_sink_sequences_fixed_total', { sequence: `${SRC}.orders_id_seq` }), 1);
+  } finally {
+    await sink.stop();
+  }
+});

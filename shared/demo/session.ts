@@ -1,0 +1,165 @@
+/**
+ * What the demo starts and how it stops it: the dev stack, the demo databases, the two
+ * connectors (in this process), their configuration (also written to files, for `--keep`).
+ * Everything started is registered with a `Resources` stack and stopped newest first, once,
+ * whether the demo ends normally, fails or is interrupted.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../logger.ts';
+import { startDevStack, type DevStack } from '../devstack/stack.ts';
+import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
+import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { DEMO_DATABASE, DEMO_SCHEMA, DEMO_TABLES } from './workload.ts';
+
+export const DEMO_TOPIC_PREFIX = 'shop';
+export const DEMO_GROUP_ID = 'shardbridge-demo';
+
+/** Stop functions, run newest first, each once; a failing one does not keep the others from running. */
+export class Resources {
+  private readonly stops: { what: string; stop: () => Promise<void> }[] = [];
+  private stopping?: Promise<void>;
+
+  constructor(private readonly log: Logger) {}
+
+  add(what: string, stop: () => Promise<void>): void {
+    this.stops.push({ what, stop });
+  }
+
+  stopAll(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const { what, stop } of this.stops.splice(0).reverse()) {
+        try {
+          await stop();
+        } catch (err) {
+          this.log.warn({ err }, `stopping ${what} failed`);
+        }
+      }
+    })();
+    return this.stopping;
+  }
+}
+
+export interface DemoEnv {
+  stack: DevStack;
+  sourceUrl: string;
+  destinationUrl: string;
+  sourceConfig: SourceConfig;
+  sinkConfig: SinkConfig;
+  /** Directory with source.json and sink.json (removed on stop). */
+  configDir: string;
+}
+
+/** Start the dev stack, create the demo database on both servers, build and write the configs. */
+export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
+  const stack = await startDevStack({ logger: log });
+  res.add('the dev stack', () => stack.stop());
+  for (const cluster of [stack.source, stack.destination]) {
+    const c = new pg.Client({ connectionString: cluster.url('postgres') });
+    await c.connect();
+    try {
+      await c.query(`CREATE DATABASE ${DEMO_DATABASE}`);
+    } finally {
+      await c.end();
+    }
+  }
+  const sourceUrl = stack.source.url(DEMO_DATABASE);
+  const destinationUrl = stack.destination.url(DEMO_DATABASE);
+  const common = { name: 'demo', topicPrefix: DEMO_TOPIC_PREFIX, kafka: { brokers: [stack.kafka.bootstrap] }, schemaRegistry: { url: stack.registry.url }, metricsPort: 0 };
+  const sourceConfig = sourceConfigSchema.parse({
+    ...common,
+    source: { url: sourceUrl },
+    tables: { schemas: [DEMO_SCHEMA], include: DEMO_TABLES.map((t) => `${DEMO_SCHEMA}.${t.name}`) },
+    slotName: 'shardbridge_demo',
+    publicationName: 'shardbridge_demo',
+    topics: { partitions: 3 },
+    heartbeatIntervalMs: 2_000,
+    sequencesIntervalMs: 5_000,
+  });
+  const sinkConfig = sinkConfigSchema.parse({ ...common, groupId: DEMO_GROUP_ID, destination: { url: destinationUrl }, stallRetryMs: 1_000 });
+  const configDir = mkdtempSync(path.join(os.tmpdir(), 'shardbridge-demo-'));
+  res.add('the config files', async () => rmSync(configDir, { recursive: true, force: true }));
+  writeFileSync(path.join(configDir, 'source.json'), JSON.stringify(sourceConfig, null, 2) + '\n');
+  writeFileSync(path.join(configDir, 'sink.json'), JSON.stringify(sinkConfig, null, 2) + '\n');
+  return { stack, sourceUrl, destinationUrl, sourceConfig, sinkConfig, configDir };
+}
+
+export async function startSource(res: Resources, env: DemoEnv, log: Logger): Promise<SourceConnector> {
+  const source = await startSourceConnector(env.sourceConfig, log);
+  res.add('the source connector', () => source.stop());
+  return source;
+}
+
+export async function startSink(res: Resources, env: DemoEnv, log: Logger): Promise<SinkConnector> {
+  // Short refresh and poll periods: the demo's topics all exist before the sink starts, but
+  // snapshot completion is reported sooner.
+  const sink = await startSinkConnector(env.sinkConfig, log, { topicRefreshMs: 2_000, controlPollMs: 500 });
+  res.add('the sink connector', () => sink.stop());
+  return sink;
+}
+
+/** Run `fn` with a client of `url`, closed afterwards. */
+export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url, application_name: 'shardbridge-demo' });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** Sum of a counter's values per label value of `by` (e.g. per `op`), optionally only where `where` matches. */
+export async function counterValues(
+  registry: Registry,
+  name: string,
+  by: string,
+  where: Record<string, string> = {},
+): Promise<Record<string, number>> {
+  const metric = registry.getSingleMetric(name);
+  const out: Record<string, number> = {};
+  if (!metric) return out;
+  for (const v of (await metric.get()).values as { labels: Record<string, string | number | undefined>; value: number }[]) {
+    if (!Object.entries(where).every(([k, want]) => String(v.labels[k]) === want)) continue;
+    const key = String(v.labels[by]);
+    out[key] = (out[key] ?? 0) + v.value;
+  }
+  return out;
+}
+
+const BIN = fileURLToPath(new URL('../cli/shardbridge.js', import.meta.url));
+
+/** How to look at a kept demo: topics, metrics, databases, the configs. */
+export function lookAroundText(env: DemoEnv, ports: { source: number | null; sink: number | null }): string {
+  const a = env.stack.addresses();
+  const topics = DEMO_TABLES.map((t) => `${DEMO_TOPIC_PREFIX}.${DEMO_SCHEMA}.${t.name}`);
+  const cli = `node ${path.relative(process.cwd(), BIN) || BIN}`;
+  const src = path.join(env.configDir, 'source.json');
+  const snk = path.join(env.configDir, 'sink.json');
+  return [
+    '',
+    'The stack and both connectors keep running (--keep). To look at them:',
+    `  topics       ${topics.join(', ')}`,
+    `               and ${DEMO_TOPIC_PREFIX}.__snapshot, ${DEMO_TOPIC_PREFIX}.__sequences, ${DEMO_TOPIC_PREFIX}.__transactions`,
+    `  list         kcat -b ${a.kafka} -L`,
+    `  read         kcat -b ${a.kafka} -C -t ${topics[2]} -s value=avro -r ${a.schemaRegistry} -e`,
+    `  schemas      curl ${a.schemaRegistry}/subjects`,
+    `  metrics      source http://127.0.0.1:${ports.source ?? '?'}/metrics   sink http://127.0.0.1:${ports.sink ?? '?'}/metrics`,
+    `  source db    psql ${env.sourceUrl}`,
+    `  destination  psql ${env.destinationUrl}`,
+    `  try          psql ${env.sourceUrl} -c "UPDATE orders SET status = 'returned' WHERE id = 1"`,
+    `               psql ${env.destinationUrl} -c "SELECT id, status FROM orders WHERE id = 1"`,
+    `  sink state   psql ${env.destinationUrl} -c "SELECT * FROM shardbridge.sink_offsets"`,
+    `  configs      ${src}  ${snk}`,
+    `  check        ${cli} check --source-config ${src} --sink-config ${snk}`,
+    'Ctrl-C stops everything.',
+    '',
+  ].join('\n');
+}

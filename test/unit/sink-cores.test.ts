@@ -1,0 +1,196 @@
+/**
+ * The sink runtime's pure parts: stall descriptions and remedies, control record parsing,
+ * per-table runs of a chunk, topic selection, replay planning, autoEvolve SQL.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DecodeError, SinkApplyError } from '../../shared/errors.ts';
+import { planReplay } from '../../shared/cli/commands/replay.ts';
+import { classify, tableRuns } from '../../sink-connector/apply.ts';
+import { isSinkTopic } from '../../sink-connector/connector.ts';
+import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
+import type { DecodedRecord, TableVersion } from '../../sink-connector/decode.ts';
+import type { ApplyTable } from '../../sink-connector/sink-change.ts';
+import { describeStall, remedyFor } from '../../sink-connector/stall.ts';
+import { addColumnSql, missingColumnError, missingColumns } from '../../sink-connector/table-state.ts';
+import { PositionTracker } from '../../sink-connector/offsets.ts';
+
+const AT = { topic: 'p.public.orders', partition: 2, offset: '41' };
+
+/** A pg DatabaseError's shape (pg sets these fields from the server's error message). */
+function pgError(fields: Record<string, string | undefined>): Error {
+  return Object.assign(new Error(fields.message ?? 'boom'), { severity: 'ERROR', ...fields });
+}
+
+test('a database error keeps its fields through classify and describeStall, with a remedy by SQLSTATE', () => {
+  const fk = classify(
+    pgError({
+      code: '23503',
+      message: 'insert or update on table "orders" violates foreign key constraint "orders_customer_fk"',
+      detail: 'Key (customer_id)=(7) is not present in table "customers".',
+      schema: 'public',
+      table: 'orders',
+      constraint: 'orders_customer_fk',
+    }),
+    { table: 'public.orders' },
+  );
+  assert.ok(fk instanceof SinkApplyError);
+  assert.equal(fk.retriable, false);
+  const info = describeStall(fk, AT, 'apply');
+  assert.equal(info.sqlstate, '23503');
+  assert.equal(info.table, 'public.orders');
+  assert.equal(info.constraint, 'orders_customer_fk');
+  assert.match(info.detail!, /customer_id/);
+  assert.match(info.remedy, /drop orders_customer_fk on public\.orders now and create foreign keys at cut-over, not before/);
+  assert.deepEqual([info.topic, info.partition, info.offset], [AT.topic, AT.partition, AT.offset]);
+
+  const notNull = describeStall(classify(pgError({ code: '23502', message: 'null value in column "note" violates not-null constraint', column: 'note', table: 't', schema: 's' }), {}), AT, 'apply');
+  assert.equal(notNull.column, 'note');
+  assert.match(notNull.remedy, /ALTER TABLE s\.t ALTER COLUMN note DROP NOT NULL/);
+  const badType = describeStall(classify(pgError({ code: '22P02', message: 'invalid input syntax for type integer: "x"' }), { table: 's.t' }), AT, 'apply');
+  assert.match(badType.remedy, /ALTER TABLE s\.t ALTER COLUMN … TYPE/);
+  assert.match(remedyFor({ sqlstate: '42501', table: 's.t', reason: 'apply' }), /grant the sink's role INSERT, UPDATE, DELETE and TRUNCATE on s\.t/);
+  assert.match(remedyFor({ sqlstate: 'XX000', reason: 'apply' }), /retries by itself/);
+});
+
+test('transient failures classify as retriable: deadlock, serialization, shutdown, a lost connection', () => {
+  for (const code of ['40P01', '40001', '57P01', '08006', '53300']) assert.equal((classify(pgError({ code }), {}) as SinkApplyError).retriable, true, code);
+  const lost = classify(new Error('Connection terminated unexpectedly'), { table: 's.t' });
+  assert.equal((lost as SinkApplyError).retriable, true);
+  assert.match(lost.message, /destination connection failed/);
+  const ours = new DecodeError('bad record');
+  assert.equal(classify(ours, {}), ours);
+});
+
+test('our own errors carry their remedy into the stall; decode stalls get the decode remedy', () => {
+  const table: ApplyTable = { schema: 's', name: 't', columns: [{ name: 'id', type: 'bigint' }], sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  const missing = describeStall(missingColumnError(table, { name: 'extra', pgType: 'numeric(10,3)' }), AT, 'apply');
+  assert.equal(missing.sqlstate, '42703');
+  assert.equal(missing.column, 'extra');
+  assert.equal(missing.message, 'column "extra" of relation "s.t" does not exist');
+  assert.equal(missing.remedy, 'ALTER TABLE "s"."t" ADD COLUMN "extra" numeric(10,3); or set autoEvolve: true');
+  const decode = describeStall(new DecodeError('record value too short'), AT, 'decode');
+  assert.equal(decode.reason, 'decode');
+  assert.match(decode.remedy, /enable deadLetter/);
+});
+
+test('missingColumns and the autoEvolve statement', () => {
+  const table: ApplyTable = { schema: 's', name: 'T x', columns: [{ name: 'id', type: 'bigint' }], sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  const version = { columns: [{ name: 'id', pgType: 'int8' }, { name: 'New "col"', pgType: 'character varying(20)' }] } as TableVersion;
+  assert.deepEqual(missingColumns(table, version), [{ name: 'New "col"', pgType: 'character varying(20)' }]);
+  assert.equal(addColumnSql(table, { name: 'New "col"', pgType: 'character varying(20)' }), 'ALTER TABLE "s"."T x" ADD COLUMN IF NOT EXISTS "New ""col""" character varying(20)');
+});
+
+function rec(table: string, op: DecodedRecord['change']['op'], key: readonly string[] | null, offset: number): DecodedRecord {
+  const version = { destId: table, dest: { schema: 's', name: table } } as TableVersion;
+  return {
+    change: { op, topic: 't', partition: 0, offset: String(offset), key: {}, after: null, before: null, unchangedToast: [] },
+    table: version,
+    keyColumns: key,
+  };
+}
+
+test('tableRuns: per table in offset order, a truncate joins the run, a key change starts a new one, ignored truncates vanish', () => {
+  const k1 = ['id'];
+  const k2 = ['id', 'region'];
+  const records = [rec('a', 'c', k1, 0), rec('b', 'c', k1, 1), rec('a', 't', null, 2), rec('a', 'c', k1, 3), rec('a', 'u', k2, 4), rec('c', 't', null, 5)];
+  const runs = tableRuns(records, 'apply');
+  assert.deepEqual(
+    runs.map((r) => [r.version.destId, r.key, r.records.map((x) => x.change.offset)]),
+    [
+      ['a', k1, ['0', '2', '3']],
+      ['b', k1, ['1']],
+      ['a', k2, ['4']],
+      ['c', null, ['5']],
+    ],
+  );
+  const ignored = tableRuns(records, 'ignore');
+  assert.deepEqual(ignored.map((r) => r.records.map((x) => x.change.offset)), [['0', '3'], ['1'], ['4']]);
+});
+
+test('topics: table topics and known control topics under the prefix, never the dead-letter topic', () => {
+  const dlq = 'shop.__dlq';
+  assert.equal(isSinkTopic('shop.public.orders', 'shop', dlq), true);
+  assert.equal(isSinkTopic('shop.__snapshot', 'shop', dlq), true);
+  assert.equal(isSinkTopic('shop.__sequences', 'shop', dlq), true);
+  assert.equal(isSinkTopic('shop.__transactions', 'shop', dlq), true);
+  assert.equal(isSinkTopic('shop.__dlq', 'shop', dlq), false);
+  assert.equal(isSinkTopic('shop.__other', 'shop', dlq), false);
+  assert.equal(isSinkTopic('shopx.public.orders', 'shop', dlq), false);
+  assert.equal(isSinkTopic('shop.public.mydlq', 'shop', 'shop.public.mydlq'), false);
+  assert.equal(controlTopicKind('shop.__snapshot', 'shop'), 'snapshot');
+  assert.deepEqual(splitTable('public.order.items'), { schema: 'public', table: 'order.items' });
+});
+
+test('control records: the source shapes, tolerant of unknown kinds, bad JSON and never-used sequences', () => {
+  const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+  assert.deepEqual(parseControlRecord('snapshot', json({ kind: 'completed', table: 'public.o', topic: 'p.public.o', rows: 3, endOffsets: [{ partition: 0, offset: '7' }] })), {
+    kind: 'snapshot-completed',
+    topic: 'p.public.o',
+    sourceTable: 'public.o',
+    rows: 3,
+    endOffsets: [{ partition: 0, offset: '7' }],
+  });
+  assert.deepEqual(parseControlRecord('snapshot', json({ kind: 'completed', table: 't', topic: 'x', endOffsets: { 0: 5, 1: '6' } }))!, {
+    kind: 'snapshot-completed',
+    topic: 'x',
+    sourceTable: 't',
+    rows: null,
+    endOffsets: [
+      { partition: 0, offset: '5' },
+      { partition: 1, offset: '6' },
+    ],
+  });
+  assert.equal((parseControlRecord('snapshot', json({ kind: 'started', table: 'public.o', topic: 'x', estimatedRows: 9 })) as { kind: string }).kind, 'snapshot-started');
+  assert.equal(parseControlRecord('snapshot', json({ kind: 'slot-created', slot: 's' })), null);
+  assert.equal(parseControlRecord('snapshot', null), null);
+  assert.match((parseControlRecord('snapshot', Buffer.from('{nope')) as { invalid: string }).invalid, /not JSON/);
+  assert.match((parseControlRecord('snapshot', json({ kind: 'completed', table: 't', topic: 'x' })) as { invalid: string }).invalid, /endOffsets/);
+  assert.deepEqual(parseControlRecord('sequences', json({ sequence: 'public.o_id_seq', table: 'public.o', column: 'id', value: '42' })), {
+    kind: 'sequence',
+    sequence: 'public.o_id_seq',
+    sourceTable: 'public.o',
+    column: 'id',
+    value: '42',
+  });
+  assert.equal(parseControlRecord('sequences', json({ sequence: 'public.o_id_seq', value: null })), null);
+  assert.match((parseControlRecord('sequences', json({ sequence: 's', value: 'x1' })) as { invalid: string }).invalid, /not an integer/);
+  assert.equal(parseControlRecord('transactions', json({ status: 'BEGIN' })), null);
+});
+
+test('planReplay rewinds to the target clamped to the log end, never forward, and leaves empty partitions alone', () => {
+  const plan = planReplay(
+    [0, 1, 2, 3],
+    new Map([
+      [0, 5n],
+      [1, 50n],
+      [2, 5n],
+      [3, 500n],
+    ]),
+    new Map([
+      [0, 100n],
+      [1, 100n],
+      [2, 100n],
+      [3, 200n],
+    ]),
+    new Map([
+      [0, 100n],
+      [1, 20n],
+      [3, 300n],
+    ]),
+  );
+  assert.deepEqual(plan, [
+    { partition: 0, stored: 100n, next: 5n },
+    { partition: 1, stored: 20n, next: null },
+    { partition: 2, stored: null, next: null },
+    { partition: 3, stored: 300n, next: 200n },
+  ]);
+});
+
+test('PositionTracker accepts a gap only the second time for the same stored offset', () => {
+  const t = new PositionTracker();
+  t.reset([['x', 5n]]);
+  assert.equal(t.acceptGap('t', 0, 5n), false);
+  assert.equal(t.acceptGap('t', 0, 5n), true);
+  assert.equal(t.acceptGap('t', 0, 6n), false);
+});

@@ -1,0 +1,167 @@
+/**
+ * RecordDecoder on records built with the source's own record-schema and envelope modules:
+ * destination names from the table mapping, text forms, unchanged TOAST, delete
+ * before-images, tombstones, schema caching by id, and DecodeErrors with their position.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DecodeError, SchemaError } from '../../shared/errors.ts';
+import type { ColumnInfo, PgTypeInfo, TableInfo } from '../../shared/pg-types.ts';
+import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
+import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
+import { RecordDecoder, pgTypeOf, tableFromTopic, type RawRecord, type SchemaSource, type TableTarget } from '../../sink-connector/decode.ts';
+
+const T = (name: string, kind: PgTypeInfo['kind'] = 'base', elem?: PgTypeInfo): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind, elem });
+const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
+
+const TABLE: TableInfo = {
+  relid: 1,
+  schema: 'shop',
+  name: 'orders',
+  columns: [
+    col('id', T('int8'), -1, true),
+    col('amount', T('numeric'), ((12 << 16) | 2) + 4),
+    col('placed at', T('timestamptz')),
+    col('tags', T('_text', 'array', T('text'))),
+    col('body', T('text')),
+  ],
+  keyColumns: ['id'],
+  replicaIdentity: 'default',
+};
+const TOPIC = 'pfx.shop.orders';
+const KEY_ID = 7;
+const VALUE_ID = 8;
+const schemas = buildRecordSchemas(TABLE, TOPIC, '1.0.0');
+
+/** A registry stand-in holding the two schemas; counts fetches to show the cache. */
+function registry(): SchemaSource & { fetches: number[] } {
+  const byId = new Map<number, object>([
+    [KEY_ID, schemas.keySchema!],
+    [VALUE_ID, schemas.envelopeSchema],
+  ]);
+  const fetches: number[] = [];
+  return {
+    fetches,
+    async getSchema(id) {
+      fetches.push(id);
+      const s = byId.get(id);
+      if (!s) throw new SchemaError(`Schema ${id} not found`, { retriable: false });
+      return s;
+    },
+  };
+}
+
+const target = (t: Partial<TableTarget> = {}) => () => ({ schema: 'dest', table: 'orders_copy', columns: { 'placed at': 'placed_at', id: 'order_id' }, ...t });
+
+function records(change: DecodedChange, tombstones = true): RawRecord[] {
+  const source = schemas.sourceFor({ db: 'shop', tsMs: 1 });
+  return changeToEvents(change, { schemas, source, tsMs: 1, tombstones }).map((ev, i) => ({
+    topic: TOPIC,
+    partition: 3,
+    offset: String(10 + i),
+    key: ev.key ? encodeWire(KEY_ID, schemas.keyType!.toBuffer(ev.key)) : null,
+    value: ev.value ? encodeWire(VALUE_ID, schemas.envelopeType.toBuffer(ev.value)) : null,
+  }));
+}
+
+test('an update decodes to destination names and PostgreSQL text; unchanged TOAST columns are absent', async () => {
+  const reg = registry();
+  const d = new RecordDecoder(reg, target(), 'pfx');
+  const raws = records({ kind: 'update', new: ['9007199254740993', '12.50', '2024-01-02 03:04:05.000006+00', '{a,"b c",NULL}', undefined] });
+  await d.prepare(raws);
+  const out = d.decode(raws[0])!;
+  assert.deepEqual(out.change, {
+    op: 'u',
+    topic: TOPIC,
+    partition: 3,
+    offset: '10',
+    key: { order_id: '9007199254740993' },
+    after: { order_id: '9007199254740993', amount: '12.50', placed_at: '2024-01-02 03:04:05.000006+00', tags: '{a,"b c",NULL}' },
+    before: null,
+    unchangedToast: ['body'],
+  });
+  assert.deepEqual(out.keyColumns, ['order_id']);
+  assert.equal(out.table.destId, 'dest\u0000orders_copy');
+  assert.deepEqual(out.table.source, { schema: 'shop', table: 'orders' });
+  assert.deepEqual(
+    out.table.columns.map((c) => [c.name, c.pgType]),
+    [
+      // The source's pg.type: names PostgreSQL accepts in ALTER TABLE … ADD COLUMN (autoEvolve).
+      ['order_id', 'int8'],
+      ['amount', 'numeric(12,2)'],
+      ['placed_at', 'timestamptz'],
+      ['tags', '_text'],
+      ['body', 'text'],
+    ],
+  );
+  // Schemas are fetched once per id, then served from the cache.
+  await d.prepare(raws);
+  assert.deepEqual(reg.fetches.sort(), [KEY_ID, VALUE_ID]);
+});
+
+test("a delete's before-image keeps only values (the key tuple's nulls are unknowns); its tombstone decodes to null", async () => {
+  const d = new RecordDecoder(registry(), target({ columns: {} }), 'pfx');
+  const raws = records({ kind: 'delete', key: ['5', null, null, null, null] });
+  assert.equal(raws.length, 2);
+  await d.prepare(raws);
+  const del = d.decode(raws[0])!;
+  assert.equal(del.change.op, 'd');
+  assert.deepEqual(del.change.before, { id: '5' });
+  assert.deepEqual(del.change.key, { id: '5' });
+  assert.equal(del.change.after, null);
+  assert.equal(d.decode(raws[1]), null);
+});
+
+test('a truncate carries no key', async () => {
+  const d = new RecordDecoder(registry(), target(), 'pfx');
+  const raws = records({ kind: 'truncate' });
+  await d.prepare(raws);
+  const out = d.decode(raws[0])!;
+  assert.equal(out.change.op, 't');
+  assert.deepEqual(out.change.key, {});
+  assert.equal(out.keyColumns, null);
+});
+
+test('undecodable records throw DecodeError with topic, partition and offset', async () => {
+  const d = new RecordDecoder(registry(), target(), 'pfx');
+  const [good] = records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] });
+  const cases: [string, RawRecord, RegExp][] = [
+    ['unknown schema id', { ...good, value: encodeWire(99, Buffer.from('x')) }, /schema id 99, which cannot be used: Schema 99 not found/],
+    ['bad magic byte', { ...good, value: Buffer.from([1, 0, 0, 0, 8, 0]) }, /unknown magic byte 1/],
+    ['too short', { ...good, value: Buffer.from([0, 0]) }, /too short/],
+    ['corrupt body', { ...good, value: encodeWire(VALUE_ID, Buffer.from([0xff, 0xff, 0xff])) }, /does not decode with schema 8/],
+    ['trailing bytes', { ...good, value: Buffer.concat([good.value!, Buffer.from([0])]) }, /does not decode/],
+    ['corrupt key', { ...good, key: encodeWire(KEY_ID, Buffer.from([0xff])) }, /record key does not decode/],
+  ];
+  for (const [name, raw, message] of cases) {
+    await d.prepare([raw]);
+    assert.throws(
+      () => d.decode(raw),
+      (err: unknown) => {
+        assert.ok(err instanceof DecodeError, name);
+        assert.match(err.message, message, name);
+        assert.deepEqual([err.context.topic, err.context.partition, err.context.offset], [TOPIC, 3, '10'], name);
+        return true;
+      },
+    );
+  }
+});
+
+test('a registry that cannot be reached fails prepare (for the retry loop), not the record', async () => {
+  const failing: SchemaSource = {
+    async getSchema() {
+      throw new SchemaError('cannot reach the registry', { retriable: true });
+    },
+  };
+  const d = new RecordDecoder(failing, target(), 'pfx');
+  await assert.rejects(d.prepare(records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] })), /cannot reach/);
+});
+
+test('pgTypeOf finds the type on the non-null branch or on an array union; tableFromTopic splits after the prefix', () => {
+  assert.equal(pgTypeOf(['null', { type: 'string', 'pg.type': 'numeric(5,1)' }]), 'numeric(5,1)');
+  assert.equal(pgTypeOf(['null', { type: 'array', items: 'string', 'pg.type': 'text[]' }, { type: 'string', 'pg.type': 'text[]' }]), 'text[]');
+  assert.equal(pgTypeOf(['null', 'string']), null);
+  assert.deepEqual(tableFromTopic('my.pfx.sales.order.items', 'my.pfx'), { schema: 'sales', table: 'order.items' });
+  assert.deepEqual(tableFromTopic('pfx.orders', 'pfx'), { schema: 'public', table: 'orders' });
+});

@@ -57,7 +57,8 @@ export function passed(o: DemoOutcome): boolean {
 export function verdictLine(o: DemoOutcome): string {
   const rows = o.tables.reduce((a, t) => a + (t.sourceRows ?? 0), 0);
   if (passed(o)) {
-    return `verdict: PASS — the destination equals the source (${o.tables.length} tables, ${num(rows)} rows, ${o.sequences.length} sequences at or above the source)`;
+    const seqs = o.sequences.length === 1 ? '1 sequence' : `${o.sequences.length} sequences`;
+    return `verdict: PASS — the destination equals the source (${o.tables.length} tables, ${num(rows)} rows, ${seqs} at or above the source)`;
   }
   const why: string[] = [];
   const bad = o.tables.filter((t) => !t.match).map((t) => t.table);

@@ -120,7 +120,7 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
           for (const sql of step.statements) rows += (await c.query(sql)).rowCount ?? 0;
           await c.query('COMMIT');
           outcome.burstTransactions++;
-          progress(`  source: ${step.label} (${rows.toLocaleString('en-US')} rows)`);
+          progress(`  source: ${step.label} (${rows.toLocaleString('en-US')} row${rows === 1 ? '' : 's'})`);
         }
         return Date.now();
       }),

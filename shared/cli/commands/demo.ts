@@ -38,6 +38,7 @@ export async function run(opts: { keep?: boolean }, ctx: CommandContext): Promis
     if (outcome === null || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     ctx.out(formatReport(outcome));
     const ok = passed(outcome);
+    if (!ok && log.level === 'error') ctx.err('the connectors logged errors only: run again with --verbose or LOG_LEVEL=warn for their warnings\n');
     if (opts.keep && running.env) {
       ctx.out(lookAroundText(running.env, { source: running.source?.metricsPort ?? null, sink: running.sink?.metricsPort ?? null }));
       // With --keep, Ctrl-C is the normal way to end: the exit code stays the verdict's.
@@ -55,11 +56,12 @@ export async function run(opts: { keep?: boolean }, ctx: CommandContext): Promis
 }
 
 /**
- * Connector and stack logs at `warn` unless asked for (--verbose, --log-level, LOG_LEVEL):
- * at `info` they would drown the progress lines.
+ * Connector and stack logs at `error` unless asked for (--verbose, --log-level, LOG_LEVEL):
+ * their warnings (retried Kafka calls, start-up check advice) would drown the progress lines,
+ * and what matters for the demo is in its report.
  */
 function demoLogger(ctx: CommandContext): Logger {
   const base = ctx.logger;
-  const level = base.level === 'info' && !ctx.verbose && !process.env.LOG_LEVEL ? 'warn' : base.level;
+  const level = base.level === 'info' && !ctx.verbose && !process.env.LOG_LEVEL ? 'error' : base.level;
   return base.child({ component: 'demo' }, { level });
 }

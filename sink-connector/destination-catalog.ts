@@ -61,11 +61,10 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
   const { rows: rel } = await client.query(TABLE_SQL, [schema, name]);
   if (rel.length === 0) return empty;
   const oid = rel[0].oid;
-  const [cols, uniq, fks] = await Promise.all([
-    client.query(COLUMNS_SQL, [oid]),
-    client.query(UNIQUE_SQL, [oid]),
-    client.query(FKEYS_SQL, [oid]),
-  ]);
+  // One client runs one query at a time: sequential, not Promise.all (pg deprecates queueing).
+  const cols = await client.query(COLUMNS_SQL, [oid]);
+  const uniq = await client.query(UNIQUE_SQL, [oid]);
+  const fks = await client.query(FKEYS_SQL, [oid]);
   let kind: DestinationTable['citus'] = 'local';
   let distributionColumn: string | null = null;
   if (citus.present) {

@@ -103,7 +103,8 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection):
   const found = rows.filter((r) => !exclude.has(`${r.schema}.${r.name}`));
   const missing = include.filter((q) => !rows.some((r) => `${r.schema}.${r.name}` === q) && !exclude.has(q));
   const relids = found.map((r) => r.relid);
-  const [cols, keys] = await Promise.all([client.query(COLUMNS_SQL, [relids]), client.query(PKEYS_SQL, [relids])]);
+  const cols = await client.query(COLUMNS_SQL, [relids]);
+  const keys = await client.query(PKEYS_SQL, [relids]);
   const types = await loadTypes(client, [...new Set(cols.rows.map((c) => c.typeoid as number))]);
   const keyByRel = new Map<number, string[]>(keys.rows.map((k) => [k.relid, k.cols]));
   const tables: TableInfo[] = found.map((r) => {

@@ -35,7 +35,7 @@ export interface SinkConnectorOptions {
   concurrency?: number;
   /** How often the topic list is re-read for new table topics. Default 10 s. */
   topicRefreshMs?: number;
-  /** Snapshot upsert groups at least this big go through COPY staging; Infinity: never. Default 5000. */
+  /** Upsert groups at least this big go through COPY staging (faster than unnest for big groups); Infinity: never. Default 5000. */
   stagingMinRows?: number;
   /** How often snapshot completion is checked. Default 2 s. */
   controlPollMs?: number;

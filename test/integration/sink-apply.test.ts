@@ -50,13 +50,13 @@ before(async () => {
 after(async () => {
   await producer?.disconnect().catch(() => {});
   await admin?.disconnect().catch(() => {});
-  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
+  for (const s of [SRC, DST, `${SRC}_st`, `${DST}_st`, `${SRC}_un`, `${DST}_un`]) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
   await db?.end().catch(() => {});
   for (const r of releases.reverse()) await r();
 });
 
-async function startSink(prefix: string, groupId: string, extra: Record<string, unknown> = {}): Promise<SinkConnector> {
-  return startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, extra), log, { topicRefreshMs: 500, controlPollMs: 200 });
+async function startSink(prefix: string, groupId: string, extra: Record<string, unknown> = {}, opts: { stagingMinRows?: number } = {}): Promise<SinkConnector> {
+  return startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, extra), log, { topicRefreshMs: 500, controlPollMs: 200, ...opts });
 }
 
 // Every type family of the value contract, with edge values; `big` is stored out of line (TOAST).
@@ -70,8 +70,8 @@ CREATE TABLE ${schema}.items (
   ints integer[], texts text[], grid integer[][], r int4range, tr tstzrange, mood ${schema}.mood, pos ${schema}.posint,
   pt point, big text)`;
 
-const ITEM_ROWS = `
-INSERT INTO ${SRC}.items VALUES
+const ITEM_ROWS = (schema: string) => `
+INSERT INTO ${schema}.items VALUES
  (1, -32768, 2147483647, 9223372036854775807, 1234567890.12, 'NaN', '-0', 'Infinity', true, 'it''s "q" \\ tab	nl
 end', 'hello', 'ab', '\\x00ff5c0a27', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": 1, "a": 2}', '{"k": [1, 2.50, null]}',
   '2024-02-29', '23:59:59.999999', '12:00:00+05:30', 'infinity', '2000-01-01 00:00:00.000001+00', 'P1Y2M3DT4H5M6.000007S',
@@ -90,69 +90,74 @@ end', 'hello', 'ab', '\\x00ff5c0a27', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{
   '05:05', '05:05+05', '2000-01-05 05:05', '2000-01-05 05:05+05', 'P5D', '5', '0101', '0101', '5.5.5.5', '5.5.5.0/24',
   '05:05:05:05:05:05', '{5,5}', '{five}', '{{5}}', '[5,6)', '[2000-01-05 00:00:00+00,2000-01-06 00:00:00+00)', 'ok', 5, '(5,5)', 'five')`;
 
-test('every type arrives value-exactly: snapshot, inserts, updates (unchanged TOAST kept), deletes, a key change', async () => {
-  await db.query(ITEMS_DDL(SRC));
-  await db.query(ITEMS_DDL(DST));
-  await db.query(ITEM_ROWS);
-  const prefix = uniqueTopic('sbapply');
-  const topic = `${prefix}.${SRC}.items`;
-  await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
-  const info = await tableInfo(db, SRC, 'items');
-  const t = await registerTable(registry, info, topic);
-  const rowsOf = (where = 'true') => textRows(db, `SELECT * FROM ${SRC}.items WHERE ${where} ORDER BY id`);
+for (const [path, stagingMinRows] of [['unnest', Infinity], ['COPY staging', 1]] as const) {
+  test(`every type arrives value-exactly via ${path}: snapshot, inserts, updates (unchanged TOAST kept), deletes, a key change`, async () => {
+    const S = `${SRC}_${stagingMinRows === 1 ? 'st' : 'un'}`;
+    const D = `${DST}_${stagingMinRows === 1 ? 'st' : 'un'}`;
+    await db.query(`CREATE SCHEMA ${S}; CREATE SCHEMA ${D}`);
+    await db.query(ITEMS_DDL(S));
+    await db.query(ITEMS_DDL(D));
+    await db.query(ITEM_ROWS(S));
+    const prefix = uniqueTopic('sbapply');
+    const topic = `${prefix}.${S}.items`;
+    await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
+    const info = await tableInfo(db, S, 'items');
+    const t = await registerTable(registry, info, topic);
+    const rowsOf = (where = 'true') => textRows(db, `SELECT * FROM ${S}.items WHERE ${where} ORDER BY id`);
 
-  // Snapshot of rows 1..5, then the sink starts while streaming changes follow.
-  await produceChanges(producer, t, (await rowsOf()).map((row) => ({ kind: 'read' as const, new: row })), { snapshot: true });
-  const sink = await startSink(prefix, `g-${ID}-apply`, { tables: { [`${SRC}.items`]: { schema: DST } } });
-  try {
-    await db.query(`INSERT INTO ${SRC}.items (id, t, big, mood, ints) VALUES (10, 'ten', repeat('z', 50000), 'sad', '{10}'), (11, 'eleven', NULL, NULL, NULL)`);
-    const inserted = await rowsOf('id >= 10');
-    // Row 1: an update that leaves the TOASTed `big` out (pgoutput's 'u' marker): the destination keeps its value.
-    await db.query(`UPDATE ${SRC}.items SET t = 'one, updated', num = 42.5, jb = '{"v": 2}' WHERE id = 1`);
-    const [one] = await rowsOf('id = 1');
-    const bigIdx = info.columns.findIndex((c) => c.name === 'big');
-    const oneToast = one.slice();
-    oneToast[bigIdx] = undefined;
-    // Row 2 twice in a row (collapse merges), row 3 deleted, row 4's key changes to 40 (delete + create).
-    await db.query(`UPDATE ${SRC}.items SET i4 = 22 WHERE id = 2`);
-    const [twoA] = await rowsOf('id = 2');
-    await db.query(`UPDATE ${SRC}.items SET i4 = 222, t = 'two' WHERE id = 2`);
-    const [twoB] = await rowsOf('id = 2');
-    const twoAToast = twoA.slice();
-    twoAToast[bigIdx] = undefined;
-    const twoBToast = twoB.slice();
-    twoBToast[bigIdx] = undefined;
-    const [three] = await rowsOf('id = 3');
-    await db.query(`DELETE FROM ${SRC}.items WHERE id = 3`);
-    const [four] = await rowsOf('id = 4');
-    await db.query(`UPDATE ${SRC}.items SET id = 40 WHERE id = 4`);
-    const [forty] = await rowsOf('id = 40');
-    await produceChanges(producer, t, [
-      ...inserted.map((row) => ({ kind: 'insert' as const, new: row })),
-      { kind: 'update', new: oneToast },
-      { kind: 'update', new: twoAToast },
-      { kind: 'update', new: twoBToast },
-      { kind: 'delete', key: keyTuple(info, three) },
-      { kind: 'update', key: keyTuple(info, four), new: forty },
-    ]);
-    await waitApplied(db, admin, `g-${ID}-apply`, [topic]);
-    const columns = info.columns.map((c) => c.name);
-    const want = await tableText(db, `${SRC}.items`, columns, 'id');
-    const got = await tableText(db, `${DST}.items`, columns, 'id');
-    assert.deepEqual(got.map((r) => r[0]), ['1', '2', '5', '10', '11', '40']);
-    for (let i = 0; i < want.length; i++) {
-      for (let c = 0; c < columns.length; c++) assert.equal(got[i][c], want[i][c], `row id=${want[i][0]} column ${columns[c]}`);
+    // Snapshot of rows 1..5, then the sink starts while streaming changes follow.
+    await produceChanges(producer, t, (await rowsOf()).map((row) => ({ kind: 'read' as const, new: row })), { snapshot: true });
+    const sink = await startSink(prefix, `g-${ID}-apply-${S}`, { tables: { [`${S}.items`]: { schema: D } } }, { stagingMinRows });
+    try {
+      await db.query(`INSERT INTO ${S}.items (id, t, big, mood, ints) VALUES (10, 'ten', repeat('z', 50000), 'sad', '{10}'), (11, 'eleven', NULL, NULL, NULL)`);
+      const inserted = await rowsOf('id >= 10');
+      // Row 1: an update that leaves the TOASTed `big` out (pgoutput's 'u' marker): the destination keeps its value.
+      await db.query(`UPDATE ${S}.items SET t = 'one, updated', num = 42.5, jb = '{"v": 2}' WHERE id = 1`);
+      const [one] = await rowsOf('id = 1');
+      const bigIdx = info.columns.findIndex((c) => c.name === 'big');
+      const oneToast = one.slice();
+      oneToast[bigIdx] = undefined;
+      // Row 2 twice in a row (collapse merges), row 3 deleted, row 4's key changes to 40 (delete + create).
+      await db.query(`UPDATE ${S}.items SET i4 = 22 WHERE id = 2`);
+      const [twoA] = await rowsOf('id = 2');
+      await db.query(`UPDATE ${S}.items SET i4 = 222, t = 'two' WHERE id = 2`);
+      const [twoB] = await rowsOf('id = 2');
+      const twoAToast = twoA.slice();
+      twoAToast[bigIdx] = undefined;
+      const twoBToast = twoB.slice();
+      twoBToast[bigIdx] = undefined;
+      const [three] = await rowsOf('id = 3');
+      await db.query(`DELETE FROM ${S}.items WHERE id = 3`);
+      const [four] = await rowsOf('id = 4');
+      await db.query(`UPDATE ${S}.items SET id = 40 WHERE id = 4`);
+      const [forty] = await rowsOf('id = 40');
+      await produceChanges(producer, t, [
+        ...inserted.map((row) => ({ kind: 'insert' as const, new: row })),
+        { kind: 'update', new: oneToast },
+        { kind: 'update', new: twoAToast },
+        { kind: 'update', new: twoBToast },
+        { kind: 'delete', key: keyTuple(info, three) },
+        { kind: 'update', key: keyTuple(info, four), new: forty },
+      ]);
+      await waitApplied(db, admin, `g-${ID}-apply-${S}`, [topic]);
+      const columns = info.columns.map((c) => c.name);
+      const want = await tableText(db, `${S}.items`, columns, 'id');
+      const got = await tableText(db, `${D}.items`, columns, 'id');
+      assert.deepEqual(got.map((r) => r[0]), ['1', '2', '5', '10', '11', '40']);
+      for (let i = 0; i < want.length; i++) {
+        for (let c = 0; c < columns.length; c++) assert.equal(got[i][c], want[i][c], `row id=${want[i][0]} column ${columns[c]}`);
+      }
+      const metrics = await sink.metrics.getSingleMetric('shardbridge_sink_events_applied_total')!.get();
+      const byOp = (op: string) => metrics.values.filter((v) => v.labels.op === op).reduce((n, v) => n + v.value, 0);
+      assert.equal(byOp('r'), 5);
+      assert.equal(byOp('c'), 3); // two inserts, and the key change's create
+      assert.equal(byOp('d'), 2);
+      assert.equal(byOp('u'), 3);
+    } finally {
+      await sink.stop();
     }
-    const metrics = await sink.metrics.getSingleMetric('shardbridge_sink_events_applied_total')!.get();
-    const byOp = (op: string) => metrics.values.filter((v) => v.labels.op === op).reduce((n, v) => n + v.value, 0);
-    assert.equal(byOp('r'), 5);
-    assert.equal(byOp('c'), 3); // two inserts, and the key change's create
-    assert.equal(byOp('d'), 2);
-    assert.equal(byOp('u'), 3);
-  } finally {
-    await sink.stop();
-  }
-});
+  });
+}
 
 test('truncate applies in order with the rows around it; mapped table and column names; truncate: ignore keeps rows', async () => {
   await db.query(`CREATE TABLE ${SRC}.notes (id int PRIMARY KEY, body text, n int)`);

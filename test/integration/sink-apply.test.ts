@@ -190,6 +190,24 @@ test('truncate applies in order with the rows around it; mapped table and column
   }
 });
 
+test('a table topic created after the sink started is picked up', async () => {
+  const prefix = uniqueTopic('sblate');
+  await db.query(`CREATE TABLE ${SRC}.late (id int PRIMARY KEY, v text)`);
+  await db.query(`CREATE TABLE ${DST}.late (id int PRIMARY KEY, v text)`);
+  const groupId = `g-${ID}-late`;
+  const sink = await startSink(prefix, groupId, { tables: { [`${SRC}.late`]: { schema: DST } } });
+  try {
+    const topic = `${prefix}.${SRC}.late`;
+    await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
+    const t = await registerTable(registry, await tableInfo(db, SRC, 'late'), topic);
+    await produceChanges(producer, t, [{ kind: 'insert', new: ['1', 'one'] }]);
+    await waitApplied(db, admin, groupId, [topic]);
+    assert.deepEqual((await db.query(`SELECT id, v FROM ${DST}.late`)).rows, [{ id: 1, v: 'one' }]);
+  } finally {
+    await sink.stop();
+  }
+});
+
 test('snapshot rows: unnest and COPY staging give the same table; rates on a 100k-row batch', async (t) => {
   await ensureSinkTables(db);
   const ddl = (name: string) =>

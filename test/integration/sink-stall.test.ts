@@ -109,6 +109,8 @@ test('a missing destination column stalls only its partition, with one clear err
     assert.match(stall.error, /column "extra" of relation "[^"]+\.wide" does not exist/);
     assert.match(stall.error, /ALTER TABLE "[^"]+"\."wide" ADD COLUMN "extra" numeric\(10,3\)/);
     assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions', { topic: wide.topic, reason: 'apply' }), 1);
+    const scraped = await (await fetch(`http://127.0.0.1:${sink.metricsPort}/metrics`)).text();
+    assert.match(scraped, new RegExp(`shardbridge_sink_stalled_partitions\\{[^}]*topic="${wide.topic.replace(/\./g, '\\.')}"[^}]*\\} 1`));
     assert.equal(await count('wide'), 0);
 
     // Other tables keep flowing while the partition is stalled and retried.
@@ -290,4 +292,21 @@ test('a destination restart mid-stream is retried, not stalled: every change lan
   } finally {
     await cluster.destroy();
   }
+});
+
+test('requireDistributed refuses to start while a mapped table is not distributed, naming it', async () => {
+  const prefix = uniqueTopic('sbreq');
+  await db.query(`CREATE TABLE ${DST}.plain_local (id int PRIMARY KEY)`);
+  await assert.rejects(
+    startSinkConnector(
+      sinkConfig({ ...servers, prefix, groupId: `g-${ID}-req` }, { citus: { requireDistributed: true }, tables: { [`${SRC}.plain_local`]: { schema: DST } } }),
+      log,
+      { metricsPort: null },
+    ),
+    (err: Error & { context?: Record<string, unknown> }) => {
+      assert.match(err.message, new RegExp(`not distributed or reference tables: ${DST}\\.plain_local`));
+      assert.equal(err.context?.key, 'citus.requireDistributed');
+      return true;
+    },
+  );
 });

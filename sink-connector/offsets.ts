@@ -58,8 +58,6 @@ export async function lockOffset(client: pg.ClientBase, groupId: string, topic: 
   return BigInt(rows[0].next_offset);
 }
 
-export const SET_OFFSET_SQL = 'UPDATE shardbridge.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3';
-
 /**
  * Offsets of one topic as `shardbridge replay` sets them: upsert of `next_offset` per
  * partition, in the caller's transaction.

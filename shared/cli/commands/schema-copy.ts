@@ -1,0 +1,98 @@
+/**
+ * `shardbridge schema copy`: create the selected source tables on the destination (types,
+ * owned sequences, constraints and indexes; foreign keys kept aside for cut-over), then
+ * distribute them with Citus before any data arrives. Reads the source catalog rather than
+ * pg_dump output: every object is checked against the destination one by one (idempotence),
+ * foreign keys must be split off, and keys may need extending — all easier on catalog rows
+ * than on dump text. The definitions still come from PostgreSQL's own deparsers.
+ */
+import pg from 'pg';
+import type { CommandContext } from '../main.ts';
+import { connectionConfig } from '../../config/common.ts';
+import { resolveTables } from '../../../source-connector/catalog.ts';
+import { mapTable } from '../../schema/mapping.ts';
+import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
+import { readDestinationState, readSchemaModel } from '../../schema/read.ts';
+
+export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
+  const sourceConfig = ctx.sourceConfig();
+  const sink = ctx.sinkConfig();
+  const dryRun = Boolean(opts.dryRun);
+  const src = new pg.Client(connectionConfig(sourceConfig.source, { application_name: 'shardbridge-schema-copy' }));
+  const dst = new pg.Client(connectionConfig(sink.destination, { application_name: 'shardbridge-schema-copy' }));
+  src.on('error', () => {});
+  dst.on('error', () => {});
+  try {
+    await src.connect();
+    const resolved = await resolveTables(src, sourceConfig.tables);
+    if (resolved.missing.length) {
+      ctx.err(`shardbridge schema copy: tables.include lists tables that do not exist on the source: ${resolved.missing.join(', ')}\n`);
+      return 1;
+    }
+    if (resolved.tables.length === 0) {
+      ctx.err('shardbridge schema copy: no source table matches tables.schemas / tables.include\n');
+      return 1;
+    }
+    const model = await readSchemaModel(src, resolved.tables.map((t) => t.relid));
+    const dist = resolveDistribution(strings(opts.distribute), strings(opts.reference), model.tables);
+    if (dist.errors.length) {
+      ctx.err(dist.errors.map((e) => `shardbridge schema copy: ${e}\n`).join(''));
+      return 2;
+    }
+    await dst.connect();
+    const state = await readDestinationState(dst, model, model.tables.map((t) => mapTable(t, sink.tables).destination));
+    const plan = planSchemaCopy(model, state, {
+      mapping: sink.tables,
+      distribute: dist.distribute,
+      reference: dist.reference,
+      colocate: Boolean(opts.colocate),
+      extendKeys: Boolean(opts.extendKeys),
+    });
+    if (plan.problems.length === 0 && !dryRun) await execute(dst, plan.steps);
+    report(plan, dryRun, Boolean(opts.json), ctx);
+    return plan.problems.length ? 1 : 0;
+  } finally {
+    await Promise.all([src.end().catch(() => {}), dst.end().catch(() => {})]);
+  }
+}
+
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+
+/** DDL in one transaction (a failure leaves nothing half-made); distribution calls after it, one by one. */
+async function execute(client: pg.Client, steps: Step[]): Promise<void> {
+  const ddl = steps.filter((s) => s.phase === 'ddl');
+  if (ddl.length) {
+    await client.query('BEGIN');
+    try {
+      for (const s of ddl) for (const sql of s.sql) await client.query(sql);
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    }
+  }
+  for (const s of steps.filter((x) => x.phase === 'distribute')) for (const sql of s.sql) await client.query(sql);
+}
+
+function report(plan: CopyPlan, dryRun: boolean, json: boolean, ctx: CommandContext): void {
+  const nothingToDo = plan.steps.length === 0 && plan.problems.length === 0;
+  if (json) {
+    const done = plan.problems.length === 0 && !dryRun;
+    ctx.out(JSON.stringify({ dryRun, done, nothingToDo, steps: plan.steps, notes: plan.notes, problems: plan.problems }, null, 2) + '\n');
+    return;
+  }
+  const lines: string[] = [];
+  if (plan.problems.length) {
+    lines.push('nothing changed: schema copy cannot create these faithfully', ...plan.problems.map((p) => `  FAIL  ${p}`));
+  } else if (dryRun) {
+    for (const s of plan.steps) lines.push(`-- ${s.action}: ${s.object}`, ...s.sql.map((x) => `${x};`), '');
+    if (nothingToDo) lines.push('-- nothing to do: the destination already has every selected object');
+  } else if (nothingToDo) {
+    lines.push('nothing to do: the destination already has every selected table, type and sequence');
+  } else {
+    const width = Math.max(...plan.steps.map((s) => s.action.length));
+    lines.push(...plan.steps.map((s) => `${s.action.padEnd(width)}  ${s.object}`));
+  }
+  lines.push(...plan.notes.map((n) => `${dryRun ? '-- ' : ''}note: ${n}`));
+  ctx.out(lines.join('\n') + '\n');
+}

@@ -1,0 +1,126 @@
+/**
+ * Pure DDL text for `schema copy`: types, sequences, tables (without foreign keys), indexes,
+ * key extension, the deferred foreign keys table and the Citus distribution calls. The
+ * definitions come from PostgreSQL's own deparsers (format_type, pg_get_expr,
+ * pg_get_constraintdef, pg_get_indexdef); only names are rewritten, through the mapping.
+ */
+import type { ColumnDef, ConstraintDef, IndexDef, SequenceDef, SequenceOptions, TableDef, TypeDef } from './model.ts';
+
+export const quoteIdent = (id: string): string => `"${id.replace(/"/g, '""')}"`;
+export const quoteLiteral = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+export const qualify = (t: { schema: string; name: string }): string => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+
+/** Where `cut-over` finds the foreign keys kept aside: `ALTER TABLE <table_name> ADD CONSTRAINT <constraint_name> <definition>`. */
+export const DEFERRED_FK_TABLE = 'shardbridge.deferred_foreign_keys';
+
+export function createSchemaSql(schema: string): string {
+  return `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`;
+}
+
+export function createTypeSql(t: TypeDef): string {
+  if (t.kind === 'enum') return `CREATE TYPE ${qualify(t)} AS ENUM (${t.labels.map(quoteLiteral).join(', ')})`;
+  if (t.kind === 'domain') {
+    const parts = [`CREATE DOMAIN ${qualify(t)} AS ${t.baseType}`];
+    if (t.default !== null) parts.push(`DEFAULT ${t.default}`);
+    if (t.notNull) parts.push('NOT NULL');
+    for (const c of t.checks) parts.push(`CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`);
+    return parts.join(' ');
+  }
+  throw new Error(`type ${t.schema}.${t.name} (typtype ${t.typtype}) is not created by schema copy`);
+}
+
+function sequenceOptions(s: SequenceOptions): string {
+  return `START WITH ${s.start} INCREMENT BY ${s.increment} MINVALUE ${s.min} MAXVALUE ${s.max} CACHE ${s.cache}${s.cycle ? ' CYCLE' : ' NO CYCLE'}`;
+}
+
+export function createSequenceSql(s: SequenceDef): string {
+  return `CREATE SEQUENCE ${qualify(s)} AS ${s.dataType} ${sequenceOptions(s)}`;
+}
+
+export function sequenceOwnedBySql(s: SequenceDef, table: { schema: string; name: string }, column: string): string {
+  return `ALTER SEQUENCE ${qualify(s)} OWNED BY ${qualify(table)}.${quoteIdent(column)}`;
+}
+
+export function columnSql(c: ColumnDef): string {
+  const parts = [quoteIdent(c.name), c.type];
+  if (c.collation) parts.push(`COLLATE ${c.collation}`);
+  if (c.generated !== null) parts.push(`GENERATED ALWAYS AS (${c.generated}) STORED`);
+  else if (c.identity) {
+    const seq = c.identitySequence;
+    const opts = seq ? ` (SEQUENCE NAME ${qualify(seq)} ${sequenceOptions(seq)})` : '';
+    parts.push(`GENERATED ${c.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY${opts}`);
+  } else if (c.default !== null) parts.push(`DEFAULT ${c.default}`);
+  if (c.notNull) parts.push('NOT NULL');
+  return parts.join(' ');
+}
+
+/** CREATE TABLE with columns and every constraint except foreign keys (kept aside for cut-over). */
+export function createTableSql(t: TableDef, dest: { schema: string; name: string }): string {
+  const lines = [
+    ...t.columns.map(columnSql),
+    ...t.constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
+  ];
+  return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)`;
+}
+
+/** pg_get_indexdef text aimed at the destination table, with IF NOT EXISTS. */
+export function indexSql(idx: IndexDef, t: TableDef, dest: { schema: string; name: string }): string {
+  const m = /^CREATE (UNIQUE )?INDEX (.+?) ON (ONLY )?/.exec(idx.definition);
+  if (!m) throw new Error(`unexpected index definition: ${idx.definition}`);
+  const rest = idx.definition.slice(m[0].length);
+  if (!rest.startsWith(`${t.printed} `)) throw new Error(`index ${idx.name} is not on ${t.printed}: ${idx.definition}`);
+  return `CREATE ${m[1] ?? ''}INDEX IF NOT EXISTS ${m[2]} ON ${m[3] ?? ''}${qualify(dest)}${rest.slice(t.printed.length)}`;
+}
+
+/** Does a primary key / unique constraint lack the column (and so needs extending for Citus)? */
+export function lacksColumn(c: ConstraintDef, column: string): boolean {
+  return (c.type === 'p' || c.type === 'u') && !c.columns.includes(column);
+}
+
+/**
+ * Drop and re-add a primary key or unique constraint with the distribution column appended.
+ * INCLUDE / WITH / tablespace clauses of the original are not carried over.
+ */
+export function extendKeySql(dest: { schema: string; name: string }, c: ConstraintDef, column: string): string {
+  if (c.type !== 'p' && c.type !== 'u') throw new Error(`constraint ${c.name} is not a primary key or unique constraint`);
+  const kind = c.type === 'p' ? 'PRIMARY KEY' : /^UNIQUE NULLS NOT DISTINCT\b/.test(c.definition) ? 'UNIQUE NULLS NOT DISTINCT' : 'UNIQUE';
+  const cols = [...c.columns, column].map(quoteIdent).join(', ');
+  return `ALTER TABLE ${qualify(dest)} DROP CONSTRAINT ${quoteIdent(c.name)}, ADD CONSTRAINT ${quoteIdent(c.name)} ${kind} (${cols})`;
+}
+
+export const DEFERRED_FK_TABLE_SQL = [
+  'CREATE SCHEMA IF NOT EXISTS shardbridge',
+  `CREATE TABLE IF NOT EXISTS ${DEFERRED_FK_TABLE} (
+  table_name text NOT NULL,
+  constraint_name text NOT NULL,
+  definition text NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_name, constraint_name)
+)`,
+];
+
+/**
+ * Keep a foreign key aside. `table_name` is the quoted destination name; references to
+ * tables the mapping renames are rewritten to their destination names.
+ */
+export function recordForeignKeySql(dest: { schema: string; name: string }, c: ConstraintDef, renames: Map<string, string>): string {
+  const definition = rewriteReferences(c.definition, renames);
+  return `INSERT INTO ${DEFERRED_FK_TABLE} (table_name, constraint_name, definition) VALUES (${quoteLiteral(qualify(dest))}, ${quoteLiteral(c.name)}, ${quoteLiteral(definition)}) ON CONFLICT (table_name, constraint_name) DO UPDATE SET definition = EXCLUDED.definition`;
+}
+
+/** `REFERENCES <printed source name>(` → `REFERENCES <destination name>(` for renamed tables. */
+export function rewriteReferences(definition: string, renames: Map<string, string>): string {
+  const m = /\bREFERENCES (.+?)\(/.exec(definition);
+  if (!m) return definition;
+  const to = renames.get(m[1]);
+  return to === undefined ? definition : definition.slice(0, m.index) + `REFERENCES ${to}(` + definition.slice(m.index + m[0].length);
+}
+
+export function distributeSql(dest: { schema: string; name: string }, column: string, colocateWith?: { schema: string; name: string }): string {
+  const colocate = colocateWith ? `, colocate_with => ${quoteLiteral(qualify(colocateWith))}` : '';
+  return `SELECT create_distributed_table(${quoteLiteral(qualify(dest))}, ${quoteLiteral(column)}${colocate})`;
+}
+
+export function referenceSql(dest: { schema: string; name: string }): string {
+  return `SELECT create_reference_table(${quoteLiteral(qualify(dest))})`;
+}

@@ -1,0 +1,84 @@
+/**
+ * Table definitions as read from a catalog (shared/schema/read.ts), the input of the pure
+ * DDL generator. Type names, defaults and definitions are PostgreSQL's own text, printed with
+ * an empty search_path so every user object is schema-qualified.
+ */
+
+export interface ColumnDef {
+  name: string;
+  /** `format_type`, e.g. `numeric(12,2)`, `public.mood`, `integer[]`. */
+  type: string;
+  notNull: boolean;
+  /** `pg_get_expr` of the default (absent for identity and generated columns). */
+  default: string | null;
+  /** `a` ALWAYS / `d` BY DEFAULT identity, or ''. */
+  identity: '' | 'a' | 'd';
+  /** Identity sequence options, when identity. */
+  identitySequence?: SequenceOptions & { schema: string; name: string };
+  /** Stored generated column expression. */
+  generated: string | null;
+  /** Non-default collation, already quoted (`pg_catalog."C"`). */
+  collation: string | null;
+}
+
+export interface ConstraintDef {
+  name: string;
+  /** p primary key, u unique, c check, x exclusion, f foreign key. */
+  type: 'p' | 'u' | 'c' | 'x' | 'f';
+  /** `pg_get_constraintdef`, e.g. `PRIMARY KEY (id)`, `FOREIGN KEY (a) REFERENCES public.t(id)`. */
+  definition: string;
+  columns: string[];
+}
+
+export interface IndexDef {
+  name: string;
+  /** `pg_get_indexdef`: `CREATE [UNIQUE] INDEX name ON schema.table USING ...`. */
+  definition: string;
+  unique: boolean;
+  /** Key columns by name (expressions left out). */
+  columns: string[];
+}
+
+export interface TableDef {
+  schema: string;
+  name: string;
+  /** `schema.table` as PostgreSQL prints it inside definitions (quote_ident rules). */
+  printed: string;
+  /** r table, p partitioned table. */
+  kind: 'r' | 'p';
+  unlogged: boolean;
+  columns: ColumnDef[];
+  constraints: ConstraintDef[];
+  indexes: IndexDef[];
+}
+
+export interface SequenceOptions {
+  /** `format_type` of the sequence data type: smallint, integer, bigint. */
+  dataType: string;
+  start: string;
+  increment: string;
+  min: string;
+  max: string;
+  cache: string;
+  cycle: boolean;
+}
+
+export interface SequenceDef extends SequenceOptions {
+  schema: string;
+  name: string;
+  /** The column owning it (serial), if any. */
+  ownedBy: { schema: string; table: string; column: string } | null;
+}
+
+export type TypeDef =
+  | { kind: 'enum'; schema: string; name: string; labels: string[] }
+  | { kind: 'domain'; schema: string; name: string; baseType: string; notNull: boolean; default: string | null; checks: { name: string; definition: string }[] }
+  /** Base, composite, range... types we do not create: they must exist on the destination (often from an extension). */
+  | { kind: 'other'; schema: string; name: string; typtype: string };
+
+export interface SchemaModel {
+  tables: TableDef[];
+  /** In dependency order (a domain after the types it is based on). */
+  types: TypeDef[];
+  sequences: SequenceDef[];
+}

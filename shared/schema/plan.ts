@@ -1,0 +1,227 @@
+/**
+ * Pure: what `schema copy` has to do, given the source model and what already exists on the
+ * destination. Every step is checked against the destination first, so a second run plans
+ * nothing. Problems (objects we cannot create faithfully) stop the command before it changes
+ * anything; notes explain what was skipped and why.
+ */
+import { splitQualifiedName } from '../../source-connector/catalog.ts';
+import type { SinkTableMapping } from '../../sink-connector/config.ts';
+import { mapTable } from './mapping.ts';
+import type { ConstraintDef, SchemaModel, TableDef } from './model.ts';
+import {
+  DEFERRED_FK_TABLE_SQL,
+  createSchemaSql,
+  createSequenceSql,
+  createTableSql,
+  createTypeSql,
+  distributeSql,
+  extendKeySql,
+  indexSql,
+  lacksColumn,
+  qualify,
+  recordForeignKeySql,
+  referenceSql,
+  sequenceOwnedBySql,
+} from './generate.ts';
+
+export interface DestinationTableState {
+  /** Primary key and unique constraints (for --extend-keys on an existing table). */
+  constraints: ConstraintDef[];
+  citus: 'distributed' | 'reference' | 'local';
+  distributionColumn: string | null;
+}
+
+export interface DestinationState {
+  citus: boolean;
+  schemas: Set<string>;
+  /** `schema.name` of existing types, sequences and tables. */
+  types: Set<string>;
+  sequences: Set<string>;
+  tables: Map<string, DestinationTableState>;
+  deferredTableExists: boolean;
+  /** `table_name` + NUL + `constraint_name` rows already kept aside. */
+  deferred: Set<string>;
+}
+
+export interface CopyOptions {
+  mapping?: Record<string, SinkTableMapping>;
+  /** Source `schema.table` → distribution column, in the order given. */
+  distribute: { table: string; column: string }[];
+  reference: string[];
+  colocate: boolean;
+  extendKeys: boolean;
+}
+
+export interface Step {
+  /** ddl runs in one transaction; distribute runs after it, call by call. */
+  phase: 'ddl' | 'distribute';
+  action: string;
+  object: string;
+  sql: string[];
+}
+
+export interface CopyPlan {
+  steps: Step[];
+  notes: string[];
+  problems: string[];
+}
+
+const key = (t: { schema: string; name: string }) => `${t.schema}.${t.name}`;
+
+export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts: CopyOptions): CopyPlan {
+  const steps: Step[] = [];
+  const notes: string[] = [];
+  const problems: string[] = [];
+  const mapped = new Map(model.tables.map((t) => [key(t), mapTable(t, opts.mapping)]));
+  const destOf = (t: TableDef) => mapped.get(key(t))!.destination;
+
+  for (const t of model.tables) {
+    const m = mapped.get(key(t))!;
+    if (Object.keys(m.columnMap).length && !dest.tables.has(key(m.destination))) {
+      problems.push(`${key(t)}: the sink mapping renames columns (${Object.entries(m.columnMap).map(([a, b]) => `${a} → ${b}`).join(', ')}); schema copy does not rename columns: create ${key(m.destination)} by hand`);
+    }
+    if (t.kind === 'p' && !dest.tables.has(key(m.destination))) problems.push(`${key(t)} is partitioned: create it and its partitions on the destination by hand`);
+  }
+  for (const ty of model.types) {
+    if (ty.kind === 'other' && !dest.types.has(key(ty))) {
+      problems.push(`type ${key(ty)} (typtype ${ty.typtype}) is missing on the destination and not created by schema copy: install it first (often CREATE EXTENSION)`);
+    }
+  }
+
+  // Schemas first: of tables, and of the types and sequences we create.
+  const schemas = new Set<string>();
+  for (const ty of model.types) if (ty.kind !== 'other' && !dest.types.has(key(ty))) schemas.add(ty.schema);
+  for (const s of model.sequences) if (!dest.sequences.has(key(s))) schemas.add(s.schema);
+  for (const t of model.tables) if (!dest.tables.has(key(destOf(t)))) schemas.add(destOf(t).schema);
+  for (const s of [...schemas].filter((x) => !dest.schemas.has(x)).sort()) {
+    steps.push({ phase: 'ddl', action: 'create schema', object: s, sql: [createSchemaSql(s)] });
+  }
+  for (const ty of model.types) {
+    if (ty.kind !== 'other' && !dest.types.has(key(ty))) steps.push({ phase: 'ddl', action: `create ${ty.kind}`, object: key(ty), sql: [createTypeSql(ty)] });
+  }
+  for (const s of model.sequences) {
+    if (!dest.sequences.has(key(s))) steps.push({ phase: 'ddl', action: 'create sequence', object: key(s), sql: [createSequenceSql(s)] });
+  }
+
+  for (const t of model.tables) {
+    const d = destOf(t);
+    if (dest.tables.has(key(d))) continue;
+    const owned = model.sequences.filter((s) => s.ownedBy && s.ownedBy.schema === t.schema && s.ownedBy.table === t.name);
+    steps.push({
+      phase: 'ddl',
+      action: 'create table',
+      object: key(d),
+      sql: [createTableSql(t, d), ...t.indexes.map((i) => indexSql(i, t, d)), ...owned.map((s) => sequenceOwnedBySql(s, d, s.ownedBy!.column))],
+    });
+    for (const c of t.columns.filter((c) => c.identity === 'a')) {
+      notes.push(`${key(d)}.${c.name} is GENERATED ALWAYS AS IDENTITY: rows copied into it must be inserted with OVERRIDING SYSTEM VALUE`);
+    }
+  }
+
+  // Foreign keys: kept aside for cut-over, never created now (tables are applied independently).
+  const renames = new Map<string, string>();
+  for (const t of model.tables) renames.set(t.printed, qualify(destOf(t)));
+  const fkSteps: Step[] = [];
+  for (const t of model.tables) {
+    for (const c of t.constraints.filter((x) => x.type === 'f')) {
+      const d = destOf(t);
+      if (dest.deferred.has(`${qualify(d)}\u0000${c.name}`)) continue;
+      fkSteps.push({ phase: 'ddl', action: 'keep foreign key aside', object: `${key(d)}.${c.name}`, sql: [recordForeignKeySql(d, c, renames)] });
+    }
+  }
+  if (fkSteps.length && !dest.deferredTableExists) steps.push({ phase: 'ddl', action: 'create table', object: 'shardbridge.deferred_foreign_keys', sql: DEFERRED_FK_TABLE_SQL });
+  steps.push(...fkSteps);
+
+  const byName = new Map(model.tables.map((t) => [key(t), t]));
+  if (opts.extendKeys && !dest.citus) {
+    if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
+  } else if (opts.extendKeys) {
+    for (const { table, column } of opts.distribute) {
+      const t = byName.get(table)!;
+      const d = destOf(t);
+      const existing = dest.tables.get(key(d));
+      const constraints = existing ? existing.constraints : t.constraints;
+      for (const c of constraints.filter((x) => lacksColumn(x, column))) {
+        steps.push({ phase: 'ddl', action: `add ${column} to ${c.type === 'p' ? 'primary key' : 'unique constraint'}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
+      }
+      if (!existing) {
+        for (const i of t.indexes.filter((x) => x.unique && !x.columns.includes(column))) {
+          notes.push(`unique index ${i.name} on ${key(d)} lacks ${column}: Citus refuses unique indexes without the distribution column; change it by hand`);
+        }
+      }
+    }
+  }
+
+  if (!dest.citus) {
+    for (const { table, column } of opts.distribute) {
+      notes.push(`plain PostgreSQL (no Citus): create_distributed_table for ${key(destOf(byName.get(table)!))} by ${column} skipped`);
+    }
+    for (const table of opts.reference) notes.push(`plain PostgreSQL (no Citus): create_reference_table for ${key(destOf(byName.get(table)!))} skipped`);
+    if (opts.colocate && opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --colocate has nothing to colocate');
+    return { steps, notes, problems };
+  }
+  for (const table of opts.reference) {
+    const d = destOf(byName.get(table)!);
+    const state = dest.tables.get(key(d));
+    if (state && state.citus !== 'local') {
+      if (state.citus !== 'reference') notes.push(`${key(d)} is already distributed by ${state.distributionColumn}: left as is`);
+      continue;
+    }
+    steps.push({ phase: 'distribute', action: 'create reference table', object: key(d), sql: [referenceSql(d)] });
+  }
+  let first: { schema: string; name: string } | undefined;
+  for (const { table, column } of opts.distribute) {
+    const d = destOf(byName.get(table)!);
+    const state = dest.tables.get(key(d));
+    const colocateWith = opts.colocate ? first : undefined;
+    first ??= d;
+    if (state && state.citus !== 'local') {
+      if (state.citus === 'reference' || state.distributionColumn !== column) {
+        notes.push(`${key(d)} is already ${state.citus === 'reference' ? 'a reference table' : `distributed by ${state.distributionColumn}`}: left as is (wanted ${column})`);
+      }
+      continue;
+    }
+    steps.push({ phase: 'distribute', action: `distribute by ${column}`, object: key(d), sql: [distributeSql(d, column, colocateWith)] });
+  }
+  return { steps, notes, problems };
+}
+
+/** `--distribute TABLE=COLUMN` / `--reference TABLE` names: `schema.table`, or a table name unique among the selected. */
+export function resolveTableArg(arg: string, tables: TableDef[]): { table?: TableDef; error?: string } {
+  const hasSchema = splitQualifiedName(arg, '\u0000').schema !== '\u0000';
+  const q = splitQualifiedName(arg);
+  const hits = tables.filter((t) => t.name === q.table && (!hasSchema || t.schema === q.schema));
+  if (hits.length === 1) return { table: hits[0] };
+  if (hits.length === 0) return { error: `${arg} is not among the selected source tables` };
+  return { error: `${arg} is ambiguous (${hits.map(key).join(', ')}): give schema.table` };
+}
+
+/** Parse and check `--distribute` / `--reference` against the selected tables; errors name the argument. */
+export function resolveDistribution(
+  distribute: string[],
+  reference: string[],
+  tables: TableDef[],
+): { distribute: { table: string; column: string }[]; reference: string[]; errors: string[] } {
+  const errors: string[] = [];
+  const dist: { table: string; column: string }[] = [];
+  for (const arg of distribute) {
+    const eq = arg.lastIndexOf('=');
+    if (eq <= 0 || eq === arg.length - 1) {
+      errors.push(`--distribute ${arg}: expected TABLE=COLUMN`);
+      continue;
+    }
+    const r = resolveTableArg(arg.slice(0, eq), tables);
+    const column = arg.slice(eq + 1);
+    if (!r.table) errors.push(`--distribute ${arg}: ${r.error}`);
+    else if (!r.table.columns.some((c) => c.name === column)) errors.push(`--distribute ${arg}: ${key(r.table)} has no column ${column}`);
+    else dist.push({ table: key(r.table), column });
+  }
+  const ref: string[] = [];
+  for (const arg of reference) {
+    const r = resolveTableArg(arg, tables);
+    if (!r.table) errors.push(`--reference ${arg}: ${r.error}`);
+    else if (dist.some((d) => d.table === key(r.table!))) errors.push(`--reference ${arg}: also given to --distribute`);
+    else ref.push(key(r.table));
+  }
+  return { distribute: dist, reference: ref, errors };
+}

@@ -1,0 +1,232 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  columnSql,
+  createSequenceSql,
+  createTableSql,
+  createTypeSql,
+  distributeSql,
+  extendKeySql,
+  indexSql,
+  recordForeignKeySql,
+  referenceSql,
+  rewriteReferences,
+} from '../../shared/schema/generate.ts';
+import type { ColumnDef, SchemaModel, SequenceDef, TableDef } from '../../shared/schema/model.ts';
+import { planSchemaCopy, resolveDistribution, type DestinationState } from '../../shared/schema/plan.ts';
+
+const col = (name: string, type: string, over: Partial<ColumnDef> = {}): ColumnDef => ({
+  name, type, notNull: false, default: null, identity: '', generated: null, collation: null, ...over,
+});
+
+const seq: SequenceDef = {
+  schema: 'public', name: 'customers_id_seq', dataType: 'integer', start: '1', increment: '1', min: '1', max: '2147483647', cache: '1', cycle: false,
+  ownedBy: { schema: 'public', table: 'customers', column: 'id' },
+};
+
+const customers: TableDef = {
+  schema: 'public', name: 'customers', printed: 'public.customers', kind: 'r', unlogged: false,
+  columns: [col('id', 'integer', { notNull: true, default: "nextval('public.customers_id_seq'::regclass)" }), col('email', 'text', { notNull: true })],
+  constraints: [
+    { name: 'customers_pkey', type: 'p', definition: 'PRIMARY KEY (id)', columns: ['id'] },
+    { name: 'customers_email_key', type: 'u', definition: 'UNIQUE (email)', columns: ['email'] },
+  ],
+  indexes: [],
+};
+
+const orders: TableDef = {
+  schema: 'public', name: 'orders', printed: 'public.orders', kind: 'r', unlogged: false,
+  columns: [
+    col('id', 'bigint', { notNull: true, identity: 'a', identitySequence: { schema: 'public', name: 'orders_id_seq', dataType: 'bigint', start: '1', increment: '1', min: '1', max: '9223372036854775807', cache: '1', cycle: false } }),
+    col('customer_id', 'integer', { notNull: true }),
+    col('amount', 'numeric(12,2)'),
+    col('region', 'text', { notNull: true, default: "'eu'::text" }),
+    col('doubled', 'numeric', { generated: '(amount * (2)::numeric)' }),
+    col('code', 'character varying(8)', { collation: 'pg_catalog."C"' }),
+  ],
+  constraints: [
+    { name: 'orders_pkey', type: 'p', definition: 'PRIMARY KEY (id)', columns: ['id'] },
+    { name: 'orders_amount_check', type: 'c', definition: 'CHECK ((amount >= (0)::numeric))', columns: ['amount'] },
+    { name: 'orders_customer_fk', type: 'f', definition: 'FOREIGN KEY (customer_id) REFERENCES public.customers(id) ON DELETE CASCADE', columns: ['customer_id'] },
+  ],
+  indexes: [
+    { name: 'orders_amount_idx', definition: 'CREATE INDEX orders_amount_idx ON public.orders USING btree (customer_id, amount DESC) WHERE (amount > (0)::numeric)', unique: false, columns: ['customer_id', 'amount'] },
+    { name: 'orders_code_key', definition: 'CREATE UNIQUE INDEX orders_code_key ON public.orders USING btree (code)', unique: true, columns: ['code'] },
+  ],
+};
+
+const model: SchemaModel = {
+  tables: [customers, orders],
+  types: [{ kind: 'enum', schema: 'public', name: 'mood', labels: ['sad', "it's ok"] }],
+  sequences: [seq],
+};
+
+const emptyDest = (over: Partial<DestinationState> = {}): DestinationState => ({
+  citus: false, schemas: new Set(['public']), types: new Set(), sequences: new Set(), tables: new Map(), deferredTableExists: false, deferred: new Set(), ...over,
+});
+
+test('types: enums quote labels; domains carry default, NOT NULL and named checks', () => {
+  assert.equal(createTypeSql(model.types[0]), `CREATE TYPE "public"."mood" AS ENUM ('sad', 'it''s ok')`);
+  assert.equal(
+    createTypeSql({ kind: 'domain', schema: 's', name: 'posint', baseType: 'integer', notNull: true, default: '1', checks: [{ name: 'pos', definition: 'CHECK ((VALUE > 0))' }] }),
+    'CREATE DOMAIN "s"."posint" AS integer DEFAULT 1 NOT NULL CONSTRAINT "pos" CHECK ((VALUE > 0))',
+  );
+  assert.throws(() => createTypeSql({ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }), /not created by schema copy/);
+});
+
+test('sequences keep type and options', () => {
+  assert.equal(createSequenceSql(seq), 'CREATE SEQUENCE "public"."customers_id_seq" AS integer START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 CACHE 1 NO CYCLE');
+});
+
+test('columns: identity with its sequence, generated, collation, default, NOT NULL', () => {
+  assert.equal(
+    columnSql(orders.columns[0]),
+    '"id" bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME "public"."orders_id_seq" START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE) NOT NULL',
+  );
+  assert.equal(columnSql(orders.columns[3]), `"region" text DEFAULT 'eu'::text NOT NULL`);
+  assert.equal(columnSql(orders.columns[4]), '"doubled" numeric GENERATED ALWAYS AS ((amount * (2)::numeric)) STORED');
+  assert.equal(columnSql(orders.columns[5]), '"code" character varying(8) COLLATE pg_catalog."C"');
+});
+
+test('CREATE TABLE has every constraint but the foreign key, under the destination name', () => {
+  const sql = createTableSql(orders, { schema: 'app', name: 'orders_v2' });
+  assert.match(sql, /^CREATE TABLE "app"\."orders_v2" \(\n {2}"id" bigint GENERATED ALWAYS AS IDENTITY/);
+  assert.match(sql, /CONSTRAINT "orders_pkey" PRIMARY KEY \(id\),\n {2}CONSTRAINT "orders_amount_check" CHECK \(\(amount >= \(0\)::numeric\)\)\n\)$/);
+  assert.doesNotMatch(sql, /FOREIGN KEY|REFERENCES/);
+  assert.match(createTableSql({ ...customers, unlogged: true }, customers), /^CREATE UNLOGGED TABLE/);
+});
+
+test('indexes are aimed at the destination table with IF NOT EXISTS', () => {
+  assert.equal(
+    indexSql(orders.indexes[0], orders, { schema: 'app', name: 'orders_v2' }),
+    'CREATE INDEX IF NOT EXISTS orders_amount_idx ON "app"."orders_v2" USING btree (customer_id, amount DESC) WHERE (amount > (0)::numeric)',
+  );
+  assert.equal(indexSql(orders.indexes[1], orders, orders), 'CREATE UNIQUE INDEX IF NOT EXISTS orders_code_key ON "public"."orders" USING btree (code)');
+  assert.throws(() => indexSql({ ...orders.indexes[0], definition: 'CREATE INDEX x ON public.other USING btree (a)' }, orders, orders), /not on public\.orders/);
+});
+
+test('--extend-keys: drop and re-add the constraint with the distribution column appended', () => {
+  const dest = { schema: 'public', name: 'orders' };
+  assert.equal(
+    extendKeySql(dest, orders.constraints[0], 'region'),
+    'ALTER TABLE "public"."orders" DROP CONSTRAINT "orders_pkey", ADD CONSTRAINT "orders_pkey" PRIMARY KEY ("id", "region")',
+  );
+  assert.equal(
+    extendKeySql(dest, { name: 'u1', type: 'u', definition: 'UNIQUE NULLS NOT DISTINCT (a, b)', columns: ['a', 'b'] }, 'region'),
+    'ALTER TABLE "public"."orders" DROP CONSTRAINT "u1", ADD CONSTRAINT "u1" UNIQUE NULLS NOT DISTINCT ("a", "b", "region")',
+  );
+  assert.throws(() => extendKeySql(dest, orders.constraints[1], 'region'), /not a primary key/);
+});
+
+test('foreign keys kept aside: quoted destination name, references rewritten for renamed tables', () => {
+  const renames = new Map([['public.customers', '"crm"."clients"']]);
+  assert.equal(rewriteReferences(orders.constraints[2].definition, renames), 'FOREIGN KEY (customer_id) REFERENCES "crm"."clients"(id) ON DELETE CASCADE');
+  assert.equal(rewriteReferences(orders.constraints[2].definition, new Map()), orders.constraints[2].definition);
+  assert.equal(
+    recordForeignKeySql({ schema: 'public', name: "o'rders" }, orders.constraints[2], new Map()),
+    `INSERT INTO shardbridge.deferred_foreign_keys (table_name, constraint_name, definition) VALUES ('"public"."o''rders"', 'orders_customer_fk', 'FOREIGN KEY (customer_id) REFERENCES public.customers(id) ON DELETE CASCADE') ON CONFLICT (table_name, constraint_name) DO UPDATE SET definition = EXCLUDED.definition`,
+  );
+});
+
+test('Citus calls: distribution with colocation, reference tables', () => {
+  assert.equal(distributeSql({ schema: 'public', name: 'orders' }, 'region'), `SELECT create_distributed_table('"public"."orders"', 'region')`);
+  assert.equal(
+    distributeSql({ schema: 'public', name: 'items' }, 'region', { schema: 'public', name: 'orders' }),
+    `SELECT create_distributed_table('"public"."items"', 'region', colocate_with => '"public"."orders"')`,
+  );
+  assert.equal(referenceSql({ schema: 'public', name: 'customers' }), `SELECT create_reference_table('"public"."customers"')`);
+});
+
+const opts = { distribute: [] as { table: string; column: string }[], reference: [] as string[], colocate: false, extendKeys: false };
+const summary = (p: ReturnType<typeof planSchemaCopy>) => p.steps.map((s) => `${s.phase} ${s.action} ${s.object}`);
+
+test('plan on an empty destination: types, sequences, tables (with indexes and OWNED BY), FKs aside', () => {
+  const p = planSchemaCopy(model, emptyDest(), opts);
+  assert.deepEqual(summary(p), [
+    'ddl create enum public.mood',
+    'ddl create sequence public.customers_id_seq',
+    'ddl create table public.customers',
+    'ddl create table public.orders',
+    'ddl create table shardbridge.deferred_foreign_keys',
+    'ddl keep foreign key aside public.orders.orders_customer_fk',
+  ]);
+  assert.equal(p.steps[2].sql[1], 'ALTER SEQUENCE "public"."customers_id_seq" OWNED BY "public"."customers"."id"');
+  assert.equal(p.steps[3].sql.length, 3);
+  assert.match(p.notes.join('\n'), /orders\.id is GENERATED ALWAYS AS IDENTITY: .*OVERRIDING SYSTEM VALUE/);
+  assert.deepEqual(p.problems, []);
+});
+
+test('plan when everything exists: nothing to do', () => {
+  const dest = emptyDest({
+    types: new Set(['public.mood']),
+    sequences: new Set(['public.customers_id_seq']),
+    tables: new Map([['public.customers', { constraints: [], citus: 'local', distributionColumn: null }], ['public.orders', { constraints: [], citus: 'local', distributionColumn: null }]]),
+    deferredTableExists: true,
+    deferred: new Set(['"public"."orders"\u0000orders_customer_fk']),
+  });
+  assert.deepEqual(planSchemaCopy(model, dest, opts).steps, []);
+});
+
+test('plan on plain PostgreSQL: distribution, reference, colocation and key extension skipped with notes', () => {
+  const p = planSchemaCopy(model, emptyDest(), { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: ['public.customers'], colocate: true, extendKeys: true });
+  assert.ok(p.steps.every((s) => s.phase === 'ddl' && !/add region/.test(s.action)));
+  assert.deepEqual(p.notes.filter((n) => n.startsWith('plain PostgreSQL')), [
+    'plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source',
+    'plain PostgreSQL (no Citus): create_distributed_table for public.orders by region skipped',
+    'plain PostgreSQL (no Citus): create_reference_table for public.customers skipped',
+    'plain PostgreSQL (no Citus): --colocate has nothing to colocate',
+  ]);
+});
+
+test('plan on Citus: extend keys, reference first, distribute with colocation; already distributed is left alone', () => {
+  const items: TableDef = { ...orders, name: 'items', printed: 'public.items', constraints: [orders.constraints[0]], indexes: [] };
+  const m: SchemaModel = { ...model, tables: [customers, orders, items] };
+  const dist = [{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }];
+  const p = planSchemaCopy(m, emptyDest({ citus: true }), { ...opts, distribute: dist, reference: ['public.customers'], colocate: true, extendKeys: true });
+  const tail = summary(p).slice(-5);
+  assert.deepEqual(tail, [
+    'ddl add region to primary key public.orders.orders_pkey',
+    'ddl add region to primary key public.items.orders_pkey',
+    'distribute create reference table public.customers',
+    'distribute distribute by region public.orders',
+    'distribute distribute by region public.items',
+  ]);
+  assert.equal(p.steps.at(-1)!.sql[0], `SELECT create_distributed_table('"public"."items"', 'region', colocate_with => '"public"."orders"')`);
+  assert.match(p.notes.join('\n'), /unique index orders_code_key on public\.orders lacks region/);
+
+  // Second run: keys extended and tables distributed on the destination.
+  const state = (citus: 'distributed' | 'reference', pk: string[]) => ({ constraints: [{ name: 'orders_pkey', type: 'p' as const, definition: '', columns: pk }], citus, distributionColumn: citus === 'distributed' ? 'region' : null });
+  const done = emptyDest({
+    citus: true, types: new Set(['public.mood']), sequences: new Set(['public.customers_id_seq']), deferredTableExists: true,
+    deferred: new Set(['"public"."orders"\u0000orders_customer_fk', '"public"."items"\u0000orders_customer_fk']),
+    tables: new Map([['public.customers', state('reference', ['id'])], ['public.orders', state('distributed', ['id', 'region'])], ['public.items', state('distributed', ['id', 'region'])]]),
+  });
+  assert.deepEqual(planSchemaCopy(m, done, { ...opts, distribute: dist, reference: ['public.customers'], colocate: true, extendKeys: true }).steps, []);
+});
+
+test('plan problems: column renames, partitioned tables and missing non-enum types stop the copy', () => {
+  const p = planSchemaCopy(
+    { ...model, tables: [customers, { ...orders, kind: 'p' }], types: [{ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }] },
+    emptyDest(),
+    { ...opts, mapping: { 'public.customers': { columns: { email: 'mail' } } } },
+  );
+  assert.equal(p.problems.length, 3);
+  assert.match(p.problems[0], /renames columns \(email → mail\)/);
+  assert.match(p.problems[1], /public\.orders is partitioned/);
+  assert.match(p.problems[2], /type public\.citext .*CREATE EXTENSION/);
+});
+
+test('resolveDistribution checks table and column names', () => {
+  const r = resolveDistribution(['orders=region', 'public.customers=email', 'bad', 'orders=nope', 'x.orders=id'], ['customers', 'nosuch'], [customers, orders]);
+  assert.deepEqual(r.distribute, [{ table: 'public.orders', column: 'region' }, { table: 'public.customers', column: 'email' }]);
+  assert.deepEqual(r.reference, []);
+  assert.deepEqual(r.errors, [
+    '--distribute bad: expected TABLE=COLUMN',
+    '--distribute orders=nope: public.orders has no column nope',
+    '--distribute x.orders=id: x.orders is not among the selected source tables',
+    '--reference customers: also given to --distribute',
+    '--reference nosuch: nosuch is not among the selected source tables',
+  ]);
+  const twice = resolveDistribution(['orders=id'], [], [orders, { ...orders, schema: 'other' }]);
+  assert.match(twice.errors[0], /ambiguous \(public\.orders, other\.orders\)/);
+});

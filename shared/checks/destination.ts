@@ -84,7 +84,7 @@ function judgeColumns(t: TableComparison): Finding[] {
       out.push({ level: 'WARN', check: 'column', object: `${dest}.${dc.name}`, message: `destination-only column ${dc.name} is NOT NULL: inserts from the source fail unless it has a default`, remedy: `give it a DEFAULT, or ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(dc.name)} DROP NOT NULL;` });
     }
   }
-  if (out.length === 0) out.push({ level: 'PASS', check: 'columns', object: dest, message: `${t.source.columns.length} columns with the source's types` });
+  if (out.length === 0) out.push({ level: 'PASS', check: 'columns', object: dest, message: `${t.source.columns.length} column${t.source.columns.length === 1 ? '' : 's'} with the source's types` });
   return out;
 }
 

@@ -1,0 +1,131 @@
+/**
+ * Start-up errors of `shardbridge source` through the real executable: each one exits 2 with
+ * a message saying what is wrong and how to fix it, prints no password, and creates nothing
+ * on the source (no publication, no slot). Kafka and the registry are never reached: the
+ * checks come first, so their addresses here point nowhere.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import { freePort, waitFor } from '../../shared/devstack/ports.ts';
+import { RawPgoutputPlugin } from '../../source-connector/raw-pgoutput-plugin.ts';
+import { startTestSource } from '../helpers/postgres.ts';
+
+const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
+const SECRET = 'Pw-n0t-in-0utput';
+const dir = mkdtempSync(join(tmpdir(), 'sb-source-startup-'));
+let cluster: PgCluster;
+let admin: pg.Client;
+
+before(async () => {
+  cluster = await startTestSource();
+  admin = new pg.Client({ connectionString: cluster.url() });
+  await admin.connect();
+  await admin.query(`
+    CREATE TABLE good (id int PRIMARY KEY, v text);
+    CREATE TABLE nokey_a (v text);
+    CREATE TABLE nokey_b (id int, v text);
+    CREATE SCHEMA other;
+    CREATE TABLE other.fine (id int PRIMARY KEY);`);
+});
+
+after(async () => {
+  await admin?.end();
+  await cluster?.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function config(name: string, source: object, extra: object = {}): string {
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, JSON.stringify({ source, kafka: { brokers: ['127.0.0.1:1'] }, schemaRegistry: { url: 'http://127.0.0.1:1' }, metricsPort: 0, ...extra }));
+  return file;
+}
+
+function runSource(file: string): Promise<{ code: number; stderr: string; stdout: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
+  return new Promise((resolve) => {
+    execFile(BIN, ['source', '--config', file], { env: { ...env, LOG_LEVEL: 'error' }, timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function nothingCreated(c: pg.Client, publication = 'shardbridge_pub', slot = 'shardbridge_slot'): Promise<void> {
+  const pubs = await c.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication]);
+  const slots = await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  assert.equal(pubs.rowCount, 0, 'a publication was created');
+  assert.equal(slots.rowCount, 0, 'a slot was created');
+}
+
+test('unreachable source: exit 2 naming host and port, without the password', async () => {
+  const port = await freePort();
+  const r = await runSource(config('unreachable', { url: `postgres://replicator:${SECRET}@127.0.0.1:${port}/app` }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`cannot connect to the source PostgreSQL at 127\\.0\\.0\\.1:${port}`));
+  assert.match(r.stderr, /ECONNREFUSED/);
+  assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+});
+
+test('a listed table that does not exist: exit 2 naming it', async () => {
+  const r = await runSource(config('missing', { url: cluster.url() }, { tables: { include: ['public.good', 'public.nope'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /FAIL\s+table exists\s+public\.nope\s+table public\.nope is listed in tables\.include but does not exist/);
+  await nothingCreated(admin);
+});
+
+test('tables without a primary key: exit 2 listing every one, with the remedy', async () => {
+  const r = await runSource(config('nokey', { url: cluster.url() }, { tables: { schemas: ['public', 'other'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /table public\.nokey_a has no primary key/);
+  assert.match(r.stderr, /table public\.nokey_b has no primary key/);
+  assert.match(r.stderr, /ALTER TABLE public\.nokey_a ADD PRIMARY KEY/);
+  assert.match(r.stderr, /or add "public\.nokey_b" to tables\.exclude/);
+  assert.doesNotMatch(r.stderr, /public\.good has no primary key|other\.fine has no primary key/);
+  await nothingCreated(admin);
+});
+
+test('the slot is active in another process: exit 2 saying so', async (t) => {
+  await admin.query(`CREATE PUBLICATION holder_pub FOR TABLE good`);
+  await admin.query(`SELECT pg_create_logical_replication_slot('held_slot', 'pgoutput')`);
+  const holder = new LogicalReplicationService({ connectionString: cluster.url() }, { acknowledge: { auto: false, timeoutSeconds: 0 } });
+  holder.on('error', () => {});
+  void holder.subscribe(new RawPgoutputPlugin({ publicationNames: ['holder_pub'] }), 'held_slot', '0/0').catch(() => {});
+  t.after(async () => {
+    await holder.destroy();
+    await waitFor('held_slot released', async () => !(await admin.query(`SELECT active FROM pg_replication_slots WHERE slot_name = 'held_slot'`)).rows[0].active);
+    await admin.query(`SELECT pg_drop_replication_slot('held_slot'); DROP PUBLICATION holder_pub`);
+  });
+  await waitFor('held_slot active', async () => (await admin.query(`SELECT active FROM pg_replication_slots WHERE slot_name = 'held_slot'`)).rows[0].active);
+  const r = await runSource(config('active', { url: cluster.url() }, { tables: { include: ['public.good'] }, slotName: 'held_slot' }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /replication slot "held_slot" is active in another process \(pid \d+\)/);
+  assert.match(r.stderr, /remedy: stop the other connector, or use a different slotName/);
+  const pubs = await admin.query(`SELECT 1 FROM pg_publication WHERE pubname = 'shardbridge_pub'`);
+  assert.equal(pubs.rowCount, 0);
+});
+
+test('wal_level replica: exit 2 with the lines to add and that a restart is needed', async (t) => {
+  const replica = await startTestSource({ wal_level: 'replica' });
+  const c = new pg.Client({ connectionString: replica.url() });
+  t.after(async () => {
+    await c.end();
+    await replica.destroy();
+  });
+  await c.connect();
+  await c.query('CREATE TABLE t (id int PRIMARY KEY)');
+  const r = await runSource(config('replica', { url: replica.url() }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /wal_level is 'replica', logical replication needs 'logical'/);
+  assert.match(r.stderr, /wal_level = logical/);
+  assert.match(r.stderr, /max_replication_slots = 5/);
+  assert.match(r.stderr, /max_wal_senders = 5/);
+  assert.match(r.stderr, /a restart of the source server is required/);
+  await nothingCreated(c);
+});

@@ -220,6 +220,11 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   withConfigs(program.command('status'))
     .description('show progress: snapshot state, replication slot lag, consumer lag, last applied positions')
+    .option('--json', 'print the status as one JSON object on stdout (with --watch: one per line)')
+    .option('--watch', 'refresh in place until Ctrl-C')
+    .option('--interval <s>', 'seconds between refreshes with --watch (default: 2)', intArg('a number of seconds (1 or more)', 1))
+    .option('--sample-seconds <n>', 'seconds between the two samples of applied offsets the catch-up estimate comes from (default: 2; 0: no estimate)', intArg('a number of seconds (0 or more)', 0))
+    .option('--sink-metrics <url>', "the sink's metrics endpoint (default: http://127.0.0.1:<metricsPort>/metrics, skipped when not reachable)")
     .action(act('status'));
 
   program
@@ -237,10 +242,19 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   withConfigs(program.command('cutover'))
     .description('switch writes to the destination: wait for the sink to catch up, then move sequences past the source')
+    .option('--yes', 'do not ask: writes to the source have stopped')
+    .option('--verify-only', 'only compare every table (row counts and checksums per key range), at any time')
+    .option('--sequence-margin <n>', 'set destination sequences to the source value plus this (default: 1000; never lowers one)', intArg('a non-negative integer', 0))
+    .option('--timeout <s>', 'seconds to wait for the connectors to catch up (default: 300)', intArg('a number of seconds (1 or more)', 1))
+    .option('--json', 'print the go / no-go report as one JSON object on stdout')
     .action(act('cutover'));
 
   withConfigs(program.command('cleanup'))
     .description('remove what migration left on the source (replication slot, publication) once it is no longer needed')
+    .option('--force', 'drop even while the sink has not applied everything or the source connector still streams')
+    .option('--drop-control-tables', "also drop the connectors' tables on the destination (schema shardbridge, shardbridge_staging)")
+    .option('--drop-topics', 'also delete the change topics and control topics from Kafka')
+    .option('--json', 'print what was checked and dropped as one JSON object on stdout')
     .action(act('cleanup'));
 
   const schema = program.command('schema').description('table definitions: `schema copy` creates the source tables on the destination');

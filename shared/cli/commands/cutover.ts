@@ -1,0 +1,359 @@
+/**
+ * `shardbridge cutover [--yes] [--verify-only] [--sequence-margin N] [--timeout S] [--json]`:
+ *  1. ask on the terminal (or with --yes assume) that writes to the source have stopped, and
+ *     record the source's WAL position; a heartbeat message is written after it so that an
+ *     idle source still gives the slot something to confirm past it;
+ *  2. wait, with progress on stderr, until the slot's confirmed_flush_lsn reaches it (the
+ *     source connector has everything before it in Kafka), then until the sink has applied
+ *     every table topic up to the end offsets of that moment (`shardbridge.sink_offsets`);
+ *  3. move every destination sequence owned by a selected table to the source value plus
+ *     the margin, never lower: `setval(seq, greatest(current, source + margin))`;
+ *  4. verify every table (verifyTables: counts and checksums per key range; a difference
+ *     names the table, the key range and sample keys) — `--verify-only` runs only this;
+ *  5. create the foreign keys `schema copy` kept aside in `shardbridge.deferred_foreign_keys`
+ *     (only after a clean verification), marking them done (`created_at`);
+ *  6. print the go / no-go report. Exit 0 on go, 1 on no-go, 2 when not confirmed on a non-terminal.
+ *
+ * Every step is idempotent: after a no-go, fix the cause and run it again.
+ */
+import { createInterface } from 'node:readline/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import type { CommandContext } from '../main.ts';
+import type { SinkConfig } from '../../../sink-connector/config.ts';
+import type { SourceConfig } from '../../../source-connector/config.ts';
+import { ownedSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
+import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
+import { connectionConfig } from '../../config/common.ts';
+import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
+import { mapTable, verifyTableFor } from '../../schema/mapping.ts';
+import { verifyTables } from '../../verify/index.ts';
+import {
+  judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine,
+  type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
+} from '../../migration/cutover.ts';
+import {
+  commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
+} from '../../migration/gather.ts';
+
+const POLL_MS = 500;
+const PROGRESS_EVERY_MS = 2_000;
+const HEARTBEAT_EVERY_MS = 5_000;
+
+class Interrupted extends Error {}
+
+export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
+  const source = ctx.sourceConfig();
+  const sink = ctx.sinkConfig();
+  const verifyOnly = Boolean(opts.verifyOnly);
+  const margin = typeof opts.sequenceMargin === 'number' ? opts.sequenceMargin : 1000;
+  const timeoutMs = 1000 * (typeof opts.timeout === 'number' ? opts.timeout : 300);
+  const progress = (text: string) => ctx.err(`cutover: ${text}\n`);
+
+  if (!verifyOnly && !opts.yes) {
+    if (!process.stdin.isTTY) {
+      ctx.err('shardbridge cutover: stop the writes to the source first, then confirm with --yes (stdin is not a terminal to ask on)\n');
+      return 2;
+    }
+    if (!(await askWritesStopped(source))) {
+      ctx.err('shardbridge cutover: cancelled: nothing was changed\n');
+      return 1;
+    }
+  }
+
+  const abort = new AbortController();
+  let stoppedBy: ShutdownSignal | null = null;
+  const unregister = ctx.onShutdown((signal) => {
+    stoppedBy = signal;
+    abort.abort();
+  });
+  const steps: StepResult[] = [];
+  const step = async (name: StepName, fn: () => Promise<{ ok: boolean; detail: string }>): Promise<boolean> => {
+    const t0 = Date.now();
+    try {
+      const r = await fn();
+      steps.push({ step: name, status: r.ok ? 'ok' : 'failed', detail: r.detail, ms: Date.now() - t0 });
+      return r.ok;
+    } catch (e) {
+      if (e instanceof Interrupted) throw e;
+      steps.push({ step: name, status: 'failed', detail: errorText(e), ms: Date.now() - t0 });
+      return false;
+    }
+  };
+  const skip = (name: StepName, detail: string) => steps.push({ step: name, status: 'skipped', detail, ms: 0 });
+
+  let src: pg.Client | undefined;
+  let dst: pg.Client | undefined;
+  let recordedLsn: string | null = null;
+  let sequences: SequenceResult[] = [];
+  let tables: TableVerdict[] = [];
+  let foreignKeys: ForeignKeyResult[] = [];
+  const kafka = commandKafka(sink, ctx.logger, 'shardbridge-cutover');
+  const admin = kafka.admin();
+  try {
+    src = await connectPg(source.source, 'shardbridge-cutover');
+    dst = await connectPg(sink.destination, 'shardbridge-cutover');
+    const selected = await sourceTables(src, source, sink);
+    const deadline = Date.now() + timeoutMs;
+
+    let caughtUp = true;
+    if (!verifyOnly) {
+      const s = src;
+      const d = dst;
+      await step('confirm', async () => {
+        recordedLsn = await recordPosition(s);
+        return { ok: true, detail: `writes to the source stopped (${opts.yes ? '--yes' : 'confirmed'}); source position ${recordedLsn}` };
+      });
+      caughtUp =
+        (await step('source caught up', () => waitSource(s, source, recordedLsn!, deadline, abort.signal, progress))) &&
+        (await step('sink caught up', () => waitSink(d, admin, source, sink, selected, deadline, abort.signal, progress)));
+      if (!caughtUp) {
+        for (const n of ['source caught up', 'sink caught up'] as const) if (!steps.some((x) => x.step === n)) skip(n, 'an earlier step failed');
+        skip('sequences', 'the connectors did not catch up');
+      } else {
+        await step('sequences', async () => {
+          sequences = await fixSequences(s, d, selected, sink, margin);
+          const moved = sequences.filter((x) => x.status === 'moved').length;
+          const bad = sequences.filter((x) => x.status === 'failed' || x.status === 'no destination sequence').length;
+          return { ok: bad === 0, detail: `${sequences.length} sequence(s): ${moved} moved, ${sequences.length - moved - bad} already ahead or unused${bad ? `, ${bad} failed` : ''}` };
+        });
+      }
+    }
+
+    if (!caughtUp) skip('verify', 'the connectors did not catch up: the tables cannot be equal yet');
+    else {
+      progress(`verifying ${selected.length} table(s)`);
+      await step('verify', async () => {
+        const report = await verifyTables({
+          source: connectionConfig(source.source, { application_name: 'shardbridge-cutover' }),
+          destination: connectionConfig(sink.destination, { application_name: 'shardbridge-cutover' }),
+          tables: selected.map((t) => verifyTableFor(t.info, sink.tables)),
+          ranges: 16,
+          sampleKeys: 5,
+        });
+        tables = verifySummary(report);
+        const bad = tables.filter((t) => !t.match).length;
+        return { ok: bad === 0, detail: bad === 0 ? `${tables.length} table(s) equal (${(report.durationMs / 1000).toFixed(1)} s)` : `${bad} of ${tables.length} table(s) differ` };
+      });
+    }
+
+    if (!verifyOnly) {
+      const verified = steps.some((x) => x.step === 'verify' && x.status === 'ok');
+      if (!verified) skip('foreign keys', 'created only after a clean verification');
+      else {
+        const d = dst;
+        await step('foreign keys', async () => {
+          foreignKeys = await createDeferredForeignKeys(d);
+          const failed = foreignKeys.filter((f) => f.status === 'failed').length;
+          const created = foreignKeys.filter((f) => f.status === 'created').length;
+          return { ok: failed === 0, detail: foreignKeys.length === 0 ? 'none kept aside' : `${created} created, ${foreignKeys.length - created - failed} already there${failed ? `, ${failed} failed` : ''}` };
+        });
+      }
+    }
+  } catch (e) {
+    if (e instanceof Interrupted || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
+    steps.push({ step: steps.length === 0 ? (verifyOnly ? 'verify' : 'confirm') : steps[steps.length - 1].step, status: 'failed', detail: errorText(e), ms: 0 });
+  } finally {
+    unregister();
+    await Promise.all([src?.end().catch(() => {}), dst?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
+  }
+
+  const report = judgeCutover({ verifyOnly, recordedLsn, margin, steps, sequences, tables, foreignKeys });
+  ctx.out(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderCutover(report));
+  return report.go ? 0 : 1;
+}
+
+async function askWritesStopped(source: SourceConfig): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`Have all writes to the source database (${source.source.database ?? source.source.url ?? 'source'}) stopped? [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/**
+ * The position every change made so far ends before: the WAL insert position (≥ pg_current_wal_lsn(),
+ * which is the write position and may lag behind asynchronous commits). A non-transactional
+ * heartbeat written after it lets an idle source connector confirm past it.
+ */
+async function recordPosition(client: pg.ClientBase): Promise<string> {
+  const { rows } = await client.query(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
+  await heartbeat(client);
+  return rows[0].lsn;
+}
+
+async function heartbeat(client: pg.ClientBase): Promise<void> {
+  await client.query(`SELECT pg_logical_emit_message(false, $1, 'cutover')`, [HEARTBEAT_PREFIX]);
+}
+
+function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new Interrupted('interrupted');
+}
+
+async function waitSource(
+  client: pg.ClientBase,
+  source: SourceConfig,
+  target: string,
+  deadline: number,
+  signal: AbortSignal,
+  progress: (t: string) => void,
+): Promise<{ ok: boolean; detail: string }> {
+  let shown = 0;
+  let beat = Date.now();
+  for (;;) {
+    checkAborted(signal);
+    const slot = await readSlot(client, source.slotName);
+    if (!slot) return { ok: false, detail: `replication slot ${source.slotName} does not exist on the source` };
+    if (slot.walStatus === 'lost') return { ok: false, detail: `replication slot ${source.slotName} was invalidated (wal_status = lost): changes were lost, a new snapshot is needed` };
+    const s = sourceCaughtUp(target, slot.confirmedLsn);
+    if (s.done) return { ok: true, detail: `slot confirmed ${slot.confirmedLsn} ≥ ${target}` };
+    if (Date.now() > deadline) {
+      const why = slot.active ? 'the source connector streams but has not confirmed it' : 'no source connector streams from the slot: start it';
+      return { ok: false, detail: `timed out: the slot confirmed ${slot.confirmedLsn ?? 'nothing'}, short of ${target} (${why})` };
+    }
+    if (Date.now() - shown > PROGRESS_EVERY_MS) {
+      progress(waitProgressLine('source', { behindBytes: s.behindBytes }) + (slot.active ? '' : ' (no source connector streams from the slot)'));
+      shown = Date.now();
+    }
+    if (Date.now() - beat > HEARTBEAT_EVERY_MS) {
+      await heartbeat(client);
+      beat = Date.now();
+    }
+    await sleep(POLL_MS, undefined, { signal }).catch(() => {});
+  }
+}
+
+async function waitSink(
+  dst: pg.ClientBase,
+  admin: ReturnType<ReturnType<typeof commandKafka>['admin']>,
+  source: SourceConfig,
+  sink: SinkConfig,
+  selected: SourceTable[],
+  deadline: number,
+  signal: AbortSignal,
+  progress: (t: string) => void,
+): Promise<{ ok: boolean; detail: string }> {
+  const topics = await migrationTopics(admin, source.topicPrefix, sink.deadLetter.topic ?? `${sink.topicPrefix}.__dlq`, selected.map((t) => t.topic));
+  const ends = await endOffsets(admin, topics.tables);
+  const total = ends.reduce((n, e) => n + e.end, 0);
+  let shown = 0;
+  for (;;) {
+    checkAborted(signal);
+    const present = await sinkTablesPresent(dst);
+    const applied = present.offsets ? await readApplied(dst, sink.groupId) : new Map<string, number>();
+    const parts: PartitionTarget[] = ends.map((e) => ({ topic: e.topic, partition: e.partition, target: e.end, applied: applied.get(tpKey(e.topic, e.partition)) ?? null }));
+    const left = sinkRemaining(parts);
+    if (left.behind.length === 0) return { ok: true, detail: `${topics.tables.length} topic(s) applied up to their end offsets (${total} records)` };
+    const stalls = present.stalls ? (await readStalls(dst, sink.groupId)).filter((s) => left.behind.some((b) => b.topic === s.topic && b.partition === s.partition)) : [];
+    const stalled = stalls.map((s) => `${s.topic}[${s.partition}] at ${s.offset}: ${s.message.split('\n')[0]}${s.remedy ? ` — remedy: ${s.remedy}` : ''}`);
+    if (Date.now() > deadline) {
+      return { ok: false, detail: `timed out: ${left.records} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${stalled.length ? `; stalled: ${stalled.join('; ')}` : present.offsets ? '' : ' (the sink has applied nothing: is it running?)'}` };
+    }
+    if (Date.now() - shown > PROGRESS_EVERY_MS) {
+      progress(waitProgressLine('sink', { records: left.records, partitions: left.behind.length, stalled }));
+      shown = Date.now();
+    }
+    await sleep(POLL_MS, undefined, { signal }).catch(() => {});
+  }
+}
+
+/** Every sequence owned by a selected source table, moved on the destination to source + margin (never lower). */
+async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: SourceTable[], sink: SinkConfig, margin: number): Promise<SequenceResult[]> {
+  const owned = await ownedSequences(src, selected.map((t) => t.info.relid));
+  if (owned.length === 0) return [];
+  const { rows: srcRows } = await src.query(
+    `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v, increment_by::text AS inc FROM pg_sequences WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
+    [owned.map((s) => s.sequence)],
+  );
+  const values = new Map(srcRows.map((r) => [r.seq as string, r.v as string | null]));
+  const present = await sinkTablesPresent(dst);
+  const out: SequenceResult[] = [];
+  for (const o of owned) {
+    const t = splitQualifiedName(o.table);
+    const m = mapTable({ schema: t.schema, name: t.table }, sink.tables);
+    const destColumn = m.columnMap[o.column] ?? o.column;
+    const sourceValue = values.get(o.sequence) ?? null;
+    const target = sequenceTarget(sourceValue, margin);
+    const r: SequenceResult = { sequence: o.sequence, table: o.table, column: o.column, destination: null, sourceValue, target, before: null, after: null, status: 'failed' };
+    out.push(r);
+    try {
+      const seqName = splitQualifiedName(o.sequence);
+      const { rows } = await dst.query(
+        `SELECT COALESCE(CASE WHEN to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
+        [quoteQualified(m.destination), destColumn, quoteQualified({ schema: seqName.schema, name: seqName.table })],
+      );
+      r.destination = rows[0]?.seq ?? null;
+      if (r.destination === null) {
+        r.status = 'no destination sequence';
+        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn)} owns a sequence nor does ${o.sequence} exist on the destination`;
+        continue;
+      }
+      const { rows: cur } = await dst.query(
+        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last, (s.seqstart - s.seqincrement)::text AS unused FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
+        [r.destination],
+      );
+      r.before = cur[0]?.last ?? null;
+      if (target === null) {
+        r.status = 'unused on source';
+        r.after = r.before;
+        continue;
+      }
+      // setval(seq, greatest(current, source + margin)): only called when it moves the sequence up.
+      const { rows: moved } = await dst.query(
+        `SELECT CASE WHEN $2::bigint > COALESCE(pg_sequence_last_value($1::regclass), $3::bigint) THEN setval($1::regclass, $2::bigint, true) END::text AS set_to`,
+        [r.destination, target, cur[0]?.unused ?? '0'],
+      );
+      const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
+      r.after = after[0]?.v ?? null;
+      r.status = moved[0]?.set_to !== null && moved[0]?.set_to !== undefined ? 'moved' : 'already above';
+      if (present.sequences) {
+        await dst.query(
+          `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
+           ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
+          [r.destination, sourceValue, r.after],
+        );
+      }
+    } catch (e) {
+      r.status = 'failed';
+      r.error = errorText(e);
+    }
+  }
+  return out;
+}
+
+/** Foreign keys `schema copy` kept aside: created when missing, marked with `created_at`. */
+async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<ForeignKeyResult[]> {
+  if (!(await sinkTablesPresent(dst)).deferred) return [];
+  await dst.query('ALTER TABLE shardbridge.deferred_foreign_keys ADD COLUMN IF NOT EXISTS created_at timestamptz');
+  const { rows } = await dst.query<{ table_name: string; constraint_name: string; definition: string }>(
+    'SELECT table_name, constraint_name, definition FROM shardbridge.deferred_foreign_keys ORDER BY table_name, constraint_name',
+  );
+  const out: ForeignKeyResult[] = [];
+  for (const r of rows) {
+    const res: ForeignKeyResult = { table: r.table_name, constraint: r.constraint_name, definition: r.definition, status: 'failed' };
+    out.push(res);
+    try {
+      const { rows: ex } = await dst.query(
+        `SELECT to_regclass($1::text) IS NOT NULL AS table_exists,
+                EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1::text) AND conname = $2 AND contype = 'f') AS fk_exists`,
+        [r.table_name, r.constraint_name],
+      );
+      if (!ex[0].table_exists) {
+        res.error = `table ${r.table_name} does not exist on the destination`;
+        continue;
+      }
+      if (ex[0].fk_exists) res.status = 'already there';
+      else {
+        await dst.query(`ALTER TABLE ${r.table_name} ADD CONSTRAINT ${quoteIdent(r.constraint_name)} ${r.definition}`);
+        res.status = 'created';
+      }
+      await dst.query('UPDATE shardbridge.deferred_foreign_keys SET created_at = COALESCE(created_at, now()) WHERE table_name = $1 AND constraint_name = $2', [r.table_name, r.constraint_name]);
+    } catch (e) {
+      res.status = 'failed';
+      res.error = errorText(e);
+    }
+  }
+  return out;
+}

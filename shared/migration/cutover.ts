@@ -1,0 +1,177 @@
+/**
+ * The pure core of `shardbridge cutover`: the wait judgements (source confirmed the recorded
+ * position, sink applied the end offsets of that moment), the sequence targets (source value
+ * plus margin, never lower), the verification summary, and the go / no-go report with its
+ * rendering. shared/cli/commands/cutover.ts does the I/O in the order of the steps.
+ */
+import type { VerifyReport } from '../verify/index.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { formatBytes, formatCount, renderTable } from './format.ts';
+
+export type StepName = 'confirm' | 'source caught up' | 'sink caught up' | 'sequences' | 'verify' | 'foreign keys';
+
+export interface StepResult {
+  step: StepName;
+  status: 'ok' | 'failed' | 'skipped';
+  detail: string;
+  ms: number;
+}
+
+/** Whether the slot's confirmed position has reached the recorded one. Pure. */
+export function sourceCaughtUp(target: string, confirmed: string | null): { done: boolean; behindBytes: number | null } {
+  if (confirmed === null) return { done: false, behindBytes: null };
+  const diff = parseLsn(target) - parseLsn(confirmed);
+  return { done: diff <= 0n, behindBytes: diff > 0n ? Number(diff) : 0 };
+}
+
+export interface PartitionTarget {
+  topic: string;
+  partition: number;
+  /** End offset when the source had confirmed the recorded position. */
+  target: number;
+  applied: number | null;
+}
+
+/** Partitions the sink has not applied up to their targets, and the records left. Pure. */
+export function sinkRemaining(parts: readonly PartitionTarget[]): { behind: PartitionTarget[]; records: number } {
+  const behind = parts.filter((p) => p.target > 0 && (p.applied ?? 0) < p.target);
+  return { behind, records: behind.reduce((n, p) => n + p.target - (p.applied ?? 0), 0) };
+}
+
+/** The value a destination sequence must reach: source + margin; null when the source never used it. Pure. */
+export function sequenceTarget(sourceValue: string | null, margin: number): string | null {
+  if (sourceValue === null) return null;
+  return (BigInt(sourceValue) + BigInt(margin)).toString();
+}
+
+export interface SequenceResult {
+  /** Source sequence `schema.name`. */
+  sequence: string;
+  /** Source `schema.table` and column that own it. */
+  table: string;
+  column: string;
+  /** The destination sequence (regclass text), null when there is none. */
+  destination: string | null;
+  sourceValue: string | null;
+  target: string | null;
+  /** Destination value before and after (null: never used). */
+  before: string | null;
+  after: string | null;
+  status: 'moved' | 'already above' | 'unused on source' | 'no destination sequence' | 'failed';
+  error?: string;
+}
+
+/** A sequence result is fine unless it failed or the destination sequence is missing. Pure. */
+export const sequenceOk = (s: SequenceResult): boolean => s.status !== 'failed' && s.status !== 'no destination sequence';
+
+export interface ForeignKeyResult {
+  table: string;
+  constraint: string;
+  definition: string;
+  status: 'created' | 'already there' | 'failed' | 'skipped';
+  error?: string;
+}
+
+export interface RangeDifference {
+  range: string;
+  from: string | null;
+  to: string | null;
+  sourceRows: number;
+  destinationRows: number;
+  sampleKeys: { key: Record<string, string | null>; difference: string }[];
+}
+
+export interface TableVerdict {
+  table: string;
+  destination: string;
+  sourceRows: number | null;
+  destinationRows: number | null;
+  match: boolean;
+  error?: string;
+  differences: RangeDifference[];
+}
+
+export function verifySummary(r: VerifyReport): TableVerdict[] {
+  return r.tables.map((t) => ({
+    table: t.source,
+    destination: t.destination,
+    sourceRows: t.sourceRows,
+    destinationRows: t.destRows,
+    match: t.match,
+    ...(t.error ? { error: t.error } : {}),
+    differences: t.differingRanges.map((d) => ({ range: d.range, from: d.from, to: d.to, sourceRows: d.sourceRows, destinationRows: d.destRows, sampleKeys: d.sampleKeys })),
+  }));
+}
+
+/** One line per difference: table, key range, counts and sample keys. Pure. */
+export function describeDifferences(t: TableVerdict): string[] {
+  if (t.error) return [`${t.table}: could not be compared: ${t.error}`];
+  return t.differences.map((d) => {
+    const keys = d.sampleKeys.map((k) => `${keyText(k.key)} ${k.difference}`).join(', ');
+    return `${t.table}: ${d.range}: ${formatCount(d.sourceRows)} source rows, ${formatCount(d.destinationRows)} destination rows${keys ? `; keys ${keys}` : ''}`;
+  });
+}
+
+const keyText = (k: Record<string, string | null>) => `(${Object.entries(k).map(([c, v]) => `${c}=${v ?? 'NULL'}`).join(', ')})`;
+
+export interface CutoverReport {
+  go: boolean;
+  verifyOnly: boolean;
+  /** pg_current_wal_lsn() when writes were declared stopped. */
+  recordedLsn: string | null;
+  margin: number;
+  steps: StepResult[];
+  sequences: SequenceResult[];
+  tables: TableVerdict[];
+  foreignKeys: ForeignKeyResult[];
+  /** Why not go, one line each (empty on go). */
+  problems: string[];
+}
+
+/** Go only when every step that ran is ok, no sequence failed, every table matches and every FK exists. Pure. */
+export function judgeCutover(r: Omit<CutoverReport, 'go' | 'problems'>): CutoverReport {
+  const problems: string[] = [];
+  for (const s of r.steps) if (s.status === 'failed') problems.push(`${s.step}: ${s.detail}`);
+  for (const s of r.sequences) {
+    if (!sequenceOk(s)) problems.push(`sequence ${s.sequence} (${s.table}.${s.column}): ${s.status}${s.error ? `: ${s.error}` : ''}`);
+  }
+  for (const t of r.tables) if (!t.match) problems.push(...describeDifferences(t));
+  for (const f of r.foreignKeys) if (f.status === 'failed') problems.push(`foreign key ${f.constraint} on ${f.table}: ${f.error ?? 'failed'}`);
+  const ranRequired = r.verifyOnly ? r.steps.some((s) => s.step === 'verify' && s.status === 'ok') : r.steps.length > 0 && r.steps.every((s) => s.status === 'ok');
+  if (!ranRequired && problems.length === 0) problems.push('not every step ran');
+  return { ...r, go: problems.length === 0, problems };
+}
+
+export function renderCutover(r: CutoverReport): string {
+  const out: string[] = [];
+  out.push(r.verifyOnly ? 'Cut-over verification' : `Cut-over${r.recordedLsn ? ` (source position ${r.recordedLsn})` : ''}`);
+  out.push(renderTable(['step', 'result', 'time', 'detail'], r.steps.map((s) => [s.step, s.status, `${(s.ms / 1000).toFixed(1)} s`, s.detail])));
+  if (r.sequences.length > 0) {
+    out.push('', `Sequences (source value + margin ${formatCount(r.margin)}, never lowered)`);
+    out.push(renderTable(['sequence', 'destination', 'source', 'target', 'before', 'after', 'result'], r.sequences.map((s) => [s.sequence, s.destination, s.sourceValue, s.target, s.before, s.after, s.error ? `${s.status}: ${s.error}` : s.status])));
+  }
+  if (r.tables.length > 0) {
+    out.push('', 'Tables (row counts and checksums per key range)');
+    out.push(renderTable(['table', 'destination', 'source rows', 'destination rows', 'result'], r.tables.map((t) => [t.table, t.destination, t.sourceRows, t.destinationRows, t.error ? 'ERROR' : t.match ? 'equal' : `${t.differences.length} range(s) differ`])));
+    for (const t of r.tables) for (const line of describeDifferences(t)) out.push(`  ${line}`);
+  }
+  if (r.foreignKeys.length > 0) {
+    out.push('', 'Foreign keys kept aside by schema copy');
+    out.push(renderTable(['table', 'constraint', 'result'], r.foreignKeys.map((f) => [f.table, f.constraint, f.error ? `${f.status}: ${f.error}` : f.status])));
+  }
+  out.push('');
+  if (r.go) {
+    out.push(r.verifyOnly ? 'GO: every table is equal on both sides.' : 'GO: the destination has every change, sequences are ahead of the source, every table is equal. Point the application at the destination.');
+  } else {
+    out.push('NO-GO:');
+    for (const p of r.problems) out.push(`  - ${p}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+/** A progress line for the waits. Pure. */
+export function waitProgressLine(kind: 'source' | 'sink', v: { behindBytes?: number | null; records?: number; partitions?: number; stalled?: string[] }): string {
+  if (kind === 'source') return `waiting for the source connector to confirm the recorded position: ${v.behindBytes === null || v.behindBytes === undefined ? 'slot has no confirmed position yet' : `${formatBytes(v.behindBytes)} behind`}`;
+  const stalled = v.stalled?.length ? `; STALLED: ${v.stalled.join('; ')}` : '';
+  return `waiting for the sink: ${formatCount(v.records ?? 0)} records on ${v.partitions ?? 0} partition(s) to apply${stalled}`;
+}

@@ -1,0 +1,423 @@
+/**
+ * The pure core of `shardbridge status`: what was read (slot, snapshot markers and states,
+ * topic end offsets, applied offsets, stalls, sequence syncs, the sink's metrics) becomes one
+ * report with its problems, and that report becomes a screen. Nothing here does I/O;
+ * shared/migration/gather.ts reads the facts, shared/cli/commands/status.ts drives it.
+ */
+import { firstLine, formatBytes, formatCount, formatDuration, renderTable } from './format.ts';
+
+export type Level = 'FAIL' | 'WARN';
+
+export interface Problem {
+  level: Level;
+  /** What it is about: `slot shardbridge_slot`, `topic t[0]`, `destination`. */
+  object: string;
+  message: string;
+  remedy?: string;
+}
+
+export interface SlotFacts {
+  name: string;
+  plugin: string | null;
+  active: boolean;
+  activePid: number | null;
+  confirmedLsn: string | null;
+  restartLsn: string | null;
+  currentLsn: string;
+  /** current − confirmed_flush_lsn. */
+  lagBytes: number | null;
+  /** current − restart_lsn: WAL kept on the source's disk for the slot. */
+  walRetainedBytes: number | null;
+  walStatus: string | null;
+  /** pg_replication_slots.safe_wal_size: WAL that can still be written before the slot is lost (null: unlimited). */
+  safeWalSizeBytes: number | null;
+}
+
+/** One topic-partition: the log end and what the sink has applied (its stored next offset). */
+export interface PartitionFacts {
+  topic: string;
+  partition: number;
+  kind: 'table' | 'control';
+  /** High watermark: the offset the next record will get. */
+  end: number;
+  /** shardbridge.sink_offsets.next_offset; null when nothing was applied yet. */
+  applied: number | null;
+}
+
+/** Latest `__snapshot` marker of a table (source-connector/control-topics.ts). */
+export interface SnapshotMarker {
+  kind: 'started' | 'completed';
+  topic: string;
+  rows?: number;
+  estimatedRows?: number;
+  endOffsets?: { partition: number; offset: string }[];
+  at?: string;
+}
+
+export interface TableFacts {
+  /** Source `schema.table`. */
+  table: string;
+  topic: string;
+  /** Destination `schema.table`. */
+  destination: string;
+  /** From the `__snapshot` topic; undefined when the topic was not read. */
+  marker?: SnapshotMarker | null;
+  /** shardbridge.snapshot_status.state (snapshotting / applying / complete); null without a row. */
+  sinkState: string | null;
+  rowsExpected?: number | null;
+}
+
+export interface StallFacts {
+  topic: string;
+  partition: number;
+  /** The first record not applied. */
+  offset: number | null;
+  table: string | null;
+  sqlstate: string | null;
+  reason: string;
+  message: string;
+  remedy: string | null;
+  attempts: number | null;
+  since: string | null;
+  /** Where it was seen: the destination's `shardbridge.stalls`, the sink's metrics, or both. */
+  seenIn: ('table' | 'metrics')[];
+}
+
+export interface SequenceSyncFacts {
+  sequence: string;
+  sourceValue: string | null;
+  appliedValue: string | null;
+  at: string | null;
+}
+
+/** Sum of table-topic offsets at one moment: two of them give rates. */
+export interface OffsetSample {
+  atMs: number;
+  end: number;
+  applied: number;
+}
+
+export interface Reachability {
+  target: string;
+  ok: boolean;
+  error?: string;
+}
+
+export interface StatusFacts {
+  atMs: number;
+  source: Reachability;
+  destination: Reachability;
+  kafka: Reachability;
+  slotName: string;
+  /** null: no slot of that name (or the source was not reachable: see `source`). */
+  slot: SlotFacts | null;
+  /** The source's warning threshold for retained WAL (walRetentionWarnBytes). */
+  walRetentionWarnBytes: number;
+  tables: TableFacts[];
+  partitions: PartitionFacts[];
+  stalls: StallFacts[];
+  sequences: SequenceSyncFacts[];
+  /** Whether shardbridge.sink_offsets exists (the sink has run against this destination). */
+  sinkTables: boolean;
+  /** The sink's /metrics, when asked for: reachable or not (`explicit`: the operator gave the URL). */
+  sinkMetrics: { url: string; ok: boolean; explicit: boolean; error?: string } | null;
+  /** Whether the `__snapshot` topic says a slot was created (the migration has begun). */
+  slotCreatedMarker: boolean;
+  groupId: string;
+}
+
+export type SnapshotState = 'not started' | 'snapshotting' | 'applying' | 'complete';
+
+export interface TableStatus {
+  table: string;
+  destination: string;
+  topic: string;
+  state: SnapshotState;
+  rows: number | null;
+  /** Snapshot records applied / written, while applying. */
+  applied: number | null;
+  of: number | null;
+}
+
+export type CatchUpState = 'caught up' | 'catching up' | 'falling behind' | 'not applying' | 'unknown';
+
+export interface CatchUp {
+  state: CatchUpState;
+  /** Records in table topics not applied yet. */
+  lagRecords: number;
+  appliedPerSecond: number | null;
+  producedPerSecond: number | null;
+  etaSeconds: number | null;
+  /** The interval the rates come from. */
+  sampleSeconds: number | null;
+}
+
+export interface PartitionStatus extends PartitionFacts {
+  lag: number;
+  stalled: boolean;
+}
+
+export interface StatusReport {
+  ok: boolean;
+  at: string;
+  source: Reachability;
+  destination: Reachability;
+  kafka: Reachability;
+  slot: (SlotFacts & { exists: true }) | { name: string; exists: false };
+  tables: TableStatus[];
+  partitions: PartitionStatus[];
+  totals: { end: number; applied: number; lag: number };
+  stalls: StallFacts[];
+  sequences: { lastSync: string | null; entries: SequenceSyncFacts[] };
+  catchUp: CatchUp;
+  sinkMetrics: StatusFacts['sinkMetrics'];
+  problems: Problem[];
+}
+
+/** The snapshot state of one table from the marker and the sink's row. Pure. */
+export function tableStatus(t: TableFacts, partitions: readonly PartitionFacts[]): TableStatus {
+  const base = { table: t.table, destination: t.destination, topic: t.topic, rows: t.marker?.rows ?? t.rowsExpected ?? t.marker?.estimatedRows ?? null, applied: null, of: null };
+  const applied = (p: number) => partitions.find((x) => x.topic === t.topic && x.partition === p)?.applied ?? 0;
+  if (t.sinkState === 'complete') return { ...base, state: 'complete' };
+  const ends = t.marker?.kind === 'completed' ? t.marker.endOffsets ?? [] : null;
+  if (ends) {
+    const of = ends.reduce((n, e) => n + Number(e.offset), 0);
+    const done = ends.reduce((n, e) => n + Math.min(applied(e.partition), Number(e.offset)), 0);
+    return { ...base, state: done >= of ? 'complete' : 'applying', applied: done, of };
+  }
+  if (t.sinkState === 'applying') return { ...base, state: 'applying' };
+  if (t.marker?.kind === 'started' || t.sinkState === 'snapshotting') return { ...base, state: 'snapshotting' };
+  return { ...base, state: 'not started' };
+}
+
+/**
+ * Catch-up estimate from two samples of the table topics' end and applied offsets. The lag
+ * shrinks at (applied rate − produced rate); a non-positive net rate never catches up. Pure.
+ */
+export function estimateCatchUp(first: OffsetSample | null, last: OffsetSample): CatchUp {
+  const lag = Math.max(0, last.end - last.applied);
+  if (lag === 0) return { state: 'caught up', lagRecords: 0, appliedPerSecond: rate(first, last, 'applied'), producedPerSecond: rate(first, last, 'end'), etaSeconds: 0, sampleSeconds: span(first, last) };
+  const applied = rate(first, last, 'applied');
+  const produced = rate(first, last, 'end');
+  const out: CatchUp = { state: 'unknown', lagRecords: lag, appliedPerSecond: applied, producedPerSecond: produced, etaSeconds: null, sampleSeconds: span(first, last) };
+  if (applied === null || produced === null) return out;
+  if (applied === 0) return { ...out, state: 'not applying' };
+  const net = applied - produced;
+  if (net <= 0) return { ...out, state: 'falling behind' };
+  return { ...out, state: 'catching up', etaSeconds: lag / net };
+}
+
+const span = (a: OffsetSample | null, b: OffsetSample): number | null => (a && b.atMs > a.atMs ? (b.atMs - a.atMs) / 1000 : null);
+
+function rate(a: OffsetSample | null, b: OffsetSample, k: 'end' | 'applied'): number | null {
+  const s = span(a, b);
+  return a && s ? Math.max(0, b[k] - a[k]) / s : null;
+}
+
+/** The table topics' totals at one moment. Pure. */
+export function sampleOf(partitions: readonly PartitionFacts[], atMs: number): OffsetSample {
+  const tables = partitions.filter((p) => p.kind === 'table');
+  return {
+    atMs,
+    end: tables.reduce((n, p) => n + p.end, 0),
+    applied: tables.reduce((n, p) => n + Math.min(p.applied ?? 0, p.end), 0),
+  };
+}
+
+/** Facts → report with problems. `previous` is an earlier sample (for rates), if any. Pure. */
+export function buildStatus(f: StatusFacts, previous: OffsetSample | null): StatusReport {
+  const problems: Problem[] = [];
+  for (const [side, r] of [['source', f.source], ['destination', f.destination], ['kafka', f.kafka]] as const) {
+    if (!r.ok) problems.push({ level: 'FAIL', object: `${side} ${r.target}`, message: `cannot read the ${side}: ${r.error ?? 'unreachable'}`, remedy: 'check the address, the network path and the credentials in the config' });
+  }
+  const stalledKeys = new Set(f.stalls.map((s) => `${s.topic}\u0000${s.partition}`));
+  const partitions: PartitionStatus[] = f.partitions.map((p) => ({ ...p, lag: Math.max(0, p.end - (p.applied ?? 0)), stalled: stalledKeys.has(`${p.topic}\u0000${p.partition}`) }));
+  const tables = f.tables.map((t) => tableStatus(t, f.partitions));
+  const sample = sampleOf(f.partitions, f.atMs);
+  const catchUp = estimateCatchUp(previous, sample);
+
+  if (f.source.ok) problems.push(...slotProblems(f));
+  for (const s of f.stalls) {
+    problems.push({
+      level: 'FAIL',
+      object: `topic ${s.topic}[${s.partition}]`,
+      message: `stalled${s.offset !== null ? ` at offset ${s.offset}` : ''}${s.table ? ` (table ${s.table})` : ''}: ${firstLine(s.message)}${s.sqlstate ? ` [${s.sqlstate}]` : ''}`,
+      remedy: s.remedy ?? 'see the sink connector log; the sink retries by itself once the destination is fixed',
+    });
+  }
+  if (f.destination.ok && f.kafka.ok && !f.sinkTables && partitions.some((p) => p.kind === 'table' && p.end > 0)) {
+    problems.push({ level: 'WARN', object: 'sink', message: 'the sink has applied nothing yet (no shardbridge.sink_offsets on the destination)', remedy: 'start the sink connector' });
+  }
+  const pending = tables.filter((t) => t.state !== 'complete');
+  if (pending.length > 0 && f.slot) {
+    problems.push({ level: 'WARN', object: 'snapshot', message: `snapshot not complete for ${pending.length} of ${tables.length} tables: ${pending.map((t) => `${t.table} (${t.state})`).join(', ')}` });
+  }
+  if (catchUp.state === 'falling behind' || (catchUp.state === 'not applying' && f.stalls.length === 0)) {
+    problems.push({
+      level: 'WARN',
+      object: 'sink',
+      message: catchUp.state === 'falling behind' ? `the sink is falling behind: ${formatCount(catchUp.lagRecords)} records to apply and the lag is not shrinking` : `the sink applied nothing during the sample while ${formatCount(catchUp.lagRecords)} records wait`,
+      remedy: catchUp.state === 'not applying' ? 'check that the sink connector is running (its log, /healthz)' : 'give the sink more partitions or members, or a faster destination',
+    });
+  }
+  const lastSync = f.sequences.reduce<string | null>((m, s) => (s.at && (!m || s.at > m) ? s.at : m), null);
+  if (f.sinkMetrics && !f.sinkMetrics.ok && f.sinkMetrics.explicit) {
+    problems.push({ level: 'WARN', object: 'sink metrics', message: `${f.sinkMetrics.url} not reachable (${f.sinkMetrics.error ?? 'no answer'}): stalls come from shardbridge.stalls only` });
+  }
+  const slot: StatusReport['slot'] = f.slot ? { ...f.slot, exists: true } : { name: f.slotName, exists: false };
+  return {
+    ok: !problems.some((p) => p.level === 'FAIL'),
+    at: new Date(f.atMs).toISOString(),
+    source: f.source,
+    destination: f.destination,
+    kafka: f.kafka,
+    slot,
+    tables,
+    partitions,
+    totals: { end: sample.end, applied: sample.applied, lag: Math.max(0, sample.end - sample.applied) },
+    stalls: f.stalls,
+    sequences: { lastSync, entries: f.sequences },
+    catchUp,
+    sinkMetrics: f.sinkMetrics,
+    problems,
+  };
+}
+
+function slotProblems(f: StatusFacts): Problem[] {
+  const object = `slot ${f.slotName}`;
+  const s = f.slot;
+  if (!s) {
+    const started = f.slotCreatedMarker || f.partitions.some((p) => p.kind === 'table' && (p.applied ?? 0) > 0);
+    return started
+      ? [{ level: 'FAIL', object, message: 'the replication slot is gone although this migration has published from it: changes since its last confirmed position are lost', remedy: 'take a new snapshot: delete the __snapshot topic (and, to start clean, the table topics and destination rows), then start the source connector' }]
+      : [{ level: 'WARN', object, message: 'no replication slot yet: the migration has not started', remedy: 'start the source connector (it creates the slot and takes the snapshot)' }];
+  }
+  const out: Problem[] = [];
+  if (s.walStatus === 'lost') {
+    out.push({ level: 'FAIL', object, message: 'the slot was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost', remedy: 'a new snapshot is needed: shardbridge cleanup --force, delete the __snapshot topic, start the source connector again' });
+  } else if (s.walStatus === 'unreserved') {
+    out.push({ level: 'FAIL', object, message: `the slot is about to be invalidated (wal_status = unreserved${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left` : ''})`, remedy: 'get the source connector streaming now, or raise max_slot_wal_keep_size' });
+  } else if (s.walStatus === 'extended') {
+    out.push({ level: 'WARN', object, message: `the slot retains more WAL than max_wal_size (wal_status = extended${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left before it is lost` : ''})` });
+  }
+  if (!s.active && s.walStatus !== 'lost') {
+    out.push({ level: 'WARN', object, message: 'no walsender streams from the slot: the source connector is not running', remedy: 'start the source connector' });
+  }
+  if (s.walRetainedBytes !== null && s.walRetainedBytes > f.walRetentionWarnBytes) {
+    out.push({ level: 'WARN', object, message: `the slot retains ${formatBytes(s.walRetainedBytes)} of WAL on the source (warning threshold ${formatBytes(f.walRetentionWarnBytes)})`, remedy: 'watch the source disk; fix what keeps the source connector or the sink from advancing' });
+  }
+  return out;
+}
+
+/**
+ * `shardbridge.stalls.error` as the sink writes it: the database's message, then optional
+ * `detail: …`, `column: …` lines and a final `remedy: …` line. Pure.
+ */
+export function splitStallError(error: string): { message: string; remedy: string | null } {
+  const lines = error.split('\n');
+  const r = lines.findIndex((l) => l.startsWith('remedy: '));
+  if (r < 0) return { message: error, remedy: null };
+  return { message: lines.slice(0, r).join('\n'), remedy: [lines[r].slice('remedy: '.length), ...lines.slice(r + 1)].join('\n') };
+}
+
+/** Series of `shardbridge_sink_stalled_partitions` with value > 0 in Prometheus text. Pure. */
+export function parseStalledMetric(text: string): { topic: string; partition: number; reason: string }[] {
+  const out: { topic: string; partition: number; reason: string }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^shardbridge_sink_stalled_partitions\{(.*)\}\s+([0-9.eE+-]+)\s*$/.exec(line);
+    if (!m || !(Number(m[2]) > 0)) continue;
+    const labels = parseLabels(m[1]);
+    if (labels.topic === undefined || labels.partition === undefined) continue;
+    out.push({ topic: labels.topic, partition: Number(labels.partition), reason: labels.reason ?? 'apply' });
+  }
+  return out;
+}
+
+function parseLabels(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of s.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) out[m[1]] = m[2].replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+  return out;
+}
+
+/** Stalls from the destination's table merged with those only the metrics show. Pure. */
+export function mergeStalls(fromTable: StallFacts[], fromMetrics: { topic: string; partition: number; reason: string }[]): StallFacts[] {
+  const out = fromTable.map((s) => ({ ...s, seenIn: [...s.seenIn] }));
+  for (const m of fromMetrics) {
+    const s = out.find((x) => x.topic === m.topic && x.partition === m.partition);
+    if (s) {
+      if (!s.seenIn.includes('metrics')) s.seenIn.push('metrics');
+      continue;
+    }
+    out.push({ topic: m.topic, partition: m.partition, offset: null, table: null, sqlstate: null, reason: m.reason, message: `stalled (${m.reason}); the sink has not recorded it in shardbridge.stalls yet`, remedy: null, attempts: null, since: null, seenIn: ['metrics'] });
+  }
+  return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+}
+
+/** The screen. Pure. */
+export function renderStatus(r: StatusReport): string {
+  const out: string[] = [];
+  out.push(`ShardBridge status at ${r.at}   ${r.ok ? 'OK' : 'PROBLEMS'}`);
+  out.push('');
+  out.push('Source slot');
+  if (!r.source.ok) out.push(`  source not reachable: ${r.source.error ?? ''}`);
+  else if (!r.slot.exists) out.push(`  ${r.slot.name}: does not exist`);
+  else {
+    const s = r.slot;
+    out.push(
+      renderTable(
+        ['slot', 'active', 'confirmed LSN', 'current LSN', 'lag', 'WAL retained', 'wal_status', 'safe WAL left'],
+        [[s.name, s.active ? `yes (pid ${s.activePid})` : 'no', s.confirmedLsn, s.currentLsn, formatBytes(s.lagBytes), formatBytes(s.walRetainedBytes), s.walStatus, s.safeWalSizeBytes === null ? 'unlimited' : formatBytes(s.safeWalSizeBytes)]],
+      ),
+    );
+  }
+  out.push('');
+  out.push('Snapshot');
+  if (r.tables.length === 0) out.push('  (no tables known: the source or Kafka could not be read)');
+  else {
+    out.push(
+      renderTable(
+        ['table', 'destination', 'state', 'rows', 'applied'],
+        r.tables.map((t) => [t.table, t.destination, t.state, t.rows, t.of !== null ? `${formatCount(t.applied ?? 0)} of ${formatCount(t.of)}` : null]),
+      ),
+    );
+  }
+  out.push('');
+  out.push('Topics (end offset vs applied)');
+  if (r.partitions.length === 0) out.push('  (no topics yet)');
+  else {
+    out.push(
+      renderTable(
+        ['topic', 'partition', 'end', 'applied', 'lag', ''],
+        r.partitions.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
+      ),
+    );
+    out.push(`  table topics: ${formatCount(r.totals.applied)} of ${formatCount(r.totals.end)} records applied, ${formatCount(r.totals.lag)} to go`);
+  }
+  out.push('');
+  const c = r.catchUp;
+  const rates = c.appliedPerSecond !== null ? ` (applying ${formatCount(Math.round(c.appliedPerSecond))}/s, produced ${formatCount(Math.round(c.producedPerSecond ?? 0))}/s over ${c.sampleSeconds?.toFixed(1)} s)` : '';
+  out.push(`Catch-up: ${c.state}${c.state === 'catching up' ? `, about ${formatDuration(c.etaSeconds)} to go` : ''}${rates}`);
+  out.push('');
+  out.push('Stalls');
+  if (r.stalls.length === 0) out.push('  none');
+  for (const s of r.stalls) {
+    out.push(`  ${s.topic}[${s.partition}]${s.offset !== null ? ` at offset ${s.offset}` : ''}${s.table ? `, table ${s.table}` : ''}${s.sqlstate ? `, SQLSTATE ${s.sqlstate}` : ''}${s.attempts !== null ? `, ${s.attempts} attempts` : ''}${s.since ? ` since ${s.since}` : ''}`);
+    out.push(`    reason: ${s.message.replace(/\n/g, '\n            ')}`);
+    if (s.remedy) out.push(`    remedy: ${s.remedy.replace(/\n/g, '\n            ')}`);
+  }
+  out.push('');
+  out.push(`Sequences: ${r.sequences.lastSync ? `last sync ${r.sequences.lastSync}` : 'never synced'}`);
+  if (r.sequences.entries.length > 0) {
+    out.push(renderTable(['sequence', 'source value', 'destination value', 'at'], r.sequences.entries.map((s) => [s.sequence, s.sourceValue, s.appliedValue, s.at])));
+  }
+  out.push('');
+  if (r.problems.length === 0) out.push('No problems.');
+  else {
+    out.push('Problems');
+    for (const p of r.problems) {
+      out.push(`  ${p.level.padEnd(4)}  ${p.object}: ${p.message}`);
+      if (p.remedy) out.push(`        remedy: ${p.remedy}`);
+    }
+  }
+  return out.join('\n') + '\n';
+}

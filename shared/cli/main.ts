@@ -286,6 +286,9 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .description('measure snapshot and streaming throughput on the local stack')
     .option('--scale <n>', 'data set size multiplier (default: 1)', scaleArg)
     .option('--out <path>', 'write the results as JSON to this file (default: bench-results.json)')
+    .option('--source-only', 'measure only source -> Kafka (snapshot and streaming into Kafka) against the bare pgoutput read rate')
+    .option('--cpu-prof [dir]', 'run the connector processes with node --cpu-prof, profiles into DIR (default: bench-profiles), and print their top functions')
+    .option('--latency-seconds <n>', 'seconds of steady load for the latency measurement (default: 20)', intArg('a number of seconds (1 or more)', 1))
     .action(act('bench'));
 
   return program;

@@ -229,6 +229,12 @@ class ConnectorRun {
     }
 
     let slot = await slotStatus(client, cfg.slotName);
+    if (slot && slot.database !== this.source.database) {
+      throw new SourceError(`replication slot "${cfg.slotName}" belongs to database ${slot.database}, not ${this.source.database}`, {
+        context: { slot: cfg.slotName, database: slot.database },
+        remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
+      });
+    }
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null });
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName, cfg.topicPrefix);
@@ -287,7 +293,7 @@ class ConnectorRun {
       },
       onTableRead: async (v, count) => {
         await this.publisher.barrier();
-        const endOffsets = await retry(() => this.admin.endOffsets(v.topic), { what: `end offsets of ${v.topic}`, retries: 8, initialMs: 100, maxMs: 2_000, logger: this.log });
+        const endOffsets = await retry(() => this.admin.endOffsets(v.topic), { what: `end offsets of ${v.topic}`, retries: 8, initialMs: 100, maxMs: 2_000, onRetry: (err) => this.log.debug({ err, topic: v.topic }, 'end offsets not available yet') });
         const m = snapshotCompleted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },

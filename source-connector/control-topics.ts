@@ -229,7 +229,7 @@ export async function readControlTopic(
   let ends: PartitionOffset[];
   try {
     // Right after creation a topic's leader may not be known everywhere yet (NOT_LEADER, retriable).
-    ends = await retry(() => admin.endOffsets(topic), { what: `end offsets of ${topic}`, retries: 8, initialMs: 100, maxMs: 2_000, logger: log });
+    ends = await retry(() => admin.endOffsets(topic), { what: `end offsets of ${topic}`, retries: 8, initialMs: 100, maxMs: 2_000, onRetry: (err) => log.debug({ err, topic }, 'end offsets not available yet') });
   } finally {
     await admin.disconnect().catch(() => {});
   }

@@ -71,6 +71,7 @@ export class SlotMonitor {
 
   start(): void {
     this.stop();
+    void this.check().catch(() => {});
     this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.check().catch(() => {}), this.opts.checkIntervalMs ?? 10_000));
   }

@@ -15,6 +15,8 @@ import { parseLsn } from './pgoutput-decoder.ts';
 
 export interface SlotStatus {
   slotName: string;
+  /** The database the slot decodes (slots are cluster-wide, their names too). */
+  database: string | null;
   plugin: string | null;
   active: boolean;
   activePid: number | null;
@@ -75,7 +77,7 @@ export async function ensurePublication(
 /** The slot's state, or null when there is no slot of that name. */
 export async function slotStatus(client: pg.ClientBase, slotName: string): Promise<SlotStatus | null> {
   const { rows } = await client.query(
-    `SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
+    `SELECT s.database, s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
             s.wal_status, pg_current_wal_lsn()::text AS current
        FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slotName],
@@ -84,6 +86,7 @@ export async function slotStatus(client: pg.ClientBase, slotName: string): Promi
   const r = rows[0];
   return {
     slotName,
+    database: r.database,
     plugin: r.plugin,
     active: r.active,
     activePid: r.active_pid,

@@ -4,12 +4,14 @@
  * over the schema the registry holds for each record's id).
  */
 import { randomBytes } from 'node:crypto';
+import assert from 'node:assert/strict';
 import type avro from 'avsc';
+import type pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
-import { createAvroType } from '../../shared/type-mapping/index.ts';
+import { createAvroType, textEncoderFor, type TextEncoder } from '../../shared/type-mapping/index.ts';
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 
 export interface RawRecord {
@@ -25,6 +27,9 @@ export interface DecodedRecord {
   key: Record<string, unknown> | null;
   /** null: a tombstone. */
   value: { before: Record<string, unknown> | null; after: Record<string, unknown> | null; op: string; source: Record<string, unknown>; unchanged_toast: string[] } | null;
+  valueSchemaId: number | null;
+  /** `after` as PostgreSQL input text per column (the sink's textEncoderFor), null when there is no `after`. */
+  afterText: Record<string, string | null> | null;
 }
 
 /** A source config for tests: strict-parsed like the real one, so defaults apply. */
@@ -79,26 +84,62 @@ export async function readRaw(kafka: KafkaClient, topic: string, timeoutMs = 60_
 
 /** Decodes Confluent-framed Avro through the registry; one avsc type per schema id. */
 export class RegistryDecoder {
-  private readonly registry: RegistryClient;
-  private readonly types = new Map<number, Promise<avro.Type>>();
+  readonly registry: RegistryClient;
+  private readonly types = new Map<number, Promise<{ type: avro.Type; text: Map<string, { column: string; encode: TextEncoder }> }>>();
 
   constructor(url: string) {
     this.registry = new RegistryClient({ url });
   }
 
-  async decode(buf: Buffer | null): Promise<any> {
-    if (buf === null) return null;
+  /** The value and, for an envelope, the sink's text form of each row field keyed by pg.column. */
+  async decode(buf: Buffer | null): Promise<{ value: any; schemaId: number | null; toText(row: Record<string, unknown>): Record<string, string | null> }> {
+    if (buf === null) return { value: null, schemaId: null, toText: () => ({}) };
     const { schemaId, payloadOffset } = decodeWireHeader(buf);
     let t = this.types.get(schemaId);
-    if (!t) this.types.set(schemaId, (t = this.registry.getSchema(schemaId).then((s) => createAvroType(s))));
-    return (await t).fromBuffer(buf.subarray(payloadOffset));
+    if (!t) {
+      t = this.registry.getSchema(schemaId).then((schema) => ({ type: createAvroType(schema), text: rowEncoders(schema) }));
+      this.types.set(schemaId, t);
+    }
+    const { type, text } = await t;
+    return {
+      value: type.fromBuffer(buf.subarray(payloadOffset)),
+      schemaId,
+      toText: (row) => {
+        const out: Record<string, string | null> = {};
+        for (const [field, v] of Object.entries(row)) {
+          const e = text.get(field);
+          if (e) out[e.column] = v === null ? null : e.encode(v);
+        }
+        return out;
+      },
+    };
   }
+}
+
+/** For an envelope schema: the Value record's fields -> (pg.column, text encoder). */
+function rowEncoders(schema: any): Map<string, { column: string; encode: TextEncoder }> {
+  const out = new Map<string, { column: string; encode: TextEncoder }>();
+  const before = schema?.fields?.find((f: any) => f.name === 'before');
+  const record = Array.isArray(before?.type) ? before.type.find((x: any) => x && typeof x === 'object' && x.type === 'record') : undefined;
+  for (const f of record?.fields ?? []) out.set(f.name, { column: f['pg.column'] ?? f.name, encode: textEncoderFor(f.type) });
+  return out;
 }
 
 export async function readDecoded(kafka: KafkaClient, decoder: RegistryDecoder, topic: string): Promise<DecodedRecord[]> {
   const raw = await readRaw(kafka, topic);
   const out: DecodedRecord[] = [];
-  for (const r of raw) out.push({ partition: r.partition, offset: r.offset, key: await decoder.decode(r.key), value: await decoder.decode(r.value) });
+  for (const r of raw) {
+    const key = await decoder.decode(r.key);
+    const value = await decoder.decode(r.value);
+    out.push({
+      partition: r.partition,
+      offset: r.offset,
+      key: key.value,
+      value: value.value,
+      valueSchemaId: value.schemaId,
+      afterText: value.value?.after ? value.toText(value.value.after) : null,
+    });
+  }
   return out;
 }
 
@@ -108,12 +149,13 @@ export async function readJson(kafka: KafkaClient, topic: string): Promise<{ key
 }
 
 /**
- * The table state Kafka describes: per key (JSON of the key record), the last `after` row; a
- * delete or tombstone removes the key, a truncate empties the table. Records are put in
- * source order by their commit LSN (`source.lsn`; a tombstone takes its delete's), which
- * keeps partition order within a transaction: keys of one table land on one partition each.
+ * The table state Kafka describes, as text per column: per key (JSON of the key record) the
+ * last row; a delete or tombstone removes the key, a truncate empties the table, columns
+ * listed in unchanged_toast keep the value the key had. Records are put in source order by
+ * their commit LSN (`source.lsn`; a tombstone takes its delete's), which keeps partition
+ * order within a transaction: keys of one table land on one partition each.
  */
-export function finalState(records: DecodedRecord[]): Map<string, Record<string, unknown>> {
+export function finalState(records: DecodedRecord[]): Map<string, Record<string, string | null>> {
   const lastLsn = new Map<number, bigint>();
   const ordered = records.map((r) => {
     const lsn = (r.value?.source.lsn as bigint | null | undefined) ?? lastLsn.get(r.partition) ?? 0n;
@@ -121,7 +163,7 @@ export function finalState(records: DecodedRecord[]): Map<string, Record<string,
     return { r, lsn };
   });
   ordered.sort((a, b) => (a.lsn < b.lsn ? -1 : a.lsn > b.lsn ? 1 : 0));
-  const state = new Map<string, Record<string, unknown>>();
+  const state = new Map<string, Record<string, string | null>>();
   for (const { r } of ordered) {
     if (r.value?.op === 't') {
       state.clear();
@@ -129,9 +171,40 @@ export function finalState(records: DecodedRecord[]): Map<string, Record<string,
     }
     const key = stableKey(r.key);
     if (r.value === null || r.value.op === 'd') state.delete(key);
-    else if (r.value.after) state.set(key, r.value.after);
+    else if (r.afterText) {
+      const row = { ...r.afterText };
+      const prev = state.get(key);
+      for (const c of r.value.unchanged_toast) row[c] = prev ? prev[c] : row[c];
+      state.set(key, row);
+    }
   }
   return state;
+}
+
+/**
+ * Asserts that `rows` (column -> input text, as finalState gives them) are exactly the rows of
+ * `table`: both sides are cast to the columns' types and compared by their text output.
+ */
+export async function assertRowsEqualTable(client: pg.ClientBase, table: string, rows: Iterable<Record<string, string | null>>): Promise<void> {
+  const { rows: cols } = await client.query(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
+    [table],
+  );
+  const list = [...rows];
+  const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+  const arrays = cols.map((c) => list.map((r) => (r[c.name] === undefined ? null : r[c.name])));
+  const fromKafka = cols.map((c, i) => `($${i + 1}::text[])`).join(', ');
+  const cast = cols.map((c, i) => `(x.c${i}::${c.type})::text`).join(', ');
+  const own = cols.map((c) => `${q(c.name)}::text`).join(', ');
+  const { rows: diff } = await client.query(
+    `WITH k AS (SELECT ${cast} FROM unnest(${fromKafka}) AS x(${cols.map((_, i) => `c${i}`).join(', ')})),
+          s AS (SELECT ${own} FROM ${table})
+     (SELECT 'only in kafka' AS side, * FROM (TABLE k EXCEPT ALL TABLE s) a)
+     UNION ALL (SELECT 'only in table', * FROM (TABLE s EXCEPT ALL TABLE k) b) LIMIT 10`,
+    arrays,
+  );
+  assert.deepEqual(diff, [], `Kafka's state of ${table} differs from the table`);
 }
 
 /** JSON with bigints as strings: comparable text for keys and rows. */

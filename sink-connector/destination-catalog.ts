@@ -15,7 +15,7 @@ export interface DestinationTable {
   name: string;
   exists: boolean;
   /** Columns with `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
-  columns: { name: string; type: string; notNull: boolean }[];
+  columns: { name: string; type: string; notNull: boolean; identityAlways?: boolean }[];
   primaryKey: string[];
   /** Columns of every unique constraint or unique index (primary key included). */
   uniqueKeys: string[][];
@@ -35,7 +35,8 @@ SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`;
 
 const COLUMNS_SQL = `
-SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+       a.attidentity = 'a' AS identity_always
   FROM pg_attribute a
  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
  ORDER BY a.attnum`;
@@ -78,7 +79,7 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
     schema,
     name,
     exists: true,
-    columns: cols.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null })),
+    columns: cols.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, identityAlways: c.identity_always })),
     primaryKey: uniq.rows.find((u) => u.primary)?.cols ?? [],
     uniqueKeys: uniq.rows.map((u) => u.cols),
     citus: kind,

@@ -41,6 +41,8 @@ export interface ApplyTable {
   destKey: string[];
   distributionColumn?: string;
   citus: 'distributed' | 'reference' | 'local';
+  /** A column is GENERATED ALWAYS AS IDENTITY: inserts must say OVERRIDING SYSTEM VALUE to keep the source's values. */
+  identityAlways?: boolean;
 }
 
 /** What collapse and the SQL builders derive from an ApplyTable, once per table object. */

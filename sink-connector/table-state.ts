@@ -131,6 +131,7 @@ export class TableStates {
       destKey: [...dest.primaryKey],
       distributionColumn: dest.distributionColumn ?? undefined,
       citus: dest.citus,
+      identityAlways: dest.columns.some((c) => c.identityAlways),
     };
     try {
       tableShape(table);

@@ -110,6 +110,11 @@ function requireColumns(shape: TableShape, columns: readonly string[], needed: r
   }
 }
 
+/** The source's identity values must be kept, so an ALWAYS identity column needs the override. */
+function overriding(table: ApplyTable): string {
+  return table.identityAlways ? 'OVERRIDING SYSTEM VALUE ' : '';
+}
+
 /**
  * `INSERT … SELECT … FROM unnest(text arrays) … ON CONFLICT (destKey) DO UPDATE` for the
  * given column set (must include the destination key). One row per key per statement.
@@ -120,7 +125,7 @@ export function buildUpsert(table: ApplyTable, columns: readonly string[]): Batc
     const types = columnTypes(shape, columns);
     const q = columns.map(quoteIdent);
     const text =
-      `INSERT INTO ${qualifiedName(table)} (${q.join(', ')}) ` +
+      `INSERT INTO ${qualifiedName(table)} (${q.join(', ')}) ${overriding(table)}` +
       `SELECT ${q.map((c, i) => `u.${c}::${types[i]}`).join(', ')} ` +
       `FROM unnest(${textParams(columns.length)}) AS u(${q.join(', ')}) ` +
       conflictClause(shape, columns);
@@ -248,7 +253,7 @@ export function mergeFromStagingSql(table: ApplyTable, columns: readonly string[
     requireColumns(shape, columns, table.destKey, 'a staging merge');
     columnTypes(shape, columns);
     const q = columns.map(quoteIdent).join(', ');
-    return `INSERT INTO ${qualifiedName(table)} (${q}) SELECT ${q} FROM ${stagingTableName(table)} ${conflictClause(shape, columns)}`;
+    return `INSERT INTO ${qualifiedName(table)} (${q}) ${overriding(table)}SELECT ${q} FROM ${stagingTableName(table)} ${conflictClause(shape, columns)}`;
   });
 }
 

@@ -278,3 +278,10 @@ test('staging names stay within 63 bytes and unambiguous', () => {
   assert.notEqual(stagingBaseName({ schema: 'a__b', name: 'c' }), stagingBaseName({ schema: 'a', name: 'b__c' }));
   assert.equal(stagingBaseName({ schema: 'sales', name: 'order_items' }), 'sales__order_items');
 });
+
+test('an ALWAYS identity column makes upsert and staging merge keep the source values', () => {
+  const t = { schema: 'public', name: 'ids', columns: [{ name: 'id', type: 'bigint' }, { name: 'v', type: 'text' }], sourceKey: ['id'], destKey: ['id'], citus: 'local' as const, identityAlways: true };
+  assert.match(buildUpsert(t, ['id', 'v']).text, /^INSERT INTO "public"\."ids" \("id", "v"\) OVERRIDING SYSTEM VALUE SELECT /);
+  assert.match(mergeFromStagingSql(t, ['id', 'v']), /\("id", "v"\) OVERRIDING SYSTEM VALUE SELECT /);
+  assert.doesNotMatch(buildUpsert({ ...t, identityAlways: false }, ['id', 'v']).text, /OVERRIDING/);
+});

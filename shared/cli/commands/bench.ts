@@ -1,0 +1,89 @@
+/**
+ * `shardbridge bench` (`npm run bench`): ShardBridge end to end against pg_dump, native
+ * logical replication and the raw pgoutput decode rate, on one dev stack, in one run
+ * (docs/benchmark.md). Progress goes to stderr; the table to stdout; the same as JSON to
+ * `--out` (default bench-results.json). `--cpu-prof [dir]` profiles the connector processes
+ * and prints their top self-time functions. Exit 0 when every phase ran (aims missed are
+ * figures, not failures), 1 when a phase failed, 130/143 on signals.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { CommandContext } from '../main.ts';
+import type { Logger } from '../../logger.ts';
+import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
+import { Resources } from '../../demo/session.ts';
+import { formatReport, toJson } from '../../bench/report.ts';
+import { analyzeProfile, formatProfileSummary, profileFiles, readProfile } from '../../bench/profile.ts';
+import { runBench, type Spawned } from '../../bench/run-bench.ts';
+
+interface BenchOpts {
+  scale?: number;
+  out?: string;
+  sourceOnly?: boolean;
+  cpuProf?: boolean | string;
+  latencySeconds?: number;
+}
+
+export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number> {
+  const t0 = Date.now();
+  const progress = (text: string) => ctx.err(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${text}\n`);
+  const log = benchLogger(ctx);
+  const resources = new Resources(log);
+  const abort = new AbortController();
+  const cpuProfDir = opts.cpuProf ? path.resolve(typeof opts.cpuProf === 'string' ? opts.cpuProf : 'bench-profiles') : undefined;
+  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
+  let stoppedBy: ShutdownSignal | null = null;
+  const unregister = ctx.onShutdown(async (signal) => {
+    stoppedBy = signal;
+    abort.abort();
+    progress(`${signal}: stopping everything the benchmark started`);
+    await resources.stopAll();
+  });
+  const spawned: Spawned = [];
+  try {
+    const results = await runBench(
+      { scale: opts.scale ?? 1, sourceOnly: Boolean(opts.sourceOnly), latencySeconds: opts.latencySeconds ?? 20, cpuProfDir, resources, log, progress, signal: abort.signal },
+      spawned,
+    );
+    await resources.stopAll();
+    if (stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy];
+    if (cpuProfDir) {
+      const files = spawned.flatMap((s) => profileFiles(cpuProfDir, s.pid));
+      results.profiles = { dir: cpuProfDir, files };
+    }
+    const json = toJson(results);
+    const out = path.resolve(opts.out ?? 'bench-results.json');
+    writeFileSync(out, JSON.stringify(json, null, 2) + '\n');
+    ctx.out(formatReport(results));
+    ctx.out(`results written to ${out}\n`);
+    if (cpuProfDir) ctx.out(profileReport(cpuProfDir, spawned));
+    return results.failures.length ? 1 : 0;
+  } finally {
+    await resources.stopAll();
+    unregister();
+  }
+}
+
+/** The top self-time functions of each connector process's profile. */
+function profileReport(dir: string, spawned: Spawned): string {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
+  const parts = [`\nCPU profiles (node --cpu-prof) in ${dir}:`];
+  for (const s of spawned) {
+    for (const file of profileFiles(dir, s.pid)) {
+      try {
+        parts.push(formatProfileSummary(`${s.command} connector, ${s.phase} (${path.basename(file)})`, analyzeProfile(readProfile(file), root)));
+      } catch (err) {
+        parts.push(`${path.basename(file)}: cannot read (${(err as Error).message})`);
+      }
+    }
+  }
+  if (parts.length === 1) parts.push('  (no profiles were written: did the connectors exit normally?)');
+  return parts.join('\n') + '\n';
+}
+
+/** The stack's own logs at warn unless asked for: the progress lines are the benchmark's output. */
+function benchLogger(ctx: CommandContext): Logger {
+  const base = ctx.logger;
+  const level = base.level === 'info' && !ctx.verbose && !process.env.LOG_LEVEL ? 'warn' : base.level;
+  return base.child({ component: 'bench' }, { level });
+}

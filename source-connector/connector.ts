@@ -342,7 +342,7 @@ class ConnectorRun {
     let timer: NodeJS.Timeout | undefined;
     const flushed = await Promise.race([
       this.publisher.barrier().then(() => true, () => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 20_000))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000))),
     ]);
     clearTimeout(timer);
     if (!flushed) this.publisher.abandon('shutting down while Kafka is unavailable');

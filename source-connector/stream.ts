@@ -43,7 +43,7 @@ export interface StreamOptions {
   metrics?: Metrics;
   /** How often the confirmable position is sent. Default 1000 ms. */
   confirmIntervalMs?: number;
-  /** How long stop() / a failure waits for Kafka before closing without a final confirm. Default 20 s. */
+  /** How long stop() / a failure waits for Kafka before closing without a final confirm. Default 10 s. */
   flushTimeoutMs?: number;
 }
 
@@ -155,7 +155,7 @@ export class ReplicationStream {
     let timer: NodeJS.Timeout | undefined;
     const flushed = await Promise.race([
       o.publisher.barrier().then(() => true, () => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), o.flushTimeoutMs ?? 20_000))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), o.flushTimeoutMs ?? 10_000))),
     ]);
     clearTimeout(timer);
     if (!flushed) this.log.warn('Kafka did not acknowledge everything before the stream closed: the unconfirmed part will be read again');

@@ -1,0 +1,291 @@
+/**
+ * The source connector under faults: kill -9 of the connector process mid-stream and a
+ * restart (every change at least once, in order per key); its Kafka broker killed and
+ * restarted mid-stream (nothing lost, and the slot's confirmed position never passes what
+ * Kafka has); a 1,000,000-row transaction streamed by the real CLI with bounded memory.
+ */
+import { after, before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { startKafka } from '../../shared/devstack/kafka.ts';
+import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
+import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
+import { getTestKafka, testLogger } from '../helpers/kafka.ts';
+import { startTestSource } from '../helpers/postgres.ts';
+import { RegistryDecoder, readDecoded, testSourceConfig, uniquePrefix } from '../helpers/source.ts';
+
+const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'sb-source-faults-'));
+let source: PgCluster;
+let db: pg.Client;
+let kafka: KafkaClient;
+let bootstrap: string;
+let registryUrl: string;
+const releases: (() => Promise<void>)[] = [];
+
+before(async () => {
+  const k = await getTestKafka();
+  releases.push(k.release);
+  bootstrap = k.bootstrap;
+  registryUrl = process.env.SHARDBRIDGE_TEST_SCHEMA_REGISTRY ?? '';
+  if (!registryUrl) {
+    const r = await startSchemaRegistry({ logger: testLogger() });
+    releases.push(r.stop);
+    registryUrl = r.url;
+  }
+  kafka = createKafka({ brokers: [bootstrap], clientId: 'test-source-faults' }, testLogger());
+  source = await startTestSource();
+  db = new pg.Client({ connectionString: source.url() });
+  await db.connect();
+});
+
+after(async () => {
+  await db?.end();
+  await source?.destroy();
+  for (const r of releases.reverse()) await r();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function freshDatabase(t: TestContext): Promise<{ url: string; client: pg.Client; slot: string }> {
+  const name = `f_${crypto.randomBytes(4).toString('hex')}`;
+  await db.query(`CREATE DATABASE ${name}`);
+  const client = new pg.Client({ connectionString: source.url(name) });
+  await client.connect();
+  t.after(() => client.end());
+  return { url: source.url(name), client, slot: `slot_${name}` };
+}
+
+async function walLsn(c: pg.Client): Promise<bigint> {
+  return parseLsn((await c.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l);
+}
+
+async function slotConfirmed(c: pg.Client, slot: string): Promise<bigint | null> {
+  const { rows } = await c.query(`SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  return rows[0]?.c ? parseLsn(rows[0].c) : null;
+}
+
+async function sumEndOffsets(k: KafkaClient, topic: string): Promise<number> {
+  const admin = k.admin();
+  try {
+    return (await admin.endOffsets(topic)).reduce((n, e) => n + Number(e.offset), 0);
+  } catch {
+    return 0; // not created yet
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Counters bumped one by one in their own transactions; `written` holds each key's last value. */
+function counterWriter(url: string, keys: number) {
+  const written = new Map<number, number>();
+  const client = new pg.Client({ connectionString: url });
+  let running = true;
+  let count = 0;
+  const loop = (async () => {
+    await client.connect();
+    try {
+      while (running) {
+        const k = 1 + Math.floor(Math.random() * keys);
+        const { rows } = await client.query('UPDATE ctr SET n = n + 1 WHERE k = $1 RETURNING n', [k]);
+        written.set(k, Number(rows[0].n));
+        count++;
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  return {
+    written,
+    count: () => count,
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/**
+ * Per key, the values Kafka holds in partition order must be the snapshot's value, then every
+ * later value up to the last one written, first occurrences in order; repeats are allowed
+ * only as a replay of a suffix (after a restart).
+ */
+async function assertCountersComplete(k: KafkaClient, topic: string, written: Map<number, number>, keys: number): Promise<{ duplicates: number }> {
+  const records = await readDecoded(k, new RegistryDecoder(registryUrl), topic);
+  const seen = new Map<number, { op: string; n: number }[]>();
+  for (const r of records) {
+    if (!r.afterText) continue;
+    const key = Number(r.afterText.k);
+    let list = seen.get(key);
+    if (!list) seen.set(key, (list = []));
+    list.push({ op: r.value!.op, n: Number(r.afterText.n) });
+  }
+  let duplicates = 0;
+  for (let key = 1; key <= keys; key++) {
+    const values = seen.get(key) ?? [];
+    assert.equal(values[0]?.op, 'r', `key ${key}: the snapshot read comes first`);
+    const firsts: number[] = [];
+    const had = new Set<number>();
+    for (const { n } of values) {
+      if (had.has(n)) duplicates++;
+      else firsts.push(n);
+      had.add(n);
+    }
+    const from = firsts[0];
+    const last = written.get(key) ?? from;
+    assert.deepEqual(firsts, Array.from({ length: last - from + 1 }, (_, i) => from + i), `key ${key}: values missing or out of order`);
+  }
+  return { duplicates };
+}
+
+function writeConfig(name: string, config: object): string {
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+/** The real CLI in a child process; output kept for failure messages. */
+function spawnSource(file: string): { proc: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
+  const proc = spawn(process.execPath, [BIN, 'source', '--config', file], { env: { ...env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  return { proc, output: () => out, exited };
+}
+
+test('kill -9 of the connector mid-stream, then a restart: every change at least once, in order per key', async (t) => {
+  const { url, client, slot } = await freshDatabase(t);
+  const keys = 40;
+  await client.query(`CREATE TABLE ctr (k int PRIMARY KEY, n bigint NOT NULL); INSERT INTO ctr SELECT g, 0 FROM generate_series(1, ${keys}) g`);
+  const prefix = uniquePrefix();
+  const topic = `${prefix}.public.ctr`;
+  const file = writeConfig('kill', { source: { url }, kafka: { brokers: [bootstrap] }, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: slot, metricsPort: 0, heartbeatIntervalMs: 1000 });
+  const writer = counterWriter(url, keys);
+  t.after(() => writer.stop());
+
+  const first = spawnSource(file);
+  t.after(() => first.proc.kill('SIGKILL'));
+  await waitFor('changes in Kafka from the first process', async () => (await sumEndOffsets(kafka, topic)) > keys + 300, { timeoutMs: 90_000, intervalMs: 100 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${first.output()}`);
+  });
+  first.proc.kill('SIGKILL');
+  assert.equal((await first.exited).signal, 'SIGKILL');
+  const atKill = writer.count();
+  await waitFor('writes while the connector is down', () => writer.count() >= atKill + 200);
+
+  const second = spawnSource(file);
+  t.after(() => second.proc.kill('SIGKILL'));
+  const before = await sumEndOffsets(kafka, topic);
+  await waitFor('the restarted process publishing', async () => (await sumEndOffsets(kafka, topic)) > before + 300, { timeoutMs: 90_000, intervalMs: 100 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${second.output()}`);
+  });
+  await writer.stop();
+  const end = await walLsn(client);
+  await waitFor('the slot confirmed everything', async () => ((await slotConfirmed(client, slot)) ?? 0n) >= end, { timeoutMs: 60_000, intervalMs: 100 });
+  second.proc.kill('SIGTERM');
+  const exit = await second.exited;
+  assert.equal(exit.code, 143, second.output());
+
+  const { duplicates } = await assertCountersComplete(kafka, topic, writer.written, keys);
+  t.diagnostic(`${writer.count()} changes written, ${duplicates} delivered twice after the kill`);
+});
+
+test('the broker killed and restarted mid-stream: nothing lost, the slot never confirms past what Kafka has', async (t) => {
+  const { url, client, slot } = await freshDatabase(t);
+  const keys = 40;
+  await client.query(`CREATE TABLE ctr (k int PRIMARY KEY, n bigint NOT NULL); INSERT INTO ctr SELECT g, 0 FROM generate_series(1, ${keys}) g`);
+  const brokerDir = mkdtempSync(join(tmpdir(), 'sb-source-broker-'));
+  const broker = await startKafka({ dataDir: brokerDir, logger: testLogger() });
+  t.after(async () => {
+    await broker.stop();
+    rmSync(brokerDir, { recursive: true, force: true });
+  });
+  const own = createKafka({ brokers: [broker.bootstrap], clientId: 'test-source-broker' }, testLogger());
+  const config = testSourceConfig({ sourceUrl: url, kafka: broker.bootstrap, registry: registryUrl, extra: { slotName: slot, heartbeatIntervalMs: 500 } });
+  const topic = `${config.topicPrefix}.public.ctr`;
+  const conn = await startSourceConnector(config, testLogger());
+  t.after(() => conn.stop());
+  const writer = counterWriter(url, keys);
+  t.after(() => writer.stop());
+  await waitFor('changes in Kafka', async () => (await sumEndOffsets(own, topic)) > keys + 300, { timeoutMs: 60_000, intervalMs: 100 });
+
+  await broker.crash();
+  const atCrash = await walLsn(client);
+  const written = writer.count();
+  // While Kafka is down, nothing written after the crash can be acknowledged: the slot must stay at or before it.
+  const samples: bigint[] = [];
+  await waitFor('writes and confirm ticks during the outage', async () => {
+    samples.push((await slotConfirmed(client, slot)) ?? 0n);
+    return writer.count() >= written + 300 && samples.length >= 20;
+  }, { timeoutMs: 60_000, intervalMs: 100 });
+  const beyond = samples.filter((c) => c > atCrash);
+  assert.deepEqual(beyond, [], `the slot confirmed past the crash position ${atCrash} while the broker was down`);
+
+  await broker.restart();
+  const before = await sumEndOffsets(own, topic);
+  await waitFor('publishing after the restart', async () => (await sumEndOffsets(own, topic)) > before + 300, { timeoutMs: 90_000, intervalMs: 200 });
+  await writer.stop();
+  const end = await walLsn(client);
+  await waitFor('the slot confirmed everything', async () => ((await slotConfirmed(client, slot)) ?? 0n) >= end, { timeoutMs: 60_000, intervalMs: 100 });
+  await assertCountersComplete(own, topic, writer.written, keys);
+  await conn.stop();
+  await conn.done;
+});
+
+test('a 1,000,000-row transaction streams through the CLI with bounded memory', async (t) => {
+  const { url, client, slot } = await freshDatabase(t);
+  await client.query(`CREATE TABLE bulk (id int PRIMARY KEY, v text, amount numeric(12,2))`);
+  const prefix = uniquePrefix();
+  const topic = `${prefix}.public.bulk`;
+  const file = writeConfig('bulk', { source: { url }, kafka: { brokers: [bootstrap] }, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: slot, metricsPort: 0 });
+  const child = spawnSource(file);
+  t.after(() => child.proc.kill('SIGKILL'));
+  await waitFor('the slot streaming', async () => {
+    const { rows } = await client.query(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+    return rows[0]?.active === true;
+  }, { timeoutMs: 60_000, intervalMs: 100 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${child.output()}`);
+  });
+
+  let peakRss = 0;
+  const sampleRss = () => {
+    try {
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.proc.pid}/status`, 'utf8'))?.[1] ?? 0);
+      peakRss = Math.max(peakRss, kb * 1024);
+    } catch {
+      // exited
+    }
+  };
+  const sampler = setInterval(sampleRss, 100);
+  t.after(() => clearInterval(sampler));
+  const started = Date.now();
+  await client.query(`INSERT INTO bulk SELECT g, md5(g::text), g / 100.0 FROM generate_series(1, 1000000) g`);
+  const inserted = Date.now();
+  await waitFor('1,000,000 records in Kafka', async () => (await sumEndOffsets(kafka, topic)) >= 1_000_000, { timeoutMs: 110_000, intervalMs: 250 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${child.output()}`);
+  });
+  const published = Date.now();
+  clearInterval(sampler);
+  sampleRss();
+  child.proc.kill('SIGTERM');
+  assert.equal((await child.exited).code, 143, child.output());
+  const secs = (published - inserted) / 1000;
+  t.diagnostic(`insert ${(inserted - started) / 1000} s, streamed in ${secs} s after the commit (${Math.round(1_000_000 / secs)} rows/s), peak RSS ${Math.round(peakRss / 1048576)} MB`);
+  assert.equal(await sumEndOffsets(kafka, topic), 1_000_000, 'one record per row');
+  assert.ok(peakRss > 0, 'RSS was sampled');
+  assert.ok(peakRss < 300 * 1048576, `peak RSS ${Math.round(peakRss / 1048576)} MB`);
+});

@@ -43,7 +43,13 @@ export function shortUrl(url: string, root: string): string {
   return p;
 }
 
-export function analyzeProfile(profile: CpuProfile, root = ''): ProfileSummary {
+/**
+ * Maps a position in generated code back to the 1-based line of the original file, when the
+ * file was compiled on the fly (tsx: every module on one minified line); null when unknown.
+ */
+export type PositionMapper = (url: string, line0: number, column0: number) => number | null;
+
+export function analyzeProfile(profile: CpuProfile, root = '', mapPosition?: PositionMapper): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   const samples = profile.samples ?? [];
@@ -73,7 +79,8 @@ export function analyzeProfile(profile: CpuProfile, root = ''): ProfileSummary {
       continue;
     }
     const file = shortUrl(cf.url, root);
-    const what = PSEUDO.has(cf.functionName) || !file ? cf.functionName || '(anonymous)' : `${cf.functionName || '(anonymous)'} (${file}:${cf.lineNumber + 1})`;
+    const line = (mapPosition && cf.url ? mapPosition(cf.url, cf.lineNumber, cf.columnNumber ?? 0) : null) ?? cf.lineNumber + 1;
+    const what = PSEUDO.has(cf.functionName) || !file ? cf.functionName || '(anonymous)' : `${cf.functionName || '(anonymous)'} (${file}:${line})`;
     const e = fn.get(what) ?? { file, us: 0 };
     e.us += us;
     fn.set(what, e);
@@ -85,6 +92,68 @@ export function analyzeProfile(profile: CpuProfile, root = ''): ProfileSummary {
   const functions = [...fn.entries()].map(([what, e]) => ({ what, file: e.file, ms: e.us / 1000, share: share(e.us) })).sort((a, b) => b.ms - a.ms);
   const fileList = [...files.entries()].map(([file, us]) => ({ what: file, file, ms: us / 1000, share: share(us) })).sort((a, b) => b.ms - a.ms);
   return { totalMs: totalUs / 1000, idleMs: idleUs / 1000, busyMs: busyUs / 1000, functions, files: fileList };
+}
+
+// ---------- source maps ----------
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Decodes one base64 VLQ segment of a source map into its numbers. */
+export function decodeVlq(segment: string): number[] {
+  const out: number[] = [];
+  let value = 0;
+  let shift = 0;
+  for (const ch of segment) {
+    const digit = B64.indexOf(ch);
+    if (digit < 0) throw new Error(`invalid base64 VLQ character ${JSON.stringify(ch)}`);
+    value += (digit & 31) << shift;
+    if (digit & 32) {
+      shift += 5;
+      continue;
+    }
+    out.push(value & 1 ? -(value >>> 1) : value >>> 1);
+    value = 0;
+    shift = 0;
+  }
+  return out;
+}
+
+/** Per generated line: [generated column, original line (0-based)] pairs, ordered by column. */
+export function decodeMappings(mappings: string): [number, number][][] {
+  const lines: [number, number][][] = [];
+  let srcLine = 0;
+  for (const text of mappings.split(';')) {
+    const segs: [number, number][] = [];
+    let genCol = 0;
+    for (const seg of text.split(',')) {
+      if (!seg) continue;
+      const v = decodeVlq(seg);
+      genCol += v[0];
+      if (v.length >= 4) {
+        srcLine += v[2];
+        segs.push([genCol, srcLine]);
+      }
+    }
+    lines.push(segs);
+  }
+  return lines;
+}
+
+/** The 1-based original line of generated (line0, column0): the last mapping at or before it. */
+export function originalLine(decoded: [number, number][][], line0: number, column0: number): number | null {
+  const segs = decoded[line0];
+  if (!segs || segs.length === 0) return null;
+  let lo = 0;
+  let hi = segs.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (segs[mid][0] <= column0) {
+      found = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found < 0 ? null : segs[found][1] + 1;
 }
 
 export function formatProfileSummary(title: string, s: ProfileSummary, top = 15): string {

@@ -14,6 +14,7 @@ import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { Resources } from '../../demo/session.ts';
 import { formatReport, toJson } from '../../bench/report.ts';
 import { analyzeProfile, formatProfileSummary, profileFiles, readProfile } from '../../bench/profile.ts';
+import { tsxPositionMapper } from '../../bench/profile-sources.ts';
 import { runBench, type Spawned } from '../../bench/run-bench.ts';
 
 interface BenchOpts {
@@ -56,7 +57,7 @@ export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number>
     writeFileSync(out, JSON.stringify(json, null, 2) + '\n');
     ctx.out(formatReport(results));
     ctx.out(`results written to ${out}\n`);
-    if (cpuProfDir) ctx.out(profileReport(cpuProfDir, spawned));
+    if (cpuProfDir) ctx.out(await profileReport(cpuProfDir, spawned));
     return results.failures.length ? 1 : 0;
   } finally {
     await resources.stopAll();
@@ -65,13 +66,14 @@ export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number>
 }
 
 /** The top self-time functions of each connector process's profile. */
-function profileReport(dir: string, spawned: Spawned): string {
+export async function profileReport(dir: string, spawned: Spawned): Promise<string> {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
+  const mapper = await tsxPositionMapper();
   const parts = [`\nCPU profiles (node --cpu-prof) in ${dir}:`];
   for (const s of spawned) {
     for (const file of profileFiles(dir, s.pid)) {
       try {
-        parts.push(formatProfileSummary(`${s.command} connector, ${s.phase} (${path.basename(file)})`, analyzeProfile(readProfile(file), root)));
+        parts.push(formatProfileSummary(`${s.command} connector, ${s.phase} (${path.basename(file)})`, analyzeProfile(readProfile(file), root, mapper)));
       } catch (err) {
         parts.push(`${path.basename(file)}: cannot read (${(err as Error).message})`);
       }

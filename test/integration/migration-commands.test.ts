@@ -1,0 +1,396 @@
+/**
+ * The migration commands end to end on the dev stack, with both connectors running in this
+ * process (as the demo does) and the commands called through the CLI's main():
+ *  - `status --json` during a run, and during a stall on a missing destination column that is
+ *    then fixed (reason and remedy from shardbridge.stalls and the sink's /metrics);
+ *  - the invasive schema change runbook: stop both connectors, int → bigint on both sides,
+ *    start again: a new schema version, the sink resumes, nothing lost;
+ *  - `cutover --yes` on a clean run: go, sequences ≥ source + margin, the foreign key kept
+ *    aside by `schema copy` created;
+ *  - `cutover --verify-only` after a row changed on the destination: no-go naming the table
+ *    and the key range;
+ *  - `cleanup` refusing (source connector streaming; sink behind and unpublished changes in
+ *    the slot), then succeeding with --drop-control-tables --drop-topics.
+ * One setup shared by the tests, which run in order.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { main } from '../../shared/cli/main.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type Admin } from '../../shared/kafka/client.ts';
+import type { CutoverReport } from '../../shared/migration/cutover.ts';
+import type { CleanupReport } from '../../shared/migration/cleanup.ts';
+import type { StatusReport } from '../../shared/migration/status.ts';
+import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { getTestKafka, testLogger } from '../helpers/kafka.ts';
+import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { waitApplied } from '../helpers/sink.ts';
+
+const ID = `${process.pid}_${Date.now().toString(36)}`;
+const SCHEMA = `sb_mig_${ID}`;
+const PREFIX = `sbmig${Date.now().toString(36)}`;
+const GROUP = `g-mig-${ID}`;
+const dir = mkdtempSync(join(tmpdir(), 'sb-mig-'));
+const log = testLogger();
+const releases: (() => Promise<void>)[] = [];
+let src: pg.Client;
+let dst: pg.Client;
+let admin: Admin;
+let registryUrl: string;
+let sourceConfig: SourceConfig;
+let sinkConfig: SinkConfig;
+let files: string[];
+let source: SourceConnector | null = null;
+let sink: SinkConnector | null = null;
+
+const topic = (table: string) => `${PREFIX}.${SCHEMA}.${table}`;
+
+before(async () => {
+  const [k, r, d, s] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination(), startTestSource({ max_slot_wal_keep_size: '1GB' })]);
+  releases.push(k.release, r.release, d.release, () => s.destroy());
+  registryUrl = r.url;
+  src = new pg.Client({ connectionString: s.url() });
+  dst = new pg.Client({ connectionString: d.url });
+  await Promise.all([src.connect(), dst.connect()]);
+  await src.query(`
+    CREATE SCHEMA ${SCHEMA};
+    CREATE TABLE ${SCHEMA}.customers (id bigserial PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE ${SCHEMA}.orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL CONSTRAINT orders_customer_fk REFERENCES ${SCHEMA}.customers (id),
+                                   amount int NOT NULL, note text);
+    INSERT INTO ${SCHEMA}.customers (name) SELECT 'c' || g FROM generate_series(1, 200) g;
+    INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 1 + g % 200, g, 'o' || g FROM generate_series(1, 1000) g;`);
+  admin = createKafka({ brokers: [k.bootstrap] }, log).admin();
+  const common = { name: 'mig', topicPrefix: PREFIX, kafka: { brokers: [k.bootstrap] }, schemaRegistry: { url: r.url }, metricsPort: 0, logLevel: 'warn' as const };
+  sourceConfig = sourceConfigSchema.parse({
+    ...common,
+    source: { url: s.url() },
+    tables: { schemas: [SCHEMA] },
+    slotName: `sb_mig_${process.pid}`,
+    publicationName: `sb_mig_${process.pid}`,
+    topics: { partitions: 2 },
+    heartbeatIntervalMs: 1_000,
+  });
+  sinkConfig = sinkConfigSchema.parse({ ...common, groupId: GROUP, destination: { url: d.url }, stallRetryMs: 300 });
+  const sourceFile = join(dir, 'source.json');
+  const sinkFile = join(dir, 'sink.json');
+  writeFileSync(sourceFile, JSON.stringify(sourceConfig));
+  writeFileSync(sinkFile, JSON.stringify(sinkConfig));
+  files = ['--source-config', sourceFile, '--sink-config', sinkFile];
+
+  const copy = await cli(['schema', 'copy', '--json']);
+  assert.equal(copy.code, 0, copy.stderr + copy.stdout);
+  await startSource();
+  await startSink();
+});
+
+after(async () => {
+  await sink?.stop().catch(() => {});
+  await source?.stop().catch(() => {});
+  await dst?.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).catch(() => {});
+  await dst?.query(`DELETE FROM shardbridge.deferred_foreign_keys WHERE table_name LIKE '"${SCHEMA}".%'`).catch(() => {});
+  const topics = (await admin.listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${PREFIX}.`));
+  await admin.deleteTopics(topics).catch(() => {});
+  await admin.disconnect().catch(() => {});
+  await Promise.all([src?.end().catch(() => {}), dst?.end().catch(() => {})]);
+  for (const r of releases.reverse()) await r().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', ...args, ...files], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
+  return { code, stdout, stderr };
+}
+
+async function json<T>(args: string[]): Promise<{ code: number; out: T; stderr: string }> {
+  const r = await cli([...args, '--json']);
+  assert.ok(r.stdout.trim().startsWith('{'), `no JSON from ${args.join(' ')} (exit ${r.code}): ${r.stderr}${r.stdout}`);
+  return { code: r.code, out: JSON.parse(r.stdout) as T, stderr: r.stderr };
+}
+
+const status = (extra: string[] = []) => json<StatusReport>(['status', '--sample-seconds', '0', ...extra]);
+
+async function startSource(): Promise<void> {
+  source = await startSourceConnector(sourceConfig, log);
+  await waitFor('the source connector streaming', () => {
+    if (source!.state().phase === 'failed') throw new Error('the source connector failed');
+    return source!.state().phase === 'streaming';
+  }, { timeoutMs: 60_000, intervalMs: 50 });
+}
+
+async function stopSource(): Promise<void> {
+  await source?.stop();
+  source = null;
+}
+
+async function startSink(): Promise<void> {
+  sink = await startSinkConnector(sinkConfig, log, { topicRefreshMs: 500, controlPollMs: 300, metricsPort: 0 });
+}
+
+async function stopSink(): Promise<void> {
+  await sink?.stop();
+  sink = null;
+}
+
+async function currentLsn(): Promise<bigint> {
+  return parseLsn((await src.query('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0].l);
+}
+
+/** Until the slot confirmed everything written so far (the source connector put it in Kafka). */
+async function sourceConfirmed(): Promise<void> {
+  const target = await currentLsn();
+  await src.query(`SELECT pg_logical_emit_message(false, 'shardbridge-heartbeat', 'test')`);
+  await waitFor('the slot to confirm the current position', async () => {
+    const { rows } = await src.query('SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1', [sourceConfig.slotName]);
+    return rows[0]?.c && parseLsn(rows[0].c) >= target;
+  }, { timeoutMs: 30_000, intervalMs: 100 });
+}
+
+async function sinkCaughtUp(): Promise<void> {
+  await sourceConfirmed();
+  await waitApplied(dst, admin, GROUP, [topic('customers'), topic('orders')], 60_000);
+}
+
+test('status --json during a run: slot, snapshot per table, offsets, catch-up, exit 0', async () => {
+  await waitFor('both snapshots complete in status', async () => {
+    const r = await status();
+    return r.out.tables.length === 2 && r.out.tables.every((t) => t.state === 'complete') && r.out.totals.lag === 0;
+  }, { timeoutMs: 60_000, intervalMs: 300 });
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 1, g, 'run' || g FROM generate_series(1, 50) g`);
+  await sinkCaughtUp();
+
+  const r = await status(['--sample-seconds', '1']);
+  assert.equal(r.code, 0, JSON.stringify(r.out.problems));
+  const s = r.out;
+  assert.equal(s.ok, true);
+  assert.ok(s.slot.exists);
+  assert.equal(s.slot.name, sourceConfig.slotName);
+  assert.equal(s.slot.active, true);
+  assert.match(s.slot.confirmedLsn!, /^[0-9A-F]+\/[0-9A-F]+$/);
+  assert.equal(typeof s.slot.lagBytes, 'number');
+  assert.equal(typeof s.slot.walRetainedBytes, 'number');
+  assert.equal(s.slot.walStatus, 'reserved');
+  assert.deepEqual(
+    s.tables.map((t) => [t.table, t.destination, t.state, t.rows]),
+    [[`${SCHEMA}.customers`, `${SCHEMA}.customers`, 'complete', 200], [`${SCHEMA}.orders`, `${SCHEMA}.orders`, 'complete', 1000]],
+  );
+  const orders = s.partitions.filter((p) => p.topic === topic('orders'));
+  assert.deepEqual(orders.map((p) => p.partition), [0, 1]);
+  assert.equal(orders.reduce((n, p) => n + p.end, 0), 1050);
+  for (const p of s.partitions.filter((x) => x.kind === 'table')) assert.deepEqual([p.applied, p.lag], [p.end, 0], `${p.topic}[${p.partition}]`);
+  assert.ok(s.partitions.some((p) => p.kind === 'control' && p.topic === `${PREFIX}.__snapshot`));
+  assert.deepEqual(s.totals, { end: 1250, applied: 1250, lag: 0 });
+  assert.equal(s.catchUp.state, 'caught up');
+  assert.equal(s.catchUp.etaSeconds, 0);
+  assert.ok(s.catchUp.sampleSeconds! >= 1, 'two samples, a second apart');
+  assert.deepEqual(s.stalls, []);
+  assert.ok(s.sequences.lastSync, 'the sink recorded the sequence values the snapshot published');
+  assert.ok(s.sequences.entries.some((e) => e.sequence.endsWith('orders_id_seq') && Number(e.sourceValue) >= 1000), JSON.stringify(s.sequences));
+  assert.deepEqual(s.problems.filter((p) => p.level === 'FAIL'), []);
+
+  const text = await cli(['status', '--sample-seconds', '0']);
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, new RegExp(`${SCHEMA}\\.orders\\s+${SCHEMA}\\.orders\\s+complete\\s+1,000`));
+  assert.match(text.stdout, /Catch-up: caught up/);
+});
+
+test('status during a stall on a missing destination column: reason and remedy, exit 1; fixed, exit 0', async () => {
+  await src.query(`ALTER TABLE ${SCHEMA}.orders ADD COLUMN extra text`);
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note, extra) VALUES (2, 7, 'needs extra', 'x')`);
+  const metrics = ['--sink-metrics', `http://127.0.0.1:${sink!.metricsPort}/metrics`];
+  const stalled = await waitFor('a stall in status', async () => {
+    const r = await status(metrics);
+    return r.out.stalls.length > 0 && r.out.stalls[0].seenIn.length === 2 ? r : null;
+  }, { timeoutMs: 30_000, intervalMs: 300 });
+  assert.equal(stalled.code, 1);
+  assert.equal(stalled.out.ok, false);
+  const [st] = stalled.out.stalls;
+  assert.equal(st.topic, topic('orders'));
+  assert.equal(st.table, `${SCHEMA}.orders`);
+  assert.equal(st.sqlstate, '42703');
+  assert.equal(st.reason, 'apply');
+  assert.match(st.message, /column "extra" of relation .*orders.* does not exist/);
+  assert.match(st.remedy!, /ALTER TABLE .*orders.* ADD COLUMN "?extra"?/);
+  assert.deepEqual(st.seenIn.sort(), ['metrics', 'table']);
+  const part = stalled.out.partitions.find((p) => p.topic === st.topic && p.partition === st.partition)!;
+  assert.equal(part.stalled, true);
+  assert.equal(part.applied, st.offset, 'the partition stands at the record it cannot apply');
+  assert.ok(part.lag >= 1);
+  const fail = stalled.out.problems.find((p) => p.level === 'FAIL');
+  assert.equal(fail?.object, `topic ${st.topic}[${st.partition}]`);
+  assert.match(fail!.remedy!, /ADD COLUMN/);
+  const text = await cli(['status', '--sample-seconds', '0', ...metrics]);
+  assert.equal(text.code, 1);
+  assert.match(text.stdout, /STALLED/);
+  assert.match(text.stdout, /remedy: ALTER TABLE/);
+
+  await dst.query(`ALTER TABLE ${SCHEMA}.orders ADD COLUMN extra text`);
+  const fixed = await waitFor('the stall gone from status', async () => {
+    const r = await status(metrics);
+    return r.out.stalls.length === 0 && r.out.totals.lag === 0 ? r : null;
+  }, { timeoutMs: 30_000, intervalMs: 300 });
+  assert.equal(fixed.code, 0, JSON.stringify(fixed.out.problems));
+  assert.equal((await dst.query(`SELECT extra FROM ${SCHEMA}.orders WHERE note = 'needs extra'`)).rows[0]?.extra, 'x');
+});
+
+test('invasive schema change runbook: stop both, int -> bigint on both sides, start: new schema version, nothing lost', async () => {
+  const subject = `${topic('orders')}-value`;
+  const versions = async () => (await (await fetch(`${registryUrl}/subjects/${subject}/versions`)).json()) as number[];
+  const before = await versions();
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (3, 11, 'before the stop')`);
+  await sinkCaughtUp();
+  await stopSink();
+  await stopSource();
+
+  // The application keeps writing until its own change: these rows are in the slot with the old type.
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (4, 12, 'while stopped')`);
+  await src.query(`ALTER TABLE ${SCHEMA}.orders ALTER COLUMN amount TYPE bigint`);
+  await dst.query(`ALTER TABLE ${SCHEMA}.orders ALTER COLUMN amount TYPE bigint`);
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (4, 5000000000, 'after the change')`);
+  await src.query(`UPDATE ${SCHEMA}.orders SET amount = 6000000000 WHERE id = 10`);
+
+  // With changes written before the type change, the source connector publishes them, stops at
+  // the change itself (having confirmed everything before it) and continues on the next start.
+  const first = await startSourceConnector(sourceConfig, log);
+  await assert.rejects(first.done, (err: Error & { remedy?: string }) => {
+    assert.match(err.message, new RegExp(`column amount of table ${SCHEMA}\\.orders changed type from int4 to int8`));
+    return true;
+  });
+  await startSource();
+  await startSink();
+  await sinkCaughtUp();
+  const after = await versions();
+  assert.equal(after.length, before.length + 1, 'the source registered one new value schema version');
+  const latest = (await (await fetch(`${registryUrl}/subjects/${subject}/versions/latest`)).json()) as { schema: string };
+  assert.match(latest.schema, /"name":"amount"[^}]*"long"/);
+  const { rows } = await dst.query(`SELECT note, amount::text FROM ${SCHEMA}.orders WHERE note IN ('while stopped', 'after the change') OR id = 10 ORDER BY id`);
+  assert.deepEqual(rows.map((r) => [r.note, r.amount]), [['o10', '6000000000'], ['while stopped', '12'], ['after the change', '5000000000']]);
+  const r = await status();
+  assert.equal(r.code, 0, JSON.stringify(r.out.problems));
+  assert.equal(r.out.totals.lag, 0);
+});
+
+test('cutover --yes on a clean run: go, sequences at least source + margin, deferred foreign key created', async () => {
+  await src.query(`INSERT INTO ${SCHEMA}.customers (name) VALUES ('late')`);
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (201, 1, 'late')`);
+  const fkBefore = await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
+  assert.equal(fkBefore.rowCount, 0, 'schema copy kept the foreign key aside');
+
+  const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '500', '--timeout', '60']);
+  assert.equal(r.code, 0, JSON.stringify(r.out.problems) + r.stderr);
+  assert.equal(r.out.go, true);
+  assert.match(r.out.recordedLsn!, /^[0-9A-F]+\/[0-9A-F]+$/);
+  assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
+    ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['foreign keys', 'ok'],
+  ]);
+  const srcSeq = new Map((await src.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
+  const dstSeq = new Map((await dst.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
+  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'orders_id_seq']);
+  for (const [name, v] of srcSeq) assert.ok(dstSeq.get(name)! >= v + 500n, `${name}: destination ${dstSeq.get(name)} >= source ${v} + 500`);
+  assert.deepEqual(r.out.sequences.map((s) => [s.sequence, s.status]).sort(), [[`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.orders_id_seq`, 'moved']]);
+  assert.deepEqual(r.out.tables.map((t) => [t.table, t.match]), [[`${SCHEMA}.customers`, true], [`${SCHEMA}.orders`, true]]);
+  assert.deepEqual(r.out.foreignKeys.map((f) => [f.table, f.constraint, f.status]), [[`"${SCHEMA}"."orders"`, 'orders_customer_fk', 'created']]);
+  const fk = await dst.query(`SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
+  assert.match(fk.rows[0]?.d ?? '', /FOREIGN KEY \(customer_id\) REFERENCES .*customers\(id\)/);
+  const mark = await dst.query(`SELECT created_at FROM shardbridge.deferred_foreign_keys WHERE table_name = $1`, [`"${SCHEMA}"."orders"`]);
+  assert.ok(mark.rows[0]?.created_at instanceof Date, 'marked done');
+
+  // Again: idempotent, nothing lowered, the foreign key already there.
+  const again = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
+  assert.equal(again.code, 0, JSON.stringify(again.out.problems));
+  assert.deepEqual(again.out.sequences.map((s) => s.status), ['already above', 'already above']);
+  assert.deepEqual(again.out.foreignKeys.map((f) => f.status), ['already there']);
+});
+
+test('cutover --verify-only after a row changed on the destination: no-go naming the table and key range', async () => {
+  const { rows: [orig] } = await dst.query(`SELECT note FROM ${SCHEMA}.orders WHERE id = 500`);
+  await dst.query(`UPDATE ${SCHEMA}.orders SET note = 'changed on the destination' WHERE id = 500`);
+  try {
+    const r = await json<CutoverReport>(['cutover', '--verify-only']);
+    assert.equal(r.code, 1);
+    assert.equal(r.out.go, false);
+    assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [['verify', 'failed']]);
+    const orders = r.out.tables.find((t) => t.table === `${SCHEMA}.orders`)!;
+    assert.equal(orders.match, false);
+    assert.equal(orders.differences.length, 1);
+    const d = orders.differences[0];
+    assert.match(d.range, /^id in \[/);
+    assert.ok(BigInt(d.from ?? '-1') <= 500n && (d.to === null || BigInt(d.to) > 500n), `${d.range} holds id 500`);
+    assert.deepEqual(d.sampleKeys, [{ key: { id: '500' }, difference: 'changed' }]);
+    assert.equal(r.out.tables.find((t) => t.table === `${SCHEMA}.customers`)!.match, true);
+    assert.ok(r.out.problems.some((p) => p.startsWith(`${SCHEMA}.orders: id in [`) && p.includes('(id=500) changed')), r.out.problems.join('\n'));
+
+    const text = await cli(['cutover', '--verify-only']);
+    assert.equal(text.code, 1);
+    assert.match(text.stdout, new RegExp(`NO-GO:\\n  - ${SCHEMA}\\.orders: id in \\[\\d+, \\d+\\): \\d+ source rows, \\d+ destination rows; keys \\(id=500\\) changed\\n`));
+  } finally {
+    await dst.query(`UPDATE ${SCHEMA}.orders SET note = $1 WHERE id = 500`, [orig.note]);
+  }
+  const ok = await json<CutoverReport>(['cutover', '--verify-only']);
+  assert.equal(ok.code, 0, JSON.stringify(ok.out.problems));
+});
+
+test('cleanup refuses while the source connector streams, the sink is behind or the slot holds changes; then drops everything', async () => {
+  const slotExists = async () => (await src.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [sourceConfig.slotName])).rowCount === 1;
+
+  const streaming = await json<CleanupReport>(['cleanup']);
+  assert.equal(streaming.code, 1);
+  assert.equal(streaming.out.refused, true);
+  assert.match(streaming.out.blockers.map((b) => b.message).join('\n'), /the source connector still streams from the slot/);
+  assert.deepEqual(streaming.out.results, []);
+  assert.ok(await slotExists());
+
+  // The sink stops; the source publishes more; then the source stops and one more change waits in the slot.
+  await stopSink();
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 5, g, 'unapplied' || g FROM generate_series(1, 20) g`);
+  await sourceConfirmed();
+  await stopSource();
+  await src.query(`UPDATE ${SCHEMA}.orders SET note = 'unpublished' WHERE id = 1`);
+  const behind = await json<CleanupReport>(['cleanup', '--drop-control-tables', '--drop-topics']);
+  assert.equal(behind.code, 1);
+  const why = behind.out.blockers.map((b) => `${b.object}: ${b.message}`).join('\n');
+  assert.match(why, new RegExp(`slot ${sourceConfig.slotName}: the slot holds 1 row change\\(s\\) after its confirmed position`));
+  assert.match(why, /sink: the sink has not applied 20 record\(s\) on /);
+  assert.ok(await slotExists(), 'nothing dropped');
+  const text = await cli(['cleanup']);
+  assert.equal(text.code, 1);
+  assert.match(text.stdout, /cleanup refused: nothing was dropped/);
+
+  // Catch up, stop both, clean up everything.
+  await startSource();
+  await sourceConfirmed();
+  await stopSource();
+  await startSink();
+  await waitApplied(dst, admin, GROUP, [topic('customers'), topic('orders')], 60_000);
+  await stopSink();
+  await waitFor('the sink sessions gone', async () => (await dst.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%'`)).rowCount === 0);
+  const done = await json<CleanupReport>(['cleanup', '--drop-control-tables', '--drop-topics']);
+  assert.equal(done.code, 0, JSON.stringify(done.out));
+  assert.equal(done.out.ok, true);
+  const results = new Map(done.out.results.map((x) => [`${x.action} ${x.object}`, x.status]));
+  assert.equal(results.get(`drop replication slot ${sourceConfig.slotName}`), 'done');
+  assert.equal(results.get(`drop publication ${sourceConfig.publicationName}`), 'done');
+  assert.equal(results.get('drop table shardbridge.sink_offsets'), 'done');
+  assert.equal(results.get('drop table shardbridge.deferred_foreign_keys'), 'done');
+  assert.equal(done.out.results.find((x) => x.action === 'delete topics')?.status, 'done');
+  assert.equal(await slotExists(), false);
+  assert.equal((await src.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [sourceConfig.publicationName])).rowCount, 0);
+  assert.equal((await dst.query(`SELECT to_regclass('shardbridge.sink_offsets') AS t`)).rows[0].t, null);
+  const left = (await admin.listTopics()).filter((t) => t.startsWith(`${PREFIX}.`));
+  assert.deepEqual(left, []);
+
+  // A second run finds nothing to drop and says so.
+  const again = await json<CleanupReport>(['cleanup']);
+  assert.equal(again.code, 0, JSON.stringify(again.out));
+  assert.deepEqual(again.out.results.map((x) => x.status), ['absent', 'absent']);
+});

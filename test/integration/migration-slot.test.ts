@@ -1,0 +1,121 @@
+/**
+ * The invalidated-slot stop: a source whose slot falls further behind than
+ * max_slot_wal_keep_size while the source connector is stopped. `status` reports the lost slot
+ * as a FAIL; starting the source connector stops with a clear error (changes were lost, a new
+ * snapshot is needed) and never creates a new slot silently; `cleanup --force` then removes it.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { main } from '../../shared/cli/main.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
+import type { CleanupReport } from '../../shared/migration/cleanup.ts';
+import type { StatusReport } from '../../shared/migration/status.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
+import { getTestKafka, testLogger } from '../helpers/kafka.ts';
+import { startTestSource } from '../helpers/postgres.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { readJson, testSourceConfig } from '../helpers/source.ts';
+
+const SCHEMA = `sb_slot_${process.pid}`;
+const dir = mkdtempSync(join(tmpdir(), 'sb-slot-'));
+const log = testLogger();
+const releases: (() => Promise<void>)[] = [];
+let db: pg.Client;
+let kafka: KafkaClient;
+let sourceFile: string;
+let sinkFile: string;
+let config: ReturnType<typeof testSourceConfig>;
+
+before(async () => {
+  const [k, r, s] = await Promise.all([getTestKafka(), getTestRegistry(), startTestSource()]);
+  releases.push(k.release, r.release, () => s.destroy());
+  db = new pg.Client({ connectionString: s.url() });
+  await db.connect();
+  await db.query(`CREATE SCHEMA ${SCHEMA}; CREATE TABLE ${SCHEMA}.items (id int PRIMARY KEY, v text); INSERT INTO ${SCHEMA}.items SELECT g, 'v' || g FROM generate_series(1, 100) g`);
+  kafka = createKafka({ brokers: [k.bootstrap] }, log);
+  config = testSourceConfig({ sourceUrl: s.url(), kafka: k.bootstrap, registry: r.url, extra: { tables: { schemas: [SCHEMA] }, heartbeatIntervalMs: 1_000 } });
+  sourceFile = join(dir, 'source.json');
+  sinkFile = join(dir, 'sink.json');
+  writeFileSync(sourceFile, JSON.stringify(config));
+  // No sink runs here: its destination is a database of the source cluster without sink tables.
+  writeFileSync(sinkFile, JSON.stringify({ topicPrefix: config.topicPrefix, groupId: 'g-slot', destination: { url: s.url() }, kafka: config.kafka, schemaRegistry: config.schemaRegistry, metricsPort: 0 }));
+});
+
+after(async () => {
+  const topics = (await kafka.admin().listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${config.topicPrefix}.`));
+  const admin = kafka.admin();
+  await admin.deleteTopics(topics).catch(() => {});
+  await admin.disconnect().catch(() => {});
+  await db?.end().catch(() => {});
+  for (const r of releases.reverse()) await r().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
+  return { code, stdout, stderr };
+}
+
+const slotRows = async () => (await db.query(`SELECT slot_name, wal_status FROM pg_replication_slots`)).rows as { slot_name: string; wal_status: string }[];
+
+test('a slot invalidated by max_slot_wal_keep_size: status fails, the source connector stops with lost changes and creates no slot', async () => {
+  const first = await startSourceConnector(config, log);
+  try {
+    await waitFor('streaming', () => first.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+    await db.query(`INSERT INTO ${SCHEMA}.items VALUES (101, 'streamed')`);
+    const lsn = parseLsn((await db.query('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0].l);
+    await waitFor('the insert confirmed', () => {
+      const c = first.state().confirmedLsn;
+      return c !== null && parseLsn(c) >= lsn;
+    }, { timeoutMs: 30_000, intervalMs: 50 });
+  } finally {
+    await first.stop();
+  }
+
+  // While the connector is stopped, the source writes more WAL than the slot may keep.
+  await db.query(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);
+  await db.query('SELECT pg_reload_conf()');
+  await waitFor('wal_status = lost', async () => {
+    await db.query(`INSERT INTO ${SCHEMA}.items SELECT g, repeat('x', 200) FROM generate_series(1000, 3000) g ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v || '!'`);
+    await db.query('SELECT pg_switch_wal()');
+    await db.query('CHECKPOINT');
+    return (await slotRows()).find((s) => s.slot_name === config.slotName)?.wal_status === 'lost';
+  }, { timeoutMs: 60_000, intervalMs: 10 });
+
+  const st = await cli(['status', '--json', '--sample-seconds', '0', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  assert.equal(st.code, 1, st.stderr);
+  const report = JSON.parse(st.stdout) as StatusReport;
+  assert.ok(report.slot.exists && report.slot.walStatus === 'lost');
+  const lost = report.problems.find((p) => p.object === `slot ${config.slotName}`);
+  assert.equal(lost?.level, 'FAIL');
+  assert.match(lost!.message, /invalidated \(wal_status = lost.*changes were lost/);
+  assert.match(lost!.remedy!, /new snapshot/);
+
+  // Starting the source connector again (through the CLI, as an operator would): a clear stop.
+  const run = await cli(['source', '--config', sourceFile]);
+  assert.notEqual(run.code, 0);
+  assert.match(run.stderr, new RegExp(`replication slot "${config.slotName}" was invalidated \\(wal_status = lost\\)[^\\n]*changes were lost`));
+  assert.match(run.stderr, /new snapshot/);
+  // No new slot: the lost one is still there, still lost, and the topic names one slot creation.
+  assert.deepEqual(await slotRows(), [{ slot_name: config.slotName, wal_status: 'lost' }]);
+  const created = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).filter((r) => r.value?.kind === 'slot-created');
+  assert.equal(created.length, 1);
+
+  // The way out starts with removing the dead slot.
+  const refused = await cli(['cleanup', '--json', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  assert.equal(refused.code, 1, 'the topics hold records no sink applied');
+  const forced = await cli(['cleanup', '--json', '--force', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  assert.equal(forced.code, 0, forced.stdout + forced.stderr);
+  const out = JSON.parse(forced.stdout) as CleanupReport;
+  assert.ok(out.notes.some((n) => n.includes('already invalidated')), out.notes.join('\n'));
+  assert.deepEqual(out.results.map((r) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done']]);
+  assert.deepEqual(await slotRows(), []);
+});

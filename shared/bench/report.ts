@@ -3,6 +3,7 @@
  * from it (rates, ratios, aims), and the two outputs: a printed table and the JSON file.
  * Pure; test/unit/bench-report.test.ts.
  */
+import type { PhaseCpu } from './cpu.ts';
 import { perSecond, ratio, round, type LatencySummary, type WorkloadSize } from './stats.ts';
 
 export interface Timed {
@@ -42,6 +43,8 @@ export interface BenchResults {
     recvlogical?: Timed;
     bareRead?: Timed & { peakRssMb: number | null };
   };
+  /** CPU seconds per component, per phase. */
+  cpu: PhaseCpu[];
   /** After the latency load: destination = source. */
   finalVerified: boolean | null;
   profiles?: { dir: string; files: string[] };
@@ -201,6 +204,7 @@ export function toJson(r: BenchResults): Record<string, unknown> {
     },
     started_at: r.startedAt,
     total_s: round(r.totalMs / 1000, 1),
+    cpu_by_phase: r.cpu.map((p) => ({ phase: p.phase, wall_s: round(p.wallMs / 1000, 2), units: p.units, cpu_s: p.seconds, cpu_us_per_unit: round(cpuPerUnit(p), 1) })),
     profiles: r.profiles ?? null,
     failures: r.failures,
   };
@@ -288,7 +292,30 @@ export function formatReport(r: BenchResults): string {
     ['final', r.finalVerified],
   ].filter(([, v]) => v !== undefined && v !== null);
   if (checks.length) lines.push(`destination = source (counts and checksums): ${checks.map(([k, v]) => `${k} ${v ? 'yes' : 'NO'}`).join(', ')}`);
+  if (r.cpu.length) {
+    lines.push('');
+    lines.push(formatCpu(r.cpu));
+  }
   if (r.profiles) lines.push(`CPU profiles: ${r.profiles.dir} (${r.profiles.files.length} files)`);
   for (const fl of r.failures) lines.push(`FAILED: ${fl}`);
   return lines.join('\n') + '\n';
+}
+
+/** Total CPU µs per row or change of a phase; null without units or readings. */
+export function cpuPerUnit(p: PhaseCpu): number | null {
+  const total = Object.values(p.seconds).reduce<number>((a, v) => a + (v ?? 0), 0);
+  return p.units > 0 ? (total * 1e6) / p.units : null;
+}
+
+/** CPU seconds per component and phase: what each side costs, whatever the neighbours' load. */
+export function formatCpu(phases: readonly PhaseCpu[]): string {
+  const keys: string[] = [];
+  for (const p of phases) for (const k of Object.keys(p.seconds)) if (!keys.includes(k)) keys.push(k);
+  const rows: string[][] = [['CPU seconds', 'wall s', ...keys, 'total', 'µs/unit']];
+  for (const p of phases) {
+    const total = Object.values(p.seconds).reduce<number>((a, v) => a + (v ?? 0), 0);
+    const per = cpuPerUnit(p);
+    rows.push([p.phase, (p.wallMs / 1000).toFixed(2), ...keys.map((k) => (p.seconds[k] === undefined || p.seconds[k] === null ? '-' : p.seconds[k]!.toFixed(2))), total.toFixed(2), per === null ? '-' : per.toFixed(1)]);
+  }
+  return renderTable(rows);
 }

@@ -11,6 +11,8 @@ import os from 'node:os';
 import type { Logger } from '../logger.ts';
 import { withClient, type Resources } from '../demo/session.ts';
 import type { ConnectorChild } from './children.ts';
+import { findPid, PhaseMeter, reapedChildrenSeconds, treeSeconds, type CpuMeter } from './cpu.ts';
+import { postmasterPid } from '../devstack/pg-process.ts';
 import { DB, SLOT, machineInfo, cpuModel, spawnConnector, startEnv, tablesEqual, waitForProgress, type BenchEnv } from './env.ts';
 import { measureLatency } from './latency.ts';
 import { bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, until, waitSlotInactive } from './peers.ts';
@@ -60,6 +62,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     ours: { sourcePeakRssMb: null, sinkPeakRssMb: null, rssByPhase: {} },
     peers: {},
     finalVerified: null,
+    cpu: [],
     failures: [],
   };
   const { progress, resources: res } = o;
@@ -68,9 +71,12 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   const check = () => {
     if (o.signal.aborted) throw new Error('interrupted');
   };
-  const spawn = (command: 'source' | 'sink', phase: string): ConnectorChild => {
+  let meters: Record<string, CpuMeter> = {};
+  const meter = (phase: string, units: number) => new PhaseMeter(meters, phase, units, r.cpu);
+  const spawn = (command: 'source' | 'sink', phase: string, m: PhaseMeter): ConnectorChild => {
     const c = spawnConnector(res, env!, command, o.cpuProfDir);
     spawned.push({ command, pid: c.pid, phase });
+    m.watch(`${command} connector`, c.pid);
     return c;
   };
   const stopAll = async (phase: string, children: ConnectorChild[]) => {
@@ -89,9 +95,11 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     env = await startEnv(res, o.log);
     Object.assign(r.machine, await machineInfo(env));
     const e = env;
+    meters = cpuMeters(e);
     check();
 
     progress(`seeding ${n(w.rows)} rows into the source`);
+    const seedMeter = meter('seed', w.rows);
     const seedMs = await timed(() =>
       withClient(e.srcUrl, async (c) => {
         await c.query(ORDERS_DDL);
@@ -100,19 +108,24 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
         await c.query('CHECKPOINT');
       }),
     );
+    seedMeter.end();
     progress(`  seeded in ${secs(seedMs)}`);
 
     if (full) {
       check();
       progress('peer: pg_dump -a -t orders | psql into a fresh database');
+      const dumpMeter = meter('pg_dump | psql', w.rows);
       const ms = await pgDumpPeer(e.srcUrl, e.dst.dump);
+      dumpMeter.end();
       r.peers.pgDump = { ms, count: w.rows };
       progress(`  ${secs(ms)}: ${n(w.rows / (ms / 1000))} rows/s`);
 
       check();
       progress('peer: native logical replication, initial table sync (CREATE SUBSCRIPTION in a fresh database)');
       await withClient(e.srcUrl, (c) => createNativePublication(c));
+      const syncMeter = meter('native sync', w.rows);
       const syncMs = await nativeInitialSync({ host: '127.0.0.1', port: e.stack.source.port, database: DB.source }, e.dst.native, 600_000);
+      syncMeter.end();
       r.peers.nativeSync = { ms: syncMs, count: w.rows, verified: await tablesEqual(e.srcUrl, e.dst.native) };
       progress(`  ${secs(syncMs)}: ${n(w.rows / (syncMs / 1000))} rows/s; destination = source: ${r.peers.nativeSync.verified}`);
     }
@@ -123,12 +136,14 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     {
       // The sink starts once the source has created the topics: started earlier, it would find
       // none and look again only after its topic refresh period (10 s), which is not throughput.
-      const source = spawn('source', 'snapshot');
+      const m = meter('ShardBridge snapshot', w.rows);
+      const source = spawn('source', 'snapshot', m);
       const children = [source];
       await source.waitForLog('topics created', 120_000);
-      if (full) children.push(spawn('sink', 'snapshot'));
+      if (full) children.push(spawn('sink', 'snapshot', m));
       const slotAt = (await source.waitForLog('replication slot created', 120_000)).time;
       const p = await waitForProgress(e, { records: w.rows, children, sink: full, deadlineMs: 900_000, signal: o.signal });
+      m.end();
       const end = p.appliedAt ?? p.kafkaAt;
       r.ours.snapshot = { ms: full ? end - slotAt : null, msInclStartup: end - source.spawnedAt, kafkaMs: p.kafkaAt - slotAt, count: w.rows, verified: full ? await tablesEqual(e.srcUrl, e.dst.ours) : null };
       await stopAll('snapshot', children);
@@ -143,6 +158,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     const backlog = await withClient(e.srcUrl, async (c) => {
       for (const slot of [RECV_SLOT, BARE_SLOT]) await c.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
       let rows = 0;
+      const m = meter('backlog', w.changes);
       const ms = await timed(async () => {
         for (const step of backlogPlan(w)) {
           const results = (await c.query(stepSql(step))) as unknown as { rowCount: number | null }[];
@@ -151,6 +167,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
           rows += got;
         }
       });
+      m.end();
       const fence = (await c.query('SELECT max(id)::text AS id FROM public.orders')).rows[0].id as string;
       const endLsn = (await c.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string;
       return { rows, ms, fence, endLsn };
@@ -159,12 +176,16 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
 
     check();
     progress('ceiling: pg_recvlogical --start --endpos to /dev/null');
+    const recvMeter = meter('pg_recvlogical', w.changes);
     const recvMs = await recvlogicalPeer(e.srcUrl, RECV_SLOT, backlog.endLsn);
+    recvMeter.end();
     r.peers.recvlogical = { ms: recvMs, count: w.changes };
     progress(`  ${secs(recvMs)}: ${n(w.changes / (recvMs / 1000))} changes/s`);
     check();
     progress('ceiling: pg-logical-replication reading pgoutput, decoding and discarding (its own process)');
+    const bareMeter = meter('pg-logical-replication read', w.changes);
     const bare = await bareReadPeer(e.srcUrl, BARE_SLOT, w.changes);
+    bareMeter.end();
     r.peers.bareRead = { ms: bare.ms, count: w.changes, peakRssMb: bare.peakRssMb };
     progress(`  ${secs(bare.ms)}: ${n(w.changes / (bare.ms / 1000))} changes/s, ${bare.peakRssMb?.toFixed(0)} MB peak RSS`);
     await withClient(e.srcUrl, async (c) => {
@@ -175,7 +196,9 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     if (full) {
       check();
       progress('peer: native logical replication catch-up (ALTER SUBSCRIPTION … ENABLE)');
+      const m = meter('native catch-up', w.changes);
       const ms = await nativeCatchup(e.dst.native, backlog.fence, 900_000);
+      m.end();
       r.peers.nativeCatchup = { ms, count: w.changes, verified: await tablesEqual(e.srcUrl, e.dst.native) };
       progress(`  ${secs(ms)}: ${n(w.changes / (ms / 1000))} changes/s; destination = source: ${r.peers.nativeCatchup.verified}`);
       await nativeDisable(e.srcUrl, e.dst.native);
@@ -183,7 +206,8 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
 
     check();
     progress(`ShardBridge catch-up: source${full ? ' and sink' : ''} connector processes started`);
-    const children = [spawn('source', 'catch-up'), ...(full ? [spawn('sink', 'catch-up')] : [])];
+    const m = meter('ShardBridge catch-up', w.changes);
+    const children = [spawn('source', 'catch-up', m), ...(full ? [spawn('sink', 'catch-up', m)] : [])];
     try {
       const source = children[0];
       const streamAt = (await source.waitForLog('replication stream started', 120_000)).time;
@@ -195,6 +219,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
         signal: o.signal,
         extra: async (db) => (await db.query('SELECT 1 FROM public.orders WHERE id = $1', [backlog.fence])).rowCount === 1,
       });
+      m.end();
       const end = p.appliedAt ?? p.kafkaAt;
       r.ours.catchup = { ms: full ? end - streamAt : null, msInclStartup: end - source.spawnedAt, kafkaMs: p.kafkaAt - streamAt, count: w.changes, verified: full ? await tablesEqual(e.srcUrl, e.dst.ours) : null };
       const c = r.ours.catchup;
@@ -203,6 +228,8 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
       if (full) {
         check();
         progress(`latency: ${n(w.latencyRate)} changes/s for ${o.latencySeconds} s, probes polled at the destination`);
+        const lm = meter('latency load', 0);
+        for (const c of children) lm.watch(`${c.name} connector`, c.pid);
         const lat = await measureLatency({
           sourceUrl: e.srcUrl,
           destinationUrl: e.dst.ours,
@@ -212,6 +239,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
           firstRowNumber: w.rows + w.inserts + 1,
           signal: o.signal,
         });
+        Object.assign(lm.end(), { units: lat.changes });
         r.ours.latency = { targetRate: lat.targetRate, achievedRate: lat.achievedRate, seconds: lat.seconds, summary: lat.summary, lost: lat.lost };
         progress(`  p50 ${lat.summary.p50?.toFixed(1)} ms, p99 ${lat.summary.p99?.toFixed(1)} ms over ${lat.summary.samples} probes at ${n(lat.achievedRate)} changes/s`);
         progress('final check: destination = source after the load');
@@ -230,6 +258,20 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   r.machine.loadAverageEnd = loadAvg();
   r.totalMs = Date.now() - started;
   return r;
+}
+
+/** The fixed CPU meters: both PostgreSQL clusters, the Kafka broker, the programs we ran, this process. */
+function cpuMeters(e: BenchEnv): Record<string, CpuMeter> {
+  const src = postmasterPid(e.stack.source.dataDir) ?? -1;
+  const dst = postmasterPid(e.stack.destination.dataDir) ?? -1;
+  const kafka = findPid(e.stack.kafka.dataDir);
+  return {
+    'source PG': (s) => treeSeconds(src, s),
+    'destination PG': (s) => treeSeconds(dst, s),
+    Kafka: (s) => (kafka === null ? null : (s.get(kafka)?.self ?? null)),
+    programs: reapedChildrenSeconds,
+    bench: (s) => s.get(process.pid)?.self ?? null,
+  };
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {

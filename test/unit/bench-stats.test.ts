@@ -14,6 +14,7 @@ import {
   workloadSize,
 } from '../../shared/bench/stats.ts';
 import { parseVmHwm } from '../../shared/bench/children.ts';
+import { cpuDelta, parseStat, treeSeconds } from '../../shared/bench/cpu.ts';
 
 test('percentile: nearest rank, unsorted input, edges', () => {
   const v = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6];
@@ -106,4 +107,26 @@ test('parseVmHwm: the peak resident set from /proc/<pid>/status', () => {
   const status = 'Name:\tnode\nVmPeak:\t 1234567 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  100000 kB\n';
   assert.equal(parseVmHwm(status), 204800);
   assert.equal(parseVmHwm('Name:\tnode\n'), null);
+});
+
+test('parseStat: CPU seconds from /proc/<pid>/stat, a command with spaces and parentheses', () => {
+  const fields = ['S', '42', ...Array(9).fill('0'), '250', '50', '1000', '500', ...Array(30).fill('0')];
+  const s = parseStat(`1234 (node (a) b) ${fields.join(' ')}`);
+  assert.deepEqual(s, { self: 3, children: 15, ppid: 42 });
+  assert.equal(parseStat('garbage'), null);
+});
+
+test('cpuDelta: per meter, processes started during the phase count from 0, unreadable ones stay null', () => {
+  assert.deepEqual(cpuDelta({ a: 1, b: 2, c: null }, { a: 1.5, b: 2, c: 3, d: 4 }), { a: 0.5, b: 0, c: null, d: 4 });
+});
+
+test('treeSeconds: root with reaped children plus live descendants', () => {
+  const stats = new Map([
+    [1, { self: 1, children: 10, ppid: 0 }],
+    [2, { self: 2, children: 0, ppid: 1 }],
+    [3, { self: 3, children: 0, ppid: 2 }],
+    [4, { self: 100, children: 0, ppid: 9 }],
+  ]);
+  assert.equal(treeSeconds(1, stats), 16);
+  assert.equal(treeSeconds(5, stats), null);
 });

@@ -220,7 +220,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   withConfigs(program.command('status'))
     .description('show progress: snapshot state, replication slot lag, consumer lag, last applied positions')
-    .option('--json', 'print the status as one JSON object on stdout (with --watch: one per line)')
+    .option('--json', 'print the status as one JSON object on stdout (one line per refresh when watching)')
     .option('--watch', 'refresh in place until Ctrl-C')
     .option('--interval <s>', 'seconds between refreshes with --watch (default: 2)', intArg('a number of seconds (1 or more)', 1))
     .option('--sample-seconds <n>', 'seconds between the two samples of applied offsets the catch-up estimate comes from (default: 2; 0: no estimate)', intArg('a number of seconds (0 or more)', 0))

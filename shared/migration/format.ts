@@ -4,7 +4,7 @@
 export function renderTable(headers: string[], rows: (string | number | null | undefined)[][], indent = '  '): string {
   const cells = rows.map((r) => headers.map((_, i) => cellText(r[i])));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i].length)));
-  const numeric = headers.map((_, i) => cells.length > 0 && cells.every((r) => r[i] === '-' || /^-?[\d,.]+( [a-zA-Z/]+)?$/.test(r[i])));
+  const numeric = headers.map((_, i) => cells.some((r) => r[i] !== '-' && r[i] !== '') && cells.every((r) => r[i] === '-' || r[i] === '' || /^-?[\d,.]+( [a-zA-Z/]+)?$/.test(r[i])));
   const line = (r: string[]) =>
     indent +
     r
@@ -15,7 +15,7 @@ export function renderTable(headers: string[], rows: (string | number | null | u
 }
 
 function cellText(v: string | number | null | undefined): string {
-  if (v === null || v === undefined || v === '') return '-';
+  if (v === null || v === undefined) return '-';
   return typeof v === 'number' ? formatCount(v) : v;
 }
 

@@ -1,0 +1,102 @@
+/** The pure cut-over core: wait judgements, sequence targets, verification lines, go / no-go. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  describeDifferences, judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine,
+  type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
+} from '../../shared/migration/cutover.ts';
+import type { VerifyReport } from '../../shared/verify/index.ts';
+
+const ok = (step: StepResult['step'], detail = 'fine'): StepResult => ({ step, status: 'ok', detail, ms: 1200 });
+const ALL_OK = (['confirm', 'source caught up', 'sink caught up', 'sequences', 'verify', 'foreign keys'] as const).map((s) => ok(s));
+const seq = (over: Partial<SequenceResult> = {}): SequenceResult => ({
+  sequence: 'public.orders_id_seq', table: 'public.orders', column: 'id', destination: 'orders_id_seq', sourceValue: '1000', target: '2000', before: '1000', after: '2000', status: 'moved', ...over,
+});
+const equalTable: TableVerdict = { table: 'public.orders', destination: 'public.orders', sourceRows: 10, destinationRows: 10, match: true, differences: [] };
+const base = (over: Partial<Omit<CutoverReport, 'go' | 'problems'>> = {}) => ({
+  verifyOnly: false, recordedLsn: '0/3000060', margin: 1000, steps: ALL_OK, sequences: [seq()], tables: [equalTable], foreignKeys: [], ...over,
+});
+
+test('the source has caught up once the slot confirmed the recorded position', () => {
+  assert.deepEqual(sourceCaughtUp('0/3000060', '0/3000060'), { done: true, behindBytes: 0 });
+  assert.deepEqual(sourceCaughtUp('0/3000060', '1/0'), { done: true, behindBytes: 0 });
+  assert.deepEqual(sourceCaughtUp('0/3000060', '0/3000000'), { done: false, behindBytes: 0x60 });
+  assert.deepEqual(sourceCaughtUp('0/3000060', null), { done: false, behindBytes: null });
+});
+
+test('the sink has caught up once every partition is applied to its target; empty partitions never wait', () => {
+  const left = sinkRemaining([
+    { topic: 't', partition: 0, target: 10, applied: 10 },
+    { topic: 't', partition: 1, target: 10, applied: 7 },
+    { topic: 't', partition: 2, target: 0, applied: null },
+    { topic: 'u', partition: 0, target: 5, applied: null },
+  ]);
+  assert.deepEqual(left.behind.map((p) => `${p.topic}[${p.partition}]`), ['t[1]', 'u[0]']);
+  assert.equal(left.records, 8);
+  assert.deepEqual(sinkRemaining([{ topic: 't', partition: 0, target: 3, applied: 4 }]).behind, []);
+});
+
+test('sequence target: source value plus margin, in bigint range; none for a sequence the source never used', () => {
+  assert.equal(sequenceTarget('1000', 500), '1500');
+  assert.equal(sequenceTarget('9223372036854774807', 1000), '9223372036854775807');
+  assert.equal(sequenceTarget('-5', 0), '-5');
+  assert.equal(sequenceTarget(null, 1000), null);
+});
+
+test('go: every step ok, sequences moved or already ahead, tables equal', () => {
+  const r = judgeCutover(base({ sequences: [seq(), seq({ sequence: 'public.c_id_seq', status: 'already above' }), seq({ sequence: 'public.u_seq', status: 'unused on source', sourceValue: null, target: null })] }));
+  assert.equal(r.go, true);
+  assert.deepEqual(r.problems, []);
+  assert.match(renderCutover(r), /GO: the destination has every change/);
+});
+
+test('no-go: a differing range names table, range, counts and sample keys; the verify step is not repeated', () => {
+  const differing: TableVerdict = {
+    ...equalTable,
+    match: false,
+    differences: [{ range: 'id in [462, 527)', from: '462', to: '527', sourceRows: 65, destinationRows: 64, sampleKeys: [{ key: { id: '500' }, difference: 'changed' }, { key: { id: '501' }, difference: 'missing on destination' }] }],
+  };
+  const steps = [...ALL_OK.slice(0, 4), { step: 'verify' as const, status: 'failed' as const, detail: '1 of 1 table(s) differ', ms: 10 }, { step: 'foreign keys' as const, status: 'skipped' as const, detail: 'x', ms: 0 }];
+  const r = judgeCutover(base({ steps, tables: [differing] }));
+  assert.equal(r.go, false);
+  assert.deepEqual(r.problems, ['public.orders: id in [462, 527): 65 source rows, 64 destination rows; keys (id=500) changed, (id=501) missing on destination']);
+  const text = renderCutover(r);
+  assert.match(text, /public\.orders\s+public\.orders\s+10\s+10\s+1 range\(s\) differ/);
+  assert.match(text, /NO-GO:\n {2}- public\.orders: id in \[462, 527\)/);
+});
+
+test('no-go: failed waits, failed or missing destination sequences, failed foreign keys, a table that cannot be compared', () => {
+  const waitFailed = judgeCutover(base({ steps: [ok('confirm'), { step: 'source caught up', status: 'failed', detail: 'timed out', ms: 5 }, { step: 'sink caught up', status: 'skipped', detail: '', ms: 0 }], sequences: [], tables: [] }));
+  assert.deepEqual(waitFailed.problems, ['source caught up: timed out']);
+  const seqs = judgeCutover(base({ sequences: [seq({ status: 'failed', error: 'setval: value out of bounds' }), seq({ sequence: 'public.x_seq', status: 'no destination sequence' })] }));
+  assert.deepEqual(seqs.problems, ['sequence public.orders_id_seq (public.orders.id): failed: setval: value out of bounds', 'sequence public.x_seq (public.orders.id): no destination sequence']);
+  const fk = judgeCutover(base({ foreignKeys: [{ table: '"public"."orders"', constraint: 'fk', definition: 'FOREIGN KEY …', status: 'failed', error: 'violates' }] }));
+  assert.deepEqual(fk.problems, ['foreign key fk on "public"."orders": violates']);
+  const broken = { ...equalTable, match: false, error: 'relation does not exist' };
+  assert.deepEqual(describeDifferences(broken), ['public.orders: could not be compared: relation does not exist']);
+  assert.equal(judgeCutover(base({ steps: [], sequences: [], tables: [] })).go, false, 'nothing ran is not a go');
+});
+
+test('--verify-only: go on equal tables with only the verify step', () => {
+  const r = judgeCutover(base({ verifyOnly: true, recordedLsn: null, steps: [ok('verify')], sequences: [] }));
+  assert.equal(r.go, true);
+  assert.match(renderCutover(r), /^Cut-over verification\n/);
+  assert.match(renderCutover(r), /GO: every table is equal on both sides\./);
+});
+
+test('the verify report is summarised per table with its differing ranges', () => {
+  const report: VerifyReport = {
+    match: false,
+    durationMs: 5,
+    tables: [{ source: 'public.a', destination: 'other.a', sourceRows: 3, destRows: 2, match: false, split: 'key ranges', ranges: 2, differingRanges: [{ from: null, to: '10', range: 'id in [-∞, 10)', sourceRows: 3, destRows: 2, sampleKeys: [{ key: { id: '1' }, difference: 'missing on destination' }] }] }],
+  };
+  assert.deepEqual(verifySummary(report), [{
+    table: 'public.a', destination: 'other.a', sourceRows: 3, destinationRows: 2, match: false,
+    differences: [{ range: 'id in [-∞, 10)', from: null, to: '10', sourceRows: 3, destinationRows: 2, sampleKeys: [{ key: { id: '1' }, difference: 'missing on destination' }] }],
+  }]);
+});
+
+test('progress lines for the waits', () => {
+  assert.equal(waitProgressLine('source', { behindBytes: 2048 }), 'waiting for the source connector to confirm the recorded position: 2.0 KiB behind');
+  assert.equal(waitProgressLine('sink', { records: 1234, partitions: 2, stalled: ['t[0] at 5: boom'] }), 'waiting for the sink: 1,234 records on 2 partition(s) to apply; STALLED: t[0] at 5: boom');
+});

@@ -1,0 +1,198 @@
+/** The pure status core: snapshot states, catch-up estimate, problems, stall parsing, rendering. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatBytes, formatDuration, renderTable } from '../../shared/migration/format.ts';
+import {
+  buildStatus, estimateCatchUp, mergeStalls, parseStalledMetric, renderStatus, sampleOf, splitStallError, tableStatus,
+  type PartitionFacts, type SlotFacts, type StallFacts, type StatusFacts,
+} from '../../shared/migration/status.ts';
+
+const slot = (over: Partial<SlotFacts> = {}): SlotFacts => ({
+  name: 'shardbridge_slot',
+  plugin: 'pgoutput',
+  active: true,
+  activePid: 4242,
+  confirmedLsn: '0/16B3748',
+  restartLsn: '0/16B3000',
+  currentLsn: '0/16B4000',
+  lagBytes: 2232,
+  walRetainedBytes: 4096,
+  walStatus: 'reserved',
+  safeWalSizeBytes: null,
+  ...over,
+});
+
+const part = (topic: string, partition: number, end: number, applied: number | null, kind: 'table' | 'control' = 'table'): PartitionFacts => ({ topic, partition, end, applied, kind });
+
+function facts(over: Partial<StatusFacts> = {}): StatusFacts {
+  return {
+    atMs: Date.parse('2025-01-01T00:00:10Z'),
+    source: { target: 'src:5432', ok: true },
+    destination: { target: 'dst:5432', ok: true },
+    kafka: { target: 'k:9092', ok: true },
+    slotName: 'shardbridge_slot',
+    slot: slot(),
+    walRetentionWarnBytes: 1 << 30,
+    tables: [{ table: 'public.orders', topic: 'sb.public.orders', destination: 'public.orders', sinkState: 'complete', rowsExpected: 10 }],
+    partitions: [part('sb.public.orders', 0, 10, 10), part('sb.public.orders', 1, 5, 5), part('sb.__snapshot', 0, 3, 3, 'control')],
+    stalls: [],
+    sequences: [],
+    sinkTables: true,
+    sinkMetrics: null,
+    slotCreatedMarker: true,
+    groupId: 'g',
+    ...over,
+  };
+}
+
+const stall = (over: Partial<StallFacts> = {}): StallFacts => ({
+  topic: 'sb.public.orders',
+  partition: 1,
+  offset: 5,
+  table: 'public.orders',
+  sqlstate: '42703',
+  reason: 'apply',
+  message: 'column "extra" of relation "orders" does not exist',
+  remedy: 'ALTER TABLE "public"."orders" ADD COLUMN "extra" text; or set autoEvolve: true',
+  attempts: 3,
+  since: '2025-01-01T00:00:00.000Z',
+  seenIn: ['table'],
+  ...over,
+});
+
+test('snapshot state per table: from the sink row, else the marker and the applied offsets', () => {
+  const base = { table: 'public.t', topic: 'sb.public.t', destination: 'public.t' };
+  const parts = [part('sb.public.t', 0, 100, 40), part('sb.public.t', 1, 100, 100)];
+  assert.equal(tableStatus({ ...base, sinkState: null, marker: null }, parts).state, 'not started');
+  assert.equal(tableStatus({ ...base, sinkState: null, marker: { kind: 'started', topic: base.topic, estimatedRows: 90 } }, parts).state, 'snapshotting');
+  assert.equal(tableStatus({ ...base, sinkState: 'snapshotting' }, parts).state, 'snapshotting');
+  const applying = tableStatus({ ...base, sinkState: 'applying', marker: { kind: 'completed', topic: base.topic, rows: 90, endOffsets: [{ partition: 0, offset: '50' }, { partition: 1, offset: '40' }] } }, parts);
+  assert.deepEqual([applying.state, applying.applied, applying.of, applying.rows], ['applying', 80, 90, 90]);
+  // Applied past the marker's end offsets: complete even before the sink marks it.
+  const done = tableStatus({ ...base, sinkState: null, marker: { kind: 'completed', topic: base.topic, rows: 2, endOffsets: [{ partition: 0, offset: '10' }] } }, parts);
+  assert.equal(done.state, 'complete');
+  assert.equal(tableStatus({ ...base, sinkState: 'complete', rowsExpected: 7 }, []).rows, 7);
+});
+
+test('catch-up: caught up, catching up with an ETA, falling behind, not applying, unknown without a second sample', () => {
+  const at = (s: number, end: number, applied: number) => ({ atMs: s * 1000, end, applied });
+  assert.deepEqual(estimateCatchUp(null, at(0, 10, 10)).state, 'caught up');
+  assert.equal(estimateCatchUp(null, at(0, 10, 4)).state, 'unknown');
+  const c = estimateCatchUp(at(0, 1000, 0), at(10, 1100, 600));
+  assert.equal(c.state, 'catching up');
+  assert.equal(c.appliedPerSecond, 60);
+  assert.equal(c.producedPerSecond, 10);
+  assert.equal(c.lagRecords, 500);
+  assert.equal(c.etaSeconds, 10);
+  assert.equal(estimateCatchUp(at(0, 1000, 0), at(10, 2000, 500)).state, 'falling behind');
+  assert.equal(estimateCatchUp(at(0, 1000, 0), at(10, 1000, 0)).state, 'not applying');
+  assert.deepEqual(sampleOf([part('a', 0, 10, 20), part('a', 1, 5, null), part('c', 0, 7, 0, 'control')], 1), { atMs: 1, end: 15, applied: 10 });
+});
+
+test('a healthy migration: ok, no problems, totals of the table topics only', () => {
+  const r = buildStatus(facts(), { atMs: Date.parse('2025-01-01T00:00:08Z'), end: 15, applied: 15 });
+  assert.equal(r.ok, true);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.totals, { end: 15, applied: 15, lag: 0 });
+  assert.equal(r.catchUp.state, 'caught up');
+  assert.equal(r.catchUp.sampleSeconds, 2);
+  assert.ok(r.slot.exists && r.slot.activePid === 4242);
+});
+
+test('slot problems: lost and unreserved fail; missing fails once the migration has begun, else warns', () => {
+  const lost = buildStatus(facts({ slot: slot({ walStatus: 'lost', active: false, restartLsn: null, walRetainedBytes: null }) }), null);
+  assert.equal(lost.ok, false);
+  assert.match(lost.problems[0].message, /invalidated \(wal_status = lost.*changes were lost/);
+  assert.match(lost.problems[0].remedy!, /new snapshot/);
+  assert.equal(lost.problems.filter((p) => /no walsender/.test(p.message)).length, 0, 'an inactive lost slot is not also reported as idle');
+
+  const unreserved = buildStatus(facts({ slot: slot({ walStatus: 'unreserved', safeWalSizeBytes: 1048576 }) }), null);
+  assert.deepEqual([unreserved.ok, unreserved.problems[0].level], [false, 'FAIL']);
+  assert.match(unreserved.problems[0].message, /1\.0 MiB left/);
+
+  const gone = buildStatus(facts({ slot: null }), null);
+  assert.equal(gone.ok, false);
+  assert.match(gone.problems[0].message, /gone although this migration has published from it/);
+  const notYet = buildStatus(facts({ slot: null, slotCreatedMarker: false, partitions: [], tables: [] }), null);
+  assert.deepEqual([notYet.ok, notYet.problems.map((p) => p.level)], [true, ['WARN']]);
+  assert.match(notYet.problems[0].message, /has not started/);
+
+  const idle = buildStatus(facts({ slot: slot({ active: false, walRetainedBytes: 2 * 1024 ** 3 }) }), null);
+  assert.equal(idle.ok, true);
+  assert.deepEqual(idle.problems.map((p) => p.level), ['WARN', 'WARN']);
+  assert.match(idle.problems[1].message, /retains 2\.0 GiB/);
+});
+
+test('a stall is a FAIL naming topic, partition, offset, table and SQLSTATE, with the remedy; the partition is flagged', () => {
+  const r = buildStatus(facts({ stalls: [stall()] }), null);
+  assert.equal(r.ok, false);
+  const p = r.problems.find((x) => x.level === 'FAIL')!;
+  assert.equal(p.object, 'topic sb.public.orders[1]');
+  assert.equal(p.message, 'stalled at offset 5 (table public.orders): column "extra" of relation "orders" does not exist [42703]');
+  assert.match(p.remedy!, /ADD COLUMN "extra"/);
+  assert.deepEqual(r.partitions.map((x) => x.stalled), [false, true, false]);
+});
+
+test('unreachable servers fail; sink metrics unreachable warn only when the URL was given', () => {
+  const r = buildStatus(facts({ kafka: { target: 'k:9092', ok: false, error: 'ECONNREFUSED' }, partitions: [] }), null);
+  assert.equal(r.ok, false);
+  assert.match(r.problems[0].message, /cannot read the kafka: ECONNREFUSED/);
+  const implicit = buildStatus(facts({ sinkMetrics: { url: 'http://x/metrics', ok: false, explicit: false, error: 'ECONNREFUSED' } }), null);
+  assert.deepEqual(implicit.problems, []);
+  const explicit = buildStatus(facts({ sinkMetrics: { url: 'http://x/metrics', ok: false, explicit: true, error: 'ECONNREFUSED' } }), null);
+  assert.match(explicit.problems[0].message, /http:\/\/x\/metrics not reachable/);
+});
+
+test('snapshot incomplete and a sink that applies nothing are warnings', () => {
+  const r = buildStatus(
+    facts({ tables: [{ table: 'public.orders', topic: 'sb.public.orders', destination: 'public.orders', sinkState: 'applying' }], partitions: [part('sb.public.orders', 0, 100, 10)] }),
+    { atMs: Date.parse('2025-01-01T00:00:05Z'), end: 100, applied: 10 },
+  );
+  assert.equal(r.ok, true);
+  assert.deepEqual(r.problems.map((p) => p.object), ['snapshot', 'sink']);
+  assert.match(r.problems[0].message, /public\.orders \(applying\)/);
+  assert.match(r.problems[1].message, /applied nothing during the sample while 90 records wait/);
+});
+
+test('the stall error text splits into message and remedy; metrics give stalled partitions; both merge', () => {
+  assert.deepEqual(splitStallError('boom\ndetail: d\ncolumn: c\nremedy: do this\nand that'), { message: 'boom\ndetail: d\ncolumn: c', remedy: 'do this\nand that' });
+  assert.deepEqual(splitStallError('no remedy here'), { message: 'no remedy here', remedy: null });
+  const text = [
+    '# HELP shardbridge_sink_stalled_partitions 1 while stalled',
+    '# TYPE shardbridge_sink_stalled_partitions gauge',
+    'shardbridge_sink_stalled_partitions{topic="sb.public.orders",partition="1",reason="apply",connector="x"} 1',
+    'shardbridge_sink_stalled_partitions{topic="sb.public.items",partition="0",reason="decode",connector="x"} 1',
+    'shardbridge_sink_stalled_partitions{topic="sb.public.old",partition="0",reason="apply",connector="x"} 0',
+    'shardbridge_sink_stalls_total{reason="apply",connector="x"} 4',
+  ].join('\n');
+  const fromMetrics = parseStalledMetric(text);
+  assert.deepEqual(fromMetrics, [{ topic: 'sb.public.orders', partition: 1, reason: 'apply' }, { topic: 'sb.public.items', partition: 0, reason: 'decode' }]);
+  const merged = mergeStalls([stall()], fromMetrics);
+  assert.deepEqual(merged.map((s) => [s.topic, s.partition, s.seenIn]), [['sb.public.items', 0, ['metrics']], ['sb.public.orders', 1, ['table', 'metrics']]]);
+  assert.match(merged[0].message, /not recorded it in shardbridge\.stalls yet/);
+});
+
+test('the screen shows the slot, tables, partitions, catch-up, stalls with remedy, sequences and problems', () => {
+  const r = buildStatus(
+    facts({ stalls: [stall()], sequences: [{ sequence: 'public.orders_id_seq', sourceValue: '10', appliedValue: '10', at: '2025-01-01T00:00:09.000Z' }], partitions: [part('sb.public.orders', 0, 10, 10), part('sb.public.orders', 1, 7, 5)] }),
+    { atMs: Date.parse('2025-01-01T00:00:00Z'), end: 17, applied: 5 },
+  );
+  const s = renderStatus(r);
+  assert.match(s, /ShardBridge status at 2025-01-01T00:00:10\.000Z {3}PROBLEMS/);
+  assert.match(s, /shardbridge_slot\s+yes \(pid 4242\)\s+0\/16B3748\s+0\/16B4000\s+2\.2 KiB\s+4\.0 KiB\s+reserved\s+unlimited/);
+  assert.match(s, /public\.orders\s+public\.orders\s+complete\s+10/);
+  assert.match(s, /sb\.public\.orders\s+1\s+7\s+5\s+2\s+STALLED/);
+  assert.match(s, /table topics: 15 of 17 records applied, 2 to go/);
+  assert.match(s, /Catch-up: catching up, about 2 s to go \(applying 1\/s, produced 0\/s over 10\.0 s\)/);
+  assert.match(s, /sb\.public\.orders\[1\] at offset 5, table public\.orders, SQLSTATE 42703, 3 attempts/);
+  assert.match(s, / {4}remedy: ALTER TABLE "public"\."orders" ADD COLUMN "extra" text/);
+  assert.match(s, /Sequences: last sync 2025-01-01T00:00:09\.000Z/);
+  assert.match(s, /FAIL {2}topic sb\.public\.orders\[1\]: stalled at offset 5/);
+});
+
+test('format helpers: aligned tables with right-aligned numbers, bytes, durations', () => {
+  assert.equal(renderTable(['name', 'rows'], [['a', 5], ['long name', 12345]]), '  name         rows\n  a               5\n  long name  12,345');
+  assert.equal(renderTable(['x', 'y', 'z'], [[null, 'z', '']]), '  x  y  z\n  -  z');
+  assert.deepEqual([formatBytes(512), formatBytes(1536), formatBytes(5 * 1024 ** 3), formatBytes(null)], ['512 B', '1.5 KiB', '5.0 GiB', '-']);
+  assert.deepEqual([formatDuration(42), formatDuration(125), formatDuration(7380), formatDuration(null)], ['42 s', '2 min 5 s', '2 h 3 min', '-']);
+});

@@ -120,6 +120,8 @@ export interface PhaseCpu {
   units: number;
   /** CPU seconds per component. */
   seconds: CpuReading;
+  /** CPU seconds processes spent starting up (before rebase()), not in `seconds`. */
+  startup?: CpuReading;
 }
 
 /**
@@ -130,6 +132,7 @@ export class PhaseMeter {
   private readonly before: CpuReading;
   private readonly meters: Record<string, CpuMeter>;
   private readonly t0 = performance.now();
+  private readonly startup: CpuReading = {};
   private result?: PhaseCpu;
 
   constructor(
@@ -149,9 +152,21 @@ export class PhaseMeter {
     this.before[key] = meter(allStats());
   }
 
+  /** From now on count `key` afresh: what it used so far was its start-up (node, module loading, connecting). */
+  rebase(key: string): void {
+    const meter = this.meters[key];
+    if (this.result || !meter) return;
+    const now = meter(allStats());
+    const was = this.before[key];
+    if (now === null || was === null || was === undefined) return;
+    this.startup[key] = Math.round((now - was) * 100) / 100;
+    this.before[key] = now;
+  }
+
   end(): PhaseCpu {
     if (!this.result) {
       this.result = { phase: this.phase, wallMs: performance.now() - this.t0, units: this.units, seconds: cpuDelta(this.before, readMeters(this.meters)) };
+      if (Object.keys(this.startup).length) this.result.startup = { ...this.startup };
       this.sink.push(this.result);
     }
     return this.result;

@@ -204,7 +204,7 @@ export function toJson(r: BenchResults): Record<string, unknown> {
     },
     started_at: r.startedAt,
     total_s: round(r.totalMs / 1000, 1),
-    cpu_by_phase: r.cpu.map((p) => ({ phase: p.phase, wall_s: round(p.wallMs / 1000, 2), units: p.units, cpu_s: p.seconds, cpu_us_per_unit: round(cpuPerUnit(p), 1) })),
+    cpu_by_phase: r.cpu.map((p) => ({ phase: p.phase, wall_s: round(p.wallMs / 1000, 2), units: p.units, cpu_s: p.seconds, startup_cpu_s: p.startup ?? null, cpu_us_per_unit: round(cpuPerUnit(p), 1) })),
     profiles: r.profiles ?? null,
     failures: r.failures,
   };
@@ -311,11 +311,19 @@ export function cpuPerUnit(p: PhaseCpu): number | null {
 export function formatCpu(phases: readonly PhaseCpu[]): string {
   const keys: string[] = [];
   for (const p of phases) for (const k of Object.keys(p.seconds)) if (!keys.includes(k)) keys.push(k);
-  const rows: string[][] = [['CPU seconds', 'wall s', ...keys, 'total', 'µs/unit']];
+  const rows: string[][] = [['CPU seconds', 'wall s', ...keys, 'total', 'µs/unit', 'start-up']];
   for (const p of phases) {
     const total = Object.values(p.seconds).reduce<number>((a, v) => a + (v ?? 0), 0);
     const per = cpuPerUnit(p);
-    rows.push([p.phase, (p.wallMs / 1000).toFixed(2), ...keys.map((k) => (p.seconds[k] === undefined || p.seconds[k] === null ? '-' : p.seconds[k]!.toFixed(2))), total.toFixed(2), per === null ? '-' : per.toFixed(1)]);
+    const startup = p.startup ? Object.values(p.startup).reduce<number>((a, v) => a + (v ?? 0), 0) : null;
+    rows.push([
+      p.phase,
+      (p.wallMs / 1000).toFixed(2),
+      ...keys.map((k) => (p.seconds[k] === undefined || p.seconds[k] === null ? '-' : p.seconds[k]!.toFixed(2))),
+      total.toFixed(2),
+      per === null ? '-' : per.toFixed(1),
+      startup === null ? '' : startup.toFixed(2),
+    ]);
   }
   return renderTable(rows);
 }

@@ -141,6 +141,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
       const children = [source];
       await source.waitForLog('topics created', 120_000);
       if (full) children.push(spawn('sink', 'snapshot', m));
+      startupEnds(m, children, 'replication slot created');
       const slotAt = (await source.waitForLog('replication slot created', 120_000)).time;
       const p = await waitForProgress(e, { records: w.rows, children, sink: full, deadlineMs: 900_000, signal: o.signal });
       m.end();
@@ -210,6 +211,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     const children = [spawn('source', 'catch-up', m), ...(full ? [spawn('sink', 'catch-up', m)] : [])];
     try {
       const source = children[0];
+      startupEnds(m, children, 'replication stream started');
       const streamAt = (await source.waitForLog('replication stream started', 120_000)).time;
       const p = await waitForProgress(e, {
         records: w.rows + expectedBacklogRecords(w, e.tombstones),
@@ -258,6 +260,16 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   r.machine.loadAverageEnd = loadAvg();
   r.totalMs = Date.now() - started;
   return r;
+}
+
+/** Connector CPU counts from the source's `sourceMilestone` and the sink's first group join on: before that it is start-up. */
+function startupEnds(m: PhaseMeter, children: ConnectorChild[], sourceMilestone: string): void {
+  for (const c of children) {
+    void c.waitForLog(c.name === 'source' ? sourceMilestone : 'group joined: reading stored positions', 300_000).then(
+      () => m.rebase(`${c.name} connector`),
+      () => {},
+    );
+  }
 }
 
 /** The fixed CPU meters: both PostgreSQL clusters, the Kafka broker, the programs we ran, this process. */

@@ -39,7 +39,7 @@ function results(over: Partial<BenchResults> = {}): BenchResults {
     finalVerified: true,
     cpu: [
       { phase: 'native sync', wallMs: 400, units: 100_000, seconds: { 'source PG': 0.2, 'destination PG': 0.3 } },
-      { phase: 'ShardBridge snapshot', wallMs: 2_000, units: 100_000, seconds: { 'source PG': 0.3, 'destination PG': 0.5, 'source connector': 1.2, Kafka: null } },
+      { phase: 'ShardBridge snapshot', wallMs: 2_000, units: 100_000, seconds: { 'source PG': 0.3, 'destination PG': 0.5, 'source connector': 1.2, Kafka: null }, startup: { 'source connector': 1.5 } },
     ],
     failures: [],
     ...over,
@@ -147,9 +147,9 @@ test('CPU per phase: seconds per component, total and µs per unit; missing read
   assert.equal(cpuPerUnit(r.cpu[1]), 20);
   assert.equal(cpuPerUnit({ phase: 'x', wallMs: 1, units: 0, seconds: { a: 1 } }), null);
   const lines = formatCpu(r.cpu).split('\n');
-  assert.match(lines[0], /^CPU seconds\s+wall s\s+source PG\s+destination PG\s+source connector\s+Kafka\s+total\s+µs\/unit$/);
+  assert.match(lines[0], /^CPU seconds\s+wall s\s+source PG\s+destination PG\s+source connector\s+Kafka\s+total\s+µs\/unit\s+start-up$/);
   assert.match(lines[1], /^native sync\s+0\.40\s+0\.20\s+0\.30\s+-\s+-\s+0\.50\s+5\.0$/);
-  assert.match(lines[2], /^ShardBridge snapshot\s+2\.00\s+0\.30\s+0\.50\s+1\.20\s+-\s+2\.00\s+20\.0$/);
+  assert.match(lines[2], /^ShardBridge snapshot\s+2\.00\s+0\.30\s+0\.50\s+1\.20\s+-\s+2\.00\s+20\.0\s+1\.50$/);
   const j = toJson(r) as { cpu_by_phase: { phase: string; cpu_us_per_unit: number }[] };
   assert.deepEqual(j.cpu_by_phase.map((p) => [p.phase, p.cpu_us_per_unit]), [['native sync', 5], ['ShardBridge snapshot', 20]]);
   assert.match(formatReport(r), /CPU seconds\s+wall s/);

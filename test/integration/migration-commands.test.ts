@@ -19,7 +19,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { main } from '../../shared/cli/main.ts';
+import { main, type CommandContext } from '../../shared/cli/main.ts';
+import { run as runStatus } from '../../shared/cli/commands/status.ts';
+import type { ShutdownHandler } from '../../shared/shutdown.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type Admin } from '../../shared/kafka/client.ts';
 import type { CutoverReport } from '../../shared/migration/cutover.ts';
@@ -121,11 +123,12 @@ async function json<T>(args: string[]): Promise<{ code: number; out: T; stderr: 
 const status = (extra: string[] = []) => json<StatusReport>(['status', '--sample-seconds', '0', ...extra]);
 
 async function startSource(): Promise<void> {
-  source = await startSourceConnector(sourceConfig, log);
-  await waitFor('the source connector streaming', () => {
-    if (source!.state().phase === 'failed') throw new Error('the source connector failed');
-    return source!.state().phase === 'streaming';
-  }, { timeoutMs: 60_000, intervalMs: 50 });
+  const s = await startSourceConnector(sourceConfig, log);
+  source = s;
+  let failure: unknown;
+  s.done.catch((err: unknown) => (failure = err));
+  await waitFor('the source connector streaming', () => failure !== undefined || s.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  if (failure !== undefined) throw new Error(`the source connector failed: ${(failure as Error).message}`, { cause: failure });
 }
 
 async function stopSource(): Promise<void> {
@@ -202,6 +205,33 @@ test('status --json during a run: slot, snapshot per table, offsets, catch-up, e
   assert.equal(text.code, 0);
   assert.match(text.stdout, new RegExp(`${SCHEMA}\\.orders\\s+${SCHEMA}\\.orders\\s+complete\\s+1,000`));
   assert.match(text.stdout, /Catch-up: caught up/);
+
+  // --watch: a frame per interval (JSON lines here) until Ctrl-C; rates from the frames before.
+  const frames: string[] = [];
+  let interrupt: ShutdownHandler | undefined;
+  const ctx: CommandContext = {
+    command: 'status',
+    logger: log,
+    verbose: false,
+    out: (t) => {
+      frames.push(t);
+      if (frames.length === 2) void interrupt?.('SIGINT');
+    },
+    err: () => {},
+    sourceConfig: () => sourceConfig,
+    sinkConfig: () => sinkConfig,
+    onShutdown: (h) => {
+      interrupt = h;
+      return () => (interrupt = undefined);
+    },
+  };
+  assert.equal(await runStatus({ watch: true, json: true, interval: 1 }, ctx), 130);
+  assert.equal(frames.length, 2);
+  const [f1, f2] = frames.map((f) => JSON.parse(f) as StatusReport);
+  assert.ok(frames.every((f) => f.endsWith('\n') && f.indexOf('\n') === f.length - 1), 'one JSON object per line');
+  assert.equal(f1.catchUp.sampleSeconds, null);
+  assert.ok(f2.catchUp.sampleSeconds! >= 1);
+  assert.equal(f2.totals.applied, 1250);
 });
 
 test('status during a stall on a missing destination column: reason and remedy, exit 1; fixed, exit 0', async () => {
@@ -283,6 +313,9 @@ test('invasive schema change runbook: stop both, int -> bigint on both sides, st
 test('cutover --yes on a clean run: go, sequences at least source + margin, deferred foreign key created', async () => {
   await src.query(`INSERT INTO ${SCHEMA}.customers (name) VALUES ('late')`);
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (201, 1, 'late')`);
+  const unconfirmed = await cli(['cutover']);
+  assert.equal(unconfirmed.code, 2);
+  assert.match(unconfirmed.stderr, /stop the writes to the source first, then confirm with --yes/);
   const fkBefore = await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
   assert.equal(fkBefore.rowCount, 0, 'schema copy kept the foreign key aside');
 

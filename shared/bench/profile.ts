@@ -167,8 +167,22 @@ export function formatProfileSummary(title: string, s: ProfileSummary, top = 15)
   return lines.join('\n');
 }
 
-/** The main-thread profiles (`CPU.<date>.<time>.<pid>.0.<seq>.cpuprofile`) in `dir` written by `pid`. */
-export function profileFiles(dir: string, pid?: number): string[] {
+/** A profile file of `node --cpu-prof` and the process and thread that wrote it. */
+export interface ProfileFile {
+  file: string;
+  pid: number | null;
+  /** 0: the main thread; others: worker threads (tsx's loader, a producer thread…). */
+  thread: number | null;
+}
+
+/** pid and thread from node's default profile name `CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile`. Pure. */
+export function parseProfileName(name: string): { pid: number | null; thread: number | null } {
+  const m = /\.(\d+)\.(\d+)\.\d+\.cpuprofile$/.exec(name);
+  return { pid: m ? Number(m[1]) : null, thread: m ? Number(m[2]) : null };
+}
+
+/** The profiles (`CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile`) in `dir`, of `pid` when given. */
+export function profileFiles(dir: string, pid?: number): ProfileFile[] {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -177,12 +191,9 @@ export function profileFiles(dir: string, pid?: number): string[] {
   }
   return names
     .filter((n) => n.endsWith('.cpuprofile'))
-    .filter((n) => {
-      const m = /\.(\d+)\.(\d+)\.\d+\.cpuprofile$/.exec(n);
-      return !m || ((pid === undefined || Number(m[1]) === pid) && m[2] === '0');
-    })
-    .sort()
-    .map((n) => path.join(dir, n));
+    .map((n) => ({ file: path.join(dir, n), ...parseProfileName(n) }))
+    .filter((f) => pid === undefined || f.pid === pid)
+    .sort((a, b) => (a.thread ?? 0) - (b.thread ?? 0) || a.file.localeCompare(b.file));
 }
 
 export function readProfile(file: string): CpuProfile {

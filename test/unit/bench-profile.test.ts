@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analyzeProfile, decodeMappings, decodeVlq, formatProfileSummary, originalLine, shortUrl, type CpuProfile } from '../../shared/bench/profile.ts';
+import { analyzeProfile, decodeMappings, parseProfileName, decodeVlq, formatProfileSummary, originalLine, shortUrl, type CpuProfile } from '../../shared/bench/profile.ts';
 
 const profile: CpuProfile = {
   nodes: [
@@ -59,4 +59,9 @@ test('source maps: VLQ segments, mappings per generated line, lookup by column',
   assert.equal(originalLine(decoded, 0, 100), 6);
   assert.equal(originalLine(decoded, 1, 0), null);
   assert.throws(() => decodeVlq('!'));
+});
+
+test('parseProfileName: pid and thread of node --cpu-prof file names', () => {
+  assert.deepEqual(parseProfileName('CPU.20261125.060719.5433.2.003.cpuprofile'), { pid: 5433, thread: 2 });
+  assert.deepEqual(parseProfileName('custom.cpuprofile'), { pid: null, thread: null });
 });

@@ -49,7 +49,7 @@ export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number>
     await resources.stopAll();
     if (stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy];
     if (cpuProfDir) {
-      const files = spawned.flatMap((s) => profileFiles(cpuProfDir, s.pid));
+      const files = spawned.flatMap((s) => profileFiles(cpuProfDir, s.pid).map((f) => f.file));
       results.profiles = { dir: cpuProfDir, files };
     }
     const json = toJson(results);
@@ -65,17 +65,23 @@ export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number>
   }
 }
 
-/** The top self-time functions of each connector process's profile. */
+/**
+ * The top self-time functions of each connector process's threads. Threads that were mostly
+ * idle (tsx's module loader) get one line.
+ */
 export async function profileReport(dir: string, spawned: Spawned): Promise<string> {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
   const mapper = await tsxPositionMapper();
   const parts = [`\nCPU profiles (node --cpu-prof) in ${dir}:`];
   for (const s of spawned) {
-    for (const file of profileFiles(dir, s.pid)) {
+    for (const f of profileFiles(dir, s.pid)) {
+      const title = `${s.command} connector, ${s.phase}, ${f.thread === 0 ? 'main thread' : `worker thread ${f.thread}`} (${path.basename(f.file)})`;
       try {
-        parts.push(formatProfileSummary(`${s.command} connector, ${s.phase} (${path.basename(file)})`, analyzeProfile(readProfile(file), root, mapper)));
+        const summary = analyzeProfile(readProfile(f.file), root, mapper);
+        if (f.thread !== 0 && summary.busyMs < 1000) parts.push(`${title}: ${Math.round(summary.busyMs)} ms busy`);
+        else parts.push(formatProfileSummary(title, summary));
       } catch (err) {
-        parts.push(`${path.basename(file)}: cannot read (${(err as Error).message})`);
+        parts.push(`${title}: cannot read (${(err as Error).message})`);
       }
     }
   }

@@ -18,6 +18,8 @@ import { withClient } from '../demo/session.ts';
 import { ORDERS_DDL } from './workload.ts';
 
 export const NATIVE = { publication: 'bench_native', subscription: 'bench_native', database: 'bench_native' } as const;
+/** The publication the decode ceilings read (created in both modes, before their slots). */
+export const CEILING_PUBLICATION = 'bench_ceiling';
 
 function tool(name: string): string {
   return path.join(findPgBinaries().binDir, name);
@@ -114,7 +116,7 @@ export async function waitSlotInactive(srcUrl: string, slot: string, deadlineMs:
 
 /** `pg_recvlogical --start --endpos` to /dev/null: the raw pgoutput decode rate. */
 export async function recvlogicalPeer(srcUrl: string, slot: string, endLsn: string): Promise<number> {
-  const args = ['-d', srcUrl, '-S', slot, '--start', '-E', endLsn, '-n', '-F', '0', '-o', 'proto_version=1', '-o', `publication_names=${NATIVE.publication}`, '-f', '/dev/null'];
+  const args = ['-d', srcUrl, '-S', slot, '--start', '-E', endLsn, '-n', '-F', '0', '-o', 'proto_version=1', '-o', `publication_names=${CEILING_PUBLICATION}`, '-f', '/dev/null'];
   return (await runProgram(tool('pg_recvlogical'), args)).ms;
 }
 
@@ -122,7 +124,7 @@ const BARE_READER = fileURLToPath(new URL('./bare-reader.ts', import.meta.url));
 
 /** The bare `pg-logical-replication` reader in its own process; its own timing and peak RSS. */
 export async function bareReadPeer(srcUrl: string, slot: string, changes: number): Promise<{ ms: number; changes: number; peakRssMb: number | null }> {
-  const arg = JSON.stringify({ url: srcUrl, slot, publication: NATIVE.publication, changes });
+  const arg = JSON.stringify({ url: srcUrl, slot, publication: CEILING_PUBLICATION, changes });
   const { stdout } = await runProgram(process.execPath, ['--import', 'tsx', BARE_READER, arg]);
   const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { ms: number; changes: number; peakRssMb: number | null; error?: string };
   if (r.error) throw new Error(`bare reader: ${r.error}`);

@@ -275,8 +275,12 @@ export function formatReport(r: BenchResults): string {
   lines.push(renderTable(rows));
   lines.push('');
   const t: string[] = [];
-  if (o.snapshot) t.push(`snapshot ${fmtSecs(o.snapshot.ms)} (${fmtSecs(o.snapshot.msInclStartup)} with process start-up, ${fmtRate(f.snapshot_rows_per_s_incl_startup)} rows/s)`);
-  if (o.catchup) t.push(`catch-up ${fmtSecs(o.catchup.ms)} (${fmtSecs(o.catchup.msInclStartup)} with process start-up, ${fmtRate(f.catchup_changes_per_s_incl_startup)} changes/s)`);
+  const timed = (what: string, x: OursTimed, rateInclStartup: number | null, unit: string) =>
+    x.ms === null
+      ? `${what} into Kafka ${fmtSecs(x.kafkaMs)} (${fmtSecs(x.msInclStartup)} with process start-up)`
+      : `${what} ${fmtSecs(x.ms)}, into Kafka ${fmtSecs(x.kafkaMs)} (${fmtSecs(x.msInclStartup)} with process start-up, ${fmtRate(rateInclStartup)} ${unit}/s)`;
+  if (o.snapshot) t.push(timed('snapshot', o.snapshot, f.snapshot_rows_per_s_incl_startup, 'rows'));
+  if (o.catchup) t.push(timed('catch-up', o.catchup, f.catchup_changes_per_s_incl_startup, 'changes'));
   if (r.peers.nativeSync) t.push(`native sync ${fmtSecs(r.peers.nativeSync.ms)}`);
   if (r.peers.nativeCatchup) t.push(`native catch-up ${fmtSecs(r.peers.nativeCatchup.ms)}`);
   if (t.length) lines.push(`times: ${t.join('; ')}`);

@@ -15,7 +15,7 @@ import { findPid, PhaseMeter, reapedChildrenSeconds, treeSeconds, type CpuMeter 
 import { postmasterPid } from '../devstack/pg-process.ts';
 import { DB, SLOT, machineInfo, cpuModel, spawnConnector, startEnv, tablesEqual, waitForProgress, type BenchEnv } from './env.ts';
 import { measureLatency } from './latency.ts';
-import { bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, until, waitSlotInactive } from './peers.ts';
+import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, until, waitSlotInactive } from './peers.ts';
 import type { BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
 import { BACKLOG_TXN_ROWS, ORDERS_DDL, backlogPlan, insertSql, stepRows, stepSql } from './workload.ts';
@@ -157,6 +157,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     if (full) await nativeDisable(e.srcUrl, e.dst.native);
     await waitSlotInactive(e.srcUrl, SLOT, 60_000);
     const backlog = await withClient(e.srcUrl, async (c) => {
+      await c.query(`CREATE PUBLICATION ${CEILING_PUBLICATION} FOR TABLE public.orders`);
       for (const slot of [RECV_SLOT, BARE_SLOT]) await c.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
       let rows = 0;
       const m = meter('backlog', w.changes);

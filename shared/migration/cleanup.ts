@@ -2,10 +2,13 @@
  * The pure core of `shardbridge cleanup`: from what was read (the slot, unconsumed changes
  * in it, topic end offsets versus the sink's applied offsets, sink sessions and foreign keys
  * not yet created on the destination) decide what blocks the cleanup, what `--force`
- * overrides, and which drops to do in which order; then render what was done.
+ * overrides, and which drops to do in which order; then render what was done. Foreign keys
+ * `schema copy` kept aside are never dropped before cutover has created them, not even forced.
  */
 import type { PartitionFacts } from './status.ts';
 import { formatCount, renderTable } from './format.ts';
+
+const DEFERRED_FK_TABLE = 'shardbridge.deferred_foreign_keys';
 
 export interface CleanupOptions {
   force: boolean;
@@ -118,14 +121,6 @@ export function planCleanup(f: CleanupFacts, o: CleanupOptions): CleanupPlan {
     if (f.sinkSessions > 0) {
       blockers.push({ object: 'destination', message: `a sink connector is connected to the destination (${f.sinkSessions} session(s)): its tables are in use`, remedy: 'stop the sink connector first', forceable: true });
     }
-    if (f.pendingForeignKeys.length > 0) {
-      blockers.push({
-        object: 'shardbridge.deferred_foreign_keys',
-        message: `${f.pendingForeignKeys.length} foreign key(s) kept aside by schema copy were never created: ${f.pendingForeignKeys.join(', ')}`,
-        remedy: 'run shardbridge cutover (it creates them) before dropping the control tables',
-        forceable: true,
-      });
-    }
   }
 
   const proceed = blockers.every((b) => b.forceable) && (blockers.length === 0 || o.force);
@@ -133,7 +128,16 @@ export function planCleanup(f: CleanupFacts, o: CleanupOptions): CleanupPlan {
   if (f.slot?.active && f.slot.activePid !== null) actions.push({ kind: 'terminate walsender', object: slotObj, pid: f.slot.activePid });
   actions.push({ kind: 'drop replication slot', object: f.slotName });
   actions.push({ kind: 'drop publication', object: f.publicationName });
-  if (o.dropControlTables) for (const c of f.controlObjects) actions.push({ kind: c.kind === 'table' ? 'drop table' : 'drop schema', object: c.name });
+  if (o.dropControlTables) {
+    for (const c of f.controlObjects) {
+      // schema copy's list of foreign keys outlives a cleanup (even forced) until cutover has created them.
+      if (c.name === DEFERRED_FK_TABLE && f.pendingForeignKeys.length > 0) {
+        notes.push(`kept ${DEFERRED_FK_TABLE}: ${f.pendingForeignKeys.length} foreign key(s) kept aside by schema copy are not created yet (${f.pendingForeignKeys.join(', ')}); shardbridge cutover creates them`);
+        continue;
+      }
+      actions.push({ kind: c.kind === 'table' ? 'drop table' : 'drop schema', object: c.name });
+    }
+  }
   if (o.dropTopics && f.topics.length > 0) actions.push({ kind: 'delete topics', object: `${f.topics.length} topic(s)`, topics: f.topics });
   return { proceed, blockers: proceed ? [] : blockers, overridden: proceed ? blockers : [], actions, notes };
 }

@@ -2,7 +2,8 @@
  * The invalidated-slot stop: a source whose slot falls further behind than
  * max_slot_wal_keep_size while the source connector is stopped. `status` reports the lost slot
  * as a FAIL; starting the source connector stops with a clear error (changes were lost, a new
- * snapshot is needed) and never creates a new slot silently; `cleanup --force` then removes it.
+ * snapshot is needed) and never creates a new slot silently; `cleanup --force --drop-topics`
+ * removes the dead slot and the topics, and the next start takes a new snapshot from a new slot.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -109,13 +110,24 @@ test('a slot invalidated by max_slot_wal_keep_size: status fails, the source con
   const created = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).filter((r) => r.value?.kind === 'slot-created');
   assert.equal(created.length, 1);
 
-  // The way out starts with removing the dead slot.
-  const refused = await cli(['cleanup', '--json', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  // The way out: remove the dead slot and the topics (the __snapshot topic remembers the old
+  // slot), then start again: a new slot and a new snapshot.
+  const refused = await cli(['cleanup', '--json', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(refused.code, 1, 'the topics hold records no sink applied');
-  const forced = await cli(['cleanup', '--json', '--force', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  const forced = await cli(['cleanup', '--json', '--force', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(forced.code, 0, forced.stdout + forced.stderr);
   const out = JSON.parse(forced.stdout) as CleanupReport;
   assert.ok(out.notes.some((n) => n.includes('already invalidated')), out.notes.join('\n'));
-  assert.deepEqual(out.results.map((r) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done']]);
+  assert.deepEqual(out.results.map((r) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done'], ['delete topics', 'done']]);
   assert.deepEqual(await slotRows(), []);
+
+  const again = await startSourceConnector(config, log);
+  try {
+    await waitFor('streaming from a new slot', () => again.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  } finally {
+    await again.stop();
+  }
+  assert.deepEqual(await slotRows(), [{ slot_name: config.slotName, wal_status: 'reserved' }]);
+  const redone = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).map((r) => r.value);
+  assert.deepEqual(redone.filter((m) => m?.kind === 'completed').map((m) => [m.table, m.rows]), [[`${SCHEMA}.items`, 2102]]);
 });

@@ -49,12 +49,19 @@ test('refused: a streaming source connector, unpublished changes in the slot, a 
   assert.match(noKafka.blockers[0].message, /cannot read the topic end offsets: ECONNREFUSED/);
 });
 
-test('--drop-control-tables is refused while a sink is connected or foreign keys were never created', () => {
-  const p = planCleanup(facts({ sinkSessions: 2, pendingForeignKeys: ['"public"."orders".orders_customer_fk'] }), { ...none, dropControlTables: true });
+test('--drop-control-tables is refused while a sink is connected; foreign keys not created yet keep their table', () => {
+  const objects = [{ kind: 'table' as const, name: 'shardbridge.sink_offsets' }, { kind: 'table' as const, name: 'shardbridge.deferred_foreign_keys' }, { kind: 'schema' as const, name: 'shardbridge' }];
+  const p = planCleanup(facts({ sinkSessions: 2, controlObjects: objects }), { ...none, dropControlTables: true });
   assert.equal(p.proceed, false);
-  assert.deepEqual(p.blockers.map((b) => b.object), ['destination', 'shardbridge.deferred_foreign_keys']);
-  assert.match(p.blockers[1].remedy, /shardbridge cutover/);
+  assert.deepEqual(p.blockers.map((b) => b.object), ['destination']);
+  assert.match(p.blockers[0].remedy, /stop the sink connector first/);
   assert.equal(planCleanup(facts({ sinkSessions: 2 }), none).proceed, true, 'without the option the sink may keep running');
+
+  const kept = planCleanup(facts({ controlObjects: objects, pendingForeignKeys: ['"public"."orders".orders_customer_fk'] }), { ...none, dropControlTables: true, force: true });
+  assert.deepEqual(kept.actions.map((a) => `${a.kind} ${a.object}`).slice(2), ['drop table shardbridge.sink_offsets', 'drop schema shardbridge']);
+  assert.match(kept.notes[0], /kept shardbridge\.deferred_foreign_keys: 1 foreign key\(s\) .*orders_customer_fk.*shardbridge cutover creates them/);
+  const created = planCleanup(facts({ controlObjects: objects }), { ...none, dropControlTables: true });
+  assert.ok(created.actions.some((a) => a.object === 'shardbridge.deferred_foreign_keys'));
 });
 
 test('--force overrides every blocker and terminates the walsender first; a lost slot needs no check', () => {

@@ -10,8 +10,9 @@
  *    (heartbeats, other databases and empty transactions do not count: only inserts, updates,
  *    deletes and truncates of published tables);
  *  - a table topic's end offset is above the sink's applied offset;
- *  - with --drop-control-tables: a sink is connected, or foreign keys kept aside were never created;
- * unless --force. Exit 0 when everything asked for is gone.
+ *  - with --drop-control-tables: a sink is connected;
+ * unless --force. `shardbridge.deferred_foreign_keys` is kept while it lists foreign keys not
+ * created yet (cutover creates them), even with --force. Exit 0 when everything asked for is gone.
  */
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
@@ -55,6 +56,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     const facts = await gather(src, dst, admin, source, sink, destinationError);
     const plan = planCleanup(facts, options);
     const results: ActionResult[] = plan.proceed ? await execute(plan.actions, src, dst, admin) : [];
+    if (plan.proceed && options.dropTopics && facts.kafkaError) results.push({ action: 'delete topics', object: 'topics', status: 'failed', detail: `Kafka could not be read: ${facts.kafkaError}` });
     const report = cleanupReport(plan, results);
     ctx.out(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderCleanup(report));
     return report.ok ? 0 : 1;

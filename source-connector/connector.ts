@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logger.ts';
 import { createMetrics, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
-import { createKafka, type Admin, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { SourceError, isRetriable } from '../shared/errors.ts';
 import { backoffDelay, retry } from '../shared/retry.ts';
@@ -34,6 +34,7 @@ import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, type E
 import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
+import { ThreadedProducer } from './threaded-producer.ts';
 import { TableVersions } from './table-versions.ts';
 
 export interface SourceConnector {
@@ -125,8 +126,10 @@ class ConnectorRun {
     private readonly setPhase: (p: Phase) => void,
   ) {
     const k = config.kafka;
-    this.kafka = createKafka({ brokers: k.brokers, clientId: k.clientId ?? `shardbridge-source-${config.name}`, ssl: k.ssl, sasl: k.sasl }, log);
-    this.producer = this.kafka.producer();
+    const settings: KafkaSettings = { brokers: k.brokers, clientId: k.clientId ?? `shardbridge-source-${config.name}`, ssl: k.ssl, sasl: k.sasl };
+    this.kafka = createKafka(settings, log);
+    // kafkajs encodes every record in JS: give it a thread of its own (threaded-producer.ts).
+    this.producer = process.env.SB_THREAD === '0' ? this.kafka.producer() : new ThreadedProducer(settings, log);
     this.admin = this.kafka.admin();
     this.publisher = new Publisher({ producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics });
     this.publisher.onFailure((err) => this.stream?.fail(err));

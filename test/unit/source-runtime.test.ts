@@ -1,0 +1,128 @@
+/**
+ * Pure parts of the source connector runtime: snapshot chunk planning and SQL, control-topic
+ * records and the start-up verdict from the `__snapshot` topic, lost-slot detection, topic
+ * names, the threaded producer's batch packing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TableInfo } from '../../shared/pg-types.ts';
+import {
+  controlTopicSpecs, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
+} from '../../source-connector/control-topics.ts';
+import { slotLostError } from '../../source-connector/monitor.ts';
+import { chunkSql, planChunks } from '../../source-connector/snapshot.ts';
+import { classify } from '../../source-connector/stream.ts';
+import { topicFor } from '../../source-connector/table-versions.ts';
+import { packBatch, unpackBatch } from '../../source-connector/threaded-producer.ts';
+import { isRetriable } from '../../shared/errors.ts';
+
+const INT4 = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' as const };
+
+test('planChunks: about chunkSize rows per chunk, contiguous, last one open-ended', () => {
+  const chunks = planChunks(1000, 100_000, 10_000);
+  assert.equal(chunks.length, 10);
+  assert.deepEqual(chunks[0], { fromPage: 0, toPage: 100 });
+  for (let i = 1; i < chunks.length; i++) assert.equal(chunks[i].fromPage, chunks[i - 1].toPage ?? chunks[i - 1].fromPage + 100);
+  assert.deepEqual(chunks.at(-1), { fromPage: 900, toPage: null }, 'rows beyond the size estimate are still read');
+});
+
+test('planChunks: empty, unanalysed and tiny tables', () => {
+  assert.deepEqual(planChunks(0, 0, 1000), [{ fromPage: 0, toPage: null }]);
+  assert.deepEqual(planChunks(3, 5, 1000), [{ fromPage: 0, toPage: null }]);
+  // Never analysed (no row estimate): a guessed density still splits a big table.
+  assert.equal(planChunks(10_000, 0, 100_000).length, 10);
+  // More rows per chunk than fit a page: at least one page per chunk.
+  assert.equal(planChunks(5, 5000, 1).length, 5);
+});
+
+test('chunkSql: quoted columns and table, a ctid range or an open end', () => {
+  const table: TableInfo = {
+    relid: 1, schema: 'My Schema', name: 'T"x', keyColumns: ['id'], replicaIdentity: 'default',
+    columns: [{ name: 'id', type: INT4, typmod: -1, isKey: true }, { name: 'Odd col', type: INT4, typmod: -1, isKey: false }],
+  };
+  assert.equal(chunkSql(table, { fromPage: 10, toPage: 20 }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT`);
+  assert.equal(chunkSql(table, { fromPage: 20, toPage: null }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(20,0)'::tid) TO STDOUT`);
+});
+
+test('the __snapshot topic: latest marker per key decides redo, lost slot, or continue', () => {
+  const rec = (r: { key: Buffer; value: Buffer }) => r;
+  const records = [
+    rec(slotCreated('s', 0x100n)),
+    rec(snapshotStarted({ table: 'public.a', topic: 'p.public.a', slot: 's', consistentPoint: 0x100n, estimatedRows: 10 })),
+    rec(snapshotStarted({ table: 'public.b', topic: 'p.public.b', slot: 's', consistentPoint: 0x100n, estimatedRows: 10 })),
+    rec(snapshotCompleted({ table: 'public.a', topic: 'p.public.a', slot: 's', consistentPoint: 0x100n, rows: 10, endOffsets: [{ partition: 0, offset: '10' }] })),
+    { key: Buffer.from('junk'), value: Buffer.from('not json') },
+  ];
+  const state = reduceSnapshotTopic(records);
+  assert.equal(state.tables.get('public.a')?.kind, 'completed');
+  assert.equal(state.tables.get('public.b')?.kind, 'started');
+  assert.equal(state.slots.get('s')?.consistentPoint, '0/100');
+
+  const verdict = judgeSnapshotState(state, { slot: 's', tables: ['public.a', 'public.b', 'public.c'], slotExists: true });
+  assert.equal(verdict.publishedFromSlot, true);
+  assert.deepEqual(verdict.incomplete, [{ table: 'public.b', marker: 'started' }, { table: 'public.c', marker: 'none' }]);
+  // A completion under another slot (e.g. initial_only's temporary one) does not count.
+  assert.deepEqual(judgeSnapshotState(state, { slot: 'other', tables: ['public.a'], slotExists: true }), {
+    publishedFromSlot: false,
+    incomplete: [{ table: 'public.a', marker: 'completed-other-slot' }],
+  });
+  // A later completion of b wins over its start.
+  const done = reduceSnapshotTopic([...records, snapshotCompleted({ table: 'public.b', topic: 'p.public.b', slot: 's', consistentPoint: 0x100n, rows: 3, endOffsets: [] })]);
+  assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true }).incomplete, []);
+});
+
+test('control records: keys and JSON shapes', () => {
+  const s = sequenceRecord({ sequence: 'public.t_id_seq', table: 'public.t', column: 'id', value: '9223372036854775807', reason: 'interval', at: new Date(0) });
+  assert.equal(s.key.toString(), 'public.t_id_seq');
+  assert.deepEqual(JSON.parse(s.value.toString()), { sequence: 'public.t_id_seq', table: 'public.t', column: 'id', value: '9223372036854775807', reason: 'interval', at: '1970-01-01T00:00:00.000Z' });
+  assert.deepEqual(JSON.parse(transactionBegin(7, 0x1_0000_0010n, 5).value.toString()), { status: 'BEGIN', id: '7', xid: 7, commitLsn: '1/10', ts_ms: 5 });
+  const end = JSON.parse(transactionEnd(7, 0x10n, 0x40n, 5, [{ table: 'public.t', topic: 'p.public.t', count: 3 }, { table: 'public.u', topic: 'p.public.u', count: 1 }]).value.toString());
+  assert.equal(end.event_count, 4);
+  assert.equal(end.endLsn, '0/40');
+  assert.deepEqual(end.data_collections[1], { data_collection: 'public.u', topic: 'p.public.u', event_count: 1 });
+  const specs = controlTopicSpecs('p', { replicationFactor: 3, cleanupPolicy: 'delete', retentionMs: 1000 });
+  assert.deepEqual(specs.map((x) => [x.topic, x.partitions, x.replicationFactor, x.configs?.['cleanup.policy']]), [
+    ['p.__snapshot', 1, 3, 'compact'],
+    ['p.__sequences', 1, 3, 'compact'],
+    ['p.__transactions', 1, 3, 'delete'],
+  ]);
+  assert.equal(specs[2].configs?.['retention.ms'], '1000');
+});
+
+test('slotLostError: vanished or invalidated slots stop the connector; healthy ones do not', () => {
+  const healthy = { slotName: 's', database: 'd', plugin: 'pgoutput', active: false, activePid: null, confirmedFlushLsn: 1n, restartLsn: 1n, walStatus: 'reserved', currentLsn: 2n };
+  assert.equal(slotLostError(healthy, 's', 'p'), null);
+  assert.match(slotLostError(null, 's', 'p')!.message, /vanished/);
+  const lost = slotLostError({ ...healthy, walStatus: 'lost' }, 's', 'p')!;
+  assert.match(lost.message, /invalidated \(wal_status = lost/);
+  assert.match(lost.remedy!, /Delete the topic p\.__snapshot/);
+  assert.equal(isRetriable(lost), false);
+});
+
+test('classify: connection failures are retriable, a missing or invalidated slot is not', () => {
+  assert.equal(isRetriable(classify(new Error('Connection terminated unexpectedly'), 's')), true);
+  assert.equal(isRetriable(classify(Object.assign(new Error('terminating connection'), { code: '57P01' }), 's')), true);
+  assert.equal(isRetriable(classify(Object.assign(new Error('replication slot "s" is active for PID 1'), { code: '55006' }), 's')), true);
+  const missing = classify(Object.assign(new Error('replication slot "s" does not exist'), { code: '42704' }), 's');
+  assert.equal(isRetriable(missing), false);
+  assert.match(missing.message, /does not exist any more/);
+  const invalid = classify(Object.assign(new Error('can no longer get changes from replication slot "s"'), { code: '55000' }), 's');
+  assert.equal(isRetriable(invalid), false);
+});
+
+test('topicFor: characters Kafka refuses become "_"', () => {
+  assert.equal(topicFor('shop', 'public', 'orders'), 'shop.public.orders');
+  assert.equal(topicFor('shop', 'My Schema', 'Odd "T"/x'), 'shop.My_Schema.Odd__T__x');
+});
+
+test('packBatch / unpackBatch: null keys and values, empty buffers, topics, order', () => {
+  const messages = [
+    { topic: 'a', key: Buffer.from('k1'), value: Buffer.from('v1') },
+    { topic: 'b', key: null, value: Buffer.alloc(0) },
+    { topic: 'a', key: Buffer.from([0, 255]), value: null },
+  ];
+  const packed = packBatch(messages);
+  assert.deepEqual(packed.topics, ['a', 'b']);
+  assert.deepEqual(unpackBatch(packed.topics, packed.buffer, packed.count), messages);
+  assert.deepEqual(unpackBatch([], packBatch([]).buffer, 0), []);
+});

@@ -28,6 +28,7 @@ import { connectionConfig } from '../../config/common.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { mapTable, verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
+import { formatCount } from '../../migration/format.ts';
 import {
   judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine,
   type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
@@ -245,11 +246,11 @@ async function waitSink(
     const applied = present.offsets ? await readApplied(dst, sink.groupId) : new Map<string, number>();
     const parts: PartitionTarget[] = ends.map((e) => ({ topic: e.topic, partition: e.partition, target: e.end, applied: applied.get(tpKey(e.topic, e.partition)) ?? null }));
     const left = sinkRemaining(parts);
-    if (left.behind.length === 0) return { ok: true, detail: `${topics.tables.length} topic(s) applied up to their end offsets (${total} records)` };
+    if (left.behind.length === 0) return { ok: true, detail: `${topics.tables.length} topic(s) applied up to their end offsets (${formatCount(total)} records)` };
     const stalls = present.stalls ? (await readStalls(dst, sink.groupId)).filter((s) => left.behind.some((b) => b.topic === s.topic && b.partition === s.partition)) : [];
     const stalled = stalls.map((s) => `${s.topic}[${s.partition}] at ${s.offset}: ${s.message.split('\n')[0]}${s.remedy ? ` — remedy: ${s.remedy}` : ''}`);
     if (Date.now() > deadline) {
-      return { ok: false, detail: `timed out: ${left.records} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${stalled.length ? `; stalled: ${stalled.join('; ')}` : present.offsets ? '' : ' (the sink has applied nothing: is it running?)'}` };
+      return { ok: false, detail: `timed out: ${formatCount(left.records)} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${stalled.length ? `; stalled: ${stalled.join('; ')}` : present.offsets ? '' : ' (the sink has applied nothing: is it running?)'}` };
     }
     if (Date.now() - shown > PROGRESS_EVERY_MS) {
       progress(waitProgressLine('sink', { records: left.records, partitions: left.behind.length, stalled }));

@@ -34,7 +34,6 @@ import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, type E
 import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
-import { ThreadedProducer } from './threaded-producer.ts';
 import { TableVersions } from './table-versions.ts';
 
 export interface SourceConnector {
@@ -128,8 +127,7 @@ class ConnectorRun {
     const k = config.kafka;
     const settings: KafkaSettings = { brokers: k.brokers, clientId: k.clientId ?? `shardbridge-source-${config.name}`, ssl: k.ssl, sasl: k.sasl };
     this.kafka = createKafka(settings, log);
-    // kafkajs encodes every record in JS: give it a thread of its own (threaded-producer.ts).
-    this.producer = process.env.SB_THREAD === '0' ? this.kafka.producer() : new ThreadedProducer(settings, log);
+    this.producer = this.kafka.producer();
     this.admin = this.kafka.admin();
     this.publisher = new Publisher({ producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics });
     this.publisher.onFailure((err) => this.stream?.fail(err));

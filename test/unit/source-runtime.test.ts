@@ -1,7 +1,7 @@
 /**
  * Pure parts of the source connector runtime: snapshot chunk planning and SQL, control-topic
  * records and the start-up verdict from the `__snapshot` topic, lost-slot detection, topic
- * names, the threaded producer's batch packing.
+ * names.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,6 @@ import { slotLostError } from '../../source-connector/monitor.ts';
 import { chunkSql, planChunks } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
 import { topicFor } from '../../source-connector/table-versions.ts';
-import { packBatch, unpackBatch } from '../../source-connector/threaded-producer.ts';
 import { isRetriable } from '../../shared/errors.ts';
 
 const INT4 = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' as const };
@@ -113,16 +112,4 @@ test('classify: connection failures are retriable, a missing or invalidated slot
 test('topicFor: characters Kafka refuses become "_"', () => {
   assert.equal(topicFor('shop', 'public', 'orders'), 'shop.public.orders');
   assert.equal(topicFor('shop', 'My Schema', 'Odd "T"/x'), 'shop.My_Schema.Odd__T__x');
-});
-
-test('packBatch / unpackBatch: null keys and values, empty buffers, topics, order', () => {
-  const messages = [
-    { topic: 'a', key: Buffer.from('k1'), value: Buffer.from('v1') },
-    { topic: 'b', key: null, value: Buffer.alloc(0) },
-    { topic: 'a', key: Buffer.from([0, 255]), value: null },
-  ];
-  const packed = packBatch(messages);
-  assert.deepEqual(packed.topics, ['a', 'b']);
-  assert.deepEqual(unpackBatch(packed.topics, packed.buffer, packed.count), messages);
-  assert.deepEqual(unpackBatch([], packBatch([]).buffer, 0), []);
 });

@@ -283,7 +283,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   program
     .command('bench')
-    .description('measure snapshot and streaming throughput on the local stack')
+    .description('measure ShardBridge end to end against pg_dump and native logical replication on the local stack (docs/benchmark.md)')
     .option('--scale <n>', 'data set size multiplier (default: 1)', scaleArg)
     .option('--out <path>', 'write the results as JSON to this file (default: bench-results.json)')
     .option('--source-only', 'measure only source -> Kafka (snapshot and streaming into Kafka) against the bare pgoutput read rate')

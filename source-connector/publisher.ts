@@ -41,6 +41,12 @@ export interface PublisherOptions {
    */
   maxBatchBytes?: number;
   maxBatchRecords?: number;
+  /**
+   * Full batches waiting behind the one in flight before reading pauses. One request is in
+   * flight at a time, so a few queued batches keep Kafka busy; more only hold memory (the
+   * inFlight limits remain the upper bound).
+   */
+  maxQueuedBatches?: number;
   log: Logger;
   metrics?: Metrics;
 }
@@ -86,6 +92,7 @@ export class Publisher {
   private readonly maxBytes: number;
   private readonly maxBatchBytes: number;
   private readonly maxBatchRecords: number;
+  private readonly maxQueuedBatches: number;
   private readonly log: Logger;
   private readonly queue: Batch[] = [];
   /** The batch still taking records (the last of `queue`), if any. */
@@ -112,6 +119,7 @@ export class Publisher {
     this.maxBytes = opts.maxBytes;
     this.maxBatchBytes = opts.maxBatchBytes ?? 800_000;
     this.maxBatchRecords = opts.maxBatchRecords ?? 20_000;
+    this.maxQueuedBatches = opts.maxQueuedBatches ?? 4;
     this.log = opts.log.child({ component: 'publisher' });
     if (opts.metrics) {
       this.published = opts.metrics.counter('changes_published_total', 'Records acknowledged by Kafka, per table and op (tombstone: delete tombstones)', ['table', 'op']);
@@ -134,7 +142,7 @@ export class Publisher {
   }
 
   get writable(): boolean {
-    return this.records < this.maxRecords && this.bytes < this.maxBytes;
+    return this.records < this.maxRecords && this.bytes < this.maxBytes && this.queue.length <= this.maxQueuedBatches;
   }
 
   get failed(): Error | null {

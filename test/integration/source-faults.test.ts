@@ -270,6 +270,8 @@ test('a 1,000,000-row transaction streams through the CLI with bounded memory', 
       // exited
     }
   };
+  sampleRss();
+  const idleRss = peakRss;
   const sampler = setInterval(sampleRss, 100);
   t.after(() => clearInterval(sampler));
   const started = Date.now();
@@ -284,7 +286,7 @@ test('a 1,000,000-row transaction streams through the CLI with bounded memory', 
   child.proc.kill('SIGTERM');
   assert.equal((await child.exited).code, 143, child.output());
   const secs = (published - inserted) / 1000;
-  t.diagnostic(`insert ${(inserted - started) / 1000} s, streamed in ${secs} s after the commit (${Math.round(1_000_000 / secs)} rows/s), peak RSS ${Math.round(peakRss / 1048576)} MB`);
+  t.diagnostic(`insert ${(inserted - started) / 1000} s, streamed in ${secs} s after the commit (${Math.round(1_000_000 / secs)} rows/s), RSS ${Math.round(idleRss / 1048576)} MB idle, ${Math.round(peakRss / 1048576)} MB peak`);
   assert.equal(await sumEndOffsets(kafka, topic), 1_000_000, 'one record per row');
   assert.ok(peakRss > 0, 'RSS was sampled');
   assert.ok(peakRss < 300 * 1048576, `peak RSS ${Math.round(peakRss / 1048576)} MB`);

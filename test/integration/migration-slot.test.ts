@@ -49,8 +49,8 @@ before(async () => {
 });
 
 after(async () => {
-  const topics = (await kafka.admin().listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${config.topicPrefix}.`));
   const admin = kafka.admin();
+  const topics = (await admin.listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${config.topicPrefix}.`));
   await admin.deleteTopics(topics).catch(() => {});
   await admin.disconnect().catch(() => {});
   await db?.end().catch(() => {});

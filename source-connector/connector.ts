@@ -137,7 +137,7 @@ class ConnectorRun {
     this.topics = controlTopicNames(config.topicPrefix);
     this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
     this.monitor = new SlotMonitor({
-      client: () => source.client(),
+      connect: () => source.connect(),
       slotName: config.slotName,
       topicPrefix: config.topicPrefix,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -188,9 +188,8 @@ class ConnectorRun {
   }
 
   async publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
-    const client = this.source.client();
-    if (!client || this.owned.length === 0) return;
-    const values = await sequenceValues(client, this.owned);
+    if (this.owned.length === 0) return;
+    const values = await sequenceValues(await this.source.connect(), this.owned);
     for (const s of this.owned) {
       const r = sequenceRecord({ sequence: s.sequence, table: s.table, column: s.column, value: values.get(s.sequence) ?? null, reason });
       this.publisher.publishRaw(this.topics.sequences, r.key, r.value);
@@ -224,7 +223,11 @@ class ConnectorRun {
     if (cfg.snapshot.mode === 'initial_only') {
       const temp = `${cfg.slotName.slice(0, 58)}_init`;
       const exported = await createSlotWithSnapshot(this.source.connection, temp, this.log, { temporary: true });
-      await this.snapshot(exported);
+      try {
+        await this.snapshot(exported);
+      } finally {
+        await exported.release();
+      }
       this.setPhase('finished');
       return;
     }

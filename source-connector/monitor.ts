@@ -36,8 +36,8 @@ export function slotLostError(status: SlotStatus | null, slot: string, topicPref
 }
 
 export interface SlotMonitorOptions {
-  /** The normal (non-replication) source connection; null while it is being re-established. */
-  client(): pg.ClientBase | null;
+  /** The normal (non-replication) source connection, re-opened if it broke. */
+  connect(): Promise<pg.ClientBase>;
   slotName: string;
   topicPrefix: string;
   heartbeatIntervalMs: number;
@@ -83,9 +83,8 @@ export class SlotMonitor {
 
   /** Emit one heartbeat message. Failures are logged, not thrown: the next tick tries again. */
   async heartbeat(): Promise<void> {
-    const client = this.opts.client();
-    if (!client) return;
     try {
+      const client = await this.opts.connect();
       await client.query(`SELECT pg_logical_emit_message(false, $1, '')`, [HEARTBEAT_PREFIX]);
       if (this.heartbeatFailing) this.log.info('heartbeat works again');
       this.heartbeatFailing = false;
@@ -97,11 +96,9 @@ export class SlotMonitor {
 
   /** Read the slot's state once: metrics, retention warning, lost-slot detection. */
   async check(): Promise<SlotStatus | null> {
-    const client = this.opts.client();
-    if (!client) return null;
     let status: SlotStatus | null;
     try {
-      status = await slotStatus(client, this.opts.slotName);
+      status = await slotStatus(await this.opts.connect(), this.opts.slotName);
     } catch (err) {
       this.log.debug({ err }, 'slot status query failed');
       throw err;

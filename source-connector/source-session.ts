@@ -21,8 +21,6 @@ export interface SourceSession {
   endpoint: string;
   database: string;
   tables: TableInfo[];
-  /** The open connection, or null while it is broken. */
-  client(): pg.Client | null;
   /** The open connection, re-opened if it broke (a failure is retriable). */
   connect(): Promise<pg.Client>;
   catalogAccess(): CatalogAccess;
@@ -123,7 +121,6 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     endpoint,
     database,
     tables,
-    client: () => (broken ? null : client),
     connect,
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),

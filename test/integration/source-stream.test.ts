@@ -289,3 +289,32 @@ test('stopped mid-snapshot: the next start says so and redoes it from a fresh sl
   const { rowCount } = await client.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
   assert.equal(rowCount, 0, 'no new slot was created');
 });
+
+test('snapshot modes: initial_only copies and finishes without leaving a slot; never streams without copying', async (t) => {
+  const { url, client, slot } = await freshDatabase();
+  t.after(() => client.end());
+  await client.query(`CREATE TABLE m (id int PRIMARY KEY, v text); INSERT INTO m SELECT g, 'v' || g FROM generate_series(1, 300) g`);
+  const decoder = new RegistryDecoder(registryUrl);
+
+  const once = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, snapshot: { mode: 'initial_only' } } });
+  const copier = await startSourceConnector(once, testLogger());
+  await copier.done;
+  assert.equal(copier.state().phase, 'finished');
+  const copied = await readDecoded(kafka, decoder, `${once.topicPrefix}.public.m`);
+  assert.equal(copied.length, 300);
+  assert.ok(copied.every((r) => r.value?.op === 'r'));
+  await assertRowsEqualTable(client, 'm', finalState(copied).values());
+  const { rowCount } = await client.query(`SELECT 1 FROM pg_replication_slots WHERE database = current_database()`);
+  assert.equal(rowCount, 0, 'the temporary slot is gone');
+  const markers = (await readJson(kafka, `${once.topicPrefix}.__snapshot`)).map((r) => r.value);
+  assert.deepEqual(markers.filter((m) => m.kind === 'completed').map((m) => [m.slot, m.rows]), [[`${slot}_init`, 300]]);
+
+  const never = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, snapshot: { mode: 'never' } } });
+  const streamer = await startSourceConnector(never, testLogger());
+  t.after(() => streamer.stop());
+  await streaming(streamer);
+  await client.query(`INSERT INTO m VALUES (301, 'streamed')`);
+  await caughtUp(streamer, await walLsn(client));
+  const streamed = await readDecoded(kafka, decoder, `${never.topicPrefix}.public.m`);
+  assert.deepEqual(streamed.map((r) => [r.value?.op, r.afterText?.v]), [['c', 'streamed']]);
+});

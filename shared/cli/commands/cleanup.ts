@@ -98,7 +98,7 @@ async function gather(
     const present = await sinkTablesPresent(dst);
     facts.sinkOffsetsExist = present.offsets;
     if (present.offsets) applied = await readApplied(dst, sink.groupId);
-    const { rows: sessions } = await dst.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%' AND pid <> pg_backend_pid()`);
+    const { rows: sessions } = await dst.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%' AND datname = current_database() AND pid <> pg_backend_pid()`);
     facts.sinkSessions = sessions[0].n;
     if (present.deferred) {
       const { rows } = await dst.query(

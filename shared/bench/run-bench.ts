@@ -180,6 +180,8 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     progress('ceiling: pg_recvlogical --start --endpos to /dev/null');
     const recvMeter = meter('pg_recvlogical', w.changes);
     const recvMs = await recvlogicalPeer(e.srcUrl, RECV_SLOT, backlog.endLsn);
+    // The walsender's CPU reaches the postmaster's account once it has exited.
+    await waitSlotInactive(e.srcUrl, RECV_SLOT, 30_000);
     recvMeter.end();
     r.peers.recvlogical = { ms: recvMs, count: w.changes };
     progress(`  ${secs(recvMs)}: ${n(w.changes / (recvMs / 1000))} changes/s`);
@@ -187,11 +189,11 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     progress('ceiling: pg-logical-replication reading pgoutput, decoding and discarding (its own process)');
     const bareMeter = meter('pg-logical-replication read', w.changes);
     const bare = await bareReadPeer(e.srcUrl, BARE_SLOT, w.changes);
+    await waitSlotInactive(e.srcUrl, BARE_SLOT, 30_000);
     bareMeter.end();
     r.peers.bareRead = { ms: bare.ms, count: w.changes, peakRssMb: bare.peakRssMb };
     progress(`  ${secs(bare.ms)}: ${n(w.changes / (bare.ms / 1000))} changes/s, ${bare.peakRssMb?.toFixed(0)} MB peak RSS`);
     await withClient(e.srcUrl, async (c) => {
-      await waitSlotInactive(e.srcUrl, BARE_SLOT, 30_000);
       for (const slot of [RECV_SLOT, BARE_SLOT]) await c.query('SELECT pg_drop_replication_slot($1)', [slot]);
     });
 

@@ -277,7 +277,7 @@ test('a 1,000,000-row transaction streams through the CLI with bounded memory', 
   const started = Date.now();
   await client.query(`INSERT INTO bulk SELECT g, md5(g::text), g / 100.0 FROM generate_series(1, 1000000) g`);
   const inserted = Date.now();
-  await waitFor('1,000,000 records in Kafka', async () => (await sumEndOffsets(kafka, topic)) >= 1_000_000, { timeoutMs: 110_000, intervalMs: 250 }).catch((err: Error) => {
+  await waitFor('1,000,000 records in Kafka', async () => (await sumEndOffsets(kafka, topic)) >= 1_000_000, { timeoutMs: 170_000, intervalMs: 250 }).catch((err: Error) => {
     throw new Error(`${err.message}\n${child.output()}`);
   });
   const published = Date.now();

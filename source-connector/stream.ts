@@ -174,8 +174,10 @@ export class ReplicationStream {
   }
 
   private sendAck(lsn: bigint): void {
+    // Before replication started (or after it stopped) the library drops acknowledgements.
+    if (!this.service || this.service.isStop()) return;
     this.acked = lsn;
-    void this.service?.acknowledge(ackArgument(lsn));
+    void this.service.acknowledge(ackArgument(lsn));
     this.m?.confirmed.set(Number(lsn));
   }
 

@@ -11,9 +11,9 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { findPgBinaries } from '../devstack/pg-process.ts';
+import { waitFor } from '../devstack/ports.ts';
 import { withClient } from '../demo/session.ts';
 import { ORDERS_DDL } from './workload.ts';
 
@@ -78,10 +78,14 @@ export async function nativeInitialSync(src: { host: string; port: number; datab
     const conninfo = `host=${src.host} port=${src.port} dbname=${src.database} user=postgres`;
     const t0 = performance.now();
     await c.query(`CREATE SUBSCRIPTION ${NATIVE.subscription} CONNECTION '${conninfo}' PUBLICATION ${NATIVE.publication}`);
-    await until(deadlineMs, 'the native initial sync', 20, async () => {
-      const { rows } = await c.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE srsubstate NOT IN ('f', 's', 'r'))::int AS pending FROM pg_subscription_rel`);
-      return rows[0].n > 0 && rows[0].pending === 0;
-    });
+    await waitFor(
+      'the native initial sync',
+      async () => {
+        const { rows } = await c.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE srsubstate NOT IN ('f', 's', 'r'))::int AS pending FROM pg_subscription_rel`);
+        return rows[0].n > 0 && rows[0].pending === 0;
+      },
+      { timeoutMs: deadlineMs, intervalMs: 20 },
+    );
     return performance.now() - t0;
   });
 }
@@ -100,17 +104,21 @@ export async function nativeCatchup(dstUrl: string, fenceId: string, deadlineMs:
   return withClient(dstUrl, async (c) => {
     const t0 = performance.now();
     await c.query(`ALTER SUBSCRIPTION ${NATIVE.subscription} ENABLE`);
-    await until(deadlineMs, 'the native catch-up', 10, async () => (await c.query('SELECT 1 FROM public.orders WHERE id = $1', [fenceId])).rowCount === 1);
+    await waitFor('the native catch-up', async () => (await c.query('SELECT 1 FROM public.orders WHERE id = $1', [fenceId])).rowCount === 1, { timeoutMs: deadlineMs, intervalMs: 10 });
     return performance.now() - t0;
   });
 }
 
 export async function waitSlotInactive(srcUrl: string, slot: string, deadlineMs: number): Promise<void> {
   await withClient(srcUrl, (c) =>
-    until(deadlineMs, `slot ${slot} to be released`, 50, async () => {
-      const { rows } = await c.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-      return rows.length === 0 || rows[0].active === false;
-    }),
+    waitFor(
+      `slot ${slot} to be released`,
+      async () => {
+        const { rows } = await c.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+        return rows.length === 0 || rows[0].active === false;
+      },
+      { timeoutMs: deadlineMs, intervalMs: 50 },
+    ),
   );
 }
 
@@ -129,14 +137,4 @@ export async function bareReadPeer(srcUrl: string, slot: string, changes: number
   const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { ms: number; changes: number; peakRssMb: number | null; error?: string };
   if (r.error) throw new Error(`bare reader: ${r.error}`);
   return r;
-}
-
-/** Poll `check` every `everyMs` until true; throws at the deadline. */
-export async function until(deadlineMs: number, what: string, everyMs: number, check: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(deadlineMs / 1000)} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }

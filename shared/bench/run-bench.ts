@@ -13,9 +13,10 @@ import { withClient, type Resources } from '../demo/session.ts';
 import type { ConnectorChild } from './children.ts';
 import { findPid, PhaseMeter, reapedChildrenSeconds, treeSeconds, type CpuMeter } from './cpu.ts';
 import { postmasterPid } from '../devstack/pg-process.ts';
+import { waitFor } from '../devstack/ports.ts';
 import { DB, SLOT, machineInfo, cpuModel, spawnConnector, startEnv, tablesEqual, waitForProgress, type BenchEnv } from './env.ts';
 import { measureLatency } from './latency.ts';
-import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, until, waitSlotInactive } from './peers.ts';
+import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, waitSlotInactive } from './peers.ts';
 import type { BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
 import { BACKLOG_TXN_ROWS, ORDERS_DDL, backlogPlan, insertSql, stepRows, stepSql } from './workload.ts';
@@ -248,7 +249,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
         r.ours.latency = { targetRate: lat.targetRate, achievedRate: lat.achievedRate, seconds: lat.seconds, summary: lat.summary, lost: lat.lost };
         progress(`  p50 ${lat.summary.p50?.toFixed(1)} ms, p99 ${lat.summary.p99?.toFixed(1)} ms over ${lat.summary.samples} probes at ${n(lat.achievedRate)} changes/s`);
         progress('final check: destination = source after the load');
-        await until(120_000, 'the destination to equal the source after the latency load', 1_000, () => tablesEqual(e.srcUrl, e.dst.ours)).then(
+        await waitFor('the destination to equal the source after the latency load', () => tablesEqual(e.srcUrl, e.dst.ours), { timeoutMs: 120_000, intervalMs: 1_000 }).then(
           () => (r.finalVerified = true),
           () => (r.finalVerified = false),
         );

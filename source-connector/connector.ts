@@ -19,12 +19,12 @@ import { createMetrics, serveMetrics, type Metrics, type MetricsServer } from '.
 import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { SourceError, isRetriable } from '../shared/errors.ts';
-import { backoffDelay, retry } from '../shared/retry.ts';
+import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { ownedSequences, sequenceValues, type OwnedSequence } from './catalog.ts';
 import {
-  controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, snapshotCompleted, snapshotStarted,
+  controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, snapshotCompleted, snapshotStarted,
 } from './control-topics.ts';
 import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
@@ -297,7 +297,7 @@ class ConnectorRun {
       },
       onTableRead: async (v, count) => {
         await this.publisher.barrier();
-        const endOffsets = await retry(() => this.admin.endOffsets(v.topic), { what: `end offsets of ${v.topic}`, retries: 8, initialMs: 100, maxMs: 2_000, onRetry: (err) => this.log.debug({ err, topic: v.topic }, 'end offsets not available yet') });
+        const endOffsets = await settledEndOffsets(this.admin, v.topic, this.log);
         const m = snapshotCompleted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },
@@ -343,13 +343,7 @@ class ConnectorRun {
 
   private async close(): Promise<void> {
     // Unsent records are given up only when Kafka does not take them within the grace period.
-    let timer: NodeJS.Timeout | undefined;
-    const flushed = await Promise.race([
-      this.publisher.barrier().then(() => true, () => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000))),
-    ]);
-    clearTimeout(timer);
-    if (!flushed) this.publisher.abandon('shutting down while Kafka is unavailable');
+    if (!(await this.publisher.flush(10_000))) this.publisher.abandon('shutting down while Kafka is unavailable');
     await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), this.source.close()]);
     this.log.info('source connector closed');
   }

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../shared/logger.ts';
-import type { KafkaClient, TopicSpec } from '../shared/kafka/client.ts';
+import type { Admin, KafkaClient, TopicSpec } from '../shared/kafka/client.ts';
 import { RetriableError } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
@@ -218,6 +218,17 @@ export function transactionEnd(
   return record(String(xid), m);
 }
 
+/** End offsets of a topic; right after creation its leader may not be known everywhere yet (NOT_LEADER, retriable). */
+export function settledEndOffsets(admin: Admin, topic: string, log: Logger): Promise<PartitionOffset[]> {
+  return retry(() => admin.endOffsets(topic), {
+    what: `end offsets of ${topic}`,
+    retries: 8,
+    initialMs: 100,
+    maxMs: 2_000,
+    onRetry: (err) => log.debug({ err, topic }, 'end offsets not available yet'),
+  });
+}
+
 /** Every record of a (small) control topic up to its current end, with a throw-away consumer group. */
 export async function readControlTopic(
   kafka: KafkaClient,
@@ -228,8 +239,7 @@ export async function readControlTopic(
   const admin = kafka.admin();
   let ends: PartitionOffset[];
   try {
-    // Right after creation a topic's leader may not be known everywhere yet (NOT_LEADER, retriable).
-    ends = await retry(() => admin.endOffsets(topic), { what: `end offsets of ${topic}`, retries: 8, initialMs: 100, maxMs: 2_000, onRetry: (err) => log.debug({ err, topic }, 'end offsets not available yet') });
+    ends = await settledEndOffsets(admin, topic, log);
   } finally {
     await admin.disconnect().catch(() => {});
   }

@@ -196,6 +196,19 @@ export class Publisher {
     return last.done.promise;
   }
 
+  /** barrier() with a deadline: true when everything queued was acknowledged in time, false on timeout or failure. */
+  async flush(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.barrier().then(() => true, () => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Give up on unsent and in-flight records (shutdown when Kafka does not come back). */
   abandon(reason: string): void {
     this.abort.abort(new SourceError(reason));

@@ -77,6 +77,7 @@ export class ReplicationStream {
   private service?: LogicalReplicationService;
   private plugin?: CountingPlugin;
   private processed = 0;
+  private changesRead = 0;
   private tx: TxState | null = null;
   /** Last position sent to the server. */
   private acked: bigint | null = null;
@@ -152,12 +153,7 @@ export class ReplicationStream {
     const o = this.opts;
     // Everything before the failing message may still be confirmed (a SchemaError stop
     // thereby lets the next start begin right at the transaction that changed the table).
-    let timer: NodeJS.Timeout | undefined;
-    const flushed = await Promise.race([
-      o.publisher.barrier().then(() => true, () => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), o.flushTimeoutMs ?? 10_000))),
-    ]);
-    clearTimeout(timer);
+    const flushed = await o.publisher.flush(o.flushTimeoutMs ?? 10_000);
     if (!flushed) this.log.warn('Kafka did not acknowledge everything before the stream closed: the unconfirmed part will be read again');
     this.confirm();
     clearInterval(this.confirmTimer);
@@ -168,6 +164,11 @@ export class ReplicationStream {
   }
 
   private confirm(): void {
+    // Counted per row in a plain field; the metric is brought up to date once a second.
+    if (this.changesRead > 0) {
+      this.m?.changes.inc(this.changesRead);
+      this.changesRead = 0;
+    }
     if (!this.service) return;
     const c = this.opts.tracker.confirmable();
     if (c !== null && c > 0n && (this.acked === null || c > this.acked)) this.sendAck(c);
@@ -273,7 +274,7 @@ export class ReplicationStream {
     const events = changeToEvents(change, e.ctx);
     this.opts.publisher.publish(e.v, events, t.tx);
     e.count += events.length;
-    this.m?.changes.inc();
+    this.changesRead++;
     if (!this.opts.publisher.writable) await this.waitWritable();
   }
 

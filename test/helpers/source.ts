@@ -5,14 +5,77 @@
  */
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import type avro from 'avsc';
-import type pg from 'pg';
+import pg from 'pg';
+import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import type { KafkaClient } from '../../shared/kafka/client.ts';
+import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
+import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../../shared/type-mapping/index.ts';
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { getTestKafka, testLogger } from './kafka.ts';
+import { startTestSource } from './postgres.ts';
+
+/** What a source integration test file shares: the broker, the registry, one source cluster. */
+export interface SourceTestEnv {
+  bootstrap: string;
+  registryUrl: string;
+  kafka: KafkaClient;
+  source: PgCluster;
+  /** A fresh database (its client ends after the test): publications and tables never collide; `slot` is unique too (slot names are cluster-wide). */
+  freshDatabase(t: TestContext): Promise<{ url: string; client: pg.Client; slot: string }>;
+  close(): Promise<void>;
+}
+
+/** The run's broker and registry (or this file's own), and a source cluster of this file's own. */
+export async function startSourceTestEnv(clientId: string): Promise<SourceTestEnv> {
+  const releases: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const r of releases.reverse()) await r().catch(() => {});
+  };
+  try {
+    const k = await getTestKafka();
+    releases.push(k.release);
+    let registryUrl = process.env.SHARDBRIDGE_TEST_SCHEMA_REGISTRY ?? '';
+    if (!registryUrl) {
+      const r = await startSchemaRegistry({ logger: testLogger() });
+      releases.push(r.stop);
+      registryUrl = r.url;
+    }
+    const source = await startTestSource();
+    releases.push(() => source.destroy());
+    const db = new pg.Client({ connectionString: source.url() });
+    await db.connect();
+    releases.push(() => db.end());
+    return {
+      bootstrap: k.bootstrap,
+      registryUrl,
+      kafka: createKafka({ brokers: [k.bootstrap], clientId }, testLogger()),
+      source,
+      async freshDatabase(t) {
+        const name = `t_${randomBytes(4).toString('hex')}`;
+        await db.query(`CREATE DATABASE ${name}`);
+        const url = source.url(name);
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        t.after(() => client.end());
+        return { url, client, slot: `slot_${name}` };
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+export async function walLsn(c: pg.ClientBase): Promise<bigint> {
+  return parseLsn((await c.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l);
+}
 
 export interface RawRecord {
   partition: number;

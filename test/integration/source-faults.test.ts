@@ -4,70 +4,38 @@
  * restarted mid-stream (nothing lost, and the slot's confirmed position never passes what
  * Kafka has); a 1,000,000-row transaction streamed by the real CLI with bounded memory.
  */
-import { after, before, test, type TestContext } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startKafka } from '../../shared/devstack/kafka.ts';
-import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
-import { getTestKafka, testLogger } from '../helpers/kafka.ts';
-import { startTestSource } from '../helpers/postgres.ts';
-import { RegistryDecoder, readDecoded, testSourceConfig, uniquePrefix } from '../helpers/source.ts';
+import { testLogger } from '../helpers/kafka.ts';
+import { RegistryDecoder, readDecoded, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-faults-'));
-let source: PgCluster;
-let db: pg.Client;
+let env: SourceTestEnv;
 let kafka: KafkaClient;
 let bootstrap: string;
 let registryUrl: string;
-const releases: (() => Promise<void>)[] = [];
 
 before(async () => {
-  const k = await getTestKafka();
-  releases.push(k.release);
-  bootstrap = k.bootstrap;
-  registryUrl = process.env.SHARDBRIDGE_TEST_SCHEMA_REGISTRY ?? '';
-  if (!registryUrl) {
-    const r = await startSchemaRegistry({ logger: testLogger() });
-    releases.push(r.stop);
-    registryUrl = r.url;
-  }
-  kafka = createKafka({ brokers: [bootstrap], clientId: 'test-source-faults' }, testLogger());
-  source = await startTestSource();
-  db = new pg.Client({ connectionString: source.url() });
-  await db.connect();
+  env = await startSourceTestEnv('test-source-faults');
+  ({ kafka, bootstrap, registryUrl } = env);
 });
 
 after(async () => {
-  await db?.end();
-  await source?.destroy();
-  for (const r of releases.reverse()) await r();
+  await env?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function freshDatabase(t: TestContext): Promise<{ url: string; client: pg.Client; slot: string }> {
-  const name = `f_${crypto.randomBytes(4).toString('hex')}`;
-  await db.query(`CREATE DATABASE ${name}`);
-  const client = new pg.Client({ connectionString: source.url(name) });
-  await client.connect();
-  t.after(() => client.end());
-  return { url: source.url(name), client, slot: `slot_${name}` };
-}
-
-async function walLsn(c: pg.Client): Promise<bigint> {
-  return parseLsn((await c.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l);
-}
 
 async function slotConfirmed(c: pg.Client, slot: string): Promise<bigint | null> {
   const { rows } = await c.query(`SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
@@ -168,7 +136,7 @@ function spawnSource(file: string): { proc: ChildProcess; output: () => string; 
 }
 
 test('kill -9 of the connector mid-stream, then a restart: every change at least once, in order per key', async (t) => {
-  const { url, client, slot } = await freshDatabase(t);
+  const { url, client, slot } = await env.freshDatabase(t);
   const keys = 40;
   await client.query(`CREATE TABLE ctr (k int PRIMARY KEY, n bigint NOT NULL); INSERT INTO ctr SELECT g, 0 FROM generate_series(1, ${keys}) g`);
   const prefix = uniquePrefix();
@@ -205,7 +173,7 @@ test('kill -9 of the connector mid-stream, then a restart: every change at least
 });
 
 test('the broker killed and restarted mid-stream: nothing lost, the slot never confirms past what Kafka has', async (t) => {
-  const { url, client, slot } = await freshDatabase(t);
+  const { url, client, slot } = await env.freshDatabase(t);
   const keys = 40;
   await client.query(`CREATE TABLE ctr (k int PRIMARY KEY, n bigint NOT NULL); INSERT INTO ctr SELECT g, 0 FROM generate_series(1, ${keys}) g`);
   const brokerDir = mkdtempSync(join(tmpdir(), 'sb-source-broker-'));
@@ -247,7 +215,7 @@ test('the broker killed and restarted mid-stream: nothing lost, the slot never c
 });
 
 test('a 1,000,000-row transaction streams through the CLI with bounded memory', async (t) => {
-  const { url, client, slot } = await freshDatabase(t);
+  const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`CREATE TABLE bulk (id int PRIMARY KEY, v text, amount numeric(12,2))`);
   const prefix = uniquePrefix();
   const topic = `${prefix}.public.bulk`;

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { createKafka, type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
+import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { applyChunk } from '../../sink-connector/apply.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
@@ -16,43 +16,30 @@ import { destIdOf, type DecodedRecord, type TableVersion } from '../../sink-conn
 import { detectCitus } from '../../sink-connector/destination-catalog.ts';
 import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { TableStates } from '../../sink-connector/table-state.ts';
-import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
-import { getTestRegistry, keyTuple, produceChanges, registerTable, tableInfo, testRegistryClient, textRows } from '../helpers/produce-changes.ts';
+import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
+import { keyTuple, produceChanges, registerTable, tableInfo, textRows } from '../helpers/produce-changes.ts';
 import { sinkConfig, tableText, waitApplied } from '../helpers/sink.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
 const SRC = `sb_src_${ID}`;
 const DST = `sb_dst_${ID}`;
 const log = testLogger();
-const releases: (() => Promise<void>)[] = [];
+let env: SinkTestEnv | undefined;
 let servers: { kafka: string; registry: string; destination: string };
 let db: pg.Client;
-let kafka: KafkaClient;
 let admin: Admin;
 let producer: Producer;
 let registry: RegistryClient;
 
 before(async () => {
-  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
-  releases.push(k.release, r.release, d.release);
-  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
-  db = new pg.Client({ connectionString: d.url });
-  await db.connect();
-  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
-  kafka = createKafka({ brokers: [k.bootstrap] }, log);
-  admin = kafka.admin();
-  producer = kafka.producer();
-  await producer.connect();
-  registry = testRegistryClient(r.url, log);
+  env = await openSinkTestEnv([SRC, DST], log);
+  ({ servers, db, admin, producer, registry } = env);
 });
 
 after(async () => {
-  await producer?.disconnect().catch(() => {});
-  await admin?.disconnect().catch(() => {});
-  for (const s of [SRC, DST, `${SRC}_st`, `${DST}_st`, `${SRC}_un`, `${DST}_un`]) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
-  await db?.end().catch(() => {});
-  for (const r of releases.reverse()) await r();
+  for (const s of [`${SRC}_st`, `${DST}_st`, `${SRC}_un`, `${DST}_un`]) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
+  await env?.close();
 });
 
 async function startSink(prefix: string, groupId: string, extra: Record<string, unknown> = {}, opts: { stagingMinRows?: number } = {}): Promise<SinkConnector> {

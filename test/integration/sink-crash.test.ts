@@ -14,11 +14,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { createKafka, type Admin, type Producer } from '../../shared/kafka/client.ts';
+import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
-import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
-import { getTestRegistry, produceChanges, registerTable, tableInfo, testRegistryClient, type ProducedTable } from '../helpers/produce-changes.ts';
+import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
+import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
@@ -29,7 +29,7 @@ const KEYS = 300;
 const ROUNDS = 60;
 const log = testLogger();
 const dir = mkdtempSync(join(tmpdir(), 'sb-crash-'));
-const releases: (() => Promise<void>)[] = [];
+let env: SinkTestEnv | undefined;
 const children: ChildProcess[] = [];
 let servers: { kafka: string; registry: string; destination: string };
 let db: pg.Client;
@@ -38,32 +38,19 @@ let producer: Producer;
 let registry: RegistryClient;
 
 before(async () => {
-  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
-  releases.push(k.release, r.release, d.release);
-  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
-  db = new pg.Client({ connectionString: d.url });
-  await db.connect();
-  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
+  env = await openSinkTestEnv([SRC, DST], log);
+  ({ servers, db, admin, producer, registry } = env);
   await db.query(`CREATE TABLE ${DST}.violations (tbl text, id int, old_v bigint, new_v bigint)`);
   await db.query(`CREATE FUNCTION ${DST}.check_v() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF NEW.v <= OLD.v THEN INSERT INTO ${DST}.violations VALUES (TG_TABLE_NAME, OLD.id, OLD.v, NEW.v); END IF;
       RETURN NEW;
     END $$`);
-  const kafka = createKafka({ brokers: [k.bootstrap] }, log);
-  admin = kafka.admin();
-  producer = kafka.producer();
-  await producer.connect();
-  registry = testRegistryClient(r.url, log);
 });
 
 after(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await producer?.disconnect().catch(() => {});
-  await admin?.disconnect().catch(() => {});
-  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
-  await db?.end().catch(() => {});
-  for (const r of releases.reverse()) await r();
+  await env?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

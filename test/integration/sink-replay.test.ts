@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { main } from '../../shared/cli/main.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { createKafka, type Admin, type Producer } from '../../shared/kafka/client.ts';
+import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
-import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
-import { getTestRegistry, keyTuple, produceChanges, registerTable, tableInfo, testRegistryClient, type ProducedTable } from '../helpers/produce-changes.ts';
+import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
+import { keyTuple, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, tableText, waitApplied } from '../helpers/sink.ts';
 import type { DecodedChange } from '../../source-connector/envelope.ts';
 
@@ -25,7 +25,7 @@ const SRC = `sb_rsrc_${ID}`;
 const DST = `sb_rdst_${ID}`;
 const log = testLogger();
 const dir = mkdtempSync(join(tmpdir(), 'sb-replay-'));
-const releases: (() => Promise<void>)[] = [];
+let env: SinkTestEnv | undefined;
 let servers: { kafka: string; registry: string; destination: string };
 let db: pg.Client;
 let admin: Admin;
@@ -33,25 +33,12 @@ let producer: Producer;
 let registry: RegistryClient;
 
 before(async () => {
-  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
-  releases.push(k.release, r.release, d.release);
-  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
-  db = new pg.Client({ connectionString: d.url });
-  await db.connect();
-  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
-  const kafka = createKafka({ brokers: [k.bootstrap] }, log);
-  admin = kafka.admin();
-  producer = kafka.producer();
-  await producer.connect();
-  registry = testRegistryClient(r.url, log);
+  env = await openSinkTestEnv([SRC, DST], log);
+  ({ servers, db, admin, producer, registry } = env);
 });
 
 after(async () => {
-  await producer?.disconnect().catch(() => {});
-  await admin?.disconnect().catch(() => {});
-  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
-  await db?.end().catch(() => {});
-  for (const r of releases.reverse()) await r();
+  await env?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

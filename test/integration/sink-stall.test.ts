@@ -11,20 +11,20 @@ import pg from 'pg';
 import pino from 'pino';
 import { startPostgres } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { createKafka, type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
+import { type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
-import { getTestKafka, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
-import { encodeChanges, getTestRegistry, produceChanges, registerTable, tableInfo, testRegistryClient, type ProducedTable } from '../helpers/produce-changes.ts';
+import { readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
+import { encodeChanges, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
 const SRC = `sb_ssrc_${ID}`;
 const DST = `sb_sdst_${ID}`;
 const log = testLogger();
-const releases: (() => Promise<void>)[] = [];
+let env: SinkTestEnv | undefined;
 let servers: { kafka: string; registry: string; destination: string };
 let db: pg.Client;
 let kafka: KafkaClient;
@@ -33,25 +33,13 @@ let producer: Producer;
 let registry: RegistryClient;
 
 before(async () => {
-  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
-  releases.push(k.release, r.release, d.release);
-  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
-  db = new pg.Client({ connectionString: d.url });
-  await db.connect();
-  await db.query(`CREATE SCHEMA ${SRC}; CREATE SCHEMA ${DST}`);
-  kafka = createKafka({ brokers: [k.bootstrap] }, log);
-  admin = kafka.admin();
-  producer = kafka.producer();
-  await producer.connect();
-  registry = testRegistryClient(r.url, log);
+  env = await openSinkTestEnv([SRC, DST], log);
+  ({ servers, db, admin, producer, registry } = env);
+  kafka = env.kafka;
 });
 
 after(async () => {
-  await producer?.disconnect().catch(() => {});
-  await admin?.disconnect().catch(() => {});
-  await db?.query(`DROP SCHEMA IF EXISTS ${SRC} CASCADE; DROP SCHEMA IF EXISTS ${DST} CASCADE`).catch(() => {});
-  await db?.end().catch(() => {});
-  for (const r of releases.reverse()) await r();
+  await env?.close();
 });
 
 /** A logger whose lines the test can read (and that still shows warnings on stderr). */

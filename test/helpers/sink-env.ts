@@ -1,0 +1,51 @@
+/**
+ * The servers and clients every sink integration test file needs: the shared broker,
+ * registry and destination, a destination connection with the file's schemas created,
+ * an admin client, a connected producer and a registry client. `close()` drops the
+ * schemas and releases everything, in reverse order.
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { createKafka, type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
+import type { RegistryClient } from '../../shared/registry/registry-client.ts';
+import { getTestKafka } from './kafka.ts';
+import { getTestDestination } from './postgres.ts';
+import { getTestRegistry, testRegistryClient } from './produce-changes.ts';
+
+export interface SinkTestEnv {
+  servers: { kafka: string; registry: string; destination: string };
+  db: pg.Client;
+  kafka: KafkaClient;
+  admin: Admin;
+  producer: Producer;
+  registry: RegistryClient;
+  close(): Promise<void>;
+}
+
+export async function openSinkTestEnv(schemas: string[], log: Logger): Promise<SinkTestEnv> {
+  const releases: (() => Promise<void>)[] = [];
+  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
+  releases.push(k.release, r.release, d.release);
+  const db = new pg.Client({ connectionString: d.url });
+  await db.connect();
+  for (const s of schemas) await db.query(`CREATE SCHEMA ${s}`);
+  const kafka = createKafka({ brokers: [k.bootstrap] }, log);
+  const admin = kafka.admin();
+  const producer = kafka.producer();
+  await producer.connect();
+  return {
+    servers: { kafka: k.bootstrap, registry: r.url, destination: d.url },
+    db,
+    kafka,
+    admin,
+    producer,
+    registry: testRegistryClient(r.url, log),
+    async close() {
+      await producer.disconnect().catch(() => {});
+      await admin.disconnect().catch(() => {});
+      for (const s of schemas) await db.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
+      await db.end().catch(() => {});
+      for (const release of releases.reverse()) await release();
+    },
+  };
+}

@@ -19,15 +19,9 @@ export interface BatchStatement {
   bind(rows: readonly (readonly Value[])[]): Value[][];
 }
 
-/** `"name"`, inner double quotes doubled. */
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
+import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 
-/** `'text'`, inner single quotes doubled (standard_conforming_strings is on since 9.1). */
-export function quoteLiteral(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
-}
+export { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 
 export function qualifiedName(table: { schema: string; name: string }): string {
   return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;

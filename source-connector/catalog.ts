@@ -47,9 +47,9 @@ export function qualifiedName(t: { schema: string; name: string }): string {
   return `${t.schema}.${t.name}`;
 }
 
-export function quoteIdent(id: string): string {
-  return `"${id.replace(/"/g, '""')}"`;
-}
+import { quoteIdent } from '../shared/sql.ts';
+
+export { quoteIdent };
 
 export function quoteQualified(t: { schema: string; name: string }): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;

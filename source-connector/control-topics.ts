@@ -236,6 +236,24 @@ export async function readControlTopic(
   log: Logger,
   timeoutMs = 60_000,
 ): Promise<{ key: Buffer | null; value: Buffer | null }[]> {
+  return (await readTopicToEnd(kafka, topic, log, { timeoutMs })).map(({ key, value }) => ({ key, value }));
+}
+
+export interface TopicRecord {
+  partition: number;
+  offset: bigint;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+/** Every record of `topic` up to its end offsets at the time of the call, ordered by partition and offset. */
+export async function readTopicToEnd(
+  kafka: KafkaClient,
+  topic: string,
+  log: Logger,
+  opts: { timeoutMs?: number; maxBytes?: number } = {},
+): Promise<TopicRecord[]> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const admin = kafka.admin();
   let ends: PartitionOffset[];
   try {
@@ -246,8 +264,8 @@ export async function readControlTopic(
   const wanted = ends.filter((e) => BigInt(e.offset) > 0n);
   if (wanted.length === 0) return [];
   const next = new Map<number, bigint>();
-  const out: { partition: number; offset: bigint; key: Buffer | null; value: Buffer | null }[] = [];
-  const consumer = kafka.consumer({ groupId: `shardbridge-control-read-${randomBytes(6).toString('hex')}`, maxWaitTimeMs: 100 });
+  const out: TopicRecord[] = [];
+  const consumer = kafka.consumer({ groupId: `shardbridge-read-${randomBytes(6).toString('hex')}`, maxWaitTimeMs: 100, maxBytes: opts.maxBytes });
   let reached!: () => void;
   const done = new Promise<void>((resolve) => (reached = resolve));
   const check = () => {
@@ -270,15 +288,14 @@ export async function readControlTopic(
       done,
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new RetriableError(`timed out after ${timeoutMs} ms reading control topic ${topic}`, { context: { topic } })),
+          () => reject(new RetriableError(`timed out after ${timeoutMs} ms reading topic ${topic}`, { context: { topic } })),
           timeoutMs,
         );
       }),
     ]);
   } finally {
     clearTimeout(timer);
-    await consumer.disconnect().catch((err: unknown) => log.debug({ err, topic }, 'control topic reader disconnect failed'));
+    await consumer.disconnect().catch((err: unknown) => log.debug({ err, topic }, 'topic reader disconnect failed'));
   }
-  out.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
-  return out.map(({ key, value }) => ({ key, value }));
+  return out.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
 }

@@ -4,6 +4,7 @@
  * (lossy: microseconds, -0, duplicate JSON keys, infinity); our decoder
  * (pgoutput-decoder.ts) runs in our pipeline instead.
  */
+import { quoteIdent as sqlQuoteIdent, quoteLiteral } from '../shared/sql.ts';
 import type { Client } from 'pg';
 import type { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstract.plugin.js';
 import { ConfigError } from '../shared/errors.ts';
@@ -78,10 +79,5 @@ export function quoteIdent(name: string): string {
   if (name.length === 0 || name.includes('\0')) {
     throw new ConfigError(`invalid identifier ${JSON.stringify(name)}`, { context: { identifier: name } });
   }
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-/** 'text' with embedded single quotes doubled; the replication grammar has no backslash escapes. */
-function quoteLiteral(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
+  return sqlQuoteIdent(name);
 }

@@ -9,13 +9,13 @@ import type { TestContext } from 'node:test';
 import type avro from 'avsc';
 import pg from 'pg';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
-import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../../shared/type-mapping/index.ts';
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
+import { readTopicToEnd, type TopicRecord as RawRecord } from '../../source-connector/control-topics.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { getTestKafka, testLogger } from './kafka.ts';
 import { startTestSource } from './postgres.ts';
@@ -77,12 +77,7 @@ export async function walLsn(c: pg.ClientBase): Promise<bigint> {
   return parseLsn((await c.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l);
 }
 
-export interface RawRecord {
-  partition: number;
-  offset: bigint;
-  key: Buffer | null;
-  value: Buffer | null;
-}
+export type { TopicRecord as RawRecord } from '../../source-connector/control-topics.ts';
 
 export interface DecodedRecord {
   partition: number;
@@ -120,29 +115,8 @@ export function uniquePrefix(): string {
 }
 
 /** Every record of `topic` up to its end offsets at the time of the call (keys and values as bytes). */
-export async function readRaw(kafka: KafkaClient, topic: string, timeoutMs = 60_000): Promise<RawRecord[]> {
-  const admin = kafka.admin();
-  const ends = await admin.endOffsets(topic).finally(() => admin.disconnect());
-  const wanted = ends.filter((e) => BigInt(e.offset) > 0n);
-  if (wanted.length === 0) return [];
-  const next = new Map<number, bigint>();
-  const out: RawRecord[] = [];
-  const consumer = kafka.consumer({ groupId: `test-read-${randomBytes(6).toString('hex')}`, maxWaitTimeMs: 100, maxBytes: 64 << 20 });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) out.push({ partition: batch.partition, offset: BigInt(m.offset), key: m.key, value: m.value });
-        if (!batch.isEmpty()) next.set(batch.partition, BigInt(batch.lastOffset()) + 1n);
-      },
-    });
-    await waitFor(`${topic} read to its end`, () => wanted.every((e) => (next.get(e.partition) ?? 0n) >= BigInt(e.offset)), { timeoutMs, intervalMs: 50 });
-  } finally {
-    await consumer.disconnect();
-  }
-  return out.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : 1));
+export function readRaw(kafka: KafkaClient, topic: string, timeoutMs = 60_000): Promise<RawRecord[]> {
+  return readTopicToEnd(kafka, topic, testLogger(), { timeoutMs, maxBytes: 64 << 20 });
 }
 
 /** Decodes Confluent-framed Avro through the registry; one avsc type per schema id. */

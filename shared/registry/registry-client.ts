@@ -13,6 +13,7 @@
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import pino, { type Logger } from 'pino';
 import { SchemaError, type ErrorContext } from '../errors.ts';
+import { retry } from '../retry.ts';
 import { canonicalSchemaText } from './canonical.ts';
 
 export type CompatibilityLevel = `${COMPATIBILITY}`;
@@ -128,7 +129,14 @@ export class RegistryClient {
   }
 
   private async fetchSchema(id: number): Promise<object> {
-    const body = (await this.rest('GET', `/schemas/ids/${id}`, undefined, { schemaId: id })) as { schema?: unknown };
+    // A GET is safe to repeat; a pooled keep-alive socket the server just closed fails once with UND_ERR_SOCKET.
+    const body = (await retry(() => this.rest('GET', `/schemas/ids/${id}`, undefined, { schemaId: id }), {
+      retries: 3,
+      initialMs: 50,
+      maxMs: 500,
+      what: `fetching schema ${id}`,
+      logger: this.log,
+    })) as { schema?: unknown };
     if (typeof body.schema !== 'string') {
       throw new SchemaError(`schema registry answered GET /schemas/ids/${id} without a schema`, { context: { schemaId: id } });
     }

@@ -6,8 +6,11 @@ FROM node:20-slim
 ENV NODE_ENV=production
 WORKDIR /app
 
-# Dependencies first, so that a source change does not re-run `npm ci`.
+# Dependencies first, so that a source change does not re-run `npm ci`. `patches/` is applied
+# to node_modules by the postinstall step (patch-package): kafkajs's produce path, see
+# docs/benchmark.md.
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # tsconfig.json tells tsx how to read the sources; the three directories are everything the

@@ -33,11 +33,15 @@ function isValidLong(v: unknown): boolean {
   }
 }
 
-/**
- * Avro long read as `bigint`, written from `bigint | number | string` (a decimal integer).
- * avsc hands us/expects 8-byte little-endian two's complement buffers.
- */
-export const BIGINT_LONG_TYPE: avro.Type = avro.types.LongType.__with({
+interface Tap {
+  pos: number;
+  writeLong(n: number): void;
+  readLong(): number;
+}
+type LongInternals = { _write(tap: Tap, v: unknown): void; _read(tap: Tap): bigint };
+
+/** avsc hands us/expects 8-byte little-endian two's complement buffers. */
+const BUFFER_LONG_TYPE = avro.types.LongType.__with({
   fromBuffer: (buf: Buffer): bigint => buf.readBigInt64LE(0),
   toBuffer: (v: bigint | number | string): Buffer => {
     const buf = Buffer.allocUnsafe(8);
@@ -52,7 +56,43 @@ export const BIGINT_LONG_TYPE: avro.Type = avro.types.LongType.__with({
   },
   isValid: isValidLong,
   compare: (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0),
-}) as unknown as avro.Type;
+}) as unknown as LongInternals;
+
+/**
+ * avsc's abstract long turns every value into an 8-byte buffer (`toBuffer`, then
+ * `packLongBytes`), and back on reads: a Buffer and a BigInt round trip per value on the
+ * per-row path. Values within ±2^52 take avsc's own number varint instead (exact there);
+ * the rest keep the buffer path. Same bytes either way. `__with` freezes its type, so the
+ * same (unfrozen) constructor builds ours with the two methods added.
+ */
+const SAFE_LIMIT = 2 ** 52;
+const SAFE_LIMIT_N = BigInt(SAFE_LIMIT);
+
+function fastLongType(): avro.Type {
+  const Ctor = Object.getPrototypeOf(BUFFER_LONG_TYPE).constructor as new (noUnpack: boolean) => LongInternals;
+  const t = new Ctor(false) as LongInternals & Record<string, unknown>;
+  for (const k of ['_toBuffer', '_fromBuffer', '_fromJSON', '_toJSON', '_isValid', 'compare']) t[k] = (BUFFER_LONG_TYPE as unknown as Record<string, unknown>)[k];
+  const bufferWrite = BUFFER_LONG_TYPE._write;
+  const bufferRead = BUFFER_LONG_TYPE._read;
+  t._write = function (this: LongInternals, tap: Tap, v: unknown): void {
+    if (typeof v === 'number' && Number.isInteger(v) && v > -SAFE_LIMIT && v < SAFE_LIMIT) tap.writeLong(v);
+    else if (typeof v === 'bigint' && v > -SAFE_LIMIT_N && v < SAFE_LIMIT_N) tap.writeLong(Number(v));
+    else bufferWrite.call(this, tap, v);
+  };
+  t._read = function (this: LongInternals, tap: Tap): bigint {
+    const start = tap.pos;
+    const n = tap.readLong();
+    if (n > -SAFE_LIMIT && n < SAFE_LIMIT) return BigInt(n);
+    tap.pos = start;
+    return bufferRead.call(this, tap);
+  };
+  return Object.freeze(t) as unknown as avro.Type;
+}
+
+/**
+ * Avro long read as `bigint`, written from `bigint | number | string` (a decimal integer).
+ */
+export const BIGINT_LONG_TYPE: avro.Type = fastLongType();
 
 function longHook(schema: unknown): avro.Type | undefined {
   if (schema === 'long') return BIGINT_LONG_TYPE;

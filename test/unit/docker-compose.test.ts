@@ -531,6 +531,13 @@ test('the Dockerfile builds the CLI image the compose services run', () => {
   assert.match(dockerfile, /^RUN npm ci --omit=dev\b/m);
   assert.match(dockerfile, /^COPY package\.json package-lock\.json \.\/$/m);
   assert.ok(pkg.dependencies.tsx, 'tsx is a runtime dependency (npm ci --omit=dev keeps it)');
+  // The postinstall step patches node_modules from patches/: it must be in the image before npm ci.
+  const scripts = (pkg as unknown as { scripts: Record<string, string> }).scripts;
+  if (scripts.postinstall?.includes('patch-package')) {
+    assert.ok(pkg.dependencies['patch-package'], 'patch-package is a runtime dependency (npm ci --omit=dev keeps it)');
+    assert.ok(dockerfile.indexOf('COPY patches ./patches') >= 0, 'the Dockerfile copies patches/');
+    assert.ok(dockerfile.indexOf('COPY patches ./patches') < dockerfile.indexOf('RUN npm ci'), 'patches/ is copied before npm ci');
+  }
   const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
   assert.ok(entrypoint);
   assert.deepEqual(JSON.parse(entrypoint[1]), ['node', pkg.bin.shardbridge]);

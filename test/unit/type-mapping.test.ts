@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PgTypeInfo } from '../../shared/pg-types.ts';
 import {
+  INT64_MAX,
+  INT64_MIN,
   codecForType,
   createAvroType,
   nullableAvroType,
@@ -292,6 +294,33 @@ test('BigInt long: accepts bigint, safe number and decimal string; rejects the r
   // Nested in unions and arrays it is the same type.
   const u = createAvroType({ type: 'array', items: ['null', { type: 'long', 'connect.name': 'x' }] });
   assert.deepEqual(u.fromBuffer(u.toBuffer([null, -1n, '12'])), [null, -1n, 12n]);
+});
+
+test('BigInt long: the number fast path writes the same zigzag varint bytes and reads back exactly', () => {
+  const t = createAvroType('long');
+  const zigzagVarint = (v: bigint): Buffer => {
+    let z = BigInt.asUintN(64, (v << 1n) ^ (v >> 63n));
+    const out: number[] = [];
+    while (z >= 0x80n) {
+      out.push(Number(z & 0x7fn) | 0x80);
+      z >>= 7n;
+    }
+    out.push(Number(z));
+    return Buffer.from(out);
+  };
+  const edges = [0n, 1n, -1n, 63n, 64n, -64n, -65n, 2n ** 31n, -(2n ** 31n), 2n ** 52n - 1n, -(2n ** 52n) + 1n, 2n ** 52n, -(2n ** 52n), 2n ** 53n + 1n, INT64_MAX, INT64_MIN];
+  for (let e = 0n; e < 63n; e += 3n) edges.push(2n ** e + 7n, -(2n ** e) - 3n);
+  for (const v of edges) {
+    const forms: unknown[] = [v, v.toString()];
+    if (Number.isSafeInteger(Number(v)) && BigInt(Number(v)) === v) forms.push(Number(v));
+    for (const form of forms) {
+      const buf = t.toBuffer(form);
+      assert.deepEqual(buf, zigzagVarint(v), `${typeof form} ${v}`);
+      assert.equal(t.fromBuffer(buf), v);
+    }
+  }
+  assert.throws(() => t.toBuffer(1.5));
+  assert.throws(() => t.toBuffer(2 ** 60));
 });
 
 test('day arithmetic is proleptic Gregorian both ways', () => {

@@ -1,0 +1,63 @@
+/**
+ * patches/kafkajs+2.2.4.patch (applied by `npm ci`'s postinstall) replaces kafkajs's
+ * per-record produce encoding with one that writes every record of a partition into one
+ * buffer. These tests pin that the patch is applied and that its bytes equal kafkajs's own
+ * encoder's on the same records.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+
+const require = createRequire(import.meta.url);
+const produceV3 = require('kafkajs/src/protocol/requests/produce/v3/request.js') as (args: object) => { encode(): Promise<{ buffer: Buffer }> };
+const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition.js') as (args: object) => Record<string, unknown[]>;
+
+type Msg = { key: Buffer | null; value: Buffer | null; timestamp?: string };
+
+async function encode(messages: Msg[]): Promise<Buffer> {
+  const Long = require('kafkajs/src/utils/long.js') as { fromInt(n: number): unknown };
+  const req = produceV3({
+    acks: -1,
+    timeout: 30000,
+    producerId: Long.fromInt(42),
+    producerEpoch: 3,
+    topicData: [{ topic: 'shop.public.orders', partitions: [{ partition: 0, firstSequence: 7, messages }, { partition: 2, firstSequence: 0, messages: messages.slice(0, 1) }] }],
+  });
+  return (await req.encode()).buffer;
+}
+
+test('the kafkajs patch is applied', () => {
+  for (const file of ['kafkajs/src/producer/groupMessagesPerPartition.js', 'kafkajs/src/protocol/requests/produce/v3/request.js', 'kafkajs/src/protocol/recordBatch/v0/index.js']) {
+    assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
+  }
+});
+
+test('the fast record encoding is byte-identical to kafkajs own encoder (null keys and values, large values)', async (t) => {
+  t.mock.method(Date, 'now', () => 1_700_000_000_123);
+  const messages: Msg[] = [];
+  for (let i = 0; i < 2000; i++) {
+    messages.push({ key: i % 17 === 0 ? null : randomBytes(1 + (i % 40)), value: i % 13 === 0 ? null : randomBytes(i % 500 === 0 ? 70_000 : (i * 7) % 300) });
+  }
+  const fast = await encode(messages);
+  // A timestamp on every record sends kafkajs down its original per-record path; equal to
+  // Date.now(), so every timestamp delta is 0 as on the fast path.
+  const original = await encode(messages.map((m) => ({ ...m, timestamp: '1700000000123' })));
+  assert.equal(fast.length, original.length);
+  assert.equal(createHash('sha256').update(fast).digest('hex'), createHash('sha256').update(original).digest('hex'));
+});
+
+test('grouping per partition keeps each partition in send order', () => {
+  const messages = Array.from({ length: 1000 }, (_, i) => ({ key: Buffer.from([i % 3]), value: Buffer.from(String(i)), partition: i % 3 }));
+  const grouped = groupMessagesPerPartition({
+    topic: 't',
+    partitionMetadata: [{ partitionId: 0 }, { partitionId: 1 }, { partitionId: 2 }],
+    messages,
+    partitioner: ({ message }: { message: { partition: number } }) => message.partition,
+  });
+  assert.deepEqual(Object.keys(grouped).sort(), ['0', '1', '2']);
+  for (const [p, list] of Object.entries(grouped)) {
+    assert.deepEqual(list, messages.filter((m) => m.partition === Number(p)));
+  }
+});

@@ -35,6 +35,7 @@ import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions } from './table-versions.ts';
+import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -116,6 +117,10 @@ class ConnectorRun {
   private owned: OwnedSequence[] = [];
   private sequencesTimer?: NodeJS.Timeout;
   private readonly errors;
+  private readonly registry: RegistryClient;
+  /** Truncate fan-out: the truncate key schema's id, and each table topic's partition count (read at start). */
+  private truncateKeySchemaId = 0;
+  private readonly partitionCounts = new Map<string, number>();
 
   constructor(
     private readonly config: SourceConfig,
@@ -133,6 +138,7 @@ class ConnectorRun {
     this.publisher.onFailure((err) => this.stream?.fail(err));
     const r = config.schemaRegistry;
     const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log });
+    this.registry = registry;
     this.versions = new TableVersions({ registry, topicPrefix: config.topicPrefix, connectorVersion: CONNECTOR_VERSION, catalog: source.catalogAccess(), log });
     this.topics = controlTopicNames(config.topicPrefix);
     this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
@@ -213,6 +219,9 @@ class ConnectorRun {
         ...controlTopicSpecs(cfg.topicPrefix, t),
       ]);
       if (created.length > 0) this.log.info({ topics: created }, 'topics created');
+      this.truncateKeySchemaId = await this.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
+      // An existing topic keeps its own partition count, whatever topics.partitions says now.
+      for (const v of this.versions.all()) this.partitionCounts.set(v.topic, await this.admin.partitionCount(v.topic));
       this.owned = await ownedSequences(client, tables.map((x) => x.relid));
       this.prepared = true;
     }
@@ -324,6 +333,7 @@ class ConnectorRun {
       tombstones: cfg.tombstones,
       log: this.log,
       metrics: this.metrics,
+      truncateFanout: (topic) => ({ keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? cfg.topics.partitions }),
     });
     this.stream = stream;
     this.setPhase('streaming');

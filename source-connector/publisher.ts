@@ -17,7 +17,7 @@ import type { Metrics } from '../shared/metrics.ts';
 import type { OutMessage, Producer } from '../shared/kafka/client.ts';
 import { SchemaError, ShardBridgeError, SourceError } from '../shared/errors.ts';
 import { WIRE_HEADER_LENGTH, writeWireHeader } from '../shared/registry/wire-format.ts';
-import type { ChangeEvent } from './envelope.ts';
+import type { ChangeEvent, Envelope } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
 
 /** What publish() needs of a table version. */
@@ -178,6 +178,22 @@ export class Publisher {
       }
       this.push(target.topic, key, value, tx, this.counter(target.qualified, ev.value === null ? 'tombstone' : ev.value.op));
     }
+  }
+
+  /**
+   * One event sent once per key, value encoded once: a truncate's copies for every partition
+   * (each key hashes to its own partition, see truncate-fanout.ts).
+   */
+  publishFanout(target: PublishTarget, value: Envelope, keys: Buffer[], tx: TrackedTx | null): void {
+    if (this.failure) throw this.failure;
+    let bytes: Buffer;
+    try {
+      bytes = this.encode(target.schemas.envelopeType, target.valueSchemaId, value);
+    } catch (err) {
+      throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
+    }
+    const counter = this.counter(target.qualified, value.op);
+    for (const key of keys) this.push(target.topic, key, bytes, tx, counter);
   }
 
   /** Queue a record that is already bytes (control topics). */

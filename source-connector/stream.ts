@@ -23,6 +23,7 @@ import type { Publisher } from './publisher.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
+import { truncateKeys } from './truncate-fanout.ts';
 
 /** Prefix of our pg_logical_emit_message() heartbeats. */
 export const HEARTBEAT_PREFIX = 'shardbridge-heartbeat';
@@ -45,6 +46,8 @@ export interface StreamOptions {
   confirmIntervalMs?: number;
   /** How long stop() / a failure waits for Kafka before closing without a final confirm. Default 10 s. */
   flushTimeoutMs?: number;
+  /** Where a table's truncate goes: the truncate key schema's id and the topic's partition count (truncate-fanout.ts). */
+  truncateFanout(topic: string): { keySchemaId: number; partitions: number };
 }
 
 /** Counts messages as the library receives them (parse runs on arrival, before its queue). */
@@ -70,6 +73,8 @@ interface TxState {
   tables: Map<number, TableInTx>;
   /** Versions replaced within the transaction: their counts still go into END. */
   retired: TableInTx[];
+  /** Truncates so far: numbers each one within the transaction. */
+  truncates: number;
 }
 
 export class ReplicationStream {
@@ -209,7 +214,7 @@ export class ReplicationStream {
         if (this.tx) throw new SourceError('Begin inside a transaction', { context: { xid: msg.xid } });
         const tx = o.tracker.begin(msg.finalLsn);
         const commitMs = pgTimeToUnixMs(msg.commitTime);
-        this.tx = { tx, xid: msg.xid, finalLsn: msg.finalLsn, commitMs, tables: new Map(), retired: [] };
+        this.tx = { tx, xid: msg.xid, finalLsn: msg.finalLsn, commitMs, tables: new Map(), retired: [], truncates: 0 };
         const r = transactionBegin(msg.xid, msg.finalLsn, commitMs);
         o.publisher.publishRaw(o.transactionsTopic, r.key, r.value, tx);
         return;
@@ -245,7 +250,7 @@ export class ReplicationStream {
       case 'delete':
         return this.change(msg.relid, { kind: 'delete', key: msg.key, old: msg.old });
       case 'truncate':
-        for (const relid of msg.relids) await this.change(relid, { kind: 'truncate' });
+        for (const relid of msg.relids) await this.truncate(relid);
         return;
       case 'message':
         // Our heartbeat is non-transactional: with nothing pending its position is confirmable.
@@ -262,6 +267,31 @@ export class ReplicationStream {
 
   private async change(relid: number, change: DecodedChange): Promise<void> {
     const t = this.requireTx('a change');
+    const e = this.tableInTx(t, relid);
+    e.ctx.tsMs = Date.now();
+    const events = changeToEvents(change, e.ctx);
+    this.opts.publisher.publish(e.v, events, t.tx);
+    e.count += events.length;
+    this.changesRead++;
+    if (!this.opts.publisher.writable) await this.waitWritable();
+  }
+
+  /** One `t` record per partition of the table's topic, so each partition orders it against its own rows. */
+  private async truncate(relid: number): Promise<void> {
+    const t = this.requireTx('a truncate');
+    const e = this.tableInTx(t, relid);
+    e.ctx.tsMs = Date.now();
+    const [event] = changeToEvents({ kind: 'truncate' }, e.ctx);
+    const { keySchemaId, partitions } = this.opts.truncateFanout(e.v.topic);
+    // Commit LSN + its number in the transaction: unique per truncate, the same in every copy and on a replay.
+    const keys = truncateKeys(keySchemaId, `${formatLsn(t.finalLsn)}/${t.truncates++}`, partitions);
+    this.opts.publisher.publishFanout(e.v, event.value!, keys, t.tx);
+    e.count += keys.length;
+    this.changesRead++;
+    if (!this.opts.publisher.writable) await this.waitWritable();
+  }
+
+  private tableInTx(t: TxState, relid: number): TableInTx {
     let e = t.tables.get(relid);
     if (!e) {
       const v = this.opts.versions.get(relid);
@@ -270,12 +300,7 @@ export class ReplicationStream {
       e = { v, ctx: { schemas: v.schemas, source, tsMs: 0, tombstones: this.opts.tombstones }, count: 0 };
       t.tables.set(relid, e);
     }
-    e.ctx.tsMs = Date.now();
-    const events = changeToEvents(change, e.ctx);
-    this.opts.publisher.publish(e.v, events, t.tx);
-    e.count += events.length;
-    this.changesRead++;
-    if (!this.opts.publisher.writable) await this.waitWritable();
+    return e;
   }
 
   private async waitWritable(): Promise<void> {

@@ -29,7 +29,12 @@ async function encode(messages: Msg[]): Promise<Buffer> {
 }
 
 test('the kafkajs patch is applied', () => {
-  for (const file of ['kafkajs/src/producer/groupMessagesPerPartition.js', 'kafkajs/src/protocol/requests/produce/v3/request.js', 'kafkajs/src/protocol/recordBatch/v0/index.js']) {
+  for (const file of [
+    'kafkajs/src/producer/groupMessagesPerPartition.js',
+    'kafkajs/src/protocol/requests/produce/v3/request.js',
+    'kafkajs/src/protocol/recordBatch/v0/index.js',
+    'kafkajs/src/protocol/recordBatch/record/v0/decoder.js',
+  ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }
 });
@@ -59,5 +64,48 @@ test('grouping per partition keeps each partition in send order', () => {
   assert.deepEqual(Object.keys(grouped).sort(), ['0', '1', '2']);
   for (const [p, list] of Object.entries(grouped)) {
     assert.deepEqual(list, messages.filter((m) => m.partition === Number(p)));
+  }
+});
+
+test('record decoding: offsets and timestamps exact on the number path and beyond 2^53; headers kept', () => {
+  const Encoder = require('kafkajs/src/protocol/encoder.js') as new () => {
+    writeInt8(n: number): unknown;
+    writeVarLong(v: unknown): unknown;
+    writeVarInt(n: number): unknown;
+    writeVarIntBytes(v: Buffer | string | null): unknown;
+    buffer: Buffer;
+  };
+  const Decoder = require('kafkajs/src/protocol/decoder.js') as new (b: Buffer) => unknown;
+  const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: bigint | string): unknown };
+  const decodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/decoder.js') as (
+    d: unknown,
+    ctx: object,
+  ) => { offset: string; timestamp: string; key: Buffer; value: Buffer | null; headers: Record<string, unknown> };
+  const contexts = [
+    { firstOffset: '123', firstTimestamp: '1700000000000' },
+    { firstOffset: '9007199254740990', firstTimestamp: '9223372036854775000' },
+  ];
+  for (const ctx of contexts) {
+    for (const delta of [0n, 1n, -1n, 64n, -65n, 2n ** 40n, 2n ** 47n - 1n, 2n ** 48n, 2n ** 55n, -(2n ** 60n)]) {
+      for (const headers of [[], [['a', 'x'], ['a', 'y'], ['b', 'z']]]) {
+        const e = new Encoder();
+        e.writeInt8(0);
+        e.writeVarLong(Long.fromValue(delta));
+        e.writeVarInt(9);
+        e.writeVarIntBytes(Buffer.from('k'));
+        e.writeVarIntBytes(null);
+        e.writeVarInt(headers.length);
+        for (const [k, v] of headers) {
+          e.writeVarIntBytes(k);
+          e.writeVarIntBytes(Buffer.from(v));
+        }
+        const r = decodeRecord(new Decoder(e.buffer), { ...ctx });
+        assert.equal(r.offset, String(BigInt(ctx.firstOffset) + 9n));
+        assert.equal(r.timestamp, String(BigInt(ctx.firstTimestamp) + delta)); // kafkajs does not wrap at 2^63 either
+        assert.deepEqual(r.key, Buffer.from('k'));
+        assert.equal(r.value, null);
+        assert.deepEqual(r.headers, headers.length ? { a: [Buffer.from('x'), Buffer.from('y')], b: Buffer.from('z') } : {});
+      }
+    }
   }
 });

@@ -17,6 +17,7 @@ import type { Logger } from '../shared/logger.ts';
 import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord, TableVersion } from './decode.ts';
 import { lockOffset } from './offsets.ts';
+import { arriveAtBarrier, ensureBarrierTables, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
 import {
@@ -62,6 +63,8 @@ export interface Chunk {
   records: readonly DecodedRecord[];
   /** More work inside the same transaction (control records); gets the records not yet applied. */
   extra?: (client: pg.ClientBase, fromOffset: bigint) => Promise<void>;
+  /** By offset: `t` records that are one copy of a truncate sent to several partitions (truncate-barrier.ts). */
+  truncates?: ReadonlyMap<string, TruncateMark>;
 }
 
 export type Counts = Map<string, Map<string, number>>;
@@ -71,7 +74,15 @@ export type ChunkOutcome =
   /** Everything up to nextOffset was applied already (by us before a crash, or another member). */
   | { kind: 'behind'; stored: bigint }
   /** The stored offset is below the chunk: records between were never applied. The caller seeks. */
-  | { kind: 'gap'; stored: bigint };
+  | { kind: 'gap'; stored: bigint }
+  /** Applied up to a truncate's copy at `at` (stored offset = at); the other partitions have not all reached theirs. */
+  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; rows: number };
+
+/** Records between multi-partition truncates; each segment but the last ends at one. */
+interface Segment {
+  runs: TableRun[];
+  barrier?: { record: DecodedRecord; mark: TruncateMark };
+}
 
 interface TableRun {
   version: TableVersion;
@@ -83,10 +94,11 @@ interface TableRun {
 /** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
 export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false): Promise<ChunkOutcome> {
   const q = queryWith(client);
-  const runs = tableRuns(chunk.records, ctx.truncate);
+  const segments = segmentsOf(chunk, ctx.truncate);
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
   const tables = new Map<TableRun, ApplyTable | null>();
-  for (const run of runs) tables.set(run, await prepareRun(client, q, run, ctx));
+  for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
+  if (segments.length > 1) await ensureBarrierTables(client).catch((err: unknown) => Promise.reject(classify(err, {})));
 
   await q('BEGIN');
   let current: string | undefined;
@@ -104,14 +116,32 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     }
     const counts: Counts = new Map();
     let rows = 0;
-    for (const run of runs) {
-      const records = stored > chunk.firstOffset ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
-      if (records.length === 0) continue;
-      const table = tables.get(run)!;
-      current = `${run.version.dest.schema}.${run.version.dest.name}`;
-      const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-      rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx);
-      count(counts, current, records);
+    for (const seg of segments) {
+      for (const run of seg.runs) {
+        const records = stored > chunk.firstOffset ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
+        if (records.length === 0) continue;
+        const table = tables.get(run)!;
+        current = `${run.version.dest.schema}.${run.version.dest.name}`;
+        const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
+        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx);
+        count(counts, current, records);
+      }
+      const b = seg.barrier;
+      if (!b || BigInt(b.record.change.offset) < stored) continue;
+      const at = BigInt(b.record.change.offset);
+      const v = b.record.table;
+      current = `${v.dest.schema}.${v.dest.name}`;
+      const res = await arriveAtBarrier(client, { groupId: ctx.groupId, topic: chunk.topic, partition: chunk.partition, offset: at }, b.mark).catch((err: unknown) =>
+        Promise.reject(classify(err, {})),
+      );
+      if (res.verdict === 'wait') {
+        // Everything before the copy is applied; the copy itself is applied once all partitions reached theirs.
+        await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [at.toString()]]);
+        await q('COMMIT');
+        return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, rows };
+      }
+      if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
+      count(counts, current, [b.record]);
     }
     current = undefined;
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
@@ -124,6 +154,23 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     if (err instanceof ShardBridgeError && current && err.context.table === undefined) throw withTable(err, current);
     throw err;
   }
+}
+
+/** Cut the chunk at multi-partition truncates (each waits for the barrier); truncates of one partition stay in the runs. */
+function segmentsOf(chunk: Chunk, truncate: 'apply' | 'ignore'): Segment[] {
+  const out: Segment[] = [];
+  const marks = truncate === 'apply' ? chunk.truncates : undefined;
+  let start = 0;
+  if (marks && marks.size > 0) {
+    chunk.records.forEach((r, i) => {
+      const mark = r.change.op === 't' ? marks.get(r.change.offset) : undefined;
+      if (!mark) return;
+      out.push({ runs: tableRuns(chunk.records.slice(start, i), truncate), barrier: { record: r, mark } });
+      start = i + 1;
+    });
+  }
+  out.push({ runs: tableRuns(start === 0 ? chunk.records : chunk.records.slice(start), truncate) });
+  return out;
 }
 
 /** Split a chunk's records into per-table runs (offset order kept); a key change within a table starts a new run. */

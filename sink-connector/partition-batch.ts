@@ -19,6 +19,7 @@ import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decod
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
+import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
 
 export interface BatchDeps {
   prefix: string;
@@ -61,8 +62,24 @@ interface Part {
 /** A record of the chunk: its change, its control action, or neither (tombstone, skipped, or set aside when `deadLetter`). */
 type Item = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
 
+/** How often a partition waiting at a truncate looks whether the others reached it. */
+const TRUNCATE_WAIT_MS = 500;
+
+/** Offsets of the `t` records that are one copy of a truncate sent to several partitions. */
+export function truncateMarks(items: readonly { raw: RawRecord; decoded: DecodedRecord | null }[]): Map<string, TruncateMark> {
+  const out = new Map<string, TruncateMark>();
+  for (const { raw, decoded } of items) {
+    if (decoded?.change.op !== 't') continue;
+    const k = parseTruncateKey(raw.key);
+    if (k && k.partitions > 1) out.set(raw.offset, { id: k.id, partitions: k.partitions });
+  }
+  return out;
+}
+
 export class BatchProcessor {
   private current: number;
+  /** topic/partition/truncate already logged as waiting. */
+  private readonly waitingAt = new Set<string>();
   private readonly recent: ApplySample[] = [];
 
   constructor(private readonly deps: BatchDeps) {
@@ -233,6 +250,8 @@ export class BatchProcessor {
       nextOffset: BigInt(slice[slice.length - 1].raw.offset) + 1n,
       records,
     };
+    const truncates = truncateMarks(slice);
+    if (truncates.size > 0) chunk.truncates = truncates;
     let moved: string[] = [];
     if (actions.length > 0) {
       chunk.extra = async (client, from) => {
@@ -251,6 +270,12 @@ export class BatchProcessor {
       p.log.info({ stored: String(outcome.stored), chunk: `${chunk.firstOffset}..${chunk.nextOffset - 1n}` }, 'position differs from the stored offset: seeking to it');
       this.deps.tracker.set(p.topic, p.partition, outcome.stored);
       p.consumer.seek(p.topic, p.partition, outcome.stored);
+      return false;
+    }
+    if (outcome.kind === 'waiting') {
+      this.deps.tracker.set(p.topic, p.partition, outcome.at);
+      p.consumer.commit(p.topic, p.partition, outcome.at);
+      this.waitAtTruncate(p, outcome);
       return false;
     }
     this.deps.tracker.set(p.topic, p.partition, chunk.nextOffset);
@@ -315,6 +340,28 @@ export class BatchProcessor {
       if (p.consumer.signal.aborted) throw new Abandon('stopping');
       throw err;
     });
+  }
+
+  /**
+   * The partition reached its copy of a truncate before the others: paused at the copy and
+   * resumed shortly to look again (pausing, not blocking, keeps the concurrency slots free for
+   * the partitions it waits for).
+   */
+  private waitAtTruncate(p: Part, w: { at: bigint; truncate: string; arrived: number; partitions: number }): void {
+    const first = !this.waitingAt.has(`${p.topic}/${p.partition}/${w.truncate}`);
+    this.waitingAt.add(`${p.topic}/${p.partition}/${w.truncate}`);
+    const fields = { truncate: w.truncate, offset: String(w.at), arrived: w.arrived, partitions: w.partitions };
+    if (first) p.log.info(fields, 'truncate reached: waiting until every partition of the topic has reached it, then it is applied once');
+    else p.log.debug(fields, 'still waiting for the other partitions at a truncate');
+    p.consumer.seek(p.topic, p.partition, w.at);
+    const resume = p.payload.pause();
+    setTimeout(() => {
+      try {
+        resume();
+      } catch (err) {
+        p.log.debug({ err }, 'resuming after a truncate wait failed (rebalanced or stopped)');
+      }
+    }, TRUNCATE_WAIT_MS).unref();
   }
 
   private stall(p: Part, info: ReturnType<typeof describeStall>): void {

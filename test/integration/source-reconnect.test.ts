@@ -22,7 +22,9 @@ import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
-import { startTestSource } from '../helpers/postgres.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
+import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
@@ -339,4 +341,47 @@ test('a TRUNCATE on a 3-partition topic: one t record on every partition, after 
     ids.add(key.id);
   }
   assert.equal(ids.size, 1, 'the three records name the same truncate');
+});
+
+test('source → Kafka (3 partitions) → sink: truncates amid rows on every key leave the destination equal to the source', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const dest = await getTestDestination();
+  t.after(() => dest.release());
+  const dst = await connect(dest.url);
+  t.after(() => dst.end().catch(() => {}));
+  const table = `tr_${Date.now().toString(36)}`;
+  const ddl = `CREATE TABLE public.${table} (id int PRIMARY KEY, v text)`;
+  await client.query(ddl);
+  await dst.query(ddl);
+  t.after(() => dst.query(`DROP TABLE IF EXISTS public.${table}`).catch(() => {}));
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { partitions: 3 } } });
+  const topic = `${config.topicPrefix}.public.${table}`;
+  const source = await startSourceConnector(config, capturingLogger().logger);
+  t.after(() => source.stop());
+  const groupId = `g-${config.topicPrefix}`;
+  const sink = await startSinkConnector(
+    sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }),
+    capturingLogger().logger,
+  );
+  t.after(() => sink.stop());
+  await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  // Small sink batches and rows on every partition around each truncate: partitions reach their copies at different times.
+  await client.query(`INSERT INTO ${table} SELECT g, 'a' FROM generate_series(1, 200) g`);
+  await client.query(`BEGIN; UPDATE ${table} SET v = 'b' WHERE id % 2 = 0; TRUNCATE ${table}; INSERT INTO ${table} SELECT g, 'c' FROM generate_series(150, 260) g; COMMIT`);
+  await client.query(`UPDATE ${table} SET v = 'd' WHERE id % 3 = 0`);
+  await client.query(`TRUNCATE ${table}`);
+  await client.query(`INSERT INTO ${table} SELECT g, 'e' FROM generate_series(1, 90) g`);
+  await client.query(`DELETE FROM ${table} WHERE id % 5 = 0`);
+  const end = await walLsn(client);
+  await waitFor('the source confirmed everything', () => parseLsn(source.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
+  const admin = kafka.admin();
+  t.after(() => admin.disconnect());
+  await waitApplied(dst, admin, groupId, [topic], 90_000);
+
+  const want = (await client.query(`SELECT id, v FROM ${table} ORDER BY id`)).rows;
+  const got = (await dst.query(`SELECT id, v FROM public.${table} ORDER BY id`)).rows;
+  assert.equal(got.length, want.length);
+  assert.deepEqual(got, want);
+  const { rows: done } = await dst.query(`SELECT truncate_id, rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 ORDER BY truncated_at`, [groupId, topic]);
+  assert.deepEqual(done.map((r) => r.rounds), [1, 1], 'each truncate applied once');
 });

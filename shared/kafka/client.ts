@@ -20,8 +20,9 @@ import type {
 } from 'kafkajs';
 import type { Logger } from 'pino';
 import { ConfigError, RetriableError, isRetriable } from '../errors.ts';
+import { partitionForKey } from './murmur2.ts';
 
-const { Kafka, Partitioners, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
+const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
 export interface KafkaSettings {
   brokers: string[];
@@ -212,9 +213,11 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   };
 }
 
-const keyedOrFirstPartitioner: ICustomPartitioner = () => {
-  const java = Partitioners.DefaultPartitioner();
-  return (args) => (args.message.key == null ? 0 : java(args));
+const keyedOrFirstPartitioner: ICustomPartitioner = () => ({ partitionMetadata, message }) => {
+  if (message.partition != null) return message.partition;
+  const key = message.key;
+  if (key == null) return 0;
+  return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), partitionMetadata.length);
 };
 
 export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig {

@@ -34,6 +34,7 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/requests/produce/v3/request.js',
     'kafkajs/src/protocol/recordBatch/v0/index.js',
     'kafkajs/src/protocol/recordBatch/record/v0/decoder.js',
+    'kafkajs/src/protocol/request.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }

@@ -10,7 +10,7 @@
  * truncate once all partitions reached it (sink-connector/truncate-barrier.ts). Pure.
  */
 import avro from 'avsc';
-import kafkajs from 'kafkajs';
+import { partitionForKey } from '../shared/kafka/murmur2.ts';
 import { WIRE_HEADER_LENGTH, decodeWireHeader, encodeWire } from '../shared/registry/wire-format.ts';
 
 /** Registered under `<topicPrefix>.__truncate-key`; the sink decodes this layout (same fields, same order). */
@@ -35,13 +35,9 @@ export interface TruncateKey {
 }
 
 const keyType = avro.Type.forSchema(TRUNCATE_KEY_SCHEMA as unknown as avro.Schema);
-const javaPartitioner = kafkajs.Partitioners.DefaultPartitioner();
 
 /** The partition the producer's partitioner (Java-compatible murmur2) gives `key` on a topic of `partitions`. */
-export function partitionOfKey(key: Buffer, partitions: number): number {
-  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0 }));
-  return javaPartitioner({ topic: '', partitionMetadata, message: { key, value: null } } as never);
-}
+export const partitionOfKey = (key: Buffer, partitions: number): number => partitionForKey(key, partitions);
 
 /** One key per partition 0..partitions-1, each hashing to its own partition. */
 export function truncateKeys(schemaId: number, truncate: string, partitions: number): Buffer[] {

@@ -21,6 +21,8 @@ export { connectionConfig, describeSafe } from '../shared/config/common.ts';
 
 export const SINK_ENV_PREFIX = 'SHARDBRIDGE_SINK_';
 
+const MiB = 1024 * 1024;
+
 const tableMapping = z.strictObject({
   /** Destination schema; default: the source table's schema. */
   schema: nonEmptyString().optional(),
@@ -43,6 +45,19 @@ export const sinkConfigSchema = z.strictObject({
       maxRows: positiveInt().default(10_000),
       maxWaitMs: z.number().int().nonnegative().default(50),
       adaptive: z.boolean().default(true),
+    })
+    .prefault({}),
+  // What one Kafka fetch may hold: kafkajs fetches again only after every batch of the last
+  // fetch is applied, so these bound the records held in memory however far the sink is behind.
+  consumer: z
+    .strictObject({
+      maxBytesPerPartition: positiveInt().default(2 * MiB),
+      maxBytes: positiveInt().default(16 * MiB),
+    })
+    .superRefine((v, ctx) => {
+      if (v.maxBytesPerPartition > v.maxBytes) {
+        ctx.addIssue({ code: 'custom', path: ['maxBytesPerPartition'], message: `must not exceed consumer.maxBytes (${v.maxBytes}), got ${v.maxBytesPerPartition}` });
+      }
     })
     .prefault({}),
   citus: z

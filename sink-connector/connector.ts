@@ -328,9 +328,9 @@ class SinkRuntime {
       sessionTimeoutMs: this.opts.sessionTimeoutMs ?? 10_000,
       heartbeatIntervalMs: this.opts.heartbeatIntervalMs ?? 3_000,
       maxWaitTimeMs: Math.max(10, config.batch.maxWaitMs),
-      // Room for a full batch per partition during catch-up; chunks are cut from it.
-      maxBytesPerPartition: 16 << 20,
-      maxBytes: 64 << 20,
+      // The next fetch waits until this one is applied: these bound the sink's memory (config.ts).
+      maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+      maxBytes: config.consumer.maxBytes,
     });
     this.consumer = consumer;
     this.topics = new Set(topics);

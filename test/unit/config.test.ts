@@ -66,6 +66,7 @@ test('defaults are applied to a minimal sink config', () => {
   assert.equal(c.groupId, 'shardbridge-sink');
   assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, requireDistributed: false });
+  assert.deepEqual(c.consumer, { maxBytesPerPartition: 2 * 1024 * 1024, maxBytes: 16 * 1024 * 1024 });
   assert.equal(c.truncate, 'apply');
   assert.equal(c.autoEvolve, false);
   assert.deepEqual(c.deadLetter, { enabled: false });
@@ -209,6 +210,20 @@ test('sink table mappings validate keys and nested keys', () => {
   assert.match(msg, /^config: tables\.orders: bad key: expected a "schema\.table" name$/m);
   assert.match(msg, /^config: tables\["public\.items"\]\.colums: unknown key \(did you mean "columns"\?\)$/m);
   assert.match(msg, /^config: truncate: expected one of "apply", "ignore", got "drop"$/m);
+});
+
+test('sink consumer fetch sizes: positive integers, the per-partition one within the total', () => {
+  const sink = (consumer: object, env: NodeJS.ProcessEnv = {}) =>
+    loadSinkConfig({ env, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, consumer } });
+  assert.deepEqual(sink({ maxBytesPerPartition: 1_048_576, maxBytes: 4_194_304 }).consumer, { maxBytesPerPartition: 1_048_576, maxBytes: 4_194_304 });
+  assert.equal(sink({}, { SHARDBRIDGE_SINK_CONSUMER__MAX_BYTES: '33554432' }).consumer.maxBytes, 32 * 1024 * 1024);
+  assert.match(configErrorOf(() => sink({ maxBytesPerPartition: 0, maxBytes: 'lots' })), /^config: consumer\.maxBytesPerPartition: expected a positive integer, got 0$/m);
+  assert.match(configErrorOf(() => sink({ maxBytes: 'lots' })), /^config: consumer\.maxBytes: expected a positive integer, got "lots"$/m);
+  assert.match(
+    configErrorOf(() => sink({ maxBytesPerPartition: 8_388_608, maxBytes: 4_194_304 })),
+    /^config: consumer\.maxBytesPerPartition: must not exceed consumer\.maxBytes \(4194304\), got 8388608$/m,
+  );
+  assert.match(configErrorOf(() => sink({ maxBytesPerPartiton: 1 })), /^config: consumer\.maxBytesPerPartiton: unknown key \(did you mean "maxBytesPerPartition"\?\)$/m);
 });
 
 test('file problems are ConfigErrors naming the file', () => {

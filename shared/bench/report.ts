@@ -21,6 +21,13 @@ export interface OursTimed extends Timed {
   verified: boolean | null;
 }
 
+/** The sink alone re-applying the backlog's records, rewound to their first offsets (docs/benchmark.md). */
+export interface SinkOnlyTimed extends Timed {
+  /** From spawning the sink process. */
+  msInclStartup: number | null;
+  verified: boolean | null;
+}
+
 export interface BenchResults {
   mode: 'full' | 'source-only';
   workload: WorkloadSize & { backlogTxnRows: number };
@@ -30,10 +37,11 @@ export interface BenchResults {
   ours: {
     snapshot?: OursTimed;
     catchup?: OursTimed;
+    sinkReplay?: SinkOnlyTimed;
     latency?: { targetRate: number; achievedRate: number; seconds: number; summary: LatencySummary; lost: number };
     sourcePeakRssMb: number | null;
     sinkPeakRssMb: number | null;
-    /** Peak RSS per connector process run (snapshot, catch-up + latency). */
+    /** Peak RSS per connector process run (snapshot, catch-up, sink replay + latency). */
     rssByPhase: Record<string, { source: number | null; sink: number | null }>;
   };
   peers: {
@@ -66,6 +74,7 @@ export interface Machine {
 /** The aims of issue 5 (a benchmark's targets, not a test's assertions). */
 export const AIMS = {
   catchupVsNative: 1.0,
+  sinkApplyVsNative: 1.0,
   snapshotVsNativeSync: 0.5,
   latencyP99Ms: 1000,
   rssMb: 300,
@@ -80,6 +89,8 @@ export interface Figures {
   catchup_changes_per_s: number | null;
   catchup_changes_per_s_incl_startup: number | null;
   source_stream_to_kafka_changes_per_s: number | null;
+  sink_apply_changes_per_s: number | null;
+  sink_apply_changes_per_s_incl_startup: number | null;
   pg_dump_rows_per_s: number | null;
   native_sync_rows_per_s: number | null;
   native_catchup_changes_per_s: number | null;
@@ -96,6 +107,7 @@ export interface Figures {
     snapshot_vs_pg_dump: number | null;
     catchup_vs_native: number | null;
     catchup_vs_recvlogical: number | null;
+    sink_apply_vs_native: number | null;
     stream_to_kafka_vs_bare_read: number | null;
     stream_to_kafka_vs_recvlogical: number | null;
   };
@@ -113,6 +125,8 @@ export function figures(r: BenchResults): Figures {
     catchup_changes_per_s: rate(o.catchup),
     catchup_changes_per_s_incl_startup: rate(o.catchup, o.catchup?.msInclStartup),
     source_stream_to_kafka_changes_per_s: rate(o.catchup, o.catchup?.kafkaMs),
+    sink_apply_changes_per_s: rate(o.sinkReplay),
+    sink_apply_changes_per_s_incl_startup: rate(o.sinkReplay, o.sinkReplay?.msInclStartup),
     pg_dump_rows_per_s: rate(p.pgDump),
     native_sync_rows_per_s: rate(p.nativeSync),
     native_catchup_changes_per_s: rate(p.nativeCatchup),
@@ -130,6 +144,7 @@ export function figures(r: BenchResults): Figures {
     snapshot_vs_pg_dump: ratio(f.snapshot_rows_per_s, f.pg_dump_rows_per_s),
     catchup_vs_native: ratio(f.catchup_changes_per_s, f.native_catchup_changes_per_s),
     catchup_vs_recvlogical: ratio(f.catchup_changes_per_s, f.recvlogical_changes_per_s),
+    sink_apply_vs_native: ratio(f.sink_apply_changes_per_s, f.native_catchup_changes_per_s),
     stream_to_kafka_vs_bare_read: ratio(f.source_stream_to_kafka_changes_per_s, f.bare_read_changes_per_s),
     stream_to_kafka_vs_recvlogical: ratio(f.source_stream_to_kafka_changes_per_s, f.recvlogical_changes_per_s),
   };
@@ -144,6 +159,7 @@ export function figures(r: BenchResults): Figures {
         }
       : {
           catchup_vs_native: { aim: `>= ${AIMS.catchupVsNative}x`, met: atLeast(ratios.catchup_vs_native, AIMS.catchupVsNative) },
+          sink_apply_vs_native: { aim: `>= ${AIMS.sinkApplyVsNative}x`, met: atLeast(ratios.sink_apply_vs_native, AIMS.sinkApplyVsNative) },
           snapshot_vs_native_sync: { aim: `>= ${AIMS.snapshotVsNativeSync}x`, met: atLeast(ratios.snapshot_vs_native_sync, AIMS.snapshotVsNativeSync) },
           latency_p99_ms: { aim: `< ${AIMS.latencyP99Ms}`, met: below(f.latency_p99_ms, AIMS.latencyP99Ms) },
           source_peak_rss_mb: { aim: `< ${AIMS.rssMb}`, met: below(f.source_peak_rss_mb, AIMS.rssMb) },
@@ -166,6 +182,7 @@ export function toJson(r: BenchResults): Record<string, unknown> {
     verified: {
       snapshot: r.ours.snapshot?.verified ?? null,
       catchup: r.ours.catchup?.verified ?? null,
+      sink_replay: r.ours.sinkReplay?.verified ?? null,
       native_sync: r.peers.nativeSync?.verified ?? null,
       native_catchup: r.peers.nativeCatchup?.verified ?? null,
       final: r.finalVerified,
@@ -262,6 +279,15 @@ export function formatReport(r: BenchResults): string {
     rows.push(['catch-up, changes/s', fmtRate(f.catchup_changes_per_s), 'native catch-up', fmtRate(f.native_catchup_changes_per_s), fmtRatio(f.ratios.catchup_vs_native), f.aims.catchup_vs_native.aim, verdict(f.aims.catchup_vs_native)]);
     rows.push(['', '', 'pg_recvlogical > /dev/null', fmtRate(f.recvlogical_changes_per_s), fmtRatio(f.ratios.catchup_vs_recvlogical), 'ceiling', '']);
     rows.push(['', '', 'pg-logical-replication read', fmtRate(f.bare_read_changes_per_s), fmtRatio(ratio(f.catchup_changes_per_s, f.bare_read_changes_per_s)), 'ceiling', '']);
+    rows.push([
+      'sink apply (replay of the backlog), changes/s',
+      fmtRate(f.sink_apply_changes_per_s),
+      'native catch-up',
+      fmtRate(f.native_catchup_changes_per_s),
+      fmtRatio(f.ratios.sink_apply_vs_native),
+      f.aims.sink_apply_vs_native.aim,
+      verdict(f.aims.sink_apply_vs_native),
+    ]);
   }
   rows.push(['source -> Kafka snapshot, rows/s', fmtRate(f.source_snapshot_to_kafka_rows_per_s), '', '', '', r.mode === 'source-only' ? f.aims.snapshot_to_kafka_rows_per_s.aim : '', r.mode === 'source-only' ? verdict(f.aims.snapshot_to_kafka_rows_per_s) : '']);
   rows.push(['source -> Kafka stream, changes/s', fmtRate(f.source_stream_to_kafka_changes_per_s), 'pg-logical-replication read', fmtRate(f.bare_read_changes_per_s), fmtRatio(f.ratios.stream_to_kafka_vs_bare_read), r.mode === 'source-only' ? f.aims.stream_to_kafka_vs_bare_read.aim : '', r.mode === 'source-only' ? verdict(f.aims.stream_to_kafka_vs_bare_read) : '']);
@@ -281,6 +307,7 @@ export function formatReport(r: BenchResults): string {
       : `${what} ${fmtSecs(x.ms)}, into Kafka ${fmtSecs(x.kafkaMs)} (${fmtSecs(x.msInclStartup)} with process start-up, ${fmtRate(rateInclStartup)} ${unit}/s)`;
   if (o.snapshot) t.push(timed('snapshot', o.snapshot, f.snapshot_rows_per_s_incl_startup, 'rows'));
   if (o.catchup) t.push(timed('catch-up', o.catchup, f.catchup_changes_per_s_incl_startup, 'changes'));
+  if (o.sinkReplay) t.push(`sink replay ${fmtSecs(o.sinkReplay.ms)} (${fmtSecs(o.sinkReplay.msInclStartup)} with process start-up, ${fmtRate(f.sink_apply_changes_per_s_incl_startup)} changes/s)`);
   if (r.peers.nativeSync) t.push(`native sync ${fmtSecs(r.peers.nativeSync.ms)}`);
   if (r.peers.nativeCatchup) t.push(`native catch-up ${fmtSecs(r.peers.nativeCatchup.ms)}`);
   if (t.length) lines.push(`times: ${t.join('; ')}`);
@@ -291,6 +318,7 @@ export function formatReport(r: BenchResults): string {
   const checks = [
     ['snapshot', o.snapshot?.verified],
     ['catch-up', o.catchup?.verified],
+    ['sink replay', o.sinkReplay?.verified],
     ['native sync', r.peers.nativeSync?.verified],
     ['native catch-up', r.peers.nativeCatchup?.verified],
     ['final', r.finalVerified],

@@ -3,7 +3,8 @@
  *   seed → pg_dump peer → native initial sync → ShardBridge snapshot (connectors as child
  *   processes) → connectors and subscription stopped, decode slots created, backlog made →
  *   pg_recvlogical and pg-logical-replication ceilings → native catch-up → ShardBridge
- *   catch-up → latency under steady load → final verification.
+ *   catch-up → the sink alone re-applying the backlog (sink-replay.ts) → latency under
+ *   steady load → final verification.
  * `--source-only` keeps the source side: seed, snapshot into Kafka, backlog, ceilings,
  * streaming into Kafka. Phases run one at a time so that they do not compete for the cores.
  */
@@ -16,6 +17,7 @@ import { postmasterPid } from '../devstack/pg-process.ts';
 import { waitFor } from '../devstack/ports.ts';
 import { DB, SLOT, machineInfo, cpuModel, spawnConnector, startEnv, tablesEqual, waitForProgress, type BenchEnv } from './env.ts';
 import { measureLatency } from './latency.ts';
+import { measureSinkReplay, topicEnds } from './sink-replay.ts';
 import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, waitSlotInactive } from './peers.ts';
 import type { BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
@@ -81,10 +83,10 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     return c;
   };
   const stopAll = async (phase: string, children: ConnectorChild[]) => {
-    const rss = { source: null as number | null, sink: null as number | null };
+    // A phase's processes may be stopped at different times: merge into its entry.
+    const rss = (r.ours.rssByPhase[phase] ??= { source: null, sink: null });
     for (const c of children) rss[c.name as 'source' | 'sink'] = c.peakRssMb();
     await Promise.all(children.map((c) => c.stop()));
-    r.ours.rssByPhase[phase] = rss;
     const max = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));
     r.ours.sourcePeakRssMb = max(r.ours.sourcePeakRssMb, rss.source);
     r.ours.sinkPeakRssMb = max(r.ours.sinkPeakRssMb, rss.sink);
@@ -210,9 +212,12 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     }
 
     check();
+    // Where the backlog starts in the topic: the sink-only replay rewinds to it.
+    const backlogFrom = full ? await topicEnds(e) : null;
     progress(`ShardBridge catch-up: source${full ? ' and sink' : ''} connector processes started`);
     const m = meter('ShardBridge catch-up', w.changes);
     const children = [spawn('source', 'catch-up', m), ...(full ? [spawn('sink', 'catch-up', m)] : [])];
+    let sinkPhase = 'catch-up';
     try {
       const source = children[0];
       startupEnds(m, children, 'replication stream started');
@@ -232,6 +237,31 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
       progress(`  into Kafka ${secs(c.kafkaMs)}${full ? `, in the destination ${secs(c.ms)} (${secs(c.msInclStartup)} from process start)` : ''}; destination = source: ${c.verified ?? '-'}`);
 
       if (full) {
+        check();
+        progress('sink alone: stopped, rewound to the backlog\'s first offsets (destination and group), started again; the source idle');
+        await stopAll('catch-up', children.splice(1));
+        const rm = meter('sink replay', w.changes);
+        rm.watch('source connector', children[0].pid);
+        const replay = await measureSinkReplay({
+          env: e,
+          from: backlogFrom!,
+          changes: w.changes,
+          records: w.rows + expectedBacklogRecords(w, e.tombstones),
+          spawnSink: () => {
+            const s = spawn('sink', 'sink replay', rm);
+            children.push(s);
+            sinkPhase = 'sink replay + latency';
+            startupEnds(rm, [s], '');
+            return s;
+          },
+          others: [children[0]],
+          deadlineMs: 900_000,
+          signal: o.signal,
+        });
+        rm.end();
+        const sr = (r.ours.sinkReplay = { ...replay.timed, verified: await tablesEqual(e.srcUrl, e.dst.ours) });
+        progress(`  ${replay.records} records re-applied in ${secs(sr.ms)} (${secs(sr.msInclStartup)} from process start): ${n(w.changes / (sr.ms! / 1000))} changes/s; destination = source: ${sr.verified}`);
+
         check();
         progress(`latency: ${n(w.latencyRate)} changes/s for ${o.latencySeconds} s, probes polled at the destination`);
         const lm = meter('latency load', 0);
@@ -255,7 +285,8 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
         );
       }
     } finally {
-      await stopAll('catch-up', children);
+      await stopAll('catch-up', children.filter((c) => c.name === 'source'));
+      await stopAll(sinkPhase, children.filter((c) => c.name === 'sink'));
     }
   } catch (err) {
     r.failures.push(err instanceof Error ? err.message : String(err));

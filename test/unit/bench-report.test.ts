@@ -24,6 +24,8 @@ function results(over: Partial<BenchResults> = {}): BenchResults {
       // 100,000 rows in 2 s; 42,000 changes in 0.5 s
       snapshot: { ms: 2_000, msInclStartup: 4_000, kafkaMs: 1_000, count: 100_000, verified: true },
       catchup: { ms: 500, msInclStartup: 2_500, kafkaMs: 400, count: 42_000, verified: true },
+      // the sink alone re-applying the same 42,000 changes in 1.5 s (3.5 s from process start)
+      sinkReplay: { ms: 1_500, msInclStartup: 3_500, count: 42_000, verified: true },
       latency: { targetRate: 500, achievedRate: 498, seconds: 20, summary: summarize([10, 20, 30, 400]), lost: 0 },
       sourcePeakRssMb: 120.4,
       sinkPeakRssMb: 310.2,
@@ -65,6 +67,28 @@ test('figures: rates from counts and times, ratios ours/peer', () => {
   assert.equal(f.latency_p50_ms, 20);
 });
 
+test('figures: the sink-only apply rate against native catch-up, its aim and its JSON key', () => {
+  const f = figures(results());
+  assert.equal(f.sink_apply_changes_per_s, 28_000);
+  assert.equal(f.sink_apply_changes_per_s_incl_startup, 12_000);
+  assert.equal(f.ratios.sink_apply_vs_native, 28_000 / 42_000);
+  assert.deepEqual(f.aims.sink_apply_vs_native, { aim: '>= 1x', met: false });
+  const fast = results();
+  fast.ours.sinkReplay!.ms = 1_000;
+  assert.equal(figures(fast).aims.sink_apply_vs_native.met, true, 'exactly the native rate meets the aim');
+  const j = toJson(results());
+  assert.equal(j.sink_apply_changes_per_s, 28_000);
+  assert.equal((j.ratios as Record<string, number>).sink_apply_vs_native, 0.667);
+  const missing = results();
+  delete missing.ours.sinkReplay;
+  const m = figures(missing);
+  assert.equal(m.sink_apply_changes_per_s, null);
+  assert.equal(m.aims.sink_apply_vs_native.met, null);
+  assert.equal(toJson(missing).sink_apply_changes_per_s, null);
+  assert.match(formatReport(missing), /sink apply \(replay of the backlog\), changes\/s\s+-\s+native catch-up\s+42,000\s+-\s+>= 1x$/m);
+  assert.equal('sink_apply_changes_per_s' in figures(results({ mode: 'source-only' })).aims, false);
+});
+
 test('figures: aims met and missed; unknown when not measured', () => {
   const f = figures(results());
   assert.equal(f.aims.catchup_vs_native.met, true);
@@ -96,6 +120,7 @@ test('toJson: the keys issue 5 asks for, rounded, with scale, workload and machi
     'native_sync_rows_per_s',
     'catchup_changes_per_s',
     'native_catchup_changes_per_s',
+    'sink_apply_changes_per_s',
     'latency_p99_ms',
     'latency_p50_ms',
     'source_peak_rss_mb',
@@ -113,7 +138,7 @@ test('toJson: the keys issue 5 asks for, rounded, with scale, workload and machi
   assert.equal((j.ratios as Record<string, number>).catchup_vs_native, 2);
   assert.equal((j.machine as Record<string, unknown>).cores, 2);
   assert.equal((j.workload as { backlog: { changes: number } }).backlog.changes, 42_000);
-  assert.deepEqual(j.verified, { snapshot: true, catchup: true, native_sync: true, native_catchup: true, final: true });
+  assert.deepEqual(j.verified, { snapshot: true, catchup: true, sink_replay: true, native_sync: true, native_catchup: true, final: true });
   assert.doesNotThrow(() => JSON.stringify(j));
 });
 
@@ -122,9 +147,11 @@ test('formatReport: one row per measure with ours, the peer, the ratio and the a
   assert.match(text, /scale 0\.1: 100,000 rows, backlog 30,000 inserts \+ 10,000 updates \+ 2,000 deletes/);
   assert.match(text, /snapshot, rows\/s\s+50,000\s+native initial sync\s+250,000\s+0\.20x\s+>= 0\.5x\s+MISSED/);
   assert.match(text, /catch-up, changes\/s\s+84,000\s+native catch-up\s+42,000\s+2\.00x\s+>= 1x\s+met/);
+  assert.match(text, /^sink apply \(replay of the backlog\), changes\/s\s+28,000\s+native catch-up\s+42,000\s+0\.67x\s+>= 1x\s+MISSED$/m);
+  assert.match(text, /sink replay 1\.5 s \(3\.5 s with process start-up, 12,000 changes\/s\)/);
   assert.match(text, /latency p50 \/ p99, ms .*20 \/ 400/);
   assert.match(text, /peak RSS sink, MB\s+310\s.*MISSED/);
-  assert.match(text, /destination = source \(counts and checksums\): snapshot yes, catch-up yes/);
+  assert.match(text, /destination = source \(counts and checksums\): snapshot yes, catch-up yes, sink replay yes/);
   assert.doesNotMatch(text, /FAILED/);
   assert.match(formatReport(results({ failures: ['timed out'] })), /FAILED: timed out/);
 });

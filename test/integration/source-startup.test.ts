@@ -129,3 +129,42 @@ test('wal_level replica: exit 2 with the lines to add and that a restart is need
   assert.match(r.stderr, /a restart of the source server is required/);
   await nothingCreated(c);
 });
+
+test('a role without REPLICATION: exit 2 naming the role and the ALTER ROLE remedy', async () => {
+  await admin.query(`CREATE ROLE plain_reader LOGIN; GRANT SELECT ON good TO plain_reader`);
+  const r = await runSource(config('noreplication', { url: cluster.url(undefined, 'plain_reader') }, { tables: { include: ['public.good'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /role "plain_reader" lacks the REPLICATION attribute/);
+  assert.match(r.stderr, /ALTER ROLE "plain_reader" WITH REPLICATION;/);
+  await nothingCreated(admin);
+});
+
+test('no free replication slot, then no free WAL sender: exit 2 saying which setting to raise', async (t) => {
+  const small = await startTestSource({ max_replication_slots: '1', max_wal_senders: '1' });
+  const c = new pg.Client({ connectionString: small.url() });
+  // A replication connection holds a WAL sender for as long as it is open, streaming or not.
+  const walsender = new pg.Client({ connectionString: small.url(), replication: 'database' } as pg.ClientConfig);
+  t.after(async () => {
+    await walsender.end().catch(() => {});
+    await c.end();
+    await small.destroy();
+  });
+  await c.connect();
+  await c.query('CREATE TABLE t (id int PRIMARY KEY)');
+
+  await c.query(`SELECT pg_create_logical_replication_slot('someone_elses', 'pgoutput')`);
+  let r = await runSource(config('noslot', { url: small.url() }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /no free replication slot \(1 of max_replication_slots = 1 in use\)/);
+  assert.match(r.stderr, /raise max_replication_slots in postgresql\.conf \(restart required\) or drop an unused slot/);
+  await nothingCreated(c);
+
+  await c.query(`SELECT pg_drop_replication_slot('someone_elses')`);
+  await walsender.connect();
+  await waitFor('the WAL sender shows in pg_stat_replication', async () => (await c.query('SELECT count(*)::int AS n FROM pg_stat_replication')).rows[0].n === 1);
+  r = await runSource(config('nosender', { url: small.url() }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /no free WAL sender \(1 of max_wal_senders = 1 in use\)/);
+  assert.match(r.stderr, /raise max_wal_senders in postgresql\.conf \(restart required\)/);
+  await nothingCreated(c);
+});

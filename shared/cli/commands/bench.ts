@@ -1,7 +1,7 @@
 /**
- * `shardbridge bench` (`npm run bench`): ShardBridge end to end against pg_dump, native
- * logical replication and the raw pgoutput decode rate, on one dev stack, in one run
- * (docs/benchmark.md). Progress goes to stderr; the table to stdout; the same as JSON to
+ * `shardbridge bench` (`npm run bench`): ShardBridge end to end, and its sink alone on the
+ * backlog, against pg_dump, native logical replication and the raw pgoutput decode rate, on
+ * one dev stack, in one run (docs/benchmark.md). Progress goes to stderr; the table to stdout; the same as JSON to
  * `--out` (default bench-results.json). `--cpu-prof [dir]` profiles the connector processes
  * and prints their top self-time functions. Exit 0 when every phase ran (aims missed are
  * figures, not failures), 1 when a phase failed, 130/143 on signals.

@@ -9,9 +9,10 @@
  * dropped columns are a compatible evolution (every value field is nullable, default null).
  *
  * The first Relation of a relation in a stream session is taken as it is: after a restart the
- * stream may replay WAL written before a type change that the catalog already shows, and the
- * stream stops at the Relation of the change itself, having confirmed everything before it, so
- * the next session starts there and continues with the new type.
+ * stream may replay WAL written before a type change that the catalog already shows. When the
+ * stream then reaches the change itself and the new shape is the one the catalog showed at
+ * start-up, the operator made that change while the connector was stopped (the runbook): it
+ * continues with the new type instead of stopping a second time.
  */
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SourceError } from '../shared/errors.ts';
@@ -64,6 +65,8 @@ export class TableVersions {
   private readonly types = new Map<number, PgTypeInfo>();
   /** Relations that had a Relation message in the current stream session. */
   private readonly seen = new Set<number>();
+  /** Each table as the catalog showed it at start-up. */
+  private readonly startup = new Map<number, TableInfo>();
   private readonly log: Logger;
 
   constructor(private readonly opts: TableVersionsOptions) {
@@ -75,6 +78,7 @@ export class TableVersions {
     for (const t of tables) for (const c of t.columns) this.rememberType(c.type);
     const versions = await Promise.all(tables.map((t) => this.register(t)));
     for (const v of versions) this.current.set(v.relid, v);
+    for (const t of tables) this.startup.set(t.relid, t);
   }
 
   /** Hot path: the version changes of `relid` are decoded with. */
@@ -110,7 +114,13 @@ export class TableVersions {
     }
     if (prev && !first) {
       const changed = describeTypeChanges(prev.table, table);
-      if (changed.length > 0) {
+      const known = this.startup.get(msg.relid);
+      if (changed.length > 0 && known && sameShape(known, table)) {
+        this.log.info(
+          { table: prev.qualified, changes: changed.map((x) => `${x.column} ${x.oldType} -> ${x.newType}`) },
+          'column type change made while the connector was stopped (the start-up catalog has it): continuing with the new type',
+        );
+      } else if (changed.length > 0) {
         const c = changed[0];
         const all = changed.map((x) => `${x.column} ${x.oldType} -> ${x.newType}`).join(', ');
         throw new SchemaError(

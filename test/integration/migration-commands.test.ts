@@ -289,13 +289,8 @@ test('invasive schema change runbook: stop both, int -> bigint on both sides, st
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (4, 5000000000, 'after the change')`);
   await src.query(`UPDATE ${SCHEMA}.orders SET amount = 6000000000 WHERE id = 10`);
 
-  // With changes written before the type change, the source connector publishes them, stops at
-  // the change itself (having confirmed everything before it) and continues on the next start.
-  const first = await startSourceConnector(sourceConfig, log);
-  await assert.rejects(first.done, (err: Error & { remedy?: string }) => {
-    assert.match(err.message, new RegExp(`column amount of table ${SCHEMA}\\.orders changed type from int4 to int8`));
-    return true;
-  });
+  // Changes written before the type change replay with the old type; the change itself is the
+  // one the catalog showed at start-up, so one start carries on through it.
   await startSource();
   await startSink();
   await sinkCaughtUp();

@@ -24,6 +24,25 @@ export interface SpawnConnectorOptions {
   cpuProfDir?: string;
   /** Lines at or above this pino level are kept for failure reports (default warn = 40). */
   keepLevel?: number;
+  /** V8 old-space cap in MB through NODE_OPTIONS (as the image sets it); 0 or absent: node's default. */
+  heapMb?: number;
+}
+
+/**
+ * NODE_OPTIONS for a connector process: the inherited value without any old-space cap, plus
+ * `--max-old-space-size=<heapMb>` when heapMb > 0; undefined when nothing is left. Pure.
+ * Through the environment rather than argv so the process is what the image runs.
+ */
+export function connectorNodeOptions(inherited: string | undefined, heapMb: number | undefined): string | undefined {
+  const tokens = (inherited ?? '').split(/\s+/).filter(Boolean);
+  const kept: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const m = /^--max[-_]old[-_]space[-_]size(=.*)?$/.exec(tokens[i]);
+    if (!m) kept.push(tokens[i]);
+    else if (!m[1]) i++; // the value as the next token
+  }
+  if (heapMb) kept.push(`--max-old-space-size=${heapMb}`);
+  return kept.length ? kept.join(' ') : undefined;
 }
 
 /** Reads VmHWM (kB) of a live process; null when it is gone or /proc is unavailable. */
@@ -54,7 +73,9 @@ export class ConnectorChild {
   private readonly sampler: NodeJS.Timeout;
 
   constructor(readonly opts: SpawnConnectorOptions) {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL' && k !== 'NODE_OPTIONS'));
+    const nodeOptions = connectorNodeOptions(process.env.NODE_OPTIONS, opts.heapMb);
+    if (nodeOptions) env.NODE_OPTIONS = nodeOptions;
     const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
     this.proc = spawn(process.execPath, [...nodeArgs, BIN, opts.command, '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.resume();

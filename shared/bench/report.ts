@@ -51,6 +51,10 @@ export interface BenchResults {
     recvlogical?: Timed;
     bareRead?: Timed & { peakRssMb: number | null };
   };
+  /** --max-old-space-size (MB) the connector processes ran with; 0: node's default. Absent in older results. */
+  connectorHeapMb?: number;
+  /** The untimed Kafka JIT warm-up before the first phase (warmup.ts); null: skipped (--no-warmup). */
+  warmup?: { ms: number; records: number; kafkaCpuS: number | null } | null;
   /** CPU seconds per component, per phase. */
   cpu: PhaseCpu[];
   /** After the latency load: destination = source. */
@@ -219,6 +223,8 @@ export function toJson(r: BenchResults): Record<string, unknown> {
       load_average_start: r.machine.loadAverageStart,
       load_average_end: r.machine.loadAverageEnd,
     },
+    connector_heap_mb: r.connectorHeapMb ?? null,
+    warmup: r.warmup ? { records: r.warmup.records, s: round(r.warmup.ms / 1000, 1), kafka_cpu_s: r.warmup.kafkaCpuS } : null,
     started_at: r.startedAt,
     total_s: round(r.totalMs / 1000, 1),
     cpu_by_phase: r.cpu.map((p) => ({ phase: p.phase, wall_s: round(p.wallMs / 1000, 2), units: p.units, cpu_s: p.seconds, startup_cpu_s: p.startup ?? null, cpu_us_per_unit: round(cpuPerUnit(p), 1) })),
@@ -269,6 +275,8 @@ export function formatReport(r: BenchResults): string {
       `${w.rows.toLocaleString('en-US')} rows, backlog ${w.inserts.toLocaleString('en-US')} inserts + ${w.updates.toLocaleString('en-US')} updates + ` +
       `${w.deletes.toLocaleString('en-US')} deletes (${w.backlogTxnRows} rows per transaction)`,
   );
+  const setup = setupLine(r);
+  if (setup) lines.push(setup);
   lines.push(`machine: ${m.cores} cores (${m.cpu}), ${m.memoryGb} GB, node ${m.node}, PostgreSQL ${m.postgres} (fsync off), Kafka ${m.kafka}; load average ${m.loadAverageStart.join(' ')} at start, ${m.loadAverageEnd.join(' ')} at end`);
   lines.push('');
   const rows: string[][] = [['measure', 'ShardBridge', 'peer', 'peer rate', 'ours/peer', 'aim', '']];
@@ -331,6 +339,16 @@ export function formatReport(r: BenchResults): string {
   if (r.profiles) lines.push(`CPU profiles: ${r.profiles.dir} (${r.profiles.files.length} files)`);
   for (const fl of r.failures) lines.push(`FAILED: ${fl}`);
   return lines.join('\n') + '\n';
+}
+
+/** How the run was set up: the connectors' heap cap and the broker warm-up; null for results that do not say. */
+export function setupLine(r: Pick<BenchResults, 'connectorHeapMb' | 'warmup'>): string | null {
+  if (r.connectorHeapMb === undefined && r.warmup === undefined) return null;
+  const parts: string[] = [];
+  if (r.connectorHeapMb !== undefined) parts.push(r.connectorHeapMb > 0 ? `connectors run with NODE_OPTIONS=--max-old-space-size=${r.connectorHeapMb}` : "connectors run with node's default heap limit");
+  if (r.warmup) parts.push(`Kafka broker warmed up first (${r.warmup.records.toLocaleString('en-US')} records, ${fmtSecs(r.warmup.ms)}, not timed)`);
+  else if (r.warmup === null) parts.push('Kafka broker not warmed up (--no-warmup)');
+  return `setup: ${parts.join('; ')}`;
 }
 
 /** Total CPU µs per row or change of a phase; null without units or readings. */

@@ -22,6 +22,7 @@ import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatch
 import type { BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
 import { BACKLOG_TXN_ROWS, ORDERS_DDL, backlogPlan, insertSql, stepRows, stepSql } from './workload.ts';
+import { WARMUP, warmUpBroker } from './warmup.ts';
 
 export interface BenchOptions {
   scale: number;
@@ -29,6 +30,10 @@ export interface BenchOptions {
   latencySeconds: number;
   /** node --cpu-prof for the connector processes, into this directory. */
   cpuProfDir?: string;
+  /** --max-old-space-size of the connector processes (NODE_OPTIONS); 0: node's default. */
+  connectorHeapMb: number;
+  /** Warm the Kafka broker's JIT before the first timed phase (warmup.ts). */
+  warmup: boolean;
   resources: Resources;
   log: Logger;
   progress(text: string): void;
@@ -63,6 +68,8 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     startedAt: new Date(started).toISOString(),
     totalMs: 0,
     ours: { sourcePeakRssMb: null, sinkPeakRssMb: null, rssByPhase: {} },
+    connectorHeapMb: o.connectorHeapMb,
+    warmup: null,
     peers: {},
     finalVerified: null,
     cpu: [],
@@ -77,7 +84,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   let meters: Record<string, CpuMeter> = {};
   const meter = (phase: string, units: number) => new PhaseMeter(meters, phase, units, r.cpu);
   const spawn = (command: 'source' | 'sink', phase: string, m: PhaseMeter): ConnectorChild => {
-    const c = spawnConnector(res, env!, command, o.cpuProfDir);
+    const c = spawnConnector(res, env!, command, { cpuProfDir: o.cpuProfDir, heapMb: o.connectorHeapMb });
     spawned.push({ command, pid: c.pid, phase });
     m.watch(`${command} connector`, c.pid);
     return c;
@@ -100,6 +107,17 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     const e = env;
     meters = cpuMeters(e);
     check();
+
+    if (o.warmup) {
+      progress(`warming up the Kafka broker's JIT (not timed): ${n(WARMUP.records)} records of ${WARMUP.valueBytes} bytes produced in ${n(WARMUP.batchBytes / 1000)} kB batches and read back once`);
+      // Its own CPU accounting, kept out of the phases' table.
+      const wm = new PhaseMeter(meters, 'warm-up', WARMUP.records, []);
+      const wu = await warmUpBroker({ bootstrap: e.stack.kafka.bootstrap, log: o.log, signal: o.signal });
+      const kafkaS = wm.end().seconds.Kafka ?? null;
+      r.warmup = { ms: wu.ms, records: wu.records, kafkaCpuS: kafkaS };
+      progress(`  warm-up done in ${secs(wu.ms)}; broker CPU ${kafkaS === null ? '?' : `${kafkaS.toFixed(2)} s`}`);
+      check();
+    }
 
     progress(`seeding ${n(w.rows)} rows into the source`);
     const seedMeter = meter('seed', w.rows);

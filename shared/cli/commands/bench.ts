@@ -1,10 +1,12 @@
 /**
  * `shardbridge bench` (`npm run bench`): ShardBridge end to end, and its sink alone on the
  * backlog, against pg_dump, native logical replication and the raw pgoutput decode rate, on
- * one dev stack, in one run (docs/benchmark.md). Progress goes to stderr; the table to stdout; the same as JSON to
- * `--out` (default bench-results.json). `--cpu-prof [dir]` profiles the connector processes
- * and prints their top self-time functions. Exit 0 when every phase ran (aims missed are
- * figures, not failures), 1 when a phase failed, 130/143 on signals.
+ * one dev stack, in one run (docs/benchmark.md). Progress goes to stderr; the table to stdout;
+ * the same as JSON to `--out` (default bench-results.json). `--cpu-prof [dir]` profiles the
+ * connector processes and prints their top self-time functions. The Kafka broker is warmed up
+ * first (`--no-warmup` skips it); the connectors run with `--connector-heap-mb` (256) as their
+ * old-space cap. Exit 0 when every phase ran (aims missed are figures, not failures), 1 when a
+ * phase failed, 130/143 on signals.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +25,23 @@ interface BenchOpts {
   sourceOnly?: boolean;
   cpuProf?: boolean | string;
   latencySeconds?: number;
+  /** commander's --no-warmup: false; otherwise true or absent. */
+  warmup?: boolean;
+  connectorHeapMb?: number;
+}
+
+/** The connectors' old-space cap by default: what the image sets (Dockerfile, docs/configuration.md "Memory"). */
+export const DEFAULT_CONNECTOR_HEAP_MB = 256;
+
+/** The run's settings from the command's options, defaults filled in. Pure. */
+export function benchSettings(opts: BenchOpts): { scale: number; sourceOnly: boolean; latencySeconds: number; warmup: boolean; connectorHeapMb: number } {
+  return {
+    scale: opts.scale ?? 1,
+    sourceOnly: Boolean(opts.sourceOnly),
+    latencySeconds: opts.latencySeconds ?? 20,
+    warmup: opts.warmup !== false,
+    connectorHeapMb: opts.connectorHeapMb ?? DEFAULT_CONNECTOR_HEAP_MB,
+  };
 }
 
 export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number> {
@@ -43,7 +62,7 @@ export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number>
   const spawned: Spawned = [];
   try {
     const results = await runBench(
-      { scale: opts.scale ?? 1, sourceOnly: Boolean(opts.sourceOnly), latencySeconds: opts.latencySeconds ?? 20, cpuProfDir, resources, log, progress, signal: abort.signal },
+      { ...benchSettings(opts), cpuProfDir, resources, log, progress, signal: abort.signal },
       spawned,
     );
     await resources.stopAll();

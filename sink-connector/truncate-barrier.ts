@@ -105,3 +105,80 @@ export async function arriveAtBarrier(
   for (let p = 0; p < mark.partitions; p++) if ((arrivals.get(p)?.length ?? 0) >= round) arrived++;
   return { verdict, round, arrived };
 }
+
+export interface RecordedArrival {
+  truncateId: string;
+  partition: number;
+  offset: bigint;
+}
+
+export interface BarrierRewind {
+  /** A rewound partition would re-apply rows before a truncate that a partition left alone has passed. */
+  refused: RecordedArrival | null;
+  /** Arrivals at or after the new positions: those copies will be applied again. */
+  forget: RecordedArrival[];
+  /** Per affected truncate: the rounds still complete after forgetting (0: none). */
+  rounds: Map<string, number>;
+}
+
+/**
+ * Pure: what rewinding partitions to `moves` (partition → next offset) does to the barrier.
+ * Copies at or after a new position are forgotten, so the re-applied copies truncate again
+ * once every partition reached them. A truncate crossed by some partitions but not by others
+ * that reached it cannot be redone (it would wipe what those applied after it, or let the
+ * rewound partition's older rows come back): refused, naming the copy a partition would
+ * have to be rewound to as well.
+ */
+export function planBarrierRewind(arrivals: readonly RecordedArrival[], moves: ReadonlyMap<number, bigint>, partitionCount: number): BarrierRewind {
+  const crossed = (a: RecordedArrival) => moves.has(a.partition) && a.offset >= moves.get(a.partition)!;
+  const forget = arrivals.filter(crossed);
+  const affected = new Set(forget.map((a) => a.truncateId));
+  let refused: RecordedArrival | null = null;
+  const rounds = new Map<string, number>();
+  for (const id of affected) {
+    // Arrival k of a partition (by offset) is its round k; what a rewind forgets is a suffix.
+    const perPartition = new Map<number, RecordedArrival[]>();
+    for (const a of arrivals) {
+      if (a.truncateId !== id) continue;
+      let list = perPartition.get(a.partition);
+      if (!list) perPartition.set(a.partition, (list = []));
+      list.push(a);
+    }
+    for (const list of perPartition.values()) list.sort((x, y) => (x.offset < y.offset ? -1 : x.offset > y.offset ? 1 : 0));
+    const kept = (p: number) => (perPartition.get(p) ?? []).filter((a) => !crossed(a)).length;
+    // A round one partition forgets must be forgotten by every partition that reached it.
+    const lowestForgotten = Math.min(...[...perPartition.keys()].filter((p) => kept(p) < perPartition.get(p)!.length).map((p) => kept(p) + 1));
+    for (const [p, list] of perPartition) {
+      if (!refused && kept(p) >= lowestForgotten) refused = list[lowestForgotten - 1];
+    }
+    let complete = Infinity;
+    for (let p = 0; p < partitionCount; p++) complete = Math.min(complete, kept(p));
+    rounds.set(id, complete === Infinity ? 0 : complete);
+  }
+  return { refused, forget, rounds };
+}
+
+/** The barrier's recorded arrivals of a topic for a group (empty when the tables do not exist yet). */
+export async function readArrivals(client: pg.ClientBase, groupId: string, topic: string): Promise<RecordedArrival[]> {
+  const exists = await client.query(`SELECT to_regclass('shardbridge.sink_truncate_arrivals') IS NOT NULL AS ok`);
+  if (!exists.rows[0].ok) return [];
+  const { rows } = await client.query(
+    `SELECT truncate_id, kafka_partition AS p, kafka_offset::text AS o FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2`,
+    [groupId, topic],
+  );
+  return rows.map((r) => ({ truncateId: r.truncate_id, partition: r.p, offset: BigInt(r.o) }));
+}
+
+/** Applies a planned rewind inside the caller's transaction (with the stored offsets). */
+export async function applyBarrierRewind(client: pg.ClientBase, groupId: string, topic: string, plan: BarrierRewind): Promise<void> {
+  for (const a of plan.forget) {
+    await client.query(
+      `DELETE FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2 AND truncate_id = $3 AND kafka_partition = $4 AND kafka_offset = $5`,
+      [groupId, topic, a.truncateId, a.partition, a.offset.toString()],
+    );
+  }
+  for (const [id, rounds] of plan.rounds) {
+    if (rounds === 0) await client.query(`DELETE FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`, [groupId, topic, id]);
+    else await client.query(`UPDATE shardbridge.sink_truncates SET rounds = LEAST(rounds, $4) WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`, [groupId, topic, id, rounds]);
+  }
+}

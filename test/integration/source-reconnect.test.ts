@@ -23,6 +23,7 @@ import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
+import { main } from '../../shared/cli/main.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
@@ -384,4 +385,35 @@ test('source → Kafka (3 partitions) → sink: truncates amid rows on every key
   assert.deepEqual(got, want);
   const { rows: done } = await dst.query(`SELECT truncate_id, rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 ORDER BY truncated_at`, [groupId, topic]);
   assert.deepEqual(done.map((r) => r.rounds), [1, 1], 'each truncate applied once');
+
+  // Replaying across the truncates: one partition alone cannot converge and is refused; the
+  // whole topic from zero re-applies both truncates and ends equal to the source again.
+  await sink.stop();
+  const configFile = join(dir, `${table}-sink.json`);
+  writeFileSync(configFile, JSON.stringify({ ...sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }), logLevel: 'warn' }));
+  const refused = await runCli(['replay', '--topic', topic, '--partition', '1', '--to-offset', '0', '--sink-config', configFile]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, new RegExp(`the replay crosses truncate \\S+ of ${topic.replace(/\./g, '\\.')}, which partition [02] applied at offset \\d+`));
+  assert.match(refused.stderr, /replay every partition of the topic \(no --partition\)/);
+  const replayed = await runCli(['replay', '--topic', topic, '--to-offset', '0', '--sink-config', configFile]);
+  assert.equal(replayed.code, 0, replayed.stderr);
+  assert.equal((replayed.stdout.match(/will be applied again once every partition reaches it/g) ?? []).length, 2, replayed.stdout);
+  await dst.query(`INSERT INTO public.${table} VALUES (100000, 'stray row a truncate must remove')`);
+  const again = await startSinkConnector(
+    sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }),
+    capturingLogger().logger,
+  );
+  t.after(() => again.stop());
+  await waitApplied(dst, admin, groupId, [topic], 90_000);
+  assert.deepEqual((await dst.query(`SELECT id, v FROM public.${table} ORDER BY id`)).rows, want);
+  const { rows: redone } = await dst.query(`SELECT rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2`, [groupId, topic]);
+  assert.deepEqual(redone.map((r) => r.rounds), [1, 1], 'each truncate applied again, once');
 });
+
+async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_SINK_')));
+  const code = await main(['node', 'shardbridge', ...args, '--log-level', 'warn'], { stdout: (x) => (stdout += x), stderr: (x) => (stderr += x), env: cleanEnv });
+  return { code, stdout, stderr };
+}

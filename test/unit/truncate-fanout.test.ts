@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
 import { parseTruncateKey, partitionOfKey, truncateKeys } from '../../source-connector/truncate-fanout.ts';
-import { judgeBarrier } from '../../sink-connector/truncate-barrier.ts';
+import { judgeBarrier, planBarrierRewind, type RecordedArrival } from '../../sink-connector/truncate-barrier.ts';
 import { truncateMarks } from '../../sink-connector/partition-batch.ts';
 
 test('truncate keys: one per partition, each hashing to its own partition, in the wire format, naming the truncate', () => {
@@ -59,4 +59,45 @@ test('truncateMarks: only t records whose key names several partitions', () => {
   });
   const marks = truncateMarks([item('1', 'c', key3), item('2', 't', key3), item('3', 't', key1), item('4', 't', null)]);
   assert.deepEqual([...marks], [['2', { id: '0/1/0', partitions: 3 }]]);
+});
+
+const A = (truncateId: string, partition: number, offset: number): RecordedArrival => ({ truncateId, partition, offset: BigInt(offset) });
+
+test('replay over a truncate: every partition rewound before its copy forgets the arrivals and the round', () => {
+  const arrivals = [A('0/1A/1', 0, 10), A('0/1A/1', 1, 7), A('0/1A/1', 2, 12), A('0/2B/1', 0, 30), A('0/2B/1', 1, 25), A('0/2B/1', 2, 31)];
+  const plan = planBarrierRewind(arrivals, new Map([[0, 0n], [1, 0n], [2, 0n]]), 3);
+  assert.equal(plan.refused, null);
+  assert.equal(plan.forget.length, 6);
+  assert.deepEqual([...plan.rounds], [['0/1A/1', 0], ['0/2B/1', 0]]);
+});
+
+test('replay between two truncates: only the later one is applied again', () => {
+  const arrivals = [A('first', 0, 10), A('first', 1, 7), A('second', 0, 30), A('second', 1, 25)];
+  const plan = planBarrierRewind(arrivals, new Map([[0, 11n], [1, 8n]]), 2);
+  assert.equal(plan.refused, null);
+  assert.deepEqual(plan.forget, [A('second', 0, 30), A('second', 1, 25)]);
+  assert.deepEqual([...plan.rounds], [['second', 0]]);
+});
+
+test('replay to the copy itself re-applies it; to just after it does not', () => {
+  const arrivals = [A('t', 0, 10), A('t', 1, 7)];
+  assert.deepEqual(planBarrierRewind(arrivals, new Map([[0, 10n], [1, 7n]]), 2).forget.length, 2);
+  const after = planBarrierRewind(arrivals, new Map([[0, 11n], [1, 8n]]), 2);
+  assert.deepEqual([after.forget, after.refused, after.rounds.size], [[], null, 0]);
+});
+
+test('replay of one partition across a truncate that another partition passed: refused, naming that copy', () => {
+  const arrivals = [A('t', 0, 10), A('t', 1, 7), A('t', 2, 12)];
+  const plan = planBarrierRewind(arrivals, new Map([[1, 0n]]), 3);
+  assert.deepEqual(plan.refused, A('t', 0, 10));
+  // The same with every partition moved, but one only to after its copy.
+  assert.deepEqual(planBarrierRewind(arrivals, new Map([[0, 11n], [1, 0n], [2, 0n]]), 3).refused, A('t', 0, 10));
+});
+
+test('replay over a second round keeps the first one done', () => {
+  // Delivered twice (a source replay): offsets 10 and 40 on partition 0, 7 and 35 on partition 1.
+  const arrivals = [A('t', 0, 10), A('t', 1, 7), A('t', 0, 40), A('t', 1, 35)];
+  const plan = planBarrierRewind(arrivals, new Map([[0, 20n], [1, 20n]]), 2);
+  assert.equal(plan.refused, null);
+  assert.deepEqual([...plan.rounds], [['t', 1]]);
 });

@@ -10,6 +10,7 @@ import { ConfigError } from '../../errors.ts';
 import { createKafka } from '../../kafka/client.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
+import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
 import type { CommandContext } from '../main.ts';
 
 export interface ReplayOptions {
@@ -67,12 +68,23 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const stored = await readTopicOffsets(client, config.groupId, opts.topic);
     const plan = planReplay(partitions, targets, ends, stored);
     const moves = plan.filter((r): r is ReplayPlanRow & { next: bigint } => r.next !== null);
+    // A truncate reached a partition as one copy per partition (sink-connector/truncate-barrier.ts):
+    // re-applying it needs every partition that passed it rewound before it.
+    const barrier = planBarrierRewind(await readArrivals(client, config.groupId, opts.topic), new Map(moves.map((m) => [m.partition, m.next])), count);
+    if (barrier.refused) {
+      const r = barrier.refused;
+      throw new ConfigError(
+        `the replay crosses truncate ${r.truncateId} of ${opts.topic}, which partition ${r.partition} applied at offset ${r.offset} and would not re-apply: the table would not converge`,
+        { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy: 'replay every partition of the topic (no --partition) to a point before the truncate, or replay only after it' },
+      );
+    }
     if (moves.length > 0) {
       // The group first: Kafka refuses while the sink runs, before the destination is touched.
       await admin.setGroupOffsets(config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next.toString() })));
       await client.query('BEGIN');
       try {
         await setStoredOffsets(client, config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
+        await applyBarrierRewind(client, config.groupId, opts.topic, barrier);
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});
@@ -87,6 +99,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
           : `${opts.topic}[${r.partition}]: ${now} -> ${r.next} (destination and group ${config.groupId})\n`,
       );
     }
+    for (const id of barrier.rounds.keys()) ctx.out(`${opts.topic}: truncate ${id} will be applied again once every partition reaches it\n`);
     log.info({ topic: opts.topic, partitions: moves.map((m) => m.partition), groupId: config.groupId }, 'replay set: start the sink to re-apply');
     return 0;
   } finally {

@@ -554,6 +554,27 @@ test('the Dockerfile builds the CLI image the compose services run', () => {
   for (const dir of ['test', 'node_modules', '.git']) assert.ok(ignored.includes(dir), `.dockerignore leaves out ${dir}`);
 });
 
+/** The old-space cap (MB) a NODE_OPTIONS value sets, or null. */
+function maxOldSpaceMb(nodeOptions: string | undefined): number | null {
+  const m = /(?:^|\s)--max[-_]old[-_]space[-_]size=(\d+)(?:\s|$)/.exec(nodeOptions ?? '');
+  return m ? Number(m[1]) : null;
+}
+
+test('the connectors run with a V8 heap cap under the 300 MB RSS aim: the image sets it, the services keep or tune it', () => {
+  const dockerfile = read('Dockerfile');
+  const env = /^ENV NODE_OPTIONS=(\S+)$/m.exec(dockerfile);
+  assert.ok(env, 'the Dockerfile sets NODE_OPTIONS');
+  const imageCap = maxOldSpaceMb(env[1]);
+  assert.ok(imageCap !== null && imageCap > 0 && imageCap < 300, `the image caps the old space below 300 MB (${env[1]})`);
+  assert.ok(dockerfile.indexOf('ENV NODE_OPTIONS') < dockerfile.indexOf('ENTRYPOINT'));
+  for (const name of ['source-connector', 'sink-connector']) {
+    const own = environmentOf(service(name)).NODE_OPTIONS;
+    const cap = own === undefined ? imageCap : maxOldSpaceMb(own);
+    assert.ok(cap !== null && cap > 0 && cap < 300, `${name} runs with an old-space cap below 300 MB (NODE_OPTIONS ${own ?? `from the image: ${env[1]}`})`);
+  }
+  assert.match(read('docs/configuration.md'), /NODE_OPTIONS=--max-old-space-size=\d+/, 'docs/configuration.md says how to set it');
+});
+
 test('docs/docker-compose.md names real commands and services', async () => {
   const doc = read('docs/docker-compose.md');
   const runs = [...doc.matchAll(/docker compose run --rm shardbridge (schema copy|[a-z][a-z-]*)/g)].map((m) => m[1]);

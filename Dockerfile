@@ -4,10 +4,6 @@
 FROM node:20-slim
 
 ENV NODE_ENV=production
-# The connectors' V8 heap cap, as KAFKA_HEAP_OPTS is the broker's: without it V8 lets the old
-# space grow to ~3x the live set on a big host, and the sink's RSS passes 300 MB. Their memory
-# is otherwise bounded by configuration (docs/configuration.md, "Memory"). Override per service.
-ENV NODE_OPTIONS=--max-old-space-size=256
 WORKDIR /app
 
 # Dependencies first, so that a source change does not re-run `npm ci`. `patches/` is applied

@@ -51,8 +51,8 @@ export const sinkConfigSchema = z.strictObject({
   // fetch is applied, so these bound the records held in memory however far the sink is behind.
   consumer: z
     .strictObject({
-      maxBytesPerPartition: positiveInt().default(2 * MiB),
-      maxBytes: positiveInt().default(16 * MiB),
+      maxBytesPerPartition: positiveInt().default(1 * MiB),
+      maxBytes: positiveInt().default(4 * MiB),
     })
     .superRefine((v, ctx) => {
       if (v.maxBytesPerPartition > v.maxBytes) {

@@ -17,7 +17,7 @@ import { postmasterPid } from '../devstack/pg-process.ts';
 import { waitFor } from '../devstack/ports.ts';
 import { DB, SLOT, machineInfo, cpuModel, spawnConnector, startEnv, tablesEqual, waitForProgress, type BenchEnv } from './env.ts';
 import { measureLatency } from './latency.ts';
-import { measureSinkReplay, topicEnds } from './sink-replay.ts';
+import { measureSinkReplay, restorePreBacklog, topicEnds } from './sink-replay.ts';
 import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, waitSlotInactive } from './peers.ts';
 import type { BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
@@ -258,6 +258,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
         check();
         progress('sink alone: stopped, rewound to the backlog\'s first offsets (destination and group), started again; the source idle');
         await stopAll('catch-up', children.splice(1));
+        await restorePreBacklog(e, w.rows);
         const rm = meter('sink replay', w.changes);
         rm.watch('source connector', children[0].pid);
         const replay = await measureSinkReplay({

@@ -5,14 +5,19 @@
  * offsets first — Kafka refuses while the group has members —, then the destination's
  * stored offsets, which are what the sink resumes from), and started alone. It is timed
  * from its group join (its first milestone) until every partition is applied to its end
- * again. Re-applying onto the caught-up destination is idempotent: the same statements,
- * converging to the same rows, which the caller's verification checks (after its CPU
- * meter has stopped, as for every phase).
+ * again, and the caller's verification checks the rows (after its CPU meter has stopped,
+ * as for every phase).
+ *
+ * Before that (untimed, unmetered) the destination table is put back to its pre-backlog
+ * state, the seeded rows, so the sink does what native catch-up did: inserts of new rows,
+ * updates and deletes of existing ones. Re-applying onto the caught-up table would also
+ * converge, but as upserts that hit existing rows and deletes that find nothing: other work.
  */
 import type { ConnectorChild } from './children.ts';
 import { GROUP_ID, TOPIC, waitForProgress, type BenchEnv } from './env.ts';
 import type { SinkOnlyTimed } from './report.ts';
 import { withClient } from '../demo/session.ts';
+import { insertSql } from './workload.ts';
 import { planReplay } from '../cli/commands/replay.ts';
 import { readTopicOffsets, setStoredOffsets } from '../../sink-connector/offsets.ts';
 
@@ -56,6 +61,15 @@ export interface SinkReplayOptions {
   others: ConnectorChild[];
   deadlineMs: number;
   signal: AbortSignal;
+}
+
+/** The destination's orders back to the seeded rows 1..rows (the source's state before the backlog). */
+export async function restorePreBacklog(env: BenchEnv, rows: number): Promise<void> {
+  await withClient(env.dst.ours, async (c) => {
+    await c.query('TRUNCATE public.orders RESTART IDENTITY');
+    await c.query(insertSql(1, rows));
+    await c.query('VACUUM ANALYZE public.orders');
+  });
 }
 
 /** Rewind, start the sink alone, time it to the end of every partition (not verified yet). The sink is left running. */

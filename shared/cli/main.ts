@@ -290,7 +290,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .option('--cpu-prof [dir]', 'run the connector processes with node --cpu-prof, profiles into DIR (default: bench-profiles), and print their top functions')
     .option('--latency-seconds <n>', 'seconds of steady load for the latency measurement (default: 20)', intArg('a number of seconds (1 or more)', 1))
     .option('--no-warmup', "skip warming up the Kafka broker's JIT before the timed phases")
-    .option('--connector-heap-mb <n>', "NODE_OPTIONS=--max-old-space-size=N for the connector processes, as the image sets it (default: 256; 0: node's default)", intArg('a number of MB (0 or more)', 0))
+    .option('--connector-heap-mb <n>', "NODE_OPTIONS=--max-old-space-size=N for the connector processes (default: 0, node's default heap; docs/configuration.md, Memory)", intArg('a number of MB (0 or more)', 0))
     .action(act('bench'));
 
   return program;

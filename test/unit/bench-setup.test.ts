@@ -43,9 +43,9 @@ test('connector NODE_OPTIONS: the heap cap replaces any inherited one, other opt
   assert.equal(connectorNodeOptions('--max-old-space-size 4096 --trace-warnings', 320), '--trace-warnings --max-old-space-size=320', 'the value as a separate token goes too');
 });
 
-test('bench settings: warm-up on and a 256 MB connector heap unless told otherwise', () => {
-  assert.equal(DEFAULT_CONNECTOR_HEAP_MB, 256);
-  assert.deepEqual(benchSettings({}), { scale: 1, sourceOnly: false, latencySeconds: 20, warmup: true, connectorHeapMb: 256 });
+test('bench settings: warm-up on and no connector heap cap unless told otherwise', () => {
+  assert.equal(DEFAULT_CONNECTOR_HEAP_MB, 0);
+  assert.deepEqual(benchSettings({}), { scale: 1, sourceOnly: false, latencySeconds: 20, warmup: true, connectorHeapMb: 0 });
   assert.deepEqual(benchSettings({ scale: 0.2, warmup: false, connectorHeapMb: 0, sourceOnly: true, latencySeconds: 5 }), {
     scale: 0.2,
     sourceOnly: true,

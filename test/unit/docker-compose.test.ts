@@ -560,19 +560,17 @@ function maxOldSpaceMb(nodeOptions: string | undefined): number | null {
   return m ? Number(m[1]) : null;
 }
 
-test('the connectors run with a V8 heap cap under the 300 MB RSS aim: the image sets it, the services keep or tune it', () => {
+test('a V8 heap cap, when the image or a connector service sets one, is a valid old-space size; the docs say how', () => {
   const dockerfile = read('Dockerfile');
-  const env = /^ENV NODE_OPTIONS=(\S+)$/m.exec(dockerfile);
-  assert.ok(env, 'the Dockerfile sets NODE_OPTIONS');
-  const imageCap = maxOldSpaceMb(env[1]);
-  assert.ok(imageCap !== null && imageCap > 0 && imageCap < 300, `the image caps the old space below 300 MB (${env[1]})`);
-  assert.ok(dockerfile.indexOf('ENV NODE_OPTIONS') < dockerfile.indexOf('ENTRYPOINT'));
-  for (const name of ['source-connector', 'sink-connector']) {
-    const own = environmentOf(service(name)).NODE_OPTIONS;
-    const cap = own === undefined ? imageCap : maxOldSpaceMb(own);
-    assert.ok(cap !== null && cap > 0 && cap < 300, `${name} runs with an old-space cap below 300 MB (NODE_OPTIONS ${own ?? `from the image: ${env[1]}`})`);
+  const image = /^ENV NODE_OPTIONS=(.+)$/m.exec(dockerfile)?.[1];
+  for (const [where, value] of [['Dockerfile', image], ...['source-connector', 'sink-connector'].map((n) => [n, environmentOf(service(n)).NODE_OPTIONS])]) {
+    if (value === undefined || !/max[-_]old[-_]space/.test(value)) continue;
+    const cap = maxOldSpaceMb(value);
+    assert.ok(cap !== null && cap >= 128, `${where}: --max-old-space-size=<MB>, at least 128 (${value})`);
   }
-  assert.match(read('docs/configuration.md'), /NODE_OPTIONS=--max-old-space-size=\d+/, 'docs/configuration.md says how to set it');
+  const doc = read('docs/configuration.md');
+  assert.match(doc, /NODE_OPTIONS=--max-old-space-size=N/, 'docs/configuration.md says how to set a cap');
+  assert.match(doc, /`consumer\.maxBytesPerPartition` \/\s+`consumer\.maxBytes`/, 'and what bounds memory without one');
 });
 
 test('docs/docker-compose.md names real commands and services', async () => {

@@ -53,6 +53,9 @@ export const sinkConfigSchema = z.strictObject({
     .strictObject({
       maxBytesPerPartition: positiveInt().default(1 * MiB),
       maxBytes: positiveInt().default(4 * MiB),
+      // Under light load a fetch waits up to batch.maxWaitMs for this much instead of returning
+      // each few records at once: fewer fetches, transactions and commits for the same changes.
+      minBytes: positiveInt().default(64 * 1024),
     })
     .superRefine((v, ctx) => {
       if (v.maxBytesPerPartition > v.maxBytes) {

@@ -27,6 +27,7 @@ import { detectCitus, readDestinationTable, type CitusInfo } from './destination
 import { ensureSinkTables, PositionTracker, readStoredOffsets, tpKey } from './offsets.ts';
 import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
 import { createSinkMetrics, type SinkMetrics } from './sink-metrics.ts';
+import { GroupCommits } from './group-commits.ts';
 import { describeStall, Stalls } from './stall.ts';
 import { TableStates } from './table-state.ts';
 
@@ -82,6 +83,7 @@ class SinkRuntime {
   private rejectDone!: (err: unknown) => void;
   private readonly abort = new AbortController();
   private stopping?: Promise<void>;
+  private groupCommits?: GroupCommits;
 
   private readonly targetFor: TargetFor;
   private readonly deadLetterTopic: string;
@@ -240,6 +242,7 @@ class SinkRuntime {
       this.stalls?.stop();
       this.consumerAbort.abort(new Error('sink stopping'));
       await this.consumerChain.catch(() => {});
+      await this.groupCommits?.flush();
       await this.consumer?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
       await this.producer?.disconnect().catch(() => {});
       await this.admin?.disconnect().catch(() => {});
@@ -314,6 +317,7 @@ class SinkRuntime {
       if (this.abort.signal.aborted) return;
       const old = this.consumer;
       this.consumerAbort.abort(new Error('consumer restarting'));
+      await this.groupCommits?.flush();
       await old?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
       this.consumerAbort = new AbortController();
       await this.runConsumer(topics, this.consumerAbort.signal);
@@ -331,8 +335,15 @@ class SinkRuntime {
       // The next fetch waits until this one is applied: these bound the sink's memory (config.ts).
       maxBytesPerPartition: config.consumer.maxBytesPerPartition,
       maxBytes: config.consumer.maxBytes,
+      minBytes: config.consumer.minBytes,
     });
+    const commits = new GroupCommits((offsets) =>
+      consumer.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.next.toString() }))).catch((err: unknown) =>
+        this.log.debug({ err: (err as Error).message, partitions: offsets.length }, 'group offset commit failed (monitoring only)'),
+      ),
+    );
     this.consumer = consumer;
+    this.groupCommits = commits;
     this.topics = new Set(topics);
     consumer.onGroupJoin((assignment) => this.onJoin(consumer, assignment));
     consumer.onCrash(({ error, restart }) => {
@@ -342,11 +353,7 @@ class SinkRuntime {
     const control: ConsumerControl = {
       seek: (topic, partition, offset) => consumer.seek({ topic, partition, offset: offset.toString() }),
       pause: (topic, partition) => consumer.pause([{ topic, partitions: [partition] }]),
-      commit: (topic, partition, next) => {
-        consumer.commitOffsets([{ topic, partition, offset: next.toString() }]).catch((err: unknown) =>
-          this.log.debug({ err: (err as Error).message, topic, partition }, 'group offset commit failed (monitoring only)'),
-        );
-      },
+      commit: (topic, partition, next) => commits.offer(topic, partition, next),
       signal,
     };
     await consumer.connect();

@@ -35,6 +35,7 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/recordBatch/v0/index.js',
     'kafkajs/src/protocol/recordBatch/record/v0/decoder.js',
     'kafkajs/src/protocol/request.js',
+    'kafkajs/src/protocol/recordBatch/v0/decoder.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }
@@ -109,4 +110,30 @@ test('record decoding: offsets and timestamps exact on the number path and beyon
       }
     }
   }
+});
+
+test('record batch decoding in place: every field as kafkajs encoded it (keys, values, nulls, headers, offsets, timestamps)', async () => {
+  const Long = require('kafkajs/src/utils/long.js') as { fromInt(n: number): unknown };
+  const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0/index.js') as { RecordBatch(o: object): Promise<{ buffer: Buffer }> };
+  const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (o: object) => unknown;
+  const Decoder = require('kafkajs/src/protocol/decoder.js') as new (b: Buffer) => unknown;
+  const decodeBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder.js') as (d: unknown) => Promise<{
+    records: { key: Buffer | null; value: Buffer | null; offset: string; timestamp: string; headers: Record<string, Buffer> }[];
+  }>;
+  const messages = Array.from({ length: 300 }, (_, i) => ({
+    key: i % 7 === 0 ? null : randomBytes(8),
+    value: i % 11 === 0 ? null : randomBytes(i % 300),
+    headers: i % 50 === 0 ? { h: Buffer.from(`x${i}`) } : undefined,
+  }));
+  const records = messages.map((m, i) => Record({ ...m, offsetDelta: i, timestampDelta: i * 3 }));
+  const batch = await RecordBatch({ records, firstTimestamp: 1_700_000_000_000, maxTimestamp: 1_700_000_000_897, lastOffsetDelta: 299, firstOffset: Long.fromInt(1234) });
+  const decoded = await decodeBatch(new Decoder(batch.buffer));
+  assert.equal(decoded.records.length, 300);
+  decoded.records.forEach((r, i) => {
+    assert.deepEqual(r.key, messages[i].key);
+    assert.deepEqual(r.value, messages[i].value);
+    assert.equal(r.offset, String(1234 + i));
+    assert.equal(r.timestamp, String(1_700_000_000_000 + i * 3));
+    assert.deepEqual(r.headers, messages[i].headers ?? {});
+  });
 });

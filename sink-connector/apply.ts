@@ -8,35 +8,20 @@
  * Errors leave as: SinkApplyError with the database's fields (retriable by SQLSTATE),
  * RetriableError for a lost connection, or the error our own code threw.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
-import { RetriableError, ShardBridgeError, SinkApplyError, isRetriableSqlState } from '../shared/errors.ts';
+import { ShardBridgeError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
-import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
+import { collapse, type ApplyPlan } from './collapse.ts';
 import type { DecodedRecord, TableVersion } from './decode.ts';
 import { lockOffset } from './offsets.ts';
 import { arriveAtBarrier, ensureBarrierTables, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
-import {
-  buildDelete,
-  buildSparingDelete,
-  buildUpsert,
-  clearStagingSql,
-  copyIntoStagingSql,
-  createStagingSql,
-  distributeStagingSql,
-  encodeCopyTextRow,
-  mergeFromStagingSql,
-  quoteIdent,
-  STAGING_SCHEMA,
-  stagingBaseName,
-  stagingTableName,
-  truncateSql,
-  UPSERT_OFFSETS_SQL,
-} from './upsert-batch.ts';
+import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
+import { ensureStaging, upsertViaStaging } from './staging.ts';
+import { buildDelete, buildSparingDelete, buildUpsert, truncateSql, UPSERT_OFFSETS_SQL } from './upsert-batch.ts';
+
+export { classify };
 
 export interface ApplyContext {
   groupId: string;
@@ -296,98 +281,9 @@ export function arrayLiterals(columns: readonly (readonly (string | null)[])[]):
   });
 }
 
-const COPY_CHUNK_BYTES = 1 << 20;
-
-async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup): Promise<void> {
-  const lines = function* (): Generator<string> {
-    let buf = '';
-    for (const r of g.rows) {
-      buf += encodeCopyTextRow(r);
-      if (buf.length >= COPY_CHUNK_BYTES) {
-        yield buf;
-        buf = '';
-      }
-    }
-    if (buf) yield buf;
-  };
-  try {
-    await pipeline(Readable.from(lines()), client.query(copyFrom(copyIntoStagingSql(table, g.columns))));
-  } catch (err) {
-    throw classify(err, { table: `${table.schema}.${table.name}` });
-  }
-  await q(mergeFromStagingSql(table, g.columns));
-  await q(clearStagingSql(table));
-}
-
-const stagingReady = new WeakSet<ApplyTable>();
-
-/**
- * The staging table exists with every target column (a column added later is added to
- * it too) and, on Citus, is distributed colocated with the target. Once per ApplyTable.
- */
-async function ensureStaging(q: Query, table: ApplyTable): Promise<void> {
-  if (stagingReady.has(table)) return;
-  await q(createStagingSql(table));
-  const dist = distributeStagingSql(table);
-  if (dist) await q(dist);
-  const { rows } = await q(
-    `SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
-    [STAGING_SCHEMA, stagingBaseName(table)],
-  );
-  const have = new Set(rows.map((r: { attname: string }) => r.attname));
-  for (const c of table.columns) {
-    if (!have.has(c.name)) await q(`ALTER TABLE ${stagingTableName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
-  }
-  // A column dropped from the target since the staging table was made could be NOT NULL there.
-  const wanted = new Set(table.columns.map((c) => c.name));
-  for (const name of have) {
-    if (!wanted.has(name)) await q(`ALTER TABLE ${stagingTableName(table)} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
-  }
-  stagingReady.add(table);
-}
-
 function count(counts: Counts, table: string, records: readonly DecodedRecord[]): void {
   let m = counts.get(table);
   if (!m) counts.set(table, (m = new Map()));
   for (const r of records) m.set(r.change.op, (m.get(r.change.op) ?? 0) + 1);
 }
 
-type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult>;
-
-function queryWith(client: pg.ClientBase): Query {
-  return async (sql, params) => {
-    try {
-      return await client.query(sql, params);
-    } catch (err) {
-      throw classify(err, {});
-    }
-  };
-}
-
-/**
- * A failure of a destination call as one of our errors: PostgreSQL's own errors keep their
- * fields and are retriable by SQLSTATE class; anything else from the driver means the
- * connection is gone (retriable). Our own errors pass unchanged.
- */
-export function classify(err: unknown, where: { table?: string; column?: string }): Error {
-  if (err instanceof ShardBridgeError) {
-    if (where.table && err.context.table === undefined) return withTable(err, where.table);
-    return err;
-  }
-  const e = err as { code?: string; severity?: string; message?: string; table?: string; schema?: string; column?: string; constraint?: string };
-  if (typeof e?.severity === 'string' && typeof e.code === 'string') {
-    const table = e.table ? (e.schema ? `${e.schema}.${e.table}` : e.table) : where.table;
-    return new SinkApplyError(e.message ?? 'destination error', {
-      retriable: isRetriableSqlState(e.code),
-      context: { table, column: e.column ?? where.column, constraint: e.constraint, sqlstate: e.code },
-      cause: err,
-    });
-  }
-  return new RetriableError(`destination connection failed: ${e?.message ?? String(err)}`, { cause: err, context: { table: where.table } });
-}
-
-function withTable(err: ShardBridgeError, table: string): ShardBridgeError {
-  (err.context as Record<string, unknown>).table = table;
-  return err;
-}

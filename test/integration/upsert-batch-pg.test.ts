@@ -10,6 +10,8 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { getTestDestination } from '../helpers/postgres.ts';
+import { queryWith } from '../../sink-connector/destination-errors.ts';
+import { ensureStaging } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
 import type { ApplyTable, SinkChange } from '../../sink-connector/sink-change.ts';
 import {
@@ -34,6 +36,7 @@ type Row = Record<string, string | null>;
 const SCHEMA = `sb_upsert_${process.pid}_${Date.now().toString(36)}`;
 let release: () => Promise<void> = async () => {};
 let db: pg.Client;
+let destUrl = '';
 
 // Every type family the value contract promises to carry exactly.
 const ITEM_COLUMNS: [string, string][] = [
@@ -162,6 +165,7 @@ async function contents(table: ApplyTable): Promise<string[]> {
 before(async () => {
   const dest = await getTestDestination();
   release = dest.release;
+  destUrl = dest.url;
   db = new pg.Client({ connectionString: dest.url, options: '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c bytea_output=hex' });
   await db.connect();
   await db.query(`CREATE SCHEMA ${pg.escapeIdentifier(SCHEMA)}`);
@@ -312,6 +316,44 @@ test('staging COPY + merge gives the same rows as the unnest path, inserts and u
   await createTable(orders);
   await runPlan(orders, collapse([change('r', { customer_id: '1', id: '1', amount: '1.00', status: 'a\\b', payload: '{"x": 1}' })], orders), { staging: true });
   assert.deepEqual(await contents(orders), ['(1,1,1.00,"a\\\\b","{""x"": 1}")']);
+});
+
+test('staging table creation: concurrent partitions of one sink, and a racing sink process, end with one ready table', async () => {
+  const connect = async () => {
+    const c = new pg.Client({ connectionString: destUrl });
+    await c.connect();
+    return c;
+  };
+  const [a, b, rival] = [await connect(), await connect(), await connect()];
+  try {
+    const concurrent = itemTable('staged_concurrently');
+    await createTable(concurrent);
+    // Two partitions of one sink reach the COPY path at once: one creates, the other waits for it.
+    await Promise.all([ensureStaging(queryWith(a), concurrent), ensureStaging(queryWith(b), { ...concurrent })]);
+
+    // Another sink process creates the same staging table in a transaction still open: our
+    // CREATE TABLE IF NOT EXISTS waits on the catalog's unique index, then fails with 23505
+    // once the rival commits. That means the table exists: no stall.
+    const raced = itemTable('staged_racing');
+    await createTable(raced);
+    await rival.query('BEGIN');
+    await rival.query(createStagingSql(raced));
+    const ours = ensureStaging(queryWith(a), raced);
+    const blocked = async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE TABLE IF NOT EXISTS%'`)).rows[0].n > 0;
+    for (const deadline = Date.now() + 10_000; !(await blocked()); ) {
+      assert.ok(Date.now() < deadline, 'our CREATE waits for the rival transaction');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await rival.query('COMMIT');
+    await ours;
+    for (const t of [concurrent, raced]) {
+      await runPlan(t, collapse(ITEMS.map((row) => change('r', row)), t), { staging: true });
+      assert.equal((await contents(t)).length, ITEMS.length);
+    }
+  } finally {
+    await rival.query('ROLLBACK').catch(() => {});
+    await Promise.all([a, b, rival].map((c) => c.end()));
+  }
 });
 
 test('key-only tables upsert with DO NOTHING; composite deletes match both columns', async () => {

@@ -1,0 +1,94 @@
+/**
+ * The bulk path for big upsert groups (snapshot rows): COPY into a staging table shaped like
+ * the target, then one `INSERT … SELECT … ON CONFLICT` and a DELETE of the staged rows, all in
+ * the batch transaction. On Citus the staging table is distributed colocated with the target,
+ * so the merge is pushed down to the shards (../shared/README.md measured it fastest there).
+ */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { UpsertGroup } from './collapse.ts';
+import { classify, sqlStateOf, type Query } from './destination-errors.ts';
+import type { ApplyTable } from './sink-change.ts';
+import {
+  clearStagingSql,
+  copyIntoStagingSql,
+  createStagingSql,
+  distributeStagingSql,
+  encodeCopyTextRow,
+  mergeFromStagingSql,
+  quoteIdent,
+  STAGING_SCHEMA,
+  stagingBaseName,
+  stagingTableName,
+} from './upsert-batch.ts';
+
+const COPY_CHUNK_BYTES = 1 << 20;
+
+export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup): Promise<void> {
+  const lines = function* (): Generator<string> {
+    let buf = '';
+    for (const r of g.rows) {
+      buf += encodeCopyTextRow(r);
+      if (buf.length >= COPY_CHUNK_BYTES) {
+        yield buf;
+        buf = '';
+      }
+    }
+    if (buf) yield buf;
+  };
+  try {
+    await pipeline(Readable.from(lines()), client.query(copyFrom(copyIntoStagingSql(table, g.columns))));
+  } catch (err) {
+    throw classify(err, { table: `${table.schema}.${table.name}` });
+  }
+  await q(mergeFromStagingSql(table, g.columns));
+  await q(clearStagingSql(table));
+}
+
+const stagingReady = new WeakSet<ApplyTable>();
+/** Staging DDL in progress, by staging table: partitions applied concurrently wait for one. */
+const preparing = new Map<string, Promise<void>>();
+
+/**
+ * The staging table exists with every target column (a column added later is added to
+ * it too) and, on Citus, is distributed colocated with the target. Once per ApplyTable.
+ */
+export async function ensureStaging(q: Query, table: ApplyTable): Promise<void> {
+  if (stagingReady.has(table)) return;
+  const name = stagingTableName(table);
+  for (let pending = preparing.get(name); pending; pending = preparing.get(name)) await pending.catch(() => {});
+  if (stagingReady.has(table)) return;
+  const run = prepareStaging(q, table).finally(() => preparing.delete(name));
+  preparing.set(name, run);
+  await run;
+  stagingReady.add(table);
+}
+
+async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
+  try {
+    await q(createStagingSql(table));
+  } catch (err) {
+    // CREATE TABLE IF NOT EXISTS racing another sink process: the loser fails on the catalog's
+    // unique index (23505) or as a duplicate table (42P07). The table exists either way.
+    const state = sqlStateOf(err);
+    if (state !== '23505' && state !== '42P07') throw err;
+  }
+  const dist = distributeStagingSql(table);
+  if (dist) await q(dist);
+  const { rows } = await q(
+    `SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
+    [STAGING_SCHEMA, stagingBaseName(table)],
+  );
+  const have = new Set(rows.map((r: { attname: string }) => r.attname));
+  for (const c of table.columns) {
+    if (!have.has(c.name)) await q(`ALTER TABLE ${stagingTableName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+  }
+  // A column dropped from the target since the staging table was made could be NOT NULL there.
+  const wanted = new Set(table.columns.map((c) => c.name));
+  for (const name of have) {
+    if (!wanted.has(name)) await q(`ALTER TABLE ${stagingTableName(table)} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
+  }
+}

@@ -45,7 +45,10 @@ interface Mapping {
 }
 
 const int = (t: string): number => +t;
-const bigint = (t: string): bigint => BigInt(t);
+// Up to 15 digits is always a safe integer: a number, which the long writer takes without a
+// BigInt; longer text (beyond 2^53 possibly) stays exact as a BigInt.
+const SAFE_DIGITS = /^-?[0-9]{1,15}$/;
+const bigint = (t: string): bigint | number => (SAFE_DIGITS.test(t) ? +t : BigInt(t));
 
 /** pg_catalog base types by typname. Anything not here is carried as its text. */
 function baseMapping(name: string, typmod: number): Mapping | undefined {

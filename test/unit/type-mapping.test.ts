@@ -155,6 +155,12 @@ test('int8 beyond 2^53 never passes through a number', () => {
     assert.equal(avro, big);
     assert.equal(decoded, big);
   }
+  // Short ones go as numbers (exact: at most 15 digits); either way the same Avro bytes.
+  for (const text of ['0', '-1', '999999999999999', '-999999999999999', '1000000000000000', '-1000000000000000']) {
+    const { avro, decoded } = roundTrip(T('int8'), -1, text);
+    assert.equal(typeof avro, text.replace('-', '').length < 16 ? 'number' : 'bigint', text);
+    assert.equal(decoded, BigInt(text));
+  }
 });
 
 test('Avro values of the Debezium time types', () => {

@@ -36,6 +36,7 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/recordBatch/record/v0/decoder.js',
     'kafkajs/src/protocol/request.js',
     'kafkajs/src/protocol/recordBatch/v0/decoder.js',
+    'kafkajs/src/protocol/recordBatch/crc32C/crc32C.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }
@@ -136,4 +137,23 @@ test('record batch decoding in place: every field as kafkajs encoded it (keys, v
     assert.equal(r.timestamp, String(1_700_000_000_000 + i * 3));
     assert.deepEqual(r.headers, messages[i].headers ?? {});
   });
+});
+
+test('CRC-32C (slicing by 8): the standard check value and a bitwise reference on every length', () => {
+  const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (b: Buffer) => number;
+  const reference = (b: Buffer): number => {
+    let crc = 0xffffffff;
+    for (const byte of b) {
+      crc ^= byte;
+      for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+    }
+    return (crc ^ 0xffffffff) >>> 0;
+  };
+  assert.equal(crc32C(Buffer.from('123456789')), 0xe3069283);
+  for (let len = 0; len < 100; len++) {
+    const b = randomBytes(len);
+    assert.equal(crc32C(b), reference(b), b.toString('hex'));
+  }
+  const big = randomBytes(100_003);
+  assert.equal(crc32C(big), reference(big));
 });

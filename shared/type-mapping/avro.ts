@@ -94,10 +94,53 @@ function fastLongType(): avro.Type {
  */
 export const BIGINT_LONG_TYPE: avro.Type = fastLongType();
 
-function longHook(schema: unknown): avro.Type | undefined {
-  if (schema === 'long') return BIGINT_LONG_TYPE;
-  if (schema !== null && typeof schema === 'object' && !Array.isArray(schema) && (schema as { type?: unknown }).type === 'long') {
-    return BIGINT_LONG_TYPE;
+interface StringTap extends Tap {
+  buf: Buffer;
+}
+const AvscStringType = avro.types.StringType as unknown as new () => { _write(tap: StringTap, v: unknown): void };
+
+/**
+ * avsc writes every string with `Buffer.byteLength` first (a call into C++), then a copy loop.
+ * Most of our strings are short ASCII (ops, names, numbers as text, timestamps): those go
+ * straight into the buffer behind a one-byte length; anything else takes avsc's own path.
+ * Same bytes either way.
+ */
+class FastStringType extends AvscStringType {
+  override _write(tap: StringTap, v: unknown): void {
+    if (typeof v === 'string' && v.length < 64) {
+      const buf = tap.buf;
+      const start = tap.pos + 1;
+      const n = v.length;
+      if (start + n <= buf.length) {
+        let i = 0;
+        for (; i < n; i++) {
+          const c = v.charCodeAt(i);
+          if (c >= 0x80) break;
+          buf[start + i] = c;
+        }
+        if (i === n) {
+          buf[tap.pos] = n << 1; // zigzag varint of n < 64: one byte
+          tap.pos = start + n;
+          return;
+        }
+      }
+    }
+    super._write(tap, v);
+  }
+}
+
+const STRING_TYPE = new FastStringType() as unknown as avro.Type;
+
+const PRIMITIVE_HOOKS = new Map<unknown, avro.Type>([
+  ['long', BIGINT_LONG_TYPE],
+  ['string', STRING_TYPE],
+]);
+
+function typeHook(schema: unknown): avro.Type | undefined {
+  if (typeof schema === 'string') return PRIMITIVE_HOOKS.get(schema);
+  if (schema !== null && typeof schema === 'object' && !Array.isArray(schema)) {
+    const t = (schema as { type?: unknown; logicalType?: unknown }).type;
+    if ((schema as { logicalType?: unknown }).logicalType === undefined) return PRIMITIVE_HOOKS.get(t);
   }
   return undefined;
 }
@@ -108,7 +151,7 @@ function longHook(schema: unknown): avro.Type | undefined {
  * column is a JS array or its verbatim text.
  */
 export function avroRegistryOptions(): Partial<avro.ForSchemaOptions> {
-  return { registry: {}, typeHook: longHook as avro.ForSchemaOptions['typeHook'], wrapUnions: 'never' };
+  return { registry: {}, typeHook: typeHook as avro.ForSchemaOptions['typeHook'], wrapUnions: 'never' };
 }
 
 /** Compile an Avro schema (JSON object or text) with the project's options. */

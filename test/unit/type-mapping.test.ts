@@ -329,6 +329,22 @@ test('BigInt long: the number fast path writes the same zigzag varint bytes and 
   assert.throws(() => t.toBuffer(2 ** 60));
 });
 
+test('strings: the short-ASCII fast path writes the bytes avsc writes, also when the buffer must grow', async () => {
+  const avro = (await import('avsc')).default;
+  const ours = createAvroType({ type: 'record', name: 'S', fields: [{ name: 'a', type: 'string' }, { name: 'b', type: ['null', { type: 'string', 'connect.name': 'x' }] }] });
+  const stock = avro.Type.forSchema({ type: 'record', name: 'S', fields: [{ name: 'a', type: 'string' }, { name: 'b', type: ['null', 'string'] }] }, { wrapUnions: 'never' });
+  const samples = ['', 'a', 'op', 'x'.repeat(63), 'y'.repeat(64), 'z'.repeat(500), 'café', 'naïve-ascii-then-ü', '日本語', '😀 emoji', 'tab\there', '\u007f\u0080'];
+  for (let n = 0; n < 70; n++) samples.push(String.fromCharCode(...Array.from({ length: n }, (_, i) => 32 + ((i * 7) % 95))));
+  for (const a of samples) {
+    for (const b of [null, a, 'q'.repeat(900) + a]) {
+      const bytes = ours.toBuffer({ a, b });
+      assert.deepEqual(bytes, stock.toBuffer({ a, b }), JSON.stringify(a));
+      assert.deepEqual({ ...(ours.fromBuffer(bytes) as object) }, { a, b });
+    }
+  }
+  assert.throws(() => ours.toBuffer({ a: 5, b: null }));
+});
+
 test('day arithmetic is proleptic Gregorian both ways', () => {
   // Every 97th day across ±6000 years, plus leap days.
   for (let d = -2_500_000; d < 2_500_000; d += 97) {

@@ -131,13 +131,33 @@ class FastStringType extends AvscStringType {
 
 const STRING_TYPE = new FastStringType() as unknown as avro.Type;
 
+type Writer = { _write(tap: Tap, v: unknown): void };
+const AvscUnwrappedUnion = avro.types.UnwrappedUnionType as unknown as new (schema: unknown, opts: unknown) => Writer & { types: Writer[] };
+
+/**
+ * `["null", T]`, the shape of every nullable field: avsc's unwrapped union finds the branch of
+ * each value by its type, and for an abstract type (our long) by running the value through
+ * its validity check, on every write. A null is branch 0, anything else branch 1 (whose own
+ * write refuses a wrong value). Same bytes.
+ */
+class NullableType extends AvscUnwrappedUnion {
+  override _write(tap: Tap, v: unknown): void {
+    if (v === null) tap.writeLong(0);
+    else if (v !== undefined) {
+      tap.writeLong(1);
+      this.types[1]._write(tap, v);
+    } else super._write(tap, v);
+  }
+}
+
 const PRIMITIVE_HOOKS = new Map<unknown, avro.Type>([
   ['long', BIGINT_LONG_TYPE],
   ['string', STRING_TYPE],
 ]);
 
-function typeHook(schema: unknown): avro.Type | undefined {
+function typeHook(schema: unknown, opts: unknown): avro.Type | undefined {
   if (typeof schema === 'string') return PRIMITIVE_HOOKS.get(schema);
+  if (Array.isArray(schema)) return schema.length === 2 && schema[0] === 'null' ? (new NullableType(schema, opts) as unknown as avro.Type) : undefined;
   if (schema !== null && typeof schema === 'object' && !Array.isArray(schema)) {
     const t = (schema as { type?: unknown; logicalType?: unknown }).type;
     if ((schema as { logicalType?: unknown }).logicalType === undefined) return PRIMITIVE_HOOKS.get(t);

@@ -345,6 +345,30 @@ test('strings: the short-ASCII fast path writes the bytes avsc writes, also when
   assert.throws(() => ours.toBuffer({ a: 5, b: null }));
 });
 
+test('nullable fields ["null", T]: same bytes as avsc\'s own union, wrong values still refused', async () => {
+  const avro = (await import('avsc')).default;
+  const fields = [
+    { name: 'l', type: ['null', 'long'], default: null },
+    { name: 's', type: ['null', 'string'], default: null },
+    { name: 'r', type: ['null', { type: 'record', name: 'Inner', fields: [{ name: 'x', type: 'int' }] }], default: null },
+    { name: 'd', type: ['null', 'double'], default: null },
+  ];
+  const ours = createAvroType({ type: 'record', name: 'N', fields });
+  // The reference: avsc's own long (numbers only, safe range) and unions.
+  const stock = avro.Type.forSchema({ type: 'record', name: 'N', fields } as Parameters<typeof avro.Type.forSchema>[0], { wrapUnions: 'never' });
+  const values = [
+    { l: null, s: null, r: null, d: null },
+    { l: 0, s: '', r: { x: 1 }, d: -0 },
+    { l: -123456789, s: 'välue', r: { x: -5 }, d: Number.NaN },
+    { l: 2 ** 52 - 1, s: 'a'.repeat(300), r: null, d: 1.5 },
+  ];
+  for (const v of values) assert.deepEqual(ours.toBuffer(v), stock.toBuffer(v), JSON.stringify(v));
+  assert.deepEqual(ours.toBuffer({ ...values[2], l: -123456789n }), stock.toBuffer(values[2]), 'a BigInt long writes as the number would');
+  assert.throws(() => ours.toBuffer({ ...values[0], l: 'twelve' }));
+  assert.throws(() => ours.toBuffer({ ...values[0], s: 12 }));
+  assert.deepEqual(ours.toBuffer({ ...values[0], d: undefined }), stock.toBuffer({ ...values[0], d: undefined }), 'undefined: the field default, as avsc does');
+});
+
 test('day arithmetic is proleptic Gregorian both ways', () => {
   // Every 97th day across ±6000 years, plus leap days.
   for (let d = -2_500_000; d < 2_500_000; d += 97) {

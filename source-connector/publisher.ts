@@ -51,6 +51,9 @@ export interface PublisherOptions {
   metrics?: Metrics;
 }
 
+/** Encoded keys and values are cut from slabs of this size (see encode). */
+const SLAB_BYTES = 256 * 1024;
+
 /** Kafka record overhead (headers, varints, attributes) counted per record in batch sizing. */
 const RECORD_OVERHEAD = 24;
 
@@ -106,7 +109,8 @@ export class Publisher {
   private failure: Error | null = null;
   private readonly failureListeners: ((err: Error) => void)[] = [];
   private readonly abort = new AbortController();
-  private scratch = Buffer.allocUnsafe(64 * 1024);
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private slabPos = 0;
   private readonly published?: Counter<'table' | 'op'>;
   private readonly counters = new Map<string, Map<string, Counter.Internal>>();
   /** Records acknowledged by Kafka since start. */
@@ -323,17 +327,24 @@ export class Publisher {
     for (const l of this.failureListeners) l(failure);
   }
 
-  /** Header + Avro body straight into a scratch buffer, then one right-sized copy. */
+  /**
+   * Header + Avro body straight into the current slab; the record is a view of it, not a
+   * copy. A full slab is left to the records in it (it is freed with the last of them) and a
+   * new one started.
+   */
   private encode(type: avro.Type, schemaId: number, value: unknown): Buffer {
     for (;;) {
-      const end = type.encode(value, this.scratch, WIRE_HEADER_LENGTH);
+      const start = this.slabPos;
+      const end = type.encode(value, this.slab, start + WIRE_HEADER_LENGTH);
       if (end >= 0) {
-        writeWireHeader(this.scratch, schemaId);
-        const out = Buffer.allocUnsafe(end);
-        this.scratch.copy(out, 0, 0, end);
-        return out;
+        writeWireHeader(this.slab, schemaId, start);
+        this.slabPos = end;
+        return this.slab.subarray(start, end);
       }
-      this.scratch = Buffer.allocUnsafe(Math.max(this.scratch.length * 2, this.scratch.length - end + 1024));
+      // -end more bytes were needed: a fresh slab with room for at least twice the record.
+      const needed = this.slab.length - start - end;
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * needed));
+      this.slabPos = 0;
     }
   }
 

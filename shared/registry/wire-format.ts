@@ -11,10 +11,10 @@ export const WIRE_HEADER_LENGTH = 5;
  * Writes the 5-byte header at the start of `buf`. For callers that encode the Avro body
  * straight into a buffer at offset WIRE_HEADER_LENGTH and want no copy at all.
  */
-export function writeWireHeader(buf: Buffer, schemaId: number): void {
+export function writeWireHeader(buf: Buffer, schemaId: number, at = 0): void {
   checkSchemaId(schemaId);
-  buf[0] = WIRE_MAGIC_BYTE;
-  buf.writeUInt32BE(schemaId, 1);
+  buf[at] = WIRE_MAGIC_BYTE;
+  buf.writeUInt32BE(schemaId, at + 1);
 }
 
 /** Header + payload in one allocation (Buffer.concat would also build a header buffer). */

@@ -6,7 +6,7 @@
 import type avro from 'avsc';
 import { SchemaError, SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, TableInfo, TextTuple } from '../shared/pg-types.ts';
-import { codecFor, createAvroType, nullableAvroType, pgTypeName } from '../shared/type-mapping/index.ts';
+import { codecFor, createAvroType, nullableAvroType, pgTypeName, writeCached } from '../shared/type-mapping/index.ts';
 
 export const SOURCE_SCHEMA_NAME = 'io.debezium.connector.postgresql.Source';
 export const CONNECTOR_NAME = 'postgresql';
@@ -170,7 +170,7 @@ function snapshotType(): object {
 /** io.debezium.connector.postgresql.Source, the fields the PostgreSQL connector sends. */
 export function sourceSchema(): object {
   const optLong = (name: string): object => ({ name, type: ['null', 'long'], default: null });
-  return {
+  return writeCached({
     type: 'record',
     name: 'Source',
     namespace: 'io.debezium.connector.postgresql',
@@ -188,7 +188,7 @@ export function sourceSchema(): object {
       optLong('xmin'),
     ],
     'connect.name': SOURCE_SCHEMA_NAME,
-  };
+  });
 }
 
 /** Debezium's transaction block; we always write null (transaction metadata is off). */
@@ -324,7 +324,9 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
   const serverName = topic.endsWith(`.${table.schema}.${table.name}`)
     ? topic.slice(0, topic.length - table.schema.length - table.name.length - 2)
     : topic;
-  const sourceFor = (ev: SourceEvent): SourceInfo => ({
+  // Frozen: the envelope type writes one source object's bytes once and copies them after (avro.ts).
+  const sourceFor = (ev: SourceEvent): SourceInfo =>
+    Object.freeze({
     version,
     connector: CONNECTOR_NAME,
     name: serverName,
@@ -336,7 +338,7 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
     txId: ev.txId ?? null,
     lsn: ev.lsn ?? null,
     xmin: ev.xmin ?? null,
-  });
+    });
 
   return {
     namespace,

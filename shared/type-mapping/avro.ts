@@ -150,6 +150,45 @@ class NullableType extends AvscUnwrappedUnion {
   }
 }
 
+type WriteFn = (this: unknown, tap: StringTap, v: unknown) => void;
+const AvscRecordType = avro.types.RecordType as unknown as new (schema: unknown, opts: unknown) => { _createWriter(): WriteFn };
+
+/**
+ * A record type that keeps the bytes of the last value it wrote and copies them when the
+ * same frozen object comes again: the change-event `source` block is one object per
+ * transaction and table (or snapshot chunk), written into every record of it. Frozen, it
+ * cannot have changed since.
+ */
+class WriteCachedRecordType extends AvscRecordType {
+  override _createWriter(): WriteFn {
+    const write = super._createWriter();
+    let last: unknown = null;
+    let bytes: Buffer | null = null;
+    return function (this: unknown, tap: StringTap, v: unknown): void {
+      if (v === last && bytes !== null) {
+        const end = tap.pos + bytes.length;
+        if (end <= tap.buf.length) tap.buf.set(bytes, tap.pos);
+        tap.pos = end;
+        return;
+      }
+      const start = tap.pos;
+      write.call(this, tap, v);
+      if (tap.pos <= tap.buf.length && typeof v === 'object' && v !== null && Object.isFrozen(v)) {
+        last = v;
+        bytes = Buffer.from(tap.buf.subarray(start, tap.pos));
+      }
+    };
+  }
+}
+
+const WRITE_CACHED = new WeakSet<object>();
+
+/** Marks a record schema object so that its type caches the last frozen value's bytes (see WriteCachedRecordType). */
+export function writeCached<T extends object>(recordSchema: T): T {
+  WRITE_CACHED.add(recordSchema);
+  return recordSchema;
+}
+
 const PRIMITIVE_HOOKS = new Map<unknown, avro.Type>([
   ['long', BIGINT_LONG_TYPE],
   ['string', STRING_TYPE],
@@ -158,6 +197,7 @@ const PRIMITIVE_HOOKS = new Map<unknown, avro.Type>([
 function typeHook(schema: unknown, opts: unknown): avro.Type | undefined {
   if (typeof schema === 'string') return PRIMITIVE_HOOKS.get(schema);
   if (Array.isArray(schema)) return schema.length === 2 && schema[0] === 'null' ? (new NullableType(schema, opts) as unknown as avro.Type) : undefined;
+  if (schema !== null && typeof schema === 'object' && WRITE_CACHED.has(schema)) return new WriteCachedRecordType(schema, opts) as unknown as avro.Type;
   if (schema !== null && typeof schema === 'object' && !Array.isArray(schema)) {
     const t = (schema as { type?: unknown; logicalType?: unknown }).type;
     if ((schema as { logicalType?: unknown }).logicalType === undefined) return PRIMITIVE_HOOKS.get(t);

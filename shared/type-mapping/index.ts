@@ -3,7 +3,7 @@
  * and the sink's `textEncoderFor` (Avro value -> PostgreSQL input text, from the schema
  * alone). Every avsc type in the project comes from `createAvroType` so `long` is BigInt.
  */
-export { avroRegistryOptions, createAvroType, BIGINT_LONG_TYPE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './avro.ts';
+export { avroRegistryOptions, createAvroType, writeCached, BIGINT_LONG_TYPE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './avro.ts';
 export { codecFor, codecForType, nullableAvroType, BITS_NAME } from './codecs.ts';
 export type { ColumnCodec } from './codecs.ts';
 export { textEncoderFor } from './encoders.ts';

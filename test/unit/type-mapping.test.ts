@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PgTypeInfo } from '../../shared/pg-types.ts';
 import {
+  writeCached,
   INT64_MAX,
   INT64_MIN,
   codecForType,
@@ -367,6 +368,25 @@ test('nullable fields ["null", T]: same bytes as avsc\'s own union, wrong values
   assert.throws(() => ours.toBuffer({ ...values[0], l: 'twelve' }));
   assert.throws(() => ours.toBuffer({ ...values[0], s: 12 }));
   assert.deepEqual(ours.toBuffer({ ...values[0], d: undefined }), stock.toBuffer({ ...values[0], d: undefined }), 'undefined: the field default, as avsc does');
+});
+
+test('write-cached records: the same frozen object is copied, any other value written afresh; same bytes as an uncached type', () => {
+  const source = () => ({ type: 'record', name: 'Src', fields: [{ name: 'db', type: 'string' }, { name: 'lsn', type: ['null', 'long'], default: null }] });
+  const envelope = (src: object) => ({ type: 'record', name: 'Env', fields: [{ name: 'source', type: src }, { name: 'n', type: 'int' }] });
+  const cached = createAvroType(envelope(writeCached(source())));
+  const plain = createAvroType(envelope(source()));
+  const a = Object.freeze({ db: 'shop', lsn: 42n });
+  const b = Object.freeze({ db: 'other-db', lsn: null });
+  const mutable = { db: 'm', lsn: 1n };
+  const seq: { source: object; n: number }[] = [
+    { source: a, n: 1 }, { source: a, n: 2 }, { source: b, n: 3 }, { source: a, n: 4 },
+    { source: mutable, n: 5 }, { source: (mutable.db = 'changed', mutable), n: 6 }, { source: { db: 'x'.repeat(2000), lsn: null }, n: 7 },
+  ];
+  for (const v of seq) assert.deepEqual(cached.toBuffer(v), plain.toBuffer(v), JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x)));
+  // Into a buffer too small for the copy: avsc's resize-and-retry still gets the same bytes.
+  const small = Buffer.alloc(4);
+  assert.ok(cached.encode({ source: a, n: 9 }, small, 0) < 0);
+  assert.deepEqual(cached.toBuffer({ source: a, n: 9 }), plain.toBuffer({ source: a, n: 9 }));
 });
 
 test('day arithmetic is proleptic Gregorian both ways', () => {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DecodeError, SinkApplyError } from '../../shared/errors.ts';
 import { planReplay } from '../../shared/cli/commands/replay.ts';
-import { classify, tableRuns } from '../../sink-connector/apply.ts';
+import { arrayLiterals, classify, tableRuns } from '../../sink-connector/apply.ts';
 import { isSinkTopic } from '../../sink-connector/connector.ts';
 import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
 import type { DecodedRecord, TableVersion } from '../../sink-connector/decode.ts';
@@ -193,4 +193,11 @@ test('PositionTracker accepts a gap only the second time for the same stored off
   assert.equal(t.acceptGap('t', 0, 5n), false);
   assert.equal(t.acceptGap('t', 0, 5n), true);
   assert.equal(t.acceptGap('t', 0, 6n), false);
+});
+
+test('arrayLiterals: every element quoted, only quotes and backslashes escaped, NULL for null', () => {
+  assert.deepEqual(arrayLiterals([[null, '', 'NULL', 'a"b', 'back\\slash', '{x,y}', ' sp ', 'zürich'], []]), [
+    '{NULL,"","NULL","a\\"b","back\\\\slash","{x,y}"," sp ","zürich"}',
+    '{}',
+  ]);
 });

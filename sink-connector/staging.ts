@@ -16,7 +16,7 @@ import {
   copyIntoStagingSql,
   createStagingSql,
   distributeStagingSql,
-  encodeCopyTextRow,
+  encodeCopyTextLine,
   mergeFromStagingSql,
   quoteIdent,
   STAGING_SCHEMA,
@@ -28,15 +28,19 @@ const COPY_CHUNK_BYTES = 1 << 20;
 
 export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup): Promise<void> {
   const lines = function* (): Generator<string> {
-    let buf = '';
+    let chunk: string[] = [];
+    let size = 0;
     for (const r of g.rows) {
-      buf += encodeCopyTextRow(r);
-      if (buf.length >= COPY_CHUNK_BYTES) {
-        yield buf;
-        buf = '';
+      const line = encodeCopyTextLine(r);
+      chunk.push(line);
+      size += line.length + 1;
+      if (size >= COPY_CHUNK_BYTES) {
+        yield chunk.join('\n') + '\n';
+        chunk = [];
+        size = 0;
       }
     }
-    if (buf) yield buf;
+    if (chunk.length > 0) yield chunk.join('\n') + '\n';
   };
   try {
     await pipeline(Readable.from(lines()), client.query(copyFrom(copyIntoStagingSql(table, g.columns))));

@@ -21,7 +21,6 @@ import { classify, queryWith, withTable, type Query } from './destination-errors
 import { ensureStaging, upsertViaStaging } from './staging.ts';
 import { buildDelete, buildSparingDelete, buildUpsert, truncateSql, UPSERT_OFFSETS_SQL } from './upsert-batch.ts';
 
-export { classify };
 
 export interface ApplyContext {
   groupId: string;

@@ -37,7 +37,7 @@ export interface TruncateKey {
 const keyType = avro.Type.forSchema(TRUNCATE_KEY_SCHEMA as unknown as avro.Schema);
 
 /** The partition the producer's partitioner (Java-compatible murmur2) gives `key` on a topic of `partitions`. */
-export const partitionOfKey = (key: Buffer, partitions: number): number => partitionForKey(key, partitions);
+export const partitionOfKey = partitionForKey;
 
 /** One key per partition 0..partitions-1, each hashing to its own partition. */
 export function truncateKeys(schemaId: number, truncate: string, partitions: number): Buffer[] {

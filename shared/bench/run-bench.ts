@@ -197,21 +197,23 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     });
     progress(`  made in ${secs(backlog.ms)}; ends at LSN ${backlog.endLsn}`);
 
+    /** A ceiling reader on its own slot, metered until its walsender has exited. */
+    const ceiling = async <T>(name: string, slot: string, read: () => Promise<T>): Promise<T> => {
+      const m = meter(name, w.changes);
+      const result = await read();
+      // The walsender's CPU reaches the postmaster's account once it has exited.
+      await waitSlotInactive(e!.srcUrl, slot, 30_000);
+      m.end();
+      return result;
+    };
     check();
     progress('ceiling: pg_recvlogical --start --endpos to /dev/null');
-    const recvMeter = meter('pg_recvlogical', w.changes);
-    const recvMs = await recvlogicalPeer(e.srcUrl, RECV_SLOT, backlog.endLsn);
-    // The walsender's CPU reaches the postmaster's account once it has exited.
-    await waitSlotInactive(e.srcUrl, RECV_SLOT, 30_000);
-    recvMeter.end();
+    const recvMs = await ceiling('pg_recvlogical', RECV_SLOT, () => recvlogicalPeer(e!.srcUrl, RECV_SLOT, backlog.endLsn));
     r.peers.recvlogical = { ms: recvMs, count: w.changes };
     progress(`  ${secs(recvMs)}: ${n(w.changes / (recvMs / 1000))} changes/s`);
     check();
     progress('ceiling: pg-logical-replication reading pgoutput, decoding and discarding (its own process)');
-    const bareMeter = meter('pg-logical-replication read', w.changes);
-    const bare = await bareReadPeer(e.srcUrl, BARE_SLOT, w.changes);
-    await waitSlotInactive(e.srcUrl, BARE_SLOT, 30_000);
-    bareMeter.end();
+    const bare = await ceiling('pg-logical-replication read', BARE_SLOT, () => bareReadPeer(e!.srcUrl, BARE_SLOT, w.changes));
     r.peers.bareRead = { ms: bare.ms, count: w.changes, peakRssMb: bare.peakRssMb };
     progress(`  ${secs(bare.ms)}: ${n(w.changes / (bare.ms / 1000))} changes/s, ${bare.peakRssMb?.toFixed(0)} MB peak RSS`);
     await withClient(e.srcUrl, async (c) => {

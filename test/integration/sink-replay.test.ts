@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { main } from '../../shared/cli/main.ts';
+import { runCli } from '../helpers/cli.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
@@ -79,13 +79,7 @@ function startSink(f: Fixture): Promise<SinkConnector> {
   return startSinkConnector(sinkConfig({ ...servers, prefix: f.prefix, groupId: f.groupId }, f.extra), log, { topicRefreshMs: 500 });
 }
 
-async function replay(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_SINK_')));
-  const code = await main(['node', 'shardbridge', 'replay', ...args, '--log-level', 'warn'], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
-  return { code, stdout, stderr };
-}
+const replay = (args: string[]) => runCli(['replay', ...args]);
 
 async function groupOffsets(groupId: string, topic: string): Promise<string[]> {
   const [t] = await admin.fetchGroupOffsets(groupId, [topic]);

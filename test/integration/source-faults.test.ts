@@ -6,21 +6,19 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startKafka } from '../../shared/devstack/kafka.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
+import { spawnSourceCli } from '../helpers/cli.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { RegistryDecoder, readDecoded, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
-const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-faults-'));
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -121,20 +119,6 @@ function writeConfig(name: string, config: object): string {
   return file;
 }
 
-/** The real CLI in a child process; output kept for failure messages. */
-function spawnSource(file: string): { proc: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
-  const proc = spawn(process.execPath, [BIN, 'source', '--config', file], { env: { ...env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d: Buffer) => {
-    out = (out + d.toString()).slice(-20_000);
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  return { proc, output: () => out, exited };
-}
-
 test('kill -9 of the connector mid-stream, then a restart: every change at least once, in order per key', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   const keys = 40;
@@ -145,7 +129,7 @@ test('kill -9 of the connector mid-stream, then a restart: every change at least
   const writer = counterWriter(url, keys);
   t.after(() => writer.stop());
 
-  const first = spawnSource(file);
+  const first = spawnSourceCli(file);
   t.after(() => first.proc.kill('SIGKILL'));
   await waitFor('changes in Kafka from the first process', async () => (await sumEndOffsets(kafka, topic)) > keys + 300, { timeoutMs: 90_000, intervalMs: 100 }).catch((err: Error) => {
     throw new Error(`${err.message}\n${first.output()}`);
@@ -155,7 +139,7 @@ test('kill -9 of the connector mid-stream, then a restart: every change at least
   const atKill = writer.count();
   await waitFor('writes while the connector is down', () => writer.count() >= atKill + 200);
 
-  const second = spawnSource(file);
+  const second = spawnSourceCli(file);
   t.after(() => second.proc.kill('SIGKILL'));
   const before = await sumEndOffsets(kafka, topic);
   await waitFor('the restarted process publishing', async () => (await sumEndOffsets(kafka, topic)) > before + 300, { timeoutMs: 90_000, intervalMs: 100 }).catch((err: Error) => {
@@ -220,7 +204,7 @@ test('a 1,000,000-row transaction streams through the CLI with bounded memory', 
   const prefix = uniquePrefix();
   const topic = `${prefix}.public.bulk`;
   const file = writeConfig('bulk', { source: { url }, kafka: { brokers: [bootstrap] }, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: slot, metricsPort: 0 });
-  const child = spawnSource(file);
+  const child = spawnSourceCli(file);
   t.after(() => child.proc.kill('SIGKILL'));
   await waitFor('the slot streaming', async () => {
     const { rows } = await client.query(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot]);

@@ -7,13 +7,11 @@
  * a TRUNCATE on a 3-partition topic — one `t` record on every partition, after that
  * partition's earlier rows and before its later ones.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { pino } from 'pino';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
@@ -23,12 +21,11 @@ import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
-import { main } from '../../shared/cli/main.ts';
+import { runCli, spawnSourceCli } from '../helpers/cli.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
-const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-reconnect-'));
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -159,9 +156,8 @@ async function setupCounters(client: pg.ClientBase, keys: number): Promise<void>
 
 const retryLogged = <T extends { msg: string }>(lines: T[]) => lines.filter((l) => /source connector session failed, retrying in \d+ ms/.test(l.msg));
 
-test('the walsender killed twice mid-stream: the connector reconnects with backoff, nothing lost, in order per key', async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
-  const keys = 30;
+/** Counter table, the connector streaming it and a writer updating it, until Kafka has a few hundred changes. */
+async function startCounting(t: TestContext, client: pg.ClientBase, url: string, slot: string, keys: number) {
   await setupCounters(client, keys);
   const { logger, lines } = capturingLogger();
   const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, heartbeatIntervalMs: 500 } });
@@ -171,6 +167,13 @@ test('the walsender killed twice mid-stream: the connector reconnects with backo
   const writer = counterWriter(url, keys);
   t.after(() => writer.stop());
   await waitFor('changes in Kafka', async () => (await sumEndOffsets(topic)) > keys + 200, { timeoutMs: 90_000, intervalMs: 100 });
+  return { conn, writer, lines, topic };
+}
+
+test('the walsender killed twice mid-stream: the connector reconnects with backoff, nothing lost, in order per key', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const keys = 30;
+  const { conn, writer, lines, topic } = await startCounting(t, client, url, slot, keys);
 
   for (let round = 1; round <= 2; round++) {
     const pid = (await slotState(client, slot))?.active_pid;
@@ -213,15 +216,7 @@ test('the source cluster restarted mid-stream: the connector reconnects with bac
   let client = await connect(url);
   t.after(() => client.end().catch(() => {}));
   const keys = 30;
-  await setupCounters(client, keys);
-  const { logger, lines } = capturingLogger();
-  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, heartbeatIntervalMs: 500 } });
-  const topic = `${config.topicPrefix}.public.ctr`;
-  const conn = await startSourceConnector(config, logger);
-  t.after(() => conn.stop());
-  const writer = counterWriter(url, keys);
-  t.after(() => writer.stop());
-  await waitFor('changes in Kafka', async () => (await sumEndOffsets(topic)) > keys + 200, { timeoutMs: 90_000, intervalMs: 100 });
+  const { conn, writer, lines, topic } = await startCounting(t, client, url, slot, keys);
 
   await own.restart();
   await client.end().catch(() => {});
@@ -242,20 +237,6 @@ test('the source cluster restarted mid-stream: the connector reconnects with bac
   await conn.done;
 });
 
-/** The real CLI in a child process; output kept for assertions. */
-function spawnSource(file: string): { proc: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
-  const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
-  const proc = spawn(process.execPath, [BIN, 'source', '--config', file], { env: { ...childEnv, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d: Buffer) => {
-    out = (out + d.toString()).slice(-40_000);
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  return { proc, output: () => out, exited };
-}
-
 test('the slot invalidated while the connector is stalled: it stops with an error naming the slot and the remedy, exit code 1', async (t) => {
   const db = `t_lost_${Date.now().toString(36)}`;
   const admin = await connect(own.url());
@@ -273,7 +254,7 @@ test('the slot invalidated while the connector is stalled: it stops with an erro
   const prefix = uniquePrefix();
   const file = join(dir, 'lost.json');
   writeFileSync(file, JSON.stringify({ source: { url }, kafka: { brokers: [env.bootstrap] }, schemaRegistry: { url: env.registryUrl }, topicPrefix: prefix, slotName: slot, metricsPort: 0 }));
-  const child = spawnSource(file);
+  const child = spawnSourceCli(file, 40_000);
   t.after(() => {
     child.proc.kill('SIGCONT');
     child.proc.kill('SIGKILL');
@@ -409,11 +390,3 @@ test('source → Kafka (3 partitions) → sink: truncates amid rows on every key
   const { rows: redone } = await dst.query(`SELECT rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2`, [groupId, topic]);
   assert.deepEqual(redone.map((r) => r.rounds), [1, 1], 'each truncate applied again, once');
 });
-
-async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_SINK_')));
-  const code = await main(['node', 'shardbridge', ...args, '--log-level', 'warn'], { stdout: (x) => (stdout += x), stderr: (x) => (stderr += x), env: cleanEnv });
-  return { code, stdout, stderr };
-}

@@ -11,14 +11,15 @@
 import type pg from 'pg';
 import { ShardBridgeError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
-import { collapse, type ApplyPlan } from './collapse.ts';
+import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord, TableVersion } from './decode.ts';
 import { lockOffset } from './offsets.ts';
 import { arriveAtBarrier, ensureBarrierTables, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
-import { ensureStaging, upsertViaStaging } from './staging.ts';
+import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
+import type { DirectCopyPolicy } from './direct-copy.ts';
 import { buildDelete, buildSparingDelete, buildUpsert, truncateSql, UPSERT_OFFSETS_SQL } from './upsert-batch.ts';
 
 
@@ -33,8 +34,15 @@ export interface ApplyContext {
    * so it is not limited to snapshot reads.
    */
   stagingMinRows: number;
+  /** Fresh rows, when a group has at least minRows of them, may be COPied straight into the table (direct-copy.ts); null: never. */
+  directCopy: { policy: DirectCopyPolicy; minRows: number } | null;
+  /** Rows upserted per destination table and path, and direct COPYs that met an existing row (metrics). */
+  onUpsert?: (table: string, path: UpsertPath, rows: number) => void;
+  onDirectCopyConflict?: (table: string) => void;
   logger: Logger;
 }
+
+export type UpsertPath = 'direct_copy' | 'staging' | 'unnest';
 
 export interface Chunk {
   topic: string;
@@ -75,8 +83,14 @@ interface TableRun {
   records: DecodedRecord[];
 }
 
-/** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
-export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false): Promise<ChunkOutcome> {
+/** A direct COPY met a row already at the destination: the transaction is rolled back and the chunk applied again without it. */
+class DirectCopyConflict extends Error {}
+
+/**
+ * Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records
+ * lost to retention). `direct`: fresh rows may be COPied straight into their table.
+ */
+export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false, direct = ctx.directCopy !== null): Promise<ChunkOutcome> {
   const q = queryWith(client);
   const segments = segmentsOf(chunk, ctx.truncate);
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
@@ -107,7 +121,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
         const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx);
+        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, direct);
         count(counts, current, records);
       }
       const b = seg.barrier;
@@ -134,6 +148,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     return { kind: 'applied', counts, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
+    if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, ctx, acceptGap, false);
     // Driver errors were classified where they happened; a bug of ours must not look retriable.
     if (err instanceof ShardBridgeError && current && err.context.table === undefined) throw withTable(err, current);
     throw err;
@@ -229,7 +244,7 @@ function truncateTarget(v: TableVersion): ApplyTable {
 }
 
 /** Runs the plan's statements; returns the number of rows bound. */
-async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext): Promise<number> {
+async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, direct: boolean): Promise<number> {
   let rows = 0;
   for (const step of plan) {
     if (step.kind === 'truncate') {
@@ -247,15 +262,39 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
       await q(st.text, arrayLiterals(st.bind(step.sparingDeletes.rows)));
     }
     for (const g of step.upserts) {
-      if (g.rows.length >= ctx.stagingMinRows) await upsertViaStaging(client, q, table, g);
-      else {
-        const st = buildUpsert(table, g.columns);
-        await q(st.text, arrayLiterals(st.bind(g.rows)));
-      }
+      await upsertGroup(client, q, table, g, ctx, direct);
       rows += g.rows.length;
     }
   }
   return rows;
+}
+
+/** A group's fresh rows straight into the table when the policy allows, the rest by upsert. */
+async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, direct: boolean): Promise<void> {
+  const name = `${table.schema}.${table.name}`;
+  let rest = g.rows;
+  const dc = ctx.directCopy;
+  if (direct && dc && g.fresh >= dc.minRows && dc.policy.shouldTry(name)) {
+    const fresh = g.fresh === g.rows.length ? g.rows : g.rows.slice(0, g.fresh);
+    if ((await copyIntoTarget(client, table, g.columns, fresh)) === 'conflict') {
+      const skipping = dc.policy.conflicted(name);
+      ctx.onDirectCopyConflict?.(name);
+      ctx.logger.info({ table: name, skipping }, 'rows expected new were already at the destination (a replay?): this batch goes through the upsert path, and the next direct COPYs of the table are skipped');
+      throw new DirectCopyConflict();
+    }
+    dc.policy.succeeded(name);
+    ctx.onUpsert?.(name, 'direct_copy', fresh.length);
+    rest = fresh === g.rows ? [] : g.rows.slice(g.fresh);
+  }
+  if (rest.length === 0) return;
+  if (rest.length >= ctx.stagingMinRows) {
+    await upsertViaStaging(client, q, table, g.columns, rest);
+    ctx.onUpsert?.(name, 'staging', rest.length);
+  } else {
+    const st = buildUpsert(table, g.columns);
+    await q(st.text, arrayLiterals(st.bind(rest)));
+    ctx.onUpsert?.(name, 'unnest', rest.length);
+  }
 }
 
 const ESCAPES = /["\\]/g;

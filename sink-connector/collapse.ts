@@ -22,10 +22,14 @@ export interface KeySet {
 export interface UpsertGroup {
   /** Destination columns in table order: one statement per distinct set. */
   columns: string[];
-  /** Row-major values aligned with `columns`; at most one row per source key. */
+  /** Row-major values aligned with `columns`; at most one row per source key. The fresh rows come first. */
   rows: Value[][];
-  /** Every row came from snapshot reads only: the writer may take the COPY staging path. */
-  snapshot: boolean;
+  /**
+   * How many leading rows are fresh: their key's first event in the segment is an insert
+   * (`c` or `r`), so the row is expected absent at the destination and the writer may try a
+   * plain COPY into the table (direct-copy.ts). The rest may exist: they need the upsert.
+   */
+  fresh: number;
 }
 
 export interface ApplySegment {
@@ -65,7 +69,8 @@ interface KeyState {
   key: string[];
   /** Merged row when the last event is an upsert; null when it is a delete. */
   row: Row | null;
-  snapshot: boolean;
+  /** The key's first event in the segment is an insert, and no delete followed. */
+  fresh: boolean;
   origin: Origin;
 }
 
@@ -94,9 +99,9 @@ function onDelete(states: Map<string, KeyState>, shape: TableShape, key: string[
   const st = states.get(id);
   if (st) {
     st.row = null;
-    st.snapshot = false;
+    st.fresh = false;
   } else {
-    states.set(id, { key, row: null, snapshot: false, origin: originOf(shape, before) });
+    states.set(id, { key, row: null, fresh: false, origin: originOf(shape, before) });
   }
 }
 
@@ -110,19 +115,17 @@ function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChan
   const row = rowOf(ch, before, key, shape);
   const id = keyId(key);
   const st = states.get(id);
-  const snapshot = ch.op === 'r';
   if (!st) {
     const origin = ch.op === 'u' && !keyMoved ? originOf(shape, before) : null;
-    states.set(id, { key, row, snapshot, origin });
+    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin });
   } else if (st.row === null) {
+    // After a delete in the same segment: the row may still be there until that delete runs.
     st.row = row;
-    st.snapshot = snapshot;
   } else {
     // Each upsert sets only the columns it carries (ON CONFLICT DO UPDATE), so applying
     // them one after another equals one upsert of the merged row. This is also what fills
     // unchanged-TOAST columns from an earlier event of the batch.
     st.row = { ...st.row, ...row };
-    st.snapshot = st.snapshot && snapshot;
   }
 }
 
@@ -196,7 +199,7 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
   const deletes: KeySet = { columns: [...table.sourceKey], rows: [] };
   const exactDeletes: KeySet = { columns: [...table.destKey], rows: [] };
   const sparingDeletes: KeySet = { columns: [...table.sourceKey, ...destOnly], rows: [] };
-  const groups = new Map<string, UpsertGroup>();
+  const groups = new Map<string, GroupBuilder>();
   for (const st of states.values()) {
     if (st.row === null) {
       if (Array.isArray(st.origin)) exactDeletes.rows.push(destKeyRow(shape, st.key, st.origin));
@@ -212,10 +215,20 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
       exactDeletes.rows.push(destKeyRow(shape, st.key, st.origin));
     }
   }
-  return { kind: 'apply', upserts: [...groups.values()], deletes, exactDeletes, sparingDeletes };
+  const upserts: UpsertGroup[] = [];
+  for (const { columns, fresh, other } of groups.values()) {
+    upserts.push({ columns, rows: other.length === 0 ? fresh : fresh.length === 0 ? other : fresh.concat(other), fresh: fresh.length });
+  }
+  return { kind: 'apply', upserts, deletes, exactDeletes, sparingDeletes };
 }
 
-function addToGroup(groups: Map<string, UpsertGroup>, shape: TableShape, st: KeyState): void {
+interface GroupBuilder {
+  columns: string[];
+  fresh: Value[][];
+  other: Value[][];
+}
+
+function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: KeyState): void {
   const row = st.row!;
   const cols = shape.table.columns;
   let present = 0;
@@ -242,16 +255,15 @@ function addToGroup(groups: Map<string, UpsertGroup>, shape: TableShape, st: Key
   if (present !== cols.length) {
     for (let i = 0; i < cols.length; i++) if (row[cols[i].name] !== undefined) sig += `${i},`;
   }
-  const gid = (st.snapshot ? 'r:' : 'w:') + sig;
-  let g = groups.get(gid);
+  let g = groups.get(sig);
   if (!g) {
     const columns = present === cols.length ? cols.map((c) => c.name) : cols.filter((c) => row[c.name] !== undefined).map((c) => c.name);
-    g = { columns, rows: [], snapshot: st.snapshot };
-    groups.set(gid, g);
+    g = { columns, fresh: [], other: [] };
+    groups.set(sig, g);
   }
   const values: Value[] = new Array(g.columns.length);
   for (let i = 0; i < g.columns.length; i++) values[i] = row[g.columns[i]];
-  g.rows.push(values);
+  (st.fresh ? g.fresh : g.other).push(values);
 }
 
 function destKeyRow(shape: TableShape, key: string[], destOnlyValues: Value[]): Value[] {

@@ -45,6 +45,9 @@ export const sinkConfigSchema = z.strictObject({
       maxRows: positiveInt().default(10_000),
       maxWaitMs: z.number().int().nonnegative().default(50),
       adaptive: z.boolean().default(true),
+      // Rows new to the destination (inserts, snapshot reads) COPied straight into the table;
+      // a replay that finds them there falls back to the upsert path (direct-copy.ts).
+      directCopy: z.boolean().default(true),
     })
     .prefault({}),
   // What one Kafka fetch may hold: kafkajs fetches again only after every batch of the last

@@ -26,6 +26,7 @@ import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
 import { detectCitus, readDestinationTable, type CitusInfo } from './destination-catalog.ts';
 import { ensureSinkTables, PositionTracker, readStoredOffsets, tpKey } from './offsets.ts';
+import { DirectCopyPolicy } from './direct-copy.ts';
 import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
 import { createSinkMetrics, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
@@ -39,6 +40,8 @@ export interface SinkConnectorOptions {
   topicRefreshMs?: number;
   /** Upsert groups at least this big go through COPY staging (faster than unnest for big groups); Infinity: never. Default 5000. */
   stagingMinRows?: number;
+  /** Fresh rows go straight in by COPY when a group has at least this many (and batch.directCopy is on); Infinity: never. Default 1000. */
+  directCopyMinRows?: number;
   /** How often snapshot completion is checked. Default 2 s. */
   controlPollMs?: number;
   /** Kafka group session timeout: how soon a dead member's partitions move. Default 10 s. */
@@ -205,6 +208,10 @@ class SinkRuntime {
       truncate: config.truncate,
       autoEvolve: config.autoEvolve,
       stagingMinRows: this.opts.stagingMinRows ?? 5_000,
+      directCopy:
+        config.batch.directCopy && this.opts.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: this.opts.directCopyMinRows ?? 1_000 } : null,
+      onUpsert: (table, path, rows) => this.m.upsertRows.inc({ table, path }, rows),
+      onDirectCopyConflict: (table) => this.m.directCopyConflicts.inc({ table }),
       logger: log,
     };
     const sizing = checkBatchSizing({ ...DEFAULT_BATCH_SIZING, floor: Math.min(DEFAULT_BATCH_SIZING.floor, config.batch.maxRows), maxRows: config.batch.maxRows });

@@ -14,6 +14,8 @@ export interface SinkMetrics {
   snapshot: Gauge<'topic' | 'table'>;
   sequences: Counter<'sequence'>;
   deadLetter: Counter<'topic'>;
+  upsertRows: Counter<'table' | 'path'>;
+  directCopyConflicts: Counter<'table'>;
 }
 
 export function createSinkMetrics(connector: string): SinkMetrics {
@@ -32,5 +34,11 @@ export function createSinkMetrics(connector: string): SinkMetrics {
     snapshot: metrics.gauge('snapshot_complete', "1 once a table's snapshot is applied up to its completion marker, else 0", ['topic', 'table']),
     sequences: metrics.counter('sequences_fixed_total', 'Destination sequences moved up to the source value', ['sequence']),
     deadLetter: metrics.counter('dead_letter_records_total', 'Undecodable records sent to the dead-letter topic', ['topic']),
+    upsertRows: metrics.counter('upsert_rows_total', 'Rows written per destination table and path: direct_copy (new rows), staging (COPY + merge) or unnest', ['table', 'path']),
+    directCopyConflicts: metrics.counter(
+      'direct_copy_conflicts_total',
+      'Direct COPYs of rows expected new that met a row already there (a replay): the batch was applied again by upsert',
+      ['table'],
+    ),
   };
 }

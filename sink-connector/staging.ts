@@ -1,6 +1,7 @@
 /**
- * The bulk path for big upsert groups (snapshot rows): COPY into a staging table shaped like
- * the target, then one `INSERT … SELECT … ON CONFLICT` and a DELETE of the staged rows, all in
+ * The bulk paths for big upsert groups. Fresh rows (expected absent) may be COPied straight
+ * into the target (direct-copy.ts); otherwise COPY into a staging table shaped like the
+ * target, then one `INSERT … SELECT … ON CONFLICT` and a DELETE of the staged rows, all in
  * the batch transaction. On Citus the staging table is distributed colocated with the target,
  * so the merge is pushed down to the shards (../shared/README.md measured it fastest there).
  */
@@ -8,12 +9,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { UpsertGroup } from './collapse.ts';
 import { classify, sqlStateOf, type Query } from './destination-errors.ts';
 import type { ApplyTable } from './sink-change.ts';
 import {
   clearStagingSql,
   copyIntoStagingSql,
+  copyIntoTargetSql,
   createStagingSql,
   distributeStagingSql,
   encodeCopyTextLine,
@@ -24,31 +25,56 @@ import {
   stagingTableName,
 } from './upsert-batch.ts';
 
+type Value = string | null;
+
 const COPY_CHUNK_BYTES = 1 << 20;
 
-export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup): Promise<void> {
-  const lines = function* (): Generator<string> {
-    let chunk: string[] = [];
-    let size = 0;
-    for (const r of g.rows) {
-      const line = encodeCopyTextLine(r);
-      chunk.push(line);
-      size += line.length + 1;
-      if (size >= COPY_CHUNK_BYTES) {
-        yield chunk.join('\n') + '\n';
-        chunk = [];
-        size = 0;
-      }
+/** Rows as COPY text, joined per ~1 MB. */
+function* copyText(rows: readonly Value[][]): Generator<string> {
+  let chunk: string[] = [];
+  let size = 0;
+  for (const r of rows) {
+    const line = encodeCopyTextLine(r);
+    chunk.push(line);
+    size += line.length + 1;
+    if (size >= COPY_CHUNK_BYTES) {
+      yield chunk.join('\n') + '\n';
+      chunk = [];
+      size = 0;
     }
-    if (chunk.length > 0) yield chunk.join('\n') + '\n';
-  };
+  }
+  if (chunk.length > 0) yield chunk.join('\n') + '\n';
+}
+
+function copyRows(client: pg.ClientBase, sql: string, rows: readonly Value[][]): Promise<void> {
+  return pipeline(Readable.from(copyText(rows)), client.query(copyFrom(sql)));
+}
+
+/** Upsert `rows` (aligned with `columns`) through the staging table. */
+export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], rows: readonly Value[][]): Promise<void> {
   try {
-    await pipeline(Readable.from(lines()), client.query(copyFrom(copyIntoStagingSql(table, g.columns))));
+    await copyRows(client, copyIntoStagingSql(table, columns), rows);
   } catch (err) {
     throw classify(err, { table: `${table.schema}.${table.name}` });
   }
-  await q(mergeFromStagingSql(table, g.columns));
+  await q(mergeFromStagingSql(table, columns));
   await q(clearStagingSql(table));
+}
+
+/**
+ * COPY fresh rows straight into the target. 'conflict' when one was there already
+ * (unique_violation): the transaction is then aborted, the caller rolls it back and applies
+ * the batch again without this path.
+ */
+export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, columns: string[], rows: readonly Value[][]): Promise<'copied' | 'conflict'> {
+  try {
+    await copyRows(client, copyIntoTargetSql(table, columns), rows);
+    return 'copied';
+  } catch (err) {
+    const classified = classify(err, { table: `${table.schema}.${table.name}` });
+    if (sqlStateOf(classified) === '23505') return 'conflict';
+    throw classified;
+  }
 }
 
 const stagingReady = new WeakSet<ApplyTable>();

@@ -241,6 +241,20 @@ export function copyIntoStagingSql(table: ApplyTable, columns: readonly string[]
   });
 }
 
+/**
+ * COPY fresh rows straight into the target (direct-copy.ts): no conflict handling, so a row
+ * already there fails it with unique_violation and the batch goes the upsert way instead.
+ * COPY writes identity columns as given (like OVERRIDING SYSTEM VALUE); on Citus it is
+ * routed to the shards.
+ */
+export function copyIntoTargetSql(table: ApplyTable, columns: readonly string[]): string {
+  return cached(table, `direct\u0000${columns.join('\u0000')}`, (shape) => {
+    requireColumns(shape, columns, table.destKey, 'a direct COPY');
+    columnTypes(shape, columns);
+    return `COPY ${qualifiedName(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+  });
+}
+
 /** Upsert the staged rows into the target (same types on both sides: no casts). */
 export function mergeFromStagingSql(table: ApplyTable, columns: readonly string[]): string {
   return cached(table, `merge\u0000${columns.join('\u0000')}`, (shape) => {

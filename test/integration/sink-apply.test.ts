@@ -1,8 +1,8 @@
 /**
  * The sink end to end from Kafka: records produced with the source's own record-schema and
  * envelope modules → the running sink → the destination, compared with the source table
- * by key and the text form of every column. Plus the two apply paths for snapshot rows
- * (unnest vs COPY staging) measured on a 100k-row batch.
+ * by key and the text form of every column. Plus the three apply paths for snapshot rows
+ * (unnest, COPY staging, direct COPY with its fallback) measured on 100k-row batches.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +11,7 @@ import pg from 'pg';
 import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { applyChunk } from '../../sink-connector/apply.ts';
+import { DirectCopyPolicy } from '../../sink-connector/direct-copy.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { destIdOf, type DecodedRecord, type TableVersion } from '../../sink-connector/decode.ts';
 import { detectCitus } from '../../sink-connector/destination-catalog.ts';
@@ -38,11 +39,11 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of [`${SRC}_st`, `${DST}_st`, `${SRC}_un`, `${DST}_un`]) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
+  for (const s of ['st', 'un', 'dc'].flatMap((x) => [`${SRC}_${x}`, `${DST}_${x}`])) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
   await env?.close();
 });
 
-async function startSink(prefix: string, groupId: string, extra: Record<string, unknown> = {}, opts: { stagingMinRows?: number } = {}): Promise<SinkConnector> {
+async function startSink(prefix: string, groupId: string, extra: Record<string, unknown> = {}, opts: { stagingMinRows?: number; directCopyMinRows?: number } = {}): Promise<SinkConnector> {
   return startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, extra), log, { topicRefreshMs: 500, controlPollMs: 200, ...opts });
 }
 
@@ -77,10 +78,16 @@ end', 'hello', 'ab', '\\x00ff5c0a27', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{
   '05:05', '05:05+05', '2000-01-05 05:05', '2000-01-05 05:05+05', 'P5D', '5', '0101', '0101', '5.5.5.5', '5.5.5.0/24',
   '05:05:05:05:05:05', '{5,5}', '{five}', '{{5}}', '[5,6)', '[2000-01-05 00:00:00+00,2000-01-06 00:00:00+00)', 'ok', 5, '(5,5)', 'five')`;
 
-for (const [path, stagingMinRows] of [['unnest', Infinity], ['COPY staging', 1]] as const) {
+const APPLY_PATHS = [
+  { path: 'unnest', suffix: 'un', stagingMinRows: Infinity, directCopyMinRows: Infinity },
+  { path: 'COPY staging', suffix: 'st', stagingMinRows: 1, directCopyMinRows: Infinity },
+  { path: 'direct COPY of new rows', suffix: 'dc', stagingMinRows: 1, directCopyMinRows: 1 },
+];
+
+for (const { path, suffix, stagingMinRows, directCopyMinRows } of APPLY_PATHS) {
   test(`every type arrives value-exactly via ${path}: snapshot, inserts, updates (unchanged TOAST kept), deletes, a key change`, async () => {
-    const S = `${SRC}_${stagingMinRows === 1 ? 'st' : 'un'}`;
-    const D = `${DST}_${stagingMinRows === 1 ? 'st' : 'un'}`;
+    const S = `${SRC}_${suffix}`;
+    const D = `${DST}_${suffix}`;
     await db.query(`CREATE SCHEMA ${S}; CREATE SCHEMA ${D}`);
     await db.query(ITEMS_DDL(S));
     await db.query(ITEMS_DDL(D));
@@ -94,7 +101,7 @@ for (const [path, stagingMinRows] of [['unnest', Infinity], ['COPY staging', 1]]
 
     // Snapshot of rows 1..5, then the sink starts while streaming changes follow.
     await produceChanges(producer, t, (await rowsOf()).map((row) => ({ kind: 'read' as const, new: row })), { snapshot: true });
-    const sink = await startSink(prefix, `g-${ID}-apply-${S}`, { tables: { [`${S}.items`]: { schema: D } } }, { stagingMinRows });
+    const sink = await startSink(prefix, `g-${ID}-apply-${S}`, { tables: { [`${S}.items`]: { schema: D } } }, { stagingMinRows, directCopyMinRows });
     try {
       await db.query(`INSERT INTO ${S}.items (id, t, big, mood, ints) VALUES (10, 'ten', repeat('z', 50000), 'sad', '{10}'), (11, 'eleven', NULL, NULL, NULL)`);
       const inserted = await rowsOf('id >= 10');
@@ -140,6 +147,10 @@ for (const [path, stagingMinRows] of [['unnest', Infinity], ['COPY staging', 1]]
       assert.equal(byOp('c'), 3); // two inserts, and the key change's create
       assert.equal(byOp('d'), 2);
       assert.equal(byOp('u'), 3);
+      const paths = await sink.metrics.getSingleMetric('shardbridge_sink_upsert_rows_total')!.get();
+      const used = new Set(paths.values.filter((v) => v.value > 0).map((v) => v.labels.path));
+      assert.equal(used.has('direct_copy'), directCopyMinRows === 1, `paths used: ${[...used].join(', ')}`);
+      assert.equal(used.has('staging'), stagingMinRows === 1, `paths used: ${[...used].join(', ')}`);
     } finally {
       await sink.stop();
     }
@@ -195,12 +206,16 @@ test('a table topic created after the sink started is picked up', async () => {
   }
 });
 
-test('snapshot rows: unnest and COPY staging give the same table; rates on a 100k-row batch', async (t) => {
+test('snapshot rows: unnest, COPY staging and direct COPY give the same table; a direct COPY meeting existing rows falls back; rates on 100k-row batches', async (t) => {
   await ensureSinkTables(db);
   const ddl = (name: string) =>
     `CREATE TABLE ${DST}.${name} (id bigint PRIMARY KEY, customer_id int, amount numeric(12,2), status text, created_at timestamptz, payload jsonb)`;
-  await db.query(ddl('bulk_unnest'));
-  await db.query(ddl('bulk_staging'));
+  const paths = [
+    { name: 'bulk_unnest', stagingMinRows: Infinity, direct: false },
+    { name: 'bulk_staging', stagingMinRows: 1, direct: false },
+    { name: 'bulk_direct', stagingMinRows: 1, direct: true },
+  ];
+  for (const p of paths) await db.query(ddl(p.name));
   const columns = ['id', 'customer_id', 'amount', 'status', 'created_at', 'payload'].map((name) => ({ name, pgType: null }));
   const N = 100_000;
   const version = (name: string): TableVersion => ({
@@ -210,10 +225,13 @@ test('snapshot rows: unnest and COPY staging give the same table; rates on a 100
     destId: destIdOf(DST, name),
     columns,
   });
+  // Rounds of N snapshot reads: into the empty table; half the keys there already (a snapshot
+  // redone); all new keys twice (after a conflict the direct path skips one batch, then tries again).
+  const firstIds = [1, 1 + N / 2, 1 + 1.5 * N, 1 + 2.5 * N];
   const records = (name: string, round: number): DecodedRecord[] => {
     const v = version(name);
     return Array.from({ length: N }, (_, i) => {
-      const id = String(i + 1 + round * (N / 2)); // the second round: half the keys exist already
+      const id = String(firstIds[round] + i);
       return {
         change: {
           op: 'r' as const,
@@ -232,25 +250,43 @@ test('snapshot rows: unnest and COPY staging give the same table; rates on a 100
   };
   const states = new TableStates({ citus: await detectCitus(db), requireDistributed: false, logger: log });
   const rates: Record<string, number[]> = {};
-  for (const [name, stagingMinRows] of [['bulk_unnest', Infinity], ['bulk_staging', 1]] as const) {
-    for (const round of [0, 1]) {
-      const recs = records(name, round);
+  const written: Record<string, string[]> = {};
+  let conflicts = 0;
+  for (const p of paths) {
+    const directCopy = p.direct ? new DirectCopyPolicy() : null;
+    for (let round = 0; round < firstIds.length; round++) {
+      const recs = records(p.name, round);
       const started = performance.now();
       const outcome = await applyChunk(
         db,
-        { topic: name, partition: 0, firstOffset: BigInt(round * N), nextOffset: BigInt(round * N + N), records: recs },
-        { groupId: `g-${ID}-bulk`, states, truncate: 'apply', autoEvolve: false, stagingMinRows, logger: log },
+        { topic: p.name, partition: 0, firstOffset: BigInt(round * N), nextOffset: BigInt(round * N + N), records: recs },
+        {
+          groupId: `g-${ID}-bulk`,
+          states,
+          truncate: 'apply',
+          autoEvolve: false,
+          stagingMinRows: p.stagingMinRows,
+          directCopy: directCopy && { policy: directCopy, minRows: 1 },
+          onUpsert: (_table, path, rows) => (written[p.name] ??= []).push(`${round}:${path}:${rows}`),
+          onDirectCopyConflict: () => conflicts++,
+          logger: log,
+        },
         round === 0,
       );
       const ms = performance.now() - started;
       assert.equal(outcome.kind, 'applied');
-      (rates[name] ??= []).push(Math.round(N / (ms / 1000)));
+      (rates[p.name] ??= []).push(Math.round(N / (ms / 1000)));
     }
   }
-  t.diagnostic(`100k-row snapshot batch, rows/s (into empty table, then half the keys new): unnest ${rates.bulk_unnest.join(' / ')}, COPY staging ${rates.bulk_staging.join(' / ')}`);
+  t.diagnostic(`100k-row snapshot batches, rows/s (empty table; half the keys there; new keys; new keys): ${paths.map((p) => `${p.name} ${rates[p.name].join(' / ')}`).join('; ')}`);
+  assert.deepEqual(written.bulk_direct, [`0:direct_copy:${N}`, `1:staging:${N}`, `2:staging:${N}`, `3:direct_copy:${N}`]);
+  assert.deepEqual(written.bulk_staging, [0, 1, 2, 3].map((r) => `${r}:staging:${N}`));
+  assert.equal(conflicts, 1);
   const cols = ['id', 'customer_id', 'amount', 'status', 'created_at', 'payload'];
   const a = await tableText(db, `${DST}.bulk_unnest`, cols, 'id');
-  const b = await tableText(db, `${DST}.bulk_staging`, cols, 'id');
-  assert.equal(a.length, N * 1.5);
-  assert.deepEqual(b, a);
+  assert.equal(a.length, N * 3.5);
+  assert.deepEqual(await tableText(db, `${DST}.bulk_staging`, cols, 'id'), a);
+  assert.deepEqual(await tableText(db, `${DST}.bulk_direct`, cols, 'id'), a);
+  const stored = await db.query(`SELECT topic, next_offset::text AS o FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY topic`, [`g-${ID}-bulk`]);
+  assert.deepEqual(stored.rows, paths.map((p) => ({ topic: p.name, o: String(firstIds.length * N) })).sort((x, y) => x.topic.localeCompare(y.topic)));
 });

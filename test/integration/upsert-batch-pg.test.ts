@@ -117,7 +117,7 @@ async function createTable(table: ApplyTable, extra = ''): Promise<void> {
   await db.query(`CREATE TABLE ${qualifiedName(table)} (${cols}, PRIMARY KEY (${pk})${extra})`);
 }
 
-/** What the sink's writer does with a plan, in one transaction; snapshot groups optionally via staging. */
+/** What the sink's writer does with a plan, in one transaction; every upsert group optionally via staging. */
 async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boolean } = {}): Promise<void> {
   await db.query('BEGIN');
   try {
@@ -137,7 +137,7 @@ async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boo
         await db.query(st.text, st.bind(step.sparingDeletes.rows));
       }
       for (const g of step.upserts) {
-        if (opts.staging && g.snapshot) {
+        if (opts.staging) {
           await db.query(createStagingSql(table));
           await pipeline(Readable.from(g.rows.map(encodeCopyTextRow)), db.query(copyFrom(copyIntoStagingSql(table, g.columns))));
           await db.query(mergeFromStagingSql(table, g.columns));

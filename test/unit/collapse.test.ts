@@ -71,7 +71,7 @@ function seg(table: ApplyTable, parts: Partial<Omit<ApplySegment, 'kind'>>): App
     sparingDeletes: parts.sparingDeletes ?? { columns: [...table.sourceKey, ...destOnly], rows: [] },
   };
 }
-const group = (columns: string[], rows: (string | null)[][], snapshot = false): UpsertGroup => ({ columns, rows, snapshot });
+const group = (columns: string[], rows: (string | null)[][], fresh = 0): UpsertGroup => ({ columns, rows, fresh });
 const allUsers = ['id', 'name', 'bio'];
 const allOrders = ['id', 'customer_id', 'amount', 'note'];
 const order = (id: string, customer: string, amount = '1.00', note: string | null = 'n') => ({ id, customer_id: customer, amount, note });
@@ -82,25 +82,25 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     name: 'inserts become one upsert group',
     table: users,
     changes: [c({ id: '1', name: 'a', bio: 'x' }), c({ id: '2', name: 'b', bio: null })],
-    want: [seg(users, { upserts: [group(allUsers, [['1', 'a', 'x'], ['2', 'b', null]])] })],
+    want: [seg(users, { upserts: [group(allUsers, [['1', 'a', 'x'], ['2', 'b', null]], 2)] })],
   },
   {
     name: 'last event per key wins',
     table: users,
     changes: [c({ id: '1', name: 'a', bio: 'x' }), u({ id: '1', name: 'b', bio: 'y' }), u({ id: '1', name: 'c', bio: 'z' })],
-    want: [seg(users, { upserts: [group(allUsers, [['1', 'c', 'z']])] })],
+    want: [seg(users, { upserts: [group(allUsers, [['1', 'c', 'z']], 1)] })],
   },
   {
     name: 'unchanged TOAST merges from an earlier upsert of the key',
     table: users,
     changes: [c({ id: '1', name: 'a', bio: 'long' }), u({ id: '1', name: 'b' }, null, ['bio'])],
-    want: [seg(users, { upserts: [group(allUsers, [['1', 'b', 'long']])] })],
+    want: [seg(users, { upserts: [group(allUsers, [['1', 'b', 'long']], 1)] })],
   },
   {
     name: 'unchanged TOAST without an earlier event: column left out so the destination keeps it',
     table: users,
     changes: [u({ id: '1', name: 'b' }, null, ['bio']), c({ id: '2', name: 'c', bio: 'd' })],
-    want: [seg(users, { upserts: [group(['id', 'name'], [['1', 'b']]), group(allUsers, [['2', 'c', 'd']])] })],
+    want: [seg(users, { upserts: [group(['id', 'name'], [['1', 'b']]), group(allUsers, [['2', 'c', 'd']], 1)] })],
   },
   {
     name: 'unchanged TOAST filled from a full before-image',
@@ -136,7 +136,7 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     name: 'truncate drops earlier events and starts a new segment',
     table: users,
     changes: [c({ id: '1', name: 'a', bio: null }), d('2'), trunc(), c({ id: '3', name: 'c', bio: null })],
-    want: [{ kind: 'truncate' }, seg(users, { upserts: [group(allUsers, [['3', 'c', null]])] })],
+    want: [{ kind: 'truncate' }, seg(users, { upserts: [group(allUsers, [['3', 'c', null]], 1)] })],
   },
   {
     name: 'truncate at the end of the batch',
@@ -151,10 +151,17 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     want: [{ kind: 'truncate' }, seg(users, { upserts: [group(['id', 'name'], [['1', 'c']])] })],
   },
   {
-    name: 'snapshot reads are marked; a later update in the batch clears the mark',
+    name: 'keys first seen as a read or an insert are fresh (first), also after an update; an update alone or a delete first is not',
     table: users,
-    changes: [r({ id: '1', name: 'a', bio: null }), r({ id: '2', name: 'b', bio: null }), u({ id: '2', name: 'B', bio: null })],
-    want: [seg(users, { upserts: [group(allUsers, [['1', 'a', null]], true), group(allUsers, [['2', 'B', null]])] })],
+    changes: [
+      u({ id: '3', name: 'c', bio: null }),
+      r({ id: '1', name: 'a', bio: null }),
+      d('4'),
+      r({ id: '2', name: 'b', bio: null }),
+      u({ id: '2', name: 'B', bio: null }),
+      c({ id: '4', name: 'd', bio: null }),
+    ],
+    want: [seg(users, { upserts: [group(allUsers, [['1', 'a', null], ['2', 'B', null], ['3', 'c', null], ['4', 'd', null]], 2)] })],
   },
   {
     name: 'key columns missing from after are taken from the record key',
@@ -188,7 +195,7 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
       change('d', { order_id: '1', n: '2' }, null),
       change('d', { order_id: '2', n: '1' }, null, { order_id: '2', n: '1', sku: 'z' }),
     ],
-    want: [seg(lines, { upserts: [group(['order_id', 'n', 'sku'], [['1', '1', 'a']])], deletes: { columns: ['order_id', 'n'], rows: [['1', '2'], ['2', '1']] } })],
+    want: [seg(lines, { upserts: [group(['order_id', 'n', 'sku'], [['1', '1', 'a']], 1)], deletes: { columns: ['order_id', 'n'], rows: [['1', '2'], ['2', '1']] } })],
   },
   // Rows that move between values of a destination-only key column (orders.customer_id).
   {
@@ -219,7 +226,7 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     name: 'insert needs no sparing delete',
     table: orders,
     changes: [c(order('5', '2')), u(order('5', '3'))],
-    want: [seg(orders, { upserts: [group(allOrders, [['5', '3', '1.00', 'n']])] })],
+    want: [seg(orders, { upserts: [group(allOrders, [['5', '3', '1.00', 'n']], 1)] })],
   },
   {
     name: 'delete with a before-image: exact delete carrying the distribution column',
@@ -308,14 +315,16 @@ function applyPlan(dest: Dest, plan: ApplyPlan, deletesFirst: boolean): void {
     const upserts = () => {
       const seen = new Set<string>();
       for (const g of step.upserts) {
-        for (const values of g.rows) {
+        g.rows.forEach((values, n) => {
           const row = Object.fromEntries(g.columns.map((col, i) => [col, values[i]])) as DestRow;
           const k = placeOf(row);
+          // A fresh row goes in by plain COPY: no row of its source key may be there.
+          if (n < g.fresh) assert.ok(![...dest.values()].some((r) => r.id === row.id), `fresh row for source key ${row.id} meets an existing row`);
           assert.ok(!seen.has(row.id), `two upserts for source key ${row.id}`);
           seen.add(row.id);
           const old = dest.get(k);
           dest.set(k, old ? { ...old, ...row } : ({ amount: null, note: null, ...row } as DestRow));
-        }
+        });
       }
     };
     if (deletesFirst) {

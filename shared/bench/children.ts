@@ -26,6 +26,8 @@ export interface SpawnConnectorOptions {
   keepLevel?: number;
   /** V8 old-space cap in MB through NODE_OPTIONS (as the image sets it); 0 or absent: node's default. */
   heapMb?: number;
+  /** The CLI entry to run: the compiled build (build.ts) or, by default, the sources through tsx (BIN). */
+  bin?: string;
 }
 
 /**
@@ -77,7 +79,7 @@ export class ConnectorChild {
     const nodeOptions = connectorNodeOptions(process.env.NODE_OPTIONS, opts.heapMb);
     if (nodeOptions) env.NODE_OPTIONS = nodeOptions;
     const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
-    this.proc = spawn(process.execPath, [...nodeArgs, BIN, opts.command, '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [...nodeArgs, opts.bin ?? BIN, opts.command, '--config', opts.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.resume();
     let partial = '';
     this.proc.stderr!.setEncoding('utf8');

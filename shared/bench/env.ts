@@ -70,7 +70,7 @@ export async function startEnv(res: Resources, log: Logger): Promise<BenchEnv> {
 }
 
 /** Spawn a connector, registered so that it is stopped whatever happens. */
-export function spawnConnector(res: Resources, env: BenchEnv, command: 'source' | 'sink', o: { cpuProfDir?: string; heapMb?: number } = {}): ConnectorChild {
+export function spawnConnector(res: Resources, env: BenchEnv, command: 'source' | 'sink', o: { cpuProfDir?: string; heapMb?: number; bin?: string } = {}): ConnectorChild {
   const child = new ConnectorChild({ command, configFile: command === 'source' ? env.sourceConfigFile : env.sinkConfigFile, ...o });
   res.add(`the ${command} connector`, async () => void (await child.stop()));
   return child;

@@ -53,6 +53,8 @@ export interface BenchResults {
   };
   /** --max-old-space-size (MB) the connector processes ran with; 0: node's default. Absent in older results. */
   connectorHeapMb?: number;
+  /** What the connector processes ran: the compiled build (dist/) or the sources through tsx. */
+  connectorRuntime?: 'compiled' | 'sources';
   /** The untimed Kafka JIT warm-up before the first phase (warmup.ts); null: skipped (--no-warmup). */
   warmup?: { ms: number; records: number; kafkaCpuS: number | null } | null;
   /** CPU seconds per component, per phase. */
@@ -224,6 +226,7 @@ export function toJson(r: BenchResults): Record<string, unknown> {
       load_average_end: r.machine.loadAverageEnd,
     },
     connector_heap_mb: r.connectorHeapMb ?? null,
+    connector_runtime: r.connectorRuntime ?? null,
     warmup: r.warmup ? { records: r.warmup.records, s: round(r.warmup.ms / 1000, 1), kafka_cpu_s: r.warmup.kafkaCpuS } : null,
     started_at: r.startedAt,
     total_s: round(r.totalMs / 1000, 1),
@@ -342,9 +345,11 @@ export function formatReport(r: BenchResults): string {
 }
 
 /** How the run was set up: the connectors' heap cap and the broker warm-up; null for results that do not say. */
-export function setupLine(r: Pick<BenchResults, 'connectorHeapMb' | 'warmup'>): string | null {
+export function setupLine(r: Pick<BenchResults, 'connectorHeapMb' | 'warmup' | 'connectorRuntime'>): string | null {
   if (r.connectorHeapMb === undefined && r.warmup === undefined) return null;
   const parts: string[] = [];
+  if (r.connectorRuntime === 'compiled') parts.push('connectors run compiled (npm run build, as the image runs them)');
+  else if (r.connectorRuntime === 'sources') parts.push('connectors run from the TypeScript sources through tsx (--from-sources)');
   if (r.connectorHeapMb !== undefined) parts.push(r.connectorHeapMb > 0 ? `connectors run with NODE_OPTIONS=--max-old-space-size=${r.connectorHeapMb}` : "connectors run with node's default heap limit");
   if (r.warmup) parts.push(`Kafka broker warmed up first (${r.warmup.records.toLocaleString('en-US')} records, ${fmtSecs(r.warmup.ms)}, not timed)`);
   else if (r.warmup === null) parts.push('Kafka broker not warmed up (--no-warmup)');

@@ -23,6 +23,7 @@ import type { BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
 import { BACKLOG_TXN_ROWS, ORDERS_DDL, backlogPlan, insertSql, stepRows, stepSql } from './workload.ts';
 import { WARMUP, warmUpBroker } from './warmup.ts';
+import { buildCli } from './build.ts';
 
 export interface BenchOptions {
   scale: number;
@@ -34,6 +35,8 @@ export interface BenchOptions {
   connectorHeapMb: number;
   /** Warm the Kafka broker's JIT before the first timed phase (warmup.ts). */
   warmup: boolean;
+  /** Run the connectors from the TypeScript sources through tsx instead of the compiled build (build.ts). */
+  fromSources: boolean;
   resources: Resources;
   log: Logger;
   progress(text: string): void;
@@ -69,6 +72,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     totalMs: 0,
     ours: { sourcePeakRssMb: null, sinkPeakRssMb: null, rssByPhase: {} },
     connectorHeapMb: o.connectorHeapMb,
+    connectorRuntime: o.fromSources ? 'sources' : 'compiled',
     warmup: null,
     peers: {},
     finalVerified: null,
@@ -84,7 +88,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   let meters: Record<string, CpuMeter> = {};
   const meter = (phase: string, units: number) => new PhaseMeter(meters, phase, units, r.cpu);
   const spawn = (command: 'source' | 'sink', phase: string, m: PhaseMeter): ConnectorChild => {
-    const c = spawnConnector(res, env!, command, { cpuProfDir: o.cpuProfDir, heapMb: o.connectorHeapMb });
+    const c = spawnConnector(res, env!, command, { cpuProfDir: o.cpuProfDir, heapMb: o.connectorHeapMb, bin });
     spawned.push({ command, pid: c.pid, phase });
     m.watch(`${command} connector`, c.pid);
     return c;
@@ -100,7 +104,12 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   };
 
   let env: BenchEnv | undefined;
+  let bin: string | undefined;
   try {
+    if (!o.fromSources) {
+      progress('building the CLI (npm run build: tsc into dist/), so the connectors run compiled, as the image runs them');
+      bin = await buildCli();
+    }
     progress('starting the dev stack: source and destination PostgreSQL (fsync off), Apache Kafka, schema registry');
     env = await startEnv(res, o.log);
     Object.assign(r.machine, await machineInfo(env));

@@ -17,7 +17,10 @@ import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts'
 
 export type CommandName = 'source' | 'sink' | 'check' | 'status' | 'replay' | 'cutover' | 'cleanup' | 'schema copy' | 'devstack' | 'demo' | 'bench';
 
-/** Where each command's implementation lives, relative to this file. */
+/** Running the compiled build (dist/, `npm run build`): module files end in .js there. */
+const COMPILED = import.meta.url.endsWith('.js');
+
+/** Where each command's implementation lives, relative to this file (as sources; .js when compiled). */
 export const COMMAND_MODULES: Record<CommandName, string> = {
   source: '../../source-connector/run.ts',
   sink: '../../sink-connector/run.ts',
@@ -126,7 +129,7 @@ async function runCommand(
 
 /** The command's module, or undefined when it does not exist yet. */
 export async function loadCommandModule(name: CommandName, modules: Record<CommandName, string> = COMMAND_MODULES): Promise<CommandModule | undefined> {
-  const url = new URL(modules[name], import.meta.url);
+  const url = new URL(COMPILED ? modules[name].replace(/\.ts$/, '.js') : modules[name], import.meta.url);
   // Check the file itself: a module that exists but fails to import is a real error, not "not built".
   if (!existsSync(fileURLToPath(url))) return undefined;
   const mod = (await import(url.href)) as Partial<CommandModule>;
@@ -173,7 +176,9 @@ function scaleArg(v: string): number {
 
 function version(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    // shared/cli/ in a checkout, <out>/shared/cli/ in a build.
+    const file = ['../../package.json', '../../../package.json'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(fileURLToPath(u)))!;
+    return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';
   }
@@ -289,6 +294,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .option('--source-only', 'measure only source -> Kafka (snapshot and streaming into Kafka) against the bare pgoutput read rate')
     .option('--cpu-prof [dir]', 'run the connector processes with node --cpu-prof, profiles into DIR (default: bench-profiles), and print their top functions')
     .option('--latency-seconds <n>', 'seconds of steady load for the latency measurement (default: 20)', intArg('a number of seconds (1 or more)', 1))
+    .option('--from-sources', 'run the connectors from the TypeScript sources through tsx instead of the compiled build (npm run build) the image runs')
     .option('--no-warmup', "skip warming up the Kafka broker's JIT before the timed phases")
     .option('--connector-heap-mb <n>', "NODE_OPTIONS=--max-old-space-size=N for the connector processes (default: 0, node's default heap; docs/configuration.md, Memory)", intArg('a number of MB (0 or more)', 0))
     .action(act('bench'));

@@ -30,7 +30,13 @@ export interface SourceChild {
 
 /** `shardbridge source --config FILE` as a child process, logging at warn. */
 export function spawnSourceCli(file: string, tailBytes = 20_000): SourceChild {
-  const proc = spawn(process.execPath, [BIN, 'source', '--config', file], { env: { ...cleanEnv(), LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnCli('source', file, { tailBytes });
+}
+
+/** `shardbridge <command> --config FILE` as a child process, logging at warn; `bin`: another entry (the compiled one). */
+export function spawnCli(command: 'source' | 'sink', file: string, o: { tailBytes?: number; bin?: string } = {}): SourceChild {
+  const tailBytes = o.tailBytes ?? 20_000;
+  const proc = spawn(process.execPath, [o.bin ?? BIN, command, '--config', file], { env: { ...cleanEnv(), LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-tailBytes);

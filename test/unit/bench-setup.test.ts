@@ -43,15 +43,16 @@ test('connector NODE_OPTIONS: the heap cap replaces any inherited one, other opt
   assert.equal(connectorNodeOptions('--max-old-space-size 4096 --trace-warnings', 320), '--trace-warnings --max-old-space-size=320', 'the value as a separate token goes too');
 });
 
-test('bench settings: warm-up on and no connector heap cap unless told otherwise', () => {
+test('bench settings: warm-up on, no connector heap cap and the compiled connectors unless told otherwise', () => {
   assert.equal(DEFAULT_CONNECTOR_HEAP_MB, 0);
-  assert.deepEqual(benchSettings({}), { scale: 1, sourceOnly: false, latencySeconds: 20, warmup: true, connectorHeapMb: 0 });
+  assert.deepEqual(benchSettings({}), { scale: 1, sourceOnly: false, latencySeconds: 20, warmup: true, connectorHeapMb: 0, fromSources: false });
   assert.deepEqual(benchSettings({ scale: 0.2, warmup: false, connectorHeapMb: 0, sourceOnly: true, latencySeconds: 5 }), {
     scale: 0.2,
     sourceOnly: true,
     latencySeconds: 5,
     warmup: false,
     connectorHeapMb: 0,
+    fromSources: false,
   });
   assert.equal(benchSettings({ warmup: true }).warmup, true);
 });
@@ -63,6 +64,8 @@ test('the report\'s setup line names the heap cap and the warm-up', () => {
   );
   assert.equal(setupLine({ connectorHeapMb: 0, warmup: null }), "setup: connectors run with node's default heap limit; Kafka broker not warmed up (--no-warmup)");
   assert.equal(setupLine({}), null, 'results written before these settings existed');
+  assert.match(setupLine({ connectorHeapMb: 0, warmup: null, connectorRuntime: 'compiled' })!, /^setup: connectors run compiled \(npm run build, as the image runs them\); /);
+  assert.match(setupLine({ connectorHeapMb: 0, warmup: null, connectorRuntime: 'sources' })!, /through tsx \(--from-sources\)/);
 });
 
 test('the bench command parses --no-warmup and --connector-heap-mb', async () => {
@@ -81,5 +84,7 @@ test('the bench command parses --no-warmup and --connector-heap-mb', async () =>
   assert.equal(s.warmup, false);
   assert.equal(s.connectorHeapMb, 0);
   assert.equal((await parse('--connector-heap-mb', '320')).connectorHeapMb, 320);
+  assert.equal(s.fromSources, false);
+  assert.equal((await parse('--from-sources')).fromSources, true);
   await assert.rejects(parse('--connector-heap-mb', 'lots'), CommanderError);
 });

@@ -526,32 +526,44 @@ test('Grafana is provisioned with the Prometheus datasource and a dashboard of m
 
 test('the Dockerfile builds the CLI image the compose services run', () => {
   const dockerfile = read('Dockerfile');
-  const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string>; dependencies: Record<string, string> };
-  assert.match(dockerfile, /^FROM node:20-slim\b/m);
-  assert.match(dockerfile, /^RUN npm ci --omit=dev\b/m);
-  assert.match(dockerfile, /^COPY package\.json package-lock\.json \.\/$/m);
-  assert.ok(pkg.dependencies.tsx, 'tsx is a runtime dependency (npm ci --omit=dev keeps it)');
-  // The postinstall step patches node_modules from patches/: it must be in the image before npm ci.
-  const scripts = (pkg as unknown as { scripts: Record<string, string> }).scripts;
-  if (scripts.postinstall?.includes('patch-package')) {
-    assert.ok(pkg.dependencies['patch-package'], 'patch-package is a runtime dependency (npm ci --omit=dev keeps it)');
-    assert.ok(dockerfile.indexOf('COPY patches ./patches') >= 0, 'the Dockerfile copies patches/');
-    assert.ok(dockerfile.indexOf('COPY patches ./patches') < dockerfile.indexOf('RUN npm ci'), 'patches/ is copied before npm ci');
+  const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string>; dependencies: Record<string, string>; scripts: Record<string, string> };
+  // Two stages: `build` compiles with the dev dependencies, the image keeps dist/ and the production ones.
+  const stages = dockerfile.split(/^(?=FROM )/m).filter((s) => s.startsWith('FROM '));
+  assert.equal(stages.length, 2, 'a build stage and the image');
+  const [build, image] = stages;
+  assert.match(build, /^FROM node:20-slim AS build$/m);
+  assert.match(image, /^FROM node:20-slim$/m);
+  assert.match(build, /^RUN npm ci\b(?!.*--omit=dev)/m, 'the build stage installs the dev dependencies (typescript)');
+  assert.match(build, /^RUN npm run build$/m);
+  assert.match(pkg.scripts.build, /^tsc -p tsconfig\.build\.json$/);
+  assert.match(image, /^RUN npm ci --omit=dev\b/m);
+  assert.match(image, /^COPY --from=build \/app\/dist \.\/dist$/m);
+  for (const stage of [build, image]) {
+    assert.match(stage, /^COPY package\.json package-lock\.json \.\/$/m);
+    // The postinstall step patches node_modules from patches/: it must be there before npm ci.
+    if (pkg.scripts.postinstall?.includes('patch-package')) {
+      assert.ok(pkg.dependencies['patch-package'], 'patch-package is a runtime dependency (npm ci --omit=dev keeps it)');
+      assert.ok(stage.indexOf('COPY patches ./patches') >= 0 && stage.indexOf('COPY patches ./patches') < stage.indexOf('RUN npm ci'), 'patches/ is copied before npm ci');
+    }
   }
-  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(image);
   assert.ok(entrypoint);
-  assert.deepEqual(JSON.parse(entrypoint[1]), ['node', pkg.bin.shardbridge]);
+  assert.deepEqual(JSON.parse(entrypoint[1]), ['node', '--enable-source-maps', 'dist/shared/cli/entry.js']);
 
-  // Everything the CLI loads is copied into the image and not excluded by .dockerignore.
-  const copied = new Set([...dockerfile.matchAll(/^COPY (?!--from)(\S+) \.\/\1$/gm)].map((m) => m[1]));
+  // Everything the build compiles is copied into the build stage and not excluded by .dockerignore.
+  const copied = new Set([...build.matchAll(/^COPY (?!--from)(\S+) \.\/\1$/gm)].map((m) => m[1]));
   const ignored = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const copiedFiles = [...build.matchAll(/^COPY (?!--from)(.+) \.\/\S*$/gm)].flatMap((m) => m[1].split(/\s+/));
+  for (const f of ['tsconfig.json', 'tsconfig.build.json']) assert.ok(copiedFiles.includes(f), `the build stage copies ${f}`);
+  for (const f of copiedFiles) assert.ok(!ignored.includes(f), `.dockerignore keeps ${f}, which the build stage copies`);
   const cliDir = path.join(root, 'shared', 'cli');
-  const needed = new Set([pkg.bin.shardbridge, ...Object.values(COMMAND_MODULES).map((m) => path.relative(root, path.resolve(cliDir, m)))].map((p) => p.split(/[\\/]/)[0]));
+  const included = (JSON.parse(read('tsconfig.build.json')) as { include: string[] }).include.map((g) => g.split('/')[0]);
+  const needed = new Set([...included, ...Object.values(COMMAND_MODULES).map((m) => path.relative(root, path.resolve(cliDir, m)))].map((p) => p.split(/[\\/]/)[0]));
   for (const dir of needed) {
     assert.ok(copied.has(dir), `the Dockerfile copies ${dir}/`);
     assert.ok(!ignored.includes(dir) && !ignored.includes(`${dir}/`), `.dockerignore keeps ${dir}/`);
   }
-  for (const dir of ['test', 'node_modules', '.git']) assert.ok(ignored.includes(dir), `.dockerignore leaves out ${dir}`);
+  for (const dir of ['test', 'node_modules', '.git', 'dist']) assert.ok(ignored.includes(dir), `.dockerignore leaves out ${dir}`);
 });
 
 /** The old-space cap (MB) a NODE_OPTIONS value sets, or null. */

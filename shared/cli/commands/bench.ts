@@ -5,7 +5,8 @@
  * the same as JSON to `--out` (default bench-results.json). `--cpu-prof [dir]` profiles the
  * connector processes and prints their top self-time functions. The Kafka broker is warmed up
  * first (`--no-warmup` skips it); `--connector-heap-mb N` runs the connectors with that
- * old-space cap (default none). Exit 0 when every phase ran (aims missed are figures, not failures), 1 when a
+ * old-space cap (default none). The connectors run compiled (`npm run build`, as the image
+ * runs them) unless `--from-sources`. Exit 0 when every phase ran (aims missed are figures, not failures), 1 when a
  * phase failed, 130/143 on signals.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -28,19 +29,21 @@ interface BenchOpts {
   /** commander's --no-warmup: false; otherwise true or absent. */
   warmup?: boolean;
   connectorHeapMb?: number;
+  fromSources?: boolean;
 }
 
 /** The connectors' old-space cap by default: what the image sets (Dockerfile, docs/configuration.md "Memory"). */
 export const DEFAULT_CONNECTOR_HEAP_MB = 0;
 
 /** The run's settings from the command's options, defaults filled in. Pure. */
-export function benchSettings(opts: BenchOpts): { scale: number; sourceOnly: boolean; latencySeconds: number; warmup: boolean; connectorHeapMb: number } {
+export function benchSettings(opts: BenchOpts): { scale: number; sourceOnly: boolean; latencySeconds: number; warmup: boolean; connectorHeapMb: number; fromSources: boolean } {
   return {
     scale: opts.scale ?? 1,
     sourceOnly: Boolean(opts.sourceOnly),
     latencySeconds: opts.latencySeconds ?? 20,
     warmup: opts.warmup !== false,
     connectorHeapMb: opts.connectorHeapMb ?? DEFAULT_CONNECTOR_HEAP_MB,
+    fromSources: Boolean(opts.fromSources),
   };
 }
 

@@ -136,26 +136,25 @@ export class RecordDecoder {
   /** The change carried by `r`, null for a tombstone. Throws DecodeError. */
   decode(r: RawRecord): DecodedRecord | null {
     if (r.value === null) return null;
-    const at = { topic: r.topic, partition: r.partition, offset: r.offset };
-    const value = this.valueDecoder(r.value, at);
+    const value = this.valueDecoder(r.value, r);
     let env: Envelope;
     try {
       env = value.type.fromBuffer(r.value.subarray(WIRE_HEADER_LENGTH), value.resolver) as Envelope;
     } catch (err) {
       throw new DecodeError(`record value does not decode with schema ${value.version.schemaId}: ${(err as Error).message}`, {
-        context: { ...at, schemaId: value.version.schemaId },
+        context: { ...where(r), schemaId: value.version.schemaId },
         cause: err,
         remedy: 'the bytes are corrupt or were not written with the schema their header names',
       });
     }
     const op = env.op;
-    if (!OPS.has(op)) throw new DecodeError(`unknown op "${op}"`, { context: { ...at, schemaId: value.version.schemaId } });
+    if (!OPS.has(op)) throw new DecodeError(`unknown op "${op}"`, { context: { ...where(r), schemaId: value.version.schemaId } });
     let key: Record<string, string> = {};
     let keyColumns: readonly string[] | null = null;
     if (r.key !== null && op !== 't') {
-      const kd = this.keyDecoder(r.key, value, at);
+      const kd = this.keyDecoder(r.key, value, r);
       keyColumns = kd.columns;
-      key = convertKey(kd, r.key, at);
+      key = convertKey(kd, r.key, r);
     }
     let after: Record<string, string | null> | null = null;
     let before: Record<string, string | null> | null = null;
@@ -166,7 +165,7 @@ export class RecordDecoder {
       if (env.before) before = convertRow(value.fields, env.before, op === 'd');
     } catch (err) {
       throw new DecodeError(`a field value has no PostgreSQL text form: ${(err as Error).message}`, {
-        context: { ...at, schemaId: value.version.schemaId },
+        context: { ...where(r), schemaId: value.version.schemaId },
         cause: err,
       });
     }
@@ -189,14 +188,14 @@ export class RecordDecoder {
     return { change, table: value.version, keyColumns };
   }
 
-  private valueDecoder(buf: Buffer, at: { topic: string; partition: number; offset: string }): ValueDecoder {
+  private valueDecoder(buf: Buffer, at: At): ValueDecoder {
     const id = schemaIdOf(buf, at, 'value');
     const d = this.values.get(id);
     if (d) return d;
     throw unknownSchema(id, this.failed.get(id), at, 'value');
   }
 
-  private keyDecoder(buf: Buffer, value: ValueDecoder, at: { topic: string; partition: number; offset: string }): KeyDecoder {
+  private keyDecoder(buf: Buffer, value: ValueDecoder, at: At): KeyDecoder {
     const id = schemaIdOf(buf, at, 'key');
     let d = value.keys.get(id);
     if (d) return d;
@@ -286,17 +285,17 @@ function convertRow(fields: FieldConverter[], row: Record<string, unknown>, drop
   return out;
 }
 
-function convertKey(kd: KeyDecoder, buf: Buffer, at: { topic: string; partition: number; offset: string }): Record<string, string> {
+function convertKey(kd: KeyDecoder, buf: Buffer, at: At): Record<string, string> {
   let k: Record<string, unknown>;
   try {
     k = kd.type.fromBuffer(buf.subarray(WIRE_HEADER_LENGTH)) as Record<string, unknown>;
   } catch (err) {
-    throw new DecodeError(`record key does not decode: ${(err as Error).message}`, { context: at, cause: err });
+    throw new DecodeError(`record key does not decode: ${(err as Error).message}`, { context: where(at), cause: err });
   }
   const out: Record<string, string> = {};
   for (const f of kd.fields) {
     const v = k[f.field];
-    if (v === null || v === undefined) throw new DecodeError(`record key lacks a value for ${f.column}`, { context: { ...at, column: f.column } });
+    if (v === null || v === undefined) throw new DecodeError(`record key lacks a value for ${f.column}`, { context: { ...where(at), column: f.column } });
     out[f.column] = f.encode(v);
   }
   return out;
@@ -307,19 +306,25 @@ function peekSchemaId(buf: Buffer | null): number | null {
   return buf.readUInt32BE(1);
 }
 
-function schemaIdOf(buf: Buffer, at: { topic: string; partition: number; offset: string }, what: string): number {
+function schemaIdOf(buf: Buffer, at: At, what: string): number {
+  const id = peekSchemaId(buf);
+  if (id !== null) return id;
   try {
     return decodeWireHeader(buf).schemaId;
   } catch (err) {
     const e = err as ShardBridgeError;
-    throw new DecodeError(`record ${what}: ${e.message}`, { context: { ...at, ...e.context }, cause: err, remedy: e.remedy });
+    throw new DecodeError(`record ${what}: ${e.message}`, { context: { ...where(at), ...e.context }, cause: err, remedy: e.remedy });
   }
 }
 
-function unknownSchema(id: number, cause: unknown, at: { topic: string; partition: number; offset: string }, what: string): DecodeError {
+/** Where a record is, for error context (built only when there is an error: decode is per record). */
+type At = Pick<RawRecord, 'topic' | 'partition' | 'offset'>;
+const where = (r: At) => ({ topic: r.topic, partition: r.partition, offset: r.offset });
+
+function unknownSchema(id: number, cause: unknown, at: At, what: string): DecodeError {
   const why = cause instanceof Error ? cause.message : 'not fetched';
   return new DecodeError(`record ${what} names schema id ${id}, which cannot be used: ${why}`, {
-    context: { ...at, schemaId: id },
+    context: { ...where(at), schemaId: id },
     cause,
     remedy: 'is the sink reading the registry the source wrote to? an unknown id means another registry or a corrupt header',
   });

@@ -1,5 +1,6 @@
 /**
- * Line numbers for profiles of code run through tsx. tsx compiles each TypeScript module with
+ * Line numbers for profiles: of the compiled build (dist/*.js, through the source map tsc
+ * writes beside each file), and of code run through tsx. tsx compiles each TypeScript module with
  * esbuild into ONE minified line (plus a source map), so V8 reports every function of it at
  * line 1. Compiling the file again with tsx's own esbuild options gives the same code and
  * the same map (checked against tsx's cache); the map turns (line, column) back into the
@@ -13,15 +14,17 @@ interface Esbuild {
   transformSync(code: string, opts: Record<string, unknown>): { code: string; map: string };
 }
 
-export async function tsxPositionMapper(): Promise<PositionMapper | undefined> {
+export async function sourcePositionMapper(): Promise<PositionMapper | undefined> {
+  const compiled = compiledPositionMapper();
   let esbuild: Esbuild;
   try {
     esbuild = (await import('esbuild' as string)) as Esbuild;
   } catch {
-    return undefined;
+    return compiled;
   }
   const cache = new Map<string, [number, number][][] | null>();
   return (url, line0, column0) => {
+    if (/\/dist\/.*\.js$/.test(url)) return compiled(url, line0, column0);
     if (!url.startsWith('file://') || !/\.(ts|mts|cts)$/.test(url)) return null;
     let decoded = cache.get(url);
     if (decoded === undefined) {
@@ -40,6 +43,24 @@ export async function tsxPositionMapper(): Promise<PositionMapper | undefined> {
           sourcefile: file,
         });
         decoded = decodeMappings((JSON.parse(r.map) as { mappings: string }).mappings);
+      } catch {
+        decoded = null;
+      }
+      cache.set(url, decoded);
+    }
+    return decoded ? originalLine(decoded, line0, column0) : null;
+  };
+}
+
+/** Positions in dist/*.js through the `.js.map` tsc wrote beside it (tsconfig.build.json: sourceMap). */
+export function compiledPositionMapper(): PositionMapper {
+  const cache = new Map<string, [number, number][][] | null>();
+  return (url, line0, column0) => {
+    if (!url.startsWith('file://')) return null;
+    let decoded = cache.get(url);
+    if (decoded === undefined) {
+      try {
+        decoded = decodeMappings((JSON.parse(readFileSync(fileURLToPath(url) + '.map', 'utf8')) as { mappings: string }).mappings);
       } catch {
         decoded = null;
       }

@@ -40,12 +40,14 @@ export function shortUrl(url: string, root: string): string {
   const nm = p.lastIndexOf('/node_modules/');
   if (nm >= 0) return p.slice(nm + 1);
   if (root && p.startsWith(root + '/')) p = p.slice(root.length + 1);
+  // The compiled build (npm run build) mirrors the sources: name the TypeScript file.
+  if (p.startsWith('dist/') && p.endsWith('.js')) p = p.slice('dist/'.length, -'.js'.length) + '.ts';
   return p;
 }
 
 /**
- * Maps a position in generated code back to the 1-based line of the original file, when the
- * file was compiled on the fly (tsx: every module on one minified line); null when unknown.
+ * Maps a position in generated code back to the 1-based line of the original file (tsx
+ * compiles every module to one minified line; tsc's dist/ moves lines); null when unknown.
  */
 export type PositionMapper = (url: string, line0: number, column0: number) => number | null;
 

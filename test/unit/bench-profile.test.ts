@@ -1,5 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { compiledPositionMapper } from '../../shared/bench/profile-sources.ts';
 import { analyzeProfile, decodeMappings, parseProfileName, decodeVlq, formatProfileSummary, originalLine, shortUrl, type CpuProfile } from '../../shared/bench/profile.ts';
 
 const profile: CpuProfile = {
@@ -44,6 +49,7 @@ test('shortUrl: repository-relative, node_modules from the package, node interna
   assert.equal(shortUrl('file:///repo/node_modules/pg/lib/client.js', '/repo'), 'node_modules/pg/lib/client.js');
   assert.equal(shortUrl('node:internal/buffer', '/repo'), 'node:internal/buffer');
   assert.equal(shortUrl('', '/repo'), '');
+  assert.equal(shortUrl('file:///repo/dist/sink-connector/apply.js', '/repo'), 'sink-connector/apply.ts', 'the compiled build names its source');
 });
 
 test('source maps: VLQ segments, mappings per generated line, lookup by column', () => {
@@ -64,4 +70,22 @@ test('source maps: VLQ segments, mappings per generated line, lookup by column',
 test('parseProfileName: pid and thread of node --cpu-prof file names', () => {
   assert.deepEqual(parseProfileName('CPU.20261125.060719.5433.2.003.cpuprofile'), { pid: 5433, thread: 2 });
   assert.deepEqual(parseProfileName('custom.cpuprofile'), { pid: null, thread: null });
+});
+
+test('compiled build positions map through the .js.map beside the file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-map-'));
+  try {
+    mkdirSync(join(dir, 'dist'));
+    const js = join(dir, 'dist', 'a.js');
+    // Generated line 0 → source line 0; generated line 1, columns 0 and 4 → source lines 2 and 3.
+    writeFileSync(js + '.map', JSON.stringify({ version: 3, sources: ['../a.ts'], mappings: 'AAAA;AAEA,IACA' }));
+    const map = compiledPositionMapper();
+    const url = pathToFileURL(js).href;
+    assert.equal(map(url, 0, 0), 1);
+    assert.equal(map(url, 1, 2), 3);
+    assert.equal(map(url, 1, 9), 4);
+    assert.equal(map(pathToFileURL(join(dir, 'dist', 'none.js')).href, 0, 0), null, 'no map: unknown');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

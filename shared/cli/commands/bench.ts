@@ -17,7 +17,7 @@ import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { Resources } from '../../demo/session.ts';
 import { formatReport, toJson } from '../../bench/report.ts';
 import { analyzeProfile, formatProfileSummary, profileFiles, readProfile } from '../../bench/profile.ts';
-import { tsxPositionMapper } from '../../bench/profile-sources.ts';
+import { sourcePositionMapper } from '../../bench/profile-sources.ts';
 import { runBench, type Spawned } from '../../bench/run-bench.ts';
 
 interface BenchOpts {
@@ -93,7 +93,7 @@ export async function run(opts: BenchOpts, ctx: CommandContext): Promise<number>
  */
 export async function profileReport(dir: string, spawned: Spawned): Promise<string> {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
-  const mapper = await tsxPositionMapper();
+  const mapper = await sourcePositionMapper();
   const parts = [`\nCPU profiles (node --cpu-prof) in ${dir}:`];
   for (const s of spawned) {
     for (const f of profileFiles(dir, s.pid)) {

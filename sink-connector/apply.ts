@@ -36,8 +36,7 @@ export interface ApplyContext {
   stagingMinRows: number;
   /** Fresh rows, when a group has at least minRows of them, may be COPied straight into the table (direct-copy.ts); null: never. */
   directCopy: { policy: DirectCopyPolicy; minRows: number } | null;
-  /** Rows upserted per destination table and path, and direct COPYs that met an existing row (metrics). */
-  onUpsert?: (table: string, path: UpsertPath, rows: number) => void;
+  /** A direct COPY met an existing row (metrics). */
   onDirectCopyConflict?: (table: string) => void;
   logger: Logger;
 }
@@ -59,16 +58,17 @@ export interface Chunk {
   truncates?: ReadonlyMap<string, TruncateMark>;
 }
 
+/** By destination table: events per op, or rows per upsert path. */
 export type Counts = Map<string, Map<string, number>>;
 
 export type ChunkOutcome =
-  | { kind: 'applied'; counts: Counts; rows: number }
+  | { kind: 'applied'; counts: Counts; paths: Counts; rows: number }
   /** Everything up to nextOffset was applied already (by us before a crash, or another member). */
   | { kind: 'behind'; stored: bigint }
   /** The stored offset is below the chunk: records between were never applied. The caller seeks. */
   | { kind: 'gap'; stored: bigint }
   /** Applied up to a truncate's copy at `at` (stored offset = at); the other partitions have not all reached theirs. */
-  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; rows: number };
+  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; paths: Counts; rows: number };
 
 /** Records between multi-partition truncates; each segment but the last ends at one. */
 interface Segment {
@@ -113,6 +113,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       return { kind: 'gap', stored };
     }
     const counts: Counts = new Map();
+    const paths: Counts = new Map();
     let rows = 0;
     for (const seg of segments) {
       for (const run of seg.runs) {
@@ -121,7 +122,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
         const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, direct);
+        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, direct, paths);
         count(counts, current, records);
       }
       const b = seg.barrier;
@@ -136,7 +137,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         // Everything before the copy is applied; the copy itself is applied once all partitions reached theirs.
         await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [at.toString()]]);
         await q('COMMIT');
-        return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, rows };
+        return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, rows };
       }
       if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
       count(counts, current, [b.record]);
@@ -145,7 +146,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
     await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [chunk.nextOffset.toString()]]);
     await q('COMMIT');
-    return { kind: 'applied', counts, rows };
+    return { kind: 'applied', counts, paths, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, ctx, acceptGap, false);
@@ -244,7 +245,7 @@ function truncateTarget(v: TableVersion): ApplyTable {
 }
 
 /** Runs the plan's statements; returns the number of rows bound. */
-async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, direct: boolean): Promise<number> {
+async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, direct: boolean, paths: Counts): Promise<number> {
   let rows = 0;
   for (const step of plan) {
     if (step.kind === 'truncate') {
@@ -262,7 +263,7 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
       await q(st.text, arrayLiterals(st.bind(step.sparingDeletes.rows)));
     }
     for (const g of step.upserts) {
-      await upsertGroup(client, q, table, g, ctx, direct);
+      await upsertGroup(client, q, table, g, ctx, direct, paths);
       rows += g.rows.length;
     }
   }
@@ -270,8 +271,13 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
 }
 
 /** A group's fresh rows straight into the table when the policy allows, the rest by upsert. */
-async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, direct: boolean): Promise<void> {
+async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, direct: boolean, paths: Counts): Promise<void> {
   const name = `${table.schema}.${table.name}`;
+  const used = (path: UpsertPath, n: number) => {
+    let m = paths.get(name);
+    if (!m) paths.set(name, (m = new Map()));
+    m.set(path, (m.get(path) ?? 0) + n);
+  };
   let rest = g.rows;
   const dc = ctx.directCopy;
   if (direct && dc && g.fresh >= dc.minRows && dc.policy.shouldTry(name)) {
@@ -283,17 +289,17 @@ async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g
       throw new DirectCopyConflict();
     }
     dc.policy.succeeded(name);
-    ctx.onUpsert?.(name, 'direct_copy', fresh.length);
+    used('direct_copy', fresh.length);
     rest = fresh === g.rows ? [] : g.rows.slice(g.fresh);
   }
   if (rest.length === 0) return;
   if (rest.length >= ctx.stagingMinRows) {
     await upsertViaStaging(client, q, table, g.columns, rest);
-    ctx.onUpsert?.(name, 'staging', rest.length);
+    used('staging', rest.length);
   } else {
     const st = buildUpsert(table, g.columns);
     await q(st.text, arrayLiterals(st.bind(rest)));
-    ctx.onUpsert?.(name, 'unnest', rest.length);
+    used('unnest', rest.length);
   }
 }
 

@@ -210,7 +210,6 @@ class SinkRuntime {
       stagingMinRows: this.opts.stagingMinRows ?? 5_000,
       directCopy:
         config.batch.directCopy && this.opts.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: this.opts.directCopyMinRows ?? 1_000 } : null,
-      onUpsert: (table, path, rows) => this.m.upsertRows.inc({ table, path }, rows),
       onDirectCopyConflict: (table) => this.m.directCopyConflicts.inc({ table }),
       logger: log,
     };

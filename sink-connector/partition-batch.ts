@@ -12,7 +12,7 @@ import type { ConsumedMessage, EachBatchPayload, OutMessage } from '../shared/ka
 import type { Logger } from '../shared/logger.ts';
 import { DecodeError, RetriableError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
-import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome } from './apply.ts';
+import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
 import { applyControl, controlTopicKind, parseControlRecord, type ControlAction, type ControlKind } from './control.ts';
 import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decode.ts';
@@ -273,6 +273,7 @@ export class BatchProcessor {
       return false;
     }
     if (outcome.kind === 'waiting') {
+      this.countCommitted(outcome);
       this.deps.tracker.set(p.topic, p.partition, outcome.at);
       p.consumer.commit(p.topic, p.partition, outcome.at);
       this.waitAtTruncate(p, outcome);
@@ -284,7 +285,7 @@ export class BatchProcessor {
       const m = this.deps.metrics;
       m.applySeconds.observe(ms / 1000);
       m.batchRows.observe(slice.length);
-      for (const [table, ops] of outcome.counts) for (const [op, n] of ops) m.applied.inc({ table, op }, n);
+      this.countCommitted(outcome);
       for (const s of moved) m.sequences.inc({ sequence: s });
       this.recent.push({ rows: slice.length, ms });
       if (this.recent.length > 8) this.recent.shift();
@@ -293,6 +294,13 @@ export class BatchProcessor {
     this.deps.stalls.resolved(p.topic, p.partition);
     p.consumer.commit(p.topic, p.partition, chunk.nextOffset);
     return true;
+  }
+
+  /** Metrics of what a transaction committed: events per table and op, rows per upsert path. */
+  private countCommitted(outcome: { counts: Counts; paths: Counts }): void {
+    const m = this.deps.metrics;
+    for (const [table, ops] of outcome.counts) for (const [op, n] of ops) m.applied.inc({ table, op }, n);
+    for (const [table, paths] of outcome.paths) for (const [path, n] of paths) m.upsertRows.inc({ table, path }, n);
   }
 
   /** One apply, retried with backoff while the failure is transient. */

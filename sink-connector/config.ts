@@ -7,6 +7,7 @@ import { loadConfig } from '../shared/config/load.ts';
 import {
   kafkaSchema,
   logLevel,
+  heapGrowingPercent,
   nonEmptyString,
   pgConnectionSchema,
   portNumber,
@@ -82,6 +83,7 @@ export const sinkConfigSchema = z.strictObject({
     .prefault({}),
   stallRetryMs: positiveInt().default(5_000),
   metricsPort: portNumber().default(9465),
+  heapGrowingPercent: heapGrowingPercent(),
   logLevel: logLevel(),
 });
 

@@ -7,6 +7,7 @@ import { loadConfig } from '../shared/config/load.ts';
 import {
   kafkaSchema,
   logLevel,
+  heapGrowingPercent,
   lowerIdentifier,
   nonEmptyString,
   nonNegativeInt,
@@ -67,6 +68,7 @@ export const sourceConfigSchema = z.strictObject({
     })
     .prefault({}),
   metricsPort: portNumber().default(9464),
+  heapGrowingPercent: heapGrowingPercent(),
   walRetentionWarnBytes: nonNegativeInt().default(1024 * MiB),
   logLevel: logLevel(),
 });

@@ -6,6 +6,7 @@
 import type { CommandContext } from '../shared/cli/main.ts';
 import { ShardBridgeError } from '../shared/errors.ts';
 import { redactUrl } from '../shared/logger.ts';
+import { tuneHeap } from '../shared/heap.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../shared/shutdown.ts';
 import { startSourceConnector, type SourceConnector } from './connector.ts';
 
@@ -14,6 +15,7 @@ export type { SourceConnector, StartOptions } from './connector.ts';
 
 export async function run(_opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const config = ctx.sourceConfig();
+  tuneHeap(config.heapGrowingPercent);
   const logger = ctx.logger;
   let connector: SourceConnector;
   try {

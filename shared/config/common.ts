@@ -19,6 +19,9 @@ export const portNumber = () => z.number().int().min(0).max(65535);
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const logLevel = () => z.enum(LOG_LEVELS).default('info');
 
+/** V8's heap growing factor for the connector process, in percent above 1× (shared/heap.ts); 0: V8's default. */
+export const heapGrowingPercent = () => z.number().int().min(0).max(1000).default(100);
+
 /** Kafka topic names: [a-zA-Z0-9._-]; the prefix leaves room for `.schema.table` within Kafka's 249. */
 export const topicName = () =>
   z.string().regex(/^[a-zA-Z0-9._-]{1,200}$/).describe('a Kafka topic name (letters, digits, ".", "_", "-"; at most 200)');

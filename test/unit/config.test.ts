@@ -56,6 +56,7 @@ test('defaults are applied to a minimal source config', () => {
   assert.equal(c.metricsPort, 9464);
   assert.equal(c.walRetentionWarnBytes, 1024 ** 3);
   assert.equal(c.logLevel, 'info');
+  assert.equal(c.heapGrowingPercent, 100);
 });
 
 test('defaults are applied to a minimal sink config', () => {
@@ -73,6 +74,15 @@ test('defaults are applied to a minimal sink config', () => {
   assert.deepEqual(c.tables, {});
   assert.equal(c.stallRetryMs, 5_000);
   assert.equal(c.metricsPort, 9465);
+  assert.equal(c.heapGrowingPercent, 100);
+});
+
+test('heapGrowingPercent: 0 (V8\'s own) up to 1000, named when wrong', () => {
+  const sink = { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } };
+  assert.equal(loadSinkConfig({ env: {}, overrides: { ...sink, heapGrowingPercent: 0 } }).heapGrowingPercent, 0);
+  assert.equal(loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, heapGrowingPercent: 50 } }).heapGrowingPercent, 50);
+  assert.match(configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, heapGrowingPercent: -1 } })), /^config: heapGrowingPercent: /);
+  assert.match(configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, heapGrowingPercent: 2.5 } })), /^config: heapGrowingPercent: /);
 });
 
 test('YAML and JSON files are read', () => {

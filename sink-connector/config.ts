@@ -83,7 +83,7 @@ export const sinkConfigSchema = z.strictObject({
     .prefault({}),
   stallRetryMs: positiveInt().default(5_000),
   metricsPort: portNumber().default(9465),
-  heapGrowingPercent: heapGrowingPercent(),
+  heapGrowingPercent: heapGrowingPercent(100),
   logLevel: logLevel(),
 });
 

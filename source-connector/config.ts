@@ -68,7 +68,9 @@ export const sourceConfigSchema = z.strictObject({
     })
     .prefault({}),
   metricsPort: portNumber().default(9464),
-  heapGrowingPercent: heapGrowingPercent(),
+  // 0: V8's own growth. Its live set is the in-flight window (up to 64 MiB of records), and
+  // holding the heap to twice that cost 25-40 % more CPU for ~50 MB less RSS (shared/heap.ts).
+  heapGrowingPercent: heapGrowingPercent(0),
   walRetentionWarnBytes: nonNegativeInt().default(1024 * MiB),
   logLevel: logLevel(),
 });

@@ -20,7 +20,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const logLevel = () => z.enum(LOG_LEVELS).default('info');
 
 /** V8's heap growing factor for the connector process, in percent above 1× (shared/heap.ts); 0: V8's default. */
-export const heapGrowingPercent = () => z.number().int().min(0).max(1000).default(100);
+export const heapGrowingPercent = (byDefault: number) => z.number().int().min(0).max(1000).default(byDefault);
 
 /** Kafka topic names: [a-zA-Z0-9._-]; the prefix leaves room for `.schema.table` within Kafka's 249. */
 export const topicName = () =>

@@ -22,7 +22,6 @@ import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
 import { buildDelete, buildSparingDelete, buildUpsert, truncateSql, UPSERT_OFFSETS_SQL } from './upsert-batch.ts';
 
-
 export interface ApplyContext {
   groupId: string;
   states: TableStates;
@@ -86,11 +85,8 @@ interface TableRun {
 /** A direct COPY met a row already at the destination: the transaction is rolled back and the chunk applied again without it. */
 class DirectCopyConflict extends Error {}
 
-/**
- * Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records
- * lost to retention). `direct`: fresh rows may be COPied straight into their table.
- */
-export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false, direct = ctx.directCopy !== null): Promise<ChunkOutcome> {
+/** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
+export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false): Promise<ChunkOutcome> {
   const q = queryWith(client);
   const segments = segmentsOf(chunk, ctx.truncate);
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
@@ -122,7 +118,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
         const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, direct, paths);
+        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, paths);
         count(counts, current, records);
       }
       const b = seg.barrier;
@@ -149,7 +145,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     return { kind: 'applied', counts, paths, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
-    if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, ctx, acceptGap, false);
+    if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, { ...ctx, directCopy: null }, acceptGap);
     // Driver errors were classified where they happened; a bug of ours must not look retriable.
     if (err instanceof ShardBridgeError && current && err.context.table === undefined) throw withTable(err, current);
     throw err;
@@ -245,7 +241,7 @@ function truncateTarget(v: TableVersion): ApplyTable {
 }
 
 /** Runs the plan's statements; returns the number of rows bound. */
-async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, direct: boolean, paths: Counts): Promise<number> {
+async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, paths: Counts): Promise<number> {
   let rows = 0;
   for (const step of plan) {
     if (step.kind === 'truncate') {
@@ -263,7 +259,7 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
       await q(st.text, arrayLiterals(st.bind(step.sparingDeletes.rows)));
     }
     for (const g of step.upserts) {
-      await upsertGroup(client, q, table, g, ctx, direct, paths);
+      await upsertGroup(client, q, table, g, ctx, paths);
       rows += g.rows.length;
     }
   }
@@ -271,16 +267,15 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
 }
 
 /** A group's fresh rows straight into the table when the policy allows, the rest by upsert. */
-async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, direct: boolean, paths: Counts): Promise<void> {
+async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, paths: Counts): Promise<void> {
   const name = `${table.schema}.${table.name}`;
   const used = (path: UpsertPath, n: number) => {
-    let m = paths.get(name);
-    if (!m) paths.set(name, (m = new Map()));
+    const m = countsOf(paths, name);
     m.set(path, (m.get(path) ?? 0) + n);
   };
   let rest = g.rows;
   const dc = ctx.directCopy;
-  if (direct && dc && g.fresh >= dc.minRows && dc.policy.shouldTry(name)) {
+  if (dc && g.fresh >= dc.minRows && dc.policy.shouldTry(name)) {
     const fresh = g.fresh === g.rows.length ? g.rows : g.rows.slice(0, g.fresh);
     if ((await copyIntoTarget(client, table, g.columns, fresh)) === 'conflict') {
       const skipping = dc.policy.conflicted(name);
@@ -326,8 +321,13 @@ export function arrayLiterals(columns: readonly (readonly (string | null)[])[]):
 }
 
 function count(counts: Counts, table: string, records: readonly DecodedRecord[]): void {
+  const m = countsOf(counts, table);
+  for (const r of records) m.set(r.change.op, (m.get(r.change.op) ?? 0) + 1);
+}
+
+function countsOf(counts: Counts, table: string): Map<string, number> {
   let m = counts.get(table);
   if (!m) counts.set(table, (m = new Map()));
-  for (const r of records) m.set(r.change.op, (m.get(r.change.op) ?? 0) + 1);
+  return m;
 }
 

@@ -24,6 +24,9 @@ export const SINK_ENV_PREFIX = 'SHARDBRIDGE_SINK_';
 
 const MiB = 1024 * 1024;
 
+/** The consumer's fetch sizes by default (`consumer.*`); the bench's broker warm-up fetches alike. */
+export const CONSUMER_DEFAULTS = { maxBytesPerPartition: 1 * MiB, maxBytes: 4 * MiB, minBytes: 64 * 1024 } as const;
+
 const tableMapping = z.strictObject({
   /** Destination schema; default: the source table's schema. */
   schema: nonEmptyString().optional(),
@@ -55,11 +58,11 @@ export const sinkConfigSchema = z.strictObject({
   // fetch is applied, so these bound the records held in memory however far the sink is behind.
   consumer: z
     .strictObject({
-      maxBytesPerPartition: positiveInt().default(1 * MiB),
-      maxBytes: positiveInt().default(4 * MiB),
+      maxBytesPerPartition: positiveInt().default(CONSUMER_DEFAULTS.maxBytesPerPartition),
+      maxBytes: positiveInt().default(CONSUMER_DEFAULTS.maxBytes),
       // Under light load a fetch waits up to batch.maxWaitMs for this much instead of returning
       // each few records at once: fewer fetches, transactions and commits for the same changes.
-      minBytes: positiveInt().default(64 * 1024),
+      minBytes: positiveInt().default(CONSUMER_DEFAULTS.minBytes),
     })
     .superRefine((v, ctx) => {
       if (v.maxBytesPerPartition > v.maxBytes) {

@@ -5,6 +5,8 @@
  * per commit, ~100 a second for 1,000 changes/s), so each partition commits at most once per
  * interval, the latest position trailing: the group is never more than an interval behind.
  */
+import { tpKey } from './offsets.ts';
+
 export interface GroupOffset {
   topic: string;
   partition: number;
@@ -24,7 +26,7 @@ export class GroupCommits {
 
   /** A partition applied up to `next`: committed now, or with the next flush. */
   offer(topic: string, partition: number, next: bigint): void {
-    const key = `${topic}\u0000${partition}`;
+    const key = tpKey(topic, partition);
     const t = this.now();
     if (!this.pending.has(key) && t - (this.last.get(key) ?? -Infinity) >= this.intervalMs) {
       this.last.set(key, t);

@@ -15,9 +15,9 @@ import {
   clearStagingSql,
   copyIntoStagingSql,
   copyIntoTargetSql,
+  copyTextChunks,
   createStagingSql,
   distributeStagingSql,
-  encodeCopyTextLine,
   mergeFromStagingSql,
   quoteIdent,
   STAGING_SCHEMA,
@@ -27,36 +27,18 @@ import {
 
 type Value = string | null;
 
-const COPY_CHUNK_BYTES = 1 << 20;
-
-/** Rows as COPY text, joined per ~1 MB. */
-function* copyText(rows: readonly Value[][]): Generator<string> {
-  let chunk: string[] = [];
-  let size = 0;
-  for (const r of rows) {
-    const line = encodeCopyTextLine(r);
-    chunk.push(line);
-    size += line.length + 1;
-    if (size >= COPY_CHUNK_BYTES) {
-      yield chunk.join('\n') + '\n';
-      chunk = [];
-      size = 0;
-    }
+/** COPY `rows` with `sql`; failures classified for `table`. */
+async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, rows: readonly Value[][]): Promise<void> {
+  try {
+    await pipeline(Readable.from(copyTextChunks(rows)), client.query(copyFrom(sql)));
+  } catch (err) {
+    throw classify(err, { table: `${table.schema}.${table.name}` });
   }
-  if (chunk.length > 0) yield chunk.join('\n') + '\n';
-}
-
-function copyRows(client: pg.ClientBase, sql: string, rows: readonly Value[][]): Promise<void> {
-  return pipeline(Readable.from(copyText(rows)), client.query(copyFrom(sql)));
 }
 
 /** Upsert `rows` (aligned with `columns`) through the staging table. */
 export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], rows: readonly Value[][]): Promise<void> {
-  try {
-    await copyRows(client, copyIntoStagingSql(table, columns), rows);
-  } catch (err) {
-    throw classify(err, { table: `${table.schema}.${table.name}` });
-  }
+  await copyRows(client, copyIntoStagingSql(table, columns), table, rows);
   await q(mergeFromStagingSql(table, columns));
   await q(clearStagingSql(table));
 }
@@ -68,12 +50,11 @@ export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: A
  */
 export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, columns: string[], rows: readonly Value[][]): Promise<'copied' | 'conflict'> {
   try {
-    await copyRows(client, copyIntoTargetSql(table, columns), rows);
+    await copyRows(client, copyIntoTargetSql(table, columns), table, rows);
     return 'copied';
   } catch (err) {
-    const classified = classify(err, { table: `${table.schema}.${table.name}` });
-    if (sqlStateOf(classified) === '23505') return 'conflict';
-    throw classified;
+    if (sqlStateOf(err) === '23505') return 'conflict';
+    throw err;
   }
 }
 

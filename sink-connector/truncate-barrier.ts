@@ -144,10 +144,14 @@ export function planBarrierRewind(arrivals: readonly RecordedArrival[], moves: R
       if (!list) perPartition.set(a.partition, (list = []));
       list.push(a);
     }
-    for (const list of perPartition.values()) list.sort((x, y) => (x.offset < y.offset ? -1 : x.offset > y.offset ? 1 : 0));
-    const kept = (p: number) => (perPartition.get(p) ?? []).filter((a) => !crossed(a)).length;
+    const keptBy = new Map<number, number>();
+    for (const [p, list] of perPartition) {
+      list.sort((x, y) => (x.offset < y.offset ? -1 : x.offset > y.offset ? 1 : 0));
+      keptBy.set(p, list.filter((a) => !crossed(a)).length);
+    }
+    const kept = (p: number) => keptBy.get(p) ?? 0;
     // A round one partition forgets must be forgotten by every partition that reached it.
-    const lowestForgotten = Math.min(...[...perPartition.keys()].filter((p) => kept(p) < perPartition.get(p)!.length).map((p) => kept(p) + 1));
+    const lowestForgotten = Math.min(...[...perPartition].filter(([p, list]) => kept(p) < list.length).map(([p]) => kept(p) + 1));
     for (const [p, list] of perPartition) {
       if (!refused && kept(p) >= lowestForgotten) refused = list[lowestForgotten - 1];
     }

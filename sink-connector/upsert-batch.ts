@@ -233,11 +233,14 @@ export function distributeStagingSql(table: ApplyTable): string | null {
   );
 }
 
-/** COPY in text format; feed it rows from `encodeCopyTextRow`. */
+/** `COPY relation (columns) FROM STDIN` in text format; feed it `copyTextChunks`. */
+const copyFromStdin = (relation: string, columns: readonly string[]): string => `COPY ${relation} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+
+/** COPY into the staging table. */
 export function copyIntoStagingSql(table: ApplyTable, columns: readonly string[]): string {
   return cached(table, `copy\u0000${columns.join('\u0000')}`, (shape) => {
     columnTypes(shape, columns);
-    return `COPY ${stagingTableName(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+    return copyFromStdin(stagingTableName(table), columns);
   });
 }
 
@@ -251,7 +254,7 @@ export function copyIntoTargetSql(table: ApplyTable, columns: readonly string[])
   return cached(table, `direct\u0000${columns.join('\u0000')}`, (shape) => {
     requireColumns(shape, columns, table.destKey, 'a direct COPY');
     columnTypes(shape, columns);
-    return `COPY ${qualifiedName(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+    return copyFromStdin(qualifiedName(table), columns);
   });
 }
 
@@ -298,9 +301,23 @@ export function encodeCopyTextLine(values: readonly Value[]): string {
   return parts.join('\t');
 }
 
-/** One line of COPY text format, newline-terminated. */
-export function encodeCopyTextRow(values: readonly Value[]): string {
-  return encodeCopyTextLine(values) + '\n';
+const COPY_CHUNK_BYTES = 1 << 20;
+
+/** Rows as COPY text, newline-terminated, joined per ~1 MB (one string per COPY data write). */
+export function* copyTextChunks(rows: readonly (readonly Value[])[]): Generator<string> {
+  let chunk: string[] = [];
+  let size = 0;
+  for (const r of rows) {
+    const line = encodeCopyTextLine(r);
+    chunk.push(line);
+    size += line.length + 1;
+    if (size >= COPY_CHUNK_BYTES) {
+      yield chunk.join('\n') + '\n';
+      chunk = [];
+      size = 0;
+    }
+  }
+  if (chunk.length > 0) yield chunk.join('\n') + '\n';
 }
 
 // ---- the sink's own tables: plain tables on the coordinator, never distributed (citus issue 6729).

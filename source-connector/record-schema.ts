@@ -327,17 +327,17 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
   // Frozen: the envelope type writes one source object's bytes once and copies them after (avro.ts).
   const sourceFor = (ev: SourceEvent): SourceInfo =>
     Object.freeze({
-    version,
-    connector: CONNECTOR_NAME,
-    name: serverName,
-    ts_ms: ev.tsMs,
-    snapshot: ev.snapshot ?? 'false',
-    db: ev.db,
-    schema: table.schema,
-    table: table.name,
-    txId: ev.txId ?? null,
-    lsn: ev.lsn ?? null,
-    xmin: ev.xmin ?? null,
+      version,
+      connector: CONNECTOR_NAME,
+      name: serverName,
+      ts_ms: ev.tsMs,
+      snapshot: ev.snapshot ?? 'false',
+      db: ev.db,
+      schema: table.schema,
+      table: table.name,
+      txId: ev.txId ?? null,
+      lsn: ev.lsn ?? null,
+      xmin: ev.xmin ?? null,
     });
 
   return {

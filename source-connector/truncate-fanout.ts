@@ -36,8 +36,6 @@ export interface TruncateKey {
 
 const keyType = avro.Type.forSchema(TRUNCATE_KEY_SCHEMA as unknown as avro.Schema);
 
-/** The partition the producer's partitioner (Java-compatible murmur2) gives `key` on a topic of `partitions`. */
-export const partitionOfKey = partitionForKey;
 
 /** One key per partition 0..partitions-1, each hashing to its own partition. */
 export function truncateKeys(schemaId: number, truncate: string, partitions: number): Buffer[] {
@@ -46,7 +44,7 @@ export function truncateKeys(schemaId: number, truncate: string, partitions: num
     // Each salt hits the partition with probability 1/partitions: a few tries at most in practice.
     for (let salt = 0; ; salt++) {
       const key = encodeWire(schemaId, keyType.toBuffer({ truncate, partitions, partition, salt }));
-      if (partitionOfKey(key, partitions) === partition) {
+      if (partitionForKey(key, partitions) === partition) {
         out.push(key);
         break;
       }

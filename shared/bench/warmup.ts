@@ -6,10 +6,11 @@
  * warm native code (PostgreSQL, pg_recvlogical). A broker in production is warm: like a JMH
  * warm-up, a throwaway topic is produced and read back once through our own client with
  * records shaped like the workload's, then deleted. Not timed.
- * Pure parts (the plan, its batches and messages): test/unit/bench-warmup.test.ts.
+ * Pure parts (the plan, its batches and messages): test/unit/bench-setup.test.ts.
  */
 import type { Logger } from '../logger.ts';
 import { createKafka, type OutMessage } from '../kafka/client.ts';
+import { CONSUMER_DEFAULTS } from '../../sink-connector/config.ts';
 
 export interface WarmupPlan {
   topic: string;
@@ -74,7 +75,7 @@ export async function warmUpBroker(o: { bootstrap: string; log: Logger; plan?: W
   const admin = kafka.admin();
   const producer = kafka.producer();
   // The sink's default fetch sizes, so that the broker compiles the fetches the sink makes.
-  const consumer = kafka.consumer({ groupId: p.topic, maxBytesPerPartition: 2 * 2 ** 20, maxBytes: 16 * 2 ** 20, maxWaitTimeMs: 100 });
+  const consumer = kafka.consumer({ groupId: p.topic, ...CONSUMER_DEFAULTS, maxWaitTimeMs: 100 });
   let timer: NodeJS.Timeout | undefined;
   try {
     await admin.connect();

@@ -197,12 +197,10 @@ const PRIMITIVE_HOOKS = new Map<unknown, avro.Type>([
 function typeHook(schema: unknown, opts: unknown): avro.Type | undefined {
   if (typeof schema === 'string') return PRIMITIVE_HOOKS.get(schema);
   if (Array.isArray(schema)) return schema.length === 2 && schema[0] === 'null' ? (new NullableType(schema, opts) as unknown as avro.Type) : undefined;
-  if (schema !== null && typeof schema === 'object' && WRITE_CACHED.has(schema)) return new WriteCachedRecordType(schema, opts) as unknown as avro.Type;
-  if (schema !== null && typeof schema === 'object' && !Array.isArray(schema)) {
-    const t = (schema as { type?: unknown; logicalType?: unknown }).type;
-    if ((schema as { logicalType?: unknown }).logicalType === undefined) return PRIMITIVE_HOOKS.get(t);
-  }
-  return undefined;
+  if (schema === null || typeof schema !== 'object') return undefined;
+  if (WRITE_CACHED.has(schema)) return new WriteCachedRecordType(schema, opts) as unknown as avro.Type;
+  const s = schema as { type?: unknown; logicalType?: unknown };
+  return s.logicalType === undefined ? PRIMITIVE_HOOKS.get(s.type) : undefined;
 }
 
 /**

@@ -2,7 +2,7 @@
  * Running the `shardbridge` CLI from tests: in process through `main` (output captured), or
  * as the real executable in a child process (output tail kept for assertions and failures).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../shared/cli/main.ts';
 
@@ -21,7 +21,21 @@ export async function runCli(args: string[]): Promise<{ code: number; stdout: st
   return { code, stdout, stderr };
 }
 
-export interface SourceChild {
+/**
+ * `shardbridge <args>` as a child process to completion: the executable itself (shebang +
+ * tsx), or `node <bin>` for another entry (the compiled one). Exit code -1 when it was killed.
+ */
+export function execCli(args: string[], o: { bin?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [file, argv] = o.bin ? [process.execPath, [o.bin, ...args]] : [BIN, args];
+  return new Promise((resolve) => {
+    execFile(file, argv, { env: cleanEnv(), timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface CliChild {
   proc: ChildProcess;
   /** The last `tailBytes` characters of stdout and stderr together. */
   output(): string;
@@ -29,12 +43,12 @@ export interface SourceChild {
 }
 
 /** `shardbridge source --config FILE` as a child process, logging at warn. */
-export function spawnSourceCli(file: string, tailBytes = 20_000): SourceChild {
+export function spawnSourceCli(file: string, tailBytes = 20_000): CliChild {
   return spawnCli('source', file, { tailBytes });
 }
 
 /** `shardbridge <command> --config FILE` as a child process, logging at warn; `bin`: another entry (the compiled one). */
-export function spawnCli(command: 'source' | 'sink', file: string, o: { tailBytes?: number; bin?: string } = {}): SourceChild {
+export function spawnCli(command: 'source' | 'sink', file: string, o: { tailBytes?: number; bin?: string } = {}): CliChild {
   const tailBytes = o.tailBytes ?? 20_000;
   const proc = spawn(process.execPath, [o.bin ?? BIN, command, '--config', file], { env: { ...cleanEnv(), LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -1,32 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { COMMAND_MODULES, main, type CommandName } from '../../shared/cli/main.ts';
+import { execCli } from '../helpers/cli.ts';
 
-const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const SECRET = 'S3cr3t-Pw-do-not-print';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-cli-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Environment without our own variables, so the developer's shell cannot change the outcome. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
-}
-
-/** Run the real executable (shebang + tsx) as a child process. */
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(BIN, args, { env: cleanEnv(), timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** The real executable (shebang + tsx) as a child process. */
+const run = (args: string[]) => execCli(args);
 
 /** Run main() in-process, capturing its output. */
 async function runMain(args: string[], modules?: Partial<Record<CommandName, string>>, env: NodeJS.ProcessEnv = {}) {

@@ -6,15 +6,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { buildCli } from '../../shared/bench/build.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { cleanEnv, spawnCli, type SourceChild } from '../helpers/cli.ts';
+import { execCli, spawnCli, type CliChild } from '../helpers/cli.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { sinkConfig, tableText } from '../helpers/sink.ts';
 import { startSourceTestEnv, testSourceConfig, uniquePrefix, type SourceTestEnv } from '../helpers/source.ts';
@@ -34,11 +32,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const run = (args: string[]) =>
-  promisify(execFile)(process.execPath, [entry, ...args], { env: cleanEnv() }).then(
-    (r) => ({ code: 0, ...r }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
+const run = (args: string[]) => execCli(args, { bin: entry });
 
 test('the compiled CLI: --version, --help, and a bad configuration refused naming the key', async () => {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -73,7 +67,7 @@ test('the compiled source and sink connectors move a table through Kafka into th
     sinkFile,
     JSON.stringify(sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix, groupId: `g-${prefix}` }, { tables: { 'public.items': { schema } } })),
   );
-  const children: SourceChild[] = [spawnCli('source', sourceFile, { bin: entry }), spawnCli('sink', sinkFile, { bin: entry })];
+  const children: CliChild[] = [spawnCli('source', sourceFile, { bin: entry }), spawnCli('sink', sinkFile, { bin: entry })];
   t.after(() => children.forEach((c) => c.proc.kill('SIGKILL')));
   const fail = (err: Error) => {
     throw new Error(`${err.message}\n${children.map((c) => c.output()).join('\n')}`);

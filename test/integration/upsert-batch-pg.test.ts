@@ -23,7 +23,7 @@ import {
   copyIntoStagingSql,
   createStagingSql,
   CREATE_SINK_TABLES_SQL,
-  encodeCopyTextRow,
+  copyTextChunks,
   mergeFromStagingSql,
   qualifiedName,
   stagingTableName,
@@ -139,7 +139,7 @@ async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boo
       for (const g of step.upserts) {
         if (opts.staging) {
           await db.query(createStagingSql(table));
-          await pipeline(Readable.from(g.rows.map(encodeCopyTextRow)), db.query(copyFrom(copyIntoStagingSql(table, g.columns))));
+          await pipeline(Readable.from(copyTextChunks(g.rows)), db.query(copyFrom(copyIntoStagingSql(table, g.columns))));
           await db.query(mergeFromStagingSql(table, g.columns));
           await db.query(clearStagingSql(table));
         } else {

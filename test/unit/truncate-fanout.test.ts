@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
-import { parseTruncateKey, partitionOfKey, truncateKeys } from '../../source-connector/truncate-fanout.ts';
+import { partitionForKey } from '../../shared/kafka/murmur2.ts';
+import { parseTruncateKey, truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import { judgeBarrier, planBarrierRewind, type RecordedArrival } from '../../sink-connector/truncate-barrier.ts';
 import { truncateMarks } from '../../sink-connector/partition-batch.ts';
 
@@ -10,7 +11,7 @@ test('truncate keys: one per partition, each hashing to its own partition, in th
     const keys = truncateKeys(42, '0/16B3748/0', partitions);
     assert.equal(keys.length, partitions);
     keys.forEach((key, p) => {
-      assert.equal(partitionOfKey(key, partitions), p);
+      assert.equal(partitionForKey(key, partitions), p);
       assert.equal(decodeWireHeader(key).schemaId, 42);
       assert.deepEqual(parseTruncateKey(key), { id: '0/16B3748/0', partitions, partition: p });
     });

@@ -10,7 +10,7 @@ import {
   copyIntoStagingSql,
   createStagingSql,
   distributeStagingSql,
-  encodeCopyTextRow,
+  copyTextChunks,
   mergeFromStagingSql,
   quoteIdent,
   stagingBaseName,
@@ -256,7 +256,7 @@ for (const tc of refusals) {
   });
 }
 
-test('encodeCopyTextRow escapes backslash, tab, newline, carriage return; NULL is \\N', () => {
+test('COPY text rows escape backslash, tab, newline, carriage return; NULL is \\N', () => {
   const cases: [(string | null)[], string][] = [
     [['1', 'plain'], '1\tplain\n'],
     [[null, ''], '\\N\t\n'],
@@ -265,7 +265,7 @@ test('encodeCopyTextRow escapes backslash, tab, newline, carriage return; NULL i
     [['\\x00ff'], '\\\\x00ff\n'],
     [["it's \"q\""], 'it\'s "q"\n'],
   ];
-  for (const [values, want] of cases) assert.equal(encodeCopyTextRow(values), want);
+  for (const [values, want] of cases) assert.equal([...copyTextChunks([values])].join(''), want);
 });
 
 test('staging names stay within 63 bytes and unambiguous', () => {

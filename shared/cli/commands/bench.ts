@@ -6,8 +6,8 @@
  * connector processes and prints their top self-time functions. The Kafka broker is warmed up
  * first (`--no-warmup` skips it); `--connector-heap-mb N` runs the connectors with that
  * old-space cap (default none). The connectors run compiled (`npm run build`, as the image
- * runs them) unless `--from-sources`. Exit 0 when every phase ran (aims missed are figures, not failures), 1 when a
- * phase failed, 130/143 on signals.
+ * runs them) unless `--from-sources`. Exit 0 when every phase ran (aims missed are figures,
+ * not failures), 1 when a phase failed, 130/143 on signals.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -163,8 +163,8 @@ export class LsnTracker {
    * WAL. Returns the new confirm point, or null when something is pending.
    *
    * The caller must have registered every data message received before the keep-alive:
-   * the keep-alive vouches only for WAL the stream already delivered. (With
-   * pg-logical-replication's flowControl, heartbeats overtake its queue of data messages.)
+   * the keep-alive vouches only for WAL the stream already delivered. (Keep-alives overtake
+   * the data messages that wait in the stream's message pump.)
    */
   idleConfirm(serverLsn: bigint): bigint | null {
     this.confirmable();

@@ -33,13 +33,12 @@ export class RawPgoutputPlugin implements AbstractPlugin<RawPgoutputOptions> {
   }
 
   /**
-   * Returns a copy of the message bytes. The library hands us a view into pg-protocol's
-   * read buffer, which pg-protocol compacts in place when a message straddles socket
-   * reads; with flowControl the view sits in a queue until our handler runs, so it would
-   * be overwritten under us. Copying small buffers uses Node's pool: cheap.
+   * The message bytes as they are: a view into pg-protocol's read buffer, valid until the
+   * next socket read. The stream handles each message before that or copies it
+   * (message-pump.ts); the library's own flowControl queue would need a copy here.
    */
   parse(buffer: Buffer): Buffer {
-    return Buffer.from(buffer);
+    return buffer;
   }
 
   start(client: Client, slotName: string, lastLsn: string): Promise<any> {

@@ -1,13 +1,16 @@
 /**
  * The replication stream: pg-logical-replication with our raw pgoutput plugin (auto-ack off,
- * no ack timer, flow control on), decoded by decodePgoutput, turned into change events and
- * handed to the publisher. Each source transaction is tracked by the LsnTracker from Begin
+ * no ack timer), each message run through a MessagePump into decodePgoutput, turned into
+ * change events and handed to the publisher. Each source transaction is tracked by the LsnTracker from Begin
  * to Commit; the position confirmed to the server is only ever `tracker.confirmable()` (every
  * second and on keep-alives), or, with nothing pending, the keep-alive's own position, so an
  * idle database does not pin WAL (../shared/README.md: the library's auto-ack trap).
  *
- * Back-pressure: the data handler awaits the publisher's `whenWritable()`; with flow control
- * the library pauses the socket while the handler runs.
+ * Back-pressure: the handler returns the publisher's `whenWritable()` when Kafka is behind;
+ * the pump pauses the replication socket until it resolves. The library's own flowControl
+ * does the same with an emitAsync, a queue entry and a copy per message; the pump handles a
+ * message synchronously unless something has to wait, which on the hot path is most of the
+ * connector's per-change overhead saved.
  */
 import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
@@ -21,6 +24,7 @@ import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
 import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, type PgoutputMessage } from './pgoutput-decoder.ts';
 import type { Publisher } from './publisher.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
+import { MessagePump } from './message-pump.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
 import { truncateKeys } from './truncate-fanout.ts';
@@ -50,15 +54,6 @@ export interface StreamOptions {
   truncateFanout(topic: string): { keySchemaId: number; partitions: number };
 }
 
-/** Counts messages as the library receives them (parse runs on arrival, before its queue). */
-class CountingPlugin extends RawPgoutputPlugin {
-  received = 0;
-  override parse(buffer: Buffer): Buffer {
-    this.received++;
-    return super.parse(buffer);
-  }
-}
-
 interface TableInTx {
   v: TableVersion;
   ctx: ChangeContext;
@@ -80,8 +75,7 @@ interface TxState {
 export class ReplicationStream {
   private readonly log: Logger;
   private service?: LogicalReplicationService;
-  private plugin?: CountingPlugin;
-  private processed = 0;
+  private pump?: MessagePump;
   private changesRead = 0;
   private tx: TxState | null = null;
   /** Last position sent to the server. */
@@ -114,17 +108,25 @@ export class ReplicationStream {
     this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     const service = new LogicalReplicationService(
       { ...o.connection, options: sourceSessionOptions(), application_name: 'shardbridge-stream' },
-      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;
-    this.plugin = new CountingPlugin({ publicationNames: [o.publicationName] });
-    service.on('data', (_lsn: string, raw: Buffer) => this.onData(raw));
+    const socket = () => (service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } | null })._connection?.stream;
+    const pump = new MessagePump({
+      handle: (raw) => (this.closing ? undefined : this.handle(decodePgoutput(raw))),
+      pause: () => socket()?.pause(),
+      resume: () => socket()?.resume(),
+      fail: (err) => this.fail(err),
+    });
+    this.pump = pump;
+    // Without flowControl the library emits each message synchronously, as pg-protocol parses it.
+    service.on('data', (_lsn: string, raw: Buffer) => pump.push(raw));
     service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => this.onKeepalive(lsn, shouldRespond));
     service.on('error', (err: Error) => this.fail(err));
     service.on('start', () => this.log.info({ from: this.acked === null ? null : formatLsn(this.acked) }, 'replication stream started'));
     this.confirmTimer = setInterval(() => this.confirm(), o.confirmIntervalMs ?? 1000);
     // '0/0': the server starts at the slot's confirmed_flush_lsn, the last position we confirmed.
-    service.subscribe(this.plugin, o.slotName, '0/0').then(
+    service.subscribe(new RawPgoutputPlugin({ publicationNames: [o.publicationName] }), o.slotName, '0/0').then(
       () => {
         if (!this.closing) this.fail(new RetriableError('the replication stream ended', { context: { slot: o.slotName } }));
       },
@@ -191,23 +193,15 @@ export class ReplicationStream {
   private onKeepalive(lsnText: string, shouldRespond: boolean): void {
     const tracker = this.opts.tracker;
     let c = tracker.confirmable();
-    if (!this.closing && this.plugin && this.plugin.received === this.processed) {
+    if (!this.closing && this.pump?.idle) {
       c = tracker.idleConfirm(parseLsn(lsnText)) ?? c;
     }
     if (c === null || c <= 0n) return;
     if (shouldRespond || this.acked === null || c > this.acked) this.sendAck(c);
   }
 
-  private async onData(raw: Buffer): Promise<void> {
-    try {
-      if (this.closing) return;
-      await this.handle(decodePgoutput(raw));
-    } finally {
-      this.processed++;
-    }
-  }
-
-  private async handle(msg: PgoutputMessage): Promise<void> {
+  /** Synchronous unless it has to wait (then the pump holds the next messages back). */
+  private handle(msg: PgoutputMessage): void | Promise<void> {
     const o = this.opts;
     switch (msg.tag) {
       case 'begin': {
@@ -234,15 +228,8 @@ export class ReplicationStream {
         this.m?.transactions.inc();
         break;
       }
-      case 'relation': {
-        const v = await o.versions.onRelation(msg);
-        const e = this.tx?.tables.get(msg.relid);
-        if (e && e.v !== v) {
-          this.tx!.retired.push(e);
-          this.tx!.tables.delete(msg.relid);
-        }
-        return;
-      }
+      case 'relation':
+        return this.relation(msg);
       case 'insert':
         return this.change(msg.relid, { kind: 'insert', new: msg.new });
       case 'update':
@@ -250,8 +237,7 @@ export class ReplicationStream {
       case 'delete':
         return this.change(msg.relid, { kind: 'delete', key: msg.key, old: msg.old });
       case 'truncate':
-        for (const relid of msg.relids) await this.truncate(relid);
-        return;
+        return this.truncates(msg.relids);
       case 'message':
         // Our heartbeat is non-transactional: with nothing pending its position is confirmable.
         if (msg.prefix === HEARTBEAT_PREFIX && !msg.transactional && !this.tx) o.tracker.idleConfirm(msg.lsn);
@@ -262,10 +248,19 @@ export class ReplicationStream {
       case 'unsupported':
         throw new SourceError(`unsupported pgoutput message '${String.fromCharCode(msg.byte)}'`, { context: { byte: msg.byte } });
     }
-    if (!o.publisher.writable) await this.waitWritable();
+    return this.writable();
   }
 
-  private async change(relid: number, change: DecodedChange): Promise<void> {
+  private async relation(msg: Extract<PgoutputMessage, { tag: 'relation' }>): Promise<void> {
+    const v = await this.opts.versions.onRelation(msg);
+    const e = this.tx?.tables.get(msg.relid);
+    if (e && e.v !== v) {
+      this.tx!.retired.push(e);
+      this.tx!.tables.delete(msg.relid);
+    }
+  }
+
+  private change(relid: number, change: DecodedChange): void | Promise<void> {
     const t = this.requireTx('a change');
     const e = this.tableInTx(t, relid);
     e.ctx.tsMs = Date.now();
@@ -273,11 +268,15 @@ export class ReplicationStream {
     this.opts.publisher.publish(e.v, events, t.tx);
     e.count += events.length;
     this.changesRead++;
-    if (!this.opts.publisher.writable) await this.waitWritable();
+    return this.writable();
+  }
+
+  private async truncates(relids: readonly number[]): Promise<void> {
+    for (const relid of relids) await this.truncate(relid);
   }
 
   /** One `t` record per partition of the table's topic, so each partition orders it against its own rows. */
-  private async truncate(relid: number): Promise<void> {
+  private truncate(relid: number): void | Promise<void> {
     const t = this.requireTx('a truncate');
     const e = this.tableInTx(t, relid);
     e.ctx.tsMs = Date.now();
@@ -288,7 +287,7 @@ export class ReplicationStream {
     this.opts.publisher.publishFanout(e.v, event.value!, keys, t.tx);
     e.count += keys.length;
     this.changesRead++;
-    if (!this.opts.publisher.writable) await this.waitWritable();
+    return this.writable();
   }
 
   private tableInTx(t: TxState, relid: number): TableInTx {
@@ -303,8 +302,9 @@ export class ReplicationStream {
     return e;
   }
 
-  private async waitWritable(): Promise<void> {
-    await this.opts.publisher.whenWritable();
+  /** Nothing while Kafka keeps up; else a promise the pump waits for before the next message. */
+  private writable(): void | Promise<void> {
+    if (!this.opts.publisher.writable) return this.opts.publisher.whenWritable();
   }
 
   private requireTx(what: string): TxState {

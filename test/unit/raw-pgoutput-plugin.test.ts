@@ -25,14 +25,11 @@ test('quoteIdent doubles quotes and refuses empty names', () => {
   assert.throws(() => new RawPgoutputPlugin({ publicationNames: [] }), ConfigError);
 });
 
-test('parse returns a copy of the raw bytes, start issues the command on the given client', async () => {
+test('parse hands the raw bytes over uncopied, start issues the command on the given client', async () => {
   const plugin = new RawPgoutputPlugin({ publicationNames: ['pub'] });
   assert.equal(plugin.name, 'pgoutput');
   const src = Buffer.from('I\x00\x00\x00\x01N', 'latin1');
-  const out = plugin.parse(src);
-  assert.deepEqual(out, src);
-  src.fill(0);
-  assert.equal(out[0], 0x49);
+  assert.equal(plugin.parse(src), src);
 
   const seen: string[] = [];
   const client = { query: async (sql: string) => (seen.push(sql), { rows: [] }) } as unknown as Client;

@@ -37,6 +37,7 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/request.js',
     'kafkajs/src/protocol/recordBatch/v0/decoder.js',
     'kafkajs/src/protocol/recordBatch/crc32C/crc32C.js',
+    'kafkajs/src/protocol/recordBatch/crc32C/index.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }
@@ -156,4 +157,16 @@ test('CRC-32C (slicing by 8): the standard check value and a bitwise reference o
   }
   const big = randomBytes(100_003);
   assert.equal(crc32C(big), reference(big));
+
+  // What kafkajs calls: the native CRC-32C of @node-rs/crc32 when installed (it is a dependency).
+  const { crc32c: native } = require('@node-rs/crc32') as { crc32c: (b: Buffer) => number };
+  const used = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (b: Buffer) => number;
+  assert.equal(used(Buffer.from('123456789')), 0xe3069283);
+  // Record batches are CRC'd as views into a larger request buffer: offsets must be honoured.
+  const outer = randomBytes(4_096);
+  for (const [start, end] of [[0, 0], [1, 2], [3, 100], [17, 4_000], [61, 4_096]]) {
+    const view = outer.subarray(start, end);
+    assert.equal(used(view), reference(view), `${start}..${end}`);
+    assert.equal(native(view), reference(view));
+  }
 });

@@ -20,6 +20,8 @@ import { addColumnSql, missingColumnError, missingColumns, type TableStates } fr
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
+import { applyFastRows, DirectCopyConflict, TablePaths } from './apply-fast.ts';
+import type { FastRow } from './fast-rows.ts';
 import { buildDelete, buildSparingDelete, buildUpsert, truncateSql, UPSERT_OFFSETS_SQL } from './upsert-batch.ts';
 
 export interface ApplyContext {
@@ -37,6 +39,8 @@ export interface ApplyContext {
   directCopy: { policy: DirectCopyPolicy; minRows: number } | null;
   /** A direct COPY met an existing row (metrics). */
   onDirectCopyConflict?: (table: string) => void;
+  /** The general decode of a fast row, for when it has to take the upsert path after all. */
+  redecode(row: FastRow): DecodedRecord;
   logger: Logger;
 }
 
@@ -51,6 +55,8 @@ export interface Chunk {
   nextOffset: bigint;
   /** Data changes, in offset order. */
   records: readonly DecodedRecord[];
+  /** Rows that skip the general decode (fast-rows.ts), in offset order; none in a chunk with `truncates`. */
+  fast?: readonly FastRow[];
   /** More work inside the same transaction (control records); gets the records not yet applied. */
   extra?: (client: pg.ClientBase, fromOffset: bigint) => Promise<void>;
   /** By offset: `t` records that are one copy of a truncate sent to several partitions (truncate-barrier.ts). */
@@ -61,13 +67,13 @@ export interface Chunk {
 export type Counts = Map<string, Map<string, number>>;
 
 export type ChunkOutcome =
-  | { kind: 'applied'; counts: Counts; paths: Counts; rows: number }
+  | { kind: 'applied'; counts: Counts; paths: Counts; transcoded: Map<string, number>; rows: number }
   /** Everything up to nextOffset was applied already (by us before a crash, or another member). */
   | { kind: 'behind'; stored: bigint }
   /** The stored offset is below the chunk: records between were never applied. The caller seeks. */
   | { kind: 'gap'; stored: bigint }
   /** Applied up to a truncate's copy at `at` (stored offset = at); the other partitions have not all reached theirs. */
-  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; paths: Counts; rows: number };
+  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; paths: Counts; transcoded: Map<string, number>; rows: number };
 
 /** Records between multi-partition truncates; each segment but the last ends at one. */
 interface Segment {
@@ -80,10 +86,9 @@ interface TableRun {
   /** Source key in destination names; null when the run holds only truncates. */
   key: readonly string[] | null;
   records: DecodedRecord[];
+  /** The table's fast rows (their keys have no event among `records`). */
+  fast: FastRow[];
 }
-
-/** A direct COPY met a row already at the destination: the transaction is rolled back and the chunk applied again without it. */
-class DirectCopyConflict extends Error {}
 
 /** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
 export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false): Promise<ChunkOutcome> {
@@ -110,16 +115,27 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     }
     const counts: Counts = new Map();
     const paths: Counts = new Map();
+    const transcoded = new Map<string, number>();
     let rows = 0;
     for (const seg of segments) {
       for (const run of seg.runs) {
-        const records = stored > chunk.firstOffset ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
-        if (records.length === 0) continue;
+        const partial = stored > chunk.firstOffset;
+        let records = partial ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
+        const fast = partial ? run.fast.filter((f) => BigInt(f.raw.offset) >= stored) : run.fast;
+        if (records.length === 0 && fast.length === 0) continue;
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
-        const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, paths);
+        const tablePaths = new TablePaths(current, ctx, paths, transcoded);
         count(counts, current, records);
+        countFast(counts, current, fast);
+        if (table !== null && fast.length > 0) {
+          const done = await applyFastRows(client, q, table, fast, ctx, tablePaths);
+          rows += done.rows;
+          if (done.general.length > 0) records = records.concat(done.general);
+        }
+        if (records.length === 0) continue;
+        const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
+        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
       }
       const b = seg.barrier;
       if (!b || BigInt(b.record.change.offset) < stored) continue;
@@ -133,7 +149,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         // Everything before the copy is applied; the copy itself is applied once all partitions reached theirs.
         await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [at.toString()]]);
         await q('COMMIT');
-        return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, rows };
+        return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, transcoded, rows };
       }
       if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
       count(counts, current, [b.record]);
@@ -142,7 +158,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
     await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [chunk.nextOffset.toString()]]);
     await q('COMMIT');
-    return { kind: 'applied', counts, paths, rows };
+    return { kind: 'applied', counts, paths, transcoded, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, { ...ctx, directCopy: null }, acceptGap);
@@ -165,8 +181,28 @@ function segmentsOf(chunk: Chunk, truncate: 'apply' | 'ignore'): Segment[] {
       start = i + 1;
     });
   }
-  out.push({ runs: tableRuns(start === 0 ? chunk.records : chunk.records.slice(start), truncate) });
+  const last = tableRuns(start === 0 ? chunk.records : chunk.records.slice(start), truncate);
+  if (chunk.fast && chunk.fast.length > 0) {
+    if (out.length > 0) throw new RangeError('fast rows in a chunk with multi-partition truncates');
+    attachFast(last, chunk.fast);
+  }
+  out.push({ runs: last });
   return out;
+}
+
+/** Each fast row joins its table's run (one per table: a table with key changes in the chunk has no fast rows), or starts one. */
+function attachFast(runs: TableRun[], fast: readonly FastRow[]): void {
+  const byTable = new Map<string, TableRun>();
+  for (const run of runs) byTable.set(run.version.destId, run);
+  for (const f of fast) {
+    let run = byTable.get(f.table.destId);
+    if (!run) {
+      run = { version: f.table, key: f.keyColumns, records: [], fast: [] };
+      byTable.set(f.table.destId, run);
+      runs.push(run);
+    }
+    run.fast.push(f);
+  }
 }
 
 /** Split a chunk's records into per-table runs (offset order kept); a key change within a table starts a new run. */
@@ -180,7 +216,7 @@ export function tableRuns(records: readonly DecodedRecord[], truncate: 'apply' |
     let run = list[list.length - 1];
     const key = r.keyColumns;
     if (!run || (key !== null && run.key !== null && !sameColumns(run.key, key))) {
-      run = { version: r.table, key, records: [] };
+      run = { version: r.table, key, records: [], fast: [] };
       list.push(run);
       out.push(run);
     } else if (run.key === null && key !== null) {
@@ -202,9 +238,9 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
 
 /** The ApplyTable for a run (null: truncates only), adding missing columns under autoEvolve. */
 async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: ApplyContext): Promise<ApplyTable | null> {
-  if (run.key === null && run.records.every((r) => r.change.op === 't')) return null;
+  if (run.key === null && run.fast.length === 0 && run.records.every((r) => r.change.op === 't')) return null;
   const key = run.key ?? [];
-  const versions = [...new Set(run.records.map((r) => r.table))];
+  const versions = [...new Set([...run.records.map((r) => r.table), ...run.fast.map((f) => f.table)])];
   let table = await resolve(client, run.version, key, ctx);
   for (const v of versions) table = await resolve(client, v, key, ctx);
   for (const v of versions) {
@@ -224,7 +260,7 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     const still = missingColumns(table, v);
     if (still.length > 0) throw missingColumnError(table, still[0]);
   }
-  if (ctx.stagingMinRows !== Infinity && run.records.length >= ctx.stagingMinRows) await ensureStaging(q, table);
+  if (ctx.stagingMinRows !== Infinity && run.records.length + run.fast.length >= ctx.stagingMinRows) await ensureStaging(q, table);
   return table;
 }
 
@@ -241,7 +277,7 @@ function truncateTarget(v: TableVersion): ApplyTable {
 }
 
 /** Runs the plan's statements; returns the number of rows bound. */
-async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, paths: Counts): Promise<number> {
+async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan: ApplyPlan, ctx: ApplyContext, paths: TablePaths): Promise<number> {
   let rows = 0;
   for (const step of plan) {
     if (step.kind === 'truncate') {
@@ -267,34 +303,23 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
 }
 
 /** A group's fresh rows straight into the table when the policy allows, the rest by upsert. */
-async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, paths: Counts): Promise<void> {
-  const name = `${table.schema}.${table.name}`;
-  const used = (path: UpsertPath, n: number) => {
-    const m = countsOf(paths, name);
-    m.set(path, (m.get(path) ?? 0) + n);
-  };
+async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, paths: TablePaths): Promise<void> {
   let rest = g.rows;
-  const dc = ctx.directCopy;
-  if (dc && g.fresh >= dc.minRows && dc.policy.shouldTry(name)) {
+  if (paths.direct(g.fresh)) {
     const fresh = g.fresh === g.rows.length ? g.rows : g.rows.slice(0, g.fresh);
-    if ((await copyIntoTarget(client, table, g.columns, fresh)) === 'conflict') {
-      const skipping = dc.policy.conflicted(name);
-      ctx.onDirectCopyConflict?.(name);
-      ctx.logger.info({ table: name, skipping }, 'rows expected new were already at the destination (a replay?): this batch goes through the upsert path, and the next direct COPYs of the table are skipped');
-      throw new DirectCopyConflict();
-    }
-    dc.policy.succeeded(name);
-    used('direct_copy', fresh.length);
+    if ((await copyIntoTarget(client, table, g.columns, { rows: fresh })) === 'conflict') paths.conflict();
+    paths.succeeded();
+    paths.used('direct_copy', fresh.length);
     rest = fresh === g.rows ? [] : g.rows.slice(g.fresh);
   }
   if (rest.length === 0) return;
   if (rest.length >= ctx.stagingMinRows) {
-    await upsertViaStaging(client, q, table, g.columns, rest);
-    used('staging', rest.length);
+    await upsertViaStaging(client, q, table, g.columns, { rows: rest });
+    paths.used('staging', rest.length);
   } else {
     const st = buildUpsert(table, g.columns);
     await q(st.text, arrayLiterals(st.bind(rest)));
-    used('unnest', rest.length);
+    paths.used('unnest', rest.length);
   }
 }
 
@@ -323,6 +348,12 @@ export function arrayLiterals(columns: readonly (readonly (string | null)[])[]):
 function count(counts: Counts, table: string, records: readonly DecodedRecord[]): void {
   const m = countsOf(counts, table);
   for (const r of records) m.set(r.change.op, (m.get(r.change.op) ?? 0) + 1);
+}
+
+function countFast(counts: Counts, table: string, rows: readonly FastRow[]): void {
+  if (rows.length === 0) return;
+  const m = countsOf(counts, table);
+  for (const r of rows) m.set(r.op, (m.get(r.op) ?? 0) + 1);
 }
 
 function countsOf(counts: Counts, table: string): Map<string, number> {

@@ -52,6 +52,9 @@ export const sinkConfigSchema = z.strictObject({
       // Rows new to the destination (inserts, snapshot reads) COPied straight into the table;
       // a replay that finds them there falls back to the upsert path (direct-copy.ts).
       directCopy: z.boolean().default(true),
+      // Rows that only need inserting or replacing whole go from the Kafka bytes straight to
+      // COPY text, skipping the general decode and collapse (fast-rows.ts).
+      transcode: z.boolean().default(true),
     })
     .prefault({}),
   // What one Kafka fetch may hold: kafkajs fetches again only after every batch of the last

@@ -202,6 +202,7 @@ class SinkRuntime {
       const producer = this.producer;
       deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
+    const decoder = new RecordDecoder(registry, this.targetFor, config.topicPrefix);
     const apply: ApplyContext = {
       groupId: config.groupId,
       states: this.states,
@@ -211,13 +212,19 @@ class SinkRuntime {
       directCopy:
         config.batch.directCopy && this.opts.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: this.opts.directCopyMinRows ?? 1_000 } : null,
       onDirectCopyConflict: (table) => this.m.directCopyConflicts.inc({ table }),
+      redecode: (row) => {
+        const d = decoder.decode(row.raw);
+        if (d === null) throw new RangeError(`fast row at offset ${row.raw.offset} without a value`);
+        return d;
+      },
       logger: log,
     };
     const sizing = checkBatchSizing({ ...DEFAULT_BATCH_SIZING, floor: Math.min(DEFAULT_BATCH_SIZING.floor, config.batch.maxRows), maxRows: config.batch.maxRows });
     this.processor = new BatchProcessor({
       prefix: config.topicPrefix,
       pool,
-      decoder: new RecordDecoder(registry, this.targetFor, config.topicPrefix),
+      decoder,
+      transcode: config.batch.transcode,
       apply,
       tracker: this.tracker,
       stalls: this.stalls,

@@ -12,6 +12,8 @@ import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts'
 import { decodeWireHeader, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import type { SinkChange } from './sink-change.ts';
+import { compileEnvelope, type EnvelopeTranscoder } from './copy-transcode.ts';
+import type { RecordSchemas } from './fast-rows.ts';
 
 export interface SchemaSource {
   getSchema(id: number): Promise<object>;
@@ -64,11 +66,16 @@ interface ValueDecoder {
   /** Reads only what the sink needs (before, after, op, unchanged_toast) from records of the writer's schema. */
   type: avro.Type;
   resolver: avro.Resolver;
+  /** The writer's schema, as JSON and compiled (for the COPY transcoder). */
+  schema: object;
+  writer: avro.Type;
   fields: FieldConverter[];
   /** Source column name → destination column name (for unchanged_toast and keys). */
   destOf: Map<string, string>;
   /** Key decoders by key schema id, with this table's column renames applied. */
   keys: Map<number, KeyDecoder>;
+  /** The COPY transcoder for records without a key (scanned for their op only). */
+  keyless?: EnvelopeTranscoder | null;
 }
 
 interface KeyDecoder {
@@ -76,6 +83,8 @@ interface KeyDecoder {
   fields: FieldConverter[];
   /** Destination names. */
   columns: readonly string[];
+  /** Per value schema: its COPY transcoder (undefined: not compiled yet; null: none). */
+  transcoder?: EnvelopeTranscoder | null;
 }
 
 interface Envelope {
@@ -197,14 +206,44 @@ export class RecordDecoder {
 
   private keyDecoder(buf: Buffer, value: ValueDecoder, at: At): KeyDecoder {
     const id = schemaIdOf(buf, at, 'key');
+    const d = this.keyDecoderFor(id, value);
+    if (d) return d;
+    throw unknownSchema(id, this.failed.get(id), at, 'key');
+  }
+
+  /** The key decoder of key schema `id` with this value schema's column renames; null when the id is not known. */
+  private keyDecoderFor(id: number, value: ValueDecoder): KeyDecoder | null {
     let d = value.keys.get(id);
     if (d) return d;
     const raw = this.keys.get(id);
-    if (!raw) throw unknownSchema(id, this.failed.get(id), at, 'key');
+    if (!raw) return null;
     const fields = raw.fields.map((f) => ({ ...f, column: value.destOf.get(f.column) ?? f.column }));
     d = { type: raw.type, fields, columns: fields.map((f) => f.column) };
     value.keys.set(id, d);
     return d;
+  }
+
+  /**
+   * The schemas of a record for the fast-row plan (fast-rows.ts), without decoding it; null
+   * when they are not known (the general decode then reports why).
+   */
+  describe(r: RawRecord): RecordSchemas | null {
+    const vid = peekSchemaId(r.value);
+    const value = vid === null ? undefined : this.values.get(vid);
+    if (!value) return null;
+    if (r.key === null) {
+      // Keyless (a truncate from another producer): never a fast row, but its op matters to the plan.
+      value.keyless ??= compileEnvelope(value.writer, value.schema, new Set());
+      return { table: value.version, keyColumns: [], keySchemaId: -1, transcoder: value.keyless };
+    }
+    const kid = peekSchemaId(r.key);
+    if (kid === null) return null;
+    const kd = this.keyDecoderFor(kid, value);
+    if (!kd) return null;
+    if (kd.transcoder === undefined) {
+      kd.transcoder = compileEnvelope(value.writer, value.schema, new Set(kd.fields.map((f) => f.field)));
+    }
+    return { table: value.version, keyColumns: kd.columns, keySchemaId: kid, transcoder: kd.transcoder };
   }
 
   private compileValue(schemaId: number, schema: object, topic: string): ValueDecoder {
@@ -236,7 +275,8 @@ export class RecordDecoder {
       columns,
     };
     const reader = createAvroType(readerSchema(schema));
-    return { version, type: reader, resolver: reader.createResolver(createAvroType(schema)), fields, destOf, keys: new Map() };
+    const writer = createAvroType(schema);
+    return { version, type: reader, resolver: reader.createResolver(writer), schema, writer, fields, destOf, keys: new Map() };
   }
 
   private compileKey(schema: object): KeyDecoder {

@@ -19,6 +19,7 @@ import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decod
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
+import { planFastRows, type FastRow } from './fast-rows.ts';
 import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
 
 export interface BatchDeps {
@@ -33,6 +34,8 @@ export interface BatchDeps {
   /** Dead-letter mode: where undecodable records go. */
   deadLetter: { topic: string; send(messages: OutMessage[]): Promise<void> } | null;
   adaptive: boolean;
+  /** Whole-row inserts and replacements go straight from their bytes to COPY text (fast-rows.ts). */
+  transcode?: boolean;
   sizing: BatchSizing;
   logger: Logger;
 }
@@ -59,8 +62,11 @@ interface Part {
   consumer: ConsumerControl;
 }
 
-/** A record of the chunk: its change, its control action, or neither (tombstone, skipped, or set aside when `deadLetter`). */
-type Item = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
+/**
+ * A record of the chunk: its change (decoded, or as a fast row), its control action, or
+ * neither (tombstone, skipped, or set aside when `deadLetter`).
+ */
+type Item = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError; fast?: FastRow };
 
 /** How often a partition waiting at a truncate looks whether the others reached it. */
 const TRUNCATE_WAIT_MS = 500;
@@ -172,8 +178,15 @@ export class BatchProcessor {
       return { items };
     }
     await this.transient(p, 'fetch schemas from the registry', () => this.deps.decoder.prepare(raws));
+    const decoder = this.deps.decoder;
+    const fast = this.deps.transcode ? planFastRows(raws, (r) => decoder.describe(r)) : null;
     for (let i = 0; i < raws.length; i++) {
       const raw = raws[i];
+      const f = fast?.[i];
+      if (f) {
+        items.push({ raw, decoded: null, control: null, fast: f });
+        continue;
+      }
       try {
         items.push({ raw, decoded: this.deps.decoder.decode(raw), control: null });
       } catch (err) {
@@ -227,9 +240,9 @@ export class BatchProcessor {
     } catch (err) {
       if (err instanceof Abandon) return false;
       let withWork = 0;
-      for (let i = lo; i < hi; i++) if (items[i].decoded || items[i].control) withWork++;
+      for (let i = lo; i < hi; i++) if (hasWork(items[i])) withWork++;
       if (hi - lo <= 1 || withWork <= 1) {
-        const at = items.slice(lo, hi).find((it) => it.decoded || it.control) ?? items[lo];
+        const at = items.slice(lo, hi).find(hasWork) ?? items[lo];
         this.stall(p, describeStall(err, { topic: p.topic, partition: p.partition, offset: at.raw.offset }, 'apply'));
         return false;
       }
@@ -240,8 +253,16 @@ export class BatchProcessor {
   }
 
   private async applyWithRetry(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
-    const slice = items.slice(lo, hi);
-    const records = slice.filter((it) => it.decoded !== null).map((it) => it.decoded!);
+    let slice = items.slice(lo, hi);
+    const truncates = truncateMarks(slice);
+    // Barrier segments are cut by offset among the decoded records: there, fast rows are decoded too.
+    if (truncates.size > 0) slice = slice.map((it) => (it.fast ? { ...it, decoded: this.deps.apply.redecode(it.fast), fast: undefined } : it));
+    const records: DecodedRecord[] = [];
+    const fast: FastRow[] = [];
+    for (const it of slice) {
+      if (it.decoded !== null) records.push(it.decoded);
+      else if (it.fast) fast.push(it.fast);
+    }
     const actions = slice.filter((it) => it.control !== null).map((it) => ({ offset: BigInt(it.raw.offset), action: it.control! }));
     const chunk: Chunk = {
       topic: p.topic,
@@ -250,7 +271,7 @@ export class BatchProcessor {
       nextOffset: BigInt(slice[slice.length - 1].raw.offset) + 1n,
       records,
     };
-    const truncates = truncateMarks(slice);
+    if (fast.length > 0) chunk.fast = fast;
     if (truncates.size > 0) chunk.truncates = truncates;
     let moved: string[] = [];
     if (actions.length > 0) {
@@ -297,10 +318,11 @@ export class BatchProcessor {
   }
 
   /** Metrics of what a transaction committed: events per table and op, rows per upsert path. */
-  private countCommitted(outcome: { counts: Counts; paths: Counts }): void {
+  private countCommitted(outcome: { counts: Counts; paths: Counts; transcoded: Map<string, number> }): void {
     const m = this.deps.metrics;
     for (const [table, ops] of outcome.counts) for (const [op, n] of ops) m.applied.inc({ table, op }, n);
     for (const [table, paths] of outcome.paths) for (const [path, n] of paths) m.upsertRows.inc({ table, path }, n);
+    for (const [table, n] of outcome.transcoded) m.transcodedRows.inc({ table }, n);
   }
 
   /** One apply, retried with backoff while the failure is transient. */
@@ -379,6 +401,8 @@ export class BatchProcessor {
     this.deps.stalls.report(info);
   }
 }
+
+const hasWork = (it: Item): boolean => it.decoded !== null || it.control !== null || it.fast !== undefined;
 
 export function isAbandon(err: unknown): boolean {
   return err instanceof Abandon;

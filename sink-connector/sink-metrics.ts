@@ -15,6 +15,7 @@ export interface SinkMetrics {
   sequences: Counter<'sequence'>;
   deadLetter: Counter<'topic'>;
   upsertRows: Counter<'table' | 'path'>;
+  transcodedRows: Counter<'table'>;
   directCopyConflicts: Counter<'table'>;
 }
 
@@ -35,6 +36,11 @@ export function createSinkMetrics(connector: string): SinkMetrics {
     sequences: metrics.counter('sequences_fixed_total', 'Destination sequences moved up to the source value', ['sequence']),
     deadLetter: metrics.counter('dead_letter_records_total', 'Undecodable records sent to the dead-letter topic', ['topic']),
     upsertRows: metrics.counter('upsert_rows_total', 'Rows written per destination table and path: direct_copy (new rows), staging (COPY + merge) or unnest', ['table', 'path']),
+    transcodedRows: metrics.counter(
+      'transcoded_rows_total',
+      'Rows COPied straight from their Kafka bytes, without the general decode (batch.transcode); also counted in upsert_rows_total by path',
+      ['table'],
+    ),
     directCopyConflicts: metrics.counter(
       'direct_copy_conflicts_total',
       'Direct COPYs of rows expected new that met a row already there (a replay): the batch was applied again by upsert',

@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { classify, sqlStateOf, type Query } from './destination-errors.ts';
 import type { ApplyTable } from './sink-change.ts';
+import { lineChunks, type FastRow } from './fast-rows.ts';
 import {
   clearStagingSql,
   copyIntoStagingSql,
@@ -27,18 +28,22 @@ import {
 
 type Value = string | null;
 
-/** COPY `rows` with `sql`; failures classified for `table`. */
-async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, rows: readonly Value[][]): Promise<void> {
+/** COPY text: rows of values (encoded here) or lines already encoded (fast-rows.ts). */
+export type CopySource = { rows: readonly Value[][] } | { lines: readonly FastRow[] };
+
+/** COPY `source` with `sql`; failures classified for `table`. */
+async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, source: CopySource): Promise<void> {
   try {
-    await pipeline(Readable.from(copyTextChunks(rows)), client.query(copyFrom(sql)));
+    const chunks = 'rows' in source ? copyTextChunks(source.rows) : lineChunks(source.lines);
+    await pipeline(Readable.from(chunks), client.query(copyFrom(sql)));
   } catch (err) {
     throw classify(err, { table: `${table.schema}.${table.name}` });
   }
 }
 
-/** Upsert `rows` (aligned with `columns`) through the staging table. */
-export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], rows: readonly Value[][]): Promise<void> {
-  await copyRows(client, copyIntoStagingSql(table, columns), table, rows);
+/** Upsert `source` (aligned with `columns`) through the staging table. */
+export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], source: CopySource): Promise<void> {
+  await copyRows(client, copyIntoStagingSql(table, columns), table, source);
   await q(mergeFromStagingSql(table, columns));
   await q(clearStagingSql(table));
 }
@@ -48,9 +53,9 @@ export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: A
  * (unique_violation): the transaction is then aborted, the caller rolls it back and applies
  * the batch again without this path.
  */
-export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, columns: string[], rows: readonly Value[][]): Promise<'copied' | 'conflict'> {
+export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, columns: string[], source: CopySource): Promise<'copied' | 'conflict'> {
   try {
-    await copyRows(client, copyIntoTargetSql(table, columns), table, rows);
+    await copyRows(client, copyIntoTargetSql(table, columns), table, source);
     return 'copied';
   } catch (err) {
     if (sqlStateOf(err) === '23505') return 'conflict';

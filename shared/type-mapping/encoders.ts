@@ -14,6 +14,9 @@ type AvroObject = Record<string, unknown>;
 
 const asString: TextEncoder = (v) => v as string;
 const decimal: TextEncoder = (v) => String(v as bigint | number);
+/** The encoders of Avro strings kept as they are and of integers as decimal digits (the sink's COPY transcoder writes those straight from the bytes). */
+export const IDENTITY_TEXT: TextEncoder = asString;
+export const DECIMAL_TEXT: TextEncoder = decimal;
 
 const BY_CONNECT_NAME: Record<string, TextEncoder> = {
   'io.debezium.time.Date': (v) => dateToText(v as number),

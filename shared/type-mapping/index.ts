@@ -6,7 +6,7 @@
 export { avroRegistryOptions, createAvroType, writeCached, BIGINT_LONG_TYPE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './avro.ts';
 export { codecFor, codecForType, nullableAvroType, BITS_NAME } from './codecs.ts';
 export type { ColumnCodec } from './codecs.ts';
-export { textEncoderFor } from './encoders.ts';
+export { textEncoderFor, IDENTITY_TEXT, DECIMAL_TEXT } from './encoders.ts';
 export type { TextEncoder } from './encoders.ts';
 export { pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';
 export { parseArray1D, quoteArrayElement } from './arrays.ts';

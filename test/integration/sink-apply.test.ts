@@ -10,16 +10,17 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
-import { applyChunk } from '../../sink-connector/apply.ts';
+import { applyChunk, type Chunk } from '../../sink-connector/apply.ts';
 import { DirectCopyPolicy } from '../../sink-connector/direct-copy.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
-import { destIdOf, type DecodedRecord, type TableVersion } from '../../sink-connector/decode.ts';
+import { destIdOf, RecordDecoder, type DecodedRecord, type RawRecord, type TableVersion } from '../../sink-connector/decode.ts';
+import { planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
 import { detectCitus } from '../../sink-connector/destination-catalog.ts';
 import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { TableStates } from '../../sink-connector/table-state.ts';
 import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
-import { keyTuple, produceChanges, registerTable, tableInfo, textRows } from '../helpers/produce-changes.ts';
+import { encodeChanges, keyTuple, produceChanges, registerTable, tableInfo, textRows } from '../helpers/produce-changes.ts';
 import { sinkConfig, tableText, waitApplied } from '../helpers/sink.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
@@ -39,7 +40,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of ['st', 'un', 'dc'].flatMap((x) => [`${SRC}_${x}`, `${DST}_${x}`])) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
+  for (const s of ['st', 'un', 'dc'].flatMap((x) => [x, `${x}_tc`]).flatMap((x) => [`${SRC}_${x}`, `${DST}_${x}`])) await db?.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
   await env?.close();
 });
 
@@ -78,14 +79,20 @@ end', 'hello', 'ab', '\\x00ff5c0a27', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{
   '05:05', '05:05+05', '2000-01-05 05:05', '2000-01-05 05:05+05', 'P5D', '5', '0101', '0101', '5.5.5.5', '5.5.5.0/24',
   '05:05:05:05:05:05', '{5,5}', '{five}', '{{5}}', '[5,6)', '[2000-01-05 00:00:00+00,2000-01-06 00:00:00+00)', 'ok', 5, '(5,5)', 'five')`;
 
+// Each path with the general decode, and with whole-row records transcoded from their bytes
+// (batch.transcode; with neither COPY path allowed, those are decoded after all and upserted).
 const APPLY_PATHS = [
   { path: 'unnest', suffix: 'un', stagingMinRows: Infinity, directCopyMinRows: Infinity },
   { path: 'COPY staging', suffix: 'st', stagingMinRows: 1, directCopyMinRows: Infinity },
   { path: 'direct COPY of new rows', suffix: 'dc', stagingMinRows: 1, directCopyMinRows: 1 },
-];
+].flatMap((p) => [
+  { ...p, transcode: false },
+  { ...p, suffix: `${p.suffix}_tc`, transcode: true },
+]);
 
-for (const { path, suffix, stagingMinRows, directCopyMinRows } of APPLY_PATHS) {
-  test(`every type arrives value-exactly via ${path}: snapshot, inserts, updates (unchanged TOAST kept), deletes, a key change`, async () => {
+for (const { path, suffix, stagingMinRows, directCopyMinRows, transcode } of APPLY_PATHS) {
+  const how = transcode ? 'transcoded rows, ' : 'general decode, ';
+  test(`every type arrives value-exactly via ${how}${path}: snapshot, inserts, updates (unchanged TOAST kept), deletes, a key change`, async () => {
     const S = `${SRC}_${suffix}`;
     const D = `${DST}_${suffix}`;
     await db.query(`CREATE SCHEMA ${S}; CREATE SCHEMA ${D}`);
@@ -101,7 +108,7 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows } of APPLY_PATHS) {
 
     // Snapshot of rows 1..5, then the sink starts while streaming changes follow.
     await produceChanges(producer, t, (await rowsOf()).map((row) => ({ kind: 'read' as const, new: row })), { snapshot: true });
-    const sink = await startSink(prefix, `g-${ID}-apply-${S}`, { tables: { [`${S}.items`]: { schema: D } } }, { stagingMinRows, directCopyMinRows });
+    const sink = await startSink(prefix, `g-${ID}-apply-${S}`, { tables: { [`${S}.items`]: { schema: D } }, batch: { transcode } }, { stagingMinRows, directCopyMinRows });
     try {
       await db.query(`INSERT INTO ${S}.items (id, t, big, mood, ints) VALUES (10, 'ten', repeat('z', 50000), 'sad', '{10}'), (11, 'eleven', NULL, NULL, NULL)`);
       const inserted = await rowsOf('id >= 10');
@@ -151,6 +158,12 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows } of APPLY_PATHS) {
       const used = new Set(paths.values.filter((v) => v.value > 0).map((v) => v.labels.path));
       assert.equal(used.has('direct_copy'), directCopyMinRows === 1, `paths used: ${[...used].join(', ')}`);
       assert.equal(used.has('staging'), stagingMinRows === 1, `paths used: ${[...used].join(', ')}`);
+      // Transcoded: the snapshot rows, the two inserts and the key change's create; row 1's update
+      // has an unchanged TOAST column, row 2's two updates share a key: those take the general path.
+      const fast = await sink.metrics.getSingleMetric('shardbridge_sink_transcoded_rows_total')!.get();
+      const transcoded = fast.values.reduce((n, v) => n + v.value, 0);
+      if (!transcode || stagingMinRows === Infinity) assert.equal(transcoded, 0);
+      else assert.ok(transcoded >= 5, `transcoded rows: ${transcoded}`);
     } finally {
       await sink.stop();
     }
@@ -206,15 +219,19 @@ test('a table topic created after the sink started is picked up', async () => {
   }
 });
 
-test('snapshot rows: unnest, COPY staging and direct COPY give the same table; a direct COPY meeting existing rows falls back; rates on 100k-row batches', async (t) => {
+test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give the same table; a direct COPY meeting existing rows falls back; rates on 100k-row batches', async (t) => {
   await ensureSinkTables(db);
   const ddl = (name: string) =>
     `CREATE TABLE ${DST}.${name} (id bigint PRIMARY KEY, customer_id int, amount numeric(12,2), status text, created_at timestamptz, payload jsonb)`;
   const paths = [
-    { name: 'bulk_unnest', stagingMinRows: Infinity, direct: false },
-    { name: 'bulk_staging', stagingMinRows: 1, direct: false },
-    { name: 'bulk_direct', stagingMinRows: 1, direct: true },
+    { name: 'bulk_unnest', stagingMinRows: Infinity, direct: false, transcode: false },
+    { name: 'bulk_staging', stagingMinRows: 1, direct: false, transcode: false },
+    { name: 'bulk_direct', stagingMinRows: 1, direct: true, transcode: false },
+    { name: 'bulk_transcoded', stagingMinRows: 1, direct: true, transcode: true },
   ];
+  await db.query(`CREATE TABLE ${SRC}.bulk_src (id bigint PRIMARY KEY, customer_id int, amount numeric(12,2), status text, created_at timestamptz, payload jsonb)`);
+  const bulkTable = await registerTable(registry, await tableInfo(db, SRC, 'bulk_src'), `${ID}.bulk_src`);
+  const decoder = new RecordDecoder(registry, () => ({ schema: DST, table: 'bulk_transcoded', columns: {} }), ID);
   for (const p of paths) await db.query(ddl(p.name));
   const columns = ['id', 'customer_id', 'amount', 'status', 'created_at', 'payload'].map((name) => ({ name, pgType: null }));
   const N = 100_000;
@@ -228,25 +245,33 @@ test('snapshot rows: unnest, COPY staging and direct COPY give the same table; a
   // Rounds of N snapshot reads: into the empty table; half the keys there already (a snapshot
   // redone); all new keys twice (after a conflict the direct path skips one batch, then tries again).
   const firstIds = [1, 1 + N / 2, 1 + 1.5 * N, 1 + 2.5 * N];
+  const rowOf = (round: number, i: number) => {
+    const id = String(firstIds[round] + i);
+    return { id, customer_id: String(i % 997), amount: `${i}.${i % 100}`, status: i % 3 ? 'paid' : 'new', created_at: '2024-05-01 12:00:00.123456+00', payload: `{"n": ${i}, "tag": "t${i % 13}"}` };
+  };
   const records = (name: string, round: number): DecodedRecord[] => {
     const v = version(name);
     return Array.from({ length: N }, (_, i) => {
-      const id = String(firstIds[round] + i);
+      const after = rowOf(round, i);
       return {
-        change: {
-          op: 'r' as const,
-          topic: name,
-          partition: 0,
-          offset: String(round * N + i),
-          key: { id },
-          after: { id, customer_id: String(i % 997), amount: `${i}.${i % 100}`, status: i % 3 ? 'paid' : 'new', created_at: '2024-05-01 12:00:00.123456+00', payload: `{"n": ${i}, "tag": "t${i % 13}"}` },
-          before: null,
-          unchangedToast: [],
-        },
+        change: { op: 'r' as const, topic: name, partition: 0, offset: String(round * N + i), key: { id: after.id }, after, before: null, unchangedToast: [] },
         table: v,
         keyColumns: ['id'],
       };
     });
+  };
+  // The same rows as the source connector writes them, planned into fast rows from their bytes.
+  const fastRows = async (round: number): Promise<FastRow[]> => {
+    const messages = encodeChanges(
+      bulkTable,
+      Array.from({ length: N }, (_, i) => ({ kind: 'read' as const, new: Object.values(rowOf(round, i)) })),
+      { snapshot: true },
+    );
+    const raws: RawRecord[] = messages.map((m, i) => ({ topic: 'bulk_transcoded', partition: 0, offset: String(round * N + i), key: m.key as Buffer, value: m.value as Buffer }));
+    await decoder.prepare(raws);
+    const planned = planFastRows(raws, (r) => decoder.describe(r));
+    assert.ok(planned.every((f) => f !== null), 'every snapshot read is a fast row');
+    return planned as FastRow[];
   };
   const states = new TableStates({ citus: await detectCitus(db), requireDistributed: false, logger: log });
   const rates: Record<string, number[]> = {};
@@ -255,11 +280,13 @@ test('snapshot rows: unnest, COPY staging and direct COPY give the same table; a
   for (const p of paths) {
     const directCopy = p.direct ? new DirectCopyPolicy() : null;
     for (let round = 0; round < firstIds.length; round++) {
-      const recs = records(p.name, round);
+      const chunk: Chunk = { topic: p.name, partition: 0, firstOffset: BigInt(round * N), nextOffset: BigInt(round * N + N), records: [] };
+      if (p.transcode) chunk.fast = await fastRows(round);
+      else chunk.records = records(p.name, round);
       const started = performance.now();
       const outcome = await applyChunk(
         db,
-        { topic: p.name, partition: 0, firstOffset: BigInt(round * N), nextOffset: BigInt(round * N + N), records: recs },
+        chunk,
         {
           groupId: `g-${ID}-bulk`,
           states,
@@ -268,25 +295,31 @@ test('snapshot rows: unnest, COPY staging and direct COPY give the same table; a
           stagingMinRows: p.stagingMinRows,
           directCopy: directCopy && { policy: directCopy, minRows: 1 },
           onDirectCopyConflict: () => conflicts++,
+          redecode: (row) => decoder.decode(row.raw)!,
           logger: log,
         },
         round === 0,
       );
       const ms = performance.now() - started;
       assert.equal(outcome.kind, 'applied');
-      if (outcome.kind === 'applied') for (const [, paths] of outcome.paths) for (const [path, rows] of paths) (written[p.name] ??= []).push(`${round}:${path}:${rows}`);
+      if (outcome.kind === 'applied') {
+        for (const [, paths] of outcome.paths) for (const [path, rows] of paths) (written[p.name] ??= []).push(`${round}:${path}:${rows}`);
+        assert.equal([...outcome.transcoded.values()].reduce((a, b) => a + b, 0), p.transcode ? N : 0);
+      }
       (rates[p.name] ??= []).push(Math.round(N / (ms / 1000)));
     }
   }
   t.diagnostic(`100k-row snapshot batches, rows/s (empty table; half the keys there; new keys; new keys): ${paths.map((p) => `${p.name} ${rates[p.name].join(' / ')}`).join('; ')}`);
   assert.deepEqual(written.bulk_direct, [`0:direct_copy:${N}`, `1:staging:${N}`, `2:staging:${N}`, `3:direct_copy:${N}`]);
+  assert.deepEqual(written.bulk_transcoded, written.bulk_direct);
   assert.deepEqual(written.bulk_staging, [0, 1, 2, 3].map((r) => `${r}:staging:${N}`));
-  assert.equal(conflicts, 1);
+  assert.equal(conflicts, 2);
   const cols = ['id', 'customer_id', 'amount', 'status', 'created_at', 'payload'];
   const a = await tableText(db, `${DST}.bulk_unnest`, cols, 'id');
   assert.equal(a.length, N * 3.5);
   assert.deepEqual(await tableText(db, `${DST}.bulk_staging`, cols, 'id'), a);
   assert.deepEqual(await tableText(db, `${DST}.bulk_direct`, cols, 'id'), a);
+  assert.deepEqual(await tableText(db, `${DST}.bulk_transcoded`, cols, 'id'), a);
   const stored = await db.query(`SELECT topic, next_offset::text AS o FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY topic`, [`g-${ID}-bulk`]);
   assert.deepEqual(stored.rows, paths.map((p) => ({ topic: p.name, o: String(firstIds.length * N) })).sort((x, y) => x.topic.localeCompare(y.topic)));
 });

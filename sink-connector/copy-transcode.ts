@@ -1,0 +1,495 @@
+/**
+ * Change-event bytes → COPY text, without building JS values. Pure.
+ *
+ * The general decode (decode.ts) turns every record into objects and strings, collapse
+ * turns those into rows, and the COPY writer turns the rows back into text: on the sink's
+ * hot path that was most of its CPU and nearly all of its garbage. For a row that is just
+ * inserted or replaced, the COPY line can be written straight from the Avro bytes: a text
+ * column's UTF-8 bytes are its COPY field (escaped), an integer's varint its digits. Column
+ * types without such a shortcut go through the same `textEncoderFor` functions as the
+ * general decode, so both paths produce the same text (test/unit/copy-transcode.test.ts).
+ *
+ * `compileEnvelope` compiles a writer schema once; `scan` then reads one record's op and
+ * flags and writes its after-image as a COPY line. Anything unusual (a malformed record, an
+ * op we do not know) answers "not here": the general decode takes it and reports it.
+ */
+import type avro from 'avsc';
+import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
+
+/** avsc's type objects, as far as we walk them. */
+interface AvscType {
+  typeName: string;
+  fields?: { name: string; type: AvscType }[];
+  types?: AvscType[];
+  itemsType?: AvscType;
+  valuesType?: AvscType;
+  size?: number;
+  fromBuffer(buf: Buffer): unknown;
+}
+
+class Malformed extends Error {}
+const MALFORMED = new Malformed('malformed Avro');
+
+// ---- reading varints and skipping values: bounds-checked, throw MALFORMED.
+
+/** Zigzag varint at `pos` as a number when exact (|v| < 2^53), else NaN. Sets `cursor.pos`. */
+function readLong(buf: Buffer, cursor: Cursor): number {
+  let pos = cursor.pos;
+  let n = 0;
+  let mul = 1;
+  for (;;) {
+    if (pos >= cursor.end || mul > 2 ** 63) throw MALFORMED;
+    const b = buf[pos++];
+    n += (b & 0x7f) * mul;
+    if (b < 0x80) break;
+    mul *= 128;
+  }
+  cursor.pos = pos;
+  if (n > Number.MAX_SAFE_INTEGER) return NaN;
+  return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+}
+
+/** The same varint as a BigInt (for longs beyond 2^53); `start` is where it began. */
+function readLongBig(buf: Buffer, start: number): bigint {
+  let n = 0n;
+  let shift = 0n;
+  for (let pos = start; ; pos++) {
+    const b = BigInt(buf[pos]);
+    n |= (b & 0x7fn) << shift;
+    if (b < 0x80n) break;
+    shift += 7n;
+  }
+  return n & 1n ? -((n + 1n) >> 1n) : n >> 1n;
+}
+
+interface Cursor {
+  pos: number;
+  end: number;
+}
+
+type Skipper = (buf: Buffer, c: Cursor) => void;
+
+function skipVarint(buf: Buffer, c: Cursor): void {
+  let pos = c.pos;
+  for (let i = 0; i < 10; i++) {
+    if (pos >= c.end) throw MALFORMED;
+    if (buf[pos++] < 0x80) {
+      c.pos = pos;
+      return;
+    }
+  }
+  throw MALFORMED;
+}
+
+function skipBytes(buf: Buffer, c: Cursor): void {
+  const n = readLong(buf, c);
+  if (!(n >= 0) || c.pos + n > c.end) throw MALFORMED;
+  c.pos += n;
+}
+
+const fixedSkipper =
+  (n: number): Skipper =>
+  (_buf, c) => {
+    if (c.pos + n > c.end) throw MALFORMED;
+    c.pos += n;
+  };
+
+/** Arrays and maps: blocks of `count` items (a negative count is followed by the block's byte size). */
+function blockSkipper(item: Skipper): Skipper {
+  return (buf, c) => {
+    for (;;) {
+      let count = readLong(buf, c);
+      if (count === 0) return;
+      if (!Number.isSafeInteger(count)) throw MALFORMED;
+      if (count < 0) {
+        count = -count;
+        readLong(buf, c);
+      }
+      for (let i = 0; i < count; i++) item(buf, c);
+    }
+  };
+}
+
+const skippers = new WeakMap<AvscType, Skipper>();
+
+function skipperOf(t: AvscType): Skipper {
+  const known = skippers.get(t);
+  if (known) return known;
+  // Records can refer to themselves: register a forwarder before compiling the fields.
+  const slot: { compiled?: Skipper } = {};
+  skippers.set(t, (buf, c) => slot.compiled!(buf, c));
+  slot.compiled = compileSkipper(t);
+  skippers.set(t, slot.compiled);
+  return slot.compiled;
+}
+
+function compileSkipper(t: AvscType): Skipper {
+  const name = t.typeName;
+  switch (name) {
+    case 'null':
+      return () => {};
+    case 'boolean':
+      return fixedSkipper(1);
+    case 'int':
+    case 'long':
+    case 'abstract:long':
+    case 'enum':
+      return skipVarint;
+    case 'float':
+      return fixedSkipper(4);
+    case 'double':
+      return fixedSkipper(8);
+    case 'string':
+    case 'bytes':
+      return skipBytes;
+    case 'fixed':
+      return fixedSkipper(t.size!);
+    case 'array':
+      return blockSkipper(skipperOf(t.itemsType!));
+    case 'map': {
+      const value = skipperOf(t.valuesType!);
+      return blockSkipper((buf, c) => (skipBytes(buf, c), value(buf, c)));
+    }
+    case 'record':
+    case 'error': {
+      const fields = t.fields!.map((f) => skipperOf(f.type));
+      return (buf, c) => {
+        for (let i = 0; i < fields.length; i++) fields[i](buf, c);
+      };
+    }
+    default:
+      if (name.startsWith('union')) {
+        const branches = t.types!.map(skipperOf);
+        return (buf, c) => {
+          const i = readLong(buf, c);
+          const b = branches[i];
+          if (b === undefined) throw MALFORMED;
+          b(buf, c);
+        };
+      }
+      throw new Malformed(`no skipper for Avro type ${name}`);
+  }
+}
+
+// ---- writing COPY text.
+
+/** A growing byte buffer of COPY text lines. */
+export class LineWriter {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(initialBytes);
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  /** UTF-8 bytes `src[start, end)` as a COPY field: backslash, tab, newline and CR escaped. */
+  escapedBytes(src: Buffer, start: number, end: number): void {
+    this.ensure((end - start) * 2);
+    const out = this.buf;
+    let p = this.pos;
+    for (let i = start; i < end; i++) {
+      const b = src[i];
+      if (b === 0x5c || b === 0x09 || b === 0x0a || b === 0x0d) {
+        out[p++] = 0x5c;
+        out[p++] = b === 0x5c ? 0x5c : b === 0x09 ? 0x74 : b === 0x0a ? 0x6e : 0x72;
+      } else out[p++] = b;
+    }
+    this.pos = p;
+  }
+
+  /** A JS string as a COPY field. */
+  escapedString(s: string): void {
+    this.ensure(s.length * 3);
+    const start = this.pos;
+    const n = this.buf.write(s, start, 'utf8');
+    for (let i = start; i < start + n; i++) {
+      const b = this.buf[i];
+      if (b === 0x5c || b === 0x09 || b === 0x0a || b === 0x0d) {
+        // Rare: redo this field through the escaping byte copy.
+        const raw = Buffer.from(this.buf.subarray(start, start + n));
+        this.pos = start;
+        this.escapedBytes(raw, 0, raw.length);
+        return;
+      }
+    }
+    this.pos = start + n;
+  }
+
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  nullField(): void {
+    this.ensure(2);
+    this.buf[this.pos++] = 0x5c;
+    this.buf[this.pos++] = 0x4e;
+  }
+
+  /** An exact integer's decimal digits. */
+  integer(v: number): void {
+    this.ensure(21);
+    const out = this.buf;
+    if (v < 0) {
+      out[this.pos++] = 0x2d;
+      v = -v;
+    }
+    if (v < 10) {
+      out[this.pos++] = 0x30 + v;
+      return;
+    }
+    let digits = 0;
+    for (let x = v; x >= 1; x = Math.floor(x / 10)) digits++;
+    let p = this.pos + digits;
+    this.pos = p;
+    for (let x = v; x >= 1; x = Math.floor(x / 10)) out[--p] = 0x30 + (x % 10);
+  }
+}
+
+// ---- one column: read its Avro value, write its COPY field.
+
+/** Writes one column's field; true when it was NULL. */
+type FieldWriter = (buf: Buffer, c: Cursor, out: LineWriter) => boolean;
+
+const ZONED_TIMESTAMP = 'io.debezium.time.ZonedTimestamp';
+
+/** A string written as is (text, numeric, json, uuid, …): its bytes are the field. */
+const textField: FieldWriter = (buf, c, out) => {
+  const n = readLong(buf, c);
+  if (!(n >= 0) || c.pos + n > c.end) throw MALFORMED;
+  out.escapedBytes(buf, c.pos, c.pos + n);
+  c.pos += n;
+  return false;
+};
+
+const integerField: FieldWriter = (buf, c, out) => {
+  const start = c.pos;
+  const v = readLong(buf, c);
+  if (Number.isNaN(v)) out.escapedString(readLongBig(buf, start).toString());
+  else out.integer(v);
+  return false;
+};
+
+/**
+ * timestamptz as Debezium's ISO text `YYYY-MM-DDTHH:MM:SS[.f]Z` becomes PostgreSQL's
+ * `YYYY-MM-DD HH:MM:SS[.f]+00` by moving bytes (the same shortcut timestamptzToText takes);
+ * other spellings (BC, expanded years, infinity) take timestamptzToText itself.
+ */
+function zonedTimestampField(encode: TextEncoder): FieldWriter {
+  return (buf, c, out) => {
+    const n = readLong(buf, c);
+    if (!(n >= 0) || c.pos + n > c.end) throw MALFORMED;
+    const s = c.pos;
+    c.pos += n;
+    if (n > 11 && buf[s + 4] === 0x2d && buf[s + 10] === 0x54 && buf[s + n - 1] === 0x5a && !(buf[s] === 0x30 && buf[s + 1] === 0x30 && buf[s + 2] === 0x30 && buf[s + 3] === 0x30)) {
+      out.ensure(n + 3);
+      const o = out.buf;
+      buf.copy(o, out.pos, s, s + 10);
+      o[out.pos + 10] = 0x20;
+      buf.copy(o, out.pos + 11, s + 11, s + n - 1);
+      let p = out.pos + n - 1;
+      o[p++] = 0x2b;
+      o[p++] = 0x30;
+      o[p++] = 0x30;
+      out.pos = p;
+    } else {
+      out.escapedString(encode(buf.toString('utf8', s, s + n)));
+    }
+    return false;
+  };
+}
+
+/** Any other type: avsc decodes the value's bytes, the general decode's encoder makes its text. */
+function genericField(type: AvscType, encode: TextEncoder): FieldWriter {
+  const skip = skipperOf(type);
+  return (buf, c, out) => {
+    const start = c.pos;
+    skip(buf, c);
+    let value: unknown;
+    try {
+      value = type.fromBuffer(buf.subarray(start, c.pos));
+    } catch {
+      throw MALFORMED;
+    }
+    if (value === null) {
+      out.nullField();
+      return true;
+    }
+    out.escapedString(encode(value));
+    return false;
+  };
+}
+
+function valueWriter(type: AvscType, schema: unknown): FieldWriter {
+  const encode = textEncoderFor(schema as object);
+  const connectName = schema !== null && typeof schema === 'object' ? (schema as Record<string, unknown>)['connect.name'] : undefined;
+  switch (type.typeName) {
+    case 'string':
+      if (encode === IDENTITY_TEXT) return textField;
+      if (connectName === ZONED_TIMESTAMP) return zonedTimestampField(encode);
+      break;
+    case 'int':
+    case 'long':
+    case 'abstract:long':
+      if (encode === DECIMAL_TEXT) return integerField;
+      break;
+    case 'boolean':
+      return (buf, c, out) => {
+        if (c.pos >= c.end) throw MALFORMED;
+        out.byte(buf[c.pos++] === 0 ? 0x66 : 0x74);
+        return false;
+      };
+  }
+  return genericField(type, encode);
+}
+
+/** A column: nullable unions `["null", T]` (either order) unwrap to T; other unions are generic. */
+function fieldWriter(type: AvscType, schema: unknown): FieldWriter {
+  if (type.typeName.startsWith('union') && Array.isArray(schema) && schema.length === 2) {
+    const nullAt = type.types!.findIndex((t) => t.typeName === 'null');
+    if (nullAt >= 0) {
+      const other = 1 - nullAt;
+      const write = valueWriter(type.types![other], schema[other]);
+      return (buf, c, out) => {
+        const i = readLong(buf, c);
+        if (i === other) return write(buf, c, out);
+        if (i !== nullAt) throw MALFORMED;
+        out.nullField();
+        return true;
+      };
+    }
+  }
+  return valueWriter(type, schema);
+}
+
+// ---- the envelope.
+
+/** What `scan` found in one record; one object reused for every record. */
+export interface ScanResult {
+  /** 'c', 'u', 'd', 'r' or 't' as a char code. */
+  op: number;
+  hasBefore: boolean;
+  /** unchanged_toast lists a column. */
+  toast: boolean;
+  /** The after-image was written to the LineWriter as one line, from `lineStart` to its `pos`. */
+  line: boolean;
+  lineStart: number;
+  /** A key column's after-image value was null (the general path reports that). */
+  nullKey: boolean;
+}
+
+export interface EnvelopeTranscoder {
+  /**
+   * Reads `buf[start, end)` (an envelope without its wire header). Writes the after-image as
+   * a COPY line when there is one. Returns false when the record is not for this path (the
+   * writer then ends where it began).
+   */
+  scan(buf: Buffer, start: number, end: number, out: LineWriter, into: ScanResult): boolean;
+}
+
+const OP_CODES = new Set([0x63, 0x75, 0x64, 0x72, 0x74]);
+
+/**
+ * @param writer  avsc type of the envelope as written (from the registry schema)
+ * @param schema  the same schema as JSON (for the columns' `connect.name` and encoders)
+ * @param keyFields  Value record field names of the key columns (a null there keeps a row off this path)
+ */
+export function compileEnvelope(writer: avro.Type, schema: object, keyFields: ReadonlySet<string>): EnvelopeTranscoder | null {
+  const env = writer as unknown as AvscType;
+  const envJson = schema as { fields?: { name: string; type: unknown }[] };
+  if (env.typeName !== 'record' || !Array.isArray(envJson.fields)) return null;
+  const names = env.fields!.map((f) => f.name);
+  const at = (n: string) => names.indexOf(n);
+  const [iBefore, iAfter, iOp, iToast] = [at('before'), at('after'), at('op'), at('unchanged_toast')];
+  if (iAfter < 0 || iOp < 0) return null;
+  const afterType = env.fields![iAfter].type;
+  if (!afterType.typeName.startsWith('union')) return null;
+  const recordAt = afterType.types!.findIndex((t) => t.typeName === 'record');
+  const nullAt = afterType.types!.findIndex((t) => t.typeName === 'null');
+  if (recordAt < 0 || nullAt < 0 || afterType.types!.length !== 2) return null;
+  const value = afterType.types![recordAt];
+  const valueJson = findValueJson(envJson);
+  if (!valueJson || valueJson.length !== value.fields!.length) return null;
+  let columns: FieldWriter[];
+  try {
+    columns = value.fields!.map((f, i) => fieldWriter(f.type, valueJson[i].type));
+  } catch {
+    return null; // a column type without a text form: the general decode reports it
+  }
+  const keyAt = value.fields!.map((f) => keyFields.has(f.name));
+  const skip = env.fields!.map((f) => skipperOf(f.type));
+  const beforeSkip = iBefore >= 0 ? skip[iBefore] : null;
+  const cursor: Cursor = { pos: 0, end: 0 };
+
+  const writeRow = (buf: Buffer, c: Cursor, out: LineWriter, into: ScanResult): void => {
+    for (let k = 0; k < columns.length; k++) {
+      if (k > 0) out.byte(0x09);
+      if (columns[k](buf, c, out) && keyAt[k]) into.nullKey = true;
+    }
+    out.byte(0x0a);
+  };
+
+  return {
+    scan(buf, start, end, out, into) {
+      const c = cursor;
+      c.pos = start;
+      c.end = end;
+      const mark = out.pos;
+      into.op = 0;
+      into.hasBefore = false;
+      into.toast = false;
+      into.line = false;
+      into.lineStart = mark;
+      into.nullKey = false;
+      try {
+        for (let f = 0; f < skip.length; f++) {
+          if (f === iAfter) {
+            const branch = readLong(buf, c);
+            if (branch === recordAt) {
+              writeRow(buf, c, out, into);
+              into.line = true;
+            } else if (branch !== nullAt) throw MALFORMED;
+          } else if (f === iOp) {
+            const n = readLong(buf, c);
+            if (n !== 1 || c.pos >= end) throw MALFORMED;
+            into.op = buf[c.pos++];
+            if (!OP_CODES.has(into.op)) throw MALFORMED;
+          } else if (f === iBefore) {
+            const p = c.pos;
+            beforeSkip!(buf, c);
+            into.hasBefore = !(c.pos === p + 1 && buf[p] === 0);
+          } else if (f === iToast) {
+            const p = c.pos;
+            skip[f](buf, c);
+            into.toast = !(c.pos === p + 1 && buf[p] === 0);
+          } else skip[f](buf, c);
+        }
+        if (c.pos !== end) throw MALFORMED;
+        return true;
+      } catch {
+        // Malformed bytes, or a value an encoder refuses: the general decode says which.
+        out.pos = mark;
+        into.line = false;
+        return false;
+      }
+    },
+  };
+}
+
+function findValueJson(env: { fields?: { name: string; type: unknown }[] }): { name: string; type: unknown }[] | null {
+  for (const name of ['before', 'after']) {
+    const f = env.fields!.find((x) => x.name === name);
+    const branches = Array.isArray(f?.type) ? f.type : [f?.type];
+    for (const b of branches) {
+      if (b && typeof b === 'object' && (b as { type?: unknown }).type === 'record') return (b as { fields: { name: string; type: unknown }[] }).fields;
+    }
+  }
+  return null;
+}

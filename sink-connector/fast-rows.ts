@@ -1,0 +1,131 @@
+/**
+ * Which records of a chunk skip the general decode and collapse: those whose key has no
+ * other event in the chunk and whose event replaces the whole row (an insert, a snapshot
+ * read, or an update without unchanged-TOAST columns or a before-image). Such a record's
+ * after-image is the key's final state, so it is written once, as a COPY line, straight from
+ * its bytes (copy-transcode.ts), and applied by COPY: into the table when the key is new
+ * (`c`/`r`, like collapse's fresh rows), or through staging. Every other record takes the
+ * general path; its keys never meet a fast row's, so the two sets can be applied in any
+ * order within the batch transaction (as collapse's statements are).
+ *
+ * A table whose records in the chunk carry a truncate, or keys of more than one key schema
+ * (the key's bytes identify it only within one schema), takes the general path entirely.
+ * Pure, given `describe` (the decoder's compiled schemas).
+ */
+import type { TableVersion, RawRecord } from './decode.ts';
+import { LineWriter, type EnvelopeTranscoder, type ScanResult } from './copy-transcode.ts';
+import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
+
+export interface FastRow {
+  raw: RawRecord;
+  table: TableVersion;
+  /** Source key columns in destination names. */
+  keyColumns: readonly string[];
+  op: 'c' | 'r' | 'u';
+  /** The row as one COPY text line (newline included): `lines.buf[start, end)`, columns as `table.columns`. */
+  lines: LineWriter;
+  start: number;
+  end: number;
+}
+
+/** What the decoder knows of a record's schemas; null when it cannot say (unknown id, malformed header). */
+export interface RecordSchemas {
+  table: TableVersion;
+  keyColumns: readonly string[];
+  keySchemaId: number;
+  transcoder: EnvelopeTranscoder | null;
+}
+
+const OPS: Record<number, FastRow['op'] | undefined> = { 0x63: 'c', 0x72: 'r', 0x75: 'u' };
+const TRUNCATE = 0x74;
+
+interface TableTally {
+  keySchemaId: number;
+  mixedKeys: boolean;
+  truncated: boolean;
+  /** Events per key (the key's Avro bytes). */
+  events: Map<string, number>;
+}
+
+/** Fast rows aligned with `raws` (null: the general path). */
+export function planFastRows(raws: readonly RawRecord[], describe: (r: RawRecord) => RecordSchemas | null): (FastRow | null)[] {
+  const out: (FastRow | null)[] = new Array(raws.length).fill(null);
+  const lines = new LineWriter();
+  const tallies = new Map<string, TableTally>();
+  const keyIds: (string | null)[] = new Array(raws.length).fill(null);
+  const scan: ScanResult = { op: 0, hasBefore: false, toast: false, line: false, lineStart: 0, nullKey: false };
+  for (let i = 0; i < raws.length; i++) {
+    const r = raws[i];
+    if (r.value === null) continue;
+    const s = describe(r);
+    if (s === null) continue;
+    let t = tallies.get(s.table.destId);
+    if (!t) tallies.set(s.table.destId, (t = { keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false, events: new Map() }));
+    if (s.keySchemaId !== t.keySchemaId) t.mixedKeys = true;
+    if (r.key !== null) {
+      const keyId = r.key.toString('latin1', WIRE_HEADER_LENGTH);
+      keyIds[i] = keyId;
+      t.events.set(keyId, (t.events.get(keyId) ?? 0) + 1);
+    }
+    if (s.transcoder === null || !s.transcoder.scan(r.value, WIRE_HEADER_LENGTH, r.value.length, lines, scan)) continue;
+    if (scan.op === TRUNCATE) t.truncated = true;
+    const op = OPS[scan.op];
+    if (op === undefined || r.key === null || !scan.line || scan.hasBefore || scan.toast || scan.nullKey) {
+      if (scan.line) lines.pos = scan.lineStart; // not used: free its bytes
+      continue;
+    }
+    out[i] = { raw: r, table: s.table, keyColumns: s.keyColumns, op, lines, start: scan.lineStart, end: lines.pos };
+  }
+  for (let i = 0; i < raws.length; i++) {
+    const row = out[i];
+    if (row === null) continue;
+    const t = tallies.get(row.table.destId)!;
+    if (t.mixedKeys || t.truncated || t.events.get(keyIds[i]!) !== 1) out[i] = null;
+  }
+  return out;
+}
+
+const COPY_CHUNK_BYTES = 1 << 20;
+
+/**
+ * The rows' COPY lines as Buffers of about 1 MB, in the rows' order: a run of rows that lie
+ * back to back in their writer is handed over as one view, scattered rows are gathered.
+ */
+export function* lineChunks(rows: readonly FastRow[]): Generator<Buffer> {
+  let i = 0;
+  while (i < rows.length) {
+    // One window: rows until ~1 MB; note whether they are one contiguous range.
+    const first = rows[i];
+    let bytes = 0;
+    let contiguous = true;
+    let j = i;
+    for (; j < rows.length && bytes < COPY_CHUNK_BYTES; j++) {
+      const r = rows[j];
+      if (j > i && (r.lines !== rows[j - 1].lines || r.start !== rows[j - 1].end)) contiguous = false;
+      bytes += r.end - r.start;
+    }
+    if (contiguous) {
+      yield first.lines.buf.subarray(first.start, rows[j - 1].end);
+    } else {
+      const out = Buffer.allocUnsafe(bytes);
+      let p = 0;
+      for (let k = i; k < j; k++) {
+        const r = rows[k];
+        p += r.lines.buf.copy(out, p, r.start, r.end);
+      }
+      yield out;
+    }
+    i = j;
+  }
+}
+
+/** Rows grouped by table version (each version has its own column list), versions in first-seen order. */
+export function byVersion(rows: readonly FastRow[]): Map<TableVersion, FastRow[]> {
+  const out = new Map<TableVersion, FastRow[]>();
+  for (const r of rows) {
+    const list = out.get(r.table);
+    if (list) list.push(r);
+    else out.set(r.table, [r]);
+  }
+  return out;
+}

@@ -1,0 +1,119 @@
+/**
+ * The fast-row plan: which records of a chunk skip the general decode, and how their COPY
+ * lines are handed to COPY. Records are built with the source's own schema and envelope
+ * modules; the decoder's schemas come from a registry stand-in.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
+import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
+import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
+import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
+import { lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+
+const T = (name: string): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind: 'base' });
+const col = (name: string, type: PgTypeInfo, isKey = false): ColumnInfo => ({ name, type, typmod: -1, isKey });
+const table = (name: string): TableInfo => ({
+  relid: 1,
+  schema: 'public',
+  name,
+  columns: [col('id', T('int8'), true), col('body', T('text')), col('big', T('text'))],
+  keyColumns: ['id'],
+  replicaIdentity: 'default',
+});
+const ORDERS = buildRecordSchemas(table('orders'), 'p.public.orders', '1');
+const NOTES = buildRecordSchemas(table('notes'), 'p.public.notes', '1');
+// ids: orders key 1, value 2, a second key schema 5 (same shape, another id); notes key 3, value 4.
+const byId = new Map<number, object>([
+  [1, ORDERS.keySchema!],
+  [2, ORDERS.envelopeSchema],
+  [5, ORDERS.keySchema!],
+  [3, NOTES.keySchema!],
+  [4, NOTES.envelopeSchema],
+]);
+
+function decoder(): RecordDecoder {
+  return new RecordDecoder({ getSchema: async (id) => byId.get(id)! }, (schema, t) => ({ schema, table: t, columns: {} }), 'p');
+}
+
+let offset = 0;
+function recs(change: DecodedChange, opts: { notes?: boolean; keyId?: number } = {}): RawRecord[] {
+  const s = opts.notes ? NOTES : ORDERS;
+  const [keyId, valueId] = opts.notes ? [3, 4] : [opts.keyId ?? 1, 2];
+  const source = s.sourceFor({ db: 'd', tsMs: 1 });
+  return changeToEvents(change, { schemas: s, source, tsMs: 1, tombstones: true }).map((ev) => ({
+    topic: s === NOTES ? 'p.public.notes' : 'p.public.orders',
+    partition: 0,
+    offset: String(offset++),
+    key: ev.key ? encodeWire(keyId, s.keyType!.toBuffer(ev.key)) : null,
+    value: ev.value ? encodeWire(valueId, s.envelopeType.toBuffer(ev.value)) : null,
+  }));
+}
+
+const row = (id: number, body = `b${id}`): TextTuple => [String(id), body, 'x'];
+const ins = (id: number, o = {}) => recs({ kind: 'insert', new: row(id) }, o);
+const read = (id: number, o = {}) => recs({ kind: 'read', new: row(id) } as DecodedChange, o);
+
+async function plan(raws: RawRecord[]): Promise<(FastRow | null)[]> {
+  const d = decoder();
+  await d.prepare(raws);
+  return planFastRows(raws, (r) => d.describe(r));
+}
+
+const text = (f: FastRow | null) => (f === null ? null : f.lines.buf.toString('utf8', f.start, f.end));
+
+test('single whole-row events are fast rows with their COPY line; deletes, tombstones and shared keys are not', async () => {
+  const raws = [
+    ...read(1),
+    ...ins(2),
+    ...recs({ kind: 'update', new: row(3, 'three') }),
+    ...recs({ kind: 'delete', key: ['4', null, null] }), // delete + tombstone
+    ...ins(5),
+    ...recs({ kind: 'update', new: row(5, 'five again') }), // key 5 twice
+    ...recs({ kind: 'update', new: [...row(6).slice(0, 2), undefined] }), // unchanged TOAST
+  ];
+  const out = await plan(raws);
+  assert.deepEqual(out.map((f) => f?.op ?? null), ['r', 'c', 'u', null, null, null, null, null]);
+  assert.deepEqual(out.slice(0, 3).map(text), ['1\tb1\tx\n', '2\tb2\tx\n', '3\tthree\tx\n']);
+  assert.deepEqual(out[0]!.keyColumns, ['id']);
+  assert.equal(out[0]!.table.dest.name, 'orders');
+  assert.equal(out[0]!.raw, raws[0]);
+});
+
+test('a table with a truncate or with keys of two key schemas takes the general path; other tables keep their fast rows', async () => {
+  const truncated = await plan([...ins(1), ...recs({ kind: 'truncate' }), ...ins(2, { notes: true })]);
+  assert.deepEqual(truncated.map((f) => f?.op ?? null), [null, null, 'c']);
+  const mixed = await plan([...ins(1), ...ins(2, { keyId: 5 }), ...ins(3, { notes: true })]);
+  assert.deepEqual(mixed.map((f) => f?.op ?? null), [null, null, 'c']);
+  // Keys are per table: the same id in two tables is two keys.
+  const two = await plan([...ins(7), ...ins(7, { notes: true })]);
+  assert.deepEqual(two.map((f) => f?.table.dest.name ?? null), ['orders', 'notes']);
+});
+
+test('records the decoder cannot place (unknown schema id, corrupt value) are left to the general decode, which reports them', async () => {
+  const [good] = ins(1);
+  const unknown = { ...good, offset: '99', value: encodeWire(77, good.value!.subarray(5)) };
+  const corrupt = { ...ins(2)[0], value: good.value!.subarray(0, 12) };
+  const out = await plan([unknown, corrupt, ...ins(3)]);
+  assert.deepEqual(out.map((f) => f?.op ?? null), [null, null, 'c']);
+});
+
+test('lineChunks: back-to-back lines are one view, scattered ones are gathered, large sets are cut near 1 MB', async () => {
+  const raws = [...ins(1), ...ins(2), ...ins(3)];
+  const rows = (await plan(raws)) as FastRow[];
+  const whole = [...lineChunks(rows)];
+  assert.equal(whole.length, 1);
+  assert.equal(whole[0].buffer, rows[0].lines.buf.buffer, 'a view, not a copy');
+  assert.equal(whole[0].toString(), '1\tb1\tx\n2\tb2\tx\n3\tb3\tx\n');
+  const scattered = [...lineChunks([rows[2], rows[0]])];
+  assert.deepEqual(scattered.map((b) => b.toString()), ['3\tb3\tx\n1\tb1\tx\n']);
+
+  const big: RawRecord[] = [];
+  for (let i = 0; i < 3000; i++) big.push(...recs({ kind: 'insert', new: row(1000 + i, 'y'.repeat(1000)) }));
+  const many = (await plan(big)) as FastRow[];
+  const chunks = [...lineChunks(many)];
+  assert.ok(chunks.length >= 3, `${chunks.length} chunks`);
+  for (const c of chunks.slice(0, -1)) assert.ok(c.length >= 1 << 20 && c.length < (1 << 20) + 2000);
+  assert.equal(Buffer.concat(chunks).toString(), many.map(text).join(''));
+});

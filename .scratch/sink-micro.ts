@@ -58,3 +58,14 @@ for (let round = 0; round < 6; round++) {
   const t1 = performance.now();
   console.log(`transcode+key ${(((t1 - t0) * 1000) / N).toFixed(2)} µs/rec`);
 }
+import { planFastRows } from '../sink-connector/fast-rows.ts';
+for (let round = 0; round < 8; round++) {
+  const t0 = performance.now();
+  let n = 0;
+  for (let i = 0; i < N; i += 5000) {
+    const out = planFastRows(raws.slice(i, i + 5000), (r) => d.describe(r));
+    n += out.length;
+  }
+  const t1 = performance.now();
+  console.log(`planFastRows ${(((t1 - t0) * 1000) / N).toFixed(2)} µs/rec`);
+}

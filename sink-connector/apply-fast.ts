@@ -95,7 +95,7 @@ export async function applyFastRows(
   } else {
     staged.push(...fresh);
   }
-  if (staged.length >= ctx.stagingMinRows) {
+  if (staged.length >= ctx.fastStagingMinRows) {
     for (const [version, list] of byVersion(staged)) await upsertViaStaging(client, q, table, columnsOf(version), { lines: list });
     paths.used('staging', staged.length, true);
     rows += staged.length;

@@ -209,6 +209,7 @@ class SinkRuntime {
       truncate: config.truncate,
       autoEvolve: config.autoEvolve,
       stagingMinRows: this.opts.stagingMinRows ?? 5_000,
+      fastStagingMinRows: this.opts.stagingMinRows ?? 200,
       directCopy:
         config.batch.directCopy && this.opts.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: this.opts.directCopyMinRows ?? 1_000 } : null,
       onDirectCopyConflict: (table) => this.m.directCopyConflicts.inc({ table }),

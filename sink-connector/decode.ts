@@ -12,7 +12,7 @@ import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts'
 import { decodeWireHeader, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import type { SinkChange } from './sink-change.ts';
-import { compileEnvelope, type EnvelopeTranscoder } from './copy-transcode.ts';
+import { compileEnvelope } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
 
 export interface SchemaSource {
@@ -74,8 +74,8 @@ interface ValueDecoder {
   destOf: Map<string, string>;
   /** Key decoders by key schema id, with this table's column renames applied. */
   keys: Map<number, KeyDecoder>;
-  /** The COPY transcoder for records without a key (scanned for their op only). */
-  keyless?: EnvelopeTranscoder | null;
+  /** For records without a key (scanned for their op only). */
+  keyless?: RecordSchemas;
 }
 
 interface KeyDecoder {
@@ -83,8 +83,8 @@ interface KeyDecoder {
   fields: FieldConverter[];
   /** Destination names. */
   columns: readonly string[];
-  /** Per value schema: its COPY transcoder (undefined: not compiled yet; null: none). */
-  transcoder?: EnvelopeTranscoder | null;
+  /** Per value schema: what the fast-row plan needs, with the COPY transcoder (compiled on first use). */
+  described?: RecordSchemas;
 }
 
 interface Envelope {
@@ -233,17 +233,20 @@ export class RecordDecoder {
     if (!value) return null;
     if (r.key === null) {
       // Keyless (a truncate from another producer): never a fast row, but its op matters to the plan.
-      value.keyless ??= compileEnvelope(value.writer, value.schema, new Set());
-      return { table: value.version, keyColumns: [], keySchemaId: -1, transcoder: value.keyless };
+      value.keyless ??= { table: value.version, keyColumns: [], keySchemaId: -1, transcoder: compileEnvelope(value.writer, value.schema, new Set()) };
+      return value.keyless;
     }
     const kid = peekSchemaId(r.key);
     if (kid === null) return null;
     const kd = this.keyDecoderFor(kid, value);
     if (!kd) return null;
-    if (kd.transcoder === undefined) {
-      kd.transcoder = compileEnvelope(value.writer, value.schema, new Set(kd.fields.map((f) => f.field)));
-    }
-    return { table: value.version, keyColumns: kd.columns, keySchemaId: kid, transcoder: kd.transcoder };
+    kd.described ??= {
+      table: value.version,
+      keyColumns: kd.columns,
+      keySchemaId: kid,
+      transcoder: compileEnvelope(value.writer, value.schema, new Set(kd.fields.map((f) => f.field))),
+    };
+    return kd.described;
   }
 
   private compileValue(schemaId: number, schema: object, topic: string): ValueDecoder {

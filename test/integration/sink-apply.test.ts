@@ -293,6 +293,7 @@ test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give 
           truncate: 'apply',
           autoEvolve: false,
           stagingMinRows: p.stagingMinRows,
+          fastStagingMinRows: p.stagingMinRows,
           directCopy: directCopy && { policy: directCopy, minRows: 1 },
           onDirectCopyConflict: () => conflicts++,
           redecode: (row) => decoder.decode(row.raw)!,

@@ -38,6 +38,7 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/recordBatch/v0/decoder.js',
     'kafkajs/src/protocol/recordBatch/crc32C/crc32C.js',
     'kafkajs/src/protocol/recordBatch/crc32C/index.js',
+    'kafkajs/src/protocol/encoder.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }

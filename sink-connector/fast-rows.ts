@@ -43,8 +43,21 @@ interface TableTally {
   keySchemaId: number;
   mixedKeys: boolean;
   truncated: boolean;
-  /** Events per key (the key's Avro bytes). */
-  events: Map<string, number>;
+  /** Index of the first record of each key (the key's Avro bytes, see keyIdOf). */
+  first: Map<number | string, number>;
+}
+
+/**
+ * A key's identity within one key schema: its Avro bytes. Up to 6 bytes (a bigint key below
+ * 2^41, an int key) as a number (bytes plus length: distinct for distinct byte strings, and a
+ * cheaper Map key than a string); longer keys as a latin1 string.
+ */
+function keyIdOf(key: Buffer): number | string {
+  const n = key.length - WIRE_HEADER_LENGTH;
+  if (n > 6) return key.toString('latin1', WIRE_HEADER_LENGTH);
+  let v = n * 2 ** 48;
+  for (let i = 0, mul = 1; i < n; i++, mul *= 256) v += key[WIRE_HEADER_LENGTH + i] * mul;
+  return v;
 }
 
 /** Fast rows aligned with `raws` (null: the general path). */
@@ -52,20 +65,25 @@ export function planFastRows(raws: readonly RawRecord[], describe: (r: RawRecord
   const out: (FastRow | null)[] = new Array(raws.length).fill(null);
   const lines = new LineWriter();
   const tallies = new Map<string, TableTally>();
-  const keyIds: (string | null)[] = new Array(raws.length).fill(null);
+  // Records whose key has another event in the chunk.
+  const shared = new Uint8Array(raws.length);
   const scan: ScanResult = { op: 0, hasBefore: false, toast: false, line: false, lineStart: 0, nullKey: false };
+  let t: TableTally | undefined;
   for (let i = 0; i < raws.length; i++) {
     const r = raws[i];
     if (r.value === null) continue;
     const s = describe(r);
     if (s === null) continue;
-    let t = tallies.get(s.table.destId);
-    if (!t) tallies.set(s.table.destId, (t = { keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false, events: new Map() }));
+    if (t === undefined || tallies.get(s.table.destId) !== t) {
+      t = tallies.get(s.table.destId);
+      if (!t) tallies.set(s.table.destId, (t = { keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false, first: new Map() }));
+    }
     if (s.keySchemaId !== t.keySchemaId) t.mixedKeys = true;
     if (r.key !== null) {
-      const keyId = r.key.toString('latin1', WIRE_HEADER_LENGTH);
-      keyIds[i] = keyId;
-      t.events.set(keyId, (t.events.get(keyId) ?? 0) + 1);
+      const id = keyIdOf(r.key);
+      const first = t.first.get(id);
+      if (first === undefined) t.first.set(id, i);
+      else shared[first] = shared[i] = 1;
     }
     if (s.transcoder === null || !s.transcoder.scan(r.value, WIRE_HEADER_LENGTH, r.value.length, lines, scan)) continue;
     if (scan.op === TRUNCATE) t.truncated = true;
@@ -79,8 +97,8 @@ export function planFastRows(raws: readonly RawRecord[], describe: (r: RawRecord
   for (let i = 0; i < raws.length; i++) {
     const row = out[i];
     if (row === null) continue;
-    const t = tallies.get(row.table.destId)!;
-    if (t.mixedKeys || t.truncated || t.events.get(keyIds[i]!) !== 1) out[i] = null;
+    const tally = tallies.get(row.table.destId)!;
+    if (shared[i] === 1 || tally.mixedKeys || tally.truncated) out[i] = null;
   }
   return out;
 }

@@ -110,6 +110,9 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows, transcode } of APP
     await produceChanges(producer, t, (await rowsOf()).map((row) => ({ kind: 'read' as const, new: row })), { snapshot: true });
     const sink = await startSink(prefix, `g-${ID}-apply-${S}`, { tables: { [`${S}.items`]: { schema: D } }, batch: { transcode } }, { stagingMinRows, directCopyMinRows });
     try {
+      // The snapshot is applied before the changes are produced: in one batch with them, the
+      // updated keys would be new to the destination and take the paths of new rows.
+      await waitApplied(db, admin, `g-${ID}-apply-${S}`, [topic]);
       await db.query(`INSERT INTO ${S}.items (id, t, big, mood, ints) VALUES (10, 'ten', repeat('z', 50000), 'sad', '{10}'), (11, 'eleven', NULL, NULL, NULL)`);
       const inserted = await rowsOf('id >= 10');
       // Row 1: an update that leaves the TOASTed `big` out (pgoutput's 'u' marker): the destination keeps its value.

@@ -39,6 +39,7 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/recordBatch/crc32C/crc32C.js',
     'kafkajs/src/protocol/recordBatch/crc32C/index.js',
     'kafkajs/src/protocol/encoder.js',
+    'kafkajs/src/consumer/batch.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }
@@ -170,4 +171,25 @@ test('CRC-32C (slicing by 8): the standard check value and a bitwise reference o
     assert.equal(used(view), reference(view), `${start}..${end}`);
     assert.equal(native(view), reference(view));
   }
+});
+
+test('consumer batch: messages below the fetched offset dropped, control records hidden, the array kept when nothing is', () => {
+  const Batch = require('kafkajs/src/consumer/batch.js') as new (
+    topic: string,
+    fetchedOffset: string,
+    data: { partition: number; highWatermark: string; messages: { offset: string; isControlRecord?: boolean }[]; abortedTransactions?: unknown[] },
+  ) => { messages: { offset: string }[] };
+  const msgs = (...offsets: number[]) => offsets.map((o) => ({ offset: String(o), isControlRecord: false }));
+  const all = msgs(10, 11, 12);
+  const kept = new Batch('t', '10', { partition: 0, highWatermark: '13', messages: all });
+  assert.equal(kept.messages, all, 'same array');
+  assert.deepEqual(new Batch('t', '12', { partition: 0, highWatermark: '13', messages: msgs(10, 11, 12) }).messages.map((m) => m.offset), ['12']);
+  assert.deepEqual(new Batch('t', '20', { partition: 0, highWatermark: '13', messages: msgs(10, 11, 12) }).messages, []);
+  // Compacted: gaps in the offsets.
+  assert.deepEqual(new Batch('t', '11', { partition: 0, highWatermark: '40', messages: msgs(5, 9, 30, 39) }).messages.map((m) => m.offset), ['30', '39']);
+  // Beyond 2^53 the Long comparison of kafkajs decides.
+  const big = ['9007199254740993', '9007199254740994'].map((offset) => ({ offset, isControlRecord: false }));
+  assert.deepEqual(new Batch('t', '9007199254740994', { partition: 0, highWatermark: '9007199254740995', messages: big }).messages.map((m) => m.offset), ['9007199254740994']);
+  const withControl = [...msgs(1, 2), { offset: '3', isControlRecord: true }];
+  assert.deepEqual(new Batch('t', '0', { partition: 0, highWatermark: '4', messages: withControl }).messages.map((m) => m.offset), ['1', '2']);
 });

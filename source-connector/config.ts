@@ -61,6 +61,9 @@ export const sourceConfigSchema = z.strictObject({
   heartbeatIntervalMs: positiveInt().default(10_000),
   sequencesIntervalMs: positiveInt().default(60_000),
   tombstones: z.boolean().default(true),
+  // Inserts, key-preserving updates and deletes by key written from the pgoutput bytes
+  // without decoding their values (row-transcode.ts); false: every change takes the general path.
+  transcode: z.boolean().default(true),
   inFlight: z
     .strictObject({
       maxRecords: positiveInt().default(100_000),

@@ -331,6 +331,7 @@ class ConnectorRun {
       transactionsTopic: this.topics.transactions,
       db: this.source.database,
       tombstones: cfg.tombstones,
+      transcode: cfg.transcode,
       log: this.log,
       metrics: this.metrics,
       truncateFanout: (topic) => ({ keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? cfg.topics.partitions }),

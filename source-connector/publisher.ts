@@ -19,6 +19,7 @@ import { SchemaError, ShardBridgeError, SourceError } from '../shared/errors.ts'
 import { WIRE_HEADER_LENGTH, writeWireHeader } from '../shared/registry/wire-format.ts';
 import type { ChangeEvent, Envelope } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
+import { NOT_HERE, type RowTranscoder, type TranscodedOp, type TupleRef } from './row-transcode.ts';
 
 /** What publish() needs of a table version. */
 export interface PublishTarget {
@@ -182,6 +183,40 @@ export class Publisher {
       }
       this.push(target.topic, key, value, tx, this.counter(target.qualified, ev.value === null ? 'tombstone' : ev.value.op));
     }
+  }
+
+  /**
+   * A change whose key and envelope the row transcoder writes straight into the slab from the
+   * pgoutput tuple (row-transcode.ts), plus its tombstone for a delete when `tombstone`.
+   * False when the transcoder does not take it: nothing was queued, the caller takes the
+   * general path.
+   */
+  publishTranscoded(target: PublishTarget, tc: RowTranscoder, op: TranscodedOp, src: Buffer, tuple: TupleRef, source: Buffer, tsMs: number, tx: TrackedTx | null, tombstone: boolean): boolean {
+    if (this.failure) throw this.failure;
+    let key: Buffer;
+    let value: Buffer;
+    for (;;) {
+      const slab = this.slab;
+      const start = this.slabPos;
+      const keyEnd = tc.writeKey(slab, start + WIRE_HEADER_LENGTH, src, tuple);
+      if (keyEnd === NOT_HERE) return false;
+      const valueEnd = keyEnd < 0 ? keyEnd : tc.writeEnvelope(slab, keyEnd + WIRE_HEADER_LENGTH, op, src, tuple, source, tsMs);
+      if (valueEnd === NOT_HERE) return false;
+      if (valueEnd >= 0) {
+        writeWireHeader(slab, target.keySchemaId!, start);
+        writeWireHeader(slab, target.valueSchemaId, keyEnd);
+        this.slabPos = valueEnd;
+        key = slab.subarray(start, keyEnd);
+        value = slab.subarray(keyEnd, valueEnd);
+        break;
+      }
+      // No room: a fresh slab, twice as big when even a fresh one was too small.
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * (slab.length - start)));
+      this.slabPos = 0;
+    }
+    this.push(target.topic, key, value, tx, this.counter(target.qualified, op));
+    if (tombstone) this.push(target.topic, key, null, tx, this.counter(target.qualified, 'tombstone'));
+    return true;
   }
 
   /**

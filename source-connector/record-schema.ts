@@ -6,7 +6,7 @@
 import type avro from 'avsc';
 import { SchemaError, SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, TableInfo, TextTuple } from '../shared/pg-types.ts';
-import { codecFor, createAvroType, nullableAvroType, pgTypeName, writeCached } from '../shared/type-mapping/index.ts';
+import { codecFor, createAvroType, nullableAvroType, pgTypeName, writeCached, type ColumnCodec } from '../shared/type-mapping/index.ts';
 
 export const SOURCE_SCHEMA_NAME = 'io.debezium.connector.postgresql.Source';
 export const CONNECTOR_NAME = 'postgresql';
@@ -73,6 +73,8 @@ export interface TableRecordSchemas {
   fields: FieldMapping[];
   /** Key columns in key order. */
   keyFields: FieldMapping[];
+  /** Per column (column order): its codec. */
+  codecs: ColumnCodec[];
   /** Null when the table has no key columns. Throws SourceError on a missing key value. */
   keyFromTuple(tuple: TextTuple): Record<string, unknown> | null;
   rowFromTuple(tuple: TextTuple): RowConversion;
@@ -350,6 +352,7 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
     envelopeType: createAvroType(envelopeSchema),
     fields,
     keyFields,
+    codecs,
     keyFromTuple,
     rowFromTuple,
     sourceFor,

@@ -25,6 +25,7 @@ import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, type PgoutputMessa
 import type { Publisher } from './publisher.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import { MessagePump } from './message-pump.ts';
+import { compileRowTranscoder, TupleRef, type RowTranscoder, type TranscodedOp } from './row-transcode.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
 import { truncateKeys } from './truncate-fanout.ts';
@@ -52,7 +53,12 @@ export interface StreamOptions {
   flushTimeoutMs?: number;
   /** Where a table's truncate goes: the truncate key schema's id and the topic's partition count (truncate-fanout.ts). */
   truncateFanout(topic: string): { keySchemaId: number; partitions: number };
+  /** Inserts, updates and deletes by key written straight from the message bytes (row-transcode.ts). Default true. */
+  transcode?: boolean;
 }
+
+/** fastChange's answer when the message is not for it. */
+const NOT_TAKEN = Symbol('not taken');
 
 interface TableInTx {
   v: TableVersion;
@@ -76,6 +82,8 @@ export class ReplicationStream {
   private readonly log: Logger;
   private service?: LogicalReplicationService;
   private pump?: MessagePump;
+  private readonly tuple = new TupleRef();
+  private readonly transcoders = new WeakMap<TableVersion, RowTranscoder | null>();
   private changesRead = 0;
   private tx: TxState | null = null;
   /** Last position sent to the server. */
@@ -86,7 +94,8 @@ export class ReplicationStream {
   private settle?: { resolve(): void; reject(err: unknown): void };
   private finished?: Promise<void>;
   private ending?: Promise<void>;
-  private readonly m?: { transactions: Counter; confirmed: Gauge; changes: Counter };
+  private readonly m?: { transactions: Counter; confirmed: Gauge; changes: Counter; transcoded: Counter };
+  private changesTranscoded = 0;
 
   constructor(private readonly opts: StreamOptions) {
     this.log = opts.log.child({ component: 'stream', slot: opts.slotName });
@@ -95,6 +104,7 @@ export class ReplicationStream {
         transactions: opts.metrics.counter('transactions_total', 'Source transactions read from the slot'),
         confirmed: opts.metrics.gauge('confirmed_lsn', 'Last LSN confirmed to the source (as a number)'),
         changes: opts.metrics.counter('changes_read_total', 'Row changes read from the replication stream'),
+        transcoded: opts.metrics.counter('changes_transcoded_total', 'Row changes written to Avro straight from the message bytes (transcode); also in changes_read_total'),
       };
     }
   }
@@ -113,7 +123,11 @@ export class ReplicationStream {
     this.service = service;
     const socket = () => (service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } | null })._connection?.stream;
     const pump = new MessagePump({
-      handle: (raw) => (this.closing ? undefined : this.handle(decodePgoutput(raw))),
+      handle: (raw) => {
+        if (this.closing) return;
+        const fast = this.fastChange(raw);
+        return fast === NOT_TAKEN ? this.handle(decodePgoutput(raw)) : fast;
+      },
       pause: () => socket()?.pause(),
       resume: () => socket()?.resume(),
       fail: (err) => this.fail(err),
@@ -175,6 +189,10 @@ export class ReplicationStream {
     if (this.changesRead > 0) {
       this.m?.changes.inc(this.changesRead);
       this.changesRead = 0;
+    }
+    if (this.changesTranscoded > 0) {
+      this.m?.transcoded.inc(this.changesTranscoded);
+      this.changesTranscoded = 0;
     }
     if (!this.service) return;
     const c = this.opts.tracker.confirmable();
@@ -248,6 +266,37 @@ export class ReplicationStream {
       case 'unsupported':
         throw new SourceError(`unsupported pgoutput message '${String.fromCharCode(msg.byte)}'`, { context: { byte: msg.byte } });
     }
+    return this.writable();
+  }
+
+  /**
+   * An insert, an update with its key unchanged or a delete by key, under default replica
+   * identity: key and envelope written from the message bytes without decoding the values.
+   * NOT_TAKEN for anything else, and whenever the transcoder declines (the general path then
+   * produces the same records, or the error).
+   */
+  private fastChange(raw: Buffer): void | Promise<void> | typeof NOT_TAKEN {
+    const tag = raw[0];
+    let op: TranscodedOp;
+    if (tag === 0x49 /* I */ && raw[5] === 0x4e /* N */) op = 'c';
+    else if (tag === 0x55 /* U */ && raw[5] === 0x4e /* N: neither K nor O before it */) op = 'u';
+    else if (tag === 0x44 /* D */ && raw[5] === 0x4b /* K */) op = 'd';
+    else return NOT_TAKEN;
+    const t = this.tx;
+    if (!t || this.opts.transcode === false || raw.length < 6) return NOT_TAKEN;
+    const relid = raw.readUInt32BE(1);
+    const v = this.opts.versions.get(relid);
+    if (!v) return NOT_TAKEN;
+    let tc = this.transcoders.get(v);
+    if (tc === undefined) this.transcoders.set(v, (tc = compileRowTranscoder(v.schemas)));
+    if (tc === null || this.tuple.scan(raw, 6) !== raw.length) return NOT_TAKEN;
+    const e = this.tableInTx(t, relid);
+    const ts = (e.ctx.tsMs = Date.now());
+    const tombstone = op === 'd' && this.opts.tombstones;
+    if (!this.opts.publisher.publishTranscoded(v, tc, op, raw, this.tuple, tc.sourceBytes(e.ctx.source), ts, t.tx, tombstone)) return NOT_TAKEN;
+    e.count += tombstone ? 2 : 1;
+    this.changesRead++;
+    this.changesTranscoded++;
     return this.writable();
   }
 

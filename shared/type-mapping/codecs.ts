@@ -50,6 +50,11 @@ const int = (t: string): number => +t;
 const SAFE_DIGITS = /^-?[0-9]{1,15}$/;
 const bigint = (t: string): bigint | number => (SAFE_DIGITS.test(t) ? +t : BigInt(t));
 
+/** The converters the source's row transcoder writes straight from the text bytes (row-transcode.ts). */
+export const IDENTITY_FROM_TEXT: FromText = identity;
+export const INT_FROM_TEXT: FromText = int;
+export const BIGINT_FROM_TEXT: FromText = bigint;
+
 /** pg_catalog base types by typname. Anything not here is carried as its text. */
 function baseMapping(name: string, typmod: number): Mapping | undefined {
   switch (name) {

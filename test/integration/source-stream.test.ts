@@ -90,6 +90,11 @@ test('snapshot and every kind of change reach Kafka, decode through the registry
   await assertRowsEqualTable(client, 'items', finalState(items).values());
   await assertRowsEqualTable(client, 'other."Odd Name"', finalState(odd).values());
 
+  // The inserts, the update and the plain delete were written from the message bytes; the
+  // key change (an update carrying the old key) took the general decode.
+  // (Counted into the metric once a second.)
+  const transcodedChanges = async () => (await conn.metrics.registry.getSingleMetric('shardbridge_source_changes_transcoded_total')?.get())?.values[0]?.value ?? 0;
+  await waitFor('transcoded changes counted', async () => (await transcodedChanges()) >= 4, { timeoutMs: 10_000, intervalMs: 100 });
   const reads = items.filter((r) => r.value?.op === 'r');
   assert.equal(reads.length, 500);
   assert.ok(reads.every((r) => r.value!.source.snapshot === 'true'));

@@ -1,0 +1,280 @@
+/**
+ * pgoutput tuple bytes → Avro key and envelope bytes, without building JS values. Pure.
+ *
+ * The general path decodes every column value into a string (pgoutput-decoder.ts), converts
+ * it into an Avro value (record-schema.ts), builds the envelope object (envelope.ts) and has
+ * avsc write it: on the streaming hot path, strings and objects made only to be written out
+ * again. For the common shapes (an insert, an update whose key did not change, a delete by
+ * key, under default replica identity) the record is written here straight from the
+ * message: a text column's UTF-8 bytes become its Avro string, an integer's digits its
+ * varint. Other column types decode their text and go through the same codec and avsc type
+ * as the general path, so the bytes are the same (test/unit/row-transcode.test.ts pins it).
+ * Anything else answers "not here" and takes the general path.
+ */
+import { BIGINT_FROM_TEXT, IDENTITY_FROM_TEXT, INT_FROM_TEXT } from '../shared/type-mapping/index.ts';
+import type { TableRecordSchemas } from './record-schema.ts';
+
+/** A TupleData of a pgoutput message, located: per column its kind ('t', 'n', 'u') and byte range. */
+export class TupleRef {
+  n = 0;
+  kinds: Uint8Array;
+  starts: Int32Array;
+  ends: Int32Array;
+
+  constructor(capacity = 64) {
+    this.kinds = new Uint8Array(capacity);
+    this.starts = new Int32Array(capacity);
+    this.ends = new Int32Array(capacity);
+  }
+
+  /**
+   * Locates the TupleData at `pos` (Int16 count, then per column 'n' | 'u' | 't' Int32 len
+   * bytes). Returns the position after it, or -1 when it is not one this path takes (binary
+   * values, a malformed tuple): the general decoder then reports it.
+   */
+  scan(buf: Buffer, pos: number): number {
+    if (pos + 2 > buf.length) return -1;
+    const n = buf.readUInt16BE(pos);
+    pos += 2;
+    if (n > this.kinds.length) {
+      this.kinds = new Uint8Array(n);
+      this.starts = new Int32Array(n);
+      this.ends = new Int32Array(n);
+    }
+    for (let i = 0; i < n; i++) {
+      if (pos >= buf.length) return -1;
+      const kind = buf[pos++];
+      this.kinds[i] = kind;
+      if (kind === T) {
+        if (pos + 4 > buf.length) return -1;
+        const len = buf.readUInt32BE(pos);
+        pos += 4;
+        if (pos + len > buf.length) return -1;
+        this.starts[i] = pos;
+        this.ends[i] = pos + len;
+        pos += len;
+      } else if (kind !== N && kind !== U) {
+        return -1;
+      }
+    }
+    this.n = n;
+    return pos;
+  }
+}
+
+const T = 0x74; // 't': text value
+const N = 0x6e; // 'n': null
+const U = 0x75; // 'u': unchanged TOAST
+
+/** Written past the end of `buf`: the caller retries with a bigger one. */
+export const NO_ROOM = -1;
+/** A record this path does not take (a key column without a value, a value a codec refuses). */
+export const NOT_HERE = -2;
+
+// ---- writing Avro.
+
+function writeVarint(buf: Buffer, pos: number, zigzag: number): number {
+  while (zigzag >= 0x80) {
+    if (pos >= buf.length) return NO_ROOM;
+    buf[pos++] = (zigzag & 0x7f) | 0x80;
+    zigzag = Math.floor(zigzag / 128);
+  }
+  if (pos >= buf.length) return NO_ROOM;
+  buf[pos++] = zigzag;
+  return pos;
+}
+
+/** Zigzag varint of an exact integer (|v| < 2^53). */
+const writeLong = (buf: Buffer, pos: number, v: number): number => writeVarint(buf, pos, v >= 0 ? v * 2 : -v * 2 - 1);
+
+function writeBigLong(buf: Buffer, pos: number, v: bigint): number {
+  let z = v >= 0n ? v << 1n : (-v << 1n) - 1n;
+  while (z >= 0x80n) {
+    if (pos >= buf.length) return NO_ROOM;
+    buf[pos++] = Number(z & 0x7fn) | 0x80;
+    z >>= 7n;
+  }
+  if (pos >= buf.length) return NO_ROOM;
+  buf[pos++] = Number(z);
+  return pos;
+}
+
+/** An Avro string from UTF-8 bytes. */
+function writeBytes(buf: Buffer, pos: number, src: Buffer, start: number, end: number): number {
+  const len = end - start;
+  pos = writeLong(buf, pos, len);
+  if (pos < 0 || pos + len > buf.length) return NO_ROOM;
+  src.copy(buf, pos, start, end);
+  return pos + len;
+}
+
+/**
+ * PostgreSQL's decimal text of an integer column as an Avro int/long. Up to 15 digits is
+ * exact as a number (as the codecs take it); longer goes through BigInt. NOT_HERE for text
+ * that is not a plain decimal integer.
+ */
+function writeDecimal(buf: Buffer, pos: number, src: Buffer, start: number, end: number): number {
+  let i = start;
+  const negative = src[i] === 0x2d;
+  if (negative) i++;
+  const digits = end - i;
+  if (digits < 1) return NOT_HERE;
+  if (digits > 15) {
+    for (let k = i; k < end; k++) if (src[k] < 0x30 || src[k] > 0x39) return NOT_HERE;
+    return writeBigLong(buf, pos, BigInt(src.toString('latin1', start, end)));
+  }
+  let v = 0;
+  for (; i < end; i++) {
+    const d = src[i] - 0x30;
+    if (d < 0 || d > 9) return NOT_HERE;
+    v = v * 10 + d;
+  }
+  return writeLong(buf, pos, negative ? -v : v);
+}
+
+/** One column's value (a 't' column) as its Avro type; `nullable`: behind the union branch index 1. */
+type ColumnWriter = (buf: Buffer, pos: number, src: Buffer, start: number, end: number) => number;
+
+interface AvscType {
+  typeName: string;
+  fields?: { name: string; type: AvscType }[];
+  types?: AvscType[];
+  encode(value: unknown, buf: Buffer, pos?: number): number;
+  toBuffer(value: unknown): Buffer;
+}
+
+/**
+ * `type`: the column's Avro type as avsc writes it (for the Value record the nullable union,
+ * for the Key the bare type). A union is written whole by avsc on the generic path.
+ */
+function columnWriter(fromText: (t: string) => unknown, type: AvscType, nullable: boolean): ColumnWriter {
+  const bare = nullable && type.types?.length === 2 ? type.types[1] : nullable ? null : type;
+  const name = bare?.typeName;
+  let body: ColumnWriter | null = null;
+  if (fromText === IDENTITY_FROM_TEXT && name === 'string') body = writeBytes;
+  else if ((fromText === INT_FROM_TEXT || fromText === BIGINT_FROM_TEXT) && (name === 'int' || name === 'long' || name === 'abstract:long')) body = writeDecimal;
+  if (body !== null) {
+    if (!nullable) return body;
+    const inner = body;
+    return (buf, pos, src, start, end) => {
+      if (pos >= buf.length) return NO_ROOM;
+      buf[pos] = 0x02; // union branch 1
+      return inner(buf, pos + 1, src, start, end);
+    };
+  }
+  return (buf, pos, src, start, end) => {
+    let value: unknown;
+    try {
+      value = fromText(src.toString('utf8', start, end));
+    } catch {
+      return NOT_HERE; // the general path names table and column
+    }
+    const out = type.encode(value, buf, pos);
+    return out < 0 ? NO_ROOM : out;
+  };
+}
+
+export type TranscodedOp = 'c' | 'u' | 'd';
+const OP_BYTE: Record<TranscodedOp, number> = { c: 0x63, u: 0x75, d: 0x64 };
+
+export interface RowTranscoder {
+  /** The Kafka key (Avro body, no wire header) from `tuple`'s key columns. */
+  writeKey(buf: Buffer, pos: number, src: Buffer, tuple: TupleRef): number;
+  /**
+   * The envelope (Avro body): `image` is the after-image for c/u, the before-image for d.
+   * `source`: the source block's bytes (sourceBytes).
+   */
+  writeEnvelope(buf: Buffer, pos: number, op: TranscodedOp, src: Buffer, image: TupleRef, source: Buffer, tsMs: number): number;
+  /** The `source` block's bytes for a (frozen) SourceInfo. */
+  sourceBytes(source: object): Buffer;
+}
+
+const ENVELOPE_FIELDS = ['before', 'after', 'source', 'op', 'ts_ms', 'transaction', 'unchanged_toast'];
+
+/** Null when the table version's schemas are not the shape this path writes (then: general path). */
+export function compileRowTranscoder(schemas: Pick<TableRecordSchemas, 'envelopeType' | 'keyType' | 'keyFields' | 'fields' | 'codecs'>): RowTranscoder | null {
+  const env = schemas.envelopeType as unknown as AvscType;
+  const key = schemas.keyType as unknown as AvscType | null;
+  if (key === null || env.typeName !== 'record' || env.fields!.map((f) => f.name).join() !== ENVELOPE_FIELDS.join()) return null;
+  const [before, after, source, , tsMs, transaction, toast] = env.fields!.map((f) => f.type);
+  const isNullable = (t: AvscType) => t.typeName.startsWith('union') && t.types!.length === 2 && t.types![0].typeName === 'null';
+  if (![before, after, tsMs, transaction].every(isNullable) || toast.typeName !== 'array') return null;
+  const valueRecord = before.types![1];
+  if (after.types![1] !== valueRecord || valueRecord.typeName !== 'record' || valueRecord.fields!.length !== schemas.fields.length) return null;
+
+  const columns = schemas.fields.map((f, i) => columnWriter(schemas.codecs[i].fromText, valueRecord.fields![i].type, true));
+  const keyIndex = schemas.keyFields.map((f) => f.index);
+  const keyWriters = schemas.keyFields.map((f, i) => columnWriter(schemas.codecs[f.index].fromText, key.fields![i].type, false));
+  const columnNames = schemas.fields.map((f) => Buffer.from(f.column, 'utf8'));
+  const sourceType = source;
+  const sourceCache = new WeakMap<object, Buffer>();
+
+  const writeRow = (buf: Buffer, pos: number, src: Buffer, t: TupleRef): number => {
+    if (t.n !== columns.length) return NOT_HERE;
+    for (let i = 0; i < columns.length && pos >= 0; i++) {
+      const kind = t.kinds[i];
+      if (kind === T) pos = columns[i](buf, pos, src, t.starts[i], t.ends[i]);
+      else if (pos >= buf.length) return NO_ROOM;
+      else buf[pos++] = 0x00; // null, or unchanged TOAST (listed apart)
+    }
+    return pos;
+  };
+
+  const writeToast = (buf: Buffer, pos: number, t: TupleRef): number => {
+    let count = 0;
+    for (let i = 0; i < t.n; i++) if (t.kinds[i] === U) count++;
+    if (count > 0) {
+      pos = writeLong(buf, pos, count);
+      for (let i = 0; i < t.n && pos >= 0; i++) {
+        if (t.kinds[i] === U) pos = writeBytes(buf, pos, columnNames[i], 0, columnNames[i].length);
+      }
+    }
+    if (pos < 0) return pos;
+    if (pos >= buf.length) return NO_ROOM;
+    buf[pos++] = 0x00;
+    return pos;
+  };
+
+  return {
+    writeKey(buf, pos, src, t) {
+      if (t.n !== columns.length) return NOT_HERE;
+      for (let k = 0; k < keyIndex.length && pos >= 0; k++) {
+        const i = keyIndex[k];
+        if (t.kinds[i] !== T) return NOT_HERE; // the general path names the missing key value
+        pos = keyWriters[k](buf, pos, src, t.starts[i], t.ends[i]);
+      }
+      return pos;
+    },
+
+    writeEnvelope(buf, pos, op, src, image, sourceBytes, ts) {
+      if (pos + 2 > buf.length) return NO_ROOM;
+      if (op === 'd') {
+        buf[pos++] = 0x02; // before: the key image
+        pos = writeRow(buf, pos, src, image);
+        if (pos < 0) return pos;
+        if (pos >= buf.length) return NO_ROOM;
+        buf[pos++] = 0x00; // after: null
+      } else {
+        buf[pos++] = 0x00; // before: null
+        buf[pos++] = 0x02;
+        pos = writeRow(buf, pos, src, image);
+        if (pos < 0) return pos;
+      }
+      if (pos + sourceBytes.length + 6 > buf.length) return NO_ROOM;
+      pos += sourceBytes.copy(buf, pos);
+      buf[pos++] = 0x02; // op: a one-character string
+      buf[pos++] = OP_BYTE[op];
+      buf[pos++] = 0x02; // ts_ms
+      pos = writeLong(buf, pos, ts);
+      if (pos < 0 || pos >= buf.length) return NO_ROOM;
+      buf[pos++] = 0x00; // transaction: null
+      return writeToast(buf, pos, image);
+    },
+
+    sourceBytes(s) {
+      let b = sourceCache.get(s);
+      if (!b) sourceCache.set(s, (b = sourceType.toBuffer(s)));
+      return b;
+    },
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * The source's row transcoder against the general path: for a table with every kind of
+ * column and edge values, the key and envelope written straight from pgoutput tuple bytes
+ * equal avsc's encoding of what changeToEvents builds from the decoded tuple.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
+import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
+import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
+import { compileRowTranscoder, NO_ROOM, NOT_HERE, TupleRef, type TranscodedOp } from '../../source-connector/row-transcode.ts';
+
+const T = (name: string, kind: PgTypeInfo['kind'] = 'base', extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind, ...extra });
+const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
+
+const TABLE: TableInfo = {
+  relid: 1,
+  schema: 'shop',
+  name: 'every',
+  columns: [
+    col('id', T('int8'), -1, true),
+    col('region', T('text'), -1, true),
+    col('i2', T('int2')),
+    col('i4', T('int4')),
+    col('o', T('oid')),
+    col('f4', T('float4')),
+    col('f8', T('float8')),
+    col('ok', T('bool')),
+    col('amount', T('numeric'), ((12 << 16) | 2) + 4),
+    col('cash', T('money')),
+    col('body', T('text')),
+    col('bin', T('bytea')),
+    col('uid', T('uuid')),
+    col('doc', T('jsonb')),
+    col('day', T('date')),
+    col('ts', T('timestamp')),
+    col('tstz', T('timestamptz')),
+    col('t', T('time')),
+    col('ttz', T('timetz')),
+    col('span', T('interval')),
+    col('bits', T('varbit')),
+    col('mood', { oid: 0, schema: 'public', name: 'mood', kind: 'enum' }),
+    col('ints', T('_int4', 'array', { elem: T('int4') })),
+    col('texts', T('_text', 'array', { elem: T('text') })),
+    col('r', T('int4range', 'range', { subtype: T('int4') })),
+    col('weird name', T('inet')),
+  ],
+  keyColumns: ['id', 'region'],
+  replicaIdentity: 'default',
+};
+
+const ROWS: TextTuple[] = [
+  ['1', 'eu', '-32768', '2147483647', '4294967295', 'NaN', '-0', 't', '1234567890.12', '-1234.56', 'plain', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": 1}', '2024-02-29', '2000-01-01 00:00:00.000001', '2000-01-01 00:00:00.000001+00', '24:00:00', '13:45:10.123456+05:30', 'P1Y2M3DT4H5M6.789S', '0101', 'happy', '{1,2,NULL}', '{a,"b c",NULL,"NULL",""}', '[1,10)', '192.168.0.1/24'],
+  ['9223372036854775807', 'ünï ✓', '0', '-2147483648', '0', 'Infinity', '1.0000000000000002', 'f', '-0.01', '0.00', 'tab\there\nnew line\r\\ back', '\\x', '00000000-0000-0000-0000-000000000000', '"x"', '0044-03-15 BC', 'infinity', '-infinity', '00:00:00', '00:00:00+00', 'PT0S', '', 'sad', '{{1,2},{3,4}}', '{}', 'empty', '::1'],
+  ['-9223372036854775808', '', null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null],
+  ['9007199254740993', 'x'.repeat(300), '7', '42', '12', '1.5', '5e-324', 't', 'NaN', '1', 'y'.repeat(5000), '\\xdeadbeef', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '[1, 2]', '5874897-12-31', '294276-12-31 23:59:59.999999', '0001-01-01 00:00:00+00 BC', '12:00:00.5', '01:00:00-05', 'P-10M-3D', '1', 'ok', '[0:1]={1,2}', '{"x\\ty"}', '(,5]', '10.0.0.0/8'],
+  ['4503599627370497', 'us', '1', '1', '1', '3.4028235e38', '-7.5', 'f', '123456789012345678901234567890.000000000000001', '-92233720368547758.08', 'z', '\\x5c', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'null', '1970-01-01', '1969-12-31 23:59:59.999999', '10000-01-01 00:00:00+00', '23:59:59.999999', '13:45:10+05:30:15', 'PT0.000001S', '0', 'happy', '{-1}', '{"\\\\"}', '[-3,-1)', '::ffff:1.2.3.4'],
+];
+
+const schemas = buildRecordSchemas(TABLE, 'pfx.shop.every', '1.0.0');
+
+/** pgoutput TupleData: strings as 't', null as 'n', undefined as 'u'. */
+function tupleBytes(values: TextTuple, lead = 3): Buffer {
+  const parts: Buffer[] = [Buffer.alloc(lead, 0x41)]; // bytes before the tuple, as in a message
+  const count = Buffer.alloc(2);
+  count.writeUInt16BE(values.length);
+  parts.push(count);
+  for (const v of values) {
+    if (v === null) parts.push(Buffer.from('n'));
+    else if (v === undefined) parts.push(Buffer.from('u'));
+    else {
+      const body = Buffer.from(v, 'utf8');
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(body.length);
+      parts.push(Buffer.from('t'), len, body);
+    }
+  }
+  parts.push(Buffer.from('trailing'));
+  return Buffer.concat(parts);
+}
+
+function located(values: TextTuple): { src: Buffer; ref: TupleRef } {
+  const src = tupleBytes(values);
+  const ref = new TupleRef(4); // small: grows
+  assert.equal(ref.scan(src, 3), src.length - 'trailing'.length);
+  return { src, ref };
+}
+
+const tc = compileRowTranscoder(schemas)!;
+const source = schemas.sourceFor({ db: 'shop', tsMs: 1_700_000_000_123, txId: 770, lsn: 0x16b374d848n });
+const ctx = { schemas, source, tsMs: 1_700_000_000_456, tombstones: true };
+
+function transcoded(op: TranscodedOp, values: TextTuple, size = 1 << 16): { key: Buffer; value: Buffer } {
+  const { src, ref } = located(values);
+  const buf = Buffer.alloc(size);
+  const keyEnd = tc.writeKey(buf, 7, src, ref);
+  assert.ok(keyEnd > 0, `key written (${keyEnd})`);
+  const key = Buffer.from(buf.subarray(7, keyEnd));
+  const valueEnd = tc.writeEnvelope(buf, keyEnd, op, src, ref, tc.sourceBytes(source), ctx.tsMs);
+  assert.ok(valueEnd > 0, `value written (${valueEnd})`);
+  return { key, value: Buffer.from(buf.subarray(keyEnd, valueEnd)) };
+}
+
+test('inserts, updates and deletes by key: the same key and envelope bytes as the general path, for every column type', () => {
+  assert.ok(tc, 'the table compiles');
+  for (const row of ROWS) {
+    for (const [kind, op] of [['insert', 'c'], ['update', 'u']] as const) {
+      const [ev] = changeToEvents({ kind, new: row } as DecodedChange, ctx);
+      const got = transcoded(op, row);
+      assert.deepEqual(got.key, schemas.keyType!.toBuffer(ev.key), `${kind} key of row ${row[0]}`);
+      assert.deepEqual(got.value, schemas.envelopeType.toBuffer(ev.value), `${kind} of row ${row[0]}`);
+    }
+    const keyOnly = row.map((v, i) => (i < 2 ? v : null));
+    const [del, tombstone] = changeToEvents({ kind: 'delete', key: keyOnly }, ctx);
+    assert.equal(tombstone.value, null);
+    const got = transcoded('d', keyOnly);
+    assert.deepEqual(got.key, schemas.keyType!.toBuffer(del.key));
+    assert.deepEqual(got.value, schemas.envelopeType.toBuffer(del.value), `delete of row ${row[0]}`);
+  }
+});
+
+test('unchanged TOAST columns are null in the row and listed by their PostgreSQL name', () => {
+  const row = [...ROWS[0]];
+  row[10] = undefined;
+  row[25] = undefined;
+  const [ev] = changeToEvents({ kind: 'update', new: row }, ctx);
+  assert.deepEqual(ev.value!.unchanged_toast, ['body', 'weird name']);
+  assert.deepEqual(transcoded('u', row).value, schemas.envelopeType.toBuffer(ev.value));
+});
+
+test('a buffer too small answers NO_ROOM; a key without a value or a value a codec refuses answer NOT_HERE', () => {
+  const { src, ref } = located(ROWS[3]);
+  for (const size of [0, 1, 10, 100, 1000, 5200]) {
+    const buf = Buffer.alloc(size);
+    const k = tc.writeKey(buf, 0, src, ref);
+    const v = k < 0 ? k : tc.writeEnvelope(buf, k, 'c', src, ref, tc.sourceBytes(source), 1);
+    assert.equal(Math.min(k, v), NO_ROOM, `size ${size}`);
+  }
+  const toastedKey = [...ROWS[0]];
+  toastedKey[1] = undefined;
+  const a = located(toastedKey);
+  assert.equal(tc.writeKey(Buffer.alloc(1000), 0, a.src, a.ref), NOT_HERE);
+  const badDate = [...ROWS[0]];
+  badDate[14] = 'not a date';
+  const b = located(badDate);
+  assert.equal(tc.writeEnvelope(Buffer.alloc(10_000), 0, 'c', b.src, b.ref, tc.sourceBytes(source), 1), NOT_HERE);
+  const badInt = [...ROWS[0]];
+  badInt[3] = '12x';
+  const c = located(badInt);
+  assert.equal(tc.writeEnvelope(Buffer.alloc(10_000), 0, 'c', c.src, c.ref, tc.sourceBytes(source), 1), NOT_HERE);
+  // A tuple of another width (a Relation message missed) is not this path's either.
+  const d = located(ROWS[0].slice(0, 5));
+  assert.equal(tc.writeKey(Buffer.alloc(1000), 0, d.src, d.ref), NOT_HERE);
+});
+
+test('TupleRef.scan refuses binary values and truncated tuples', () => {
+  const ref = new TupleRef();
+  const good = tupleBytes(['1', null, undefined], 0);
+  assert.equal(ref.scan(good, 0), good.length - 'trailing'.length);
+  assert.deepEqual([...ref.kinds.subarray(0, 3)].map((k) => String.fromCharCode(k)), ['t', 'n', 'u']);
+  const binary = Buffer.from(good);
+  binary[2] = 0x62; // 'b'
+  assert.equal(ref.scan(binary, 0), -1);
+  for (let cut = 0; cut < 9; cut++) assert.equal(ref.scan(good.subarray(0, cut), 0), -1, `cut ${cut}`);
+});

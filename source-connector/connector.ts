@@ -296,6 +296,7 @@ class ConnectorRun {
       publisher: this.publisher,
       db: this.source.database,
       consistentPoint: exported.consistentPoint,
+      transcode: cfg.transcode,
       log: this.log,
       metrics: this.metrics,
       signal: this.abort.signal,

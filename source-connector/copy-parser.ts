@@ -38,18 +38,45 @@ export class CopyTextParser {
   /** Complete rows ending in this chunk, in order. The chunk is not retained. */
   push(chunk: Buffer): TextTuple[] {
     const rows: TextTuple[] = [];
+    this.lines(chunk, (b, s, e, bs) => this.row(rows, b, s, e, bs));
+    return rows;
+  }
+
+  /**
+   * Each complete row ending in this chunk as its bytes `b[s, e)` (without the LF), in order,
+   * for a caller that reads rows without decoding them (row-transcode.ts); it hands rows it
+   * does not take to decodeRow. `b` is valid only during the call.
+   */
+  pushLines(chunk: Buffer, each: (b: Buffer, s: number, e: number) => void): void {
+    this.lines(chunk, (b, s, e) => each(b, s, e));
+  }
+
+  /** The row at `b[s, e)` as pushLines gave it: its values, or null for the end marker. Throws DecodeError. */
+  decodeRow(b: Buffer, s: number, e: number): TextTuple | null {
+    const rows: TextTuple[] = [];
+    const bs = b.indexOf(BACKSLASH, s);
+    this.row(rows, b, s, e, bs >= 0 && bs < e ? bs : -1);
+    return rows.length > 0 ? rows[0] : null;
+  }
+
+  /** Counts a row read by pushLines' caller without decodeRow (for error positions). */
+  counted(): void {
+    this.rowCount++;
+  }
+
+  private lines(chunk: Buffer, each: (b: Buffer, s: number, e: number, bs: number) => void): void {
     let start = 0;
     let nl = chunk.indexOf(LF);
     if (this.pendingLength > 0) {
       if (nl < 0) {
         this.keep(chunk, 0);
-        return rows;
+        return;
       }
       this.pending.push(chunk.subarray(0, nl));
       const row = Buffer.concat(this.pending, this.pendingLength + nl);
       this.pending = [];
       this.pendingLength = 0;
-      this.row(rows, row, 0, row.length, row.indexOf(BACKSLASH));
+      each(row, 0, row.length, row.indexOf(BACKSLASH));
       start = nl + 1;
       nl = chunk.indexOf(LF, start);
     }
@@ -58,12 +85,11 @@ export class CopyTextParser {
     let bs = chunk.indexOf(BACKSLASH, start);
     while (nl >= 0) {
       if (bs >= 0 && bs < start) bs = chunk.indexOf(BACKSLASH, start);
-      this.row(rows, chunk, start, nl, bs >= 0 && bs < nl ? bs : -1);
+      each(chunk, start, nl, bs >= 0 && bs < nl ? bs : -1);
       start = nl + 1;
       nl = chunk.indexOf(LF, start);
     }
     if (start < chunk.length) this.keep(chunk, start);
-    return rows;
   }
 
   /** Call at end of input: throws if a row was left without its terminating newline. */

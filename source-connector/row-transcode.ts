@@ -62,6 +62,45 @@ export class TupleRef {
   }
 }
 
+/**
+ * Locates the fields of one COPY text row `buf[s, e)` (no LF) into `ref`: `\N` as null, any
+ * other field as text. False when a field holds another escape (the general parser unescapes
+ * it) or the row has more fields than `max`.
+ */
+export function scanCopyRow(ref: TupleRef, buf: Buffer, s: number, e: number, max: number): boolean {
+  if (ref.kinds.length < max) {
+    ref.kinds = new Uint8Array(max);
+    ref.starts = new Int32Array(max);
+    ref.ends = new Int32Array(max);
+  }
+  let n = 0;
+  let f = s;
+  for (let i = s; i <= e; i++) {
+    const c = i < e ? buf[i] : 0x09;
+    if (c === 0x09) {
+      if (n === max) return false;
+      ref.kinds[n] = T;
+      ref.starts[n] = f;
+      ref.ends[n++] = i;
+      f = i + 1;
+    } else if (c === 0x5c) {
+      if (i === f && i + 2 <= e && buf[i + 1] === 0x4e && (i + 2 === e || buf[i + 2] === 0x09)) {
+        ref.kinds[n] = N;
+        ref.starts[n] = ref.ends[n] = i;
+        n++;
+        i += 2;
+        f = i + 1;
+        if (i === e) {
+          ref.n = n;
+          return true;
+        }
+      } else return false;
+    }
+  }
+  ref.n = n;
+  return true;
+}
+
 const T = 0x74; // 't': text value
 const N = 0x6e; // 'n': null
 const U = 0x75; // 'u': unchanged TOAST
@@ -174,14 +213,14 @@ function columnWriter(fromText: (t: string) => unknown, type: AvscType, nullable
   };
 }
 
-export type TranscodedOp = 'c' | 'u' | 'd';
-const OP_BYTE: Record<TranscodedOp, number> = { c: 0x63, u: 0x75, d: 0x64 };
+export type TranscodedOp = 'c' | 'u' | 'd' | 'r';
+const OP_BYTE: Record<TranscodedOp, number> = { c: 0x63, u: 0x75, d: 0x64, r: 0x72 };
 
 export interface RowTranscoder {
   /** The Kafka key (Avro body, no wire header) from `tuple`'s key columns. */
   writeKey(buf: Buffer, pos: number, src: Buffer, tuple: TupleRef): number;
   /**
-   * The envelope (Avro body): `image` is the after-image for c/u, the before-image for d.
+   * The envelope (Avro body): `image` is the after-image for c/u/r, the before-image for d.
    * `source`: the source block's bytes (sourceBytes).
    */
   writeEnvelope(buf: Buffer, pos: number, op: TranscodedOp, src: Buffer, image: TupleRef, source: Buffer, tsMs: number): number;

@@ -10,12 +10,13 @@
  */
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import type { Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { CopyTextParser } from './copy-parser.ts';
+import { compileRowTranscoder, scanCopyRow, TupleRef, type RowTranscoder } from './row-transcode.ts';
 import { changeToEvents, type ChangeContext } from './envelope.ts';
 import type { Publisher } from './publisher.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -59,6 +60,8 @@ export interface SnapshotOptions {
   /** Database name for `source.db`. */
   db: string;
   consistentPoint: bigint;
+  /** Rows without escapes written from their COPY bytes (row-transcode.ts). Default true. */
+  transcode?: boolean;
   log: Logger;
   metrics?: Metrics;
   signal: AbortSignal;
@@ -77,7 +80,7 @@ interface TableProgress {
   chunksLeft: number;
   startedAt: number;
   done: boolean;
-  gauges?: { rows: Gauge.Internal<string>; ratio: Gauge.Internal<string>; rate: Gauge.Internal<string>; eta: Gauge.Internal<string> };
+  gauges?: { rows: Gauge.Internal<string>; ratio: Gauge.Internal<string>; rate: Gauge.Internal<string>; eta: Gauge.Internal<string>; transcoded: Counter.Internal };
 }
 
 const PROGRESS_LOG_MS = 5_000;
@@ -120,7 +123,13 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
       const p: TableProgress = { v, estimate, rows: 0, chunksLeft: ranges.length, startedAt: 0, done: false };
       if (gauges) {
         gauges.estimate.labels(v.qualified).set(estimate);
-        p.gauges = { rows: gauges.rows.labels(v.qualified), ratio: gauges.ratio.labels(v.qualified), rate: gauges.rate.labels(v.qualified), eta: gauges.eta.labels(v.qualified) };
+        p.gauges = {
+          rows: gauges.rows.labels(v.qualified),
+          ratio: gauges.ratio.labels(v.qualified),
+          rate: gauges.rate.labels(v.qualified),
+          eta: gauges.eta.labels(v.qualified),
+          transcoded: gauges.transcoded.labels(v.qualified),
+        };
         p.gauges.rows.set(0);
         p.gauges.ratio.set(0);
       }
@@ -190,16 +199,46 @@ async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange,
     tombstones: false,
   };
   const publisher = opts.publisher;
+  // Rows without escapes (other than NULL) are written to Avro from their COPY bytes
+  // (row-transcode.ts); the rest are decoded into values first. The records are the same.
+  const tc = opts.transcode === false ? null : transcoderOf(v);
+  const source = tc?.sourceBytes(ctx.source);
+  const ref = new TupleRef();
+  const width = v.table.columns.length;
+  let rows = 0;
+  let transcoded = 0;
+  const each = (b: Buffer, s: number, e: number): void => {
+    if (tc && scanCopyRow(ref, b, s, e, width) && publisher.publishTranscoded(v, tc, 'r', b, ref, source!, ctx.tsMs as number, null, false)) {
+      parser.counted();
+      rows++;
+      transcoded++;
+      return;
+    }
+    const row = parser.decodeRow(b, s, e);
+    if (row === null) return;
+    publisher.publish(v, changeToEvents({ kind: 'read', new: row }, ctx), null);
+    rows++;
+  };
   const stream = client.query(copyStreams.to(chunkSql(v.table, range)));
   for await (const chunk of stream) {
-    const rows = parser.push(chunk as Buffer);
     ctx.tsMs = Date.now();
-    for (let i = 0; i < rows.length; i++) publisher.publish(v, changeToEvents({ kind: 'read', new: rows[i] }, ctx), null);
-    p.rows += rows.length;
+    rows = 0;
+    transcoded = 0;
+    parser.pushLines(chunk as Buffer, each);
+    p.rows += rows;
+    if (transcoded > 0) p.gauges?.transcoded.inc(transcoded);
     if (p.gauges) updateGauges(p);
     if (!publisher.writable) await publisher.whenWritable();
   }
   parser.end();
+}
+
+const transcoders = new WeakMap<TableVersion, RowTranscoder | null>();
+
+function transcoderOf(v: TableVersion): RowTranscoder | null {
+  let tc = transcoders.get(v);
+  if (tc === undefined) transcoders.set(v, (tc = compileRowTranscoder(v.schemas)));
+  return tc;
 }
 
 function updateGauges(p: TableProgress): void {
@@ -239,6 +278,7 @@ function snapshotGauges(m: Metrics) {
     ratio: m.gauge('snapshot_progress_ratio', 'Snapshot rows read / estimated (1 when the table is done)', ['table']),
     rate: m.gauge('snapshot_rows_per_second', 'Snapshot read rate per table', ['table']),
     eta: m.gauge('snapshot_eta_seconds', 'Estimated seconds until the table is read (-1 unknown)', ['table']),
+    transcoded: m.counter('snapshot_rows_transcoded_total', 'Snapshot rows written to Avro straight from their COPY bytes (transcode), per table', ['table']),
   };
 }
 

@@ -95,6 +95,9 @@ test('snapshot and every kind of change reach Kafka, decode through the registry
   // (Counted into the metric once a second.)
   const transcodedChanges = async () => (await conn.metrics.registry.getSingleMetric('shardbridge_source_changes_transcoded_total')?.get())?.values[0]?.value ?? 0;
   await waitFor('transcoded changes counted', async () => (await transcodedChanges()) >= 4, { timeoutMs: 10_000, intervalMs: 100 });
+  // Every snapshot row here is free of COPY escapes: all were written from their COPY bytes.
+  const snapshotTranscoded = (await conn.metrics.registry.getSingleMetric('shardbridge_source_snapshot_rows_transcoded_total')?.get())?.values ?? [];
+  assert.deepEqual(snapshotTranscoded.map((v) => [v.labels.table, v.value]).sort(), [['other.Odd Name', 20], ['public.items', 500]]);
   const reads = items.filter((r) => r.value?.op === 'r');
   assert.equal(reads.length, 500);
   assert.ok(reads.every((r) => r.value!.source.snapshot === 'true'));

@@ -157,3 +157,25 @@ test('a row ending in a lone backslash and a wrong field count are DecodeErrors'
   assert.throws(() => parseAll([Buffer.from('a\tb\n')], 3), /2 fields, expected 3/);
   assert.throws(() => parseAll([Buffer.from('a\\\\\tb\n')], 3), /2 fields, expected 3/);
 });
+
+test('pushLines hands over each complete row as bytes across chunk splits; decodeRow decodes one as push would', () => {
+  const text = 'a\tb\\tc\t\\N\n1\t2\t3\n\\.\n';
+  const whole = new CopyTextParser(3).push(Buffer.from(text));
+  for (let cut = 0; cut <= text.length; cut++) {
+    const parser = new CopyTextParser(3);
+    const lines: string[] = [];
+    const rows: unknown[] = [];
+    const each = (b: Buffer, s: number, e: number) => {
+      lines.push(b.toString('utf8', s, e));
+      const row = parser.decodeRow(b, s, e);
+      if (row !== null) rows.push(row);
+    };
+    parser.pushLines(Buffer.from(text.slice(0, cut)), each);
+    parser.pushLines(Buffer.from(text.slice(cut)), each);
+    parser.end();
+    assert.deepEqual(lines, ['a\tb\\tc\t\\N', '1\t2\t3', '\\.'], `cut at ${cut}`);
+    assert.deepEqual(rows, whole);
+    assert.equal(parser.sawEndMarker, true);
+  }
+  assert.throws(() => new CopyTextParser(3).decodeRow(Buffer.from('1\t2'), 0, 3), /2 fields, expected 3/);
+});

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
-import { compileRowTranscoder, NO_ROOM, NOT_HERE, TupleRef, type TranscodedOp } from '../../source-connector/row-transcode.ts';
+import { compileRowTranscoder, NO_ROOM, NOT_HERE, scanCopyRow, TupleRef, type TranscodedOp } from '../../source-connector/row-transcode.ts';
 
 const T = (name: string, kind: PgTypeInfo['kind'] = 'base', extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind, ...extra });
 const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
@@ -162,4 +162,39 @@ test('TupleRef.scan refuses binary values and truncated tuples', () => {
   binary[2] = 0x62; // 'b'
   assert.equal(ref.scan(binary, 0), -1);
   for (let cut = 0; cut < 9; cut++) assert.equal(ref.scan(good.subarray(0, cut), 0), -1, `cut ${cut}`);
+});
+
+/** A COPY TO text row: `\N` for NULL, fields as they are (callers pick escape-free values). */
+const copyLine = (values: TextTuple): Buffer => Buffer.from(values.map((v) => (v === null ? '\\N' : v)).join('\t'), 'utf8');
+const needsEscape = (v: string | null | undefined) => typeof v === 'string' && /[\t\n\r\\]/.test(v);
+
+test('snapshot rows from COPY text: escape-free rows give the general path\'s bytes; rows with escapes are left to the parser', () => {
+  const ref = new TupleRef(2);
+  let taken = 0;
+  // The rows as they are, and with every value that COPY would escape replaced by NULL.
+  for (const row of [...ROWS, ...ROWS.map((r) => r.map((v) => (needsEscape(v) ? null : v)))]) {
+    const line = copyLine(row);
+    const ok = scanCopyRow(ref, line, 0, line.length, TABLE.columns.length);
+    assert.equal(ok, !row.some(needsEscape), `row ${row[0]}`);
+    if (!ok) continue;
+    taken++;
+    const [ev] = changeToEvents({ kind: 'read', new: row } as DecodedChange, ctx);
+    const buf = Buffer.alloc(1 << 16);
+    const keyEnd = tc.writeKey(buf, 0, line, ref);
+    assert.deepEqual(buf.subarray(0, keyEnd), schemas.keyType!.toBuffer(ev.key));
+    const end = tc.writeEnvelope(buf, keyEnd, 'r', line, ref, tc.sourceBytes(source), ctx.tsMs);
+    assert.deepEqual(buf.subarray(keyEnd, end), schemas.envelopeType.toBuffer(ev.value), `read of row ${row[0]}`);
+  }
+  assert.equal(taken, ROWS.length + 1);
+  // NULL first, last and in a row of NULLs; a field that merely starts with \N is an escape.
+  const edge = (s: string) => {
+    const b = Buffer.from(s);
+    return scanCopyRow(ref, b, 0, b.length, 8) ? [...ref.kinds.subarray(0, ref.n)].map((k) => String.fromCharCode(k)).join('') : null;
+  };
+  assert.equal(edge('\\N\ta\t\\N'), 'ntn');
+  assert.equal(edge('\\N\t\\N'), 'nn');
+  assert.equal(edge('a\t\tb\t'), 'tttt');
+  assert.equal(edge('\\Nx\ta'), null);
+  assert.equal(edge('a\\tb'), null);
+  assert.equal(edge(['1', '2', '3', '4', '5', '6', '7', '8', '9'].join('\t')), null, 'more fields than the table has');
 });

@@ -143,8 +143,10 @@ function writeBytes(buf: Buffer, pos: number, src: Buffer, start: number, end: n
   const len = end - start;
   pos = writeLong(buf, pos, len);
   if (pos < 0 || pos + len > buf.length) return NO_ROOM;
-  src.copy(buf, pos, start, end);
-  return pos + len;
+  // Most values are short: a loop beats Buffer.copy's argument checks and call into C++.
+  if (len < 64) for (let i = start; i < end; i++) buf[pos++] = src[i];
+  else pos += src.copy(buf, pos, start, end);
+  return pos;
 }
 
 /**
@@ -300,7 +302,8 @@ export function compileRowTranscoder(schemas: Pick<TableRecordSchemas, 'envelope
         if (pos < 0) return pos;
       }
       if (pos + sourceBytes.length + 6 > buf.length) return NO_ROOM;
-      pos += sourceBytes.copy(buf, pos);
+      buf.set(sourceBytes, pos);
+      pos += sourceBytes.length;
       buf[pos++] = 0x02; // op: a one-character string
       buf[pos++] = OP_BYTE[op];
       buf[pos++] = 0x02; // ts_ms

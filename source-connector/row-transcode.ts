@@ -12,6 +12,7 @@
  * Anything else answers "not here" and takes the general path.
  */
 import { BIGINT_FROM_TEXT, IDENTITY_FROM_TEXT, INT_FROM_TEXT } from '../shared/type-mapping/index.ts';
+import { timestamptzFromText } from '../shared/type-mapping/temporal.ts';
 import type { TableRecordSchemas } from './record-schema.ts';
 
 /** A TupleData of a pgoutput message, located: per column its kind ('t', 'n', 'u') and byte range. */
@@ -173,6 +174,38 @@ function writeDecimal(buf: Buffer, pos: number, src: Buffer, start: number, end:
   return writeLong(buf, pos, negative ? -v : v);
 }
 
+/**
+ * timestamptz text `YYYY-MM-DD HH:MM:SS[.f]+00` (what the source sessions print, TimeZone UTC)
+ * as Debezium's `YYYY-MM-DDTHH:MM:SS[.f]Z`, moving bytes as timestamptzFromText's own fast
+ * path does; any other spelling (BC, infinity) goes through timestamptzFromText itself.
+ */
+function writeTimestamptz(buf: Buffer, pos: number, src: Buffer, start: number, end: number): number {
+  const n = end - start;
+  if (n < 14 || src[start + 4] !== 0x2d || src[start + 10] !== 0x20 || src[end - 3] !== 0x2b || src[end - 2] !== 0x30 || src[end - 1] !== 0x30) {
+    let iso: string;
+    try {
+      iso = timestamptzFromText(src.toString('utf8', start, end));
+    } catch {
+      return NOT_HERE;
+    }
+    return writeIso(buf, pos, iso);
+  }
+  pos = writeLong(buf, pos, n - 2);
+  if (pos < 0 || pos + n - 2 > buf.length) return NO_ROOM;
+  for (let i = start; i < end - 3; i++) buf[pos++] = src[i];
+  buf[pos - (end - 3 - start) + 10] = 0x54; // 'T'
+  buf[pos++] = 0x5a; // 'Z'
+  return pos;
+}
+
+/** An ASCII string (timestamps) as an Avro string. */
+function writeIso(buf: Buffer, pos: number, s: string): number {
+  pos = writeLong(buf, pos, s.length);
+  if (pos < 0 || pos + s.length > buf.length) return NO_ROOM;
+  for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
+  return pos;
+}
+
 /** One column's value (a 't' column) as its Avro type; `nullable`: behind the union branch index 1. */
 type ColumnWriter = (buf: Buffer, pos: number, src: Buffer, start: number, end: number) => number;
 
@@ -193,6 +226,7 @@ function columnWriter(fromText: (t: string) => unknown, type: AvscType, nullable
   const name = bare?.typeName;
   let body: ColumnWriter | null = null;
   if (fromText === IDENTITY_FROM_TEXT && name === 'string') body = writeBytes;
+  else if (fromText === timestamptzFromText && name === 'string') body = writeTimestamptz;
   else if ((fromText === INT_FROM_TEXT || fromText === BIGINT_FROM_TEXT) && (name === 'int' || name === 'long' || name === 'abstract:long')) body = writeDecimal;
   if (body !== null) {
     if (!nullable) return body;

@@ -144,6 +144,10 @@ test('a buffer too small answers NO_ROOM; a key without a value or a value a cod
   badDate[14] = 'not a date';
   const b = located(badDate);
   assert.equal(tc.writeEnvelope(Buffer.alloc(10_000), 0, 'c', b.src, b.ref, tc.sourceBytes(source), 1), NOT_HERE);
+  const badTimestamptz = [...ROWS[0]];
+  badTimestamptz[16] = 'soon';
+  const bt = located(badTimestamptz);
+  assert.equal(tc.writeEnvelope(Buffer.alloc(10_000), 0, 'c', bt.src, bt.ref, tc.sourceBytes(source), 1), NOT_HERE);
   const badInt = [...ROWS[0]];
   badInt[3] = '12x';
   const c = located(badInt);

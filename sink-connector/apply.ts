@@ -13,7 +13,7 @@ import { ShardBridgeError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord, TableVersion } from './decode.ts';
-import { lockOffset } from './offsets.ts';
+import { beginAndLockOffset, storeOffsetAndCommitSql } from './offsets.ts';
 import { arriveAtBarrier, ensureBarrierTables, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
@@ -22,7 +22,7 @@ import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
 import { applyFastRows, DirectCopyConflict, TablePaths } from './apply-fast.ts';
 import type { FastRow } from './fast-rows.ts';
-import { buildDelete, buildSparingDelete, buildUpsert, truncateSql, UPSERT_OFFSETS_SQL } from './upsert-batch.ts';
+import { buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
 
 export interface ApplyContext {
   groupId: string;
@@ -106,10 +106,9 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
   if (segments.length > 1) await ensureBarrierTables(client).catch((err: unknown) => Promise.reject(classify(err, {})));
 
-  await q('BEGIN');
   let current: string | undefined;
   try {
-    const stored = await lockOffset(client, ctx.groupId, chunk.topic, chunk.partition, 0n).catch((err: unknown) => {
+    const stored = await beginAndLockOffset(client, ctx.groupId, chunk.topic, chunk.partition).catch((err: unknown) => {
       throw classify(err, {});
     });
     if (stored >= chunk.nextOffset) {
@@ -154,8 +153,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       );
       if (res.verdict === 'wait') {
         // Everything before the copy is applied; the copy itself is applied once all partitions reached theirs.
-        await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [at.toString()]]);
-        await q('COMMIT');
+        await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, at));
         return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, transcoded, rows };
       }
       if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
@@ -163,8 +161,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     }
     current = undefined;
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
-    await q(UPSERT_OFFSETS_SQL, [ctx.groupId, [chunk.topic], [chunk.partition], [chunk.nextOffset.toString()]]);
-    await q('COMMIT');
+    await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, chunk.nextOffset));
     return { kind: 'applied', counts, paths, transcoded, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});

@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import { CREATE_SINK_TABLES_SQL } from './upsert-batch.ts';
+import { quoteLiteral } from '../shared/sql.ts';
 
 export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
@@ -45,17 +46,34 @@ export async function readStoredOffsets(
 }
 
 /**
- * Lock the partition's offsets row for this transaction and return the stored next offset.
- * ON CONFLICT DO UPDATE both creates a missing row (at `initial`) and, after waiting for a
- * concurrent holder, returns the latest committed value (what a plain SELECT's snapshot would miss).
+ * BEGIN, then lock the partition's offsets row for this transaction and return the stored next
+ * offset. ON CONFLICT DO UPDATE both creates a missing row (at 0) and, after waiting for a
+ * concurrent holder, returns the latest committed value (what a plain SELECT's snapshot would
+ * miss). One round trip for both: a batch pays one per statement, and each waits longer while
+ * the sink decodes another partition. The simple protocol takes several statements but no
+ * parameters, so the values are inlined as literals.
  */
-export const LOCK_OFFSET_SQL =
-  'INSERT INTO shardbridge.sink_offsets AS o (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4) ' +
-  'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset';
+export async function beginAndLockOffset(client: pg.ClientBase, groupId: string, topic: string, partition: number): Promise<bigint> {
+  const sql =
+    'BEGIN; INSERT INTO shardbridge.sink_offsets AS o (group_id, topic, partition, next_offset) ' +
+    `VALUES (${quoteLiteral(groupId)}, ${quoteLiteral(topic)}, ${partitionLiteral(partition)}, 0) ` +
+    'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset';
+  const results = (await client.query(sql)) as unknown as pg.QueryResult<{ next_offset: string }>[];
+  return BigInt(results[1].rows[0].next_offset);
+}
 
-export async function lockOffset(client: pg.ClientBase, groupId: string, topic: string, partition: number, initial: bigint): Promise<bigint> {
-  const { rows } = await client.query<{ next_offset: string }>(LOCK_OFFSET_SQL, [groupId, topic, partition, initial.toString()]);
-  return BigInt(rows[0].next_offset);
+/** Store the partition's next offset and COMMIT, in one round trip (see beginAndLockOffset). */
+export function storeOffsetAndCommitSql(groupId: string, topic: string, partition: number, next: bigint): string {
+  return (
+    'INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset, updated_at) ' +
+    `VALUES (${quoteLiteral(groupId)}, ${quoteLiteral(topic)}, ${partitionLiteral(partition)}, ${next.toString()}, now()) ` +
+    'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at; COMMIT'
+  );
+}
+
+function partitionLiteral(partition: number): string {
+  if (!Number.isInteger(partition) || partition < 0) throw new RangeError(`invalid partition ${partition}`);
+  return String(partition);
 }
 
 /**

@@ -147,6 +147,11 @@ export class BatchProcessor {
     let items: Item[];
     let bad: { index: number; error: DecodeError } | undefined;
     try {
+      // Batches of several partitions arrive together: without this turn every partition would
+      // decode (CPU, milliseconds) before any sent its first statement, leaving the destination
+      // idle meanwhile and the sink idle after. Yielding first lets each apply start as soon as
+      // its own decode is done, while the next partition decodes.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       ({ items, bad } = await this.decode(p, raws));
     } catch (err) {
       if (err instanceof Abandon) return false;

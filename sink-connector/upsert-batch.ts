@@ -361,21 +361,3 @@ CREATE TABLE IF NOT EXISTS shardbridge.stalls (
   PRIMARY KEY (group_id, topic, partition)
 );
 `;
-
-/** Parameters: $1 group id, then arrays of topics, partitions, next offsets (see bindOffsets). */
-export const UPSERT_OFFSETS_SQL =
-  'INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset, updated_at) ' +
-  'SELECT $1::text, u.topic, u.partition, u.next_offset, now() ' +
-  'FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(topic, partition, next_offset) ' +
-  'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at';
-
-export interface OffsetRow {
-  topic: string;
-  partition: number;
-  /** The next offset to consume (last applied + 1), decimal string. */
-  nextOffset: string;
-}
-
-export function bindOffsets(groupId: string, rows: readonly OffsetRow[]): [string, string[], number[], string[]] {
-  return [groupId, rows.map((r) => r.topic), rows.map((r) => r.partition), rows.map((r) => r.nextOffset)];
-}

@@ -13,9 +13,9 @@ import { getTestDestination } from '../helpers/postgres.ts';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
 import { ensureStaging } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
+import { beginAndLockOffset, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
 import type { ApplyTable, SinkChange } from '../../sink-connector/sink-change.ts';
 import {
-  bindOffsets,
   buildDelete,
   buildSparingDelete,
   buildUpsert,
@@ -28,7 +28,6 @@ import {
   qualifiedName,
   stagingTableName,
   truncateSql,
-  UPSERT_OFFSETS_SQL,
 } from '../../sink-connector/upsert-batch.ts';
 
 type Row = Record<string, string | null>;
@@ -379,13 +378,16 @@ test('key-only tables upsert with DO NOTHING; composite deletes match both colum
   assert.deepEqual(await contents(table), ['(1,b)', '(2,a)']);
 });
 
-test('sink tables: created idempotently; offsets upsert in one batched statement', async () => {
+test('sink tables: created idempotently; an offsets row locked with BEGIN and stored with COMMIT, names quoted', async () => {
   await db.query(CREATE_SINK_TABLES_SQL);
-  await db.query(UPSERT_OFFSETS_SQL, bindOffsets(SCHEMA, [{ topic: 'a', partition: 0, nextOffset: '10' }, { topic: 'a', partition: 1, nextOffset: '7' }]));
-  await db.query(UPSERT_OFFSETS_SQL, bindOffsets(SCHEMA, [{ topic: 'a', partition: 1, nextOffset: '9007199254740993' }]));
-  const { rows } = await db.query('SELECT topic, partition, next_offset FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY partition', [SCHEMA]);
-  assert.deepEqual(rows, [
-    { topic: 'a', partition: 0, next_offset: '10' },
-    { topic: 'a', partition: 1, next_offset: '9007199254740993' },
-  ]);
+  await db.query(CREATE_SINK_TABLES_SQL);
+  const group = `${SCHEMA} it's`;
+  const topic = "t'; DROP TABLE x; --";
+  assert.equal(await beginAndLockOffset(db, group, topic, 1), 0n, 'a missing row starts at 0');
+  await db.query(storeOffsetAndCommitSql(group, topic, 1, 9007199254740993n));
+  assert.equal(await beginAndLockOffset(db, group, topic, 1), 9007199254740993n);
+  await db.query(storeOffsetAndCommitSql(group, topic, 0, 10n).replace(/COMMIT$/, 'ROLLBACK'));
+  const { rows } = await db.query('SELECT topic, partition, next_offset FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY partition', [group]);
+  assert.deepEqual(rows, [{ topic, partition: 1, next_offset: '9007199254740993' }], 'the rolled-back store left nothing');
+  assert.throws(() => storeOffsetAndCommitSql(group, topic, -1, 1n), RangeError);
 });

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  bindOffsets,
   buildDelete,
   buildSparingDelete,
   buildUpsert,
@@ -16,7 +15,6 @@ import {
   stagingBaseName,
   stagingTableName,
   truncateSql,
-  UPSERT_OFFSETS_SQL,
 } from '../../sink-connector/upsert-batch.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { SchemaError } from '../../shared/errors.ts';
@@ -230,17 +228,6 @@ test('bind turns rows into one array per column', () => {
   assert.deepEqual(buildDelete(orders, ['id']).bind([['10'], ['11']]), [['10', '11']]);
   assert.deepEqual(buildSparingDelete(orders).bind([['10', '3']]), [['10'], ['3']]);
   assert.throws(() => st.bind([['1', '2']]), RangeError);
-});
-
-test('bindOffsets: group id, then topic / partition / offset arrays', () => {
-  assert.match(UPSERT_OFFSETS_SQL, /unnest\(\$2::text\[\], \$3::int\[\], \$4::bigint\[\]\)/);
-  assert.deepEqual(
-    bindOffsets('g', [
-      { topic: 'a', partition: 0, nextOffset: '10' },
-      { topic: 'a', partition: 1, nextOffset: '9007199254740993' },
-    ]),
-    ['g', ['a', 'a'], [0, 1], ['10', '9007199254740993']],
-  );
 });
 
 const refusals: { name: string; build: () => unknown; message: RegExp }[] = [

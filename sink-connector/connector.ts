@@ -209,7 +209,9 @@ class SinkRuntime {
       truncate: config.truncate,
       autoEvolve: config.autoEvolve,
       stagingMinRows: this.opts.stagingMinRows ?? 5_000,
-      fastStagingMinRows: this.opts.stagingMinRows ?? 200,
+      // On Citus every staging step is a multi-shard statement: at 1,000 rows staging and unnest
+      // measured even there (../shared/README.md), below that unnest's single statement is cheaper.
+      fastStagingMinRows: this.opts.stagingMinRows ?? (citus.present ? 1_000 : 200),
       directCopy:
         config.batch.directCopy && this.opts.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: this.opts.directCopyMinRows ?? 1_000 } : null,
       onDirectCopyConflict: (table) => this.m.directCopyConflicts.inc({ table }),

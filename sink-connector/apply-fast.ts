@@ -85,22 +85,22 @@ export async function applyFastRows(
     else staged.push(f);
   }
   let rows = 0;
-  if (fresh.length > 0 && paths.direct(fresh.length)) {
+  const direct = fresh.length > 0 && paths.direct(fresh.length);
+  if (direct) {
     for (const [version, list] of byVersion(fresh)) {
       if ((await copyIntoTarget(client, table, columnsOf(version), { lines: list })) === 'conflict') paths.conflict();
     }
     paths.succeeded();
     paths.used('direct_copy', fresh.length, true);
     rows += fresh.length;
-  } else {
-    staged.push(...fresh);
   }
-  if (staged.length >= ctx.fastStagingMinRows) {
-    for (const [version, list] of byVersion(staged)) await upsertViaStaging(client, q, table, columnsOf(version), { lines: list });
-    paths.used('staging', staged.length, true);
-    rows += staged.length;
+  const upserted = direct ? staged : staged.concat(fresh);
+  if (upserted.length >= ctx.fastStagingMinRows) {
+    for (const [version, list] of byVersion(upserted)) await upsertViaStaging(client, q, table, columnsOf(version), { lines: list });
+    paths.used('staging', upserted.length, true);
+    rows += upserted.length;
   } else {
-    for (const f of staged) general.push(ctx.redecode(f));
+    for (const f of upserted) general.push(ctx.redecode(f));
   }
   return { rows, general };
 }

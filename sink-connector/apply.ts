@@ -132,8 +132,8 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
         const tablePaths = new TablePaths(current, ctx, paths, transcoded);
-        count(counts, current, records);
-        countFast(counts, current, fast);
+        count(counts, current, records, (r) => r.change.op);
+        count(counts, current, fast, (f) => f.op);
         if (table !== null && fast.length > 0) {
           const done = await applyFastRows(client, q, table, fast, ctx, tablePaths);
           rows += done.rows;
@@ -157,7 +157,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, transcoded, rows };
       }
       if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
-      count(counts, current, [b.record]);
+      count(counts, current, [b.record], (r) => r.change.op);
     }
     current = undefined;
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
@@ -264,7 +264,8 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     const still = missingColumns(table, v);
     if (still.length > 0) throw missingColumnError(table, still[0]);
   }
-  if (ctx.stagingMinRows !== Infinity && run.records.length + run.fast.length >= ctx.stagingMinRows) await ensureStaging(q, table);
+  // Fast rows stage from their own, lower threshold (apply-fast.ts).
+  if (run.records.length + run.fast.length >= ctx.stagingMinRows || run.fast.length >= ctx.fastStagingMinRows) await ensureStaging(q, table);
   return table;
 }
 
@@ -349,15 +350,10 @@ export function arrayLiterals(columns: readonly (readonly (string | null)[])[]):
   });
 }
 
-function count(counts: Counts, table: string, records: readonly DecodedRecord[]): void {
+function count<T>(counts: Counts, table: string, events: readonly T[], opOf: (e: T) => string): void {
+  if (events.length === 0) return;
   const m = countsOf(counts, table);
-  for (const r of records) m.set(r.change.op, (m.get(r.change.op) ?? 0) + 1);
-}
-
-function countFast(counts: Counts, table: string, rows: readonly FastRow[]): void {
-  if (rows.length === 0) return;
-  const m = countsOf(counts, table);
-  for (const r of rows) m.set(r.op, (m.get(r.op) ?? 0) + 1);
+  for (const e of events) m.set(opOf(e), (m.get(opOf(e)) ?? 0) + 1);
 }
 
 function countsOf(counts: Counts, table: string): Map<string, number> {

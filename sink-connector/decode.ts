@@ -231,22 +231,12 @@ export class RecordDecoder {
     const vid = peekSchemaId(r.value);
     const value = vid === null ? undefined : this.values.get(vid);
     if (!value) return null;
-    if (r.key === null) {
-      // Keyless (a truncate from another producer): never a fast row, but its op matters to the plan.
-      value.keyless ??= { table: value.version, keyColumns: [], keySchemaId: -1, transcoder: compileEnvelope(value.writer, value.schema, new Set()) };
-      return value.keyless;
-    }
+    // Keyless (a truncate from another producer): never a fast row, but its op matters to the plan.
+    if (r.key === null) return (value.keyless ??= recordSchemas(value, -1, [], []));
     const kid = peekSchemaId(r.key);
-    if (kid === null) return null;
-    const kd = this.keyDecoderFor(kid, value);
+    const kd = kid === null ? null : this.keyDecoderFor(kid, value);
     if (!kd) return null;
-    kd.described ??= {
-      table: value.version,
-      keyColumns: kd.columns,
-      keySchemaId: kid,
-      transcoder: compileEnvelope(value.writer, value.schema, new Set(kd.fields.map((f) => f.field))),
-    };
-    return kd.described;
+    return (kd.described ??= recordSchemas(value, kid!, kd.columns, kd.fields.map((f) => f.field)));
   }
 
   private compileValue(schemaId: number, schema: object, topic: string): ValueDecoder {
@@ -293,6 +283,11 @@ export class RecordDecoder {
     }));
     return { type: createAvroType(schema), fields, columns: fields.map((f) => f.column) };
   }
+}
+
+/** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */
+function recordSchemas(value: ValueDecoder, keySchemaId: number, keyColumns: readonly string[], keyFields: string[]): RecordSchemas {
+  return { table: value.version, keyColumns, keySchemaId, transcoder: compileEnvelope(value.writer, value.schema, new Set(keyFields)) };
 }
 
 const NEEDED_FIELDS = new Set(['before', 'after', 'op', 'unchanged_toast']);

@@ -210,9 +210,7 @@ export class Publisher {
         value = slab.subarray(keyEnd, valueEnd);
         break;
       }
-      // No room: a fresh slab, twice as big when even a fresh one was too small.
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * (slab.length - start)));
-      this.slabPos = 0;
+      this.freshSlab(slab.length - start);
     }
     this.push(target.topic, key, value, tx, this.counter(target.qualified, op));
     if (tombstone) this.push(target.topic, key, null, tx, this.counter(target.qualified, 'tombstone'));
@@ -376,11 +374,15 @@ export class Publisher {
         this.slabPos = end;
         return this.slab.subarray(start, end);
       }
-      // -end more bytes were needed: a fresh slab with room for at least twice the record.
-      const needed = this.slab.length - start - end;
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * needed));
-      this.slabPos = 0;
+      // -end more bytes were needed.
+      this.freshSlab(this.slab.length - start - end);
     }
+  }
+
+  /** A new slab for a record that did not fit: with room for at least twice `needed` bytes. */
+  private freshSlab(needed: number): void {
+    this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * needed));
+    this.slabPos = 0;
   }
 
   private counter(table: string, op: string): Counter.Internal | null {

@@ -28,6 +28,14 @@ export class TupleRef {
     this.ends = new Int32Array(capacity);
   }
 
+  /** Room for `n` columns. */
+  reserve(n: number): void {
+    if (n <= this.kinds.length) return;
+    this.kinds = new Uint8Array(n);
+    this.starts = new Int32Array(n);
+    this.ends = new Int32Array(n);
+  }
+
   /**
    * Locates the TupleData at `pos` (Int16 count, then per column 'n' | 'u' | 't' Int32 len
    * bytes). Returns the position after it, or -1 when it is not one this path takes (binary
@@ -37,11 +45,7 @@ export class TupleRef {
     if (pos + 2 > buf.length) return -1;
     const n = buf.readUInt16BE(pos);
     pos += 2;
-    if (n > this.kinds.length) {
-      this.kinds = new Uint8Array(n);
-      this.starts = new Int32Array(n);
-      this.ends = new Int32Array(n);
-    }
+    this.reserve(n);
     for (let i = 0; i < n; i++) {
       if (pos >= buf.length) return -1;
       const kind = buf[pos++];
@@ -69,11 +73,7 @@ export class TupleRef {
  * it) or the row has more fields than `max`.
  */
 export function scanCopyRow(ref: TupleRef, buf: Buffer, s: number, e: number, max: number): boolean {
-  if (ref.kinds.length < max) {
-    ref.kinds = new Uint8Array(max);
-    ref.starts = new Int32Array(max);
-    ref.ends = new Int32Array(max);
-  }
+  ref.reserve(max);
   let n = 0;
   let f = s;
   for (let i = s; i <= e; i++) {
@@ -260,14 +260,25 @@ export interface RowTranscoder {
    * `source`: the source block's bytes (sourceBytes).
    */
   writeEnvelope(buf: Buffer, pos: number, op: TranscodedOp, src: Buffer, image: TupleRef, source: Buffer, tsMs: number): number;
-  /** The `source` block's bytes for a (frozen) SourceInfo. */
+  /** The `source` block's bytes for a SourceInfo (callers keep them for as long as the SourceInfo lasts). */
   sourceBytes(source: object): Buffer;
 }
+
+const compiled = new WeakMap<object, RowTranscoder | null>();
+
+/** The table version's transcoder, compiled on first use (null: the general path only). */
+export function transcoderFor(schemas: TranscodedSchemas): RowTranscoder | null {
+  let tc = compiled.get(schemas);
+  if (tc === undefined) compiled.set(schemas, (tc = compileRowTranscoder(schemas)));
+  return tc;
+}
+
+type TranscodedSchemas = Pick<TableRecordSchemas, 'envelopeType' | 'keyType' | 'keyFields' | 'fields' | 'codecs'>;
 
 const ENVELOPE_FIELDS = ['before', 'after', 'source', 'op', 'ts_ms', 'transaction', 'unchanged_toast'];
 
 /** Null when the table version's schemas are not the shape this path writes (then: general path). */
-export function compileRowTranscoder(schemas: Pick<TableRecordSchemas, 'envelopeType' | 'keyType' | 'keyFields' | 'fields' | 'codecs'>): RowTranscoder | null {
+export function compileRowTranscoder(schemas: TranscodedSchemas): RowTranscoder | null {
   const env = schemas.envelopeType as unknown as AvscType;
   const key = schemas.keyType as unknown as AvscType | null;
   if (key === null || env.typeName !== 'record' || env.fields!.map((f) => f.name).join() !== ENVELOPE_FIELDS.join()) return null;
@@ -281,8 +292,6 @@ export function compileRowTranscoder(schemas: Pick<TableRecordSchemas, 'envelope
   const keyIndex = schemas.keyFields.map((f) => f.index);
   const keyWriters = schemas.keyFields.map((f, i) => columnWriter(schemas.codecs[f.index].fromText, key.fields![i].type, false));
   const columnNames = schemas.fields.map((f) => Buffer.from(f.column, 'utf8'));
-  const sourceType = source;
-  const sourceCache = new WeakMap<object, Buffer>();
 
   const writeRow = (buf: Buffer, pos: number, src: Buffer, t: TupleRef): number => {
     if (t.n !== columns.length) return NOT_HERE;
@@ -347,10 +356,6 @@ export function compileRowTranscoder(schemas: Pick<TableRecordSchemas, 'envelope
       return writeToast(buf, pos, image);
     },
 
-    sourceBytes(s) {
-      let b = sourceCache.get(s);
-      if (!b) sourceCache.set(s, (b = sourceType.toBuffer(s)));
-      return b;
-    },
+    sourceBytes: (s) => source.toBuffer(s),
   };
 }

@@ -16,7 +16,7 @@ import type { Metrics } from '../shared/metrics.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { CopyTextParser } from './copy-parser.ts';
-import { compileRowTranscoder, scanCopyRow, TupleRef, type RowTranscoder } from './row-transcode.ts';
+import { scanCopyRow, transcoderFor, TupleRef } from './row-transcode.ts';
 import { changeToEvents, type ChangeContext } from './envelope.ts';
 import type { Publisher } from './publisher.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -201,7 +201,7 @@ async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange,
   const publisher = opts.publisher;
   // Rows without escapes (other than NULL) are written to Avro from their COPY bytes
   // (row-transcode.ts); the rest are decoded into values first. The records are the same.
-  const tc = opts.transcode === false ? null : transcoderOf(v);
+  const tc = opts.transcode === false ? null : transcoderFor(v.schemas);
   const source = tc?.sourceBytes(ctx.source);
   const ref = new TupleRef();
   const width = v.table.columns.length;
@@ -231,14 +231,6 @@ async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange,
     if (!publisher.writable) await publisher.whenWritable();
   }
   parser.end();
-}
-
-const transcoders = new WeakMap<TableVersion, RowTranscoder | null>();
-
-function transcoderOf(v: TableVersion): RowTranscoder | null {
-  let tc = transcoders.get(v);
-  if (tc === undefined) transcoders.set(v, (tc = compileRowTranscoder(v.schemas)));
-  return tc;
 }
 
 function updateGauges(p: TableProgress): void {

@@ -25,7 +25,7 @@ import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, type PgoutputMessa
 import type { Publisher } from './publisher.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import { MessagePump } from './message-pump.ts';
-import { compileRowTranscoder, TupleRef, type RowTranscoder, type TranscodedOp } from './row-transcode.ts';
+import { transcoderFor, TupleRef, type TranscodedOp } from './row-transcode.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
 import { truncateKeys } from './truncate-fanout.ts';
@@ -64,6 +64,8 @@ interface TableInTx {
   v: TableVersion;
   ctx: ChangeContext;
   count: number;
+  /** The `source` block's bytes, written once for the transaction's transcoded records. */
+  sourceBytes?: Buffer;
 }
 
 interface TxState {
@@ -83,7 +85,6 @@ export class ReplicationStream {
   private service?: LogicalReplicationService;
   private pump?: MessagePump;
   private readonly tuple = new TupleRef();
-  private readonly transcoders = new WeakMap<TableVersion, RowTranscoder | null>();
   private changesRead = 0;
   private tx: TxState | null = null;
   /** Last position sent to the server. */
@@ -276,24 +277,23 @@ export class ReplicationStream {
    * produces the same records, or the error).
    */
   private fastChange(raw: Buffer): void | Promise<void> | typeof NOT_TAKEN {
+    const t = this.tx;
+    if (!t || this.opts.transcode === false || raw.length < 6) return NOT_TAKEN;
     const tag = raw[0];
     let op: TranscodedOp;
     if (tag === 0x49 /* I */ && raw[5] === 0x4e /* N */) op = 'c';
     else if (tag === 0x55 /* U */ && raw[5] === 0x4e /* N: neither K nor O before it */) op = 'u';
     else if (tag === 0x44 /* D */ && raw[5] === 0x4b /* K */) op = 'd';
     else return NOT_TAKEN;
-    const t = this.tx;
-    if (!t || this.opts.transcode === false || raw.length < 6) return NOT_TAKEN;
     const relid = raw.readUInt32BE(1);
     const v = this.opts.versions.get(relid);
-    if (!v) return NOT_TAKEN;
-    let tc = this.transcoders.get(v);
-    if (tc === undefined) this.transcoders.set(v, (tc = compileRowTranscoder(v.schemas)));
-    if (tc === null || this.tuple.scan(raw, 6) !== raw.length) return NOT_TAKEN;
+    const tc = v ? transcoderFor(v.schemas) : null;
+    if (!v || !tc || this.tuple.scan(raw, 6) !== raw.length) return NOT_TAKEN;
     const e = this.tableInTx(t, relid);
     const ts = (e.ctx.tsMs = Date.now());
     const tombstone = op === 'd' && this.opts.tombstones;
-    if (!this.opts.publisher.publishTranscoded(v, tc, op, raw, this.tuple, tc.sourceBytes(e.ctx.source), ts, t.tx, tombstone)) return NOT_TAKEN;
+    e.sourceBytes ??= tc.sourceBytes(e.ctx.source);
+    if (!this.opts.publisher.publishTranscoded(v, tc, op, raw, this.tuple, e.sourceBytes, ts, t.tx, tombstone)) return NOT_TAKEN;
     e.count += tombstone ? 2 : 1;
     this.changesRead++;
     this.changesTranscoded++;

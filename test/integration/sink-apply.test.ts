@@ -222,6 +222,36 @@ test('a table topic created after the sink started is picked up', async () => {
   }
 });
 
+test('fast updates below the general staging threshold but above their own are staged into a table never staged before', async () => {
+  await ensureSinkTables(db);
+  await db.query(`CREATE TABLE ${SRC}.upd_src (id bigint PRIMARY KEY, v text); CREATE TABLE ${DST}.upd (id bigint PRIMARY KEY, v text)`);
+  const t = await registerTable(registry, await tableInfo(db, SRC, 'upd_src'), `${ID}.upd_src`);
+  const decoder = new RecordDecoder(registry, () => ({ schema: DST, table: 'upd', columns: {} }), ID);
+  const messages = encodeChanges(t, Array.from({ length: 250 }, (_, i) => ({ kind: 'update' as const, new: [String(i + 1), `v${i}`] })));
+  const raws: RawRecord[] = messages.map((m, i) => ({ topic: 'upd', partition: 0, offset: String(i), key: m.key as Buffer, value: m.value as Buffer }));
+  await decoder.prepare(raws);
+  const fast = planFastRows(raws, (r) => decoder.describe(r)) as FastRow[];
+  const outcome = await applyChunk(
+    db,
+    { topic: 'upd', partition: 0, firstOffset: 0n, nextOffset: 250n, records: [], fast },
+    {
+      groupId: `g-${ID}-upd`,
+      states: new TableStates({ citus: await detectCitus(db), requireDistributed: false, logger: log }),
+      truncate: 'apply',
+      autoEvolve: false,
+      stagingMinRows: 5_000,
+      fastStagingMinRows: 200,
+      directCopy: null,
+      redecode: (row) => decoder.decode(row.raw)!,
+      logger: log,
+    },
+    true,
+  );
+  assert.equal(outcome.kind, 'applied');
+  if (outcome.kind === 'applied') assert.deepEqual([...outcome.paths.values()].map((m) => Object.fromEntries(m)), [{ staging: 250 }]);
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM ${DST}.upd`)).rows[0].n, 250);
+});
+
 test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give the same table; a direct COPY meeting existing rows falls back; rates on 100k-row batches', async (t) => {
   await ensureSinkTables(db);
   const ddl = (name: string) =>

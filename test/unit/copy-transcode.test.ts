@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
 import { createAvroType } from '../../shared/type-mapping/index.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
@@ -13,52 +12,10 @@ import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
 import { encodeCopyTextLine } from '../../sink-connector/upsert-batch.ts';
 import { compileEnvelope, LineWriter, type ScanResult } from '../../sink-connector/copy-transcode.ts';
+import { EVERY_TYPE_ROWS, EVERY_TYPE_TABLE } from '../helpers/pg-fixtures.ts';
 
-const T = (name: string, kind: PgTypeInfo['kind'] = 'base', extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind, ...extra });
-const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
-
-const TABLE: TableInfo = {
-  relid: 1,
-  schema: 'shop',
-  name: 'every',
-  columns: [
-    col('id', T('int8'), -1, true),
-    col('i2', T('int2')),
-    col('i4', T('int4')),
-    col('f4', T('float4')),
-    col('f8', T('float8')),
-    col('ok', T('bool')),
-    col('amount', T('numeric'), ((12 << 16) | 2) + 4),
-    col('n', T('numeric')),
-    col('body', T('text')),
-    col('bin', T('bytea')),
-    col('uid', T('uuid')),
-    col('doc', T('jsonb')),
-    col('day', T('date')),
-    col('ts', T('timestamp')),
-    col('tstz', T('timestamptz')),
-    col('t', T('time')),
-    col('ttz', T('timetz')),
-    col('span', T('interval')),
-    col('bits', T('varbit')),
-    col('mood', { oid: 0, schema: 'public', name: 'mood', kind: 'enum' }),
-    col('ints', T('_int4', 'array', { elem: T('int4') })),
-    col('texts', T('_text', 'array', { elem: T('text') })),
-    col('r', T('int4range', 'range', { subtype: T('int4') })),
-    col('ip', T('inet')),
-  ],
-  keyColumns: ['id'],
-  replicaIdentity: 'default',
-};
-
-/** Rows of PostgreSQL text output (null: SQL NULL), edge values included. */
-const ROWS: TextTuple[] = [
-  ['1', '-32768', '2147483647', 'NaN', '-0', 't', '1234567890.12', 'NaN', 'plain', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": 1}', '2024-02-29', '2000-01-01 00:00:00.000001', '2000-01-01 00:00:00.000001+00', '24:00:00', '13:45:10.123456+05:30', 'P1Y2M3DT4H5M6.789S', '0101', 'happy', '{1,2,NULL}', '{a,"b c",NULL,"NULL",""}', '[1,10)', '192.168.0.1/24'],
-  ['9223372036854775807', '0', '-2147483648', 'Infinity', '1.0000000000000002', 'f', '-0.01', '1e100', 'tab\there\nnew line\r\\ back ünï ✓', '\\x', '00000000-0000-0000-0000-000000000000', '"\\\\u0000x"', '0044-03-15 BC', 'infinity', '-infinity', '00:00:00', '00:00:00+00', 'PT0S', '', 'sad', '{{1,2},{3,4}}', '{}', 'empty', '::1'],
-  ['-9223372036854775808', null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null],
-  ['9007199254740993', '7', '42', '1.5', '5e-324', 't', '0.00', '-Infinity', '', '\\x5c09', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '[1, 2]', '5874897-12-31', '294276-12-31 23:59:59.999999', '0001-01-01 00:00:00+00 BC', '12:00:00.5', '01:00:00-05', 'P-10M-3D', '1', 'ok', '[0:1]={1,2}', '{"x\\ty"}', '(,5]', '10.0.0.0/8'],
-  ['4503599627370497', '1', '1', '3.4028235e38', '-7.5', 'f', '-92233720368.54', '0.0', 'x'.repeat(300) + '\\', '\\xdeadbeef', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'null', '1970-01-01', '1969-12-31 23:59:59.999999', '10000-01-01 00:00:00+00', '23:59:59.999999', '13:45:10+05:30:15', 'PT0.000001S', '0', 'happy', '{-1}', '{"\\\\"}', '[-3,-1)', '::ffff:1.2.3.4'],
-];
+const TABLE = EVERY_TYPE_TABLE;
+const ROWS = EVERY_TYPE_ROWS;
 
 const TOPIC = 'pfx.shop.every';
 const schemas = buildRecordSchemas(TABLE, TOPIC, '1.0.0');
@@ -74,7 +31,7 @@ function encode(change: DecodedChange): RawRecord[] {
   }));
 }
 
-const keyFields = new Set(['id']);
+const keyFields = new Set(['id', 'region']);
 
 function transcoder() {
   return compileEnvelope(createAvroType(schemas.envelopeSchema), schemas.envelopeSchema, keyFields)!;
@@ -108,7 +65,7 @@ test('flags: a delete has no line, unchanged TOAST and before-images are reporte
   const tc = transcoder();
   const out = new LineWriter();
   const into = fresh();
-  const [del] = encode({ kind: 'delete', key: ['5', ...Array(23).fill(null)] } as unknown as DecodedChange);
+  const [del] = encode({ kind: 'delete', key: ['5', 'eu', ...Array(TABLE.columns.length - 2).fill(null)] } as unknown as DecodedChange);
   assert.equal(tc.scan(del.value!, 5, del.value!.length, out, into), true);
   assert.equal(String.fromCharCode(into.op), 'd');
   assert.equal(into.line, false);
@@ -116,7 +73,7 @@ test('flags: a delete has no line, unchanged TOAST and before-images are reporte
   assert.equal(out.pos, 0);
 
   const toastRow = [...ROWS[0]];
-  toastRow[8] = undefined;
+  toastRow[TABLE.columns.findIndex((c) => c.name === 'body')] = undefined;
   const [upd] = encode({ kind: 'update', new: toastRow } as DecodedChange);
   assert.equal(tc.scan(upd.value!, 5, upd.value!.length, out, into), true);
   assert.equal(into.toast, true);

@@ -5,20 +5,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
+import type { TableInfo, TextTuple } from '../../shared/pg-types.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
 import { lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
 
-const T = (name: string): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind: 'base' });
-const col = (name: string, type: PgTypeInfo, isKey = false): ColumnInfo => ({ name, type, typmod: -1, isKey });
 const table = (name: string): TableInfo => ({
   relid: 1,
   schema: 'public',
   name,
-  columns: [col('id', T('int8'), true), col('body', T('text')), col('big', T('text'))],
+  columns: [column('id', pgType('int8'), -1, true), column('body', pgType('text')), column('big', pgType('text'))],
   keyColumns: ['id'],
   replicaIdentity: 'default',
 });

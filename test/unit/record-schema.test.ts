@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ColumnInfo, PgTypeInfo, TableInfo } from '../../shared/pg-types.ts';
+import type { TableInfo } from '../../shared/pg-types.ts';
 import { createAvroType, textEncoderFor } from '../../shared/type-mapping/index.ts';
 import {
   buildRecordSchemas,
@@ -9,22 +9,21 @@ import {
   sanitizeAvroName,
   typeSignature,
 } from '../../source-connector/record-schema.ts';
+import { column, pgType } from '../helpers/pg-fixtures.ts';
 
-const T = (name: string, extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind: 'base', ...extra });
-const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
 
 const ORDERS: TableInfo = {
   relid: 1,
   schema: 'public',
   name: 'order-lines',
   columns: [
-    col('tenant id', T('int4'), -1, true),
-    col('id', T('int8'), -1, true),
-    col('2nd', T('numeric'), ((12 << 16) | 2) + 4),
-    col('tags', T('_text', { kind: 'array', elem: T('text') })),
-    col('a-b', T('text')),
-    col('a_b', T('text')),
-    col('at', T('timestamptz')),
+    column('tenant id', pgType('int4'), -1, true),
+    column('id', pgType('int8'), -1, true),
+    column('2nd', pgType('numeric'), ((12 << 16) | 2) + 4),
+    column('tags', pgType('_text', 'array', { elem: pgType('text') })),
+    column('a-b', pgType('text')),
+    column('a_b', pgType('text')),
+    column('at', pgType('timestamptz')),
   ],
   keyColumns: ['tenant id', 'id'],
   replicaIdentity: 'default',
@@ -119,7 +118,7 @@ test('a wrong tuple width and an unconvertible value are errors with context', (
 
 test('adding and dropping a column are compatible evolutions of the envelope', () => {
   const v1 = buildRecordSchemas(ORDERS, 'shop.public.order-lines', '0.1.0');
-  const v2Table: TableInfo = { ...ORDERS, columns: [...ORDERS.columns.filter((c) => c.name !== 'at'), col('note', T('text'))] };
+  const v2Table: TableInfo = { ...ORDERS, columns: [...ORDERS.columns.filter((c) => c.name !== 'at'), column('note', pgType('text'))] };
   const v2 = buildRecordSchemas(v2Table, 'shop.public.order-lines', '0.1.0');
   const row1 = v1.rowFromTuple(['1', '2', null, null, 'p', 'q', '2000-01-01 00:00:00+00']).row;
   const env1 = { before: null, after: row1, source: v1.sourceFor({ db: 'shop', tsMs: 1 }), op: 'c', ts_ms: null, transaction: null, unchanged_toast: [] };
@@ -147,7 +146,7 @@ test('typeSignature and describeTypeChanges', () => {
   const v2: TableInfo = {
     ...ORDERS,
     columns: ORDERS.columns.map((c) =>
-      c.name === '2nd' ? { ...c, typmod: ((14 << 16) | 2) + 4 } : c.name === 'tenant id' ? { ...c, type: T('int8') } : c,
+      c.name === '2nd' ? { ...c, typmod: ((14 << 16) | 2) + 4 } : c.name === 'tenant id' ? { ...c, type: pgType('int8') } : c,
     ),
   };
   assert.equal(typeSignature(ORDERS)['2nd'], 'numeric(12,2)');

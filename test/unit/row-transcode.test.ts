@@ -5,57 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
+import type { TextTuple } from '../../shared/pg-types.ts';
+import { EVERY_TYPE_ROWS, EVERY_TYPE_TABLE } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { compileRowTranscoder, NO_ROOM, NOT_HERE, scanCopyRow, TupleRef, type TranscodedOp } from '../../source-connector/row-transcode.ts';
 
-const T = (name: string, kind: PgTypeInfo['kind'] = 'base', extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind, ...extra });
-const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
-
-const TABLE: TableInfo = {
-  relid: 1,
-  schema: 'shop',
-  name: 'every',
-  columns: [
-    col('id', T('int8'), -1, true),
-    col('region', T('text'), -1, true),
-    col('i2', T('int2')),
-    col('i4', T('int4')),
-    col('o', T('oid')),
-    col('f4', T('float4')),
-    col('f8', T('float8')),
-    col('ok', T('bool')),
-    col('amount', T('numeric'), ((12 << 16) | 2) + 4),
-    col('cash', T('money')),
-    col('body', T('text')),
-    col('bin', T('bytea')),
-    col('uid', T('uuid')),
-    col('doc', T('jsonb')),
-    col('day', T('date')),
-    col('ts', T('timestamp')),
-    col('tstz', T('timestamptz')),
-    col('t', T('time')),
-    col('ttz', T('timetz')),
-    col('span', T('interval')),
-    col('bits', T('varbit')),
-    col('mood', { oid: 0, schema: 'public', name: 'mood', kind: 'enum' }),
-    col('ints', T('_int4', 'array', { elem: T('int4') })),
-    col('texts', T('_text', 'array', { elem: T('text') })),
-    col('r', T('int4range', 'range', { subtype: T('int4') })),
-    col('weird name', T('inet')),
-  ],
-  keyColumns: ['id', 'region'],
-  replicaIdentity: 'default',
-};
-
-const ROWS: TextTuple[] = [
-  ['1', 'eu', '-32768', '2147483647', '4294967295', 'NaN', '-0', 't', '1234567890.12', '-1234.56', 'plain', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": 1}', '2024-02-29', '2000-01-01 00:00:00.000001', '2000-01-01 00:00:00.000001+00', '24:00:00', '13:45:10.123456+05:30', 'P1Y2M3DT4H5M6.789S', '0101', 'happy', '{1,2,NULL}', '{a,"b c",NULL,"NULL",""}', '[1,10)', '192.168.0.1/24'],
-  ['9223372036854775807', 'ünï ✓', '0', '-2147483648', '0', 'Infinity', '1.0000000000000002', 'f', '-0.01', '0.00', 'tab\there\nnew line\r\\ back', '\\x', '00000000-0000-0000-0000-000000000000', '"x"', '0044-03-15 BC', 'infinity', '-infinity', '00:00:00', '00:00:00+00', 'PT0S', '', 'sad', '{{1,2},{3,4}}', '{}', 'empty', '::1'],
-  ['-9223372036854775808', '', null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null],
-  ['9007199254740993', 'x'.repeat(300), '7', '42', '12', '1.5', '5e-324', 't', 'NaN', '1', 'y'.repeat(5000), '\\xdeadbeef', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '[1, 2]', '5874897-12-31', '294276-12-31 23:59:59.999999', '0001-01-01 00:00:00+00 BC', '12:00:00.5', '01:00:00-05', 'P-10M-3D', '1', 'ok', '[0:1]={1,2}', '{"x\\ty"}', '(,5]', '10.0.0.0/8'],
-  ['4503599627370497', 'us', '1', '1', '1', '3.4028235e38', '-7.5', 'f', '123456789012345678901234567890.000000000000001', '-92233720368547758.08', 'z', '\\x5c', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'null', '1970-01-01', '1969-12-31 23:59:59.999999', '10000-01-01 00:00:00+00', '23:59:59.999999', '13:45:10+05:30:15', 'PT0.000001S', '0', 'happy', '{-1}', '{"\\\\"}', '[-3,-1)', '::ffff:1.2.3.4'],
-];
+const TABLE = EVERY_TYPE_TABLE;
+const ROWS = EVERY_TYPE_ROWS;
 
 const schemas = buildRecordSchemas(TABLE, 'pfx.shop.every', '1.0.0');
 

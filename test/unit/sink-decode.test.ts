@@ -6,25 +6,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DecodeError, SchemaError } from '../../shared/errors.ts';
-import type { ColumnInfo, PgTypeInfo, TableInfo } from '../../shared/pg-types.ts';
+import type { TableInfo } from '../../shared/pg-types.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, pgTypeOf, tableFromTopic, type RawRecord, type SchemaSource, type TableTarget } from '../../sink-connector/decode.ts';
 
-const T = (name: string, kind: PgTypeInfo['kind'] = 'base', elem?: PgTypeInfo): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind, elem });
-const col = (name: string, type: PgTypeInfo, typmod = -1, isKey = false): ColumnInfo => ({ name, type, typmod, isKey });
 
 const TABLE: TableInfo = {
   relid: 1,
   schema: 'shop',
   name: 'orders',
   columns: [
-    col('id', T('int8'), -1, true),
-    col('amount', T('numeric'), ((12 << 16) | 2) + 4),
-    col('placed at', T('timestamptz')),
-    col('tags', T('_text', 'array', T('text'))),
-    col('body', T('text')),
+    column('id', pgType('int8'), -1, true),
+    column('amount', pgType('numeric'), ((12 << 16) | 2) + 4),
+    column('placed at', pgType('timestamptz')),
+    column('tags', pgType('_text', 'array', { elem: pgType('text') })),
+    column('body', pgType('text')),
   ],
   keyColumns: ['id'],
   replicaIdentity: 'default',

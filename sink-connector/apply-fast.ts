@@ -27,6 +27,8 @@ export class TablePaths {
     private readonly paths: Counts,
     /** Rows per table COPied from their bytes (transcoded). */
     private readonly transcoded: Map<string, number>,
+    /** Staging tables used so far in this transaction (staging.ts). */
+    readonly staged: Set<string>,
   ) {}
 
   /** Whether `fresh` new rows go straight into the table (the policy is asked once per table and batch). */
@@ -96,7 +98,7 @@ export async function applyFastRows(
   }
   const upserted = direct ? staged : staged.concat(fresh);
   if (upserted.length >= ctx.fastStagingMinRows) {
-    for (const [version, list] of byVersion(upserted)) await upsertViaStaging(client, q, table, columnsOf(version), { lines: list });
+    for (const [version, list] of byVersion(upserted)) await upsertViaStaging(client, q, table, columnsOf(version), { lines: list }, paths.staged);
     paths.used('staging', upserted.length, true);
     rows += upserted.length;
   } else {

@@ -122,6 +122,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     const counts: Counts = new Map();
     const paths: Counts = new Map();
     const transcoded = new Map<string, number>();
+    const staged = new Set<string>();
     let rows = 0;
     for (const seg of segments) {
       for (const run of seg.runs) {
@@ -131,7 +132,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         if (records.length === 0 && fast.length === 0) continue;
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
-        const tablePaths = new TablePaths(current, ctx, paths, transcoded);
+        const tablePaths = new TablePaths(current, ctx, paths, transcoded, staged);
         count(counts, current, records, (r) => r.change.op);
         count(counts, current, fast, (f) => f.op);
         if (table !== null && fast.length > 0) {
@@ -265,7 +266,7 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     if (still.length > 0) throw missingColumnError(table, still[0]);
   }
   // Fast rows stage from their own, lower threshold (apply-fast.ts).
-  if (run.records.length + run.fast.length >= ctx.stagingMinRows || run.fast.length >= ctx.fastStagingMinRows) await ensureStaging(q, table);
+  if (run.records.length + run.fast.length >= ctx.stagingMinRows || run.fast.length >= ctx.fastStagingMinRows) await ensureStaging(client, q, table);
   return table;
 }
 
@@ -319,7 +320,7 @@ async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g
   }
   if (rest.length === 0) return;
   if (rest.length >= ctx.stagingMinRows) {
-    await upsertViaStaging(client, q, table, g.columns, { rows: rest });
+    await upsertViaStaging(client, q, table, g.columns, { rows: rest }, paths.staged);
     paths.used('staging', rest.length);
   } else {
     const st = buildUpsert(table, g.columns);

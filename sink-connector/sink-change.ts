@@ -41,6 +41,12 @@ export interface ApplyTable {
   destKey: string[];
   distributionColumn?: string;
   citus: 'distributed' | 'reference' | 'local';
+  /**
+   * Where COPY staging goes: 'session' a temporary table per connection (no WAL, emptied at
+   * commit; a destination without Citus), 'shared' (default) one table in the staging schema,
+   * distributed colocated with a distributed target.
+   */
+  staging?: 'session' | 'shared';
   /** A column is GENERATED ALWAYS AS IDENTITY: inserts must say OVERRIDING SYSTEM VALUE to keep the source's values. */
   identityAlways?: boolean;
 }

@@ -3,7 +3,8 @@
  * into the target (direct-copy.ts); otherwise COPY into a staging table shaped like the
  * target, then one `INSERT … SELECT … ON CONFLICT` and a DELETE of the staged rows, all in
  * the batch transaction. On Citus the staging table is distributed colocated with the target,
- * so the merge is pushed down to the shards (../shared/README.md measured it fastest there).
+ * so the merge is pushed down to the shards (../shared/README.md measured it fastest there);
+ * without Citus it is a temporary table per connection ('session' staging: no WAL, no bloat).
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -41,11 +42,18 @@ async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, s
   }
 }
 
-/** Upsert `source` (aligned with `columns`) through the staging table. */
-export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], source: CopySource): Promise<void> {
+/**
+ * Upsert `source` (aligned with `columns`) through the staging table. `staged`: the staging
+ * tables this transaction used already (session staging still holds their rows).
+ */
+export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], source: CopySource, staged: Set<string>): Promise<void> {
+  const session = table.staging === 'session';
+  const name = stagingTableName(table);
+  if (session && staged.has(name)) await q(clearStagingSql(table));
+  staged.add(name);
   await copyRows(client, copyIntoStagingSql(table, columns), table, source);
   await q(mergeFromStagingSql(table, columns));
-  await q(clearStagingSql(table));
+  if (!session) await q(clearStagingSql(table));
 }
 
 /**
@@ -66,12 +74,24 @@ export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, c
 const stagingReady = new WeakSet<ApplyTable>();
 /** Staging DDL in progress, by staging table: partitions applied concurrently wait for one. */
 const preparing = new Map<string, Promise<void>>();
+/** Session staging: the table version each connection's temporary table was made for, by name. */
+const sessionTables = new WeakMap<pg.ClientBase, Map<string, ApplyTable>>();
 
 /**
- * The staging table exists with every target column (a column added later is added to
- * it too) and, on Citus, is distributed colocated with the target. Once per ApplyTable.
+ * The staging table exists with every target column. Shared: once per ApplyTable (a column
+ * added later is added to it too) and, on Citus, distributed colocated with the target.
+ * Session: once per connection and table version, outside the batch transaction.
  */
-export async function ensureStaging(q: Query, table: ApplyTable): Promise<void> {
+export async function ensureStaging(client: pg.ClientBase, q: Query, table: ApplyTable): Promise<void> {
+  if (table.staging === 'session') {
+    const name = stagingTableName(table);
+    let made = sessionTables.get(client);
+    if (made?.get(name) === table) return;
+    await q(createStagingSql(table));
+    if (!made) sessionTables.set(client, (made = new Map()));
+    made.set(name, table);
+    return;
+  }
   if (stagingReady.has(table)) return;
   const name = stagingTableName(table);
   for (let pending = preparing.get(name); pending; pending = preparing.get(name)) await pending.catch(() => {});

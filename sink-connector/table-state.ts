@@ -131,6 +131,7 @@ export class TableStates {
       destKey: [...dest.primaryKey],
       distributionColumn: dest.distributionColumn ?? undefined,
       citus: dest.citus,
+      staging: this.opts.citus.present ? 'shared' : 'session',
       identityAlways: dest.columns.some((c) => c.identityAlways),
     };
     try {

@@ -208,14 +208,22 @@ export function stagingBaseName(table: { schema: string; name: string }): string
   return `${prefix}_${hash}`;
 }
 
-/** `shardbridge_staging."schema__table"`. */
+const sessionStaging = (table: ApplyTable): boolean => table.staging === 'session';
+
+/** `shardbridge_staging."schema__table"`, or `pg_temp."schema__table"` for session staging. */
 export function stagingTableName(table: ApplyTable): string {
-  return cached(table, 'staging', () => `${STAGING_SCHEMA}.${quoteIdent(stagingBaseName(table))}`);
+  return cached(table, 'staging', () => `${sessionStaging(table) ? 'pg_temp' : STAGING_SCHEMA}.${quoteIdent(stagingBaseName(table))}`);
 }
 
-/** No constraints are copied, so COPY never conflicts; defaults cover columns a change does not carry. */
+/**
+ * No constraints are copied, so COPY never conflicts; defaults cover columns a change does not
+ * carry. Session staging is made afresh for each table version (its columns follow the
+ * target's).
+ */
 export function createStagingSql(table: ApplyTable): string {
-  return `CREATE TABLE IF NOT EXISTS ${stagingTableName(table)} (LIKE ${qualifiedName(table)} INCLUDING DEFAULTS)`;
+  const like = `(LIKE ${qualifiedName(table)} INCLUDING DEFAULTS)`;
+  if (sessionStaging(table)) return `DROP TABLE IF EXISTS ${stagingTableName(table)}; CREATE TEMPORARY TABLE ${stagingTableName(table)} ${like} ON COMMIT DELETE ROWS`;
+  return `CREATE TABLE IF NOT EXISTS ${stagingTableName(table)} ${like}`;
 }
 
 /**
@@ -271,7 +279,10 @@ export function mergeFromStagingSql(table: ApplyTable, columns: readonly string[
 /**
  * Empty the staging table inside the batch transaction. DELETE rather than TRUNCATE: it
  * takes no exclusive lock, so two sink workers sharing one staging table each remove only
- * the rows they can see (their own), and Citus allows it after the parallel merge.
+ * the rows they can see (their own), and Citus allows it after the parallel merge. The shared
+ * table is cleared after each merge; session staging only before a second group of the same
+ * transaction is staged (the commit empties it, ON COMMIT DELETE ROWS, which also drops the
+ * dead rows: autovacuum cannot reach a temporary table).
  */
 export function clearStagingSql(table: ApplyTable): string {
   return `DELETE FROM ${stagingTableName(table)}`;

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
-import { ensureStaging } from '../../sink-connector/staging.ts';
+import { ensureStaging, upsertViaStaging } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
 import type { ApplyTable, SinkChange } from '../../sink-connector/sink-change.ts';
@@ -295,21 +295,27 @@ test('moved rows: one row per source key, with or without before-images, replay-
   ]);
 });
 
-test('staging COPY + merge gives the same rows as the unnest path, inserts and updates', async () => {
+test('staging COPY + merge (shared and session staging) gives the same rows as the unnest path, inserts and updates', async () => {
   const viaUnnest = itemTable('via_unnest');
   const viaStaging = itemTable('via_staging');
+  const viaSession: ApplyTable = { ...itemTable('via_session'), staging: 'session' };
   await createTable(viaUnnest);
   await createTable(viaStaging);
+  await createTable(viaSession);
   const reads = ITEMS.map((row) => change('r', row));
   const rereads = ITEMS.map((row) => change('r', { ...row, 'a"b': `${row['a"b']}\t2`, amount: '0.50', ints: '{NULL}' }));
   for (const batch of [reads, rereads]) {
     await runPlan(viaUnnest, collapse(batch, viaUnnest));
     await runPlan(viaStaging, collapse(batch, viaStaging), { staging: true });
+    await runPlan(viaSession, collapse(batch, viaSession), { staging: true });
     assert.deepEqual(await contents(viaStaging), await contents(viaUnnest));
+    assert.deepEqual(await contents(viaSession), await contents(viaUnnest));
   }
   assert.equal((await contents(viaStaging)).length, ITEMS.length);
-  const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${stagingTableName(viaStaging)}`);
-  assert.equal(rows[0].n, 0, 'staging table left empty');
+  for (const t of [viaStaging, viaSession]) {
+    const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${stagingTableName(t)}`);
+    assert.equal(rows[0].n, 0, `${stagingTableName(t)} left empty`);
+  }
 
   const orders = orderTable('orders_staged');
   await createTable(orders);
@@ -328,7 +334,7 @@ test('staging table creation: concurrent partitions of one sink, and a racing si
     const concurrent = itemTable('staged_concurrently');
     await createTable(concurrent);
     // Two partitions of one sink reach the COPY path at once: one creates, the other waits for it.
-    await Promise.all([ensureStaging(queryWith(a), concurrent), ensureStaging(queryWith(b), { ...concurrent })]);
+    await Promise.all([ensureStaging(a, queryWith(a), concurrent), ensureStaging(b, queryWith(b), { ...concurrent })]);
 
     // Another sink process creates the same staging table in a transaction still open: our
     // CREATE TABLE IF NOT EXISTS waits on the catalog's unique index, then fails with 23505
@@ -337,7 +343,7 @@ test('staging table creation: concurrent partitions of one sink, and a racing si
     await createTable(raced);
     await rival.query('BEGIN');
     await rival.query(createStagingSql(raced));
-    const ours = ensureStaging(queryWith(a), raced);
+    const ours = ensureStaging(a, queryWith(a), raced);
     const blocked = async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE TABLE IF NOT EXISTS%'`)).rows[0].n > 0;
     for (const deadline = Date.now() + 10_000; !(await blocked()); ) {
       assert.ok(Date.now() < deadline, 'our CREATE waits for the rival transaction');
@@ -352,6 +358,61 @@ test('staging table creation: concurrent partitions of one sink, and a racing si
   } finally {
     await rival.query('ROLLBACK').catch(() => {});
     await Promise.all([a, b, rival].map((c) => c.end()));
+  }
+});
+
+test('session staging: a temporary table per connection, made again for a new table version, emptied by commit and rollback', async () => {
+  const connect = async () => {
+    const c = new pg.Client({ connectionString: destUrl });
+    await c.connect();
+    return c;
+  };
+  const [a, b] = [await connect(), await connect()];
+  const staged = async (c: pg.Client, t: ApplyTable) => (await c.query(`SELECT count(*)::int AS n FROM ${stagingTableName(t)}`)).rows[0].n as number;
+  // The sink's own staging step; `used`: the staging tables of the current transaction.
+  const stage = async (c: pg.Client, t: ApplyTable, rows: Row[], used: Set<string>, columns = t.columns.map((col) => col.name)) => {
+    await upsertViaStaging(c, queryWith(c), t, columns, { rows: rows.map((r) => columns.map((col) => r[col] ?? null)) }, used);
+    assert.equal(await staged(c, t), rows.length, 'this group\'s rows (only) staged until the commit');
+  };
+  const merge = async (c: pg.Client, t: ApplyTable, rows: Row[], end: 'COMMIT' | 'ROLLBACK') => {
+    await c.query('BEGIN');
+    await stage(c, t, rows, new Set());
+    await c.query(end);
+  };
+  try {
+    const v1: ApplyTable = { ...itemTable('session_staged'), staging: 'session' };
+    await createTable(v1);
+    assert.match(stagingTableName(v1), /^pg_temp\./);
+    await ensureStaging(a, queryWith(a), v1);
+    await ensureStaging(a, queryWith(a), v1); // once per connection and version
+    await ensureStaging(b, queryWith(b), v1);
+    await merge(a, v1, [ITEMS[0]], 'COMMIT');
+    await merge(b, v1, [ITEMS[1]], 'ROLLBACK');
+    assert.deepEqual([await staged(a, v1), await staged(b, v1)], [0, 0]);
+    assert.deepEqual((await contents(v1)).length, 1, 'the committed row only');
+    // Never a shared table: another connection has no such relation.
+    await assert.rejects(db.query(`SELECT 1 FROM ${stagingTableName(v1)}`), /does not exist/);
+
+    // A column added to the target: the next version's staging has it.
+    await db.query(`ALTER TABLE ${qualifiedName(v1)} ADD COLUMN note text`);
+    const v2: ApplyTable = { ...v1, columns: [...v1.columns, { name: 'note', type: 'text' }] };
+    await ensureStaging(a, queryWith(a), v2);
+    await merge(a, v2, [{ ...ITEMS[2], note: 'added' }], 'COMMIT');
+    const { rows } = await db.query(`SELECT id, note FROM ${qualifiedName(v2)} ORDER BY id`);
+    assert.deepEqual(rows, [{ id: '1', note: null }, { id: '3', note: 'added' }]);
+
+    // Two groups in one transaction, the first without a column (an unchanged-TOAST update):
+    // the second group's merge must not see the first's rows, or it would null that column.
+    await a.query('BEGIN');
+    const used = new Set<string>();
+    await stage(a, v2, [{ id: '1', 'a"b': 'partial' }], used, ['id', 'a"b']);
+    await stage(a, v2, [{ ...ITEMS[1], note: 'full' }], used);
+    await a.query('COMMIT');
+    assert.equal(await staged(a, v2), 0, 'the commit empties it');
+    const after = await db.query(`SELECT id, "a""b" AS ab, big = $1 AS big_kept FROM ${qualifiedName(v2)} WHERE id = 1`, [BIG]);
+    assert.deepEqual(after.rows, [{ id: '1', ab: 'partial', big_kept: true }]);
+  } finally {
+    await Promise.all([a, b].map((c) => c.end()));
   }
 });
 

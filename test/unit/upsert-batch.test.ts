@@ -46,6 +46,7 @@ const odd: ApplyTable = {
   destKey: ['id'],
   citus: 'local',
 };
+const session: ApplyTable = { ...odd, staging: 'session' };
 
 const keyOnly: ApplyTable = {
   schema: 'public',
@@ -170,6 +171,17 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
       'FROM shardbridge_staging."public__orders" ON CONFLICT ("customer_id", "id") DO UPDATE SET "amount" = EXCLUDED."amount"',
   },
   { name: 'clear staging', sql: () => clearStagingSql(orders), want: 'DELETE FROM shardbridge_staging."public__orders"' },
+  // A destination without Citus: a temporary table per connection, emptied by the commit.
+  { name: 'session staging table name', sql: () => stagingTableName(session), want: 'pg_temp."My Schema__Order Items"' },
+  {
+    name: 'create session staging (again for each table version)',
+    sql: () => createStagingSql(session),
+    want:
+      'DROP TABLE IF EXISTS pg_temp."My Schema__Order Items"; ' +
+      'CREATE TEMPORARY TABLE pg_temp."My Schema__Order Items" (LIKE "My Schema"."Order Items" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS',
+  },
+  { name: 'COPY into session staging', sql: () => copyIntoStagingSql(session, ['id']), want: 'COPY pg_temp."My Schema__Order Items" ("id") FROM STDIN' },
+  { name: 'clear session staging', sql: () => clearStagingSql(session), want: 'DELETE FROM pg_temp."My Schema__Order Items"' },
 ];
 
 for (const tc of sqlCases) {

@@ -87,6 +87,11 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
   };
   let meters: Record<string, CpuMeter> = {};
   const meter = (phase: string, units: number) => new PhaseMeter(meters, phase, units, r.cpu);
+  // Before each timed phase (untimed): both clusters checkpointed, so that no phase pays for
+  // writing out the pages an earlier phase (or the restore before the sink replay) dirtied.
+  const settle = async (): Promise<void> => {
+    for (const url of [env!.srcUrl, env!.dst.ours]) await withClient(url, (c) => c.query('CHECKPOINT'));
+  };
   const spawn = (command: 'source' | 'sink', phase: string, m: PhaseMeter): ConnectorChild => {
     const c = spawnConnector(res, env!, command, { cpuProfDir: o.cpuProfDir, heapMb: o.connectorHeapMb, bin });
     spawned.push({ command, pid: c.pid, phase });
@@ -144,6 +149,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     if (full) {
       check();
       progress('peer: pg_dump -a -t orders | psql into a fresh database');
+      await settle();
       const dumpMeter = meter('pg_dump | psql', w.rows);
       const ms = await pgDumpPeer(e.srcUrl, e.dst.dump);
       dumpMeter.end();
@@ -153,6 +159,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
       check();
       progress('peer: native logical replication, initial table sync (CREATE SUBSCRIPTION in a fresh database)');
       await withClient(e.srcUrl, (c) => createNativePublication(c));
+      await settle();
       const syncMeter = meter('native sync', w.rows);
       const syncMs = await nativeInitialSync({ host: '127.0.0.1', port: e.stack.source.port, database: DB.source }, e.dst.native, 600_000);
       syncMeter.end();
@@ -166,6 +173,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     {
       // The sink starts once the source has created the topics: started earlier, it would find
       // none and look again only after its topic refresh period (10 s), which is not throughput.
+      await settle();
       const m = meter('ShardBridge snapshot', w.rows);
       const source = spawn('source', 'snapshot', m);
       const children = [source];
@@ -232,6 +240,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     if (full) {
       check();
       progress('peer: native logical replication catch-up (ALTER SUBSCRIPTION … ENABLE)');
+      await settle();
       const m = meter('native catch-up', w.changes);
       const ms = await nativeCatchup(e.dst.native, backlog.fence, 900_000);
       m.end();
@@ -244,6 +253,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     // Where the backlog starts in the topic: the sink-only replay rewinds to it.
     const backlogFrom = full ? await topicEnds(e) : null;
     progress(`ShardBridge catch-up: source${full ? ' and sink' : ''} connector processes started`);
+    await settle();
     const m = meter('ShardBridge catch-up', w.changes);
     const children = [spawn('source', 'catch-up', m), ...(full ? [spawn('sink', 'catch-up', m)] : [])];
     let sinkPhase = 'catch-up';
@@ -270,6 +280,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
         progress('sink alone: stopped, rewound to the backlog\'s first offsets (destination and group), started again; the source idle');
         await stopAll('catch-up', children.splice(1));
         await restorePreBacklog(e, w.rows);
+        await settle();
         const rm = meter('sink replay', w.changes);
         rm.watch('source connector', children[0].pid);
         const replay = await measureSinkReplay({

@@ -354,7 +354,10 @@ export function arrayLiterals(columns: readonly (readonly (string | null)[])[]):
 function count<T>(counts: Counts, table: string, events: readonly T[], opOf: (e: T) => string): void {
   if (events.length === 0) return;
   const m = countsOf(counts, table);
-  for (const e of events) m.set(opOf(e), (m.get(opOf(e)) ?? 0) + 1);
+  for (const e of events) {
+    const op = opOf(e);
+    m.set(op, (m.get(op) ?? 0) + 1);
+  }
 }
 
 function countsOf(counts: Counts, table: string): Map<string, number> {

@@ -69,9 +69,15 @@ function skipVarint(buf: Buffer, c: Cursor): void {
   throw MALFORMED;
 }
 
-function skipBytes(buf: Buffer, c: Cursor): void {
+/** The length of a string or bytes value, checked against the end; the cursor is left at its first byte. */
+export function readLength(buf: Buffer, c: Cursor): number {
   const n = readLong(buf, c);
   if (!(n >= 0) || c.pos + n > c.end) throw MALFORMED;
+  return n;
+}
+
+function skipBytes(buf: Buffer, c: Cursor): void {
+  const n = readLength(buf, c); // before reading c.pos: it moves the cursor
   c.pos += n;
 }
 

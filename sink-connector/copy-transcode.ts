@@ -15,7 +15,7 @@
  */
 import type avro from 'avsc';
 import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
-import { MALFORMED, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
+import { MALFORMED, readLength, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
 
 // ---- writing COPY text.
 
@@ -108,8 +108,7 @@ const ZONED_TIMESTAMP = 'io.debezium.time.ZonedTimestamp';
 
 /** A string written as is (text, numeric, json, uuid, …): its bytes are the field. */
 const textField: FieldWriter = (buf, c, out) => {
-  const n = readLong(buf, c);
-  if (!(n >= 0) || c.pos + n > c.end) throw MALFORMED;
+  const n = readLength(buf, c);
   out.escapedBytes(buf, c.pos, c.pos + n);
   c.pos += n;
   return false;
@@ -130,8 +129,7 @@ const integerField: FieldWriter = (buf, c, out) => {
  */
 function zonedTimestampField(encode: TextEncoder): FieldWriter {
   return (buf, c, out) => {
-    const n = readLong(buf, c);
-    if (!(n >= 0) || c.pos + n > c.end) throw MALFORMED;
+    const n = readLength(buf, c);
     const s = c.pos;
     c.pos += n;
     if (n > 11 && buf[s + 4] === 0x2d && buf[s + 10] === 0x54 && buf[s + n - 1] === 0x5a && !(buf[s] === 0x30 && buf[s + 1] === 0x30 && buf[s + 2] === 0x30 && buf[s + 3] === 0x30)) {

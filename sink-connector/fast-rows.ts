@@ -68,15 +68,19 @@ export function planFastRows(raws: readonly RawRecord[], describe: (r: RawRecord
   // Records whose key has another event in the chunk.
   const shared = new Uint8Array(raws.length);
   const scan: ScanResult = { op: 0, hasBefore: false, toast: false, line: false, lineStart: 0, nullKey: false };
-  let t: TableTally | undefined;
+  // Consecutive records are mostly of one table version: its tally is looked up when that changes.
+  let t!: TableTally;
+  let tTable: TableVersion | undefined;
   for (let i = 0; i < raws.length; i++) {
     const r = raws[i];
     if (r.value === null) continue;
     const s = describe(r);
     if (s === null) continue;
-    if (t === undefined || tallies.get(s.table.destId) !== t) {
-      t = tallies.get(s.table.destId);
-      if (!t) tallies.set(s.table.destId, (t = { keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false, first: new Map() }));
+    if (s.table !== tTable) {
+      tTable = s.table;
+      const known = tallies.get(s.table.destId);
+      if (known) t = known;
+      else tallies.set(s.table.destId, (t = { keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false, first: new Map() }));
     }
     if (s.keySchemaId !== t.keySchemaId) t.mixedKeys = true;
     if (r.key !== null) {

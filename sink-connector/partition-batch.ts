@@ -193,7 +193,7 @@ export class BatchProcessor {
         continue;
       }
       try {
-        items.push({ raw, decoded: this.deps.decoder.decode(raw), control: null });
+        items.push({ raw, decoded: decoder.decode(raw), control: null });
       } catch (err) {
         const error =
           err instanceof DecodeError

@@ -22,6 +22,7 @@ import {
   distributeStagingSql,
   mergeFromStagingSql,
   quoteIdent,
+  sessionStaging,
   STAGING_SCHEMA,
   stagingBaseName,
   stagingTableName,
@@ -47,7 +48,7 @@ async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, s
  * tables this transaction used already (session staging still holds their rows).
  */
 export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: ApplyTable, columns: string[], source: CopySource, staged: Set<string>): Promise<void> {
-  const session = table.staging === 'session';
+  const session = sessionStaging(table);
   const name = stagingTableName(table);
   if (session && staged.has(name)) await q(clearStagingSql(table));
   staged.add(name);
@@ -83,7 +84,7 @@ const sessionTables = new WeakMap<pg.ClientBase, Map<string, ApplyTable>>();
  * Session: once per connection and table version, outside the batch transaction.
  */
 export async function ensureStaging(client: pg.ClientBase, q: Query, table: ApplyTable): Promise<void> {
-  if (table.staging === 'session') {
+  if (sessionStaging(table)) {
     const name = stagingTableName(table);
     let made = sessionTables.get(client);
     if (made?.get(name) === table) return;

@@ -208,7 +208,8 @@ export function stagingBaseName(table: { schema: string; name: string }): string
   return `${prefix}_${hash}`;
 }
 
-const sessionStaging = (table: ApplyTable): boolean => table.staging === 'session';
+/** Staging in a temporary table per connection (a destination without Citus). */
+export const sessionStaging = (table: ApplyTable): boolean => table.staging === 'session';
 
 /** `shardbridge_staging."schema__table"`, or `pg_temp."schema__table"` for session staging. */
 export function stagingTableName(table: ApplyTable): string {

@@ -38,33 +38,20 @@ export class CopyTextParser {
   /** Complete rows ending in this chunk, in order. The chunk is not retained. */
   push(chunk: Buffer): TextTuple[] {
     const rows: TextTuple[] = [];
-    this.lines(chunk, (b, s, e, bs) => this.row(rows, b, s, e, bs));
+    this.pushLines(chunk, (b, s, e, bs) => {
+      const row = this.decodeRow(b, s, e, bs);
+      if (row !== null) rows.push(row);
+    });
     return rows;
   }
 
   /**
-   * Each complete row ending in this chunk as its bytes `b[s, e)` (without the LF), in order,
-   * for a caller that reads rows without decoding them (row-transcode.ts); it hands rows it
-   * does not take to decodeRow. `b` is valid only during the call.
+   * Each complete row ending in this chunk as its bytes `b[s, e)` (without the LF) and the
+   * position of its first backslash (-1: none), in order, for a caller that reads rows
+   * without decoding them (row-transcode.ts); it hands rows it does not take to decodeRow.
+   * `b` is valid only during the call.
    */
-  pushLines(chunk: Buffer, each: (b: Buffer, s: number, e: number) => void): void {
-    this.lines(chunk, (b, s, e) => each(b, s, e));
-  }
-
-  /** The row at `b[s, e)` as pushLines gave it: its values, or null for the end marker. Throws DecodeError. */
-  decodeRow(b: Buffer, s: number, e: number): TextTuple | null {
-    const rows: TextTuple[] = [];
-    const bs = b.indexOf(BACKSLASH, s);
-    this.row(rows, b, s, e, bs >= 0 && bs < e ? bs : -1);
-    return rows.length > 0 ? rows[0] : null;
-  }
-
-  /** Counts a row read by pushLines' caller without decodeRow (for error positions). */
-  counted(): void {
-    this.rowCount++;
-  }
-
-  private lines(chunk: Buffer, each: (b: Buffer, s: number, e: number, bs: number) => void): void {
+  pushLines(chunk: Buffer, each: (b: Buffer, s: number, e: number, bs: number) => void): void {
     let start = 0;
     let nl = chunk.indexOf(LF);
     if (this.pendingLength > 0) {
@@ -92,6 +79,11 @@ export class CopyTextParser {
     if (start < chunk.length) this.keep(chunk, start);
   }
 
+  /** Counts a row read by pushLines' caller without decodeRow (for error positions). */
+  counted(): void {
+    this.rowCount++;
+  }
+
   /** Call at end of input: throws if a row was left without its terminating newline. */
   end(): void {
     if (this.pendingLength > 0) {
@@ -113,8 +105,11 @@ export class CopyTextParser {
     this.pendingLength += piece.length;
   }
 
-  /** Decodes bytes [s, e) of `b` (without the LF); `bs` is the first backslash in it or -1. */
-  private row(out: TextTuple[], b: Buffer, s: number, e: number, bs: number): void {
+  /**
+   * The row at `b[s, e)` as pushLines gave it (`bs`: its first backslash or -1): its values,
+   * or null for the end marker. Throws DecodeError.
+   */
+  decodeRow(b: Buffer, s: number, e: number, bs: number): TextTuple | null {
     if (this.finished) {
       throw new DecodeError('COPY data continues after the \\. end marker', { context: { row: this.rowCount + 1 } });
     }
@@ -123,7 +118,7 @@ export class CopyTextParser {
       fields = s === e && this.columns === 0 ? [] : b.toString('utf8', s, e).split('\t');
     } else if (e - s === 2 && bs === s && b[s + 1] === 0x2e /* . */) {
       this.finished = true;
-      return;
+      return null;
     } else {
       fields = this.slowRow(b, s, e);
     }
@@ -133,7 +128,7 @@ export class CopyTextParser {
         context: { row: this.rowCount },
       });
     }
-    out.push(fields);
+    return fields;
   }
 
   /** A row with at least one backslash: one pass over its bytes, unescaping only fields that need it. */

@@ -206,7 +206,7 @@ function writeIso(buf: Buffer, pos: number, s: string): number {
   return pos;
 }
 
-/** One column's value (a 't' column) as its Avro type; `nullable`: behind the union branch index 1. */
+/** Writes one column's value (a 't' column) as its Avro type; returns the new position, NO_ROOM or NOT_HERE. */
 type ColumnWriter = (buf: Buffer, pos: number, src: Buffer, start: number, end: number) => number;
 
 interface AvscType {

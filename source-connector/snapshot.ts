@@ -207,14 +207,14 @@ async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange,
   const width = v.table.columns.length;
   let rows = 0;
   let transcoded = 0;
-  const each = (b: Buffer, s: number, e: number): void => {
+  const each = (b: Buffer, s: number, e: number, bs: number): void => {
     if (tc && scanCopyRow(ref, b, s, e, width) && publisher.publishTranscoded(v, tc, 'r', b, ref, source!, ctx.tsMs as number, null, false)) {
       parser.counted();
       rows++;
       transcoded++;
       return;
     }
-    const row = parser.decodeRow(b, s, e);
+    const row = parser.decodeRow(b, s, e, bs);
     if (row === null) return;
     publisher.publish(v, changeToEvents({ kind: 'read', new: row }, ctx), null);
     rows++;

@@ -165,9 +165,9 @@ test('pushLines hands over each complete row as bytes across chunk splits; decod
     const parser = new CopyTextParser(3);
     const lines: string[] = [];
     const rows: unknown[] = [];
-    const each = (b: Buffer, s: number, e: number) => {
+    const each = (b: Buffer, s: number, e: number, bs: number) => {
       lines.push(b.toString('utf8', s, e));
-      const row = parser.decodeRow(b, s, e);
+      const row = parser.decodeRow(b, s, e, bs);
       if (row !== null) rows.push(row);
     };
     parser.pushLines(Buffer.from(text.slice(0, cut)), each);
@@ -177,5 +177,5 @@ test('pushLines hands over each complete row as bytes across chunk splits; decod
     assert.deepEqual(rows, whole);
     assert.equal(parser.sawEndMarker, true);
   }
-  assert.throws(() => new CopyTextParser(3).decodeRow(Buffer.from('1\t2'), 0, 3), /2 fields, expected 3/);
+  assert.throws(() => new CopyTextParser(3).decodeRow(Buffer.from('1\t2'), 0, 3, -1), /2 fields, expected 3/);
 });

@@ -11,7 +11,6 @@ import {
 } from '../../source-connector/record-schema.ts';
 import { column, pgType } from '../helpers/pg-fixtures.ts';
 
-
 const ORDERS: TableInfo = {
   relid: 1,
   schema: 'public',

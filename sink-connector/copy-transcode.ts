@@ -68,6 +68,12 @@ export class LineWriter {
     this.pos = start + n;
   }
 
+  /** `src[start, end)` as they are. */
+  bytes(src: Buffer, start: number, end: number): void {
+    this.ensure(end - start);
+    this.pos += src.copy(this.buf, this.pos, start, end);
+  }
+
   byte(b: number): void {
     this.ensure(1);
     this.buf[this.pos++] = b;

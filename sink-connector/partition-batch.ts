@@ -19,7 +19,7 @@ import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decod
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
-import { planFastRows, type FastRow } from './fast-rows.ts';
+import { FastRowPlanner, type FastRow } from './fast-rows.ts';
 import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
 
 export interface BatchDeps {
@@ -87,6 +87,7 @@ export class BatchProcessor {
   /** topic/partition/truncate already logged as waiting. */
   private readonly waitingAt = new Set<string>();
   private readonly recent: ApplySample[] = [];
+  private readonly planner = new FastRowPlanner();
 
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
@@ -184,7 +185,7 @@ export class BatchProcessor {
     }
     await this.transient(p, 'fetch schemas from the registry', () => this.deps.decoder.prepare(raws));
     const decoder = this.deps.decoder;
-    const fast = this.deps.transcode ? planFastRows(raws, (r) => decoder.describe(r)) : null;
+    const fast = this.deps.transcode ? this.planner.plan(raws, (r) => decoder.describe(r)) : null;
     for (let i = 0; i < raws.length; i++) {
       const raw = raws[i];
       const f = fast?.[i];

@@ -11,7 +11,7 @@ import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
-import { lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+import { FastRowPlanner, FirstIndex, lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
 
 const table = (name: string): TableInfo => ({
   relid: 1,
@@ -115,4 +115,43 @@ test('lineChunks: back-to-back lines are one view, scattered ones are gathered, 
   assert.ok(chunks.length >= 3, `${chunks.length} chunks`);
   for (const c of chunks.slice(0, -1)) assert.ok(c.length >= 1 << 20 && c.length < (1 << 20) + 2000);
   assert.equal(Buffer.concat(chunks).toString(), many.map(text).join(''));
+});
+
+test('inserts interleaved with updates keep their lines back to back: one view each for COPY, no gathering', async () => {
+  const raws = [...ins(1), ...recs({ kind: 'update', new: row(50, 'u50') }), ...ins(2), ...recs({ kind: 'update', new: row(51, 'u51') }), ...ins(3)];
+  const out = (await plan(raws)) as FastRow[];
+  const fresh = out.filter((f) => f.op === 'c');
+  const updates = out.filter((f) => f.op === 'u');
+  const [f] = [...lineChunks(fresh)];
+  assert.equal(f.buffer, fresh[0].lines.buf.buffer, 'a view, not a copy');
+  assert.equal(f.toString(), '1\tb1\tx\n2\tb2\tx\n3\tb3\tx\n');
+  const [u] = [...lineChunks(updates)];
+  assert.equal(u.buffer, updates[0].lines.buf.buffer, 'a view, not a copy');
+  assert.equal(u.toString(), '50\tu50\tx\n51\tu51\tx\n');
+});
+
+test('one planner over several chunks: a key seen in an earlier chunk does not make a later one shared', async () => {
+  const d = decoder();
+  const first = ins(1);
+  const second = [...ins(1), ...ins(2), ...ins(2)];
+  await d.prepare([...first, ...second]);
+  const planner = new FastRowPlanner();
+  assert.deepEqual(planner.plan(first, (r) => d.describe(r)).map((f) => f?.op ?? null), ['c']);
+  assert.deepEqual(planner.plan(second, (r) => d.describe(r)).map((f) => f?.op ?? null), ['c', null, null]);
+});
+
+test('FirstIndex: first index per (table, key), across growth, string keys, and reset between chunks', () => {
+  const idx = new FirstIndex();
+  idx.reset(4);
+  const n = 50_000; // far beyond the initial capacity: grows while keeping what it holds
+  for (let i = 0; i < n; i++) assert.equal(idx.firstOr(0, i * 2 ** 32 + 7, i), -1);
+  for (let i = 0; i < n; i += 997) assert.equal(idx.firstOr(0, i * 2 ** 32 + 7, n + i), i);
+  assert.equal(idx.firstOr(1, 7, 1), -1, 'another table is another key');
+  assert.equal(idx.firstOr(0, 'long key bytes', 3), -1);
+  assert.equal(idx.firstOr(0, 'long key bytes', 9), 3);
+  assert.equal(idx.firstOr(1, 'long key bytes', 4), -1);
+  idx.reset(10);
+  assert.equal(idx.firstOr(0, 7, 5), -1, 'a reset forgets numeric keys');
+  assert.equal(idx.firstOr(0, 'long key bytes', 6), -1, 'and string keys');
+  assert.equal(idx.firstOr(0, 7, 8), 5);
 });

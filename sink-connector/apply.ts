@@ -245,7 +245,9 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
 async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: ApplyContext): Promise<ApplyTable | null> {
   if (run.key === null && run.fast.length === 0 && run.records.every((r) => r.change.op === 't')) return null;
   const key = run.key ?? [];
-  const versions = [...new Set([...run.records.map((r) => r.table), ...run.fast.map((f) => f.table)])];
+  const versions = new Set<TableVersion>();
+  for (const r of run.records) versions.add(r.table);
+  for (const f of run.fast) versions.add(f.table);
   let table = await resolve(client, run.version, key, ctx);
   for (const v of versions) table = await resolve(client, v, key, ctx);
   for (const v of versions) {

@@ -14,6 +14,7 @@ import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type
 import type { SinkChange } from './sink-change.ts';
 import { compileEnvelope } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
+import { keySpan, newSpan, spanSchemaId, valueSpan } from './record-bytes.ts';
 
 export interface SchemaSource {
   getSchema(id: number): Promise<object>;
@@ -35,6 +36,12 @@ export interface RawRecord {
   offset: string;
   key: Buffer | null;
   value: Buffer | null;
+  /** Where the consumer's records lie in the fetched bytes (length -1: null); read through record-bytes.ts. */
+  bytes?: Buffer;
+  keyStart?: number;
+  keyLength?: number;
+  valueStart?: number;
+  valueLength?: number;
 }
 
 /** One value schema (table version) as the sink writes it. */
@@ -102,6 +109,8 @@ export class RecordDecoder {
   private readonly keys = new Map<number, KeyDecoder>();
   /** Schema ids the registry refused during the last prepare (retried on the next one). */
   private readonly failed = new Map<number, unknown>();
+  /** prepare and describe read schema ids in place (record-bytes.ts); both are synchronous per record. */
+  private readonly span = newSpan();
 
   constructor(
     private readonly registry: SchemaSource,
@@ -118,11 +127,16 @@ export class RecordDecoder {
   async prepare(records: readonly RawRecord[]): Promise<void> {
     this.failed.clear();
     const wanted = new Map<number, 'key' | 'value'>();
+    const topicOf = new Map<number, string>();
+    const span = this.span;
     for (const r of records) {
-      const k = peekSchemaId(r.key);
+      const k = keySpan(r, span) ? spanSchemaId(span) : null;
       if (k !== null && !this.keys.has(k)) wanted.set(k, 'key');
-      const v = peekSchemaId(r.value);
-      if (v !== null && !this.values.has(v)) wanted.set(v, 'value');
+      const v = valueSpan(r, span) ? spanSchemaId(span) : null;
+      if (v !== null && !this.values.has(v) && !topicOf.has(v)) {
+        wanted.set(v, 'value');
+        topicOf.set(v, r.topic);
+      }
     }
     for (const [id, kind] of wanted) {
       let schema: object;
@@ -135,7 +149,7 @@ export class RecordDecoder {
       }
       try {
         if (kind === 'key') this.keys.set(id, this.compileKey(schema));
-        else this.values.set(id, this.compileValue(id, schema, records.find((r) => peekSchemaId(r.value) === id)!.topic));
+        else this.values.set(id, this.compileValue(id, schema, topicOf.get(id)!));
       } catch (err) {
         this.failed.set(id, err);
       }
@@ -144,11 +158,12 @@ export class RecordDecoder {
 
   /** The change carried by `r`, null for a tombstone. Throws DecodeError. */
   decode(r: RawRecord): DecodedRecord | null {
-    if (r.value === null) return null;
-    const value = this.valueDecoder(r.value, r);
+    const bytes = r.value; // a new view on each read of a consumed record's value
+    if (bytes === null) return null;
+    const value = this.valueDecoder(bytes, r);
     let env: Envelope;
     try {
-      env = value.type.fromBuffer(r.value.subarray(WIRE_HEADER_LENGTH), value.resolver) as Envelope;
+      env = value.type.fromBuffer(bytes.subarray(WIRE_HEADER_LENGTH), value.resolver) as Envelope;
     } catch (err) {
       throw new DecodeError(`record value does not decode with schema ${value.version.schemaId}: ${(err as Error).message}`, {
         context: { ...where(r), schemaId: value.version.schemaId },
@@ -160,10 +175,11 @@ export class RecordDecoder {
     if (!OPS.has(op)) throw new DecodeError(`unknown op "${op}"`, { context: { ...where(r), schemaId: value.version.schemaId } });
     let key: Record<string, string> = {};
     let keyColumns: readonly string[] | null = null;
-    if (r.key !== null && op !== 't') {
-      const kd = this.keyDecoder(r.key, value, r);
+    const keyBytes = op === 't' ? null : r.key;
+    if (keyBytes !== null) {
+      const kd = this.keyDecoder(keyBytes, value, r);
       keyColumns = kd.columns;
-      key = convertKey(kd, r.key, r);
+      key = convertKey(kd, keyBytes, r);
     }
     let after: Record<string, string | null> | null = null;
     let before: Record<string, string | null> | null = null;
@@ -228,12 +244,13 @@ export class RecordDecoder {
    * when they are not known (the general decode then reports why).
    */
   describe(r: RawRecord): RecordSchemas | null {
-    const vid = peekSchemaId(r.value);
+    const span = this.span;
+    const vid = valueSpan(r, span) ? spanSchemaId(span) : null;
     const value = vid === null ? undefined : this.values.get(vid);
     if (!value) return null;
     // Keyless (a truncate from another producer): never a fast row, but its op matters to the plan.
-    if (r.key === null) return (value.keyless ??= recordSchemas(value, -1, [], []));
-    const kid = peekSchemaId(r.key);
+    if (!keySpan(r, span)) return (value.keyless ??= recordSchemas(value, -1, [], []));
+    const kid = spanSchemaId(span);
     const kd = kid === null ? null : this.keyDecoderFor(kid, value);
     if (!kd) return null;
     return (kd.described ??= recordSchemas(value, kid!, kd.columns, kd.fields.map((f) => f.field)));

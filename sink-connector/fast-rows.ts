@@ -15,6 +15,7 @@
 import type { TableVersion, RawRecord } from './decode.ts';
 import { LineWriter, type EnvelopeTranscoder, type ScanResult } from './copy-transcode.ts';
 import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
+import { keySpan, newSpan, valueSpan, type Span } from './record-bytes.ts';
 
 export interface FastRow {
   raw: RawRecord;
@@ -50,11 +51,12 @@ interface TableTally {
  * 2^41, an int key) as a number (bytes plus length: distinct for distinct byte strings);
  * longer keys as a latin1 string.
  */
-function keyIdOf(key: Buffer): number | string {
-  const n = key.length - WIRE_HEADER_LENGTH;
-  if (n > 6) return key.toString('latin1', WIRE_HEADER_LENGTH);
+function keyIdOf(key: Span): number | string {
+  const at = key.start + WIRE_HEADER_LENGTH;
+  const n = key.end - at;
+  if (n > 6) return key.buf.toString('latin1', at, key.end);
   let v = n * 2 ** 48;
-  for (let i = 0, mul = 1; i < n; i++, mul *= 256) v += key[WIRE_HEADER_LENGTH + i] * mul;
+  for (let i = 0, mul = 1; i < n; i++, mul *= 256) v += key.buf[at + i] * mul;
   return v;
 }
 
@@ -126,6 +128,8 @@ export class FirstIndex {
  */
 export class FastRowPlanner {
   private readonly first = new FirstIndex();
+  private readonly key = newSpan();
+  private readonly value = newSpan();
 
   /** Fast rows aligned with `raws` (null: the general path). */
   plan(raws: readonly RawRecord[], describe: (r: RawRecord) => RecordSchemas | null): (FastRow | null)[] {
@@ -144,9 +148,11 @@ export class FastRowPlanner {
     let t!: TableTally;
     let tNo = 0;
     let tTable: TableVersion | undefined;
+    const key = this.key;
+    const value = this.value;
     for (let i = 0; i < raws.length; i++) {
       const r = raws[i];
-      if (r.value === null) continue;
+      if (!valueSpan(r, value)) continue;
       const s = describe(r);
       if (s === null) continue;
       if (s.table !== tTable) {
@@ -158,14 +164,15 @@ export class FastRowPlanner {
         tableNo.set(s.table.destId, tNo);
       }
       if (s.keySchemaId !== t.keySchemaId) t.mixedKeys = true;
-      if (r.key !== null) {
-        const first = this.first.firstOr(tNo, keyIdOf(r.key), i);
+      const keyed = keySpan(r, key);
+      if (keyed) {
+        const first = this.first.firstOr(tNo, keyIdOf(key), i);
         if (first >= 0) shared[first] = shared[i] = 1;
       }
-      if (s.transcoder === null || !s.transcoder.scan(r.value, WIRE_HEADER_LENGTH, r.value.length, fresh, scan)) continue;
+      if (s.transcoder === null || !s.transcoder.scan(value.buf, value.start + WIRE_HEADER_LENGTH, value.end, fresh, scan)) continue;
       if (scan.op === TRUNCATE) t.truncated = true;
       const op = OPS[scan.op];
-      if (op === undefined || r.key === null || !scan.line || scan.hasBefore || scan.toast || scan.nullKey) {
+      if (op === undefined || !keyed || !scan.line || scan.hasBefore || scan.toast || scan.nullKey) {
         if (scan.line) fresh.pos = scan.lineStart; // not used: free its bytes
         continue;
       }

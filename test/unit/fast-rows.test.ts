@@ -155,3 +155,36 @@ test('FirstIndex: first index per (table, key), across growth, string keys, and 
   assert.equal(idx.firstOr(0, 'long key bytes', 6), -1, 'and string keys');
   assert.equal(idx.firstOr(0, 7, 8), 5);
 });
+
+/** The records as the consumer hands them: key and value as places in one shared buffer. */
+function inPlace(raws: RawRecord[]): RawRecord[] {
+  const parts: Buffer[] = [Buffer.from('junk')];
+  let at = 4;
+  const places = raws.map((r) => {
+    const place = { keyStart: at, keyLength: r.key?.length ?? -1, valueStart: at + (r.key?.length ?? 0), valueLength: r.value?.length ?? -1 };
+    for (const b of [r.key, r.value]) if (b) (parts.push(b), (at += b.length));
+    return place;
+  });
+  const bytes = Buffer.concat([...parts, Buffer.from('more junk')]);
+  return raws.map((r, i) => ({ ...r, bytes, ...places[i], key: Buffer.from('wrong'), value: Buffer.from('wrong') }));
+}
+
+test('records read in place (as consumed) plan exactly as the same records as Buffers', async () => {
+  const raws = [
+    ...read(1),
+    ...ins(2),
+    ...recs({ kind: 'update', new: row(3, 'three') }),
+    ...recs({ kind: 'delete', key: ['4', null, null] }),
+    ...ins(5),
+    ...recs({ kind: 'update', new: row(5, 'five again') }),
+    ...ins(6, { notes: true }),
+    ...recs({ kind: 'truncate' }, { notes: true }),
+  ];
+  const placed = inPlace(raws);
+  const a = await plan(raws);
+  const b = await plan(placed);
+  assert.deepEqual(b.map((f) => f?.op ?? null), a.map((f) => f?.op ?? null));
+  assert.deepEqual(b.map(text), a.map(text));
+  assert.deepEqual(b.map((f) => f?.table.dest.name ?? null), a.map((f) => f?.table.dest.name ?? null));
+  assert.ok(b.some((f) => f !== null));
+});

@@ -135,6 +135,10 @@ test('record batch decoding in place: every field as kafkajs encoded it (keys, v
   assert.equal(decoded.records.length, 300);
   decoded.records.forEach((r, i) => {
     assert.deepEqual(r.key, messages[i].key);
+    // In place: the same bytes at the record's positions (length -1: null).
+    const at = r as unknown as { bytes: Buffer; keyStart: number; keyLength: number; valueStart: number; valueLength: number };
+    assert.deepEqual(at.keyLength < 0 ? null : at.bytes.subarray(at.keyStart, at.keyStart + at.keyLength), messages[i].key);
+    assert.deepEqual(at.valueLength < 0 ? null : at.bytes.subarray(at.valueStart, at.valueStart + at.valueLength), messages[i].value);
     assert.deepEqual(r.value, messages[i].value);
     assert.equal(r.offset, String(1234 + i));
     assert.equal(r.timestamp, String(1_700_000_000_000 + i * 3));
@@ -190,6 +194,7 @@ test('consumer batch: messages below the fetched offset dropped, control records
   // Beyond 2^53 the Long comparison of kafkajs decides.
   const big = ['9007199254740993', '9007199254740994'].map((offset) => ({ offset, isControlRecord: false }));
   assert.deepEqual(new Batch('t', '9007199254740994', { partition: 0, highWatermark: '9007199254740995', messages: big }).messages.map((m) => m.offset), ['9007199254740994']);
+  assert.deepEqual(kept.messages.map((m) => [(m as { topic?: string }).topic, (m as { partition?: number }).partition]), [['t', 0], ['t', 0], ['t', 0]], 'each record names its topic and partition');
   const withControl = [...msgs(1, 2), { offset: '3', isControlRecord: true }];
   assert.deepEqual(new Batch('t', '0', { partition: 0, highWatermark: '4', messages: withControl }).messages.map((m) => m.offset), ['1', '2']);
 });

@@ -11,7 +11,8 @@ import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
-import { FastRowPlanner, FirstIndex, lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+import { FastRowPlanner, lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+import { FirstIndex } from '../../sink-connector/key-index.ts';
 
 const table = (name: string): TableInfo => ({
   relid: 1,
@@ -162,7 +163,11 @@ function inPlace(raws: RawRecord[]): RawRecord[] {
   let at = 4;
   const places = raws.map((r) => {
     const place = { keyStart: at, keyLength: r.key?.length ?? -1, valueStart: at + (r.key?.length ?? 0), valueLength: r.value?.length ?? -1 };
-    for (const b of [r.key, r.value]) if (b) (parts.push(b), (at += b.length));
+    for (const b of [r.key, r.value]) {
+      if (!b) continue;
+      parts.push(b);
+      at += b.length;
+    }
     return place;
   });
   const bytes = Buffer.concat([...parts, Buffer.from('more junk')]);

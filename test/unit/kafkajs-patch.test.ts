@@ -146,6 +146,30 @@ test('record batch decoding in place: every field as kafkajs encoded it (keys, v
   });
 });
 
+test('a gzip-compressed batch: records keep their key and value as places in the decompressed bytes', async () => {
+  const Long = require('kafkajs/src/utils/long.js') as { fromInt(n: number): unknown };
+  const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0/index.js') as { RecordBatch(o: object): Promise<{ buffer: Buffer }> };
+  const { Types } = require('kafkajs/src/protocol/message/compression/index.js') as { Types: { GZIP: number } };
+  const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (o: object) => unknown;
+  const Decoder = require('kafkajs/src/protocol/decoder.js') as new (b: Buffer) => unknown;
+  const decodeBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder.js') as (d: unknown) => Promise<{
+    records: { key: Buffer | null; value: Buffer | null; offset: string; bytes: Buffer; keyStart: number; keyLength: number; valueStart: number; valueLength: number }[];
+  }>;
+  const messages = Array.from({ length: 50 }, (_, i) => ({ key: i % 9 === 0 ? null : Buffer.from(`k${i}`), value: i % 10 === 3 ? null : randomBytes(20 + i) }));
+  const records = messages.map((m, i) => Record({ ...m, offsetDelta: i, timestampDelta: 0 }));
+  const batch = await RecordBatch({ compression: Types.GZIP, records, firstTimestamp: 1_700_000_000_000, maxTimestamp: 1_700_000_000_000, lastOffsetDelta: 49, firstOffset: Long.fromInt(7) });
+  const decoded = await decodeBatch(new Decoder(batch.buffer));
+  assert.equal(decoded.records.length, 50);
+  decoded.records.forEach((r, i) => {
+    assert.equal(r.offset, String(7 + i));
+    assert.notEqual(r.bytes.buffer, batch.buffer.buffer, 'the decompressed bytes, not the wire bytes');
+    assert.deepEqual(r.keyLength < 0 ? null : r.bytes.subarray(r.keyStart, r.keyStart + r.keyLength), messages[i].key);
+    assert.deepEqual(r.valueLength < 0 ? null : r.bytes.subarray(r.valueStart, r.valueStart + r.valueLength), messages[i].value);
+    assert.deepEqual(r.key, messages[i].key);
+    assert.deepEqual(r.value, messages[i].value);
+  });
+});
+
 test('CRC-32C (slicing by 8): the standard check value and a bitwise reference on every length', () => {
   const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (b: Buffer) => number;
   const reference = (b: Buffer): number => {

@@ -11,6 +11,7 @@ import type avro from 'avsc';
 import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
 import { decodeWireHeader, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
+import type { ConsumedMessage } from '../shared/kafka/client.ts';
 import type { SinkChange } from './sink-change.ts';
 import { compileEnvelope } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
@@ -30,19 +31,14 @@ export interface TableTarget {
 
 export type TargetFor = (sourceSchema: string, sourceTable: string) => TableTarget;
 
-export interface RawRecord {
-  topic: string;
-  partition: number;
-  offset: string;
-  key: Buffer | null;
-  value: Buffer | null;
-  /** Where the consumer's records lie in the fetched bytes (length -1: null); read through record-bytes.ts. */
-  bytes?: Buffer;
-  keyStart?: number;
-  keyLength?: number;
-  valueStart?: number;
-  valueLength?: number;
-}
+/**
+ * A Kafka record as the sink reads it: the consumer's records as they are (their key and
+ * value read in place through record-bytes.ts), or one made with Buffers (tests).
+ */
+export type RawRecord = Pick<
+  ConsumedMessage,
+  'topic' | 'partition' | 'offset' | 'key' | 'value' | 'bytes' | 'keyStart' | 'keyLength' | 'valueStart' | 'valueLength'
+>;
 
 /** One value schema (table version) as the sink writes it. */
 export interface TableVersion {
@@ -126,33 +122,34 @@ export class RecordDecoder {
    */
   async prepare(records: readonly RawRecord[]): Promise<void> {
     this.failed.clear();
-    const wanted = new Map<number, 'key' | 'value'>();
-    const topicOf = new Map<number, string>();
+    const keyIds = new Set<number>();
+    // A value schema is compiled with the topic it was first seen on (it names the table when the schema does not).
+    const valueTopics = new Map<number, string>();
     const span = this.span;
     for (const r of records) {
       const k = keySpan(r, span) ? spanSchemaId(span) : null;
-      if (k !== null && !this.keys.has(k)) wanted.set(k, 'key');
+      if (k !== null && !this.keys.has(k)) keyIds.add(k);
       const v = valueSpan(r, span) ? spanSchemaId(span) : null;
-      if (v !== null && !this.values.has(v) && !topicOf.has(v)) {
-        wanted.set(v, 'value');
-        topicOf.set(v, r.topic);
-      }
+      if (v !== null && !this.values.has(v) && !valueTopics.has(v)) valueTopics.set(v, r.topic);
     }
-    for (const [id, kind] of wanted) {
-      let schema: object;
-      try {
-        schema = await this.registry.getSchema(id);
-      } catch (err) {
-        if (isRetriable(err)) throw err;
-        this.failed.set(id, err);
-        continue;
-      }
-      try {
-        if (kind === 'key') this.keys.set(id, this.compileKey(schema));
-        else this.values.set(id, this.compileValue(id, schema, topicOf.get(id)!));
-      } catch (err) {
-        this.failed.set(id, err);
-      }
+    for (const id of keyIds) await this.load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
+    for (const [id, topic] of valueTopics) await this.load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
+  }
+
+  /** Fetches schema `id` and compiles it; a refusal or a schema that does not compile is remembered in `failed`. */
+  private async load(id: number, compile: (schema: object) => void): Promise<void> {
+    let schema: object;
+    try {
+      schema = await this.registry.getSchema(id);
+    } catch (err) {
+      if (isRetriable(err)) throw err;
+      this.failed.set(id, err);
+      return;
+    }
+    try {
+      compile(schema);
+    } catch (err) {
+      this.failed.set(id, err);
     }
   }
 

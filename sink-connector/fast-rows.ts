@@ -43,6 +43,8 @@ const OPS: Record<number, FastRow['op'] | undefined> = { 0x63: 'c', 0x72: 'r', 0
 const TRUNCATE = 0x74;
 
 interface TableTally {
+  /** The table's number in this chunk, for the key index. */
+  no: number;
   keySchemaId: number;
   mixedKeys: boolean;
   truncated: boolean;
@@ -79,14 +81,12 @@ export class FastRowPlanner {
     const fresh = new LineWriter();
     const replaced = new LineWriter(16 * 1024);
     const tallies = new Map<string, TableTally>();
-    const tableNo = new Map<string, number>();
     this.first.reset(raws.length);
     // Records whose key has another event in the chunk.
     const shared = new Uint8Array(raws.length);
     const scan: ScanResult = { op: 0, hasBefore: false, toast: false, line: false, lineStart: 0, nullKey: false };
     // Consecutive records are mostly of one table version: its tally is looked up when that changes.
     let t!: TableTally;
-    let tNo = 0;
     let tTable: TableVersion | undefined;
     const key = this.key;
     const value = this.value;
@@ -99,14 +99,12 @@ export class FastRowPlanner {
         tTable = s.table;
         const known = tallies.get(s.table.destId);
         if (known) t = known;
-        else tallies.set(s.table.destId, (t = { keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false }));
-        tNo = tableNo.get(s.table.destId) ?? tableNo.size;
-        tableNo.set(s.table.destId, tNo);
+        else tallies.set(s.table.destId, (t = { no: tallies.size, keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false }));
       }
       if (s.keySchemaId !== t.keySchemaId) t.mixedKeys = true;
       const keyed = keySpan(r, key);
       if (keyed) {
-        const first = this.first.firstOr(tNo, keyIdOf(key), i);
+        const first = this.first.firstOr(t.no, keyIdOf(key), i);
         if (first >= 0) shared[first] = shared[i] = 1;
       }
       if (s.transcoder === null || !s.transcoder.scan(value.buf, value.start + WIRE_HEADER_LENGTH, value.end, fresh, scan)) continue;
@@ -126,11 +124,17 @@ export class FastRowPlanner {
       }
       out[i] = { raw: r, table: s.table, keyColumns: s.keyColumns, op, lines, start, end: lines.pos };
     }
+    let rowTable: TableVersion | undefined;
+    let dropTable = false;
     for (let i = 0; i < raws.length; i++) {
       const row = out[i];
       if (row === null) continue;
-      const tally = tallies.get(row.table.destId)!;
-      if (shared[i] === 1 || tally.mixedKeys || tally.truncated) out[i] = null;
+      if (row.table !== rowTable) {
+        rowTable = row.table;
+        const tally = tallies.get(rowTable.destId)!;
+        dropTable = tally.mixedKeys || tally.truncated;
+      }
+      if (dropTable || shared[i] === 1) out[i] = null;
     }
     return out;
   }

@@ -12,11 +12,12 @@ export class FirstIndex {
   private stamps = new Uint32Array(1 << 14);
   private stamp = 0;
   private used = 0;
-  private readonly others = new Map<string, number>();
+  /** Other keys, per table number. */
+  private readonly others: Map<string, number>[] = [];
 
   /** Forgets every key; sized for `n` more. */
   reset(n: number): void {
-    this.others.clear();
+    for (const m of this.others) m.clear();
     this.used = 0;
     if (++this.stamp === 0xffffffff || this.keys.length < n * 2) this.grow(Math.max(this.keys.length, 2 ** Math.ceil(Math.log2(n * 2))), true);
   }
@@ -24,10 +25,10 @@ export class FirstIndex {
   /** The first index recorded for (table, key), or records `index` and returns -1. */
   firstOr(table: number, key: number | string, index: number): number {
     if (typeof key === 'string') {
-      const k = `${table}:${key}`;
-      const first = this.others.get(k);
+      const m = (this.others[table] ??= new Map());
+      const first = m.get(key);
       if (first !== undefined) return first;
-      this.others.set(k, index);
+      m.set(key, index);
       return -1;
     }
     if (this.used * 2 >= this.keys.length) this.grow(this.keys.length * 2, false);

@@ -3,7 +3,7 @@
  * holds the next offset per (group, topic, partition) and is written in the same
  * transaction as the rows. Kafka group offsets are committed afterwards for monitoring only.
  *
- * Every batch transaction starts by locking its partition's offsets row (`lockOffset`):
+ * Every batch transaction starts by locking its partition's offsets row (`beginAndLockOffset`):
  * a second sink that still applies a partition it has lost waits for the lock and then
  * sees the new owner's position, so it cannot apply a batch twice.
  */

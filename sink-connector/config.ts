@@ -55,6 +55,10 @@ export const sinkConfigSchema = z.strictObject({
       // Rows that only need inserting or replacing whole go from the Kafka bytes straight to
       // COPY text, skipping the general decode and collapse (fast-rows.ts).
       transcode: z.boolean().default(true),
+      // Each batch commits its rows with its stored offsets, so a destination crash that loses
+      // the last asynchronous commits loses their offsets too: the sink applies them again from
+      // Kafka. Native subscriptions' apply worker defaults to off for the same reason.
+      synchronousCommit: z.enum(['off', 'local', 'remote_write', 'on', 'remote_apply']).default('off'),
     })
     .prefault({}),
   // What one Kafka fetch may hold: kafkajs fetches again only after every batch of the last
@@ -95,6 +99,13 @@ export const sinkConfigSchema = z.strictObject({
 
 export type SinkConfig = z.infer<typeof sinkConfigSchema>;
 export type SinkTableMapping = z.infer<typeof tableMapping>;
+
+/** libpq `options` for every sink session: startup parameters hold for reconnects too, unlike SET. */
+export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citus: boolean): string {
+  const opts = [`-c synchronous_commit=${config.batch.synchronousCommit}`];
+  if (citus) opts.push(`-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}`);
+  return opts.join(' ');
+}
 
 /** Load the sink configuration from a file and `SHARDBRIDGE_SINK_*` variables; throws ConfigError. */
 export function loadSinkConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: object } = {}): SinkConfig {

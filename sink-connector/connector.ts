@@ -21,7 +21,7 @@ import { retry } from '../shared/retry.ts';
 import type { ApplyContext } from './apply.ts';
 import { classify } from './destination-errors.ts';
 import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
-import { connectionConfig, type SinkConfig } from './config.ts';
+import { connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
 import { detectCitus, readDestinationTable, type CitusInfo } from './destination-catalog.ts';
@@ -160,8 +160,7 @@ class SinkRuntime {
     this.pool = new pg.Pool({
       ...conn,
       max: concurrency + 2,
-      // A startup parameter instead of SET: it holds for every pooled connection, reconnects included.
-      options: citus.present ? `-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}` : undefined,
+      options: sessionOptions(config, citus.present),
     });
     this.pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
     // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.

@@ -2,7 +2,7 @@
  * Stall, never drop: a record the destination cannot take stalls only its partition with
  * one clear error, other tables keep flowing, and fixing the destination resumes it by
  * itself. autoEvolve adds the column instead; undecodable records stall, or go to the
- * dead-letter topic in that mode; a destination restart mid-stream is only retried.
+ * dead-letter topic in that mode; a destination restart or crash mid-stream is only retried.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -225,24 +225,26 @@ test('an undecodable record stalls its partition by default, and goes to the dea
   }
 });
 
-test('a destination restart mid-stream is retried, not stalled: every change lands exactly once', async () => {
-  const cluster = await startPostgres({ name: 'sink-restart', logger: log });
+/** Stream 40 rounds of updates over 250 keys; `fault` strikes the destination mid-stream. */
+async function destinationFault(name: string, fault: (cluster: Awaited<ReturnType<typeof startPostgres>>) => Promise<void>): Promise<void> {
+  const cluster = await startPostgres({ name, logger: log });
+  const table = `counter_${name.replace('-', '_')}`;
   const own = new pg.Client({ connectionString: cluster.url() });
   try {
-    const prefix = uniqueTopic('sbrestart');
-    await db.query(`CREATE TABLE ${SRC}.counter (id int PRIMARY KEY, n bigint)`);
-    const topic = `${prefix}.${SRC}.counter`;
+    const prefix = uniqueTopic(name.replace('-', ''));
+    await db.query(`CREATE TABLE ${SRC}.${table} (id int PRIMARY KEY, n bigint)`);
+    const topic = `${prefix}.${SRC}.${table}`;
     await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
-    const t = await registerTable(registry, await tableInfo(db, SRC, 'counter'), topic);
+    const t = await registerTable(registry, await tableInfo(db, SRC, table), topic);
     await own.connect();
-    await own.query(`CREATE SCHEMA ${SRC}; CREATE TABLE ${SRC}.counter (id int PRIMARY KEY, n bigint)`);
+    await own.query(`CREATE SCHEMA ${SRC}; CREATE TABLE ${SRC}.${table} (id int PRIMARY KEY, n bigint)`);
     await own.end();
     // Each key is updated many times; the last value per key is known.
     const ROUNDS = 40;
     const KEYS = 250;
     const round = (r: number) => Array.from({ length: KEYS }, (_, k) => ({ kind: (r === 0 ? 'insert' : 'update') as 'insert' | 'update', new: [String(k), String(r)] }));
     await produceChanges(producer, t, round(0));
-    const groupId = `g-${ID}-restart`;
+    const groupId = `g-${ID}-${name}`;
     const sink = await startSinkConnector(
       sinkConfig({ kafka: servers.kafka, registry: servers.registry, destination: cluster.url(), prefix, groupId }, { batch: { maxRows: 500 } }),
       log,
@@ -265,11 +267,11 @@ test('a destination restart mid-stream is retried, not stalled: every change lan
         for (let r = 1; r < ROUNDS; r++) await produceChanges(producer, t, round(r));
       })();
       await waitFor('streaming under way', async () => (await applied()) > KEYS * 3, { intervalMs: 20 });
-      await cluster.restart();
+      await fault(cluster);
       await producing;
       await waitFor('everything applied after the restart', async () => (await applied()) >= KEYS * ROUNDS, { timeoutMs: 60_000 });
       await check.connect();
-      const { rows } = await check.query(`SELECT count(*)::int AS keys, min(n)::int AS lo, max(n)::int AS hi FROM ${SRC}.counter`);
+      const { rows } = await check.query(`SELECT count(*)::int AS keys, min(n)::int AS lo, max(n)::int AS hi FROM ${SRC}.${table}`);
       assert.deepEqual(rows[0], { keys: KEYS, lo: ROUNDS - 1, hi: ROUNDS - 1 });
       assert.equal((await check.query('SELECT count(*)::int AS n FROM shardbridge.stalls')).rows[0].n, 0, 'no stall');
       assert.ok((await metricValue(sink, 'shardbridge_sink_apply_retries_total')) >= 1, 'the restart was seen and retried');
@@ -280,7 +282,18 @@ test('a destination restart mid-stream is retried, not stalled: every change lan
   } finally {
     await cluster.destroy();
   }
-});
+}
+
+test('a destination restart mid-stream is retried, not stalled: every change lands exactly once', () =>
+  destinationFault('sink-restart', (cluster) => cluster.restart()));
+
+// The sink commits with synchronous_commit off (batch.synchronousCommit): a crash can lose the
+// last acknowledged commits, and their stored offsets with them, so those changes come again from Kafka.
+test('a destination crash (SIGKILL) mid-stream under asynchronous commit loses no change', () =>
+  destinationFault('sink-crash', async (cluster) => {
+    await cluster.crash();
+    await cluster.restart();
+  }));
 
 test('requireDistributed refuses to start while a mapped table is not distributed, naming it', async () => {
   const prefix = uniqueTopic('sbreq');

@@ -9,7 +9,7 @@ import { coerceEnv, envOverrides, formatZodIssues, loadConfig, mergeConfig } fro
 import { connectionConfig, describeSafe } from '../../shared/config/common.ts';
 import { editDistance, formatPath, suggest } from '../../shared/config/issues.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
-import { loadSinkConfig } from '../../sink-connector/config.ts';
+import { loadSinkConfig, sessionOptions } from '../../sink-connector/config.ts';
 
 const SECRET = 'Pa55-w0rd-NEVER-SHOWN';
 
@@ -65,7 +65,7 @@ test('defaults are applied to a minimal sink config', () => {
     overrides: { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } },
   });
   assert.equal(c.groupId, 'shardbridge-sink');
-  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true });
+  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, synchronousCommit: 'off' });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, requireDistributed: false });
   assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 4 * 1024 * 1024, minBytes: 64 * 1024 });
   assert.equal(c.truncate, 'apply');
@@ -234,6 +234,15 @@ test('sink consumer fetch sizes: positive integers, the per-partition one within
     /^config: consumer\.maxBytesPerPartition: must not exceed consumer\.maxBytes \(4194304\), got 8388608$/m,
   );
   assert.match(configErrorOf(() => sink({ maxBytesPerPartiton: 1 })), /^config: consumer\.maxBytesPerPartiton: unknown key \(did you mean "maxBytesPerPartition"\?\)$/m);
+});
+
+test('sink sessions: synchronous_commit from batch.synchronousCommit (off by default), Citus connection cache only on Citus', () => {
+  const sink = (batch: object, env: NodeJS.ProcessEnv = {}) =>
+    loadSinkConfig({ env, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, batch } });
+  assert.equal(sessionOptions(sink({}), false), '-c synchronous_commit=off');
+  assert.equal(sessionOptions(sink({ synchronousCommit: 'on' }), true), '-c synchronous_commit=on -c citus.max_cached_conns_per_worker=16');
+  assert.equal(sink({}, { SHARDBRIDGE_SINK_BATCH__SYNCHRONOUS_COMMIT: 'local' }).batch.synchronousCommit, 'local');
+  assert.match(configErrorOf(() => sink({ synchronousCommit: 'sometimes' })), /^config: batch\.synchronousCommit: .*"sometimes"/m);
 });
 
 test('file problems are ConfigErrors naming the file', () => {

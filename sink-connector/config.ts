@@ -24,8 +24,16 @@ export const SINK_ENV_PREFIX = 'SHARDBRIDGE_SINK_';
 
 const MiB = 1024 * 1024;
 
-/** The consumer's fetch sizes by default (`consumer.*`); the bench's broker warm-up fetches alike. */
-export const CONSUMER_DEFAULTS = { maxBytesPerPartition: 1 * MiB, maxBytes: 4 * MiB, minBytes: 64 * 1024 } as const;
+/** Partitions applied at once (kafkajs `partitionsConsumedConcurrently`). */
+export const APPLY_CONCURRENCY = 3;
+
+/**
+ * The consumer's fetch sizes by default (`consumer.*`); the bench's broker warm-up fetches alike.
+ * A far-behind fetch fills maxBytes / maxBytesPerPartition partitions, and kafkajs fetches again
+ * only once all are applied: one full partition per worker, so no partition applies alone at
+ * the end of each fetch while the other workers wait.
+ */
+export const CONSUMER_DEFAULTS = { maxBytesPerPartition: 1 * MiB, maxBytes: APPLY_CONCURRENCY * MiB, minBytes: 64 * 1024 } as const;
 
 const tableMapping = z.strictObject({
   /** Destination schema; default: the source table's schema. */

@@ -21,7 +21,7 @@ import { retry } from '../shared/retry.ts';
 import type { ApplyContext } from './apply.ts';
 import { classify } from './destination-errors.ts';
 import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
-import { connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
+import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
 import { detectCitus, readDestinationTable, type CitusInfo } from './destination-catalog.ts';
@@ -156,7 +156,7 @@ class SinkRuntime {
       }
     });
     log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
-    const concurrency = Math.max(1, this.opts.concurrency ?? 3);
+    const concurrency = Math.max(1, this.opts.concurrency ?? APPLY_CONCURRENCY);
     this.pool = new pg.Pool({
       ...conn,
       max: concurrency + 2,
@@ -377,7 +377,7 @@ class SinkRuntime {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: Math.max(1, this.opts.concurrency ?? 3),
+      partitionsConsumedConcurrently: Math.max(1, this.opts.concurrency ?? APPLY_CONCURRENCY),
       eachBatch: (payload) => this.eachBatch(payload, control),
     });
     this.log.info({ topics: topics.length, groupId: config.groupId }, 'consuming');

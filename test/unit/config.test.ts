@@ -67,7 +67,7 @@ test('defaults are applied to a minimal sink config', () => {
   assert.equal(c.groupId, 'shardbridge-sink');
   assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, synchronousCommit: 'off' });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, requireDistributed: false });
-  assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 4 * 1024 * 1024, minBytes: 64 * 1024 });
+  assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024 });
   assert.equal(c.truncate, 'apply');
   assert.equal(c.autoEvolve, false);
   assert.deepEqual(c.deadLetter, { enabled: false });

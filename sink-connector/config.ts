@@ -29,9 +29,8 @@ export const APPLY_CONCURRENCY = 3;
 
 /**
  * The consumer's fetch sizes by default (`consumer.*`); the bench's broker warm-up fetches alike.
- * A far-behind fetch fills maxBytes / maxBytesPerPartition partitions, and kafkajs fetches again
- * only once all are applied: one full partition per worker, so no partition applies alone at
- * the end of each fetch while the other workers wait.
+ * A far-behind fetch fills maxBytes / maxBytesPerPartition partitions: one full partition per
+ * worker, so the next fetch is asked for as the workers take the last one.
  */
 export const CONSUMER_DEFAULTS = { maxBytesPerPartition: 1 * MiB, maxBytes: APPLY_CONCURRENCY * MiB, minBytes: 64 * 1024 } as const;
 
@@ -69,8 +68,9 @@ export const sinkConfigSchema = z.strictObject({
       synchronousCommit: z.enum(['off', 'local', 'remote_write', 'on', 'remote_apply']).default('off'),
     })
     .prefault({}),
-  // What one Kafka fetch may hold: kafkajs fetches again only after every batch of the last
-  // fetch is applied, so these bound the records held in memory however far the sink is behind.
+  // What one Kafka fetch may hold. The sink holds the batches its apply lanes have taken (at
+  // most six) and one fetch waiting for them (apply-lanes.ts), so these bound the records held
+  // in memory however far the sink is behind.
   consumer: z
     .strictObject({
       maxBytesPerPartition: positiveInt().default(CONSUMER_DEFAULTS.maxBytesPerPartition),

@@ -27,6 +27,7 @@ import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from 
 import { detectCitus, readDestinationTable, type CitusInfo } from './destination-catalog.ts';
 import { ensureSinkTables, PositionTracker, readStoredOffsets, tpKey } from './offsets.ts';
 import { DirectCopyPolicy } from './direct-copy.ts';
+import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
 import { createSinkMetrics, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
@@ -107,12 +108,16 @@ class SinkRuntime {
   private stalls?: Stalls;
   private processor?: BatchProcessor;
   private timers: NodeJS.Timeout[] = [];
+  private readonly concurrency: number;
+  private readonly lanes: ApplyLanes;
 
   constructor(
     private readonly config: SinkConfig,
     private readonly log: Logger,
     private readonly opts: SinkConnectorOptions,
   ) {
+    this.concurrency = Math.max(1, opts.concurrency ?? APPLY_CONCURRENCY);
+    this.lanes = new ApplyLanes(this.concurrency);
     this.m = createSinkMetrics(config.name);
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
@@ -156,7 +161,7 @@ class SinkRuntime {
       }
     });
     log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
-    const concurrency = Math.max(1, this.opts.concurrency ?? APPLY_CONCURRENCY);
+    const concurrency = this.concurrency;
     this.pool = new pg.Pool({
       ...conn,
       max: concurrency + 2,
@@ -260,6 +265,7 @@ class SinkRuntime {
       await this.consumerChain.catch(() => {});
       await this.groupCommits?.flush();
       await this.consumer?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
+      await this.lanes.drain();
       await this.producer?.disconnect().catch(() => {});
       await this.admin?.disconnect().catch(() => {});
       await this.pool?.end().catch(() => {});
@@ -348,7 +354,7 @@ class SinkRuntime {
       sessionTimeoutMs: this.opts.sessionTimeoutMs ?? 10_000,
       heartbeatIntervalMs: this.opts.heartbeatIntervalMs ?? 3_000,
       maxWaitTimeMs: Math.max(10, config.batch.maxWaitMs),
-      // The next fetch waits until this one is applied: these bound the sink's memory (config.ts).
+      // With the apply lanes' bound these bound the records the sink holds (config.ts, apply-lanes.ts).
       maxBytesPerPartition: config.consumer.maxBytesPerPartition,
       maxBytes: config.consumer.maxBytes,
       minBytes: config.consumer.minBytes,
@@ -367,7 +373,10 @@ class SinkRuntime {
       else if (this.consumer === consumer && !signal.aborted) this.fail(error);
     });
     const control: ConsumerControl = {
-      seek: (topic, partition, offset) => consumer.seek({ topic, partition, offset: offset.toString() }),
+      seek: (topic, partition, offset) => {
+        this.lanes.invalidate(tpKey(topic, partition));
+        consumer.seek({ topic, partition, offset: offset.toString() });
+      },
       pause: (topic, partition) => consumer.pause([{ topic, partitions: [partition] }]),
       commit: (topic, partition, next) => commits.offer(topic, partition, next),
       signal,
@@ -377,20 +386,34 @@ class SinkRuntime {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: Math.max(1, this.opts.concurrency ?? APPLY_CONCURRENCY),
+      // Handlers only hand batches over (and wait while a partition's lane is full): let every
+      // partition of a fetch do so at once; the lanes bound how many apply.
+      partitionsConsumedConcurrently: 2 * this.concurrency,
       eachBatch: (payload) => this.eachBatch(payload, control),
     });
     this.log.info({ topics: topics.length, groupId: config.groupId }, 'consuming');
   }
 
+  /**
+   * Hand the batch to its partition's lane (apply-lanes.ts) and let the consumer fetch on from
+   * after it; the lane applies it, or seeks back to where it stalled.
+   */
   private async eachBatch(payload: EachBatchPayload, control: ConsumerControl): Promise<void> {
     const { topic, partition } = payload.batch;
+    await this.positions;
+    if (payload.isStale() || !payload.isRunning() || control.signal.aborted) return;
+    const last = payload.batch.lastOffset();
+    await this.lanes.handOver(tpKey(topic, partition), (lane) => this.applyBatch(payload, control, lane));
+    if (!control.signal.aborted) payload.resolveOffset(last);
+  }
+
+  private async applyBatch(payload: EachBatchPayload, control: ConsumerControl, lane: LaneWork): Promise<void> {
+    const { topic, partition } = payload.batch;
     try {
-      await this.positions;
-      if (payload.isStale() || !payload.isRunning() || control.signal.aborted) return;
-      await this.processor!.handle(payload, control);
+      // Positions are resolved when the batch is handed over, not as its chunks are applied.
+      await this.processor!.handle({ ...payload, resolveOffset: () => {}, isStale: () => !lane.current() || payload.isStale() }, control);
     } catch (err) {
-      if (isAbandon(err) || control.signal.aborted) return;
+      if (isAbandon(err) || control.signal.aborted || !lane.current()) return;
       // Anything unexpected stalls this partition at its position instead of killing the consumer.
       const offset = this.tracker.get(topic, partition) ?? BigInt(payload.batch.firstOffset() ?? '0');
       control.seek(topic, partition, offset);
@@ -402,10 +425,12 @@ class SinkRuntime {
   /** Read the stored positions of the new assignment and seek there; batches wait for it. */
   private onJoin(consumer: Consumer, assignment: Record<string, number[]>): void {
     const gen = ++this.generation;
+    this.lanes.invalidateAll();
     const tps = Object.entries(assignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
     this.log.info({ partitions: tps.length, generation: gen }, 'group joined: reading stored positions');
     const pool = this.pool!;
-    this.positions = retry(
+    // Batches handed over before the rebalance end first, so the stored positions read are theirs.
+    this.positions = this.lanes.drain().then(() => retry(
       async () => {
         const client = await pool.connect();
         let broken = false;
@@ -424,7 +449,7 @@ class SinkRuntime {
         }
       },
       { what: 'read stored positions', retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log },
-    ).then(({ stored, stalled }) => {
+    )).then(({ stored, stalled }) => {
       if (gen !== this.generation || this.consumer !== consumer) return;
       const owned = new Set<string>();
       const entries: [string, bigint][] = [];

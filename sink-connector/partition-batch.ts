@@ -134,6 +134,7 @@ export class BatchProcessor {
       try {
         await payload.heartbeat();
       } catch (err) {
+        // The new assignment seeks to the stored positions, so the rest is fetched again.
         part.log.debug({ err }, 'heartbeat failed (rebalance): leaving the rest of the batch');
         return;
       }

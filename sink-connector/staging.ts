@@ -6,8 +6,8 @@
  * so the merge is pushed down to the shards (../shared/README.md measured it fastest there);
  * without Citus it is a temporary table per connection ('session' staging: no WAL, no bloat).
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { classify, sqlStateOf, type Query } from './destination-errors.ts';
@@ -37,10 +37,32 @@ export type CopySource = { rows: readonly Value[][] } | { lines: readonly FastRo
 async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, source: CopySource): Promise<void> {
   try {
     const chunks = 'rows' in source ? copyTextChunks(source.rows) : lineChunks(source.lines);
-    await pipeline(Readable.from(chunks), client.query(copyFrom(sql)));
+    await writeCopy(client.query(copyFrom(sql)), chunks);
   } catch (err) {
     throw classify(err, { table: `${table.schema}.${table.name}` });
   }
+}
+
+/**
+ * Write `chunks` into a COPY stream and end it; resolves once the COPY has completed. Not
+ * `pipeline(Readable.from(chunks), …)`: that costs a Readable, and an AbortController aborted
+ * with a DOMException (a stack trace captured) per COPY, a few per batch.
+ */
+export async function writeCopy(copy: Writable, chunks: Iterable<Buffer | string>): Promise<void> {
+  const done = once(copy, 'finish'); // rejects on the first 'error'
+  done.catch(() => {}); // observed below; an early failure must not go unhandled meanwhile
+  copy.on('error', () => {}); // a later one (after destroy) must not crash the process
+  try {
+    for (const chunk of chunks) {
+      if (!copy.write(chunk)) await Promise.race([once(copy, 'drain'), done]);
+    }
+  } catch (err) {
+    copy.destroy(err as Error); // CopyFail: the connection stays usable
+    await done.catch(() => {});
+    throw err;
+  }
+  copy.end();
+  await done;
 }
 
 /**

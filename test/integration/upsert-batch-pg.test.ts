@@ -5,13 +5,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
-import { ensureStaging, upsertViaStaging } from '../../sink-connector/staging.ts';
+import { ensureStaging, upsertViaStaging, writeCopy } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
 import type { ApplyTable, SinkChange } from '../../sink-connector/sink-change.ts';
@@ -138,7 +136,7 @@ async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boo
       for (const g of step.upserts) {
         if (opts.staging) {
           await db.query(createStagingSql(table));
-          await pipeline(Readable.from(copyTextChunks(g.rows)), db.query(copyFrom(copyIntoStagingSql(table, g.columns))));
+          await writeCopy(db.query(copyFrom(copyIntoStagingSql(table, g.columns))), copyTextChunks(g.rows));
           await db.query(mergeFromStagingSql(table, g.columns));
           await db.query(clearStagingSql(table));
         } else {
@@ -212,6 +210,25 @@ test('a too-long varchar is refused, not truncated (unnest and staging paths)', 
     await assert.rejects(runPlan(table, plan, { staging }), (err: any) => err.code === '22001', `staging=${staging}`);
   }
   assert.deepEqual(await contents(table), []);
+});
+
+test('writeCopy: many chunks past the socket buffer all arrive; a refused row or a failing source aborts the COPY and the connection goes on', async () => {
+  const table = `${SCHEMA}.copy_target`;
+  await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, s text)`);
+  const pad = 'x'.repeat(1000);
+  function* chunks(n: number, from = 0) {
+    for (let c = 0; c < n; c++) yield Buffer.from(Array.from({ length: 1000 }, (_, k) => `${from + c * 1000 + k}\t${pad}\n`).join(''));
+  }
+  await writeCopy(db.query(copyFrom(`COPY ${table} (id, s) FROM STDIN`)), chunks(20)); // ~20 MB
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n, 20_000);
+
+  await assert.rejects(writeCopy(db.query(copyFrom(`COPY ${table} (id, s) FROM STDIN`)), ['20000\tok\n', 'not-a-number\tx\n']), (err: any) => err.code === '22P02');
+  function* failing() {
+    yield* chunks(3, 30_000);
+    throw new Error('encoder failed');
+  }
+  await assert.rejects(writeCopy(db.query(copyFrom(`COPY ${table} (id, s) FROM STDIN`)), failing()), /encoder failed/);
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n, 20_000, 'neither aborted COPY left rows');
 });
 
 test('replaying the same plan leaves the same rows; unchanged TOAST columns are kept', async () => {

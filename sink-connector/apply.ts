@@ -94,7 +94,7 @@ interface TableRun {
   key: readonly string[] | null;
   records: DecodedRecord[];
   /** The table's fast rows (their keys have no event among `records`). */
-  fast: FastRow[];
+  fast: readonly FastRow[];
 }
 
 /** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
@@ -196,18 +196,28 @@ function segmentsOf(chunk: Chunk, truncate: 'apply' | 'ignore'): Segment[] {
 }
 
 /** Each fast row joins its table's run (one per table: a table with key changes in the chunk has no fast rows), or starts one. */
-function attachFast(runs: TableRun[], fast: readonly FastRow[]): void {
-  const byTable = new Map<string, TableRun>();
-  for (const run of runs) byTable.set(run.version.destId, run);
-  for (const f of fast) {
-    let run = byTable.get(f.table.destId);
-    if (!run) {
-      run = { version: f.table, key: f.keyColumns, records: [], fast: [] };
-      byTable.set(f.table.destId, run);
-      runs.push(run);
-    }
-    run.fast.push(f);
+export function attachFast(runs: TableRun[], fast: readonly FastRow[]): void {
+  // A chunk is one partition of one topic, so its fast rows are mostly one table's: then they
+  // join as they are, not row by row.
+  const destId = fast[0].table.destId;
+  if (fast.every((f) => f.table.destId === destId)) {
+    const run = runs.find((r) => r.version.destId === destId);
+    if (run) run.fast = fast;
+    else runs.push({ version: fast[0].table, key: fast[0].keyColumns, records: [], fast });
+    return;
   }
+  const byTable = new Map<string, { run: TableRun; rows: FastRow[] }>();
+  for (const run of runs) byTable.set(run.version.destId, { run, rows: [] });
+  for (const f of fast) {
+    let t = byTable.get(f.table.destId);
+    if (!t) {
+      t = { run: { version: f.table, key: f.keyColumns, records: [], fast: [] }, rows: [] };
+      byTable.set(f.table.destId, t);
+      runs.push(t.run);
+    }
+    t.rows.push(f);
+  }
+  for (const { run, rows } of byTable.values()) if (rows.length > 0) run.fast = rows;
 }
 
 /** Split a chunk's records into per-table runs (offset order kept); a key change within a table starts a new run. */

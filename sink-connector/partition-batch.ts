@@ -261,7 +261,7 @@ export class BatchProcessor {
   }
 
   private async applyWithRetry(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
-    let slice = items.slice(lo, hi);
+    let slice = lo === 0 && hi === items.length ? items : items.slice(lo, hi);
     const truncates = truncateMarks(slice);
     // Barrier segments are cut by offset among the decoded records: there, fast rows are decoded too.
     if (truncates.size > 0) slice = slice.map((it) => (it.fast ? { ...it, decoded: this.deps.apply.redecode(it.fast), fast: undefined } : it));

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DecodeError, SinkApplyError } from '../../shared/errors.ts';
 import { planReplay } from '../../shared/cli/commands/replay.ts';
-import { arrayLiterals, tableRuns } from '../../sink-connector/apply.ts';
+import { arrayLiterals, attachFast, tableRuns } from '../../sink-connector/apply.ts';
+import type { FastRow } from '../../sink-connector/fast-rows.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/connector.ts';
 import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
@@ -107,6 +108,29 @@ test('tableRuns: per table in offset order, a truncate joins the run, a key chan
   );
   const ignored = tableRuns(records, 'ignore');
   assert.deepEqual(ignored.map((r) => r.records.map((x) => x.change.offset)), [['0', '3'], ['1'], ['4']]);
+});
+
+test('attachFast: one table\'s fast rows join its run as they are; rows of several tables each join their own run, in order', () => {
+  const k = ['id'];
+  const fastRow = (destId: string, offset: string) => ({ table: { destId }, keyColumns: k, op: 'c', raw: { offset } }) as unknown as FastRow;
+  const one = [fastRow('a', '1'), fastRow('a', '3')];
+  const runs = tableRuns([rec('a', 'd', k, 2)], 'apply');
+  attachFast(runs, one);
+  assert.equal(runs.length, 1);
+  assert.equal(runs[0].fast, one, 'the chunk\'s own array, not a copy');
+  const fresh = tableRuns([], 'apply');
+  attachFast(fresh, one);
+  assert.deepEqual(fresh.map((r) => [r.version.destId, r.fast]), [['a', one]]);
+  const mixed = [fastRow('a', '1'), fastRow('b', '2'), fastRow('a', '4')];
+  const two = tableRuns([rec('b', 'd', k, 3)], 'apply');
+  attachFast(two, mixed);
+  assert.deepEqual(
+    two.map((r) => [r.version.destId, r.records.length, r.fast.map((f) => f.raw.offset)]),
+    [
+      ['b', 1, ['2']],
+      ['a', 0, ['1', '4']],
+    ],
+  );
 });
 
 test('topics: table topics and known control topics under the prefix, never the dead-letter topic', () => {

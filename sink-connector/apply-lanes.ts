@@ -25,7 +25,11 @@ export class ApplyLanes {
   private readonly room: (() => void)[] = [];
   private generation = 0;
 
-  constructor(private readonly slots: number) {}
+  /** `onChange`: batches applying and batches taken but waiting for a slot, after each change. */
+  constructor(
+    private readonly slots: number,
+    private readonly onChange: (applying: number, waiting: number) => void = () => {},
+  ) {}
 
   /** Batches of this partition handed over until now are no longer applied. */
   invalidate(key: string): void {
@@ -54,11 +58,14 @@ export class ApplyLanes {
       return;
     }
     this.taken++;
-    const run = this.acquire()
+    const slot = this.acquire();
+    this.report();
+    const run = slot
       .then(() => (w.current() ? work(w) : undefined))
       .finally(() => {
         this.release();
         this.taken--;
+        this.report();
         this.room.shift()?.();
       });
     const tail = run.then(
@@ -82,6 +89,10 @@ export class ApplyLanes {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.queue.push(resolve));
+  }
+
+  private report(): void {
+    this.onChange(this.running, this.taken - this.running);
   }
 
   private release(): void {

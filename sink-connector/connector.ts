@@ -117,8 +117,11 @@ class SinkRuntime {
     private readonly opts: SinkConnectorOptions,
   ) {
     this.concurrency = Math.max(1, opts.concurrency ?? APPLY_CONCURRENCY);
-    this.lanes = new ApplyLanes(this.concurrency);
     this.m = createSinkMetrics(config.name);
+    this.lanes = new ApplyLanes(this.concurrency, (applying, waiting) => {
+      this.m.laneBatches.set({ state: 'applying' }, applying);
+      this.m.laneBatches.set({ state: 'waiting' }, waiting);
+    });
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;

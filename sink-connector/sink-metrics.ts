@@ -17,6 +17,7 @@ export interface SinkMetrics {
   upsertRows: Counter<'table' | 'path'>;
   transcodedRows: Counter<'table'>;
   directCopyConflicts: Counter<'table'>;
+  laneBatches: Gauge<'state'>;
 }
 
 export function createSinkMetrics(connector: string): SinkMetrics {
@@ -45,6 +46,11 @@ export function createSinkMetrics(connector: string): SinkMetrics {
       'direct_copy_conflicts_total',
       'Direct COPYs of rows expected new that met a row already there (a replay): the batch was applied again by upsert',
       ['table'],
+    ),
+    laneBatches: metrics.gauge(
+      'lane_batches',
+      'Fetched batches taken by the apply lanes: applying, or waiting for one of the workers (waiting > 0 while the sink or the destination is the bottleneck)',
+      ['state'],
     ),
   };
 }

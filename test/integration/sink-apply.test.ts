@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { applyChunk, type Chunk } from '../../sink-connector/apply.ts';
@@ -167,6 +168,9 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows, transcode } of APP
       const transcoded = fast.values.reduce((n, v) => n + v.value, 0);
       if (!transcode || stagingMinRows === Infinity) assert.equal(transcoded, 0);
       else assert.ok(transcoded >= 5, `transcoded rows: ${transcoded}`);
+      // Everything applied: the apply lanes come to hold no batch (their gauge is set as each batch ends).
+      const laneBatches = async () => (await sink.metrics.getSingleMetric('shardbridge_sink_lane_batches')!.get()).values.map((v) => `${v.labels.state} ${v.value}`).sort().join(', ');
+      await waitFor('apply lanes idle', async () => (await laneBatches()) === 'applying 0, waiting 0', { timeoutMs: 10_000 });
     } finally {
       await sink.stop();
     }

@@ -133,3 +133,15 @@ test('apply lanes: invalidateAll also drops a batch still waiting for room', asy
   await lanes.drain();
   assert.equal(applied, false);
 });
+
+test('apply lanes: report batches applying and waiting for a slot as they change', async () => {
+  const seen: string[] = [];
+  const lanes = new ApplyLanes(1, (applying, waiting) => seen.push(`${applying}/${waiting}`));
+  const gates = [gate(), gate()];
+  for (let p = 0; p < 2; p++) await lanes.handOver(`t|${p}`, async () => void (await gates[p].done));
+  gates[0].open();
+  await settle();
+  gates[1].open();
+  await lanes.drain();
+  assert.deepEqual(seen, ['1/0', '1/1', '1/0', '0/0']);
+});

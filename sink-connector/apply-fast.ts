@@ -78,13 +78,18 @@ export async function applyFastRows(
   paths: TablePaths,
 ): Promise<FastOutcome> {
   const general: DecodedRecord[] = [];
-  const fresh: FastRow[] = [];
-  const staged: FastRow[] = [];
   const movable = tableShape(table).destOnly.length > 0;
-  for (const f of fast) {
-    if (f.op !== 'u') fresh.push(f);
-    else if (movable) general.push(ctx.redecode(f));
-    else staged.push(f);
+  let fresh: readonly FastRow[] = fast;
+  const staged: FastRow[] = [];
+  // Split only when there are updates (a snapshot chunk has none): the rows as they are otherwise.
+  if (fast.some((f) => f.op === 'u')) {
+    const inserts: FastRow[] = [];
+    for (const f of fast) {
+      if (f.op !== 'u') inserts.push(f);
+      else if (movable) general.push(ctx.redecode(f));
+      else staged.push(f);
+    }
+    fresh = inserts;
   }
   let rows = 0;
   const direct = fresh.length > 0 && paths.direct(fresh.length);

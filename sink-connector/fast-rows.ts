@@ -180,7 +180,9 @@ export function* lineChunks(rows: readonly FastRow[]): Generator<Buffer> {
 }
 
 /** Rows grouped by table version (each version has its own column list), versions in first-seen order. */
-export function byVersion(rows: readonly FastRow[]): Map<TableVersion, FastRow[]> {
+export function byVersion(rows: readonly FastRow[]): Map<TableVersion, readonly FastRow[]> {
+  // Mostly one version: the rows as they are, not copied row by row.
+  if (rows.length > 0 && rows.every((r) => r.table === rows[0].table)) return new Map([[rows[0].table, rows]]);
   const out = new Map<TableVersion, FastRow[]>();
   for (const r of rows) {
     const list = out.get(r.table);

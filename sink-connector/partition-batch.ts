@@ -62,17 +62,19 @@ interface Part {
   consumer: ConsumerControl;
 }
 
-/**
- * A record of the chunk: its change (decoded, or as a fast row), its control action, or
- * neither (tombstone, skipped, or set aside when `deadLetter`).
- */
-type Item = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError; fast?: FastRow };
+/** A record that is not a fast row: its decoded change, its control action, or neither (tombstone, skipped, or set aside when `deadLetter`). */
+type SlowItem = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
+
+/** A record of the chunk: a fast row as the plan made it (most records: no wrapper each), or a slow item. */
+type Item = FastRow | SlowItem;
+
+const isFast = (it: Item): it is FastRow => 'lines' in it;
 
 /** How often a partition waiting at a truncate looks whether the others reached it. */
 const TRUNCATE_WAIT_MS = 500;
 
 /** Offsets of the `t` records that are one copy of a truncate sent to several partitions. */
-export function truncateMarks(items: readonly { raw: RawRecord; decoded: DecodedRecord | null }[]): Map<string, TruncateMark> {
+export function truncateMarks(items: readonly { raw: RawRecord; decoded?: DecodedRecord | null }[]): Map<string, TruncateMark> {
   const out = new Map<string, TruncateMark>();
   for (const { raw, decoded } of items) {
     if (decoded?.change.op !== 't') continue;
@@ -162,7 +164,7 @@ export class BatchProcessor {
     }
     const upTo = bad ? bad.index : items.length;
     if (upTo > 0) {
-      const setAside = items.slice(0, upTo).filter((it) => it.deadLetter !== undefined);
+      const setAside = items.slice(0, upTo).filter((it): it is SlowItem => !isFast(it) && it.deadLetter !== undefined);
       if (setAside.length > 0 && !(await this.sendDeadLetters(p, setAside))) return false;
       if (!(await this.bisect(p, items, 0, upTo))) return false;
     }
@@ -192,7 +194,7 @@ export class BatchProcessor {
       const raw = raws[i];
       const f = fast?.[i];
       if (f) {
-        items.push({ raw, decoded: null, control: null, fast: f });
+        items.push(f);
         continue;
       }
       try {
@@ -209,7 +211,7 @@ export class BatchProcessor {
     return { items };
   }
 
-  private async sendDeadLetters(p: Part, items: Item[]): Promise<boolean> {
+  private async sendDeadLetters(p: Part, items: SlowItem[]): Promise<boolean> {
     const dl = this.deps.deadLetter!;
     const messages: OutMessage[] = items.map(({ raw, deadLetter: err }) => {
       return {
@@ -264,14 +266,15 @@ export class BatchProcessor {
     let slice = lo === 0 && hi === items.length ? items : items.slice(lo, hi);
     const truncates = truncateMarks(slice);
     // Barrier segments are cut by offset among the decoded records: there, fast rows are decoded too.
-    if (truncates.size > 0) slice = slice.map((it) => (it.fast ? { ...it, decoded: this.deps.apply.redecode(it.fast), fast: undefined } : it));
+    if (truncates.size > 0) slice = slice.map((it) => (isFast(it) ? { raw: it.raw, decoded: this.deps.apply.redecode(it), control: null } : it));
     const records: DecodedRecord[] = [];
     const fast: FastRow[] = [];
+    const actions: { offset: bigint; action: ControlAction }[] = [];
     for (const it of slice) {
-      if (it.decoded !== null) records.push(it.decoded);
-      else if (it.fast) fast.push(it.fast);
+      if (isFast(it)) fast.push(it);
+      else if (it.decoded !== null) records.push(it.decoded);
+      else if (it.control !== null) actions.push({ offset: BigInt(it.raw.offset), action: it.control });
     }
-    const actions = slice.filter((it) => it.control !== null).map((it) => ({ offset: BigInt(it.raw.offset), action: it.control! }));
     const chunk: Chunk = {
       topic: p.topic,
       partition: p.partition,
@@ -410,7 +413,7 @@ export class BatchProcessor {
   }
 }
 
-const hasWork = (it: Item): boolean => it.decoded !== null || it.control !== null || it.fast !== undefined;
+const hasWork = (it: Item): boolean => isFast(it) || it.decoded !== null || it.control !== null;
 
 export function isAbandon(err: unknown): boolean {
   return err instanceof Abandon;

@@ -11,7 +11,7 @@ import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
-import { FastRowPlanner, lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+import { byVersion, FastRowPlanner, lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
 import { FirstIndex } from '../../sink-connector/key-index.ts';
 
 const table = (name: string): TableInfo => ({
@@ -192,4 +192,21 @@ test('records read in place (as consumed) plan exactly as the same records as Bu
   assert.deepEqual(b.map(text), a.map(text));
   assert.deepEqual(b.map((f) => f?.table.dest.name ?? null), a.map((f) => f?.table.dest.name ?? null));
   assert.ok(b.some((f) => f !== null));
+});
+
+test('byVersion: rows of one table version stay the same array; several versions group in first-seen order', () => {
+  const v1 = { destId: 't' };
+  const v2 = { destId: 't' };
+  const row = (table: object, offset: string) => ({ table, raw: { offset } }) as unknown as FastRow;
+  const one = [row(v1, '1'), row(v1, '2')];
+  assert.equal(byVersion(one).get(one[0].table), one);
+  const mixed = [row(v2, '1'), row(v1, '2'), row(v2, '3')];
+  assert.deepEqual(
+    [...byVersion(mixed)].map(([v, rows]) => [v === (v2 as unknown), rows.map((r) => r.raw.offset)]),
+    [
+      [true, ['1', '3']],
+      [false, ['2']],
+    ],
+  );
+  assert.equal(byVersion([]).size, 0);
 });

@@ -122,7 +122,7 @@ test('record batch decoding in place: every field as kafkajs encoded it (keys, v
   const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (o: object) => unknown;
   const Decoder = require('kafkajs/src/protocol/decoder.js') as new (b: Buffer) => unknown;
   const decodeBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder.js') as (d: unknown) => Promise<{
-    records: { key: Buffer | null; value: Buffer | null; offset: string; timestamp: string; headers: Record<string, Buffer> }[];
+    records: { key: Buffer | null; value: Buffer | null; offset: string; timestamp: string; headers: Record<string, Buffer>; magicByte: number; isControlRecord: boolean }[];
   }>;
   const messages = Array.from({ length: 300 }, (_, i) => ({
     key: i % 7 === 0 ? null : randomBytes(8),
@@ -143,6 +143,9 @@ test('record batch decoding in place: every field as kafkajs encoded it (keys, v
     assert.equal(r.offset, String(1234 + i));
     assert.equal(r.timestamp, String(1_700_000_000_000 + i * 3));
     assert.deepEqual(r.headers, messages[i].headers ?? {});
+    // Read from the batch, not kept per record.
+    assert.equal(r.magicByte, 2);
+    assert.equal(r.isControlRecord, false);
   });
 });
 

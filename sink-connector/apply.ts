@@ -21,7 +21,7 @@ import { classify, queryWith, withTable, type Query } from './destination-errors
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
 import { applyFastRows, DirectCopyConflict, TablePaths } from './apply-fast.ts';
-import type { FastRow } from './fast-rows.ts';
+import { groupRows, type FastRow } from './fast-rows.ts';
 import { buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
 
 export interface ApplyContext {
@@ -197,27 +197,11 @@ function segmentsOf(chunk: Chunk, truncate: 'apply' | 'ignore'): Segment[] {
 
 /** Each fast row joins its table's run (one per table: a table with key changes in the chunk has no fast rows), or starts one. */
 export function attachFast(runs: TableRun[], fast: readonly FastRow[]): void {
-  // A chunk is one partition of one topic, so its fast rows are mostly one table's: then they
-  // join as they are, not row by row.
-  const destId = fast[0].table.destId;
-  if (fast.every((f) => f.table.destId === destId)) {
+  for (const [destId, rows] of groupRows(fast, (f) => f.table.destId)) {
     const run = runs.find((r) => r.version.destId === destId);
-    if (run) run.fast = fast;
-    else runs.push({ version: fast[0].table, key: fast[0].keyColumns, records: [], fast });
-    return;
+    if (run) run.fast = rows;
+    else runs.push({ version: rows[0].table, key: rows[0].keyColumns, records: [], fast: rows });
   }
-  const byTable = new Map<string, { run: TableRun; rows: FastRow[] }>();
-  for (const run of runs) byTable.set(run.version.destId, { run, rows: [] });
-  for (const f of fast) {
-    let t = byTable.get(f.table.destId);
-    if (!t) {
-      t = { run: { version: f.table, key: f.keyColumns, records: [], fast: [] }, rows: [] };
-      byTable.set(f.table.destId, t);
-      runs.push(t.run);
-    }
-    t.rows.push(f);
-  }
-  for (const { run, rows } of byTable.values()) if (rows.length > 0) run.fast = rows;
 }
 
 /** Split a chunk's records into per-table runs (offset order kept); a key change within a table starts a new run. */

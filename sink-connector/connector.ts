@@ -413,8 +413,7 @@ class SinkRuntime {
   private async applyBatch(payload: EachBatchPayload, control: ConsumerControl, lane: LaneWork): Promise<void> {
     const { topic, partition } = payload.batch;
     try {
-      // Positions are resolved when the batch is handed over, not as its chunks are applied.
-      await this.processor!.handle({ ...payload, resolveOffset: () => {}, isStale: () => !lane.current() || payload.isStale() }, control);
+      await this.processor!.handle(payload, control, lane);
     } catch (err) {
       if (isAbandon(err) || control.signal.aborted || !lane.current()) return;
       // Anything unexpected stalls this partition at its position instead of killing the consumer.

@@ -9,7 +9,7 @@
  */
 import type avro from 'avsc';
 import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
-import { decodeWireHeader, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
+import { decodeWireHeader, peekSchemaId, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import type { ConsumedMessage } from '../shared/kafka/client.ts';
 import type { SinkChange } from './sink-change.ts';
@@ -351,11 +351,6 @@ function convertKey(kd: KeyDecoder, buf: Buffer, at: At): Record<string, string>
     out[f.column] = f.encode(v);
   }
   return out;
-}
-
-function peekSchemaId(buf: Buffer | null): number | null {
-  if (buf === null || buf.length < WIRE_HEADER_LENGTH || buf[0] !== 0) return null;
-  return buf.readUInt32BE(1);
 }
 
 function schemaIdOf(buf: Buffer, at: At, what: string): number {

@@ -140,10 +140,6 @@ export class FastRowPlanner {
   }
 }
 
-/** One chunk's plan with a planner of its own. */
-export function planFastRows(raws: readonly RawRecord[], describe: (r: RawRecord) => RecordSchemas | null): (FastRow | null)[] {
-  return new FastRowPlanner().plan(raws, describe);
-}
 
 const COPY_CHUNK_BYTES = 1 << 20;
 
@@ -179,15 +175,22 @@ export function* lineChunks(rows: readonly FastRow[]): Generator<Buffer> {
   }
 }
 
-/** Rows grouped by table version (each version has its own column list), versions in first-seen order. */
-export function byVersion(rows: readonly FastRow[]): Map<TableVersion, readonly FastRow[]> {
-  // Mostly one version: the rows as they are, not copied row by row.
-  if (rows.length > 0 && rows.every((r) => r.table === rows[0].table)) return new Map([[rows[0].table, rows]]);
-  const out = new Map<TableVersion, FastRow[]>();
+/**
+ * Rows grouped by `groupOf`, groups in first-seen order. Mostly every row is in one group: then
+ * the rows go on as they are, not copied row by row.
+ */
+export function groupRows<K>(rows: readonly FastRow[], groupOf: (r: FastRow) => K): Map<K, readonly FastRow[]> {
+  const first = rows.length > 0 ? groupOf(rows[0]) : undefined;
+  if (rows.length > 0 && rows.every((r) => groupOf(r) === first)) return new Map([[first as K, rows]]);
+  const out = new Map<K, FastRow[]>();
   for (const r of rows) {
-    const list = out.get(r.table);
+    const g = groupOf(r);
+    const list = out.get(g);
     if (list) list.push(r);
-    else out.set(r.table, [r]);
+    else out.set(g, [r]);
   }
   return out;
 }
+
+/** Rows grouped by table version (each version has its own column list), versions in first-seen order. */
+export const byVersion = (rows: readonly FastRow[]): Map<TableVersion, readonly FastRow[]> => groupRows(rows, (r) => r.table);

@@ -21,6 +21,7 @@ import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
 import { FastRowPlanner, type FastRow } from './fast-rows.ts';
 import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
+import type { LaneWork } from './apply-lanes.ts';
 
 export interface BatchDeps {
   prefix: string;
@@ -60,6 +61,7 @@ interface Part {
   log: Logger;
   payload: EachBatchPayload;
   consumer: ConsumerControl;
+  lane: LaneWork;
 }
 
 /** A record that is not a fast row: its decoded change, its control action, or neither (tombstone, skipped, or set aside when `deadLetter`). */
@@ -95,7 +97,11 @@ export class BatchProcessor {
     this.current = deps.sizing.floor;
   }
 
-  async handle(payload: EachBatchPayload, consumer: ConsumerControl): Promise<void> {
+  /**
+   * Apply a batch its lane took (apply-lanes.ts). Its offsets were resolved when it was handed
+   * over; `lane` says whether it is still wanted (no seek or new assignment since).
+   */
+  async handle(payload: EachBatchPayload, consumer: ConsumerControl, lane: LaneWork): Promise<void> {
     const { batch } = payload;
     const { topic, partition } = batch;
     const part: Part = {
@@ -105,6 +111,7 @@ export class BatchProcessor {
       log: this.deps.logger.child({ topic, partition }),
       payload,
       consumer,
+      lane,
     };
     const known = this.deps.tracker.get(topic, partition);
     let messages: ConsumedMessage[] = batch.messages;
@@ -112,10 +119,7 @@ export class BatchProcessor {
       messages = messages.filter((m) => BigInt(m.offset) >= known);
     }
     const high = BigInt(batch.highWatermark);
-    if (messages.length === 0) {
-      if (batch.messages.length > 0) payload.resolveOffset(batch.lastOffset());
-      return;
-    }
+    if (messages.length === 0) return;
     for (let i = 0; i < messages.length; ) {
       if (!this.usable(part)) return;
       const lastBefore = BigInt(messages[messages.length - 1].offset);
@@ -131,7 +135,6 @@ export class BatchProcessor {
       if (!done) return;
       i += slice.length;
       const next = BigInt(slice[slice.length - 1].offset) + 1n;
-      payload.resolveOffset(slice[slice.length - 1].offset);
       this.deps.metrics.lag.set({ topic, partition: String(partition) }, Number(high > next ? high - next : 0n));
       try {
         await payload.heartbeat();
@@ -144,7 +147,7 @@ export class BatchProcessor {
   }
 
   private usable(p: Part): boolean {
-    return p.payload.isRunning() && !p.payload.isStale() && !p.consumer.signal.aborted;
+    return p.lane.current() && p.payload.isRunning() && !p.payload.isStale() && !p.consumer.signal.aborted;
   }
 
   /** Decode and apply a chunk; false when the rest of the batch must be left (stall, seek, stop). */

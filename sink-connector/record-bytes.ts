@@ -5,7 +5,7 @@
  * (tests, dead letters) carry Buffers. A Span is filled in place, one per reader. Pure.
  */
 import type { RawRecord } from './decode.ts';
-import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
+import { peekSchemaId } from '../shared/registry/wire-format.ts';
 
 export interface Span {
   buf: Buffer;
@@ -41,6 +41,5 @@ function fill(into: Span, buf: Buffer, start: number, length: number): boolean {
 
 /** The schema id of a Confluent wire header at the span's start; null when there is none. */
 export function spanSchemaId(s: Span): number | null {
-  if (s.end - s.start < WIRE_HEADER_LENGTH || s.buf[s.start] !== 0) return null;
-  return s.buf.readUInt32BE(s.start + 1);
+  return peekSchemaId(s.buf, s.start, s.end);
 }

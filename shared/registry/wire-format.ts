@@ -25,6 +25,15 @@ export function encodeWire(schemaId: number, avroPayload: Buffer): Buffer {
   return out;
 }
 
+/**
+ * The schema id of a wire header at `buf[start, end)`, or null when there is none (too short,
+ * another magic byte): for hot paths that read ids in place; decodeWireHeader says why not.
+ */
+export function peekSchemaId(buf: Buffer, start = 0, end = buf.length): number | null {
+  if (end - start < WIRE_HEADER_LENGTH || buf[start] !== WIRE_MAGIC_BYTE) return null;
+  return buf.readUInt32BE(start + 1);
+}
+
 /** Reads the header; the Avro payload is `buf.subarray(payloadOffset)` (no copy). */
 export function decodeWireHeader(buf: Buffer): { schemaId: number; payloadOffset: 5 } {
   if (buf.length < WIRE_HEADER_LENGTH) {

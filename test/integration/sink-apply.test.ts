@@ -15,7 +15,7 @@ import { applyChunk, type Chunk } from '../../sink-connector/apply.ts';
 import { DirectCopyPolicy } from '../../sink-connector/direct-copy.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { destIdOf, RecordDecoder, type DecodedRecord, type RawRecord, type TableVersion } from '../../sink-connector/decode.ts';
-import { planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+import { FastRowPlanner, type FastRow } from '../../sink-connector/fast-rows.ts';
 import { detectCitus } from '../../sink-connector/destination-catalog.ts';
 import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { TableStates } from '../../sink-connector/table-state.ts';
@@ -234,7 +234,7 @@ test('fast updates below the general staging threshold but above their own are s
   const messages = encodeChanges(t, Array.from({ length: 250 }, (_, i) => ({ kind: 'update' as const, new: [String(i + 1), `v${i}`] })));
   const raws: RawRecord[] = messages.map((m, i) => ({ topic: 'upd', partition: 0, offset: String(i), key: m.key as Buffer, value: m.value as Buffer }));
   await decoder.prepare(raws);
-  const fast = planFastRows(raws, (r) => decoder.describe(r)) as FastRow[];
+  const fast = new FastRowPlanner().plan(raws, (r) => decoder.describe(r)) as FastRow[];
   const outcome = await applyChunk(
     db,
     { topic: 'upd', partition: 0, firstOffset: 0n, nextOffset: 250n, records: [], fast },
@@ -306,7 +306,7 @@ test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give 
     );
     const raws: RawRecord[] = messages.map((m, i) => ({ topic: 'bulk_transcoded', partition: 0, offset: String(round * N + i), key: m.key as Buffer, value: m.value as Buffer }));
     await decoder.prepare(raws);
-    const planned = planFastRows(raws, (r) => decoder.describe(r));
+    const planned = new FastRowPlanner().plan(raws, (r) => decoder.describe(r));
     assert.ok(planned.every((f) => f !== null), 'every snapshot read is a fast row');
     return planned as FastRow[];
   };

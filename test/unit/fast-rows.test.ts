@@ -11,7 +11,7 @@ import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
-import { byVersion, FastRowPlanner, lineChunks, planFastRows, type FastRow } from '../../sink-connector/fast-rows.ts';
+import { byVersion, FastRowPlanner, lineChunks, type FastRow } from '../../sink-connector/fast-rows.ts';
 import { FirstIndex } from '../../sink-connector/key-index.ts';
 
 const table = (name: string): TableInfo => ({
@@ -58,7 +58,7 @@ const read = (id: number, o = {}) => recs({ kind: 'read', new: row(id) } as Deco
 async function plan(raws: RawRecord[]): Promise<(FastRow | null)[]> {
   const d = decoder();
   await d.prepare(raws);
-  return planFastRows(raws, (r) => d.describe(r));
+  return new FastRowPlanner().plan(raws, (r) => d.describe(r));
 }
 
 const text = (f: FastRow | null) => (f === null ? null : f.lines.buf.toString('utf8', f.start, f.end));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeWireHeader, encodeWire, writeWireHeader, WIRE_HEADER_LENGTH } from '../../shared/registry/wire-format.ts';
+import { decodeWireHeader, encodeWire, peekSchemaId, writeWireHeader, WIRE_HEADER_LENGTH } from '../../shared/registry/wire-format.ts';
 import { DecodeError } from '../../shared/errors.ts';
 
 test('encodeWire writes magic byte, big-endian id, then the payload', () => {
@@ -59,4 +59,12 @@ test('encodeWire refuses ids that are not Confluent ids', () => {
   for (const id of [-1, 1.5, 0x80000000, Number.NaN]) {
     assert.throws(() => encodeWire(id, Buffer.alloc(0)), RangeError);
   }
+});
+
+test('peekSchemaId reads the id of a header anywhere in a buffer, null without one', () => {
+  const buf = Buffer.concat([Buffer.from([9, 9]), encodeWire(513, Buffer.from([1, 2]))]);
+  assert.equal(peekSchemaId(buf, 2), 513);
+  assert.equal(peekSchemaId(buf, 2, 6), null, 'shorter than a header');
+  assert.equal(peekSchemaId(buf), null, 'another magic byte');
+  assert.equal(peekSchemaId(encodeWire(7, Buffer.alloc(0))), 7);
 });

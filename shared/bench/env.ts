@@ -103,17 +103,21 @@ export interface Progress {
 }
 
 /**
- * Polls every `everyMs` until the data topic holds at least `records` records and, with
- * `sink`, the sink has applied every partition to its end (and `extra` holds, e.g. the
- * backlog's last row is visible). Fails as soon as a connector dies.
+ * Polls until the data topic holds at least `records` records (every 100 ms: a ListOffsets
+ * request each time) and, with `sink`, until the sink has applied every partition to its end
+ * (and `extra` holds, e.g. the backlog's last row is visible): that is polled every 10 ms, as
+ * the native peers are, against the end offsets already read, which are read once more to
+ * confirm. Fails as soon as a connector dies.
  */
 export async function waitForProgress(
   env: BenchEnv,
-  o: { records: number; children: ConnectorChild[]; sink: boolean; deadlineMs: number; everyMs?: number; signal: AbortSignal; extra?: (db: pg.ClientBase) => Promise<boolean> },
+  o: { records: number; children: ConnectorChild[]; sink: boolean; deadlineMs: number; signal: AbortSignal; extra?: (db: pg.ClientBase) => Promise<boolean> },
 ): Promise<Progress> {
   return withClient(env.dst.ours, async (db) => {
     const deadline = Date.now() + o.deadlineMs;
     let kafkaAt: number | null = null;
+    let ends: { partition: number; offset: string }[] | null = null;
+    const applied = async (e: readonly { partition: number; offset: string }[]) => appliedToEnd(e, await storedOffsets(db)) && (!o.extra || (await o.extra(db)));
     for (;;) {
       if (o.signal.aborted) throw new Error('interrupted');
       for (const c of o.children) {
@@ -121,15 +125,22 @@ export async function waitForProgress(
         if (f) throw new Error(f);
       }
       // Each time is taken after the check that saw it done: late by at most one poll, never early.
-      const ends = await env.admin.endOffsets(TOPIC).catch(() => null);
-      if (ends && kafkaAt === null && sumOffsets(ends) >= o.records) kafkaAt = Date.now();
+      if (kafkaAt === null) {
+        ends = await env.admin.endOffsets(TOPIC).catch(() => null);
+        if (ends && sumOffsets(ends) >= o.records) kafkaAt = Date.now();
+      }
       if (kafkaAt !== null && !o.sink) return { kafkaAt, appliedAt: null };
-      if (kafkaAt !== null && ends && appliedToEnd(ends, await storedOffsets(db)) && (!o.extra || (await o.extra(db)))) return { kafkaAt, appliedAt: Date.now() };
+      if (kafkaAt !== null && (await applied(ends!))) {
+        const at = Date.now();
+        const now = await env.admin.endOffsets(TOPIC).catch(() => null);
+        if (now && (await applied(now))) return { kafkaAt, appliedAt: at };
+        if (now) ends = now; // more than `records` arrived meanwhile: wait for those too
+      }
       if (Date.now() > deadline) {
         const have = ends ? sumOffsets(ends) : 0;
         throw new Error(`timed out after ${Math.round(o.deadlineMs / 1000)} s: the topic holds ${have} of ${o.records} records${kafkaAt !== null ? ', the sink has not applied them all' : ''}`);
       }
-      await new Promise((r) => setTimeout(r, o.everyMs ?? 100));
+      await new Promise((r) => setTimeout(r, kafkaAt === null ? 100 : 10));
     }
   });
 }

@@ -98,6 +98,8 @@ interface Envelope {
 }
 
 const OPS = new Set(['c', 'u', 'd', 'r', 't']);
+/** Registry requests a prepare has in flight at most. */
+const SCHEMA_FETCHES_AT_ONCE = 8;
 export const destIdOf = (schema: string, name: string): string => `${schema}\u0000${name}`;
 
 export class RecordDecoder {
@@ -132,25 +134,32 @@ export class RecordDecoder {
       const v = valueSpan(r, span) ? spanSchemaId(span) : null;
       if (v !== null && !this.values.has(v) && !valueTopics.has(v)) valueTopics.set(v, r.topic);
     }
-    for (const id of keyIds) await this.load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
-    for (const [id, topic] of valueTopics) await this.load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
-  }
-
-  /** Fetches schema `id` and compiles it; a refusal or a schema that does not compile is remembered in `failed`. */
-  private async load(id: number, compile: (schema: object) => void): Promise<void> {
-    let schema: object;
-    try {
-      schema = await this.registry.getSchema(id);
-    } catch (err) {
-      if (isRetriable(err)) throw err;
-      this.failed.set(id, err);
-      return;
+    // Fetched together, a few at a time (a sink starting on many tables would otherwise wait for
+    // each schema in turn), then compiled in order.
+    const fetched = new Map<number, PromiseSettledResult<object>>();
+    const ids = [...new Set([...keyIds, ...valueTopics.keys()])];
+    for (let i = 0; i < ids.length; i += SCHEMA_FETCHES_AT_ONCE) {
+      const group = ids.slice(i, i + SCHEMA_FETCHES_AT_ONCE);
+      const results = await Promise.allSettled(group.map((id) => this.registry.getSchema(id)));
+      group.forEach((id, k) => fetched.set(id, results[k]));
     }
-    try {
-      compile(schema);
-    } catch (err) {
-      this.failed.set(id, err);
-    }
+    let retriable: unknown = null;
+    const load = (id: number, compile: (schema: object) => void): void => {
+      const got = fetched.get(id)!;
+      if (got.status === 'rejected') {
+        if (isRetriable(got.reason)) retriable ??= got.reason;
+        else this.failed.set(id, got.reason);
+        return;
+      }
+      try {
+        compile(got.value);
+      } catch (err) {
+        this.failed.set(id, err); // a schema that does not compile: the records that use it are reported
+      }
+    };
+    for (const id of keyIds) load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
+    for (const [id, topic] of valueTopics) load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
+    if (retriable !== null) throw retriable;
   }
 
   /** The change carried by `r`, null for a tombstone. Throws DecodeError. */

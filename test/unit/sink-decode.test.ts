@@ -157,6 +157,35 @@ test('a registry that cannot be reached fails prepare (for the retry loop), not 
   await assert.rejects(d.prepare(records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] })), /cannot reach/);
 });
 
+test('prepare fetches the schemas it lacks a few at once, not one after another; an unreachable one fails it, the others are kept', async () => {
+  const [base] = records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] });
+  // Ten tables' worth of schema ids (the same schemas under other ids).
+  const raws = Array.from({ length: 10 }, (_, i) => ({ ...base, key: encodeWire(100 + i, base.key!.subarray(5)), value: encodeWire(200 + i, base.value!.subarray(5)) }));
+  let inFlight = 0;
+  let most = 0;
+  const fetched: number[] = [];
+  let down = new Set([205]);
+  const source: SchemaSource = {
+    async getSchema(id) {
+      fetched.push(id);
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setImmediate(resolve));
+      inFlight--;
+      if (down.has(id)) throw new SchemaError('cannot reach the registry', { retriable: true });
+      return id < 200 ? schemas.keySchema! : schemas.envelopeSchema;
+    },
+  };
+  const d = new RecordDecoder(source, target(), 'pfx');
+  await assert.rejects(d.prepare(raws), /cannot reach/);
+  assert.equal(fetched.length, 20);
+  assert.equal(most, 8, 'eight requests in flight at most, and that many used');
+  down = new Set();
+  fetched.length = 0;
+  await d.prepare(raws);
+  assert.deepEqual(fetched, [205], 'only the schema that could not be fetched is fetched again');
+  for (const r of raws) assert.equal(d.decode(r)!.change.op, 'c');
+});
+
 test('pgTypeOf finds the type on the non-null branch or on an array union; tableFromTopic splits after the prefix', () => {
   assert.equal(pgTypeOf(['null', { type: 'string', 'pg.type': 'numeric(5,1)' }]), 'numeric(5,1)');
   assert.equal(pgTypeOf(['null', { type: 'array', items: 'string', 'pg.type': 'text[]' }, { type: 'string', 'pg.type': 'text[]' }]), 'text[]');

@@ -24,7 +24,7 @@ import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
 import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
-import { detectCitus, readDestinationTable, type CitusInfo } from './destination-catalog.ts';
+import { detectCitus, type CitusInfo } from './destination-catalog.ts';
 import { ensureSinkTables, PositionTracker, readStoredOffsets, tpKey } from './offsets.ts';
 import { DirectCopyPolicy } from './direct-copy.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
@@ -180,9 +180,9 @@ class SinkRuntime {
     );
     this.admin = this.kafka.admin();
     let topics = await this.untilDone('list topics', () => this.listSinkTopics());
+    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log });
     await this.checkTables(citus, topics);
 
-    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log });
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
     const pool = this.pool;
     this.stalls = new Stalls({
@@ -307,7 +307,12 @@ class SinkRuntime {
     return all.filter((t) => isSinkTopic(t, this.config.topicPrefix, this.deadLetterTopic)).sort();
   }
 
-  /** Report each known table's distribution; refuse to start under requireDistributed when one is not distributed. */
+  /**
+   * Read the destination catalog of every known table (mapped in the config, or with a topic)
+   * at start: each is reported now (distributed, reference or local), a missing one is named
+   * before any of its records stall on it, and the first batches find the catalog read.
+   * Under requireDistributed, refuse to start while one is not distributed.
+   */
   private async checkTables(citus: CitusInfo, topics: string[]): Promise<void> {
     const sources = new Set(Object.keys(this.config.tables));
     for (const t of topics) {
@@ -315,24 +320,39 @@ class SinkRuntime {
       const { schema, table } = tableFromTopic(t, this.config.topicPrefix);
       sources.add(`${schema}.${table}`);
     }
-    if (!this.config.citus.requireDistributed) return;
-    const refused: string[] = [];
-    const client = await this.pool!.connect();
-    try {
-      for (const s of sources) {
-        const dot = s.indexOf('.');
-        const target = this.targetFor(s.slice(0, dot), s.slice(dot + 1));
-        const dest = await readDestinationTable(client, target.schema, target.table, citus);
-        if (!dest.exists || dest.citus === 'local') refused.push(`${target.schema}.${target.table}${dest.exists ? '' : ' (missing)'}`);
+    const targets = [...sources].map((s) => this.targetFor(s.slice(0, s.indexOf('.')), s.slice(s.indexOf('.') + 1)));
+    const reading = this.untilDone('read the destination tables', async () => {
+      const client = await this.pool!.connect();
+      try {
+        return await this.states!.readAtStart(client, targets);
+      } catch (err) {
+        throw classify(err, {});
+      } finally {
+        client.release();
       }
-    } finally {
-      client.release();
+    });
+    let found: { missing: string[]; local: string[] };
+    try {
+      found = await reading;
+    } catch (err) {
+      if (this.config.citus.requireDistributed) throw err;
+      // Only a report then: each table's first batch reads its catalog again, and stalls on what fails.
+      this.log.warn({ err: (err as Error).message }, 'could not read the destination tables at start');
+      return;
     }
-    if (refused.length > 0) {
+    const { missing } = found;
+    const refused = [...found.local, ...missing.map((m) => `${m} (missing)`)];
+    if (this.config.citus.requireDistributed && refused.length > 0) {
       throw new ConfigError(`citus.requireDistributed is set, but these destination tables are not distributed or reference tables: ${refused.join(', ')}`, {
         context: { key: 'citus.requireDistributed' },
         remedy: citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
       });
+    }
+    if (missing.length > 0) {
+      this.log.warn(
+        { tables: missing },
+        `destination tables missing: ${missing.join(', ')}; their partitions stall at their first change until they exist (shardbridge schema copy, or map them under "tables")`,
+      );
     }
   }
 

@@ -11,7 +11,7 @@ import { SchemaError, SinkApplyError } from '../shared/errors.ts';
 import { readDestinationTable, judgeDestinationKey, type CitusInfo, type DestinationTable } from './destination-catalog.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { qualifiedName, quoteIdent } from './upsert-batch.ts';
-import type { TableVersion } from './decode.ts';
+import { destIdOf, type TableVersion } from './decode.ts';
 
 export interface TableStatesOptions {
   citus: CitusInfo;
@@ -59,6 +59,33 @@ export class TableStates {
     for (const key of [...this.catalogs.keys()]) if (destId === undefined || key === destId) this.catalogs.delete(key);
     for (const key of [...this.applyTables.keys()]) if (destId === undefined || key.startsWith(destId + '\u0000')) this.applyTables.delete(key);
     for (const key of [...this.versionsSeen.keys()]) if (destId === undefined || key === destId) this.versionsSeen.delete(key);
+  }
+
+  /**
+   * A catalog read at start-up (connector.ts, checkTables): reported now, and used by the
+   * table's first batch instead of a read of its own.
+   */
+  seed(dest: DestinationTable): void {
+    const id = destIdOf(dest.schema, dest.name);
+    if (this.catalogs.has(id)) return;
+    this.catalogs.set(id, Promise.resolve(dest));
+    this.report(dest);
+  }
+
+  /** Read and seed the catalog of each table; which are missing and which are local (not distributed), by name. */
+  async readAtStart(client: pg.ClientBase, tables: readonly { schema: string; table: string }[]): Promise<{ missing: string[]; local: string[] }> {
+    const missing: string[] = [];
+    const local: string[] = [];
+    for (const t of tables) {
+      const dest = await readDestinationTable(client, t.schema, t.table, this.opts.citus);
+      const name = `${t.schema}.${t.table}`;
+      if (!dest.exists) missing.push(name);
+      else {
+        this.seed(dest);
+        if (dest.citus === 'local') local.push(name);
+      }
+    }
+    return { missing, local };
   }
 
   private catalog(client: pg.ClientBase, version: TableVersion): Promise<DestinationTable> {

@@ -295,6 +295,33 @@ test('a destination crash (SIGKILL) mid-stream under asynchronous commit loses n
     await cluster.restart();
   }));
 
+test('at start the sink reports every known table and names a missing one; the first batch uses the catalog read then', async () => {
+  const prefix = uniqueTopic('sbknown');
+  const present = await table('known_present', '(id int PRIMARY KEY, v text)', 1, prefix);
+  await table('known_absent', '(id int PRIMARY KEY, v text)', 1, prefix, '');
+  const { logger, lines } = capturingLogger();
+  const groupId = `g-${ID}-known`;
+  const reports = () => lines().filter((l) => l.msg === 'destination table is local' && l.table === `${DST}.known_present`);
+  const sink = await startSinkConnector(
+    sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.known_present`]: { schema: DST }, [`${SRC}.known_absent`]: { schema: DST } } }),
+    logger,
+    { metricsPort: null },
+  );
+  try {
+    // Before any record: both tables were looked at.
+    assert.equal(reports().length, 1);
+    const missing = lines().find((l) => l.level === 40 && Array.isArray(l.tables));
+    assert.deepEqual(missing?.tables, [`${DST}.known_absent`]);
+    assert.match(missing!.msg, /destination tables missing: .*known_absent; their partitions stall at their first change until they exist/);
+    await produceChanges(producer, present, inserts(1, 3));
+    await waitApplied(db, admin, groupId, [present.topic]);
+    assert.equal(await count('known_present'), 3);
+    assert.equal(reports().length, 1, 'the catalog read at start served the first batch: no second read, no second report');
+  } finally {
+    await sink.stop();
+  }
+});
+
 test('requireDistributed refuses to start while a mapped table is not distributed, naming it', async () => {
   const prefix = uniqueTopic('sbreq');
   await db.query(`CREATE TABLE ${DST}.plain_local (id int PRIMARY KEY)`);

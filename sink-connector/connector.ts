@@ -309,9 +309,9 @@ class SinkRuntime {
 
   /**
    * Read the destination catalog of every known table (mapped in the config, or with a topic)
-   * at start: each is reported now (distributed, reference or local), a missing one is named
-   * before any of its records stall on it, and the first batches find the catalog read.
-   * Under requireDistributed, refuse to start while one is not distributed.
+   * at start: each is reported now (distributed, reference or local), and a missing one is
+   * named before any of its records stall on it. Under requireDistributed, refuse to start
+   * while one is not distributed.
    */
   private async checkTables(citus: CitusInfo, topics: string[]): Promise<void> {
     const sources = new Set(Object.keys(this.config.tables));

@@ -24,6 +24,8 @@ export class TableStates {
   private readonly applyTables = new Map<string, ApplyTable>();
   /** Value schema ids already checked against the current catalog read, per destination table. */
   private readonly versionsSeen = new Map<string, Set<number>>();
+  /** What was last logged about each table (report). */
+  private readonly reported = new Map<string, string>();
 
   constructor(private readonly opts: TableStatesOptions) {}
 
@@ -62,17 +64,11 @@ export class TableStates {
   }
 
   /**
-   * A catalog read at start-up (connector.ts, checkTables): reported now, and used by the
-   * table's first batch instead of a read of its own.
+   * Read and report the catalog of each table at start (connector.ts, checkTables); which are
+   * missing and which are local (not distributed), by name. Not kept for the tables' first
+   * batches: a table may change before its first change arrives (an operator adding the
+   * column a source DDL added), and a first batch always reads its catalog.
    */
-  seed(dest: DestinationTable): void {
-    const id = destIdOf(dest.schema, dest.name);
-    if (this.catalogs.has(id)) return;
-    this.catalogs.set(id, Promise.resolve(dest));
-    this.report(dest);
-  }
-
-  /** Read and seed the catalog of each table; which are missing and which are local (not distributed), by name. */
   async readAtStart(client: pg.ClientBase, tables: readonly { schema: string; table: string }[]): Promise<{ missing: string[]; local: string[] }> {
     const missing: string[] = [];
     const local: string[] = [];
@@ -81,7 +77,7 @@ export class TableStates {
       const name = `${t.schema}.${t.table}`;
       if (!dest.exists) missing.push(name);
       else {
-        this.seed(dest);
+        this.report(dest);
         if (dest.citus === 'local') local.push(name);
       }
     }
@@ -101,8 +97,13 @@ export class TableStates {
     return p;
   }
 
+  /** Logs a table's distribution and foreign keys when they differ from what was last logged for it. */
   private report(d: DestinationTable): void {
     if (!d.exists) return;
+    const id = destIdOf(d.schema, d.name);
+    const summary = JSON.stringify([d.citus, d.distributionColumn, d.primaryKey, d.foreignKeys.map((f) => f.name)]);
+    if (this.reported.get(id) === summary) return;
+    this.reported.set(id, summary);
     const log = this.opts.logger.child({ table: `${d.schema}.${d.name}` });
     log.info(
       { citus: d.citus, distributionColumn: d.distributionColumn ?? undefined, primaryKey: d.primaryKey },

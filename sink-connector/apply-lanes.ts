@@ -24,12 +24,16 @@ export class ApplyLanes {
   private taken = 0;
   private readonly room: (() => void)[] = [];
   private generation = 0;
+  /** Batches taken and not yet ended, at most: twice the slots. */
+  readonly capacity: number;
 
   /** `onChange`: batches applying and batches taken but waiting for a slot, after each change. */
   constructor(
     private readonly slots: number,
     private readonly onChange: (applying: number, waiting: number) => void = () => {},
-  ) {}
+  ) {
+    this.capacity = 2 * slots;
+  }
 
   /** Batches of this partition handed over until now are no longer applied. */
   invalidate(key: string): void {
@@ -52,7 +56,7 @@ export class ApplyLanes {
     const generation = this.generation;
     const w: LaneWork = { current: () => (this.epochs.get(key) ?? 0) === epoch && this.generation === generation };
     if (before) await before;
-    while (this.taken >= 2 * this.slots) await new Promise<void>((resolve) => this.room.push(resolve));
+    while (this.taken >= this.capacity) await new Promise<void>((resolve) => this.room.push(resolve));
     if (!w.current()) {
       this.room.shift()?.(); // the room it was woken for goes to the next waiter
       return;

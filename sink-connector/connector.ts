@@ -164,10 +164,9 @@ class SinkRuntime {
       }
     });
     log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
-    const concurrency = this.concurrency;
     this.pool = new pg.Pool({
       ...conn,
-      max: concurrency + 2,
+      max: this.concurrency + 2,
       options: sessionOptions(config, citus.present),
     });
     this.pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
@@ -314,44 +313,47 @@ class SinkRuntime {
    * while one is not distributed.
    */
   private async checkTables(citus: CitusInfo, topics: string[]): Promise<void> {
-    const sources = new Set(Object.keys(this.config.tables));
+    const sources = new Map<string, { schema: string; table: string }>();
+    for (const name of Object.keys(this.config.tables)) {
+      const dot = name.indexOf('.'); // the config's keys are "schema.table" (one dot)
+      sources.set(name, { schema: name.slice(0, dot), table: name.slice(dot + 1) });
+    }
     for (const t of topics) {
       if (controlTopicKind(t, this.config.topicPrefix)) continue;
-      const { schema, table } = tableFromTopic(t, this.config.topicPrefix);
-      sources.add(`${schema}.${table}`);
+      const source = tableFromTopic(t, this.config.topicPrefix);
+      sources.set(`${source.schema}.${source.table}`, source);
     }
-    const targets = [...sources].map((s) => this.targetFor(s.slice(0, s.indexOf('.')), s.slice(s.indexOf('.') + 1)));
-    const reading = this.untilDone('read the destination tables', async () => {
-      const client = await this.pool!.connect();
-      try {
-        return await this.states!.readAtStart(client, targets);
-      } catch (err) {
-        throw classify(err, {});
-      } finally {
-        client.release();
-      }
-    });
+    const targets = [...sources.values()].map((s) => this.targetFor(s.schema, s.table));
+    const required = this.config.citus.requireDistributed;
     let found: { missing: string[]; local: string[] };
     try {
-      found = await reading;
+      found = await this.untilDone('read the destination tables', async () => {
+        const client = await this.pool!.connect();
+        try {
+          return await this.states!.readAtStart(client, targets);
+        } catch (err) {
+          throw classify(err, {});
+        } finally {
+          client.release();
+        }
+      });
     } catch (err) {
-      if (this.config.citus.requireDistributed) throw err;
+      if (required) throw err;
       // Only a report then: each table's first batch reads its catalog again, and stalls on what fails.
       this.log.warn({ err: (err as Error).message }, 'could not read the destination tables at start');
       return;
     }
-    const { missing } = found;
-    const refused = [...found.local, ...missing.map((m) => `${m} (missing)`)];
-    if (this.config.citus.requireDistributed && refused.length > 0) {
+    const refused = [...found.local, ...found.missing.map((m) => `${m} (missing)`)];
+    if (required && refused.length > 0) {
       throw new ConfigError(`citus.requireDistributed is set, but these destination tables are not distributed or reference tables: ${refused.join(', ')}`, {
         context: { key: 'citus.requireDistributed' },
         remedy: citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
       });
     }
-    if (missing.length > 0) {
+    if (found.missing.length > 0) {
       this.log.warn(
-        { tables: missing },
-        `destination tables missing: ${missing.join(', ')}; their partitions stall at their first change until they exist (shardbridge schema copy, or map them under "tables")`,
+        { tables: found.missing },
+        `destination tables missing: ${found.missing.join(', ')}; their partitions stall at their first change until they exist (shardbridge schema copy, or map them under "tables")`,
       );
     }
   }
@@ -409,9 +411,9 @@ class SinkRuntime {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      // Handlers only hand batches over (and wait while a partition's lane is full): let every
-      // partition of a fetch do so at once; the lanes bound how many apply.
-      partitionsConsumedConcurrently: 2 * this.concurrency,
+      // Handlers only hand batches over (and wait while a partition's lane is full): as many may
+      // do so at once as the lanes take; the lanes bound how many apply.
+      partitionsConsumedConcurrently: this.lanes.capacity,
       eachBatch: (payload) => this.eachBatch(payload, control),
     });
     this.log.info({ topics: topics.length, groupId: config.groupId }, 'consuming');

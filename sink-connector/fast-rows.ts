@@ -140,7 +140,6 @@ export class FastRowPlanner {
   }
 }
 
-
 const COPY_CHUNK_BYTES = 1 << 20;
 
 /**

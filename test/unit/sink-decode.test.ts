@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DecodeError, SchemaError } from '../../shared/errors.ts';
 import type { TableInfo } from '../../shared/pg-types.ts';
-import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { encodeWire, WIRE_HEADER_LENGTH } from '../../shared/registry/wire-format.ts';
 import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
@@ -160,7 +160,7 @@ test('a registry that cannot be reached fails prepare (for the retry loop), not 
 test('prepare fetches the schemas it lacks a few at once, not one after another; an unreachable one fails it, the others are kept', async () => {
   const [base] = records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] });
   // Ten tables' worth of schema ids (the same schemas under other ids).
-  const raws = Array.from({ length: 10 }, (_, i) => ({ ...base, key: encodeWire(100 + i, base.key!.subarray(5)), value: encodeWire(200 + i, base.value!.subarray(5)) }));
+  const raws = Array.from({ length: 10 }, (_, i) => ({ ...base, key: encodeWire(100 + i, base.key!.subarray(WIRE_HEADER_LENGTH)), value: encodeWire(200 + i, base.value!.subarray(WIRE_HEADER_LENGTH)) }));
   let inFlight = 0;
   let most = 0;
   const fetched: number[] = [];

@@ -107,6 +107,7 @@ class SinkRuntime {
   private states?: TableStates;
   private stalls?: Stalls;
   private processor?: BatchProcessor;
+  private decoder?: RecordDecoder;
   private timers: NodeJS.Timeout[] = [];
   private readonly concurrency: number;
   private readonly lanes: ApplyLanes;
@@ -209,6 +210,7 @@ class SinkRuntime {
       deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
     const decoder = new RecordDecoder(registry, this.targetFor, config.topicPrefix);
+    this.decoder = decoder;
     const apply: ApplyContext = {
       groupId: config.groupId,
       states: this.states,
@@ -358,8 +360,29 @@ class SinkRuntime {
     }
   }
 
+  /**
+   * While the consumer joins its group: compile the topics' latest schemas (decode.ts, warm) and
+   * open the lanes' destination connections, so that the first batches wait for neither.
+   */
+  private warmUp(topics: string[]): void {
+    const tables = topics.filter((t) => !this.topics.has(t) && !controlTopicKind(t, this.config.topicPrefix));
+    this.decoder!.warm(tables).then(
+      (ready) => this.log.debug({ topics: ready }, 'schemas compiled ahead of the first records'),
+      (err: unknown) => this.log.debug({ err }, 'schema warm-up failed: schemas are fetched with the first records'),
+    );
+    const pool = this.pool!;
+    const open = Math.max(0, this.concurrency - pool.totalCount);
+    for (let i = 0; i < open; i++) {
+      pool.connect().then(
+        (client) => client.release(),
+        (err: unknown) => this.log.debug({ err: (err as Error).message }, 'destination connection not opened ahead (the first batch opens it)'),
+      );
+    }
+  }
+
   /** Replace the consumer with one subscribed to `topics` (serialised; the old one finishes its batches first). */
   private restartConsumer(topics: string[]): Promise<void> {
+    this.warmUp(topics);
     this.consumerChain = this.consumerChain.catch(() => {}).then(async () => {
       if (this.abort.signal.aborted) return;
       const old = this.consumer;
@@ -454,7 +477,8 @@ class SinkRuntime {
     this.log.info({ partitions: tps.length, generation: gen }, 'group joined: reading stored positions');
     const pool = this.pool!;
     // Batches handed over before the rebalance end first, so the stored positions read are theirs.
-    this.positions = this.lanes.drain().then(() => retry(
+    const groupOffsets = this.committedOffsets(tps);
+    this.positions = this.lanes.drain().then(() => Promise.all([retry(
       async () => {
         const client = await pool.connect();
         let broken = false;
@@ -473,7 +497,7 @@ class SinkRuntime {
         }
       },
       { what: 'read stored positions', retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log },
-    )).then(({ stored, stalled }) => {
+    ), groupOffsets])).then(([{ stored, stalled }, committed]) => {
       if (gen !== this.generation || this.consumer !== consumer) return;
       const owned = new Set<string>();
       const entries: [string, bigint][] = [];
@@ -482,6 +506,9 @@ class SinkRuntime {
         const next = stored.get(k) ?? 0n;
         owned.add(k);
         entries.push([k, next]);
+        // The consumer fetches from the group's committed offsets as soon as it has joined, and a
+        // seek discards what it fetched: seek only where that is not the stored position.
+        if (committed?.get(k) === next) continue;
         try {
           consumer.seek({ topic, partition, offset: next.toString() });
         } catch (err) {
@@ -495,6 +522,21 @@ class SinkRuntime {
     this.positions.catch((err: unknown) => {
       if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');
     });
+  }
+
+  /** The group's committed offsets of `tps` by tpKey (none for a partition without one); null when they cannot be read. */
+  private async committedOffsets(tps: readonly { topic: string; partition: number }[]): Promise<Map<string, bigint> | null> {
+    try {
+      const topics = [...new Set(tps.map((tp) => tp.topic))];
+      const out = new Map<string, bigint>();
+      for (const t of await this.admin!.fetchGroupOffsets(this.config.groupId, topics)) {
+        for (const p of t.partitions) if (BigInt(p.offset) >= 0n) out.set(tpKey(t.topic, p.partition), BigInt(p.offset));
+      }
+      return out;
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'group offsets not read: every partition is sought to its stored position');
+      return null;
+    }
   }
 
   private async checkSnapshots(): Promise<void> {

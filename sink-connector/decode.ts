@@ -19,6 +19,8 @@ import { keySpan, newSpan, spanSchemaId, valueSpan } from './record-bytes.ts';
 
 export interface SchemaSource {
   getSchema(id: number): Promise<object>;
+  /** The latest id and schema under a subject, null when it has none (for `warm`). */
+  latestSchema?(subject: string): Promise<{ id: number; schema: object } | null>;
 }
 
 /** Where a source table goes: destination schema/table and column renames. */
@@ -109,6 +111,8 @@ export class RecordDecoder {
   private readonly failed = new Map<number, unknown>();
   /** prepare and describe read schema ids in place (record-bytes.ts); both are synchronous per record. */
   private readonly span = newSpan();
+  /** A warm-up in flight: prepare waits for it instead of fetching the same schemas again. */
+  private warming: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly registry: SchemaSource,
@@ -123,6 +127,7 @@ export class RecordDecoder {
    * (unknown id) is remembered so that `decode` reports the record.
    */
   async prepare(records: readonly RawRecord[]): Promise<void> {
+    await this.warming;
     this.failed.clear();
     const keyIds = new Set<number>();
     // A value schema is compiled with the topic it was first seen on (it names the table when the schema does not).
@@ -138,11 +143,8 @@ export class RecordDecoder {
     // each schema in turn), then compiled in order.
     const fetched = new Map<number, PromiseSettledResult<object>>();
     const ids = [...new Set([...keyIds, ...valueTopics.keys()])];
-    for (let i = 0; i < ids.length; i += SCHEMA_FETCHES_AT_ONCE) {
-      const group = ids.slice(i, i + SCHEMA_FETCHES_AT_ONCE);
-      const results = await Promise.allSettled(group.map((id) => this.registry.getSchema(id)));
-      group.forEach((id, k) => fetched.set(id, results[k]));
-    }
+    const results = await settleInGroups(ids, (id) => this.registry.getSchema(id));
+    ids.forEach((id, k) => fetched.set(id, results[k]));
     let retriable: unknown = null;
     const load = (id: number, compile: (schema: object) => void): void => {
       const got = fetched.get(id)!;
@@ -160,6 +162,43 @@ export class RecordDecoder {
     for (const id of keyIds) load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
     for (const [id, topic] of valueTopics) load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
     if (retriable !== null) throw retriable;
+  }
+
+  /**
+   * Fetch and compile the latest key and value schemas of `topics` (TopicNameStrategy subjects)
+   * with their COPY transcoders, before the topics' first records arrive: the connector runs
+   * this while its consumer joins the group, so that the first batches do not wait for the
+   * registry and the compiler. Best effort: a schema that fails here is fetched again, and
+   * reported, when a record names it. Resolves to the number of topics whose schemas are ready.
+   */
+  warm(topics: readonly string[]): Promise<number> {
+    const latest = this.registry.latestSchema?.bind(this.registry);
+    if (!latest || topics.length === 0) return Promise.resolve(0);
+    const run = async (): Promise<number> => {
+      const found = await settleInGroups(topics, (t) => Promise.all([latest(`${t}-key`), latest(`${t}-value`)]));
+      let ready = 0;
+      topics.forEach((topic, i) => {
+        const got = found[i];
+        if (got.status === 'rejected' || got.value[1] === null) return;
+        const [key, value] = got.value;
+        try {
+          if (!this.values.has(value.id)) this.values.set(value.id, this.compileValue(value.id, value.schema, topic));
+          const vd = this.values.get(value.id)!;
+          if (key !== null) {
+            if (!this.keys.has(key.id)) this.keys.set(key.id, this.compileKey(key.schema));
+            const kd = this.keyDecoderFor(key.id, vd)!;
+            kd.described ??= recordSchemas(vd, key.id, kd.columns, kd.fields.map((f) => f.field));
+          }
+          ready++;
+        } catch {
+          // left to prepare, which reports it against the record that names it
+        }
+      });
+      return ready;
+    };
+    const p = run();
+    this.warming = p.catch(() => {});
+    return p;
   }
 
   /** The change carried by `r`, null for a tombstone. Throws DecodeError. */
@@ -306,6 +345,15 @@ export class RecordDecoder {
     }));
     return { type: createAvroType(schema), fields, columns: fields.map((f) => f.column) };
   }
+}
+
+/** `fn` over `items`, SCHEMA_FETCHES_AT_ONCE at a time; results in the items' order. */
+async function settleInGroups<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
+  const out: PromiseSettledResult<R>[] = [];
+  for (let i = 0; i < items.length; i += SCHEMA_FETCHES_AT_ONCE) {
+    out.push(...(await Promise.allSettled(items.slice(i, i + SCHEMA_FETCHES_AT_ONCE).map(fn))));
+  }
+  return out;
 }
 
 /** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */

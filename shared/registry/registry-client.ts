@@ -5,10 +5,10 @@
  * so the library's encode/decode are not used.
  *
  * Registration goes through `@kafkajs/confluent-schema-registry` (its retries, basic auth,
- * subject compatibility check); the two calls that library does not expose — the raw
- * schema text by id and PUT /config/{subject} — are plain fetches with the same auth.
- * Those are not retried here: failures come back as `SchemaError` with `retriable: true`
- * for the caller's retry policy.
+ * subject compatibility check); the calls that library does not expose — the raw schema
+ * text by id, a subject's latest version, and PUT /config/{subject} — are plain fetches with
+ * the same auth. Those are not retried here: failures come back as `SchemaError` with
+ * `retriable: true` for the caller's retry policy.
  */
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import pino, { type Logger } from 'pino';
@@ -105,6 +105,32 @@ export class RegistryClient {
       });
     }
     return p;
+  }
+
+  /**
+   * The id and schema of the latest version under `subject`, null when the subject has none
+   * (40401). The schema is cached by its id, as `getSchema` would have fetched it.
+   */
+  async latestSchema(subject: string): Promise<{ id: number; schema: object } | null> {
+    let body: { id?: unknown; schema?: unknown };
+    try {
+      body = (await this.rest('GET', `/subjects/${encodeURIComponent(subject)}/versions/latest`, undefined, { subject })) as typeof body;
+    } catch (err) {
+      if (err instanceof SchemaError && err.context.status === 404) return null;
+      throw err;
+    }
+    if (typeof body.id !== 'number' || typeof body.schema !== 'string') {
+      throw new SchemaError(`schema registry answered the latest version of ${subject} without an id and schema`, { context: { subject } });
+    }
+    const id = body.id;
+    let schema: object;
+    try {
+      schema = JSON.parse(body.schema) as object;
+    } catch (err) {
+      throw new SchemaError(`the latest schema of ${subject} is not JSON`, { context: { subject, schemaId: id }, cause: err });
+    }
+    if (!this.schemaCache.has(id)) this.schemaCache.set(id, Promise.resolve(schema));
+    return { id, schema };
   }
 
   /** PUT /config/{subject}; later registrations under the subject expect this level. */

@@ -273,3 +273,25 @@ test('RegistryClient: cached ids and schemas, SchemaError mapping, no credential
   assert.match(logs, /schema registered/);
   assert.doesNotMatch(logs, /s3cret-pw/);
 });
+
+test('RegistryClient.latestSchema: the latest version with its id, then known by id; null for a subject without versions', async (t) => {
+  const srv = await startSchemaRegistry();
+  let stopped = false;
+  t.after(async () => {
+    if (!stopped) await srv.stop();
+  });
+  const writer = new RegistryClient({ url: srv.url, retries: 0 });
+  const v1 = await writer.register('l-value', userV1);
+  const v2schema = withField(userV1, { name: 'email', type: ['null', 'string'], default: null });
+  const v2 = await writer.register('l-value', v2schema);
+  assert.ok(v2 > v1);
+
+  const reader = new RegistryClient({ url: srv.url, retries: 0 });
+  assert.deepEqual(await reader.latestSchema('l-value'), { id: v2, schema: v2schema });
+  assert.equal(await reader.latestSchema('no-such-value'), null);
+  // Known by id from then on: answered with the server gone.
+  await srv.stop();
+  stopped = true;
+  assert.deepEqual(await reader.getSchema(v2), v2schema);
+  await assert.rejects(reader.latestSchema('l-value'), (err: unknown) => err instanceof SchemaError && err.retriable && err.context.subject === 'l-value');
+});

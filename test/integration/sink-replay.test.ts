@@ -50,12 +50,12 @@ interface Fixture {
   extra: Record<string, unknown>;
 }
 
-async function fixture(name: string): Promise<Fixture> {
+async function fixture(name: string, partitions = 2): Promise<Fixture> {
   const prefix = uniqueTopic(`sbreplay${name}`);
   await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, balance int, note text)`);
   await db.query(`CREATE TABLE ${DST}.${name} (id int PRIMARY KEY, balance int, note text)`);
   const topic = `${prefix}.${SRC}.${name}`;
-  await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
+  await admin.ensureTopics([{ topic, partitions, replicationFactor: 1 }]);
   const t = await registerTable(registry, await tableInfo(db, SRC, name), topic);
   const groupId = `g-${ID}-${name}`;
   const extra = { tables: { [`${SRC}.${name}`]: { schema: DST } } };
@@ -160,4 +160,42 @@ test('replay refuses while the sink runs; --partition with --to-time rewinds onl
   assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:1`), 0n);
   assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:0`), before.get(`${f.t.topic}:0`));
   assert.equal((await groupOffsets(f.groupId, f.t.topic))[1], '0');
+});
+
+test("the destination's stored offsets decide where the sink starts when the group's committed offsets disagree: behind, nothing is applied again; ahead, with no new records, the sink seeks back", async () => {
+  const f = await fixture('positions', 1);
+  const inserts = history(f.t.info).slice(0, 60); // ids 1..60 at offsets 0..59
+  await produceChanges(producer, f.t, inserts);
+  let sink = await startSink(f);
+  try {
+    await waitApplied(db, admin, f.groupId, [f.t.topic]);
+  } finally {
+    await sink.stop();
+  }
+  const ids = async () => (await db.query(`SELECT id FROM ${DST}.positions ORDER BY id`)).rows.map((r) => r.id as number);
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  // Group behind: offsets committed at 0, stored at the end. Rows 1..30 removed stay removed.
+  await db.query(`DELETE FROM ${DST}.positions WHERE id <= 30`);
+  await admin.setGroupOffsets(f.groupId, f.t.topic, [{ partition: 0, offset: '0' }]);
+  await produceChanges(producer, f.t, [{ kind: 'insert', new: ['61', '0', 'n61'] }]);
+  sink = await startSink(f);
+  try {
+    await waitApplied(db, admin, f.groupId, [f.t.topic]);
+  } finally {
+    await sink.stop();
+  }
+  assert.deepEqual(await ids(), range(31, 61), 'records below the stored offset were not applied again');
+
+  // Group ahead: committed at the end (61), stored put back to 30, nothing new in the topic.
+  await waitFor('group offsets committed', async () => (await groupOffsets(f.groupId, f.t.topic))[0] === '61');
+  await db.query(`DELETE FROM ${DST}.positions WHERE id > 30`);
+  await db.query(`UPDATE shardbridge.sink_offsets SET next_offset = 30 WHERE group_id = $1`, [f.groupId]);
+  sink = await startSink(f);
+  try {
+    await waitApplied(db, admin, f.groupId, [f.t.topic]);
+  } finally {
+    await sink.stop();
+  }
+  assert.deepEqual(await ids(), range(31, 61), 'the records from the stored offset on were applied again, and only they');
 });

@@ -186,6 +186,50 @@ test('prepare fetches the schemas it lacks a few at once, not one after another;
   for (const r of raws) assert.equal(d.decode(r)!.change.op, 'c');
 });
 
+test("warm compiles the topics' latest schemas ahead: a prepare under way waits for it and fetches nothing; a failed warm-up leaves the fetch to prepare", async () => {
+  const raws = records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] });
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const asked: string[] = [];
+  const reg = registry();
+  const source: SchemaSource = {
+    getSchema: (id) => reg.getSchema(id),
+    async latestSchema(subject) {
+      asked.push(subject);
+      await gate;
+      if (subject === `${TOPIC}-key`) return { id: KEY_ID, schema: schemas.keySchema! };
+      if (subject === `${TOPIC}-value`) return { id: VALUE_ID, schema: schemas.envelopeSchema };
+      return null;
+    },
+  };
+  const d = new RecordDecoder(source, target(), 'pfx');
+  const warmed = d.warm([TOPIC, 'pfx.shop.gone']);
+  const prepared = d.prepare(raws);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(asked.sort(), ['pfx.shop.gone-key', 'pfx.shop.gone-value', `${TOPIC}-key`, `${TOPIC}-value`]);
+  release();
+  assert.equal(await warmed, 1, 'one topic has schemas');
+  await prepared;
+  assert.deepEqual(reg.fetches, [], 'prepare found both schemas compiled');
+  assert.ok(d.describe(raws[0])?.transcoder, 'the COPY transcoder is compiled too');
+  assert.equal(d.decode(raws[0])!.change.after!.order_id, '1');
+
+  const down = new RecordDecoder(
+    {
+      getSchema: (id) => reg.getSchema(id),
+      latestSchema: async () => {
+        throw new SchemaError('cannot reach the registry', { retriable: true });
+      },
+    },
+    target(),
+    'pfx',
+  );
+  assert.equal(await down.warm([TOPIC]), 0);
+  await down.prepare(raws);
+  assert.deepEqual(reg.fetches.sort(), [KEY_ID, VALUE_ID]);
+  assert.equal(down.decode(raws[0])!.change.op, 'c');
+});
+
 test('pgTypeOf finds the type on the non-null branch or on an array union; tableFromTopic splits after the prefix', () => {
   assert.equal(pgTypeOf(['null', { type: 'string', 'pg.type': 'numeric(5,1)' }]), 'numeric(5,1)');
   assert.equal(pgTypeOf(['null', { type: 'array', items: 'string', 'pg.type': 'text[]' }, { type: 'string', 'pg.type': 'text[]' }]), 'text[]');

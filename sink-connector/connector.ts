@@ -4,15 +4,16 @@
  * fetched batch is handled by partition-batch.ts.
  *
  * Positions: on every group join the stored offsets of the assigned partitions are read
- * from the destination and each partition is seeked there; batches wait for that read,
- * and records below it are dropped (offsets.ts explains the per-transaction lock).
+ * from the destination and each partition starts there (join-positions.ts); batches wait
+ * for that read, and records below it are dropped (offsets.ts explains the per-transaction
+ * lock).
  *
  * Topics: kafkajs resolves a subscription once, so the topic list under the prefix is
  * re-read every `topicRefreshMs` and the consumer restarted when a table topic appears.
  */
 import pg from 'pg';
 import type { Registry } from 'prom-client';
-import { ConfigError, isRetriable } from '../shared/errors.ts';
+import { ConfigError } from '../shared/errors.ts';
 import { createKafka, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
@@ -25,7 +26,8 @@ import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } 
 import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
 import { detectCitus, type CitusInfo } from './destination-catalog.ts';
-import { ensureSinkTables, PositionTracker, readStoredOffsets, tpKey } from './offsets.ts';
+import { ensureSinkTables, PositionTracker, tpKey } from './offsets.ts';
+import { planStart, readCommitted, readStored } from './join-positions.ts';
 import { DirectCopyPolicy } from './direct-copy.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
@@ -469,74 +471,42 @@ class SinkRuntime {
     }
   }
 
-  /** Read the stored positions of the new assignment and seek there; batches wait for it. */
+  /** Read the stored positions of the new assignment and seek where needed (join-positions.ts); batches wait for it. */
   private onJoin(consumer: Consumer, assignment: Record<string, number[]>): void {
     const gen = ++this.generation;
     this.lanes.invalidateAll();
     const tps = Object.entries(assignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
     this.log.info({ partitions: tps.length, generation: gen }, 'group joined: reading stored positions');
-    const pool = this.pool!;
+    const { groupId } = this.config;
+    const committed = readCommitted(this.admin!, groupId, tps, this.log);
     // Batches handed over before the rebalance end first, so the stored positions read are theirs.
-    const groupOffsets = this.committedOffsets(tps);
-    this.positions = this.lanes.drain().then(() => Promise.all([retry(
-      async () => {
-        const client = await pool.connect();
-        let broken = false;
-        try {
-          const stored = await readStoredOffsets(client, this.config.groupId, tps);
-          const { rows } = await client.query<{ topic: string; partition: number }>('SELECT topic, partition FROM shardbridge.stalls WHERE group_id = $1', [
-            this.config.groupId,
-          ]);
-          return { stored, stalled: rows };
-        } catch (err) {
-          const e = classify(err, {});
-          broken = isRetriable(e);
-          throw e;
-        } finally {
-          client.release(broken);
-        }
-      },
-      { what: 'read stored positions', retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log },
-    ), groupOffsets])).then(([{ stored, stalled }, committed]) => {
+    const stored = this.lanes.drain().then(() =>
+      retry(() => readStored(this.pool!, groupId, tps), {
+        what: 'read stored positions',
+        retries: Infinity,
+        initialMs: 500,
+        maxMs: 10_000,
+        signal: this.abort.signal,
+        logger: this.log,
+      }),
+    );
+    this.positions = Promise.all([stored, committed]).then(([{ stored, stalled }, committed]) => {
       if (gen !== this.generation || this.consumer !== consumer) return;
-      const owned = new Set<string>();
-      const entries: [string, bigint][] = [];
-      for (const { topic, partition } of tps) {
-        const k = tpKey(topic, partition);
-        const next = stored.get(k) ?? 0n;
-        owned.add(k);
-        entries.push([k, next]);
-        // The consumer fetches from the group's committed offsets as soon as it has joined, and a
-        // seek discards what it fetched: seek only where that is not the stored position.
-        if (committed?.get(k) === next) continue;
+      const { positions, seeks } = planStart(tps, stored, committed);
+      for (const { topic, partition, offset } of seeks) {
         try {
-          consumer.seek({ topic, partition, offset: next.toString() });
+          consumer.seek({ topic, partition, offset: offset.toString() });
         } catch (err) {
           this.log.debug({ err, topic, partition }, 'seek failed (consumer stopping)');
         }
       }
-      this.tracker.reset(entries);
-      this.stalls!.retain(owned, stalled);
+      this.tracker.reset(positions);
+      this.stalls!.retain(new Set(positions.map(([k]) => k)), stalled);
       this.m.lag.reset();
     });
     this.positions.catch((err: unknown) => {
       if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');
     });
-  }
-
-  /** The group's committed offsets of `tps` by tpKey (none for a partition without one); null when they cannot be read. */
-  private async committedOffsets(tps: readonly { topic: string; partition: number }[]): Promise<Map<string, bigint> | null> {
-    try {
-      const topics = [...new Set(tps.map((tp) => tp.topic))];
-      const out = new Map<string, bigint>();
-      for (const t of await this.admin!.fetchGroupOffsets(this.config.groupId, topics)) {
-        for (const p of t.partitions) if (BigInt(p.offset) >= 0n) out.set(tpKey(t.topic, p.partition), BigInt(p.offset));
-      }
-      return out;
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'group offsets not read: every partition is sought to its stored position');
-      return null;
-    }
   }
 
   private async checkSnapshots(): Promise<void> {

@@ -1,0 +1,71 @@
+/**
+ * Where each partition of a new assignment starts: its stored offset in the destination,
+ * the only position the sink trusts (offsets.ts), 0 when nothing was applied.
+ *
+ * The consumer fetches from the group's committed offsets as soon as it has joined, while
+ * the stored offsets are still being read, and a seek discards what that fetch brings. So
+ * the group's committed offsets are read beside the stored ones, and a partition is sought
+ * only where the two differ: after a clean stop they are equal and the first fetch is used.
+ */
+import type pg from 'pg';
+import { isRetriable } from '../shared/errors.ts';
+import type { Admin } from '../shared/kafka/client.ts';
+import type { Logger } from '../shared/logger.ts';
+import { classify } from './destination-errors.ts';
+import { readStoredOffsets, tpKey } from './offsets.ts';
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface StartPlan {
+  /** tpKey → next offset, for every assigned partition. */
+  positions: [string, bigint][];
+  /** The partitions the consumer would fetch from elsewhere. */
+  seeks: (TopicPartition & { offset: bigint })[];
+}
+
+/** Pure: the start of every partition, and which need a seek given the group's committed offsets (null: unknown, seek all). */
+export function planStart(tps: readonly TopicPartition[], stored: ReadonlyMap<string, bigint>, committed: ReadonlyMap<string, bigint> | null): StartPlan {
+  const positions: [string, bigint][] = [];
+  const seeks: StartPlan['seeks'] = [];
+  for (const { topic, partition } of tps) {
+    const k = tpKey(topic, partition);
+    const next = stored.get(k) ?? 0n;
+    positions.push([k, next]);
+    if (committed?.get(k) !== next) seeks.push({ topic, partition, offset: next });
+  }
+  return { positions, seeks };
+}
+
+/** The stored offsets of `tps` and the partitions recorded as stalled for the group; destination errors classified (retriable or not). */
+export async function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; stalled: TopicPartition[] }> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    const stored = await readStoredOffsets(client, groupId, tps);
+    const { rows } = await client.query<TopicPartition>('SELECT topic, partition FROM shardbridge.stalls WHERE group_id = $1', [groupId]);
+    return { stored, stalled: rows };
+  } catch (err) {
+    const e = classify(err, {});
+    broken = isRetriable(e);
+    throw e;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** The group's committed offsets of `tps` by tpKey (none for a partition without one); null when they cannot be read. */
+export async function readCommitted(admin: Admin, groupId: string, tps: readonly TopicPartition[], log: Logger): Promise<Map<string, bigint> | null> {
+  try {
+    const out = new Map<string, bigint>();
+    for (const t of await admin.fetchGroupOffsets(groupId, [...new Set(tps.map((tp) => tp.topic))])) {
+      for (const p of t.partitions) if (BigInt(p.offset) >= 0n) out.set(tpKey(t.topic, p.partition), BigInt(p.offset));
+    }
+    return out;
+  } catch (err) {
+    log.debug({ err: (err as Error).message }, 'group offsets not read: every partition is sought to its stored position');
+    return null;
+  }
+}

@@ -7,12 +7,14 @@
  * (their old row may sit under another key: collapse's sparing delete handles that).
  */
 import type pg from 'pg';
+import { RetriableError } from '../shared/errors.ts';
 import type { ApplyContext, Counts, UpsertPath } from './apply.ts';
-import type { DecodedRecord } from './decode.ts';
-import type { Query } from './destination-errors.ts';
-import { byVersion, type FastRow } from './fast-rows.ts';
+import { destIdOf, type DecodedRecord } from './decode.ts';
+import { sqlStateOf, type Query } from './destination-errors.ts';
+import { byVersion, groupRows, type FastRow } from './fast-rows.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { copyIntoTarget, upsertViaStaging } from './staging.ts';
+import { qualifiedName, stagingTableName } from './upsert-batch.ts';
 
 /** A direct COPY met a row already at the destination: the transaction is rolled back and the chunk applied again without it. */
 export class DirectCopyConflict extends Error {}
@@ -25,8 +27,8 @@ export class TablePaths {
     readonly name: string,
     private readonly ctx: ApplyContext,
     private readonly paths: Counts,
-    /** Rows per table COPied from their bytes (transcoded). */
-    private readonly transcoded: Map<string, number>,
+    /** Rows per table COPied from their bytes (transcoded), by COPY format. */
+    private readonly transcoded: Counts,
     /** Staging tables used so far in this transaction (staging.ts). */
     readonly staged: Set<string>,
   ) {}
@@ -54,11 +56,10 @@ export class TablePaths {
     this.ctx.directCopy?.policy.succeeded(this.name);
   }
 
-  used(path: UpsertPath, n: number, transcoded = false): void {
-    let m = this.paths.get(this.name);
-    if (!m) this.paths.set(this.name, (m = new Map()));
-    m.set(path, (m.get(path) ?? 0) + n);
-    if (transcoded) this.transcoded.set(this.name, (this.transcoded.get(this.name) ?? 0) + n);
+  /** `n` rows went by `path`; `format`: they were transcoded, into COPY text or binary. */
+  used(path: UpsertPath, n: number, format?: 'text' | 'binary'): void {
+    add(this.paths, this.name, path, n);
+    if (format) add(this.transcoded, this.name, format, n);
   }
 }
 
@@ -78,6 +79,17 @@ export async function applyFastRows(
   paths: TablePaths,
 ): Promise<FastOutcome> {
   const general: DecodedRecord[] = [];
+  // Binary rows written for another catalog read than this transaction's (the table changed
+  // meanwhile) are decoded after all.
+  if (fast.some((f) => f.binary !== null && f.binary !== table)) {
+    const current: FastRow[] = [];
+    for (const f of fast) {
+      if (f.binary !== null && f.binary !== table) general.push(ctx.redecode(f));
+      else current.push(f);
+    }
+    fast = current;
+  }
+  const binaryInto = new Set<string>();
   const movable = tableShape(table).destOnly.length > 0;
   let fresh: readonly FastRow[] = fast;
   const staged: FastRow[] = [];
@@ -95,21 +107,76 @@ export async function applyFastRows(
   const direct = fresh.length > 0 && paths.direct(fresh.length);
   if (direct) {
     for (const [version, list] of byVersion(fresh)) {
-      if ((await copyIntoTarget(client, table, columnsOf(version), { lines: list })) === 'conflict') paths.conflict();
+      for (const [binary, lines] of byFormat(list)) {
+        const copied = await changedTypes(ctx, table, binary, () => copyIntoTarget(client, table, columnsOf(version), { lines, binary }));
+        if (copied === 'conflict') paths.conflict();
+        if (binary) binaryInto.add(qualifiedName(table));
+        paths.used('direct_copy', lines.length, binary ? 'binary' : 'text');
+      }
     }
     paths.succeeded();
-    paths.used('direct_copy', fresh.length, true);
     rows += fresh.length;
   }
   const upserted = direct ? staged : staged.concat(fresh);
   if (upserted.length >= ctx.fastStagingMinRows) {
-    for (const [version, list] of byVersion(upserted)) await upsertViaStaging(client, q, table, columnsOf(version), { lines: list }, paths.staged);
-    paths.used('staging', upserted.length, true);
+    for (const [version, list] of byVersion(upserted)) {
+      for (const [binary, lines] of byFormat(list)) {
+        await changedTypes(ctx, table, binary, () => upsertViaStaging(client, q, table, columnsOf(version), { lines, binary }, paths.staged));
+        if (binary) binaryInto.add(stagingTableName(table));
+        paths.used('staging', lines.length, binary ? 'binary' : 'text');
+      }
+    }
     rows += upserted.length;
   } else {
     for (const f of upserted) general.push(ctx.redecode(f));
   }
+  if (binaryInto.size > 0) await checkBinaryTypes(q, table, [...binaryInto], ctx);
   return { rows, general };
 }
 
 const columnsOf = (v: FastRow['table']): string[] => v.columns.map((c) => c.name);
+
+function add(counts: Counts, table: string, key: string, n: number): void {
+  let m = counts.get(table);
+  if (!m) counts.set(table, (m = new Map()));
+  m.set(key, (m.get(key) ?? 0) + n);
+}
+
+/** Rows by COPY format (mostly one). */
+const byFormat = (rows: readonly FastRow[]): Map<boolean, readonly FastRow[]> => groupRows(rows, (f) => f.binary !== null);
+
+/** A binary COPY refused as malformed (22P03): a column's type changed since the catalog read; applied again after a fresh one. */
+async function changedTypes<T>(ctx: ApplyContext, table: ApplyTable, binary: boolean, copy: () => Promise<T>): Promise<T> {
+  try {
+    return await copy();
+  } catch (err) {
+    if (!binary || sqlStateOf(err) !== '22P03') throw err;
+    ctx.states.invalidate(destIdOf(table.schema, table.name));
+    throw new RetriableError(`binary COPY into ${table.schema}.${table.name} refused (${(err as Error).message}): the batch is applied again with the catalog read afresh`, {
+      context: { table: `${table.schema}.${table.name}` },
+      cause: err,
+    });
+  }
+}
+
+/**
+ * After a binary COPY, under the lock it took: the relations' column types are still those of
+ * the catalog read the rows were written for. A type changed at the destination since (an
+ * ALTER the sink was not told of) could read the bytes as another type without an error; then
+ * the batch is rolled back and applied again, its catalog read afresh.
+ */
+async function checkBinaryTypes(q: Query, table: ApplyTable, relations: string[], ctx: ApplyContext): Promise<void> {
+  const { rows } = await q(
+    `SELECT a.attrelid::regclass::text AS rel, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a WHERE a.attrelid = ANY($1::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [relations],
+  );
+  const want = new Map(table.columns.map((c) => [c.name, c.type]));
+  const changed = (rows as { rel: string; name: string; type: string }[]).find((r) => want.has(r.name) && want.get(r.name) !== r.type);
+  if (!changed) return;
+  const name = `${table.schema}.${table.name}`;
+  ctx.states.invalidate(destIdOf(table.schema, table.name));
+  throw new RetriableError(`column ${changed.name} of ${changed.rel} is now ${changed.type}, not ${want.get(changed.name)}: the batch is applied again with the catalog read afresh`, {
+    context: { table: name, column: changed.name },
+  });
+}

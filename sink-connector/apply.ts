@@ -74,13 +74,13 @@ export interface Chunk {
 export type Counts = Map<string, Map<string, number>>;
 
 export type ChunkOutcome =
-  | { kind: 'applied'; counts: Counts; paths: Counts; transcoded: Map<string, number>; rows: number }
+  | { kind: 'applied'; counts: Counts; paths: Counts; transcoded: Counts; rows: number }
   /** Everything up to nextOffset was applied already (by us before a crash, or another member). */
   | { kind: 'behind'; stored: bigint }
   /** The stored offset is below the chunk: records between were never applied. The caller seeks. */
   | { kind: 'gap'; stored: bigint }
   /** Applied up to a truncate's copy at `at` (stored offset = at); the other partitions have not all reached theirs. */
-  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; paths: Counts; transcoded: Map<string, number>; rows: number };
+  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; paths: Counts; transcoded: Counts; rows: number };
 
 /** Records between multi-partition truncates; each segment but the last ends at one. */
 interface Segment {
@@ -121,7 +121,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     }
     const counts: Counts = new Map();
     const paths: Counts = new Map();
-    const transcoded = new Map<string, number>();
+    const transcoded: Counts = new Map();
     const staged = new Set<string>();
     let rows = 0;
     for (const seg of segments) {

@@ -62,6 +62,9 @@ export const sinkConfigSchema = z.strictObject({
       // Rows that only need inserting or replacing whole go from the Kafka bytes straight to
       // COPY text, skipping the general decode and collapse (fast-rows.ts).
       transcode: z.boolean().default(true),
+      // ...and in COPY BINARY where every column's destination type has a binary form
+      // (copy-binary.ts): PostgreSQL then skips parsing the text. Not on Citus (session staging only).
+      binaryCopy: z.boolean().default(true),
       // Each batch commits its rows with its stored offsets, so a destination crash that loses
       // the last asynchronous commits loses their offsets too: the sink applies them again from
       // Kafka. Native subscriptions' apply worker defaults to off for the same reason.

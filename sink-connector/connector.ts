@@ -238,6 +238,7 @@ class SinkRuntime {
       pool,
       decoder,
       transcode: config.batch.transcode,
+      binaryCopy: config.batch.binaryCopy,
       apply,
       tracker: this.tracker,
       stalls: this.stalls,

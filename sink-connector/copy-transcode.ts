@@ -16,6 +16,7 @@
 import type avro from 'avsc';
 import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import { MALFORMED, readLength, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
+import { binaryWriter, writeFieldCount } from './copy-binary.ts';
 
 // ---- writing COPY text.
 
@@ -250,8 +251,10 @@ const OP_CODES = new Set([0x63, 0x75, 0x64, 0x72, 0x74]);
  * @param writer  avsc type of the envelope as written (from the registry schema)
  * @param schema  the same schema as JSON (for the columns' `connect.name` and encoders)
  * @param keyFields  Value record field names of the key columns (a null there keeps a row off this path)
+ * @param binaryTypes  for COPY BINARY rows (copy-binary.ts): the destination type of each Value
+ *   field, in order; null when a column has no binary writer for its type. Text lines without.
  */
-export function compileEnvelope(writer: avro.Type, schema: object, keyFields: ReadonlySet<string>): EnvelopeTranscoder | null {
+export function compileEnvelope(writer: avro.Type, schema: object, keyFields: ReadonlySet<string>, binaryTypes?: readonly string[]): EnvelopeTranscoder | null {
   const env = writer as unknown as AvscType;
   const envJson = schema as { fields?: { name: string; type: unknown }[] };
   if (env.typeName !== 'record' || !Array.isArray(envJson.fields)) return null;
@@ -268,23 +271,35 @@ export function compileEnvelope(writer: avro.Type, schema: object, keyFields: Re
   const valueJson = findValueJson(envJson);
   if (!valueJson || valueJson.length !== value.fields!.length) return null;
   let columns: FieldWriter[];
-  try {
-    columns = value.fields!.map((f, i) => fieldWriter(f.type, valueJson[i].type));
-  } catch {
-    return null; // a column type without a text form: the general decode reports it
+  if (binaryTypes) {
+    if (binaryTypes.length !== value.fields!.length) return null;
+    const writers = value.fields!.map((f, i) => binaryWriter(f.type, valueJson[i].type, binaryTypes[i]));
+    if (writers.some((w) => w === null)) return null;
+    columns = writers as FieldWriter[];
+  } else {
+    try {
+      columns = value.fields!.map((f, i) => fieldWriter(f.type, valueJson[i].type));
+    } catch {
+      return null; // a column type without a text form: the general decode reports it
+    }
   }
   const keyAt = value.fields!.map((f) => keyFields.has(f.name));
   const skip = env.fields!.map((f) => skipperOf(f.type));
   const beforeSkip = iBefore >= 0 ? skip[iBefore] : null;
   const cursor: Cursor = { pos: 0, end: 0 };
 
-  const writeRow = (buf: Buffer, c: Cursor, out: LineWriter, into: ScanResult): void => {
-    for (let k = 0; k < columns.length; k++) {
-      if (k > 0) out.byte(0x09);
-      if (columns[k](buf, c, out) && keyAt[k]) into.nullKey = true;
-    }
-    out.byte(0x0a);
-  };
+  const writeRow = binaryTypes
+    ? (buf: Buffer, c: Cursor, out: LineWriter, into: ScanResult): void => {
+        writeFieldCount(out, columns.length);
+        for (let k = 0; k < columns.length; k++) if (columns[k](buf, c, out) && keyAt[k]) into.nullKey = true;
+      }
+    : (buf: Buffer, c: Cursor, out: LineWriter, into: ScanResult): void => {
+        for (let k = 0; k < columns.length; k++) {
+          if (k > 0) out.byte(0x09);
+          if (columns[k](buf, c, out) && keyAt[k]) into.nullKey = true;
+        }
+        out.byte(0x0a);
+      };
 
   return {
     scan(buf, start, end, out, into) {

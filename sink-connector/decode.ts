@@ -358,7 +358,14 @@ async function settleInGroups<T, R>(items: readonly T[], fn: (item: T) => Promis
 
 /** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */
 function recordSchemas(value: ValueDecoder, keySchemaId: number, keyColumns: readonly string[], keyFields: string[]): RecordSchemas {
-  return { table: value.version, keyColumns, keySchemaId, transcoder: compileEnvelope(value.writer, value.schema, new Set(keyFields)) };
+  const keys = new Set(keyFields);
+  return {
+    table: value.version,
+    keyColumns,
+    keySchemaId,
+    transcoder: compileEnvelope(value.writer, value.schema, keys),
+    binaryFor: (destTypes) => compileEnvelope(value.writer, value.schema, keys, destTypes),
+  };
 }
 
 const NEEDED_FIELDS = new Set(['before', 'after', 'op', 'unchanged_toast']);

@@ -14,6 +14,7 @@
  * between chunks (its key index) is reset for each.
  */
 import type { TableVersion, RawRecord } from './decode.ts';
+import type { ApplyTable } from './sink-change.ts';
 import { LineWriter, type EnvelopeTranscoder, type ScanResult } from './copy-transcode.ts';
 import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import { keySpan, newSpan, valueSpan, type Span } from './record-bytes.ts';
@@ -25,7 +26,13 @@ export interface FastRow {
   /** Source key columns in destination names. */
   keyColumns: readonly string[];
   op: 'c' | 'r' | 'u';
-  /** The row as one COPY text line (newline included): `lines.buf[start, end)`, columns as `table.columns`. */
+  /**
+   * The destination catalog the row was written for in COPY BINARY format (copy-binary.ts), or
+   * null for a COPY text line. A binary row is applied only if its table resolves to this same
+   * catalog read in the batch's transaction.
+   */
+  binary: ApplyTable | null;
+  /** The row as one COPY text line (newline included) or binary tuple: `lines.buf[start, end)`, columns as `table.columns`. */
   lines: LineWriter;
   start: number;
   end: number;
@@ -37,6 +44,14 @@ export interface RecordSchemas {
   keyColumns: readonly string[];
   keySchemaId: number;
   transcoder: EnvelopeTranscoder | null;
+  /** The COPY BINARY transcoder for these destination types (one per Value field, in order); null when a column has no binary form. */
+  binaryFor(destTypes: readonly string[]): EnvelopeTranscoder | null;
+}
+
+/** A COPY BINARY transcoder for a record's schemas, with the catalog it was made for (partition-batch.ts decides). */
+export interface BinaryLayout {
+  table: ApplyTable;
+  transcoder: EnvelopeTranscoder;
 }
 
 const OPS: Record<number, FastRow['op'] | undefined> = { 0x63: 'c', 0x72: 'r', 0x75: 'u' };
@@ -73,8 +88,11 @@ export class FastRowPlanner {
   private readonly key = newSpan();
   private readonly value = newSpan();
 
-  /** Fast rows aligned with `raws` (null: the general path). */
-  plan(raws: readonly RawRecord[], describe: (r: RawRecord) => RecordSchemas | null): (FastRow | null)[] {
+  /**
+   * Fast rows aligned with `raws` (null: the general path). `binary` says when a record's rows
+   * are written for COPY BINARY; asked once per run of records with the same schemas.
+   */
+  plan(raws: readonly RawRecord[], describe: (r: RawRecord) => RecordSchemas | null, binary: (s: RecordSchemas) => BinaryLayout | null = () => null): (FastRow | null)[] {
     const out: (FastRow | null)[] = new Array(raws.length).fill(null);
     // Whole-row inserts and reads go to `fresh`, replacements to `replaced`: apply-fast.ts COPies
     // the two sets apart, and lines that lie back to back go to COPY without a gathering copy.
@@ -88,6 +106,8 @@ export class FastRowPlanner {
     // Consecutive records are mostly of one table version: its tally is looked up when that changes.
     let t!: TableTally;
     let tTable: TableVersion | undefined;
+    let lastSchemas: RecordSchemas | undefined;
+    let layout: BinaryLayout | null = null;
     const key = this.key;
     const value = this.value;
     for (let i = 0; i < raws.length; i++) {
@@ -107,7 +127,12 @@ export class FastRowPlanner {
         const first = this.first.firstOr(t.no, keyIdOf(key), i);
         if (first >= 0) shared[first] = shared[i] = 1;
       }
-      if (s.transcoder === null || !s.transcoder.scan(value.buf, value.start + WIRE_HEADER_LENGTH, value.end, fresh, scan)) continue;
+      if (s !== lastSchemas) {
+        lastSchemas = s;
+        layout = binary(s);
+      }
+      const transcoder = layout?.transcoder ?? s.transcoder;
+      if (transcoder === null || !transcoder.scan(value.buf, value.start + WIRE_HEADER_LENGTH, value.end, fresh, scan)) continue;
       if (scan.op === TRUNCATE) t.truncated = true;
       const op = OPS[scan.op];
       if (op === undefined || !keyed || !scan.line || scan.hasBefore || scan.toast || scan.nullKey) {
@@ -122,7 +147,7 @@ export class FastRowPlanner {
         replaced.bytes(fresh.buf, scan.lineStart, fresh.pos);
         fresh.pos = scan.lineStart;
       }
-      out[i] = { raw: r, table: s.table, keyColumns: s.keyColumns, op, lines, start, end: lines.pos };
+      out[i] = { raw: r, table: s.table, keyColumns: s.keyColumns, op, binary: layout?.table ?? null, lines, start, end: lines.pos };
     }
     let rowTable: TableVersion | undefined;
     let dropTable = false;

@@ -19,7 +19,8 @@ import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decod
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
-import { FastRowPlanner, type FastRow } from './fast-rows.ts';
+import { FastRowPlanner, type BinaryLayout, type FastRow, type RecordSchemas } from './fast-rows.ts';
+import type { ApplyTable } from './sink-change.ts';
 import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
 import type { LaneWork } from './apply-lanes.ts';
 
@@ -37,6 +38,8 @@ export interface BatchDeps {
   adaptive: boolean;
   /** Whole-row inserts and replacements go straight from their bytes to COPY text (fast-rows.ts). */
   transcode?: boolean;
+  /** ...and to COPY BINARY where every column's destination type has a binary writer (copy-binary.ts). */
+  binaryCopy?: boolean;
   sizing: BatchSizing;
   logger: Logger;
 }
@@ -92,6 +95,8 @@ export class BatchProcessor {
   private readonly waitingAt = new Set<string>();
   private readonly recent: ApplySample[] = [];
   private readonly planner = new FastRowPlanner();
+  /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
+  private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
 
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
@@ -192,7 +197,13 @@ export class BatchProcessor {
     }
     await this.transient(p, 'fetch schemas from the registry', () => this.deps.decoder.prepare(raws));
     const decoder = this.deps.decoder;
-    const fast = this.deps.transcode ? this.planner.plan(raws, (r) => decoder.describe(r)) : null;
+    const fast = this.deps.transcode
+      ? this.planner.plan(
+          raws,
+          (r) => decoder.describe(r),
+          (s) => this.binaryLayout(s),
+        )
+      : null;
     for (let i = 0; i < raws.length; i++) {
       const raw = raws[i];
       const f = fast?.[i];
@@ -212,6 +223,24 @@ export class BatchProcessor {
       }
     }
     return { items };
+  }
+
+  /**
+   * Rows of these schemas go to COPY BINARY when their table's catalog is known from an earlier
+   * batch and every column has a binary writer for its destination type. Only with session
+   * staging (PostgreSQL): a shared staging table (Citus) keeps the column types it was made with.
+   */
+  private binaryLayout(s: RecordSchemas): BinaryLayout | null {
+    if (!this.deps.binaryCopy) return null;
+    const table = this.deps.apply.states.peek(s.table, s.keyColumns);
+    if (!table || table.staging !== 'session') return null;
+    let hit = this.layouts.get(s);
+    if (!hit || hit.table !== table) {
+      const types = s.table.columns.map((c) => table.columns.find((d) => d.name === c.name)?.type);
+      hit = { table, transcoder: types.every((t) => t !== undefined) ? s.binaryFor(types as string[]) : null };
+      this.layouts.set(s, hit);
+    }
+    return hit.transcoder === null ? null : { table, transcoder: hit.transcoder };
   }
 
   private async sendDeadLetters(p: Part, items: SlowItem[]): Promise<boolean> {
@@ -332,11 +361,11 @@ export class BatchProcessor {
   }
 
   /** Metrics of what a transaction committed: events per table and op, rows per upsert path. */
-  private countCommitted(outcome: { counts: Counts; paths: Counts; transcoded: Map<string, number> }): void {
+  private countCommitted(outcome: { counts: Counts; paths: Counts; transcoded: Counts }): void {
     const m = this.deps.metrics;
     for (const [table, ops] of outcome.counts) for (const [op, n] of ops) m.applied.inc({ table, op }, n);
     for (const [table, paths] of outcome.paths) for (const [path, n] of paths) m.upsertRows.inc({ table, path }, n);
-    for (const [table, n] of outcome.transcoded) m.transcodedRows.inc({ table }, n);
+    for (const [table, byFormat] of outcome.transcoded) for (const [format, n] of byFormat) m.transcodedRows.inc({ table, format }, n);
   }
 
   /** One apply, retried with backoff while the failure is transient. */

@@ -15,7 +15,7 @@ export interface SinkMetrics {
   sequences: Counter<'sequence'>;
   deadLetter: Counter<'topic'>;
   upsertRows: Counter<'table' | 'path'>;
-  transcodedRows: Counter<'table'>;
+  transcodedRows: Counter<'table' | 'format'>;
   directCopyConflicts: Counter<'table'>;
   laneBatches: Gauge<'state'>;
 }
@@ -39,8 +39,8 @@ export function createSinkMetrics(connector: string): SinkMetrics {
     upsertRows: metrics.counter('upsert_rows_total', 'Rows written per destination table and path: direct_copy (new rows), staging (COPY + merge) or unnest', ['table', 'path']),
     transcodedRows: metrics.counter(
       'transcoded_rows_total',
-      'Rows COPied straight from their Kafka bytes, without the general decode (batch.transcode); also counted in upsert_rows_total by path',
-      ['table'],
+      'Rows COPied straight from their Kafka bytes, without the general decode (batch.transcode), by COPY format (text, or binary: batch.binaryCopy); also counted in upsert_rows_total by path',
+      ['table', 'format'],
     ),
     directCopyConflicts: metrics.counter(
       'direct_copy_conflicts_total',

@@ -13,6 +13,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { classify, sqlStateOf, type Query } from './destination-errors.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { lineChunks, type FastRow } from './fast-rows.ts';
+import { BINARY_HEADER, BINARY_TRAILER } from './copy-binary.ts';
 import {
   clearStagingSql,
   copyIntoStagingSql,
@@ -30,17 +31,26 @@ import {
 
 type Value = string | null;
 
-/** COPY text: rows of values (encoded here) or lines already encoded (fast-rows.ts). */
-export type CopySource = { rows: readonly Value[][] } | { lines: readonly FastRow[] };
+/** COPY text: rows of values (encoded here) or lines already encoded (fast-rows.ts), in text or, `binary`, as COPY BINARY tuples. */
+export type CopySource = { rows: readonly Value[][] } | { lines: readonly FastRow[]; binary?: boolean };
+
+const isBinary = (source: CopySource): boolean => 'lines' in source && source.binary === true;
 
 /** COPY `source` with `sql`; failures classified for `table`. */
 async function copyRows(client: pg.ClientBase, sql: string, table: ApplyTable, source: CopySource): Promise<void> {
   try {
-    const chunks = 'rows' in source ? copyTextChunks(source.rows) : lineChunks(source.lines);
+    const chunks = 'rows' in source ? copyTextChunks(source.rows) : source.binary ? binaryChunks(source.lines) : lineChunks(source.lines);
     await writeCopy(client.query(copyFrom(sql)), chunks);
   } catch (err) {
     throw classify(err, { table: `${table.schema}.${table.name}` });
   }
+}
+
+/** COPY BINARY tuples between the format's header and trailer. */
+function* binaryChunks(rows: readonly FastRow[]): Generator<Buffer> {
+  yield BINARY_HEADER;
+  yield* lineChunks(rows);
+  yield BINARY_TRAILER;
 }
 
 /**
@@ -74,7 +84,7 @@ export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: A
   const name = stagingTableName(table);
   if (session && staged.has(name)) await q(clearStagingSql(table));
   staged.add(name);
-  await copyRows(client, copyIntoStagingSql(table, columns), table, source);
+  await copyRows(client, copyIntoStagingSql(table, columns, isBinary(source)), table, source);
   await q(mergeFromStagingSql(table, columns));
   if (!session) await q(clearStagingSql(table));
 }
@@ -86,7 +96,7 @@ export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: A
  */
 export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, columns: string[], source: CopySource): Promise<'copied' | 'conflict'> {
   try {
-    await copyRows(client, copyIntoTargetSql(table, columns), table, source);
+    await copyRows(client, copyIntoTargetSql(table, columns, isBinary(source)), table, source);
     return 'copied';
   } catch (err) {
     if (sqlStateOf(err) === '23505') return 'conflict';

@@ -51,6 +51,16 @@ export class TableStates {
     return table;
   }
 
+  /**
+   * The ApplyTable `resolve` would return now without reading the catalog, if it is known:
+   * read since the last invalidation, with this schema id seen. For the fast-row plan, which
+   * runs before the batch's transaction (partition-batch.ts, binary COPY).
+   */
+  peek(version: TableVersion, sourceKey: readonly string[]): ApplyTable | undefined {
+    if (!this.versionsSeen.get(version.destId)?.has(version.schemaId)) return undefined;
+    return this.applyTables.get(`${version.destId}\u0000${sourceKey.join('\u0000')}`);
+  }
+
   /** Whether the destination table exists (for truncate-only batches, which need no key). */
   async exists(client: pg.ClientBase, version: TableVersion): Promise<boolean> {
     return (await this.catalog(client, version)).exists;

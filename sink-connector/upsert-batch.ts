@@ -242,14 +242,15 @@ export function distributeStagingSql(table: ApplyTable): string | null {
   );
 }
 
-/** `COPY relation (columns) FROM STDIN` in text format; feed it `copyTextChunks`. */
-const copyFromStdin = (relation: string, columns: readonly string[]): string => `COPY ${relation} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+/** `COPY relation (columns) FROM STDIN` in text format (feed it `copyTextChunks`), or in binary (copy-binary.ts). */
+const copyFromStdin = (relation: string, columns: readonly string[], binary: boolean): string =>
+  `COPY ${relation} (${columns.map(quoteIdent).join(', ')}) FROM STDIN${binary ? ' WITH (FORMAT binary)' : ''}`;
 
 /** COPY into the staging table. */
-export function copyIntoStagingSql(table: ApplyTable, columns: readonly string[]): string {
-  return cached(table, `copy\u0000${columns.join('\u0000')}`, (shape) => {
+export function copyIntoStagingSql(table: ApplyTable, columns: readonly string[], binary = false): string {
+  return cached(table, `copy\u0000${binary}\u0000${columns.join('\u0000')}`, (shape) => {
     columnTypes(shape, columns);
-    return copyFromStdin(stagingTableName(table), columns);
+    return copyFromStdin(stagingTableName(table), columns, binary);
   });
 }
 
@@ -259,11 +260,11 @@ export function copyIntoStagingSql(table: ApplyTable, columns: readonly string[]
  * COPY writes identity columns as given (like OVERRIDING SYSTEM VALUE); on Citus it is
  * routed to the shards.
  */
-export function copyIntoTargetSql(table: ApplyTable, columns: readonly string[]): string {
-  return cached(table, `direct\u0000${columns.join('\u0000')}`, (shape) => {
+export function copyIntoTargetSql(table: ApplyTable, columns: readonly string[], binary = false): string {
+  return cached(table, `direct\u0000${binary}\u0000${columns.join('\u0000')}`, (shape) => {
     requireColumns(shape, columns, table.destKey, 'a direct COPY');
     columnTypes(shape, columns);
-    return copyFromStdin(qualifiedName(table), columns);
+    return copyFromStdin(qualifiedName(table), columns, binary);
   });
 }
 

@@ -65,7 +65,7 @@ test('defaults are applied to a minimal sink config', () => {
     overrides: { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } },
   });
   assert.equal(c.groupId, 'shardbridge-sink');
-  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, synchronousCommit: 'off' });
+  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off' });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, requireDistributed: false });
   assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024 });
   assert.equal(c.truncate, 'apply');

@@ -102,6 +102,8 @@ interface Envelope {
 const OPS = new Set(['c', 'u', 'd', 'r', 't']);
 /** Registry requests a prepare has in flight at most. */
 const SCHEMA_FETCHES_AT_ONCE = 8;
+/** Topics whose schemas a warm-up compiles ahead, at most. */
+export const WARM_TOPICS_AT_MOST = 64;
 export const destIdOf = (schema: string, name: string): string => `${schema}\u0000${name}`;
 
 export class RecordDecoder {
@@ -111,8 +113,6 @@ export class RecordDecoder {
   private readonly failed = new Map<number, unknown>();
   /** prepare and describe read schema ids in place (record-bytes.ts); both are synchronous per record. */
   private readonly span = newSpan();
-  /** A warm-up in flight: prepare waits for it instead of fetching the same schemas again. */
-  private warming: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly registry: SchemaSource,
@@ -127,7 +127,6 @@ export class RecordDecoder {
    * (unknown id) is remembered so that `decode` reports the record.
    */
   async prepare(records: readonly RawRecord[]): Promise<void> {
-    await this.warming;
     this.failed.clear();
     const keyIds = new Set<number>();
     // A value schema is compiled with the topic it was first seen on (it names the table when the schema does not).
@@ -159,8 +158,9 @@ export class RecordDecoder {
         this.failed.set(id, err); // a schema that does not compile: the records that use it are reported
       }
     };
-    for (const id of keyIds) load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
-    for (const [id, topic] of valueTopics) load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
+    // A warm-up (below) may have compiled some meanwhile.
+    for (const id of keyIds) if (!this.keys.has(id)) load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
+    for (const [id, topic] of valueTopics) if (!this.values.has(id)) load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
     if (retriable !== null) throw retriable;
   }
 
@@ -168,37 +168,35 @@ export class RecordDecoder {
    * Fetch and compile the latest key and value schemas of `topics` (TopicNameStrategy subjects)
    * with their COPY transcoders, before the topics' first records arrive: the connector runs
    * this while its consumer joins the group, so that the first batches do not wait for the
-   * registry and the compiler. Best effort: a schema that fails here is fetched again, and
-   * reported, when a record names it. Resolves to the number of topics whose schemas are ready.
+   * registry and the compiler. Best effort, and for the first WARM_TOPICS_AT_MOST topics only
+   * (a sink over thousands of tables would otherwise compile them all at start, idle ones
+   * included): anything not ready when a record names it is fetched then, as without a warm-up.
+   * Resolves to the number of topics whose schemas are ready.
    */
-  warm(topics: readonly string[]): Promise<number> {
+  async warm(topics: readonly string[]): Promise<number> {
     const latest = this.registry.latestSchema?.bind(this.registry);
-    if (!latest || topics.length === 0) return Promise.resolve(0);
-    const run = async (): Promise<number> => {
-      const found = await settleInGroups(topics, (t) => Promise.all([latest(`${t}-key`), latest(`${t}-value`)]));
-      let ready = 0;
-      topics.forEach((topic, i) => {
+    if (!latest) return 0;
+    const some = topics.slice(0, WARM_TOPICS_AT_MOST);
+    const found = await settleInGroups(some, (t) => Promise.all([latest(`${t}-key`), latest(`${t}-value`)]));
+    let ready = 0;
+    some.forEach((topic, i) => {
         const got = found[i];
-        if (got.status === 'rejected' || got.value[1] === null) return;
-        const [key, value] = got.value;
-        try {
-          if (!this.values.has(value.id)) this.values.set(value.id, this.compileValue(value.id, value.schema, topic));
-          const vd = this.values.get(value.id)!;
-          if (key !== null) {
-            if (!this.keys.has(key.id)) this.keys.set(key.id, this.compileKey(key.schema));
-            const kd = this.keyDecoderFor(key.id, vd)!;
-            kd.described ??= recordSchemas(vd, key.id, kd.columns, kd.fields.map((f) => f.field));
-          }
-          ready++;
-        } catch {
-          // left to prepare, which reports it against the record that names it
+      if (got.status === 'rejected' || got.value[1] === null) return;
+      const [key, value] = got.value;
+      try {
+        if (!this.values.has(value.id)) this.values.set(value.id, this.compileValue(value.id, value.schema, topic));
+        const vd = this.values.get(value.id)!;
+        if (key !== null) {
+          if (!this.keys.has(key.id)) this.keys.set(key.id, this.compileKey(key.schema));
+          const kd = this.keyDecoderFor(key.id, vd)!;
+          kd.described ??= recordSchemas(vd, key.id, kd.columns, kd.fields.map((f) => f.field));
         }
-      });
-      return ready;
-    };
-    const p = run();
-    this.warming = p.catch(() => {});
-    return p;
+        ready++;
+      } catch {
+        // left to prepare, which reports it against the record that names it
+      }
+    });
+    return ready;
   }
 
   /** The change carried by `r`, null for a tombstone. Throws DecodeError. */

@@ -226,7 +226,7 @@ test('a table topic created after the sink started is picked up', async () => {
   }
 });
 
-test("binary COPY: once a table's catalog is known its whole-row inserts and updates go in COPY BINARY; a column type changed at the destination meanwhile is caught and the batch applied again", async () => {
+test("binary COPY: once a table's catalog is known its whole-row inserts and updates go in COPY BINARY; a replay over damaged rows converges; a column type changed at the destination meanwhile is caught and the batch applied again", async () => {
   const citus = (await detectCitus(db)).present;
   const cols = 'id bigint PRIMARY KEY, qty bigint, amount numeric(12,2), at timestamptz, doc jsonb, note text';
   await db.query(`CREATE TABLE ${SRC}.bin (${cols}); CREATE TABLE ${DST}.bin (${cols})`);
@@ -260,7 +260,9 @@ test("binary COPY: once a table's catalog is known its whole-row inserts and upd
     const columns = ['id', 'qty', 'amount', 'at', 'doc', 'note'];
     assert.deepEqual(await tableText(db, `${DST}.bin`, columns, 'id'), await tableText(db, `${SRC}.bin`, columns, 'id'));
   };
-  const sink = await startSink(prefix, groupId, { tables: { [`${SRC}.bin`]: { schema: DST } } }, { stagingMinRows: 1, directCopyMinRows: 1 });
+  // Chunks of 100 records at most: a replay below has a first chunk (text) and more (binary).
+  const config = { tables: { [`${SRC}.bin`]: { schema: DST } }, batch: { maxRows: 100 } };
+  let sink = await startSink(prefix, groupId, config, { stagingMinRows: 1, directCopyMinRows: 1 });
   try {
     // The first batch reads the catalog: text.
     await write(ids(1, 50).map((i) => ({ kind: 'insert', new: row(i, 0) })));
@@ -269,6 +271,17 @@ test("binary COPY: once a table's catalog is known its whole-row inserts and upd
     await write([...ids(51, 100).map((i) => ({ kind: 'insert' as const, new: row(i, 1) })), ...ids(1, 50).map((i) => ({ kind: 'update' as const, new: row(i, 2) }))]);
     await formats(citus ? { text: 150 } : { text: 50, binary: 100 });
     await same();
+    await sink.stop();
+    // A replay from the start over damaged rows: direct COPYs of binary rows meet rows already
+    // there and the batch goes the staging way, in binary too; the table converges.
+    await db.query(`UPDATE ${DST}.bin SET note = 'damaged' WHERE id % 3 = 0; DELETE FROM ${DST}.bin WHERE id % 7 = 0`);
+    await db.query(`UPDATE shardbridge.sink_offsets SET next_offset = 0 WHERE group_id = $1`, [groupId]);
+    await admin.setGroupOffsets(groupId, topic, [{ partition: 0, offset: '0' }]);
+    sink = await startSink(prefix, groupId, config, { stagingMinRows: 1, directCopyMinRows: 1 });
+    await waitApplied(db, admin, groupId, [topic]);
+    await same();
+    // Chunks of 100: the first in text (the new process reads the catalog), the last 50 in binary.
+    await formats(citus ? { text: 150 } : { text: 100, binary: 50 });
     // bigint to double precision behind the sink's back: 8 bytes either way, so the COPY alone would
     // store garbage; the check after it sees the change, and the batch is applied again.
     await db.query(`ALTER TABLE ${DST}.bin ALTER COLUMN qty TYPE double precision`);

@@ -151,11 +151,7 @@ async function changedTypes<T>(ctx: ApplyContext, table: ApplyTable, binary: boo
     return await copy();
   } catch (err) {
     if (!binary || sqlStateOf(err) !== '22P03') throw err;
-    ctx.states.invalidate(destIdOf(table.schema, table.name));
-    throw new RetriableError(`binary COPY into ${table.schema}.${table.name} refused (${(err as Error).message}): the batch is applied again with the catalog read afresh`, {
-      context: { table: `${table.schema}.${table.name}` },
-      cause: err,
-    });
+    throw staleCatalog(ctx, table, `binary COPY into ${table.schema}.${table.name} refused (${(err as Error).message})`, { cause: err });
   }
 }
 
@@ -171,12 +167,16 @@ async function checkBinaryTypes(q: Query, table: ApplyTable, relations: string[]
        FROM pg_attribute a WHERE a.attrelid = ANY($1::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped`,
     [relations],
   );
-  const want = new Map(table.columns.map((c) => [c.name, c.type]));
+  const want = tableShape(table).typeOf;
   const changed = (rows as { rel: string; name: string; type: string }[]).find((r) => want.has(r.name) && want.get(r.name) !== r.type);
-  if (!changed) return;
-  const name = `${table.schema}.${table.name}`;
+  if (changed) throw staleCatalog(ctx, table, `column ${changed.name} of ${changed.rel} is now ${changed.type}, not ${want.get(changed.name)}`, { column: changed.name });
+}
+
+/** The table's catalog read is forgotten, and the batch retried: it is applied again with a fresh one. */
+function staleCatalog(ctx: ApplyContext, table: ApplyTable, why: string, o: { column?: string; cause?: unknown }): RetriableError {
   ctx.states.invalidate(destIdOf(table.schema, table.name));
-  throw new RetriableError(`column ${changed.name} of ${changed.rel} is now ${changed.type}, not ${want.get(changed.name)}: the batch is applied again with the catalog read afresh`, {
-    context: { table: name, column: changed.name },
+  return new RetriableError(`${why}: the batch is applied again with the catalog read afresh`, {
+    context: { table: `${table.schema}.${table.name}`, column: o.column },
+    cause: o.cause,
   });
 }

@@ -76,6 +76,25 @@ export function readLength(buf: Buffer, c: Cursor): number {
   return n;
 }
 
+/** A nullable union `["null", T]` (either order, `schema` its JSON): the branch indexes of T and of null; null for any other type. */
+export function nullableBranches(type: AvscType, schema: unknown): { value: number; nul: number } | null {
+  if (!type.typeName.startsWith('union') || !Array.isArray(schema) || schema.length !== 2) return null;
+  const nul = type.types!.findIndex((t) => t.typeName === 'null');
+  return nul < 0 ? null : { value: 1 - nul, nul };
+}
+
+/** `write` behind a nullable union's branch index; `writeNull` for the null branch. Both return whether the value was null. */
+export function orNull<O>(write: (buf: Buffer, c: Cursor, out: O) => boolean, branches: { value: number; nul: number }, writeNull: (out: O) => void): (buf: Buffer, c: Cursor, out: O) => boolean {
+  const { value, nul } = branches;
+  return (buf, c, out) => {
+    const i = readLong(buf, c);
+    if (i === value) return write(buf, c, out);
+    if (i !== nul) throw MALFORMED;
+    writeNull(out);
+    return true;
+  };
+}
+
 function skipBytes(buf: Buffer, c: Cursor): void {
   const n = readLength(buf, c); // before reading c.pos: it moves the cursor
   c.pos += n;

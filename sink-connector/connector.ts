@@ -20,7 +20,7 @@ import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { retry } from '../shared/retry.ts';
 import type { ApplyContext } from './apply.ts';
-import { classify } from './destination-errors.ts';
+import { classify, withPooledClient } from './destination-errors.ts';
 import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
 import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
@@ -332,16 +332,13 @@ class SinkRuntime {
     const required = this.config.citus.requireDistributed;
     let found: { missing: string[]; local: string[] };
     try {
-      found = await this.untilDone('read the destination tables', async () => {
-        const client = await this.pool!.connect();
-        try {
-          return await this.states!.readAtStart(client, targets);
-        } catch (err) {
-          throw classify(err, {});
-        } finally {
-          client.release();
-        }
-      });
+      found = await this.untilDone('read the destination tables', () =>
+        withPooledClient(this.pool!, (client) =>
+          this.states!.readAtStart(client, targets).catch((err: unknown) => {
+            throw classify(err, {});
+          }),
+        ),
+      );
     } catch (err) {
       if (required) throw err;
       // Only a report then: each table's first batch reads its catalog again, and stalls on what fails.
@@ -510,15 +507,12 @@ class SinkRuntime {
     });
   }
 
-  private async checkSnapshots(): Promise<void> {
-    const client = await this.pool!.connect();
-    try {
+  private checkSnapshots(): Promise<void> {
+    return withPooledClient(this.pool!, async (client) => {
       for (const done of await completeSnapshots(client, this.config.groupId)) {
         this.log.info({ topic: done.topic, table: done.table }, 'snapshot complete in the destination: applied up to the completion marker');
       }
       for (const s of await snapshotStatuses(client)) this.m.snapshot.set({ topic: s.topic, table: s.table }, s.state === 'complete' ? 1 : 0);
-    } finally {
-      client.release();
-    }
+    });
   }
 }

@@ -12,11 +12,8 @@
  * general path, as every record the transcoder cannot read does.
  */
 import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
-import { MALFORMED, readLength, readLong, readLongBig, type AvscType, type Cursor } from './avro-read.ts';
-import type { LineWriter } from './copy-transcode.ts';
-
-/** Writes one column's field (length word and bytes); true when it was NULL. */
-export type FieldWriter = (buf: Buffer, c: Cursor, out: LineWriter) => boolean;
+import { MALFORMED, nullableBranches, orNull, readLength, readLong, readLongBig, type AvscType } from './avro-read.ts';
+import type { FieldWriter, LineWriter } from './copy-transcode.ts';
 
 /** `PGCOPY\n\377\r\n\0`, no flags, no header extension. */
 export const BINARY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -110,18 +107,19 @@ const integerWriter =
     return false;
   };
 
-/** A string's UTF-8 bytes as they are (text, varchar, json), or after jsonb's version byte. */
+/** A string's UTF-8 bytes (or Avro bytes) as they are, or after jsonb's version byte. */
 const stringWriter =
   (prefix: number): FieldWriter =>
   (buf, c, out) => {
     const n = readLength(buf, c);
-    if (c.pos + n > c.end) throw MALFORMED;
     bytesField(out, buf, c.pos, c.pos + n, prefix);
     c.pos += n;
     return false;
   };
 
-const bytesWriter: FieldWriter = stringWriter(-1);
+/** text, varchar, json and bytea: the bytes as they are. */
+const plainBytesWriter: FieldWriter = stringWriter(-1);
+const jsonbWriter: FieldWriter = stringWriter(1);
 
 const isDigit = (b: number): boolean => b >= 0x30 && b <= 0x39;
 
@@ -134,7 +132,6 @@ const numericWriter: FieldWriter = (buf, c, out) => {
   const n = readLength(buf, c);
   const s = c.pos;
   const e = s + n;
-  if (e > c.end) throw MALFORMED;
   c.pos = e;
   let i = s;
   const negative = buf[i] === 0x2d;
@@ -209,7 +206,6 @@ function digits(buf: Buffer, at: number, n: number): number {
 const zonedTimestampWriter: FieldWriter = (buf, c, out) => {
   const n = readLength(buf, c);
   const s = c.pos;
-  if (s + n > c.end) throw MALFORMED;
   c.pos += n;
   if (n < 20 || n > 27 || n === 21 || buf[s + 4] !== 0x2d || buf[s + 7] !== 0x2d || buf[s + 10] !== 0x54 || buf[s + 13] !== 0x3a || buf[s + 16] !== 0x3a || buf[s + n - 1] !== 0x5a) {
     throw MALFORMED;
@@ -291,7 +287,7 @@ const hexValue = (b: number): number => (b >= 0x30 && b <= 0x39 ? b - 0x30 : b >
 const uuidWriter: FieldWriter = (buf, c, out) => {
   const n = readLength(buf, c);
   const s = c.pos;
-  if (n !== 36 || s + n > c.end) throw MALFORMED;
+  if (n !== 36) throw MALFORMED;
   c.pos += n;
   out.ensure(20);
   let p = put32(out.buf, out.pos, 16);
@@ -338,8 +334,8 @@ function valueWriter(type: AvscType, schema: unknown, destType: string): FieldWr
     case 'string':
       if (name === 'io.debezium.time.ZonedTimestamp') return base === 'timestamp with time zone' ? zonedTimestampWriter : null;
       if (encode !== IDENTITY_TEXT) return null;
-      if (base === 'text' || base === 'character varying' || base === 'json') return stringWriter(-1);
-      if (base === 'jsonb') return stringWriter(1);
+      if (base === 'text' || base === 'character varying' || base === 'json') return plainBytesWriter;
+      if (base === 'jsonb') return jsonbWriter;
       if (base === 'numeric') return numericWriter;
       if (base === 'uuid') return uuidWriter;
       return null;
@@ -350,27 +346,15 @@ function valueWriter(type: AvscType, schema: unknown, destType: string): FieldWr
     case 'float':
       return base === 'real' ? floatWriter(4) : null;
     case 'bytes':
-      return base === 'bytea' ? bytesWriter : null;
+      return base === 'bytea' ? plainBytesWriter : null;
   }
   return null;
 }
 
-/** A column's writer: a nullable union `["null", T]` (either order) writes NULL or T. */
+/** A column's writer (its length word and bytes): a nullable union `["null", T]` (either order) writes NULL or T; other unions have none. */
 export function binaryWriter(type: AvscType, schema: unknown, destType: string): FieldWriter | null {
-  if (type.typeName.startsWith('union')) {
-    if (!Array.isArray(schema) || schema.length !== 2) return null;
-    const nullAt = type.types!.findIndex((t) => t.typeName === 'null');
-    if (nullAt < 0) return null;
-    const other = 1 - nullAt;
-    const write = valueWriter(type.types![other], schema[other], destType);
-    if (!write) return null;
-    return (buf, c, out) => {
-      const i = readLong(buf, c);
-      if (i === other) return write(buf, c, out);
-      if (i !== nullAt) throw MALFORMED;
-      writeNull(out);
-      return true;
-    };
-  }
-  return valueWriter(type, schema, destType);
+  if (!type.typeName.startsWith('union')) return valueWriter(type, schema, destType);
+  const b = nullableBranches(type, schema);
+  const write = b && valueWriter(type.types![b.value], (schema as unknown[])[b.value], destType);
+  return write ? orNull(write, b!, writeNull) : null;
 }

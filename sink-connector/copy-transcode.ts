@@ -15,7 +15,7 @@
  */
 import type avro from 'avsc';
 import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
-import { MALFORMED, readLength, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
+import { MALFORMED, nullableBranches, orNull, readLength, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
 import { binaryWriter, writeFieldCount } from './copy-binary.ts';
 
 // ---- writing COPY text.
@@ -109,7 +109,7 @@ export class LineWriter {
 // ---- one column: read its Avro value, write its COPY field.
 
 /** Writes one column's field; true when it was NULL. */
-type FieldWriter = (buf: Buffer, c: Cursor, out: LineWriter) => boolean;
+export type FieldWriter = (buf: Buffer, c: Cursor, out: LineWriter) => boolean;
 
 const ZONED_TIMESTAMP = 'io.debezium.time.ZonedTimestamp';
 
@@ -203,21 +203,9 @@ function valueWriter(type: AvscType, schema: unknown): FieldWriter {
 
 /** A column: nullable unions `["null", T]` (either order) unwrap to T; other unions are generic. */
 function fieldWriter(type: AvscType, schema: unknown): FieldWriter {
-  if (type.typeName.startsWith('union') && Array.isArray(schema) && schema.length === 2) {
-    const nullAt = type.types!.findIndex((t) => t.typeName === 'null');
-    if (nullAt >= 0) {
-      const other = 1 - nullAt;
-      const write = valueWriter(type.types![other], schema[other]);
-      return (buf, c, out) => {
-        const i = readLong(buf, c);
-        if (i === other) return write(buf, c, out);
-        if (i !== nullAt) throw MALFORMED;
-        out.nullField();
-        return true;
-      };
-    }
-  }
-  return valueWriter(type, schema);
+  const b = nullableBranches(type, schema);
+  if (!b) return valueWriter(type, schema);
+  return orNull(valueWriter(type.types![b.value], (schema as unknown[])[b.value]), b, (out) => out.nullField());
 }
 
 // ---- the envelope.

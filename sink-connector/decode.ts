@@ -180,7 +180,7 @@ export class RecordDecoder {
     const found = await settleInGroups(some, (t) => Promise.all([latest(`${t}-key`), latest(`${t}-value`)]));
     let ready = 0;
     some.forEach((topic, i) => {
-        const got = found[i];
+      const got = found[i];
       if (got.status === 'rejected' || got.value[1] === null) return;
       const [key, value] = got.value;
       try {

@@ -4,7 +4,7 @@
  * (retriable). Our own errors pass unchanged.
  */
 import type pg from 'pg';
-import { RetriableError, ShardBridgeError, SinkApplyError, isRetriableSqlState } from '../shared/errors.ts';
+import { RetriableError, ShardBridgeError, SinkApplyError, isRetriable, isRetriableSqlState } from '../shared/errors.ts';
 
 export type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult>;
 
@@ -17,6 +17,28 @@ export function queryWith(client: pg.ClientBase): Query {
       throw classify(err, {});
     }
   };
+}
+
+/**
+ * `fn` on a pooled connection. Failing to connect is retriable; `fn`'s errors pass as they are,
+ * and a connection that failed with a retriable one is not given back (it may be dead).
+ */
+export async function withPooledClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw new RetriableError(`cannot connect to the destination: ${(err as Error).message}`, { cause: err });
+  }
+  let broken = false;
+  try {
+    return await fn(client);
+  } catch (err) {
+    broken = isRetriable(err);
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 export function classify(err: unknown, where: { table?: string; column?: string }): Error {

@@ -8,10 +8,9 @@
  * only where the two differ: after a clean stop they are equal and the first fetch is used.
  */
 import type pg from 'pg';
-import { isRetriable } from '../shared/errors.ts';
 import type { Admin } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import { classify } from './destination-errors.ts';
+import { classify, withPooledClient } from './destination-errors.ts';
 import { readStoredOffsets, tpKey } from './offsets.ts';
 
 export interface TopicPartition {
@@ -40,20 +39,16 @@ export function planStart(tps: readonly TopicPartition[], stored: ReadonlyMap<st
 }
 
 /** The stored offsets of `tps` and the partitions recorded as stalled for the group; destination errors classified (retriable or not). */
-export async function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; stalled: TopicPartition[] }> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    const stored = await readStoredOffsets(client, groupId, tps);
-    const { rows } = await client.query<TopicPartition>('SELECT topic, partition FROM shardbridge.stalls WHERE group_id = $1', [groupId]);
-    return { stored, stalled: rows };
-  } catch (err) {
-    const e = classify(err, {});
-    broken = isRetriable(e);
-    throw e;
-  } finally {
-    client.release(broken);
-  }
+export function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; stalled: TopicPartition[] }> {
+  return withPooledClient(pool, async (client) => {
+    try {
+      const stored = await readStoredOffsets(client, groupId, tps);
+      const { rows } = await client.query<TopicPartition>('SELECT topic, partition FROM shardbridge.stalls WHERE group_id = $1', [groupId]);
+      return { stored, stalled: rows };
+    } catch (err) {
+      throw classify(err, {});
+    }
+  });
 }
 
 /** The group's committed offsets of `tps` by tpKey (none for a partition without one); null when they cannot be read. */
@@ -61,7 +56,10 @@ export async function readCommitted(admin: Admin, groupId: string, tps: readonly
   try {
     const out = new Map<string, bigint>();
     for (const t of await admin.fetchGroupOffsets(groupId, [...new Set(tps.map((tp) => tp.topic))])) {
-      for (const p of t.partitions) if (BigInt(p.offset) >= 0n) out.set(tpKey(t.topic, p.partition), BigInt(p.offset));
+      for (const p of t.partitions) {
+        const offset = BigInt(p.offset);
+        if (offset >= 0n) out.set(tpKey(t.topic, p.partition), offset);
+      }
     }
     return out;
   } catch (err) {

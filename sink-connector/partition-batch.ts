@@ -10,8 +10,9 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { ConsumedMessage, EachBatchPayload, OutMessage } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import { DecodeError, RetriableError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
+import { DecodeError, ShardBridgeError } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
+import { withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
 import { applyControl, controlTopicKind, parseControlRecord, type ControlAction, type ControlKind } from './control.ts';
@@ -20,7 +21,7 @@ import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
 import { FastRowPlanner, type BinaryLayout, type FastRow, type RecordSchemas } from './fast-rows.ts';
-import type { ApplyTable } from './sink-change.ts';
+import { tableShape, type ApplyTable } from './sink-change.ts';
 import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
 import type { LaneWork } from './apply-lanes.ts';
 
@@ -236,7 +237,8 @@ export class BatchProcessor {
     if (!table || table.staging !== 'session') return null;
     let hit = this.layouts.get(s);
     if (!hit || hit.table !== table) {
-      const types = s.table.columns.map((c) => table.columns.find((d) => d.name === c.name)?.type);
+      const typeOf = tableShape(table).typeOf;
+      const types = s.table.columns.map((c) => typeOf.get(c.name));
       hit = { table, transcoder: types.every((t) => t !== undefined) ? s.binaryFor(types as string[]) : null };
       this.layouts.set(s, hit);
     }
@@ -370,24 +372,9 @@ export class BatchProcessor {
 
   /** One apply, retried with backoff while the failure is transient. */
   private attempt(p: Part, chunk: Chunk, acceptGap: boolean): Promise<ChunkOutcome> {
-    return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, async () => {
-      let client: pg.PoolClient;
-      try {
-        client = await this.deps.pool.connect();
-      } catch (err) {
-        throw new RetriableError(`cannot connect to the destination: ${(err as Error).message}`, { cause: err });
-      }
-      let broken = false;
-      try {
-        return await applyChunk(client, chunk, this.deps.apply, acceptGap);
-      } catch (err) {
-        broken = isRetriable(err);
-        throw err;
-      } finally {
-        // A connection that failed transiently may be dead: do not give it back to the pool.
-        client.release(broken);
-      }
-    });
+    return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, () =>
+      withPooledClient(this.deps.pool, (client) => applyChunk(client, chunk, this.deps.apply, acceptGap)),
+    );
   }
 
   /** Retry `fn` forever while its failures are transient; leave (Abandon) when the batch went stale or we stop. */

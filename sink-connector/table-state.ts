@@ -19,6 +19,9 @@ export interface TableStatesOptions {
   logger: Logger;
 }
 
+/** An ApplyTable's cache key: its destination table (a prefix `invalidate` matches) and source key. */
+const applyTableKey = (version: TableVersion, sourceKey: readonly string[]): string => `${version.destId}\u0000${sourceKey.join('\u0000')}`;
+
 export class TableStates {
   private readonly catalogs = new Map<string, Promise<DestinationTable>>();
   private readonly applyTables = new Map<string, ApplyTable>();
@@ -43,7 +46,7 @@ export class TableStates {
     seen.add(version.schemaId);
 
     const dest = await this.catalog(client, version);
-    const cacheKey = `${version.destId}\u0000${sourceKey.join('\u0000')}`;
+    const cacheKey = applyTableKey(version, sourceKey);
     const hit = this.applyTables.get(cacheKey);
     if (hit) return hit;
     const table = this.build(dest, version, sourceKey);
@@ -58,7 +61,7 @@ export class TableStates {
    */
   peek(version: TableVersion, sourceKey: readonly string[]): ApplyTable | undefined {
     if (!this.versionsSeen.get(version.destId)?.has(version.schemaId)) return undefined;
-    return this.applyTables.get(`${version.destId}\u0000${sourceKey.join('\u0000')}`);
+    return this.applyTables.get(applyTableKey(version, sourceKey));
   }
 
   /** Whether the destination table exists (for truncate-only batches, which need no key). */

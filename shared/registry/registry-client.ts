@@ -112,25 +112,18 @@ export class RegistryClient {
    * (40401). The schema is cached by its id, as `getSchema` would have fetched it.
    */
   async latestSchema(subject: string): Promise<{ id: number; schema: object } | null> {
+    const path = `/subjects/${encodeURIComponent(subject)}/versions/latest`;
     let body: { id?: unknown; schema?: unknown };
     try {
-      body = (await this.rest('GET', `/subjects/${encodeURIComponent(subject)}/versions/latest`, undefined, { subject })) as typeof body;
+      body = await this.get(path, { subject });
     } catch (err) {
       if (err instanceof SchemaError && err.context.status === 404) return null;
       throw err;
     }
-    if (typeof body.id !== 'number' || typeof body.schema !== 'string') {
-      throw new SchemaError(`schema registry answered the latest version of ${subject} without an id and schema`, { context: { subject } });
-    }
-    const id = body.id;
-    let schema: object;
-    try {
-      schema = JSON.parse(body.schema) as object;
-    } catch (err) {
-      throw new SchemaError(`the latest schema of ${subject} is not JSON`, { context: { subject, schemaId: id }, cause: err });
-    }
-    if (!this.schemaCache.has(id)) this.schemaCache.set(id, Promise.resolve(schema));
-    return { id, schema };
+    if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered GET ${path} without an id`, { context: { subject } });
+    const schema = schemaOf(body, path, { subject, schemaId: body.id });
+    if (!this.schemaCache.has(body.id)) this.schemaCache.set(body.id, Promise.resolve(schema));
+    return { id: body.id, schema };
   }
 
   /** PUT /config/{subject}; later registrations under the subject expect this level. */
@@ -155,22 +148,16 @@ export class RegistryClient {
   }
 
   private async fetchSchema(id: number): Promise<object> {
-    // A GET is safe to repeat; a pooled keep-alive socket the server just closed fails once with UND_ERR_SOCKET.
-    const body = (await retry(() => this.rest('GET', `/schemas/ids/${id}`, undefined, { schemaId: id }), {
-      retries: 3,
-      initialMs: 50,
-      maxMs: 500,
-      what: `fetching schema ${id}`,
-      logger: this.log,
-    })) as { schema?: unknown };
-    if (typeof body.schema !== 'string') {
-      throw new SchemaError(`schema registry answered GET /schemas/ids/${id} without a schema`, { context: { schemaId: id } });
-    }
-    try {
-      return JSON.parse(body.schema) as object;
-    } catch (err) {
-      throw new SchemaError(`schema ${id} from the registry is not JSON`, { context: { schemaId: id }, cause: err });
-    }
+    const path = `/schemas/ids/${id}`;
+    return schemaOf(await this.get(path, { schemaId: id }), path, { schemaId: id });
+  }
+
+  /** A GET's JSON body. A GET is safe to repeat; a pooled keep-alive socket the server just closed fails once with UND_ERR_SOCKET. */
+  private async get(path: string, context: ErrorContext): Promise<{ id?: unknown; schema?: unknown }> {
+    return (await retry(() => this.rest('GET', path, undefined, context), { retries: 3, initialMs: 50, maxMs: 500, what: `GET ${path}`, logger: this.log })) as {
+      id?: unknown;
+      schema?: unknown;
+    };
   }
 
   private async rest(method: string, path: string, body: unknown, context: ErrorContext): Promise<unknown> {
@@ -207,6 +194,16 @@ export class RegistryClient {
       `${what} failed`,
       context,
     );
+  }
+}
+
+/** The schema a registry answer carries as JSON text (`GET /schemas/ids/{id}`, `GET /subjects/…/versions/…`). */
+function schemaOf(body: { schema?: unknown }, path: string, context: ErrorContext): object {
+  if (typeof body.schema !== 'string') throw new SchemaError(`schema registry answered GET ${path} without a schema`, { context });
+  try {
+    return JSON.parse(body.schema) as object;
+  } catch (err) {
+    throw new SchemaError(`the schema at GET ${path} is not JSON`, { context, cause: err });
   }
 }
 

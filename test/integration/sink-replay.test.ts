@@ -162,16 +162,21 @@ test('replay refuses while the sink runs; --partition with --to-time rewinds onl
   assert.equal((await groupOffsets(f.groupId, f.t.topic))[1], '0');
 });
 
-test("the destination's stored offsets decide where the sink starts when the group's committed offsets disagree: behind, nothing is applied again; ahead, with no new records, the sink seeks back", async () => {
-  const f = await fixture('positions', 1);
-  const inserts = history(f.t.info).slice(0, 60); // ids 1..60 at offsets 0..59
-  await produceChanges(producer, f.t, inserts);
-  let sink = await startSink(f);
+/** A sink run until it has applied the topic to its end, then stopped. */
+async function applyAll(f: Fixture): Promise<void> {
+  const sink = await startSink(f);
   try {
     await waitApplied(db, admin, f.groupId, [f.t.topic]);
   } finally {
     await sink.stop();
   }
+}
+
+test("the destination's stored offsets decide where the sink starts when the group's committed offsets disagree: behind, nothing is applied again; ahead, with no new records, the sink seeks back", async () => {
+  const f = await fixture('positions', 1);
+  const inserts = history(f.t.info).slice(0, 60); // ids 1..60 at offsets 0..59
+  await produceChanges(producer, f.t, inserts);
+  await applyAll(f);
   const ids = async () => (await db.query(`SELECT id FROM ${DST}.positions ORDER BY id`)).rows.map((r) => r.id as number);
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -179,23 +184,13 @@ test("the destination's stored offsets decide where the sink starts when the gro
   await db.query(`DELETE FROM ${DST}.positions WHERE id <= 30`);
   await admin.setGroupOffsets(f.groupId, f.t.topic, [{ partition: 0, offset: '0' }]);
   await produceChanges(producer, f.t, [{ kind: 'insert', new: ['61', '0', 'n61'] }]);
-  sink = await startSink(f);
-  try {
-    await waitApplied(db, admin, f.groupId, [f.t.topic]);
-  } finally {
-    await sink.stop();
-  }
+  await applyAll(f);
   assert.deepEqual(await ids(), range(31, 61), 'records below the stored offset were not applied again');
 
   // Group ahead: committed at the end (61), stored put back to 30, nothing new in the topic.
   await waitFor('group offsets committed', async () => (await groupOffsets(f.groupId, f.t.topic))[0] === '61');
   await db.query(`DELETE FROM ${DST}.positions WHERE id > 30`);
   await db.query(`UPDATE shardbridge.sink_offsets SET next_offset = 30 WHERE group_id = $1`, [f.groupId]);
-  sink = await startSink(f);
-  try {
-    await waitApplied(db, admin, f.groupId, [f.t.topic]);
-  } finally {
-    await sink.stop();
-  }
+  await applyAll(f);
   assert.deepEqual(await ids(), range(31, 61), 'the records from the stored offset on were applied again, and only they');
 });

@@ -4,10 +4,13 @@
  * last fetch is handled, so applying inside the handler left the destination idle during
  * each fetch and while the last partitions of a fetch applied alone.
  *
- * Order within a partition is kept: a lane takes a batch once the one before it has ended.
- * At most `slots` batches apply at once, and at most twice that many are taken and not yet
- * ended, so the records held stay bounded whatever the number of partitions: those batches
- * plus the fetch whose handlers wait for a lane. A lane's epoch is bumped when its partition
+ * Order within a partition is kept: a batch is applied once the one before it has ended. It
+ * is taken before that, while there is room: kafkajs fetches again only once every batch of
+ * a fetch is taken, so a handler waiting for its partition's batch to end held back the next
+ * fetch of every partition, and the lanes ran dry while it came. At most `slots` batches
+ * apply at once, and at most twice that many are taken and not yet ended, so the records held
+ * stay bounded whatever the number of partitions: those batches plus the fetch whose handlers
+ * wait for room. A lane's epoch is bumped when its partition
  * is seeked (stall, new assignment): batches handed over before that are dropped.
  */
 
@@ -46,23 +49,28 @@ export class ApplyLanes {
   }
 
   /**
-   * Hand a batch to its lane. Resolves once the lane has taken it: when the batch before it
-   * has ended and fewer than twice `slots` batches are taken. `work` runs later; its errors are
-   * its own.
+   * Hand a batch to its lane. Resolves once the lane has taken it: when fewer than twice
+   * `slots` batches are taken. `work` runs once the partition's batch before it has ended and
+   * a slot is free; its errors are its own.
    */
   async handOver(key: string, work: (w: LaneWork) => Promise<void>): Promise<void> {
-    const before = this.tails.get(key);
     const epoch = this.epochs.get(key) ?? 0;
     const generation = this.generation;
     const w: LaneWork = { current: () => (this.epochs.get(key) ?? 0) === epoch && this.generation === generation };
-    if (before) await before;
     while (this.taken >= this.capacity) await new Promise<void>((resolve) => this.room.push(resolve));
     if (!w.current()) {
       this.room.shift()?.(); // the room it was woken for goes to the next waiter
       return;
     }
     this.taken++;
-    const slot = this.acquire();
+    // A tail never rejects: the slot is always acquired, so always released below.
+    const before = this.tails.get(key);
+    const slot = before
+      ? before.then(async () => {
+          await this.acquire();
+          this.report();
+        })
+      : this.acquire();
     this.report();
     const run = slot
       .then(() => (w.current() ? work(w) : undefined))

@@ -76,6 +76,10 @@ export function readLength(buf: Buffer, c: Cursor): number {
   return n;
 }
 
+/** The `connect.name` of a value's schema JSON (Debezium's logical type), if it has one. */
+export const connectNameOf = (schema: unknown): unknown =>
+  schema !== null && typeof schema === 'object' ? (schema as Record<string, unknown>)['connect.name'] : undefined;
+
 /** A nullable union `["null", T]` (either order, `schema` its JSON): the branch indexes of T and of null; null for any other type. */
 export function nullableBranches(type: AvscType, schema: unknown): { value: number; nul: number } | null {
   if (!type.typeName.startsWith('union') || !Array.isArray(schema) || schema.length !== 2) return null;

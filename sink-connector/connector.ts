@@ -23,7 +23,7 @@ import type { ApplyContext } from './apply.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
 import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
 import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
-import { completeSnapshots, controlTopicKind, snapshotStatuses } from './control.ts';
+import { completeSnapshots, controlTopicKind, snapshotStatuses, splitTable } from './control.ts';
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
 import { detectCitus, type CitusInfo } from './destination-catalog.ts';
 import { ensureSinkTables, PositionTracker, tpKey } from './offsets.ts';
@@ -319,10 +319,7 @@ class SinkRuntime {
    */
   private async checkTables(citus: CitusInfo, topics: string[]): Promise<void> {
     const sources = new Map<string, { schema: string; table: string }>();
-    for (const name of Object.keys(this.config.tables)) {
-      const dot = name.indexOf('.'); // the config's keys are "schema.table" (one dot)
-      sources.set(name, { schema: name.slice(0, dot), table: name.slice(dot + 1) });
-    }
+    for (const name of Object.keys(this.config.tables)) sources.set(name, splitTable(name));
     for (const t of topics) {
       if (controlTopicKind(t, this.config.topicPrefix)) continue;
       const source = tableFromTopic(t, this.config.topicPrefix);

@@ -11,8 +11,9 @@
  * has no sentinel for, an unusual spelling) throws MALFORMED: that record then takes the
  * general path, as every record the transcoder cannot read does.
  */
-import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
-import { MALFORMED, nullableBranches, orNull, readLength, readLong, readLongBig, type AvscType } from './avro-read.ts';
+import { DECIMAL_TEXT, IDENTITY_TEXT, INT32_MAX, INT32_MIN, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
+import { daysFromCivil } from '../shared/type-mapping/temporal.ts';
+import { MALFORMED, connectNameOf, nullableBranches, orNull, readLength, readLong, readLongBig, type AvscType } from './avro-read.ts';
 import type { FieldWriter, LineWriter } from './copy-transcode.ts';
 
 /** `PGCOPY\n\377\r\n\0`, no flags, no header extension. */
@@ -20,8 +21,6 @@ export const BINARY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x
 /** A field count of -1 ends the data. */
 export const BINARY_TRAILER = Buffer.from([0xff, 0xff]);
 
-const INT32_MAX = 2147483647;
-const INT32_MIN = -2147483648;
 const TWO_32 = 4294967296;
 const TWO_62 = 2n ** 62n;
 /** Days and microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01. */
@@ -180,16 +179,6 @@ const numericWriter: FieldWriter = (buf, c, out) => {
   return false;
 };
 
-/** Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-export function daysFromCivil(y: number, m: number, d: number): number {
-  y -= m <= 2 ? 1 : 0;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
-
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function digits(buf: Buffer, at: number, n: number): number {
@@ -305,8 +294,6 @@ const uuidWriter: FieldWriter = (buf, c, out) => {
   out.pos = p;
   return false;
 };
-
-const connectNameOf = (schema: unknown): unknown => (schema !== null && typeof schema === 'object' ? (schema as Record<string, unknown>)['connect.name'] : undefined);
 
 /**
  * The binary writer for an Avro value (type and schema JSON, not a union) going into a column

@@ -15,7 +15,7 @@
  */
 import type avro from 'avsc';
 import { DECIMAL_TEXT, IDENTITY_TEXT, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
-import { MALFORMED, nullableBranches, orNull, readLength, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
+import { MALFORMED, connectNameOf, nullableBranches, orNull, readLength, readLong, readLongBig, skipperOf, type AvscType, type Cursor } from './avro-read.ts';
 import { binaryWriter, writeFieldCount } from './copy-binary.ts';
 
 // ---- writing COPY text.
@@ -180,7 +180,7 @@ function genericField(type: AvscType, encode: TextEncoder): FieldWriter {
 
 function valueWriter(type: AvscType, schema: unknown): FieldWriter {
   const encode = textEncoderFor(schema as object);
-  const connectName = schema !== null && typeof schema === 'object' ? (schema as Record<string, unknown>)['connect.name'] : undefined;
+  const connectName = connectNameOf(schema);
   switch (type.typeName) {
     case 'string':
       if (encode === IDENTITY_TEXT) return textField;

@@ -189,7 +189,7 @@ export class RecordDecoder {
         if (key !== null) {
           if (!this.keys.has(key.id)) this.keys.set(key.id, this.compileKey(key.schema));
           const kd = this.keyDecoderFor(key.id, vd)!;
-          kd.described ??= recordSchemas(vd, key.id, kd.columns, kd.fields.map((f) => f.field));
+          describedBy(vd, key.id, kd);
         }
         ready++;
       } catch {
@@ -296,7 +296,7 @@ export class RecordDecoder {
     const kid = spanSchemaId(span);
     const kd = kid === null ? null : this.keyDecoderFor(kid, value);
     if (!kd) return null;
-    return (kd.described ??= recordSchemas(value, kid!, kd.columns, kd.fields.map((f) => f.field)));
+    return describedBy(value, kid!, kd);
   }
 
   private compileValue(schemaId: number, schema: object, topic: string): ValueDecoder {
@@ -353,6 +353,10 @@ async function settleInGroups<T, R>(items: readonly T[], fn: (item: T) => Promis
   }
   return out;
 }
+
+/** The plan's view of records with this value schema and key schema, made once per pair. */
+const describedBy = (value: ValueDecoder, keySchemaId: number, kd: KeyDecoder): RecordSchemas =>
+  (kd.described ??= recordSchemas(value, keySchemaId, kd.columns, kd.fields.map((f) => f.field)));
 
 /** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */
 function recordSchemas(value: ValueDecoder, keySchemaId: number, keyColumns: readonly string[], keyFields: string[]): RecordSchemas {

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createAvroType } from '../../shared/type-mapping/index.ts';
 import type { AvscType } from '../../sink-connector/avro-read.ts';
-import { binaryWriter, daysFromCivil } from '../../sink-connector/copy-binary.ts';
+import { binaryWriter } from '../../sink-connector/copy-binary.ts';
+import { daysFromCivil } from '../../shared/type-mapping/temporal.ts';
 import { LineWriter } from '../../sink-connector/copy-transcode.ts';
 
 /** The field `destType` gets for `value` written with Avro `schema`; null when the writer refuses it. */

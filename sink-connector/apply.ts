@@ -1,7 +1,8 @@
 /**
  * One chunk of one topic-partition → one destination transaction: lock the partition's
  * offsets row, drop what is already applied, per table collapse and run the batched
- * statements (unnest upserts, `= ANY` deletes, COPY staging for big snapshot groups),
+ * statements (unnest upserts, `= ANY` deletes, COPY staging for big snapshot groups, updates
+ * in place for unchanged-TOAST rows),
  * then store the next offset and commit. Rows and position commit together, so a crash
  * at any point neither loses nor repeats a batch.
  *
@@ -22,7 +23,8 @@ import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
 import { applyFastRows, DirectCopyConflict, TablePaths } from './apply-fast.ts';
 import { groupRows, type FastRow } from './fast-rows.ts';
-import { buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
+import { arrayLiterals, buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
+import { updateInPlace } from './update-in-place.ts';
 
 export interface ApplyContext {
   groupId: string;
@@ -51,7 +53,7 @@ export interface ApplyContext {
   logger: Logger;
 }
 
-export type UpsertPath = 'direct_copy' | 'staging' | 'unnest';
+export type UpsertPath = 'direct_copy' | 'staging' | 'unnest' | 'in_place';
 
 export interface Chunk {
   topic: string;
@@ -286,6 +288,12 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
       await q(truncateSql(table));
       continue;
     }
+    for (const g of step.upserts) {
+      if (!g.inPlace) continue;
+      await updateInPlace(q, table, g, ctx.logger);
+      paths.used('in_place', g.rows.length);
+      rows += g.rows.length;
+    }
     for (const ks of [step.deletes, step.exactDeletes]) {
       if (ks.rows.length === 0) continue;
       const st = buildDelete(table, ks.columns);
@@ -297,6 +305,7 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
       await q(st.text, arrayLiterals(st.bind(step.sparingDeletes.rows)));
     }
     for (const g of step.upserts) {
+      if (g.inPlace) continue;
       await upsertGroup(client, q, table, g, ctx, paths);
       rows += g.rows.length;
     }
@@ -323,28 +332,6 @@ async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g
     await q(st.text, arrayLiterals(st.bind(rest)));
     paths.used('unnest', rest.length);
   }
-}
-
-const ESCAPES = /["\\]/g;
-
-/**
- * Bound columns as `text[]` literals. pg would serialise the JS arrays itself, but with two
- * regex replaces per element; quoting every element here (escaping only when needed) is
- * cheaper on the hot path and always safe (empty strings, "NULL", braces, commas, spaces).
- * Elements are joined once rather than appended one by one (half the time: no long rope of
- * small strings for pg to flatten).
- */
-export function arrayLiterals(columns: readonly (readonly (string | null)[])[]): string[] {
-  return columns.map((values) => {
-    const parts = new Array<string>(values.length);
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (v === null) parts[i] = 'NULL';
-      else if (v.indexOf('"') === -1 && v.indexOf('\\') === -1) parts[i] = '"' + v + '"';
-      else parts[i] = '"' + v.replace(ESCAPES, '\\$&') + '"';
-    }
-    return '{' + parts.join(',') + '}';
-  });
 }
 
 function count<T>(counts: Counts, table: string, events: readonly T[], opOf: (e: T) => string): void {

@@ -30,6 +30,12 @@ export interface UpsertGroup {
    * plain COPY into the table (direct-copy.ts). The rest may exist: they need the upsert.
    */
   fresh: number;
+  /**
+   * The rows lack unchanged-TOAST columns whose values no event gave: they update the row in
+   * place and never insert one (an insert would put NULL there, or fail a NOT NULL column
+   * before ON CONFLICT is even considered). Never fresh.
+   */
+  inPlace?: true;
 }
 
 export interface ApplySegment {
@@ -72,6 +78,8 @@ interface KeyState {
   /** The key's first event in the segment is an insert, and no delete followed. */
   fresh: boolean;
   origin: Origin;
+  /** Unchanged-TOAST columns of the row whose values are unknown (see UpsertGroup.inPlace). */
+  unknown: string[] | null;
 }
 
 export function collapse(changes: readonly SinkChange[], table: ApplyTable): ApplyPlan {
@@ -100,8 +108,9 @@ function onDelete(states: Map<string, KeyState>, shape: TableShape, key: string[
   if (st) {
     st.row = null;
     st.fresh = false;
+    st.unknown = null;
   } else {
-    states.set(id, { key, row: null, fresh: false, origin: originOf(shape, before) });
+    states.set(id, { key, row: null, fresh: false, origin: originOf(shape, before), unknown: null });
   }
 }
 
@@ -113,19 +122,26 @@ function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChan
   const keyMoved = ch.op === 'u' && before !== null && keyChanged(before, key, shape);
   if (keyMoved) onDelete(states, shape, shape.table.sourceKey.map((c) => before![c] as string), before);
   const row = rowOf(ch, before, key, shape);
+  const unknown = ch.unchangedToast.length > 0 ? ch.unchangedToast.filter((c) => row[c] === undefined && shape.index.has(c)) : [];
   const id = keyId(key);
   const st = states.get(id);
   if (!st) {
     const origin = ch.op === 'u' && !keyMoved ? originOf(shape, before) : null;
-    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin });
+    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin, unknown: unknown.length > 0 ? unknown : null });
   } else if (st.row === null) {
     // After a delete in the same segment: the row may still be there until that delete runs.
     st.row = row;
+    st.unknown = unknown.length > 0 ? unknown : null;
   } else {
     // Each upsert sets only the columns it carries (ON CONFLICT DO UPDATE), so applying
     // them one after another equals one upsert of the merged row. This is also what fills
     // unchanged-TOAST columns from an earlier event of the batch.
-    st.row = { ...st.row, ...row };
+    const merged = { ...st.row, ...row };
+    st.row = merged;
+    if (st.unknown !== null || unknown.length > 0) {
+      const still = [...(st.unknown ?? []), ...unknown].filter((c, i, all) => merged[c] === undefined && all.indexOf(c) === i);
+      st.unknown = still.length > 0 ? still : null;
+    }
   }
 }
 
@@ -216,8 +232,9 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
     }
   }
   const upserts: UpsertGroup[] = [];
-  for (const { columns, fresh, other } of groups.values()) {
-    upserts.push({ columns, rows: other.length === 0 ? fresh : fresh.length === 0 ? other : fresh.concat(other), fresh: fresh.length });
+  for (const { columns, fresh, other, inPlace } of groups.values()) {
+    const rows = other.length === 0 ? fresh : fresh.length === 0 ? other : fresh.concat(other);
+    upserts.push(inPlace ? { columns, rows, fresh: 0, inPlace } : { columns, rows, fresh: fresh.length });
   }
   return { kind: 'apply', upserts, deletes, exactDeletes, sparingDeletes };
 }
@@ -226,6 +243,7 @@ interface GroupBuilder {
   columns: string[];
   fresh: Value[][];
   other: Value[][];
+  inPlace?: true;
 }
 
 function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: KeyState): void {
@@ -255,10 +273,12 @@ function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: Ke
   if (present !== cols.length) {
     for (let i = 0; i < cols.length; i++) if (row[cols[i].name] !== undefined) sig += `${i},`;
   }
+  const inPlace = st.unknown !== null;
+  if (inPlace) sig = `in place:${sig}`;
   let g = groups.get(sig);
   if (!g) {
     const columns = present === cols.length ? cols.map((c) => c.name) : cols.filter((c) => row[c.name] !== undefined).map((c) => c.name);
-    g = { columns, fresh: [], other: [] };
+    g = inPlace ? { columns, fresh: [], other: [], inPlace } : { columns, fresh: [], other: [] };
     groups.set(sig, g);
   }
   const values: Value[] = new Array(g.columns.length);

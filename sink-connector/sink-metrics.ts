@@ -36,7 +36,7 @@ export function createSinkMetrics(connector: string): SinkMetrics {
     snapshot: metrics.gauge('snapshot_complete', "1 once a table's snapshot is applied up to its completion marker, else 0", ['topic', 'table']),
     sequences: metrics.counter('sequences_fixed_total', 'Destination sequences moved up to the source value', ['sequence']),
     deadLetter: metrics.counter('dead_letter_records_total', 'Undecodable records sent to the dead-letter topic', ['topic']),
-    upsertRows: metrics.counter('upsert_rows_total', 'Rows written per destination table and path: direct_copy (new rows), staging (COPY + merge) or unnest', ['table', 'path']),
+    upsertRows: metrics.counter('upsert_rows_total', 'Rows written per destination table and path: direct_copy (new rows), staging (COPY + merge), unnest, or in_place (updates leaving unknown TOASTed columns)', ['table', 'path']),
     transcodedRows: metrics.counter(
       'transcoded_rows_total',
       'Rows COPied straight from their Kafka bytes, without the general decode (batch.transcode), by COPY format (text, or binary: batch.binaryCopy); also counted in upsert_rows_total by path',

@@ -156,20 +156,65 @@ export function buildDelete(table: ApplyTable, columns: readonly string[]): Batc
  */
 export function buildSparingDelete(table: ApplyTable): BatchStatement {
   return cached(table, 'sparing', (shape) => {
-    const sk = table.sourceKey;
-    const columns = [...sk, ...shape.destOnly];
-    if (shape.destOnly.length === 0) {
-      throw new SchemaError('a sparing delete needs destination key columns beyond the source key', {
-        context: { table: `${table.schema}.${table.name}` },
-      });
-    }
-    const types = columnTypes(shape, columns);
-    const match = sk.map((c, i) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}::${types[i]}`);
-    const differs = shape.destOnly.map((c, j) => `t.${quoteIdent(c)} IS DISTINCT FROM k.${quoteIdent(c)}::${types[sk.length + j]}`);
-    const text =
-      `${deleteUsing(qualifiedName(table), columns)} WHERE ${match.join(' AND ')}` +
-      `${pruneClause(table, sk, types)} AND (${differs.join(' OR ')})`;
+    const { columns, where } = elsewhere(shape, 'a sparing delete');
+    return { text: `${deleteUsing(qualifiedName(table), columns)} WHERE ${where}`, columns, bind: columnBinder(columns) };
+  });
+}
+
+/**
+ * The source keys among the bound rows that have a row at another place than the bound
+ * destination-only key values (the rows a sparing delete would remove). Bound columns as
+ * buildSparingDelete's.
+ */
+export function buildElsewhereQuery(table: ApplyTable): BatchStatement {
+  return cached(table, 'elsewhere', (shape) => {
+    const { columns, where } = elsewhere(shape, 'a moved-row check');
+    const sk = table.sourceKey.map((c) => `k.${quoteIdent(c)}`);
+    const text = `SELECT ${sk.join(', ')} FROM ${qualifiedName(table)} AS t, unnest(${textParams(columns.length)}) AS k(${columns.map(quoteIdent).join(', ')}) WHERE ${where}`;
     return { text, columns, bind: columnBinder(columns) };
+  });
+}
+
+/** Rows `t` with the source key of `k` whose destination-only key columns differ from `k`'s. */
+function elsewhere(shape: TableShape, what: string): { columns: string[]; where: string } {
+  const { table, destOnly } = shape;
+  const sk = table.sourceKey;
+  const columns = [...sk, ...destOnly];
+  if (destOnly.length === 0) {
+    throw new SchemaError(`${what} needs destination key columns beyond the source key`, { context: { table: `${table.schema}.${table.name}` } });
+  }
+  const types = columnTypes(shape, columns);
+  const match = sk.map((c, i) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}::${types[i]}`);
+  const differs = destOnly.map((c, j) => `t.${quoteIdent(c)} IS DISTINCT FROM k.${quoteIdent(c)}::${types[sk.length + j]}`);
+  return { columns, where: `${match.join(' AND ')}${pruneClause(table, sk, types)} AND (${differs.join(' OR ')})` };
+}
+
+/**
+ * `UPDATE … SET <the carried non-key columns> FROM unnest(…) WHERE <destination key>`, for
+ * rows whose unchanged-TOAST columns are unknown (collapse.ts, `inPlace`): the row keeps
+ * them, and a key with no row at the destination gets none. Never sets a key column (nor so
+ * the distribution column); on Citus the distribution column's `= ANY` prunes the shards.
+ * Null when the rows carry no column to set.
+ */
+export function buildUpdateInPlace(table: ApplyTable, columns: readonly string[]): BatchStatement | null {
+  return cached(table, `in place\u0000${columns.join('\u0000')}`, (shape) => {
+    requireColumns(shape, columns, table.destKey, 'an update in place');
+    const types = columnTypes(shape, columns);
+    const { destKey, distributionColumn } = table;
+    const set: string[] = [];
+    const match: string[] = [];
+    columns.forEach((c, i) => {
+      const value = `u.${quoteIdent(c)}::${types[i]}`;
+      if (destKey.includes(c)) match.push(`t.${quoteIdent(c)} = ${value}`);
+      else if (c !== distributionColumn) set.push(`${quoteIdent(c)} = ${value}`);
+    });
+    if (set.length === 0) return null;
+    const q = columns.map(quoteIdent);
+    const text =
+      `UPDATE ${qualifiedName(table)} AS t SET ${set.join(', ')} ` +
+      `FROM unnest(${textParams(columns.length)}) AS u(${q.join(', ')}) ` +
+      `WHERE ${match.join(' AND ')}${pruneClause(table, columns, types)}`;
+    return { text, columns: [...columns], bind: columnBinder(columns) };
   });
 }
 
@@ -217,9 +262,10 @@ export function stagingTableName(table: ApplyTable): string {
 }
 
 /**
- * No constraints are copied, so COPY never conflicts; defaults cover columns a change does not
- * carry. Session staging is made afresh for each table version (its columns follow the
- * target's).
+ * No index or key comes along, so COPY never conflicts; defaults cover columns a change does
+ * not carry (LIKE always copies NOT NULL too: the rows staged are whole rows of a table version,
+ * never the in-place rows of unchanged-TOAST updates, which lack columns). Session staging is
+ * made afresh for each table version (its columns follow the target's).
  */
 export function createStagingSql(table: ApplyTable): string {
   const like = `(LIKE ${qualifiedName(table)} INCLUDING DEFAULTS)`;
@@ -374,3 +420,25 @@ CREATE TABLE IF NOT EXISTS shardbridge.stalls (
   PRIMARY KEY (group_id, topic, partition)
 );
 `;
+
+const ESCAPES = /["\\]/g;
+
+/**
+ * Bound columns as `text[]` literals. pg would serialise the JS arrays itself, but with two
+ * regex replaces per element; quoting every element here (escaping only when needed) is
+ * cheaper on the hot path and always safe (empty strings, "NULL", braces, commas, spaces).
+ * Elements are joined once rather than appended one by one (half the time: no long rope of
+ * small strings for pg to flatten).
+ */
+export function arrayLiterals(columns: readonly (readonly (string | null)[])[]): string[] {
+  return columns.map((values) => {
+    const parts = new Array<string>(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v === null) parts[i] = 'NULL';
+      else if (v.indexOf('"') === -1 && v.indexOf('\\') === -1) parts[i] = '"' + v + '"';
+      else parts[i] = '"' + v.replace(ESCAPES, '\\$&') + '"';
+    }
+    return '{' + parts.join(',') + '}';
+  });
+}

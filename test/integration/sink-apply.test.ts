@@ -133,6 +133,9 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows, transcode } of APP
       twoBToast[bigIdx] = undefined;
       const [three] = await rowsOf('id = 3');
       await db.query(`DELETE FROM ${S}.items WHERE id = 3`);
+      // Row 5: a whole-row update (no TOASTed column in it), which takes the upsert paths.
+      await db.query(`UPDATE ${S}.items SET t = 'five, updated', big = 'five' WHERE id = 5`);
+      const [five] = await rowsOf('id = 5');
       const [four] = await rowsOf('id = 4');
       await db.query(`UPDATE ${S}.items SET id = 40 WHERE id = 4`);
       const [forty] = await rowsOf('id = 40');
@@ -141,6 +144,7 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows, transcode } of APP
         { kind: 'update', new: oneToast },
         { kind: 'update', new: twoAToast },
         { kind: 'update', new: twoBToast },
+        { kind: 'update', new: five },
         { kind: 'delete', key: keyTuple(info, three) },
         { kind: 'update', key: keyTuple(info, four), new: forty },
       ]);
@@ -157,11 +161,13 @@ for (const { path, suffix, stagingMinRows, directCopyMinRows, transcode } of APP
       assert.equal(byOp('r'), 5);
       assert.equal(byOp('c'), 3); // two inserts, and the key change's create
       assert.equal(byOp('d'), 2);
-      assert.equal(byOp('u'), 3);
+      assert.equal(byOp('u'), 4);
       const paths = await sink.metrics.getSingleMetric('shardbridge_sink_upsert_rows_total')!.get();
       const used = new Set(paths.values.filter((v) => v.value > 0).map((v) => v.labels.path));
       assert.equal(used.has('direct_copy'), directCopyMinRows === 1, `paths used: ${[...used].join(', ')}`);
       assert.equal(used.has('staging'), stagingMinRows === 1, `paths used: ${[...used].join(', ')}`);
+      // Rows 1 and 2 lack their unchanged TOASTed value: updated in place, never upserted.
+      assert.ok(used.has('in_place'), `paths used: ${[...used].join(', ')}`);
       // Transcoded: the snapshot rows, the two inserts and the key change's create; row 1's update
       // has an unchanged TOAST column, row 2's two updates share a key: those take the general path.
       const fast = await sink.metrics.getSingleMetric('shardbridge_sink_transcoded_rows_total')!.get();

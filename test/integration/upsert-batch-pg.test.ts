@@ -8,7 +8,10 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { getTestDestination } from '../helpers/postgres.ts';
+import pino from 'pino';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
+import { updateInPlace } from '../../sink-connector/update-in-place.ts';
+import { SinkApplyError } from '../../shared/errors.ts';
 import { ensureStaging, upsertViaStaging, writeCopy } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
@@ -102,6 +105,8 @@ const ITEMS: Row[] = [
   },
 ];
 
+const quiet = pino({ level: 'silent' });
+
 let offset = 0;
 function change(op: SinkChange['op'], after: Row | null, opts: { key?: string; before?: Row | null; toast?: string[] } = {}): SinkChange {
   const id = opts.key ?? (after?.id as string);
@@ -123,6 +128,8 @@ async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boo
         await db.query(truncateSql(table));
         continue;
       }
+      // As the writer (apply.ts): updates in place before the deletes.
+      for (const g of step.upserts) if (g.inPlace) await updateInPlace(queryWith(db), table, g, quiet);
       for (const ks of [step.deletes, step.exactDeletes]) {
         if (ks.rows.length > 0) {
           const st = buildDelete(table, ks.columns);
@@ -134,6 +141,7 @@ async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boo
         await db.query(st.text, st.bind(step.sparingDeletes.rows));
       }
       for (const g of step.upserts) {
+        if (g.inPlace) continue;
         if (opts.staging) {
           await db.query(createStagingSql(table));
           await writeCopy(db.query(copyFrom(copyIntoStagingSql(table, g.columns))), copyTextChunks(g.rows));
@@ -257,6 +265,59 @@ test('replaying the same plan leaves the same rows; unchanged TOAST columns are 
     { id: '3', s: 'NULL', amount: null, big: 5 },
     { id: '4', s: 'four', amount: '4.44', big: null },
   ]);
+});
+
+test('updates leaving a NOT NULL TOASTed column unchanged update the row in place; a key with no row gets none', async () => {
+  const table = itemTable('not_null_toast');
+  await createTable({ ...table, columns: table.columns.filter((c) => c.name !== 'big') }, ', big text NOT NULL');
+  await runPlan(table, collapse([change('c', { ...ITEMS[0] }), change('c', { ...ITEMS[2] })], table));
+  const plan = collapse(
+    [
+      change('u', { id: '1', 'a"b': 'first', amount: '1.00' }, { toast: ['big'] }),
+      change('u', { id: '3', 'a"b': 'third' }, { toast: ['big', 'doc'] }), // another column set
+      change('u', { id: '1', 'a"b': 'last', amount: '1.50' }, { toast: ['big'] }), // the later one wins
+      change('u', { id: '7', 'a"b': 'no such row' }, { toast: ['big'] }), // gone at the destination (a replay past its delete)
+    ],
+    table,
+  );
+  const seg = plan[0];
+  assert.ok(seg.kind === 'apply');
+  assert.deepEqual(
+    seg.upserts.map((g) => [g.inPlace, g.rows.length]),
+    [[true, 1], [true, 2]],
+  );
+  await runPlan(table, plan);
+  const once = await contents(table);
+  await runPlan(table, plan);
+  assert.deepEqual(await contents(table), once, 'replaying the plan changes nothing');
+  const { rows } = await db.query(`SELECT id, "a""b" AS s, amount::text, doc::text, length(big) AS big FROM ${qualifiedName(table)} ORDER BY id`);
+  assert.deepEqual(rows, [
+    { id: '1', s: 'last', amount: '1.50', doc: '{"a": [1, 2.50, {"b": null}], "k": "v\\"x"}', big: 100_000 },
+    { id: '3', s: 'third', amount: null, doc: '"é \\\\ x"', big: 5 },
+  ]);
+});
+
+test('an unchanged-TOAST update that moves a row to another distribution value stalls instead of losing the row', async () => {
+  const table = orderTable('moved_toast');
+  await createTable(table);
+  const row = { customer_id: '1', id: '5', amount: '5.00', status: 'new', payload: `{"big": "${'y'.repeat(50_000)}"}` };
+  await runPlan(table, collapse([change('c', row)], table));
+  const { payload: _, ...moved } = { ...row, customer_id: '2', status: 'moved' };
+  const plan = collapse([change('u', moved, { toast: ['payload'] })], table);
+  await assert.rejects(runPlan(table, plan), (err: unknown) => {
+    assert.ok(err instanceof SinkApplyError, String(err));
+    assert.match(err.message, new RegExp(`an update of ${SCHEMA}\\.moved_toast \\(id=5\\) moves the row to other customer_id values but leaves TOASTed column\\(s\\) payload unchanged`));
+    assert.match(err.remedy ?? '', /REPLICA IDENTITY FULL/);
+    assert.equal(err.retriable, false);
+    return true;
+  });
+  const { rows } = await db.query(`SELECT customer_id, id, status, length(payload::text) AS n FROM ${qualifiedName(table)}`);
+  assert.deepEqual(rows, [{ customer_id: 1, id: '5', status: 'new', n: 50_011 }], 'the row is where it was, payload and all');
+  // Put where the update moved it (the remedy's manual step), the same plan applies.
+  await db.query(`UPDATE ${qualifiedName(table)} SET customer_id = 2`);
+  await runPlan(table, plan);
+  const after = await db.query(`SELECT customer_id, status, length(payload::text) AS n FROM ${qualifiedName(table)}`);
+  assert.deepEqual(after.rows, [{ customer_id: 2, status: 'moved', n: 50_011 }]);
 });
 
 test('truncate steps wipe the table and keep what follows', async () => {

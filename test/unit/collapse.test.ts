@@ -72,6 +72,7 @@ function seg(table: ApplyTable, parts: Partial<Omit<ApplySegment, 'kind'>>): App
   };
 }
 const group = (columns: string[], rows: (string | null)[][], fresh = 0): UpsertGroup => ({ columns, rows, fresh });
+const inPlace = (columns: string[], rows: (string | null)[][]): UpsertGroup => ({ columns, rows, fresh: 0, inPlace: true });
 const allUsers = ['id', 'name', 'bio'];
 const allOrders = ['id', 'customer_id', 'amount', 'note'];
 const order = (id: string, customer: string, amount = '1.00', note: string | null = 'n') => ({ id, customer_id: customer, amount, note });
@@ -97,10 +98,28 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     want: [seg(users, { upserts: [group(allUsers, [['1', 'b', 'long']], 1)] })],
   },
   {
-    name: 'unchanged TOAST without an earlier event: column left out so the destination keeps it',
+    name: 'unchanged TOAST without an earlier event: column left out, the row updated in place so the destination keeps it',
     table: users,
     changes: [u({ id: '1', name: 'b' }, null, ['bio']), c({ id: '2', name: 'c', bio: 'd' })],
-    want: [seg(users, { upserts: [group(['id', 'name'], [['1', 'b']]), group(allUsers, [['2', 'c', 'd']], 1)] })],
+    want: [seg(users, { upserts: [inPlace(['id', 'name'], [['1', 'b']]), group(allUsers, [['2', 'c', 'd']], 1)] })],
+  },
+  {
+    name: 'a full update of another key with the same columns stays an upsert, apart from the in-place rows',
+    table: users,
+    changes: [u({ id: '1', name: 'b' }, null, ['bio']), u({ id: '2', name: 'c' })],
+    want: [seg(users, { upserts: [inPlace(['id', 'name'], [['1', 'b']]), group(['id', 'name'], [['2', 'c']])] })],
+  },
+  {
+    name: 'two unchanged-TOAST updates of a key: still in place, the later values win',
+    table: users,
+    changes: [u({ id: '1', name: 'b' }, null, ['bio']), u({ id: '1', name: 'c' }, null, ['bio'])],
+    want: [seg(users, { upserts: [inPlace(['id', 'name'], [['1', 'c']])] })],
+  },
+  {
+    name: 'an unchanged-TOAST update followed by a full one: the full row is upserted',
+    table: users,
+    changes: [u({ id: '1', name: 'b' }, null, ['bio']), u({ id: '1', name: 'c', bio: 'new' })],
+    want: [seg(users, { upserts: [group(allUsers, [['1', 'c', 'new']])] })],
   },
   {
     name: 'unchanged TOAST filled from a full before-image',
@@ -112,7 +131,7 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     name: 'a TOAST column present in after anyway is still treated as absent',
     table: users,
     changes: [u({ id: '1', name: 'b', bio: null }, null, ['bio'])],
-    want: [seg(users, { upserts: [group(['id', 'name'], [['1', 'b']])] })],
+    want: [seg(users, { upserts: [inPlace(['id', 'name'], [['1', 'b']])] })],
   },
   {
     name: 'delete then insert → the insert',
@@ -148,7 +167,7 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     name: 'a key updated after a truncate does not merge with its pre-truncate row',
     table: users,
     changes: [c({ id: '1', name: 'a', bio: 'x' }), trunc(), c({ id: '1', name: 'b', bio: null }), trunc(), u({ id: '1', name: 'c' }, null, ['bio'])],
-    want: [{ kind: 'truncate' }, seg(users, { upserts: [group(['id', 'name'], [['1', 'c']])] })],
+    want: [{ kind: 'truncate' }, seg(users, { upserts: [inPlace(['id', 'name'], [['1', 'c']])] })],
   },
   {
     name: 'keys first seen as a read or an insert are fresh (first), also after an update; an update alone or a delete first is not',
@@ -323,7 +342,9 @@ function applyPlan(dest: Dest, plan: ApplyPlan, deletesFirst: boolean): void {
           assert.ok(!seen.has(row.id), `two upserts for source key ${row.id}`);
           seen.add(row.id);
           const old = dest.get(k);
-          dest.set(k, old ? { ...old, ...row } : ({ amount: null, note: null, ...row } as DestRow));
+          // In place: an UPDATE, which finds the row or leaves the key without one.
+          if (g.inPlace) assert.ok(old, `in-place update of ${k} finds no row`);
+          if (old || !g.inPlace) dest.set(k, old ? { ...old, ...row } : ({ amount: null, note: null, ...row } as DestRow));
         });
       }
     };

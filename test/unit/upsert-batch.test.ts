@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   buildDelete,
+  buildElsewhereQuery,
   buildSparingDelete,
+  buildUpdateInPlace,
   buildUpsert,
   castType,
   clearStagingSql,
@@ -142,6 +144,25 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
       'DELETE FROM "public"."orders" AS t USING unnest($1::text[], $2::text[]) AS k("id", "customer_id") ' +
       'WHERE t."id" = k."id"::bigint AND (t."customer_id" IS DISTINCT FROM k."customer_id"::integer)',
   },
+  {
+    name: 'update in place, composite key: matched on the destination key, key columns never set, pruned on the distribution column',
+    sql: () => buildUpdateInPlace(orders, ['customer_id', 'id', 'amount'])!.text,
+    want:
+      'UPDATE "public"."orders" AS t SET "amount" = u."amount"::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[]) AS u("customer_id", "id", "amount") ' +
+      'WHERE t."customer_id" = u."customer_id"::integer AND t."id" = u."id"::bigint AND t."customer_id" = ANY($1::text[]::integer[])',
+  },
+  {
+    name: 'update in place, odd identifiers: varchar cast without its length (the assignment checks it)',
+    sql: () => buildUpdateInPlace(odd, ['id', 'a"b'])!.text,
+    want: 'UPDATE "My Schema"."Order Items" AS t SET "a""b" = u."a""b"::character varying FROM unnest($1::text[], $2::text[]) AS u("id", "a""b") WHERE t."id" = u."id"::bigint',
+  },
+  {
+    name: 'rows of a source key elsewhere than their new destination key',
+    sql: () => buildElsewhereQuery(orders).text,
+    want:
+      'SELECT k."id" FROM "public"."orders" AS t, unnest($1::text[], $2::text[]) AS k("id", "customer_id") ' +
+      'WHERE t."id" = k."id"::bigint AND (t."customer_id" IS DISTINCT FROM k."customer_id"::integer)',
+  },
   { name: 'truncate', sql: () => truncateSql(odd), want: 'TRUNCATE "My Schema"."Order Items"' },
   { name: 'staging table name', sql: () => stagingTableName(orders), want: 'shardbridge_staging."public__orders"' },
   { name: 'staging table name, odd identifiers', sql: () => stagingTableName(odd), want: 'shardbridge_staging."My Schema__Order Items"' },
@@ -189,6 +210,11 @@ for (const tc of sqlCases) {
     assert.equal(tc.sql(), tc.want);
   });
 }
+
+test('an update in place with nothing but key columns to carry has no statement', () => {
+  assert.equal(buildUpdateInPlace(odd, ['id']), null);
+  assert.equal(buildUpdateInPlace(orders, ['customer_id', 'id']), null);
+});
 
 test('quoteIdent doubles inner quotes', () => {
   for (const [name, want] of [
@@ -247,6 +273,8 @@ const refusals: { name: string; build: () => unknown; message: RegExp }[] = [
   { name: 'an unknown column', build: () => buildUpsert(orders, ['customer_id', 'id', 'nope']), message: /column nope/ },
   { name: 'a delete that does not cover the source key', build: () => buildDelete(orders, ['customer_id']), message: /key column id/ },
   { name: 'a sparing delete where no key column can move', build: () => buildSparingDelete(odd), message: /beyond the source key/ },
+  { name: 'a moved-row check where no key column can move', build: () => buildElsewhereQuery(odd), message: /beyond the source key/ },
+  { name: 'an update in place without the destination key', build: () => buildUpdateInPlace(orders, ['id', 'amount']), message: /key column customer_id/ },
 ];
 
 for (const tc of refusals) {

@@ -181,14 +181,16 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     await recordSync(client, a.sequence, a.value, null);
     return false;
   }
-  const { rows: moved } = await client.query<{ current: string | null; set_to: string | null }>(
-    `SELECT c.current, CASE WHEN $2::bigint > c.current THEN setval(r.seq, $2::bigint, true) END AS set_to
-       FROM (SELECT $1::regclass AS seq) r,
-            LATERAL (SELECT COALESCE(pg_sequence_last_value(r.seq), (SELECT seqstart - 1 FROM pg_sequence WHERE seqrelid = r.seq)) AS current) c`,
-    [seq, a.value],
-  );
-  const current = moved[0]?.current ?? null;
-  const setTo = moved[0]?.set_to ?? null;
+  // The value nextval handed out last, from the sequence itself: pg_sequence_last_value is NULL
+  // before the first nextval after a RESTART, and the sequence's start value is then no floor.
+  // `seq` is the server's own quoting of an existing relation.
+  const { rows: state } = await client.query<{ last_value: string; is_called: boolean }>(`SELECT last_value::text, is_called FROM ${seq}`);
+  const current = state[0].is_called ? state[0].last_value : String(BigInt(state[0].last_value) - 1n);
+  let setTo: string | null = null;
+  if (BigInt(a.value) > BigInt(current)) {
+    const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);
+    setTo = moved[0].set_to;
+  }
   await recordSync(client, seq, a.value, setTo ?? current);
   if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved up to the source value');
   return setTo !== null;

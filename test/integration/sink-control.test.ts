@@ -112,6 +112,13 @@ test('snapshot status turns complete only once the table topic is applied up to 
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${DST}.orders_id_seq')::text AS n`)).rows[0].n, '1001', 'never lowered');
     assert.equal(await gauge(sink, 'shardbridge_sink_sequences_fixed_total', { sequence: `${SRC}.orders_id_seq` }), 1);
+    // Restarted higher at the destination (not called since: pg_sequence_last_value is NULL), a lower source value leaves it.
+    await db.query(`ALTER SEQUENCE ${DST}.orders_id_seq RESTART WITH 5000`);
+    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.orders_id_seq`, table, column: 'id', value: '2000', reason: 'interval' }))]);
+    await waitApplied(db, admin, groupId, [names.sequences]);
+    const recorded = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${DST}.orders_id_seq`]);
+    assert.deepEqual(recorded.rows[0], { source_value: '2000', applied_value: '4999' });
+    assert.equal((await db.query(`SELECT nextval('${DST}.orders_id_seq')::text AS n`)).rows[0].n, '5000', 'a restarted sequence is not lowered either');
   } finally {
     await sink.stop();
   }

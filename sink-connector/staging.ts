@@ -147,17 +147,25 @@ async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
   const dist = distributeStagingSql(table);
   if (dist) await q(dist);
   const { rows } = await q(
-    `SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
     [STAGING_SCHEMA, stagingBaseName(table)],
   );
-  const have = new Set(rows.map((r: { attname: string }) => r.attname));
+  const have = new Map(rows.map((r: { attname: string; type: string }) => [r.attname, r.type]));
+  const staging = stagingTableName(table);
   for (const c of table.columns) {
-    if (!have.has(c.name)) await q(`ALTER TABLE ${stagingTableName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+    const type = have.get(c.name);
+    if (type === undefined) await q(`ALTER TABLE ${staging} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+    // The target's type changed since the staging table was made (it outlives the sink): COPY
+    // into the old type would round a new numeric scale or refuse a widened value. The table
+    // holds no committed rows (each batch removes its own), so the column is simply made anew.
+    else if (type !== c.type && c.name !== table.distributionColumn) {
+      await q(`ALTER TABLE ${staging} DROP COLUMN ${quoteIdent(c.name)}, ADD COLUMN ${quoteIdent(c.name)} ${c.type}`);
+    }
   }
   // A column dropped from the target since the staging table was made could be NOT NULL there.
   const wanted = new Set(table.columns.map((c) => c.name));
-  for (const name of have) {
+  for (const name of have.keys()) {
     if (!wanted.has(name)) await q(`ALTER TABLE ${stagingTableName(table)} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
   }
 }

@@ -401,6 +401,44 @@ test('staging COPY + merge (shared and session staging) gives the same rows as t
   assert.deepEqual(await contents(orders), ['(1,1,1.00,"a\\\\b","{""x"": 1}")']);
 });
 
+test('shared staging follows a column type changed at the target (it outlives the sink): no rounding to the old scale', async () => {
+  const cols = [
+    { name: 'id', type: 'bigint' },
+    { name: 'amount', type: 'numeric(12,2)' },
+    { name: 'code', type: 'character varying(3)' },
+  ];
+  const v1: ApplyTable = { schema: SCHEMA, name: 'retyped', columns: cols, sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  await createTable(v1);
+  const q = queryWith(db);
+  const upsert = async (t: ApplyTable, rows: (string | null)[][]) => {
+    await db.query('BEGIN');
+    try {
+      await upsertViaStaging(db, q, t, ['id', 'amount', 'code'], { rows }, new Set());
+      await db.query('COMMIT');
+    } catch (err) {
+      await db.query('ROLLBACK');
+      throw err;
+    }
+  };
+  await ensureStaging(db, q, v1);
+  await upsert(v1, [['1', '1.25', 'abc']]);
+  // The runbook's type change at the destination, then the catalog read afresh (a new table version).
+  await db.query(`ALTER TABLE ${qualifiedName(v1)} ALTER COLUMN amount TYPE numeric(14,4), ALTER COLUMN code TYPE varchar(10)`);
+  const v2: ApplyTable = { ...v1, columns: [cols[0], { name: 'amount', type: 'numeric(14,4)' }, { name: 'code', type: 'character varying(10)' }] };
+  await ensureStaging(db, q, v2);
+  await upsert(v2, [['1', '1.2345', 'abcdefgh'], ['2', '2.5', null]]);
+  const { rows } = await db.query(`SELECT id, amount::text, code FROM ${qualifiedName(v2)} ORDER BY id`);
+  assert.deepEqual(rows, [
+    { id: '1', amount: '1.2345', code: 'abcdefgh' },
+    { id: '2', amount: '2.5000', code: null },
+  ]);
+  const types = await db.query(
+    `SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [stagingTableName(v2)],
+  );
+  assert.deepEqual(types.rows.map((r) => `${r.attname} ${r.type}`).sort(), ['amount numeric(14,4)', 'code character varying(10)', 'id bigint']);
+});
+
 test('staging table creation: concurrent partitions of one sink, and a racing sink process, end with one ready table', async () => {
   const connect = async () => {
     const c = new pg.Client({ connectionString: destUrl });

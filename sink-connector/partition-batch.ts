@@ -98,6 +98,12 @@ export class BatchProcessor {
   private readonly planner = new FastRowPlanner();
   /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
   private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
+  /**
+   * The highest offset sent to the dead-letter topic, per topic-partition: a chunk whose apply
+   * stalls after its dead letters went out is fetched again at each stall retry, and its dead
+   * letters must not go out again each time. (After a crash or a rebalance they may, once.)
+   */
+  private readonly deadLettered = new Map<string, bigint>();
 
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
@@ -245,8 +251,12 @@ export class BatchProcessor {
     return hit.transcoder === null ? null : { table, transcoder: hit.transcoder };
   }
 
-  private async sendDeadLetters(p: Part, items: SlowItem[]): Promise<boolean> {
+  private async sendDeadLetters(p: Part, all: SlowItem[]): Promise<boolean> {
     const dl = this.deps.deadLetter!;
+    const at = `${p.topic}\u0000${p.partition}`;
+    const sent = this.deadLettered.get(at) ?? -1n;
+    const items = all.filter((it) => BigInt(it.raw.offset) > sent);
+    if (items.length === 0) return true;
     const messages: OutMessage[] = items.map(({ raw, deadLetter: err }) => {
       return {
         topic: dl.topic,
@@ -271,6 +281,7 @@ export class BatchProcessor {
       p.log.warn({ offset: raw.offset, deadLetterTopic: dl.topic, error: deadLetter?.message }, 'undecodable record sent to the dead-letter topic');
     }
     this.deps.metrics.deadLetter.inc({ topic: p.topic }, items.length);
+    this.deadLettered.set(at, BigInt(items[items.length - 1].raw.offset));
     return true;
   }
 

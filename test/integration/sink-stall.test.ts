@@ -203,14 +203,19 @@ test('an undecodable record stalls its partition by default, and goes to the dea
   }
 
   await db.query(`TRUNCATE ${DST}.plain`);
+  // A record before the undecodable ones fails to apply: its retries fetch the dead letters' chunk again.
+  await db.query(`ALTER TABLE ${DST}.plain ADD CONSTRAINT not_three CHECK (id <> 3)`);
   const dlqGroup = `g-${ID}-corrupt-dlq`;
   const dlqTopic = `${prefix}.__dlq`;
   const dlq = await startSinkConnector(
-    sinkConfig({ ...servers, prefix, groupId: dlqGroup }, { deadLetter: { enabled: true }, tables: { [`${SRC}.plain`]: { schema: DST } } }),
+    sinkConfig({ ...servers, prefix, groupId: dlqGroup }, { deadLetter: { enabled: true }, stallRetryMs: 200, tables: { [`${SRC}.plain`]: { schema: DST } } }),
     log,
     { topicRefreshMs: 500 },
   );
   try {
+    await waitFor('stall retried', async () => (await db.query('SELECT attempts FROM shardbridge.stalls WHERE group_id = $1', [dlqGroup])).rows[0]?.attempts >= 3);
+    assert.equal((await readTopic(kafka, dlqTopic)).length, 2, 'each undecodable record sent once, not once per stall retry');
+    await db.query(`ALTER TABLE ${DST}.plain DROP CONSTRAINT not_three`);
     await waitApplied(db, admin, dlqGroup, [t.topic]);
     assert.equal(await count('plain'), 8);
     const letters = await readTopic(kafka, dlqTopic);

@@ -132,6 +132,9 @@ export class BatchProcessor {
     }
     const high = BigInt(batch.highWatermark);
     if (messages.length === 0) return;
+    // Set before applying as well: a partition that stalls on this batch shows its backlog, not a stale figure.
+    const first = BigInt(messages[0].offset);
+    this.deps.metrics.lag.set({ topic, partition: String(partition) }, Number(high > first ? high - first : 0n));
     for (let i = 0; i < messages.length; ) {
       if (!this.usable(part)) return;
       const lastBefore = BigInt(messages[messages.length - 1].offset);

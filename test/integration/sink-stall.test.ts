@@ -97,6 +97,7 @@ test('a missing destination column stalls only its partition, with one clear err
     assert.match(stall.error, /column "extra" of relation "[^"]+\.wide" does not exist/);
     assert.match(stall.error, /ALTER TABLE "[^"]+"\."wide" ADD COLUMN "extra" numeric\(10,3\)/);
     assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions', { topic: wide.topic, reason: 'apply' }), 1);
+    assert.equal(await metricValue(sink, 'shardbridge_sink_consumer_lag', { topic: wide.topic, partition: '0' }), 5, 'the stalled partition shows its backlog');
     const scraped = await (await fetch(`http://127.0.0.1:${sink.metricsPort}/metrics`)).text();
     assert.match(scraped, new RegExp(`shardbridge_sink_stalled_partitions\\{[^}]*topic="${wide.topic.replace(/\./g, '\\.')}"[^}]*\\} 1`));
     assert.equal(await count('wide'), 0);
@@ -121,6 +122,7 @@ test('a missing destination column stalls only its partition, with one clear err
     assert.deepEqual(rows.map((r) => [r.id, r.v, r.extra]), [1, 2, 3, 4, 5].map((i) => [i, `v${i}`, `${i}.500`]));
     await waitFor('stall cleared', async () => (await db.query('SELECT 1 FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rowCount === 0);
     assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions'), 0);
+    assert.equal(await metricValue(sink, 'shardbridge_sink_consumer_lag', { topic: wide.topic, partition: '0' }), 0);
     assert.ok(lines().some((l) => l.msg === 'stall cleared: partition applies again' && l.topic === wide.topic));
   } finally {
     await sink.stop();

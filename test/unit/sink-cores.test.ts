@@ -54,6 +54,12 @@ test('a database error keeps its fields through classify and describeStall, with
   assert.match(badType.remedy, /ALTER TABLE s\.t ALTER COLUMN … TYPE/);
   assert.match(remedyFor({ sqlstate: '42501', table: 's.t', reason: 'apply' }), /grant the sink's role INSERT, UPDATE, DELETE and TRUNCATE on s\.t/);
   assert.match(remedyFor({ sqlstate: 'XX000', reason: 'apply' }), /retries by itself/);
+  // TRUNCATE of a table another's foreign key references: 0A000 too, but the foreign-key advice.
+  assert.match(
+    remedyFor({ sqlstate: '0A000', table: 's.parents', reason: 'apply', message: 'cannot truncate a table referenced in a foreign key constraint' }),
+    /drop the foreign keys referencing s\.parents now and create foreign keys at cut-over/,
+  );
+  assert.match(remedyFor({ sqlstate: '0A000', reason: 'apply', message: 'modifying the partition value of rows is not allowed' }), /distribution column cannot change/);
 });
 
 test('transient failures classify as retriable: deadlock, serialization, shutdown, a lost connection', () => {

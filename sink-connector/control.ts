@@ -10,6 +10,7 @@
  * the statements run inside the batch transaction of the control record's partition.
  */
 import type pg from 'pg';
+import { lastSequenceValue } from '../shared/migration/sequence-value.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetFor } from './decode.ts';
 import { qualifiedName } from './upsert-batch.ts';
@@ -181,11 +182,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     await recordSync(client, a.sequence, a.value, null);
     return false;
   }
-  // The value nextval handed out last, from the sequence itself: pg_sequence_last_value is NULL
-  // before the first nextval after a RESTART, and the sequence's start value is then no floor.
-  // `seq` is the server's own quoting of an existing relation.
-  const { rows: state } = await client.query<{ last_value: string; is_called: boolean }>(`SELECT last_value::text, is_called FROM ${seq}`);
-  const current = state[0].is_called ? state[0].last_value : String(BigInt(state[0].last_value) - 1n);
+  const current = String(await lastSequenceValue(client, seq));
   let setTo: string | null = null;
   if (BigInt(a.value) > BigInt(current)) {
     const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);

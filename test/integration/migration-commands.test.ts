@@ -333,10 +333,13 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   const mark = await dst.query(`SELECT created_at FROM shardbridge.deferred_foreign_keys WHERE table_name = $1`, [`"${SCHEMA}"."orders"`]);
   assert.ok(mark.rows[0]?.created_at instanceof Date, 'marked done');
 
-  // Again: idempotent, nothing lowered, the foreign key already there.
+  // Again: idempotent, nothing lowered (also a sequence restarted higher and not called since,
+  // whose pg_sequence_last_value is NULL), the foreign key already there.
+  await dst.query(`ALTER SEQUENCE ${SCHEMA}.customers_id_seq RESTART WITH 1000000`);
   const again = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
   assert.equal(again.code, 0, JSON.stringify(again.out.problems));
   assert.deepEqual(again.out.sequences.map((s) => s.status), ['already above', 'already above']);
+  assert.equal((await dst.query(`SELECT nextval('${SCHEMA}.customers_id_seq')::text AS n`)).rows[0].n, '1000000');
   assert.deepEqual(again.out.foreignKeys.map((f) => f.status), ['already there']);
 });
 

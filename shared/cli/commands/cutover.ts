@@ -33,6 +33,7 @@ import {
   judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine,
   type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
+import { lastSequenceValue } from '../../migration/sequence-value.ts';
 import {
   commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
 } from '../../migration/gather.ts';
@@ -292,7 +293,7 @@ async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: So
         continue;
       }
       const { rows: cur } = await dst.query(
-        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last, (s.seqstart - s.seqincrement)::text AS unused FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
+        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
         [r.destination],
       );
       r.before = cur[0]?.last ?? null;
@@ -302,13 +303,11 @@ async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: So
         continue;
       }
       // setval(seq, greatest(current, source + margin)): only called when it moves the sequence up.
-      const { rows: moved } = await dst.query(
-        `SELECT CASE WHEN $2::bigint > COALESCE(pg_sequence_last_value($1::regclass), $3::bigint) THEN setval($1::regclass, $2::bigint, true) END::text AS set_to`,
-        [r.destination, target, cur[0]?.unused ?? '0'],
-      );
+      const moves = BigInt(target) > (await lastSequenceValue(dst, r.destination));
+      if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, target]);
       const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
       r.after = after[0]?.v ?? null;
-      r.status = moved[0]?.set_to !== null && moved[0]?.set_to !== undefined ? 'moved' : 'already above';
+      r.status = moves ? 'moved' : 'already above';
       if (present.sequences) {
         await dst.query(
           `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())

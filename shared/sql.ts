@@ -9,3 +9,22 @@ export function quoteIdent(name: string): string {
 export function quoteLiteral(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
 }
+
+/**
+ * `CREATE SCHEMA IF NOT EXISTS` for ShardBridge's own schemas (`shardbridge`,
+ * `shardbridge_staging`) with Citus's schema-based sharding off: with it on, a new schema
+ * becomes a distributed schema and its tables Citus tables, and the sink's offsets table must
+ * stay a plain coordinator table (a Citus-managed one errors after a parallel multi-shard write
+ * in the same transaction, citus issue 6729). The setting is put back after, for the user's own
+ * schemas created in the same transaction. Without Citus, plain CREATE SCHEMA.
+ */
+export function createOwnSchemasSql(...schemas: string[]): string {
+  const creates = schemas.map((s) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)};`).join(' ');
+  return `DO $$
+DECLARE sharding text := current_setting('citus.enable_schema_based_sharding', true);
+BEGIN
+  IF sharding IS NOT NULL THEN PERFORM set_config('citus.enable_schema_based_sharding', 'off', true); END IF;
+  ${creates}
+  IF sharding IS NOT NULL THEN PERFORM set_config('citus.enable_schema_based_sharding', sharding, true); END IF;
+END $$`;
+}

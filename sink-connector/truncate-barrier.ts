@@ -14,6 +14,7 @@
  * truncates once every partition arrived k times.
  */
 import type pg from 'pg';
+import { createOwnSchemasSql } from '../shared/sql.ts';
 import { parseTruncateKey } from '../source-connector/truncate-fanout.ts';
 
 export { parseTruncateKey };
@@ -41,7 +42,7 @@ export function judgeBarrier(arrivals: ReadonlyMap<number, readonly bigint[]>, p
 }
 
 export const BARRIER_SETUP_SQL = `
-CREATE SCHEMA IF NOT EXISTS shardbridge;
+${createOwnSchemasSql('shardbridge')};
 CREATE TABLE IF NOT EXISTS shardbridge.sink_truncate_arrivals (
   group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
   arrived_at timestamptz NOT NULL DEFAULT now(),

@@ -19,7 +19,7 @@ export interface BatchStatement {
   bind(rows: readonly (readonly Value[])[]): Value[][];
 }
 
-import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
+import { createOwnSchemasSql, quoteIdent, quoteLiteral } from '../shared/sql.ts';
 
 export { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 
@@ -382,8 +382,7 @@ export function* copyTextChunks(rows: readonly (readonly Value[])[]): Generator<
 // ---- the sink's own tables: plain tables on the coordinator, never distributed (citus issue 6729).
 
 export const CREATE_SINK_TABLES_SQL = `
-CREATE SCHEMA IF NOT EXISTS shardbridge;
-CREATE SCHEMA IF NOT EXISTS ${STAGING_SCHEMA};
+${createOwnSchemasSql('shardbridge', STAGING_SCHEMA)};
 CREATE TABLE IF NOT EXISTS shardbridge.sink_offsets (
   group_id text NOT NULL,
   topic text NOT NULL,

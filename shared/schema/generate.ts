@@ -5,9 +5,9 @@
  * pg_get_constraintdef, pg_get_indexdef); only names are rewritten, through the mapping.
  */
 import type { ColumnDef, ConstraintDef, IndexDef, SequenceDef, SequenceOptions, TableDef, TypeDef } from './model.ts';
+import { createOwnSchemasSql, quoteIdent, quoteLiteral } from '../sql.ts';
 
-export const quoteIdent = (id: string): string => `"${id.replace(/"/g, '""')}"`;
-export const quoteLiteral = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+export { quoteIdent, quoteLiteral };
 export const qualify = (t: { schema: string; name: string }): string => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
 
 /** Where `cut-over` finds the foreign keys kept aside: `ALTER TABLE <table_name> ADD CONSTRAINT <constraint_name> <definition>`. */
@@ -89,7 +89,7 @@ export function extendKeySql(dest: { schema: string; name: string }, c: Constrai
 }
 
 export const DEFERRED_FK_TABLE_SQL = [
-  'CREATE SCHEMA IF NOT EXISTS shardbridge',
+  createOwnSchemasSql('shardbridge'),
   `CREATE TABLE IF NOT EXISTS ${DEFERRED_FK_TABLE} (
   table_name text NOT NULL,
   constraint_name text NOT NULL,

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
 import { updateInPlace } from '../../sink-connector/update-in-place.ts';
 import { SinkApplyError } from '../../shared/errors.ts';
+import { createOwnSchemasSql } from '../../shared/sql.ts';
 import { ensureStaging, upsertViaStaging, writeCopy } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
@@ -567,4 +568,24 @@ test('sink tables: created idempotently; an offsets row locked with BEGIN and st
   const { rows } = await db.query('SELECT topic, partition, next_offset FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY partition', [group]);
   assert.deepEqual(rows, [{ topic, partition: 1, next_offset: '9007199254740993' }], 'the rolled-back store left nothing');
   assert.throws(() => storeOffsetAndCommitSql(group, topic, -1, 1n), RangeError);
+});
+
+test("the sink's own schemas are made with Citus's schema-based sharding off, and the setting put back", async () => {
+  // Without Citus the setting is a placeholder: what the DO block reads and writes is the same.
+  const own = `${SCHEMA}_own`;
+  await db.query('BEGIN');
+  try {
+    await db.query(`CREATE TABLE ${pg.escapeIdentifier(SCHEMA)}.seen (schema_name text, sharding text)`);
+    await db.query(`CREATE FUNCTION ${pg.escapeIdentifier(SCHEMA)}.note() RETURNS event_trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO ${pg.escapeIdentifier(SCHEMA)}.seen SELECT object_identity, current_setting('citus.enable_schema_based_sharding', true)
+              FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE SCHEMA'; END $$`);
+    await db.query(`CREATE EVENT TRIGGER sb_note_schemas ON ddl_command_end WHEN TAG IN ('CREATE SCHEMA') EXECUTE FUNCTION ${pg.escapeIdentifier(SCHEMA)}.note()`);
+    await db.query(`SET LOCAL citus.enable_schema_based_sharding = 'on'`);
+    await db.query(createOwnSchemasSql(own));
+    const { rows } = await db.query(`SELECT schema_name, sharding FROM ${pg.escapeIdentifier(SCHEMA)}.seen`);
+    assert.deepEqual(rows, [{ schema_name: own, sharding: 'off' }]);
+    assert.equal((await db.query(`SELECT current_setting('citus.enable_schema_based_sharding') AS v`)).rows[0].v, 'on');
+  } finally {
+    await db.query('ROLLBACK');
+  }
 });

@@ -77,6 +77,27 @@ export interface Machine {
   loadAverageEnd: number[];
 }
 
+/** Each phase's verification that ran: [phase, destination = source]. */
+function verifications(r: BenchResults): [string, boolean][] {
+  const o = r.ours;
+  const all: [string, boolean | null | undefined][] = [
+    ['snapshot', o.snapshot?.verified],
+    ['catch-up', o.catchup?.verified],
+    ['sink replay', o.sinkReplay?.verified],
+    ['native sync', r.peers.nativeSync?.verified],
+    ['native catch-up', r.peers.nativeCatchup?.verified],
+    ['final', r.finalVerified],
+  ];
+  return all.filter((c): c is [string, boolean] => typeof c[1] === 'boolean');
+}
+
+/** A phase that ended with the destination not equal to the source is a failure: its rate measured nothing. */
+export function verificationFailures(r: BenchResults): string[] {
+  return verifications(r)
+    .filter(([, same]) => !same)
+    .map(([phase]) => `${phase}: the destination does not equal the source (row counts and checksums)`);
+}
+
 /** The aims of issue 5 (a benchmark's targets, not a test's assertions). */
 export const AIMS = {
   catchupVsNative: 1.0,
@@ -326,14 +347,7 @@ export function formatReport(r: BenchResults): string {
     const s = o.latency.summary;
     lines.push(`latency: ${s.samples} samples over ${o.latency.seconds} s at ${fmtRate(o.latency.achievedRate)} changes/s (target ${fmtRate(o.latency.targetRate)}): p50 ${fmtMs(s.p50)}, p90 ${fmtMs(s.p90)}, p99 ${fmtMs(s.p99)}, max ${fmtMs(s.max)} ms${o.latency.lost ? `; ${o.latency.lost} never seen` : ''}`);
   }
-  const checks = [
-    ['snapshot', o.snapshot?.verified],
-    ['catch-up', o.catchup?.verified],
-    ['sink replay', o.sinkReplay?.verified],
-    ['native sync', r.peers.nativeSync?.verified],
-    ['native catch-up', r.peers.nativeCatchup?.verified],
-    ['final', r.finalVerified],
-  ].filter(([, v]) => v !== undefined && v !== null);
+  const checks = verifications(r);
   if (checks.length) lines.push(`destination = source (counts and checksums): ${checks.map(([k, v]) => `${k} ${v ? 'yes' : 'NO'}`).join(', ')}`);
   if (r.cpu.length) {
     lines.push('');

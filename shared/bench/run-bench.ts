@@ -19,7 +19,7 @@ import { DB, SLOT, machineInfo, cpuModel, spawnConnector, startEnv, tablesEqual,
 import { measureLatency } from './latency.ts';
 import { measureSinkReplay, restorePreBacklog, topicEnds } from './sink-replay.ts';
 import { CEILING_PUBLICATION, bareReadPeer, createNativePublication, nativeCatchup, nativeDisable, nativeInitialSync, pgDumpPeer, recvlogicalPeer, waitSlotInactive } from './peers.ts';
-import type { BenchResults } from './report.ts';
+import { verificationFailures, type BenchResults } from './report.ts';
 import { expectedBacklogRecords, workloadSize } from './stats.ts';
 import { BACKLOG_TXN_ROWS, ORDERS_DDL, backlogPlan, insertSql, stepRows, stepSql } from './workload.ts';
 import { WARMUP, warmUpBroker } from './warmup.ts';
@@ -333,6 +333,7 @@ export async function runBench(o: BenchOptions, spawned: Spawned = []): Promise<
     r.failures.push(err instanceof Error ? err.message : String(err));
     o.log.debug({ err }, 'benchmark failed');
   }
+  r.failures.push(...verificationFailures(r));
   r.machine.loadAverageEnd = loadAvg();
   r.totalMs = Date.now() - started;
   return r;

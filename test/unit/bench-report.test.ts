@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpuPerUnit, figures, formatCpu, formatReport, fmtRate, fmtRatio, renderTable, toJson, type BenchResults } from '../../shared/bench/report.ts';
+import { cpuPerUnit, figures, formatCpu, formatReport, fmtRate, fmtRatio, renderTable, toJson, verificationFailures, type BenchResults } from '../../shared/bench/report.ts';
 import { summarize, workloadSize } from '../../shared/bench/stats.ts';
 
 function results(over: Partial<BenchResults> = {}): BenchResults {
@@ -154,6 +154,15 @@ test('formatReport: one row per measure with ours, the peer, the ratio and the a
   assert.match(text, /destination = source \(counts and checksums\): snapshot yes, catch-up yes, sink replay yes/);
   assert.doesNotMatch(text, /FAILED/);
   assert.match(formatReport(results({ failures: ['timed out'] })), /FAILED: timed out/);
+});
+
+test('a phase that ended with destination != source is a failure (the bench exits 1); unmeasured phases are not', () => {
+  assert.deepEqual(verificationFailures(results()), []);
+  const r = results({ finalVerified: null });
+  r.ours.sinkReplay!.verified = false;
+  r.peers.nativeSync!.verified = null;
+  assert.deepEqual(verificationFailures(r), ['sink replay: the destination does not equal the source (row counts and checksums)']);
+  assert.match(formatReport({ ...r, failures: verificationFailures(r) }), /FAILED: sink replay: the destination does not equal the source/);
 });
 
 test('renderTable: columns padded to the widest cell, numbers right-aligned', () => {

@@ -2,7 +2,8 @@
  * The compiled CLI (`npm run build` into dist/, what the image and the benchmark run): it
  * builds, answers --version and --help, refuses a bad configuration naming the key, and its
  * source and sink connectors move a table from a source cluster through Kafka into the
- * destination, row for row, and stop on SIGTERM with 143 as every command.
+ * destination, row for row (updates leaving a NOT NULL TOASTed column unchanged among them),
+ * and stop on SIGTERM with 143 as every command.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,8 +50,14 @@ test('the compiled CLI: --version, --help, and a bad configuration refused namin
 
 test('the compiled source and sink connectors move a table through Kafka into the destination', async (t) => {
   const { url, client } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2), at timestamptz)`);
-  await client.query(`INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second' FROM generate_series(1, 3000) g`);
+  // `doc` NOT NULL and, for every 100th row (not deleted below), stored out of line: the updates leave it
+  // unchanged, so those rows arrive as unchanged-TOAST updates of a NOT NULL column.
+  await client.query(`CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2), at timestamptz, doc text NOT NULL)`);
+  await client.query(`ALTER TABLE items ALTER COLUMN doc SET STORAGE EXTERNAL`);
+  await client.query(
+    `INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second',
+            CASE WHEN g % 100 = 3 THEN repeat(md5(g::text), 100) ELSE 'short ' || g END FROM generate_series(1, 3000) g`,
+  );
   const schema = `compiled_${process.pid}`;
   const db = new pg.Client({ connectionString: dest.url });
   await db.connect();
@@ -58,7 +65,7 @@ test('the compiled source and sink connectors move a table through Kafka into th
     await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
     await db.end();
   });
-  await db.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.items (id bigint PRIMARY KEY, name text, price numeric(10,2), at timestamptz)`);
+  await db.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.items (id bigint PRIMARY KEY, name text, price numeric(10,2), at timestamptz, doc text NOT NULL)`);
   const prefix = uniquePrefix();
   const sourceFile = join(dir, 'source.json');
   const sinkFile = join(dir, 'sink.json');
@@ -74,9 +81,10 @@ test('the compiled source and sink connectors move a table through Kafka into th
   };
   const count = async () => Number((await db.query(`SELECT count(*)::int AS n FROM ${schema}.items`)).rows[0].n);
   await waitFor('the snapshot in the destination', async () => (await count()) === 3000, { timeoutMs: 120_000, intervalMs: 200 }).catch(fail);
-  await client.query(`UPDATE items SET price = price * 2 WHERE id % 3 = 0; DELETE FROM items WHERE id % 5 = 0; INSERT INTO items VALUES (5001, 'new', 9.99, now())`);
-  const want = await tableText(client, 'items', ['id', 'name', 'price', 'at'], 'id');
-  await waitFor('the changes in the destination', async () => JSON.stringify(await tableText(db, `${schema}.items`, ['id', 'name', 'price', 'at'], 'id')) === JSON.stringify(want), {
+  await client.query(`UPDATE items SET price = price * 2 WHERE id % 3 = 0; DELETE FROM items WHERE id % 5 = 0; INSERT INTO items VALUES (5001, 'new', 9.99, now(), 'new doc')`);
+  const columns = ['id', 'name', 'price', 'at', 'doc'];
+  const want = await tableText(client, 'items', columns, 'id');
+  await waitFor('the changes in the destination', async () => JSON.stringify(await tableText(db, `${schema}.items`, columns, 'id')) === JSON.stringify(want), {
     timeoutMs: 60_000,
     intervalMs: 200,
   }).catch(fail);

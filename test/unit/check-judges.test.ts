@@ -5,7 +5,7 @@ import { judgeCapacity, parseWalKeepSize, type CapacityFacts } from '../../share
 import { judgeDestination, type DestinationFacts, type TableComparison } from '../../shared/checks/destination.ts';
 import { renderReport, summarize } from '../../shared/checks/report.ts';
 import { mapTable, verifyTableFor } from '../../shared/schema/mapping.ts';
-import type { DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { judgeDestinationKey, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
 
 const GB = 1024 ** 3;
 
@@ -182,4 +182,26 @@ test('verifyTableFor maps names and leaves the column map out when nothing is re
   const v = verifyTableFor(t, { '"public"."orders"': { table: 'o2', columns: { amount: 'total' } } });
   assert.deepEqual(v.destination, { schema: 'public', name: 'o2' });
   assert.deepEqual(v.columnMap, { amount: 'total' });
+});
+
+test('destination key: the source key, or it plus the distribution column; Citus-refused unique keys warned', () => {
+  const table = (o: Partial<DestinationTable>): DestinationTable => ({
+    schema: 'public', name: 'orders', exists: true, columns: [], primaryKey: ['id'], uniqueKeys: [['id']], citus: 'local', distributionColumn: null, foreignKeys: [], ...o,
+  });
+  assert.deepEqual(judgeDestinationKey(table({}), ['id']), []);
+  // The migration guide's shape: source orders(id), destination (customer_id, id) distributed by customer_id.
+  const distributed = table({ primaryKey: ['customer_id', 'id'], uniqueKeys: [['customer_id', 'id']], citus: 'distributed', distributionColumn: 'customer_id' });
+  assert.deepEqual(judgeDestinationKey(distributed, ['id']), []);
+  // A primary key (or unique key) without the distribution column: Citus refuses it.
+  const refused = judgeDestinationKey(table({ uniqueKeys: [['id'], ['id', 'customer_id'], ['sku']], citus: 'distributed', distributionColumn: 'customer_id' }), ['id']);
+  assert.deepEqual(refused, [
+    { level: 'WARN', message: 'unique key (id) of public.orders lacks the distribution column customer_id: Citus refuses such constraints' },
+    { level: 'WARN', message: 'unique key (sku) of public.orders lacks the distribution column customer_id: Citus refuses such constraints' },
+  ]);
+  assert.deepEqual(judgeDestinationKey(table({ primaryKey: ['code'] }), ['id']).map((f) => f.level + ' ' + f.message), [
+    'FAIL destination primary key (code) of public.orders lacks source key column(s) id',
+    'FAIL destination primary key of public.orders adds code: only the distribution column may be added to the source key',
+  ]);
+  assert.match(judgeDestinationKey(table({ primaryKey: [] }), ['id'])[0].message, /has no primary key/);
+  assert.match(judgeDestinationKey(table({ exists: false }), ['id'])[0].message, /does not exist/);
 });

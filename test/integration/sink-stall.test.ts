@@ -245,6 +245,11 @@ async function destinationFault(name: string, fault: (cluster: Awaited<ReturnTyp
     const t = await registerTable(registry, await tableInfo(db, SRC, table), topic);
     await own.connect();
     await own.query(`CREATE SCHEMA ${SRC}; CREATE TABLE ${SRC}.${table} (id int PRIMARY KEY, n bigint)`);
+    // Every round raises n: an update that does not (a batch applied twice) is recorded.
+    await own.query(`CREATE TABLE ${SRC}.not_raised (id int, old bigint, new bigint);
+      CREATE FUNCTION ${SRC}.check_n() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.n <= OLD.n THEN INSERT INTO ${SRC}.not_raised VALUES (NEW.id, OLD.n, NEW.n); END IF; RETURN NEW; END $$;
+      CREATE TRIGGER check_n BEFORE UPDATE ON ${SRC}.${table} FOR EACH ROW EXECUTE FUNCTION ${SRC}.check_n()`);
     await own.end();
     // Each key is updated many times; the last value per key is known.
     const ROUNDS = 40;
@@ -280,6 +285,7 @@ async function destinationFault(name: string, fault: (cluster: Awaited<ReturnTyp
       await check.connect();
       const { rows } = await check.query(`SELECT count(*)::int AS keys, min(n)::int AS lo, max(n)::int AS hi FROM ${SRC}.${table}`);
       assert.deepEqual(rows[0], { keys: KEYS, lo: ROUNDS - 1, hi: ROUNDS - 1 });
+      assert.deepEqual((await check.query(`SELECT * FROM ${SRC}.not_raised LIMIT 5`)).rows, [], 'no batch applied twice');
       assert.equal((await check.query('SELECT count(*)::int AS n FROM shardbridge.stalls')).rows[0].n, 0, 'no stall');
       assert.ok((await metricValue(sink, 'shardbridge_sink_apply_retries_total')) >= 1, 'the restart was seen and retried');
       await check.end();

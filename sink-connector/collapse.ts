@@ -33,7 +33,9 @@ export interface UpsertGroup {
   /**
    * The rows lack unchanged-TOAST columns whose values no event gave: they update the row in
    * place and never insert one (an insert would put NULL there, or fail a NOT NULL column
-   * before ON CONFLICT is even considered). Never fresh.
+   * before ON CONFLICT is even considered). Their leading `fresh` rows are keys a primary-key
+   * change created (delete + create) without those values: no row to update, so they are
+   * upserted without them (update-in-place.ts).
    */
   inPlace?: true;
 }
@@ -234,7 +236,7 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
   const upserts: UpsertGroup[] = [];
   for (const { columns, fresh, other, inPlace } of groups.values()) {
     const rows = other.length === 0 ? fresh : fresh.length === 0 ? other : fresh.concat(other);
-    upserts.push(inPlace ? { columns, rows, fresh: 0, inPlace } : { columns, rows, fresh: fresh.length });
+    upserts.push(inPlace ? { columns, rows, fresh: fresh.length, inPlace } : { columns, rows, fresh: fresh.length });
   }
   return { kind: 'apply', upserts, deletes, exactDeletes, sparingDeletes };
 }

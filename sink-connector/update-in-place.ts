@@ -11,29 +11,42 @@
  * lacks, a row found under other values of those (the update moved it) cannot be moved
  * without the unknown values: that stalls, naming the remedy, instead of the sparing delete
  * removing it.
+ *
+ * A primary-key change under REPLICA IDENTITY DEFAULT arrives as a delete and a create whose
+ * unchanged TOASTed values are missing too (PostgreSQL does not send them, and the old key's
+ * row may be gone already: it is another key, often another partition). Those created rows
+ * are upserted without the values, loudly: NULL there, or a stall naming the remedy when the
+ * column is NOT NULL.
  */
 import { SinkApplyError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { UpsertGroup } from './collapse.ts';
-import type { Query } from './destination-errors.ts';
+import { sqlStateOf, type Query } from './destination-errors.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
-import { arrayLiterals, buildElsewhereQuery, buildUpdateInPlace, qualifiedName } from './upsert-batch.ts';
+import { arrayLiterals, buildElsewhereQuery, buildUpdateInPlace, buildUpsert, qualifiedName } from './upsert-batch.ts';
 
 type Value = string | null;
 
 /** Runs before the segment's deletes (a sparing delete would remove a moved row first). */
 export async function updateInPlace(q: Query, table: ApplyTable, g: UpsertGroup, logger: Logger): Promise<void> {
-  const st = buildUpdateInPlace(table, g.columns);
-  let found = g.rows.length;
-  if (st !== null) found = (await q(st.text, arrayLiterals(st.bind(g.rows)))).rowCount ?? 0;
+  const created = g.fresh > 0 ? g.rows.slice(0, g.fresh) : [];
+  const updated = g.fresh > 0 ? g.rows.slice(g.fresh) : g.rows;
+  if (updated.length > 0) await updateRows(q, table, g.columns, updated, logger);
+  if (created.length > 0) await createWithout(q, table, g.columns, created, logger);
+}
+
+async function updateRows(q: Query, table: ApplyTable, columns: readonly string[], rows: Value[][], logger: Logger): Promise<void> {
+  const st = buildUpdateInPlace(table, columns);
+  let found = rows.length;
+  if (st !== null) found = (await q(st.text, arrayLiterals(st.bind(rows)))).rowCount ?? 0;
   const shape = tableShape(table);
   const name = `${table.schema}.${table.name}`;
-  if (shape.destOnly.length > 0 && (st === null || found < g.rows.length)) {
+  if (shape.destOnly.length > 0 && (st === null || found < rows.length)) {
     const check = buildElsewhereQuery(table);
-    const { rows } = await q(check.text, arrayLiterals(check.bind(project(g.rows, g.columns, check.columns))));
-    if (rows.length > 0) {
-      const unknown = table.columns.map((c) => c.name).filter((c) => !g.columns.includes(c));
-      const key = table.sourceKey.map((c) => `${c}=${(rows[0] as Record<string, unknown>)[c]}`).join(', ');
+    const { rows: moved } = await q(check.text, arrayLiterals(check.bind(project(rows, columns, check.columns))));
+    if (moved.length > 0) {
+      const unknown = unknownColumns(table, columns);
+      const key = table.sourceKey.map((c) => `${c}=${(moved[0] as Record<string, unknown>)[c]}`).join(', ');
       throw new SinkApplyError(
         `an update of ${name} (${key}) moves the row to other ${shape.destOnly.join(', ')} values but leaves TOASTed column(s) ${unknown.join(', ')} unchanged, ` +
           'and no before-image gives their values: the row cannot be moved without them',
@@ -46,13 +59,43 @@ export async function updateInPlace(q: Query, table: ApplyTable, g: UpsertGroup,
       );
     }
   }
-  if (st !== null && found < g.rows.length) {
+  if (st !== null && found < rows.length) {
     logger.warn(
-      { table: name, rows: g.rows.length - found },
+      { table: name, rows: rows.length - found },
       `updates leaving TOASTed columns unchanged found no row at the destination: skipped, as their unchanged values are unknown (a replay past the rows' later delete; otherwise compare ${qualifiedName(table)} with shardbridge verify)`,
     );
   }
 }
+
+/** Keys a primary-key change created without their unchanged TOASTed values: upserted with what they carry. */
+async function createWithout(q: Query, table: ApplyTable, columns: readonly string[], rows: Value[][], logger: Logger): Promise<void> {
+  const name = `${table.schema}.${table.name}`;
+  const unknown = unknownColumns(table, columns);
+  const st = buildUpsert(table, columns);
+  try {
+    await q(st.text, arrayLiterals(st.bind(rows)));
+  } catch (err) {
+    if (sqlStateOf(err) !== '23502') throw err;
+    const key = table.sourceKey.map((c) => `${c}=${rows[0][columns.indexOf(c)]}`).join(', ');
+    throw new SinkApplyError(
+      `a primary-key change of ${name} (new key ${key}) left TOASTed column(s) ${unknown.join(', ')} unchanged: PostgreSQL does not send their values ` +
+        'under REPLICA IDENTITY DEFAULT, and the destination requires them (NOT NULL)',
+      {
+        context: { table: name, column: (err as { column?: string }).column ?? unknown[0] },
+        cause: err,
+        remedy:
+          'set REPLICA IDENTITY FULL on the source table, so that key changes carry the old values; for this row, insert it at the destination by hand ' +
+          'with its values from the source, and the sink resumes by itself',
+      },
+    );
+  }
+  logger.warn(
+    { table: name, rows: rows.length, columns: unknown },
+    'primary-key changes left TOASTed columns unchanged, whose values PostgreSQL does not send under REPLICA IDENTITY DEFAULT: the rows under their new keys have NULL there (set REPLICA IDENTITY FULL on the source table)',
+  );
+}
+
+const unknownColumns = (table: ApplyTable, carried: readonly string[]): string[] => table.columns.map((c) => c.name).filter((c) => !carried.includes(c));
 
 /** The rows' values for `want` (a subset of `columns`), in that order. */
 function project(rows: readonly Value[][], columns: readonly string[], want: readonly string[]): Value[][] {

@@ -4,6 +4,7 @@
  * release()).
  */
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { startKafka } from '../../shared/devstack/kafka.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
@@ -12,6 +13,18 @@ import type { KafkaClient } from '../../shared/kafka/client.ts';
 /** Test logs go to stderr at SHARDBRIDGE_TEST_LOG (default warn) so that failures show kafkajs's view. */
 export function testLogger(): Logger {
   return pino({ level: process.env.SHARDBRIDGE_TEST_LOG ?? 'warn' }, pino.destination(2));
+}
+
+/** A logger whose lines (parsed) the test can read, and that still shows warnings on stderr. */
+export function capturingLogger(): { logger: Logger; lines: () => Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, pino.multistream([{ stream, level: 'info' }, { stream: process.stderr, level: 'warn' }])), lines: () => lines };
 }
 
 export async function getTestKafka(): Promise<{ bootstrap: string; release(): Promise<void> }> {

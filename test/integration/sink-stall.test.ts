@@ -6,16 +6,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import pg from 'pg';
-import pino from 'pino';
 import { startPostgres } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
-import { readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { capturingLogger, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
 import { encodeChanges, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
@@ -42,17 +40,6 @@ after(async () => {
   await env?.close();
 });
 
-/** A logger whose lines the test can read (and that still shows warnings on stderr). */
-function capturingLogger(): { logger: pino.Logger; lines: () => Record<string, any>[] } {
-  const lines: Record<string, any>[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, pino.multistream([{ stream, level: 'info' }, { stream: process.stderr, level: 'warn' }])), lines: () => lines };
-}
 
 async function table(name: string, ddl: string, partitions: number, prefix: string, destDdl = ddl): Promise<ProducedTable> {
   await db.query(`CREATE TABLE ${SRC}.${name} ${ddl}`);

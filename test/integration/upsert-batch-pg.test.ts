@@ -298,6 +298,32 @@ test('updates leaving a NOT NULL TOASTed column unchanged update the row in plac
   ]);
 });
 
+test('a key change leaving a TOASTed column unchanged (no before-image): the new key is created without it, NULL or a clear stall when NOT NULL', async () => {
+  const nullable = itemTable('key_change_toast');
+  await createTable(nullable);
+  await runPlan(nullable, collapse([change('c', { ...ITEMS[0] })], nullable));
+  // pgoutput under REPLICA IDENTITY DEFAULT: the old key, and the new row without `big`.
+  const moved: Row = { ...ITEMS[0], id: '100' };
+  delete moved.big;
+  const plan = collapse([change('d', null, { key: '1' }), change('c', moved, { toast: ['big'] })], nullable);
+  await runPlan(nullable, plan);
+  await runPlan(nullable, plan); // a replay: the same
+  const { rows } = await db.query(`SELECT id, "a""b" AS s, big FROM ${qualifiedName(nullable)} ORDER BY id`);
+  assert.deepEqual(rows, [{ id: '100', s: ITEMS[0]['a"b'], big: null }]);
+
+  const strict = itemTable('key_change_toast_nn');
+  await createTable({ ...strict, columns: strict.columns.filter((c) => c.name !== 'big') }, ', big text NOT NULL');
+  await runPlan(strict, collapse([change('c', { ...ITEMS[0] })], strict));
+  await assert.rejects(runPlan(strict, collapse([change('d', null, { key: '1' }), change('c', moved, { toast: ['big'] })], strict)), (err: unknown) => {
+    assert.ok(err instanceof SinkApplyError, String(err));
+    assert.match(err.message, /a primary-key change of .*key_change_toast_nn \(new key id=100\) left TOASTed column\(s\) big unchanged/);
+    assert.match(err.remedy ?? '', /REPLICA IDENTITY FULL/);
+    return true;
+  });
+  const kept = await db.query(`SELECT id, length(big) AS n FROM ${qualifiedName(strict)}`);
+  assert.deepEqual(kept.rows, [{ id: '1', n: 100_000 }], 'rolled back: the old row is still there');
+});
+
 test('an unchanged-TOAST update that moves a row to another distribution value stalls instead of losing the row', async () => {
   const table = orderTable('moved_toast');
   await createTable(table);

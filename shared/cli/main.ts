@@ -168,7 +168,7 @@ function timeArg(v: string): Date {
   return d;
 }
 
-function scaleArg(v: string): number {
+function positiveNumberArg(v: string): number {
   const n = Number(v);
   if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number');
   return n;
@@ -284,12 +284,13 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .command('demo')
     .description('run the whole migration end to end on the local stack and verify the destination matches')
     .option('--keep', 'leave the stack and data running afterwards (default: tear down)')
+    .option('--wait-seconds <n>', 'how long to wait for the snapshot, and then for the destination to catch up, before giving up (default: 90 each)', positiveNumberArg)
     .action(act('demo'));
 
   program
     .command('bench')
     .description('measure ShardBridge end to end against pg_dump and native logical replication on the local stack (docs/benchmark.md)')
-    .option('--scale <n>', 'data set size multiplier (default: 1)', scaleArg)
+    .option('--scale <n>', 'data set size multiplier (default: 1)', positiveNumberArg)
     .option('--out <path>', 'write the results as JSON to this file (default: bench-results.json)')
     .option('--source-only', 'measure only source -> Kafka (snapshot and streaming into Kafka) against the bare pgoutput read rate')
     .option('--cpu-prof [dir]', 'run the connector processes with node --cpu-prof, profiles into DIR (default: bench-profiles), and print their top functions')

@@ -175,7 +175,7 @@ async function until(ms: number, what: string, signal: AbortSignal, alive: () =>
   for (;;) {
     alive();
     if (await check()) return;
-    if (Date.now() > deadline) throw new PhaseFailure(`timed out after ${Math.round(ms / 1000)} s waiting for ${what}`);
+    if (Date.now() > deadline) throw new PhaseFailure(`timed out after ${ms >= 10_000 ? Math.round(ms / 1000) : ms / 1000} s waiting for ${what} (--wait-seconds)`);
     await sleep(250, undefined, { signal }).catch(() => {});
   }
 }

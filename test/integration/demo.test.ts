@@ -1,7 +1,7 @@
 /**
  * `shardbridge demo` through the real executable, as a user runs it: the whole migration on
  * its own dev stack, then everything it started must be gone — after a normal run, after
- * Ctrl-C in the middle, and after Ctrl-C ends a `--keep` run.
+ * Ctrl-C in the middle, after a failed run, and after Ctrl-C ends a `--keep` run.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -73,6 +73,14 @@ test('npm run demo: the destination equals the source, the report says PASS, and
   assert.match(out, /^sequences: .*public\.orders_id_seq 2250 → \d+/m);
   assert.match(d.stderr(), /destination caught up [\d.]+ s after the last source commit/);
   assert.ok(seconds < 120, `the demo took ${seconds} s`);
+  await assertAllStopped(stackPorts(d.stderr()));
+});
+
+test('a demo that fails (here: the snapshot not done within --wait-seconds) reports FAIL with the reason, exits 1 and stops everything', async () => {
+  const d = startDemo(['--wait-seconds', '0.001']);
+  assert.equal(await d.exited, 1, d.output());
+  assert.match(d.stdout(), /^failure: +timed out after 0\.001 s waiting for the snapshot to finish \(--wait-seconds\)$/m, d.output());
+  assert.match(d.stdout(), /^verdict: FAIL — timed out after 0\.001 s waiting for the snapshot to finish/m);
   await assertAllStopped(stackPorts(d.stderr()));
 });
 

@@ -15,7 +15,7 @@ import { formatReport, passed, progressLine } from '../../demo/report.ts';
 import { runDemo, type DemoRunning } from '../../demo/run-demo.ts';
 import { lookAroundText, Resources } from '../../demo/session.ts';
 
-export async function run(opts: { keep?: boolean }, ctx: CommandContext): Promise<number> {
+export async function run(opts: { keep?: boolean; waitSeconds?: number }, ctx: CommandContext): Promise<number> {
   const t0 = Date.now();
   const progress = (text: string) => ctx.err(progressLine(Date.now() - t0, text));
   const log = demoLogger(ctx);
@@ -34,7 +34,9 @@ export async function run(opts: { keep?: boolean }, ctx: CommandContext): Promis
 
   try {
     const running: DemoRunning = {};
-    const outcome = await Promise.race([runDemo({ resources, log, progress, signal: abort.signal }, running), stopped.then(() => null)]);
+    const wait = opts.waitSeconds === undefined ? undefined : Math.ceil(opts.waitSeconds * 1000);
+    const limits = wait === undefined ? undefined : { snapshotMs: wait, catchUpMs: wait };
+    const outcome = await Promise.race([runDemo({ resources, log, progress, signal: abort.signal, limits }, running), stopped.then(() => null)]);
     if (outcome === null || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     ctx.out(formatReport(outcome));
     const ok = passed(outcome);

@@ -133,6 +133,14 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
         );
         return rows.map((r) => r.attname as string);
       },
+      currentColumns: async (relid) => {
+        const { rows } = await (await connect()).query(
+          `SELECT attname AS name, atttypid::int AS "typeOid", atttypmod AS typmod FROM pg_attribute
+            WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
+          [relid],
+        );
+        return rows as { name: string; typeOid: number; typmod: number }[];
+      },
     }),
     async close() {
       broken = true;

@@ -8,11 +8,13 @@
  * "invasive schema change" needs both sides changed while replication is stopped. Added or
  * dropped columns are a compatible evolution (every value field is nullable, default null).
  *
- * The first Relation of a relation in a stream session is taken as it is: after a restart the
- * stream may replay WAL written before a type change that the catalog already shows. When the
- * stream then reaches the change itself and the new shape is the one the catalog showed at
- * start-up, the operator made that change while the connector was stopped (the runbook): it
- * continues with the new type instead of stopping a second time.
+ * The first Relation of a relation in a stream session may be older than the catalog: after a
+ * restart the stream may replay WAL written before a type change that the catalog already
+ * shows; it is taken as it is. When the stream then reaches the change itself and the new shape
+ * is the one the catalog showed at start-up, the operator made that change while the connector
+ * was stopped (the runbook): it continues with the new type instead of stopping a second time.
+ * A first Relation whose types differ from the version before it and equal the catalog's now is
+ * a change made while the connector ran (to a table idle until then): that stops it too.
  */
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SourceError } from '../shared/errors.ts';
@@ -36,6 +38,8 @@ export interface CatalogAccess {
   loadTypes(oids: number[]): Promise<Map<number, PgTypeInfo>>;
   /** Primary key columns in key order ([] if none). */
   primaryKey(relid: number): Promise<string[]>;
+  /** The relation's columns as the catalog shows them now (type oid and typmod by name). */
+  currentColumns(relid: number): Promise<{ name: string; typeOid: number; typmod: number }[]>;
 }
 
 export interface SchemaRegistrar {
@@ -112,6 +116,12 @@ export class TableVersions {
       this.current.set(msg.relid, v);
       return v;
     }
+    if (prev && first && describeTypeChanges(prev.table, table).length > 0 && (await this.isCatalogNow(table))) {
+      // The session's first Relation is older than the catalog when the stream replays WAL
+      // written before a change made while the connector was stopped; if it is what the catalog
+      // shows now, the table (idle until now) changed type while the connector ran.
+      throw typeChangeError(prev, table);
+    }
     if (prev && !first) {
       const changed = describeTypeChanges(prev.table, table);
       const known = this.startup.get(msg.relid);
@@ -121,12 +131,7 @@ export class TableVersions {
           'column type change made while the connector was stopped (the start-up catalog has it): continuing with the new type',
         );
       } else if (changed.length > 0) {
-        const c = changed[0];
-        const all = changed.map((x) => `${x.column} ${x.oldType} -> ${x.newType}`).join(', ');
-        throw new SchemaError(
-          `column ${c.column} of table ${prev.qualified} changed type from ${c.oldType} to ${c.newType}: the connector stops (${all})`,
-          { context: { table: prev.qualified, column: c.column, oldType: c.oldType, newType: c.newType }, remedy: TYPE_CHANGE_REMEDY },
-        );
+        throw typeChangeError(prev, table);
       }
     }
     const v = await this.register(table);
@@ -144,6 +149,12 @@ export class TableVersions {
       prev ? 'new table version' : 'table version from Relation message',
     );
     return v;
+  }
+
+  /** Whether `table`'s column types are the catalog's now. */
+  private async isCatalogNow(table: TableInfo): Promise<boolean> {
+    const now = await this.opts.catalog.currentColumns(table.relid);
+    return now.length === table.columns.length && table.columns.every((c, i) => now[i].name === c.name && now[i].typeOid === c.type.oid && now[i].typmod === c.typmod);
   }
 
   private async register(table: TableInfo): Promise<TableVersion> {
@@ -195,6 +206,16 @@ export class TableVersions {
     for (const c of columns) c.isKey = keySet.has(c.name);
     return { relid: msg.relid, schema: msg.namespace, name: msg.name, columns, keyColumns, replicaIdentity: msg.replicaIdentity };
   }
+}
+
+function typeChangeError(prev: TableVersion, table: TableInfo): SchemaError {
+  const changed = describeTypeChanges(prev.table, table);
+  const c = changed[0];
+  const all = changed.map((x) => `${x.column} ${x.oldType} -> ${x.newType}`).join(', ');
+  return new SchemaError(`column ${c.column} of table ${prev.qualified} changed type from ${c.oldType} to ${c.newType}: the connector stops (${all})`, {
+    context: { table: prev.qualified, column: c.column, oldType: c.oldType, newType: c.newType },
+    remedy: TYPE_CHANGE_REMEDY,
+  });
 }
 
 /** Same columns (names, types, typmods, order) and key: the same schemas. */

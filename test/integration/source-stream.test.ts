@@ -175,6 +175,28 @@ test('snapshot and every kind of change reach Kafka, decode through the registry
   assert.ok(parseLsn(status.c) >= beforeAlter, 'everything before the changing transaction was confirmed');
 });
 
+test('a column type changed while running, on a table without a change since the start, stops the connector too', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE busy (id int PRIMARY KEY, v text);
+    CREATE TABLE idle (id int PRIMARY KEY, amount numeric(12,2));
+    INSERT INTO idle SELECT g, g FROM generate_series(1, 10) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const conn = await startSourceConnector(config, testLogger());
+  t.after(() => conn.stop());
+  await streaming(conn);
+  await client.query(`INSERT INTO busy VALUES (1, 'a')`);
+  await caughtUp(conn, await walLsn(client));
+  // The idle table's first Relation message in this session comes after the change.
+  await client.query(`ALTER TABLE idle ALTER COLUMN amount TYPE numeric(14,4)`);
+  await client.query(`UPDATE idle SET amount = 1.2345 WHERE id = 1`);
+  await assert.rejects(conn.done, (err: unknown) => {
+    assert.ok(err instanceof ShardBridgeError);
+    assert.equal(err.kind, 'schema');
+    assert.match(err.message, /column amount of table public\.idle changed type from numeric\(12,2\) to numeric\(14,4\)/);
+    return true;
+  });
+});
+
 test('writes during the snapshot: snapshot plus stream is exactly the table', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`

@@ -37,13 +37,21 @@ function relation(amountOid: number): RelationMessage {
   };
 }
 
-function versions(): { tv: TableVersions; registered: string[] } {
+/** `amountNow`: the type oid the source catalog shows for `amount` now. */
+function versions(amountNow = 20): { tv: TableVersions; registered: string[] } {
   const registered: string[] = [];
   const tv = new TableVersions({
     registry: { register: async (subject) => (registered.push(subject), registered.length) },
     topicPrefix: 'shop',
     connectorVersion: 'test',
-    catalog: { loadTypes: async (oids) => new Map([INT4, INT8, TEXT].filter((t) => oids.includes(t.oid)).map((t) => [t.oid, t])), primaryKey: async () => ['id'] },
+    catalog: {
+      loadTypes: async (oids) => new Map([INT4, INT8, TEXT].filter((t) => oids.includes(t.oid)).map((t) => [t.oid, t])),
+      primaryKey: async () => ['id'],
+      currentColumns: async () => [
+        { name: 'id', typeOid: 20, typmod: -1 },
+        { name: 'amount', typeOid: amountNow, typmod: -1 },
+      ],
+    },
     log: pino({ level: 'silent' }),
   });
   return { tv, registered };
@@ -77,4 +85,16 @@ test('after a change made while stopped, a further change while running still st
   await tv.onRelation(relation(23));
   await tv.onRelation(relation(20));
   await assert.rejects(tv.onRelation(relation(25)), /changed type from int8 to text/);
+});
+
+test('a table idle since start-up whose type changed while running: its first Relation, as the catalog is now, stops the connector', async () => {
+  const { tv } = versions(20);
+  await tv.init([catalogTable(INT4)]);
+  await assert.rejects(tv.onRelation(relation(20)), /column amount of table public\.orders changed type from int4 to int8: the connector stops/);
+  // The same after a reconnect: a new session's first Relation is checked the same way.
+  const again = versions(20).tv;
+  await again.init([catalogTable(INT4)]);
+  await again.onRelation(relation(23));
+  again.newSession();
+  await assert.rejects(again.onRelation(relation(20)), /changed type from int4 to int8/);
 });

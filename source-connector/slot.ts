@@ -50,9 +50,11 @@ export async function ensurePublication(
   log: Logger,
 ): Promise<'created' | 'altered' | 'unchanged'> {
   const list = tables.map(quoteQualified).join(', ');
-  const { rows: pubs } = await client.query(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [name]);
+  const { rows: pubs } = await client.query(`SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, [name]);
   if (pubs.length === 0) {
-    await client.query(`CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${list}`);
+    // Changes of a partitioned table's partitions under the table's own identity (and topic),
+    // as its snapshot reads them: without it pgoutput names each leaf partition.
+    await client.query(`CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${list} WITH (publish_via_partition_root = true)`);
     log.info({ publication: name, tables: tables.length }, 'publication created');
     return 'created';
   }
@@ -62,10 +64,16 @@ export async function ensurePublication(
       remedy: 'drop the publication or set publicationName to another name',
     });
   }
+  let viaRoot = false;
+  if (!pubs[0].pubviaroot) {
+    await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`);
+    log.info({ publication: name }, 'publication set to publish partitions via their root table');
+    viaRoot = true;
+  }
   const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
   const have = new Set(rows.map((r) => r.t as string));
   const want = new Set(tables.map((t) => `${t.schema}.${t.name}`));
-  if (have.size === want.size && [...want].every((t) => have.has(t))) return 'unchanged';
+  if (have.size === want.size && [...want].every((t) => have.has(t))) return viaRoot ? 'altered' : 'unchanged';
   await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${list}`);
   log.info(
     { publication: name, added: [...want].filter((t) => !have.has(t)), removed: [...have].filter((t) => !want.has(t)) },

@@ -13,6 +13,8 @@ export interface TableSelection {
 }
 
 export interface ResolvedTables {
+  /** Tables whose replica identity the stream cannot key by their primary key (replicaIdentityProblem). */
+  badReplicaIdentity: { table: string; message: string; remedy: string }[];
   tables: TableInfo[];
   /** Listed in `include` but not found. */
   missing: string[];
@@ -114,7 +116,48 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection):
       .map((c) => ({ name: c.name, type: types.get(c.typeoid)!, typmod: c.typmod, isKey: keyColumns.includes(c.name) }));
     return { relid: r.relid, schema: r.schema, name: r.name, columns, keyColumns, replicaIdentity: IDENT[r.ident] ?? 'default' };
   });
-  return { tables, missing, noPrimaryKey: tables.filter((t) => t.keyColumns.length === 0).map(qualifiedName) };
+  const withIndex = tables.filter((t) => t.replicaIdentity === 'index').map((t) => t.relid);
+  const identityIndex = new Map<number, string[]>();
+  if (withIndex.length > 0) {
+    const { rows: ix } = await client.query(IDENTITY_INDEX_SQL, [withIndex]);
+    for (const r of ix) identityIndex.set(r.relid, r.cols);
+  }
+  return {
+    tables,
+    missing,
+    noPrimaryKey: tables.filter((t) => t.keyColumns.length === 0).map(qualifiedName),
+    badReplicaIdentity: tables.flatMap((t) => replicaIdentityProblem(t, identityIndex.get(t.relid))),
+  };
+}
+
+const IDENTITY_INDEX_SQL = `
+SELECT i.indrelid::int AS relid, array_agg(a.attname::text ORDER BY k.ord) AS cols
+  FROM pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indisreplident AND i.indrelid = ANY($1::oid[])
+ GROUP BY i.indrelid`;
+
+/**
+ * Pure: a replica identity the stream cannot work with. NOTHING: once the table is published,
+ * PostgreSQL refuses the application's UPDATE and DELETE on it. USING INDEX on other columns
+ * than the primary key: the stream's changes would be keyed by those columns, the snapshot's
+ * rows by the primary key, so one row would have two keys (and partitions).
+ */
+export function replicaIdentityProblem(t: TableInfo, indexColumns: string[] | undefined): { table: string; message: string; remedy: string }[] {
+  const table = qualifiedName(t);
+  const fix = `ALTER TABLE ${quoteQualified(t)} REPLICA IDENTITY DEFAULT;  (or FULL)`;
+  if (t.keyColumns.length === 0) return [];
+  if (t.replicaIdentity === 'nothing') {
+    return [{ table, message: `table ${table} has REPLICA IDENTITY NOTHING: once published, the source refuses UPDATE and DELETE on it`, remedy: fix }];
+  }
+  if (t.replicaIdentity === 'index' && indexColumns) {
+    const same = indexColumns.length === t.keyColumns.length && indexColumns.every((c) => t.keyColumns.includes(c));
+    if (!same) {
+      return [{ table, message: `table ${table} has REPLICA IDENTITY USING INDEX on (${indexColumns.join(', ')}), not its primary key (${t.keyColumns.join(', ')}): its changes would be keyed apart from its snapshot rows`, remedy: fix }];
+    }
+  }
+  return [];
 }
 
 /** Load and link type descriptions for the given oids and everything they refer to. */

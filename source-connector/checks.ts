@@ -27,6 +27,8 @@ export interface SourceFacts {
   slotName: string;
   missingTables: string[];
   tablesWithoutPrimaryKey: string[];
+  /** Tables whose replica identity the stream cannot key by their primary key (catalog.ts). */
+  badReplicaIdentity: { table: string; message: string; remedy: string }[];
   selectedTables: number;
   maxSlotWalKeepSize: string;
 }
@@ -41,7 +43,7 @@ export const WAL_LEVEL_REMEDY = [
 
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; selectedTables: number },
+  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; selectedTables: number },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('wal_level') AS wal_level,
@@ -70,6 +72,7 @@ export async function gatherSourceFacts(
     slotName: opts.slotName,
     missingTables: opts.missingTables,
     tablesWithoutPrimaryKey: opts.tablesWithoutPrimaryKey,
+    badReplicaIdentity: opts.badReplicaIdentity,
     selectedTables: opts.selectedTables,
     maxSlotWalKeepSize: s.keep_size,
   };
@@ -114,6 +117,9 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       message: `table ${t} has no primary key: its changes cannot be applied by key`,
       remedy: `ALTER TABLE ${t} ADD PRIMARY KEY (...);  or add "${t}" to tables.exclude`,
     });
+  }
+  for (const b of f.badReplicaIdentity) {
+    out.push({ level: 'FAIL', check: 'replica identity', object: b.table, message: b.message, remedy: b.remedy });
   }
   if (f.slot) {
     if (f.slot.walStatus === 'lost') {

@@ -77,7 +77,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
-      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, selectedTables: resolved.tables.length });
+      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, badReplicaIdentity: resolved.badReplicaIdentity, selectedTables: resolved.tables.length });
     let facts: SourceFacts = await gather();
     const deadline = Date.now() + ACTIVE_SLOT_GRACE_MS;
     while (facts.slot?.active && Date.now() < deadline) {

@@ -33,7 +33,17 @@ before(async () => {
     CREATE TABLE nokey_a (v text);
     CREATE TABLE nokey_b (id int, v text);
     CREATE SCHEMA other;
-    CREATE TABLE other.fine (id int PRIMARY KEY);`);
+    CREATE TABLE other.fine (id int PRIMARY KEY);
+    CREATE SCHEMA ident;
+    CREATE TABLE ident.silent (id int PRIMARY KEY, v text);
+    ALTER TABLE ident.silent REPLICA IDENTITY NOTHING;
+    CREATE TABLE ident.by_code (id int PRIMARY KEY, code text NOT NULL);
+    CREATE UNIQUE INDEX by_code_code ON ident.by_code (code);
+    ALTER TABLE ident.by_code REPLICA IDENTITY USING INDEX by_code_code;
+    CREATE TABLE ident.by_pk (id int NOT NULL, v text);
+    CREATE UNIQUE INDEX by_pk_id ON ident.by_pk (id);
+    ALTER TABLE ident.by_pk ADD PRIMARY KEY USING INDEX by_pk_id;
+    ALTER TABLE ident.by_pk REPLICA IDENTITY USING INDEX by_pk_id;`);
 });
 
 after(async () => {
@@ -88,6 +98,16 @@ test('tables without a primary key: exit 2 listing every one, with the remedy', 
   assert.match(r.stderr, /ALTER TABLE public\.nokey_a ADD PRIMARY KEY/);
   assert.match(r.stderr, /or add "public\.nokey_b" to tables\.exclude/);
   assert.doesNotMatch(r.stderr, /public\.good has no primary key|other\.fine has no primary key/);
+  await nothingCreated(admin);
+});
+
+test('a replica identity the stream cannot key by the primary key: exit 2 naming the table and the remedy', async () => {
+  const r = await runSource(config('ident', { url: cluster.url() }, { tables: { schemas: ['ident'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /FAIL\s+replica identity\s+ident\.silent\s+table ident\.silent has REPLICA IDENTITY NOTHING: once published, the source refuses UPDATE and DELETE on it/);
+  assert.match(r.stderr, /table ident\.by_code has REPLICA IDENTITY USING INDEX on \(code\), not its primary key \(id\)/);
+  assert.match(r.stderr, /ALTER TABLE "ident"\."by_code" REPLICA IDENTITY DEFAULT/);
+  assert.doesNotMatch(r.stderr, /ident\.by_pk/, 'an identity index that is the primary key is fine');
   await nothingCreated(admin);
 });
 

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { judgeSourceFacts, type SourceFacts } from '../../source-connector/checks.ts';
-import { linkTypes, splitQualifiedName } from '../../source-connector/catalog.ts';
+import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 
 const healthy: SourceFacts = {
   walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
-  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [],
+  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [],
   selectedTables: 3, maxSlotWalKeepSize: '10GB',
 };
 
@@ -63,4 +63,19 @@ test('linkTypes resolves arrays, domains and ranges', () => {
   assert.equal(m.get(5000)!.base!.name, 'int8');
   assert.equal(m.get(3926)!.subtype!.name, 'int8');
   assert.equal(m.get(19)!.kind, 'base');
+});
+
+test('replica identity: NOTHING, or an index other than the primary key, is refused; DEFAULT, FULL and the primary key index are not', () => {
+  const t = (replicaIdentity: 'default' | 'full' | 'index' | 'nothing', keyColumns = ['id']) => ({ relid: 1, schema: 'public', name: 'orders', columns: [], keyColumns, replicaIdentity });
+  assert.deepEqual(replicaIdentityProblem(t('default'), undefined), []);
+  assert.deepEqual(replicaIdentityProblem(t('full'), undefined), []);
+  assert.deepEqual(replicaIdentityProblem(t('index'), ['id']), []);
+  assert.match(replicaIdentityProblem(t('nothing'), undefined)[0].message, /REPLICA IDENTITY NOTHING: once published, the source refuses UPDATE and DELETE/);
+  const [byCode] = replicaIdentityProblem(t('index', ['id', 'region']), ['code']);
+  assert.match(byCode.message, /USING INDEX on \(code\), not its primary key \(id, region\)/);
+  assert.equal(byCode.remedy, 'ALTER TABLE "public"."orders" REPLICA IDENTITY DEFAULT;  (or FULL)');
+  // Without a primary key the primary-key check speaks.
+  assert.deepEqual(replicaIdentityProblem(t('nothing', []), undefined), []);
+  const [f] = fails({ badReplicaIdentity: [{ table: 'public.orders', message: 'm', remedy: 'r' }] });
+  assert.deepEqual([f.check, f.object, f.message, f.remedy], ['replica identity', 'public.orders', 'm', 'r']);
 });

@@ -42,6 +42,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         slotName: sourceConfig.slotName,
         missingTables: resolved.missing,
         tablesWithoutPrimaryKey: resolved.noPrimaryKey,
+        badReplicaIdentity: resolved.badReplicaIdentity,
         selectedTables: resolved.tables.length,
       });
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).

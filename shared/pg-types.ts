@@ -35,6 +35,8 @@ export interface TableInfo {
   /** Key column names in key order. */
   keyColumns: string[];
   replicaIdentity: 'default' | 'full' | 'index' | 'nothing';
+  /** A partitioned table: its rows are its partitions' (a plain table's inheritance children are tables of their own). */
+  partitioned?: boolean;
 }
 
 /**

@@ -58,7 +58,7 @@ export function quoteQualified(t: { schema: string; name: string }): string {
 }
 
 const TABLES_SQL = `
-SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, c.relreplident AS ident
+SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, c.relreplident AS ident, c.relkind = 'p' AS partitioned
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
    AND (n.nspname = ANY($1::text[]) OR (n.nspname || '.' || c.relname) = ANY($2::text[]))
@@ -114,7 +114,7 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection):
     const columns: ColumnInfo[] = cols.rows
       .filter((c) => c.relid === r.relid)
       .map((c) => ({ name: c.name, type: types.get(c.typeoid)!, typmod: c.typmod, isKey: keyColumns.includes(c.name) }));
-    return { relid: r.relid, schema: r.schema, name: r.name, columns, keyColumns, replicaIdentity: IDENT[r.ident] ?? 'default' };
+    return { relid: r.relid, schema: r.schema, name: r.name, columns, keyColumns, replicaIdentity: IDENT[r.ident] ?? 'default', ...(r.partitioned ? { partitioned: true } : {}) };
   });
   const withIndex = tables.filter((t) => t.replicaIdentity === 'index').map((t) => t.relid);
   const identityIndex = new Map<number, string[]>();

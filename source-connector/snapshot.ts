@@ -47,7 +47,9 @@ export function chunkSql(table: TableInfo, range: ChunkRange): string {
   const cols = table.columns.map((c) => quoteIdent(c.name)).join(', ');
   const where = [`ctid >= '(${range.fromPage},0)'::tid`];
   if (range.toPage !== null) where.push(`ctid < '(${range.toPage},0)'::tid`);
-  return `COPY (SELECT ${cols} FROM ${quoteQualified(table)} WHERE ${where.join(' AND ')}) TO STDOUT`;
+  // ONLY: an inheritance child is a selected table of its own (its own topic and stream); a
+  // partitioned table's rows are all in its partitions.
+  return `COPY (SELECT ${cols} FROM ${table.partitioned ? '' : 'ONLY '}${quoteQualified(table)} WHERE ${where.join(' AND ')}) TO STDOUT`;
 }
 
 export interface SnapshotOptions {

@@ -215,6 +215,22 @@ test('a partitioned table streams the changes of its partitions under its own na
   await assertRowsEqualTable(client, 'm', finalState(records).values());
 });
 
+test("an inheritance child is a table of its own: its rows are not snapshotted again into its parent's topic", async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE base (id int PRIMARY KEY, v text);
+    CREATE TABLE kid (PRIMARY KEY (id)) INHERITS (base);
+    INSERT INTO base SELECT g, 'base' FROM generate_series(1, 5) g;
+    INSERT INTO kid SELECT g, 'kid' FROM generate_series(100, 102) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const conn = await startSourceConnector(config, testLogger());
+  t.after(() => conn.stop());
+  await streaming(conn);
+  const decoder = new RegistryDecoder(registryUrl);
+  const ids = async (table: string) => (await readDecoded(kafka, decoder, `${config.topicPrefix}.public.${table}`)).map((r) => r.afterText!.id).sort((a, b) => Number(a) - Number(b));
+  assert.deepEqual(await ids('base'), ['1', '2', '3', '4', '5']);
+  assert.deepEqual(await ids('kid'), ['100', '101', '102']);
+});
+
 test('writes during the snapshot: snapshot plus stream is exactly the table', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`

@@ -39,8 +39,10 @@ test('chunkSql: quoted columns and table, a ctid range or an open end', () => {
     relid: 1, schema: 'My Schema', name: 'T"x', keyColumns: ['id'], replicaIdentity: 'default',
     columns: [{ name: 'id', type: INT4, typmod: -1, isKey: true }, { name: 'Odd col', type: INT4, typmod: -1, isKey: false }],
   };
-  assert.equal(chunkSql(table, { fromPage: 10, toPage: 20 }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT`);
-  assert.equal(chunkSql(table, { fromPage: 20, toPage: null }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(20,0)'::tid) TO STDOUT`);
+  assert.equal(chunkSql(table, { fromPage: 10, toPage: 20 }), `COPY (SELECT "id", "Odd col" FROM ONLY "My Schema"."T""x" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT`);
+  assert.equal(chunkSql(table, { fromPage: 20, toPage: null }), `COPY (SELECT "id", "Odd col" FROM ONLY "My Schema"."T""x" WHERE ctid >= '(20,0)'::tid) TO STDOUT`);
+  // A partitioned table has no rows of its own: read through it, partitions included.
+  assert.equal(chunkSql({ ...table, partitioned: true }, { fromPage: 0, toPage: null }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(0,0)'::tid) TO STDOUT`);
 });
 
 test('the __snapshot topic: latest marker per key decides redo, lost slot, or continue', () => {

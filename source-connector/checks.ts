@@ -15,6 +15,8 @@ export interface Finding {
 }
 
 export interface SourceFacts {
+  /** `server_version_num`, e.g. 150004. */
+  serverVersionNum: number;
   walLevel: string;
   maxReplicationSlots: number;
   usedReplicationSlots: number;
@@ -46,7 +48,8 @@ export async function gatherSourceFacts(
   opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; selectedTables: number },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
-    SELECT current_setting('wal_level') AS wal_level,
+    SELECT current_setting('server_version_num')::int AS version_num,
+           current_setting('wal_level') AS wal_level,
            current_setting('max_replication_slots')::int AS max_slots,
            (SELECT count(*)::int FROM pg_replication_slots) AS used_slots,
            current_setting('max_wal_senders')::int AS max_senders,
@@ -61,6 +64,7 @@ export async function gatherSourceFacts(
     [opts.slotName],
   );
   return {
+    serverVersionNum: s.version_num,
     walLevel: s.wal_level,
     maxReplicationSlots: s.max_slots,
     usedReplicationSlots: s.used_slots,
@@ -81,6 +85,11 @@ export async function gatherSourceFacts(
 /** Pure: the verdicts. Any FAIL stops the connector before it creates anything. */
 export function judgeSourceFacts(f: SourceFacts): Finding[] {
   const out: Finding[] = [];
+  // pgoutput's `messages` option (heartbeats, cut-over markers) needs 14.
+  if (f.serverVersionNum < 140000) {
+    const v = `${Math.floor(f.serverVersionNum / 10000)}`;
+    out.push({ level: 'FAIL', check: 'server version', object: 'server', message: `PostgreSQL ${v}: the source connector needs PostgreSQL 14 or newer (pgoutput's logical-message option)`, remedy: 'upgrade the source server to PostgreSQL 14 or newer' });
+  }
   out.push(
     f.walLevel === 'logical'
       ? { level: 'PASS', check: 'wal_level', object: 'server', message: 'wal_level = logical' }

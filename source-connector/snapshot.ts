@@ -161,7 +161,9 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
           p.gauges?.eta.set(0);
           const secs = (Date.now() - p.startedAt) / 1000;
           log.info({ table: p.v.qualified, rows: p.rows, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(p.rows / Math.max(secs, 0.001)) }, 'table read');
-          completions.push(opts.onTableRead(p.v, p.rows));
+          const read = opts.onTableRead(p.v, p.rows);
+          read.catch(() => {}); // observed below, after the readers; must not go unhandled meanwhile
+          completions.push(read);
         }
       }
     };

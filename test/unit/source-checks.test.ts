@@ -4,7 +4,7 @@ import { judgeSourceFacts, type SourceFacts } from '../../source-connector/check
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 
 const healthy: SourceFacts = {
-  walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
+  serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [],
   selectedTables: 3, maxSlotWalKeepSize: '10GB',
 };
@@ -33,6 +33,12 @@ test('each failing condition names its object', () => {
   assert.match(pk[0].remedy!, /ADD PRIMARY KEY|tables\.exclude/);
   assert.match(fails({ slot: { active: true, activePid: 42, walStatus: 'reserved', plugin: 'pgoutput' } })[0].message, /pid 42/);
   assert.match(fails({ slot: { active: false, activePid: null, walStatus: 'lost', plugin: 'pgoutput' } })[0].message, /changes were lost/);
+});
+
+test('a source older than PostgreSQL 14 fails, naming the version', () => {
+  const [f] = fails({ serverVersionNum: 130011 });
+  assert.deepEqual([f.check, f.message], ['server version', "PostgreSQL 13: the source connector needs PostgreSQL 14 or newer (pgoutput's logical-message option)"]);
+  assert.deepEqual(fails({ serverVersionNum: 140000 }), []);
 });
 
 test('an existing slot does not need a free slot', () => {

@@ -133,13 +133,16 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
         );
         return rows.map((r) => r.attname as string);
       },
-      currentColumns: async (relid) => {
-        const { rows } = await (await connect()).query(
+      currentTable: async (relid) => {
+        const c = await connect();
+        const { rows: names } = await c.query(`SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, [relid]);
+        if (names.length === 0) return null;
+        const { rows } = await c.query(
           `SELECT attname AS name, atttypid::int AS "typeOid", atttypmod AS typmod FROM pg_attribute
             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
           [relid],
         );
-        return rows as { name: string; typeOid: number; typmod: number }[];
+        return { schema: names[0].schema as string, name: names[0].name as string, columns: rows as { name: string; typeOid: number; typmod: number }[] };
       },
     }),
     async close() {

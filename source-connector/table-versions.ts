@@ -14,7 +14,8 @@
  * is the one the catalog showed at start-up, the operator made that change while the connector
  * was stopped (the runbook): it continues with the new type instead of stopping a second time.
  * A first Relation whose types differ from the version before it and equal the catalog's now is
- * a change made while the connector ran (to a table idle until then): that stops it too.
+ * a change made while the connector ran (to a table idle until then): that stops it too. A
+ * table renamed while streaming stops it the same way (its new name has no topic).
  */
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SourceError } from '../shared/errors.ts';
@@ -38,8 +39,8 @@ export interface CatalogAccess {
   loadTypes(oids: number[]): Promise<Map<number, PgTypeInfo>>;
   /** Primary key columns in key order ([] if none). */
   primaryKey(relid: number): Promise<string[]>;
-  /** The relation's columns as the catalog shows them now (type oid and typmod by name). */
-  currentColumns(relid: number): Promise<{ name: string; typeOid: number; typmod: number }[]>;
+  /** The relation as the catalog shows it now: its name and columns (type oid and typmod by name); null when it is gone. */
+  currentTable(relid: number): Promise<{ schema: string; name: string; columns: { name: string; typeOid: number; typmod: number }[] } | null>;
 }
 
 export interface SchemaRegistrar {
@@ -116,11 +117,17 @@ export class TableVersions {
       this.current.set(msg.relid, v);
       return v;
     }
-    if (prev && first && describeTypeChanges(prev.table, table).length > 0 && (await this.isCatalogNow(table))) {
+    const renamed = prev !== undefined && (prev.table.schema !== table.schema || prev.table.name !== table.name);
+    if (prev && first && (renamed || describeTypeChanges(prev.table, table).length > 0) && (await this.isCatalogNow(table))) {
       // The session's first Relation is older than the catalog when the stream replays WAL
       // written before a change made while the connector was stopped; if it is what the catalog
-      // shows now, the table (idle until now) changed type while the connector ran.
-      throw typeChangeError(prev, table);
+      // shows now, the table (idle until now) was changed while the connector ran.
+      throw renamed ? renameError(prev, table) : typeChangeError(prev, table);
+    }
+    if (prev && !first && renamed) {
+      const known = this.startup.get(msg.relid);
+      // Renamed while stopped (the start-up catalog has the new name, and its topic was made then): go on.
+      if (!known || known.schema !== table.schema || known.name !== table.name) throw renameError(prev, table);
     }
     if (prev && !first) {
       const changed = describeTypeChanges(prev.table, table);
@@ -151,10 +158,12 @@ export class TableVersions {
     return v;
   }
 
-  /** Whether `table`'s column types are the catalog's now. */
+  /** Whether `table`'s name and column types are the catalog's now. */
   private async isCatalogNow(table: TableInfo): Promise<boolean> {
-    const now = await this.opts.catalog.currentColumns(table.relid);
-    return now.length === table.columns.length && table.columns.every((c, i) => now[i].name === c.name && now[i].typeOid === c.type.oid && now[i].typmod === c.typmod);
+    const now = await this.opts.catalog.currentTable(table.relid);
+    if (!now || now.schema !== table.schema || now.name !== table.name) return false;
+    const cols = now.columns;
+    return cols.length === table.columns.length && table.columns.every((c, i) => cols[i].name === c.name && cols[i].typeOid === c.type.oid && cols[i].typmod === c.typmod);
   }
 
   private async register(table: TableInfo): Promise<TableVersion> {
@@ -215,6 +224,17 @@ function typeChangeError(prev: TableVersion, table: TableInfo): SchemaError {
   return new SchemaError(`column ${c.column} of table ${prev.qualified} changed type from ${c.oldType} to ${c.newType}: the connector stops (${all})`, {
     context: { table: prev.qualified, column: c.column, oldType: c.oldType, newType: c.newType },
     remedy: TYPE_CHANGE_REMEDY,
+  });
+}
+
+/** A table renamed while streaming would need a topic (and a destination mapping) nobody made: stop and say so. */
+function renameError(prev: TableVersion, table: TableInfo): SchemaError {
+  const now = `${table.schema}.${table.name}`;
+  return new SchemaError(`table ${prev.qualified} was renamed to ${now} while streaming: the connector stops`, {
+    context: { table: prev.qualified, renamedTo: now },
+    remedy:
+      `rename it back; or stop both connectors, map ${now} in the sink's tables to the destination table ${prev.qualified} went to, ` +
+      `and start them again (the source then makes the topic of ${now})`,
   });
 }
 

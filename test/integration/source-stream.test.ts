@@ -197,6 +197,25 @@ test('a column type changed while running, on a table without a change since the
   });
 });
 
+test('a table renamed while streaming stops the connector with the remedy, instead of stalling on a topic nobody made', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders VALUES (1, 'a')`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const conn = await startSourceConnector(config, testLogger());
+  t.after(() => conn.stop());
+  await streaming(conn);
+  await client.query(`INSERT INTO orders VALUES (2, 'b')`);
+  await caughtUp(conn, await walLsn(client));
+  await client.query(`ALTER TABLE orders RENAME TO purchases`);
+  await client.query(`INSERT INTO purchases VALUES (3, 'c')`);
+  await assert.rejects(conn.done, (err: unknown) => {
+    assert.ok(err instanceof ShardBridgeError);
+    assert.match(err.message, /table public\.orders was renamed to public\.purchases while streaming: the connector stops/);
+    assert.match(err.remedy ?? '', /rename it back/);
+    return true;
+  });
+});
+
 test('a partitioned table streams the changes of its partitions under its own name and topic, as its snapshot reads them', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);

@@ -23,12 +23,12 @@ function catalogTable(amount: PgTypeInfo): TableInfo {
   };
 }
 
-function relation(amountOid: number): RelationMessage {
+function relation(amountOid: number, name = 'orders'): RelationMessage {
   return {
     tag: 'relation',
     relid: 16400,
     namespace: 'public',
-    name: 'orders',
+    name,
     replicaIdentity: 'default',
     columns: [
       { isKey: true, name: 'id', typeOid: 20, typmod: -1 },
@@ -37,8 +37,8 @@ function relation(amountOid: number): RelationMessage {
   };
 }
 
-/** `amountNow`: the type oid the source catalog shows for `amount` now. */
-function versions(amountNow = 20): { tv: TableVersions; registered: string[] } {
+/** `amountNow`, `nameNow`: the type oid of `amount` and the table's name the source catalog shows now. */
+function versions(amountNow = 20, nameNow = 'orders'): { tv: TableVersions; registered: string[] } {
   const registered: string[] = [];
   const tv = new TableVersions({
     registry: { register: async (subject) => (registered.push(subject), registered.length) },
@@ -47,10 +47,14 @@ function versions(amountNow = 20): { tv: TableVersions; registered: string[] } {
     catalog: {
       loadTypes: async (oids) => new Map([INT4, INT8, TEXT].filter((t) => oids.includes(t.oid)).map((t) => [t.oid, t])),
       primaryKey: async () => ['id'],
-      currentColumns: async () => [
-        { name: 'id', typeOid: 20, typmod: -1 },
-        { name: 'amount', typeOid: amountNow, typmod: -1 },
-      ],
+      currentTable: async () => ({
+        schema: 'public',
+        name: nameNow,
+        columns: [
+          { name: 'id', typeOid: 20, typmod: -1 },
+          { name: 'amount', typeOid: amountNow, typmod: -1 },
+        ],
+      }),
     },
     log: pino({ level: 'silent' }),
   });
@@ -97,4 +101,24 @@ test('a table idle since start-up whose type changed while running: its first Re
   await again.onRelation(relation(23));
   again.newSession();
   await assert.rejects(again.onRelation(relation(20)), /changed type from int4 to int8/);
+});
+
+test('a table renamed while streaming stops the connector (its new name has no topic); renamed while stopped, it goes on', async () => {
+  const running = versions(20, 'purchases').tv;
+  await running.init([catalogTable(INT8)]);
+  await running.onRelation(relation(20));
+  await assert.rejects(running.onRelation(relation(20, 'purchases')), (err: Error & { remedy?: string }) => {
+    assert.match(err.message, /table public\.orders was renamed to public\.purchases while streaming: the connector stops/);
+    assert.match(err.remedy!, /rename it back; or stop both connectors, map public\.purchases in the sink's tables/);
+    return true;
+  });
+  // Idle until the rename: its first Relation of the session, under the name the catalog has now.
+  const idle = versions(20, 'purchases').tv;
+  await idle.init([catalogTable(INT8)]);
+  await assert.rejects(idle.onRelation(relation(20, 'purchases')), /was renamed to public\.purchases/);
+  // Renamed while stopped: the start-up catalog has the new name; WAL from before it replays under the old one.
+  const stopped = versions(20, 'purchases').tv;
+  await stopped.init([{ ...catalogTable(INT8), name: 'purchases' }]);
+  assert.equal((await stopped.onRelation(relation(20, 'orders'))).topic, 'shop.public.orders');
+  assert.equal((await stopped.onRelation(relation(20, 'purchases'))).topic, 'shop.public.purchases');
 });

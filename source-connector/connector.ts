@@ -35,7 +35,8 @@ import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions } from './table-versions.ts';
-import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
+import { TRUNCATE_KEY_SCHEMA, truncateKeys } from './truncate-fanout.ts';
+import { changeToEvents } from './envelope.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -263,6 +264,7 @@ class ConnectorRun {
       );
       await dropSlot(client, cfg.slotName, this.log);
       slot = null;
+      await this.truncateBeforeResnapshot();
     }
     if (!slot) {
       const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log);
@@ -280,6 +282,26 @@ class ConnectorRun {
     }
     if (this.stopping) return;
     await this.streamFrom(slot!.confirmedFlushLsn);
+  }
+
+  /**
+   * A snapshot that replaces an earlier one (cut short, or from a slot dropped to take it
+   * again) is preceded by a truncate of every table into its topic (all partitions, as a
+   * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
+   * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
+   * stay at the destination: the new snapshot has no record of rows that are gone.
+   */
+  private async truncateBeforeResnapshot(): Promise<void> {
+    const id = `resnapshot/${new Date().toISOString()}`;
+    const tables = this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+    tables.forEach((v, i) => {
+      const source = v.schemas.sourceFor({ db: this.source.database, tsMs: Date.now() });
+      const [event] = changeToEvents({ kind: 'truncate' }, { schemas: v.schemas, source, tsMs: Date.now(), tombstones: false });
+      const keys = truncateKeys(this.truncateKeySchemaId, `${id}/${i}`, this.partitionCounts.get(v.topic) ?? this.config.topics.partitions);
+      this.publisher.publishFanout(v, event.value!, keys, null);
+    });
+    await this.publisher.barrier();
+    this.log.warn({ tables: tables.map((v) => v.qualified) }, 'a truncate of every table went to its topic before the new snapshot: the sink empties the destination tables and applies the snapshot again');
   }
 
   private async snapshot(exported: ExportedSlot): Promise<void> {

@@ -140,3 +140,57 @@ test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left un
   await caughtUp();
   await assertEqual('after the replay from zero');
 });
+
+test('a table added while the source is stopped: every table is snapshotted again from a new slot, truncated first, so rows deleted meanwhile are gone at the destination too', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const dest = await getTestDestination();
+  t.after(() => dest.release());
+  const dst = new pg.Client({ connectionString: dest.url });
+  dst.on('error', () => {});
+  await dst.connect();
+  const D = `sb_resnap_${process.pid}_${Date.now().toString(36)}`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${D} CASCADE`).catch(() => {});
+    await dst.end();
+  });
+  await client.query(`CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 10) g`);
+  await dst.query(`CREATE SCHEMA ${D}; CREATE TABLE ${D}.a (id int PRIMARY KEY, v text); CREATE TABLE ${D}.b (id int PRIMARY KEY, w text)`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } });
+  const prefix = config.topicPrefix;
+  const groupId = `g-${prefix}`;
+  const sinkCfg = sinkConfig(
+    { kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix, groupId },
+    { tables: { 'public.a': { schema: D }, 'public.b': { schema: D } } },
+  );
+  const caughtUp = async (source: { state(): { confirmedLsn: string | null } }, topics: string[]) => {
+    const end = await walLsn(client);
+    await waitFor('the source confirmed everything', () => parseLsn(source.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
+    const admin = env.kafka.admin();
+    try {
+      await waitApplied(dst, admin, groupId, topics, 90_000);
+    } finally {
+      await admin.disconnect();
+    }
+  };
+  const rows = async (c: pg.Client, table: string) => (await c.query(`SELECT * FROM ${table} ORDER BY id`)).rows;
+
+  const first = await startSourceConnector(config, capturingLogger().logger);
+  const sink = await startSinkConnector(sinkCfg, capturingLogger().logger, { topicRefreshMs: 500 });
+  t.after(() => sink.stop());
+  await waitFor('streaming', () => first.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  await caughtUp(first, [`${prefix}.public.a`]);
+  assert.equal((await rows(dst, `${D}.a`)).length, 10);
+  await first.stop();
+
+  // While the source is stopped: a delete, an insert, and a new table in the selection.
+  await client.query(`DELETE FROM a WHERE id = 5; INSERT INTO a VALUES (11, 'a11')`);
+  await client.query(`CREATE TABLE b (id int PRIMARY KEY, w text); INSERT INTO b VALUES (1, 'b1'), (2, 'b2')`);
+  const log = capturingLogger();
+  const second = await startSourceConnector(config, log.logger);
+  t.after(() => second.stop());
+  await waitFor('streaming again', () => second.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  assert.ok(log.lines().some((l) => /a truncate of every table went to its topic before the new snapshot/.test(l.msg)), 'the re-snapshot is announced');
+  await caughtUp(second, [`${prefix}.public.a`, `${prefix}.public.b`]);
+  assert.deepEqual(await rows(dst, `${D}.a`), await rows(client, 'a'), 'row 5, deleted while the source was stopped, is gone');
+  assert.deepEqual(await rows(dst, `${D}.b`), await rows(client, 'b'));
+});

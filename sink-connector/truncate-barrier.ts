@@ -52,18 +52,25 @@ CREATE TABLE IF NOT EXISTS shardbridge.sink_truncates (
   truncated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (group_id, topic, truncate_id));`;
 
-let setUp: Promise<void> | undefined;
+/** By destination database (host, port, name): a process may apply into more than one (tests, the demo). */
+const setUp = new Map<string, Promise<void>>();
 
-/** Creates the barrier's tables once per process (outside the batch transaction). */
+/** Creates the barrier's tables once per destination database (outside the batch transaction). */
 export function ensureBarrierTables(client: pg.ClientBase): Promise<void> {
-  setUp ??= client.query(BARRIER_SETUP_SQL).then(
-    () => undefined,
-    (err: unknown) => {
-      setUp = undefined;
-      throw err;
-    },
-  );
-  return setUp;
+  const p = (client as { connectionParameters?: { host?: string; port?: number; database?: string } }).connectionParameters;
+  const at = `${p?.host}:${p?.port}/${p?.database}`;
+  let done = setUp.get(at);
+  if (!done) {
+    done = client.query(BARRIER_SETUP_SQL).then(
+      () => undefined,
+      (err: unknown) => {
+        setUp.delete(at);
+        throw err;
+      },
+    );
+    setUp.set(at, done);
+  }
+  return done;
 }
 
 /**

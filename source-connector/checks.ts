@@ -31,6 +31,8 @@ export interface SourceFacts {
   tablesWithoutPrimaryKey: string[];
   /** Tables whose replica identity the stream cannot key by their primary key (catalog.ts). */
   badReplicaIdentity: { table: string; message: string; remedy: string }[];
+  /** Tables whose topic name Kafka would refuse or another table shares (table-versions.ts). */
+  topicProblems: { table: string; message: string; remedy: string }[];
   selectedTables: number;
   maxSlotWalKeepSize: string;
 }
@@ -45,7 +47,7 @@ export const WAL_LEVEL_REMEDY = [
 
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; selectedTables: number },
+  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; topicProblems: SourceFacts['topicProblems']; selectedTables: number },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num,
@@ -77,6 +79,7 @@ export async function gatherSourceFacts(
     missingTables: opts.missingTables,
     tablesWithoutPrimaryKey: opts.tablesWithoutPrimaryKey,
     badReplicaIdentity: opts.badReplicaIdentity,
+    topicProblems: opts.topicProblems,
     selectedTables: opts.selectedTables,
     maxSlotWalKeepSize: s.keep_size,
   };
@@ -129,6 +132,9 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   for (const b of f.badReplicaIdentity) {
     out.push({ level: 'FAIL', check: 'replica identity', object: b.table, message: b.message, remedy: b.remedy });
+  }
+  for (const b of f.topicProblems) {
+    out.push({ level: 'FAIL', check: 'topic name', object: b.table, message: b.message, remedy: b.remedy });
   }
   if (f.slot) {
     if (f.slot.walStatus === 'lost') {

@@ -12,7 +12,7 @@ import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
 import { loadTypes, resolveTables } from './catalog.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
-import type { CatalogAccess } from './table-versions.ts';
+import { topicNameProblems, type CatalogAccess } from './table-versions.ts';
 
 export interface SourceSession {
   /** Base connection settings (snapshot readers and the walsender add their own options). */
@@ -77,7 +77,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
-      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, badReplicaIdentity: resolved.badReplicaIdentity, selectedTables: resolved.tables.length });
+      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, badReplicaIdentity: resolved.badReplicaIdentity, topicProblems: topicNameProblems(config.topicPrefix, resolved.tables), selectedTables: resolved.tables.length });
     let facts: SourceFacts = await gather();
     const deadline = Date.now() + ACTIVE_SLOT_GRACE_MS;
     while (facts.slot?.active && Date.now() < deadline) {

@@ -65,6 +65,33 @@ export function topicFor(prefix: string, schema: string, table: string): string 
   return `${prefix}.${clean(schema)}.${clean(table)}`;
 }
 
+/** Kafka's longest topic name. */
+const MAX_TOPIC_LENGTH = 249;
+
+/**
+ * Pure: selected tables whose topic cannot be theirs alone. Kafka refuses names over 249
+ * characters, and topics that differ only in '.' against '_' (their metric names collide); the
+ * character replacement of topicFor can also give two tables one name outright.
+ */
+export function topicNameProblems(prefix: string, tables: readonly { schema: string; name: string }[]): { table: string; message: string; remedy: string }[] {
+  const out: { table: string; message: string; remedy: string }[] = [];
+  const byKey = new Map<string, string>();
+  for (const t of tables) {
+    const table = `${t.schema}.${t.name}`;
+    const topic = topicFor(prefix, t.schema, t.name);
+    if (topic.length > MAX_TOPIC_LENGTH) {
+      out.push({ table, message: `the topic of ${table}, ${topic.slice(0, 60)}…, has ${topic.length} characters (Kafka allows ${MAX_TOPIC_LENGTH})`, remedy: 'use a shorter topicPrefix, or exclude the table (tables.exclude)' });
+      continue;
+    }
+    const key = topic.replace(/\./g, '_');
+    const other = byKey.get(key);
+    if (other !== undefined) {
+      out.push({ table, message: `tables ${other} and ${table} would share the topic ${topic} (or topics Kafka treats as one: '.' and '_' collide)`, remedy: 'rename one of them, or exclude one (tables.exclude)' });
+    } else byKey.set(key, table);
+  }
+  return out;
+}
+
 export class TableVersions {
   private readonly current = new Map<number, TableVersion>();
   private readonly types = new Map<number, PgTypeInfo>();

@@ -43,7 +43,10 @@ before(async () => {
     CREATE TABLE ident.by_pk (id int NOT NULL, v text);
     CREATE UNIQUE INDEX by_pk_id ON ident.by_pk (id);
     ALTER TABLE ident.by_pk ADD PRIMARY KEY USING INDEX by_pk_id;
-    ALTER TABLE ident.by_pk REPLICA IDENTITY USING INDEX by_pk_id;`);
+    ALTER TABLE ident.by_pk REPLICA IDENTITY USING INDEX by_pk_id;
+    CREATE SCHEMA clash;
+    CREATE TABLE clash."a.b" (id int PRIMARY KEY);
+    CREATE TABLE clash.a_b (id int PRIMARY KEY);`);
 });
 
 after(async () => {
@@ -108,6 +111,13 @@ test('a replica identity the stream cannot key by the primary key: exit 2 naming
   assert.match(r.stderr, /table ident\.by_code has REPLICA IDENTITY USING INDEX on \(code\), not its primary key \(id\)/);
   assert.match(r.stderr, /ALTER TABLE "ident"\."by_code" REPLICA IDENTITY DEFAULT/);
   assert.doesNotMatch(r.stderr, /ident\.by_pk/, 'an identity index that is the primary key is fine');
+  await nothingCreated(admin);
+});
+
+test('two tables whose topics Kafka would take for one: exit 2 naming both, before anything is created', async () => {
+  const r = await runSource(config('clash', { url: cluster.url() }, { tables: { schemas: ['clash'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /FAIL\s+topic name\s+clash\.a_b\s+tables clash\.a\.b and clash\.a_b would share the topic shardbridge\.clash\.a_b \(or topics Kafka treats as one/);
   await nothingCreated(admin);
 });
 

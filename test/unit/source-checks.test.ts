@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { judgeSourceFacts, type SourceFacts } from '../../source-connector/checks.ts';
+import { topicNameProblems } from '../../source-connector/table-versions.ts';
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
-  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [],
+  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [],
   selectedTables: 3, maxSlotWalKeepSize: '10GB',
 };
 
@@ -84,4 +85,15 @@ test('replica identity: NOTHING, or an index other than the primary key, is refu
   assert.deepEqual(replicaIdentityProblem(t('nothing', []), undefined), []);
   const [f] = fails({ badReplicaIdentity: [{ table: 'public.orders', message: 'm', remedy: 'r' }] });
   assert.deepEqual([f.check, f.object, f.message, f.remedy], ['replica identity', 'public.orders', 'm', 'r']);
+});
+
+test("topic names: over Kafka's 249 characters, or two tables on one topic (also '.' against '_'), each named", () => {
+  assert.deepEqual(topicNameProblems('shop', [{ schema: 'public', name: 'orders' }, { schema: 'public', name: 'items' }]), []);
+  const clash = topicNameProblems('shop', [{ schema: 'public', name: 'a.b' }, { schema: 'public', name: 'a_b' }, { schema: 'public', name: 'a b' }]);
+  assert.deepEqual(clash.map((c) => c.table), ['public.a_b', 'public.a b']);
+  assert.match(clash[0].message, /tables public\.a\.b and public\.a_b would share the topic shop\.public\.a_b/);
+  const [long] = topicNameProblems('p'.repeat(200), [{ schema: 'public', name: 'x'.repeat(60) }]);
+  assert.match(long.message, /has 268 characters \(Kafka allows 249\)/);
+  const [f] = fails({ topicProblems: [{ table: 'public.a_b', message: 'm', remedy: 'r' }] });
+  assert.deepEqual([f.check, f.object], ['topic name', 'public.a_b']);
 });

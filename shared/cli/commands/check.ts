@@ -12,6 +12,7 @@ import { connectionConfig } from '../../config/common.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
+import { topicNameProblems } from '../../../source-connector/table-versions.ts';
 import { judgeCapacity } from '../../checks/capacity.ts';
 import { judgeDestination, type SourceTableFacts } from '../../checks/destination.ts';
 import { databaseSize, describeTarget, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
@@ -43,6 +44,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         missingTables: resolved.missing,
         tablesWithoutPrimaryKey: resolved.noPrimaryKey,
         badReplicaIdentity: resolved.badReplicaIdentity,
+        topicProblems: topicNameProblems(sourceConfig.topicPrefix, resolved.tables),
         selectedTables: resolved.tables.length,
       });
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).

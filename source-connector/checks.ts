@@ -33,6 +33,8 @@ export interface SourceFacts {
   badReplicaIdentity: { table: string; message: string; remedy: string }[];
   /** Tables whose topic name Kafka would refuse or another table shares (table-versions.ts). */
   topicProblems: { table: string; message: string; remedy: string }[];
+  /** Sequences owned by the selected tables that the role can neither SELECT nor USE: pg_sequences shows them as never used. */
+  unreadableSequences: string[];
   selectedTables: number;
   maxSlotWalKeepSize: string;
 }
@@ -45,9 +47,21 @@ export const WAL_LEVEL_REMEDY = [
   'on Amazon RDS: set rds.logical_replication = 1 in the parameter group and reboot',
 ].join('\n');
 
+// Owned by the selected tables (serial, identity), neither SELECT nor USAGE for the role.
+const UNREADABLE_SEQUENCES_SQL = `
+SELECT DISTINCT sn.nspname || '.' || s.relname AS seq
+  FROM pg_depend d
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+   AND d.deptype IN ('a', 'i') AND d.refobjid = ANY($1::oid[])
+   -- CASE: has_sequence_privilege raises on any other relation, and WHERE clauses have no order.
+   AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'SELECT') AND NOT has_sequence_privilege(s.oid, 'USAGE') ELSE false END
+ ORDER BY 1`;
+
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; topicProblems: SourceFacts['topicProblems']; selectedTables: number },
+  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; topicProblems: SourceFacts['topicProblems']; selectedTables: number; relids: number[] },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num,
@@ -61,6 +75,7 @@ export async function gatherSourceFacts(
              OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
              AS can_replicate,
            current_setting('max_slot_wal_keep_size') AS keep_size`);
+  const { rows: unreadable } = await client.query(UNREADABLE_SEQUENCES_SQL, [opts.relids]);
   const { rows: slots } = await client.query(
     `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
     [opts.slotName],
@@ -80,6 +95,7 @@ export async function gatherSourceFacts(
     tablesWithoutPrimaryKey: opts.tablesWithoutPrimaryKey,
     badReplicaIdentity: opts.badReplicaIdentity,
     topicProblems: opts.topicProblems,
+    unreadableSequences: unreadable.map((r) => r.seq as string),
     selectedTables: opts.selectedTables,
     maxSlotWalKeepSize: s.keep_size,
   };
@@ -132,6 +148,15 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   for (const b of f.badReplicaIdentity) {
     out.push({ level: 'FAIL', check: 'replica identity', object: b.table, message: b.message, remedy: b.remedy });
+  }
+  for (const seq of f.unreadableSequences) {
+    out.push({
+      level: 'FAIL',
+      check: 'sequence privilege',
+      object: seq,
+      message: `role "${f.role}" cannot read sequence ${seq}: its value would be published as unknown, and cutover could not move the destination's sequence past it`,
+      remedy: `GRANT SELECT ON SEQUENCE ${seq} TO "${f.role}";  (or GRANT SELECT ON ALL SEQUENCES IN SCHEMA …)`,
+    });
   }
   for (const b of f.topicProblems) {
     out.push({ level: 'FAIL', check: 'topic name', object: b.table, message: b.message, remedy: b.remedy });

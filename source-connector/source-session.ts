@@ -77,7 +77,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
-      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, badReplicaIdentity: resolved.badReplicaIdentity, topicProblems: topicNameProblems(config.topicPrefix, resolved.tables), selectedTables: resolved.tables.length });
+      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, badReplicaIdentity: resolved.badReplicaIdentity, topicProblems: topicNameProblems(config.topicPrefix, resolved.tables), selectedTables: resolved.tables.length, relids: resolved.tables.map((t) => t.relid) });
     let facts: SourceFacts = await gather();
     const deadline = Date.now() + ACTIVE_SLOT_GRACE_MS;
     while (facts.slot?.active && Date.now() < deadline) {

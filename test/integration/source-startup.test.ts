@@ -169,6 +169,17 @@ test('a role without REPLICATION: exit 2 naming the role and the ALTER ROLE reme
   await nothingCreated(admin);
 });
 
+test("a role that cannot read a selected table's sequence: exit 2 naming the sequence and the GRANT", async () => {
+  await admin.query(`CREATE TABLE counted (id bigserial PRIMARY KEY, v text);
+    CREATE ROLE seq_blind LOGIN REPLICATION; GRANT SELECT ON counted TO seq_blind`);
+  const r = await runSource(config('seqblind', { url: cluster.url(undefined, 'seq_blind') }, { tables: { include: ['public.counted'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /FAIL\s+sequence privilege\s+public\.counted_id_seq\s+role "seq_blind" cannot read sequence public\.counted_id_seq/);
+  assert.match(r.stderr, /GRANT SELECT ON SEQUENCE public\.counted_id_seq TO "seq_blind";/);
+  assert.doesNotMatch(r.stderr, /lacks the REPLICATION attribute/);
+  await nothingCreated(admin);
+});
+
 test('no free replication slot, then no free WAL sender: exit 2 saying which setting to raise', async (t) => {
   const small = await startTestSource({ max_replication_slots: '1', max_wal_senders: '1' });
   const c = new pg.Client({ connectionString: small.url() });

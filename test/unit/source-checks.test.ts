@@ -6,7 +6,7 @@ import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../sou
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
-  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [],
+  role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
   selectedTables: 3, maxSlotWalKeepSize: '10GB',
 };
 
@@ -96,4 +96,11 @@ test("topic names: over Kafka's 249 characters, or two tables on one topic (also
   assert.match(long.message, /has 268 characters \(Kafka allows 249\)/);
   const [f] = fails({ topicProblems: [{ table: 'public.a_b', message: 'm', remedy: 'r' }] });
   assert.deepEqual([f.check, f.object], ['topic name', 'public.a_b']);
+});
+
+test('a sequence of a selected table the role cannot read fails, naming it and the GRANT', () => {
+  const [f] = fails({ unreadableSequences: ['public.orders_id_seq'] });
+  assert.deepEqual([f.check, f.object], ['sequence privilege', 'public.orders_id_seq']);
+  assert.match(f.message, /role "app" cannot read sequence public\.orders_id_seq: its value would be published as unknown/);
+  assert.equal(f.remedy, 'GRANT SELECT ON SEQUENCE public.orders_id_seq TO "app";  (or GRANT SELECT ON ALL SEQUENCES IN SCHEMA …)');
 });

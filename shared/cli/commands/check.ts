@@ -46,6 +46,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         badReplicaIdentity: resolved.badReplicaIdentity,
         topicProblems: topicNameProblems(sourceConfig.topicPrefix, resolved.tables),
         selectedTables: resolved.tables.length,
+        relids: resolved.tables.map((t) => t.relid),
       });
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
       source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));

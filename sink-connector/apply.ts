@@ -15,7 +15,7 @@ import type { Logger } from '../shared/logger.ts';
 import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord, TableVersion } from './decode.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from './offsets.ts';
-import { arriveAtBarrier, ensureBarrierTables, type TruncateMark } from './truncate-barrier.ts';
+import { arriveAtBarrier, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
@@ -106,7 +106,6 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
   const tables = new Map<TableRun, ApplyTable | null>();
   for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
-  if (segments.length > 1) await ensureBarrierTables(client).catch((err: unknown) => Promise.reject(classify(err, {})));
 
   let current: string | undefined;
   try {

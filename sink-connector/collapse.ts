@@ -124,27 +124,30 @@ function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChan
   const keyMoved = ch.op === 'u' && before !== null && keyChanged(before, key, shape);
   if (keyMoved) onDelete(states, shape, shape.table.sourceKey.map((c) => before![c] as string), before);
   const row = rowOf(ch, before, key, shape);
-  const unknown = ch.unchangedToast.length > 0 ? ch.unchangedToast.filter((c) => row[c] === undefined && shape.index.has(c)) : [];
   const id = keyId(key);
   const st = states.get(id);
   if (!st) {
     const origin = ch.op === 'u' && !keyMoved ? originOf(shape, before) : null;
-    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin, unknown: unknown.length > 0 ? unknown : null });
+    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin, unknown: unknownIn(row, ch.unchangedToast, shape) });
   } else if (st.row === null) {
     // After a delete in the same segment: the row may still be there until that delete runs.
     st.row = row;
-    st.unknown = unknown.length > 0 ? unknown : null;
+    st.unknown = unknownIn(row, ch.unchangedToast, shape);
   } else {
     // Each upsert sets only the columns it carries (ON CONFLICT DO UPDATE), so applying
     // them one after another equals one upsert of the merged row. This is also what fills
     // unchanged-TOAST columns from an earlier event of the batch.
     const merged = { ...st.row, ...row };
     st.row = merged;
-    if (st.unknown !== null || unknown.length > 0) {
-      const still = [...(st.unknown ?? []), ...unknown].filter((c, i, all) => merged[c] === undefined && all.indexOf(c) === i);
-      st.unknown = still.length > 0 ? still : null;
-    }
+    if (st.unknown !== null || ch.unchangedToast.length > 0) st.unknown = unknownIn(merged, [...(st.unknown ?? []), ...ch.unchangedToast], shape);
   }
+}
+
+/** The unchanged-TOAST columns (of the destination) that `row` still has no value for; null when none. */
+function unknownIn(row: Row, toast: readonly string[], shape: TableShape): string[] | null {
+  if (toast.length === 0) return null;
+  const out = toast.filter((c, i) => row[c] === undefined && shape.index.has(c) && toast.indexOf(c) === i);
+  return out.length > 0 ? out : null;
 }
 
 function keyChanged(before: Row, key: string[], shape: TableShape): boolean {
@@ -236,7 +239,7 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
   const upserts: UpsertGroup[] = [];
   for (const { columns, fresh, other, inPlace } of groups.values()) {
     const rows = other.length === 0 ? fresh : fresh.length === 0 ? other : fresh.concat(other);
-    upserts.push(inPlace ? { columns, rows, fresh: fresh.length, inPlace } : { columns, rows, fresh: fresh.length });
+    upserts.push({ columns, rows, fresh: fresh.length, ...(inPlace && { inPlace }) });
   }
   return { kind: 'apply', upserts, deletes, exactDeletes, sparingDeletes };
 }
@@ -280,7 +283,7 @@ function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: Ke
   let g = groups.get(sig);
   if (!g) {
     const columns = present === cols.length ? cols.map((c) => c.name) : cols.filter((c) => row[c.name] !== undefined).map((c) => c.name);
-    g = inPlace ? { columns, fresh: [], other: [], inPlace } : { columns, fresh: [], other: [] };
+    g = { columns, fresh: [], other: [], ...(inPlace && { inPlace }) };
     groups.set(sig, g);
   }
   const values: Value[] = new Array(g.columns.length);

@@ -182,9 +182,10 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     await recordSync(client, a.sequence, a.value, null);
     return false;
   }
-  const current = String(await lastSequenceValue(client, seq));
+  const last = await lastSequenceValue(client, seq);
+  const current = String(last);
   let setTo: string | null = null;
-  if (BigInt(a.value) > BigInt(current)) {
+  if (BigInt(a.value) > last) {
     const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);
     setTo = moved[0].set_to;
   }

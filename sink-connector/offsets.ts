@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import { CREATE_SINK_TABLES_SQL } from './upsert-batch.ts';
+import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
 import { quoteLiteral } from '../shared/sql.ts';
 
 export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
@@ -17,7 +18,7 @@ export const tpKey = (topic: string, partition: number): string => `${topic}\u00
 export async function ensureSinkTables(client: pg.ClientBase): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await client.query(CREATE_SINK_TABLES_SQL);
+      await client.query(CREATE_SINK_TABLES_SQL + BARRIER_TABLES_SQL);
       return;
     } catch (err) {
       const code = (err as { code?: string }).code;

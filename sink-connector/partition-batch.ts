@@ -17,7 +17,7 @@ import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Coun
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
 import { applyControl, controlTopicKind, parseControlRecord, type ControlAction, type ControlKind } from './control.ts';
 import type { DecodedRecord, RawRecord, RecordDecoder, TargetFor } from './decode.ts';
-import type { PositionTracker } from './offsets.ts';
+import { tpKey, type PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
 import { FastRowPlanner, type BinaryLayout, type FastRow, type RecordSchemas } from './fast-rows.ts';
@@ -256,7 +256,7 @@ export class BatchProcessor {
 
   private async sendDeadLetters(p: Part, all: SlowItem[]): Promise<boolean> {
     const dl = this.deps.deadLetter!;
-    const at = `${p.topic}\u0000${p.partition}`;
+    const at = tpKey(p.topic, p.partition);
     const sent = this.deadLettered.get(at) ?? -1n;
     const items = all.filter((it) => BigInt(it.raw.offset) > sent);
     if (items.length === 0) return true;

@@ -14,7 +14,6 @@
  * truncates once every partition arrived k times.
  */
 import type pg from 'pg';
-import { createOwnSchemasSql } from '../shared/sql.ts';
 import { parseTruncateKey } from '../source-connector/truncate-fanout.ts';
 
 export { parseTruncateKey };
@@ -41,8 +40,8 @@ export function judgeBarrier(arrivals: ReadonlyMap<number, readonly bigint[]>, p
   return { verdict: 'truncate', round };
 }
 
-export const BARRIER_SETUP_SQL = `
-${createOwnSchemasSql('shardbridge')};
+/** The barrier's tables: made with the sink's own tables at start (offsets.ts ensureSinkTables), in each destination. */
+export const BARRIER_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS shardbridge.sink_truncate_arrivals (
   group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
   arrived_at timestamptz NOT NULL DEFAULT now(),
@@ -51,27 +50,6 @@ CREATE TABLE IF NOT EXISTS shardbridge.sink_truncates (
   group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, rounds int NOT NULL,
   truncated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (group_id, topic, truncate_id));`;
-
-/** By destination database (host, port, name): a process may apply into more than one (tests, the demo). */
-const setUp = new Map<string, Promise<void>>();
-
-/** Creates the barrier's tables once per destination database (outside the batch transaction). */
-export function ensureBarrierTables(client: pg.ClientBase): Promise<void> {
-  const p = (client as { connectionParameters?: { host?: string; port?: number; database?: string } }).connectionParameters;
-  const at = `${p?.host}:${p?.port}/${p?.database}`;
-  let done = setUp.get(at);
-  if (!done) {
-    done = client.query(BARRIER_SETUP_SQL).then(
-      () => undefined,
-      (err: unknown) => {
-        setUp.delete(at);
-        throw err;
-      },
-    );
-    setUp.set(at, done);
-  }
-  return done;
-}
 
 /**
  * Inside the batch transaction: record this partition's arrival and judge it. A verdict of

@@ -71,13 +71,34 @@ SELECT a.attrelid::int AS relid, a.attname AS name, a.atttypid::int AS typeoid, 
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
  ORDER BY a.attrelid, a.attnum`;
 
-const PKEYS_SQL = `
-SELECT i.indrelid::int AS relid, array_agg(a.attname::text ORDER BY k.ord) AS cols
+// Each table's primary key and replica-identity index, columns in index order.
+const KEY_INDEXES_SQL = `
+SELECT i.indrelid::int AS relid, i.indisprimary AS "primary", i.indisreplident AS identity, array_agg(a.attname::text ORDER BY k.ord) AS cols
   FROM pg_index i
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
- GROUP BY i.indrelid`;
+ WHERE (i.indisprimary OR i.indisreplident) AND i.indrelid = ANY($1::oid[])
+ GROUP BY i.indexrelid, i.indrelid, i.indisprimary, i.indisreplident`;
+
+/** Primary key and replica-identity index columns, by table. */
+export async function keyIndexes(client: pg.ClientBase, relids: number[]): Promise<{ primary: Map<number, string[]>; identity: Map<number, string[]> }> {
+  const { rows } = await client.query(KEY_INDEXES_SQL, [relids]);
+  const primary = new Map<number, string[]>();
+  const identity = new Map<number, string[]>();
+  for (const r of rows) {
+    if (r.primary) primary.set(r.relid, r.cols);
+    if (r.identity) identity.set(r.relid, r.cols);
+  }
+  return { primary, identity };
+}
+
+/** A table as the catalog shows it now (stream checks against it); null when it is gone. */
+export async function tableNow(client: pg.ClientBase, relid: number): Promise<{ schema: string; name: string; columns: { name: string; typeoid: number; typmod: number }[] } | null> {
+  const { rows } = await client.query(`SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, [relid]);
+  if (rows.length === 0) return null;
+  const cols = await client.query(COLUMNS_SQL, [[relid]]);
+  return { schema: rows[0].schema, name: rows[0].name, columns: cols.rows };
+}
 
 const TYPES_SQL = `
 WITH RECURSIVE t(oid) AS (
@@ -106,37 +127,22 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection):
   const missing = include.filter((q) => !rows.some((r) => `${r.schema}.${r.name}` === q) && !exclude.has(q));
   const relids = found.map((r) => r.relid);
   const cols = await client.query(COLUMNS_SQL, [relids]);
-  const keys = await client.query(PKEYS_SQL, [relids]);
+  const keys = await keyIndexes(client, relids);
   const types = await loadTypes(client, [...new Set(cols.rows.map((c) => c.typeoid as number))]);
-  const keyByRel = new Map<number, string[]>(keys.rows.map((k) => [k.relid, k.cols]));
   const tables: TableInfo[] = found.map((r) => {
-    const keyColumns = keyByRel.get(r.relid) ?? [];
+    const keyColumns = keys.primary.get(r.relid) ?? [];
     const columns: ColumnInfo[] = cols.rows
       .filter((c) => c.relid === r.relid)
       .map((c) => ({ name: c.name, type: types.get(c.typeoid)!, typmod: c.typmod, isKey: keyColumns.includes(c.name) }));
     return { relid: r.relid, schema: r.schema, name: r.name, columns, keyColumns, replicaIdentity: IDENT[r.ident] ?? 'default', ...(r.partitioned ? { partitioned: true } : {}) };
   });
-  const withIndex = tables.filter((t) => t.replicaIdentity === 'index').map((t) => t.relid);
-  const identityIndex = new Map<number, string[]>();
-  if (withIndex.length > 0) {
-    const { rows: ix } = await client.query(IDENTITY_INDEX_SQL, [withIndex]);
-    for (const r of ix) identityIndex.set(r.relid, r.cols);
-  }
   return {
     tables,
     missing,
     noPrimaryKey: tables.filter((t) => t.keyColumns.length === 0).map(qualifiedName),
-    badReplicaIdentity: tables.flatMap((t) => replicaIdentityProblem(t, identityIndex.get(t.relid))),
+    badReplicaIdentity: tables.flatMap((t) => replicaIdentityProblem(t, keys.identity.get(t.relid))),
   };
 }
-
-const IDENTITY_INDEX_SQL = `
-SELECT i.indrelid::int AS relid, array_agg(a.attname::text ORDER BY k.ord) AS cols
-  FROM pg_index i
-  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE i.indisreplident AND i.indrelid = ANY($1::oid[])
- GROUP BY i.indrelid`;
 
 /**
  * Pure: a replica identity the stream cannot work with. NOTHING: once the table is published,
@@ -205,10 +211,13 @@ export interface OwnedSequence {
   sequence: string; // schema.name
   table: string; // schema.table
   column: string;
+  /** The role may SELECT or USE it: otherwise pg_sequences shows no value for it. */
+  readable: boolean;
 }
 
 const OWNED_SEQUENCES_SQL = `
-SELECT sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col
+SELECT sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col,
+       has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS readable
   FROM pg_depend d
   JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -222,7 +231,7 @@ SELECT sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema
 /** Sequences owned by the given tables' columns (serial, bigserial, identity). */
 export async function ownedSequences(client: pg.ClientBase, relids: number[]): Promise<OwnedSequence[]> {
   const { rows } = await client.query(OWNED_SEQUENCES_SQL, [relids]);
-  return rows.map((r) => ({ sequence: `${r.seq_schema}.${r.seq_name}`, table: `${r.tbl_schema}.${r.tbl_name}`, column: r.col }));
+  return rows.map((r) => ({ sequence: `${r.seq_schema}.${r.seq_name}`, table: `${r.tbl_schema}.${r.tbl_name}`, column: r.col, readable: r.readable }));
 }
 
 /** Current values of sequences, as strings (bigint range): the value the next nextval would exceed. */

@@ -3,6 +3,8 @@
  * them with pure functions so `shardbridge check` and the connector share the verdicts.
  */
 import type pg from 'pg';
+import { ownedSequences, type ResolvedTables } from './catalog.ts';
+import { topicNameProblems } from './table-versions.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
 
@@ -47,21 +49,9 @@ export const WAL_LEVEL_REMEDY = [
   'on Amazon RDS: set rds.logical_replication = 1 in the parameter group and reboot',
 ].join('\n');
 
-// Owned by the selected tables (serial, identity), neither SELECT nor USAGE for the role.
-const UNREADABLE_SEQUENCES_SQL = `
-SELECT DISTINCT sn.nspname || '.' || s.relname AS seq
-  FROM pg_depend d
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-  JOIN pg_namespace sn ON sn.oid = s.relnamespace
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-   AND d.deptype IN ('a', 'i') AND d.refobjid = ANY($1::oid[])
-   -- CASE: has_sequence_privilege raises on any other relation, and WHERE clauses have no order.
-   AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'SELECT') AND NOT has_sequence_privilege(s.oid, 'USAGE') ELSE false END
- ORDER BY 1`;
-
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; missingTables: string[]; tablesWithoutPrimaryKey: string[]; badReplicaIdentity: SourceFacts['badReplicaIdentity']; topicProblems: SourceFacts['topicProblems']; selectedTables: number; relids: number[] },
+  opts: { slotName: string; topicPrefix: string; resolved: ResolvedTables },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num,
@@ -75,7 +65,8 @@ export async function gatherSourceFacts(
              OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
              AS can_replicate,
            current_setting('max_slot_wal_keep_size') AS keep_size`);
-  const { rows: unreadable } = await client.query(UNREADABLE_SEQUENCES_SQL, [opts.relids]);
+  const { resolved } = opts;
+  const owned = await ownedSequences(client, resolved.tables.map((t) => t.relid));
   const { rows: slots } = await client.query(
     `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
     [opts.slotName],
@@ -91,12 +82,12 @@ export async function gatherSourceFacts(
     canReplicate: s.can_replicate === true,
     slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin } : null,
     slotName: opts.slotName,
-    missingTables: opts.missingTables,
-    tablesWithoutPrimaryKey: opts.tablesWithoutPrimaryKey,
-    badReplicaIdentity: opts.badReplicaIdentity,
-    topicProblems: opts.topicProblems,
-    unreadableSequences: unreadable.map((r) => r.seq as string),
-    selectedTables: opts.selectedTables,
+    missingTables: resolved.missing,
+    tablesWithoutPrimaryKey: resolved.noPrimaryKey,
+    badReplicaIdentity: resolved.badReplicaIdentity,
+    topicProblems: topicNameProblems(opts.topicPrefix, resolved.tables),
+    unreadableSequences: owned.filter((o) => !o.readable).map((o) => o.sequence),
+    selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
   };
 }

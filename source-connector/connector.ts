@@ -34,7 +34,7 @@ import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, type E
 import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
-import { TableVersions } from './table-versions.ts';
+import { TableVersions, type TableVersion } from './table-versions.ts';
 import { TRUNCATE_KEY_SCHEMA, truncateKeys } from './truncate-fanout.ts';
 import { changeToEvents } from './envelope.ts';
 
@@ -291,13 +291,24 @@ class ConnectorRun {
    * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
    * stay at the destination: the new snapshot has no record of rows that are gone.
    */
+  /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */
+  private truncateFanout(topic: string): { keySchemaId: number; partitions: number } {
+    return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions };
+  }
+
+  /** The current versions of the selected tables (the snapshot's tables). */
+  private selectedVersions(): TableVersion[] {
+    return this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+  }
+
   private async truncateBeforeResnapshot(): Promise<void> {
     const id = `resnapshot/${new Date().toISOString()}`;
-    const tables = this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+    const tables = this.selectedVersions();
     tables.forEach((v, i) => {
       const source = v.schemas.sourceFor({ db: this.source.database, tsMs: Date.now() });
       const [event] = changeToEvents({ kind: 'truncate' }, { schemas: v.schemas, source, tsMs: Date.now(), tombstones: false });
-      const keys = truncateKeys(this.truncateKeySchemaId, `${id}/${i}`, this.partitionCounts.get(v.topic) ?? this.config.topics.partitions);
+      const { keySchemaId, partitions } = this.truncateFanout(v.topic);
+      const keys = truncateKeys(keySchemaId, `${id}/${i}`, partitions);
       this.publisher.publishFanout(v, event.value!, keys, null);
     });
     await this.publisher.barrier();
@@ -308,7 +319,7 @@ class ConnectorRun {
     const cfg = this.config;
     this.setPhase('snapshot');
     const started = Date.now();
-    const tables = this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+    const tables = this.selectedVersions();
     const rows = await runSnapshot({
       connection: this.source.connection,
       snapshotName: exported.snapshotName,
@@ -357,7 +368,7 @@ class ConnectorRun {
       transcode: cfg.transcode,
       log: this.log,
       metrics: this.metrics,
-      truncateFanout: (topic) => ({ keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? cfg.topics.partitions }),
+      truncateFanout: (topic) => this.truncateFanout(topic),
     });
     this.stream = stream;
     this.setPhase('streaming');

@@ -10,9 +10,9 @@ import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
-import { loadTypes, resolveTables } from './catalog.ts';
+import { keyIndexes, loadTypes, resolveTables, tableNow } from './catalog.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
-import { topicNameProblems, type CatalogAccess } from './table-versions.ts';
+import type { CatalogAccess } from './table-versions.ts';
 
 export interface SourceSession {
   /** Base connection settings (snapshot readers and the walsender add their own options). */
@@ -77,7 +77,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
-      gatherSourceFacts(client, { slotName: config.slotName, missingTables: resolved.missing, tablesWithoutPrimaryKey: resolved.noPrimaryKey, badReplicaIdentity: resolved.badReplicaIdentity, topicProblems: topicNameProblems(config.topicPrefix, resolved.tables), selectedTables: resolved.tables.length, relids: resolved.tables.map((t) => t.relid) });
+      gatherSourceFacts(client, { slotName: config.slotName, topicPrefix: config.topicPrefix, resolved });
     let facts: SourceFacts = await gather();
     const deadline = Date.now() + ACTIVE_SLOT_GRACE_MS;
     while (facts.slot?.active && Date.now() < deadline) {
@@ -124,26 +124,8 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     connect,
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),
-      primaryKey: async (relid) => {
-        const { rows } = await (await connect()).query(
-          `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-            WHERE i.indisprimary AND i.indrelid = $1 ORDER BY k.ord`,
-          [relid],
-        );
-        return rows.map((r) => r.attname as string);
-      },
-      currentTable: async (relid) => {
-        const c = await connect();
-        const { rows: names } = await c.query(`SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, [relid]);
-        if (names.length === 0) return null;
-        const { rows } = await c.query(
-          `SELECT attname AS name, atttypid::int AS "typeOid", atttypmod AS typmod FROM pg_attribute
-            WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
-          [relid],
-        );
-        return { schema: names[0].schema as string, name: names[0].name as string, columns: rows as { name: string; typeOid: number; typmod: number }[] };
-      },
+      primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
+      currentTable: async (relid) => tableNow(await connect(), relid),
     }),
     async close() {
       broken = true;

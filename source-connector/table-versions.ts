@@ -40,7 +40,7 @@ export interface CatalogAccess {
   /** Primary key columns in key order ([] if none). */
   primaryKey(relid: number): Promise<string[]>;
   /** The relation as the catalog shows it now: its name and columns (type oid and typmod by name); null when it is gone. */
-  currentTable(relid: number): Promise<{ schema: string; name: string; columns: { name: string; typeOid: number; typmod: number }[] } | null>;
+  currentTable(relid: number): Promise<{ schema: string; name: string; columns: { name: string; typeoid: number; typmod: number }[] } | null>;
 }
 
 export interface SchemaRegistrar {
@@ -190,7 +190,7 @@ export class TableVersions {
     const now = await this.opts.catalog.currentTable(table.relid);
     if (!now || now.schema !== table.schema || now.name !== table.name) return false;
     const cols = now.columns;
-    return cols.length === table.columns.length && table.columns.every((c, i) => cols[i].name === c.name && cols[i].typeOid === c.type.oid && cols[i].typmod === c.typmod);
+    return cols.length === table.columns.length && table.columns.every((c, i) => cols[i].name === c.name && cols[i].typeoid === c.type.oid && cols[i].typmod === c.typmod);
   }
 
   private async register(table: TableInfo): Promise<TableVersion> {

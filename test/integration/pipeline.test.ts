@@ -6,7 +6,7 @@
  * that does too; a truncate with rows around it; then a replay of every topic from offset
  * zero (`shardbridge replay`), which converges to the same rows.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { runCli } from '../helpers/cli.ts';
 import { ITEMS_DDL, ITEM_ROWS } from '../helpers/every-type-sql.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
@@ -37,18 +37,37 @@ after(async () => {
 
 const TABLES = ['items', 'notes', 'logs'];
 
-test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left unchanged, a truncate, then a replay from zero: destination = source', async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
+/** A connection to the test destination and a schema of the test's own there, dropped after. */
+async function destinationSchema(t: TestContext, name: string): Promise<{ url: string; dst: pg.Client; D: string }> {
   const dest = await getTestDestination();
   t.after(() => dest.release());
   const dst = new pg.Client({ connectionString: dest.url });
   dst.on('error', () => {}); // the cluster may go first at teardown
   await dst.connect();
-  const D = `sb_pipe_${process.pid}_${Date.now().toString(36)}`;
+  const D = `sb_${name}_${process.pid}_${Date.now().toString(36)}`;
   t.after(async () => {
     await dst.query(`DROP SCHEMA IF EXISTS ${D} CASCADE`).catch(() => {});
     await dst.end();
   });
+  return { url: dest.url, dst, D };
+}
+
+/** Until the source has confirmed everything written so far and the sink has applied `topics` up to their ends. */
+async function caughtUp(client: pg.Client, source: SourceConnector, dst: pg.Client, groupId: string, topics: string[]): Promise<void> {
+  const end = await walLsn(client);
+  await waitFor('the source confirmed everything', () => parseLsn(source.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
+  const admin = env.kafka.admin();
+  try {
+    await waitApplied(dst, admin, groupId, topics, 90_000);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left unchanged, a truncate, then a replay from zero: destination = source', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const dest = await destinationSchema(t, 'pipe');
+  const { dst, D } = dest;
   // `notes.body` is NOT NULL and stored out of line: updates that leave it alone send pgoutput's
   // "unchanged TOAST" marker instead of its value.
   const OTHER_DDL = (s: string) => `
@@ -79,18 +98,8 @@ test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left un
   t.after(() => sink.stop());
   await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
 
-  const caughtUp = async () => {
-    const end = await walLsn(client);
-    await waitFor('the source confirmed everything', () => parseLsn(source.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
-    const admin = env.kafka.admin();
-    try {
-      await waitApplied(dst, admin, groupId, topics, 90_000);
-    } finally {
-      await admin.disconnect();
-    }
-  };
   // The snapshot applied first: in one batch with it the updates would merge with the rows they update.
-  await caughtUp();
+  await caughtUp(client, source, dst, groupId, topics);
 
   await client.query(`INSERT INTO items (id, t, big, mood, ints) VALUES (10, 'ten', repeat('z', 50000), 'sad', '{10}'), (11, 'eleven', NULL, NULL, NULL)`);
   await client.query(`UPDATE items SET t = 'one, updated', num = 42.5, jb = '{"v": 2}' WHERE id = 1`);
@@ -119,7 +128,7 @@ test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left un
       }
     }
   };
-  await caughtUp();
+  await caughtUp(client, source, dst, groupId, topics);
   await assertEqual('after streaming');
   const notes = (await dst.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE length(body) = 6400)::int AS big FROM ${D}.notes`)).rows[0];
   assert.deepEqual(notes, { n: 59, big: 58 }, 'every note but the deleted one, every body but the one replaced kept');
@@ -137,22 +146,14 @@ test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left un
     assert.equal(replayed.code, 0, replayed.stderr);
   }
   sink = await startSinkConnector(sinkCfg, sinkLog.logger);
-  await caughtUp();
+  await caughtUp(client, source, dst, groupId, topics);
   await assertEqual('after the replay from zero');
 });
 
 test('a table added while the source is stopped: every table is snapshotted again from a new slot, truncated first, so rows deleted meanwhile are gone at the destination too', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
-  const dest = await getTestDestination();
-  t.after(() => dest.release());
-  const dst = new pg.Client({ connectionString: dest.url });
-  dst.on('error', () => {});
-  await dst.connect();
-  const D = `sb_resnap_${process.pid}_${Date.now().toString(36)}`;
-  t.after(async () => {
-    await dst.query(`DROP SCHEMA IF EXISTS ${D} CASCADE`).catch(() => {});
-    await dst.end();
-  });
+  const dest = await destinationSchema(t, 'resnap');
+  const { dst, D } = dest;
   await client.query(`CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 10) g`);
   await dst.query(`CREATE SCHEMA ${D}; CREATE TABLE ${D}.a (id int PRIMARY KEY, v text); CREATE TABLE ${D}.b (id int PRIMARY KEY, w text)`);
   const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } });
@@ -162,23 +163,13 @@ test('a table added while the source is stopped: every table is snapshotted agai
     { kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix, groupId },
     { tables: { 'public.a': { schema: D }, 'public.b': { schema: D } } },
   );
-  const caughtUp = async (source: { state(): { confirmedLsn: string | null } }, topics: string[]) => {
-    const end = await walLsn(client);
-    await waitFor('the source confirmed everything', () => parseLsn(source.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
-    const admin = env.kafka.admin();
-    try {
-      await waitApplied(dst, admin, groupId, topics, 90_000);
-    } finally {
-      await admin.disconnect();
-    }
-  };
   const rows = async (c: pg.Client, table: string) => (await c.query(`SELECT * FROM ${table} ORDER BY id`)).rows;
 
   const first = await startSourceConnector(config, capturingLogger().logger);
   const sink = await startSinkConnector(sinkCfg, capturingLogger().logger, { topicRefreshMs: 500 });
   t.after(() => sink.stop());
   await waitFor('streaming', () => first.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
-  await caughtUp(first, [`${prefix}.public.a`]);
+  await caughtUp(client, first, dst, groupId, [`${prefix}.public.a`]);
   assert.equal((await rows(dst, `${D}.a`)).length, 10);
   await first.stop();
 
@@ -190,7 +181,7 @@ test('a table added while the source is stopped: every table is snapshotted agai
   t.after(() => second.stop());
   await waitFor('streaming again', () => second.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
   assert.ok(log.lines().some((l) => /a truncate of every table went to its topic before the new snapshot/.test(l.msg)), 'the re-snapshot is announced');
-  await caughtUp(second, [`${prefix}.public.a`, `${prefix}.public.b`]);
+  await caughtUp(client, second, dst, groupId, [`${prefix}.public.a`, `${prefix}.public.b`]);
   assert.deepEqual(await rows(dst, `${D}.a`), await rows(client, 'a'), 'row 5, deleted while the source was stopped, is gone');
   assert.deepEqual(await rows(dst, `${D}.b`), await rows(client, 'b'));
 });

@@ -5,7 +5,7 @@
  * evolution and the type-change stop; writes during the snapshot; a snapshot cut short and
  * redone from a fresh slot; a vanished slot.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -16,6 +16,7 @@ import { ShardBridgeError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { RegistryDecoder, assertRowsEqualTable, finalState, readDecoded, readJson, stableKey, startSourceTestEnv, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
@@ -56,6 +57,17 @@ function capturingLogger(): { logger: pino.Logger; lines: () => string[] } {
     },
   });
   return { logger: pino({ level: 'info' }, dest), lines: () => lines };
+}
+
+/** A fresh database with `ddl` run in it, and a source connector streaming from it (stopped after the test). */
+async function streamingSource(t: TestContext, ddl: string): Promise<{ client: pg.Client; config: SourceConfig; conn: SourceConnector }> {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(ddl);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const conn = await startSourceConnector(config, testLogger());
+  t.after(() => conn.stop());
+  await streaming(conn);
+  return { client, config, conn };
 }
 
 test('snapshot and every kind of change reach Kafka, decode through the registry and equal the source', async (t) => {
@@ -176,14 +188,9 @@ test('snapshot and every kind of change reach Kafka, decode through the registry
 });
 
 test('a column type changed while running, on a table without a change since the start, stops the connector too', async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE busy (id int PRIMARY KEY, v text);
+  const { client, conn } = await streamingSource(t, `CREATE TABLE busy (id int PRIMARY KEY, v text);
     CREATE TABLE idle (id int PRIMARY KEY, amount numeric(12,2));
     INSERT INTO idle SELECT g, g FROM generate_series(1, 10) g`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await startSourceConnector(config, testLogger());
-  t.after(() => conn.stop());
-  await streaming(conn);
   await client.query(`INSERT INTO busy VALUES (1, 'a')`);
   await caughtUp(conn, await walLsn(client));
   // The idle table's first Relation message in this session comes after the change.
@@ -198,12 +205,7 @@ test('a column type changed while running, on a table without a change since the
 });
 
 test('a table renamed while streaming stops the connector with the remedy, instead of stalling on a topic nobody made', async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders VALUES (1, 'a')`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await startSourceConnector(config, testLogger());
-  t.after(() => conn.stop());
-  await streaming(conn);
+  const { client, conn } = await streamingSource(t, `CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders VALUES (1, 'a')`);
   await client.query(`INSERT INTO orders VALUES (2, 'b')`);
   await caughtUp(conn, await walLsn(client));
   await client.query(`ALTER TABLE orders RENAME TO purchases`);
@@ -217,15 +219,10 @@ test('a table renamed while streaming stops the connector with the remedy, inste
 });
 
 test('a partitioned table streams the changes of its partitions under its own name and topic, as its snapshot reads them', async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
     CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
     CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us');
     INSERT INTO m SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 'snapshot' FROM generate_series(1, 20) g`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await startSourceConnector(config, testLogger());
-  t.after(() => conn.stop());
-  await streaming(conn);
   await client.query(`INSERT INTO m VALUES (100, 'eu', 'new'), (101, 'us', 'new'); UPDATE m SET v = 'updated' WHERE id IN (1, 2); DELETE FROM m WHERE id = 3`);
   // Without publishing via the root, pgoutput names the leaf partitions, whose topics do not exist: the stream would stall here.
   await caughtUp(conn, await walLsn(client));
@@ -235,15 +232,10 @@ test('a partitioned table streams the changes of its partitions under its own na
 });
 
 test("an inheritance child is a table of its own: its rows are not snapshotted again into its parent's topic", async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE base (id int PRIMARY KEY, v text);
+  const { config } = await streamingSource(t, `CREATE TABLE base (id int PRIMARY KEY, v text);
     CREATE TABLE kid (PRIMARY KEY (id)) INHERITS (base);
     INSERT INTO base SELECT g, 'base' FROM generate_series(1, 5) g;
     INSERT INTO kid SELECT g, 'kid' FROM generate_series(100, 102) g`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await startSourceConnector(config, testLogger());
-  t.after(() => conn.stop());
-  await streaming(conn);
   const decoder = new RegistryDecoder(registryUrl);
   const ids = async (table: string) => (await readDecoded(kafka, decoder, `${config.topicPrefix}.public.${table}`)).map((r) => r.afterText!.id).sort((a, b) => Number(a) - Number(b));
   assert.deepEqual(await ids('base'), ['1', '2', '3', '4', '5']);

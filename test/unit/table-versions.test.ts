@@ -51,8 +51,8 @@ function versions(amountNow = 20, nameNow = 'orders'): { tv: TableVersions; regi
         schema: 'public',
         name: nameNow,
         columns: [
-          { name: 'id', typeOid: 20, typmod: -1 },
-          { name: 'amount', typeOid: amountNow, typmod: -1 },
+          { name: 'id', typeoid: 20, typmod: -1 },
+          { name: 'amount', typeoid: amountNow, typmod: -1 },
         ],
       }),
     },

@@ -12,7 +12,6 @@ import { connectionConfig } from '../../config/common.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
-import { topicNameProblems } from '../../../source-connector/table-versions.ts';
 import { judgeCapacity } from '../../checks/capacity.ts';
 import { judgeDestination, type SourceTableFacts } from '../../checks/destination.ts';
 import { databaseSize, describeTarget, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
@@ -39,15 +38,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (src) {
       const resolved = await resolveTables(src, sourceConfig.tables);
       tables = await sourceTableFacts(src, resolved.tables);
-      const facts = await gatherSourceFacts(src, {
-        slotName: sourceConfig.slotName,
-        missingTables: resolved.missing,
-        tablesWithoutPrimaryKey: resolved.noPrimaryKey,
-        badReplicaIdentity: resolved.badReplicaIdentity,
-        topicProblems: topicNameProblems(sourceConfig.topicPrefix, resolved.tables),
-        selectedTables: resolved.tables.length,
-        relids: resolved.tables.map((t) => t.relid),
-      });
+      const facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, topicPrefix: sourceConfig.topicPrefix, resolved });
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
       source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));
       capacity = { ...(await databaseSize(src)), keep: facts.maxSlotWalKeepSize };

@@ -28,6 +28,19 @@ export interface ConstraintDef {
   /** `pg_get_constraintdef`, e.g. `PRIMARY KEY (id)`, `FOREIGN KEY (a) REFERENCES public.t(id)`. */
   definition: string;
   columns: string[];
+  /** Foreign keys: the referenced table (source names), its columns in order, and the actions. */
+  references?: ForeignKeyTarget;
+}
+
+/** `confupdtype`/`confdeltype`: a no action, r restrict, c cascade, n set null, d set default. */
+export type ForeignKeyAction = 'a' | 'r' | 'c' | 'n' | 'd';
+
+export interface ForeignKeyTarget {
+  schema: string;
+  table: string;
+  columns: string[];
+  onUpdate: ForeignKeyAction;
+  onDelete: ForeignKeyAction;
 }
 
 export interface IndexDef {

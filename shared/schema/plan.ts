@@ -6,6 +6,7 @@
  */
 import { splitQualifiedName } from '../../source-connector/catalog.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
+import { citusForeignKeyRefusal, defaultGroup, REFUSED_FK_REMEDY, type CitusLayout } from './citus-foreign-keys.ts';
 import { mapTable } from './mapping.ts';
 import type { ConstraintDef, SchemaModel, TableDef } from './model.ts';
 import {
@@ -29,6 +30,8 @@ export interface DestinationTableState {
   constraints: ConstraintDef[];
   citus: 'distributed' | 'reference' | 'local';
   distributionColumn: string | null;
+  /** Citus colocation group of a distributed table. */
+  colocationId?: number | null;
 }
 
 export interface DestinationState {
@@ -183,7 +186,45 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
     steps.push({ phase: 'distribute', action: `distribute by ${column}`, object: key(d), sql: [distributeSql(d, column, colocateWith)] });
   }
+  const layouts = layoutsAfter(model, dest, opts, destOf);
+  for (const t of model.tables) {
+    for (const c of t.constraints) {
+      if (!c.references) continue;
+      const to = layouts.get(`${c.references.schema}.${c.references.table}`);
+      const reason = to && citusForeignKeyRefusal(c, layouts.get(key(t))!, to);
+      if (reason) notes.push(`foreign key ${c.name} on ${key(destOf(t))}: Citus will refuse it at cut-over: ${reason}; ${REFUSED_FK_REMEDY}`);
+    }
+  }
   return { steps, notes, problems };
+}
+
+/** Each source table's Citus layout once the plan has run: as it is when its destination table is already a Citus table, else as the options make it. */
+function layoutsAfter(model: SchemaModel, dest: DestinationState, opts: CopyOptions, destOf: (t: TableDef) => { schema: string; name: string }): Map<string, CitusLayout> {
+  const out = new Map<string, CitusLayout>();
+  const existing = (t: TableDef): CitusLayout | undefined => {
+    const state = dest.tables.get(key(destOf(t)));
+    if (!state || state.citus === 'local') return undefined;
+    if (state.citus === 'reference') return { kind: 'reference' };
+    return { kind: 'distributed', column: state.distributionColumn ?? '', group: state.colocationId == null ? null : `id:${state.colocationId}` };
+  };
+  const byName = new Map(model.tables.map((t) => [key(t), t]));
+  const first = opts.distribute[0] && byName.get(opts.distribute[0].table);
+  const firstLayout = first && existing(first);
+  // Under --colocate every new distributed table goes with the first one named.
+  const colocated = !first ? null : firstLayout?.kind === 'distributed' ? firstLayout.group : `with:${key(first)}`;
+  for (const t of model.tables) {
+    const planned = opts.distribute.find((x) => x.table === key(t));
+    out.set(
+      key(t),
+      existing(t) ??
+        (opts.reference.includes(key(t))
+          ? { kind: 'reference' }
+          : planned
+            ? { kind: 'distributed', column: planned.column, group: opts.colocate ? colocated : defaultGroup(t, planned.column) }
+            : { kind: 'local' }),
+    );
+  }
+  return out;
 }
 
 /** `--distribute TABLE=COLUMN` / `--reference TABLE` names: `schema.table`, or a table name unique among the selected. */

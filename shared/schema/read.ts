@@ -39,8 +39,13 @@ SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.at
 const CONSTRAINTS_SQL = `
 SELECT c.conrelid::int AS relid, c.conname AS name, c.contype AS type, pg_get_constraintdef(c.oid) AS definition,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
-               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS columns
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS columns,
+       rn.nspname AS ref_schema, r.relname AS ref_table, c.confupdtype AS on_update, c.confdeltype AS on_delete,
+       ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS ref_columns
   FROM pg_constraint c
+  LEFT JOIN pg_class r ON r.oid = c.confrelid
+  LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
  WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('p', 'u', 'c', 'x', 'f') AND c.conislocal
  ORDER BY c.conrelid, c.contype = 'p' DESC, c.conname`;
 
@@ -122,7 +127,7 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
           kind: t.kind === 'p' ? 'p' : 'r',
           unlogged: t.unlogged,
           columns: columns.filter((c) => c.relid === t.relid).map(toColumn),
-          constraints: constraints.filter((c) => c.relid === t.relid).map((c): ConstraintDef => ({ name: c.name, type: c.type, definition: c.definition, columns: c.columns })),
+          constraints: constraints.filter((c) => c.relid === t.relid).map(toConstraint),
           indexes: indexes.filter((i) => i.relid === t.relid).map((i): IndexDef => ({ name: i.name, definition: i.definition, unique: i.unique, columns: i.columns })),
         })),
       types: orderTypes(types),
@@ -140,6 +145,12 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
       })),
     };
   });
+}
+
+function toConstraint(c: any): ConstraintDef {
+  const def: ConstraintDef = { name: c.name, type: c.type, definition: c.definition, columns: c.columns };
+  if (c.type === 'f') def.references = { schema: c.ref_schema, table: c.ref_table, columns: c.ref_columns, onUpdate: c.on_update, onDelete: c.on_delete };
+  return def;
 }
 
 function toColumn(c: any): ColumnDef {
@@ -196,22 +207,23 @@ export async function readDestinationState(client: pg.ClientBase, model: SchemaM
   const constraints = tableRows.length
     ? (await client.query(CONSTRAINTS_SQL, [tableRows.map((r) => r.oid)])).rows.filter((c) => c.type === 'p' || c.type === 'u')
     : [];
-  const dist = new Map<number, { method: string; column: string | null }>();
+  const dist = new Map<number, { method: string; column: string | null; colocationId: number }>();
   if (citus && tableRows.length) {
     const { rows } = await client.query(
-      `SELECT logicalrelid::oid::int AS oid, partmethod, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS col
+      `SELECT logicalrelid::oid::int AS oid, partmethod, colocationid, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS col
          FROM pg_dist_partition WHERE logicalrelid::oid = ANY($1::oid[])`,
       [tableRows.map((r) => r.oid)],
     );
-    for (const r of rows) dist.set(r.oid, { method: r.partmethod, column: r.col });
+    for (const r of rows) dist.set(r.oid, { method: r.partmethod, column: r.col, colocationId: Number(r.colocationid) });
   }
   const tables = new Map<string, DestinationTableState>();
   for (const r of tableRows) {
     const d = dist.get(r.oid);
     tables.set(`${r.schema}.${r.name}`, {
-      constraints: constraints.filter((c) => c.relid === r.oid).map((c) => ({ name: c.name, type: c.type, definition: c.definition, columns: c.columns })),
+      constraints: constraints.filter((c) => c.relid === r.oid).map(toConstraint),
       citus: !d ? 'local' : d.method === 'n' ? 'reference' : 'distributed',
       distributionColumn: d?.column ?? null,
+      colocationId: d?.method === 'h' ? d.colocationId : null,
     });
   }
   const deferredTableExists = (await client.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [DEFERRED_FK_TABLE])).rows[0].e === true;

@@ -1,0 +1,60 @@
+/**
+ * Which foreign keys Citus will refuse when `cutover` adds them, given the layout the
+ * destination tables will have after `schema copy`. Citus checks a foreign key when it is
+ * added (commands/foreign_constraint.c): a distributed table may reference a reference table,
+ * or a distributed table colocated with it with the two distribution columns paired in the
+ * key; a reference table only reference tables; and a key that includes the referencing
+ * table's distribution column cannot SET NULL / SET DEFAULT on delete, nor SET NULL /
+ * SET DEFAULT / CASCADE on update. Schema copy says so before any data moves instead of
+ * cut-over failing at the end. Pure.
+ */
+import type { ConstraintDef, ForeignKeyAction, TableDef } from './model.ts';
+
+/**
+ * `group`: the colocation group when it can be told (`id:<colocationid>` for an existing
+ * table, `type:<type>` for Citus's default colocation by column type, `with:<table>` under
+ * --colocate); groups are compared only within one kind.
+ */
+export type CitusLayout = { kind: 'local' } | { kind: 'reference' } | { kind: 'distributed'; column: string; group: string | null };
+
+const ACTION: Record<ForeignKeyAction, string> = { a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT' };
+
+/** Why Citus refuses foreign key `fk` from a table laid out as `from` to one laid out as `to`; null when it accepts it or it cannot be told. */
+export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to: CitusLayout): string | null {
+  const ref = fk.references;
+  if (!ref) return null;
+  if (from.kind !== 'distributed') {
+    if (to.kind !== 'distributed') return null;
+    return from.kind === 'reference'
+      ? 'a reference table cannot reference a distributed table'
+      : 'a local table cannot reference a distributed table';
+  }
+  if (to.kind === 'local') return 'a distributed table can only reference a reference table or a distributed table colocated with it, and the referenced table stays local';
+  const at = fk.columns.indexOf(from.column);
+  if (at >= 0) {
+    const includes = `when the key includes the distribution column ${from.column}`;
+    if (ref.onDelete === 'n' || ref.onDelete === 'd') return `ON DELETE ${ACTION[ref.onDelete]} is not supported ${includes}`;
+    if (ref.onUpdate === 'n' || ref.onUpdate === 'd' || ref.onUpdate === 'c') return `ON UPDATE ${ACTION[ref.onUpdate]} is not supported ${includes}`;
+  }
+  if (to.kind === 'reference') return null;
+  if (from.group !== null && to.group !== null && kindOf(from.group) === kindOf(to.group) && from.group !== to.group) {
+    return 'the two distributed tables are not colocated';
+  }
+  if (at < 0 || ref.columns[at] !== to.column) {
+    return `between distributed tables the key must pair the distribution columns (${from.column} with ${to.column})`;
+  }
+  return null;
+}
+
+const kindOf = (group: string) => group.slice(0, group.indexOf(':'));
+
+/** The default colocation group Citus gives a table distributed by `column` without colocate_with. */
+export function defaultGroup(t: TableDef, column: string): string | null {
+  const type = t.columns.find((c) => c.name === column)?.type;
+  return type === undefined ? null : `type:${type}`;
+}
+
+/** The remedy that goes with a refusal. */
+export const REFUSED_FK_REMEDY =
+  'change the layout (--distribute, --reference, --colocate), or delete its row from shardbridge.deferred_foreign_keys and create a key Citus accepts by hand ' +
+  '(the sink needs none: the source\'s cascades reach it as row changes)';

@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { citusForeignKeyRefusal, type CitusLayout } from '../../shared/schema/citus-foreign-keys.ts';
+import type { ConstraintDef, ForeignKeyAction } from '../../shared/schema/model.ts';
+
+const fk = (columns: string[], refColumns: string[], onUpdate: ForeignKeyAction = 'a', onDelete: ForeignKeyAction = 'a'): ConstraintDef => ({
+  name: 'fk', type: 'f', definition: '', columns,
+  references: { schema: 'public', table: 't', columns: refColumns, onUpdate, onDelete },
+});
+const local: CitusLayout = { kind: 'local' };
+const reference: CitusLayout = { kind: 'reference' };
+const dist = (column: string, group: string | null = 'with:public.orders'): CitusLayout => ({ kind: 'distributed', column, group });
+
+test('Citus foreign keys: distributed to reference, reference to reference, local to reference are accepted', () => {
+  assert.equal(citusForeignKeyRefusal(fk(['customer_id'], ['id']), dist('id'), reference), null);
+  assert.equal(citusForeignKeyRefusal(fk(['customer_id'], ['id'], 'c', 'c'), dist('id'), reference), null, 'actions allowed when the key lacks the distribution column');
+  assert.equal(citusForeignKeyRefusal(fk(['a'], ['id'], 'c', 'n'), reference, reference), null);
+  assert.equal(citusForeignKeyRefusal(fk(['a'], ['id']), local, reference), null);
+  assert.equal(citusForeignKeyRefusal(fk(['a'], ['id']), local, local), null);
+});
+
+test('Citus foreign keys: between colocated distributed tables only on the paired distribution columns', () => {
+  assert.equal(citusForeignKeyRefusal(fk(['order_id'], ['id'], 'a', 'c'), dist('order_id'), dist('id')), null);
+  assert.equal(citusForeignKeyRefusal(fk(['tenant', 'order_id'], ['tenant', 'id']), dist('tenant'), dist('tenant')), null);
+  assert.match(citusForeignKeyRefusal(fk(['customer_id'], ['id']), dist('id'), dist('id'))!, /must pair the distribution columns \(id with id\)/);
+  assert.match(citusForeignKeyRefusal(fk(['tenant', 'order_id'], ['id', 'tenant']), dist('tenant'), dist('tenant'))!, /must pair/);
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id']), dist('order_id', 'id:3'), dist('id', 'id:4'))!, /not colocated/);
+  // Groups of different kinds cannot be compared: only the column rule is applied.
+  assert.equal(citusForeignKeyRefusal(fk(['order_id'], ['id']), dist('order_id', 'type:bigint'), dist('id', 'id:4')), null);
+  assert.equal(citusForeignKeyRefusal(fk(['order_id'], ['id']), dist('order_id', null), dist('id', 'id:4')), null);
+});
+
+test('Citus foreign keys: actions refused when the key includes the distribution column', () => {
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id'], 'c'), dist('order_id'), dist('id'))!, /ON UPDATE CASCADE is not supported when the key includes the distribution column order_id/);
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id'], 'n'), dist('order_id'), reference)!, /ON UPDATE SET NULL/);
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id'], 'a', 'd'), dist('order_id'), dist('id'))!, /ON DELETE SET DEFAULT/);
+  assert.equal(citusForeignKeyRefusal(fk(['order_id'], ['id'], 'r', 'c'), dist('order_id'), dist('id')), null, 'RESTRICT on update, CASCADE on delete');
+});
+
+test('Citus foreign keys: reference or local tables cannot reference distributed ones, nor distributed tables local ones', () => {
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), reference, dist('id'))!, /reference table cannot reference a distributed table/);
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), local, dist('id'))!, /local table cannot reference a distributed table/);
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), dist('a'), local)!, /referenced table stays local/);
+  assert.equal(citusForeignKeyRefusal({ name: 'c', type: 'c', definition: 'CHECK (a > 0)', columns: ['a'] }, reference, dist('id')), null, 'not a foreign key');
+});

@@ -24,7 +24,7 @@ import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { ownedSequences, sequenceValues, type OwnedSequence } from './catalog.ts';
 import {
-  controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, snapshotCompleted, snapshotStarted,
+  controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
 } from './control-topics.ts';
 import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
@@ -262,11 +262,17 @@ class ConnectorRun {
           ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): dropping the slot and taking the snapshot again from a fresh slot`
           : 'no completed snapshot from this slot for some tables: dropping the slot and taking the snapshot again from a fresh slot',
       );
+      // Said before the drop: a start that finds the slot gone after a stop in between (say,
+      // while the new slot waits for old transactions) knows the connector dropped it itself.
+      const forget = slotForgotten(cfg.slotName);
+      this.publisher.publishRaw(this.topics.snapshot, forget.key, forget.value);
+      await this.publisher.barrier();
       await dropSlot(client, cfg.slotName, this.log);
       slot = null;
-      await this.truncateBeforeResnapshot();
     }
     if (!slot) {
+      const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
+      if (earlier) await this.truncateBeforeResnapshot();
       const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log);
       try {
         const marker = slotCreated(cfg.slotName, exported.consistentPoint);
@@ -284,13 +290,6 @@ class ConnectorRun {
     await this.streamFrom(slot!.confirmedFlushLsn);
   }
 
-  /**
-   * A snapshot that replaces an earlier one (cut short, or from a slot dropped to take it
-   * again) is preceded by a truncate of every table into its topic (all partitions, as a
-   * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
-   * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
-   * stay at the destination: the new snapshot has no record of rows that are gone.
-   */
   /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */
   private truncateFanout(topic: string): { keySchemaId: number; partitions: number } {
     return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions };
@@ -301,6 +300,13 @@ class ConnectorRun {
     return this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
   }
 
+  /**
+   * A snapshot that replaces an earlier one (cut short, or from a slot dropped to take it
+   * again) is preceded by a truncate of every table into its topic (all partitions, as a
+   * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
+   * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
+   * stay at the destination: the new snapshot has no record of rows that are gone.
+   */
   private async truncateBeforeResnapshot(): Promise<void> {
     const id = `resnapshot/${new Date().toISOString()}`;
     const tables = this.selectedVersions();

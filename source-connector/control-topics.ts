@@ -1,7 +1,8 @@
 /**
  * The source connector's control topics, JSON-valued (docs/control-topics.md has the shapes):
  *  - `<prefix>.__snapshot`: per table snapshot started / completed markers (key: `schema.table`),
- *    and per slot a slot-created marker (key: `slot:<name>`). Compacted: the latest marker per
+ *    and per slot a slot-created marker (key: `slot:<name>`; a tombstone once the connector
+ *    dropped that slot itself to snapshot again). Compacted: the latest marker per
  *    key is the state. At start-up it tells whether a snapshot was cut short and whether this
  *    connector has published from a slot before (a vanished slot then means lost changes).
  *  - `<prefix>.__sequences`: values of sequences owned by replicated tables (key: sequence).
@@ -113,6 +114,11 @@ export function snapshotCompleted(m: Omit<SnapshotCompletedMarker, 'kind' | 'at'
 export function slotCreated(slot: string, consistentPoint: bigint, at = new Date()): ControlRecord {
   const v: SlotCreatedMarker = { kind: 'slot-created', slot, consistentPoint: formatLsn(consistentPoint), at: at.toISOString() };
   return record(slotMarkerKey(slot), v);
+}
+
+/** A tombstone for the slot's marker: the connector dropped the slot itself (to snapshot again), so its absence loses nothing. */
+export function slotForgotten(slot: string): { key: Buffer; value: null } {
+  return { key: Buffer.from(slotMarkerKey(slot)), value: null };
 }
 
 export interface SnapshotState {

@@ -307,10 +307,11 @@ test('stopped mid-snapshot: the next start says so and redoes it from a fresh sl
     lines().join('\n'),
   );
   const redone = await markers();
-  const slots = redone.filter((m) => m.kind === 'slot-created');
+  assert.equal(redone.filter((m) => m === null).length, 1, 'the dropped slot\'s marker tombstoned');
+  const slots = redone.filter((m) => m?.kind === 'slot-created');
   assert.equal(slots.length, 2);
   assert.notEqual(slots[1].consistentPoint, firstSlot.consistentPoint);
-  assert.deepEqual(redone.filter((m) => m.kind === 'completed').map((m) => m.rows), [149990]);
+  assert.deepEqual(redone.filter((m) => m?.kind === 'completed').map((m) => m.rows), [149990]);
   await client.query(`INSERT INTO big VALUES (0, 'streamed')`);
   await caughtUp(second, await walLsn(client));
   const records = await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.big`);
@@ -328,6 +329,47 @@ test('stopped mid-snapshot: the next start says so and redoes it from a fresh sl
   });
   const { rowCount } = await client.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
   assert.equal(rowCount, 0, 'no new slot was created');
+});
+
+test('stopped after dropping its slot to snapshot again, before the new one exists: the next session creates it, no lost-changes stop', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE redo (id int PRIMARY KEY, v text); INSERT INTO redo SELECT g, md5(g::text) FROM generate_series(1, 150000) g; ANALYZE redo`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, snapshot: { chunkSize: 2000, parallelReaders: 1 } } });
+  const first = await startSourceConnector(config, testLogger());
+  await waitFor('part of the snapshot published', () => first.state().phase === 'snapshot' && first.state().acknowledgedRecords > 5000, { timeoutMs: 60_000, intervalMs: 10 });
+  await first.stop();
+  await client.query(`DELETE FROM redo WHERE id > 149000`);
+
+  // An open transaction with an xid: creating the new slot waits for it to end.
+  const blocker = new pg.Client({ connectionString: url });
+  await blocker.connect();
+  t.after(() => blocker.end().catch(() => {}));
+  await blocker.query(`BEGIN; INSERT INTO redo VALUES (0, 'from the open transaction')`);
+  const waitingWalsender = async () =>
+    (await client.query(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`)).rows.map((r) => r.pid as number);
+  const { logger, lines } = capturingLogger();
+  const second = await startSourceConnector(config, logger);
+  t.after(() => second.stop());
+  let failed: unknown = null;
+  second.done.catch((err) => (failed = err));
+  await waitFor('the new slot waiting for the open transaction', async () => (await waitingWalsender()).length === 1, { timeoutMs: 60_000, intervalMs: 20 });
+  assert.ok(lines().some((l) => l.includes('taking the snapshot again from a fresh slot')));
+  // The connector loses its connection right there: the old slot is dropped, the new one not made.
+  await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event = 'transactionid'`);
+  await waitFor('the next session waiting for the slot again', async () => failed !== null || lines().some((l) => l.includes('session failed, retrying')) && (await waitingWalsender()).length === 1, { timeoutMs: 60_000, intervalMs: 20 });
+  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  await blocker.query('COMMIT');
+  await streaming(second);
+  await caughtUp(second, await walLsn(client));
+
+  const markers = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).map((r) => r.value);
+  const created = markers.flatMap((m, i) => (m?.kind === 'slot-created' ? [i] : []));
+  assert.equal(created.length, 2);
+  assert.ok(markers.indexOf(null) > created[0] && markers.indexOf(null) < created[1], 'the first slot\'s marker tombstoned before the new slot\'s');
+  assert.deepEqual(markers.filter((m) => m?.kind === 'completed').map((m) => m.rows), [149001]);
+  const records = await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.redo`);
+  assert.ok(records.filter((r) => r.value?.op === 't').length >= 2, 'a truncate before each new snapshot attempt');
+  await assertRowsEqualTable(client, 'redo', finalState(records).values());
 });
 
 test('snapshot modes: initial_only copies and finishes without leaving a slot; never streams without copying', async (t) => {

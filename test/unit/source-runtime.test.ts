@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableInfo } from '../../shared/pg-types.ts';
 import {
-  controlTopicSpecs, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
+  controlTopicSpecs, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
 import { slotLostError } from '../../source-connector/monitor.ts';
 import { chunkSql, planChunks } from '../../source-connector/snapshot.ts';
@@ -70,6 +70,16 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   // A later completion of b wins over its start.
   const done = reduceSnapshotTopic([...records, snapshotCompleted({ table: 'public.b', topic: 'p.public.b', slot: 's', consistentPoint: 0x100n, rows: 3, endOffsets: [] })]);
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true }).incomplete, []);
+  // The connector dropped the slot itself (to snapshot again): its absence is not a loss; the
+  // table markers stay, so the next snapshot knows an earlier one was sent.
+  const forgot = slotForgotten('s');
+  assert.equal(forgot.key.toString(), 'slot:s');
+  assert.equal(forgot.value, null);
+  const dropped = reduceSnapshotTopic([...records, forgot]);
+  assert.equal(judgeSnapshotState(dropped, { slot: 's', tables: ['public.a'], slotExists: false }).publishedFromSlot, false);
+  assert.equal(dropped.tables.size, 2);
+  const recreated = reduceSnapshotTopic([...records, forgot, slotCreated('s', 0x200n)]);
+  assert.equal(judgeSnapshotState(recreated, { slot: 's', tables: ['public.a'], slotExists: false }).publishedFromSlot, true);
 });
 
 test('control records: keys and JSON shapes', () => {

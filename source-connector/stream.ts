@@ -131,7 +131,7 @@ export class ReplicationStream {
       },
       pause: () => socket()?.pause(),
       resume: () => socket()?.resume(),
-      fail: (err) => this.fail(err),
+      fail: (err) => this.fail(this.located(err)),
     });
     this.pump = pump;
     // Without flowControl the library emits each message synchronously, as pg-protocol parses it.
@@ -169,6 +169,26 @@ export class ReplicationStream {
     this.failure = classify(err, this.opts.slotName);
     this.closing = true;
     this.ending ??= this.end(this.failure);
+  }
+
+  /**
+   * A handler's failure, placed in the stream: the transaction it belongs to (xid, commit LSN)
+   * and the last position confirmed. An unexpected error stops the connector instead of being
+   * taken for a lost connection: the retry would meet the same change again, forever.
+   */
+  private located(err: unknown): unknown {
+    const t = this.tx;
+    const at = { xid: t?.xid ?? null, commitLsn: t ? formatLsn(t.finalLsn) : null, confirmedLsn: this.acked === null ? null : formatLsn(this.acked) };
+    if (err instanceof ShardBridgeError) {
+      for (const [k, v] of Object.entries(at)) if (err.context[k] === undefined) err.context[k] = v;
+      return err;
+    }
+    if (isRetriable(err)) return err;
+    return new SourceError(`handling a change of the replication stream failed: ${(err as Error)?.message ?? String(err)}`, {
+      cause: err,
+      context: { slot: this.opts.slotName, ...at },
+      remedy: 'nothing is lost: the slot keeps this transaction, and the connector starts again from it; report the error with its stack (debug log) if it repeats',
+    });
   }
 
   private async end(failure: Error | null): Promise<void> {

@@ -175,11 +175,18 @@ test('snapshot and every kind of change reach Kafka, decode through the registry
   // A changed column type stops the connector, naming table, column, both types and the remedy.
   const beforeAlter = await walLsn(client);
   await client.query(`ALTER TABLE items ALTER COLUMN amount TYPE numeric(14,4)`);
+  await client.query('BEGIN');
   await client.query(`UPDATE items SET note = 'after type change' WHERE id = 5`);
+  const { rows: [{ xid }] } = await client.query(`SELECT pg_current_xact_id()::text AS xid`);
+  await client.query('COMMIT');
   await assert.rejects(conn.done, (err: unknown) => {
     assert.ok(err instanceof ShardBridgeError);
     assert.equal(err.kind, 'schema');
     assert.match(err.message, /column amount of table public\.items changed type from numeric\(12,2\) to numeric\(14,4\)/);
+    // Placed in the stream: the transaction that met the change, and its commit position.
+    assert.equal(err.context.xid, Number(xid));
+    assert.ok(parseLsn(String(err.context.commitLsn)) > beforeAlter, String(err.context.commitLsn));
+    assert.match(err.describe(), new RegExp(`xid=${xid} commitLsn=[0-9A-F]+/[0-9A-F]+`));
     assert.match(err.remedy ?? '', /stop the source and sink connectors, change the column type on the source and on the destination/);
     return true;
   });

@@ -93,11 +93,28 @@ export async function keyIndexes(client: pg.ClientBase, relids: number[]): Promi
 }
 
 /** A table as the catalog shows it now (stream checks against it); null when it is gone. */
-export async function tableNow(client: pg.ClientBase, relid: number): Promise<{ schema: string; name: string; columns: { name: string; typeoid: number; typmod: number }[] } | null> {
-  const { rows } = await client.query(`SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, [relid]);
-  if (rows.length === 0) return null;
-  const cols = await client.query(COLUMNS_SQL, [[relid]]);
-  return { schema: rows[0].schema, name: rows[0].name, columns: cols.rows };
+export type TableNow = { schema: string; name: string; columns: { name: string; typeoid: number; typmod: number }[] };
+
+export async function tableNow(client: pg.ClientBase, relid: number): Promise<TableNow | null> {
+  return (await tablesNow(client, [relid])).get(relid) ?? null;
+}
+
+/** Name and columns of each table as the client's snapshot sees them (absent: dropped). */
+export async function tablesNow(client: pg.ClientBase, relids: number[]): Promise<Map<number, TableNow>> {
+  const { rows } = await client.query(
+    `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])`,
+    [relids],
+  );
+  const out = new Map<number, TableNow>(rows.map((r) => [r.relid, { schema: r.schema, name: r.name, columns: [] }]));
+  for (const c of (await client.query(COLUMNS_SQL, [relids])).rows) out.get(c.relid)?.columns.push({ name: c.name, typeoid: c.typeoid, typmod: c.typmod });
+  return out;
+}
+
+/** Whether `table` (as read at start-up) still has this name and these columns and types. Pure. */
+export function sameDefinition(table: TableInfo, now: TableNow | null | undefined): boolean {
+  if (!now || now.schema !== table.schema || now.name !== table.name) return false;
+  const cols = now.columns;
+  return cols.length === table.columns.length && table.columns.every((c, i) => cols[i].name === c.name && cols[i].typeoid === c.type.oid && cols[i].typmod === c.typmod);
 }
 
 const TYPES_SQL = `

@@ -14,7 +14,8 @@ import type { Counter, Gauge } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
-import { quoteIdent, quoteQualified } from './catalog.ts';
+import { quoteIdent, quoteQualified, sameDefinition, tablesNow } from './catalog.ts';
+import { SourceError } from '../shared/errors.ts';
 import { CopyTextParser } from './copy-parser.ts';
 import { scanCopyRow, transcoderFor, TupleRef } from './row-transcode.ts';
 import { changeToEvents, type ChangeContext } from './envelope.ts';
@@ -114,6 +115,7 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
       }),
     );
     await opts.onImported();
+    await checkDefinitions(clients[0], opts.tables);
 
     const estimates = await tableSizes(clients[0], opts.tables.map((v) => v.relid));
     const queue: { p: TableProgress; range: ChunkRange }[] = [];
@@ -191,6 +193,21 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
     opts.signal.removeEventListener('abort', abortAll);
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
   }
+}
+
+/**
+ * The tables as the snapshot sees them must be the versions read at start-up: a column added
+ * since (a session retried long after the start, or DDL between the start-up checks and the
+ * slot) would be missing from every row the snapshot sends.
+ */
+async function checkDefinitions(client: pg.Client, tables: readonly TableVersion[]): Promise<void> {
+  const now = await tablesNow(client, tables.map((v) => v.relid));
+  const changed = tables.filter((v) => !sameDefinition(v.table, now.get(v.relid))).map((v) => v.qualified);
+  if (changed.length === 0) return;
+  throw new SourceError(
+    `${changed.join(', ')} changed since the connector read the table definitions (a column added, dropped, renamed or retyped, or the table renamed): a snapshot with the old column lists would lose values`,
+    { context: { tables: changed.join(',') }, remedy: 'start the source connector again: it reads the definitions anew and takes the snapshot from a fresh slot' },
+  );
 }
 
 async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange, opts: SnapshotOptions): Promise<void> {

@@ -20,6 +20,7 @@
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
+import { sameDefinition } from './catalog.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildRecordSchemas, describeTypeChanges, type TableRecordSchemas } from './record-schema.ts';
 
@@ -187,10 +188,7 @@ export class TableVersions {
 
   /** Whether `table`'s name and column types are the catalog's now. */
   private async isCatalogNow(table: TableInfo): Promise<boolean> {
-    const now = await this.opts.catalog.currentTable(table.relid);
-    if (!now || now.schema !== table.schema || now.name !== table.name) return false;
-    const cols = now.columns;
-    return cols.length === table.columns.length && table.columns.every((c, i) => cols[i].name === c.name && cols[i].typeoid === c.type.oid && cols[i].typmod === c.typmod);
+    return sameDefinition(table, await this.opts.catalog.currentTable(table.relid));
   }
 
   private async register(table: TableInfo): Promise<TableVersion> {

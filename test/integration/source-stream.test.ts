@@ -379,6 +379,35 @@ test('stopped after dropping its slot to snapshot again, before the new one exis
   await assertRowsEqualTable(client, 'redo', finalState(records).values());
 });
 
+test('a column added between the start-up catalog read and the snapshot stops the connector; the next start snapshots it with the column', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE grow (id int PRIMARY KEY, v text); CREATE TABLE other (id int); INSERT INTO grow SELECT g, 'v' || g FROM generate_series(1, 500) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, tables: { schemas: ['public'], include: ['public.grow'], exclude: [] } } });
+  // An open transaction holds the slot's creation back, after the connector has read the catalog.
+  const blocker = new pg.Client({ connectionString: url });
+  await blocker.connect();
+  t.after(() => blocker.end().catch(() => {}));
+  await blocker.query(`BEGIN; INSERT INTO other VALUES (1)`);
+  const first = await startSourceConnector(config, testLogger());
+  t.after(() => first.stop());
+  await waitFor('the slot waiting for the open transaction', async () => (await client.query(`SELECT 1 FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event = 'transactionid'`)).rowCount === 1, { timeoutMs: 60_000, intervalMs: 20 });
+  await client.query(`ALTER TABLE grow ADD COLUMN extra int NOT NULL DEFAULT 5`);
+  await blocker.query('COMMIT');
+  const outcome = await Promise.race([first.done.then(() => 'finished', (err: unknown) => err), streaming(first).then(() => 'streaming without the column', () => new Promise<never>(() => {}))]);
+  assert.ok(outcome instanceof ShardBridgeError, String(outcome));
+  assert.match(outcome.message, /public\.grow changed since the connector read the table definitions/);
+  assert.match(outcome.remedy ?? '', /start the source connector again/);
+
+  const second = await startSourceConnector(config, testLogger());
+  t.after(() => second.stop());
+  await streaming(second);
+  const records = await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.grow`);
+  const rows = [...finalState(records).values()];
+  assert.equal(rows.length, 500);
+  assert.ok(rows.every((r) => r.extra === '5'), 'every snapshot row carries the added column');
+  await assertRowsEqualTable(client, 'grow', rows);
+});
+
 test('snapshot modes: initial_only copies and finishes without leaving a slot; never streams without copying', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`CREATE TABLE m (id int PRIMARY KEY, v text); INSERT INTO m SELECT g, 'v' || g FROM generate_series(1, 300) g`);

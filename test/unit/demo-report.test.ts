@@ -96,21 +96,21 @@ test('sequences pass when the destination is at or above the source; an unused s
   assert.equal(compareSequences(src, new Map()).every((s) => !s.ok), true);
 });
 
-test('the Citus layout distributes by key, co-locates order_items with orders and makes products a reference table', () => {
+test('the Citus layout distributes orders by key, co-locates order_items with them and makes customers and products reference tables', () => {
   assert.deepEqual(citusLayoutSql(), [
-    `SELECT create_distributed_table('public.customers', 'id')`,
+    `SELECT create_reference_table('public.customers')`,
     `SELECT create_reference_table('public.products')`,
     `SELECT create_distributed_table('public.orders', 'id')`,
     `SELECT create_distributed_table('public.order_items', 'order_id', colocate_with => 'public.orders')`,
   ]);
   assert.deepEqual(schemaCopyArgs(), [
-    '--distribute', 'public.customers=id',
+    '--reference', 'public.customers',
     '--reference', 'public.products',
     '--distribute', 'public.orders=id',
     '--distribute', 'public.order_items=order_id',
     '--colocate',
   ]);
-  assert.deepEqual(schemaCopyArgs(DEMO_TABLES.filter((t) => t.citus === 'reference')), ['--reference', 'public.products']);
+  assert.deepEqual(schemaCopyArgs(DEMO_TABLES.filter((t) => t.citus === 'reference')), ['--reference', 'public.customers', '--reference', 'public.products']);
 });
 
 test('the workload has a large value, a primary-key change, and transactions of several statements', () => {

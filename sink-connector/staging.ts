@@ -166,6 +166,6 @@ async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
   // A column dropped from the target since the staging table was made could be NOT NULL there.
   const wanted = new Set(table.columns.map((c) => c.name));
   for (const name of have.keys()) {
-    if (!wanted.has(name)) await q(`ALTER TABLE ${stagingTableName(table)} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
+    if (!wanted.has(name)) await q(`ALTER TABLE ${staging} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
   }
 }

@@ -308,11 +308,12 @@ class ConnectorRun {
    * stay at the destination: the new snapshot has no record of rows that are gone.
    */
   private async truncateBeforeResnapshot(): Promise<void> {
-    const id = `resnapshot/${new Date().toISOString()}`;
+    const tsMs = Date.now();
+    const id = `resnapshot/${new Date(tsMs).toISOString()}`;
     const tables = this.selectedVersions();
     tables.forEach((v, i) => {
-      const source = v.schemas.sourceFor({ db: this.source.database, tsMs: Date.now() });
-      const [event] = changeToEvents({ kind: 'truncate' }, { schemas: v.schemas, source, tsMs: Date.now(), tombstones: false });
+      const source = v.schemas.sourceFor({ db: this.source.database, tsMs });
+      const [event] = changeToEvents({ kind: 'truncate' }, { schemas: v.schemas, source, tsMs, tombstones: false });
       const { keySchemaId, partitions } = this.truncateFanout(v.topic);
       const keys = truncateKeys(keySchemaId, `${id}/${i}`, partitions);
       this.publisher.publishFanout(v, event.value!, keys, null);

@@ -20,7 +20,7 @@
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
-import { sameDefinition } from './catalog.ts';
+import { sameDefinition, type TableNow } from './catalog.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildRecordSchemas, describeTypeChanges, type TableRecordSchemas } from './record-schema.ts';
 
@@ -41,7 +41,7 @@ export interface CatalogAccess {
   /** Primary key columns in key order ([] if none). */
   primaryKey(relid: number): Promise<string[]>;
   /** The relation as the catalog shows it now: its name and columns (type oid and typmod by name); null when it is gone. */
-  currentTable(relid: number): Promise<{ schema: string; name: string; columns: { name: string; typeoid: number; typmod: number }[] } | null>;
+  currentTable(relid: number): Promise<TableNow | null>;
 }
 
 export interface SchemaRegistrar {
@@ -146,7 +146,7 @@ export class TableVersions {
       return v;
     }
     const renamed = prev !== undefined && (prev.table.schema !== table.schema || prev.table.name !== table.name);
-    if (prev && first && (renamed || describeTypeChanges(prev.table, table).length > 0) && (await this.isCatalogNow(table))) {
+    if (prev && first && (renamed || describeTypeChanges(prev.table, table).length > 0) && sameDefinition(table, await this.opts.catalog.currentTable(table.relid))) {
       // The session's first Relation is older than the catalog when the stream replays WAL
       // written before a change made while the connector was stopped; if it is what the catalog
       // shows now, the table (idle until now) was changed while the connector ran.
@@ -184,11 +184,6 @@ export class TableVersions {
       prev ? 'new table version' : 'table version from Relation message',
     );
     return v;
-  }
-
-  /** Whether `table`'s name and column types are the catalog's now. */
-  private async isCatalogNow(table: TableInfo): Promise<boolean> {
-    return sameDefinition(table, await this.opts.catalog.currentTable(table.relid));
   }
 
   private async register(table: TableInfo): Promise<TableVersion> {

@@ -163,6 +163,8 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (opts.colocate && opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --colocate has nothing to colocate');
     return { steps, notes, problems };
   }
+  // Each table's Citus layout once the plan has run, for the foreign-key check at the end.
+  const layouts = new Map<string, CitusLayout>(model.tables.map((t) => [key(t), existingLayout(dest.tables.get(key(destOf(t))))]));
   for (const table of opts.reference) {
     const d = destOf(byName.get(table)!);
     const state = dest.tables.get(key(d));
@@ -170,23 +172,30 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       if (state.citus !== 'reference') notes.push(`${key(d)} is already distributed by ${state.distributionColumn}: left as is`);
       continue;
     }
+    layouts.set(table, { kind: 'reference' });
     steps.push({ phase: 'distribute', action: 'create reference table', object: key(d), sql: [referenceSql(d)] });
   }
   let first: { schema: string; name: string } | undefined;
+  // Under --colocate every new distributed table goes with the first one named.
+  let colocated: string | null = null;
   for (const { table, column } of opts.distribute) {
     const d = destOf(byName.get(table)!);
     const state = dest.tables.get(key(d));
     const colocateWith = opts.colocate ? first : undefined;
-    first ??= d;
+    if (!first) {
+      first = d;
+      const l = layouts.get(table)!;
+      colocated = l.kind === 'distributed' ? l.group : l.kind === 'local' ? `with:${key(d)}` : null;
+    }
     if (state && state.citus !== 'local') {
       if (state.citus === 'reference' || state.distributionColumn !== column) {
         notes.push(`${key(d)} is already ${state.citus === 'reference' ? 'a reference table' : `distributed by ${state.distributionColumn}`}: left as is (wanted ${column})`);
       }
       continue;
     }
+    layouts.set(table, { kind: 'distributed', column, group: opts.colocate ? colocated : defaultGroup(byName.get(table)!, column) });
     steps.push({ phase: 'distribute', action: `distribute by ${column}`, object: key(d), sql: [distributeSql(d, column, colocateWith)] });
   }
-  const layouts = layoutsAfter(model, dest, opts, destOf);
   for (const t of model.tables) {
     for (const c of t.constraints) {
       if (!c.references) continue;
@@ -198,33 +207,11 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   return { steps, notes, problems };
 }
 
-/** Each source table's Citus layout once the plan has run: as it is when its destination table is already a Citus table, else as the options make it. */
-function layoutsAfter(model: SchemaModel, dest: DestinationState, opts: CopyOptions, destOf: (t: TableDef) => { schema: string; name: string }): Map<string, CitusLayout> {
-  const out = new Map<string, CitusLayout>();
-  const existing = (t: TableDef): CitusLayout | undefined => {
-    const state = dest.tables.get(key(destOf(t)));
-    if (!state || state.citus === 'local') return undefined;
-    if (state.citus === 'reference') return { kind: 'reference' };
-    return { kind: 'distributed', column: state.distributionColumn ?? '', group: state.colocationId == null ? null : `id:${state.colocationId}` };
-  };
-  const byName = new Map(model.tables.map((t) => [key(t), t]));
-  const first = opts.distribute[0] && byName.get(opts.distribute[0].table);
-  const firstLayout = first && existing(first);
-  // Under --colocate every new distributed table goes with the first one named.
-  const colocated = !first ? null : firstLayout?.kind === 'distributed' ? firstLayout.group : `with:${key(first)}`;
-  for (const t of model.tables) {
-    const planned = opts.distribute.find((x) => x.table === key(t));
-    out.set(
-      key(t),
-      existing(t) ??
-        (opts.reference.includes(key(t))
-          ? { kind: 'reference' }
-          : planned
-            ? { kind: 'distributed', column: planned.column, group: opts.colocate ? colocated : defaultGroup(t, planned.column) }
-            : { kind: 'local' }),
-    );
-  }
-  return out;
+/** A destination table's Citus layout as it is (local when absent). */
+function existingLayout(state: DestinationTableState | undefined): CitusLayout {
+  if (!state || state.citus === 'local') return { kind: 'local' };
+  if (state.citus === 'reference') return { kind: 'reference' };
+  return { kind: 'distributed', column: state.distributionColumn ?? '', group: state.colocationId == null ? null : `id:${state.colocationId}` };
 }
 
 /** `--distribute TABLE=COLUMN` / `--reference TABLE` names: `schema.table`, or a table name unique among the selected. */

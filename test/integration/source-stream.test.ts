@@ -292,13 +292,35 @@ test('writes during the snapshot: snapshot plus stream is exactly the table', as
   await assertRowsEqualTable(client, 'acc', finalState(records).values());
 });
 
-test('stopped mid-snapshot: the next start says so and redoes it from a fresh slot; a vanished slot stops it', async (t) => {
+/** A fresh database with a 150,000-row table whose snapshot a first connector started and was stopped in the middle of. */
+async function cutShortSnapshot(t: TestContext, table: string): Promise<{ url: string; client: pg.Client; slot: string; config: SourceConfig }> {
   const { url, client, slot } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE big (id int PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 150000) g; ANALYZE big`);
+  await client.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text); INSERT INTO ${table} SELECT g, md5(g::text) FROM generate_series(1, 150000) g; ANALYZE ${table}`);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, snapshot: { chunkSize: 2000, parallelReaders: 1 } } });
   const first = await startSourceConnector(config, testLogger());
   await waitFor('part of the snapshot published', () => first.state().phase === 'snapshot' && first.state().acknowledgedRecords > 5000, { timeoutMs: 60_000, intervalMs: 10 });
   await first.stop();
+  return { url, client, slot, config };
+}
+
+/** A transaction with an xid left open (`sql` is its first write): a slot created meanwhile waits for it to end. */
+async function openTransaction(t: TestContext, url: string, sql: string): Promise<pg.Client> {
+  const blocker = new pg.Client({ connectionString: url });
+  await blocker.connect();
+  t.after(() => blocker.end().catch(() => {}));
+  await blocker.query(`BEGIN; ${sql}`);
+  return blocker;
+}
+
+const SLOT_WAITING = `FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`;
+
+/** Walsenders creating a slot, waiting for a running transaction to end. */
+async function slotCreationsWaiting(client: pg.Client): Promise<number> {
+  return (await client.query(`SELECT 1 ${SLOT_WAITING}`)).rowCount ?? 0;
+}
+
+test('stopped mid-snapshot: the next start says so and redoes it from a fresh slot; a vanished slot stops it', async (t) => {
+  const { client, slot, config } = await cutShortSnapshot(t, 'big');
   const markers = async () => (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).map((r) => r.value);
   const cut = await markers();
   assert.equal(cut.filter((m) => m.kind === 'completed').length, 0, 'the snapshot was cut short');
@@ -339,31 +361,19 @@ test('stopped mid-snapshot: the next start says so and redoes it from a fresh sl
 });
 
 test('stopped after dropping its slot to snapshot again, before the new one exists: the next session creates it, no lost-changes stop', async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
-  await client.query(`CREATE TABLE redo (id int PRIMARY KEY, v text); INSERT INTO redo SELECT g, md5(g::text) FROM generate_series(1, 150000) g; ANALYZE redo`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, snapshot: { chunkSize: 2000, parallelReaders: 1 } } });
-  const first = await startSourceConnector(config, testLogger());
-  await waitFor('part of the snapshot published', () => first.state().phase === 'snapshot' && first.state().acknowledgedRecords > 5000, { timeoutMs: 60_000, intervalMs: 10 });
-  await first.stop();
+  const { url, client, config } = await cutShortSnapshot(t, 'redo');
   await client.query(`DELETE FROM redo WHERE id > 149000`);
-
-  // An open transaction with an xid: creating the new slot waits for it to end.
-  const blocker = new pg.Client({ connectionString: url });
-  await blocker.connect();
-  t.after(() => blocker.end().catch(() => {}));
-  await blocker.query(`BEGIN; INSERT INTO redo VALUES (0, 'from the open transaction')`);
-  const waitingWalsender = async () =>
-    (await client.query(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`)).rows.map((r) => r.pid as number);
+  const blocker = await openTransaction(t, url, `INSERT INTO redo VALUES (0, 'from the open transaction')`);
   const { logger, lines } = capturingLogger();
   const second = await startSourceConnector(config, logger);
   t.after(() => second.stop());
   let failed: unknown = null;
   second.done.catch((err) => (failed = err));
-  await waitFor('the new slot waiting for the open transaction', async () => (await waitingWalsender()).length === 1, { timeoutMs: 60_000, intervalMs: 20 });
+  await waitFor('the new slot waiting for the open transaction', async () => (await slotCreationsWaiting(client)) === 1, { timeoutMs: 60_000, intervalMs: 20 });
   assert.ok(lines().some((l) => l.includes('taking the snapshot again from a fresh slot')));
   // The connector loses its connection right there: the old slot is dropped, the new one not made.
-  await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event = 'transactionid'`);
-  await waitFor('the next session waiting for the slot again', async () => failed !== null || lines().some((l) => l.includes('session failed, retrying')) && (await waitingWalsender()).length === 1, { timeoutMs: 60_000, intervalMs: 20 });
+  await client.query(`SELECT pg_terminate_backend(pid) ${SLOT_WAITING}`);
+  await waitFor('the next session waiting for the slot again', async () => failed !== null || lines().some((l) => l.includes('session failed, retrying')) && (await slotCreationsWaiting(client)) === 1, { timeoutMs: 60_000, intervalMs: 20 });
   assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
   await blocker.query('COMMIT');
   await streaming(second);
@@ -383,14 +393,11 @@ test('a column added between the start-up catalog read and the snapshot stops th
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`CREATE TABLE grow (id int PRIMARY KEY, v text); CREATE TABLE other (id int); INSERT INTO grow SELECT g, 'v' || g FROM generate_series(1, 500) g`);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, tables: { schemas: ['public'], include: ['public.grow'], exclude: [] } } });
-  // An open transaction holds the slot's creation back, after the connector has read the catalog.
-  const blocker = new pg.Client({ connectionString: url });
-  await blocker.connect();
-  t.after(() => blocker.end().catch(() => {}));
-  await blocker.query(`BEGIN; INSERT INTO other VALUES (1)`);
+  // The open transaction holds the slot's creation back, after the connector has read the catalog.
+  const blocker = await openTransaction(t, url, `INSERT INTO other VALUES (1)`);
   const first = await startSourceConnector(config, testLogger());
   t.after(() => first.stop());
-  await waitFor('the slot waiting for the open transaction', async () => (await client.query(`SELECT 1 FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event = 'transactionid'`)).rowCount === 1, { timeoutMs: 60_000, intervalMs: 20 });
+  await waitFor('the slot waiting for the open transaction', async () => (await slotCreationsWaiting(client)) === 1, { timeoutMs: 60_000, intervalMs: 20 });
   await client.query(`ALTER TABLE grow ADD COLUMN extra int NOT NULL DEFAULT 5`);
   await blocker.query('COMMIT');
   const outcome = await Promise.race([first.done.then(() => 'finished', (err: unknown) => err), streaming(first).then(() => 'streaming without the column', () => new Promise<never>(() => {}))]);

@@ -4,6 +4,8 @@
  * after a schema change or a stall), never per row.
  */
 import type pg from 'pg';
+import type { CitusTableKind } from '../shared/schema/citus-table-kind.ts';
+import { readCitusTables } from '../shared/schema/read.ts';
 
 export interface CitusInfo {
   present: boolean;
@@ -19,7 +21,8 @@ export interface DestinationTable {
   primaryKey: string[];
   /** Columns of every unique constraint or unique index (primary key included). */
   uniqueKeys: string[][];
-  citus: 'distributed' | 'reference' | 'local';
+  citus: CitusTableKind;
+  /** Null for every kind but 'distributed'. */
   distributionColumn: string | null;
   /** Foreign keys from this table (name and definition), which per-table apply cannot honour. */
   foreignKeys: { name: string; definition: string }[];
@@ -51,30 +54,18 @@ SELECT i.indisprimary AS primary, array_agg(a.attname::text ORDER BY k.ord) AS c
 
 const FKEYS_SQL = `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'`;
 
-const DIST_SQL = `
-SELECT partmethod, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS dist_col
-  FROM pg_dist_partition WHERE logicalrelid = $1::regclass`;
-
 export async function readDestinationTable(client: pg.ClientBase, schema: string, name: string, citus: CitusInfo): Promise<DestinationTable> {
   const empty: DestinationTable = {
     schema, name, exists: false, columns: [], primaryKey: [], uniqueKeys: [], citus: 'local', distributionColumn: null, foreignKeys: [],
   };
   const { rows: rel } = await client.query(TABLE_SQL, [schema, name]);
   if (rel.length === 0) return empty;
-  const oid = rel[0].oid;
+  const oid = Number(rel[0].oid);
   // One client runs one query at a time: sequential, not Promise.all (pg deprecates queueing).
   const cols = await client.query(COLUMNS_SQL, [oid]);
   const uniq = await client.query(UNIQUE_SQL, [oid]);
   const fks = await client.query(FKEYS_SQL, [oid]);
-  let kind: DestinationTable['citus'] = 'local';
-  let distributionColumn: string | null = null;
-  if (citus.present) {
-    const { rows } = await client.query(DIST_SQL, [oid]);
-    if (rows[0]) {
-      kind = rows[0].partmethod === 'n' ? 'reference' : 'distributed';
-      distributionColumn = rows[0].dist_col;
-    }
-  }
+  const dist = citus.present ? (await readCitusTables(client, [oid])).get(oid) : undefined;
   return {
     schema,
     name,
@@ -82,8 +73,8 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
     columns: cols.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, identityAlways: c.identity_always })),
     primaryKey: uniq.rows.find((u) => u.primary)?.cols ?? [],
     uniqueKeys: uniq.rows.map((u) => u.cols),
-    citus: kind,
-    distributionColumn,
+    citus: dist?.kind ?? 'local',
+    distributionColumn: dist?.distributionColumn ?? null,
     foreignKeys: fks.rows,
   };
 }

@@ -4,6 +4,7 @@
  * validated, cached derivation of the table; no I/O.
  */
 import { SchemaError } from '../shared/errors.ts';
+import type { CitusTableKind } from '../shared/schema/citus-table-kind.ts';
 
 export interface SinkChange {
   op: 'c' | 'u' | 'd' | 'r' | 't';
@@ -40,7 +41,7 @@ export interface ApplyTable {
   /** Destination primary key: the source key, possibly plus the distribution column. */
   destKey: string[];
   distributionColumn?: string;
-  citus: 'distributed' | 'reference' | 'local';
+  citus: CitusTableKind;
   /**
    * Where COPY staging goes: 'session' a temporary table per connection (no WAL, emptied at
    * commit; a destination without Citus), 'shared' (default) one table in the staging schema,

@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SinkApplyError } from '../shared/errors.ts';
+import { describeCitusTable } from '../shared/schema/citus-table-kind.ts';
 import { readDestinationTable, judgeDestinationKey, type CitusInfo, type DestinationTable } from './destination-catalog.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { qualifiedName, quoteIdent } from './upsert-batch.ts';
@@ -120,7 +121,7 @@ export class TableStates {
     const log = this.opts.logger.child({ table: `${d.schema}.${d.name}` });
     log.info(
       { citus: d.citus, distributionColumn: d.distributionColumn ?? undefined, primaryKey: d.primaryKey },
-      d.citus === 'distributed' ? `destination table is distributed by ${d.distributionColumn}` : `destination table is ${d.citus === 'reference' ? 'a reference table' : 'local'}`,
+      `destination table is ${describeCitusTable(d.citus, d.distributionColumn)}`,
     );
     if (d.foreignKeys.length > 0) {
       log.warn(

@@ -6,6 +6,7 @@
  */
 import type { Finding } from '../../source-connector/checks.ts';
 import { judgeDestinationKey, type CitusInfo, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { describeCitusTable } from '../schema/citus-table-kind.ts';
 import { destColumn, type MappedTable } from '../schema/mapping.ts';
 import { compareTypes } from './type-compat.ts';
 
@@ -113,8 +114,7 @@ function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {
   if (!f.citus.present) return [];
   const d = t.destination;
   const dest = plain(t.mapped.destination);
-  if (d.citus === 'distributed') return [{ level: 'PASS', check: 'distribution', object: dest, message: `distributed by ${d.distributionColumn}` }];
-  if (d.citus === 'reference') return [{ level: 'PASS', check: 'distribution', object: dest, message: 'reference table (a copy on every node)' }];
+  if (d.citus !== 'local') return [{ level: 'PASS', check: 'distribution', object: dest, message: describeCitusTable(d.citus, d.distributionColumn) }];
   return [{
     level: f.requireDistributed ? 'FAIL' : 'WARN',
     check: 'distribution',

@@ -3,7 +3,8 @@
  * destination tables will have after `schema copy`. Citus checks a foreign key when it is
  * added (commands/foreign_constraint.c): a distributed table may reference a reference table,
  * or a distributed table colocated with it with the two distribution columns paired in the
- * key; a reference table only reference tables; and a key that includes the referencing
+ * key; a single-shard table a reference table or a single-shard table of its own colocation
+ * group; a reference table only reference tables; and a key that includes the referencing
  * table's distribution column cannot SET NULL / SET DEFAULT on delete, nor SET NULL /
  * SET DEFAULT / CASCADE on update. Schema copy says so before any data moves instead of
  * cut-over failing at the end. Pure.
@@ -15,7 +16,11 @@ import type { ConstraintDef, ForeignKeyAction, TableDef } from './model.ts';
  * table, `type:<type>` for Citus's default colocation by column type, `with:<table>` under
  * --colocate); groups are compared only within one kind.
  */
-export type CitusLayout = { kind: 'local' } | { kind: 'reference' } | { kind: 'distributed'; column: string; group: string | null };
+export type CitusLayout =
+  | { kind: 'local' }
+  | { kind: 'reference' }
+  | { kind: 'distributed'; column: string; group: string | null }
+  | { kind: 'single-shard'; group: string | null };
 
 const ACTION: Record<ForeignKeyAction, string> = { a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT' };
 
@@ -23,13 +28,20 @@ const ACTION: Record<ForeignKeyAction, string> = { a: 'NO ACTION', r: 'RESTRICT'
 export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to: CitusLayout): string | null {
   const ref = fk.references;
   if (!ref) return null;
-  if (from.kind !== 'distributed') {
-    if (to.kind !== 'distributed') return null;
+  const distributed = (l: CitusLayout) => l.kind === 'distributed' || l.kind === 'single-shard';
+  if (!distributed(from)) {
+    if (!distributed(to)) return null;
     return from.kind === 'reference'
       ? 'a reference table cannot reference a distributed table'
       : 'a local table cannot reference a distributed table';
   }
   if (to.kind === 'local') return 'a distributed table can only reference a reference table or a distributed table colocated with it, and the referenced table stays local';
+  if (from.kind === 'single-shard' || to.kind === 'single-shard') {
+    // A single-shard table has no distribution column, and its colocation group holds single-shard tables only.
+    if (to.kind === 'reference') return null;
+    if (from.kind !== to.kind) return 'the two tables are not colocated: a single-shard table is colocated only with single-shard tables';
+    return from.group !== null && to.group !== null && from.group !== to.group ? 'the two single-shard tables are not colocated' : null;
+  }
   const at = fk.columns.indexOf(from.column);
   if (at >= 0) {
     const includes = `when the key includes the distribution column ${from.column}`;

@@ -7,6 +7,7 @@
 import { splitQualifiedName } from '../../source-connector/catalog.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { citusForeignKeyRefusal, defaultGroup, REFUSED_FK_REMEDY, type CitusLayout } from './citus-foreign-keys.ts';
+import { describeCitusTable, type CitusTableKind } from './citus-table-kind.ts';
 import { mapTable } from './mapping.ts';
 import type { ConstraintDef, SchemaModel, TableDef } from './model.ts';
 import {
@@ -28,9 +29,9 @@ import {
 export interface DestinationTableState {
   /** Primary key and unique constraints (for --extend-keys on an existing table). */
   constraints: ConstraintDef[];
-  citus: 'distributed' | 'reference' | 'local';
+  citus: CitusTableKind;
   distributionColumn: string | null;
-  /** Citus colocation group of a distributed table. */
+  /** Citus colocation group of a distributed or single-shard table. */
   colocationId?: number | null;
 }
 
@@ -169,7 +170,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     const d = destOf(byName.get(table)!);
     const state = dest.tables.get(key(d));
     if (state && state.citus !== 'local') {
-      if (state.citus !== 'reference') notes.push(`${key(d)} is already distributed by ${state.distributionColumn}: left as is`);
+      if (state.citus !== 'reference') notes.push(`${key(d)} is already ${describeCitusTable(state.citus, state.distributionColumn)}: left as is`);
       continue;
     }
     layouts.set(table, { kind: 'reference' });
@@ -188,8 +189,8 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       colocated = l.kind === 'distributed' ? l.group : l.kind === 'local' ? `with:${key(d)}` : null;
     }
     if (state && state.citus !== 'local') {
-      if (state.citus === 'reference' || state.distributionColumn !== column) {
-        notes.push(`${key(d)} is already ${state.citus === 'reference' ? 'a reference table' : `distributed by ${state.distributionColumn}`}: left as is (wanted ${column})`);
+      if (state.citus !== 'distributed' || state.distributionColumn !== column) {
+        notes.push(`${key(d)} is already ${describeCitusTable(state.citus, state.distributionColumn)}: left as is (wanted ${column})`);
       }
       continue;
     }
@@ -211,7 +212,9 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
 function existingLayout(state: DestinationTableState | undefined): CitusLayout {
   if (!state || state.citus === 'local') return { kind: 'local' };
   if (state.citus === 'reference') return { kind: 'reference' };
-  return { kind: 'distributed', column: state.distributionColumn ?? '', group: state.colocationId == null ? null : `id:${state.colocationId}` };
+  const group = state.colocationId == null ? null : `id:${state.colocationId}`;
+  if (state.citus === 'single-shard') return { kind: 'single-shard', group };
+  return { kind: 'distributed', column: state.distributionColumn ?? '', group };
 }
 
 /** `--distribute TABLE=COLUMN` / `--reference TABLE` names: `schema.table`, or a table name unique among the selected. */

@@ -4,6 +4,7 @@
  * so PostgreSQL's deparsers print every user object schema-qualified.
  */
 import type pg from 'pg';
+import { citusTableKind, type CitusTableKind, type DistPartitionRow } from './citus-table-kind.ts';
 import { DEFERRED_FK_TABLE } from './generate.ts';
 import type { ColumnDef, ConstraintDef, IndexDef, SchemaModel, SequenceDef, TableDef, TypeDef } from './model.ts';
 import type { DestinationState, DestinationTableState } from './plan.ts';
@@ -187,6 +188,30 @@ function orderTypes(rows: any[]): TypeDef[] {
   return out;
 }
 
+export interface CitusTable {
+  kind: CitusTableKind;
+  /** Only for 'distributed'. */
+  distributionColumn: string | null;
+  /** Only for 'distributed' and 'single-shard'. */
+  colocationId: number | null;
+}
+
+const LOCAL: CitusTable = { kind: 'local', distributionColumn: null, colocationId: null };
+
+/** How Citus holds each of the tables (by oid) it has in its metadata; a table absent from the map is local. Citus destinations only. */
+export async function readCitusTables(client: pg.ClientBase, oids: readonly number[]): Promise<Map<number, CitusTable>> {
+  const { rows } = await client.query<DistPartitionRow & { oid: number; col: string | null }>(
+    `SELECT logicalrelid::oid::int AS oid, partmethod, repmodel, colocationid, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS col
+       FROM pg_dist_partition WHERE logicalrelid::oid = ANY($1::oid[])`,
+    [oids],
+  );
+  return new Map(rows.map((r) => {
+    const kind = citusTableKind(r);
+    const grouped = kind === 'distributed' || kind === 'single-shard';
+    return [r.oid, { kind, distributionColumn: kind === 'distributed' ? r.col : null, colocationId: grouped ? Number(r.colocationid) : null }];
+  }));
+}
+
 /** What exists on the destination among the objects a model needs. */
 export async function readDestinationState(client: pg.ClientBase, model: SchemaModel, destTables: { schema: string; name: string }[]): Promise<DestinationState> {
   const citus = (await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
@@ -207,23 +232,15 @@ export async function readDestinationState(client: pg.ClientBase, model: SchemaM
   const constraints = tableRows.length
     ? (await client.query(CONSTRAINTS_SQL, [tableRows.map((r) => r.oid)])).rows.filter((c) => c.type === 'p' || c.type === 'u')
     : [];
-  const dist = new Map<number, { method: string; column: string | null; colocationId: number }>();
-  if (citus && tableRows.length) {
-    const { rows } = await client.query(
-      `SELECT logicalrelid::oid::int AS oid, partmethod, colocationid, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS col
-         FROM pg_dist_partition WHERE logicalrelid::oid = ANY($1::oid[])`,
-      [tableRows.map((r) => r.oid)],
-    );
-    for (const r of rows) dist.set(r.oid, { method: r.partmethod, column: r.col, colocationId: Number(r.colocationid) });
-  }
+  const dist = citus ? await readCitusTables(client, tableRows.map((r) => r.oid)) : new Map<number, CitusTable>();
   const tables = new Map<string, DestinationTableState>();
   for (const r of tableRows) {
-    const d = dist.get(r.oid);
+    const d = dist.get(r.oid) ?? LOCAL;
     tables.set(`${r.schema}.${r.name}`, {
       constraints: constraints.filter((c) => c.relid === r.oid).map(toConstraint),
-      citus: !d ? 'local' : d.method === 'n' ? 'reference' : 'distributed',
-      distributionColumn: d?.column ?? null,
-      colocationId: d?.method === 'h' ? d.colocationId : null,
+      citus: d.kind,
+      distributionColumn: d.distributionColumn,
+      colocationId: d.colocationId,
     });
   }
   const deferredTableExists = (await client.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [DEFERRED_FK_TABLE])).rows[0].e === true;

@@ -6,6 +6,7 @@ import { judgeDestination, type DestinationFacts, type TableComparison } from '.
 import { renderReport, summarize } from '../../shared/checks/report.ts';
 import { mapTable, verifyTableFor } from '../../shared/schema/mapping.ts';
 import { judgeDestinationKey, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { citusTableKind } from '../../shared/schema/citus-table-kind.ts';
 
 const GB = 1024 ** 3;
 
@@ -157,6 +158,17 @@ test('destination on Citus: distribution, key plus distribution column, REPLICA 
   assert.match(ri.message, /moves a row to another region value/);
   t.source.replicaIdentity = 'full';
   assert.equal(judge(t, citus)[4].level, 'PASS');
+});
+
+test('destination on Citus: a single-shard table passes as distributed, a Citus local table is local', () => {
+  const citus = { citus: { present: true, version: '13.2-1' }, requireDistributed: true };
+  const single = judge(comparison({ citus: 'single-shard' }), citus);
+  assert.deepEqual(levels(single), ['PASS citus', 'PASS columns', 'PASS primary key', 'PASS distribution']);
+  assert.match(single[3].message, /single-shard distributed table/);
+  // Read from a Citus local table's catalog row (partmethod n, colocation 0), as destination-catalog does.
+  const local = judge(comparison({ citus: citusTableKind({ partmethod: 'n', repmodel: 's', colocationid: 0 }) }), citus);
+  assert.equal(local[3].level, 'FAIL');
+  assert.match(local[3].message, /local table on the Citus coordinator/);
 });
 
 test('destination: a key that drops a source column or adds a non-distribution column fails', () => {

@@ -43,3 +43,16 @@ test('Citus foreign keys: reference or local tables cannot reference distributed
   assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), dist('a'), local)!, /referenced table stays local/);
   assert.equal(citusForeignKeyRefusal({ name: 'c', type: 'c', definition: 'CHECK (a > 0)', columns: ['a'] }, reference, dist('id')), null, 'not a foreign key');
 });
+
+test('Citus foreign keys: a single-shard table references reference tables and single-shard tables of its colocation group only', () => {
+  const single = (group: string | null = 'id:7'): CitusLayout => ({ kind: 'single-shard', group });
+  assert.equal(citusForeignKeyRefusal(fk(['customer_id'], ['id'], 'c', 'n'), single(), reference), null, 'no distribution column: any action');
+  assert.equal(citusForeignKeyRefusal(fk(['order_id'], ['id'], 'c', 'c'), single(), single()), null);
+  assert.equal(citusForeignKeyRefusal(fk(['order_id'], ['id']), single('id:7'), single(null)), null, 'group unknown: cannot tell');
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id']), single('id:7'), single('id:8'))!, /two single-shard tables are not colocated/);
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id']), single(), dist('id'))!, /colocated only with single-shard tables/);
+  assert.match(citusForeignKeyRefusal(fk(['order_id'], ['id']), dist('order_id'), single())!, /colocated only with single-shard tables/);
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), single(), local)!, /referenced table stays local/);
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), reference, single())!, /reference table cannot reference a distributed table/);
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), local, single())!, /local table cannot reference a distributed table/);
+});

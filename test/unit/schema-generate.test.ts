@@ -204,6 +204,30 @@ test('plan on Citus: extend keys, reference first, distribute with colocation; a
   assert.deepEqual(planSchemaCopy(m, done, { ...opts, distribute: dist, reference: ['public.customers'], colocate: true, extendKeys: true }).steps, []);
 });
 
+test('plan on Citus: an existing single-shard table is left as is and its foreign keys judged as one; a Citus local table is still made a reference table', () => {
+  const fkOrders: TableDef = {
+    ...orders,
+    constraints: orders.constraints.map((c) => (c.type === 'f' ? { ...c, references: { schema: 'public', table: 'customers', columns: ['id'], onUpdate: 'a' as const, onDelete: 'c' as const } } : c)),
+  };
+  const m: SchemaModel = { ...model, tables: [customers, fkOrders] };
+  const pkey = (t: TableDef) => ({ constraints: [t.constraints[0]], distributionColumn: null });
+  const dest = emptyDest({
+    citus: true, types: new Set(['public.mood']), sequences: new Set(['public.customers_id_seq']),
+    tables: new Map([
+      // As destination state reads them: a Citus local table is 'local', a single-shard table keeps its colocation group.
+      ['public.customers', { ...pkey(customers), citus: 'local' as const }],
+      ['public.orders', { ...pkey(orders), citus: 'single-shard' as const, colocationId: 7 }],
+    ]),
+  });
+  const run = (reference: string[]) => planSchemaCopy(m, dest, { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference, colocate: false });
+  const p = run(['public.customers']);
+  assert.deepEqual(p.steps.filter((s) => s.phase === 'distribute').map((s) => `${s.action} ${s.object}`), ['create reference table public.customers']);
+  assert.ok(p.notes.includes('public.orders is already a single-shard distributed table (no distribution column: all its rows in one shard, on one node): left as is (wanted region)'), p.notes.join('\n'));
+  assert.ok(!p.notes.some((n) => /will refuse/.test(n)), 'single-shard to reference is accepted');
+  const kept = run([]);
+  assert.match(kept.notes.find((n) => /will refuse/.test(n)) ?? '', /foreign key orders_customer_fk on public\.orders: .*referenced table stays local/);
+});
+
 test('plan problems: column renames, partitioned tables and missing non-enum types stop the copy', () => {
   const p = planSchemaCopy(
     { ...model, tables: [customers, { ...orders, kind: 'p' }], types: [{ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }] },

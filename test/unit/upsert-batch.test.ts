@@ -179,6 +179,8 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
       `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'shardbridge_staging."public__orders"'::regclass)`,
   },
   { name: 'no distribution for a reference table', sql: () => distributeStagingSql(reference) ?? 'null', want: 'null' },
+  // A single-shard table has no column to colocate a staging table by, nor to prune by.
+  { name: 'no distribution for a single-shard table', sql: () => distributeStagingSql({ ...reference, citus: 'single-shard' }) ?? 'null', want: 'null' },
   {
     name: 'COPY into staging',
     sql: () => copyIntoStagingSql(odd, ['id', 'a"b']),

@@ -1,0 +1,73 @@
+/**
+ * The catalog reads that tell how Citus holds each table (the sink's destination catalog,
+ * `schema copy`'s destination state, the sink's start-up check under requireDistributed), run
+ * against PostgreSQL with a stand-in for Citus's `pg_dist_partition` and
+ * `column_to_column_name` (same columns and types as Citus's, first on the search path), since
+ * Citus cannot be installed here. One row per kind: hash-distributed, reference, single-shard
+ * (Citus 12's schema-based sharding) and Citus local (its rows stay on the coordinator), which
+ * share partition method `n` and were all once taken for reference tables.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import { readCitusTables } from '../../shared/schema/read.ts';
+import { readDestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { TableStates } from '../../sink-connector/table-state.ts';
+import { testLogger } from '../helpers/kafka.ts';
+import { startTestSource } from '../helpers/postgres.ts';
+
+const CITUS = { present: true, version: '13.2-1' };
+const TABLES = ['hashed', 'ref', 'single', 'citus_local', 'plain'];
+let cluster: PgCluster;
+let client: pg.Client;
+
+before(async () => {
+  // A cluster of this file's own, never SHARDBRIDGE_TEST_DESTINATION: the stand-in must not meet a real Citus.
+  cluster = await startTestSource();
+  client = new pg.Client({ connectionString: cluster.url(), options: '-c search_path=citus_standin,public' });
+  await client.connect();
+  await client.query(`CREATE SCHEMA citus_standin`);
+  await client.query(`CREATE TABLE citus_standin.pg_dist_partition (
+    logicalrelid regclass NOT NULL, partmethod "char" NOT NULL, partkey text, colocationid integer NOT NULL, repmodel "char" NOT NULL, autoconverted boolean NOT NULL DEFAULT false)`);
+  // partkey is a serialized Var node; Citus reads its varattno.
+  await client.query(`CREATE FUNCTION citus_standin.column_to_column_name(table_name regclass, column_var_text text) RETURNS text LANGUAGE sql STABLE AS
+    $$ SELECT attname::text FROM pg_attribute WHERE attrelid = table_name AND attnum = substring(column_var_text FROM ':varattno (\\d+)')::int $$`);
+  for (const t of TABLES) await client.query(`CREATE TABLE public.${t} (id bigint, region text, PRIMARY KEY (id, region))`);
+  const row = (t: string, method: string, key: string | null, colocation: number, repmodel: string) =>
+    client.query(`INSERT INTO citus_standin.pg_dist_partition (logicalrelid, partmethod, partkey, colocationid, repmodel) VALUES ($1::regclass, $2, $3, $4, $5)`, [`public.${t}`, method, key, colocation, repmodel]);
+  await row('hashed', 'h', '{VAR :varno 1 :varattno 2 :vartype 25 :vartypmod -1 :varcollid 100 :varlevelsup 0 :varnosyn 1 :varattnosyn 2 :location -1}', 3, 's');
+  await row('ref', 'n', null, 1, 't');
+  await row('single', 'n', null, 7, 's');
+  await row('citus_local', 'n', null, 0, 's');
+});
+
+after(async () => {
+  await client?.end().catch(() => {});
+  await cluster?.destroy();
+});
+
+test('each kind of Citus table is told apart: distributed, reference, single-shard, Citus local, plain', async () => {
+  const kinds: Record<string, [string, string | null]> = {};
+  for (const t of TABLES) {
+    const d = await readDestinationTable(client, 'public', t, CITUS);
+    kinds[t] = [d.citus, d.distributionColumn];
+  }
+  assert.deepEqual(kinds, {
+    hashed: ['distributed', 'region'],
+    ref: ['reference', null],
+    single: ['single-shard', null],
+    citus_local: ['local', null],
+    plain: ['local', null],
+  });
+  const oids = (await client.query(`SELECT t, ('public.' || t)::regclass::oid::int AS oid FROM unnest($1::text[]) t`, [TABLES])).rows;
+  const byOid = await readCitusTables(client, oids.map((r) => r.oid));
+  const groups = Object.fromEntries(oids.map((r) => [r.t, byOid.get(r.oid)?.colocationId ?? null]));
+  assert.deepEqual(groups, { hashed: 3, ref: null, single: 7, citus_local: null, plain: null }, 'colocation groups of the tables that have one');
+});
+
+test('the sink refuses under requireDistributed the Citus local and plain tables, not the single-shard one', async () => {
+  const states = new TableStates({ citus: CITUS, requireDistributed: true, logger: testLogger() });
+  const found = await states.readAtStart(client, TABLES.map((table) => ({ schema: 'public', table })));
+  assert.deepEqual(found, { missing: [], local: ['public.citus_local', 'public.plain'] });
+});

@@ -137,6 +137,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   steps.push(...fkSteps);
 
   const byName = new Map(model.tables.map((t) => [key(t), t]));
+  problems.push(...colocationProblems(opts, dest, (table) => byName.get(table)!, destOf));
   if (opts.extendKeys && !dest.citus) {
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
   } else if (opts.extendKeys) {
@@ -206,6 +207,39 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
   }
   return { steps, notes, problems };
+}
+
+/**
+ * Under --colocate each new distributed table goes with the first one named, and Citus's
+ * create_distributed_table refuses unless that one is hash-distributed (or about to be) and
+ * the two distribution columns have the same type: said before any step runs, instead of the
+ * distribute phase stopping half done.
+ */
+function colocationProblems(opts: CopyOptions, dest: DestinationState, table: (name: string) => TableDef, destOf: (t: TableDef) => { schema: string; name: string }): string[] {
+  const [first, ...rest] = opts.distribute;
+  if (!dest.citus || !opts.colocate || !first) return [];
+  const stateOf = (name: string) => dest.tables.get(key(destOf(table(name))));
+  const typeOf = (name: string, column: string) => table(name).columns.find((c) => c.name === column)?.type;
+  const anchor = stateOf(first.table);
+  let column = first.column;
+  if (anchor && anchor.citus !== 'local') {
+    if (anchor.citus !== 'distributed' || !anchor.distributionColumn) {
+      return [`--colocate: ${first.table}, named first, is already ${describeCitusTable(anchor.citus, null)}: Citus colocates new tables only with a hash-distributed one; name such a table first`];
+    }
+    column = anchor.distributionColumn;
+  }
+  const want = typeOf(first.table, column);
+  if (want === undefined) return [];
+  const out: string[] = [];
+  for (const d of rest) {
+    const state = stateOf(d.table);
+    if (state && state.citus !== 'local') continue;
+    const type = typeOf(d.table, d.column);
+    if (type !== want) {
+      out.push(`--colocate: ${d.table}.${d.column} is ${type}, but ${first.table}, named first, is distributed by ${column} (${want}): Citus colocates only distribution columns of one type`);
+    }
+  }
+  return out;
 }
 
 /** A destination table's Citus layout as it is (local when absent). */

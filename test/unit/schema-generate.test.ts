@@ -228,6 +228,21 @@ test('plan on Citus: an existing single-shard table is left as is and its foreig
   assert.match(kept.notes.find((n) => /will refuse/.test(n)) ?? '', /foreign key orders_customer_fk on public\.orders: .*referenced table stays local/);
 });
 
+test('plan on Citus: --colocate stops before any step when Citus would refuse the colocation', () => {
+  const items: TableDef = { ...orders, name: 'items', printed: 'public.items', constraints: [orders.constraints[0]], indexes: [] };
+  const m: SchemaModel = { ...model, tables: [customers, orders, items] };
+  const plan = (distribute: { table: string; column: string }[], tables = new Map()) =>
+    planSchemaCopy(m, emptyDest({ citus: true, tables }), { ...opts, distribute, reference: [], colocate: true });
+  assert.deepEqual(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }]).problems, []);
+  assert.deepEqual(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'customer_id' }]).problems, [
+    '--colocate: public.items.customer_id is integer, but public.orders, named first, is distributed by region (text): Citus colocates only distribution columns of one type',
+  ]);
+  // An existing first table counts with its own distribution column; a reference table cannot be colocated with.
+  const existing = (citus: 'distributed' | 'reference', distributionColumn: string | null) => new Map([['public.orders', { constraints: [], citus, distributionColumn }]]);
+  assert.deepEqual(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'customer_id' }], existing('distributed', 'customer_id')).problems, []);
+  assert.match(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }], existing('reference', null)).problems[0], /public\.orders, named first, is already a reference table/);
+});
+
 test('plan problems: column renames, partitioned tables and missing non-enum types stop the copy', () => {
   const p = planSchemaCopy(
     { ...model, tables: [customers, { ...orders, kind: 'p' }], types: [{ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }] },

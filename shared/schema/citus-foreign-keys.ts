@@ -6,7 +6,8 @@
  * key; a single-shard table a reference table or a single-shard table of its own colocation
  * group; a reference table only reference tables; and a key that includes the referencing
  * table's distribution column cannot SET NULL / SET DEFAULT on delete, nor SET NULL /
- * SET DEFAULT / CASCADE on update. Schema copy says so before any data moves instead of
+ * SET DEFAULT / CASCADE on update; nor may any key SET DEFAULT a column defaulting to a
+ * sequence. Schema copy says so before any data moves instead of
  * cut-over failing at the end. Pure.
  */
 import type { ConstraintDef, ForeignKeyAction, TableDef } from './model.ts';
@@ -24,10 +25,17 @@ export type CitusLayout =
 
 const ACTION: Record<ForeignKeyAction, string> = { a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT' };
 
-/** Why Citus refuses foreign key `fk` from a table laid out as `from` to one laid out as `to`; null when it accepts it or it cannot be told. */
-export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to: CitusLayout): string | null {
+/**
+ * Why Citus refuses foreign key `fk` from a table laid out as `from` to one laid out as `to`;
+ * null when it accepts it or it cannot be told. `table`: the referencing table, whose column
+ * defaults Citus also checks.
+ */
+export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to: CitusLayout, table?: TableDef): string | null {
   const ref = fk.references;
   if (!ref) return null;
+  // Citus drops nextval defaults from shards, so SET DEFAULT would write NULL there; checked for any key a Citus table is part of.
+  const onSequence = table && !(from.kind === 'local' && to.kind === 'local') ? setDefaultOnSequence(fk, table) : null;
+  if (onSequence) return `SET DEFAULT is not supported on ${onSequence}, whose default is a sequence's nextval`;
   const distributed = (l: CitusLayout) => l.kind === 'distributed' || l.kind === 'single-shard';
   if (!distributed(from)) {
     if (!distributed(to)) return null;
@@ -59,6 +67,23 @@ export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to:
 }
 
 const kindOf = (group: string) => group.slice(0, group.indexOf(':'));
+
+/** The first column a SET DEFAULT action of `fk` would set whose default calls nextval (ON UPDATE: every key column; ON DELETE: PostgreSQL 15's column list when given). */
+function setDefaultOnSequence(fk: ConstraintDef, t: TableDef): string | null {
+  const ref = fk.references!;
+  let set: string[] = [];
+  if (ref.onUpdate === 'd') set = fk.columns;
+  else if (ref.onDelete === 'd') set = setDefaultList(fk.definition) ?? fk.columns;
+  const nextval = new Set(t.columns.filter((c) => c.default !== null && /\bnextval\(/.test(c.default)).map((c) => c.name));
+  return set.find((c) => nextval.has(c)) ?? null;
+}
+
+/** `ON DELETE SET DEFAULT (a, "B")` in a `pg_get_constraintdef` text: the columns named; null without a list. */
+function setDefaultList(definition: string): string[] | null {
+  const m = /ON DELETE SET DEFAULT \(((?:[^)"]|"(?:[^"]|"")*")*)\)/.exec(definition);
+  if (!m) return null;
+  return (m[1].match(/"(?:[^"]|"")*"|[^,\s]+/g) ?? []).map((c) => (c.startsWith('"') ? c.slice(1, -1).replace(/""/g, '"') : c));
+}
 
 /** The default colocation group Citus gives a table distributed by `column` without colocate_with. */
 export function defaultGroup(t: TableDef, column: string): string | null {

@@ -202,7 +202,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     for (const c of t.constraints) {
       if (!c.references) continue;
       const to = layouts.get(`${c.references.schema}.${c.references.table}`);
-      const reason = to && citusForeignKeyRefusal(c, layouts.get(key(t))!, to);
+      const reason = to && citusForeignKeyRefusal(c, layouts.get(key(t))!, to, t);
       if (reason) notes.push(`foreign key ${c.name} on ${key(destOf(t))}: Citus will refuse it at cut-over: ${reason}; ${REFUSED_FK_REMEDY}`);
     }
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { citusForeignKeyRefusal, type CitusLayout } from '../../shared/schema/citus-foreign-keys.ts';
-import type { ConstraintDef, ForeignKeyAction } from '../../shared/schema/model.ts';
+import type { ConstraintDef, ForeignKeyAction, TableDef } from '../../shared/schema/model.ts';
 
 const fk = (columns: string[], refColumns: string[], onUpdate: ForeignKeyAction = 'a', onDelete: ForeignKeyAction = 'a'): ConstraintDef => ({
   name: 'fk', type: 'f', definition: '', columns,
@@ -55,4 +55,21 @@ test('Citus foreign keys: a single-shard table references reference tables and s
   assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), single(), local)!, /referenced table stays local/);
   assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), reference, single())!, /reference table cannot reference a distributed table/);
   assert.match(citusForeignKeyRefusal(fk(['a'], ['id']), local, single())!, /local table cannot reference a distributed table/);
+});
+
+test('Citus foreign keys: SET DEFAULT refused on a column whose default is a sequence, wherever a Citus table takes part', () => {
+  const table = (defaults: Record<string, string | null>): TableDef => ({
+    schema: 'public', name: 'items', printed: 'public.items', kind: 'r', unlogged: false, constraints: [], indexes: [],
+    columns: Object.entries(defaults).map(([name, d]) => ({ name, type: 'bigint', notNull: false, default: d, identity: '', generated: null, collation: null })),
+  });
+  const seqDefault = table({ order_id: "nextval('public.s'::regclass)", 'B c': '0' });
+  const onDelete = (definition: string): ConstraintDef => ({ ...fk(['order_id', 'B c'], ['id', 'x'], 'a', 'd'), definition });
+  const all = onDelete('FOREIGN KEY (order_id, "B c") REFERENCES public.t(id, x) ON DELETE SET DEFAULT');
+  assert.match(citusForeignKeyRefusal(all, dist('x'), reference, seqDefault)!, /SET DEFAULT is not supported on order_id, whose default is a sequence's nextval/);
+  assert.match(citusForeignKeyRefusal(all, reference, reference, seqDefault)!, /on order_id/, 'reference tables too');
+  assert.equal(citusForeignKeyRefusal(all, local, local, seqDefault), null, 'no Citus table: PostgreSQL alone');
+  // PostgreSQL 15's column list: only the columns named are set to their default.
+  assert.equal(citusForeignKeyRefusal(onDelete('FOREIGN KEY (order_id, "B c") REFERENCES public.t(id, x) ON DELETE SET DEFAULT ("B c")'), dist('x'), reference, seqDefault), null);
+  assert.match(citusForeignKeyRefusal({ ...fk(['order_id'], ['id'], 'd'), definition: 'ON UPDATE SET DEFAULT' }, reference, reference, seqDefault)!, /on order_id/, 'ON UPDATE: every key column');
+  assert.equal(citusForeignKeyRefusal(all, dist('x'), reference, table({ order_id: '0', 'B c': null })), null, 'no sequence default');
 });

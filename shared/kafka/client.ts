@@ -1,7 +1,8 @@
 /**
- * The one module that imports kafkajs. It stays thin and close to kafkajs's own semantics
- * (offsets as decimal strings, `commitOffsets` takes the NEXT offset to read) so that the
- * client can be swapped later without touching the connectors.
+ * The one module that imports kafkajs: it implements the interfaces of ports.ts with it. It
+ * stays thin and close to kafkajs's own semantics (offsets as decimal strings, `commitOffsets`
+ * takes the NEXT offset to read) so that the client can be swapped later without touching the
+ * connectors.
  *
  * kafkajs errors pass through unwrapped: they carry `retriable` (and
  * KafkaJSNumberOfRetriesExceeded keeps the retriable original as `cause`), which is what
@@ -21,177 +22,11 @@ import type {
 import type { Logger } from 'pino';
 import { ConfigError, RetriableError, isRetriable } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
+import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SentRecord } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
-export interface KafkaSettings {
-  brokers: string[];
-  clientId?: string;
-  ssl?: boolean | { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
-  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
-  connectionTimeoutMs?: number;
-  requestTimeoutMs?: number;
-  /** kafkajs's own retry policy for requests (defaults: kafkajs's). */
-  retry?: RetryOptions;
-  /** kafkajs messages below this level are dropped; its INFO is chatty, so 'warn' by default. */
-  logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
-}
-
-export interface RetryOptions {
-  retries?: number;
-  initialRetryTime?: number;
-  maxRetryTime?: number;
-}
-
-/**
- * A record to produce. The partition comes from the key (murmur2, as the Java client). A null
- * key always goes to partition 0, not round-robin: a retried batch must land exactly where
- * the first attempt went (see sendBatch), and a keyless table's changes stay in order.
- */
-export interface OutMessage {
-  topic: string;
-  key: Buffer | null;
-  value: Buffer | null;
-  headers?: Record<string, string | Buffer>;
-}
-
-/** One per topic-partition written by a send: the batch's messages for that partition got baseOffset, baseOffset+1, ... in order. */
-export interface SentRecord {
-  topic: string;
-  partition: number;
-  baseOffset: string;
-}
-
-export type MessageHeaders = Record<string, Buffer | string | (Buffer | string)[] | undefined>;
-
-export interface ConsumedMessage {
-  topic: string;
-  partition: number;
-  /** A new view of the fetched bytes on each read: the hot path reads `bytes` in place. */
-  key: Buffer | null;
-  value: Buffer | null;
-  offset: string;
-  timestamp: string;
-  headers?: MessageHeaders;
-  /**
-   * The fetched bytes the key and value lie in (length -1: null), so that a consumer can read
-   * them without a Buffer per record (our kafkajs patch, record/v0/decoder.js). Absent on
-   * records of the message formats before Kafka 0.11.
-   */
-  bytes?: Buffer;
-  keyStart?: number;
-  keyLength?: number;
-  valueStart?: number;
-  valueLength?: number;
-}
-
-export interface ConsumedBatch {
-  topic: string;
-  partition: number;
-  highWatermark: string;
-  messages: ConsumedMessage[];
-  isEmpty(): boolean;
-  firstOffset(): string | null;
-  lastOffset(): string;
-  offsetLag(): string;
-}
-
-export interface EachBatchPayload {
-  batch: ConsumedBatch;
-  /** Marks the consumer's in-memory position (not a commit). */
-  resolveOffset(offset: string): void;
-  heartbeat(): Promise<void>;
-  /** Pauses this batch's partition; returns a function that resumes it. */
-  pause(): () => void;
-  isRunning(): boolean;
-  /** True when a rebalance or seek made this batch obsolete: stop processing it. */
-  isStale(): boolean;
-}
-
-export type EachBatchHandler = (payload: EachBatchPayload) => Promise<void>;
-export type TopicPartitions = { topic: string; partitions: number[] };
-/** `offset` is the next offset to read, as Kafka stores it (last processed + 1). */
-export type PartitionOffset = { topic: string; partition: number; offset: string };
-/** topic -> partitions assigned to this member. */
-export type Assignment = Record<string, number[]>;
-
-export interface ConsumerOptions {
-  groupId: string;
-  sessionTimeoutMs?: number;
-  rebalanceTimeoutMs?: number;
-  heartbeatIntervalMs?: number;
-  maxBytesPerPartition?: number;
-  maxBytes?: number;
-  minBytes?: number;
-  maxWaitTimeMs?: number;
-  retry?: RetryOptions;
-}
-
-export interface Producer {
-  connect(): Promise<void>;
-  disconnect(): Promise<void>;
-  /**
-   * Sends with acks=all; resolves once every message is acknowledged. Order is kept per
-   * partition; calls are serialised. A retriable failure (broker down, leader moved) is
-   * retried with the SAME batch until it succeeds: kafkajs rolls a failed batch's sequence
-   * numbers back, so a different batch sent next would reuse them and the broker could ack
-   * it as a "duplicate" without writing it. Giving up (`signal` aborted, or disconnect())
-   * therefore leaves this producer unusable: create a new one.
-   */
-  sendBatch(messages: OutMessage[], opts?: { signal?: AbortSignal }): Promise<SentRecord[]>;
-}
-
-export interface Consumer {
-  connect(): Promise<void>;
-  disconnect(): Promise<void>;
-  stop(): Promise<void>;
-  subscribe(opts: { topics: (string | RegExp)[]; fromBeginning: boolean }): Promise<void>;
-  run(opts: { eachBatch: EachBatchHandler; autoCommit: false; partitionsConsumedConcurrently?: number; eachBatchAutoResolve?: boolean }): Promise<void>;
-  pause(tps: TopicPartitions[]): void;
-  resume(tps: TopicPartitions[]): void;
-  paused(): TopicPartitions[];
-  seek(tpo: PartitionOffset): void;
-  commitOffsets(offsets: PartitionOffset[]): Promise<void>;
-  /** Called after every join/rebalance with this member's assignment; returns an unsubscribe function. */
-  onGroupJoin(cb: (assignment: Assignment) => void): () => void;
-  /** Called when kafkajs gives up on the run loop (`restart` tells whether it restarts it). */
-  onCrash(cb: (event: { error: Error; restart: boolean }) => void): () => void;
-}
-
-export interface TopicSpec {
-  topic: string;
-  partitions: number;
-  replicationFactor: number;
-  configs?: Record<string, string>;
-}
-
-export interface Admin {
-  connect(): Promise<void>;
-  disconnect(): Promise<void>;
-  /** Creates the topics that do not exist and waits for their leaders; returns the names it created. */
-  ensureTopics(specs: TopicSpec[]): Promise<string[]>;
-  /** Deletes the topics that exist and waits until metadata no longer lists them. */
-  deleteTopics(topics: string[]): Promise<void>;
-  listTopics(): Promise<string[]>;
-  partitionCount(topic: string): Promise<number>;
-  /** High watermarks: the offset the next produced message of each partition will get. */
-  endOffsets(topic: string): Promise<{ partition: number; offset: string }[]>;
-  /** Earliest offset whose timestamp is >= timestampMs, per partition (the end offset when none). */
-  offsetsAtTime(topic: string, timestampMs: number): Promise<{ partition: number; offset: string }[]>;
-  describeTopicConfigs(topic: string): Promise<Record<string, string>>;
-  /** The group must have no active members (Kafka refuses otherwise). */
-  setGroupOffsets(groupId: string, topic: string, offsets: { partition: number; offset: string }[]): Promise<void>;
-  /** Committed offsets; '-1' for a partition without a commit. */
-  fetchGroupOffsets(groupId: string, topics: string[]): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
-  describeCluster(): Promise<{ brokers: { nodeId: number; host: string; port: number }[]; controller: number | null; clusterId: string }>;
-}
-
-export interface KafkaClient {
-  /** Idempotent, acks=all, one request in flight. `retry` only tunes the backoff: retries are unbounded (see sendBatch). */
-  producer(opts?: { retry?: Omit<RetryOptions, 'retries'> }): Producer;
-  consumer(opts: ConsumerOptions): Consumer;
-  admin(opts?: { retry?: RetryOptions }): Admin;
-}
+export type * from './ports.ts';
 
 export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
   const log = logger.child({ component: 'kafkajs' });

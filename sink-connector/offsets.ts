@@ -8,9 +8,49 @@
  * sees the new owner's position, so it cannot apply a batch twice.
  */
 import type pg from 'pg';
-import { CREATE_SINK_TABLES_SQL } from './upsert-batch.ts';
+import { STAGING_SCHEMA } from './upsert-batch.ts';
 import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
-import { quoteLiteral } from '../shared/sql.ts';
+import { createOwnSchemasSql, quoteLiteral } from '../shared/sql.ts';
+
+// The sink's own tables: plain tables on the coordinator, never distributed (citus issue 6729).
+export const CREATE_SINK_TABLES_SQL = `
+${createOwnSchemasSql('shardbridge', STAGING_SCHEMA)};
+CREATE TABLE IF NOT EXISTS shardbridge.sink_offsets (
+  group_id text NOT NULL,
+  topic text NOT NULL,
+  partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (group_id, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS shardbridge.snapshot_status (
+  topic text PRIMARY KEY,
+  table_name text NOT NULL,
+  state text NOT NULL,
+  rows_expected bigint,
+  end_offsets jsonb,
+  completed_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS shardbridge.sequence_sync (
+  sequence_name text PRIMARY KEY,
+  source_value bigint,
+  applied_value bigint,
+  applied_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS shardbridge.stalls (
+  group_id text NOT NULL,
+  topic text NOT NULL,
+  partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  table_name text,
+  sqlstate text,
+  error text NOT NULL,
+  attempts int NOT NULL DEFAULT 1,
+  first_seen timestamptz NOT NULL DEFAULT now(),
+  last_seen timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (group_id, topic, partition)
+);
+`;
 
 export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 

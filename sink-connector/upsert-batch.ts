@@ -1,6 +1,6 @@
 /**
- * SQL text for applying a collapsed plan: unnest upserts, key deletes, staging COPY merge,
- * offsets. Pure; every statement is built once per (table object, column set) and cached.
+ * SQL text for applying a collapsed plan: unnest upserts, key deletes, staging COPY merge.
+ * Pure; every statement is built once per (table object, column set) and cached.
  *
  * Values travel as text arrays (`$n::text[]`) and are cast to the destination column's
  * type, so each value goes through the type's own input function, exactly as COPY would.
@@ -19,7 +19,7 @@ export interface BatchStatement {
   bind(rows: readonly (readonly Value[])[]): Value[][];
 }
 
-import { createOwnSchemasSql, quoteIdent, quoteLiteral } from '../shared/sql.ts';
+import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 
 export { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 
@@ -378,47 +378,6 @@ export function* copyTextChunks(rows: readonly (readonly Value[])[]): Generator<
   }
   if (chunk.length > 0) yield chunk.join('\n') + '\n';
 }
-
-// ---- the sink's own tables: plain tables on the coordinator, never distributed (citus issue 6729).
-
-export const CREATE_SINK_TABLES_SQL = `
-${createOwnSchemasSql('shardbridge', STAGING_SCHEMA)};
-CREATE TABLE IF NOT EXISTS shardbridge.sink_offsets (
-  group_id text NOT NULL,
-  topic text NOT NULL,
-  partition int NOT NULL,
-  next_offset bigint NOT NULL,
-  updated_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (group_id, topic, partition)
-);
-CREATE TABLE IF NOT EXISTS shardbridge.snapshot_status (
-  topic text PRIMARY KEY,
-  table_name text NOT NULL,
-  state text NOT NULL,
-  rows_expected bigint,
-  end_offsets jsonb,
-  completed_at timestamptz
-);
-CREATE TABLE IF NOT EXISTS shardbridge.sequence_sync (
-  sequence_name text PRIMARY KEY,
-  source_value bigint,
-  applied_value bigint,
-  applied_at timestamptz
-);
-CREATE TABLE IF NOT EXISTS shardbridge.stalls (
-  group_id text NOT NULL,
-  topic text NOT NULL,
-  partition int NOT NULL,
-  next_offset bigint NOT NULL,
-  table_name text,
-  sqlstate text,
-  error text NOT NULL,
-  attempts int NOT NULL DEFAULT 1,
-  first_seen timestamptz NOT NULL DEFAULT now(),
-  last_seen timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (group_id, topic, partition)
-);
-`;
 
 const ESCAPES = /["\\]/g;
 

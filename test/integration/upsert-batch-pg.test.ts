@@ -15,7 +15,7 @@ import { SinkApplyError } from '../../shared/errors.ts';
 import { createOwnSchemasSql } from '../../shared/sql.ts';
 import { ensureStaging, upsertViaStaging, writeCopy } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
-import { beginAndLockOffset, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
+import { beginAndLockOffset, CREATE_SINK_TABLES_SQL, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
 import type { ApplyTable, SinkChange } from '../../sink-connector/sink-change.ts';
 import {
   buildDelete,
@@ -24,7 +24,6 @@ import {
   clearStagingSql,
   copyIntoStagingSql,
   createStagingSql,
-  CREATE_SINK_TABLES_SQL,
   copyTextChunks,
   mergeFromStagingSql,
   qualifiedName,

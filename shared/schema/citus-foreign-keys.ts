@@ -4,11 +4,11 @@
  * added (commands/foreign_constraint.c): a distributed table may reference a reference table,
  * or a distributed table colocated with it with the two distribution columns paired in the
  * key; a single-shard table a reference table or a single-shard table of its own colocation
- * group; a reference table only reference tables; and a key that includes the referencing
- * table's distribution column cannot SET NULL / SET DEFAULT on delete, nor SET NULL /
- * SET DEFAULT / CASCADE on update; nor may any key SET DEFAULT a column defaulting to a
- * sequence. Schema copy says so before any data moves instead of
- * cut-over failing at the end. Pure.
+ * group; a reference table only reference tables, or local ones without cascading actions;
+ * a key that includes the referencing table's distribution column cannot SET NULL /
+ * SET DEFAULT on delete, nor SET NULL / SET DEFAULT / CASCADE on update; and no key may
+ * SET DEFAULT a column defaulting to a sequence. Schema copy says so before any data moves
+ * instead of cut-over failing at the end. Pure.
  */
 import type { ConstraintDef, ForeignKeyAction, TableDef } from './model.ts';
 
@@ -38,6 +38,10 @@ export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to:
   if (onSequence) return `SET DEFAULT is not supported on ${onSequence}, whose default is a sequence's nextval`;
   const distributed = (l: CitusLayout) => l.kind === 'distributed' || l.kind === 'single-shard';
   if (!distributed(from)) {
+    if (from.kind === 'reference' && to.kind === 'local' && !(noAction(ref.onDelete) && noAction(ref.onUpdate))) {
+      // Citus makes the local table a Citus local table, whose changes it cannot cascade to the reference table's copies.
+      return `a reference table can reference a local table only with NO ACTION or RESTRICT, not ON DELETE ${ACTION[ref.onDelete]} / ON UPDATE ${ACTION[ref.onUpdate]}`;
+    }
     if (!distributed(to)) return null;
     return from.kind === 'reference'
       ? 'a reference table cannot reference a distributed table'
@@ -67,6 +71,7 @@ export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to:
 }
 
 const kindOf = (group: string) => group.slice(0, group.indexOf(':'));
+const noAction = (a: ForeignKeyAction) => a === 'a' || a === 'r';
 
 /** The first column a SET DEFAULT action of `fk` would set whose default calls nextval (ON UPDATE: every key column; ON DELETE: PostgreSQL 15's column list when given). */
 function setDefaultOnSequence(fk: ConstraintDef, t: TableDef): string | null {

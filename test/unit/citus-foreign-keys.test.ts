@@ -17,6 +17,9 @@ test('Citus foreign keys: distributed to reference, reference to reference, loca
   assert.equal(citusForeignKeyRefusal(fk(['a'], ['id'], 'c', 'n'), reference, reference), null);
   assert.equal(citusForeignKeyRefusal(fk(['a'], ['id']), local, reference), null);
   assert.equal(citusForeignKeyRefusal(fk(['a'], ['id']), local, local), null);
+  assert.equal(citusForeignKeyRefusal(fk(['a'], ['id'], 'r', 'a'), reference, local), null, 'reference to local: NO ACTION and RESTRICT only');
+  assert.match(citusForeignKeyRefusal(fk(['a'], ['id'], 'a', 'c'), reference, local)!, /reference table can reference a local table only with NO ACTION or RESTRICT, not ON DELETE CASCADE/);
+  assert.equal(citusForeignKeyRefusal(fk(['a'], ['id'], 'c', 'c'), local, reference), null, 'local to reference: any action');
 });
 
 test('Citus foreign keys: between colocated distributed tables only on the paired distribution columns', () => {

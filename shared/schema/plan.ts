@@ -45,6 +45,10 @@ export interface DestinationState {
   deferredTableExists: boolean;
   /** `table_name` + NUL + `constraint_name` rows already kept aside. */
   deferred: Set<string>;
+  /** Citus 12's distributed schemas (schema-based sharding), by name, with their colocation group: Citus makes every table created in one a single-shard table. */
+  distributedSchemas?: Map<string, number>;
+  /** `citus.enable_schema_based_sharding` is on for the destination session: a schema created now becomes a distributed schema. */
+  schemaBasedSharding?: boolean;
 }
 
 export interface CopyOptions {
@@ -137,7 +141,15 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   steps.push(...fkSteps);
 
   const byName = new Map(model.tables.map((t) => [key(t), t]));
-  problems.push(...colocationProblems(opts, dest, (table) => byName.get(table)!, destOf));
+  // Each table's Citus layout as it is, or as creating it makes it; updated as the plan
+  // distributes tables, for the foreign-key check at the end.
+  const layouts = new Map<string, CitusLayout>(model.tables.map((t) => [key(t), layoutBefore(dest, destOf(t))]));
+  /** A table that schema copy creates in a distributed schema: Citus makes it a single-shard table, which it cannot distribute otherwise. */
+  const tenant = (table: string): string | null => {
+    const d = destOf(byName.get(table)!);
+    return !dest.tables.has(key(d)) && layouts.get(table)!.kind === 'single-shard' ? d.schema : null;
+  };
+  if (dest.citus) problems.push(...colocationProblems(opts, layouts, (table) => byName.get(table)!));
   if (opts.extendKeys && !dest.citus) {
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
   } else if (opts.extendKeys) {
@@ -145,6 +157,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       const t = byName.get(table)!;
       const d = destOf(t);
       const existing = dest.tables.get(key(d));
+      if (layouts.get(table)!.kind === 'single-shard') continue;
       const constraints = existing ? existing.constraints : t.constraints;
       for (const c of constraints.filter((x) => lacksColumn(x, column))) {
         steps.push({ phase: 'ddl', action: `add ${column} to ${c.type === 'p' ? 'primary key' : 'unique constraint'}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
@@ -165,11 +178,15 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (opts.colocate && opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --colocate has nothing to colocate');
     return { steps, notes, problems };
   }
-  // Each table's Citus layout once the plan has run, for the foreign-key check at the end.
-  const layouts = new Map<string, CitusLayout>(model.tables.map((t) => [key(t), existingLayout(dest.tables.get(key(destOf(t))))]));
+  const inTenantSchema = (table: string, call: string): boolean => {
+    const schema = tenant(table);
+    if (schema !== null) notes.push(`${key(destOf(byName.get(table)!))} is created in distributed schema ${schema}: Citus makes it a single-shard table; ${call} skipped`);
+    return schema !== null;
+  };
   for (const table of opts.reference) {
     const d = destOf(byName.get(table)!);
     const state = dest.tables.get(key(d));
+    if (inTenantSchema(table, 'create_reference_table')) continue;
     if (state && state.citus !== 'local') {
       if (state.citus !== 'reference') notes.push(`${key(d)} is already ${describeCitusTable(state.citus, state.distributionColumn)}: left as is`);
       continue;
@@ -189,6 +206,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       const l = layouts.get(table)!;
       colocated = l.kind === 'distributed' ? l.group : l.kind === 'local' ? `with:${key(d)}` : null;
     }
+    if (inTenantSchema(table, `create_distributed_table by ${column}`)) continue;
     if (state && state.citus !== 'local') {
       if (state.citus !== 'distributed' || state.distributionColumn !== column) {
         notes.push(`${key(d)} is already ${describeCitusTable(state.citus, state.distributionColumn)}: left as is (wanted ${column})`);
@@ -213,33 +231,42 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
  * Under --colocate each new distributed table goes with the first one named, and Citus's
  * create_distributed_table refuses unless that one is hash-distributed (or about to be) and
  * the two distribution columns have the same type: said before any step runs, instead of the
- * distribute phase stopping half done.
+ * distribute phase stopping half done. `layouts`: the tables' layouts before the plan.
  */
-function colocationProblems(opts: CopyOptions, dest: DestinationState, table: (name: string) => TableDef, destOf: (t: TableDef) => { schema: string; name: string }): string[] {
+function colocationProblems(opts: CopyOptions, layouts: Map<string, CitusLayout>, table: (name: string) => TableDef): string[] {
   const [first, ...rest] = opts.distribute;
-  if (!dest.citus || !opts.colocate || !first) return [];
-  const stateOf = (name: string) => dest.tables.get(key(destOf(table(name))));
+  if (!opts.colocate || !first) return [];
   const typeOf = (name: string, column: string) => table(name).columns.find((c) => c.name === column)?.type;
-  const anchor = stateOf(first.table);
-  let column = first.column;
-  if (anchor && anchor.citus !== 'local') {
-    if (anchor.citus !== 'distributed' || !anchor.distributionColumn) {
-      return [`--colocate: ${first.table}, named first, is already ${describeCitusTable(anchor.citus, null)}: Citus colocates new tables only with a hash-distributed one; name such a table first`];
-    }
-    column = anchor.distributionColumn;
+  const anchor = layouts.get(first.table)!;
+  if (anchor.kind === 'reference' || anchor.kind === 'single-shard') {
+    return [`--colocate: ${first.table}, named first, is ${anchor.kind === 'reference' ? 'already a reference table' : 'a single-shard table (a table of a distributed schema, or already one)'}: Citus colocates new tables only with a hash-distributed one; name such a table first`];
   }
+  const column = anchor.kind === 'distributed' ? anchor.column : first.column;
   const want = typeOf(first.table, column);
   if (want === undefined) return [];
   const out: string[] = [];
   for (const d of rest) {
-    const state = stateOf(d.table);
-    if (state && state.citus !== 'local') continue;
+    if (layouts.get(d.table)!.kind !== 'local') continue;
     const type = typeOf(d.table, d.column);
     if (type !== want) {
       out.push(`--colocate: ${d.table}.${d.column} is ${type}, but ${first.table}, named first, is distributed by ${column} (${want}): Citus colocates only distribution columns of one type`);
     }
   }
   return out;
+}
+
+/**
+ * A destination table's Citus layout before the plan: as it is, or, when schema copy is to
+ * create it in a distributed schema (an existing one, or one it creates while schema-based
+ * sharding is on), the single-shard table Citus will make it.
+ */
+function layoutBefore(dest: DestinationState, d: { schema: string; name: string }): CitusLayout {
+  const state = dest.tables.get(key(d));
+  if (state || !dest.citus) return existingLayout(state);
+  const group = dest.distributedSchemas?.get(d.schema);
+  if (group !== undefined) return { kind: 'single-shard', group: `id:${group}` };
+  if (dest.schemaBasedSharding && !dest.schemas.has(d.schema)) return { kind: 'single-shard', group: `schema:${d.schema}` };
+  return { kind: 'local' };
 }
 
 /** A destination table's Citus layout as it is (local when absent). */

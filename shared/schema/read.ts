@@ -212,9 +212,28 @@ export async function readCitusTables(client: pg.ClientBase, oids: readonly numb
   }));
 }
 
-/** What exists on the destination among the objects a model needs. */
-export async function readDestinationState(client: pg.ClientBase, model: SchemaModel, destTables: { schema: string; name: string }[]): Promise<DestinationState> {
-  const citus = (await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+/**
+ * Citus 12's distributed schemas (schema-based sharding; `pg_dist_schema`, absent before 12)
+ * by name with their colocation group, and whether a schema created in this session becomes one.
+ */
+async function readSchemaSharding(client: pg.ClientBase): Promise<{ distributedSchemas: Map<string, number>; schemaBasedSharding: boolean }> {
+  const { rows: [{ present, sharding }] } = await client.query(
+    `SELECT to_regclass('pg_dist_schema') IS NOT NULL AS present, current_setting('citus.enable_schema_based_sharding', true) AS sharding`,
+  );
+  const rows = present
+    ? (await client.query(`SELECT n.nspname AS name, s.colocationid FROM pg_dist_schema s JOIN pg_namespace n ON n.oid = s.schemaid`)).rows
+    : [];
+  return { distributedSchemas: new Map(rows.map((r) => [r.name, Number(r.colocationid)])), schemaBasedSharding: sharding === 'on' };
+}
+
+/** What exists on the destination among the objects a model needs. `citus`: whether it has Citus (asked of pg_extension when not given). */
+export async function readDestinationState(
+  client: pg.ClientBase,
+  model: SchemaModel,
+  destTables: { schema: string; name: string }[],
+  citus?: boolean,
+): Promise<DestinationState> {
+  citus ??= (await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
   const pairs = (xs: { schema: string; name: string }[]) => [xs.map((x) => x.schema), xs.map((x) => x.name)];
   const typeRows = (await client.query(
     `SELECT n.nspname || '.' || t.typname AS k FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
@@ -255,5 +274,6 @@ export async function readDestinationState(client: pg.ClientBase, model: SchemaM
     tables,
     deferredTableExists,
     deferred,
+    ...(citus ? await readSchemaSharding(client) : {}),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The catalog reads that tell how Citus holds each table (the sink's destination catalog,
  * `schema copy`'s destination state, the sink's start-up check under requireDistributed), run
- * against PostgreSQL with a stand-in for Citus's `pg_dist_partition` and
+ * against PostgreSQL with a stand-in for Citus's `pg_dist_partition`, `pg_dist_schema` and
  * `column_to_column_name` (same columns and types as Citus's, first on the search path), since
  * Citus cannot be installed here. One row per kind: hash-distributed, reference, single-shard
  * (Citus 12's schema-based sharding) and Citus local (its rows stay on the coordinator), which
@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
-import { readCitusTables } from '../../shared/schema/read.ts';
+import { readCitusTables, readDestinationState } from '../../shared/schema/read.ts';
 import { readDestinationTable } from '../../sink-connector/destination-catalog.ts';
 import { TableStates } from '../../sink-connector/table-state.ts';
 import { testLogger } from '../helpers/kafka.ts';
@@ -40,6 +40,11 @@ before(async () => {
   await row('ref', 'n', null, 1, 't');
   await row('single', 'n', null, 7, 's');
   await row('citus_local', 'n', null, 0, 's');
+  // Citus 12's distributed schemas: tenant_a with one table (single-shard, in the schema's colocation group).
+  await client.query(`CREATE TABLE citus_standin.pg_dist_schema (schemaid oid PRIMARY KEY, colocationid int NOT NULL UNIQUE)`);
+  await client.query(`CREATE SCHEMA tenant_a; CREATE TABLE tenant_a.t (id bigint PRIMARY KEY)`);
+  await client.query(`INSERT INTO citus_standin.pg_dist_schema VALUES ('tenant_a'::regnamespace, 9)`);
+  await client.query(`INSERT INTO citus_standin.pg_dist_partition (logicalrelid, partmethod, partkey, colocationid, repmodel) VALUES ('tenant_a.t'::regclass, 'n', NULL, 9, 's')`);
 });
 
 after(async () => {
@@ -70,4 +75,24 @@ test('the sink refuses under requireDistributed the Citus local and plain tables
   const states = new TableStates({ citus: CITUS, requireDistributed: true, logger: testLogger() });
   const found = await states.readAtStart(client, TABLES.map((table) => ({ schema: 'public', table })));
   assert.deepEqual(found, { missing: [], local: ['public.citus_local', 'public.plain'] });
+});
+
+test('schema copy reads the same kinds, and the distributed schemas with their colocation groups', async () => {
+  const model = { tables: [], types: [], sequences: [] };
+  const names = [...TABLES.map((name) => ({ schema: 'public', name })), { schema: 'tenant_a', name: 't' }];
+  await client.query(`SET citus.enable_schema_based_sharding = on`);
+  const state = await readDestinationState(client, model, names, true);
+  await client.query(`RESET citus.enable_schema_based_sharding`);
+  const kinds = Object.fromEntries([...state.tables].map(([k, t]) => [k, `${t.citus} ${t.distributionColumn ?? '-'} ${t.colocationId ?? '-'}`]));
+  assert.deepEqual(kinds, {
+    'public.hashed': 'distributed region 3',
+    'public.ref': 'reference - -',
+    'public.single': 'single-shard - 7',
+    'public.citus_local': 'local - -',
+    'public.plain': 'local - -',
+    'tenant_a.t': 'single-shard - 9',
+  });
+  assert.deepEqual([...state.distributedSchemas!], [['tenant_a', 9]]);
+  assert.equal(state.schemaBasedSharding, true, 'citus.enable_schema_based_sharding read from the session');
+  assert.equal((await readDestinationState(client, model, names, true)).schemaBasedSharding, false);
 });

@@ -243,6 +243,37 @@ test('plan on Citus: --colocate stops before any step when Citus would refuse th
   assert.match(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }], existing('reference', null)).problems[0], /public\.orders, named first, is already a reference table/);
 });
 
+test('plan on Citus: tables created in a distributed schema (schema-based sharding) become single-shard tables, not distributed by schema copy', () => {
+  const items: TableDef = { ...orders, name: 'items', printed: 'public.items', constraints: [orders.constraints[0]], indexes: [] };
+  const withRefs = (t: TableDef, to: string): TableDef => ({
+    ...t, constraints: [...t.constraints.filter((c) => c.type !== 'f'), { name: `${t.name}_fk`, type: 'f', definition: '', columns: ['customer_id'], references: { schema: 'public', table: to, columns: ['id'], onUpdate: 'a', onDelete: 'a' } }],
+  });
+  const m: SchemaModel = { ...model, tables: [customers, withRefs(orders, 'customers'), withRefs(items, 'orders')] };
+  const base = { citus: true, types: new Set(['public.mood']), sequences: new Set(['public.customers_id_seq']) };
+  const distribute = [{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }];
+  const summaryOf = (p: ReturnType<typeof planSchemaCopy>) => p.steps.filter((s) => s.phase === 'distribute').map((s) => `${s.action} ${s.object}`);
+
+  // public is a distributed schema (colocation group 9): every table made there is single-shard.
+  const tenant = planSchemaCopy(m, emptyDest({ ...base, distributedSchemas: new Map([['public', 9]]) }), { ...opts, distribute, reference: ['public.customers'], colocate: false, extendKeys: true });
+  assert.deepEqual(summaryOf(tenant), []);
+  assert.ok(!tenant.steps.some((s) => /add region/.test(s.action)), 'no key extended for a table that will not be distributed');
+  assert.ok(tenant.notes.includes('public.orders is created in distributed schema public: Citus makes it a single-shard table; create_distributed_table by region skipped'), tenant.notes.join('\n'));
+  assert.ok(tenant.notes.includes('public.customers is created in distributed schema public: Citus makes it a single-shard table; create_reference_table skipped'));
+  assert.ok(!tenant.notes.some((n) => /will refuse/.test(n)), 'keys within one distributed schema are accepted');
+  assert.deepEqual(tenant.problems, []);
+  assert.match(planSchemaCopy(m, emptyDest({ ...base, distributedSchemas: new Map([['public', 9]]) }), { ...opts, distribute, reference: [], colocate: true }).problems[0], /public\.orders, named first, is a single-shard table/);
+
+  // Schema-based sharding on and the schema created by the copy: the same; an existing ordinary schema is not affected.
+  const created = planSchemaCopy(m, emptyDest({ ...base, schemas: new Set(), schemaBasedSharding: true }), { ...opts, distribute, reference: ['public.customers'], colocate: false });
+  assert.deepEqual(summaryOf(created), []);
+  const existing = planSchemaCopy(m, emptyDest({ ...base, schemaBasedSharding: true }), { ...opts, distribute, reference: ['public.customers'], colocate: false });
+  assert.deepEqual(summaryOf(existing), ['create reference table public.customers', 'distribute by region public.orders', 'distribute by region public.items']);
+
+  // A distributed table cannot reference a table of a distributed schema.
+  const mixed = planSchemaCopy({ ...m, tables: [customers, withRefs(orders, 'customers')] }, emptyDest({ ...base, tables: new Map([['public.orders', { constraints: [orders.constraints[0]], citus: 'distributed' as const, distributionColumn: 'customer_id', colocationId: 3 }]]), distributedSchemas: new Map([['public', 9]]) }), { ...opts, distribute: [], reference: [], colocate: false });
+  assert.match(mixed.notes.find((n) => /will refuse/.test(n)) ?? '', /orders_fk on public\.orders: .*single-shard table is colocated only with single-shard tables/);
+});
+
 test('plan problems: column renames, partitioned tables and missing non-enum types stop the copy', () => {
   const p = planSchemaCopy(
     { ...model, tables: [customers, { ...orders, kind: 'p' }], types: [{ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }] },

@@ -144,20 +144,15 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   // Each table's Citus layout as it is, or as creating it makes it; updated as the plan
   // distributes tables, for the foreign-key check at the end.
   const layouts = new Map<string, CitusLayout>(model.tables.map((t) => [key(t), layoutBefore(dest, destOf(t))]));
-  /** A table that schema copy creates in a distributed schema: Citus makes it a single-shard table, which it cannot distribute otherwise. */
-  const tenant = (table: string): string | null => {
-    const d = destOf(byName.get(table)!);
-    return !dest.tables.has(key(d)) && layouts.get(table)!.kind === 'single-shard' ? d.schema : null;
-  };
   if (dest.citus) problems.push(...colocationProblems(opts, layouts, (table) => byName.get(table)!));
   if (opts.extendKeys && !dest.citus) {
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
   } else if (opts.extendKeys) {
     for (const { table, column } of opts.distribute) {
+      if (layouts.get(table)!.kind === 'single-shard') continue;
       const t = byName.get(table)!;
       const d = destOf(t);
       const existing = dest.tables.get(key(d));
-      if (layouts.get(table)!.kind === 'single-shard') continue;
       const constraints = existing ? existing.constraints : t.constraints;
       for (const c of constraints.filter((x) => lacksColumn(x, column))) {
         steps.push({ phase: 'ddl', action: `add ${column} to ${c.type === 'p' ? 'primary key' : 'unique constraint'}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
@@ -178,10 +173,12 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (opts.colocate && opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --colocate has nothing to colocate');
     return { steps, notes, problems };
   }
+  /** A table schema copy creates in a distributed schema: Citus makes it a single-shard table, which it cannot then distribute otherwise. */
   const inTenantSchema = (table: string, call: string): boolean => {
-    const schema = tenant(table);
-    if (schema !== null) notes.push(`${key(destOf(byName.get(table)!))} is created in distributed schema ${schema}: Citus makes it a single-shard table; ${call} skipped`);
-    return schema !== null;
+    const d = destOf(byName.get(table)!);
+    if (dest.tables.has(key(d)) || layouts.get(table)!.kind !== 'single-shard') return false;
+    notes.push(`${key(d)} is created in distributed schema ${d.schema}: Citus makes it a single-shard table; ${call} skipped`);
+    return true;
   };
   for (const table of opts.reference) {
     const d = destOf(byName.get(table)!);

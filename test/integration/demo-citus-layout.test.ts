@@ -58,8 +58,9 @@ test('foreign keys are read with their referenced table, columns and actions', (
   assert.equal(items.constraints.find((c) => c.type === 'p')!.references, undefined);
 });
 
-test("the demo's Citus layout keeps every foreign key Citus can create at cut-over", () => {
+test("the demo's Citus layout: colocation and every foreign key Citus accepts", () => {
   const p = plan(schemaCopyArgs());
+  assert.deepEqual(p.problems, [], 'colocation Citus accepts (the distribution columns orders.id and order_items.order_id are both bigint)');
   assert.deepEqual(p.notes.filter((n) => /Citus will refuse/.test(n)), []);
   assert.ok(p.steps.some((s) => s.action === 'keep foreign key aside' && s.object === 'public.orders.orders_customer_fk'));
 });

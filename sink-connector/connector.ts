@@ -25,7 +25,7 @@ import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
 import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, snapshotStatuses, splitTable } from './control.ts';
 import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
-import { detectCitus, type CitusInfo } from './destination-catalog.ts';
+import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { ensureSinkTables, PositionTracker, tpKey } from './offsets.ts';
 import { planStart, readCommitted, readStored } from './join-positions.ts';
 import { DirectCopyPolicy } from './direct-copy.ts';

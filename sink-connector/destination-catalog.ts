@@ -5,12 +5,7 @@
  */
 import type pg from 'pg';
 import type { CitusTableKind } from '../shared/schema/citus-table-kind.ts';
-import { readCitusTables } from '../shared/schema/read.ts';
-
-export interface CitusInfo {
-  present: boolean;
-  version: string | null;
-}
+import { LOCAL_TABLE, readCitusTables, type CitusInfo } from '../shared/schema/citus-catalog.ts';
 
 export interface DestinationTable {
   schema: string;
@@ -26,11 +21,6 @@ export interface DestinationTable {
   distributionColumn: string | null;
   /** Foreign keys from this table (name and definition), which per-table apply cannot honour. */
   foreignKeys: { name: string; definition: string }[];
-}
-
-export async function detectCitus(client: pg.ClientBase): Promise<CitusInfo> {
-  const { rows } = await client.query(`SELECT extversion FROM pg_extension WHERE extname = 'citus'`);
-  return { present: rows.length > 0, version: rows[0]?.extversion ?? null };
 }
 
 const TABLE_SQL = `
@@ -65,7 +55,7 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
   const cols = await client.query(COLUMNS_SQL, [oid]);
   const uniq = await client.query(UNIQUE_SQL, [oid]);
   const fks = await client.query(FKEYS_SQL, [oid]);
-  const dist = citus.present ? (await readCitusTables(client, [oid])).get(oid) : undefined;
+  const dist = citus.present ? (await readCitusTables(client, [oid])).get(oid) ?? LOCAL_TABLE : LOCAL_TABLE;
   return {
     schema,
     name,
@@ -73,8 +63,8 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
     columns: cols.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, identityAlways: c.identity_always })),
     primaryKey: uniq.rows.find((u) => u.primary)?.cols ?? [],
     uniqueKeys: uniq.rows.map((u) => u.cols),
-    citus: dist?.kind ?? 'local',
-    distributionColumn: dist?.distributionColumn ?? null,
+    citus: dist.kind,
+    distributionColumn: dist.distributionColumn,
     foreignKeys: fks.rows,
   };
 }

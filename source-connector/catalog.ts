@@ -95,10 +95,6 @@ export async function keyIndexes(client: pg.ClientBase, relids: number[]): Promi
 /** A table as the catalog shows it now (stream checks against it); null when it is gone. */
 export type TableNow = { schema: string; name: string; columns: { name: string; typeoid: number; typmod: number }[] };
 
-export async function tableNow(client: pg.ClientBase, relid: number): Promise<TableNow | null> {
-  return (await tablesNow(client, [relid])).get(relid) ?? null;
-}
-
 /** Name and columns of each table as the client's snapshot sees them (absent: dropped). */
 export async function tablesNow(client: pg.ClientBase, relids: number[]): Promise<Map<number, TableNow>> {
   const { rows } = await client.query(

@@ -10,7 +10,7 @@ import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
-import { keyIndexes, loadTypes, resolveTables, tableNow } from './catalog.ts';
+import { keyIndexes, loadTypes, resolveTables, tablesNow } from './catalog.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
 import type { CatalogAccess } from './table-versions.ts';
 
@@ -125,7 +125,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),
       primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
-      currentTable: async (relid) => tableNow(await connect(), relid),
+      currentTable: async (relid) => (await tablesNow(await connect(), [relid])).get(relid) ?? null,
     }),
     async close() {
       broken = true;

@@ -5,7 +5,8 @@
  * destination key wider than the source key needs.
  */
 import type { Finding } from '../../source-connector/checks.ts';
-import { judgeDestinationKey, type CitusInfo, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { judgeDestinationKey, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import type { CitusInfo } from '../schema/citus-catalog.ts';
 import { describeCitusTable } from '../schema/citus-table-kind.ts';
 import { destColumn, type MappedTable } from '../schema/mapping.ts';
 import { compareTypes } from './type-compat.ts';

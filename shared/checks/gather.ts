@@ -7,7 +7,8 @@ import type pg from 'pg';
 import { qualifiedName } from '../../source-connector/catalog.ts';
 import type { TableInfo } from '../pg-types.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
-import { detectCitus, readDestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { readDestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
 import type { DestinationFacts, SourceTableFacts } from './destination.ts';
 

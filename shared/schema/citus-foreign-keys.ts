@@ -36,7 +36,6 @@ export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to:
   // Citus drops nextval defaults from shards, so SET DEFAULT would write NULL there; checked for any key a Citus table is part of.
   const onSequence = table && !(from.kind === 'local' && to.kind === 'local') ? setDefaultOnSequence(fk, table) : null;
   if (onSequence) return `SET DEFAULT is not supported on ${onSequence}, whose default is a sequence's nextval`;
-  const distributed = (l: CitusLayout) => l.kind === 'distributed' || l.kind === 'single-shard';
   if (!distributed(from)) {
     if (from.kind === 'reference' && to.kind === 'local' && !(noAction(ref.onDelete) && noAction(ref.onUpdate))) {
       // Citus makes the local table a Citus local table, whose changes it cannot cascade to the reference table's copies.
@@ -72,6 +71,7 @@ export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to:
 
 const kindOf = (group: string) => group.slice(0, group.indexOf(':'));
 const noAction = (a: ForeignKeyAction) => a === 'a' || a === 'r';
+const distributed = (l: CitusLayout) => l.kind === 'distributed' || l.kind === 'single-shard';
 
 /** The first column a SET DEFAULT action of `fk` would set whose default calls nextval (ON UPDATE: every key column; ON DELETE: PostgreSQL 15's column list when given). */
 function setDefaultOnSequence(fk: ConstraintDef, t: TableDef): string | null {

@@ -253,26 +253,21 @@ function colocationProblems(opts: CopyOptions, layouts: Map<string, CitusLayout>
 }
 
 /**
- * A destination table's Citus layout before the plan: as it is, or, when schema copy is to
- * create it in a distributed schema (an existing one, or one it creates while schema-based
- * sharding is on), the single-shard table Citus will make it.
+ * A destination table's Citus layout before the plan: as it is (local when absent), or, when
+ * schema copy is to create it in a distributed schema (an existing one, or one it creates while
+ * schema-based sharding is on), the single-shard table Citus will make it.
  */
 function layoutBefore(dest: DestinationState, d: { schema: string; name: string }): CitusLayout {
   const state = dest.tables.get(key(d));
-  if (state || !dest.citus) return existingLayout(state);
-  const group = dest.distributedSchemas?.get(d.schema);
+  if (state) {
+    const group = state.colocationId == null ? null : `id:${state.colocationId}`;
+    if (state.citus === 'distributed') return { kind: 'distributed', column: state.distributionColumn ?? '', group };
+    return state.citus === 'single-shard' ? { kind: 'single-shard', group } : { kind: state.citus };
+  }
+  const group = dest.citus ? dest.distributedSchemas?.get(d.schema) : undefined;
   if (group !== undefined) return { kind: 'single-shard', group: `id:${group}` };
-  if (dest.schemaBasedSharding && !dest.schemas.has(d.schema)) return { kind: 'single-shard', group: `schema:${d.schema}` };
+  if (dest.citus && dest.schemaBasedSharding && !dest.schemas.has(d.schema)) return { kind: 'single-shard', group: `schema:${d.schema}` };
   return { kind: 'local' };
-}
-
-/** A destination table's Citus layout as it is (local when absent). */
-function existingLayout(state: DestinationTableState | undefined): CitusLayout {
-  if (!state || state.citus === 'local') return { kind: 'local' };
-  if (state.citus === 'reference') return { kind: 'reference' };
-  const group = state.colocationId == null ? null : `id:${state.colocationId}`;
-  if (state.citus === 'single-shard') return { kind: 'single-shard', group };
-  return { kind: 'distributed', column: state.distributionColumn ?? '', group };
 }
 
 /** `--distribute TABLE=COLUMN` / `--reference TABLE` names: `schema.table`, or a table name unique among the selected. */

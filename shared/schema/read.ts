@@ -4,7 +4,7 @@
  * so PostgreSQL's deparsers print every user object schema-qualified.
  */
 import type pg from 'pg';
-import { citusTableKind, type CitusTableKind, type DistPartitionRow } from './citus-table-kind.ts';
+import { detectCitus, LOCAL_TABLE, readCitusTables, readSchemaSharding, type CitusTable } from './citus-catalog.ts';
 import { DEFERRED_FK_TABLE } from './generate.ts';
 import type { ColumnDef, ConstraintDef, IndexDef, SchemaModel, SequenceDef, TableDef, TypeDef } from './model.ts';
 import type { DestinationState, DestinationTableState } from './plan.ts';
@@ -188,44 +188,6 @@ function orderTypes(rows: any[]): TypeDef[] {
   return out;
 }
 
-export interface CitusTable {
-  kind: CitusTableKind;
-  /** Only for 'distributed'. */
-  distributionColumn: string | null;
-  /** Only for 'distributed' and 'single-shard'. */
-  colocationId: number | null;
-}
-
-const LOCAL: CitusTable = { kind: 'local', distributionColumn: null, colocationId: null };
-
-/** How Citus holds each of the tables (by oid) it has in its metadata; a table absent from the map is local. Citus destinations only. */
-export async function readCitusTables(client: pg.ClientBase, oids: readonly number[]): Promise<Map<number, CitusTable>> {
-  const { rows } = await client.query<DistPartitionRow & { oid: number; col: string | null }>(
-    `SELECT logicalrelid::oid::int AS oid, partmethod, repmodel, colocationid, CASE WHEN partkey IS NULL THEN NULL ELSE column_to_column_name(logicalrelid, partkey) END AS col
-       FROM pg_dist_partition WHERE logicalrelid::oid = ANY($1::oid[])`,
-    [oids],
-  );
-  return new Map(rows.map((r) => {
-    const kind = citusTableKind(r);
-    const grouped = kind === 'distributed' || kind === 'single-shard';
-    return [r.oid, { kind, distributionColumn: kind === 'distributed' ? r.col : null, colocationId: grouped ? Number(r.colocationid) : null }];
-  }));
-}
-
-/**
- * Citus 12's distributed schemas (schema-based sharding; `pg_dist_schema`, absent before 12)
- * by name with their colocation group, and whether a schema created in this session becomes one.
- */
-async function readSchemaSharding(client: pg.ClientBase): Promise<{ distributedSchemas: Map<string, number>; schemaBasedSharding: boolean }> {
-  const { rows: [{ present, sharding }] } = await client.query(
-    `SELECT to_regclass('pg_dist_schema') IS NOT NULL AS present, current_setting('citus.enable_schema_based_sharding', true) AS sharding`,
-  );
-  const rows = present
-    ? (await client.query(`SELECT n.nspname AS name, s.colocationid FROM pg_dist_schema s JOIN pg_namespace n ON n.oid = s.schemaid`)).rows
-    : [];
-  return { distributedSchemas: new Map(rows.map((r) => [r.name, Number(r.colocationid)])), schemaBasedSharding: sharding === 'on' };
-}
-
 /** What exists on the destination among the objects a model needs. `citus`: whether it has Citus (asked of pg_extension when not given). */
 export async function readDestinationState(
   client: pg.ClientBase,
@@ -233,7 +195,7 @@ export async function readDestinationState(
   destTables: { schema: string; name: string }[],
   citus?: boolean,
 ): Promise<DestinationState> {
-  citus ??= (await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  citus ??= (await detectCitus(client)).present;
   const pairs = (xs: { schema: string; name: string }[]) => [xs.map((x) => x.schema), xs.map((x) => x.name)];
   const typeRows = (await client.query(
     `SELECT n.nspname || '.' || t.typname AS k FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
@@ -254,7 +216,7 @@ export async function readDestinationState(
   const dist = citus ? await readCitusTables(client, tableRows.map((r) => r.oid)) : new Map<number, CitusTable>();
   const tables = new Map<string, DestinationTableState>();
   for (const r of tableRows) {
-    const d = dist.get(r.oid) ?? LOCAL;
+    const d = dist.get(r.oid) ?? LOCAL_TABLE;
     tables.set(`${r.schema}.${r.name}`, {
       constraints: constraints.filter((c) => c.relid === r.oid).map(toConstraint),
       citus: d.kind,

@@ -16,7 +16,7 @@ import { DirectCopyPolicy } from '../../sink-connector/direct-copy.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { destIdOf, RecordDecoder, type DecodedRecord, type RawRecord, type TableVersion } from '../../sink-connector/decode.ts';
 import { FastRowPlanner, type FastRow } from '../../sink-connector/fast-rows.ts';
-import { detectCitus } from '../../sink-connector/destination-catalog.ts';
+import { detectCitus } from '../../shared/schema/citus-catalog.ts';
 import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { TableStates } from '../../sink-connector/table-state.ts';
 import { testLogger, uniqueTopic } from '../helpers/kafka.ts';

@@ -9,7 +9,8 @@
 import type pg from 'pg';
 import { RetriableError } from '../shared/errors.ts';
 import type { ApplyContext, Counts, UpsertPath } from './apply.ts';
-import { destIdOf, type DecodedRecord } from './decode.ts';
+import type { DecodedRecord } from './decode.ts';
+import { destIdOf } from './schema-compile.ts';
 import { sqlStateOf, type Query } from './destination-errors.ts';
 import { byVersion, groupRows, type FastRow } from './fast-rows.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';

@@ -24,7 +24,8 @@ import { classify, withPooledClient } from './destination-errors.ts';
 import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
 import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, snapshotStatuses, splitTable } from './control.ts';
-import { RecordDecoder, tableFromTopic, type TableTarget, type TargetFor } from './decode.ts';
+import { RecordDecoder } from './decode.ts';
+import { tableFromTopic, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { ensureSinkTables, PositionTracker, tpKey } from './offsets.ts';
 import { planStart, readCommitted, readStored } from './join-positions.ts';
@@ -130,17 +131,7 @@ class SinkRuntime {
       this.rejectDone = reject;
     });
     this.done.catch(() => {}); // the caller may never await it
-    const targets = new Map<string, TableTarget>();
-    this.targetFor = (schema, table) => {
-      const k = `${schema}.${table}`;
-      let t = targets.get(k);
-      if (!t) {
-        const m = config.tables[k];
-        t = { schema: m?.schema ?? schema, table: m?.table ?? table, columns: m?.columns ?? {} };
-        targets.set(k, t);
-      }
-      return t;
-    };
+    this.targetFor = targetsFrom(config.tables);
     this.deadLetterTopic = config.deadLetter.topic ?? `${config.topicPrefix}.__dlq`;
   }
 

@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import { lastSequenceValue } from '../shared/migration/sequence-value.ts';
 import type { Logger } from '../shared/logger.ts';
-import type { TargetFor } from './decode.ts';
+import type { TargetFor } from './schema-compile.ts';
 import { qualifiedName } from './upsert-batch.ts';
 
 export type ControlKind = 'snapshot' | 'sequences' | 'transactions';

@@ -7,14 +7,23 @@
  * synchronous. Tombstones (null value) decode to null. Anything undecodable throws a
  * DecodeError naming topic, partition and offset.
  */
-import type avro from 'avsc';
 import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
 import { decodeWireHeader, peekSchemaId, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
-import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import type { ConsumedMessage } from '../shared/kafka/client.ts';
 import type { SinkChange } from './sink-change.ts';
-import { compileEnvelope } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
+import {
+  compileKey,
+  compileValue,
+  describedBy,
+  recordSchemas,
+  renamedKey,
+  type FieldConverter,
+  type KeyDecoder,
+  type TableVersion,
+  type TargetFor,
+  type ValueDecoder,
+} from './schema-compile.ts';
 import { keySpan, newSpan, spanSchemaId, valueSpan } from './record-bytes.ts';
 
 export interface SchemaSource {
@@ -22,16 +31,6 @@ export interface SchemaSource {
   /** The latest id and schema under a subject, null when it has none (for `warm`). */
   latestSchema?(subject: string): Promise<{ id: number; schema: object } | null>;
 }
-
-/** Where a source table goes: destination schema/table and column renames. */
-export interface TableTarget {
-  schema: string;
-  table: string;
-  /** Source column → destination column; unlisted columns keep their names. */
-  columns: Record<string, string>;
-}
-
-export type TargetFor = (sourceSchema: string, sourceTable: string) => TableTarget;
 
 /**
  * A Kafka record as the sink reads it: the consumer's records as they are (their key and
@@ -42,54 +41,11 @@ export type RawRecord = Pick<
   'topic' | 'partition' | 'offset' | 'key' | 'value' | 'bytes' | 'keyStart' | 'keyLength' | 'valueStart' | 'valueLength'
 >;
 
-/** One value schema (table version) as the sink writes it. */
-export interface TableVersion {
-  schemaId: number;
-  source: { schema: string; table: string };
-  dest: { schema: string; name: string };
-  /** `schema.name` with a separator that cannot occur in identifiers: a map key. */
-  destId: string;
-  /** Destination columns this version carries, with the source's type for autoEvolve. */
-  columns: readonly { name: string; pgType: string | null }[];
-}
-
 export interface DecodedRecord {
   change: SinkChange;
   table: TableVersion;
   /** Source key columns in destination names (from the key schema); null without a key. */
   keyColumns: readonly string[] | null;
-}
-
-interface FieldConverter {
-  field: string;
-  column: string;
-  encode: TextEncoder;
-}
-
-interface ValueDecoder {
-  version: TableVersion;
-  /** Reads only what the sink needs (before, after, op, unchanged_toast) from records of the writer's schema. */
-  type: avro.Type;
-  resolver: avro.Resolver;
-  /** The writer's schema, as JSON and compiled (for the COPY transcoder). */
-  schema: object;
-  writer: avro.Type;
-  fields: FieldConverter[];
-  /** Source column name → destination column name (for unchanged_toast and keys). */
-  destOf: Map<string, string>;
-  /** Key decoders by key schema id, with this table's column renames applied. */
-  keys: Map<number, KeyDecoder>;
-  /** For records without a key (scanned for their op only). */
-  keyless?: RecordSchemas;
-}
-
-interface KeyDecoder {
-  type: avro.Type;
-  fields: FieldConverter[];
-  /** Destination names. */
-  columns: readonly string[];
-  /** Per value schema: what the fast-row plan needs, with the COPY transcoder (compiled on first use). */
-  described?: RecordSchemas;
 }
 
 interface Envelope {
@@ -104,8 +60,6 @@ const OPS = new Set(['c', 'u', 'd', 'r', 't']);
 const SCHEMA_FETCHES_AT_ONCE = 8;
 /** Topics whose schemas a warm-up compiles ahead, at most. */
 export const WARM_TOPICS_AT_MOST = 64;
-export const destIdOf = (schema: string, name: string): string => `${schema}\u0000${name}`;
-
 export class RecordDecoder {
   private readonly values = new Map<number, ValueDecoder>();
   private readonly keys = new Map<number, KeyDecoder>();
@@ -159,8 +113,8 @@ export class RecordDecoder {
       }
     };
     // A warm-up (below) may have compiled some meanwhile.
-    for (const id of keyIds) if (!this.keys.has(id)) load(id, (schema) => this.keys.set(id, this.compileKey(schema)));
-    for (const [id, topic] of valueTopics) if (!this.values.has(id)) load(id, (schema) => this.values.set(id, this.compileValue(id, schema, topic)));
+    for (const id of keyIds) if (!this.keys.has(id)) load(id, (schema) => this.keys.set(id, compileKey(schema)));
+    for (const [id, topic] of valueTopics) if (!this.values.has(id)) load(id, (schema) => this.values.set(id, compileValue(id, schema, topic, this.targetFor, this.topicPrefix)));
     if (retriable !== null) throw retriable;
   }
 
@@ -184,10 +138,10 @@ export class RecordDecoder {
       if (got.status === 'rejected' || got.value[1] === null) return;
       const [key, value] = got.value;
       try {
-        if (!this.values.has(value.id)) this.values.set(value.id, this.compileValue(value.id, value.schema, topic));
+        if (!this.values.has(value.id)) this.values.set(value.id, compileValue(value.id, value.schema, topic, this.targetFor, this.topicPrefix));
         const vd = this.values.get(value.id)!;
         if (key !== null) {
-          if (!this.keys.has(key.id)) this.keys.set(key.id, this.compileKey(key.schema));
+          if (!this.keys.has(key.id)) this.keys.set(key.id, compileKey(key.schema));
           const kd = this.keyDecoderFor(key.id, vd)!;
           describedBy(vd, key.id, kd);
         }
@@ -276,8 +230,7 @@ export class RecordDecoder {
     if (d) return d;
     const raw = this.keys.get(id);
     if (!raw) return null;
-    const fields = raw.fields.map((f) => ({ ...f, column: value.destOf.get(f.column) ?? f.column }));
-    d = { type: raw.type, fields, columns: fields.map((f) => f.column) };
+    d = renamedKey(raw, value);
     value.keys.set(id, d);
     return d;
   }
@@ -299,50 +252,6 @@ export class RecordDecoder {
     return describedBy(value, kid!, kd);
   }
 
-  private compileValue(schemaId: number, schema: object, topic: string): ValueDecoder {
-    const valueRecord = findValueRecord(schema);
-    if (!valueRecord) {
-      throw new DecodeError(`schema ${schemaId} is not a change-event envelope (no before/after record)`, { context: { schemaId } });
-    }
-    let sourceSchema = valueRecord['pg.schema'];
-    let sourceTable = valueRecord['pg.table'];
-    if (typeof sourceSchema !== 'string' || typeof sourceTable !== 'string') {
-      ({ schema: sourceSchema, table: sourceTable } = tableFromTopic(topic, this.topicPrefix));
-    }
-    const target = this.targetFor(sourceSchema as string, sourceTable as string);
-    const destOf = new Map<string, string>();
-    const fields: FieldConverter[] = [];
-    const columns: { name: string; pgType: string | null }[] = [];
-    for (const f of valueRecord.fields as AvroField[]) {
-      const source = typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name;
-      const column = target.columns[source] ?? source;
-      destOf.set(source, column);
-      fields.push({ field: f.name, column, encode: textEncoderFor(f.type as object) });
-      columns.push({ name: column, pgType: pgTypeOf(f.type) });
-    }
-    const version: TableVersion = {
-      schemaId,
-      source: { schema: sourceSchema as string, table: sourceTable as string },
-      dest: { schema: target.schema, name: target.table },
-      destId: destIdOf(target.schema, target.table),
-      columns,
-    };
-    const reader = createAvroType(readerSchema(schema));
-    const writer = createAvroType(schema);
-    return { version, type: reader, resolver: reader.createResolver(writer), schema, writer, fields, destOf, keys: new Map() };
-  }
-
-  private compileKey(schema: object): KeyDecoder {
-    const rec = schema as { type?: unknown; fields?: AvroField[] };
-    if (rec.type !== 'record' || !Array.isArray(rec.fields)) throw new DecodeError('key schema is not a record');
-    // Source column names here; each value decoder derives its renamed variant (keyDecoder).
-    const fields = rec.fields.map((f) => ({
-      field: f.name,
-      column: typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name,
-      encode: textEncoderFor(f.type as object),
-    }));
-    return { type: createAvroType(schema), fields, columns: fields.map((f) => f.column) };
-  }
 }
 
 /** `fn` over `items`, SCHEMA_FETCHES_AT_ONCE at a time; results in the items' order. */
@@ -352,41 +261,6 @@ async function settleInGroups<T, R>(items: readonly T[], fn: (item: T) => Promis
     out.push(...(await Promise.allSettled(items.slice(i, i + SCHEMA_FETCHES_AT_ONCE).map(fn))));
   }
   return out;
-}
-
-/** The plan's view of records with this value schema and key schema, made once per pair. */
-const describedBy = (value: ValueDecoder, keySchemaId: number, kd: KeyDecoder): RecordSchemas =>
-  (kd.described ??= recordSchemas(value, keySchemaId, kd.columns, kd.fields.map((f) => f.field)));
-
-/** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */
-function recordSchemas(value: ValueDecoder, keySchemaId: number, keyColumns: readonly string[], keyFields: string[]): RecordSchemas {
-  const keys = new Set(keyFields);
-  return {
-    table: value.version,
-    keyColumns,
-    keySchemaId,
-    transcoder: compileEnvelope(value.writer, value.schema, keys),
-    binaryFor: (destTypes) => compileEnvelope(value.writer, value.schema, keys, destTypes),
-  };
-}
-
-const NEEDED_FIELDS = new Set(['before', 'after', 'op', 'unchanged_toast']);
-
-/**
- * The envelope without `source`, `ts_ms` and `transaction`: with it as the reader schema
- * avsc skips those bytes instead of building strings and objects per record (less GC).
- */
-function readerSchema(envelope: object): object {
-  const e = envelope as { fields: AvroField[] };
-  const fields = e.fields.filter((f) => NEEDED_FIELDS.has(f.name));
-  if (!fields.some((f) => f.name === 'unchanged_toast')) fields.push({ name: 'unchanged_toast', type: { type: 'array', items: 'string' }, default: [] });
-  return { ...envelope, fields };
-}
-
-interface AvroField {
-  name: string;
-  type: unknown;
-  [prop: string]: unknown;
 }
 
 function convertRow(fields: FieldConverter[], row: Record<string, unknown>, dropNulls: boolean): Record<string, string | null> {
@@ -443,37 +317,4 @@ function unknownSchema(id: number, cause: unknown, at: At, what: string): Decode
   });
 }
 
-/** The `<ns>.Value` record inside an envelope schema (the before/after union's record branch). */
-function findValueRecord(schema: object): { fields: unknown[]; [prop: string]: unknown } | undefined {
-  const fields = (schema as { fields?: AvroField[] }).fields;
-  if (!Array.isArray(fields)) return undefined;
-  for (const name of ['before', 'after']) {
-    const f = fields.find((x) => x.name === name);
-    const branches = Array.isArray(f?.type) ? f.type : [f?.type];
-    for (const b of branches) {
-      if (b && typeof b === 'object' && (b as { type?: unknown }).type === 'record' && Array.isArray((b as { fields?: unknown }).fields)) {
-        return b as { fields: unknown[] };
-      }
-    }
-  }
-  return undefined;
-}
 
-/** The `pg.type` of a (nullable) field type: on the non-null branch, or on an array union's branches. */
-export function pgTypeOf(type: unknown): string | null {
-  const branches = Array.isArray(type) ? type : [type];
-  for (const b of branches) {
-    if (b && typeof b === 'object') {
-      const t = (b as Record<string, unknown>)['pg.type'];
-      if (typeof t === 'string') return t;
-    }
-  }
-  return null;
-}
-
-/** `<prefix>.<schema>.<table>` → schema, table (the schema part cannot contain a dot here). */
-export function tableFromTopic(topic: string, prefix: string): { schema: string; table: string } {
-  const rest = topic.startsWith(prefix + '.') ? topic.slice(prefix.length + 1) : topic;
-  const dot = rest.indexOf('.');
-  return dot < 0 ? { schema: 'public', table: rest } : { schema: rest.slice(0, dot), table: rest.slice(dot + 1) };
-}

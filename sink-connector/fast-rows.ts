@@ -13,7 +13,8 @@
  * Deterministic, given `describe` (the decoder's compiled schemas): what a planner keeps
  * between chunks (its key index) is reset for each.
  */
-import type { TableVersion, RawRecord } from './decode.ts';
+import type { RawRecord } from './decode.ts';
+import type { TableVersion } from './schema-compile.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { LineWriter, type EnvelopeTranscoder, type ScanResult } from './copy-transcode.ts';
 import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';

@@ -13,7 +13,7 @@ import { readDestinationTable, judgeDestinationKey, type DestinationTable } from
 import type { CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { qualifiedName, quoteIdent } from './upsert-batch.ts';
-import { destIdOf, type TableVersion } from './decode.ts';
+import { destIdOf, type TableVersion } from './schema-compile.ts';
 
 export interface TableStatesOptions {
   citus: CitusInfo;

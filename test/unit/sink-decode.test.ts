@@ -11,7 +11,8 @@ import { encodeWire, WIRE_HEADER_LENGTH } from '../../shared/registry/wire-forma
 import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
-import { RecordDecoder, pgTypeOf, tableFromTopic, WARM_TOPICS_AT_MOST, type RawRecord, type SchemaSource, type TableTarget } from '../../sink-connector/decode.ts';
+import { RecordDecoder, WARM_TOPICS_AT_MOST, type RawRecord, type SchemaSource } from '../../sink-connector/decode.ts';
+import { pgTypeOf, tableFromTopic, type TableTarget } from '../../sink-connector/schema-compile.ts';
 
 
 const TABLE: TableInfo = {

@@ -1,0 +1,203 @@
+/**
+ * Registry schemas → the sink's decoders, compiled once per schema id: a value (envelope)
+ * schema names its table and gets a field → destination column → text encoder list and a
+ * reader schema that skips what the sink does not read; a key schema gets its key columns.
+ * Pure: the registry fetches and the caches are decode.ts's.
+ */
+import type avro from 'avsc';
+import { DecodeError } from '../shared/errors.ts';
+import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
+import { compileEnvelope } from './copy-transcode.ts';
+import type { RecordSchemas } from './fast-rows.ts';
+
+/** Where a source table goes: destination schema/table and column renames. */
+export interface TableTarget {
+  schema: string;
+  table: string;
+  /** Source column → destination column; unlisted columns keep their names. */
+  columns: Record<string, string>;
+}
+
+export type TargetFor = (sourceSchema: string, sourceTable: string) => TableTarget;
+
+/** The configuration's per-table mapping (`tables`) as a TargetFor; unmapped tables keep their names. */
+export function targetsFrom(mapped: Readonly<Record<string, Partial<TableTarget> | undefined>>): TargetFor {
+  const targets = new Map<string, TableTarget>();
+  return (schema, table) => {
+    const k = `${schema}.${table}`;
+    let t = targets.get(k);
+    if (!t) {
+      const m = mapped[k];
+      t = { schema: m?.schema ?? schema, table: m?.table ?? table, columns: m?.columns ?? {} };
+      targets.set(k, t);
+    }
+    return t;
+  };
+}
+
+/** One value schema (table version) as the sink writes it. */
+export interface TableVersion {
+  schemaId: number;
+  source: { schema: string; table: string };
+  dest: { schema: string; name: string };
+  /** `schema.name` with a separator that cannot occur in identifiers: a map key. */
+  destId: string;
+  /** Destination columns this version carries, with the source's type for autoEvolve. */
+  columns: readonly { name: string; pgType: string | null }[];
+}
+
+export const destIdOf = (schema: string, name: string): string => `${schema}\u0000${name}`;
+
+export interface FieldConverter {
+  field: string;
+  column: string;
+  encode: TextEncoder;
+}
+
+export interface ValueDecoder {
+  version: TableVersion;
+  /** Reads only what the sink needs (before, after, op, unchanged_toast) from records of the writer's schema. */
+  type: avro.Type;
+  resolver: avro.Resolver;
+  /** The writer's schema, as JSON and compiled (for the COPY transcoder). */
+  schema: object;
+  writer: avro.Type;
+  fields: FieldConverter[];
+  /** Source column name → destination column name (for unchanged_toast and keys). */
+  destOf: Map<string, string>;
+  /** Key decoders by key schema id, with this table's column renames applied. */
+  keys: Map<number, KeyDecoder>;
+  /** For records without a key (scanned for their op only). */
+  keyless?: RecordSchemas;
+}
+
+export interface KeyDecoder {
+  type: avro.Type;
+  fields: FieldConverter[];
+  /** Destination names. */
+  columns: readonly string[];
+  /** Per value schema: what the fast-row plan needs, with the COPY transcoder (compiled on first use). */
+  described?: RecordSchemas;
+}
+
+/** A value (envelope) schema → its decoder, named for the destination table `targetFor` maps it to. */
+export function compileValue(schemaId: number, schema: object, topic: string, targetFor: TargetFor, topicPrefix: string): ValueDecoder {
+  const valueRecord = findValueRecord(schema);
+  if (!valueRecord) {
+    throw new DecodeError(`schema ${schemaId} is not a change-event envelope (no before/after record)`, { context: { schemaId } });
+  }
+  let sourceSchema = valueRecord['pg.schema'];
+  let sourceTable = valueRecord['pg.table'];
+  if (typeof sourceSchema !== 'string' || typeof sourceTable !== 'string') {
+    ({ schema: sourceSchema, table: sourceTable } = tableFromTopic(topic, topicPrefix));
+  }
+  const target = targetFor(sourceSchema as string, sourceTable as string);
+  const destOf = new Map<string, string>();
+  const fields: FieldConverter[] = [];
+  const columns: { name: string; pgType: string | null }[] = [];
+  for (const f of valueRecord.fields as AvroField[]) {
+    const source = typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name;
+    const column = target.columns[source] ?? source;
+    destOf.set(source, column);
+    fields.push({ field: f.name, column, encode: textEncoderFor(f.type as object) });
+    columns.push({ name: column, pgType: pgTypeOf(f.type) });
+  }
+  const version: TableVersion = {
+    schemaId,
+    source: { schema: sourceSchema as string, table: sourceTable as string },
+    dest: { schema: target.schema, name: target.table },
+    destId: destIdOf(target.schema, target.table),
+    columns,
+  };
+  const reader = createAvroType(readerSchema(schema));
+  const writer = createAvroType(schema);
+  return { version, type: reader, resolver: reader.createResolver(writer), schema, writer, fields, destOf, keys: new Map() };
+}
+
+/** A key schema → its decoder, in source column names (renamedKey applies a table's renames). */
+export function compileKey(schema: object): KeyDecoder {
+  const rec = schema as { type?: unknown; fields?: AvroField[] };
+  if (rec.type !== 'record' || !Array.isArray(rec.fields)) throw new DecodeError('key schema is not a record');
+  const fields = rec.fields.map((f) => ({
+    field: f.name,
+    column: typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name,
+    encode: textEncoderFor(f.type as object),
+  }));
+  return { type: createAvroType(schema), fields, columns: fields.map((f) => f.column) };
+}
+
+/** Key decoder `raw` with the column renames of the value schema's table. */
+export function renamedKey(raw: KeyDecoder, value: ValueDecoder): KeyDecoder {
+  const fields = raw.fields.map((f) => ({ ...f, column: value.destOf.get(f.column) ?? f.column }));
+  return { type: raw.type, fields, columns: fields.map((f) => f.column) };
+}
+
+/** The plan's view of records with this value schema and key schema, made once per pair. */
+export const describedBy = (value: ValueDecoder, keySchemaId: number, kd: KeyDecoder): RecordSchemas =>
+  (kd.described ??= recordSchemas(value, keySchemaId, kd.columns, kd.fields.map((f) => f.field)));
+
+/** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */
+export function recordSchemas(value: ValueDecoder, keySchemaId: number, keyColumns: readonly string[], keyFields: string[]): RecordSchemas {
+  const keys = new Set(keyFields);
+  return {
+    table: value.version,
+    keyColumns,
+    keySchemaId,
+    transcoder: compileEnvelope(value.writer, value.schema, keys),
+    binaryFor: (destTypes) => compileEnvelope(value.writer, value.schema, keys, destTypes),
+  };
+}
+
+const NEEDED_FIELDS = new Set(['before', 'after', 'op', 'unchanged_toast']);
+
+/**
+ * The envelope without `source`, `ts_ms` and `transaction`: with it as the reader schema
+ * avsc skips those bytes instead of building strings and objects per record (less GC).
+ */
+function readerSchema(envelope: object): object {
+  const e = envelope as { fields: AvroField[] };
+  const fields = e.fields.filter((f) => NEEDED_FIELDS.has(f.name));
+  if (!fields.some((f) => f.name === 'unchanged_toast')) fields.push({ name: 'unchanged_toast', type: { type: 'array', items: 'string' }, default: [] });
+  return { ...envelope, fields };
+}
+
+interface AvroField {
+  name: string;
+  type: unknown;
+  [prop: string]: unknown;
+}
+
+/** The `<ns>.Value` record inside an envelope schema (the before/after union's record branch). */
+function findValueRecord(schema: object): { fields: unknown[]; [prop: string]: unknown } | undefined {
+  const fields = (schema as { fields?: AvroField[] }).fields;
+  if (!Array.isArray(fields)) return undefined;
+  for (const name of ['before', 'after']) {
+    const f = fields.find((x) => x.name === name);
+    const branches = Array.isArray(f?.type) ? f.type : [f?.type];
+    for (const b of branches) {
+      if (b && typeof b === 'object' && (b as { type?: unknown }).type === 'record' && Array.isArray((b as { fields?: unknown }).fields)) {
+        return b as { fields: unknown[] };
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The `pg.type` of a (nullable) field type: on the non-null branch, or on an array union's branches. */
+export function pgTypeOf(type: unknown): string | null {
+  const branches = Array.isArray(type) ? type : [type];
+  for (const b of branches) {
+    if (b && typeof b === 'object') {
+      const t = (b as Record<string, unknown>)['pg.type'];
+      if (typeof t === 'string') return t;
+    }
+  }
+  return null;
+}
+
+/** `<prefix>.<schema>.<table>` → schema, table (the schema part cannot contain a dot here). */
+export function tableFromTopic(topic: string, prefix: string): { schema: string; table: string } {
+  const rest = topic.startsWith(prefix + '.') ? topic.slice(prefix.length + 1) : topic;
+  const dot = rest.indexOf('.');
+  return dot < 0 ? { schema: 'public', table: rest } : { schema: rest.slice(0, dot), table: rest.slice(dot + 1) };
+}

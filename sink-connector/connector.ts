@@ -11,23 +11,22 @@
  * Topics: kafkajs resolves a subscription once, so the topic list under the prefix is
  * re-read every `topicRefreshMs` and the consumer restarted when a table topic appears.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Registry } from 'prom-client';
-import { ConfigError } from '../shared/errors.ts';
 import { createKafka, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { retry } from '../shared/retry.ts';
 import type { ApplyContext } from './apply.ts';
-import { classify, withPooledClient } from './destination-errors.ts';
+import { withPooledClient } from './destination-errors.ts';
 import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
-import { APPLY_CONCURRENCY, connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
-import { completeSnapshots, controlTopicKind, snapshotStatuses, splitTable } from './control.ts';
+import { APPLY_CONCURRENCY, type SinkConfig } from './config.ts';
+import { completeSnapshots, controlTopicKind, isSinkTopic, snapshotStatuses } from './control.ts';
 import { RecordDecoder } from './decode.ts';
-import { tableFromTopic, targetsFrom, type TargetFor } from './schema-compile.ts';
-import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
-import { ensureSinkTables, PositionTracker, tpKey } from './offsets.ts';
+import { targetsFrom, type TargetFor } from './schema-compile.ts';
+import { PositionTracker, tpKey } from './offsets.ts';
+import { checkTables, openDestination, type UntilDone } from './destination-start.ts';
 import { planStart, readCommitted, readStored } from './join-positions.ts';
 import { DirectCopyPolicy } from './direct-copy.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
@@ -73,14 +72,6 @@ export async function startSinkConnector(config: SinkConfig, logger: Logger, opt
     throw err;
   }
   return { stop: () => runtime.stop(), done: runtime.done, metrics: runtime.m.metrics.registry, metricsPort: runtime.metricsPort };
-}
-
-/** Data topics `<prefix>.<schema>.<table>` and the control topics the sink reads; never the dead-letter topic. */
-export function isSinkTopic(topic: string, prefix: string, deadLetterTopic: string): boolean {
-  if (!topic.startsWith(prefix + '.') || topic === deadLetterTopic) return false;
-  if (controlTopicKind(topic, prefix)) return true;
-  const rest = topic.slice(prefix.length + 1);
-  return !rest.startsWith('__') && rest.includes('.');
 }
 
 class SinkRuntime {
@@ -142,30 +133,9 @@ class SinkRuntime {
       this.server = await serveMetrics(this.m.metrics.registry, port, '0.0.0.0', { health: () => !this.abort.signal.aborted });
       this.metricsPort = this.server.port;
     }
-    const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
-    const citus = await this.untilDone('prepare the destination', async () => {
-      const client = new pg.Client(conn);
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        const info = await detectCitus(client);
-        await ensureSinkTables(client);
-        return info;
-      } catch (err) {
-        throw classify(err, {});
-      } finally {
-        await client.end().catch(() => {});
-      }
-    });
-    log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
-    this.pool = new pg.Pool({
-      ...conn,
-      max: this.concurrency + 2,
-      options: sessionOptions(config, citus.present),
-    });
-    this.pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
-    // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
-    this.pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));
+    const untilDone: UntilDone = (what, fn) => this.untilDone(what, fn);
+    const { citus, pool } = await openDestination(config, this.concurrency + 2, log, untilDone);
+    this.pool = pool;
 
     this.kafka = createKafka(
       { brokers: config.kafka.brokers, clientId: config.kafka.clientId ?? `shardbridge-sink-${config.name}`, ssl: config.kafka.ssl, sasl: config.kafka.sasl },
@@ -174,10 +144,9 @@ class SinkRuntime {
     this.admin = this.kafka.admin();
     let topics = await this.untilDone('list topics', () => this.listSinkTopics());
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log });
-    await this.checkTables(citus, topics);
+    await checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone }, topics);
 
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
-    const pool = this.pool;
     this.stalls = new Stalls({
       groupId: config.groupId,
       retryMs: config.stallRetryMs,
@@ -300,52 +269,6 @@ class SinkRuntime {
   private async listSinkTopics(): Promise<string[]> {
     const all = await this.admin!.listTopics();
     return all.filter((t) => isSinkTopic(t, this.config.topicPrefix, this.deadLetterTopic)).sort();
-  }
-
-  /**
-   * Read the destination catalog of every known table (mapped in the config, or with a topic)
-   * at start: each is reported now (distributed, reference or local), and a missing one is
-   * named before any of its records stall on it. Under requireDistributed, refuse to start
-   * while one is not distributed.
-   */
-  private async checkTables(citus: CitusInfo, topics: string[]): Promise<void> {
-    const sources = new Map<string, { schema: string; table: string }>();
-    for (const name of Object.keys(this.config.tables)) sources.set(name, splitTable(name));
-    for (const t of topics) {
-      if (controlTopicKind(t, this.config.topicPrefix)) continue;
-      const source = tableFromTopic(t, this.config.topicPrefix);
-      sources.set(`${source.schema}.${source.table}`, source);
-    }
-    const targets = [...sources.values()].map((s) => this.targetFor(s.schema, s.table));
-    const required = this.config.citus.requireDistributed;
-    let found: { missing: string[]; local: string[] };
-    try {
-      found = await this.untilDone('read the destination tables', () =>
-        withPooledClient(this.pool!, (client) =>
-          this.states!.readAtStart(client, targets).catch((err: unknown) => {
-            throw classify(err, {});
-          }),
-        ),
-      );
-    } catch (err) {
-      if (required) throw err;
-      // Only a report then: each table's first batch reads its catalog again, and stalls on what fails.
-      this.log.warn({ err: (err as Error).message }, 'could not read the destination tables at start');
-      return;
-    }
-    const refused = [...found.local, ...found.missing.map((m) => `${m} (missing)`)];
-    if (required && refused.length > 0) {
-      throw new ConfigError(`citus.requireDistributed is set, but these destination tables are not distributed or reference tables: ${refused.join(', ')}`, {
-        context: { key: 'citus.requireDistributed' },
-        remedy: citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
-      });
-    }
-    if (found.missing.length > 0) {
-      this.log.warn(
-        { tables: found.missing },
-        `destination tables missing: ${found.missing.join(', ')}; their partitions stall at their first change until they exist (shardbridge schema copy, or map them under "tables")`,
-      );
-    }
   }
 
   /**

@@ -30,6 +30,14 @@ export function controlTopicKind(topic: string, prefix: string): ControlKind | n
   }
 }
 
+/** Data topics `<prefix>.<schema>.<table>` and the control topics the sink reads; never the dead-letter topic. */
+export function isSinkTopic(topic: string, prefix: string, deadLetterTopic: string): boolean {
+  if (!topic.startsWith(prefix + '.') || topic === deadLetterTopic) return false;
+  if (controlTopicKind(topic, prefix)) return true;
+  const rest = topic.slice(prefix.length + 1);
+  return !rest.startsWith('__') && rest.includes('.');
+}
+
 /**
  * Loose views of source-connector/control-topics.ts's SnapshotStartedMarker /
  * SnapshotCompletedMarker and SequenceValueRecord: every field may be missing or

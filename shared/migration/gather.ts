@@ -16,7 +16,7 @@ import type { SourceConfig } from '../../source-connector/config.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic } from '../../source-connector/control-topics.ts';
 import { topicFor } from '../../source-connector/table-versions.ts';
-import { isSinkTopic } from '../../sink-connector/connector.ts';
+import { isSinkTopic } from '../../sink-connector/control.ts';
 import type { TableInfo } from '../pg-types.ts';
 import {
   mergeStalls, parseStalledMetric, splitStallError, type PartitionFacts, type SequenceSyncFacts, type SlotFacts, type SnapshotMarker, type StallFacts, type StatusFacts, type TableFacts,

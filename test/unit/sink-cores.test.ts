@@ -10,7 +10,7 @@ import { attachFast, tableRuns } from '../../sink-connector/apply.ts';
 import { arrayLiterals } from '../../sink-connector/upsert-batch.ts';
 import type { FastRow } from '../../sink-connector/fast-rows.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
-import { isSinkTopic } from '../../sink-connector/connector.ts';
+import { isSinkTopic } from '../../sink-connector/control.ts';
 import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';

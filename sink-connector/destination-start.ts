@@ -1,0 +1,102 @@
+/**
+ * What the sink does with the destination before it consumes: detect Citus and make the sink's
+ * own tables (one connection), open the apply pool with the session settings, and read the
+ * catalog of every table it knows of, so that a missing or undistributed table is named at
+ * start rather than when its first record stalls.
+ */
+import pg from 'pg';
+import { ConfigError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
+import { connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
+import { controlTopicKind, splitTable } from './control.ts';
+import { classify, withPooledClient } from './destination-errors.ts';
+import { ensureSinkTables } from './offsets.ts';
+import { tableFromTopic, type TargetFor } from './schema-compile.ts';
+import type { TableStates } from './table-state.ts';
+
+/** Retries a start-up step while its failures are transient (the connector's, until it stops). */
+export type UntilDone = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+
+export async function openDestination(
+  config: SinkConfig,
+  connections: number,
+  log: Logger,
+  untilDone: UntilDone,
+): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
+  const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
+  const citus = await untilDone('prepare the destination', async () => {
+    const client = new pg.Client(conn);
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      const info = await detectCitus(client);
+      await ensureSinkTables(client);
+      return info;
+    } catch (err) {
+      throw classify(err, {});
+    } finally {
+      await client.end().catch(() => {});
+    }
+  });
+  log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
+  const pool = new pg.Pool({ ...conn, max: connections, options: sessionOptions(config, citus.present) });
+  pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
+  // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
+  pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));
+  return { citus, pool };
+}
+
+/** The source tables the sink knows of at start: mapped under `tables`, or with a topic. */
+export function knownTables(config: Pick<SinkConfig, 'tables' | 'topicPrefix'>, topics: readonly string[]): { schema: string; table: string }[] {
+  const sources = new Map<string, { schema: string; table: string }>();
+  for (const name of Object.keys(config.tables)) sources.set(name, splitTable(name));
+  for (const t of topics) {
+    if (controlTopicKind(t, config.topicPrefix)) continue;
+    const source = tableFromTopic(t, config.topicPrefix);
+    sources.set(`${source.schema}.${source.table}`, source);
+  }
+  return [...sources.values()];
+}
+
+/**
+ * Read the destination catalog of every known table: each is reported now (distributed,
+ * reference or local), and a missing one named. Under requireDistributed, refuse to start
+ * while one is not distributed.
+ */
+export async function checkTables(
+  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone },
+  topics: readonly string[],
+): Promise<void> {
+  const { config, log } = deps;
+  const targets = knownTables(config, topics).map((s) => deps.targetFor(s.schema, s.table));
+  const required = config.citus.requireDistributed;
+  let found: { missing: string[]; local: string[] };
+  try {
+    found = await deps.untilDone('read the destination tables', () =>
+      withPooledClient(deps.pool, (client) =>
+        deps.states.readAtStart(client, targets).catch((err: unknown) => {
+          throw classify(err, {});
+        }),
+      ),
+    );
+  } catch (err) {
+    if (required) throw err;
+    // Only a report then: each table's first batch reads its catalog again, and stalls on what fails.
+    log.warn({ err: (err as Error).message }, 'could not read the destination tables at start');
+    return;
+  }
+  const refused = [...found.local, ...found.missing.map((m) => `${m} (missing)`)];
+  if (required && refused.length > 0) {
+    throw new ConfigError(`citus.requireDistributed is set, but these destination tables are not distributed or reference tables: ${refused.join(', ')}`, {
+      context: { key: 'citus.requireDistributed' },
+      remedy: deps.citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
+    });
+  }
+  if (found.missing.length > 0) {
+    log.warn(
+      { tables: found.missing },
+      `destination tables missing: ${found.missing.join(', ')}; their partitions stall at their first change until they exist (shardbridge schema copy, or map them under "tables")`,
+    );
+  }
+}

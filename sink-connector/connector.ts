@@ -34,6 +34,7 @@ import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from '
 import { createSinkMetrics, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
 import { describeStall, Stalls } from './stall.ts';
+import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
 
 export interface SinkConnectorOptions {
@@ -162,7 +163,7 @@ class SinkRuntime {
         }
       },
     });
-    let deadLetter: ConstructorParameters<typeof BatchProcessor>[0]['deadLetter'] = null;
+    let deadLetter: DeadLetterTarget | null = null;
     if (config.deadLetter.enabled) {
       const brokers = (await this.admin.describeCluster()).brokers.length;
       await this.admin.ensureTopics([{ topic: this.deadLetterTopic, partitions: 1, replicationFactor: Math.min(3, Math.max(1, brokers)) }]);

@@ -8,22 +8,23 @@
  */
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import type { ConsumedMessage, EachBatchPayload, OutMessage } from '../shared/kafka/client.ts';
+import type { ConsumedMessage, EachBatchPayload } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { DecodeError, ShardBridgeError } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
 import { withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
+import { chunkOf, hasWork, isFast, type Item, type SlowItem } from './chunk-items.ts';
+import { DeadLetterLedger, deadLetterMessages, type DeadLetterTarget } from './dead-letter.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
-import { applyControl, controlTopicKind, parseControlRecord, type ControlAction, type ControlKind } from './control.ts';
-import type { DecodedRecord, RawRecord, RecordDecoder } from './decode.ts';
+import { applyControl, controlTopicKind, parseControlRecord, type ControlKind } from './control.ts';
+import type { RawRecord, RecordDecoder } from './decode.ts';
 import type { TargetFor } from './schema-compile.ts';
-import { tpKey, type PositionTracker } from './offsets.ts';
+import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type Stalls } from './stall.ts';
-import { FastRowPlanner, type BinaryLayout, type FastRow, type RecordSchemas } from './fast-rows.ts';
+import { FastRowPlanner, type BinaryLayout, type RecordSchemas } from './fast-rows.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
-import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
 import type { LaneWork } from './apply-lanes.ts';
 
 export interface BatchDeps {
@@ -36,7 +37,7 @@ export interface BatchDeps {
   metrics: SinkMetrics;
   targetFor: TargetFor;
   /** Dead-letter mode: where undecodable records go. */
-  deadLetter: { topic: string; send(messages: OutMessage[]): Promise<void> } | null;
+  deadLetter: DeadLetterTarget | null;
   adaptive: boolean;
   /** Whole-row inserts and replacements go straight from their bytes to COPY text (fast-rows.ts). */
   transcode?: boolean;
@@ -69,27 +70,8 @@ interface Part {
   lane: LaneWork;
 }
 
-/** A record that is not a fast row: its decoded change, its control action, or neither (tombstone, skipped, or set aside when `deadLetter`). */
-type SlowItem = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
-
-/** A record of the chunk: a fast row as the plan made it (most records: no wrapper each), or a slow item. */
-type Item = FastRow | SlowItem;
-
-const isFast = (it: Item): it is FastRow => 'lines' in it;
-
 /** How often a partition waiting at a truncate looks whether the others reached it. */
 const TRUNCATE_WAIT_MS = 500;
-
-/** Offsets of the `t` records that are one copy of a truncate sent to several partitions. */
-export function truncateMarks(items: readonly { raw: RawRecord; decoded?: DecodedRecord | null }[]): Map<string, TruncateMark> {
-  const out = new Map<string, TruncateMark>();
-  for (const { raw, decoded } of items) {
-    if (decoded?.change.op !== 't') continue;
-    const k = parseTruncateKey(raw.key);
-    if (k && k.partitions > 1) out.set(raw.offset, { id: k.id, partitions: k.partitions });
-  }
-  return out;
-}
 
 export class BatchProcessor {
   private current: number;
@@ -99,13 +81,7 @@ export class BatchProcessor {
   private readonly planner = new FastRowPlanner();
   /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
   private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
-  /**
-   * The highest offset sent to the dead-letter topic, per topic-partition: a chunk whose apply
-   * stalls after its dead letters went out is fetched again at each stall retry, and its dead
-   * letters must not go out again each time. (After a crash or a rebalance they may, once.)
-   */
-  private readonly deadLettered = new Map<string, bigint>();
-
+  private readonly deadLettered = new DeadLetterLedger();
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
   }
@@ -257,26 +233,10 @@ export class BatchProcessor {
 
   private async sendDeadLetters(p: Part, all: SlowItem[]): Promise<boolean> {
     const dl = this.deps.deadLetter!;
-    const at = tpKey(p.topic, p.partition);
-    const sent = this.deadLettered.get(at) ?? -1n;
-    const items = all.filter((it) => BigInt(it.raw.offset) > sent);
+    const items = this.deadLettered.unsent(p.topic, p.partition, all);
     if (items.length === 0) return true;
-    const messages: OutMessage[] = items.map(({ raw, deadLetter: err }) => {
-      return {
-        topic: dl.topic,
-        key: raw.key,
-        value: raw.value,
-        headers: {
-          'shardbridge.error': err?.message ?? 'undecodable',
-          'shardbridge.error.remedy': err?.remedy ?? '',
-          'shardbridge.original.topic': raw.topic,
-          'shardbridge.original.partition': String(raw.partition),
-          'shardbridge.original.offset': raw.offset,
-        },
-      };
-    });
     try {
-      await this.transient(p, 'send to the dead-letter topic', () => dl.send(messages));
+      await this.transient(p, 'send to the dead-letter topic', () => dl.send(deadLetterMessages(dl.topic, items)));
     } catch (err) {
       if (err instanceof Abandon) return false;
       throw err;
@@ -285,7 +245,7 @@ export class BatchProcessor {
       p.log.warn({ offset: raw.offset, deadLetterTopic: dl.topic, error: deadLetter?.message }, 'undecodable record sent to the dead-letter topic');
     }
     this.deps.metrics.deadLetter.inc({ topic: p.topic }, items.length);
-    this.deadLettered.set(at, BigInt(items[items.length - 1].raw.offset));
+    this.deadLettered.markSent(p.topic, p.partition, items[items.length - 1].raw.offset);
     return true;
   }
 
@@ -312,27 +272,8 @@ export class BatchProcessor {
   }
 
   private async applyWithRetry(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
-    let slice = lo === 0 && hi === items.length ? items : items.slice(lo, hi);
-    const truncates = truncateMarks(slice);
-    // Barrier segments are cut by offset among the decoded records: there, fast rows are decoded too.
-    if (truncates.size > 0) slice = slice.map((it) => (isFast(it) ? { raw: it.raw, decoded: this.deps.apply.redecode(it), control: null } : it));
-    const records: DecodedRecord[] = [];
-    const fast: FastRow[] = [];
-    const actions: { offset: bigint; action: ControlAction }[] = [];
-    for (const it of slice) {
-      if (isFast(it)) fast.push(it);
-      else if (it.decoded !== null) records.push(it.decoded);
-      else if (it.control !== null) actions.push({ offset: BigInt(it.raw.offset), action: it.control });
-    }
-    const chunk: Chunk = {
-      topic: p.topic,
-      partition: p.partition,
-      firstOffset: BigInt(slice[0].raw.offset),
-      nextOffset: BigInt(slice[slice.length - 1].raw.offset) + 1n,
-      records,
-    };
-    if (fast.length > 0) chunk.fast = fast;
-    if (truncates.size > 0) chunk.truncates = truncates;
+    const slice = lo === 0 && hi === items.length ? items : items.slice(lo, hi);
+    const { chunk, actions } = chunkOf(p.topic, p.partition, slice, this.deps.apply.redecode);
     let moved: string[] = [];
     if (actions.length > 0) {
       chunk.extra = async (client, from) => {
@@ -446,8 +387,6 @@ export class BatchProcessor {
     this.deps.stalls.report(info);
   }
 }
-
-const hasWork = (it: Item): boolean => isFast(it) || it.decoded !== null || it.control !== null;
 
 export function isAbandon(err: unknown): boolean {
   return err instanceof Abandon;

@@ -4,7 +4,7 @@ import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
 import { partitionForKey } from '../../shared/kafka/murmur2.ts';
 import { parseTruncateKey, truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import { judgeBarrier, planBarrierRewind, type RecordedArrival } from '../../sink-connector/truncate-barrier.ts';
-import { truncateMarks } from '../../sink-connector/partition-batch.ts';
+import { truncateMarks } from '../../sink-connector/chunk-items.ts';
 
 test('truncate keys: one per partition, each hashing to its own partition, in the wire format, naming the truncate', () => {
   for (const partitions of [1, 2, 3, 6, 12]) {

@@ -1,0 +1,66 @@
+/**
+ * A chunk's records as the batch processor holds them (a fast row, or a decoded change, a
+ * control action, a record set aside for the dead-letter topic) and the Chunk that one
+ * transaction applies from a run of them (apply.ts). Pure.
+ */
+import type { DecodeError } from '../shared/errors.ts';
+import type { Chunk } from './apply.ts';
+import type { ControlAction } from './control.ts';
+import type { DecodedRecord, RawRecord } from './decode.ts';
+import type { FastRow } from './fast-rows.ts';
+import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
+
+/** A record that is not a fast row: its decoded change, its control action, or neither (tombstone, skipped, or set aside when dead-lettering). */
+export type SlowItem = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
+
+/** A record of the chunk: a fast row as the plan made it (most records: no wrapper each), or a slow item. */
+export type Item = FastRow | SlowItem;
+
+export const isFast = (it: Item): it is FastRow => 'lines' in it;
+
+/** Whether applying the item changes anything (bisecting stalls on such an item, not on a tombstone before it). */
+export const hasWork = (it: Item): boolean => isFast(it) || it.decoded !== null || it.control !== null;
+
+/** Offsets of the `t` records that are one copy of a truncate sent to several partitions. */
+export function truncateMarks(items: readonly { raw: RawRecord; decoded?: DecodedRecord | null }[]): Map<string, TruncateMark> {
+  const out = new Map<string, TruncateMark>();
+  for (const { raw, decoded } of items) {
+    if (decoded?.change.op !== 't') continue;
+    const k = parseTruncateKey(raw.key);
+    if (k && k.partitions > 1) out.set(raw.offset, { id: k.id, partitions: k.partitions });
+  }
+  return out;
+}
+
+/**
+ * The chunk of a run of items (offset order, non-empty), and its control actions by offset.
+ * A run with a truncate sent to several partitions is cut by offset among decoded records
+ * (the barrier), so its fast rows are decoded too (`redecode`).
+ */
+export function chunkOf(
+  topic: string,
+  partition: number,
+  run: readonly Item[],
+  redecode: (row: FastRow) => DecodedRecord,
+): { chunk: Chunk; actions: { offset: bigint; action: ControlAction }[] } {
+  const truncates = truncateMarks(run);
+  const items = truncates.size > 0 ? run.map((it) => (isFast(it) ? { raw: it.raw, decoded: redecode(it), control: null } : it)) : run;
+  const records: DecodedRecord[] = [];
+  const fast: FastRow[] = [];
+  const actions: { offset: bigint; action: ControlAction }[] = [];
+  for (const it of items) {
+    if (isFast(it)) fast.push(it);
+    else if (it.decoded !== null) records.push(it.decoded);
+    else if (it.control !== null) actions.push({ offset: BigInt(it.raw.offset), action: it.control });
+  }
+  const chunk: Chunk = {
+    topic,
+    partition,
+    firstOffset: BigInt(run[0].raw.offset),
+    nextOffset: BigInt(run[run.length - 1].raw.offset) + 1n,
+    records,
+  };
+  if (fast.length > 0) chunk.fast = fast;
+  if (truncates.size > 0) chunk.truncates = truncates;
+  return { chunk, actions };
+}

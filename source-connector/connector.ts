@@ -35,8 +35,8 @@ import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
-import { TRUNCATE_KEY_SCHEMA, truncateKeys } from './truncate-fanout.ts';
-import { changeToEvents } from './envelope.ts';
+import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
+import { truncateRecords, type TruncateFanout } from './envelope.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -291,7 +291,7 @@ class ConnectorRun {
   }
 
   /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */
-  private truncateFanout(topic: string): { keySchemaId: number; partitions: number } {
+  private truncateFanout(topic: string): TruncateFanout {
     return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions };
   }
 
@@ -313,10 +313,8 @@ class ConnectorRun {
     const tables = this.selectedVersions();
     tables.forEach((v, i) => {
       const source = v.schemas.sourceFor({ db: this.source.database, tsMs });
-      const [event] = changeToEvents({ kind: 'truncate' }, { schemas: v.schemas, source, tsMs, tombstones: false });
-      const { keySchemaId, partitions } = this.truncateFanout(v.topic);
-      const keys = truncateKeys(keySchemaId, `${id}/${i}`, partitions);
-      this.publisher.publishFanout(v, event.value!, keys, null);
+      const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), `${id}/${i}`);
+      this.publisher.publishFanout(v, value, keys, null);
     });
     await this.publisher.barrier();
     this.log.warn({ tables: tables.map((v) => v.qualified) }, 'a truncate of every table went to its topic before the new snapshot: the sink empties the destination tables and applies the snapshot again');

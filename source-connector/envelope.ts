@@ -6,6 +6,7 @@
 import { SourceError } from '../shared/errors.ts';
 import type { TextTuple } from '../shared/pg-types.ts';
 import type { SourceInfo, TableRecordSchemas } from './record-schema.ts';
+import { truncateKeys } from './truncate-fanout.ts';
 
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
@@ -138,6 +139,20 @@ export function changeToEvents(change: DecodedChange, ctx: ChangeContext): Chang
     case 'truncate':
       return [{ key: null, value: envelopeOf(ctx, 't', null, null, []) }];
   }
+}
+
+/** Where a table's truncate goes: the truncate key schema's id and the topic's partition count. */
+export interface TruncateFanout {
+  keySchemaId: number;
+  partitions: number;
+}
+
+/**
+ * A table's truncate as its topic gets it: one envelope, sent once per partition with that
+ * partition's key (truncate-fanout.ts). `id` names the truncate, the same on every copy and on a replay.
+ */
+export function truncateRecords(ctx: ChangeContext, fanout: TruncateFanout, id: string): { value: Envelope; keys: Buffer[] } {
+  return { value: envelopeOf(ctx, 't', null, null, []), keys: truncateKeys(fanout.keySchemaId, id, fanout.partitions) };
 }
 
 function keyChanged(keyFields: { index: number }[], oldTuple: TextTuple, newTuple: TextTuple): boolean {

@@ -19,7 +19,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { RetriableError, ShardBridgeError, SourceError, isRetriable } from '../shared/errors.ts';
 import { sourceSessionOptions } from '../shared/pg-types.ts';
-import { changeToEvents, type ChangeContext, type DecodedChange } from './envelope.ts';
+import { changeToEvents, truncateRecords, type ChangeContext, type DecodedChange, type TruncateFanout } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
 import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, type PgoutputMessage } from './pgoutput-decoder.ts';
 import type { Publisher } from './publisher.ts';
@@ -28,7 +28,6 @@ import { MessagePump } from './message-pump.ts';
 import { transcoderFor, TupleRef, type TranscodedOp } from './row-transcode.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
-import { truncateKeys } from './truncate-fanout.ts';
 
 /** Prefix of our pg_logical_emit_message() heartbeats. */
 export const HEARTBEAT_PREFIX = 'shardbridge-heartbeat';
@@ -52,7 +51,7 @@ export interface StreamOptions {
   /** How long stop() / a failure waits for Kafka before closing without a final confirm. Default 10 s. */
   flushTimeoutMs?: number;
   /** Where a table's truncate goes: the truncate key schema's id and the topic's partition count (truncate-fanout.ts). */
-  truncateFanout(topic: string): { keySchemaId: number; partitions: number };
+  truncateFanout(topic: string): TruncateFanout;
   /** Inserts, updates and deletes by key written straight from the message bytes (row-transcode.ts). Default true. */
   transcode?: boolean;
 }
@@ -349,11 +348,9 @@ export class ReplicationStream {
     const t = this.requireTx('a truncate');
     const e = this.tableInTx(t, relid);
     e.ctx.tsMs = Date.now();
-    const [event] = changeToEvents({ kind: 'truncate' }, e.ctx);
-    const { keySchemaId, partitions } = this.opts.truncateFanout(e.v.topic);
-    // Commit LSN + its number in the transaction: unique per truncate, the same in every copy and on a replay.
-    const keys = truncateKeys(keySchemaId, `${formatLsn(t.finalLsn)}/${t.truncates++}`, partitions);
-    this.opts.publisher.publishFanout(e.v, event.value!, keys, t.tx);
+    // Commit LSN + its number in the transaction: unique per truncate.
+    const { value, keys } = truncateRecords(e.ctx, this.opts.truncateFanout(e.v.topic), `${formatLsn(t.finalLsn)}/${t.truncates++}`);
+    this.opts.publisher.publishFanout(e.v, value, keys, t.tx);
     e.count += keys.length;
     this.changesRead++;
     return this.writable();

@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ColumnInfo, PgTypeInfo, TableInfo, TextTuple } from '../../shared/pg-types.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
-import { buildEnvelope, changeToEvents, type ChangeContext, type ChangeEvent, type DecodedChange } from '../../source-connector/envelope.ts';
+import { buildEnvelope, changeToEvents, truncateRecords, type ChangeContext, type ChangeEvent, type DecodedChange } from '../../source-connector/envelope.ts';
+import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
+import { partitionForKey } from '../../shared/kafka/murmur2.ts';
 
 const T = (name: string): PgTypeInfo => ({ oid: 0, schema: 'pg_catalog', name, kind: 'base' });
 const col = (name: string, type: string, isKey = false): ColumnInfo => ({ name, type: T(type), typmod: -1, isKey });
@@ -197,4 +199,18 @@ test('buildEnvelope keeps the schema field order', () => {
   const env = buildEnvelope({ op: 'c', before: null, after: row(1, 'a', 'b'), unchangedToast: [], source: ctx.source, tsMs: 5 });
   assert.deepEqual(Object.keys(env), ['before', 'after', 'source', 'op', 'ts_ms', 'transaction', 'unchanged_toast']);
   assert.equal(env.ts_ms, 5);
+});
+
+test('truncateRecords: one t envelope, and a key per partition that hashes to it and names the truncate', () => {
+  const ctx = context(true);
+  const { value, keys } = truncateRecords(ctx, { keySchemaId: 12, partitions: 4 }, '0/16B3748/1');
+  assert.equal(value.op, 't');
+  assert.equal(value.before, null);
+  assert.equal(value.after, null);
+  assert.deepEqual(value.source, ctx.source);
+  assert.deepEqual(
+    keys.map((k) => [partitionForKey(k, 4), parseTruncateKey(k)]),
+    [0, 1, 2, 3].map((p) => [p, { id: '0/16B3748/1', partitions: 4, partition: p }]),
+  );
+  assertEncodes([{ key: null, value }]);
 });

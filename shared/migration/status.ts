@@ -1,10 +1,10 @@
 /**
  * The pure core of `shardbridge status`: what was read (slot, snapshot markers and states,
  * topic end offsets, applied offsets, stalls, sequence syncs, the sink's metrics) becomes one
- * report with its problems, and that report becomes a screen. Nothing here does I/O;
+ * report with its problems (status-render.ts makes it a screen). Nothing here does I/O;
  * shared/migration/gather.ts reads the facts, shared/cli/commands/status.ts drives it.
  */
-import { firstLine, formatBytes, formatCount, formatDuration, renderTable } from './format.ts';
+import { firstLine, formatBytes, formatCount } from './format.ts';
 
 export type Level = 'FAIL' | 'WARN';
 
@@ -351,73 +351,4 @@ export function mergeStalls(fromTable: StallFacts[], fromMetrics: { topic: strin
     out.push({ topic: m.topic, partition: m.partition, offset: null, table: null, sqlstate: null, reason: m.reason, message: `stalled (${m.reason}); the sink has not recorded it in shardbridge.stalls yet`, remedy: null, attempts: null, since: null, seenIn: ['metrics'] });
   }
   return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
-}
-
-/** The screen. Pure. */
-export function renderStatus(r: StatusReport): string {
-  const out: string[] = [];
-  out.push(`ShardBridge status at ${r.at}   ${r.ok ? 'OK' : 'PROBLEMS'}`);
-  out.push('');
-  out.push('Source slot');
-  if (!r.source.ok) out.push(`  source not reachable: ${r.source.error ?? ''}`);
-  else if (!r.slot.exists) out.push(`  ${r.slot.name}: does not exist`);
-  else {
-    const s = r.slot;
-    out.push(
-      renderTable(
-        ['slot', 'active', 'confirmed LSN', 'current LSN', 'lag', 'WAL retained', 'wal_status', 'safe WAL left'],
-        [[s.name, s.active ? `yes (pid ${s.activePid})` : 'no', s.confirmedLsn, s.currentLsn, formatBytes(s.lagBytes), formatBytes(s.walRetainedBytes), s.walStatus, s.safeWalSizeBytes === null ? 'unlimited' : formatBytes(s.safeWalSizeBytes)]],
-      ),
-    );
-  }
-  out.push('');
-  out.push('Snapshot');
-  if (r.tables.length === 0) out.push('  (no tables known: the source or Kafka could not be read)');
-  else {
-    out.push(
-      renderTable(
-        ['table', 'destination', 'state', 'rows', 'applied'],
-        r.tables.map((t) => [t.table, t.destination, t.state, t.rows, t.of !== null ? `${formatCount(t.applied ?? 0)} of ${formatCount(t.of)}` : null]),
-      ),
-    );
-  }
-  out.push('');
-  out.push('Topics (end offset vs applied)');
-  if (r.partitions.length === 0) out.push('  (no topics yet)');
-  else {
-    out.push(
-      renderTable(
-        ['topic', 'partition', 'end', 'applied', 'lag', ''],
-        r.partitions.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
-      ),
-    );
-    out.push(`  table topics: ${formatCount(r.totals.applied)} of ${formatCount(r.totals.end)} records applied, ${formatCount(r.totals.lag)} to go`);
-  }
-  out.push('');
-  const c = r.catchUp;
-  const rates = c.appliedPerSecond !== null ? ` (applying ${formatCount(Math.round(c.appliedPerSecond))}/s, produced ${formatCount(Math.round(c.producedPerSecond ?? 0))}/s over ${c.sampleSeconds?.toFixed(1)} s)` : '';
-  out.push(`Catch-up: ${c.state}${c.state === 'catching up' ? `, about ${formatDuration(c.etaSeconds)} to go` : ''}${rates}`);
-  out.push('');
-  out.push('Stalls');
-  if (r.stalls.length === 0) out.push('  none');
-  for (const s of r.stalls) {
-    out.push(`  ${s.topic}[${s.partition}]${s.offset !== null ? ` at offset ${s.offset}` : ''}${s.table ? `, table ${s.table}` : ''}${s.sqlstate ? `, SQLSTATE ${s.sqlstate}` : ''}${s.attempts !== null ? `, ${s.attempts} attempts` : ''}${s.since ? ` since ${s.since}` : ''}`);
-    out.push(`    reason: ${s.message.replace(/\n/g, '\n            ')}`);
-    if (s.remedy) out.push(`    remedy: ${s.remedy.replace(/\n/g, '\n            ')}`);
-  }
-  out.push('');
-  out.push(`Sequences: ${r.sequences.lastSync ? `last sync ${r.sequences.lastSync}` : 'never synced'}`);
-  if (r.sequences.entries.length > 0) {
-    out.push(renderTable(['sequence', 'source value', 'destination value', 'at'], r.sequences.entries.map((s) => [s.sequence, s.sourceValue, s.appliedValue, s.at])));
-  }
-  out.push('');
-  if (r.problems.length === 0) out.push('No problems.');
-  else {
-    out.push('Problems');
-    for (const p of r.problems) {
-      out.push(`  ${p.level.padEnd(4)}  ${p.object}: ${p.message}`);
-      if (p.remedy) out.push(`        remedy: ${p.remedy}`);
-    }
-  }
-  return out.join('\n') + '\n';
 }

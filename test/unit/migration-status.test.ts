@@ -3,9 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatBytes, formatDuration, renderTable } from '../../shared/migration/format.ts';
 import {
-  buildStatus, estimateCatchUp, mergeStalls, parseStalledMetric, renderStatus, sampleOf, splitStallError, tableStatus,
+  buildStatus, estimateCatchUp, mergeStalls, parseStalledMetric, sampleOf, splitStallError, tableStatus,
   type PartitionFacts, type SlotFacts, type StallFacts, type StatusFacts,
 } from '../../shared/migration/status.ts';
+import { renderStatus } from '../../shared/migration/status-render.ts';
 
 const slot = (over: Partial<SlotFacts> = {}): SlotFacts => ({
   name: 'shardbridge_slot',

@@ -15,7 +15,8 @@ import type { CommandContext } from '../main.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import type { Admin } from '../../kafka/client.ts';
 import { commandKafka, connectPg, endOffsets, gatherStatusFacts, migrationTopics, partitionFacts, readApplied, sinkTablesPresent } from '../../migration/gather.ts';
-import { buildStatus, renderStatus, sampleOf, type OffsetSample } from '../../migration/status.ts';
+import { buildStatus, sampleOf, type OffsetSample } from '../../migration/status.ts';
+import { renderStatus } from '../../migration/status-render.ts';
 
 /** Samples older than this are dropped from the --watch rate window. */
 const WINDOW_MS = 30_000;

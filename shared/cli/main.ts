@@ -234,7 +234,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   program
     .command('replay')
-    .description("rewind the sink's position on a topic so that it re-applies changes from an offset or a time")
+    .description("rewind the sink's position on a topic so that it re-applies changes from an offset or a time; run it with the sink stopped (Kafka refuses while the sink's group has members)")
     .requiredOption('--topic <topic>', 'the change topic to replay')
     .option('--partition <n>', 'only this partition (default: every partition of the topic)', intArg('a partition number (0 or more)', 0))
     .addOption(new Option('--to-offset <n>', 'rewind to this offset (re-apply from it)').argParser(offsetArg).conflicts('toTime'))
@@ -276,7 +276,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   program
     .command('devstack')
-    .description('start a local stack (PostgreSQL source, Citus, Kafka, schema registry) and print how to reach it')
+    .description('start a local stack (source and destination PostgreSQL, Kafka, a dev schema registry) and print how to reach it; Citus comes with docker-compose.yml')
     .option('--json', 'print the connection details as one JSON object on stdout')
     .action(act('devstack'));
 

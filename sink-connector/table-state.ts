@@ -14,6 +14,8 @@ import type { CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { qualifiedName, quoteIdent } from './upsert-batch.ts';
 import { destIdOf, type TableVersion } from './schema-compile.ts';
+import { formatTypeName } from '../shared/type-mapping/index.ts';
+import { compareTypes } from '../shared/checks/type-compat.ts';
 
 export interface TableStatesOptions {
   citus: CitusInfo;
@@ -31,6 +33,8 @@ export class TableStates {
   private readonly versionsSeen = new Map<string, Set<number>>();
   /** What was last logged about each table (report). */
   private readonly reported = new Map<string, string>();
+  /** Type mismatches already logged: table, column and both types. */
+  private readonly mismatchesLogged = new Set<string>();
 
   constructor(private readonly opts: TableStatesOptions) {}
 
@@ -53,6 +57,7 @@ export class TableStates {
     if (hit) return hit;
     const table = this.build(dest, version, sourceKey);
     this.applyTables.set(cacheKey, table);
+    this.reportMismatches(dest, version);
     return table;
   }
 
@@ -132,6 +137,25 @@ export class TableStates {
     }
   }
 
+  /**
+   * Columns whose destination type cannot take every source value as it is: logged once each,
+   * as `shardbridge check` fails them. Values are cast to the destination type, so one that
+   * does not fit stalls the partition, but a cast that succeeds may change it unnoticed
+   * (numeric scale rounded, timestamptz into timestamp, float8 into float4).
+   */
+  private reportMismatches(dest: DestinationTable, version: TableVersion): void {
+    for (const m of typeMismatches(version, dest)) {
+      const qn = `${dest.schema}.${dest.name}`;
+      const key = `${qn}\u0000${m.column}\u0000${m.source}\u0000${m.destination}`;
+      if (this.mismatchesLogged.has(key)) continue;
+      this.mismatchesLogged.add(key);
+      this.opts.logger.warn(
+        { table: qn, column: m.column, sourceType: m.source, destinationType: m.destination },
+        `column ${m.column} of ${qn} is ${m.destination} on the destination but ${m.source} at the source: values that do not fit stall the partition, and a cast that succeeds may change a value (rounding, time zone); remedy: ALTER TABLE ${qualifiedName(dest)} ALTER COLUMN ${quoteIdent(m.column)} TYPE ${m.source}`,
+      );
+    }
+  }
+
   private build(dest: DestinationTable, version: TableVersion, sourceKey: readonly string[]): ApplyTable {
     const qn = `${dest.schema}.${dest.name}`;
     const context = { table: qn };
@@ -206,4 +230,24 @@ export function missingColumnError(table: ApplyTable, column: { name: string; pg
 /** autoEvolve: a nullable column of the source's type (no default, so no table rewrite). */
 export function addColumnSql(table: ApplyTable, column: { name: string; pgType: string }): string {
   return `ALTER TABLE ${qualifiedName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(column.name)} ${column.pgType}`;
+}
+
+/**
+ * Columns of a table version whose destination type is not the source's or a lossless widening
+ * of it (shared/checks/type-compat.ts). Only where both names are comparable: pg_catalog types
+ * at the source, no domain at the destination. Pure.
+ */
+export function typeMismatches(
+  version: Pick<TableVersion, 'columns'>,
+  dest: Pick<DestinationTable, 'columns'>,
+): { column: string; source: string; destination: string }[] {
+  const out: { column: string; source: string; destination: string }[] = [];
+  const destColumns = new Map(dest.columns.map((c) => [c.name, c]));
+  for (const c of version.columns) {
+    const d = destColumns.get(c.name);
+    const source = c.pgType === null ? null : formatTypeName(c.pgType);
+    if (!d || d.domain || source === null) continue;
+    if (compareTypes(source, d.type) === 'incompatible') out.push({ column: c.name, source, destination: d.type });
+  }
+  return out;
 }

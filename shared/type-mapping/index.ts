@@ -8,5 +8,5 @@ export { codecFor, codecForType, nullableAvroType, BITS_NAME, IDENTITY_FROM_TEXT
 export type { ColumnCodec } from './codecs.ts';
 export { textEncoderFor, IDENTITY_TEXT, DECIMAL_TEXT } from './encoders.ts';
 export type { TextEncoder } from './encoders.ts';
-export { pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';
+export { formatTypeName, pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';
 export { parseArray1D, quoteArrayElement } from './arrays.ts';

@@ -85,3 +85,42 @@ export function resolveDomain(type: PgTypeInfo): PgTypeInfo {
   for (let depth = 0; t.kind === 'domain' && t.base && depth < 32; depth++) t = t.base;
   return t;
 }
+
+/** pg_catalog types that `format_type` prints by their SQL name (format_type.c). */
+const SQL_NAMES: Record<string, string> = {
+  bool: 'boolean',
+  int2: 'smallint',
+  int4: 'integer',
+  int8: 'bigint',
+  float4: 'real',
+  float8: 'double precision',
+  varchar: 'character varying',
+  varbit: 'bit varying',
+};
+/** Those whose typmod goes between two words of the name. */
+const SPLIT_NAMES: Record<string, [string, string]> = {
+  time: ['time', ' without time zone'],
+  timetz: ['time', ' with time zone'],
+  timestamp: ['timestamp', ' without time zone'],
+  timestamptz: ['timestamp', ' with time zone'],
+};
+
+/**
+ * A `pg.type` name (pgTypeName: `int4`, `_numeric(12,2)`, `timestamptz(3)`) as `format_type`
+ * prints the same type (`integer`, `numeric(12,2)[]`, `timestamp(3) with time zone`), so it
+ * can be compared with a destination column's type. Null for types outside pg_catalog (their
+ * printed name depends on the search path, their typmod on the extension) and for the few
+ * whose unmodified name format_type quotes (`"char"`, `bit` without a length).
+ */
+export function formatTypeName(pgType: string): string | null {
+  const m = /^(_?)([a-z0-9_]+)(\(.*\)| .*)?$/.exec(pgType);
+  if (!m || pgType.includes('.')) return null;
+  const [, array, name, mod = ''] = m;
+  if (name === 'char' || (name === 'bit' && mod === '')) return null;
+  const split = SPLIT_NAMES[name];
+  let out: string;
+  if (split) out = split[0] + mod + split[1];
+  else if (name === 'bpchar') out = mod === '' ? 'bpchar' : `character${mod}`;
+  else out = (SQL_NAMES[name] ?? name) + mod;
+  return array ? `${out}[]` : out;
+}

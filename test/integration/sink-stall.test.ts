@@ -168,6 +168,32 @@ test('autoEvolve adds a missing column with the source type instead of stalling'
   }
 });
 
+test('a destination column type that cannot take every source value is named once at its first batch; values that fit apply', async () => {
+  const prefix = uniqueTopic('sbtypes');
+  const t = await table('typed', '(id int PRIMARY KEY, amount numeric(12,2), at timestamptz, qty int)', 1, prefix, '(id int PRIMARY KEY, amount numeric(12,0), at timestamptz, qty bigint)');
+  await produceChanges(producer, t, inserts(1, 3, (i) => [`${i}.40`, '2024-02-29 13:45:10+00', String(i)]));
+  const groupId = `g-${ID}-types`;
+  const captured = capturingLogger();
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.typed`]: { schema: DST } } }), captured.logger, { topicRefreshMs: 500 });
+  try {
+    await waitApplied(db, admin, groupId, [t.topic]);
+    await produceChanges(producer, t, inserts(4, 4, (i) => [`${i}.60`, '2024-02-29 13:45:10+00', String(i)]));
+    await waitApplied(db, admin, groupId, [t.topic]);
+    const warned = captured.lines().filter((l) => l.sourceType !== undefined);
+    assert.deepEqual(
+      warned.map((l) => [l.table, l.column, l.sourceType, l.destinationType]),
+      [[`${DST}.typed`, 'amount', 'numeric(12,2)', 'numeric(12,0)']],
+      'one warning, for the narrowed column only (bigint for int is a widening)',
+    );
+    assert.match(warned[0].msg, new RegExp(`ALTER TABLE "${DST}"\\."typed" ALTER COLUMN "amount" TYPE numeric\\(12,2\\)`));
+    // The cast rounds without an error: why the warning is there.
+    const { rows } = await db.query(`SELECT amount::text FROM ${DST}.typed ORDER BY id`);
+    assert.deepEqual(rows.map((r) => r.amount), ['1', '2', '3', '5']);
+  } finally {
+    await sink.stop();
+  }
+});
+
 test('an undecodable record stalls its partition by default, and goes to the dead-letter topic in that mode', async () => {
   const prefix = uniqueTopic('sbcorrupt');
   const t = await table('plain', '(id int PRIMARY KEY, v text)', 1, prefix);

@@ -16,7 +16,7 @@ import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { describeStall, remedyFor } from '../../sink-connector/stall.ts';
-import { addColumnSql, missingColumnError, missingColumns } from '../../sink-connector/table-state.ts';
+import { addColumnSql, missingColumnError, missingColumns, typeMismatches } from '../../sink-connector/table-state.ts';
 import { PositionTracker } from '../../sink-connector/offsets.ts';
 
 const AT = { topic: 'p.public.orders', partition: 2, offset: '41' };
@@ -89,6 +89,42 @@ test('missingColumns and the autoEvolve statement', () => {
   const version = { columns: [{ name: 'id', pgType: 'int8' }, { name: 'New "col"', pgType: 'character varying(20)' }] } as unknown as TableVersion;
   assert.deepEqual(missingColumns(table, version), [{ name: 'New "col"', pgType: 'character varying(20)' }]);
   assert.equal(addColumnSql(table, { name: 'New "col"', pgType: 'character varying(20)' }), 'ALTER TABLE "s"."T x" ADD COLUMN IF NOT EXISTS "New ""col""" character varying(20)');
+});
+
+test('typeMismatches: a destination type that cannot take every source value as it is; widenings, domains and non-catalog types pass', () => {
+  const version = {
+    columns: [
+      { name: 'id', pgType: 'int8' },
+      { name: 'amount', pgType: 'numeric(12,2)' },
+      { name: 'at', pgType: 'timestamptz' },
+      { name: 'qty', pgType: 'int4' },
+      { name: 'note', pgType: 'varchar(20)' },
+      { name: 'tags', pgType: '_text' },
+      { name: 'mood', pgType: 'public.mood' },
+      { name: 'score', pgType: 'int4' },
+      { name: 'extra', pgType: 'text' },
+      { name: 'blob', pgType: null },
+    ],
+  } as unknown as TableVersion;
+  const col = (name: string, type: string, domain = false) => ({ name, type, notNull: false, domain });
+  const dest = {
+    columns: [
+      col('id', 'integer'),
+      col('amount', 'numeric(10,0)'),
+      col('at', 'timestamp without time zone'),
+      col('qty', 'bigint'),
+      col('note', 'text'),
+      col('tags', 'text[]'),
+      col('mood', 'text'),
+      col('score', 'posint', true),
+      col('blob', 'bytea'),
+    ],
+  };
+  assert.deepEqual(typeMismatches(version, dest), [
+    { column: 'id', source: 'bigint', destination: 'integer' },
+    { column: 'amount', source: 'numeric(12,2)', destination: 'numeric(10,0)' },
+    { column: 'at', source: 'timestamp with time zone', destination: 'timestamp without time zone' },
+  ]);
 });
 
 function rec(table: string, op: DecodedRecord['change']['op'], key: readonly string[] | null, offset: number): DecodedRecord {

@@ -7,6 +7,7 @@ import {
   INT64_MIN,
   codecForType,
   createAvroType,
+  formatTypeName,
   nullableAvroType,
   parseArray1D,
   pgTypeName,
@@ -416,4 +417,30 @@ test('timestamptz / timetz offsets other than UTC are normalised or kept', () =>
   assert.equal(timetzFromText('12:00:00-00:30'), '12:00:00-00:30');
   assert.equal(timetzToText('12:00:00-05:00'), '12:00:00-05');
   assert.equal(timetzToText('12:00:00+00:00'), '12:00:00+00');
+});
+
+test('formatTypeName: pg.type names as format_type prints them; null where the printed name cannot be known', () => {
+  const cases: [string, string | null][] = [
+    ['int4', 'integer'],
+    ['_int8', 'bigint[]'],
+    ['bool', 'boolean'],
+    ['float8', 'double precision'],
+    ['numeric(12,2)', 'numeric(12,2)'],
+    ['_numeric(12,2)', 'numeric(12,2)[]'],
+    ['varchar(20)', 'character varying(20)'],
+    ['bpchar(5)', 'character(5)'],
+    ['bpchar', 'bpchar'],
+    ['timestamptz(3)', 'timestamp(3) with time zone'],
+    ['timestamp', 'timestamp without time zone'],
+    ['_timetz', 'time with time zone[]'],
+    ['interval year to month', 'interval year to month'],
+    ['varbit(8)', 'bit varying(8)'],
+    ['bit(3)', 'bit(3)'],
+    ['jsonb', 'jsonb'],
+    ['int4range', 'int4range'],
+    ['public.mood', null],
+    ['bit', null],
+    ['char', null],
+  ];
+  for (const [pgType, printed] of cases) assert.equal(formatTypeName(pgType), printed, pgType);
 });

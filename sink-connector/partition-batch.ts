@@ -82,6 +82,7 @@ export class BatchProcessor {
   /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
   private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
   private readonly deadLettered = new DeadLetterLedger();
+
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
   }

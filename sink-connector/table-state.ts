@@ -84,7 +84,7 @@ export class TableStates {
   }
 
   /**
-   * Read and report the catalog of each table at start (connector.ts, checkTables); which are
+   * Read and report the catalog of each table at start (destination-start.ts, checkTables); which are
    * missing and which are local (not distributed), by name. Not kept for the tables' first
    * batches: a table may change before its first change arrives (an operator adding the
    * column a source DDL added), and a first batch always reads its catalog.

@@ -11,6 +11,7 @@ import { arrayLiterals } from '../../sink-connector/upsert-batch.ts';
 import type { FastRow } from '../../sink-connector/fast-rows.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
+import { knownTables } from '../../sink-connector/destination-start.ts';
 import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
@@ -89,6 +90,16 @@ test('missingColumns and the autoEvolve statement', () => {
   const version = { columns: [{ name: 'id', pgType: 'int8' }, { name: 'New "col"', pgType: 'character varying(20)' }] } as unknown as TableVersion;
   assert.deepEqual(missingColumns(table, version), [{ name: 'New "col"', pgType: 'character varying(20)' }]);
   assert.equal(addColumnSql(table, { name: 'New "col"', pgType: 'character varying(20)' }), 'ALTER TABLE "s"."T x" ADD COLUMN IF NOT EXISTS "New ""col""" character varying(20)');
+});
+
+test('knownTables: tables mapped in the config and tables with a topic, once each, never a control topic', () => {
+  const config = { topicPrefix: 'shop', tables: { 'public.orders': { schema: 'sales' }, 'billing.invoices': {} } };
+  const topics = ['shop.public.orders', 'shop.public.items', 'shop.__snapshot', 'shop.__sequences', 'shop.__transactions'];
+  assert.deepEqual(knownTables(config, topics), [
+    { schema: 'public', table: 'orders' },
+    { schema: 'billing', table: 'invoices' },
+    { schema: 'public', table: 'items' },
+  ]);
 });
 
 test('typeMismatches: a destination type that cannot take every source value as it is; widenings, domains and non-catalog types pass', () => {

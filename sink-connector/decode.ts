@@ -1,7 +1,8 @@
 /**
  * Kafka record → SinkChange. Schemas come from the registry by id, once; per schema id the
- * sink compiles an avsc type and a field → destination column → text encoder list, so
- * the per-record work is one avsc decode plus one encoder call per non-null field.
+ * sink compiles an avsc type and a field → destination column → text encoder list
+ * (schema-compile.ts) and caches it here, so the per-record work is one avsc decode plus one
+ * encoder call per non-null field.
  *
  * `prepare(records)` is the only async step (fetching unseen schema ids); `decode` is
  * synchronous. Tombstones (null value) decode to null. Anything undecodable throws a

@@ -31,7 +31,7 @@ import { planStart, readCommitted, readStored } from './join-positions.ts';
 import { DirectCopyPolicy } from './direct-copy.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
-import { createSinkMetrics, type SinkMetrics } from './sink-metrics.ts';
+import { createSinkMetrics, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
 import { describeStall, Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
@@ -144,7 +144,7 @@ class SinkRuntime {
     );
     this.admin = this.kafka.admin();
     let topics = await this.untilDone('list topics', () => this.listSinkTopics());
-    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log });
+    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
     await checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone }, topics);
 
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });

@@ -18,6 +18,7 @@ export interface SinkMetrics {
   transcodedRows: Counter<'table' | 'format'>;
   directCopyConflicts: Counter<'table'>;
   laneBatches: Gauge<'state'>;
+  typeMismatches: Gauge<'table' | 'column' | 'source_type' | 'destination_type'>;
 }
 
 export function createSinkMetrics(connector: string): SinkMetrics {
@@ -52,5 +53,21 @@ export function createSinkMetrics(connector: string): SinkMetrics {
       'Fetched batches taken by the apply lanes: applying, or waiting for one of the workers (waiting > 0 while the sink or the destination is the bottleneck)',
       ['state'],
     ),
+    typeMismatches: metrics.gauge(
+      'column_type_mismatches',
+      "1 per destination column whose type cannot take every source value as it is (values may stall or change), as of the table's latest catalog read",
+      ['table', 'column', 'source_type', 'destination_type'],
+    ),
+  };
+}
+
+/** Sets a table's column_type_mismatches series to what its latest catalog read found, removing those gone. */
+export function typeMismatchGauge(gauge: SinkMetrics['typeMismatches']): (table: string, found: readonly { column: string; source: string; destination: string }[]) => void {
+  const shown = new Map<string, { table: string; column: string; source_type: string; destination_type: string }[]>();
+  return (table, found) => {
+    for (const labels of shown.get(table) ?? []) gauge.remove(labels);
+    const now = found.map((m) => ({ table, column: m.column, source_type: m.source, destination_type: m.destination }));
+    for (const labels of now) gauge.set(labels, 1);
+    shown.set(table, now);
   };
 }

@@ -21,6 +21,15 @@ export interface TableStatesOptions {
   citus: CitusInfo;
   requireDistributed: boolean;
   logger: Logger;
+  /** A table's type mismatches as of its latest catalog read (none: an empty list), for metrics. */
+  onTypeMismatches?: (table: string, mismatches: TypeMismatch[]) => void;
+}
+
+/** A destination column whose type cannot take every source value as it is (typeMismatches). */
+export interface TypeMismatch {
+  column: string;
+  source: string;
+  destination: string;
 }
 
 /** An ApplyTable's cache key: its destination table (a prefix `invalidate` matches) and source key. */
@@ -144,8 +153,10 @@ export class TableStates {
    * (numeric scale rounded, timestamptz into timestamp, float8 into float4).
    */
   private reportMismatches(dest: DestinationTable, version: TableVersion): void {
-    for (const m of typeMismatches(version, dest)) {
-      const qn = `${dest.schema}.${dest.name}`;
+    const qn = `${dest.schema}.${dest.name}`;
+    const found = typeMismatches(version, dest);
+    this.opts.onTypeMismatches?.(qn, found);
+    for (const m of found) {
       const key = `${qn}\u0000${m.column}\u0000${m.source}\u0000${m.destination}`;
       if (this.mismatchesLogged.has(key)) continue;
       this.mismatchesLogged.add(key);
@@ -240,8 +251,8 @@ export function addColumnSql(table: ApplyTable, column: { name: string; pgType: 
 export function typeMismatches(
   version: Pick<TableVersion, 'columns'>,
   dest: Pick<DestinationTable, 'columns'>,
-): { column: string; source: string; destination: string }[] {
-  const out: { column: string; source: string; destination: string }[] = [];
+): TypeMismatch[] {
+  const out: TypeMismatch[] = [];
   const destColumns = new Map(dest.columns.map((c) => [c.name, c]));
   for (const c of version.columns) {
     const d = destColumns.get(c.name);

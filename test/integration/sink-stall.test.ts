@@ -186,6 +186,8 @@ test('a destination column type that cannot take every source value is named onc
       'one warning, for the narrowed column only (bigint for int is a widening)',
     );
     assert.match(warned[0].msg, new RegExp(`ALTER TABLE "${DST}"\\."typed" ALTER COLUMN "amount" TYPE numeric\\(12,2\\)`));
+    assert.equal(await metricValue(sink, 'shardbridge_sink_column_type_mismatches', { column: 'amount', source_type: 'numeric(12,2)', destination_type: 'numeric(12,0)' }), 1);
+    assert.equal(await metricValue(sink, 'shardbridge_sink_column_type_mismatches', { column: 'qty' }), 0);
     // The cast rounds without an error: why the warning is there.
     const { rows } = await db.query(`SELECT amount::text FROM ${DST}.typed ORDER BY id`);
     assert.deepEqual(rows.map((r) => r.amount), ['1', '2', '3', '5']);

@@ -12,6 +12,7 @@ import type { FastRow } from '../../sink-connector/fast-rows.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
 import { knownTables } from '../../sink-connector/destination-start.ts';
+import { createSinkMetrics, typeMismatchGauge } from '../../sink-connector/sink-metrics.ts';
 import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
@@ -90,6 +91,23 @@ test('missingColumns and the autoEvolve statement', () => {
   const version = { columns: [{ name: 'id', pgType: 'int8' }, { name: 'New "col"', pgType: 'character varying(20)' }] } as unknown as TableVersion;
   assert.deepEqual(missingColumns(table, version), [{ name: 'New "col"', pgType: 'character varying(20)' }]);
   assert.equal(addColumnSql(table, { name: 'New "col"', pgType: 'character varying(20)' }), 'ALTER TABLE "s"."T x" ADD COLUMN IF NOT EXISTS "New ""col""" character varying(20)');
+});
+
+test('column_type_mismatches follows each table\'s latest catalog read: set for what it found, removed once gone', async () => {
+  const m = createSinkMetrics('t');
+  const update = typeMismatchGauge(m.typeMismatches);
+  const series = async () => (await m.typeMismatches.get()).values.map((v) => `${v.labels.table}.${v.labels.column} ${v.labels.source_type}->${v.labels.destination_type}=${v.value}`).sort();
+  update('s.orders', [{ column: 'amount', source: 'numeric(12,2)', destination: 'numeric(12,0)' }, { column: 'id', source: 'bigint', destination: 'integer' }]);
+  update('s.items', [{ column: 'at', source: 'timestamp with time zone', destination: 'timestamp without time zone' }]);
+  assert.deepEqual(await series(), [
+    's.items.at timestamp with time zone->timestamp without time zone=1',
+    's.orders.amount numeric(12,2)->numeric(12,0)=1',
+    's.orders.id bigint->integer=1',
+  ]);
+  update('s.orders', [{ column: 'amount', source: 'numeric(12,2)', destination: 'numeric(12,1)' }]);
+  assert.deepEqual(await series(), ['s.items.at timestamp with time zone->timestamp without time zone=1', 's.orders.amount numeric(12,2)->numeric(12,1)=1']);
+  update('s.items', []);
+  assert.deepEqual(await series(), ['s.orders.amount numeric(12,2)->numeric(12,1)=1']);
 });
 
 test('knownTables: tables mapped in the config and tables with a topic, once each, never a control topic', () => {

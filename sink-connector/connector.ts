@@ -134,8 +134,7 @@ class SinkRuntime {
       this.server = await serveMetrics(this.m.metrics.registry, port, '0.0.0.0', { health: () => !this.abort.signal.aborted });
       this.metricsPort = this.server.port;
     }
-    const untilDone: UntilDone = (what, fn) => this.untilDone(what, fn);
-    const { citus, pool } = await openDestination(config, this.concurrency + 2, log, untilDone);
+    const { citus, pool } = await openDestination(config, this.concurrency + 2, log, this.untilDone);
     this.pool = pool;
 
     this.kafka = createKafka(
@@ -145,7 +144,7 @@ class SinkRuntime {
     this.admin = this.kafka.admin();
     let topics = await this.untilDone('list topics', () => this.listSinkTopics());
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
-    await checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone }, topics);
+    await checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone }, topics);
 
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
     this.stalls = new Stalls({
@@ -249,10 +248,9 @@ class SinkRuntime {
     void this.stop().then(() => this.rejectDone(err));
   }
 
-  /** Retry a start-up step while its failures are transient, until stop(). */
-  private untilDone<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
-  }
+  /** Retry a step while its failures are transient, until stop(). */
+  private readonly untilDone: UntilDone = (what, fn) =>
+    retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
 
   private every(ms: number, fn: () => Promise<void>): void {
     let running = false;
@@ -390,16 +388,7 @@ class SinkRuntime {
     const { groupId } = this.config;
     const committed = readCommitted(this.admin!, groupId, tps, this.log);
     // Batches handed over before the rebalance end first, so the stored positions read are theirs.
-    const stored = this.lanes.drain().then(() =>
-      retry(() => readStored(this.pool!, groupId, tps), {
-        what: 'read stored positions',
-        retries: Infinity,
-        initialMs: 500,
-        maxMs: 10_000,
-        signal: this.abort.signal,
-        logger: this.log,
-      }),
-    );
+    const stored = this.lanes.drain().then(() => this.untilDone('read stored positions', () => readStored(this.pool!, groupId, tps)));
     this.positions = Promise.all([stored, committed]).then(([{ stored, stalled }, committed]) => {
       if (gen !== this.generation || this.consumer !== consumer) return;
       const { positions, seeks } = planStart(tps, stored, committed);

@@ -1,6 +1,7 @@
 /** The sink's Prometheus metrics, on the connector's own registry. */
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import { createMetrics, type Metrics } from '../shared/metrics.ts';
+import type { TypeMismatch } from './table-state.ts';
 
 export interface SinkMetrics {
   metrics: Metrics;
@@ -62,7 +63,7 @@ export function createSinkMetrics(connector: string): SinkMetrics {
 }
 
 /** Sets a table's column_type_mismatches series to what its latest catalog read found, removing those gone. */
-export function typeMismatchGauge(gauge: SinkMetrics['typeMismatches']): (table: string, found: readonly { column: string; source: string; destination: string }[]) => void {
+export function typeMismatchGauge(gauge: SinkMetrics['typeMismatches']): (table: string, found: readonly TypeMismatch[]) => void {
   const shown = new Map<string, { table: string; column: string; source_type: string; destination_type: string }[]>();
   return (table, found) => {
     for (const labels of shown.get(table) ?? []) gauge.remove(labels);

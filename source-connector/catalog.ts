@@ -220,7 +220,7 @@ export function linkTypes(rows: PgTypeRow[]): Map<number, PgTypeInfo> {
   return out;
 }
 
-export interface OwnedSequence {
+export interface TableSequence {
   sequence: string; // schema.name
   table: string; // schema.table
   column: string;
@@ -228,27 +228,40 @@ export interface OwnedSequence {
   readable: boolean;
 }
 
-const OWNED_SEQUENCES_SQL = `
-SELECT sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col,
+// Owned sequences (serial, identity) and those a column default calls without owning them
+// (`DEFAULT nextval('shared_seq')`): cut-over must move both. One row per sequence, the owner
+// first when a sequence is both owned and shared.
+const TABLE_SEQUENCES_SQL = `
+WITH uses AS (
+  SELECT d.objid AS seq, d.refobjid AS tbl, d.refobjsubid AS att, 0 AS pref
+    FROM pg_depend d
+   WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+     AND d.deptype IN ('a', 'i') AND d.refobjid = ANY($1::oid[])
+  UNION ALL
+  SELECT d.refobjid, ad.adrelid, ad.adnum, 1
+    FROM pg_attrdef ad
+    JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+   WHERE ad.adrelid = ANY($1::oid[])
+)
+SELECT DISTINCT ON (sn.nspname, s.relname)
+       sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col,
        has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS readable
-  FROM pg_depend d
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  FROM uses u
+  JOIN pg_class s ON s.oid = u.seq AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
-  JOIN pg_class t ON t.oid = d.refobjid
+  JOIN pg_class t ON t.oid = u.tbl
   JOIN pg_namespace tn ON tn.oid = t.relnamespace
-  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-   AND d.deptype IN ('a', 'i') AND d.refobjid = ANY($1::oid[])
- ORDER BY 1, 2`;
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.att
+ ORDER BY sn.nspname, s.relname, u.pref, tn.nspname, t.relname, a.attname`;
 
-/** Sequences owned by the given tables' columns (serial, bigserial, identity). */
-export async function ownedSequences(client: pg.ClientBase, relids: number[]): Promise<OwnedSequence[]> {
-  const { rows } = await client.query(OWNED_SEQUENCES_SQL, [relids]);
+/** The sequences the given tables' columns own (serial, bigserial, identity) or call in their defaults. */
+export async function tableSequences(client: pg.ClientBase, relids: number[]): Promise<TableSequence[]> {
+  const { rows } = await client.query(TABLE_SEQUENCES_SQL, [relids]);
   return rows.map((r) => ({ sequence: `${r.seq_schema}.${r.seq_name}`, table: `${r.tbl_schema}.${r.tbl_name}`, column: r.col, readable: r.readable }));
 }
 
 /** Current values of sequences, as strings (bigint range): the value the next nextval would exceed. */
-export async function sequenceValues(client: pg.ClientBase, seqs: OwnedSequence[]): Promise<Map<string, string | null>> {
+export async function sequenceValues(client: pg.ClientBase, seqs: TableSequence[]): Promise<Map<string, string | null>> {
   const out = new Map<string, string | null>();
   if (seqs.length === 0) return out;
   const { rows } = await client.query(

@@ -3,7 +3,7 @@
  * them with pure functions so `shardbridge check` and the connector share the verdicts.
  */
 import type pg from 'pg';
-import { ownedSequences, type ResolvedTables } from './catalog.ts';
+import { tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
@@ -35,7 +35,7 @@ export interface SourceFacts {
   badReplicaIdentity: { table: string; message: string; remedy: string }[];
   /** Tables whose topic name Kafka would refuse or another table shares (table-versions.ts). */
   topicProblems: { table: string; message: string; remedy: string }[];
-  /** Sequences owned by the selected tables that the role can neither SELECT nor USE: pg_sequences shows them as never used. */
+  /** Sequences of the selected tables (owned or called in a default) that the role can neither SELECT nor USE: pg_sequences shows them as never used. */
   unreadableSequences: string[];
   selectedTables: number;
   maxSlotWalKeepSize: string;
@@ -66,7 +66,7 @@ export async function gatherSourceFacts(
              AS can_replicate,
            current_setting('max_slot_wal_keep_size') AS keep_size`);
   const { resolved } = opts;
-  const owned = await ownedSequences(client, resolved.tables.map((t) => t.relid));
+  const owned = await tableSequences(client, resolved.tables.map((t) => t.relid));
   const { rows: slots } = await client.query(
     `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
     [opts.slotName],

@@ -22,7 +22,7 @@ import { SourceError, isRetriable } from '../shared/errors.ts';
 import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
-import { ownedSequences, sequenceValues, type OwnedSequence } from './catalog.ts';
+import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
   controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
 } from './control-topics.ts';
@@ -115,7 +115,7 @@ class ConnectorRun {
   private stream: ReplicationStream | null = null;
   private stopping = false;
   private prepared = false;
-  private owned: OwnedSequence[] = [];
+  private sequences: TableSequence[] = [];
   private sequencesTimer?: NodeJS.Timeout;
   private readonly errors;
   private readonly registry: RegistryClient;
@@ -195,14 +195,14 @@ class ConnectorRun {
   }
 
   async publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
-    if (this.owned.length === 0) return;
-    const values = await sequenceValues(await this.source.connect(), this.owned);
-    for (const s of this.owned) {
+    if (this.sequences.length === 0) return;
+    const values = await sequenceValues(await this.source.connect(), this.sequences);
+    for (const s of this.sequences) {
       const r = sequenceRecord({ sequence: s.sequence, table: s.table, column: s.column, value: values.get(s.sequence) ?? null, reason });
       this.publisher.publishRaw(this.topics.sequences, r.key, r.value);
     }
     await this.publisher.barrier();
-    this.log.debug({ sequences: this.owned.length, reason }, 'sequence values published');
+    this.log.debug({ sequences: this.sequences.length, reason }, 'sequence values published');
   }
 
   private async session(): Promise<void> {
@@ -223,7 +223,7 @@ class ConnectorRun {
       this.truncateKeySchemaId = await this.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
       // An existing topic keeps its own partition count, whatever topics.partitions says now.
       for (const v of this.versions.all()) this.partitionCounts.set(v.topic, await this.admin.partitionCount(v.topic));
-      this.owned = await ownedSequences(client, tables.map((x) => x.relid));
+      this.sequences = await tableSequences(client, tables.map((x) => x.relid));
       this.prepared = true;
     }
     const state = reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));

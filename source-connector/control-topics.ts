@@ -5,7 +5,7 @@
  *    dropped that slot itself to snapshot again). Compacted: the latest marker per
  *    key is the state. At start-up it tells whether a snapshot was cut short and whether this
  *    connector has published from a slot before (a vanished slot then means lost changes).
- *  - `<prefix>.__sequences`: values of sequences owned by replicated tables (key: sequence).
+ *  - `<prefix>.__sequences`: values of the sequences replicated tables own or call in a default (key: sequence).
  *  - `<prefix>.__transactions`: BEGIN / END of every source transaction (key: xid).
  * Record builders and the state reduction are pure; readControlTopic is the one I/O helper.
  */

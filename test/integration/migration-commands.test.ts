@@ -65,9 +65,10 @@ before(async () => {
   await Promise.all([src.connect(), dst.connect()]);
   await src.query(`
     CREATE SCHEMA ${SCHEMA};
-    CREATE TABLE ${SCHEMA}.customers (id bigserial PRIMARY KEY, name text NOT NULL);
+    CREATE SEQUENCE ${SCHEMA}.ticket_no;
+    CREATE TABLE ${SCHEMA}.customers (id bigserial PRIMARY KEY, name text NOT NULL, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'));
     CREATE TABLE ${SCHEMA}.orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL CONSTRAINT orders_customer_fk REFERENCES ${SCHEMA}.customers (id),
-                                   amount int NOT NULL, note text);
+                                   amount int NOT NULL, note text, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'));
     INSERT INTO ${SCHEMA}.customers (name) SELECT 'c' || g FROM generate_series(1, 200) g;
     INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 1 + g % 200, g, 'o' || g FROM generate_series(1, 1000) g;`);
   admin = createKafka({ brokers: [k.bootstrap] }, log).admin();
@@ -199,6 +200,8 @@ test('status --json during a run: slot, snapshot per table, offsets, catch-up, e
   assert.deepEqual(s.stalls, []);
   assert.ok(s.sequences.lastSync, 'the sink recorded the sequence values the snapshot published');
   assert.ok(s.sequences.entries.some((e) => e.sequence.endsWith('orders_id_seq') && Number(e.sourceValue) >= 1000), JSON.stringify(s.sequences));
+  // A sequence no table owns, called by both tables' defaults, travels too (1,200 rows took a ticket).
+  assert.ok(s.sequences.entries.some((e) => e.sequence.endsWith('ticket_no') && Number(e.sourceValue) >= 1200), JSON.stringify(s.sequences));
   assert.deepEqual(s.problems.filter((p) => p.level === 'FAIL'), []);
 
   const text = await cli(['status', '--sample-seconds', '0']);
@@ -323,9 +326,10 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   ]);
   const srcSeq = new Map((await src.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
   const dstSeq = new Map((await dst.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
-  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'orders_id_seq']);
+  // ticket_no: owned by no table, called by both tables' defaults.
+  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'orders_id_seq', 'ticket_no']);
   for (const [name, v] of srcSeq) assert.ok(dstSeq.get(name)! >= v + 500n, `${name}: destination ${dstSeq.get(name)} >= source ${v} + 500`);
-  assert.deepEqual(r.out.sequences.map((s) => [s.sequence, s.status]).sort(), [[`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.orders_id_seq`, 'moved']]);
+  assert.deepEqual(r.out.sequences.map((s) => [s.sequence, s.status]).sort(), [[`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.orders_id_seq`, 'moved'], [`${SCHEMA}.ticket_no`, 'moved']]);
   assert.deepEqual(r.out.tables.map((t) => [t.table, t.match]), [[`${SCHEMA}.customers`, true], [`${SCHEMA}.orders`, true]]);
   assert.deepEqual(r.out.foreignKeys.map((f) => [f.table, f.constraint, f.status]), [[`"${SCHEMA}"."orders"`, 'orders_customer_fk', 'created']]);
   const fk = await dst.query(`SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
@@ -338,7 +342,7 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   await dst.query(`ALTER SEQUENCE ${SCHEMA}.customers_id_seq RESTART WITH 1000000`);
   const again = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
   assert.equal(again.code, 0, JSON.stringify(again.out.problems));
-  assert.deepEqual(again.out.sequences.map((s) => s.status), ['already above', 'already above']);
+  assert.deepEqual(again.out.sequences.map((s) => s.status), ['already above', 'already above', 'already above']);
   assert.equal((await dst.query(`SELECT nextval('${SCHEMA}.customers_id_seq')::text AS n`)).rows[0].n, '1000000');
   assert.deepEqual(again.out.foreignKeys.map((f) => f.status), ['already there']);
 });

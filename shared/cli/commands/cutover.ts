@@ -6,7 +6,7 @@
  *  2. wait, with progress on stderr, until the slot's confirmed_flush_lsn reaches it (the
  *     source connector has everything before it in Kafka), then until the sink has applied
  *     every table topic up to the end offsets of that moment (`shardbridge.sink_offsets`);
- *  3. move every destination sequence owned by a selected table to the source value plus
+ *  3. move every destination sequence a selected table owns or calls in a default to the source value plus
  *     the margin, never lower: `setval(seq, greatest(current, source + margin))`;
  *  4. verify every table (verifyTables: counts and checksums per key range; a difference
  *     names the table, the key range and sample keys) — `--verify-only` runs only this;
@@ -22,7 +22,7 @@ import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
-import { ownedSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
+import { tableSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/common.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
@@ -261,18 +261,18 @@ async function waitSink(
   }
 }
 
-/** Every sequence owned by a selected source table, moved on the destination to source + margin (never lower). */
+/** Every sequence a selected source table owns or calls in a column default, moved on the destination to source + margin (never lower). */
 async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: SourceTable[], sink: SinkConfig, margin: number): Promise<SequenceResult[]> {
-  const owned = await ownedSequences(src, selected.map((t) => t.info.relid));
-  if (owned.length === 0) return [];
+  const used = await tableSequences(src, selected.map((t) => t.info.relid));
+  if (used.length === 0) return [];
   const { rows: srcRows } = await src.query(
     `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v, increment_by::text AS inc FROM pg_sequences WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
-    [owned.map((s) => s.sequence)],
+    [used.map((s) => s.sequence)],
   );
   const values = new Map(srcRows.map((r) => [r.seq as string, r.v as string | null]));
   const present = await sinkTablesPresent(dst);
   const out: SequenceResult[] = [];
-  for (const o of owned) {
+  for (const o of used) {
     const t = splitQualifiedName(o.table);
     const m = mapTable({ schema: t.schema, name: t.table }, sink.tables);
     const destColumn = m.columnMap[o.column] ?? o.column;

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
+import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
 
@@ -154,7 +155,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   if (f.slot) {
     if (f.slot.walStatus === 'lost') {
-      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" was invalidated (wal_status = lost): changes were lost`, remedy: 'take a new snapshot: shardbridge cleanup --force --drop-topics --drop-control-tables, then start the connectors again' });
+      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" was invalidated (wal_status = lost): changes were lost`, remedy: LOST_SLOT_REMEDY });
     } else if (f.slot.active) {
       out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" is active in another process (pid ${f.slot.activePid})`, remedy: 'stop the other connector, or use a different slotName' });
     } else if (f.slot.plugin && f.slot.plugin !== 'pgoutput') {

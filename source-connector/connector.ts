@@ -146,7 +146,6 @@ class ConnectorRun {
     this.monitor = new SlotMonitor({
       connect: () => source.connect(),
       slotName: config.slotName,
-      topicPrefix: config.topicPrefix,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       walRetentionWarnBytes: config.walRetentionWarnBytes,
       log,
@@ -251,7 +250,7 @@ class ConnectorRun {
     }
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null });
     if (verdict.publishedFromSlot || slot !== null) {
-      const lost = slotLostError(slot, cfg.slotName, cfg.topicPrefix);
+      const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     }
     if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
@@ -283,7 +282,7 @@ class ConnectorRun {
         await exported.release();
       }
       slot = await slotStatus(client, cfg.slotName);
-      const lost = slotLostError(slot, cfg.slotName, cfg.topicPrefix);
+      const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     }
     if (this.stopping) return;

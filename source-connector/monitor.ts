@@ -13,23 +13,20 @@ import type { Metrics } from '../shared/metrics.ts';
 import { SourceError } from '../shared/errors.ts';
 import { slotStatus, type SlotStatus } from './slot.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
-
-export const LOST_SLOT_REMEDY =
-  'changes were lost: take a new snapshot. Delete the topic <topicPrefix>.__snapshot (and, to start clean, the table topics and the destination rows), drop the slot if it still exists, then start the source connector again';
+import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 
 /** A vanished or invalidated slot as the error that stops the connector; null when healthy. Pure. */
-export function slotLostError(status: SlotStatus | null, slot: string, topicPrefix: string): SourceError | null {
-  const remedy = LOST_SLOT_REMEDY.replace('<topicPrefix>', topicPrefix);
+export function slotLostError(status: SlotStatus | null, slot: string): SourceError | null {
   if (status === null) {
     return new SourceError(`replication slot "${slot}" vanished after this connector had published from it: changes since its last confirmed position are lost`, {
       context: { slot },
-      remedy,
+      remedy: LOST_SLOT_REMEDY,
     });
   }
   if (status.walStatus === 'lost') {
     return new SourceError(`replication slot "${slot}" was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost`, {
       context: { slot },
-      remedy,
+      remedy: LOST_SLOT_REMEDY,
     });
   }
   return null;
@@ -39,7 +36,6 @@ export interface SlotMonitorOptions {
   /** The normal (non-replication) source connection, re-opened if it broke. */
   connect(): Promise<pg.ClientBase>;
   slotName: string;
-  topicPrefix: string;
   heartbeatIntervalMs: number;
   checkIntervalMs?: number;
   walRetentionWarnBytes: number;
@@ -103,7 +99,7 @@ export class SlotMonitor {
       this.log.debug({ err }, 'slot status query failed');
       throw err;
     }
-    const lost = slotLostError(status, this.opts.slotName, this.opts.topicPrefix);
+    const lost = slotLostError(status, this.opts.slotName);
     if (lost) {
       this.log.error({ err: lost }, lost.message);
       this.opts.onSlotLost(lost);

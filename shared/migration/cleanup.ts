@@ -9,6 +9,8 @@ import type { PartitionFacts } from './status.ts';
 import { formatCount, renderTable } from './format.ts';
 
 const DEFERRED_FK_TABLE = 'shardbridge.deferred_foreign_keys';
+/** The sink's tables keyed by topic. */
+const PER_TOPIC_TABLES = ['shardbridge.sink_offsets', 'shardbridge.snapshot_status', 'shardbridge.stalls'];
 
 export interface CleanupOptions {
   force: boolean;
@@ -57,7 +59,8 @@ export type CleanupAction =
   | { kind: 'drop publication'; object: string }
   | { kind: 'drop table'; object: string }
   | { kind: 'drop schema'; object: string }
-  | { kind: 'delete topics'; object: string; topics: string[] };
+  | { kind: 'delete topics'; object: string; topics: string[] }
+  | { kind: 'forget stored positions'; object: string; tables: string[]; topics: string[] };
 
 export interface CleanupPlan {
   proceed: boolean;
@@ -117,10 +120,9 @@ export function planCleanup(f: CleanupFacts, o: CleanupOptions): CleanupPlan {
     }
   }
 
-  if (o.dropControlTables) {
-    if (f.sinkSessions > 0) {
-      blockers.push({ object: 'destination', message: `a sink connector is connected to the destination (${f.sinkSessions} session(s)): its tables are in use`, remedy: 'stop the sink connector first', forceable: true });
-    }
+  if ((o.dropControlTables || o.dropTopics) && f.sinkSessions > 0) {
+    const what = o.dropControlTables ? 'its tables are in use' : 'it reads the topics';
+    blockers.push({ object: 'destination', message: `a sink connector is connected to the destination (${f.sinkSessions} session(s)): ${what}`, remedy: 'stop the sink connector first', forceable: true });
   }
 
   const proceed = blockers.every((b) => b.forceable) && (blockers.length === 0 || o.force);
@@ -138,7 +140,13 @@ export function planCleanup(f: CleanupFacts, o: CleanupOptions): CleanupPlan {
       actions.push({ kind: c.kind === 'table' ? 'drop table' : 'drop schema', object: c.name });
     }
   }
-  if (o.dropTopics && f.topics.length > 0) actions.push({ kind: 'delete topics', object: `${f.topics.length} topic(s)`, topics: f.topics });
+  if (o.dropTopics && f.topics.length > 0) {
+    actions.push({ kind: 'delete topics', object: `${f.topics.length} topic(s)`, topics: f.topics });
+    // A topic created again under the same name starts at offset 0: a sink would skip its
+    // records up to the positions stored for the deleted one. So they go with the topics.
+    const tables = o.dropControlTables ? [] : f.controlObjects.filter((c) => c.kind === 'table' && PER_TOPIC_TABLES.includes(c.name)).map((c) => c.name);
+    if (tables.length > 0) actions.push({ kind: 'forget stored positions', object: tables.join(', '), tables, topics: f.topics });
+  }
   return { proceed, blockers: proceed ? [] : blockers, overridden: proceed ? blockers : [], actions, notes };
 }
 
@@ -176,6 +184,7 @@ const PAST: Record<CleanupAction['kind'], string> = {
   'drop table': 'dropped table',
   'drop schema': 'dropped schema',
   'delete topics': 'deleted',
+  'forget stored positions': 'deleted the deleted topics\' rows from',
 };
 
 export function renderCleanup(r: CleanupReport): string {

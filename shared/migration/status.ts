@@ -5,6 +5,7 @@
  * shared/migration/gather.ts reads the facts, shared/cli/commands/status.ts drives it.
  */
 import { firstLine, formatBytes, formatCount } from './format.ts';
+import { LOST_SLOT_REMEDY } from './remedies.ts';
 
 export type Level = 'FAIL' | 'WARN';
 
@@ -289,12 +290,12 @@ function slotProblems(f: StatusFacts): Problem[] {
   if (!s) {
     const started = f.slotCreatedMarker || f.partitions.some((p) => p.kind === 'table' && (p.applied ?? 0) > 0);
     return started
-      ? [{ level: 'FAIL', object, message: 'the replication slot is gone although this migration has published from it: changes since its last confirmed position are lost', remedy: 'take a new snapshot: delete the __snapshot topic (and, to start clean, the table topics and destination rows), then start the source connector' }]
+      ? [{ level: 'FAIL', object, message: 'the replication slot is gone although this migration has published from it: changes since its last confirmed position are lost', remedy: LOST_SLOT_REMEDY }]
       : [{ level: 'WARN', object, message: 'no replication slot yet: the migration has not started', remedy: 'start the source connector (it creates the slot and takes the snapshot)' }];
   }
   const out: Problem[] = [];
   if (s.walStatus === 'lost') {
-    out.push({ level: 'FAIL', object, message: 'the slot was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost', remedy: 'a new snapshot is needed: shardbridge cleanup --force, delete the __snapshot topic, start the source connector again' });
+    out.push({ level: 'FAIL', object, message: 'the slot was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost', remedy: LOST_SLOT_REMEDY });
   } else if (s.walStatus === 'unreserved') {
     out.push({ level: 'FAIL', object, message: `the slot is about to be invalidated (wal_status = unreserved${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left` : ''})`, remedy: 'get the source connector streaming now, or raise max_slot_wal_keep_size' });
   } else if (s.walStatus === 'extended') {

@@ -18,6 +18,7 @@ import type { CleanupReport } from '../../shared/migration/cleanup.ts';
 import type { StatusReport } from '../../shared/migration/status.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
+import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
@@ -44,7 +45,8 @@ before(async () => {
   sourceFile = join(dir, 'source.json');
   sinkFile = join(dir, 'sink.json');
   writeFileSync(sourceFile, JSON.stringify(config));
-  // No sink runs here: its destination is a database of the source cluster without sink tables.
+  // No sink runs here: its destination is a database of the source cluster, holding the position
+  // a sink stored for the table topic.
   writeFileSync(sinkFile, JSON.stringify({ topicPrefix: config.topicPrefix, groupId: 'g-slot', destination: { url: s.url() }, kafka: config.kafka, schemaRegistry: config.schemaRegistry, metricsPort: 0 }));
 });
 
@@ -112,13 +114,17 @@ test('a slot invalidated by max_slot_wal_keep_size: status fails, the source con
 
   // The way out: remove the dead slot and the topics (the __snapshot topic remembers the old
   // slot), then start again: a new slot and a new snapshot.
+  await ensureSinkTables(db);
+  await db.query(`INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset) VALUES ('g-slot', $1, 0, 40)`, [`${config.topicPrefix}.${SCHEMA}.items`]);
   const refused = await cli(['cleanup', '--json', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(refused.code, 1, 'the topics hold records no sink applied');
   const forced = await cli(['cleanup', '--json', '--force', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(forced.code, 0, forced.stdout + forced.stderr);
   const out = JSON.parse(forced.stdout) as CleanupReport;
   assert.ok(out.notes.some((n) => n.includes('already invalidated')), out.notes.join('\n'));
-  assert.deepEqual(out.results.map((r) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done'], ['delete topics', 'done']]);
+  assert.deepEqual(out.results.map((r) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done'], ['delete topics', 'done'], ['forget stored positions', 'done']]);
+  // The topics start again at offset 0: a position kept for them would make a sink skip their records.
+  assert.deepEqual((await db.query('SELECT topic FROM shardbridge.sink_offsets')).rows, []);
   assert.deepEqual(await slotRows(), []);
 
   const again = await startSourceConnector(config, log);

@@ -64,6 +64,27 @@ test('--drop-control-tables is refused while a sink is connected; foreign keys n
   assert.ok(created.actions.some((a) => a.object === 'shardbridge.deferred_foreign_keys'));
 });
 
+test('--drop-topics: refused while a sink reads them; the stored positions of the deleted topics go too, unless their tables are dropped', () => {
+  const objects = [
+    { kind: 'table' as const, name: 'shardbridge.sink_offsets' }, { kind: 'table' as const, name: 'shardbridge.snapshot_status' },
+    { kind: 'table' as const, name: 'shardbridge.sequence_sync' }, { kind: 'schema' as const, name: 'shardbridge' },
+  ];
+  const reading = planCleanup(facts({ sinkSessions: 1, controlObjects: objects }), { ...none, dropTopics: true });
+  assert.equal(reading.proceed, false);
+  assert.match(reading.blockers[0].message, /a sink connector is connected to the destination \(1 session\(s\)\): it reads the topics/);
+
+  const p = planCleanup(facts({ controlObjects: objects }), { ...none, dropTopics: true });
+  assert.equal(p.proceed, true);
+  assert.deepEqual(p.actions.slice(2), [
+    { kind: 'delete topics', object: '2 topic(s)', topics: ['sb.public.t', 'sb.__snapshot'] },
+    { kind: 'forget stored positions', object: 'shardbridge.sink_offsets, shardbridge.snapshot_status', tables: ['shardbridge.sink_offsets', 'shardbridge.snapshot_status'], topics: ['sb.public.t', 'sb.__snapshot'] },
+  ]);
+  const both = planCleanup(facts({ controlObjects: objects }), { ...none, dropTopics: true, dropControlTables: true });
+  assert.ok(!both.actions.some((a) => a.kind === 'forget stored positions'), 'the tables themselves are dropped');
+  const noSink = planCleanup(facts({ controlObjects: [] }), { ...none, dropTopics: true });
+  assert.deepEqual(noSink.actions.map((a) => a.kind).slice(2), ['delete topics']);
+});
+
 test('--force overrides every blocker and terminates the walsender first; a lost slot needs no check', () => {
   const p = planCleanup(facts({ slot: { active: true, activePid: 77, walStatus: 'reserved', confirmedLsn: '0/1', currentLsn: '0/2' }, pending: null, sinkOffsetsExist: false }), { ...none, force: true });
   assert.equal(p.proceed, true);

@@ -102,11 +102,11 @@ test('control records: keys and JSON shapes', () => {
 
 test('slotLostError: vanished or invalidated slots stop the connector; healthy ones do not', () => {
   const healthy = { slotName: 's', database: 'd', plugin: 'pgoutput', active: false, activePid: null, confirmedFlushLsn: 1n, restartLsn: 1n, walStatus: 'reserved', currentLsn: 2n };
-  assert.equal(slotLostError(healthy, 's', 'p'), null);
-  assert.match(slotLostError(null, 's', 'p')!.message, /vanished/);
-  const lost = slotLostError({ ...healthy, walStatus: 'lost' }, 's', 'p')!;
+  assert.equal(slotLostError(healthy, 's'), null);
+  assert.match(slotLostError(null, 's')!.message, /vanished/);
+  const lost = slotLostError({ ...healthy, walStatus: 'lost' }, 's')!;
   assert.match(lost.message, /invalidated \(wal_status = lost/);
-  assert.match(lost.remedy!, /Delete the topic p\.__snapshot/);
+  assert.match(lost.remedy!, /cleanup --force --drop-topics --drop-control-tables .*empty the destination tables/);
   assert.equal(isRetriable(lost), false);
 });
 

@@ -10,9 +10,11 @@
  *    (heartbeats, other databases and empty transactions do not count: only inserts, updates,
  *    deletes and truncates of published tables);
  *  - a table topic's end offset is above the sink's applied offset;
- *  - with --drop-control-tables: a sink is connected;
+ *  - with --drop-control-tables or --drop-topics: a sink is connected;
  * unless --force. `shardbridge.deferred_foreign_keys` is kept while it lists foreign keys not
- * created yet (cutover creates them), even with --force. Exit 0 when everything asked for is gone.
+ * created yet (cutover creates them), even with --force. --drop-topics without
+ * --drop-control-tables also deletes the sink's stored positions of those topics: a topic
+ * created again under the same name starts at offset 0. Exit 0 when everything asked for is gone.
  */
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
@@ -48,7 +50,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       dst = await connectPg(sink.destination, 'shardbridge-cleanup');
     } catch (e) {
       destinationError = errorText(e);
-      if (options.dropControlTables) {
+      // Deleted topics take their stored positions along, on the destination.
+      if (options.dropControlTables || options.dropTopics) {
         ctx.err(`shardbridge cleanup: cannot connect to the destination: ${destinationError}\n`);
         return 1;
       }
@@ -188,6 +191,17 @@ async function execute(actions: CleanupAction[], src: pg.ClientBase, dst: pg.Cli
           await admin.deleteTopics(a.topics);
           r.detail = a.topics.join(', ');
           break;
+        case 'forget stored positions': {
+          if (out.some((x) => x.action === 'delete topics' && x.status === 'failed')) {
+            r.status = 'kept';
+            r.detail = 'the topics were not deleted';
+            break;
+          }
+          let rows = 0;
+          for (const t of a.tables) rows += (await dst!.query(`DELETE FROM ${t} WHERE topic = ANY($1::text[])`, [a.topics])).rowCount ?? 0;
+          r.detail = `${rows} row(s)`;
+          break;
+        }
       }
     } catch (e) {
       r.status = 'failed';

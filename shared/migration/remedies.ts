@@ -1,0 +1,7 @@
+/** Remedies shared by the connectors' errors and the migration commands' findings. */
+
+// Every step matters: the __snapshot topic makes the source connector refuse while it remembers
+// the old slot; topics created again start at offset 0, below the sink's stored positions; and
+// rows deleted on the source while changes were lost stay in the destination unless it is emptied.
+export const LOST_SLOT_REMEDY =
+  'take a new snapshot: stop both connectors; shardbridge cleanup --force --drop-topics --drop-control-tables (drops the slot, the publication, the topics and the sink\'s stored positions); empty the destination tables (TRUNCATE); then start the source connector (new slot, new snapshot) and the sink (docs/migration-runbook.md, "a lost slot")';

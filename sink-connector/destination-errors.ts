@@ -49,13 +49,37 @@ export function classify(err: unknown, where: { table?: string; column?: string 
   const e = err as { code?: string; severity?: string; message?: string; table?: string; schema?: string; column?: string; constraint?: string };
   if (typeof e?.severity === 'string' && typeof e.code === 'string') {
     const table = e.table ? (e.schema ? `${e.schema}.${e.table}` : e.table) : where.table;
+    const code = relayedSqlState(e.code, e.message ?? '');
     return new SinkApplyError(e.message ?? 'destination error', {
-      retriable: isRetriableSqlState(e.code),
-      context: { table, column: e.column ?? where.column, constraint: e.constraint, sqlstate: e.code },
+      retriable: isRetriableSqlState(code),
+      context: { table, column: e.column ?? where.column, constraint: e.constraint, sqlstate: code, ...(code !== e.code ? { reportedSqlstate: e.code } : {}) },
       cause: err,
     });
   }
   return new RetriableError(`destination connection failed: ${e?.message ?? String(err)}`, { cause: err, context: { table: where.table } });
+}
+
+// Worker errors that Citus relays from a COPY by their message only (multi_copy.c,
+// ReportCopyError: no errcode, so XX000; a broken worker connection as 58030): the SQLSTATE
+// they had on the worker, so that a conflict, a retry and a stall's remedy are what they are
+// on plain PostgreSQL.
+const RELAYED: [RegExp, string][] = [
+  [/^duplicate key value violates unique constraint/, '23505'],
+  [/violates not-null constraint/, '23502'],
+  [/violates foreign key constraint/, '23503'],
+  [/violates check constraint/, '23514'],
+  [/^invalid input syntax for type/, '22P02'],
+  [/^value too long for type/, '22001'],
+  [/out of range/, '22003'],
+  [/^column ".*" of relation ".*" does not exist/, '42703'],
+  [/^failed to complete COPY on |^connection to the remote node .* failed/, '08006'],
+];
+
+/** The SQLSTATE behind `code`: itself, unless it is a Citus relay's XX000 or 58030 whose message names the worker's error. Pure. */
+export function relayedSqlState(code: string, message: string): string {
+  if (code !== 'XX000' && code !== '58030') return code;
+  for (const [pattern, state] of RELAYED) if (pattern.test(message)) return state;
+  return code;
 }
 
 export function withTable(err: ShardBridgeError, table: string): ShardBridgeError {

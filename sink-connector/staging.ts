@@ -91,7 +91,8 @@ export async function upsertViaStaging(client: pg.ClientBase, q: Query, table: A
 
 /**
  * COPY fresh rows straight into the target. 'conflict' when one was there already
- * (unique_violation): the transaction is then aborted, the caller rolls it back and applies
+ * (unique_violation; on Citus relayed from the worker as XX000 and read back by classify's
+ * relayedSqlState): the transaction is then aborted, the caller rolls it back and applies
  * the batch again without this path.
  */
 export async function copyIntoTarget(client: pg.ClientBase, table: ApplyTable, columns: string[], source: CopySource): Promise<'copied' | 'conflict'> {

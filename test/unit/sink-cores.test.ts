@@ -9,7 +9,7 @@ import { planReplay } from '../../shared/cli/commands/replay.ts';
 import { attachFast, tableRuns } from '../../sink-connector/apply.ts';
 import { arrayLiterals } from '../../sink-connector/upsert-batch.ts';
 import type { FastRow } from '../../sink-connector/fast-rows.ts';
-import { classify } from '../../sink-connector/destination-errors.ts';
+import { classify, relayedSqlState } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
 import { knownTables } from '../../sink-connector/destination-start.ts';
 import { createSinkMetrics, typeMismatchGauge } from '../../sink-connector/sink-metrics.ts';
@@ -63,6 +63,22 @@ test('a database error keeps its fields through classify and describeStall, with
     /drop the foreign keys referencing s\.parents now and create foreign keys at cut-over/,
   );
   assert.match(remedyFor({ sqlstate: '0A000', reason: 'apply', message: 'modifying the partition value of rows is not allowed' }), /distribution column cannot change/);
+});
+
+test("Citus's relayed COPY errors (XX000, 58030 without the worker's code) classify by the worker's message", () => {
+  const dup = classify(pgError({ code: 'XX000', message: 'duplicate key value violates unique constraint "orders_pkey_102008"', detail: 'Key (id)=(7) already exists.' }), { table: 'public.orders' }) as SinkApplyError;
+  assert.equal(dup.context.sqlstate, '23505', 'a direct COPY meeting an existing row is a conflict, as on PostgreSQL');
+  assert.equal(dup.context.reportedSqlstate, 'XX000');
+  assert.equal(dup.retriable, false);
+  assert.equal(relayedSqlState('XX000', 'null value in column "note" of relation "orders_102008" violates not-null constraint'), '23502');
+  assert.equal(relayedSqlState('XX000', 'invalid input syntax for type integer: "x"'), '22P02');
+  assert.equal(relayedSqlState('XX000', 'value too long for type character varying(3)'), '22001');
+  assert.equal(relayedSqlState('XX000', 'numeric field overflow'), 'XX000', 'unknown messages keep their code');
+  const lost = classify(pgError({ code: '58030', message: 'failed to complete COPY on 10.0.0.5:5432' }), {}) as SinkApplyError;
+  assert.equal(lost.retriable, true, 'a worker gone mid-COPY is retried with backoff');
+  // Only relays are reinterpreted: PostgreSQL's own codes stand.
+  assert.equal(relayedSqlState('23505', 'anything'), '23505');
+  assert.equal(relayedSqlState('0A000', 'duplicate key value violates unique constraint "x"'), '0A000');
 });
 
 test('transient failures classify as retriable: deadlock, serialization, shutdown, a lost connection', () => {

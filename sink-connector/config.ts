@@ -91,6 +91,7 @@ export const sinkConfigSchema = z.strictObject({
   citus: z
     .strictObject({
       maxCachedConnsPerWorker: positiveInt().default(16),
+      enableDeadlockPrevention: z.boolean().default(false),
       requireDistributed: z.boolean().default(false),
     })
     .prefault({}),
@@ -111,10 +112,25 @@ export const sinkConfigSchema = z.strictObject({
 export type SinkConfig = z.infer<typeof sinkConfigSchema>;
 export type SinkTableMapping = z.infer<typeof tableMapping>;
 
-/** libpq `options` for every sink session: startup parameters hold for reconnects too, unlike SET. */
+/**
+ * libpq `options` for every sink session: startup parameters hold for reconnects too, unlike SET.
+ * On Citus:
+ *  - the connection cache to the workers (else every batch opens ~30 new worker connections);
+ *  - deadlock prevention off: with it, every multi-shard write holds a self-conflicting lock on
+ *    each shard it touches until commit, so the apply lanes writing one table would take turns.
+ *    The lanes write disjoint keys (a key has one partition) and never wait on each other's
+ *    rows; a distributed deadlock would still be cancelled by Citus's detector (40P01, retried);
+ *  - new tables stay plain (citus.use_citus_managed_tables): the sink's offsets table must not
+ *    become a Citus-managed local table (citus issue 6729), and its staging tables are
+ *    distributed by the sink itself.
+ */
 export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citus: boolean): string {
   const opts = [`-c synchronous_commit=${config.batch.synchronousCommit}`];
-  if (citus) opts.push(`-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}`);
+  if (citus) {
+    opts.push(`-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}`);
+    if (!config.citus.enableDeadlockPrevention) opts.push('-c citus.enable_deadlock_prevention=off');
+    opts.push('-c citus.use_citus_managed_tables=off');
+  }
   return opts.join(' ');
 }
 

@@ -12,8 +12,10 @@ import { STAGING_SCHEMA } from './upsert-batch.ts';
 import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
 import { createOwnSchemasSql, quoteLiteral } from '../shared/sql.ts';
 
-// The sink's own tables: plain tables on the coordinator, never distributed (citus issue 6729).
+// The sink's own tables: plain tables on the coordinator, never distributed nor Citus-managed
+// (citus issue 6729), also where citus.use_citus_managed_tables is on (for this transaction).
 export const CREATE_SINK_TABLES_SQL = `
+SELECT set_config('citus.use_citus_managed_tables', 'off', true) WHERE current_setting('citus.use_citus_managed_tables', true) IS NOT NULL;
 ${createOwnSchemasSql('shardbridge', STAGING_SCHEMA)};
 CREATE TABLE IF NOT EXISTS shardbridge.sink_offsets (
   group_id text NOT NULL,

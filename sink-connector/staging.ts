@@ -20,7 +20,6 @@ import {
   copyIntoTargetSql,
   copyTextChunks,
   createStagingSql,
-  distributeStagingSql,
   mergeFromStagingSql,
   quoteIdent,
   sessionStaging,
@@ -28,6 +27,7 @@ import {
   stagingBaseName,
   stagingTableName,
 } from './upsert-batch.ts';
+import { alreadyDistributed, distributeStagingSql, stagingLayout, stagingLayoutSql, type StagingLayoutRow } from './staging-layout.ts';
 
 type Value = string | null;
 
@@ -136,7 +136,7 @@ export async function ensureStaging(client: pg.ClientBase, q: Query, table: Appl
   stagingReady.add(table);
 }
 
-async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
+async function createStaging(q: Query, table: ApplyTable): Promise<void> {
   try {
     await q(createStagingSql(table));
   } catch (err) {
@@ -145,8 +145,27 @@ async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
     const state = sqlStateOf(err);
     if (state !== '23505' && state !== '42P07') throw err;
   }
-  const dist = distributeStagingSql(table);
-  if (dist) await q(dist);
+}
+
+async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
+  await createStaging(q, table);
+  const layoutSql = stagingLayoutSql(table);
+  if (layoutSql) {
+    const { rows } = await q(layoutSql);
+    const layout = stagingLayout(rows[0] as StagingLayoutRow | undefined, table);
+    if (layout === 'stale') {
+      await q(`DROP TABLE IF EXISTS ${stagingTableName(table)}`);
+      await createStaging(q, table);
+    }
+    if (layout !== 'ok') {
+      try {
+        await q(distributeStagingSql(table)!);
+      } catch (err) {
+        // Another sink process distributed it between the check and here.
+        if (!alreadyDistributed(sqlStateOf(err), (err as Error).message)) throw err;
+      }
+    }
+  }
   const { rows } = await q(
     `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,

@@ -273,21 +273,6 @@ export function createStagingSql(table: ApplyTable): string {
   return `CREATE TABLE IF NOT EXISTS ${stagingTableName(table)} ${like}`;
 }
 
-/**
- * On Citus, distribute the staging table colocated with the target so the merge runs
- * shard-to-shard in parallel. Idempotent. Null when the target is not hash-distributed
- * (the staging table then stays a coordinator table).
- */
-export function distributeStagingSql(table: ApplyTable): string | null {
-  if (table.citus !== 'distributed' || table.distributionColumn === undefined) return null;
-  const staging = quoteLiteral(stagingTableName(table));
-  return (
-    `SELECT create_distributed_table(${staging}, ${quoteLiteral(table.distributionColumn)}, ` +
-    `colocate_with => ${quoteLiteral(qualifiedName(table))}) ` +
-    `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = ${staging}::regclass)`
-  );
-}
-
 /** `COPY relation (columns) FROM STDIN` in text format (feed it `copyTextChunks`), or in binary (copy-binary.ts). */
 const copyFromStdin = (relation: string, columns: readonly string[], binary: boolean): string =>
   `COPY ${relation} (${columns.map(quoteIdent).join(', ')}) FROM STDIN${binary ? ' WITH (FORMAT binary)' : ''}`;

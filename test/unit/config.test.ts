@@ -66,7 +66,7 @@ test('defaults are applied to a minimal sink config', () => {
   });
   assert.equal(c.groupId, 'shardbridge-sink');
   assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off' });
-  assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, requireDistributed: false });
+  assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, enableDeadlockPrevention: false, requireDistributed: false });
   assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024 });
   assert.equal(c.truncate, 'apply');
   assert.equal(c.autoEvolve, false);
@@ -236,11 +236,16 @@ test('sink consumer fetch sizes: positive integers, the per-partition one within
   assert.match(configErrorOf(() => sink({ maxBytesPerPartiton: 1 })), /^config: consumer\.maxBytesPerPartiton: unknown key \(did you mean "maxBytesPerPartition"\?\)$/m);
 });
 
-test('sink sessions: synchronous_commit from batch.synchronousCommit (off by default), Citus connection cache only on Citus', () => {
+test('sink sessions: synchronous_commit from batch.synchronousCommit (off by default), Citus settings only on Citus', () => {
   const sink = (batch: object, env: NodeJS.ProcessEnv = {}) =>
     loadSinkConfig({ env, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, batch } });
   assert.equal(sessionOptions(sink({}), false), '-c synchronous_commit=off');
-  assert.equal(sessionOptions(sink({ synchronousCommit: 'on' }), true), '-c synchronous_commit=on -c citus.max_cached_conns_per_worker=16');
+  assert.equal(
+    sessionOptions(sink({ synchronousCommit: 'on' }), true),
+    '-c synchronous_commit=on -c citus.max_cached_conns_per_worker=16 -c citus.enable_deadlock_prevention=off -c citus.use_citus_managed_tables=off',
+  );
+  const prevent = loadSinkConfig({ overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, citus: { enableDeadlockPrevention: true } } });
+  assert.doesNotMatch(sessionOptions(prevent, true), /enable_deadlock_prevention/);
   assert.equal(sink({}, { SHARDBRIDGE_SINK_BATCH__SYNCHRONOUS_COMMIT: 'local' }).batch.synchronousCommit, 'local');
   assert.match(configErrorOf(() => sink({ synchronousCommit: 'sometimes' })), /^config: batch\.synchronousCommit: .*"sometimes"/m);
 });

@@ -10,7 +10,6 @@ import {
   clearStagingSql,
   copyIntoStagingSql,
   createStagingSql,
-  distributeStagingSql,
   copyTextChunks,
   mergeFromStagingSql,
   quoteIdent,
@@ -19,6 +18,7 @@ import {
   truncateSql,
 } from '../../sink-connector/upsert-batch.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
+import { alreadyDistributed, distributeStagingSql, stagingLayout, stagingLayoutSql } from '../../sink-connector/staging-layout.ts';
 import { SchemaError } from '../../shared/errors.ts';
 
 const orders: ApplyTable = {
@@ -179,6 +179,15 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
       `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'shardbridge_staging."public__orders"'::regclass)`,
   },
   { name: 'no distribution for a reference table', sql: () => distributeStagingSql(reference) ?? 'null', want: 'null' },
+  {
+    name: "the staging table's Citus layout beside the target's",
+    sql: () => stagingLayoutSql(orders) ?? 'null',
+    want:
+      `SELECT s.partmethod::text AS method, s.colocationid = t.colocationid AS colocated, column_to_column_name(s.logicalrelid, s.partkey) AS "column" ` +
+      `FROM pg_dist_partition s JOIN pg_dist_partition t ON t.logicalrelid = '"public"."orders"'::regclass ` +
+      `WHERE s.logicalrelid = 'shardbridge_staging."public__orders"'::regclass`,
+  },
+  { name: 'no staging layout to check for a reference table', sql: () => stagingLayoutSql(reference) ?? 'null', want: 'null' },
   // A single-shard table has no column to colocate a staging table by, nor to prune by.
   { name: 'no distribution for a single-shard table', sql: () => distributeStagingSql({ ...reference, citus: 'single-shard' }) ?? 'null', want: 'null' },
   {
@@ -313,4 +322,15 @@ test('an ALWAYS identity column makes upsert and staging merge keep the source v
   assert.match(buildUpsert(t, ['id', 'v']).text, /^INSERT INTO "public"\."ids" \("id", "v"\) OVERRIDING SYSTEM VALUE SELECT /);
   assert.match(mergeFromStagingSql(t, ['id', 'v']), /\("id", "v"\) OVERRIDING SYSTEM VALUE SELECT /);
   assert.doesNotMatch(buildUpsert({ ...t, identityAlways: false }, ['id', 'v']).text, /OVERRIDING/);
+});
+
+test("the staging table's layout: distributed anew, made anew when the target's layout changed, a concurrent distribution accepted", () => {
+  assert.equal(stagingLayout(undefined, orders), 'absent');
+  assert.equal(stagingLayout({ method: 'h', colocated: true, column: 'customer_id' }, orders), 'ok');
+  assert.equal(stagingLayout({ method: 'h', colocated: false, column: 'customer_id' }, orders), 'stale', 'the target was given another shard count');
+  assert.equal(stagingLayout({ method: 'h', colocated: true, column: 'id' }, orders), 'stale', 'the target is distributed by another column');
+  assert.equal(stagingLayout({ method: 'n', colocated: false, column: null }, orders), 'stale', 'a Citus-managed local table (citus.use_citus_managed_tables)');
+  assert.equal(alreadyDistributed('42P16', 'table "public__orders" is already distributed'), true);
+  assert.equal(alreadyDistributed('42P16', 'distribution column type mismatch'), false);
+  assert.equal(alreadyDistributed('XX000', 'table "x" is already distributed'), false);
 });

@@ -147,19 +147,24 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   if (dest.citus) problems.push(...colocationProblems(opts, layouts, (table) => byName.get(table)!));
   if (opts.extendKeys && !dest.citus) {
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
-  } else if (opts.extendKeys) {
+  } else if (dest.citus) {
+    // create_distributed_table refuses a unique constraint or index without the distribution
+    // column, and it runs after the DDL phase has committed: refuse before anything runs.
     for (const { table, column } of opts.distribute) {
       if (layouts.get(table)!.kind === 'single-shard') continue;
       const t = byName.get(table)!;
       const d = destOf(t);
       const existing = dest.tables.get(key(d));
+      if (existing && existing.citus !== 'local') continue;
       const constraints = existing ? existing.constraints : t.constraints;
       for (const c of constraints.filter((x) => lacksColumn(x, column))) {
-        steps.push({ phase: 'ddl', action: `add ${column} to ${c.type === 'p' ? 'primary key' : 'unique constraint'}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
+        const what = c.type === 'p' ? 'primary key' : 'unique constraint';
+        if (opts.extendKeys) steps.push({ phase: 'ddl', action: `add ${column} to ${what}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
+        else problems.push(`${key(d)}: ${what} ${c.name} (${c.columns.join(', ')}) lacks the distribution column ${column}, which Citus refuses: add --extend-keys (it becomes (${[...c.columns, column].join(', ')})) or distribute by one of its columns`);
       }
       if (!existing) {
         for (const i of t.indexes.filter((x) => x.unique && !x.columns.includes(column))) {
-          notes.push(`unique index ${i.name} on ${key(d)} lacks ${column}: Citus refuses unique indexes without the distribution column; change it by hand`);
+          problems.push(`${key(d)}: unique index ${i.name} (${i.columns.join(', ')}) lacks the distribution column ${column}, which Citus refuses: create ${key(d)} on the destination by hand with ${column} in that index (schema copy then distributes it as it is)`);
         }
       }
     }

@@ -192,7 +192,7 @@ test('plan on Citus: extend keys, reference first, distribute with colocation; a
     'distribute distribute by region public.items',
   ]);
   assert.equal(p.steps.at(-1)!.sql[0], `SELECT create_distributed_table('"public"."items"', 'region', colocate_with => '"public"."orders"')`);
-  assert.match(p.notes.join('\n'), /unique index orders_code_key on public\.orders lacks region/);
+  assert.match(p.problems.join("\n"), /public\.orders: unique index orders_code_key \(code\) lacks the distribution column region, which Citus refuses: create public\.orders on the destination by hand/);
 
   // Second run: keys extended and tables distributed on the destination.
   const state = (citus: 'distributed' | 'reference', pk: string[]) => ({ constraints: [{ name: 'orders_pkey', type: 'p' as const, definition: '', columns: pk }], citus, distributionColumn: citus === 'distributed' ? 'region' : null });
@@ -231,8 +231,11 @@ test('plan on Citus: an existing single-shard table is left as is and its foreig
 test('plan on Citus: --colocate stops before any step when Citus would refuse the colocation', () => {
   const items: TableDef = { ...orders, name: 'items', printed: 'public.items', constraints: [orders.constraints[0]], indexes: [] };
   const m: SchemaModel = { ...model, tables: [customers, orders, items] };
-  const plan = (distribute: { table: string; column: string }[], tables = new Map()) =>
-    planSchemaCopy(m, emptyDest({ citus: true, tables }), { ...opts, distribute, reference: [], colocate: true });
+  // Only the colocation problems: the keys' own (they lack the distribution column) are the next test's.
+  const plan = (distribute: { table: string; column: string }[], tables = new Map()) => {
+    const p = planSchemaCopy(m, emptyDest({ citus: true, tables }), { ...opts, distribute, reference: [], colocate: true });
+    return { ...p, problems: p.problems.filter((x) => x.startsWith('--colocate')) };
+  };
   assert.deepEqual(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }]).problems, []);
   assert.deepEqual(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'customer_id' }]).problems, [
     '--colocate: public.items.customer_id is integer, but public.orders, named first, is distributed by region (text): Citus colocates only distribution columns of one type',
@@ -241,6 +244,23 @@ test('plan on Citus: --colocate stops before any step when Citus would refuse th
   const existing = (citus: 'distributed' | 'reference', distributionColumn: string | null) => new Map([['public.orders', { constraints: [], citus, distributionColumn }]]);
   assert.deepEqual(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'customer_id' }], existing('distributed', 'customer_id')).problems, []);
   assert.match(plan([{ table: 'public.orders', column: 'region' }, { table: 'public.items', column: 'region' }], existing('reference', null)).problems[0], /public\.orders, named first, is already a reference table/);
+});
+
+test('plan on Citus: a key or unique index without the distribution column stops before any step, naming it and the way out', () => {
+  const m: SchemaModel = { ...model, tables: [customers, orders] };
+  const plain = planSchemaCopy(m, emptyDest({ citus: true }), { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: [] });
+  assert.deepEqual(plain.problems, [
+    'public.orders: primary key orders_pkey (id) lacks the distribution column region, which Citus refuses: add --extend-keys (it becomes (id, region)) or distribute by one of its columns',
+    'public.orders: unique index orders_code_key (code) lacks the distribution column region, which Citus refuses: create public.orders on the destination by hand with region in that index (schema copy then distributes it as it is)',
+  ]);
+  // Distributed by a key column: nothing to refuse for the key (the unique index on code still lacks id).
+  const byId = planSchemaCopy(m, emptyDest({ citus: true }), { ...opts, distribute: [{ table: 'public.orders', column: 'id' }], reference: [] });
+  assert.ok(!byId.problems.some((p) => p.includes('primary key')), byId.problems.join('\n'));
+  // Already distributed on the destination: left as is, nothing refused.
+  const done = emptyDest({ citus: true, tables: new Map([['public.orders', { constraints: [orders.constraints[0]], citus: 'distributed' as const, distributionColumn: 'region' }]]) });
+  assert.deepEqual(planSchemaCopy(m, done, { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: [] }).problems, []);
+  // Plain PostgreSQL: nothing is distributed, nothing refused.
+  assert.deepEqual(planSchemaCopy(m, emptyDest(), { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: [] }).problems, []);
 });
 
 test('plan on Citus: tables created in a distributed schema (schema-based sharding) become single-shard tables, not distributed by schema copy', () => {

@@ -95,5 +95,5 @@ GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO shardbridge;
 -- The publication the source connector reuses (docker/source.yaml: publicationName and
 -- tables.include). Creating a FOR TABLE publication needs ownership of the tables, which the
 -- replication role does not have; the superuser creates it here and hands it over.
-CREATE PUBLICATION shardbridge_pub FOR TABLE products, customers, orders, order_items;
+CREATE PUBLICATION shardbridge_pub FOR TABLE products, customers, orders, order_items WITH (publish_via_partition_root = true);
 ALTER PUBLICATION shardbridge_pub OWNER TO shardbridge;

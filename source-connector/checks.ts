@@ -3,7 +3,7 @@
  * them with pure functions so `shardbridge check` and the connector share the verdicts.
  */
 import type pg from 'pg';
-import { tableSequences, type ResolvedTables } from './catalog.ts';
+import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 
@@ -40,6 +40,33 @@ export interface SourceFacts {
   unreadableSequences: string[];
   selectedTables: number;
   maxSlotWalKeepSize: string;
+  /** Selected tables the role cannot SELECT: the snapshot could not read them. */
+  unreadableTables: string[];
+  publication: PublicationFacts;
+}
+
+/** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
+export interface PublicationFacts {
+  name: string;
+  database: string;
+  exists: boolean;
+  allTables: boolean;
+  /** The role is (a member of) its owner: ALTER PUBLICATION needs that. */
+  owned: boolean;
+  /** Its table list differs from the selection, or publish_via_partition_root is off: the connector alters it. */
+  differs: boolean;
+  /** Selected tables it lacks (all of them when it does not exist) that the role does not own: adding a table needs its ownership. */
+  notOwned: PublicationTable[];
+  /** CREATE on the database, which CREATE PUBLICATION needs. */
+  canCreate: boolean;
+  /** Every selected table, for the remedy's statement. */
+  tables: PublicationTable[];
+}
+
+/** `name` as messages print it, `sql` quoted for a statement. */
+export interface PublicationTable {
+  name: string;
+  sql: string;
 }
 
 export const WAL_LEVEL_REMEDY = [
@@ -52,7 +79,7 @@ export const WAL_LEVEL_REMEDY = [
 
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; topicPrefix: string; resolved: ResolvedTables },
+  opts: { slotName: string; publicationName: string; topicPrefix: string; resolved: ResolvedTables },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num,
@@ -72,6 +99,23 @@ export async function gatherSourceFacts(
     `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
     [opts.slotName],
   );
+  const relids = resolved.tables.map((t) => t.relid);
+  const { rows: tables } = await client.query(
+    `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
+            pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
+            EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = $2 AND pt.schemaname = n.nspname AND pt.tablename = c.relname) AS published
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[]) ORDER BY 2`,
+    [relids, opts.publicationName],
+  );
+  const { rows: [pub] } = await client.query(
+    `SELECT current_database() AS db, has_database_privilege(current_database(), 'CREATE') AS can_create,
+            p.oid IS NOT NULL AS exists, coalesce(p.puballtables, false) AS all_tables, coalesce(p.pubviaroot, false) AS via_root,
+            coalesce(pg_has_role(current_user, p.pubowner, 'MEMBER'), false) AS owned,
+            (SELECT count(*)::int FROM pg_publication_tables pt WHERE pt.pubname = $1) AS listed
+       FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = $1`,
+    [opts.publicationName],
+  );
+  const published = tables.filter((t) => t.published).length;
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
@@ -90,6 +134,18 @@ export async function gatherSourceFacts(
     unreadableSequences: owned.filter((o) => !o.readable).map((o) => o.sequence),
     selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
+    unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),
+    publication: {
+      name: opts.publicationName,
+      database: pub.db,
+      exists: pub.exists,
+      allTables: pub.all_tables,
+      owned: pub.owned,
+      differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published,
+      notOwned: tables.filter((t) => !t.published && !t.owned).map((t) => ({ name: t.name, sql: t.sql })),
+      canCreate: pub.can_create,
+      tables: tables.map((t) => ({ name: t.name, sql: t.sql })),
+    },
   };
 }
 
@@ -150,6 +206,10 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       remedy: `GRANT SELECT ON SEQUENCE ${seq} TO "${f.role}";  (or GRANT SELECT ON ALL SEQUENCES IN SCHEMA …)`,
     });
   }
+  for (const t of f.unreadableTables) {
+    out.push({ level: 'FAIL', check: 'table privilege', object: t, message: `role "${f.role}" cannot SELECT ${t}: the snapshot could not read it`, remedy: `GRANT SELECT ON ${t} TO "${f.role}";  (or GRANT SELECT ON ALL TABLES IN SCHEMA …)` });
+  }
+  out.push(...publicationFindings(f.publication, f.role));
   for (const b of f.topicProblems) {
     out.push({ level: 'FAIL', check: 'topic name', object: b.table, message: b.message, remedy: b.remedy });
   }
@@ -168,6 +228,33 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
     out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
   }
   return out;
+}
+
+/** Whether the role can create or alter the publication as the connector will. Pure. */
+function publicationFindings(p: PublicationFacts, role: string): Finding[] {
+  const object = `publication ${p.name}`;
+  if (p.tables.length === 0) return [];
+  const pub = quoteIdent(p.name);
+  // As the tables' owner (or a superuser), then handed over: what docker/source-init.sql does.
+  const create = `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${p.tables.map((t) => t.sql).join(', ')} WITH (publish_via_partition_root = true); ALTER PUBLICATION ${pub} OWNER TO "${role}";`;
+  const few = (ts: PublicationTable[]) => ts.slice(0, 5).map((t) => t.name).join(', ') + (ts.length > 5 ? `, … (${ts.length} in all)` : '');
+  if (p.exists && p.allTables) {
+    return [{ level: 'FAIL', check: 'publication', object, message: `publication ${p.name} is FOR ALL TABLES; the connector manages its publication's table list`, remedy: 'drop it, or set publicationName to another name' }];
+  }
+  if (!p.exists) {
+    const out: Finding[] = [];
+    if (!p.canCreate) out.push({ level: 'FAIL', check: 'publication', object, message: `role "${role}" cannot create publication ${p.name}: it lacks CREATE on database ${p.database}`, remedy: `GRANT CREATE ON DATABASE ${quoteIdent(p.database)} TO "${role}";  or create it ${create}` });
+    if (p.notOwned.length > 0) out.push({ level: 'FAIL', check: 'publication', object, message: `creating publication ${p.name} FOR TABLE needs ownership of each table; role "${role}" does not own ${few(p.notOwned)}`, remedy: `create it ${create}` });
+    return out.length > 0 ? out : [{ level: 'PASS', check: 'publication', object, message: 'the connector will create it' }];
+  }
+  if (!p.differs) return [{ level: 'PASS', check: 'publication', object, message: 'lists every selected table' }];
+  if (!p.owned) {
+    return [{ level: 'FAIL', check: 'publication', object, message: `publication ${p.name} differs from the selected tables (or publish_via_partition_root is off), and role "${role}" does not own it to alter it`, remedy: `ALTER PUBLICATION ${pub} OWNER TO "${role}";  (as its owner)` }];
+  }
+  if (p.notOwned.length > 0) {
+    return [{ level: 'FAIL', check: 'publication', object, message: `adding tables to publication ${p.name} needs their ownership; role "${role}" does not own ${few(p.notOwned)}`, remedy: `as their owner: ALTER PUBLICATION ${pub} ADD TABLE ${p.notOwned.map((t) => t.sql).join(', ')};` }];
+  }
+  return [{ level: 'PASS', check: 'publication', object, message: 'the connector will alter it to the selected tables' }];
 }
 
 export function formatFindings(findings: Finding[]): string {

@@ -76,7 +76,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function sourceConfig(name: string, url: string, include: string[] = []): string {
+function sourceConfig(name: string, url: string, include: string[] = [], extra: string[] = []): string {
   const p = join(dir, `${name}.source.yaml`);
   writeFileSync(
     p,
@@ -86,6 +86,7 @@ function sourceConfig(name: string, url: string, include: string[] = []): string
       // Kafka and the registry are not contacted by check; the source config requires them.
       'kafka: { brokers: ["127.0.0.1:9"] }',
       'schemaRegistry: { url: "http://127.0.0.1:9" }',
+      ...extra,
     ].join('\n'),
   );
   return p;
@@ -132,6 +133,13 @@ test('every failing finding on one source and destination, exit 1', async () => 
   assert.deepEqual([priv.level, priv.object], ['FAIL', 'role app_user']);
   assert.match(priv.remedy!, /ALTER ROLE "app_user" WITH REPLICATION/);
   assert.deepEqual(find(s, 'primary key').map((f) => [f.level, f.object]), [['FAIL', `${SCHEMA}.nopk`]]);
+  // Not an owner of the tables, no CREATE on the database: the connector could not make its publication.
+  const pubs = find(s, 'publication');
+  assert.deepEqual(pubs.map((f) => f.level), ['FAIL', 'FAIL']);
+  assert.match(pubs[0].message, /role "app_user" cannot create publication shardbridge_pub: it lacks CREATE on database postgres/);
+  assert.match(pubs[1].message, /FOR TABLE needs ownership of each table; role "app_user" does not own /);
+  assert.match(pubs[1].remedy!, new RegExp(`CREATE PUBLICATION "shardbridge_pub" FOR TABLE ${SCHEMA}\\.child, .* ALTER PUBLICATION "shardbridge_pub" OWNER TO "app_user";`));
+  assert.deepEqual(find(s, 'table privilege'), [], 'app_user may read every table');
   assert.equal(find(s, 'max_slot_wal_keep_size')[0].level, 'WARN');
   assert.match(find(s, 'max_slot_wal_keep_size')[0].remedy!, /80GB/);
   assert.equal(find(s, 'disk space')[0].level, 'WARN');
@@ -168,6 +176,29 @@ test('a ready source and destination for the selected table: exit 0, WAL rate sa
   assert.equal(disk.level, 'PASS');
   assert.match(disk.message, /sampled over 1 s\): a stall of one hour retains about \d+\.\d GB/);
   assert.equal(find(out.source.findings, 'replication privilege')[0].level, 'PASS');
+  assert.deepEqual(find(out.source.findings, 'publication').map((f) => [f.level, f.message]), [['PASS', 'the connector will create it']]);
+});
+
+test("a replication role given a publication made by the tables' owner passes; one that cannot read a table fails naming it", async () => {
+  const sc = new pg.Client({ connectionString: source.url() });
+  await sc.connect();
+  try {
+    await sc.query(`CREATE ROLE handed LOGIN REPLICATION PASSWORD '${SECRET}'; GRANT USAGE ON SCHEMA ${SCHEMA} TO handed; GRANT SELECT ON ${SCHEMA}.good TO handed;
+      CREATE PUBLICATION handed_pub FOR TABLE ${SCHEMA}.good WITH (publish_via_partition_root = true); ALTER PUBLICATION handed_pub OWNER TO handed`);
+  } finally {
+    await sc.end();
+  }
+  const url = source.url('postgres', 'handed').replace('handed@', `handed:${SECRET}@`);
+  const ready = await check(['--source-config', sourceConfig('handed', url, ['good'], ['publicationName: handed_pub'])]);
+  assert.deepEqual(find(ready.out.source.findings, 'publication').map((f) => [f.level, f.message]), [['PASS', 'lists every selected table']]);
+  assert.deepEqual(ready.out.source.findings.filter((f) => f.level === 'FAIL'), []);
+  // Another table: not SELECTable, and not in the publication, which the role cannot add it to.
+  const more = await check(['--source-config', sourceConfig('handed2', url, ['good', 'typed'], ['publicationName: handed_pub'])]);
+  assert.deepEqual(find(more.out.source.findings, 'table privilege').map((f) => [f.level, f.object]), [['FAIL', `${SCHEMA}.typed`]]);
+  const add = find(more.out.source.findings, 'publication')[0];
+  assert.equal(add.level, 'FAIL');
+  assert.match(add.message, new RegExp(`adding tables to publication handed_pub needs their ownership; role "handed" does not own ${SCHEMA}\\.typed`));
+  assert.match(add.remedy!, new RegExp(`ALTER PUBLICATION "handed_pub" ADD TABLE ${SCHEMA}\\.typed;`));
 });
 
 test('wal_level=replica fails with the settings to add', async () => {

@@ -7,7 +7,8 @@ import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../sou
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB',
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [],
+  publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
 const fails = (f: Partial<SourceFacts>) => judgeSourceFacts({ ...healthy, ...f }).filter((x) => x.level === 'FAIL');
@@ -103,4 +104,28 @@ test('a sequence of a selected table the role cannot read fails, naming it and t
   assert.deepEqual([f.check, f.object], ['sequence privilege', 'public.orders_id_seq']);
   assert.match(f.message, /role "app" cannot read sequence public\.orders_id_seq: its value would be published as unknown/);
   assert.equal(f.remedy, 'GRANT SELECT ON SEQUENCE public.orders_id_seq TO "app";  (or GRANT SELECT ON ALL SEQUENCES IN SCHEMA …)');
+});
+
+test('publication and table privileges: what CREATE / ALTER PUBLICATION and the snapshot need, with the statements that give it', () => {
+  const pub = (p: Partial<SourceFacts['publication']>) => ({ publication: { ...healthy.publication, ...p } });
+  const orders = { name: 'public.orders', sql: 'public.orders' };
+  const odd = { name: 'My.Items', sql: '"My"."Items"' };
+  assert.equal(judgeSourceFacts({ ...healthy }).find((f) => f.check === 'publication')?.message, 'the connector will create it');
+
+  const unreadable = fails({ unreadableTables: ['public.orders'] });
+  assert.deepEqual(unreadable.map((f) => [f.check, f.object]), [['table privilege', 'public.orders']]);
+  assert.match(unreadable[0].remedy!, /GRANT SELECT ON public\.orders TO "app";/);
+
+  const noCreate = fails(pub({ canCreate: false }));
+  assert.match(noCreate[0].message, /role "app" cannot create publication shardbridge_pub: it lacks CREATE on database app/);
+  assert.match(noCreate[0].remedy!, /GRANT CREATE ON DATABASE "app" TO "app";/);
+  const notOwner = fails(pub({ notOwned: [orders, odd], tables: [orders, odd] }));
+  assert.match(notOwner[0].message, /FOR TABLE needs ownership of each table; role "app" does not own public\.orders, My\.Items/);
+  assert.match(notOwner[0].remedy!, /CREATE PUBLICATION "shardbridge_pub" FOR TABLE public\.orders, "My"\."Items" WITH \(publish_via_partition_root = true\); ALTER PUBLICATION "shardbridge_pub" OWNER TO "app";/);
+
+  assert.deepEqual(fails(pub({ exists: true, differs: false })), [], 'an existing publication listing every table needs nothing');
+  assert.match(fails(pub({ exists: true, differs: true, owned: false }))[0].remedy!, /ALTER PUBLICATION "shardbridge_pub" OWNER TO "app";/);
+  assert.match(fails(pub({ exists: true, differs: true, owned: true, notOwned: [odd] }))[0].remedy!, /ALTER PUBLICATION "shardbridge_pub" ADD TABLE "My"\."Items";/);
+  assert.deepEqual(fails(pub({ exists: true, differs: true, owned: true })), [], 'its owner may alter it, the tables to add being its own');
+  assert.match(fails(pub({ exists: true, allTables: true }))[0].message, /FOR ALL TABLES/);
 });

@@ -38,7 +38,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (src) {
       const resolved = await resolveTables(src, sourceConfig.tables);
       tables = await sourceTableFacts(src, resolved.tables);
-      const facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, topicPrefix: sourceConfig.topicPrefix, resolved });
+      const facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, publicationName: sourceConfig.publicationName, topicPrefix: sourceConfig.topicPrefix, resolved });
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
       source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));
       capacity = { ...(await databaseSize(src)), keep: facts.maxSlotWalKeepSize };

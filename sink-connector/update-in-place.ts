@@ -62,7 +62,7 @@ async function updateRows(q: Query, table: ApplyTable, columns: readonly string[
   if (st !== null && found < rows.length) {
     logger.warn(
       { table: name, rows: rows.length - found },
-      `updates leaving TOASTed columns unchanged found no row at the destination: skipped, as their unchanged values are unknown (a replay past the rows' later delete; otherwise compare ${qualifiedName(table)} with shardbridge verify)`,
+      `updates leaving TOASTed columns unchanged found no row at the destination: skipped, as their unchanged values are unknown (a replay past the rows' later delete; otherwise compare ${qualifiedName(table)} with the source: shardbridge cutover --verify-only)`,
     );
   }
 }

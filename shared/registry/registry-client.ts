@@ -147,6 +147,12 @@ export class RegistryClient {
     return id;
   }
 
+  /** The registry's subjects (`GET /subjects`): what `shardbridge check` asks to see it answers. */
+  async subjects(): Promise<string[]> {
+    const body = (await this.rest('GET', '/subjects', undefined, {})) as unknown;
+    return Array.isArray(body) ? body.map(String) : [];
+  }
+
   private async fetchSchema(id: number): Promise<object> {
     const path = `/schemas/ids/${id}`;
     return schemaOf(await this.get(path, { schemaId: id }), path, { schemaId: id });

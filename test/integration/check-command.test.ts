@@ -2,7 +2,8 @@
  * `shardbridge check --json` through the CLI's main() in-process, against sources and
  * destinations set up to fail each finding: wal_level=replica, a table without a primary key,
  * a role without REPLICATION, a missing destination table, a column type mismatch, a foreign
- * key on the destination, a destination key wider than the source key, unreachable servers.
+ * key on the destination, a destination key wider than the source key, unreachable servers
+ * (PostgreSQL, Kafka, the registry), topic prefixes that differ; and ready ones.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +16,8 @@ import { freePort } from '../../shared/devstack/ports.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import type { Finding } from '../../source-connector/checks.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { getTestKafka } from '../helpers/kafka.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
 
 const SCHEMA = `sb_check_${process.pid}_${Date.now().toString(36)}`;
 const SECRET = 'Chk-S3cret-pw';
@@ -23,6 +26,10 @@ let source: PgCluster;
 let replicaSource: PgCluster;
 let destUrl: string;
 let release: () => Promise<void> = async () => {};
+const servicesRelease: (() => Promise<void>)[] = [];
+const DOWN = { kafka: '127.0.0.1:9', registry: 'http://127.0.0.1:9' };
+/** The real broker and registry, for the checks that must pass. */
+let live = DOWN;
 let citus = false;
 
 const SOURCE_DDL = `
@@ -48,7 +55,9 @@ const DEST_DDL = `
   CREATE TABLE ${SCHEMA}.regional (id bigint, region text NOT NULL, v text, PRIMARY KEY (id, region));`;
 
 before(async () => {
-  const [s, r, d] = await Promise.all([startTestSource(), startTestSource({ wal_level: 'replica' }), getTestDestination()]);
+  const [s, r, d, k, reg] = await Promise.all([startTestSource(), startTestSource({ wal_level: 'replica' }), getTestDestination(), getTestKafka(), getTestRegistry()]);
+  live = { kafka: k.bootstrap, registry: reg.url };
+  servicesRelease.push(k.release, reg.release);
   source = s;
   replicaSource = r;
   destUrl = d.url;
@@ -72,29 +81,29 @@ after(async () => {
   await dc.connect();
   await dc.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).finally(() => dc.end());
   await release();
+  for (const r of servicesRelease) await r().catch(() => {});
   await Promise.all([source?.destroy(), replicaSource?.destroy()]);
   rmSync(dir, { recursive: true, force: true });
 });
 
-function sourceConfig(name: string, url: string, include: string[] = [], extra: string[] = []): string {
+function sourceConfig(name: string, url: string, include: string[] = [], extra: string[] = [], services = DOWN): string {
   const p = join(dir, `${name}.source.yaml`);
   writeFileSync(
     p,
     [
       `source: { url: "${url}" }`,
       `tables: { schemas: [${SCHEMA}], include: [${include.map((t) => `${SCHEMA}.${t}`).join(', ')}] }`,
-      // Kafka and the registry are not contacted by check; the source config requires them.
-      'kafka: { brokers: ["127.0.0.1:9"] }',
-      'schemaRegistry: { url: "http://127.0.0.1:9" }',
+      `kafka: { brokers: ["${services.kafka}"] }`,
+      `schemaRegistry: { url: "${services.registry}" }`,
       ...extra,
     ].join('\n'),
   );
   return p;
 }
 
-function sinkConfig(name: string, url: string): string {
+function sinkConfig(name: string, url: string, extra: string[] = [], services = DOWN): string {
   const p = join(dir, `${name}.sink.yaml`);
-  writeFileSync(p, [`destination: { url: "${url}" }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  writeFileSync(p, [`destination: { url: "${url}" }`, `kafka: { brokers: ["${services.kafka}"] }`, `schemaRegistry: { url: "${services.registry}" }`, ...extra].join('\n'));
   return p;
 }
 
@@ -102,6 +111,7 @@ interface CheckOutput {
   ok: boolean;
   summary: { pass: number; warn: number; fail: number };
   source: { target: string; findings: Finding[] };
+  services: { findings: Finding[] };
   destination: { target: string; findings: Finding[] } | null;
 }
 
@@ -121,7 +131,7 @@ const find = (fs: Finding[], check: string, object?: string) => fs.filter((f) =>
 
 test('every failing finding on one source and destination, exit 1', async () => {
   const src = sourceConfig('all', source.url('postgres', 'app_user').replace('app_user@', `app_user:${SECRET}@`));
-  const r = await check(['--source-config', src, '--sink-config', sinkConfig('all', destUrl)]);
+  const r = await check(['--source-config', src, '--sink-config', sinkConfig('all', destUrl, ['topicPrefix: other'])]);
   assert.equal(r.code, 1);
   assert.equal(r.out.ok, false);
   const s = r.out.source.findings;
@@ -161,12 +171,22 @@ test('every failing finding on one source and destination, exit 1', async () => 
   assert.deepEqual(find(d, 'columns', `${SCHEMA}.good`).map((f) => f.level), ['PASS']);
   assert.deepEqual(find(d, 'primary key', `${SCHEMA}.good`).map((f) => f.level), ['PASS']);
   assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+
+  // Kafka and the registry down (the same for both connectors: named once each); the prefixes differ.
+  const k = r.out.services.findings;
+  assert.deepEqual(k.map((f) => [f.level, f.check, f.object]), [
+    ['FAIL', 'reachable', 'kafka 127.0.0.1:9'], ['FAIL', 'reachable', 'registry http://127.0.0.1:9'], ['FAIL', 'topic prefix', 'source and sink'],
+  ]);
+  assert.match(k[0].message, /cannot reach Kafka \(source configuration\)/);
+  assert.match(k[0].remedy!, /advertised\.listeners/);
+  assert.match(k[1].message, /cannot use the schema registry \(source configuration\): .*cannot reach the registry/);
+  assert.match(k[2].message, /the source writes topics under "shardbridge\." but the sink reads "other\.": it would apply nothing/);
 });
 
 test('a ready source and destination for the selected table: exit 0, WAL rate sampled', async () => {
   let stdout = '';
   const code = await main(
-    ['node', 'shardbridge', 'check', '--json', '--sample-seconds', '1', '--source-config', sourceConfig('good', source.url(), ['good']), '--sink-config', sinkConfig('good', destUrl)],
+    ['node', 'shardbridge', 'check', '--json', '--sample-seconds', '1', '--source-config', sourceConfig('good', source.url(), ['good'], [], live), '--sink-config', sinkConfig('good', destUrl, [], live)],
     { stdout: (t) => (stdout += t), stderr: () => {}, env: {} },
   );
   const out = JSON.parse(stdout) as CheckOutput;
@@ -177,6 +197,8 @@ test('a ready source and destination for the selected table: exit 0, WAL rate sa
   assert.match(disk.message, /sampled over 1 s\): a stall of one hour retains about \d+\.\d GB/);
   assert.equal(find(out.source.findings, 'replication privilege')[0].level, 'PASS');
   assert.deepEqual(find(out.source.findings, 'publication').map((f) => [f.level, f.message]), [['PASS', 'the connector will create it']]);
+  assert.deepEqual(out.services.findings.map((f) => [f.level, f.check]), [['PASS', 'reachable'], ['PASS', 'reachable'], ['PASS', 'topic prefix']]);
+  assert.match(out.services.findings[0].message, /1 broker\(s\)/);
 });
 
 test("a replication role given a publication made by the tables' owner passes; one that cannot read a table fails naming it", async () => {
@@ -189,7 +211,7 @@ test("a replication role given a publication made by the tables' owner passes; o
     await sc.end();
   }
   const url = source.url('postgres', 'handed').replace('handed@', `handed:${SECRET}@`);
-  const ready = await check(['--source-config', sourceConfig('handed', url, ['good'], ['publicationName: handed_pub'])]);
+  const ready = await check(['--source-config', sourceConfig('handed', url, ['good'], ['publicationName: handed_pub'], live)]);
   assert.deepEqual(find(ready.out.source.findings, 'publication').map((f) => [f.level, f.message]), [['PASS', 'lists every selected table']]);
   assert.deepEqual(ready.out.source.findings.filter((f) => f.level === 'FAIL'), []);
   // Another table: not SELECTable, and not in the publication, which the role cannot add it to.
@@ -207,7 +229,7 @@ test('wal_level=replica fails with the settings to add', async () => {
   const f = find(r.out.source.findings, 'wal_level')[0];
   assert.equal(f.level, 'FAIL');
   assert.match(f.remedy!, /restart[\s\S]*wal_level = logical[\s\S]*rds\.logical_replication = 1/);
-  assert.equal(r.out.destination, null);
+  assert.deepEqual(r.out.destination!.findings.map((f) => [f.level, f.message]), [['WARN', 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)']]);
 });
 
 test('unreachable servers fail naming host:port, never the password; the human table says why', async () => {

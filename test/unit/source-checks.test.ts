@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { judgeSourceFacts, type SourceFacts } from '../../source-connector/checks.ts';
 import { topicNameProblems } from '../../source-connector/table-versions.ts';
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
+import { prefixFindings } from '../../shared/checks/services.ts';
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
@@ -128,4 +129,12 @@ test('publication and table privileges: what CREATE / ALTER PUBLICATION and the 
   assert.match(fails(pub({ exists: true, differs: true, owned: true, notOwned: [odd] }))[0].remedy!, /ALTER PUBLICATION "shardbridge_pub" ADD TABLE "My"\."Items";/);
   assert.deepEqual(fails(pub({ exists: true, differs: true, owned: true })), [], 'its owner may alter it, the tables to add being its own');
   assert.match(fails(pub({ exists: true, allTables: true }))[0].message, /FOR ALL TABLES/);
+});
+
+test('topic prefixes: the sink must read what the source writes; without a sink config nothing is said', () => {
+  assert.deepEqual(prefixFindings('shardbridge', 'shardbridge').map((f) => f.level), ['PASS']);
+  const [f] = prefixFindings('prod', 'shardbridge');
+  assert.equal(f.level, 'FAIL');
+  assert.match(f.message, /the source writes topics under "prod\." but the sink reads "shardbridge\.": it would apply nothing/);
+  assert.deepEqual(prefixFindings('prod', undefined), []);
 });

@@ -1,8 +1,9 @@
 /**
  * `shardbridge check`: the migration guide's checklist before anything is created. Source
- * side: settings, privileges, keys, slot, WAL keep size and the disk rule. Destination side
- * (with a sink config): reachability, Citus, and per table columns, key, distribution, foreign
- * keys and the source replica identity a wider destination key needs. Exit 1 on any FAIL.
+ * side: settings, privileges, keys, slot, WAL keep size and the disk rule. Kafka and the
+ * registry answer, and both connectors use one topic prefix. Destination side (with a sink
+ * config): reachability, Citus, and per table columns, key, distribution, foreign keys and the
+ * source replica identity a wider destination key needs. Exit 1 on any FAIL.
  */
 import pg from 'pg';
 import { ConfigError } from '../../errors.ts';
@@ -16,6 +17,7 @@ import { judgeCapacity } from '../../checks/capacity.ts';
 import { judgeDestination, type SourceTableFacts } from '../../checks/destination.ts';
 import { databaseSize, describeTarget, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
 import { renderReport, summarize } from '../../checks/report.ts';
+import { checkServices } from '../../checks/services.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -23,6 +25,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const sampleSeconds = typeof opts.sampleSeconds === 'number' ? opts.sampleSeconds : 3;
   const sourceConfig = ctx.sourceConfig();
   const sink = optionalSink(opts, ctx);
+  // Their FAIL findings say it all: kafkajs's own connection errors would only repeat them.
+  const services = checkServices(sourceConfig, sink, ctx.logger.child({}, { level: 'silent' }));
 
   const srcConn = connectionConfig(sourceConfig.source, { application_name: 'shardbridge-check' });
   const sourceTarget = describeTarget(srcConn);
@@ -45,7 +49,10 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       // The WAL sample waits on the server clock; the destination is checked meanwhile (its own connection).
       walRate = sampleWalRate(src, sampleSeconds);
     }
-    if (sink) {
+    if (!sink) {
+      // Not silent: the guide's first step (schema and keys on the destination) is then unchecked.
+      destination = [{ level: 'WARN', check: 'destination', object: 'destination', message: 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)' }];
+    } else {
       destination = [];
       const dstConn = connectionConfig(sink.destination, { application_name: 'shardbridge-check' });
       destTarget = describeTarget(dstConn);
@@ -77,7 +84,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     await src?.end().catch(() => {});
   }
 
-  const all = [...source, ...(destination ?? [])];
+  const kafka = await services;
+  const all = [...source, ...kafka, ...(destination ?? [])];
   const summary = summarize(all);
   if (opts.json) {
     ctx.out(
@@ -86,6 +94,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
           ok: summary.ok,
           summary,
           source: { target: sourceTarget, findings: source },
+          services: { findings: kafka },
           destination: destination && { target: destTarget, findings: destination },
         },
         null,
@@ -93,9 +102,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       ) + '\n',
     );
   } else {
-    const sections = [{ title: `Source ${sourceTarget}`, findings: source }];
-    if (destination) sections.push({ title: `Destination ${destTarget}`, findings: destination });
-    ctx.out(renderReport(sections) + (destination ? '' : 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)\n'));
+    const sections = [{ title: `Source ${sourceTarget}`, findings: source }, { title: 'Kafka and schema registry', findings: kafka }];
+    if (destination) sections.push({ title: destTarget ? `Destination ${destTarget}` : 'Destination', findings: destination });
+    ctx.out(renderReport(sections));
   }
   return summary.ok ? 0 : 1;
 }

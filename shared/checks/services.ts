@@ -1,0 +1,97 @@
+/**
+ * `shardbridge check`'s Kafka and schema registry findings: each one the connectors are
+ * configured with answers (the source's, and the sink's when they differ), and both connectors
+ * agree on the topic prefix. Reaching them is the thin edge; the verdicts are pure.
+ */
+import type { SinkConfig } from '../../sink-connector/config.ts';
+import type { SourceConfig } from '../../source-connector/config.ts';
+import type { Finding } from '../../source-connector/checks.ts';
+import type { KafkaConfig, SchemaRegistryConfig } from '../config/common.ts';
+import type { Logger } from '../logger.ts';
+import { commandKafka } from '../migration/gather.ts';
+import { redactUrl } from '../redact.ts';
+import { RegistryClient } from '../registry/registry-client.ts';
+
+const TIMEOUT_MS = 10_000;
+
+/** Pure: the sink reads the topics the source writes only under the same prefix. */
+export function prefixFindings(sourcePrefix: string, sinkPrefix: string | undefined): Finding[] {
+  if (sinkPrefix === undefined) return [];
+  return sinkPrefix === sourcePrefix
+    ? [{ level: 'PASS', check: 'topic prefix', object: 'source and sink', message: `both use ${sourcePrefix}` }]
+    : [{
+        level: 'FAIL',
+        check: 'topic prefix',
+        object: 'source and sink',
+        message: `the source writes topics under "${sourcePrefix}." but the sink reads "${sinkPrefix}.": it would apply nothing`,
+        remedy: 'set the same topicPrefix in both configurations',
+      }];
+}
+
+type Configured = { who: 'source' | 'sink'; config: SourceConfig | SinkConfig };
+
+export async function checkServices(source: SourceConfig, sink: SinkConfig | undefined, log: Logger): Promise<Finding[]> {
+  const both: Configured[] = [{ who: 'source', config: source }, ...(sink ? [{ who: 'sink' as const, config: sink }] : [])];
+  const kafkaKey = (k: KafkaConfig) => JSON.stringify([k.brokers, k.ssl, k.sasl?.mechanism, k.sasl?.username]);
+  const registryKey = (r: SchemaRegistryConfig) => JSON.stringify([r.url, r.username]);
+  const findings = await Promise.all([
+    ...distinct(both, (c) => kafkaKey(c.config.kafka)).map((c) => kafkaFinding(c, log)),
+    ...distinct(both, (c) => registryKey(c.config.schemaRegistry)).map((c) => registryFinding(c.who, c.config.schemaRegistry, log)),
+  ]);
+  return [...findings, ...prefixFindings(source.topicPrefix, sink?.topicPrefix)];
+}
+
+/** The source's, and the sink's only when it points elsewhere. */
+function distinct(items: Configured[], keyOf: (c: Configured) => string): Configured[] {
+  const seen = new Set<string>();
+  const out: Configured[] = [];
+  for (const c of items) {
+    const key = keyOf(c);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(c);
+  }
+  return out;
+}
+
+async function kafkaFinding({ who, config }: Configured, log: Logger): Promise<Finding> {
+  const object = `kafka ${config.kafka.brokers.join(',')}`;
+  const admin = commandKafka(config, log, 'shardbridge-check').admin();
+  try {
+    const cluster = await withTimeout(admin.describeCluster(), `no answer in ${TIMEOUT_MS / 1000} s`);
+    return { level: 'PASS', check: 'reachable', object, message: `${cluster.brokers.length} broker(s) (${who} configuration)` };
+  } catch (e) {
+    return {
+      level: 'FAIL',
+      check: 'reachable',
+      object,
+      message: redactUrl(`cannot reach Kafka (${who} configuration): ${(e as Error).message}`),
+      remedy: "check kafka.brokers, the network path, the listeners Kafka advertises (advertised.listeners must resolve from here) and the ssl / sasl settings",
+    };
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+async function registryFinding(who: string, r: SchemaRegistryConfig, log: Logger): Promise<Finding> {
+  const object = `registry ${redactUrl(r.url)}`;
+  const client = new RegistryClient({ url: r.url, username: r.username, password: r.password, requestTimeoutMs: TIMEOUT_MS, logger: log });
+  try {
+    const subjects = await client.subjects();
+    return { level: 'PASS', check: 'reachable', object, message: `${subjects.length} subject(s) (${who} configuration)` };
+  } catch (e) {
+    return {
+      level: 'FAIL',
+      check: 'reachable',
+      object,
+      message: redactUrl(`cannot use the schema registry (${who} configuration): ${(e as Error).message}`),
+      remedy: 'check schemaRegistry.url, the network path and schemaRegistry.username / password',
+    };
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why)), TIMEOUT_MS)));
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}

@@ -246,7 +246,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     });
 
   withConfigs(program.command('cutover'))
-    .description('switch writes to the destination: wait for the sink to catch up, then move sequences past the source')
+    .description('switch writes to the destination: wait for the sink to catch up, move sequences past the source, verify every table, check that the writes stopped, create the foreign keys kept aside; go / no-go')
     .option('--yes', 'do not ask: writes to the source have stopped')
     .option('--verify-only', 'only compare every table (row counts and checksums per key range), at any time')
     .option('--sequence-margin <n>', 'set destination sequences to the source value plus this (default: 1000; never lowers one)', intArg('a non-negative integer', 0))
@@ -256,7 +256,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   withConfigs(program.command('cleanup'))
     .description('remove what migration left on the source (replication slot, publication) once it is no longer needed')
-    .option('--force', 'drop even while the sink has not applied everything, a sink is connected, or the source connector still streams')
+    .option('--force', 'drop even while the sink has not applied everything, a sink is connected, or the source connector still streams (never an unreachable destination)')
     .option('--drop-control-tables', "also drop the connectors' tables on the destination (schema shardbridge, shardbridge_staging)")
     .option('--drop-topics', "also delete the change topics and control topics from Kafka, and the sink's stored positions for them")
     .option('--json', 'print what was checked and dropped as one JSON object on stdout')

@@ -8,7 +8,7 @@ import type { VerifyReport } from '../verify/index.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { formatBytes, formatCount, renderTable } from './format.ts';
 
-export type StepName = 'confirm' | 'source caught up' | 'sink caught up' | 'sequences' | 'verify' | 'foreign keys';
+export type StepName = 'confirm' | 'source caught up' | 'sink caught up' | 'sequences' | 'verify' | 'writes stopped' | 'foreign keys';
 
 export interface StepResult {
   step: StepName;
@@ -36,6 +36,31 @@ export interface PartitionTarget {
 export function sinkRemaining(parts: readonly PartitionTarget[]): { behind: PartitionTarget[]; records: number } {
   const behind = parts.filter((p) => p.target > 0 && (p.applied ?? 0) < p.target);
   return { behind, records: behind.reduce((n, p) => n + p.target - (p.applied ?? 0), 0) };
+}
+
+export interface EndOffset {
+  topic: string;
+  partition: number;
+  end: number;
+}
+
+/**
+ * Records that reached the table topics after the end offsets the sink was waited for: changes
+ * written to the source after the cut-over position (its writers did not stop). Pure.
+ */
+export function writesAfter(atWait: readonly EndOffset[], now: readonly EndOffset[]): { records: number; partitions: string[] } {
+  const before = new Map(atWait.map((e) => [`${e.topic}[${e.partition}]`, e.end]));
+  let records = 0;
+  const partitions: string[] = [];
+  for (const e of now) {
+    const key = `${e.topic}[${e.partition}]`;
+    const grown = e.end - (before.get(key) ?? 0);
+    if (grown > 0) {
+      records += grown;
+      partitions.push(key);
+    }
+  }
+  return { records, partitions };
 }
 
 /** The value a destination sequence must reach: source + margin; null when the source never used it. Pure. */

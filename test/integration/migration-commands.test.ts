@@ -308,6 +308,34 @@ test('invasive schema change runbook: stop both, int -> bigint on both sides, st
   assert.equal(r.out.totals.lag, 0);
 });
 
+test('cutover --yes while a writer still writes to the source: NO-GO from the topics, even when the tables compare equal', async () => {
+  const writer = new pg.Client({ connectionString: sourceConfig.source.url });
+  await writer.connect();
+  let writing = true;
+  const writes = (async () => {
+    // Updates that change no value: every table stays equal to the source, so only the
+    // changes reaching the topics after the cut-over position can tell.
+    while (writing) {
+      await writer.query(`UPDATE ${SCHEMA}.orders SET note = note WHERE id = 1`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
+    assert.equal(r.code, 1);
+    assert.equal(r.out.go, false);
+    assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
+      ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['writes stopped', 'failed'], ['foreign keys', 'skipped'],
+    ]);
+    assert.match(r.out.problems[0], new RegExp(`^writes stopped: \\d+ change\\(s\\) reached ${PREFIX}\\.${SCHEMA}\\.orders\\[\\d\\] after the cut-over position: writes to the source have not stopped`));
+  } finally {
+    writing = false;
+    await writes;
+    await writer.end();
+  }
+  await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });
+});
+
 test('cutover --yes on a clean run: go, sequences at least source + margin, deferred foreign key created', async () => {
   await src.query(`INSERT INTO ${SCHEMA}.customers (name) VALUES ('late')`);
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (201, 1, 'late')`);
@@ -322,7 +350,7 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   assert.equal(r.out.go, true);
   assert.match(r.out.recordedLsn!, /^[0-9A-F]+\/[0-9A-F]+$/);
   assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
-    ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['foreign keys', 'ok'],
+    ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['writes stopped', 'ok'], ['foreign keys', 'ok'],
   ]);
   const srcSeq = new Map((await src.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
   const dstSeq = new Map((await dst.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));

@@ -2,13 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  describeDifferences, judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine,
+  describeDifferences, judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter,
   type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
 } from '../../shared/migration/cutover.ts';
 import type { VerifyReport } from '../../shared/verify/index.ts';
 
 const ok = (step: StepResult['step'], detail = 'fine'): StepResult => ({ step, status: 'ok', detail, ms: 1200 });
-const ALL_OK = (['confirm', 'source caught up', 'sink caught up', 'sequences', 'verify', 'foreign keys'] as const).map((s) => ok(s));
+const ALL_OK = (['confirm', 'source caught up', 'sink caught up', 'sequences', 'verify', 'writes stopped', 'foreign keys'] as const).map((s) => ok(s));
 const seq = (over: Partial<SequenceResult> = {}): SequenceResult => ({
   sequence: 'public.orders_id_seq', table: 'public.orders', column: 'id', destination: 'orders_id_seq', sourceValue: '1000', target: '2000', before: '1000', after: '2000', status: 'moved', ...over,
 });
@@ -99,4 +99,15 @@ test('the verify report is summarised per table with its differing ranges', () =
 test('progress lines for the waits', () => {
   assert.equal(waitProgressLine('source', { behindBytes: 2048 }), 'waiting for the source connector to confirm the recorded position: 2.0 KiB behind');
   assert.equal(waitProgressLine('sink', { records: 1234, partitions: 2, stalled: ['t[0] at 5: boom'] }), 'waiting for the sink: 1,234 records on 2 partition(s) to apply; STALLED: t[0] at 5: boom');
+});
+
+test('writes after the cut-over position: records the table topics gained since the sink was waited for, per partition', () => {
+  const atWait = [{ topic: 'p.public.orders', partition: 0, end: 10 }, { topic: 'p.public.orders', partition: 1, end: 4 }];
+  assert.deepEqual(writesAfter(atWait, atWait), { records: 0, partitions: [] });
+  assert.deepEqual(writesAfter(atWait, [{ topic: 'p.public.orders', partition: 0, end: 10 }, { topic: 'p.public.orders', partition: 1, end: 7 }]), { records: 3, partitions: ['p.public.orders[1]'] });
+  // A partition added since counts from zero.
+  assert.deepEqual(writesAfter(atWait, [...atWait, { topic: 'p.public.orders', partition: 2, end: 2 }]), { records: 2, partitions: ['p.public.orders[2]'] });
+  const late = judgeCutover(base({ steps: [...ALL_OK.slice(0, 5), { step: 'writes stopped', status: 'failed', detail: '3 change(s) reached p.public.orders[1] after the cut-over position', ms: 5 }, { step: 'foreign keys', status: 'skipped', detail: '', ms: 0 }] }));
+  assert.equal(late.go, false);
+  assert.match(late.problems[0], /^writes stopped: 3 change\(s\) reached p\.public\.orders\[1\]/);
 });

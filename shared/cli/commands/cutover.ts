@@ -10,9 +10,11 @@
  *     the margin, never lower: `setval(seq, greatest(current, source + margin))`;
  *  4. verify every table (verifyTables: counts and checksums per key range; a difference
  *     names the table, the key range and sample keys) — `--verify-only` runs only this;
- *  5. create the foreign keys `schema copy` kept aside in `shardbridge.deferred_foreign_keys`
- *     (only after a clean verification), marking them done (`created_at`);
- *  6. print the go / no-go report. Exit 0 on go, 1 on no-go, 2 when not confirmed on a non-terminal.
+ *  5. check that the writes stopped: no record reached the table topics since the end offsets
+ *     the sink was waited for (a writer still at work would lose its later changes);
+ *  6. create the foreign keys `schema copy` kept aside in `shardbridge.deferred_foreign_keys`
+ *     (only after a clean verification with the writes stopped), marking them done (`created_at`);
+ *  7. print the go / no-go report. Exit 0 on go, 1 on no-go, 2 when not confirmed on a non-terminal.
  *
  * Every step is idempotent: after a no-go, fix the cause and run it again.
  */
@@ -30,7 +32,7 @@ import { mapTable, verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import {
-  judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine,
+  judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
 import { lastSequenceValue } from '../../migration/sequence-value.ts';
@@ -90,6 +92,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   let sequences: SequenceResult[] = [];
   let tables: TableVerdict[] = [];
   let foreignKeys: ForeignKeyResult[] = [];
+  /** The table topics' end offsets the sink was waited for. */
+  let atWait: EndOffset[] = [];
   const kafka = commandKafka(sink, ctx.logger, 'shardbridge-cutover');
   const admin = kafka.admin();
   try {
@@ -108,7 +112,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       });
       caughtUp =
         (await step('source caught up', () => waitSource(s, source, recordedLsn!, deadline, abort.signal, progress))) &&
-        (await step('sink caught up', () => waitSink(d, admin, source, sink, selected, deadline, abort.signal, progress)));
+        (await step('sink caught up', () => waitSink(d, admin, source, sink, selected, deadline, abort.signal, progress, (ends) => (atWait = ends))));
       if (!caughtUp) {
         for (const n of ['source caught up', 'sink caught up'] as const) if (!steps.some((x) => x.step === n)) skip(n, 'an earlier step failed');
         skip('sequences', 'the connectors did not catch up');
@@ -140,8 +144,19 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     }
 
     if (!verifyOnly) {
-      const verified = steps.some((x) => x.step === 'verify' && x.status === 'ok');
-      if (!verified) skip('foreign keys', 'created only after a clean verification');
+      let verified = steps.some((x) => x.step === 'verify' && x.status === 'ok');
+      if (!verified) skip('writes stopped', 'checked only after a clean verification');
+      else {
+        // A write after the recorded position reaches the topics within moments while the
+        // source connector runs: its changes would be lost once the application moves.
+        verified = await step('writes stopped', async () => {
+          const late = writesAfter(atWait, await endOffsets(admin, [...new Set(atWait.map((e) => e.topic))]));
+          return late.records === 0
+            ? { ok: true, detail: 'no change reached the table topics after the cut-over position' }
+            : { ok: false, detail: `${formatCount(late.records)} change(s) reached ${late.partitions.join(', ')} after the cut-over position: writes to the source have not stopped; stop every writer, then run cutover again` };
+        });
+      }
+      if (!verified) skip('foreign keys', 'created only after a clean verification with the writes stopped');
       else {
         const d = dst;
         await step('foreign keys', async () => {
@@ -236,9 +251,11 @@ async function waitSink(
   deadline: number,
   signal: AbortSignal,
   progress: (t: string) => void,
+  waitingFor: (ends: EndOffset[]) => void,
 ): Promise<{ ok: boolean; detail: string }> {
   const topics = await migrationTopics(admin, source.topicPrefix, sink.deadLetter.topic ?? `${sink.topicPrefix}.__dlq`, selected.map((t) => t.topic));
   const ends = await endOffsets(admin, topics.tables);
+  waitingFor(ends);
   const total = ends.reduce((n, e) => n + e.end, 0);
   let shown = 0;
   for (;;) {

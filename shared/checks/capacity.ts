@@ -23,6 +23,13 @@ export const GUIDE_MIN_FREE_BYTES = 100 * GB;
 const STALL_HOURS_TO_SURVIVE = 24;
 /** Share of the guide's free space to give the slot, leaving room for everything else on the disk. */
 const KEEP_SHARE = 0.8;
+/**
+ * A snapshot rate to plan with, on the low side: the benchmark's whole pipeline reads ~25 MB/s
+ * on two shared cores (docs/benchmark.md). The slot holds WAL from before the snapshot until
+ * the stream starts after it, so the keep size must outlast the snapshot too (the guide's
+ * warning about WAL growing through the initial dump).
+ */
+const PLANNING_SNAPSHOT_BYTES_PER_SECOND = 20 * 1024 ** 2;
 
 export function formatBytes(n: number): string {
   if (n >= GB) return `${(n / GB).toFixed(1)} GB`;
@@ -84,6 +91,7 @@ export function judgeCapacity(f: CapacityFacts): Finding[] {
   }
 
   const keep = parseWalKeepSize(f.maxSlotWalKeepSize);
+  const snapshotHours = f.databaseBytes / PLANNING_SNAPSHOT_BYTES_PER_SECOND / 3600;
   const recommended = Math.round((GUIDE_MIN_FREE_BYTES * KEEP_SHARE) / GB);
   const covers = (bytes: number) => (hourly && hourly > 0 ? `; at the sampled rate that covers a stall of about ${formatHours(bytes / hourly)}` : '');
   if (keep === null) {
@@ -94,13 +102,32 @@ export function judgeCapacity(f: CapacityFacts): Finding[] {
       message: 'unlimited (-1): a stalled slot can fill the source disk and stop the server',
       remedy: `set max_slot_wal_keep_size to about ${KEEP_SHARE * 100} % of the free WAL disk space (${recommended}GB with the guide's 100 GB free)${covers(recommended * GB)}; a reload is enough (SELECT pg_reload_conf())`,
     });
-  } else if (hourly !== null && keep < hourly) {
+  } else if (keep === 0) {
     out.push({
       level: 'WARN',
       check: 'max_slot_wal_keep_size',
       object: 'server',
-      message: `${formatBytes(keep)}${covers(keep)}: a short stall invalidates the slot and forces a new snapshot`,
-      remedy: `raise max_slot_wal_keep_size towards ${KEEP_SHARE * 100} % of the free WAL disk space (${recommended}GB with the guide's 100 GB free)`,
+      message: '0: a slot keeps no WAL beyond max_wal_size, so any lag (the snapshot itself) can invalidate it and force a new snapshot',
+      remedy: `set max_slot_wal_keep_size to about ${KEEP_SHARE * 100} % of the free WAL disk space (${recommended}GB with the guide's 100 GB free); a reload is enough (SELECT pg_reload_conf())`,
+    });
+  } else if (hourly === null) {
+    out.push({
+      level: 'WARN',
+      check: 'max_slot_wal_keep_size',
+      object: 'server',
+      message: `${formatBytes(keep)}: not compared with the WAL write rate (not sampled), so whether it outlasts the snapshot and a stall is unknown`,
+      remedy: 'run check with --sample-seconds 3 (or more) while the usual write load runs',
+    });
+  } else if (keep < hourly * (snapshotHours + 1)) {
+    const needed = hourly * (snapshotHours + 1);
+    out.push({
+      level: 'WARN',
+      check: 'max_slot_wal_keep_size',
+      object: 'server',
+      message:
+        `${formatBytes(keep)}${covers(keep)}: the snapshot of ${formatBytes(f.databaseBytes)} (about ${formatHours(snapshotHours)} at a planning rate of ` +
+        `${formatBytes(PLANNING_SNAPSHOT_BYTES_PER_SECOND)}/s) and a one-hour stall retain about ${formatBytes(needed)}; less, and the slot is invalidated, which forces a new snapshot`,
+      remedy: `raise max_slot_wal_keep_size to at least ${Math.ceil(needed / GB)}GB, towards ${KEEP_SHARE * 100} % of the free WAL disk space (${recommended}GB with the guide's 100 GB free)`,
     });
   } else {
     out.push({ level: 'PASS', check: 'max_slot_wal_keep_size', object: 'server', message: `${formatBytes(keep)}${covers(keep)}` });

@@ -85,7 +85,22 @@ test('capacity: unlimited keep size warns with a recommended value; a tiny one w
   assert.match(tiny.message, /forces a new snapshot/);
   const unsampled = judgeCapacity({ ...cap, walBytesPerSecond: null, sampleSeconds: 0 });
   assert.equal(unsampled.find((x) => x.check === 'disk space')!.level, 'WARN');
-  assert.equal(unsampled.find((x) => x.check === 'max_slot_wal_keep_size')!.level, 'PASS');
+  const unknown = unsampled.find((x) => x.check === 'max_slot_wal_keep_size')!;
+  assert.equal(unknown.level, 'WARN', 'not compared with a rate: no PASS');
+  assert.match(unknown.message, /not compared with the WAL write rate/);
+  const zero = judgeCapacity({ ...cap, maxSlotWalKeepSize: '0' }).find((x) => x.check === 'max_slot_wal_keep_size')!;
+  assert.equal(zero.level, 'WARN');
+  assert.match(zero.message, /^0: a slot keeps no WAL beyond max_wal_size/);
+});
+
+test('capacity: the keep size must outlast the initial snapshot as well as a stall', () => {
+  // 2 TB at the planning rate of 20 MB/s: about 29 hours of snapshot; at 1 MiB/s of WAL, ~104 GB plus an hour's 3.5 GB.
+  const big = judgeCapacity({ ...cap, databaseBytes: 2048 * GB }).find((x) => x.check === 'max_slot_wal_keep_size')!;
+  assert.equal(big.level, 'WARN');
+  assert.match(big.message, /the snapshot of 2048\.0 GB \(about 29\.1 hours at a planning rate of 20\.0 MB\/s\) and a one-hour stall retain about 105\.9 GB/);
+  assert.match(big.remedy!, /at least 106GB/);
+  // The same keep size for the 5 GB database: the snapshot is minutes, 80 GB is ample.
+  assert.equal(judgeCapacity(cap).find((x) => x.check === 'max_slot_wal_keep_size')!.level, 'PASS');
 });
 
 const destTable = (over: Partial<DestinationTable> = {}): DestinationTable => ({

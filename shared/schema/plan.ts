@@ -219,6 +219,11 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     steps.push({ phase: 'distribute', action: `distribute by ${column}`, object: key(d), sql: [distributeSql(d, column, colocateWith)] });
   }
   for (const t of model.tables) {
+    if (layouts.get(key(t))!.kind === 'local') {
+      notes.push(`${key(destOf(t))} stays a local table on the coordinator (named in neither --distribute nor --reference): its rows all live there; distribute it or make it a reference table now, before data arrives`);
+    }
+  }
+  for (const t of model.tables) {
     for (const c of t.constraints) {
       if (!c.references) continue;
       const to = layouts.get(`${c.references.schema}.${c.references.table}`);

@@ -253,6 +253,10 @@ test('plan on Citus: a key or unique index without the distribution column stops
     'public.orders: primary key orders_pkey (id) lacks the distribution column region, which Citus refuses: add --extend-keys (it becomes (id, region)) or distribute by one of its columns',
     'public.orders: unique index orders_code_key (code) lacks the distribution column region, which Citus refuses: create public.orders on the destination by hand with region in that index (schema copy then distributes it as it is)',
   ]);
+  // A table named in neither --distribute nor --reference is said to stay local; the distributed one is not.
+  assert.deepEqual(plain.notes.filter((n) => /stays a local table/.test(n)), [
+    'public.customers stays a local table on the coordinator (named in neither --distribute nor --reference): its rows all live there; distribute it or make it a reference table now, before data arrives',
+  ]);
   // Distributed by a key column: nothing to refuse for the key (the unique index on code still lacks id).
   const byId = planSchemaCopy(m, emptyDest({ citus: true }), { ...opts, distribute: [{ table: 'public.orders', column: 'id' }], reference: [] });
   assert.ok(!byId.problems.some((p) => p.includes('primary key')), byId.problems.join('\n'));

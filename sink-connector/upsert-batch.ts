@@ -19,7 +19,7 @@ export interface BatchStatement {
   bind(rows: readonly (readonly Value[])[]): Value[][];
 }
 
-import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
+import { quoteIdent } from '../shared/sql.ts';
 
 export { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 

@@ -30,7 +30,7 @@ import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
-import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, type ExportedSlot } from './slot.ts';
+import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, tablesMissingFromPublication, type ExportedSlot } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
@@ -226,10 +226,13 @@ class ConnectorRun {
       this.prepared = true;
     }
     const state = reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
-    await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
+    // Read before the publication is altered, and the slot dropped before it is: a stop in
+    // between cannot make the connector forget that these tables need their snapshot again.
+    const republished = await tablesMissingFromPublication(client, cfg.publicationName, this.source.tables);
     if (this.stopping) return;
 
     if (cfg.snapshot.mode === 'initial_only') {
+      await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
       const temp = `${cfg.slotName.slice(0, 58)}_init`;
       const exported = await createSlotWithSnapshot(this.source.connection, temp, this.log, { temporary: true });
       try {
@@ -248,18 +251,21 @@ class ConnectorRun {
         remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
       });
     }
-    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null });
+    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished });
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     }
     if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
       const cut = verdict.incomplete.filter((i) => i.marker === 'started').map((i) => i.table);
+      const back = verdict.incomplete.filter((i) => i.marker === 'republished').map((i) => i.table);
       this.log.warn(
-        { slot: cfg.slotName, startedNotCompleted: cut, withoutSnapshot: verdict.incomplete.filter((i) => i.marker !== 'started').map((i) => i.table) },
+        { slot: cfg.slotName, startedNotCompleted: cut, republished: back, withoutSnapshot: verdict.incomplete.filter((i) => i.marker === 'none' || i.marker === 'completed-other-slot').map((i) => i.table) },
         cut.length > 0
           ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): dropping the slot and taking the snapshot again from a fresh slot`
-          : 'no completed snapshot from this slot for some tables: dropping the slot and taking the snapshot again from a fresh slot',
+          : back.length > 0
+            ? `${back.join(', ')} came back into the publication (out of the selection, or dropped and created again, since its snapshot): its changes meanwhile were not streamed, so dropping the slot and taking the snapshot again from a fresh slot`
+            : 'no completed snapshot from this slot for some tables: dropping the slot and taking the snapshot again from a fresh slot',
       );
       // Said before the drop: a start that finds the slot gone after a stop in between (say,
       // while the new slot waits for old transactions) knows the connector dropped it itself.
@@ -269,6 +275,7 @@ class ConnectorRun {
       await dropSlot(client, cfg.slotName, this.log);
       slot = null;
     }
+    await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
     if (!slot) {
       const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
       if (earlier) await this.truncateBeforeResnapshot();

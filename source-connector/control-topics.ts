@@ -154,14 +154,19 @@ export function reduceSnapshotTopic(records: { key: Buffer | null; value: Buffer
 /** Verdict for start-up, given the slot's presence. Pure. */
 export function judgeSnapshotState(
   state: SnapshotState,
-  args: { slot: string; tables: string[]; slotExists: boolean },
-): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' }[] } {
+  /** `republished`: tables this start added to an existing publication (slot.ts, ensurePublication). */
+  args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[] },
+): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' | 'republished' }[] } {
+  const republished = new Set(args.republished ?? []);
   const incomplete = args.tables
     .map((table) => {
       const m = state.tables.get(table);
       if (!m) return { table, marker: 'none' as const };
       if (m.kind === 'started') return { table, marker: 'started' as const };
-      return m.slot === args.slot ? null : { table, marker: 'completed-other-slot' as const };
+      if (m.slot !== args.slot) return { table, marker: 'completed-other-slot' as const };
+      // Snapshotted from this slot, then out of the publication (left the selection, or dropped
+      // and created again): the slot did not stream its changes meanwhile.
+      return republished.has(table) ? { table, marker: 'republished' as const } : null;
     })
     .filter((x): x is NonNullable<typeof x> => x !== null);
   return { publishedFromSlot: state.slots.has(args.slot), incomplete };

@@ -40,8 +40,22 @@ export interface ExportedSlot {
 }
 
 /**
- * Create the publication for `tables`, or make an existing one list exactly them.
- * Returns what was done.
+ * The selected tables (`schema.name`) an existing publication lacks: ensurePublication will add
+ * them, and the slot streamed none of their changes while they were out of it (they left the
+ * selection, or were dropped and created again). None when the publication does not exist.
+ */
+export async function tablesMissingFromPublication(client: pg.ClientBase, name: string, tables: TableInfo[]): Promise<string[]> {
+  const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
+  const { rows: pubs } = await client.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [name]);
+  if (pubs.length === 0) return [];
+  const have = new Set(rows.map((r) => r.t as string));
+  return tables.map((t) => `${t.schema}.${t.name}`).filter((t) => !have.has(t));
+}
+
+/**
+ * Create the publication for `tables`, or make an existing one list exactly them. Returns what
+ * was done. ONLY: an inheritance child is not selected with its parent (a partitioned table's
+ * partitions are published with it all the same).
  */
 export async function ensurePublication(
   client: pg.ClientBase,
@@ -49,7 +63,7 @@ export async function ensurePublication(
   tables: TableInfo[],
   log: Logger,
 ): Promise<'created' | 'altered' | 'unchanged'> {
-  const list = tables.map(quoteQualified).join(', ');
+  const list = tables.map((t) => `ONLY ${quoteQualified(t)}`).join(', ');
   const { rows: pubs } = await client.query(`SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, [name]);
   if (pubs.length === 0) {
     // Changes of a partitioned table's partitions under the table's own identity (and topic),

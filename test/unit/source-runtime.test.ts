@@ -70,6 +70,8 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   // A later completion of b wins over its start.
   const done = reduceSnapshotTopic([...records, snapshotCompleted({ table: 'public.b', topic: 'p.public.b', slot: 's', consistentPoint: 0x100n, rows: 3, endOffsets: [] })]);
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true }).incomplete, []);
+  // Completed from this slot, then out of the publication and back: its changes meanwhile were not streamed.
+  assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, republished: ['public.b'] }).incomplete, [{ table: 'public.b', marker: 'republished' }]);
   // The connector dropped the slot itself (to snapshot again): its absence is not a loss; the
   // table markers stay, so the next snapshot knows an earlier one was sent.
   const forgot = slotForgotten('s');

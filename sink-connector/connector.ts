@@ -401,6 +401,14 @@ class SinkRuntime {
       }
       this.tracker.reset(positions);
       this.stalls!.retain(new Set(positions.map(([k]) => k)), stalled);
+      // kafkajs keeps a partition paused across rebalances: one this member stalled, lost and
+      // got back (its stall and retry timer dropped above) would never be fetched again.
+      const resume = tps.filter(({ topic, partition }) => !this.stalls!.stalledHere(topic, partition));
+      try {
+        for (const { topic, partition } of resume) consumer.resume([{ topic, partitions: [partition] }]);
+      } catch (err) {
+        this.log.debug({ err }, 'resume after the join failed (consumer stopping)');
+      }
       this.m.lag.reset();
     });
     this.positions.catch((err: unknown) => {

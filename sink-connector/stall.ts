@@ -201,6 +201,12 @@ export class Stalls {
     }
   }
 
+  /** Whether this member stalled the partition itself (and so resumes it on its retry timer). */
+  stalledHere(topic: string, partition: number): boolean {
+    const e = this.entries.get(tpKey(topic, partition));
+    return e !== undefined && !e.inherited;
+  }
+
   stop(): void {
     this.stopped = true;
     for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);

@@ -116,6 +116,34 @@ test('a missing destination column stalls only its partition, with one clear err
   }
 });
 
+test('a stalled partition moved to another member and back is fetched again: the pause does not outlive the rebalance', async () => {
+  const prefix = uniqueTopic('sbmoved');
+  const held = await table('held', '(id int PRIMARY KEY, v text, extra int)', 1, prefix, '(id int PRIMARY KEY, v text)');
+  await produceChanges(producer, held, inserts(1, 5, (i) => [`v${i}`, String(i)]));
+  const groupId = `g-${ID}-moved`;
+  const tables = { [`${SRC}.held`]: { schema: DST } };
+  // kafkajs's round-robin assignor gives the one partition to the member whose id sorts first:
+  // the second member ("aa…") takes it from the first ("zz…") when it joins.
+  const member = (clientId: string) => startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables, kafka: { brokers: [servers.kafka], clientId } }), log, { topicRefreshMs: 500 });
+  const first = await member(`zz-${ID}`);
+  try {
+    await waitFor('the first member stalled the partition', async () => (await metricValue(first, 'shardbridge_sink_stalled_partitions')) === 1, { timeoutMs: 30_000, intervalMs: 50 });
+    const second = await member(`aa-${ID}`);
+    try {
+      await waitFor('the second member took the partition and stalled it', async () => (await metricValue(second, 'shardbridge_sink_stalled_partitions')) === 1, { timeoutMs: 60_000, intervalMs: 50 });
+      assert.equal(await metricValue(first, 'shardbridge_sink_stalled_partitions'), 0, 'the first member let go of its stall');
+    } finally {
+      await second.stop();
+    }
+    // Back with the first member, which had paused it; the fix must reach it there.
+    await db.query(`ALTER TABLE ${DST}.held ADD COLUMN extra int`);
+    await waitApplied(db, admin, groupId, [held.topic], 60_000);
+    assert.equal(await count('held'), 5);
+  } finally {
+    await first.stop();
+  }
+});
+
 test('records before the failing one are applied; a foreign-key violation names its remedy; the fix resumes', async () => {
   const prefix = uniqueTopic('sbfk');
   await db.query(`CREATE TABLE ${DST}.parent (id int PRIMARY KEY)`);

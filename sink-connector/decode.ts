@@ -100,11 +100,16 @@ export class RecordDecoder {
     const results = await settleInGroups(ids, (id) => this.registry.getSchema(id));
     ids.forEach((id, k) => fetched.set(id, results[k]));
     let retriable: unknown = null;
+    let refused: unknown = null;
     const load = (id: number, compile: (schema: object) => void): void => {
       const got = fetched.get(id)!;
       if (got.status === 'rejected') {
         if (isRetriable(got.reason)) retriable ??= got.reason;
-        else this.failed.set(id, got.reason);
+        // Only an id the registry says it does not have belongs to the records that carry it
+        // (reported, or dead-lettered); any other refusal (credentials, a wrong URL) is the
+        // sink's, and its records are readable once it is fixed: thrown, to stall the partition.
+        else if (schemaNotFound(got.reason)) this.failed.set(id, got.reason);
+        else refused ??= got.reason;
         return;
       }
       try {
@@ -117,6 +122,7 @@ export class RecordDecoder {
     for (const id of keyIds) if (!this.keys.has(id)) load(id, (schema) => this.keys.set(id, compileKey(schema)));
     for (const [id, topic] of valueTopics) if (!this.values.has(id)) load(id, (schema) => this.values.set(id, compileValue(id, schema, topic, this.targetFor, this.topicPrefix)));
     if (retriable !== null) throw retriable;
+    if (refused !== null) throw refused;
   }
 
   /**
@@ -319,3 +325,8 @@ function unknownSchema(id: number, cause: unknown, at: At, what: string): Decode
 }
 
 
+
+/** The registry's "schema not found" (error code 40403), as opposed to a refusal of the caller. */
+function schemaNotFound(err: unknown): boolean {
+  return err instanceof ShardBridgeError && err.context.errorCode === 40403;
+}

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { ConsumedMessage, EachBatchPayload } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import { DecodeError, ShardBridgeError } from '../shared/errors.ts';
+import { DecodeError, SchemaError, ShardBridgeError } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
 import { withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
@@ -156,6 +156,11 @@ export class BatchProcessor {
       ({ items, bad } = await this.decode(p, raws));
     } catch (err) {
       if (err instanceof Abandon) return false;
+      // The registry refused the sink itself (decode.ts, prepare): stalled, dead letters or not.
+      if (err instanceof SchemaError) {
+        this.stall(p, describeStall(err, { topic: p.topic, partition: p.partition, offset: raws[0].offset }, 'decode'));
+        return false;
+      }
       throw err;
     }
     const upTo = bad ? bad.index : items.length;

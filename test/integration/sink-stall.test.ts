@@ -275,6 +275,38 @@ test('an undecodable record stalls its partition by default, and goes to the dea
   }
 });
 
+test('a registry that refuses the sink (a wrong URL path) stalls the partition even in dead-letter mode: readable records are never set aside', async () => {
+  const prefix = uniqueTopic('sbrefused');
+  const t = await table('readable', '(id int PRIMARY KEY, v text)', 1, prefix);
+  await produceChanges(producer, t, inserts(1, 3));
+  const groupId = `g-${ID}-refused`;
+  const tables = { [`${SRC}.readable`]: { schema: DST } };
+  const dlqTopic = `${prefix}.__dlq`;
+  const wrong = await startSinkConnector(
+    sinkConfig({ ...servers, registry: `${servers.registry}/not-the-registry`, prefix, groupId }, { deadLetter: { enabled: true }, tables }),
+    log,
+    { topicRefreshMs: 500 },
+  );
+  try {
+    const stall = await waitFor('stall row', async () => (await db.query('SELECT * FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0]);
+    assert.equal(stall.next_offset, '0');
+    assert.equal(stall.sqlstate, 'decode');
+    assert.match(stall.error, /404/);
+    assert.equal(await count('readable'), 0);
+    assert.deepEqual(await readTopic(kafka, dlqTopic).catch(() => []), [], 'nothing dead-lettered');
+  } finally {
+    await wrong.stop();
+  }
+  // With the registry's URL put right, the same group applies every record.
+  const right = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { deadLetter: { enabled: true }, tables }), log, { topicRefreshMs: 500 });
+  try {
+    await waitApplied(db, admin, groupId, [t.topic]);
+    assert.equal(await count('readable'), 3);
+  } finally {
+    await right.stop();
+  }
+});
+
 /** Stream 40 rounds of updates over 250 keys; `fault` strikes the destination mid-stream. */
 async function destinationFault(name: string, fault: (cluster: Awaited<ReturnType<typeof startPostgres>>) => Promise<void>): Promise<void> {
   const cluster = await startPostgres({ name, logger: log });

@@ -25,7 +25,7 @@ import type { DirectCopyPolicy } from './direct-copy.ts';
 import { applyFastRows, DirectCopyConflict, TablePaths } from './apply-fast.ts';
 import { groupRows, type FastRow } from './fast-rows.ts';
 import { arrayLiterals, buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
-import { updateInPlace } from './update-in-place.ts';
+import { createInPlaceGroup, updateInPlace } from './update-in-place.ts';
 
 export interface ApplyContext {
   groupId: string;
@@ -304,6 +304,7 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
       const st = buildSparingDelete(table);
       await q(st.text, arrayLiterals(st.bind(step.sparingDeletes.rows)));
     }
+    for (const g of step.upserts) if (g.inPlace) await createInPlaceGroup(q, table, g, ctx.logger);
     for (const g of step.upserts) {
       if (g.inPlace) continue;
       await upsertGroup(client, q, table, g, ctx, paths);

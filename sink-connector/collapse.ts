@@ -82,6 +82,12 @@ interface KeyState {
   origin: Origin;
   /** Unchanged-TOAST columns of the row whose values are unknown (see UpsertGroup.inPlace). */
   unknown: string[] | null;
+  /**
+   * Deleted, then created again without its unchanged-TOAST values (a primary-key change onto
+   * a key deleted earlier in the segment): the delete runs, then the row is created without
+   * them, instead of the deleted row being updated where it still is.
+   */
+  recreated?: true;
 }
 
 export function collapse(changes: readonly SinkChange[], table: ApplyTable): ApplyPlan {
@@ -111,6 +117,7 @@ function onDelete(states: Map<string, KeyState>, shape: TableShape, key: string[
     st.row = null;
     st.fresh = false;
     st.unknown = null;
+    delete st.recreated;
   } else {
     states.set(id, { key, row: null, fresh: false, origin: originOf(shape, before), unknown: null });
   }
@@ -133,6 +140,10 @@ function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChan
     // After a delete in the same segment: the row may still be there until that delete runs.
     st.row = row;
     st.unknown = unknownIn(row, ch.unchangedToast, shape);
+    if (st.unknown !== null && (ch.op === 'c' || ch.op === 'r')) {
+      st.fresh = true;
+      st.recreated = true;
+    }
   } else {
     // Each upsert sets only the columns it carries (ON CONFLICT DO UPDATE), so applying
     // them one after another equals one upsert of the merged row. This is also what fills
@@ -222,9 +233,11 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
   const sparingDeletes: KeySet = { columns: [...table.sourceKey, ...destOnly], rows: [] };
   const groups = new Map<string, GroupBuilder>();
   for (const st of states.values()) {
-    if (st.row === null) {
+    if (st.row === null || st.recreated) {
       if (Array.isArray(st.origin)) exactDeletes.rows.push(destKeyRow(shape, st.key, st.origin));
       else deletes.rows.push(st.key);
+      if (st.row === null) continue;
+      addToGroup(groups, shape, st);
       continue;
     }
     addToGroup(groups, shape, st);

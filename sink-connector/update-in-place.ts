@@ -27,12 +27,15 @@ import { arrayLiterals, buildElsewhereQuery, buildUpdateInPlace, buildUpsert, qu
 
 type Value = string | null;
 
-/** Runs before the segment's deletes (a sparing delete would remove a moved row first). */
+/** The group's updated rows. Runs before the segment's deletes (a sparing delete would remove a moved row first). */
 export async function updateInPlace(q: Query, table: ApplyTable, g: UpsertGroup, logger: Logger): Promise<void> {
-  const created = g.fresh > 0 ? g.rows.slice(0, g.fresh) : [];
   const updated = g.fresh > 0 ? g.rows.slice(g.fresh) : g.rows;
   if (updated.length > 0) await updateRows(q, table, g.columns, updated, logger);
-  if (created.length > 0) await createWithout(q, table, g.columns, created, logger);
+}
+
+/** The group's created rows. Runs after the segment's deletes: a key deleted and created again in it (collapse.ts) is deleted first. */
+export async function createInPlaceGroup(q: Query, table: ApplyTable, g: UpsertGroup, logger: Logger): Promise<void> {
+  if (g.fresh > 0) await createWithout(q, table, g.columns, g.rows.slice(0, g.fresh), logger);
 }
 
 async function updateRows(q: Query, table: ApplyTable, columns: readonly string[], rows: Value[][], logger: Logger): Promise<void> {

@@ -10,7 +10,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { getTestDestination } from '../helpers/postgres.ts';
 import pino from 'pino';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
-import { updateInPlace } from '../../sink-connector/update-in-place.ts';
+import { createInPlaceGroup, updateInPlace } from '../../sink-connector/update-in-place.ts';
 import { SinkApplyError } from '../../shared/errors.ts';
 import { createOwnSchemasSql } from '../../shared/sql.ts';
 import { ensureStaging, upsertViaStaging, writeCopy } from '../../sink-connector/staging.ts';
@@ -140,6 +140,8 @@ async function runPlan(table: ApplyTable, plan: ApplyPlan, opts: { staging?: boo
         const st = buildSparingDelete(table);
         await db.query(st.text, st.bind(step.sparingDeletes.rows));
       }
+      // Rows created without their unchanged TOASTed values: after the deletes.
+      for (const g of step.upserts) if (g.inPlace) await createInPlaceGroup(queryWith(db), table, g, quiet);
       for (const g of step.upserts) {
         if (g.inPlace) continue;
         if (opts.staging) {
@@ -321,6 +323,25 @@ test('a key change leaving a TOASTed column unchanged (no before-image): the new
   });
   const kept = await db.query(`SELECT id, length(big) AS n FROM ${qualifiedName(strict)}`);
   assert.deepEqual(kept.rows, [{ id: '1', n: 100_000 }], 'rolled back: the old row is still there');
+});
+
+test('a key deleted and then taken by a key change leaving a TOASTed column unchanged, in one chunk: the deleted row is gone, the new one has NULL there', async () => {
+  const table = itemTable('retaken_key');
+  await createTable(table);
+  await runPlan(table, collapse([change('c', { ...ITEMS[0] }), change('c', { ...ITEMS[0], id: '2', big: 'old value of 2' })], table));
+  // DELETE id=2, then UPDATE … SET id = 2 WHERE id = 1 leaving `big` unchanged (REPLICA IDENTITY DEFAULT).
+  const moved: Row = { ...ITEMS[0], id: '2' };
+  delete moved.big;
+  const plan = collapse([change('d', null, { key: '2' }), change('d', null, { key: '1' }), change('c', moved, { toast: ['big'] })], table);
+  await runPlan(table, plan);
+  await runPlan(table, plan); // a replay: the same
+  const { rows } = await db.query(`SELECT id, big FROM ${qualifiedName(table)} ORDER BY id`);
+  assert.deepEqual(rows, [{ id: '2', big: null }], "the deleted row's value is not kept under the key");
+  // Created, deleted and taken again within the chunk: the key ends with a row.
+  const again = collapse([change('c', { ...ITEMS[0], id: '3' }), change('d', null, { key: '3' }), change('c', { ...moved, id: '3' }, { toast: ['big'] })], table);
+  await runPlan(table, again);
+  const three = await db.query(`SELECT id, big FROM ${qualifiedName(table)} WHERE id = 3`);
+  assert.deepEqual(three.rows, [{ id: '3', big: null }]);
 });
 
 test('an unchanged-TOAST update that moves a row to another distribution value stalls instead of losing the row', async () => {

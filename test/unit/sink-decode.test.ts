@@ -46,7 +46,8 @@ function registry(): SchemaSource & { fetches: number[] } {
     async getSchema(id) {
       fetches.push(id);
       const s = byId.get(id);
-      if (!s) throw new SchemaError(`Schema ${id} not found`, { retriable: false });
+      // As the registry answers an id it does not have (RegistryClient: status and error code).
+      if (!s) throw new SchemaError(`Schema ${id} not found`, { retriable: false, context: { status: 404, errorCode: 40403 } });
       return s;
     },
   };
@@ -156,6 +157,17 @@ test('a registry that cannot be reached fails prepare (for the retry loop), not 
   };
   const d = new RecordDecoder(failing, target(), 'pfx');
   await assert.rejects(d.prepare(records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] })), /cannot reach/);
+});
+
+test("a registry that refuses the sink (401) fails prepare, for a stall: the records stay readable, never reported undecodable", async () => {
+  const refusing: SchemaSource = {
+    async getSchema() {
+      throw new SchemaError('schema registry GET /schemas/ids/1 failed: Unauthorized', { retriable: false, context: { status: 401 }, remedy: 'check the registry username and password' });
+    },
+  };
+  const d = new RecordDecoder(refusing, target(), 'pfx');
+  const raws = records({ kind: 'insert', new: ['1', '1.00', null, null, 'x'] });
+  await assert.rejects(d.prepare(raws), /Unauthorized/);
 });
 
 test('prepare fetches the schemas it lacks a few at once, not one after another; an unreachable one fails it, the others are kept', async () => {

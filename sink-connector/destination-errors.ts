@@ -91,3 +91,25 @@ export function withTable(err: ShardBridgeError, table: string): ShardBridgeErro
 export function sqlStateOf(err: unknown): string | undefined {
   return err instanceof ShardBridgeError ? (err.context.sqlstate as string | undefined) : undefined;
 }
+
+// Transient failures that the same chunk meets again and again when it is too big for the
+// destination: a statement_timeout (57014), out of memory (53200), a configured limit such as
+// max_locks_per_transaction (53400). Retried as they are a few times, then in halves.
+const TOO_BIG = new Set(['57014', '53200', '53400']);
+export const TOO_BIG_RETRIES = 3;
+
+/** Whether a chunk failing with `err` might go through in halves. Pure. */
+export function tooBigForOneGo(err: unknown): boolean {
+  const state = sqlStateOf(err);
+  return state !== undefined && TOO_BIG.has(state) && isRetriable(err);
+}
+
+/** `err` as a failure to apply in halves (partition-batch.ts bisects what is not retriable), and at one record, to stall on. */
+export function inHalves(err: ShardBridgeError): SinkApplyError {
+  // No cause: isRetriable looks through causes, and this one must end the retries.
+  return new SinkApplyError(err.message, {
+    retriable: false,
+    context: err.context,
+    remedy: `the destination keeps failing this batch as a whole (SQLSTATE ${String(err.context.sqlstate)}), so it is applied in halves; at one record it stalls: raise the sink role's statement_timeout, or the destination's memory or lock settings`,
+  });
+}

@@ -12,7 +12,7 @@ import type { ConsumedMessage, EachBatchPayload } from '../shared/kafka/client.t
 import type { Logger } from '../shared/logger.ts';
 import { DecodeError, SchemaError, ShardBridgeError } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
-import { withPooledClient } from './destination-errors.ts';
+import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
 import { chunkOf, hasWork, isFast, type Item, type SlowItem } from './chunk-items.ts';
 import { DeadLetterLedger, deadLetterMessages, type DeadLetterTarget } from './dead-letter.ts';
@@ -332,11 +332,17 @@ export class BatchProcessor {
     for (const [table, byFormat] of outcome.transcoded) for (const [format, n] of byFormat) m.transcodedRows.inc({ table, format }, n);
   }
 
-  /** One apply, retried with backoff while the failure is transient. */
+  /** One apply, retried with backoff while the failure is transient; in halves when it looks too big (destination-errors.ts). */
   private attempt(p: Part, chunk: Chunk, acceptGap: boolean): Promise<ChunkOutcome> {
-    return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, () =>
-      withPooledClient(this.deps.pool, (client) => applyChunk(client, chunk, this.deps.apply, acceptGap)),
-    );
+    let tooBig = 0;
+    return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, async () => {
+      try {
+        return await withPooledClient(this.deps.pool, (client) => applyChunk(client, chunk, this.deps.apply, acceptGap));
+      } catch (err) {
+        if (tooBigForOneGo(err) && ++tooBig >= TOO_BIG_RETRIES) throw inHalves(err as ShardBridgeError);
+        throw err;
+      }
+    });
   }
 
   /** Retry `fn` forever while its failures are transient; leave (Abandon) when the batch went stale or we stop. */

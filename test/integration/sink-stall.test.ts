@@ -144,6 +144,30 @@ test('a stalled partition moved to another member and back is fetched again: the
   }
 });
 
+test('a batch the destination keeps cancelling as a whole (statement_timeout) goes through in halves instead of being retried forever', async () => {
+  const prefix = uniqueTopic('sbhalves');
+  const t = await table('heavy', '(id int PRIMARY KEY, v text)', 1, prefix);
+  // Any statement writing more than 20 rows fails as a statement_timeout would.
+  await db.query(`CREATE FUNCTION ${DST}.too_many() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF (SELECT count(*) FROM written) > 20 THEN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = '57014'; END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER too_many AFTER INSERT ON ${DST}.heavy REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION ${DST}.too_many()`);
+  await produceChanges(producer, t, inserts(1, 100));
+  const groupId = `g-${ID}-halves`;
+  const { logger, lines } = capturingLogger();
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.heavy`]: { schema: DST } } }), logger, { topicRefreshMs: 500 });
+  try {
+    await waitApplied(db, admin, groupId, [t.topic], 60_000);
+    assert.equal(await count('heavy'), 100);
+    assert.equal((await db.query('SELECT 1 FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rowCount, 0, 'no stall: every half of at most 20 rows went through');
+    assert.ok(lines().some((l) => l.msg === 'batch failed: narrowing down' || /retrying/.test(l.msg)), 'retried, then halved');
+  } finally {
+    await sink.stop();
+  }
+});
+
 test('records before the failing one are applied; a foreign-key violation names its remedy; the fix resumes', async () => {
   const prefix = uniqueTopic('sbfk');
   await db.query(`CREATE TABLE ${DST}.parent (id int PRIMARY KEY)`);

@@ -4,12 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DecodeError, SinkApplyError } from '../../shared/errors.ts';
+import { DecodeError, SinkApplyError, isRetriable } from '../../shared/errors.ts';
 import { planReplay } from '../../shared/cli/commands/replay.ts';
 import { attachFast, tableRuns } from '../../sink-connector/apply.ts';
 import { arrayLiterals } from '../../sink-connector/upsert-batch.ts';
 import type { FastRow } from '../../sink-connector/fast-rows.ts';
-import { classify, relayedSqlState } from '../../sink-connector/destination-errors.ts';
+import { classify, inHalves, relayedSqlState, tooBigForOneGo } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
 import { knownTables } from '../../sink-connector/destination-start.ts';
 import { createSinkMetrics, typeMismatchGauge } from '../../sink-connector/sink-metrics.ts';
@@ -79,6 +79,19 @@ test("Citus's relayed COPY errors (XX000, 58030 without the worker's code) class
   // Only relays are reinterpreted: PostgreSQL's own codes stand.
   assert.equal(relayedSqlState('23505', 'anything'), '23505');
   assert.equal(relayedSqlState('0A000', 'duplicate key value violates unique constraint "x"'), '0A000');
+});
+
+test('a statement timeout, out of memory or a configured limit: retried, then applied in halves (no longer retriable), with a remedy', () => {
+  const timeout = classify(pgError({ code: '57014', message: 'canceling statement due to statement timeout' }), { table: 's.t' }) as SinkApplyError;
+  assert.equal(timeout.retriable, true);
+  assert.equal(tooBigForOneGo(timeout), true);
+  assert.equal(tooBigForOneGo(classify(pgError({ code: '53200', message: 'out of shared memory' }), {})), true);
+  assert.equal(tooBigForOneGo(classify(pgError({ code: '40P01', message: 'deadlock detected' }), {})), false, 'a deadlock is only retried');
+  assert.equal(tooBigForOneGo(classify(new Error('Connection terminated unexpectedly'), {})), false);
+  const halves = inHalves(timeout);
+  assert.equal(isRetriable(halves), false);
+  assert.deepEqual([halves.message, halves.context.table, halves.context.sqlstate], [timeout.message, 's.t', '57014']);
+  assert.match(halves.remedy!, /applied in halves; at one record it stalls: raise the sink role's statement_timeout/);
 });
 
 test('transient failures classify as retriable: deadlock, serialization, shutdown, a lost connection', () => {

@@ -233,6 +233,23 @@ export async function completeSnapshots(client: pg.ClientBase, groupId: string):
   return rows.map((r) => ({ topic: r.topic, table: r.table_name }));
 }
 
+/**
+ * A replay rewound `topic` below the end offsets of its snapshot's completion marker: the
+ * snapshot is being applied again, and complete only once it is (completeSnapshots).
+ */
+export async function reopenSnapshot(client: pg.ClientBase, topic: string, rewound: readonly { partition: number; offset: bigint }[]): Promise<boolean> {
+  const { rowCount } = await client.query(
+    `UPDATE shardbridge.snapshot_status s SET state = 'applying', completed_at = NULL
+      WHERE s.topic = $1 AND s.state = 'complete'
+        AND EXISTS (
+          SELECT 1 FROM jsonb_to_recordset(s.end_offsets) AS e(partition int, "offset" text)
+            JOIN unnest($2::int[], $3::bigint[]) AS r(partition, next) ON r.partition = e.partition
+           WHERE e."offset"::bigint > r.next)`,
+    [topic, rewound.map((r) => r.partition), rewound.map((r) => r.offset.toString())],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
 export async function snapshotStatuses(client: pg.ClientBase): Promise<{ topic: string; table: string; state: string }[]> {
   const { rows } = await client.query<{ topic: string; table_name: string; state: string }>(
     'SELECT topic, table_name, state FROM shardbridge.snapshot_status ORDER BY topic',

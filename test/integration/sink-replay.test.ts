@@ -108,8 +108,17 @@ test('replay from offset zero resets stored and group offsets, and re-applying c
   await db.query(`DELETE FROM ${DST}.accounts WHERE id < 20`);
   await db.query(`INSERT INTO ${DST}.accounts VALUES (50, 1, 'zombie'), (7, 1, 'zombie')`);
 
+  // As if a snapshot's completion marker had ended at the topic's end: complete before the replay.
+  await db.query(
+    `INSERT INTO shardbridge.snapshot_status (topic, table_name, state, rows_expected, end_offsets, completed_at) VALUES ($1, $2, 'complete', 60, $3, now())`,
+    [f.t.topic, `${DST}.accounts`, JSON.stringify(ends.map((offset, partition) => ({ partition, offset })))],
+  );
+  const snapshotState = async () => (await db.query('SELECT state, completed_at FROM shardbridge.snapshot_status WHERE topic = $1', [f.t.topic])).rows[0];
+
   const r = await replay(['--topic', f.t.topic, '--to-offset', '0', '--sink-config', f.configFile]);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /its snapshot is applied again/);
+  assert.deepEqual(await snapshotState(), { state: 'applying', completed_at: null }, 'no longer complete while it is re-applied');
   assert.match(r.stdout, new RegExp(`\\[0\\]: next offset ${ends[0]} -> 0 \\(destination and group ${f.groupId}\\)`));
   assert.match(r.stdout, new RegExp(`\\[1\\]: next offset ${ends[1]} -> 0`));
   const stored = await storedOffsets(db, f.groupId);
@@ -120,6 +129,7 @@ test('replay from offset zero resets stored and group offsets, and re-applying c
   try {
     await waitApplied(db, admin, f.groupId, [f.t.topic]);
     assert.deepEqual(await tableText(db, `${DST}.accounts`, columns, 'id'), expected);
+    await waitFor('the snapshot complete again', async () => (await snapshotState()).state === 'complete', { timeoutMs: 30_000, intervalMs: 100 });
   } finally {
     await sink.stop();
   }

@@ -11,6 +11,7 @@ import { createKafka } from '../../kafka/client.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
+import { reopenSnapshot } from '../../../sink-connector/control.ts';
 import type { CommandContext } from '../main.ts';
 
 export interface ReplayOptions {
@@ -78,6 +79,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
         { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy: 'replay every partition of the topic (no --partition) to a point before the truncate, or replay only after it' },
       );
     }
+    let reopened = false;
     if (moves.length > 0) {
       // The group first: Kafka refuses while the sink runs, before the destination is touched.
       await admin.setGroupOffsets(config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next.toString() })));
@@ -85,6 +87,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
       try {
         await setStoredOffsets(client, config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await applyBarrierRewind(client, config.groupId, opts.topic, barrier);
+        reopened = await reopenSnapshot(client, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});
@@ -99,6 +102,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
           : `${opts.topic}[${r.partition}]: ${now} -> ${r.next} (destination and group ${config.groupId})\n`,
       );
     }
+    if (reopened) ctx.out(`${opts.topic}: its snapshot is applied again: shardbridge.snapshot_status says complete once the sink is back past its completion marker\n`);
     for (const id of barrier.rounds.keys()) ctx.out(`${opts.topic}: truncate ${id} will be applied again once every partition reaches it\n`);
     log.info({ topic: opts.topic, partitions: moves.map((m) => m.partition), groupId: config.groupId }, 'replay set: start the sink to re-apply');
     return 0;

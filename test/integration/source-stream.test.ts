@@ -272,7 +272,15 @@ test('a table out of the selection for a while, then back: its changes meanwhile
   assert.ok(away.some((r) => r.value?.op === 't'), 'a truncate before the new snapshot');
   await assertRowsEqualTable(client, 'away', finalState(away).values());
   await assertRowsEqualTable(client, 'kept', finalState(await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`)).values());
+  await dropSlotAfter(back, client, config.slotName);
 });
+
+/** Stop the connector and drop its slot: the file's cluster has a fixed number of slots for all its tests. */
+async function dropSlotAfter(conn: SourceConnector, client: pg.Client, slot: string): Promise<void> {
+  await conn.stop();
+  // The walsender may still hold the slot for a moment after the stop.
+  await waitFor(`slot ${slot} dropped`, () => client.query('SELECT pg_drop_replication_slot($1)', [slot]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
+}
 
 test('a parent selected without its inheritance child: the child stays out of the publication, and its changes out of the stream', async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE parent (id int PRIMARY KEY, v text); CREATE TABLE child (PRIMARY KEY (id)) INHERITS (parent);
@@ -288,6 +296,7 @@ test('a parent selected without its inheritance child: the child stays out of th
   await caughtUp(only, await walLsn(client));
   const ids = (await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.parent`)).map((r) => r.afterText!.id);
   assert.deepEqual(ids.sort(), ['1', '2']);
+  await dropSlotAfter(only, client, config.slotName);
 });
 
 test('writes during the snapshot: snapshot plus stream is exactly the table', async (t) => {

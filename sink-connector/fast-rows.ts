@@ -115,7 +115,10 @@ export class FastRowPlanner {
       const r = raws[i];
       if (!valueSpan(r, value)) continue;
       const s = describe(r);
-      if (s === null) continue;
+      // A record whose schemas are not known (a schema the registry does not have): its op is
+      // unknown here, and a truncate among them would be applied after fast rows it precedes.
+      // The whole chunk goes the general way, which decodes what it can in order.
+      if (s === null) return out.fill(null);
       if (s.table !== tTable) {
         tTable = s.table;
         const known = tallies.get(s.table.destId);

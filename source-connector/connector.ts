@@ -150,7 +150,8 @@ class ConnectorRun {
       walRetentionWarnBytes: config.walRetentionWarnBytes,
       log,
       metrics,
-      onSlotLost: (err) => this.stream?.fail(err),
+      publication: { name: config.publicationName, tables: source.tables.map((t) => `${t.schema}.${t.name}`) },
+      onFatal: (err) => this.stream?.fail(err),
     });
   }
 

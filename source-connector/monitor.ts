@@ -41,8 +41,10 @@ export interface SlotMonitorOptions {
   walRetentionWarnBytes: number;
   log: Logger;
   metrics?: Metrics;
-  /** The slot is gone or invalidated: the stream must stop for good. */
-  onSlotLost(err: SourceError): void;
+  /** The publication and the selected tables (`schema.name`) it must keep listing. */
+  publication?: { name: string; tables: string[] };
+  /** The slot is gone or invalidated, or a selected table left the publication: the stream must stop for good. */
+  onFatal(err: SourceError): void;
 }
 
 const WARN_EVERY_MS = 60_000;
@@ -90,7 +92,30 @@ export class SlotMonitor {
     }
   }
 
-  /** Read the slot's state once: metrics, retention warning, lost-slot detection. */
+  /**
+   * A selected table dropped while the connector runs leaves the publication, and one created
+   * again under its name is not in it: its changes would not be streamed, silently. Stop, so
+   * that the next start adds it back and snapshots it again (connector.ts).
+   */
+  private async checkPublication(): Promise<void> {
+    const p = this.opts.publication;
+    if (!p || p.tables.length === 0) return;
+    const { rows } = await (await this.opts.connect()).query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [p.name]);
+    const listed = new Set(rows.map((r) => r.t as string));
+    const gone = p.tables.filter((t) => !listed.has(t));
+    if (gone.length === 0) return;
+    const err = new SourceError(
+      `selected table(s) ${gone.join(', ')} left publication ${p.name} while the connector ran (dropped, or dropped and created again): their changes are not streamed`,
+      {
+        context: { publication: p.name, tables: gone.join(', ') },
+        remedy: 'start the source connector again: it puts a table created again back into the publication and takes the snapshot again; a table dropped for good leaves a schema selection (remove it from tables.include)',
+      },
+    );
+    this.log.error({ err }, err.message);
+    this.opts.onFatal(err);
+  }
+
+  /** Read the slot's state once: metrics, retention warning, lost-slot detection, the publication's tables. */
   async check(): Promise<SlotStatus | null> {
     let status: SlotStatus | null;
     try {
@@ -102,9 +127,10 @@ export class SlotMonitor {
     const lost = slotLostError(status, this.opts.slotName);
     if (lost) {
       this.log.error({ err: lost }, lost.message);
-      this.opts.onSlotLost(lost);
+      this.opts.onFatal(lost);
       return status;
     }
+    await this.checkPublication();
     const s = status!;
     const lag = s.confirmedFlushLsn === null ? 0n : s.currentLsn - s.confirmedFlushLsn;
     const retained = s.restartLsn === null ? 0n : s.currentLsn - s.restartLsn;

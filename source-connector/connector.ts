@@ -150,7 +150,7 @@ class ConnectorRun {
       walRetentionWarnBytes: config.walRetentionWarnBytes,
       log,
       metrics,
-      publication: { name: config.publicationName, tables: source.tables.map((t) => `${t.schema}.${t.name}`) },
+      publication: { name: config.publicationName, tables: source.tables.map((t) => ({ relid: t.relid, name: `${t.schema}.${t.name}` })) },
       onFatal: (err) => this.stream?.fail(err),
     });
   }

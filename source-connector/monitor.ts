@@ -41,8 +41,8 @@ export interface SlotMonitorOptions {
   walRetentionWarnBytes: number;
   log: Logger;
   metrics?: Metrics;
-  /** The publication and the selected tables (`schema.name`) it must keep listing. */
-  publication?: { name: string; tables: string[] };
+  /** The publication and the selected tables it must keep listing (by oid: a rename keeps it). */
+  publication?: { name: string; tables: { relid: number; name: string }[] };
   /** The slot is gone or invalidated, or a selected table left the publication: the stream must stop for good. */
   onFatal(err: SourceError): void;
 }
@@ -100,9 +100,12 @@ export class SlotMonitor {
   private async checkPublication(): Promise<void> {
     const p = this.opts.publication;
     if (!p || p.tables.length === 0) return;
-    const { rows } = await (await this.opts.connect()).query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [p.name]);
-    const listed = new Set(rows.map((r) => r.t as string));
-    const gone = p.tables.filter((t) => !listed.has(t));
+    const { rows } = await (await this.opts.connect()).query(
+      `SELECT r.prrelid::int AS relid FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = $1`,
+      [p.name],
+    );
+    const listed = new Set(rows.map((r) => r.relid as number));
+    const gone = p.tables.filter((t) => !listed.has(t.relid)).map((t) => t.name);
     if (gone.length === 0) return;
     const err = new SourceError(
       `selected table(s) ${gone.join(', ')} left publication ${p.name} while the connector ran (dropped, or dropped and created again): their changes are not streamed`,

@@ -233,15 +233,14 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
   const sparingDeletes: KeySet = { columns: [...table.sourceKey, ...destOnly], rows: [] };
   const groups = new Map<string, GroupBuilder>();
   for (const st of states.values()) {
+    // A recreated key's old row is deleted like a deleted key's, before its row is created.
     if (st.row === null || st.recreated) {
       if (Array.isArray(st.origin)) exactDeletes.rows.push(destKeyRow(shape, st.key, st.origin));
       else deletes.rows.push(st.key);
-      if (st.row === null) continue;
-      addToGroup(groups, shape, st);
-      continue;
     }
+    if (st.row === null) continue;
     addToGroup(groups, shape, st);
-    if (destOnly.length === 0 || st.origin === null) continue;
+    if (st.recreated || destOnly.length === 0 || st.origin === null) continue;
     const now = destOnly.map((c) => st.row![c]);
     if (st.origin === 'unknown') {
       sparingDeletes.rows.push([...st.key, ...(now as Value[])]);

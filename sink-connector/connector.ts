@@ -405,7 +405,7 @@ class SinkRuntime {
       // got back (its stall and retry timer dropped above) would never be fetched again.
       const resume = tps.filter(({ topic, partition }) => !this.stalls!.stalledHere(topic, partition));
       try {
-        for (const { topic, partition } of resume) consumer.resume([{ topic, partitions: [partition] }]);
+        consumer.resume(resume.map(({ topic, partition }) => ({ topic, partitions: [partition] })));
       } catch (err) {
         this.log.debug({ err }, 'resume after the join failed (consumer stopping)');
       }

@@ -94,12 +94,12 @@ export async function gatherSourceFacts(
              AS can_replicate,
            current_setting('max_slot_wal_keep_size') AS keep_size`);
   const { resolved } = opts;
-  const owned = await tableSequences(client, resolved.tables.map((t) => t.relid));
+  const relids = resolved.tables.map((t) => t.relid);
+  const sequences = await tableSequences(client, relids);
   const { rows: slots } = await client.query(
     `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
     [opts.slotName],
   );
-  const relids = resolved.tables.map((t) => t.relid);
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
             pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
@@ -131,7 +131,7 @@ export async function gatherSourceFacts(
     tablesWithoutPrimaryKey: resolved.noPrimaryKey,
     badReplicaIdentity: resolved.badReplicaIdentity,
     topicProblems: topicNameProblems(opts.topicPrefix, resolved.tables),
-    unreadableSequences: owned.filter((o) => !o.readable).map((o) => o.sequence),
+    unreadableSequences: sequences.filter((o) => !o.readable).map((o) => o.sequence),
     selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
     unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),

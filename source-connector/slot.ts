@@ -45,10 +45,12 @@ export interface ExportedSlot {
  * selection, or were dropped and created again). None when the publication does not exist.
  */
 export async function tablesMissingFromPublication(client: pg.ClientBase, name: string, tables: TableInfo[]): Promise<string[]> {
-  const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
-  const { rows: pubs } = await client.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [name]);
-  if (pubs.length === 0) return [];
-  const have = new Set(rows.map((r) => r.t as string));
+  const { rows: [pub] } = await client.query(
+    `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
+    [name],
+  );
+  if (!pub) return [];
+  const have = new Set(pub.tables as string[]);
   return tables.map((t) => `${t.schema}.${t.name}`).filter((t) => !have.has(t));
 }
 

@@ -42,17 +42,8 @@ export async function checkServices(source: SourceConfig, sink: SinkConfig | und
 }
 
 /** The source's, and the sink's only when it points elsewhere. */
-function distinct(items: Configured[], keyOf: (c: Configured) => string): Configured[] {
-  const seen = new Set<string>();
-  const out: Configured[] = [];
-  for (const c of items) {
-    const key = keyOf(c);
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push(c);
-  }
-  return out;
-}
+const distinct = (items: Configured[], keyOf: (c: Configured) => string): Configured[] =>
+  items.filter((c, i) => items.findIndex((d) => keyOf(d) === keyOf(c)) === i);
 
 async function kafkaFinding({ who, config }: Configured, log: Logger): Promise<Finding> {
   const object = `kafka ${config.kafka.brokers.join(',')}`;

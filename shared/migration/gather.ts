@@ -21,6 +21,7 @@ import type { TableInfo } from '../pg-types.ts';
 import {
   mergeStalls, parseStalledMetric, splitStallError, type PartitionFacts, type SequenceSyncFacts, type SlotFacts, type SnapshotMarker, type StallFacts, type StatusFacts, type TableFacts,
 } from './status.ts';
+import type { EndOffset } from './cutover.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -183,8 +184,8 @@ export async function migrationTopics(
 }
 
 /** End offsets of every partition of the topics. */
-export async function endOffsets(admin: Admin, topics: string[]): Promise<{ topic: string; partition: number; end: number }[]> {
-  const out: { topic: string; partition: number; end: number }[] = [];
+export async function endOffsets(admin: Admin, topics: string[]): Promise<EndOffset[]> {
+  const out: EndOffset[] = [];
   const all = await Promise.all(topics.map(async (topic) => ({ topic, ends: await admin.endOffsets(topic) })));
   for (const { topic, ends } of all) for (const e of ends) out.push({ topic, partition: e.partition, end: Number(e.offset) });
   return out;

@@ -18,29 +18,25 @@ export function renderStatus(r: StatusReport): string {
       ),
     );
   }
-  out.push('');
-  out.push('Snapshot');
-  if (r.tables.length === 0) out.push('  (no tables known: the source or Kafka could not be read)');
-  else {
-    out.push(
-      renderTable(
-        ['table', 'destination', 'state', 'rows', 'applied'],
-        r.tables.map((t) => [t.table, t.destination, t.state, t.rows, t.of !== null ? `${formatCount(t.applied ?? 0)} of ${formatCount(t.of)}` : null]),
-      ),
-    );
-  }
-  out.push('');
-  out.push('Topics (end offset vs applied)');
-  if (r.partitions.length === 0) out.push('  (no topics yet)');
-  else {
-    out.push(
-      renderTable(
-        ['topic', 'partition', 'end', 'applied', 'lag', ''],
-        r.partitions.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
-      ),
-    );
-    out.push(`  table topics: ${formatCount(r.totals.applied)} of ${formatCount(r.totals.end)} records applied, ${formatCount(r.totals.lag)} to go`);
-  }
+  out.push(
+    '',
+    'Snapshot',
+    tableOr(
+      '(no tables known: the source or Kafka could not be read)',
+      ['table', 'destination', 'state', 'rows', 'applied'],
+      r.tables.map((t) => [t.table, t.destination, t.state, t.rows, t.of !== null ? `${formatCount(t.applied ?? 0)} of ${formatCount(t.of)}` : null]),
+    ),
+  );
+  out.push(
+    '',
+    'Topics (end offset vs applied)',
+    tableOr(
+      '(no topics yet)',
+      ['topic', 'partition', 'end', 'applied', 'lag', ''],
+      r.partitions.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
+    ),
+  );
+  if (r.partitions.length > 0) out.push(`  table topics: ${formatCount(r.totals.applied)} of ${formatCount(r.totals.end)} records applied, ${formatCount(r.totals.lag)} to go`);
   out.push('');
   const c = r.catchUp;
   const rates = c.appliedPerSecond !== null ? ` (applying ${formatCount(Math.round(c.appliedPerSecond))}/s, produced ${formatCount(Math.round(c.producedPerSecond ?? 0))}/s over ${c.sampleSeconds?.toFixed(1)} s)` : '';
@@ -68,4 +64,9 @@ export function renderStatus(r: StatusReport): string {
     }
   }
   return out.join('\n') + '\n';
+}
+
+/** `rows` as a table, or the `empty` line when there are none. */
+function tableOr(empty: string, headers: string[], rows: Parameters<typeof renderTable>[1]): string {
+  return rows.length === 0 ? `  ${empty}` : renderTable(headers, rows);
 }

@@ -222,8 +222,6 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (layouts.get(key(t))!.kind === 'local') {
       notes.push(`${key(destOf(t))} stays a local table on the coordinator (named in neither --distribute nor --reference): its rows all live there; distribute it or make it a reference table now, before data arrives`);
     }
-  }
-  for (const t of model.tables) {
     for (const c of t.constraints) {
       if (!c.references) continue;
       const to = layouts.get(`${c.references.schema}.${c.references.table}`);

@@ -76,7 +76,7 @@ const tracked = new Set<Tracked>();
 let hooksInstalled = false;
 
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PgCluster> {
-  const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'postgres', name: opts.name });
+  const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'postgres', cluster: opts.name });
   const bins = findPgBinaries();
   const ownDir = opts.dataDir === undefined;
   const safeName = (opts.name ?? 'pg').replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 20);

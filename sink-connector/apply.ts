@@ -10,7 +10,7 @@
  * RetriableError for a lost connection, or the error our own code threw.
  */
 import type pg from 'pg';
-import { ShardBridgeError } from '../shared/errors.ts';
+import { ShardBridgeError, SinkApplyError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord } from './decode.ts';
@@ -18,7 +18,7 @@ import type { TableVersion } from './schema-compile.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from './offsets.ts';
 import { arriveAtBarrier, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
-import { addColumnSql, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
+import { addColumnSql, generatedColumnError, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
@@ -143,6 +143,8 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
           if (done.general.length > 0) records = records.concat(done.general);
         }
         if (records.length === 0) continue;
+        const truncate = run.version.sources.length > 1 ? records.find((r) => r.change.op === 't') : undefined;
+        if (truncate) throw sharedTruncateError(truncate.table);
         const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
         rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
       }
@@ -249,7 +251,11 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
   for (const v of versions) {
     const missing = missingColumns(table, v);
     if (missing.length === 0) continue;
+    const generated = missing.find((c) => table.generated?.includes(c.name));
+    if (generated) throw generatedColumnError(table, generated.name, v);
     if (!ctx.autoEvolve) throw missingColumnError(table, missing[0]);
+    // A mapping that names no source column was meant for one of these: adding them would leave the intended column empty.
+    if (v.unmatchedRenames.length > 0) throw unmatchedRenamesError(table, missing[0], v);
     for (const c of missing) {
       if (c.pgType === null) throw missingColumnError(table, c);
       const sql = addColumnSql(table, { name: c.name, pgType: c.pgType });
@@ -277,6 +283,7 @@ async function resolve(client: pg.ClientBase, v: TableVersion, key: readonly str
 }
 
 function truncateTarget(v: TableVersion): ApplyTable {
+  if (v.sources.length > 1) throw sharedTruncateError(v);
   return { schema: v.dest.schema, name: v.dest.name, columns: [], sourceKey: [], destKey: [], citus: 'local' };
 }
 
@@ -350,3 +357,22 @@ function countsOf(counts: Counts, table: string): Map<string, number> {
   return m;
 }
 
+/** A truncate of one of several source tables merged into one destination table would empty the others' rows too. */
+function sharedTruncateError(v: TableVersion): SinkApplyError {
+  const dest = `${v.dest.schema}.${v.dest.name}`;
+  const src = `${v.source.schema}.${v.source.table}`;
+  const others = v.sources.filter((s) => s !== src);
+  return new SinkApplyError(`a truncate of ${src} would empty ${dest}, which also holds the rows of ${others.join(', ')}`, {
+    context: { table: dest },
+    remedy: `delete ${src}'s rows from ${dest} by hand, then set truncate: ignore in the sink's configuration and restart it (or map ${src} to a table of its own)`,
+  });
+}
+
+function unmatchedRenamesError(table: ApplyTable, column: { name: string }, v: TableVersion): SinkApplyError {
+  const qn = `${table.schema}.${table.name}`;
+  const src = `${v.source.schema}.${v.source.table}`;
+  return new SinkApplyError(`column "${column.name}" of relation "${qn}" does not exist, and autoEvolve does not add it while the column mapping of ${src} names ${v.unmatchedRenames.join(', ')}, which ${src} lacks`, {
+    context: { table: qn, column: column.name, sqlstate: '42703' },
+    remedy: `correct tables."${src}".columns in the sink's configuration (names are case-sensitive) and restart the sink`,
+  });
+}

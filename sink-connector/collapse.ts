@@ -38,6 +38,8 @@ export interface UpsertGroup {
    * upserted without them (update-in-place.ts).
    */
   inPlace?: true;
+  /** With inPlace: the unchanged-TOAST columns the rows lack (other missing columns are destination-only ones). */
+  unchangedToast?: string[];
 }
 
 export interface ApplySegment {
@@ -249,9 +251,9 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
     }
   }
   const upserts: UpsertGroup[] = [];
-  for (const { columns, fresh, other, inPlace } of groups.values()) {
+  for (const { columns, fresh, other, inPlace, unchangedToast } of groups.values()) {
     const rows = other.length === 0 ? fresh : fresh.length === 0 ? other : fresh.concat(other);
-    upserts.push({ columns, rows, fresh: fresh.length, ...(inPlace && { inPlace }) });
+    upserts.push({ columns, rows, fresh: fresh.length, ...(inPlace && { inPlace, unchangedToast }) });
   }
   return { kind: 'apply', upserts, deletes, exactDeletes, sparingDeletes };
 }
@@ -261,6 +263,7 @@ interface GroupBuilder {
   fresh: Value[][];
   other: Value[][];
   inPlace?: true;
+  unchangedToast?: string[];
 }
 
 function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: KeyState): void {
@@ -277,7 +280,7 @@ function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: Ke
     const unknown = Object.keys(row).find((c) => row[c] !== undefined && !shape.index.has(c));
     throw new SchemaError(`change carries column ${unknown} that destination ${shape.table.schema}.${shape.table.name} lacks`, {
       context: { table: `${shape.table.schema}.${shape.table.name}`, column: unknown },
-      remedy: 'add the column to the destination table (or map it away) and restart the sink',
+      remedy: 'add the column to the destination table (or map it to one it has under tables.<source table>.columns in the sink configuration) and restart the sink',
     });
   }
   for (const c of shape.table.destKey) {
@@ -295,7 +298,8 @@ function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: Ke
   let g = groups.get(sig);
   if (!g) {
     const columns = present === cols.length ? cols.map((c) => c.name) : cols.filter((c) => row[c.name] !== undefined).map((c) => c.name);
-    g = { columns, fresh: [], other: [], ...(inPlace && { inPlace }) };
+    // A group's rows lack the same columns, so their unchanged-TOAST ones are the same too.
+    g = { columns, fresh: [], other: [], ...(inPlace && { inPlace, unchangedToast: st.unknown! }) };
     groups.set(sig, g);
   }
   const values: Value[] = new Array(g.columns.length);

@@ -125,7 +125,9 @@ export type SinkTableMapping = z.infer<typeof tableMapping>;
  *    distributed by the sink itself.
  */
 export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citus: boolean): string {
-  const opts = [`-c synchronous_commit=${config.batch.synchronousCommit}`];
+  // money's input follows lc_monetary (a de_DE destination would read 1234.56 as 123456): the
+  // sink sends the C form, as the source reads it.
+  const opts = [`-c synchronous_commit=${config.batch.synchronousCommit}`, '-c lc_monetary=C'];
   if (citus) {
     opts.push(`-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}`);
     if (!config.citus.enableDeadlockPrevention) opts.push('-c citus.enable_deadlock_prevention=off');

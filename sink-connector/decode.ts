@@ -8,7 +8,7 @@
  * synchronous. Tombstones (null value) decode to null. Anything undecodable throws a
  * DecodeError naming topic, partition and offset.
  */
-import { DecodeError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
+import { DecodeError, SchemaError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
 import { decodeWireHeader, peekSchemaId, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import type { ConsumedMessage } from '../shared/kafka/client.ts';
 import type { SinkChange } from './sink-change.ts';
@@ -115,7 +115,9 @@ export class RecordDecoder {
       try {
         compile(got.value);
       } catch (err) {
-        this.failed.set(id, err); // a schema that does not compile: the records that use it are reported
+        // A mapping the configuration makes impossible is the sink's: thrown, to stall the partition.
+        if (err instanceof SchemaError) refused ??= err;
+        else this.failed.set(id, err); // a schema that does not compile: the records that use it are reported
       }
     };
     // A warm-up (below) may have compiled some meanwhile.

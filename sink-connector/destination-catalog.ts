@@ -13,6 +13,8 @@ export interface DestinationTable {
   exists: boolean;
   /** Columns with `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
   columns: { name: string; type: string; notNull: boolean; identityAlways?: boolean; domain?: boolean }[];
+  /** GENERATED columns, which take no values (left out of `columns`). */
+  generatedColumns?: string[];
   primaryKey: string[];
   /** Columns of every unique constraint or unique index (primary key included). */
   uniqueKeys: string[][];
@@ -29,9 +31,9 @@ SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 
 const COLUMNS_SQL = `
 SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
-       a.attidentity = 'a' AS identity_always, t.typtype = 'd' AS domain
+       a.attidentity = 'a' AS identity_always, t.typtype = 'd' AS domain, a.attgenerated <> '' AS generated
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
- WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum`;
 
 const UNIQUE_SQL = `
@@ -60,7 +62,8 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
     schema,
     name,
     exists: true,
-    columns: cols.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, identityAlways: c.identity_always, domain: c.domain })),
+    columns: cols.rows.filter((c) => !c.generated).map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, identityAlways: c.identity_always, domain: c.domain })),
+    generatedColumns: cols.rows.filter((c) => c.generated).map((c) => c.name as string),
     primaryKey: uniq.rows.find((u) => u.primary)?.cols ?? [],
     uniqueKeys: uniq.rows.map((u) => u.cols),
     citus: dist.kind,

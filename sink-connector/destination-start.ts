@@ -70,6 +70,14 @@ export async function checkTables(
 ): Promise<void> {
   const { config, log } = deps;
   const targets = knownTables(config, topics).map((s) => deps.targetFor(s.schema, s.table));
+  const merged = new Map<readonly string[], string>();
+  for (const t of targets) if (t.sources.length > 1) merged.set(t.sources, `${t.schema}.${t.table}`);
+  for (const [sources, dest] of merged) {
+    log.warn(
+      { table: dest, sources },
+      `${sources.join(', ')} all go to ${dest}: their keys must not overlap, and a truncate of one of them stalls its partition rather than empty the others' rows (truncate: ignore skips truncates)`,
+    );
+  }
   const required = config.citus.requireDistributed;
   let found: { missing: string[]; local: string[] };
   try {

@@ -5,7 +5,7 @@
  * Pure: the registry fetches and the caches are decode.ts's.
  */
 import type avro from 'avsc';
-import { DecodeError } from '../shared/errors.ts';
+import { DecodeError, SchemaError } from '../shared/errors.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import { compileEnvelope } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
@@ -14,21 +14,32 @@ import type { RecordSchemas } from './fast-rows.ts';
 export interface TableTarget {
   schema: string;
   table: string;
-  /** Source column → destination column; unlisted columns keep their names. */
-  columns: Record<string, string>;
+  /** Source column → destination column; unlisted columns keep their names. No prototype: a column may be named `constructor`. */
+  columns: Readonly<Record<string, string>>;
+  /**
+   * Every source table seen so far (`schema.table`) that goes to this destination table: one,
+   * unless the mapping merges tables. Shared by all of them and grown as tables are seen.
+   */
+  sources: readonly string[];
 }
 
 export type TargetFor = (sourceSchema: string, sourceTable: string) => TableTarget;
 
 /** The configuration's per-table mapping (`tables`) as a TargetFor; unmapped tables keep their names. */
-export function targetsFrom(mapped: Readonly<Record<string, Partial<TableTarget> | undefined>>): TargetFor {
+export function targetsFrom(mapped: Readonly<Record<string, Partial<Pick<TableTarget, 'schema' | 'table' | 'columns'>> | undefined>>): TargetFor {
   const targets = new Map<string, TableTarget>();
+  const sourcesOf = new Map<string, string[]>();
   return (schema, table) => {
     const k = `${schema}.${table}`;
     let t = targets.get(k);
     if (!t) {
-      const m = mapped[k];
-      t = { schema: m?.schema ?? schema, table: m?.table ?? table, columns: m?.columns ?? {} };
+      const m = Object.hasOwn(mapped, k) ? mapped[k] : undefined;
+      const dest = { schema: m?.schema ?? schema, table: m?.table ?? table };
+      const id = destIdOf(dest.schema, dest.table);
+      let sources = sourcesOf.get(id);
+      if (!sources) sourcesOf.set(id, (sources = []));
+      sources.push(k);
+      t = { ...dest, columns: Object.assign(Object.create(null) as Record<string, string>, m?.columns), sources };
       targets.set(k, t);
     }
     return t;
@@ -44,6 +55,10 @@ export interface TableVersion {
   destId: string;
   /** Destination columns this version carries, with the source's type for autoEvolve. */
   columns: readonly { name: string; pgType: string | null }[];
+  /** The source tables going to the same destination table (TableTarget.sources). */
+  sources: readonly string[];
+  /** Keys of the table's column mapping that name no column of this version (a typo, or a source rename). */
+  unmatchedRenames: readonly string[];
 }
 
 export const destIdOf = (schema: string, name: string): string => `${schema}\u0000${name}`;
@@ -95,9 +110,19 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
   const destOf = new Map<string, string>();
   const fields: FieldConverter[] = [];
   const columns: { name: string; pgType: string | null }[] = [];
+  const fromSource = new Map<string, string>();
   for (const f of valueRecord.fields as AvroField[]) {
     const source = typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name;
     const column = target.columns[source] ?? source;
+    const other = fromSource.get(column);
+    if (other !== undefined) {
+      // One value would silently win over the other (or the statement names the column twice).
+      throw new SchemaError(`source columns ${other} and ${source} of ${sourceSchema}.${sourceTable} both go to destination column ${column}`, {
+        context: { schemaId, table: `${target.schema}.${target.table}`, column },
+        remedy: `map one of them to another destination column under tables."${sourceSchema}.${sourceTable}".columns in the sink's configuration, and restart the sink`,
+      });
+    }
+    fromSource.set(column, source);
     destOf.set(source, column);
     fields.push({ field: f.name, column, encode: textEncoderFor(f.type as object) });
     columns.push({ name: column, pgType: pgTypeOf(f.type) });
@@ -108,6 +133,8 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
     dest: { schema: target.schema, name: target.table },
     destId: destIdOf(target.schema, target.table),
     columns,
+    sources: target.sources,
+    unmatchedRenames: Object.keys(target.columns).filter((c) => !destOf.has(c)),
   };
   const reader = createAvroType(readerSchema(schema));
   const writer = createAvroType(schema);

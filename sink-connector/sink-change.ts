@@ -25,6 +25,7 @@ export interface ApplyColumn {
   name: string;
   /** `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
   type: string;
+  notNull?: boolean;
 }
 
 /**
@@ -50,6 +51,8 @@ export interface ApplyTable {
   staging?: 'session' | 'shared';
   /** A column is GENERATED ALWAYS AS IDENTITY: inserts must say OVERRIDING SYSTEM VALUE to keep the source's values. */
   identityAlways?: boolean;
+  /** GENERATED columns of the destination (not in `columns`): a source column of that name cannot be applied. */
+  generated?: readonly string[];
 }
 
 /** What collapse and the SQL builders derive from an ApplyTable, once per table object. */

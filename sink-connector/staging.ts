@@ -25,6 +25,7 @@ import {
   sessionStaging,
   STAGING_SCHEMA,
   stagingBaseName,
+  stagingNullableSql,
   stagingTableName,
 } from './upsert-batch.ts';
 import { alreadyDistributed, distributeStagingSql, stagingLayout, stagingLayoutSql, type StagingLayoutRow } from './staging-layout.ts';
@@ -167,7 +168,7 @@ async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
     }
   }
   const { rows } = await q(
-    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
     [STAGING_SCHEMA, stagingBaseName(table)],
   );
@@ -188,4 +189,6 @@ async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
   for (const name of have.keys()) {
     if (!wanted.has(name)) await q(`ALTER TABLE ${staging} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
   }
+  const nullable = stagingNullableSql(table, rows.filter((r: { attname: string; attnotnull: boolean }) => r.attnotnull && wanted.has(r.attname)).map((r: { attname: string }) => r.attname));
+  if (nullable) await q(nullable);
 }

@@ -37,6 +37,13 @@ interface PgErrorFields {
   table?: string;
   column?: string;
   constraint?: string;
+  /** The error's context, e.g. `COPY orders, line 3, column amount: "x"` for a value COPY refused. */
+  where?: string;
+}
+
+/** The column a COPY error's context names (a value that does not fit carries no column field). */
+export function copyColumnOf(where: string | undefined): string | undefined {
+  return where === undefined ? undefined : /^COPY [^\n]*?, line \d+, column (.+?)(?:: |$)/m.exec(where)?.[1];
 }
 
 /** The innermost error that carries PostgreSQL's fields, if any. */
@@ -53,7 +60,7 @@ export function describeStall(err: unknown, at: { topic: string; partition: numb
   const ctx = err instanceof ShardBridgeError ? err.context : {};
   const str = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
   const table = pgErr?.table ? (pgErr.schema ? `${pgErr.schema}.${pgErr.table}` : pgErr.table) : str(ctx.table);
-  const column = pgErr?.column ?? str(ctx.column);
+  const column = pgErr?.column ?? copyColumnOf(pgErr?.where) ?? str(ctx.column);
   const constraint = pgErr?.constraint;
   const sqlstate = pgErr?.code ?? str(ctx.sqlstate);
   const message = pgErr?.message ?? (err instanceof Error ? err.message : String(err));
@@ -96,7 +103,7 @@ export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | '
       return 'the destination refuses this statement shape (Citus: a distribution column cannot change): check the table distribution and key';
   }
   if (code.startsWith('22') || code === '42804' || code === '42846') {
-    return `the destination column type of ${table}${s.column ? `.${s.column}` : ''} cannot hold the source's value: ALTER TABLE ${table} ALTER COLUMN … TYPE <the source's type>`;
+    return `the destination column type of ${table}${s.column ? `.${s.column}` : ''} cannot hold the source's value: ALTER TABLE ${table} ALTER COLUMN ${s.column ?? '…'} TYPE <the source's type>`;
   }
   return 'fix the destination so that the statement succeeds; the sink retries by itself';
 }
@@ -151,7 +158,8 @@ export class Stalls {
     this.entries.set(k, entry);
     const log = this.opts.logger.child({ topic: info.topic, partition: info.partition });
     if (prev === undefined || prev.inherited || prev.signature !== signature) {
-      const { remedy, ...fields } = info;
+      // topic and partition are the child logger's already.
+      const { remedy, topic: _topic, partition: _partition, ...fields } = info;
       log.error({ ...fields, remedy }, `partition stalled at offset ${info.offset}: ${info.message}${info.table ? ` (table ${info.table}${info.column ? `, column ${info.column}` : ''})` : ''}${info.sqlstate ? ` [SQLSTATE ${info.sqlstate}]` : ''} — remedy: ${remedy}`);
       if (prev && !prev.inherited) this.opts.metrics.stalled.remove({ topic: info.topic, partition: String(info.partition), reason: prev.info.reason });
       this.opts.metrics.stalls.inc({ reason: info.reason });

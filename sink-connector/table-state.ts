@@ -40,6 +40,13 @@ export class TableStates {
   private readonly applyTables = new Map<string, ApplyTable>();
   /** Value schema ids already checked against the current catalog read, per destination table. */
   private readonly versionsSeen = new Map<string, Set<number>>();
+  /**
+   * Every value schema id ever seen per destination table: only a new one (the source's table
+   * changed) re-reads the catalog, not one seen before (tables merged into one, or a replay).
+   */
+  private readonly versionsEverSeen = new Map<string, Set<number>>();
+  /** Table versions whose unmatched column mappings were logged. */
+  private readonly renamesLogged = new Set<number>();
   /** What was last logged about each table (report). */
   private readonly reported = new Map<string, string>();
   /** Type mismatches already logged: table, column and both types. */
@@ -53,12 +60,23 @@ export class TableStates {
    */
   async resolve(client: pg.ClientBase, version: TableVersion, sourceKey: readonly string[]): Promise<ApplyTable> {
     let seen = this.versionsSeen.get(version.destId);
-    if (seen && !seen.has(version.schemaId)) {
+    let ever = this.versionsEverSeen.get(version.destId);
+    if (!ever) this.versionsEverSeen.set(version.destId, (ever = new Set()));
+    if (seen && !seen.has(version.schemaId) && !ever.has(version.schemaId)) {
       this.invalidate(version.destId);
       seen = undefined;
     }
     if (!seen) this.versionsSeen.set(version.destId, (seen = new Set()));
     seen.add(version.schemaId);
+    ever.add(version.schemaId);
+    if (version.unmatchedRenames.length > 0 && !this.renamesLogged.has(version.schemaId)) {
+      this.renamesLogged.add(version.schemaId);
+      const src = `${version.source.schema}.${version.source.table}`;
+      this.opts.logger.warn(
+        { table: `${version.dest.schema}.${version.dest.name}`, columns: version.unmatchedRenames, schemaId: version.schemaId },
+        `the column mapping of ${src} names ${version.unmatchedRenames.join(', ')}, which ${src} does not have (names are case-sensitive): those renames are not applied; remedy: correct tables."${src}".columns in the sink's configuration`,
+      );
+    }
 
     const dest = await this.catalog(client, version);
     const cacheKey = applyTableKey(version, sourceKey);
@@ -204,13 +222,14 @@ export class TableStates {
     const table: ApplyTable = {
       schema: dest.schema,
       name: dest.name,
-      columns: dest.columns.map((c) => ({ name: c.name, type: c.type })),
+      columns: dest.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
       sourceKey: [...sourceKey],
       destKey: [...dest.primaryKey],
       distributionColumn: dest.distributionColumn ?? undefined,
       citus: dest.citus,
       staging: this.opts.citus.present ? 'shared' : 'session',
       identityAlways: dest.columns.some((c) => c.identityAlways),
+      generated: dest.generatedColumns ?? [],
     };
     try {
       tableShape(table);
@@ -220,6 +239,16 @@ export class TableStates {
     }
     return table;
   }
+}
+
+/** A source column whose destination namesake is GENERATED: no value can be written to it. */
+export function generatedColumnError(table: ApplyTable, column: string, version: TableVersion): SinkApplyError {
+  const qn = `${table.schema}.${table.name}`;
+  const src = `${version.source.schema}.${version.source.table}`;
+  return new SinkApplyError(`column "${column}" of relation "${qn}" is a generated column: it cannot take ${src}'s values`, {
+    context: { table: qn, column, sqlstate: '428C9' },
+    remedy: `ALTER TABLE ${qualifiedName(table)} ALTER COLUMN ${quoteIdent(column)} DROP EXPRESSION; or map ${src}'s column to another name under tables."${src}".columns`,
+  });
 }
 
 /** Columns the table version carries that the destination lacks. Pure. */
@@ -240,7 +269,9 @@ export function missingColumnError(table: ApplyTable, column: { name: string; pg
 
 /** autoEvolve: a nullable column of the source's type (no default, so no table rewrite). */
 export function addColumnSql(table: ApplyTable, column: { name: string; pgType: string }): string {
-  return `ALTER TABLE ${qualifiedName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(column.name)} ${column.pgType}`;
+  // The one-byte "char" must be quoted: unquoted, char is character(1).
+  const type = column.pgType === 'char' ? '"char"' : column.pgType;
+  return `ALTER TABLE ${qualifiedName(table)} ADD COLUMN IF NOT EXISTS ${quoteIdent(column.name)} ${type}`;
 }
 
 /**

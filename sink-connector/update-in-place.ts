@@ -30,15 +30,16 @@ type Value = string | null;
 /** The group's updated rows. Runs before the segment's deletes (a sparing delete would remove a moved row first). */
 export async function updateInPlace(q: Query, table: ApplyTable, g: UpsertGroup, logger: Logger): Promise<void> {
   const updated = g.fresh > 0 ? g.rows.slice(g.fresh) : g.rows;
-  if (updated.length > 0) await updateRows(q, table, g.columns, updated, logger);
+  if (updated.length > 0) await updateRows(q, table, g, updated, logger);
 }
 
 /** The group's created rows. Runs after the segment's deletes: a key deleted and created again in it (collapse.ts) is deleted first. */
 export async function createInPlaceGroup(q: Query, table: ApplyTable, g: UpsertGroup, logger: Logger): Promise<void> {
-  if (g.fresh > 0) await createWithout(q, table, g.columns, g.rows.slice(0, g.fresh), logger);
+  if (g.fresh > 0) await createWithout(q, table, g, g.rows.slice(0, g.fresh), logger);
 }
 
-async function updateRows(q: Query, table: ApplyTable, columns: readonly string[], rows: Value[][], logger: Logger): Promise<void> {
+async function updateRows(q: Query, table: ApplyTable, g: UpsertGroup, rows: Value[][], logger: Logger): Promise<void> {
+  const columns = g.columns;
   const st = buildUpdateInPlace(table, columns);
   let found = rows.length;
   if (st !== null) found = (await q(st.text, arrayLiterals(st.bind(rows)))).rowCount ?? 0;
@@ -48,7 +49,7 @@ async function updateRows(q: Query, table: ApplyTable, columns: readonly string[
     const check = buildElsewhereQuery(table);
     const { rows: moved } = await q(check.text, arrayLiterals(check.bind(project(rows, columns, check.columns))));
     if (moved.length > 0) {
-      const unknown = unknownColumns(table, columns);
+      const unknown = toastOf(table, columns, g);
       const key = table.sourceKey.map((c) => `${c}=${(moved[0] as Record<string, unknown>)[c]}`).join(', ');
       throw new SinkApplyError(
         `an update of ${name} (${key}) moves the row to other ${shape.destOnly.join(', ')} values but leaves TOASTed column(s) ${unknown.join(', ')} unchanged, ` +
@@ -71,20 +72,23 @@ async function updateRows(q: Query, table: ApplyTable, columns: readonly string[
 }
 
 /** Keys a primary-key change created without their unchanged TOASTed values: upserted with what they carry. */
-async function createWithout(q: Query, table: ApplyTable, columns: readonly string[], rows: Value[][], logger: Logger): Promise<void> {
+async function createWithout(q: Query, table: ApplyTable, g: UpsertGroup, rows: Value[][], logger: Logger): Promise<void> {
+  const columns = g.columns;
   const name = `${table.schema}.${table.name}`;
-  const unknown = unknownColumns(table, columns);
+  const unknown = toastOf(table, columns, g);
   const st = buildUpsert(table, columns);
   try {
     await q(st.text, arrayLiterals(st.bind(rows)));
   } catch (err) {
-    if (sqlStateOf(err) !== '23502') throw err;
+    const failed = (err as { column?: string }).column;
+    // A NOT NULL column of the destination's own (not one the change left unchanged) fails as any insert would.
+    if (sqlStateOf(err) !== '23502' || (failed !== undefined && !unknown.includes(failed))) throw err;
     const key = table.sourceKey.map((c) => `${c}=${rows[0][columns.indexOf(c)]}`).join(', ');
     throw new SinkApplyError(
       `a primary-key change of ${name} (new key ${key}) left TOASTed column(s) ${unknown.join(', ')} unchanged: PostgreSQL does not send their values ` +
         'under REPLICA IDENTITY DEFAULT, and the destination requires them (NOT NULL)',
       {
-        context: { table: name, column: (err as { column?: string }).column ?? unknown[0] },
+        context: { table: name, column: failed ?? unknown[0] },
         cause: err,
         remedy:
           'set REPLICA IDENTITY FULL on the source table, so that key changes carry the old values; for this row, insert it at the destination by hand ' +
@@ -98,7 +102,9 @@ async function createWithout(q: Query, table: ApplyTable, columns: readonly stri
   );
 }
 
-const unknownColumns = (table: ApplyTable, carried: readonly string[]): string[] => table.columns.map((c) => c.name).filter((c) => !carried.includes(c));
+/** The TOASTed columns the rows lack (not the destination's own extra columns, which they lack too). */
+const toastOf = (table: ApplyTable, carried: readonly string[], g: UpsertGroup): string[] =>
+  g.unchangedToast ?? table.columns.map((c) => c.name).filter((c) => !carried.includes(c));
 
 /** The rows' values for `want` (a subset of `columns`), in that order. */
 function project(rows: readonly Value[][], columns: readonly string[], want: readonly string[]): Value[][] {

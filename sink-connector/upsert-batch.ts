@@ -262,15 +262,28 @@ export function stagingTableName(table: ApplyTable): string {
 }
 
 /**
- * No index or key comes along, so COPY never conflicts; defaults cover columns a change does
- * not carry (LIKE always copies NOT NULL too: the rows staged are whole rows of a table version,
- * never the in-place rows of unchanged-TOAST updates, which lack columns). Session staging is
- * made afresh for each table version (its columns follow the target's).
+ * No index or key comes along, so COPY never conflicts. Session staging is made afresh for
+ * each table version (its columns follow the target's).
  */
 export function createStagingSql(table: ApplyTable): string {
   const like = `(LIKE ${qualifiedName(table)} INCLUDING DEFAULTS)`;
-  if (sessionStaging(table)) return `DROP TABLE IF EXISTS ${stagingTableName(table)}; CREATE TEMPORARY TABLE ${stagingTableName(table)} ${like} ON COMMIT DELETE ROWS`;
+  if (sessionStaging(table)) {
+    const nullable = stagingNullableSql(table, table.columns.filter((c) => c.notNull).map((c) => c.name));
+    return `DROP TABLE IF EXISTS ${stagingTableName(table)}; CREATE TEMPORARY TABLE ${stagingTableName(table)} ${like} ON COMMIT DELETE ROWS${nullable ? `; ${nullable}` : ''}`;
+  }
   return `CREATE TABLE IF NOT EXISTS ${stagingTableName(table)} ${like}`;
+}
+
+/**
+ * LIKE copies NOT NULL but not identities or generated expressions: a destination column the
+ * source lacks (an identity, say) would refuse every staged row, though the merge never
+ * writes it (it inserts the carried columns only, where the target's own NOT NULL holds).
+ * Key columns are always carried, and a distribution column stays as Citus made it.
+ */
+export function stagingNullableSql(table: ApplyTable, notNull: readonly string[]): string | null {
+  const drop = notNull.filter((c) => !table.destKey.includes(c) && c !== table.distributionColumn);
+  if (drop.length === 0) return null;
+  return `ALTER TABLE ${stagingTableName(table)} ${drop.map((c) => `ALTER COLUMN ${quoteIdent(c)} DROP NOT NULL`).join(', ')}`;
 }
 
 /** `COPY relation (columns) FROM STDIN` in text format (feed it `copyTextChunks`), or in binary (copy-binary.ts). */

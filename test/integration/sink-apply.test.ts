@@ -279,7 +279,7 @@ test('fast updates below the general staging threshold but above their own are s
   await ensureSinkTables(db);
   await db.query(`CREATE TABLE ${SRC}.upd_src (id bigint PRIMARY KEY, v text); CREATE TABLE ${DST}.upd (id bigint PRIMARY KEY, v text)`);
   const t = await registerTable(registry, await tableInfo(db, SRC, 'upd_src'), `${ID}.upd_src`);
-  const decoder = new RecordDecoder(registry, () => ({ schema: DST, table: 'upd', columns: {} }), ID);
+  const decoder = new RecordDecoder(registry, () => ({ schema: DST, table: 'upd', columns: {}, sources: [] }), ID);
   const messages = encodeChanges(t, Array.from({ length: 250 }, (_, i) => ({ kind: 'update' as const, new: [String(i + 1), `v${i}`] })));
   const raws: RawRecord[] = messages.map((m, i) => ({ topic: 'upd', partition: 0, offset: String(i), key: m.key as Buffer, value: m.value as Buffer }));
   await decoder.prepare(raws);
@@ -317,7 +317,7 @@ test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give 
   ];
   await db.query(`CREATE TABLE ${SRC}.bulk_src (id bigint PRIMARY KEY, customer_id int, amount numeric(12,2), status text, created_at timestamptz, payload jsonb)`);
   const bulkTable = await registerTable(registry, await tableInfo(db, SRC, 'bulk_src'), `${ID}.bulk_src`);
-  const decoder = new RecordDecoder(registry, () => ({ schema: DST, table: 'bulk_transcoded', columns: {} }), ID);
+  const decoder = new RecordDecoder(registry, () => ({ schema: DST, table: 'bulk_transcoded', columns: {}, sources: [] }), ID);
   for (const p of paths) await db.query(ddl(p.name));
   const columns = ['id', 'customer_id', 'amount', 'status', 'created_at', 'payload'].map((name) => ({ name, pgType: null }));
   const N = 100_000;
@@ -327,6 +327,8 @@ test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give 
     dest: { schema: DST, name },
     destId: destIdOf(DST, name),
     columns,
+    sources: ['public.orders'],
+    unmatchedRenames: [],
   });
   // Rounds of N snapshot reads: into the empty table; half the keys there already (a snapshot
   // redone); all new keys twice (after a conflict the direct path skips one batch, then tries again).

@@ -72,7 +72,7 @@ function seg(table: ApplyTable, parts: Partial<Omit<ApplySegment, 'kind'>>): App
   };
 }
 const group = (columns: string[], rows: (string | null)[][], fresh = 0): UpsertGroup => ({ columns, rows, fresh });
-const inPlace = (columns: string[], rows: (string | null)[][], fresh = 0): UpsertGroup => ({ columns, rows, fresh, inPlace: true });
+const inPlace = (columns: string[], rows: (string | null)[][], fresh = 0, unchangedToast = ['bio']): UpsertGroup => ({ columns, rows, fresh, inPlace: true, unchangedToast });
 const allUsers = ['id', 'name', 'bio'];
 const allOrders = ['id', 'customer_id', 'amount', 'note'];
 const order = (id: string, customer: string, amount = '1.00', note: string | null = 'n') => ({ id, customer_id: customer, amount, note });

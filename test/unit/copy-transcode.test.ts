@@ -40,7 +40,7 @@ function transcoder() {
 const fresh = (): ScanResult => ({ op: 0, hasBefore: false, toast: false, line: false, lineStart: 0, nullKey: false });
 
 test('every column type: the transcoded COPY line equals the COPY text of the general decode', async () => {
-  const decoder = new RecordDecoder({ getSchema: async (id) => (id === 1 ? schemas.keySchema! : schemas.envelopeSchema) }, () => ({ schema: 'shop', table: 'every', columns: {} }), 'pfx');
+  const decoder = new RecordDecoder({ getSchema: async (id) => (id === 1 ? schemas.keySchema! : schemas.envelopeSchema) }, () => ({ schema: 'shop', table: 'every', columns: {}, sources: [] }), 'pfx');
   const tc = transcoder();
   const out = new LineWriter(16); // small: the writer grows on the way
   for (const [kind, op] of [['read', 'r'], ['insert', 'c'], ['update', 'u']] as const) {

@@ -34,7 +34,7 @@ const byId = new Map<number, object>([
 ]);
 
 function decoder(): RecordDecoder {
-  return new RecordDecoder({ getSchema: async (id) => byId.get(id)! }, (schema, t) => ({ schema, table: t, columns: {} }), 'p');
+  return new RecordDecoder({ getSchema: async (id) => byId.get(id)! }, (schema, t) => ({ schema, table: t, columns: {}, sources: [] }), 'p');
 }
 
 let offset = 0;

@@ -17,7 +17,7 @@ import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-con
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
-import { describeStall, remedyFor } from '../../sink-connector/stall.ts';
+import { copyColumnOf, describeStall, remedyFor } from '../../sink-connector/stall.ts';
 import { addColumnSql, missingColumnError, missingColumns, typeMismatches } from '../../sink-connector/table-state.ts';
 import { PositionTracker } from '../../sink-connector/offsets.ts';
 
@@ -327,4 +327,22 @@ test('arrayLiterals: every element quoted, only quotes and backslashes escaped, 
     '{NULL,"","NULL","a\\"b","back\\\\slash","{x,y}"," sp ","zürich"}',
     '{}',
   ]);
+});
+
+test('autoEvolve quotes the one-byte "char" (unquoted, char is character(1))', () => {
+  const table: ApplyTable = { schema: 's', name: 't', columns: [{ name: 'id', type: 'bigint' }], sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  assert.equal(addColumnSql(table, { name: 'f', pgType: 'char' }), 'ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "f" "char"');
+  assert.equal(addColumnSql(table, { name: 'f', pgType: '_char' }), 'ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "f" _char');
+});
+
+test("a value COPY refuses names its column in the error's context only: the stall takes it from there", () => {
+  assert.equal(copyColumnOf('COPY tt, line 1, column b c: "abc"'), 'b c');
+  assert.equal(copyColumnOf('COPY "Odd, Table", line 12, column amount: "x"'), 'amount');
+  assert.equal(copyColumnOf('COPY tt, line 3, column v'), 'v');
+  assert.equal(copyColumnOf('SQL statement "SELECT 1"'), undefined);
+  assert.equal(copyColumnOf(undefined), undefined);
+  const err = Object.assign(new Error('value too long for type character varying(3)'), { code: '22001', severity: 'ERROR', where: 'COPY short, line 2, column v: "abcdef"' });
+  const info = describeStall(new SinkApplyError('x', { cause: err, context: { table: 's.short' } }), { topic: 't', partition: 0, offset: '1' }, 'apply');
+  assert.equal(info.column, 'v');
+  assert.match(info.remedy, /ALTER TABLE s\.short ALTER COLUMN v TYPE/);
 });

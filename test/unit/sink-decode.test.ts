@@ -12,7 +12,7 @@ import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, WARM_TOPICS_AT_MOST, type RawRecord, type SchemaSource } from '../../sink-connector/decode.ts';
-import { pgTypeOf, tableFromTopic, type TableTarget } from '../../sink-connector/schema-compile.ts';
+import { compileValue, pgTypeOf, tableFromTopic, targetsFrom, type TableTarget } from '../../sink-connector/schema-compile.ts';
 
 
 const TABLE: TableInfo = {
@@ -53,7 +53,7 @@ function registry(): SchemaSource & { fetches: number[] } {
   };
 }
 
-const target = (t: Partial<TableTarget> = {}) => () => ({ schema: 'dest', table: 'orders_copy', columns: { 'placed at': 'placed_at', id: 'order_id' }, ...t });
+const target = (t: Partial<TableTarget> = {}) => () => ({ schema: 'dest', table: 'orders_copy', columns: { 'placed at': 'placed_at', id: 'order_id' }, sources: ['shop.orders'], ...t });
 
 function records(change: DecodedChange, tombstones = true): RawRecord[] {
   const source = schemas.sourceFor({ db: 'shop', tsMs: 1 });
@@ -243,4 +243,49 @@ test('pgTypeOf finds the type on the non-null branch or on an array union; table
   assert.equal(pgTypeOf(['null', 'string']), null);
   assert.deepEqual(tableFromTopic('my.pfx.sales.order.items', 'my.pfx'), { schema: 'sales', table: 'order.items' });
   assert.deepEqual(tableFromTopic('pfx.orders', 'pfx'), { schema: 'public', table: 'orders' });
+});
+
+test('targetsFrom: mapped and unmapped tables, column lookups that no prototype answers, and the source tables merged into one destination table', () => {
+  const targetFor = targetsFrom({ 'a.one': { schema: 'd', table: 'all' }, 'a.two': { schema: 'd', table: 'all', columns: { x: 'y' } } });
+  const plain = targetFor('a', 'three');
+  assert.deepEqual([plain.schema, plain.table, plain.sources], ['a', 'three', ['a.three']]);
+  assert.equal(plain.columns['constructor'], undefined);
+  assert.equal(plain.columns['toString'], undefined);
+  assert.equal(targetsFrom({})('a', 'constructor').table, 'constructor');
+  const one = targetFor('a', 'one');
+  assert.deepEqual(one.sources, ['a.one']);
+  const two = targetFor('a', 'two');
+  assert.equal(two.columns.x, 'y');
+  assert.equal(one.sources, two.sources, 'one list for both');
+  assert.deepEqual(two.sources, ['a.one', 'a.two']);
+  assert.equal(targetFor('a', 'one'), one, 'made once per source table');
+});
+
+test('compileValue: two source columns mapped onto one destination column are refused (SchemaError, naming both); mapping keys the source lacks are listed', () => {
+  const clash = targetsFrom({ 'shop.orders': { columns: { body: 'tags' } } });
+  assert.throws(
+    () => compileValue(VALUE_ID, schemas.envelopeSchema, TOPIC, clash, 'pfx'),
+    (e: unknown) => e instanceof SchemaError && /source columns tags and body of shop\.orders both go to destination column tags/.test(e.message) && e.context.column === 'tags',
+  );
+  const typo = targetsFrom({ 'shop.orders': { columns: { Body: 'text', id: 'order_id' } } });
+  const v = compileValue(VALUE_ID, schemas.envelopeSchema, TOPIC, typo, 'pfx');
+  assert.deepEqual(v.version.unmatchedRenames, ['Body']);
+  assert.deepEqual(v.version.sources, ['shop.orders']);
+});
+
+test('a column named constructor, toString or valueOf decodes (avsc resolves record fields without an object prototype)', async () => {
+  const odd: TableInfo = { ...TABLE, columns: [column('id', pgType('int8'), -1, true), column('constructor', pgType('text')), column('toString', pgType('text')), column('valueOf', pgType('int4'))] };
+  const s = buildRecordSchemas(odd, TOPIC, '1.0.0');
+  const d = new RecordDecoder({ getSchema: async (id) => (id === KEY_ID ? s.keySchema! : s.envelopeSchema) }, targetsFrom({}), 'pfx');
+  const source = s.sourceFor({ db: 'shop', tsMs: 1 });
+  const raws = changeToEvents({ kind: 'insert', new: ['5', 'made', 'str', '7'] }, { schemas: s, source, tsMs: 1, tombstones: false }).map((ev, i) => ({
+    topic: TOPIC,
+    partition: 0,
+    offset: String(i),
+    key: ev.key ? encodeWire(KEY_ID, s.keyType!.toBuffer(ev.key)) : null,
+    value: ev.value ? encodeWire(VALUE_ID, s.envelopeType.toBuffer(ev.value)) : null,
+  }));
+  await d.prepare(raws);
+  const got = d.decode(raws[0])!;
+  assert.deepEqual({ ...got.change.after }, { id: '5', constructor: 'made', toString: 'str', valueOf: '7' });
 });

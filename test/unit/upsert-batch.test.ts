@@ -14,6 +14,7 @@ import {
   mergeFromStagingSql,
   quoteIdent,
   stagingBaseName,
+  stagingNullableSql,
   stagingTableName,
   truncateSql,
 } from '../../sink-connector/upsert-batch.ts';
@@ -212,6 +213,21 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
       'DROP TABLE IF EXISTS pg_temp."My Schema__Order Items"; ' +
       'CREATE TEMPORARY TABLE pg_temp."My Schema__Order Items" (LIKE "My Schema"."Order Items" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS',
   },
+  {
+    // A NOT NULL column the changes may not carry (an identity of the destination's own) must not refuse staged rows; the key keeps it.
+    name: 'create session staging: NOT NULL dropped but on the key',
+    sql: () => createStagingSql({ ...session, columns: session.columns.map((c) => ({ ...c, notNull: true })) }),
+    want:
+      'DROP TABLE IF EXISTS pg_temp."My Schema__Order Items"; ' +
+      'CREATE TEMPORARY TABLE pg_temp."My Schema__Order Items" (LIKE "My Schema"."Order Items" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; ' +
+      `ALTER TABLE pg_temp."My Schema__Order Items" ${session.columns.filter((c) => !session.destKey.includes(c.name)).map((c) => `ALTER COLUMN ${quoteIdent(c.name)} DROP NOT NULL`).join(', ')}`,
+  },
+  {
+    name: 'shared staging: NOT NULL dropped but on the key and the distribution column',
+    sql: () => stagingNullableSql(orders, ['customer_id', 'id', 'amount']) ?? '',
+    want: 'ALTER TABLE shardbridge_staging."public__orders" ALTER COLUMN "amount" DROP NOT NULL',
+  },
+  { name: 'shared staging: nothing to drop', sql: () => stagingNullableSql(orders, ['id']) ?? 'none', want: 'none' },
   { name: 'COPY into session staging', sql: () => copyIntoStagingSql(session, ['id']), want: 'COPY pg_temp."My Schema__Order Items" ("id") FROM STDIN' },
   { name: 'clear session staging', sql: () => clearStagingSql(session), want: 'DELETE FROM pg_temp."My Schema__Order Items"' },
 ];

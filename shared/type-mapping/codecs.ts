@@ -131,10 +131,16 @@ function mappingFor(type: PgTypeInfo, typmod: number): Mapping {
 /**
  * `[array<[null, elem]>, string]`: a one-dimensional array with lower bound 1 (almost all
  * of them) as Debezium's array, anything else (multi-dimensional, `[0:1]={…}`) verbatim.
+ * Arrays of base types from outside pg_catalog (extensions) are verbatim too: their element
+ * delimiter is the type's own (PostGIS geometry's is ':'), not the ',' read and written here.
  */
 function arrayMapping(type: PgTypeInfo, typmod: number): Mapping {
   const pgType = pgTypeName(type, typmod);
   if (!type.elem) return { avro: { type: 'string' }, fromText: identity };
+  const elemBase = resolveDomain(type.elem);
+  if (elemBase.kind === 'base' && elemBase.schema !== 'pg_catalog' && elemBase.schema !== '') {
+    return { avro: { type: 'string', 'pg.type': pgType } as unknown as AvroObject, fromText: identity };
+  }
   const elem = codecForType(type.elem, typmod);
   const elemFrom = elem.fromText;
   const delim = resolveDomain(type.elem).name === 'box' ? ';' : ',';

@@ -214,6 +214,13 @@ test('arrays: 1-D as Avro arrays, anything else as verbatim text', () => {
   assert.equal(roundTrip(arr(T('int4')), -1, '{{1,2},{3,4}}').decoded, '{{1,2},{3,4}}');
   assert.equal(roundTrip(arr(T('int4')), -1, '[0:1]={1,2}').decoded, '[0:1]={1,2}');
   assert.deepEqual(roundTrip(arr(T('int8')), -1, '{9223372036854775807}').decoded, [9223372036854775807n]);
+  // An extension's element type has its own delimiter (PostGIS geometry: ':'): split on ',' it was one element.
+  const geometry = T('geometry', { schema: 'public' });
+  const text = '{0101000000000000000000F03F000000000000F03F:0101000000000000000000F03F0000000000000040}';
+  const r = roundTrip(arr(geometry), -1, text);
+  assert.equal(r.decoded, text);
+  assert.equal(r.back, text);
+  assert.deepEqual(roundTrip(arr(T('mood', { schema: 'public', kind: 'enum' })), -1, '{sad,ok}').decoded, ['sad', 'ok']);
 });
 
 test('parseArray1D follows array_in', () => {

@@ -102,6 +102,16 @@ test('an unknown key: exit 2 naming the key', async () => {
   assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
 });
 
+test('a secret inside a section given as a string, or in a URL with a space: exit 2, never printed', async () => {
+  const f = configFile('sink-secret.yaml', `destination: { url: "postgres://u:${SECRET} x@h/d" }\nkafka: { brokers: ["k1:9092"] }\nschemaRegistry: { url: "http://r:8081" }\n`);
+  const env = { SHARDBRIDGE_SINK_KAFKA__SASL: `{mechanism:"plain",username:"u",password:"${SECRET}"}` };
+  const r = await runMain(['sink', '--config', f], undefined, env);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /config: kafka\.sasl \(from SHARDBRIDGE_SINK_KAFKA__SASL\): expected a mapping, got a string \(value hidden\)/);
+  assert.match(r.stderr, /config: destination\.url: .*got "postgres:\/\/h"/);
+  assert.ok(!(r.stdout + r.stderr).includes(SECRET.slice(0, 6)), r.stderr);
+});
+
 test('usage errors exit 2', async () => {
   assert.equal((await runMain(['replay', '--topic', 't'])).code, 2);
   assert.equal((await runMain(['replay', '--topic', 't', '--to-offset', '1', '--to-time', '2024-01-01T00:00:00Z'])).code, 2);

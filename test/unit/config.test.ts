@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../shared/errors.ts';
 import { coerceEnv, envOverrides, formatZodIssues, loadConfig, mergeConfig } from '../../shared/config/load.ts';
 import { connectionConfig, describeSafe } from '../../shared/config/common.ts';
-import { editDistance, formatPath, suggest } from '../../shared/config/issues.ts';
+import { describeInput, editDistance, formatPath, isSecretPath, suggest } from '../../shared/config/issues.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig, sessionOptions } from '../../sink-connector/config.ts';
 
@@ -194,9 +194,54 @@ test('a password never appears in any error message', () => {
     assert.ok(m.startsWith('config: '), m);
     assert.ok(!m.includes(SECRET), `leaked: ${m}`);
   }
-  assert.match(messages[0], /source\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "mysql:\/\/rep:\*\*\*@db\/app"/);
+  assert.match(messages[0], /source\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "mysql:\/\/db" \(the rest of the URL not shown\)/);
   assert.match(messages[2], /source\.password: expected a string, got a number \(value hidden\)/);
   assert.match(messages[6], /not valid YAML: .*line 3/);
+});
+
+test('a secret inside a section given as a string, a PEM or a malformed URL is never echoed', () => {
+  const sink = { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } };
+  const messages = [
+    // env JSON with unquoted keys stays a string: kafka.sasl gets "got <the whole thing>".
+    configErrorOf(() => loadSinkConfig({ env: { SHARDBRIDGE_SINK_KAFKA__SASL: `{mechanism:"plain",username:"u",password:"${SECRET}"}` }, overrides: sink })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: ['k:1'], sasl: `plain:u:${SECRET}` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: ['k:1'], ssl: `-----BEGIN PRIVATE KEY-----${SECRET}` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: ['k:1'], ssl: { ca: 1, key: `-----BEGIN PRIVATE KEY-----${SECRET}`, cert: 2 } } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, destination: { url: `postgres://u:${SECRET} G@h/d` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, destination: `postgres://u:${SECRET}@h/d` } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, schemaRegistry: { url: `ftp://u:${SECRET}@r/x` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: [`u:${SECRET} x@k:1`] } } })),
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url: `postgres://u:a b@c${SECRET}@h/d` } } })),
+  ];
+  for (const m of messages) {
+    assert.ok(m.startsWith('config: '), m);
+    assert.ok(!m.includes(SECRET), `leaked: ${m}`);
+    assert.ok(!m.includes(SECRET.slice(0, 6)), `partly leaked: ${m}`);
+  }
+  assert.match(messages[0], /^config: kafka\.sasl \(from SHARDBRIDGE_SINK_KAFKA__SASL\): expected a mapping, got a string \(value hidden\)$/);
+  assert.match(messages[1], /^config: kafka\.sasl: expected a mapping, got a string \(value hidden\)$/);
+  assert.match(messages[4], /^config: destination\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "postgres:\/\/h" \(the rest of the URL not shown\)$/);
+  assert.match(messages[5], /^config: destination: expected a mapping, got a string \(value hidden\)$/);
+});
+
+test('isSecretPath: secret-named keys, and sections holding them (pure)', () => {
+  const schema = sourceConfigSchema;
+  assert.equal(isSecretPath(['kafka', 'sasl'], schema), true);
+  assert.equal(isSecretPath(['kafka', 'ssl'], schema), true);
+  assert.equal(isSecretPath(['source'], schema), true, 'the connection section holds a password');
+  assert.equal(isSecretPath(['schemaRegistry'], schema), true);
+  assert.equal(isSecretPath(['x', 'apiToken']), true);
+  assert.equal(isSecretPath(['snapshot', 'chunkSize'], schema), false);
+  assert.equal(isSecretPath(['kafka', 'brokers', 0], schema), false);
+  assert.equal(isSecretPath(['source', 'sslmode'], schema), false);
+});
+
+test('describeInput: a URL shows scheme, host and port only (pure)', () => {
+  assert.equal(describeInput('postgres://u:p w@db.internal:5433/app?x=1', false), '"postgres://db.internal:5433" (the rest of the URL not shown)');
+  assert.equal(describeInput('http://u:p@ss@[::1]:8081', false), '"http://[::1]:8081" (the rest of the URL not shown)');
+  assert.equal(describeInput('postgres://u:pw/x', false), 'a URL (value hidden)');
+  assert.equal(describeInput('u:p w@host:9092', false), '"u:***@host:9092"');
+  assert.equal(describeInput('plain', true), 'a string (value hidden)');
 });
 
 test('a source section with both url and host fields is refused', () => {

@@ -49,6 +49,8 @@ export interface CommandContext {
   sinkConfig(): SinkConfig;
   /** Register a SIGINT/SIGTERM handler (shared/shutdown.ts) logging through `logger`. */
   onShutdown(handler: ShutdownHandler): () => void;
+  /** The environment the configs load from (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface CommandModule {
@@ -117,6 +119,7 @@ async function runCommand(
     sourceConfig: () => (source ??= loadSourceConfig({ file: globals.sourceConfig, env: io.env })),
     sinkConfig: () => (sink ??= loadSinkConfig({ file: globals.sinkConfig, env: io.env })),
     onShutdown: (handler) => onShutdown(handler, ctx.logger),
+    env: io.env,
   };
 
   const mod = await loadCommandModule(name, io.modules);

@@ -232,6 +232,25 @@ test('wal_level=replica fails with the settings to add', async () => {
   assert.deepEqual(r.out.destination!.findings.map((f) => [f.level, f.message]), [['WARN', 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)']]);
 });
 
+test('a broken sink config from SHARDBRIDGE_SINK_* variables alone is reported (exit 2, naming the variable), not taken for "no sink config"', async () => {
+  let stdout = '';
+  let stderr = '';
+  const env = {
+    SHARDBRIDGE_SINK_DESTINATION__URL: `postgres://u:${SECRET}@127.0.0.1:9/app`,
+    SHARDBRIDGE_SINK_KAFKA__BROKERS: DOWN.kafka,
+    SHARDBRIDGE_SINK_SCHEMAREGISTY__URL: DOWN.registry,
+  };
+  const code = await main(['node', 'shardbridge', 'check', '--sample-seconds', '0', '--source-config', sourceConfig('env-sink', source.url(), ['good'])], {
+    stdout: (t) => (stdout += t),
+    stderr: (t) => (stderr += t),
+    env,
+  });
+  assert.equal(code, 2, stdout + stderr);
+  assert.match(stderr, /config: SCHEMAREGISTY \(from SHARDBRIDGE_SINK_SCHEMAREGISTY__URL\): unknown key \(did you mean "schemaRegistry"\?\)/);
+  assert.doesNotMatch(stdout, /ready/);
+  assert.ok(!(stdout + stderr).includes(SECRET));
+});
+
 test('unreachable servers fail naming host:port, never the password; the human table says why', async () => {
   const port = await freePort();
   const url = `postgres://someone:${SECRET}@127.0.0.1:${port}/app`;

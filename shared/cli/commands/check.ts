@@ -10,7 +10,7 @@ import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/common.ts';
-import type { SinkConfig } from '../../../sink-connector/config.ts';
+import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
 import { judgeCapacity } from '../../checks/capacity.ts';
@@ -109,14 +109,22 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   return summary.ok ? 0 : 1;
 }
 
-/** The sink config when one is given; without --sink-config and without sink variables, none. */
+/**
+ * The sink config when one is given; without --sink-config and without sink variables, none.
+ * A set SHARDBRIDGE_SINK_* variable means one was meant: its errors are reported (exit 2).
+ */
 function optionalSink(opts: Record<string, unknown>, ctx: CommandContext): SinkConfig | undefined {
   try {
     return ctx.sinkConfig();
   } catch (e) {
-    if (e instanceof ConfigError && opts.sinkConfig === undefined) return undefined;
+    if (e instanceof ConfigError && opts.sinkConfig === undefined && sinkVariables(ctx.env ?? process.env).length === 0) return undefined;
     throw e;
   }
+}
+
+/** The SHARDBRIDGE_SINK_* variables that set something (an empty one counts as not set, as in config loading). Pure. */
+export function sinkVariables(env: NodeJS.ProcessEnv): string[] {
+  return Object.keys(env).filter((k) => k.startsWith(SINK_ENV_PREFIX) && env[k] !== undefined && env[k] !== '');
 }
 
 async function connect(config: pg.ClientConfig, side: string, target: string, findings: Finding[], remedy: string): Promise<pg.Client | undefined> {

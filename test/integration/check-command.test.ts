@@ -201,6 +201,14 @@ test('a ready source and destination for the selected table: exit 0, WAL rate sa
   assert.match(out.services.findings[0].message, /1 broker\(s\)/);
 });
 
+test('a registry URL with credentials works: they are sent as basic auth, never printed', async () => {
+  const withCredentials = { ...live, registry: live.registry.replace('://', `://ruser:${encodeURIComponent(SECRET)}@`) };
+  const r = await check(['--source-config', sourceConfig('registry-creds', source.url(), ['good'], [], withCredentials)]);
+  const registry = r.out.services.findings.filter((f) => f.object.startsWith('registry '));
+  assert.deepEqual(registry.map((f) => [f.level, f.object]), [['PASS', `registry ${live.registry}`]], JSON.stringify(registry));
+  assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+});
+
 test("a replication role given a publication made by the tables' owner passes; one that cannot read a table fails naming it", async () => {
   const sc = new pg.Client({ connectionString: source.url() });
   await sc.connect();

@@ -112,6 +112,24 @@ test('a secret inside a section given as a string, or in a URL with a space: exi
   assert.ok(!(r.stdout + r.stderr).includes(SECRET.slice(0, 6)), r.stderr);
 });
 
+test('a postgres URL node-postgres would misread, a bad sslmode, a missing CA file: exit 2 naming the key, for every command', async () => {
+  const rest = 'kafka: { brokers: ["k1:9092"] }\nschemaRegistry: { url: "http://r:8081" }\n';
+  const cases: [string, RegExp][] = [
+    [`source: { url: "postgres://u:ab/${SECRET}@h/db" }`, /config: source\.url: not a valid URL: percent-encode/],
+    ['source: { url: "postgres://u@h/db?sslmode=bogus" }', /config: source\.url: its sslmode "bogus" is not one of/],
+    ['source: { url: "postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/x" }', /config: source\.url: its sslrootcert \/nonexistent\/x cannot be read: no such file/],
+  ];
+  for (const [section, want] of cases) {
+    const f = configFile('bad-url.yaml', `${section}\n${rest}`);
+    for (const args of [['source', '--config', f], ['check', '--source-config', f]]) {
+      const r = await runMain(args);
+      assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, want);
+      assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+    }
+  }
+});
+
 test('usage errors exit 2', async () => {
   assert.equal((await runMain(['replay', '--topic', 't'])).code, 2);
   assert.equal((await runMain(['replay', '--topic', 't', '--to-offset', '1', '--to-time', '2024-01-01T00:00:00Z'])).code, 2);

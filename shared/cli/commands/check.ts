@@ -128,15 +128,17 @@ export function sinkVariables(env: NodeJS.ProcessEnv): string[] {
 }
 
 async function connect(config: pg.ClientConfig, side: string, target: string, findings: Finding[], remedy: string): Promise<pg.Client | undefined> {
-  const client = new pg.Client({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  client.on('error', () => {});
+  let client: pg.Client | undefined;
   try {
+    // Inside the try: pg parses a connection string here, and a bad one is this server's FAIL.
+    client = new pg.Client({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    client.on('error', () => {});
     await client.connect();
     const { rows: [r] } = await client.query(`SELECT current_setting('server_version') AS v, current_database() AS db, current_user AS u`);
     findings.push({ level: 'PASS', check: 'reachable', object: `${side} ${target}`, message: `PostgreSQL ${r.v}, database ${r.db} as ${r.u}` });
     return client;
   } catch (e) {
-    await client.end().catch(() => {});
+    await client?.end().catch(() => {});
     const why = e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e);
     findings.push({ level: 'FAIL', check: 'reachable', object: `${side} ${target}`, message: redactUrl(`cannot connect to ${target}: ${why}`), remedy });
     return undefined;

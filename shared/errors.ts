@@ -5,7 +5,7 @@
  */
 export type ErrorContext = Record<string, string | number | bigint | boolean | undefined | null>;
 
-export type ErrorKind = 'config' | 'source' | 'schema' | 'sink-apply' | 'retriable' | 'decode';
+export type ErrorKind = 'config' | 'source' | 'schema' | 'sink-apply' | 'retriable' | 'decode' | 'service';
 
 export class ShardBridgeError extends Error {
   readonly kind: ErrorKind;
@@ -77,6 +77,26 @@ export class RetriableError extends ShardBridgeError {
   constructor(message: string, opts: { context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
     super('retriable', message, { ...opts, retriable: true });
   }
+}
+
+/** A server the command depends on (a database, Kafka, the registry) failed it; the message names the server. */
+export class ServiceError extends ShardBridgeError {
+  constructor(message: string, opts: { retriable?: boolean; context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('service', message, opts);
+  }
+}
+
+/**
+ * `err` as a ServiceError whose message starts with `what` ("cannot use Kafka at k1:9092"), for
+ * the failures of a start-up step: the bare driver message never says which server. Retriable
+ * as `err` is, its context and remedy kept; a ConfigError passes unchanged (it names its key).
+ */
+export function atServer(err: unknown, what: string, remedy?: string): ShardBridgeError {
+  if (err instanceof ConfigError) return err;
+  const sb = err instanceof ShardBridgeError ? err : undefined;
+  const e = err as { message?: string; code?: string };
+  const message = e?.message || e?.code || String(err);
+  return new ServiceError(`${what}: ${message}`, { retriable: isRetriable(err), context: sb?.context, cause: err, remedy: sb?.remedy ?? remedy });
 }
 
 /**

@@ -29,7 +29,8 @@ const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 export type * from './ports.ts';
 
 export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
-  const log = logger.child({ component: 'kafkajs' });
+  // Not `component`: the caller's logger has one (pino would write the key twice).
+  const log = logger.child({ subcomponent: 'kafkajs' });
   const kafka = new Kafka(toKafkaConfig(settings, log));
   return {
     producer: (opts = {}) =>

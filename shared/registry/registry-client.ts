@@ -59,7 +59,8 @@ export class RegistryClient {
     this.defaultLevel = opts.compatibility ?? 'BACKWARD';
     this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
     // Only the URL goes into log context; credentials never do.
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'schema-registry', registry: this.url });
+    // Not `component`: the caller's logger has one (pino would write the key twice).
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ subcomponent: 'schema-registry', registry: this.url });
   }
 
   /**

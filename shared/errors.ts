@@ -27,15 +27,24 @@ export class ShardBridgeError extends Error {
     this.remedy = opts.remedy;
   }
 
-  /** Message with context appended, e.g. for CLI output. */
+  /**
+   * Message with context appended, e.g. for CLI output: on the message's first line (a
+   * multi-line message lists findings with their own remedies), then the remedy. Internal keys
+   * (`phase`) and a server the message already names are left out.
+   */
   describe(): string {
     const ctx = Object.entries(this.context)
-      .filter(([, v]) => v !== undefined && v !== null)
+      .filter(([k, v]) => v !== undefined && v !== null && k !== 'phase' && !(SERVER_KEYS.has(k) && this.message.includes(String(v))))
       .map(([k, v]) => `${k}=${String(v)}`)
       .join(' ');
-    return [this.message, ctx && `(${ctx})`, this.remedy && `\n  remedy: ${this.remedy}`].filter(Boolean).join(' ');
+    const [first, ...rest] = this.message.split('\n');
+    const lines = [ctx ? `${first} (${ctx})` : first, ...rest];
+    if (this.remedy) lines.push(`  remedy: ${this.remedy}`);
+    return lines.join('\n');
   }
 }
+
+const SERVER_KEYS = new Set(['source', 'destination', 'registry', 'brokers']);
 
 /** A bad or missing configuration value; `context.key` names it. Exit code 2. */
 export class ConfigError extends ShardBridgeError {

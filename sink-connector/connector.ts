@@ -289,12 +289,17 @@ class SinkRuntime {
    */
   private readonly untilDone: UntilDone = (what, fn) => {
     const signal = this.abort.signal;
+    let onAbort = () => {};
     const stopped = new Promise<never>((_, reject) => {
-      if (signal.aborted) reject(signal.reason);
-      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
     });
     stopped.catch(() => {});
-    return Promise.race([retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal, logger: this.log }), stopped]);
+    const done = retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal, logger: this.log });
+    // Called on every group join: the listener must not outlive the step.
+    void done.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
+    return Promise.race([done, stopped]);
   };
 
   private every(ms: number, fn: () => Promise<void>): void {

@@ -5,7 +5,7 @@
  */
 export type ErrorContext = Record<string, string | number | bigint | boolean | undefined | null>;
 
-export type ErrorKind = 'config' | 'source' | 'schema' | 'sink-apply' | 'retriable' | 'decode';
+export type ErrorKind = 'config' | 'source' | 'schema' | 'sink-apply' | 'retriable' | 'decode' | 'service';
 
 export class ShardBridgeError extends Error {
   readonly kind: ErrorKind;
@@ -27,15 +27,24 @@ export class ShardBridgeError extends Error {
     this.remedy = opts.remedy;
   }
 
-  /** Message with context appended, e.g. for CLI output. */
+  /**
+   * Message with context appended, e.g. for CLI output: on the message's first line (a
+   * multi-line message lists findings with their own remedies), then the remedy. Internal keys
+   * (`phase`) and a server the message already names are left out.
+   */
   describe(): string {
     const ctx = Object.entries(this.context)
-      .filter(([, v]) => v !== undefined && v !== null)
+      .filter(([k, v]) => v !== undefined && v !== null && k !== 'phase' && !(SERVER_KEYS.has(k) && this.message.includes(String(v))))
       .map(([k, v]) => `${k}=${String(v)}`)
       .join(' ');
-    return [this.message, ctx && `(${ctx})`, this.remedy && `\n  remedy: ${this.remedy}`].filter(Boolean).join(' ');
+    const [first, ...rest] = this.message.split('\n');
+    const lines = [ctx ? `${first} (${ctx})` : first, ...rest];
+    if (this.remedy) lines.push(`  remedy: ${this.remedy}`);
+    return lines.join('\n');
   }
 }
+
+const SERVER_KEYS = new Set(['source', 'destination', 'registry', 'brokers']);
 
 /** A bad or missing configuration value; `context.key` names it. Exit code 2. */
 export class ConfigError extends ShardBridgeError {
@@ -77,6 +86,26 @@ export class RetriableError extends ShardBridgeError {
   constructor(message: string, opts: { context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
     super('retriable', message, { ...opts, retriable: true });
   }
+}
+
+/** A server the command depends on (a database, Kafka, the registry) failed it; the message names the server. */
+export class ServiceError extends ShardBridgeError {
+  constructor(message: string, opts: { retriable?: boolean; context?: ErrorContext; cause?: unknown; remedy?: string } = {}) {
+    super('service', message, opts);
+  }
+}
+
+/**
+ * `err` as a ServiceError whose message starts with `what` ("cannot use Kafka at k1:9092"), for
+ * the failures of a start-up step: the bare driver message never says which server. Retriable
+ * as `err` is, its context and remedy kept; a ConfigError passes unchanged (it names its key).
+ */
+export function atServer(err: unknown, what: string, remedy?: string): ShardBridgeError {
+  if (err instanceof ConfigError) return err;
+  const sb = err instanceof ShardBridgeError ? err : undefined;
+  const e = err as { message?: string; code?: string };
+  const message = e?.message || e?.code || String(err);
+  return new ServiceError(`${what}: ${message}`, { retriable: isRetriable(err), context: sb?.context, cause: err, remedy: sb?.remedy ?? remedy });
 }
 
 /**

@@ -6,11 +6,12 @@
 export const MASK = '***';
 
 /**
- * `scheme://user:PASSWORD@` → `scheme://user:***@`. The password runs to the LAST `@` of the
- * whitespace/quote-delimited token, because operators do paste unencoded `@` and `/` into
- * passwords and those malformed URLs are exactly the ones quoted in error messages.
+ * `scheme://user:PASSWORD@` → `scheme://user:***@`. Operators paste unencoded `@`, `/`, `#`
+ * and even spaces into passwords, and those malformed URLs are exactly the ones error messages
+ * quote: the password runs past spaces (not lines) to the first `@`, then on to the LAST `@` of
+ * that token. A `host:port` (digits after the colon) is no userinfo and is left alone.
  */
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:@/?#"'`<>]*:)[^\s"'`<>]*@/gi;
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:@/?#"'`<>[\]]*:)(?!\d+(?:[/?#\s"'`<>]|$))[^\n\r"`<>@]*@(?:[^\s"'`<>@]*@)*/gi;
 /** `?password=x` / `&sslpassword=x` inside a URL query string. */
 const URL_QUERY_PASSWORD = /([?&][a-z_]*password=)[^&\s"'`<>#]*/gi;
 /** libpq keyword form: `host=h password=secret` or `password='se cret'`. */
@@ -23,6 +24,20 @@ export function redactUrl(text: string): string {
     .replace(URL_USERINFO, `$1${MASK}@`)
     .replace(URL_QUERY_PASSWORD, `$1${MASK}`)
     .replace(KEYWORD_PASSWORD, (_m, k: string) => `${k}${MASK}`);
+}
+
+/**
+ * `scheme://host:port` of a URL-like string and nothing else (no user, password, path or query),
+ * or undefined when no plain host can be made out. Pure; for naming a server in messages.
+ */
+export function urlOrigin(value: string): string | undefined {
+  const m = /^\s*([a-z][a-z0-9+.-]*):\/\/([^\n]*)$/i.exec(value);
+  if (!m) return undefined;
+  // Anything up to the last `@` may be userinfo (an unencoded `@` in a password included).
+  const rest = m[2].slice(m[2].lastIndexOf('@') + 1);
+  const host = /^[^/?#\s]*/.exec(rest)![0];
+  if (!/^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(host)) return undefined;
+  return `${m[1].toLowerCase()}://${host}`;
 }
 
 /** Keys whose values are secrets wherever they appear (password, sasl.password, PGPASSWORD, clientSecret...). */

@@ -58,7 +58,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
       const delayMs = backoffDelay(attempt, opts);
       opts.onRetry?.(err, attempt, delayMs);
       opts.logger?.warn(
-        { err, attempt, retriesLeft: retries === Infinity ? 'unlimited' : retries - attempt + 1, delayMs },
+        { err: opts.logger.isLevelEnabled('debug') ? err : errorSummary(err), attempt, retriesLeft: retries === Infinity ? 'unlimited' : retries - attempt + 1, delayMs },
         `${opts.what} failed, retrying in ${delayMs} ms`,
       );
       // timers/promises rejects with an AbortError carrying signal.reason as cause; surface the reason itself.
@@ -67,4 +67,17 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
       });
     }
   }
+}
+
+/**
+ * An error as its type, code and messages down the cause chain, without stacks: a failure that is
+ * retried is expected, and a stack per attempt buries the message (stacks come at debug). Pure.
+ */
+export function errorSummary(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const e = err as Error & { code?: unknown; cause?: unknown };
+  const out: Record<string, unknown> = { type: e.name, message: e.message };
+  if (typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
+  if (e.cause !== undefined) out.cause = errorSummary(e.cause);
+  return out;
 }

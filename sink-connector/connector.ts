@@ -17,6 +17,9 @@ import { createKafka, type Admin, type Consumer, type EachBatchPayload, type Kaf
 import type { Logger } from '../shared/logger.ts';
 import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
+import { atServer } from '../shared/errors.ts';
+import { DESTINATION_REMEDY, KAFKA_REMEDY, metricsPortError } from './start-errors.ts';
+import { pgEndpoint } from '../shared/config/common.ts';
 import { retry } from '../shared/retry.ts';
 import type { ApplyContext } from './apply.ts';
 import { withPooledClient } from './destination-errors.ts';
@@ -53,6 +56,8 @@ export interface SinkConnectorOptions {
   heartbeatIntervalMs?: number;
   /** Port for /metrics and /healthz; default config.metricsPort; null: not served. */
   metricsPort?: number | null;
+  /** Aborting stops the connector, also while it is still starting (start-up retries until its servers answer). */
+  signal?: AbortSignal;
 }
 
 export interface SinkConnector {
@@ -66,6 +71,8 @@ export interface SinkConnector {
 
 export async function startSinkConnector(config: SinkConfig, logger: Logger, opts: SinkConnectorOptions = {}): Promise<SinkConnector> {
   const runtime = new SinkRuntime(config, logger.child({ component: 'sink', connector: config.name }), opts);
+  opts.signal?.throwIfAborted();
+  opts.signal?.addEventListener('abort', () => void runtime.stop(), { once: true });
   try {
     await runtime.start();
   } catch (err) {
@@ -127,14 +134,25 @@ class SinkRuntime {
     this.deadLetterTopic = config.deadLetter.topic ?? `${config.topicPrefix}.__dlq`;
   }
 
-  async start(): Promise<void> {
+  /** Settles once start() has; stop() waits for it so that nothing start() opens is left open. */
+  private starting?: Promise<void>;
+
+  start(): Promise<void> {
+    this.starting ??= this.open();
+    return this.starting;
+  }
+
+  private async open(): Promise<void> {
     const { config, log } = this;
     const port = this.opts.metricsPort === undefined ? config.metricsPort : this.opts.metricsPort;
     if (port !== null) {
-      this.server = await serveMetrics(this.m.metrics.registry, port, '0.0.0.0', { health: () => !this.abort.signal.aborted });
+      this.server = await serveMetrics(this.m.metrics.registry, port, '0.0.0.0', { health: () => !this.abort.signal.aborted }).catch((err: unknown) => {
+        throw metricsPortError(port, err);
+      });
       this.metricsPort = this.server.port;
     }
-    const { citus, pool } = await openDestination(config, this.concurrency + 2, log, this.untilDone);
+    const destination = `the destination PostgreSQL at ${pgEndpoint(config.destination)}`;
+    const { citus, pool } = await this.step(openDestination(config, this.concurrency + 2, log, this.untilDone), `cannot use ${destination}`, DESTINATION_REMEDY);
     this.pool = pool;
 
     this.kafka = createKafka(
@@ -142,9 +160,10 @@ class SinkRuntime {
       log,
     );
     this.admin = this.kafka.admin();
-    let topics = await this.untilDone('list topics', () => this.listSinkTopics());
+    const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
+    let topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, KAFKA_REMEDY);
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
-    await checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone }, topics);
+    await this.step(checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone }, topics), `cannot use ${destination}`, DESTINATION_REMEDY);
 
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
     this.stalls = new Stalls({
@@ -164,11 +183,18 @@ class SinkRuntime {
     });
     let deadLetter: DeadLetterTarget | null = null;
     if (config.deadLetter.enabled) {
-      const brokers = (await this.admin.describeCluster()).brokers.length;
-      await this.admin.ensureTopics([{ topic: this.deadLetterTopic, partitions: 1, replicationFactor: Math.min(3, Math.max(1, brokers)) }]);
+      const admin = this.admin;
       this.producer = this.kafka.producer();
-      await this.producer.connect();
       const producer = this.producer;
+      await this.step(
+        (async () => {
+          const brokers = (await admin.describeCluster()).brokers.length;
+          await admin.ensureTopics([{ topic: this.deadLetterTopic, partitions: 1, replicationFactor: Math.min(3, Math.max(1, brokers)) }]);
+          await producer.connect();
+        })(),
+        `cannot use ${kafka} for the dead-letter topic ${this.deadLetterTopic}`,
+        KAFKA_REMEDY,
+      );
       deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
     const decoder = new RecordDecoder(registry, this.targetFor, config.topicPrefix);
@@ -226,6 +252,8 @@ class SinkRuntime {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.abort.abort(new Error('sink stopping'));
+      // Its steps end at the abort (untilDone rejects at once); what it opened is then closed below.
+      await this.starting?.catch(() => {});
       for (const t of this.timers) clearInterval(t);
       this.stalls?.stop();
       this.consumerAbort.abort(new Error('sink stopping'));
@@ -243,14 +271,36 @@ class SinkRuntime {
     return this.stopping;
   }
 
+  /** A start-up step whose failure names its server (not when it failed because the sink is stopping). */
+  private step<T>(p: Promise<T>, what: string, remedy: string): Promise<T> {
+    return p.catch((err: unknown) => {
+      throw this.abort.signal.aborted ? err : atServer(err, what, remedy);
+    });
+  }
+
   private fail(err: unknown): void {
     this.log.error({ err }, `sink connector failed: ${describeError(err)}`);
     void this.stop().then(() => this.rejectDone(err));
   }
 
-  /** Retry a step while its failures are transient, until stop(). */
-  private readonly untilDone: UntilDone = (what, fn) =>
-    retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
+  /**
+   * Retry a step while its failures are transient, until stop(); stop() rejects it at once, not
+   * after the attempt under way (kafkajs's own retries of a broker that is down take a while).
+   */
+  private readonly untilDone: UntilDone = (what, fn) => {
+    const signal = this.abort.signal;
+    let onAbort = () => {};
+    const stopped = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    stopped.catch(() => {});
+    const done = retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal, logger: this.log });
+    // Called on every group join: the listener must not outlive the step.
+    void done.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
+    return Promise.race([done, stopped]);
+  };
 
   private every(ms: number, fn: () => Promise<void>): void {
     let running = false;

@@ -5,6 +5,7 @@
  * start rather than when its first record stalls.
  */
 import pg from 'pg';
+import { pgEndpoint } from '../shared/config/common.ts';
 import { ConfigError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
@@ -25,7 +26,7 @@ export async function openDestination(
   untilDone: UntilDone,
 ): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
   const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
-  const citus = await untilDone('prepare the destination', async () => {
+  const citus = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
     const client = new pg.Client(conn);
     client.on('error', () => {});
     try {

@@ -6,17 +6,29 @@
 import type { CommandContext } from '../shared/cli/main.ts';
 import { tuneHeap } from '../shared/heap.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../shared/shutdown.ts';
-import { startSinkConnector } from './connector.ts';
+import { startSinkConnector, type SinkConnector } from './connector.ts';
 
 export async function run(_opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const config = ctx.sinkConfig();
   tuneHeap(config.heapGrowingPercent);
-  const sink = await startSinkConnector(config, ctx.logger);
+  // Registered before start-up, which retries for as long as the destination or Kafka is down:
+  // the abort ends those retries, and start-up rejects once what it opened is closed.
+  const stop = new AbortController();
   let stoppedBy: ShutdownSignal | null = null;
-  ctx.onShutdown(async (signal) => {
+  let starting: Promise<SinkConnector> | undefined;
+  const unregister = ctx.onShutdown(async (signal) => {
     stoppedBy = signal;
-    await sink.stop();
+    stop.abort(new Error(`${signal} received`));
+    await starting?.then((sink) => sink.stop(), () => {});
   });
-  await sink.done;
+  try {
+    starting = startSinkConnector(config, ctx.logger, { signal: stop.signal });
+    await (await starting).done;
+  } catch (err) {
+    if (stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy];
+    throw err;
+  } finally {
+    unregister();
+  }
   return stoppedBy ? SIGNAL_EXIT_CODES[stoppedBy] : 0;
 }

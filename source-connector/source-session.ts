@@ -9,6 +9,7 @@ import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
+import { pgEndpoint } from '../shared/config/common.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
 import { keyIndexes, loadTypes, resolveTables, tablesNow } from './catalog.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
@@ -32,15 +33,7 @@ const ACTIVE_SLOT_GRACE_MS = 5_000;
 
 /** The `host:port` a connection section points at. */
 export function describeEndpoint(section: SourceConfig['source']): string {
-  if (section.url) {
-    try {
-      const u = new URL(section.url);
-      return `${u.hostname || 'localhost'}:${u.port || '5432'}`;
-    } catch {
-      return '(unparsable url)';
-    }
-  }
-  return `${section.host}:${section.port}`;
+  return pgEndpoint(section, false);
 }
 
 export async function openSource(config: SourceConfig, log: Logger): Promise<SourceSession> {

@@ -49,6 +49,8 @@ export interface CommandContext {
   sinkConfig(): SinkConfig;
   /** Register a SIGINT/SIGTERM handler (shared/shutdown.ts) logging through `logger`. */
   onShutdown(handler: ShutdownHandler): () => void;
+  /** The environment the configs load from (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface CommandModule {
@@ -117,6 +119,7 @@ async function runCommand(
     sourceConfig: () => (source ??= loadSourceConfig({ file: globals.sourceConfig, env: io.env })),
     sinkConfig: () => (sink ??= loadSinkConfig({ file: globals.sinkConfig, env: io.env })),
     onShutdown: (handler) => onShutdown(handler, ctx.logger),
+    env: io.env,
   };
 
   const mod = await loadCommandModule(name, io.modules);
@@ -199,7 +202,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .configureOutput({ writeOut: out, writeErr: err, outputError: (s, write) => write(s) })
     .exitOverride()
-    .addHelpText('after', '\nExit codes: 0 ok, 1 failure, 2 usage or configuration error.\nRun `shardbridge <command> --help` for the options of a command.');
+    .addHelpText('after', '\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 130/143 stopped by SIGINT/SIGTERM.\nRun `shardbridge <command> --help` for the options of a command.');
 
   const withConfigs = (cmd: Command) =>
     cmd.option('--source-config <file>', SOURCE_CONFIG_HELP).option('--sink-config <file>', SINK_CONFIG_HELP);

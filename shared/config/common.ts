@@ -4,9 +4,10 @@
  * a printable copy. Every object is strict: an unknown key is an error, never silently ignored.
  * `.describe()` texts are the "expected form" that config errors print.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
 import { redactDeep } from '../redact.ts';
 
 // ---------- field builders ----------
@@ -50,7 +51,7 @@ export type SslMode = (typeof SSL_MODES)[number];
 export function pgConnectionSchema(section: string) {
   return z
     .strictObject({
-      url: z.string().regex(/^postgres(ql)?:\/\/\S+$/).describe('a postgres:// or postgresql:// URL').optional(),
+      url: z.string().regex(/^postgres(ql)?:\/\/[^\n\r\t]+$/).describe('a postgres:// or postgresql:// URL').optional(),
       host: nonEmptyString().optional(),
       port: portNumber().default(5432),
       database: nonEmptyString().optional(),
@@ -73,7 +74,62 @@ export function pgConnectionSchema(section: string) {
           if (v[k] === undefined) ctx.addIssue({ code: 'custom', path: [k], message: `required (or give ${section}.url instead)` });
         }
       }
+      // Checked here, so that a bad URL or CA file is a config error naming the key, not a failure to connect.
+      if (v.url !== undefined) {
+        const { problems, sslrootcert } = pgUrlProblems(v.url, section);
+        for (const message of problems) ctx.addIssue({ code: 'custom', path: ['url'], message });
+        const why = sslrootcert === undefined ? undefined : fileProblem(sslrootcert);
+        if (why) ctx.addIssue({ code: 'custom', path: ['url'], message: `its sslrootcert ${sslrootcert} cannot be read: ${why}` });
+      }
+      const why = v.sslrootcert === undefined ? undefined : fileProblem(v.sslrootcert);
+      if (why) ctx.addIssue({ code: 'custom', path: ['sslrootcert'], message: `cannot read ${v.sslrootcert}: ${why}` });
     });
+}
+
+/** A postgres:// URL as node-postgres reads it (pg-connection-string: spaces and stray `%` encoded first). */
+function parsePgUrl(url: string): URL {
+  const str = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url) ? encodeURI(url).replace(/%25(\d\d)/g, '%$1') : url;
+  try {
+    return new URL(str);
+  } catch {
+    return new URL(str.replace('@/', '@___DUMMY___/'));
+  }
+}
+
+/**
+ * What node-postgres would misread in a postgres:// URL (pure), in words that never quote the
+ * URL: an unencoded `/`, `#`, `?` or `@` in the password, an sslmode it does not know. Also the
+ * sslrootcert the query names, for the caller to check.
+ */
+export function pgUrlProblems(url: string, section: string): { problems: string[]; sslrootcert?: string } {
+  const encode = `percent-encode special characters of the user name and password (/ as %2F, # as %23, ? as %3F, @ as %40), or give the password as ${section}.password`;
+  let u: URL;
+  try {
+    u = parsePgUrl(url);
+  } catch {
+    return { problems: [`not a valid URL: ${encode}`] };
+  }
+  // `u:12/x@h/db` parses, as host "u" port 12 and database "x@h/db".
+  if (u.pathname.includes('@')) return { problems: [`not the URL it seems (an "@" after the host): ${encode}`] };
+  const problems: string[] = [];
+  const mode = u.searchParams.get('sslmode');
+  if (mode !== null && !(SSL_MODES as readonly string[]).includes(mode)) {
+    const shown = /^[\w-]{1,20}$/.test(mode) ? ` "${mode}"` : '';
+    problems.push(`its sslmode${shown} is not one of ${SSL_MODES.join(', ')}`);
+  }
+  return { problems, sslrootcert: u.searchParams.get('sslrootcert') ?? undefined };
+}
+
+/** Why `path` cannot be read as a file, or undefined when it can. */
+function fileProblem(path: string): string | undefined {
+  try {
+    if (!statSync(path).isFile()) return 'not a file';
+    accessSync(path, constants.R_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? (err as Error).message);
+  }
 }
 export type PgConnectionConfig = z.infer<ReturnType<typeof pgConnectionSchema>>;
 
@@ -106,15 +162,63 @@ export const kafkaSchema = () =>
   });
 export type KafkaConfig = z.infer<ReturnType<typeof kafkaSchema>>;
 
+/**
+ * The registry section. Credentials in the URL (`http://user:pw@host`) move to username/password:
+ * fetch refuses a URL that carries them.
+ */
 export const schemaRegistrySchema = () =>
-  z.strictObject({
-    url: z.string().regex(/^https?:\/\/\S+$/).describe('an http:// or https:// URL'),
-    username: nonEmptyString().optional(),
-    password: z.string().optional(),
-  });
+  z
+    .strictObject({
+      url: z.string().regex(/^https?:\/\/\S+$/).describe('an http:// or https:// URL'),
+      username: nonEmptyString().optional(),
+      password: z.string().optional(),
+    })
+    .superRefine((v, ctx) => {
+      const parts = splitUrlCredentials(v.url);
+      if (!parts) ctx.addIssue({ code: 'custom', path: ['url'], message: 'not a valid URL (percent-encode special characters of a user name or password)' });
+      else if (parts.username !== undefined && v.username !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['url'], message: 'carries a user name, and schemaRegistry.username is set too: give the credentials once' });
+      }
+    })
+    .transform((v) => {
+      const parts = splitUrlCredentials(v.url);
+      if (parts?.username === undefined) return v;
+      return { ...v, url: parts.url, username: parts.username, password: parts.password ?? v.password };
+    });
 export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchema>>;
 
 // ---------- pure helpers ----------
+
+/** `host:port/database` (or `host:port`) of a connection section, never credentials: for naming the server in messages. */
+export function pgEndpoint(section: PgConnectionConfig, withDatabase = true): string {
+  if (section.url === undefined) return `${section.host}:${section.port}${withDatabase ? `/${section.database}` : ''}`;
+  try {
+    const u = parsePgUrl(section.url);
+    const host = u.hostname === '___DUMMY___' ? '' : u.hostname;
+    const database = withDatabase && u.pathname.length > 1 ? safeDecode(u.pathname) : '';
+    return `${host || 'localhost'}:${u.port || section.port}${database}`;
+  } catch {
+    return '(unparsable url)';
+  }
+}
+
+/** An http(s) URL without its userinfo, and the (decoded) user name and password it carried; undefined when not a URL. */
+export function splitUrlCredentials(url: string): { url: string; username?: string; password?: string } | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.username === '' && u.password === '') return { url };
+  const username = safeDecode(u.username);
+  const password = u.password === '' ? undefined : safeDecode(u.password);
+  u.username = '';
+  u.password = '';
+  // URL adds a "/" path to a bare origin; the registry client joins paths onto what it is given.
+  const clean = u.pathname === '/' && !url.replace(/[?#].*$/, '').endsWith('/') ? `${u.origin}${u.search}` : u.href;
+  return { url: clean, username, password };
+}
 
 export interface ConnectionConfigOptions {
   application_name?: string;
@@ -136,7 +240,7 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
     const { url, params } = takeQueryParams(section.url, ['sslmode', 'sslrootcert']);
     if (params.sslmode) {
       if (!(SSL_MODES as readonly string[]).includes(params.sslmode)) {
-        throw new Error(`unsupported sslmode "${params.sslmode}" in the connection URL (expected one of ${SSL_MODES.join(', ')})`);
+        throw new ConfigError(`config: the connection URL's sslmode is not one of ${SSL_MODES.join(', ')}`, { context: { key: 'url' } });
       }
       sslmode = params.sslmode as SslMode;
     }
@@ -148,7 +252,13 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
   if (section.password !== undefined) out.password = section.password;
   if (opts.application_name) out.application_name = opts.application_name;
 
-  const ca = sslrootcert ? (opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(sslrootcert) : undefined;
+  let ca: string | undefined;
+  try {
+    ca = sslrootcert ? (opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(sslrootcert) : undefined;
+  } catch (err) {
+    // Validation checked the file; it went away since.
+    throw new ConfigError(`config: cannot read the sslrootcert ${sslrootcert}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { context: { key: 'sslrootcert' } });
+  }
   switch (sslmode) {
     case 'disable':
     case 'prefer':
@@ -175,11 +285,19 @@ function takeQueryParams(url: string, names: string[]): { url: string; params: R
   const kept: string[] = [];
   for (const part of url.slice(q + 1).split('&')) {
     const eq = part.indexOf('=');
-    const name = decodeURIComponent(eq < 0 ? part : part.slice(0, eq));
-    if (names.includes(name)) params[name] = decodeURIComponent(eq < 0 ? '' : part.slice(eq + 1));
+    const name = safeDecode(eq < 0 ? part : part.slice(0, eq));
+    if (names.includes(name)) params[name] = safeDecode(eq < 0 ? '' : part.slice(eq + 1));
     else if (part) kept.push(part);
   }
   return { url: url.slice(0, q) + (kept.length ? `?${kept.join('&')}` : ''), params };
+}
+
+function safeDecode(x: string): string {
+  try {
+    return decodeURIComponent(x);
+  } catch {
+    return x;
+  }
 }
 
 /** TLS private keys (`ssl.key`) are secrets too. */

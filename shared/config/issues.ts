@@ -1,10 +1,10 @@
 /**
  * zod issues → operator-facing lines (pure): `config: <dotted.path>: <problem>, expected <form>`.
- * Values are quoted only when harmless: never under a secret-named key, URL passwords masked.
+ * Values are quoted only when harmless: never where a secret may sit, URLs cut to scheme://host:port.
  */
 import type { z } from 'zod';
-import { MASK, isSecretKey, redactUrl } from '../redact.ts';
-import { describeExpected, objectKeys, recordKeySchema, schemaAt } from './introspect.ts';
+import { MASK, isSecretKey, redactUrl, urlOrigin } from '../redact.ts';
+import { childSchema, describeExpected, objectKeys, recordKeySchema, schemaAt, schemaType } from './introspect.ts';
 
 type Issue = z.core.$ZodIssue;
 type Path = readonly PropertyKey[];
@@ -27,19 +27,54 @@ export function formatPath(path: Path): string {
   return out || '(top level)';
 }
 
-export function isSecretPath(path: Path): boolean {
-  return path.some((seg, i) => typeof seg === 'string' && (isSecretKey(seg) || (seg === 'key' && path[i - 1] === 'ssl')));
+/**
+ * Config keys whose values are never echoed: the secret-named ones, and the sections that hold
+ * secrets as plain strings (`sasl` as "plain:user:pw", `ssl` as a PEM key, a certificate).
+ */
+export function isSecretSegment(seg: PropertyKey): boolean {
+  if (typeof seg !== 'string') return false;
+  return isSecretKey(seg) || /^(ssl|tls|sasl|auth|key)$/i.test(seg) || /(secret|token|credential|cert|private|apikey|pwd|passw)/i.test(seg);
 }
 
-/** A short, safe rendering of an input value for "got ...". */
+/**
+ * Whether the value at `path` may hold a secret: a segment of the path is secret-ish, or the
+ * schema there has a secret-ish key at any depth (`kafka.sasl` given as a string instead of its
+ * mapping still carries the password).
+ */
+export function isSecretPath(path: Path, schema?: z.ZodType): boolean {
+  if (path.some(isSecretSegment)) return true;
+  const here = schema && schemaAt(schema, path);
+  return here !== undefined && holdsSecret(here, 0);
+}
+
+function holdsSecret(s: z.ZodType, depth: number): boolean {
+  if (depth > 8) return false;
+  for (const key of objectKeys(s)) {
+    if (isSecretSegment(key)) return true;
+    const child = childSchema(s, key);
+    if (child && holdsSecret(child, depth + 1)) return true;
+  }
+  const type = schemaType(s);
+  const element = (type === 'array' || type === 'record') && childSchema(s, 0);
+  return element ? holdsSecret(element, depth + 1) : false;
+}
+
+/**
+ * A short, safe rendering of an input value for "got ...". A URL shows only its scheme, host and
+ * port: whatever follows may be a password with characters that no pattern can delimit.
+ */
 export function describeInput(value: unknown, secret: boolean): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return `a list of ${value.length}`;
   if (typeof value === 'object') return 'a mapping';
   if (secret) return `a ${typeof value} (value hidden)`;
   if (typeof value === 'string') {
+    if (value.includes('://')) {
+      const origin = urlOrigin(value);
+      return origin ? `${JSON.stringify(origin)} (the rest of the URL not shown)` : 'a URL (value hidden)';
+    }
     // Also mask scheme-less `user:pass@host` (a URL with a mistyped scheme is still a secret).
-    const masked = redactUrl(value).replace(/(^|[\s/])([^\s:/@]+):(?!\/\/|\*\*\*@)[^\s@]+@/g, `$1$2:${MASK}@`);
+    const masked = redactUrl(value).replace(/(^|[\s/])([^\s:/@]+):(?!\/\/|\*\*\*@)[^@]+@/g, `$1$2:${MASK}@`);
     return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
   }
   return String(value);
@@ -57,7 +92,7 @@ export function formatZodIssues(issues: readonly Issue[], opts: FormatOptions = 
   };
   const visit = (issue: Issue, prefix: Path) => {
     const path = [...prefix, ...issue.path];
-    const got = () => describeInput(issue.input, isSecretPath(path));
+    const got = () => describeInput(issue.input, isSecretPath(path, opts.schema));
     switch (issue.code) {
       case 'invalid_type':
         if (issue.input === undefined) emit(path, `required (expected ${expected(path, issue.expected)})`);

@@ -29,7 +29,8 @@ const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 export type * from './ports.ts';
 
 export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
-  const log = logger.child({ component: 'kafkajs' });
+  // Not `component`: the caller's logger has one (pino would write the key twice).
+  const log = logger.child({ subcomponent: 'kafkajs' });
   const kafka = new Kafka(toKafkaConfig(settings, log));
   return {
     producer: (opts = {}) =>
@@ -81,7 +82,7 @@ export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig
     requestTimeout: settings.requestTimeoutMs,
     retry: settings.retry as KjsRetryOptions | undefined,
     logLevel: LEVELS[(settings.logLevel ?? 'warn').toUpperCase() as keyof typeof LEVELS],
-    logCreator: () => pinoLogEntry(log, sasl?.password),
+    logCreator: () => pinoLogEntry(log, sasl?.password, { brokers: settings.brokers }),
   };
 }
 
@@ -92,8 +93,30 @@ export interface KafkajsLogEntry {
   log: { message: string; [field: string]: unknown };
 }
 
-/** kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo. */
-export function pinoLogEntry(log: Logger, secret?: string): (entry: KafkajsLogEntry) => void {
+export interface KafkajsLogOptions {
+  /** Named in the one line that says Kafka cannot be reached. */
+  brokers?: readonly string[];
+  /** At most one such warning per this long; the rest go to debug. Default 60 s. */
+  unreachableEveryMs?: number;
+  now?: () => number;
+}
+
+/**
+ * A failure to reach a broker, which kafkajs retries (and logs at ERROR with a stack, about
+ * twice per attempt): `Connection error: …`/`Connection timeout`, and BrokerPool's retry lines.
+ */
+export function isConnectionFailure(namespace: string, message: string): boolean {
+  if (namespace === 'Connection') return /^Connection (error|timeout)/.test(message);
+  return namespace === 'BrokerPool' && /^Failed to connect to (seed )?broker/.test(message);
+}
+
+/**
+ * kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo.
+ * While Kafka cannot be reached, one warning names the brokers (again at most every
+ * `unreachableEveryMs`), without a stack; the rest go to debug: whoever called kafkajs gets the
+ * error too and logs its own retry.
+ */
+export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptions = {}): (entry: KafkajsLogEntry) => void {
   const scrub = (v: unknown): unknown => {
     if (!secret) return v;
     if (typeof v === 'string') return v.split(secret).join('[redacted]');
@@ -102,10 +125,22 @@ export function pinoLogEntry(log: Logger, secret?: string): (entry: KafkajsLogEn
     }
     return v;
   };
+  const now = opts.now ?? Date.now;
+  const every = opts.unreachableEveryMs ?? 60_000;
+  let warnedAt = -Infinity;
   return ({ namespace, level, log: entry }) => {
     const { message, timestamp: _ts, logger: _name, ...extra } = entry;
     const fields = scrub({ namespace, ...extra }) as Record<string, unknown>;
     const msg = scrub(message) as string;
+    if (level <= LEVELS.WARN && isConnectionFailure(namespace, msg)) {
+      delete fields.stack;
+      if (now() - warnedAt >= every) {
+        warnedAt = now();
+        const brokers = opts.brokers?.length ? ` at ${opts.brokers.join(',')}` : '';
+        log.warn(fields, `cannot reach Kafka${brokers}: ${msg.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
+      } else log.debug(fields, msg);
+      return;
+    }
     // kafkajs logs every error response at ERROR, also the ones it retries (coordinator
     // loading, leader moved): whatever it does not recover from is thrown to the caller anyway.
     if (level === LEVELS.ERROR && namespace === 'Connection' && msg.startsWith('Response ')) log.debug(fields, msg);

@@ -13,6 +13,7 @@
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import pino, { type Logger } from 'pino';
 import { SchemaError, type ErrorContext } from '../errors.ts';
+import { redactUrl } from '../redact.ts';
 import { retry } from '../retry.ts';
 import { canonicalSchemaText } from './canonical.ts';
 
@@ -59,7 +60,8 @@ export class RegistryClient {
     this.defaultLevel = opts.compatibility ?? 'BACKWARD';
     this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
     // Only the URL goes into log context; credentials never do.
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'schema-registry', registry: this.url });
+    // Not `component`: the caller's logger has one (pino would write the key twice).
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ subcomponent: 'schema-registry', registry: this.url });
   }
 
   /**
@@ -75,7 +77,9 @@ export class RegistryClient {
     const key = `${subject}\0${canonicalSchemaText(schema)}`;
     let p = this.idCache.get(key);
     if (!p) {
-      p = this.doRegister(subject, schema);
+      p = this.doRegister(subject, schema).catch((err: unknown) => {
+        throw unreachable(err, this.url);
+      });
       this.idCache.set(key, p);
       // A failed registration must not stick: the next call tries again.
       p.catch(() => {
@@ -184,7 +188,7 @@ export class RegistryClient {
       // fetch fails with TypeError('fetch failed') whose cause names the socket error.
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       const detail = cause?.code ?? cause?.message ?? (err as Error).message;
-      throw new SchemaError(`${what}: cannot reach the registry (${detail})`, { retriable: true, context, cause: err });
+      throw new SchemaError(`${what}: cannot reach the registry at ${redactUrl(this.url)} (${detail})`, { retriable: true, context, cause: err });
     }
     const text = await res.text();
     let json: unknown;
@@ -233,4 +237,21 @@ function registryError(err: unknown, what: string, context: ErrorContext): Schem
     remedy = "the subject's compatibility level differs from the one the connector expects: align the connector's setting with the subject's, or PUT /config/{subject}";
   } else if (networkFailure) remedy = 'is the schema registry running and its URL right?';
   return new SchemaError(`${what}: ${message}`, { retriable, context: ctx, cause: err, remedy });
+}
+
+/**
+ * The library reports a registry it cannot reach as "Confluent_Schema_Registry - Error, status
+ * 400: connect ECONNREFUSED …": no such answer came, and the URL is not named. Reworded; any
+ * other error passes unchanged. Pure.
+ */
+export function unreachable(err: unknown, url: string): unknown {
+  if (!(err instanceof SchemaError) || !err.retriable || err.context.status !== 400) return err;
+  const m = /^(.*?): Confluent_Schema_Registry - Error, status 400: (.*)$/s.exec(err.message);
+  if (!m) return err;
+  return new SchemaError(`${m[1]}: cannot reach the registry at ${redactUrl(url)} (${m[2]})`, {
+    retriable: true,
+    context: { ...err.context, status: undefined },
+    cause: err.cause,
+    remedy: err.remedy,
+  });
 }

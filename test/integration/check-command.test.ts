@@ -201,6 +201,14 @@ test('a ready source and destination for the selected table: exit 0, WAL rate sa
   assert.match(out.services.findings[0].message, /1 broker\(s\)/);
 });
 
+test('a registry URL with credentials works: they are sent as basic auth, never printed', async () => {
+  const withCredentials = { ...live, registry: live.registry.replace('://', `://ruser:${encodeURIComponent(SECRET)}@`) };
+  const r = await check(['--source-config', sourceConfig('registry-creds', source.url(), ['good'], [], withCredentials)]);
+  const registry = r.out.services.findings.filter((f) => f.object.startsWith('registry '));
+  assert.deepEqual(registry.map((f) => [f.level, f.object]), [['PASS', `registry ${live.registry}`]], JSON.stringify(registry));
+  assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+});
+
 test("a replication role given a publication made by the tables' owner passes; one that cannot read a table fails naming it", async () => {
   const sc = new pg.Client({ connectionString: source.url() });
   await sc.connect();
@@ -230,6 +238,25 @@ test('wal_level=replica fails with the settings to add', async () => {
   assert.equal(f.level, 'FAIL');
   assert.match(f.remedy!, /restart[\s\S]*wal_level = logical[\s\S]*rds\.logical_replication = 1/);
   assert.deepEqual(r.out.destination!.findings.map((f) => [f.level, f.message]), [['WARN', 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)']]);
+});
+
+test('a broken sink config from SHARDBRIDGE_SINK_* variables alone is reported (exit 2, naming the variable), not taken for "no sink config"', async () => {
+  let stdout = '';
+  let stderr = '';
+  const env = {
+    SHARDBRIDGE_SINK_DESTINATION__URL: `postgres://u:${SECRET}@127.0.0.1:9/app`,
+    SHARDBRIDGE_SINK_KAFKA__BROKERS: DOWN.kafka,
+    SHARDBRIDGE_SINK_SCHEMAREGISTY__URL: DOWN.registry,
+  };
+  const code = await main(['node', 'shardbridge', 'check', '--sample-seconds', '0', '--source-config', sourceConfig('env-sink', source.url(), ['good'])], {
+    stdout: (t) => (stdout += t),
+    stderr: (t) => (stderr += t),
+    env,
+  });
+  assert.equal(code, 2, stdout + stderr);
+  assert.match(stderr, /config: SCHEMAREGISTY \(from SHARDBRIDGE_SINK_SCHEMAREGISTY__URL\): unknown key \(did you mean "schemaRegistry"\?\)/);
+  assert.doesNotMatch(stdout, /ready/);
+  assert.ok(!(stdout + stderr).includes(SECRET));
 });
 
 test('unreachable servers fail naming host:port, never the password; the human table says why', async () => {

@@ -47,6 +47,7 @@ test('--help lists every subcommand with a description', async () => {
     assert.match(r.stdout, new RegExp(`^  ${cmd}\\b.*\\S+\\s{2,}\\S`, 'm'), `${cmd} missing or undescribed in:\n${r.stdout}`);
   }
   assert.match(r.stdout, /schema copy/);
+  assert.match(r.stdout, /Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 130\/143 stopped by SIGINT\/SIGTERM\./);
 });
 
 test('source --help explains its options', async () => {
@@ -100,6 +101,34 @@ test('an unknown key: exit 2 naming the key', async () => {
   assert.match(r.stderr, /config: tabels: unknown key \(did you mean "tables"\?\)/);
   assert.match(r.stderr, new RegExp(`configuration error in ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+});
+
+test('a secret inside a section given as a string, or in a URL with a space: exit 2, never printed', async () => {
+  const f = configFile('sink-secret.yaml', `destination: { url: "postgre://u:${SECRET} x@h/d" }\nkafka: { brokers: ["k1:9092"] }\nschemaRegistry: { url: "http://r:8081" }\n`);
+  const env = { SHARDBRIDGE_SINK_KAFKA__SASL: `{mechanism:"plain",username:"u",password:"${SECRET}"}` };
+  const r = await runMain(['sink', '--config', f], undefined, env);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /config: kafka\.sasl \(from SHARDBRIDGE_SINK_KAFKA__SASL\): expected a mapping, got a string \(value hidden\)/);
+  assert.match(r.stderr, /config: destination\.url: .*got "postgre:\/\/h" \(the rest of the URL not shown\)/);
+  assert.ok(!(r.stdout + r.stderr).includes(SECRET.slice(0, 6)), r.stderr);
+});
+
+test('a postgres URL node-postgres would misread, a bad sslmode, a missing CA file: exit 2 naming the key, for every command', async () => {
+  const rest = 'kafka: { brokers: ["k1:9092"] }\nschemaRegistry: { url: "http://r:8081" }\n';
+  const cases: [string, RegExp][] = [
+    [`source: { url: "postgres://u:ab/${SECRET}@h/db" }`, /config: source\.url: not a valid URL: percent-encode/],
+    ['source: { url: "postgres://u@h/db?sslmode=bogus" }', /config: source\.url: its sslmode "bogus" is not one of/],
+    ['source: { url: "postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/x" }', /config: source\.url: its sslrootcert \/nonexistent\/x cannot be read: no such file/],
+  ];
+  for (const [section, want] of cases) {
+    const f = configFile('bad-url.yaml', `${section}\n${rest}`);
+    for (const args of [['source', '--config', f], ['check', '--source-config', f]]) {
+      const r = await runMain(args);
+      assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, want);
+      assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+    }
+  }
 });
 
 test('usage errors exit 2', async () => {

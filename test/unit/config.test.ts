@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../../shared/errors.ts';
 import { coerceEnv, envOverrides, formatZodIssues, loadConfig, mergeConfig } from '../../shared/config/load.ts';
-import { connectionConfig, describeSafe } from '../../shared/config/common.ts';
-import { editDistance, formatPath, suggest } from '../../shared/config/issues.ts';
+import { connectionConfig, describeSafe, pgEndpoint, pgUrlProblems, splitUrlCredentials } from '../../shared/config/common.ts';
+import { describeInput, editDistance, formatPath, isSecretPath, suggest } from '../../shared/config/issues.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig, sessionOptions } from '../../sink-connector/config.ts';
 
@@ -194,9 +194,54 @@ test('a password never appears in any error message', () => {
     assert.ok(m.startsWith('config: '), m);
     assert.ok(!m.includes(SECRET), `leaked: ${m}`);
   }
-  assert.match(messages[0], /source\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "mysql:\/\/rep:\*\*\*@db\/app"/);
+  assert.match(messages[0], /source\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "mysql:\/\/db" \(the rest of the URL not shown\)/);
   assert.match(messages[2], /source\.password: expected a string, got a number \(value hidden\)/);
   assert.match(messages[6], /not valid YAML: .*line 3/);
+});
+
+test('a secret inside a section given as a string, a PEM or a malformed URL is never echoed', () => {
+  const sink = { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } };
+  const messages = [
+    // env JSON with unquoted keys stays a string: kafka.sasl gets "got <the whole thing>".
+    configErrorOf(() => loadSinkConfig({ env: { SHARDBRIDGE_SINK_KAFKA__SASL: `{mechanism:"plain",username:"u",password:"${SECRET}"}` }, overrides: sink })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: ['k:1'], sasl: `plain:u:${SECRET}` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: ['k:1'], ssl: `-----BEGIN PRIVATE KEY-----${SECRET}` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: ['k:1'], ssl: { ca: 1, key: `-----BEGIN PRIVATE KEY-----${SECRET}`, cert: 2 } } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, destination: { url: `postgre://u:${SECRET} G@h/d` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, destination: `postgres://u:${SECRET}@h/d` } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, schemaRegistry: { url: `ftp://u:${SECRET}@r/x` } } })),
+    configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, kafka: { brokers: [`u:${SECRET} x@k:1`] } } })),
+    configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url: `postgres://u:a b/c${SECRET}@h/d` } } })),
+  ];
+  for (const m of messages) {
+    assert.ok(m.startsWith('config: '), m);
+    assert.ok(!m.includes(SECRET), `leaked: ${m}`);
+    assert.ok(!m.includes(SECRET.slice(0, 6)), `partly leaked: ${m}`);
+  }
+  assert.match(messages[0], /^config: kafka\.sasl \(from SHARDBRIDGE_SINK_KAFKA__SASL\): expected a mapping, got a string \(value hidden\)$/);
+  assert.match(messages[1], /^config: kafka\.sasl: expected a mapping, got a string \(value hidden\)$/);
+  assert.match(messages[4], /^config: destination\.url: expected a postgres:\/\/ or postgresql:\/\/ URL, got "postgre:\/\/h" \(the rest of the URL not shown\)$/);
+  assert.match(messages[5], /^config: destination: expected a mapping, got a string \(value hidden\)$/);
+});
+
+test('isSecretPath: secret-named keys, and sections holding them (pure)', () => {
+  const schema = sourceConfigSchema;
+  assert.equal(isSecretPath(['kafka', 'sasl'], schema), true);
+  assert.equal(isSecretPath(['kafka', 'ssl'], schema), true);
+  assert.equal(isSecretPath(['source'], schema), true, 'the connection section holds a password');
+  assert.equal(isSecretPath(['schemaRegistry'], schema), true);
+  assert.equal(isSecretPath(['x', 'apiToken']), true);
+  assert.equal(isSecretPath(['snapshot', 'chunkSize'], schema), false);
+  assert.equal(isSecretPath(['kafka', 'brokers', 0], schema), false);
+  assert.equal(isSecretPath(['source', 'sslmode'], schema), false);
+});
+
+test('describeInput: a URL shows scheme, host and port only (pure)', () => {
+  assert.equal(describeInput('postgres://u:p w@db.internal:5433/app?x=1', false), '"postgres://db.internal:5433" (the rest of the URL not shown)');
+  assert.equal(describeInput('http://u:p@ss@[::1]:8081', false), '"http://[::1]:8081" (the rest of the URL not shown)');
+  assert.equal(describeInput('postgres://u:pw/x', false), 'a URL (value hidden)');
+  assert.equal(describeInput('u:p w@host:9092', false), '"u:***@host:9092"');
+  assert.equal(describeInput('plain', true), 'a string (value hidden)');
 });
 
 test('a source section with both url and host fields is refused', () => {
@@ -307,6 +352,51 @@ test('connectionConfig maps url/fields and sslmode to pg options (pure)', () => 
     { application_name: 'sb' },
   );
   assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x', password: 'p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
+});
+
+test('a registry URL with credentials: they move to schemaRegistry.username/password (fetch refuses such a URL)', () => {
+  const sink = (schemaRegistry: object) =>
+    loadSinkConfig({ env: {}, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry } });
+  assert.deepEqual(sink({ url: `http://ruser:${encodeURIComponent('p@ss/w')}@reg:8081` }).schemaRegistry, { url: 'http://reg:8081', username: 'ruser', password: 'p@ss/w' });
+  assert.deepEqual(sink({ url: 'https://ruser@reg/base/', password: SECRET }).schemaRegistry, { url: 'https://reg/base/', username: 'ruser', password: SECRET });
+  assert.deepEqual(sink({ url: 'http://reg:8081', username: 'a' }).schemaRegistry, { url: 'http://reg:8081', username: 'a' });
+  const both = configErrorOf(() => sink({ url: `http://ruser:${SECRET}@reg:8081`, username: 'other' }));
+  assert.match(both, /^config: schemaRegistry\.url: carries a user name, and schemaRegistry\.username is set too/m);
+  assert.ok(!both.includes(SECRET), both);
+  const env = loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__URL: `http://u:${SECRET}@r:1` }, overrides: { ...MINIMAL_SOURCE, schemaRegistry: undefined } });
+  assert.deepEqual(env.schemaRegistry, { url: 'http://r:1', username: 'u', password: SECRET });
+  assert.deepEqual(splitUrlCredentials('http://r:1/x?y=1'), { url: 'http://r:1/x?y=1' });
+});
+
+test('a postgres URL node-postgres would misread, a bad sslmode or an unreadable sslrootcert: a config error naming the key', () => {
+  const src = (source: object) => configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source } }));
+  const cases: [object, RegExp][] = [
+    [{ url: `postgres://u:ab/${SECRET}@host/db` }, /^config: source\.url: not a valid URL: percent-encode special characters .* or give the password as source\.password$/],
+    [{ url: `postgres://u:ab#${SECRET}@host/db` }, /^config: source\.url: not a valid URL/],
+    [{ url: `postgres://u:12/${SECRET}@host/db` }, /^config: source\.url: not the URL it seems/],
+    [{ url: 'postgres://u@host/db?sslmode=bogus' }, /^config: source\.url: its sslmode "bogus" is not one of disable, prefer, require, verify-ca, verify-full$/],
+    [{ url: 'postgres://u@host/db?sslmode=verify-full&sslrootcert=/nonexistent/x' }, /^config: source\.url: its sslrootcert \/nonexistent\/x cannot be read: no such file$/],
+    [{ host: 'h', database: 'd', user: 'u', sslmode: 'verify-full', sslrootcert: '/nonexistent/ca.pem' }, /^config: source\.sslrootcert: cannot read \/nonexistent\/ca\.pem: no such file$/],
+    [{ host: 'h', database: 'd', user: 'u', sslrootcert: dir }, /^config: source\.sslrootcert: cannot read .*: not a file$/],
+  ];
+  for (const [source, want] of cases) {
+    const m = src(source);
+    assert.match(m, want);
+    assert.ok(!m.includes(SECRET), m);
+  }
+  // What node-postgres reads fine passes: a space in the password, a socket default host, a readable CA.
+  const ca = file('-----BEGIN CERTIFICATE-----\n', 'pem');
+  for (const url of ['postgres://u:a b@h/db', 'postgres:///db', `postgresql://u:p%2Fw@[::1]:5433/db?sslmode=verify-ca&sslrootcert=${ca}`]) {
+    loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, source: { url } } });
+  }
+  assert.deepEqual(pgUrlProblems('postgres://u@h/db?sslmode=%zz', 'source').problems, ['its sslmode is not one of disable, prefer, require, verify-ca, verify-full']);
+});
+
+test('pgEndpoint names host:port/database, never credentials (pure)', () => {
+  const parse = (source: object) => sourceConfigSchema.shape.source.parse(source);
+  assert.equal(pgEndpoint(parse({ url: `postgres://u:${SECRET} x@db.internal:5433/app?sslmode=require` })), 'db.internal:5433/app');
+  assert.equal(pgEndpoint(parse({ url: 'postgres:///app' }), false), 'localhost:5432');
+  assert.equal(pgEndpoint(parse({ host: 'h', database: 'd', user: 'u', password: SECRET })), 'h:5432/d');
 });
 
 test('describeSafe masks every password, URL password and TLS key', () => {

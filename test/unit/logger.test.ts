@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger, redactUrl, resolveLevel } from '../../shared/logger.ts';
+import { urlOrigin } from '../../shared/redact.ts';
 
 const SECRET = 'hunter2-Sup3rSecret';
 const URL_WITH_SECRET = `postgres://replicator:${SECRET}@db.internal:5432/app`;
@@ -30,6 +31,30 @@ test('redactUrl masks the password of postgres URLs and keeps the rest', () => {
   assert.equal(redactUrl('postgres://h/db?user=u&password=s3cret&x=1'), 'postgres://h/db?user=u&password=***&x=1');
   assert.equal(redactUrl("host=h password='se cret' user=u"), 'host=h password=*** user=u');
   assert.equal(redactUrl('https://reg:tok@registry:8081'), 'https://reg:***@registry:8081');
+});
+
+test('redactUrl: a password with spaces, #, ? or unencoded @ and / is masked whole; a host:port is not a password', () => {
+  const cases: [string, string][] = [
+    ['postgres://u:Hunter2 G@h/d', 'postgres://u:***@h/d'],
+    ['at "postgres://u:Hun ter2@h/d" now', 'at "postgres://u:***@h/d" now'],
+    ['postgres://u:a b@c@h/d', 'postgres://u:***@h/d'],
+    ['postgres://u:ab#Hunter2@h/d', 'postgres://u:***@h/d'],
+    ['postgres://u:ab?x=Hunter2@h/d', 'postgres://u:***@h/d'],
+    ['postgres://u:ab/Hunter2@h/d', 'postgres://u:***@h/d'],
+    ["postgres://u:it's@h/d", 'postgres://u:***@h/d'],
+  ];
+  for (const [text, masked] of cases) assert.equal(redactUrl(text), masked, text);
+  assert.equal(redactUrl('http://registry:8081 refused for admin@example.com'), 'http://registry:8081 refused for admin@example.com');
+  assert.equal(redactUrl('http://[::1]:8081/x by a@b'), 'http://[::1]:8081/x by a@b');
+  assert.equal(redactUrl('postgres://u:pw@h/d\nuser@other'), 'postgres://u:***@h/d\nuser@other');
+});
+
+test('urlOrigin: scheme://host:port, never userinfo, path or query', () => {
+  assert.equal(urlOrigin('postgres://u:Hunter2 G@db:5433/app?sslmode=require'), 'postgres://db:5433');
+  assert.equal(urlOrigin('HTTP://reg'), 'http://reg');
+  assert.equal(urlOrigin('http://u:p@ss@[::1]:8081/x'), 'http://[::1]:8081');
+  assert.equal(urlOrigin('postgres://u:pw/x'), undefined);
+  assert.equal(urlOrigin('not a url'), undefined);
 });
 
 test('a connection string password never reaches a log line', () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, retry } from '../../shared/retry.ts';
+import { backoffDelay, errorSummary, retry } from '../../shared/retry.ts';
 import { ConfigError, RetriableError, SourceError } from '../../shared/errors.ts';
 
 const tiny = { initialMs: 1, maxMs: 4, jitter: false };
@@ -95,4 +95,15 @@ test('backoff grows by factor, is capped, and jitter stays within [d/2, d]', () 
     const d = backoffDelay(2, { initialMs: 100 });
     assert.ok(d >= 100 && d <= 200, String(d));
   }
+});
+
+test('errorSummary: type, code and messages down the cause chain, no stacks (retry warnings carry it below debug)', () => {
+  const inner = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  const outer = new RetriableError('destination connection failed: connect ECONNREFUSED 127.0.0.1:1', { cause: inner });
+  assert.deepEqual(errorSummary(outer), {
+    type: 'RetriableError',
+    message: 'destination connection failed: connect ECONNREFUSED 127.0.0.1:1',
+    cause: { type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:1', code: 'ECONNREFUSED' },
+  });
+  assert.deepEqual(errorSummary('plain'), { message: 'plain' });
 });

@@ -10,7 +10,7 @@ import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/common.ts';
-import type { SinkConfig } from '../../../sink-connector/config.ts';
+import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
 import { judgeCapacity } from '../../checks/capacity.ts';
@@ -109,26 +109,36 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   return summary.ok ? 0 : 1;
 }
 
-/** The sink config when one is given; without --sink-config and without sink variables, none. */
+/**
+ * The sink config when one is given; without --sink-config and without sink variables, none.
+ * A set SHARDBRIDGE_SINK_* variable means one was meant: its errors are reported (exit 2).
+ */
 function optionalSink(opts: Record<string, unknown>, ctx: CommandContext): SinkConfig | undefined {
   try {
     return ctx.sinkConfig();
   } catch (e) {
-    if (e instanceof ConfigError && opts.sinkConfig === undefined) return undefined;
+    if (e instanceof ConfigError && opts.sinkConfig === undefined && sinkVariables(ctx.env ?? process.env).length === 0) return undefined;
     throw e;
   }
 }
 
+/** The SHARDBRIDGE_SINK_* variables that set something (an empty one counts as not set, as in config loading). Pure. */
+export function sinkVariables(env: NodeJS.ProcessEnv): string[] {
+  return Object.keys(env).filter((k) => k.startsWith(SINK_ENV_PREFIX) && env[k] !== undefined && env[k] !== '');
+}
+
 async function connect(config: pg.ClientConfig, side: string, target: string, findings: Finding[], remedy: string): Promise<pg.Client | undefined> {
-  const client = new pg.Client({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  client.on('error', () => {});
+  let client: pg.Client | undefined;
   try {
+    // Inside the try: pg parses a connection string here, and a bad one is this server's FAIL.
+    client = new pg.Client({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    client.on('error', () => {});
     await client.connect();
     const { rows: [r] } = await client.query(`SELECT current_setting('server_version') AS v, current_database() AS db, current_user AS u`);
     findings.push({ level: 'PASS', check: 'reachable', object: `${side} ${target}`, message: `PostgreSQL ${r.v}, database ${r.db} as ${r.u}` });
     return client;
   } catch (e) {
-    await client.end().catch(() => {});
+    await client?.end().catch(() => {});
     const why = e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e);
     findings.push({ level: 'FAIL', check: 'reachable', object: `${side} ${target}`, message: redactUrl(`cannot connect to ${target}: ${why}`), remedy });
     return undefined;

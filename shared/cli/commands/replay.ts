@@ -6,12 +6,14 @@
  * the same rows. Only rewinds: a partition already before the target is left alone.
  */
 import pg from 'pg';
-import { ConfigError } from '../../errors.ts';
+import { ConfigError, atServer } from '../../errors.ts';
+import { pgEndpoint } from '../../config/common.ts';
 import { createKafka } from '../../kafka/client.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
 import { reopenSnapshot } from '../../../sink-connector/control.ts';
+import { DESTINATION_REMEDY, KAFKA_REMEDY } from '../../../sink-connector/start-errors.ts';
 import type { CommandContext } from '../main.ts';
 
 export interface ReplayOptions {
@@ -41,6 +43,15 @@ export function planReplay(partitions: number[], targets: Map<number, bigint>, e
   });
 }
 
+/** Why `--topic`/`--partition` name nothing on Kafka (a usage error), or undefined when they name something. Pure. */
+export function argumentProblem(opts: Pick<ReplayOptions, 'topic' | 'partition'>, topics: readonly string[], partitions: number | undefined, brokers: string): string | undefined {
+  if (!topics.includes(opts.topic)) return `--topic ${opts.topic}: no such topic on Kafka at ${brokers} (change topics are named <topicPrefix>.<schema>.<table>)`;
+  if (opts.partition !== undefined && partitions !== undefined && opts.partition >= partitions) {
+    return `--partition ${opts.partition}: topic ${opts.topic} has ${partitions} partition(s), numbered from 0`;
+  }
+  return undefined;
+}
+
 export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<number> {
   const config = ctx.sinkConfig();
   const log = ctx.logger;
@@ -49,23 +60,33 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     log,
   );
   const admin = kafka.admin();
+  const brokers = config.kafka.brokers.join(',');
+  // Every failure names its server: kafkajs's and pg's own messages do not.
+  const onKafka = <T>(p: Promise<T>) => p.catch((err: unknown) => {
+    throw atServer(err, `cannot use Kafka at ${brokers}`, KAFKA_REMEDY);
+  });
+  const onDestination = <T>(p: Promise<T>) => p.catch((err: unknown) => {
+    throw atServer(err, `cannot use the destination PostgreSQL at ${pgEndpoint(config.destination)}`, DESTINATION_REMEDY);
+  });
   const client = new pg.Client(connectionConfig(config.destination, { application_name: 'shardbridge-replay' }));
   client.on('error', () => {});
   try {
-    const count = await admin.partitionCount(opts.topic);
-    if (opts.partition !== undefined && opts.partition >= count) {
-      throw new ConfigError(`topic ${opts.topic} has ${count} partitions; there is no partition ${opts.partition}`, { context: { key: '--partition' } });
+    const topics = await onKafka(admin.listTopics());
+    const count = topics.includes(opts.topic) ? await onKafka(admin.partitionCount(opts.topic)) : undefined;
+    const problem = argumentProblem(opts, topics, count, brokers);
+    if (problem !== undefined || count === undefined) {
+      ctx.err(`shardbridge replay: ${problem}\n`);
+      return 2;
     }
     const partitions = opts.partition !== undefined ? [opts.partition] : Array.from({ length: count }, (_, i) => i);
-    const ends = new Map((await admin.endOffsets(opts.topic)).map((e) => [e.partition, BigInt(e.offset)]));
+    const ends = new Map((await onKafka(admin.endOffsets(opts.topic))).map((e) => [e.partition, BigInt(e.offset)]));
     const targets = new Map<number, bigint>();
     if (opts.toTime !== undefined) {
-      for (const o of await admin.offsetsAtTime(opts.topic, opts.toTime.getTime())) targets.set(o.partition, BigInt(o.offset));
+      for (const o of await onKafka(admin.offsetsAtTime(opts.topic, opts.toTime.getTime()))) targets.set(o.partition, BigInt(o.offset));
     } else {
       for (const p of partitions) targets.set(p, BigInt(opts.toOffset ?? 0));
     }
-    await client.connect();
-    await ensureSinkTables(client);
+    await onDestination(client.connect().then(() => ensureSinkTables(client)));
     const stored = await readTopicOffsets(client, config.groupId, opts.topic);
     const plan = planReplay(partitions, targets, ends, stored);
     const moves = plan.filter((r): r is ReplayPlanRow & { next: bigint } => r.next !== null);

@@ -1,0 +1,18 @@
+/**
+ * The sink's start-up failures in words that name what failed: the server (never credentials),
+ * or the key, with a remedy. The connector wraps each start-up step with these.
+ */
+import { ConfigError } from '../shared/errors.ts';
+
+export const DESTINATION_REMEDY =
+  'check destination.url (or host, port, database, user, password), that the server accepts connections from here (pg_hba.conf), and that the role may create the schema shardbridge';
+export const KAFKA_REMEDY = "check kafka.brokers, and kafka.ssl / kafka.sasl against the broker's listener (a SASL or TLS listener needs them, a plain one refuses them)";
+
+/** A taken metrics port: a config error naming the key (exit 2), as the source's. */
+export function metricsPortError(port: number, err: unknown): ConfigError {
+  return new ConfigError(`config: metricsPort: cannot serve metrics on port ${port}: ${(err as Error).message}`, {
+    cause: err,
+    context: { key: 'metricsPort' },
+    remedy: 'choose a free metricsPort (0: any free port), or stop what listens there (another sink?)',
+  });
+}

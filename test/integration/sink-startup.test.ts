@@ -1,0 +1,148 @@
+/**
+ * The sink's and `replay`'s start-up failures, through the real CLI: each names the server it
+ * could not use (never a password) or the key; a taken metrics port is a config error (exit 2);
+ * Kafka down logs one warning naming the brokers, not ERROR lines with stacks; SIGTERM while
+ * start-up retries ends it gracefully (143, "sink stopped").
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../shared/cli/main.ts';
+import { freePort, waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type Admin } from '../../shared/kafka/client.ts';
+import { BIN, cleanEnv } from '../helpers/cli.ts';
+import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
+
+const SECRET = 'St4rtup-S3cret';
+const dir = mkdtempSync(join(tmpdir(), 'sb-sink-startup-'));
+const releases: (() => Promise<void>)[] = [];
+let servers: { kafka: string; registry: string; destination: string };
+let admin: Admin;
+
+before(async () => {
+  const [k, r, d] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination()]);
+  releases.push(k.release, r.release, d.release);
+  servers = { kafka: k.bootstrap, registry: r.url, destination: d.url };
+  admin = createKafka({ brokers: [k.bootstrap] }, testLogger()).admin();
+});
+
+after(async () => {
+  await admin?.disconnect();
+  for (const r of releases.reverse()) await r().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A sink config file for the live servers with `over` replacing some of them. */
+function configFile(name: string, over: Partial<typeof servers> = {}, extra: Record<string, unknown> = {}): string {
+  const s = { ...servers, ...over };
+  const p = join(dir, `${name}.json`);
+  const config = { groupId: `g-${name}`, topicPrefix: uniqueTopic('sbstart'), kafka: { brokers: [s.kafka] }, schemaRegistry: { url: s.registry }, destination: { url: s.destination }, metricsPort: 0, ...extra };
+  writeFileSync(p, JSON.stringify(config));
+  return p;
+}
+
+/** The destination URL with another database and a password (ignored under trust auth, and never printed). */
+function destinationWith(database: string, port?: number): string {
+  const u = new URL(servers.destination);
+  u.password = SECRET;
+  u.pathname = `/${database}`;
+  if (port !== undefined) u.port = String(port);
+  return u.href;
+}
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', ...args, '--log-level', 'warn'], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
+  return { code, stdout, stderr };
+}
+
+test('a taken metrics port: exit 2 naming metricsPort', async () => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '0.0.0.0', resolve));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    const r = await cli(['sink', '--config', configFile('metrics', {}, { metricsPort: port })]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`configuration error:\\nconfig: metricsPort: cannot serve metrics on port ${port}: .*EADDRINUSE`));
+    assert.match(r.stderr, /remedy: choose a free metricsPort/);
+  } finally {
+    busy.close();
+  }
+});
+
+test('a destination database that does not exist: the error names host:port/database, never the password', async () => {
+  const url = destinationWith('sb_no_such_db');
+  const r = await cli(['sink', '--config', configFile('nodb', { destination: url })]);
+  const u = new URL(url);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^shardbridge sink: cannot use the destination PostgreSQL at ${u.hostname}:${u.port}/sb_no_such_db: database "sb_no_such_db" does not exist`));
+  assert.match(r.stderr, /remedy: check destination\.url/);
+  assert.ok(!r.stderr.includes(SECRET), r.stderr);
+});
+
+/** `shardbridge sink` as a child process logging at info, its output kept whole. */
+function spawnSink(file: string) {
+  const proc = spawn(process.execPath, [BIN, 'sink', '--config', file, '--log-level', 'info'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null }>((resolve) => proc.on('exit', (code) => resolve({ code })));
+  return { proc, output: () => out, exited };
+}
+
+test('Kafka down at start: one warning naming the brokers, no ERROR lines or stacks; SIGTERM ends the start-up retries gracefully', async () => {
+  const port = await freePort();
+  const sink = spawnSink(configFile('nokafka', { kafka: `127.0.0.1:${port}` }));
+  try {
+    await waitFor('the connector to retry listing the topics', () => sink.output().includes(`list topics on Kafka at 127.0.0.1:${port} failed, retrying`), { timeoutMs: 60_000 });
+  } finally {
+    sink.proc.kill('SIGTERM');
+  }
+  const { code } = await sink.exited;
+  const lines = sink.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(code, 143, sink.output());
+  assert.deepEqual(lines.filter((l) => (l.level as number) >= 50).map((l) => l.msg), [], 'no ERROR lines');
+  assert.ok(!sink.output().includes('"stack"'), 'no stacks');
+  const unreachable = lines.filter((l) => String(l.msg).startsWith(`cannot reach Kafka at 127.0.0.1:${port}: `));
+  assert.equal(unreachable.length, 1, sink.output());
+  assert.ok(lines.some((l) => l.msg === 'SIGTERM received: shutting down'), sink.output());
+  assert.ok(lines.some((l) => l.msg === 'sink stopped'), sink.output());
+});
+
+test('destination down at start: the retry names it; SIGTERM ends the retries gracefully', async () => {
+  const port = await freePort();
+  const sink = spawnSink(configFile('nodest', { destination: destinationWith('app', port) }));
+  try {
+    await waitFor('the connector to retry the destination', () => sink.output().includes(`prepare the destination 127.0.0.1:${port}/app failed, retrying`), { timeoutMs: 60_000 });
+  } finally {
+    sink.proc.kill('SIGTERM');
+  }
+  const { code } = await sink.exited;
+  assert.equal(code, 143, sink.output());
+  assert.match(sink.output(), /"msg":"sink stopped"/);
+  assert.ok(!sink.output().includes(SECRET), sink.output());
+});
+
+test('replay: a topic or partition that does not exist is a usage error naming it; the destination down names it', async () => {
+  const topic = uniqueTopic('sbstart.public.t');
+  await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
+  const file = configFile('replay');
+  const missing = await cli(['replay', '--topic', `${topic}x`, '--to-offset', '0', '--sink-config', file]);
+  assert.equal(missing.code, 2, missing.stderr);
+  assert.equal(missing.stderr, `shardbridge replay: --topic ${topic}x: no such topic on Kafka at ${servers.kafka} (change topics are named <topicPrefix>.<schema>.<table>)\n`);
+  const partition = await cli(['replay', '--topic', topic, '--partition', '2', '--to-offset', '0', '--sink-config', file]);
+  assert.equal(partition.code, 2, partition.stderr);
+  assert.equal(partition.stderr, `shardbridge replay: --partition 2: topic ${topic} has 2 partition(s), numbered from 0\n`);
+  const port = await freePort();
+  const down = await cli(['replay', '--topic', topic, '--to-offset', '0', '--sink-config', configFile('replay-down', { destination: destinationWith('app', port) })]);
+  assert.equal(down.code, 1, down.stderr);
+  assert.match(down.stderr, new RegExp(`^shardbridge replay: cannot use the destination PostgreSQL at 127\\.0\\.0\\.1:${port}/app: .*ECONNREFUSED`));
+  assert.ok(!down.stderr.includes(SECRET), down.stderr);
+});

@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { isConnectionFailure, pinoLogEntry } from '../../shared/kafka/client.ts';
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { log, lines };
+}
+
+test('Kafka unreachable: one warning naming the brokers, without a stack; the repeats at debug until the quiet time is over', () => {
+  const { log, lines } = capture();
+  let t = 0;
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k1:9092', 'k2:9092'], unreachableEveryMs: 60_000, now: () => t });
+  const refused = { message: 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', broker: 'k1:9092', stack: 'Error: connect ECONNREFUSED\n    at TCPConnectWrap' };
+  const seed = { message: 'Failed to connect to seed broker, trying another broker from the list: Connection error: connect ECONNREFUSED 127.0.0.1:9092', retryCount: 0 };
+  for (let i = 0; i < 5; i++) {
+    emit({ namespace: 'Connection', level: 1, log: refused });
+    emit({ namespace: 'BrokerPool', level: 1, log: { ...seed, retryCount: i } });
+    t += 5_000;
+  }
+  t = 61_000;
+  emit({ namespace: 'Connection', level: 1, log: { message: 'Connection timeout', broker: 'k2:9092' } });
+
+  assert.equal(lines.filter((l) => l.level === 50).length, 0, 'no ERROR lines');
+  const warnings = lines.filter((l) => l.level === 40);
+  assert.deepEqual(warnings.map((w) => w.msg), [
+    'cannot reach Kafka at k1:9092,k2:9092: Connection error: connect ECONNREFUSED 127.0.0.1:9092; retrying',
+    'cannot reach Kafka at k1:9092,k2:9092: Connection timeout; retrying',
+  ]);
+  assert.equal(lines.length, 11);
+  assert.ok(lines.every((l) => l.stack === undefined), 'no stacks');
+});
+
+test('other kafkajs errors keep their level', () => {
+  const { log, lines } = capture();
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'] });
+  emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNumberOfRetriesExceeded: boom', stack: 'x' } });
+  assert.deepEqual(lines.map((l) => [l.level, l.msg]), [[50, 'Crash: KafkaJSNumberOfRetriesExceeded: boom']]);
+});
+
+test('isConnectionFailure: connection errors and the broker pool retries, nothing else', () => {
+  assert.equal(isConnectionFailure('Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:1'), true);
+  assert.equal(isConnectionFailure('Connection', 'Connection timeout'), true);
+  assert.equal(isConnectionFailure('BrokerPool', 'Failed to connect to broker, reconnecting'), true);
+  assert.equal(isConnectionFailure('Connection', 'Response Metadata(key: 3, version: 6)'), false);
+  assert.equal(isConnectionFailure('Consumer', 'Connection error: x'), false);
+});

@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, RetriableError, SchemaError, ServiceError, SinkApplyError, SourceError, atServer, isRetriable } from '../../shared/errors.ts';
+import { unreachable } from '../../shared/registry/registry-client.ts';
+import { metricsPortError } from '../../sink-connector/start-errors.ts';
+import { argumentProblem } from '../../shared/cli/commands/replay.ts';
+
+test('atServer: the message names the server; retriable, context and remedy follow the original; a ConfigError passes unchanged', () => {
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  const down = atServer(refused, 'cannot use the destination PostgreSQL at h:5432/app', 'check destination.url');
+  assert.ok(down instanceof ServiceError);
+  assert.equal(down.message, 'cannot use the destination PostgreSQL at h:5432/app: connect ECONNREFUSED 127.0.0.1:1');
+  assert.equal(down.remedy, 'check destination.url');
+  assert.equal(isRetriable(down), true);
+
+  const missing = atServer(new SinkApplyError('database "x" does not exist', { context: { sqlstate: '3D000' } }), 'cannot use it', 'fallback');
+  assert.equal(isRetriable(missing), false);
+  assert.equal(missing.context.sqlstate, '3D000');
+  assert.equal(missing.describe(), 'cannot use it: database "x" does not exist (sqlstate=3D000)\n  remedy: fallback');
+
+  const own = atServer(new RetriableError('x', { remedy: 'its own' }), 'at k', 'fallback');
+  assert.equal(own.remedy, 'its own');
+  const config = new ConfigError('config: kafka.sasl: ...');
+  assert.equal(atServer(config, 'at k'), config);
+});
+
+test('a taken metrics port is a ConfigError naming metricsPort', () => {
+  const e = metricsPortError(9465, Object.assign(new Error('listen EADDRINUSE: address already in use 0.0.0.0:9465'), { code: 'EADDRINUSE' }));
+  assert.ok(e instanceof ConfigError);
+  assert.equal(e.context.key, 'metricsPort');
+  assert.match(e.message, /^config: metricsPort: cannot serve metrics on port 9465: listen EADDRINUSE/);
+});
+
+test('replay arguments: an unknown topic or a partition past the last one, named (pure)', () => {
+  assert.equal(argumentProblem({ topic: 'p.s.t' }, ['p.s.t'], 3, 'k:9092'), undefined);
+  assert.equal(argumentProblem({ topic: 'p.s.t', partition: 2 }, ['p.s.t'], 3, 'k:9092'), undefined);
+  assert.equal(argumentProblem({ topic: 'p.s.t', partition: 3 }, ['p.s.t'], 3, 'k:9092'), '--partition 3: topic p.s.t has 3 partition(s), numbered from 0');
+  assert.match(argumentProblem({ topic: 'p.s.x' }, ['p.s.t'], undefined, 'k:9092')!, /^--topic p\.s\.x: no such topic on Kafka at k:9092/);
+});
+
+test('describe: context on the first line, without the internal phase or a server the message names; the remedy last', () => {
+  const e = new SourceError('start-up checks failed on the source h:5432:\nFAIL  wal_level  replica\n      remedy: set wal_level = logical', {
+    context: { phase: 'startup', source: 'h:5432', slot: 's' },
+    remedy: 'fix the findings',
+  });
+  assert.equal(e.describe(), 'start-up checks failed on the source h:5432: (slot=s)\nFAIL  wal_level  replica\n      remedy: set wal_level = logical\n  remedy: fix the findings');
+  assert.equal(new SourceError('cannot connect', { context: { phase: 'startup' } }).describe(), 'cannot connect');
+});
+
+test("the registry library's network failure (\"status 400\") reads as unreachable and names the URL; other errors pass (pure)", () => {
+  const lib = new SchemaError('registering a schema under subject s-value failed: Confluent_Schema_Registry - Error, status 400: connect ECONNREFUSED 127.0.0.1:1', {
+    retriable: true,
+    context: { subject: 's-value', status: 400 },
+    remedy: 'is the schema registry running and its URL right?',
+  });
+  const e = unreachable(lib, 'http://reg:8081') as SchemaError;
+  assert.equal(e.message, 'registering a schema under subject s-value failed: cannot reach the registry at http://reg:8081 (connect ECONNREFUSED 127.0.0.1:1)');
+  assert.equal(e.context.status, undefined);
+  assert.equal(e.retriable, true);
+  const refused = new SchemaError('x failed: Confluent_Schema_Registry - Error, status 409: incompatible', { context: { status: 409 } });
+  assert.equal(unreachable(refused, 'http://reg:8081'), refused);
+});

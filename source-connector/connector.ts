@@ -151,6 +151,7 @@ class ConnectorRun {
       log,
       metrics,
       publication: { name: config.publicationName, tables: source.tables.map((t) => ({ relid: t.relid, name: `${t.schema}.${t.name}` })) },
+      partitionedTables: source.tables.filter((t) => t.partitioned).map((t) => t.relid),
       onFatal: (err) => this.stream?.fail(err),
     });
   }

@@ -68,6 +68,23 @@ export async function readPartitions(client: pg.ClientBase, roots: number[]): Pr
   }));
 }
 
+/** An attached partition as the `__snapshot` markers and the monitor remember it: `<relid>@<xid>` (attached again: another xid). Pure. */
+export function attachedToken(p: Pick<PartitionInfo, 'relid' | 'attachedBy'>): string {
+  return `${p.relid}@${p.attachedBy}`;
+}
+
+/** Per root (by name), the tokens of its ATTACHed partitions. Pure. */
+export function attachedByRoot(parts: PartitionInfo[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const p of parts) if (p.attachedBy !== null) out.set(p.rootName, [...(out.get(p.rootName) ?? []), attachedToken(p)]);
+  return out;
+}
+
+/** ATTACHed partitions whose token is not in `known`. Pure. */
+export function newlyAttached(parts: PartitionInfo[], known: ReadonlySet<string>): PartitionInfo[] {
+  return parts.filter((p) => p.attachedBy !== null && !known.has(attachedToken(p)));
+}
+
 /**
  * Pure: per root with REPLICA IDENTITY FULL, its row-storing partitions that lack it. Their old
  * rows hold only the key: a key-changing update could not supply their unchanged TOASTed
@@ -83,6 +100,20 @@ export function identityMismatches(parts: PartitionInfo[]): { table: string; mes
       `nor to partitions created later): their old rows hold only the key, so a key change cannot carry their unchanged TOASTed values and their before images show NULLs`,
     remedy: `${bad.map((p) => `ALTER TABLE ${p.sql} REPLICA IDENTITY FULL;`).join(' ')}  (and on every partition created later, in the transaction that creates it)`,
   }));
+}
+
+/** The stop for partitions ATTACHed while the connector ran (their rows were never streamed). Pure. */
+export function attachedError(attached: PartitionInfo[]): SourceError {
+  const tables = [...new Set(attached.map((p) => p.rootName))];
+  return new SourceError(
+    `partition(s) ${attached.map((p) => `${p.name} of ${p.rootName}`).join(', ')} were attached while the connector ran (ALTER TABLE … ATTACH PARTITION): the rows they held were never streamed`,
+    {
+      context: { table: tables.join(', '), partitions: attached.map((p) => p.name).join(', ') },
+      remedy:
+        `start the source connector again: it takes the snapshot again from a fresh slot (every table, after a truncate of each into its topic), which copies ${tables.join(', ')} with the new rows ` +
+        `(with snapshot.mode never, copy the partition's rows to the destination yourself); to add a partition without this, create it with CREATE TABLE … PARTITION OF and fill it afterwards`,
+    },
+  );
 }
 
 /** The stop for FULL roots with partitions that are not. Pure. */

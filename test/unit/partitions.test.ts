@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { identityError, identityMismatches, type PartitionInfo } from '../../source-connector/partitions.ts';
+import { attachedByRoot, attachedError, attachedToken, identityError, identityMismatches, newlyAttached, type PartitionInfo } from '../../source-connector/partitions.ts';
 
 const part = (name: string, over: Partial<PartitionInfo> = {}): PartitionInfo => ({
   root: 1, rootName: 'public.p', rootFull: true, relid: 100 + name.length, name: `public.${name}`, sql: `"public"."${name}"`, storesRows: true, full: false, attachedBy: null, ...over,
@@ -23,4 +23,19 @@ test('identityMismatches: per FULL root, the row-storing partitions without FULL
   assert.equal(err.context.table, 'public.p');
   assert.match(err.remedy!, /then start the source connector again$/);
   assert.deepEqual(identityMismatches([part('p1', { full: true })]), []);
+});
+
+test('attached partitions: tokens by relid and attaching xid; only ATTACHed ones not known yet are new', () => {
+  const made = part('made');
+  const old = part('old', { relid: 7, attachedBy: '700' });
+  const fresh = part('fresh', { relid: 8, attachedBy: '800', root: 2, rootName: 'public.q' });
+  assert.equal(attachedToken(old), '7@700');
+  assert.deepEqual([...attachedByRoot([made, old, fresh])], [['public.p', ['7@700']], ['public.q', ['8@800']]]);
+  assert.deepEqual(newlyAttached([made, old, fresh], new Set(['7@700'])), [fresh]);
+  // Detached and attached again: another xid, so new again.
+  assert.deepEqual(newlyAttached([{ ...old, attachedBy: '900' }], new Set(['7@700'])).map((p) => p.name), ['public.old']);
+  const err = attachedError([fresh]);
+  assert.match(err.message, /^partition\(s\) public\.fresh of public\.q were attached while the connector ran/);
+  assert.deepEqual(err.context, { table: 'public.q', partitions: 'public.fresh' });
+  assert.match(err.remedy!, /start the source connector again: it takes the snapshot again/);
 });

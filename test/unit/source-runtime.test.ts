@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableInfo } from '../../shared/pg-types.ts';
 import {
-  controlTopicSpecs, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
+  controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
 import { slotLostError } from '../../source-connector/monitor.ts';
 import { chunkSql, planChunks } from '../../source-connector/snapshot.ts';
@@ -72,6 +72,19 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true }).incomplete, []);
   // Completed from this slot, then out of the publication and back: its changes meanwhile were not streamed.
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, republished: ['public.b'] }).incomplete, [{ table: 'public.b', marker: 'republished' }]);
+  // A partitioned table: the partitions ATTACHed when its snapshot was taken are in the marker;
+  // one attached since (or attached again: another xid) brought rows never streamed.
+  const parted = reduceSnapshotTopic([snapshotCompleted({ table: 'public.m', topic: 'p.public.m', slot: 's', consistentPoint: 0x100n, rows: 3, endOffsets: [], attached: ['7@700'] })]);
+  const judgeM = (now: string[]) => judgeSnapshotState(parted, { slot: 's', tables: ['public.m'], slotExists: true, attached: new Map([['public.m', now]]) }).incomplete;
+  assert.deepEqual(judgeM(['7@700']), []);
+  assert.deepEqual(judgeM([]), [], 'a partition detached since needs no snapshot');
+  assert.deepEqual(judgeM(['7@700', '8@800']), [{ table: 'public.m', marker: 'attached' }]);
+  assert.deepEqual(judgeM(['7@900']), [{ table: 'public.m', marker: 'attached' }]);
+  // A marker from before partitions were recorded says nothing about them.
+  assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.b'], slotExists: true, attached: new Map([['public.b', ['8@800']]]) }).incomplete, []);
+  const why = describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }]);
+  assert.deepEqual(why.tables, { startedNotCompleted: [], republished: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
+  assert.match(why.message, /^public\.m got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so dropping the slot/);
   // The connector dropped the slot itself (to snapshot again): its absence is not a loss; the
   // table markers stay, so the next snapshot knows an earlier one was sent.
   const forgot = slotForgotten('s');

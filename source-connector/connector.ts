@@ -32,7 +32,7 @@ import { attachedByRoot, readPartitions } from './partitions.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, tablesMissingFromPublication, type ExportedSlot } from './slot.ts';
-import { runSnapshot } from './snapshot.ts';
+import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
@@ -302,7 +302,7 @@ class ConnectorRun {
 
   /** The current versions of the selected tables (the snapshot's tables). */
   private selectedVersions(): TableVersion[] {
-    return this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+    return snapshotVersions(this.versions.all(), this.source.tables);
   }
 
   /**

@@ -171,3 +171,28 @@ test('a partition ATTACHed with rows while the connector was stopped (or detache
   await caughtUp(conn3, await walLsn(client));
   await assertRowsEqualTable(client, 'm', finalState(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic)).values());
 });
+
+test('a partition ATTACHed while a session is being retried: the retried session snapshots the table again, whole, also after a column was added while streaming', async (t) => {
+  const { client, config } = await setup(t, `
+    CREATE TABLE m (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);
+    CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1);
+    INSERT INTO m VALUES (1, 1, 'jan');`);
+  const conn = await start(t, config);
+  // The table's version now comes from a Relation message, not from the start-up catalog.
+  await client.query(`ALTER TABLE m ADD COLUMN w int; INSERT INTO m VALUES (2, 1, 'jan', 2)`);
+  await caughtUp(conn, await walLsn(client));
+  // Cut the connector off (its sessions are retried) and attach a loaded table meanwhile.
+  const db = (await client.query(`SELECT current_database() AS d`)).rows[0].d as string;
+  const admin = new pg.Client({ connectionString: env.source.url() });
+  await admin.connect();
+  t.after(() => admin.end());
+  await admin.query(`ALTER DATABASE ${db} WITH ALLOW_CONNECTIONS false`);
+  await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+  await waitFor('the session retried', () => conn.state().phase === 'retrying', { timeoutMs: 30_000, intervalMs: 20 });
+  await client.query(`CREATE TABLE m3 (LIKE m INCLUDING ALL); INSERT INTO m3 SELECT g, 3, 'mar', g FROM generate_series(10, 14) g`);
+  await client.query(`ALTER TABLE m ATTACH PARTITION m3 FOR VALUES IN (3)`);
+  await admin.query(`ALTER DATABASE ${db} WITH ALLOW_CONNECTIONS true`);
+  await streaming(conn);
+  await caughtUp(conn, await walLsn(client));
+  await assertRowsEqualTable(client, 'm', finalState(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.m`)).values());
+});

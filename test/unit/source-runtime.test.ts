@@ -10,9 +10,9 @@ import {
   controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
 import { slotLostError } from '../../source-connector/monitor.ts';
-import { chunkSql, planChunks } from '../../source-connector/snapshot.ts';
+import { chunkSql, planChunks, snapshotVersions } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
-import { topicFor } from '../../source-connector/table-versions.ts';
+import { topicFor, type TableVersion } from '../../source-connector/table-versions.ts';
 import { isRetriable } from '../../shared/errors.ts';
 
 const INT4 = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' as const };
@@ -43,6 +43,20 @@ test('chunkSql: quoted columns and table, a ctid range or an open end', () => {
   assert.equal(chunkSql(table, { fromPage: 20, toPage: null }), `COPY (SELECT "id", "Odd col" FROM ONLY "My Schema"."T""x" WHERE ctid >= '(20,0)'::tid) TO STDOUT`);
   // A partitioned table has no rows of its own: read through it, partitions included.
   assert.equal(chunkSql({ ...table, partitioned: true }, { fromPage: 0, toPage: null }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(0,0)'::tid) TO STDOUT`);
+});
+
+test('snapshotVersions: the selected tables only; a partitioned one stays partitioned when its version came from a Relation message', () => {
+  const table = (relid: number, partitioned?: boolean): TableInfo => ({
+    relid, schema: 'public', name: `t${relid}`, keyColumns: ['id'], replicaIdentity: 'default', columns: [{ name: 'id', type: INT4, typmod: -1, isKey: true }], ...(partitioned ? { partitioned } : {}),
+  });
+  const version = (t: TableInfo) => ({ relid: t.relid, table: t }) as TableVersion;
+  const fromRelation = version(table(1)); // a column added while streaming: no partitioned flag
+  const plain = version(table(2));
+  const [v1, v2, ...rest] = snapshotVersions([fromRelation, plain, version(table(3))], [table(1, true), table(2)]);
+  assert.deepEqual(rest, [], 'a relation not selected is not snapshotted');
+  assert.equal(v1.table.partitioned, true);
+  assert.doesNotMatch(chunkSql(v1.table, { fromPage: 0, toPage: null }), /ONLY/);
+  assert.equal(v2, plain);
 });
 
 test('the __snapshot topic: latest marker per key decides redo, lost slot, or continue', () => {

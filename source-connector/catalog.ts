@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
+import { identityMismatches, readPartitions } from './partitions.ts';
 
 export interface TableSelection {
   schemas: string[];
@@ -149,11 +150,16 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection):
       .map((c) => ({ name: c.name, type: types.get(c.typeoid)!, typmod: c.typmod, isKey: keyColumns.includes(c.name) }));
     return { relid: r.relid, schema: r.schema, name: r.name, columns, keyColumns, replicaIdentity: IDENT[r.ident] ?? 'default', ...(r.partitioned ? { partitioned: true } : {}) };
   });
+  // FULL on a partitioned table is FULL only if every partition has it too (partitions.ts).
+  const fullParents = tables.filter((t) => t.partitioned && t.replicaIdentity === 'full' && t.keyColumns.length > 0).map((t) => t.relid);
   return {
     tables,
     missing,
     noPrimaryKey: tables.filter((t) => t.keyColumns.length === 0).map(qualifiedName),
-    badReplicaIdentity: tables.flatMap((t) => replicaIdentityProblem(t, keys.identity.get(t.relid))),
+    badReplicaIdentity: [
+      ...tables.flatMap((t) => replicaIdentityProblem(t, keys.identity.get(t.relid))),
+      ...identityMismatches(await readPartitions(client, fullParents)),
+    ],
   };
 }
 

@@ -24,14 +24,15 @@ import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
-  controlTopicNames, controlTopicSpecs, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
+  controlTopicNames, controlTopicSpecs, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
 } from './control-topics.ts';
 import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
+import { attachedByRoot, readPartitions } from './partitions.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, tablesMissingFromPublication, type ExportedSlot } from './slot.ts';
-import { runSnapshot } from './snapshot.ts';
+import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
@@ -122,6 +123,8 @@ class ConnectorRun {
   /** Truncate fan-out: the truncate key schema's id, and each table topic's partition count (read at start). */
   private truncateKeySchemaId = 0;
   private readonly partitionCounts = new Map<string, number>();
+  /** Per partitioned table, its ATTACHed partitions as this session found them (partitions.ts). */
+  private attached = new Map<string, string[]>();
 
   constructor(
     private readonly config: SourceConfig,
@@ -151,6 +154,7 @@ class ConnectorRun {
       log,
       metrics,
       publication: { name: config.publicationName, tables: source.tables.map((t) => ({ relid: t.relid, name: `${t.schema}.${t.name}` })) },
+      partitionedTables: source.tables.filter((t) => t.partitioned).map((t) => t.relid),
       onFatal: (err) => this.stream?.fail(err),
     });
   }
@@ -230,6 +234,8 @@ class ConnectorRun {
     // Read before the publication is altered, and the slot dropped before it is: a stop in
     // between cannot make the connector forget that these tables need their snapshot again.
     const republished = await tablesMissingFromPublication(client, cfg.publicationName, this.source.tables);
+    // Read before the slot (and its snapshot): a partition attached after this is one the next check finds.
+    this.attached = attachedByRoot(await readPartitions(client, this.source.tables.filter((t) => t.partitioned).map((t) => t.relid)));
     if (this.stopping) return;
 
     if (cfg.snapshot.mode === 'initial_only') {
@@ -252,22 +258,14 @@ class ConnectorRun {
         remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
       });
     }
-    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished });
+    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished, attached: this.attached });
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     }
     if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
-      const cut = verdict.incomplete.filter((i) => i.marker === 'started').map((i) => i.table);
-      const back = verdict.incomplete.filter((i) => i.marker === 'republished').map((i) => i.table);
-      this.log.warn(
-        { slot: cfg.slotName, startedNotCompleted: cut, republished: back, withoutSnapshot: verdict.incomplete.filter((i) => i.marker === 'none' || i.marker === 'completed-other-slot').map((i) => i.table) },
-        cut.length > 0
-          ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): dropping the slot and taking the snapshot again from a fresh slot`
-          : back.length > 0
-            ? `${back.join(', ')} came back into the publication (out of the selection, or dropped and created again, since its snapshot): its changes meanwhile were not streamed, so dropping the slot and taking the snapshot again from a fresh slot`
-            : 'no completed snapshot from this slot for some tables: dropping the slot and taking the snapshot again from a fresh slot',
-      );
+      const why = describeResnapshot(verdict.incomplete);
+      this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
       // Said before the drop: a start that finds the slot gone after a stop in between (say,
       // while the new slot waits for old transactions) knows the connector dropped it itself.
       const forget = slotForgotten(cfg.slotName);
@@ -304,7 +302,7 @@ class ConnectorRun {
 
   /** The current versions of the selected tables (the snapshot's tables). */
   private selectedVersions(): TableVersion[] {
-    return this.versions.all().filter((v) => this.source.tables.some((t) => t.relid === v.relid));
+    return snapshotVersions(this.versions.all(), this.source.tables);
   }
 
   /**
@@ -353,7 +351,8 @@ class ConnectorRun {
       onTableRead: async (v, count) => {
         await this.publisher.barrier();
         const endOffsets = await settledEndOffsets(this.admin, v.topic, this.log);
-        const m = snapshotCompleted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets });
+        const attached = this.source.tables.some((t) => t.relid === v.relid && t.partitioned) ? (this.attached.get(v.qualified) ?? []) : undefined;
+        const m = snapshotCompleted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },
     });
@@ -384,7 +383,7 @@ class ConnectorRun {
     });
     this.stream = stream;
     this.setPhase('streaming');
-    this.monitor.start();
+    this.monitor.start(new Set([...this.attached.values()].flat()));
     this.sequencesTimer = setInterval(
       () => void this.publishSequences('interval').catch((err: unknown) => this.log.warn({ err }, 'publishing sequence values failed')),
       cfg.sequencesIntervalMs,

@@ -74,6 +74,8 @@ export interface SnapshotCompletedMarker {
   rows: number;
   /** End offset (next offset to be written) of every partition of `topic` once its snapshot records were acknowledged. */
   endOffsets: PartitionOffset[];
+  /** A partitioned table's ATTACHed partitions (`<relid>@<xid>`, partitions.ts) read before the snapshot: one attached since has rows never streamed. Absent: not partitioned, or written before this was recorded. */
+  attached?: string[];
   at: string;
 }
 
@@ -106,6 +108,7 @@ export function snapshotCompleted(m: Omit<SnapshotCompletedMarker, 'kind' | 'at'
     consistentPoint: formatLsn(m.consistentPoint),
     rows: m.rows,
     endOffsets: m.endOffsets,
+    ...(m.attached ? { attached: m.attached } : {}),
     at: (m.at ?? new Date()).toISOString(),
   };
   return record(m.table, v);
@@ -154,10 +157,15 @@ export function reduceSnapshotTopic(records: { key: Buffer | null; value: Buffer
 /** Verdict for start-up, given the slot's presence. Pure. */
 export function judgeSnapshotState(
   state: SnapshotState,
-  /** `republished`: tables this start added to an existing publication (slot.ts, ensurePublication). */
-  args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[] },
-): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' | 'republished' }[] } {
+  /**
+   * `republished`: tables this start added to an existing publication (slot.ts, ensurePublication);
+   * `attached`: per partitioned table, its ATTACHed partitions now (partitions.ts).
+   */
+  args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[]; attached?: ReadonlyMap<string, string[]> },
+): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' | 'republished' | 'attached' }[] } {
   const republished = new Set(args.republished ?? []);
+  // A partition ATTACHed after the snapshot (or attached again): the rows it brought were never streamed.
+  const attachedSince = (m: SnapshotCompletedMarker) => m.attached !== undefined && (args.attached?.get(m.table) ?? []).some((p) => !m.attached!.includes(p));
   const incomplete = args.tables
     .map((table) => {
       const m = state.tables.get(table);
@@ -166,10 +174,26 @@ export function judgeSnapshotState(
       if (m.slot !== args.slot) return { table, marker: 'completed-other-slot' as const };
       // Snapshotted from this slot, then out of the publication (left the selection, or dropped
       // and created again): the slot did not stream its changes meanwhile.
-      return republished.has(table) ? { table, marker: 'republished' as const } : null;
+      if (republished.has(table)) return { table, marker: 'republished' as const };
+      return attachedSince(m) ? { table, marker: 'attached' as const } : null;
     })
     .filter((x): x is NonNullable<typeof x> => x !== null);
   return { publishedFromSlot: state.slots.has(args.slot), incomplete };
+}
+
+/** The start-up warning before the slot is dropped to take the snapshot again: the tables by reason, and why. Pure. */
+export function describeResnapshot(incomplete: ReturnType<typeof judgeSnapshotState>['incomplete']): { tables: Record<string, string[]>; message: string } {
+  const of = (...markers: string[]) => incomplete.filter((i) => markers.includes(i.marker)).map((i) => i.table);
+  const [cut, back, attached] = [of('started'), of('republished'), of('attached')];
+  const again = 'dropping the slot and taking the snapshot again from a fresh slot';
+  return {
+    tables: { startedNotCompleted: cut, republished: back, partitionAttached: attached, withoutSnapshot: of('none', 'completed-other-slot') },
+    message:
+      cut.length > 0 ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): ${again}`
+      : back.length > 0 ? `${back.join(', ')} came back into the publication (out of the selection, or dropped and created again, since its snapshot): its changes meanwhile were not streamed, so ${again}`
+      : attached.length > 0 ? `${attached.join(', ')} got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so ${again}`
+      : `no completed snapshot from this slot for some tables: ${again}`,
+  };
 }
 
 export interface SequenceValueRecord {

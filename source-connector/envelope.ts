@@ -69,11 +69,16 @@ export interface ChangeEvent {
   value: Envelope | null;
 }
 
-/** New tuple with unchanged-TOAST gaps filled from the full old row, when we have one. */
+/**
+ * New tuple with unchanged-TOAST gaps filled from the full old row, when we have one. Never
+ * from a NULL: an unchanged TOASTed value is not NULL, so a NULL there means the old row lacks
+ * it (a partition left at DEFAULT under a FULL parent logs only its key, yet pgoutput flags the
+ * row as full): the gap stays, and is listed as unchanged.
+ */
 function fillFromOld(tuple: TextTuple, old: TextTuple | undefined): TextTuple {
   if (!old || !tuple.includes(undefined)) return tuple;
   const out = tuple.slice();
-  for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = old[i];
+  for (let i = 0; i < out.length; i++) if (out[i] === undefined && old[i] !== null) out[i] = old[i];
   return out;
 }
 

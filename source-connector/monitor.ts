@@ -4,7 +4,9 @@
  *    stream sees WAL progress (and confirms it) even when only other databases write;
  *  - the slot's health and lag: slot lag (current WAL − confirmed_flush_lsn) and WAL retained
  *    (current − restart_lsn) as metrics, a warning past walRetentionWarnBytes (the guide's
- *    stall-fills-the-disk danger), and a vanished or invalidated slot reported as lost changes.
+ *    stall-fills-the-disk danger), and a vanished or invalidated slot reported as lost changes;
+ *  - what the stream cannot see of the selected tables: one gone from the publication, a
+ *    partition ATTACHed with rows, a partition without the FULL identity of its parent.
  */
 import type pg from 'pg';
 import type { Gauge } from 'prom-client';
@@ -14,6 +16,7 @@ import { SourceError } from '../shared/errors.ts';
 import { slotStatus, type SlotStatus } from './slot.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
+import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions } from './partitions.ts';
 
 /** A vanished or invalidated slot as the error that stops the connector; null when healthy. Pure. */
 export function slotLostError(status: SlotStatus | null, slot: string): SourceError | null {
@@ -43,7 +46,9 @@ export interface SlotMonitorOptions {
   metrics?: Metrics;
   /** The publication and the selected tables it must keep listing (by oid: a rename keeps it). */
   publication?: { name: string; tables: { relid: number; name: string }[] };
-  /** The slot is gone or invalidated, or a selected table left the publication: the stream must stop for good. */
+  /** The selected partitioned tables (oids), whose partitions are watched (partitions.ts). */
+  partitionedTables?: number[];
+  /** The slot is gone or invalidated, a selected table left the publication, or a partition needs a stop: the stream must stop for good. */
   onFatal(err: SourceError): void;
 }
 
@@ -54,6 +59,8 @@ export class SlotMonitor {
   private timers: NodeJS.Timeout[] = [];
   private lastWarn = 0;
   private heartbeatFailing = false;
+  /** ATTACHed partitions whose rows the snapshot has (partitions.ts, attachedToken). */
+  private knownAttached: ReadonlySet<string> = new Set();
   private readonly g?: { lag: Gauge; retained: Gauge; active: Gauge };
 
   constructor(private readonly opts: SlotMonitorOptions) {
@@ -67,8 +74,10 @@ export class SlotMonitor {
     }
   }
 
-  start(): void {
+  /** `knownAttached`: the partitions ATTACHed before this session's stream started (its snapshot has their rows). */
+  start(knownAttached: ReadonlySet<string> = new Set()): void {
     this.stop();
+    this.knownAttached = knownAttached;
     void this.check().catch(() => {});
     this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.check().catch(() => {}), this.opts.checkIntervalMs ?? 10_000));
@@ -118,7 +127,25 @@ export class SlotMonitor {
     this.opts.onFatal(err);
   }
 
-  /** Read the slot's state once: metrics, retention warning, lost-slot detection, the publication's tables. */
+  /**
+   * A partition ATTACHed while streaming brings rows that were never streamed (the next start
+   * snapshots its table again: connector.ts); one created by PARTITION OF streams as it is. A
+   * partition without FULL under a FULL parent (new partitions start at DEFAULT) logs only its
+   * key as the old row: stop, so that it is set now rather than found at the next start.
+   */
+  private async checkPartitions(): Promise<void> {
+    const roots = this.opts.partitionedTables ?? [];
+    if (roots.length === 0) return;
+    const parts = await readPartitions(await this.opts.connect(), roots);
+    const attached = newlyAttached(parts, this.knownAttached);
+    const mismatched = identityMismatches(parts);
+    const err = attached.length > 0 ? attachedError(attached) : mismatched.length > 0 ? identityError(mismatched) : null;
+    if (!err) return;
+    this.log.error({ err }, err.message);
+    this.opts.onFatal(err);
+  }
+
+  /** Read the slot's state once: metrics, retention warning, lost-slot detection, the publication's tables and partitions. */
   async check(): Promise<SlotStatus | null> {
     let status: SlotStatus | null;
     try {
@@ -134,6 +161,7 @@ export class SlotMonitor {
       return status;
     }
     await this.checkPublication();
+    await this.checkPartitions();
     const s = status!;
     const lag = s.confirmedFlushLsn === null ? 0n : s.currentLsn - s.confirmedFlushLsn;
     const retained = s.restartLsn === null ? 0n : s.currentLsn - s.restartLsn;

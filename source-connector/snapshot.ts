@@ -53,6 +53,20 @@ export function chunkSql(table: TableInfo, range: ChunkRange): string {
   return `COPY (SELECT ${cols} FROM ${table.partitioned ? '' : 'ONLY '}${quoteQualified(table)} WHERE ${where.join(' AND ')}) TO STDOUT`;
 }
 
+/**
+ * The current versions of the selected tables, as the snapshot copies them. Pure. A version
+ * made from a Relation message (a column added while streaming) does not say that its table is
+ * partitioned, and read ONLY a partitioned table has no rows: a snapshot taken again in a later
+ * session would copy none, after the truncate that precedes it. The start-up catalog says it.
+ */
+export function snapshotVersions(versions: TableVersion[], selected: TableInfo[]): TableVersion[] {
+  return versions.flatMap((v) => {
+    const t = selected.find((x) => x.relid === v.relid);
+    if (!t) return [];
+    return t.partitioned && !v.table.partitioned ? [{ ...v, table: { ...v.table, partitioned: true } }] : [v];
+  });
+}
+
 export interface SnapshotOptions {
   connection: pg.ClientConfig;
   snapshotName: string;

@@ -120,6 +120,26 @@ const CASES: Case[] = [
     ],
   },
   {
+    // A partition left at DEFAULT under a FULL parent logs only its key, yet pgoutput flags the
+    // old row as full (the root's identity): its non-key columns come as NULL. A value sent as
+    // unchanged TOAST is never NULL, so such a NULL is not the old value.
+    name: 'key change under FULL with an old row that lacks the unchanged TOAST value: listed, not NULL',
+    change: { kind: 'update', old: t1('1', null, null), new: t1('2', 'a', undefined) },
+    tombstones: false,
+    table: table('full'),
+    expected: [
+      { op: 'd', key: { id: 1 }, before: row(1, null, null), after: null, toast: [] },
+      { op: 'c', key: { id: 2 }, before: null, after: row(2, 'a', null), toast: ['body'] },
+    ],
+  },
+  {
+    name: 'update under FULL with an old row that lacks the unchanged TOAST value: listed, not NULL',
+    change: { kind: 'update', old: t1('1', null, null), new: t1('1', 'b', undefined) },
+    tombstones: true,
+    table: table('full'),
+    expected: [{ op: 'u', key: { id: 1 }, before: row(1, null, null), after: row(1, 'b', null), toast: ['body'] }],
+  },
+  {
     name: 'delete, default identity, tombstones on',
     change: { kind: 'delete', key: t1('1', null, null) },
     tombstones: true,

@@ -7,12 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableInfo } from '../../shared/pg-types.ts';
 import {
-  controlTopicSpecs, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
+  controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
 import { slotLostError } from '../../source-connector/monitor.ts';
-import { chunkSql, planChunks } from '../../source-connector/snapshot.ts';
+import { chunkSql, planChunks, snapshotVersions } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
-import { topicFor } from '../../source-connector/table-versions.ts';
+import { topicFor, type TableVersion } from '../../source-connector/table-versions.ts';
 import { isRetriable } from '../../shared/errors.ts';
 
 const INT4 = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' as const };
@@ -45,6 +45,20 @@ test('chunkSql: quoted columns and table, a ctid range or an open end', () => {
   assert.equal(chunkSql({ ...table, partitioned: true }, { fromPage: 0, toPage: null }), `COPY (SELECT "id", "Odd col" FROM "My Schema"."T""x" WHERE ctid >= '(0,0)'::tid) TO STDOUT`);
 });
 
+test('snapshotVersions: the selected tables only; a partitioned one stays partitioned when its version came from a Relation message', () => {
+  const table = (relid: number, partitioned?: boolean): TableInfo => ({
+    relid, schema: 'public', name: `t${relid}`, keyColumns: ['id'], replicaIdentity: 'default', columns: [{ name: 'id', type: INT4, typmod: -1, isKey: true }], ...(partitioned ? { partitioned } : {}),
+  });
+  const version = (t: TableInfo) => ({ relid: t.relid, table: t }) as TableVersion;
+  const fromRelation = version(table(1)); // a column added while streaming: no partitioned flag
+  const plain = version(table(2));
+  const [v1, v2, ...rest] = snapshotVersions([fromRelation, plain, version(table(3))], [table(1, true), table(2)]);
+  assert.deepEqual(rest, [], 'a relation not selected is not snapshotted');
+  assert.equal(v1.table.partitioned, true);
+  assert.doesNotMatch(chunkSql(v1.table, { fromPage: 0, toPage: null }), /ONLY/);
+  assert.equal(v2, plain);
+});
+
 test('the __snapshot topic: latest marker per key decides redo, lost slot, or continue', () => {
   const rec = (r: { key: Buffer; value: Buffer }) => r;
   const records = [
@@ -72,6 +86,19 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true }).incomplete, []);
   // Completed from this slot, then out of the publication and back: its changes meanwhile were not streamed.
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, republished: ['public.b'] }).incomplete, [{ table: 'public.b', marker: 'republished' }]);
+  // A partitioned table: the partitions ATTACHed when its snapshot was taken are in the marker;
+  // one attached since (or attached again: another xid) brought rows never streamed.
+  const parted = reduceSnapshotTopic([snapshotCompleted({ table: 'public.m', topic: 'p.public.m', slot: 's', consistentPoint: 0x100n, rows: 3, endOffsets: [], attached: ['7@700'] })]);
+  const judgeM = (now: string[]) => judgeSnapshotState(parted, { slot: 's', tables: ['public.m'], slotExists: true, attached: new Map([['public.m', now]]) }).incomplete;
+  assert.deepEqual(judgeM(['7@700']), []);
+  assert.deepEqual(judgeM([]), [], 'a partition detached since needs no snapshot');
+  assert.deepEqual(judgeM(['7@700', '8@800']), [{ table: 'public.m', marker: 'attached' }]);
+  assert.deepEqual(judgeM(['7@900']), [{ table: 'public.m', marker: 'attached' }]);
+  // A marker from before partitions were recorded says nothing about them.
+  assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.b'], slotExists: true, attached: new Map([['public.b', ['8@800']]]) }).incomplete, []);
+  const why = describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }]);
+  assert.deepEqual(why.tables, { startedNotCompleted: [], republished: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
+  assert.match(why.message, /^public\.m got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so dropping the slot/);
   // The connector dropped the slot itself (to snapshot again): its absence is not a loss; the
   // table markers stay, so the next snapshot knows an earlier one was sent.
   const forgot = slotForgotten('s');

@@ -135,6 +135,31 @@ test('diffDigests classifies changed, missing and extra keys in key order, cappe
   assert.deepEqual(diffDigests(src, src, ['id'], 10), []);
 });
 
+test('diffDigests names a key held more often on one side as duplicated there', () => {
+  const src = [
+    { key: ['5'], digest: 'a' },
+    { key: ['6'], digest: 'b' },
+    { key: ['7'], digest: 'c' },
+    { key: ['7'], digest: 'd' },
+  ];
+  const dst = [
+    { key: ['5'], digest: 'a' },
+    { key: ['5'], digest: 'a' },
+    { key: ['6'], digest: 'b' },
+    { key: ['7'], digest: 'd' },
+    { key: [null], digest: 'e' },
+  ];
+  assert.deepEqual(diffDigests(src, dst, ['id'], 10), [
+    { key: { id: '5' }, difference: 'duplicated on destination' },
+    { key: { id: '7' }, difference: 'duplicated on source' },
+    { key: { id: null }, difference: 'only on destination' },
+  ]);
+  // Equal counts of a duplicated key compare as multisets, in any order.
+  const twice = [{ key: ['1'], digest: 'x' }, { key: ['1'], digest: 'y' }];
+  assert.deepEqual(diffDigests(twice, [...twice].reverse(), ['id'], 10), []);
+  assert.deepEqual(diffDigests(twice, [twice[0], twice[0]], ['id'], 10), [{ key: { id: '1' }, difference: 'changed' }]);
+});
+
 test('compareKeys orders integers numerically, text by code point, NULL last, column by column', () => {
   const keys = [['b', '2'], ['10', 'x'], ['9', 'x'], [null, 'a'], ['b', '10'], ['-3', 'z']];
   assert.deepEqual([...keys].sort(compareKeys), [['-3', 'z'], ['9', 'x'], ['10', 'x'], ['b', '2'], ['b', '10'], [null, 'a']]);

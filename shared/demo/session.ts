@@ -4,14 +4,14 @@
  * Everything started is registered with a `Resources` stack and stopped newest first, once,
  * whether the demo ends normally, fails or is interrupted.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import { startDevStack, type DevStack } from '../devstack/stack.ts';
+import { ownedTempDir } from '../devstack/temp-dirs.ts';
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
@@ -106,7 +106,7 @@ export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
     sequencesIntervalMs: 5_000,
   });
   const sinkConfig = sinkConfigSchema.parse({ ...common, groupId: DEMO_GROUP_ID, destination: { url: destinationUrl }, stallRetryMs: 1_000 });
-  const configDir = mkdtempSync(path.join(os.tmpdir(), 'shardbridge-demo-'));
+  const configDir = ownedTempDir('shardbridge-demo');
   // Also on exit: a forced exit (second Ctrl-C, shutdown timeout) skips the stops.
   const removeConfigs = () => rmSync(configDir, { recursive: true, force: true });
   process.on('exit', removeConfigs);

@@ -11,14 +11,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createKafka } from '../kafka/client.ts';
 import { checkJava, ensureKafkaJars } from './kafka-jars.ts';
 import { freePort } from './ports.ts';
 import { onSignalUnlessHandled } from './signal-hooks.ts';
+import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
 export interface KafkaBroker {
   /** "127.0.0.1:port" */
@@ -55,7 +55,8 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   const { libsDir, version } = await ensureKafkaJars({ log: (m) => log.info(m) });
   await checkJava();
   const ownDir = opts.dataDir === undefined;
-  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'shardbridge-kafka-')));
+  if (ownDir) reapStaleTempDirs();
+  const dataDir = opts.dataDir ?? ownedTempDir('shardbridge-kafka');
   await mkdir(dataDir, { recursive: true });
   if (ownDir) ownedDirs.add(dataDir);
   const files = {

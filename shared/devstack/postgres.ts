@@ -19,6 +19,7 @@ import { pino, type Logger } from 'pino';
 import { freePort, waitFor } from './ports.ts';
 import { findPgBinaries, isAlive, postmasterPid, processGone, descendants, type PgBinaries } from './pg-process.ts';
 import { onSignalUnlessHandled } from './signal-hooks.ts';
+import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
 const execFileP = promisify(execFile);
 
@@ -84,7 +85,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   const bins = findPgBinaries();
   const ownDir = opts.dataDir === undefined;
   const safeName = (opts.name ?? 'pg').replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 20);
-  const dataDir = opts.dataDir ? path.resolve(opts.dataDir) : fs.mkdtempSync(path.join(os.tmpdir(), `shardbridge-pg-${safeName}-`));
+  if (ownDir) reapStaleTempDirs();
+  const dataDir = opts.dataDir ? path.resolve(opts.dataDir) : ownedTempDir(`shardbridge-pg-${safeName}`);
   const entry: Tracked = { dataDir, ownDir };
   tracked.add(entry);
   installExitHooks();

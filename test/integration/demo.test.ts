@@ -3,6 +3,7 @@
  * its own dev stack, then everything it started must be gone — after a normal run, after
  * Ctrl-C in the middle, after a failed run, and after Ctrl-C ends a `--keep` run. Ctrl-C is
  * sent as a terminal sends it, to the whole process group, and must leave no temp dir behind.
+ * And `shardbridge devstack` killed by SIGKILL (no hook runs) leaves no server running.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../shared/devstack/ports.ts';
+import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 
@@ -158,3 +160,24 @@ test('--keep leaves the stack and connectors running, says how to look at them, 
   await assertAllStopped(ports);
 });
 
+test('devstack killed by SIGKILL: no server outlives it, and the next start removes its temp dirs', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-devstack-tmp-'));
+  fs.chmodSync(tmp, 0o755);
+  const proc = spawn(process.execPath, [BIN, 'devstack', '--json'], { env: { ...cleanEnv(), TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  proc.stdout.on('data', (d) => (stdout += d));
+  t.after(() => {
+    proc.kill('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  const a = await waitFor('the addresses', () => (stdout.includes('\n') ? (JSON.parse(stdout) as Record<string, string>) : null), { timeoutMs: 120_000 });
+  const ports = [a.kafka, a.schemaRegistry, a.source, a.destination].map((u) => Number(/127\.0\.0\.1:(\d+)/.exec(u)![1]));
+  const dirs = fs.readdirSync(tmp).filter((n) => n.startsWith('shardbridge-')).sort();
+  assert.deepEqual(dirs.map((n) => n.replace(/-p\d+-\w+$/, '')), ['shardbridge-kafka', 'shardbridge-pg-destination', 'shardbridge-pg-source']);
+
+  proc.kill('SIGKILL');
+  await assertAllStopped(ports);
+  await waitFor('the devstack process to be reaped', () => proc.exitCode !== null || proc.signalCode !== null);
+  assert.deepEqual(reapStaleTempDirs(tmp).map((d) => path.basename(d)).sort(), dirs);
+  assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.startsWith('shardbridge-')), []);
+});

@@ -100,7 +100,7 @@ test('an explicit dataDir is kept by stop() and reused by the next startPostgres
   assert.equal((await query<{ max_wal_senders: string }>(second.url(), 'SHOW max_wal_senders'))[0].max_wal_senders, '10');
 });
 
-test('an owner killed by SIGKILL (no hook runs) leaves no server running', async (t) => {
+test('an owner killed by SIGKILL (no hook runs) leaves no server running, and the next start removes its data dir', async (t) => {
   // The owner: another process, started here and SIGKILLed below.
   const module = new URL('../../shared/devstack/postgres.ts', import.meta.url).href;
   const script = `const { startPostgres } = await import(${JSON.stringify(module)});
@@ -126,4 +126,10 @@ test('an owner killed by SIGKILL (no hook runs) leaves no server running', async
   owner.kill('SIGKILL');
   await waitFor('the postmaster to die with its owner', () => processGone(postmaster), { timeoutMs: 15_000, intervalMs: 50 });
   await assert.rejects(query(`postgres://postgres@127.0.0.1:${started.port}/postgres`, 'SELECT 1'));
+  await waitFor('the owner to be reaped', () => owner.exitCode !== null || owner.signalCode !== null);
+
+  assert.ok(fs.existsSync(dataDir), 'nothing ran to remove it');
+  const next = await startPostgres({ name: 'next' });
+  t.after(() => next.destroy());
+  assert.ok(!fs.existsSync(dataDir), `${dataDir} removed by the next start`);
 });

@@ -3,7 +3,8 @@
  * the source column type, with the same text form? Equal → same; a known lossless widening
  * (int → bigint, varchar(10) → text, numeric(10,2) → numeric(12,2)...) → widening; else
  * incompatible. Conservative on purpose: a widening that changes the text form (numeric scale,
- * json → jsonb) would make the cut-over checksums differ, so it is not listed.
+ * json → jsonb) would make the cut-over checksums differ, so it is not listed. The one
+ * exception, real → double precision, is compared through a cast (comparisonCast).
  */
 
 export type TypeVerdict = 'same' | 'widening' | 'incompatible';
@@ -36,6 +37,17 @@ export function compareTypes(source: string, destination: string): TypeVerdict {
   if (s.array !== d.array) return 'incompatible';
   if (s.name === d.name && s.args.join() === d.args.join()) return 'same';
   return widens(s, d) ? 'widening' : 'incompatible';
+}
+
+/**
+ * The type to cast a destination value to before comparing its text form with the source's,
+ * or null when the two print alike. Only real → double precision needs one: float4 prints
+ * 1234567 as 1.234567e+06, float8 as 1234567. The other widenings print alike, and casting
+ * them back would hide a real difference (varchar(n) truncates, timestamp(p) rounds).
+ */
+export function comparisonCast(source: string, destination: string): string | null {
+  if (compareTypes(source, destination) !== 'widening') return null;
+  return parseFormatType(source).name === 'real' ? source : null;
 }
 
 function widens(s: ParsedType, d: ParsedType): boolean {

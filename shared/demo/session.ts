@@ -4,14 +4,14 @@
  * Everything started is registered with a `Resources` stack and stopped newest first, once,
  * whether the demo ends normally, fails or is interrupted.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import { startDevStack, type DevStack } from '../devstack/stack.ts';
+import { ownedTempDir } from '../devstack/temp-dirs.ts';
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
@@ -21,12 +21,22 @@ import { DEMO_DATABASE, DEMO_SCHEMA, DEMO_TABLES } from './workload.ts';
 export const DEMO_TOPIC_PREFIX = 'shop';
 export const DEMO_GROUP_ID = 'shardbridge-demo';
 
-/** Stop functions, run newest first, each once; a failing one does not keep the others from running. */
+/** How long one stop may take before the next one runs anyway. */
+export const STOP_TIMEOUT_MS = 10_000;
+
+/**
+ * Stop functions, run newest first, each once; a failing one does not keep the others from
+ * running, nor does a hung one for longer than `stopTimeoutMs` (it goes on in the background;
+ * the exit hooks end whatever it left).
+ */
 export class Resources {
   private readonly stops: { what: string; stop: () => Promise<void> }[] = [];
   private stopping?: Promise<void>;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly stopTimeoutMs = STOP_TIMEOUT_MS,
+  ) {}
 
   /** Register a stop function; after stopAll() has begun, it runs at once (a start that finished late). */
   add(what: string, stop: () => Promise<void>): void {
@@ -34,20 +44,27 @@ export class Resources {
       this.stops.push({ what, stop });
       return;
     }
-    this.stopping = this.stopping.then(() => stop().catch((err: unknown) => this.log.warn({ err }, `stopping ${what} failed`)));
+    this.stopping = this.stopping.then(() => this.stopOne(what, stop));
   }
 
   stopAll(): Promise<void> {
     this.stopping ??= (async () => {
-      for (const { what, stop } of this.stops.splice(0).reverse()) {
-        try {
-          await stop();
-        } catch (err) {
-          this.log.warn({ err }, `stopping ${what} failed`);
-        }
-      }
+      for (const { what, stop } of this.stops.splice(0).reverse()) await this.stopOne(what, stop);
     })();
     return this.stopping;
+  }
+
+  private async stopOne(what: string, stop: () => Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.stopTimeoutMs)));
+    try {
+      const r = await Promise.race([stop(), timedOut]);
+      if (r === 'timeout') this.log.warn({ timeoutMs: this.stopTimeoutMs }, `stopping ${what} did not finish within ${this.stopTimeoutMs} ms: going on`);
+    } catch (err) {
+      this.log.warn({ err }, `stopping ${what} failed`);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -89,8 +106,14 @@ export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
     sequencesIntervalMs: 5_000,
   });
   const sinkConfig = sinkConfigSchema.parse({ ...common, groupId: DEMO_GROUP_ID, destination: { url: destinationUrl }, stallRetryMs: 1_000 });
-  const configDir = mkdtempSync(path.join(os.tmpdir(), 'shardbridge-demo-'));
-  res.add('the config files', async () => rmSync(configDir, { recursive: true, force: true }));
+  const configDir = ownedTempDir('shardbridge-demo');
+  // Also on exit: a forced exit (second Ctrl-C, shutdown timeout) skips the stops.
+  const removeConfigs = () => rmSync(configDir, { recursive: true, force: true });
+  process.on('exit', removeConfigs);
+  res.add('the config files', async () => {
+    removeConfigs();
+    process.off('exit', removeConfigs);
+  });
   writeFileSync(path.join(configDir, 'source.json'), JSON.stringify(sourceConfig, null, 2) + '\n');
   writeFileSync(path.join(configDir, 'sink.json'), JSON.stringify(sinkConfig, null, 2) + '\n');
   return { stack, sourceUrl, destinationUrl, sourceConfig, sinkConfig, configDir };

@@ -3,19 +3,22 @@
  * controller, run from the Maven-fetched jars (kafka-jars.ts) with `java` directly.
  * Tests use crash()/restart() to prove that acknowledged records survive a broker kill.
  *
- * Java children are tracked per process and SIGKILLed from an exit hook, so a test that
- * dies or is interrupted does not leave a broker behind.
+ * Java children run in a process group of their own (a terminal's Ctrl-C reaches only us, so
+ * the broker outlives a graceful stop of the connectors using it), are tracked per process and
+ * SIGKILLed from an exit hook, and die with us through the parent-death signal: a test or CLI
+ * that dies or is interrupted does not leave a broker behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createKafka } from '../kafka/client.ts';
 import { checkJava, ensureKafkaJars } from './kafka-jars.ts';
 import { freePort } from './ports.ts';
+import { onSignalUnlessHandled } from './signal-hooks.ts';
+import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
 export interface KafkaBroker {
   /** "127.0.0.1:port" */
@@ -52,7 +55,8 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   const { libsDir, version } = await ensureKafkaJars({ log: (m) => log.info(m) });
   await checkJava();
   const ownDir = opts.dataDir === undefined;
-  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'shardbridge-kafka-')));
+  if (ownDir) reapStaleTempDirs();
+  const dataDir = opts.dataDir ?? ownedTempDir('shardbridge-kafka');
   await mkdir(dataDir, { recursive: true });
   if (ownDir) ownedDirs.add(dataDir);
   const files = {
@@ -88,7 +92,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
     const out = openSync(files.log, 'a');
     const [cmd, args] = javaCommand([`-Xmx${opts.heapMb ?? 512}m`, `-Xms${opts.heapMb ?? 512}m`, ...JVM_FLAGS,
       `-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.Kafka', files.props]);
-    const proc = spawn(cmd, args, { cwd: dataDir, stdio: ['ignore', out, out] });
+    const proc = spawn(cmd, args, { cwd: dataDir, stdio: ['ignore', out, out], detached: true });
     closeSync(out);
     child = proc;
     track(proc);
@@ -226,7 +230,7 @@ const JVM_FLAGS = ['-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:+ExitOnOutOfM
 async function formatStorage(libsDir: string, files: { props: string; log4j: string }, dataDir: string): Promise<void> {
   if (existsSync(path.join(dataDir, 'data', 'meta.properties'))) return;
   const args = [`-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', files.props];
-  const proc = spawn(...javaCommand(['-Xmx256m', ...args]), { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(...javaCommand(['-Xmx256m', ...args]), { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   track(proc);
   const chunks: Buffer[] = [];
   proc.stdout?.on('data', (c: Buffer) => chunks.push(c));
@@ -310,15 +314,5 @@ function installHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', killAllSync);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      // Someone else handles the signal (graceful shutdown): the 'exit' hook kills the broker
-      // when they are done. Otherwise restore the default action: kill, then die by the signal.
-      if (process.listenerCount(sig) > 1) return;
-      killAllSync();
-      process.removeListener(sig, onSignal);
-      process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
+  onSignalUnlessHandled(killAllSync);
 }

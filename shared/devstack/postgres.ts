@@ -3,10 +3,13 @@
  * listen on 127.0.0.1 on a free port, logical decoding on, durability off (fsync etc.).
  * As root, every server binary runs as the `postgres` OS user, since postgres refuses root.
  *
- * Clusters are tracked per process and shut down (immediate mode) from an exit / signal
- * hook, with their temp dirs removed, so a failing or interrupted test leaves none behind.
+ * The postmaster is our child, in a process group of its own (a terminal's Ctrl-C reaches
+ * only us, and a graceful shutdown stops it in its turn). Clusters are tracked per process
+ * and shut down (immediate mode) from an exit / signal hook, with their temp dirs removed, so
+ * a failing or interrupted test leaves none behind; the parent-death signal kills the
+ * postmaster when we die by SIGKILL, which no hook sees.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +18,8 @@ import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { freePort, waitFor } from './ports.ts';
 import { findPgBinaries, isAlive, postmasterPid, processGone, descendants, type PgBinaries } from './pg-process.ts';
+import { onSignalUnlessHandled } from './signal-hooks.ts';
+import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
 const execFileP = promisify(execFile);
 
@@ -80,7 +85,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   const bins = findPgBinaries();
   const ownDir = opts.dataDir === undefined;
   const safeName = (opts.name ?? 'pg').replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 20);
-  const dataDir = opts.dataDir ? path.resolve(opts.dataDir) : fs.mkdtempSync(path.join(os.tmpdir(), `shardbridge-pg-${safeName}-`));
+  if (ownDir) reapStaleTempDirs();
+  const dataDir = opts.dataDir ? path.resolve(opts.dataDir) : ownedTempDir(`shardbridge-pg-${safeName}`);
   const entry: Tracked = { dataDir, ownDir };
   tracked.add(entry);
   installExitHooks();
@@ -118,15 +124,26 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   const settings = { ...DEFAULT_PG_SETTINGS, ...opts.settings };
   let port = 0;
   const start = async (): Promise<void> => {
+    // Not `pg_ctl start`: it daemonizes the server, which then outlives a SIGKILLed parent.
+    const out = fs.openSync(logFile, 'a');
+    let exited: string | undefined;
     try {
-      await runAsPg(bins, bins.pgCtl, ['start', '-D', dataDir, '-l', logFile, '-w', '-t', String(START_TIMEOUT_S), '-s']);
-    } catch (err) {
-      throw fail(`postgres did not start on port ${port}`, err);
+      const proc = spawn(...postmasterCommand(bins, dataDir), { cwd: os.tmpdir(), stdio: ['ignore', out, out], detached: true });
+      proc.once('exit', (code, signal) => (exited = `exited (code ${code}, signal ${signal})`));
+      proc.once('error', (err) => (exited = `could not start: ${err.message}`));
+      // Like a pg_ctl-started server, it must not keep this process alive: stop() and the hooks end it.
+      proc.unref();
+    } finally {
+      fs.closeSync(out);
     }
-    try {
-      await waitFor(`postgres on 127.0.0.1:${port}`, () => canConnect(port), { timeoutMs: 30_000, intervalMs: 100 });
-    } catch (err) {
-      throw fail('postgres does not accept connections', err);
+    const deadline = Date.now() + START_TIMEOUT_S * 1000;
+    let lastError: unknown;
+    // Not waitFor(): a server that exits (port taken, bad setting) must fail at once.
+    for (;;) {
+      if (exited) throw fail(`postgres did not start on port ${port}`, new Error(`postgres ${exited}`));
+      if (await canConnect(port).catch((err: unknown) => ((lastError = err), false))) return;
+      if (Date.now() > deadline) throw fail('postgres does not accept connections', new Error(`not ready after ${START_TIMEOUT_S} s: ${(lastError as Error)?.message}`));
+      await new Promise((r) => setTimeout(r, 100));
     }
   };
 
@@ -235,6 +252,22 @@ function giveToPgUser(bins: PgBinaries, dir: string): void {
   if (bins.runAs) fs.chownSync(dir, bins.runAs.uid, bins.runAs.gid);
 }
 
+let setprivAvailable: boolean | undefined;
+
+/**
+ * `postgres -D dataDir`, through `setpriv --pdeathsig KILL` where util-linux has it (the kernel
+ * kills the postmaster when we die, whatever kills us; its backends then exit by themselves).
+ * As root setpriv also becomes the postgres user, before it sets the signal (a change of user
+ * would clear it). setpriv execs, so the child's pid is the postmaster's.
+ */
+function postmasterCommand(bins: PgBinaries, dataDir: string): [string, string[]] {
+  setprivAvailable ??= process.platform === 'linux' && spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
+  const server = [bins.postgres, '-D', dataDir];
+  const user = bins.runAs ? [`--reuid=${bins.runAs.user}`, `--regid=${bins.runAs.gid}`, '--init-groups'] : [];
+  if (setprivAvailable) return ['setpriv', [...user, '--pdeathsig', 'KILL', ...server]];
+  return bins.runAs ? ['runuser', ['-u', bins.runAs.user, '--', ...server]] : [server[0], server.slice(1)];
+}
+
 /** Runs a PostgreSQL binary, as the postgres OS user when we are root. */
 async function runAsPg(bins: PgBinaries, bin: string, args: string[]): Promise<void> {
   const [file, argv] = bins.runAs ? ['runuser', ['-u', bins.runAs.user, '--', bin, ...args]] : [bin, args];
@@ -309,16 +342,8 @@ function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', cleanupAllSync);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    // `on`, not `once`: a second signal arriving during the cleanup must not kill us half-way.
-    const onSignal = (): void => {
-      cleanupAllSync();
-      process.off(sig, onSignal);
-      // Keep the default outcome (death by that signal) unless someone else handles it.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
+  // With a graceful shutdown registered, the clusters stop in its turn (after the connectors).
+  onSignalUnlessHandled(cleanupAllSync);
 }
 
 /** For callers that want to check the environment before starting anything. */

@@ -65,7 +65,10 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
     async stop() {
       if (stopped) return;
       stopped = true;
-      await Promise.allSettled([kafka?.stop(), registry?.stop(), source?.destroy(), destination?.destroy()].filter(Boolean));
+      // The reverse of the data's path (PostgreSQL → Kafka → PostgreSQL): a connector whose stop
+      // timed out loses Kafka first and stops moving data, rather than failing on a database.
+      await Promise.allSettled([kafka?.stop(), registry?.stop()].filter(Boolean));
+      await Promise.allSettled([source?.destroy(), destination?.destroy()].filter(Boolean));
     },
   };
 }

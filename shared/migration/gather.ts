@@ -283,8 +283,10 @@ export async function gatherStatusFacts(inp: StatusInputs): Promise<StatusFacts>
       client = await connectPg(sink.destination, 'shardbridge-status');
       const present = await sinkTablesPresent(client);
       facts.sinkTables = present.offsets;
+      const applied = present.offsets ? await readApplied(client, sink.groupId) : new Map<string, number>();
+      facts.sinkApplied = [...applied.values()].some((n) => n > 0);
       return {
-        applied: present.offsets ? await readApplied(client, sink.groupId) : new Map<string, number>(),
+        applied,
         snapshot: present.snapshot ? await readSnapshotStatus(client) : new Map<string, { state: string; rowsExpected: number | null }>(),
         stalls: present.stalls ? await readStalls(client, sink.groupId) : [],
         sequences: present.sequences ? await readSequenceSync(client) : [],
@@ -333,9 +335,12 @@ export async function gatherStatusFacts(inp: StatusInputs): Promise<StatusFacts>
       for (const t of tableFacts.values()) t.marker = markers.tables.get(t.table) ?? null;
     } catch (e) {
       log.debug({ err: e }, 'could not read the __snapshot topic');
+      facts.slotCreatedMarker = null;
     }
   } else if (allComplete) {
     facts.slotCreatedMarker = true;
+  } else if (!facts.kafka.ok) {
+    facts.slotCreatedMarker = null;
   }
   facts.tables = [...tableFacts.values()].sort((a, b) => a.table.localeCompare(b.table));
 

@@ -36,11 +36,19 @@ export function renderStatus(r: StatusReport): string {
       r.partitions.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
     ),
   );
-  if (r.partitions.length > 0) out.push(`  table topics: ${formatCount(r.totals.applied)} of ${formatCount(r.totals.end)} records applied, ${formatCount(r.totals.lag)} to go`);
+  const t = r.totals;
+  if (r.partitions.length > 0) {
+    out.push(
+      t.applied === null || t.lag === null
+        ? `  table topics: ${formatCount(t.end ?? 0)} records; how many are applied is unknown (the destination could not be read)`
+        : `  table topics: ${formatCount(t.applied)} of ${formatCount(t.end ?? 0)} records applied, ${formatCount(t.lag)} to go`,
+    );
+  }
   out.push('');
   const c = r.catchUp;
   const rates = c.appliedPerSecond !== null ? ` (applying ${formatCount(Math.round(c.appliedPerSecond))}/s, produced ${formatCount(Math.round(c.producedPerSecond ?? 0))}/s over ${c.sampleSeconds?.toFixed(1)} s)` : '';
-  out.push(`Catch-up: ${c.state}${c.state === 'catching up' ? `, about ${formatDuration(c.etaSeconds)} to go` : ''}${rates}`);
+  const why = c.unknownBecause ? ` (${c.unknownBecause})` : '';
+  out.push(`Catch-up: ${c.state}${why}${c.state === 'catching up' ? `, about ${formatDuration(c.etaSeconds)} to go` : ''}${rates}`);
   out.push('');
   out.push('Stalls');
   if (r.stalls.length === 0) out.push('  none');

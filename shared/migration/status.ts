@@ -122,8 +122,10 @@ export interface StatusFacts {
   sinkTables: boolean;
   /** The sink's /metrics, when asked for: reachable or not (`explicit`: the operator gave the URL). */
   sinkMetrics: { url: string; ok: boolean; explicit: boolean; error?: string } | null;
-  /** Whether the `__snapshot` topic says a slot was created (the migration has begun). */
-  slotCreatedMarker: boolean;
+  /** Whether the `__snapshot` topic says a slot was created (the migration has begun); null: the topic could not be read. */
+  slotCreatedMarker: boolean | null;
+  /** Whether shardbridge.sink_offsets holds offsets of this group: the sink applied something (read without Kafka). */
+  sinkApplied?: boolean;
   groupId: string;
 }
 
@@ -144,17 +146,20 @@ export type CatchUpState = 'caught up' | 'catching up' | 'falling behind' | 'not
 
 export interface CatchUp {
   state: CatchUpState;
-  /** Records in table topics not applied yet. */
-  lagRecords: number;
+  /** Records in table topics not applied yet; null when Kafka or the destination could not be read. */
+  lagRecords: number | null;
   appliedPerSecond: number | null;
   producedPerSecond: number | null;
   etaSeconds: number | null;
   /** The interval the rates come from. */
   sampleSeconds: number | null;
+  /** Why the state is unknown when an input was missing, e.g. `Kafka could not be read`. */
+  unknownBecause?: string;
 }
 
 export interface PartitionStatus extends PartitionFacts {
-  lag: number;
+  /** null when the destination (the applied offsets) could not be read. */
+  lag: number | null;
   stalled: boolean;
 }
 
@@ -167,7 +172,8 @@ export interface StatusReport {
   slot: (SlotFacts & { exists: true }) | { name: string; exists: false };
   tables: TableStatus[];
   partitions: PartitionStatus[];
-  totals: { end: number; applied: number; lag: number };
+  /** Of the table topics; null where Kafka (end) or the destination (applied) could not be read. */
+  totals: { end: number | null; applied: number | null; lag: number | null };
   stalls: StallFacts[];
   sequences: { lastSync: string | null; entries: SequenceSyncFacts[] };
   catchUp: CatchUp;
@@ -232,10 +238,16 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
     if (!r.ok) problems.push({ level: 'FAIL', object: `${side} ${r.target}`, message: `cannot read the ${side}: ${r.error ?? 'unreachable'}`, remedy: 'check the address, the network path and the credentials in the config' });
   }
   const stalledKeys = new Set(f.stalls.map((s) => `${s.topic}\u0000${s.partition}`));
-  const partitions: PartitionStatus[] = f.partitions.map((p) => ({ ...p, lag: Math.max(0, p.end - (p.applied ?? 0)), stalled: stalledKeys.has(`${p.topic}\u0000${p.partition}`) }));
+  const applied = f.destination.ok;
+  const partitions: PartitionStatus[] = f.partitions.map((p) => ({ ...p, lag: applied ? Math.max(0, p.end - (p.applied ?? 0)) : null, stalled: stalledKeys.has(`${p.topic}\u0000${p.partition}`) }));
   const tables = f.tables.map((t) => tableStatus(t, f.partitions));
   const sample = sampleOf(f.partitions, f.atMs);
-  const catchUp = estimateCatchUp(previous, sample);
+  // Without Kafka there are no end offsets, without the destination no applied ones: an empty or
+  // zero lag would read as caught up.
+  const unread = unreadInputs(f);
+  const catchUp: CatchUp = unread
+    ? { state: 'unknown', lagRecords: null, appliedPerSecond: null, producedPerSecond: null, etaSeconds: null, sampleSeconds: null, unknownBecause: `${unread} could not be read` }
+    : estimateCatchUp(previous, sample);
 
   if (f.source.ok) problems.push(...slotProblems(f));
   for (const s of f.stalls) {
@@ -257,7 +269,7 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
     problems.push({
       level: 'WARN',
       object: 'sink',
-      message: catchUp.state === 'falling behind' ? `the sink is falling behind: ${formatCount(catchUp.lagRecords)} records to apply and the lag is not shrinking` : `the sink applied nothing during the sample while ${formatCount(catchUp.lagRecords)} records wait`,
+      message: catchUp.state === 'falling behind' ? `the sink is falling behind: ${formatCount(catchUp.lagRecords ?? 0)} records to apply and the lag is not shrinking` : `the sink applied nothing during the sample while ${formatCount(catchUp.lagRecords ?? 0)} records wait`,
       remedy: catchUp.state === 'not applying' ? 'check that the sink connector is running (its log, /healthz)' : 'give the sink more partitions or members, or a faster destination',
     });
   }
@@ -275,7 +287,11 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
     slot,
     tables,
     partitions,
-    totals: { end: sample.end, applied: sample.applied, lag: Math.max(0, sample.end - sample.applied) },
+    totals: {
+      end: f.kafka.ok ? sample.end : null,
+      applied: f.kafka.ok && applied ? sample.applied : null,
+      lag: unread ? null : Math.max(0, sample.end - sample.applied),
+    },
     stalls: f.stalls,
     sequences: { lastSync, entries: f.sequences },
     catchUp,
@@ -284,14 +300,32 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
   };
 }
 
+/** `Kafka`, `the destination`, both joined by `and`, or null when both were read. */
+function unreadInputs(f: StatusFacts): string | null {
+  const unread = [!f.kafka.ok && 'Kafka', !f.destination.ok && 'the destination'].filter((x): x is string => Boolean(x));
+  return unread.length > 0 ? unread.join(' and ') : null;
+}
+
 function slotProblems(f: StatusFacts): Problem[] {
   const object = `slot ${f.slotName}`;
   const s = f.slot;
   if (!s) {
-    const started = f.slotCreatedMarker || f.partitions.some((p) => p.kind === 'table' && (p.applied ?? 0) > 0);
-    return started
-      ? [{ level: 'FAIL', object, message: 'the replication slot is gone although this migration has published from it: changes since its last confirmed position are lost', remedy: LOST_SLOT_REMEDY }]
-      : [{ level: 'WARN', object, message: 'no replication slot yet: the migration has not started', remedy: 'start the source connector (it creates the slot and takes the snapshot)' }];
+    const started = f.slotCreatedMarker === true || f.sinkApplied === true || f.partitions.some((p) => p.kind === 'table' && (p.applied ?? 0) > 0);
+    if (started) {
+      return [{ level: 'FAIL', object, message: 'the replication slot is gone although this migration has published from it: changes since its last confirmed position are lost', remedy: LOST_SLOT_REMEDY }];
+    }
+    // The `__snapshot` markers tell a slot never created from a dropped one; without them
+    // (and without applied offsets) both look alike.
+    const unread = !f.kafka.ok ? 'Kafka' : f.slotCreatedMarker === null ? 'the __snapshot topic' : null;
+    if (unread) {
+      return [{
+        level: 'WARN',
+        object,
+        message: `no replication slot, and ${unread} could not be read: unknown whether the migration has not started yet or its slot was dropped (then changes were lost)`,
+        remedy: `run status again once ${unread} can be read`,
+      }];
+    }
+    return [{ level: 'WARN', object, message: 'no replication slot yet: the migration has not started', remedy: 'start the source connector (it creates the slot and takes the snapshot)' }];
   }
   const out: Problem[] = [];
   if (s.walStatus === 'lost') {

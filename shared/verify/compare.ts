@@ -9,7 +9,7 @@ export interface RangeStat {
   sum: string;
 }
 
-export type Difference = 'changed' | 'missing on destination' | 'only on destination';
+export type Difference = 'changed' | 'missing on destination' | 'only on destination' | 'duplicated on destination' | 'duplicated on source';
 
 export interface KeyDifference {
   /** Key values in text form, by source key column. */
@@ -37,22 +37,37 @@ export interface DigestRow {
   digest: string;
 }
 
-/** Rows that differ between the sides, in key order, at most `limit`. */
+/**
+ * Rows that differ between the sides, in key order, at most `limit`. A key held more often on
+ * one side (a table without a primary key) is reported as duplicated there; equal counts
+ * compare the digests as multisets.
+ */
 export function diffDigests(source: DigestRow[], destination: DigestRow[], keyColumns: string[], limit: number): KeyDifference[] {
-  const id = (k: (string | null)[]) => JSON.stringify(k);
-  const dst = new Map(destination.map((r) => [id(r.key), r]));
+  const byKey = new Map<string, { key: (string | null)[]; source: string[]; destination: string[] }>();
+  const add = (r: DigestRow, side: 'source' | 'destination') => {
+    const id = JSON.stringify(r.key);
+    let e = byKey.get(id);
+    if (!e) byKey.set(id, (e = { key: r.key, source: [], destination: [] }));
+    e[side].push(r.digest);
+  };
+  for (const r of source) add(r, 'source');
+  for (const r of destination) add(r, 'destination');
   const out: { key: (string | null)[]; difference: Difference }[] = [];
-  for (const s of source) {
-    const d = dst.get(id(s.key));
-    if (!d) out.push({ key: s.key, difference: 'missing on destination' });
-    else {
-      if (d.digest !== s.digest) out.push({ key: s.key, difference: 'changed' });
-      dst.delete(id(s.key));
-    }
+  for (const { key, source: s, destination: d } of byKey.values()) {
+    const difference = keyDifference(s, d);
+    if (difference) out.push({ key, difference });
   }
-  for (const d of dst.values()) out.push({ key: d.key, difference: 'only on destination' });
   out.sort((a, b) => compareKeys(a.key, b.key));
   return out.slice(0, limit).map((r) => ({ key: Object.fromEntries(keyColumns.map((c, i) => [c, r.key[i]])), difference: r.difference }));
+}
+
+function keyDifference(s: string[], d: string[]): Difference | null {
+  if (d.length === 0) return 'missing on destination';
+  if (s.length === 0) return 'only on destination';
+  if (d.length > s.length) return 'duplicated on destination';
+  if (s.length > d.length) return 'duplicated on source';
+  const sorted = (x: string[]) => [...x].sort().join();
+  return sorted(s) === sorted(d) ? null : 'changed';
 }
 
 const INTEGER = /^-?\d+$/;

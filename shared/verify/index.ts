@@ -4,7 +4,8 @@
  * first differing keys (narrowed by sub-hashing so no side ever ships a large range).
  *
  * Both sides run with the source connectors' session settings (UTC, ISO dates, hex bytea...)
- * so the text form of equal values is equal. Not a snapshot across connections: run it once
+ * so the text form of equal values is equal; a destination column widened in a way that prints
+ * differently (real → double precision) is cast back to the source's type. Not a snapshot across connections: run it once
  * writes have stopped (cut-over), or expect ranges that are still moving to differ.
  */
 import pg from 'pg';
@@ -18,6 +19,7 @@ import {
   bucketPredicate,
   cleanBounds,
   describeRange,
+  destinationCasts,
   rangeChecksumSql,
   rangeCount,
   rangePredicate,
@@ -113,7 +115,6 @@ async function verifyOne(
   ranges: number,
   limit: number,
 ): Promise<TableVerifyReport> {
-  const sides = sideTables(t);
   const report: TableVerifyReport = {
     source: `${t.source.schema}.${t.source.name}`,
     destination: `${t.destination.schema}.${t.destination.name}`,
@@ -126,7 +127,9 @@ async function verifyOne(
   };
   try {
     if (t.keyColumns.length === 0) throw new Error('no key columns: cannot split or narrow the comparison');
-    const plan = await planRanges(t, sides.source, src, ranges);
+    const [srcTypes, dstTypes] = await Promise.all([columnTypes(src, t.source), columnTypes(dst, t.destination)]);
+    const sides = sideTables(t, destinationCasts(t, srcTypes, dstTypes));
+    const plan = await planRanges(t, sides.source, srcTypes, src, ranges);
     report.split = plan.kind === 'int' ? 'key ranges' : 'key hash';
     report.ranges = rangeCount(plan);
     const stats = await rangeStats(plan, sides, src, dst);
@@ -150,8 +153,8 @@ async function verifyOne(
   return report;
 }
 
-async function planRanges(t: VerifyTable, s: SideTable, src: Side, ranges: number): Promise<RangePlan> {
-  const integer = t.integerKey ?? (s.keyColumns.length === 1 && (await isIntegerColumn(src, s)));
+async function planRanges(t: VerifyTable, s: SideTable, types: ReadonlyMap<string, string>, src: Side, ranges: number): Promise<RangePlan> {
+  const integer = t.integerKey ?? (s.keyColumns.length === 1 && ['smallint', 'integer', 'bigint'].includes(types.get(s.keyColumns[0]) ?? ''));
   if (!integer || ranges === 1) return { kind: 'hash', buckets: ranges };
   const [est] = await src.query({
     text: `SELECT GREATEST(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = $1::regclass`,
@@ -164,12 +167,13 @@ async function planRanges(t: VerifyTable, s: SideTable, src: Side, ranges: numbe
 
 const quoteQ = (id: string) => `"${id.replace(/"/g, '""')}"`;
 
-async function isIntegerColumn(src: Side, s: SideTable): Promise<boolean> {
-  const rows = await src.query({
-    text: `SELECT atttypid::regtype::text AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`,
-    values: [`${quoteQ(s.schema)}.${quoteQ(s.name)}`, s.keyColumns[0]],
+/** Column name → type as `format_type` prints it (the form check's type rules read). */
+async function columnTypes(side: Side, t: { schema: string; name: string }): Promise<Map<string, string>> {
+  const rows = await side.query({
+    text: `SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
+    values: [`${quoteQ(t.schema)}.${quoteQ(t.name)}`],
   });
-  return ['smallint', 'integer', 'bigint'].includes(rows[0]?.type);
+  return new Map(rows.map((r) => [r.attname as string, r.type as string]));
 }
 
 type Stats = { source: Map<number, RangeStat>; destination: Map<number, RangeStat> };
@@ -228,8 +232,8 @@ async function narrow(
   for (const b of differingIndexes(sm, dm)) {
     if (out.length >= limit) break;
     const sub = {
-      source: andPredicates(where.source, bucketPredicate(sides.source.keyColumns, level, NARROW_BUCKETS, b)),
-      destination: andPredicates(where.destination, bucketPredicate(sides.destination.keyColumns, level, NARROW_BUCKETS, b)),
+      source: andPredicates(where.source, bucketPredicate(sides.source, level, NARROW_BUCKETS, b)),
+      destination: andPredicates(where.destination, bucketPredicate(sides.destination, level, NARROW_BUCKETS, b)),
     };
     const subRows = Math.max(sm.get(b)?.rows ?? 0, dm.get(b)?.rows ?? 0);
     out.push(...(await narrow(sides, sub, subRows, level + 1, keyColumns, limit - out.length, src, dst)));

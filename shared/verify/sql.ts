@@ -5,6 +5,7 @@
  * data gives equal sums whatever the physical order or the shard layout.
  */
 import { quoteIdent } from '../../source-connector/catalog.ts';
+import { comparisonCast } from '../checks/type-compat.ts';
 
 export interface VerifyTable {
   source: { schema: string; name: string };
@@ -25,14 +26,32 @@ export interface SideTable {
   name: string;
   keyColumns: string[];
   columns: string[];
+  /** Column → type its values are cast to before their text form is taken (see destinationCasts). */
+  casts?: Record<string, string>;
 }
 
-export function sideTables(t: VerifyTable): { source: SideTable; destination: SideTable } {
+/** `casts`: by source column, from destinationCasts; they apply to the destination side. */
+export function sideTables(t: VerifyTable, casts: Record<string, string> = {}): { source: SideTable; destination: SideTable } {
   const map = (c: string) => t.columnMap?.[c] ?? c;
-  return {
-    source: { schema: t.source.schema, name: t.source.name, keyColumns: t.keyColumns, columns: t.columns },
-    destination: { schema: t.destination.schema, name: t.destination.name, keyColumns: t.keyColumns.map(map), columns: t.columns.map(map) },
-  };
+  const destination: SideTable = { schema: t.destination.schema, name: t.destination.name, keyColumns: t.keyColumns.map(map), columns: t.columns.map(map) };
+  if (Object.keys(casts).length > 0) destination.casts = Object.fromEntries(Object.entries(casts).map(([c, type]) => [map(c), type]));
+  return { source: { schema: t.source.schema, name: t.source.name, keyColumns: t.keyColumns, columns: t.columns }, destination };
+}
+
+/**
+ * Source column → source type, for each compared column whose destination type is a widening
+ * that prints differently (real → double precision): the destination value is compared cast
+ * back to the source's type. Types as `format_type` prints them, by each side's own names.
+ */
+export function destinationCasts(t: VerifyTable, sourceTypes: ReadonlyMap<string, string>, destinationTypes: ReadonlyMap<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of t.columns) {
+    const s = sourceTypes.get(c);
+    const d = destinationTypes.get(t.columnMap?.[c] ?? c);
+    const cast = s !== undefined && d !== undefined ? comparisonCast(s, d) : null;
+    if (cast) out[c] = cast;
+  }
+  return out;
 }
 
 /**
@@ -48,25 +67,27 @@ export function rangeCount(plan: RangePlan): number {
 }
 
 const qualified = (t: { schema: string; name: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
-const colList = (cols: string[]) => cols.map(quoteIdent).join(', ');
+/** A column as compared: quoted, with its side's cast if any. */
+const colExpr = (t: SideTable, c: string) => (t.casts?.[c] ? `${quoteIdent(c)}::${t.casts[c]}` : quoteIdent(c));
+const colList = (t: SideTable, cols: string[]) => cols.map((c) => colExpr(t, c)).join(', ');
 
 /** Text form of the key: `ROW(k1, k2)::text`, identical on both sides for equal keys. */
-export function keyTextExpr(keys: string[]): string {
-  return `ROW(${colList(keys)})::text`;
+export function keyTextExpr(t: SideTable): string {
+  return `ROW(${colList(t, t.keyColumns)})::text`;
 }
 
 /** The row checksum term: the first 64 bits of md5(row text) as a signed number (summed as numeric, no overflow). */
-export function rowDigestExpr(cols: string[]): string {
-  return `('x' || substr(md5(ROW(${colList(cols)})::text), 1, 16))::bit(64)::bigint::numeric`;
+export function rowDigestExpr(t: SideTable): string {
+  return `('x' || substr(md5(ROW(${colList(t, t.columns)})::text), 1, 16))::bit(64)::bigint::numeric`;
 }
 
 /**
  * Hash bucket of a key at a level: level 0 picks the range of a hash plan, levels 1-3 narrow
  * a differing range further. Each level reads its own 32 bits of md5(key text).
  */
-export function hashBucketExpr(keys: string[], level: number, buckets: number): string {
+export function hashBucketExpr(t: SideTable, level: number, buckets: number): string {
   if (level < 0 || level > 3) throw new RangeError(`hash level ${level} out of 0..3`);
-  return `mod(('x' || substr(md5(${keyTextExpr(keys)}), ${1 + 8 * level}, 8))::bit(32)::bigint, ${buckets})`;
+  return `mod(('x' || substr(md5(${keyTextExpr(t)}), ${1 + 8 * level}, 8))::bit(32)::bigint, ${buckets})`;
 }
 
 export interface SqlText {
@@ -94,18 +115,22 @@ export function cleanBounds(raw: (string | null)[] | null): string[] {
   return uniq.map(String);
 }
 
-/** WHERE-clause for range `index` of a plan, with its parameters numbered from `first`. */
+/**
+ * WHERE-clause for range `index` of a plan, with its parameters numbered from `first`. The
+ * first integer range also holds NULL keys (a destination without a primary key may have
+ * them): no comparison with a bound would ever count them.
+ */
 export function rangePredicate(plan: RangePlan, t: SideTable, index: number, first = 1): SqlText {
-  if (plan.kind === 'hash') return { text: `${hashBucketExpr(t.keyColumns, 0, plan.buckets)} = ${index}`, values: [] };
+  if (plan.kind === 'hash') return { text: `${hashBucketExpr(t, 0, plan.buckets)} = ${index}`, values: [] };
   const k = quoteIdent(t.keyColumns[0]);
   const n = plan.bounds.length;
   if (n === 0) return { text: 'true', values: [] };
-  if (index === 0) return { text: `${k} < $${first}::int8`, values: [plan.bounds[0]] };
+  if (index === 0) return { text: `(${k} < $${first}::int8 OR ${k} IS NULL)`, values: [plan.bounds[0]] };
   if (index === n) return { text: `${k} >= $${first}::int8`, values: [plan.bounds[n - 1]] };
   return { text: `${k} >= $${first}::int8 AND ${k} < $${first + 1}::int8`, values: [plan.bounds[index - 1], plan.bounds[index]] };
 }
 
-/** Human form of range `index`, e.g. `id in [100, 200)` or `hash bucket 3 of 16 of (a, b)`. */
+/** Human form of range `index`, e.g. `id in [100, 200)`, `id in [-∞, 100) or NULL` or `hash bucket 3 of 16 over (a, b)`. */
 export function describeRange(plan: RangePlan, keyColumns: string[], index: number): { from: string | null; to: string | null; text: string } {
   if (plan.kind === 'hash') {
     return { from: null, to: null, text: `hash bucket ${index} of ${plan.buckets} over (${keyColumns.join(', ')})` };
@@ -113,23 +138,24 @@ export function describeRange(plan: RangePlan, keyColumns: string[], index: numb
   const n = plan.bounds.length;
   const from = index === 0 ? null : plan.bounds[index - 1];
   const to = index === n ? null : plan.bounds[index];
-  return { from, to, text: `${plan.column} in [${from ?? '-∞'}, ${to ?? '+∞'})` };
+  const nulls = index === 0 && n > 0 ? ' or NULL' : '';
+  return { from, to, text: `${plan.column} in [${from ?? '-∞'}, ${to ?? '+∞'})${nulls}` };
 }
 
 /** Count and checksum of the rows matching a predicate: one row (rows, sum). */
 export function rangeChecksumSql(t: SideTable, where: SqlText): SqlText {
   return {
-    text: `SELECT count(*)::int8::text AS rows, coalesce(sum(${rowDigestExpr(t.columns)}), 0)::text AS sum FROM ${qualified(t)} WHERE ${where.text}`,
+    text: `SELECT count(*)::int8::text AS rows, coalesce(sum(${rowDigestExpr(t)}), 0)::text AS sum FROM ${qualified(t)} WHERE ${where.text}`,
     values: where.values,
   };
 }
 
 /** Count and checksum per hash bucket (buckets without rows are absent), optionally within a predicate. */
 export function bucketChecksumsSql(t: SideTable, level: number, buckets: number, where?: SqlText): SqlText {
-  const b = hashBucketExpr(t.keyColumns, level, buckets);
+  const b = hashBucketExpr(t, level, buckets);
   return {
     text:
-      `SELECT ${b} AS bucket, count(*)::int8::text AS rows, sum(${rowDigestExpr(t.columns)})::text AS sum` +
+      `SELECT ${b} AS bucket, count(*)::int8::text AS rows, sum(${rowDigestExpr(t)})::text AS sum` +
       ` FROM ${qualified(t)}${where ? ` WHERE ${where.text}` : ''} GROUP BY 1`,
     values: where?.values ?? [],
   };
@@ -137,9 +163,9 @@ export function bucketChecksumsSql(t: SideTable, level: number, buckets: number,
 
 /** Every key (as text per key column) with the md5 of its row text, within a predicate. */
 export function rowDigestsSql(t: SideTable, where: SqlText): SqlText {
-  const keys = t.keyColumns.map((k, i) => `${quoteIdent(k)}::text AS k${i}`).join(', ');
+  const keys = t.keyColumns.map((k, i) => `${colExpr(t, k)}::text AS k${i}`).join(', ');
   return {
-    text: `SELECT ${keys}, md5(ROW(${colList(t.columns)})::text) AS digest FROM ${qualified(t)} WHERE ${where.text}`,
+    text: `SELECT ${keys}, md5(ROW(${colList(t, t.columns)})::text) AS digest FROM ${qualified(t)} WHERE ${where.text}`,
     values: where.values,
   };
 }
@@ -151,6 +177,6 @@ export function andPredicates(a: SqlText, b: SqlText): SqlText {
   return { text: `(${a.text}) AND (${text})`, values: [...a.values, ...b.values] };
 }
 
-export function bucketPredicate(keys: string[], level: number, buckets: number, bucket: number): SqlText {
-  return { text: `${hashBucketExpr(keys, level, buckets)} = ${bucket}`, values: [] };
+export function bucketPredicate(t: SideTable, level: number, buckets: number, bucket: number): SqlText {
+  return { text: `${hashBucketExpr(t, level, buckets)} = ${bucket}`, values: [] };
 }

@@ -1,14 +1,20 @@
 /**
  * `shardbridge demo` through the real executable, as a user runs it: the whole migration on
  * its own dev stack, then everything it started must be gone — after a normal run, after
- * Ctrl-C in the middle, after a failed run, and after Ctrl-C ends a `--keep` run.
+ * Ctrl-C in the middle, after a failed run, and after Ctrl-C ends a `--keep` run. Ctrl-C is
+ * sent as a terminal sends it, to the whole process group, and must leave no temp dir behind.
+ * And `shardbridge devstack` killed by SIGKILL (no hook runs) leaves no server running.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../shared/devstack/ports.ts';
+import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 
@@ -17,14 +23,52 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
 }
 
-function startDemo(args: string[] = []) {
-  const proc = spawn(process.execPath, [BIN, 'demo', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * The demo as a child. With `terminal`, as from a shell: in a process group of its own (which
+ * ctrlC() signals whole, like a terminal's Ctrl-C) and with a TMPDIR of its own, to see what
+ * it leaves there.
+ */
+function startDemo(args: string[] = [], terminal?: TestContext) {
+  let tmp: string | undefined;
+  if (terminal) {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-demo-tmp-'));
+    // As root the clusters run as `postgres`, which must reach their dirs in it.
+    fs.chmodSync(tmp, 0o755);
+  }
+  const env = tmp ? { ...cleanEnv(), TMPDIR: tmp } : cleanEnv();
+  const proc = spawn(process.execPath, [BIN, 'demo', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: Boolean(terminal) });
+  terminal?.after(() => {
+    if (proc.exitCode === null && proc.signalCode === null) process.kill(-proc.pid!, 'SIGKILL');
+    fs.rmSync(tmp!, { recursive: true, force: true });
+  });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d) => (stdout += d));
   proc.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  return { proc, exited, stdout: () => stdout, stderr: () => stderr, output: () => `--- stdout\n${stdout}\n--- stderr\n${stderr}` };
+  return {
+    proc,
+    exited,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    output: () => `--- stdout\n${stdout}\n--- stderr\n${stderr}`,
+    ctrlC: () => process.kill(-proc.pid!, 'SIGINT'),
+    /** What the demo left in its TMPDIR (tsx's cache aside). */
+    leftInTmp: () => fs.readdirSync(tmp!).filter((n) => n.startsWith('shardbridge-')),
+  };
+}
+
+/** Ctrl-C, and the exit code: the stop must end well before the 30 s forced exit, with its "stopped" line. */
+async function stopsPromptly(d: ReturnType<typeof startDemo>): Promise<number | null> {
+  const t0 = Date.now();
+  d.ctrlC();
+  const code = await d.exited;
+  const seconds = (Date.now() - t0) / 1000;
+  assert.ok(seconds < 20, `Ctrl-C took ${seconds} s to end the demo\n${d.output()}`);
+  assert.match(d.stderr(), /stopped the connectors and the dev stack in [\d.]+ s/, d.output());
+  assert.doesNotMatch(d.stderr(), /shutdown did not finish|"level":(50|60)/, d.output());
+  assert.deepEqual(d.leftInTmp(), [], 'temp dirs left behind');
+  return code;
 }
 
 /** The four ports of the stack, from the "dev stack ready" progress line. */
@@ -84,20 +128,19 @@ test('a demo that fails (here: the snapshot not done within --wait-seconds) repo
   await assertAllStopped(stackPorts(d.stderr()));
 });
 
-test('Ctrl-C while the demo streams stops everything it started and exits 130', async () => {
-  const d = startDemo();
+test('Ctrl-C while the demo streams stops everything it started, promptly and in order, and exits 130', async (t) => {
+  const d = startDemo([], t);
   await waitFor('the sink to start', () => d.stderr().includes('sink connector started') || d.proc.exitCode !== null, { timeoutMs: 120_000, intervalMs: 50 });
   assert.equal(d.proc.exitCode, null, d.output());
   const ports = stackPorts(d.stderr());
-  d.proc.kill('SIGINT');
-  assert.equal(await d.exited, 130, d.output());
+  assert.equal(await stopsPromptly(d), 130, d.output());
   assert.match(d.stderr(), /SIGINT: stopping everything the demo started/);
   assert.doesNotMatch(d.stdout(), /verdict:/);
   await assertAllStopped(ports);
 });
 
-test('--keep leaves the stack and connectors running, says how to look at them, and Ctrl-C ends it', async () => {
-  const d = startDemo(['--keep']);
+test('--keep leaves the stack and connectors running, says how to look at them, and Ctrl-C ends it with the verdict\'s exit code', async (t) => {
+  const d = startDemo(['--keep'], t);
   await waitFor('the --keep instructions', () => d.stdout().includes('Ctrl-C stops everything') || d.proc.exitCode !== null, { timeoutMs: 120_000, intervalMs: 100 });
   assert.equal(d.proc.exitCode, null, d.output());
   const out = d.stdout();
@@ -113,7 +156,28 @@ test('--keep leaves the stack and connectors running, says how to look at them, 
   }
   assert.match(out, /^ {2}destination +psql postgres:\/\/postgres@127\.0\.0\.1:\d+\/shop$/m);
   assert.match(out, /kcat -b 127\.0\.0\.1:\d+ -L/);
-  d.proc.kill('SIGINT');
-  assert.equal(await d.exited, 0, d.output());
+  assert.equal(await stopsPromptly(d), 0, d.output());
   await assertAllStopped(ports);
+});
+
+test('devstack killed by SIGKILL: no server outlives it, and the next start removes its temp dirs', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-devstack-tmp-'));
+  fs.chmodSync(tmp, 0o755);
+  const proc = spawn(process.execPath, [BIN, 'devstack', '--json'], { env: { ...cleanEnv(), TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  proc.stdout.on('data', (d) => (stdout += d));
+  t.after(() => {
+    proc.kill('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  const a = await waitFor('the addresses', () => (stdout.includes('\n') ? (JSON.parse(stdout) as Record<string, string>) : null), { timeoutMs: 120_000 });
+  const ports = [a.kafka, a.schemaRegistry, a.source, a.destination].map((u) => Number(/127\.0\.0\.1:(\d+)/.exec(u)![1]));
+  const dirs = fs.readdirSync(tmp).filter((n) => n.startsWith('shardbridge-')).sort();
+  assert.deepEqual(dirs.map((n) => n.replace(/-p\d+-\w+$/, '')), ['shardbridge-kafka', 'shardbridge-pg-destination', 'shardbridge-pg-source']);
+
+  proc.kill('SIGKILL');
+  await assertAllStopped(ports);
+  await waitFor('the devstack process to be reaped', () => proc.exitCode !== null || proc.signalCode !== null);
+  assert.deepEqual(reapStaleTempDirs(tmp).map((d) => path.basename(d)).sort(), dirs);
+  assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.startsWith('shardbridge-')), []);
 });

@@ -1,12 +1,15 @@
-/** The throwaway PostgreSQL cluster harness: settings, crash recovery, cleanup. */
+/** The throwaway PostgreSQL cluster harness: settings, crash recovery, cleanup (also after its owner is SIGKILLed). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startTestSource, getTestDestination } from '../helpers/postgres.ts';
 import { startPostgres } from '../../shared/devstack/postgres.ts';
+import { descendants, processGone } from '../../shared/devstack/pg-process.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 
 async function query<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
   const client = new pg.Client({ connectionString: url });
@@ -95,4 +98,38 @@ test('an explicit dataDir is kept by stop() and reused by the next startPostgres
   assert.deepEqual(await query(second.url(), 'SELECT id FROM kept'), [{ id: 42 }]);
   // Settings are those of this start, not the previous one.
   assert.equal((await query<{ max_wal_senders: string }>(second.url(), 'SHOW max_wal_senders'))[0].max_wal_senders, '10');
+});
+
+test('an owner killed by SIGKILL (no hook runs) leaves no server running, and the next start removes its data dir', async (t) => {
+  // The owner: another process, started here and SIGKILLed below.
+  const module = new URL('../../shared/devstack/postgres.ts', import.meta.url).href;
+  const script = `const { startPostgres } = await import(${JSON.stringify(module)});
+    const c = await startPostgres({ name: 'orphan' });
+    process.stdout.write(JSON.stringify({ port: c.port, dataDir: c.dataDir }) + '\\n');
+    setInterval(() => {}, 1 << 30);`;
+  const owner = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  owner.stdout.on('data', (d) => (out += d));
+  const left: { postmaster?: number; dataDir?: string } = {};
+  t.after(() => {
+    owner.kill('SIGKILL');
+    // Before the fix the server outlived its owner: do not leave it to the machine.
+    const pm = left.postmaster;
+    if (pm && !processGone(pm)) for (const p of [pm, ...descendants(pm)]) process.kill(p, 'SIGKILL');
+    if (left.dataDir) fs.rmSync(left.dataDir, { recursive: true, force: true });
+  });
+  const started = await waitFor('the owner to start its cluster', () => (out.includes('\n') ? (JSON.parse(out) as { port: number; dataDir: string }) : null), { timeoutMs: 60_000 });
+  const dataDir = (left.dataDir = started.dataDir);
+  const postmaster = (left.postmaster = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]));
+  assert.ok(!processGone(postmaster));
+
+  owner.kill('SIGKILL');
+  await waitFor('the postmaster to die with its owner', () => processGone(postmaster), { timeoutMs: 15_000, intervalMs: 50 });
+  await assert.rejects(query(`postgres://postgres@127.0.0.1:${started.port}/postgres`, 'SELECT 1'));
+  await waitFor('the owner to be reaped', () => owner.exitCode !== null || owner.signalCode !== null);
+
+  assert.ok(fs.existsSync(dataDir), 'nothing ran to remove it');
+  const next = await startPostgres({ name: 'next' });
+  t.after(() => next.destroy());
+  assert.ok(!fs.existsSync(dataDir), `${dataDir} removed by the next start`);
 });

@@ -142,3 +142,43 @@ test('a table missing on the destination is a no-go with the error, other tables
   assert.equal(r.tables[1].error, undefined);
   assert.equal(r.tables[1].destRows, 3000);
 });
+
+test('real on the source, double precision on the destination (a widening check accepts): equal values match, a changed one is found', async () => {
+  // float4 prints 1234567 as 1.234567e+06 and float8 as 1234567: compared as text they differ.
+  await src.query(`CREATE TABLE ${SCHEMA}.floats (id int PRIMARY KEY, r real, rs real[]);
+    INSERT INTO ${SCHEMA}.floats VALUES (1, 0.1, '{0.1,2.5}'), (2, 1234567, '{1234567}'), (3, 3e7, NULL), (4, NULL, '{}'), (5, -0.000123, '{3e7}')`);
+  await dst.query(`CREATE TABLE ${SCHEMA}.floats (id int PRIMARY KEY, r double precision, rs double precision[]);
+    INSERT INTO ${SCHEMA}.floats VALUES (1, 0.1, '{0.1,2.5}'), (2, 1234567, '{1234567}'), (3, 3e7, NULL), (4, NULL, '{}'), (5, -0.000123, '{3e7}')`);
+  const floats: VerifyTable = { source: { schema: SCHEMA, name: 'floats' }, destination: { schema: SCHEMA, name: 'floats' }, keyColumns: ['id'], columns: ['id', 'r', 'rs'] };
+  for (const ranges of [4, 1]) {
+    const r = await verify([floats], ranges);
+    assert.equal(r.match, true, JSON.stringify(r, null, 2));
+  }
+  await dst.query(`UPDATE ${SCHEMA}.floats SET r = 1234568 WHERE id = 2`);
+  const r = await verify([floats], 4);
+  assert.equal(r.match, false);
+  assert.deepEqual(r.tables[0].differingRanges.flatMap((d) => d.sampleKeys), [{ key: { id: '2' }, difference: 'changed' }]);
+});
+
+test('a destination without a primary key: a NULL key and a duplicated key are found and named', async () => {
+  const create = (pk: string) => `CREATE TABLE ${SCHEMA}.nokey (id int ${pk}, v text); INSERT INTO ${SCHEMA}.nokey SELECT g, 'v' || g FROM generate_series(1, 100) g`;
+  await src.query(create('PRIMARY KEY'));
+  await dst.query(create(''));
+  await Promise.all([src.query(`ANALYZE ${SCHEMA}.nokey`), dst.query(`ANALYZE ${SCHEMA}.nokey`)]);
+  const nokey: VerifyTable = { source: { schema: SCHEMA, name: 'nokey' }, destination: { schema: SCHEMA, name: 'nokey' }, keyColumns: ['id'], columns: ['id', 'v'] };
+  assert.equal((await verify([nokey])).match, true);
+
+  await dst.query(`INSERT INTO ${SCHEMA}.nokey VALUES (NULL, 'junk')`);
+  const withNull = await verify([nokey]);
+  const [n] = withNull.tables;
+  assert.equal(n.split, 'key ranges');
+  assert.deepEqual([withNull.match, n.sourceRows, n.destRows], [false, 100, 101]);
+  assert.equal(n.differingRanges.length, 1);
+  assert.match(n.differingRanges[0].range, /^id in \[-∞, \d+\) or NULL$/);
+  assert.deepEqual(n.differingRanges[0].sampleKeys, [{ key: { id: null }, difference: 'only on destination' }]);
+
+  await dst.query(`DELETE FROM ${SCHEMA}.nokey WHERE id IS NULL; INSERT INTO ${SCHEMA}.nokey VALUES (50, 'v50')`);
+  const dup = await verify([nokey]);
+  assert.equal(dup.match, false);
+  assert.deepEqual(dup.tables[0].differingRanges.flatMap((d) => d.sampleKeys), [{ key: { id: '50' }, difference: 'duplicated on destination' }]);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareTypes, parseFormatType } from '../../shared/checks/type-compat.ts';
+import { comparisonCast, compareTypes, parseFormatType } from '../../shared/checks/type-compat.ts';
 import { judgeCapacity, parseWalKeepSize, type CapacityFacts } from '../../shared/checks/capacity.ts';
 import { judgeDestination, type DestinationFacts, type TableComparison } from '../../shared/checks/destination.ts';
 import { renderReport, summarize } from '../../shared/checks/report.ts';
@@ -42,6 +42,14 @@ test('compareTypes: same, lossless widening, or incompatible', () => {
     ['text', 'integer', 'incompatible'],
   ];
   for (const [s, d, want] of cases) assert.equal(compareTypes(s, d), want, `${s} -> ${d}`);
+});
+
+test('comparisonCast: only a widening that prints differently (real → double precision) is compared through a cast', () => {
+  assert.equal(comparisonCast('real', 'double precision'), 'real');
+  assert.equal(comparisonCast('real[]', 'double precision[]'), 'real[]');
+  for (const [s, d] of [['real', 'real'], ['integer', 'bigint'], ['character varying(10)', 'text'], ['timestamp(3) with time zone', 'timestamp with time zone'], ['double precision', 'real']]) {
+    assert.equal(comparisonCast(s, d), null, `${s} -> ${d}`);
+  }
 });
 
 const cap: CapacityFacts = { database: 'app', databaseBytes: 5 * GB, walBytesPerSecond: 1024 * 1024, sampleSeconds: 3, maxSlotWalKeepSize: '80GB' };

@@ -600,15 +600,29 @@ test('docs/docker-compose.md names real commands and services', async () => {
   const configs = /^CONFIGS="([^"]*)"$/m.exec(doc);
   assert.ok(configs, 'the docs define $CONFIGS');
   let parsedInvocations = 0;
+  let statusRuns = 0;
+  const sink = await sinkConfig();
   for (const m of doc.matchAll(/docker compose run --rm shardbridge ((?:[^\n\\`]|\\\n)*)/g)) {
-    const args = m[1].replace(/\\\n\s*/g, ' ').replaceAll('$CONFIGS', configs[1]).trim().split(/\s+/);
+    const args: string[] = m[1].replace(/\\\n\s*/g, ' ').replaceAll('$CONFIGS', configs[1]).trim().split(/\s+/);
     const name = (args[0] === 'schema' ? 'schema copy' : args[0]) as CommandName;
     if (!existsSync(fileURLToPath(new URL(COMMAND_MODULES[name], pathToFileURL(path.join(root, 'shared/cli/main.ts')))))) continue;
-    const parsed = await parseCli(args);
+    const parsed: Parsed = await parseCli(args);
     assert.ok(parsed.kind === 'run' && parsed.name === name, `docs: \`shardbridge ${args.join(' ')}\` does not parse: ${JSON.stringify(parsed)}`);
     parsedInvocations++;
+    if (name === 'status') {
+      // In the tools container the default (127.0.0.1:<metricsPort>) is that container itself.
+      statusRuns++;
+      const url = parsed.opts.sinkMetrics;
+      assert.equal(typeof url, 'string', `docs: \`shardbridge ${args.join(' ')}\` needs --sink-metrics naming the sink's service`);
+      const u = new URL(url as string);
+      assert.equal(u.pathname, '/metrics');
+      const target = assertServiceAddress(`--sink-metrics ${url}`, u.hostname, Number(u.port));
+      assert.equal(target, service('sink-connector'), `--sink-metrics ${url} is the sink connector`);
+      assert.equal(Number(u.port), sink.metricsPort);
+    }
   }
   assert.ok(parsedInvocations > 0, 'at least one documented invocation of a built command was parsed');
+  assert.ok(statusRuns > 0, 'the walkthrough runs status');
   // `docker compose exec SERVICE …` and `docker compose up -d|stop|start|restart|logs [-f] SERVICE…`.
   const named: string[] = [...doc.matchAll(/docker compose exec (?:-T )?([a-z][a-z0-9-]*)/g)].map((m) => m[1]);
   for (const m of doc.matchAll(/docker compose (?:up -d|stop|start|restart|logs(?: -f)?) ([^\n`]*)/g)) {

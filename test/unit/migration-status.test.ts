@@ -124,6 +124,48 @@ test('slot problems: lost and unreserved fail; missing fails once the migration 
   assert.match(idle.problems[1].message, /retains 2\.0 GiB/);
 });
 
+test('Kafka unreadable: catch-up and totals are unknown, not caught up', () => {
+  const r = buildStatus(facts({ kafka: { target: 'k:9092', ok: false, error: 'ECONNREFUSED' }, partitions: [], slotCreatedMarker: null }), null);
+  assert.equal(r.ok, false);
+  assert.deepEqual(r.catchUp, { state: 'unknown', lagRecords: null, appliedPerSecond: null, producedPerSecond: null, etaSeconds: null, sampleSeconds: null, unknownBecause: 'Kafka could not be read' });
+  assert.deepEqual(r.totals, { end: null, applied: null, lag: null });
+  assert.match(renderStatus(r), /^Catch-up: unknown \(Kafka could not be read\)$/m);
+});
+
+test('destination unreadable: lag and catch-up unknown, no advice to check the sink', () => {
+  // The applied offsets read as absent: with an earlier sample, the sink would seem to apply nothing.
+  const r = buildStatus(
+    facts({ destination: { target: 'dst:5432', ok: false, error: 'password authentication failed' }, sinkTables: false, partitions: [part('sb.public.orders', 0, 10, null), part('sb.public.orders', 1, 5, null)] }),
+    { atMs: Date.parse('2025-01-01T00:00:05Z'), end: 15, applied: 15 },
+  );
+  assert.deepEqual(r.problems.map((p) => [p.level, p.object]), [['FAIL', 'destination dst:5432']]);
+  assert.equal(r.catchUp.state, 'unknown');
+  assert.equal(r.catchUp.unknownBecause, 'the destination could not be read');
+  assert.deepEqual(r.totals, { end: 15, applied: null, lag: null });
+  assert.deepEqual(r.partitions.map((p) => p.lag), [null, null]);
+  const screen = renderStatus(r);
+  assert.match(screen, /table topics: 15 records; how many are applied is unknown \(the destination could not be read\)/);
+  assert.match(screen, /^Catch-up: unknown \(the destination could not be read\)$/m);
+  assert.doesNotMatch(screen, /sink connector is running/);
+});
+
+test('no slot while Kafka or its __snapshot topic cannot be read: unknown whether not started or dropped', () => {
+  const down = { kafka: { target: 'k:9092', ok: false, error: 'ECONNREFUSED' }, partitions: [], slotCreatedMarker: null, slot: null, sinkApplied: false };
+  const r = buildStatus(facts(down), null);
+  const slotProblem = r.problems.find((p) => p.object === 'slot shardbridge_slot')!;
+  assert.equal(slotProblem.level, 'WARN');
+  assert.match(slotProblem.message, /^no replication slot, and Kafka could not be read: unknown whether the migration has not started yet or its slot was dropped/);
+  assert.doesNotMatch(renderStatus(r), /has not started: /);
+  // The destination's applied offsets prove the migration began, Kafka or not.
+  const applied = buildStatus(facts({ ...down, sinkApplied: true }), null);
+  assert.match(applied.problems.find((p) => p.object === 'slot shardbridge_slot')!.message, /gone although this migration has published/);
+  const markers = buildStatus(facts({ slot: null, slotCreatedMarker: null, partitions: [part('sb.public.orders', 0, 0, null)], sinkApplied: false }), null);
+  assert.match(markers.problems[0].message, /and the __snapshot topic could not be read: unknown whether/);
+  // Markers read and none for the slot: not started, even when the destination is unreadable.
+  const notYet = buildStatus(facts({ slot: null, slotCreatedMarker: false, partitions: [], tables: [], destination: { target: 'dst:5432', ok: false } }), null);
+  assert.match(notYet.problems.find((p) => p.object === 'slot shardbridge_slot')!.message, /^no replication slot yet: the migration has not started$/);
+});
+
 test('a stall is a FAIL naming topic, partition, offset, table and SQLSTATE, with the remedy; the partition is flagged', () => {
   const r = buildStatus(facts({ stalls: [stall()] }), null);
   assert.equal(r.ok, false);

@@ -6,6 +6,7 @@ import {
   bucketChecksumsSql,
   cleanBounds,
   describeRange,
+  destinationCasts,
   hashBucketExpr,
   rangeChecksumSql,
   rangeCount,
@@ -35,19 +36,42 @@ test('sideTables renames destination columns through the map and keeps the sourc
 });
 
 test('the row digest is the same expression on both sides, over quoted names in a fixed order', () => {
-  assert.equal(rowDigestExpr(source.columns), `('x' || substr(md5(ROW("id", "customer_id", "amount")::text), 1, 16))::bit(64)::bigint::numeric`);
+  assert.equal(rowDigestExpr(source), `('x' || substr(md5(ROW("id", "customer_id", "amount")::text), 1, 16))::bit(64)::bigint::numeric`);
   assert.equal(
-    rowDigestExpr(destination.columns).replace('"customer"', '"customer_id"'),
-    rowDigestExpr(source.columns),
+    rowDigestExpr(destination).replace('"customer"', '"customer_id"'),
+    rowDigestExpr(source),
   );
-  assert.match(rowDigestExpr(['a"b']), /ROW\("a""b"\)/);
+  assert.match(rowDigestExpr({ ...source, columns: ['a"b'] }), /ROW\("a""b"\)/);
+});
+
+test('a destination column widened to a type that prints differently is compared cast to the source type', () => {
+  const t: VerifyTable = { ...orders, columns: ['id', 'customer_id', 'amount', 'score', 'name', 'ratios'] };
+  const src = new Map([['id', 'integer'], ['customer_id', 'real'], ['amount', 'numeric(10,2)'], ['score', 'real'], ['name', 'character varying(10)'], ['ratios', 'real[]']]);
+  const dst = new Map([['id', 'bigint'], ['customer', 'double precision'], ['amount', 'numeric(12,2)'], ['score', 'real'], ['name', 'text'], ['ratios', 'double precision[]']]);
+  // float4 prints 1234567 as 1.234567e+06, float8 as 1234567: only real needs the cast. The
+  // other widenings print alike, and a cast back would truncate (varchar) or round.
+  const casts = destinationCasts(t, src, dst);
+  assert.deepEqual(casts, { customer_id: 'real', ratios: 'real[]' });
+  const sides = sideTables(t, casts);
+  assert.equal(sides.source.casts, undefined);
+  assert.deepEqual(sides.destination.casts, { customer: 'real', ratios: 'real[]' });
+  assert.match(rowDigestExpr(sides.destination), /ROW\("id", "customer"::real, "amount", "score", "name", "ratios"::real\[\]\)/);
+  assert.match(rowDigestExpr(sides.source), /ROW\("id", "customer_id", "amount", "score", "name", "ratios"\)/);
+  // The key text and the fetched keys use the cast too, so both sides hash a key alike.
+  const keyed = sideTables({ ...t, keyColumns: ['customer_id'] }, casts).destination;
+  assert.match(hashBucketExpr(keyed, 0, 4), /md5\(ROW\("customer"::real\)::text\)/);
+  assert.match(rowDigestsSql(keyed, { text: 'true', values: [] }).text, /^SELECT "customer"::real::text AS k0, /);
+  // A column the destination lacks gets no cast (the query then names the missing column).
+  assert.deepEqual(destinationCasts(t, src, new Map()), {});
 });
 
 test('hash buckets read a different 32-bit slice of md5(key text) per level', () => {
-  assert.equal(hashBucketExpr(['a', 'b'], 0, 16), `mod(('x' || substr(md5(ROW("a", "b")::text), 1, 8))::bit(32)::bigint, 16)`);
-  assert.match(hashBucketExpr(['a'], 1, 16), /, 9, 8\)/);
-  assert.match(hashBucketExpr(['a'], 3, 16), /, 25, 8\)/);
-  assert.throws(() => hashBucketExpr(['a'], 4, 16), RangeError);
+  const ab = { ...source, keyColumns: ['a', 'b'] };
+  const a = { ...source, keyColumns: ['a'] };
+  assert.equal(hashBucketExpr(ab, 0, 16), `mod(('x' || substr(md5(ROW("a", "b")::text), 1, 8))::bit(32)::bigint, 16)`);
+  assert.match(hashBucketExpr(a, 1, 16), /, 9, 8\)/);
+  assert.match(hashBucketExpr(a, 3, 16), /, 25, 8\)/);
+  assert.throws(() => hashBucketExpr(a, 4, 16), RangeError);
 });
 
 test('bounds come from percentile_disc at n-1 fractions, with an optional block sample', () => {
@@ -64,11 +88,12 @@ test('cleanBounds drops NULLs and duplicates and sorts numerically', () => {
   assert.deepEqual(cleanBounds(null), []);
 });
 
-test('integer ranges: below the first bound, between bounds, from the last bound up', () => {
+test('integer ranges: below the first bound (and NULL keys), between bounds, from the last bound up', () => {
   const plan: RangePlan = { kind: 'int', column: 'id', bounds: ['100', '200'] };
   assert.equal(rangeCount(plan), 3);
   const cases: [number, string, unknown[], string][] = [
-    [0, `"id" < $1::int8`, ['100'], 'id in [-∞, 100)'],
+    // A destination without a primary key may hold NULL keys: no bound comparison counts them.
+    [0, `("id" < $1::int8 OR "id" IS NULL)`, ['100'], 'id in [-∞, 100) or NULL'],
     [1, `"id" >= $1::int8 AND "id" < $2::int8`, ['100', '200'], 'id in [100, 200)'],
     [2, `"id" >= $1::int8`, ['200'], 'id in [200, +∞)'],
   ];
@@ -83,7 +108,7 @@ test('integer ranges: below the first bound, between bounds, from the last bound
 test('hash ranges name the bucket and the key columns', () => {
   const plan: RangePlan = { kind: 'hash', buckets: 8 };
   assert.equal(rangeCount(plan), 8);
-  assert.equal(rangePredicate(plan, source, 5).text, `${hashBucketExpr(['id'], 0, 8)} = 5`);
+  assert.equal(rangePredicate(plan, source, 5).text, `${hashBucketExpr(source, 0, 8)} = 5`);
   assert.deepEqual(describeRange(plan, ['a', 'b'], 5), { from: null, to: null, text: 'hash bucket 5 of 8 over (a, b)' });
 });
 
@@ -92,7 +117,7 @@ test('checksum, bucket and digest queries', () => {
   const c = rangeChecksumSql(destination, where);
   assert.equal(
     c.text,
-    `SELECT count(*)::int8::text AS rows, coalesce(sum(${rowDigestExpr(destination.columns)}), 0)::text AS sum FROM "app"."Orders" WHERE "id" >= $1::int8`,
+    `SELECT count(*)::int8::text AS rows, coalesce(sum(${rowDigestExpr(destination)}), 0)::text AS sum FROM "app"."Orders" WHERE "id" >= $1::int8`,
   );
   assert.deepEqual(c.values, ['100']);
   const b = bucketChecksumsSql(source, 1, 16, where);
@@ -133,6 +158,31 @@ test('diffDigests classifies changed, missing and extra keys in key order, cappe
   ]);
   assert.equal(diffDigests(src, dst, ['id'], 2).length, 2);
   assert.deepEqual(diffDigests(src, src, ['id'], 10), []);
+});
+
+test('diffDigests names a key held more often on one side as duplicated there', () => {
+  const src = [
+    { key: ['5'], digest: 'a' },
+    { key: ['6'], digest: 'b' },
+    { key: ['7'], digest: 'c' },
+    { key: ['7'], digest: 'd' },
+  ];
+  const dst = [
+    { key: ['5'], digest: 'a' },
+    { key: ['5'], digest: 'a' },
+    { key: ['6'], digest: 'b' },
+    { key: ['7'], digest: 'd' },
+    { key: [null], digest: 'e' },
+  ];
+  assert.deepEqual(diffDigests(src, dst, ['id'], 10), [
+    { key: { id: '5' }, difference: 'duplicated on destination' },
+    { key: { id: '7' }, difference: 'duplicated on source' },
+    { key: { id: null }, difference: 'only on destination' },
+  ]);
+  // Equal counts of a duplicated key compare as multisets, in any order.
+  const twice = [{ key: ['1'], digest: 'x' }, { key: ['1'], digest: 'y' }];
+  assert.deepEqual(diffDigests(twice, [...twice].reverse(), ['id'], 10), []);
+  assert.deepEqual(diffDigests(twice, [twice[0], twice[0]], ['id'], 10), [{ key: { id: '1' }, difference: 'changed' }]);
 });
 
 test('compareKeys orders integers numerically, text by code point, NULL last, column by column', () => {

@@ -28,7 +28,9 @@ export async function run(opts: { keep?: boolean; waitSeconds?: number }, ctx: C
     stoppedBy = signal;
     abort.abort();
     progress(`${signal}: stopping everything the demo started`);
+    const t = Date.now();
     await resources.stopAll();
+    progress(`stopped the connectors and the dev stack in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     markStopped();
   });
 

@@ -1,0 +1,52 @@
+/**
+ * Temp dirs of the dev stack (cluster data, broker logs, demo configs) carry their owner's
+ * pid in their name. Exit hooks remove them, but nothing runs when the owner dies by SIGKILL
+ * (or OOM): the next start removes those whose owner is gone, stopping a server still running
+ * in one (without setpriv nothing else kills it).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { isAlive, postmasterPid } from './pg-process.ts';
+
+/** `<tmp>/<prefix>-p<pid>-XXXXXX`, e.g. `shardbridge-pg-source-p4242-a1B2c3`. */
+export function ownedTempDir(prefix: string, root = os.tmpdir()): string {
+  return fs.mkdtempSync(path.join(root, `${prefix}-p${process.pid}-`));
+}
+
+const OWNED = /^shardbridge-[A-Za-z0-9_-]*?-p(\d+)-[A-Za-z0-9]{6}$/;
+
+/** Removes the owned temp dirs under `root` whose owner process is gone; returns their paths. */
+export function reapStaleTempDirs(root = os.tmpdir()): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch {
+    return [];
+  }
+  const reaped: string[] = [];
+  for (const name of names) {
+    const owner = Number(OWNED.exec(name)?.[1]);
+    // A zombie owner counts as gone: it uses nothing any more.
+    if (!owner || owner === process.pid || isAlive(owner)) continue;
+    const dir = path.join(root, name);
+    try {
+      const server = postmasterPid(dir);
+      if (server !== undefined && isAlive(server) && servesDir(server, dir)) process.kill(server, 'SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+      reaped.push(dir);
+    } catch {
+      // Another user's, or being removed by someone else: not ours to force.
+    }
+  }
+  return reaped;
+}
+
+/** Whether `pid` still is the postmaster of `dir` (its pid may belong to another process by now). */
+function servesDir(pid: number, dir: string): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dir);
+  } catch {
+    return false;
+  }
+}

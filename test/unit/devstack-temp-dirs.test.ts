@@ -1,0 +1,34 @@
+/** The dev stack's temp dirs: named after their owner, removed on a later start once the owner is gone. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ownedTempDir, reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
+
+test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that is not their server is left alone', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-reap-'));
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => {
+    other.kill('SIGKILL');
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  assert.ok(dead > 0);
+
+  const mine = ownedTempDir('shardbridge-pg-source', root);
+  assert.match(path.basename(mine), new RegExp(`^shardbridge-pg-source-p${process.pid}-[A-Za-z0-9]{6}$`));
+  const living = path.join(root, `shardbridge-kafka-p${other.pid}-abc123`);
+  const gone = path.join(root, `shardbridge-pg-destination-p${dead}-abc123`);
+  const goneDemo = path.join(root, `shardbridge-demo-p${dead}-xyz789`);
+  const unowned = path.join(root, 'shardbridge-pg-source-abc123');
+  for (const d of [living, gone, goneDemo, unowned]) fs.mkdirSync(d);
+  // A recycled pid: the file names a process that is not a postmaster of this dir.
+  fs.writeFileSync(path.join(gone, 'postmaster.pid'), `${other.pid}\n${gone}\n`);
+
+  assert.deepEqual(reapStaleTempDirs(root).sort(), [goneDemo, gone].sort());
+  assert.deepEqual(fs.readdirSync(root).sort(), [path.basename(living), path.basename(mine), path.basename(unowned)].sort());
+  assert.equal(other.exitCode, null);
+  assert.equal(other.signalCode, null);
+});

@@ -81,6 +81,11 @@ export const sinkConfigSchema = z.strictObject({
       // Under light load a fetch waits up to batch.maxWaitMs for this much instead of returning
       // each few records at once: fewer fetches, transactions and commits for the same changes.
       minBytes: positiveInt().default(CONSUMER_DEFAULTS.minBytes),
+      // Each fetch names every assigned partition (kafkajs has no fetch sessions): an idle sink
+      // polling all of them every batch.maxWaitMs kept brokers busy (and grew a small broker's
+      // heap to OOM at 900 partitions). After an empty fetch the next one waits this long, and
+      // returns at the first record, so a change after a quiet spell is not delayed.
+      idleMaxWaitMs: positiveInt().default(500),
     })
     .superRefine((v, ctx) => {
       if (v.maxBytesPerPartition > v.maxBytes) {

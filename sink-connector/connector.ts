@@ -362,6 +362,7 @@ class SinkRuntime {
       sessionTimeoutMs: this.opts.sessionTimeoutMs ?? 10_000,
       heartbeatIntervalMs: this.opts.heartbeatIntervalMs ?? 3_000,
       maxWaitTimeMs: Math.max(10, config.batch.maxWaitMs),
+      idleMaxWaitTimeMs: Math.max(10, config.consumer.idleMaxWaitMs),
       // With the apply lanes' bound these bound the records the sink holds (config.ts, apply-lanes.ts).
       maxBytesPerPartition: config.consumer.maxBytesPerPartition,
       maxBytes: config.consumer.maxBytes,
@@ -376,6 +377,7 @@ class SinkRuntime {
     this.groupCommits = commits;
     this.topics = new Set(topics);
     consumer.onGroupJoin((assignment) => this.onJoin(consumer, assignment));
+    consumer.onFetch(({ partitionsWithRecords }) => this.m.fetches.inc({ result: partitionsWithRecords > 0 ? 'records' : 'empty' }));
     consumer.onCrash(({ error, restart }) => {
       if (restart) this.log.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
       else if (this.consumer === consumer && !signal.aborted) this.fail(error);

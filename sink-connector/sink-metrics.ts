@@ -19,6 +19,7 @@ export interface SinkMetrics {
   transcodedRows: Counter<'table' | 'format'>;
   directCopyConflicts: Counter<'table'>;
   laneBatches: Gauge<'state'>;
+  fetches: Counter<'result'>;
   typeMismatches: Gauge<'table' | 'column' | 'source_type' | 'destination_type'>;
 }
 
@@ -49,6 +50,7 @@ export function createSinkMetrics(connector: string): SinkMetrics {
       'Direct COPYs of rows expected new that met a row already there (a replay): the batch was applied again by upsert',
       ['table'],
     ),
+    fetches: metrics.counter('fetches_total', 'Kafka fetch requests, by whether they brought records (an idle sink asks every consumer.idleMaxWaitMs)', ['result']),
     laneBatches: metrics.gauge(
       'lane_batches',
       'Fetched batches taken by the apply lanes: applying, or waiting for one of the workers (waiting > 0 while the sink or the destination is the bottleneck)',

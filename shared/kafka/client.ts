@@ -54,6 +54,8 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       maxBytes: opts.maxBytes,
       minBytes: opts.minBytes,
       maxWaitTimeInMs: opts.maxWaitTimeMs,
+      // Our kafkajs patch: the wait of a fetch that follows an empty one.
+      ...(opts.idleMaxWaitTimeMs !== undefined && { idleMaxWaitTimeInMs: opts.idleMaxWaitTimeMs }),
       retry: opts.retry,
       allowAutoTopicCreation: false,
     })),
@@ -236,6 +238,8 @@ function wrapConsumer(c: KjsConsumer): Consumer {
     commitOffsets: (offsets) => c.commitOffsets(offsets),
     onGroupJoin: (cb) => c.on(c.events.GROUP_JOIN, (e) => cb({ ...e.payload.memberAssignment })),
     onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: e.payload.error, restart: e.payload.restart })),
+    // numberOfBatches counts the partitions with records under our kafkajs patch (0 in kafkajs itself).
+    onFetch: (cb) => c.on(c.events.FETCH, (e) => cb({ durationMs: e.payload.duration, partitionsWithRecords: e.payload.numberOfBatches })),
   };
 }
 

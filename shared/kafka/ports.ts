@@ -103,6 +103,8 @@ export interface ConsumerOptions {
   maxBytes?: number;
   minBytes?: number;
   maxWaitTimeMs?: number;
+  /** A fetch after one that brought nothing waits up to this long and returns at the first record (minBytes 1). */
+  idleMaxWaitTimeMs?: number;
   retry?: RetryOptions;
 }
 
@@ -135,6 +137,8 @@ export interface Consumer {
   onGroupJoin(cb: (assignment: Assignment) => void): () => void;
   /** Called when kafkajs gives up on the run loop (`restart` tells whether it restarts it). */
   onCrash(cb: (event: { error: Error; restart: boolean }) => void): () => void;
+  /** Called after each fetch: how long it took and how many partitions it brought records of. */
+  onFetch(cb: (event: { durationMs: number; partitionsWithRecords: number }) => void): () => void;
 }
 
 export interface TopicSpec {

@@ -179,6 +179,43 @@ test('consumer group: a member leaves mid-stream, the other takes over without g
   }
 });
 
+test('an idle consumer: after an empty fetch the broker holds the next one for idleMaxWaitTimeMs, and answers it at the first record despite minBytes', async () => {
+  const topic = uniqueTopic('idle');
+  await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
+  const IDLE_MS = 3000;
+  const c = kafka.consumer({ groupId: uniqueTopic('idle'), maxWaitTimeMs: 20, minBytes: 64 * 1024, idleMaxWaitTimeMs: IDLE_MS });
+  const fetches: { at: number; durationMs: number; partitionsWithRecords: number }[] = [];
+  c.onFetch((f) => fetches.push({ ...f, at: Date.now() }));
+  let received: number | undefined;
+  let joined = false;
+  c.onGroupJoin(() => (joined = true));
+  await c.connect();
+  await c.subscribe({ topics: [topic], fromBeginning: true });
+  await c.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      if (!batch.isEmpty()) received ??= Date.now();
+    },
+  });
+  const producer = kafka.producer();
+  try {
+    await waitFor('the group joined', () => joined);
+    // The first fetch after the join is an ordinary one (and empty); the one after it is held.
+    const held = await waitFor('an idle fetch', () => fetches.find((f) => f.durationMs >= IDLE_MS * 0.8), { timeoutMs: 20_000 });
+    assert.equal(held.partitionsWithRecords, 0);
+    assert.ok(fetches.filter((f) => f.at <= held.at).length <= 4, `${fetches.length} fetches before a held one: an idle consumer does not poll every maxWaitTimeMs`);
+    await producer.connect();
+    const sent = Date.now();
+    await producer.sendBatch([{ topic, key: Buffer.from('k'), value: Buffer.from('v') }]);
+    await waitFor('the record', () => received !== undefined, { timeoutMs: 20_000 });
+    // Under minBytes (64 KiB) a one-record fetch would be held the whole IDLE_MS.
+    assert.ok(received! - sent < IDLE_MS / 2, `the record arrived ${received! - sent} ms after it was sent`);
+    assert.ok(fetches.some((f) => f.partitionsWithRecords === 1), 'the fetch that brought it counts its partition');
+  } finally {
+    await Promise.allSettled([c.disconnect(), producer.disconnect()]);
+  }
+});
+
 test('admin: topics, configs, offsets, group offsets; errors keep their retriable flag', async () => {
   const topic = uniqueTopic('admin');
   const configs = { 'cleanup.policy': 'compact', 'retention.ms': '3600000' };

@@ -40,6 +40,8 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/protocol/recordBatch/crc32C/index.js',
     'kafkajs/src/protocol/encoder.js',
     'kafkajs/src/consumer/batch.js',
+    'kafkajs/src/consumer/consumerGroup.js',
+    'kafkajs/src/consumer/runner.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }

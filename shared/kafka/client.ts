@@ -175,7 +175,7 @@ function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; m
         const res = await p.sendBatch({ acks: -1, topicMessages });
         return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
       } catch (err) {
-        if (!isRetriable(err)) throw err;
+        if (!isRetriable(err)) throw tooLarge(err, messages) ?? err;
         if (closed || signal?.aborted) {
           abandoned = err as Error;
           throw err;
@@ -203,6 +203,30 @@ function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; m
       return result;
     },
   };
+}
+
+/**
+ * A record above the topic's `max.message.bytes` fails its whole send with MESSAGE_TOO_LARGE,
+ * which names neither the record nor the limit: name the largest record's topic and size,
+ * and the setting that lets it through.
+ */
+export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigError | undefined {
+  const type = (err as { type?: string }).type;
+  if (type !== 'MESSAGE_TOO_LARGE' && type !== 'RECORD_LIST_TOO_LARGE') return undefined;
+  let biggest = messages[0];
+  let bytes = 0;
+  for (const m of messages) {
+    const n = (m.key?.length ?? 0) + (m.value?.length ?? 0);
+    if (n >= bytes) [biggest, bytes] = [m, n];
+  }
+  const limit = 2 ** Math.ceil(Math.log2(Math.max(bytes, 1) * 1.25));
+  return new ConfigError(`Kafka refused a record of ${bytes} bytes for ${biggest.topic} (${type}): it is larger than the topic's max.message.bytes`, {
+    cause: err,
+    context: { topic: biggest.topic, bytes },
+    remedy:
+      `raise the topic's limit, e.g. kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${biggest.topic} --add-config max.message.bytes=${limit} ` +
+      `(topics.maxMessageBytes for topics the source creates), then start again: nothing past the last confirmed position was lost`,
+  });
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isRetriable } from '../../shared/errors.ts';
+import { ConfigError, isRetriable } from '../../shared/errors.ts';
 import { freePort, waitFor } from '../../shared/devstack/ports.ts';
 import { pino } from 'pino';
 import { createKafka, pinoLogEntry, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
@@ -213,6 +213,26 @@ test('an idle consumer: after an empty fetch the broker holds the next one for i
     assert.ok(fetches.some((f) => f.partitionsWithRecords === 1), 'the fetch that brought it counts its partition');
   } finally {
     await Promise.allSettled([c.disconnect(), producer.disconnect()]);
+  }
+});
+
+test("a record above the topic's max.message.bytes fails its send with an error naming the topic, the size and the setting", async () => {
+  const topic = uniqueTopic('big');
+  await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1, configs: { 'max.message.bytes': '20000' } }]);
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    const err = await producer.sendBatch([{ topic, key: Buffer.from('k'), value: Buffer.alloc(50_000, 1) }]).then(
+      () => assert.fail('sent'),
+      (e: unknown) => e as ConfigError,
+    );
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.match(err.message, new RegExp(`Kafka refused a record of 50001 bytes for ${topic} \\(MESSAGE_TOO_LARGE\\)`));
+    assert.equal(err.context.topic, topic);
+    assert.match(err.remedy ?? '', /--entity-name \S+ --add-config max\.message\.bytes=65536/);
+    assert.deepEqual(await producer.sendBatch([{ topic, key: Buffer.from('k'), value: Buffer.alloc(1000, 1) }]).then((r) => r.length), 1, 'smaller records still go');
+  } finally {
+    await producer.disconnect();
   }
 });
 

@@ -146,6 +146,8 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
     // kafkajs logs every error response at ERROR, also the ones it retries (coordinator
     // loading, leader moved): whatever it does not recover from is thrown to the caller anyway.
     if (level === LEVELS.ERROR && namespace === 'Connection' && msg.startsWith('Response ')) log.debug(fields, msg);
+    // A send kafkajs retries after refreshing metadata (a new topic's leader not known yet).
+    else if (level === LEVELS.ERROR && msg.startsWith('Failed to send messages: ') && extra.retryCount !== undefined) log.warn(fields, msg);
     else if (level === LEVELS.ERROR) log.error(fields, msg);
     else if (level === LEVELS.WARN) log.warn(fields, msg);
     else if (level === LEVELS.INFO) log.info(fields, msg);

@@ -47,3 +47,11 @@ test('isConnectionFailure: connection errors and the broker pool retries, nothin
   assert.equal(isConnectionFailure('Connection', 'Response Metadata(key: 3, version: 6)'), false);
   assert.equal(isConnectionFailure('Consumer', 'Connection error: x'), false);
 });
+
+test('a send kafkajs retries itself (a new topic whose leader it does not know yet) is a warning; the one it gives up on stays an error', () => {
+  const { log, lines } = capture();
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'] });
+  emit({ namespace: 'Producer', level: 1, log: { message: 'Failed to send messages: This server is not the leader for that topic-partition', retryCount: 0, retryTime: 300 } });
+  emit({ namespace: 'Producer', level: 1, log: { message: 'The request included a message larger than the max message size the server will accept', retryCount: 0, retryTime: 300 } });
+  assert.deepEqual(lines.map((l) => l.level), [40, 50]);
+});

@@ -10,7 +10,8 @@ import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
-import { keyIndexes, loadTypes, resolveTables, tablesNow } from './catalog.ts';
+import { keyIndexes, loadTypes, resolveTables } from './catalog.ts';
+import { parseLsn } from './pgoutput-decoder.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
 import type { CatalogAccess } from './table-versions.ts';
 
@@ -21,6 +22,12 @@ export interface SourceSession {
   endpoint: string;
   database: string;
   tables: TableInfo[];
+  /**
+   * The WAL insert position read just before `tables`: a transaction committed before it is
+   * in them, one committed at or after it may not be (table-versions.ts tells a change made
+   * while the connector ran by it).
+   */
+  catalogLsn: bigint;
   /** The open connection, re-opened if it broke (a failure is retriable). */
   connect(): Promise<pg.Client>;
   catalogAccess(): CatalogAccess;
@@ -72,8 +79,13 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
 
   let tables: TableInfo[];
   let database: string;
+  let catalogLsn: bigint;
   try {
-    database = (await client.query('SELECT current_database() AS db')).rows[0].db;
+    // Read before the catalog, in its own statement: every transaction committed before this
+    // position is visible to the catalog queries that follow.
+    const { rows: [at] } = await client.query('SELECT current_database() AS db, pg_current_wal_insert_lsn()::text AS lsn');
+    database = at.db;
+    catalogLsn = parseLsn(at.lsn);
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
@@ -121,11 +133,11 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     endpoint,
     database,
     tables,
+    catalogLsn,
     connect,
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),
       primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
-      currentTable: async (relid) => (await tablesNow(await connect(), [relid])).get(relid) ?? null,
     }),
     async close() {
       broken = true;

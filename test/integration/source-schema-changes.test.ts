@@ -1,0 +1,62 @@
+/**
+ * Schema changes made while the source connector streams, against real PostgreSQL, Kafka and
+ * the registry: a change the destination cannot follow by itself stops the connector with the
+ * remedy, also when further DDL on the table comes before the connector sees it.
+ */
+import { after, before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { ShardBridgeError } from '../../shared/errors.ts';
+import type { KafkaClient } from '../../shared/kafka/client.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { capturingLogger } from '../helpers/kafka.ts';
+import { RegistryDecoder, readDecoded, startSourceTestEnv, streaming, testSourceConfig, type SourceTestEnv } from '../helpers/source.ts';
+
+let env: SourceTestEnv;
+let kafka: KafkaClient;
+
+before(async () => {
+  env = await startSourceTestEnv('test-source-schema-changes');
+  kafka = env.kafka;
+});
+
+after(() => env?.close());
+
+/** A fresh database with `ddl` run in it, and a source connector streaming from it (stopped after the test). */
+async function streamingSource(t: TestContext, ddl: string, extra: Record<string, unknown> = {}) {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(ddl);
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, ...extra } });
+  const { logger, lines } = capturingLogger();
+  const conn = await startSourceConnector(config, logger);
+  t.after(() => conn.stop());
+  await streaming(conn);
+  return { client, config, conn, lines };
+}
+
+/** The connector's failure, once it stopped (polled: a connector that wrongly goes on fails the test at the deadline). */
+async function stopped(conn: SourceConnector, timeoutMs = 60_000): Promise<ShardBridgeError> {
+  let failure: unknown = null;
+  conn.done.catch((err: unknown) => (failure = err));
+  await waitFor('the connector stopped with an error', () => failure !== null, { timeoutMs, intervalMs: 100 });
+  assert.ok(failure instanceof ShardBridgeError, String(failure));
+  return failure;
+}
+
+test('a type change, a row and an added column in one transaction on a table idle since the start: the connector stops, the row unpublished', async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE t (id int PRIMARY KEY, v numeric(12,2)); INSERT INTO t VALUES (1, 1.25)`);
+  await client.query(`BEGIN; ALTER TABLE t ALTER COLUMN v TYPE numeric(14,4); INSERT INTO t VALUES (2, 1.2345); ALTER TABLE t ADD COLUMN w int; COMMIT`);
+  const err = await stopped(conn);
+  assert.equal(err.kind, 'schema');
+  assert.match(err.message, /column v of table public\.t changed type from numeric\(12,2\) to numeric\(14,4\): the connector stops/);
+  const records = await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.t`);
+  assert.deepEqual(records.map((r) => r.afterText?.id), ['1'], 'only the snapshot row');
+});
+
+test('a table renamed and altered in one transaction: the connector stops instead of publishing, forever and silently, to a topic nobody made', async (t) => {
+  const { client, conn } = await streamingSource(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`);
+  await client.query(`BEGIN; ALTER TABLE t RENAME TO t2; INSERT INTO t2 VALUES (2, 'b'); ALTER TABLE t2 ADD COLUMN w int; COMMIT`);
+  const err = await stopped(conn);
+  assert.match(err.message, /table public\.t was renamed to public\.t2 while streaming: the connector stops/);
+  assert.match(err.remedy ?? '', /rename it back/);
+});

@@ -15,16 +15,20 @@ export interface RelationChange {
   /** By name. */
   added: string[];
   dropped: string[];
+  /** The key columns (as a set) differ: each row's records would get another key, hence partition. */
+  keyChanged: boolean;
 }
 
 export function describeChange(prev: TableInfo, next: TableInfo): RelationChange {
   const before = new Set(prev.columns.map((c) => c.name));
   const after = new Set(next.columns.map((c) => c.name));
+  const keyAfter = new Set(next.keyColumns);
   return {
     renamedTable: prev.schema !== next.schema || prev.name !== next.name,
     typeChanges: describeTypeChanges(prev, next),
     added: [...after].filter((c) => !before.has(c)),
     dropped: [...before].filter((c) => !after.has(c)),
+    keyChanged: prev.keyColumns.length !== next.keyColumns.length || prev.keyColumns.some((k) => !keyAfter.has(k)),
   };
 }
 
@@ -49,6 +53,27 @@ export function tableRenameError(prev: TableInfo, next: TableInfo): SchemaError 
     remedy:
       `rename it back; or stop both connectors, map ${now} in the sink's tables to the destination table ${was} went to, ` +
       `and start them again (the source then makes the topic of ${now})`,
+  });
+}
+
+/** A key that changes while streaming moves each row's later records to another partition, where they may overtake its earlier ones. */
+export function keyChangeError(prev: TableInfo, next: TableInfo): SchemaError {
+  const q = `${next.schema}.${next.name}`;
+  const was = `(${prev.keyColumns.join(', ')})`;
+  const now = next.keyColumns.length > 0 ? `(${next.keyColumns.join(', ')})` : 'none';
+  return new SchemaError(`the key columns of table ${q} changed from ${was} to ${now} while streaming: the connector stops`, {
+    context: { table: q, oldKey: prev.keyColumns.join(','), newKey: next.keyColumns.join(',') },
+    remedy:
+      "a primary key change needs replication stopped (each row's records get another key, and partition): let the sink apply " +
+      'everything up to here (status: lag 0) and stop it, change the primary key on the destination the same way, then start both connectors',
+  });
+}
+
+/** A start-up check finding (catalog.ts, replicaIdentityProblem) met in the stream. */
+export function replicaIdentityError(problem: { table: string; message: string; remedy: string }): SchemaError {
+  return new SchemaError(`${problem.message}; set while streaming: the connector stops`, {
+    context: { table: problem.table },
+    remedy: `${problem.remedy}; then start the connector again (the changes made meanwhile are keyed by the index's columns: once the sink applied them, compare the table with shardbridge cutover --verify-only)`,
   });
 }
 

@@ -5,8 +5,8 @@
  * version under `<topic>-key` / `<topic>-value`; the hot path only does a Map lookup.
  *
  * Added or dropped columns are a compatible evolution (every value field is nullable, default
- * null). A changed column type or a renamed table stops the connector (SchemaError) when made
- * while it runs: the migration guide's "invasive schema
+ * null). A changed column type, a renamed table and a changed key stop the connector
+ * (SchemaError) when made while it runs: the migration guide's "invasive schema
  * change" needs both sides changed while replication is stopped.
  *
  * What was made while it ran is told by WAL position: pgoutput describes a table as it was at
@@ -20,9 +20,12 @@
 import type { Logger } from '../shared/logger.ts';
 import { SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
+import { replicaIdentityProblem } from './catalog.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildRecordSchemas, type TableRecordSchemas } from './record-schema.ts';
-import { describeChange, missingTopicError, tableRenameError, typeChangeError, typeChangeList, type RelationChange } from './relation-changes.ts';
+import {
+  describeChange, keyChangeError, missingTopicError, replicaIdentityError, tableRenameError, typeChangeError, typeChangeList, type RelationChange,
+} from './relation-changes.ts';
 
 export interface TableVersion {
   relid: number;
@@ -35,7 +38,7 @@ export interface TableVersion {
   valueSchemaId: number;
 }
 
-/** What a new Relation may need from the source catalog (rare: unknown type oids). */
+/** What a new Relation may need from the source catalog (rare: unknown type oids, a changed key). */
 export interface CatalogAccess {
   loadTypes(oids: number[]): Promise<Map<number, PgTypeInfo>>;
   /** Primary key columns in key order ([] if none). */
@@ -191,6 +194,14 @@ export class TableVersions {
   private async stopOnLiveChange(prev: TableVersion, table: TableInfo, change: RelationChange): Promise<void> {
     if (change.renamedTable) throw tableRenameError(prev.table, table);
     if (change.typeChanges.length > 0) throw typeChangeError(prev.qualified, change.typeChanges);
+    const identity = table.replicaIdentity;
+    if (identity === 'nothing' || (identity === 'index' && change.keyChanged)) {
+      // The start-up check, on the table as the stream now shows it: the identity index's columns are the flagged ones.
+      const primaryKey = await this.opts.catalog.primaryKey(table.relid);
+      const [problem] = replicaIdentityProblem({ ...table, keyColumns: primaryKey }, identity === 'index' ? table.keyColumns : undefined);
+      if (problem) throw replicaIdentityError(problem);
+    }
+    if (change.keyChanged) throw keyChangeError(prev.table, table);
   }
 
   /** A change committed before the start-up catalog read (made while the connector was stopped): go on, and say so. */
@@ -203,6 +214,12 @@ export class TableVersions {
           ...(change.renamedTable ? { renamed: true } : {}),
         },
         'schema change made while the connector was stopped (before its start-up catalog read): continuing with it',
+      );
+    }
+    if (change.keyChanged) {
+      this.log.warn(
+        { table: prev.qualified, oldKey: prev.table.keyColumns, remedy: 'once the sink applied them, compare the table with shardbridge cutover --verify-only' },
+        "the key columns changed in WAL written before the connector started: each row's records from here on have another key, and may land on another partition than its earlier ones",
       );
     }
   }

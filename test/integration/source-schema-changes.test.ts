@@ -1,7 +1,8 @@
 /**
  * Schema changes made while the source connector streams, against real PostgreSQL, Kafka and
  * the registry: a change the destination cannot follow by itself stops the connector with the
- * remedy, also when further DDL on the table comes before the connector sees it.
+ * remedy, also when further DDL on the table comes before the connector sees it; a changed
+ * replica identity.
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,7 @@ import { ShardBridgeError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, readDecoded, startSourceTestEnv, streaming, testSourceConfig, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -59,4 +60,22 @@ test('a table renamed and altered in one transaction: the connector stops instea
   const err = await stopped(conn);
   assert.match(err.message, /table public\.t was renamed to public\.t2 while streaming: the connector stops/);
   assert.match(err.remedy ?? '', /rename it back/);
+});
+
+test('REPLICA IDENTITY USING INDEX on a non-key index set while streaming: the connector stops before re-keying the table', async (t) => {
+  const { client, config, conn } = await streamingSource(
+    t,
+    `CREATE TABLE t (tenant int, id int NOT NULL, v text, PRIMARY KEY (tenant, id)); CREATE UNIQUE INDEX t_id ON t (id);
+     INSERT INTO t SELECT g % 3, g, 'x' FROM generate_series(1, 20) g`,
+    { topics: { partitions: 4 } },
+  );
+  await client.query(`UPDATE t SET v = 'before' WHERE id = 5`);
+  await caughtUp(conn, await walLsn(client));
+  await client.query(`ALTER TABLE t REPLICA IDENTITY USING INDEX t_id`);
+  await client.query(`UPDATE t SET v = 'after' WHERE id = 5`);
+  const err = await stopped(conn);
+  assert.match(err.message, /table public\.t has REPLICA IDENTITY USING INDEX on \(id\), not its primary key \(tenant, id\).*set while streaming: the connector stops/);
+  assert.match(err.remedy ?? '', /REPLICA IDENTITY DEFAULT/);
+  const records = await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.t`);
+  assert.deepEqual(records.filter((r) => r.afterText?.id === '5').map((r) => [r.afterText!.v, Object.keys(r.key ?? {})]), [['x', ['tenant', 'id']], ['before', ['tenant', 'id']]]);
 });

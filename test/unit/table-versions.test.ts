@@ -48,7 +48,7 @@ function relation(amountOid: number, name = 'orders', more: Partial<RelationMess
 
 const col = (name: string, typeOid: number, isKey = false): Column => ({ isKey, name, typeOid, typmod: -1 });
 
-function versions(opts: { topics?: string[] } = {}) {
+function versions(opts: { primaryKey?: string[]; topics?: string[] } = {}) {
   const registered: string[] = [];
   const asked: string[] = [];
   const logs: { level: number; msg: string; [k: string]: unknown }[] = [];
@@ -64,7 +64,7 @@ function versions(opts: { topics?: string[] } = {}) {
     connectorVersion: 'test',
     catalog: {
       loadTypes: async (oids) => new Map([INT4, INT8, TEXT].filter((t) => oids.includes(t.oid)).map((t) => [t.oid, t])),
-      primaryKey: async () => ['id'],
+      primaryKey: async () => opts.primaryKey ?? ['id'],
     },
     topicExists: async (topic) => (asked.push(topic), (opts.topics ?? []).includes(topic)),
     log: pino({ level: 'info' }, dest),
@@ -145,6 +145,48 @@ test('a version whose topic Kafka does not have stops the connector instead of p
     return true;
   });
   assert.equal(registered.length, before, 'nothing registered for it');
+});
+
+test('REPLICA IDENTITY USING INDEX on other columns than the primary key, set while streaming: the start-up check stops the connector', async () => {
+  const { tv } = versions({ primaryKey: ['tenant', 'id'] });
+  const table: TableInfo = {
+    ...catalogTable(TEXT),
+    columns: [{ name: 'tenant', type: INT4, typmod: -1, isKey: true }, ...catalogTable(TEXT).columns],
+    keyColumns: ['tenant', 'id'],
+  };
+  await tv.init([table], CATALOG_LSN);
+  const byIndex = relation(25, 'orders', { replicaIdentity: 'index', columns: [col('tenant', 23), col('id', 20, true), col('amount', 25)] });
+  await assert.rejects(tv.onRelation(byIndex, AFTER), (err: Error & { remedy?: string }) => {
+    assert.match(err.message, /table public\.orders has REPLICA IDENTITY USING INDEX on \(id\), not its primary key \(tenant, id\).*set while streaming: the connector stops/);
+    assert.match(err.remedy!, /ALTER TABLE "public"\."orders" REPLICA IDENTITY DEFAULT/);
+    return true;
+  });
+  // NOTHING: the source would refuse the application's updates and deletes.
+  const nothing = versions();
+  await nothing.tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  await assert.rejects(nothing.tv.onRelation(relation(25, 'orders', { replicaIdentity: 'nothing', columns: [col('id', 20), col('amount', 25)] }), AFTER), /REPLICA IDENTITY NOTHING/);
+  // On the primary key's columns, or FULL: the same key, nothing to stop for.
+  const same = versions();
+  await same.tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  assert.deepEqual((await version(same.tv, relation(25, 'orders', { replicaIdentity: 'index' }), AFTER)).table.keyColumns, ['id']);
+  assert.deepEqual((await version(same.tv, relation(25, 'orders', { replicaIdentity: 'full', columns: [col('id', 20, true), col('amount', 25, true)] }), AFTER)).table.keyColumns, ['id']);
+});
+
+test('a primary key changed or dropped while streaming stops the connector; in WAL from before the start, a warning', async () => {
+  const { tv } = versions({ primaryKey: ['id', 'amount'] });
+  await tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  await assert.rejects(tv.onRelation(relation(25, 'orders', { columns: [col('id', 20, true), col('amount', 25, true)] }), AFTER), (err: Error & { remedy?: string }) => {
+    assert.match(err.message, /the key columns of table public\.orders changed from \(id\) to \(id, amount\) while streaming: the connector stops/);
+    assert.match(err.remedy!, /change the primary key on the destination the same way/);
+    return true;
+  });
+  const dropped = versions({ primaryKey: [] });
+  await dropped.tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  await assert.rejects(dropped.tv.onRelation(relation(25, 'orders', { columns: [col('id', 20), col('amount', 25)] }), AFTER), /changed from \(id\) to none/);
+  const replayed = versions();
+  await replayed.tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  await replayed.tv.onRelation(relation(25, 'orders', { columns: [col('id', 20, true), col('amount', 25, true)] }), BEFORE);
+  assert.ok(replayed.logs.some((l) => l.level === 40 && /the key columns changed in WAL written before the connector started/.test(l.msg)));
 });
 
 test("a partition's own Relation (after its root's, publish_via_partition_root) gets no version, topic or schemas", async () => {

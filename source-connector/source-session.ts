@@ -10,7 +10,7 @@ import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
-import { keyIndexes, loadTypes, resolveTables } from './catalog.ts';
+import { columnDefaults, keyIndexes, loadTypes, resolveTables } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
 import type { CatalogAccess } from './table-versions.ts';
@@ -138,6 +138,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),
       primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
+      columnDefaults: async (relid, columns) => columnDefaults(await connect(), relid, columns),
     }),
     async close() {
       broken = true;

@@ -5,8 +5,8 @@
  * version under `<topic>-key` / `<topic>-value`; the hot path only does a Map lookup.
  *
  * Added or dropped columns are a compatible evolution (every value field is nullable, default
- * null). A changed column type, a renamed table and a changed key stop the connector
- * (SchemaError) when made while it runs: the migration guide's "invasive schema
+ * null). A changed column type, a renamed table or column, and a changed key stop the
+ * connector (SchemaError) when made while it runs: the migration guide's "invasive schema
  * change" needs both sides changed while replication is stopped.
  *
  * What was made while it ran is told by WAL position: pgoutput describes a table as it was at
@@ -24,7 +24,8 @@ import { replicaIdentityProblem } from './catalog.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildRecordSchemas, type TableRecordSchemas } from './record-schema.ts';
 import {
-  describeChange, keyChangeError, missingTopicError, replicaIdentityError, tableRenameError, typeChangeError, typeChangeList, type RelationChange,
+  addedDefaultWarning, columnRenameError, describeChange, keyChangeError, missingTopicError, replicaIdentityError, tableRenameError, typeChangeError, typeChangeList,
+  type AddedDefault, type RelationChange,
 } from './relation-changes.ts';
 
 export interface TableVersion {
@@ -38,11 +39,13 @@ export interface TableVersion {
   valueSchemaId: number;
 }
 
-/** What a new Relation may need from the source catalog (rare: unknown type oids, a changed key). */
+/** What a new Relation may need from the source catalog (rare: unknown type oids, a changed key, added columns). */
 export interface CatalogAccess {
   loadTypes(oids: number[]): Promise<Map<number, PgTypeInfo>>;
   /** Primary key columns in key order ([] if none). */
   primaryKey(relid: number): Promise<string[]>;
+  /** Of these columns, those with a default (or identity) as the catalog shows them now. */
+  columnDefaults(relid: number, columns: string[]): Promise<AddedDefault[]>;
 }
 
 export interface SchemaRegistrar {
@@ -174,10 +177,12 @@ export class TableVersions {
         topic: v.topic,
         added: change.added,
         dropped: change.dropped,
+        ...(change.renamedColumns.length > 0 ? { renamed: change.renamedColumns.map((r) => `${r.from} -> ${r.to}`) } : {}),
         valueSchemaId: v.valueSchemaId,
       },
       'new table version',
     );
+    if (change.added.length > 0) await this.warnAddedDefaults(table, change.added);
     return v;
   }
 
@@ -194,6 +199,7 @@ export class TableVersions {
   private async stopOnLiveChange(prev: TableVersion, table: TableInfo, change: RelationChange): Promise<void> {
     if (change.renamedTable) throw tableRenameError(prev.table, table);
     if (change.typeChanges.length > 0) throw typeChangeError(prev.qualified, change.typeChanges);
+    if (change.renamedColumns.length > 0) throw columnRenameError(table, change.renamedColumns);
     const identity = table.replicaIdentity;
     if (identity === 'nothing' || (identity === 'index' && change.keyChanged)) {
       // The start-up check, on the table as the stream now shows it: the identity index's columns are the flagged ones.
@@ -206,11 +212,12 @@ export class TableVersions {
 
   /** A change committed before the start-up catalog read (made while the connector was stopped): go on, and say so. */
   private noteEarlierChange(prev: TableVersion, change: RelationChange): void {
-    if (change.typeChanges.length > 0 || change.renamedTable) {
+    if (change.typeChanges.length > 0 || change.renamedTable || change.renamedColumns.length > 0) {
       this.log.info(
         {
           table: prev.qualified,
           changes: typeChangeList(change.typeChanges),
+          renamedColumns: change.renamedColumns.map((r) => `${r.from} -> ${r.to}`),
           ...(change.renamedTable ? { renamed: true } : {}),
         },
         'schema change made while the connector was stopped (before its start-up catalog read): continuing with it',
@@ -221,6 +228,13 @@ export class TableVersions {
         { table: prev.qualified, oldKey: prev.table.keyColumns, remedy: 'once the sink applied them, compare the table with shardbridge cutover --verify-only' },
         "the key columns changed in WAL written before the connector started: each row's records from here on have another key, and may land on another partition than its earlier ones",
       );
+    }
+  }
+
+  private async warnAddedDefaults(table: TableInfo, added: string[]): Promise<void> {
+    for (const d of await this.opts.catalog.columnDefaults(table.relid, added)) {
+      const w = addedDefaultWarning(table, d);
+      this.log.warn({ table: `${table.schema}.${table.name}`, column: d.column, default: d.default, remedy: w.remedy }, w.message);
     }
   }
 

@@ -1,16 +1,18 @@
 /**
  * Schema changes made while the source connector streams, against real PostgreSQL, Kafka and
  * the registry: a change the destination cannot follow by itself stops the connector with the
- * remedy, also when further DDL on the table comes before the connector sees it; a changed
- * replica identity.
+ * remedy, also when further DDL on the table comes before the connector sees it; renamed
+ * columns, changed replica identity, added columns with a default.
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import type pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { ShardBridgeError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
-import { capturingLogger } from '../helpers/kafka.ts';
+import { capturingLogger, testLogger } from '../helpers/kafka.ts';
 import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -44,6 +46,10 @@ async function stopped(conn: SourceConnector, timeoutMs = 60_000): Promise<Shard
   return failure;
 }
 
+async function slotConfirmed(client: pg.Client, slot: string): Promise<string> {
+  return (await client.query(`SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].c;
+}
+
 test('a type change, a row and an added column in one transaction on a table idle since the start: the connector stops, the row unpublished', async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE t (id int PRIMARY KEY, v numeric(12,2)); INSERT INTO t VALUES (1, 1.25)`);
   await client.query(`BEGIN; ALTER TABLE t ALTER COLUMN v TYPE numeric(14,4); INSERT INTO t VALUES (2, 1.2345); ALTER TABLE t ADD COLUMN w int; COMMIT`);
@@ -60,6 +66,45 @@ test('a table renamed and altered in one transaction: the connector stops instea
   const err = await stopped(conn);
   assert.match(err.message, /table public\.t was renamed to public\.t2 while streaming: the connector stops/);
   assert.match(err.remedy ?? '', /rename it back/);
+});
+
+test('a column renamed while streaming stops the connector with the remedy; started again, it goes on under the new name', async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3) g`);
+  await client.query(`INSERT INTO t VALUES (4, 'v4')`);
+  await caughtUp(conn, await walLsn(client));
+  const beforeRename = await walLsn(client);
+  await client.query(`ALTER TABLE t RENAME COLUMN a TO b`);
+  await client.query(`UPDATE t SET b = b || '!' WHERE id = 2`);
+  const err = await stopped(conn);
+  assert.equal(err.kind, 'schema');
+  assert.match(err.message, /column a of table public\.t was renamed to b while streaming: the connector stops/);
+  assert.deepEqual([err.context.column, err.context.renamedTo], ['a', 'b']);
+  assert.match(err.remedy ?? '', /rename the column on the destination too \(ALTER TABLE "public"\."t" RENAME COLUMN "a" TO "b";\), then start both connectors/);
+  assert.ok(parseLsn(await slotConfirmed(client, config.slotName)) >= beforeRename, 'everything before the transaction that met the rename was confirmed');
+
+  // The remedy's restart: the start-up catalog has the new name, and the stream goes on from the update that met it.
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await client.query(`INSERT INTO t VALUES (5, 'v5')`);
+  await caughtUp(again, await walLsn(client));
+  const records = await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.t`);
+  const after = records.filter((r) => r.value && r.value.source.lsn !== null && (r.value.source.lsn as bigint) > beforeRename);
+  assert.deepEqual(after.map((r) => [r.value!.op, r.afterText]), [['u', { id: '2', b: 'v2!' }], ['c', { id: '5', b: 'v5' }]]);
+});
+
+test('a column added with a default while streaming: a warning naming table, column and default', async (t) => {
+  const { client, conn, lines } = await streamingSource(t, `CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t VALUES (1, 'x')`);
+  await client.query(`ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 7`);
+  await client.query(`INSERT INTO t VALUES (2, 'y')`);
+  await caughtUp(conn, await walLsn(client));
+  const warning = lines().find((l) => l.level === 40 && l.column === 'c');
+  assert.ok(warning, JSON.stringify(lines()));
+  assert.equal(warning.table, 'public.t');
+  assert.equal(warning.default, '7');
+  assert.match(warning.msg, /column c was added to table public\.t with DEFAULT 7/);
+  assert.match(warning.remedy, /ADD COLUMN "c" integer NOT NULL DEFAULT 7/);
+  assert.equal(conn.state().phase, 'streaming', 'a warning, not a stop');
 });
 
 test('REPLICA IDENTITY USING INDEX on a non-key index set while streaming: the connector stops before re-keying the table', async (t) => {

@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { PgTypeInfo, TableInfo } from '../../shared/pg-types.ts';
 import type { RelationMessage } from '../../source-connector/pgoutput-decoder.ts';
+import type { AddedDefault } from '../../source-connector/relation-changes.ts';
 import { TableVersions } from '../../source-connector/table-versions.ts';
 
 const INT4: PgTypeInfo = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' };
@@ -48,7 +49,7 @@ function relation(amountOid: number, name = 'orders', more: Partial<RelationMess
 
 const col = (name: string, typeOid: number, isKey = false): Column => ({ isKey, name, typeOid, typmod: -1 });
 
-function versions(opts: { primaryKey?: string[]; topics?: string[] } = {}) {
+function versions(opts: { primaryKey?: string[]; defaults?: AddedDefault[]; topics?: string[] } = {}) {
   const registered: string[] = [];
   const asked: string[] = [];
   const logs: { level: number; msg: string; [k: string]: unknown }[] = [];
@@ -65,6 +66,7 @@ function versions(opts: { primaryKey?: string[]; topics?: string[] } = {}) {
     catalog: {
       loadTypes: async (oids) => new Map([INT4, INT8, TEXT].filter((t) => oids.includes(t.oid)).map((t) => [t.oid, t])),
       primaryKey: async () => opts.primaryKey ?? ['id'],
+      columnDefaults: async (_relid, columns) => (opts.defaults ?? []).filter((d) => columns.includes(d.column)),
     },
     topicExists: async (topic) => (asked.push(topic), (opts.topics ?? []).includes(topic)),
     log: pino({ level: 'info' }, dest),
@@ -145,6 +147,48 @@ test('a version whose topic Kafka does not have stops the connector instead of p
     return true;
   });
   assert.equal(registered.length, before, 'nothing registered for it');
+});
+
+test('a column renamed while streaming stops the connector with the destination rename; with columns added too; renamed while stopped, it goes on', async () => {
+  const { tv } = versions();
+  await tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  const renamed = relation(25, 'orders', { columns: [col('id', 20, true), col('total', 25)] });
+  await assert.rejects(tv.onRelation(renamed, AFTER), (err: Error & { remedy?: string; context?: Record<string, unknown> }) => {
+    assert.match(err.message, /column amount of table public\.orders was renamed to total while streaming: the connector stops/);
+    assert.deepEqual(err.context, { table: 'public.orders', column: 'amount', renamedTo: 'total' });
+    assert.match(err.remedy!, /ALTER TABLE "public"\."orders" RENAME COLUMN "amount" TO "total";/);
+    assert.match(err.remedy!, /the source goes on from the transaction that met the rename, under the new name/);
+    return true;
+  });
+  const withAdd = versions().tv;
+  await withAdd.init([catalogTable(TEXT)], CATALOG_LSN);
+  await assert.rejects(withAdd.onRelation(relation(25, 'orders', { columns: [col('id', 20, true), col('total', 25), col('w', 23)] }), AFTER), /renamed to total/);
+  // Made while stopped: replayed under the old name, then the new one.
+  const stopped = versions();
+  await stopped.tv.init([{ ...catalogTable(TEXT), columns: [catalogTable(TEXT).columns[0], { name: 'total', type: TEXT, typmod: -1, isKey: false }] }], CATALOG_LSN);
+  await stopped.tv.onRelation(relation(25), 800n);
+  assert.deepEqual((await version(stopped.tv, renamed, BEFORE)).table.columns.map((c) => c.name), ['id', 'total']);
+});
+
+test('a drop and an add of another type, or a drop in the middle, are no rename', async () => {
+  const { tv, logs } = versions();
+  await tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  const v = await version(tv, relation(25, 'orders', { columns: [col('id', 20, true), col('n', 23)] }), AFTER);
+  assert.deepEqual(v.table.columns.map((c) => c.name), ['id', 'n']);
+  const line = logs.find((l) => l.msg === 'new table version');
+  assert.deepEqual([line?.added, line?.dropped], [['n'], ['amount']]);
+});
+
+test('an added column with a default: a warning naming table, column and the destination statement', async () => {
+  const { tv, logs } = versions({ defaults: [{ column: 'c', type: 'integer', default: '7', notNull: true }] });
+  await tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  await tv.onRelation(relation(25, 'orders', { columns: [...relation(25).columns, col('c', 23), col('plain', 25)] }), AFTER);
+  const warned = logs.filter((l) => l.level === 40);
+  assert.equal(warned.length, 1, JSON.stringify(logs));
+  assert.equal(warned[0].table, 'public.orders');
+  assert.equal(warned[0].column, 'c');
+  assert.match(warned[0].msg, /column c was added to table public\.orders with DEFAULT 7: .*the destination rows would keep NULL/);
+  assert.match(String(warned[0].remedy), /before the sink applies the new version, add the column on the destination the same way: ALTER TABLE <destination table> ADD COLUMN "c" integer NOT NULL DEFAULT 7/);
 });
 
 test('REPLICA IDENTITY USING INDEX on other columns than the primary key, set while streaming: the start-up check stops the connector', async () => {

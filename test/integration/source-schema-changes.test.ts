@@ -2,7 +2,8 @@
  * Schema changes made while the source connector streams, against real PostgreSQL, Kafka and
  * the registry: a change the destination cannot follow by itself stops the connector with the
  * remedy, also when further DDL on the table comes before the connector sees it; renamed
- * columns, changed replica identity, added columns with a default.
+ * columns, changed replica identity, added columns with a default; a subject's own
+ * compatibility level (the remedy for a type change the registry refuses) is kept.
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import type pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { ShardBridgeError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
+import type { SourceConfig } from '../../source-connector/config.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger, testLogger } from '../helpers/kafka.ts';
@@ -123,4 +125,30 @@ test('REPLICA IDENTITY USING INDEX on a non-key index set while streaming: the c
   assert.match(err.remedy ?? '', /REPLICA IDENTITY DEFAULT/);
   const records = await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.t`);
   assert.deepEqual(records.filter((r) => r.afterText?.id === '5').map((r) => [r.afterText!.v, Object.keys(r.key ?? {})]), [['x', ['tenant', 'id']], ['before', ['tenant', 'id']]]);
+});
+
+test('a type change the registry refuses: after the documented NONE on the subject, the connector starts and streams the new type', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1)`);
+  const config: SourceConfig = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } });
+  const first = await startSourceConnector(config, testLogger());
+  await streaming(first);
+  await first.stop();
+  await client.query(`ALTER TABLE t ALTER COLUMN v TYPE text; INSERT INTO t VALUES (2, 'two')`);
+
+  const subject = `${config.topicPrefix}.public.t-value`;
+  const refused = await startSourceConnector(config, testLogger());
+  const err = await stopped(refused);
+  assert.equal(err.context.status, 409);
+  assert.match(err.remedy ?? '', new RegExp(`PUT http://\\S+/config/${subject.replace(/\./g, '\\.')} with \\{"compatibility":"NONE"\\}`));
+
+  const put = await fetch(`${env.registryUrl}/config/${subject}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' }, body: JSON.stringify({ compatibility: 'NONE' }) });
+  assert.equal(put.status, 200);
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  const records = await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.t`);
+  assert.deepEqual(records.at(-1)?.afterText, { id: '2', v: 'two' });
+  assert.equal((await (await fetch(`${env.registryUrl}/config/${subject}`)).json()).compatibilityLevel, 'NONE', "the subject's level is left as the operator set it");
 });

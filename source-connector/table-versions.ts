@@ -157,7 +157,7 @@ export class TableVersions {
     // Committed before the catalog read: replayed WAL from before a change made while stopped.
     const live = commitLsn === null || this.catalogLsn === null || commitLsn >= this.catalogLsn;
     if (live) await this.stopOnLiveChange(prev, table, change);
-    else this.noteEarlierChange(prev, change);
+    else this.noteEarlierChange(prev, table, change);
     if (sameShape(prev.table, table)) {
       if (prev.table.replicaIdentity === table.replicaIdentity) return prev;
       const v = { ...prev, table };
@@ -211,7 +211,7 @@ export class TableVersions {
   }
 
   /** A change committed before the start-up catalog read (made while the connector was stopped): go on, and say so. */
-  private noteEarlierChange(prev: TableVersion, change: RelationChange): void {
+  private noteEarlierChange(prev: TableVersion, table: TableInfo, change: RelationChange): void {
     if (change.typeChanges.length > 0 || change.renamedTable || change.renamedColumns.length > 0) {
       this.log.info(
         {
@@ -225,7 +225,7 @@ export class TableVersions {
     }
     if (change.keyChanged) {
       this.log.warn(
-        { table: prev.qualified, oldKey: prev.table.keyColumns, remedy: 'once the sink applied them, compare the table with shardbridge cutover --verify-only' },
+        { table: prev.qualified, oldKey: prev.table.keyColumns, newKey: table.keyColumns, remedy: 'once the sink applied them, compare the table with shardbridge cutover --verify-only' },
         "the key columns changed in WAL written before the connector started: each row's records from here on have another key, and may land on another partition than its earlier ones",
       );
     }

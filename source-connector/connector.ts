@@ -143,7 +143,14 @@ class ConnectorRun {
     const r = config.schemaRegistry;
     const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log });
     this.registry = registry;
-    this.versions = new TableVersions({ registry, topicPrefix: config.topicPrefix, connectorVersion: CONNECTOR_VERSION, catalog: source.catalogAccess(), log });
+    this.versions = new TableVersions({
+      registry,
+      topicPrefix: config.topicPrefix,
+      connectorVersion: CONNECTOR_VERSION,
+      catalog: source.catalogAccess(),
+      topicExists: (topic) => this.topicExists(topic),
+      log,
+    });
     this.topics = controlTopicNames(config.topicPrefix);
     this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
     this.monitor = new SlotMonitor({
@@ -218,7 +225,7 @@ class ConnectorRun {
       const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
       if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
       const tables = this.source.tables;
-      await this.versions.init(tables);
+      await this.versions.init(tables, this.source.catalogLsn);
       const created = await this.admin.ensureTopics([
         ...this.versions.all().map((v) => ({ topic: v.topic, partitions: t.partitions, replicationFactor: t.replicationFactor, configs })),
         ...controlTopicSpecs(cfg.topicPrefix, t),
@@ -293,6 +300,14 @@ class ConnectorRun {
     }
     if (this.stopping) return;
     await this.streamFrom(slot!.confirmedFlushLsn);
+  }
+
+  /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */
+  private async topicExists(topic: string): Promise<boolean> {
+    if (this.partitionCounts.has(topic)) return true;
+    if (!(await this.admin.listTopics()).includes(topic)) return false;
+    this.partitionCounts.set(topic, await this.admin.partitionCount(topic));
+    return true;
   }
 
   /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */

@@ -11,7 +11,8 @@ import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
-import { keyIndexes, loadTypes, resolveTables, tablesNow } from './catalog.ts';
+import { columnDefaults, keyIndexes, loadTypes, resolveTables } from './catalog.ts';
+import { parseLsn } from './pgoutput-decoder.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
 import type { CatalogAccess } from './table-versions.ts';
 
@@ -22,6 +23,12 @@ export interface SourceSession {
   endpoint: string;
   database: string;
   tables: TableInfo[];
+  /**
+   * The WAL insert position read just before `tables`: a transaction committed before it is
+   * in them, one committed at or after it may not be (table-versions.ts tells a change made
+   * while the connector ran by it).
+   */
+  catalogLsn: bigint;
   /** The open connection, re-opened if it broke (a failure is retriable). */
   connect(): Promise<pg.Client>;
   catalogAccess(): CatalogAccess;
@@ -65,8 +72,13 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
 
   let tables: TableInfo[];
   let database: string;
+  let catalogLsn: bigint;
   try {
-    database = (await client.query('SELECT current_database() AS db')).rows[0].db;
+    // Read before the catalog, in its own statement: every transaction committed before this
+    // position is visible to the catalog queries that follow.
+    const { rows: [at] } = await client.query('SELECT current_database() AS db, pg_current_wal_insert_lsn()::text AS lsn');
+    database = at.db;
+    catalogLsn = parseLsn(at.lsn);
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
@@ -114,11 +126,12 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     endpoint,
     database,
     tables,
+    catalogLsn,
     connect,
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),
       primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
-      currentTable: async (relid) => (await tablesNow(await connect(), [relid])).get(relid) ?? null,
+      columnDefaults: async (relid, columns) => columnDefaults(await connect(), relid, columns),
     }),
     async close() {
       broken = true;

@@ -113,7 +113,6 @@ export class ReplicationStream {
   run(): Promise<void> {
     if (this.finished) return this.finished;
     const o = this.opts;
-    o.versions.newSession();
     this.acked = o.tracker.confirmable();
     this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     const service = new LogicalReplicationService(
@@ -320,9 +319,9 @@ export class ReplicationStream {
   }
 
   private async relation(msg: Extract<PgoutputMessage, { tag: 'relation' }>): Promise<void> {
-    const v = await this.opts.versions.onRelation(msg);
+    const v = await this.opts.versions.onRelation(msg, this.tx?.finalLsn ?? null);
     const e = this.tx?.tables.get(msg.relid);
-    if (e && e.v !== v) {
+    if (v && e && e.v !== v) {
       this.tx!.retired.push(e);
       this.tx!.tables.delete(msg.relid);
     }
@@ -360,7 +359,7 @@ export class ReplicationStream {
     let e = t.tables.get(relid);
     if (!e) {
       const v = this.opts.versions.get(relid);
-      if (!v) throw new SourceError(`change of relation ${relid} before its Relation message`, { context: { relid } });
+      if (!v) throw this.opts.versions.unknownRelation(relid);
       const source = v.schemas.sourceFor({ db: this.opts.db, tsMs: t.commitMs, txId: t.xid, lsn: t.finalLsn });
       e = { v, ctx: { schemas: v.schemas, source, tsMs: 0, tombstones: this.opts.tombstones }, count: 0 };
       t.tables.set(relid, e);

@@ -4,25 +4,29 @@
  * snapshot); pgoutput's Relation messages give later ones. Schemas are registered once per
  * version under `<topic>-key` / `<topic>-value`; the hot path only does a Map lookup.
  *
- * A column whose type changes stops the connector (SchemaError): the migration guide's
- * "invasive schema change" needs both sides changed while replication is stopped. Added or
- * dropped columns are a compatible evolution (every value field is nullable, default null).
+ * Added or dropped columns are a compatible evolution (every value field is nullable, default
+ * null). A changed column type, a renamed table or column, and a changed key stop the
+ * connector (SchemaError) when made while it runs: the migration guide's "invasive schema
+ * change" needs both sides changed while replication is stopped.
  *
- * The first Relation of a relation in a stream session may be older than the catalog: after a
- * restart the stream may replay WAL written before a type change that the catalog already
- * shows; it is taken as it is. When the stream then reaches the change itself and the new shape
- * is the one the catalog showed at start-up, the operator made that change while the connector
- * was stopped (the runbook): it continues with the new type instead of stopping a second time.
- * A first Relation whose types differ from the version before it and equal the catalog's now is
- * a change made while the connector ran (to a table idle until then): that stops it too. A
- * table renamed while streaming stops it the same way (its new name has no topic).
+ * What was made while it ran is told by WAL position: pgoutput describes a table as it was at
+ * the change, so after a restart the stream may replay WAL written before a change the
+ * operator made while the connector was stopped, and then reach the change itself. A Relation
+ * in a transaction that committed before the start-up catalog was read is such a change, and
+ * the catalog has it: the connector goes on (the start is the operator's word that the
+ * destination was changed too). One that committed later is a change made while it ran,
+ * whatever else changed on the table before the connector saw it.
  */
 import type { Logger } from '../shared/logger.ts';
-import { SchemaError, SourceError } from '../shared/errors.ts';
+import { SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
-import { sameDefinition, type TableNow } from './catalog.ts';
+import { replicaIdentityProblem } from './catalog.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
-import { buildRecordSchemas, describeTypeChanges, type TableRecordSchemas } from './record-schema.ts';
+import { buildRecordSchemas, type TableRecordSchemas } from './record-schema.ts';
+import {
+  addedDefaultWarning, columnRenameError, describeChange, keyChangeError, missingTopicError, replicaIdentityError, tableRenameError, typeChangeError, typeChangeList,
+  type AddedDefault, type RelationChange,
+} from './relation-changes.ts';
 
 export interface TableVersion {
   relid: number;
@@ -35,13 +39,13 @@ export interface TableVersion {
   valueSchemaId: number;
 }
 
-/** What a new Relation may need from the source catalog (rare: unknown type oids). */
+/** What a new Relation may need from the source catalog (rare: unknown type oids, a changed key, added columns). */
 export interface CatalogAccess {
   loadTypes(oids: number[]): Promise<Map<number, PgTypeInfo>>;
   /** Primary key columns in key order ([] if none). */
   primaryKey(relid: number): Promise<string[]>;
-  /** The relation as the catalog shows it now: its name and columns (type oid and typmod by name); null when it is gone. */
-  currentTable(relid: number): Promise<TableNow | null>;
+  /** Of these columns, those with a default (or identity) as the catalog shows them now. */
+  columnDefaults(relid: number, columns: string[]): Promise<AddedDefault[]>;
 }
 
 export interface SchemaRegistrar {
@@ -54,11 +58,10 @@ export interface TableVersionsOptions {
   /** Goes into `source.version` of every record. */
   connectorVersion: string;
   catalog: CatalogAccess;
+  /** Whether Kafka has the topic: asked for a topic start-up did not make (the producer would retry a missing one forever). */
+  topicExists(topic: string): Promise<boolean>;
   log: Logger;
 }
-
-export const TYPE_CHANGE_REMEDY =
-  'an invasive schema change needs replication stopped: stop the source and sink connectors, change the column type on the source and on the destination, then start both again';
 
 /** Kafka topic names allow [a-zA-Z0-9._-]: anything else becomes '_'. */
 export function topicFor(prefix: string, schema: string, table: string): string {
@@ -96,22 +99,30 @@ export function topicNameProblems(prefix: string, tables: readonly { schema: str
 export class TableVersions {
   private readonly current = new Map<number, TableVersion>();
   private readonly types = new Map<number, PgTypeInfo>();
-  /** Relations that had a Relation message in the current stream session. */
-  private readonly seen = new Set<number>();
-  /** Each table as the catalog showed it at start-up. */
-  private readonly startup = new Map<number, TableInfo>();
+  /** Topics start-up made (or Kafka has): the only ones records may go to. */
+  private readonly topics = new Set<string>();
+  /** Relations with a Relation message but no version (a partition published via its root), for errors. */
+  private readonly outside = new Map<number, string>();
+  /** The WAL insert position read before the start-up catalog (source-session.ts). */
+  private catalogLsn: bigint | null = null;
   private readonly log: Logger;
 
   constructor(private readonly opts: TableVersionsOptions) {
     this.log = opts.log.child({ component: 'table-versions' });
   }
 
-  /** Versions from the catalog: the snapshot's, and the baseline for the stream. Registers their schemas. */
-  async init(tables: TableInfo[]): Promise<void> {
+  /**
+   * Versions from the catalog: the snapshot's, and the baseline for the stream. Registers their
+   * schemas. `catalogLsn`: the WAL position read before the catalog; their topics are made next.
+   */
+  async init(tables: TableInfo[], catalogLsn: bigint): Promise<void> {
+    this.catalogLsn = catalogLsn;
     for (const t of tables) for (const c of t.columns) this.rememberType(c.type);
     const versions = await Promise.all(tables.map((t) => this.register(t)));
-    for (const v of versions) this.current.set(v.relid, v);
-    for (const t of tables) this.startup.set(t.relid, t);
+    for (const v of versions) {
+      this.current.set(v.relid, v);
+      this.topics.add(v.topic);
+    }
   }
 
   /** Hot path: the version changes of `relid` are decoded with. */
@@ -123,67 +134,108 @@ export class TableVersions {
     return [...this.current.values()];
   }
 
-  /** A new stream session begins: the next Relation of each relation is its first again. */
-  newSession(): void {
-    this.seen.clear();
-  }
-
-  /** A Relation message: the version to decode the relation's next changes with. */
-  async onRelation(msg: RelationMessage): Promise<TableVersion> {
+  /**
+   * A Relation message: the version to decode the relation's next changes with; null for a
+   * relation that is none of the selected tables. `commitLsn`: the commit position of the
+   * transaction it came in (null: unknown, taken as a live change).
+   */
+  async onRelation(msg: RelationMessage, commitLsn: bigint | null): Promise<TableVersion | null> {
+    const prev = this.current.get(msg.relid);
+    if (!prev) {
+      // pgoutput follows a root's Relation with its partition's own (publish_via_partition_root);
+      // the changes come under the root's relid. No topic, no schemas for it.
+      this.outside.set(msg.relid, `${msg.namespace}.${msg.name}`);
+      return null;
+    }
     const missing = [...new Set(msg.columns.map((c) => c.typeOid))].filter((oid) => !this.types.has(oid));
     if (missing.length > 0) {
       const loaded = await this.opts.catalog.loadTypes(missing);
       for (const t of loaded.values()) this.rememberType(t);
     }
-    const prev = this.current.get(msg.relid);
-    const table = await this.relationToTable(msg, prev?.table);
-    const first = !this.seen.has(msg.relid);
-    this.seen.add(msg.relid);
-    if (prev && sameShape(prev.table, table)) {
+    const table = this.relationToTable(msg, prev.table);
+    const change = describeChange(prev.table, table);
+    // Committed before the catalog read: replayed WAL from before a change made while stopped.
+    const live = commitLsn === null || this.catalogLsn === null || commitLsn >= this.catalogLsn;
+    if (live) await this.stopOnLiveChange(prev, table, change);
+    else this.noteEarlierChange(prev, table, change);
+    if (sameShape(prev.table, table)) {
       if (prev.table.replicaIdentity === table.replicaIdentity) return prev;
       const v = { ...prev, table };
       this.current.set(msg.relid, v);
       return v;
     }
-    const renamed = prev !== undefined && (prev.table.schema !== table.schema || prev.table.name !== table.name);
-    if (prev && first && (renamed || describeTypeChanges(prev.table, table).length > 0) && sameDefinition(table, await this.opts.catalog.currentTable(table.relid))) {
-      // The session's first Relation is older than the catalog when the stream replays WAL
-      // written before a change made while the connector was stopped; if it is what the catalog
-      // shows now, the table (idle until now) was changed while the connector ran.
-      throw renamed ? renameError(prev, table) : typeChangeError(prev, table);
-    }
-    if (prev && !first && renamed) {
-      const known = this.startup.get(msg.relid);
-      // Renamed while stopped (the start-up catalog has the new name, and its topic was made then): go on.
-      if (!known || known.schema !== table.schema || known.name !== table.name) throw renameError(prev, table);
-    }
-    if (prev && !first) {
-      const changed = describeTypeChanges(prev.table, table);
-      const known = this.startup.get(msg.relid);
-      if (changed.length > 0 && known && sameShape(known, table)) {
-        this.log.info(
-          { table: prev.qualified, changes: changed.map((x) => `${x.column} ${x.oldType} -> ${x.newType}`) },
-          'column type change made while the connector was stopped (the start-up catalog has it): continuing with the new type',
-        );
-      } else if (changed.length > 0) {
-        throw typeChangeError(prev, table);
-      }
+    const topic = topicFor(this.opts.topicPrefix, table.schema, table.name);
+    if (!this.topics.has(topic)) {
+      if (!(await this.opts.topicExists(topic))) throw missingTopicError(table, topic, prev.topic);
+      this.topics.add(topic);
     }
     const v = await this.register(table);
     this.current.set(msg.relid, v);
-    const before = new Set(prev?.table.columns.map((c) => c.name) ?? []);
-    const after = new Set(table.columns.map((c) => c.name));
     this.log.info(
       {
         table: v.qualified,
         topic: v.topic,
-        added: [...after].filter((c) => !before.has(c)),
-        dropped: [...before].filter((c) => !after.has(c)),
+        added: change.added,
+        dropped: change.dropped,
+        ...(change.renamedColumns.length > 0 ? { renamed: change.renamedColumns.map((r) => `${r.from} -> ${r.to}`) } : {}),
         valueSchemaId: v.valueSchemaId,
       },
-      prev ? 'new table version' : 'table version from Relation message',
+      'new table version',
     );
+    if (change.added.length > 0) await this.warnAddedDefaults(table, change.added);
     return v;
+  }
+
+  /** For a change of a relation without a version: none of the selected tables (the stream cannot place it). */
+  unknownRelation(relid: number): SourceError {
+    const name = this.outside.get(relid);
+    return new SourceError(`a change of ${name ?? `relation ${relid}`}, which is none of the selected tables, came in the stream`, {
+      context: { relid, table: name },
+      remedy: 'the publication must list the selected tables only, with publish_via_partition_root = true (the connector sets both at start-up): check that nobody altered it',
+    });
+  }
+
+  /** A change made while the connector runs that the destination cannot follow by itself: stop (everything before it is confirmed). */
+  private async stopOnLiveChange(prev: TableVersion, table: TableInfo, change: RelationChange): Promise<void> {
+    if (change.renamedTable) throw tableRenameError(prev.table, table);
+    if (change.typeChanges.length > 0) throw typeChangeError(prev.qualified, change.typeChanges);
+    if (change.renamedColumns.length > 0) throw columnRenameError(table, change.renamedColumns);
+    const identity = table.replicaIdentity;
+    if (identity === 'nothing' || (identity === 'index' && change.keyChanged)) {
+      // The start-up check, on the table as the stream now shows it: the identity index's columns are the flagged ones.
+      const primaryKey = await this.opts.catalog.primaryKey(table.relid);
+      const [problem] = replicaIdentityProblem({ ...table, keyColumns: primaryKey }, identity === 'index' ? table.keyColumns : undefined);
+      if (problem) throw replicaIdentityError(problem);
+    }
+    if (change.keyChanged) throw keyChangeError(prev.table, table);
+  }
+
+  /** A change committed before the start-up catalog read (made while the connector was stopped): go on, and say so. */
+  private noteEarlierChange(prev: TableVersion, table: TableInfo, change: RelationChange): void {
+    if (change.typeChanges.length > 0 || change.renamedTable || change.renamedColumns.length > 0) {
+      this.log.info(
+        {
+          table: prev.qualified,
+          changes: typeChangeList(change.typeChanges),
+          renamedColumns: change.renamedColumns.map((r) => `${r.from} -> ${r.to}`),
+          ...(change.renamedTable ? { renamed: true } : {}),
+        },
+        'schema change made while the connector was stopped (before its start-up catalog read): continuing with it',
+      );
+    }
+    if (change.keyChanged) {
+      this.log.warn(
+        { table: prev.qualified, oldKey: prev.table.keyColumns, newKey: table.keyColumns, remedy: 'once the sink applied them, compare the table with shardbridge cutover --verify-only' },
+        "the key columns changed in WAL written before the connector started: each row's records from here on have another key, and may land on another partition than its earlier ones",
+      );
+    }
+  }
+
+  private async warnAddedDefaults(table: TableInfo, added: string[]): Promise<void> {
+    for (const d of await this.opts.catalog.columnDefaults(table.relid, added)) {
+      const w = addedDefaultWarning(table, d);
+      this.log.warn({ table: `${table.schema}.${table.name}`, column: d.column, default: d.default, remedy: w.remedy }, w.message);
+    }
   }
 
   private async register(table: TableInfo): Promise<TableVersion> {
@@ -211,7 +263,7 @@ export class TableVersions {
    * field order, hence the key bytes and partition, must not depend on column order);
    * under REPLICA IDENTITY FULL pgoutput flags every column, so the primary key is used.
    */
-  private async relationToTable(msg: RelationMessage, prev: TableInfo | undefined): Promise<TableInfo> {
+  private relationToTable(msg: RelationMessage, prev: TableInfo): TableInfo {
     const qualified = `${msg.namespace}.${msg.name}`;
     const columns: ColumnInfo[] = msg.columns.map((c) => {
       const type = this.types.get(c.typeOid);
@@ -223,10 +275,10 @@ export class TableVersions {
     const names = new Set(columns.map((c) => c.name));
     let keyColumns: string[];
     if (msg.replicaIdentity === 'full' || msg.replicaIdentity === 'nothing') {
-      keyColumns = prev ? prev.keyColumns : await this.opts.catalog.primaryKey(msg.relid);
+      keyColumns = prev.keyColumns;
     } else {
       const flagged = columns.filter((c) => c.isKey).map((c) => c.name);
-      const prevKey = prev?.keyColumns ?? [];
+      const prevKey = prev.keyColumns;
       const same = prevKey.length === flagged.length && prevKey.every((k) => flagged.includes(k));
       keyColumns = same ? prevKey : flagged;
     }
@@ -235,27 +287,6 @@ export class TableVersions {
     for (const c of columns) c.isKey = keySet.has(c.name);
     return { relid: msg.relid, schema: msg.namespace, name: msg.name, columns, keyColumns, replicaIdentity: msg.replicaIdentity };
   }
-}
-
-function typeChangeError(prev: TableVersion, table: TableInfo): SchemaError {
-  const changed = describeTypeChanges(prev.table, table);
-  const c = changed[0];
-  const all = changed.map((x) => `${x.column} ${x.oldType} -> ${x.newType}`).join(', ');
-  return new SchemaError(`column ${c.column} of table ${prev.qualified} changed type from ${c.oldType} to ${c.newType}: the connector stops (${all})`, {
-    context: { table: prev.qualified, column: c.column, oldType: c.oldType, newType: c.newType },
-    remedy: TYPE_CHANGE_REMEDY,
-  });
-}
-
-/** A table renamed while streaming would need a topic (and a destination mapping) nobody made: stop and say so. */
-function renameError(prev: TableVersion, table: TableInfo): SchemaError {
-  const now = `${table.schema}.${table.name}`;
-  return new SchemaError(`table ${prev.qualified} was renamed to ${now} while streaming: the connector stops`, {
-    context: { table: prev.qualified, renamedTo: now },
-    remedy:
-      `rename it back; or stop both connectors, map ${now} in the sink's tables to the destination table ${prev.qualified} went to, ` +
-      `and start them again (the source then makes the topic of ${now})`,
-  });
 }
 
 /** Same columns (names, types, typmods, order) and key: the same schemas. */

@@ -25,8 +25,8 @@ export interface RegistryClientOptions {
   username?: string;
   password?: string;
   /**
-   * The level the connector expects on its subjects: set on a subject's first registration,
-   * and the library refuses to register under a subject configured otherwise. Default BACKWARD.
+   * The level set on a subject that has none of its own, at its registration. A level the
+   * subject has (an operator's NONE for one incompatible change) is kept. Default BACKWARD.
    */
   compatibility?: CompatibilityLevel;
   /** Per-request timeout of the fetch-based calls. Default 30 s. */
@@ -50,7 +50,6 @@ export class RegistryClient {
   /** Same schema object passed again: skip the canonicalisation too. */
   private readonly idByObject = new WeakMap<object, Map<string, Promise<number>>>();
   private readonly schemaCache = new Map<number, Promise<object>>();
-  private readonly levels = new Map<string, CompatibilityLevel>();
 
   constructor(opts: RegistryClientOptions) {
     this.url = opts.url.replace(/\/+$/, '');
@@ -133,17 +132,35 @@ export class RegistryClient {
   /** PUT /config/{subject}; later registrations under the subject expect this level. */
   async setCompatibility(subject: string, level: CompatibilityLevel): Promise<void> {
     await this.rest('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility: level }, { subject, compatibility: level });
-    this.levels.set(subject, level);
     this.log.info({ subject, compatibility: level }, 'subject compatibility set');
   }
 
+  /**
+   * GET /config/{subject}: the subject's own level, null when it has none (40408; older
+   * registries answer with the global level instead, which is as good here).
+   */
+  async subjectLevel(subject: string): Promise<CompatibilityLevel | null> {
+    const path = `/config/${encodeURIComponent(subject)}`;
+    try {
+      const body = (await this.get(path, { subject })) as { compatibilityLevel?: unknown };
+      return typeof body.compatibilityLevel === 'string' ? (body.compatibilityLevel.toUpperCase() as CompatibilityLevel) : null;
+    } catch (err) {
+      if (err instanceof SchemaError && err.context.status === 404) return null;
+      throw err;
+    }
+  }
+
   private async doRegister(subject: string, schema: object): Promise<number> {
-    const compatibility = (this.levels.get(subject) ?? this.defaultLevel) as COMPATIBILITY;
+    // The library refuses to register under a subject whose level differs from the one it is
+    // given, and sets that one on a subject without its own: give it the subject's own level.
+    const own = await this.subjectLevel(subject);
+    const compatibility = (own ?? this.defaultLevel) as COMPATIBILITY;
+    if (own && own !== this.defaultLevel) this.log.info({ subject, compatibility: own }, "registering under the subject's own compatibility level");
     let id: number;
     try {
       ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
     } catch (err) {
-      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility });
+      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url);
     }
     this.log.info({ subject, schemaId: id }, 'schema registered');
     // The registry may hold an equivalent text for this id; ours is as good (same canonical form).
@@ -203,6 +220,7 @@ export class RegistryClient {
       { status: res.status, message: errBody.message ?? text.slice(0, 200), errorCode: errBody.error_code },
       `${what} failed`,
       context,
+      this.url,
     );
   }
 }
@@ -217,13 +235,29 @@ function schemaOf(body: { schema?: unknown }, path: string, context: ErrorContex
   }
 }
 
+/**
+ * The registry refused a new version under the subject's level. The connector's value fields
+ * are all nullable with a default, so a refusal means a changed column type (value subject) or
+ * changed key columns or key column types (key subject), both made deliberately.
+ */
+function incompatibleRemedy(subject: string, level: string, url: string): string {
+  const what = subject.endsWith('-key')
+    ? 'the key columns (primary key) or their types changed'
+    : 'a column type changed in a way the level refuses (e.g. int -> text, timestamp -> timestamptz)';
+  return (
+    `${what}; if deliberate (and made at the destination too), allow this one change: set the subject's level to NONE ` +
+    `(PUT ${url}/config/${subject} with {"compatibility":"NONE"}), start the connector again (it keeps a level the subject has of its own) ` +
+    `and, once it registered the new version, set it back to ${level} the same way`
+  );
+}
+
 const NETWORK_CODES = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|timeout/i;
 
 /**
  * A registry failure as SchemaError. The library (mappersmith) reports a network failure
  * as status 400 with the socket error in the message, so that case is told apart by text.
  */
-function registryError(err: unknown, what: string, context: ErrorContext): SchemaError {
+function registryError(err: unknown, what: string, context: ErrorContext, url: string): SchemaError {
   const e = (err ?? {}) as { status?: number; message?: string; errorCode?: number; name?: string };
   const status = typeof e.status === 'number' ? e.status : undefined;
   const message = String(e.message ?? err);
@@ -232,9 +266,9 @@ function registryError(err: unknown, what: string, context: ErrorContext): Schem
   const ctx: ErrorContext = { ...context, status, errorCode: e.errorCode };
   let remedy: string | undefined;
   if (status === 401 || status === 403) remedy = 'check the registry username and password';
-  else if (status === 409) remedy = "the new schema breaks the subject's compatibility level: make the change compatible (e.g. give the new column a default) or change the level";
+  else if (status === 409) remedy = incompatibleRemedy(String(context.subject ?? '{subject}'), String(context.compatibility ?? 'BACKWARD'), url);
   else if (e.name === 'ConfluentSchemaRegistryCompatibilityError') {
-    remedy = "the subject's compatibility level differs from the one the connector expects: align the connector's setting with the subject's, or PUT /config/{subject}";
+    remedy = "the subject's compatibility level changed while the connector registered under it: start the connector again";
   } else if (networkFailure) remedy = 'is the schema registry running and its URL right?';
   return new SchemaError(`${what}: ${message}`, { retriable, context: ctx, cause: err, remedy });
 }

@@ -9,6 +9,7 @@ import type { TestContext } from 'node:test';
 import type avro from 'avsc';
 import pg from 'pg';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
@@ -17,6 +18,7 @@ import { createAvroType, textEncoderFor, type TextEncoder } from '../../shared/t
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { readTopicToEnd, type TopicRecord as RawRecord } from '../../source-connector/control-topics.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import type { SourceConnector } from '../../source-connector/run.ts';
 import { getTestKafka, testLogger } from './kafka.ts';
 import { startTestSource } from './postgres.ts';
 
@@ -75,6 +77,23 @@ export async function startSourceTestEnv(clientId: string): Promise<SourceTestEn
 
 export async function walLsn(c: pg.ClientBase): Promise<bigint> {
   return parseLsn((await c.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l);
+}
+
+/** Until the connector confirmed a position at or past `lsn` (so Kafka has everything before it). */
+export async function caughtUp(conn: SourceConnector, lsn: bigint, timeoutMs = 60_000): Promise<void> {
+  await waitFor(`confirmed LSN >= ${lsn}`, () => {
+    const c = conn.state().confirmedLsn;
+    return c !== null && parseLsn(c) >= lsn;
+  }, { timeoutMs, intervalMs: 50 });
+}
+
+/** Until the connector streams (throws when it failed first). */
+export async function streaming(conn: SourceConnector): Promise<void> {
+  await waitFor('the connector streaming', () => {
+    const { phase } = conn.state();
+    if (phase === 'failed') throw new Error('connector failed');
+    return phase === 'streaming';
+  }, { timeoutMs: 120_000, intervalMs: 50 });
 }
 
 export type { TopicRecord as RawRecord } from '../../source-connector/control-topics.ts';

@@ -295,3 +295,37 @@ test('RegistryClient.latestSchema: the latest version with its id, then known by
   assert.deepEqual(await reader.getSchema(v2), v2schema);
   await assert.rejects(reader.latestSchema('l-value'), (err: unknown) => err instanceof SchemaError && err.retriable && err.context.subject === 'l-value');
 });
+
+test("RegistryClient keeps a subject's own compatibility level (an operator's NONE for a type change) and sets BACKWARD only on a subject without one", async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const first = new RegistryClient({ url: srv.url, retries: 0 });
+  const v1 = await first.register('n-value', userV1);
+  // A subject without a level of its own gets the connector's BACKWARD at its first registration.
+  assert.equal((await http(`${srv.url}/config/n-value`, 'GET')).json.compatibilityLevel, 'BACKWARD');
+  const changed: RecordSchema = { ...userV1, fields: [{ name: 'id', type: 'string' }, userV1.fields[1]] };
+  await assert.rejects(first.register('n-value', changed), (err: unknown) => {
+    assert.ok(err instanceof SchemaError);
+    assert.equal(err.context.status, 409);
+    assert.equal(err.context.compatibility, 'BACKWARD');
+    assert.match(err.remedy ?? '', /PUT http:\S+\/config\/n-value with {"compatibility":"NONE"}/);
+    assert.match(err.remedy ?? '', /set it back to BACKWARD/);
+    assert.doesNotMatch(err.remedy ?? '', /default/);
+    return true;
+  });
+  // The documented remedy, applied by the operator (not through this client); then a fresh start registers under it.
+  assert.equal((await http(`${srv.url}/config/n-value`, 'PUT', { compatibility: 'NONE' })).status, 200);
+  const next = new RegistryClient({ url: srv.url, retries: 0 });
+  assert.equal(await next.register('n-value', userV1), v1);
+  const v2 = await next.register('n-value', changed);
+  assert.ok(v2 > v1);
+  assert.equal((await http(`${srv.url}/config/n-value`, 'GET')).json.compatibilityLevel, 'NONE', 'the operator’s level stays');
+  // A key subject's refusal says the key changed, not that a column wants a default.
+  await next.register('n-key', userV1);
+  await assert.rejects(next.register('n-key', changed), (err: unknown) => {
+    assert.ok(err instanceof SchemaError);
+    assert.match(err.remedy ?? '', /key columns/);
+    assert.match(err.remedy ?? '', /\/config\/n-key/);
+    return true;
+  });
+});

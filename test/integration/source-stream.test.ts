@@ -18,7 +18,9 @@ import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, assertRowsEqualTable, finalState, readDecoded, readJson, stableKey, startSourceTestEnv, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import {
+  RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, readDecoded, readJson, stableKey, startSourceTestEnv, streaming, testSourceConfig, walLsn, type SourceTestEnv,
+} from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -31,22 +33,6 @@ before(async () => {
 });
 
 after(() => env?.close());
-
-/** Until the connector confirmed a position at or past `lsn` (so Kafka has everything before it). */
-async function caughtUp(conn: SourceConnector, lsn: bigint, timeoutMs = 60_000): Promise<void> {
-  await waitFor(`confirmed LSN >= ${lsn}`, () => {
-    const c = conn.state().confirmedLsn;
-    return c !== null && parseLsn(c) >= lsn;
-  }, { timeoutMs, intervalMs: 50 });
-}
-
-async function streaming(conn: SourceConnector): Promise<void> {
-  await waitFor('the connector streaming', () => {
-    const { phase } = conn.state();
-    if (phase === 'failed') throw new Error('connector failed');
-    return phase === 'streaming';
-  }, { timeoutMs: 120_000, intervalMs: 50 });
-}
 
 function capturingLogger(): { logger: pino.Logger; lines: () => string[] } {
   const lines: string[] = [];

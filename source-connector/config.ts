@@ -47,6 +47,8 @@ export const sourceConfigSchema = z.strictObject({
       cleanupPolicy: z.enum(['delete', 'compact', 'compact,delete']).default('delete'),
       /** -1 = keep forever. */
       retentionMs: z.number().int().min(-1).optional(),
+      /** max.message.bytes of created table topics (the broker's message.max.bytes otherwise, ~1 MB): rows with large values need more. */
+      maxMessageBytes: positiveInt().optional(),
     })
     .prefault({}),
   kafka: section(kafkaSchema()),

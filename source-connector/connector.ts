@@ -224,6 +224,7 @@ class ConnectorRun {
       const t = cfg.topics;
       const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
       if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
+      if (t.maxMessageBytes !== undefined) configs['max.message.bytes'] = String(t.maxMessageBytes);
       const tables = this.source.tables;
       await this.versions.init(tables, this.source.catalogLsn);
       const created = await this.admin.ensureTopics([

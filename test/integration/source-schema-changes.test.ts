@@ -3,7 +3,8 @@
  * the registry: a change the destination cannot follow by itself stops the connector with the
  * remedy, also when further DDL on the table comes before the connector sees it; renamed
  * columns, changed replica identity, added columns with a default; a subject's own
- * compatibility level (the remedy for a type change the registry refuses) is kept.
+ * compatibility level (the remedy for a type change the registry refuses) is kept; and a row
+ * too large for its topic stops it the same way, with the remedy.
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,6 +48,20 @@ async function stopped(conn: SourceConnector, timeoutMs = 60_000): Promise<Shard
   assert.ok(failure instanceof ShardBridgeError, String(failure));
   return failure;
 }
+
+test("a row larger than its topic's max.message.bytes (topics.maxMessageBytes) stops the connector naming the topic, the size and the remedy; the slot keeps it", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE big (id int PRIMARY KEY, v text); ALTER TABLE big ALTER COLUMN v SET STORAGE EXTERNAL`, {
+    topics: { maxMessageBytes: 20_000 },
+  });
+  const slot = config.slotName;
+  const before = await walLsn(client);
+  await client.query(`INSERT INTO big SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 2000) g`);
+  const err = await stopped(conn);
+  assert.equal(err.kind, 'config');
+  assert.match(err.message, new RegExp(`Kafka refused a record of \\d+ bytes for ${config.topicPrefix.replace(/\./g, '\\.')}\\.public\\.big \\(MESSAGE_TOO_LARGE\\)`));
+  assert.match(err.remedy ?? '', /max\.message\.bytes=\d+ \(topics\.maxMessageBytes for topics the source creates\)/);
+  assert.ok(parseLsn(await slotConfirmed(client, slot)) <= before, 'the slot was not confirmed past the row');
+});
 
 async function slotConfirmed(client: pg.Client, slot: string): Promise<string> {
   return (await client.query(`SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].c;

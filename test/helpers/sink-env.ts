@@ -4,11 +4,12 @@
  * an admin client, a connected producer and a registry client. `close()` drops the
  * schemas and releases everything, in reverse order.
  */
+import { after, before } from 'node:test';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { createKafka, type Admin, type KafkaClient, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
-import { getTestKafka } from './kafka.ts';
+import { getTestKafka, testLogger } from './kafka.ts';
 import { getTestDestination } from './postgres.ts';
 import { getTestRegistry, testRegistryClient } from './produce-changes.ts';
 
@@ -46,6 +47,34 @@ export async function openSinkTestEnv(schemas: string[], log: Logger): Promise<S
       for (const s of schemas) await db.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
       await db.end().catch(() => {});
       for (const release of releases.reverse()) await release();
+    },
+  };
+}
+
+/**
+ * A sink test file's two schemas (`sb_<tag>src_<id>`, `sb_<tag>dst_<id>`) and its SinkTestEnv,
+ * opened before the file's tests and closed after them; `env()` inside a test.
+ */
+export function sinkTestFile(tag: string): { ID: string; SRC: string; DST: string; log: Logger; env(): SinkTestEnv } {
+  const ID = `${process.pid}_${Date.now().toString(36)}`;
+  const SRC = `sb_${tag}src_${ID}`;
+  const DST = `sb_${tag}dst_${ID}`;
+  const log = testLogger();
+  let env: SinkTestEnv | undefined;
+  before(async () => {
+    env = await openSinkTestEnv([SRC, DST], log);
+  });
+  after(async () => {
+    await env?.close();
+  });
+  return {
+    ID,
+    SRC,
+    DST,
+    log,
+    env: () => {
+      if (!env) throw new Error('the sink test env is opened in before()');
+      return env;
     },
   };
 }

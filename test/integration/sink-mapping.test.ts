@@ -4,39 +4,20 @@
  * columns the source lacks (identity, generated), column names JavaScript objects hold dear.
  * Each refusal stalls its partition with a message naming the mapping, never guessing.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { type Admin, type Producer } from '../../shared/kafka/client.ts';
-import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
-import { capturingLogger, testLogger, uniqueTopic } from '../helpers/kafka.ts';
-import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
+import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { sinkTestFile } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 
-const ID = `${process.pid}_${Date.now().toString(36)}`;
-const SRC = `sb_msrc_${ID}`;
-const DST = `sb_mdst_${ID}`;
-const log = testLogger();
-let env: SinkTestEnv | undefined;
-let servers: { kafka: string; registry: string; destination: string };
-let db: pg.Client;
-let admin: Admin;
-let producer: Producer;
-let registry: RegistryClient;
-
-before(async () => {
-  env = await openSinkTestEnv([SRC, DST], log);
-  ({ servers, db, admin, producer, registry } = env);
-});
-
-after(async () => {
-  await env?.close();
-});
+const file = sinkTestFile('m');
+const { ID, SRC, DST, log } = file;
 
 async function sourceTable(name: string, ddl: string, prefix: string): Promise<ProducedTable> {
+  const { db, admin, registry } = file.env();
   await db.query(`CREATE TABLE ${SRC}.${name} ${ddl}`);
   const topic = `${prefix}.${SRC}.${name}`;
   await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
@@ -46,10 +27,12 @@ async function sourceTable(name: string, ddl: string, prefix: string): Promise<P
 const insert = (...values: (string | null)[]) => ({ kind: 'insert' as const, new: values });
 
 async function stallOf(groupId: string, topic: string): Promise<{ error: string; sqlstate: string | null; next_offset: string }> {
+  const { db } = file.env();
   return waitFor(`stall of ${topic}`, async () => (await db.query('SELECT * FROM shardbridge.stalls WHERE group_id = $1 AND topic = $2', [groupId, topic])).rows[0]);
 }
 
 test('two source tables merged into one destination table: both apply; a truncate of one stalls its partition, naming both, and empties nothing', async () => {
+  const { servers, db, admin, producer } = file.env();
   const prefix = uniqueTopic('sbmerge');
   const m1 = await sourceTable('m1', '(id int PRIMARY KEY, v text)', prefix);
   const m2 = await sourceTable('m2', '(id int PRIMARY KEY, v text)', prefix);
@@ -74,6 +57,7 @@ test('two source tables merged into one destination table: both apply; a truncat
 });
 
 test('mappings that cannot be applied stall, naming them, also in dead-letter mode: two source columns onto one, a renamed column the source lacks under autoEvolve, a generated destination column', async () => {
+  const { servers, db, producer } = file.env();
   const prefix = uniqueTopic('sbmapbad');
   const coll = await sourceTable('coll', '(id int PRIMARY KEY, a text, b text)', prefix);
   await db.query(`CREATE TABLE ${DST}.coll (id int PRIMARY KEY, a text, b text)`);
@@ -119,6 +103,7 @@ test('mappings that cannot be applied stall, naming them, also in dead-letter mo
 });
 
 test('destination columns of its own (an identity, "char" added by autoEvolve) and a column named constructor: staged rows apply; a value too long names its column', async () => {
+  const { servers, db, admin, producer } = file.env();
   const prefix = uniqueTopic('sbmapok');
   const ident = await sourceTable('ident', '(id int PRIMARY KEY, v text)', prefix);
   await db.query(`CREATE TABLE ${DST}.ident (id int PRIMARY KEY, v text, n bigint GENERATED ALWAYS AS IDENTITY)`);

@@ -49,7 +49,7 @@ async function updateRows(q: Query, table: ApplyTable, g: UpsertGroup, rows: Val
     const check = buildElsewhereQuery(table);
     const { rows: moved } = await q(check.text, arrayLiterals(check.bind(project(rows, columns, check.columns))));
     if (moved.length > 0) {
-      const unknown = toastOf(table, columns, g);
+      const unknown = g.unchangedToast ?? [];
       const key = table.sourceKey.map((c) => `${c}=${(moved[0] as Record<string, unknown>)[c]}`).join(', ');
       throw new SinkApplyError(
         `an update of ${name} (${key}) moves the row to other ${shape.destOnly.join(', ')} values but leaves TOASTed column(s) ${unknown.join(', ')} unchanged, ` +
@@ -75,7 +75,7 @@ async function updateRows(q: Query, table: ApplyTable, g: UpsertGroup, rows: Val
 async function createWithout(q: Query, table: ApplyTable, g: UpsertGroup, rows: Value[][], logger: Logger): Promise<void> {
   const columns = g.columns;
   const name = `${table.schema}.${table.name}`;
-  const unknown = toastOf(table, columns, g);
+  const unknown = g.unchangedToast ?? [];
   const st = buildUpsert(table, columns);
   try {
     await q(st.text, arrayLiterals(st.bind(rows)));
@@ -102,9 +102,7 @@ async function createWithout(q: Query, table: ApplyTable, g: UpsertGroup, rows: 
   );
 }
 
-/** The TOASTed columns the rows lack (not the destination's own extra columns, which they lack too). */
-const toastOf = (table: ApplyTable, carried: readonly string[], g: UpsertGroup): string[] =>
-  g.unchangedToast ?? table.columns.map((c) => c.name).filter((c) => !carried.includes(c));
+
 
 /** The rows' values for `want` (a subset of `columns`), in that order. */
 function project(rows: readonly Value[][], columns: readonly string[], want: readonly string[]): Value[][] {

@@ -38,14 +38,10 @@ export interface SourceSession {
 /** How long a slot that another process still holds gets to be released (a connector killed a moment ago). */
 const ACTIVE_SLOT_GRACE_MS = 5_000;
 
-/** The `host:port` a connection section points at. */
-export function describeEndpoint(section: SourceConfig['source']): string {
-  return pgEndpoint(section, false);
-}
 
 export async function openSource(config: SourceConfig, log: Logger): Promise<SourceSession> {
   const connection = connectionConfig(config.source, { application_name: 'shardbridge-source' });
-  const endpoint = describeEndpoint(config.source);
+  const endpoint = pgEndpoint(config.source, false);
   const startupError = (message: string, cause?: unknown, remedy?: string) =>
     new SourceError(message, { cause, context: { phase: 'startup', source: endpoint }, remedy });
 

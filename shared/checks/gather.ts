@@ -12,19 +12,6 @@ import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
 import type { DestinationFacts, SourceTableFacts } from './destination.ts';
 
-/** `host:port` of a connection config, never its password. */
-export function describeTarget(c: pg.ClientConfig): string {
-  if (c.connectionString) {
-    try {
-      const u = new URL(c.connectionString);
-      return `${u.hostname || 'localhost'}:${u.port || 5432}`;
-    } catch {
-      return 'the configured url';
-    }
-  }
-  return `${c.host ?? 'localhost'}:${c.port ?? 5432}`;
-}
-
 // Generated columns are left out as in the source catalog: pgoutput does not send them.
 const COLUMN_TYPES_SQL = `
 SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type

@@ -6,10 +6,9 @@
  */
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
-import { connectionConfig, type PgConnectionConfig } from '../config/common.ts';
+import { connectionConfig, pgEndpoint, type PgConnectionConfig } from '../config/common.ts';
 import { createKafka, type Admin, type KafkaClient } from '../kafka/client.ts';
 import { redactUrl } from '../redact.ts';
-import { describeTarget } from '../checks/gather.ts';
 import { mapTable } from '../schema/mapping.ts';
 import type { SinkConfig } from '../../sink-connector/config.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
@@ -40,7 +39,7 @@ export async function connectPg(section: PgConnectionConfig, application: string
   return client;
 }
 
-export const pgTarget = (section: PgConnectionConfig): string => describeTarget(connectionConfig(section));
+export const pgTarget = (section: PgConnectionConfig): string => pgEndpoint(section, false);
 
 /** A Kafka client for the commands: few retries, so an unreachable broker is reported in seconds. */
 export function commandKafka(config: SinkConfig | SourceConfig, log: Logger, clientId: string): KafkaClient {

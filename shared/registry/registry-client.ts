@@ -76,9 +76,7 @@ export class RegistryClient {
     const key = `${subject}\0${canonicalSchemaText(schema)}`;
     let p = this.idCache.get(key);
     if (!p) {
-      p = this.doRegister(subject, schema).catch((err: unknown) => {
-        throw unreachable(err, this.url);
-      });
+      p = this.doRegister(subject, schema);
       this.idCache.set(key, p);
       // A failed registration must not stick: the next call tries again.
       p.catch(() => {
@@ -270,7 +268,7 @@ function registryError(err: unknown, what: string, context: ErrorContext, url: s
   else if (e.name === 'ConfluentSchemaRegistryCompatibilityError') {
     remedy = "the subject's compatibility level changed while the connector registered under it: start the connector again";
   } else if (networkFailure) remedy = 'is the schema registry running and its URL right?';
-  return new SchemaError(`${what}: ${message}`, { retriable, context: ctx, cause: err, remedy });
+  return unreachable(new SchemaError(`${what}: ${message}`, { retriable, context: ctx, cause: err, remedy }), url) as SchemaError;
 }
 
 /**

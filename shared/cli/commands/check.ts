@@ -9,13 +9,13 @@ import pg from 'pg';
 import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
-import { connectionConfig } from '../../config/common.ts';
+import { connectionConfig, pgEndpoint } from '../../config/common.ts';
 import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
 import { judgeCapacity } from '../../checks/capacity.ts';
 import { judgeDestination, type SourceTableFacts } from '../../checks/destination.ts';
-import { databaseSize, describeTarget, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
+import { databaseSize, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
 import { renderReport, summarize } from '../../checks/report.ts';
 import { checkServices } from '../../checks/services.ts';
 
@@ -29,7 +29,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const services = checkServices(sourceConfig, sink, ctx.logger.child({}, { level: 'silent' }));
 
   const srcConn = connectionConfig(sourceConfig.source, { application_name: 'shardbridge-check' });
-  const sourceTarget = describeTarget(srcConn);
+  const sourceTarget = pgEndpoint(sourceConfig.source, false);
   const source: Finding[] = [];
   let tables: SourceTableFacts[] | undefined;
 
@@ -55,7 +55,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     } else {
       destination = [];
       const dstConn = connectionConfig(sink.destination, { application_name: 'shardbridge-check' });
-      destTarget = describeTarget(dstConn);
+      destTarget = pgEndpoint(sink.destination, false);
       const dst = await connect(dstConn, 'destination', destTarget, destination, 'check destination.host/port, the network path from here, pg_hba.conf and the credentials');
       if (dst) {
         try {

@@ -10,6 +10,7 @@ import type avro from 'avsc';
 import pg from 'pg';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
+import { ShardBridgeError } from '../../shared/errors.ts';
 import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
@@ -94,6 +95,15 @@ export async function streaming(conn: SourceConnector): Promise<void> {
     if (phase === 'failed') throw new Error('connector failed');
     return phase === 'streaming';
   }, { timeoutMs: 120_000, intervalMs: 50 });
+}
+
+/** The connector's failure, once it stopped (polled: a connector that wrongly goes on fails the test at the deadline). */
+export async function stopped(conn: SourceConnector, timeoutMs = 60_000): Promise<ShardBridgeError> {
+  let failure: unknown = null;
+  conn.done.catch((err: unknown) => (failure = err));
+  await waitFor('the connector stopped with an error', () => failure !== null, { timeoutMs, intervalMs: 100 });
+  assert.ok(failure instanceof ShardBridgeError, String(failure));
+  return failure;
 }
 
 export type { TopicRecord as RawRecord } from '../../source-connector/control-topics.ts';

@@ -13,10 +13,23 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import type { SourceError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
-import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger, testLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, assertRowsEqualTable, finalState, readDecoded, readJson, stableKey, startSourceTestEnv, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import {
+  RegistryDecoder,
+  assertRowsEqualTable,
+  caughtUp,
+  finalState,
+  readDecoded,
+  readJson,
+  stableKey,
+  startSourceTestEnv,
+  stopped,
+  streaming,
+  testSourceConfig,
+  walLsn,
+  type SourceTestEnv,
+} from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -27,28 +40,6 @@ before(async () => {
 });
 
 after(() => env?.close());
-
-async function caughtUp(conn: SourceConnector, lsn: bigint): Promise<void> {
-  await waitFor(`confirmed LSN >= ${lsn}`, () => {
-    const c = conn.state().confirmedLsn;
-    return c !== null && parseLsn(c) >= lsn;
-  }, { timeoutMs: 60_000, intervalMs: 50 });
-}
-
-async function streaming(conn: SourceConnector): Promise<void> {
-  await waitFor('the connector streaming', () => {
-    if (conn.state().phase === 'failed') throw new Error('connector failed');
-    return conn.state().phase === 'streaming';
-  }, { timeoutMs: 120_000, intervalMs: 50 });
-}
-
-/** A connector that will fail: resolves with its error once it has (the slot monitor looks every 10 s). */
-async function failure(conn: SourceConnector): Promise<SourceError> {
-  let failed: unknown = null;
-  conn.done.catch((err) => (failed = err));
-  await waitFor('the connector stopped', () => failed !== null, { timeoutMs: 30_000, intervalMs: 100 });
-  return failed as SourceError;
-}
 
 async function setup(t: TestContext, ddl: string): Promise<{ client: pg.Client; config: SourceConfig }> {
   const { url, client, slot } = await env.freshDatabase(t);
@@ -90,7 +81,7 @@ test('REPLICA IDENTITY FULL on a partitioned parent only: the start refuses nami
   // A new partition starts at DEFAULT: its old rows hold only the key.
   await client.query(`CREATE TABLE p3 PARTITION OF p FOR VALUES IN (3); INSERT INTO p VALUES (3, 3, 'c', ${BIG})`);
   await client.query(`UPDATE p SET id = 30 WHERE id = 3`);
-  const err = await failure(conn);
+  const err = await stopped(conn, 30_000);
   assert.match(err.message, /partitioned table public\.p has REPLICA IDENTITY FULL, but its partition\(s\) public\.p3 do not/);
   assert.match(err.remedy ?? '', /ALTER TABLE "public"\."p3" REPLICA IDENTITY FULL;.*then start the source connector again/);
 
@@ -117,7 +108,7 @@ test('a partition ATTACHed with rows while streaming stops the connector, the ne
   await client.query(`CREATE TABLE m3 (LIKE m INCLUDING ALL); INSERT INTO m3 SELECT g, 3, 'mar' FROM generate_series(10, 14) g`);
   await client.query(`ALTER TABLE m ATTACH PARTITION m3 FOR VALUES IN (3)`);
   await client.query(`INSERT INTO m VALUES (99, 3, 'after attach')`);
-  const err = await failure(conn);
+  const err = await stopped(conn, 30_000);
   assert.match(err.message, /partition\(s\) public\.m3 of public\.m were attached while the connector ran \(ALTER TABLE … ATTACH PARTITION\): the rows they held were never streamed/);
   assert.doesNotMatch(err.message, /m2/, 'a partition made by PARTITION OF is streamed');
   assert.match(err.remedy ?? '', /start the source connector again: it takes the snapshot again/);

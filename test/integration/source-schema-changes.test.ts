@@ -9,14 +9,12 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { waitFor } from '../../shared/devstack/ports.ts';
-import { ShardBridgeError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger, testLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -38,15 +36,6 @@ async function streamingSource(t: TestContext, ddl: string, extra: Record<string
   t.after(() => conn.stop());
   await streaming(conn);
   return { client, config, conn, lines };
-}
-
-/** The connector's failure, once it stopped (polled: a connector that wrongly goes on fails the test at the deadline). */
-async function stopped(conn: SourceConnector, timeoutMs = 60_000): Promise<ShardBridgeError> {
-  let failure: unknown = null;
-  conn.done.catch((err: unknown) => (failure = err));
-  await waitFor('the connector stopped with an error', () => failure !== null, { timeoutMs, intervalMs: 100 });
-  assert.ok(failure instanceof ShardBridgeError, String(failure));
-  return failure;
 }
 
 test("a row larger than its topic's max.message.bytes (topics.maxMessageBytes) stops the connector naming the topic, the size and the remedy; the slot keeps it", async (t) => {

@@ -70,6 +70,25 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
 }
 
 /**
+ * retry() that rejects as soon as `signal` aborts, also while an attempt is under way (kafkajs's
+ * own retries of a broker that is down take a while); the attempt is left to settle unobserved.
+ */
+export function retryUntilAborted<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions & { signal: AbortSignal }): Promise<T> {
+  const { signal } = opts;
+  let onAbort = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  stopped.catch(() => {});
+  const done = retry(fn, opts);
+  // Callers retry steps on every group join: the listener must not outlive the step.
+  void done.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
+  return Promise.race([done, stopped]);
+}
+
+/**
  * An error as its type, code and messages down the cause chain, without stacks: a failure that is
  * retried is expected, and a stack per attempt buries the message (stacks come at debug). Pure.
  */

@@ -20,35 +20,29 @@ import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { atServer } from '../shared/errors.ts';
 import { DESTINATION_REMEDY, KAFKA_REMEDY, metricsPortError } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
-import { retry } from '../shared/retry.ts';
-import type { ApplyContext } from './apply.ts';
+import { retryUntilAborted } from '../shared/retry.ts';
 import { withPooledClient } from './destination-errors.ts';
-import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
 import { APPLY_CONCURRENCY, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, isSinkTopic, snapshotStatuses } from './control.ts';
-import { RecordDecoder } from './decode.ts';
-import { targetsFrom, type TargetFor } from './schema-compile.ts';
+import type { RecordDecoder } from './decode.ts';
+import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { PositionTracker, tpKey } from './offsets.ts';
 import { checkTables, openDestination, type UntilDone } from './destination-start.ts';
 import { planStart, readCommitted, readStored } from './join-positions.ts';
-import { DirectCopyPolicy } from './direct-copy.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
-import { BatchProcessor, describeError, isAbandon, type ConsumerControl } from './partition-batch.ts';
+import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
 import { createSinkMetrics, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
-import { describeStall, Stalls } from './stall.ts';
+import { describeStall, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
+import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
 
-export interface SinkConnectorOptions {
+export interface SinkConnectorOptions extends ProcessorThresholds {
   /** Partitions applied at the same time, one destination connection each. Default 3. */
   concurrency?: number;
   /** How often the topic list is re-read for new table topics. Default 10 s. */
   topicRefreshMs?: number;
-  /** Upsert groups at least this big go through COPY staging (faster than unnest for big groups); Infinity: never. Default 5000. */
-  stagingMinRows?: number;
-  /** Fresh rows go straight in by COPY when a group has at least this many (and batch.directCopy is on); Infinity: never. Default 1000. */
-  directCopyMinRows?: number;
   /** How often snapshot completion is checked. Default 2 s. */
   controlPollMs?: number;
   /** Kafka group session timeout: how soon a dead member's partitions move. Default 10 s. */
@@ -163,24 +157,17 @@ class SinkRuntime {
     const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
     let topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, KAFKA_REMEDY);
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
-    await this.step(checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone }, topics), `cannot use ${destination}`, DESTINATION_REMEDY);
-
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
-    this.stalls = new Stalls({
-      groupId: config.groupId,
-      retryMs: config.stallRetryMs,
-      logger: log,
-      metrics: this.m,
-      query: (sql, params) => pool.query(sql, params),
-      onRetry: (topic, partition) => {
-        this.states?.invalidate();
-        try {
-          this.consumer?.resume([{ topic, partitions: [partition] }]);
-        } catch (err) {
-          log.debug({ err, topic, partition }, 'resume after stall failed (consumer restarting)');
-        }
-      },
-    });
+    const sourceOfTopic = async (topic: string) => {
+      const latest = await registry.latestSchema(`${topic}-value`);
+      return latest && namedSourceTable(latest.schema);
+    };
+    await this.step(
+      checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone, sourceOfTopic }, topics),
+      `cannot use ${destination}`,
+      DESTINATION_REMEDY,
+    );
+
     let deadLetter: DeadLetterTarget | null = null;
     if (config.deadLetter.enabled) {
       const admin = this.admin;
@@ -197,44 +184,28 @@ class SinkRuntime {
       );
       deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
-    const decoder = new RecordDecoder(registry, this.targetFor, config.topicPrefix);
-    this.decoder = decoder;
-    const apply: ApplyContext = {
-      groupId: config.groupId,
-      states: this.states,
-      truncate: config.truncate,
-      autoEvolve: config.autoEvolve,
-      stagingMinRows: this.opts.stagingMinRows ?? 5_000,
-      // On Citus every staging step is a multi-shard statement: at 1,000 rows staging and unnest
-      // measured even there (../shared/README.md), below that unnest's single statement is cheaper.
-      fastStagingMinRows: this.opts.stagingMinRows ?? (citus.present ? 1_000 : 200),
-      directCopy:
-        config.batch.directCopy && this.opts.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: this.opts.directCopyMinRows ?? 1_000 } : null,
-      onDirectCopyConflict: (table) => this.m.directCopyConflicts.inc({ table }),
-      redecode: (row) => {
-        const d = decoder.decode(row.raw);
-        if (d === null) throw new RangeError(`fast row at offset ${row.raw.offset} without a value`);
-        return d;
-      },
-      logger: log,
-    };
-    const sizing = checkBatchSizing({ ...DEFAULT_BATCH_SIZING, floor: Math.min(DEFAULT_BATCH_SIZING.floor, config.batch.maxRows), maxRows: config.batch.maxRows });
-    this.processor = new BatchProcessor({
-      prefix: config.topicPrefix,
+    const states = this.states;
+    ({ decoder: this.decoder, stalls: this.stalls, processor: this.processor } = wireProcessor({
+      config,
+      thresholds: this.opts,
       pool,
-      decoder,
-      transcode: config.batch.transcode,
-      binaryCopy: config.batch.binaryCopy,
-      apply,
-      tracker: this.tracker,
-      stalls: this.stalls,
-      metrics: this.m,
+      citus,
+      states,
+      registry,
       targetFor: this.targetFor,
+      tracker: this.tracker,
+      metrics: this.m,
       deadLetter,
-      adaptive: config.batch.adaptive,
-      sizing,
       logger: log,
-    });
+      onStallRetry: (topic, partition) => {
+        states.invalidate();
+        try {
+          this.consumer?.resume([{ topic, partitions: [partition] }]);
+        } catch (err) {
+          log.debug({ err, topic, partition }, 'resume after stall failed (consumer restarting)');
+        }
+      },
+    }));
 
     if (topics.length === 0) log.warn({ prefix: config.topicPrefix }, 'no topics under the prefix yet: waiting for the source connector to create them');
     else await this.restartConsumer(topics);
@@ -283,24 +254,9 @@ class SinkRuntime {
     void this.stop().then(() => this.rejectDone(err));
   }
 
-  /**
-   * Retry a step while its failures are transient, until stop(); stop() rejects it at once, not
-   * after the attempt under way (kafkajs's own retries of a broker that is down take a while).
-   */
-  private readonly untilDone: UntilDone = (what, fn) => {
-    const signal = this.abort.signal;
-    let onAbort = () => {};
-    const stopped = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason);
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    });
-    stopped.catch(() => {});
-    const done = retry(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal, logger: this.log });
-    // Called on every group join: the listener must not outlive the step.
-    void done.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
-    return Promise.race([done, stopped]);
-  };
+  /** Retry a step while its failures are transient, until stop(); stop() rejects it at once. */
+  private readonly untilDone: UntilDone = (what, fn) =>
+    retryUntilAborted(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
 
   private every(ms: number, fn: () => Promise<void>): void {
     let running = false;

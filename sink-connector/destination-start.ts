@@ -48,29 +48,51 @@ export async function openDestination(
   return { citus, pool };
 }
 
-/** The source tables the sink knows of at start: mapped under `tables`, or with a topic. */
-export function knownTables(config: Pick<SinkConfig, 'tables' | 'topicPrefix'>, topics: readonly string[]): { schema: string; table: string }[] {
-  const sources = new Map<string, { schema: string; table: string }>();
+/**
+ * The source tables the sink knows of at start: mapped under `tables`, or with a topic. A table
+ * known by its topic alone carries it: the topic's name may have characters replaced.
+ */
+export function knownTables(config: Pick<SinkConfig, 'tables' | 'topicPrefix'>, topics: readonly string[]): KnownTable[] {
+  const sources = new Map<string, KnownTable>();
   for (const name of Object.keys(config.tables)) sources.set(name, splitTable(name));
   for (const t of topics) {
     if (controlTopicKind(t, config.topicPrefix)) continue;
     const source = tableFromTopic(t, config.topicPrefix);
-    sources.set(`${source.schema}.${source.table}`, source);
+    const name = `${source.schema}.${source.table}`;
+    if (!sources.has(name)) sources.set(name, { ...source, topic: t });
   }
   return [...sources.values()];
 }
 
+export interface KnownTable {
+  schema: string;
+  table: string;
+  /** Set when the table is known from this topic's name only. */
+  topic?: string;
+}
+
+/** A topic's source table as its latest value schema names it; null when it has none. */
+export type SourceOfTopic = (topic: string) => Promise<{ schema: string; table: string } | null>;
+
 /**
- * Read the destination catalog of every known table: each is reported now (distributed,
- * reference or local), and a missing one named. Under requireDistributed, refuse to start
- * while one is not distributed.
+ * Tables known by topic name only whose destination table was not found under that name: their
+ * real names from the registry (a table "Order Items" has the topic ….Order_Items). Unknown ones stay.
  */
-export async function checkTables(
-  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone },
-  topics: readonly string[],
-): Promise<void> {
-  const { config, log } = deps;
-  const targets = knownTables(config, topics).map((s) => deps.targetFor(s.schema, s.table));
+async function realNames(sources: KnownTable[], missing: ReadonlySet<string>, targetFor: TargetFor, sourceOf: SourceOfTopic, log: Logger): Promise<KnownTable[]> {
+  return Promise.all(
+    sources.map(async (s) => {
+      const t = targetFor(s.schema, s.table);
+      if (s.topic === undefined || !missing.has(`${t.schema}.${t.table}`)) return s;
+      const named = await sourceOf(s.topic).catch((err: unknown) => {
+        log.debug({ err: (err as Error).message, topic: s.topic }, 'cannot read the topic\'s schema for its table name');
+        return null;
+      });
+      return named ?? s;
+    }),
+  );
+}
+
+function warnMerged(targets: ReturnType<TargetFor>[], log: Logger): void {
   const merged = new Map<readonly string[], string>();
   for (const t of targets) if (t.sources.length > 1) merged.set(t.sources, `${t.schema}.${t.table}`);
   for (const [sources, dest] of merged) {
@@ -79,22 +101,49 @@ export async function checkTables(
       `${sources.join(', ')} all go to ${dest}: their keys must not overlap, and a truncate of one of them stalls its partition rather than empty the others' rows (truncate: ignore skips truncates)`,
     );
   }
-  const required = config.citus.requireDistributed;
-  let found: { missing: string[]; local: string[] };
-  try {
-    found = await deps.untilDone('read the destination tables', () =>
+}
+
+/**
+ * Read the destination catalog of every known table: each is reported now (distributed,
+ * reference or local), and a missing one named. Under requireDistributed, refuse to start
+ * while one is not distributed.
+ */
+export async function checkTables(
+  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone; sourceOfTopic?: SourceOfTopic },
+  topics: readonly string[],
+): Promise<void> {
+  const { config, log } = deps;
+  const target = (s: KnownTable) => deps.targetFor(s.schema, s.table);
+  const destName = (s: KnownTable) => `${target(s).schema}.${target(s).table}`;
+  const read = (tables: KnownTable[]) =>
+    deps.untilDone('read the destination tables', () =>
       withPooledClient(deps.pool, (client) =>
-        deps.states.readAtStart(client, targets).catch((err: unknown) => {
+        deps.states.readAtStart(client, tables.map(target)).catch((err: unknown) => {
           throw classify(err, {});
         }),
       ),
     );
+  let sources = knownTables(config, topics);
+  let found: { missing: string[]; local: string[] } | null = null;
+  try {
+    found = await read(sources);
+    if (found.missing.length > 0 && deps.sourceOfTopic) {
+      const named = await realNames(sources, new Set(found.missing), deps.targetFor, deps.sourceOfTopic, log);
+      const stale = new Set(sources.filter((s, i) => s !== named[i]).map(destName));
+      if (stale.size > 0) {
+        const again = await read(named.filter((s, i) => s !== sources[i]));
+        found = { missing: [...found.missing.filter((m) => !stale.has(m)), ...again.missing], local: [...found.local, ...again.local] };
+        sources = named;
+      }
+    }
   } catch (err) {
-    if (required) throw err;
+    if (config.citus.requireDistributed) throw err;
     // Only a report then: each table's first batch reads its catalog again, and stalls on what fails.
     log.warn({ err: (err as Error).message }, 'could not read the destination tables at start');
-    return;
   }
+  warnMerged(sources.map(target), log);
+  if (found === null) return;
+  const required = config.citus.requireDistributed;
   const refused = [...found.local, ...found.missing.map((m) => `${m} (missing)`)];
   if (required && refused.length > 0) {
     throw new ConfigError(`citus.requireDistributed is set, but these destination tables are not distributed or reference tables: ${refused.join(', ')}`, {

@@ -101,12 +101,8 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
   if (!valueRecord) {
     throw new DecodeError(`schema ${schemaId} is not a change-event envelope (no before/after record)`, { context: { schemaId } });
   }
-  let sourceSchema = valueRecord['pg.schema'];
-  let sourceTable = valueRecord['pg.table'];
-  if (typeof sourceSchema !== 'string' || typeof sourceTable !== 'string') {
-    ({ schema: sourceSchema, table: sourceTable } = tableFromTopic(topic, topicPrefix));
-  }
-  const target = targetFor(sourceSchema as string, sourceTable as string);
+  const { schema: sourceSchema, table: sourceTable } = namedSource(valueRecord) ?? tableFromTopic(topic, topicPrefix);
+  const target = targetFor(sourceSchema, sourceTable);
   const destOf = new Map<string, string>();
   const fields: FieldConverter[] = [];
   const columns: { name: string; pgType: string | null }[] = [];
@@ -195,6 +191,21 @@ interface AvroField {
 }
 
 /** The `<ns>.Value` record inside an envelope schema (the before/after union's record branch). */
+/**
+ * The source table a change-event schema names (`pg.schema`, `pg.table`): its real name, where the
+ * topic's may have characters replaced. Null when the schema names none. Pure.
+ */
+export function namedSourceTable(schema: object): { schema: string; table: string } | null {
+  const record = findValueRecord(schema);
+  return record ? namedSource(record) : null;
+}
+
+function namedSource(valueRecord: { [prop: string]: unknown }): { schema: string; table: string } | null {
+  const schema = valueRecord['pg.schema'];
+  const table = valueRecord['pg.table'];
+  return typeof schema === 'string' && typeof table === 'string' ? { schema, table } : null;
+}
+
 function findValueRecord(schema: object): { fields: unknown[]; [prop: string]: unknown } | undefined {
   const fields = (schema as { fields?: AvroField[] }).fields;
   if (!Array.isArray(fields)) return undefined;

@@ -17,6 +17,7 @@ import { capturingLogger, readTopic, testLogger, uniqueTopic } from '../helpers/
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
 import { encodeChanges, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
+import { topicFor } from '../../source-connector/table-versions.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
 const SRC = `sb_ssrc_${ID}`;
@@ -433,6 +434,24 @@ test('at start the sink reports every known table and names a missing one; a col
     assert.deepEqual((await db.query(`SELECT extra FROM ${DST}.known_present ORDER BY id`)).rows.map((r) => r.extra), ['e1', 'e2', 'e3']);
     assert.deepEqual(lines().filter((l) => /stalled/.test(l.msg)).map((l) => l.msg), [], 'never stalled');
     assert.equal(reports().length, 1, 'the same distribution is not reported twice');
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('a table known by a topic whose name had characters replaced is looked up by its real name, not reported missing', async () => {
+  const prefix = uniqueTopic('sbnamed');
+  // Unmapped, so the destination table is the source table itself ("Order Items", topic ….Order_Items).
+  await db.query(`CREATE TABLE ${SRC}."Order Items" (id int PRIMARY KEY, v text)`);
+  const topic = topicFor(prefix, SRC, 'Order Items');
+  await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
+  await registerTable(registry, await tableInfo(db, SRC, 'Order Items'), topic);
+  const { logger, lines } = capturingLogger();
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId: `g-${ID}-named` }), logger, { metricsPort: null });
+  try {
+    assert.equal(topic, `${prefix}.${SRC}.Order_Items`);
+    assert.deepEqual(lines().filter((l) => /missing/.test(l.msg)).map((l) => l.msg), []);
+    assert.ok(lines().some((l) => l.msg === 'destination table is local' && l.table === `${SRC}.Order Items`), 'the real table was read at start');
   } finally {
     await sink.stop();
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, errorSummary, retry } from '../../shared/retry.ts';
+import { backoffDelay, errorSummary, retry, retryUntilAborted } from '../../shared/retry.ts';
 import { ConfigError, RetriableError, SourceError } from '../../shared/errors.ts';
 
 const tiny = { initialMs: 1, maxMs: 4, jitter: false };
@@ -85,6 +85,28 @@ test('an already aborted signal means no attempt at all', async () => {
   let calls = 0;
   await assert.rejects(retry(async () => { calls++; }, { what: 'x', signal: AbortSignal.abort(new Error('gone')) }), /gone/);
   assert.equal(calls, 0);
+});
+
+test('retryUntilAborted rejects at the abort while an attempt hangs, and removes its abort listener once settled', async () => {
+  const ac = new AbortController();
+  let attempts = 0;
+  const hung = retryUntilAborted(() => { attempts++; return new Promise<never>(() => {}); }, { what: 'x', signal: ac.signal });
+  ac.abort(new Error('stopping'));
+  await assert.rejects(hung, /stopping/);
+  assert.equal(attempts, 1);
+
+  const other = new AbortController();
+  const added: unknown[] = [];
+  const removed: unknown[] = [];
+  const signal = other.signal;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = ((type: string, l: EventListener, o?: AddEventListenerOptions) => (added.push(l), add(type, l, o))) as typeof signal.addEventListener;
+  signal.removeEventListener = ((type: string, l: EventListener) => (removed.push(l), remove(type, l))) as typeof signal.removeEventListener;
+  assert.equal(await retryUntilAborted(async () => 7, { what: 'x', signal }), 7);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(added.length, 1);
+  assert.deepEqual(removed, added);
 });
 
 test('backoff grows by factor, is capped, and jitter stays within [d/2, d]', () => {

@@ -139,13 +139,13 @@ test('column_type_mismatches follows each table\'s latest catalog read: set for 
   assert.deepEqual(await series(), ['s.orders.amount numeric(12,2)->numeric(12,1)=1']);
 });
 
-test('knownTables: tables mapped in the config and tables with a topic, once each, never a control topic', () => {
+test('knownTables: tables mapped in the config and tables with a topic (carrying it), once each, never a control topic', () => {
   const config = { topicPrefix: 'shop', tables: { 'public.orders': { schema: 'sales' }, 'billing.invoices': {} } };
   const topics = ['shop.public.orders', 'shop.public.items', 'shop.__snapshot', 'shop.__sequences', 'shop.__transactions'];
   assert.deepEqual(knownTables(config, topics), [
     { schema: 'public', table: 'orders' },
     { schema: 'billing', table: 'invoices' },
-    { schema: 'public', table: 'items' },
+    { schema: 'public', table: 'items', topic: 'shop.public.items' },
   ]);
 });
 

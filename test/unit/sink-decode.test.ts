@@ -12,7 +12,7 @@ import { column, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { RecordDecoder, WARM_TOPICS_AT_MOST, type RawRecord, type SchemaSource } from '../../sink-connector/decode.ts';
-import { compileValue, pgTypeOf, tableFromTopic, targetsFrom, type TableTarget } from '../../sink-connector/schema-compile.ts';
+import { compileValue, namedSourceTable, pgTypeOf, tableFromTopic, targetsFrom, type TableTarget } from '../../sink-connector/schema-compile.ts';
 
 
 const TABLE: TableInfo = {
@@ -271,6 +271,13 @@ test('compileValue: two source columns mapped onto one destination column are re
   const v = compileValue(VALUE_ID, schemas.envelopeSchema, TOPIC, typo, 'pfx');
   assert.deepEqual(v.version.unmatchedRenames, ['Body']);
   assert.deepEqual(v.version.sources, ['shop.orders']);
+});
+
+test('namedSourceTable: the real source name from an envelope schema, where its topic has characters replaced; null for a schema naming none', () => {
+  const spaced = buildRecordSchemas({ ...TABLE, schema: 'my shop', name: 'Order Items' }, 'pfx.my_shop.Order_Items', '1.0.0');
+  assert.deepEqual(namedSourceTable(spaced.envelopeSchema), { schema: 'my shop', table: 'Order Items' });
+  assert.deepEqual(namedSourceTable(schemas.envelopeSchema), { schema: 'shop', table: 'orders' });
+  assert.equal(namedSourceTable({ type: 'record', name: 'x', fields: [{ name: 'id', type: 'long' }] }), null);
 });
 
 test('a column named constructor, toString or valueOf decodes (avsc resolves record fields without an object prototype)', async () => {

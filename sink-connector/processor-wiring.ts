@@ -1,0 +1,94 @@
+/**
+ * Builds the sink's per-batch machinery from its configuration: the decoder, the apply context
+ * (staging and direct-COPY thresholds), the stalls and the batch processor. Construction only;
+ * the runtime (connector.ts) owns the connections and the consumer.
+ */
+import type pg from 'pg';
+import type { Logger } from '../shared/logger.ts';
+import type { CitusInfo } from '../shared/schema/citus-catalog.ts';
+import type { RegistryClient } from '../shared/registry/registry-client.ts';
+import type { ApplyContext } from './apply.ts';
+import { DEFAULT_BATCH_SIZING, checkBatchSizing } from './batch-size.ts';
+import type { SinkConfig } from './config.ts';
+import type { DeadLetterTarget } from './dead-letter.ts';
+import { RecordDecoder } from './decode.ts';
+import { DirectCopyPolicy } from './direct-copy.ts';
+import type { PositionTracker } from './offsets.ts';
+import { BatchProcessor } from './partition-batch.ts';
+import type { TargetFor } from './schema-compile.ts';
+import type { SinkMetrics } from './sink-metrics.ts';
+import { Stalls } from './stall.ts';
+import type { TableStates } from './table-state.ts';
+
+export interface ProcessorThresholds {
+  /** Upsert groups at least this big go through COPY staging; Infinity: never. Default 5000. */
+  stagingMinRows?: number;
+  /** Fresh rows go straight in by COPY from this many (with batch.directCopy); Infinity: never. Default 1000. */
+  directCopyMinRows?: number;
+}
+
+export interface ProcessorDeps {
+  config: SinkConfig;
+  thresholds: ProcessorThresholds;
+  pool: pg.Pool;
+  citus: CitusInfo;
+  states: TableStates;
+  registry: RegistryClient;
+  targetFor: TargetFor;
+  tracker: PositionTracker;
+  metrics: SinkMetrics;
+  deadLetter: DeadLetterTarget | null;
+  logger: Logger;
+  /** A stalled partition's retry is due: the runtime resumes it. */
+  onStallRetry: (topic: string, partition: number) => void;
+}
+
+export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stalls: Stalls; processor: BatchProcessor } {
+  const { config, thresholds, pool, citus, logger: log } = d;
+  const stalls = new Stalls({
+    groupId: config.groupId,
+    retryMs: config.stallRetryMs,
+    logger: log,
+    metrics: d.metrics,
+    query: (sql, params) => pool.query(sql, params),
+    onRetry: d.onStallRetry,
+  });
+  const decoder = new RecordDecoder(d.registry, d.targetFor, config.topicPrefix);
+  const apply: ApplyContext = {
+    groupId: config.groupId,
+    states: d.states,
+    truncate: config.truncate,
+    autoEvolve: config.autoEvolve,
+    stagingMinRows: thresholds.stagingMinRows ?? 5_000,
+    // On Citus every staging step is a multi-shard statement: at 1,000 rows staging and unnest
+    // measured even there (../shared/README.md), below that unnest's single statement is cheaper.
+    fastStagingMinRows: thresholds.stagingMinRows ?? (citus.present ? 1_000 : 200),
+    directCopy:
+      config.batch.directCopy && thresholds.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: thresholds.directCopyMinRows ?? 1_000 } : null,
+    onDirectCopyConflict: (table) => d.metrics.directCopyConflicts.inc({ table }),
+    redecode: (row) => {
+      const decoded = decoder.decode(row.raw);
+      if (decoded === null) throw new RangeError(`fast row at offset ${row.raw.offset} without a value`);
+      return decoded;
+    },
+    logger: log,
+  };
+  const sizing = checkBatchSizing({ ...DEFAULT_BATCH_SIZING, floor: Math.min(DEFAULT_BATCH_SIZING.floor, config.batch.maxRows), maxRows: config.batch.maxRows });
+  const processor = new BatchProcessor({
+    prefix: config.topicPrefix,
+    pool,
+    decoder,
+    transcode: config.batch.transcode,
+    binaryCopy: config.batch.binaryCopy,
+    apply,
+    tracker: d.tracker,
+    stalls,
+    metrics: d.metrics,
+    targetFor: d.targetFor,
+    deadLetter: d.deadLetter,
+    adaptive: config.batch.adaptive,
+    sizing,
+    logger: log,
+  });
+  return { decoder, stalls, processor };
+}

@@ -57,8 +57,10 @@ export async function readSlot(client: pg.ClientBase, slotName: string): Promise
     `SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart, s.wal_status,
             s.safe_wal_size::float8 AS safe, pg_current_wal_lsn()::text AS current,
             pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::float8 AS lag,
-            pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::float8 AS retained
-       FROM pg_replication_slots s WHERE s.slot_name = $1`,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::float8 AS retained,
+            r.sent_lsn::text AS sent, pg_wal_lsn_diff(pg_current_wal_lsn(), r.sent_lsn)::float8 AS unsent
+       FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+      WHERE s.slot_name = $1`,
     [slotName],
   );
   if (rows.length === 0) return null;
@@ -72,6 +74,8 @@ export async function readSlot(client: pg.ClientBase, slotName: string): Promise
     restartLsn: r.restart,
     currentLsn: r.current,
     lagBytes: r.lag === null ? null : Math.max(0, r.lag),
+    sentLsn: r.sent,
+    unsentBytes: r.unsent === null ? null : Math.max(0, r.unsent),
     walRetainedBytes: r.retained === null ? null : Math.max(0, r.retained),
     walStatus: r.wal_status,
     safeWalSizeBytes: r.safe,

@@ -4,8 +4,8 @@
  * report with its problems (status-render.ts makes it a screen). Nothing here does I/O;
  * shared/migration/gather.ts reads the facts, shared/cli/commands/status.ts drives it.
  */
-import { firstLine, formatBytes, formatCount } from './format.ts';
-import { LOST_SLOT_REMEDY } from './remedies.ts';
+import { firstLine, formatCount } from './format.ts';
+import { slotProblems, slotProgressProblems } from './slot-problems.ts';
 
 export type Level = 'FAIL' | 'WARN';
 
@@ -27,6 +27,10 @@ export interface SlotFacts {
   currentLsn: string;
   /** current − confirmed_flush_lsn. */
   lagBytes: number | null;
+  /** The walsender's sent_lsn (pg_stat_replication), null when no walsender streams from the slot. */
+  sentLsn: string | null;
+  /** current − sent_lsn: WAL the walsender has not read and sent yet. */
+  unsentBytes: number | null;
   /** current − restart_lsn: WAL kept on the source's disk for the slot. */
   walRetainedBytes: number | null;
   walStatus: string | null;
@@ -96,6 +100,8 @@ export interface OffsetSample {
   atMs: number;
   end: number;
   applied: number;
+  /** The slot's positions at that moment, when the source was read. */
+  slot?: Pick<SlotFacts, 'active' | 'activePid' | 'confirmedLsn' | 'sentLsn' | 'unsentBytes'> | null;
 }
 
 export interface Reachability {
@@ -222,13 +228,15 @@ function rate(a: OffsetSample | null, b: OffsetSample, k: 'end' | 'applied'): nu
 }
 
 /** The table topics' totals at one moment. Pure. */
-export function sampleOf(partitions: readonly PartitionFacts[], atMs: number): OffsetSample {
+export function sampleOf(partitions: readonly PartitionFacts[], atMs: number, slot?: SlotFacts | null): OffsetSample {
   const tables = partitions.filter((p) => p.kind === 'table');
-  return {
+  const out: OffsetSample = {
     atMs,
     end: tables.reduce((n, p) => n + p.end, 0),
     applied: tables.reduce((n, p) => n + Math.min(p.applied ?? 0, p.end), 0),
   };
+  if (slot !== undefined) out.slot = slot && { active: slot.active, activePid: slot.activePid, confirmedLsn: slot.confirmedLsn, sentLsn: slot.sentLsn, unsentBytes: slot.unsentBytes };
+  return out;
 }
 
 /** Facts → report with problems. `previous` is an earlier sample (for rates), if any. Pure. */
@@ -241,7 +249,7 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
   const applied = f.destination.ok;
   const partitions: PartitionStatus[] = f.partitions.map((p) => ({ ...p, lag: applied ? Math.max(0, p.end - (p.applied ?? 0)) : null, stalled: stalledKeys.has(`${p.topic}\u0000${p.partition}`) }));
   const tables = f.tables.map((t) => tableStatus(t, f.partitions));
-  const sample = sampleOf(f.partitions, f.atMs);
+  const sample = sampleOf(f.partitions, f.atMs, f.slot);
   // Without Kafka there are no end offsets, without the destination no applied ones: an empty or
   // zero lag would read as caught up.
   const unread = unreadInputs(f);
@@ -249,7 +257,7 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
     ? { state: 'unknown', lagRecords: null, appliedPerSecond: null, producedPerSecond: null, etaSeconds: null, sampleSeconds: null, unknownBecause: `${unread} could not be read` }
     : estimateCatchUp(previous, sample);
 
-  if (f.source.ok) problems.push(...slotProblems(f));
+  if (f.source.ok) problems.push(...slotProblems(f), ...slotProgressProblems(f, previous, sample));
   for (const s of f.stalls) {
     problems.push({
       level: 'FAIL',
@@ -304,44 +312,6 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
 function unreadInputs(f: StatusFacts): string | null {
   const unread = [!f.kafka.ok && 'Kafka', !f.destination.ok && 'the destination'].filter((x): x is string => Boolean(x));
   return unread.length > 0 ? unread.join(' and ') : null;
-}
-
-function slotProblems(f: StatusFacts): Problem[] {
-  const object = `slot ${f.slotName}`;
-  const s = f.slot;
-  if (!s) {
-    const started = f.slotCreatedMarker === true || f.sinkApplied === true || f.partitions.some((p) => p.kind === 'table' && (p.applied ?? 0) > 0);
-    if (started) {
-      return [{ level: 'FAIL', object, message: 'the replication slot is gone although this migration has published from it: changes since its last confirmed position are lost', remedy: LOST_SLOT_REMEDY }];
-    }
-    // The `__snapshot` markers tell a slot never created from a dropped one; without them
-    // (and without applied offsets) both look alike.
-    const unread = !f.kafka.ok ? 'Kafka' : f.slotCreatedMarker === null ? 'the __snapshot topic' : null;
-    if (unread) {
-      return [{
-        level: 'WARN',
-        object,
-        message: `no replication slot, and ${unread} could not be read: unknown whether the migration has not started yet or its slot was dropped (then changes were lost)`,
-        remedy: `run status again once ${unread} can be read`,
-      }];
-    }
-    return [{ level: 'WARN', object, message: 'no replication slot yet: the migration has not started', remedy: 'start the source connector (it creates the slot and takes the snapshot)' }];
-  }
-  const out: Problem[] = [];
-  if (s.walStatus === 'lost') {
-    out.push({ level: 'FAIL', object, message: 'the slot was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost', remedy: LOST_SLOT_REMEDY });
-  } else if (s.walStatus === 'unreserved') {
-    out.push({ level: 'FAIL', object, message: `the slot is about to be invalidated (wal_status = unreserved${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left` : ''})`, remedy: 'get the source connector streaming now, or raise max_slot_wal_keep_size' });
-  } else if (s.walStatus === 'extended') {
-    out.push({ level: 'WARN', object, message: `the slot retains more WAL than max_wal_size (wal_status = extended${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left before it is lost` : ''})` });
-  }
-  if (!s.active && s.walStatus !== 'lost') {
-    out.push({ level: 'WARN', object, message: 'no walsender streams from the slot: the source connector is not running', remedy: 'start the source connector' });
-  }
-  if (s.walRetainedBytes !== null && s.walRetainedBytes > f.walRetentionWarnBytes) {
-    out.push({ level: 'WARN', object, message: `the slot retains ${formatBytes(s.walRetainedBytes)} of WAL on the source (warning threshold ${formatBytes(f.walRetentionWarnBytes)})`, remedy: 'watch the source disk; fix what keeps the source connector or the sink from advancing' });
-  }
-  return out;
 }
 
 /**

@@ -1,4 +1,7 @@
 /**
+ * A slot held by a source connector that no longer reads (SIGSTOP): `status` warns that it
+ * advances nothing; once it reads again, the warning goes.
+ *
  * The invalidated-slot stop: a source whose slot falls further behind than
  * max_slot_wal_keep_size while the source connector is stopped. `status` reports the lost slot
  * as a FAIL; starting the source connector stops with a clear error (changes were lost, a new
@@ -22,7 +25,8 @@ import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
-import { readJson, testSourceConfig } from '../helpers/source.ts';
+import { readJson, testSourceConfig, uniquePrefix } from '../helpers/source.ts';
+import { spawnSourceCli } from '../helpers/cli.ts';
 
 const SCHEMA = `sb_slot_${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-slot-'));
@@ -136,4 +140,38 @@ test('a slot invalidated by max_slot_wal_keep_size: status fails, the source con
   assert.deepEqual(await slotRows(), [{ slot_name: config.slotName, wal_status: 'reserved' }]);
   const redone = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).map((r) => r.value);
   assert.deepEqual(redone.filter((m) => m?.kind === 'completed').map((m) => [m.table, m.rows]), [[`${SCHEMA}.items`, 2102]]);
+});
+
+test('a source connector that holds the slot but stopped reading: status warns that it advances nothing; reading again clears it', async () => {
+  const held = testSourceConfig({ sourceUrl: config.source.url!, kafka: config.kafka.brokers[0], registry: config.schemaRegistry.url, prefix: uniquePrefix(), extra: { tables: { schemas: [SCHEMA] }, slotName: `sb_held_${process.pid}`, heartbeatIntervalMs: 1_000 } });
+  const heldFile = join(dir, 'held-source.json');
+  const heldSink = join(dir, 'held-sink.json');
+  writeFileSync(heldFile, JSON.stringify(held));
+  writeFileSync(heldSink, JSON.stringify({ topicPrefix: held.topicPrefix, groupId: 'g-held', destination: { url: config.source.url }, kafka: held.kafka, schemaRegistry: held.schemaRegistry, metricsPort: 0 }));
+  const status = async () => {
+    const r = await cli(['status', '--json', '--sample-seconds', '1', '--source-config', heldFile, '--sink-config', heldSink]);
+    return (JSON.parse(r.stdout) as StatusReport).problems.filter((p) => /advanced nothing/.test(p.message));
+  };
+  const child = spawnSourceCli(heldFile);
+  try {
+    await waitFor('the source connector streaming from its slot', async () => (await db.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [held.slotName])).rows[0]?.active === true, { timeoutMs: 60_000, intervalMs: 100 });
+    assert.deepEqual(await status(), [], 'a live connector on a quiet database');
+    child.proc.kill('SIGSTOP');
+    // The walsender sends until the stopped client's socket buffers are full, then waits on it.
+    const warned = await waitFor('status to see the held slot not advancing', async () => {
+      await db.query(`INSERT INTO ${SCHEMA}.items SELECT g, repeat('h', 500) FROM generate_series(100000, 120000) g ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v || '!'`);
+      const found = await status();
+      return found.length > 0 ? found : null;
+    }, { timeoutMs: 90_000, intervalMs: 10 });
+    assert.equal(warned[0].level, 'WARN');
+    assert.equal(warned[0].object, `slot ${held.slotName}`);
+    assert.match(warned[0].message, /^the source connector holds the slot but advanced nothing in \d+(\.\d)? s: .* of WAL wait unsent at \d+\/[0-9A-F]+, confirmed stays at/);
+    child.proc.kill('SIGCONT');
+    await waitFor('status without the warning once the connector reads again', async () => (await status()).length === 0, { timeoutMs: 90_000, intervalMs: 100 });
+  } finally {
+    child.proc.kill('SIGCONT');
+    child.proc.kill('SIGTERM');
+    await child.exited;
+    await db.query('SELECT pg_drop_replication_slot($1)', [held.slotName]).catch(() => {});
+  }
 });

@@ -17,6 +17,8 @@ const slot = (over: Partial<SlotFacts> = {}): SlotFacts => ({
   restartLsn: '0/16B3000',
   currentLsn: '0/16B4000',
   lagBytes: 2232,
+  sentLsn: '0/16B4000',
+  unsentBytes: 0,
   walRetainedBytes: 4096,
   walStatus: 'reserved',
   safeWalSizeBytes: null,
@@ -98,6 +100,35 @@ test('a healthy migration: ok, no problems, totals of the table topics only', ()
   assert.equal(r.catchUp.state, 'caught up');
   assert.equal(r.catchUp.sampleSeconds, 2);
   assert.ok(r.slot.exists && r.slot.activePid === 4242);
+});
+
+test('a walsender that neither sends nor has anything confirmed over the sample, with WAL unsent and no new record, is a held but stalled slot', () => {
+  const earlier = Date.parse('2025-01-01T00:00:08Z');
+  const stuck = slot({ sentLsn: '0/16B3748', unsentBytes: 2232 });
+  const previous = (s: SlotFacts | null | undefined, end = 15) => ({ atMs: earlier, end, applied: 15, ...(s === undefined ? {} : { slot: s }) });
+  const warned = (r: ReturnType<typeof buildStatus>) => r.problems.filter((p) => /advanced nothing/.test(p.message));
+
+  const r = buildStatus(facts({ slot: stuck }), previous(stuck));
+  assert.equal(warned(r).length, 1);
+  assert.equal(r.ok, true, 'a warning');
+  assert.equal(
+    warned(r)[0].message,
+    'the source connector holds the slot but advanced nothing in 2 s: 2.2 KiB of WAL wait unsent at 0/16B3748, confirmed stays at 0/16B3748, and no record reached the table topics',
+  );
+  assert.match(warned(r)[0].remedy!, /source connector's log.*restart resumes from the confirmed position/);
+
+  // Each of these is progress, or not knowing.
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), previous({ ...stuck, sentLsn: '0/16B3000' }))), [], 'the walsender sent more');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), previous({ ...stuck, confirmedLsn: '0/16B3000' }))), [], 'the source confirmed more');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), previous(stuck, 14))), [], 'a record reached Kafka');
+  assert.deepEqual(warned(buildStatus(facts({ slot: slot() }), previous(slot()))), [], 'nothing unsent: an idle stream');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), previous({ ...stuck, unsentBytes: 0 }))), [], 'nothing unsent at the first sample');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), previous({ ...stuck, activePid: 1 }))), [], 'another walsender: restarted meanwhile');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), previous(undefined))), [], 'no first slot sample');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck }), null)), [], 'no first sample');
+  assert.deepEqual(warned(buildStatus(facts({ slot: stuck, kafka: { target: 'k:9092', ok: false } }), previous(stuck))), [], 'Kafka unread');
+  const inactive = slot({ active: false, activePid: null, sentLsn: null, unsentBytes: null });
+  assert.deepEqual(warned(buildStatus(facts({ slot: inactive }), previous(inactive))), [], 'no walsender: reported as such');
 });
 
 test('slot problems: lost and unreserved fail; missing fails once the migration has begun, else warns', () => {

@@ -14,8 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CommandContext } from '../main.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import type { Admin } from '../../kafka/client.ts';
-import { commandKafka, connectPg, endOffsets, gatherStatusFacts, migrationTopics, partitionFacts, readApplied, sinkTablesPresent } from '../../migration/gather.ts';
-import { buildStatus, sampleOf, type OffsetSample } from '../../migration/status.ts';
+import { commandKafka, connectPg, endOffsets, gatherStatusFacts, migrationTopics, partitionFacts, readApplied, readSlot, sinkTablesPresent } from '../../migration/gather.ts';
+import { buildStatus, sampleOf, type OffsetSample, type SlotFacts } from '../../migration/status.ts';
 import { renderStatus } from '../../migration/status-render.ts';
 
 /** Samples older than this are dropped from the --watch rate window. */
@@ -44,6 +44,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   try {
     if (!watch) {
       const first = sampleMs > 0 ? await lightSample(admin, ctx, source.topicPrefix, sink.groupId) : null;
+      if (first) first.slot = await slotSample(ctx);
       if (first && sampleMs > 0) await sleep(sampleMs, undefined, { signal: abort.signal }).catch(() => {});
       if (stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy];
       const report = buildStatus(await gatherStatusFacts(inputs), first);
@@ -55,7 +56,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     let code = 0;
     while (!abort.signal.aborted) {
       const facts = await gatherStatusFacts(inputs);
-      const now = sampleOf(facts.partitions, facts.atMs);
+      const now = sampleOf(facts.partitions, facts.atMs, facts.source.ok ? facts.slot : undefined);
       while (window.length > 1 && now.atMs - window[0].atMs > WINDOW_MS) window.shift();
       const report = buildStatus(facts, window[0] ?? null);
       if (facts.kafka.ok && facts.destination.ok) window.push(now);
@@ -69,6 +70,21 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   } finally {
     unregister();
     await admin.disconnect().catch(() => {});
+  }
+}
+
+/** The slot's positions for the first sample; undefined when the source cannot be read. */
+async function slotSample(ctx: CommandContext): Promise<SlotFacts | null | undefined> {
+  const source = ctx.sourceConfig();
+  try {
+    const client = await connectPg(source.source, 'shardbridge-status');
+    try {
+      return await readSlot(client, source.slotName);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  } catch {
+    return undefined;
   }
 }
 

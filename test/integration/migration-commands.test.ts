@@ -359,6 +359,36 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   assert.match(unconfirmed.stderr, /stop the writes to the source first, then confirm with --yes/);
   const fkBefore = await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
   assert.equal(fkBefore.rowCount, 0, 'schema copy kept the foreign key aside');
+test('cutover --yes while a writer still writes and a table differs: the writes that did not stop are said first, no foreign key created', async () => {
+  const { rows: [orig] } = await dst.query(`SELECT note FROM ${SCHEMA}.orders WHERE id = 500`);
+  await dst.query(`UPDATE ${SCHEMA}.orders SET note = 'changed on the destination' WHERE id = 500`);
+  const writer = new pg.Client({ connectionString: sourceConfig.source.url });
+  await writer.connect();
+  let writing = true;
+  const writes = (async () => {
+    while (writing) {
+      await writer.query(`UPDATE ${SCHEMA}.orders SET note = note WHERE id = 1`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
+      ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'failed'], ['writes stopped', 'failed'], ['foreign keys', 'skipped'],
+    ]);
+    assert.match(r.out.problems[0], new RegExp(`^writes stopped: \\d+ change\\(s\\) reached ${PREFIX}\\.${SCHEMA}\\.orders\\[\\d\\] after the cut-over position: writes to the source have not stopped`));
+    assert.ok(r.out.problems.some((p) => p.startsWith(`${SCHEMA}.orders: id in [`) && p.includes('(id=500) changed')), r.out.problems.join('\n'));
+    assert.equal((await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk'`)).rowCount, 0);
+  } finally {
+    writing = false;
+    await writes;
+    await writer.end();
+    await dst.query(`UPDATE ${SCHEMA}.orders SET note = $1 WHERE id = 500`, [orig.note]);
+  }
+  await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });
+});
+
 
   const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '500', '--timeout', '60']);
   assert.equal(r.code, 0, JSON.stringify(r.out.problems) + r.stderr);

@@ -481,6 +481,11 @@ test('cleanup refuses while the source connector streams, the sink is behind or 
   await stopSink();
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 5, g, 'unapplied' || g FROM generate_series(1, 20) g`);
   await sourceConfirmed();
+  // cutover with the sink stopped: the wait says that no sink is there, not only that records wait.
+  await waitFor('the sink sessions gone', async () => (await dst.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%'`)).rowCount === 0);
+  const noSink = await json<CutoverReport>(['cutover', '--yes', '--timeout', '1']);
+  assert.equal(noSink.code, 1);
+  assert.match(noSink.out.problems[0], /^sink caught up: timed out: 20 record\(s\) on .* not applied \(no sink connector is connected to the destination: start it\)$/);
   await stopSource();
   await src.query(`UPDATE ${SCHEMA}.orders SET note = 'unpublished' WHERE id = 1`);
   const behind = await json<CleanupReport>(['cleanup', '--drop-control-tables', '--drop-topics']);

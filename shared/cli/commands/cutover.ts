@@ -37,7 +37,7 @@ import {
 } from '../../migration/cutover.ts';
 import { isPast, sequenceState } from '../../migration/sequence-value.ts';
 import {
-  commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
+  commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkSessions, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
 } from '../../migration/gather.ts';
 
 const POLL_MS = 500;
@@ -270,7 +270,9 @@ async function waitSink(
     const stalls = present.stalls ? (await readStalls(dst, sink.groupId)).filter((s) => left.behind.some((b) => b.topic === s.topic && b.partition === s.partition)) : [];
     const stalled = stalls.map((s) => `${s.topic}[${s.partition}] at ${s.offset}: ${s.message.split('\n')[0]}${s.remedy ? ` — remedy: ${s.remedy}` : ''}`);
     if (Date.now() > deadline) {
-      return { ok: false, detail: `timed out: ${formatCount(left.records)} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${stalled.length ? `; stalled: ${stalled.join('; ')}` : present.offsets ? '' : ' (the sink has applied nothing: is it running?)'}` };
+      // Like the source's wait: say whether a sink is there to wait for at all.
+      const why = stalled.length ? `; stalled: ${stalled.join('; ')}` : (await sinkSessions(dst)) === 0 ? ' (no sink connector is connected to the destination: start it)' : present.offsets ? '' : ' (the sink has applied nothing yet)';
+      return { ok: false, detail: `timed out: ${formatCount(left.records)} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${why}` };
     }
     if (Date.now() - shown > PROGRESS_EVERY_MS) {
       progress(waitProgressLine('sink', { records: left.records, partitions: left.behind.length, stalled }));

@@ -10,7 +10,7 @@
  * the statements run inside the batch transaction of the control record's partition.
  */
 import type pg from 'pg';
-import { lastSequenceValue } from '../shared/migration/sequence-value.ts';
+import { isPast, sequenceState } from '../shared/migration/sequence-value.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetFor } from './schema-compile.ts';
 import { qualifiedName } from './upsert-batch.ts';
@@ -166,7 +166,8 @@ export async function applyControl(
 }
 
 /**
- * setval(seq, source value) when the source is ahead of the destination, never lowering.
+ * setval(seq, source value) when the source is ahead of the destination in the sequence's
+ * direction (below it for a descending one), never back.
  * The destination sequence is the one owned by the mapped table's mapped column, else the
  * source's sequence name. Returns whether the sequence moved.
  */
@@ -190,15 +191,15 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     await recordSync(client, a.sequence, a.value, null);
     return false;
   }
-  const last = await lastSequenceValue(client, seq);
-  const current = String(last);
+  const state = await sequenceState(client, seq);
+  const current = String(state.last);
   let setTo: string | null = null;
-  if (BigInt(a.value) > last) {
+  if (isPast(BigInt(a.value), state)) {
     const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);
     setTo = moved[0].set_to;
   }
   await recordSync(client, seq, a.value, setTo ?? current);
-  if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved up to the source value');
+  if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved to the source value');
   return setTo !== null;
 }
 

@@ -282,6 +282,24 @@ export async function tableSequences(client: pg.ClientBase, relids: number[]): P
   return rows.map((r) => ({ sequence: `${r.seq_schema}.${r.seq_name}`, table: `${r.tbl_schema}.${r.tbl_name}`, column: r.col, readable: r.readable }));
 }
 
+/**
+ * Sequences of the given schemas that no table owns and no column default calls: ones the
+ * application calls itself (`nextval('invoice_no')`). No table's changes carry them, yet a
+ * destination copy of one must not hand out values the source already did.
+ */
+export async function standaloneSequences(client: pg.ClientBase, schemas: string[]): Promise<string[]> {
+  const { rows } = await client.query(
+    `SELECT n.nspname || '.' || c.relname AS sequence
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'S' AND n.nspname = ANY($1::text[])
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid)
+      ORDER BY 1`,
+    [schemas],
+  );
+  return rows.map((r) => r.sequence as string);
+}
+
 /** Current values of sequences, as strings (bigint range): the value the next nextval would exceed. */
 export async function sequenceValues(client: pg.ClientBase, seqs: TableSequence[]): Promise<Map<string, string | null>> {
   const out = new Map<string, string | null>();

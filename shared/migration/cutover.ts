@@ -63,18 +63,22 @@ export function writesAfter(atWait: readonly EndOffset[], now: readonly EndOffse
   return { records, partitions };
 }
 
-/** The value a destination sequence must reach: source + margin; null when the source never used it. Pure. */
-export function sequenceTarget(sourceValue: string | null, margin: number): string | null {
+/**
+ * The value a destination sequence must reach: the margin past the source value in the
+ * direction the sequence counts (source − margin for a negative increment); null when the
+ * source never used it. Pure.
+ */
+export function sequenceTarget(sourceValue: string | null, margin: number, increment: bigint = 1n): string | null {
   if (sourceValue === null) return null;
-  return (BigInt(sourceValue) + BigInt(margin)).toString();
+  return (BigInt(sourceValue) + (increment < 0n ? -BigInt(margin) : BigInt(margin))).toString();
 }
 
 export interface SequenceResult {
   /** Source sequence `schema.name`. */
   sequence: string;
-  /** Source `schema.table` and column that own it. */
-  table: string;
-  column: string;
+  /** Source `schema.table` and column that own or call it; null for a sequence no table uses (the application calls it). */
+  table: string | null;
+  column: string | null;
   /** The destination sequence (regclass text), null when there is none. */
   destination: string | null;
   sourceValue: string | null;
@@ -82,7 +86,11 @@ export interface SequenceResult {
   /** Destination value before and after (null: never used). */
   before: string | null;
   after: string | null;
-  status: 'moved' | 'already above' | 'unused on source' | 'no destination sequence' | 'failed';
+  /**
+   * `not on destination`: a sequence no table uses is missing on the destination. Not a no-go
+   * (it may be left over), but said, with the statement to create it past the source.
+   */
+  status: 'moved' | 'already above' | 'unused on source' | 'no destination sequence' | 'not on destination' | 'failed';
   error?: string;
 }
 
@@ -160,7 +168,7 @@ export function judgeCutover(r: Omit<CutoverReport, 'go' | 'problems'>): Cutover
   // A failed verify step is said table by table below.
   for (const s of r.steps) if (s.status === 'failed' && !(s.step === 'verify' && tableLines)) problems.push(`${s.step}: ${s.detail}`);
   for (const s of r.sequences) {
-    if (!sequenceOk(s)) problems.push(`sequence ${s.sequence} (${s.table}.${s.column}): ${s.status}${s.error ? `: ${s.error}` : ''}`);
+    if (!sequenceOk(s)) problems.push(`sequence ${s.sequence}${s.table ? ` (${s.table}.${s.column})` : ''}: ${s.status}${s.error ? `: ${s.error}` : ''}`);
   }
   for (const t of r.tables) if (!t.match) problems.push(...describeDifferences(t));
   for (const f of r.foreignKeys) if (f.status === 'failed') problems.push(`foreign key ${f.constraint} on ${f.table}: ${f.error ?? 'failed'}`);
@@ -174,7 +182,7 @@ export function renderCutover(r: CutoverReport): string {
   out.push(r.verifyOnly ? 'Cut-over verification' : `Cut-over${r.recordedLsn ? ` (source position ${r.recordedLsn})` : ''}`);
   out.push(renderTable(['step', 'result', 'time', 'detail'], r.steps.map((s) => [s.step, s.status, `${(s.ms / 1000).toFixed(1)} s`, s.detail])));
   if (r.sequences.length > 0) {
-    out.push('', `Sequences (source value + margin ${formatCount(r.margin)}, never lowered)`);
+    out.push('', `Sequences (margin ${formatCount(r.margin)} past the source value, never moved back)`);
     out.push(renderTable(['sequence', 'destination', 'source', 'target', 'before', 'after', 'result'], r.sequences.map((s) => [s.sequence, s.destination, s.sourceValue, s.target, s.before, s.after, s.error ? `${s.status}: ${s.error}` : s.status])));
   }
   if (r.tables.length > 0) {

@@ -120,6 +120,14 @@ export async function sinkTablesPresent(client: pg.ClientBase): Promise<SinkTabl
   return rows[0];
 }
 
+/** Sessions of a sink connector on the destination (its sessions' application_name is shardbridge-sink-*). */
+export async function sinkSessions(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%' AND datname = current_database() AND pid <> pg_backend_pid()`,
+  );
+  return rows[0].n;
+}
+
 export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
 /** Stored next offsets of the sink's group, per topic-partition. */

@@ -66,11 +66,17 @@ before(async () => {
   await src.query(`
     CREATE SCHEMA ${SCHEMA};
     CREATE SEQUENCE ${SCHEMA}.ticket_no;
-    CREATE TABLE ${SCHEMA}.customers (id bigserial PRIMARY KEY, name text NOT NULL, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'));
+    CREATE SEQUENCE ${SCHEMA}.refund_no INCREMENT BY -1 MAXVALUE -1 START -1;
+    CREATE SEQUENCE ${SCHEMA}.invoice_no;
+    CREATE SEQUENCE ${SCHEMA}.legacy_no;
+    CREATE TABLE ${SCHEMA}.customers (id bigserial PRIMARY KEY, name text NOT NULL, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'),
+                                      refund bigint NOT NULL DEFAULT nextval('${SCHEMA}.refund_no'));
     CREATE TABLE ${SCHEMA}.orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL CONSTRAINT orders_customer_fk REFERENCES ${SCHEMA}.customers (id),
                                    amount int NOT NULL, note text, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'));
     INSERT INTO ${SCHEMA}.customers (name) SELECT 'c' || g FROM generate_series(1, 200) g;
-    INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 1 + g % 200, g, 'o' || g FROM generate_series(1, 1000) g;`);
+    INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 1 + g % 200, g, 'o' || g FROM generate_series(1, 1000) g;
+    SELECT nextval('${SCHEMA}.invoice_no') FROM generate_series(1, 30);
+    SELECT nextval('${SCHEMA}.legacy_no') FROM generate_series(1, 3);`);
   admin = createKafka({ brokers: [k.bootstrap] }, log).admin();
   const common = { name: 'mig', topicPrefix: PREFIX, kafka: { brokers: [k.bootstrap] }, schemaRegistry: { url: r.url }, metricsPort: 0, logLevel: 'warn' as const };
   sourceConfig = sourceConfigSchema.parse({
@@ -91,6 +97,8 @@ before(async () => {
 
   const copy = await cli(['schema', 'copy', '--json']);
   assert.equal(copy.code, 0, copy.stderr + copy.stdout);
+  // A sequence the application calls itself, created on the destination as pg_dump --schema-only would (at its start).
+  await dst.query(`CREATE SEQUENCE ${SCHEMA}.invoice_no`);
   await startSource();
   await startSink();
 });
@@ -351,6 +359,36 @@ test('cutover --yes while a writer still writes to the source: NO-GO from the to
   await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });
 });
 
+test('cutover --yes while a writer still writes and a table differs: the writes that did not stop are said first, no foreign key created', async () => {
+  const { rows: [orig] } = await dst.query(`SELECT note FROM ${SCHEMA}.orders WHERE id = 500`);
+  await dst.query(`UPDATE ${SCHEMA}.orders SET note = 'changed on the destination' WHERE id = 500`);
+  const writer = new pg.Client({ connectionString: sourceConfig.source.url });
+  await writer.connect();
+  let writing = true;
+  const writes = (async () => {
+    while (writing) {
+      await writer.query(`UPDATE ${SCHEMA}.orders SET note = note WHERE id = 1`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
+      ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'failed'], ['writes stopped', 'failed'], ['foreign keys', 'skipped'],
+    ]);
+    assert.match(r.out.problems[0], new RegExp(`^writes stopped: \\d+ change\\(s\\) reached ${PREFIX}\\.${SCHEMA}\\.orders\\[\\d\\] after the cut-over position: writes to the source have not stopped`));
+    assert.ok(r.out.problems.some((p) => p.startsWith(`${SCHEMA}.orders: id in [`) && p.includes('(id=500) changed')), r.out.problems.join('\n'));
+    assert.equal((await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk'`)).rowCount, 0);
+  } finally {
+    writing = false;
+    await writes;
+    await writer.end();
+    await dst.query(`UPDATE ${SCHEMA}.orders SET note = $1 WHERE id = 500`, [orig.note]);
+  }
+  await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });
+});
+
 test('cutover --yes on a clean run: go, sequences at least source + margin, deferred foreign key created', async () => {
   await src.query(`INSERT INTO ${SCHEMA}.customers (name) VALUES ('late')`);
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (201, 1, 'late')`);
@@ -369,10 +407,21 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   ]);
   const srcSeq = new Map((await src.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
   const dstSeq = new Map((await dst.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
-  // ticket_no: owned by no table, called by both tables' defaults.
-  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'orders_id_seq', 'ticket_no']);
-  for (const [name, v] of srcSeq) assert.ok(dstSeq.get(name)! >= v + 500n, `${name}: destination ${dstSeq.get(name)} >= source ${v} + 500`);
-  assert.deepEqual(r.out.sequences.map((s) => [s.sequence, s.status]).sort(), [[`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.orders_id_seq`, 'moved'], [`${SCHEMA}.ticket_no`, 'moved']]);
+  // ticket_no: owned by no table, called by both tables' defaults; refund_no counts down;
+  // invoice_no and legacy_no: no table uses them (the application calls them), legacy_no is not on the destination.
+  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'invoice_no', 'legacy_no', 'orders_id_seq', 'refund_no', 'ticket_no']);
+  for (const name of ['customers_id_seq', 'invoice_no', 'orders_id_seq', 'ticket_no']) {
+    assert.ok(dstSeq.get(name)! >= srcSeq.get(name)! + 500n, `${name}: destination ${dstSeq.get(name)} >= source ${srcSeq.get(name)} + 500`);
+  }
+  assert.ok(dstSeq.get('refund_no')! <= srcSeq.get('refund_no')! - 500n, `refund_no counts down: destination ${dstSeq.get('refund_no')} <= source ${srcSeq.get('refund_no')} - 500`);
+  assert.equal(dstSeq.has('legacy_no'), false);
+  assert.deepEqual(r.out.sequences.map((s) => [s.sequence, s.status]).sort(), [
+    [`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.invoice_no`, 'moved'], [`${SCHEMA}.legacy_no`, 'not on destination'],
+    [`${SCHEMA}.orders_id_seq`, 'moved'], [`${SCHEMA}.refund_no`, 'moved'], [`${SCHEMA}.ticket_no`, 'moved'],
+  ]);
+  const legacy = r.out.sequences.find((s) => s.sequence === `${SCHEMA}.legacy_no`)!;
+  assert.deepEqual([legacy.table, legacy.column], [null, null]);
+  assert.match(legacy.error ?? '', new RegExp(`the source handed out up to 3: if the application calls it, CREATE SEQUENCE "${SCHEMA}"\\."legacy_no" START WITH 503 on the destination`));
   assert.deepEqual(r.out.tables.map((t) => [t.table, t.match]), [[`${SCHEMA}.customers`, true], [`${SCHEMA}.orders`, true]]);
   assert.deepEqual(r.out.foreignKeys.map((f) => [f.table, f.constraint, f.status]), [[`"${SCHEMA}"."orders"`, 'orders_customer_fk', 'created']]);
   const fk = await dst.query(`SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
@@ -385,7 +434,7 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   await dst.query(`ALTER SEQUENCE ${SCHEMA}.customers_id_seq RESTART WITH 1000000`);
   const again = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
   assert.equal(again.code, 0, JSON.stringify(again.out.problems));
-  assert.deepEqual(again.out.sequences.map((s) => s.status), ['already above', 'already above', 'already above']);
+  assert.deepEqual(again.out.sequences.map((s) => s.status).sort(), ['already above', 'already above', 'already above', 'already above', 'already above', 'not on destination']);
   assert.equal((await dst.query(`SELECT nextval('${SCHEMA}.customers_id_seq')::text AS n`)).rows[0].n, '1000000');
   assert.deepEqual(again.out.foreignKeys.map((f) => f.status), ['already there']);
 });
@@ -432,6 +481,11 @@ test('cleanup refuses while the source connector streams, the sink is behind or 
   await stopSink();
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 5, g, 'unapplied' || g FROM generate_series(1, 20) g`);
   await sourceConfirmed();
+  // cutover with the sink stopped: the wait says that no sink is there, not only that records wait.
+  await waitFor('the sink sessions gone', async () => (await dst.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%'`)).rowCount === 0);
+  const noSink = await json<CutoverReport>(['cutover', '--yes', '--timeout', '1']);
+  assert.equal(noSink.code, 1);
+  assert.match(noSink.out.problems[0], /^sink caught up: timed out: 20 record\(s\) on .* not applied \(no sink connector is connected to the destination: start it\)$/);
   await stopSource();
   await src.query(`UPDATE ${SCHEMA}.orders SET note = 'unpublished' WHERE id = 1`);
   const behind = await json<CleanupReport>(['cleanup', '--drop-control-tables', '--drop-topics']);

@@ -2,7 +2,7 @@
  * The source's control topics as the sink uses them, with records built by the source's
  * own control-topics module: a snapshot is complete in the destination only once its topic
  * is applied up to the completion marker's end offsets; sequences move up to the source
- * value and never down.
+ * value and never down (a descending one down, never up).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -119,6 +119,15 @@ test('snapshot status turns complete only once the table topic is applied up to 
     const recorded = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${DST}.orders_id_seq`]);
     assert.deepEqual(recorded.rows[0], { source_value: '2000', applied_value: '4999' });
     assert.equal((await db.query(`SELECT nextval('${DST}.orders_id_seq')::text AS n`)).rows[0].n, '5000', 'a restarted sequence is not lowered either');
+
+    // A descending sequence (found by the source's name) moves down to the source value, never back up.
+    await db.query(`CREATE SEQUENCE ${SRC}.refund_no INCREMENT BY -1 MAXVALUE -1 START -1`);
+    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.refund_no`, table: `${SRC}.gone`, column: 'refund', value: '-300', reason: 'interval' }))]);
+    await waitApplied(db, admin, groupId, [names.sequences]);
+    assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-301');
+    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.refund_no`, table: `${SRC}.gone`, column: 'refund', value: '-100', reason: 'interval' }))]);
+    await waitApplied(db, admin, groupId, [names.sequences]);
+    assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-302', 'never moved back');
   } finally {
     await sink.stop();
   }

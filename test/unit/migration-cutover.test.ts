@@ -5,6 +5,7 @@ import {
   describeDifferences, judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter,
   type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
 } from '../../shared/migration/cutover.ts';
+import { isPast } from '../../shared/migration/sequence-value.ts';
 import type { VerifyReport } from '../../shared/verify/index.ts';
 
 const ok = (step: StepResult['step'], detail = 'fine'): StepResult => ({ step, status: 'ok', detail, ms: 1200 });
@@ -41,6 +42,29 @@ test('sequence target: source value plus margin, in bigint range; none for a seq
   assert.equal(sequenceTarget('9223372036854774807', 1000), '9223372036854775807');
   assert.equal(sequenceTarget('-5', 0), '-5');
   assert.equal(sequenceTarget(null, 1000), null);
+});
+
+test('sequence target of a descending sequence: the margin below the source value', () => {
+  assert.equal(sequenceTarget('-5000', 1000, -1n), '-6000');
+  assert.equal(sequenceTarget('-5000', 1000, 1n), '-4000');
+  assert.equal(sequenceTarget('-5000', 0, -3n), '-5000');
+});
+
+test('a sequence moves only past what it handed out, in the direction it counts', () => {
+  assert.equal(isPast(2000n, { last: 1000n, increment: 1n }), true);
+  assert.equal(isPast(1000n, { last: 1000n, increment: 1n }), false);
+  assert.equal(isPast(500n, { last: 1000n, increment: 5n }), false);
+  assert.equal(isPast(-6000n, { last: -497n, increment: -1n }), true);
+  assert.equal(isPast(-100n, { last: -497n, increment: -1n }), false);
+});
+
+test('a sequence no table uses that is missing on the destination is said, not a no-go', () => {
+  const standalone = seq({ sequence: 'public.ticket_seq', table: null, column: null, destination: null, status: 'not on destination', error: 'no table uses it; …' });
+  const r = judgeCutover(base({ sequences: [seq(), standalone] }));
+  assert.equal(r.go, true);
+  assert.match(renderCutover(r), /public\.ticket_seq .*not on destination: no table uses it/);
+  const failed = judgeCutover(base({ sequences: [seq({ ...standalone, status: 'failed', error: 'setval: value out of bounds' })] }));
+  assert.deepEqual(failed.problems, ['sequence public.ticket_seq: failed: setval: value out of bounds']);
 });
 
 test('go: every step ok, sequences moved or already ahead, tables equal', () => {

@@ -24,7 +24,7 @@ import { STAGING_SCHEMA } from '../../../sink-connector/upsert-batch.ts';
 import type { Admin } from '../../kafka/client.ts';
 import { cleanupReport, planCleanup, renderCleanup, type ActionResult, type CleanupAction, type CleanupFacts } from '../../migration/cleanup.ts';
 import {
-  commandKafka, connectPg, endOffsets, errorText, migrationTopics, partitionFacts, readApplied, readSlot, sinkTablesPresent, sourceTables,
+  commandKafka, connectPg, endOffsets, errorText, migrationTopics, partitionFacts, readApplied, readSlot, sinkSessions, sinkTablesPresent, sourceTables,
 } from '../../migration/gather.ts';
 
 const PEEK_LIMIT = 100_000;
@@ -101,8 +101,7 @@ async function gather(
     const present = await sinkTablesPresent(dst);
     facts.sinkOffsetsExist = present.offsets;
     if (present.offsets) applied = await readApplied(dst, sink.groupId);
-    const { rows: sessions } = await dst.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'shardbridge-sink-%' AND datname = current_database() AND pid <> pg_backend_pid()`);
-    facts.sinkSessions = sessions[0].n;
+    facts.sinkSessions = await sinkSessions(dst);
     if (present.deferred) {
       const { rows } = await dst.query(
         `SELECT d.table_name || '.' || d.constraint_name AS fk FROM shardbridge.deferred_foreign_keys d

@@ -24,7 +24,7 @@ import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
-import { tableSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
+import { standaloneSequences, tableSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/common.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
@@ -35,9 +35,9 @@ import {
   judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
-import { lastSequenceValue } from '../../migration/sequence-value.ts';
+import { isPast, sequenceState } from '../../migration/sequence-value.ts';
 import {
-  commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
+  commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkSessions, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
 } from '../../migration/gather.ts';
 
 const POLL_MS = 500;
@@ -144,19 +144,21 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     }
 
     if (!verifyOnly) {
-      let verified = steps.some((x) => x.step === 'verify' && x.status === 'ok');
-      if (!verified) skip('writes stopped', 'checked only after a clean verification');
+      const verified = steps.some((x) => x.step === 'verify' && x.status === 'ok');
+      let stopped = false;
+      if (!caughtUp) skip('writes stopped', 'the connectors did not catch up');
       else {
         // A write after the recorded position reaches the topics within moments while the
-        // source connector runs: its changes would be lost once the application moves.
-        verified = await step('writes stopped', async () => {
+        // source connector runs: its changes would be lost once the application moves. Checked
+        // whatever the verification found: a writer at work is also why tables differ.
+        stopped = await step('writes stopped', async () => {
           const late = writesAfter(atWait, await endOffsets(admin, [...new Set(atWait.map((e) => e.topic))]));
           return late.records === 0
             ? { ok: true, detail: 'no change reached the table topics after the cut-over position' }
             : { ok: false, detail: `${formatCount(late.records)} change(s) reached ${late.partitions.join(', ')} after the cut-over position: writes to the source have not stopped; stop every writer, then run cutover again` };
         });
       }
-      if (!verified) skip('foreign keys', 'created only after a clean verification with the writes stopped');
+      if (!verified || !stopped) skip('foreign keys', 'created only after a clean verification with the writes stopped');
       else {
         const d = dst;
         await step('foreign keys', async () => {
@@ -268,7 +270,9 @@ async function waitSink(
     const stalls = present.stalls ? (await readStalls(dst, sink.groupId)).filter((s) => left.behind.some((b) => b.topic === s.topic && b.partition === s.partition)) : [];
     const stalled = stalls.map((s) => `${s.topic}[${s.partition}] at ${s.offset}: ${s.message.split('\n')[0]}${s.remedy ? ` — remedy: ${s.remedy}` : ''}`);
     if (Date.now() > deadline) {
-      return { ok: false, detail: `timed out: ${formatCount(left.records)} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${stalled.length ? `; stalled: ${stalled.join('; ')}` : present.offsets ? '' : ' (the sink has applied nothing: is it running?)'}` };
+      // Like the source's wait: say whether a sink is there to wait for at all.
+      const why = stalled.length ? `; stalled: ${stalled.join('; ')}` : (await sinkSessions(dst)) === 0 ? ' (no sink connector is connected to the destination: start it)' : present.offsets ? '' : ' (the sink has applied nothing yet)';
+      return { ok: false, detail: `timed out: ${formatCount(left.records)} record(s) on ${left.behind.map((b) => `${b.topic}[${b.partition}]`).join(', ')} not applied${why}` };
     }
     if (Date.now() - shown > PROGRESS_EVERY_MS) {
       progress(waitProgressLine('sink', { records: left.records, partitions: left.behind.length, stalled }));
@@ -278,35 +282,47 @@ async function waitSink(
   }
 }
 
-/** Every sequence a selected source table owns or calls in a column default, moved on the destination to source + margin (never lower). */
+/**
+ * Every sequence a selected source table owns or calls in a column default, and every sequence
+ * of their schemas that no table uses (the application calls it), moved on the destination to
+ * the margin past the source value in its direction, never back.
+ */
 async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: SourceTable[], sink: SinkConfig, margin: number): Promise<SequenceResult[]> {
-  const used = await tableSequences(src, selected.map((t) => t.info.relid));
+  const used: { sequence: string; table: string | null; column: string | null }[] = await tableSequences(src, selected.map((t) => t.info.relid));
+  used.push(...(await standaloneSequences(src, [...new Set(selected.map((t) => t.info.schema))])).map((sequence) => ({ sequence, table: null, column: null })));
   if (used.length === 0) return [];
   const { rows: srcRows } = await src.query(
     `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v, increment_by::text AS inc FROM pg_sequences WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
     [used.map((s) => s.sequence)],
   );
-  const values = new Map(srcRows.map((r) => [r.seq as string, r.v as string | null]));
+  const values = new Map(srcRows.map((r) => [r.seq as string, { value: r.v as string | null, increment: BigInt(r.inc) }]));
   const present = await sinkTablesPresent(dst);
   const out: SequenceResult[] = [];
   for (const o of used) {
-    const t = splitQualifiedName(o.table);
-    const m = mapTable({ schema: t.schema, name: t.table }, sink.tables);
-    const destColumn = m.columnMap[o.column] ?? o.column;
-    const sourceValue = values.get(o.sequence) ?? null;
-    const target = sequenceTarget(sourceValue, margin);
+    const seqName = splitQualifiedName(o.sequence);
+    const sameName = quoteQualified({ schema: seqName.schema, name: seqName.table });
+    const t = o.table === null ? null : splitQualifiedName(o.table);
+    const m = t === null ? null : mapTable({ schema: t.schema, name: t.table }, sink.tables);
+    const destColumn = m && o.column !== null ? (m.columnMap[o.column] ?? o.column) : null;
+    const sourceValue = values.get(o.sequence)?.value ?? null;
+    const increment = values.get(o.sequence)?.increment ?? 1n;
+    const target = sequenceTarget(sourceValue, margin, increment);
     const r: SequenceResult = { sequence: o.sequence, table: o.table, column: o.column, destination: null, sourceValue, target, before: null, after: null, status: 'failed' };
     out.push(r);
     try {
-      const seqName = splitQualifiedName(o.sequence);
       const { rows } = await dst.query(
-        `SELECT COALESCE(CASE WHEN to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
-        [quoteQualified(m.destination), destColumn, quoteQualified({ schema: seqName.schema, name: seqName.table })],
+        `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
+        [m ? quoteQualified(m.destination) : null, destColumn, sameName],
       );
       r.destination = rows[0]?.seq ?? null;
       if (r.destination === null) {
+        if (m === null) {
+          r.status = 'not on destination';
+          r.error = `no table uses it${target === null ? '' : `; the source handed out up to ${sourceValue}: if the application calls it, CREATE SEQUENCE ${sameName}${increment === 1n ? '' : ` INCREMENT BY ${increment}`} START WITH ${target} on the destination`}`;
+          continue;
+        }
         r.status = 'no destination sequence';
-        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn)} owns a sequence nor does ${o.sequence} exist on the destination`;
+        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn!)} owns a sequence nor does ${o.sequence} exist on the destination`;
         continue;
       }
       const { rows: cur } = await dst.query(
@@ -319,8 +335,8 @@ async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: So
         r.after = r.before;
         continue;
       }
-      // setval(seq, greatest(current, source + margin)): only called when it moves the sequence up.
-      const moves = BigInt(target) > (await lastSequenceValue(dst, r.destination));
+      // setval(seq, target) only when it moves the sequence on in the direction it counts.
+      const moves = isPast(BigInt(target), await sequenceState(dst, r.destination));
       if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, target]);
       const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
       r.after = after[0]?.v ?? null;

@@ -301,3 +301,10 @@ test("the README's test variables are the ones the tests read", () => {
   const documented = new Set([...readme.matchAll(/`(SHARDBRIDGE_TEST_[A-Z_]+)`/g)].map((m) => m[1]));
   assert.deepEqual([...documented].sort(), [...read].sort());
 });
+
+test("the README's quick start asks for the Node.js version package.json requires", () => {
+  const engines = (JSON.parse(readRepo('package.json')) as { engines: { node: string } }).engines.node;
+  const wanted = /^>=(\d+(?:\.\d+)*)$/.exec(engines);
+  assert.ok(wanted, engines);
+  assert.match(section(readRepo('README.md'), 'Quick start'), new RegExp(`with Node\\.js ${wanted[1].replace(/\./g, '\\.')}\\+ `));
+});

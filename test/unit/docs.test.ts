@@ -242,6 +242,18 @@ for (const dir of ['source-connector', 'sink-connector']) {
   });
 }
 
+test("docs/architecture.md's module tree names every part of shared/", () => {
+  const doc = readRepo('docs/architecture.md');
+  const start = doc.indexOf('```\n');
+  const tree = doc.slice(start, doc.indexOf('\n```', start));
+  const shared = tree.slice(tree.indexOf('\nshared/'));
+  assert.ok(start >= 0 && shared.length > 0);
+  for (const e of readdirSync(path.join(repoRoot, 'shared'), { withFileTypes: true })) {
+    const name = e.isDirectory() ? `${e.name}/` : e.name;
+    assert.ok(new RegExp(`(^|\\s)${name.replace(/\./g, '\\.')}(\\s|$)`, 'm').test(shared), `shared/${name} is not in the tree`);
+  }
+});
+
 // ---------- the command line ----------
 
 /** Every command of the program by its full name (`schema copy`), with its long options and the globals. */

@@ -135,12 +135,17 @@ export function coerceEnv(s: z.ZodType, raw: string): unknown {
     case 'object':
     case 'record':
       return raw.trim().startsWith('{') ? parseJson(raw) : raw;
-    case 'union':
+    case 'union': {
+      let converted: unknown = raw;
       for (const option of d.options as z.ZodType[]) {
         const v = coerceEnv(option, raw);
         if (option.safeParse(v).success) return v;
+        if (converted === raw) converted = v;
       }
-      return raw;
+      // No option takes it: give validation the first conversion (a JSON mapping with a bad
+      // key), so that its error names that key instead of "got a string".
+      return converted;
+    }
     default:
       return raw;
   }

@@ -323,6 +323,17 @@ test('formatZodIssues: paths, unions, forms (pure)', () => {
   assert.equal(editDistance('tabels', 'tables'), 1);
 });
 
+test('a JSON mapping from the environment for a key that takes a boolean or a mapping (kafka.ssl) is read as the mapping: its bad keys are named', () => {
+  const sink = { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } };
+  const msg = configErrorOf(() =>
+    loadSinkConfig({ env: { SHARDBRIDGE_SINK_KAFKA__SSL: `{"key":"${SECRET}","rejectUnauthorised":false}` }, overrides: sink }),
+  );
+  assert.equal(msg, 'config: kafka.ssl.rejectUnauthorised (from SHARDBRIDGE_SINK_KAFKA__SSL): unknown key (did you mean "rejectUnauthorized"?)');
+  const union = z.union([z.boolean(), z.strictObject({ a: z.string() })]);
+  assert.deepEqual(coerceEnv(union, '{"b":1}'), { b: 1 });
+  assert.equal(coerceEnv(union, 'maybe'), 'maybe');
+});
+
 test('env helpers (pure): coercion by schema type, deep merge', () => {
   const schema = z.strictObject({ n: z.number(), b: z.boolean(), l: z.array(z.number()), o: z.strictObject({ k: z.string() }), r: z.record(z.string(), z.string()) });
   const { value, problems } = envOverrides(schema, { P_N: '5', P_B: 'yes', P_L: '1,2', P_O: '{"k":"v"}', P_R__Some_Key: 'x', P_NOPE: '1' }, 'P_');

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import YAML from 'yaml';
@@ -18,41 +18,10 @@ import { KAFKA_VERSION } from '../../shared/devstack/kafka-jars.ts';
 import { WAL_LEVEL_REMEDY } from '../../source-connector/checks.ts';
 import { loadSourceConfig, type SourceConfig } from '../../source-connector/config.ts';
 import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const read = (rel: string) => readFileSync(path.join(root, rel), 'utf8');
+import { metricsDefinedInCode, readRepo as read, repoRoot as root } from '../helpers/docs.ts';
 
 /** Labels every series carries besides its own: the registry's default label and Prometheus' target labels. */
 const COMMON_LABELS = ['connector', 'job', 'instance'];
-
-interface MetricDefinition {
-  kind: 'counter' | 'gauge' | 'histogram';
-  labels: string[];
-}
-
-/**
- * The metrics the connectors define: `createMetrics({ prefix })` in each connector directory
- * and every `.counter('name', 'help', ['label', ...])` / `.gauge(...)` / `.histogram(...)` there.
- */
-function metricsDefinedInCode(): Map<string, MetricDefinition> {
-  const out = new Map<string, MetricDefinition>();
-  for (const dir of ['source-connector', 'sink-connector']) {
-    const texts = readdirSync(path.join(root, dir)).filter((f) => f.endsWith('.ts')).map((f) => read(path.join(dir, f)));
-    const prefixes = new Set(texts.flatMap((t) => [...t.matchAll(/createMetrics\(\{[^}]*\bprefix:\s*'([a-z0-9_]+)'/g)].map((m) => m[1])));
-    assert.ok(prefixes.size <= 1, `${dir}: one metric prefix (${[...prefixes].join(', ')})`);
-    const [prefix] = prefixes;
-    if (prefix === undefined) continue;
-    const help = /(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`)/.source;
-    const call = new RegExp(String.raw`\.(counter|gauge|histogram)(?:<[^>(]*>)?\(\s*'([a-z0-9_]+)',\s*${help}\s*(?:,\s*\[([^\]]*)\])?`, 'g');
-    for (const t of texts) {
-      for (const m of t.matchAll(call)) {
-        const labels = [...(m[3] ?? '').matchAll(/'([^']+)'/g)].map((l) => l[1]);
-        out.set(prefix + m[2], { kind: m[1] as MetricDefinition['kind'], labels });
-      }
-    }
-  }
-  return out;
-}
 
 // ---------- reading a compose file the way `docker compose` does ----------
 

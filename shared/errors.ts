@@ -114,6 +114,7 @@ export function atServer(err: unknown, what: string, remedy?: string): ShardBrid
  * PostgreSQL SQLSTATE classes and Node socket errors.
  */
 export function isRetriable(err: unknown): boolean {
+  if (tlsTrustFailure(err) !== null) return false;
   for (let e: any = err, depth = 0; e && depth < 8; e = e.cause, depth++) {
     if (e instanceof ShardBridgeError) {
       if (e.retriable) return true;
@@ -130,6 +131,32 @@ export function isRetriable(err: unknown): boolean {
 }
 
 const RETRIABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Node's (OpenSSL's) codes for a server certificate that does not verify. */
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_REVOKED',
+  'CERT_SIGNATURE_FAILURE', 'INVALID_CA', 'INVALID_PURPOSE', 'CERT_CHAIN_TOO_LONG', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * The code of a server certificate that did not verify, anywhere down the cause chain; null when
+ * `err` is not that. A setting to fix, never a passing failure, whatever the client's wrapper
+ * says (kafkajs marks its connection errors retriable).
+ */
+export function tlsTrustFailure(err: unknown): string | null {
+  for (let e: any = err, depth = 0; e && depth < 8; e = e.cause, depth++) {
+    if (typeof e.code === 'string' && TLS_TRUST_CODES.has(e.code)) return e.code;
+  }
+  return null;
+}
+
+/** The remedy for a server certificate that did not verify (`caSetting` names where its CA goes); null when `err` is not that. */
+export function tlsTrustRemedy(err: unknown, caSetting: string): string | null {
+  const code = tlsTrustFailure(err);
+  if (code === null) return null;
+  return `the server's TLS certificate did not verify (${code}): give the CA that signed it as ${caSetting}, and check that the certificate names the host connected to`;
+}
 
 /** SQLSTATEs that mean "try again later": connection, serialization/deadlock, shutdown, resources. */
 export function isRetriableSqlState(code: string): boolean {

@@ -13,12 +13,12 @@
  */
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
-import { createKafka, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { atServer } from '../shared/errors.ts';
-import { DESTINATION_REMEDY, KAFKA_REMEDY, metricsPortError } from './start-errors.ts';
+import { destinationRemedy, metricsPortError } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
 import { retryUntilAborted } from '../shared/retry.ts';
 import { withPooledClient } from './destination-errors.ts';
@@ -146,7 +146,7 @@ class SinkRuntime {
       this.metricsPort = this.server.port;
     }
     const destination = `the destination PostgreSQL at ${pgEndpoint(config.destination)}`;
-    const { citus, pool } = await this.step(openDestination(config, this.concurrency + 2, log, this.untilDone), `cannot use ${destination}`, DESTINATION_REMEDY);
+    const { citus, pool } = await this.step(openDestination(config, this.concurrency + 2, log, this.untilDone), `cannot use ${destination}`, destinationRemedy);
     this.pool = pool;
 
     this.kafka = createKafka(
@@ -155,7 +155,7 @@ class SinkRuntime {
     );
     this.admin = this.kafka.admin();
     const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
-    let topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, KAFKA_REMEDY);
+    let topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
     const sourceOfTopic = async (topic: string) => {
@@ -165,7 +165,7 @@ class SinkRuntime {
     await this.step(
       checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone, sourceOfTopic }, topics),
       `cannot use ${destination}`,
-      DESTINATION_REMEDY,
+      destinationRemedy,
     );
 
     let deadLetter: DeadLetterTarget | null = null;
@@ -180,7 +180,7 @@ class SinkRuntime {
           await producer.connect();
         })(),
         `cannot use ${kafka} for the dead-letter topic ${this.deadLetterTopic}`,
-        KAFKA_REMEDY,
+        kafkaRemedy,
       );
       deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
@@ -243,9 +243,9 @@ class SinkRuntime {
   }
 
   /** A start-up step whose failure names its server (not when it failed because the sink is stopping). */
-  private step<T>(p: Promise<T>, what: string, remedy: string): Promise<T> {
+  private step<T>(p: Promise<T>, what: string, remedy: (err: unknown) => string): Promise<T> {
     return p.catch((err: unknown) => {
-      throw this.abort.signal.aborted ? err : atServer(err, what, remedy);
+      throw this.abort.signal.aborted ? err : atServer(err, what, remedy(err));
     });
   }
 

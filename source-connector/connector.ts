@@ -16,9 +16,9 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logger.ts';
 import { createMetrics, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
-import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, kafkaRemedy, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
-import { SourceError, isRetriable } from '../shared/errors.ts';
+import { SourceError, atServer, isRetriable } from '../shared/errors.ts';
 import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
@@ -220,7 +220,10 @@ class ConnectorRun {
     const cfg = this.config;
     const client = await this.source.connect();
     if (!this.prepared) {
-      await this.producer.connect();
+      await this.producer.connect().catch((err: unknown) => {
+        // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
+        throw isRetriable(err) ? err : atServer(err, `cannot use Kafka at ${cfg.kafka.brokers.join(',')}`, kafkaRemedy(err));
+      });
       const t = cfg.topics;
       const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
       if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);

@@ -189,6 +189,10 @@ export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchem
 
 // ---------- pure helpers ----------
 
+/** Where a PostgreSQL connection section takes the CA of a server certificate that did not verify. */
+export const pgCaSetting = (section: string): string =>
+  `sslrootcert (a PEM file: in ${section}.url's query, or ${section}.sslrootcert; sslmode=require encrypts without verifying)`;
+
 /** `host:port/database` (or `host:port`) of a connection section, never credentials: for naming the server in messages. */
 export function pgEndpoint(section: PgConnectionConfig, withDatabase = true): string {
   if (section.url === undefined) return `${section.host}:${section.port}${withDatabase ? `/${section.database}` : ''}`;

@@ -35,6 +35,19 @@ export interface KafkaBroker {
   restart(): Promise<void>;
   /** The last lines of the broker's log (stdout/stderr + log4j). */
   logTail(lines?: number): string;
+  /** "127.0.0.1:port" of the SASL_SSL listener, when `secure` was given. */
+  secureBootstrap?: string;
+}
+
+/**
+ * A SASL_SSL listener beside the plaintext one (which the broker itself and the readiness probe
+ * use): TLS with a PEM keystore, and users who may log in with PLAIN or SCRAM-SHA-256/512.
+ */
+export interface SecureListener {
+  /** A PEM file holding the server's private key (PKCS#8, unencrypted) and its certificate chain. */
+  keystore: string;
+  /** User name → password. */
+  users: Record<string, string>;
 }
 
 export interface StartKafkaOptions {
@@ -45,6 +58,7 @@ export interface StartKafkaOptions {
   heapMb?: number;
   logger?: Logger;
   readyTimeoutMs?: number;
+  secure?: SecureListener;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -74,6 +88,14 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   };
   let port = opts.port ?? (await freePort());
   let controllerPort = opts.controllerPort ?? (await otherPort(port));
+  const securePort = async (): Promise<number | undefined> => {
+    if (!opts.secure) return undefined;
+    for (;;) {
+      const p = await otherPort(port);
+      if (p !== controllerPort) return p;
+    }
+  };
+  let secure = await securePort();
   let child: ChildProcess | undefined;
   let removed = false;
 
@@ -130,8 +152,9 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   // bound it, pick again (explicit ports are the caller's business).
   for (let attempt = 1; ; attempt++) {
     try {
-      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data') }));
-      await formatStorage(libsDir, files, dataDir);
+      const listener = opts.secure && secure !== undefined ? { port: secure, keystore: opts.secure.keystore, users: opts.secure.users } : undefined;
+      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener }));
+      await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}));
       await launch();
       break;
     } catch (err) {
@@ -143,6 +166,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
       log.warn({ port, controllerPort }, 'port taken before the broker bound it; picking new ports');
       port = await freePort();
       controllerPort = await otherPort(port);
+      secure = await securePort();
     }
   }
 
@@ -163,7 +187,15 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
       await launch();
     },
     logTail: (lines = 40) => readTail(files.log, lines),
+    ...(secure !== undefined ? { secureBootstrap: `127.0.0.1:${secure}` } : {}),
   };
+}
+
+/** SCRAM credentials are stored in the cluster metadata: KRaft's format step adds them. */
+function scramArgs(users: Record<string, string>): string[] {
+  return Object.entries(users).flatMap(([name, password]) =>
+    ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${name},password=${password}]`]),
+  );
 }
 
 /** Cluster id as Kafka's Uuid prints it: base64url of 16 random bytes, not starting with '-' (it would parse as a flag). */
@@ -174,7 +206,7 @@ export function newClusterId(): string {
   }
 }
 
-export function renderServerProperties(p: { port: number; controllerPort: number; logDir: string }): string {
+export function renderServerProperties(p: { port: number; controllerPort: number; logDir: string; secure?: SecureListener & { port: number } }): string {
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
@@ -204,6 +236,21 @@ export function renderServerProperties(p: { port: number; controllerPort: number
     'broker.heartbeat.interval.ms': 500,
     'broker.session.timeout.ms': 3000,
   };
+  if (p.secure) {
+    const { port, keystore, users } = p.secure;
+    const plainUsers = Object.entries(users).map(([name, pw]) => `user_${name}="${pw}"`).join(' ');
+    Object.assign(props, {
+      listeners: `${props.listeners},SASL_SSL://127.0.0.1:${port}`,
+      'advertised.listeners': `${props['advertised.listeners']},SASL_SSL://127.0.0.1:${port}`,
+      'listener.security.protocol.map': `${props['listener.security.protocol.map']},SASL_SSL:SASL_SSL`,
+      'sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+      'listener.name.sasl_ssl.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+      'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config': 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config': 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      'listener.name.sasl_ssl.ssl.keystore.type': 'PEM',
+      'listener.name.sasl_ssl.ssl.keystore.location': keystore,
+    });
+  }
   return Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
 }
 
@@ -227,9 +274,9 @@ export function renderLog4j2(): string {
 
 const JVM_FLAGS = ['-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:+ExitOnOutOfMemoryError', '-Djava.awt.headless=true'];
 
-async function formatStorage(libsDir: string, files: { props: string; log4j: string }, dataDir: string): Promise<void> {
+async function formatStorage(libsDir: string, files: { props: string; log4j: string }, dataDir: string, extra: string[]): Promise<void> {
   if (existsSync(path.join(dataDir, 'data', 'meta.properties'))) return;
-  const args = [`-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', files.props];
+  const args = [`-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', files.props, ...extra];
   const proc = spawn(...javaCommand(['-Xmx256m', ...args]), { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   track(proc);
   const chunks: Buffer[] = [];

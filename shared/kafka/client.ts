@@ -20,13 +20,23 @@ import type {
   RetryOptions as KjsRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import { ConfigError, RetriableError, isRetriable } from '../errors.ts';
+import { ConfigError, RetriableError, isRetriable, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SentRecord } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
 export type * from './ports.ts';
+
+export const KAFKA_REMEDY = "check kafka.brokers, and kafka.ssl / kafka.sasl against the broker's listener (a SASL or TLS listener needs them, a plain one refuses them)";
+
+/** Where the CA of a broker certificate that did not verify goes. */
+export const KAFKA_CA_SETTING = 'kafka.ssl.ca (PEM text)';
+
+/** What to do about a Kafka failure at start: the CA setting for a certificate that did not verify, else KAFKA_REMEDY. */
+export function kafkaRemedy(err: unknown): string {
+  return tlsTrustRemedy(err, KAFKA_CA_SETTING) ?? KAFKA_REMEDY;
+}
 
 export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
   // Not `component`: the caller's logger has one (pino would write the key twice).

@@ -47,10 +47,10 @@ export function spawnSourceCli(file: string, tailBytes = 20_000): CliChild {
   return spawnCli('source', file, { tailBytes });
 }
 
-/** `shardbridge <command> --config FILE` as a child process, logging at warn; `bin`: another entry (the compiled one). */
-export function spawnCli(command: 'source' | 'sink', file: string, o: { tailBytes?: number; bin?: string } = {}): CliChild {
+/** `shardbridge <command> --config FILE` as a child process, logging at warn (or `logLevel`); `bin`: another entry (the compiled one). */
+export function spawnCli(command: 'source' | 'sink', file: string, o: { tailBytes?: number; bin?: string; logLevel?: string } = {}): CliChild {
   const tailBytes = o.tailBytes ?? 20_000;
-  const proc = spawn(process.execPath, [o.bin ?? BIN, command, '--config', file], { env: { ...cleanEnv(), LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [o.bin ?? BIN, command, '--config', file], { env: { ...cleanEnv(), LOG_LEVEL: o.logLevel ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-tailBytes);

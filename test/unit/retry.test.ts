@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backoffDelay, errorSummary, retry, retryUntilAborted } from '../../shared/retry.ts';
-import { ConfigError, RetriableError, SourceError } from '../../shared/errors.ts';
+import { ConfigError, RetriableError, SourceError, isRetriable, tlsTrustFailure, tlsTrustRemedy } from '../../shared/errors.ts';
 
 const tiny = { initialMs: 1, maxMs: 4, jitter: false };
 
@@ -57,6 +57,21 @@ test('gives up after `retries` retries and rethrows the last error', async () =>
     /fail 3/,
   );
   assert.equal(calls, 3);
+});
+
+test('a server certificate that does not verify is never retried, whatever its wrapper says; its remedy names the CA setting', () => {
+  const tls = Object.assign(new Error('Connection error: unable to verify the first certificate'), { retriable: true, code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+  const wrapped = new RetriableError('destination connection failed', { cause: tls });
+  assert.equal(isRetriable(wrapped), false);
+  assert.equal(isRetriable(Object.assign(new Error('x'), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' })), false);
+  assert.equal(tlsTrustFailure(wrapped), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+  assert.equal(tlsTrustFailure(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })), null);
+  assert.equal(isRetriable(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })), true, 'an unreachable server still is');
+  assert.equal(
+    tlsTrustRemedy(wrapped, 'kafka.ssl.ca'),
+    "the server's TLS certificate did not verify (UNABLE_TO_VERIFY_LEAF_SIGNATURE): give the CA that signed it as kafka.ssl.ca, and check that the certificate names the host connected to",
+  );
+  assert.equal(tlsTrustRemedy(new Error('other'), 'kafka.ssl.ca'), null);
 });
 
 test('retries: 0 means one attempt', async () => {

@@ -8,12 +8,12 @@
 import pg from 'pg';
 import { ConfigError, atServer } from '../../errors.ts';
 import { pgEndpoint } from '../../config/common.ts';
-import { createKafka } from '../../kafka/client.ts';
+import { createKafka, kafkaRemedy } from '../../kafka/client.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
 import { reopenSnapshot } from '../../../sink-connector/control.ts';
-import { DESTINATION_REMEDY, KAFKA_REMEDY } from '../../../sink-connector/start-errors.ts';
+import { destinationRemedy } from '../../../sink-connector/start-errors.ts';
 import type { CommandContext } from '../main.ts';
 
 export interface ReplayOptions {
@@ -63,10 +63,10 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
   const brokers = config.kafka.brokers.join(',');
   // Every failure names its server: kafkajs's and pg's own messages do not.
   const onKafka = <T>(p: Promise<T>) => p.catch((err: unknown) => {
-    throw atServer(err, `cannot use Kafka at ${brokers}`, KAFKA_REMEDY);
+    throw atServer(err, `cannot use Kafka at ${brokers}`, kafkaRemedy(err));
   });
   const onDestination = <T>(p: Promise<T>) => p.catch((err: unknown) => {
-    throw atServer(err, `cannot use the destination PostgreSQL at ${pgEndpoint(config.destination)}`, DESTINATION_REMEDY);
+    throw atServer(err, `cannot use the destination PostgreSQL at ${pgEndpoint(config.destination)}`, destinationRemedy(err));
   });
   const client = new pg.Client(connectionConfig(config.destination, { application_name: 'shardbridge-replay' }));
   client.on('error', () => {});

@@ -1,0 +1,195 @@
+/**
+ * The connectors and the commands over secured connections to real servers: PostgreSQL with TLS
+ * (verify-full against a test CA) and password (SCRAM) authentication for a replication role,
+ * and Kafka through a SASL_SSL listener (SCRAM-SHA-512 and PLAIN, the CA given in the config).
+ * Rows flow end to end; neither secret appears in any output, at debug level either; a wrong
+ * password or an untrusted server certificate is a clear error naming the server.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chownSync, copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { startKafka, type KafkaBroker } from '../../shared/devstack/kafka.ts';
+import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import { runCli, spawnCli, type CliChild } from '../helpers/cli.ts';
+import { testLogger } from '../helpers/kafka.ts';
+import { startTestSource } from '../helpers/postgres.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { uniquePrefix } from '../helpers/source.ts';
+import { makeTestCerts, type TestCerts } from '../helpers/tls.ts';
+
+const PG_SECRET = 'Pg-S3cret-9f2c';
+const KAFKA_SECRET = 'Kafka-S3cret-77ab';
+const ROLE = 'migrator';
+const dir = mkdtempSync(join(tmpdir(), 'sb-secure-'));
+const releases: (() => Promise<void>)[] = [];
+let certs: TestCerts;
+let broker: KafkaBroker;
+let cluster: PgCluster;
+let registryUrl: string;
+let admin: pg.Client;
+
+before(async () => {
+  certs = makeTestCerts(dir);
+  const [b, r, c] = await Promise.all([
+    startKafka({ heapMb: 256, logger: testLogger(), secure: { keystore: certs.keystoreFile, users: { [ROLE]: KAFKA_SECRET } } }),
+    getTestRegistry(),
+    startTestSource(),
+  ]);
+  broker = b;
+  cluster = c;
+  registryUrl = r.url;
+  releases.push(() => b.stop(), r.release, () => c.destroy());
+  await secure(c);
+  admin = new pg.Client({ connectionString: c.url() });
+  await admin.connect();
+  await admin.query(`CREATE ROLE ${ROLE} LOGIN SUPERUSER REPLICATION PASSWORD '${PG_SECRET}'`);
+  await admin.query(`CREATE DATABASE dest OWNER ${ROLE}`);
+  const dest = new pg.Client({ connectionString: c.url('dest') });
+  await dest.connect();
+  await dest.query('CREATE SCHEMA sec; CREATE TABLE sec.items (id int PRIMARY KEY, v text, at timestamptz)');
+  await dest.end();
+  await admin.query(`CREATE SCHEMA sec; CREATE TABLE sec.items (id int PRIMARY KEY, v text, at timestamptz);
+    INSERT INTO sec.items SELECT g, 'v' || g, now() FROM generate_series(1, 100) g`);
+});
+
+after(async () => {
+  await admin?.end().catch(() => {});
+  for (const r of releases.reverse()) await r().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * TLS on (the server's key owned by the server's OS user, mode 0600, as PostgreSQL demands), and
+ * the role may connect only over TLS with its password; the superuser keeps trust for set-up.
+ */
+async function secure(c: PgCluster): Promise<void> {
+  const { uid, gid } = statSync(c.dataDir);
+  for (const [from, to] of [[certs.certFile, 'server.crt'], [certs.keyFile, 'server.key']]) {
+    copyFileSync(from, join(c.dataDir, to));
+    chownSync(join(c.dataDir, to), uid, gid);
+    chmodSync(join(c.dataDir, to), 0o600);
+  }
+  const hba = join(c.dataDir, 'pg_hba.conf');
+  const rules = [`hostssl all ${ROLE} 127.0.0.1/32 scram-sha-256`, `hostssl replication ${ROLE} 127.0.0.1/32 scram-sha-256`, `host all ${ROLE} 127.0.0.1/32 reject`, `host replication ${ROLE} 127.0.0.1/32 reject`];
+  writeFileSync(hba, rules.join('\n') + '\n' + readFileSync(hba, 'utf8'));
+  const su = new pg.Client({ connectionString: c.url() });
+  await su.connect();
+  await su.query(`ALTER SYSTEM SET ssl = on`);
+  await su.query('SELECT pg_reload_conf()');
+  await waitFor('TLS on', async () => (await su.query(`SELECT current_setting('ssl') AS s`)).rows[0].s === 'on', { timeoutMs: 10_000, intervalMs: 50 });
+  await su.end();
+}
+
+const pgUrl = (db: string, o: { password?: string; ca?: boolean } = {}) =>
+  `postgres://${ROLE}:${encodeURIComponent(o.password ?? PG_SECRET)}@127.0.0.1:${cluster.port}/${db}?sslmode=verify-full${o.ca === false ? '' : `&sslrootcert=${encodeURIComponent(certs.caFile)}`}`;
+
+function kafkaSection(o: { password?: string; mechanism?: string; ca?: boolean } = {}): Record<string, unknown> {
+  return {
+    brokers: [broker.secureBootstrap],
+    ssl: o.ca === false ? true : { ca: certs.ca },
+    sasl: { mechanism: o.mechanism ?? 'scram-sha-512', username: ROLE, password: o.password ?? KAFKA_SECRET },
+  };
+}
+
+function writeConfigs(name: string, o: { kafka?: Record<string, unknown>; source?: string; destination?: string } = {}): { source: string; sink: string; prefix: string } {
+  const prefix = uniquePrefix();
+  const kafka = o.kafka ?? kafkaSection();
+  const source = join(dir, `${name}-source.json`);
+  const sink = join(dir, `${name}-sink.json`);
+  writeFileSync(source, JSON.stringify({ name, source: { url: o.source ?? pgUrl('postgres') }, kafka, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: `sb_${name}`, tables: { schemas: ['sec'] }, metricsPort: 0 }));
+  writeFileSync(sink, JSON.stringify({ name, groupId: `g-${name}`, destination: { url: o.destination ?? pgUrl('dest') }, kafka, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, metricsPort: 0 }));
+  return { source, sink, prefix };
+}
+
+function assertNoSecret(text: string, what: string): void {
+  for (const secret of [PG_SECRET, encodeURIComponent(PG_SECRET), KAFKA_SECRET]) assert.ok(!text.includes(secret), `${what} shows a secret:\n${text.slice(0, 2000)}`);
+}
+
+async function stop(child: CliChild): Promise<void> {
+  child.proc.kill('SIGTERM');
+  await child.exited;
+}
+
+test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka: rows flow end to end, and no output carries a secret', async () => {
+  const files = writeConfigs('secure');
+  const checked = await runCli(['check', '--source-config', files.source, '--sink-config', files.sink]);
+  assertNoSecret(checked.stdout + checked.stderr, 'check');
+  assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+
+  const dest = new pg.Client({ connectionString: cluster.url('dest') });
+  await dest.connect();
+  const source = spawnCli('source', files.source, { logLevel: 'debug', tailBytes: 5_000_000 });
+  const sink = spawnCli('sink', files.sink, { logLevel: 'debug', tailBytes: 5_000_000 });
+  try {
+    const rows = async () => (await dest.query(`SELECT count(*)::int AS n, coalesce(sum(length(v)), 0)::int AS len FROM sec.items`)).rows[0];
+    await waitFor('the snapshot in the destination', async () => (await rows()).n === 100, { timeoutMs: 90_000, intervalMs: 100 });
+    await admin.query(`INSERT INTO sec.items SELECT g, 'new' || g, now() FROM generate_series(101, 150) g; UPDATE sec.items SET v = v || '!' WHERE id <= 10; DELETE FROM sec.items WHERE id BETWEEN 11 AND 15`);
+    const want = (await admin.query(`SELECT count(*)::int AS n, sum(length(v))::int AS len FROM sec.items`)).rows[0];
+    await waitFor('the streamed changes in the destination', async () => JSON.stringify(await rows()) === JSON.stringify(want), { timeoutMs: 60_000, intervalMs: 100 });
+  } finally {
+    await Promise.all([stop(source), stop(sink)]);
+    await dest.end();
+  }
+  const logs = source.output() + sink.output();
+  assert.match(logs, /"level":20/, 'debug lines were written');
+  assertNoSecret(logs, 'the connectors\' logs');
+});
+
+/** Runs a connector that is expected to give up by itself; its exit and all it printed. */
+async function runToExit(command: 'source' | 'sink', file: string): Promise<{ code: number | null; output: string }> {
+  const child = spawnCli(command, file, { logLevel: 'debug', tailBytes: 2_000_000 });
+  const deadline = setTimeout(() => child.proc.kill('SIGKILL'), 60_000);
+  try {
+    const { code } = await child.exited;
+    return { code, output: child.output() };
+  } finally {
+    clearTimeout(deadline);
+  }
+}
+
+test('a wrong password for Kafka or PostgreSQL: the connector stops, naming the server and the refusal, never a password', async () => {
+  const kafkaPw = writeConfigs('wrong_kafka_pw', { kafka: kafkaSection({ password: `wrong-${KAFKA_SECRET}` }) });
+  const pgPw = writeConfigs('wrong_pg_pw', { source: pgUrl('postgres', { password: `wrong-${PG_SECRET}` }), destination: pgUrl('dest', { password: `wrong-${PG_SECRET}` }) });
+  const runs = await Promise.all([
+    runToExit('sink', kafkaPw.sink),
+    runToExit('source', kafkaPw.source),
+    runToExit('source', pgPw.source),
+    runToExit('sink', pgPw.sink),
+  ]);
+  const [sinkKafka, sourceKafka, sourcePg, sinkPg] = runs;
+  for (const r of runs) assertNoSecret(r.output, 'a failed start');
+  const refused = `SASL SCRAM SHA512 authentication failed: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512`;
+  assert.equal(sinkKafka.code, 1, sinkKafka.output);
+  assert.ok(sinkKafka.output.includes(`shardbridge sink: cannot use Kafka at ${broker.secureBootstrap}: ${refused}\n  remedy: check kafka.brokers, and kafka.ssl / kafka.sasl`), sinkKafka.output);
+  assert.equal(sourceKafka.code, 1, sourceKafka.output);
+  assert.ok(sourceKafka.output.includes(`shardbridge source: cannot use Kafka at ${broker.secureBootstrap}: ${refused}\n  remedy: check kafka.brokers, and kafka.ssl / kafka.sasl`), sourceKafka.output);
+  assert.equal(sourcePg.code, 2, sourcePg.output);
+  assert.ok(sourcePg.output.includes(`shardbridge source: cannot connect to the source PostgreSQL at 127.0.0.1:${cluster.port}: password authentication failed for user "${ROLE}" (28P01)`), sourcePg.output);
+  assert.equal(sinkPg.code, 1, sinkPg.output);
+  assert.ok(sinkPg.output.includes(`shardbridge sink: cannot use the destination PostgreSQL at 127.0.0.1:${cluster.port}/dest: password authentication failed for user "${ROLE}"`), sinkPg.output);
+});
+
+test('a server certificate the config does not trust: a stop naming the CA setting, not retried as an unreachable server; check says the same', async () => {
+  const untrusted = writeConfigs('untrusted', { kafka: kafkaSection({ ca: false }), source: pgUrl('postgres', { ca: false }), destination: pgUrl('dest', { ca: false }) });
+  const [sink, source] = await Promise.all([runToExit('sink', untrusted.sink), runToExit('source', untrusted.source)]);
+  assert.equal(sink.code, 1, sink.output);
+  assert.match(sink.output, /shardbridge sink: cannot use the destination PostgreSQL at 127\.0\.0\.1:\d+\/dest: [^\n]*unable to verify the first certificate\n {2}remedy: the server's TLS certificate did not verify \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\): give the CA that signed it as sslrootcert \(a PEM file: in destination\.url's query/);
+  assert.equal(source.code, 2, source.output);
+  assert.match(source.output, /shardbridge source: cannot connect to the source PostgreSQL at [^\n]*unable to verify the first certificate \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)\n {2}remedy: the server's TLS certificate did not verify \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\): give the CA that signed it as sslrootcert \(a PEM file: in source\.url's query/);
+
+  // Kafka alone untrusted: the sink gets past the destination and stops at the broker.
+  const kafkaOnly = writeConfigs('untrusted_kafka', { kafka: kafkaSection({ ca: false }) });
+  const stopped = await runToExit('sink', kafkaOnly.sink);
+  assert.equal(stopped.code, 1, stopped.output);
+  assert.match(stopped.output, new RegExp(`shardbridge sink: cannot use Kafka at ${broker.secureBootstrap}: [^\\n]*unable to verify the first certificate\\n  remedy: the server's TLS certificate did not verify \\(UNABLE_TO_VERIFY_LEAF_SIGNATURE\\): give the CA that signed it as kafka\\.ssl\\.ca \\(PEM text\\)`));
+  assert.doesNotMatch(stopped.output, /failed, retrying in/, 'not retried as unreachable');
+
+  const checked = await runCli(['check', '--source-config', untrusted.source, '--sink-config', untrusted.sink]);
+  assert.equal(checked.code, 1, checked.stdout);
+  const remedies = checked.stdout.split('\n').filter((l) => /remedy: the server's TLS certificate did not verify/.test(l));
+  assert.deepEqual(remedies.map((l) => /as (sslrootcert \(a PEM file: in (\w+)\.url|kafka\.ssl\.ca)/.exec(l)?.slice(1).filter(Boolean).pop()), ['source', 'kafka.ssl.ca', 'destination']);
+});

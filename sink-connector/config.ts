@@ -69,6 +69,11 @@ export const sinkConfigSchema = z.strictObject({
       // the last asynchronous commits loses their offsets too: the sink applies them again from
       // Kafka. Native subscriptions' apply worker defaults to off for the same reason.
       synchronousCommit: z.enum(['off', 'local', 'remote_write', 'on', 'remote_apply']).default('off'),
+      // A member frozen (SIGSTOP, a paused VM) or cut off inside a batch transaction keeps its
+      // partition's offsets row locked, and the member that took the partition over waits on it
+      // without end: the destination ends such a session after this long idle in its
+      // transaction (its batch rolls back; applied later, it finds the new owner's offset).
+      idleInTransactionTimeoutMs: positiveInt().default(30_000),
     })
     .prefault({}),
   // What one Kafka fetch may hold. The sink holds the batches its apply lanes have taken (at
@@ -132,7 +137,11 @@ export type SinkTableMapping = z.infer<typeof tableMapping>;
 export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citus: boolean): string {
   // money's input follows lc_monetary (a de_DE destination would read 1234.56 as 123456): the
   // sink sends the C form, as the source reads it.
-  const opts = [`-c synchronous_commit=${config.batch.synchronousCommit}`, '-c lc_monetary=C'];
+  const opts = [
+    `-c synchronous_commit=${config.batch.synchronousCommit}`,
+    '-c lc_monetary=C',
+    `-c idle_in_transaction_session_timeout=${config.batch.idleInTransactionTimeoutMs}`,
+  ];
   if (citus) {
     opts.push(`-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}`);
     if (!config.citus.enableDeadlockPrevention) opts.push('-c citus.enable_deadlock_prevention=off');

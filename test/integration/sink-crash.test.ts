@@ -3,11 +3,13 @@
  * processes and is killed with SIGKILL mid-stream. Every key carries a version that only
  * grows; a trigger on the destination records any update that does not raise it, so a
  * batch applied twice would be visible. After restart (or takeover by the other member of
- * the group) the destination must hold exactly the last version of every key.
+ * the group) the destination must hold exactly the last version of every key. A member
+ * frozen (SIGSTOP) inside a batch transaction must not hold its partitions back from the
+ * member that takes them over, nor change anything once thawed.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,7 +63,7 @@ interface Fixture {
   configFile: string;
 }
 
-async function fixture(name: string): Promise<Fixture> {
+async function fixture(name: string, batch: object = {}): Promise<Fixture> {
   const prefix = uniqueTopic(`sbcrash${name}`);
   await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, v bigint)`);
   await db.query(`CREATE TABLE ${DST}.${name} (id int PRIMARY KEY, v bigint)`);
@@ -71,7 +73,7 @@ async function fixture(name: string): Promise<Fixture> {
   const t = await registerTable(registry, await tableInfo(db, SRC, name), topic);
   const groupId = `g-${ID}-${name}`;
   const configFile = join(dir, `${name}.json`);
-  const config = sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.${name}`]: { schema: DST } }, batch: { maxRows: 300 }, logLevel: 'info' });
+  const config = sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.${name}`]: { schema: DST } }, batch: { maxRows: 300, ...batch }, logLevel: 'info' });
   writeFileSync(configFile, JSON.stringify(config));
   return { t, name, groupId, configFile };
 }
@@ -165,5 +167,45 @@ test('two sinks in one group; one killed mid-stream, the other takes its partiti
   await waitApplied(db, admin, f.groupId, [f.t.topic], 90_000);
   assert.equal(joinedWith(b), 4, 'the survivor owns every partition');
   await assertExact(f);
+  await stopGracefully(b);
+});
+
+/** Whether one of `s`'s destination sessions is inside a transaction (its sockets, by `ss`, matched to pg_stat_activity's client ports). */
+async function inTransaction(s: Sink): Promise<boolean> {
+  const port = new URL(servers.destination).port;
+  const ours = [...execFileSync('ss', ['-tnpH', `dport = :${port}`]).toString().matchAll(/:(\d+)\s+\S+:\d+\s+users:\(\("[^"]*",pid=(\d+)/g)]
+    .filter((m) => Number(m[2]) === s.proc.pid)
+    .map((m) => Number(m[1]));
+  const { rowCount } = await db.query(`SELECT 1 FROM pg_stat_activity WHERE client_port = ANY($1) AND xact_start IS NOT NULL`, [ours]);
+  return (rowCount ?? 0) > 0;
+}
+
+test('a member frozen (SIGSTOP) inside a batch transaction: the other takes its partitions over and applies on; thawed, its late batch changes nothing', async () => {
+  const f = await fixture('zombie', { idleInTransactionTimeoutMs: 2000 });
+  // Slow updates (while slow() sleeps) keep a batch transaction open long enough to freeze a member inside it.
+  await db.query(`CREATE FUNCTION ${DST}.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$`);
+  await db.query(`CREATE TRIGGER slow BEFORE UPDATE ON ${DST}.${f.name} FOR EACH ROW EXECUTE FUNCTION ${DST}.slow()`);
+  const a = spawnSink(f);
+  const b = spawnSink(f);
+  const joinedWith = (s: Sink) => s.lines().filter((l) => l.msg?.startsWith('group joined')).at(-1)?.partitions ?? 0;
+  await waitFor('both members own partitions', () => joinedWith(a) > 0 && joinedWith(b) > 0 && joinedWith(a) + joinedWith(b) === 4, { timeoutMs: 60_000 });
+  const firstHalf = produceRounds(f, 0, ROUNDS / 2);
+  try {
+    await waitFor('a inside a batch transaction, then frozen', async () => (await inTransaction(a)) && a.proc.kill('SIGSTOP'), { timeoutMs: 60_000, intervalMs: 5 });
+    // Replacing the function takes no lock on the table the frozen transaction writes.
+    await db.query(`CREATE OR REPLACE FUNCTION ${DST}.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`);
+    await firstHalf;
+    await produceRounds(f, ROUNDS / 2, ROUNDS);
+    // Without an end to the frozen session, b waits on its lock for as long as a stays frozen.
+    await waitApplied(db, admin, f.groupId, [f.t.topic], 60_000);
+    assert.equal(joinedWith(b), 4, 'the survivor owns every partition');
+    await assertExact(f);
+  } finally {
+    a.proc.kill('SIGCONT');
+  }
+  await waitFor('the thawed member back in the group', () => a.lines().filter((l) => l.msg?.startsWith('group joined')).length >= 2, { timeoutMs: 60_000 });
+  await waitApplied(db, admin, f.groupId, [f.t.topic], 60_000);
+  await assertExact(f);
+  await stopGracefully(a);
   await stopGracefully(b);
 });

@@ -65,7 +65,7 @@ test('defaults are applied to a minimal sink config', () => {
     overrides: { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } },
   });
   assert.equal(c.groupId, 'shardbridge-sink');
-  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off' });
+  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off', idleInTransactionTimeoutMs: 30_000 });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, enableDeadlockPrevention: false, requireDistributed: false });
   assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024, idleMaxWaitMs: 500 });
   assert.equal(c.truncate, 'apply');
@@ -281,18 +281,19 @@ test('sink consumer fetch sizes: positive integers, the per-partition one within
   assert.match(configErrorOf(() => sink({ maxBytesPerPartiton: 1 })), /^config: consumer\.maxBytesPerPartiton: unknown key \(did you mean "maxBytesPerPartition"\?\)$/m);
 });
 
-test('sink sessions: synchronous_commit from batch.synchronousCommit (off by default), money read in the C form, Citus settings only on Citus', () => {
+test('sink sessions: synchronous_commit from batch.synchronousCommit (off by default), money read in the C form, idle-in-transaction sessions ended, Citus settings only on Citus', () => {
   const sink = (batch: object, env: NodeJS.ProcessEnv = {}) =>
     loadSinkConfig({ env, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, batch } });
-  assert.equal(sessionOptions(sink({}), false), '-c synchronous_commit=off -c lc_monetary=C');
+  assert.equal(sessionOptions(sink({}), false), '-c synchronous_commit=off -c lc_monetary=C -c idle_in_transaction_session_timeout=30000');
   assert.equal(
-    sessionOptions(sink({ synchronousCommit: 'on' }), true),
-    '-c synchronous_commit=on -c lc_monetary=C -c citus.max_cached_conns_per_worker=16 -c citus.enable_deadlock_prevention=off -c citus.use_citus_managed_tables=off',
+    sessionOptions(sink({ synchronousCommit: 'on', idleInTransactionTimeoutMs: 5000 }), true),
+    '-c synchronous_commit=on -c lc_monetary=C -c idle_in_transaction_session_timeout=5000 -c citus.max_cached_conns_per_worker=16 -c citus.enable_deadlock_prevention=off -c citus.use_citus_managed_tables=off',
   );
   const prevent = loadSinkConfig({ overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, citus: { enableDeadlockPrevention: true } } });
   assert.doesNotMatch(sessionOptions(prevent, true), /enable_deadlock_prevention/);
   assert.equal(sink({}, { SHARDBRIDGE_SINK_BATCH__SYNCHRONOUS_COMMIT: 'local' }).batch.synchronousCommit, 'local');
   assert.match(configErrorOf(() => sink({ synchronousCommit: 'sometimes' })), /^config: batch\.synchronousCommit: .*"sometimes"/m);
+  assert.match(configErrorOf(() => sink({ idleInTransactionTimeoutMs: 0 })), /^config: batch\.idleInTransactionTimeoutMs: expected a positive integer, got 0$/m);
 });
 
 test('file problems are ConfigErrors naming the file', () => {

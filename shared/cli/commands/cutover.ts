@@ -7,7 +7,9 @@
  *     source connector has everything before it in Kafka), then until the sink has applied
  *     every table topic up to the end offsets of that moment (`shardbridge.sink_offsets`);
  *  3. move every destination sequence a selected table owns or calls in a default to the source value plus
- *     the margin, never lower: `setval(seq, greatest(current, source + margin))`;
+ *     the margin, never lower: `setval(seq, greatest(current, source + margin))`, held at the
+ *     destination's bound (a warning); a source value beyond that bound, or a sequence the
+ *     source role cannot read, is a no-go;
  *  4. verify every table (verifyTables: counts and checksums per key range; a difference
  *     names the table, the key range and sample keys) — `--verify-only` runs only this;
  *  5. check that the writes stopped: no record reached the table topics since the end offsets
@@ -24,7 +26,7 @@ import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
-import { standaloneSequences, tableSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
+import { sequenceValues, standaloneSequences, tableSequences, quoteIdent, quoteQualified, type TableSequence } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/common.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
@@ -32,8 +34,8 @@ import { mapTable, verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import {
-  judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
-  type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
+  judgeCutover, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
+  sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
 import { isPast, sequenceState } from '../../migration/sequence-value.ts';
 import {
@@ -120,8 +122,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         await step('sequences', async () => {
           sequences = await fixSequences(s, d, selected, sink, margin);
           const moved = sequences.filter((x) => x.status === 'moved').length;
-          const bad = sequences.filter((x) => x.status === 'failed' || x.status === 'no destination sequence').length;
-          return { ok: bad === 0, detail: `${sequences.length} sequence(s): ${moved} moved, ${sequences.length - moved - bad} already ahead or unused${bad ? `, ${bad} failed` : ''}` };
+          const bad = sequences.filter((x) => !sequenceOk(x)).length;
+          const held = sequences.filter((x) => x.warning).length;
+          return { ok: bad === 0, detail: `${sequences.length} sequence(s): ${moved} moved, ${sequences.length - moved - bad} already ahead or unused${held ? `, ${held} held at the destination's bound` : ''}${bad ? `, ${bad} failed` : ''}` };
         });
       }
     }
@@ -285,30 +288,34 @@ async function waitSink(
 /**
  * Every sequence a selected source table owns or calls in a column default, and every sequence
  * of their schemas that no table uses (the application calls it), moved on the destination to
- * the margin past the source value in its direction, never back.
+ * the margin past the source value in its direction, never back, and never past its bound.
+ * Sequences and tables are handled by their names, never by splitting `schema.name` text.
  */
 async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: SourceTable[], sink: SinkConfig, margin: number): Promise<SequenceResult[]> {
-  const used: { sequence: string; table: string | null; column: string | null }[] = await tableSequences(src, selected.map((t) => t.info.relid));
-  used.push(...(await standaloneSequences(src, [...new Set(selected.map((t) => t.info.schema))])).map((sequence) => ({ sequence, table: null, column: null })));
+  type Used = Pick<TableSequence, 'sequence' | 'sequenceId'> & { table: string | null; tableId: { schema: string; name: string } | null; column: string | null };
+  const used: Used[] = await tableSequences(src, selected.map((t) => t.info.relid));
+  used.push(...(await standaloneSequences(src, [...new Set(selected.map((t) => t.info.schema))])).map((s) => ({ ...s, table: null, tableId: null, column: null })));
   if (used.length === 0) return [];
-  const { rows: srcRows } = await src.query(
-    `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v, increment_by::text AS inc FROM pg_sequences WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
-    [used.map((s) => s.sequence)],
-  );
-  const values = new Map(srcRows.map((r) => [r.seq as string, { value: r.v as string | null, increment: BigInt(r.inc) }]));
+  const facts = await sequenceValues(src, used);
+  const role = (await src.query<{ role: string }>('SELECT current_user AS role')).rows[0].role;
   const present = await sinkTablesPresent(dst);
   const out: SequenceResult[] = [];
   for (const o of used) {
-    const seqName = splitQualifiedName(o.sequence);
-    const sameName = quoteQualified({ schema: seqName.schema, name: seqName.table });
-    const t = o.table === null ? null : splitQualifiedName(o.table);
-    const m = t === null ? null : mapTable({ schema: t.schema, name: t.table }, sink.tables);
+    const sameName = quoteQualified(o.sequenceId);
+    const m = o.tableId === null ? null : mapTable(o.tableId, sink.tables);
     const destColumn = m && o.column !== null ? (m.columnMap[o.column] ?? o.column) : null;
-    const sourceValue = values.get(o.sequence)?.value ?? null;
-    const increment = values.get(o.sequence)?.increment ?? 1n;
-    const target = sequenceTarget(sourceValue, margin, increment);
-    const r: SequenceResult = { sequence: o.sequence, table: o.table, column: o.column, destination: null, sourceValue, target, before: null, after: null, status: 'failed' };
+    const f = facts.get(o.sequence);
+    const sourceValue = f?.value ?? null;
+    const increment = f?.increment ?? 1n;
+    const r: SequenceResult = { sequence: o.sequence, table: o.table, column: o.column, destination: null, sourceValue, target: null, before: null, after: null, status: 'failed' };
     out.push(r);
+    if (f && !f.readable) {
+      // pg_sequences shows an unreadable sequence's value as NULL, as for one never used: moving
+      // nothing would hand out on the destination values the source already did.
+      r.status = 'not readable on source';
+      r.error = `role ${quoteIdent(role)} may neither SELECT nor USE it on the source, so the value it handed out is unknown: GRANT SELECT ON SEQUENCE ${o.sequence} TO ${quoteIdent(role)} (or USAGE) on the source, then run cutover again`;
+      continue;
+    }
     try {
       const { rows } = await dst.query(
         `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
@@ -316,28 +323,39 @@ async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: So
       );
       r.destination = rows[0]?.seq ?? null;
       if (r.destination === null) {
+        const target = sequenceTarget(sourceValue, margin, increment);
+        r.target = target;
         if (m === null) {
           r.status = 'not on destination';
           r.error = `no table uses it${target === null ? '' : `; the source handed out up to ${sourceValue}: if the application calls it, CREATE SEQUENCE ${sameName}${increment === 1n ? '' : ` INCREMENT BY ${increment}`} START WITH ${target} on the destination`}`;
           continue;
         }
         r.status = 'no destination sequence';
-        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn!)} owns a sequence nor does ${o.sequence} exist on the destination`;
+        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn!)} owns a sequence nor does ${sameName} exist on the destination`;
         continue;
       }
       const { rows: cur } = await dst.query(
-        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
+        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last, s.seqmin::text AS min, s.seqmax::text AS max FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
         [r.destination],
       );
       r.before = cur[0]?.last ?? null;
-      if (target === null) {
+      const plan = planSequence(sourceValue, margin, increment, { name: r.destination, min: BigInt(cur[0].min), max: BigInt(cur[0].max) }, { min: f?.min ?? 0n, max: f?.max ?? 0n });
+      r.target = plan.target;
+      if (plan.error) {
+        r.status = 'out of range';
+        r.error = plan.error;
+        r.after = r.before;
+        continue;
+      }
+      if (plan.warning) r.warning = plan.warning;
+      if (plan.target === null) {
         r.status = 'unused on source';
         r.after = r.before;
         continue;
       }
       // setval(seq, target) only when it moves the sequence on in the direction it counts.
-      const moves = isPast(BigInt(target), await sequenceState(dst, r.destination));
-      if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, target]);
+      const moves = isPast(BigInt(plan.target), await sequenceState(dst, r.destination));
+      if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, plan.target]);
       const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
       r.after = after[0]?.v ?? null;
       r.status = moves ? 'moved' : 'already above';

@@ -65,7 +65,7 @@ interface SequenceRecordView {
   value?: unknown;
 }
 
-/** A source table or sequence by its names, never re-parsed from `schema.name` text. */
+/** A source table by its names, never re-parsed from `schema.table` text. */
 export interface SourceName {
   schema: string;
   table: string;
@@ -74,7 +74,7 @@ export interface SourceName {
 export type ControlAction =
   | { kind: 'snapshot-started'; topic: string; sourceTable: SourceName; estimatedRows: number | null }
   | { kind: 'snapshot-completed'; topic: string; sourceTable: SourceName; rows: number | null; endOffsets: { partition: number; offset: string }[] }
-  | { kind: 'sequence'; sequence: string; sequenceName: SourceName; sourceTable: SourceName | null; column: string | null; value: string };
+  | { kind: 'sequence'; sequence: string; sequenceId: { schema: string; name: string }; sourceTable: SourceName | null; column: string | null; value: string };
 
 /** One control record → what to do (null: nothing for the sink). Pure and tolerant. */
 export function parseControlRecord(kind: ControlKind, value: Buffer | null): ControlAction | null | { invalid: string } {
@@ -106,7 +106,7 @@ export function parseControlRecord(kind: ControlKind, value: Buffer | null): Con
   return {
     kind: 'sequence',
     sequence: s.sequence,
-    sequenceName: names(s.sequenceSchema, s.sequenceName, s.sequence),
+    sequenceId: sequenceId(s.sequenceSchema, s.sequenceName, s.sequence),
     sourceTable: typeof s.table === 'string' ? names(s.tableSchema, s.tableName, s.table) : null,
     column: typeof s.column === 'string' ? s.column : null,
     value: value_,
@@ -136,6 +136,11 @@ function normaliseOffsets(v: unknown): { partition: number; offset: string }[] |
  */
 function names(schema: unknown, name: unknown, text: string): SourceName {
   return typeof schema === 'string' && typeof name === 'string' ? { schema, table: name } : splitTable(text);
+}
+
+function sequenceId(schema: unknown, name: unknown, text: string): { schema: string; name: string } {
+  const n = names(schema, name, text);
+  return { schema: n.schema, name: n.table };
 }
 
 /** `schema.table` (the source's own qualified form) → parts; a name without a dot is in public. */
@@ -203,7 +208,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   const { rows } = await client.query<{ seq: string | null }>(
     `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END,
                      to_regclass($3::text)::text) AS seq`,
-    [destTable, destColumn, qualifiedName({ schema: a.sequenceName.schema, name: a.sequenceName.table })],
+    [destTable, destColumn, qualifiedName(a.sequenceId)],
   );
   const seq = rows[0]?.seq ?? null;
   if (seq === null) {

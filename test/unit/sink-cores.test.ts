@@ -277,7 +277,7 @@ test('control records: the source shapes, tolerant of unknown kinds, bad JSON an
   assert.deepEqual(parseControlRecord('sequences', json({ sequence: 'public.o_id_seq', table: 'public.o', column: 'id', value: '42' })), {
     kind: 'sequence',
     sequence: 'public.o_id_seq',
-    sequenceName: { schema: 'public', table: 'o_id_seq' },
+    sequenceId: { schema: 'public', name: 'o_id_seq' },
     sourceTable: { schema: 'public', table: 'o' },
     column: 'id',
     value: '42',
@@ -287,7 +287,7 @@ test('control records: the source shapes, tolerant of unknown kinds, bad JSON an
   assert.deepEqual(parseControlRecord('sequences', json(named)), {
     kind: 'sequence',
     sequence: '"Shop.EU"."odd.seq"',
-    sequenceName: { schema: 'Shop.EU', table: 'odd.seq' },
+    sequenceId: { schema: 'Shop.EU', name: 'odd.seq' },
     sourceTable: { schema: 'Shop.EU', table: 'o' },
     column: 'n',
     value: '7',

@@ -46,6 +46,8 @@ export function isSinkTopic(topic: string, prefix: string, deadLetterTopic: stri
 interface SnapshotMarkerView {
   kind?: string;
   table?: unknown;
+  tableSchema?: unknown;
+  tableName?: unknown;
   topic?: unknown;
   estimatedRows?: unknown;
   rows?: unknown;
@@ -55,14 +57,24 @@ interface SnapshotMarkerView {
 interface SequenceRecordView {
   sequence?: unknown;
   table?: unknown;
+  sequenceSchema?: unknown;
+  sequenceName?: unknown;
+  tableSchema?: unknown;
+  tableName?: unknown;
   column?: unknown;
   value?: unknown;
 }
 
+/** A source table by its names, never re-parsed from `schema.table` text. */
+export interface SourceName {
+  schema: string;
+  table: string;
+}
+
 export type ControlAction =
-  | { kind: 'snapshot-started'; topic: string; sourceTable: string; estimatedRows: number | null }
-  | { kind: 'snapshot-completed'; topic: string; sourceTable: string; rows: number | null; endOffsets: { partition: number; offset: string }[] }
-  | { kind: 'sequence'; sequence: string; sourceTable: string | null; column: string | null; value: string };
+  | { kind: 'snapshot-started'; topic: string; sourceTable: SourceName; estimatedRows: number | null }
+  | { kind: 'snapshot-completed'; topic: string; sourceTable: SourceName; rows: number | null; endOffsets: { partition: number; offset: string }[] }
+  | { kind: 'sequence'; sequence: string; sequenceId: { schema: string; name: string }; sourceTable: SourceName | null; column: string | null; value: string };
 
 /** One control record → what to do (null: nothing for the sink). Pure and tolerant. */
 export function parseControlRecord(kind: ControlKind, value: Buffer | null): ControlAction | null | { invalid: string } {
@@ -78,12 +90,13 @@ export function parseControlRecord(kind: ControlKind, value: Buffer | null): Con
     const m = v as SnapshotMarkerView;
     if (m.kind !== 'started' && m.kind !== 'completed') return null; // slot-created and future kinds
     if (typeof m.table !== 'string' || typeof m.topic !== 'string') return { invalid: `snapshot marker without table/topic` };
+    const sourceTable = names(m.tableSchema, m.tableName, m.table);
     if (m.kind === 'started') {
-      return { kind: 'snapshot-started', topic: m.topic, sourceTable: m.table, estimatedRows: numberOrNull(m.estimatedRows) };
+      return { kind: 'snapshot-started', topic: m.topic, sourceTable, estimatedRows: numberOrNull(m.estimatedRows) };
     }
     const endOffsets = normaliseOffsets(m.endOffsets);
     if (!endOffsets) return { invalid: 'completion marker without endOffsets' };
-    return { kind: 'snapshot-completed', topic: m.topic, sourceTable: m.table, rows: numberOrNull(m.rows), endOffsets };
+    return { kind: 'snapshot-completed', topic: m.topic, sourceTable, rows: numberOrNull(m.rows), endOffsets };
   }
   const s = v as SequenceRecordView;
   if (typeof s.sequence !== 'string') return { invalid: 'sequence record without "sequence"' };
@@ -93,7 +106,8 @@ export function parseControlRecord(kind: ControlKind, value: Buffer | null): Con
   return {
     kind: 'sequence',
     sequence: s.sequence,
-    sourceTable: typeof s.table === 'string' ? s.table : null,
+    sequenceId: sequenceId(s.sequenceSchema, s.sequenceName, s.sequence),
+    sourceTable: typeof s.table === 'string' ? names(s.tableSchema, s.tableName, s.table) : null,
     column: typeof s.column === 'string' ? s.column : null,
     value: value_,
   };
@@ -114,6 +128,19 @@ function normaliseOffsets(v: unknown): { partition: number; offset: string }[] |
     return out.every((e) => Number.isInteger(e.partition) && /^\d+$/.test(e.offset)) ? out : null;
   }
   return null;
+}
+
+/**
+ * The names a record carries, else (a record of an older source) its `schema.name` text split
+ * at the first dot: ambiguous when a schema name holds a dot, which only the names resolve.
+ */
+function names(schema: unknown, name: unknown, text: string): SourceName {
+  return typeof schema === 'string' && typeof name === 'string' ? { schema, table: name } : splitTable(text);
+}
+
+function sequenceId(schema: unknown, name: unknown, text: string): { schema: string; name: string } {
+  const n = names(schema, name, text);
+  return { schema: n.schema, name: n.table };
 }
 
 /** `schema.table` (the source's own qualified form) → parts; a name without a dot is in public. */
@@ -140,8 +167,7 @@ export async function applyControl(
       if (await syncSequence(client, a, targetFor, log)) result.sequencesMoved.push(a.sequence);
       continue;
     }
-    const src = splitTable(a.sourceTable);
-    const t = targetFor(src.schema, src.table);
+    const t = targetFor(a.sourceTable.schema, a.sourceTable.table);
     const tableName = `${t.schema}.${t.table}`;
     if (a.kind === 'snapshot-started') {
       await client.query(
@@ -175,15 +201,14 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   let destTable: string | null = null;
   let destColumn: string | null = null;
   if (a.sourceTable && a.column) {
-    const src = splitTable(a.sourceTable);
-    const t = targetFor(src.schema, src.table);
+    const t = targetFor(a.sourceTable.schema, a.sourceTable.table);
     destTable = qualifiedName({ schema: t.schema, name: t.table });
     destColumn = t.columns[a.column] ?? a.column;
   }
   const { rows } = await client.query<{ seq: string | null }>(
     `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END,
                      to_regclass($3::text)::text) AS seq`,
-    [destTable, destColumn, quoteSequence(a.sequence)],
+    [destTable, destColumn, qualifiedName(a.sequenceId)],
   );
   const seq = rows[0]?.seq ?? null;
   if (seq === null) {
@@ -201,11 +226,6 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   await recordSync(client, seq, a.value, setTo ?? current);
   if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved to the source value');
   return setTo !== null;
-}
-
-function quoteSequence(name: string): string {
-  const { schema, table } = splitTable(name);
-  return qualifiedName({ schema, name: table });
 }
 
 async function recordSync(client: pg.ClientBase, sequence: string, source: string, applied: string | null): Promise<void> {

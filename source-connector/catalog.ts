@@ -243,8 +243,12 @@ export function linkTypes(rows: PgTypeRow[]): Map<number, PgTypeInfo> {
 }
 
 export interface TableSequence {
-  sequence: string; // schema.name
-  table: string; // schema.table
+  /** format('%I.%I', schema, name): each part quoted where it needs it, so unambiguous and valid SQL. For display and keys; code uses `sequenceId`. */
+  sequence: string;
+  sequenceId: { schema: string; name: string };
+  /** `schema.table` as the rest of the product shows tables (display only); code uses `tableId`. */
+  table: string;
+  tableId: { schema: string; name: string };
   column: string;
   /** The role may SELECT or USE it: otherwise pg_sequences shows no value for it. */
   readable: boolean;
@@ -266,8 +270,8 @@ WITH uses AS (
    WHERE ad.adrelid = ANY($1::oid[])
 )
 SELECT DISTINCT ON (sn.nspname, s.relname)
-       sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col,
-       has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS readable
+       format('%I.%I', sn.nspname, s.relname) AS seq, sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS tbl_schema, t.relname AS tbl_name, a.attname AS col,
+       has_sequence_privilege(s.oid, 'SELECT,USAGE') AS readable
   FROM uses u
   JOIN pg_class s ON s.oid = u.seq AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -279,7 +283,19 @@ SELECT DISTINCT ON (sn.nspname, s.relname)
 /** The sequences the given tables' columns own (serial, bigserial, identity) or call in their defaults. */
 export async function tableSequences(client: pg.ClientBase, relids: number[]): Promise<TableSequence[]> {
   const { rows } = await client.query(TABLE_SEQUENCES_SQL, [relids]);
-  return rows.map((r) => ({ sequence: `${r.seq_schema}.${r.seq_name}`, table: `${r.tbl_schema}.${r.tbl_name}`, column: r.col, readable: r.readable }));
+  return rows.map((r) => ({
+    sequence: r.seq,
+    sequenceId: { schema: r.seq_schema, name: r.seq_name },
+    table: `${r.tbl_schema}.${r.tbl_name}`,
+    tableId: { schema: r.tbl_schema, name: r.tbl_name },
+    column: r.col,
+    readable: r.readable,
+  }));
+}
+
+export interface StandaloneSequence {
+  sequence: string;
+  sequenceId: { schema: string; name: string };
 }
 
 /**
@@ -287,29 +303,49 @@ export async function tableSequences(client: pg.ClientBase, relids: number[]): P
  * application calls itself (`nextval('invoice_no')`). No table's changes carry them, yet a
  * destination copy of one must not hand out values the source already did.
  */
-export async function standaloneSequences(client: pg.ClientBase, schemas: string[]): Promise<string[]> {
+export async function standaloneSequences(client: pg.ClientBase, schemas: string[]): Promise<StandaloneSequence[]> {
   const { rows } = await client.query(
-    `SELECT n.nspname || '.' || c.relname AS sequence
+    `SELECT format('%I.%I', n.nspname, c.relname) AS sequence, n.nspname AS schema, c.relname AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind = 'S' AND n.nspname = ANY($1::text[])
         AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
         AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid)
-      ORDER BY 1`,
+      ORDER BY n.nspname, c.relname`,
     [schemas],
   );
-  return rows.map((r) => r.sequence as string);
+  return rows.map((r) => ({ sequence: r.sequence, sequenceId: { schema: r.schema, name: r.name } }));
 }
 
-/** Current values of sequences, as strings (bigint range): the value the next nextval would exceed. */
-export async function sequenceValues(client: pg.ClientBase, seqs: TableSequence[]): Promise<Map<string, string | null>> {
-  const out = new Map<string, string | null>();
+export interface SequenceFacts {
+  /** Last value as decimal text (bigint range); null when never used, or not readable. */
+  value: string | null;
+  increment: bigint;
+  min: bigint;
+  max: bigint;
+  /** The role may SELECT or USE it: otherwise `value` is null whether or not it was used. */
+  readable: boolean;
+}
+
+/**
+ * Values and bounds of sequences, keyed by their `sequence` text. Matched by (schema, name)
+ * pairs, never by a concatenated `schema.name` (a dot in a name would make two sequences one).
+ */
+export async function sequenceValues(client: pg.ClientBase, seqs: readonly { sequence: string; sequenceId: { schema: string; name: string } }[]): Promise<Map<string, SequenceFacts>> {
+  const out = new Map<string, SequenceFacts>();
   if (seqs.length === 0) return out;
   const { rows } = await client.query(
-    `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v FROM pg_sequences
-      WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
-    [seqs.map((s) => s.sequence)],
+    `SELECT format('%I.%I', n.nspname, c.relname) AS seq, q.seqincrement::text AS inc, q.seqmin::text AS min, q.seqmax::text AS max, r.readable,
+            CASE WHEN r.readable THEN pg_sequence_last_value(c.oid)::text END AS v
+       FROM unnest($1::text[], $2::text[]) AS w(schema, name)
+       JOIN pg_namespace n ON n.nspname = w.schema
+       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name AND c.relkind = 'S'
+       JOIN pg_sequence q ON q.seqrelid = c.oid
+       CROSS JOIN LATERAL (SELECT has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable) r`,
+    [seqs.map((s) => s.sequenceId.schema), seqs.map((s) => s.sequenceId.name)],
   );
-  for (const r of rows) out.set(r.seq, r.v);
+  for (const r of rows) {
+    out.set(r.seq, { value: r.v, increment: BigInt(r.inc), min: BigInt(r.min), max: BigInt(r.max), readable: r.readable });
+  }
   return out;
 }
 

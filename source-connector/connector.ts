@@ -209,7 +209,7 @@ class ConnectorRun {
     if (this.sequences.length === 0) return;
     const values = await sequenceValues(await this.source.connect(), this.sequences);
     for (const s of this.sequences) {
-      const r = sequenceRecord({ sequence: s.sequence, table: s.table, column: s.column, value: values.get(s.sequence) ?? null, reason });
+      const r = sequenceRecord({ ...s, value: values.get(s.sequence)?.value ?? null, reason });
       this.publisher.publishRaw(this.topics.sequences, r.key, r.value);
     }
     await this.publisher.barrier();
@@ -364,14 +364,14 @@ class ConnectorRun {
       signal: this.abort.signal,
       onImported: () => exported.release(),
       onTableStarted: (v, estimatedRows) => {
-        const m = snapshotStarted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, estimatedRows });
+        const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, estimatedRows });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },
       onTableRead: async (v, count) => {
         await this.publisher.barrier();
         const endOffsets = await settledEndOffsets(this.admin, v.topic, this.log);
         const attached = this.source.tables.some((t) => t.relid === v.relid && t.partitioned) ? (this.attached.get(v.qualified) ?? []) : undefined;
-        const m = snapshotCompleted({ table: v.qualified, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached });
+        const m = snapshotCompleted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },
     });

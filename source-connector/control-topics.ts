@@ -15,6 +15,7 @@ import type { Admin, KafkaClient, TopicSpec } from '../shared/kafka/client.ts';
 import { RetriableError } from '../shared/errors.ts';
 import { retry } from '../shared/retry.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
+import type { TableSequence } from './catalog.ts';
 
 export interface ControlTopics {
   snapshot: string;
@@ -56,7 +57,11 @@ export interface PartitionOffset {
 
 export interface SnapshotStartedMarker {
   kind: 'started';
+  /** `schema.table`, for display and as the key. */
   table: string;
+  /** The names themselves, which readers use instead of splitting `table`; absent in markers of older versions. */
+  tableSchema?: string;
+  tableName?: string;
   topic: string;
   slot: string;
   /** The slot's consistent point: streaming continues from there. */
@@ -67,7 +72,11 @@ export interface SnapshotStartedMarker {
 
 export interface SnapshotCompletedMarker {
   kind: 'completed';
+  /** `schema.table`, for display and as the key. */
   table: string;
+  /** The names themselves, which readers use instead of splitting `table`; absent in markers of older versions. */
+  tableSchema?: string;
+  tableName?: string;
   topic: string;
   slot: string;
   consistentPoint: string;
@@ -94,8 +103,10 @@ function record(key: string, value: object): ControlRecord {
   return { key: Buffer.from(key), value: Buffer.from(JSON.stringify(value)) };
 }
 
+const tableNames = (m: { tableSchema?: string; tableName?: string }) => (m.tableSchema !== undefined && m.tableName !== undefined ? { tableSchema: m.tableSchema, tableName: m.tableName } : {});
+
 export function snapshotStarted(m: Omit<SnapshotStartedMarker, 'kind' | 'at' | 'consistentPoint'> & { consistentPoint: bigint; at?: Date }): ControlRecord {
-  const v: SnapshotStartedMarker = { kind: 'started', table: m.table, topic: m.topic, slot: m.slot, consistentPoint: formatLsn(m.consistentPoint), estimatedRows: m.estimatedRows, at: (m.at ?? new Date()).toISOString() };
+  const v: SnapshotStartedMarker = { kind: 'started', table: m.table, ...tableNames(m), topic: m.topic, slot: m.slot, consistentPoint: formatLsn(m.consistentPoint), estimatedRows: m.estimatedRows, at: (m.at ?? new Date()).toISOString() };
   return record(m.table, v);
 }
 
@@ -103,6 +114,7 @@ export function snapshotCompleted(m: Omit<SnapshotCompletedMarker, 'kind' | 'at'
   const v: SnapshotCompletedMarker = {
     kind: 'completed',
     table: m.table,
+    ...tableNames(m),
     topic: m.topic,
     slot: m.slot,
     consistentPoint: formatLsn(m.consistentPoint),
@@ -197,18 +209,37 @@ export function describeResnapshot(incomplete: ReturnType<typeof judgeSnapshotSt
 }
 
 export interface SequenceValueRecord {
+  /** format('%I.%I'): a part is quoted where it needs it (`public."odd.seq"`). */
   sequence: string;
+  /** `schema.table`, for display: a dot in a name makes it ambiguous. */
   table: string;
   column: string;
+  /** The names themselves, which readers use instead of splitting `sequence` and `table`. */
+  sequenceSchema: string;
+  sequenceName: string;
+  tableSchema: string;
+  tableName: string;
   /** Last value as decimal text (bigint range); null if the sequence was never used. */
   value: string | null;
   reason: 'snapshot' | 'interval' | 'demand';
   at: string;
 }
 
-export function sequenceRecord(v: Omit<SequenceValueRecord, 'at'> & { at?: Date }): ControlRecord {
-  const out: SequenceValueRecord = { sequence: v.sequence, table: v.table, column: v.column, value: v.value, reason: v.reason, at: (v.at ?? new Date()).toISOString() };
-  return record(v.sequence, out);
+/** `s`: a sequence as catalog.ts reads it (its text made by the server's format('%I.%I')). */
+export function sequenceRecord(s: Pick<TableSequence, 'sequence' | 'sequenceId' | 'table' | 'tableId' | 'column'> & { value: string | null; reason: SequenceValueRecord['reason']; at?: Date }): ControlRecord {
+  const out: SequenceValueRecord = {
+    sequence: s.sequence,
+    table: s.table,
+    column: s.column,
+    sequenceSchema: s.sequenceId.schema,
+    sequenceName: s.sequenceId.name,
+    tableSchema: s.tableId.schema,
+    tableName: s.tableId.name,
+    value: s.value,
+    reason: s.reason,
+    at: (s.at ?? new Date()).toISOString(),
+  };
+  return record(out.sequence, out);
 }
 
 /** Debezium's transaction metadata shape plus the commit LSN. */

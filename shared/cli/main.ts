@@ -237,7 +237,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   program
     .command('replay')
-    .description("rewind the sink's position on a topic so that it re-applies changes from an offset or a time; run it with the sink stopped (Kafka refuses while the sink's group has members)")
+    .description("rewind the sink's position on a topic so that it re-applies changes from an offset or a time; run it with the sink stopped (while the sink's group has members it refuses, exit 1)")
     .requiredOption('--topic <topic>', 'the change topic to replay')
     .option('--partition <n>', 'only this partition (default: every partition of the topic)', intArg('a partition number (0 or more)', 0))
     .addOption(new Option('--to-offset <n>', 'rewind to this offset (re-apply from it)').argParser(offsetArg).conflicts('toTime'))

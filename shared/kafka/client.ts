@@ -20,7 +20,7 @@ import type {
   RetryOptions as KjsRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import { ConfigError, RetriableError, isRetriable, tlsTrustRemedy } from '../errors.ts';
+import { ConfigError, RetriableError, ServiceError, isRetriable, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SentRecord } from './ports.ts';
 
@@ -222,6 +222,9 @@ function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; m
  * which names neither the record nor the limit: name the largest record's topic and size,
  * and the setting that lets it through.
  */
+/** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
+export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';
+
 export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigError | undefined {
   const type = (err as { type?: string }).type;
   if (type !== 'MESSAGE_TOO_LARGE' && type !== 'RECORD_LIST_TOO_LARGE') return undefined;
@@ -355,12 +358,17 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer): 
       const res = await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }] });
       return Object.fromEntries(res.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
     },
-    async setGroupOffsets(groupId, topic, offsets) {
+    async groupState(groupId) {
       await ready();
       const [group] = (await a.describeGroups([groupId])).groups;
-      if (group && group.state !== 'Empty' && group.state !== 'Dead') {
-        throw new ConfigError(`consumer group ${groupId} has running members (state ${group.state}); its offsets cannot be set`, {
-          context: { groupId, state: group.state },
+      return group?.state ?? 'Dead';
+    },
+    async setGroupOffsets(groupId, topic, offsets) {
+      const state = await admin.groupState(groupId);
+      // Not a configuration error: the group's state refuses it, until its members stop.
+      if (groupRunning(state)) {
+        throw new ServiceError(`consumer group ${groupId} has running members (state ${state}); its offsets cannot be set`, {
+          context: { groupId, state },
           remedy: 'stop every consumer of the group (the sink connector) first',
         });
       }

@@ -162,6 +162,8 @@ export interface Admin {
   /** Earliest offset whose timestamp is >= timestampMs, per partition (the end offset when none). */
   offsetsAtTime(topic: string, timestampMs: number): Promise<{ partition: number; offset: string }[]>;
   describeTopicConfigs(topic: string): Promise<Record<string, string>>;
+  /** The group's state as Kafka reports it; `Empty` or `Dead` when no member runs (groupRunning). */
+  groupState(groupId: string): Promise<string>;
   /** The group must have no active members (Kafka refuses otherwise). */
   setGroupOffsets(groupId: string, topic: string, offsets: { partition: number; offset: string }[]): Promise<void>;
   /** Committed offsets; '-1' for a partition without a commit. */

@@ -73,8 +73,50 @@ export function sequenceTarget(sourceValue: string | null, margin: number, incre
   return (BigInt(sourceValue) + (increment < 0n ? -BigInt(margin) : BigInt(margin))).toString();
 }
 
+export interface SequenceBounds {
+  min: bigint;
+  max: bigint;
+}
+
+const BIGINT_BOUND = { MAXVALUE: 9223372036854775807n, MINVALUE: -9223372036854775808n } as const;
+
+/**
+ * sequenceTarget held within the destination sequence's bound in the direction it counts
+ * (MAXVALUE, or MINVALUE for a negative increment), which setval cannot pass. Held there, the
+ * destination is exhausted (its next nextval fails): a warning with the ALTER SEQUENCE that
+ * widens it. A source value itself beyond the bound is an error naming both sequences' bounds:
+ * the destination cannot take the values the source handed out. `name`: the destination
+ * sequence as SQL. Pure.
+ */
+export function planSequence(
+  sourceValue: string | null,
+  margin: number,
+  increment: bigint,
+  destination: SequenceBounds & { name: string },
+  source: SequenceBounds,
+): { target: string | null; warning?: string; error?: string } {
+  const target = sequenceTarget(sourceValue, margin, increment);
+  if (sourceValue === null || target === null) return { target };
+  const down = increment < 0n;
+  const bound = down ? 'MINVALUE' : 'MAXVALUE';
+  const at = down ? destination.min : destination.max;
+  const beyond = (v: bigint) => (down ? v < at : v > at);
+  const widen = `ALTER SEQUENCE ${destination.name} AS bigint ${bound} ${BIGINT_BOUND[bound]}`;
+  if (beyond(BigInt(sourceValue))) {
+    return {
+      target: null,
+      error: `the source handed out ${sourceValue}, beyond the destination's ${bound} ${at} (the source's ${bound} is ${down ? source.min : source.max}): the destination cannot take its values; widen it on the destination (${widen}), then run cutover again`,
+    };
+  }
+  if (!beyond(BigInt(target))) return { target };
+  return {
+    target: at.toString(),
+    warning: `the source value ${sourceValue} ${down ? '−' : '+'} the margin ${margin} is beyond the destination's ${bound} ${at}: set to ${at}, where the destination sequence is exhausted (its next nextval fails); widen it before the application writes (${widen}), then run cutover again to move it the full margin`,
+  };
+}
+
 export interface SequenceResult {
-  /** Source sequence `schema.name`. */
+  /** Source sequence, format('%I.%I'): a part that needs quotes is quoted (`public."odd.seq"`). */
   sequence: string;
   /** Source `schema.table` and column that own or call it; null for a sequence no table uses (the application calls it). */
   table: string | null;
@@ -89,13 +131,20 @@ export interface SequenceResult {
   /**
    * `not on destination`: a sequence no table uses is missing on the destination. Not a no-go
    * (it may be left over), but said, with the statement to create it past the source.
+   * `not readable on source`: the source role may neither SELECT nor USE it, so its value is
+   * unknown (pg_sequences shows NULL, as for a sequence never used): a no-go.
+   * `out of range`: the source value lies beyond the destination sequence's bound: a no-go.
    */
-  status: 'moved' | 'already above' | 'unused on source' | 'no destination sequence' | 'not on destination' | 'failed';
+  status: 'moved' | 'already above' | 'unused on source' | 'no destination sequence' | 'not on destination' | 'not readable on source' | 'out of range' | 'failed';
   error?: string;
+  /** Said without stopping the cut-over: the target was held at the destination's bound. */
+  warning?: string;
 }
 
-/** A sequence result is fine unless it failed or the destination sequence is missing. Pure. */
-export const sequenceOk = (s: SequenceResult): boolean => s.status !== 'failed' && s.status !== 'no destination sequence';
+const SEQUENCE_OK: ReadonlySet<SequenceResult['status']> = new Set(['moved', 'already above', 'unused on source', 'not on destination']);
+
+/** A sequence result is fine when it moved, needed no move, or (no table using it) is absent on the destination. Pure. */
+export const sequenceOk = (s: SequenceResult): boolean => SEQUENCE_OK.has(s.status);
 
 export interface ForeignKeyResult {
   table: string;
@@ -159,22 +208,29 @@ export interface CutoverReport {
   foreignKeys: ForeignKeyResult[];
   /** Why not go, one line each (empty on go). */
   problems: string[];
+  /** What to act on that does not stop the cut-over, one line each. */
+  warnings: string[];
 }
 
 /** Go only when every step that ran is ok, no sequence failed, every table matches and every FK exists. Pure. */
-export function judgeCutover(r: Omit<CutoverReport, 'go' | 'problems'>): CutoverReport {
+export function judgeCutover(r: Omit<CutoverReport, 'go' | 'problems' | 'warnings'>): CutoverReport {
   const problems: string[] = [];
+  const named = (s: SequenceResult) => `sequence ${s.sequence}${s.table ? ` (${s.table}.${s.column})` : ''}`;
+  const warnings = r.sequences.filter((s) => s.warning).map((s) => `${named(s)}: ${s.warning}`);
   const tableLines = r.tables.some((t) => !t.match);
-  // A failed verify step is said table by table below.
-  for (const s of r.steps) if (s.status === 'failed' && !(s.step === 'verify' && tableLines)) problems.push(`${s.step}: ${s.detail}`);
+  const sequenceLines = r.sequences.some((s) => !sequenceOk(s));
+  // A failed verify or sequences step is said table by table, or sequence by sequence, below.
+  for (const s of r.steps) {
+    if (s.status === 'failed' && !(s.step === 'verify' && tableLines) && !(s.step === 'sequences' && sequenceLines)) problems.push(`${s.step}: ${s.detail}`);
+  }
   for (const s of r.sequences) {
-    if (!sequenceOk(s)) problems.push(`sequence ${s.sequence}${s.table ? ` (${s.table}.${s.column})` : ''}: ${s.status}${s.error ? `: ${s.error}` : ''}`);
+    if (!sequenceOk(s)) problems.push(`${named(s)}: ${s.status}${s.error ? `: ${s.error}` : ''}`);
   }
   for (const t of r.tables) if (!t.match) problems.push(...describeDifferences(t));
   for (const f of r.foreignKeys) if (f.status === 'failed') problems.push(`foreign key ${f.constraint} on ${f.table}: ${f.error ?? 'failed'}`);
   const ranRequired = r.verifyOnly ? r.steps.some((s) => s.step === 'verify' && s.status === 'ok') : r.steps.length > 0 && r.steps.every((s) => s.status === 'ok');
   if (!ranRequired && problems.length === 0) problems.push('not every step ran');
-  return { ...r, go: problems.length === 0, problems };
+  return { ...r, go: problems.length === 0, problems, warnings };
 }
 
 export function renderCutover(r: CutoverReport): string {
@@ -183,7 +239,7 @@ export function renderCutover(r: CutoverReport): string {
   out.push(renderTable(['step', 'result', 'time', 'detail'], r.steps.map((s) => [s.step, s.status, `${(s.ms / 1000).toFixed(1)} s`, s.detail])));
   if (r.sequences.length > 0) {
     out.push('', `Sequences (margin ${formatCount(r.margin)} past the source value, never moved back)`);
-    out.push(renderTable(['sequence', 'destination', 'source', 'target', 'before', 'after', 'result'], r.sequences.map((s) => [s.sequence, s.destination, s.sourceValue, s.target, s.before, s.after, s.error ? `${s.status}: ${s.error}` : s.status])));
+    out.push(renderTable(['sequence', 'destination', 'source', 'target', 'before', 'after', 'result'], r.sequences.map((s) => [s.sequence, s.destination, s.sourceValue, s.target, s.before, s.after, s.error ? `${s.status}: ${s.error}` : s.warning ? `${s.status}, held at the bound (see WARNINGS)` : s.status])));
   }
   if (r.tables.length > 0) {
     out.push('', 'Tables (row counts and checksums per key range)');
@@ -195,6 +251,10 @@ export function renderCutover(r: CutoverReport): string {
     out.push(renderTable(['table', 'constraint', 'result'], r.foreignKeys.map((f) => [f.table, f.constraint, f.error ? `${f.status}: ${f.error}` : f.status])));
   }
   out.push('');
+  if (r.warnings.length > 0) {
+    out.push('WARNINGS:');
+    for (const w of r.warnings) out.push(`  - ${w}`);
+  }
   if (r.go) {
     out.push(r.verifyOnly ? 'GO: every table is equal on both sides.' : 'GO: the destination has every change, sequences are ahead of the source, every table is equal. Point the application at the destination.');
   } else {

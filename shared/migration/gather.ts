@@ -1,6 +1,6 @@
 /**
- * The reads `status`, `cutover` and `cleanup` share (this file is their only I/O besides the
- * commands themselves): the source slot, the sink's tables on the destination
+ * The reads `status`, `cutover` and `cleanup` share (this file and cutover's sequence step,
+ * fix-sequences.ts, are their only I/O besides the commands themselves): the source slot, the sink's tables on the destination
  * (`shardbridge.sink_offsets`, `snapshot_status`, `stalls`, `sequence_sync`), topic end
  * offsets, the `__snapshot` markers and the sink's /metrics. None needs a connector running.
  */

@@ -5,8 +5,12 @@
  *    then fixed (reason and remedy from shardbridge.stalls and the sink's /metrics);
  *  - the invasive schema change runbook: stop both connectors, int → bigint on both sides,
  *    start again: a new schema version, the sink resumes, nothing lost;
- *  - `cutover --yes` on a clean run: go, sequences ≥ source + margin, the foreign key kept
- *    aside by `schema copy` created;
+ *  - `cutover --yes` on a clean run: go, sequences ≥ source + margin (also ones whose names
+ *    need quotes: `"odd.seq"`, and one in a mixed-case schema holding a dot), the foreign key
+ *    kept aside by `schema copy` created;
+ *  - `cutover --yes` with sequences at their bounds (held at MAXVALUE with a warning; a source
+ *    value beyond the destination's MAXVALUE a no-go), and as a source role that cannot read a
+ *    sequence (a no-go naming the GRANT);
  *  - `cutover --verify-only` after a row changed on the destination: no-go naming the table
  *    and the key range;
  *  - `cleanup` refusing (source connector streaming; sink behind and unpublished changes in
@@ -39,6 +43,8 @@ import { waitApplied } from '../helpers/sink.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
 const SCHEMA = `sb_mig_${ID}`;
+/** A mixed-case schema holding a dot: `schema.name` text of its objects cannot be split. */
+const MIX = `Sb.Mix_${ID}`;
 const PREFIX = `sbmig${Date.now().toString(36)}`;
 const GROUP = `g-mig-${ID}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-mig-'));
@@ -48,6 +54,7 @@ let src: pg.Client;
 let dst: pg.Client;
 let admin: Admin;
 let registryUrl: string;
+let sourceUrlAs: (user: string) => string;
 let sourceConfig: SourceConfig;
 let sinkConfig: SinkConfig;
 let files: string[];
@@ -60,6 +67,7 @@ before(async () => {
   const [k, r, d, s] = await Promise.all([getTestKafka(), getTestRegistry(), getTestDestination(), startTestSource({ max_slot_wal_keep_size: '1GB' })]);
   releases.push(k.release, r.release, d.release, () => s.destroy());
   registryUrl = r.url;
+  sourceUrlAs = (user) => s.url('postgres', user);
   src = new pg.Client({ connectionString: s.url() });
   dst = new pg.Client({ connectionString: d.url });
   await Promise.all([src.connect(), dst.connect()]);
@@ -69,8 +77,12 @@ before(async () => {
     CREATE SEQUENCE ${SCHEMA}.refund_no INCREMENT BY -1 MAXVALUE -1 START -1;
     CREATE SEQUENCE ${SCHEMA}.invoice_no;
     CREATE SEQUENCE ${SCHEMA}.legacy_no;
+    CREATE SEQUENCE ${SCHEMA}."odd.seq";
+    CREATE SCHEMA "${MIX}";
+    CREATE SEQUENCE "${MIX}"."Tag.No";
     CREATE TABLE ${SCHEMA}.customers (id bigserial PRIMARY KEY, name text NOT NULL, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'),
-                                      refund bigint NOT NULL DEFAULT nextval('${SCHEMA}.refund_no'));
+                                      refund bigint NOT NULL DEFAULT nextval('${SCHEMA}.refund_no'), odd bigint NOT NULL DEFAULT nextval('${SCHEMA}."odd.seq"'),
+                                      tag bigint NOT NULL DEFAULT nextval('"${MIX}"."Tag.No"'));
     CREATE TABLE ${SCHEMA}.orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL CONSTRAINT orders_customer_fk REFERENCES ${SCHEMA}.customers (id),
                                    amount int NOT NULL, note text, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'));
     INSERT INTO ${SCHEMA}.customers (name) SELECT 'c' || g FROM generate_series(1, 200) g;
@@ -106,7 +118,7 @@ before(async () => {
 after(async () => {
   await sink?.stop().catch(() => {});
   await source?.stop().catch(() => {});
-  await dst?.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).catch(() => {});
+  await dst?.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE; DROP SCHEMA IF EXISTS "${MIX}" CASCADE`).catch(() => {});
   await dst?.query(`DELETE FROM shardbridge.deferred_foreign_keys WHERE table_name LIKE '"${SCHEMA}".%'`).catch(() => {});
   const topics = (await admin.listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${PREFIX}.`));
   await admin.deleteTopics(topics).catch(() => {});
@@ -210,6 +222,11 @@ test('status --json during a run: slot, snapshot per table, offsets, catch-up, e
   assert.ok(s.sequences.entries.some((e) => e.sequence.endsWith('orders_id_seq') && Number(e.sourceValue) >= 1000), JSON.stringify(s.sequences));
   // A sequence no table owns, called by both tables' defaults, travels too (1,200 rows took a ticket).
   assert.ok(s.sequences.entries.some((e) => e.sequence.endsWith('ticket_no') && Number(e.sourceValue) >= 1200), JSON.stringify(s.sequences));
+  // Names that need quotes: the sink found and moved them by their names (as regclass prints them).
+  for (const name of [`${SCHEMA}."odd.seq"`, `"${MIX}"."Tag.No"`]) {
+    const e = s.sequences.entries.find((x) => x.sequence === name);
+    assert.ok(e && Number(e.sourceValue) >= 200 && e.appliedValue === e.sourceValue, `${name} moved by the sink: ${JSON.stringify(s.sequences)}`);
+  }
   assert.deepEqual(s.problems.filter((p) => p.level === 'FAIL'), []);
 
   const text = await cli(['status', '--sample-seconds', '0']);
@@ -409,14 +426,16 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   const dstSeq = new Map((await dst.query(`SELECT sequencename AS s, last_value::text AS v FROM pg_sequences WHERE schemaname = $1`, [SCHEMA])).rows.map((x) => [x.s, BigInt(x.v)]));
   // ticket_no: owned by no table, called by both tables' defaults; refund_no counts down;
   // invoice_no and legacy_no: no table uses them (the application calls them), legacy_no is not on the destination.
-  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'invoice_no', 'legacy_no', 'orders_id_seq', 'refund_no', 'ticket_no']);
-  for (const name of ['customers_id_seq', 'invoice_no', 'orders_id_seq', 'ticket_no']) {
+  assert.deepEqual([...srcSeq.keys()].sort(), ['customers_id_seq', 'invoice_no', 'legacy_no', 'odd.seq', 'orders_id_seq', 'refund_no', 'ticket_no']);
+  for (const name of ['customers_id_seq', 'invoice_no', 'odd.seq', 'orders_id_seq', 'ticket_no']) {
     assert.ok(dstSeq.get(name)! >= srcSeq.get(name)! + 500n, `${name}: destination ${dstSeq.get(name)} >= source ${srcSeq.get(name)} + 500`);
   }
   assert.ok(dstSeq.get('refund_no')! <= srcSeq.get('refund_no')! - 500n, `refund_no counts down: destination ${dstSeq.get('refund_no')} <= source ${srcSeq.get('refund_no')} - 500`);
   assert.equal(dstSeq.has('legacy_no'), false);
+  const tagValue = async (c: pg.Client) => BigInt((await c.query(`SELECT last_value::text AS v FROM "${MIX}"."Tag.No"`)).rows[0].v);
+  assert.ok((await tagValue(dst)) >= (await tagValue(src)) + 500n, 'the sequence of the mixed-case schema holding a dot moved too');
   assert.deepEqual(r.out.sequences.map((s) => [s.sequence, s.status]).sort(), [
-    [`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.invoice_no`, 'moved'], [`${SCHEMA}.legacy_no`, 'not on destination'],
+    [`"${MIX}"."Tag.No"`, 'moved'], [`${SCHEMA}."odd.seq"`, 'moved'], [`${SCHEMA}.customers_id_seq`, 'moved'], [`${SCHEMA}.invoice_no`, 'moved'], [`${SCHEMA}.legacy_no`, 'not on destination'],
     [`${SCHEMA}.orders_id_seq`, 'moved'], [`${SCHEMA}.refund_no`, 'moved'], [`${SCHEMA}.ticket_no`, 'moved'],
   ]);
   const legacy = r.out.sequences.find((s) => s.sequence === `${SCHEMA}.legacy_no`)!;
@@ -434,9 +453,68 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   await dst.query(`ALTER SEQUENCE ${SCHEMA}.customers_id_seq RESTART WITH 1000000`);
   const again = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
   assert.equal(again.code, 0, JSON.stringify(again.out.problems));
-  assert.deepEqual(again.out.sequences.map((s) => s.status).sort(), ['already above', 'already above', 'already above', 'already above', 'already above', 'not on destination']);
+  assert.deepEqual(again.out.sequences.map((s) => s.status).sort(), [...Array(7).fill('already above'), 'not on destination']);
   assert.equal((await dst.query(`SELECT nextval('${SCHEMA}.customers_id_seq')::text AS n`)).rows[0].n, '1000000');
   assert.deepEqual(again.out.foreignKeys.map((f) => f.status), ['already there']);
+});
+
+test('cutover --yes with sequences at their bounds: past MAXVALUE held there with a warning; a source value beyond the destination\'s MAXVALUE a no-go naming both bounds', async () => {
+  // Sequences the application calls itself, on the destination as pg_dump --schema-only makes them
+  // (voucher_no as on the source; coupon_no narrower there).
+  await src.query(`CREATE SEQUENCE ${SCHEMA}.voucher_no MAXVALUE 1000; SELECT setval('${SCHEMA}.voucher_no', 900);
+                   CREATE SEQUENCE ${SCHEMA}.coupon_no; SELECT setval('${SCHEMA}.coupon_no', 3000000000)`);
+  await dst.query(`CREATE SEQUENCE ${SCHEMA}.voucher_no MAXVALUE 1000; CREATE SEQUENCE ${SCHEMA}.coupon_no AS integer`);
+  const r = await json<CutoverReport>(['cutover', '--yes', '--timeout', '60']);
+  assert.equal(r.code, 1);
+  assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
+    ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'failed'], ['verify', 'ok'], ['writes stopped', 'ok'], ['foreign keys', 'ok'],
+  ]);
+  assert.deepEqual(r.out.problems, [
+    `sequence ${SCHEMA}.coupon_no: out of range: the source handed out 3000000000, beyond the destination's MAXVALUE 2147483647 (the source's MAXVALUE is 9223372036854775807): ` +
+      `the destination cannot take its values; widen it on the destination (ALTER SEQUENCE ${SCHEMA}.coupon_no AS bigint MAXVALUE 9223372036854775807), then run cutover again`,
+  ]);
+  const voucher = r.out.sequences.find((s) => s.sequence === `${SCHEMA}.voucher_no`)!;
+  assert.deepEqual([voucher.status, voucher.sourceValue, voucher.target, voucher.after], ['moved', '900', '1000', '1000']);
+  assert.deepEqual(r.out.warnings, [
+    `sequence ${SCHEMA}.voucher_no: the source value 900 + the margin 1000 is beyond the destination's MAXVALUE 1000: set to 1000, where the destination sequence is exhausted (its next nextval fails); ` +
+      `widen it before the application writes (ALTER SEQUENCE ${SCHEMA}.voucher_no AS bigint MAXVALUE 9223372036854775807), then run cutover again to move it the full margin`,
+  ]);
+  await assert.rejects(dst.query(`SELECT nextval('${SCHEMA}.voucher_no')`), /reached maximum value/);
+  assert.equal((await dst.query(`SELECT last_value::text AS v FROM ${SCHEMA}.coupon_no`)).rows[0].v, '1', 'coupon_no left alone');
+
+  // Widened as the messages say: go, both the full margin past the source.
+  await dst.query(`ALTER SEQUENCE ${SCHEMA}.voucher_no AS bigint MAXVALUE 9223372036854775807; ALTER SEQUENCE ${SCHEMA}.coupon_no AS bigint MAXVALUE 9223372036854775807`);
+  const widened = await json<CutoverReport>(['cutover', '--yes', '--timeout', '60']);
+  assert.equal(widened.code, 0, JSON.stringify(widened.out.problems));
+  assert.deepEqual(widened.out.warnings, []);
+  const after = (name: string) => widened.out.sequences.find((s) => s.sequence === `${SCHEMA}.${name}`)?.after;
+  assert.deepEqual([after('voucher_no'), after('coupon_no')], ['1900', '3000001000']);
+});
+
+test('cutover --yes as a source role that cannot read a sequence: no-go naming the sequence and the GRANT, not "unused on source"', async () => {
+  const role = `sb_mig_ro_${process.pid}`;
+  // What the commands need on the source (and the connector: REPLICATION, the tables), every sequence but ticket_no.
+  await src.query(`CREATE ROLE ${role} LOGIN REPLICATION;
+    GRANT USAGE ON SCHEMA ${SCHEMA}, "${MIX}" TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA ${SCHEMA} TO ${role};
+    GRANT SELECT ON ALL SEQUENCES IN SCHEMA ${SCHEMA}, "${MIX}" TO ${role}; REVOKE SELECT ON SEQUENCE ${SCHEMA}.ticket_no FROM ${role}`);
+  const restricted = join(dir, 'source-restricted.json');
+  writeFileSync(restricted, JSON.stringify({ ...sourceConfig, source: { url: sourceUrlAs(role) } }));
+  let stdout = '';
+  const code = await main(['node', 'shardbridge', 'cutover', '--yes', '--json', '--timeout', '60', '--source-config', restricted, '--sink-config', files[3]], {
+    stdout: (t) => (stdout += t),
+    stderr: () => {},
+    env: {},
+  });
+  const r = JSON.parse(stdout) as CutoverReport;
+  assert.equal(code, 1, stdout);
+  assert.deepEqual(r.steps.filter((s) => s.status !== 'ok').map((s) => s.step), ['sequences']);
+  const ticket = r.sequences.find((s) => s.sequence === `${SCHEMA}.ticket_no`)!;
+  assert.deepEqual([ticket.status, ticket.sourceValue, ticket.target], ['not readable on source', null, null]);
+  assert.deepEqual(r.problems, [
+    `sequence ${SCHEMA}.ticket_no (${SCHEMA}.customers.ticket): not readable on source: role "${role}" may neither SELECT nor USE it on the source, so the value it handed out is unknown: ` +
+      `GRANT SELECT ON SEQUENCE ${SCHEMA}.ticket_no TO "${role}" (or USAGE) on the source, then run cutover again`,
+  ]);
+  assert.ok(r.sequences.filter((s) => s !== ticket).every((s) => s.status === 'already above' || s.status === 'not on destination'), JSON.stringify(r.sequences));
 });
 
 test('cutover --verify-only after a row changed on the destination: no-go naming the table and key range', async () => {

@@ -59,6 +59,8 @@ test('snapshot status turns complete only once the table topic is applied up to 
   const t = await registerTable(registry, await tableInfo(db, SRC, 'orders'), topic);
   const table = `${SRC}.orders`;
   const control = (topicName: string, r: { key: Buffer; value: Buffer }) => ({ topic: topicName, key: r.key, value: r.value });
+  const sequence = (name: string, of: string, column: string, value: string, reason: 'snapshot' | 'interval') =>
+    control(names.sequences, sequenceRecord({ sequence: `${SRC}.${name}`, sequenceId: { schema: SRC, name }, table: `${SRC}.${of}`, tableId: { schema: SRC, name: of }, column, value, reason }));
 
   await producer.sendBatch([control(names.snapshot, snapshotStarted({ table, topic, slot: 's', consistentPoint: 1n, estimatedRows: 40 }))]);
   await produceChanges(
@@ -70,8 +72,8 @@ test('snapshot status turns complete only once the table topic is applied up to 
   const endOffsets = await admin.endOffsets(topic);
   await producer.sendBatch([
     control(names.snapshot, snapshotCompleted({ table, topic, slot: 's', consistentPoint: 1n, rows: 40, endOffsets })),
-    control(names.sequences, sequenceRecord({ sequence: `${SRC}.orders_id_seq`, table, column: 'id', value: '1000', reason: 'snapshot' })),
-    control(names.sequences, sequenceRecord({ sequence: `${SRC}.gone_seq`, table: `${SRC}.gone`, column: 'id', value: '5', reason: 'snapshot' })),
+    sequence('orders_id_seq', 'orders', 'id', '1000', 'snapshot'),
+    sequence('gone_seq', 'gone', 'id', '5', 'snapshot'),
     { topic: names.transactions, key: Buffer.from('1'), value: Buffer.from('{"status":"BEGIN"}') },
   ]);
 
@@ -108,13 +110,13 @@ test('snapshot status turns complete only once the table topic is applied up to 
       { sequence_name: `${DST}.orders_id_seq`, source_value: '1000', applied_value: '1000' },
       { sequence_name: `${SRC}.gone_seq`, source_value: '5', applied_value: null },
     ]);
-    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.orders_id_seq`, table, column: 'id', value: '500', reason: 'interval' }))]);
+    await producer.sendBatch([sequence('orders_id_seq', 'orders', 'id', '500', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${DST}.orders_id_seq')::text AS n`)).rows[0].n, '1001', 'never lowered');
     assert.equal(await gauge(sink, 'shardbridge_sink_sequences_fixed_total', { sequence: `${SRC}.orders_id_seq` }), 1);
     // Restarted higher at the destination (not called since: pg_sequence_last_value is NULL), a lower source value leaves it.
     await db.query(`ALTER SEQUENCE ${DST}.orders_id_seq RESTART WITH 5000`);
-    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.orders_id_seq`, table, column: 'id', value: '2000', reason: 'interval' }))]);
+    await producer.sendBatch([sequence('orders_id_seq', 'orders', 'id', '2000', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     const recorded = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${DST}.orders_id_seq`]);
     assert.deepEqual(recorded.rows[0], { source_value: '2000', applied_value: '4999' });
@@ -122,10 +124,10 @@ test('snapshot status turns complete only once the table topic is applied up to 
 
     // A descending sequence (found by the source's name) moves down to the source value, never back up.
     await db.query(`CREATE SEQUENCE ${SRC}.refund_no INCREMENT BY -1 MAXVALUE -1 START -1`);
-    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.refund_no`, table: `${SRC}.gone`, column: 'refund', value: '-300', reason: 'interval' }))]);
+    await producer.sendBatch([sequence('refund_no', 'gone', 'refund', '-300', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-301');
-    await producer.sendBatch([control(names.sequences, sequenceRecord({ sequence: `${SRC}.refund_no`, table: `${SRC}.gone`, column: 'refund', value: '-100', reason: 'interval' }))]);
+    await producer.sendBatch([sequence('refund_no', 'gone', 'refund', '-100', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-302', 'never moved back');
   } finally {

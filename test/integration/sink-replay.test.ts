@@ -144,9 +144,11 @@ test('replay refuses while the sink runs; --partition with --to-time rewinds onl
     await waitApplied(db, admin, f.groupId, [f.t.topic]);
     before = await storedOffsets(db, f.groupId);
     const refused = await replay(['--topic', f.t.topic, '--to-offset', '0', '--sink-config', f.configFile]);
-    assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /has running members/);
-    assert.match(refused.stderr, /stop every consumer of the group/);
+    // Not a usage or configuration error: the sink's state, exit 1.
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.doesNotMatch(refused.stderr, /configuration error/);
+    assert.match(refused.stderr, new RegExp(`^shardbridge replay: the sink is still running: its consumer group ${f.groupId} has members \\(state [A-Za-z]+\\)`));
+    assert.match(refused.stderr, new RegExp(`remedy: stop the sink connector \\(every member of group ${f.groupId}\\) first, then run replay again`));
     assert.deepEqual(await storedOffsets(db, f.groupId), before, 'destination untouched');
   } finally {
     await sink.stop();

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  describeDifferences, judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter,
+  describeDifferences, judgeCutover, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter,
   type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
 } from '../../shared/migration/cutover.ts';
 import { isPast } from '../../shared/migration/sequence-value.ts';
@@ -48,6 +48,57 @@ test('sequence target of a descending sequence: the margin below the source valu
   assert.equal(sequenceTarget('-5000', 1000, -1n), '-6000');
   assert.equal(sequenceTarget('-5000', 1000, 1n), '-4000');
   assert.equal(sequenceTarget('-5000', 0, -3n), '-5000');
+});
+
+test('sequence plan: the target held at the destination bound in the direction it counts, with a warning; a source value beyond it an error naming both bounds', () => {
+  const int4 = { name: 'public.orders_id_seq', min: 1n, max: 2147483647n };
+  const big = { min: 1n, max: 9223372036854775807n };
+  assert.deepEqual(planSequence('1000', 500, 1n, int4, big), { target: '1500' });
+  assert.deepEqual(planSequence(null, 500, 1n, int4, big), { target: null });
+  const held = planSequence('2147483000', 1000, 1n, int4, big);
+  assert.equal(held.target, '2147483647');
+  assert.equal(
+    held.warning,
+    "the source value 2147483000 + the margin 1000 is beyond the destination's MAXVALUE 2147483647: set to 2147483647, where the destination sequence is exhausted (its next nextval fails); " +
+      'widen it before the application writes (ALTER SEQUENCE public.orders_id_seq AS bigint MAXVALUE 9223372036854775807), then run cutover again to move it the full margin',
+  );
+  assert.equal(held.error, undefined);
+  // At the bound exactly: exhausted there, still a target.
+  assert.deepEqual(planSequence('2147483647', 0, 1n, int4, big), { target: '2147483647' });
+  const beyond = planSequence('3000000000', 1000, 1n, int4, big);
+  assert.equal(beyond.target, null);
+  assert.equal(
+    beyond.error,
+    "the source handed out 3000000000, beyond the destination's MAXVALUE 2147483647 (the source's MAXVALUE is 9223372036854775807): the destination cannot take its values; " +
+      'widen it on the destination (ALTER SEQUENCE public.orders_id_seq AS bigint MAXVALUE 9223372036854775807), then run cutover again',
+  );
+  // Descending: MINVALUE is the bound; MAXVALUE does not matter.
+  const down = { name: '"S"."refund.no"', min: -1000n, max: -1n };
+  assert.deepEqual(planSequence('-100', 500, -1n, down, { min: -9223372036854775808n, max: -1n }), { target: '-600' });
+  const downHeld = planSequence('-900', 500, -1n, down, { min: -9223372036854775808n, max: -1n });
+  assert.equal(downHeld.target, '-1000');
+  assert.match(downHeld.warning!, /^the source value -900 − the margin 500 is beyond the destination's MINVALUE -1000: set to -1000, .*ALTER SEQUENCE "S"\."refund\.no" AS bigint MINVALUE -9223372036854775808/);
+  assert.match(planSequence('-2000', 0, -1n, down, { min: -5000n, max: -1n }).error!, /^the source handed out -2000, beyond the destination's MINVALUE -1000 \(the source's MINVALUE is -5000\)/);
+});
+
+test('a sequence held at its bound is a warning, not a no-go; one out of range or unreadable on the source is a no-go said once', () => {
+  const held = seq({ target: '1000', after: '1000', warning: "… beyond the destination's MAXVALUE 1000 …" });
+  const r = judgeCutover(base({ sequences: [held] }));
+  assert.equal(r.go, true);
+  assert.deepEqual(r.warnings, ["sequence public.orders_id_seq (public.orders.id): … beyond the destination's MAXVALUE 1000 …"]);
+  assert.match(renderCutover(r), /moved, held at the bound \(see WARNINGS\)/);
+  assert.match(renderCutover(r), /WARNINGS:\n {2}- sequence public\.orders_id_seq .*\nGO: /);
+  const failedStep = { step: 'sequences' as const, status: 'failed' as const, detail: '2 sequence(s): 0 moved, 0 already ahead or unused, 2 failed', ms: 1 };
+  const no = judgeCutover(base({
+    steps: [...ALL_OK.slice(0, 3), failedStep, ...ALL_OK.slice(4)],
+    sequences: [seq({ status: 'out of range', error: 'the source handed out 3000000000, …' }), seq({ sequence: 'public.t_seq', status: 'not readable on source', sourceValue: null, target: null, error: 'GRANT …' })],
+  }));
+  assert.equal(no.go, false);
+  assert.deepEqual(no.problems, [
+    'sequence public.orders_id_seq (public.orders.id): out of range: the source handed out 3000000000, …',
+    'sequence public.t_seq (public.orders.id): not readable on source: GRANT …',
+  ]);
+  assert.deepEqual(no.warnings, []);
 });
 
 test('a sequence moves only past what it handed out, in the direction it counts', () => {

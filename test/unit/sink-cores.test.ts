@@ -254,14 +254,14 @@ test('control records: the source shapes, tolerant of unknown kinds, bad JSON an
   assert.deepEqual(parseControlRecord('snapshot', json({ kind: 'completed', table: 'public.o', topic: 'p.public.o', rows: 3, endOffsets: [{ partition: 0, offset: '7' }] })), {
     kind: 'snapshot-completed',
     topic: 'p.public.o',
-    sourceTable: 'public.o',
+    sourceTable: { schema: 'public', table: 'o' },
     rows: 3,
     endOffsets: [{ partition: 0, offset: '7' }],
   });
   assert.deepEqual(parseControlRecord('snapshot', json({ kind: 'completed', table: 't', topic: 'x', endOffsets: { 0: 5, 1: '6' } }))!, {
     kind: 'snapshot-completed',
     topic: 'x',
-    sourceTable: 't',
+    sourceTable: { schema: 'public', table: 't' },
     rows: null,
     endOffsets: [
       { partition: 0, offset: '5' },
@@ -273,13 +273,27 @@ test('control records: the source shapes, tolerant of unknown kinds, bad JSON an
   assert.equal(parseControlRecord('snapshot', null), null);
   assert.match((parseControlRecord('snapshot', Buffer.from('{nope')) as { invalid: string }).invalid, /not JSON/);
   assert.match((parseControlRecord('snapshot', json({ kind: 'completed', table: 't', topic: 'x' })) as { invalid: string }).invalid, /endOffsets/);
+  // A record of an older source carries only the `schema.name` texts: split at the first dot.
   assert.deepEqual(parseControlRecord('sequences', json({ sequence: 'public.o_id_seq', table: 'public.o', column: 'id', value: '42' })), {
     kind: 'sequence',
     sequence: 'public.o_id_seq',
-    sourceTable: 'public.o',
+    sequenceId: { schema: 'public', name: 'o_id_seq' },
+    sourceTable: { schema: 'public', table: 'o' },
     column: 'id',
     value: '42',
   });
+  // The names themselves when the record carries them: a schema holding a dot is not split there.
+  const named = { sequence: '"Shop.EU"."odd.seq"', table: 'Shop.EU.o', column: 'n', value: '7', sequenceSchema: 'Shop.EU', sequenceName: 'odd.seq', tableSchema: 'Shop.EU', tableName: 'o' };
+  assert.deepEqual(parseControlRecord('sequences', json(named)), {
+    kind: 'sequence',
+    sequence: '"Shop.EU"."odd.seq"',
+    sequenceId: { schema: 'Shop.EU', name: 'odd.seq' },
+    sourceTable: { schema: 'Shop.EU', table: 'o' },
+    column: 'n',
+    value: '7',
+  });
+  const marker = parseControlRecord('snapshot', json({ kind: 'started', table: 'Shop.EU.o', tableSchema: 'Shop.EU', tableName: 'o', topic: 'x', estimatedRows: 1 }));
+  assert.deepEqual((marker as { sourceTable: unknown }).sourceTable, { schema: 'Shop.EU', table: 'o' });
   assert.equal(parseControlRecord('sequences', json({ sequence: 'public.o_id_seq', value: null })), null);
   assert.match((parseControlRecord('sequences', json({ sequence: 's', value: 'x1' })) as { invalid: string }).invalid, /not an integer/);
   assert.equal(parseControlRecord('transactions', json({ status: 'BEGIN' })), null);

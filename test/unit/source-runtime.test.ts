@@ -112,9 +112,20 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
 });
 
 test('control records: keys and JSON shapes', () => {
-  const s = sequenceRecord({ sequence: 'public.t_id_seq', table: 'public.t', column: 'id', value: '9223372036854775807', reason: 'interval', at: new Date(0) });
+  const ids = { sequenceId: { schema: 'public', name: 't_id_seq' }, tableId: { schema: 'public', name: 't' } };
+  const s = sequenceRecord({ sequence: 'public.t_id_seq', table: 'public.t', ...ids, column: 'id', value: '9223372036854775807', reason: 'interval', at: new Date(0) });
   assert.equal(s.key.toString(), 'public.t_id_seq');
-  assert.deepEqual(JSON.parse(s.value.toString()), { sequence: 'public.t_id_seq', table: 'public.t', column: 'id', value: '9223372036854775807', reason: 'interval', at: '1970-01-01T00:00:00.000Z' });
+  assert.deepEqual(JSON.parse(s.value.toString()), {
+    sequence: 'public.t_id_seq', table: 'public.t', column: 'id', sequenceSchema: 'public', sequenceName: 't_id_seq', tableSchema: 'public', tableName: 't',
+    value: '9223372036854775807', reason: 'interval', at: '1970-01-01T00:00:00.000Z',
+  });
+  // Names a dot or a quote makes ambiguous as `schema.name` text travel as themselves; the key is the server's format('%I.%I').
+  const odd = sequenceRecord({
+    sequence: '"Shop.EU"."odd.seq"', sequenceId: { schema: 'Shop.EU', name: 'odd.seq' }, table: 'Shop.EU.t', tableId: { schema: 'Shop.EU', name: 't' }, column: 'n', value: '5', reason: 'demand',
+  });
+  assert.equal(odd.key.toString(), '"Shop.EU"."odd.seq"');
+  const oddValue = JSON.parse(odd.value.toString());
+  assert.deepEqual([oddValue.sequenceSchema, oddValue.sequenceName, oddValue.tableSchema, oddValue.tableName], ['Shop.EU', 'odd.seq', 'Shop.EU', 't']);
   assert.deepEqual(JSON.parse(transactionBegin(7, 0x1_0000_0010n, 5).value.toString()), { status: 'BEGIN', id: '7', xid: 7, commitLsn: '1/10', ts_ms: 5 });
   const end = JSON.parse(transactionEnd(7, 0x10n, 0x40n, 5, [{ table: 'public.t', topic: 'p.public.t', count: 3 }, { table: 'public.u', topic: 'p.public.u', count: 1 }]).value.toString());
   assert.equal(end.event_count, 4);

@@ -7,7 +7,9 @@
  *     source connector has everything before it in Kafka), then until the sink has applied
  *     every table topic up to the end offsets of that moment (`shardbridge.sink_offsets`);
  *  3. move every destination sequence a selected table owns or calls in a default to the source value plus
- *     the margin, never lower: `setval(seq, greatest(current, source + margin))`;
+ *     the margin, never lower: `setval(seq, greatest(current, source + margin))`, held at the
+ *     destination's bound (a warning); a source value beyond that bound, or a sequence the
+ *     source role cannot read, is a no-go;
  *  4. verify every table (verifyTables: counts and checksums per key range; a difference
  *     names the table, the key range and sample keys) — `--verify-only` runs only this;
  *  5. check that the writes stopped: no record reached the table topics since the end offsets
@@ -24,18 +26,18 @@ import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
-import { standaloneSequences, tableSequences, quoteIdent, quoteQualified, splitQualifiedName } from '../../../source-connector/catalog.ts';
+import { quoteIdent } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/common.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
-import { mapTable, verifyTableFor } from '../../schema/mapping.ts';
+import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import {
-  judgeCutover, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
-  type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
+  judgeCutover, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
+  sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
-import { isPast, sequenceState } from '../../migration/sequence-value.ts';
+import { fixSequences } from '../../migration/fix-sequences.ts';
 import {
   commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkSessions, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
 } from '../../migration/gather.ts';
@@ -120,8 +122,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         await step('sequences', async () => {
           sequences = await fixSequences(s, d, selected, sink, margin);
           const moved = sequences.filter((x) => x.status === 'moved').length;
-          const bad = sequences.filter((x) => x.status === 'failed' || x.status === 'no destination sequence').length;
-          return { ok: bad === 0, detail: `${sequences.length} sequence(s): ${moved} moved, ${sequences.length - moved - bad} already ahead or unused${bad ? `, ${bad} failed` : ''}` };
+          const bad = sequences.filter((x) => !sequenceOk(x)).length;
+          const held = sequences.filter((x) => x.warning).length;
+          return { ok: bad === 0, detail: `${sequences.length} sequence(s): ${moved} moved, ${sequences.length - moved - bad} already ahead or unused${held ? `, ${held} held at the destination's bound` : ''}${bad ? `, ${bad} failed` : ''}` };
         });
       }
     }
@@ -280,80 +283,6 @@ async function waitSink(
     }
     await sleep(POLL_MS, undefined, { signal }).catch(() => {});
   }
-}
-
-/**
- * Every sequence a selected source table owns or calls in a column default, and every sequence
- * of their schemas that no table uses (the application calls it), moved on the destination to
- * the margin past the source value in its direction, never back.
- */
-async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: SourceTable[], sink: SinkConfig, margin: number): Promise<SequenceResult[]> {
-  const used: { sequence: string; table: string | null; column: string | null }[] = await tableSequences(src, selected.map((t) => t.info.relid));
-  used.push(...(await standaloneSequences(src, [...new Set(selected.map((t) => t.info.schema))])).map((sequence) => ({ sequence, table: null, column: null })));
-  if (used.length === 0) return [];
-  const { rows: srcRows } = await src.query(
-    `SELECT schemaname || '.' || sequencename AS seq, last_value::text AS v, increment_by::text AS inc FROM pg_sequences WHERE (schemaname || '.' || sequencename) = ANY($1::text[])`,
-    [used.map((s) => s.sequence)],
-  );
-  const values = new Map(srcRows.map((r) => [r.seq as string, { value: r.v as string | null, increment: BigInt(r.inc) }]));
-  const present = await sinkTablesPresent(dst);
-  const out: SequenceResult[] = [];
-  for (const o of used) {
-    const seqName = splitQualifiedName(o.sequence);
-    const sameName = quoteQualified({ schema: seqName.schema, name: seqName.table });
-    const t = o.table === null ? null : splitQualifiedName(o.table);
-    const m = t === null ? null : mapTable({ schema: t.schema, name: t.table }, sink.tables);
-    const destColumn = m && o.column !== null ? (m.columnMap[o.column] ?? o.column) : null;
-    const sourceValue = values.get(o.sequence)?.value ?? null;
-    const increment = values.get(o.sequence)?.increment ?? 1n;
-    const target = sequenceTarget(sourceValue, margin, increment);
-    const r: SequenceResult = { sequence: o.sequence, table: o.table, column: o.column, destination: null, sourceValue, target, before: null, after: null, status: 'failed' };
-    out.push(r);
-    try {
-      const { rows } = await dst.query(
-        `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
-        [m ? quoteQualified(m.destination) : null, destColumn, sameName],
-      );
-      r.destination = rows[0]?.seq ?? null;
-      if (r.destination === null) {
-        if (m === null) {
-          r.status = 'not on destination';
-          r.error = `no table uses it${target === null ? '' : `; the source handed out up to ${sourceValue}: if the application calls it, CREATE SEQUENCE ${sameName}${increment === 1n ? '' : ` INCREMENT BY ${increment}`} START WITH ${target} on the destination`}`;
-          continue;
-        }
-        r.status = 'no destination sequence';
-        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn!)} owns a sequence nor does ${o.sequence} exist on the destination`;
-        continue;
-      }
-      const { rows: cur } = await dst.query(
-        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
-        [r.destination],
-      );
-      r.before = cur[0]?.last ?? null;
-      if (target === null) {
-        r.status = 'unused on source';
-        r.after = r.before;
-        continue;
-      }
-      // setval(seq, target) only when it moves the sequence on in the direction it counts.
-      const moves = isPast(BigInt(target), await sequenceState(dst, r.destination));
-      if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, target]);
-      const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
-      r.after = after[0]?.v ?? null;
-      r.status = moves ? 'moved' : 'already above';
-      if (present.sequences) {
-        await dst.query(
-          `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
-           ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
-          [r.destination, sourceValue, r.after],
-        );
-      }
-    } catch (e) {
-      r.status = 'failed';
-      r.error = errorText(e);
-    }
-  }
-  return out;
 }
 
 /** Foreign keys `schema copy` kept aside: created when missing, marked with `created_at`. */

@@ -1,14 +1,14 @@
 /**
  * `shardbridge replay --topic T [--partition P] (--to-offset N | --to-time TS) --sink-config FILE`:
- * rewind the sink on a topic, with the sink stopped. The destination's stored offsets
- * (what the sink resumes from) and the consumer group's committed offsets (what monitoring
- * shows) are both set; the sink then re-applies the events in order, which converges to
+ * rewind the sink on a topic, with the sink stopped (while its group has members: exit 1,
+ * nothing changed). The destination's stored offsets (what the sink resumes from) and the
+ * consumer group's committed offsets (what monitoring shows) are both set; the sink then re-applies the events in order, which converges to
  * the same rows. Only rewinds: a partition already before the target is left alone.
  */
 import pg from 'pg';
-import { ConfigError, atServer } from '../../errors.ts';
+import { ConfigError, ServiceError, atServer } from '../../errors.ts';
 import { pgEndpoint } from '../../config/common.ts';
-import { createKafka, kafkaRemedy } from '../../kafka/client.ts';
+import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
@@ -52,6 +52,14 @@ export function argumentProblem(opts: Pick<ReplayOptions, 'topic' | 'partition'>
   return undefined;
 }
 
+/** Replay while the sink's group has members: exit 1, saying to stop the sink first. */
+export function sinkRunning(groupId: string, state: string, topic: string): ServiceError {
+  return new ServiceError(`the sink is still running: its consumer group ${groupId} has members (state ${state}); replay sets the sink's positions only while it is stopped`, {
+    context: { groupId, state, topic },
+    remedy: `stop the sink connector (every member of group ${groupId}) first, then run replay again`,
+  });
+}
+
 export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<number> {
   const config = ctx.sinkConfig();
   const log = ctx.logger;
@@ -78,6 +86,10 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
       ctx.err(`shardbridge replay: ${problem}\n`);
       return 2;
     }
+    // Before the destination is touched: a running sink would apply on from its own positions
+    // (and Kafka refuses to set a group's offsets while it has members). Not a usage error.
+    const state = await onKafka(admin.groupState(config.groupId));
+    if (groupRunning(state)) throw sinkRunning(config.groupId, state, opts.topic);
     const partitions = opts.partition !== undefined ? [opts.partition] : Array.from({ length: count }, (_, i) => i);
     const ends = new Map((await onKafka(admin.endOffsets(opts.topic))).map((e) => [e.partition, BigInt(e.offset)]));
     const targets = new Map<number, bigint>();

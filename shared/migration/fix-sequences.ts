@@ -1,0 +1,100 @@
+/**
+ * Step 3 of `shardbridge cutover` (its I/O; the judgement is planSequence in cutover.ts): the
+ * destination sequences moved past the source's values. Sequences and tables are handled by
+ * their names, never by splitting `schema.name` text.
+ */
+import type pg from 'pg';
+import type { SinkConfig } from '../../sink-connector/config.ts';
+import { sequenceValues, standaloneSequences, tableSequences, quoteIdent, quoteQualified, type TableSequence } from '../../source-connector/catalog.ts';
+import { mapTable } from '../schema/mapping.ts';
+import { planSequence, sequenceTarget, type SequenceResult } from './cutover.ts';
+import { errorText, sinkTablesPresent, type SourceTable } from './gather.ts';
+import { isPast, sequenceState } from './sequence-value.ts';
+
+/**
+ * Every sequence a selected source table owns or calls in a column default, and every sequence
+ * of their schemas that no table uses (the application calls it), moved on the destination to
+ * the margin past the source value in its direction, never back, and never past its bound.
+ */
+export async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selected: SourceTable[], sink: SinkConfig, margin: number): Promise<SequenceResult[]> {
+  type Used = Pick<TableSequence, 'sequence' | 'sequenceId'> & { table: string | null; tableId: { schema: string; name: string } | null; column: string | null };
+  const used: Used[] = await tableSequences(src, selected.map((t) => t.info.relid));
+  used.push(...(await standaloneSequences(src, [...new Set(selected.map((t) => t.info.schema))])).map((s) => ({ ...s, table: null, tableId: null, column: null })));
+  if (used.length === 0) return [];
+  const facts = await sequenceValues(src, used);
+  const role = (await src.query<{ role: string }>('SELECT current_user AS role')).rows[0].role;
+  const present = await sinkTablesPresent(dst);
+  const out: SequenceResult[] = [];
+  for (const o of used) {
+    const sameName = quoteQualified(o.sequenceId);
+    const m = o.tableId === null ? null : mapTable(o.tableId, sink.tables);
+    const destColumn = m && o.column !== null ? (m.columnMap[o.column] ?? o.column) : null;
+    const f = facts.get(o.sequence);
+    const sourceValue = f?.value ?? null;
+    const increment = f?.increment ?? 1n;
+    const r: SequenceResult = { sequence: o.sequence, table: o.table, column: o.column, destination: null, sourceValue, target: null, before: null, after: null, status: 'failed' };
+    out.push(r);
+    if (f && !f.readable) {
+      // pg_sequences shows an unreadable sequence's value as NULL, as for one never used: moving
+      // nothing would hand out on the destination values the source already did.
+      r.status = 'not readable on source';
+      r.error = `role ${quoteIdent(role)} may neither SELECT nor USE it on the source, so the value it handed out is unknown: GRANT SELECT ON SEQUENCE ${o.sequence} TO ${quoteIdent(role)} (or USAGE) on the source, then run cutover again`;
+      continue;
+    }
+    try {
+      const { rows } = await dst.query(
+        `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
+        [m ? quoteQualified(m.destination) : null, destColumn, sameName],
+      );
+      r.destination = rows[0]?.seq ?? null;
+      if (r.destination === null) {
+        const target = sequenceTarget(sourceValue, margin, increment);
+        r.target = target;
+        if (m === null) {
+          r.status = 'not on destination';
+          r.error = `no table uses it${target === null ? '' : `; the source handed out up to ${sourceValue}: if the application calls it, CREATE SEQUENCE ${sameName}${increment === 1n ? '' : ` INCREMENT BY ${increment}`} START WITH ${target} on the destination`}`;
+          continue;
+        }
+        r.status = 'no destination sequence';
+        r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn!)} owns a sequence nor does ${sameName} exist on the destination`;
+        continue;
+      }
+      const { rows: cur } = await dst.query(
+        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last, s.seqmin::text AS min, s.seqmax::text AS max FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
+        [r.destination],
+      );
+      r.before = cur[0]?.last ?? null;
+      const plan = planSequence(sourceValue, margin, increment, { name: r.destination, min: BigInt(cur[0].min), max: BigInt(cur[0].max) }, { min: f?.min ?? 0n, max: f?.max ?? 0n });
+      r.target = plan.target;
+      if (plan.error) {
+        r.status = 'out of range';
+        r.error = plan.error;
+        r.after = r.before;
+        continue;
+      }
+      if (plan.warning) r.warning = plan.warning;
+      if (plan.target === null) {
+        r.status = 'unused on source';
+        r.after = r.before;
+        continue;
+      }
+      // setval(seq, target) only when it moves the sequence on in the direction it counts.
+      const moves = isPast(BigInt(plan.target), await sequenceState(dst, r.destination));
+      if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, plan.target]);
+      const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
+      r.after = after[0]?.v ?? null;
+      r.status = moves ? 'moved' : 'already above';
+      if (present.sequences) {
+        await dst.query(
+          `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
+           ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
+          [r.destination, sourceValue, r.after],
+        );
+      }
+    } catch (e) {
+      r.status = 'failed';
+      r.error = errorText(e);
+    }
+  }
+  return out;
+}

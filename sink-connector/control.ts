@@ -10,7 +10,7 @@
  * the statements run inside the batch transaction of the control record's partition.
  */
 import type pg from 'pg';
-import { isPast, sequenceState } from '../shared/migration/sequence-value.ts';
+import { beyondBound, isPast, sequenceState } from '../shared/migration/sequence-value.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetFor } from './schema-compile.ts';
 import { qualifiedName } from './upsert-batch.ts';
@@ -218,6 +218,13 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   }
   const state = await sequenceState(client, seq);
   const current = String(state.last);
+  const refused = beyondBound(BigInt(a.value), state, seq);
+  if (refused !== null) {
+    // setval would fail, and stall every sequence behind it on the one __sequences partition; cutover refuses it too.
+    log.warn({ sequence: seq, source: a.value }, `destination sequence ${seq} not moved: ${refused}`);
+    await recordSync(client, seq, a.value, current);
+    return false;
+  }
   let setTo: string | null = null;
   if (isPast(BigInt(a.value), state)) {
     const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);

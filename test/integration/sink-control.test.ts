@@ -130,6 +130,16 @@ test('snapshot status turns complete only once the table topic is applied up to 
     await producer.sendBatch([sequence('refund_no', 'gone', 'refund', '-100', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-302', 'never moved back');
+
+    // A source value beyond the destination sequence's MAXVALUE: not moved, recorded, and the
+    // sequences behind it on the one partition still move (setval would have failed: a stall).
+    await db.query(`CREATE SEQUENCE ${SRC}.small_no AS integer`);
+    await producer.sendBatch([sequence('small_no', 'gone', 'n', '3000000000', 'interval'), sequence('refund_no', 'gone', 'refund', '-900', 'interval')]);
+    await waitApplied(db, admin, groupId, [names.sequences]);
+    assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-901');
+    const small = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${SRC}.small_no`]);
+    assert.deepEqual(small.rows[0], { source_value: '3000000000', applied_value: '0' });
+    assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
   } finally {
     await sink.stop();
   }

@@ -5,7 +5,7 @@ import {
   describeDifferences, judgeCutover, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter,
   type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
 } from '../../shared/migration/cutover.ts';
-import { isPast } from '../../shared/migration/sequence-value.ts';
+import { beyondBound, isPast } from '../../shared/migration/sequence-value.ts';
 import type { VerifyReport } from '../../shared/verify/index.ts';
 
 const ok = (step: StepResult['step'], detail = 'fine'): StepResult => ({ step, status: 'ok', detail, ms: 1200 });
@@ -107,6 +107,18 @@ test('a sequence moves only past what it handed out, in the direction it counts'
   assert.equal(isPast(500n, { last: 1000n, increment: 5n }), false);
   assert.equal(isPast(-6000n, { last: -497n, increment: -1n }), true);
   assert.equal(isPast(-100n, { last: -497n, increment: -1n }), false);
+});
+
+test('beyondBound: a source value past the destination sequence\'s bound in its direction, with the statement that widens it', () => {
+  const int4 = { last: 10n, increment: 1n, min: 1n, max: 2147483647n };
+  assert.equal(beyondBound(2147483647n, int4, 'public.s'), null);
+  assert.equal(
+    beyondBound(3000000000n, int4, 'public.s'),
+    "the source handed out 3000000000, beyond the destination's MAXVALUE 2147483647: the destination sequence cannot take its values; widen it (ALTER SEQUENCE public.s AS bigint MAXVALUE 9223372036854775807)",
+  );
+  const down = { last: -10n, increment: -1n, min: -2147483648n, max: -1n };
+  assert.equal(beyondBound(-2147483648n, down, 'd'), null);
+  assert.match(beyondBound(-3000000000n, down, 'd')!, /beyond the destination's MINVALUE -2147483648.*ALTER SEQUENCE d AS bigint MINVALUE -9223372036854775808/);
 });
 
 test('a sequence no table uses that is missing on the destination is said, not a no-go', () => {

@@ -78,6 +78,14 @@ export function lacksColumn(c: ConstraintDef, column: string): boolean {
 }
 
 /**
+ * Does an exclusion constraint not compare the column with `=`? Citus refuses to distribute by
+ * such a column (it needs the distribution column compared by equality); not extendable.
+ */
+export function excludesWithoutColumn(c: ConstraintDef, column: string): boolean {
+  return c.type === 'x' && !(c.equalityColumns ?? []).includes(column);
+}
+
+/**
  * Drop and re-add a primary key or unique constraint with the distribution column appended.
  * INCLUDE / WITH / tablespace clauses of the original are not carried over.
  */

@@ -28,6 +28,11 @@ export interface ConstraintDef {
   /** `pg_get_constraintdef`, e.g. `PRIMARY KEY (id)`, `FOREIGN KEY (a) REFERENCES public.t(id)`. */
   definition: string;
   columns: string[];
+  /**
+   * Exclusion constraints: the columns it compares with an equality operator (a btree `=`), in
+   * its order; the only columns Citus counts as holding the distribution column.
+   */
+  equalityColumns?: string[];
   /** Foreign keys: the referenced table (source names), its columns in order, and the actions. */
   references?: ForeignKeyTarget;
 }

@@ -17,6 +17,7 @@ import {
   createTableSql,
   createTypeSql,
   distributeSql,
+  excludesWithoutColumn,
   extendKeySql,
   indexSql,
   lacksColumn,
@@ -27,7 +28,7 @@ import {
 } from './generate.ts';
 
 export interface DestinationTableState {
-  /** Primary key and unique constraints (for --extend-keys on an existing table). */
+  /** Primary key, unique and exclusion constraints (for --extend-keys, and Citus's checks, on an existing table). */
   constraints: ConstraintDef[];
   citus: CitusTableKind;
   distributionColumn: string | null;
@@ -149,7 +150,8 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
   } else if (dest.citus) {
     // create_distributed_table refuses a unique constraint or index without the distribution
-    // column, and it runs after the DDL phase has committed: refuse before anything runs.
+    // column (an exclusion constraint without it compared by =), and it runs after the DDL
+    // phase has committed: refuse before anything runs.
     for (const { table, column } of opts.distribute) {
       if (layouts.get(table)!.kind === 'single-shard') continue;
       const t = byName.get(table)!;
@@ -161,6 +163,9 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
         const what = c.type === 'p' ? 'primary key' : 'unique constraint';
         if (opts.extendKeys) steps.push({ phase: 'ddl', action: `add ${column} to ${what}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
         else problems.push(`${key(d)}: ${what} ${c.name} (${c.columns.join(', ')}) lacks the distribution column ${column}, which Citus refuses: add --extend-keys (it becomes (${[...c.columns, column].join(', ')})) or distribute by one of its columns`);
+      }
+      for (const c of constraints.filter((x) => excludesWithoutColumn(x, column))) {
+        problems.push(`${key(d)}: exclusion constraint ${c.name} (${c.definition}) does not compare the distribution column ${column} with =, which Citus refuses: create ${key(d)} on the destination by hand with ${column} WITH = in that constraint (schema copy then distributes it as it is), or distribute by a column it compares with =`);
       }
       if (!existing) {
         for (const i of t.indexes.filter((x) => x.unique && !x.columns.includes(column))) {

@@ -37,13 +37,21 @@ SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.at
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`;
 
+// equality_columns: an exclusion constraint's columns compared with a btree equality operator,
+// what Citus asks of the distribution column (ErrorIfUnsupportedConstraint, OperatorImplementsEquality);
+// conkey and conexclop run in step, and an expression's conkey 0 matches no column.
 const CONSTRAINTS_SQL = `
 SELECT c.conrelid::int AS relid, c.conname AS name, c.contype AS type, pg_get_constraintdef(c.oid) AS definition,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS columns,
        rn.nspname AS ref_schema, r.relname AS ref_table, c.confupdtype AS on_update, c.confdeltype AS on_delete,
        ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
-               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS ref_columns
+               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS ref_columns,
+       CASE WHEN c.contype = 'x' THEN ARRAY(SELECT a.attname FROM unnest(c.conkey, c.conexclop) WITH ORDINALITY k(n, op, o)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
+              WHERE EXISTS (SELECT 1 FROM pg_amop m JOIN pg_am am ON am.oid = m.amopmethod
+                             WHERE m.amopopr = k.op AND am.amname = 'btree' AND m.amopstrategy = 3)
+              ORDER BY k.o)::text[] END AS equality_columns
   FROM pg_constraint c
   LEFT JOIN pg_class r ON r.oid = c.confrelid
   LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
@@ -150,6 +158,7 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
 
 function toConstraint(c: any): ConstraintDef {
   const def: ConstraintDef = { name: c.name, type: c.type, definition: c.definition, columns: c.columns };
+  if (c.type === 'x') def.equalityColumns = c.equality_columns ?? [];
   if (c.type === 'f') def.references = { schema: c.ref_schema, table: c.ref_table, columns: c.ref_columns, onUpdate: c.on_update, onDelete: c.on_delete };
   return def;
 }
@@ -211,7 +220,7 @@ export async function readDestinationState(
   const schemas = (await client.query(`SELECT nspname FROM pg_namespace`)).rows.map((r) => r.nspname as string);
   const tableRows = relRows.filter((r) => r.kind !== 'S');
   const constraints = tableRows.length
-    ? (await client.query(CONSTRAINTS_SQL, [tableRows.map((r) => r.oid)])).rows.filter((c) => c.type === 'p' || c.type === 'u')
+    ? (await client.query(CONSTRAINTS_SQL, [tableRows.map((r) => r.oid)])).rows.filter((c) => c.type === 'p' || c.type === 'u' || c.type === 'x')
     : [];
   const dist = citus ? await readCitusTables(client, tableRows.map((r) => r.oid)) : new Map<number, CitusTable>();
   const tables = new Map<string, DestinationTableState>();

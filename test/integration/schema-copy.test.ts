@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { main } from '../../shared/cli/main.ts';
+import { readSchemaModel } from '../../shared/schema/read.ts';
+import { planSchemaCopy } from '../../shared/schema/plan.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 
@@ -172,4 +174,25 @@ test('a --distribute naming an unknown column or table is a usage error', async 
   assert.equal(r.code, 2);
   assert.match(r.stderr, new RegExp(`--distribute orders=nope: ${SCHEMA}\\.orders has no column nope`));
   assert.match(r.stderr, /--distribute nosuch=id: nosuch is not among the selected source tables/);
+});
+
+test('exclusion constraints are read with the columns they compare by =, and a distribution column compared otherwise stops the copy on Citus', async () => {
+  const x = `${SCHEMA}_excl`;
+  await src.query(`
+    CREATE SCHEMA ${x};
+    CREATE TABLE ${x}.bookings (
+      id bigint NOT NULL, region text NOT NULL, slot int4range, period tstzrange,
+      PRIMARY KEY (id, region),
+      CONSTRAINT bookings_region_id EXCLUDE USING btree (region WITH =, id WITH =),
+      CONSTRAINT bookings_overlap EXCLUDE USING gist (period WITH &&),
+      CONSTRAINT bookings_slot EXCLUDE USING gist (slot WITH =, period WITH &&),
+      CONSTRAINT bookings_lower EXCLUDE USING btree (lower(region) WITH =)
+    )`);
+  const oid = (await src.query(`SELECT $1::regclass::oid::int AS oid`, [`${x}.bookings`])).rows[0].oid;
+  const model = await readSchemaModel(src, [oid]);
+  const excl = model.tables[0].constraints.filter((c) => c.type === 'x').map((c) => [c.name, c.equalityColumns]);
+  assert.deepEqual(excl, [['bookings_lower', []], ['bookings_overlap', []], ['bookings_region_id', ['region', 'id']], ['bookings_slot', ['slot']]]);
+  const citusDest = { citus: true, schemas: new Set([x]), types: new Set<string>(), sequences: new Set<string>(), tables: new Map(), deferredTableExists: false, deferred: new Set<string>() };
+  const p = planSchemaCopy(model, citusDest, { distribute: [{ table: `${x}.bookings`, column: 'region' }], reference: [], colocate: false, extendKeys: false });
+  assert.deepEqual(p.problems.map((m) => /exclusion constraint (\w+)/.exec(m)?.[1] ?? m), ['bookings_lower', 'bookings_overlap', 'bookings_slot']);
 });

@@ -267,6 +267,37 @@ test('plan on Citus: a key or unique index without the distribution column stops
   assert.deepEqual(planSchemaCopy(m, emptyDest(), { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: [] }).problems, []);
 });
 
+test('plan on Citus: an exclusion constraint that does not compare the distribution column with = stops before any step', () => {
+  // Citus refuses it at create_distributed_table ("Distributed relations cannot have UNIQUE,
+  // EXCLUDE, or PRIMARY KEY constraints that do not include the partition column (with an
+  // equality operator if EXCLUDE)", multi_create_table_constraints.out), after the DDL committed.
+  const bookings: TableDef = {
+    ...orders, name: 'bookings', printed: 'public.bookings', indexes: [],
+    columns: [...orders.columns, col('period', 'tstzrange')],
+    constraints: [
+      { name: 'bookings_pkey', type: 'p', definition: 'PRIMARY KEY (id, region)', columns: ['id', 'region'] },
+      { name: 'bookings_region_id', type: 'x', definition: 'EXCLUDE USING btree (region WITH =, id WITH =)', columns: ['region', 'id'], equalityColumns: ['region', 'id'] },
+      { name: 'bookings_overlap', type: 'x', definition: 'EXCLUDE USING gist (period WITH &&, customer_id WITH =)', columns: ['period', 'customer_id'], equalityColumns: ['customer_id'] },
+    ],
+  };
+  const m: SchemaModel = { ...model, tables: [customers, bookings] };
+  const plan = (column: string, dest = emptyDest({ citus: true })) => planSchemaCopy(m, dest, { ...opts, distribute: [{ table: 'public.bookings', column }], reference: [], extendKeys: true });
+  assert.deepEqual(plan('region').problems, [
+    'public.bookings: exclusion constraint bookings_overlap (EXCLUDE USING gist (period WITH &&, customer_id WITH =)) does not compare the distribution column region with =, ' +
+      'which Citus refuses: create public.bookings on the destination by hand with region WITH = in that constraint (schema copy then distributes it as it is), or distribute by a column it compares with =',
+  ]);
+  assert.ok(!plan('region').steps.some((s) => /exclusion|bookings_overlap/.test(s.action + s.object)), 'not extendable: --extend-keys leaves it alone');
+  // A column in the constraint but compared with && counts as absent, as with Citus.
+  const refused = (column: string) => plan(column).problems.map((p) => /exclusion constraint (\w+)/.exec(p)?.[1] ?? p);
+  assert.deepEqual(refused('period'), ['bookings_region_id', 'bookings_overlap']);
+  assert.deepEqual(refused('id'), ['bookings_overlap']);
+  // The table made by hand as the remedy says: read from the destination, nothing refused.
+  const fixed = emptyDest({ citus: true, tables: new Map([['public.bookings', { constraints: [bookings.constraints[0], { ...bookings.constraints[2], equalityColumns: ['customer_id', 'region'] }], citus: 'local' as const, distributionColumn: null }]]) });
+  assert.deepEqual(plan('region', fixed).problems, []);
+  // Plain PostgreSQL: nothing is distributed, nothing refused.
+  assert.deepEqual(planSchemaCopy(m, emptyDest(), { ...opts, distribute: [{ table: 'public.bookings', column: 'region' }], reference: [] }).problems, []);
+});
+
 test('plan on Citus: tables created in a distributed schema (schema-based sharding) become single-shard tables, not distributed by schema copy', () => {
   const items: TableDef = { ...orders, name: 'items', printed: 'public.items', constraints: [orders.constraints[0]], indexes: [] };
   const withRefs = (t: TableDef, to: string): TableDef => ({

@@ -28,3 +28,26 @@ BEGIN
   IF sharding IS NOT NULL THEN PERFORM set_config('citus.enable_schema_based_sharding', sharding, true); END IF;
 END $$`;
 }
+
+/** `schema.table`, accepting quoted identifiers: `"My Schema"."T"`. */
+export function splitQualifiedName(name: string, defaultSchema = 'public'): { schema: string; table: string } {
+  const parts: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < name.length; i++) {
+    const ch = name[i];
+    if (quoted) {
+      if (ch === '"' && name[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === '.') {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  parts.push(cur);
+  return parts.length >= 2 ? { schema: parts[0], table: parts.slice(1).join('.') } : { schema: defaultSchema, table: parts[0] };
+}

@@ -10,10 +10,11 @@ import { ConfigError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
-import { controlTopicKind, splitTable } from './control.ts';
+import { controlTopicKind } from './control.ts';
+import { splitQualifiedName } from '../shared/sql.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
 import { ensureSinkTables } from './offsets.ts';
-import { tableFromTopic, type TargetFor } from './schema-compile.ts';
+import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
 import type { TableStates } from './table-state.ts';
 
 /** Retries a start-up step while its failures are transient (the connector's, until it stops). */
@@ -54,12 +55,15 @@ export async function openDestination(
  */
 export function knownTables(config: Pick<SinkConfig, 'tables' | 'topicPrefix'>, topics: readonly string[]): KnownTable[] {
   const sources = new Map<string, KnownTable>();
-  for (const name of Object.keys(config.tables)) sources.set(name, splitTable(name));
+  for (const name of Object.keys(config.tables)) {
+    const q = splitQualifiedName(name);
+    sources.set(destIdOf(q.schema, q.table), q);
+  }
   for (const t of topics) {
     if (controlTopicKind(t, config.topicPrefix)) continue;
     const source = tableFromTopic(t, config.topicPrefix);
-    const name = `${source.schema}.${source.table}`;
-    if (!sources.has(name)) sources.set(name, { ...source, topic: t });
+    const id = destIdOf(source.schema, source.table);
+    if (!sources.has(id)) sources.set(id, { ...source, topic: t });
   }
   return [...sources.values()];
 }

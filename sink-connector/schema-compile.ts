@@ -6,6 +6,7 @@
  */
 import type avro from 'avsc';
 import { DecodeError, SchemaError } from '../shared/errors.ts';
+import { splitQualifiedName } from '../shared/sql.ts';
 import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
 import { compileEnvelope } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
@@ -29,18 +30,24 @@ export type TargetFor = (sourceSchema: string, sourceTable: string) => TableTarg
 export function targetsFrom(mapped: Readonly<Record<string, Partial<Pick<TableTarget, 'schema' | 'table' | 'columns'>> | undefined>>): TargetFor {
   const targets = new Map<string, TableTarget>();
   const sourcesOf = new Map<string, string[]>();
+  // Keys read as check, schema copy and verify read them (quotes allowed: "My Schema"."Order Items").
+  const byName = new Map<string, Partial<Pick<TableTarget, 'schema' | 'table' | 'columns'>> | undefined>();
+  for (const [key, m] of Object.entries(mapped)) {
+    const q = splitQualifiedName(key);
+    byName.set(destIdOf(q.schema, q.table), m);
+  }
   return (schema, table) => {
-    const k = `${schema}.${table}`;
-    let t = targets.get(k);
+    const id = destIdOf(schema, table);
+    let t = targets.get(id);
     if (!t) {
-      const m = Object.hasOwn(mapped, k) ? mapped[k] : undefined;
+      const m = byName.get(id);
       const dest = { schema: m?.schema ?? schema, table: m?.table ?? table };
-      const id = destIdOf(dest.schema, dest.table);
-      let sources = sourcesOf.get(id);
-      if (!sources) sourcesOf.set(id, (sources = []));
-      sources.push(k);
+      const destId = destIdOf(dest.schema, dest.table);
+      let sources = sourcesOf.get(destId);
+      if (!sources) sourcesOf.set(destId, (sources = []));
+      sources.push(`${schema}.${table}`);
       t = { ...dest, columns: Object.assign(Object.create(null) as Record<string, string>, m?.columns), sources };
-      targets.set(k, t);
+      targets.set(id, t);
     }
     return t;
   };

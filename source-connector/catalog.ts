@@ -23,36 +23,13 @@ export interface ResolvedTables {
   noPrimaryKey: string[];
 }
 
-/** `schema.table`, accepting quoted identifiers: `"My Schema"."T"`. */
-export function splitQualifiedName(name: string, defaultSchema = 'public'): { schema: string; table: string } {
-  const parts: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < name.length; i++) {
-    const ch = name[i];
-    if (quoted) {
-      if (ch === '"' && name[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else cur += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === '.') {
-      parts.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  parts.push(cur);
-  return parts.length >= 2 ? { schema: parts[0], table: parts.slice(1).join('.') } : { schema: defaultSchema, table: parts[0] };
-}
-
 export function qualifiedName(t: { schema: string; name: string }): string {
   return `${t.schema}.${t.name}`;
 }
 
-import { quoteIdent } from '../shared/sql.ts';
+import { quoteIdent, splitQualifiedName } from '../shared/sql.ts';
 
-export { quoteIdent };
+export { quoteIdent, splitQualifiedName };
 
 export function quoteQualified(t: { schema: string; name: string }): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;

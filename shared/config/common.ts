@@ -31,8 +31,12 @@ export const topicName = () =>
 export const lowerIdentifier = () =>
   z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).describe('a lower-case identifier (a-z, 0-9, "_"; at most 63, not starting with a digit)');
 
+/** `schema.table`; a part holding dots, spaces or quotes is double-quoted (`"My Schema"."Order Items"`). */
 export const qualifiedTableName = () =>
-  z.string().regex(/^[^.\s]+\.[^.\s]+$/).describe('a "schema.table" name');
+  z
+    .string()
+    .regex(/^(?:[^."\s]+|"(?:[^"]|"")+")\.(?:[^."\s]+|"(?:[^"]|"")+")$/)
+    .describe('a "schema.table" name (double-quote a part holding dots or spaces: "My Schema"."Order Items")');
 
 const hostPort = () =>
   z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/).describe('a "host:port" address');

@@ -262,9 +262,21 @@ test('sink table mappings validate keys and nested keys', () => {
       },
     }),
   );
-  assert.match(msg, /^config: tables\.orders: bad key: expected a "schema\.table" name$/m);
+  assert.match(msg, /^config: tables\.orders: bad key: expected a "schema\.table" name \(double-quote a part holding dots or spaces: "My Schema"\."Order Items"\)$/m);
   assert.match(msg, /^config: tables\["public\.items"\]\.colums: unknown key \(did you mean "columns"\?\)$/m);
   assert.match(msg, /^config: truncate: expected one of "apply", "ignore", got "drop"$/m);
+});
+
+test('table names in the config: a part holding dots or spaces is double-quoted; unquoted it is refused', () => {
+  const sink = (tables: Record<string, object>) =>
+    loadSinkConfig({ env: {}, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, tables } });
+  assert.deepEqual(Object.keys(sink({ '"My Schema"."Order Items"': { table: 'order_items' }, 'sales."a.b"': {}, '"Q""uote".t': {} }).tables), [
+    '"My Schema"."Order Items"',
+    'sales."a.b"',
+    '"Q""uote".t',
+  ]);
+  assert.match(configErrorOf(() => sink({ 'sales.Order Items': {} })), /tables\["sales\.Order Items"\]: bad key: expected a "schema\.table" name/);
+  assert.match(configErrorOf(() => sink({ 'sales.a.b': {} })), /bad key: expected a "schema\.table" name/);
 });
 
 test('sink consumer fetch sizes: positive integers, the per-partition one within the total', () => {

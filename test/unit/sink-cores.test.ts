@@ -147,6 +147,13 @@ test('knownTables: tables mapped in the config and tables with a topic (carrying
     { schema: 'billing', table: 'invoices' },
     { schema: 'public', table: 'items', topic: 'shop.public.items' },
   ]);
+  // A quoted key names the same table as its topic: once, as the mapping's.
+  const quoted = { topicPrefix: 'shop', tables: { '"My Shop"."Order Items"': {} } };
+  assert.deepEqual(knownTables(quoted, ['shop.My_Shop.Order_Items', 'shop.public.items']), [
+    { schema: 'My Shop', table: 'Order Items' },
+    { schema: 'My_Shop', table: 'Order_Items', topic: 'shop.My_Shop.Order_Items' },
+    { schema: 'public', table: 'items', topic: 'shop.public.items' },
+  ]);
 });
 
 test('typeMismatches: a destination type that cannot take every source value as it is; widenings, domains and non-catalog types pass', () => {

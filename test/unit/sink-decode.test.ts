@@ -261,6 +261,14 @@ test('targetsFrom: mapped and unmapped tables, column lookups that no prototype 
   assert.equal(targetFor('a', 'one'), one, 'made once per source table');
 });
 
+test('targetsFrom reads mapping keys as check and schema copy do: quoted parts, dots inside quotes', () => {
+  const targetFor = targetsFrom({ '"My Shop"."Order Items"': { table: 'order_items' }, 'sales."a.b"': { schema: 'x' }, 'Plain.T': { table: 't2' } });
+  assert.equal(targetFor('My Shop', 'Order Items').table, 'order_items');
+  assert.deepEqual([targetFor('sales', 'a.b').schema, targetFor('sales', 'a.b').table], ['x', 'a.b']);
+  assert.equal(targetFor('Plain', 'T').table, 't2');
+  assert.equal(targetFor('sales.a', 'b').schema, 'sales.a', 'another table, not the mapped sales."a.b"');
+});
+
 test('compileValue: two source columns mapped onto one destination column are refused (SchemaError, naming both); mapping keys the source lacks are listed', () => {
   const clash = targetsFrom({ 'shop.orders': { columns: { body: 'tags' } } });
   assert.throws(

@@ -7,12 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import avro from 'avsc';
+import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { partitionForKey } from '../../shared/kafka/murmur2.ts';
 import type { OutMessage } from '../../shared/kafka/client.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
 import { parseTruncateKey, TRUNCATE_KEY_SCHEMA, truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { ensureSinkTables } from '../../sink-connector/offsets.ts';
 import { uniqueTopic } from '../helpers/kafka.ts';
 import { encodeChanges, registerTable, tableInfo } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets } from '../helpers/sink.ts';
@@ -22,7 +24,8 @@ import { readRaw } from '../helpers/source.ts';
 const { ID, SRC, DST, log, env } = sinkTestFile('tr');
 
 /** The truncate key as sources before the delivery field wrote it. */
-const OLD_KEY = avro.Type.forSchema({ ...TRUNCATE_KEY_SCHEMA, fields: TRUNCATE_KEY_SCHEMA.fields.filter((f) => f.name !== 'delivery') } as unknown as avro.Schema);
+const OLD_KEY_SCHEMA = { ...TRUNCATE_KEY_SCHEMA, fields: TRUNCATE_KEY_SCHEMA.fields.filter((f) => f.name !== 'delivery') };
+const OLD_KEY = avro.Type.forSchema(OLD_KEY_SCHEMA as unknown as avro.Schema);
 
 function oldKeys(schemaId: number, truncate: string, partitions: number): Buffer[] {
   return Array.from({ length: partitions }, (_, partition) => {
@@ -42,7 +45,10 @@ async function truncateFixture(name: string) {
   const topic = `${prefix}.${SRC}.${name}`;
   await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
   const table = await registerTable(registry, await tableInfo(db, SRC, name), topic);
+  // An older source registered the key without delivery: the current schema is a compatible evolution of it.
+  const oldKeySchemaId = await registry.register(`${prefix}.__truncate-key`, OLD_KEY_SCHEMA);
   const keySchemaId = await registry.register(`${prefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
+  assert.notEqual(keySchemaId, oldKeySchemaId);
   const truncateValue = encodeChanges(table, [{ kind: 'truncate' }])[0].value;
   const groupId = `g-${ID}-${name}`;
   const rows = (from: number, to: number, v: string): OutMessage[] =>
@@ -54,7 +60,7 @@ async function truncateFixture(name: string) {
     /** The truncate's copies with `keys`, on the partitions in `only` (default: all). */
     copies: (keys: Buffer[], only = [0, 1, 2]): OutMessage[] => only.map((p) => ({ topic, key: keys[p], value: truncateValue })),
     keys: (id: string, delivery: number) => truncateKeys(keySchemaId, id, 3, delivery),
-    oldKeys: (id: string) => oldKeys(keySchemaId, id, 3),
+    oldKeys: (id: string) => oldKeys(oldKeySchemaId, id, 3),
     /** Sent in order: Kafka keeps each partition's order across sends. */
     send: async (...batches: OutMessage[][]) => {
       for (const b of batches) await producer.sendBatch(b);
@@ -127,4 +133,35 @@ test('keys of an older source (no delivery field): the barrier as before, a repl
   await f.applied();
   assert.deepEqual(await f.table(), expectRows(21, 40, 'after'));
   assert.deepEqual(await f.done(), [{ truncate_id: '0/3C/0', delivery: '0', rounds: 2 }]);
+});
+
+test('barrier tables made before deliveries are migrated at start: what they hold is delivery 0, another delivery of the same truncate a row of its own', async (t) => {
+  const { db, servers } = env();
+  const name = `sb_trmig_${ID}`;
+  await db.query(`CREATE DATABASE ${name}`);
+  const url = new URL(servers.destination);
+  url.pathname = `/${name}`;
+  const old = new pg.Client({ connectionString: url.toString() });
+  await old.connect();
+  t.after(async () => {
+    await old.end().catch(() => {});
+    await db.query(`DROP DATABASE IF EXISTS ${name}`);
+  });
+  // The tables as sinks before deliveries made them.
+  await old.query(`CREATE SCHEMA shardbridge;
+    CREATE TABLE shardbridge.sink_truncate_arrivals (
+      group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
+      arrived_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (group_id, topic, truncate_id, kafka_partition, kafka_offset));
+    CREATE TABLE shardbridge.sink_truncates (
+      group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, rounds int NOT NULL,
+      truncated_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (group_id, topic, truncate_id));
+    INSERT INTO shardbridge.sink_truncate_arrivals VALUES ('g', 'x', '0/1/0', 0, 7);
+    INSERT INTO shardbridge.sink_truncates VALUES ('g', 'x', '0/1/0', 1)`);
+  await ensureSinkTables(old);
+  await ensureSinkTables(old); // every later start: nothing left to do
+  assert.deepEqual((await old.query(`SELECT truncate_id, delivery::int FROM shardbridge.sink_truncate_arrivals`)).rows, [{ truncate_id: '0/1/0', delivery: 0 }]);
+  await old.query(`INSERT INTO shardbridge.sink_truncates (group_id, topic, truncate_id, delivery, rounds) VALUES ('g', 'x', '0/1/0', 5, 1)`);
+  assert.deepEqual((await old.query(`SELECT delivery::int, rounds FROM shardbridge.sink_truncates ORDER BY delivery`)).rows, [{ delivery: 0, rounds: 1 }, { delivery: 5, rounds: 1 }]);
 });

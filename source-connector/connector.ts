@@ -335,14 +335,15 @@ class ConnectorRun {
    * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
    * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
    * stay at the destination: the new snapshot has no record of rows that are gone.
+   * The same id every time, told apart by the session's delivery: a fan-out cut short by a
+   * crash is then abandoned by the next attempt's copies, not waited for forever.
    */
   private async truncateBeforeResnapshot(): Promise<void> {
     const tsMs = Date.now();
-    const id = `resnapshot/${new Date(tsMs).toISOString()}`;
     const tables = this.selectedVersions();
-    tables.forEach((v, i) => {
+    tables.forEach((v) => {
       const source = v.schemas.sourceFor({ db: this.source.database, tsMs });
-      const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), `${id}/${i}`);
+      const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), 'resnapshot');
       this.publisher.publishFanout(v, value, keys, null);
     });
     await this.publisher.barrier();

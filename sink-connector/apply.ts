@@ -83,7 +83,7 @@ export type ChunkOutcome =
   /** The stored offset is below the chunk: records between were never applied. The caller seeks. */
   | { kind: 'gap'; stored: bigint }
   /** Applied up to a truncate's copy at `at` (stored offset = at); the other partitions have not all reached theirs. */
-  | { kind: 'waiting'; at: bigint; truncate: string; arrived: number; partitions: number; counts: Counts; paths: Counts; transcoded: Counts; rows: number };
+  | { kind: 'waiting'; at: bigint; truncate: string; delivery: number; arrived: number; partitions: number; counts: Counts; paths: Counts; transcoded: Counts; rows: number };
 
 /** Records between multi-partition truncates; each segment but the last ends at one. */
 interface Segment {
@@ -159,9 +159,15 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       if (res.verdict === 'wait') {
         // Everything before the copy is applied; the copy itself is applied once all partitions reached theirs.
         await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, at));
-        return { kind: 'waiting', at, truncate: b.mark.id, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, transcoded, rows };
+        return { kind: 'waiting', at, truncate: b.mark.id, delivery: b.mark.delivery, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, transcoded, rows };
       }
       if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
+      if (res.verdict === 'abandoned') {
+        ctx.logger.info(
+          { topic: chunk.topic, partition: chunk.partition, offset: String(at), truncate: b.mark.id, delivery: b.mark.delivery, table: current },
+          'truncate copy passed without truncating: the source sent this truncate again (a replay after a crash part-way through its copies), and its later delivery truncates once every partition reached it',
+        );
+      }
       count(counts, current, [b.record], (r) => r.change.op);
     }
     current = undefined;

@@ -27,7 +27,7 @@ export function truncateMarks(items: readonly { raw: RawRecord; decoded?: Decode
   for (const { raw, decoded } of items) {
     if (decoded?.change.op !== 't') continue;
     const k = parseTruncateKey(raw.key);
-    if (k && k.partitions > 1) out.set(raw.offset, { id: k.id, partitions: k.partitions });
+    if (k && k.partitions > 1) out.set(raw.offset, { id: k.id, partitions: k.partitions, delivery: k.delivery });
   }
   return out;
 }

@@ -375,10 +375,11 @@ export class BatchProcessor {
    * resumed shortly to look again (pausing, not blocking, keeps the concurrency slots free for
    * the partitions it waits for).
    */
-  private waitAtTruncate(p: Part, w: { at: bigint; truncate: string; arrived: number; partitions: number }): void {
-    const first = !this.waitingAt.has(`${p.topic}/${p.partition}/${w.truncate}`);
-    this.waitingAt.add(`${p.topic}/${p.partition}/${w.truncate}`);
-    const fields = { truncate: w.truncate, offset: String(w.at), arrived: w.arrived, partitions: w.partitions };
+  private waitAtTruncate(p: Part, w: { at: bigint; truncate: string; delivery: number; arrived: number; partitions: number }): void {
+    const where = `${p.topic}/${p.partition}/${w.truncate}/${w.delivery}`;
+    const first = !this.waitingAt.has(where);
+    this.waitingAt.add(where);
+    const fields = { truncate: w.truncate, delivery: w.delivery, offset: String(w.at), arrived: w.arrived, partitions: w.partitions };
     if (first) p.log.info(fields, 'truncate reached: waiting until every partition of the topic has reached it, then it is applied once');
     else p.log.debug(fields, 'still waiting for the other partitions at a truncate');
     p.consumer.seek(p.topic, p.partition, w.at);

@@ -9,9 +9,15 @@
  * At that moment every partition has applied exactly its pre-truncate rows and none of its
  * later ones, which is the source's order. Waiting partitions then pass their copy.
  *
- * A truncate delivered again (the source replays after a crash) is a second round: arrival
- * k of partition p (counted by distinct Kafka offsets) belongs to round k, and round k
- * truncates once every partition arrived k times.
+ * Each copy carries its delivery: the session of the source that sent it. A source that
+ * crashed part-way through the fan-out left copies on some partitions only; its next session
+ * replays the truncate, with a later delivery, after the replayed rows. So a round is a
+ * delivery (and within it, for sources that send the same delivery again — older ones, all
+ * delivery 0 — arrival k of a partition, by Kafka offset, belongs to round k). Each
+ * partition's log holds the deliveries in order, so a partition that reached a later delivery
+ * will never reach an earlier one: an incomplete round is abandoned as soon as any partition
+ * arrives at a later delivery, and its copies are passed without truncating (their rows come
+ * again in the replay, before the later delivery's copy).
  */
 import type pg from 'pg';
 import { parseTruncateKey } from '../source-connector/truncate-fanout.ts';
@@ -21,35 +27,67 @@ export { parseTruncateKey };
 export interface TruncateMark {
   id: string;
   partitions: number;
+  /** The source session that sent this copy (0: an older source). */
+  delivery: number;
 }
 
-export type BarrierVerdict = 'truncate' | 'pass' | 'wait';
+/** `abandoned`: pass without truncating, a later delivery of the truncate is under way. */
+export type BarrierVerdict = 'truncate' | 'pass' | 'abandoned' | 'wait';
+
+export interface Arrival {
+  partition: number;
+  delivery: number;
+  offset: bigint;
+}
+
+const byOffset = (a: { offset: bigint }, b: { offset: bigint }) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0);
+
+/** How many arrivals of `delivery` each partition has. */
+function countsOf(arrivals: readonly Arrival[], delivery: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const a of arrivals) if (a.delivery === delivery) out.set(a.partition, (out.get(a.partition) ?? 0) + 1);
+  return out;
+}
 
 /**
- * Pure: what partition `partition` does with its copy at `offset`, given every recorded
- * arrival (partition → Kafka offsets, this one included) and the rounds already truncated.
+ * Pure: what partition `me.partition` does with its copy, given every recorded arrival of the
+ * truncate (this one included) and, per delivery, the rounds already truncated.
  */
-export function judgeBarrier(arrivals: ReadonlyMap<number, readonly bigint[]>, partitions: number, partition: number, offset: bigint, roundsDone: number): { verdict: BarrierVerdict; round: number } {
-  const mine = [...(arrivals.get(partition) ?? [])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const at = mine.indexOf(offset);
+export function judgeBarrier(
+  arrivals: readonly Arrival[],
+  partitions: number,
+  me: Arrival,
+  roundsDone: ReadonlyMap<number, number>,
+): { verdict: BarrierVerdict; round: number; arrived: number } {
+  const mine = arrivals.filter((a) => a.partition === me.partition && a.delivery === me.delivery).sort(byOffset);
+  const at = mine.findIndex((a) => a.offset === me.offset);
   const round = (at < 0 ? mine.length : at) + 1;
-  if (round <= roundsDone) return { verdict: 'pass', round };
-  for (let p = 0; p < partitions; p++) {
-    if ((arrivals.get(p)?.length ?? 0) < round) return { verdict: 'wait', round };
-  }
-  return { verdict: 'truncate', round };
+  const counts = countsOf(arrivals, me.delivery);
+  let arrived = 0;
+  for (let p = 0; p < partitions; p++) if ((counts.get(p) ?? 0) >= round) arrived++;
+  if (round <= (roundsDone.get(me.delivery) ?? 0)) return { verdict: 'pass', round, arrived };
+  if (arrivals.some((a) => a.delivery > me.delivery)) return { verdict: 'abandoned', round, arrived };
+  return { verdict: arrived === partitions ? 'truncate' : 'wait', round, arrived };
 }
 
 /** The barrier's tables: made with the sink's own tables at start (offsets.ts ensureSinkTables), in each destination. */
 export const BARRIER_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS shardbridge.sink_truncate_arrivals (
   group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
-  arrived_at timestamptz NOT NULL DEFAULT now(),
+  arrived_at timestamptz NOT NULL DEFAULT now(), delivery bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (group_id, topic, truncate_id, kafka_partition, kafka_offset));
 CREATE TABLE IF NOT EXISTS shardbridge.sink_truncates (
   group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, rounds int NOT NULL,
-  truncated_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (group_id, topic, truncate_id));`;
+  truncated_at timestamptz NOT NULL DEFAULT now(), delivery bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (group_id, topic, truncate_id, delivery));
+DO $$BEGIN
+  -- Tables made before deliveries: what they hold is delivery 0. Checked first, so that a start takes no lock when done.
+  IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'shardbridge.sink_truncates'::regclass AND attname = 'delivery' AND NOT attisdropped) THEN
+    ALTER TABLE shardbridge.sink_truncate_arrivals ADD COLUMN IF NOT EXISTS delivery bigint NOT NULL DEFAULT 0;
+    ALTER TABLE shardbridge.sink_truncates ADD COLUMN IF NOT EXISTS delivery bigint NOT NULL DEFAULT 0,
+      DROP CONSTRAINT sink_truncates_pkey, ADD CONSTRAINT sink_truncates_pkey PRIMARY KEY (group_id, topic, truncate_id, delivery);
+  END IF;
+END$$;`;
 
 /**
  * Inside the batch transaction: record this partition's arrival and judge it. A verdict of
@@ -61,41 +99,33 @@ export async function arriveAtBarrier(
   mark: TruncateMark,
 ): Promise<{ verdict: BarrierVerdict; round: number; arrived: number }> {
   const args = [at.groupId, at.topic, mark.id];
-  // One judge at a time per truncate: the partition completing the set must see every arrival.
+  // One judge at a time per truncate, every delivery: the partition completing a round, or
+  // arriving at a later delivery, must see every arrival.
   await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))`, args);
   await client.query(
-    `INSERT INTO shardbridge.sink_truncate_arrivals (group_id, topic, truncate_id, kafka_partition, kafka_offset) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-    [...args, at.partition, at.offset.toString()],
+    `INSERT INTO shardbridge.sink_truncate_arrivals (group_id, topic, truncate_id, kafka_partition, kafka_offset, delivery) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+    [...args, at.partition, at.offset.toString(), mark.delivery],
   );
   const { rows } = await client.query(
-    `SELECT kafka_partition AS p, kafka_offset::text AS o FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`,
+    `SELECT kafka_partition AS p, kafka_offset::text AS o, delivery::text AS d FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`,
     args,
   );
-  const arrivals = new Map<number, bigint[]>();
-  for (const r of rows) {
-    let list = arrivals.get(r.p);
-    if (!list) arrivals.set(r.p, (list = []));
-    list.push(BigInt(r.o));
-  }
-  const done = await client.query(`SELECT rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`, args);
-  const roundsDone = done.rows.length > 0 ? Number(done.rows[0].rounds) : 0;
-  const { verdict, round } = judgeBarrier(arrivals, mark.partitions, at.partition, at.offset, roundsDone);
-  if (verdict === 'truncate') {
+  const arrivals: Arrival[] = rows.map((r) => ({ partition: r.p, offset: BigInt(r.o), delivery: Number(r.d) }));
+  const done = await client.query(`SELECT delivery::text AS d, rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`, args);
+  const roundsDone = new Map<number, number>(done.rows.map((r) => [Number(r.d), Number(r.rounds)]));
+  const judged = judgeBarrier(arrivals, mark.partitions, { partition: at.partition, offset: at.offset, delivery: mark.delivery }, roundsDone);
+  if (judged.verdict === 'truncate') {
     await client.query(
-      `INSERT INTO shardbridge.sink_truncates (group_id, topic, truncate_id, rounds) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (group_id, topic, truncate_id) DO UPDATE SET rounds = EXCLUDED.rounds, truncated_at = now()`,
-      [...args, round],
+      `INSERT INTO shardbridge.sink_truncates (group_id, topic, truncate_id, delivery, rounds) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (group_id, topic, truncate_id, delivery) DO UPDATE SET rounds = EXCLUDED.rounds, truncated_at = now()`,
+      [...args, mark.delivery, judged.round],
     );
   }
-  let arrived = 0;
-  for (let p = 0; p < mark.partitions; p++) if ((arrivals.get(p)?.length ?? 0) >= round) arrived++;
-  return { verdict, round, arrived };
+  return judged;
 }
 
-export interface RecordedArrival {
+export interface RecordedArrival extends Arrival {
   truncateId: string;
-  partition: number;
-  offset: bigint;
 }
 
 export interface BarrierRewind {
@@ -103,9 +133,12 @@ export interface BarrierRewind {
   refused: RecordedArrival | null;
   /** Arrivals at or after the new positions: those copies will be applied again. */
   forget: RecordedArrival[];
-  /** Per affected truncate: the rounds still complete after forgetting (0: none). */
-  rounds: Map<string, number>;
+  /** Per affected truncate, per delivery: the rounds still complete after forgetting (0: none). */
+  rounds: Map<string, Map<number, number>>;
 }
+
+/** Rounds in the order a partition's log holds them: by delivery, then by number within it. */
+const roundOrder = (a: { delivery: number; k: number }, b: { delivery: number; k: number }) => a.delivery - b.delivery || a.k - b.k;
 
 /**
  * Pure: what rewinding partitions to `moves` (partition → next offset) does to the barrier.
@@ -120,30 +153,32 @@ export function planBarrierRewind(arrivals: readonly RecordedArrival[], moves: R
   const forget = arrivals.filter(crossed);
   const affected = new Set(forget.map((a) => a.truncateId));
   let refused: RecordedArrival | null = null;
-  const rounds = new Map<string, number>();
+  const rounds = new Map<string, Map<number, number>>();
   for (const id of affected) {
-    // Arrival k of a partition (by offset) is its round k; what a rewind forgets is a suffix.
-    const perPartition = new Map<number, RecordedArrival[]>();
-    for (const a of arrivals) {
-      if (a.truncateId !== id) continue;
+    // A partition's arrivals by offset are its rounds in order; what a rewind forgets is a suffix.
+    const perPartition = new Map<number, { a: RecordedArrival; delivery: number; k: number }[]>();
+    for (const a of [...arrivals].filter((x) => x.truncateId === id).sort(byOffset)) {
       let list = perPartition.get(a.partition);
       if (!list) perPartition.set(a.partition, (list = []));
-      list.push(a);
+      list.push({ a, delivery: a.delivery, k: list.filter((x) => x.delivery === a.delivery).length + 1 });
     }
-    const keptBy = new Map<number, number>();
-    for (const [p, list] of perPartition) {
-      list.sort((x, y) => (x.offset < y.offset ? -1 : x.offset > y.offset ? 1 : 0));
-      keptBy.set(p, list.filter((a) => !crossed(a)).length);
+    // A round one partition forgets must be forgotten by every partition that reached it (or a later one).
+    let lowest: { delivery: number; k: number } | null = null;
+    for (const list of perPartition.values()) {
+      const first = list.find((x) => crossed(x.a));
+      if (first && (!lowest || roundOrder(first, lowest) < 0)) lowest = first;
     }
-    const kept = (p: number) => keptBy.get(p) ?? 0;
-    // A round one partition forgets must be forgotten by every partition that reached it.
-    const lowestForgotten = Math.min(...[...perPartition].filter(([p, list]) => kept(p) < list.length).map(([p]) => kept(p) + 1));
-    for (const [p, list] of perPartition) {
-      if (!refused && kept(p) >= lowestForgotten) refused = list[lowestForgotten - 1];
+    for (const list of perPartition.values()) {
+      const kept = list.find((x) => !crossed(x.a) && lowest && roundOrder(x, lowest) >= 0);
+      if (!refused && kept) refused = kept.a;
     }
-    let complete = Infinity;
-    for (let p = 0; p < partitionCount; p++) complete = Math.min(complete, kept(p));
-    rounds.set(id, complete === Infinity ? 0 : complete);
+    const complete = new Map<number, number>();
+    for (const delivery of new Set(arrivals.filter((x) => x.truncateId === id).map((x) => x.delivery))) {
+      let n = Infinity;
+      for (let p = 0; p < partitionCount; p++) n = Math.min(n, (perPartition.get(p) ?? []).filter((x) => x.delivery === delivery && !crossed(x.a)).length);
+      complete.set(delivery, n === Infinity ? 0 : n);
+    }
+    rounds.set(id, complete);
   }
   return { refused, forget, rounds };
 }
@@ -153,10 +188,10 @@ export async function readArrivals(client: pg.ClientBase, groupId: string, topic
   const exists = await client.query(`SELECT to_regclass('shardbridge.sink_truncate_arrivals') IS NOT NULL AS ok`);
   if (!exists.rows[0].ok) return [];
   const { rows } = await client.query(
-    `SELECT truncate_id, kafka_partition AS p, kafka_offset::text AS o FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2`,
+    `SELECT truncate_id, kafka_partition AS p, kafka_offset::text AS o, delivery::text AS d FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2`,
     [groupId, topic],
   );
-  return rows.map((r) => ({ truncateId: r.truncate_id, partition: r.p, offset: BigInt(r.o) }));
+  return rows.map((r) => ({ truncateId: r.truncate_id, partition: r.p, offset: BigInt(r.o), delivery: Number(r.d) }));
 }
 
 /** Applies a planned rewind inside the caller's transaction (with the stored offsets). */
@@ -167,8 +202,11 @@ export async function applyBarrierRewind(client: pg.ClientBase, groupId: string,
       [groupId, topic, a.truncateId, a.partition, a.offset.toString()],
     );
   }
-  for (const [id, rounds] of plan.rounds) {
-    if (rounds === 0) await client.query(`DELETE FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`, [groupId, topic, id]);
-    else await client.query(`UPDATE shardbridge.sink_truncates SET rounds = LEAST(rounds, $4) WHERE group_id = $1 AND topic = $2 AND truncate_id = $3`, [groupId, topic, id, rounds]);
+  for (const [id, deliveries] of plan.rounds) {
+    for (const [delivery, rounds] of deliveries) {
+      const args = [groupId, topic, id, delivery];
+      if (rounds === 0) await client.query(`DELETE FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 AND truncate_id = $3 AND delivery = $4`, args);
+      else await client.query(`UPDATE shardbridge.sink_truncates SET rounds = LEAST(rounds, $5) WHERE group_id = $1 AND topic = $2 AND truncate_id = $3 AND delivery = $4`, [...args, rounds]);
+    }
   }
 }

@@ -36,7 +36,7 @@ import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
-import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
+import { nextDelivery, TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 import { truncateRecords, type TruncateFanout } from './envelope.ts';
 
 export interface SourceConnector {
@@ -122,6 +122,8 @@ class ConnectorRun {
   private readonly registry: RegistryClient;
   /** Truncate fan-out: the truncate key schema's id, and each table topic's partition count (read at start). */
   private truncateKeySchemaId = 0;
+  /** This session's delivery, carried by its truncates' copies: a replayed truncate is told from an earlier, maybe partial, send. */
+  private delivery = 0;
   private readonly partitionCounts = new Map<string, number>();
   /** Per partitioned table, its ATTACHed partitions as this session found them (partitions.ts). */
   private attached = new Map<string, string[]>();
@@ -219,6 +221,9 @@ class ConnectorRun {
   private async session(): Promise<void> {
     const cfg = this.config;
     const client = await this.source.connect();
+    // The database's clock, not this host's: one clock for every host the connector may run on.
+    const { rows: [now] } = await client.query(`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS ms`);
+    this.delivery = nextDelivery(Number(now.ms), this.delivery);
     if (!this.prepared) {
       await this.producer.connect().catch((err: unknown) => {
         // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
@@ -316,7 +321,7 @@ class ConnectorRun {
 
   /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */
   private truncateFanout(topic: string): TruncateFanout {
-    return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions };
+    return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions, delivery: this.delivery };
   }
 
   /** The current versions of the selected tables (the snapshot's tables). */
@@ -330,14 +335,15 @@ class ConnectorRun {
    * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
    * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
    * stay at the destination: the new snapshot has no record of rows that are gone.
+   * The same id every time, told apart by the session's delivery: a fan-out cut short by a
+   * crash is then abandoned by the next attempt's copies, not waited for forever.
    */
   private async truncateBeforeResnapshot(): Promise<void> {
     const tsMs = Date.now();
-    const id = `resnapshot/${new Date(tsMs).toISOString()}`;
     const tables = this.selectedVersions();
-    tables.forEach((v, i) => {
+    tables.forEach((v) => {
       const source = v.schemas.sourceFor({ db: this.source.database, tsMs });
-      const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), `${id}/${i}`);
+      const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), 'resnapshot');
       this.publisher.publishFanout(v, value, keys, null);
     });
     await this.publisher.barrier();

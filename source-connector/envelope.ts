@@ -146,18 +146,21 @@ export function changeToEvents(change: DecodedChange, ctx: ChangeContext): Chang
   }
 }
 
-/** Where a table's truncate goes: the truncate key schema's id and the topic's partition count. */
+/** Where a table's truncate goes: the truncate key schema's id and the topic's partition count; the session's delivery. */
 export interface TruncateFanout {
   keySchemaId: number;
   partitions: number;
+  /** Grows from one session of the source to the next (truncate-fanout.ts). */
+  delivery: number;
 }
 
 /**
  * A table's truncate as its topic gets it: one envelope, sent once per partition with that
- * partition's key (truncate-fanout.ts). `id` names the truncate, the same on every copy and on a replay.
+ * partition's key (truncate-fanout.ts). `id` names the truncate, the same on every copy and on a
+ * replay; a replay by a later session has a later `fanout.delivery`.
  */
 export function truncateRecords(ctx: ChangeContext, fanout: TruncateFanout, id: string): { value: Envelope; keys: Buffer[] } {
-  return { value: envelopeOf(ctx, 't', null, null, []), keys: truncateKeys(fanout.keySchemaId, id, fanout.partitions) };
+  return { value: envelopeOf(ctx, 't', null, null, []), keys: truncateKeys(fanout.keySchemaId, id, fanout.partitions, fanout.delivery) };
 }
 
 function keyChanged(keyFields: { index: number }[], oldTuple: TextTuple, newTuple: TextTuple): boolean {

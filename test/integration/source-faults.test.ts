@@ -1,6 +1,7 @@
 /**
  * The source connector under faults: kill -9 of the connector process mid-stream and a
- * restart (every change at least once, in order per key); its Kafka broker killed and
+ * restart (every change at least once, in order per key); a restart whose slot replays a
+ * truncate (the replayed copies carry a later delivery); its Kafka broker killed and
  * restarted mid-stream (nothing lost, and the slot's confirmed position never passes what
  * Kafka has); a 1,000,000-row transaction streamed by the real CLI with bounded memory.
  */
@@ -15,9 +16,10 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
+import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import { spawnSourceCli } from '../helpers/cli.ts';
 import { testLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, readDecoded, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, streaming, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-faults-'));
 let env: SourceTestEnv;
@@ -154,6 +156,53 @@ test('kill -9 of the connector mid-stream, then a restart: every change at least
 
   const { duplicates } = await assertCountersComplete(kafka, topic, writer.written, keys);
   t.diagnostic(`${writer.count()} changes written, ${duplicates} delivered twice after the kill`);
+});
+
+test('a restart whose slot replays a truncate: the replayed copies name the same truncate with a later delivery, on every partition', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, topics: { partitions: 3 }, heartbeatIntervalMs: 500 } });
+  const topic = `${config.topicPrefix}.public.items`;
+  const first = await startSourceConnector(config, testLogger());
+  t.after(() => first.stop());
+  await streaming(first);
+  await client.query(`INSERT INTO items SELECT g, 'before' FROM generate_series(1, 30) g`);
+  const beforeTruncate = await walLsn(client);
+  await waitFor('the slot confirmed the rows before the truncate', async () => ((await slotConfirmed(client, slot)) ?? 0n) >= beforeTruncate, { timeoutMs: 60_000, intervalMs: 100 });
+  // The slot as a connector killed before it confirmed the truncate leaves it: a copy taken now, put back after the stop.
+  await client.query(`SELECT pg_copy_logical_replication_slot($1, $2)`, [slot, `${slot}_kept`]);
+  t.after(() => client.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [`${slot}_kept`]).catch(() => {}));
+  await client.query(`TRUNCATE items`);
+  await client.query(`INSERT INTO items SELECT g, 'after' FROM generate_series(21, 40) g`);
+  // 30 rows, 3 truncate copies, 20 rows.
+  await waitFor('the first session published everything', async () => (await sumEndOffsets(kafka, topic)) >= 53, { timeoutMs: 60_000, intervalMs: 100 });
+  await first.stop();
+  await first.done;
+  await client.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+  await client.query(`SELECT pg_copy_logical_replication_slot($1, $2)`, [`${slot}_kept`, slot]);
+  await client.query(`SELECT pg_drop_replication_slot($1)`, [`${slot}_kept`]);
+
+  const second = await startSourceConnector(config, testLogger());
+  t.after(() => second.stop());
+  await waitFor('the replay published', async () => (await sumEndOffsets(kafka, topic)) >= 76, { timeoutMs: 60_000, intervalMs: 100 });
+  await second.stop();
+  await second.done;
+
+  const copies = (await readRaw(kafka, topic)).flatMap((r) => {
+    const key = parseTruncateKey(r.key);
+    return key ? [{ ...key, at: r.partition, offset: r.offset }] : [];
+  });
+  assert.equal(copies.length, 6, 'one copy per partition from each session');
+  for (let p = 0; p < 3; p++) {
+    const [sent, replayed, ...more] = copies.filter((c) => c.at === p);
+    assert.deepEqual(more, [], `partition ${p}: two copies`);
+    assert.equal(sent.partition, p);
+    assert.equal(replayed.partition, p);
+    assert.equal(replayed.id, sent.id, `partition ${p}: the replay names the same truncate`);
+    assert.ok(sent.delivery > 0, `partition ${p}: the first session's delivery is set`);
+    assert.ok(replayed.delivery > sent.delivery, `partition ${p}: the replayed copy's delivery ${replayed.delivery} is later than ${sent.delivery}`);
+  }
+  assert.equal(new Set(copies.map((c) => c.delivery)).size, 2, 'one delivery per session, the same on all its copies');
 });
 
 test('the broker killed and restarted mid-stream: nothing lost, the slot never confirms past what Kafka has', async (t) => {

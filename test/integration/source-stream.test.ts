@@ -16,10 +16,11 @@ import { ShardBridgeError, type SourceError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import {
-  RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, readDecoded, readJson, stableKey, startSourceTestEnv, streaming, testSourceConfig, walLsn, type SourceTestEnv,
+  RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, readDecoded, readJson, readRaw, stableKey, startSourceTestEnv, streaming, testSourceConfig, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -440,7 +441,16 @@ test('stopped after dropping its slot to snapshot again, before the new one exis
   assert.ok(markers.indexOf(null) > created[0] && markers.indexOf(null) < created[1], 'the first slot\'s marker tombstoned before the new slot\'s');
   assert.deepEqual(markers.filter((m) => m?.kind === 'completed').map((m) => m.rows), [149001]);
   const records = await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.redo`);
-  assert.ok(records.filter((r) => r.value?.op === 't').length >= 2, 'a truncate before each new snapshot attempt');
+  const truncates = records.filter((r) => r.value?.op === 't');
+  assert.ok(truncates.length >= 2 * 6, 'a truncate before each new snapshot attempt, on each of the 6 partitions');
+  // One id for every attempt, a later delivery for each: a fan-out cut short by a crash is abandoned by the next one's.
+  const keys = (await readRaw(kafka, `${config.topicPrefix}.public.redo`)).flatMap((r) => parseTruncateKey(r.key) ?? []);
+  assert.equal(keys.length, truncates.length);
+  assert.deepEqual(new Set(keys.map((k) => k.id)), new Set(['resnapshot']));
+  for (let p = 0; p < 6; p++) {
+    const deliveries = keys.filter((k) => k.partition === p).map((k) => k.delivery);
+    assert.ok(deliveries.length >= 2 && deliveries.every((d, i) => i === 0 || d > deliveries[i - 1]), `partition ${p}: deliveries ${deliveries.join(', ')} grow`);
+  }
   await assertRowsEqualTable(client, 'redo', finalState(records).values());
 });
 

@@ -31,7 +31,7 @@ test('chunkOf: fast rows, decoded changes and control actions apart, offsets fro
 });
 
 test('chunkOf: a run with a truncate sent to several partitions decodes its fast rows, so the barrier cuts among decoded records', () => {
-  const key = truncateKeys(9, '0/1/0', 3)[2];
+  const key = truncateKeys(9, '0/1/0', 3, 1)[2];
   const run: Item[] = [fast('20'), { raw: raw('21', key), decoded: decoded('t'), control: null }, fast('22')];
   const redecoded: string[] = [];
   const { chunk } = chunkOf('shop.public.orders', 2, run, (row) => {

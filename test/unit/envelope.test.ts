@@ -221,16 +221,16 @@ test('buildEnvelope keeps the schema field order', () => {
   assert.equal(env.ts_ms, 5);
 });
 
-test('truncateRecords: one t envelope, and a key per partition that hashes to it and names the truncate', () => {
+test("truncateRecords: one t envelope, and a key per partition that hashes to it and names the truncate and the session's delivery", () => {
   const ctx = context(true);
-  const { value, keys } = truncateRecords(ctx, { keySchemaId: 12, partitions: 4 }, '0/16B3748/1');
+  const { value, keys } = truncateRecords(ctx, { keySchemaId: 12, partitions: 4, delivery: 1_800_000_000_123 }, '0/16B3748/1');
   assert.equal(value.op, 't');
   assert.equal(value.before, null);
   assert.equal(value.after, null);
   assert.deepEqual(value.source, ctx.source);
   assert.deepEqual(
     keys.map((k) => [partitionForKey(k, 4), parseTruncateKey(k)]),
-    [0, 1, 2, 3].map((p) => [p, { id: '0/16B3748/1', partitions: 4, partition: p }]),
+    [0, 1, 2, 3].map((p) => [p, { id: '0/16B3748/1', partitions: 4, partition: p, delivery: 1_800_000_000_123 }]),
   );
   assertEncodes([{ key: null, value }]);
 });

@@ -1,0 +1,172 @@
+/**
+ * Truncates on a multi-partition topic (docs/sink-connector.md, "Truncates"): records made by
+ * hand as the source shapes them, to put copies exactly where a crash of the source leaves
+ * them — a first delivery that reached only some partitions, then the source's replay with a
+ * later delivery — and keys of an older source (no delivery field).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import avro from 'avsc';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { partitionForKey } from '../../shared/kafka/murmur2.ts';
+import type { OutMessage } from '../../shared/kafka/client.ts';
+import { encodeWire } from '../../shared/registry/wire-format.ts';
+import { parseTruncateKey, TRUNCATE_KEY_SCHEMA, truncateKeys } from '../../source-connector/truncate-fanout.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { ensureSinkTables } from '../../sink-connector/offsets.ts';
+import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { encodeChanges, registerTable, tableInfo } from '../helpers/produce-changes.ts';
+import { sinkConfig, storedOffsets } from '../helpers/sink.ts';
+import { sinkTestFile } from '../helpers/sink-env.ts';
+import { readRaw } from '../helpers/source.ts';
+
+const { ID, SRC, DST, log, env } = sinkTestFile('tr');
+
+/** The truncate key as sources before the delivery field wrote it. */
+const OLD_KEY_SCHEMA = { ...TRUNCATE_KEY_SCHEMA, fields: TRUNCATE_KEY_SCHEMA.fields.filter((f) => f.name !== 'delivery') };
+const OLD_KEY = avro.Type.forSchema(OLD_KEY_SCHEMA as unknown as avro.Schema);
+
+function oldKeys(schemaId: number, truncate: string, partitions: number): Buffer[] {
+  return Array.from({ length: partitions }, (_, partition) => {
+    for (let salt = 0; ; salt++) {
+      const key = encodeWire(schemaId, OLD_KEY.toBuffer({ truncate, partitions, partition, salt }));
+      if (partitionForKey(key, partitions) === partition) return key;
+    }
+  });
+}
+
+/** A table `name` (source and destination schema), its 3-partition topic, and records for it. */
+async function truncateFixture(name: string) {
+  const { db, admin, registry, producer } = env();
+  await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, v text)`);
+  await db.query(`CREATE TABLE ${DST}.${name} (id int PRIMARY KEY, v text)`);
+  const prefix = uniqueTopic('sbtr');
+  const topic = `${prefix}.${SRC}.${name}`;
+  await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
+  const table = await registerTable(registry, await tableInfo(db, SRC, name), topic);
+  // An older source registered the key without delivery: the current schema is a compatible evolution of it.
+  const oldKeySchemaId = await registry.register(`${prefix}.__truncate-key`, OLD_KEY_SCHEMA);
+  const keySchemaId = await registry.register(`${prefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
+  assert.notEqual(keySchemaId, oldKeySchemaId);
+  const truncateValue = encodeChanges(table, [{ kind: 'truncate' }])[0].value;
+  const groupId = `g-${ID}-${name}`;
+  const rows = (from: number, to: number, v: string): OutMessage[] =>
+    encodeChanges(table, Array.from({ length: to - from + 1 }, (_, i) => ({ kind: 'insert' as const, new: [String(from + i), v] })));
+  return {
+    topic,
+    groupId,
+    rows,
+    /** The truncate's copies with `keys`, on the partitions in `only` (default: all). */
+    copies: (keys: Buffer[], only = [0, 1, 2]): OutMessage[] => only.map((p) => ({ topic, key: keys[p], value: truncateValue })),
+    keys: (id: string, delivery: number) => truncateKeys(keySchemaId, id, 3, delivery),
+    oldKeys: (id: string) => oldKeys(oldKeySchemaId, id, 3),
+    /** Sent in order: Kafka keeps each partition's order across sends. */
+    send: async (...batches: OutMessage[][]) => {
+      for (const b of batches) await producer.sendBatch(b);
+    },
+    startSink: (logger: Logger = log): Promise<SinkConnector> =>
+      startSinkConnector(
+        sinkConfig({ ...env().servers, prefix, groupId }, { batch: { maxRows: 5, adaptive: false }, tables: { [`${SRC}.${name}`]: { schema: DST, table: name } } }),
+        logger,
+        { topicRefreshMs: 500 },
+      ),
+    /** Until the sink stored the end of every partition; on the deadline, say where each one stands and what the table holds. */
+    applied: async (timeoutMs = 45_000) => {
+      const ends = await admin.endOffsets(topic);
+      await waitFor('the sink to apply the topic', async () => {
+        const stored = await storedOffsets(db, groupId);
+        return ends.every((e) => (stored.get(`${topic}:${e.partition}`) ?? 0n) >= BigInt(e.offset));
+      }, { timeoutMs, intervalMs: 200 }).catch(async (err: Error) => {
+        const stored = await storedOffsets(db, groupId);
+        const ids = (await db.query(`SELECT id FROM ${DST}.${name} ORDER BY id`)).rows.map((r) => r.id);
+        throw new Error(`${err.message}; ends ${ends.map((e) => `${e.partition}:${e.offset}`).join(' ')}, stored ${[...stored].map(([k, v]) => `${k.slice(k.lastIndexOf(':') + 1)}:${v}`).join(' ')}; destination ids ${ids.join(',')}`);
+      });
+    },
+    table: async () => (await db.query(`SELECT id, v FROM ${DST}.${name} ORDER BY id`)).rows,
+    done: async () => (await db.query(`SELECT truncate_id, delivery::text, rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 ORDER BY delivery`, [groupId, topic])).rows,
+  };
+}
+
+/** The rows the table must end with: ids `from..to` with value `v`. */
+const expectRows = (from: number, to: number, v: string) => Array.from({ length: to - from + 1 }, (_, i) => ({ id: from + i, v }));
+
+test('a truncate whose first delivery reached only partition 0, then the replay with a later delivery on every partition: truncated once, no row comes back, no partition hangs', async (t) => {
+  const f = await truncateFixture('crashed');
+  const before = f.rows(1, 30, 'before');
+  assert.deepEqual(new Set(before.map((m) => partitionForKey(m.key!, 3))), new Set([0, 1, 2]), 'rows before the truncate on every partition');
+  // The source killed between the produce requests of the fan-out: the first copy reached partition 0 only.
+  // Its restarted session replays from the slot: the rows again, the copies with a later delivery, then what follows.
+  await f.send(before, f.copies(f.keys('0/1A2B3C/0', 1_000), [0]), before, f.copies(f.keys('0/1A2B3C/0', 2_000)), f.rows(21, 40, 'after'));
+  const { logger, lines } = capturingLogger();
+  const sink = await f.startSink(logger);
+  t.after(() => sink.stop());
+  await f.applied();
+  assert.deepEqual(await f.table(), expectRows(21, 40, 'after'));
+  assert.deepEqual(await f.done(), [{ truncate_id: '0/1A2B3C/0', delivery: '2000', rounds: 1 }], 'truncated once, by the complete delivery');
+  const passed = lines().filter((l) => /truncate copy passed without truncating/.test(l.msg));
+  // (A batch retried after a transient failure would log it again: compared as a set.)
+  assert.deepEqual([...new Set(passed.map((l) => `${l.partition} ${l.delivery} ${l.truncate}`))], ['0 1000 0/1A2B3C/0'], 'the partial delivery passed on partition 0, and logged');
+});
+
+test('a copy of a completed delivery read again (a sink stopped while that partition waited at it) passes without truncating again', async (t) => {
+  const f = await truncateFixture('reread');
+  await f.send(f.rows(1, 30, 'before'), f.copies(f.keys('0/2B/0', 5_000)), f.rows(21, 40, 'after'));
+  const first = await f.startSink();
+  await f.applied();
+  await first.stop();
+  assert.deepEqual(await f.table(), expectRows(21, 40, 'after'));
+  // Partition 1 back at its copy, as a sink stopped while it waited there leaves it; the others are past theirs.
+  const copy = (await readRaw(env().kafka, f.topic)).find((r) => r.partition === 1 && parseTruncateKey(r.key) !== null);
+  assert.ok(copy);
+  await env().db.query(`UPDATE shardbridge.sink_offsets SET next_offset = $4 WHERE group_id = $1 AND topic = $2 AND partition = $3`, [f.groupId, f.topic, 1, copy.offset.toString()]);
+  const again = await f.startSink();
+  t.after(() => again.stop());
+  await f.applied();
+  assert.deepEqual(await f.table(), expectRows(21, 40, 'after'), "the other partitions' rows after the truncate are still there");
+  assert.deepEqual(await f.done(), [{ truncate_id: '0/2B/0', delivery: '5000', rounds: 1 }]);
+});
+
+test('keys of an older source (no delivery field): the barrier as before, a replayed truncate a second round', async (t) => {
+  const f = await truncateFixture('oldkeys');
+  const keys = f.oldKeys('0/3C/0');
+  const before = f.rows(1, 30, 'before');
+  await f.send(before, f.copies(keys), f.rows(21, 25, 'after'), before, f.copies(keys), f.rows(21, 40, 'after'));
+  const sink = await f.startSink();
+  t.after(() => sink.stop());
+  await f.applied();
+  assert.deepEqual(await f.table(), expectRows(21, 40, 'after'));
+  assert.deepEqual(await f.done(), [{ truncate_id: '0/3C/0', delivery: '0', rounds: 2 }]);
+});
+
+test('barrier tables made before deliveries are migrated at start: what they hold is delivery 0, another delivery of the same truncate a row of its own', async (t) => {
+  const { db, servers } = env();
+  const name = `sb_trmig_${ID}`;
+  await db.query(`CREATE DATABASE ${name}`);
+  const url = new URL(servers.destination);
+  url.pathname = `/${name}`;
+  const old = new pg.Client({ connectionString: url.toString() });
+  await old.connect();
+  t.after(async () => {
+    await old.end().catch(() => {});
+    await db.query(`DROP DATABASE IF EXISTS ${name}`);
+  });
+  // The tables as sinks before deliveries made them.
+  await old.query(`CREATE SCHEMA shardbridge;
+    CREATE TABLE shardbridge.sink_truncate_arrivals (
+      group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
+      arrived_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (group_id, topic, truncate_id, kafka_partition, kafka_offset));
+    CREATE TABLE shardbridge.sink_truncates (
+      group_id text NOT NULL, topic text NOT NULL, truncate_id text NOT NULL, rounds int NOT NULL,
+      truncated_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (group_id, topic, truncate_id));
+    INSERT INTO shardbridge.sink_truncate_arrivals VALUES ('g', 'x', '0/1/0', 0, 7);
+    INSERT INTO shardbridge.sink_truncates VALUES ('g', 'x', '0/1/0', 1)`);
+  await ensureSinkTables(old);
+  await ensureSinkTables(old); // every later start: nothing left to do
+  assert.deepEqual((await old.query(`SELECT truncate_id, delivery::int FROM shardbridge.sink_truncate_arrivals`)).rows, [{ truncate_id: '0/1/0', delivery: 0 }]);
+  await old.query(`INSERT INTO shardbridge.sink_truncates (group_id, topic, truncate_id, delivery, rounds) VALUES ('g', 'x', '0/1/0', 5, 1)`);
+  assert.deepEqual((await old.query(`SELECT delivery::int, rounds FROM shardbridge.sink_truncates ORDER BY delivery`)).rows, [{ delivery: 0, rounds: 1 }, { delivery: 5, rounds: 1 }]);
+});

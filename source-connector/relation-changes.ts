@@ -156,6 +156,11 @@ export interface AddedDefault {
   /** The default expression, or `GENERATED … AS IDENTITY`. */
   default: string;
   notNull: boolean;
+  /**
+   * Whether the same statement gives the destination's rows the source's values: no volatile or
+   * stable function in the default (nextval, now(), random()), no identity. Absent: assumed so.
+   */
+  reproducible?: boolean;
 }
 
 /**
@@ -170,9 +175,14 @@ export function addedDefaultWarning(table: TableInfo, d: AddedDefault): { messag
       `column ${d.column} was added to table ${q} with ${def}: the source's existing rows have that value, but no change record carries it, ` +
       'and the sink (autoEvolve) adds the column without it, so the destination rows would keep NULL',
     remedy:
-      `before the sink applies the new version, add the column on the destination the same way: ALTER TABLE <destination table> ADD COLUMN ` +
-      `${quoteIdent(d.column)} ${d.type}${d.notNull ? ' NOT NULL' : ''} ${def}; if the sink already added it, set the rows that existed before it ` +
-      'to the source values',
+      d.reproducible === false
+        ? `${def} gives each side its own values (a sequence, the time, randomness): add the column on the destination without it ` +
+          `(ALTER TABLE <destination table> ADD COLUMN ${quoteIdent(d.column)} ${d.type}), or let the sink add it, then bring the source's values ` +
+          `for the rows that existed before it across (on the source, in batches: UPDATE ${q} SET ${quoteIdent(d.column)} = ${quoteIdent(d.column)} WHERE …, ` +
+          'which streams them); shardbridge cutover --verify-only shows what still differs'
+        : `before the sink applies the new version, add the column on the destination the same way: ALTER TABLE <destination table> ADD COLUMN ` +
+          `${quoteIdent(d.column)} ${d.type}${d.notNull ? ' NOT NULL' : ''} ${def}; if the sink already added it, set the rows that existed before it ` +
+          'to the source values',
   };
 }
 

@@ -102,10 +102,10 @@ test('a column renamed while streaming stops the connector with the remedy; star
   assert.deepEqual(after.map((r) => [r.value!.op, r.afterText]), [['u', { id: '2', b: 'v2!' }], ['c', { id: '5', b: 'v5' }]]);
 });
 
-test('a column added with a default while streaming: a warning naming table, column and default', async (t) => {
+test('a column added with a default while streaming: a warning naming table, column and default; a default that differs per side says so', async (t) => {
   const { client, conn, lines } = await streamingSource(t, `CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t VALUES (1, 'x')`);
-  await client.query(`ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 7`);
-  await client.query(`INSERT INTO t VALUES (2, 'y')`);
+  await client.query(`ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 7, ADD COLUMN l text DEFAULT lower('X'), ADD COLUMN at timestamptz DEFAULT now(), ADD COLUMN n bigserial`);
+  await client.query(`INSERT INTO t (id, a) VALUES (2, 'y')`);
   await caughtUp(conn, await walLsn(client));
   const warning = lines().find((l) => l.level === 40 && l.column === 'c');
   assert.ok(warning, JSON.stringify(lines()));
@@ -113,6 +113,11 @@ test('a column added with a default while streaming: a warning naming table, col
   assert.equal(warning.default, '7');
   assert.match(warning.msg, /column c was added to table public\.t with DEFAULT 7/);
   assert.match(warning.remedy, /ADD COLUMN "c" integer NOT NULL DEFAULT 7/);
+  const remedyOf = (column: string) => String(lines().find((l) => l.level === 40 && l.column === column)?.remedy);
+  assert.match(remedyOf('l'), /add the column on the destination the same way: .*DEFAULT lower\('X'::text\)/, 'an immutable function gives both sides one value');
+  for (const column of ['at', 'n']) {
+    assert.match(remedyOf(column), /gives each side its own values .*add the column on the destination without it .*UPDATE public\.t SET "(at|n)" = "(at|n)" WHERE/, column);
+  }
   assert.equal(conn.state().phase, 'streaming', 'a warning, not a stop');
 });
 

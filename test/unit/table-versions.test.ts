@@ -191,6 +191,18 @@ test('an added column with a default: a warning naming table, column and the des
   assert.match(String(warned[0].remedy), /before the sink applies the new version, add the column on the destination the same way: ALTER TABLE <destination table> ADD COLUMN "c" integer NOT NULL DEFAULT 7/);
 });
 
+test('an added column whose default differs per side (a sequence, the time): the remedy adds it without the default and streams the source values', async () => {
+  const { tv, logs } = versions({ defaults: [{ column: 'at', type: 'timestamp with time zone', default: 'now()', notNull: false, reproducible: false }] });
+  await tv.init([catalogTable(TEXT)], CATALOG_LSN);
+  await tv.onRelation(relation(25, 'orders', { columns: [...relation(25).columns, col('at', 25)] }), AFTER);
+  const warned = logs.filter((l) => l.level === 40);
+  assert.equal(warned.length, 1, JSON.stringify(logs));
+  assert.equal(
+    warned[0].remedy,
+    'DEFAULT now() gives each side its own values (a sequence, the time, randomness): add the column on the destination without it (ALTER TABLE <destination table> ADD COLUMN "at" timestamp with time zone), or let the sink add it, then bring the source\'s values for the rows that existed before it across (on the source, in batches: UPDATE public.orders SET "at" = "at" WHERE …, which streams them); shardbridge cutover --verify-only shows what still differs',
+  );
+});
+
 test('REPLICA IDENTITY USING INDEX on other columns than the primary key, set while streaming: the start-up check stops the connector', async () => {
   const { tv } = versions({ primaryKey: ['tenant', 'id'] });
   const table: TableInfo = {

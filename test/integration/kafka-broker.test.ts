@@ -4,6 +4,7 @@
  * member mid-stream, and the admin calls the connectors use.
  */
 import { after, before, test } from 'node:test';
+import { createHook } from 'node:async_hooks';
 import assert from 'node:assert/strict';
 import { ConfigError, isRetriable } from '../../shared/errors.ts';
 import { freePort, waitFor } from '../../shared/devstack/ports.ts';
@@ -211,6 +212,43 @@ test('an idle consumer: after an empty fetch the broker holds the next one for i
     // Under minBytes (64 KiB) a one-record fetch would be held the whole IDLE_MS.
     assert.ok(received! - sent < IDLE_MS / 2, `the record arrived ${received! - sent} ms after it was sent`);
     assert.ok(fetches.some((f) => f.partitionsWithRecords === 1), 'the fetch that brought it counts its partition');
+  } finally {
+    await Promise.allSettled([c.disconnect(), producer.disconnect()]);
+  }
+});
+
+test('idle clients schedule no busy timers: a connected producer, admin and group consumer create few timers a second', async () => {
+  const topic = uniqueTopic('quiet');
+  await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
+  const IDLE_MS = 3000;
+  const c = kafka.consumer({ groupId: uniqueTopic('quiet'), maxWaitTimeMs: 20, idleMaxWaitTimeMs: IDLE_MS });
+  const fetches: number[] = [];
+  c.onFetch((f) => fetches.push(f.durationMs));
+  let joined = false;
+  c.onGroupJoin(() => (joined = true));
+  await c.connect();
+  await c.subscribe({ topics: [topic], fromBeginning: true });
+  await c.run({ autoCommit: false, eachBatch: async () => {} });
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    await producer.sendBatch([{ topic, key: Buffer.from('k'), value: Buffer.from('v') }]);
+    await admin.endOffsets(topic);
+    await waitFor('the group joined', () => joined);
+    await waitFor('an idle fetch', () => fetches.some((d) => d >= IDLE_MS * 0.8), { timeoutMs: 20_000 });
+    // kafkajs 2.2.4's RequestQueue re-armed a 1 ms timer forever on every connection with
+    // nothing pending (tulios/kafkajs#1556): ~1,000 timers a second per connection, 2 % of a core
+    // per idle connector. patches/kafkajs+2.2.4.patch stops it; count the timers created.
+    let timers = 0;
+    const hook = createHook({ init: (_id, type) => void (type === 'Timeout' && timers++) });
+    hook.enable();
+    const WINDOW_MS = 1000;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, WINDOW_MS)); // the measuring window, not a synchronisation
+    } finally {
+      hook.disable();
+    }
+    assert.ok(timers < 50, `${timers} timers created in ${WINDOW_MS} ms by idle Kafka clients (a busy loop makes thousands)`);
   } finally {
     await Promise.allSettled([c.disconnect(), producer.disconnect()]);
   }

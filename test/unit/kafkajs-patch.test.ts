@@ -42,8 +42,27 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/consumer/batch.js',
     'kafkajs/src/consumer/consumerGroup.js',
     'kafkajs/src/consumer/runner.js',
+    'kafkajs/src/network/requestQueue/index.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
+  }
+});
+
+test('a request queue with nothing pending arms no timer; a throttled one with a queued request still checks it', () => {
+  type Queue = { pending: unknown[]; throttledUntil: number; throttleCheckTimeoutId: NodeJS.Timeout | null; checkPendingRequests(): void; destroy(): void };
+  const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as new (opts: object) => Queue;
+  const quiet = () => {};
+  const q = new RequestQueue({ maxInFlightRequests: 1, requestTimeout: 30_000, enforceRequestTimeout: false, clientId: 't', broker: 'b:9092', logger: { debug: quiet, info: quiet, warn: quiet, error: quiet } });
+  try {
+    // Unpatched, this re-armed itself every millisecond for as long as the connection lived.
+    q.checkPendingRequests();
+    assert.equal(q.throttleCheckTimeoutId, null, 'an idle connection schedules no check');
+    q.throttledUntil = Date.now() + 60_000;
+    q.pending.push({});
+    q.checkPendingRequests();
+    assert.notEqual(q.throttleCheckTimeoutId, null, 'a request held back by throttling is checked again when the throttle ends');
+  } finally {
+    q.destroy();
   }
 });
 

@@ -348,18 +348,28 @@ test('invasive schema change runbook: stop both, int -> bigint on both sides, st
   assert.equal(r.out.totals.lag, 0);
 });
 
-test('cutover --yes while a writer still writes to the source: NO-GO from the topics, even when the tables compare equal', async () => {
+/** A writer updating a source row every 20 ms without changing a value, until the returned stop. */
+async function keepWriting(): Promise<() => Promise<void>> {
   const writer = new pg.Client({ connectionString: sourceConfig.source.url });
   await writer.connect();
   let writing = true;
   const writes = (async () => {
-    // Updates that change no value: every table stays equal to the source, so only the
-    // changes reaching the topics after the cut-over position can tell.
     while (writing) {
       await writer.query(`UPDATE ${SCHEMA}.orders SET note = note WHERE id = 1`);
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
+  return async () => {
+    writing = false;
+    await writes;
+    await writer.end();
+  };
+}
+
+test('cutover --yes while a writer still writes to the source: NO-GO from the topics, even when the tables compare equal', async () => {
+  // Updates that change no value: every table stays equal to the source, so only the
+  // changes reaching the topics after the cut-over position can tell.
+  const stopWriting = await keepWriting();
   try {
     const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
     assert.equal(r.code, 1);
@@ -369,9 +379,7 @@ test('cutover --yes while a writer still writes to the source: NO-GO from the to
     ]);
     assert.match(r.out.problems[0], new RegExp(`^writes stopped: \\d+ change\\(s\\) reached ${PREFIX}\\.${SCHEMA}\\.orders\\[\\d\\] after the cut-over position: writes to the source have not stopped`));
   } finally {
-    writing = false;
-    await writes;
-    await writer.end();
+    await stopWriting();
   }
   await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });
 });
@@ -379,15 +387,7 @@ test('cutover --yes while a writer still writes to the source: NO-GO from the to
 test('cutover --yes while a writer still writes and a table differs: the writes that did not stop are said first, no foreign key created', async () => {
   const { rows: [orig] } = await dst.query(`SELECT note FROM ${SCHEMA}.orders WHERE id = 500`);
   await dst.query(`UPDATE ${SCHEMA}.orders SET note = 'changed on the destination' WHERE id = 500`);
-  const writer = new pg.Client({ connectionString: sourceConfig.source.url });
-  await writer.connect();
-  let writing = true;
-  const writes = (async () => {
-    while (writing) {
-      await writer.query(`UPDATE ${SCHEMA}.orders SET note = note WHERE id = 1`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const stopWriting = await keepWriting();
   try {
     const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
     assert.equal(r.code, 1);
@@ -398,9 +398,7 @@ test('cutover --yes while a writer still writes and a table differs: the writes 
     assert.ok(r.out.problems.some((p) => p.startsWith(`${SCHEMA}.orders: id in [`) && p.includes('(id=500) changed')), r.out.problems.join('\n'));
     assert.equal((await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk'`)).rowCount, 0);
   } finally {
-    writing = false;
-    await writes;
-    await writer.end();
+    await stopWriting();
     await dst.query(`UPDATE ${SCHEMA}.orders SET note = $1 WHERE id = 500`, [orig.note]);
   }
   await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });

@@ -10,7 +10,7 @@
  * the statements run inside the batch transaction of the control record's partition.
  */
 import type pg from 'pg';
-import { beyondBound, isPast, sequenceState } from '../shared/migration/sequence-value.ts';
+import { beyondBound, isPast, recordSequenceSync, sequenceState } from '../shared/migration/sequence-value.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetFor } from './schema-compile.ts';
 import { qualifiedName } from './upsert-batch.ts';
@@ -213,7 +213,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   const seq = rows[0]?.seq ?? null;
   if (seq === null) {
     log.warn({ sequence: a.sequence, table: destTable, column: destColumn }, 'no destination sequence for this source sequence: not moved');
-    await recordSync(client, a.sequence, a.value, null);
+    await recordSequenceSync(client, a.sequence, a.value, null);
     return false;
   }
   const state = await sequenceState(client, seq);
@@ -222,7 +222,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   if (refused !== null) {
     // setval would fail, and stall every sequence behind it on the one __sequences partition; cutover refuses it too.
     log.warn({ sequence: seq, source: a.value }, `destination sequence ${seq} not moved: ${refused}`);
-    await recordSync(client, seq, a.value, current);
+    await recordSequenceSync(client, seq, a.value, current);
     return false;
   }
   let setTo: string | null = null;
@@ -230,18 +230,11 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);
     setTo = moved[0].set_to;
   }
-  await recordSync(client, seq, a.value, setTo ?? current);
+  await recordSequenceSync(client, seq, a.value, setTo ?? current);
   if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved to the source value');
   return setTo !== null;
 }
 
-async function recordSync(client: pg.ClientBase, sequence: string, source: string, applied: string | null): Promise<void> {
-  await client.query(
-    `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
-     ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
-    [sequence, source, applied],
-  );
-}
 
 /**
  * Marks snapshots complete whose topic the sink has applied up to the marker's end offsets

@@ -79,21 +79,21 @@ export interface KnownTable {
 export type SourceOfTopic = (topic: string) => Promise<{ schema: string; table: string } | null>;
 
 /**
- * Tables known by topic name only whose destination table was not found under that name: their
- * real names from the registry (a table "Order Items" has the topic ….Order_Items). Unknown ones stay.
+ * Tables known by topic name only, whose destination table was not found under that name: their
+ * real names from the registry (a table "Order Items" has the topic ….Order_Items), where they differ.
  */
-async function realNames(sources: KnownTable[], missing: ReadonlySet<string>, targetFor: TargetFor, sourceOf: SourceOfTopic, log: Logger): Promise<KnownTable[]> {
-  return Promise.all(
-    sources.map(async (s) => {
-      const t = targetFor(s.schema, s.table);
-      if (s.topic === undefined || !missing.has(`${t.schema}.${t.table}`)) return s;
-      const named = await sourceOf(s.topic).catch((err: unknown) => {
+async function realNames(candidates: readonly KnownTable[], sourceOf: SourceOfTopic, log: Logger): Promise<Map<KnownTable, KnownTable>> {
+  const renamed = new Map<KnownTable, KnownTable>();
+  await Promise.all(
+    candidates.map(async (s) => {
+      const named = await sourceOf(s.topic!).catch((err: unknown) => {
         log.debug({ err: (err as Error).message, topic: s.topic }, 'cannot read the topic\'s schema for its table name');
         return null;
       });
-      return named ?? s;
+      if (named && (named.schema !== s.schema || named.table !== s.table)) renamed.set(s, named);
     }),
   );
+  return renamed;
 }
 
 function warnMerged(targets: ReturnType<TargetFor>[], log: Logger): void {
@@ -118,7 +118,10 @@ export async function checkTables(
 ): Promise<void> {
   const { config, log } = deps;
   const target = (s: KnownTable) => deps.targetFor(s.schema, s.table);
-  const destName = (s: KnownTable) => `${target(s).schema}.${target(s).table}`;
+  const destName = (s: KnownTable) => {
+    const t = target(s);
+    return `${t.schema}.${t.table}`;
+  };
   const read = (tables: KnownTable[]) =>
     deps.untilDone('read the destination tables', () =>
       withPooledClient(deps.pool, (client) =>
@@ -132,12 +135,13 @@ export async function checkTables(
   try {
     found = await read(sources);
     if (found.missing.length > 0 && deps.sourceOfTopic) {
-      const named = await realNames(sources, new Set(found.missing), deps.targetFor, deps.sourceOfTopic, log);
-      const stale = new Set(sources.filter((s, i) => s !== named[i]).map(destName));
-      if (stale.size > 0) {
-        const again = await read(named.filter((s, i) => s !== sources[i]));
+      const missing = new Set(found.missing);
+      const renamed = await realNames(sources.filter((s) => s.topic !== undefined && missing.has(destName(s))), deps.sourceOfTopic, log);
+      if (renamed.size > 0) {
+        const stale = new Set([...renamed.keys()].map(destName));
+        const again = await read([...renamed.values()]);
         found = { missing: [...found.missing.filter((m) => !stale.has(m)), ...again.missing], local: [...found.local, ...again.local] };
-        sources = named;
+        sources = sources.map((s) => renamed.get(s) ?? s);
       }
     }
   } catch (err) {

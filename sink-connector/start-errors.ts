@@ -2,15 +2,15 @@
  * The sink's start-up failures in words that name what failed: the server (never credentials),
  * or the key, with a remedy. The connector wraps each start-up step with these.
  */
-import { pgCaSetting } from '../shared/config/common.ts';
-import { ConfigError, tlsTrustRemedy } from '../shared/errors.ts';
+import { pgRemedy } from '../shared/config/common.ts';
+import { ConfigError } from '../shared/errors.ts';
 
-export const DESTINATION_REMEDY =
+const DESTINATION_REMEDY =
   'check destination.url (or host, port, database, user, password), that the server accepts connections from here (pg_hba.conf), and that the role may create the schema shardbridge';
 
 /** What to do about a destination failure at start. */
 export function destinationRemedy(err: unknown): string {
-  return tlsTrustRemedy(err, pgCaSetting('destination')) ?? DESTINATION_REMEDY;
+  return pgRemedy(err, 'destination', DESTINATION_REMEDY);
 }
 
 /** A taken metrics port: a config error naming the key (exit 2), as the source's. */

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
 import { identityMismatches, readPartitions } from './partitions.ts';
+import { quoteIdent, splitQualifiedName } from '../shared/sql.ts';
 
 export interface TableSelection {
   schemas: string[];
@@ -26,8 +27,6 @@ export interface ResolvedTables {
 export function qualifiedName(t: { schema: string; name: string }): string {
   return `${t.schema}.${t.name}`;
 }
-
-import { quoteIdent, splitQualifiedName } from '../shared/sql.ts';
 
 export { quoteIdent, splitQualifiedName };
 

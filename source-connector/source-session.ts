@@ -7,9 +7,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
-import { RetriableError, SourceError, tlsTrustRemedy } from '../shared/errors.ts';
+import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
-import { pgCaSetting, pgEndpoint } from '../shared/config/common.ts';
+import { pgEndpoint, pgRemedy } from '../shared/config/common.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
 import { columnDefaults, keyIndexes, loadTypes, resolveTables } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
@@ -53,8 +53,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     throw startupError(
       `cannot connect to the source PostgreSQL at ${endpoint}: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`,
       err,
-      tlsTrustRemedy(err, pgCaSetting('source')) ??
-        'check source.host / source.port (or source.url), that the server runs and accepts connections from here (pg_hba.conf), and the credentials',
+      pgRemedy(err, 'source', 'check source.host / source.port (or source.url), that the server runs and accepts connections from here (pg_hba.conf), and the credentials'),
     );
   }
   let broken = false;

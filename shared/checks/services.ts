@@ -7,8 +7,7 @@ import type { SinkConfig } from '../../sink-connector/config.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import type { Finding } from '../../source-connector/checks.ts';
 import type { KafkaConfig, SchemaRegistryConfig } from '../config/common.ts';
-import { tlsTrustRemedy } from '../errors.ts';
-import { KAFKA_CA_SETTING } from '../kafka/client.ts';
+import { kafkaRemedy } from '../kafka/client.ts';
 import type { Logger } from '../logger.ts';
 import { commandKafka } from '../migration/gather.ts';
 import { redactUrl } from '../redact.ts';
@@ -59,7 +58,7 @@ async function kafkaFinding({ who, config }: Configured, log: Logger): Promise<F
       check: 'reachable',
       object,
       message: redactUrl(`cannot reach Kafka (${who} configuration): ${(e as Error).message}`),
-      remedy: tlsTrustRemedy(e, KAFKA_CA_SETTING) ?? "check kafka.brokers, the network path, the listeners Kafka advertises (advertised.listeners must resolve from here) and the ssl / sasl settings",
+      remedy: kafkaRemedy(e, "check kafka.brokers, the network path, the listeners Kafka advertises (advertised.listeners must resolve from here) and the ssl / sasl settings"),
     };
   } finally {
     await admin.disconnect().catch(() => {});

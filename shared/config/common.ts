@@ -7,7 +7,7 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, tlsTrustRemedy } from '../errors.ts';
 import { redactDeep } from '../redact.ts';
 
 // ---------- field builders ----------
@@ -193,9 +193,10 @@ export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchem
 
 // ---------- pure helpers ----------
 
-/** Where a PostgreSQL connection section takes the CA of a server certificate that did not verify. */
-export const pgCaSetting = (section: string): string =>
-  `sslrootcert (a PEM file: in ${section}.url's query, or ${section}.sslrootcert; sslmode=require encrypts without verifying)`;
+/** What to do about a failed connection of `section`: where the CA goes for a server certificate that did not verify, else `otherwise`. */
+export function pgRemedy(err: unknown, section: string, otherwise: string): string {
+  return tlsTrustRemedy(err, `sslrootcert (a PEM file: in ${section}.url's query, or ${section}.sslrootcert; sslmode=require encrypts without verifying)`) ?? otherwise;
+}
 
 /** `host:port/database` (or `host:port`) of a connection section, never credentials: for naming the server in messages. */
 export function pgEndpoint(section: PgConnectionConfig, withDatabase = true): string {

@@ -152,7 +152,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   // bound it, pick again (explicit ports are the caller's business).
   for (let attempt = 1; ; attempt++) {
     try {
-      const listener = opts.secure && secure !== undefined ? { port: secure, keystore: opts.secure.keystore, users: opts.secure.users } : undefined;
+      const listener = opts.secure && secure !== undefined ? { ...opts.secure, port: secure } : undefined;
       await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener }));
       await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}));
       await launch();

@@ -30,12 +30,9 @@ export type * from './ports.ts';
 
 export const KAFKA_REMEDY = "check kafka.brokers, and kafka.ssl / kafka.sasl against the broker's listener (a SASL or TLS listener needs them, a plain one refuses them)";
 
-/** Where the CA of a broker certificate that did not verify goes. */
-export const KAFKA_CA_SETTING = 'kafka.ssl.ca (PEM text)';
-
-/** What to do about a Kafka failure at start: the CA setting for a certificate that did not verify, else KAFKA_REMEDY. */
-export function kafkaRemedy(err: unknown): string {
-  return tlsTrustRemedy(err, KAFKA_CA_SETTING) ?? KAFKA_REMEDY;
+/** What to do about a Kafka failure: where the CA goes for a broker certificate that did not verify, else `otherwise`. */
+export function kafkaRemedy(err: unknown, otherwise: string = KAFKA_REMEDY): string {
+  return tlsTrustRemedy(err, 'kafka.ssl.ca (PEM text)') ?? otherwise;
 }
 
 export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
@@ -217,14 +214,14 @@ function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; m
   };
 }
 
+/** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
+export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';
+
 /**
  * A record above the topic's `max.message.bytes` fails its whole send with MESSAGE_TOO_LARGE,
  * which names neither the record nor the limit: name the largest record's topic and size,
  * and the setting that lets it through.
  */
-/** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
-export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';
-
 export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigError | undefined {
   const type = (err as { type?: string }).type;
   if (type !== 'MESSAGE_TOO_LARGE' && type !== 'RECORD_LIST_TOO_LARGE') return undefined;

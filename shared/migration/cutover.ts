@@ -7,6 +7,7 @@
 import type { VerifyReport } from '../verify/index.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { formatBytes, formatCount, renderTable } from './format.ts';
+import { sequenceBound } from './sequence-value.ts';
 
 export type StepName = 'confirm' | 'source caught up' | 'sink caught up' | 'sequences' | 'verify' | 'writes stopped' | 'foreign keys';
 
@@ -78,8 +79,6 @@ export interface SequenceBounds {
   max: bigint;
 }
 
-const BIGINT_BOUND = { MAXVALUE: 9223372036854775807n, MINVALUE: -9223372036854775808n } as const;
-
 /**
  * sequenceTarget held within the destination sequence's bound in the direction it counts
  * (MAXVALUE, or MINVALUE for a negative increment), which setval cannot pass. Held there, the
@@ -98,10 +97,7 @@ export function planSequence(
   const target = sequenceTarget(sourceValue, margin, increment);
   if (sourceValue === null || target === null) return { target };
   const down = increment < 0n;
-  const bound = down ? 'MINVALUE' : 'MAXVALUE';
-  const at = down ? destination.min : destination.max;
-  const beyond = (v: bigint) => (down ? v < at : v > at);
-  const widen = `ALTER SEQUENCE ${destination.name} AS bigint ${bound} ${BIGINT_BOUND[bound]}`;
+  const { bound, at, beyond, widen } = sequenceBound({ increment, ...destination }, destination.name);
   if (beyond(BigInt(sourceValue))) {
     return {
       target: null,

@@ -9,7 +9,7 @@ import { sequenceValues, standaloneSequences, tableSequences, quoteIdent, quoteQ
 import { mapTable } from '../schema/mapping.ts';
 import { planSequence, sequenceTarget, type SequenceResult } from './cutover.ts';
 import { errorText, sinkTablesPresent, type SourceTable } from './gather.ts';
-import { isPast, sequenceState } from './sequence-value.ts';
+import { isPast, recordSequenceSync, sequenceState } from './sequence-value.ts';
 
 /**
  * Every sequence a selected source table owns or calls in a column default, and every sequence
@@ -59,12 +59,9 @@ export async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selec
         r.error = `neither ${quoteQualified(m.destination)}.${quoteIdent(destColumn!)} owns a sequence nor does ${sameName} exist on the destination`;
         continue;
       }
-      const { rows: cur } = await dst.query(
-        `SELECT pg_sequence_last_value(s.seqrelid)::text AS last, s.seqmin::text AS min, s.seqmax::text AS max FROM pg_sequence s WHERE s.seqrelid = $1::regclass`,
-        [r.destination],
-      );
-      r.before = cur[0]?.last ?? null;
-      const plan = planSequence(sourceValue, margin, increment, { name: r.destination, min: BigInt(cur[0].min), max: BigInt(cur[0].max) }, { min: f?.min ?? 0n, max: f?.max ?? 0n });
+      const state = await sequenceState(dst, r.destination);
+      r.before = state.reported;
+      const plan = planSequence(sourceValue, margin, increment, { name: r.destination, min: state.min, max: state.max }, { min: f?.min ?? 0n, max: f?.max ?? 0n });
       r.target = plan.target;
       if (plan.error) {
         r.status = 'out of range';
@@ -79,18 +76,12 @@ export async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selec
         continue;
       }
       // setval(seq, target) only when it moves the sequence on in the direction it counts.
-      const moves = isPast(BigInt(plan.target), await sequenceState(dst, r.destination));
+      const moves = isPast(BigInt(plan.target), state);
       if (moves) await dst.query(`SELECT setval($1::regclass, $2::bigint, true)`, [r.destination, plan.target]);
       const { rows: after } = await dst.query(`SELECT pg_sequence_last_value($1::regclass)::text AS v`, [r.destination]);
       r.after = after[0]?.v ?? null;
       r.status = moves ? 'moved' : 'already above';
-      if (present.sequences) {
-        await dst.query(
-          `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
-           ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
-          [r.destination, sourceValue, r.after],
-        );
-      }
+      if (present.sequences) await recordSequenceSync(dst, r.destination, sourceValue, r.after);
     } catch (e) {
       r.status = 'failed';
       r.error = errorText(e);

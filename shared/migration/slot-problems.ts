@@ -54,16 +54,15 @@ export function slotProblems(f: StatusFacts): Problem[] {
 export function slotProgressProblems(f: StatusFacts, previous: OffsetSample | null, now: OffsetSample): Problem[] {
   const before = previous?.slot;
   const after = now.slot;
-  const s = f.slot;
-  if (!before || !after || !s || !f.kafka.ok || !before.active || !after.active || before.activePid !== after.activePid) return [];
+  if (!previous || !before || !after || !f.kafka.ok || !before.active || !after.active || before.activePid !== after.activePid) return [];
   // WAL unsent at both ends: a record written just before one read and not yet sent is no stall.
-  if ((before.unsentBytes ?? 0) <= 0 || s.unsentBytes === null || s.unsentBytes <= 0 || after.sentLsn === null) return [];
-  if (before.sentLsn !== after.sentLsn || before.confirmedLsn !== after.confirmedLsn || now.end !== previous!.end) return [];
-  const seconds = Math.round((now.atMs - previous!.atMs) / 100) / 10;
+  if ((before.unsentBytes ?? 0) <= 0 || (after.unsentBytes ?? 0) <= 0 || after.sentLsn === null) return [];
+  if (before.sentLsn !== after.sentLsn || before.confirmedLsn !== after.confirmedLsn || now.end !== previous.end) return [];
+  const seconds = Math.round((now.atMs - previous.atMs) / 100) / 10;
   return [{
     level: 'WARN',
     object: `slot ${f.slotName}`,
-    message: `the source connector holds the slot but advanced nothing in ${seconds} s: ${formatBytes(s.unsentBytes)} of WAL wait unsent at ${after.sentLsn}, confirmed stays at ${after.confirmedLsn ?? 'none'}, and no record reached the table topics`,
+    message: `the source connector holds the slot but advanced nothing in ${seconds} s: ${formatBytes(after.unsentBytes!)} of WAL wait unsent at ${after.sentLsn}, confirmed stays at ${after.confirmedLsn ?? 'none'}, and no record reached the table topics`,
     remedy: "see the source connector's log (a retried failure, Kafka refusing its records); a restart resumes from the confirmed position, losing nothing",
   }];
 }

@@ -6,10 +6,10 @@
  * source replica identity a wider destination key needs. Exit 1 on any FAIL.
  */
 import pg from 'pg';
-import { ConfigError, tlsTrustRemedy } from '../../errors.ts';
+import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
-import { connectionConfig, pgCaSetting, pgEndpoint } from '../../config/common.ts';
+import { connectionConfig, pgEndpoint, pgRemedy } from '../../config/common.ts';
 import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
@@ -140,7 +140,7 @@ async function connect(config: pg.ClientConfig, side: string, target: string, fi
   } catch (e) {
     await client?.end().catch(() => {});
     const why = e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e);
-    findings.push({ level: 'FAIL', check: 'reachable', object: `${side} ${target}`, message: redactUrl(`cannot connect to ${target}: ${why}`), remedy: tlsTrustRemedy(e, pgCaSetting(side)) ?? remedy });
+    findings.push({ level: 'FAIL', check: 'reachable', object: `${side} ${target}`, message: redactUrl(`cannot connect to ${target}: ${why}`), remedy: pgRemedy(e, side, remedy) });
     return undefined;
   }
 }

@@ -140,7 +140,10 @@ class ConnectorRun {
     this.kafka = createKafka(settings, log);
     this.producer = this.kafka.producer();
     this.admin = this.kafka.admin();
-    this.publisher = new Publisher({ producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics });
+    this.publisher = new Publisher({
+      producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics,
+      redeliver: () => (this.delivery += 1),
+    });
     this.publisher.onFailure((err) => this.stream?.fail(err));
     const r = config.schemaRegistry;
     const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log });

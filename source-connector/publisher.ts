@@ -19,6 +19,7 @@ import { SchemaError, ShardBridgeError, SourceError } from '../shared/errors.ts'
 import { WIRE_HEADER_LENGTH, writeWireHeader } from '../shared/registry/wire-format.ts';
 import type { ChangeEvent, Envelope } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
+import { redelivered } from './truncate-fanout.ts';
 import { NOT_HERE, type RowTranscoder, type TranscodedOp, type TupleRef } from './row-transcode.ts';
 
 /** What publish() needs of a table version. */
@@ -50,6 +51,12 @@ export interface PublisherOptions {
   maxQueuedBatches?: number;
   log: Logger;
   metrics?: Metrics;
+  /**
+   * A later delivery for truncate copies sent again (truncate-fanout.ts): a batch holding
+   * copies whose send failed with its outcome unknown may be on some partitions already, and
+   * the sink must tell the copies sent again from those (sink-connector/truncate-barrier.ts).
+   */
+  redeliver?: () => number;
 }
 
 /** Encoded keys and values are cut from slabs of this size (see encode). */
@@ -76,6 +83,8 @@ interface Batch {
   bytes: number;
   runs: Run[];
   done?: Deferred;
+  /** Indexes of truncate copies in `messages`. */
+  fanouts?: number[];
 }
 
 function deferred(): Deferred {
@@ -98,6 +107,7 @@ export class Publisher {
   private readonly maxBatchRecords: number;
   private readonly maxQueuedBatches: number;
   private readonly log: Logger;
+  private readonly redeliver?: () => number;
   private readonly queue: Batch[] = [];
   /** The batch still taking records (the last of `queue`), if any. */
   private open: Batch | null = null;
@@ -126,6 +136,7 @@ export class Publisher {
     this.maxBatchRecords = opts.maxBatchRecords ?? 20_000;
     this.maxQueuedBatches = opts.maxQueuedBatches ?? 4;
     this.log = opts.log.child({ component: 'publisher' });
+    this.redeliver = opts.redeliver;
     if (opts.metrics) {
       this.published = opts.metrics.counter('changes_published_total', 'Records acknowledged by Kafka, per table and op (tombstone: delete tombstones)', ['table', 'op']);
       this.gauges = {
@@ -230,7 +241,10 @@ export class Publisher {
       throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
     }
     const counter = this.counter(target.qualified, value.op);
-    for (const key of keys) this.push(target.topic, key, bytes, tx, counter);
+    for (const key of keys) {
+      const batch = this.push(target.topic, key, bytes, tx, counter);
+      (batch.fanouts ??= []).push(batch.messages.length - 1);
+    }
   }
 
   /** Queue a record that is already bytes (control topics). */
@@ -267,7 +281,7 @@ export class Publisher {
     this.abort.abort(new SourceError(reason));
   }
 
-  private push(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null, counter: Counter.Internal | null): void {
+  private push(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null, counter: Counter.Internal | null): Batch {
     const size = (key?.length ?? 0) + (value?.length ?? 0) + topic.length + RECORD_OVERHEAD;
     tx?.add(1, size); // first: it throws for a transaction from before a tracker reset
     let batch = this.open;
@@ -296,6 +310,7 @@ export class Publisher {
         void this.sendLoop();
       });
     }
+    return batch;
   }
 
   private async sendLoop(): Promise<void> {
@@ -308,7 +323,7 @@ export class Publisher {
         this.inFlight = batch;
         this.updateGauges();
         try {
-          await this.producer.sendBatch(batch.messages, { signal: this.abort.signal });
+          await this.producer.sendBatch(batch.messages, { signal: this.abort.signal, resend: this.resender(batch) });
         } catch (err) {
           this.fail(err, batch);
           return;
@@ -319,6 +334,20 @@ export class Publisher {
     } finally {
       this.sending = false;
     }
+  }
+
+  /** For a batch with truncate copies: the same batch with its copies at a later delivery. */
+  private resender(batch: Batch): (() => OutMessage[]) | undefined {
+    const { fanouts } = batch;
+    const redeliver = this.redeliver;
+    if (!fanouts || !redeliver) return undefined;
+    return () => {
+      const delivery = redeliver();
+      const messages = batch.messages.slice();
+      for (const i of fanouts) messages[i] = { ...messages[i], key: redelivered(messages[i].key!, delivery) };
+      this.log.warn({ truncateCopies: fanouts.length, delivery }, 'a batch with truncate copies is sent again: its copies go as a later delivery');
+      return messages;
+    };
   }
 
   private acked(batch: Batch): void {

@@ -61,19 +61,22 @@ const olderKeys = keyType.createResolver(
 
 /** One key per partition 0..partitions-1, each hashing to its own partition. */
 export function truncateKeys(schemaId: number, truncate: string, partitions: number, delivery: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let partition = 0; partition < partitions; partition++) {
-    // Each salt hits the partition with probability 1/partitions: a few tries at most in practice.
-    for (let salt = 0; ; salt++) {
-      const key = encodeWire(schemaId, keyType.toBuffer({ truncate, partitions, partition, salt, delivery }));
-      if (partitionForKey(key, partitions) === partition) {
-        out.push(key);
-        break;
-      }
-      if (salt > 1_000_000) throw new Error(`no truncate key hashes to partition ${partition} of ${partitions}`);
-    }
+  return Array.from({ length: partitions }, (_, partition) => truncateKey(schemaId, truncate, partitions, partition, delivery));
+}
+
+function truncateKey(schemaId: number, truncate: string, partitions: number, partition: number, delivery: number): Buffer {
+  // Each salt hits the partition with probability 1/partitions: a few tries at most in practice.
+  for (let salt = 0; salt <= 1_000_000; salt++) {
+    const key = encodeWire(schemaId, keyType.toBuffer({ truncate, partitions, partition, salt, delivery }));
+    if (partitionForKey(key, partitions) === partition) return key;
   }
-  return out;
+  throw new Error(`no truncate key hashes to partition ${partition} of ${partitions}`);
+}
+
+/** A copy's key (as truncateKeys makes it) for the same truncate and partition at another delivery. */
+export function redelivered(key: Buffer, delivery: number): Buffer {
+  const k = keyType.fromBuffer(key.subarray(WIRE_HEADER_LENGTH)) as TruncateKey;
+  return truncateKey(decodeWireHeader(key).schemaId, k.truncate, k.partitions, k.partition, delivery);
 }
 
 /**

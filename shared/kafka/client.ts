@@ -22,7 +22,7 @@ import type {
 import type { Logger } from 'pino';
 import { ConfigError, RetriableError, ServiceError, isRetriable, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
-import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SentRecord } from './ports.ts';
+import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SendOptions, SentRecord } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
@@ -42,13 +42,14 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   return {
     producer: (opts = {}) =>
       wrapProducer(
-        kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          createPartitioner: keyedOrFirstPartitioner,
-          retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
-        }),
+        () =>
+          kafka.producer({
+            idempotent: true,
+            maxInFlightRequests: 1,
+            allowAutoTopicCreation: false,
+            createPartitioner: keyedOrFirstPartitioner,
+            retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
+          }),
         log,
         { initial: opts.retry?.initialRetryTime ?? 300, max: opts.retry?.maxRetryTime ?? 5000 },
       ),
@@ -162,36 +163,46 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
   };
 }
 
-function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; max: number }): Producer {
+function wrapProducer(make: () => KjsProducer, log: Logger, backoff: { initial: number; max: number }): Producer {
+  let p = make();
   // One batch at a time: a retried batch must get its sequence numbers back before any other.
   let tail: Promise<unknown> = Promise.resolve();
   let closed = false;
   let abandoned: Error | undefined;
 
-  const sendWithRetry = async (messages: OutMessage[], signal?: AbortSignal): Promise<SentRecord[]> => {
+  const sendWithRetry = async (messages: OutMessage[], opts: SendOptions): Promise<SentRecord[]> => {
     if (abandoned) {
       throw new Error('this producer abandoned a batch whose outcome is unknown; create a new producer', { cause: abandoned });
     }
-    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[]>();
-    for (const m of messages) {
-      let list = byTopic.get(m.topic);
-      if (!list) byTopic.set(m.topic, (list = []));
-      list.push({ key: m.key, value: m.value, headers: m.headers });
-    }
-    const topicMessages = [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs }));
+    let batch = messages;
+    let renew = false;
     for (let attempt = 1, delay = backoff.initial; ; attempt++) {
+      let sent = false;
       try {
-        const res = await p.sendBatch({ acks: -1, topicMessages });
+        if (renew) {
+          // A new producer id: no partition takes the batch for a duplicate of what the failed attempt left there.
+          await p.disconnect().catch(() => {});
+          p = make();
+          await p.connect();
+          renew = false;
+        }
+        sent = true;
+        const res = await p.sendBatch({ acks: -1, topicMessages: byTopic(batch) });
         return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
       } catch (err) {
-        if (!isRetriable(err)) throw tooLarge(err, messages) ?? err;
-        if (closed || signal?.aborted) {
+        if (!isRetriable(err)) throw tooLarge(err, batch) ?? err;
+        if (closed || opts.signal?.aborted) {
           abandoned = err as Error;
           throw err;
         }
-        log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, 'send failed; retrying the same batch');
-        await sleep(delay, signal);
+        log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, opts.resend ? 'send failed; sending the batch again through a new producer id' : 'send failed; retrying the same batch');
+        await sleep(delay, opts.signal);
         delay = Math.min(delay * 2, backoff.max);
+        // A new producer that could not connect sent nothing: its batch goes as it is.
+        if (opts.resend && sent) {
+          batch = opts.resend();
+          renew = true;
+        }
       }
     }
   };
@@ -207,11 +218,22 @@ function wrapProducer(p: KjsProducer, log: Logger, backoff: { initial: number; m
     },
     sendBatch(messages, opts = {}) {
       if (messages.length === 0) return Promise.resolve([]);
-      const result = tail.then(() => sendWithRetry(messages, opts.signal));
+      const result = tail.then(() => sendWithRetry(messages, opts));
       tail = result.catch(() => {});
       return result;
     },
   };
+}
+
+/** kafkajs's sendBatch takes messages grouped by topic. */
+function byTopic(messages: readonly OutMessage[]): { topic: string; messages: { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[] }[] {
+  const out = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[]>();
+  for (const m of messages) {
+    let list = out.get(m.topic);
+    if (!list) out.set(m.topic, (list = []));
+    list.push({ key: m.key, value: m.value, headers: m.headers });
+  }
+  return [...out].map(([topic, msgs]) => ({ topic, messages: msgs }));
 }
 
 /** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */

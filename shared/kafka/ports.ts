@@ -114,12 +114,25 @@ export interface Producer {
   /**
    * Sends with acks=all; resolves once every message is acknowledged. Order is kept per
    * partition; calls are serialised. A retriable failure (broker down, leader moved) is
-   * retried with the SAME batch until it succeeds: kafkajs rolls a failed batch's sequence
+   * retried with the SAME batch (unless `opts.resend`) until it succeeds: kafkajs rolls a failed batch's sequence
    * numbers back, so a different batch sent next would reuse them and the broker could ack
    * it as a "duplicate" without writing it. Giving up (`signal` aborted, or disconnect())
    * therefore leaves this producer unusable: create a new one.
    */
-  sendBatch(messages: OutMessage[], opts?: { signal?: AbortSignal }): Promise<SentRecord[]>;
+  sendBatch(messages: OutMessage[], opts?: SendOptions): Promise<SentRecord[]>;
+}
+
+export interface SendOptions {
+  signal?: AbortSignal;
+  /**
+   * For a batch that must not reach a partition twice as it is (a truncate's copies): after a
+   * retriable failure, whose outcome is unknown (the batch may be on some partitions and not
+   * others), the batch goes again as `resend()` returns it, through a new producer id, so that
+   * every partition gets all of it after whatever part of the earlier attempt it holds. Without
+   * it, the same batch is retried: partitions that had it ignore it as a duplicate, except on
+   * brokers that had acknowledged their part, whose partitions get it twice.
+   */
+  resend?: () => OutMessage[];
 }
 
 export interface Consumer {

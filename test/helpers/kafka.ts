@@ -45,6 +45,8 @@ export interface ReadRecord {
   key: string | null;
   value: string | null;
   headers: Record<string, string>;
+  /** The producer id of the record batch it came in. */
+  producerId?: string;
 }
 
 /** Every record of `topic` up to its current end offsets, read by a throw-away consumer group. */
@@ -63,7 +65,9 @@ export async function readTopic(kafka: KafkaClient, topic: string, timeoutMs = 3
         for (const m of batch.messages) {
           const headers: Record<string, string> = {};
           for (const [k, v] of Object.entries(m.headers ?? {})) headers[k] = String(v);
-          records.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null, value: m.value?.toString() ?? null, headers });
+          // kafkajs's message carries its record batch's producer id (not in our ConsumedMessage: only tests ask).
+          const producerId = (m as { batchContext?: { producerId?: string } }).batchContext?.producerId;
+          records.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null, value: m.value?.toString() ?? null, headers, producerId });
           next.set(batch.partition, BigInt(m.offset) + 1n);
         }
       },

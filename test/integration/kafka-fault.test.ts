@@ -95,3 +95,39 @@ test('stop() then restart(): the data survives a clean shutdown and the broker t
   const afterRestart = await readTopic(kafka, topic);
   assert.deepEqual(afterRestart.map((r) => r.value).sort(), [...before.map((r) => r.value), 'after-restart'].sort());
 });
+
+test('a batch given resend(), failing with its outcome unknown while the broker is down, goes again as resend() makes it, under a new producer id', async (t) => {
+  const own = uniqueTopic('fault-resend');
+  const admin = kafka.admin();
+  await admin.ensureTopics([{ topic: own, partitions: 3, replicationFactor: 1 }]);
+  await admin.disconnect();
+  // Few connection retries, so that kafkajs gives the failure up to our wrapper quickly.
+  const client = createKafka({ brokers: [broker.bootstrap], clientId: 'test-kafka-resend', retry: { initialRetryTime: 100, maxRetryTime: 300, retries: 2 } }, testLogger());
+  const producer = client.producer({ retry: { initialRetryTime: 100, maxRetryTime: 300 } });
+  await producer.connect();
+  const batch = (tag: string) => Array.from({ length: 30 }, (_, i) => ({ topic: own, key: Buffer.from(`k${i}`), value: Buffer.from(`${tag}${i}`) }));
+  try {
+    await producer.sendBatch(batch('before-'));
+    await broker.crash();
+    let resends = 0;
+    const sent = producer.sendBatch(batch('first-'), { resend: () => batch(`again${++resends}-`) });
+    sent.catch(() => {}); // awaited below
+    await waitFor('the send given up by kafkajs and made again by our wrapper', () => resends >= 1, { timeoutMs: 60_000 });
+    await broker.restart();
+    await sent;
+    t.diagnostic(`made again ${resends} times`);
+
+    const records = await readTopic(client, own);
+    const byTag = (tag: string) => records.filter((r) => r.value!.startsWith(tag));
+    assert.equal(byTag('before-').length, 30);
+    assert.equal(byTag('first-').length, 0, 'the first attempt never reached a broker that was down');
+    const last = byTag(`again${resends}-`);
+    assert.deepEqual(last.map((r) => r.value).sort(), batch(`again${resends}-`).map((m) => m.value.toString()).sort());
+    const ids = (rs: typeof records) => new Set(rs.map((r) => r.producerId));
+    assert.equal(ids(byTag('before-')).size, 1);
+    assert.equal(ids(last).size, 1);
+    assert.notDeepEqual(ids(last), ids(byTag('before-')), 'sent again under a new producer id');
+  } finally {
+    await producer.disconnect();
+  }
+});

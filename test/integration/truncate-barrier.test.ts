@@ -110,6 +110,20 @@ test('a truncate whose first delivery reached only partition 0, then the replay 
   assert.deepEqual([...new Set(passed.map((l) => `${l.partition} ${l.delivery} ${l.truncate}`))], ['0 1000 0/1A2B3C/0'], 'the partial delivery passed on partition 0, and logged');
 });
 
+test('a batch with a truncate sent again after a failure of unknown outcome (it reached partitions 0 and 1 only), its copies a later delivery: every row ends as at the source, no partition hangs', async (t) => {
+  const f = await truncateFixture('resent');
+  const on = (partitions: number[], ms: OutMessage[]) => ms.filter((m) => partitions.includes(partitionForKey(m.key!, 3)));
+  const batch = (delivery: number) => [...f.rows(1, 30, 'before'), ...f.copies(f.keys('0/4D/0', delivery)), ...f.rows(31, 35, 'mid')];
+  // The first attempt landed on the broker leading partitions 0 and 1, not on partition 2's; the
+  // producer sent the whole batch again under a new producer id, the copies at a later delivery.
+  await f.send(on([0, 1], batch(7_000)), batch(7_001), f.rows(36, 40, 'after'));
+  const sink = await f.startSink();
+  t.after(() => sink.stop());
+  await f.applied();
+  assert.deepEqual(await f.table(), [...expectRows(31, 35, 'mid'), ...expectRows(36, 40, 'after')]);
+  assert.deepEqual(await f.done(), [{ truncate_id: '0/4D/0', delivery: '7001', rounds: 1 }]);
+});
+
 test('a copy of a completed delivery read again (a sink stopped while that partition waited at it) passes without truncating again', async (t) => {
   const f = await truncateFixture('reread');
   await f.send(f.rows(1, 30, 'before'), f.copies(f.keys('0/2B/0', 5_000)), f.rows(21, 40, 'after'));

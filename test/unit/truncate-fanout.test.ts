@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import avro from 'avsc';
 import { decodeWireHeader, encodeWire } from '../../shared/registry/wire-format.ts';
 import { partitionForKey } from '../../shared/kafka/murmur2.ts';
-import { nextDelivery, parseTruncateKey, TRUNCATE_KEY_SCHEMA, truncateKeys } from '../../source-connector/truncate-fanout.ts';
+import { nextDelivery, parseTruncateKey, redelivered, TRUNCATE_KEY_SCHEMA, truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import { judgeBarrier, planBarrierRewind, type Arrival, type RecordedArrival } from '../../sink-connector/truncate-barrier.ts';
 import { truncateMarks } from '../../sink-connector/chunk-items.ts';
 
@@ -190,4 +190,16 @@ test('replay of one partition back over a replayed delivery that another partiti
   assert.equal(plan.refused, null);
   assert.deepEqual(rounds(plan), [['t', { 100: 0, 200: 0 }]]);
   assert.deepEqual(plan.forget, [A('t', 0, 30, 200), A('t', 1, 25, 200)]);
+});
+
+test('a copy redelivered: the same truncate and partition, hashing to it, at the new delivery', () => {
+  for (const partitions of [1, 3, 12]) {
+    truncateKeys(42, '0/16B3748/0', partitions, 1_700_000_000_000).forEach((key, p) => {
+      const again = redelivered(key, 1_700_000_000_001);
+      assert.deepEqual(parseTruncateKey(again), { id: '0/16B3748/0', partitions, partition: p, delivery: 1_700_000_000_001 });
+      assert.equal(partitionForKey(again, partitions), p);
+      assert.equal(decodeWireHeader(again).schemaId, 42);
+      assert.deepEqual(again, truncateKeys(42, '0/16B3748/0', partitions, 1_700_000_000_001)[p]);
+    });
+  }
 });

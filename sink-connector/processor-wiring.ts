@@ -72,6 +72,7 @@ export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stall
       return decoded;
     },
     logger: log,
+    offsetLockWaitMs: config.batch.idleInTransactionTimeoutMs,
   };
   const sizing = checkBatchSizing({ ...DEFAULT_BATCH_SIZING, floor: Math.min(DEFAULT_BATCH_SIZING.floor, config.batch.maxRows), maxRows: config.batch.maxRows });
   const processor = new BatchProcessor({

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
@@ -22,6 +23,7 @@ import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
+import { ensureSinkTables, setStoredOffsets } from '../../sink-connector/offsets.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const ID = `${process.pid}_${Date.now().toString(36)}`;
@@ -208,4 +210,52 @@ test('a member frozen (SIGSTOP) inside a batch transaction: the other takes its 
   await assertExact(f);
   await stopGracefully(a);
   await stopGracefully(b);
+});
+
+/** A session holding partition `partition`'s offsets row as a batch does, stopped inside a COPY that gets no data: no idle timeout ends it. */
+async function holdInCopy(f: Fixture, partition: number, applicationName: string): Promise<{ client: pg.Client; pid: number; ended: Promise<Error> }> {
+  const client = new pg.Client({ connectionString: servers.destination, application_name: applicationName });
+  await client.connect();
+  const ended = new Promise<Error>((resolve) => client.on('error', resolve));
+  const pid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  await client.query(`BEGIN; INSERT INTO shardbridge.sink_offsets AS o (group_id, topic, partition, next_offset) VALUES ($$${f.groupId}$$, $$${f.t.topic}$$, ${partition}, 0)
+    ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset`);
+  client.query(copyFrom(`COPY ${DST}.${f.name} FROM STDIN`)).on('error', () => {}); // never written to
+  await waitFor('the holder inside its COPY', async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND query LIKE 'COPY%' AND wait_event = 'ClientRead'`, [pid])).rowCount === 1);
+  return { client, pid, ended };
+}
+
+test('a member frozen in the middle of a COPY (where no idle timeout applies) is ended by the owner of its partition; a session that is not a sink is named, not ended', async () => {
+  const f = await fixture('incopy', { idleInTransactionTimeoutMs: 1500 });
+  // Rows the members' earlier batches left (a row not committed yet names no holder).
+  await ensureSinkTables(db);
+  await setStoredOffsets(db, f.groupId, f.t.topic, [0, 1, 2, 3].map((partition) => ({ partition, offset: 0n })));
+  const frozen = await holdInCopy(f, 0, 'shardbridge-sink-test');
+  const foreign = await holdInCopy(f, 1, 'report-job');
+  await produceRounds(f, 0, ROUNDS);
+  const s = spawnSink(f);
+  try {
+    let endedBy: Error | undefined;
+    void frozen.ended.then((e) => (endedBy = e));
+    const err = await waitFor('the frozen sink session ended by the member owning its partition', () => endedBy, { timeoutMs: 60_000 });
+    assert.match(err.message, /terminat/, 'its connection ended');
+    await waitFor('its backend gone', async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [frozen.pid])).rowCount === 0);
+    const ended = await waitFor('the ending logged', () => s.lines().find((l) => /^ended the destination session of a sink member/.test(l.msg)));
+    assert.deepEqual([ended.topic, ended.partition, ended.pid], [f.t.topic, 0, frozen.pid]);
+    const named = await waitFor('the other holder named', () => s.lines().find((l) => /not a sink's holds this partition's offsets row/.test(l.msg)));
+    assert.deepEqual([named.partition, named.pid, named.applicationName, named.remedy], [1, foreign.pid, 'report-job', `end that session if it is stuck: SELECT pg_terminate_backend(${foreign.pid})`]);
+    const ends = new Map((await admin.endOffsets(f.t.topic)).map((e) => [e.partition, BigInt(e.offset)]));
+    await waitFor('partitions 0, 2 and 3 applied', async () => {
+      const stored = await storedOffsets(db, f.groupId);
+      return [0, 2, 3].every((p) => stored.get(`${f.t.topic}:${p}`) === ends.get(p));
+    }, { timeoutMs: 60_000, intervalMs: 100 });
+    assert.equal((await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [foreign.pid])).rowCount, 1, 'the foreign session left alone');
+    assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:1`), 0n, 'its partition waits for it');
+    await db.query('SELECT pg_terminate_backend($1)', [foreign.pid]);
+    await waitApplied(db, admin, f.groupId, [f.t.topic], 60_000);
+    await assertExact(f);
+  } finally {
+    await Promise.allSettled([frozen.client.end(), foreign.client.end()]);
+  }
+  await stopGracefully(s);
 });

@@ -14,9 +14,11 @@ type AvroObject = Record<string, unknown>;
 
 const asString: TextEncoder = (v) => v as string;
 const decimal: TextEncoder = (v) => String(v as bigint | number);
-/** The encoders of Avro strings kept as they are and of integers as decimal digits (the sink's COPY transcoder writes those straight from the bytes). */
+const bytea: TextEncoder = (v) => byteaToText(v as Buffer);
+/** The encoders of Avro strings kept as they are, of integers as decimal digits and of bytes as bytea hex (the sink's COPY transcoder writes those straight from the bytes). */
 export const IDENTITY_TEXT: TextEncoder = asString;
 export const DECIMAL_TEXT: TextEncoder = decimal;
+export const BYTEA_TEXT: TextEncoder = bytea;
 
 const BY_CONNECT_NAME: Record<string, TextEncoder> = {
   'io.debezium.time.Date': (v) => dateToText(v as number),
@@ -32,7 +34,7 @@ const BY_AVRO_TYPE: Record<string, TextEncoder> = {
   float: (v) => float4ToText(v as number),
   double: (v) => float8ToText(v as number),
   boolean: (v) => (v ? 't' : 'f'),
-  bytes: (v) => byteaToText(v as Buffer),
+  bytes: bytea,
   string: asString,
 };
 

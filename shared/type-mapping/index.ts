@@ -6,7 +6,7 @@
 export { avroRegistryOptions, createAvroType, writeCached, BIGINT_LONG_TYPE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './avro.ts';
 export { codecFor, codecForType, nullableAvroType, BITS_NAME, IDENTITY_FROM_TEXT, INT_FROM_TEXT, BIGINT_FROM_TEXT } from './codecs.ts';
 export type { ColumnCodec } from './codecs.ts';
-export { textEncoderFor, IDENTITY_TEXT, DECIMAL_TEXT } from './encoders.ts';
+export { textEncoderFor, IDENTITY_TEXT, DECIMAL_TEXT, BYTEA_TEXT } from './encoders.ts';
 export type { TextEncoder } from './encoders.ts';
 export { formatTypeName, pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';
 export { parseArray1D, quoteArrayElement } from './arrays.ts';

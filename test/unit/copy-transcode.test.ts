@@ -12,7 +12,7 @@ import { RecordDecoder, type RawRecord } from '../../sink-connector/decode.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
 import { encodeCopyTextLine } from '../../sink-connector/upsert-batch.ts';
 import { compileEnvelope, LineWriter, type ScanResult } from '../../sink-connector/copy-transcode.ts';
-import { EVERY_TYPE_ROWS, EVERY_TYPE_TABLE } from '../helpers/pg-fixtures.ts';
+import { EVERY_TYPE_ROWS, EVERY_TYPE_TABLE, column, pgType } from '../helpers/pg-fixtures.ts';
 
 const TABLE = EVERY_TYPE_TABLE;
 const ROWS = EVERY_TYPE_ROWS;
@@ -108,5 +108,33 @@ test('a null key column, or bytes that are not the schema, keep the record off t
     const copy = Buffer.from(badOp);
     copy[i] ^= 0xff;
     tc.scan(copy, 5, copy.length, out, into);
+  }
+});
+
+test('a large bytea, array or text value: its line is the general decode\'s, written without room for much more than the line', async () => {
+  const table = { ...TABLE, columns: [column('id', pgType('int8'), -1, true), column('bin', pgType('bytea')), column('texts', pgType('_text', 'array', { elem: pgType('text') })), column('body', pgType('text'))], keyColumns: ['id'] };
+  const big = buildRecordSchemas(table, TOPIC, '1.0.0');
+  const source = big.sourceFor({ db: 'shop', tsMs: 1 });
+  const decoder = new RecordDecoder({ getSchema: async (id) => (id === 1 ? big.keySchema! : big.envelopeSchema) }, () => ({ schema: 'shop', table: 'every', columns: {}, sources: [] }), 'pfx');
+  const tc = compileEnvelope(createAvroType(big.envelopeSchema), big.envelopeSchema, new Set(['id']))!;
+  const rows = [
+    ['1', `\\x${Buffer.alloc(2_000_000, 0xa7).toString('hex')}`, null, null],
+    ['2', null, `{${'x'.repeat(2_000_000)},"a\\\\b"}`, null],
+    ['3', null, null, `${'y'.repeat(2_000_000)}\t\\`],
+  ];
+  for (const row of rows) {
+    const [ev] = changeToEvents({ kind: 'insert', new: row } as DecodedChange, { schemas: big, source, tsMs: 1, tombstones: true });
+    const raw: RawRecord = { topic: TOPIC, partition: 0, offset: '0', key: encodeWire(1, big.keyType!.toBuffer(ev.key)), value: encodeWire(2, big.envelopeType.toBuffer(ev.value)) };
+    await decoder.prepare([raw]);
+    const general = decoder.decode(raw)!;
+    const expected = encodeCopyTextLine(general.table.columns.map((c) => general.change.after![c.name] ?? null)) + '\n';
+    // Room for 1.25 lines: the writer must not grow. It did: the generic writers made room
+    // for three bytes per character of bytea's hex string (and copied it to escape its
+    // backslash), the text writer for twice a text's length.
+    const room = Math.ceil(Buffer.byteLength(expected) * 1.25);
+    const out = new LineWriter(room);
+    assert.equal(tc.scan(raw.value!, 5, raw.value!.length, out, fresh()), true);
+    assert.equal(out.buf.toString('utf8', 0, out.pos), expected, `row ${row[0]}`);
+    assert.equal(out.buf.length, room, `row ${row[0]}: the writer grew to ${out.buf.length} bytes for a ${out.pos}-byte line`);
   }
 });

@@ -119,7 +119,7 @@ export async function applyFastRows(
     rows += fresh.length;
   }
   const upserted = direct ? staged : staged.concat(fresh);
-  if (upserted.length >= ctx.fastStagingMinRows) {
+  if (stagesFastRows(upserted, ctx)) {
     for (const [version, list] of byVersion(upserted)) {
       for (const [binary, lines] of byFormat(list)) {
         await changedTypes(ctx, table, binary, () => upsertViaStaging(client, q, table, columnsOf(version), { lines, binary }, paths.staged));
@@ -136,6 +136,14 @@ export async function applyFastRows(
 }
 
 const columnsOf = (v: FastRow['table']): string[] => v.columns.map((c) => c.name);
+
+/** Whether fast rows go through COPY staging: enough of them, or enough bytes (a few very large rows). Pure. */
+export function stagesFastRows(rows: readonly FastRow[], ctx: Pick<ApplyContext, 'fastStagingMinRows' | 'fastStagingMinBytes'>): boolean {
+  if (rows.length >= ctx.fastStagingMinRows) return true;
+  let bytes = 0;
+  for (const r of rows) bytes += r.end - r.start;
+  return bytes >= ctx.fastStagingMinBytes;
+}
 
 function add(counts: Counts, table: string, key: string, n: number): void {
   let m = counts.get(table);

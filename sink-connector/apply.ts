@@ -22,7 +22,7 @@ import { addColumnSql, generatedColumnError, missingColumnError, missingColumns,
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
-import { applyFastRows, DirectCopyConflict, TablePaths } from './apply-fast.ts';
+import { applyFastRows, DirectCopyConflict, stagesFastRows, TablePaths } from './apply-fast.ts';
 import { groupRows, type FastRow } from './fast-rows.ts';
 import { arrayLiterals, buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
 import { createInPlaceGroup, updateInPlace } from './update-in-place.ts';
@@ -45,6 +45,11 @@ export interface ApplyContext {
    * unchanged. 200 on PostgreSQL, 1,000 on Citus (connector.ts).
    */
   fastStagingMinRows: number;
+  /**
+   * ...or this many bytes of their COPY lines, however few the rows: decoded for unnest, one
+   * 30 MB bytea took ~10 times its size in strings and array text (stagesFastRows).
+   */
+  fastStagingMinBytes: number;
   /** Fresh rows, when a group has at least minRows of them, may be COPied straight into the table (direct-copy.ts); null: never. */
   directCopy: { policy: DirectCopyPolicy; minRows: number } | null;
   /** A direct COPY met an existing row (metrics). */
@@ -279,7 +284,7 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     if (still.length > 0) throw missingColumnError(table, still[0]);
   }
   // Fast rows stage from their own, lower threshold (apply-fast.ts).
-  if (run.records.length + run.fast.length >= ctx.stagingMinRows || run.fast.length >= ctx.fastStagingMinRows) await ensureStaging(client, q, table);
+  if (run.records.length + run.fast.length >= ctx.stagingMinRows || stagesFastRows(run.fast, ctx)) await ensureStaging(client, q, table);
   return table;
 }
 

@@ -63,6 +63,8 @@ export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stall
     // On Citus every staging step is a multi-shard statement: at 1,000 rows staging and unnest
     // measured even there (../shared/README.md), below that unnest's single statement is cheaper.
     fastStagingMinRows: thresholds.stagingMinRows ?? (citus.present ? 1_000 : 200),
+    // 200 rows of a few hundred bytes: a few large rows go through staging too.
+    fastStagingMinBytes: thresholds.stagingMinRows === Infinity ? Infinity : 256 * 1024,
     directCopy:
       config.batch.directCopy && thresholds.directCopyMinRows !== Infinity ? { policy: new DirectCopyPolicy(), minRows: thresholds.directCopyMinRows ?? 1_000 } : null,
     onDirectCopyConflict: (table) => d.metrics.directCopyConflicts.inc({ table }),

@@ -31,6 +31,7 @@ import { SlotMonitor, slotLostError } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
+import { batchBytesFor, readRecordLimits, type RecordLimits } from './record-limits.ts';
 import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, tablesMissingFromPublication, type ExportedSlot } from './slot.ts';
 import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
@@ -125,6 +126,8 @@ class ConnectorRun {
   /** This session's delivery, carried by its truncates' copies: a replayed truncate is told from an earlier, maybe partial, send. */
   private delivery = 0;
   private readonly partitionCounts = new Map<string, number>();
+  /** Each table topic's record limits, read at start (record-limits.ts). */
+  private recordLimits = new Map<string, RecordLimits>();
   /** Per partitioned table, its ATTACHed partitions as this session found them (partitions.ts). */
   private attached = new Map<string, string[]>();
 
@@ -143,6 +146,7 @@ class ConnectorRun {
     this.publisher = new Publisher({
       producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics,
       redeliver: () => (this.delivery += 1),
+      limits: (topic) => this.recordLimits.get(topic),
     });
     this.publisher.onFailure((err) => this.stream?.fail(err));
     const r = config.schemaRegistry;
@@ -246,6 +250,8 @@ class ConnectorRun {
       this.truncateKeySchemaId = await this.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
       // An existing topic keeps its own partition count, whatever topics.partitions says now.
       for (const v of this.versions.all()) this.partitionCounts.set(v.topic, await this.admin.partitionCount(v.topic));
+      this.recordLimits = await readRecordLimits(this.admin, this.versions.all().map((v) => v.topic), this.log);
+      this.publisher.capBatchBytes(batchBytesFor(this.recordLimits.values()));
       this.sequences = await tableSequences(client, tables.map((x) => x.relid));
       this.prepared = true;
     }

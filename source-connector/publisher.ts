@@ -21,6 +21,7 @@ import type { ChangeEvent, Envelope } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
 import { redelivered } from './truncate-fanout.ts';
 import { NOT_HERE, type RowTranscoder, type TranscodedOp, type TupleRef } from './row-transcode.ts';
+import { describeKey, largestRecord, recordTooLarge, type RecordLimits } from './record-limits.ts';
 
 /** What publish() needs of a table version. */
 export interface PublishTarget {
@@ -57,6 +58,12 @@ export interface PublisherOptions {
    * the sink must tell the copies sent again from those (sink-connector/truncate-barrier.ts).
    */
   redeliver?: () => number;
+  /**
+   * What a table topic takes (record-limits.ts): a record above it stops the connector here,
+   * naming table, key and size, instead of after Kafka's refusal or, past the brokers' request
+   * limit, a send retried without end.
+   */
+  limits?: (topic: string) => RecordLimits | undefined;
 }
 
 /** Encoded keys and values are cut from slabs of this size (see encode). */
@@ -103,11 +110,15 @@ export class Publisher {
   private readonly tracker: LsnTracker;
   private readonly maxRecords: number;
   private readonly maxBytes: number;
-  private readonly maxBatchBytes: number;
+  private maxBatchBytes: number;
   private readonly maxBatchRecords: number;
   private readonly maxQueuedBatches: number;
   private readonly log: Logger;
   private readonly redeliver?: () => number;
+  private readonly limits?: (topic: string) => RecordLimits | undefined;
+  /** The largest record of the last target's topic: records come in runs of one table. */
+  private sized: PublishTarget | null = null;
+  private sizeLimit = Infinity;
   private readonly queue: Batch[] = [];
   /** The batch still taking records (the last of `queue`), if any. */
   private open: Batch | null = null;
@@ -137,6 +148,7 @@ export class Publisher {
     this.maxQueuedBatches = opts.maxQueuedBatches ?? 4;
     this.log = opts.log.child({ component: 'publisher' });
     this.redeliver = opts.redeliver;
+    this.limits = opts.limits;
     if (opts.metrics) {
       this.published = opts.metrics.counter('changes_published_total', 'Records acknowledged by Kafka, per table and op (tombstone: delete tombstones)', ['table', 'op']);
       this.gauges = {
@@ -192,6 +204,7 @@ export class Publisher {
       } catch (err) {
         throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
       }
+      this.checkSize(target, key, value, () => ev.key);
       this.push(target.topic, key, value, tx, this.counter(target.qualified, ev.value === null ? 'tombstone' : ev.value.op));
     }
   }
@@ -223,6 +236,7 @@ export class Publisher {
       }
       this.freshSlab(slab.length - start);
     }
+    this.checkSize(target, key, value, () => target.schemas.keyType!.fromBuffer(key.subarray(WIRE_HEADER_LENGTH)));
     this.push(target.topic, key, value, tx, this.counter(target.qualified, op));
     if (tombstone) this.push(target.topic, key, null, tx, this.counter(target.qualified, 'tombstone'));
     return true;
@@ -253,6 +267,11 @@ export class Publisher {
     this.push(topic, key, value, tx, null);
   }
 
+  /** Sends of at most `bytes` from now on (record-limits.ts, batchBytesFor), when that is fewer. */
+  capBatchBytes(bytes: number): void {
+    this.maxBatchBytes = Math.min(this.maxBatchBytes, bytes);
+  }
+
   /** Resolves when every record queued so far is acknowledged. */
   barrier(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
@@ -279,6 +298,24 @@ export class Publisher {
   /** Give up on unsent and in-flight records (shutdown when Kafka does not come back). */
   abandon(reason: string): void {
     this.abort.abort(new SourceError(reason));
+  }
+
+  /** A record larger than its topic takes stops the connector before it is queued (its transaction is then never confirmed). */
+  private checkSize(target: PublishTarget, key: Buffer | null, value: Buffer | null, keyOf: () => unknown): void {
+    if (!this.limits) return;
+    if (target !== this.sized) {
+      this.sized = target;
+      this.sizeLimit = largestRecord(this.limits(target.topic) ?? {});
+    }
+    const bytes = (key?.length ?? 0) + (value?.length ?? 0);
+    if (bytes <= this.sizeLimit) return;
+    let text: string;
+    try {
+      text = describeKey(keyOf());
+    } catch {
+      text = '(undecodable)';
+    }
+    throw recordTooLarge({ table: target.qualified, topic: target.topic, key: text, bytes, limits: this.limits(target.topic) ?? {} });
   }
 
   private push(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null, counter: Counter.Internal | null): Batch {

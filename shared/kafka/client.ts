@@ -377,6 +377,18 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer): 
       const res = await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }] });
       return Object.fromEntries(res.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
     },
+    async configValues(kind, names, key) {
+      const out = new Map<string, string>();
+      if (names.length === 0) return out;
+      await ready();
+      const type = kind === 'topic' ? ConfigResourceTypes.TOPIC : ConfigResourceTypes.BROKER;
+      const res = await a.describeConfigs({ includeSynonyms: false, resources: names.map((name) => ({ type, name, configNames: [key] })) });
+      for (const r of res.resources) {
+        const entry = r.configEntries.find((e) => e.configName === key);
+        if (r.errorCode === 0 && entry?.configValue != null) out.set(r.resourceName, entry.configValue);
+      }
+      return out;
+    },
     async groupState(groupId) {
       await ready();
       const [group] = (await a.describeGroups([groupId])).groups;

@@ -175,6 +175,8 @@ export interface Admin {
   /** Earliest offset whose timestamp is >= timestampMs, per partition (the end offset when none). */
   offsetsAtTime(topic: string, timestampMs: number): Promise<{ partition: number; offset: string }[]>;
   describeTopicConfigs(topic: string): Promise<Record<string, string>>;
+  /** One config's value for each named topic or broker (a broker by its node id), in one request; names Kafka reports no value for are absent. */
+  configValues(kind: 'topic' | 'broker', names: string[], key: string): Promise<Map<string, string>>;
   /** The group's state as Kafka reports it; `Empty` or `Dead` when no member runs (groupRunning). */
   groupState(groupId: string): Promise<string>;
   /** The group must have no active members (Kafka refuses otherwise). */

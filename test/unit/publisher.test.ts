@@ -7,6 +7,10 @@ import { createAvroType } from '../../shared/type-mapping/index.ts';
 import type { ChangeEvent, Envelope } from '../../source-connector/envelope.ts';
 import { LsnTracker } from '../../source-connector/lsn-tracker.ts';
 import { Publisher, type PublishTarget } from '../../source-connector/publisher.ts';
+import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
+import { changeToEvents } from '../../source-connector/envelope.ts';
+import { compileRowTranscoder, TupleRef, type RowTranscoder } from '../../source-connector/row-transcode.ts';
+import { EVERY_TYPE_TABLE, column, pgType } from '../helpers/pg-fixtures.ts';
 import { parseTruncateKey, truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import { partitionForKey } from '../../shared/kafka/murmur2.ts';
 
@@ -87,5 +91,35 @@ test('a batch with truncate copies offers them again at a later delivery for a r
       assert.equal(partitionForKey(m.key!, 3), p);
       assert.equal(decodeWireHeader(m.key!).schemaId, 9);
     });
+  }
+});
+
+test('a transcoded record larger than a slab is written at most twice, into a slab little larger than itself', async () => {
+  const table = { ...EVERY_TYPE_TABLE, columns: [column('id', pgType('int8'), -1, true), column('bin', pgType('bytea')), column('body', pgType('text'))], keyColumns: ['id'] };
+  const schemas = buildRecordSchemas(table, 'p.public.big', '1.0.0');
+  const tc = compileRowTranscoder(schemas)!;
+  let writes = 0;
+  const counting: RowTranscoder = { ...tc, writeEnvelope: (...args) => (writes++, tc.writeEnvelope(...args)) };
+  const producer = memoryProducer();
+  const publisher = new Publisher({ producer, tracker: new LsnTracker(null), maxRecords: 1e9, maxBytes: 1e12, log: pino({ level: 'silent' }) });
+  const target: PublishTarget = { topic: 'p.public.big', qualified: 'public.big', keySchemaId: 7, valueSchemaId: 8, schemas };
+  const info = schemas.sourceFor({ db: 'd', tsMs: 1, txId: 2, lsn: 3n });
+  const source = tc.sourceBytes(info);
+  for (const row of [['1', `\\x${Buffer.alloc(3_000_000, 0x5a).toString('hex')}`, null], ['2', null, 'y'.repeat(5_000_000)]]) {
+    // A pgoutput Insert: 'I', relid, 'N', then the tuple.
+    const cols = row.map((v) => (v === null ? Buffer.from('n') : Buffer.concat([Buffer.from('t'), Buffer.from([0, 0, 0, 0]), Buffer.from(v)])));
+    for (const c of cols) if (c.length > 1) c.writeUInt32BE(c.length - 5, 1);
+    const raw = Buffer.concat([Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, 3]), ...cols]);
+    const tuple = new TupleRef();
+    assert.equal(tuple.scan(raw, 6), raw.length);
+    writes = 0;
+    assert.equal(publisher.publishTranscoded(target, counting, 'c', raw, tuple, source, 1, null, false), true);
+    assert.equal(await publisher.flush(10_000), true);
+    const value = producer.sent.at(-1)!.value!;
+    // Doubling the slab from 256 kB wrote a 3 MB bytea (a hex decode of 6 MB each time) seven times.
+    assert.ok(writes <= 2, `row ${row[0]} written ${writes} times`);
+    assert.ok(value.buffer.byteLength <= 1.25 * raw.length, `row ${row[0]}: a slab of ${value.buffer.byteLength} bytes for a ${value.length}-byte record`);
+    const [ev] = changeToEvents({ kind: 'insert', new: row }, { schemas, source: info, tsMs: 1, tombstones: false });
+    assert.deepEqual(value.subarray(WIRE_HEADER_LENGTH), schemas.envelopeType.toBuffer(ev.value));
   }
 });

@@ -22,6 +22,7 @@ import type {
 import type { Logger } from 'pino';
 import { ConfigError, RetriableError, ServiceError, isRetriable, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
+import { TopicSpread } from './topic-spread.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SendOptions, SentRecord } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
@@ -41,8 +42,8 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   const kafka = new Kafka(toKafkaConfig(settings, log));
   const counted = <C extends KjsProducer | KjsConsumer | KjsAdmin>(client: 'producer' | 'consumer' | 'admin', c: C): C => {
     const onRequest = settings.onRequest;
-    const events = c as unknown as { on(event: string, listener: (e: { payload: { apiName: string } }) => void): unknown; events: { REQUEST: string } };
-    if (onRequest) events.on(events.events.REQUEST, (e) => onRequest({ client, api: e.payload.apiName }));
+    const events = c as unknown as { on(event: string, listener: (e: { payload: { apiName: string; size: number } }) => void): unknown; events: { REQUEST: string } };
+    if (onRequest) events.on(events.events.REQUEST, (e) => onRequest({ client, api: e.payload.apiName, bytes: e.payload.size }));
     return c;
   };
   return {
@@ -74,7 +75,11 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       allowAutoTopicCreation: false,
     }))),
     admin: (opts = {}) =>
-      wrapAdmin(counted('admin', kafka.admin({ retry: opts.retry })), (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false }))),
+      wrapAdmin(
+        counted('admin', kafka.admin({ retry: opts.retry })),
+        (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
+        () => counted('admin', kafka.admin({ retry: opts.retry })),
+      ),
   };
 }
 
@@ -321,7 +326,9 @@ function wrapConsumer(c: KjsConsumer): Consumer {
   };
 }
 
-function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer): Admin {
+function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, another: () => KjsAdmin): Admin {
+  // Offsets are asked per topic: spread over admins of a few dozen topics each (topic-spread.ts).
+  const byTopic = new TopicSpread(another);
   let connecting: Promise<void> | undefined;
   // Connect on first use; a failed connect is forgotten so the next call tries again.
   const ready = (): Promise<void> =>
@@ -335,7 +342,7 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer): 
     connect: ready,
     async disconnect() {
       connecting = undefined;
-      await a.disconnect();
+      await Promise.all([a.disconnect(), byTopic.disconnect()]);
     },
     async listTopics() {
       await ready();
@@ -382,19 +389,20 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer): 
       const present = topics.filter((t) => existing.has(t));
       if (present.length === 0) return;
       await a.deleteTopics({ topics: present });
+      // kafkajs forgets deleted topics in the admin that deleted them only; an admin that still
+      // asks for one fails every metadata refresh (UNKNOWN_TOPIC_OR_PARTITION): drop the others.
+      await byTopic.disconnect();
       await waitUntil(`deletion of ${present.join(', ')}`, async () => {
         const now = new Set(await a.listTopics());
         return present.every((t) => !now.has(t));
       });
     },
     async endOffsets(topic) {
-      await ready();
-      const res = await a.fetchTopicOffsets(topic);
+      const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
       return res.map((r) => ({ partition: r.partition, offset: r.high })).sort((x, y) => x.partition - y.partition);
     },
     async offsetsAtTime(topic, timestampMs) {
-      await ready();
-      const res = await a.fetchTopicOffsetsByTimestamp(topic, timestampMs);
+      const res = await (await byTopic.for(topic)).fetchTopicOffsetsByTimestamp(topic, timestampMs);
       return res.map((r) => ({ partition: r.partition, offset: r.offset })).sort((x, y) => x.partition - y.partition);
     },
     async describeTopicConfigs(topic) {

@@ -14,8 +14,8 @@ export interface KafkaSettings {
   retry?: RetryOptions;
   /** kafkajs messages below this level are dropped; its INFO is chatty, so 'warn' by default. */
   logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
-  /** Told of every request a client of this connection sends (tests count round trips with it). */
-  onRequest?: (request: { client: 'producer' | 'consumer' | 'admin'; api: string }) => void;
+  /** Told of every request a client of this connection sends, with its response's size (tests count round trips with it). */
+  onRequest?: (request: { client: 'producer' | 'consumer' | 'admin'; api: string; bytes: number }) => void;
 }
 
 export interface RetryOptions {

@@ -249,8 +249,12 @@ class ConnectorRun {
       if (created.length > 0) this.log.info({ topics: created }, 'topics created');
       this.truncateKeySchemaId = await this.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
       // An existing topic keeps its own partition count, whatever topics.partitions says now.
-      for (const v of this.versions.all()) this.partitionCounts.set(v.topic, await this.admin.partitionCount(v.topic));
-      this.recordLimits = await readRecordLimits(this.admin, this.versions.all().map((v) => v.topic), this.log);
+      // One metadata request for all tables (one each was a round trip per table).
+      const topics = this.versions.all().map((v) => v.topic);
+      for (const [topic, n] of await this.admin.partitionCounts(topics)) this.partitionCounts.set(topic, n);
+      // And the producer learns every topic at once, not one metadata refresh per table's first send.
+      await this.producer.prepare([...topics, ...Object.values(this.topics)]);
+      this.recordLimits = await readRecordLimits(this.admin, topics, this.log);
       this.publisher.capBatchBytes(batchBytesFor(this.recordLimits.values()));
       this.sequences = await tableSequences(client, tables.map((x) => x.relid));
       this.prepared = true;

@@ -176,7 +176,10 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
           p.gauges?.ratio.set(1);
           p.gauges?.eta.set(0);
           const secs = (Date.now() - p.startedAt) / 1000;
-          log.info({ table: p.v.qualified, rows: p.rows, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(p.rows / Math.max(secs, 0.001)) }, 'table read');
+          // At info only for a table long enough to have had progress lines: a database of
+          // thousands of small tables would log a line for each.
+          const level = secs * 1000 >= PROGRESS_LOG_MS ? 'info' : 'debug';
+          log[level]({ table: p.v.qualified, rows: p.rows, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(p.rows / Math.max(secs, 0.001)) }, 'table read');
           const read = opts.onTableRead(p.v, p.rows);
           read.catch(() => {}); // observed below, after the readers; must not go unhandled meanwhile
           completions.push(read);

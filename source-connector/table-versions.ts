@@ -69,6 +69,28 @@ export function topicFor(prefix: string, schema: string, table: string): string 
   return `${prefix}.${clean(schema)}.${clean(table)}`;
 }
 
+/** Tables whose key and value schemas are registered at once at start: thousands at once would open as many registry connections. */
+const REGISTRATIONS_AT_ONCE = 16;
+
+/** `fn` over `items` with at most `n` running at once; results in the items' order; the first failure rejects. */
+export async function inParallel<T, R>(items: readonly T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]);
+      } catch (err) {
+        next = items.length; // the others take nothing more
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}
+
 /** Kafka's longest topic name. */
 const MAX_TOPIC_LENGTH = 249;
 
@@ -118,11 +140,13 @@ export class TableVersions {
   async init(tables: TableInfo[], catalogLsn: bigint): Promise<void> {
     this.catalogLsn = catalogLsn;
     for (const t of tables) for (const c of t.columns) this.rememberType(c.type);
-    const versions = await Promise.all(tables.map((t) => this.register(t)));
+    const started = Date.now();
+    const versions = await inParallel(tables, REGISTRATIONS_AT_ONCE, (t) => this.register(t));
     for (const v of versions) {
       this.current.set(v.relid, v);
       this.topics.add(v.topic);
     }
+    this.log.info({ tables: versions.length, ms: Date.now() - started }, 'table schemas registered');
   }
 
   /** Hot path: the version changes of `relid` are decoded with. */

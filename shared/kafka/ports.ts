@@ -14,6 +14,8 @@ export interface KafkaSettings {
   retry?: RetryOptions;
   /** kafkajs messages below this level are dropped; its INFO is chatty, so 'warn' by default. */
   logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
+  /** Told of every request a client of this connection sends, with its response's size (tests count round trips with it). */
+  onRequest?: (request: { client: 'producer' | 'consumer' | 'admin'; api: string; bytes: number }) => void;
 }
 
 export interface RetryOptions {
@@ -120,6 +122,12 @@ export interface Producer {
    * therefore leaves this producer unusable: create a new one.
    */
   sendBatch(messages: OutMessage[], opts?: SendOptions): Promise<SentRecord[]>;
+  /**
+   * Learn the partitions and leaders of these topics in one metadata request. Without it the
+   * first send to each topic refreshes the metadata of every topic sent to so far: a snapshot
+   * of n tables asked for the metadata of n(n+1)/2 topics.
+   */
+  prepare(topics: string[]): Promise<void>;
 }
 
 export interface SendOptions {
@@ -170,6 +178,8 @@ export interface Admin {
   deleteTopics(topics: string[]): Promise<void>;
   listTopics(): Promise<string[]>;
   partitionCount(topic: string): Promise<number>;
+  /** The partition count of each topic, from one metadata request. */
+  partitionCounts(topics: string[]): Promise<Map<string, number>>;
   /** High watermarks: the offset the next produced message of each partition will get. */
   endOffsets(topic: string): Promise<{ partition: number; offset: string }[]>;
   /** Earliest offset whose timestamp is >= timestampMs, per partition (the end offset when none). */
@@ -181,7 +191,7 @@ export interface Admin {
   groupState(groupId: string): Promise<string>;
   /** The group must have no active members (Kafka refuses otherwise). */
   setGroupOffsets(groupId: string, topic: string, offsets: { partition: number; offset: string }[]): Promise<void>;
-  /** Committed offsets; '-1' for a partition without a commit. */
+  /** Committed offsets; '-1' for a partition without a commit. Two requests, however many topics. */
   fetchGroupOffsets(groupId: string, topics: string[]): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
   describeCluster(): Promise<{ brokers: { nodeId: number; host: string; port: number }[]; controller: number | null; clusterId: string }>;
 }

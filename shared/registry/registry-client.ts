@@ -149,6 +149,14 @@ export class RegistryClient {
   }
 
   private async doRegister(subject: string, schema: object): Promise<number> {
+    // Mostly the schema is there already (every start after the first): one lookup instead of
+    // a level read, the library's own level read and the registration (3 requests a subject).
+    const known = await this.lookup(subject, schema);
+    if (known !== null) {
+      this.log.debug({ subject, schemaId: known }, 'schema already registered');
+      if (!this.schemaCache.has(known)) this.schemaCache.set(known, Promise.resolve(JSON.parse(JSON.stringify(schema)) as object));
+      return known;
+    }
     // The library refuses to register under a subject whose level differs from the one it is
     // given, and sets that one on a subject without its own: give it the subject's own level.
     const own = await this.subjectLevel(subject);
@@ -160,10 +168,30 @@ export class RegistryClient {
     } catch (err) {
       throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url);
     }
-    this.log.info({ subject, schemaId: id }, 'schema registered');
+    // At debug: a first start registers two subjects per table (the caller sums them up).
+    this.log.debug({ subject, schemaId: id }, 'schema registered');
     // The registry may hold an equivalent text for this id; ours is as good (same canonical form).
     if (!this.schemaCache.has(id)) this.schemaCache.set(id, Promise.resolve(JSON.parse(JSON.stringify(schema)) as object));
     return id;
+  }
+
+  /**
+   * POST /subjects/{subject}: the id of `schema` under the subject, null when the subject lacks
+   * it (40401 no subject, 40403 not this schema). Read-only, so retried as a GET is.
+   */
+  private async lookup(subject: string, schema: object): Promise<number | null> {
+    const path = `/subjects/${encodeURIComponent(subject)}`;
+    let body: { id?: unknown };
+    try {
+      body = (await retry(() => this.rest('POST', path, { schema: JSON.stringify(schema) }, { subject }), {
+        retries: 3, initialMs: 50, maxMs: 500, what: `POST ${path}`, logger: this.log,
+      })) as { id?: unknown };
+    } catch (err) {
+      if (err instanceof SchemaError && err.context.status === 404) return null;
+      throw err;
+    }
+    if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered POST ${path} without an id`, { context: { subject } });
+    return body.id;
   }
 
   /** The registry's subjects (`GET /subjects`): what `shardbridge check` asks to see it answers. */

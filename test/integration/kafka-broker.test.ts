@@ -327,6 +327,66 @@ test('admin: topics, configs, offsets, group offsets; errors keep their retriabl
   assert.equal(isRetriable(refused), true, `connection refused is retriable: ${String(refused)}`);
 });
 
+test('150 topics: partition counts, group offsets and the first send to each cost a bounded number of requests, not one or a metadata refresh per topic', async () => {
+  const requests: string[] = [];
+  let metadataBytes = 0;
+  const counting = createKafka(
+    {
+      brokers: [bootstrap],
+      clientId: 'test-many-topics',
+      onRequest: (r) => {
+        requests.push(`${r.client} ${r.api}`);
+        if (r.client === 'admin' && r.api === 'Metadata') metadataBytes += r.bytes;
+      },
+    },
+    testLogger(),
+  );
+  const sent = (what: string) => requests.filter((r) => r === what).length;
+  const base = uniqueTopic('many');
+  const topics = Array.from({ length: 150 }, (_, i) => `${base}-${i}`);
+  await admin.ensureTopics(topics.map((topic) => ({ topic, partitions: 2, replicationFactor: 1 })));
+  // Leaders known is not leaders serving yet: sends would be retried (and metadata refreshed) meanwhile.
+  for (const topic of topics) await waitFor(`${topic} served`, () => admin.endOffsets(topic));
+  const a = counting.admin();
+  await a.connect();
+  const producer = counting.producer();
+  await producer.connect();
+  try {
+    requests.length = 0;
+    metadataBytes = 0;
+    const counts = await a.partitionCounts(topics);
+    const allTopicsMetadata = metadataBytes;
+    assert.deepEqual([...counts.values()], topics.map(() => 2));
+    assert.deepEqual([...counts.keys()].sort(), [...topics].sort());
+    assert.ok(sent('admin Metadata') <= 2, `${sent('admin Metadata')} metadata requests for the partition counts of 150 topics`);
+
+    // Each topic's end offsets on its own (as snapshot markers and status read them): kafkajs
+    // refreshes the metadata of every topic an admin was asked about at each new one, which
+    // would come to 75 times the metadata of all 150 topics; spread over admins, about 25.
+    metadataBytes = 0;
+    const ends = await Promise.all(topics.map((topic) => a.endOffsets(topic)));
+    assert.ok(ends.every((e) => e.length === 2 && e.every((p) => p.offset === '0')));
+    assert.ok(metadataBytes < 40 * allTopicsMetadata, `end offsets of 150 topics read ${metadataBytes} bytes of metadata, ${Math.round(metadataBytes / allTopicsMetadata)} times that of all of them`);
+
+    requests.length = 0;
+    const groupOffsets = await a.fetchGroupOffsets(uniqueTopic('many-group'), topics);
+    assert.equal(groupOffsets.length, 150);
+    assert.ok(groupOffsets.every((t) => t.partitions.length === 2 && t.partitions.every((p) => p.offset === '-1')));
+    assert.ok(requests.length <= 6, `group offsets of 150 topics: ${requests.join(', ')}`);
+
+    // As the snapshot sends: each table's rows in batches of their own.
+    requests.length = 0;
+    await producer.prepare(topics);
+    for (const topic of topics) await producer.sendBatch([{ topic, key: Buffer.from('k'), value: Buffer.from('v') }]);
+    assert.equal(sent('producer Produce'), 150);
+    assert.ok(sent('producer Metadata') <= 2, `${sent('producer Metadata')} producer metadata requests for 150 topics`);
+  } finally {
+    await producer.disconnect();
+    await a.disconnect();
+    await admin.deleteTopics(topics);
+  }
+});
+
 test('kafkajs log entries reach pino at their level, without the SASL password', () => {
   const lines: string[] = [];
   const emit = pinoLogEntry(pino({ level: 'debug' }, { write: (line: string) => lines.push(line) }), 's3cret-pw');

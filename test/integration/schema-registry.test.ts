@@ -5,6 +5,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { createServer as httpServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -328,4 +330,43 @@ test("RegistryClient keeps a subject's own compatibility level (an operator's NO
     assert.match(err.remedy ?? '', /\/config\/n-key/);
     return true;
   });
+});
+
+test('RegistryClient: a schema already under its subject costs one request to find again (every restart, two subjects a table)', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  // A counting proxy in front of the registry.
+  const requests: string[] = [];
+  const target = new URL(srv.url);
+  const proxy = httpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const up = httpRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    proxy.close(() => resolve());
+    proxy.closeAllConnections();
+  }));
+  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const subjects = Array.from({ length: 60 }, (_, i) => ({ subject: `many${i}-value`, schema: { ...userV1, name: `User${i}` } }));
+
+  const first = new RegistryClient({ url, retries: 0 });
+  const ids = await Promise.all(subjects.map((s) => first.register(s.subject, s.schema)));
+  assert.equal((await http(`${srv.url}/config/many7-value`, 'GET')).json.compatibilityLevel, 'BACKWARD', 'a new subject gets BACKWARD');
+
+  requests.length = 0;
+  const restarted = new RegistryClient({ url, retries: 0 });
+  assert.deepEqual(await Promise.all(subjects.map((s) => restarted.register(s.subject, s.schema))), ids);
+  assert.equal(requests.length, subjects.length, `requests: ${[...new Set(requests.map((r) => r.replace(/many\d+/, 'S')))].join(', ')}`);
+  assert.ok(requests.every((r) => /^POST \/subjects\/many\d+-value$/.test(r)));
+
+  // A schema new under its subject is still registered, under the subject's own level.
+  requests.length = 0;
+  const evolved = withField(subjects[0].schema, { name: 'email', type: ['null', 'string'], default: null });
+  assert.ok((await restarted.register(subjects[0].subject, evolved)) > Math.max(...ids));
+  assert.ok(requests.some((r) => r.startsWith('POST /subjects/many0-value/versions')));
 });

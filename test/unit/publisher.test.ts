@@ -25,6 +25,7 @@ function memoryProducer(): Producer & { sent: OutMessage[] } {
       sent.push(...messages);
       return [];
     },
+    prepare: async () => {},
   };
 }
 
@@ -59,6 +60,7 @@ test('a batch with truncate copies offers them again at a later delivery for a r
       if (opts.resend) offered.push(opts.resend);
       return [];
     },
+    prepare: async () => {},
   };
   let delivery = 1_000;
   const publisher = new Publisher({

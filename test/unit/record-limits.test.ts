@@ -45,6 +45,7 @@ function memoryProducer(): Producer & { sends: OutMessage[][] } {
     sends,
     connect: async () => {},
     disconnect: async () => {},
+    prepare: async () => {},
     sendBatch: async (messages: OutMessage[]): Promise<SentRecord[]> => {
       sends.push(messages);
       return [];

@@ -7,13 +7,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableInfo } from '../../shared/pg-types.ts';
 import {
-  controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
+  controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
 import { slotLostError } from '../../source-connector/monitor.ts';
 import { chunkSql, planChunks, snapshotVersions } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
 import { topicFor, type TableVersion } from '../../source-connector/table-versions.ts';
 import { isRetriable } from '../../shared/errors.ts';
+import type { Admin } from '../../shared/kafka/client.ts';
+import pino from 'pino';
 
 const INT4 = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' as const };
 
@@ -164,4 +166,17 @@ test('classify: connection failures are retriable, a missing or invalidated slot
 test('topicFor: characters Kafka refuses become "_"', () => {
   assert.equal(topicFor('shop', 'public', 'orders'), 'shop.public.orders');
   assert.equal(topicFor('shop', 'My Schema', 'Odd "T"/x'), 'shop.My_Schema.Odd__T__x');
+});
+
+test('settledEndOffsets waits out a broker that names a new topic\'s leader before it serves it (NOT_LEADER a dozen times), and gives up on other errors at once', async () => {
+  const notLeader = Object.assign(new Error('This server is not the leader for that topic-partition'), { retriable: true, type: 'NOT_LEADER_FOR_PARTITION' });
+  let calls = 0;
+  const admin = { endOffsets: async () => (++calls <= 12 ? Promise.reject(notLeader) : [{ partition: 0, offset: '0' }]) } as unknown as Admin;
+  const log = pino({ level: 'silent' });
+  assert.deepEqual(await settledEndOffsets(admin, 't', log, { initialMs: 1, maxMs: 2 }), [{ partition: 0, offset: '0' }]);
+  assert.equal(calls, 13);
+  calls = 0;
+  const refused = { endOffsets: async () => (++calls, Promise.reject(new Error('TOPIC_AUTHORIZATION_FAILED'))) } as unknown as Admin;
+  await assert.rejects(settledEndOffsets(refused, 't', log, { initialMs: 1, maxMs: 2 }), /TOPIC_AUTHORIZATION_FAILED/);
+  assert.equal(calls, 1);
 });

@@ -253,3 +253,46 @@ test("a partition's own Relation (after its root's, publish_via_partition_root) 
   assert.deepEqual([registered.length, asked], [before, []]);
   assert.match(tv.unknownRelation(16500).message, /a change of public\.orders_eu, which is none of the selected tables/);
 });
+
+test('init: 150 tables register a bounded number at once, with one info line for all of them', async () => {
+  let running = 0;
+  let most = 0;
+  const subjects: string[] = [];
+  const logs: { level: number; msg: string }[] = [];
+  const tv = new TableVersions({
+    registry: {
+      register: async (subject) => {
+        most = Math.max(most, ++running);
+        await new Promise((r) => setTimeout(r, 1));
+        running--;
+        return subjects.push(subject);
+      },
+    },
+    topicPrefix: 'shop',
+    connectorVersion: 'test',
+    catalog: { loadTypes: async () => new Map(), primaryKey: async () => ['id'], columnDefaults: async () => [] },
+    topicExists: async () => true,
+    log: pino({ level: 'info' }, new Writable({ write: (chunk, _e, cb) => (logs.push(...String(chunk).split('\n').filter(Boolean).map((l) => JSON.parse(l))), cb()) })),
+  });
+  const tables = Array.from({ length: 150 }, (_, i) => ({ ...catalogTable(INT4, `t${i}`), relid: 20000 + i }));
+  await tv.init(tables, CATALOG_LSN);
+  assert.equal(subjects.length, 300, 'a key and a value subject per table');
+  assert.deepEqual(tv.all().map((v) => v.topic), tables.map((t) => `shop.public.${t.name}`));
+  assert.ok(most <= 32, `${most} registrations at once`);
+  assert.ok(logs.length <= 1, `${logs.length} log lines at info`);
+});
+
+test('init: a registration that fails fails the init, and no more are started', async () => {
+  let calls = 0;
+  const tv = new TableVersions({
+    registry: { register: async () => (++calls === 5 ? Promise.reject(new Error('registry down')) : calls) },
+    topicPrefix: 'shop',
+    connectorVersion: 'test',
+    catalog: { loadTypes: async () => new Map(), primaryKey: async () => ['id'], columnDefaults: async () => [] },
+    topicExists: async () => true,
+    log: pino({ level: 'silent' }),
+  });
+  const tables = Array.from({ length: 150 }, (_, i) => ({ ...catalogTable(INT4, `t${i}`), relid: 20000 + i }));
+  await assert.rejects(tv.init(tables, CATALOG_LSN), /registry down/);
+  assert.ok(calls < 100, `${calls} registrations after the failure`);
+});

@@ -20,10 +20,13 @@ import type {
   RetryOptions as KjsRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import { ConfigError, RetriableError, ServiceError, isRetriable, tlsTrustRemedy } from '../errors.ts';
+import { ConfigError, RetriableError, ServiceError, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
-import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings, OutMessage, Producer, SendOptions, SentRecord } from './ports.ts';
+import { wrapProducer } from './producer.ts';
+
+export { tooLarge } from './producer.ts';
+import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
@@ -174,131 +177,8 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
   };
 }
 
-function wrapProducer(make: () => KjsProducer, log: Logger, backoff: { initial: number; max: number }): Producer {
-  let p = make();
-  // One batch at a time: a retried batch must get its sequence numbers back before any other.
-  let tail: Promise<unknown> = Promise.resolve();
-  let closed = false;
-  let abandoned: Error | undefined;
-  // Topics whose metadata the current kafkajs producer was given at once (again after a renewal).
-  let prepared: string[] = [];
-  const learn = (topics: string[]): Promise<unknown> =>
-    topics.length === 0 ? Promise.resolve() : p.sendBatch({ acks: -1, topicMessages: topics.map((topic) => ({ topic, messages: [] })) });
-
-  const sendWithRetry = async (messages: OutMessage[], opts: SendOptions): Promise<SentRecord[]> => {
-    if (abandoned) {
-      throw new Error('this producer abandoned a batch whose outcome is unknown; create a new producer', { cause: abandoned });
-    }
-    let batch = messages;
-    let renew = false;
-    for (let attempt = 1, delay = backoff.initial; ; attempt++) {
-      let sent = false;
-      try {
-        if (renew) {
-          // A new producer id: no partition takes the batch for a duplicate of what the failed attempt left there.
-          await p.disconnect().catch(() => {});
-          p = make();
-          await p.connect();
-          await learn(prepared);
-          renew = false;
-        }
-        sent = true;
-        const res = await p.sendBatch({ acks: -1, topicMessages: byTopic(batch) });
-        return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
-      } catch (err) {
-        if (!isRetriable(err)) throw tooLarge(err, batch) ?? err;
-        if (closed || opts.signal?.aborted) {
-          abandoned = err as Error;
-          throw err;
-        }
-        log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, opts.resend ? 'send failed; sending the batch again through a new producer id' : 'send failed; retrying the same batch');
-        await sleep(delay, opts.signal);
-        delay = Math.min(delay * 2, backoff.max);
-        // A new producer that could not connect sent nothing: its batch goes as it is.
-        if (opts.resend && sent) {
-          batch = opts.resend();
-          renew = true;
-        }
-      }
-    }
-  };
-
-  return {
-    async connect() {
-      closed = false;
-      await p.connect();
-    },
-    async disconnect() {
-      closed = true;
-      await p.disconnect();
-    },
-    prepare(topics) {
-      // A send without messages: kafkajs refreshes the metadata of all its topics at once, then has nothing to send.
-      const result = tail.then(() => {
-        prepared = [...new Set([...prepared, ...topics])];
-        return learn(topics);
-      });
-      tail = result.catch(() => {});
-      return result.then(() => {});
-    },
-    sendBatch(messages, opts = {}) {
-      if (messages.length === 0) return Promise.resolve([]);
-      const result = tail.then(() => sendWithRetry(messages, opts));
-      tail = result.catch(() => {});
-      return result;
-    },
-  };
-}
-
-/** kafkajs's sendBatch takes messages grouped by topic. */
-function byTopic(messages: readonly OutMessage[]): { topic: string; messages: { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[] }[] {
-  const out = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, string | Buffer> }[]>();
-  for (const m of messages) {
-    let list = out.get(m.topic);
-    if (!list) out.set(m.topic, (list = []));
-    list.push({ key: m.key, value: m.value, headers: m.headers });
-  }
-  return [...out].map(([topic, msgs]) => ({ topic, messages: msgs }));
-}
-
 /** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
 export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';
-
-/**
- * A record above the topic's `max.message.bytes` fails its whole send with MESSAGE_TOO_LARGE,
- * which names neither the record nor the limit: name the largest record's topic and size,
- * and the setting that lets it through.
- */
-export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigError | undefined {
-  const type = (err as { type?: string }).type;
-  if (type !== 'MESSAGE_TOO_LARGE' && type !== 'RECORD_LIST_TOO_LARGE') return undefined;
-  let biggest = messages[0];
-  let bytes = 0;
-  for (const m of messages) {
-    const n = (m.key?.length ?? 0) + (m.value?.length ?? 0);
-    if (n >= bytes) [biggest, bytes] = [m, n];
-  }
-  const limit = 2 ** Math.ceil(Math.log2(Math.max(bytes, 1) * 1.25));
-  return new ConfigError(`Kafka refused a record of ${bytes} bytes for ${biggest.topic} (${type}): it is larger than the topic's max.message.bytes`, {
-    cause: err,
-    context: { topic: biggest.topic, bytes },
-    remedy:
-      `raise the topic's limit, e.g. kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${biggest.topic} --add-config max.message.bytes=${limit} ` +
-      `(topics.maxMessageBytes for topics the source creates), then start again: nothing past the last confirmed position was lost`,
-  });
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-  });
-}
 
 function wrapConsumer(c: KjsConsumer): Consumer {
   return {

@@ -281,6 +281,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .command('devstack')
     .description('start a local stack (source and destination PostgreSQL, Kafka, a dev schema registry) and print how to reach it; Citus comes with docker-compose.yml')
     .option('--json', 'print the connection details as one JSON object on stdout')
+    .option('--kafka-heap-mb <n>', "the broker's JVM heap in MB (default 512; more for thousands of partitions)", positiveNumberArg)
     .action(act('devstack'));
 
   program

@@ -6,9 +6,9 @@
 import type { CommandContext } from '../cli/main.ts';
 import { startDevStack } from './stack.ts';
 
-export async function run(opts: { json?: boolean }, ctx: CommandContext): Promise<number> {
+export async function run(opts: { json?: boolean; kafkaHeapMb?: number }, ctx: CommandContext): Promise<number> {
   if (!opts.json) ctx.err('starting the dev stack: PostgreSQL (source, destination), Apache Kafka, schema registry...\n');
-  const stack = await startDevStack({ logger: ctx.logger });
+  const stack = await startDevStack({ logger: ctx.logger, kafkaHeapMb: opts.kafkaHeapMb });
   const stopped = new Promise<void>((resolve) => {
     ctx.onShutdown(async () => {
       await stack.stop();

@@ -160,10 +160,10 @@ test('--keep leaves the stack and connectors running, says how to look at them, 
   await assertAllStopped(ports);
 });
 
-test('devstack killed by SIGKILL: no server outlives it, and the next start removes its temp dirs', async (t) => {
+test('devstack killed by SIGKILL: no server outlives it, and the next start removes its temp dirs; --kafka-heap-mb sizes the broker', async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-devstack-tmp-'));
   fs.chmodSync(tmp, 0o755);
-  const proc = spawn(process.execPath, [BIN, 'devstack', '--json'], { env: { ...cleanEnv(), TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, 'devstack', '--json', '--kafka-heap-mb', '640'], { env: { ...cleanEnv(), TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   proc.stdout.on('data', (d) => (stdout += d));
   t.after(() => {
@@ -174,6 +174,14 @@ test('devstack killed by SIGKILL: no server outlives it, and the next start remo
   const ports = [a.kafka, a.schemaRegistry, a.source, a.destination].map((u) => Number(/127\.0\.0\.1:(\d+)/.exec(u)![1]));
   const dirs = fs.readdirSync(tmp).filter((n) => n.startsWith('shardbridge-')).sort();
   assert.deepEqual(dirs.map((n) => n.replace(/-p\d+-\w+$/, '')), ['shardbridge-kafka', 'shardbridge-pg-destination', 'shardbridge-pg-source']);
+  const brokers = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map((d) => {
+    try {
+      return fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+    } catch {
+      return [];
+    }
+  }).filter((argv) => argv.includes('kafka.Kafka') && argv.some((x) => x.startsWith(tmp)));
+  assert.deepEqual(brokers.map((argv) => argv.filter((x) => x.startsWith('-Xmx'))), [['-Xmx640m']]);
 
   proc.kill('SIGKILL');
   await assertAllStopped(ports);

@@ -15,7 +15,7 @@ import type { Logger } from '../shared/logger.ts';
 import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord } from './decode.ts';
 import type { TableVersion } from './schema-compile.ts';
-import { beginAndLockOffset, offsetRowHeld, storeOffsetAndCommitSql } from './offsets.ts';
+import { beginAndLockOffset, storeOffsetAndCommitSql } from './offsets.ts';
 import { arriveAtBarrier, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { addColumnSql, generatedColumnError, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
@@ -57,7 +57,7 @@ export interface ApplyContext {
   /** The general decode of a fast row, for when it has to take the upsert path after all. */
   redecode(row: FastRow): DecodedRecord;
   logger: Logger;
-  /** How long a batch waits for its partition's offsets row before ending a sink session that holds it (endOffsetHolder); absent: no bound. */
+  /** How long a batch waits for its partition's offsets row before ending a sink session that holds it (offsets.ts); absent: no bound. */
   offsetLockWaitMs?: number;
 }
 
@@ -117,8 +117,8 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
 
   let current: string | undefined;
   try {
-    const stored = await beginAndLockOffset(client, ctx.groupId, chunk.topic, chunk.partition, ctx.offsetLockWaitMs).catch(async (err: unknown) => {
-      if ((err as { code?: string }).code === '55P03') throw await offsetRowHeld(client, { ...ctx, waitedMs: ctx.offsetLockWaitMs! }, chunk.topic, chunk.partition, err);
+    const wait = ctx.offsetLockWaitMs === undefined ? undefined : { ms: ctx.offsetLockWaitMs, logger: ctx.logger };
+    const stored = await beginAndLockOffset(client, ctx.groupId, chunk.topic, chunk.partition, wait).catch((err: unknown) => {
       throw classify(err, {});
     });
     if (stored >= chunk.nextOffset) {

@@ -9,6 +9,7 @@
  * DecodeError naming topic, partition and offset.
  */
 import { DecodeError, SchemaError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
+import { settledInParallel } from '../shared/in-parallel.ts';
 import { decodeWireHeader, peekSchemaId, WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import type { ConsumedMessage } from '../shared/kafka/client.ts';
 import type { SinkChange } from './sink-change.ts';
@@ -97,7 +98,7 @@ export class RecordDecoder {
     // each schema in turn), then compiled in order.
     const fetched = new Map<number, PromiseSettledResult<object>>();
     const ids = [...new Set([...keyIds, ...valueTopics.keys()])];
-    const results = await settleInGroups(ids, (id) => this.registry.getSchema(id));
+    const results = await settledInParallel(ids, SCHEMA_FETCHES_AT_ONCE, (id) => this.registry.getSchema(id));
     ids.forEach((id, k) => fetched.set(id, results[k]));
     let retriable: unknown = null;
     let refused: unknown = null;
@@ -140,7 +141,7 @@ export class RecordDecoder {
     const latest = this.registry.latestSchema?.bind(this.registry);
     if (!latest) return 0;
     const some = topics.slice(0, WARM_TOPICS_AT_MOST);
-    const found = await settleInGroups(some, (t) => Promise.all([latest(`${t}-key`), latest(`${t}-value`)]));
+    const found = await settledInParallel(some, SCHEMA_FETCHES_AT_ONCE, (t) => Promise.all([latest(`${t}-key`), latest(`${t}-value`)]));
     let ready = 0;
     some.forEach((topic, i) => {
       const got = found[i];
@@ -261,15 +262,6 @@ export class RecordDecoder {
     return describedBy(value, kid!, kd);
   }
 
-}
-
-/** `fn` over `items`, SCHEMA_FETCHES_AT_ONCE at a time; results in the items' order. */
-async function settleInGroups<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
-  const out: PromiseSettledResult<R>[] = [];
-  for (let i = 0; i < items.length; i += SCHEMA_FETCHES_AT_ONCE) {
-    out.push(...(await Promise.allSettled(items.slice(i, i + SCHEMA_FETCHES_AT_ONCE).map(fn))));
-  }
-  return out;
 }
 
 function convertRow(fields: FieldConverter[], row: Record<string, unknown>, dropNulls: boolean): Record<string, string | null> {

@@ -96,10 +96,17 @@ export async function readStoredOffsets(
  * concurrent holder, returns the latest committed value (what a plain SELECT's snapshot would
  * miss). One round trip for both: a batch pays one per statement, and each waits longer while
  * the sink decodes another partition. The simple protocol takes several statements but no
- * parameters, so the values are inlined as literals. `lockWaitMs` bounds the wait for the row
- * (lock_timeout, this statement only: 55P03 past it, see endOffsetHolder).
+ * parameters, so the values are inlined as literals. `wait.ms` bounds the wait for the row
+ * (lock_timeout, this statement only); past it the error says who holds the row (offsetRowHeld).
  */
-export async function beginAndLockOffset(client: pg.ClientBase, groupId: string, topic: string, partition: number, lockWaitMs?: number): Promise<bigint> {
+export async function beginAndLockOffset(
+  client: pg.ClientBase,
+  groupId: string,
+  topic: string,
+  partition: number,
+  wait?: { ms: number; logger: Logger },
+): Promise<bigint> {
+  const lockWaitMs = wait?.ms;
   const bounded = lockWaitMs !== undefined && lockWaitMs > 0;
   const sql =
     (bounded ? `BEGIN; SET LOCAL lock_timeout = ${Math.trunc(lockWaitMs)}; ` : 'BEGIN; ') +
@@ -107,7 +114,13 @@ export async function beginAndLockOffset(client: pg.ClientBase, groupId: string,
     `VALUES (${quoteLiteral(groupId)}, ${quoteLiteral(topic)}, ${partitionLiteral(partition)}, 0) ` +
     'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset' +
     (bounded ? '; SET LOCAL lock_timeout TO DEFAULT' : '');
-  const results = (await client.query(sql)) as unknown as pg.QueryResult<{ next_offset: string }>[];
+  let results: pg.QueryResult<{ next_offset: string }>[];
+  try {
+    results = (await client.query(sql)) as unknown as pg.QueryResult<{ next_offset: string }>[];
+  } catch (err) {
+    if (wait && bounded && (err as { code?: string }).code === '55P03') throw await offsetRowHeld(client, { groupId, logger: wait.logger, waitedMs: wait.ms }, topic, partition, err);
+    throw err;
+  }
   return BigInt(results[bounded ? 2 : 1].rows[0].next_offset);
 }
 
@@ -152,7 +165,7 @@ async function endOffsetHolder(client: pg.ClientBase, groupId: string, topic: st
 }
 
 /** A retriable error saying who held the partition's offsets row past the wait, and whether it was ended. */
-export async function offsetRowHeld(
+async function offsetRowHeld(
   client: pg.ClientBase,
   ctx: { groupId: string; logger: Logger; waitedMs: number },
   topic: string,

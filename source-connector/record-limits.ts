@@ -10,8 +10,9 @@ import type { Logger } from '../shared/logger.ts';
 import type { Admin } from '../shared/kafka/ports.ts';
 import { ConfigError } from '../shared/errors.ts';
 
-/** Bytes a record batch holding one record adds to its key and value: the v2 batch header (61) and the record's own fields (at most 21). */
-export const LONE_RECORD_OVERHEAD = 82;
+import { LONE_RECORD_OVERHEAD, suggestedLimit } from '../shared/kafka/client.ts';
+
+export { LONE_RECORD_OVERHEAD, suggestedLimit };
 /** A produce request's bytes beside its record batch (headers, client id, topic name, partition), with room to spare. */
 const REQUEST_OVERHEAD = 1024 + 255;
 
@@ -40,8 +41,6 @@ export function batchBytesFor(limits: Iterable<RecordLimits>): number {
   return Math.max(min, 1);
 }
 
-/** `max.message.bytes` that lets a record of `bytes` through, with a quarter to spare: a power of two. Pure. */
-export const suggestedLimit = (bytes: number): number => 2 ** Math.ceil(Math.log2(Math.max(bytes + LONE_RECORD_OVERHEAD, 1) * 1.25));
 
 /** A key for a message: its JSON, cut short past `max` characters. Pure. */
 export function describeKey(key: unknown, max = 200): string {

@@ -19,6 +19,7 @@
  */
 import type { Logger } from '../shared/logger.ts';
 import { SourceError } from '../shared/errors.ts';
+import { inParallel } from '../shared/in-parallel.ts';
 import type { ColumnInfo, PgTypeInfo, TableInfo } from '../shared/pg-types.ts';
 import { replicaIdentityProblem } from './catalog.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
@@ -71,25 +72,6 @@ export function topicFor(prefix: string, schema: string, table: string): string 
 
 /** Tables whose key and value schemas are registered at once at start: thousands at once would open as many registry connections. */
 const REGISTRATIONS_AT_ONCE = 16;
-
-/** `fn` over `items` with at most `n` running at once; results in the items' order; the first failure rejects. */
-export async function inParallel<T, R>(items: readonly T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      try {
-        out[i] = await fn(items[i]);
-      } catch (err) {
-        next = items.length; // the others take nothing more
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return out;
-}
 
 /** Kafka's longest topic name. */
 const MAX_TOPIC_LENGTH = 249;

@@ -25,7 +25,7 @@ import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
 
-export { tooLarge } from './producer.ts';
+export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;

@@ -95,6 +95,12 @@ function byTopic(messages: readonly OutMessage[]): { topic: string; messages: { 
   return [...out].map(([topic, msgs]) => ({ topic, messages: msgs }));
 }
 
+/** Bytes a record batch holding one record adds to its key and value: the v2 batch header (61) and the record's own fields (at most 21). */
+export const LONE_RECORD_OVERHEAD = 82;
+
+/** `max.message.bytes` that lets a record of `bytes` (key + value) through, with a quarter to spare: a power of two. Pure. */
+export const suggestedLimit = (bytes: number): number => 2 ** Math.ceil(Math.log2(Math.max(bytes + LONE_RECORD_OVERHEAD, 1) * 1.25));
+
 /**
  * A record above the topic's `max.message.bytes` fails its whole send with MESSAGE_TOO_LARGE,
  * which names neither the record nor the limit: name the largest record's topic and size,
@@ -109,7 +115,7 @@ export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigE
     const n = (m.key?.length ?? 0) + (m.value?.length ?? 0);
     if (n >= bytes) [biggest, bytes] = [m, n];
   }
-  const limit = 2 ** Math.ceil(Math.log2(Math.max(bytes, 1) * 1.25));
+  const limit = suggestedLimit(bytes);
   return new ConfigError(`Kafka refused a record of ${bytes} bytes for ${biggest.topic} (${type}): it is larger than the topic's max.message.bytes`, {
     cause: err,
     context: { topic: biggest.topic, bytes },

@@ -108,6 +108,11 @@ export class RegistryClient {
     return p;
   }
 
+  /** A schema known by its id without fetching it; an entry already there stays (the registry may hold an equivalent text). */
+  private cacheSchema(id: number, schema: object): void {
+    if (!this.schemaCache.has(id)) this.schemaCache.set(id, Promise.resolve(schema));
+  }
+
   /**
    * The id and schema of the latest version under `subject`, null when the subject has none
    * (40401). The schema is cached by its id, as `getSchema` would have fetched it.
@@ -123,7 +128,7 @@ export class RegistryClient {
     }
     if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered GET ${path} without an id`, { context: { subject } });
     const schema = schemaOf(body, path, { subject, schemaId: body.id });
-    if (!this.schemaCache.has(body.id)) this.schemaCache.set(body.id, Promise.resolve(schema));
+    this.cacheSchema(body.id, schema);
     return { id: body.id, schema };
   }
 
@@ -154,7 +159,7 @@ export class RegistryClient {
     const known = await this.lookup(subject, schema);
     if (known !== null) {
       this.log.debug({ subject, schemaId: known }, 'schema already registered');
-      if (!this.schemaCache.has(known)) this.schemaCache.set(known, Promise.resolve(JSON.parse(JSON.stringify(schema)) as object));
+      this.cacheSchema(known, JSON.parse(JSON.stringify(schema)) as object);
       return known;
     }
     // The library refuses to register under a subject whose level differs from the one it is
@@ -171,7 +176,7 @@ export class RegistryClient {
     // At debug: a first start registers two subjects per table (the caller sums them up).
     this.log.debug({ subject, schemaId: id }, 'schema registered');
     // The registry may hold an equivalent text for this id; ours is as good (same canonical form).
-    if (!this.schemaCache.has(id)) this.schemaCache.set(id, Promise.resolve(JSON.parse(JSON.stringify(schema)) as object));
+    this.cacheSchema(id, JSON.parse(JSON.stringify(schema)) as object);
     return id;
   }
 

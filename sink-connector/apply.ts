@@ -161,7 +161,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       const at = BigInt(b.record.change.offset);
       const v = b.record.table;
       current = `${v.dest.schema}.${v.dest.name}`;
-      const res = await arriveAtBarrier(client, { groupId: ctx.groupId, topic: chunk.topic, partition: chunk.partition, offset: at }, b.mark).catch((err: unknown) =>
+      const res = await arriveAtBarrier(client, { groupId: ctx.groupId, topic: chunk.topic, partition: chunk.partition, offset: at }, b.mark, wait).catch((err: unknown) =>
         Promise.reject(classify(err, {})),
       );
       if (res.verdict === 'wait') {

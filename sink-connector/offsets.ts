@@ -8,8 +8,8 @@
  * sees the new owner's position, so it cannot apply a batch twice.
  */
 import type pg from 'pg';
-import { RetriableError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { heldPastWait, HOLDER_COLUMNS, isLockTimeout, withLockTimeout, type HeldLock } from './lock-holder.ts';
 import { STAGING_SCHEMA } from './upsert-batch.ts';
 import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
 import { createOwnSchemasSql, quoteLiteral } from '../shared/sql.ts';
@@ -97,7 +97,7 @@ export async function readStoredOffsets(
  * miss). One round trip for both: a batch pays one per statement, and each waits longer while
  * the sink decodes another partition. The simple protocol takes several statements but no
  * parameters, so the values are inlined as literals. `wait.ms` bounds the wait for the row
- * (lock_timeout, this statement only); past it the error says who holds the row (offsetRowHeld).
+ * (lock_timeout, this statement only); past it the error says who holds the row (lock-holder.ts).
  */
 export async function beginAndLockOffset(
   client: pg.ClientBase,
@@ -106,91 +106,34 @@ export async function beginAndLockOffset(
   partition: number,
   wait?: { ms: number; logger: Logger },
 ): Promise<bigint> {
-  const lockWaitMs = wait?.ms;
-  const bounded = lockWaitMs !== undefined && lockWaitMs > 0;
-  const sql =
-    (bounded ? `BEGIN; SET LOCAL lock_timeout = ${Math.trunc(lockWaitMs)}; ` : 'BEGIN; ') +
+  const bounded = wait !== undefined && wait.ms > 0;
+  const lock =
     'INSERT INTO shardbridge.sink_offsets AS o (group_id, topic, partition, next_offset) ' +
     `VALUES (${quoteLiteral(groupId)}, ${quoteLiteral(topic)}, ${partitionLiteral(partition)}, 0) ` +
-    'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset' +
-    (bounded ? '; SET LOCAL lock_timeout TO DEFAULT' : '');
+    'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset';
   let results: pg.QueryResult<{ next_offset: string }>[];
   try {
-    results = (await client.query(sql)) as unknown as pg.QueryResult<{ next_offset: string }>[];
+    results = (await client.query(`BEGIN; ${withLockTimeout(lock, wait?.ms)}`)) as unknown as pg.QueryResult<{ next_offset: string }>[];
   } catch (err) {
-    if (wait && bounded && (err as { code?: string }).code === '55P03') throw await offsetRowHeld(client, { groupId, logger: wait.logger, waitedMs: wait.ms }, topic, partition, err);
+    if (bounded && isLockTimeout(err)) throw await heldPastWait(client, offsetRow(groupId, topic, partition), { logger: wait.logger, waitedMs: wait.ms }, err);
     throw err;
   }
   return BigInt(results[bounded ? 2 : 1].rows[0].next_offset);
 }
 
-/** The session that held a partition's offsets row past the wait, as pg_stat_activity shows it. */
-export interface OffsetHolder {
-  pid: number;
-  applicationName: string;
-  state: string;
-  waitEvent: string | null;
-  transactionSeconds: number;
-  /** Ended by us: a session of a sink. */
-  ended: boolean;
-}
-
 /**
- * After beginAndLockOffset's wait ran out (its transaction is rolled back here): who holds
- * the row. The partition is this member's by the group's assignment, so a sink session holding
- * it belongs to a member that lost it and has not moved for the whole wait: frozen (SIGSTOP, a
- * paused VM) or cut off, possibly in the middle of a COPY, where the destination's idle
- * timeouts do not apply. It is ended (same role: no privilege needed); its batch rolls back,
- * and a thawed member finds this one's offset and drops the batch. Anyone else's session is
- * only reported. Null when the holder is gone already, or inserted the row and has not committed.
+ * The partition's offsets row as a held lock. Its xmax is the locking transaction while that
+ * runs. (A row not committed yet has no version to read: its first batch's transaction, unnamed.)
  */
-async function endOffsetHolder(client: pg.ClientBase, groupId: string, topic: string, partition: number): Promise<OffsetHolder | null> {
-  await client.query('ROLLBACK');
-  // The row's xmax is the locking transaction while it runs.
-  // (A row not committed yet has no version to read: its first batch's transaction, unnamed.)
-  const { rows } = await client.query(
-    `SELECT a.pid, coalesce(a.application_name, '') AS app, coalesce(a.state, '') AS state, a.wait_event,
-            coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8 AS secs
+function offsetRow(groupId: string, topic: string, partition: number): HeldLock {
+  return {
+    what: `the offsets row of ${topic}[${partition}]`,
+    where: { topic, partition },
+    holderSql: `SELECT ${HOLDER_COLUMNS}
        FROM shardbridge.sink_offsets o JOIN pg_stat_activity a ON a.backend_xid = o.xmax
       WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = $3 AND a.pid <> pg_backend_pid()`,
-    [groupId, topic, partition],
-  );
-  if (rows.length === 0) return null;
-  const r = rows[0];
-  const holder: OffsetHolder = { pid: r.pid, applicationName: r.app, state: r.state, waitEvent: r.wait_event, transactionSeconds: Math.round(r.secs), ended: false };
-  if (holder.applicationName.startsWith('shardbridge-sink')) {
-    holder.ended = (await client.query('SELECT pg_terminate_backend($1) AS ok', [holder.pid])).rows[0].ok === true;
-  }
-  return holder;
-}
-
-/** A retriable error saying who held the partition's offsets row past the wait, and whether it was ended. */
-async function offsetRowHeld(
-  client: pg.ClientBase,
-  ctx: { groupId: string; logger: Logger; waitedMs: number },
-  topic: string,
-  partition: number,
-  err: unknown,
-): Promise<Error> {
-  const where = { topic, partition };
-  const holder = await endOffsetHolder(client, ctx.groupId, topic, partition).catch((e: unknown) => {
-    ctx.logger.warn({ ...where, err: (e as Error).message }, "cannot tell who holds the partition's offsets row");
-    return null;
-  });
-  const waited = `waited ${ctx.waitedMs} ms for the offsets row of ${topic}[${partition}]`;
-  if (!holder) return new RetriableError(`${waited}; its holder is gone, or is the transaction that inserts the row`, { cause: err, context: where });
-  const fields = { ...where, pid: holder.pid, applicationName: holder.applicationName, state: holder.state, waitEvent: holder.waitEvent, transactionSeconds: holder.transactionSeconds };
-  if (holder.ended) {
-    ctx.logger.warn(fields, 'ended the destination session of a sink member that held this partition without moving (frozen or cut off inside a batch): its batch rolls back, and this member applies on');
-    return new RetriableError(`${waited}; ended the sink session (pid ${holder.pid}) holding it`, { cause: err, context: where });
-  }
-  const remedy = `end that session if it is stuck: SELECT pg_terminate_backend(${holder.pid})`;
-  ctx.logger.warn({ ...fields, remedy }, "a session that is not a sink's holds this partition's offsets row: waiting for it");
-  return new RetriableError(`${waited}: held by pid ${holder.pid} (${holder.applicationName || 'no application_name'}, ${holder.state}, in a transaction for ${holder.transactionSeconds} s); waiting for it`, {
-    cause: err,
-    context: where,
-    remedy,
-  });
+    params: [groupId, topic, partition],
+  };
 }
 
 /** Store the partition's next offset and COMMIT, in one round trip (see beginAndLockOffset). */

@@ -21,6 +21,9 @@
  */
 import type pg from 'pg';
 import { parseTruncateKey } from '../source-connector/truncate-fanout.ts';
+import type { Logger } from '../shared/logger.ts';
+import { quoteLiteral } from '../shared/sql.ts';
+import { heldPastWait, HOLDER_COLUMNS, isLockTimeout, withLockTimeout, type HeldLock } from './lock-holder.ts';
 
 export { parseTruncateKey };
 
@@ -97,11 +100,18 @@ export async function arriveAtBarrier(
   client: pg.ClientBase,
   at: { groupId: string; topic: string; partition: number; offset: bigint },
   mark: TruncateMark,
+  wait?: { ms: number; logger: Logger },
 ): Promise<{ verdict: BarrierVerdict; round: number; arrived: number }> {
   const args = [at.groupId, at.topic, mark.id];
   // One judge at a time per truncate, every delivery: the partition completing a round, or
-  // arriving at a later delivery, must see every arrival.
-  await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))`, args);
+  // arriving at a later delivery, must see every arrival. The lock is held to the end of the
+  // batch, so a member frozen later in that batch would hold every other partition here: the
+  // wait is bounded as the offsets row's is (offsets.ts).
+  const lockKey = `${at.groupId}/${at.topic}/${mark.id}`;
+  await client.query(withLockTimeout(`SELECT pg_advisory_xact_lock(hashtextextended(${quoteLiteral(lockKey)}, 0))`, wait?.ms)).catch(async (err: unknown) => {
+    if (wait && wait.ms > 0 && isLockTimeout(err)) throw await heldPastWait(client, barrierLock(lockKey, at, mark), { logger: wait.logger, waitedMs: wait.ms }, err);
+    throw err;
+  });
   await client.query(
     `INSERT INTO shardbridge.sink_truncate_arrivals (group_id, topic, truncate_id, kafka_partition, kafka_offset, delivery) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
     [...args, at.partition, at.offset.toString(), mark.delivery],
@@ -122,6 +132,20 @@ export async function arriveAtBarrier(
     );
   }
   return judged;
+}
+
+/** The barrier's advisory lock (`pg_advisory_xact_lock(bigint)`: classid the key's high half, objid its low half, objsubid 1). */
+function barrierLock(lockKey: string, at: { topic: string; partition: number }, mark: TruncateMark): HeldLock {
+  return {
+    what: `the barrier of truncate ${mark.id} of ${at.topic}`,
+    where: { topic: at.topic, partition: at.partition, truncate: mark.id },
+    holderSql: `WITH k AS (SELECT hashtextextended($1, 0) AS key)
+      SELECT ${HOLDER_COLUMNS}
+        FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.classid::int8 = (k.key >> 32) & 4294967295 AND l.objid::int8 = k.key & 4294967295 AND a.pid <> pg_backend_pid()`,
+    params: [lockKey],
+  };
 }
 
 export interface RecordedArrival extends Arrival {

@@ -242,7 +242,7 @@ test('a member frozen in the middle of a COPY (where no idle timeout applies) is
     await waitFor('its backend gone', async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [frozen.pid])).rowCount === 0);
     const ended = await waitFor('the ending logged', () => s.lines().find((l) => /^ended the destination session of a sink member/.test(l.msg)));
     assert.deepEqual([ended.topic, ended.partition, ended.pid], [f.t.topic, 0, frozen.pid]);
-    const named = await waitFor('the other holder named', () => s.lines().find((l) => /not a sink's holds this partition's offsets row/.test(l.msg)));
+    const named = await waitFor('the other holder named', () => s.lines().find((l) => /not a sink's holds the offsets row of /.test(l.msg)));
     assert.deepEqual([named.partition, named.pid, named.applicationName, named.remedy], [1, foreign.pid, 'report-job', `end that session if it is stuck: SELECT pg_terminate_backend(${foreign.pid})`]);
     const ends = new Map((await admin.endOffsets(f.t.topic)).map((e) => [e.partition, BigInt(e.offset)]));
     await waitFor('partitions 0, 2 and 3 applied', async () => {

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import avro from 'avsc';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { partitionForKey } from '../../shared/kafka/murmur2.ts';
@@ -66,9 +67,9 @@ async function truncateFixture(name: string) {
     send: async (...batches: OutMessage[][]) => {
       for (const b of batches) await producer.sendBatch(b);
     },
-    startSink: (logger: Logger = log): Promise<SinkConnector> =>
+    startSink: (logger: Logger = log, batch: object = {}): Promise<SinkConnector> =>
       startSinkConnector(
-        sinkConfig({ ...env().servers, prefix, groupId }, { batch: { maxRows: 5, adaptive: false }, tables: { [`${SRC}.${name}`]: { schema: DST, table: name } } }),
+        sinkConfig({ ...env().servers, prefix, groupId }, { batch: { maxRows: 5, adaptive: false, ...batch }, tables: { [`${SRC}.${name}`]: { schema: DST, table: name } } }),
         logger,
         { topicRefreshMs: 500 },
       ),
@@ -84,6 +85,7 @@ async function truncateFixture(name: string) {
         throw new Error(`${err.message}; ends ${ends.map((e) => `${e.partition}:${e.offset}`).join(' ')}, stored ${[...stored].map(([k, v]) => `${k.slice(k.lastIndexOf(':') + 1)}:${v}`).join(' ')}; destination ids ${ids.join(',')}`);
       });
     },
+    name,
     table: async () => (await db.query(`SELECT id, v FROM ${DST}.${name} ORDER BY id`)).rows,
     done: async () => (await db.query(`SELECT truncate_id, delivery::text, rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 ORDER BY delivery`, [groupId, topic])).rows,
   };
@@ -140,6 +142,29 @@ test('a copy of a completed delivery read again (a sink stopped while that parti
   await f.applied();
   assert.deepEqual(await f.table(), expectRows(21, 40, 'after'), "the other partitions' rows after the truncate are still there");
   assert.deepEqual(await f.done(), [{ truncate_id: '0/2B/0', delivery: '5000', rounds: 1 }]);
+});
+
+test("a member frozen later in the batch that passed a truncate's barrier (its lock held to the batch's end) is ended by the others waiting there", async (t) => {
+  const f = await truncateFixture('frozen');
+  const truncate = '0/5E/0';
+  await f.send(f.rows(1, 30, 'before'), f.copies(f.keys(truncate, 3)), f.rows(21, 40, 'after'));
+  // As a frozen member's session: the barrier's lock taken, then stopped inside a COPY that gets no data.
+  const holder = new pg.Client({ connectionString: env().servers.destination, application_name: 'shardbridge-sink-test' });
+  await holder.connect();
+  const ended = new Promise<Error>((resolve) => holder.on('error', resolve));
+  t.after(() => holder.end().catch(() => {}));
+  const pid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  await holder.query(`BEGIN; SELECT pg_advisory_xact_lock(hashtextextended($$${f.groupId}/${f.topic}/${truncate}$$, 0))`);
+  holder.query(copyFrom(`COPY ${DST}.${f.name} FROM STDIN`)).on('error', () => {});
+  const { logger, lines } = capturingLogger();
+  const sink = await f.startSink(logger, { idleInTransactionTimeoutMs: 1000 });
+  t.after(() => sink.stop());
+  await f.applied();
+  assert.match((await ended).message, /terminat/, "the holder's connection ended");
+  assert.deepEqual(await f.table(), expectRows(21, 40, 'after'));
+  assert.deepEqual(await f.done(), [{ truncate_id: truncate, delivery: '3', rounds: 1 }]);
+  const logged = lines().find((l) => /^ended the destination session of a sink member that held the barrier of truncate/.test(l.msg));
+  assert.deepEqual([logged?.pid, logged?.truncate, logged?.topic], [pid, truncate, f.topic]);
 });
 
 test('keys of an older source (no delivery field): the barrier as before, a replayed truncate a second round', async (t) => {

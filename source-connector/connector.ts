@@ -16,28 +16,29 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logger.ts';
 import { createMetrics, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
-import { createKafka, kafkaRemedy, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
-import { SourceError, atServer, isRetriable } from '../shared/errors.ts';
+import { SourceError, isRetriable } from '../shared/errors.ts';
 import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
-  controlTopicNames, controlTopicSpecs, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
+  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
 } from './control-topics.ts';
 import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
-import { batchBytesFor, readRecordLimits, type RecordLimits } from './record-limits.ts';
+import { batchBytesFor, type RecordLimits } from './record-limits.ts';
+import { setUpKafka } from './kafka-setup.ts';
 import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, tablesMissingFromPublication, type ExportedSlot } from './slot.ts';
 import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
-import { nextDelivery, TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
+import { nextDelivery } from './truncate-fanout.ts';
 import { truncateRecords, type TruncateFanout } from './envelope.ts';
 
 export interface SourceConnector {
@@ -232,31 +233,16 @@ class ConnectorRun {
     const { rows: [now] } = await client.query(`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS ms`);
     this.delivery = nextDelivery(Number(now.ms), this.delivery);
     if (!this.prepared) {
-      await this.producer.connect().catch((err: unknown) => {
-        // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
-        throw isRetriable(err) ? err : atServer(err, `cannot use Kafka at ${cfg.kafka.brokers.join(',')}`, kafkaRemedy(err));
-      });
-      const t = cfg.topics;
-      const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
-      if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
-      if (t.maxMessageBytes !== undefined) configs['max.message.bytes'] = String(t.maxMessageBytes);
-      const tables = this.source.tables;
-      await this.versions.init(tables, this.source.catalogLsn);
-      const created = await this.admin.ensureTopics([
-        ...this.versions.all().map((v) => ({ topic: v.topic, partitions: t.partitions, replicationFactor: t.replicationFactor, configs })),
-        ...controlTopicSpecs(cfg.topicPrefix, t),
-      ]);
-      if (created.length > 0) this.log.info({ topics: created }, 'topics created');
-      this.truncateKeySchemaId = await this.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
-      // An existing topic keeps its own partition count, whatever topics.partitions says now.
-      // One metadata request for all tables (one each was a round trip per table).
-      const topics = this.versions.all().map((v) => v.topic);
-      for (const [topic, n] of await this.admin.partitionCounts(topics)) this.partitionCounts.set(topic, n);
-      // And the producer learns every topic at once, not one metadata refresh per table's first send.
-      await this.producer.prepare([...topics, ...Object.values(this.topics)]);
-      this.recordLimits = await readRecordLimits(this.admin, topics, this.log);
+      const tables = async () => {
+        await this.versions.init(this.source.tables, this.source.catalogLsn);
+        return this.versions.all().map((v) => v.topic);
+      };
+      const setup = await setUpKafka(cfg, tables, { admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
+      this.truncateKeySchemaId = setup.truncateKeySchemaId;
+      for (const [topic, n] of setup.partitionCounts) this.partitionCounts.set(topic, n);
+      this.recordLimits = setup.recordLimits;
       this.publisher.capBatchBytes(batchBytesFor(this.recordLimits.values()));
-      this.sequences = await tableSequences(client, tables.map((x) => x.relid));
+      this.sequences = await tableSequences(client, this.source.tables.map((x) => x.relid));
       this.prepared = true;
     }
     const state = reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));

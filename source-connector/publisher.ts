@@ -16,11 +16,12 @@ import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import type { OutMessage, Producer } from '../shared/kafka/client.ts';
 import { SchemaError, ShardBridgeError, SourceError } from '../shared/errors.ts';
-import { WIRE_HEADER_LENGTH, writeWireHeader } from '../shared/registry/wire-format.ts';
+import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 import type { ChangeEvent, Envelope } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
 import { redelivered } from './truncate-fanout.ts';
-import { NOT_HERE, type RowTranscoder, type TranscodedOp, type TupleRef } from './row-transcode.ts';
+import type { RowTranscoder, TranscodedOp, TupleRef } from './row-transcode.ts';
+import { RecordSlab } from './record-slab.ts';
 import { describeKey, largestRecord, recordTooLarge, type RecordLimits } from './record-limits.ts';
 
 /** What publish() needs of a table version. */
@@ -65,9 +66,6 @@ export interface PublisherOptions {
    */
   limits?: (topic: string) => RecordLimits | undefined;
 }
-
-/** Encoded keys and values are cut from slabs of this size (see encode). */
-const SLAB_BYTES = 256 * 1024;
 
 /** Kafka record overhead (headers, varints, attributes) counted per record in batch sizing. */
 const RECORD_OVERHEAD = 24;
@@ -131,8 +129,7 @@ export class Publisher {
   private failure: Error | null = null;
   private readonly failureListeners: ((err: Error) => void)[] = [];
   private readonly abort = new AbortController();
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
-  private slabPos = 0;
+  private readonly slab = new RecordSlab();
   private readonly published?: Counter<'table' | 'op'>;
   private readonly counters = new Map<string, Map<string, Counter.Internal>>();
   /** Records acknowledged by Kafka since start. */
@@ -199,8 +196,8 @@ export class Publisher {
       let key: Buffer | null = null;
       let value: Buffer | null = null;
       try {
-        if (ev.key !== null) key = this.encode(target.schemas.keyType!, target.keySchemaId!, ev.key);
-        if (ev.value !== null) value = this.encode(target.schemas.envelopeType, target.valueSchemaId, ev.value);
+        if (ev.key !== null) key = this.slab.encode(target.schemas.keyType!, target.keySchemaId!, ev.key);
+        if (ev.value !== null) value = this.slab.encode(target.schemas.envelopeType, target.valueSchemaId, ev.value);
       } catch (err) {
         throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
       }
@@ -217,30 +214,9 @@ export class Publisher {
    */
   publishTranscoded(target: PublishTarget, tc: RowTranscoder, op: TranscodedOp, src: Buffer, tuple: TupleRef, source: Buffer, tsMs: number, tx: TrackedTx | null, tombstone: boolean): boolean {
     if (this.failure) throw this.failure;
-    let key: Buffer;
-    let value: Buffer;
-    let room = 0;
-    for (;;) {
-      const slab = this.slab;
-      const start = this.slabPos;
-      const keyEnd = tc.writeKey(slab, start + WIRE_HEADER_LENGTH, src, tuple);
-      if (keyEnd === NOT_HERE) return false;
-      const valueEnd = keyEnd < 0 ? keyEnd : tc.writeEnvelope(slab, keyEnd + WIRE_HEADER_LENGTH, op, src, tuple, source, tsMs);
-      if (valueEnd === NOT_HERE) return false;
-      if (valueEnd >= 0) {
-        writeWireHeader(slab, target.keySchemaId!, start);
-        writeWireHeader(slab, target.valueSchemaId, keyEnd);
-        this.slabPos = valueEnd;
-        key = slab.subarray(start, keyEnd);
-        value = slab.subarray(keyEnd, valueEnd);
-        break;
-      }
-      // Sized for the record at once: its values take about their text in the message at most
-      // (bytea half of it), then twice that. Doubling from what was left wrote a 30 MB bytea
-      // eight times, each time decoding 60 MB of hex.
-      room = room === 0 ? src.length + source.length + 256 : 2 * room;
-      this.freshSlab(room);
-    }
+    const slab = this.slab;
+    if (!slab.transcode(tc, target.keySchemaId!, target.valueSchemaId, op, src, tuple, source, tsMs)) return false;
+    const { key, value } = slab;
     this.checkSize(target, key, value, () => target.schemas.keyType!.fromBuffer(key.subarray(WIRE_HEADER_LENGTH)));
     this.push(target.topic, key, value, tx, this.counter(target.qualified, op));
     if (tombstone) this.push(target.topic, key, null, tx, this.counter(target.qualified, 'tombstone'));
@@ -255,7 +231,7 @@ export class Publisher {
     if (this.failure) throw this.failure;
     let bytes: Buffer;
     try {
-      bytes = this.encode(target.schemas.envelopeType, target.valueSchemaId, value);
+      bytes = this.slab.encode(target.schemas.envelopeType, target.valueSchemaId, value);
     } catch (err) {
       throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
     }
@@ -429,31 +405,6 @@ export class Publisher {
     this.writers = [];
     this.log.error({ err: failure }, 'Kafka send failed: no position past it will be confirmed');
     for (const l of this.failureListeners) l(failure);
-  }
-
-  /**
-   * Header + Avro body straight into the current slab; the record is a view of it, not a
-   * copy. A full slab is left to the records in it (it is freed with the last of them) and a
-   * new one started.
-   */
-  private encode(type: avro.Type, schemaId: number, value: unknown): Buffer {
-    for (;;) {
-      const start = this.slabPos;
-      const end = type.encode(value, this.slab, start + WIRE_HEADER_LENGTH);
-      if (end >= 0) {
-        writeWireHeader(this.slab, schemaId, start);
-        this.slabPos = end;
-        return this.slab.subarray(start, end);
-      }
-      // -end more bytes were needed.
-      this.freshSlab(this.slab.length - start - end);
-    }
-  }
-
-  /** A new slab for a record that did not fit: room for its `needed` bytes, and for small records after it. */
-  private freshSlab(needed: number): void {
-    this.slab = Buffer.allocUnsafe(needed <= SLAB_BYTES / 2 ? SLAB_BYTES : needed + SLAB_BYTES / 2);
-    this.slabPos = 0;
   }
 
   private counter(table: string, op: string): Counter.Internal | null {

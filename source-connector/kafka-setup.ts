@@ -1,0 +1,49 @@
+/**
+ * What the source's first session sets up on the Kafka side, once per process: the tables'
+ * and control topics, the truncate key schema, each topic's partition count and record
+ * limits, and the producer's metadata for every topic. Each is one request for all tables
+ * (one per table was a round trip each: docs/source-connector.md, "How it works", step 2).
+ */
+import type { Logger } from '../shared/logger.ts';
+import { kafkaRemedy, type Admin, type Producer } from '../shared/kafka/client.ts';
+import type { RegistryClient } from '../shared/registry/registry-client.ts';
+import { atServer, isRetriable } from '../shared/errors.ts';
+import type { SourceConfig } from './config.ts';
+import { controlTopicNames, controlTopicSpecs } from './control-topics.ts';
+import { readRecordLimits, type RecordLimits } from './record-limits.ts';
+import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
+
+export interface KafkaSetup {
+  truncateKeySchemaId: number;
+  /** An existing topic keeps its own partition count, whatever topics.partitions says now. */
+  partitionCounts: Map<string, number>;
+  recordLimits: Map<string, RecordLimits>;
+}
+
+export async function setUpKafka(
+  cfg: SourceConfig,
+  /** Schemas registered, after the producer connected: the tables' topics. */
+  tables: () => Promise<string[]>,
+  k: { admin: Admin; producer: Producer; registry: RegistryClient; log: Logger },
+): Promise<KafkaSetup> {
+  await k.producer.connect().catch((err: unknown) => {
+    // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
+    throw isRetriable(err) ? err : atServer(err, `cannot use Kafka at ${cfg.kafka.brokers.join(',')}`, kafkaRemedy(err));
+  });
+  const tableTopics = await tables();
+  const t = cfg.topics;
+  const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
+  if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
+  if (t.maxMessageBytes !== undefined) configs['max.message.bytes'] = String(t.maxMessageBytes);
+  const created = await k.admin.ensureTopics([
+    ...tableTopics.map((topic) => ({ topic, partitions: t.partitions, replicationFactor: t.replicationFactor, configs })),
+    ...controlTopicSpecs(cfg.topicPrefix, t),
+  ]);
+  if (created.length > 0) k.log.info({ topics: created }, 'topics created');
+  const truncateKeySchemaId = await k.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
+  const partitionCounts = await k.admin.partitionCounts(tableTopics);
+  // The producer learns every topic at once, not one metadata refresh per table's first send.
+  await k.producer.prepare([...tableTopics, ...Object.values(controlTopicNames(cfg.topicPrefix))]);
+  const recordLimits = await readRecordLimits(k.admin, tableTopics, k.log);
+  return { truncateKeySchemaId, partitionCounts, recordLimits };
+}

@@ -41,7 +41,7 @@ SELECT i.indisprimary AS primary, array_agg(a.attname::text ORDER BY k.ord) AS c
   FROM pg_index i
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE i.indrelid = $1 AND i.indisunique
+ WHERE k.ord <= i.indnkeyatts AND i.indrelid = $1 AND i.indisunique
  GROUP BY i.indexrelid, i.indisprimary`;
 
 const FKEYS_SQL = `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'`;

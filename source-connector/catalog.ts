@@ -48,13 +48,13 @@ SELECT a.attrelid::int AS relid, a.attname AS name, a.atttypid::int AS typeoid, 
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
  ORDER BY a.attrelid, a.attnum`;
 
-// Each table's primary key and replica-identity index, columns in index order.
+// Each table's primary key and replica-identity index, key columns in index order (an INCLUDE column is stored in the index, not part of its key).
 const KEY_INDEXES_SQL = `
 SELECT i.indrelid::int AS relid, i.indisprimary AS "primary", i.indisreplident AS identity, array_agg(a.attname::text ORDER BY k.ord) AS cols
   FROM pg_index i
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE (i.indisprimary OR i.indisreplident) AND i.indrelid = ANY($1::oid[])
+ WHERE k.ord <= i.indnkeyatts AND (i.indisprimary OR i.indisreplident) AND i.indrelid = ANY($1::oid[])
  GROUP BY i.indexrelid, i.indrelid, i.indisprimary, i.indisreplident`;
 
 /** Primary key and replica-identity index columns, by table. */

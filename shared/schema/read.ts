@@ -58,11 +58,11 @@ SELECT c.conrelid::int AS relid, c.conname AS name, c.contype AS type, pg_get_co
  WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('p', 'u', 'c', 'x', 'f') AND c.conislocal
  ORDER BY c.conrelid, c.contype = 'p' DESC, c.conname`;
 
-// Indexes that back a primary key, unique or exclusion constraint come with the constraint.
+// Indexes that back a primary key, unique or exclusion constraint come with the constraint. Columns: the key's, not INCLUDE's.
 const INDEXES_SQL = `
 SELECT i.indrelid::int AS relid, ic.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, i.indisunique AS unique,
        ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS columns
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n WHERE k.o <= i.indnkeyatts ORDER BY k.o)::text[] AS columns
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
  WHERE i.indrelid = ANY($1::oid[])
    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))

@@ -185,3 +185,29 @@ test('a table added while the source is stopped: every table is snapshotted agai
   assert.deepEqual(await rows(dst, `${D}.a`), await rows(client, 'a'), 'row 5, deleted while the source was stopped, is gone');
   assert.deepEqual(await rows(dst, `${D}.b`), await rows(client, 'b'));
 });
+
+test('keys with INCLUDE columns (source primary key, destination primary key): keyed, upserted and deleted by the key columns alone', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const dest = await destinationSchema(t, 'incl');
+  const { dst, D } = dest;
+  // An INCLUDE column is stored in the index but is not part of its key (pg_index.indnkeyatts).
+  await client.query(`CREATE TABLE c (id int, w int, v text, PRIMARY KEY (id) INCLUDE (w)); INSERT INTO c SELECT g, g, 'v' || g FROM generate_series(1, 20) g`);
+  await dst.query(`CREATE SCHEMA ${D}; CREATE TABLE ${D}.c (id int, w int, v text, PRIMARY KEY (id) INCLUDE (v))`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } });
+  const prefix = config.topicPrefix;
+  const groupId = `g-${prefix}`;
+  const source = await startSourceConnector(config, capturingLogger().logger);
+  t.after(() => source.stop());
+  const sink = await startSinkConnector(
+    sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix, groupId }, { tables: { 'public.c': { schema: D } } }),
+    capturingLogger().logger,
+    { topicRefreshMs: 500 },
+  );
+  t.after(() => sink.stop());
+  await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  await client.query(`UPDATE c SET w = w + 100, v = 'u' || id WHERE id <= 5; DELETE FROM c WHERE id BETWEEN 6 AND 8; INSERT INTO c VALUES (21, 21, 'v21')`);
+  await caughtUp(client, source, dst, groupId, [`${prefix}.public.c`]);
+  const rows = async (c: pg.Client, table: string) => (await c.query(`SELECT * FROM ${table} ORDER BY id`)).rows;
+  assert.deepEqual(await rows(dst, `${D}.c`), await rows(client, 'c'));
+  assert.equal((await rows(dst, `${D}.c`)).length, 18);
+});

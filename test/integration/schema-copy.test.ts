@@ -196,3 +196,17 @@ test('exclusion constraints are read with the columns they compare by =, and a d
   const p = planSchemaCopy(model, citusDest, { distribute: [{ table: `${x}.bookings`, column: 'region' }], reference: [], colocate: false, extendKeys: false });
   assert.deepEqual(p.problems.map((m) => /exclusion constraint (\w+)/.exec(m)?.[1] ?? m), ['bookings_lower', 'bookings_overlap', 'bookings_slot']);
 });
+
+test('a unique index with the distribution column only in INCLUDE lacks it (Citus wants it among the key columns): the copy stops on Citus', async () => {
+  const x = `${SCHEMA}_incl`;
+  await src.query(`
+    CREATE SCHEMA ${x};
+    CREATE TABLE ${x}.orders (id bigint NOT NULL, region text NOT NULL, code text, PRIMARY KEY (id, region));
+    CREATE UNIQUE INDEX orders_code ON ${x}.orders (code) INCLUDE (region)`);
+  const oid = (await src.query(`SELECT $1::regclass::oid::int AS oid`, [`${x}.orders`])).rows[0].oid;
+  const model = await readSchemaModel(src, [oid]);
+  assert.deepEqual(model.tables[0].indexes.map((i) => [i.name, i.columns]), [['orders_code', ['code']]], 'the key columns, not the INCLUDE ones');
+  const citusDest = { citus: true, schemas: new Set([x]), types: new Set<string>(), sequences: new Set<string>(), tables: new Map(), deferredTableExists: false, deferred: new Set<string>() };
+  const p = planSchemaCopy(model, citusDest, { distribute: [{ table: `${x}.orders`, column: 'region' }], reference: [], colocate: false, extendKeys: false });
+  assert.match(p.problems.join('\n'), /unique index orders_code \(code\) lacks the distribution column region/);
+});

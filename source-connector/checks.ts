@@ -42,6 +42,8 @@ export interface SourceFacts {
   maxSlotWalKeepSize: string;
   /** Selected tables the role cannot SELECT: the snapshot could not read them. */
   unreadableTables: string[];
+  /** Selected tables that are UNLOGGED, or have an UNLOGGED partition: their changes are not in the WAL. */
+  unloggedTables: { table: string; unlogged: string; sql: string }[];
   publication: PublicationFacts;
 }
 
@@ -103,6 +105,9 @@ export async function gatherSourceFacts(
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
             pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
+            (SELECT ARRAY[ln.nspname || '.' || l.relname, quote_ident(ln.nspname) || '.' || quote_ident(l.relname)] FROM (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
+              JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
+              WHERE l.relpersistence = 'u' ORDER BY pt.level, 1 LIMIT 1) AS unlogged,
             EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = $2 AND pt.schemaname = n.nspname AND pt.tablename = c.relname) AS published
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[]) ORDER BY 2`,
     [relids, opts.publicationName],
@@ -135,6 +140,7 @@ export async function gatherSourceFacts(
     selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
     unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),
+    unloggedTables: tables.filter((t) => t.unlogged !== null).map((t) => ({ table: t.name, unlogged: t.unlogged[0], sql: t.unlogged[1] })),
     publication: {
       name: opts.publicationName,
       database: pub.db,
@@ -192,6 +198,16 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       object: t,
       message: `table ${t} has no primary key: its changes cannot be applied by key`,
       remedy: `ALTER TABLE ${t} ADD PRIMARY KEY (...);  or add "${t}" to tables.exclude`,
+    });
+  }
+  for (const u of f.unloggedTables) {
+    const what = u.unlogged === u.table ? `table ${u.table} is UNLOGGED` : `partition ${u.unlogged} of ${u.table} is UNLOGGED`;
+    out.push({
+      level: 'FAIL',
+      check: 'unlogged',
+      object: u.table,
+      message: `${what}: its changes are not written to the WAL, so logical replication cannot carry them`,
+      remedy: `ALTER TABLE ${u.sql} SET LOGGED;  (rewrites it) or add "${u.table}" to tables.exclude`,
     });
   }
   for (const b of f.badReplicaIdentity) {

@@ -46,7 +46,13 @@ before(async () => {
     ALTER TABLE ident.by_pk REPLICA IDENTITY USING INDEX by_pk_id;
     CREATE SCHEMA clash;
     CREATE TABLE clash."a.b" (id int PRIMARY KEY);
-    CREATE TABLE clash.a_b (id int PRIMARY KEY);`);
+    CREATE TABLE clash.a_b (id int PRIMARY KEY);
+    CREATE SCHEMA unl;
+    CREATE UNLOGGED TABLE unl.scratch (id int PRIMARY KEY);
+    CREATE TABLE unl.events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+    CREATE TABLE unl.events_2025 PARTITION OF unl.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE UNLOGGED TABLE unl."Events 2026" PARTITION OF unl.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+    CREATE TABLE unl.logged (id int PRIMARY KEY);`);
 });
 
 after(async () => {
@@ -111,6 +117,16 @@ test('a replica identity the stream cannot key by the primary key: exit 2 naming
   assert.match(r.stderr, /table ident\.by_code has REPLICA IDENTITY USING INDEX on \(code\), not its primary key \(id\)/);
   assert.match(r.stderr, /ALTER TABLE "ident"\."by_code" REPLICA IDENTITY DEFAULT/);
   assert.doesNotMatch(r.stderr, /ident\.by_pk/, 'an identity index that is the primary key is fine');
+  await nothingCreated(admin);
+});
+
+test('an UNLOGGED table, or one with an UNLOGGED partition: exit 2 naming it and the partition, before anything is created', async () => {
+  const r = await runSource(config('unlogged', { url: cluster.url() }, { tables: { schemas: ['unl'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /FAIL\s+unlogged\s+unl\.scratch\s+table unl\.scratch is UNLOGGED: its changes are not written to the WAL/);
+  assert.match(r.stderr, /partition unl\.Events 2026 of unl\.events is UNLOGGED/);
+  assert.match(r.stderr, /ALTER TABLE unl\."Events 2026" SET LOGGED; {2}\(rewrites it\) or add "unl\.events" to tables\.exclude/);
+  assert.doesNotMatch(r.stderr, /unl\.logged/);
   await nothingCreated(admin);
 });
 

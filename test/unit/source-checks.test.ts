@@ -8,7 +8,7 @@ import { prefixFindings } from '../../shared/checks/services.ts';
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [],
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], unloggedTables: [],
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
@@ -34,6 +34,11 @@ test('each failing condition names its object', () => {
   const pk = fails({ tablesWithoutPrimaryKey: ['public.a', 'public.b'] });
   assert.deepEqual(pk.map((f) => f.object), ['public.a', 'public.b']);
   assert.match(pk[0].remedy!, /ADD PRIMARY KEY|tables\.exclude/);
+  const unlogged = fails({ unloggedTables: [{ table: 'public.t', unlogged: 'public.t', sql: 'public.t' }, { table: 'public.p', unlogged: 'public.p_2024', sql: 'public.p_2024' }] });
+  assert.deepEqual(unlogged.map((f) => [f.check, f.object]), [['unlogged', 'public.t'], ['unlogged', 'public.p']]);
+  assert.match(unlogged[0].message, /^table public\.t is UNLOGGED: its changes are not written to the WAL/);
+  assert.match(unlogged[1].message, /^partition public\.p_2024 of public\.p is UNLOGGED/);
+  assert.equal(unlogged[1].remedy, 'ALTER TABLE public.p_2024 SET LOGGED;  (rewrites it) or add "public.p" to tables.exclude');
   assert.match(fails({ slot: { active: true, activePid: 42, walStatus: 'reserved', plugin: 'pgoutput' } })[0].message, /pid 42/);
   assert.match(fails({ slot: { active: false, activePid: null, walStatus: 'lost', plugin: 'pgoutput' } })[0].message, /changes were lost/);
 });

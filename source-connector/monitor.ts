@@ -16,7 +16,7 @@ import { SourceError } from '../shared/errors.ts';
 import { slotStatus, type SlotStatus } from './slot.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
-import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions } from './partitions.ts';
+import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
 
 /** A vanished or invalidated slot as the error that stops the connector; null when healthy. Pure. */
 export function slotLostError(status: SlotStatus | null, slot: string): SourceError | null {
@@ -131,7 +131,8 @@ export class SlotMonitor {
    * A partition ATTACHed while streaming brings rows that were never streamed (the next start
    * snapshots its table again: connector.ts); one created by PARTITION OF streams as it is. A
    * partition without FULL under a FULL parent (new partitions start at DEFAULT) logs only its
-   * key as the old row: stop, so that it is set now rather than found at the next start.
+   * key as the old row: stop, so that it is set now rather than found at the next start. An
+   * UNLOGGED partition streams nothing: stop.
    */
   private async checkPartitions(): Promise<void> {
     const roots = this.opts.partitionedTables ?? [];
@@ -139,7 +140,8 @@ export class SlotMonitor {
     const parts = await readPartitions(await this.opts.connect(), roots);
     const attached = newlyAttached(parts, this.knownAttached);
     const mismatched = identityMismatches(parts);
-    const err = attached.length > 0 ? attachedError(attached) : mismatched.length > 0 ? identityError(mismatched) : null;
+    const unlogged = parts.filter((p) => p.unlogged);
+    const err = attached.length > 0 ? attachedError(attached) : unlogged.length > 0 ? unloggedError(unlogged) : mismatched.length > 0 ? identityError(mismatched) : null;
     if (!err) return;
     this.log.error({ err }, err.message);
     this.opts.onFatal(err);

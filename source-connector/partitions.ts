@@ -12,6 +12,7 @@
  * transaction that wrote its pg_inherits row: PARTITION OF writes it with the table itself (its
  * system columns' pg_attribute rows, which nothing changes later, have the same xmin), ATTACH
  * later. A table created, filled and attached in one transaction cannot be told apart.
+ * A partition created UNLOGGED streams nothing at all (start-up refuses one: checks.ts).
  */
 import type pg from 'pg';
 import { SourceError } from '../shared/errors.ts';
@@ -32,6 +33,8 @@ export interface PartitionInfo {
   full: boolean;
   /** The xid that attached it when that is not the one that created it (ATTACH PARTITION); null for PARTITION OF. */
   attachedBy: string | null;
+  /** UNLOGGED: what it holds is not in the WAL. */
+  unlogged: boolean;
 }
 
 // Every partition at every level (an attached sub-partitioned table brings its own leaves);
@@ -39,7 +42,7 @@ export interface PartitionInfo {
 const PARTITIONS_SQL = `
 SELECT r.root::int AS root, rn.nspname || '.' || rc.relname AS root_name, rc.relreplident = 'f' AS root_full,
        t.relid::int AS relid, n.nspname AS schema, c.relname AS relname, n.nspname || '.' || c.relname AS name,
-       t.isleaf AND c.relkind = 'r' AS stores_rows, c.relreplident = 'f' AS full,
+       t.isleaf AND c.relkind = 'r' AS stores_rows, c.relreplident = 'f' AS full, c.relpersistence = 'u' AS unlogged,
        i.xmin::text AS inherited_by, a.xmin::text AS created_by
   FROM unnest($1::oid[]) AS r(root)
   JOIN pg_class rc ON rc.oid = r.root
@@ -65,6 +68,7 @@ export async function readPartitions(client: pg.ClientBase, roots: number[]): Pr
     storesRows: r.stores_rows,
     full: r.full,
     attachedBy: r.inherited_by === r.created_by ? null : r.inherited_by,
+    unlogged: r.unlogged,
   }));
 }
 
@@ -122,4 +126,18 @@ export function identityError(problems: { table: string; message: string; remedy
     context: { table: problems.map((p) => p.table).join(', ') },
     remedy: `${problems.map((p) => p.remedy).join(' ')}; then start the source connector again`,
   });
+}
+
+/** The stop for UNLOGGED partitions made while the connector ran: what was written to them is not in the WAL. Pure. */
+export function unloggedError(unlogged: PartitionInfo[]): SourceError {
+  const tables = [...new Set(unlogged.map((p) => p.rootName))];
+  return new SourceError(
+    `partition(s) ${unlogged.map((p) => `${p.name} of ${p.rootName}`).join(', ')} are UNLOGGED: their rows are not written to the WAL, so none of them was streamed`,
+    {
+      context: { table: tables.join(', '), partitions: unlogged.map((p) => p.name).join(', ') },
+      remedy:
+        `${unlogged.map((p) => `ALTER TABLE ${p.sql} SET LOGGED;`).join(' ')}  Then, if rows were written to them, take the snapshot again: stop the source connector, ` +
+        `detach each such partition and attach it again in a transaction of its own, and start the connector (docs/migration-runbook.md, partitions)`,
+    },
+  );
 }

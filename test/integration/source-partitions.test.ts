@@ -133,6 +133,17 @@ test('a partition ATTACHed with rows while streaming stops the connector, the ne
   await assertRowsEqualTable(client, 'm', finalState(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic)).values());
 });
 
+test('an UNLOGGED partition made while streaming stops the connector, naming it', async (t) => {
+  const { client, config } = await setup(t, `
+    CREATE TABLE u (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);
+    CREATE TABLE u1 PARTITION OF u FOR VALUES IN (1);`);
+  const conn = await start(t, config);
+  await client.query(`CREATE UNLOGGED TABLE u2 PARTITION OF u FOR VALUES IN (2); INSERT INTO u VALUES (1, 2, 'never in the WAL')`);
+  const err = await stopped(conn, 30_000);
+  assert.match(err.message, /partition\(s\) public\.u2 of public\.u are UNLOGGED: their rows are not written to the WAL/);
+  assert.match(err.remedy ?? '', /^ALTER TABLE "public"\."u2" SET LOGGED;/);
+});
+
 test('a partition ATTACHed with rows while the connector was stopped (or detached and attached again): the next start snapshots the table again', async (t) => {
   // (Each statement a transaction of its own: one that creates, fills and attaches a table cannot be told from PARTITION OF.)
   const { client, config } = await setup(t, `

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attachedByRoot, attachedError, attachedToken, identityError, identityMismatches, newlyAttached, type PartitionInfo } from '../../source-connector/partitions.ts';
+import { attachedByRoot, attachedError, attachedToken, identityError, identityMismatches, newlyAttached, unloggedError, type PartitionInfo } from '../../source-connector/partitions.ts';
 
 const part = (name: string, over: Partial<PartitionInfo> = {}): PartitionInfo => ({
-  root: 1, rootName: 'public.p', rootFull: true, relid: 100 + name.length, name: `public.${name}`, sql: `"public"."${name}"`, storesRows: true, full: false, attachedBy: null, ...over,
+  root: 1, rootName: 'public.p', rootFull: true, relid: 100 + name.length, name: `public.${name}`, sql: `"public"."${name}"`, storesRows: true, full: false, attachedBy: null, unlogged: false, ...over,
 });
 
 test('identityMismatches: per FULL root, the row-storing partitions without FULL, with the ALTER for each', () => {
@@ -38,4 +38,11 @@ test('attached partitions: tokens by relid and attaching xid; only ATTACHed ones
   assert.match(err.message, /^partition\(s\) public\.fresh of public\.q were attached while the connector ran/);
   assert.deepEqual(err.context, { table: 'public.q', partitions: 'public.fresh' });
   assert.match(err.remedy!, /start the source connector again: it takes the snapshot again/);
+});
+
+test('unlogged partitions: the stop names each with its root, SET LOGGED for each, and how to take the snapshot again', () => {
+  const err = unloggedError([part('p9', { unlogged: true }), part('q9', { root: 2, rootName: 'public.q', unlogged: true })]);
+  assert.equal(err.message, 'partition(s) public.p9 of public.p, public.q9 of public.q are UNLOGGED: their rows are not written to the WAL, so none of them was streamed');
+  assert.deepEqual(err.context, { table: 'public.p, public.q', partitions: 'public.p9, public.q9' });
+  assert.match(err.remedy!, /^ALTER TABLE "public"\."p9" SET LOGGED; ALTER TABLE "public"\."q9" SET LOGGED; {2}Then, if rows were written to them, take the snapshot again/);
 });

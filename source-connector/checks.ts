@@ -42,6 +42,8 @@ export interface SourceFacts {
   maxSlotWalKeepSize: string;
   /** Selected tables the role cannot SELECT: the snapshot could not read them. */
   unreadableTables: string[];
+  /** Selected tables whose row-level security policies apply to the role: its snapshot would read only the rows they show. */
+  rowSecurityTables: { table: string; forced: boolean; owner: string }[];
   /** Selected tables that are UNLOGGED, or have an UNLOGGED partition: their changes are not in the WAL. */
   unloggedTables: { table: string; unlogged: string; sql: string }[];
   publication: PublicationFacts;
@@ -105,6 +107,10 @@ export async function gatherSourceFacts(
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
             pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
+            -- As PostgreSQL decides whether RLS applies to a query (check_enable_rls): the walsender's stream is not filtered, the snapshot's COPY is.
+            c.relrowsecurity AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+              AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) AS row_security,
+            c.relforcerowsecurity AS forced, pg_get_userbyid(c.relowner) AS owner,
             (SELECT ARRAY[ln.nspname || '.' || l.relname, quote_ident(ln.nspname) || '.' || quote_ident(l.relname)] FROM (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
               JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
               WHERE l.relpersistence = 'u' ORDER BY pt.level, 1 LIMIT 1) AS unlogged,
@@ -140,6 +146,7 @@ export async function gatherSourceFacts(
     selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
     unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),
+    rowSecurityTables: tables.filter((t) => t.row_security).map((t) => ({ table: t.name, forced: t.forced, owner: t.owner })),
     unloggedTables: tables.filter((t) => t.unlogged !== null).map((t) => ({ table: t.name, unlogged: t.unlogged[0], sql: t.unlogged[1] })),
     publication: {
       name: opts.publicationName,
@@ -198,6 +205,15 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       object: t,
       message: `table ${t} has no primary key: its changes cannot be applied by key`,
       remedy: `ALTER TABLE ${t} ADD PRIMARY KEY (...);  or add "${t}" to tables.exclude`,
+    });
+  }
+  for (const r of f.rowSecurityTables) {
+    out.push({
+      level: 'FAIL',
+      check: 'row-level security',
+      object: r.table,
+      message: `table ${r.table} has row-level security${r.forced ? ' (FORCE)' : ''} that applies to role "${f.role}": the snapshot would read only the rows its policies show, while the stream carries every change`,
+      remedy: `ALTER ROLE "${f.role}" BYPASSRLS;  (a superuser can)${r.forced ? ` or ALTER TABLE ${r.table} NO FORCE ROW LEVEL SECURITY and connect as its owner "${r.owner}"` : ` or connect as its owner "${r.owner}"`}`,
     });
   }
   for (const u of f.unloggedTables) {

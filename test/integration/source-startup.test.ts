@@ -196,6 +196,20 @@ test("a role that cannot read a selected table's sequence: exit 2 naming the seq
   await nothingCreated(admin);
 });
 
+test('row-level security that applies to the role: exit 2 naming the table (its snapshot would read only the rows the policies show)', async () => {
+  await admin.query(`CREATE TABLE tenants (id int PRIMARY KEY, tenant int); INSERT INTO tenants SELECT g, g % 3 FROM generate_series(1, 9) g;
+    ALTER TABLE tenants ENABLE ROW LEVEL SECURITY; CREATE POLICY one ON tenants USING (tenant = 1);
+    CREATE ROLE rls_reader LOGIN REPLICATION; GRANT SELECT ON tenants, good TO rls_reader`);
+  const r = await runSource(config('rls', { url: cluster.url(undefined, 'rls_reader') }, { tables: { include: ['public.tenants', 'public.good'] } }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /FAIL\s+row-level security\s+public\.tenants\s+table public\.tenants has row-level security that applies to role "rls_reader"/);
+  assert.match(r.stderr, /ALTER ROLE "rls_reader" BYPASSRLS;/);
+  assert.doesNotMatch(r.stderr, /public\.good has row-level/);
+  await admin.query(`ALTER ROLE rls_reader BYPASSRLS`);
+  assert.doesNotMatch((await runSource(config('rls2', { url: cluster.url(undefined, 'rls_reader') }, { tables: { include: ['public.tenants'] } }))).stderr, /row-level security/);
+  await nothingCreated(admin);
+});
+
 test('no free replication slot, then no free WAL sender: exit 2 saying which setting to raise', async (t) => {
   const small = await startTestSource({ max_replication_slots: '1', max_wal_senders: '1' });
   const c = new pg.Client({ connectionString: small.url() });

@@ -8,7 +8,7 @@ import { prefixFindings } from '../../shared/checks/services.ts';
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], unloggedTables: [],
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [],
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
@@ -34,6 +34,11 @@ test('each failing condition names its object', () => {
   const pk = fails({ tablesWithoutPrimaryKey: ['public.a', 'public.b'] });
   assert.deepEqual(pk.map((f) => f.object), ['public.a', 'public.b']);
   assert.match(pk[0].remedy!, /ADD PRIMARY KEY|tables\.exclude/);
+  const rls = fails({ rowSecurityTables: [{ table: 'public.t', forced: false, owner: 'admin' }, { table: 'public.f', forced: true, owner: 'admin' }] });
+  assert.deepEqual(rls.map((f) => [f.check, f.object]), [['row-level security', 'public.t'], ['row-level security', 'public.f']]);
+  assert.match(rls[0].message, /^table public\.t has row-level security that applies to role "app": the snapshot would read only the rows its policies show/);
+  assert.equal(rls[0].remedy, 'ALTER ROLE "app" BYPASSRLS;  (a superuser can) or connect as its owner "admin"');
+  assert.match(rls[1].remedy!, /NO FORCE ROW LEVEL SECURITY and connect as its owner "admin"$/);
   const unlogged = fails({ unloggedTables: [{ table: 'public.t', unlogged: 'public.t', sql: 'public.t' }, { table: 'public.p', unlogged: 'public.p_2024', sql: 'public.p_2024' }] });
   assert.deepEqual(unlogged.map((f) => [f.check, f.object]), [['unlogged', 'public.t'], ['unlogged', 'public.p']]);
   assert.match(unlogged[0].message, /^table public\.t is UNLOGGED: its changes are not written to the WAL/);

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
+import { narrowedTables } from './slot.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
 
@@ -122,11 +123,13 @@ export async function gatherSourceFacts(
     `SELECT current_database() AS db, has_database_privilege(current_database(), 'CREATE') AS can_create,
             p.oid IS NOT NULL AS exists, coalesce(p.puballtables, false) AS all_tables, coalesce(p.pubviaroot, false) AS via_root,
             coalesce(pg_has_role(current_user, p.pubowner, 'MEMBER'), false) AS owned,
+            coalesce(p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate, true) AS every_op,
             (SELECT count(*)::int FROM pg_publication_tables pt WHERE pt.pubname = $1) AS listed
        FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = $1`,
     [opts.publicationName],
   );
   const published = tables.filter((t) => t.published).length;
+  const narrowed = pub.exists ? await narrowedTables(client, opts.publicationName) : [];
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
@@ -154,7 +157,8 @@ export async function gatherSourceFacts(
       exists: pub.exists,
       allTables: pub.all_tables,
       owned: pub.owned,
-      differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published,
+      // A publish option or a row filter / column list that leaves changes out is mended too (slot.ts, ensurePublication).
+      differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published || !pub.every_op || narrowed.length > 0,
       notOwned: tables.filter((t) => !t.published && !t.owned).map((t) => ({ name: t.name, sql: t.sql })),
       canCreate: pub.can_create,
       tables: tables.map((t) => ({ name: t.name, sql: t.sql })),

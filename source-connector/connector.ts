@@ -33,7 +33,7 @@ import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, tablesMissingFromPublication, type ExportedSlot } from './slot.ts';
+import { createSlotWithSnapshot, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
 import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
@@ -248,7 +248,7 @@ class ConnectorRun {
     const state = reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
     // Read before the publication is altered, and the slot dropped before it is: a stop in
     // between cannot make the connector forget that these tables need their snapshot again.
-    const republished = await tablesMissingFromPublication(client, cfg.publicationName, this.source.tables);
+    const gaps = await publicationGaps(client, cfg.publicationName, this.source.tables.map(qualified));
     // Read before the slot (and its snapshot): a partition attached after this is one the next check finds.
     this.attached = attachedByRoot(await readPartitions(client, this.source.tables.filter((t) => t.partitioned).map((t) => t.relid)));
     if (this.stopping) return;
@@ -273,7 +273,7 @@ class ConnectorRun {
         remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
       });
     }
-    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished, attached: this.attached });
+    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;

@@ -171,11 +171,13 @@ export function judgeSnapshotState(
   state: SnapshotState,
   /**
    * `republished`: tables this start added to an existing publication (slot.ts, ensurePublication);
+   * `narrowed`: tables whose changes the publication left partly out (slot.ts, publicationGaps);
    * `attached`: per partitioned table, its ATTACHed partitions now (partitions.ts).
    */
-  args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[]; attached?: ReadonlyMap<string, string[]> },
-): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' | 'republished' | 'attached' }[] } {
+  args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[]; narrowed?: string[]; attached?: ReadonlyMap<string, string[]> },
+): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' | 'republished' | 'narrowed' | 'attached' }[] } {
   const republished = new Set(args.republished ?? []);
+  const narrowed = new Set(args.narrowed ?? []);
   // A partition ATTACHed after the snapshot (or attached again): the rows it brought were never streamed.
   const attachedSince = (m: SnapshotCompletedMarker) => m.attached !== undefined && (args.attached?.get(m.table) ?? []).some((p) => !m.attached!.includes(p));
   const incomplete = args.tables
@@ -187,6 +189,7 @@ export function judgeSnapshotState(
       // Snapshotted from this slot, then out of the publication (left the selection, or dropped
       // and created again): the slot did not stream its changes meanwhile.
       if (republished.has(table)) return { table, marker: 'republished' as const };
+      if (narrowed.has(table)) return { table, marker: 'narrowed' as const };
       return attachedSince(m) ? { table, marker: 'attached' as const } : null;
     })
     .filter((x): x is NonNullable<typeof x> => x !== null);
@@ -196,13 +199,14 @@ export function judgeSnapshotState(
 /** The start-up warning before the slot is dropped to take the snapshot again: the tables by reason, and why. Pure. */
 export function describeResnapshot(incomplete: ReturnType<typeof judgeSnapshotState>['incomplete']): { tables: Record<string, string[]>; message: string } {
   const of = (...markers: string[]) => incomplete.filter((i) => markers.includes(i.marker)).map((i) => i.table);
-  const [cut, back, attached] = [of('started'), of('republished'), of('attached')];
+  const [cut, back, narrowed, attached] = [of('started'), of('republished'), of('narrowed'), of('attached')];
   const again = 'dropping the slot and taking the snapshot again from a fresh slot';
   return {
-    tables: { startedNotCompleted: cut, republished: back, partitionAttached: attached, withoutSnapshot: of('none', 'completed-other-slot') },
+    tables: { startedNotCompleted: cut, republished: back, publicationNarrowed: narrowed, partitionAttached: attached, withoutSnapshot: of('none', 'completed-other-slot') },
     message:
       cut.length > 0 ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): ${again}`
       : back.length > 0 ? `${back.join(', ')} came back into the publication (out of the selection, or dropped and created again, since its snapshot): its changes meanwhile were not streamed, so ${again}`
+      : narrowed.length > 0 ? `the publication left out some changes of ${narrowed.join(', ')} since its snapshot (a row filter, a column list, or a publish option without some operation), so ${again}`
       : attached.length > 0 ? `${attached.join(', ')} got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so ${again}`
       : `no completed snapshot from this slot for some tables: ${again}`,
   };

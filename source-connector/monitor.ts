@@ -13,7 +13,7 @@ import type { Gauge } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { SourceError } from '../shared/errors.ts';
-import { slotStatus, type SlotStatus } from './slot.ts';
+import { publicationGaps, slotStatus, type SlotStatus } from './slot.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
@@ -115,12 +115,27 @@ export class SlotMonitor {
     );
     const listed = new Set(rows.map((r) => r.relid as number));
     const gone = p.tables.filter((t) => !listed.has(t.relid)).map((t) => t.name);
-    if (gone.length === 0) return;
+    if (gone.length === 0) return this.checkNarrowed(p);
     const err = new SourceError(
       `selected table(s) ${gone.join(', ')} left publication ${p.name} while the connector ran (dropped, or dropped and created again): their changes are not streamed`,
       {
         context: { publication: p.name, tables: gone.join(', ') },
         remedy: 'start the source connector again: it puts a table created again back into the publication and takes the snapshot again; a table dropped for good leaves a schema selection (remove it from tables.include)',
+      },
+    );
+    this.log.error({ err }, err.message);
+    this.opts.onFatal(err);
+  }
+
+  /** The publication changed by hand to leave out some changes (a row filter, a column list, the publish option): stop, and the next start mends it and snapshots those tables again. */
+  private async checkNarrowed(p: NonNullable<SlotMonitorOptions['publication']>): Promise<void> {
+    const gaps = await publicationGaps(await this.opts.connect(), p.name, p.tables.map((t) => t.name));
+    if (gaps.narrowed.length === 0) return;
+    const err = new SourceError(
+      `publication ${p.name} was changed to leave out changes of ${gaps.narrowed.join(', ')} while the connector ran (a row filter, a column list, or a publish option without some operation): those changes are not streamed`,
+      {
+        context: { publication: p.name, tables: gaps.narrowed.join(', ') },
+        remedy: 'start the source connector again: it publishes every change of the selected tables again and takes the snapshot again',
       },
     );
     this.log.error({ err }, err.message);

@@ -44,14 +44,26 @@ export interface ExportedSlot {
  * them, and the slot streamed none of their changes while they were out of it (they left the
  * selection, or were dropped and created again). None when the publication does not exist.
  */
-export async function tablesMissingFromPublication(client: pg.ClientBase, name: string, tables: TableInfo[]): Promise<string[]> {
+export interface PublicationGaps {
+  /** Selected tables the publication does not list. */
+  missing: string[];
+  /** Selected tables it lists but leaves changes of out: a row filter, a column list, or a publish option without some operation. */
+  narrowed: string[];
+}
+
+/** What the publication leaves out of the selected tables' changes now (before ensurePublication mends it); tables as `schema.name`. */
+export async function publicationGaps(client: pg.ClientBase, name: string, selected: string[]): Promise<PublicationGaps> {
   const { rows: [pub] } = await client.query(
-    `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
+    `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables,
+            pubinsert AND pubupdate AND pubdelete AND pubtruncate AS every_op
+       FROM pg_publication WHERE pubname = $1`,
     [name],
   );
-  if (!pub) return [];
+  if (!pub) return { missing: [], narrowed: [] };
   const have = new Set(pub.tables as string[]);
-  return tables.map((t) => `${t.schema}.${t.name}`).filter((t) => !have.has(t));
+  const listed = selected.filter((t) => have.has(t));
+  const filtered = new Set(await narrowedTables(client, name));
+  return { missing: selected.filter((t) => !have.has(t)), narrowed: pub.every_op ? listed.filter((t) => filtered.has(t)) : listed };
 }
 
 /**
@@ -66,7 +78,10 @@ export async function ensurePublication(
   log: Logger,
 ): Promise<'created' | 'altered' | 'unchanged'> {
   const list = tables.map((t) => `ONLY ${quoteQualified(t)}`).join(', ');
-  const { rows: pubs } = await client.query(`SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, [name]);
+  const { rows: pubs } = await client.query(
+    `SELECT puballtables, pubviaroot, pubinsert AND pubupdate AND pubdelete AND pubtruncate AS every_op FROM pg_publication WHERE pubname = $1`,
+    [name],
+  );
   if (pubs.length === 0) {
     // Changes of a partitioned table's partitions under the table's own identity (and topic),
     // as its snapshot reads them: without it pgoutput names each leaf partition.
@@ -80,22 +95,49 @@ export async function ensurePublication(
       remedy: 'drop the publication or set publicationName to another name',
     });
   }
-  let viaRoot = false;
+  let altered = false;
   if (!pubs[0].pubviaroot) {
     await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`);
     log.info({ publication: name }, 'publication set to publish partitions via their root table');
-    viaRoot = true;
+    altered = true;
+  }
+  // A publication made or changed by hand may leave changes out without a word: some
+  // operations (publish = 'insert, update'), a table's rows (a row filter) or columns (a
+  // column list). Every change of every column is what the destination needs.
+  if (!pubs[0].every_op) {
+    await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish = 'insert, update, delete, truncate')`);
+    log.warn({ publication: name }, 'the publication left out some operations (its publish option): set to publish inserts, updates, deletes and truncates');
+    altered = true;
   }
   const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
   const have = new Set(rows.map((r) => r.t as string));
   const want = new Set(tables.map((t) => `${t.schema}.${t.name}`));
-  if (have.size === want.size && [...want].every((t) => have.has(t))) return viaRoot ? 'altered' : 'unchanged';
+  const narrowed = await narrowedTables(client, name);
+  if (narrowed.length === 0 && have.size === want.size && [...want].every((t) => have.has(t))) return altered ? 'altered' : 'unchanged';
+  // SET TABLE replaces every entry: filters and column lists go with them.
   await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${list}`);
+  if (narrowed.length > 0) log.warn({ publication: name, tables: narrowed }, 'the publication had a row filter or a column list on these tables: removed, every row and column is published');
   log.info(
     { publication: name, added: [...want].filter((t) => !have.has(t)), removed: [...have].filter((t) => !want.has(t)) },
     'publication table list changed',
   );
   return 'altered';
+}
+
+/**
+ * Tables of the publication with a row filter or a column list (PostgreSQL 15: prqual, prattrs;
+ * read through to_jsonb so that the same query runs on 14, which has neither).
+ */
+export async function narrowedTables(client: pg.ClientBase, publication: string): Promise<string[]> {
+  const { rows } = await client.query(
+    `SELECT n.nspname || '.' || c.relname AS t
+       FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
+       JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE p.pubname = $1 AND (to_jsonb(r) ->> 'prqual' IS NOT NULL OR to_jsonb(r) ->> 'prattrs' IS NOT NULL)
+      ORDER BY 1`,
+    [publication],
+  );
+  return rows.map((r) => r.t as string);
 }
 
 /** The slot's state, or null when there is no slot of that name. */

@@ -88,6 +88,11 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true }).incomplete, []);
   // Completed from this slot, then out of the publication and back: its changes meanwhile were not streamed.
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, republished: ['public.b'] }).incomplete, [{ table: 'public.b', marker: 'republished' }]);
+  // Listed all along, but the publication left some of its changes out (a row filter, a column list, the publish option).
+  assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, narrowed: ['public.a'] }).incomplete, [{ table: 'public.a', marker: 'narrowed' }]);
+  const narrowedWhy = describeResnapshot([{ table: 'public.a', marker: 'narrowed' }]);
+  assert.deepEqual(narrowedWhy.tables.publicationNarrowed, ['public.a']);
+  assert.match(narrowedWhy.message, /^the publication left out some changes of public\.a since its snapshot \(a row filter, a column list, or a publish option without some operation\), so dropping the slot/);
   // A partitioned table: the partitions ATTACHed when its snapshot was taken are in the marker;
   // one attached since (or attached again: another xid) brought rows never streamed.
   const parted = reduceSnapshotTopic([snapshotCompleted({ table: 'public.m', topic: 'p.public.m', slot: 's', consistentPoint: 0x100n, rows: 3, endOffsets: [], attached: ['7@700'] })]);
@@ -99,7 +104,7 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   // A marker from before partitions were recorded says nothing about them.
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.b'], slotExists: true, attached: new Map([['public.b', ['8@800']]]) }).incomplete, []);
   const why = describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }]);
-  assert.deepEqual(why.tables, { startedNotCompleted: [], republished: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
+  assert.deepEqual(why.tables, { startedNotCompleted: [], republished: [], publicationNarrowed: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
   assert.match(why.message, /^public\.m got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so dropping the slot/);
   // The connector dropped the slot itself (to snapshot again): its absence is not a loss; the
   // table markers stay, so the next snapshot knows an earlier one was sent.

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
+import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
 
@@ -43,6 +44,9 @@ export interface SourceFacts {
   /** Selected tables the role cannot SELECT: the snapshot could not read them. */
   unreadableTables: string[];
   publication: PublicationFacts;
+  /** Key columns whose equal values can differ in their bytes, without a canonical key text (key-equality.ts). */
+  keyEquality: KeyEqualityFact[];
+  topicPrefix: string;
 }
 
 /** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
@@ -116,6 +120,7 @@ export async function gatherSourceFacts(
     [opts.publicationName],
   );
   const published = tables.filter((t) => t.published).length;
+  const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
@@ -135,6 +140,8 @@ export async function gatherSourceFacts(
     selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
     unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),
+    keyEquality,
+    topicPrefix: opts.topicPrefix,
     publication: {
       name: opts.publicationName,
       database: pub.db,
@@ -224,6 +231,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       out.push({ level: 'PASS', check: 'slot', object: f.slotName, message: 'existing slot will be reused' });
     }
   }
+  out.push(...keyEqualityFindings(f.keyEquality, f.topicPrefix));
   if (f.maxSlotWalKeepSize === '-1') {
     out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
   }

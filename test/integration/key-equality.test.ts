@@ -12,6 +12,7 @@ import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { gatherKeyEquality } from '../../source-connector/key-equality.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
@@ -120,4 +121,21 @@ test('keys equal in PostgreSQL but spelled differently: every row arrives, with 
   }
   assert.deepEqual(diffs, {}, 'destination = source, spelling included');
   assert.deepEqual(sinkLog.lines().filter((l) => /stalled/.test(l.msg)).map((l) => l.msg), [], 'never stalled');
+});
+
+test('check: key columns compared by collation, citext, jsonb, unpadded bpchar, arrays and ranges of numeric warn; canonical and plain keys do not', async (t) => {
+  const { client } = await env.freshDatabase(t);
+  await client.query(`CREATE EXTENSION citext; CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    CREATE DOMAIN email AS citext;
+    CREATE TABLE users (id int, email email, tag text COLLATE ci, PRIMARY KEY (id, email, tag));
+    CREATE TABLE docs (j jsonb PRIMARY KEY, note text COLLATE ci);
+    CREATE TABLE odd (c bpchar, n numeric[], r numrange, PRIMARY KEY (c, n, r));
+    CREATE TABLE fine (n numeric, f float8, i interval, c char(4), t text COLLATE "C", u uuid, PRIMARY KEY (n, f, i, c, t, u))`);
+  const relids = (await client.query(`SELECT oid::int AS o FROM pg_class WHERE relname IN ('users', 'docs', 'odd', 'fine') AND relkind = 'r'`)).rows.map((r) => r.o as number);
+  const facts = await gatherKeyEquality(client, relids, 150000);
+  assert.deepEqual(
+    facts.map((f) => `${f.table}.${f.column} ${f.type}`),
+    ['public.docs.j jsonb', 'public.odd.c bpchar', 'public.odd.n numeric[]', 'public.odd.r numrange', 'public.users.email email', 'public.users.tag text COLLATE ci'],
+  );
+  assert.match(facts.find((f) => f.column === 'email')!.why, /citext/, 'a domain over citext is citext');
 });

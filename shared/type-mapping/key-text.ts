@@ -12,6 +12,9 @@
  *    at scale s, so its text is canonical already);
  *  - `float4`/`float8`: `-0` = `0` (NaN has one spelling, and PostgreSQL counts NaN = NaN);
  *  - `interval`: `1 day` = `24 hours`, `1 mon` = `30 days` (btree compares the total span).
+ * Cost per key, measured on the row transcoder: integer, text, uuid … keys unchanged (~32 ns);
+ * numeric +10–15 ns (~50 ns, a scan for the point, no allocation); float unchanged (~195 ns,
+ * it was the generic writer already); interval ~1.2 µs instead of ~30 ns (regex and BigInt).
  * Equality by collation (nondeterministic ICU collations, citext) has no canonical text
  * without the server's collation code: the source's checks warn about such keys instead.
  */

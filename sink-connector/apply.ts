@@ -145,16 +145,28 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const tablePaths = new TablePaths(current, ctx, paths, transcoded, staged);
         count(counts, current, records, (r) => r.change.op);
         count(counts, current, fast, (f) => f.op);
-        if (table !== null && fast.length > 0) {
+        // Fast rows' keys have no event among the records, yet may equal one of them at the
+        // destination (`'A'` = `'a'` under a case-insensitive collation: no canonical key
+        // text, key-equality.ts). Such a key's delete precedes its create in the partition, so
+        // records that delete go first; otherwise the fast rows do, their fallbacks joining
+        // the records' collapse (one upsert statement).
+        const fastLast = table !== null && fast.length > 0 && records.some(deletes);
+        if (table !== null && fast.length > 0 && !fastLast) {
           const done = await applyFastRows(client, q, table, fast, ctx, tablePaths);
           rows += done.rows;
           if (done.general.length > 0) records = records.concat(done.general);
         }
-        if (records.length === 0) continue;
-        const truncate = run.version.sources.length > 1 ? records.find((r) => r.change.op === 't') : undefined;
-        if (truncate) throw sharedTruncateError(truncate.table);
-        const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-        rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
+        if (records.length > 0) {
+          const truncate = run.version.sources.length > 1 ? records.find((r) => r.change.op === 't') : undefined;
+          if (truncate) throw sharedTruncateError(truncate.table);
+          const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
+          rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
+        }
+        if (fastLast) {
+          const done = await applyFastRows(client, q, table, fast, ctx, tablePaths);
+          rows += done.rows;
+          if (done.general.length > 0) rows += await runPlan(client, q, table, collapse(done.general.map((r) => r.change), table), ctx, tablePaths);
+        }
       }
       const b = seg.barrier;
       if (!b || BigInt(b.record.change.offset) < stored) continue;
@@ -334,6 +346,9 @@ async function runPlan(client: pg.ClientBase, q: Query, table: ApplyTable, plan:
   }
   return rows;
 }
+
+/** A record whose plan may delete rows: a delete, or an update whose before-image may name another key or place. */
+const deletes = (r: DecodedRecord): boolean => r.change.op === 'd' || (r.change.op === 'u' && r.change.before !== null);
 
 /** A group's fresh rows straight into the table when the policy allows, the rest by upsert. */
 async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g: UpsertGroup, ctx: ApplyContext, paths: TablePaths): Promise<void> {

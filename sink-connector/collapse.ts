@@ -6,6 +6,12 @@
  * ends in exactly one state (upsert or delete), the destination key contains the source
  * key, and the extra deletes for moved rows never match the row's final destination key.
  * So each statement touches rows of its own source keys only, and never the final row.
+ * The exception is a recreated key (KeyState.recreated): its delete runs before its row is
+ * created, the order the writer uses (deletes, then upserts).
+ *
+ * Keys are told apart by the record key's text, which the source makes canonical where
+ * PostgreSQL's equality is not the text's (shared/type-mapping/key-text.ts): `1.0` and `1.00`
+ * are one key here, as at the destination.
  */
 import { DecodeError, SchemaError } from '../shared/errors.ts';
 import { tableShape, type ApplyTable, type SinkChange, type TableShape } from './sink-change.ts';
@@ -86,10 +92,14 @@ interface KeyState {
   unknown: string[] | null;
   /**
    * Deleted, then created again without its unchanged-TOAST values (a primary-key change onto
-   * a key deleted earlier in the segment): the delete runs, then the row is created without
-   * them, instead of the deleted row being updated where it still is.
+   * a key deleted earlier in the segment), or under another spelling of the key (`1.0` then
+   * `1.00`: one key, as the source's canonical key text makes it): the delete runs, then the row
+   * is created, instead of the deleted row being updated where it still is (without those
+   * values, or keeping the old spelling: ON CONFLICT never sets key columns).
    */
   recreated?: true;
+  /** The last event's image of the row (a delete's before-image): its key columns spell the key as the source stored it. */
+  spelled: Row | null;
 }
 
 export function collapse(changes: readonly SinkChange[], table: ApplyTable): ApplyPlan {
@@ -119,9 +129,10 @@ function onDelete(states: Map<string, KeyState>, shape: TableShape, key: string[
     st.row = null;
     st.fresh = false;
     st.unknown = null;
+    st.spelled = before;
     delete st.recreated;
   } else {
-    states.set(id, { key, row: null, fresh: false, origin: originOf(shape, before), unknown: null });
+    states.set(id, { key, row: null, fresh: false, origin: originOf(shape, before), unknown: null, spelled: before });
   }
 }
 
@@ -130,19 +141,21 @@ function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChan
   const before = ch.before;
   // An update whose before-image names another source key changed the primary key:
   // the old key is deleted, the new key starts here as an insert.
-  const keyMoved = ch.op === 'u' && before !== null && keyChanged(before, key, shape);
+  const keyMoved = ch.op === 'u' && before !== null && keyChanged(before, ch.after, key, shape);
   if (keyMoved) onDelete(states, shape, shape.table.sourceKey.map((c) => before![c] as string), before);
   const row = rowOf(ch, before, key, shape);
   const id = keyId(key);
   const st = states.get(id);
   if (!st) {
     const origin = ch.op === 'u' && !keyMoved ? originOf(shape, before) : null;
-    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin, unknown: unknownIn(row, ch.unchangedToast, shape) });
+    states.set(id, { key, row, fresh: ch.op === 'c' || ch.op === 'r', origin, unknown: unknownIn(row, ch.unchangedToast, shape), spelled: row });
   } else if (st.row === null) {
     // After a delete in the same segment: the row may still be there until that delete runs.
+    const respelled = st.spelled !== null && keyChanged(st.spelled, row, key, shape);
     st.row = row;
+    st.spelled = row;
     st.unknown = unknownIn(row, ch.unchangedToast, shape);
-    if (st.unknown !== null && (ch.op === 'c' || ch.op === 'r')) {
+    if ((st.unknown !== null || respelled) && (ch.op === 'c' || ch.op === 'r')) {
       st.fresh = true;
       st.recreated = true;
     }
@@ -163,12 +176,17 @@ function unknownIn(row: Row, toast: readonly string[], shape: TableShape): strin
   return out.length > 0 ? out : null;
 }
 
-function keyChanged(before: Row, key: string[], shape: TableShape): boolean {
+/**
+ * Whether `before` spells another key than `after` (the record key where `after` lacks a key
+ * column). Both images carry the source's exact text, whereas the record key may carry the
+ * canonical one (`1.5` for a row stored as `1.50`: shared/type-mapping/key-text.ts).
+ */
+function keyChanged(before: Row, after: Row | null, key: string[], shape: TableShape): boolean {
   const sk = shape.table.sourceKey;
   for (let i = 0; i < sk.length; i++) {
     const v = before[sk[i]];
     if (v === undefined || v === null) return false; // no usable old key in the before-image
-    if (v !== key[i]) return true;
+    if (v !== (after?.[sk[i]] ?? key[i])) return true;
   }
   return false;
 }

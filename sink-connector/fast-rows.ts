@@ -6,7 +6,9 @@
  * its bytes (copy-transcode.ts), and applied by COPY: into the table when the key is new
  * (`c`/`r`, like collapse's fresh rows), or through staging. Every other record takes the
  * general path; its keys never meet a fast row's, so the two sets can be applied in any
- * order within the batch transaction (as collapse's statements are).
+ * order within the batch transaction (as collapse's statements are), except where two key
+ * spellings are equal at the destination (a case-insensitive collation): apply.ts then runs
+ * the general path's deletes first.
  *
  * A table whose records in the chunk carry a truncate, or keys of more than one key schema
  * (the key's bytes identify it only within one schema), takes the general path entirely.

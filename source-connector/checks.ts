@@ -7,6 +7,7 @@ import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 import { narrowedTables } from './slot.ts';
+import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
 
@@ -48,6 +49,9 @@ export interface SourceFacts {
   /** Selected tables that are UNLOGGED, or have an UNLOGGED partition: their changes are not in the WAL. */
   unloggedTables: { table: string; unlogged: string; sql: string }[];
   publication: PublicationFacts;
+  /** Key columns whose equal values can differ in their bytes, without a canonical key text (key-equality.ts). */
+  keyEquality: KeyEqualityFact[];
+  topicPrefix: string;
 }
 
 /** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
@@ -130,6 +134,7 @@ export async function gatherSourceFacts(
   );
   const published = tables.filter((t) => t.published).length;
   const narrowed = pub.exists ? await narrowedTables(client, opts.publicationName) : [];
+  const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
@@ -151,6 +156,8 @@ export async function gatherSourceFacts(
     unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),
     rowSecurityTables: tables.filter((t) => t.row_security).map((t) => ({ table: t.name, forced: t.forced, owner: t.owner })),
     unloggedTables: tables.filter((t) => t.unlogged !== null).map((t) => ({ table: t.name, unlogged: t.unlogged[0], sql: t.unlogged[1] })),
+    keyEquality,
+    topicPrefix: opts.topicPrefix,
     publication: {
       name: opts.publicationName,
       database: pub.db,
@@ -260,6 +267,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       out.push({ level: 'PASS', check: 'slot', object: f.slotName, message: 'existing slot will be reused' });
     }
   }
+  out.push(...keyEqualityFindings(f.keyEquality, f.topicPrefix));
   if (f.maxSlotWalKeepSize === '-1') {
     out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
   }

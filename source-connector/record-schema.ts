@@ -290,6 +290,7 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
   };
 
   const keyIdx = keyFields.map((f) => f.index);
+  const keyTexts = codecs.map((c) => c.keyText);
   const keyFromTuple = (tuple: TextTuple): Record<string, unknown> | null => {
     if (keyIdx.length === 0) return null;
     checkWidth(tuple);
@@ -302,7 +303,8 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
           remedy: 'set REPLICA IDENTITY FULL on the table if its key values can be TOASTed',
         });
       }
-      key[fieldOf[i]] = convert(i, t);
+      const canonical = keyTexts[i];
+      key[fieldOf[i]] = convert(i, canonical === undefined ? t : canonical(t));
     }
     return key;
   };

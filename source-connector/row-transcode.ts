@@ -11,7 +11,8 @@
  * as the general path, so the bytes are the same (test/unit/row-transcode.test.ts pins it).
  * Anything else answers "not here" and takes the general path.
  */
-import { BIGINT_FROM_TEXT, IDENTITY_FROM_TEXT, INT_FROM_TEXT } from '../shared/type-mapping/index.ts';
+import { BIGINT_FROM_TEXT, IDENTITY_FROM_TEXT, INT_FROM_TEXT, type ColumnCodec } from '../shared/type-mapping/index.ts';
+import { NUMERIC_KEY_TEXT, numericKeyEnd } from '../shared/type-mapping/key-text.ts';
 import { timestamptzFromText } from '../shared/type-mapping/temporal.ts';
 import type { TableRecordSchemas } from './record-schema.ts';
 
@@ -249,6 +250,20 @@ function columnWriter(fromText: (t: string) => unknown, type: AvscType, nullable
   };
 }
 
+/**
+ * A key column's writer: its canonical text (key-text.ts) when its type has one. A numeric
+ * key's is its own bytes shortened, no allocation; the other types (float, interval) pay a
+ * string, being rare as keys.
+ */
+function keyWriter(codec: ColumnCodec, type: AvscType): ColumnWriter {
+  const { keyText, fromText } = codec;
+  if (keyText === undefined) return columnWriter(fromText, type, false);
+  if (keyText === NUMERIC_KEY_TEXT && fromText === IDENTITY_FROM_TEXT && type.typeName === 'string') {
+    return (buf, pos, src, start, end) => writeBytes(buf, pos, src, start, numericKeyEnd(src, start, end));
+  }
+  return columnWriter((text) => fromText(keyText(text)), type, false);
+}
+
 export type TranscodedOp = 'c' | 'u' | 'd' | 'r';
 const OP_BYTE: Record<TranscodedOp, number> = { c: 0x63, u: 0x75, d: 0x64, r: 0x72 };
 
@@ -290,7 +305,7 @@ export function compileRowTranscoder(schemas: TranscodedSchemas): RowTranscoder 
 
   const columns = schemas.fields.map((f, i) => columnWriter(schemas.codecs[i].fromText, valueRecord.fields![i].type, true));
   const keyIndex = schemas.keyFields.map((f) => f.index);
-  const keyWriters = schemas.keyFields.map((f, i) => columnWriter(schemas.codecs[f.index].fromText, key.fields![i].type, false));
+  const keyWriters = schemas.keyFields.map((f, i) => keyWriter(schemas.codecs[f.index], key.fields![i].type));
   const columnNames = schemas.fields.map((f) => Buffer.from(f.column, 'utf8'));
 
   const writeRow = (buf: Buffer, pos: number, src: Buffer, t: TupleRef): number => {

@@ -13,6 +13,7 @@ import {
   timestamptzFromText,
   timetzFromText,
 } from './temporal.ts';
+import { keyTextFor } from './key-text.ts';
 import { pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';
 
 export interface ColumnCodec {
@@ -22,6 +23,11 @@ export interface ColumnCodec {
   fromText(text: string): unknown;
   /** Full type name incl. typmod, as in the schema's `pg.type`. */
   pgType: string;
+  /**
+   * For a key column: its text → the canonical text of its value (key-text.ts), applied before
+   * `fromText` for the Kafka key only. Absent for types whose text is canonical.
+   */
+  keyText?: (text: string) => string;
 }
 
 /** Our own logical name for bit strings kept as '0'/'1' text (Debezium's Bits is bytes). */
@@ -172,7 +178,8 @@ export function codecForType(type: PgTypeInfo, typmod: number): ColumnCodec {
   }
   const avroType: AvroObject = { ...m.avro, 'pg.type': pgType };
   if (base !== type) avroType['pg.domain'] = qualifiedName(type);
-  return { avroType, fromText: m.fromText, pgType };
+  const keyText = base.kind === 'base' ? keyTextFor(base.name, base.schema, typmod) : null;
+  return keyText === null ? { avroType, fromText: m.fromText, pgType } : { avroType, fromText: m.fromText, pgType, keyText };
 }
 
 export function codecFor(column: ColumnInfo): ColumnCodec {

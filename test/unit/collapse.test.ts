@@ -289,6 +289,26 @@ const cases: { name: string; table: ApplyTable; changes: SinkChange[]; want: App
     changes: [d('5', order('5', '1')), c(order('5', '9'))],
     want: [seg(orders, { upserts: [group(allOrders, [['5', '9', '1.00', 'n']])], exactDeletes: { columns: ['customer_id', 'id'], rows: [['1', '5']] } })],
   },
+  // The record key carries the canonical text of a key (`1.5`, shared/type-mapping/key-text.ts),
+  // the images the spelling PostgreSQL stored (`1.50`): one key, two spellings.
+  {
+    name: 'a key re-spelled (delete of 1.5, create of 1.50: one key): the delete runs, then the row is created with the new spelling',
+    table: users,
+    changes: [change('d', { id: '1.5' }, null, { id: '1.5', name: null, bio: null }), change('c', { id: '1.5' }, { id: '1.50', name: 'a', bio: 'x' })],
+    want: [seg(users, { upserts: [group(allUsers, [['1.50', 'a', 'x']], 1)], deletes: { columns: ['id'], rows: [['1.5']] } })],
+  },
+  {
+    name: 'a key deleted and created again under the same spelling: one upsert, no delete',
+    table: users,
+    changes: [change('d', { id: '1.5' }, null, { id: '1.50', name: null, bio: null }), change('c', { id: '1.5' }, { id: '1.50', name: 'a', bio: 'x' })],
+    want: [seg(users, { upserts: [group(allUsers, [['1.50', 'a', 'x']])] })],
+  },
+  {
+    name: 'an update under REPLICA IDENTITY FULL whose record key is the canonical text: no key change',
+    table: users,
+    changes: [change('u', { id: '1.5' }, { id: '1.50', name: 'b', bio: 'x' }, { id: '1.50', name: 'a', bio: 'x' })],
+    want: [seg(users, { upserts: [group(allUsers, [['1.50', 'b', 'x']])] })],
+  },
 ];
 
 for (const tc of cases) {

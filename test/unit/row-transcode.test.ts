@@ -5,8 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TextTuple } from '../../shared/pg-types.ts';
-import { EVERY_TYPE_ROWS, EVERY_TYPE_TABLE } from '../helpers/pg-fixtures.ts';
+import type { TableInfo, TextTuple } from '../../shared/pg-types.ts';
+import { column, EVERY_TYPE_ROWS, EVERY_TYPE_TABLE, pgType } from '../helpers/pg-fixtures.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents, type DecodedChange } from '../../source-connector/envelope.ts';
 import { compileRowTranscoder, NO_ROOM, NOT_HERE, scanCopyRow, TupleRef, type TranscodedOp } from '../../source-connector/row-transcode.ts';
@@ -158,4 +158,41 @@ test('snapshot rows from COPY text: escape-free rows give the general path\'s by
   assert.equal(edge('\\Nx\ta'), null);
   assert.equal(edge('a\\tb'), null);
   assert.equal(edge(['1', '2', '3', '4', '5', '6', '7', '8', '9'].join('\t')), null, 'more fields than the table has');
+});
+
+test('keys equal in PostgreSQL but spelled apart (1.50 and 1.5, -0 and 0, PT24H and P1D) get one key on both paths; the envelope keeps the spelling', () => {
+  const spelled: TableInfo = {
+    relid: 2,
+    schema: 'shop',
+    name: 'spelled',
+    columns: [
+      column('n', pgType('numeric'), -1, true),
+      column('f', pgType('float8'), -1, true),
+      column('r', pgType('float4'), -1, true),
+      column('i', pgType('interval'), -1, true),
+      column('m', pgType('numeric'), ((12 << 16) | 2) + 4, true),
+      column('v', pgType('text')),
+    ],
+    keyColumns: ['n', 'f', 'r', 'i', 'm'],
+    replicaIdentity: 'default',
+  };
+  const s = buildRecordSchemas(spelled, 'pfx.shop.spelled', '1.0.0');
+  const t = compileRowTranscoder(s)!;
+  const c = { schemas: s, source, tsMs: 1, tombstones: false };
+  const keyOf = (row: TextTuple): Buffer => {
+    const { src, ref } = located(row);
+    const buf = Buffer.alloc(1000);
+    const end = t.writeKey(buf, 0, src, ref);
+    const key = Buffer.from(buf.subarray(0, end));
+    const [ev] = changeToEvents({ kind: 'insert', new: row }, c);
+    assert.deepEqual(key, s.keyType!.toBuffer(ev.key), `${row.join(' ')}: the general path's key`);
+    assert.equal((ev.value!.after as Record<string, unknown>).n, row[0], 'the envelope keeps the stored spelling');
+    return key;
+  };
+  const one = keyOf(['1.50', '-0', '-0', 'PT24H', '2.50', 'a']);
+  assert.deepEqual(one, keyOf(['1.5', '0', '0', 'P1D', '2.50', 'b']));
+  assert.deepEqual(one, keyOf(['1.500', '0', '-0', 'PT1440M', '2.50', 'c']));
+  assert.deepEqual({ ...(s.keyType!.fromBuffer(one) as object) }, { n: '1.5', f: 0, r: 0, i: 'P1D', m: '2.50' });
+  assert.ok(Object.is((s.keyType!.fromBuffer(one) as { f: number }).f, 0), '+0, not -0');
+  assert.notDeepEqual(one, keyOf(['15', '0', '0', 'P1D', '2.50', 'd']), 'a different value stays a different key');
 });

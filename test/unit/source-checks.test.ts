@@ -4,11 +4,12 @@ import { judgeSourceFacts, type SourceFacts } from '../../source-connector/check
 import { topicNameProblems } from '../../source-connector/table-versions.ts';
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 import { prefixFindings } from '../../shared/checks/services.ts';
+import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [],
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app',
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
@@ -147,4 +148,30 @@ test('topic prefixes: the sink must read what the source writes; without a sink 
   assert.equal(f.level, 'FAIL');
   assert.match(f.message, /the source writes topics under "prod\." but the sink reads "shardbridge\.": it would apply nothing/);
   assert.deepEqual(prefixFindings('prod', undefined), []);
+});
+
+test('key columns whose equal values differ in their bytes, without a canonical key text, warn per table with the one-partition remedy', () => {
+  const col = { base: 'text', category: 'S', typmod: -1, nondeterministic: false, collation: 'default', inner_base: null };
+  assert.match(keyEqualityWhy({ ...col, nondeterministic: true, collation: 'ci' })!, /nondeterministic collation ci/);
+  assert.match(keyEqualityWhy({ ...col, base: 'citext' })!, /citext/);
+  assert.match(keyEqualityWhy({ ...col, base: 'jsonb' })!, /jsonb/);
+  assert.match(keyEqualityWhy({ ...col, base: 'bpchar' })!, /trailing spaces/);
+  assert.match(keyEqualityWhy({ ...col, base: '_numeric', category: 'A', inner_base: 'numeric' })!, /1\.0 = 1\.00/);
+  assert.match(keyEqualityWhy({ ...col, base: 'numrange', category: 'R', inner_base: 'numeric' })!, /1\.0 = 1\.00/);
+  // Canonical key text covers these (shared/type-mapping/key-text.ts); the others compare by bytes.
+  for (const base of ['text', 'numeric', 'float8', 'interval', 'int8', 'uuid', 'timestamptz']) assert.equal(keyEqualityWhy({ ...col, base }), null, base);
+  assert.equal(keyEqualityWhy({ ...col, base: 'bpchar', typmod: 14 }), null, 'char(10) pads every value alike');
+  assert.equal(keyEqualityWhy({ ...col, base: '_int4', category: 'A', inner_base: 'int4' }), null);
+
+  const keyEquality = [
+    { table: 'public.users', column: 'email', type: 'citext', why: "citext: 'A' = 'a'" },
+    { table: 'public.users', column: 'tag', type: 'text COLLATE ci', why: 'nondeterministic collation ci' },
+    { table: 'public.docs', column: 'j', type: 'jsonb', why: 'jsonb' },
+  ];
+  const w = judgeSourceFacts({ ...healthy, keyEquality }).filter((x) => x.check === 'key equality');
+  assert.deepEqual(w.map((x) => [x.level, x.object]), [['WARN', 'public.users'], ['WARN', 'public.docs']]);
+  assert.match(w[0].message, /email \(citext; citext: 'A' = 'a'\), tag \(text COLLATE ci/);
+  assert.match(w[0].message, /the row is then lost at the destination/);
+  assert.match(w[0].remedy!, /--topic app\.public\.users --partitions 1/);
+  assert.equal(fails({ keyEquality }).length, 0, 'a warning, not a refusal');
 });

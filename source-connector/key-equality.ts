@@ -1,0 +1,106 @@
+/**
+ * Key columns whose equality is not their bytes and whose Kafka key text cannot be made
+ * canonical (shared/type-mapping/key-text.ts does numeric, float and interval): text under a
+ * nondeterministic collation (`'A'` = `'a'` under `und-u-ks-level2`), citext, jsonb (`{"a": 1.0}`
+ * = `{"a": 1.00}`), unconstrained bpchar (`'a'` = `'a '`), arrays and ranges of numeric, float,
+ * interval, jsonb or citext. PostgreSQL logs an update of such a key to an equal value spelled
+ * otherwise as a key change: a delete and a create under two Kafka keys, on two partitions, which
+ * the sink may apply create first, then delete: the row is lost at the destination
+ * (test/integration/key-equality.test.ts measured it for each type). Canonical text would need
+ * the collation's own code, so `check` (and the connector's start) warn instead.
+ */
+import type pg from 'pg';
+import type { Finding } from './checks.ts';
+
+export interface KeyEqualityFact {
+  table: string;
+  column: string;
+  /** format_type, with the collation when it is the reason. */
+  type: string;
+  /** Why equal values can be spelled apart, with an example. */
+  why: string;
+}
+
+// Key columns of the selected tables, by primary key; domains resolved to their base type
+// (whose collation attcollation already gives). Nondeterministic collations exist from 12 on.
+const KEY_EQUALITY_SQL = `
+WITH RECURSIVE keycols AS (
+  SELECT c.oid AS relid, n.nspname || '.' || c.relname AS tbl, a.attname AS col, a.attnum, a.atttypmod, a.attcollation,
+         format_type(a.atttypid, a.atttypmod) AS shown, a.atttypid AS typ, 0 AS depth
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+   WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
+  UNION ALL
+  SELECT k.relid, k.tbl, k.col, k.attnum, t.typtypmod, k.attcollation, k.shown, t.typbasetype, k.depth + 1
+    FROM keycols k JOIN pg_type t ON t.oid = k.typ WHERE t.typtype = 'd' AND k.depth < 32
+)
+SELECT k.tbl AS "table", k.col AS "column", k.shown AS type, t.typname AS base, t.typcategory AS category, k.atttypmod AS typmod,
+       coalesce(NOT co.collisdeterministic, false) AS nondeterministic, co.collname AS collation,
+       coalesce(e.typname, s.typname) AS inner_base
+  FROM keycols k
+  JOIN pg_type t ON t.oid = k.typ AND t.typtype <> 'd'
+  LEFT JOIN pg_collation co ON co.oid = k.attcollation
+  LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+  LEFT JOIN pg_range r ON r.rngtypid = t.oid OR r.rngmultitypid = t.oid
+  LEFT JOIN pg_type s ON s.oid = r.rngsubtype
+ ORDER BY 1, k.attnum`;
+
+interface KeyColumnRow {
+  table: string;
+  column: string;
+  type: string;
+  base: string;
+  category: string;
+  typmod: number;
+  nondeterministic: boolean;
+  collation: string | null;
+  inner_base: string | null;
+}
+
+const INNER_WHY: Record<string, string> = {
+  numeric: "numeric elements or bounds: 1.0 = 1.00",
+  float4: 'float elements or bounds: -0 = 0',
+  float8: 'float elements or bounds: -0 = 0',
+  interval: "interval elements or bounds: '1 day' = '24 hours'",
+  jsonb: 'jsonb elements: numbers compare by value',
+  citext: "citext elements: 'A' = 'a'",
+};
+
+/** Pure: why the column's equal values can differ in their bytes, or null. */
+export function keyEqualityWhy(r: Omit<KeyColumnRow, 'table' | 'column' | 'type'>): string | null {
+  if (r.nondeterministic) return `nondeterministic collation ${r.collation}: values it counts equal (such as 'A' and 'a' under a case-insensitive one) differ in their bytes`;
+  if (r.base === 'citext') return "citext: 'A' = 'a'";
+  if (r.base === 'jsonb') return 'jsonb: numbers compare by value, {"a": 1.0} = {"a": 1.00}';
+  if (r.base === 'bpchar' && r.typmod < 0) return "bpchar without a length: trailing spaces do not count, 'a' = 'a '";
+  if (r.inner_base !== null && INNER_WHY[r.inner_base]) return INNER_WHY[r.inner_base];
+  return null;
+}
+
+export async function gatherKeyEquality(client: pg.ClientBase, relids: number[], serverVersionNum: number): Promise<KeyEqualityFact[]> {
+  if (relids.length === 0) return [];
+  const sql = serverVersionNum >= 120000 ? KEY_EQUALITY_SQL : KEY_EQUALITY_SQL.replace('coalesce(NOT co.collisdeterministic, false)', 'false');
+  const { rows } = await client.query<KeyColumnRow>(sql, [relids]);
+  const out: KeyEqualityFact[] = [];
+  for (const r of rows) {
+    const why = keyEqualityWhy(r);
+    if (why !== null) out.push({ table: r.table, column: r.column, type: r.nondeterministic ? `${r.type} COLLATE ${r.collation}` : r.type, why });
+  }
+  return out;
+}
+
+/** Pure: one WARN per table with such key columns. */
+export function keyEqualityFindings(facts: KeyEqualityFact[], topicPrefix: string): Finding[] {
+  const byTable = new Map<string, KeyEqualityFact[]>();
+  for (const f of facts) byTable.set(f.table, [...(byTable.get(f.table) ?? []), f]);
+  return [...byTable].map(([table, cols]) => ({
+    level: 'WARN' as const,
+    check: 'key equality',
+    object: table,
+    message:
+      `key column(s) ${cols.map((c) => `${c.column} (${c.type}; ${c.why})`).join(', ')}: an update of the key to an equal value spelled otherwise is sent as a delete and a create under ` +
+      `two Kafka keys, which can land on two partitions and be applied create first: the row is then lost at the destination`,
+    remedy:
+      `if the key of ${table} can change so (a case change of a case-insensitive key, for one), create its topic with one partition before the first start ` +
+      `(kafka-topics.sh --create --topic ${topicPrefix}.${table} --partitions 1 …), and verify at cut-over (docs/source-connector.md, "Limits")`,
+  }));
+}

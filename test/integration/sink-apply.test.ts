@@ -436,3 +436,43 @@ test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give 
   const stored = await db.query(`SELECT topic, next_offset::text AS o FROM shardbridge.sink_offsets WHERE group_id = $1 ORDER BY topic`, [`g-${ID}-bulk`]);
   assert.deepEqual(stored.rows, paths.map((p) => ({ topic: p.name, o: String(firstIds.length * N) })).sort((x, y) => x.topic.localeCompare(y.topic)));
 });
+
+test('a partitioned destination table (declarative, by range): every path applies into its partitions; a key change moves a row to another partition', async () => {
+  const ddl = (schema: string, name: string) => `CREATE TABLE ${schema}.${name} (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+    CREATE TABLE ${schema}.${name}_2025 PARTITION OF ${schema}.${name} FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE TABLE ${schema}.${name}_2026 PARTITION OF ${schema}.${name} FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`;
+  await db.query(ddl(SRC, 'parted'));
+  const info = await tableInfo(db, SRC, 'parted');
+  const row = (id: number, year: number, v: string) => [String(id), `${year}-0${1 + (id % 9)}-15`, v];
+  for (const { path, stagingMinRows, directCopyMinRows } of APPLY_PATHS.filter((p) => !p.transcode)) {
+    const name = `parted_${path.split(' ')[0].toLowerCase()}`;
+    await db.query(ddl(DST, name));
+    const prefix = uniqueTopic('sbparted');
+    const topic = `${prefix}.${SRC}.parted`;
+    await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
+    const t = await registerTable(registry, info, topic);
+    const groupId = `g-${ID}-${name}`;
+    const snapshot = Array.from({ length: 300 }, (_, i) => row(i + 1, 2025 + (i % 2), 'r'));
+    await produceChanges(producer, t, snapshot.map((r) => ({ kind: 'read' as const, new: r })), { snapshot: true });
+    const sink = await startSink(prefix, groupId, { tables: { [`${SRC}.parted`]: { schema: DST, table: name } } }, { stagingMinRows, directCopyMinRows });
+    try {
+      await waitApplied(db, admin, groupId, [topic]);
+      await produceChanges(producer, t, [
+        ...Array.from({ length: 250 }, (_, i) => ({ kind: 'update' as const, new: snapshot[i].slice(0, 2).concat('u') })),
+        // Row 300 moves from 2026 to 2025: its key changes (delete + create).
+        { kind: 'update' as const, key: keyTuple(info, snapshot[299]), new: row(300, 2025, 'moved') },
+        { kind: 'delete' as const, key: keyTuple(info, snapshot[298]) },
+        ...Array.from({ length: 50 }, (_, i) => ({ kind: 'insert' as const, new: row(1000 + i, 2026, 'new') })),
+      ]);
+      await waitApplied(db, admin, groupId, [topic]);
+      const got = await db.query(`SELECT tableoid::regclass::text AS part, count(*)::int AS n, count(*) FILTER (WHERE v = 'u')::int AS u FROM ${DST}.${name} GROUP BY 1 ORDER BY 1`);
+      assert.deepEqual(got.rows, [
+        { part: `${DST}.${name}_2025`, n: 150, u: 125 },
+        { part: `${DST}.${name}_2026`, n: 199, u: 125 },
+      ], path);
+      assert.equal((await db.query(`SELECT to_char(at, 'YYYY') AS y, v FROM ${DST}.${name} WHERE id = 300`)).rows[0].y, '2025');
+    } finally {
+      await sink.stop();
+    }
+  }
+});

@@ -118,9 +118,11 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   let current: string | undefined;
   try {
     const wait = ctx.offsetLockWaitMs === undefined ? undefined : { ms: ctx.offsetLockWaitMs, logger: ctx.logger };
-    const stored = await beginAndLockOffset(client, ctx.groupId, chunk.topic, chunk.partition, wait).catch((err: unknown) => {
-      throw classify(err, {});
-    });
+    const lockOffset = () =>
+      beginAndLockOffset(client, ctx.groupId, chunk.topic, chunk.partition, wait).catch((err: unknown) => {
+        throw classify(err, {});
+      });
+    let stored = await lockOffset();
     if (stored >= chunk.nextOffset) {
       await q('COMMIT');
       return { kind: 'behind', stored };
@@ -189,6 +191,17 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         );
       }
       count(counts, current, [b.record], (r) => r.change.op);
+      if (seg === segments[segments.length - 1]) continue;
+      // The barrier's lock lasts as long as this transaction: end it here, so that the rest of
+      // the batch (its own transaction) cannot hold every other partition at the barrier, be
+      // it slow or frozen in the middle of a COPY.
+      await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, at + 1n));
+      stored = await lockOffset();
+      if (stored >= chunk.nextOffset) {
+        await q('COMMIT');
+        return { kind: 'behind', stored };
+      }
+      staged.clear();
     }
     current = undefined;
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);

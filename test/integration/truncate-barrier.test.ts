@@ -167,6 +167,24 @@ test("a member frozen later in the batch that passed a truncate's barrier (its l
   assert.deepEqual([logged?.pid, logged?.truncate, logged?.topic], [pid, truncate, f.topic]);
 });
 
+test("the barrier's lock ends with the copy's transaction: the rest of the batch applies in a transaction of its own", async (t) => {
+  const f = await truncateFixture('released');
+  const { db } = env();
+  // Each row written records how many advisory locks its transaction holds.
+  await db.query(`CREATE TABLE ${DST}.released_locks (id int, locks int);
+    CREATE FUNCTION ${DST}.released_locks() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      INSERT INTO ${DST}.released_locks SELECT NEW.id, count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid(); RETURN NEW; END $$;
+    CREATE TRIGGER released_locks AFTER INSERT ON ${DST}.released FOR EACH ROW EXECUTE FUNCTION ${DST}.released_locks()`);
+  await f.send(f.rows(1, 30, 'before'), f.copies(f.keys('0/6F/0', 4)), f.rows(31, 60, 'after'));
+  const sink = await f.startSink(log, { maxRows: 500 });
+  t.after(() => sink.stop());
+  await f.applied();
+  assert.deepEqual(await f.table(), expectRows(31, 60, 'after'));
+  const held = await db.query(`SELECT id, locks FROM ${DST}.released_locks WHERE id > 30 AND locks > 0 ORDER BY id`);
+  assert.deepEqual(held.rows, [], 'no row after the copy written while the barrier was held');
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM ${DST}.released_locks WHERE id > 30`)).rows[0].n, 30);
+});
+
 test('keys of an older source (no delivery field): the barrier as before, a replayed truncate a second round', async (t) => {
   const f = await truncateFixture('oldkeys');
   const keys = f.oldKeys('0/3C/0');

@@ -144,7 +144,7 @@ test('a copy of a completed delivery read again (a sink stopped while that parti
   assert.deepEqual(await f.done(), [{ truncate_id: '0/2B/0', delivery: '5000', rounds: 1 }]);
 });
 
-test("a member frozen later in the batch that passed a truncate's barrier (its lock held to the batch's end) is ended by the others waiting there", async (t) => {
+test("a sink session holding a truncate's barrier lock without moving (a member frozen before its copy's transaction ended) is ended by the others waiting there", async (t) => {
   const f = await truncateFixture('frozen');
   const truncate = '0/5E/0';
   await f.send(f.rows(1, 30, 'before'), f.copies(f.keys(truncate, 3)), f.rows(21, 40, 'after'));

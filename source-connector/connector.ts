@@ -235,7 +235,7 @@ class ConnectorRun {
     if (!this.prepared) {
       const tables = async () => {
         await this.versions.init(this.source.tables, this.source.catalogLsn);
-        return this.versions.all().map((v) => v.topic);
+        return this.versions.all().map((v) => ({ topic: v.topic, singlePartition: this.source.singlePartition.has(v.qualified) }));
       };
       const setup = await setUpKafka(cfg, tables, { admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
       this.truncateKeySchemaId = setup.truncateKeySchemaId;

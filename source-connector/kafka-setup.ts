@@ -22,26 +22,34 @@ export interface KafkaSetup {
 
 export async function setUpKafka(
   cfg: SourceConfig,
-  /** Schemas registered, after the producer connected: the tables' topics. */
-  tables: () => Promise<string[]>,
+  /** Schemas registered, after the producer connected: the tables' topics, and whether each must have one partition. */
+  tables: () => Promise<{ topic: string; singlePartition: boolean }[]>,
   k: { admin: Admin; producer: Producer; registry: RegistryClient; log: Logger },
 ): Promise<KafkaSetup> {
   await k.producer.connect().catch((err: unknown) => {
     // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
     throw isRetriable(err) ? err : atServer(err, `cannot use Kafka at ${cfg.kafka.brokers.join(',')}`, kafkaRemedy(err));
   });
-  const tableTopics = await tables();
+  const wanted = await tables();
+  const tableTopics = wanted.map((w) => w.topic);
   const t = cfg.topics;
   const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
   if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
   if (t.maxMessageBytes !== undefined) configs['max.message.bytes'] = String(t.maxMessageBytes);
   const created = await k.admin.ensureTopics([
-    ...tableTopics.map((topic) => ({ topic, partitions: t.partitions, replicationFactor: t.replicationFactor, configs })),
+    ...wanted.map((w) => ({ topic: w.topic, partitions: w.singlePartition ? 1 : t.partitions, replicationFactor: t.replicationFactor, configs })),
     ...controlTopicSpecs(cfg.topicPrefix, t),
   ]);
   if (created.length > 0) k.log.info({ topics: created }, 'topics created');
   const truncateKeySchemaId = await k.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
   const partitionCounts = await k.admin.partitionCounts(tableTopics);
+  const spread = wanted.filter((w) => w.singlePartition && (partitionCounts.get(w.topic) ?? 1) > 1).map((w) => w.topic);
+  if (spread.length > 0) {
+    k.log.warn(
+      { topics: spread, remedy: 'delete the topic and start again from a new snapshot, or create it with one partition before the first start' },
+      'topics of tables whose keys have equal values spelled apart (check: key equality) have several partitions: a key change between two spellings can be applied out of order',
+    );
+  }
   // The producer learns every topic at once, not one metadata refresh per table's first send.
   await k.producer.prepare([...tableTopics, ...Object.values(controlTopicNames(cfg.topicPrefix))]);
   const recordLimits = await readRecordLimits(k.admin, tableTopics, k.log);

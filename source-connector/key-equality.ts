@@ -7,7 +7,8 @@
  * otherwise as a key change: a delete and a create under two Kafka keys, on two partitions, which
  * the sink may apply create first, then delete: the row is lost at the destination
  * (test/integration/key-equality.test.ts measured it for each type). Canonical text would need
- * the collation's own code, so `check` (and the connector's start) warn instead.
+ * the collation's own code, so such tables' topics get one partition (kafka-setup.ts), and
+ * `check` (and the connector's start) say so.
  */
 import type pg from 'pg';
 import type { Finding } from './checks.ts';
@@ -28,7 +29,7 @@ WITH RECURSIVE keycols AS (
   SELECT c.oid AS relid, n.nspname || '.' || c.relname AS tbl, a.attname AS col, a.attnum, a.atttypmod, a.attcollation,
          format_type(a.atttypid, a.atttypmod) AS shown, a.atttypid AS typ, 0 AS depth
     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey[0:i.indnkeyatts - 1])
    WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
   UNION ALL
   SELECT k.relid, k.tbl, k.col, k.attnum, t.typtypmod, k.attcollation, k.shown, t.typbasetype, k.depth + 1
@@ -100,7 +101,7 @@ export function keyEqualityFindings(facts: KeyEqualityFact[], topicPrefix: strin
       `key column(s) ${cols.map((c) => `${c.column} (${c.type}; ${c.why})`).join(', ')}: an update of the key to an equal value spelled otherwise is sent as a delete and a create under ` +
       `two Kafka keys, which can land on two partitions and be applied create first: the row is then lost at the destination`,
     remedy:
-      `if the key of ${table} can change so (a case change of a case-insensitive key, for one), create its topic with one partition before the first start ` +
-      `(kafka-topics.sh --create --topic ${topicPrefix}.${table} --partitions 1 …), and verify at cut-over (docs/source-connector.md, "Limits")`,
+      `the source makes the topic ${topicPrefix}.${table} with one partition, which keeps such changes in order; a topic made earlier with more keeps them ` +
+      `(delete it and start again from a new snapshot if the key of ${table} can change so: a case change of a case-insensitive key, for one); verify at cut-over (docs/source-connector.md, "Limits")`,
   }));
 }

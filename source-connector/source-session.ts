@@ -29,6 +29,12 @@ export interface SourceSession {
    * while the connector ran by it).
    */
   catalogLsn: bigint;
+  /**
+   * `schema.name` of the tables whose key has values equal at the destination yet spelled apart
+   * (key-equality.ts): their topics are made with one partition, so that a key change between
+   * two spellings stays in order.
+   */
+  singlePartition: ReadonlySet<string>;
   /** The open connection, re-opened if it broke (a failure is retriable). */
   connect(): Promise<pg.Client>;
   catalogAccess(): CatalogAccess;
@@ -69,6 +75,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
   let tables: TableInfo[];
   let database: string;
   let catalogLsn: bigint;
+  let singlePartition: ReadonlySet<string>;
   try {
     // Read before the catalog, in its own statement: every transaction committed before this
     // position is visible to the catalog queries that follow.
@@ -85,6 +92,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
       await sleep(250);
       facts = await gather();
     }
+    singlePartition = new Set(facts.keyEquality.map((f) => f.table));
     const findings = judgeSourceFacts(facts);
     for (const f of findings.filter((x) => x.level === 'WARN')) log.warn({ check: f.check, object: f.object, remedy: f.remedy }, f.message);
     if (findings.some((f) => f.level === 'FAIL')) {
@@ -123,6 +131,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     database,
     tables,
     catalogLsn,
+    singlePartition,
     connect,
     catalogAccess: () => ({
       loadTypes: async (oids) => loadTypes(await connect(), oids),

@@ -172,6 +172,6 @@ test('key columns whose equal values differ in their bytes, without a canonical 
   assert.deepEqual(w.map((x) => [x.level, x.object]), [['WARN', 'public.users'], ['WARN', 'public.docs']]);
   assert.match(w[0].message, /email \(citext; citext: 'A' = 'a'\), tag \(text COLLATE ci/);
   assert.match(w[0].message, /the row is then lost at the destination/);
-  assert.match(w[0].remedy!, /--topic app\.public\.users --partitions 1/);
+  assert.match(w[0].remedy!, /the source makes the topic app\.public\.users with one partition/);
   assert.equal(fails({ keyEquality }).length, 0, 'a warning, not a refusal');
 });

@@ -12,7 +12,7 @@ import { RetriableError, type ErrorContext } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 
 /** The session that held a lock past the wait, as pg_stat_activity shows it. */
-export interface LockHolder {
+interface LockHolder {
   pid: number;
   applicationName: string;
   state: string;
@@ -27,7 +27,7 @@ export const HOLDER_COLUMNS = `a.pid, coalesce(a.application_name, '') AS app, c
   coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8 AS secs`;
 
 export interface HeldLock {
-  /** For messages: "this partition's offsets row". */
+  /** For messages: "the offsets row of t[0]". */
   what: string;
   /** Log fields and error context: topic, partition, … */
   where: ErrorContext;

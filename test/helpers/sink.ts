@@ -4,9 +4,11 @@
  */
 import type pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import type { Admin } from '../../shared/kafka/client.ts';
+import type { Admin, KafkaClient } from '../../shared/kafka/client.ts';
 import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
+import type { SourceConnector } from '../../source-connector/run.ts';
 import { textRows } from './produce-changes.ts';
+import { caughtUp, walLsn } from './source.ts';
 
 export function sinkConfig(base: { kafka: string; registry: string; destination: string; prefix: string; groupId: string }, extra: Record<string, unknown> = {}): SinkConfig {
   return sinkConfigSchema.parse({
@@ -47,4 +49,20 @@ export async function waitApplied(db: pg.ClientBase, admin: Admin, groupId: stri
 export async function tableText(db: pg.ClientBase, qualified: string, columns: string[], orderBy: string): Promise<(string | null | undefined)[][]> {
   const list = columns.map((c) => `"${c.replace(/"/g, '""')}"`).join(', ');
   return textRows(db, `SELECT ${list} FROM ${qualified} ORDER BY ${orderBy}`);
+}
+
+/** Source → Kafka → sink: until the source confirmed everything written at `client` so far and the sink applied `topics` to their ends. */
+export async function pipelineCaughtUp(
+  kafka: KafkaClient,
+  at: { client: pg.ClientBase; source: SourceConnector },
+  sink: { db: pg.ClientBase; groupId: string; topics: string[] },
+  timeoutMs = 90_000,
+): Promise<void> {
+  await caughtUp(at.source, await walLsn(at.client), 60_000);
+  const admin = kafka.admin();
+  try {
+    await waitApplied(sink.db, admin, sink.groupId, sink.topics, timeoutMs);
+  } finally {
+    await admin.disconnect();
+  }
 }

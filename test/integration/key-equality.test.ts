@@ -13,13 +13,12 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
-import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { gatherKeyEquality } from '../../source-connector/key-equality.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
-import { sinkConfig, tableText, waitApplied } from '../helpers/sink.ts';
-import { startSourceTestEnv, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { pipelineCaughtUp, sinkConfig, tableText } from '../helpers/sink.ts';
+import { startSourceTestEnv, testSourceConfig, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 
@@ -128,16 +127,7 @@ test('keys equal in PostgreSQL but spelled differently: every row arrives, with 
   const partitions = await counted.partitionCounts(topics).finally(() => counted.disconnect());
   assert.deepEqual(TABLES.map((tb) => [tb.name, partitions.get(`${prefix}.public.${tb.name}`)]), TABLES.map((tb) => [tb.name, tb.onePartition ? 1 : 3]));
 
-  const caughtUp = async (src: SourceConnector) => {
-    const end = await walLsn(client);
-    await waitFor('the source confirmed everything', () => parseLsn(src.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
-    const admin = env.kafka.admin();
-    try {
-      await waitApplied(dst, admin, groupId, topics, 60_000);
-    } finally {
-      await admin.disconnect();
-    }
-  };
+  const caughtUp = (src: SourceConnector) => pipelineCaughtUp(env.kafka, { client, source: src }, { db: dst, groupId, topics });
   await caughtUp(source);
   for (const tb of TABLES) for (const sql of tb.change) await client.query(sql);
   await caughtUp(source);

@@ -14,14 +14,13 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
-import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { runCli } from '../helpers/cli.ts';
 import { ITEMS_DDL, ITEM_ROWS } from '../helpers/every-type-sql.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
-import { sinkConfig, tableText, waitApplied } from '../helpers/sink.ts';
-import { startSourceTestEnv, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { pipelineCaughtUp, sinkConfig, tableText } from '../helpers/sink.ts';
+import { startSourceTestEnv, testSourceConfig, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 const dir = mkdtempSync(join(tmpdir(), 'sb-pipeline-'));
@@ -53,15 +52,8 @@ async function destinationSchema(t: TestContext, name: string): Promise<{ url: s
 }
 
 /** Until the source has confirmed everything written so far and the sink has applied `topics` up to their ends. */
-async function caughtUp(client: pg.Client, source: SourceConnector, dst: pg.Client, groupId: string, topics: string[]): Promise<void> {
-  const end = await walLsn(client);
-  await waitFor('the source confirmed everything', () => parseLsn(source.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 60_000, intervalMs: 100 });
-  const admin = env.kafka.admin();
-  try {
-    await waitApplied(dst, admin, groupId, topics, 90_000);
-  } finally {
-    await admin.disconnect();
-  }
+function caughtUp(client: pg.Client, source: SourceConnector, dst: pg.Client, groupId: string, topics: string[]): Promise<void> {
+  return pipelineCaughtUp(env.kafka, { client, source }, { db: dst, groupId, topics });
 }
 
 test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left unchanged, a truncate, then a replay from zero: destination = source', async (t) => {

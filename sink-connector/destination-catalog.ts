@@ -23,10 +23,12 @@ export interface DestinationTable {
   distributionColumn: string | null;
   /** Foreign keys from this table (name and definition), which per-table apply cannot honour. */
   foreignKeys: { name: string; definition: string }[];
+  /** UNLOGGED: a crash of the destination empties it, while the sink's stored offsets stay. */
+  unlogged?: boolean;
 }
 
 const TABLE_SQL = `
-SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.oid, c.relpersistence = 'u' AS unlogged FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`;
 
 const COLUMNS_SQL = `
@@ -69,6 +71,7 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
     citus: dist.kind,
     distributionColumn: dist.distributionColumn,
     foreignKeys: fks.rows,
+    unlogged: rel[0].unlogged === true,
   };
 }
 
@@ -103,4 +106,14 @@ export function judgeDestinationKey(dest: DestinationTable, sourceKey: string[])
     }
   }
   return out;
+}
+
+/** Pure: the warning for an UNLOGGED destination table, or null. */
+export function unloggedWarning(dest: DestinationTable): { message: string; remedy: string } | null {
+  if (!dest.unlogged) return null;
+  const qn = `${dest.schema}.${dest.name}`;
+  return {
+    message: `destination table ${qn} is UNLOGGED: a crash of the destination empties it, while the sink's stored offsets (a logged table) stay, so the rows applied before the crash would not come back`,
+    remedy: `ALTER TABLE ${qn} SET LOGGED;  (before cut-over at the latest; after a destination crash meanwhile, replay the topic from offset 0: shardbridge replay)`,
+  };
 }

@@ -5,7 +5,7 @@
  * destination key wider than the source key needs.
  */
 import type { Finding } from '../../source-connector/checks.ts';
-import { judgeDestinationKey, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { judgeDestinationKey, unloggedWarning, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
 import type { CitusInfo } from '../schema/citus-catalog.ts';
 import { describeCitusTable } from '../schema/citus-table-kind.ts';
 import { destColumn, type MappedTable } from '../schema/mapping.ts';
@@ -56,7 +56,9 @@ function judgeTable(t: TableComparison, f: DestinationFacts): Finding[] {
   if (!d.exists) {
     return [{ level: 'FAIL', check: 'table exists', object: dest, message: `destination table ${dest} (for ${t.source.name}) does not exist`, remedy: 'create it: shardbridge schema copy (with --distribute TABLE=COLUMN on Citus)' }];
   }
-  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t), ...judgeReplicaIdentity(t)];
+  const unlogged = unloggedWarning(d);
+  const persistence: Finding[] = unlogged ? [{ level: 'WARN', check: 'unlogged', object: dest, message: unlogged.message, remedy: unlogged.remedy }] : [];
+  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t), ...judgeReplicaIdentity(t), ...persistence];
 }
 
 function judgeColumns(t: TableComparison): Finding[] {

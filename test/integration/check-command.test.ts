@@ -47,7 +47,7 @@ const SOURCE_DDL = `
 
 const DEST_DDL = `
   CREATE SCHEMA ${SCHEMA};
-  CREATE TABLE ${SCHEMA}.good (id bigint PRIMARY KEY, v text);
+  CREATE UNLOGGED TABLE ${SCHEMA}.good (id bigint PRIMARY KEY, v text);
   CREATE TABLE ${SCHEMA}.nopk (a int, b text);
   CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount text);
   CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
@@ -170,6 +170,9 @@ test('every failing finding on one source and destination, exit 1', async () => 
   assert.equal(regionalKey.level, citus ? 'PASS' : 'FAIL');
   assert.deepEqual(find(d, 'columns', `${SCHEMA}.good`).map((f) => f.level), ['PASS']);
   assert.deepEqual(find(d, 'primary key', `${SCHEMA}.good`).map((f) => f.level), ['PASS']);
+  const unlogged = find(d, 'unlogged');
+  assert.deepEqual(unlogged.map((f) => [f.level, f.object]), [['WARN', `${SCHEMA}.good`]], 'an UNLOGGED destination table is named');
+  assert.match(unlogged[0].message, /a crash of the destination empties it, while the sink's stored offsets .* stay/);
   assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
 
   // Kafka and the registry down (the same for both connectors: named once each); the prefixes differ.

@@ -161,6 +161,13 @@ test('destination: foreign keys warn with the cut-over remedy', () => {
   assert.match(fk.remedy!, /DROP CONSTRAINT "orders_customer_fk".*cut-over.*deferred_foreign_keys/);
 });
 
+test('destination: an UNLOGGED table warns that a destination crash would empty it under stored offsets', () => {
+  const w = judge(comparison({ unlogged: true })).find((x) => x.check === 'unlogged')!;
+  assert.deepEqual([w.level, w.object], ['WARN', 'public.orders']);
+  assert.match(w.remedy!, /^ALTER TABLE public\.orders SET LOGGED;/);
+  assert.equal(judge(comparison()).find((x) => x.check === 'unlogged'), undefined);
+});
+
 test('destination on Citus: distribution, key plus distribution column, REPLICA IDENTITY FULL recommendation', () => {
   const citus = { citus: { present: true, version: '13.2-1' } };
   const local = judge(comparison(), citus);

@@ -111,3 +111,17 @@ test('sink: decoders of tenants’ tables share their compiled types and COPY tr
   // What is left per table: its field converters, column map and table version (61 kB before).
   assert.ok(cost.bytes < 15_000, `${cost.bytes} bytes of heap per table`);
 });
+
+test('source: a table’s row transcoder keeps no pooled Buffer (each pinned an 8 kB slab of Node’s pool)', async () => {
+  const keep: unknown[] = [];
+  const tables = tenantTables(75, 100_000);
+  await measure();
+  const before = process.memoryUsage().arrayBuffers;
+  for (const t of tables) {
+    keep.push(transcoderFor(buildRecordSchemas(t, `tn.${t.schema}.${t.name}`, 'test')));
+    Buffer.from('x'.repeat(3000)); // what else the connector does meanwhile: the pool moves on
+  }
+  await measure();
+  const perTable = (process.memoryUsage().arrayBuffers - before) / tables.length;
+  assert.ok(perTable < 500, `${Math.round(perTable)} bytes of array buffers per table`);
+});

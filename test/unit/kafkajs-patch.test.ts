@@ -247,7 +247,7 @@ test('consumer batch: messages below the fetched offset dropped, control records
   assert.deepEqual(new Batch('t', '0', { partition: 0, highWatermark: '4', messages: withControl }).messages.map((m) => m.offset), ['1', '2']);
 });
 
-test('whether the metadata has every target topic is a Set lookup per topic, not a scan of the metadata per topic (each produce request and fetch asks)', async () => {
+test('whether the metadata has a topic, and its partitions, are Map lookups, not a scan of the metadata per topic (each produce request and fetch asks)', async () => {
   const BrokerPool = require('kafkajs/src/cluster/brokerPool.js') as { prototype: object };
   const topics = Array.from({ length: 2000 }, (_, i) => `t.tenant_${i}.orders`);
   let reads = 0;
@@ -266,4 +266,9 @@ test('whether the metadata has every target topic is a Set lookup per topic, not
   for (let i = 0; i < 3; i++) await pool.refreshMetadataIfNecessary(topics);
   // Before: up to 2,000 × 2,000 / 2 element reads per call.
   assert.ok(reads <= topics.length, `${reads} reads of the metadata's topics over three checks of ${topics.length} topics`);
+  // A consumer looks up each of its topics' partitions at every fetch (checkForStaleAssignment, leaders).
+  const Cluster = require('kafkajs/src/cluster/index.js') as { prototype: { findTopicPartitionMetadata(topic: string): unknown[] } };
+  const cluster = Object.assign(Object.create(Cluster.prototype) as { findTopicPartitionMetadata(topic: string): unknown[] }, { brokerPool: pool });
+  for (const topic of topics) assert.deepEqual(cluster.findTopicPartitionMetadata(topic), []);
+  assert.ok(reads <= topics.length, `${reads} reads of the metadata's topics after looking up each topic's partitions`);
 });

@@ -38,6 +38,9 @@ import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
 
+/** Tables named in the line of snapshots completing together. */
+const SNAPSHOTS_NAMED = 10;
+
 export interface SinkConnectorOptions extends ProcessorThresholds {
   /** Partitions applied at the same time, one destination connection each. Default 3. */
   concurrency?: number;
@@ -426,8 +429,16 @@ class SinkRuntime {
 
   private checkSnapshots(): Promise<void> {
     return withPooledClient(this.pool!, async (client) => {
-      for (const done of await completeSnapshots(client, this.config.groupId)) {
-        this.log.info({ topic: done.topic, table: done.table }, 'snapshot complete in the destination: applied up to the completion marker');
+      const done = await completeSnapshots(client, this.config.groupId);
+      // Thousands of small tables complete within seconds: a line per check at info, each table at debug.
+      const each = done.length === 1 ? 'info' : 'debug';
+      for (const d of done) this.log[each]({ topic: d.topic, table: d.table }, 'snapshot complete in the destination: applied up to the completion marker');
+      if (done.length > 1) {
+        const tables = done.map((d) => d.table);
+        this.log.info(
+          { count: done.length, tables: tables.length <= SNAPSHOTS_NAMED ? tables : [...tables.slice(0, SNAPSHOTS_NAMED), '…'] },
+          `snapshots of ${done.length} tables complete in the destination: applied up to their completion markers`,
+        );
       }
       for (const s of await snapshotStatuses(client)) this.m.snapshot.set({ topic: s.topic, table: s.table }, s.state === 'complete' ? 1 : 0);
     });

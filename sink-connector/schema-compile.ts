@@ -7,8 +7,8 @@
 import type avro from 'avsc';
 import { DecodeError, SchemaError } from '../shared/errors.ts';
 import { splitQualifiedName } from '../shared/sql.ts';
-import { createAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
-import { compileEnvelope } from './copy-transcode.ts';
+import { createAvroType, shapeKey, sharedAvroType, textEncoderFor, type TextEncoder } from '../shared/type-mapping/index.ts';
+import { compileEnvelope, type EnvelopeTranscoder } from './copy-transcode.ts';
 import type { RecordSchemas } from './fast-rows.ts';
 
 /** Where a source table goes: destination schema/table and column renames. */
@@ -83,6 +83,8 @@ export interface ValueDecoder {
   resolver: avro.Resolver;
   /** The writer's schema, as JSON and compiled (for the COPY transcoder). */
   schema: object;
+  /** Its shapeKey: the compiled parts are shared with the tables of the same shape. */
+  shape: string;
   writer: avro.Type;
   fields: FieldConverter[];
   /** Source column name → destination column name (for unchanged_toast and keys). */
@@ -139,9 +141,22 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
     sources: target.sources,
     unmatchedRenames: Object.keys(target.columns).filter((c) => !destOf.has(c)),
   };
-  const reader = createAvroType(readerSchema(schema));
-  const writer = createAvroType(schema);
-  return { version, type: reader, resolver: reader.createResolver(writer), schema, writer, fields, destOf, keys: new Map() };
+  const shape = shapeKey(schema);
+  const { reader, writer, resolver } = readTypes(schema, shape);
+  return { version, type: reader, resolver, schema, shape, writer, fields, destOf, keys: new Map() };
+}
+
+/** Reader, writer and resolver per shape of value schema (shared-types.ts): tenants' tables share them. */
+const readTypesByShape = new Map<string, { reader: avro.Type; writer: avro.Type; resolver: avro.Resolver }>();
+
+function readTypes(schema: object, key: string): { reader: avro.Type; writer: avro.Type; resolver: avro.Resolver } {
+  let t = readTypesByShape.get(key);
+  if (!t) {
+    const reader = createAvroType(readerSchema(schema));
+    const writer = sharedAvroType(schema, key);
+    readTypesByShape.set(key, (t = { reader, writer, resolver: reader.createResolver(writer) }));
+  }
+  return t;
 }
 
 /** A key schema → its decoder, in source column names (renamedKey applies a table's renames). */
@@ -153,7 +168,7 @@ export function compileKey(schema: object): KeyDecoder {
     column: typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name,
     encode: textEncoderFor(f.type as object),
   }));
-  return { type: createAvroType(schema), fields, columns: fields.map((f) => f.column) };
+  return { type: sharedAvroType(schema), fields, columns: fields.map((f) => f.column) };
 }
 
 /** Key decoder `raw` with the column renames of the value schema's table. */
@@ -169,13 +184,26 @@ export const describedBy = (value: ValueDecoder, keySchemaId: number, kd: KeyDec
 /** What the fast-row plan needs of a value × key schema, with its COPY transcoder. */
 export function recordSchemas(value: ValueDecoder, keySchemaId: number, keyColumns: readonly string[], keyFields: string[]): RecordSchemas {
   const keys = new Set(keyFields);
+  const key = `${value.shape}\0${keyFields.join('\0')}`;
   return {
     table: value.version,
     keyColumns,
     keySchemaId,
-    transcoder: compileEnvelope(value.writer, value.schema, keys),
-    binaryFor: (destTypes) => compileEnvelope(value.writer, value.schema, keys, destTypes),
+    transcoder: sharedTranscoder(key, () => compileEnvelope(value.writer, value.schema, keys)),
+    binaryFor: (destTypes) => sharedTranscoder(`${key}\0\0${destTypes.join('\0')}`, () => compileEnvelope(value.writer, value.schema, keys, destTypes)),
   };
+}
+
+/**
+ * COPY transcoders per shape of value schema, key fields and (binary) destination types: pure
+ * functions of those (a scan is synchronous, so one cursor serves every table).
+ */
+const transcoders = new Map<string, EnvelopeTranscoder | null>();
+
+function sharedTranscoder(key: string, compile: () => EnvelopeTranscoder | null): EnvelopeTranscoder | null {
+  let t = transcoders.get(key);
+  if (t === undefined) transcoders.set(key, (t = compile()));
+  return t;
 }
 
 const NEEDED_FIELDS = new Set(['before', 'after', 'op', 'unchanged_toast']);

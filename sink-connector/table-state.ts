@@ -33,6 +33,9 @@ export interface TypeMismatch {
 }
 
 /** An ApplyTable's cache key: its destination table (a prefix `invalidate` matches) and source key. */
+/** Up to this many tables read at start are reported a line each (else counted in one). */
+const TABLES_REPORTED_EACH = 20;
+
 const applyTableKey = (version: TableVersion, sourceKey: readonly string[]): string => `${version.destId}\u0000${sourceKey.join('\u0000')}`;
 
 export class TableStates {
@@ -119,14 +122,21 @@ export class TableStates {
   async readAtStart(client: pg.ClientBase, tables: readonly { schema: string; table: string }[]): Promise<{ missing: string[]; local: string[] }> {
     const missing: string[] = [];
     const local: string[] = [];
+    // Over many tables (a schema per tenant: thousands), a line each is noise: one line counts them.
+    const each = tables.length <= TABLES_REPORTED_EACH;
+    const kinds = new Map<string, number>();
     for (const t of tables) {
       const dest = await readDestinationTable(client, t.schema, t.table, this.opts.citus);
       const name = `${t.schema}.${t.table}`;
       if (!dest.exists) missing.push(name);
       else {
-        this.report(dest);
+        this.report(dest, each ? 'info' : 'debug');
+        kinds.set(dest.citus, (kinds.get(dest.citus) ?? 0) + 1);
         if (dest.citus === 'local') local.push(name);
       }
+    }
+    if (!each && kinds.size > 0) {
+      this.opts.logger.info({ tables: Object.fromEntries(kinds) }, `destination tables: ${[...kinds].map(([k, n]) => `${n} ${k}`).join(', ')} (each at debug)`);
     }
     return { missing, local };
   }
@@ -145,14 +155,14 @@ export class TableStates {
   }
 
   /** Logs a table's distribution and foreign keys when they differ from what was last logged for it. */
-  private report(d: DestinationTable): void {
+  private report(d: DestinationTable, level: 'info' | 'debug' = 'info'): void {
     if (!d.exists) return;
     const id = destIdOf(d.schema, d.name);
     const summary = JSON.stringify([d.citus, d.distributionColumn, d.primaryKey, d.foreignKeys.map((f) => f.name)]);
     if (this.reported.get(id) === summary) return;
     this.reported.set(id, summary);
     const log = this.opts.logger.child({ table: `${d.schema}.${d.name}` });
-    log.info(
+    log[level](
       { citus: d.citus, distributionColumn: d.distributionColumn ?? undefined, primaryKey: d.primaryKey },
       `destination table is ${describeCitusTable(d.citus, d.distributionColumn)}`,
     );

@@ -6,7 +6,7 @@
 import type avro from 'avsc';
 import { SchemaError, SourceError } from '../shared/errors.ts';
 import type { ColumnInfo, TableInfo, TextTuple } from '../shared/pg-types.ts';
-import { codecFor, createAvroType, nullableAvroType, pgTypeName, writeCached, type ColumnCodec } from '../shared/type-mapping/index.ts';
+import { codecFor, nullableAvroType, pgTypeName, sharedAvroType, writeCached, type ColumnCodec } from '../shared/type-mapping/index.ts';
 
 export const SOURCE_SCHEMA_NAME = 'io.debezium.connector.postgresql.Source';
 export const CONNECTOR_NAME = 'postgresql';
@@ -169,8 +169,16 @@ function snapshotType(): object {
   };
 }
 
-/** io.debezium.connector.postgresql.Source, the fields the PostgreSQL connector sends. */
+/**
+ * io.debezium.connector.postgresql.Source, the fields the PostgreSQL connector sends. One object
+ * in every table's envelope schema (with the transaction block): schemas are not mutated once
+ * built, and a copy per table was 2 kB of a source over thousands of tables.
+ */
 export function sourceSchema(): object {
+  return SOURCE_SCHEMA;
+}
+
+function buildSourceSchema(): object {
   const optLong = (name: string): object => ({ name, type: ['null', 'long'], default: null });
   return writeCached({
     type: 'record',
@@ -193,7 +201,11 @@ export function sourceSchema(): object {
   });
 }
 
+const SOURCE_SCHEMA = deepFreeze(buildSourceSchema());
+
 /** Debezium's transaction block; we always write null (transaction metadata is off). */
+const TRANSACTION_TYPE = deepFreeze(transactionType());
+
 function transactionType(): object {
   return {
     type: 'record',
@@ -207,6 +219,11 @@ function transactionType(): object {
     'connect.version': 1,
     'connect.name': 'event.block',
   };
+}
+
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (v !== null && typeof v === 'object') deepFreeze(v as object);
+  return Object.freeze(o);
 }
 
 /**
@@ -257,7 +274,7 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
       { name: 'source', type: sourceSchema() },
       { name: 'op', type: 'string' },
       { name: 'ts_ms', type: ['null', 'long'], default: null },
-      { name: 'transaction', type: ['null', transactionType()], default: null },
+      { name: 'transaction', type: ['null', TRANSACTION_TYPE], default: null },
       { name: 'unchanged_toast', type: { type: 'array', items: 'string' }, default: [] },
     ],
     'connect.version': 1,
@@ -350,8 +367,9 @@ export function buildRecordSchemas(table: TableInfo, topic: string, version: str
     keySchema,
     valueSchema,
     envelopeSchema,
-    keyType: keySchema ? createAvroType(keySchema) : null,
-    envelopeType: createAvroType(envelopeSchema),
+    // Shared with the tables of the same shape (a schema per tenant): names do not reach the bytes.
+    keyType: keySchema ? sharedAvroType(keySchema) : null,
+    envelopeType: sharedAvroType(envelopeSchema),
     fields,
     keyFields,
     codecs,

@@ -174,7 +174,9 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
         if (--p.chunksLeft === 0) {
           p.done = true;
           p.gauges?.ratio.set(1);
-          p.gauges?.eta.set(0);
+          // A read table's rate and ETA say nothing: two series fewer for each of thousands of tables.
+          gauges?.rate.remove(p.v.qualified);
+          gauges?.eta.remove(p.v.qualified);
           const secs = (Date.now() - p.startedAt) / 1000;
           // At info only for a table long enough to have had progress lines: a database of
           // thousands of small tables would log a line for each.

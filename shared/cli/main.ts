@@ -224,6 +224,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .description('check that source, Kafka, registry and destination are ready (settings, privileges, reachability)')
     .option('--json', 'print the findings as one JSON object on stdout')
     .option('--sample-seconds <n>', 'seconds to sample the source WAL write rate over (default: 3; 0 skips the sample)', intArg('a number of seconds (0 or more)', 0))
+    .option('--all', 'a line for every finding (without it, more than 20 alike, e.g. one per table, are folded into one)')
     .action(act('check'));
 
   withConfigs(program.command('status'))
@@ -233,6 +234,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .option('--interval <s>', 'seconds between refreshes with --watch (default: 2)', intArg('a number of seconds (1 or more)', 1))
     .option('--sample-seconds <n>', 'seconds between the two samples of applied offsets the catch-up estimate comes from (default: 2; 0: no estimate)', intArg('a number of seconds (0 or more)', 0))
     .option('--sink-metrics <url>', "the sink's metrics endpoint (default: http://127.0.0.1:<metricsPort>/metrics, skipped when not reachable)")
+    .option('--all', 'a line for every table and partition (without it, past 20, complete tables and applied partitions are counted, not listed)')
     .action(act('status'));
 
   program

@@ -1,8 +1,13 @@
 /** `shardbridge status`'s screen from its report (status.ts). Pure. */
 import { formatBytes, formatCount, formatDuration, renderTable } from './format.ts';
-import type { StatusReport } from './status.ts';
+import type { PartitionStatus, StatusReport, TableStatus } from './status.ts';
 
-export function renderStatus(r: StatusReport): string {
+/** Past this many tables (or partitions), the done ones are counted instead of listed: a schema per tenant makes thousands. */
+const FOLD_OVER = 20;
+
+export function renderStatus(r: StatusReport, opts: { all?: boolean } = {}): string {
+  const tables = opts.all ? { rows: r.tables, note: null } : foldTables(r.tables);
+  const partitions = opts.all ? { rows: r.partitions, note: null } : foldPartitions(r.partitions);
   const out: string[] = [];
   out.push(`ShardBridge status at ${r.at}   ${r.ok ? 'OK' : 'PROBLEMS'}`);
   out.push('');
@@ -24,7 +29,8 @@ export function renderStatus(r: StatusReport): string {
     tableOr(
       '(no tables known: the source or Kafka could not be read)',
       ['table', 'destination', 'state', 'rows', 'applied'],
-      r.tables.map((t) => [t.table, t.destination, t.state, t.rows, t.of !== null ? `${formatCount(t.applied ?? 0)} of ${formatCount(t.of)}` : null]),
+      tables.rows.map((t) => [t.table, t.destination, t.state, t.rows, t.of !== null ? `${formatCount(t.applied ?? 0)} of ${formatCount(t.of)}` : null]),
+      tables.note,
     ),
   );
   out.push(
@@ -33,7 +39,8 @@ export function renderStatus(r: StatusReport): string {
     tableOr(
       '(no topics yet)',
       ['topic', 'partition', 'end', 'applied', 'lag', ''],
-      r.partitions.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
+      partitions.rows.map((p) => [p.topic, String(p.partition), p.end, p.applied, p.lag, p.stalled ? 'STALLED' : p.kind === 'control' ? 'control' : '']),
+      partitions.note,
     ),
   );
   const t = r.totals;
@@ -74,7 +81,45 @@ export function renderStatus(r: StatusReport): string {
   return out.join('\n') + '\n';
 }
 
-/** `rows` as a table, or the `empty` line when there are none. */
-function tableOr(empty: string, headers: string[], rows: Parameters<typeof renderTable>[1]): string {
-  return rows.length === 0 ? `  ${empty}` : renderTable(headers, rows);
+/** `rows` as a table (then `note`), or the `empty` line when there are none and no note. */
+function tableOr(empty: string, headers: string[], rows: Parameters<typeof renderTable>[1], note: string | null = null): string {
+  if (rows.length === 0) return note ? `  ${note}` : `  ${empty}`;
+  return renderTable(headers, rows) + (note ? `\n  ${note}` : '');
+}
+
+interface Folded<T> {
+  rows: T[];
+  /** What was left out, as one line; null when nothing was. */
+  note: string | null;
+}
+
+const ALL = 'each with --all or --json';
+
+/** Tables: the complete ones counted; of the others the first FOLD_OVER listed, those under way first. Pure. */
+export function foldTables(tables: readonly TableStatus[]): Folded<TableStatus> {
+  if (tables.length <= FOLD_OVER) return { rows: [...tables], note: null };
+  const order = { snapshotting: 0, applying: 1, 'not started': 2, complete: 3 } as const;
+  const open = tables.filter((t) => t.state !== 'complete').sort((a, b) => order[a.state] - order[b.state]);
+  const byState = new Map<string, number>();
+  for (const t of tables) byState.set(t.state, (byState.get(t.state) ?? 0) + 1);
+  const counts = [...byState].sort((a, b) => order[a[0] as TableStatus['state']] - order[b[0] as TableStatus['state']]).map(([s, n]) => `${formatCount(n)} ${s}`).join(', ');
+  const rows = open.slice(0, FOLD_OVER);
+  const listed = rows.length === 0 ? '' : rows.length < open.length ? `; the first ${rows.length} not complete listed` : '; those not complete listed';
+  return { rows, note: `${formatCount(tables.length)} tables: ${counts}${listed} (${ALL})` };
+}
+
+/** Partitions: those applied to their end counted; stalled, control and lagging ones listed (the FOLD_OVER furthest behind). Pure. */
+export function foldPartitions(partitions: readonly PartitionStatus[]): Folded<PartitionStatus> {
+  if (partitions.length <= FOLD_OVER) return { rows: [...partitions], note: null };
+  const done = (p: PartitionStatus) => !p.stalled && p.kind !== 'control' && p.lag === 0;
+  const shown = partitions.filter((p) => p.stalled || p.kind === 'control');
+  const behind = partitions.filter((p) => !done(p) && !p.stalled && p.kind !== 'control').sort((a, b) => (b.lag ?? Infinity) - (a.lag ?? Infinity));
+  const room = Math.max(FOLD_OVER - shown.length, 0);
+  const listedBehind = behind.slice(0, room);
+  const keep = new Set([...shown, ...listedBehind]);
+  const applied = partitions.filter(done).length;
+  const more = behind.length - listedBehind.length;
+  const notes = [`${formatCount(applied)} of ${formatCount(partitions.length)} partitions applied to their end and not listed`];
+  if (more > 0) notes.push(`${formatCount(more)} more behind not listed`);
+  return { rows: partitions.filter((p) => keep.has(p)), note: `${notes.join('; ')} (${ALL})` };
 }

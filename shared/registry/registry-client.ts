@@ -10,6 +10,7 @@
  * the same auth. Those are not retried here: failures come back as `SchemaError` with
  * `retriable: true` for the caller's retry policy.
  */
+import { createHash } from 'node:crypto';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import pino, { type Logger } from 'pino';
 import { SchemaError, type ErrorContext } from '../errors.ts';
@@ -45,7 +46,10 @@ export class RegistryClient {
   private readonly defaultLevel: CompatibilityLevel;
   private readonly timeoutMs: number;
   private readonly log: Logger;
-  /** subject \0 canonical text -> id; a promise so that concurrent callers share one request. */
+  /**
+   * subject \0 hash of the canonical text -> id; a promise so that concurrent callers share one
+   * request. A hash, not the text: a source over thousands of tables keeps an entry per subject.
+   */
   private readonly idCache = new Map<string, Promise<number>>();
   /** Same schema object passed again: skip the canonicalisation too. */
   private readonly idByObject = new WeakMap<object, Map<string, Promise<number>>>();
@@ -73,7 +77,7 @@ export class RegistryClient {
     const hit = perObject?.get(subject);
     if (hit) return hit;
 
-    const key = `${subject}\0${canonicalSchemaText(schema)}`;
+    const key = `${subject}\0${createHash('sha256').update(canonicalSchemaText(schema)).digest('base64')}`;
     let p = this.idCache.get(key);
     if (!p) {
       p = this.doRegister(subject, schema);
@@ -159,7 +163,7 @@ export class RegistryClient {
     const known = await this.lookup(subject, schema);
     if (known !== null) {
       this.log.debug({ subject, schemaId: known }, 'schema already registered');
-      this.cacheSchema(known, JSON.parse(JSON.stringify(schema)) as object);
+      this.cacheSchema(known, schema);
       return known;
     }
     // The library refuses to register under a subject whose level differs from the one it is
@@ -172,11 +176,17 @@ export class RegistryClient {
       ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
     } catch (err) {
       throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url);
+    } finally {
+      // The library keeps every schema it registered compiled (avsc) for its own encode, which we
+      // never call: 15 kB a subject, 60 MB for a source of 2,000 tables.
+      this.lib.cache.clear();
     }
     // At debug: a first start registers two subjects per table (the caller sums them up).
     this.log.debug({ subject, schemaId: id }, 'schema registered');
     // The registry may hold an equivalent text for this id; ours is as good (same canonical form).
-    this.cacheSchema(id, JSON.parse(JSON.stringify(schema)) as object);
+    // The caller's object itself (immutable once registered, see register): a copy per subject
+    // cost a source of 2,000 tables 8 MB.
+    this.cacheSchema(id, schema);
     return id;
   }
 

@@ -189,6 +189,11 @@ export function writeCached<T extends object>(recordSchema: T): T {
   return recordSchema;
 }
 
+/** Whether `writeCached` marked this schema object. */
+export function isWriteCached(schema: object): boolean {
+  return WRITE_CACHED.has(schema);
+}
+
 const PRIMITIVE_HOOKS = new Map<unknown, avro.Type>([
   ['long', BIGINT_LONG_TYPE],
   ['string', STRING_TYPE],

@@ -4,6 +4,7 @@
  * alone). Every avsc type in the project comes from `createAvroType` so `long` is BigInt.
  */
 export { avroRegistryOptions, createAvroType, writeCached, BIGINT_LONG_TYPE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './avro.ts';
+export { shapeKey, sharedAvroType } from './shared-types.ts';
 export { codecFor, codecForType, nullableAvroType, BITS_NAME, IDENTITY_FROM_TEXT, INT_FROM_TEXT, BIGINT_FROM_TEXT } from './codecs.ts';
 export type { ColumnCodec } from './codecs.ts';
 export { textEncoderFor, IDENTITY_TEXT, DECIMAL_TEXT, BYTEA_TEXT } from './encoders.ts';

@@ -12,7 +12,7 @@ import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { controlTopicNames, sequenceRecord, snapshotCompleted, snapshotStarted } from '../../source-connector/control-topics.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
-import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { capturingLogger, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
@@ -140,6 +140,46 @@ test('snapshot status turns complete only once the table topic is applied up to 
     const small = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${SRC}.small_no`]);
     assert.deepEqual(small.rows[0], { source_value: '3000000000', applied_value: '0' });
     assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('many tables (a schema per tenant) starting and completing their snapshots together: a line for them all at info, not one each', async () => {
+  const TABLES = 30;
+  const prefix = uniqueTopic('sbmany');
+  const names = controlTopicNames(prefix);
+  const tables = Array.from({ length: TABLES }, (_, i) => `t${String(i).padStart(2, '0')}`);
+  await db.query(tables.map((t) => `CREATE TABLE ${SRC}.${t} (id int PRIMARY KEY, v text); CREATE TABLE ${DST}.${t} (id int PRIMARY KEY, v text);`).join('\n'));
+  await admin.ensureTopics([
+    ...tables.map((t) => ({ topic: `${prefix}.${SRC}.${t}`, partitions: 1, replicationFactor: 1 })),
+    ...[names.snapshot, names.sequences, names.transactions].map((topic) => ({ topic, partitions: 1, replicationFactor: 1 })),
+  ]);
+  for (const name of tables) {
+    const topic = `${prefix}.${SRC}.${name}`;
+    const table = `${SRC}.${name}`;
+    const t = await registerTable(registry, await tableInfo(db, SRC, name), topic);
+    await producer.sendBatch([{ topic: names.snapshot, ...snapshotStarted({ table, topic, slot: 's', consistentPoint: 1n, estimatedRows: 1 }) }]);
+    await produceChanges(producer, t, [{ kind: 'read', new: ['1', 'x'] }], { snapshot: true });
+    const endOffsets = await admin.endOffsets(topic);
+    await producer.sendBatch([{ topic: names.snapshot, ...snapshotCompleted({ table, topic, slot: 's', consistentPoint: 1n, rows: 1, endOffsets }) }]);
+  }
+  const { logger, lines } = capturingLogger();
+  const groupId = `g-${ID}-many`;
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: Object.fromEntries(tables.map((t) => [`${SRC}.${t}`, { schema: DST }])) }), logger, {
+    metricsPort: null,
+    controlPollMs: 100,
+  });
+  try {
+    const complete = async () => (await db.query(`SELECT count(*)::int AS n FROM shardbridge.snapshot_status WHERE topic LIKE $1 AND state = 'complete'`, [`${prefix}.%`])).rows[0].n;
+    await waitFor('every snapshot complete', async () => (await complete()) === TABLES);
+    await waitFor('the completion logged', async () => lines().some((l) => /^snapshots of \d+ tables complete/.test(l.msg)));
+    const msgs = lines().map((l) => l.msg as string);
+    assert.equal(msgs.filter((m) => m === 'destination table is local').length, 0, 'no line per table read at start');
+    assert.ok(msgs.includes(`destination tables: ${TABLES} local (each at debug)`), msgs.join(' | '));
+    // A line per completion check (every 100 ms here) that found some, not one per table.
+    assert.ok(msgs.filter((m) => /^snapshots? (of \d+ tables )?complete in the destination/.test(m)).length <= 5, msgs.join(' | '));
+    assert.ok(msgs.length < 15, `${msgs.length} lines at info for ${TABLES} tables: ${[...new Set(msgs)].join(' | ')}`);
   } finally {
     await sink.stop();
   }

@@ -149,6 +149,7 @@ test('snapshot and every kind of change reach Kafka, decode through the registry
   assert.match(text, /shardbridge_source_changes_published_total\{table="public\.items",op="tombstone",connector="test"\} 2/);
   assert.match(text, /shardbridge_source_slot_lag_bytes\{connector="test"\} \d+/);
   assert.match(text, /shardbridge_source_snapshot_progress_ratio\{table="public\.items",connector="test"\} 1/);
+  assert.doesNotMatch(text, /shardbridge_source_snapshot_(rows_per_second|eta_seconds)\{table="public\.items"/, 'no rate or ETA series for a table read');
 
   // Added and dropped columns: a new version, registered, decoded with its own schema.
   await client.query(`ALTER TABLE items ADD COLUMN extra int; ALTER TABLE items DROP COLUMN flag`);

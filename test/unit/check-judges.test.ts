@@ -7,6 +7,7 @@ import { renderReport, summarize } from '../../shared/checks/report.ts';
 import { mapTable, verifyTableFor } from '../../shared/schema/mapping.ts';
 import { judgeDestinationKey, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
 import { citusTableKind } from '../../shared/schema/citus-table-kind.ts';
+import type { Finding } from '../../source-connector/checks.ts';
 
 const GB = 1024 ** 3;
 
@@ -246,4 +247,22 @@ test('destination key: the source key, or it plus the distribution column; Citus
   ]);
   assert.match(judgeDestinationKey(table({ primaryKey: [] }), ['id'])[0].message, /has no primary key/);
   assert.match(judgeDestinationKey(table({ exists: false }), ['id'])[0].message, /does not exist/);
+});
+
+test('renderReport folds a check’s findings past 20 alike (a line per table over thousands of tables); all lists them', () => {
+  const tables = Array.from({ length: 2000 }, (_, i) => `t${i}.orders`);
+  const findings: Finding[] = [
+    ...tables.map((t): Finding => ({ level: 'PASS', check: 'primary key', object: t, message: '(id) = source key' })),
+    ...tables.slice(0, 30).map((t): Finding => ({ level: 'FAIL', check: 'table exists', object: t, message: 'missing', remedy: 'create it' })),
+    { level: 'FAIL', check: 'table exists', object: 'x.y', message: 'missing', remedy: 'run schema copy' },
+    ...tables.slice(0, 5).map((t): Finding => ({ level: 'WARN', check: 'replica identity', object: t, message: 'full' })),
+  ];
+  const text = renderReport([{ title: 'Destination db:5432', findings }]);
+  assert.ok(text.split('\n').length < 20, text);
+  assert.match(text, /^PASS {2}primary key +2000 objects +all pass \(each with --all or --json; the first: t0\.orders: \(id\) = source key\)$/m);
+  assert.match(text, /^FAIL {2}table exists +30 objects +missing \(t0\.orders, t1\.orders, t2\.orders, …; each with --all or --json\)\n {6}remedy: create it$/m);
+  assert.match(text, /^FAIL {2}table exists +x\.y +missing\n {6}remedy: run schema copy$/m, 'a different remedy is its own line');
+  assert.equal(text.match(/^WARN/gm)?.length, 5, 'few alike: each listed');
+  assert.match(text, /2000 PASS, 5 WARN, 31 FAIL: NOT ready/);
+  assert.ok(renderReport([{ title: 'D', findings }], { all: true }).split('\n').length > 2000);
 });

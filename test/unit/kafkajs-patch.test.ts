@@ -246,3 +246,29 @@ test('consumer batch: messages below the fetched offset dropped, control records
   const withControl = [...msgs(1, 2), { offset: '3', isControlRecord: true }];
   assert.deepEqual(new Batch('t', '0', { partition: 0, highWatermark: '4', messages: withControl }).messages.map((m) => m.offset), ['1', '2']);
 });
+
+test('whether the metadata has a topic, and its partitions, are Map lookups, not a scan of the metadata per topic (each produce request and fetch asks)', async () => {
+  const BrokerPool = require('kafkajs/src/cluster/brokerPool.js') as { prototype: object };
+  const topics = Array.from({ length: 2000 }, (_, i) => `t.tenant_${i}.orders`);
+  let reads = 0;
+  const listed = topics.map((topic) => ({ topic, partitionMetadata: [] }));
+  const topicMetadata = new Proxy(listed, {
+    get(target, key, receiver) {
+      if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  const pool = Object.assign(Object.create(BrokerPool.prototype) as { refreshMetadataIfNecessary(t: string[]): Promise<void> }, {
+    metadata: { topicMetadata },
+    metadataExpireAt: Date.now() + 60_000,
+    refreshMetadata: async () => assert.fail('every topic is in the metadata: no refresh'),
+  });
+  for (let i = 0; i < 3; i++) await pool.refreshMetadataIfNecessary(topics);
+  // Before: up to 2,000 × 2,000 / 2 element reads per call.
+  assert.ok(reads <= topics.length, `${reads} reads of the metadata's topics over three checks of ${topics.length} topics`);
+  // A consumer looks up each of its topics' partitions at every fetch (checkForStaleAssignment, leaders).
+  const Cluster = require('kafkajs/src/cluster/index.js') as { prototype: { findTopicPartitionMetadata(topic: string): unknown[] } };
+  const cluster = Object.assign(Object.create(Cluster.prototype) as { findTopicPartitionMetadata(topic: string): unknown[] }, { brokerPool: pool });
+  for (const topic of topics) assert.deepEqual(cluster.findTopicPartitionMetadata(topic), []);
+  assert.ok(reads <= topics.length, `${reads} reads of the metadata's topics after looking up each topic's partitions`);
+});

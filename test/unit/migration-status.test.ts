@@ -270,3 +270,29 @@ test('format helpers: aligned tables with right-aligned numbers, bytes, duration
   assert.deepEqual([formatBytes(512), formatBytes(1536), formatBytes(5 * 1024 ** 3), formatBytes(null)], ['512 B', '1.5 KiB', '5.0 GiB', '-']);
   assert.deepEqual([formatDuration(42), formatDuration(125), formatDuration(7380), formatDuration(null)], ['42 s', '2 min 5 s', '2 h 3 min', '-']);
 });
+
+test('2,000 tables (a schema per tenant): complete tables and applied partitions are counted, the rest listed; --all lists every one', () => {
+  const n = 2000;
+  const name = (i: number) => `t${String(i).padStart(4, '0')}.orders`;
+  const tables = Array.from({ length: n }, (_, i) => ({
+    table: name(i), topic: `sb.${name(i)}`, destination: name(i), sinkState: i < 3 ? ('applying' as const) : ('complete' as const), rowsExpected: 10,
+  }));
+  const partitions = [
+    ...Array.from({ length: n }, (_, i) => part(`sb.${name(i)}`, 0, 10, i === 7 ? 4 : i < 3 ? 2 : 10)),
+    part('sb.__snapshot', 0, 4000, 4000, 'control'),
+  ];
+  const r = buildStatus(facts({ tables, partitions }), null);
+  const screen = renderStatus(r);
+  assert.ok(screen.split('\n').length < 60, `${screen.split('\n').length} lines`);
+  assert.match(screen, /^ {2}2,000 tables: 3 applying, 1,997 complete; those not complete listed \(each with --all or --json\)$/m);
+  for (const i of [0, 1, 2]) assert.match(screen, new RegExp(`^ {2}${name(i).replace('.', '\\.')} .*applying`, 'm'));
+  // Behind: the three applying and t0007, furthest behind first; the control topic always.
+  assert.match(screen, /^ {2}1,996 of 2,001 partitions applied to their end and not listed \(each with --all or --json\)$/m);
+  assert.match(screen, /t0007\.orders +0 +10 +4 +6/);
+  assert.match(screen, /sb\.__snapshot .*control/);
+  assert.doesNotMatch(screen, /t0100\.orders/);
+  const all = renderStatus(r, { all: true });
+  assert.ok(all.split('\n').length > 2 * n, 'every table and partition with all');
+  // A few tables: listed as before, nothing folded.
+  assert.doesNotMatch(renderStatus(buildStatus(facts(), null)), /not listed|tables: /);
+});

@@ -104,7 +104,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   } else {
     const sections = [{ title: `Source ${sourceTarget}`, findings: source }, { title: 'Kafka and schema registry', findings: kafka }];
     if (destination) sections.push({ title: destTarget ? `Destination ${destTarget}` : 'Destination', findings: destination });
-    ctx.out(renderReport(sections));
+    ctx.out(renderReport(sections, { all: Boolean(opts.all) }));
   }
   return summary.ok ? 0 : 1;
 }

@@ -26,6 +26,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const sink = ctx.sinkConfig();
   const json = Boolean(opts.json);
   const watch = Boolean(opts.watch);
+  const all = Boolean(opts.all);
   const intervalMs = 1000 * (typeof opts.interval === 'number' ? opts.interval : 2);
   const sampleMs = 1000 * (typeof opts.sampleSeconds === 'number' ? opts.sampleSeconds : 2);
   const explicitMetrics = typeof opts.sinkMetrics === 'string';
@@ -48,7 +49,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       if (first && sampleMs > 0) await sleep(sampleMs, undefined, { signal: abort.signal }).catch(() => {});
       if (stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy];
       const report = buildStatus(await gatherStatusFacts(inputs), first);
-      ctx.out(json ? JSON.stringify(report, null, 2) + '\n' : renderStatus(report));
+      ctx.out(json ? JSON.stringify(report, null, 2) + '\n' : renderStatus(report, { all }));
       return report.ok ? 0 : 1;
     }
     const window: OffsetSample[] = [];
@@ -63,7 +64,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       code = report.ok ? 0 : 1;
       if (abort.signal.aborted) break;
       if (json) ctx.out(JSON.stringify(report) + '\n');
-      else ctx.out((tty ? '\x1b[H\x1b[2J' : '') + renderStatus(report) + `\n(refreshing every ${intervalMs / 1000} s; Ctrl-C to stop)\n`);
+      else ctx.out((tty ? '\x1b[H\x1b[2J' : '') + renderStatus(report, { all }) + `\n(refreshing every ${intervalMs / 1000} s; Ctrl-C to stop)\n`);
       await sleep(intervalMs, undefined, { signal: abort.signal }).catch(() => {});
     }
     return stoppedBy ? SIGNAL_EXIT_CODES[stoppedBy] : code;

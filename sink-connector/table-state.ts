@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { SchemaError, SinkApplyError } from '../shared/errors.ts';
 import { describeCitusTable } from '../shared/schema/citus-table-kind.ts';
-import { readDestinationTable, judgeDestinationKey, type DestinationTable } from './destination-catalog.ts';
+import { readDestinationTable, judgeDestinationKey, unloggedWarning, type DestinationTable } from './destination-catalog.ts';
 import type { CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { qualifiedName, quoteIdent } from './upsert-batch.ts';
@@ -158,7 +158,7 @@ export class TableStates {
   private report(d: DestinationTable, level: 'info' | 'debug' = 'info'): void {
     if (!d.exists) return;
     const id = destIdOf(d.schema, d.name);
-    const summary = JSON.stringify([d.citus, d.distributionColumn, d.primaryKey, d.foreignKeys.map((f) => f.name)]);
+    const summary = JSON.stringify([d.citus, d.distributionColumn, d.primaryKey, d.foreignKeys.map((f) => f.name), d.unlogged === true]);
     if (this.reported.get(id) === summary) return;
     this.reported.set(id, summary);
     const log = this.opts.logger.child({ table: `${d.schema}.${d.name}` });
@@ -172,6 +172,8 @@ export class TableStates {
         'destination table has foreign keys: the sink applies tables independently, so create foreign keys at cut-over, not before',
       );
     }
+    const unlogged = unloggedWarning(d);
+    if (unlogged) log.warn({ remedy: unlogged.remedy }, unlogged.message);
   }
 
   /**

@@ -408,10 +408,11 @@ test('a destination crash (SIGKILL) mid-stream under asynchronous commit loses n
     await cluster.restart();
   }));
 
-test('at start the sink reports every known table and names a missing one; a column added after the start is applied, not stalled on', async () => {
+test('at start the sink reports every known table (an UNLOGGED one warned about) and names a missing one; a column added after the start is applied, not stalled on', async () => {
   const prefix = uniqueTopic('sbknown');
   const present = await table('known_present', '(id int PRIMARY KEY, v text, extra text)', 1, prefix, '(id int PRIMARY KEY, v text)');
   await table('known_absent', '(id int PRIMARY KEY, v text)', 1, prefix, '');
+  await db.query(`ALTER TABLE ${DST}.known_present SET UNLOGGED`);
   const { logger, lines } = capturingLogger();
   const groupId = `g-${ID}-known`;
   const reports = () => lines().filter((l) => l.msg === 'destination table is local' && l.table === `${DST}.known_present`);
@@ -423,6 +424,8 @@ test('at start the sink reports every known table and names a missing one; a col
   try {
     // Before any record: both tables were looked at.
     assert.equal(reports().length, 1);
+    const unlogged = lines().filter((l) => l.level === 40 && l.table === `${DST}.known_present` && /is UNLOGGED: a crash of the destination empties it/.test(l.msg));
+    assert.equal(unlogged.length, 1, 'an UNLOGGED destination table is warned about at start');
     const missing = lines().find((l) => l.level === 40 && Array.isArray(l.tables));
     assert.deepEqual(missing?.tables, [`${DST}.known_absent`]);
     assert.match(missing!.msg, /destination tables missing: .*known_absent; their partitions stall at their first change until they exist/);

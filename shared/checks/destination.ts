@@ -20,6 +20,8 @@ export interface SourceTableFacts {
   replicaIdentity: 'default' | 'full' | 'index' | 'nothing';
   /** Columns with `format_type` text. */
   columns: { name: string; type: string }[];
+  /** GENERATED columns, which pgoutput does not send. */
+  generatedColumns?: string[];
 }
 
 export interface TableComparison {
@@ -82,6 +84,18 @@ function judgeColumns(t: TableComparison): Finding[] {
     } else if (verdict === 'incompatible') {
       out.push({ level: 'FAIL', check: 'column type', object, message: `source type ${c.type}, destination ${dc.type}: values may not fit or change their text form`, remedy: `ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type};` });
     }
+  }
+  for (const g of t.source.generatedColumns ?? []) {
+    const name = destColumn(t.mapped, g);
+    mapped.add(name);
+    if (!byName.has(name)) continue; // GENERATED there too, or left out: nothing is lost
+    out.push({
+      level: 'WARN',
+      check: 'column',
+      object: `${dest}.${name}`,
+      message: `source column ${t.source.name}.${g} is GENERATED, which logical replication does not send, but destination column ${name} is a plain one: it stays NULL (or its default)`,
+      remedy: `make it GENERATED ALWAYS AS (the source's expression) STORED on the destination (shardbridge schema copy does), or drop it`,
+    });
   }
   for (const dc of d.columns) {
     if (!mapped.has(dc.name) && dc.notNull) {

@@ -12,11 +12,11 @@ import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
 import type { DestinationFacts, SourceTableFacts } from './destination.ts';
 
-// Generated columns are left out as in the source catalog: pgoutput does not send them.
+// Generated columns apart, as in the source catalog: pgoutput does not send them.
 const COLUMN_TYPES_SQL = `
-SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated
   FROM pg_attribute a
- WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`;
 
 /** The selected source tables with `format_type` column types, for comparison with the destination. */
@@ -28,7 +28,8 @@ export async function sourceTableFacts(client: pg.ClientBase, tables: TableInfo[
     table: t.name,
     keyColumns: t.keyColumns,
     replicaIdentity: t.replicaIdentity,
-    columns: rows.filter((r) => r.relid === t.relid).map((r) => ({ name: r.name, type: r.type })),
+    columns: rows.filter((r) => r.relid === t.relid && !r.generated).map((r) => ({ name: r.name, type: r.type })),
+    generatedColumns: rows.filter((r) => r.relid === t.relid && r.generated).map((r) => r.name as string),
   }));
 }
 

@@ -37,7 +37,7 @@ const SOURCE_DDL = `
   CREATE TABLE ${SCHEMA}.good (id bigint PRIMARY KEY, v text);
   CREATE TABLE ${SCHEMA}.nopk (a int, b text);
   CREATE TABLE ${SCHEMA}.missing_dest (id int PRIMARY KEY);
-  CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount numeric(12,2));
+  CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount numeric(12,2), doubled numeric GENERATED ALWAYS AS (amount * 2) STORED);
   CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
   CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int);
   CREATE TABLE ${SCHEMA}.regional (id bigint PRIMARY KEY, region text NOT NULL, v text);
@@ -49,7 +49,7 @@ const DEST_DDL = `
   CREATE SCHEMA ${SCHEMA};
   CREATE UNLOGGED TABLE ${SCHEMA}.good (id bigint PRIMARY KEY, v text);
   CREATE TABLE ${SCHEMA}.nopk (a int, b text);
-  CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount text);
+  CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount text, doubled numeric);
   CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
   CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int CONSTRAINT child_parent_fk REFERENCES ${SCHEMA}.parent (id));
   CREATE TABLE ${SCHEMA}.regional (id bigint, region text NOT NULL, v text, PRIMARY KEY (id, region));`;
@@ -159,6 +159,9 @@ test('every failing finding on one source and destination, exit 1', async () => 
   const typed = find(d, 'column type', `${SCHEMA}.typed.amount`)[0];
   assert.equal(typed.level, 'FAIL');
   assert.match(typed.message, /source type numeric\(12,2\), destination text/);
+  const generated = find(d, 'column', `${SCHEMA}.typed.doubled`)[0];
+  assert.equal(generated.level, 'WARN');
+  assert.match(generated.message, /is GENERATED, which logical replication does not send, but destination column doubled is a plain one/);
   const fk = find(d, 'foreign key')[0];
   assert.deepEqual([fk.level, fk.object], ['WARN', `${SCHEMA}.child.child_parent_fk`]);
   assert.match(fk.remedy!, /cut-over/);

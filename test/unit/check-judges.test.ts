@@ -162,6 +162,17 @@ test('destination: foreign keys warn with the cut-over remedy', () => {
   assert.match(fk.remedy!, /DROP CONSTRAINT "orders_customer_fk".*cut-over.*deferred_foreign_keys/);
 });
 
+test('destination: a source GENERATED column whose destination namesake is a plain column warns (it would stay NULL); GENERATED on both sides passes', () => {
+  const t = comparison({ columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'amount', type: 'numeric(12,2)', notNull: false }, { name: 'total', type: 'numeric', notNull: false }] });
+  t.source.generatedColumns = ['total'];
+  const w = judge(t).filter((x) => x.check === 'column');
+  assert.deepEqual(w.map((x) => [x.level, x.object]), [['WARN', 'public.orders.total']]);
+  assert.match(w[0].message, /source column public\.orders\.total is GENERATED, .* destination column total is a plain one: it stays NULL/);
+  const both = comparison({ generatedColumns: ['total'] });
+  both.source.generatedColumns = ['total'];
+  assert.deepEqual(levels(judge(both)), ['PASS citus', 'PASS columns', 'PASS primary key']);
+});
+
 test('destination: an UNLOGGED table warns that a destination crash would empty it under stored offsets', () => {
   const w = judge(comparison({ unlogged: true })).find((x) => x.check === 'unlogged')!;
   assert.deepEqual([w.level, w.object], ['WARN', 'public.orders']);

@@ -133,14 +133,25 @@ SELECT p.oid::int AS oid, n.nspname AS schema, p.typname AS name, p.typtype AS t
 
 const IDENT: Record<string, TableInfo['replicaIdentity']> = { d: 'default', f: 'full', i: 'index', n: 'nothing' };
 
-/** Resolve every selected table with columns, key and fully resolved column types. */
-export async function resolveTables(client: pg.ClientBase, sel: TableSelection): Promise<ResolvedTables> {
+/** The tables the selection names now (one catalog query, no columns): relid, schema, name and the rest of TABLES_SQL's row. */
+async function selectedRows(client: pg.ClientBase, sel: TableSelection): Promise<{ include: string[]; exclude: Set<string>; rows: any[]; found: any[] }> {
   const include = sel.include.map((n) => splitQualifiedName(n)).map((q) => `${q.schema}.${q.table}`);
   const exclude = new Set(sel.exclude.map((n) => splitQualifiedName(n)).map((q) => `${q.schema}.${q.table}`));
   // With an include list, only those tables; otherwise every table of the listed schemas.
   const schemas = include.length ? [] : sel.schemas;
   const { rows } = await client.query(TABLES_SQL, [schemas, include]);
-  const found = rows.filter((r) => !exclude.has(`${r.schema}.${r.name}`));
+  return { include, exclude, rows, found: rows.filter((r) => !exclude.has(`${r.schema}.${r.name}`)) };
+}
+
+/** `schema.name` by relid of the tables the selection names now: what a running connector compares with the tables it captures. */
+export async function selectedTableNames(client: pg.ClientBase, sel: TableSelection): Promise<Map<number, string>> {
+  const { found } = await selectedRows(client, sel);
+  return new Map(found.map((r) => [r.relid as number, `${r.schema}.${r.name}`]));
+}
+
+/** Resolve every selected table with columns, key and fully resolved column types. */
+export async function resolveTables(client: pg.ClientBase, sel: TableSelection): Promise<ResolvedTables> {
+  const { include, exclude, rows, found } = await selectedRows(client, sel);
   const missing = include.filter((q) => !rows.some((r) => `${r.schema}.${r.name}` === q) && !exclude.has(q));
   const relids = found.map((r) => r.relid);
   const cols = await client.query(COLUMNS_SQL, [relids]);

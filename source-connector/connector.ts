@@ -172,6 +172,7 @@ class ConnectorRun {
       metrics,
       publication: { name: config.publicationName, tables: source.tables.map((t) => ({ relid: t.relid, name: `${t.schema}.${t.name}` })) },
       partitionedTables: source.tables.filter((t) => t.partitioned).map((t) => t.relid),
+      selection: config.tables,
       onFatal: (err) => this.stream?.fail(err),
     });
   }

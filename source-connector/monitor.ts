@@ -14,6 +14,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { SourceError } from '../shared/errors.ts';
 import { publicationGaps, slotStatus, type SlotStatus } from './slot.ts';
+import { selectedTableNames, type TableSelection } from './catalog.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
@@ -48,6 +49,8 @@ export interface SlotMonitorOptions {
   publication?: { name: string; tables: { relid: number; name: string }[] };
   /** The selected partitioned tables (oids), whose partitions are watched (partitions.ts). */
   partitionedTables?: number[];
+  /** The configured selection: a table it names that this session does not capture (created since the start) is warned about. */
+  selection?: TableSelection;
   /** The slot is gone or invalidated, a selected table left the publication, or a partition needs a stop: the stream must stop for good. */
   onFatal(err: SourceError): void;
 }
@@ -61,7 +64,9 @@ export class SlotMonitor {
   private heartbeatFailing = false;
   /** ATTACHed partitions whose rows the snapshot has (partitions.ts, attachedToken). */
   private knownAttached: ReadonlySet<string> = new Set();
-  private readonly g?: { lag: Gauge; retained: Gauge; active: Gauge };
+  private readonly g?: { lag: Gauge; retained: Gauge; active: Gauge; uncaptured: Gauge };
+  /** Tables warned about as uncaptured, by relid (once each). */
+  private readonly uncapturedWarned = new Set<number>();
 
   constructor(private readonly opts: SlotMonitorOptions) {
     this.log = opts.log.child({ component: 'slot-monitor', slot: opts.slotName });
@@ -70,6 +75,7 @@ export class SlotMonitor {
         lag: opts.metrics.gauge('slot_lag_bytes', 'pg_current_wal_lsn() - confirmed_flush_lsn of the slot'),
         retained: opts.metrics.gauge('wal_retained_bytes', 'WAL the slot holds back: pg_current_wal_lsn() - restart_lsn'),
         active: opts.metrics.gauge('slot_active', '1 while a walsender streams from the slot'),
+        uncaptured: opts.metrics.gauge('tables_uncaptured', 'Tables the selection names that this session does not capture (created since it started): captured from the next start'),
       };
     }
   }
@@ -143,6 +149,28 @@ export class SlotMonitor {
   }
 
   /**
+   * A table created in a selected schema (or listed) since the start is not in the publication:
+   * its changes are not streamed until the next start, which takes the snapshot again (every
+   * table, docs/source-connector.md "Slot"). Not a stop (that snapshot is the operator's to
+   * schedule), but said once per table and in a gauge, so that it is not found at cut-over.
+   */
+  private async checkUncaptured(): Promise<void> {
+    const sel = this.opts.selection;
+    if (!sel) return;
+    const captured = new Set((this.opts.publication?.tables ?? []).map((t) => t.relid));
+    const named = await selectedTableNames(await this.opts.connect(), sel);
+    const uncaptured = [...named].filter(([relid]) => !captured.has(relid));
+    this.g?.uncaptured.set(uncaptured.length);
+    const fresh = uncaptured.filter(([relid]) => !this.uncapturedWarned.has(relid));
+    if (fresh.length === 0) return;
+    for (const [relid] of fresh) this.uncapturedWarned.add(relid);
+    this.log.warn(
+      { tables: fresh.map(([, name]) => name), remedy: 'restart the source connector when a new snapshot of every table suits you: it adds the tables to the publication and snapshots them; or list the tables in tables.exclude' },
+      `table(s) ${fresh.map(([, name]) => name).join(', ')} created since the connector started are selected by its configuration but not captured: their changes are not streamed until the next start`,
+    );
+  }
+
+  /**
    * A partition ATTACHed while streaming brings rows that were never streamed (the next start
    * snapshots its table again: connector.ts); one created by PARTITION OF streams as it is. A
    * partition without FULL under a FULL parent (new partitions start at DEFAULT) logs only its
@@ -179,6 +207,7 @@ export class SlotMonitor {
     }
     await this.checkPublication();
     await this.checkPartitions();
+    await this.checkUncaptured();
     const s = status!;
     const lag = s.confirmedFlushLsn === null ? 0n : s.currentLsn - s.confirmedFlushLsn;
     const retained = s.restartLsn === null ? 0n : s.currentLsn - s.restartLsn;

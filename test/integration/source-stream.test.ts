@@ -334,6 +334,30 @@ test('a publication left narrowed by hand (publish option, row filter, column li
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test('a table created in a selected schema while streaming is named once and counted as not captured; the next start captures it', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE early (id int PRIMARY KEY)`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const { logger, lines } = capturingLogger();
+  const conn = await startSourceConnector(config, logger);
+  t.after(() => conn.stop());
+  await streaming(conn);
+  await client.query(`CREATE TABLE late (id int PRIMARY KEY); INSERT INTO late VALUES (1)`);
+  const uncaptured = async (c: SourceConnector) => (await c.metrics.registry.getSingleMetric('shardbridge_source_tables_uncaptured')?.get())?.values[0]?.value;
+  await waitFor('the new table counted', async () => (await uncaptured(conn)) === 1, { timeoutMs: 30_000, intervalMs: 200 });
+  const warned = lines().filter((l) => l.includes('created since the connector started are selected by its configuration but not captured'));
+  assert.equal(warned.length, 1);
+  assert.match(warned[0], /"tables":\["public\.late"\]/);
+  await conn.stop();
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  assert.deepEqual(finalState(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.late`)).size, 1);
+  await waitFor('nothing uncaptured', async () => (await uncaptured(again)) === 0, { timeoutMs: 30_000, intervalMs: 200 });
+  await dropSlotAfter(again, client, config.slotName);
+});
+
 test('writes during the snapshot: snapshot plus stream is exactly the table', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`

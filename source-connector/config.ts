@@ -73,9 +73,8 @@ export const sourceConfigSchema = z.strictObject({
     })
     .prefault({}),
   metricsPort: portNumber().default(9464),
-  // 0: V8's own growth. Its live set is the in-flight window (up to 64 MiB of records), and
-  // holding the heap to twice that cost 25-40 % more CPU for ~50 MB less RSS (shared/heap.ts).
-  heapGrowingPercent: heapGrowingPercent(0),
+  // Unset: V8's own growth, or 100 over many tables (shared/heap.ts, sourceHeapGrowingPercent).
+  heapGrowingPercent: heapGrowingPercent(),
   walRetentionWarnBytes: nonNegativeInt().default(1024 * MiB),
   logLevel: logLevel(),
 });

@@ -60,6 +60,8 @@ export type Phase = 'starting' | 'snapshot' | 'streaming' | 'retrying' | 'finish
 export interface StartOptions {
   /** Serve /metrics on config.metricsPort. Default true. */
   serveMetrics?: boolean;
+  /** Told the number of selected tables once the start-up checks passed, before any work on them (run.ts tunes the heap by it). */
+  onTables?: (count: number) => void;
 }
 
 const CONNECTOR_VERSION = readVersion();
@@ -69,6 +71,7 @@ export async function startSourceConnector(config: SourceConfig, logger: Logger,
   const log = logger.child({ connector: config.name });
   const metrics = createMetrics({ prefix: 'shardbridge_source_', labels: { connector: config.name }, defaultMetrics: true });
   const source = await openSource(config, log);
+  opts.onTables?.(source.tables.length);
   let server: MetricsServer | null = null;
   if (opts.serveMetrics ?? true) {
     try {

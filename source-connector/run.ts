@@ -6,7 +6,7 @@
 import type { CommandContext } from '../shared/cli/main.ts';
 import { ShardBridgeError } from '../shared/errors.ts';
 import { redactUrl } from '../shared/logger.ts';
-import { tuneHeap } from '../shared/heap.ts';
+import { sourceHeapGrowingPercent, tuneHeap } from '../shared/heap.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../shared/shutdown.ts';
 import { startSourceConnector, type SourceConnector } from './connector.ts';
 
@@ -15,11 +15,18 @@ export type { SourceConnector, StartOptions } from './connector.ts';
 
 export async function run(_opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const config = ctx.sourceConfig();
-  tuneHeap(config.heapGrowingPercent);
+  tuneHeap(config.heapGrowingPercent ?? 0);
   const logger = ctx.logger;
+  // Unset, the factor depends on how many tables the source has to register and snapshot.
+  const onTables = (count: number) => {
+    const growing = sourceHeapGrowingPercent(config.heapGrowingPercent, count);
+    if (config.heapGrowingPercent !== undefined || growing === 0) return;
+    tuneHeap(growing);
+    logger.info({ tables: count, heapGrowingPercent: growing }, `${count} tables: the heap is held to twice its live data (heapGrowingPercent ${growing}; set it to choose)`);
+  };
   let connector: SourceConnector;
   try {
-    connector = await startSourceConnector(config, logger);
+    connector = await startSourceConnector(config, logger, { onTables });
   } catch (err) {
     if (err instanceof ShardBridgeError && err.context.phase === 'startup') {
       ctx.err(redactUrl(`shardbridge source: ${err.describe()}`) + '\n');

@@ -20,8 +20,13 @@ export const portNumber = () => z.number().int().min(0).max(65535);
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const logLevel = () => z.enum(LOG_LEVELS).default('info');
 
-/** V8's heap growing factor for the connector process, in percent above 1× (shared/heap.ts); 0: V8's default. */
-export const heapGrowingPercent = (byDefault: number) => z.number().int().min(0).max(1000).default(byDefault);
+/** V8's heap growing factor for the connector process, in percent above 1× (shared/heap.ts); 0: V8's default; no default: the connector decides. */
+export function heapGrowingPercent(byDefault: number): z.ZodDefault<z.ZodNumber>;
+export function heapGrowingPercent(): z.ZodOptional<z.ZodNumber>;
+export function heapGrowingPercent(byDefault?: number) {
+  const n = z.number().int().min(0).max(1000);
+  return byDefault === undefined ? n.optional() : n.default(byDefault);
+}
 
 /** Kafka topic names: [a-zA-Z0-9._-]; the prefix leaves room for `.schema.table` within Kafka's 249. */
 export const topicName = () =>

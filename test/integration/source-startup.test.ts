@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +128,22 @@ test('an UNLOGGED table, or one with an UNLOGGED partition: exit 2 naming it and
   assert.match(r.stderr, /ALTER TABLE unl\."Events 2026" SET LOGGED; {2}\(rewrites it\) or add "unl\.events" to tables\.exclude/);
   assert.doesNotMatch(r.stderr, /unl\.logged/);
   await nothingCreated(admin);
+});
+
+test('500 selected tables and no heapGrowingPercent: the source holds its heap to twice its live data, and says so', async (t) => {
+  await admin.query(`CREATE SCHEMA many; DO $$ BEGIN FOR g IN 1..500 LOOP EXECUTE format('CREATE TABLE many.t%s (id int PRIMARY KEY)', g); END LOOP; END $$`);
+  t.after(() => admin.query('DROP SCHEMA many CASCADE'));
+  const file = config('many', { url: cluster.url() }, { tables: { schemas: ['many'] } });
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHARDBRIDGE_') && k !== 'LOG_LEVEL'));
+  const proc = spawn(BIN, ['source', '--config', file], { env: { ...env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => proc.kill('SIGKILL'));
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  // Kafka is unreachable in these configs: the start-up checks pass, then the session retries.
+  const line = await waitFor('the heap line', () => out.split('\n').find((l) => l.includes('the heap is held to twice its live data')), { timeoutMs: 60_000 });
+  const logged = JSON.parse(line) as { tables: number; heapGrowingPercent: number };
+  assert.deepEqual([logged.tables, logged.heapGrowingPercent], [500, 100]);
 });
 
 test('two tables whose topics Kafka would take for one: exit 2 naming both, before anything is created', async () => {

@@ -56,7 +56,7 @@ test('defaults are applied to a minimal source config', () => {
   assert.equal(c.metricsPort, 9464);
   assert.equal(c.walRetentionWarnBytes, 1024 ** 3);
   assert.equal(c.logLevel, 'info');
-  assert.equal(c.heapGrowingPercent, 0);
+  assert.equal(c.heapGrowingPercent, undefined, 'the source decides by its table count (shared/heap.ts)');
 });
 
 test('defaults are applied to a minimal sink config', () => {

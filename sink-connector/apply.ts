@@ -139,7 +139,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     for (const seg of segments) {
       for (const run of seg.runs) {
         const partial = stored > chunk.firstOffset;
-        let records = partial ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
+        const records = partial ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
         const fast = partial ? run.fast.filter((f) => BigInt(f.raw.offset) >= stored) : run.fast;
         if (records.length === 0 && fast.length === 0) continue;
         const table = tables.get(run)!;
@@ -147,27 +147,30 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const tablePaths = new TablePaths(current, ctx, paths, transcoded, staged);
         count(counts, current, records, (r) => r.change.op);
         count(counts, current, fast, (f) => f.op);
+        // Applies the fast rows; returns those left to the general path.
+        const applyFast = async (): Promise<DecodedRecord[]> => {
+          const done = await applyFastRows(client, q, table!, fast, ctx, tablePaths);
+          rows += done.rows;
+          return done.general;
+        };
+        const applyGeneral = async (rs: DecodedRecord[]): Promise<void> => {
+          if (rs.length === 0) return;
+          const truncate = run.version.sources.length > 1 ? rs.find((r) => r.change.op === 't') : undefined;
+          if (truncate) throw sharedTruncateError(truncate.table);
+          const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(rs.map((r) => r.change), table);
+          rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
+        };
         // Fast rows' keys have no event among the records, yet may equal one of them at the
         // destination (`'A'` = `'a'` under a case-insensitive collation: no canonical key
         // text, key-equality.ts). Such a key's delete precedes its create in the partition, so
         // records that delete go first; otherwise the fast rows do, their fallbacks joining
         // the records' collapse (one upsert statement).
-        const fastLast = table !== null && fast.length > 0 && records.some(deletes);
-        if (table !== null && fast.length > 0 && !fastLast) {
-          const done = await applyFastRows(client, q, table, fast, ctx, tablePaths);
-          rows += done.rows;
-          if (done.general.length > 0) records = records.concat(done.general);
-        }
-        if (records.length > 0) {
-          const truncate = run.version.sources.length > 1 ? records.find((r) => r.change.op === 't') : undefined;
-          if (truncate) throw sharedTruncateError(truncate.table);
-          const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(records.map((r) => r.change), table);
-          rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
-        }
-        if (fastLast) {
-          const done = await applyFastRows(client, q, table, fast, ctx, tablePaths);
-          rows += done.rows;
-          if (done.general.length > 0) rows += await runPlan(client, q, table, collapse(done.general.map((r) => r.change), table), ctx, tablePaths);
+        const withFast = table !== null && fast.length > 0;
+        if (withFast && !records.some(deletes)) {
+          await applyGeneral(records.concat(await applyFast()));
+        } else {
+          await applyGeneral(records);
+          if (withFast) await applyGeneral(await applyFast());
         }
       }
       const b = seg.barrier;

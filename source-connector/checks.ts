@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
-import { narrowedTables } from './slot.ts';
+import { publicationNarrowing } from './slot.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
@@ -112,13 +112,13 @@ export async function gatherSourceFacts(
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
             pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
+            (SELECT ARRAY[ln.nspname || '.' || l.relname, quote_ident(ln.nspname) || '.' || quote_ident(l.relname)] FROM (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
+              JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
+              WHERE l.relpersistence = 'u' ORDER BY pt.level, 1 LIMIT 1) AS unlogged,
             -- As PostgreSQL decides whether RLS applies to a query (check_enable_rls): the walsender's stream is not filtered, the snapshot's COPY is.
             c.relrowsecurity AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
               AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) AS row_security,
             c.relforcerowsecurity AS forced, pg_get_userbyid(c.relowner) AS owner,
-            (SELECT ARRAY[ln.nspname || '.' || l.relname, quote_ident(ln.nspname) || '.' || quote_ident(l.relname)] FROM (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
-              JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
-              WHERE l.relpersistence = 'u' ORDER BY pt.level, 1 LIMIT 1) AS unlogged,
             EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = $2 AND pt.schemaname = n.nspname AND pt.tablename = c.relname) AS published
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[]) ORDER BY 2`,
     [relids, opts.publicationName],
@@ -127,13 +127,12 @@ export async function gatherSourceFacts(
     `SELECT current_database() AS db, has_database_privilege(current_database(), 'CREATE') AS can_create,
             p.oid IS NOT NULL AS exists, coalesce(p.puballtables, false) AS all_tables, coalesce(p.pubviaroot, false) AS via_root,
             coalesce(pg_has_role(current_user, p.pubowner, 'MEMBER'), false) AS owned,
-            coalesce(p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate, true) AS every_op,
             (SELECT count(*)::int FROM pg_publication_tables pt WHERE pt.pubname = $1) AS listed
        FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = $1`,
     [opts.publicationName],
   );
   const published = tables.filter((t) => t.published).length;
-  const narrowed = pub.exists ? await narrowedTables(client, opts.publicationName) : [];
+  const narrowing = await publicationNarrowing(client, opts.publicationName);
   const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   return {
     serverVersionNum: s.version_num,
@@ -165,7 +164,7 @@ export async function gatherSourceFacts(
       allTables: pub.all_tables,
       owned: pub.owned,
       // A publish option or a row filter / column list that leaves changes out is mended too (slot.ts, ensurePublication).
-      differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published || !pub.every_op || narrowed.length > 0,
+      differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published || (narrowing !== null && (!narrowing.everyOp || narrowing.filtered.length > 0)),
       notOwned: tables.filter((t) => !t.published && !t.owned).map((t) => ({ name: t.name, sql: t.sql })),
       canCreate: pub.can_create,
       tables: tables.map((t) => ({ name: t.name, sql: t.sql })),

@@ -13,7 +13,7 @@ import type { Gauge } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { SourceError } from '../shared/errors.ts';
-import { publicationGaps, slotStatus, type SlotStatus } from './slot.ts';
+import { narrowedOf, publicationNarrowing, slotStatus, type SlotStatus } from './slot.ts';
 import { selectedTableNames, type TableSelection } from './catalog.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
@@ -115,13 +115,14 @@ export class SlotMonitor {
   private async checkPublication(): Promise<void> {
     const p = this.opts.publication;
     if (!p || p.tables.length === 0) return;
-    const { rows } = await (await this.opts.connect()).query(
+    const client = await this.opts.connect();
+    const { rows } = await client.query(
       `SELECT r.prrelid::int AS relid FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = $1`,
       [p.name],
     );
     const listed = new Set(rows.map((r) => r.relid as number));
     const gone = p.tables.filter((t) => !listed.has(t.relid)).map((t) => t.name);
-    if (gone.length === 0) return this.checkNarrowed(p);
+    if (gone.length === 0) return this.checkNarrowed(p, client);
     const err = new SourceError(
       `selected table(s) ${gone.join(', ')} left publication ${p.name} while the connector ran (dropped, or dropped and created again): their changes are not streamed`,
       {
@@ -134,13 +135,15 @@ export class SlotMonitor {
   }
 
   /** The publication changed by hand to leave out some changes (a row filter, a column list, the publish option): stop, and the next start mends it and snapshots those tables again. */
-  private async checkNarrowed(p: NonNullable<SlotMonitorOptions['publication']>): Promise<void> {
-    const gaps = await publicationGaps(await this.opts.connect(), p.name, p.tables.map((t) => t.name));
-    if (gaps.narrowed.length === 0) return;
+  private async checkNarrowed(p: NonNullable<SlotMonitorOptions['publication']>, client: pg.ClientBase): Promise<void> {
+    // Every selected table is listed (checkPublication): only what the publication leaves out of them is read.
+    const narrowing = await publicationNarrowing(client, p.name);
+    const narrowed = narrowing ? narrowedOf(p.tables.map((t) => t.name), narrowing) : [];
+    if (narrowed.length === 0) return;
     const err = new SourceError(
-      `publication ${p.name} was changed to leave out changes of ${gaps.narrowed.join(', ')} while the connector ran (a row filter, a column list, or a publish option without some operation): those changes are not streamed`,
+      `publication ${p.name} was changed to leave out changes of ${narrowed.join(', ')} while the connector ran (a row filter, a column list, or a publish option without some operation): those changes are not streamed`,
       {
-        context: { publication: p.name, tables: gaps.narrowed.join(', ') },
+        context: { publication: p.name, tables: narrowed.join(', ') },
         remedy: 'start the source connector again: it publishes every change of the selected tables again and takes the snapshot again',
       },
     );

@@ -54,16 +54,18 @@ export interface PublicationGaps {
 /** What the publication leaves out of the selected tables' changes now (before ensurePublication mends it); tables as `schema.name`. */
 export async function publicationGaps(client: pg.ClientBase, name: string, selected: string[]): Promise<PublicationGaps> {
   const { rows: [pub] } = await client.query(
-    `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables,
-            pubinsert AND pubupdate AND pubdelete AND pubtruncate AS every_op
-       FROM pg_publication WHERE pubname = $1`,
+    `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
     [name],
   );
   if (!pub) return { missing: [], narrowed: [] };
   const have = new Set(pub.tables as string[]);
   const listed = selected.filter((t) => have.has(t));
-  const filtered = new Set(await narrowedTables(client, name));
-  return { missing: selected.filter((t) => !have.has(t)), narrowed: pub.every_op ? listed.filter((t) => filtered.has(t)) : listed };
+  return { missing: selected.filter((t) => !have.has(t)), narrowed: narrowedOf(listed, (await publicationNarrowing(client, name))!) };
+}
+
+/** Pure: of the listed tables, those whose changes the publication leaves partly out. */
+export function narrowedOf(listed: string[], n: PublicationNarrowing): string[] {
+  return n.everyOp ? listed.filter((t) => n.filtered.includes(t)) : listed;
 }
 
 /**
@@ -78,10 +80,7 @@ export async function ensurePublication(
   log: Logger,
 ): Promise<'created' | 'altered' | 'unchanged'> {
   const list = tables.map((t) => `ONLY ${quoteQualified(t)}`).join(', ');
-  const { rows: pubs } = await client.query(
-    `SELECT puballtables, pubviaroot, pubinsert AND pubupdate AND pubdelete AND pubtruncate AS every_op FROM pg_publication WHERE pubname = $1`,
-    [name],
-  );
+  const { rows: pubs } = await client.query(`SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, [name]);
   if (pubs.length === 0) {
     // Changes of a partitioned table's partitions under the table's own identity (and topic),
     // as its snapshot reads them: without it pgoutput names each leaf partition.
@@ -104,7 +103,8 @@ export async function ensurePublication(
   // A publication made or changed by hand may leave changes out without a word: some
   // operations (publish = 'insert, update'), a table's rows (a row filter) or columns (a
   // column list). Every change of every column is what the destination needs.
-  if (!pubs[0].every_op) {
+  const narrowing = (await publicationNarrowing(client, name))!;
+  if (!narrowing.everyOp) {
     await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish = 'insert, update, delete, truncate')`);
     log.warn({ publication: name }, 'the publication left out some operations (its publish option): set to publish inserts, updates, deletes and truncates');
     altered = true;
@@ -112,7 +112,7 @@ export async function ensurePublication(
   const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
   const have = new Set(rows.map((r) => r.t as string));
   const want = new Set(tables.map((t) => `${t.schema}.${t.name}`));
-  const narrowed = await narrowedTables(client, name);
+  const narrowed = narrowing.filtered;
   if (narrowed.length === 0 && have.size === want.size && [...want].every((t) => have.has(t))) return altered ? 'altered' : 'unchanged';
   // SET TABLE replaces every entry: filters and column lists go with them.
   await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${list}`);
@@ -124,20 +124,29 @@ export async function ensurePublication(
   return 'altered';
 }
 
+/** What a publication leaves out of its tables' changes. */
+export interface PublicationNarrowing {
+  /** It publishes inserts, updates, deletes and truncates. */
+  everyOp: boolean;
+  /** `schema.name` of its tables with a row filter or a column list. */
+  filtered: string[];
+}
+
 /**
- * Tables of the publication with a row filter or a column list (PostgreSQL 15: prqual, prattrs;
- * read through to_jsonb so that the same query runs on 14, which has neither).
+ * The publication's narrowing, or null when it does not exist (row filters and column lists:
+ * PostgreSQL 15's prqual, prattrs, read through to_jsonb so that the query runs on 14 too).
  */
-export async function narrowedTables(client: pg.ClientBase, publication: string): Promise<string[]> {
-  const { rows } = await client.query(
-    `SELECT n.nspname || '.' || c.relname AS t
-       FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
-       JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE p.pubname = $1 AND (to_jsonb(r) ->> 'prqual' IS NOT NULL OR to_jsonb(r) ->> 'prattrs' IS NOT NULL)
-      ORDER BY 1`,
+export async function publicationNarrowing(client: pg.ClientBase, publication: string): Promise<PublicationNarrowing | null> {
+  const { rows: [p] } = await client.query(
+    `SELECT p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate AS every_op,
+            ARRAY(SELECT n.nspname || '.' || c.relname
+                    FROM pg_publication_rel r JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE r.prpubid = p.oid AND (to_jsonb(r) ->> 'prqual' IS NOT NULL OR to_jsonb(r) ->> 'prattrs' IS NOT NULL)
+                   ORDER BY 1) AS filtered
+       FROM pg_publication p WHERE p.pubname = $1`,
     [publication],
   );
-  return rows.map((r) => r.t as string);
+  return p ? { everyOp: p.every_op, filtered: p.filtered } : null;
 }
 
 /** The slot's state, or null when there is no slot of that name. */

@@ -6,8 +6,11 @@
  *  - no slot: create one exporting a snapshot, copy the tables from it (unless snapshot mode
  *    is `never`), then stream from its consistent point;
  *  - a slot, and every table's snapshot completed from it: stream from it;
- *  - a slot, but a snapshot that was cut short (the `__snapshot` topic says so): drop it and
- *    redo everything from a fresh slot (the sink is idempotent);
+ *  - a slot, and some tables without a snapshot complete from it (added to the selection, back
+ *    in the publication, cut short): snapshot those alone from a temporary slot, then stream
+ *    from the kept slot, leaving out their changes older than that snapshot (skip-points.ts);
+ *  - a slot, but no table's snapshot complete from it (the `__snapshot` topic says so): drop it
+ *    and redo everything from a fresh slot (the sink is idempotent);
  *  - a slot that vanished or was invalidated after we published from it: stop with a
  *    SourceError — changes were lost, never silently start over.
  * `initial_only` copies from a temporary slot and stops.
@@ -24,16 +27,17 @@ import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
-  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted,
+  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, type SnapshotState,
 } from './control-topics.ts';
 import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
-import { formatLsn } from './pgoutput-decoder.ts';
+import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { createSlotWithSnapshot, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
+import { createSlotWithSnapshot, currentWalLsn, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
+import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
@@ -254,7 +258,8 @@ class ConnectorRun {
     // between cannot make the connector forget that these tables need their snapshot again.
     const gaps = await publicationGaps(client, cfg.publicationName, this.source.tables.map(qualified));
     // Read before the slot (and its snapshot): a partition attached after this is one the next check finds.
-    this.attached = attachedByRoot(await readPartitions(client, this.source.tables.filter((t) => t.partitioned).map((t) => t.relid)));
+    const partitions = await readPartitions(client, this.source.tables.filter((t) => t.partitioned).map((t) => t.relid));
+    this.attached = attachedByRoot(partitions);
     if (this.stopping) return;
 
     if (cfg.snapshot.mode === 'initial_only') {
@@ -282,8 +287,23 @@ class ConnectorRun {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     }
-    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
-      const why = describeResnapshot(verdict.incomplete);
+    let own: TableInfo[] = [];
+    const keepSlot = slot !== null && slot.confirmedFlushLsn !== null && verdict.incomplete.length < this.source.tables.length;
+    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0 && keepSlot) {
+      const why = describeResnapshot(verdict.incomplete, { slotKept: true });
+      this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
+      const names = new Set(verdict.incomplete.map((i) => i.table));
+      own = this.source.tables.filter((t) => names.has(qualified(t)));
+      // Said before the publication changes: a stop before their snapshots complete leaves
+      // them started, so that the next start takes them again (a table back in the
+      // publication no longer shows as missing from it).
+      for (const v of snapshotVersions(this.versions.all(), own)) {
+        const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: cfg.slotName, consistentPoint: slot.confirmedFlushLsn!, estimatedRows: 0 });
+        this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
+      }
+      await this.publisher.barrier();
+    } else if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
+      const why = describeResnapshot(verdict.incomplete, { slotKept: false });
       this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
       // Said before the drop: a start that finds the slot gone after a stop in between (say,
       // while the new slot waits for old transactions) knows the connector dropped it itself.
@@ -294,6 +314,9 @@ class ConnectorRun {
       slot = null;
     }
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
+    // Changes of tables no longer selected that the slot still holds were committed before this.
+    const unselectedBefore = await currentWalLsn(client);
+    let ownPoint: bigint | null = null;
     if (!slot) {
       const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
       if (earlier) await this.truncateBeforeResnapshot();
@@ -309,9 +332,41 @@ class ConnectorRun {
       slot = await slotStatus(client, cfg.slotName);
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
+    } else if (own.length > 0) {
+      ownPoint = await this.ownSnapshot(own, state);
     }
     if (this.stopping) return;
-    await this.streamFrom(slot!.confirmedFlushLsn);
+    const from = slot!.confirmedFlushLsn;
+    const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
+    if (ownPoint !== null) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownPoint });
+    await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore, partitions: new Set(partitions.map((p) => p.name)) });
+  }
+
+  /**
+   * Tables added to the selection (or back in it) while the slot is kept: each is snapshotted
+   * on its own, after a truncate into its topic when it had a snapshot before, from a temporary
+   * slot's exported snapshot. The stream then resumes from the kept slot, leaving out these
+   * tables' changes committed before that snapshot's point (skip-points.ts): the other tables
+   * are not read again. Their changes wait in the slot meanwhile. Returns the snapshot's point.
+   */
+  private async ownSnapshot(tables: TableInfo[], state: SnapshotState): Promise<bigint> {
+    const cfg = this.config;
+    const versions = snapshotVersions(this.versions.all(), tables);
+    const earlier = versions.filter((v) => state.tables.has(v.qualified));
+    if (earlier.length > 0) await this.truncateBeforeResnapshot(earlier);
+    const temp = `${cfg.slotName.slice(0, 58)}_own`;
+    let exported: ExportedSlot;
+    try {
+      exported = await createSlotWithSnapshot(this.source.connection, temp, this.log, { temporary: true });
+    } catch (err) {
+      throw noSpareSlotError(err, temp) ?? err;
+    }
+    try {
+      await this.snapshot(exported, { tables: versions, markerSlot: cfg.slotName });
+    } finally {
+      await exported.release();
+    }
+    return exported.consistentPoint;
   }
 
   /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */
@@ -341,23 +396,24 @@ class ConnectorRun {
    * The same id every time, told apart by the session's delivery: a fan-out cut short by a
    * crash is then abandoned by the next attempt's copies, not waited for forever.
    */
-  private async truncateBeforeResnapshot(): Promise<void> {
+  private async truncateBeforeResnapshot(tables = this.selectedVersions()): Promise<void> {
     const tsMs = Date.now();
-    const tables = this.selectedVersions();
     tables.forEach((v) => {
       const source = v.schemas.sourceFor({ db: this.source.database, tsMs });
       const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), 'resnapshot');
       this.publisher.publishFanout(v, value, keys, null);
     });
     await this.publisher.barrier();
-    this.log.warn({ tables: tables.map((v) => v.qualified) }, 'a truncate of every table went to its topic before the new snapshot: the sink empties the destination tables and applies the snapshot again');
+    this.log.warn({ tables: tables.map((v) => v.qualified) }, 'a truncate of each table went to its topic before its new snapshot: the sink empties these destination tables and applies the snapshot again');
   }
 
-  private async snapshot(exported: ExportedSlot): Promise<void> {
+  /** `markerSlot`: the slot the markers name (a table's own snapshot is read from a temporary slot, for the kept one's stream). */
+  private async snapshot(exported: ExportedSlot, only?: { tables: TableVersion[]; markerSlot: string }): Promise<void> {
     const cfg = this.config;
     this.setPhase('snapshot');
     const started = Date.now();
-    const tables = this.selectedVersions();
+    const tables = only?.tables ?? this.selectedVersions();
+    const slotName = only?.markerSlot ?? exported.slotName;
     const rows = await runSnapshot({
       connection: this.source.connection,
       snapshotName: exported.snapshotName,
@@ -373,14 +429,14 @@ class ConnectorRun {
       signal: this.abort.signal,
       onImported: () => exported.release(),
       onTableStarted: (v, estimatedRows) => {
-        const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, estimatedRows });
+        const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: slotName, consistentPoint: exported.consistentPoint, estimatedRows });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },
       onTableRead: async (v, count) => {
         await this.publisher.barrier();
         const endOffsets = await settledEndOffsets(this.admin, v.topic, this.log);
         const attached = this.source.tables.some((t) => t.relid === v.relid && t.partitioned) ? (this.attached.get(v.qualified) ?? []) : undefined;
-        const m = snapshotCompleted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: exported.slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached });
+        const m = snapshotCompleted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached });
         this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
       },
     });
@@ -391,7 +447,7 @@ class ConnectorRun {
     this.log.info({ tables: rows.size, rows: total, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(total / Math.max(secs, 0.001)) }, 'snapshot completed');
   }
 
-  private async streamFrom(confirmed: bigint | null): Promise<void> {
+  private async streamFrom(confirmed: bigint | null, skip: SkipPoints): Promise<void> {
     const cfg = this.config;
     this.tracker.reset(confirmed);
     const stream = new ReplicationStream({
@@ -408,6 +464,7 @@ class ConnectorRun {
       log: this.log,
       metrics: this.metrics,
       truncateFanout: (topic) => this.truncateFanout(topic),
+      skip,
     });
     this.stream = stream;
     this.setPhase('streaming');
@@ -431,6 +488,17 @@ class ConnectorRun {
     await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), this.source.close()]);
     this.log.info('source connector closed');
   }
+}
+
+/** A temporary slot for a table's own snapshot finds every slot or WAL sender taken: said with the remedy, not retried. */
+function noSpareSlotError(err: unknown, slot: string): SourceError | null {
+  const code = (err as { code?: string })?.code;
+  if (code !== '53400' && code !== '53300') return null;
+  return new SourceError(`a table's own snapshot needs a temporary replication slot and WAL sender besides the connector's, and none is free: ${(err as Error).message}`, {
+    cause: err,
+    context: { slot, sqlstate: code },
+    remedy: 'raise max_replication_slots and max_wal_senders by one (restart required), or drop an unused slot with pg_drop_replication_slot(), then start the connector again',
+  });
 }
 
 function qualified(t: TableInfo): string {

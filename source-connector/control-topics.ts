@@ -196,11 +196,17 @@ export function judgeSnapshotState(
   return { publishedFromSlot: state.slots.has(args.slot), incomplete };
 }
 
-/** The start-up warning before the slot is dropped to take the snapshot again: the tables by reason, and why. Pure. */
-export function describeResnapshot(incomplete: ReturnType<typeof judgeSnapshotState>['incomplete']): { tables: Record<string, string[]>; message: string } {
+/**
+ * The start-up warning before the snapshot is taken again: the tables by reason, and why. With
+ * `slotKept`, only these tables are snapshotted again (the others' are complete); otherwise the
+ * slot is dropped and every table snapshotted again. Pure.
+ */
+export function describeResnapshot(incomplete: ReturnType<typeof judgeSnapshotState>['incomplete'], opts: { slotKept: boolean }): { tables: Record<string, string[]>; message: string } {
   const of = (...markers: string[]) => incomplete.filter((i) => markers.includes(i.marker)).map((i) => i.table);
   const [cut, back, narrowed, attached] = [of('started'), of('republished'), of('narrowed'), of('attached')];
-  const again = 'dropping the slot and taking the snapshot again from a fresh slot';
+  const again = opts.slotKept
+    ? `taking a snapshot of ${incomplete.map((i) => i.table).join(', ')} alone, keeping the slot (the other tables' snapshots are complete)`
+    : 'dropping the slot and taking the snapshot again from a fresh slot';
   return {
     tables: { startedNotCompleted: cut, republished: back, publicationNarrowed: narrowed, partitionAttached: attached, withoutSnapshot: of('none', 'completed-other-slot') },
     message:

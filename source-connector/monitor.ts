@@ -127,7 +127,7 @@ export class SlotMonitor {
       `selected table(s) ${gone.join(', ')} left publication ${p.name} while the connector ran (dropped, or dropped and created again): their changes are not streamed`,
       {
         context: { publication: p.name, tables: gone.join(', ') },
-        remedy: 'start the source connector again: it puts a table created again back into the publication and takes the snapshot again; a table dropped for good leaves a schema selection (remove it from tables.include)',
+        remedy: 'start the source connector again: it puts a table created again back into the publication and takes its snapshot again (that table alone); a table dropped for good leaves a schema selection (remove it from tables.include)',
       },
     );
     this.log.error({ err }, err.message);
@@ -144,7 +144,7 @@ export class SlotMonitor {
       `publication ${p.name} was changed to leave out changes of ${narrowed.join(', ')} while the connector ran (a row filter, a column list, or a publish option without some operation): those changes are not streamed`,
       {
         context: { publication: p.name, tables: narrowed.join(', ') },
-        remedy: 'start the source connector again: it publishes every change of the selected tables again and takes the snapshot again',
+        remedy: 'start the source connector again: it publishes every change of the selected tables again and takes the snapshot of those tables again (those alone)',
       },
     );
     this.log.error({ err }, err.message);
@@ -153,9 +153,9 @@ export class SlotMonitor {
 
   /**
    * A table created in a selected schema (or listed) since the start is not in the publication:
-   * its changes are not streamed until the next start, which takes the snapshot again (every
-   * table, docs/source-connector.md "Slot"). Not a stop (that snapshot is the operator's to
-   * schedule), but said once per table and in a gauge, so that it is not found at cut-over.
+   * its changes are not streamed until the next start, which snapshots it (alone: the other
+   * tables keep theirs, docs/source-connector.md "Slot"). Not a stop (the restart is the
+   * operator's to schedule), but said once per table and in a gauge, so that it is not found at cut-over.
    */
   private async checkUncaptured(): Promise<void> {
     const sel = this.opts.selection;
@@ -168,7 +168,7 @@ export class SlotMonitor {
     if (fresh.length === 0) return;
     for (const [relid] of fresh) this.uncapturedWarned.add(relid);
     this.log.warn(
-      { tables: fresh.map(([, name]) => name), remedy: 'restart the source connector when a new snapshot of every table suits you: it adds the tables to the publication and snapshots them; or list the tables in tables.exclude' },
+      { tables: fresh.map(([, name]) => name), remedy: 'restart the source connector: it adds the tables to the publication and snapshots them alone (the other tables keep their snapshots; their changes wait in the slot meanwhile); or list the tables in tables.exclude' },
       `table(s) ${fresh.map(([, name]) => name).join(', ')} created since the connector started are selected by its configuration but not captured: their changes are not streamed until the next start`,
     );
   }

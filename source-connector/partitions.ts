@@ -114,7 +114,7 @@ export function attachedError(attached: PartitionInfo[]): SourceError {
     {
       context: { table: tables.join(', '), partitions: attached.map((p) => p.name).join(', ') },
       remedy:
-        `start the source connector again: it takes the snapshot again from a fresh slot (every table, after a truncate of each into its topic), which copies ${tables.join(', ')} with the new rows ` +
+        `start the source connector again: it takes the snapshot again of ${tables.join(', ')} alone, after a truncate into its topic, which copies the new rows (the other tables keep theirs; the slot is kept) ` +
         `(with snapshot.mode never, copy the partition's rows to the destination yourself); to add a partition without this, create it with CREATE TABLE … PARTITION OF and fill it afterwards`,
     },
   );

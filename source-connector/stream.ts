@@ -28,6 +28,7 @@ import { MessagePump } from './message-pump.ts';
 import { transcoderFor, TupleRef, type TranscodedOp } from './row-transcode.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
+import { SkipFilter, type SkipPoints } from './skip-points.ts';
 
 /** Prefix of our pg_logical_emit_message() heartbeats. */
 export const HEARTBEAT_PREFIX = 'shardbridge-heartbeat';
@@ -54,6 +55,8 @@ export interface StreamOptions {
   truncateFanout(topic: string): TruncateFanout;
   /** Inserts, updates and deletes by key written straight from the message bytes (row-transcode.ts). Default true. */
   transcode?: boolean;
+  /** Changes left out by their commit position (skip-points.ts has why). */
+  skip?: SkipPoints;
 }
 
 /** fastChange's answer when the message is not for it. */
@@ -96,9 +99,11 @@ export class ReplicationStream {
   private ending?: Promise<void>;
   private readonly m?: { transactions: Counter; confirmed: Gauge; changes: Counter; transcoded: Counter };
   private changesTranscoded = 0;
+  private readonly skip: SkipFilter;
 
   constructor(private readonly opts: StreamOptions) {
     this.log = opts.log.child({ component: 'stream', slot: opts.slotName });
+    this.skip = new SkipFilter(opts.skip ?? { tables: new Map(), unselectedBefore: null }, this.log);
     if (opts.metrics) {
       this.m = {
         transactions: opts.metrics.counter('transactions_total', 'Source transactions read from the slot'),
@@ -244,6 +249,7 @@ export class ReplicationStream {
       case 'begin': {
         if (this.tx) throw new SourceError('Begin inside a transaction', { context: { xid: msg.xid } });
         const tx = o.tracker.begin(msg.finalLsn);
+        if (this.skip.active) this.skip.pass(msg.finalLsn);
         const commitMs = pgTimeToUnixMs(msg.commitTime);
         this.tx = { tx, xid: msg.xid, finalLsn: msg.finalLsn, commitMs, tables: new Map(), retired: [], truncates: 0 };
         const r = transactionBegin(msg.xid, msg.finalLsn, commitMs);
@@ -308,6 +314,7 @@ export class ReplicationStream {
     const tc = v ? transcoderFor(v.schemas) : null;
     if (!v || !tc || this.tuple.scan(raw, 6) !== raw.length) return NOT_TAKEN;
     const e = this.tableInTx(t, relid);
+    if (!e) return;
     const ts = (e.ctx.tsMs = Date.now());
     const tombstone = op === 'd' && this.opts.tombstones;
     e.sourceBytes ??= tc.sourceBytes(e.ctx.source);
@@ -330,6 +337,7 @@ export class ReplicationStream {
   private change(relid: number, change: DecodedChange): void | Promise<void> {
     const t = this.requireTx('a change');
     const e = this.tableInTx(t, relid);
+    if (!e) return;
     e.ctx.tsMs = Date.now();
     const events = changeToEvents(change, e.ctx);
     this.opts.publisher.publish(e.v, events, t.tx);
@@ -346,6 +354,7 @@ export class ReplicationStream {
   private truncate(relid: number): void | Promise<void> {
     const t = this.requireTx('a truncate');
     const e = this.tableInTx(t, relid);
+    if (!e) return;
     e.ctx.tsMs = Date.now();
     // Commit LSN + its number in the transaction: unique per truncate.
     const { value, keys } = truncateRecords(e.ctx, this.opts.truncateFanout(e.v.topic), `${formatLsn(t.finalLsn)}/${t.truncates++}`);
@@ -355,10 +364,12 @@ export class ReplicationStream {
     return this.writable();
   }
 
-  private tableInTx(t: TxState, relid: number): TableInTx {
+  /** Null: the change is left out (skip-points.ts). */
+  private tableInTx(t: TxState, relid: number): TableInTx | null {
     let e = t.tables.get(relid);
     if (!e) {
       const v = this.opts.versions.get(relid);
+      if (this.skip.active && this.skip.leavesOut(this.opts.versions.nameOf(relid), v !== undefined, t.finalLsn)) return null;
       if (!v) throw this.opts.versions.unknownRelation(relid);
       const source = v.schemas.sourceFor({ db: this.opts.db, tsMs: t.commitMs, txId: t.xid, lsn: t.finalLsn });
       e = { v, ctx: { schemas: v.schemas, source, tsMs: 0, tombstones: this.opts.tombstones }, count: 0 };

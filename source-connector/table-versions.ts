@@ -140,6 +140,11 @@ export class TableVersions {
     return [...this.current.values()];
   }
 
+  /** `schema.name` of a relation the stream has named: a selected table's, or one seen in a Relation message only. */
+  nameOf(relid: number): string | undefined {
+    return this.current.get(relid)?.qualified ?? this.outside.get(relid);
+  }
+
   /**
    * A Relation message: the version to decode the relation's next changes with; null for a
    * relation that is none of the selected tables. `commitLsn`: the commit position of the

@@ -235,16 +235,45 @@ export function finalState(records: DecodedRecord[]): Map<string, Record<string,
       state.clear();
       continue;
     }
-    const key = stableKey(r.key);
-    if (r.value === null || r.value.op === 'd') state.delete(key);
-    else if (r.afterText) {
-      const row = { ...r.afterText };
-      const prev = state.get(key);
-      for (const c of r.value.unchanged_toast) row[c] = prev ? prev[c] : row[c];
-      state.set(key, row);
-    }
+    applyRecord(state, r);
   }
   return state;
+}
+
+function applyRecord(state: Map<string, Record<string, string | null>>, r: DecodedRecord): void {
+  const key = stableKey(r.key);
+  if (r.value === null || r.value.op === 'd') state.delete(key);
+  else if (r.afterText) {
+    const row = { ...r.afterText };
+    const prev = state.get(key);
+    for (const c of r.value.unchanged_toast) row[c] = prev ? prev[c] : row[c];
+    state.set(key, row);
+  }
+}
+
+/**
+ * The rows as the sink leaves them: each partition's records applied in offset order (a
+ * truncate empties what that partition brought), the partitions' rows together. Unlike
+ * finalState, a record replayed out of source order shows.
+ */
+export function finalStateInTopicOrder(records: DecodedRecord[]): Map<string, Record<string, string | null>> {
+  const partitions = new Map<number, DecodedRecord[]>();
+  for (const r of records) {
+    const list = partitions.get(r.partition);
+    if (list) list.push(r);
+    else partitions.set(r.partition, [r]);
+  }
+  const out = new Map<string, Record<string, string | null>>();
+  for (const list of partitions.values()) {
+    list.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+    const state = new Map<string, Record<string, string | null>>();
+    for (const r of list) {
+      if (r.value?.op === 't') state.clear();
+      else applyRecord(state, r);
+    }
+    for (const [k, row] of state) out.set(k, row);
+  }
+  return out;
 }
 
 /**

@@ -20,7 +20,7 @@ import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import {
-  RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, readDecoded, readJson, readRaw, stableKey, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
+  RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, finalStateInTopicOrder, readDecoded, readJson, readRaw, stableKey, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -254,13 +254,67 @@ test('a table out of the selection for a while, then back: its changes meanwhile
   t.after(() => back.stop());
   await streaming(back);
   await caughtUp(back, await walLsn(client));
-  assert.ok(lines().some((l) => l.includes('public.away came back into the publication')), lines().join('\n'));
+  assert.ok(lines().some((l) => l.includes('public.away came back into the publication') && l.includes('taking a snapshot of public.away alone, keeping the slot')), lines().join('\n'));
   const decoder = new RegistryDecoder(registryUrl);
   const away = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.away`);
   assert.ok(away.some((r) => r.value?.op === 't'), 'a truncate before the new snapshot');
-  await assertRowsEqualTable(client, 'away', finalState(away).values());
-  await assertRowsEqualTable(client, 'kept', finalState(await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`)).values());
+  await assertRowsEqualTable(client, 'away', finalStateInTopicOrder(away).values());
+  const kept = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`);
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(kept).values());
+  // The other table is not read again: no truncate, one snapshot, the first slot streaming on.
+  assert.equal(kept.filter((r) => r.value?.op === 't').length, 0);
+  assert.equal(kept.filter((r) => r.value?.op === 'r').length, 10);
+  const markers = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).map((r) => r.value);
+  assert.equal(markers.filter((m) => m?.kind === 'slot-created').length, 1);
+  assert.equal(markers.filter((m) => m?.kind === 'completed' && m.table === 'public.kept').length, 1);
+  const awayDone = markers.filter((m) => m?.kind === 'completed' && m.table === 'public.away');
+  assert.equal(awayDone.length, 2);
+  assert.equal(awayDone[1].slot, config.slotName, "the table's own snapshot counts for the kept slot");
+  assert.ok(parseLsn(awayDone[1].consistentPoint) > parseLsn(awayDone[0].consistentPoint));
   await dropSlotAfter(back, client, config.slotName);
+});
+
+test("a table's changes the slot holds from before its own snapshot are not replayed over it", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE back (id int PRIMARY KEY, v text);
+    INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 10) g; INSERT INTO back SELECT g, 'b' FROM generate_series(1, 10) g`);
+  await conn.stop();
+  // Streamed by the slot (the publication lists the table), never confirmed: the connector is stopped.
+  await client.query(`DELETE FROM back WHERE id = 5; UPDATE back SET v = 'before it left' WHERE id = 6; INSERT INTO kept VALUES (11, 'while stopped')`);
+  // Out of the publication (by hand here; a drop and create again does the same) and written meanwhile: not streamed.
+  await client.query(`ALTER PUBLICATION ${config.publicationName} DROP TABLE back`);
+  await client.query(`INSERT INTO back VALUES (5, 'again while out'); UPDATE back SET v = 'while out' WHERE id = 6`);
+
+  const { logger, lines } = capturingLogger();
+  const again = await startSourceConnector(config, logger);
+  t.after(() => again.stop());
+  await streaming(again);
+  await client.query(`UPDATE back SET v = 'streamed' WHERE id = 7; INSERT INTO kept VALUES (12, 'streamed')`);
+  await caughtUp(again, await walLsn(client));
+  const decoder = new RegistryDecoder(registryUrl);
+  // In the order the sink applies them: replayed after the snapshot, the delete and the update would undo what it holds.
+  await assertRowsEqualTable(client, 'back', finalStateInTopicOrder(await readDecoded(kafka, decoder, `${config.topicPrefix}.public.back`)).values());
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`)).values());
+  assert.ok(lines().some((l) => l.includes('2 change(s) of public.back committed before its own snapshot were left out of the stream')), lines().join('\n'));
+  await dropSlotAfter(again, client, config.slotName);
+});
+
+test('a table taken out of the selection while the slot holds changes of it: those are left out with a warning, the stream goes on', async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
+    INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);
+  await conn.stop();
+  await client.query(`UPDATE gone SET v = 'changed while stopped'; INSERT INTO kept VALUES (2, 'while stopped')`);
+  const { logger, lines } = capturingLogger();
+  const without = await startSourceConnector({ ...config, tables: { ...config.tables, exclude: ['public.gone'] } }, logger);
+  t.after(() => without.stop());
+  let failed: unknown = null;
+  without.done.catch((err) => (failed = err));
+  await streaming(without);
+  await client.query(`INSERT INTO kept VALUES (3, 'streamed'); UPDATE gone SET v = 'not published'`);
+  await caughtUp(without, await walLsn(client));
+  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  assert.ok(lines().some((l) => l.includes('1 change(s) of public.gone, no longer selected, were left out of the stream')), lines().join('\n'));
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.kept`)).values());
+  await dropSlotAfter(without, client, config.slotName);
 });
 
 /** Stop the connector and drop its slot: the file's cluster has a fixed number of slots for all its tests. */

@@ -90,7 +90,7 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, republished: ['public.b'] }).incomplete, [{ table: 'public.b', marker: 'republished' }]);
   // Listed all along, but the publication left some of its changes out (a row filter, a column list, the publish option).
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.a', 'public.b'], slotExists: true, narrowed: ['public.a'] }).incomplete, [{ table: 'public.a', marker: 'narrowed' }]);
-  const narrowedWhy = describeResnapshot([{ table: 'public.a', marker: 'narrowed' }]);
+  const narrowedWhy = describeResnapshot([{ table: 'public.a', marker: 'narrowed' }], { slotKept: false });
   assert.deepEqual(narrowedWhy.tables.publicationNarrowed, ['public.a']);
   assert.match(narrowedWhy.message, /^the publication left out some changes of public\.a since its snapshot \(a row filter, a column list, or a publish option without some operation\), so dropping the slot/);
   // A partitioned table: the partitions ATTACHed when its snapshot was taken are in the marker;
@@ -103,9 +103,14 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   assert.deepEqual(judgeM(['7@900']), [{ table: 'public.m', marker: 'attached' }]);
   // A marker from before partitions were recorded says nothing about them.
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.b'], slotExists: true, attached: new Map([['public.b', ['8@800']]]) }).incomplete, []);
-  const why = describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }]);
+  const why = describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }], { slotKept: false });
   assert.deepEqual(why.tables, { startedNotCompleted: [], republished: [], publicationNarrowed: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
   assert.match(why.message, /^public\.m got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so dropping the slot/);
+  // Other tables' snapshots complete from the slot: these alone are taken, the slot kept.
+  assert.equal(
+    describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }], { slotKept: true }).message,
+    "public.m got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so taking a snapshot of public.m, public.c alone, keeping the slot (the other tables' snapshots are complete)",
+  );
   // The connector dropped the slot itself (to snapshot again): its absence is not a loss; the
   // table markers stay, so the next snapshot knows an earlier one was sent.
   const forgot = slotForgotten('s');

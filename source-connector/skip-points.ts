@@ -1,0 +1,87 @@
+/**
+ * Changes the replication stream leaves out, by the commit position of their transaction.
+ *
+ * - A table snapshotted on its own (connector.ts: added to the selection, or back in it, while
+ *   the slot is kept) is read at a later point than the slot's position, so its snapshot holds
+ *   every change committed before that point. Replayed after the snapshot, such changes could
+ *   undo what it holds: a delete made before the table left the publication, of a row inserted
+ *   again while it was out, would delete that row for good.
+ * - Tables taken out of the selection: the slot's WAL still holds their changes committed while
+ *   the publication listed them, which pgoutput sends. Before `unselectedBefore` (read once the
+ *   publication lists the selection), such a change is left out; after it, a change of a table
+ *   that is not selected is an error as before (the publication was altered by hand).
+ *
+ * Commit positions only grow along the stream: a point once passed is dropped, and with every
+ * point passed the filter is off the hot path.
+ */
+import type { Logger } from '../shared/logger.ts';
+import { formatLsn } from './pgoutput-decoder.ts';
+
+export interface SkipPoints {
+  /** Per table (`schema.name`): its changes committed before this position are in its own snapshot. */
+  tables: ReadonlyMap<string, bigint>;
+  /** Changes of tables that are not selected committed before this position are left out. */
+  unselectedBefore: bigint | null;
+  /** Never left out as not selected: the partitions of selected tables (their changes, sent under their own name before the publication was set to publish via the root, belong to their root). */
+  partitions?: ReadonlySet<string>;
+}
+
+export class SkipFilter {
+  private readonly tables: Map<string, bigint>;
+  private unselectedBefore: bigint | null;
+  private readonly partitions: ReadonlySet<string>;
+  private readonly ownSnapshot = new Map<string, number>();
+  private readonly unselected = new Map<string, number>();
+  /** False once every point is passed (or there was none). */
+  active: boolean;
+
+  constructor(points: SkipPoints, private readonly log: Logger) {
+    this.tables = new Map(points.tables);
+    this.unselectedBefore = points.unselectedBefore;
+    this.partitions = points.partitions ?? new Set();
+    this.active = this.tables.size > 0 || this.unselectedBefore !== null;
+  }
+
+  /** A transaction committing at `commitLsn` begins: the points at or before it are passed. */
+  pass(commitLsn: bigint): void {
+    for (const [table, point] of this.tables) {
+      if (point > commitLsn) continue;
+      this.tables.delete(table);
+      const n = this.ownSnapshot.get(table) ?? 0;
+      if (n > 0) this.log.info({ table, leftOut: n, snapshotPoint: formatLsn(point) }, `${n} change(s) of ${table} committed before its own snapshot were left out of the stream: the snapshot holds them`);
+    }
+    if (this.unselectedBefore !== null && this.unselectedBefore <= commitLsn) {
+      this.unselectedBefore = null;
+      for (const [table, n] of this.unselected) {
+        this.log.warn({ table, leftOut: n }, `${n} change(s) of ${table}, no longer selected, were left out of the stream: committed while the publication still listed it`);
+      }
+    }
+    this.active = this.tables.size > 0 || this.unselectedBefore !== null;
+  }
+
+  /**
+   * Whether a change of `table` (undefined: a relation the stream never named) in a transaction
+   * committing at `commitLsn` is left out. `selected`: the relation is a selected table's (a
+   * table dropped and created again is not, under its old relid, but is still named by its own point).
+   */
+  leavesOut(table: string | undefined, selected: boolean, commitLsn: bigint): boolean {
+    if (table === undefined) return false;
+    const own = this.tables.get(table);
+    const point = own ?? (selected || this.partitions.has(table) ? null : this.unselectedBefore);
+    if (point === null || commitLsn >= point) return false;
+    const counts = own !== undefined ? this.ownSnapshot : this.unselected;
+    counts.set(table, (counts.get(table) ?? 0) + 1);
+    return true;
+  }
+}
+
+/**
+ * Pure: the own-snapshot points still ahead of a stream resuming at `from` (the slot's confirmed
+ * position): each table's completed snapshot from this slot read at a later position than that.
+ * A table of the slot's first snapshot was read at the slot's consistent point, never ahead.
+ */
+export function ownSnapshotPoints(completed: Iterable<{ table: string; consistentPoint: bigint }>, from: bigint | null): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const c of completed) if (from === null || c.consistentPoint > from) out.set(c.table, c.consistentPoint);
+  return out;
+}

@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SkipFilter, ownSnapshotPoints } from '../../source-connector/skip-points.ts';
+import { capturingLogger } from '../helpers/kafka.ts';
+
+test("a table's changes committed before its own snapshot are left out; later ones, and other tables', are not", () => {
+  const { logger, lines } = capturingLogger();
+  const f = new SkipFilter({ tables: new Map([['public.added', 0x500n]]), unselectedBefore: null }, logger);
+  assert.equal(f.active, true);
+  f.pass(0x100n);
+  assert.equal(f.leavesOut('public.added', true, 0x100n), true);
+  assert.equal(f.leavesOut('public.added', false, 0x100n), true, 'under the relid of a table dropped and created again too');
+  assert.equal(f.leavesOut('public.kept', true, 0x100n), false);
+  assert.equal(f.leavesOut(undefined, false, 0x100n), false, 'a relation never named is for the caller to judge');
+  f.pass(0x500n);
+  assert.equal(f.active, false, 'every point passed: off the hot path');
+  assert.equal(f.leavesOut('public.added', true, 0x500n), false);
+  const said = lines().find((l) => l.table === 'public.added');
+  assert.equal(said?.leftOut, 2);
+  assert.match(said?.msg, /2 change\(s\) of public\.added committed before its own snapshot were left out of the stream: the snapshot holds them/);
+});
+
+test('changes of tables no longer selected are left out until the publication was aligned; partitions of selected tables never are', () => {
+  const { logger, lines } = capturingLogger();
+  const f = new SkipFilter({ tables: new Map(), unselectedBefore: 0x300n, partitions: new Set(['public.m_eu']) }, logger);
+  f.pass(0x200n);
+  assert.equal(f.leavesOut('public.away', false, 0x200n), true);
+  assert.equal(f.leavesOut('public.kept', true, 0x200n), false);
+  assert.equal(f.leavesOut('public.m_eu', false, 0x200n), false, "a partition's change belongs to its root: the caller stops on it rather than lose it");
+  f.pass(0x300n);
+  assert.equal(f.active, false);
+  assert.equal(f.leavesOut('public.away', false, 0x300n), false, 'after the alignment a change of a table not selected is an error again');
+  assert.ok(lines().some((l) => l.level === 40 && l.table === 'public.away' && l.leftOut === 1 && /no longer selected/.test(l.msg)));
+});
+
+test('own-snapshot points ahead of where the stream resumes; the slot\'s first snapshot is never ahead', () => {
+  const completed = [
+    { table: 'public.first', consistentPoint: 0x100n },
+    { table: 'public.added', consistentPoint: 0x900n },
+  ];
+  assert.deepEqual(ownSnapshotPoints(completed, 0x400n), new Map([['public.added', 0x900n]]));
+  assert.deepEqual(ownSnapshotPoints(completed, 0x900n), new Map());
+  assert.deepEqual(ownSnapshotPoints(completed, null), new Map([['public.first', 0x100n], ['public.added', 0x900n]]));
+});

@@ -36,7 +36,7 @@ import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { createSlotWithSnapshot, currentWalLsn, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
+import { createSlotWithSnapshot, createTemporarySlot, currentWalLsn, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
@@ -264,8 +264,7 @@ class ConnectorRun {
 
     if (cfg.snapshot.mode === 'initial_only') {
       await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-      const temp = `${cfg.slotName.slice(0, 58)}_init`;
-      const exported = await createSlotWithSnapshot(this.source.connection, temp, this.log, { temporary: true });
+      const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log);
       try {
         await this.snapshot(exported);
       } finally {
@@ -354,13 +353,7 @@ class ConnectorRun {
     const versions = snapshotVersions(this.versions.all(), tables);
     const earlier = versions.filter((v) => state.tables.has(v.qualified));
     if (earlier.length > 0) await this.truncateBeforeResnapshot(earlier);
-    const temp = `${cfg.slotName.slice(0, 58)}_own`;
-    let exported: ExportedSlot;
-    try {
-      exported = await createSlotWithSnapshot(this.source.connection, temp, this.log, { temporary: true });
-    } catch (err) {
-      throw noSpareSlotError(err, temp) ?? err;
-    }
+    const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_own`, 'a table\'s own snapshot', this.log);
     try {
       await this.snapshot(exported, { tables: versions, markerSlot: cfg.slotName });
     } finally {
@@ -488,17 +481,6 @@ class ConnectorRun {
     await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), this.source.close()]);
     this.log.info('source connector closed');
   }
-}
-
-/** A temporary slot for a table's own snapshot finds every slot or WAL sender taken: said with the remedy, not retried. */
-function noSpareSlotError(err: unknown, slot: string): SourceError | null {
-  const code = (err as { code?: string })?.code;
-  if (code !== '53400' && code !== '53300') return null;
-  return new SourceError(`a table's own snapshot needs a temporary replication slot and WAL sender besides the connector's, and none is free: ${(err as Error).message}`, {
-    cause: err,
-    context: { slot, sqlstate: code },
-    remedy: 'raise max_replication_slots and max_wal_senders by one (restart required), or drop an unused slot with pg_drop_replication_slot(), then start the connector again',
-  });
 }
 
 function qualified(t: TableInfo): string {

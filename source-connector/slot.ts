@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
-import { SourceError } from '../shared/errors.ts';
+import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
@@ -224,4 +224,28 @@ export async function createSlotWithSnapshot(
       await client.end().catch(() => {});
     },
   };
+}
+
+/**
+ * A temporary slot exporting a snapshot, for `purpose` (named in errors). Every slot or WAL
+ * sender taken is said with the remedy and retried with the session (a slot freed goes on by
+ * itself), as is a slot of that name still held by an earlier session's connection (it goes with it).
+ */
+export async function createTemporarySlot(connection: pg.ClientConfig, slotName: string, purpose: string, log: Logger): Promise<ExportedSlot> {
+  try {
+    return await createSlotWithSnapshot(connection, slotName, log, { temporary: true });
+  } catch (err) {
+    const code = (err as { code?: string })?.code;
+    const context = { slot: slotName, sqlstate: code };
+    if (code === '53400' || code === '53300') {
+      throw new SourceError(`${purpose} needs a temporary replication slot and WAL sender besides the connector's, and none is free: ${(err as Error).message}`, {
+        cause: err,
+        context,
+        retriable: true,
+        remedy: 'drop an unused slot with pg_drop_replication_slot() (the connector retries), or raise max_replication_slots and max_wal_senders by one (restart required)',
+      });
+    }
+    if (code === '42710') throw new RetriableError(`temporary slot "${slotName}" is still held by an earlier session: ${(err as Error).message}`, { cause: err, context });
+    throw err;
+  }
 }

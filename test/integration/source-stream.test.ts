@@ -298,6 +298,39 @@ test("a table's changes the slot holds from before its own snapshot are not repl
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test("a table created while the connector was stopped is snapshotted alone at the next start; without a spare slot for that, the session says so and retries", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
+  await conn.stop();
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, 7) g; INSERT INTO kept VALUES (6, 'while stopped')`);
+  // Every other slot taken (physical slots: cheap, and not the connector's kind).
+  const { rows: [n] } = await client.query(`SELECT current_setting('max_replication_slots')::int - count(*) AS free FROM pg_replication_slots`);
+  const fillers = Array.from({ length: Number(n.free) }, (_, i) => `filler_${config.slotName}_${i}`.slice(0, 63));
+  for (const f of fillers) await client.query(`SELECT pg_create_physical_replication_slot($1)`, [f]);
+  const { logger, lines } = capturingLogger();
+  const again = await startSourceConnector(config, logger);
+  t.after(() => again.stop());
+  const waiting = (l: string) => l.includes("a table's own snapshot needs a temporary replication slot and WAL sender besides the connector's, and none is free") && l.includes('drop an unused slot');
+  await waitFor('the session retried, saying why', () => lines().some((l) => waiting(l) && l.includes('retrying')), { timeoutMs: 30_000, intervalMs: 50 });
+  // A slot freed: the retried session goes on by itself.
+  for (const f of fillers) await client.query(`SELECT pg_drop_replication_slot($1)`, [f]);
+  await streaming(again);
+  await client.query(`INSERT INTO added VALUES (8, 'streamed'); UPDATE kept SET v = 'streamed' WHERE id = 1`);
+  await caughtUp(again, await walLsn(client));
+  assert.ok(lines().some((l) => l.includes('no completed snapshot from this slot for some tables: taking a snapshot of public.added alone, keeping the slot')), lines().join('\n'));
+  const decoder = new RegistryDecoder(registryUrl);
+  const kept = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`);
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(kept).values());
+  assert.equal(kept.filter((r) => r.value?.op === 'r').length, 5, 'kept is not read again');
+  const added = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.added`);
+  await assertRowsEqualTable(client, 'added', finalStateInTopicOrder(added).values());
+  assert.equal(added.filter((r) => r.value?.op === 'r').length, 7);
+  // The refused session left a started marker: the table was still owed its snapshot, which completed.
+  const markers = (await readJson(kafka, `${config.topicPrefix}.__snapshot`)).map((r) => r.value).filter((m) => m?.table === 'public.added');
+  assert.equal(markers.at(-1).kind, 'completed');
+  assert.equal(markers.at(-1).rows, 7);
+  await dropSlotAfter(again, client, config.slotName);
+});
+
 test('a table taken out of the selection while the slot holds changes of it: those are left out with a warning, the stream goes on', async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
     INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);

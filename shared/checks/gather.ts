@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { qualifiedName } from '../../source-connector/catalog.ts';
 import type { TableInfo } from '../pg-types.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
-import { readDestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { readDestinationTables } from '../../sink-connector/destination-catalog.ts';
 import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
 import type { DestinationFacts, SourceTableFacts } from './destination.ts';
@@ -59,11 +59,7 @@ export async function gatherDestinationFacts(
   requireDistributed: boolean,
 ): Promise<DestinationFacts> {
   const citus = await detectCitus(client);
-  const tables = [];
-  for (const s of sources) {
-    const mapped = mapTable({ schema: s.schema, name: s.table }, mapping);
-    const destination = await readDestinationTable(client, mapped.destination.schema, mapped.destination.name, citus);
-    tables.push({ source: s, mapped, destination });
-  }
-  return { citus, requireDistributed, tables };
+  const mapped = sources.map((s) => mapTable({ schema: s.schema, name: s.table }, mapping));
+  const destinations = await readDestinationTables(client, mapped.map((m) => m.destination), citus);
+  return { citus, requireDistributed, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i] })) };
 }

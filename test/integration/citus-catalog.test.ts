@@ -13,7 +13,7 @@ import pg from 'pg';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { readCitusTables } from '../../shared/schema/citus-catalog.ts';
 import { readDestinationState } from '../../shared/schema/read.ts';
-import { readDestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { readDestinationTable, readDestinationTables } from '../../sink-connector/destination-catalog.ts';
 import { TableStates } from '../../sink-connector/table-state.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { startTestSource } from '../helpers/postgres.ts';
@@ -70,6 +70,26 @@ test('each kind of Citus table is told apart: distributed, reference, single-sha
   const byOid = await readCitusTables(client, oids.map((r) => r.oid));
   const groups = Object.fromEntries(oids.map((r) => [r.t, byOid.get(r.oid)?.colocationId ?? null]));
   assert.deepEqual(groups, { hashed: 3, ref: null, single: 7, citus_local: null, plain: null }, 'colocation groups of the tables that have one');
+});
+
+test('the catalogs of many tables read at once equal each read alone: columns, keys, unique keys, foreign keys, generated columns, missing tables, in order', async () => {
+  await client.query(`CREATE TABLE public.parent (id int PRIMARY KEY);
+    CREATE UNLOGGED TABLE public.rich (id int, sub int, code text UNIQUE, n numeric(9,2) NOT NULL, g int GENERATED ALWAYS AS (id * 2) STORED,
+      p int REFERENCES public.parent, PRIMARY KEY (id, sub) INCLUDE (code))`);
+  const names = [{ schema: 'public', name: 'rich' }, { schema: 'public', name: 'nowhere' }, { schema: 'nowhere', name: 'rich' }, ...TABLES.map((name) => ({ schema: 'public', name })), { schema: 'public', name: 'parent' }];
+  const together = await readDestinationTables(client, names, CITUS);
+  const alone = [];
+  for (const n of names) alone.push(await readDestinationTable(client, n.schema, n.name, CITUS));
+  assert.deepEqual(together, alone);
+  assert.deepEqual(together.map((d) => `${d.schema}.${d.name} ${d.exists}`), names.map((n) => `${n.schema}.${n.name} ${!n.name.startsWith('nowhere') && n.schema !== 'nowhere'}`));
+  const rich = together[0];
+  assert.deepEqual(rich.columns.map((c) => `${c.name} ${c.type}${c.notNull ? ' not null' : ''}`), ['id integer not null', 'sub integer not null', 'code text', 'n numeric(9,2) not null', 'p integer']);
+  assert.deepEqual(rich.generatedColumns, ['g']);
+  assert.deepEqual(rich.primaryKey, ['id', 'sub'], 'key columns only, not INCLUDE ones');
+  assert.deepEqual(rich.uniqueKeys.map((k) => k.join(',')).sort(), ['code', 'id,sub']);
+  assert.deepEqual(rich.foreignKeys.map((f) => f.definition), ['FOREIGN KEY (p) REFERENCES parent(id)']);
+  assert.equal(rich.unlogged, true);
+  assert.deepEqual(await readDestinationTables(client, [], CITUS), []);
 });
 
 test('the sink refuses under requireDistributed the Citus local and plain tables, not the single-shard one', async () => {

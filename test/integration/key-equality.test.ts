@@ -82,6 +82,14 @@ const TABLES: { name: string; ddl: string; fill: string; change: string[]; onePa
     change: [`UPDATE docs SET j = '{"a": 1.00}'`],
     onePartition: true,
   },
+  {
+    // A composite type holding a numeric: its text form is not canonical either.
+    name: 'boxed',
+    ddl: 'CREATE TABLE %.boxed (k %.money2 PRIMARY KEY, v text)',
+    fill: `INSERT INTO boxed SELECT ROW(g + 0.5, 'EUR')::money2, 'v' || g FROM generate_series(1, ${MANY}) g`,
+    change: [`UPDATE boxed SET k = ROW(((k).amount::text || '0')::numeric, (k).cur)::money2`],
+    onePartition: true,
+  },
 ];
 
 test('keys equal in PostgreSQL but spelled differently: every row arrives, with the source spelling', async (t) => {
@@ -101,6 +109,7 @@ test('keys equal in PostgreSQL but spelled differently: every row arrives, with 
   for (const [c, s] of [[client, 'public'], [dst, D]] as const) {
     await c.query(`CREATE EXTENSION citext SCHEMA ${s}`);
     await c.query(`CREATE COLLATION ${s}.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`);
+    await c.query(`CREATE TYPE ${s}.money2 AS (amount numeric, cur text)`);
   }
   for (const tb of TABLES) {
     await client.query(tb.ddl.replaceAll('%', 'public'));
@@ -148,19 +157,27 @@ test('keys equal in PostgreSQL but spelled differently: every row arrives, with 
   assert.deepEqual(sinkLog.lines().filter((l) => /stalled/.test(l.msg)).map((l) => l.msg), [], 'never stalled');
 });
 
-test('check: key columns compared by collation, citext, jsonb, unpadded bpchar, arrays and ranges of numeric warn; canonical and plain keys do not', async (t) => {
+test('check: key columns compared by collation, citext, jsonb, unpadded bpchar, arrays and ranges of numeric, composite types holding these warn; canonical and plain keys do not', async (t) => {
   const { client } = await env.freshDatabase(t);
   await client.query(`CREATE EXTENSION citext; CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
     CREATE DOMAIN email AS citext;
     CREATE TABLE users (id int, email email, tag text COLLATE ci, PRIMARY KEY (id, email, tag));
     CREATE TABLE docs (j jsonb PRIMARY KEY, note text COLLATE ci);
     CREATE TABLE odd (c bpchar, n numeric[], r numrange, PRIMARY KEY (c, n, r));
-    CREATE TABLE fine (n numeric, f float8, i interval, c char(4), t text COLLATE "C", u uuid, PRIMARY KEY (n, f, i, c, t, u))`);
-  const relids = (await client.query(`SELECT oid::int AS o FROM pg_class WHERE relname IN ('users', 'docs', 'odd', 'fine') AND relkind = 'r'`)).rows.map((r) => r.o as number);
+    CREATE TABLE fine (n numeric, f float8, i interval, c char(4), t text COLLATE "C", u uuid, PRIMARY KEY (n, f, i, c, t, u));
+    CREATE TYPE money2 AS (amount numeric, cur text); CREATE TYPE wrapped AS (m money2, n int); CREATE TYPE pair AS (a int, b text COLLATE ci, c char(3));
+    CREATE TYPE plain AS (a int, b text);
+    CREATE TABLE boxes (m money2, w wrapped[], p pair, ok plain, PRIMARY KEY (m, w, p, ok))`);
+  const relids = (await client.query(`SELECT oid::int AS o FROM pg_class WHERE relname IN ('users', 'docs', 'odd', 'fine', 'boxes') AND relkind = 'r'`)).rows.map((r) => r.o as number);
   const facts = await gatherKeyEquality(client, relids, 150000);
   assert.deepEqual(
     facts.map((f) => `${f.table}.${f.column} ${f.type}`),
-    ['public.docs.j jsonb', 'public.odd.c bpchar', 'public.odd.n numeric[]', 'public.odd.r numrange', 'public.users.email email', 'public.users.tag text COLLATE ci'],
+    [
+      'public.boxes.m money2', 'public.boxes.w wrapped[]', 'public.boxes.p pair',
+      'public.docs.j jsonb', 'public.odd.c bpchar', 'public.odd.n numeric[]', 'public.odd.r numrange', 'public.users.email email', 'public.users.tag text COLLATE ci',
+    ],
   );
+  assert.match(facts.find((f) => f.column === 'w')!.why, /^a composite type with numeric inside/, 'through an array and a nested composite');
+  assert.match(facts.find((f) => f.column === 'p')!.why, /^a composite type with collation ci inside/, 'a collation inside; char(3) pads alike');
   assert.match(facts.find((f) => f.column === 'email')!.why, /citext/, 'a domain over citext is citext');
 });

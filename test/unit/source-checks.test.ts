@@ -151,7 +151,7 @@ test('topic prefixes: the sink must read what the source writes; without a sink 
 });
 
 test('key columns whose equal values differ in their bytes, without a canonical key text, warn per table with the one-partition remedy', () => {
-  const col = { base: 'text', category: 'S', typmod: -1, nondeterministic: false, collation: 'default', inner_base: null };
+  const col = { base: 'text', category: 'S', typmod: -1, nondeterministic: false, collation: 'default', inner_base: null, composite_inner: null };
   assert.match(keyEqualityWhy({ ...col, nondeterministic: true, collation: 'ci' })!, /nondeterministic collation ci/);
   assert.match(keyEqualityWhy({ ...col, base: 'citext' })!, /citext/);
   assert.match(keyEqualityWhy({ ...col, base: 'jsonb' })!, /jsonb/);
@@ -162,6 +162,10 @@ test('key columns whose equal values differ in their bytes, without a canonical 
   for (const base of ['text', 'numeric', 'float8', 'interval', 'int8', 'uuid', 'timestamptz']) assert.equal(keyEqualityWhy({ ...col, base }), null, base);
   assert.equal(keyEqualityWhy({ ...col, base: 'bpchar', typmod: 14 }), null, 'char(10) pads every value alike');
   assert.equal(keyEqualityWhy({ ...col, base: '_int4', category: 'A', inner_base: 'int4' }), null);
+  // A composite type (or an array of one) holding such a type, at any depth: its text is not canonical.
+  assert.match(keyEqualityWhy({ ...col, base: 'money2', category: 'C', composite_inner: ['numeric'] })!, /^a composite type with numeric inside/);
+  assert.match(keyEqualityWhy({ ...col, base: 'tagged', category: 'C', composite_inner: ['collation ci', 'jsonb'] })!, /with collation ci, jsonb inside/);
+  assert.equal(keyEqualityWhy({ ...col, base: 'pair', category: 'C', composite_inner: [] }), null);
 
   const keyEquality = [
     { table: 'public.users', column: 'email', type: 'citext', why: "citext: 'A' = 'a'" },

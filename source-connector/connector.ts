@@ -338,7 +338,7 @@ class ConnectorRun {
     const from = slot!.confirmedFlushLsn;
     const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
     if (ownPoint !== null) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownPoint });
-    await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore, partitions: new Set(partitions.map((p) => p.name)) });
+    await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore, partitions: new Map(partitions.map((p) => [p.name, p.rootName])) });
   }
 
   /**

@@ -22,14 +22,19 @@ export interface SkipPoints {
   tables: ReadonlyMap<string, bigint>;
   /** Changes of tables that are not selected committed before this position are left out. */
   unselectedBefore: bigint | null;
-  /** Never left out as not selected: the partitions of selected tables (their changes, sent under their own name before the publication was set to publish via the root, belong to their root). */
-  partitions?: ReadonlySet<string>;
+  /**
+   * The partitions of selected tables, by name, with their root's. Never left out as not
+   * selected: a change sent under a partition's own name (before the publication was set to
+   * publish via the root, or while the table was not yet a partition) belongs to its root, so
+   * it is left out only before the root's own snapshot point, which holds it.
+   */
+  partitions?: ReadonlyMap<string, string>;
 }
 
 export class SkipFilter {
   private readonly tables: Map<string, bigint>;
   private unselectedBefore: bigint | null;
-  private readonly partitions: ReadonlySet<string>;
+  private readonly partitions: ReadonlyMap<string, string>;
   private readonly ownSnapshot = new Map<string, number>();
   private readonly unselected = new Map<string, number>();
   /** False once every point is passed (or there was none). */
@@ -38,7 +43,7 @@ export class SkipFilter {
   constructor(points: SkipPoints, private readonly log: Logger) {
     this.tables = new Map(points.tables);
     this.unselectedBefore = points.unselectedBefore;
-    this.partitions = points.partitions ?? new Set();
+    this.partitions = points.partitions ?? new Map();
     this.active = this.tables.size > 0 || this.unselectedBefore !== null;
   }
 
@@ -66,11 +71,12 @@ export class SkipFilter {
    */
   leavesOut(table: string | undefined, selected: boolean, commitLsn: bigint): boolean {
     if (table === undefined) return false;
-    const own = this.tables.get(table);
-    const point = own ?? (selected || this.partitions.has(table) ? null : this.unselectedBefore);
+    const root = this.partitions.get(table);
+    const snapshotted = this.tables.has(table) ? table : root !== undefined && this.tables.has(root) ? root : undefined;
+    const point = snapshotted !== undefined ? this.tables.get(snapshotted)! : selected || root !== undefined ? null : this.unselectedBefore;
     if (point === null || commitLsn >= point) return false;
-    const counts = own !== undefined ? this.ownSnapshot : this.unselected;
-    counts.set(table, (counts.get(table) ?? 0) + 1);
+    const [counts, name] = snapshotted !== undefined ? [this.ownSnapshot, snapshotted] : [this.unselected, table];
+    counts.set(name, (counts.get(name) ?? 0) + 1);
     return true;
   }
 }

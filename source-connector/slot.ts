@@ -178,6 +178,19 @@ export async function currentWalLsn(client: pg.ClientBase): Promise<bigint> {
   return parseLsn(rows[0].lsn);
 }
 
+/**
+ * Once the publication lists the selection: the WAL position, and the top-level xids running
+ * (32 bits, as pgoutput's Begin gives them), read together. A change pgoutput sends later of a
+ * table the publication no longer lists was committed before that position, or made by one of
+ * those transactions under the catalog of before (skip-points.ts).
+ */
+export async function alignmentPoint(client: pg.ClientBase): Promise<{ lsn: bigint; running: Set<number> }> {
+  const { rows: [r] } = await client.query(
+    `SELECT pg_current_wal_lsn()::text AS lsn, ARRAY(SELECT (x::text::bigint % 4294967296)::text FROM pg_snapshot_xip(pg_current_snapshot()) x) AS running`,
+  );
+  return { lsn: parseLsn(r.lsn), running: new Set((r.running as string[]).map(Number)) };
+}
+
 /** Drop the slot if it exists (it must not be active). */
 export async function dropSlot(client: pg.ClientBase, slotName: string, log: Logger): Promise<void> {
   const { rows } = await client.query(

@@ -369,7 +369,8 @@ export class ReplicationStream {
     let e = t.tables.get(relid);
     if (!e) {
       const v = this.opts.versions.get(relid);
-      if (this.skip.active && this.skip.leavesOut(this.opts.versions.nameOf(relid), v !== undefined, t.finalLsn)) return null;
+      // A relation without a version is an error unless left out: asked then even once every point passed.
+      if ((this.skip.active || !v) && this.skip.leavesOut(this.opts.versions.nameOf(relid), v !== undefined, t.finalLsn, t.xid)) return null;
       if (!v) throw this.opts.versions.unknownRelation(relid);
       const source = v.schemas.sourceFor({ db: this.opts.db, tsMs: t.commitMs, txId: t.xid, lsn: t.finalLsn });
       e = { v, ctx: { schemas: v.schemas, source, tsMs: 0, tombstones: this.opts.tombstones }, count: 0 };

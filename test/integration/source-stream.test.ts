@@ -350,6 +350,31 @@ test('a table taken out of the selection while the slot holds changes of it: tho
   await dropSlotAfter(without, client, config.slotName);
 });
 
+test('a table taken out of the selection, written by a transaction open across the start that took it out: left out when it commits, not a stop', async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
+    INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);
+  await conn.stop();
+  const open = new pg.Client({ connectionString: config.source.url });
+  await open.connect();
+  t.after(() => open.end());
+  // Written while the publication lists the table: pgoutput decodes it with that catalog, whenever it commits.
+  await open.query(`BEGIN; UPDATE gone SET v = 'in a transaction open across the start'`);
+  const { logger, lines } = capturingLogger();
+  const without = await startSourceConnector({ ...config, tables: { ...config.tables, exclude: ['public.gone'] } }, logger);
+  t.after(() => without.stop());
+  let failed: unknown = null;
+  without.done.catch((err) => (failed = err));
+  await streaming(without);
+  await open.query(`INSERT INTO kept VALUES (2, 'same transaction'); COMMIT`);
+  await client.query(`INSERT INTO kept VALUES (3, 'streamed')`);
+  const end = await walLsn(client);
+  await waitFor('caught up, or stopped', () => failed !== null || parseLsn(without.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 30_000, intervalMs: 50 });
+  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  assert.ok(lines().some((l) => l.includes('changes of public.gone, no longer selected, in transaction') && l.includes('are left out')), lines().join('\n'));
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.kept`)).values());
+  await dropSlotAfter(without, client, config.slotName);
+});
+
 /** Stop the connector and drop its slot: the file's cluster has a fixed number of slots for all its tests. */
 async function dropSlotAfter(conn: SourceConnector, client: pg.Client, slot: string): Promise<void> {
   await conn.stop();

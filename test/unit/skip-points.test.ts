@@ -33,6 +33,18 @@ test('changes of tables no longer selected are left out until the publication wa
   assert.ok(lines().some((l) => l.level === 40 && l.table === 'public.away' && l.leftOut === 1 && /no longer selected/.test(l.msg)));
 });
 
+test('changes of tables no longer selected from transactions open when the publication was aligned are left out, whenever they commit', () => {
+  const { logger, lines } = capturingLogger();
+  // Transaction 700 wrote public.away before the start took it out of the publication: pgoutput decodes it with that catalog.
+  const f = new SkipFilter({ tables: new Map(), unselectedBefore: 0x300n, runningAtAlignment: new Set([700]) }, logger);
+  f.pass(0x400n);
+  assert.equal(f.active, false, 'the filter is off the hot path all the same');
+  assert.equal(f.leavesOut('public.away', false, 0x400n, 700), true);
+  assert.equal(f.leavesOut('public.away', false, 0x400n, 701), false, 'a later transaction: the publication was altered by hand, an error');
+  assert.equal(f.leavesOut('public.kept', true, 0x400n, 700), false);
+  assert.ok(lines().some((l) => l.level === 40 && l.table === 'public.away' && l.xid === 700 && /open when the publication was aligned/.test(l.msg)), JSON.stringify(lines()));
+});
+
 test("a partition's changes under its own name before its root's own snapshot are in that snapshot: left out", () => {
   const { logger, lines } = capturingLogger();
   // A table with changes in the slot, then ATTACHed to a selected partitioned table: the root is snapshotted alone.

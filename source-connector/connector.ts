@@ -264,7 +264,7 @@ class ConnectorRun {
 
     if (cfg.snapshot.mode === 'initial_only') {
       await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-      const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log);
+      const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log, this.abort.signal);
       try {
         await this.snapshot(exported);
       } finally {
@@ -319,7 +319,7 @@ class ConnectorRun {
     if (!slot) {
       const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
       if (earlier) await this.truncateBeforeResnapshot();
-      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log);
+      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
       try {
         const marker = slotCreated(cfg.slotName, exported.consistentPoint);
         this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
@@ -353,7 +353,7 @@ class ConnectorRun {
     const versions = snapshotVersions(this.versions.all(), tables);
     const earlier = versions.filter((v) => state.tables.has(v.qualified));
     if (earlier.length > 0) await this.truncateBeforeResnapshot(earlier);
-    const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_own`, 'a table\'s own snapshot', this.log);
+    const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_own`, 'a table\'s own snapshot', this.log, this.abort.signal);
     try {
       await this.snapshot(exported, { tables: versions, markerSlot: cfg.slotName });
     } finally {

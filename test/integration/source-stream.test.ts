@@ -331,6 +331,28 @@ test("a table created while the connector was stopped is snapshotted alone at th
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test("a table's own snapshot waiting for a transaction open since before it: the wait names the transaction, and a stop ends it", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept VALUES (1, 'k')`);
+  await conn.stop();
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added VALUES (1, 'a')`);
+  const open = new pg.Client({ connectionString: config.source.url, application_name: 'left-open' });
+  await open.connect();
+  t.after(() => open.end());
+  // Holding an xid: the temporary slot's snapshot waits for it to end.
+  await open.query(`BEGIN; UPDATE kept SET v = 'open' WHERE id = 1`);
+  const { logger, lines } = capturingLogger();
+  const again = await startSourceConnector(config, logger);
+  t.after(() => again.stop());
+  const pid = (await open.query(`SELECT pg_backend_pid() AS p`)).rows[0].p as number;
+  await waitFor('the wait said', () => lines().some((l) => l.includes(`waits for the transactions running when it began to end`) && l.includes(`the oldest: pid ${pid}`) && l.includes('left-open')), { timeoutMs: 20_000, intervalMs: 50 });
+  let done = false;
+  void again.stop().then(() => (done = true));
+  await waitFor('stopped while the transaction is still open', () => done, { timeoutMs: 10_000, intervalMs: 50 });
+  assert.equal((await client.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE '%\\_own'`)).rows[0].n, 0, 'the temporary slot went with its connection');
+  await open.query('ROLLBACK');
+  await waitFor(`slot ${config.slotName} dropped`, () => client.query('SELECT pg_drop_replication_slot($1)', [config.slotName]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
+});
+
 test('a table taken out of the selection while the slot holds changes of it: those are left out with a warning, the stream goes on', async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
     INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);

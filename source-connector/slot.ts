@@ -272,11 +272,12 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
          FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> $1 ORDER BY xact_start LIMIT 5`,
       [pid],
     );
-    if (rows.length === 0) return;
     const o = rows[0];
+    // Other roles' transactions show only to a role with pg_read_all_stats: the wait is said all the same.
+    const oldest = o ? `the oldest: pid ${o.pid} in database ${o.datname}, ${o.state} since ${o.since}` : 'none of them visible to this role (pg_read_all_stats shows them)';
     log.warn(
       { slot: slotName, waitedSeconds: Math.round((Date.now() - started) / 1000), transactions: rows, remedy: 'end those transactions (COMMIT, ROLLBACK, or pg_terminate_backend(pid)); nothing is streamed until the slot exists' },
-      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended), the oldest: pid ${o.pid} in database ${o.datname}, ${o.state} since ${o.since}`,
+      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended), ${oldest}`,
     );
   };
   let timer: NodeJS.Timeout | undefined;

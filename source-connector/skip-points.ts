@@ -83,14 +83,13 @@ export class SkipFilter {
    */
   leavesOut(table: string | undefined, selected: boolean, commitLsn: bigint, xid?: number): boolean {
     if (table === undefined) return false;
-    const root = this.partitions.get(table);
-    const snapshotted = this.tables.has(table) ? table : root !== undefined && this.tables.has(root) ? root : undefined;
+    const snapshotted = this.snapshotted(table);
     if (snapshotted !== undefined) {
       if (commitLsn >= this.tables.get(snapshotted)!) return false;
       this.ownSnapshot.set(snapshotted, (this.ownSnapshot.get(snapshotted) ?? 0) + 1);
       return true;
     }
-    if (selected || root !== undefined) return false;
+    if (selected || this.partitions.has(table)) return false;
     if (this.unselectedBefore !== null && commitLsn < this.unselectedBefore) {
       this.unselected.set(table, (this.unselected.get(table) ?? 0) + 1);
       return true;
@@ -101,6 +100,24 @@ export class SkipFilter {
       this.log.warn({ table, xid, commitLsn: formatLsn(commitLsn) }, `changes of ${table}, no longer selected, in transaction ${xid} (open when the publication was aligned) are left out of the stream: made while the publication still listed it`);
     }
     return true;
+  }
+
+  /**
+   * Whether `table`'s changes committing at `commitLsn` are in its own snapshot (nothing counted).
+   * Its Relation messages there are passed over: the snapshot was read with the table's current
+   * version, which holds up to its point; an older shape taken from them would make the next
+   * one look like a change made while the connector runs.
+   */
+  heldBySnapshot(table: string, commitLsn: bigint): boolean {
+    const snapshotted = this.snapshotted(table);
+    return snapshotted !== undefined && commitLsn < this.tables.get(snapshotted)!;
+  }
+
+  /** The table whose own-snapshot point judges `table`'s changes: itself, or a partition's root. */
+  private snapshotted(table: string): string | undefined {
+    if (this.tables.has(table)) return table;
+    const root = this.partitions.get(table);
+    return root !== undefined && this.tables.has(root) ? root : undefined;
   }
 }
 

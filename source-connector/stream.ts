@@ -326,7 +326,10 @@ export class ReplicationStream {
   }
 
   private async relation(msg: Extract<PgoutputMessage, { tag: 'relation' }>): Promise<void> {
-    const v = await this.opts.versions.onRelation(msg, this.tx?.finalLsn ?? null);
+    const t = this.tx;
+    // A selected table's Relation where its own snapshot holds its changes: it keeps the version that snapshot was read with (skip-points.ts).
+    if (t && this.skip.active && this.opts.versions.get(msg.relid) && this.skip.heldBySnapshot(this.opts.versions.nameOf(msg.relid)!, t.finalLsn)) return;
+    const v = await this.opts.versions.onRelation(msg, t?.finalLsn ?? null);
     const e = this.tx?.tables.get(msg.relid);
     if (v && e && e.v !== v) {
       this.tx!.retired.push(e);

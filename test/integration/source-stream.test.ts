@@ -298,6 +298,26 @@ test("a table's changes the slot holds from before its own snapshot are not repl
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test("a table out of the publication by hand, retyped meanwhile, with changes of its old shape in the slot: its own snapshot is streamed on, no type-change stop", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE back (id int PRIMARY KEY, n int);
+    INSERT INTO kept VALUES (1, 'k'); INSERT INTO back SELECT g, g FROM generate_series(1, 5) g`);
+  await conn.stop();
+  await client.query(`UPDATE back SET n = 100 WHERE id = 2`);
+  await client.query(`ALTER PUBLICATION ${config.publicationName} DROP TABLE back`);
+  await client.query(`ALTER TABLE back ALTER COLUMN n TYPE bigint; UPDATE back SET n = 5000000000 WHERE id = 3`);
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  let failed: unknown = null;
+  again.done.catch((err) => (failed = err));
+  await streaming(again);
+  await client.query(`UPDATE back SET n = 6000000000 WHERE id = 4; INSERT INTO kept VALUES (2, 'streamed')`);
+  const end = await walLsn(client);
+  await waitFor('caught up, or stopped', () => failed !== null || parseLsn(again.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 30_000, intervalMs: 50 });
+  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  await assertRowsEqualTable(client, 'back', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.back`)).values());
+  await dropSlotAfter(again, client, config.slotName);
+});
+
 test("a table created while the connector was stopped is snapshotted alone at the next start; without a spare slot for that, the session says so and retries", async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
   await conn.stop();

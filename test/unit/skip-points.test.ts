@@ -58,6 +58,17 @@ test("a partition's changes under its own name before its root's own snapshot ar
   assert.ok(lines().some((l) => l.table === 'public.m' && l.leftOut === 2), JSON.stringify(lines()));
 });
 
+test("whether a table's own snapshot holds its changes at a commit position, without counting them", () => {
+  const { logger, lines } = capturingLogger();
+  const f = new SkipFilter({ tables: new Map([['public.m', 0x500n]]), unselectedBefore: null, partitions: new Map([['public.m_eu', 'public.m']]) }, logger);
+  assert.equal(f.heldBySnapshot('public.m', 0x400n), true);
+  assert.equal(f.heldBySnapshot('public.m_eu', 0x400n), true);
+  assert.equal(f.heldBySnapshot('public.kept', 0x400n), false);
+  assert.equal(f.heldBySnapshot('public.m', 0x500n), false);
+  f.pass(0x600n);
+  assert.equal(lines().length, 0, 'nothing counted, nothing said');
+});
+
 test('own-snapshot points ahead of where the stream resumes; the slot\'s first snapshot is never ahead', () => {
   const completed = [
     { table: 'public.first', consistentPoint: 0x100n },

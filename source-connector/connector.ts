@@ -36,7 +36,7 @@ import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { createSlotWithSnapshot, createTemporarySlot, currentWalLsn, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
+import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { runSnapshot, snapshotVersions } from './snapshot.ts';
 import { openSource, type SourceSession } from './source-session.ts';
@@ -264,7 +264,7 @@ class ConnectorRun {
 
     if (cfg.snapshot.mode === 'initial_only') {
       await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-      const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log);
+      const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log, this.abort.signal);
       try {
         await this.snapshot(exported);
       } finally {
@@ -313,13 +313,13 @@ class ConnectorRun {
       slot = null;
     }
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-    // Changes of tables no longer selected that the slot still holds were committed before this.
-    const unselectedBefore = await currentWalLsn(client);
+    // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
+    const aligned = await alignmentPoint(client);
     let ownPoint: bigint | null = null;
     if (!slot) {
       const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
       if (earlier) await this.truncateBeforeResnapshot();
-      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log);
+      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
       try {
         const marker = slotCreated(cfg.slotName, exported.consistentPoint);
         this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
@@ -338,7 +338,7 @@ class ConnectorRun {
     const from = slot!.confirmedFlushLsn;
     const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
     if (ownPoint !== null) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownPoint });
-    await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore, partitions: new Set(partitions.map((p) => p.name)) });
+    await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore: aligned.lsn, runningAtAlignment: aligned.running, partitions: new Map(partitions.map((p) => [p.name, p.rootName])) });
   }
 
   /**
@@ -353,7 +353,7 @@ class ConnectorRun {
     const versions = snapshotVersions(this.versions.all(), tables);
     const earlier = versions.filter((v) => state.tables.has(v.qualified));
     if (earlier.length > 0) await this.truncateBeforeResnapshot(earlier);
-    const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_own`, 'a table\'s own snapshot', this.log);
+    const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_own`, 'a table\'s own snapshot', this.log, this.abort.signal);
     try {
       await this.snapshot(exported, { tables: versions, markerSlot: cfg.slotName });
     } finally {

@@ -8,8 +8,10 @@
  *   again while it was out, would delete that row for good.
  * - Tables taken out of the selection: the slot's WAL still holds their changes committed while
  *   the publication listed them, which pgoutput sends. Before `unselectedBefore` (read once the
- *   publication lists the selection), such a change is left out; after it, a change of a table
- *   that is not selected is an error as before (the publication was altered by hand).
+ *   publication lists the selection), such a change is left out; so is one of a transaction
+ *   open then (pgoutput decodes its earlier changes with the catalog they were made under, which
+ *   still listed the table), whenever it commits. Any other change of a table that is not
+ *   selected is an error as before (the publication was altered by hand).
  *
  * Commit positions only grow along the stream: a point once passed is dropped, and with every
  * point passed the filter is off the hot path.
@@ -22,14 +24,28 @@ export interface SkipPoints {
   tables: ReadonlyMap<string, bigint>;
   /** Changes of tables that are not selected committed before this position are left out. */
   unselectedBefore: bigint | null;
-  /** Never left out as not selected: the partitions of selected tables (their changes, sent under their own name before the publication was set to publish via the root, belong to their root). */
-  partitions?: ReadonlySet<string>;
+  /**
+   * Top-level xids (32 bits, as pgoutput's Begin gives them) of the transactions running when
+   * `unselectedBefore` was read: their changes of tables that are not selected are left out too.
+   * Asked only for such a change (an error otherwise), so it never weighs on the hot path.
+   */
+  runningAtAlignment?: ReadonlySet<number>;
+  /**
+   * The partitions of selected tables, by name, with their root's. Never left out as not
+   * selected: a change sent under a partition's own name (before the publication was set to
+   * publish via the root, or while the table was not yet a partition) belongs to its root, so
+   * it is left out only before the root's own snapshot point, which holds it.
+   */
+  partitions?: ReadonlyMap<string, string>;
 }
 
 export class SkipFilter {
   private readonly tables: Map<string, bigint>;
   private unselectedBefore: bigint | null;
-  private readonly partitions: ReadonlySet<string>;
+  private readonly partitions: ReadonlyMap<string, string>;
+  private readonly running: ReadonlySet<number>;
+  /** Tables whose changes from a transaction open at the alignment were left out after `unselectedBefore` passed: said once each. */
+  private readonly lateSaid = new Set<string>();
   private readonly ownSnapshot = new Map<string, number>();
   private readonly unselected = new Map<string, number>();
   /** False once every point is passed (or there was none). */
@@ -38,7 +54,8 @@ export class SkipFilter {
   constructor(points: SkipPoints, private readonly log: Logger) {
     this.tables = new Map(points.tables);
     this.unselectedBefore = points.unselectedBefore;
-    this.partitions = points.partitions ?? new Set();
+    this.partitions = points.partitions ?? new Map();
+    this.running = points.runningAtAlignment ?? new Set();
     this.active = this.tables.size > 0 || this.unselectedBefore !== null;
   }
 
@@ -60,18 +77,47 @@ export class SkipFilter {
   }
 
   /**
-   * Whether a change of `table` (undefined: a relation the stream never named) in a transaction
-   * committing at `commitLsn` is left out. `selected`: the relation is a selected table's (a
+   * Whether a change of `table` (undefined: a relation the stream never named) in transaction
+   * `xid` committing at `commitLsn` is left out. `selected`: the relation is a selected table's (a
    * table dropped and created again is not, under its old relid, but is still named by its own point).
    */
-  leavesOut(table: string | undefined, selected: boolean, commitLsn: bigint): boolean {
+  leavesOut(table: string | undefined, selected: boolean, commitLsn: bigint, xid?: number): boolean {
     if (table === undefined) return false;
-    const own = this.tables.get(table);
-    const point = own ?? (selected || this.partitions.has(table) ? null : this.unselectedBefore);
-    if (point === null || commitLsn >= point) return false;
-    const counts = own !== undefined ? this.ownSnapshot : this.unselected;
-    counts.set(table, (counts.get(table) ?? 0) + 1);
+    const snapshotted = this.snapshotted(table);
+    if (snapshotted !== undefined) {
+      if (commitLsn >= this.tables.get(snapshotted)!) return false;
+      this.ownSnapshot.set(snapshotted, (this.ownSnapshot.get(snapshotted) ?? 0) + 1);
+      return true;
+    }
+    if (selected || this.partitions.has(table)) return false;
+    if (this.unselectedBefore !== null && commitLsn < this.unselectedBefore) {
+      this.unselected.set(table, (this.unselected.get(table) ?? 0) + 1);
+      return true;
+    }
+    if (xid === undefined || !this.running.has(xid)) return false;
+    if (!this.lateSaid.has(table)) {
+      this.lateSaid.add(table);
+      this.log.warn({ table, xid, commitLsn: formatLsn(commitLsn) }, `changes of ${table}, no longer selected, in transaction ${xid} (open when the publication was aligned) are left out of the stream: made while the publication still listed it`);
+    }
     return true;
+  }
+
+  /**
+   * Whether `table`'s changes committing at `commitLsn` are in its own snapshot (nothing counted).
+   * Its Relation messages there are passed over: the snapshot was read with the table's current
+   * version, which holds up to its point; an older shape taken from them would make the next
+   * one look like a change made while the connector runs.
+   */
+  heldBySnapshot(table: string, commitLsn: bigint): boolean {
+    const snapshotted = this.snapshotted(table);
+    return snapshotted !== undefined && commitLsn < this.tables.get(snapshotted)!;
+  }
+
+  /** The table whose own-snapshot point judges `table`'s changes: itself, or a partition's root. */
+  private snapshotted(table: string): string | undefined {
+    if (this.tables.has(table)) return table;
+    const root = this.partitions.get(table);
+    return root !== undefined && this.tables.has(root) ? root : undefined;
   }
 }
 

@@ -178,6 +178,19 @@ export async function currentWalLsn(client: pg.ClientBase): Promise<bigint> {
   return parseLsn(rows[0].lsn);
 }
 
+/**
+ * Once the publication lists the selection: the WAL position, and the top-level xids running
+ * (32 bits, as pgoutput's Begin gives them), read together. A change pgoutput sends later of a
+ * table the publication no longer lists was committed before that position, or made by one of
+ * those transactions under the catalog of before (skip-points.ts).
+ */
+export async function alignmentPoint(client: pg.ClientBase): Promise<{ lsn: bigint; running: Set<number> }> {
+  const { rows: [r] } = await client.query(
+    `SELECT pg_current_wal_lsn()::text AS lsn, ARRAY(SELECT (x::text::bigint % 4294967296)::text FROM pg_snapshot_xip(pg_current_snapshot()) x) AS running`,
+  );
+  return { lsn: parseLsn(r.lsn), running: new Set((r.running as string[]).map(Number)) };
+}
+
 /** Drop the slot if it exists (it must not be active). */
 export async function dropSlot(client: pg.ClientBase, slotName: string, log: Logger): Promise<void> {
   const { rows } = await client.query(
@@ -190,25 +203,30 @@ export async function dropSlot(client: pg.ClientBase, slotName: string, log: Log
 /**
  * Create a pgoutput slot on a replication connection and export its snapshot. `temporary`
  * slots vanish with the connection (used by snapshot mode initial_only, which never streams).
+ * Creating one waits until every transaction running at its start (in any database) has ended:
+ * while it waits, the transactions are named in the log (slotWait), and `signal` cancels it.
  */
 export async function createSlotWithSnapshot(
   connection: pg.ClientConfig,
   slotName: string,
   log: Logger,
-  opts: { temporary?: boolean } = {},
+  opts: { temporary?: boolean; signal?: AbortSignal } = {},
 ): Promise<ExportedSlot> {
   const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions() } as pg.ClientConfig);
   // An 'error' event without a listener would crash the process; failures surface through queries.
   client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
   await client.connect();
   let rows;
+  const wait = slotWait(connection, (client as unknown as { processID: number }).processID, slotName, log, opts);
   try {
     ({ rows } = await client.query(
       `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} ${opts.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput (SNAPSHOT 'export')`,
     ));
   } catch (err) {
     await client.end().catch(() => {});
-    throw err;
+    throw opts.signal?.aborted ? new SourceError(`creating replication slot "${slotName}" was cancelled: the connector is stopping`, { cause: err, context: { slot: slotName } }) : err;
+  } finally {
+    wait.end();
   }
   const consistentPoint = parseLsn(rows[0].consistent_point);
   const snapshotName = rows[0].snapshot_name as string;
@@ -226,14 +244,67 @@ export async function createSlotWithSnapshot(
   };
 }
 
+/** The first note of a slot creation still waiting, then one a minute. */
+const SLOT_WAIT_NOTE_MS = 3_000;
+const SLOT_WAIT_REPEAT_MS = 60_000;
+
+/**
+ * While the walsender `pid` creates a slot: after a few seconds, and every minute, the
+ * transactions it may be waiting for (those holding an xid, oldest first) are logged, since
+ * nothing streams meanwhile; on `signal`, the creation is cancelled (pg_cancel_backend), as
+ * the wait does not end by itself. Read on connections of their own: the replication one is busy.
+ */
+function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal }): { end(): void } {
+  const onAdmin = async (sql: string, params: unknown[]) => {
+    const c = new pg.Client({ ...connection, options: sourceSessionOptions() } as pg.ClientConfig);
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      return (await c.query(sql, params)).rows;
+    } finally {
+      await c.end().catch(() => {});
+    }
+  };
+  const started = Date.now();
+  const note = async () => {
+    const rows = await onAdmin(
+      `SELECT pid, datname, state, xact_start::text AS since, application_name AS app, left(query, 120) AS query
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> $1 ORDER BY xact_start LIMIT 5`,
+      [pid],
+    );
+    const o = rows[0];
+    // Other roles' transactions show only to a role with pg_read_all_stats: the wait is said all the same.
+    const oldest = o ? `the oldest: pid ${o.pid} in database ${o.datname}, ${o.state} since ${o.since}` : 'none of them visible to this role (pg_read_all_stats shows them)';
+    log.warn(
+      { slot: slotName, waitedSeconds: Math.round((Date.now() - started) / 1000), transactions: rows, remedy: 'end those transactions (COMMIT, ROLLBACK, or pg_terminate_backend(pid)); nothing is streamed until the slot exists' },
+      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended), ${oldest}`,
+    );
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (ms: number) => {
+    timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);
+  };
+  schedule(SLOT_WAIT_NOTE_MS);
+  const cancel = () => void onAdmin('SELECT pg_cancel_backend($1)', [pid]).catch((err: unknown) => log.debug({ err }, 'cancelling the slot creation failed'));
+  opts.signal?.addEventListener('abort', cancel, { once: true });
+  if (opts.signal?.aborted) cancel();
+  return {
+    end() {
+      clearTimeout(timer);
+      timer = undefined;
+      opts.signal?.removeEventListener('abort', cancel);
+    },
+  };
+}
+
 /**
  * A temporary slot exporting a snapshot, for `purpose` (named in errors). Every slot or WAL
  * sender taken is said with the remedy and retried with the session (a slot freed goes on by
  * itself), as is a slot of that name still held by an earlier session's connection (it goes with it).
  */
-export async function createTemporarySlot(connection: pg.ClientConfig, slotName: string, purpose: string, log: Logger): Promise<ExportedSlot> {
+export async function createTemporarySlot(connection: pg.ClientConfig, slotName: string, purpose: string, log: Logger, signal?: AbortSignal): Promise<ExportedSlot> {
   try {
-    return await createSlotWithSnapshot(connection, slotName, log, { temporary: true });
+    return await createSlotWithSnapshot(connection, slotName, log, { temporary: true, signal });
   } catch (err) {
     const code = (err as { code?: string })?.code;
     const context = { slot: slotName, sqlstate: code };

@@ -36,7 +36,18 @@ export function slotProblems(f: StatusFacts): Problem[] {
     out.push({ level: 'WARN', object, message: `the slot retains more WAL than max_wal_size (wal_status = extended${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left before it is lost` : ''})` });
   }
   if (!s.active && s.walStatus !== 'lost') {
-    out.push({ level: 'WARN', object, message: 'no walsender streams from the slot: the source connector is not running', remedy: 'start the source connector' });
+    // A running connector holds no walsender while it copies a snapshot (a table's own included): a stopped one looks the same.
+    const copying = f.tables.filter((t) => t.marker?.kind === 'started' || t.sinkState === 'snapshotting').map((t) => t.table);
+    out.push(
+      copying.length === 0
+        ? { level: 'WARN', object, message: 'no walsender streams from the slot: the source connector is not running', remedy: 'start the source connector' }
+        : {
+            level: 'WARN',
+            object,
+            message: `no walsender streams from the slot: the source connector is not running, or copying the snapshot of ${copying.slice(0, 5).join(', ')}${copying.length > 5 ? ` and ${copying.length - 5} more` : ''} (the changes wait in the slot meanwhile)`,
+            remedy: 'start the source connector if it is not running (its log says which)',
+          },
+    );
   }
   if (s.walRetainedBytes !== null && s.walRetainedBytes > f.walRetentionWarnBytes) {
     out.push({ level: 'WARN', object, message: `the slot retains ${formatBytes(s.walRetainedBytes)} of WAL on the source (warning threshold ${formatBytes(f.walRetentionWarnBytes)})`, remedy: 'watch the source disk; fix what keeps the source connector or the sink from advancing' });

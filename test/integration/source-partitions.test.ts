@@ -174,6 +174,25 @@ test('a partition ATTACHed with rows while the connector was stopped (or detache
   await assertRowsEqualTable(client, 'm', finalState(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic)).values());
 });
 
+test('a selected table with changes in the slot, ATTACHed to a selected partitioned table while the connector was stopped: the changes under its own name are in the table\'s own snapshot, not a stop', async (t) => {
+  const { client, config } = await setup(t, `
+    CREATE TABLE m (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);
+    CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1);
+    CREATE TABLE m2 (LIKE m INCLUDING ALL);
+    INSERT INTO m VALUES (1, 1, 'jan'); INSERT INTO m2 VALUES (5, 2, 'feb'), (6, 2, 'feb');
+    CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (1)`);
+  const first = await start(t, config);
+  await first.stop();
+  // Published as a table of its own, unconfirmed; then a partition (a transaction of its own: told from PARTITION OF).
+  await client.query(`UPDATE m2 SET v = 'before the attach' WHERE id = 5; DELETE FROM m2 WHERE id = 6`);
+  await client.query(`ALTER TABLE m ATTACH PARTITION m2 FOR VALUES IN (2)`);
+  // kept keeps its snapshot: m is snapshotted alone, from the kept slot.
+  const conn = await start(t, config);
+  await client.query(`INSERT INTO m VALUES (7, 2, 'streamed')`);
+  await caughtUp(conn, await walLsn(client));
+  await assertRowsEqualTable(client, 'm', finalState(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), `${config.topicPrefix}.public.m`)).values());
+});
+
 test('a partition ATTACHed while a session is being retried: the retried session snapshots the table again, whole, also after a column was added while streaming', async (t) => {
   const { client, config } = await setup(t, `
     CREATE TABLE m (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);

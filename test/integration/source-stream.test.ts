@@ -298,6 +298,26 @@ test("a table's changes the slot holds from before its own snapshot are not repl
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test("a table out of the publication by hand, retyped meanwhile, with changes of its old shape in the slot: its own snapshot is streamed on, no type-change stop", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE back (id int PRIMARY KEY, n int);
+    INSERT INTO kept VALUES (1, 'k'); INSERT INTO back SELECT g, g FROM generate_series(1, 5) g`);
+  await conn.stop();
+  await client.query(`UPDATE back SET n = 100 WHERE id = 2`);
+  await client.query(`ALTER PUBLICATION ${config.publicationName} DROP TABLE back`);
+  await client.query(`ALTER TABLE back ALTER COLUMN n TYPE bigint; UPDATE back SET n = 5000000000 WHERE id = 3`);
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  let failed: unknown = null;
+  again.done.catch((err) => (failed = err));
+  await streaming(again);
+  await client.query(`UPDATE back SET n = 6000000000 WHERE id = 4; INSERT INTO kept VALUES (2, 'streamed')`);
+  const end = await walLsn(client);
+  await waitFor('caught up, or stopped', () => failed !== null || parseLsn(again.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 30_000, intervalMs: 50 });
+  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  await assertRowsEqualTable(client, 'back', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.back`)).values());
+  await dropSlotAfter(again, client, config.slotName);
+});
+
 test("a table created while the connector was stopped is snapshotted alone at the next start; without a spare slot for that, the session says so and retries", async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
   await conn.stop();
@@ -331,6 +351,28 @@ test("a table created while the connector was stopped is snapshotted alone at th
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test("a table's own snapshot waiting for a transaction open since before it: the wait names the transaction, and a stop ends it", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept VALUES (1, 'k')`);
+  await conn.stop();
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added VALUES (1, 'a')`);
+  const open = new pg.Client({ connectionString: config.source.url, application_name: 'left-open' });
+  await open.connect();
+  t.after(() => open.end());
+  // Holding an xid: the temporary slot's snapshot waits for it to end.
+  await open.query(`BEGIN; UPDATE kept SET v = 'open' WHERE id = 1`);
+  const { logger, lines } = capturingLogger();
+  const again = await startSourceConnector(config, logger);
+  t.after(() => again.stop());
+  const pid = (await open.query(`SELECT pg_backend_pid() AS p`)).rows[0].p as number;
+  await waitFor('the wait said', () => lines().some((l) => l.includes(`waits for the transactions running when it began to end`) && l.includes(`the oldest: pid ${pid}`) && l.includes('left-open')), { timeoutMs: 20_000, intervalMs: 50 });
+  let done = false;
+  void again.stop().then(() => (done = true));
+  await waitFor('stopped while the transaction is still open', () => done, { timeoutMs: 10_000, intervalMs: 50 });
+  assert.equal((await client.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE '%\\_own'`)).rows[0].n, 0, 'the temporary slot went with its connection');
+  await open.query('ROLLBACK');
+  await waitFor(`slot ${config.slotName} dropped`, () => client.query('SELECT pg_drop_replication_slot($1)', [config.slotName]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
+});
+
 test('a table taken out of the selection while the slot holds changes of it: those are left out with a warning, the stream goes on', async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
     INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);
@@ -346,6 +388,31 @@ test('a table taken out of the selection while the slot holds changes of it: tho
   await caughtUp(without, await walLsn(client));
   assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
   assert.ok(lines().some((l) => l.includes('1 change(s) of public.gone, no longer selected, were left out of the stream')), lines().join('\n'));
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.kept`)).values());
+  await dropSlotAfter(without, client, config.slotName);
+});
+
+test('a table taken out of the selection, written by a transaction open across the start that took it out: left out when it commits, not a stop', async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
+    INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);
+  await conn.stop();
+  const open = new pg.Client({ connectionString: config.source.url });
+  await open.connect();
+  t.after(() => open.end());
+  // Written while the publication lists the table: pgoutput decodes it with that catalog, whenever it commits.
+  await open.query(`BEGIN; UPDATE gone SET v = 'in a transaction open across the start'`);
+  const { logger, lines } = capturingLogger();
+  const without = await startSourceConnector({ ...config, tables: { ...config.tables, exclude: ['public.gone'] } }, logger);
+  t.after(() => without.stop());
+  let failed: unknown = null;
+  without.done.catch((err) => (failed = err));
+  await streaming(without);
+  await open.query(`INSERT INTO kept VALUES (2, 'same transaction'); COMMIT`);
+  await client.query(`INSERT INTO kept VALUES (3, 'streamed')`);
+  const end = await walLsn(client);
+  await waitFor('caught up, or stopped', () => failed !== null || parseLsn(without.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 30_000, intervalMs: 50 });
+  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  assert.ok(lines().some((l) => l.includes('changes of public.gone, no longer selected, in transaction') && l.includes('are left out')), lines().join('\n'));
   await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.kept`)).values());
   await dropSlotAfter(without, client, config.slotName);
 });

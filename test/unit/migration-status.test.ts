@@ -153,6 +153,12 @@ test('slot problems: lost and unreserved fail; missing fails once the migration 
   assert.equal(idle.ok, true);
   assert.deepEqual(idle.problems.map((p) => p.level), ['WARN', 'WARN']);
   assert.match(idle.problems[1].message, /retains 2\.0 GiB/);
+
+  // A table's own snapshot (or the first one) is copied with no walsender on the slot: said as a maybe, not only "not running".
+  const copying = buildStatus(facts({ slot: slot({ active: false }), tables: [{ table: 'public.added', topic: 'sb.public.added', destination: 'public.added', sinkState: 'snapshotting', marker: { kind: 'started', topic: 'sb.public.added', estimatedRows: 5 } }] }), null);
+  const said = copying.problems.find((p) => /no walsender/.test(p.message));
+  assert.match(said?.message ?? '', /not running, or copying the snapshot of public\.added \(the changes wait in the slot meanwhile\)/);
+  assert.match(said?.remedy ?? '', /start the source connector if it is not running/);
 });
 
 test('Kafka unreadable: catch-up and totals are unknown, not caught up', () => {

@@ -27,7 +27,7 @@ import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
-  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, type SnapshotState,
+  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted,
 } from './control-topics.ts';
 import { LsnTracker } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
@@ -36,14 +36,15 @@ import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, type ExportedSlot } from './slot.ts';
+import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus } from './slot.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
-import { runSnapshot, snapshotVersions } from './snapshot.ts';
+import { snapshotVersions } from './snapshot.ts';
+import { takeOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
-import { truncateRecords, type TruncateFanout } from './envelope.ts';
+import type { TruncateFanout } from './envelope.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -266,7 +267,7 @@ class ConnectorRun {
       await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
       const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log, this.abort.signal);
       try {
-        await this.snapshot(exported);
+        await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
       } finally {
         await exported.release();
       }
@@ -318,13 +319,13 @@ class ConnectorRun {
     let ownPoint: bigint | null = null;
     if (!slot) {
       const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
-      if (earlier) await this.truncateBeforeResnapshot();
+      if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
       const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
       try {
         const marker = slotCreated(cfg.slotName, exported.consistentPoint);
         this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
         await this.publisher.barrier();
-        if (cfg.snapshot.mode === 'initial') await this.snapshot(exported);
+        if (cfg.snapshot.mode === 'initial') await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
       } finally {
         await exported.release();
       }
@@ -332,34 +333,13 @@ class ConnectorRun {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     } else if (own.length > 0) {
-      ownPoint = await this.ownSnapshot(own, state);
+      ownPoint = await takeOwnSnapshot(this.snapshotContext(), snapshotVersions(this.versions.all(), own), state);
     }
     if (this.stopping) return;
     const from = slot!.confirmedFlushLsn;
     const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
     if (ownPoint !== null) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownPoint });
     await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore: aligned.lsn, runningAtAlignment: aligned.running, partitions: new Map(partitions.map((p) => [p.name, p.rootName])) });
-  }
-
-  /**
-   * Tables added to the selection (or back in it) while the slot is kept: each is snapshotted
-   * on its own, after a truncate into its topic when it had a snapshot before, from a temporary
-   * slot's exported snapshot. The stream then resumes from the kept slot, leaving out these
-   * tables' changes committed before that snapshot's point (skip-points.ts): the other tables
-   * are not read again. Their changes wait in the slot meanwhile. Returns the snapshot's point.
-   */
-  private async ownSnapshot(tables: TableInfo[], state: SnapshotState): Promise<bigint> {
-    const cfg = this.config;
-    const versions = snapshotVersions(this.versions.all(), tables);
-    const earlier = versions.filter((v) => state.tables.has(v.qualified));
-    if (earlier.length > 0) await this.truncateBeforeResnapshot(earlier);
-    const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_own`, 'a table\'s own snapshot', this.log, this.abort.signal);
-    try {
-      await this.snapshot(exported, { tables: versions, markerSlot: cfg.slotName });
-    } finally {
-      await exported.release();
-    }
-    return exported.consistentPoint;
   }
 
   /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */
@@ -380,64 +360,21 @@ class ConnectorRun {
     return snapshotVersions(this.versions.all(), this.source.tables);
   }
 
-  /**
-   * A snapshot that replaces an earlier one (cut short, or from a slot dropped to take it
-   * again) is preceded by a truncate of every table into its topic (all partitions, as a
-   * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
-   * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
-   * stay at the destination: the new snapshot has no record of rows that are gone.
-   * The same id every time, told apart by the session's delivery: a fan-out cut short by a
-   * crash is then abandoned by the next attempt's copies, not waited for forever.
-   */
-  private async truncateBeforeResnapshot(tables = this.selectedVersions()): Promise<void> {
-    const tsMs = Date.now();
-    tables.forEach((v) => {
-      const source = v.schemas.sourceFor({ db: this.source.database, tsMs });
-      const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, this.truncateFanout(v.topic), 'resnapshot');
-      this.publisher.publishFanout(v, value, keys, null);
-    });
-    await this.publisher.barrier();
-    this.log.warn({ tables: tables.map((v) => v.qualified) }, 'a truncate of each table went to its topic before its new snapshot: the sink empties these destination tables and applies the snapshot again');
-  }
-
-  /** `markerSlot`: the slot the markers name (a table's own snapshot is read from a temporary slot, for the kept one's stream). */
-  private async snapshot(exported: ExportedSlot, only?: { tables: TableVersion[]; markerSlot: string }): Promise<void> {
-    const cfg = this.config;
-    this.setPhase('snapshot');
-    const started = Date.now();
-    const tables = only?.tables ?? this.selectedVersions();
-    const slotName = only?.markerSlot ?? exported.slotName;
-    const rows = await runSnapshot({
-      connection: this.source.connection,
-      snapshotName: exported.snapshotName,
-      readers: cfg.snapshot.parallelReaders,
-      chunkSize: cfg.snapshot.chunkSize,
-      tables,
+  private snapshotContext(): SnapshotRunContext {
+    return {
+      config: this.config,
+      source: this.source,
       publisher: this.publisher,
-      db: this.source.database,
-      consistentPoint: exported.consistentPoint,
-      transcode: cfg.transcode,
-      log: this.log,
+      admin: this.admin,
+      topics: this.topics,
       metrics: this.metrics,
+      log: this.log,
       signal: this.abort.signal,
-      onImported: () => exported.release(),
-      onTableStarted: (v, estimatedRows) => {
-        const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: slotName, consistentPoint: exported.consistentPoint, estimatedRows });
-        this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
-      },
-      onTableRead: async (v, count) => {
-        await this.publisher.barrier();
-        const endOffsets = await settledEndOffsets(this.admin, v.topic, this.log);
-        const attached = this.source.tables.some((t) => t.relid === v.relid && t.partitioned) ? (this.attached.get(v.qualified) ?? []) : undefined;
-        const m = snapshotCompleted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: slotName, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached });
-        this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
-      },
-    });
-    await this.publisher.barrier();
-    await this.publishSequences('snapshot');
-    const total = [...rows.values()].reduce((a, b) => a + b, 0);
-    const secs = (Date.now() - started) / 1000;
-    this.log.info({ tables: rows.size, rows: total, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(total / Math.max(secs, 0.001)) }, 'snapshot completed');
+      attached: () => this.attached,
+      truncateFanout: (topic) => this.truncateFanout(topic),
+      publishSequences: () => this.publishSequences('snapshot'),
+      onSnapshotPhase: () => this.setPhase('snapshot'),
+    };
   }
 
   private async streamFrom(confirmed: bigint | null, skip: SkipPoints): Promise<void> {

@@ -1,0 +1,116 @@
+/**
+ * A session's snapshots, around snapshot.ts's copy: the markers in `__snapshot` (started,
+ * completed with each partition's end offset), the truncate sent before a snapshot that
+ * replaces an earlier one, the sequence values after it, and a table's own snapshot from a
+ * temporary slot while the connector's slot is kept (connector.ts decides which).
+ */
+import type { Logger } from '../shared/logger.ts';
+import type { Metrics } from '../shared/metrics.ts';
+import type { Admin } from '../shared/kafka/client.ts';
+import type { SourceConfig } from './config.ts';
+import { settledEndOffsets, snapshotCompleted, snapshotStarted, type ControlTopics, type SnapshotState } from './control-topics.ts';
+import { truncateRecords, type TruncateFanout } from './envelope.ts';
+import type { Publisher } from './publisher.ts';
+import { createTemporarySlot, type ExportedSlot } from './slot.ts';
+import { runSnapshot } from './snapshot.ts';
+import type { SourceSession } from './source-session.ts';
+import type { TableVersion } from './table-versions.ts';
+
+export interface SnapshotRunContext {
+  config: SourceConfig;
+  source: SourceSession;
+  publisher: Publisher;
+  admin: Admin;
+  topics: ControlTopics;
+  metrics: Metrics;
+  log: Logger;
+  signal: AbortSignal;
+  /** Per partitioned table, its ATTACHed partitions as this session found them (partitions.ts). */
+  attached(): ReadonlyMap<string, string[]>;
+  truncateFanout(topic: string): TruncateFanout;
+  publishSequences(): Promise<void>;
+  onSnapshotPhase(): void;
+}
+
+/**
+ * Copy `tables` from the exported snapshot into their topics, with their markers. `markerSlot`:
+ * the slot the markers name (a table's own snapshot is read from a temporary slot, for the kept
+ * one's stream).
+ */
+export async function takeSnapshot(ctx: SnapshotRunContext, exported: ExportedSlot, tables: TableVersion[], markerSlot = exported.slotName): Promise<void> {
+  const { config: cfg, publisher, log } = ctx;
+  ctx.onSnapshotPhase();
+  const started = Date.now();
+  const attached = ctx.attached();
+  const rows = await runSnapshot({
+    connection: ctx.source.connection,
+    snapshotName: exported.snapshotName,
+    readers: cfg.snapshot.parallelReaders,
+    chunkSize: cfg.snapshot.chunkSize,
+    tables,
+    publisher,
+    db: ctx.source.database,
+    consistentPoint: exported.consistentPoint,
+    transcode: cfg.transcode,
+    log,
+    metrics: ctx.metrics,
+    signal: ctx.signal,
+    onImported: () => exported.release(),
+    onTableStarted: (v, estimatedRows) => {
+      const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: markerSlot, consistentPoint: exported.consistentPoint, estimatedRows });
+      publisher.publishRaw(ctx.topics.snapshot, m.key, m.value);
+    },
+    onTableRead: async (v, count) => {
+      await publisher.barrier();
+      const endOffsets = await settledEndOffsets(ctx.admin, v.topic, log);
+      const partitions = ctx.source.tables.some((t) => t.relid === v.relid && t.partitioned) ? (attached.get(v.qualified) ?? []) : undefined;
+      const m = snapshotCompleted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: markerSlot, consistentPoint: exported.consistentPoint, rows: count, endOffsets, attached: partitions });
+      publisher.publishRaw(ctx.topics.snapshot, m.key, m.value);
+    },
+  });
+  await publisher.barrier();
+  await ctx.publishSequences();
+  const total = [...rows.values()].reduce((a, b) => a + b, 0);
+  const secs = (Date.now() - started) / 1000;
+  log.info({ tables: rows.size, rows: total, seconds: Math.round(secs * 10) / 10, rowsPerSecond: Math.round(total / Math.max(secs, 0.001)) }, 'snapshot completed');
+}
+
+/**
+ * A snapshot that replaces an earlier one (cut short, or from a slot dropped to take it
+ * again) is preceded by a truncate of each of its tables into its topic (all partitions, as a
+ * source TRUNCATE): the sink empties the destination tables first. Otherwise a row the earlier
+ * snapshot sent, or that was there when the dropped slot's unstreamed WAL deleted it, would
+ * stay at the destination: the new snapshot has no record of rows that are gone.
+ * The same id every time, told apart by the session's delivery: a fan-out cut short by a
+ * crash is then abandoned by the next attempt's copies, not waited for forever.
+ */
+export async function truncateBeforeResnapshot(ctx: SnapshotRunContext, tables: TableVersion[]): Promise<void> {
+  const tsMs = Date.now();
+  for (const v of tables) {
+    const source = v.schemas.sourceFor({ db: ctx.source.database, tsMs });
+    const { value, keys } = truncateRecords({ schemas: v.schemas, source, tsMs, tombstones: false }, ctx.truncateFanout(v.topic), 'resnapshot');
+    ctx.publisher.publishFanout(v, value, keys, null);
+  }
+  await ctx.publisher.barrier();
+  ctx.log.warn({ tables: tables.map((v) => v.qualified) }, 'a truncate of each table went to its topic before its new snapshot: the sink empties these destination tables and applies the snapshot again');
+}
+
+/**
+ * Tables added to the selection (or back in it) while the slot is kept: each is snapshotted
+ * on its own, after a truncate into its topic when it had a snapshot before, from a temporary
+ * slot's exported snapshot. The stream then resumes from the kept slot, leaving out these
+ * tables' changes committed before that snapshot's point (skip-points.ts): the other tables
+ * are not read again. Their changes wait in the slot meanwhile. Returns the snapshot's point.
+ */
+export async function takeOwnSnapshot(ctx: SnapshotRunContext, versions: TableVersion[], state: SnapshotState): Promise<bigint> {
+  const slot = ctx.config.slotName;
+  const earlier = versions.filter((v) => state.tables.has(v.qualified));
+  if (earlier.length > 0) await truncateBeforeResnapshot(ctx, earlier);
+  const exported = await createTemporarySlot(ctx.source.connection, `${slot.slice(0, 58)}_own`, "a table's own snapshot", ctx.log, ctx.signal);
+  try {
+    await takeSnapshot(ctx, exported, versions, slot);
+  } finally {
+    await exported.release();
+  }
+  return exported.consistentPoint;
+}

@@ -373,20 +373,26 @@ test("a table's own snapshot waiting for a transaction open since before it: the
   await waitFor(`slot ${config.slotName} dropped`, () => client.query('SELECT pg_drop_replication_slot($1)', [config.slotName]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
 });
 
+/** The connector started again with `table` excluded, streaming; `failed()` is its failure, if any. */
+async function streamingWithout(t: TestContext, config: SourceConfig, table: string): Promise<{ without: SourceConnector; lines: () => string[]; failed: () => unknown }> {
+  const { logger, lines } = capturingLogger();
+  const without = await startSourceConnector({ ...config, tables: { ...config.tables, exclude: [table] } }, logger);
+  t.after(() => without.stop());
+  let failure: unknown = null;
+  without.done.catch((err) => (failure = err));
+  await streaming(without);
+  return { without, lines, failed: () => failure };
+}
+
 test('a table taken out of the selection while the slot holds changes of it: those are left out with a warning, the stream goes on', async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE gone (id int PRIMARY KEY, v text);
     INSERT INTO kept VALUES (1, 'k'); INSERT INTO gone VALUES (1, 'g')`);
   await conn.stop();
   await client.query(`UPDATE gone SET v = 'changed while stopped'; INSERT INTO kept VALUES (2, 'while stopped')`);
-  const { logger, lines } = capturingLogger();
-  const without = await startSourceConnector({ ...config, tables: { ...config.tables, exclude: ['public.gone'] } }, logger);
-  t.after(() => without.stop());
-  let failed: unknown = null;
-  without.done.catch((err) => (failed = err));
-  await streaming(without);
+  const { without, lines, failed } = await streamingWithout(t, config, 'public.gone');
   await client.query(`INSERT INTO kept VALUES (3, 'streamed'); UPDATE gone SET v = 'not published'`);
   await caughtUp(without, await walLsn(client));
-  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  assert.equal(failed(), null, `the connector stopped: ${(failed() as Error | null)?.message}`);
   assert.ok(lines().some((l) => l.includes('1 change(s) of public.gone, no longer selected, were left out of the stream')), lines().join('\n'));
   await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.kept`)).values());
   await dropSlotAfter(without, client, config.slotName);
@@ -401,17 +407,12 @@ test('a table taken out of the selection, written by a transaction open across t
   t.after(() => open.end());
   // Written while the publication lists the table: pgoutput decodes it with that catalog, whenever it commits.
   await open.query(`BEGIN; UPDATE gone SET v = 'in a transaction open across the start'`);
-  const { logger, lines } = capturingLogger();
-  const without = await startSourceConnector({ ...config, tables: { ...config.tables, exclude: ['public.gone'] } }, logger);
-  t.after(() => without.stop());
-  let failed: unknown = null;
-  without.done.catch((err) => (failed = err));
-  await streaming(without);
+  const { without, lines, failed } = await streamingWithout(t, config, 'public.gone');
   await open.query(`INSERT INTO kept VALUES (2, 'same transaction'); COMMIT`);
   await client.query(`INSERT INTO kept VALUES (3, 'streamed')`);
   const end = await walLsn(client);
-  await waitFor('caught up, or stopped', () => failed !== null || parseLsn(without.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 30_000, intervalMs: 50 });
-  assert.equal(failed, null, `the connector stopped: ${(failed as Error | null)?.message}`);
+  await waitFor('caught up, or stopped', () => failed() !== null || parseLsn(without.state().confirmedLsn ?? '0/0') >= end, { timeoutMs: 30_000, intervalMs: 50 });
+  assert.equal(failed(), null, `the connector stopped: ${(failed() as Error | null)?.message}`);
   assert.ok(lines().some((l) => l.includes('changes of public.gone, no longer selected, in transaction') && l.includes('are left out')), lines().join('\n'));
   await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.kept`)).values());
   await dropSlotAfter(without, client, config.slotName);

@@ -191,6 +191,9 @@ export interface StatusReport {
 export function tableStatus(t: TableFacts, partitions: readonly PartitionFacts[]): TableStatus {
   const base = { table: t.table, destination: t.destination, topic: t.topic, rows: t.marker?.rows ?? t.rowsExpected ?? t.marker?.estimatedRows ?? null, applied: null, of: null };
   const applied = (p: number) => partitions.find((x) => x.topic === t.topic && x.partition === p)?.applied ?? 0;
+  // A snapshot started since the sink last marked the table complete (a table's own snapshot
+  // taken again): the sink has not read that marker yet, and the table is being copied again.
+  if (t.marker?.kind === 'started') return { ...base, state: 'snapshotting' };
   if (t.sinkState === 'complete') return { ...base, state: 'complete' };
   const ends = t.marker?.kind === 'completed' ? t.marker.endOffsets ?? [] : null;
   if (ends) {
@@ -199,7 +202,7 @@ export function tableStatus(t: TableFacts, partitions: readonly PartitionFacts[]
     return { ...base, state: done >= of ? 'complete' : 'applying', applied: done, of };
   }
   if (t.sinkState === 'applying') return { ...base, state: 'applying' };
-  if (t.marker?.kind === 'started' || t.sinkState === 'snapshotting') return { ...base, state: 'snapshotting' };
+  if (t.sinkState === 'snapshotting') return { ...base, state: 'snapshotting' };
   return { ...base, state: 'not started' };
 }
 

@@ -75,6 +75,8 @@ test('snapshot state per table: from the sink row, else the marker and the appli
   const done = tableStatus({ ...base, sinkState: null, marker: { kind: 'completed', topic: base.topic, rows: 2, endOffsets: [{ partition: 0, offset: '10' }] } }, parts);
   assert.equal(done.state, 'complete');
   assert.equal(tableStatus({ ...base, sinkState: 'complete', rowsExpected: 7 }, []).rows, 7);
+  // The latest marker says a new snapshot started: the sink's complete row is of the one before.
+  assert.equal(tableStatus({ ...base, sinkState: 'complete', marker: { kind: 'started', topic: base.topic, estimatedRows: 90 } }, parts).state, 'snapshotting');
 });
 
 test('catch-up: caught up, catching up with an ETA, falling behind, not applying, unknown without a second sample', () => {

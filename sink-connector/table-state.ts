@@ -35,8 +35,6 @@ export interface TypeMismatch {
 /** An ApplyTable's cache key: its destination table (a prefix `invalidate` matches) and source key. */
 /** Up to this many tables read at start are reported a line each (else counted in one). */
 const TABLES_REPORTED_EACH = 20;
-/** Destination catalogs read per round of queries at start (destination-catalog.ts, readDestinationTables). */
-const CATALOGS_AT_ONCE = 500;
 
 const applyTableKey = (version: TableVersion, sourceKey: readonly string[]): string => `${version.destId}\u0000${sourceKey.join('\u0000')}`;
 
@@ -127,17 +125,13 @@ export class TableStates {
     // Over many tables (a schema per tenant: thousands), a line each is noise: one line counts them.
     const each = tables.length <= TABLES_REPORTED_EACH;
     const kinds = new Map<string, number>();
-    for (let at = 0; at < tables.length; at += CATALOGS_AT_ONCE) {
-      const chunk = tables.slice(at, at + CATALOGS_AT_ONCE);
-      const read = await readDestinationTables(client, chunk.map((t) => ({ schema: t.schema, name: t.table })), this.opts.citus);
-      for (const dest of read) {
-        const name = `${dest.schema}.${dest.name}`;
-        if (!dest.exists) missing.push(name);
-        else {
-          this.report(dest, each ? 'info' : 'debug');
-          kinds.set(dest.citus, (kinds.get(dest.citus) ?? 0) + 1);
-          if (dest.citus === 'local') local.push(name);
-        }
+    for (const dest of await readDestinationTables(client, tables.map((t) => ({ schema: t.schema, name: t.table })), this.opts.citus)) {
+      const name = `${dest.schema}.${dest.name}`;
+      if (!dest.exists) missing.push(name);
+      else {
+        this.report(dest, each ? 'info' : 'debug');
+        kinds.set(dest.citus, (kinds.get(dest.citus) ?? 0) + 1);
+        if (dest.citus === 'local') local.push(name);
       }
     }
     if (!each && kinds.size > 0) {

@@ -288,30 +288,31 @@ class ConnectorRun {
       if (lost) throw lost;
     }
     let own: TableInfo[] = [];
-    const keepSlot = slot !== null && slot.confirmedFlushLsn !== null && verdict.incomplete.length < this.source.tables.length;
-    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0 && keepSlot) {
-      const why = describeResnapshot(verdict.incomplete, { slotKept: true });
+    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
+      const confirmed = slot.confirmedFlushLsn;
+      const slotKept = confirmed !== null && verdict.incomplete.length < this.source.tables.length;
+      const why = describeResnapshot(verdict.incomplete, { slotKept });
       this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
-      const names = new Set(verdict.incomplete.map((i) => i.table));
-      own = this.source.tables.filter((t) => names.has(qualified(t)));
-      // Said before the publication changes: a stop before their snapshots complete leaves
-      // them started, so that the next start takes them again (a table back in the
-      // publication no longer shows as missing from it).
-      for (const v of snapshotVersions(this.versions.all(), own)) {
-        const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: cfg.slotName, consistentPoint: slot.confirmedFlushLsn!, estimatedRows: 0 });
-        this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
+      if (slotKept) {
+        const names = new Set(verdict.incomplete.map((i) => i.table));
+        own = this.source.tables.filter((t) => names.has(qualified(t)));
+        // Said before the publication changes: a stop before their snapshots complete leaves
+        // them started, so that the next start takes them again (a table back in the
+        // publication no longer shows as missing from it).
+        for (const v of snapshotVersions(this.versions.all(), own)) {
+          const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: cfg.slotName, consistentPoint: confirmed, estimatedRows: 0 });
+          this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
+        }
+        await this.publisher.barrier();
+      } else {
+        // Said before the drop: a start that finds the slot gone after a stop in between (say,
+        // while the new slot waits for old transactions) knows the connector dropped it itself.
+        const forget = slotForgotten(cfg.slotName);
+        this.publisher.publishRaw(this.topics.snapshot, forget.key, forget.value);
+        await this.publisher.barrier();
+        await dropSlot(client, cfg.slotName, this.log);
+        slot = null;
       }
-      await this.publisher.barrier();
-    } else if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
-      const why = describeResnapshot(verdict.incomplete, { slotKept: false });
-      this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
-      // Said before the drop: a start that finds the slot gone after a stop in between (say,
-      // while the new slot waits for old transactions) knows the connector dropped it itself.
-      const forget = slotForgotten(cfg.slotName);
-      this.publisher.publishRaw(this.topics.snapshot, forget.key, forget.value);
-      await this.publisher.barrier();
-      await dropSlot(client, cfg.slotName, this.log);
-      slot = null;
     }
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
     // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.

@@ -50,13 +50,16 @@ export class SkipFilter {
   private readonly unselected = new Map<string, number>();
   /** False once every point is passed (or there was none). */
   active: boolean;
+  /** An own-snapshot point is still ahead: a selected table's changes are to be asked about (else only a relation without a version's). */
+  ownPending: boolean;
 
   constructor(points: SkipPoints, private readonly log: Logger) {
     this.tables = new Map(points.tables);
     this.unselectedBefore = points.unselectedBefore;
     this.partitions = points.partitions ?? new Map();
     this.running = points.runningAtAlignment ?? new Set();
-    this.active = this.tables.size > 0 || this.unselectedBefore !== null;
+    this.ownPending = this.tables.size > 0;
+    this.active = this.ownPending || this.unselectedBefore !== null;
   }
 
   /** A transaction committing at `commitLsn` begins: the points at or before it are passed. */
@@ -73,7 +76,8 @@ export class SkipFilter {
         this.log.warn({ table, leftOut: n }, `${n} change(s) of ${table}, no longer selected, were left out of the stream: committed while the publication still listed it`);
       }
     }
-    this.active = this.tables.size > 0 || this.unselectedBefore !== null;
+    this.ownPending = this.tables.size > 0;
+    this.active = this.ownPending || this.unselectedBefore !== null;
   }
 
   /**

@@ -172,12 +172,6 @@ export async function slotStatus(client: pg.ClientBase, slotName: string): Promi
   };
 }
 
-/** pg_current_wal_lsn(). */
-export async function currentWalLsn(client: pg.ClientBase): Promise<bigint> {
-  const { rows } = await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`);
-  return parseLsn(rows[0].lsn);
-}
-
 /**
  * Once the publication lists the selection: the WAL position, and the top-level xids running
  * (32 bits, as pgoutput's Begin gives them), read together. A change pgoutput sends later of a

@@ -328,7 +328,7 @@ export class ReplicationStream {
   private async relation(msg: Extract<PgoutputMessage, { tag: 'relation' }>): Promise<void> {
     const t = this.tx;
     // A selected table's Relation where its own snapshot holds its changes: it keeps the version that snapshot was read with (skip-points.ts).
-    if (t && this.skip.active && this.opts.versions.get(msg.relid) && this.skip.heldBySnapshot(this.opts.versions.nameOf(msg.relid)!, t.finalLsn)) return;
+    if (t && this.skip.ownPending && this.opts.versions.get(msg.relid) && this.skip.heldBySnapshot(this.opts.versions.nameOf(msg.relid)!, t.finalLsn)) return;
     const v = await this.opts.versions.onRelation(msg, t?.finalLsn ?? null);
     const e = this.tx?.tables.get(msg.relid);
     if (v && e && e.v !== v) {
@@ -372,8 +372,9 @@ export class ReplicationStream {
     let e = t.tables.get(relid);
     if (!e) {
       const v = this.opts.versions.get(relid);
-      // A relation without a version is an error unless left out: asked then even once every point passed.
-      if ((this.skip.active || !v) && this.skip.leavesOut(this.opts.versions.nameOf(relid), v !== undefined, t.finalLsn, t.xid)) return null;
+      // Asked for a selected table only while an own-snapshot point is ahead; for a relation
+      // without a version (an error unless left out) always.
+      if ((this.skip.ownPending || !v) && this.skip.leavesOut(this.opts.versions.nameOf(relid), v !== undefined, t.finalLsn, t.xid)) return null;
       if (!v) throw this.opts.versions.unknownRelation(relid);
       const source = v.schemas.sourceFor({ db: this.opts.db, tsMs: t.commitMs, txId: t.xid, lsn: t.finalLsn });
       e = { v, ctx: { schemas: v.schemas, source, tsMs: 0, tombstones: this.opts.tombstones }, count: 0 };

@@ -18,7 +18,7 @@ import { topicFor } from '../../source-connector/table-versions.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
 import type { TableInfo } from '../pg-types.ts';
 import {
-  mergeStalls, parseStalledMetric, splitStallError, type PartitionFacts, type SequenceSyncFacts, type SlotFacts, type SnapshotMarker, type StallFacts, type StatusFacts, type TableFacts,
+  markersNeeded, mergeStalls, parseStalledMetric, splitStallError, type PartitionFacts, type SequenceSyncFacts, type SlotFacts, type SnapshotMarker, type StallFacts, type StatusFacts, type TableFacts,
 } from './status.ts';
 import type { EndOffset } from './cutover.ts';
 
@@ -338,7 +338,7 @@ export async function gatherStatusFacts(inp: StatusInputs): Promise<StatusFacts>
     }
   }
   const snapshotTopic = controlTopicNames(source.topicPrefix).snapshot;
-  const allComplete = tableFacts.size > 0 && [...tableFacts.values()].every((t) => t.sinkState === 'complete');
+  const allComplete = !markersNeeded([...tableFacts.values()], facts.partitions, snapshotTopic);
   if (facts.kafka.ok && topics?.existing.has(snapshotTopic) && (inp.readMarkers || !allComplete)) {
     try {
       const markers = await readSnapshotMarkers(kafka, snapshotTopic, log);

@@ -187,15 +187,26 @@ export interface StatusReport {
   problems: Problem[];
 }
 
+/**
+ * Whether the `__snapshot` markers must be read: the sink's rows settle every table only when
+ * each says complete and the sink has applied the marker topic to its end (a marker it has not
+ * read yet, such as a table's own snapshot started again, is newer than its rows). Pure.
+ */
+export function markersNeeded(tables: readonly TableFacts[], partitions: readonly PartitionFacts[], snapshotTopic: string): boolean {
+  if (tables.length === 0 || tables.some((t) => t.sinkState !== 'complete')) return true;
+  return partitions.some((p) => p.topic === snapshotTopic && (p.applied === null || p.applied < p.end));
+}
+
 /** The snapshot state of one table from the marker and the sink's row. Pure. */
 export function tableStatus(t: TableFacts, partitions: readonly PartitionFacts[]): TableStatus {
   const base = { table: t.table, destination: t.destination, topic: t.topic, rows: t.marker?.rows ?? t.rowsExpected ?? t.marker?.estimatedRows ?? null, applied: null, of: null };
   const applied = (p: number) => partitions.find((x) => x.topic === t.topic && x.partition === p)?.applied ?? 0;
-  // A snapshot started since the sink last marked the table complete (a table's own snapshot
-  // taken again): the sink has not read that marker yet, and the table is being copied again.
+  // The latest marker, when read, is newer than the sink's row or as new: a snapshot started or
+  // completed since the sink marked the table complete (a table's own snapshot taken again, the
+  // sink stopped or behind) makes the table snapshotting, or applying until its end offsets.
   if (t.marker?.kind === 'started') return { ...base, state: 'snapshotting' };
-  if (t.sinkState === 'complete') return { ...base, state: 'complete' };
   const ends = t.marker?.kind === 'completed' ? t.marker.endOffsets ?? [] : null;
+  if (!ends && t.sinkState === 'complete') return { ...base, state: 'complete' };
   if (ends) {
     const of = ends.reduce((n, e) => n + Number(e.offset), 0);
     const done = ends.reduce((n, e) => n + Math.min(applied(e.partition), Number(e.offset)), 0);

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatBytes, formatDuration, renderTable } from '../../shared/migration/format.ts';
 import {
-  buildStatus, estimateCatchUp, mergeStalls, parseStalledMetric, sampleOf, splitStallError, tableStatus,
+  buildStatus, estimateCatchUp, markersNeeded, mergeStalls, parseStalledMetric, sampleOf, splitStallError, tableStatus,
   type PartitionFacts, type SlotFacts, type StallFacts, type StatusFacts,
 } from '../../shared/migration/status.ts';
 import { renderStatus } from '../../shared/migration/status-render.ts';
@@ -77,6 +77,20 @@ test('snapshot state per table: from the sink row, else the marker and the appli
   assert.equal(tableStatus({ ...base, sinkState: 'complete', rowsExpected: 7 }, []).rows, 7);
   // The latest marker says a new snapshot started: the sink's complete row is of the one before.
   assert.equal(tableStatus({ ...base, sinkState: 'complete', marker: { kind: 'started', topic: base.topic, estimatedRows: 90 } }, parts).state, 'snapshotting');
+  // ... or completed, its rows not applied yet: applying, not the complete of the one before.
+  const again = tableStatus({ ...base, sinkState: 'complete', marker: { kind: 'completed', topic: base.topic, rows: 3, endOffsets: [{ partition: 0, offset: '60' }] } }, parts);
+  assert.deepEqual([again.state, again.applied, again.of], ['applying', 40, 60]);
+});
+
+test('markers are read unless every table is complete and the sink has applied the __snapshot topic to its end', () => {
+  const t = (sinkState: string | null) => ({ table: 'public.t', topic: 'sb.public.t', destination: 'public.t', sinkState });
+  const snap = (applied: number | null) => [part('sb.__snapshot', 0, 12, applied), part('sb.public.t', 0, 100, 100)];
+  assert.equal(markersNeeded([t('complete')], snap(12), 'sb.__snapshot'), false);
+  // A marker the sink has not read (a table's own snapshot started again while it was stopped).
+  assert.equal(markersNeeded([t('complete')], snap(11), 'sb.__snapshot'), true);
+  assert.equal(markersNeeded([t('complete')], snap(null), 'sb.__snapshot'), true);
+  assert.equal(markersNeeded([t('complete'), t('applying')], snap(12), 'sb.__snapshot'), true);
+  assert.equal(markersNeeded([], snap(12), 'sb.__snapshot'), true);
 });
 
 test('catch-up: caught up, catching up with an ETA, falling behind, not applying, unknown without a second sample', () => {

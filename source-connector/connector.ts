@@ -36,7 +36,7 @@ import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus } from './slot.ts';
+import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, temporarySlotName } from './slot.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { takeOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
@@ -265,7 +265,7 @@ class ConnectorRun {
 
     if (cfg.snapshot.mode === 'initial_only') {
       await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-      const exported = await createTemporarySlot(this.source.connection, `${cfg.slotName.slice(0, 58)}_init`, 'snapshot mode initial_only', this.log, this.abort.signal);
+      const exported = await createTemporarySlot(this.source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', this.log, this.abort.signal);
       try {
         await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
       } finally {

@@ -6,6 +6,7 @@
  * 'export')`): the exported snapshot stays importable only while that connection is open and
  * runs no other command, so the caller keeps it until every snapshot reader has imported it.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
@@ -289,6 +290,18 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
       opts.signal?.removeEventListener('abort', cancel);
     },
   };
+}
+
+/**
+ * The name of a temporary slot beside `slotName` (63 bytes at most). A name too long for the
+ * suffix keeps a hash of the whole name, so that two slots alike in their first characters
+ * never take the same temporary slot. Pure.
+ */
+export function temporarySlotName(slotName: string, suffix: string): string {
+  const plain = `${slotName}_${suffix}`;
+  if (plain.length <= 63) return plain;
+  const hash = createHash('sha1').update(slotName).digest('hex').slice(0, 8);
+  return `${slotName.slice(0, 63 - suffix.length - hash.length - 2)}_${hash}_${suffix}`;
 }
 
 /**

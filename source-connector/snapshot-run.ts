@@ -11,7 +11,7 @@ import type { SourceConfig } from './config.ts';
 import { settledEndOffsets, snapshotCompleted, snapshotStarted, type ControlTopics, type SnapshotState } from './control-topics.ts';
 import { truncateRecords, type TruncateFanout } from './envelope.ts';
 import type { Publisher } from './publisher.ts';
-import { createTemporarySlot, type ExportedSlot } from './slot.ts';
+import { createTemporarySlot, temporarySlotName, type ExportedSlot } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 import type { SourceSession } from './source-session.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -106,7 +106,7 @@ export async function takeOwnSnapshot(ctx: SnapshotRunContext, versions: TableVe
   const slot = ctx.config.slotName;
   const earlier = versions.filter((v) => state.tables.has(v.qualified));
   if (earlier.length > 0) await truncateBeforeResnapshot(ctx, earlier);
-  const exported = await createTemporarySlot(ctx.source.connection, `${slot.slice(0, 58)}_own`, "a table's own snapshot", ctx.log, ctx.signal);
+  const exported = await createTemporarySlot(ctx.source.connection, temporarySlotName(slot, 'own'), "a table's own snapshot", ctx.log, ctx.signal);
   try {
     await takeSnapshot(ctx, exported, versions, slot);
   } finally {

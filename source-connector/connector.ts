@@ -39,7 +39,7 @@ import { setUpKafka } from './kafka-setup.ts';
 import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, temporarySlotName } from './slot.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { snapshotVersions } from './snapshot.ts';
-import { takeOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
+import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
@@ -67,6 +67,8 @@ export interface StartOptions {
   serveMetrics?: boolean;
   /** Told the number of selected tables once the start-up checks passed, before any work on them (run.ts tunes the heap by it). */
   onTables?: (count: number) => void;
+  /** Awaited before a table's own snapshot is copied beside the stream (a seam for tests: a long copy made to last). */
+  beforeOwnCopy?: () => Promise<void>;
 }
 
 const CONNECTOR_VERSION = readVersion();
@@ -87,7 +89,7 @@ export async function startSourceConnector(config: SourceConfig, logger: Logger,
     }
   }
   let phase: Phase = 'starting';
-  const run = new ConnectorRun(config, log, metrics, source, (p) => (phase = p));
+  const run = new ConnectorRun(config, log, metrics, source, (p) => (phase = p), opts.beforeOwnCopy);
   const done = run.main().then(
     async () => {
       phase = 'finished';
@@ -146,6 +148,7 @@ class ConnectorRun {
     private readonly metrics: Metrics,
     private readonly source: SourceSession,
     private readonly setPhase: (p: Phase) => void,
+    private readonly beforeOwnCopy?: () => Promise<void>,
   ) {
     const k = config.kafka;
     const settings: KafkaSettings = { brokers: k.brokers, clientId: k.clientId ?? `shardbridge-source-${config.name}`, ssl: k.ssl, sasl: k.sasl };
@@ -236,6 +239,15 @@ class ConnectorRun {
   }
 
   private async session(): Promise<void> {
+    const sessionEnd: (() => Promise<void>)[] = [];
+    try {
+      await this.runSession(sessionEnd);
+    } finally {
+      for (const end of sessionEnd) await end();
+    }
+  }
+
+  private async runSession(sessionEnd: (() => Promise<void>)[]): Promise<void> {
     const cfg = this.config;
     const client = await this.source.connect();
     // The database's clock, not this host's: one clock for every host the connector may run on.
@@ -317,7 +329,7 @@ class ConnectorRun {
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
     // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
     const aligned = await alignmentPoint(client);
-    let ownPoint: bigint | null = null;
+    let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
     if (!slot) {
       const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
       if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
@@ -334,13 +346,29 @@ class ConnectorRun {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     } else if (own.length > 0) {
-      ownPoint = await takeOwnSnapshot(this.snapshotContext(), snapshotVersions(this.versions.all(), own), state);
+      // The copy runs beside the stream, under the session: a stream that fails ends it too (the next session takes it again).
+      const copyAbort = new AbortController();
+      const onStop = () => copyAbort.abort(this.abort.signal.reason);
+      this.abort.signal.addEventListener('abort', onStop, { once: true });
+      ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: copyAbort.signal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state);
+      const { copied } = ownCopy;
+      sessionEnd.push(async () => {
+        this.abort.signal.removeEventListener('abort', onStop);
+        copyAbort.abort(new SourceError('the session ended before the own snapshot was copied'));
+        await copied.catch(() => {});
+      });
     }
     if (this.stopping) return;
     const from = slot!.confirmedFlushLsn;
     const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
-    if (ownPoint !== null) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownPoint });
-    await this.streamFrom(from, { tables: ownSnapshotPoints(completed, from), unselectedBefore: aligned.lsn, runningAtAlignment: aligned.running, partitions: new Map(partitions.map((p) => [p.name, p.rootName])) });
+    if (ownCopy) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownCopy.point });
+    await this.streamFrom(from, {
+      tables: ownSnapshotPoints(completed, from),
+      unselectedBefore: aligned.lsn,
+      runningAtAlignment: aligned.running,
+      partitions: new Map(partitions.map((p) => [p.name, p.rootName])),
+      copying: ownCopy ? { tables: new Set(own.map(qualified)), done: ownCopy.copied } : undefined,
+    });
   }
 
   /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */
@@ -398,7 +426,9 @@ class ConnectorRun {
       skip,
     });
     this.stream = stream;
-    this.setPhase('streaming');
+    // While a table's own snapshot is copied beside the stream, the phase stays "snapshot".
+    if (skip.copying) skip.copying.done.then(() => !this.stopping && this.setPhase('streaming'), (err: unknown) => stream.fail(err));
+    else this.setPhase('streaming');
     this.monitor.start(new Set([...this.attached.values()].flat()));
     this.sequencesTimer = setInterval(
       () => void this.publishSequences('interval').catch((err: unknown) => this.log.warn({ err }, 'publishing sequence values failed')),

@@ -37,6 +37,12 @@ export interface SkipPoints {
    * it is left out only before the root's own snapshot point, which holds it.
    */
   partitions?: ReadonlyMap<string, string>;
+  /**
+   * Tables whose own snapshot is being copied while the stream runs: their changes at or past
+   * their point wait until `done` (the snapshot's records must come first in their topics);
+   * every other table streams meanwhile.
+   */
+  copying?: { tables: ReadonlySet<string>; done: Promise<void> };
 }
 
 export class SkipFilter {
@@ -52,6 +58,11 @@ export class SkipFilter {
   active: boolean;
   /** An own-snapshot point is still ahead: a selected table's changes are to be asked about (else only a relation without a version's). */
   ownPending: boolean;
+  /** A table's own snapshot is still being copied: ask waitsForCopy. */
+  copyPending: boolean;
+  /** Settles when the copy does (resolved at once without one). */
+  readonly copied: Promise<void>;
+  private readonly copying: ReadonlySet<string>;
 
   constructor(points: SkipPoints, private readonly log: Logger) {
     this.tables = new Map(points.tables);
@@ -60,6 +71,20 @@ export class SkipFilter {
     this.running = points.runningAtAlignment ?? new Set();
     this.ownPending = this.tables.size > 0;
     this.active = this.ownPending || this.unselectedBefore !== null;
+    this.copying = points.copying?.tables ?? new Set();
+    this.copyPending = this.copying.size > 0;
+    this.copied = points.copying?.done ?? Promise.resolve();
+    // Failures reach the stream through the changes that wait, and the connector (connector.ts).
+    this.copied.then(() => (this.copyPending = false), () => (this.copyPending = false));
+  }
+
+  /** Whether a change of `table` committing at `commitLsn` waits for the table's own snapshot to be copied (its point passed: not left out). */
+  waitsForCopy(table: string, commitLsn: bigint): boolean {
+    if (!this.copyPending) return false;
+    const root = this.copying.has(table) ? table : this.partitions.get(table);
+    if (root === undefined || !this.copying.has(root)) return false;
+    const point = this.tables.get(root);
+    return point === undefined || commitLsn >= point;
   }
 
   /** A transaction committing at `commitLsn` begins: the points at or before it are passed. */

@@ -30,6 +30,8 @@ export interface SnapshotRunContext {
   truncateFanout(topic: string): TruncateFanout;
   publishSequences(): Promise<void>;
   onSnapshotPhase(): void;
+  /** Awaited before a table's own snapshot is copied (StartOptions.beforeOwnCopy). */
+  beforeCopy?: () => Promise<void>;
 }
 
 /**
@@ -98,19 +100,26 @@ export async function truncateBeforeResnapshot(ctx: SnapshotRunContext, tables: 
 /**
  * Tables added to the selection (or back in it) while the slot is kept: each is snapshotted
  * on its own, after a truncate into its topic when it had a snapshot before, from a temporary
- * slot's exported snapshot. The stream then resumes from the kept slot, leaving out these
- * tables' changes committed before that snapshot's point (skip-points.ts): the other tables
- * are not read again. Their changes wait in the slot meanwhile. Returns the snapshot's point.
+ * slot's exported snapshot. Returns once that snapshot is exported, with its point and the
+ * copy under way: the stream resumes from the kept slot meanwhile, leaving out these tables'
+ * changes committed before the point and holding their later ones until the copy is done
+ * (skip-points.ts); the other tables are neither read again nor held back.
  */
-export async function takeOwnSnapshot(ctx: SnapshotRunContext, versions: TableVersion[], state: SnapshotState): Promise<bigint> {
+export async function startOwnSnapshot(ctx: SnapshotRunContext, versions: TableVersion[], state: SnapshotState): Promise<{ point: bigint; copied: Promise<void> }> {
   const slot = ctx.config.slotName;
   const earlier = versions.filter((v) => state.tables.has(v.qualified));
   if (earlier.length > 0) await truncateBeforeResnapshot(ctx, earlier);
   const exported = await createTemporarySlot(ctx.source.connection, temporarySlotName(slot, 'own'), "a table's own snapshot", ctx.log, ctx.signal);
-  try {
-    await takeSnapshot(ctx, exported, versions, slot);
-  } finally {
-    await exported.release();
-  }
-  return exported.consistentPoint;
+  ctx.onSnapshotPhase();
+  const copied = (async () => {
+    try {
+      if (ctx.beforeCopy) await Promise.race([ctx.beforeCopy(), new Promise<never>((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }))]);
+      await takeSnapshot(ctx, exported, versions, slot);
+    } finally {
+      await exported.release();
+    }
+  })();
+  // Settled by whoever waits for it (the stream, the session's end); never unhandled.
+  copied.catch(() => {});
+  return { point: exported.consistentPoint, copied };
 }

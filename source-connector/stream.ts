@@ -100,6 +100,8 @@ export class ReplicationStream {
   private readonly m?: { transactions: Counter; confirmed: Gauge; changes: Counter; transcoded: Counter };
   private changesTranscoded = 0;
   private readonly skip: SkipFilter;
+  /** Tables whose changes waited for their own snapshot's copy: said once each. */
+  private readonly waitSaid = new Set<string>();
 
   constructor(private readonly opts: StreamOptions) {
     this.log = opts.log.child({ component: 'stream', slot: opts.slotName });
@@ -129,8 +131,11 @@ export class ReplicationStream {
     const pump = new MessagePump({
       handle: (raw) => {
         if (this.closing) return;
-        const fast = this.fastChange(raw);
-        return fast === NOT_TAKEN ? this.handle(decodePgoutput(raw)) : fast;
+        if (this.skip.copyPending) {
+          const waits = this.waitForCopy(raw);
+          if (waits) return waits;
+        }
+        return this.handleRaw(raw);
       },
       pause: () => socket()?.pause(),
       resume: () => socket()?.resume(),
@@ -240,6 +245,38 @@ export class ReplicationStream {
     }
     if (c === null || c <= 0n) return;
     if (shouldRespond || this.acked === null || c > this.acked) this.sendAck(c);
+  }
+
+  private handleRaw(raw: Buffer): void | Promise<void> {
+    const fast = this.fastChange(raw);
+    return fast === NOT_TAKEN ? this.handle(decodePgoutput(raw)) : fast;
+  }
+
+  /**
+   * A message of a table whose own snapshot is still being copied, committed at or past its
+   * point: it waits (and with it the stream) until the copy is done, so that the snapshot's
+   * records come first in the table's topic. Other tables' changes stream meanwhile.
+   */
+  private waitForCopy(raw: Buffer): Promise<void> | undefined {
+    const t = this.tx;
+    if (!t || raw.length < 5) return;
+    const tag = raw[0];
+    let names: (string | undefined)[];
+    if (tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */) names = [this.opts.versions.nameOf(raw.readUInt32BE(1))];
+    else if (tag === 0x52 /* R */ || tag === 0x54 /* T */) {
+      const msg = decodePgoutput(raw);
+      if (msg.tag === 'relation') names = [this.opts.versions.nameOf(msg.relid) ?? `${msg.namespace}.${msg.name}`];
+      else if (msg.tag === 'truncate') names = msg.relids.map((r) => this.opts.versions.nameOf(r));
+      else return;
+    } else return;
+    const table = names.find((n) => n !== undefined && this.skip.waitsForCopy(n, t.finalLsn));
+    if (table === undefined) return;
+    if (!this.waitSaid.has(table)) {
+      this.waitSaid.add(table);
+      this.log.info({ table, commitLsn: formatLsn(t.finalLsn) }, `the stream waits for the own snapshot of ${table} to be copied: its changes committed since come after it`);
+    }
+    const copy = Buffer.from(raw);
+    return this.skip.copied.then(() => (this.closing ? undefined : this.handleRaw(copy)));
   }
 
   /** Synchronous unless it has to wait (then the pump holds the next messages back). */

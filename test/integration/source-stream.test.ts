@@ -351,6 +351,51 @@ test("a table created while the connector was stopped is snapshotted alone at th
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test("a table's own snapshot is copied beside the stream: the other tables stream while it is held, and its changes made meanwhile come after it", async (t) => {
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
+  await conn.stop();
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, 50) g`);
+  // The copy held (a long one, made to last) until released.
+  let release!: () => void;
+  let held = false;
+  const hold = new Promise<void>((resolve) => (release = resolve));
+  const { logger, lines } = capturingLogger();
+  const again = await startSourceConnector(config, logger, { beforeOwnCopy: () => ((held = true), hold) });
+  t.after(() => again.stop());
+  t.after(() => release());
+  await waitFor('the copy held', () => held, { timeoutMs: 30_000, intervalMs: 50 });
+  await client.query(`UPDATE kept SET v = 'streamed while the copy is held' WHERE id = 1`);
+  // Committed past the snapshot's point while it is held: streamed after the snapshot's rows.
+  await client.query(`INSERT INTO added VALUES (51, 'during the copy'); UPDATE added SET v = 'changed during the copy' WHERE id = 2; DELETE FROM added WHERE id = 3`);
+  await client.query(`UPDATE kept SET v = 'after the held table' WHERE id = 2`);
+  const decoder = new RegistryDecoder(registryUrl);
+  await waitFor('the other table streamed', async () => {
+    const kept = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`);
+    return kept.some((r) => r.value?.op === 'u' && (r.value.after as { v: string }).v === 'streamed while the copy is held');
+  }, { timeoutMs: 30_000, intervalMs: 100 });
+  const snapshotTopic = `${config.topicPrefix}.__snapshot`;
+  const addedMarkers = (await readJson(kafka, snapshotTopic)).map((r) => r.value).filter((m) => m?.table === 'public.added');
+  assert.deepEqual(addedMarkers.map((m) => m.kind), ['started'], 'the copy is still held');
+  assert.equal((await readDecoded(kafka, decoder, `${config.topicPrefix}.public.added`)).filter((r) => r.value?.op !== 'r' && r.value?.op !== 't').length, 0, 'its changes wait for the copy');
+  assert.equal(again.state().phase, 'snapshot');
+  await waitFor('the wait said', () => lines().some((l) => l.includes('the stream waits for the own snapshot of public.added to be copied')), { timeoutMs: 10_000, intervalMs: 50 });
+  release();
+  await streaming(again);
+  await client.query(`INSERT INTO added VALUES (52, 'streamed')`);
+  await caughtUp(again, await walLsn(client));
+  const added = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.added`);
+  await assertRowsEqualTable(client, 'added', finalStateInTopicOrder(added).values());
+  assert.equal(added.filter((r) => r.value?.op === 'r').length, 50);
+  for (const p of new Set(added.map((r) => r.partition))) {
+    const ops = added.filter((r) => r.partition === p && r.value).map((r) => r.value!.op);
+    const firstChange = ops.findIndex((o) => o !== 'r');
+    assert.ok(firstChange < 0 || ops.lastIndexOf('r') < firstChange, `partition ${p}: the snapshot's rows first (${ops.join(',')})`);
+  }
+  assert.deepEqual(added.filter((r) => r.value && r.value.op !== 'r').map((r) => r.value!.op).sort(), ['c', 'c', 'd', 'u']);
+  await assertRowsEqualTable(client, 'kept', finalStateInTopicOrder(await readDecoded(kafka, decoder, `${config.topicPrefix}.public.kept`)).values());
+  await dropSlotAfter(again, client, config.slotName);
+});
+
 test("a table's own snapshot waiting for a transaction open since before it: the wait names the transaction, and a stop ends it", async (t) => {
   const { client, config, conn } = await streamingSource(t, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept VALUES (1, 'k')`);
   await conn.stop();

@@ -78,3 +78,21 @@ test('own-snapshot points ahead of where the stream resumes; the slot\'s first s
   assert.deepEqual(ownSnapshotPoints(completed, 0x900n), new Map());
   assert.deepEqual(ownSnapshotPoints(completed, null), new Map([['public.first', 0x100n], ['public.added', 0x900n]]));
 });
+
+test("while a table's own snapshot is copied, its changes at or past its point wait (a partition's under its root), others' and earlier ones do not; none once it is done", async () => {
+  const { logger } = capturingLogger();
+  let done!: () => void;
+  const copied = new Promise<void>((resolve) => (done = resolve));
+  const f = new SkipFilter({ tables: new Map([['public.m', 0x500n]]), unselectedBefore: null, partitions: new Map([['public.m_eu', 'public.m']]), copying: { tables: new Set(['public.m']), done: copied } }, logger);
+  assert.equal(f.copyPending, true);
+  assert.equal(f.waitsForCopy('public.m', 0x400n), false, 'left out, not waited for');
+  assert.equal(f.waitsForCopy('public.m', 0x500n), true);
+  assert.equal(f.waitsForCopy('public.m_eu', 0x600n), true);
+  assert.equal(f.waitsForCopy('public.other', 0x600n), false);
+  f.pass(0x600n);
+  assert.equal(f.waitsForCopy('public.m', 0x600n), true, 'its point passed, the copy still under way');
+  done();
+  await f.copied;
+  assert.equal(f.copyPending, false);
+  assert.equal(f.waitsForCopy('public.m', 0x700n), false);
+});

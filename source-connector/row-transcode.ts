@@ -70,8 +70,9 @@ export class TupleRef {
 
 /**
  * Locates the fields of one COPY text row `buf[s, e)` (no LF) into `ref`: `\N` as null, any
- * other field as text. False when a field holds another escape (the general parser unescapes
- * it) or the row has more fields than `max`.
+ * other field as text, a field starting with an escaped backslash from its second byte. False
+ * when a field holds another escape (the general parser unescapes it) or the row has more
+ * fields than `max`.
  */
 export function scanCopyRow(ref: TupleRef, buf: Buffer, s: number, e: number, max: number): boolean {
   ref.reserve(max);
@@ -96,6 +97,10 @@ export function scanCopyRow(ref: TupleRef, buf: Buffer, s: number, e: number, ma
           ref.n = n;
           return true;
         }
+      } else if (i === f && i + 1 < e && buf[i + 1] === 0x5c) {
+        // A field whose one escape is a leading `\\` (every bytea, `\\x4142`): its value is its
+        // bytes after the first backslash. A later backslash in it is not at `f`: refused.
+        f = ++i;
       } else return false;
     }
   }

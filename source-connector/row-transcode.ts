@@ -11,7 +11,7 @@
  * as the general path, so the bytes are the same (test/unit/row-transcode.test.ts pins it).
  * Anything else answers "not here" and takes the general path.
  */
-import { BIGINT_FROM_TEXT, IDENTITY_FROM_TEXT, INT_FROM_TEXT, type ColumnCodec } from '../shared/type-mapping/index.ts';
+import { BIGINT_FROM_TEXT, BYTEA_FROM_TEXT, IDENTITY_FROM_TEXT, INT_FROM_TEXT, type ColumnCodec } from '../shared/type-mapping/index.ts';
 import { NUMERIC_KEY_TEXT, numericKeyEnd } from '../shared/type-mapping/key-text.ts';
 import { timestamptzFromText } from '../shared/type-mapping/temporal.ts';
 import type { TableRecordSchemas } from './record-schema.ts';
@@ -70,8 +70,9 @@ export class TupleRef {
 
 /**
  * Locates the fields of one COPY text row `buf[s, e)` (no LF) into `ref`: `\N` as null, any
- * other field as text. False when a field holds another escape (the general parser unescapes
- * it) or the row has more fields than `max`.
+ * other field as text, a field starting with an escaped backslash from its second byte. False
+ * when a field holds another escape (the general parser unescapes it) or the row has more
+ * fields than `max`.
  */
 export function scanCopyRow(ref: TupleRef, buf: Buffer, s: number, e: number, max: number): boolean {
   ref.reserve(max);
@@ -96,6 +97,10 @@ export function scanCopyRow(ref: TupleRef, buf: Buffer, s: number, e: number, ma
           ref.n = n;
           return true;
         }
+      } else if (i === f && i + 1 < e && buf[i + 1] === 0x5c) {
+        // A field whose one escape is a leading `\\` (every bytea, `\\x4142`): its value is its
+        // bytes after the first backslash. A later backslash in it is not at `f`: refused.
+        f = ++i;
       } else return false;
     }
   }
@@ -199,6 +204,30 @@ function writeTimestamptz(buf: Buffer, pos: number, src: Buffer, start: number, 
   return pos;
 }
 
+/** Hex digits decoded per native call: bounds the temporary string, not the value. */
+const HEX_PIECE = 64 * 1024;
+
+/**
+ * bytea's hex text (`\x4142`, what the source sessions print) as Avro bytes, decoded straight
+ * into `buf` a piece at a time. The general path made the whole value a string (twice the
+ * value's size) and then a Buffer before avsc copied it in: for a 60 MB bytea 180 MB more.
+ * Escape-format text, odd lengths and non-hex digits go to the general path.
+ */
+function writeByteaHex(buf: Buffer, pos: number, src: Buffer, start: number, end: number): number {
+  const digits = end - start - 2;
+  if (digits < 0 || (digits & 1) !== 0 || src[start] !== 0x5c || src[start + 1] !== 0x78) return NOT_HERE;
+  const len = digits / 2;
+  pos = writeLong(buf, pos, len);
+  if (pos < 0 || pos + len > buf.length) return NO_ROOM;
+  for (let s = start + 2; s < end; s += HEX_PIECE) {
+    const e = Math.min(s + HEX_PIECE, end);
+    const n = buf.write(src.toString('latin1', s, e), pos, (e - s) / 2, 'hex');
+    if (n * 2 !== e - s) return NOT_HERE; // a non-hex digit: left to the general path, whatever it makes of it
+    pos += n;
+  }
+  return pos;
+}
+
 /** An ASCII string (timestamps) as an Avro string. */
 function writeIso(buf: Buffer, pos: number, s: string): number {
   pos = writeLong(buf, pos, s.length);
@@ -228,6 +257,7 @@ function columnWriter(fromText: (t: string) => unknown, type: AvscType, nullable
   let body: ColumnWriter | null = null;
   if (fromText === IDENTITY_FROM_TEXT && name === 'string') body = writeBytes;
   else if (fromText === timestamptzFromText && name === 'string') body = writeTimestamptz;
+  else if (fromText === BYTEA_FROM_TEXT && name === 'bytes') body = writeByteaHex;
   else if ((fromText === INT_FROM_TEXT || fromText === BIGINT_FROM_TEXT) && (name === 'int' || name === 'long' || name === 'abstract:long')) body = writeDecimal;
   if (body !== null) {
     if (!nullable) return body;

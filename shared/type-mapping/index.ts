@@ -7,6 +7,7 @@ export { avroRegistryOptions, createAvroType, writeCached, BIGINT_LONG_TYPE, INT
 export { shapeKey, sharedAvroType } from './shared-types.ts';
 export { codecFor, codecForType, nullableAvroType, BITS_NAME, IDENTITY_FROM_TEXT, INT_FROM_TEXT, BIGINT_FROM_TEXT } from './codecs.ts';
 export type { ColumnCodec } from './codecs.ts';
+export { byteaFromText as BYTEA_FROM_TEXT } from './scalars.ts';
 export { textEncoderFor, IDENTITY_TEXT, DECIMAL_TEXT, BYTEA_TEXT } from './encoders.ts';
 export type { TextEncoder } from './encoders.ts';
 export { formatTypeName, pgTypeName, qualifiedName, resolveDomain } from './type-names.ts';

@@ -80,6 +80,36 @@ test('the fast record encoding is byte-identical to kafkajs own encoder (null ke
   assert.equal(createHash('sha256').update(fast).digest('hex'), createHash('sha256').update(original).digest('hex'));
 });
 
+test('a produce request copies a large record once: into the request, whose header goes in front of it in place', async (t) => {
+  t.mock.method(Date, 'now', () => 1_700_000_000_123);
+  const createRequest = require('kafkajs/src/protocol/request.js') as (o: object) => Promise<{ buffer: Buffer }>;
+  const Long = require('kafkajs/src/utils/long.js') as { fromInt(n: number): unknown };
+  const value = randomBytes(4_000_000);
+  const messages = [{ key: Buffer.from('k1'), value }, { key: Buffer.from('k2'), value: Buffer.from('small') }];
+  const request = produceV3({ acks: -1, timeout: 30000, producerId: Long.fromInt(42), producerEpoch: 3, topicData: [{ topic: 'shop.public.docs', partitions: [{ partition: 1, firstSequence: 5, messages }] }] });
+  // Every buffer of the record's size made while the request is encoded (records, body and request were three).
+  const allocUnsafe = Buffer.allocUnsafe;
+  let large = 0;
+  const spy = t.mock.method(Buffer, 'allocUnsafe', (n: number) => {
+    if (n >= value.length) large++;
+    return allocUnsafe(n);
+  });
+  const sent = (await createRequest({ correlationId: 9, clientId: 'shardbridge-source', request })).buffer;
+  spy.mock.restore();
+  assert.equal(large, 1, 'buffers of the record\'s size');
+  // The same bytes as the size prefix and header written before a copy of the body.
+  const body = await request.encode();
+  const copied = (await createRequest({ correlationId: 9, clientId: 'shardbridge-source', request: { apiKey: 0, apiVersion: 3, encode: async () => {
+    const Encoder = require('kafkajs/src/protocol/encoder.js') as new (n: number) => { writeBuffer(b: Buffer): unknown };
+    const e = new Encoder(body.buffer.length);
+    e.writeBuffer(Buffer.from(body.buffer));
+    return e;
+  } } })).buffer;
+  assert.equal(sent.readInt32BE(0), sent.length - 4);
+  assert.ok(sent.equals(copied), 'request bytes');
+  assert.ok(sent.subarray(sent.length - body.buffer.length).equals(body.buffer), 'the body ends the request');
+});
+
 test('grouping per partition keeps each partition in send order', () => {
   const messages = Array.from({ length: 1000 }, (_, i) => ({ key: Buffer.from([i % 3]), value: Buffer.from(String(i)), partition: i % 3 }));
   const grouped = groupMessagesPerPartition({

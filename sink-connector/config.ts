@@ -89,12 +89,8 @@ export const sinkConfigSchema = z.strictObject({
       // Each fetch names every assigned partition (kafkajs has no fetch sessions): an idle sink
       // polling all of them every batch.maxWaitMs kept brokers busy (and grew a small broker's
       // heap to OOM at 900 partitions). After an empty fetch the next one waits this long, and
-      // returns at the first record, so a change after a quiet spell is not delayed. Each idle
-      // fetch costs the sink and the broker work per partition: at 500 ms an idle sink over
-      // 2,000 partitions took 3.5 % of a core and its broker 7 % (2,000: 1.6 % and 3.5 %). What
-      // waits for a held fetch: a partition resumed or sought meanwhile (a stall retry, a
-      // truncate's release) and the group heartbeat, so it stays well under the session timeout.
-      idleMaxWaitMs: positiveInt().default(2000),
+      // returns at the first record, so a change after a quiet spell is not delayed.
+      idleMaxWaitMs: positiveInt().default(500),
     })
     .superRefine((v, ctx) => {
       if (v.maxBytesPerPartition > v.maxBytes) {

@@ -67,7 +67,7 @@ test('defaults are applied to a minimal sink config', () => {
   assert.equal(c.groupId, 'shardbridge-sink');
   assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off', idleInTransactionTimeoutMs: 30_000 });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, enableDeadlockPrevention: false, requireDistributed: false });
-  assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024, idleMaxWaitMs: 2000 });
+  assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024, idleMaxWaitMs: 500 });
   assert.equal(c.truncate, 'apply');
   assert.equal(c.autoEvolve, false);
   assert.deepEqual(c.deadLetter, { enabled: false });
@@ -282,7 +282,7 @@ test('table names in the config: a part holding dots or spaces is double-quoted;
 test('sink consumer fetch sizes: positive integers, the per-partition one within the total', () => {
   const sink = (consumer: object, env: NodeJS.ProcessEnv = {}) =>
     loadSinkConfig({ env, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, consumer } });
-  assert.deepEqual(sink({ maxBytesPerPartition: 2_097_152, maxBytes: 16_777_216 }).consumer, { maxBytesPerPartition: 2_097_152, maxBytes: 16_777_216, minBytes: 65_536, idleMaxWaitMs: 2000 });
+  assert.deepEqual(sink({ maxBytesPerPartition: 2_097_152, maxBytes: 16_777_216 }).consumer, { maxBytesPerPartition: 2_097_152, maxBytes: 16_777_216, minBytes: 65_536, idleMaxWaitMs: 500 });
   assert.equal(sink({}, { SHARDBRIDGE_SINK_CONSUMER__MAX_BYTES: '33554432' }).consumer.maxBytes, 32 * 1024 * 1024);
   assert.match(configErrorOf(() => sink({ maxBytesPerPartition: 0, maxBytes: 'lots' })), /^config: consumer\.maxBytesPerPartition: expected a positive integer, got 0$/m);
   assert.match(configErrorOf(() => sink({ maxBytes: 'lots' })), /^config: consumer\.maxBytes: expected a positive integer, got "lots"$/m);

@@ -254,6 +254,51 @@ test('idle clients schedule no busy timers: a connected producer, admin and grou
   }
 });
 
+test('an idle consumer over many partitions: an empty fetch costs no promise per partition (no empty batch, no async decode of an empty partition)', async () => {
+  const topic = uniqueTopic('wide');
+  const PARTITIONS = 200;
+  const IDLE_MS = 200;
+  await admin.ensureTopics([{ topic, partitions: PARTITIONS, replicationFactor: 1 }]);
+  const c = kafka.consumer({ groupId: uniqueTopic('wide'), maxWaitTimeMs: 20, idleMaxWaitTimeMs: IDLE_MS });
+  let promises = 0;
+  const fetches: { promises: number; durationMs: number; partitionsWithRecords: number }[] = [];
+  c.onFetch((f) => fetches.push({ ...f, promises }));
+  let joined = false;
+  c.onGroupJoin(() => (joined = true));
+  const got: string[] = [];
+  await c.connect();
+  await c.subscribe({ topics: [topic], fromBeginning: true });
+  await c.run({ autoCommit: false, eachBatch: async ({ batch }) => void got.push(...batch.messages.map((m) => String(m.value))) });
+  const producer = kafka.producer();
+  const hook = createHook({ init: (_id, type) => void (type === 'PROMISE' && promises++) });
+  const held = (f: { durationMs: number }) => f.durationMs >= IDLE_MS * 0.8;
+  try {
+    await waitFor('the group joined', () => joined);
+    // Until the broker leads every new partition, fetches fail and are retried (not held).
+    await waitFor('two idle fetches in a row', () => fetches.length >= 2 && fetches.slice(-2).every(held), { timeoutMs: 30_000 });
+    hook.enable();
+    const from = fetches.length;
+    await waitFor('six more fetches', () => fetches.length >= from + 6, { timeoutMs: 20_000 });
+    hook.disable();
+    const window = fetches.slice(from, from + 6);
+    assert.ok(window.every((f) => f.partitionsWithRecords === 0 && held(f)), `idle fetches: ${JSON.stringify(window)}`);
+    // Each fetch names all 200 partitions. Unpatched, each empty one became a batch that went
+    // through the worker queue, an async handler and a heartbeat call, and was decoded through
+    // two async functions: about 20 promises per partition per fetch (4,000 here). Patched,
+    // about 80 per fetch, whatever the partitions.
+    const perFetch = (window[5].promises - window[0].promises) / 5;
+    assert.ok(perFetch < PARTITIONS, `${perFetch} promises per empty fetch over ${PARTITIONS} partitions`);
+    // Records are still delivered.
+    await producer.connect();
+    await producer.sendBatch([{ topic, key: Buffer.from('k'), value: Buffer.from('v') }]);
+    await waitFor('the record', () => got.length > 0, { timeoutMs: 20_000 });
+    assert.deepEqual(got, ['v']);
+  } finally {
+    hook.disable();
+    await Promise.allSettled([c.disconnect(), producer.disconnect()]);
+  }
+});
+
 test("a record above the topic's max.message.bytes fails its send with an error naming the topic, the size and the setting", async () => {
   const topic = uniqueTopic('big');
   await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1, configs: { 'max.message.bytes': '20000' } }]);

@@ -43,6 +43,8 @@ test('the kafkajs patch is applied', () => {
     'kafkajs/src/consumer/consumerGroup.js',
     'kafkajs/src/consumer/runner.js',
     'kafkajs/src/network/requestQueue/index.js',
+    'kafkajs/src/protocol/requests/fetch/v11/request.js',
+    'kafkajs/src/protocol/requests/fetch/v11/response.js',
   ]) {
     assert.match(readFileSync(require.resolve(file), 'utf8'), /shardbridge patch/, `${file} is patched (npm ci runs patch-package)`);
   }

@@ -15,6 +15,7 @@ import { CommanderError, type Command } from 'commander';
 import { buildProgram, COMMAND_MODULES, type CommandName } from '../../shared/cli/main.ts';
 import { readConfigFile } from '../../shared/config/load.ts';
 import { KAFKA_VERSION } from '../../shared/devstack/kafka-jars.ts';
+import { renderServerProperties } from '../../shared/devstack/kafka.ts';
 import { WAL_LEVEL_REMEDY } from '../../source-connector/checks.ts';
 import { loadSourceConfig, type SourceConfig } from '../../source-connector/config.ts';
 import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts';
@@ -330,6 +331,9 @@ test('Kafka runs KRaft and advertises exactly what the connectors and the regist
   assert.ok(advertised.has(env.KAFKA_INTER_BROKER_LISTENER_NAME));
   assert.equal(env.KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR, '1', 'one broker: internal topics with replication factor 1');
   assert.ok(env.CLUSTER_ID && Buffer.from(env.CLUSTER_ID, 'base64url').length === 16, 'CLUSTER_ID is a base64 UUID');
+  // As the dev stack's broker (whose heap an idle sink over 2,000 partitions filled at the default).
+  const devPurge = /^fetch\.purgatory\.purge\.interval\.requests=(\d+)$/m.exec(renderServerProperties({ port: 1, controllerPort: 2, logDir: '/x' }))?.[1];
+  assert.equal(env.KAFKA_FETCH_PURGATORY_PURGE_INTERVAL_REQUESTS, devPurge);
 
   for (const [name, a] of advertised) {
     assert.equal(a.port, listen.get(name)?.port, `${name} is advertised on the port it listens on`);

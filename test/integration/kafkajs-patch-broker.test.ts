@@ -174,3 +174,41 @@ test('client ids around the room before a produce body (242 bytes fit, 243 and m
     await consumer.disconnect();
   }
 });
+
+test('pause, resume and seek while fetches are held: nothing read while paused, everything after resume, a seek reads again from its offset', async () => {
+  const topic = uniqueTopic('kp-pause');
+  const a = admin();
+  await a.connect();
+  await a.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+  await a.disconnect();
+  const consumer = kafka().consumer({ groupId: `g-${topic}`, maxWaitTimeInMs: 300, idleMaxWaitTimeInMs: 300 } as never);
+  const got: string[] = [];
+  let fetches = 0;
+  consumer.on(consumer.events.FETCH, () => void fetches++);
+  const producer = kafka().producer();
+  try {
+    await producer.connect();
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ partition, message }) => void got.push(`${partition}:${message.value!.toString()}`) });
+    await waitFor('fetching', async () => fetches >= 2, { timeoutMs: 20_000 });
+    consumer.pause([{ topic, partitions: [0] }]);
+    await producer.send({ topic, messages: [{ partition: 0, value: Buffer.from('a') }, { partition: 1, value: Buffer.from('b') }] });
+    await waitFor('the unpaused partition', async () => got.includes('1:b'), { timeoutMs: 10_000 });
+    const until = fetches + 3;
+    await waitFor('fetches while paused', async () => fetches >= until, { timeoutMs: 10_000 });
+    assert.deepEqual(got, ['1:b']);
+    consumer.resume([{ topic, partitions: [0] }]);
+    await waitFor('the resumed partition', async () => got.includes('0:a'), { timeoutMs: 10_000 });
+    await producer.send({ topic, messages: [{ partition: 0, value: Buffer.from('c') }] });
+    await waitFor('the next record', async () => got.includes('0:c'), { timeoutMs: 10_000 });
+    consumer.seek({ topic, partition: 0, offset: '0' }); // while a fetch is held
+    await waitFor('read again from the seek', async () => got.length === 5, { timeoutMs: 10_000 });
+    const again = fetches + 3;
+    await waitFor('fetches after the seek', async () => fetches >= again, { timeoutMs: 10_000 });
+    assert.deepEqual(got, ['1:b', '0:a', '0:c', '0:a', '0:c']);
+  } finally {
+    await consumer.disconnect();
+    await producer.disconnect();
+  }
+});

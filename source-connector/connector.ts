@@ -427,7 +427,7 @@ class ConnectorRun {
     });
     this.stream = stream;
     // While a table's own snapshot is copied beside the stream, the phase stays "snapshot".
-    if (skip.copying) skip.copying.done.then(() => !this.stopping && this.setPhase('streaming'), (err: unknown) => stream.fail(err));
+    if (skip.copying) skip.copying.done.then(() => !this.stopping && this.stream === stream && this.setPhase('streaming'), (err: unknown) => stream.fail(err));
     else this.setPhase('streaming');
     this.monitor.start(new Set([...this.attached.values()].flat()));
     this.sequencesTimer = setInterval(

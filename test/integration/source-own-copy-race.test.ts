@@ -4,12 +4,15 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import pg from 'pg';
+import { pino } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { RegistryDecoder, assertRowsEqualTable, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -36,16 +39,43 @@ async function withAddedTable(t: TestContext, rows: number): Promise<{ client: p
   return { client, config };
 }
 
-/** A start whose own copy waits until `release()`. */
-async function startHeld(t: TestContext, config: SourceConfig): Promise<{ conn: SourceConnector; release: () => void }> {
+function capturingLogger(): { logger: pino.Logger; lines: () => string[] } {
+  const lines: string[] = [];
+  const dest = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, dest), lines: () => lines };
+}
+
+/** A start whose own copy waits until `release()` (every session's, while not released); `holds`: how many sessions came to it. */
+async function startHeld(t: TestContext, config: SourceConfig): Promise<{ conn: SourceConnector; release: () => void; holds: () => number; lines: () => string[] }> {
   let release!: () => void;
-  let held = false;
+  let holds = 0;
   const hold = new Promise<void>((resolve) => (release = resolve));
-  const conn = await startSourceConnector(config, testLogger(), { beforeOwnCopy: () => ((held = true), hold) });
+  const { logger, lines } = capturingLogger();
+  const conn = await startSourceConnector(config, logger, { beforeOwnCopy: () => (holds++, hold) });
   t.after(() => conn.stop());
   t.after(() => release());
-  await waitFor('the copy held', () => held, { timeoutMs: 30_000, intervalMs: 50 });
-  return { conn, release };
+  await waitFor('the copy held', () => holds > 0, { timeoutMs: 30_000, intervalMs: 50 });
+  return { conn, release, holds: () => holds, lines };
+}
+
+async function confirmedFlush(client: pg.Client, slot: string): Promise<bigint> {
+  const { rows } = await client.query(`SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  return parseLsn(rows[0].l);
+}
+
+/** The stream held by a change of `added` committed past its point: returns the position before that change. */
+async function streamWaiting(client: pg.Client, lines: () => string[]): Promise<bigint> {
+  await client.query(`UPDATE kept SET v = 'before the wait' WHERE id = 1`);
+  const before = await walLsn(client);
+  await client.query(`INSERT INTO added VALUES (1000, 'during the copy'); UPDATE added SET v = 'changed during the copy' WHERE id = 2; DELETE FROM added WHERE id = 3`);
+  await client.query(`BEGIN; UPDATE kept SET v = 'in a transaction with added' WHERE id = 2; UPDATE added SET v = 'with kept' WHERE id = 4; UPDATE kept SET v = 'after added' WHERE id = 3; COMMIT`);
+  await waitFor('the stream waiting', () => lines().some((l) => l.includes('the stream waits for the own snapshot of public.added')), { timeoutMs: 20_000, intervalMs: 50 });
+  return before;
 }
 
 async function assertTopicEqualsTable(client: pg.Client, config: SourceConfig, table: string): Promise<void> {
@@ -69,4 +99,58 @@ test("a table rewritten (ALTER TABLE … ADD COLUMN with a volatile default) pas
   await caughtUp(again, await walLsn(client));
   await assertTopicEqualsTable(client, config, 'added');
   await again.stop();
+});
+
+test("while the stream waits for the held copy it answers the server, and its connection killed meanwhile is found at once: the next session copies the table again; nothing confirmed past the waiting change; Kafka ends equal to both tables", async (t) => {
+  const { client, config } = await withAddedTable(t, 50);
+  const { conn, release, holds, lines } = await startHeld(t, config);
+  const before = await streamWaiting(client, lines);
+  const waiting = await client.query(`SELECT now() AS at, active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1`, [config.slotName]);
+  // Status updates go on while the socket is paused (else the server ends the connection after wal_sender_timeout).
+  await waitFor('a status update after the wait began', async () => {
+    const { rows } = await client.query(`SELECT reply_time > $1::timestamptz + interval '2.5 s' AS r FROM pg_stat_replication WHERE pid = $2`, [waiting.rows[0].at, waiting.rows[0].pid]);
+    return rows[0]?.r === true;
+  }, { timeoutMs: 10_000, intervalMs: 200 });
+  // Keep-alives and heartbeats meanwhile must not confirm past the waiting change.
+  await client.query(`SELECT pg_logical_emit_message(false, 'probe', 'x')`);
+  assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
+  const { rows } = await client.query(`SELECT pg_terminate_backend(active_pid) AS t FROM pg_replication_slots WHERE slot_name = $1 AND active`, [config.slotName]);
+  assert.equal(rows.length, 1);
+  await waitFor('the next session at the copy', () => holds() > 1, { timeoutMs: 30_000, intervalMs: 50 });
+  assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
+  release();
+  await streaming(conn);
+  await client.query(`INSERT INTO added VALUES (1001, 'streamed')`);
+  await caughtUp(conn, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
+});
+
+test("stop() while the stream waits for the held copy, then a start: the table is copied again and Kafka ends equal to both tables", async (t) => {
+  const { client, config } = await withAddedTable(t, 50);
+  const { conn, lines } = await startHeld(t, config);
+  const before = await streamWaiting(client, lines);
+  await conn.stop();
+  assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
+});
+
+test("stop() while the copy is held, before any change of the table: a clean stop, and the next start copies it", async (t) => {
+  const { client, config } = await withAddedTable(t, 50);
+  const { conn } = await startHeld(t, config);
+  await client.query(`UPDATE kept SET v = 'while held' WHERE id = 1`);
+  await conn.stop();
+  await conn.done;
+  await client.query(`UPDATE added SET v = 'while stopped' WHERE id = 1`);
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
 });

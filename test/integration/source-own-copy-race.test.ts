@@ -154,3 +154,57 @@ test("stop() while the copy is held, before any change of the table: a clean sto
   await assertTopicEqualsTable(client, config, 'added');
   await assertTopicEqualsTable(client, config, 'kept');
 });
+
+test("the copy failing on a row too large for its topic, while the stream waits for it: a stop naming the table, nothing confirmed past the waiting change, and a start after the row shrank recovers", async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, topics: { maxMessageBytes: 50_000 } } });
+  const first = await startSourceConnector(config, testLogger());
+  await streaming(first);
+  await first.stop();
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, 50) g`);
+  // Incompressible: 200 kB of random hex.
+  await client.query(`UPDATE added SET v = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 6000)) WHERE id = 7`);
+  const { conn, release, lines } = await startHeld(t, config);
+  const before = await streamWaiting(client, lines);
+  release();
+  const err = await stopped(conn);
+  assert.match(err.message, /public\.added/);
+  assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
+  await client.query(`UPDATE added SET v = 'small again' WHERE id = 7`);
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
+});
+
+test("the table dropped while its copy is held: a stop naming it, and the next start streams the other tables", async (t) => {
+  const { client, config } = await withAddedTable(t, 50);
+  const { conn, release } = await startHeld(t, config);
+  await client.query(`UPDATE kept SET v = 'while held' WHERE id = 1`);
+  await client.query(`DROP TABLE added`);
+  release();
+  const err = await stopped(conn);
+  assert.match(err.message, /^the own snapshot of public\.added failed: relation "public\.added" does not exist/);
+  const again = await startSourceConnector(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await client.query(`UPDATE kept SET v = 'after' WHERE id = 2`);
+  await caughtUp(again, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'kept');
+});
+
+test("two tables copied at once, only one written during the copy, and a TRUNCATE of the other: Kafka ends equal to every table", async (t) => {
+  const { client, config } = await withAddedTable(t, 50);
+  await client.query(`CREATE TABLE quiet (id int PRIMARY KEY, v text); INSERT INTO quiet SELECT g, 'q' FROM generate_series(1, 30) g`);
+  const { conn, release, lines } = await startHeld(t, config);
+  await streamWaiting(client, lines);
+  await client.query(`INSERT INTO added SELECT g, 'bulk' FROM generate_series(2000, 2100) g`);
+  release();
+  await streaming(conn);
+  await client.query(`TRUNCATE quiet; INSERT INTO quiet VALUES (1, 'after the truncate')`);
+  await caughtUp(conn, await walLsn(client));
+  for (const table of ['added', 'kept', 'quiet']) await assertTopicEqualsTable(client, config, table);
+});

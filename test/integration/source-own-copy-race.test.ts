@@ -208,3 +208,36 @@ test("two tables copied at once, only one written during the copy, and a TRUNCAT
   await caughtUp(conn, await walLsn(client));
   for (const table of ['added', 'kept', 'quiet']) await assertTopicEqualsTable(client, config, table);
 });
+
+test("a column added (no rewrite) to the table while its copy is held, and rows written with it: Kafka ends equal to the table", async (t) => {
+  const { client, config } = await withAddedTable(t, 50);
+  const { conn, release, lines } = await startHeld(t, config);
+  await streamWaiting(client, lines);
+  await client.query(`ALTER TABLE added ADD COLUMN extra int; UPDATE added SET extra = id WHERE id <= 10; INSERT INTO added VALUES (3000, 'with extra', 3000)`);
+  release();
+  await streaming(conn);
+  await caughtUp(conn, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
+});
+
+test("a partitioned table copied beside the stream, written in several partitions meanwhile: Kafka ends equal to it", async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const first = await startSourceConnector(config, testLogger());
+  await streaming(first);
+  await first.stop();
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+    CREATE TABLE added_a PARTITION OF added FOR VALUES FROM (0) TO (100);
+    CREATE TABLE added_b PARTITION OF added FOR VALUES FROM (100) TO (10000);
+    INSERT INTO added SELECT g, 'a' FROM generate_series(1, 150) g`);
+  const { conn, release, lines } = await startHeld(t, config);
+  await streamWaiting(client, lines);
+  await client.query(`UPDATE added SET v = 'moved', id = id + 1000 WHERE id IN (5, 6); DELETE FROM added WHERE id = 120; INSERT INTO added VALUES (5, 'back in a'), (500, 'in b')`);
+  release();
+  await streaming(conn);
+  await caughtUp(conn, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
+});

@@ -11,7 +11,10 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { testLogger } from '../helpers/kafka.ts';
+import { getTestDestination } from '../helpers/postgres.ts';
+import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { RegistryDecoder, assertRowsEqualTable, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
@@ -240,4 +243,45 @@ test("a partitioned table copied beside the stream, written in several partition
   await caughtUp(conn, await walLsn(client));
   await assertTopicEqualsTable(client, config, 'added');
   await assertTopicEqualsTable(client, config, 'kept');
+});
+
+test("source → Kafka → sink: a table taken out of the selection and back, its own snapshot held while its connection is killed, then copied again: the destination ends equal to the source", async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const dest = await getTestDestination();
+  t.after(() => dest.release());
+  const dst = new pg.Client({ connectionString: dest.url });
+  await dst.connect();
+  t.after(() => dst.end().catch(() => {}));
+  const [kept, back] = [`k_${Date.now().toString(36)}`, `b_${Date.now().toString(36)}`];
+  for (const c of [client, dst]) await c.query(`CREATE TABLE public.${kept} (id int PRIMARY KEY, v text); CREATE TABLE public.${back} (id int PRIMARY KEY, v text)`);
+  t.after(() => dst.query(`DROP TABLE IF EXISTS public.${kept}, public.${back}`).catch(() => {}));
+  await client.query(`INSERT INTO ${kept} SELECT g, 'k' FROM generate_series(1, 20) g; INSERT INTO ${back} SELECT g, 'b' FROM generate_series(1, 80) g`);
+  const base = { sourceUrl: url, kafka: bootstrap, registry: registryUrl };
+  const config = testSourceConfig({ ...base, extra: { slotName: slot } });
+  const first = await startSourceConnector(config, testLogger());
+  await streaming(first);
+  await first.stop();
+  // Out of the selection for a while: rows deleted and inserted again meanwhile.
+  const without = testSourceConfig({ ...base, prefix: config.topicPrefix, extra: { slotName: slot, tables: { exclude: [`public.${back}`] } } });
+  const out = await startSourceConnector(without, testLogger());
+  await streaming(out);
+  await client.query(`DELETE FROM ${back} WHERE id <= 30; INSERT INTO ${back} VALUES (5, 'again'); UPDATE ${kept} SET v = 'while out' WHERE id = 1`);
+  await caughtUp(out, await walLsn(client));
+  await out.stop();
+  const groupId = `g-${config.topicPrefix}`;
+  const sink = await startSinkConnector(sinkConfig({ kafka: bootstrap, registry: registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }), testLogger());
+  t.after(() => sink.stop());
+  const { conn, release, holds, lines } = await startHeld(t, config);
+  await client.query(`UPDATE ${kept} SET v = 'while held' WHERE id = 2; INSERT INTO ${back} VALUES (1000, 'while held'); DELETE FROM ${back} WHERE id = 40`);
+  await waitFor('the stream waiting', () => lines().some((l) => l.includes(`the stream waits for the own snapshot of public.${back}`)), { timeoutMs: 20_000, intervalMs: 50 });
+  await client.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, [config.slotName]);
+  await waitFor('the next session at the copy', () => holds() > 1, { timeoutMs: 30_000, intervalMs: 50 });
+  release();
+  await streaming(conn);
+  await client.query(`UPDATE ${back} SET v = 'after' WHERE id = 50`);
+  await pipelineCaughtUp(kafka, { client, source: conn }, { db: dst, groupId, topics: [kept, back].map((x) => `${config.topicPrefix}.public.${x}`) });
+  for (const x of [kept, back]) {
+    const want = (await client.query(`SELECT id, v FROM ${x} ORDER BY id`)).rows;
+    assert.deepEqual((await dst.query(`SELECT id, v FROM public.${x} ORDER BY id`)).rows, want, x);
+  }
 });

@@ -30,12 +30,42 @@ before(async () => {
 
 after(() => env?.close());
 
+/** Connectors of the running test: stopped before its slot is dropped. */
+const running = new Set<SourceConnector>();
+
+async function start(config: SourceConfig, logger = testLogger(), opts: Parameters<typeof startSourceConnector>[2] = {}): Promise<SourceConnector> {
+  const conn = await startSourceConnector(config, logger, opts);
+  running.add(conn);
+  return conn;
+}
+
+/**
+ * A fresh database whose slot is dropped after the test, once its connectors stopped: the
+ * cluster's slots are few. Hooks run in the order registered, so this one stops them itself and
+ * uses a client of its own (the database's first ends first).
+ */
+async function freshDatabase(t: TestContext): Promise<{ url: string; client: pg.Client; slot: string }> {
+  const db = await env.freshDatabase(t);
+  t.after(async () => {
+    for (const c of running) await c.stop().catch(() => {});
+    running.clear();
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await waitFor(`slot ${db.slot} dropped`, () => c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [db.slot]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
+    } finally {
+      await c.end();
+    }
+  });
+  return db;
+}
+
 /** A database streaming `kept`, stopped; then `added` created with `rows` rows (its own snapshot at the next start). */
 async function withAddedTable(t: TestContext, rows: number): Promise<{ client: pg.Client; config: SourceConfig }> {
-  const { url, client, slot } = await env.freshDatabase(t);
+  const { url, client, slot } = await freshDatabase(t);
   await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await startSourceConnector(config, testLogger());
+  const conn = await start(config, testLogger());
   await streaming(conn);
   await conn.stop();
   await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, ${rows}) g`);
@@ -59,10 +89,13 @@ async function startHeld(t: TestContext, config: SourceConfig): Promise<{ conn: 
   let holds = 0;
   const hold = new Promise<void>((resolve) => (release = resolve));
   const { logger, lines } = capturingLogger();
-  const conn = await startSourceConnector(config, logger, { beforeOwnCopy: () => (holds++, hold) });
+  const conn = await start(config, logger, { beforeOwnCopy: () => (holds++, hold) });
   t.after(() => conn.stop());
   t.after(() => release());
-  await waitFor('the copy held', () => holds > 0, { timeoutMs: 30_000, intervalMs: 50 });
+  await waitFor('the copy held', () => holds > 0, { timeoutMs: 30_000, intervalMs: 50 }).catch((err: unknown) => {
+    console.log(lines().slice(-15).map((l) => l.slice(0, 600)).join('\n'));
+    throw err;
+  });
   return { conn, release, holds: () => holds, lines };
 }
 
@@ -96,7 +129,7 @@ test("a table rewritten (ALTER TABLE … ADD COLUMN with a volatile default) pas
   release();
   const err = await stopped(conn);
   assert.match(err.message, /public\.added was truncated or rewritten .* after the snapshot's point/);
-  const again = await startSourceConnector(config, testLogger());
+  const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streaming(again);
   await caughtUp(again, await walLsn(client));
@@ -135,7 +168,7 @@ test("stop() while the stream waits for the held copy, then a start: the table i
   const before = await streamWaiting(client, lines);
   await conn.stop();
   assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
-  const again = await startSourceConnector(config, testLogger());
+  const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streaming(again);
   await caughtUp(again, await walLsn(client));
@@ -150,7 +183,7 @@ test("stop() while the copy is held, before any change of the table: a clean sto
   await conn.stop();
   await conn.done;
   await client.query(`UPDATE added SET v = 'while stopped' WHERE id = 1`);
-  const again = await startSourceConnector(config, testLogger());
+  const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streaming(again);
   await caughtUp(again, await walLsn(client));
@@ -159,10 +192,10 @@ test("stop() while the copy is held, before any change of the table: a clean sto
 });
 
 test("the copy failing on a row too large for its topic, while the stream waits for it: a stop naming the table, nothing confirmed past the waiting change, and a start after the row shrank recovers", async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
+  const { url, client, slot } = await freshDatabase(t);
   await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, topics: { maxMessageBytes: 50_000 } } });
-  const first = await startSourceConnector(config, testLogger());
+  const first = await start(config, testLogger());
   await streaming(first);
   await first.stop();
   await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, 50) g`);
@@ -175,7 +208,7 @@ test("the copy failing on a row too large for its topic, while the stream waits 
   assert.match(err.message, /public\.added/);
   assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
   await client.query(`UPDATE added SET v = 'small again' WHERE id = 7`);
-  const again = await startSourceConnector(config, testLogger());
+  const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streaming(again);
   await caughtUp(again, await walLsn(client));
@@ -191,7 +224,7 @@ test("the table dropped while its copy is held: a stop naming it, and the next s
   release();
   const err = await stopped(conn);
   assert.match(err.message, /^the own snapshot of public\.added failed: relation "public\.added" does not exist/);
-  const again = await startSourceConnector(config, testLogger());
+  const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streaming(again);
   await client.query(`UPDATE kept SET v = 'after' WHERE id = 2`);
@@ -225,10 +258,10 @@ test("a column added (no rewrite) to the table while its copy is held, and rows 
 });
 
 test("a partitioned table copied beside the stream, written in several partitions meanwhile: Kafka ends equal to it", async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
+  const { url, client, slot } = await freshDatabase(t);
   await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const first = await startSourceConnector(config, testLogger());
+  const first = await start(config, testLogger());
   await streaming(first);
   await first.stop();
   await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
@@ -246,7 +279,7 @@ test("a partitioned table copied beside the stream, written in several partition
 });
 
 test("source → Kafka → sink: a table taken out of the selection and back, its own snapshot held while its connection is killed, then copied again: the destination ends equal to the source", async (t) => {
-  const { url, client, slot } = await env.freshDatabase(t);
+  const { url, client, slot } = await freshDatabase(t);
   const dest = await getTestDestination();
   t.after(() => dest.release());
   const dst = new pg.Client({ connectionString: dest.url });
@@ -258,12 +291,12 @@ test("source → Kafka → sink: a table taken out of the selection and back, it
   await client.query(`INSERT INTO ${kept} SELECT g, 'k' FROM generate_series(1, 20) g; INSERT INTO ${back} SELECT g, 'b' FROM generate_series(1, 80) g`);
   const base = { sourceUrl: url, kafka: bootstrap, registry: registryUrl };
   const config = testSourceConfig({ ...base, extra: { slotName: slot } });
-  const first = await startSourceConnector(config, testLogger());
+  const first = await start(config, testLogger());
   await streaming(first);
   await first.stop();
   // Out of the selection for a while: rows deleted and inserted again meanwhile.
   const without = testSourceConfig({ ...base, prefix: config.topicPrefix, extra: { slotName: slot, tables: { exclude: [`public.${back}`] } } });
-  const out = await startSourceConnector(without, testLogger());
+  const out = await start(without, testLogger());
   await streaming(out);
   await client.query(`DELETE FROM ${back} WHERE id <= 30; INSERT INTO ${back} VALUES (5, 'again'); UPDATE ${kept} SET v = 'while out' WHERE id = 1`);
   await caughtUp(out, await walLsn(client));

@@ -243,8 +243,10 @@ async function checkNotRewritten(client: pg.Client, v: TableVersion): Promise<vo
   const relid = Number(v.relid);
   const rels = v.table.partitioned ? `SELECT relid FROM pg_partition_tree(${relid})` : String(relid);
   // One round trip: the lock, then the check (pg_relation_filenode reads the current catalog, the SELECT the snapshot's).
+  // ONLY: a lock taken down a partitioned table needs privileges on each partition, its COPY does
+  // not; a rewrite of a partition's column comes through its root, which this lock holds back.
   const res = (await client.query(
-    `LOCK TABLE ${v.table.partitioned ? '' : 'ONLY '}${quoteQualified(v.table)} IN ACCESS SHARE MODE;
+    `LOCK TABLE ONLY ${quoteQualified(v.table)} IN ACCESS SHARE MODE;
      SELECT c.oid::regclass::text AS rel FROM pg_class c WHERE c.oid IN (${rels}) AND c.relkind = 'r' AND c.relfilenode <> pg_relation_filenode(c.oid)`,
   )) as unknown as pg.QueryResult[];
   const rewritten = res[1].rows.map((r: { rel: string }) => r.rel);

@@ -4,6 +4,7 @@
  * replaces an earlier one, the sequence values after it, and a table's own snapshot from a
  * temporary slot while the connector's slot is kept (connector.ts decides which).
  */
+import { ShardBridgeError, SourceError, isRetriable } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import type { Admin } from '../shared/kafka/client.ts';
@@ -115,6 +116,8 @@ export async function startOwnSnapshot(ctx: SnapshotRunContext, versions: TableV
     try {
       if (ctx.beforeCopy) await Promise.race([ctx.beforeCopy(), new Promise<never>((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }))]);
       await takeSnapshot(ctx, exported, versions, slot);
+    } catch (err) {
+      throw ownCopyError(err, versions);
     } finally {
       await exported.release();
     }
@@ -122,4 +125,20 @@ export async function startOwnSnapshot(ctx: SnapshotRunContext, versions: TableV
   // Settled by whoever waits for it (the stream, the session's end); never unhandled.
   copied.catch(() => {});
   return { point: exported.consistentPoint, copied };
+}
+
+/**
+ * The copy's failure reaches the connector through the stream (connector.ts), which would take
+ * a server error for its own ("replication stream failed: relation … does not exist"): said as
+ * the copy's, naming its tables. Ours and retriable ones (a connection lost) pass as they are.
+ */
+function ownCopyError(err: unknown, versions: TableVersion[]): unknown {
+  if (err instanceof ShardBridgeError || isRetriable(err)) return err;
+  const tables = versions.map((v) => v.qualified).join(', ');
+  const e = err as { message?: string; code?: string };
+  return new SourceError(`the own snapshot of ${tables} failed: ${e?.message ?? String(err)}`, {
+    cause: err,
+    context: { tables, sqlstate: e?.code ?? null },
+    remedy: 'start the source connector again: it takes these tables\' snapshot again (a table dropped meanwhile is no longer selected)',
+  });
 }

@@ -226,6 +226,11 @@ export class ReplicationStream {
     if (!this.service) return;
     const c = this.opts.tracker.confirmable();
     if (c !== null && c > 0n && (this.acked === null || c > this.acked)) this.sendAck(c);
+    // The pump waits (a table's own snapshot being copied, Kafka behind) with the socket paused:
+    // no keep-alive is read, so none is answered. A status update each interval keeps the server
+    // from ending the connection (wal_sender_timeout), and a write to a connection gone fails,
+    // so the loss shows at once rather than when the wait ends.
+    else if (this.acked !== null && this.pump && !this.pump.idle) this.sendAck(this.acked);
   }
 
   private sendAck(lsn: bigint): void {

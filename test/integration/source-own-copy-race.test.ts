@@ -11,7 +11,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
-import { startSinkConnector } from '../../sink-connector/connector.ts';
+import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
@@ -120,6 +120,16 @@ async function assertTopicEqualsTable(client: pg.Client, config: SourceConfig, t
   await assertRowsEqualTable(client, table, finalStateInTopicOrder(records).values());
 }
 
+/** A new start streams and catches up, and Kafka then equals both tables. */
+async function startsAgainEqual(t: TestContext, client: pg.Client, config: SourceConfig): Promise<void> {
+  const again = await start(config, testLogger());
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  await assertTopicEqualsTable(client, config, 'added');
+  await assertTopicEqualsTable(client, config, 'kept');
+}
+
 test("a table rewritten (ALTER TABLE … ADD COLUMN with a volatile default) past its own snapshot's point, before the copy reads it: Kafka ends equal to the table", async (t) => {
   const { client, config } = await withAddedTable(t, 20);
   const { conn, release } = await startHeld(t, config);
@@ -168,12 +178,7 @@ test("stop() while the stream waits for the held copy, then a start: the table i
   const before = await streamWaiting(client, lines);
   await conn.stop();
   assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
-  const again = await start(config, testLogger());
-  t.after(() => again.stop());
-  await streaming(again);
-  await caughtUp(again, await walLsn(client));
-  await assertTopicEqualsTable(client, config, 'added');
-  await assertTopicEqualsTable(client, config, 'kept');
+  await startsAgainEqual(t, client, config);
 });
 
 test("stop() while the copy is held, before any change of the table: a clean stop, and the next start copies it", async (t) => {
@@ -183,12 +188,7 @@ test("stop() while the copy is held, before any change of the table: a clean sto
   await conn.stop();
   await conn.done;
   await client.query(`UPDATE added SET v = 'while stopped' WHERE id = 1`);
-  const again = await start(config, testLogger());
-  t.after(() => again.stop());
-  await streaming(again);
-  await caughtUp(again, await walLsn(client));
-  await assertTopicEqualsTable(client, config, 'added');
-  await assertTopicEqualsTable(client, config, 'kept');
+  await startsAgainEqual(t, client, config);
 });
 
 test("the copy failing on a row too large for its topic, while the stream waits for it: a stop naming the table, nothing confirmed past the waiting change, and a start after the row shrank recovers", async (t) => {
@@ -208,12 +208,7 @@ test("the copy failing on a row too large for its topic, while the stream waits 
   assert.match(err.message, /public\.added/);
   assert.ok((await confirmedFlush(client, config.slotName)) <= before, 'confirmed past the waiting change');
   await client.query(`UPDATE added SET v = 'small again' WHERE id = 7`);
-  const again = await start(config, testLogger());
-  t.after(() => again.stop());
-  await streaming(again);
-  await caughtUp(again, await walLsn(client));
-  await assertTopicEqualsTable(client, config, 'added');
-  await assertTopicEqualsTable(client, config, 'kept');
+  await startsAgainEqual(t, client, config);
 });
 
 test("the table dropped while its copy is held: a stop naming it, and the next start streams the other tables", async (t) => {
@@ -281,13 +276,18 @@ test("a partitioned table copied beside the stream, written in several partition
 test("source → Kafka → sink: a table taken out of the selection and back, its own snapshot held while its connection is killed, then copied again: the destination ends equal to the source", async (t) => {
   const { url, client, slot } = await freshDatabase(t);
   const dest = await getTestDestination();
-  t.after(() => dest.release());
   const dst = new pg.Client({ connectionString: dest.url });
   await dst.connect();
-  t.after(() => dst.end().catch(() => {}));
   const [kept, back] = [`k_${Date.now().toString(36)}`, `b_${Date.now().toString(36)}`];
+  let sink: SinkConnector | null = null;
+  // One hook, in this order: a destination of the test's own is destroyed on release, which the sink must not outlive.
+  t.after(async () => {
+    await sink?.stop().catch(() => {});
+    await dst.query(`DROP TABLE IF EXISTS public.${kept}, public.${back}`).catch(() => {});
+    await dst.end().catch(() => {});
+    await dest.release();
+  });
   for (const c of [client, dst]) await c.query(`CREATE TABLE public.${kept} (id int PRIMARY KEY, v text); CREATE TABLE public.${back} (id int PRIMARY KEY, v text)`);
-  t.after(() => dst.query(`DROP TABLE IF EXISTS public.${kept}, public.${back}`).catch(() => {}));
   await client.query(`INSERT INTO ${kept} SELECT g, 'k' FROM generate_series(1, 20) g; INSERT INTO ${back} SELECT g, 'b' FROM generate_series(1, 80) g`);
   const base = { sourceUrl: url, kafka: bootstrap, registry: registryUrl };
   const config = testSourceConfig({ ...base, extra: { slotName: slot } });
@@ -302,8 +302,7 @@ test("source → Kafka → sink: a table taken out of the selection and back, it
   await caughtUp(out, await walLsn(client));
   await out.stop();
   const groupId = `g-${config.topicPrefix}`;
-  const sink = await startSinkConnector(sinkConfig({ kafka: bootstrap, registry: registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }), testLogger());
-  t.after(() => sink.stop());
+  sink = await startSinkConnector(sinkConfig({ kafka: bootstrap, registry: registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }), testLogger());
   const { conn, release, holds, lines } = await startHeld(t, config);
   await client.query(`UPDATE ${kept} SET v = 'while held' WHERE id = 2; INSERT INTO ${back} VALUES (1000, 'while held'); DELETE FROM ${back} WHERE id = 40`);
   await waitFor('the stream waiting', () => lines().some((l) => l.includes(`the stream waits for the own snapshot of public.${back}`)), { timeoutMs: 20_000, intervalMs: 50 });

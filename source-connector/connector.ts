@@ -137,6 +137,8 @@ class ConnectorRun {
   /** This session's delivery, carried by its truncates' copies: a replayed truncate is told from an earlier, maybe partial, send. */
   private delivery = 0;
   private readonly partitionCounts = new Map<string, number>();
+  /** A table's own snapshot being copied beside this session's stream. */
+  private ownCopy: Promise<void> | null = null;
   /** Each table topic's record limits, read at start (record-limits.ts). */
   private recordLimits = new Map<string, RecordLimits>();
   /** Per partitioned table, its ATTACHed partitions as this session found them (partitions.ts). */
@@ -239,15 +241,18 @@ class ConnectorRun {
   }
 
   private async session(): Promise<void> {
-    const sessionEnd: (() => Promise<void>)[] = [];
+    // What runs beside the stream (a table's own snapshot being copied) ends with the session: the next one takes it again.
+    const ended = new AbortController();
     try {
-      await this.runSession(sessionEnd);
+      await this.runSession(AbortSignal.any([this.abort.signal, ended.signal]));
     } finally {
-      for (const end of sessionEnd) await end();
+      ended.abort(new SourceError('the session ended before the own snapshot was copied'));
+      await this.ownCopy?.catch(() => {});
+      this.ownCopy = null;
     }
   }
 
-  private async runSession(sessionEnd: (() => Promise<void>)[]): Promise<void> {
+  private async runSession(sessionSignal: AbortSignal): Promise<void> {
     const cfg = this.config;
     const client = await this.source.connect();
     // The database's clock, not this host's: one clock for every host the connector may run on.
@@ -346,17 +351,8 @@ class ConnectorRun {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     } else if (own.length > 0) {
-      // The copy runs beside the stream, under the session: a stream that fails ends it too (the next session takes it again).
-      const copyAbort = new AbortController();
-      const onStop = () => copyAbort.abort(this.abort.signal.reason);
-      this.abort.signal.addEventListener('abort', onStop, { once: true });
-      ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: copyAbort.signal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state);
-      const { copied } = ownCopy;
-      sessionEnd.push(async () => {
-        this.abort.signal.removeEventListener('abort', onStop);
-        copyAbort.abort(new SourceError('the session ended before the own snapshot was copied'));
-        await copied.catch(() => {});
-      });
+      ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state);
+      this.ownCopy = ownCopy.copied;
     }
     if (this.stopping) return;
     const from = slot!.confirmedFlushLsn;

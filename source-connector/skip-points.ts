@@ -81,8 +81,8 @@ export class SkipFilter {
   /** Whether a change of `table` committing at `commitLsn` waits for the table's own snapshot to be copied (its point passed: not left out). */
   waitsForCopy(table: string, commitLsn: bigint): boolean {
     if (!this.copyPending) return false;
-    const root = this.copying.has(table) ? table : this.partitions.get(table);
-    if (root === undefined || !this.copying.has(root)) return false;
+    const root = this.under(table, this.copying);
+    if (root === undefined) return false;
     const point = this.tables.get(root);
     return point === undefined || commitLsn >= point;
   }
@@ -144,9 +144,14 @@ export class SkipFilter {
 
   /** The table whose own-snapshot point judges `table`'s changes: itself, or a partition's root. */
   private snapshotted(table: string): string | undefined {
-    if (this.tables.has(table)) return table;
+    return this.under(table, this.tables);
+  }
+
+  /** `table` itself when `among` has it, else its root (a partition's) when `among` has that. */
+  private under(table: string, among: { has(name: string): boolean }): string | undefined {
+    if (among.has(table)) return table;
     const root = this.partitions.get(table);
-    return root !== undefined && this.tables.has(root) ? root : undefined;
+    return root !== undefined && among.has(root) ? root : undefined;
   }
 }
 

@@ -67,6 +67,8 @@ export interface SnapshotStartedMarker {
   /** The slot's consistent point: streaming continues from there. */
   consistentPoint: string;
   estimatedRows: number;
+  /** Written by `shardbridge resnapshot`, not by a snapshot that began: the next start takes this table's snapshot again. */
+  requested?: true;
   at: string;
 }
 
@@ -106,7 +108,17 @@ function record(key: string, value: object): ControlRecord {
 const tableNames = (m: { tableSchema?: string; tableName?: string }) => (m.tableSchema !== undefined && m.tableName !== undefined ? { tableSchema: m.tableSchema, tableName: m.tableName } : {});
 
 export function snapshotStarted(m: Omit<SnapshotStartedMarker, 'kind' | 'at' | 'consistentPoint'> & { consistentPoint: bigint; at?: Date }): ControlRecord {
-  const v: SnapshotStartedMarker = { kind: 'started', table: m.table, ...tableNames(m), topic: m.topic, slot: m.slot, consistentPoint: formatLsn(m.consistentPoint), estimatedRows: m.estimatedRows, at: (m.at ?? new Date()).toISOString() };
+  const v: SnapshotStartedMarker = {
+    kind: 'started',
+    table: m.table,
+    ...tableNames(m),
+    topic: m.topic,
+    slot: m.slot,
+    consistentPoint: formatLsn(m.consistentPoint),
+    estimatedRows: m.estimatedRows,
+    ...(m.requested ? { requested: true as const } : {}),
+    at: (m.at ?? new Date()).toISOString(),
+  };
   return record(m.table, v);
 }
 
@@ -175,7 +187,7 @@ export function judgeSnapshotState(
    * `attached`: per partitioned table, its ATTACHed partitions now (partitions.ts).
    */
   args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[]; narrowed?: string[]; attached?: ReadonlyMap<string, string[]> },
-): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'completed-other-slot' | 'none' | 'republished' | 'narrowed' | 'attached' }[] } {
+): { publishedFromSlot: boolean; incomplete: { table: string; marker: 'started' | 'requested' | 'completed-other-slot' | 'none' | 'republished' | 'narrowed' | 'attached' }[] } {
   const republished = new Set(args.republished ?? []);
   const narrowed = new Set(args.narrowed ?? []);
   // A partition ATTACHed after the snapshot (or attached again): the rows it brought were never streamed.
@@ -184,7 +196,7 @@ export function judgeSnapshotState(
     .map((table) => {
       const m = state.tables.get(table);
       if (!m) return { table, marker: 'none' as const };
-      if (m.kind === 'started') return { table, marker: 'started' as const };
+      if (m.kind === 'started') return { table, marker: m.requested ? ('requested' as const) : ('started' as const) };
       if (m.slot !== args.slot) return { table, marker: 'completed-other-slot' as const };
       // Snapshotted from this slot, then out of the publication (left the selection, or dropped
       // and created again): the slot did not stream its changes meanwhile.
@@ -203,14 +215,15 @@ export function judgeSnapshotState(
  */
 export function describeResnapshot(incomplete: ReturnType<typeof judgeSnapshotState>['incomplete'], opts: { slotKept: boolean }): { tables: Record<string, string[]>; message: string } {
   const of = (...markers: string[]) => incomplete.filter((i) => markers.includes(i.marker)).map((i) => i.table);
-  const [cut, back, narrowed, attached] = [of('started'), of('republished'), of('narrowed'), of('attached')];
+  const [asked, cut, back, narrowed, attached] = [of('requested'), of('started'), of('republished'), of('narrowed'), of('attached')];
   const again = opts.slotKept
     ? `taking a snapshot of ${incomplete.map((i) => i.table).join(', ')} alone, keeping the slot (the other tables' snapshots are complete)`
     : 'dropping the slot and taking the snapshot again from a fresh slot';
   return {
-    tables: { startedNotCompleted: cut, republished: back, publicationNarrowed: narrowed, partitionAttached: attached, withoutSnapshot: of('none', 'completed-other-slot') },
+    tables: { requested: asked, startedNotCompleted: cut, republished: back, publicationNarrowed: narrowed, partitionAttached: attached, withoutSnapshot: of('none', 'completed-other-slot') },
     message:
-      cut.length > 0 ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): ${again}`
+      asked.length > 0 ? `a new snapshot of ${asked.join(', ')} was asked for (shardbridge resnapshot): ${again}`
+      : cut.length > 0 ? `the snapshot of ${cut.join(', ')} was started but never completed (the connector stopped during the snapshot): ${again}`
       : back.length > 0 ? `${back.join(', ')} came back into the publication (out of the selection, or dropped and created again, since its snapshot): its changes meanwhile were not streamed, so ${again}`
       : narrowed.length > 0 ? `the publication left out some changes of ${narrowed.join(', ')} since its snapshot (a row filter, a column list, or a publish option without some operation), so ${again}`
       : attached.length > 0 ? `${attached.join(', ')} got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so ${again}`

@@ -15,7 +15,7 @@ import { LOG_LEVELS } from '../config/common.ts';
 import { loadSourceConfig, type SourceConfig } from '../../source-connector/config.ts';
 import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts';
 
-export type CommandName = 'source' | 'sink' | 'check' | 'status' | 'replay' | 'cutover' | 'cleanup' | 'schema copy' | 'devstack' | 'demo' | 'bench';
+export type CommandName = 'source' | 'sink' | 'check' | 'status' | 'replay' | 'resnapshot' | 'cutover' | 'cleanup' | 'schema copy' | 'devstack' | 'demo' | 'bench';
 
 /** Running the compiled build (dist/, `npm run build`): module files end in .js there. */
 const COMPILED = import.meta.url.endsWith('.js');
@@ -27,6 +27,7 @@ export const COMMAND_MODULES: Record<CommandName, string> = {
   check: './commands/check.ts',
   status: './commands/status.ts',
   replay: './commands/replay.ts',
+  resnapshot: './commands/resnapshot.ts',
   cutover: './commands/cutover.ts',
   cleanup: './commands/cleanup.ts',
   'schema copy': './commands/schema-copy.ts',
@@ -250,6 +251,15 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
       await dispatch('replay', opts, cmd);
     });
 
+  const collect = (v: string, prev: string[] = []) => [...prev, v];
+  program
+    .command('resnapshot')
+    .description("take tables' snapshots again at the source connector's next start (a truncate first, then a copy beside the stream); run it with the source connector stopped (while it streams it refuses, exit 1)")
+    .requiredOption('--table <schema.table>', 'a selected source table to snapshot again (repeatable; a table name alone when only one selected table has it)', collect)
+    .option('--source-config <file>', SOURCE_CONFIG_HELP)
+    .option('--json', 'print what was asked for as one JSON object on stdout')
+    .action(act('resnapshot'));
+
   withConfigs(program.command('cutover'))
     .description('switch writes to the destination: wait for the sink to catch up, move sequences past the source, verify every table, check that the writes stopped, create the foreign keys kept aside; go / no-go')
     .option('--yes', 'do not ask: writes to the source have stopped')
@@ -268,7 +278,6 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .action(act('cleanup'));
 
   const schema = program.command('schema').description('table definitions: `schema copy` creates the source tables on the destination');
-  const collect = (v: string, prev: string[] = []) => [...prev, v];
   withConfigs(schema.command('copy'))
     .description('create the selected source tables, types and indexes on the destination and distribute them with Citus')
     .option('--distribute <table=column>', 'distribute TABLE by COLUMN with create_distributed_table (repeatable)', collect)

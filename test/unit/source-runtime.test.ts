@@ -104,8 +104,15 @@ test('the __snapshot topic: latest marker per key decides redo, lost slot, or co
   // A marker from before partitions were recorded says nothing about them.
   assert.deepEqual(judgeSnapshotState(done, { slot: 's', tables: ['public.b'], slotExists: true, attached: new Map([['public.b', ['8@800']]]) }).incomplete, []);
   const why = describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }], { slotKept: false });
-  assert.deepEqual(why.tables, { startedNotCompleted: [], republished: [], publicationNarrowed: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
+  assert.deepEqual(why.tables, { requested: [], startedNotCompleted: [], republished: [], publicationNarrowed: [], partitionAttached: ['public.m'], withoutSnapshot: ['public.c'] });
   assert.match(why.message, /^public\.m got a partition by ATTACH PARTITION since its snapshot: the rows the partition held were never streamed, so dropping the slot/);
+  // `shardbridge resnapshot` marks a table started and requested: taken again, said so.
+  const asked = reduceSnapshotTopic([...records, snapshotStarted({ table: 'public.a', topic: 'p.public.a', slot: 's', consistentPoint: 0x100n, estimatedRows: 10, requested: true })]);
+  assert.equal(JSON.parse(snapshotStarted({ table: 'public.a', topic: 'p.public.a', slot: 's', consistentPoint: 0x100n, estimatedRows: 10 }).value.toString()).requested, undefined);
+  assert.deepEqual(judgeSnapshotState(asked, { slot: 's', tables: ['public.a'], slotExists: true }).incomplete, [{ table: 'public.a', marker: 'requested' }]);
+  const askedWhy = describeResnapshot([{ table: 'public.a', marker: 'requested' }, { table: 'public.b', marker: 'started' }], { slotKept: true });
+  assert.deepEqual([askedWhy.tables.requested, askedWhy.tables.startedNotCompleted], [['public.a'], ['public.b']]);
+  assert.match(askedWhy.message, /^a new snapshot of public\.a was asked for \(shardbridge resnapshot\): taking a snapshot of public\.a, public\.b alone, keeping the slot/);
   // Other tables' snapshots complete from the slot: these alone are taken, the slot kept.
   assert.equal(
     describeResnapshot([{ table: 'public.m', marker: 'attached' }, { table: 'public.c', marker: 'none' }], { slotKept: true }).message,

@@ -1,0 +1,26 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planResnapshot } from '../../shared/cli/commands/resnapshot.ts';
+import { reduceSnapshotTopic, snapshotCompleted, snapshotStarted } from '../../source-connector/control-topics.ts';
+import type { TableInfo } from '../../shared/pg-types.ts';
+
+const table = (schema: string, name: string, relid: number): TableInfo => ({ relid, schema, name, columns: [], keyColumns: ['id'], replicaIdentity: 'default' });
+const selected = [table('public', 'orders', 1), table('public', 'items', 2), table('sales', 'items', 3), table('sales', 'notes', 4)];
+const done = (t: string) => snapshotCompleted({ table: t, topic: `p.${t}`, slot: 's', consistentPoint: 1n, rows: 1, endOffsets: [] });
+const state = reduceSnapshotTopic([...selected.map((t) => done(`${t.schema}.${t.name}`)), snapshotStarted({ table: 'sales.notes', topic: 'p.sales.notes', slot: 's', consistentPoint: 1n, estimatedRows: 0 })]);
+const names = (ts: TableInfo[]) => ts.map((t) => `${t.schema}.${t.name}`);
+
+test('resnapshot plan: tables by schema.table or a unique name alone; unknown and ambiguous names refused; a started one left as is', () => {
+  const p = planResnapshot(['public.orders', 'notes', 'items', 'public.nope'], selected, state);
+  assert.deepEqual(p.unknown, ['items', 'public.nope'], 'items names two selected tables');
+  assert.deepEqual(names(p.mark), ['public.orders']);
+  assert.deepEqual(names(p.pending), ['sales.notes']);
+  assert.equal(p.all, false);
+  assert.deepEqual(names(planResnapshot(['public.orders', 'public.orders'], selected, state).mark), ['public.orders'], 'named twice, marked once');
+});
+
+test('resnapshot plan: every selected table asked for or already started means a whole new snapshot', () => {
+  assert.equal(planResnapshot(['public.orders', 'public.items', 'sales.items'], selected, state).all, true);
+  assert.equal(planResnapshot(['public.orders'], selected, state).all, false);
+  assert.equal(planResnapshot(['public.orders'], [selected[0]], reduceSnapshotTopic([])).all, true);
+});

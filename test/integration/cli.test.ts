@@ -43,7 +43,7 @@ schemaRegistry:
 test('--help lists every subcommand with a description', async () => {
   const r = await run(['--help']);
   assert.equal(r.code, 0, r.stderr);
-  for (const cmd of ['source', 'sink', 'check', 'status', 'replay', 'cutover', 'cleanup', 'schema', 'devstack', 'demo', 'bench']) {
+  for (const cmd of ['source', 'sink', 'check', 'status', 'replay', 'resnapshot', 'cutover', 'cleanup', 'schema', 'devstack', 'demo', 'bench']) {
     assert.match(r.stdout, new RegExp(`^  ${cmd}\\b.*\\S+\\s{2,}\\S`, 'm'), `${cmd} missing or undescribed in:\n${r.stdout}`);
   }
   assert.match(r.stdout, /schema copy/);
@@ -60,9 +60,10 @@ test('source --help explains its options', async () => {
 });
 
 test('every command help describes every option', async () => {
-  const commands = [['source'], ['sink'], ['check'], ['status'], ['replay'], ['cutover'], ['cleanup'], ['schema', 'copy'], ['devstack'], ['demo'], ['bench']];
+  const commands = [['source'], ['sink'], ['check'], ['status'], ['replay'], ['resnapshot'], ['cutover'], ['cleanup'], ['schema', 'copy'], ['devstack'], ['demo'], ['bench']];
   const expectedOptions: Record<string, string[]> = {
     replay: ['--topic <topic>', '--partition <n>', '--to-offset <n>', '--to-time <ts>', '--sink-config <file>'],
+    resnapshot: ['--table <schema.table>', '--source-config <file>', '--json'],
     devstack: ['--json'],
     demo: ['--keep'],
     bench: ['--scale <n>', '--out <path>'],

@@ -290,6 +290,37 @@ function decodeMessage(): LogicalMessage {
   return { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content };
 }
 
+/**
+ * Whether an Update message's new tuple leaves an unchanged-TOAST column out ('u'), read from
+ * its bytes without decoding the values. A message it cannot read says true: the caller then
+ * takes the careful path, and the decoder reports what is wrong.
+ */
+export function updateLeavesToastOut(raw: Buffer): boolean {
+  let p = 5;
+  if (raw[p] === 0x4b /* K */ || raw[p] === 0x4f /* O */) {
+    p = tupleEnd(raw, p + 1, false);
+    if (p < 0) return true;
+  }
+  return raw[p] !== 0x4e /* N */ || tupleEnd(raw, p + 1, true) < 0;
+}
+
+/** The position after the TupleData at `p`: -1 when it runs past the message, or with `stopAtUnchanged` at its first 'u' column. */
+function tupleEnd(raw: Buffer, p: number, stopAtUnchanged: boolean): number {
+  if (p + 2 > raw.length) return -1;
+  const n = raw.readUInt16BE(p);
+  p += 2;
+  for (let i = 0; i < n; i++) {
+    const kind = raw[p++];
+    if (kind === 0x74 /* t */ || kind === 0x62 /* b */) {
+      if (p + 4 > raw.length) return -1;
+      p += 4 + raw.readUInt32BE(p);
+    } else if (kind === 0x75 /* u */) {
+      if (stopAtUnchanged) return -1;
+    } else if (kind !== 0x6e /* n */) return -1;
+  }
+  return p <= raw.length ? p : -1;
+}
+
 /** TupleData: Int16 column count, then per column 'n' | 'u' | 't' Int32 len bytes | 'b' ... */
 function readTuple(): TextTuple {
   const b = buf;

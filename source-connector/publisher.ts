@@ -23,6 +23,7 @@ import { redelivered } from './truncate-fanout.ts';
 import type { RowTranscoder, TranscodedOp, TupleRef } from './row-transcode.ts';
 import { RecordSlab } from './record-slab.ts';
 import { describeKey, largestRecord, recordTooLarge, type RecordLimits } from './record-limits.ts';
+import type { CopyGuard } from './copy-guard.ts';
 
 /** What publish() needs of a table version. */
 export interface PublishTarget {
@@ -130,6 +131,8 @@ export class Publisher {
   private readonly failureListeners: ((err: Error) => void)[] = [];
   private readonly abort = new AbortController();
   private readonly slab = new RecordSlab();
+  /** While a table's own snapshot is copied beside the stream: the keys the stream sent (copy-guard.ts). */
+  private guard: CopyGuard | null = null;
   private readonly published?: Counter<'table' | 'op'>;
   private readonly counters = new Map<string, Map<string, Counter.Internal>>();
   /** Records acknowledged by Kafka since start. */
@@ -201,6 +204,7 @@ export class Publisher {
       } catch (err) {
         throw new SchemaError(`cannot encode a record of ${target.qualified}`, { cause: err, context: { table: target.qualified, topic: target.topic } });
       }
+      if (tx === null && key !== null && this.guard !== null && !this.guard.admits(target.topic, key)) continue;
       this.checkSize(target, key, value, () => ev.key);
       this.push(target.topic, key, value, tx, this.counter(target.qualified, ev.value === null ? 'tombstone' : ev.value.op));
     }
@@ -217,6 +221,7 @@ export class Publisher {
     const slab = this.slab;
     if (!slab.transcode(tc, target.keySchemaId!, target.valueSchemaId, op, src, tuple, source, tsMs)) return false;
     const { key, value } = slab;
+    if (tx === null && this.guard !== null && !this.guard.admits(target.topic, key)) return true;
     this.checkSize(target, key, value, () => target.schemas.keyType!.fromBuffer(key.subarray(WIRE_HEADER_LENGTH)));
     this.push(target.topic, key, value, tx, this.counter(target.qualified, op));
     if (tombstone) this.push(target.topic, key, null, tx, this.counter(target.qualified, 'tombstone'));
@@ -246,6 +251,19 @@ export class Publisher {
   publishRaw(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null = null): void {
     if (this.failure) throw this.failure;
     this.push(topic, key, value, tx, null);
+  }
+
+  /** Note the keys of stream records (and leave out snapshot rows of those keys) until the returned release is called. */
+  guardKeys(guard: CopyGuard): () => void {
+    this.guard = guard;
+    return () => {
+      if (this.guard === guard) this.guard = null;
+    };
+  }
+
+  /** A guarded table's change may be sent now rather than wait for the copy (copy-guard.ts). */
+  get guardRoom(): boolean {
+    return this.guard?.room ?? false;
   }
 
   /** Sends of at most `bytes` from now on (record-limits.ts, batchBytesFor), when that is fewer. */
@@ -302,6 +320,7 @@ export class Publisher {
   private push(topic: string, key: Buffer | null, value: Buffer | null, tx: TrackedTx | null, counter: Counter.Internal | null): Batch {
     const size = (key?.length ?? 0) + (value?.length ?? 0) + topic.length + RECORD_OVERHEAD;
     tx?.add(1, size); // first: it throws for a transaction from before a tracker reset
+    if (this.guard !== null && tx !== null && key !== null) this.guard.touch(topic, key);
     let batch = this.open;
     if (!batch || batch.bytes + size > this.maxBatchBytes || batch.messages.length >= this.maxBatchRecords) {
       batch = { messages: [], bytes: 0, runs: [] };

@@ -12,6 +12,7 @@ import type { SourceConfig } from './config.ts';
 import { settledEndOffsets, snapshotCompleted, snapshotStarted, type ControlTopics, type SnapshotState } from './control-topics.ts';
 import { truncateRecords, type TruncateFanout } from './envelope.ts';
 import type { Publisher } from './publisher.ts';
+import { CopyGuard } from './copy-guard.ts';
 import { createTemporarySlot, temporarySlotName, type ExportedSlot } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 import type { SourceSession } from './source-session.ts';
@@ -112,13 +113,20 @@ export async function startOwnSnapshot(ctx: SnapshotRunContext, versions: TableV
   if (earlier.length > 0) await truncateBeforeResnapshot(ctx, earlier);
   const exported = await createTemporarySlot(ctx.source.connection, temporarySlotName(slot, 'own'), "a table's own snapshot", ctx.log, ctx.signal);
   ctx.onSnapshotPhase();
+  // Before the stream resumes: its changes of these tables are sent as they come, their keys noted.
+  const guard = new CopyGuard(versions.map((v) => v.topic));
+  const unguard = ctx.publisher.guardKeys(guard);
   const copied = (async () => {
     try {
       if (ctx.beforeCopy) await Promise.race([ctx.beforeCopy(), new Promise<never>((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }))]);
       await takeSnapshot(ctx, exported, versions, slot);
+      for (const [topic, n] of guard.skipped) {
+        ctx.log.info({ topic, leftOut: n }, `${n} snapshot row(s) of ${topic} left out: the stream had already sent a later change of their keys`);
+      }
     } catch (err) {
       throw ownCopyError(err, versions);
     } finally {
+      unguard();
       await exported.release();
     }
   })();

@@ -21,7 +21,7 @@ import { RetriableError, ShardBridgeError, SourceError, isRetriable } from '../s
 import { sourceSessionOptions } from '../shared/pg-types.ts';
 import { changeToEvents, truncateRecords, type ChangeContext, type DecodedChange, type TruncateFanout } from './envelope.ts';
 import type { LsnTracker, TrackedTx } from './lsn-tracker.ts';
-import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, type PgoutputMessage } from './pgoutput-decoder.ts';
+import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, updateLeavesToastOut, type PgoutputMessage } from './pgoutput-decoder.ts';
 import type { Publisher } from './publisher.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import { MessagePump } from './message-pump.ts';
@@ -259,26 +259,33 @@ export class ReplicationStream {
 
   /**
    * A message of a table whose own snapshot is still being copied, committed at or past its
-   * point: it waits (and with it the stream) until the copy is done, so that the snapshot's
-   * records come first in the table's topic. Other tables' changes stream meanwhile.
+   * point. An insert, a delete, or an update carrying its whole new row is sent at once: the
+   * publisher notes its key and the copy leaves out that key's older snapshot row
+   * (copy-guard.ts). A truncate, an update leaving an unchanged-TOAST column out, or one past the
+   * guard's room waits (and with it the stream) until the copy is done, so that it comes after
+   * the snapshot's records in the table's topic. Other tables' changes stream meanwhile.
    */
   private waitForCopy(raw: Buffer): Promise<void> | undefined {
     const t = this.tx;
     if (!t || raw.length < 5) return;
     const tag = raw[0];
     let names: (string | undefined)[];
-    if (tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */) names = [this.opts.versions.nameOf(raw.readUInt32BE(1))];
-    else if (tag === 0x52 /* R */ || tag === 0x54 /* T */) {
+    if (tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */) {
+      const name = this.opts.versions.nameOf(raw.readUInt32BE(1));
+      if (name === undefined || !this.skip.waitsForCopy(name, t.finalLsn)) return;
+      if (this.opts.publisher.guardRoom && (tag !== 0x55 || !updateLeavesToastOut(raw))) return;
+      names = [name];
+    } else if (tag === 0x54 /* T */) {
       const msg = decodePgoutput(raw);
-      if (msg.tag === 'relation') names = [this.opts.versions.nameOf(msg.relid) ?? `${msg.namespace}.${msg.name}`];
-      else if (msg.tag === 'truncate') names = msg.relids.map((r) => this.opts.versions.nameOf(r));
-      else return;
+      if (msg.tag !== 'truncate') return;
+      names = msg.relids.map((r) => this.opts.versions.nameOf(r));
     } else return;
     const table = names.find((n) => n !== undefined && this.skip.waitsForCopy(n, t.finalLsn));
     if (table === undefined) return;
     if (!this.waitSaid.has(table)) {
       this.waitSaid.add(table);
-      this.log.info({ table, commitLsn: formatLsn(t.finalLsn) }, `the stream waits for the own snapshot of ${table} to be copied: its changes committed since come after it`);
+      const why = tag === 0x54 ? 'a truncate' : tag === 0x55 && this.opts.publisher.guardRoom ? 'an update leaving an unchanged-TOAST column out' : 'more changed keys than the copy can set apart';
+      this.log.info({ table, commitLsn: formatLsn(t.finalLsn) }, `the stream waits for the own snapshot of ${table} to be copied: ${why} of it, and the changes after it, come after the snapshot`);
     }
     const copy = Buffer.from(raw);
     return this.skip.copied.then(() => (this.closing ? undefined : this.handleRaw(copy)));

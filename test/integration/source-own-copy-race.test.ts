@@ -60,6 +60,12 @@ async function freshDatabase(t: TestContext): Promise<{ url: string; client: pg.
   return db;
 }
 
+/**
+ * A value stored out of line (TOASTed: 12.8 kB of hex compresses to more than the 2 kB
+ * threshold): an update leaving it unchanged is the change that waits for the copy.
+ */
+const TOASTED = `(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g)`;
+
 /** A database streaming `kept`, stopped; then `added` created with `rows` rows (its own snapshot at the next start). */
 async function withAddedTable(t: TestContext, rows: number): Promise<{ client: pg.Client; config: SourceConfig }> {
   const { url, client, slot } = await freshDatabase(t);
@@ -68,7 +74,7 @@ async function withAddedTable(t: TestContext, rows: number): Promise<{ client: p
   const conn = await start(config, testLogger());
   await streaming(conn);
   await conn.stop();
-  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, ${rows}) g`);
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text, doc text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, ${rows}) g; UPDATE added SET doc = ${TOASTED} WHERE id = 4`);
   return { client, config };
 }
 
@@ -104,11 +110,15 @@ async function confirmedFlush(client: pg.Client, slot: string): Promise<bigint> 
   return parseLsn(rows[0].l);
 }
 
-/** The stream held by a change of `added` committed past its point: returns the position before that change. */
+/**
+ * Changes of `added` committed past its point: an insert, an update and a delete, which stream
+ * at once (copy-guard.ts), then an update leaving its TOASTed `doc` (row 4) unchanged, which holds
+ * the stream until the copy is done. Returns the position before that update's transaction.
+ */
 async function streamWaiting(client: pg.Client, lines: () => string[]): Promise<bigint> {
   await client.query(`UPDATE kept SET v = 'before the wait' WHERE id = 1`);
-  const before = await walLsn(client);
   await client.query(`INSERT INTO added VALUES (1000, 'during the copy'); UPDATE added SET v = 'changed during the copy' WHERE id = 2; DELETE FROM added WHERE id = 3`);
+  const before = await walLsn(client);
   await client.query(`BEGIN; UPDATE kept SET v = 'in a transaction with added' WHERE id = 2; UPDATE added SET v = 'with kept' WHERE id = 4; UPDATE kept SET v = 'after added' WHERE id = 3; COMMIT`);
   await waitFor('the stream waiting', () => lines().some((l) => l.includes('the stream waits for the own snapshot of public.added')), { timeoutMs: 20_000, intervalMs: 50 });
   return before;
@@ -202,7 +212,7 @@ test("the copy failing on a row too large for its topic, while the stream waits 
   const first = await start(config, testLogger());
   await streaming(first);
   await first.stop();
-  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, 50) g`);
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text, doc text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, 50) g; UPDATE added SET doc = ${TOASTED} WHERE id = 4`);
   // Incompressible: 200 kB of random hex.
   await client.query(`UPDATE added SET v = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 6000)) WHERE id = 7`);
   const { conn, release, lines } = await startHeld(t, config);
@@ -248,7 +258,7 @@ test("a column added (no rewrite) to the table while its copy is held, and rows 
   const { client, config } = await withAddedTable(t, 50);
   const { conn, release, lines } = await startHeld(t, config);
   await streamWaiting(client, lines);
-  await client.query(`ALTER TABLE added ADD COLUMN extra int; UPDATE added SET extra = id WHERE id <= 10; INSERT INTO added VALUES (3000, 'with extra', 3000)`);
+  await client.query(`ALTER TABLE added ADD COLUMN extra int; UPDATE added SET extra = id WHERE id <= 10; INSERT INTO added (id, v, extra) VALUES (3000, 'with extra', 3000)`);
   release();
   await streamsEqual(conn, client, config);
 });
@@ -260,10 +270,10 @@ test("a partitioned table copied beside the stream, written in several partition
   const first = await start(config, testLogger());
   await streaming(first);
   await first.stop();
-  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text, doc text) PARTITION BY RANGE (id);
     CREATE TABLE added_a PARTITION OF added FOR VALUES FROM (0) TO (100);
     CREATE TABLE added_b PARTITION OF added FOR VALUES FROM (100) TO (10000);
-    INSERT INTO added SELECT g, 'a' FROM generate_series(1, 150) g`);
+    INSERT INTO added SELECT g, 'a' FROM generate_series(1, 150) g; UPDATE added SET doc = ${TOASTED} WHERE id = 4`);
   const { conn, release, lines } = await startHeld(t, config);
   await streamWaiting(client, lines);
   await client.query(`UPDATE added SET v = 'moved', id = id + 1000 WHERE id IN (5, 6); DELETE FROM added WHERE id = 120; INSERT INTO added VALUES (5, 'back in a'), (500, 'in b')`);
@@ -285,8 +295,8 @@ test("source → Kafka → sink: a table taken out of the selection and back, it
     await dst.end().catch(() => {});
     await dest.release();
   });
-  for (const c of [client, dst]) await c.query(`CREATE TABLE public.${kept} (id int PRIMARY KEY, v text); CREATE TABLE public.${back} (id int PRIMARY KEY, v text)`);
-  await client.query(`INSERT INTO ${kept} SELECT g, 'k' FROM generate_series(1, 20) g; INSERT INTO ${back} SELECT g, 'b' FROM generate_series(1, 80) g`);
+  for (const c of [client, dst]) await c.query(`CREATE TABLE public.${kept} (id int PRIMARY KEY, v text); CREATE TABLE public.${back} (id int PRIMARY KEY, v text, doc text)`);
+  await client.query(`INSERT INTO ${kept} SELECT g, 'k' FROM generate_series(1, 20) g; INSERT INTO ${back} SELECT g, 'b' FROM generate_series(1, 80) g; UPDATE ${back} SET doc = ${TOASTED} WHERE id = 60`);
   const base = { sourceUrl: url, kafka: bootstrap, registry: registryUrl };
   const config = testSourceConfig({ ...base, extra: { slotName: slot } });
   const first = await start(config, testLogger());
@@ -302,7 +312,8 @@ test("source → Kafka → sink: a table taken out of the selection and back, it
   const groupId = `g-${config.topicPrefix}`;
   sink = await startSinkConnector(sinkConfig({ kafka: bootstrap, registry: registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }), testLogger());
   const { conn, release, holds, lines } = await startHeld(t, config);
-  await client.query(`UPDATE ${kept} SET v = 'while held' WHERE id = 2; INSERT INTO ${back} VALUES (1000, 'while held'); DELETE FROM ${back} WHERE id = 40`);
+  // The insert and the delete stream at once; the update leaving the TOASTed doc unchanged waits for the copy.
+  await client.query(`UPDATE ${kept} SET v = 'while held' WHERE id = 2; INSERT INTO ${back} VALUES (1000, 'while held'); DELETE FROM ${back} WHERE id = 40; UPDATE ${back} SET v = 'toast kept' WHERE id = 60`);
   await waitFor('the stream waiting', () => lines().some((l) => l.includes(`the stream waits for the own snapshot of public.${back}`)), { timeoutMs: 20_000, intervalMs: 50 });
   await client.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, [config.slotName]);
   await waitFor('the next session at the copy', () => holds() > 1, { timeoutMs: 30_000, intervalMs: 50 });
@@ -311,7 +322,7 @@ test("source → Kafka → sink: a table taken out of the selection and back, it
   await client.query(`UPDATE ${back} SET v = 'after' WHERE id = 50`);
   await pipelineCaughtUp(kafka, { client, source: conn }, { db: dst, groupId, topics: [kept, back].map((x) => `${config.topicPrefix}.public.${x}`) });
   for (const x of [kept, back]) {
-    const want = (await client.query(`SELECT id, v FROM ${x} ORDER BY id`)).rows;
-    assert.deepEqual((await dst.query(`SELECT id, v FROM public.${x} ORDER BY id`)).rows, want, x);
+    const want = (await client.query(`SELECT * FROM ${x} ORDER BY id`)).rows;
+    assert.deepEqual((await dst.query(`SELECT * FROM public.${x} ORDER BY id`)).rows, want, x);
   }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs } from '../../source-connector/pgoutput-decoder.ts';
+import { decodePgoutput, formatLsn, parseLsn, pgTimeToUnixMs, updateLeavesToastOut } from '../../source-connector/pgoutput-decoder.ts';
 import { DecodeError } from '../../shared/errors.ts';
 
 /** Builds pgoutput messages byte by byte, the way walsender writes them (big-endian). */
@@ -195,6 +195,19 @@ test('Update: new only, with K (key changed), with O (replica identity full)', (
 
   const bad = new Bytes().ch('U').u32(9).ch('K').tuple(['1']).ch('X').tuple(['1']).build();
   assert.throws(() => decodePgoutput(bad), DecodeError);
+});
+
+test('updateLeavesToastOut: an unchanged-TOAST column in the new tuple only, after any old tuple; what it cannot read says true', () => {
+  const u = (...parts: ((b: Bytes) => Bytes)[]) => parts.reduce((b, f) => f(b), new Bytes().ch('U').u32(9)).build();
+  assert.equal(updateLeavesToastOut(u((b) => b.ch('N').tuple(['1', 'a', null]))), false);
+  assert.equal(updateLeavesToastOut(u((b) => b.ch('N').tuple(['1', undefined, 'x']))), true);
+  // The old tuple's own 'u' (REPLICA IDENTITY FULL keeps none, K has nulls) says nothing of the new row.
+  assert.equal(updateLeavesToastOut(u((b) => b.ch('O').tuple(['1', undefined, 'x']).ch('N').tuple(['1', 'b', 'x']))), false);
+  assert.equal(updateLeavesToastOut(u((b) => b.ch('K').tuple(['1', null, null]).ch('N').tuple(['2', 'a', undefined]))), true);
+  assert.equal(updateLeavesToastOut(u((b) => b.ch('N').tuple(['1', 'a'.repeat(70_000)]))), false);
+  const whole = u((b) => b.ch('O').tuple(['1', 'a']).ch('N').tuple(['1', 'b']));
+  for (let cut = 6; cut < whole.length; cut++) assert.equal(updateLeavesToastOut(whole.subarray(0, cut)), true, `cut at ${cut}`);
+  assert.equal(updateLeavesToastOut(u((b) => b.ch('X').tuple(['1']))), true);
 });
 
 test('Delete: K and O variants', () => {

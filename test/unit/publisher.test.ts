@@ -7,6 +7,7 @@ import { createAvroType } from '../../shared/type-mapping/index.ts';
 import type { ChangeEvent, Envelope } from '../../source-connector/envelope.ts';
 import { LsnTracker } from '../../source-connector/lsn-tracker.ts';
 import { Publisher, type PublishTarget } from '../../source-connector/publisher.ts';
+import { CopyGuard } from '../../source-connector/copy-guard.ts';
 import { buildRecordSchemas } from '../../source-connector/record-schema.ts';
 import { changeToEvents } from '../../source-connector/envelope.ts';
 import { compileRowTranscoder, TupleRef, type RowTranscoder } from '../../source-connector/row-transcode.ts';
@@ -124,4 +125,29 @@ test('a transcoded record larger than a slab is written at most twice, into a sl
     const [ev] = changeToEvents({ kind: 'insert', new: row }, { schemas, source: info, tsMs: 1, tombstones: false });
     assert.deepEqual(value.subarray(WIRE_HEADER_LENGTH), schemas.envelopeType.toBuffer(ev.value));
   }
+});
+
+test("while a copy guard is set: a stream record's key leaves out that key's later snapshot row; earlier snapshot rows, other keys and other topics go; released, nothing is left out", async () => {
+  const producer = memoryProducer();
+  const tracker = new LsnTracker(null);
+  const publisher = new Publisher({ producer, tracker, maxRecords: 1e9, maxBytes: 1e12, log: pino({ level: 'silent' }) });
+  const keyType = createAvroType({ type: 'record', name: 'K', fields: [{ name: 'id', type: 'long' }] });
+  const envelopeType = createAvroType({ type: 'record', name: 'V', fields: [{ name: 'body', type: 'string' }] });
+  const added: PublishTarget = { topic: 'added', qualified: 'public.added', keySchemaId: 7, valueSchemaId: 8, schemas: { keyType, envelopeType } };
+  const other: PublishTarget = { ...added, topic: 'other', qualified: 'public.other' };
+  const row = (id: number, body: string): ChangeEvent => ({ key: { id }, value: { body } as unknown as ChangeEvent['value'] });
+  const release = publisher.guardKeys(new CopyGuard(['added']));
+  assert.equal(publisher.guardRoom, true);
+  publisher.publish(added, [row(1, 'snapshot, before the stream')], null);
+  const tx = tracker.begin(1n);
+  publisher.publish(added, [row(1, 'stream'), row(2, 'stream')], tx);
+  publisher.publish(other, [row(3, 'stream')], tx);
+  publisher.publish(added, [row(2, 'snapshot, after the stream'), row(4, 'snapshot')], null);
+  publisher.publish(other, [row(3, 'snapshot of a table not copied')], null);
+  release();
+  assert.equal(publisher.guardRoom, false);
+  publisher.publish(added, [row(2, 'after the release')], null);
+  assert.equal(await publisher.flush(10_000), true);
+  const sent = producer.sent.map((m) => `${m.topic}:${keyType.fromBuffer(m.key!.subarray(WIRE_HEADER_LENGTH)).id}:${(envelopeType.fromBuffer(m.value!.subarray(WIRE_HEADER_LENGTH)) as { body: string }).body}`);
+  assert.deepEqual(sent, ['added:1:snapshot, before the stream', 'added:1:stream', 'added:2:stream', 'other:3:stream', 'added:4:snapshot', 'other:3:snapshot of a table not copied', 'added:2:after the release']);
 });

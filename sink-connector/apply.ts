@@ -107,8 +107,11 @@ interface TableRun {
   fast: readonly FastRow[];
 }
 
-/** Apply a chunk. `acceptGap`: apply even when the stored offset is below the chunk (records lost to retention). */
-export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, acceptGap = false): Promise<ChunkOutcome> {
+/**
+ * Apply a chunk. `gapFrom`: a stored offset below the chunk whose gap holds no records Kafka
+ * lost (offset-gaps.ts): applied from there; any other stored offset below the chunk is a gap.
+ */
+export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: ApplyContext, gapFrom?: bigint): Promise<ChunkOutcome> {
   const q = queryWith(client);
   const segments = segmentsOf(chunk, ctx.truncate);
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
@@ -127,7 +130,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       await q('COMMIT');
       return { kind: 'behind', stored };
     }
-    if (stored < chunk.firstOffset && !acceptGap) {
+    if (stored < chunk.firstOffset && stored !== gapFrom) {
       await q('ROLLBACK');
       return { kind: 'gap', stored };
     }
@@ -212,7 +215,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     return { kind: 'applied', counts, paths, transcoded, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
-    if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, { ...ctx, directCopy: null }, acceptGap);
+    if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, { ...ctx, directCopy: null }, gapFrom);
     // Driver errors were classified where they happened; a bug of ours must not look retriable.
     if (err instanceof ShardBridgeError && current && err.context.table === undefined) throw withTable(err, current);
     throw err;

@@ -17,7 +17,7 @@ import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayl
 import type { Logger } from '../shared/logger.ts';
 import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
-import { atServer } from '../shared/errors.ts';
+import { atServer, RetriableError } from '../shared/errors.ts';
 import { destinationRemedy, metricsPortError } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
 import { retryUntilAborted } from '../shared/retry.ts';
@@ -28,7 +28,7 @@ import type { RecordDecoder } from './decode.ts';
 import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { PositionTracker, tpKey } from './offsets.ts';
 import { checkTables, openDestination, type UntilDone } from './destination-start.ts';
-import { planStart, readCommitted, readStored } from './join-positions.ts';
+import { pastEndStalls, planStart, readCommitted, readStored } from './join-positions.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
 import { createSinkMetrics, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
@@ -200,6 +200,11 @@ class SinkRuntime {
       metrics: this.m,
       deadLetter,
       logger: log,
+      offsetRange: async (topic, partition) => {
+        const r = (await this.admin!.offsetRanges(topic)).find((x) => x.partition === partition);
+        if (!r) throw new RetriableError(`Kafka reports no offsets for ${topic}[${partition}]`, { context: { topic, partition } });
+        return { start: BigInt(r.start), end: BigInt(r.end) };
+      },
       onStallRetry: (topic, partition) => {
         states.invalidate();
         try {
@@ -410,7 +415,7 @@ class SinkRuntime {
           this.log.debug({ err, topic, partition }, 'seek failed (consumer stopping)');
         }
       }
-      this.tracker.reset(positions);
+      this.tracker.reset(positions, pastEndStalls(stalled));
       this.stalls!.retain(new Set(positions.map(([k]) => k)), stalled);
       // kafkajs keeps a partition paused across rebalances: one this member stalled, lost and
       // got back (its stall and retry timer dropped above) would never be fetched again.

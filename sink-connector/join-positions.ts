@@ -38,13 +38,30 @@ export function planStart(tps: readonly TopicPartition[], stored: ReadonlyMap<st
   return { positions, seeks };
 }
 
+/** A partition recorded as stalled; `reason` is the row's sqlstate column (a stall's reason when it has no SQLSTATE, stall.ts). */
+export interface StalledRow extends TopicPartition {
+  offset: bigint;
+  reason: string | null;
+}
+
+/**
+ * Partitions recorded as stalled past their end (offset-gaps.ts), by tpKey: they stay stalled
+ * while the offset they stalled at is stored, whatever the topic made again holds by now. Pure.
+ */
+export function pastEndStalls(stalled: readonly StalledRow[]): [string, { stored: bigint }][] {
+  return stalled.filter((s) => s.reason === 'past-end').map((s) => [tpKey(s.topic, s.partition), { stored: s.offset }]);
+}
+
 /** The stored offsets of `tps` and the partitions recorded as stalled for the group; destination errors classified (retriable or not). */
-export function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; stalled: TopicPartition[] }> {
+export function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; stalled: StalledRow[] }> {
   return withPooledClient(pool, async (client) => {
     try {
       const stored = await readStoredOffsets(client, groupId, tps);
-      const { rows } = await client.query<TopicPartition>('SELECT topic, partition FROM shardbridge.stalls WHERE group_id = $1', [groupId]);
-      return { stored, stalled: rows };
+      const { rows } = await client.query<{ topic: string; partition: number; next_offset: string; sqlstate: string | null }>(
+        'SELECT topic, partition, next_offset, sqlstate FROM shardbridge.stalls WHERE group_id = $1',
+        [groupId],
+      );
+      return { stored, stalled: rows.map((r) => ({ topic: r.topic, partition: r.partition, offset: BigInt(r.next_offset), reason: r.sqlstate })) };
     } catch (err) {
       throw classify(err, {});
     }

@@ -13,6 +13,7 @@ import { heldPastWait, HOLDER_COLUMNS, isLockTimeout, withLockTimeout, type Held
 import { STAGING_SCHEMA } from './upsert-batch.ts';
 import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
 import { createOwnSchemasSql, quoteLiteral } from '../shared/sql.ts';
+import type { StallInfo } from './stall.ts';
 
 // The sink's own tables: plain tables on the coordinator, never distributed nor Citus-managed
 // (citus issue 6729), also where citus.use_citus_managed_tables is on (for this transaction).
@@ -187,6 +188,11 @@ export class PositionTracker {
   private readonly next = new Map<string, bigint>();
   /** Partitions whose gap (stored offset below the fetched records) was seeked once already. */
   private readonly gapSeeked = new Map<string, bigint>();
+  /**
+   * Partitions found with their stored offset past the partition's end (offset-gaps.ts), at that
+   * offset: they stay stalled while it is stored, also once the topic made again grows past it.
+   */
+  private readonly pastEnd = new Map<string, { stored: bigint; info?: StallInfo }>();
 
   get(topic: string, partition: number): bigint | undefined {
     return this.next.get(tpKey(topic, partition));
@@ -196,22 +202,35 @@ export class PositionTracker {
     this.next.set(tpKey(topic, partition), next);
   }
 
-  /** Replace everything with the positions read at a group join. */
-  reset(entries: Iterable<[string, bigint]>): void {
+  /** Replace everything with the positions read at a group join, and the partitions recorded past their end. */
+  reset(entries: Iterable<[string, bigint]>, pastEnd: Iterable<[string, { stored: bigint; info?: StallInfo }]> = []): void {
     this.next.clear();
     this.gapSeeked.clear();
+    this.pastEnd.clear();
     for (const [k, v] of entries) this.next.set(k, v);
+    for (const [k, v] of pastEnd) if (this.next.get(k) === v.stored) this.pastEnd.set(k, v);
   }
 
   /**
-   * A batch started above the stored offset. The first time for that stored offset the
-   * caller seeks back to it; if Kafka still cannot serve it (retention removed the records)
-   * the second time accepts the gap.
+   * A batch started above the stored offset. The first time for that stored offset the caller
+   * seeks back to it; if Kafka still cannot serve it, the second time the caller looks at
+   * Kafka's log start (offset-gaps.ts).
    */
-  acceptGap(topic: string, partition: number, stored: bigint): boolean {
+  gapSeekedBefore(topic: string, partition: number, stored: bigint): boolean {
     const k = tpKey(topic, partition);
     if (this.gapSeeked.get(k) === stored) return true;
     this.gapSeeked.set(k, stored);
     return false;
+  }
+
+  markPastEnd(topic: string, partition: number, stored: bigint, info: StallInfo): void {
+    this.pastEnd.set(tpKey(topic, partition), { stored, info });
+  }
+
+  /** Whether the partition was found past its end at the offset it still stores (its stall, when known). */
+  pastEndOf(topic: string, partition: number): { info?: StallInfo } | undefined {
+    const k = tpKey(topic, partition);
+    const e = this.pastEnd.get(k);
+    return e !== undefined && e.stored === this.next.get(k) ? e : undefined;
   }
 }

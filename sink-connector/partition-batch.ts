@@ -22,7 +22,8 @@ import type { RawRecord, RecordDecoder } from './decode.ts';
 import type { TargetFor } from './schema-compile.ts';
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
-import { describeStall, type Stalls } from './stall.ts';
+import { describeStall, type StallInfo, type Stalls } from './stall.ts';
+import { classifyGap, lostRecordsStall, pastEnd, pastEndStall, type GapTables } from './offset-gaps.ts';
 import { FastRowPlanner, type BinaryLayout, type RecordSchemas } from './fast-rows.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import type { LaneWork } from './apply-lanes.ts';
@@ -44,6 +45,8 @@ export interface BatchDeps {
   /** ...and to COPY BINARY where every column's destination type has a binary writer (copy-binary.ts). */
   binaryCopy?: boolean;
   sizing: BatchSizing;
+  /** The partition's first offset Kafka has (log start) and its end: asked only when a gap or a stored offset past the end is seen. */
+  offsetRange: (topic: string, partition: number) => Promise<{ start: bigint; end: bigint }>;
   logger: Logger;
 }
 
@@ -105,10 +108,15 @@ export class BatchProcessor {
     };
     const known = this.deps.tracker.get(topic, partition);
     let messages: ConsumedMessage[] = batch.messages;
+    const high = BigInt(batch.highWatermark);
+    // Before the records below the stored offset are dropped as applied: with the offset past the
+    // partition's end they are all "below" it, and would be dropped without a word.
+    if (messages.length > 0 && (pastEnd(known, high) || this.deps.tracker.pastEndOf(topic, partition))) {
+      if (await this.stalledPastEnd(part, known!, messages)) return;
+    }
     if (known !== undefined && messages.length > 0 && BigInt(messages[0].offset) < known) {
       messages = messages.filter((m) => BigInt(m.offset) >= known);
     }
-    const high = BigInt(batch.highWatermark);
     if (messages.length === 0) return;
     // Set before applying as well: a partition that stalls on this batch shows its backlog, not a stale figure.
     const first = BigInt(messages[0].offset);
@@ -288,10 +296,24 @@ export class BatchProcessor {
       };
     }
     const started = performance.now();
-    let outcome = await this.attempt(p, chunk, false);
-    if (outcome.kind === 'gap' && this.deps.tracker.acceptGap(p.topic, p.partition, outcome.stored)) {
-      p.log.warn({ stored: String(outcome.stored), first: String(chunk.firstOffset) }, 'records between the stored offset and the first one Kafka has are gone (retention?): applying from what is there');
-      outcome = await this.attempt(p, chunk, true);
+    let outcome = await this.attempt(p, chunk);
+    if (outcome.kind === 'gap' && this.deps.tracker.gapSeekedBefore(p.topic, p.partition, outcome.stored)) {
+      // Kafka served the records after the stored offset from a later one, once more after a seek back to it.
+      const stored = outcome.stored;
+      let range: { start: bigint; end: bigint };
+      try {
+        range = await this.transient(p, `read the log start of ${p.topic}[${p.partition}]`, () => this.deps.offsetRange(p.topic, p.partition));
+      } catch (err) {
+        if (err instanceof Abandon) return false;
+        throw err;
+      }
+      if (classifyGap(stored, range.start) === 'lost') {
+        const info = lostRecordsStall({ topic: p.topic, partition: p.partition, stored, logStart: range.start }, await this.tablesOf(p, slice.map((it) => it.raw)));
+        this.stall(p, info, chunk.firstOffset);
+        return false;
+      }
+      p.log.debug({ stored: String(stored), first: String(chunk.firstOffset), logStart: String(range.start) }, 'offsets without records before the batch (transaction markers, compaction): applying from the stored offset');
+      outcome = await this.attempt(p, chunk, stored);
     }
     if (outcome.kind === 'gap' || (outcome.kind === 'behind' && outcome.stored > chunk.nextOffset)) {
       // Someone else applied further (or we must re-read from the stored offset): start over there.
@@ -333,11 +355,11 @@ export class BatchProcessor {
   }
 
   /** One apply, retried with backoff while the failure is transient; in halves when it looks too big (destination-errors.ts). */
-  private attempt(p: Part, chunk: Chunk, acceptGap: boolean): Promise<ChunkOutcome> {
+  private attempt(p: Part, chunk: Chunk, gapFrom?: bigint): Promise<ChunkOutcome> {
     let tooBig = 0;
     return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, async () => {
       try {
-        return await withPooledClient(this.deps.pool, (client) => applyChunk(client, chunk, this.deps.apply, acceptGap));
+        return await withPooledClient(this.deps.pool, (client) => applyChunk(client, chunk, this.deps.apply, gapFrom));
       } catch (err) {
         if (tooBigForOneGo(err) && ++tooBig >= TOO_BIG_RETRIES) throw inHalves(err as ShardBridgeError);
         throw err;
@@ -393,9 +415,54 @@ export class BatchProcessor {
     }, TRUNCATE_WAIT_MS).unref();
   }
 
-  private stall(p: Part, info: ReturnType<typeof describeStall>): void {
-    // Seek back first: a paused partition keeps its seek, so a resume re-reads from the stalled record.
-    p.consumer.seek(p.topic, p.partition, BigInt(info.offset));
+  /**
+   * The stored offset is past the partition's end (offset-gaps.ts), as the batch's high watermark
+   * says or as found before at this stored offset: confirmed with Kafka's end offset (a new
+   * leader's high watermark may lag a moment), the partition stalls. True when it did.
+   */
+  private async stalledPastEnd(p: Part, stored: bigint, messages: readonly ConsumedMessage[]): Promise<boolean> {
+    // Found before at this stored offset (here, or recorded in shardbridge.stalls before a restart): stalled as it was.
+    const found = this.deps.tracker.pastEndOf(p.topic, p.partition);
+    let info = found?.info;
+    if (info === undefined) {
+      let end: bigint;
+      try {
+        end = (await this.transient(p, `read the end offset of ${p.topic}[${p.partition}]`, () => this.deps.offsetRange(p.topic, p.partition))).end;
+      } catch (err) {
+        if (err instanceof Abandon) return true;
+        throw err;
+      }
+      if (!found && !pastEnd(stored, end)) {
+        p.log.debug({ stored: String(stored), end: String(end) }, 'stored offset above the fetched high watermark but not above the end offset: going on');
+        return false;
+      }
+      info = pastEndStall({ topic: p.topic, partition: p.partition, stored, end }, await this.tablesOf(p, messages));
+      this.deps.tracker.markPastEnd(p.topic, p.partition, stored, info);
+    }
+    // The stored offset itself is out of range: the resume re-reads the batch (one fetch per retry).
+    this.stall(p, info, BigInt(messages[0].offset));
+    return true;
+  }
+
+  /** The partition's source and destination tables, as its records' schemas name them; none for control topics or unknown schemas. */
+  private async tablesOf(p: Part, raws: readonly RawRecord[]): Promise<GapTables> {
+    if (p.control) return {};
+    try {
+      await this.deps.decoder.prepare(raws.slice(0, 16));
+    } catch {
+      return {};
+    }
+    for (const raw of raws.slice(0, 16)) {
+      const t = this.deps.decoder.describe(raw)?.table;
+      if (t) return { source: `${t.source.schema}.${t.source.table}`, dest: `${t.dest.schema}.${t.dest.name}` };
+    }
+    return {};
+  }
+
+  private stall(p: Part, info: StallInfo, seekTo = BigInt(info.offset)): void {
+    // Seek back first: a paused partition keeps its seek, so a resume re-reads from the stalled
+    // record (or, when the stall's offset is one Kafka cannot serve, from where the batch began).
+    p.consumer.seek(p.topic, p.partition, seekTo);
     p.consumer.pause(p.topic, p.partition);
     this.deps.stalls.report(info);
   }

@@ -39,6 +39,8 @@ export interface ProcessorDeps {
   metrics: SinkMetrics;
   deadLetter: DeadLetterTarget | null;
   logger: Logger;
+  /** A partition's log start and end offsets (Kafka's admin), asked only at gaps (offset-gaps.ts). */
+  offsetRange: (topic: string, partition: number) => Promise<{ start: bigint; end: bigint }>;
   /** A stalled partition's retry is due: the runtime resumes it. */
   onStallRetry: (topic: string, partition: number) => void;
 }
@@ -91,6 +93,7 @@ export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stall
     deadLetter: d.deadLetter,
     adaptive: config.batch.adaptive,
     sizing,
+    offsetRange: d.offsetRange,
     logger: log,
   });
   return { decoder, stalls, processor };

@@ -11,7 +11,7 @@ import type { Logger } from '../shared/logger.ts';
 import { ShardBridgeError } from '../shared/errors.ts';
 import { tpKey } from './offsets.ts';
 
-export type StallReason = 'apply' | 'decode';
+export type StallReason = 'apply' | 'decode' | 'gap' | 'past-end';
 
 export interface StallInfo {
   topic: string;

@@ -281,6 +281,10 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
       return res.map((r) => ({ partition: r.partition, offset: r.high })).sort((x, y) => x.partition - y.partition);
     },
+    async offsetRanges(topic) {
+      const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
+      return res.map((r) => ({ partition: r.partition, start: r.low, end: r.high })).sort((x, y) => x.partition - y.partition);
+    },
     async offsetsAtTime(topic, timestampMs) {
       const res = await (await byTopic.for(topic)).fetchTopicOffsetsByTimestamp(topic, timestampMs);
       return res.map((r) => ({ partition: r.partition, offset: r.offset })).sort((x, y) => x.partition - y.partition);

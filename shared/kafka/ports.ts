@@ -182,6 +182,11 @@ export interface Admin {
   partitionCounts(topics: string[]): Promise<Map<string, number>>;
   /** High watermarks: the offset the next produced message of each partition will get. */
   endOffsets(topic: string): Promise<{ partition: number; offset: string }[]>;
+  /**
+   * Per partition, the first offset Kafka still has (its log start: retention and deleteRecords
+   * move it) and the end offset (high watermark). One request per topic.
+   */
+  offsetRanges(topic: string): Promise<{ partition: number; start: string; end: string }[]>;
   /** Earliest offset whose timestamp is >= timestampMs, per partition (the end offset when none). */
   offsetsAtTime(topic: string, timestampMs: number): Promise<{ partition: number; offset: string }[]>;
   describeTopicConfigs(topic: string): Promise<Record<string, string>>;

@@ -144,6 +144,11 @@ export async function readSnapshotStatus(client: pg.ClientBase): Promise<Map<str
   return new Map(rows.map((r) => [r.topic as string, { state: r.state as string, rowsExpected: r.rows_expected === null ? null : Number(r.rows_expected) }]));
 }
 
+/** A stall row's reason: where a stall has no SQLSTATE the sink writes its reason there (sink-connector/stall.ts: decode, gap, past-end). Pure. */
+export function stallReasonOf(sqlstate: string | null): string {
+  return sqlstate === null || /^[0-9A-Z]{5}$/.test(sqlstate) ? 'apply' : sqlstate;
+}
+
 export async function readStalls(client: pg.ClientBase, groupId: string): Promise<StallFacts[]> {
   const { rows } = await client.query(
     `SELECT topic, partition, next_offset, table_name, sqlstate, error, attempts, first_seen FROM shardbridge.stalls WHERE group_id = $1 ORDER BY topic, partition`,
@@ -151,14 +156,14 @@ export async function readStalls(client: pg.ClientBase, groupId: string): Promis
   );
   return rows.map((r) => {
     const { message, remedy } = splitStallError(r.error as string);
-    const decode = r.sqlstate === 'decode';
+    const reason = stallReasonOf(r.sqlstate);
     return {
       topic: r.topic,
       partition: r.partition,
       offset: Number(r.next_offset),
       table: r.table_name,
-      sqlstate: decode ? null : r.sqlstate,
-      reason: decode ? 'decode' : 'apply',
+      sqlstate: reason === 'apply' ? r.sqlstate : null,
+      reason,
       message,
       remedy,
       attempts: r.attempts,

@@ -60,7 +60,7 @@ export function renderStatus(r: StatusReport, opts: { all?: boolean } = {}): str
   out.push('Stalls');
   if (r.stalls.length === 0) out.push('  none');
   for (const s of r.stalls) {
-    out.push(`  ${s.topic}[${s.partition}]${s.offset !== null ? ` at offset ${s.offset}` : ''}${s.table ? `, table ${s.table}` : ''}${s.sqlstate ? `, SQLSTATE ${s.sqlstate}` : ''}${s.attempts !== null ? `, ${s.attempts} attempts` : ''}${s.since ? ` since ${s.since}` : ''}`);
+    out.push(`  ${s.topic}[${s.partition}]${s.offset !== null ? ` at offset ${s.offset}` : ''}${s.reason !== 'apply' ? ` (${s.reason})` : ''}${s.table ? `, table ${s.table}` : ''}${s.sqlstate ? `, SQLSTATE ${s.sqlstate}` : ''}${s.attempts !== null ? `, ${s.attempts} attempts` : ''}${s.since ? ` since ${s.since}` : ''}`);
     out.push(`    reason: ${s.message.replace(/\n/g, '\n            ')}`);
     if (s.remedy) out.push(`    remedy: ${s.remedy.replace(/\n/g, '\n            ')}`);
   }

@@ -321,7 +321,7 @@ test('fast updates below the general staging threshold but above their own are s
       redecode: (row) => decoder.decode(row.raw)!,
       logger: log,
     },
-    true,
+    0n,
   );
   assert.equal(outcome.kind, 'applied');
   if (outcome.kind === 'applied') assert.deepEqual([...outcome.paths.values()].map((m) => Object.fromEntries(m)), [{ staging: 250 }]);
@@ -411,7 +411,7 @@ test('snapshot rows: unnest, COPY staging, direct COPY and transcoded rows give 
           redecode: (row) => decoder.decode(row.raw)!,
           logger: log,
         },
-        round === 0,
+        round === 0 ? 0n : undefined,
       );
       const ms = performance.now() - started;
       assert.equal(outcome.kind, 'applied');

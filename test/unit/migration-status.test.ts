@@ -6,6 +6,7 @@ import {
   buildStatus, estimateCatchUp, markersNeeded, mergeStalls, parseStalledMetric, sampleOf, splitStallError, tableStatus,
   type PartitionFacts, type SlotFacts, type StallFacts, type StatusFacts,
 } from '../../shared/migration/status.ts';
+import { stallReasonOf } from '../../shared/migration/gather.ts';
 import { renderStatus } from '../../shared/migration/status-render.ts';
 
 const slot = (over: Partial<SlotFacts> = {}): SlotFacts => ({
@@ -227,6 +228,14 @@ test('a stall is a FAIL naming topic, partition, offset, table and SQLSTATE, wit
   assert.equal(p.message, 'stalled at offset 5 (table public.orders): column "extra" of relation "orders" does not exist [42703]');
   assert.match(p.remedy!, /ADD COLUMN "extra"/);
   assert.deepEqual(r.partitions.map((x) => x.stalled), [false, true, false]);
+});
+
+test("a stall at offsets Kafka no longer has shows its reason, not as a SQLSTATE", () => {
+  assert.deepEqual(['gap', 'past-end', 'decode', '42703', null].map(stallReasonOf), ['gap', 'past-end', 'decode', 'apply', 'apply']);
+  const gap = stall({ sqlstate: null, reason: 'gap', message: 'records the sink never applied are gone from Kafka', remedy: 'resnapshot, then replay' });
+  const r = buildStatus(facts({ stalls: [gap] }), null);
+  assert.equal(r.problems.find((x) => x.level === 'FAIL')!.message, 'stalled at offset 5 (table public.orders): records the sink never applied are gone from Kafka');
+  assert.match(renderStatus(r), /sb\.public\.orders\[1\] at offset 5 \(gap\), table public\.orders, 3 attempts/);
 });
 
 test('unreachable servers fail; sink metrics unreachable warn only when the URL was given', () => {

@@ -19,7 +19,8 @@ import type { TableVersion } from '../../sink-connector/schema-compile.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { copyColumnOf, describeStall, remedyFor } from '../../sink-connector/stall.ts';
 import { addColumnSql, missingColumnError, missingColumns, typeMismatches } from '../../sink-connector/table-state.ts';
-import { PositionTracker } from '../../sink-connector/offsets.ts';
+import { PositionTracker, tpKey } from '../../sink-connector/offsets.ts';
+import { classifyGap, lostRecordsStall, pastEnd, pastEndStall } from '../../sink-connector/offset-gaps.ts';
 
 const AT = { topic: 'p.public.orders', partition: 2, offset: '41' };
 
@@ -331,16 +332,105 @@ test('planReplay rewinds to the target clamped to the log end, never forward, an
     { partition: 0, stored: 100n, next: 5n },
     { partition: 1, stored: 20n, next: null },
     { partition: 2, stored: null, next: null },
-    { partition: 3, stored: 300n, next: 200n },
+    { partition: 3, stored: 300n, next: 200n, note: 'the partition ends at 200' },
   ]);
 });
 
-test('PositionTracker accepts a gap only the second time for the same stored offset', () => {
+test('planReplay clamps the target to the offsets Kafka has, and moves a stored offset below the log start up to it', () => {
+  const plan = planReplay(
+    [0, 1, 2, 3, 4],
+    new Map([
+      [0, 0n], // below the log start: from the log start
+      [1, 15n], // the remedy of a gap stall: forward to the log start
+      [2, 40n], // forward past records Kafka has: only to the log start
+      [3, 20n], // within range, a rewind
+      [4, 0n], // nothing stored yet, log start above 0
+    ]),
+    new Map([
+      [0, 100n],
+      [1, 100n],
+      [2, 100n],
+      [3, 100n],
+      [4, 100n],
+    ]),
+    new Map([
+      [0, 50n],
+      [1, 10n],
+      [2, 10n],
+      [3, 30n],
+    ]),
+    new Map([
+      [0, 15n],
+      [1, 15n],
+      [2, 15n],
+      [3, 15n],
+      [4, 15n],
+    ]),
+  );
+  assert.deepEqual(
+    plan.map((r) => [r.partition, r.stored, r.next]),
+    [
+      [0, 50n, 15n],
+      [1, 10n, 15n],
+      [2, 10n, 15n],
+      [3, 30n, 20n],
+      [4, null, 15n],
+    ],
+  );
+  assert.match(plan[0].note!, /offsets below 15 are gone from Kafka/);
+  assert.match(plan[1].note!, /moved forward to Kafka's first offset 15: offsets 10\.\.14 are gone from Kafka/);
+  assert.match(plan[4].note!, /offsets 0\.\.14 are gone/);
+  assert.equal(plan[3].note, undefined);
+});
+
+test('PositionTracker: a gap is looked at only the second time for the same stored offset', () => {
   const t = new PositionTracker();
   t.reset([['x', 5n]]);
-  assert.equal(t.acceptGap('t', 0, 5n), false);
-  assert.equal(t.acceptGap('t', 0, 5n), true);
-  assert.equal(t.acceptGap('t', 0, 6n), false);
+  assert.equal(t.gapSeekedBefore('t', 0, 5n), false);
+  assert.equal(t.gapSeekedBefore('t', 0, 5n), true);
+  assert.equal(t.gapSeekedBefore('t', 0, 6n), false);
+});
+
+test('PositionTracker: a partition found past its end stays so while it stores that offset, also across a join that reads it back', () => {
+  const t = new PositionTracker();
+  const k = tpKey('t', 0);
+  t.reset([[k, 10n]]);
+  const info = pastEndStall({ topic: 't', partition: 0, stored: 10n, end: 3n }, {});
+  t.markPastEnd('t', 0, 10n, info);
+  assert.equal(t.pastEndOf('t', 0)?.info, info);
+  t.set('t', 0, 0n); // replayed
+  assert.equal(t.pastEndOf('t', 0), undefined);
+  t.reset([[k, 10n]], [[k, { stored: 10n }]]);
+  assert.deepEqual(t.pastEndOf('t', 0), { stored: 10n });
+  t.reset([[k, 0n]], [[k, { stored: 10n }]]);
+  assert.equal(t.pastEndOf('t', 0), undefined, 'the stored offset moved since: no longer past the end');
+});
+
+test('classifyGap: records are lost only when Kafka starts above the stored offset', () => {
+  assert.equal(classifyGap(10n, 15n), 'lost');
+  assert.equal(classifyGap(10n, 11n), 'lost');
+  assert.equal(classifyGap(10n, 10n), 'empty');
+  assert.equal(classifyGap(10n, 0n), 'empty');
+  assert.equal(pastEnd(11n, 10n), true);
+  assert.equal(pastEnd(10n, 10n), false);
+  assert.equal(pastEnd(undefined, 0n), false);
+});
+
+test('the gap stalls name topic, partition, table, the offsets, how many are gone, and the remedy', () => {
+  const lost = lostRecordsStall({ topic: 'p.public.orders', partition: 2, stored: 10n, logStart: 15n }, { source: 'public.orders', dest: 'app.orders' });
+  assert.equal(lost.reason, 'gap');
+  assert.equal(lost.offset, '10');
+  assert.equal(lost.table, 'app.orders');
+  assert.match(lost.message, /p\.public\.orders\[2\] has stored offset 10 but the first offset Kafka has is 15: 5 offsets are gone/);
+  assert.match(lost.remedy, /^the destination table app\.orders misses those changes/);
+  assert.match(lost.remedy, /`shardbridge resnapshot -c source\.yaml --table public\.orders`/);
+  assert.match(lost.remedy, /`shardbridge replay --sink-config sink\.yaml --topic p\.public\.orders --partition 2 --to-offset 15`/);
+  assert.match(lostRecordsStall({ topic: 't', partition: 0, stored: 1n, logStart: 2n }, {}).message, /1 offset is gone/);
+  const end = pastEndStall({ topic: 't', partition: 1, stored: 10n, end: 3n }, {});
+  assert.equal(end.reason, 'past-end');
+  assert.match(end.message, /stored offset 10 is past the end of the partition \(Kafka's end offset is 3\)/);
+  assert.match(end.remedy, /--topic t --partition 1 --to-offset 0/);
+  assert.match(end.remedy, /cleanup --drop-control-tables/);
 });
 
 test('arrayLiterals: every element quoted, only quotes and backslashes escaped, NULL for null', () => {

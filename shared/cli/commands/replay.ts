@@ -3,7 +3,9 @@
  * rewind the sink on a topic, with the sink stopped (while its group has members: exit 1,
  * nothing changed). The destination's stored offsets (what the sink resumes from) and the
  * consumer group's committed offsets (what monitoring shows) are both set; the sink then re-applies the events in order, which converges to
- * the same rows. Only rewinds: a partition already before the target is left alone.
+ * the same rows. Only rewinds: a partition already before the target is left alone, except one
+ * stored below the first offset Kafka still has, which moves up to it. Targets are clamped to
+ * the offsets Kafka has (its log start to its end).
  */
 import pg from 'pg';
 import { ConfigError, ServiceError, atServer } from '../../errors.ts';
@@ -29,17 +31,39 @@ export interface ReplayPlanRow {
   stored: bigint | null;
   /** What the partition is set to (null: left alone). */
   next: bigint | null;
+  /** Why the target was not taken as given (clamped to what Kafka has). */
+  note?: string;
 }
 
-/** Pure: per partition, rewind to the target (clamped to the log end), never forward. */
-export function planReplay(partitions: number[], targets: Map<number, bigint>, ends: Map<number, bigint>, stored: Map<number, bigint>): ReplayPlanRow[] {
+/**
+ * Pure: per partition, rewind to the target clamped to the offsets Kafka has (its log start to
+ * its end), never forward, except a stored offset below the log start, whose records are gone:
+ * it moves up to the log start (where the sink stalls at such a gap, sink-connector/offset-gaps.ts).
+ */
+export function planReplay(
+  partitions: number[],
+  targets: Map<number, bigint>,
+  ends: Map<number, bigint>,
+  stored: Map<number, bigint>,
+  starts: Map<number, bigint> = new Map(),
+): ReplayPlanRow[] {
   return partitions.map((partition) => {
     const end = ends.get(partition) ?? 0n;
+    const start = starts.get(partition) ?? 0n;
     const wanted = targets.get(partition) ?? end;
-    const target = wanted > end ? end : wanted;
+    const target = wanted > end ? end : wanted < start ? start : wanted;
     const current = stored.get(partition) ?? null;
-    const next = current === null || target >= current ? null : target;
-    return { partition, stored: current, next };
+    const row: ReplayPlanRow = { partition, stored: current, next: null };
+    // Nothing stored: the sink starts at 0.
+    const from = current ?? 0n;
+    if (current !== null && target < current) row.next = target;
+    else if (from < start) row.next = start;
+    if (row.next === null) return row;
+    if (row.next > from) {
+      row.note = `moved forward to Kafka's first offset ${start}: offsets ${from}..${start - 1n} are gone from Kafka, the destination misses their changes (resnapshot the table)`;
+    } else if (wanted < start) row.note = `offsets below ${start} are gone from Kafka (retention or deleteRecords): from ${start}, its first offset`;
+    else if (wanted > end) row.note = `the partition ends at ${end}`;
+    return row;
   });
 }
 
@@ -91,7 +115,9 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const state = await onKafka(admin.groupState(config.groupId));
     if (groupRunning(state)) throw sinkRunning(config.groupId, state, opts.topic);
     const partitions = opts.partition !== undefined ? [opts.partition] : Array.from({ length: count }, (_, i) => i);
-    const ends = new Map((await onKafka(admin.endOffsets(opts.topic))).map((e) => [e.partition, BigInt(e.offset)]));
+    const ranges = await onKafka(admin.offsetRanges(opts.topic));
+    const ends = new Map(ranges.map((e) => [e.partition, BigInt(e.end)]));
+    const starts = new Map(ranges.map((e) => [e.partition, BigInt(e.start)]));
     const targets = new Map<number, bigint>();
     if (opts.toTime !== undefined) {
       for (const o of await onKafka(admin.offsetsAtTime(opts.topic, opts.toTime.getTime()))) targets.set(o.partition, BigInt(o.offset));
@@ -100,7 +126,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     }
     await onDestination(client.connect().then(() => ensureSinkTables(client)));
     const stored = await readTopicOffsets(client, config.groupId, opts.topic);
-    const plan = planReplay(partitions, targets, ends, stored);
+    const plan = planReplay(partitions, targets, ends, stored, starts);
     const moves = plan.filter((r): r is ReplayPlanRow & { next: bigint } => r.next !== null);
     // A truncate reached a partition as one copy per partition (sink-connector/truncate-barrier.ts):
     // re-applying it needs every partition that passed it rewound before it.
@@ -132,7 +158,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
       ctx.out(
         r.next === null
           ? `${opts.topic}[${r.partition}]: ${now}, already at or before the target: unchanged\n`
-          : `${opts.topic}[${r.partition}]: ${now} -> ${r.next} (destination and group ${config.groupId})\n`,
+          : `${opts.topic}[${r.partition}]: ${now} -> ${r.next} (destination and group ${config.groupId})${r.note ? `: ${r.note}` : ''}\n`,
       );
     }
     if (reopened) ctx.out(`${opts.topic}: its snapshot is applied again: shardbridge.snapshot_status says complete once the sink is back past its completion marker\n`);

@@ -113,7 +113,7 @@ test('records the sink never applied that Kafka deleted stall their partition wi
     assert.equal(stall.next_offset, '10');
     assert.equal(stall.table_name, `${DST}.gapped`);
     assert.match(stall.error, /stored offset 10 .*first offset Kafka has is 15: 5 offsets are gone/);
-    assert.match(stall.error, new RegExp(`shardbridge resnapshot -c source\\.yaml --table ${SRC}\\.gapped`));
+    assert.match(stall.error, new RegExp(`shardbridge resnapshot --source-config source\\.yaml --table ${SRC}\\.gapped`));
     assert.match(stall.error, new RegExp(`shardbridge replay --sink-config sink\\.yaml --topic ${gapped.topic.replace(/\./g, '\\.')} --partition 0 --to-offset 15`));
     assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions', { topic: gapped.topic, reason: 'gap' }), 1);
 

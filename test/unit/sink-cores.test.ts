@@ -423,7 +423,7 @@ test('the gap stalls name topic, partition, table, the offsets, how many are gon
   assert.equal(lost.table, 'app.orders');
   assert.match(lost.message, /p\.public\.orders\[2\] has stored offset 10 but the first offset Kafka has is 15: 5 offsets are gone/);
   assert.match(lost.remedy, /^the destination table app\.orders misses those changes/);
-  assert.match(lost.remedy, /`shardbridge resnapshot -c source\.yaml --table public\.orders`/);
+  assert.match(lost.remedy, /`shardbridge resnapshot --source-config source\.yaml --table public\.orders`/);
   assert.match(lost.remedy, /`shardbridge replay --sink-config sink\.yaml --topic p\.public\.orders --partition 2 --to-offset 15`/);
   assert.match(lostRecordsStall({ topic: 't', partition: 0, stored: 1n, logStart: 2n }, {}).message, /1 offset is gone/);
   const end = pastEndStall({ topic: 't', partition: 1, stored: 10n, end: 3n }, {});

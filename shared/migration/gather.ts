@@ -224,7 +224,7 @@ export async function readSnapshotMarkers(kafka: KafkaClient, topic: string, log
       table,
       m.kind === 'completed'
         ? { kind: 'completed', topic: m.topic, rows: m.rows, endOffsets: m.endOffsets, at: m.at }
-        : { kind: 'started', topic: m.topic, estimatedRows: m.estimatedRows, at: m.at },
+        : { kind: 'started', topic: m.topic, estimatedRows: m.estimatedRows, at: m.at, ...(m.requested ? { requested: true } : {}) },
     );
   }
   return { tables, slots: new Set(state.slots.keys()) };

@@ -98,7 +98,7 @@ const ALL = 'each with --all or --json';
 /** Tables: the complete ones counted; of the others the first FOLD_OVER listed, those under way first. Pure. */
 export function foldTables(tables: readonly TableStatus[]): Folded<TableStatus> {
   if (tables.length <= FOLD_OVER) return { rows: [...tables], note: null };
-  const order = { snapshotting: 0, applying: 1, 'not started': 2, complete: 3 } as const;
+  const order = { requested: 0, snapshotting: 1, applying: 2, 'not started': 3, complete: 4 } as const;
   const open = tables.filter((t) => t.state !== 'complete').sort((a, b) => order[a.state] - order[b.state]);
   const byState = new Map<string, number>();
   for (const t of tables) byState.set(t.state, (byState.get(t.state) ?? 0) + 1);

@@ -52,6 +52,8 @@ export interface PartitionFacts {
 /** Latest `__snapshot` marker of a table (source-connector/control-topics.ts). */
 export interface SnapshotMarker {
   kind: 'started' | 'completed';
+  /** A `started` marker written by `shardbridge resnapshot`: the source connector takes the snapshot at its next start. */
+  requested?: boolean;
   topic: string;
   rows?: number;
   estimatedRows?: number;
@@ -135,7 +137,7 @@ export interface StatusFacts {
   groupId: string;
 }
 
-export type SnapshotState = 'not started' | 'snapshotting' | 'applying' | 'complete';
+export type SnapshotState = 'not started' | 'requested' | 'snapshotting' | 'applying' | 'complete';
 
 export interface TableStatus {
   table: string;
@@ -204,7 +206,7 @@ export function tableStatus(t: TableFacts, partitions: readonly PartitionFacts[]
   // The latest marker, when read, is newer than the sink's row or as new: a snapshot started or
   // completed since the sink marked the table complete (a table's own snapshot taken again, the
   // sink stopped or behind) makes the table snapshotting, or applying until its end offsets.
-  if (t.marker?.kind === 'started') return { ...base, state: 'snapshotting' };
+  if (t.marker?.kind === 'started') return { ...base, state: t.marker.requested ? 'requested' : 'snapshotting' };
   const ends = t.marker?.kind === 'completed' ? t.marker.endOffsets ?? [] : null;
   if (!ends && t.sinkState === 'complete') return { ...base, state: 'complete' };
   if (ends) {

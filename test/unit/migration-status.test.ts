@@ -78,6 +78,8 @@ test('snapshot state per table: from the sink row, else the marker and the appli
   assert.equal(tableStatus({ ...base, sinkState: 'complete', rowsExpected: 7 }, []).rows, 7);
   // The latest marker says a new snapshot started: the sink's complete row is of the one before.
   assert.equal(tableStatus({ ...base, sinkState: 'complete', marker: { kind: 'started', topic: base.topic, estimatedRows: 90 } }, parts).state, 'snapshotting');
+  // Asked for by `shardbridge resnapshot`: waiting for the source connector's next start.
+  assert.equal(tableStatus({ ...base, sinkState: 'complete', marker: { kind: 'started', requested: true, topic: base.topic, estimatedRows: 90 } }, parts).state, 'requested');
   // ... or completed, its rows not applied yet: applying, not the complete of the one before.
   const again = tableStatus({ ...base, sinkState: 'complete', marker: { kind: 'completed', topic: base.topic, rows: 3, endOffsets: [{ partition: 0, offset: '60' }] } }, parts);
   assert.deepEqual([again.state, again.applied, again.of], ['applying', 40, 60]);

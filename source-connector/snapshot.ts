@@ -247,12 +247,21 @@ async function checkNotRewritten(client: pg.Client, v: TableVersion): Promise<vo
   // not; a rewrite of a partition's column comes through its root, which this lock holds back.
   const res = (await client.query(
     `LOCK TABLE ONLY ${quoteQualified(v.table)} IN ACCESS SHARE MODE;
-     SELECT c.oid::regclass::text AS rel FROM pg_class c WHERE c.oid IN (${rels}) AND c.relkind = 'r' AND c.relfilenode <> pg_relation_filenode(c.oid)`,
+     SELECT c.oid::regclass::text AS rel, has_table_privilege(c.oid, 'SELECT') AS readable FROM pg_class c
+      WHERE c.oid IN (${rels}) AND c.relkind = 'r' AND c.relfilenode <> pg_relation_filenode(c.oid)`,
   )) as unknown as pg.QueryResult[];
-  const rewritten = res[1].rows.map((r: { rel: string }) => r.rel);
+  const rewritten: string[] = [];
+  for (const r of res[1].rows as { rel: string; readable: boolean }[]) {
+    // VACUUM FULL, CLUSTER and SET TABLESPACE move rows with their transaction ids: the snapshot
+    // sees the new storage as it saw the old. TRUNCATE and a rewriting ALTER TABLE give every row
+    // a new one: nothing is visible. So a row visible says the rewrite kept them; none, that it
+    // may not have (or that the relation was empty: taken again, harmlessly).
+    const kept = r.readable && (await client.query(`SELECT EXISTS (SELECT 1 FROM ONLY ${r.rel}) AS e`)).rows[0].e === true;
+    if (!kept) rewritten.push(r.rel);
+  }
   if (rewritten.length === 0) return;
   throw new SourceError(
-    `${v.qualified} was truncated or rewritten (ALTER TABLE changing a column's type or adding one with a volatile default, VACUUM FULL, CLUSTER) after the snapshot's point and before the snapshot read it (${rewritten.join(', ')}): the snapshot would see it empty`,
+    `${v.qualified} was truncated or rewritten (ALTER TABLE changing a column's type or adding one with a volatile default, or a tool copying its rows into new storage) after the snapshot's point and before the snapshot read it (${rewritten.join(', ')}): the snapshot would see it empty`,
     { context: { table: v.qualified, rewritten: rewritten.join(',') }, remedy: 'start the source connector again: it takes the snapshot of the tables not completed again, after the change' },
   );
 }

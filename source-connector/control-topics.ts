@@ -107,14 +107,15 @@ function record(key: string, value: object): ControlRecord {
 
 const tableNames = (m: { tableSchema?: string; tableName?: string }) => (m.tableSchema !== undefined && m.tableName !== undefined ? { tableSchema: m.tableSchema, tableName: m.tableName } : {});
 
+/** What both table markers begin with. */
+function markerHead(m: { table: string; tableSchema?: string; tableName?: string; topic: string; slot: string; consistentPoint: bigint }) {
+  return { table: m.table, ...tableNames(m), topic: m.topic, slot: m.slot, consistentPoint: formatLsn(m.consistentPoint) };
+}
+
 export function snapshotStarted(m: Omit<SnapshotStartedMarker, 'kind' | 'at' | 'consistentPoint'> & { consistentPoint: bigint; at?: Date }): ControlRecord {
   const v: SnapshotStartedMarker = {
     kind: 'started',
-    table: m.table,
-    ...tableNames(m),
-    topic: m.topic,
-    slot: m.slot,
-    consistentPoint: formatLsn(m.consistentPoint),
+    ...markerHead(m),
     estimatedRows: m.estimatedRows,
     ...(m.requested ? { requested: true as const } : {}),
     at: (m.at ?? new Date()).toISOString(),
@@ -125,11 +126,7 @@ export function snapshotStarted(m: Omit<SnapshotStartedMarker, 'kind' | 'at' | '
 export function snapshotCompleted(m: Omit<SnapshotCompletedMarker, 'kind' | 'at' | 'consistentPoint'> & { consistentPoint: bigint; at?: Date }): ControlRecord {
   const v: SnapshotCompletedMarker = {
     kind: 'completed',
-    table: m.table,
-    ...tableNames(m),
-    topic: m.topic,
-    slot: m.slot,
-    consistentPoint: formatLsn(m.consistentPoint),
+    ...markerHead(m),
     rows: m.rows,
     endOffsets: m.endOffsets,
     ...(m.attached ? { attached: m.attached } : {}),

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { main } from '../../shared/cli/main.ts';
+import { runCli as cli } from '../helpers/cli.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import type { StatusReport } from '../../shared/migration/status.ts';
 import { reduceSnapshotTopic } from '../../source-connector/control-topics.ts';
@@ -34,13 +34,6 @@ after(async () => {
   await env?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
 
 test('resnapshot: refused while the source runs and for a table not selected; then the next start truncates and copies the table again, the other streams on', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);

@@ -29,7 +29,7 @@ import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts
 import {
   controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted,
 } from './control-topics.ts';
-import { LsnTracker } from './lsn-tracker.ts';
+import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
 import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
@@ -39,6 +39,7 @@ import { setUpKafka } from './kafka-setup.ts';
 import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, temporarySlotName } from './slot.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { snapshotVersions } from './snapshot.ts';
+import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
@@ -206,6 +207,10 @@ class ConnectorRun {
           return;
         } catch (err) {
           if (this.stopping) return;
+          if (err instanceof SessionRestart) {
+            this.log.info({ slot: this.config.slotName }, err.message);
+            continue;
+          }
           this.errors.labels((err as { kind?: string }).kind ?? 'other').inc();
           if (!isRetriable(err) || this.publisher.failed) throw err;
           attempt = Date.now() - startedAt > 60_000 ? 1 : attempt + 1;
@@ -380,6 +385,19 @@ class ConnectorRun {
     return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions, delivery: this.delivery };
   }
 
+  /**
+   * `shardbridge resnapshot` while streaming (resnapshot-signal.ts): the tables it names are
+   * marked requested within its transaction; the session then restarts to take them.
+   */
+  private resnapshotAsked(content: Buffer, tx: TrackedTx, commitLsn: bigint): string | null {
+    const asked = parseSignal(content, this.config.slotName);
+    if (asked === null) return null;
+    const { markers, tables, unknown } = requestedMarkers(asked, this.selectedVersions(), this.config.slotName, commitLsn);
+    if (unknown.length > 0) this.log.warn({ tables: unknown }, `resnapshot asked for ${unknown.join(', ')}, which this connector does not select: passed over`);
+    for (const m of markers) this.publisher.publishRaw(this.topics.snapshot, m.key, m.value, tx);
+    return tables.length === 0 ? null : `a new snapshot of ${tables.join(', ')} was asked for (shardbridge resnapshot): restarting the session to take it`;
+  }
+
   /** The current versions of the selected tables (the snapshot's tables). */
   private selectedVersions(): TableVersion[] {
     return snapshotVersions(this.versions.all(), this.source.tables);
@@ -420,6 +438,7 @@ class ConnectorRun {
       metrics: this.metrics,
       truncateFanout: (topic) => this.truncateFanout(topic),
       skip,
+      onResnapshot: (content, tx, commitLsn) => this.resnapshotAsked(content, tx, commitLsn),
     });
     this.stream = stream;
     // While a table's own snapshot is copied beside the stream, the phase stays "snapshot".

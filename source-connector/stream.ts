@@ -29,6 +29,7 @@ import { transcoderFor, TupleRef, type TranscodedOp } from './row-transcode.ts';
 import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
 import { SkipFilter, type SkipPoints } from './skip-points.ts';
+import { RESNAPSHOT_PREFIX, SessionRestart } from './resnapshot-signal.ts';
 
 /** Prefix of our pg_logical_emit_message() heartbeats. */
 export const HEARTBEAT_PREFIX = 'shardbridge-heartbeat';
@@ -57,6 +58,11 @@ export interface StreamOptions {
   transcode?: boolean;
   /** Changes left out by their commit position (skip-points.ts has why). */
   skip?: SkipPoints;
+  /**
+   * A `shardbridge resnapshot` message in transaction `tx` (resnapshot-signal.ts): the reason to
+   * restart the session once that transaction is read, or null when it asks nothing of this one.
+   */
+  onResnapshot?(content: Buffer, tx: TrackedTx, commitLsn: bigint): string | null;
 }
 
 /** fastChange's answer when the message is not for it. */
@@ -80,6 +86,8 @@ interface TxState {
   retired: TableInTx[];
   /** Truncates so far: numbers each one within the transaction. */
   truncates: number;
+  /** Set by a resnapshot message: the session restarts once the transaction is read. */
+  restart?: string;
 }
 
 export class ReplicationStream {
@@ -318,6 +326,8 @@ export class ReplicationStream {
         t.tx.seal(msg.endLsn);
         this.tx = null;
         this.m?.transactions.inc();
+        // Ended after the transaction: its markers are flushed and it is confirmed before the next session reads the markers.
+        if (t.restart) this.fail(new SessionRestart(t.restart, { context: { slot: o.slotName } }));
         break;
       }
       case 'relation':
@@ -333,6 +343,9 @@ export class ReplicationStream {
       case 'message':
         // Our heartbeat is non-transactional: with nothing pending its position is confirmable.
         if (msg.prefix === HEARTBEAT_PREFIX && !msg.transactional && !this.tx) o.tracker.idleConfirm(msg.lsn);
+        else if (msg.prefix === RESNAPSHOT_PREFIX && msg.transactional && this.tx && o.onResnapshot) {
+          this.tx.restart = o.onResnapshot(msg.content, this.tx.tx, this.tx.finalLsn) ?? this.tx.restart;
+        }
         return;
       case 'type':
       case 'origin':

@@ -254,9 +254,10 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
   const collect = (v: string, prev: string[] = []) => [...prev, v];
   program
     .command('resnapshot')
-    .description("take tables' snapshots again at the source connector's next start (a truncate first, then a copy beside the stream); run it with the source connector stopped (while it streams it refuses, exit 1)")
+    .description("take tables' snapshots again (a truncate first, then a copy beside the stream while the other tables stream on): a streaming source connector takes them at once, through its stream; a stopped one at its next start")
     .requiredOption('--table <schema.table>', 'a selected source table to snapshot again (repeatable; a table name alone when only one selected table has it)', collect)
     .option('--source-config <file>', SOURCE_CONFIG_HELP)
+    .option('--wait-seconds <n>', 'how long to wait for a streaming connector to take the request (default: 60; it takes it later all the same)', intArg('a number of seconds (0 or more)', 0))
     .option('--json', 'print what was asked for as one JSON object on stdout')
     .action(act('resnapshot'));
 

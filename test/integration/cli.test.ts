@@ -63,7 +63,7 @@ test('every command help describes every option', async () => {
   const commands = [['source'], ['sink'], ['check'], ['status'], ['replay'], ['resnapshot'], ['cutover'], ['cleanup'], ['schema', 'copy'], ['devstack'], ['demo'], ['bench']];
   const expectedOptions: Record<string, string[]> = {
     replay: ['--topic <topic>', '--partition <n>', '--to-offset <n>', '--to-time <ts>', '--sink-config <file>'],
-    resnapshot: ['--table <schema.table>', '--source-config <file>', '--json'],
+    resnapshot: ['--table <schema.table>', '--source-config <file>', '--wait-seconds <n>', '--json'],
     devstack: ['--json'],
     demo: ['--keep'],
     bench: ['--scale <n>', '--out <path>'],

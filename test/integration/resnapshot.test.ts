@@ -1,10 +1,10 @@
 /**
- * `shardbridge resnapshot` end to end: refused while the source connector runs and for a table
- * not selected; with the connector stopped, a destination table that lost rows and gained one
- * is repaired by the next start (a truncate, then the table's own snapshot beside the stream)
- * while the other table streams on.
+ * `shardbridge resnapshot` end to end: a destination table that lost rows and gained one is
+ * repaired (a truncate, then the table's own snapshot beside the stream) while the other table
+ * streams on: with the source connector stopped, by its next start; with it streaming, at once
+ * through its stream. A table not selected is refused.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +35,24 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('resnapshot: refused while the source runs and for a table not selected; then the next start truncates and copies the table again, the other streams on', async (t) => {
+interface Setup {
+  client: pg.Client;
+  dst: pg.Client;
+  config: ReturnType<typeof testSourceConfig>;
+  fixed: string;
+  other: string;
+  /** --source-config for resnapshot; `both` adds --sink-config (status). */
+  args: string[];
+  both: string[];
+  startSource(): Promise<SourceConnector>;
+  running(): SourceConnector | null;
+  stopSource(): Promise<void>;
+  caughtUp(source: SourceConnector): Promise<void>;
+  assertEqual(): Promise<void>;
+}
+
+/** Two tables streaming through both connectors into a destination of the test, caught up. */
+async function setup(t: TestContext): Promise<Setup> {
   const { url, client, slot } = await env.freshDatabase(t);
   const dest = await getTestDestination();
   const dst = new pg.Client({ connectionString: dest.url });
@@ -63,47 +80,84 @@ test('resnapshot: refused while the source runs and for a table not selected; th
   const sinkFile = join(dir, `${slot}-sink.json`);
   writeFileSync(sinkFile, JSON.stringify(sinkCfg));
   sink = await startSinkConnector(sinkCfg, testLogger());
-  source = await startSourceConnector(config, testLogger());
-  await streaming(source);
-  await pipelineCaughtUp(kafka, { client, source }, { db: dst, groupId, topics });
+  const s: Setup = {
+    client, dst, config, fixed, other,
+    args: ['--source-config', file],
+    both: ['--source-config', file, '--sink-config', sinkFile],
+    async startSource() {
+      source = await startSourceConnector(config, testLogger());
+      await streaming(source);
+      return source;
+    },
+    running: () => source,
+    async stopSource() {
+      await source?.stop();
+      source = null;
+    },
+    caughtUp: (src) => pipelineCaughtUp(kafka, { client, source: src }, { db: dst, groupId, topics }),
+    async assertEqual() {
+      for (const x of [fixed, other]) {
+        const want = (await client.query(`SELECT id, v FROM ${x} ORDER BY id`)).rows;
+        assert.deepEqual((await dst.query(`SELECT id, v FROM public.${x} ORDER BY id`)).rows, want, x);
+      }
+    },
+  };
+  await s.caughtUp(await s.startSource());
+  return s;
+}
 
-  const running = await cli(['resnapshot', '--table', `public.${fixed}`, '--source-config', file]);
-  assert.equal(running.code, 1, running.stderr);
-  assert.match(running.stderr, /the source connector is still running: a walsender \(pid \d+\) streams from slot/);
-  const unknown = await cli(['resnapshot', '--table', 'public.nope', '--source-config', file]);
+/** The destination table changed by hand, as records lost to retention would leave it. */
+async function damage(s: Setup): Promise<void> {
+  await s.dst.query(`DELETE FROM ${s.fixed} WHERE id <= 5; INSERT INTO ${s.fixed} VALUES (1000, 'only at the destination'); UPDATE ${s.fixed} SET v = 'wrong' WHERE id = 30`);
+}
+
+const snapshotState = async (s: Setup) => reduceSnapshotTopic(await readRaw(kafka, `${s.config.topicPrefix}.__snapshot`)).tables;
+
+test('resnapshot with the source connector stopped: a table not selected refused; the next start truncates and copies the table again, the other streams on', async (t) => {
+  const s = await setup(t);
+  const unknown = await cli(['resnapshot', '--table', 'public.nope', ...s.args]);
   assert.equal(unknown.code, 2, unknown.stderr);
   assert.match(unknown.stderr, /--table public\.nope: not a table the source configuration selects .*selected: .*public\.o_/);
-  const snapshotTopic = `${config.topicPrefix}.__snapshot`;
-  assert.equal(reduceSnapshotTopic(await readRaw(kafka, snapshotTopic)).tables.get(`public.${fixed}`)?.kind, 'completed', 'nothing written while refused');
+  assert.equal((await snapshotState(s)).get(`public.${s.fixed}`)?.kind, 'completed', 'nothing written while refused');
 
-  await source.stop();
-  source = null;
-  // The destination table damaged by hand (as records lost to retention would leave it), the source changed meanwhile.
-  await dst.query(`DELETE FROM ${fixed} WHERE id <= 5; INSERT INTO ${fixed} VALUES (1000, 'only at the destination'); UPDATE ${fixed} SET v = 'wrong' WHERE id = 30`);
-  await client.query(`UPDATE ${fixed} SET v = 'while stopped' WHERE id = 40; UPDATE ${other} SET v = 'while stopped' WHERE id = 1`);
-
-  const asked = await cli(['resnapshot', '--table', fixed, '--source-config', file, '--json']);
+  await s.stopSource();
+  await damage(s);
+  await s.client.query(`UPDATE ${s.fixed} SET v = 'while stopped' WHERE id = 40; UPDATE ${s.other} SET v = 'while stopped' WHERE id = 1`);
+  const asked = await cli(['resnapshot', '--table', s.fixed, '--json', ...s.args]);
   assert.equal(asked.code, 0, asked.stderr);
-  assert.deepEqual(JSON.parse(asked.stdout), { requested: [`public.${fixed}`], alreadyPending: [], next: 'these tables copied beside the stream, the slot kept' });
-  const marker = reduceSnapshotTopic(await readRaw(kafka, snapshotTopic)).tables.get(`public.${fixed}`);
-  assert.equal(marker?.kind, 'started');
-  assert.equal(marker.kind === 'started' && marker.requested, true);
-  const status = await cli(['status', '--json', '--sample-seconds', '0', '--source-config', file, '--sink-config', sinkFile]);
+  assert.deepEqual(JSON.parse(asked.stdout), { requested: [`public.${s.fixed}`], alreadyPending: [], next: 'these tables copied beside the stream, the slot kept' });
+  const marker = (await snapshotState(s)).get(`public.${s.fixed}`);
+  assert.equal(marker?.kind === 'started' && marker.requested, true);
+  const status = await cli(['status', '--json', '--sample-seconds', '0', ...s.both]);
   const states = new Map((JSON.parse(status.stdout) as StatusReport).tables.map((x) => [x.table, x.state]));
-  assert.deepEqual([states.get(`public.${fixed}`), states.get(`public.${other}`)], ['requested', 'complete'], status.stdout);
-  const again = await cli(['resnapshot', '--table', `public.${fixed}`, '--source-config', file]);
+  assert.deepEqual([states.get(`public.${s.fixed}`), states.get(`public.${s.other}`)], ['requested', 'complete'], status.stdout);
+  const again = await cli(['resnapshot', '--table', `public.${s.fixed}`, ...s.args]);
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /already waiting for its snapshot/);
 
-  source = await startSourceConnector(config, testLogger());
+  const source = await s.startSource();
+  await s.client.query(`INSERT INTO ${s.fixed} VALUES (2000, 'after the start'); UPDATE ${s.other} SET v = 'after the start' WHERE id = 2`);
+  await s.caughtUp(source);
+  await s.assertEqual();
+  const after = (await snapshotState(s)).get(`public.${s.fixed}`);
+  assert.equal(after?.kind, 'completed');
+  assert.equal(after?.slot, s.config.slotName, 'the slot was kept');
+});
+
+test('resnapshot with the source connector streaming: taken at once through its stream (a session restart, not a stop) while both tables are written, and the destination ends equal', async (t) => {
+  const s = await setup(t);
+  const source = s.running()!;
+  await damage(s);
+  await s.client.query(`UPDATE ${s.fixed} SET v = 'before the request' WHERE id = 40; UPDATE ${s.other} SET v = 'before the request' WHERE id = 1`);
+  const asked = await cli(['resnapshot', '--table', `public.${s.fixed}`, '--json', ...s.args]);
+  assert.equal(asked.code, 0, asked.stderr);
+  assert.deepEqual(JSON.parse(asked.stdout), { requested: [`public.${s.fixed}`], alreadyPending: [], next: 'taken now by the running connector' });
+  await s.client.query(`INSERT INTO ${s.fixed} VALUES (2000, 'after the request'); DELETE FROM ${s.fixed} WHERE id = 50; UPDATE ${s.other} SET v = 'after the request' WHERE id = 2`);
   await streaming(source);
-  await client.query(`INSERT INTO ${fixed} VALUES (2000, 'after the start'); UPDATE ${other} SET v = 'after the start' WHERE id = 2`);
-  await pipelineCaughtUp(kafka, { client, source }, { db: dst, groupId, topics });
-  for (const x of [fixed, other]) {
-    const want = (await client.query(`SELECT id, v FROM ${x} ORDER BY id`)).rows;
-    assert.deepEqual((await dst.query(`SELECT id, v FROM public.${x} ORDER BY id`)).rows, want, x);
-  }
-  const after = reduceSnapshotTopic(await readRaw(kafka, snapshotTopic)).tables;
-  assert.equal(after.get(`public.${fixed}`)?.kind, 'completed');
-  assert.equal(after.get(`public.${fixed}`)?.slot, slot, 'the slot was kept');
+  await s.caughtUp(source);
+  await s.assertEqual();
+  assert.equal(s.running(), source, 'the same connector: its session restarted, it did not stop');
+  const after = (await snapshotState(s)).get(`public.${s.fixed}`);
+  assert.equal(after?.kind, 'completed');
+  assert.equal(after?.slot, s.config.slotName, 'the slot was kept');
 });

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { planResnapshot } from '../../shared/cli/commands/resnapshot.ts';
 import { reduceSnapshotTopic, snapshotCompleted, snapshotStarted } from '../../source-connector/control-topics.ts';
 import type { TableInfo } from '../../shared/pg-types.ts';
+import { parseSignal, requestedMarkers, signalContent } from '../../source-connector/resnapshot-signal.ts';
+import type { TableVersion } from '../../source-connector/table-versions.ts';
 
 const table = (schema: string, name: string, relid: number): TableInfo => ({ relid, schema, name, columns: [], keyColumns: ['id'], replicaIdentity: 'default' });
 const selected = [table('public', 'orders', 1), table('public', 'items', 2), table('sales', 'items', 3), table('sales', 'notes', 4)];
@@ -23,4 +25,17 @@ test('resnapshot plan: every selected table asked for or already started means a
   assert.equal(planResnapshot(['public.orders', 'public.items', 'sales.items'], selected, state).all, true);
   assert.equal(planResnapshot(['public.orders'], selected, state).all, false);
   assert.equal(planResnapshot(['public.orders'], [selected[0]], reduceSnapshotTopic([])).all, true);
+});
+
+test('resnapshot signal: read only for its slot; requested markers for the selected tables named, the rest returned as not selected', () => {
+  const content = Buffer.from(signalContent({ slot: 's1', tables: ['public.orders', 'public.nope'] }));
+  assert.deepEqual(parseSignal(content, 's1'), ['public.orders', 'public.nope']);
+  assert.equal(parseSignal(content, 's2'), null, "another connector's request");
+  assert.equal(parseSignal(Buffer.from('not json'), 's1'), null);
+  assert.equal(parseSignal(Buffer.from('{"slot":"s1","tables":"public.orders"}'), 's1'), null);
+  const version = (schema: string, name: string) => ({ qualified: `${schema}.${name}`, topic: `p.${schema}.${name}`, table: table(schema, name, 1) }) as unknown as TableVersion;
+  const r = requestedMarkers(['public.orders', 'public.nope'], [version('public', 'orders'), version('public', 'items')], 's1', 0x10n);
+  assert.deepEqual([r.tables, r.unknown], [['public.orders'], ['public.nope']]);
+  const m = JSON.parse(r.markers[0].value!.toString());
+  assert.deepEqual([m.kind, m.table, m.topic, m.slot, m.consistentPoint, m.requested], ['started', 'public.orders', 'p.public.orders', 's1', '0/10', true]);
 });

@@ -22,6 +22,10 @@ import { controlTopicNames, readControlTopic, reduceSnapshotTopic, snapshotStart
 import { parseLsn } from '../../../source-connector/pgoutput-decoder.ts';
 import { topicFor } from '../../../source-connector/table-versions.ts';
 import { commandKafka, connectPg, readSlot } from '../../migration/gather.ts';
+import { RESNAPSHOT_PREFIX, signalContent } from '../../../source-connector/resnapshot-signal.ts';
+import type { SourceConfig } from '../../../source-connector/config.ts';
+import type { KafkaClient } from '../../kafka/client.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ResnapshotPlan {
   /** Asked for and not selected by the configuration (or ambiguous). */
@@ -84,52 +88,91 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       return 2;
     }
     const slot = await readSlot(client, config.slotName);
-    // A running connector's markers would overwrite ours (a snapshot it is taking completes the
-    // table), and it holds no walsender while it copies one: its sessions tell.
-    const running = slot?.active ? [`a walsender (pid ${slot.activePid}) streams from slot ${config.slotName}`] : await connectorSessions(client);
-    if (running.length > 0) {
-      throw new ServiceError(`the source connector is still running: ${running.join('; ')}; resnapshot asks for a snapshot only while it is stopped`, {
-        context: { slot: config.slotName },
-        remedy: 'stop the source connector first, then run resnapshot again',
-      });
-    }
-    if (plan.mark.length > 0) {
-      const producer = kafka.producer();
-      await onKafka(producer.connect());
-      try {
-        const estimates = await estimatedRows(client, plan.mark);
-        const messages = plan.mark.map((t) => {
-          const m = snapshotStarted({
-            table: qualified(t), tableSchema: t.schema, tableName: t.name, topic: topicFor(config.topicPrefix, t.schema, t.name), slot: config.slotName,
-            consistentPoint: slot?.confirmedLsn ? parseLsn(slot.confirmedLsn) : 0n, estimatedRows: estimates.get(t.relid) ?? 0, requested: true,
-          });
-          return { topic: topics.snapshot, key: m.key, value: m.value };
+    let next: Next;
+    if (slot?.active) {
+      // Streaming: asked through its stream, in commit order (resnapshot-signal.ts).
+      const taken = plan.mark.length === 0 || (await askRunning(client, config, plan.mark.map(qualified), (since) => waitTaken(kafka, topics.snapshot, plan.mark.map(qualified), since, ctx, Number(opts.waitSeconds ?? 60) * 1000)));
+      next = taken ? 'taken now by the running connector' : 'taken when the running connector reaches the request';
+    } else {
+      // A running connector's markers would overwrite ours (a snapshot it is taking completes the
+      // table), and it holds no walsender while it copies one: its sessions tell.
+      const running = await connectorSessions(client);
+      if (running.length > 0) {
+        throw new ServiceError(`the source connector runs but does not stream yet (${running.join('; ')}): it is taking a snapshot`, {
+          context: { slot: config.slotName },
+          remedy: 'run resnapshot again once it streams (status shows its phase), or stop it first',
         });
-        await onKafka(producer.sendBatch(messages, { signal: AbortSignal.timeout(60_000) }));
-      } finally {
-        await producer.disconnect().catch(() => {});
       }
+      if (plan.mark.length > 0) await markStopped(kafka, client, config, topics.snapshot, plan.mark, slot?.confirmedLsn ? parseLsn(slot.confirmedLsn) : 0n, onKafka);
+      next = plan.all || !slot ? 'whole snapshot from a new slot' : 'these tables copied beside the stream, the slot kept';
     }
-    const report = {
-      requested: plan.mark.map(qualified),
-      alreadyPending: plan.pending.map(qualified),
-      next: plan.all || !slot ? 'whole snapshot from a new slot' : 'these tables copied beside the stream, the slot kept',
-    };
-    ctx.logger.info({ ...report, slot: config.slotName }, 'resnapshot: marked');
-    if (opts.json) {
-      ctx.out(JSON.stringify(report, null, 2) + '\n');
-      return 0;
-    }
-    for (const t of plan.mark) ctx.out(`${qualified(t)}: its snapshot is taken again at the source connector's next start (a truncate of its topic first: the sink empties the destination table, then applies the new snapshot)\n`);
-    for (const t of plan.pending) ctx.out(`${qualified(t)}: already waiting for its snapshot (its latest marker is "started"): unchanged\n`);
-    ctx.out(
-      plan.all || !slot
-        ? `every selected table waits for its snapshot${slot ? '' : ` (slot ${config.slotName} does not exist)`}: the next start takes the whole snapshot again from a new slot\n`
-        : `the next start keeps slot ${config.slotName}, copies these tables from a temporary slot while the other tables stream on, and holds their later changes until the copy is done\n`,
-    );
+    const report = { requested: plan.mark.map(qualified), alreadyPending: plan.pending.map(qualified), next };
+    ctx.logger.info({ ...report, slot: config.slotName }, 'resnapshot: asked');
+    ctx.out(opts.json ? JSON.stringify(report, null, 2) + '\n' : render(report, config.slotName, slot !== null));
     return 0;
   } finally {
     await Promise.all([client?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
+  }
+}
+
+type Next = 'whole snapshot from a new slot' | 'these tables copied beside the stream, the slot kept' | 'taken now by the running connector' | 'taken when the running connector reaches the request';
+
+function render(r: { requested: string[]; alreadyPending: string[]; next: Next }, slot: string, slotExists: boolean): string {
+  const lines = r.alreadyPending.map((t) => `${t}: already waiting for its snapshot (its latest marker is "started"): unchanged`);
+  const how = 'a truncate of its topic first: the sink empties the destination table, then applies the new snapshot';
+  switch (r.next) {
+    case 'taken now by the running connector':
+      lines.unshift(...r.requested.map((t) => `${t}: the running source connector takes its snapshot again now (${how})`));
+      if (r.requested.length > 0) lines.push('the connector restarted its session to take them: the other tables stream on while they are copied');
+      break;
+    case 'taken when the running connector reaches the request':
+      lines.unshift(...r.requested.map((t) => `${t}: asked for in the source's WAL; the running source connector takes its snapshot again when its stream reaches the request (${how})`));
+      lines.push('the connector has not read the request yet (it is behind, or restarting): `status` shows these tables requested, then snapshotting');
+      break;
+    default:
+      lines.unshift(...r.requested.map((t) => `${t}: its snapshot is taken again at the source connector's next start (${how})`));
+      lines.push(
+        r.next === 'whole snapshot from a new slot'
+          ? `every selected table waits for its snapshot${slotExists ? '' : ` (slot ${slot} does not exist)`}: the next start takes the whole snapshot again from a new slot`
+          : `the next start keeps slot ${slot} and copies these tables from a temporary slot while the other tables stream on`,
+      );
+  }
+  return lines.map((l) => l + '\n').join('');
+}
+
+/** The connector stopped: the markers written here, read by its next start. */
+async function markStopped(kafka: KafkaClient, client: pg.Client, config: SourceConfig, topic: string, tables: TableInfo[], point: bigint, onKafka: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
+  const estimates = await estimatedRows(client, tables);
+  const producer = kafka.producer();
+  await onKafka(producer.connect());
+  try {
+    const messages = tables.map((t) => {
+      const m = snapshotStarted({
+        table: qualified(t), tableSchema: t.schema, tableName: t.name, topic: topicFor(config.topicPrefix, t.schema, t.name), slot: config.slotName,
+        consistentPoint: point, estimatedRows: estimates.get(t.relid) ?? 0, requested: true,
+      });
+      return { topic, key: m.key, value: m.value };
+    });
+    await onKafka(producer.sendBatch(messages, { signal: AbortSignal.timeout(60_000) }));
+  } finally {
+    await producer.disconnect().catch(() => {});
+  }
+}
+
+/** The connector streaming: the request goes into the WAL as a transactional message; true once the connector took it. */
+async function askRunning(client: pg.Client, config: SourceConfig, tables: string[], taken: (since: bigint) => Promise<boolean>): Promise<boolean> {
+  const { rows } = await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [RESNAPSHOT_PREFIX, signalContent({ slot: config.slotName, tables })]);
+  return taken(parseLsn(rows[0].lsn));
+}
+
+/** Until every table's latest marker is at or past the request (the connector's requested one, or its snapshot's), or the wait ends. */
+async function waitTaken(kafka: KafkaClient, topic: string, tables: string[], since: bigint, ctx: CommandContext, waitMs: number): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const state = reduceSnapshotTopic(await readControlTopic(kafka, topic, ctx.logger, 30_000));
+    if (tables.every((t) => { const m = state.tables.get(t); return m !== undefined && parseLsn(m.consistentPoint) >= since; })) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(500);
   }
 }
 

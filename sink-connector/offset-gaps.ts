@@ -29,7 +29,7 @@ export interface GapTables {
 /** Records between `stored` and `logStart` are gone. Pure. */
 export function lostRecordsStall(at: { topic: string; partition: number; stored: bigint; logStart: bigint }, tables: GapTables): StallInfo {
   const gone = at.logStart - at.stored;
-  const resnapshot = `with the source connector stopped run \`shardbridge resnapshot --source-config source.yaml --table ${tables.source ?? '<schema.table>'}\` (its next start truncates and copies that table again)`;
+  const resnapshot = `run \`shardbridge resnapshot --source-config source.yaml --table ${tables.source ?? '<schema.table>'}\` (the source connector truncates and copies that table again: at once while it streams, else at its next start)`;
   const replay = `\`shardbridge replay --sink-config sink.yaml --topic ${at.topic} --partition ${at.partition} --to-offset ${at.logStart}\``;
   return {
     topic: at.topic,

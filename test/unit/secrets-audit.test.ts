@@ -34,3 +34,27 @@ test('a broker given as user:password@host:port: the error names the key, never 
   assert.match(msg, /kafka\.brokers\[0\]: expected a "host:port" address/);
   assert.doesNotMatch(msg, /S3CRET|ss:w/);
 });
+
+test('a password both in source.url and in source.password is refused: node-postgres would silently use the URL one', () => {
+  const msg = configErrorOf(() =>
+    loadSourceConfig({
+      env: { SHARDBRIDGE_SOURCE_SOURCE__PASSWORD: 'rotated-S3CRET' },
+      overrides: { source: { url: `postgres://u:${encodeURIComponent(PW)}@h/db` }, kafka: { brokers: ['k1:9092'] }, schemaRegistry: { url: 'http://r:8081' } },
+    }),
+  );
+  assert.match(msg, /^config: source\.password \(from SHARDBRIDGE_SOURCE_SOURCE__PASSWORD\): conflicts with the password in source\.url/m);
+  assert.doesNotMatch(msg, /S3CRET|p%40ss/);
+  // A URL without a password takes the field, as documented.
+  loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SOURCE__PASSWORD: 'x' }, overrides: { source: { url: 'postgres://u@h/db' }, kafka: { brokers: ['k1:9092'] }, schemaRegistry: { url: 'http://r:8081' } } });
+});
+
+test('a registry password both in schemaRegistry.url and in schemaRegistry.password is refused (the URL one would win)', () => {
+  const msg = configErrorOf(() =>
+    loadSourceConfig({
+      env: { SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__PASSWORD: 'rotated-S3CRET' },
+      overrides: { source: { url: 'postgres://h/db' }, kafka: { brokers: ['k1:9092'] }, schemaRegistry: { url: `http://reg:${encodeURIComponent(PW)}@r:8081` } },
+    }),
+  );
+  assert.match(msg, /^config: schemaRegistry\.password \(from SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__PASSWORD\): conflicts with the password in schemaRegistry\.url/m);
+  assert.doesNotMatch(msg, /S3CRET|p%40ss/);
+});

@@ -1,14 +1,21 @@
 /**
  * The commands against a real PostgreSQL that wants a password (SCRAM), given a wrong one with
  * URL-special characters: each failure names the server (source or destination, host:port) and
- * a remedy, exits 1, and no output carries the password in any form.
+ * a remedy, exits 1, and no output carries the password in any form. And a registry (or a proxy
+ * before it) whose 401 answer echoes the credentials it got: the error and the logs mask them.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
+import pino from 'pino';
+import { SchemaError } from '../../shared/errors.ts';
+import { redactDeep } from '../../shared/redact.ts';
+import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { runCli } from '../helpers/cli.ts';
 import { startTestSource } from '../helpers/postgres.ts';
@@ -78,4 +85,28 @@ test('a wrong destination password: the same commands name the destination Postg
     assert.match(all, new RegExp(`cannot connect to the destination PostgreSQL at ${endpoint()}: password authentication failed for user \\\\?"${ROLE}`), cmd.join(' '));
     assertNoSecret(all);
   }
+});
+
+test('a registry 401 echoing the Authorization header and the password: errors, causes and debug logs mask them', async (t) => {
+  const srv = createServer((req, res) => {
+    const echoed = `Unauthorized: ${req.headers.authorization} (user:password ${Buffer.from(String(req.headers.authorization).slice(6), 'base64').toString()})`;
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error_code: 401, message: echoed }));
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.after(() => srv.close());
+  const lines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) });
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+  const client = new RegistryClient({ url, username: 'reg', password: PW, logger, retries: 0 });
+  const schema = { type: 'record', name: 'r', fields: [{ name: 'id', type: 'int' }] };
+  for (const call of [() => client.register('s-value', schema), () => client.subjects(), () => client.getSchema(1)]) {
+    const err = await call().then(() => assert.fail('expected a refusal'), (e: unknown) => e);
+    assert.ok(err instanceof SchemaError, String(err));
+    assert.equal(err.context.status, 401);
+    assert.match(err.message, /Unauthorized: Basic \*\*\* \(user:password \*\*\*\)/);
+    assertNoSecret(JSON.stringify(redactDeep(err)) + String((err.cause as Error)?.message));
+    logger.warn({ err }, 'refused');
+  }
+  assertNoSecret(lines.join(''));
 });

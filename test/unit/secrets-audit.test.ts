@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../shared/errors.ts';
 import { describeInput } from '../../shared/config/issues.ts';
+import { redactKnown, redactUrl } from '../../shared/redact.ts';
 import { loadSourceConfig } from '../../source-connector/config.ts';
 
 const PW = 'p@ss:w/rd%20?#S3CRET';
@@ -57,4 +58,17 @@ test('a registry password both in schemaRegistry.url and in schemaRegistry.passw
   );
   assert.match(msg, /^config: schemaRegistry\.password \(from SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__PASSWORD\): conflicts with the password in schemaRegistry\.url/m);
   assert.doesNotMatch(msg, /S3CRET|p%40ss/);
+});
+
+test('redactUrl masks HTTP auth tokens a server echoes (Basic, Bearer) (pure)', () => {
+  const basic = Buffer.from(`reg:${PW}`).toString('base64');
+  assert.equal(redactUrl(`401 Unauthorized: Basic ${basic} for /subjects`), '401 Unauthorized: Basic *** for /subjects');
+  assert.equal(redactUrl('authorization: Bearer eyJhbGciOi.eyJzdWIi.sig-_x'), 'authorization: Bearer ***');
+  assert.equal(redactUrl('Basic authentication failed'), 'Basic authentication failed');
+});
+
+test('redactKnown masks a client\'s own credentials in every form, longest first; short ones left alone (pure)', () => {
+  const token = Buffer.from(`reg:${PW}`).toString('base64');
+  const secrets = [token, `reg:${PW}`, PW, encodeURIComponent(PW), 'abc', undefined];
+  assert.equal(redactKnown(`got ${token}, user reg:${PW}, pw ${encodeURIComponent(PW)}; abc`, secrets), 'got ***, user ***, pw ***; abc');
 });

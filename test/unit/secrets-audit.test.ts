@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { ConfigError } from '../../shared/errors.ts';
 import { describeInput } from '../../shared/config/issues.ts';
 import { redactKnown, redactUrl } from '../../shared/redact.ts';
+import { main } from '../../shared/cli/main.ts';
+import { sinkMetricsProblem } from '../../shared/cli/commands/status.ts';
 import { loadSourceConfig } from '../../source-connector/config.ts';
 
 const PW = 'p@ss:w/rd%20?#S3CRET';
@@ -71,4 +73,23 @@ test('redactKnown masks a client\'s own credentials in every form, longest first
   const token = Buffer.from(`reg:${PW}`).toString('base64');
   const secrets = [token, `reg:${PW}`, PW, encodeURIComponent(PW), 'abc', undefined];
   assert.equal(redactKnown(`got ${token}, user reg:${PW}, pw ${encodeURIComponent(PW)}; abc`, secrets), 'got ***, user ***, pw ***; abc');
+});
+
+test('status --sink-metrics with credentials or not a URL: exit 2, the URL never printed past its host', async () => {
+  assert.equal(sinkMetricsProblem('http://127.0.0.1:9465/metrics'), undefined);
+  assert.match(sinkMetricsProblem('ftp://h:1/x')!, /^expected an http:\/\/ or https:\/\/ URL, got ftp:\/\/h:1\/\.\.\.$/);
+  const env = {
+    SHARDBRIDGE_SOURCE_SOURCE__URL: 'postgres://h:1/db', SHARDBRIDGE_SOURCE_KAFKA__BROKERS: '127.0.0.1:9', SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__URL: 'http://r:1',
+    SHARDBRIDGE_SINK_DESTINATION__URL: 'postgres://h:1/db', SHARDBRIDGE_SINK_KAFKA__BROKERS: '127.0.0.1:9', SHARDBRIDGE_SINK_SCHEMA_REGISTRY__URL: 'http://r:1',
+  };
+  for (const [url, says] of [
+    [`http://u:${encodeURIComponent(PW)}@127.0.0.1:9465/metrics`, /takes no credentials: give http:\/\/127\.0\.0\.1:9465\/\.\.\. without/],
+    [`http://u:${PW}@127.0.0.1:9465/metrics`, /not a valid URL/],
+  ] as const) {
+    let out = '';
+    const code = await main(['node', 'shardbridge', 'status', '--sink-metrics', url], { stdout: (t) => (out += t), stderr: (t) => (out += t), env });
+    assert.equal(code, 2, out);
+    assert.match(out, says);
+    assert.doesNotMatch(out, /S3CRET|p%40ss|p@ss/);
+  }
 });

@@ -17,13 +17,32 @@ const URL_QUERY_PASSWORD = /([?&][a-z_]*password=)[^&\s"'`<>#]*/gi;
 /** libpq keyword form: `host=h password=secret` or `password='se cret'`. */
 const KEYWORD_PASSWORD = /(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'"&]+)/gi;
 
-/** Mask every password inside URLs (postgres://, postgresql://, http://…) and libpq keyword strings in `text`. */
+/**
+ * HTTP credentials a server may echo back in an error body: `Basic dXNlcjpwdw==`, `Bearer eyJ...`.
+ * A token has a capital, digit or `+/=` somewhere: "Basic authentication failed" is prose.
+ */
+const HTTP_AUTH = /\b(Basic|Bearer)(\s+)(?=[A-Za-z0-9+/._~-]*[A-Z0-9+/=])[A-Za-z0-9+/._~-]{6,}=*/g;
+
+/** Mask every password inside URLs (postgres://, postgresql://, http://…), libpq keyword strings and HTTP auth tokens in `text`. */
 export function redactUrl(text: string): string {
-  if (!text.includes('://') && !/password/i.test(text)) return text;
+  if (!text.includes('://') && !/password|basic|bearer/i.test(text)) return text;
   return text
     .replace(URL_USERINFO, `$1${MASK}@`)
     .replace(URL_QUERY_PASSWORD, `$1${MASK}`)
-    .replace(KEYWORD_PASSWORD, (_m, k: string) => `${k}${MASK}`);
+    .replace(KEYWORD_PASSWORD, (_m, k: string) => `${k}${MASK}`)
+    .replace(HTTP_AUTH, `$1$2${MASK}`);
+}
+
+/**
+ * `text` with each of `secrets` (a client's own credentials, in every form it sends them) masked
+ * wherever it occurs: for quoting a server's answer, which may echo what it was sent. Secrets
+ * shorter than 4 characters are left alone (masking every "a" would garble the text). Pure.
+ */
+export function redactKnown(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text;
+  const longestFirst = secrets.filter((s): s is string => s !== undefined && s.length >= 4).sort((a, b) => b.length - a.length);
+  for (const s of longestFirst) out = out.split(s).join(MASK);
+  return out;
 }
 
 /**

@@ -85,8 +85,13 @@ export function pgConnectionSchema(section: string) {
       }
       // Checked here, so that a bad URL or CA file is a config error naming the key, not a failure to connect.
       if (v.url !== undefined) {
-        const { problems, sslrootcert } = pgUrlProblems(v.url, section);
+        const { problems, sslrootcert, hasPassword } = pgUrlProblems(v.url, section);
         for (const message of problems) ctx.addIssue({ code: 'custom', path: ['url'], message });
+        // node-postgres takes the URL's password over the field: a password rotated through
+        // the environment would be ignored without a word.
+        if (hasPassword && v.password !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['password'], message: `conflicts with the password in ${section}.url: give the password once (take it out of the URL)` });
+        }
         const why = sslrootcert === undefined ? undefined : fileProblem(sslrootcert);
         if (why) ctx.addIssue({ code: 'custom', path: ['url'], message: `its sslrootcert ${sslrootcert} cannot be read: ${why}` });
       }
@@ -108,9 +113,9 @@ function parsePgUrl(url: string): URL {
 /**
  * What node-postgres would misread in a postgres:// URL (pure), in words that never quote the
  * URL: an unencoded `/`, `#`, `?` or `@` in the password, an sslmode it does not know. Also the
- * sslrootcert the query names, for the caller to check.
+ * sslrootcert the query names, for the caller to check, and whether the URL carries a password.
  */
-export function pgUrlProblems(url: string, section: string): { problems: string[]; sslrootcert?: string } {
+export function pgUrlProblems(url: string, section: string): { problems: string[]; sslrootcert?: string; hasPassword?: boolean } {
   const encode = `percent-encode special characters of the user name and password (/ as %2F, # as %23, ? as %3F, @ as %40), or give the password as ${section}.password`;
   let u: URL;
   try {
@@ -126,7 +131,7 @@ export function pgUrlProblems(url: string, section: string): { problems: string[
     const shown = /^[\w-]{1,20}$/.test(mode) ? ` "${mode}"` : '';
     problems.push(`its sslmode${shown} is not one of ${SSL_MODES.join(', ')}`);
   }
-  return { problems, sslrootcert: u.searchParams.get('sslrootcert') ?? undefined };
+  return { problems, sslrootcert: u.searchParams.get('sslrootcert') ?? undefined, hasPassword: u.password !== '' };
 }
 
 /** Why `path` cannot be read as a file, or undefined when it can. */
@@ -187,6 +192,9 @@ export const schemaRegistrySchema = () =>
       if (!parts) ctx.addIssue({ code: 'custom', path: ['url'], message: 'not a valid URL (percent-encode special characters of a user name or password)' });
       else if (parts.username !== undefined && v.username !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['url'], message: 'carries a user name, and schemaRegistry.username is set too: give the credentials once' });
+      } else if (parts.password !== undefined && v.password !== undefined) {
+        // The URL's would win: a password rotated through the environment, ignored without a word.
+        ctx.addIssue({ code: 'custom', path: ['password'], message: 'conflicts with the password in schemaRegistry.url: give the password once (take it out of the URL)' });
       }
     })
     .transform((v) => {

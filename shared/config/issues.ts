@@ -73,8 +73,9 @@ export function describeInput(value: unknown, secret: boolean): string {
       const origin = urlOrigin(value);
       return origin ? `${JSON.stringify(origin)} (the rest of the URL not shown)` : 'a URL (value hidden)';
     }
-    // Also mask scheme-less `user:pass@host` (a URL with a mistyped scheme is still a secret).
-    const masked = redactUrl(value).replace(/(^|[\s/])([^\s:/@]+):(?!\/\/|\*\*\*@)[^@]+@/g, `$1$2:${MASK}@`);
+    // Also mask scheme-less `user:pass@host` (a URL with a mistyped scheme is still a secret),
+    // on to the LAST `@` of the token: an unencoded `@` in the password is no end of it.
+    const masked = redactUrl(value).replace(/(^|[\s/])([^\s:/@]+):(?!\/\/|\*\*\*@)[^\n\r@]*@(?:[^\s@]*@)*/g, `$1$2:${MASK}@`);
     return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
   }
   return String(value);

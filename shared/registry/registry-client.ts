@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import pino, { type Logger } from 'pino';
 import { SchemaError, type ErrorContext } from '../errors.ts';
-import { redactUrl } from '../redact.ts';
+import { redactKnown, redactUrl } from '../redact.ts';
 import { retry } from '../retry.ts';
 import { canonicalSchemaText } from './canonical.ts';
 
@@ -43,6 +43,8 @@ export class RegistryClient {
   private readonly lib: SchemaRegistry;
   private readonly url: string;
   private readonly authHeader: string | undefined;
+  /** The credentials in every form this client sends them: masked in whatever a server answers. */
+  private readonly scrub: (text: string) => string;
   private readonly defaultLevel: CompatibilityLevel;
   private readonly timeoutMs: number;
   private readonly log: Logger;
@@ -58,7 +60,10 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions) {
     this.url = opts.url.replace(/\/+$/, '');
     const auth = opts.username !== undefined ? { username: opts.username, password: opts.password ?? '' } : undefined;
-    this.authHeader = auth && `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
+    const token = auth && Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+    this.authHeader = token && `Basic ${token}`;
+    const secrets = auth ? [token, token!.replace(/=+$/, ''), `${auth.username}:${auth.password}`, auth.password, encodeURIComponent(auth.password)] : [];
+    this.scrub = (text) => redactUrl(redactKnown(text, secrets));
     this.lib = new SchemaRegistry({ host: this.url, auth, retry: { retries: opts.retries ?? 3 } });
     this.defaultLevel = opts.compatibility ?? 'BACKWARD';
     this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
@@ -175,7 +180,7 @@ export class RegistryClient {
     try {
       ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
     } catch (err) {
-      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url);
+      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url, this.scrub);
     } finally {
       // The library keeps every schema it registered compiled (avsc) for its own encode, which we
       // never call: 15 kB a subject, 60 MB for a source of 2,000 tables.
@@ -262,6 +267,7 @@ export class RegistryClient {
       `${what} failed`,
       context,
       this.url,
+      this.scrub,
     );
   }
 }
@@ -297,11 +303,15 @@ const NETWORK_CODES = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|
 /**
  * A registry failure as SchemaError. The library (mappersmith) reports a network failure
  * as status 400 with the socket error in the message, so that case is told apart by text.
+ * The server's words pass through `scrub`: a registry or proxy may echo the credentials it got
+ * (a 401 body quoting the Authorization header); the cause then is a scrubbed copy.
  */
-function registryError(err: unknown, what: string, context: ErrorContext, url: string): SchemaError {
+function registryError(err: unknown, what: string, context: ErrorContext, url: string, scrub: (text: string) => string): SchemaError {
   const e = (err ?? {}) as { status?: number; message?: string; errorCode?: number; name?: string };
   const status = typeof e.status === 'number' ? e.status : undefined;
-  const message = String(e.message ?? err);
+  const raw = String(e.message ?? err);
+  const message = scrub(raw);
+  if (message !== raw) err = { name: e.name, status, message, errorCode: e.errorCode };
   const networkFailure = (status === undefined || status === 400 || status === 0) && NETWORK_CODES.test(message);
   const retriable = networkFailure || (status !== undefined && (status >= 500 || status === 408 || status === 429));
   const ctx: ErrorContext = { ...context, status, errorCode: e.errorCode };

@@ -32,7 +32,6 @@ function configFile(name: string, yaml: string): string {
 const VALID_SOURCE = `
 source:
   url: postgres://replicator:${SECRET}@db.internal:5432/app
-  password: ${SECRET}
 kafka:
   brokers: ["k1:9092"]
   sasl: { mechanism: plain, username: u, password: ${SECRET} }

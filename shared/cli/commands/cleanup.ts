@@ -18,13 +18,14 @@
  */
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
+import { connectSide } from '../connect.ts';
 import { quoteIdent } from '../../../source-connector/catalog.ts';
 import { controlTopicNames } from '../../../source-connector/control-topics.ts';
 import { STAGING_SCHEMA } from '../../../sink-connector/upsert-batch.ts';
 import type { Admin } from '../../kafka/client.ts';
 import { cleanupReport, planCleanup, renderCleanup, type ActionResult, type CleanupAction, type CleanupFacts } from '../../migration/cleanup.ts';
 import {
-  commandKafka, connectPg, endOffsets, errorText, migrationTopics, partitionFacts, readApplied, readSlot, sinkSessions, sinkTablesPresent, sourceTables,
+  commandKafka, endOffsets, errorText, migrationTopics, partitionFacts, readApplied, readSlot, sinkSessions, sinkTablesPresent, sourceTables,
 } from '../../migration/gather.ts';
 
 const PEEK_LIMIT = 100_000;
@@ -39,22 +40,15 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   let src: pg.Client | undefined;
   let dst: pg.Client | undefined;
   try {
-    try {
-      src = await connectPg(source.source, 'shardbridge-cleanup');
-    } catch (e) {
-      ctx.err(`shardbridge cleanup: cannot connect to the source: ${errorText(e)}\n`);
-      return 1;
-    }
+    // A failure names the server and its remedy (exit 1, through the CLI's error report).
+    src = await connectSide(source.source, 'source', 'shardbridge-cleanup');
     let destinationError: string | undefined;
     try {
-      dst = await connectPg(sink.destination, 'shardbridge-cleanup');
+      dst = await connectSide(sink.destination, 'destination', 'shardbridge-cleanup');
     } catch (e) {
-      destinationError = errorText(e);
       // Deleted topics take their stored positions along, on the destination.
-      if (options.dropControlTables || options.dropTopics) {
-        ctx.err(`shardbridge cleanup: cannot connect to the destination: ${destinationError}\n`);
-        return 1;
-      }
+      if (options.dropControlTables || options.dropTopics) throw e;
+      destinationError = errorText(e);
     }
     const facts = await gather(src, dst, admin, source, sink, destinationError);
     const plan = planCleanup(facts, options);

@@ -24,6 +24,7 @@ import { createInterface } from 'node:readline/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
+import { connectSide } from '../connect.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
 import { quoteIdent } from '../../../source-connector/catalog.ts';
@@ -39,7 +40,7 @@ import {
 } from '../../migration/cutover.ts';
 import { fixSequences } from '../../migration/fix-sequences.ts';
 import {
-  commandKafka, connectPg, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkSessions, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
+  commandKafka, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkSessions, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
 } from '../../migration/gather.ts';
 
 const POLL_MS = 500;
@@ -99,8 +100,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const kafka = commandKafka(sink, ctx.logger, 'shardbridge-cutover');
   const admin = kafka.admin();
   try {
-    src = await connectPg(source.source, 'shardbridge-cutover');
-    dst = await connectPg(sink.destination, 'shardbridge-cutover');
+    src = await connectSide(source.source, 'source', 'shardbridge-cutover');
+    dst = await connectSide(sink.destination, 'destination', 'shardbridge-cutover');
     const selected = await sourceTables(src, source, sink);
     const deadline = Date.now() + timeoutMs;
 

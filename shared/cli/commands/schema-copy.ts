@@ -9,6 +9,7 @@
 import pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/common.ts';
+import { connectError } from '../connect.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';
 import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
@@ -23,7 +24,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   src.on('error', () => {});
   dst.on('error', () => {});
   try {
-    await src.connect();
+    await src.connect().catch((err: unknown) => {
+      throw connectError(err, sourceConfig.source, 'source');
+    });
     const resolved = await resolveTables(src, sourceConfig.tables);
     if (resolved.missing.length) {
       ctx.err(`shardbridge schema copy: tables.include lists tables that do not exist on the source: ${resolved.missing.join(', ')}\n`);
@@ -39,7 +42,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       ctx.err(dist.errors.map((e) => `shardbridge schema copy: ${e}\n`).join(''));
       return 2;
     }
-    await dst.connect();
+    await dst.connect().catch((err: unknown) => {
+      throw connectError(err, sink.destination, 'destination');
+    });
     const state = await readDestinationState(dst, model, model.tables.map((t) => mapTable(t, sink.tables).destination));
     const plan = planSchemaCopy(model, state, {
       mapping: sink.tables,

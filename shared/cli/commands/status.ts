@@ -12,11 +12,29 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CommandContext } from '../main.ts';
+import { urlOrigin } from '../../redact.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import type { Admin } from '../../kafka/client.ts';
 import { commandKafka, connectPg, endOffsets, gatherStatusFacts, migrationTopics, partitionFacts, readApplied, readSlot, sinkTablesPresent } from '../../migration/gather.ts';
 import { buildStatus, sampleOf, type OffsetSample, type SlotFacts } from '../../migration/status.ts';
 import { renderStatus } from '../../migration/status-render.ts';
+
+/**
+ * Why `url` cannot be the sink's metrics endpoint, or undefined. It takes no credentials: a URL
+ * with them was printed whole in the report (and fetch refuses it anyway). Never quotes past the host.
+ */
+export function sinkMetricsProblem(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'not a valid URL: expected http://host:port/metrics (percent-encode special characters)';
+  }
+  const shown = `${urlOrigin(url) ?? 'the URL'}/...`;
+  if (!/^https?:$/.test(u.protocol)) return `expected an http:// or https:// URL, got ${shown}`;
+  if (u.username !== '' || u.password !== '') return `the sink's metrics endpoint takes no credentials: give ${shown} without the user name and password`;
+  return undefined;
+}
 
 /** Samples older than this are dropped from the --watch rate window. */
 const WINDOW_MS = 30_000;
@@ -30,6 +48,11 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const intervalMs = 1000 * (typeof opts.interval === 'number' ? opts.interval : 2);
   const sampleMs = 1000 * (typeof opts.sampleSeconds === 'number' ? opts.sampleSeconds : 2);
   const explicitMetrics = typeof opts.sinkMetrics === 'string';
+  const badMetrics = explicitMetrics ? sinkMetricsProblem(opts.sinkMetrics as string) : undefined;
+  if (badMetrics) {
+    ctx.err(`shardbridge status: --sink-metrics: ${badMetrics}\n`);
+    return 2;
+  }
   const metricsUrl = explicitMetrics ? (opts.sinkMetrics as string) : sink.metricsPort > 0 ? `http://127.0.0.1:${sink.metricsPort}/metrics` : null;
   const log = ctx.logger.child({ component: 'status' });
   const kafka = commandKafka(sink, log, 'shardbridge-status');

@@ -175,3 +175,23 @@ test('a source connector that holds the slot but stopped reading: status warns t
     await db.query('SELECT pg_drop_replication_slot($1)', [held.slotName]).catch(() => {});
   }
 });
+
+test('the slot dropped under a streaming source connector: it stops (exit 1) saying the changes since its last confirmed position are lost', async () => {
+  const gone = testSourceConfig({ sourceUrl: config.source.url!, kafka: config.kafka.brokers[0], registry: config.schemaRegistry.url, prefix: uniquePrefix(), extra: { tables: { schemas: [SCHEMA] }, slotName: `sb_gone_${process.pid}` } });
+  const file = join(dir, 'gone-source.json');
+  writeFileSync(file, JSON.stringify(gone));
+  const child = spawnSourceCli(file);
+  try {
+    const active = async () => (await db.query('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active', [gone.slotName])).rows[0]?.active_pid as number | undefined;
+    const pid = await waitFor('the source connector streaming from its slot', active, { timeoutMs: 60_000, intervalMs: 100 });
+    await db.query('SELECT pg_terminate_backend($1)', [pid]);
+    await waitFor('the slot dropped', () => db.query('SELECT pg_drop_replication_slot($1)', [gone.slotName]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 20 });
+    const { code } = await child.exited;
+    assert.equal(code, 1, child.output());
+    assert.match(child.output(), /shardbridge source: replication slot "sb_gone_\d+" vanished after this connector had published from it: changes since its last confirmed position are lost/);
+  } finally {
+    child.proc.kill('SIGTERM');
+    await child.exited;
+    await db.query('SELECT pg_drop_replication_slot($1)', [gone.slotName]).catch(() => {});
+  }
+});

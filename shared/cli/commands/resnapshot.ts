@@ -15,13 +15,13 @@ import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import type { TableInfo } from '../../pg-types.ts';
 import { ServiceError, atServer } from '../../errors.ts';
-import { pgEndpoint } from '../../config/common.ts';
 import { kafkaRemedy } from '../../kafka/client.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic, snapshotStarted, type SnapshotState } from '../../../source-connector/control-topics.ts';
 import { parseLsn } from '../../../source-connector/pgoutput-decoder.ts';
 import { topicFor } from '../../../source-connector/table-versions.ts';
-import { commandKafka, connectPg, readSlot } from '../../migration/gather.ts';
+import { commandKafka, readSlot } from '../../migration/gather.ts';
+import { connectSide } from '../connect.ts';
 import { RESNAPSHOT_PREFIX, signalContent } from '../../../source-connector/resnapshot-signal.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
 import type { KafkaClient } from '../../kafka/client.ts';
@@ -73,9 +73,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   let client: pg.Client | undefined;
   const admin = kafka.admin();
   try {
-    client = await connectPg(config.source, 'shardbridge-resnapshot').catch((err: unknown) => {
-      throw atServer(err, `cannot connect to the source PostgreSQL at ${pgEndpoint(config.source)}`, 'check source.url (or host, port, user, password, database) and that the server accepts connections from here');
-    });
+    client = await connectSide(config.source, 'source', 'shardbridge-resnapshot');
     const { tables } = await resolveTables(client, config.tables);
     const topics = controlTopicNames(config.topicPrefix);
     const state: SnapshotState = (await onKafka(admin.listTopics())).includes(topics.snapshot)

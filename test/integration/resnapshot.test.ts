@@ -157,6 +157,12 @@ test('resnapshot with the source connector streaming: taken at once through its 
   await s.caughtUp(source);
   await s.assertEqual();
   assert.equal(s.running(), source, 'the same connector: its session restarted, it did not stop');
+  // A table created since the connector started: selected by the configuration, not by the running connector.
+  await s.client.query(`CREATE TABLE later (id int PRIMARY KEY)`);
+  const later = await cli(['resnapshot', '--table', 'public.later', ...s.args]);
+  assert.equal(later.code, 1, later.stderr);
+  assert.match(later.stderr, /the running source connector read the request but did not take public\.later: it does not select them/);
+
   const after = (await snapshotState(s)).get(`public.${s.fixed}`);
   assert.equal(after?.kind, 'completed');
   assert.equal(after?.slot, s.config.slotName, 'the slot was kept');

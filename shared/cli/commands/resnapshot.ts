@@ -89,8 +89,21 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     let next: Next;
     if (slot?.active) {
       // Streaming: asked through its stream, in commit order (resnapshot-signal.ts).
-      const taken = plan.mark.length === 0 || (await askRunning(client, config, plan.mark.map(qualified), (since) => waitTaken(kafka, topics.snapshot, plan.mark.map(qualified), since, ctx, Number(opts.waitSeconds ?? 60) * 1000)));
-      next = taken ? 'taken now by the running connector' : 'taken when the running connector reaches the request';
+      const names = plan.mark.map((t) => qualified(t));
+      const since = names.length === 0 ? null : await askRunning(client, config, names);
+      const confirmed = since === null || (await confirmedPast(client, config.slotName, since, Number(opts.waitSeconds ?? 60) * 1000));
+      if (since !== null && confirmed) {
+        // Confirmed past the request: the connector read it, and its markers (in that transaction) are in Kafka, unless it passed the request over.
+        const state = reduceSnapshotTopic(await onKafka(readControlTopic(kafka, topics.snapshot, ctx.logger, 30_000)));
+        const missed = names.filter((t) => { const m = state.tables.get(t); return m === undefined || parseLsn(m.consistentPoint) < since; });
+        if (missed.length > 0) {
+          throw new ServiceError(`the running source connector read the request but did not take ${missed.join(', ')}: it does not select them (created since it started, or another configuration)`, {
+            context: { slot: config.slotName },
+            remedy: 'a table created since the connector started is snapshotted by its next start: restart it; otherwise run resnapshot with the configuration the connector runs with',
+          });
+        }
+      }
+      next = confirmed ? 'taken now by the running connector' : 'taken when the running connector reaches the request';
     } else {
       // A running connector's markers would overwrite ours (a snapshot it is taking completes the
       // table), and it holds no walsender while it copies one: its sessions tell.
@@ -157,20 +170,20 @@ async function markStopped(kafka: KafkaClient, client: pg.Client, config: Source
   }
 }
 
-/** The connector streaming: the request goes into the WAL as a transactional message; true once the connector took it. */
-async function askRunning(client: pg.Client, config: SourceConfig, tables: string[], taken: (since: bigint) => Promise<boolean>): Promise<boolean> {
+/** The connector streaming: the request goes into the WAL as a transactional message; its position. */
+async function askRunning(client: pg.Client, config: SourceConfig, tables: string[]): Promise<bigint> {
   const { rows } = await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [RESNAPSHOT_PREFIX, signalContent({ slot: config.slotName, tables })]);
-  return taken(parseLsn(rows[0].lsn));
+  return parseLsn(rows[0].lsn);
 }
 
-/** Until every table's latest marker is at or past the request (the connector's requested one, or its snapshot's), or the wait ends. */
-async function waitTaken(kafka: KafkaClient, topic: string, tables: string[], since: bigint, ctx: CommandContext, waitMs: number): Promise<boolean> {
+/** Until the slot is confirmed past `lsn` (the connector read the request's transaction and Kafka has what it wrote), or the wait ends. */
+async function confirmedPast(client: pg.Client, slot: string, lsn: bigint, waitMs: number): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const state = reduceSnapshotTopic(await readControlTopic(kafka, topic, ctx.logger, 30_000));
-    if (tables.every((t) => { const m = state.tables.get(t); return m !== undefined && parseLsn(m.consistentPoint) >= since; })) return true;
+    const { rows } = await client.query<{ c: string | null }>('SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+    if (rows[0]?.c && parseLsn(rows[0].c) > lsn) return true;
     if (Date.now() >= deadline) return false;
-    await sleep(500);
+    await sleep(200);
   }
 }
 

@@ -37,6 +37,7 @@ interface Case {
 
 /** Types of the test's own, created on both sides. */
 const TYPES_DDL = `
+CREATE EXTENSION citext; CREATE EXTENSION hstore; CREATE EXTENSION ltree; CREATE EXTENSION cube;
 CREATE TYPE mood AS ENUM ('sad', 'with space', 'a"b\\c,d', 'NULL', '');
 CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
 CREATE DOMAIN shortarr AS integer[] CHECK (cardinality(VALUE) < 10);
@@ -119,6 +120,19 @@ const CASES: Case[] = [
   { type: 'shortarr', values: lits('{}', '{1,NULL}', '[2:3]={1,2}') },
   { type: 'pair', values: lits('(1,"x y")', '(,)', '(2,"a\\"b\\\\c,()")', '(,"")') },
   { type: 'nest', values: lits('("(1,\\"q\\"\\"\\")",NaN,"{1,NULL}","a""b\\\\c,d")', '(,,,)', '("(,)",1.50,{},NULL)') },
+  { type: 'regtype', values: lits('integer', 'character varying', '"char"[]') },
+  { type: 'regclass', values: lits('pg_class', 'pg_catalog.pg_type') },
+  { type: 'tid', values: lits('(0,1)', '(4294967295,65535)') },
+  { type: 'xid8', values: lits('18446744073709551615') },
+  { type: 'xid', values: lits('4294967295'), noEq: true },
+  { type: 'int2vector', values: lits('1 2 -3', '') },
+  { type: 'oidvector', values: lits('23 25', '') },
+  { type: 'citext', values: lits('MiXeD', 'a\\b') },
+  { type: 'hstore', values: lits('"a"=>"1", "b"=>NULL, "c\\"d"=>"e,f"', '') },
+  { type: 'ltree', values: lits('a.b_c.D', '') },
+  { type: 'cube', values: lits('(1, 2), (3, 4)', '(-0)') },
+  { type: 'hstore[]', values: lits('{"\\"a\\"=>\\"1\\"",NULL}') },
+  { type: 'citext[]', values: lits('{A,b}') },
   { type: 'integer[]', values: lits('{1,NULL,3}', '{}', '{{1,2},{3,4}}', '[2:3]={1,2}', '[0:0][1:2]={{1,2}}', '{NULL}') },
   {
     type: 'text[]',
@@ -169,6 +183,34 @@ const TOAST_COLUMNS: [string, string][] = [
   ['pair', `ROW(1, repeat('p', 50000))::pair`],
 ];
 
+/** Primary keys of edge values: upserted, deleted, re-inserted and moved by key (each value must be distinct by `=`). */
+const KEY_CASES: [string, string[]][] = [
+  ['numeric', lits('1.50', 'NaN', '-0.0', '1e-100', '99999999999999999999999999999999999999.000', 'Infinity')],
+  ['numeric(5,2)', lits('1.5', '-0', '999.99')],
+  ['double precision', lits('-0', 'NaN', 'Infinity', '4.9e-324', '0.1')],
+  ['real', lits('-0', 'NaN', '1e-45')],
+  ['text', [...lits('', 'tab\tnl\ncr\r', 'back\\slash', '\\.', '😀', 'NULL'), "repeat('k', 2000)"]],
+  ['char(3)', lits('a', '', 'a b')],
+  ['bytea', [...lits('\\x', '\\x5c78', '\\x00'), bytes(0, 255)]],
+  ['uuid', lits('00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff')],
+  ['timestamptz', lits('infinity', '-infinity', '4714-11-24 00:00:00+00 BC', '294276-12-31 23:59:59.999999+00', '2000-01-01 00:00:00.000001+05:45')],
+  ['timestamp', lits('infinity', '4714-11-24 00:00:00 BC', '294276-12-31 23:59:59.999999')],
+  ['date', lits('-infinity', '4713-01-01 BC', '5874897-12-31')],
+  ['time', lits('24:00:00', '00:00:00')],
+  ['timetz', lits('12:00:00+05:45', '06:15:00+00', '12:00:00+05:30:15')],
+  ['interval', lits('1 mon', '1 day', '-178000000 years', '-0.000001 seconds')],
+  ['jsonb', lits('{"a": 1, "b": [1.50]}', '1e400', '[]', '""')],
+  ['pair', lits('(1,"x y")', '(,)', '(,"")')],
+  ['integer[]', lits('{}', '{1,NULL}', '[2:3]={1,2}', '{{1},{2}}')],
+  ['text[]', lits('{"a,b","NULL",NULL}', '{""}')],
+  ['inet', lits('10.0.0.1/8', '10.0.0.1', '::ffff:10.0.0.1')],
+  ['mood', lits('with space', 'a"b\\c,d', '')],
+  ['int4range', lits('empty', '(,)', '[1,2)')],
+  ['"char"', lits('\\001', 'a')],
+  ['bit(3)', ["B'000'", "B'101'"]],
+];
+const KEY_TABLES = KEY_CASES.map((_, i) => `k${i}`);
+
 /** The sink's COPY BINARY has writers for these: a table of only them is copied in binary. */
 const BINARY_TYPES = new Set(['smallint', 'integer', 'bigint', 'boolean', 'numeric', 'numeric(5,2)', 'real', 'double precision', 'text', 'varchar(5)', 'bytea', 'uuid', 'json', 'jsonb', 'date', 'timestamp', 'timestamp(3)', 'timestamptz']);
 /**
@@ -195,6 +237,7 @@ const cols = (cases: Case[]): string[] => cases.map((_, k) => `c${k}`);
 
 const TABLE_DDL = `
 ${Object.entries(TABLES).map(([name, { cases }]) => `CREATE TABLE ${name} (id integer PRIMARY KEY, ${cases.map((c, k) => `c${k} ${c.type}`).join(', ')});`).join('\n')}
+${KEY_CASES.map(([type], i) => `CREATE TABLE k${i} (k ${type} PRIMARY KEY, v integer);`).join('\n')}
 CREATE TABLE big (id integer PRIMARY KEY, flag integer, ${TOAST_COLUMNS.map(([t], i) => `b${i} ${t}`).join(', ')});
 ${TOAST_COLUMNS.map((_, i) => `ALTER TABLE big ALTER COLUMN b${i} SET STORAGE EXTERNAL;`).join('\n')}`;
 
@@ -217,7 +260,10 @@ const ODD_SETTINGS: Record<string, string> = {
   bytea_output: 'escape',
   xmloption: 'document',
   array_nulls: 'off',
+  standard_conforming_strings: 'off',
 };
+/** The test's own statements are written for the usual defaults. */
+const SAFE_SESSION = 'SET xmloption = content; SET array_nulls = on; SET standard_conforming_strings = on';
 async function setOddDefaults(c: pg.Client, db: string): Promise<void> {
   for (const [k, v] of Object.entries(ODD_SETTINGS)) await c.query(`ALTER DATABASE ${db} SET ${k} = ${q(v)}`);
 }
@@ -240,6 +286,11 @@ async function assertSame(src: pg.Client, dst: pg.Client, when: string): Promise
   const failures: string[] = [];
   const names: Record<string, string[]> = { big: ['id', 'flag', ...TOAST_COLUMNS.map(([t]) => t)] };
   for (const [name, { cases }] of Object.entries(TABLES)) names[name] = ['id', ...cases.map((c) => c.type)];
+  for (const [i, table] of KEY_TABLES.entries()) {
+    const sql = `SELECT k, v FROM ${table} ORDER BY k::text COLLATE "C"`;
+    const [want, got] = [await textRows(src, sql), await textRows(dst, sql)];
+    if (JSON.stringify(got) !== JSON.stringify(want)) failures.push(`key ${KEY_CASES[i][0]}: want ${JSON.stringify(want).slice(0, 300)} got ${JSON.stringify(got).slice(0, 300)}`);
+  }
   for (const table of Object.keys(names)) {
     const want = await rowsText(src, table);
     const got = await rowsText(dst, table);
@@ -293,7 +344,7 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   t.after(() => admin.end());
   const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { partitions: 2 } } });
   const prefix = config.topicPrefix;
-  const topics = ['e', 'bin', 'big'].map((name) => `${prefix}.public.${name}`);
+  const topics = ['e', 'bin', 'big', ...KEY_TABLES].map((name) => `${prefix}.public.${name}`);
   // Two sinks, each into a database of its own: one with text COPY only and the default
   // thresholds (transcoded rows staged), one with COPY BINARY and every new row copied directly.
   const sinks = [
@@ -303,7 +354,7 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   const dsts: { db: pg.Client; groupId: string; stalled: () => string | undefined; metrics: () => Promise<string> }[] = [];
   for (const [n, s] of sinks.entries()) {
     const { url: dstUrl, db } = await destinationDatabase(t, admin, dest.url);
-    await db.query('SET xmloption = content; SET array_nulls = on');
+    await db.query(SAFE_SESSION);
     await db.query(TYPES_DDL);
     await db.query(TABLE_DDL);
     const groupId = `g-${prefix}-${n}`;
@@ -322,11 +373,12 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
       },
     });
   }
-  await client.query('SET xmloption = content; SET array_nulls = on');
+  await client.query(SAFE_SESSION);
   await client.query(TYPES_DDL);
   await client.query(TABLE_DDL);
   const snapIds = Array.from({ length: ROWS }, (_, k) => k + 1);
   await client.query(insertRows(snapIds, 0));
+  for (const [i, [, values]] of KEY_CASES.entries()) await client.query(`INSERT INTO k${i} VALUES ${values.map((v) => `(${v}, 0)`).join(', ')}`);
   await client.query(`INSERT INTO big SELECT g, 0, ${TOAST_COLUMNS.map(([, v]) => v).join(', ')} FROM generate_series(1, 4) g`);
 
   const source: SourceConnector = await startSourceConnector(config, capturingLogger().logger);
@@ -351,7 +403,15 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   await client.query(insertRows(streamIds, 1));
   await step('after stream inserts');
   await client.query(updateRows(snapIds, 2));
+  // Keys: one update per key; then, in one transaction, the first key deleted and the second
+  // moved onto it (a delete and a create), the third deleted and inserted again, twice.
+  for (const t of KEY_TABLES) await client.query(`UPDATE ${t} SET v = v + 1`);
   await step('after single updates');
+  for (const [i, [type, values]] of KEY_CASES.entries()) {
+    const [a, b, c] = values.map((v) => `(${v})::${type}`);
+    const again = c === undefined ? '' : `DELETE FROM k${i} WHERE k = ${c}; INSERT INTO k${i} VALUES (${c}, 10); UPDATE k${i} SET v = 11 WHERE k = ${c}; DELETE FROM k${i} WHERE k = ${c}; INSERT INTO k${i} VALUES (${c}, 12);`;
+    await client.query(`BEGIN; DELETE FROM k${i} WHERE k = ${a}; UPDATE k${i} SET k = ${a}, v = 5 WHERE k = ${b}; ${again} COMMIT`);
+  }
   // Several events per key in one transaction (and in one sink batch): the general upsert.
   await client.query(`BEGIN; ${updateRows(streamIds, 3)} ${updateRows(streamIds, 4)} ${insertRows([5000], 5)} ${updateRows([5000], 6)} COMMIT`);
   // Big columns left unchanged: one update of another column per key, and several.

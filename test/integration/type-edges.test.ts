@@ -417,6 +417,12 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   // Big columns left unchanged: one update of another column per key, and several.
   await client.query('UPDATE big SET flag = 1 WHERE id IN (1, 2)');
   await client.query('BEGIN; UPDATE big SET flag = 2 WHERE id IN (3, 4); UPDATE big SET flag = 3 WHERE id = 4; COMMIT');
+  // In one batch: a new big value, then an update that leaves it (unchanged TOAST) for the
+  // value before; an insert, then such an update; a row replaced by a small one, then updated.
+  const bigger = TOAST_COLUMNS.map(([, v], i) => `b${i} = ${v.replace(/\d{4,}/, (n) => String(Number(n) + 1))}`).join(', ');
+  await client.query(`BEGIN; UPDATE big SET ${bigger}, flag = 4 WHERE id = 1; UPDATE big SET flag = 5 WHERE id = 1; COMMIT`);
+  await client.query(`BEGIN; INSERT INTO big SELECT 5, 0, ${TOAST_COLUMNS.map(([, v]) => v).join(', ')}; UPDATE big SET flag = 6 WHERE id = 5; UPDATE big SET b0 = 'small', flag = 7 WHERE id = 5; COMMIT`);
+  await client.query(`BEGIN; DELETE FROM big WHERE id = 2; INSERT INTO big (id, flag, b0) VALUES (2, 8, 'small'); UPDATE big SET flag = 9 WHERE id = 2; UPDATE big SET ${bigger} WHERE id = 3; UPDATE big SET flag = 10 WHERE id = 3; COMMIT`);
   await step('after repeated updates and unchanged TOAST');
   for (const d of dsts) t.diagnostic(await d.metrics());
 });

@@ -345,11 +345,13 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { partitions: 2 } } });
   const prefix = config.topicPrefix;
   const topics = ['e', 'bin', 'big', ...KEY_TABLES].map((name) => `${prefix}.public.${name}`);
-  // Two sinks, each into a database of its own: one with text COPY only and the default
-  // thresholds (transcoded rows staged), one with COPY BINARY and every new row copied directly.
+  // Three sinks, each into a database of its own: text COPY only, every upsert staged; COPY
+  // BINARY, every new row copied directly, every other upsert staged; the default thresholds
+  // (at this size: unnest, fast rows decoded after all).
   const sinks = [
-    { batch: { binaryCopy: false }, thresholds: {} },
-    { batch: {}, thresholds: { directCopyMinRows: 1 } },
+    { batch: { binaryCopy: false }, thresholds: { stagingMinRows: 1 } },
+    { batch: {}, thresholds: { directCopyMinRows: 1, stagingMinRows: 1 } },
+    { batch: {}, thresholds: {} },
   ];
   const dsts: { db: pg.Client; groupId: string; stalled: () => string | undefined; metrics: () => Promise<string> }[] = [];
   for (const [n, s] of sinks.entries()) {

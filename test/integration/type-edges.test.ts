@@ -271,9 +271,10 @@ const ODD_SETTINGS: Record<string, string> = {
   xmloption: 'document',
   array_nulls: 'off',
   standard_conforming_strings: 'off',
+  search_path: '',
 };
 /** The test's own statements are written for the usual defaults. */
-const SAFE_SESSION = 'SET xmloption = content; SET array_nulls = on; SET standard_conforming_strings = on';
+const SAFE_SESSION = 'SET search_path = public; SET xmloption = content; SET array_nulls = on; SET standard_conforming_strings = on';
 async function setOddDefaults(c: pg.Client, db: string): Promise<void> {
   for (const [k, v] of Object.entries(ODD_SETTINGS)) await c.query(`ALTER DATABASE ${db} SET ${k} = ${q(v)}`);
 }

@@ -54,6 +54,8 @@ const CASES: Case[] = [
   { type: 'boolean', values: ['true', 'false'] },
   { type: 'numeric', values: [...lits('NaN', 'Infinity', '-Infinity', '0', '-0.0', '1.50'), `('1e-1000')::numeric`, `repeat('9', 1000)::numeric`, `('-0.' || repeat('0', 16000) || '1')::numeric`] },
   { type: 'numeric(5,2)', values: ['1.5', '-999.99', '0', "'NaN'"] },
+  { type: 'numeric(2,-3)', values: ['12345', '-99499', '0'] },
+  { type: 'numeric(3,5)', values: ['0.00123', '-0.00999'] },
   { type: 'real', values: [...lits('NaN', 'Infinity', '-Infinity', '-0'), '1.17549435e-38', '1e-45', '3.4028235e38', '0.1', '16777217'] },
   { type: 'double precision', values: [...lits('NaN', 'Infinity', '-Infinity', '-0'), '4.9e-324', '2.2250738585072014e-308', '1.7976931348623157e308', '0.1', '1e-7', '123456789012345680000'] },
   { type: 'money', values: lits('-92233720368547758.08', '92233720368547758.07', '0', '1234.56') },
@@ -188,6 +190,7 @@ const TOAST_COLUMNS: [string, string][] = [
 const KEY_CASES: [string, string[]][] = [
   ['numeric', lits('1.50', 'NaN', '-0.0', '1e-100', '99999999999999999999999999999999999999.000', 'Infinity')],
   ['numeric(5,2)', lits('1.5', '-0', '999.99')],
+  ['numeric(2,-3)', lits('12345', '-1000', '0')],
   ['double precision', lits('-0', 'NaN', 'Infinity', '4.9e-324', '0.1')],
   ['real', lits('-0', 'NaN', '1e-45')],
   ['text', [...lits('', 'tab\tnl\ncr\r', 'back\\slash', '\\.', '😀', 'NULL'), "repeat('k', 2000)"]],
@@ -219,7 +222,7 @@ const KEY_TABLES = KEY_CASES.map((_, i) => `k${i}`);
 const BIG_TABLES = ['big', 'bigf'];
 
 /** The sink's COPY BINARY has writers for these: a table of only them is copied in binary. */
-const BINARY_TYPES = new Set(['smallint', 'integer', 'bigint', 'boolean', 'numeric', 'numeric(5,2)', 'real', 'double precision', 'text', 'varchar(5)', 'bytea', 'uuid', 'json', 'jsonb', 'date', 'timestamp', 'timestamp(3)', 'timestamptz']);
+const BINARY_TYPES = new Set(['smallint', 'integer', 'bigint', 'boolean', 'numeric', 'numeric(5,2)', 'numeric(2,-3)', 'numeric(3,5)', 'real', 'double precision', 'text', 'varchar(5)', 'bytea', 'uuid', 'json', 'jsonb', 'date', 'timestamp', 'timestamp(3)', 'timestamptz']);
 /**
  * `e`: every case, each row a rotation of every column's values. `bin`: the binary ones, one
  * value per row (the others NULL): a record the fast paths cannot write exactly takes the

@@ -169,6 +169,32 @@ const CASES: Case[] = [
   { type: 'box[]', values: lits('{(1,1),(0,0);(2,2),(1,1)}'), noEq: true },
   { type: 'point[]', values: lits('{"(1,2)",NULL}'), noEq: true },
   { type: 'tsvector[]', values: lits('{"\'a\':1"}') },
+  { type: 'smallint[]', values: lits('{-32768,32767,NULL}') },
+  { type: 'oid[]', values: lits('{4294967295,0}') },
+  { type: 'numeric(5,2)[]', values: lits('{1.5,NaN,-999.99}') },
+  { type: 'varchar(5)[]', values: lits('{"ab  ","",NULL}') },
+  { type: 'bpchar[]', values: lits('{"a  ",""}') },
+  { type: 'xml[]', values: lits('{"<a x=\\"1\\"/>","text, <b/>",NULL}'), noEq: true },
+  { type: 'macaddr[]', values: lits('{08:00:2b:01:02:03,NULL}') },
+  { type: 'cidr[]', values: lits('{10.0.0.0/8,2001:db8::/32}') },
+  { type: 'daterange[]', values: lits('{"[2000-01-01,infinity)",empty}') },
+  { type: 'int4multirange[]', values: lits('{"{[1,3),[5,7)}","{}"}') },
+  { type: 'pg_lsn[]', values: lits('{0/0,FFFFFFFF/FFFFFFFF}') },
+  { type: 'tsquery[]', values: lits('{"\'a\' & !\'b\'"}') },
+  { type: 'varbit[]', values: lits('{"",101}') },
+  { type: 'interval day to second(2)[]', values: lits('{"1 day 00:00:01.25"}') },
+  { type: 'lseg[]', values: lits('{"[(0,0),(1,1)]"}'), noEq: true },
+  { type: 'path[]', values: lits('{"[(0,0),(1,1)]","((0,0),(1,1))"}'), noEq: true },
+  { type: 'polygon[]', values: lits('{"((0,0),(1,1),(1,0))"}'), noEq: true },
+  { type: 'circle[]', values: lits('{"<(0,0),1.5>"}'), noEq: true },
+  { type: 'line[]', values: lits('{"{1,-1,0}"}'), noEq: true },
+  { type: 'txid_snapshot[]', values: lits('{10:20:10\\,14}'), noEq: true },
+  { type: 'ltree[]', values: lits('{a.b,""}') },
+  { type: 'cube[]', values: lits('{"(1, 2), (3, 4)"}') },
+  { type: 'nest[]', values: [String.raw`ARRAY[ROW(ROW(1, 'q"')::pair, 'NaN', '{1,NULL}', 'a"b\c,d')::nest, NULL]`] },
+  { type: 'shortarr[]', values: lits('{"{1,2}",NULL}') },
+  { type: 'price[]', values: lits('{1.5,NULL}') },
+  { type: 'timestamp(3)[]', values: lits('{"2000-01-01 00:00:00.1234"}') },
 ];
 
 /** Edge values of big columns (TOASTed, stored out of line; small enough for a FULL before-image and after-image in one record) left unchanged by updates of another column. */
@@ -407,7 +433,8 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   t.after(() => source.stop());
   let sourceFailure = '';
   source.done.catch((err: Error & { context?: unknown }) => (sourceFailure = `${err.message} ${JSON.stringify(err.context)}`));
-  await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
+  await waitFor('streaming', () => source.state().phase === 'streaming' || sourceFailure !== '', { timeoutMs: 60_000, intervalMs: 50 });
+  assert.equal(sourceFailure, '', 'the source started');
   const step = async (when: string) => {
     for (const d of dsts) {
       // A stall (an error logged) fails the step at once, with its message, not at the catch-up deadline.

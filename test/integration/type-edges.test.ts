@@ -8,7 +8,7 @@
  * run with unusual session defaults (DateStyle, IntervalStyle, TimeZone, bytea_output,
  * extra_float_digits, xmloption, array_nulls) that the connectors must not depend on.
  */
-import { after, before, test, type TestContext } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -402,29 +402,37 @@ async function assertSame(src: pg.Client, dst: pg.Client, when: string): Promise
   assert.deepEqual(failures, [], `${when}: ${failures.length} differences`);
 }
 
+/** Cleanups run last registered first (t.after hooks run in registration order). */
+type Defer = (cleanup: () => Promise<unknown>) => void;
+
 /** A destination database of the test's own, with the odd defaults, dropped after. */
-async function destinationDatabase(t: TestContext, admin: pg.Client, baseUrl: string): Promise<{ url: string; db: pg.Client }> {
+async function destinationDatabase(defer: Defer, admin: pg.Client, baseUrl: string): Promise<{ url: string; db: pg.Client }> {
   const name = `sb_edges_${randomBytes(4).toString('hex')}`;
   await admin.query(`CREATE DATABASE ${name}`);
-  t.after(() => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {}));
+  defer(() => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
   await setOddDefaults(admin, name);
   const url = new URL(baseUrl);
   url.pathname = `/${name}`;
   const db = new pg.Client({ connectionString: url.toString() });
   db.on('error', () => {});
   await db.connect();
-  t.after(() => db.end());
+  defer(() => db.end());
   return { url: url.toString(), db };
 }
 
 test('edge values of every type: snapshot, stream inserts, single and repeated updates, unchanged TOAST: destination = source by text and by value', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await setOddDefaults(client, url.slice(url.lastIndexOf('/') + 1));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const defer: Defer = (cleanup) => cleanups.push(cleanup);
+  t.after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+  });
   const dest = await getTestDestination();
-  t.after(() => dest.release());
+  defer(() => dest.release());
   const admin = new pg.Client({ connectionString: dest.url });
   await admin.connect();
-  t.after(() => admin.end());
+  defer(() => admin.end());
   const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { partitions: 2 } } });
   const prefix = config.topicPrefix;
   const topics = ['e', 'bin', 'names', ...BIG_TABLES, ...KEY_TABLES].map((name) => `${prefix}.public.${name}`);
@@ -438,7 +446,7 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
   ];
   const dsts: { db: pg.Client; groupId: string; stalled: () => string | undefined; metrics: () => Promise<string[]> }[] = [];
   for (const [n, s] of sinks.entries()) {
-    const { url: dstUrl, db } = await destinationDatabase(t, admin, dest.url);
+    const { url: dstUrl, db } = await destinationDatabase(defer, admin, dest.url);
     await db.query(SAFE_SESSION);
     await db.query(TYPES_DDL);
     await db.query(TABLE_DDL);
@@ -446,7 +454,7 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
     const log = capturingLogger();
     const cfg = sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dstUrl, prefix, groupId }, { batch: s.batch });
     const sink = await startSinkConnector(cfg, log.logger, s.thresholds);
-    t.after(() => sink.stop());
+    defer(() => sink.stop());
     dsts.push({
       db,
       groupId,
@@ -471,7 +479,7 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
 
   const sourceLog = capturingLogger();
   const source: SourceConnector = await startSourceConnector(config, sourceLog.logger);
-  t.after(() => source.stop());
+  defer(() => source.stop());
   let sourceFailure = '';
   source.done.catch((err: Error & { context?: unknown }) => (sourceFailure = `${err.message} ${JSON.stringify(err.context)}`));
   await waitFor('streaming', () => source.state().phase === 'streaming' || sourceFailure !== '', { timeoutMs: 60_000, intervalMs: 50 });

@@ -135,11 +135,15 @@ export type SinkTableMapping = z.infer<typeof tableMapping>;
  *    distributed by the sink itself.
  */
 export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citus: boolean): string {
-  // money's input follows lc_monetary (a de_DE destination would read 1234.56 as 123456): the
-  // sink sends the C form, as the source reads it.
+  // Input that depends on settings a destination may change per database or role:
+  // - money follows lc_monetary (a de_DE destination would read 1234.56 as 123456): the sink
+  //   sends the C form, as the source reads it;
+  // - with array_nulls off, `NULL` in an array literal is the string "NULL": the unnest
+  //   parameters carry SQL NULLs that way (a NULL text column would arrive as 'NULL');
+  // - with xmloption document, xml content fragments (`text <b/>`) are refused.
   const opts = [
     `-c synchronous_commit=${config.batch.synchronousCommit}`,
-    '-c lc_monetary=C',
+    '-c lc_monetary=C -c array_nulls=on -c xmloption=content',
     `-c idle_in_transaction_session_timeout=${config.batch.idleInTransactionTimeoutMs}`,
   ];
   if (citus) {

@@ -12,7 +12,7 @@ export interface DestinationTable {
   name: string;
   exists: boolean;
   /** Columns with `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
-  columns: { name: string; type: string; notNull: boolean; identityAlways?: boolean; domain?: boolean }[];
+  columns: { name: string; type: string; notNull: boolean; identityAlways?: boolean; domain?: boolean; compareAs?: string }[];
   /** GENERATED columns, which take no values (left out of `columns`). */
   generatedColumns?: string[];
   primaryKey: string[];
@@ -37,7 +37,11 @@ SELECT x.i::int AS i, c.oid::int AS oid, c.relpersistence = 'u' AS unlogged
 
 const COLUMNS_SQL = `
 SELECT a.attrelid::int AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
-       a.attidentity = 'a' AS identity_always, t.typtype = 'd' AS domain, a.attgenerated <> '' AS generated
+       a.attidentity = 'a' AS identity_always, t.typtype = 'd' AS domain, a.attgenerated <> '' AS generated,
+       -- A domain over an enum has no '=' (anyenum matches enums only): its values compare as the enum.
+       CASE WHEN t.typtype = 'd' THEN (
+         WITH RECURSIVE b AS (SELECT t.typbasetype AS oid UNION ALL SELECT p.typbasetype FROM b JOIN pg_type p ON p.oid = b.oid AND p.typtype = 'd')
+         SELECT format_type(e.oid, NULL) FROM b JOIN pg_type e ON e.oid = b.oid AND e.typtype = 'e') END AS compare_as
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`;
@@ -53,7 +57,7 @@ SELECT i.indrelid::int AS oid, i.indisprimary AS primary, array_agg(a.attname::t
 
 const FKEYS_SQL = `SELECT conrelid::int AS oid, conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE conrelid = ANY($1::oid[]) AND contype = 'f' ORDER BY conrelid, conname`;
 
-interface ColumnRow { oid: number; name: string; type: string; not_null: boolean; identity_always: boolean; domain: boolean; generated: boolean }
+interface ColumnRow { oid: number; name: string; type: string; not_null: boolean; identity_always: boolean; domain: boolean; generated: boolean; compare_as: string | null }
 interface UniqueRow { oid: number; primary: boolean; cols: string[] }
 interface ForeignKeyRow { oid: number; name: string; definition: string }
 
@@ -91,7 +95,7 @@ export async function readDestinationTables(client: pg.ClientBase, tables: reado
       schema,
       name,
       exists: true,
-      columns: c.filter((x) => !x.generated).map((x) => ({ name: x.name, type: x.type, notNull: x.not_null, identityAlways: x.identity_always, domain: x.domain })),
+      columns: c.filter((x) => !x.generated).map((x) => ({ name: x.name, type: x.type, notNull: x.not_null, identityAlways: x.identity_always, domain: x.domain, ...(x.compare_as ? { compareAs: x.compare_as } : {}) })),
       generatedColumns: c.filter((x) => x.generated).map((x) => x.name),
       primaryKey: u.find((x) => x.primary)?.cols ?? [],
       uniqueKeys: u.map((x) => x.cols),

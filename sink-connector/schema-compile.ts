@@ -129,7 +129,7 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
     }
     fromSource.set(column, source);
     destOf.set(source, column);
-    fields.push({ field: f.name, column, encode: textEncoderFor(f.type as object) });
+    fields.push({ field: f.name, column, encode: encoderOf(f.type, { schemaId, table: `${target.schema}.${target.table}`, column }) });
     columns.push({ name: column, pgType: pgTypeOf(f.type) });
   }
   const version: TableVersion = {
@@ -157,6 +157,16 @@ function readTypes(schema: object, key: string): { reader: avro.Type; writer: av
     readTypesByShape.set(key, (t = { reader, writer, resolver: reader.createResolver(writer) }));
   }
   return t;
+}
+
+/** The column's text encoder; a type without one is refused naming its table and column. */
+function encoderOf(type: unknown, context: { schemaId: number; table: string; column: string }): TextEncoder {
+  try {
+    return textEncoderFor(type as object);
+  } catch (err) {
+    if (!(err instanceof SchemaError)) throw err;
+    throw new SchemaError(`${err.message} (column ${context.column} of ${context.table})`, { context, remedy: err.remedy, cause: err });
+  }
 }
 
 /** A key schema → its decoder, in source column names (renamedKey applies a table's renames). */

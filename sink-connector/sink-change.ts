@@ -26,6 +26,8 @@ export interface ApplyColumn {
   /** `format_type` text, e.g. `numeric(12,2)`, `timestamp with time zone`, `integer[]`. */
   type: string;
   notNull?: boolean;
+  /** The type its values compare as, where `type` has no `=` (a domain over an enum: the enum). */
+  compareAs?: string;
 }
 
 /**

@@ -233,7 +233,7 @@ export class TableStates {
     const table: ApplyTable = {
       schema: dest.schema,
       name: dest.name,
-      columns: dest.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
+      columns: dest.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull, ...(c.compareAs ? { compareAs: c.compareAs } : {}) })),
       sourceKey: [...sourceKey],
       destKey: [...dest.primaryKey],
       distributionColumn: dest.distributionColumn ?? undefined,

@@ -68,6 +68,20 @@ function columnTypes(shape: TableShape, columns: readonly string[]): string[] {
   });
 }
 
+/**
+ * Per column, `[column expression, value type]` for comparing `alias.column` with a value cast
+ * from text: the column's own type, or where it has no `=` (a domain over an enum) both sides
+ * as the type it compares as. The column side's cast is a relabel, which index scans see through.
+ */
+function compared(shape: TableShape, columns: readonly string[], alias: string): [string, string][] {
+  const types = columnTypes(shape, columns);
+  return columns.map((c, i) => {
+    const as = shape.table.columns[shape.index.get(c)!].compareAs;
+    const col = `${alias}${quoteIdent(c)}`;
+    return as === undefined ? [col, types[i]] : [`${col}::${as}`, as];
+  });
+}
+
 function textParams(count: number, from = 1): string {
   return Array.from({ length: count }, (_, i) => `$${i + from}::text[]`).join(', ');
 }
@@ -136,14 +150,15 @@ export function buildUpsert(table: ApplyTable, columns: readonly string[]): Batc
 export function buildDelete(table: ApplyTable, columns: readonly string[]): BatchStatement {
   return cached(table, `delete\u0000${columns.join('\u0000')}`, (shape) => {
     requireColumns(shape, columns, table.sourceKey, 'a key delete');
-    const types = columnTypes(shape, columns);
     const qn = qualifiedName(table);
     let text: string;
-    if (columns.length === 1 && !types[0].endsWith(']')) {
-      text = `DELETE FROM ${qn} WHERE ${quoteIdent(columns[0])} = ANY($1::text[]::${types[0]}[])`;
+    if (columns.length === 1 && !columnTypes(shape, columns)[0].endsWith(']')) {
+      const [[col, type]] = compared(shape, columns, '');
+      text = `DELETE FROM ${qn} WHERE ${col} = ANY($1::text[]::${type}[])`;
     } else {
-      const match = columns.map((c, i) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}::${types[i]}`);
-      text = `${deleteUsing(qn, columns)} WHERE ${match.join(' AND ')}${pruneClause(table, columns, types)}`;
+      const cmp = compared(shape, columns, 't.');
+      const match = columns.map((c, i) => `${cmp[i][0]} = k.${quoteIdent(c)}::${cmp[i][1]}`);
+      text = `${deleteUsing(qn, columns)} WHERE ${match.join(' AND ')}${pruneClause(shape, columns)}`;
     }
     return { text, columns: [...columns], bind: columnBinder(columns) };
   });
@@ -183,10 +198,10 @@ function elsewhere(shape: TableShape, what: string): { columns: string[]; where:
   if (destOnly.length === 0) {
     throw new SchemaError(`${what} needs destination key columns beyond the source key`, { context: { table: `${table.schema}.${table.name}` } });
   }
-  const types = columnTypes(shape, columns);
-  const match = sk.map((c, i) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}::${types[i]}`);
-  const differs = destOnly.map((c, j) => `t.${quoteIdent(c)} IS DISTINCT FROM k.${quoteIdent(c)}::${types[sk.length + j]}`);
-  return { columns, where: `${match.join(' AND ')}${pruneClause(table, sk, types)} AND (${differs.join(' OR ')})` };
+  const cmp = compared(shape, columns, 't.');
+  const match = sk.map((c, i) => `${cmp[i][0]} = k.${quoteIdent(c)}::${cmp[i][1]}`);
+  const differs = destOnly.map((c, j) => `${cmp[sk.length + j][0]} IS DISTINCT FROM k.${quoteIdent(c)}::${cmp[sk.length + j][1]}`);
+  return { columns, where: `${match.join(' AND ')}${pruneClause(shape, sk)} AND (${differs.join(' OR ')})` };
 }
 
 /**
@@ -200,20 +215,20 @@ export function buildUpdateInPlace(table: ApplyTable, columns: readonly string[]
   return cached(table, `in place\u0000${columns.join('\u0000')}`, (shape) => {
     requireColumns(shape, columns, table.destKey, 'an update in place');
     const types = columnTypes(shape, columns);
+    const cmp = compared(shape, columns, 't.');
     const { destKey, distributionColumn } = table;
     const set: string[] = [];
     const match: string[] = [];
     columns.forEach((c, i) => {
-      const value = `u.${quoteIdent(c)}::${types[i]}`;
-      if (destKey.includes(c)) match.push(`t.${quoteIdent(c)} = ${value}`);
-      else if (c !== distributionColumn) set.push(`${quoteIdent(c)} = ${value}`);
+      if (destKey.includes(c)) match.push(`${cmp[i][0]} = u.${quoteIdent(c)}::${cmp[i][1]}`);
+      else if (c !== distributionColumn) set.push(`${quoteIdent(c)} = u.${quoteIdent(c)}::${types[i]}`);
     });
     if (set.length === 0) return null;
     const q = columns.map(quoteIdent);
     const text =
       `UPDATE ${qualifiedName(table)} AS t SET ${set.join(', ')} ` +
       `FROM unnest(${textParams(columns.length)}) AS u(${q.join(', ')}) ` +
-      `WHERE ${match.join(' AND ')}${pruneClause(table, columns, types)}`;
+      `WHERE ${match.join(' AND ')}${pruneClause(shape, columns)}`;
     return { text, columns: [...columns], bind: columnBinder(columns) };
   });
 }
@@ -223,12 +238,13 @@ function deleteUsing(qn: string, columns: readonly string[]): string {
 }
 
 /** `AND t.dist = ANY($i…)` reusing the distribution column's own parameter, when it is matched by equality. */
-function pruneClause(table: ApplyTable, matched: readonly string[], types: readonly string[]): string {
-  const dist = table.distributionColumn;
-  if (table.citus !== 'distributed' || dist === undefined) return '';
+function pruneClause(shape: TableShape, matched: readonly string[]): string {
+  const dist = shape.table.distributionColumn;
+  if (shape.table.citus !== 'distributed' || dist === undefined) return '';
   const i = matched.indexOf(dist);
-  if (i < 0 || types[i].endsWith(']')) return '';
-  return ` AND t.${quoteIdent(dist)} = ANY($${i + 1}::text[]::${types[i]}[])`;
+  if (i < 0 || columnTypes(shape, [dist])[0].endsWith(']')) return '';
+  const [[col, type]] = compared(shape, [dist], 't.');
+  return ` AND ${col} = ANY($${i + 1}::text[]::${type}[])`;
 }
 
 export function truncateSql(table: ApplyTable): string {

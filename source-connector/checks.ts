@@ -23,6 +23,8 @@ export interface SourceFacts {
   /** `server_version_num`, e.g. 150004. */
   serverVersionNum: number;
   walLevel: string;
+  /** The database's encoding (`server_encoding`). */
+  serverEncoding: string;
   maxReplicationSlots: number;
   usedReplicationSlots: number;
   maxWalSenders: number;
@@ -93,6 +95,7 @@ export async function gatherSourceFacts(
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num,
            current_setting('wal_level') AS wal_level,
+           current_setting('server_encoding') AS encoding,
            current_setting('max_replication_slots')::int AS max_slots,
            (SELECT count(*)::int FROM pg_replication_slots) AS used_slots,
            current_setting('max_wal_senders')::int AS max_senders,
@@ -137,6 +140,7 @@ export async function gatherSourceFacts(
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
+    serverEncoding: s.encoding,
     maxReplicationSlots: s.max_slots,
     usedReplicationSlots: s.used_slots,
     maxWalSenders: s.max_senders,
@@ -267,6 +271,16 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
     }
   }
   out.push(...keyEqualityFindings(f.keyEquality, f.topicPrefix));
+  if (f.serverEncoding === 'SQL_ASCII') {
+    // Every other server encoding converts to the sessions' UTF-8; SQL_ASCII text is bytes.
+    out.push({
+      level: 'WARN',
+      check: 'encoding',
+      object: 'database',
+      message: 'the database encoding is SQL_ASCII: text that is not valid UTF-8 cannot be carried (Avro strings are UTF-8); the connector stops at the first such value (invalid byte sequence for encoding "UTF8")',
+      remedy: 'make sure every text value is UTF-8, or move the data to a UTF8 database',
+    });
+  }
   if (f.maxSlotWalKeepSize === '-1') {
     out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
   }

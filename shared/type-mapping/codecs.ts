@@ -138,13 +138,16 @@ function mappingFor(type: PgTypeInfo, typmod: number): Mapping {
  * `[array<[null, elem]>, string]`: a one-dimensional array with lower bound 1 (almost all
  * of them) as Debezium's array, anything else (multi-dimensional, `[0:1]={…}`) verbatim.
  * Arrays of base types from outside pg_catalog (extensions) are verbatim too: their element
- * delimiter is the type's own (PostGIS geometry's is ':'), not the ',' read and written here.
+ * delimiter is the type's own (PostGIS geometry's is ':'), not the ',' read and written here;
+ * and arrays of a domain over an array.
  */
 function arrayMapping(type: PgTypeInfo, typmod: number): Mapping {
   const pgType = pgTypeName(type, typmod);
   if (!type.elem) return { avro: { type: 'string' }, fromText: identity };
   const elemBase = resolveDomain(type.elem);
-  if (elemBase.kind === 'base' && elemBase.schema !== 'pg_catalog' && elemBase.schema !== '') {
+  // A domain over an array as the element (`{"{1,2}",NULL}`): its own codec is a union, which
+  // cannot be an array item's branch (Avro unions do not nest).
+  if ((elemBase.kind === 'base' && elemBase.schema !== 'pg_catalog' && elemBase.schema !== '') || elemBase.kind === 'array') {
     return { avro: { type: 'string', 'pg.type': pgType } as unknown as AvroObject, fromText: identity };
   }
   const elem = codecForType(type.elem, typmod);

@@ -281,6 +281,16 @@ test('compileValue: two source columns mapped onto one destination column are re
   assert.deepEqual(v.version.sources, ['shop.orders']);
 });
 
+test('compileValue: a column whose Avro type has no PostgreSQL text form is refused naming its table and column', () => {
+  const edited = JSON.parse(JSON.stringify(schemas.envelopeSchema));
+  const value = edited.fields.find((f: { name: string }) => f.name === 'before').type[1];
+  value.fields.find((f: { name: string }) => f.name === 'tags').type = ['null', { type: 'fixed', name: 'F', size: 2 }];
+  assert.throws(
+    () => compileValue(VALUE_ID, edited, TOPIC, targetsFrom({}), 'pfx'),
+    (e: unknown) => e instanceof SchemaError && /no PostgreSQL text form .* \(column tags of shop\.orders\)$/.test(e.message) && e.context.column === 'tags' && e.context.schemaId === VALUE_ID,
+  );
+});
+
 test('namedSourceTable: the real source name from an envelope schema, where its topic has characters replaced; null for a schema naming none', () => {
   const spaced = buildRecordSchemas({ ...TABLE, schema: 'my shop', name: 'Order Items' }, 'pfx.my_shop.Order_Items', '1.0.0');
   assert.deepEqual(namedSourceTable(spaced.envelopeSchema), { schema: 'my shop', table: 'Order Items' });

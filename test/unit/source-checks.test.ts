@@ -7,7 +7,7 @@ import { prefixFindings } from '../../shared/checks/services.ts';
 import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
 
 const healthy: SourceFacts = {
-  serverVersionNum: 150004, walLevel: 'logical', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
+  serverVersionNum: 150004, walLevel: 'logical', serverEncoding: 'UTF8', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
   selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app',
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
@@ -62,6 +62,13 @@ test('an existing slot does not need a free slot', () => {
 test('unlimited max_slot_wal_keep_size is a warning', () => {
   const w = judgeSourceFacts({ ...healthy, maxSlotWalKeepSize: '-1' }).filter((x) => x.level === 'WARN');
   assert.equal(w[0].check, 'max_slot_wal_keep_size');
+});
+
+test('a SQL_ASCII database is a warning (text that is not UTF-8 stops the connector); other encodings convert', () => {
+  const warns = (serverEncoding: string) => judgeSourceFacts({ ...healthy, serverEncoding }).filter((x) => x.level === 'WARN').map((x) => x.check);
+  assert.deepEqual(warns('SQL_ASCII'), ['encoding']);
+  assert.deepEqual(warns('LATIN1'), []);
+  assert.deepEqual(warns('UTF8'), []);
 });
 
 test('qualified names split with quoting', () => {

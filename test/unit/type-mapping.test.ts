@@ -223,6 +223,16 @@ test('arrays: 1-D as Avro arrays, anything else as verbatim text', () => {
   assert.deepEqual(roundTrip(arr(T('mood', { schema: 'public', kind: 'enum' })), -1, '{sad,ok}').decoded, ['sad', 'ok']);
 });
 
+test('an array of a domain over an array is verbatim text (its element codec is a union, which an array item cannot be)', () => {
+  const shortarr = T('shortarr', { schema: 'public', kind: 'domain', base: arr(T('int4')) });
+  const type = T('_shortarr', { schema: 'public', kind: 'array', elem: shortarr });
+  const text = '{"{1,2}",NULL,"[2:3]={1,2}"}';
+  const r = roundTrip(type, -1, text);
+  assert.equal(r.decoded, text);
+  assert.equal(r.back, text);
+  assert.equal((codecForType(type, -1).avroType as { 'pg.type': string })['pg.type'], 'public._shortarr');
+});
+
 test('parseArray1D follows array_in', () => {
   const cases: [string, string, (string | null)[] | undefined][] = [
     ['{}', ',', []],

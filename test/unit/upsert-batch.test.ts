@@ -37,6 +37,21 @@ const orders: ApplyTable = {
   citus: 'distributed',
 };
 
+/** Keys of a domain over an enum, which has no `=`: compared as the enum. */
+const moods: ApplyTable = {
+  schema: 'public',
+  name: 'moods',
+  columns: [
+    { name: 'm', type: 'mood_domain', compareAs: 'mood' },
+    { name: 'region', type: 'region_domain', compareAs: 'app.region' },
+    { name: 'v', type: 'text' },
+  ],
+  sourceKey: ['m'],
+  destKey: ['m', 'region'],
+  distributionColumn: 'region',
+  citus: 'distributed',
+};
+
 const odd: ApplyTable = {
   schema: 'My Schema',
   name: 'Order Items',
@@ -163,6 +178,27 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
     want:
       'SELECT k."id" FROM "public"."orders" AS t, unnest($1::text[], $2::text[]) AS k("id", "customer_id") ' +
       'WHERE t."id" = k."id"::bigint AND (t."customer_id" IS DISTINCT FROM k."customer_id"::integer)',
+  },
+  {
+    name: 'delete by a key of a domain over an enum: both sides compared as the enum',
+    sql: () => buildDelete(moods, ['m']).text,
+    want: 'DELETE FROM "public"."moods" WHERE "m"::mood = ANY($1::text[]::mood[])',
+  },
+  {
+    name: 'delete by a destination key of domains over enums, pruned as the enum',
+    sql: () => buildDelete(moods, ['m', 'region']).text,
+    want:
+      'DELETE FROM "public"."moods" AS t USING unnest($1::text[], $2::text[]) AS k("m", "region") ' +
+      'WHERE t."m"::mood = k."m"::mood AND t."region"::app.region = k."region"::app.region AND t."region"::app.region = ANY($2::text[]::app.region[])',
+  },
+  {
+    name: 'update in place and moved-row check by keys of domains over enums: compared as the enum, values set as the domain',
+    sql: () => [buildUpdateInPlace(moods, ['m', 'region', 'v'])!.text, buildElsewhereQuery(moods).text].join('\n'),
+    want:
+      'UPDATE "public"."moods" AS t SET "v" = u."v"::text FROM unnest($1::text[], $2::text[], $3::text[]) AS u("m", "region", "v") ' +
+      'WHERE t."m"::mood = u."m"::mood AND t."region"::app.region = u."region"::app.region AND t."region"::app.region = ANY($2::text[]::app.region[])\n' +
+      'SELECT k."m" FROM "public"."moods" AS t, unnest($1::text[], $2::text[]) AS k("m", "region") ' +
+      'WHERE t."m"::mood = k."m"::mood AND (t."region"::app.region IS DISTINCT FROM k."region"::app.region)',
   },
   { name: 'truncate', sql: () => truncateSql(odd), want: 'TRUNCATE "My Schema"."Order Items"' },
   { name: 'staging table name', sql: () => stagingTableName(orders), want: 'shardbridge_staging."public__orders"' },

@@ -57,8 +57,17 @@ export const SOURCE_SESSION_SETTINGS: Record<string, string> = {
 };
 
 /** `options` connection parameter carrying SOURCE_SESSION_SETTINGS. */
-export function sourceSessionOptions(): string {
-  return Object.entries(SOURCE_SESSION_SETTINGS)
+export function sourceSessionOptions(user?: string): string {
+  const ours = Object.entries(SOURCE_SESSION_SETTINGS)
     .map(([k, v]) => `-c ${k}=${v.replace(/([ \\])/g, '\\$1')}`)
     .join(' ');
+  return withUserOptions(user, ours);
+}
+
+/**
+ * The user's own libpq `options` (the connection URL's `options` parameter) kept, ours after
+ * them: a setting given twice takes the later value, so ours hold whatever the user sets.
+ */
+export function withUserOptions(user: string | undefined, ours: string): string {
+  return user ? `${user} ${ours}` : ours;
 }

@@ -12,6 +12,7 @@ import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';
 import { connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { controlTopicKind } from './control.ts';
 import { splitQualifiedName } from '../shared/sql.ts';
+import { withUserOptions } from '../shared/pg-types.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
 import { ensureSinkTables } from './offsets.ts';
 import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
@@ -42,7 +43,7 @@ export async function openDestination(
     }
   });
   log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
-  const pool = new pg.Pool({ ...conn, max: connections, options: sessionOptions(config, citus.present) });
+  const pool = new pg.Pool({ ...conn, max: connections, options: withUserOptions(conn.options, sessionOptions(config, citus.present)) });
   pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
   // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
   pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));

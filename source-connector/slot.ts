@@ -207,7 +207,7 @@ export async function createSlotWithSnapshot(
   log: Logger,
   opts: { temporary?: boolean; signal?: AbortSignal } = {},
 ): Promise<ExportedSlot> {
-  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions() } as pg.ClientConfig);
+  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
   // An 'error' event without a listener would crash the process; failures surface through queries.
   client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
   await client.connect();
@@ -251,7 +251,7 @@ const SLOT_WAIT_REPEAT_MS = 60_000;
  */
 function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal }): { end(): void } {
   const onAdmin = async (sql: string, params: unknown[]) => {
-    const c = new pg.Client({ ...connection, options: sourceSessionOptions() } as pg.ClientConfig);
+    const c = new pg.Client({ ...connection, options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
     c.on('error', () => {});
     try {
       await c.connect();

@@ -117,7 +117,7 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
     // Every reader imports the snapshot before the exporting connection may go.
     const n = Math.max(1, opts.readers);
     for (let i = 0; i < n; i++) {
-      const c = new pg.Client({ ...opts.connection, options: sourceSessionOptions(), application_name: `shardbridge-snapshot-${i}` });
+      const c = new pg.Client({ ...opts.connection, options: sourceSessionOptions(opts.connection.options), application_name: `shardbridge-snapshot-${i}` });
       c.on('error', (err) => log.debug({ err }, 'snapshot reader connection error'));
       clients.push(c);
     }

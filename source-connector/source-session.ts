@@ -146,7 +146,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
 }
 
 async function open(connection: pg.ClientConfig, log: Logger): Promise<pg.Client> {
-  const c = new pg.Client({ ...connection, options: sourceSessionOptions(), connectionTimeoutMillis: connection.connectionTimeoutMillis ?? 15_000 });
+  const c = new pg.Client({ ...connection, options: sourceSessionOptions(connection.options), connectionTimeoutMillis: connection.connectionTimeoutMillis ?? 15_000 });
   c.on('error', (err) => log.debug({ err }, 'source connection error'));
   try {
     await c.connect();

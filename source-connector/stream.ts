@@ -131,7 +131,7 @@ export class ReplicationStream {
     this.acked = o.tracker.confirmable();
     this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     const service = new LogicalReplicationService(
-      { ...o.connection, options: sourceSessionOptions(), application_name: 'shardbridge-stream' },
+      { ...o.connection, options: sourceSessionOptions(o.connection.options), application_name: 'shardbridge-stream' },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;

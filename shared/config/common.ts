@@ -259,7 +259,10 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
   let sslrootcert = section.sslrootcert;
   const out: ClientConfig = {};
   if (section.url !== undefined) {
-    const { url, params } = takeQueryParams(section.url, ['sslmode', 'sslrootcert']);
+    // options too: a URL's parameters override the client's fields, so the URL's `options` would
+    // replace the session settings the connectors add to them (pg-types.ts, withUserOptions).
+    const { url, params } = takeQueryParams(section.url, ['sslmode', 'sslrootcert', 'options']);
+    if (params.options) out.options = params.options;
     if (params.sslmode) {
       if (!(SSL_MODES as readonly string[]).includes(params.sslmode)) {
         throw new ConfigError(`config: the connection URL's sslmode is not one of ${SSL_MODES.join(', ')}`, { context: { key: 'url' } });

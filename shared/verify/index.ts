@@ -274,5 +274,5 @@ async function destinationQuery(pool: pg.Pool, citus: boolean, q: SqlText): Prom
 }
 
 function withSessionOptions(c: pg.ClientConfig): pg.ClientConfig {
-  return { ...c, application_name: c.application_name ?? 'shardbridge-verify', options: [c.options, sourceSessionOptions()].filter(Boolean).join(' ') };
+  return { ...c, application_name: c.application_name ?? 'shardbridge-verify', options: sourceSessionOptions(c.options) };
 }

@@ -443,3 +443,16 @@ test('describeSafe masks every password, URL password and TLS key', () => {
   assert.equal(safe.schemaRegistry.password, '***');
   assert.equal(c.kafka.sasl?.password, SECRET, 'the original is untouched');
 });
+
+test("a connection URL's own options are kept, with the connectors' session settings after them (the URL no longer replaces ours)", async () => {
+  const pg = (await import('pg')).default;
+  const { sourceSessionOptions } = await import('../../shared/pg-types.ts');
+  const conn = connectionConfig({ url: 'postgres://u@h:5432/d?options=-c%20statement_timeout%3D5000%20-c%20DateStyle%3DSQL&application_name=x', sslmode: 'prefer' } as never);
+  assert.equal(conn.options, '-c statement_timeout=5000 -c DateStyle=SQL');
+  assert.doesNotMatch(conn.connectionString!, /options=/);
+  assert.match(conn.connectionString!, /application_name=x/);
+  // What the driver will send: its parameters from the URL override the client's fields.
+  const sent = (new pg.Client({ ...conn, options: sourceSessionOptions(conn.options) }) as unknown as { connectionParameters: { options: string } }).connectionParameters.options;
+  assert.match(sent, /^-c statement_timeout=5000 -c DateStyle=SQL -c DateStyle=ISO .*-c TimeZone=UTC/, 'ours after theirs: the later DateStyle holds');
+  assert.equal(sourceSessionOptions(), sourceSessionOptions(undefined));
+});

@@ -54,6 +54,8 @@ export const SOURCE_SESSION_SETTINGS: Record<string, string> = {
   extra_float_digits: '3',
   bytea_output: 'hex',
   lc_monetary: 'C',
+  // The catalog and snapshot SQL quote names as literals: a backslash in one is not an escape.
+  standard_conforming_strings: 'on',
 };
 
 /** `options` connection parameter carrying SOURCE_SESSION_SETTINGS. */

@@ -140,10 +140,12 @@ export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citu
   //   sends the C form, as the source reads it;
   // - with array_nulls off, `NULL` in an array literal is the string "NULL": the unnest
   //   parameters carry SQL NULLs that way (a NULL text column would arrive as 'NULL');
-  // - with xmloption document, xml content fragments (`text <b/>`) are refused.
+  // - with xmloption document, xml content fragments (`text <b/>`) are refused;
+  // - with standard_conforming_strings off, a backslash in a quoted name (staging table, group
+  //   id, topic in the offsets SQL) would be read as an escape.
   const opts = [
     `-c synchronous_commit=${config.batch.synchronousCommit}`,
-    '-c lc_monetary=C -c array_nulls=on -c xmloption=content',
+    '-c lc_monetary=C -c array_nulls=on -c xmloption=content -c standard_conforming_strings=on',
     `-c idle_in_transaction_session_timeout=${config.batch.idleInTransactionTimeoutMs}`,
   ];
   if (citus) {

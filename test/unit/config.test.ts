@@ -296,10 +296,10 @@ test('sink consumer fetch sizes: positive integers, the per-partition one within
 test('sink sessions: synchronous_commit from batch.synchronousCommit (off by default), money read in the C form, array NULLs and xml content read whatever the destination defaults, idle-in-transaction sessions ended, Citus settings only on Citus', () => {
   const sink = (batch: object, env: NodeJS.ProcessEnv = {}) =>
     loadSinkConfig({ env, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, batch } });
-  assert.equal(sessionOptions(sink({}), false), '-c synchronous_commit=off -c lc_monetary=C -c array_nulls=on -c xmloption=content -c idle_in_transaction_session_timeout=30000');
+  assert.equal(sessionOptions(sink({}), false), '-c synchronous_commit=off -c lc_monetary=C -c array_nulls=on -c xmloption=content -c standard_conforming_strings=on -c idle_in_transaction_session_timeout=30000');
   assert.equal(
     sessionOptions(sink({ synchronousCommit: 'on', idleInTransactionTimeoutMs: 5000 }), true),
-    '-c synchronous_commit=on -c lc_monetary=C -c array_nulls=on -c xmloption=content -c idle_in_transaction_session_timeout=5000 -c citus.max_cached_conns_per_worker=16 -c citus.enable_deadlock_prevention=off -c citus.use_citus_managed_tables=off',
+    '-c synchronous_commit=on -c lc_monetary=C -c array_nulls=on -c xmloption=content -c standard_conforming_strings=on -c idle_in_transaction_session_timeout=5000 -c citus.max_cached_conns_per_worker=16 -c citus.enable_deadlock_prevention=off -c citus.use_citus_managed_tables=off',
   );
   const prevent = loadSinkConfig({ overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, citus: { enableDeadlockPrevention: true } } });
   assert.doesNotMatch(sessionOptions(prevent, true), /enable_deadlock_prevention/);

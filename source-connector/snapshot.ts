@@ -15,7 +15,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified, sameDefinition, tablesNow } from './catalog.ts';
-import { SourceError } from '../shared/errors.ts';
+import { ShardBridgeError, SourceError, isRetriable } from '../shared/errors.ts';
 import { CopyTextParser } from './copy-parser.ts';
 import { scanCopyRow, transcoderFor, TupleRef } from './row-transcode.ts';
 import { changeToEvents, type ChangeContext } from './envelope.ts';
@@ -171,7 +171,9 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
           await checkNotRewritten(client, p.v);
           await opts.onTableStarted(p.v, p.estimate);
         }
-        await copyChunk(client, p, range, opts);
+        await copyChunk(client, p, range, opts).catch((err: unknown) => {
+          throw readError(err, p.v);
+        });
         if (--p.chunksLeft === 0) {
           p.done = true;
           p.gauges?.ratio.set(1);
@@ -264,6 +266,23 @@ async function checkNotRewritten(client: pg.Client, v: TableVersion): Promise<vo
     `${v.qualified} was truncated or rewritten (ALTER TABLE changing a column's type or adding one with a volatile default, or a tool copying its rows into new storage) after the snapshot's point and before the snapshot read it (${rewritten.join(', ')}): the snapshot would see it empty`,
     { context: { table: v.qualified, rewritten: rewritten.join(',') }, remedy: 'start the source connector again: it takes the snapshot of the tables not completed again, after the change' },
   );
+}
+
+/** A server's refusal while a table is read (a value it cannot send as UTF-8, …), named by the table; a lost connection stays retriable. */
+function readError(err: unknown, v: TableVersion): unknown {
+  if (err instanceof ShardBridgeError) {
+    err.context.table ??= v.qualified;
+    return err;
+  }
+  const e = err as { message?: string; code?: string };
+  if (isRetriable(err) || typeof e?.code !== 'string') return err;
+  return new SourceError(`reading the snapshot of ${v.qualified} failed: ${e.message ?? String(err)}`, {
+    cause: err,
+    context: { table: v.qualified, sqlstate: e.code },
+    remedy: e.code === '22021'
+      ? 'the table holds text that is not valid UTF-8 (a SQL_ASCII database): fix those values on the source (docs/type-mapping.md, "Session settings and encodings"), then start the connector again'
+      : 'fix what the server reports, then start the connector again: it takes the snapshot of the tables not completed again',
+  });
 }
 
 async function copyChunk(client: pg.Client, p: TableProgress, range: ChunkRange, opts: SnapshotOptions): Promise<void> {

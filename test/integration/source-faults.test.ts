@@ -292,3 +292,26 @@ test('a 1,000,000-row transaction streams through the CLI with bounded memory', 
   assert.ok(peakRss > 0, 'RSS was sampled');
   assert.ok(peakRss < 300 * 1048576, `peak RSS ${Math.round(peakRss / 1048576)} MB`);
 });
+
+test('text that is not valid UTF-8 (a SQL_ASCII database) stops the snapshot naming the table, the SQLSTATE and the remedy', async () => {
+  const name = `ascii_${process.pid}_${Date.now().toString(36)}`;
+  const admin = new pg.Client({ connectionString: env.source.url() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+  const client = new pg.Client({ connectionString: env.source.url(name) });
+  await client.connect();
+  try {
+    await client.query(`CREATE TABLE latin (id int PRIMARY KEY, v text); INSERT INTO latin VALUES (1, 'plain'), (2, E'caf\\374')`);
+    const conn = await startSourceConnector(testSourceConfig({ sourceUrl: env.source.url(name), kafka: bootstrap, registry: registryUrl, extra: { slotName: `slot_${name}` } }), testLogger());
+    const err = await conn.done.then(() => null, (e: unknown) => e as Error & { context?: Record<string, unknown>; remedy?: string });
+    assert.ok(err, 'the connector stopped');
+    assert.match(err.message, /^reading the snapshot of public\.latin failed: invalid byte sequence for encoding "UTF8"/);
+    assert.deepEqual([err.context?.table, err.context?.sqlstate], ['public.latin', '22021']);
+    assert.match(err.remedy ?? '', /not valid UTF-8 \(a SQL_ASCII database\)/);
+  } finally {
+    await client.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [`slot_${name}`]).catch(() => {});
+    await client.end();
+    await admin.query(`DROP DATABASE ${name}`).catch(() => {});
+    await admin.end();
+  }
+});

@@ -186,7 +186,7 @@ test('two tables copied at once, one partitioned (rows moving between partitions
 });
 
 /** Random changes of `table` (id 1..rows, some with escapes, keys negated and back) in transactions of 1–4 changes, until `done()`. */
-async function writer(url: string, table: string, rows: number, done: () => boolean, count = { n: 0 }): Promise<number> {
+async function writer(url: string, table: string, rows: number, done: () => boolean, count: { n: number }, toast: boolean): Promise<number> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   let n = 0;
@@ -195,12 +195,15 @@ async function writer(url: string, table: string, rows: number, done: () => bool
       const parts: string[] = [];
       for (let i = 1 + Math.floor(Math.random() * 4); i > 0; i--) {
         const id = 1 + Math.floor(Math.random() * rows);
-        switch (Math.floor(Math.random() * 6)) {
+        switch (Math.floor(Math.random() * (toast ? 7 : 6))) {
           case 0: parts.push(`UPDATE ${table} SET v = 'w${n}' WHERE abs(id) = ${id}`); break;
           case 1: parts.push(`UPDATE ${table} SET v = E'tab\\t${n}\\\\' WHERE abs(id) = ${id}`); break;
           case 2: parts.push(`DELETE FROM ${table} WHERE abs(id) = ${id}`); break;
-          case 3: parts.push(`INSERT INTO ${table} VALUES (${id}, 'ins${n}') ON CONFLICT (id) DO UPDATE SET v = 'upsert${n}'`); break;
-          default: parts.push(`UPDATE ${table} SET id = -id WHERE abs(id) = ${id}`);
+          // A row with a TOASTed doc: the update leaves it out, and waits for the copy.
+          case 6: parts.push(`UPDATE ${table} SET v = 'toast kept ${n}' WHERE abs(id) = ${Math.min(rows, id - (id % 100) + 100)}`); break;
+          case 3: parts.push(`INSERT INTO ${table} VALUES (${id}, 'ins${n}', ${id % 100 === 0 ? TOASTED : 'NULL'}) ON CONFLICT (id) DO UPDATE SET v = 'upsert${n}'`); break;
+          // Not of a row with a TOASTed doc: its new key's record would lack it (docs/source-connector.md, limits).
+          default: parts.push(`UPDATE ${table} SET id = -id WHERE abs(id) = ${id} AND abs(id) % 100 <> 0`);
         }
       }
       // Deadlocks between the writers are their own business: the transaction is rolled back.
@@ -217,7 +220,8 @@ async function writer(url: string, table: string, rows: number, done: () => bool
 /**
  * Source → Kafka → sink: a table of 40,000 rows added, its copy racing two writers of random
  * keys. `crash`: the first session's copy is held while the writers go on, then its walsender
- * is killed; the next session sends a truncate and copies again, not held.
+ * is killed; the next session sends a truncate and copies again, not held. Its writers also
+ * update rows around a TOASTed value, which waits for the copy.
  */
 async function raceEndToEnd(t: TestContext, crash: boolean): Promise<void> {
   const { url, client, slot } = await freshDatabase(t);
@@ -239,8 +243,8 @@ async function raceEndToEnd(t: TestContext, crash: boolean): Promise<void> {
   await streaming(first);
   await first.stop();
   const rows = Number(process.env.GUARD_RACE_ROWS ?? 40_000);
-  for (const c of [client, dst]) await c.query(`CREATE TABLE public.${raced} (id int PRIMARY KEY, v text)`);
-  await client.query(`INSERT INTO ${raced} SELECT g, CASE WHEN g % 5 = 0 THEN E'back\\\\slash ' || g ELSE 'r' || g END FROM generate_series(1, ${rows}) g`);
+  for (const c of [client, dst]) await c.query(`CREATE TABLE public.${raced} (id int PRIMARY KEY, v text, doc text)`);
+  await client.query(`INSERT INTO ${raced} SELECT g, CASE WHEN g % 5 = 0 THEN E'back\\\\slash ' || g ELSE 'r' || g END, CASE WHEN g % 100 = 0 THEN ${TOASTED} END FROM generate_series(1, ${rows}) g`);
   const groupId = `g-${config.topicPrefix}`;
   sink = await startSinkConnector(sinkConfig({ kafka: bootstrap, registry: registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }), testLogger());
   const { logger, lines } = capturingLogger();
@@ -249,14 +253,13 @@ async function raceEndToEnd(t: TestContext, crash: boolean): Promise<void> {
   // Writing from before the start until well after the copy: changes before its point, during and after it.
   const done = () => (copied ? ++after > 400 : false);
   const count = { n: 0 };
-  const writers = [writer(url, raced, rows, done, count), writer(url, raced, rows, done, count)];
+  const writers = [writer(url, raced, rows, done, count, crash), writer(url, raced, rows, done, count, crash)];
   let holds = 0;
   const conn = await start(config, logger, { beforeOwnCopy: () => (++holds === 1 && crash ? new Promise<void>(() => {}) : Promise.resolve()) });
   if (crash) {
     await waitFor('the copy held', () => holds > 0, { timeoutMs: 30_000, intervalMs: 20 });
     const at = count.n;
-    await waitFor('changes streamed during the held copy', () => count.n > at + 100, { timeoutMs: 30_000, intervalMs: 20 });
-    await caughtUp(conn, await walLsn(client));
+    await waitFor('changes written during the held copy', () => count.n > at + 100, { timeoutMs: 30_000, intervalMs: 20 });
     await client.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, [config.slotName]);
     await waitFor('the next session at the copy', () => holds > 1, { timeoutMs: 30_000, intervalMs: 20 });
   }
@@ -270,8 +273,10 @@ async function raceEndToEnd(t: TestContext, crash: boolean): Promise<void> {
     assert.deepEqual((await dst.query(`SELECT * FROM public.${x} ORDER BY id`)).rows, want, x);
   }
   const skipped = leftOut(lines, config, raced);
-  t.diagnostic(`writer transactions: ${written.join(' + ')}; snapshot rows left out: ${skipped}; waits: ${lines().filter((l) => l.includes('the stream waits')).length}`);
-  assert.ok(skipped > 0, 'no snapshot row was left out: the race did not happen');
+  const waits = lines().filter((l) => l.includes('the stream waits')).length;
+  t.diagnostic(`writer transactions: ${written.join(' + ')}; snapshot rows left out: ${skipped}; waits: ${waits}`);
+  // With updates leaving a TOASTed doc out (crash), the stream may wait from early in the copy on.
+  assert.ok(skipped > 0 || (crash && waits > 0), 'no snapshot row was left out: the race did not happen');
 }
 
 test('source → Kafka → sink: a copy of 40,000 rows not held, while two writers change random keys of it: Kafka and the destination end equal to the source', (t) => raceEndToEnd(t, false));

@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { COPY_GUARD_KEY_LIMIT, CopyGuard } from '../../source-connector/copy-guard.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { testLogger } from '../helpers/kafka.ts';
@@ -130,6 +131,9 @@ test('keys of many types, values with escapes (the general path) and without (th
   await client.query(`UPDATE added SET t = t || E'\\\\moved', v = 'key changed' WHERE (n * 7)::int % 10 = 5`);
   await client.query(`WITH gone AS (DELETE FROM added WHERE (n * 7)::int % 10 = 7 RETURNING *) INSERT INTO added SELECT t, n, u, ts, d, 'again', b FROM gone`);
   await client.query(`INSERT INTO added SELECT E'new\\\\' || g, g, md5(g::text)::uuid, now(), current_date, 'new', NULL FROM generate_series(1000, 1010) g`);
+  // Not held by the copy: everything is sent and confirmed, and the phase stays "snapshot" until the copy ends.
+  await caughtUp(conn, await walLsn(client));
+  assert.equal(conn.state().phase, 'snapshot');
   release();
   await streamsEqual(conn, client, config, ['added', 'typed', 'kept']);
   assert.ok(leftOut(lines, config, 'typed') > 40, `left out: ${leftOut(lines, config, 'typed')}`);
@@ -306,4 +310,17 @@ test('a column dropped while the copy is held, the stream sending changes of the
   const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streamsEqual(again, client, config, ['added', 'kept']);
+});
+
+// Pure (no server): here rather than in test/unit, the file this review may add to.
+test('copy guard: long keys run out of room by their bytes, well before the count of keys (500,000 keys of 1 kB would take 519 MB)', () => {
+  const g = new CopyGuard(['t']);
+  const key = Buffer.alloc(5 + 1000, 0x61);
+  let n = 0;
+  for (; g.room && n < COPY_GUARD_KEY_LIMIT; n++) {
+    key.writeUInt32BE(n, 5);
+    g.touch('t', key);
+  }
+  assert.equal(g.room, false);
+  assert.ok(n < 50_000, `room until ${n} keys of 1 kB`);
 });

@@ -14,9 +14,14 @@ import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { COPY_GUARD_KEY_LIMIT, CopyGuard } from '../../source-connector/copy-guard.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { spawnSourceCli } from '../helpers/cli.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
 import { RegistryDecoder, assertRowsEqualTable, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
@@ -321,6 +326,67 @@ test('a column dropped while the copy is held, the stream sending changes of the
   const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streamsEqual(again, client, config, ['added', 'kept']);
+});
+
+async function sumEndOffsets(topic: string): Promise<number> {
+  const admin = kafka.admin();
+  try {
+    return (await admin.endOffsets(topic)).reduce((n, e) => n + Number(e.offset), 0);
+  } catch {
+    return 0; // not created yet
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+test('kill -9 of a CLI source connector in the middle of a copy of 150,000 rows, after it confirmed changes of the table,: the next start copies it again, and Kafka ends equal to the table', async (t) => {
+  const { url, client, slot } = await freshDatabase(t);
+  await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot, snapshot: { chunkSize: 10_000 } } });
+  const first = await start(config, testLogger());
+  await streaming(first);
+  await first.stop();
+  const rows = 150_000;
+  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text, doc text); INSERT INTO added SELECT g, 'a' || g, NULL FROM generate_series(1, ${rows}) g`);
+  const dir = mkdtempSync(join(tmpdir(), 'copy-guard-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'source.json');
+  writeFileSync(file, JSON.stringify({ source: { url }, kafka: { brokers: [bootstrap] }, schemaRegistry: { url: registryUrl }, topicPrefix: config.topicPrefix, slotName: slot, metricsPort: 0, snapshot: { chunkSize: 10_000 } }));
+  let copied = false;
+  let after = 0;
+  const count = { n: 0 };
+  const done = () => (copied ? ++after > 100 : false);
+  const writers = [writer(url, 'added', rows, done, count, () => false), writer(url, 'added', rows, done, count, () => false)];
+  const cli = spawnSourceCli(file);
+  t.after(() => cli.proc.kill('SIGKILL'));
+  const topic = `${config.topicPrefix}.public.added`;
+  await waitFor('the copy under way', async () => (await sumEndOffsets(topic)) > 2_000, { timeoutMs: 60_000, intervalMs: 50 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${cli.output()}`);
+  });
+  // Past the copy's point: the writers' changes since are sent, and confirmed, while it runs.
+  const past = await walLsn(client);
+  const confirmed = async () => parseLsn((await client.query(`SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].l);
+  await waitFor('changes past the copy\'s point confirmed', async () => (await confirmed()) >= past, { timeoutMs: 30_000, intervalMs: 20 });
+  cli.proc.kill('SIGKILL');
+  await cli.exited;
+  const atKill = await sumEndOffsets(topic);
+  const { logger, lines } = capturingLogger();
+  const again = await start(config, logger);
+  t.after(() => again.stop());
+  await waitFor('the copy done', () => (copied = lines().some((l) => l.includes('snapshot completed'))), { timeoutMs: 60_000, intervalMs: 20 }).catch((err: Error) => {
+    copied = true;
+    throw new Error(`${err.message}\n${lines().slice(-20).join('\n')}`);
+  });
+  await Promise.all(writers);
+  await streamsEqual(again, client, config, ['added', 'kept']);
+  // The first session's stream changes: before the truncate that precedes the second copy, in each partition.
+  const records = await readDecoded(kafka, new RegistryDecoder(registryUrl), topic);
+  const truncatedAt = new Map<number, bigint>();
+  for (const r of records) if (r.value?.op === 't' && !truncatedAt.has(r.partition)) truncatedAt.set(r.partition, r.offset);
+  const streamedFirst = records.filter((r) => r.value !== null && r.value.op !== 'r' && r.value.op !== 't' && r.offset < (truncatedAt.get(r.partition) ?? 0n)).length;
+  t.diagnostic(`records at the kill: ${atKill} of ${rows}; changes the first session streamed: ${streamedFirst}; writer transactions: ${count.n}; left out by the second copy: ${leftOut(lines, config, 'added')}`);
+  assert.ok(atKill < rows, 'the first copy was done before the kill');
+  assert.ok(streamedFirst > 0, 'the first session streamed no change of the table');
 });
 
 // Pure (no server): here rather than in test/unit, the file this review may add to.

@@ -11,28 +11,39 @@
  * What this cannot do stays with the stream, which waits for the copy as before
  * (stream.ts, waitForCopy): an update leaving an unchanged-TOAST column out (the sink merges it
  * with the row it holds, which the snapshot may not have sent yet), a truncate (the snapshot's
- * rows would outlive it), and more noted keys than `limit` (memory).
+ * rows would outlive it), and more noted keys than `limit`, or more of their bytes than
+ * `byteLimit` (memory).
  *
  * Keys are compared without their wire header (schema id): the same key columns give the same
  * Avro bytes in the snapshot's and the stream's records.
  */
 import { WIRE_HEADER_LENGTH } from '../shared/registry/wire-format.ts';
 
-/** About 100 bytes a key: 500,000 keys keep under 50 MB. */
+/** Distinct keys noted at most. */
 export const COPY_GUARD_KEY_LIMIT = 500_000;
+/**
+ * Heap noted keys take at most. A key costs its Avro bytes plus about 37 (measured: 500,000
+ * keys of 8 bytes took 23 MB, of 200 bytes 119 MB, of 1,000 bytes 519 MB), so the count alone
+ * would let long keys (text of a few hundred bytes, composites of them) take ten times the
+ * 50 MB it was meant to keep under.
+ */
+export const COPY_GUARD_BYTE_LIMIT = 50_000_000;
+/** A noted key's heap beyond its bytes (string header, Set entry), rounded up from the measure above. */
+const KEY_OVERHEAD = 40;
 
 export class CopyGuard {
   private readonly touched = new Map<string, Set<string>>();
   private readonly leftOut = new Map<string, number>();
   private size = 0;
+  private bytes = 0;
 
-  constructor(topics: Iterable<string>, readonly limit = COPY_GUARD_KEY_LIMIT) {
+  constructor(topics: Iterable<string>, readonly limit = COPY_GUARD_KEY_LIMIT, readonly byteLimit = COPY_GUARD_BYTE_LIMIT) {
     for (const t of topics) this.touched.set(t, new Set());
   }
 
   /** Whether the stream may still send a guarded table's change rather than wait. */
   get room(): boolean {
-    return this.size < this.limit;
+    return this.size < this.limit && this.bytes < this.byteLimit;
   }
 
   /** A stream record of `topic` with this key was queued. */
@@ -43,6 +54,7 @@ export class CopyGuard {
     if (keys.has(k)) return;
     keys.add(k);
     this.size++;
+    this.bytes += k.length + KEY_OVERHEAD;
   }
 
   /** Whether a snapshot row of `topic` with this key is sent (false: the stream sent a later state of it). */

@@ -12,7 +12,6 @@ import { pino } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
-import { COPY_GUARD_KEY_LIMIT, CopyGuard } from '../../source-connector/copy-guard.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -373,7 +372,8 @@ test('kill -9 of a CLI source connector in the middle of a copy of 150,000 rows,
   const { logger, lines } = capturingLogger();
   const again = await start(config, logger);
   t.after(() => again.stop());
-  await waitFor('the copy done', () => (copied = lines().some((l) => l.includes('snapshot completed'))), { timeoutMs: 60_000, intervalMs: 20 }).catch((err: Error) => {
+  // Generous: a walsender of the killed process may hold the slot until the server notices it gone, under the writers' load.
+  await waitFor('the copy done', () => (copied = lines().some((l) => l.includes('snapshot completed'))), { timeoutMs: 150_000, intervalMs: 20 }).catch((err: Error) => {
     copied = true;
     throw new Error(`${err.message}\n${lines().slice(-20).join('\n')}`);
   });
@@ -387,17 +387,4 @@ test('kill -9 of a CLI source connector in the middle of a copy of 150,000 rows,
   t.diagnostic(`records at the kill: ${atKill} of ${rows}; changes the first session streamed: ${streamedFirst}; writer transactions: ${count.n}; left out by the second copy: ${leftOut(lines, config, 'added')}`);
   assert.ok(atKill < rows, 'the first copy was done before the kill');
   assert.ok(streamedFirst > 0, 'the first session streamed no change of the table');
-});
-
-// Pure (no server): here rather than in test/unit, the file this review may add to.
-test('copy guard: long keys run out of room by their bytes, well before the count of keys (500,000 keys of 1 kB would take 519 MB)', () => {
-  const g = new CopyGuard(['t']);
-  const key = Buffer.alloc(5 + 1000, 0x61);
-  let n = 0;
-  for (; g.room && n < COPY_GUARD_KEY_LIMIT; n++) {
-    key.writeUInt32BE(n, 5);
-    g.touch('t', key);
-  }
-  assert.equal(g.room, false);
-  assert.ok(n < 50_000, `room until ${n} keys of 1 kB`);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CopyGuard } from '../../source-connector/copy-guard.ts';
+import { COPY_GUARD_KEY_LIMIT, CopyGuard } from '../../source-connector/copy-guard.ts';
 
 const key = (schemaId: number, text: string) => Buffer.concat([Buffer.from([0, 0, 0, 0, schemaId]), Buffer.from(text)]);
 
@@ -22,4 +22,16 @@ test('copy guard: room until the limit of distinct keys; a key touched again tak
   assert.equal(g.room, true);
   g.touch('t', key(1, 'b'));
   assert.equal(g.room, false);
+});
+
+test('copy guard: long keys run out of room by their bytes, well before the count of keys (500,000 keys of 1 kB would take 519 MB)', () => {
+  const g = new CopyGuard(['t']);
+  const key = Buffer.alloc(5 + 1000, 0x61);
+  let n = 0;
+  for (; g.room && n < COPY_GUARD_KEY_LIMIT; n++) {
+    key.writeUInt32BE(n, 5);
+    g.touch('t', key);
+  }
+  assert.equal(g.room, false);
+  assert.ok(n < 50_000, `room until ${n} keys of 1 kB`);
 });

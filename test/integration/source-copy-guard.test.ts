@@ -6,12 +6,10 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import pg from 'pg';
-import { pino } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
-import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import type { SourceConnector } from '../../source-connector/run.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +20,8 @@ import { testLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
-import { RegistryDecoder, assertRowsEqualTable, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { TOASTED, capturingLogger, ownCopyHarness } from '../helpers/own-copy.ts';
+import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -36,77 +35,16 @@ before(async () => {
 
 after(() => env?.close());
 
-const running = new Set<SourceConnector>();
-
-async function start(config: SourceConfig, logger = testLogger(), opts: Parameters<typeof startSourceConnector>[2] = {}): Promise<SourceConnector> {
-  const conn = await startSourceConnector(config, logger, opts);
-  running.add(conn);
-  return conn;
-}
-
-/** A fresh database whose slot is dropped after the test, once its connectors stopped. */
-async function freshDatabase(t: TestContext): Promise<{ url: string; client: pg.Client; slot: string }> {
-  const db = await env.freshDatabase(t);
-  t.after(async () => {
-    for (const c of running) await c.stop().catch(() => {});
-    running.clear();
-    const c = new pg.Client({ connectionString: db.url });
-    await c.connect();
-    try {
-      await waitFor(`slot ${db.slot} dropped`, () => c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [db.slot]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
-    } finally {
-      await c.end();
-    }
-  });
-  return db;
-}
-
-/** A TOASTed value (12.8 kB of hex): an update leaving it unchanged waits for the copy. */
-const TOASTED = `(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g)`;
-
-function capturingLogger(): { logger: pino.Logger; lines: () => string[] } {
-  const lines: string[] = [];
-  const dest = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, dest), lines: () => lines };
-}
+const { start, freshDatabase, startHeld, keptThen, assertTopicEqualsTable, streamsEqual } = ownCopyHarness(() => env);
 
 /**
  * A database streaming `kept`, stopped; then `setup` creates the tables of the next start's own
  * snapshot, which is held until release().
  */
 async function heldCopy(t: TestContext, setup: string): Promise<{ client: pg.Client; config: SourceConfig; conn: SourceConnector; release: () => void; lines: () => string[] }> {
-  const { url, client, slot } = await freshDatabase(t);
-  await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const first = await start(config, testLogger());
-  await streaming(first);
-  await first.stop();
-  await client.query(setup);
-  let release!: () => void;
-  let holds = 0;
-  const hold = new Promise<void>((resolve) => (release = resolve));
-  const { logger, lines } = capturingLogger();
-  const conn = await start(config, logger, { beforeOwnCopy: () => (holds++, hold) });
-  t.after(() => conn.stop());
-  t.after(() => release());
-  await waitFor('the copy held', () => holds > 0, { timeoutMs: 30_000, intervalMs: 50 });
+  const { client, config } = await keptThen(t, setup);
+  const { conn, release, lines } = await startHeld(t, config);
   return { client, config, conn, release, lines };
-}
-
-async function assertTopicEqualsTable(client: pg.Client, config: SourceConfig, table: string): Promise<void> {
-  const records = await readDecoded(kafka, new RegistryDecoder(registryUrl), `${config.topicPrefix}.public.${table}`);
-  await assertRowsEqualTable(client, table, finalStateInTopicOrder(records).values());
-}
-
-async function streamsEqual(conn: SourceConnector, client: pg.Client, config: SourceConfig, tables: string[]): Promise<void> {
-  await streaming(conn);
-  await caughtUp(conn, await walLsn(client));
-  for (const table of tables) await assertTopicEqualsTable(client, config, table);
 }
 
 /** Logged once the copy is done: how many snapshot rows of `table`'s topic the guard left out. */

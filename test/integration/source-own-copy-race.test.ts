@@ -4,19 +4,17 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import pg from 'pg';
-import { pino } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
-import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { RegistryDecoder, assertRowsEqualTable, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { caughtUp, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { TOASTED, ownCopyHarness } from '../helpers/own-copy.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -30,79 +28,12 @@ before(async () => {
 
 after(() => env?.close());
 
-/** Connectors of the running test: stopped before its slot is dropped. */
-const running = new Set<SourceConnector>();
-
-async function start(config: SourceConfig, logger = testLogger(), opts: Parameters<typeof startSourceConnector>[2] = {}): Promise<SourceConnector> {
-  const conn = await startSourceConnector(config, logger, opts);
-  running.add(conn);
-  return conn;
-}
-
-/**
- * A fresh database whose slot is dropped after the test, once its connectors stopped: the
- * cluster's slots are few. Hooks run in the order registered, so this one stops them itself and
- * uses a client of its own (the database's first ends first).
- */
-async function freshDatabase(t: TestContext): Promise<{ url: string; client: pg.Client; slot: string }> {
-  const db = await env.freshDatabase(t);
-  t.after(async () => {
-    for (const c of running) await c.stop().catch(() => {});
-    running.clear();
-    const c = new pg.Client({ connectionString: db.url });
-    await c.connect();
-    try {
-      await waitFor(`slot ${db.slot} dropped`, () => c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [db.slot]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
-    } finally {
-      await c.end();
-    }
-  });
-  return db;
-}
-
-/**
- * A value stored out of line (TOASTed: 12.8 kB of hex compresses to more than the 2 kB
- * threshold): an update leaving it unchanged is the change that waits for the copy.
- */
-const TOASTED = `(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g)`;
+const { start, freshDatabase, startHeld, keptThen, assertTopicEqualsTable, streamsEqual } = ownCopyHarness(() => env);
 
 /** A database streaming `kept`, stopped; then `added` created with `rows` rows (its own snapshot at the next start). */
 async function withAddedTable(t: TestContext, rows: number): Promise<{ client: pg.Client; config: SourceConfig }> {
-  const { url, client, slot } = await freshDatabase(t);
-  await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
-  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await start(config, testLogger());
-  await streaming(conn);
-  await conn.stop();
-  await client.query(`CREATE TABLE added (id int PRIMARY KEY, v text, doc text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, ${rows}) g; UPDATE added SET doc = ${TOASTED} WHERE id = 4`);
+  const { client, config } = await keptThen(t, `CREATE TABLE added (id int PRIMARY KEY, v text, doc text); INSERT INTO added SELECT g, 'a' FROM generate_series(1, ${rows}) g; UPDATE added SET doc = ${TOASTED} WHERE id = 4`);
   return { client, config };
-}
-
-function capturingLogger(): { logger: pino.Logger; lines: () => string[] } {
-  const lines: string[] = [];
-  const dest = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, dest), lines: () => lines };
-}
-
-/** A start whose own copy waits until `release()` (every session's, while not released); `holds`: how many sessions came to it. */
-async function startHeld(t: TestContext, config: SourceConfig): Promise<{ conn: SourceConnector; release: () => void; holds: () => number; lines: () => string[] }> {
-  let release!: () => void;
-  let holds = 0;
-  const hold = new Promise<void>((resolve) => (release = resolve));
-  const { logger, lines } = capturingLogger();
-  const conn = await start(config, logger, { beforeOwnCopy: () => (holds++, hold) });
-  t.after(() => conn.stop());
-  t.after(() => release());
-  await waitFor('the copy held', () => holds > 0, { timeoutMs: 30_000, intervalMs: 50 }).catch((err: unknown) => {
-    console.log(lines().slice(-15).map((l) => l.slice(0, 600)).join('\n'));
-    throw err;
-  });
-  return { conn, release, holds: () => holds, lines };
 }
 
 async function confirmedFlush(client: pg.Client, slot: string): Promise<bigint> {
@@ -124,24 +55,11 @@ async function streamWaiting(client: pg.Client, lines: () => string[]): Promise<
   return before;
 }
 
-async function assertTopicEqualsTable(client: pg.Client, config: SourceConfig, table: string): Promise<void> {
-  const decoder = new RegistryDecoder(registryUrl);
-  const records = await readDecoded(kafka, decoder, `${config.topicPrefix}.public.${table}`);
-  await assertRowsEqualTable(client, table, finalStateInTopicOrder(records).values());
-}
-
 /** A new start streams and catches up, and Kafka then equals both tables. */
 async function startsAgainEqual(t: TestContext, client: pg.Client, config: SourceConfig): Promise<void> {
   const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streamsEqual(again, client, config);
-}
-
-/** The connector streams and catches up, and Kafka then equals each of `tables`. */
-async function streamsEqual(conn: SourceConnector, client: pg.Client, config: SourceConfig, tables = ['added', 'kept']): Promise<void> {
-  await streaming(conn);
-  await caughtUp(conn, await walLsn(client));
-  for (const table of tables) await assertTopicEqualsTable(client, config, table);
 }
 
 test("a table rewritten (ALTER TABLE … ADD COLUMN with a volatile default) past its own snapshot's point, before the copy reads it: Kafka ends equal to the table", async (t) => {

@@ -8,9 +8,7 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { Writable } from 'node:stream';
 import pg from 'pg';
-import { pino } from 'pino';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { ShardBridgeError, type SourceError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
@@ -19,6 +17,7 @@ import { startSourceConnector, type SourceConnector } from '../../source-connect
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
+import { capturingLogger } from '../helpers/own-copy.ts';
 import {
   RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, finalStateInTopicOrder, readDecoded, readJson, readRaw, stableKey, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
@@ -34,17 +33,6 @@ before(async () => {
 });
 
 after(() => env?.close());
-
-function capturingLogger(): { logger: pino.Logger; lines: () => string[] } {
-  const lines: string[] = [];
-  const dest = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, dest), lines: () => lines };
-}
 
 /** A fresh database with `ddl` run in it, and a source connector streaming from it (stopped after the test). */
 async function streamingSource(t: TestContext, ddl: string): Promise<{ client: pg.Client; config: SourceConfig; conn: SourceConnector }> {

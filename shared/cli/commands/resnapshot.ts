@@ -1,15 +1,15 @@
 /**
- * `shardbridge resnapshot --table T [--table T2 …] [--source-config FILE] [--json]`: take these
- * tables' snapshots again at the source connector's next start, with the connector stopped
- * (while a walsender streams from its slot: exit 1, nothing written).
+ * `shardbridge resnapshot --table T [--table T2 …] [--source-config FILE] [--wait-seconds N] [--json]`:
+ * take these tables' snapshots again: a truncate of each into its topic (the sink empties the
+ * destination table), then a copy beside the stream while the other tables stream on (a table's
+ * own snapshot, docs/source-connector.md); every selected table asked for: a new slot and a
+ * whole new snapshot. The repair for a destination table that misses changes (records gone
+ * from Kafka before the sink applied them, a table changed on the destination by hand).
  *
- * It writes a `started` marker marked `requested` for each table to `__snapshot`: the next
- * start finds their snapshots not complete, as after a snapshot cut short, and takes them again
- * the way it takes a table's own snapshot (docs/source-connector.md): a truncate of each into its
- * topic first (the sink empties the destination table), then a copy beside the stream while the
- * other tables stream on; every selected table asked for: a new slot and a whole new snapshot.
- * The repair for a destination table that misses changes (records gone from Kafka before the
- * sink applied them, a table changed on the destination by hand).
+ * With the source connector streaming, the request goes through its stream as a logical message
+ * (resnapshot-signal.ts) and the command waits until the slot is confirmed past it. Stopped, the
+ * command writes a `started` marker marked `requested` for each table to `__snapshot`, which the
+ * next start reads. Running but not streaming yet (copying its first snapshot): refused, exit 1.
  */
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';

@@ -281,7 +281,9 @@ function readError(err: unknown, v: TableVersion): unknown {
     context: { table: v.qualified, sqlstate: e.code },
     remedy: e.code === '22021'
       ? 'the table holds text that is not valid UTF-8 (a SQL_ASCII database): fix those values on the source (docs/type-mapping.md, "Session settings and encodings"), then start the connector again'
-      : 'fix what the server reports, then start the connector again: it takes the snapshot of the tables not completed again',
+      : e.code.startsWith('42')
+        ? 'the table changed while it was read (a column or the table dropped): start the connector again: it takes the snapshot of the tables not completed again'
+        : 'fix what the server reports, then start the connector again: it takes the snapshot of the tables not completed again',
   });
 }
 

@@ -259,7 +259,7 @@ test('a column dropped while the copy is held, the stream sending changes of the
   await client.query(`UPDATE added SET v = 'after drop' WHERE id BETWEEN 5 AND 15; INSERT INTO added VALUES (500, 'new')`);
   release();
   const err = await stopped(conn);
-  assert.match(err.message, /^the own snapshot of public\.added failed: column "gone" does not exist/);
+  assert.match(err.message, /^reading the snapshot of public\.added failed: column "gone" does not exist/);
   const again = await start(config, testLogger());
   t.after(() => again.stop());
   await streamsEqual(again, client, config, ['added', 'kept']);

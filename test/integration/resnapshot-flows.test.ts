@@ -158,12 +158,12 @@ test('every selected table asked for while streaming: the slot is dropped and a 
 
 const rawKafka = () => new Kafka({ brokers: [env.bootstrap], clientId: 'test-resnap-flows', logLevel: logLevel.NOTHING });
 
-/** Kafka's records of every partition of `topic` below its end now removed (as retention would); the log starts. */
-async function deleteAllRecords(topic: string): Promise<Map<number, number>> {
+/** Kafka's records of every partition of `topic` (or of `only`) below its end now removed (as retention would); the log starts. */
+async function deleteAllRecords(topic: string, only?: number[]): Promise<Map<number, number>> {
   const a = rawKafka().admin();
   await a.connect();
   try {
-    const offsets = await a.fetchTopicOffsets(topic);
+    const offsets = (await a.fetchTopicOffsets(topic)).filter((o) => !only || only.includes(o.partition));
     await a.deleteTopicRecords({ topic, partitions: offsets.map((o) => ({ partition: o.partition, offset: o.high })) });
     return new Map(offsets.map((o) => [o.partition, Number(o.high)]));
   } finally {
@@ -171,40 +171,44 @@ async function deleteAllRecords(topic: string): Promise<Map<number, number>> {
   }
 }
 
-test('the operator flow: records the stopped sink never applied removed from Kafka, the sink stalls; resnapshot while streaming, replay to the log start, the destination ends equal', async (t) => {
-  const [g1, o1] = [`g_${stamp()}`, `o_${stamp()}`];
-  const db = await database(t, [g1, o1]);
-  const p = await pipe(t, db, db.slot, [g1, o1]);
-  const topic = `${p.config.topicPrefix}.public.${g1}`;
-  await p.sink!.stop();
-  // Lost: these deletes and updates never reach the destination.
-  await db.client.query(`DELETE FROM ${g1} WHERE id <= 10; UPDATE ${g1} SET v = 'lost update' WHERE id BETWEEN 11 AND 20; INSERT INTO ${g1} VALUES (500, 'lost insert')`);
-  await db.client.query(`UPDATE ${o1} SET v = 'kept' WHERE id <= 3`);
-  await waitFor('the source confirmed the changes', async () => {
-    const { rows } = await db.client.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= pg_current_wal_lsn() AS ok FROM pg_replication_slots WHERE slot_name = $1', [db.slot]);
-    return rows[0]?.ok === true;
-  }, { timeoutMs: 30_000 });
-  const starts = await deleteAllRecords(topic);
-  await db.client.query(`UPDATE ${g1} SET v = 'after the gap' WHERE id BETWEEN 15 AND 25; INSERT INTO ${g1} VALUES (600, 'after the gap')`);
-  await p.startSink();
-  const stalls = async () => (await db.dst.query<{ partition: number }>('SELECT partition FROM shardbridge.stalls WHERE group_id = $1 AND topic = $2', [p.groupId, topic])).rows;
-  await waitFor('the gap stalls', async () => (await stalls()).length > 0, { timeoutMs: 30_000 });
+for (const gapped of ['every partition', 'partition 0 only'] as const) {
+  test(`the operator flow (${gapped} lost records): records the stopped sink never applied removed from Kafka, the sink stalls; resnapshot while streaming, replay to the log start, the destination ends equal`, async (t) => {
+    const [g1, o1] = [`g_${stamp()}`, `o_${stamp()}`];
+    const db = await database(t, [g1, o1]);
+    const p = await pipe(t, db, db.slot, [g1, o1]);
+    const topic = `${p.config.topicPrefix}.public.${g1}`;
+    await p.sink!.stop();
+    // Lost: these deletes and updates never reach the destination.
+    await db.client.query(`DELETE FROM ${g1} WHERE id <= 10; UPDATE ${g1} SET v = 'lost update' WHERE id BETWEEN 11 AND 20; INSERT INTO ${g1} VALUES (500, 'lost insert')`);
+    await db.client.query(`UPDATE ${o1} SET v = 'kept' WHERE id <= 3`);
+    await waitFor('the source confirmed the changes', async () => {
+      const { rows } = await db.client.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= pg_current_wal_lsn() AS ok FROM pg_replication_slots WHERE slot_name = $1', [db.slot]);
+      return rows[0]?.ok === true;
+    }, { timeoutMs: 30_000 });
+    const starts = await deleteAllRecords(topic, gapped === 'every partition' ? undefined : [0]);
+    await db.client.query(`UPDATE ${g1} SET v = 'after the gap' WHERE id BETWEEN 15 AND 25; INSERT INTO ${g1} VALUES (600, 'after the gap')`);
+    await p.startSink();
+    const stalls = async () => (await db.dst.query<{ partition: number }>('SELECT partition FROM shardbridge.stalls WHERE group_id = $1 AND topic = $2', [p.groupId, topic])).rows;
+    await waitFor('the gap stalls', async () => (await stalls()).length > 0, { timeoutMs: 30_000 });
 
-  const asked = await cli(['resnapshot', '--table', g1, '--json', ...p.args]);
-  assert.equal(asked.code, 0, asked.stderr);
-  assert.equal(JSON.parse(asked.stdout).next, 'taken now by the running connector');
-  await db.client.query(`UPDATE ${g1} SET v = 'after the request' WHERE id BETWEEN 30 AND 35; DELETE FROM ${g1} WHERE id = 40`);
-  await streaming(p.source!);
-  await p.sink!.stop();
-  for (const { partition } of await stalls()) {
-    const r = await cli(['replay', '--topic', topic, '--partition', String(partition), '--to-offset', String(starts.get(partition)), ...p.sinkArgs]);
-    assert.equal(r.code, 0, r.stderr);
-  }
-  await p.startSink();
-  await p.caughtUp();
-  await p.assertEqual();
-  assert.deepEqual(await stalls(), []);
-});
+    const asked = await cli(['resnapshot', '--table', g1, '--json', ...p.args]);
+    assert.equal(asked.code, 0, asked.stderr);
+    assert.equal(JSON.parse(asked.stdout).next, 'taken now by the running connector');
+    await db.client.query(`UPDATE ${g1} SET v = 'after the request' WHERE id BETWEEN 30 AND 35; DELETE FROM ${g1} WHERE id = 40`);
+    await streaming(p.source!);
+    // The other partitions pass the truncate's barrier point and wait there, partition 0 stalled below it.
+    await waitFor('the copy completed', async () => (await snapshotState(p)).get(`public.${g1}`)?.kind === 'completed', { timeoutMs: 30_000 });
+    await p.sink!.stop();
+    for (const { partition } of await stalls()) {
+      const r = await cli(['replay', '--topic', topic, '--partition', String(partition), '--to-offset', String(starts.get(partition)), ...p.sinkArgs]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await p.startSink();
+    await p.caughtUp();
+    await p.assertEqual();
+    assert.deepEqual(await stalls(), []);
+  });
+}
 
 test('resnapshot while a table\'s own copy runs (held): of the same table "already waiting"; of another, the session restarts and aborts the copy: both end copied and equal', async (t) => {
   const [a1, b1, c1] = [`a_${stamp()}`, `b_${stamp()}`, `c_${stamp()}`];

@@ -15,6 +15,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { runCli as cli, spawnSourceCli } from '../helpers/cli.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { reduceSnapshotTopic } from '../../source-connector/control-topics.ts';
+import { RESNAPSHOT_PREFIX, signalContent } from '../../source-connector/resnapshot-signal.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import type { StartOptions } from '../../source-connector/connector.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
@@ -273,4 +274,23 @@ test('a lagging CLI source (SIGSTOP) reads the request late; one killed (kill -9
   assert.deepEqual([a1, b1].map((x) => state.get(`public.${x}`)?.kind), ['completed', 'completed'], child.output());
   child.proc.kill('SIGTERM');
   await child.exited;
+});
+
+test('two requests in one transaction (two tables), then one more at once: each table copied again, the third untouched, the destination equal', async (t) => {
+  const [a1, b1, c1] = [`a_${stamp()}`, `b_${stamp()}`, `c_${stamp()}`];
+  const db = await database(t, [a1, b1, c1]);
+  const p = await pipe(t, db, db.slot, [a1, b1, c1]);
+  const before = (await snapshotState(p)).get(`public.${c1}`);
+  await damage(db.dst, a1);
+  await damage(db.dst, b1);
+  const ask = (tables: string[]) => `SELECT pg_logical_emit_message(true, '${RESNAPSHOT_PREFIX}', '${signalContent({ slot: db.slot, tables })}')`;
+  await db.client.query(`BEGIN; ${ask([`public.${a1}`])}; UPDATE ${a1} SET v = 'in the request' WHERE id = 20; ${ask([`public.${b1}`])}; COMMIT`);
+  const quick = await cli(['resnapshot', '--table', b1, '--json', ...p.args]);
+  assert.equal(quick.code, 0, quick.stderr);
+  await waitFor('the connector streaming', () => p.source!.state().phase === 'streaming', { timeoutMs: 30_000 });
+  await p.caughtUp();
+  await p.assertEqual();
+  const state = await snapshotState(p);
+  assert.deepEqual([a1, b1].map((x) => state.get(`public.${x}`)?.kind), ['completed', 'completed']);
+  assert.deepEqual(state.get(`public.${c1}`), before, 'the third table was not taken again');
 });

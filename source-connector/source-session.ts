@@ -45,8 +45,16 @@ export interface SourceSession {
 const ACTIVE_SLOT_GRACE_MS = 5_000;
 
 
+/**
+ * The connector's own session on the source, named with its slot (as PostgreSQL keeps it: 63
+ * bytes; slot names are ASCII): `resnapshot` tells this connector's sessions from another's.
+ */
+export function sourceSessionName(slot: string): string {
+  return `shardbridge-source ${slot}`.slice(0, 63);
+}
+
 export async function openSource(config: SourceConfig, log: Logger): Promise<SourceSession> {
-  const connection = connectionConfig(config.source, { application_name: 'shardbridge-source' });
+  const connection = connectionConfig(config.source, { application_name: sourceSessionName(config.slotName) });
   const endpoint = pgEndpoint(config.source, false);
   const startupError = (message: string, cause?: unknown, remedy?: string) =>
     new SourceError(message, { cause, context: { phase: 'startup', source: endpoint }, remedy });

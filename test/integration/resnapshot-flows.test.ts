@@ -140,6 +140,16 @@ test('two connectors on one database (two slots, disjoint tables): a request for
   await a.assertEqual();
   await b.assertEqual();
   assert.equal((await snapshotState(a)).get(`public.${a1}`)?.kind, 'completed', 'A passed the request over');
+
+  // A stopped while B streams: B's session (another slot) is not A running.
+  await a.stop();
+  await damage(db.dst, a1);
+  const stopped = await cli(['resnapshot', '--table', a1, '--json', ...a.args]);
+  assert.equal(stopped.code, 0, stopped.stderr);
+  assert.equal(JSON.parse(stopped.stdout).next, 'whole snapshot from a new slot', 'its only table');
+  await a.start();
+  await a.caughtUp();
+  await a.assertEqual();
 });
 
 test('every selected table asked for while streaming: the slot is dropped and a whole new snapshot taken; nothing lost, the report says so', async (t) => {

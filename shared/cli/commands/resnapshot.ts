@@ -23,6 +23,7 @@ import { topicFor } from '../../../source-connector/table-versions.ts';
 import { commandKafka, readSlot } from '../../migration/gather.ts';
 import { connectSide } from '../connect.ts';
 import { RESNAPSHOT_PREFIX, signalContent } from '../../../source-connector/resnapshot-signal.ts';
+import { sourceSessionName } from '../../../source-connector/source-session.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
 import type { KafkaClient } from '../../kafka/client.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -85,13 +86,25 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       ctx.err(`shardbridge resnapshot: --table ${plan.unknown.join(', ')}: not a table the source configuration selects (tables.include / tables.schemas)${tables.length > 0 ? `; selected: ${some}${tables.length > 10 ? `, and ${tables.length - 10} more` : ''}` : ''}\n`);
       return 2;
     }
-    const slot = await readSlot(client, config.slotName);
+    let slot = await readSlot(client, config.slotName);
+    const waitMs = Number(opts.waitSeconds ?? 60) * 1000;
+    // Its session open and the slot idle: restarting a session, or copying its first snapshot. Its stream is waited for.
+    if (!slot?.active && (await connectorSession(client, config.slotName)) !== null) {
+      slot = (await streamingSlot(client, config.slotName, waitMs)) ?? slot;
+      if (!slot?.active) {
+        throw new ServiceError(`the source connector runs (${await connectorSession(client, config.slotName) ?? 'its session'}) but does not stream from slot ${config.slotName} yet: it is taking a snapshot`, {
+          context: { slot: config.slotName },
+          remedy: 'run resnapshot again once it streams (status shows its phase), or stop it first',
+        });
+      }
+    }
     let next: Next;
     if (slot?.active) {
       // Streaming: asked through its stream, in commit order (resnapshot-signal.ts).
       const names = plan.mark.map((t) => qualified(t));
-      const since = names.length === 0 ? null : await askRunning(client, config, names);
-      const confirmed = since === null || (await confirmedPast(client, config.slotName, since, Number(opts.waitSeconds ?? 60) * 1000));
+      const asked = names.length === 0 ? null : await askRunning(client, config, names);
+      const since = asked?.message ?? null;
+      const confirmed = asked === null || (await confirmedPast(client, config.slotName, asked.committed, waitMs));
       if (since !== null && confirmed) {
         // Confirmed past the request: the connector read it, and its markers (in that transaction) are in Kafka, unless it passed the request over.
         const state = reduceSnapshotTopic(await onKafka(readControlTopic(kafka, topics.snapshot, ctx.logger, 30_000)));
@@ -105,15 +118,6 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       }
       next = confirmed ? 'taken now by the running connector' : 'taken when the running connector reaches the request';
     } else {
-      // A running connector's markers would overwrite ours (a snapshot it is taking completes the
-      // table), and it holds no walsender while it copies one: its sessions tell.
-      const running = await connectorSessions(client);
-      if (running.length > 0) {
-        throw new ServiceError(`the source connector runs but does not stream yet (${running.join('; ')}): it is taking a snapshot`, {
-          context: { slot: config.slotName },
-          remedy: 'run resnapshot again once it streams (status shows its phase), or stop it first',
-        });
-      }
       if (plan.mark.length > 0) await markStopped(kafka, client, config, topics.snapshot, plan.mark, slot?.confirmedLsn ? parseLsn(slot.confirmedLsn) : 0n, onKafka);
       next = plan.all || !slot ? 'whole snapshot from a new slot' : 'these tables copied beside the stream, the slot kept';
     }
@@ -170,31 +174,46 @@ async function markStopped(kafka: KafkaClient, client: pg.Client, config: Source
   }
 }
 
-/** The connector streaming: the request goes into the WAL as a transactional message; its position. */
-async function askRunning(client: pg.Client, config: SourceConfig, tables: string[]): Promise<bigint> {
+/**
+ * The connector streaming: the request goes into the WAL as a transactional message. Its
+ * position, and one at or past its commit: confirmed past the message alone could be another
+ * transaction's commit written between the message and its own.
+ */
+async function askRunning(client: pg.Client, config: SourceConfig, tables: string[]): Promise<{ message: bigint; committed: bigint }> {
   const { rows } = await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [RESNAPSHOT_PREFIX, signalContent({ slot: config.slotName, tables })]);
-  return parseLsn(rows[0].lsn);
+  const after = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  return { message: parseLsn(rows[0].lsn), committed: parseLsn(after.rows[0].lsn) };
 }
 
-/** Until the slot is confirmed past `lsn` (the connector read the request's transaction and Kafka has what it wrote), or the wait ends. */
+/** Until the slot is confirmed at or past `lsn` (the connector read the request's transaction and Kafka has what it wrote), or the wait ends. */
 async function confirmedPast(client: pg.Client, slot: string, lsn: bigint, waitMs: number): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const { rows } = await client.query<{ c: string | null }>('SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-    if (rows[0]?.c && parseLsn(rows[0].c) > lsn) return true;
+    if (rows[0]?.c && parseLsn(rows[0].c) >= lsn) return true;
     if (Date.now() >= deadline) return false;
     await sleep(200);
   }
 }
 
-/** Sessions of a source connector on this database (its own session, stream or snapshot readers). */
-async function connectorSessions(client: pg.Client): Promise<string[]> {
+/** The slot once a walsender streams from it, or null when the wait ends first. */
+async function streamingSlot(client: pg.Client, slot: string, waitMs: number): Promise<Awaited<ReturnType<typeof readSlot>>> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const s = await readSlot(client, slot);
+    if (s?.active) return s;
+    if (Date.now() >= deadline) return null;
+    await sleep(200);
+  }
+}
+
+/** This connector's own session on the source (named with its slot: source-session.ts), as `application_name (pid)`, or null. */
+async function connectorSession(client: pg.Client, slot: string): Promise<string | null> {
   const { rows } = await client.query<{ pid: number; app: string }>(
-    `SELECT pid, application_name AS app FROM pg_stat_activity
-      WHERE datname = current_database() AND pid <> pg_backend_pid()
-        AND (application_name IN ('shardbridge-source', 'shardbridge-stream') OR application_name LIKE 'shardbridge-snapshot-%')`,
+    'SELECT pid, application_name AS app FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()',
+    [sourceSessionName(slot)],
   );
-  return rows.map((r) => `session ${r.app} (pid ${r.pid})`);
+  return rows.length === 0 ? null : `${rows[0].app} (pid ${rows[0].pid})`;
 }
 
 async function estimatedRows(client: pg.Client, tables: TableInfo[]): Promise<Map<number, number>> {

@@ -306,3 +306,15 @@ export async function assertRowsEqualTable(client: pg.ClientBase, table: string,
 export function stableKey(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
 }
+
+/** Records written to every partition of `topic` so far (0 before it exists). */
+export async function sumEndOffsets(kafka: KafkaClient, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  try {
+    return (await admin.endOffsets(topic)).reduce((n, e) => n + Number(e.offset), 0);
+  } catch {
+    return 0; // not created yet
+  } finally {
+    await admin.disconnect();
+  }
+}

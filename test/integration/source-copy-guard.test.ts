@@ -21,7 +21,7 @@ import { getTestDestination } from '../helpers/postgres.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
 import { TOASTED, capturingLogger, ownCopyHarness } from '../helpers/own-copy.ts';
-import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, caughtUp, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, sumEndOffsets, type SourceTestEnv } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
@@ -265,17 +265,6 @@ test('a column dropped while the copy is held, the stream sending changes of the
   await streamsEqual(again, client, config, ['added', 'kept']);
 });
 
-async function sumEndOffsets(topic: string): Promise<number> {
-  const admin = kafka.admin();
-  try {
-    return (await admin.endOffsets(topic)).reduce((n, e) => n + Number(e.offset), 0);
-  } catch {
-    return 0; // not created yet
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 test('kill -9 of a CLI source connector in the middle of a copy of 150,000 rows, after it confirmed changes of the table,: the next start copies it again, and Kafka ends equal to the table', async (t) => {
   const { url, client, slot } = await freshDatabase(t);
   await client.query(`CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'k' FROM generate_series(1, 5) g`);
@@ -297,7 +286,7 @@ test('kill -9 of a CLI source connector in the middle of a copy of 150,000 rows,
   const cli = spawnSourceCli(file);
   t.after(() => cli.proc.kill('SIGKILL'));
   const topic = `${config.topicPrefix}.public.added`;
-  await waitFor('the copy under way', async () => (await sumEndOffsets(topic)) > 2_000, { timeoutMs: 60_000, intervalMs: 50 }).catch((err: Error) => {
+  await waitFor('the copy under way', async () => (await sumEndOffsets(kafka, topic)) > 2_000, { timeoutMs: 60_000, intervalMs: 50 }).catch((err: Error) => {
     throw new Error(`${err.message}\n${cli.output()}`);
   });
   // Past the copy's point: the writers' changes since are sent, and confirmed, while it runs.
@@ -306,7 +295,7 @@ test('kill -9 of a CLI source connector in the middle of a copy of 150,000 rows,
   await waitFor('changes past the copy\'s point confirmed', async () => (await confirmed()) >= past, { timeoutMs: 30_000, intervalMs: 20 });
   cli.proc.kill('SIGKILL');
   await cli.exited;
-  const atKill = await sumEndOffsets(topic);
+  const atKill = await sumEndOffsets(kafka, topic);
   const { logger, lines } = capturingLogger();
   const again = await start(config, logger);
   t.after(() => again.stop());

@@ -24,7 +24,7 @@ import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { runCli, spawnSourceCli } from '../helpers/cli.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
-import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, sumEndOffsets, type SourceTestEnv } from '../helpers/source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-reconnect-'));
 let env: SourceTestEnv;
@@ -100,17 +100,6 @@ function counterWriter(url: string, keys: number) {
   };
 }
 
-async function sumEndOffsets(topic: string): Promise<number> {
-  const admin = kafka.admin();
-  try {
-    return (await admin.endOffsets(topic)).reduce((n, e) => n + Number(e.offset), 0);
-  } catch {
-    return 0; // not created yet
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 async function slotState(c: pg.ClientBase, slot: string): Promise<{ active_pid: number | null; confirmed: string | null; wal_status: string } | undefined> {
   const { rows } = await c.query(`SELECT active_pid, confirmed_flush_lsn::text AS confirmed, wal_status FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
   return rows[0];
@@ -166,7 +155,7 @@ async function startCounting(t: TestContext, client: pg.ClientBase, url: string,
   t.after(() => conn.stop());
   const writer = counterWriter(url, keys);
   t.after(() => writer.stop());
-  await waitFor('changes in Kafka', async () => (await sumEndOffsets(topic)) > keys + 200, { timeoutMs: 90_000, intervalMs: 100 });
+  await waitFor('changes in Kafka', async () => (await sumEndOffsets(kafka, topic)) > keys + 200, { timeoutMs: 90_000, intervalMs: 100 });
   return { conn, writer, lines, topic };
 }
 
@@ -189,8 +178,8 @@ test('the walsender killed twice mid-stream: the connector reconnects with backo
       return s?.active_pid != null && s.active_pid !== pid && writer.count() > atKill + 100;
     }, { timeoutMs: 60_000, intervalMs: 100 });
     await waitFor(`retry ${round} logged`, () => retryLogged(lines).length >= round, { timeoutMs: 10_000, intervalMs: 50 });
-    const published = await sumEndOffsets(topic);
-    await waitFor(`publishing after reconnect ${round}`, async () => (await sumEndOffsets(topic)) > published + 100, { timeoutMs: 60_000, intervalMs: 100 });
+    const published = await sumEndOffsets(kafka, topic);
+    await waitFor(`publishing after reconnect ${round}`, async () => (await sumEndOffsets(kafka, topic)) > published + 100, { timeoutMs: 60_000, intervalMs: 100 });
   }
   await writer.stop();
   const end = await walLsn(client);
@@ -264,7 +253,7 @@ test('the slot invalidated while the connector is stalled: it stops with an erro
   };
   await waitFor('the connector streaming', async () => (await slotState(client, slot))?.active_pid != null, { timeoutMs: 90_000, intervalMs: 100 }).catch(fail);
   await client.query(`INSERT INTO items VALUES (1, 'streamed')`);
-  await waitFor('the insert in Kafka', async () => (await sumEndOffsets(`${prefix}.public.items`)) >= 1, { timeoutMs: 60_000, intervalMs: 100 }).catch(fail);
+  await waitFor('the insert in Kafka', async () => (await sumEndOffsets(kafka, `${prefix}.public.items`)) >= 1, { timeoutMs: 60_000, intervalMs: 100 }).catch(fail);
 
   // Stalled: the process stops reading; the source writes far more WAL than the slot may keep.
   child.proc.kill('SIGSTOP');
@@ -299,7 +288,7 @@ test('a TRUNCATE on a 3-partition topic: one t record on every partition, after 
   await client.query(`TRUNCATE items`);
   await client.query(`INSERT INTO items SELECT g, 'after' FROM generate_series(31, 90) g`);
   // 60 rows, 3 truncate records, 60 rows.
-  await waitFor('everything in Kafka', async () => (await sumEndOffsets(topic)) >= 123, { timeoutMs: 60_000, intervalMs: 100 });
+  await waitFor('everything in Kafka', async () => (await sumEndOffsets(kafka, topic)) >= 123, { timeoutMs: 60_000, intervalMs: 100 });
   await conn.stop();
   await conn.done;
 

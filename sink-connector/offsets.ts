@@ -229,6 +229,7 @@ export class PositionTracker {
 
   /** Whether the partition was found past its end at the offset it still stores (its stall, when known). */
   pastEndOf(topic: string, partition: number): { info?: StallInfo } | undefined {
+    if (this.pastEnd.size === 0) return undefined; // asked per batch: no key built while none is
     const k = tpKey(topic, partition);
     const e = this.pastEnd.get(k);
     return e !== undefined && e.stored === this.next.get(k) ? e : undefined;

@@ -35,12 +35,15 @@ export function parseSignal(content: Buffer, slot: string): string[] | null {
   return v.tables.filter((t): t is string => typeof t === 'string');
 }
 
+/** A table's `requested` marker: its snapshot is to be taken again (by the command with the connector stopped, or by the connector reading a request). */
+export function requestedMarker(t: { schema: string; name: string }, topic: string, slot: string, point: bigint, estimatedRows = 0): ControlRecord {
+  return snapshotStarted({ table: `${t.schema}.${t.name}`, tableSchema: t.schema, tableName: t.name, topic, slot, consistentPoint: point, estimatedRows, requested: true });
+}
+
 /** The `requested` markers for the tables asked for among the selected ones (`selected`: their current versions), and the names not selected. */
 export function requestedMarkers(asked: readonly string[], selected: readonly TableVersion[], slot: string, commitLsn: bigint): { markers: ControlRecord[]; tables: string[]; unknown: string[] } {
   const versions = selected.filter((v) => asked.includes(v.qualified));
-  const markers = versions.map((v) =>
-    snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot, consistentPoint: commitLsn, estimatedRows: 0, requested: true }),
-  );
+  const markers = versions.map((v) => requestedMarker(v.table, v.topic, slot, commitLsn));
   return { markers, tables: versions.map((v) => v.qualified), unknown: asked.filter((name) => !versions.some((v) => v.qualified === name)) };
 }
 

@@ -277,22 +277,24 @@ export class ReplicationStream {
     const t = this.tx;
     if (!t || raw.length < 5) return;
     const tag = raw[0];
-    let names: (string | undefined)[];
+    const copying = (name: string | undefined) => name !== undefined && this.skip.waitsForCopy(name, t.finalLsn);
+    let table: string | undefined;
+    let why: string;
     if (tag === 0x49 /* I */ || tag === 0x55 /* U */ || tag === 0x44 /* D */) {
-      const name = this.opts.versions.nameOf(raw.readUInt32BE(1));
-      if (name === undefined || !this.skip.waitsForCopy(name, t.finalLsn)) return;
-      if (this.opts.publisher.guardRoom && (tag !== 0x55 || !updateLeavesToastOut(raw))) return;
-      names = [name];
+      table = this.opts.versions.nameOf(raw.readUInt32BE(1));
+      if (!copying(table)) return;
+      if (!this.opts.publisher.guardRoom) why = 'more changed keys than the copy can set apart';
+      else if (tag === 0x55 && updateLeavesToastOut(raw)) why = 'an update leaving an unchanged-TOAST column out';
+      else return;
     } else if (tag === 0x54 /* T */) {
       const msg = decodePgoutput(raw);
       if (msg.tag !== 'truncate') return;
-      names = msg.relids.map((r) => this.opts.versions.nameOf(r));
+      table = msg.relids.map((r) => this.opts.versions.nameOf(r)).find(copying);
+      why = 'a truncate';
     } else return;
-    const table = names.find((n) => n !== undefined && this.skip.waitsForCopy(n, t.finalLsn));
     if (table === undefined) return;
     if (!this.waitSaid.has(table)) {
       this.waitSaid.add(table);
-      const why = tag === 0x54 ? 'a truncate' : tag === 0x55 && this.opts.publisher.guardRoom ? 'an update leaving an unchanged-TOAST column out' : 'more changed keys than the copy can set apart';
       this.log.info({ table, commitLsn: formatLsn(t.finalLsn) }, `the stream waits for the own snapshot of ${table} to be copied: ${why} of it, and the changes after it, come after the snapshot`);
     }
     const copy = Buffer.from(raw);

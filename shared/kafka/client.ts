@@ -217,6 +217,10 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       throw err;
     }));
   const topicMetadata = async (topics: string[]) => (await a.fetchTopicMetadata({ topics })).topics;
+  const offsetRanges = async (topic: string) => {
+    const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
+    return res.map((r) => ({ partition: r.partition, start: r.low, end: r.high })).sort((x, y) => x.partition - y.partition);
+  };
 
   const admin: Admin = {
     connect: ready,
@@ -278,13 +282,9 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       });
     },
     async endOffsets(topic) {
-      const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
-      return res.map((r) => ({ partition: r.partition, offset: r.high })).sort((x, y) => x.partition - y.partition);
+      return (await offsetRanges(topic)).map((r) => ({ partition: r.partition, offset: r.end }));
     },
-    async offsetRanges(topic) {
-      const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
-      return res.map((r) => ({ partition: r.partition, start: r.low, end: r.high })).sort((x, y) => x.partition - y.partition);
-    },
+    offsetRanges,
     async offsetsAtTime(topic, timestampMs) {
       const res = await (await byTopic.for(topic)).fetchTopicOffsetsByTimestamp(topic, timestampMs);
       return res.map((r) => ({ partition: r.partition, offset: r.offset })).sort((x, y) => x.partition - y.partition);

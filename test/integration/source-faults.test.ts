@@ -19,7 +19,7 @@ import { startSourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import { spawnSourceCli } from '../helpers/cli.ts';
 import { testLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, streaming, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, streaming, sumEndOffsets, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-faults-'));
 let env: SourceTestEnv;
@@ -40,17 +40,6 @@ after(async () => {
 async function slotConfirmed(c: pg.Client, slot: string): Promise<bigint | null> {
   const { rows } = await c.query(`SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
   return rows[0]?.c ? parseLsn(rows[0].c) : null;
-}
-
-async function sumEndOffsets(k: KafkaClient, topic: string): Promise<number> {
-  const admin = k.admin();
-  try {
-    return (await admin.endOffsets(topic)).reduce((n, e) => n + Number(e.offset), 0);
-  } catch {
-    return 0; // not created yet
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 /** Counters bumped one by one in their own transactions; `written` holds each key's last value. */

@@ -17,12 +17,13 @@ import type { TableInfo } from '../../pg-types.ts';
 import { ServiceError, atServer } from '../../errors.ts';
 import { kafkaRemedy } from '../../kafka/client.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
-import { controlTopicNames, readControlTopic, reduceSnapshotTopic, snapshotStarted, type SnapshotState } from '../../../source-connector/control-topics.ts';
+import { controlTopicNames, readControlTopic, reduceSnapshotTopic, type SnapshotState } from '../../../source-connector/control-topics.ts';
 import { parseLsn } from '../../../source-connector/pgoutput-decoder.ts';
 import { topicFor } from '../../../source-connector/table-versions.ts';
 import { commandKafka, readSlot } from '../../migration/gather.ts';
+import type { SlotFacts } from '../../migration/status.ts';
 import { connectSide } from '../connect.ts';
-import { RESNAPSHOT_PREFIX, signalContent } from '../../../source-connector/resnapshot-signal.ts';
+import { RESNAPSHOT_PREFIX, requestedMarker, signalContent } from '../../../source-connector/resnapshot-signal.ts';
 import { sourceSessionName } from '../../../source-connector/source-session.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
 import type { KafkaClient } from '../../kafka/client.ts';
@@ -90,7 +91,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     const waitMs = Number(opts.waitSeconds ?? 60) * 1000;
     // Its session open and the slot idle: restarting a session, or copying its first snapshot. Its stream is waited for.
     if (!slot?.active && (await connectorSession(client, config.slotName)) !== null) {
-      slot = (await streamingSlot(client, config.slotName, waitMs)) ?? slot;
+      slot = (await slotWhen(client, config.slotName, (s) => s.active, waitMs)) ?? slot;
       if (!slot?.active) {
         throw new ServiceError(`the source connector runs (${await connectorSession(client, config.slotName) ?? 'its session'}) but does not stream from slot ${config.slotName} yet: it is taking a snapshot`, {
           context: { slot: config.slotName },
@@ -104,7 +105,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       const names = plan.mark.map((t) => qualified(t));
       const asked = names.length === 0 ? null : await askRunning(client, config, names);
       const since = asked?.message ?? null;
-      const confirmed = asked === null || (await confirmedPast(client, config.slotName, asked.committed, waitMs));
+      // Confirmed at or past the commit: the connector read the request's transaction, and Kafka has what it wrote.
+      const confirmed = asked === null || (await slotWhen(client, config.slotName, (s) => s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= asked.committed, waitMs)) !== null;
       if (since !== null && confirmed) {
         // Confirmed past the request: the connector read it, and its markers (in that transaction) are in Kafka, unless it passed the request over.
         const state = reduceSnapshotTopic(await onKafka(readControlTopic(kafka, topics.snapshot, ctx.logger, 30_000)));
@@ -162,10 +164,7 @@ async function markStopped(kafka: KafkaClient, client: pg.Client, config: Source
   await onKafka(producer.connect());
   try {
     const messages = tables.map((t) => {
-      const m = snapshotStarted({
-        table: qualified(t), tableSchema: t.schema, tableName: t.name, topic: topicFor(config.topicPrefix, t.schema, t.name), slot: config.slotName,
-        consistentPoint: point, estimatedRows: estimates.get(t.relid) ?? 0, requested: true,
-      });
+      const m = requestedMarker(t, topicFor(config.topicPrefix, t.schema, t.name), config.slotName, point, estimates.get(t.relid) ?? 0);
       return { topic, key: m.key, value: m.value };
     });
     await onKafka(producer.sendBatch(messages, { signal: AbortSignal.timeout(60_000) }));
@@ -185,23 +184,12 @@ async function askRunning(client: pg.Client, config: SourceConfig, tables: strin
   return { message: parseLsn(rows[0].lsn), committed: parseLsn(after.rows[0].lsn) };
 }
 
-/** Until the slot is confirmed at or past `lsn` (the connector read the request's transaction and Kafka has what it wrote), or the wait ends. */
-async function confirmedPast(client: pg.Client, slot: string, lsn: bigint, waitMs: number): Promise<boolean> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const { rows } = await client.query<{ c: string | null }>('SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-    if (rows[0]?.c && parseLsn(rows[0].c) >= lsn) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(200);
-  }
-}
-
-/** The slot once a walsender streams from it, or null when the wait ends first. */
-async function streamingSlot(client: pg.Client, slot: string, waitMs: number): Promise<Awaited<ReturnType<typeof readSlot>>> {
+/** The slot once `ready` holds for it, read every 200 ms; null when `waitMs` ends first. */
+async function slotWhen(client: pg.Client, slot: string, ready: (s: SlotFacts) => boolean, waitMs: number): Promise<SlotFacts | null> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const s = await readSlot(client, slot);
-    if (s?.active) return s;
+    if (s && ready(s)) return s;
     if (Date.now() >= deadline) return null;
     await sleep(200);
   }

@@ -27,7 +27,7 @@ import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
-  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted,
+  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted, type SnapshotState,
 } from './control-topics.ts';
 import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
@@ -138,6 +138,8 @@ class ConnectorRun {
   /** This session's delivery, carried by its truncates' copies: a replayed truncate is told from an earlier, maybe partial, send. */
   private delivery = 0;
   private readonly partitionCounts = new Map<string, number>();
+  /** The counts `__snapshot` recorded, as of the session's start (for a topic start-up did not make). */
+  private recordedPartitions: ReadonlyMap<string, number> = new Map();
   /** A table's own snapshot being copied beside this session's stream. */
   private ownCopy: Promise<void> | null = null;
   /** Each table topic's record limits, read at start (record-limits.ts). */
@@ -263,20 +265,24 @@ class ConnectorRun {
     // The database's clock, not this host's: one clock for every host the connector may run on.
     const { rows: [now] } = await client.query(`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS ms`);
     this.delivery = nextDelivery(Number(now.ms), this.delivery);
+    // The first session reads `__snapshot` once, in the set-up, which records the topics' partition counts there.
+    let state: SnapshotState | undefined;
     if (!this.prepared) {
       const tables = async () => {
         await this.versions.init(this.source.tables, this.source.catalogLsn);
         return this.versions.all().map((v) => ({ topic: v.topic, singlePartition: this.source.singlePartition.has(v.qualified) }));
       };
-      const setup = await setUpKafka(cfg, tables, { admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
+      const setup = await setUpKafka(cfg, tables, { kafka: this.kafka, admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
       this.truncateKeySchemaId = setup.truncateKeySchemaId;
       for (const [topic, n] of setup.partitionCounts) this.partitionCounts.set(topic, n);
       this.recordLimits = setup.recordLimits;
       this.publisher.capBatchBytes(batchBytesFor(this.recordLimits.values()));
       this.sequences = await tableSequences(client, this.source.tables.map((x) => x.relid));
       this.prepared = true;
+      state = setup.snapshotState;
     }
-    const state = reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
+    state ??= reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
+    this.recordedPartitions = state.partitions;
     // Read before the publication is altered, and the slot dropped before it is: a stop in
     // between cannot make the connector forget that these tables need their snapshot again.
     const gaps = await publicationGaps(client, cfg.publicationName, this.source.tables.map(qualified));
@@ -376,7 +382,11 @@ class ConnectorRun {
   private async topicExists(topic: string): Promise<boolean> {
     if (this.partitionCounts.has(topic)) return true;
     if (!(await this.admin.listTopics()).includes(topic)) return false;
-    this.partitionCounts.set(topic, await this.admin.partitionCount(topic));
+    const live = await this.admin.partitionCount(topic);
+    const recorded = this.recordedPartitions.get(topic);
+    const n = recorded !== undefined && recorded < live ? recorded : live;
+    this.partitionCounts.set(topic, n);
+    this.producer.pin(new Map([[topic, n]]));
     return true;
   }
 

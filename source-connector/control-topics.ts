@@ -97,9 +97,18 @@ export interface SlotCreatedMarker {
   at: string;
 }
 
-export type SnapshotTopicMarker = SnapshotStartedMarker | SnapshotCompletedMarker | SlotCreatedMarker;
+/** The partition count a table topic's keys are spread over (partition-pins.ts): partitions added later stay empty. */
+export interface TopicPartitionsMarker {
+  kind: 'partitions';
+  topic: string;
+  partitions: number;
+  at: string;
+}
+
+export type SnapshotTopicMarker = SnapshotStartedMarker | SnapshotCompletedMarker | SlotCreatedMarker | TopicPartitionsMarker;
 
 export const slotMarkerKey = (slot: string): string => `slot:${slot}`;
+export const partitionsMarkerKey = (topic: string): string => `partitions:${topic}`;
 
 function record(key: string, value: object): ControlRecord {
   return { key: Buffer.from(key), value: Buffer.from(JSON.stringify(value)) };
@@ -140,6 +149,11 @@ export function slotCreated(slot: string, consistentPoint: bigint, at = new Date
   return record(slotMarkerKey(slot), v);
 }
 
+export function topicPartitions(topic: string, partitions: number, at = new Date()): ControlRecord {
+  const v: TopicPartitionsMarker = { kind: 'partitions', topic, partitions, at: at.toISOString() };
+  return record(partitionsMarkerKey(topic), v);
+}
+
 /** A tombstone for the slot's marker: the connector dropped the slot itself (to snapshot again), so its absence loses nothing. */
 export function slotForgotten(slot: string): { key: Buffer; value: null } {
   return { key: Buffer.from(slotMarkerKey(slot)), value: null };
@@ -150,17 +164,20 @@ export interface SnapshotState {
   tables: Map<string, SnapshotStartedMarker | SnapshotCompletedMarker>;
   /** Latest slot-created marker per slot name. */
   slots: Map<string, SlotCreatedMarker>;
+  /** Per table topic, the partition count its keys are spread over (partition-pins.ts). */
+  partitions: Map<string, number>;
 }
 
 /** Latest marker per key, in topic order; records that are not ours are skipped. Pure. */
 export function reduceSnapshotTopic(records: { key: Buffer | null; value: Buffer | null }[]): SnapshotState {
-  const state: SnapshotState = { tables: new Map(), slots: new Map() };
+  const state: SnapshotState = { tables: new Map(), slots: new Map(), partitions: new Map() };
   for (const r of records) {
     if (!r.key) continue;
     const key = r.key.toString();
     if (!r.value) {
       state.tables.delete(key);
       if (key.startsWith('slot:')) state.slots.delete(key.slice(5));
+      if (key.startsWith('partitions:')) state.partitions.delete(key.slice(11));
       continue;
     }
     let m: SnapshotTopicMarker;
@@ -170,6 +187,9 @@ export function reduceSnapshotTopic(records: { key: Buffer | null; value: Buffer
       continue;
     }
     if (m.kind === 'slot-created') state.slots.set(m.slot, m);
+    else if (m.kind === 'partitions') {
+      if (Number.isInteger(m.partitions) && m.partitions > 0) state.partitions.set(m.topic, m.partitions);
+    }
     else if (m.kind === 'started' || m.kind === 'completed') state.tables.set(m.table, m);
   }
   return state;
@@ -327,6 +347,11 @@ export async function readControlTopic(
   timeoutMs = 60_000,
 ): Promise<{ key: Buffer | null; value: Buffer | null }[]> {
   return (await readTopicToEnd(kafka, topic, log, { timeoutMs })).map(({ key, value }) => ({ key, value }));
+}
+
+/** The partition count `topic`'s keys go by, as the (existing) `__snapshot` topic recorded it; undefined when it did not. */
+export async function keyedPartitions(kafka: KafkaClient, snapshotTopic: string, topic: string, log: Logger): Promise<number | undefined> {
+  return reduceSnapshotTopic(await readControlTopic(kafka, snapshotTopic, log, 30_000)).partitions.get(topic);
 }
 
 export interface TopicRecord {

@@ -5,26 +5,29 @@
  * (one per table was a round trip each: docs/source-connector.md, "How it works", step 2).
  */
 import type { Logger } from '../shared/logger.ts';
-import { kafkaRemedy, type Admin, type Producer } from '../shared/kafka/client.ts';
+import { kafkaRemedy, type Admin, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { RegistryClient } from '../shared/registry/registry-client.ts';
 import { atServer, isRetriable } from '../shared/errors.ts';
 import type { SourceConfig } from './config.ts';
-import { controlTopicNames, controlTopicSpecs } from './control-topics.ts';
+import { controlTopicNames, controlTopicSpecs, readControlTopic, reduceSnapshotTopic, topicPartitions, type SnapshotState } from './control-topics.ts';
+import { planPartitionPins } from './partition-pins.ts';
 import { readRecordLimits, type RecordLimits } from './record-limits.ts';
 import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 
 export interface KafkaSetup {
   truncateKeySchemaId: number;
-  /** An existing topic keeps its own partition count, whatever topics.partitions says now. */
+  /** The count each table topic's keys go by (partition-pins.ts): an existing topic keeps its own, whatever topics.partitions says now. */
   partitionCounts: Map<string, number>;
   recordLimits: Map<string, RecordLimits>;
+  /** `__snapshot` as read here, after the pins were recorded: the first session's state. */
+  snapshotState: SnapshotState;
 }
 
 export async function setUpKafka(
   cfg: SourceConfig,
   /** Schemas registered, after the producer connected: the tables' topics, and whether each must have one partition. */
   tables: () => Promise<{ topic: string; singlePartition: boolean }[]>,
-  k: { admin: Admin; producer: Producer; registry: RegistryClient; log: Logger },
+  k: { kafka: KafkaClient; admin: Admin; producer: Producer; registry: RegistryClient; log: Logger },
 ): Promise<KafkaSetup> {
   await k.producer.connect().catch((err: unknown) => {
     // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
@@ -42,7 +45,7 @@ export async function setUpKafka(
   ]);
   if (created.length > 0) k.log.info({ topics: created }, 'topics created');
   const truncateKeySchemaId = await k.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
-  const partitionCounts = await k.admin.partitionCounts(tableTopics);
+  const { partitionCounts, snapshotState } = await pinPartitions(cfg, tableTopics, new Set(created), k);
   const spread = wanted.filter((w) => w.singlePartition && (partitionCounts.get(w.topic) ?? 1) > 1).map((w) => w.topic);
   if (spread.length > 0) {
     k.log.warn(
@@ -53,5 +56,36 @@ export async function setUpKafka(
   // The producer learns every topic at once, not one metadata refresh per table's first send.
   await k.producer.prepare([...tableTopics, ...Object.values(controlTopicNames(cfg.topicPrefix))]);
   const recordLimits = await readRecordLimits(k.admin, tableTopics, k.log);
-  return { truncateKeySchemaId, partitionCounts, recordLimits };
+  return { truncateKeySchemaId, partitionCounts, recordLimits, snapshotState };
+}
+
+/** Each table topic's count, as recorded in `__snapshot` or recorded now, given to the producer. */
+async function pinPartitions(
+  cfg: SourceConfig,
+  tableTopics: string[],
+  created: ReadonlySet<string>,
+  k: { kafka: KafkaClient; admin: Admin; producer: Producer; log: Logger },
+): Promise<{ partitionCounts: Map<string, number>; snapshotState: SnapshotState }> {
+  const snapshotTopic = controlTopicNames(cfg.topicPrefix).snapshot;
+  const live = await k.admin.partitionCounts(tableTopics);
+  const snapshotState = reduceSnapshotTopic(await readControlTopic(k.kafka, snapshotTopic, k.log));
+  const plan = planPartitionPins(live, snapshotState.partitions, created);
+  for (const g of plan.grown) {
+    k.log.warn(
+      { topic: g.topic, partitions: g.partitions, keyedPartitions: g.pinned, remedy: 'docs/source-connector.md, "Partitions added to a topic"' },
+      `topic ${g.topic} has ${g.partitions} partitions; its keys go to the first ${g.pinned} as before: a key sent to another partition than its earlier changes could be applied before them. Partitions ${g.pinned}..${g.partitions - 1} stay empty`,
+    );
+  }
+  for (const s of plan.shrunk) {
+    k.log.warn(
+      { topic: s.topic, partitions: s.partitions, recordedPartitions: s.recorded },
+      `topic ${s.topic} has ${s.partitions} partitions, fewer than the ${s.recorded} its keys went to: it was made again outside the connector; keys go by ${s.partitions} from now on`,
+    );
+  }
+  if (plan.record.size > 0) {
+    await k.producer.sendBatch([...plan.record].map(([topic, n]) => ({ topic: snapshotTopic, ...topicPartitions(topic, n) })));
+    for (const [topic, n] of plan.record) snapshotState.partitions.set(topic, n);
+  }
+  k.producer.pin(plan.pins);
+  return { partitionCounts: plan.pins, snapshotState };
 }

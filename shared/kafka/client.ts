@@ -50,19 +50,22 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
     return c;
   };
   return {
-    producer: (opts = {}) =>
-      wrapProducer(
+    producer: (opts = {}) => {
+      const pins = new Map<string, number>();
+      return wrapProducer(
         () =>
           counted('producer', kafka.producer({
             idempotent: true,
             maxInFlightRequests: 1,
             allowAutoTopicCreation: false,
-            createPartitioner: keyedOrFirstPartitioner,
+            createPartitioner: pinnedPartitioner(pins),
             retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
           })),
         log,
         { initial: opts.retry?.initialRetryTime ?? 300, max: opts.retry?.maxRetryTime ?? 5000 },
-      ),
+        pins,
+      );
+    },
     consumer: (opts) => wrapConsumer(counted('consumer', kafka.consumer({
       groupId: opts.groupId,
       sessionTimeout: opts.sessionTimeoutMs,
@@ -86,11 +89,14 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   };
 }
 
-const keyedOrFirstPartitioner: ICustomPartitioner = () => ({ partitionMetadata, message }) => {
+/** A keyed record by murmur2 over its topic's pinned partition count (Producer.pin), an unkeyed one to partition 0. */
+export const pinnedPartitioner = (pins: ReadonlyMap<string, number>): ICustomPartitioner => () => ({ topic, partitionMetadata, message }) => {
   if (message.partition != null) return message.partition;
   const key = message.key;
   if (key == null) return 0;
-  return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), partitionMetadata.length);
+  const pinned = pins.get(topic);
+  const n = pinned !== undefined && pinned < partitionMetadata.length ? pinned : partitionMetadata.length;
+  return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), n);
 };
 
 export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig {

@@ -128,6 +128,11 @@ export interface Producer {
    * of n tables asked for the metadata of n(n+1)/2 topics.
    */
   prepare(topics: string[]): Promise<void>;
+  /**
+   * Keys of each topic go by this partition count from now on, whatever the topic has grown to
+   * (source-connector/partition-pins.ts); a topic not pinned, or with fewer partitions, uses all it has.
+   */
+  pin(counts: ReadonlyMap<string, number>): void;
 }
 
 export interface SendOptions {

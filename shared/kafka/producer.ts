@@ -8,7 +8,13 @@ import type { Logger } from 'pino';
 import { ConfigError, isRetriable } from '../errors.ts';
 import type { OutMessage, Producer, SendOptions, SentRecord } from './ports.ts';
 
-export function wrapProducer(make: () => KjsProducer, log: Logger, backoff: { initial: number; max: number }): Producer {
+export function wrapProducer(
+  make: () => KjsProducer,
+  log: Logger,
+  backoff: { initial: number; max: number },
+  /** Read by the partitioner of every kafkajs producer `make` returns. */
+  pins: Map<string, number> = new Map(),
+): Producer {
   let p = make();
   // One batch at a time: a retried batch must get its sequence numbers back before any other.
   let tail: Promise<unknown> = Promise.resolve();
@@ -74,6 +80,9 @@ export function wrapProducer(make: () => KjsProducer, log: Logger, backoff: { in
       });
       tail = result.catch(() => {});
       return result.then(() => {});
+    },
+    pin(counts) {
+      for (const [topic, n] of counts) pins.set(topic, n);
     },
     sendBatch(messages, opts = {}) {
       if (messages.length === 0) return Promise.resolve([]);

@@ -27,6 +27,7 @@ function memoryProducer(): Producer & { sent: OutMessage[] } {
       return [];
     },
     prepare: async () => {},
+    pin: () => {},
   };
 }
 
@@ -62,6 +63,7 @@ test('a batch with truncate copies offers them again at a later delivery for a r
       return [];
     },
     prepare: async () => {},
+    pin: () => {},
   };
   let delivery = 1_000;
   const publisher = new Publisher({

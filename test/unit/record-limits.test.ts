@@ -46,6 +46,7 @@ function memoryProducer(): Producer & { sends: OutMessage[][] } {
     connect: async () => {},
     disconnect: async () => {},
     prepare: async () => {},
+    pin: () => {},
     sendBatch: async (messages: OutMessage[]): Promise<SentRecord[]> => {
       sends.push(messages);
       return [];

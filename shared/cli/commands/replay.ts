@@ -15,6 +15,7 @@ import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
 import { reopenSnapshot } from '../../../sink-connector/control.ts';
+import { keyedPartitions } from '../../../source-connector/control-topics.ts';
 import { destinationRemedy } from '../../../sink-connector/start-errors.ts';
 import type { CommandContext } from '../main.ts';
 
@@ -130,7 +131,12 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const moves = plan.filter((r): r is ReplayPlanRow & { next: bigint } => r.next !== null);
     // A truncate reached a partition as one copy per partition (sink-connector/truncate-barrier.ts):
     // re-applying it needs every partition that passed it rewound before it.
-    const barrier = planBarrierRewind(await readArrivals(client, config.groupId, opts.topic), new Map(moves.map((m) => [m.partition, m.next])), count);
+    // Its copies went to the partitions the topic's keys go to (source-connector/partition-pins.ts), not to any added since.
+    const arrivals = await readArrivals(client, config.groupId, opts.topic);
+    const snapshotTopic = `${config.topicPrefix}.__snapshot`;
+    const keyed = arrivals.length > 0 && topics.includes(snapshotTopic) ? await onKafka(keyedPartitions(kafka, snapshotTopic, opts.topic, log)) : undefined;
+    const copies = Math.min(keyed ?? count, count);
+    const barrier = planBarrierRewind(arrivals, new Map(moves.map((m) => [m.partition, m.next])), copies);
     if (barrier.refused) {
       const r = barrier.refused;
       throw new ConfigError(

@@ -80,7 +80,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     const topics = controlTopicNames(config.topicPrefix);
     const state: SnapshotState = (await onKafka(admin.listTopics())).includes(topics.snapshot)
       ? reduceSnapshotTopic(await onKafka(readControlTopic(kafka, topics.snapshot, ctx.logger, 30_000)))
-      : { tables: new Map(), slots: new Map() };
+      : { tables: new Map(), slots: new Map(), partitions: new Map() };
     const plan = planResnapshot(asked, tables, state);
     if (plan.unknown.length > 0) {
       const some = tables.slice(0, 10).map(qualified).join(', ');

@@ -1,0 +1,88 @@
+/**
+ * What Kafka operators do to ShardBridge's topics while a migration runs, on the real broker:
+ * a control topic deleted while the connectors are stopped, a topic's limits altered while the
+ * source runs, the sink group's offsets reset or deleted, a compacted table topic replayed
+ * (docs/source-connector.md, "Kafka operations").
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import type { KafkaClient } from '../../shared/kafka/client.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
+import { capturingLogger } from '../helpers/kafka.ts';
+import {
+  RegistryDecoder, finalStateInTopicOrder, readDecoded, startSourceTestEnv, streaming, testSourceConfig, type SourceTestEnv,
+} from '../helpers/source.ts';
+
+let env: SourceTestEnv;
+let kafka: KafkaClient;
+
+before(async () => {
+  env = await startSourceTestEnv('test-kafka-operations');
+  kafka = env.kafka;
+});
+
+after(async () => {
+  await env?.close();
+});
+
+test('a __snapshot topic deleted while the source is stopped: the snapshot is taken again after a truncate, so rows deleted meanwhile go', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query('CREATE TABLE items (id int PRIMARY KEY, v text)');
+  await client.query(`INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { partitions: 2 } } });
+  const topic = `${config.topicPrefix}.public.items`;
+  const first = await startSourceConnector(config, capturingLogger().logger);
+  try {
+    await streaming(first);
+  } finally {
+    await first.stop();
+  }
+  // While the source is stopped: rows deleted at the source (in the slot's WAL), and the operator deletes __snapshot.
+  await client.query('DELETE FROM items WHERE id <= 5');
+  const admin = kafka.admin();
+  try {
+    await admin.deleteTopics([`${config.topicPrefix}.__snapshot`]);
+  } finally {
+    await admin.disconnect();
+  }
+  const log = capturingLogger();
+  const second = await startSourceConnector(config, log.logger);
+  t.after(() => second.stop());
+  await streaming(second);
+  assert.ok(log.lines().some((l) => /__snapshot/.test(l.msg) && l.level >= 40), 'the lost control topic is named in a warning');
+  // Kafka's description of the table, applied partition by partition as the sink would: the source's rows exactly.
+  const state = finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic));
+  const ids = [...state.keys()].map((k) => JSON.parse(k).id as number).sort((a, b) => a - b);
+  assert.deepEqual(ids, Array.from({ length: 15 }, (_, i) => i + 6), 'rows deleted while the source was stopped are gone from what the topic describes');
+});
+
+test("a table's markers removed from __snapshot (retention) while the source is stopped: its own snapshot comes after a truncate", async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query('CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)');
+  await client.query(`INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 10) g; INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 10) g`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } });
+  const first = await startSourceConnector(config, capturingLogger().logger);
+  try {
+    await streaming(first);
+  } finally {
+    await first.stop();
+  }
+  await client.query('DELETE FROM a WHERE id <= 3');
+  // What compaction leaves once a delete-policy retention removed a's markers: a null under its key.
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    await producer.sendBatch([{ topic: `${config.topicPrefix}.__snapshot`, key: Buffer.from('public.a'), value: null }]);
+  } finally {
+    await producer.disconnect();
+  }
+  const second = await startSourceConnector(config, capturingLogger().logger);
+  t.after(() => second.stop());
+  await streaming(second);
+  const topic = `${config.topicPrefix}.public.a`;
+  await waitFor('the own snapshot of a in its topic', async () => (await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic)).filter((r) => r.value?.op === 'r').length >= 17);
+  const state = finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic));
+  const ids = [...state.keys()].map((k) => JSON.parse(k).id as number).sort((x, y) => x - y);
+  assert.deepEqual(ids, [4, 5, 6, 7, 8, 9, 10]);
+});

@@ -6,12 +6,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import kafkajs from 'kafkajs';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
 import {
-  RegistryDecoder, finalStateInTopicOrder, readDecoded, startSourceTestEnv, streaming, testSourceConfig, type SourceTestEnv,
+  RegistryDecoder, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -85,4 +86,37 @@ test("a table's markers removed from __snapshot (retention) while the source is 
   const state = finalStateInTopicOrder(await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic));
   const ids = [...state.keys()].map((k) => JSON.parse(k).id as number).sort((x, y) => x - y);
   assert.deepEqual(ids, [4, 5, 6, 7, 8, 9, 10]);
+});
+
+/** kafkajs's own admin, for what operators do with kafka-configs / kafka-consumer-groups. */
+async function kafkaAdmin<T>(use: (admin: kafkajs.Admin) => Promise<T>): Promise<T> {
+  const admin = new kafkajs.Kafka({ brokers: [env.bootstrap], logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    return await use(admin);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+test("a table topic's max.message.bytes lowered while the source runs: a send of rows that each fit stops it saying so, and a restart (the remedy) publishes them", async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query('CREATE TABLE docs (id int PRIMARY KEY, body text)');
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { partitions: 1 } } });
+  const topic = `${config.topicPrefix}.public.docs`;
+  const conn = await startSourceConnector(config, capturingLogger().logger);
+  t.after(() => conn.stop());
+  await streaming(conn);
+  await kafkaAdmin((a) => a.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'max.message.bytes', value: '4096' }] }] }));
+  // 100 rows of ~400 bytes in one transaction: each fits 4096, their batch does not.
+  await client.query(`INSERT INTO docs SELECT g, repeat('x', 300) FROM generate_series(1, 100) g`);
+  const err = await stopped(conn, 30_000);
+  assert.equal(err.kind, 'config');
+  assert.match(err.message, new RegExp(`^Kafka refused a send of \\d+ records .* to ${topic.replace(/\./g, '\\.')} \\(MESSAGE_TOO_LARGE\\)`));
+  assert.match(err.remedy ?? '', /^start the connector again/);
+  const again = await startSourceConnector(config, capturingLogger().logger);
+  t.after(() => again.stop());
+  await caughtUp(again, await walLsn(client));
+  const rows = (await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic)).filter((r) => r.value?.op === 'c');
+  assert.equal(new Set(rows.map((r) => r.afterText?.id)).size, 100);
 });

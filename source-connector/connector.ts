@@ -27,7 +27,7 @@ import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
 import {
-  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted,
+  controlTopicNames, controlTopicSpecs, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted,
 } from './control-topics.ts';
 import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
@@ -41,6 +41,7 @@ import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
 import { snapshotTopicLost, snapshottedBefore } from './earlier-snapshots.ts';
+import { warnTopicPolicies } from './topic-settings.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
@@ -274,6 +275,11 @@ class ConnectorRun {
       const existing = new Set(await this.admin.listTopics());
       const setup = await setUpKafka(cfg, tables, { admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
       for (const v of this.versions.all()) if (!existing.has(v.topic)) this.freshTopics.add(v.topic);
+      const policies = new Map([
+        ...this.versions.all().map((v): [string, string] => [v.topic, cfg.topics.cleanupPolicy]),
+        ...controlTopicSpecs(cfg.topicPrefix, cfg.topics).map((c): [string, string] => [c.topic, c.configs!['cleanup.policy']]),
+      ].filter(([topic]) => existing.has(topic)));
+      if (policies.size > 0) await warnTopicPolicies(this.admin, policies, this.log);
       this.truncateKeySchemaId = setup.truncateKeySchemaId;
       for (const [topic, n] of setup.partitionCounts) this.partitionCounts.set(topic, n);
       this.recordLimits = setup.recordLimits;

@@ -120,3 +120,25 @@ test("a table topic's max.message.bytes lowered while the source runs: a send of
   const rows = (await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic)).filter((r) => r.value?.op === 'c');
   assert.equal(new Set(rows.map((r) => r.afterText?.id)).size, 100);
 });
+
+test('topics pre-created by an operator with another cleanup.policy: named at start with the command that sets it', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query('CREATE TABLE pre (id int PRIMARY KEY)');
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, topics: { cleanupPolicy: 'compact' } } });
+  const admin = kafka.admin();
+  try {
+    await admin.ensureTopics([
+      { topic: `${config.topicPrefix}.__snapshot`, partitions: 1, replicationFactor: 1, configs: { 'cleanup.policy': 'delete' } },
+      { topic: `${config.topicPrefix}.public.pre`, partitions: 1, replicationFactor: 1, configs: { 'cleanup.policy': 'delete' } },
+    ]);
+  } finally {
+    await admin.disconnect();
+  }
+  const log = capturingLogger();
+  const conn = await startSourceConnector(config, log.logger);
+  t.after(() => conn.stop());
+  await streaming(conn);
+  const warned = log.lines().filter((l) => l.level === 40 && l.cleanupPolicy === 'delete').map((l) => l.topic).sort();
+  assert.deepEqual(warned, [`${config.topicPrefix}.__snapshot`, `${config.topicPrefix}.public.pre`]);
+  assert.ok(log.lines().some((l) => /__snapshot has cleanup\.policy=delete, not compact: its markers go with its retention/.test(l.msg)));
+});

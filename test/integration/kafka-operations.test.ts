@@ -10,9 +10,13 @@ import kafkajs from 'kafkajs';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
-import { capturingLogger } from '../helpers/kafka.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
+import { capturingLogger, testLogger } from '../helpers/kafka.ts';
+import { produceChanges, registerTable, tableInfo } from '../helpers/produce-changes.ts';
+import { sinkConfig, waitApplied } from '../helpers/sink.ts';
+import { openSinkTestEnv } from '../helpers/sink-env.ts';
 import {
-  RegistryDecoder, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
+  RegistryDecoder, caughtUp, finalStateInTopicOrder, readDecoded, startSourceTestEnv, stopped, streaming, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -141,4 +145,36 @@ test('topics pre-created by an operator with another cleanup.policy: named at st
   const warned = log.lines().filter((l) => l.level === 40 && l.cleanupPolicy === 'delete').map((l) => l.topic).sort();
   assert.deepEqual(warned, [`${config.topicPrefix}.__snapshot`, `${config.topicPrefix}.public.pre`]);
   assert.ok(log.lines().some((l) => /__snapshot has cleanup\.policy=delete, not compact: its markers go with its retention/.test(l.msg)));
+});
+
+test("the sink group's offsets reset by an operator while the sink is stopped: the sink resumes from the destination's offsets and says so", async (t) => {
+  const tag = `kops_${process.pid}_${Date.now().toString(36)}`;
+  const sink = await openSinkTestEnv([`${tag}_src`, `${tag}_dst`], testLogger());
+  t.after(() => sink.close());
+  const { db, admin, producer, servers } = sink;
+  await db.query(`CREATE TABLE ${tag}_src.acc (id int PRIMARY KEY, n int); CREATE TABLE ${tag}_dst.acc (id int PRIMARY KEY, n int)`);
+  const prefix = uniquePrefix();
+  const topic = `${prefix}.${tag}_src.acc`;
+  await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
+  const table = await registerTable(sink.registry, await tableInfo(db, `${tag}_src`, 'acc'), topic);
+  const groupId = `g-${tag}`;
+  const config = sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${tag}_src.acc`]: { schema: `${tag}_dst` } } });
+  await produceChanges(producer, table, Array.from({ length: 10 }, (_, i) => ({ kind: 'insert' as const, new: [String(i + 1), '1'] })));
+  const first = await startSinkConnector(config, testLogger());
+  try {
+    await waitApplied(db, admin, groupId, [topic]);
+  } finally {
+    await first.stop();
+  }
+  // The operator rewinds the group (kafka-consumer-groups --reset-offsets --to-earliest), the sink stopped.
+  await kafkaAdmin((a) => a.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: '0' }] }));
+  await produceChanges(producer, table, [{ kind: 'update', new: ['1', '2'] }]);
+  const log = capturingLogger();
+  const second = await startSinkConnector(config, log.logger);
+  t.after(() => second.stop());
+  await waitApplied(db, admin, groupId, [topic]);
+  const line = log.lines().find((l) => /committed offsets differ from the offsets stored in the destination/.test(l.msg));
+  assert.ok(line, 'the start says the group offsets are not used');
+  assert.deepEqual(line.first, [{ topic, partition: 0, groupOffset: '0', storedOffset: '10' }]);
+  assert.equal((await db.query(`SELECT n FROM ${tag}_dst.acc WHERE id = 1`)).rows[0].n, 2);
 });

@@ -407,7 +407,14 @@ class SinkRuntime {
     const stored = this.lanes.drain().then(() => this.untilDone('read stored positions', () => readStored(this.pool!, groupId, tps)));
     this.positions = Promise.all([stored, committed]).then(([{ stored, stalled }, committed]) => {
       if (gen !== this.generation || this.consumer !== consumer) return;
-      const { positions, seeks } = planStart(tps, stored, committed);
+      const { positions, seeks, overridden } = planStart(tps, stored, committed);
+      if (overridden.length > 0) {
+        this.log.info(
+          { partitions: overridden.length, first: overridden.slice(0, 10).map((o) => ({ topic: o.topic, partition: o.partition, groupOffset: o.group.toString(), storedOffset: o.stored.toString() })) },
+          "the consumer group's committed offsets differ from the offsets stored in the destination: the sink resumes from the stored ones " +
+            '(offsets set with kafka-consumer-groups --reset-offsets are not used; shardbridge replay moves both, with the sink stopped)',
+        );
+      }
       for (const { topic, partition, offset } of seeks) {
         try {
           consumer.seek({ topic, partition, offset: offset.toString() });

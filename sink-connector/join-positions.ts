@@ -23,19 +23,28 @@ export interface StartPlan {
   positions: [string, bigint][];
   /** The partitions the consumer would fetch from elsewhere. */
   seeks: (TopicPartition & { offset: bigint })[];
+  /**
+   * Partitions whose group offset is set and differs from the stored one (an operator's
+   * `kafka-consumer-groups --reset-offsets`, or commits a crash left behind): the sink goes
+   * by the stored one, and says so.
+   */
+  overridden: (TopicPartition & { group: bigint; stored: bigint })[];
 }
 
 /** Pure: the start of every partition, and which need a seek given the group's committed offsets (null: unknown, seek all). */
 export function planStart(tps: readonly TopicPartition[], stored: ReadonlyMap<string, bigint>, committed: ReadonlyMap<string, bigint> | null): StartPlan {
   const positions: [string, bigint][] = [];
   const seeks: StartPlan['seeks'] = [];
+  const overridden: StartPlan['overridden'] = [];
   for (const { topic, partition } of tps) {
     const k = tpKey(topic, partition);
     const next = stored.get(k) ?? 0n;
     positions.push([k, next]);
-    if (committed?.get(k) !== next) seeks.push({ topic, partition, offset: next });
+    const group = committed?.get(k);
+    if (group !== next) seeks.push({ topic, partition, offset: next });
+    if (group !== undefined && group !== next) overridden.push({ topic, partition, group, stored: next });
   }
-  return { positions, seeks };
+  return { positions, seeks, overridden };
 }
 
 /** A partition recorded as stalled; `reason` is the row's sqlstate column (a stall's reason when it has no SQLSTATE, stall.ts). */

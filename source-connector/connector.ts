@@ -40,6 +40,7 @@ import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, 
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
+import { snapshotTopicLost, snapshottedBefore } from './earlier-snapshots.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
@@ -129,6 +130,8 @@ class ConnectorRun {
   private stream: ReplicationStream | null = null;
   private stopping = false;
   private prepared = false;
+  /** Table topics this process created: they held no record before it (earlier-snapshots.ts). */
+  private readonly freshTopics = new Set<string>();
   private sequences: TableSequence[] = [];
   private sequencesTimer?: NodeJS.Timeout;
   private readonly errors;
@@ -273,6 +276,7 @@ class ConnectorRun {
         return this.versions.all().map((v) => ({ topic: v.topic, singlePartition: this.source.singlePartition.has(v.qualified) }));
       };
       const setup = await setUpKafka(cfg, tables, { kafka: this.kafka, admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
+      for (const topic of setup.created) this.freshTopics.add(topic);
       this.truncateKeySchemaId = setup.truncateKeySchemaId;
       for (const [topic, n] of setup.partitionCounts) this.partitionCounts.set(topic, n);
       this.recordLimits = setup.recordLimits;
@@ -311,6 +315,12 @@ class ConnectorRun {
       });
     }
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
+    if (snapshotTopicLost(state, slot !== null)) {
+      this.log.warn(
+        { topic: this.topics.snapshot, slot: cfg.slotName },
+        `control topic ${this.topics.snapshot} holds no marker although slot ${cfg.slotName} exists: it was deleted or its records removed (retention); the snapshot is taken again, after a truncate of every table topic holding records`,
+      );
+    }
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
@@ -347,7 +357,7 @@ class ConnectorRun {
     const aligned = await alignmentPoint(client);
     let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
     if (!slot) {
-      const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
+      const earlier = cfg.snapshot.mode === 'initial' && (await snapshottedBefore(this.admin, this.selectedVersions(), state, this.freshTopics, this.log)).length > 0;
       if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
       const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
       try {
@@ -362,7 +372,7 @@ class ConnectorRun {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
     } else if (own.length > 0) {
-      ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state);
+      ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state, this.freshTopics);
       this.ownCopy = ownCopy.copied;
     }
     if (this.stopping) return;

@@ -11,6 +11,7 @@ import { atServer, isRetriable } from '../shared/errors.ts';
 import type { SourceConfig } from './config.ts';
 import { controlTopicNames, controlTopicSpecs, readControlTopic, reduceSnapshotTopic, topicPartitions, type SnapshotState } from './control-topics.ts';
 import { planPartitionPins } from './partition-pins.ts';
+import { warnTopicPolicies } from './topic-settings.ts';
 import { readRecordLimits, type RecordLimits } from './record-limits.ts';
 import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 
@@ -21,6 +22,8 @@ export interface KafkaSetup {
   recordLimits: Map<string, RecordLimits>;
   /** `__snapshot` as read here, after the pins were recorded: the first session's state. */
   snapshotState: SnapshotState;
+  /** Topics this start created: they held no record before it (earlier-snapshots.ts). */
+  created: string[];
 }
 
 export async function setUpKafka(
@@ -39,11 +42,14 @@ export async function setUpKafka(
   const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
   if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
   if (t.maxMessageBytes !== undefined) configs['max.message.bytes'] = String(t.maxMessageBytes);
-  const created = await k.admin.ensureTopics([
+  const specs = [
     ...wanted.map((w) => ({ topic: w.topic, partitions: w.singlePartition ? 1 : t.partitions, replicationFactor: t.replicationFactor, configs })),
     ...controlTopicSpecs(cfg.topicPrefix, t),
-  ]);
+  ];
+  const created = await k.admin.ensureTopics(specs);
   if (created.length > 0) k.log.info({ topics: created }, 'topics created');
+  const existed = specs.filter((s) => !created.includes(s.topic));
+  if (existed.length > 0) await warnTopicPolicies(k.admin, new Map(existed.map((s) => [s.topic, s.configs?.['cleanup.policy'] ?? t.cleanupPolicy])), k.log);
   const truncateKeySchemaId = await k.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
   const { partitionCounts, snapshotState } = await pinPartitions(cfg, tableTopics, new Set(created), k);
   const spread = wanted.filter((w) => w.singlePartition && (partitionCounts.get(w.topic) ?? 1) > 1).map((w) => w.topic);
@@ -56,7 +62,7 @@ export async function setUpKafka(
   // The producer learns every topic at once, not one metadata refresh per table's first send.
   await k.producer.prepare([...tableTopics, ...Object.values(controlTopicNames(cfg.topicPrefix))]);
   const recordLimits = await readRecordLimits(k.admin, tableTopics, k.log);
-  return { truncateKeySchemaId, partitionCounts, recordLimits, snapshotState };
+  return { truncateKeySchemaId, partitionCounts, recordLimits, snapshotState, created };
 }
 
 /** Each table topic's count, as recorded in `__snapshot` or recorded now, given to the producer. */

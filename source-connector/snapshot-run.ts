@@ -13,6 +13,7 @@ import { settledEndOffsets, snapshotCompleted, snapshotStarted, type ControlTopi
 import { truncateRecords, type TruncateFanout } from './envelope.ts';
 import type { Publisher } from './publisher.ts';
 import { CopyGuard } from './copy-guard.ts';
+import { snapshottedBefore } from './earlier-snapshots.ts';
 import { createTemporarySlot, temporarySlotName, type ExportedSlot } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 import type { SourceSession } from './source-session.ts';
@@ -107,9 +108,16 @@ export async function truncateBeforeResnapshot(ctx: SnapshotRunContext, tables: 
  * changes committed before the point and holding their later ones until the copy is done
  * (skip-points.ts); the other tables are neither read again nor held back.
  */
-export async function startOwnSnapshot(ctx: SnapshotRunContext, versions: TableVersion[], state: SnapshotState): Promise<{ point: bigint; copied: Promise<void> }> {
+export async function startOwnSnapshot(
+  ctx: SnapshotRunContext,
+  versions: TableVersion[],
+  state: SnapshotState,
+  /** Table topics this process created (earlier-snapshots.ts). */
+  freshTopics: ReadonlySet<string> = new Set(),
+): Promise<{ point: bigint; copied: Promise<void> }> {
   const slot = ctx.config.slotName;
-  const earlier = versions.filter((v) => state.tables.has(v.qualified));
+  // A marker, or records in the topic without one (__snapshot lost): rows deleted since the slot's position must go.
+  const earlier = await snapshottedBefore(ctx.admin, versions, state, freshTopics, ctx.log);
   if (earlier.length > 0) await truncateBeforeResnapshot(ctx, earlier);
   const exported = await createTemporarySlot(ctx.source.connection, temporarySlotName(slot, 'own'), "a table's own snapshot", ctx.log, ctx.signal);
   ctx.onSnapshotPhase();

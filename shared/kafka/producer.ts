@@ -113,7 +113,10 @@ export const suggestedLimit = (bytes: number): number => 2 ** Math.ceil(Math.log
 /**
  * A record above the topic's `max.message.bytes` fails its whole send with MESSAGE_TOO_LARGE,
  * which names neither the record nor the limit: name the largest record's topic and size,
- * and the setting that lets it through.
+ * and the setting that lets it through. Kafka checks a partition's whole record batch against
+ * that limit, so a send of records that each fit is refused too when the limit was lowered
+ * after the source read it at start: then the restart is the remedy, and a limit is suggested
+ * for the whole send, never one for its largest record (lower than the topic's, maybe).
  */
 export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigError | undefined {
   const type = (err as { type?: string }).type;
@@ -124,13 +127,28 @@ export function tooLarge(err: unknown, messages: readonly OutMessage[]): ConfigE
     const n = (m.key?.length ?? 0) + (m.value?.length ?? 0);
     if (n >= bytes) [biggest, bytes] = [m, n];
   }
-  const limit = suggestedLimit(bytes);
-  return new ConfigError(`Kafka refused a record of ${bytes} bytes for ${biggest.topic} (${type}): it is larger than the topic's max.message.bytes`, {
+  const topic = biggest.topic;
+  const same = messages.filter((m) => m.topic === topic);
+  const total = same.reduce((n, m) => n + (m.key?.length ?? 0) + (m.value?.length ?? 0), 0);
+  const raise = (limit: number) =>
+    `kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${topic} --add-config max.message.bytes=${limit} (topics.maxMessageBytes for topics the source creates)`;
+  if (same.length > 1) {
+    return new ConfigError(
+      `Kafka refused a send of ${same.length} records (${total} bytes in all, the largest ${bytes} bytes) to ${topic} (${type}): ` +
+        "a partition's records go in one batch, checked whole against the topic's max.message.bytes, which was likely lowered since the connector started",
+      {
+        cause: err,
+        context: { topic, records: same.length, bytes: total, largest: bytes },
+        remedy:
+          "start the connector again: it reads each topic's max.message.bytes at start and sends batches under it (a row too large alone then stops it, naming table and key); " +
+          `or raise the topic's limit, e.g. ${raise(suggestedLimit(total))}; nothing past the last confirmed position was lost`,
+      },
+    );
+  }
+  return new ConfigError(`Kafka refused a record of ${bytes} bytes for ${topic} (${type}): it is larger than the topic's max.message.bytes`, {
     cause: err,
-    context: { topic: biggest.topic, bytes },
-    remedy:
-      `raise the topic's limit, e.g. kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${biggest.topic} --add-config max.message.bytes=${limit} ` +
-      `(topics.maxMessageBytes for topics the source creates), then start again: nothing past the last confirmed position was lost`,
+    context: { topic, bytes },
+    remedy: `raise the topic's limit, e.g. ${raise(suggestedLimit(bytes))}, then start again: nothing past the last confirmed position was lost`,
   });
 }
 

@@ -30,7 +30,14 @@ test('every partition starts at its stored offset (0 without one); only those wh
     { topic: 't', partition: 2, offset: 30n },
     { topic: 't', partition: 3, offset: 0n },
   ]);
+  // Said at start: p1 and p2 have a group offset the sink does not go by; p3 has none.
+  assert.deepEqual(plan.overridden, [
+    { topic: 't', partition: 1, group: tpKeyGroup(committed, 1), stored: 20n },
+    { topic: 't', partition: 2, group: tpKeyGroup(committed, 2), stored: 30n },
+  ]);
 });
+
+const tpKeyGroup = (committed: Map<string, bigint>, p: number): bigint => committed.get(tpKey('t', p))!;
 
 test('committed offsets that could not be read: every partition is sought', () => {
   const plan = planStart(tps.slice(0, 2), new Map([[tpKey('t', 0), 7n]]), null);

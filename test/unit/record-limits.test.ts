@@ -79,3 +79,17 @@ test('the publisher refuses a record above its topic\'s limit before queueing it
     assert.ok(bytes < 200_000, `a send of ${bytes} bytes`);
   }
 });
+
+test("Kafka refusing a send whose records each fit (the topic's limit lowered since the start): the stop says so, and never suggests a lower limit", async () => {
+  const { tooLarge } = await import('../../shared/kafka/client.ts');
+  const refused = Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' });
+  const small = (i: number): OutMessage => ({ topic: 'p.public.docs', key: Buffer.alloc(8, i), value: Buffer.alloc(400) });
+  const err = tooLarge(refused, Array.from({ length: 100 }, (_, i) => small(i)))!;
+  assert.ok(err instanceof ConfigError);
+  assert.match(err.message, /^Kafka refused a send of 100 records \(40800 bytes in all, the largest 408 bytes\) to p\.public\.docs \(MESSAGE_TOO_LARGE\)/);
+  assert.match(err.remedy ?? '', /start the connector again: it reads each topic's max\.message\.bytes at start/);
+  assert.match(err.remedy ?? '', /max\.message\.bytes=65536/);
+  // One record alone: as before.
+  const lone = tooLarge(refused, [{ topic: 'p.public.docs', key: null, value: Buffer.alloc(20_000) }])!;
+  assert.match(lone.message, /^Kafka refused a record of 20000 bytes for p\.public\.docs/);
+});

@@ -21,6 +21,12 @@ export interface Metrics {
   counter<L extends string = string>(name: string, help: string, labelNames?: readonly L[]): Counter<L>;
   gauge<L extends string = string>(name: string, help: string, labelNames?: readonly L[]): Gauge<L>;
   histogram<L extends string = string>(name: string, help: string, labelNames?: readonly L[], buckets?: number[]): Histogram<L>;
+  /**
+   * A gauge read when scraped: for a value that changes with every record (a queue's length),
+   * where setting it at each change would be per-row work and setting it now and then leaves it
+   * stale while nothing changes it (a stuck send). Asking again for the name replaces `read`.
+   */
+  sampled(name: string, help: string, read: () => number): Gauge;
 }
 
 export function createMetrics(opts: MetricsOptions = {}): Metrics {
@@ -40,8 +46,22 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     return make(fullName);
   }
 
+  const readers = new Map<string, () => number>();
   return {
     registry,
+    sampled: (name, help, read) => {
+      readers.set(prefix + name, read);
+      return getOrCreate(name, 'Gauge', (n) =>
+        new Gauge({
+          name: n,
+          help,
+          registers: [registry],
+          collect() {
+            this.set(readers.get(n)!());
+          },
+        }),
+      );
+    },
     counter: (name, help, labelNames = []) =>
       getOrCreate(name, 'Counter', (n) => new Counter({ name: n, help, labelNames, registers: [registry] })),
     gauge: (name, help, labelNames = []) =>

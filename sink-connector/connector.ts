@@ -31,7 +31,7 @@ import { checkTables, openDestination, type UntilDone } from './destination-star
 import { pastEndStalls, planStart, readCommitted, readStored } from './join-positions.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
-import { createSinkMetrics, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
+import { createSinkMetrics, lagAtJoin, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
 import { describeStall, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
@@ -433,6 +433,7 @@ class SinkRuntime {
         this.log.debug({ err }, 'resume after the join failed (consumer stopping)');
       }
       this.m.lag.reset();
+      void lagAtJoin({ lag: this.m.lag, tracker: this.tracker, admin: this.admin!, log: this.log }, tps, () => gen === this.generation);
     });
     this.positions.catch((err: unknown) => {
       if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');

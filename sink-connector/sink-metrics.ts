@@ -1,6 +1,9 @@
 /** The sink's Prometheus metrics, on the connector's own registry. */
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import { createMetrics, type Metrics } from '../shared/metrics.ts';
+import type { Admin } from '../shared/kafka/client.ts';
+import type { Logger } from '../shared/logger.ts';
+import { tpKey, type PositionTracker } from './offsets.ts';
 import type { TypeMismatch } from './table-state.ts';
 
 export interface SinkMetrics {
@@ -73,4 +76,34 @@ export function typeMismatchGauge(gauge: SinkMetrics['typeMismatches']): (table:
     for (const labels of now) gauge.set(labels, 1);
     shown.set(table, now);
   };
+}
+
+/**
+ * Every owned partition's lag from Kafka's end offsets, right after a join dropped them all: one
+ * with nothing to fetch gets no batch to set it, and was left without a series (no data, not 0)
+ * until its next record. A partition a batch moved meanwhile keeps the batch's figure; nothing is
+ * set once `current()` says another join came.
+ */
+export async function lagAtJoin(
+  deps: { lag: SinkMetrics['lag']; tracker: PositionTracker; admin: Pick<Admin, 'offsetRanges'>; log: Logger },
+  tps: readonly { topic: string; partition: number }[],
+  current: () => boolean,
+): Promise<void> {
+  const before = new Map(tps.map(({ topic, partition }) => [tpKey(topic, partition), deps.tracker.get(topic, partition)]));
+  try {
+    const topics = [...new Set(tps.map((t) => t.topic))];
+    const ends = await Promise.all(topics.map(async (topic) => ({ topic, ranges: await deps.admin.offsetRanges(topic) })));
+    if (!current()) return;
+    for (const { topic, ranges } of ends) {
+      for (const r of ranges) {
+        const k = tpKey(topic, r.partition);
+        const at = deps.tracker.get(topic, r.partition);
+        if (at === undefined || !before.has(k) || before.get(k) !== at) continue;
+        const end = BigInt(r.end);
+        deps.lag.set({ topic, partition: String(r.partition) }, Number(end > at ? end - at : 0n));
+      }
+    }
+  } catch (err) {
+    deps.log.debug({ err }, 'end offsets after the join not read: consumer_lag waits for the next batches');
+  }
 }

@@ -11,7 +11,7 @@
  * transactions block the confirm point and every waiter is rejected.
  */
 import type avro from 'avsc';
-import type { Counter, Gauge } from 'prom-client';
+import type { Counter } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import type { OutMessage, Producer } from '../shared/kafka/client.ts';
@@ -151,14 +151,12 @@ export class Publisher {
     this.limits = opts.limits;
     if (opts.metrics) {
       this.published = opts.metrics.counter('changes_published_total', 'Records acknowledged by Kafka, per table and op (tombstone: delete tombstones)', ['table', 'op']);
-      this.gauges = {
-        records: opts.metrics.gauge('inflight_records', 'Records queued or sent and not yet acknowledged'),
-        bytes: opts.metrics.gauge('inflight_bytes', 'Bytes queued or sent and not yet acknowledged'),
-      };
+      // Read when scraped: set at each send and acknowledgement, they stood still while a send
+      // hung (Kafka unreachable) and the records queued behind it grew.
+      opts.metrics.sampled('inflight_records', 'Records queued or sent and not yet acknowledged', () => this.records);
+      opts.metrics.sampled('inflight_bytes', 'Bytes queued or sent and not yet acknowledged', () => this.bytes);
     }
   }
-
-  private readonly gauges?: { records: Gauge; bytes: Gauge };
 
   /** Queued or in flight, not yet acknowledged. */
   get pendingRecords(): number {
@@ -358,7 +356,6 @@ export class Publisher {
         const batch = this.queue.shift()!;
         if (batch === this.open) this.open = null;
         this.inFlight = batch;
-        this.updateGauges();
         try {
           await this.producer.sendBatch(batch.messages, { signal: this.abort.signal, resend: this.resender(batch) });
         } catch (err) {
@@ -396,7 +393,6 @@ export class Publisher {
     this.bytes -= batch.bytes;
     this.acknowledged += batch.messages.length;
     batch.done?.resolve();
-    this.updateGauges();
     if (this.writers.length > 0 && this.writable) {
       const ws = this.writers;
       this.writers = [];
@@ -433,10 +429,5 @@ export class Publisher {
     let c = byOp.get(op);
     if (!c) byOp.set(op, (c = this.published.labels(table, op)));
     return c;
-  }
-
-  private updateGauges(): void {
-    this.gauges?.records.set(this.records);
-    this.gauges?.bytes.set(this.bytes);
   }
 }

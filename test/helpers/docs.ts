@@ -17,7 +17,8 @@ export interface MetricDefinition {
 
 /**
  * The metrics the connectors define, by full name: `createMetrics({ prefix })` in each connector
- * directory and every `.counter('name', 'help', ['label', ...])` / `.gauge(...)` / `.histogram(...)` there.
+ * directory and every `.counter('name', 'help', ['label', ...])` / `.gauge(...)` / `.histogram(...)` there, and
+ * `.sampled('name', 'help', read)` (a gauge read when scraped, without labels).
  */
 export function metricsDefinedInCode(): Map<string, MetricDefinition> {
   const out = new Map<string, MetricDefinition>();
@@ -28,11 +29,11 @@ export function metricsDefinedInCode(): Map<string, MetricDefinition> {
     const [prefix] = prefixes;
     if (prefix === undefined) continue;
     const help = /(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`)/.source;
-    const call = new RegExp(String.raw`\.(counter|gauge|histogram)(?:<[^>(]*>)?\(\s*'([a-z0-9_]+)',\s*${help}\s*(?:,\s*\[([^\]]*)\])?`, 'g');
+    const call = new RegExp(String.raw`\.(counter|gauge|histogram|sampled)(?:<[^>(]*>)?\(\s*'([a-z0-9_]+)',\s*${help}\s*(?:,\s*\[([^\]]*)\])?`, 'g');
     for (const t of texts) {
       for (const m of t.matchAll(call)) {
         const labels = [...(m[3] ?? '').matchAll(/'([^']+)'/g)].map((l) => l[1]);
-        out.set(prefix + m[2], { kind: m[1] as MetricDefinition['kind'], labels });
+        out.set(prefix + m[2], { kind: m[1] === 'sampled' ? 'gauge' : (m[1] as MetricDefinition['kind']), labels });
       }
     }
   }

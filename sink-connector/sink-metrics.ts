@@ -1,6 +1,7 @@
 /** The sink's Prometheus metrics, on the connector's own registry. */
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import { createMetrics, type Metrics } from '../shared/metrics.ts';
+import { inParallel } from '../shared/in-parallel.ts';
 import type { Admin } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { tpKey, type PositionTracker } from './offsets.ts';
@@ -92,7 +93,8 @@ export async function lagAtJoin(
   const before = new Map(tps.map(({ topic, partition }) => [tpKey(topic, partition), deps.tracker.get(topic, partition)]));
   try {
     const topics = [...new Set(tps.map((t) => t.topic))];
-    const ends = await Promise.all(topics.map(async (topic) => ({ topic, ranges: await deps.admin.offsetRanges(topic) })));
+    // One request per topic (kafkajs has none for many): a few at a time, off the apply path.
+    const ends = await inParallel(topics, 8, async (topic) => ({ topic, ranges: await deps.admin.offsetRanges(topic) }));
     if (!current()) return;
     for (const { topic, ranges } of ends) {
       for (const r of ranges) {

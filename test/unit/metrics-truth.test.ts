@@ -27,6 +27,7 @@ test('inflight_records counts the records queued behind a send Kafka does not an
       return [];
     },
     prepare: async () => {},
+    pin: () => {},
   };
   const metrics = createMetrics({ prefix: 'shardbridge_source_' });
   const publisher = new Publisher({ producer, tracker: new LsnTracker(null), maxRecords: 1e9, maxBytes: 1e12, log: pino({ level: 'silent' }), metrics });

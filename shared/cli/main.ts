@@ -255,7 +255,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
   program
     .command('resnapshot')
     .description("take tables' snapshots again (a truncate first, then a copy beside the stream while the other tables stream on): a streaming source connector takes them at once, through its stream; a stopped one at its next start")
-    .requiredOption('--table <schema.table>', 'a selected source table to snapshot again (repeatable; a table name alone when only one selected table has it)', collect)
+    .requiredOption('--table <schema.table>', 'a selected source table to snapshot again (repeatable; a table name alone when only one selected table has it; a part holding a dot double-quoted: \'"my.schema".orders\')', collect)
     .option('--source-config <file>', SOURCE_CONFIG_HELP)
     .option('--wait-seconds <n>', 'how long to wait for a streaming connector to take the request (default: 60; it takes it later all the same)', intArg('a number of seconds (0 or more)', 0))
     .option('--json', 'print what was asked for as one JSON object on stdout')

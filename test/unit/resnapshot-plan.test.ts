@@ -14,11 +14,24 @@ const names = (ts: TableInfo[]) => ts.map((t) => `${t.schema}.${t.name}`);
 
 test('resnapshot plan: tables by schema.table or a unique name alone; unknown and ambiguous names refused; a started one left as is', () => {
   const p = planResnapshot(['public.orders', 'notes', 'items', 'public.nope'], selected, state);
-  assert.deepEqual(p.unknown, ['items', 'public.nope'], 'items names two selected tables');
+  assert.deepEqual(p.unknown, ['public.nope']);
+  assert.deepEqual(p.ambiguous, [{ name: 'items', tables: ['"public"."items"', '"sales"."items"'] }], 'items names two selected tables');
   assert.deepEqual(names(p.mark), ['public.orders']);
   assert.deepEqual(names(p.pending), ['sales.notes']);
   assert.equal(p.all, false);
   assert.deepEqual(names(planResnapshot(['public.orders', 'public.orders'], selected, state).mark), ['public.orders'], 'named twice, marked once');
+});
+
+test('resnapshot plan: a dot inside a name: the quoted form names the one meant, the printed text of two tables is refused naming both', () => {
+  const dotted = [table('a.b', 'c', 1), table('a', 'b.c', 2), table('x.y', 'z', 3)];
+  const st = reduceSnapshotTopic([]);
+  assert.deepEqual(names(planResnapshot(['"a.b".c'], dotted, st).mark), ['a.b.c']);
+  assert.deepEqual(planResnapshot(['"a"."b.c"'], dotted, st).mark.map((t) => t.relid), [2]);
+  assert.deepEqual(planResnapshot(['x.y.z', 'z'], dotted, st).mark.map((t) => t.relid), [3], 'printed text of one table, or its name alone');
+  const p = planResnapshot(['a.b.c'], dotted, st);
+  assert.deepEqual([p.mark, p.unknown], [[], []]);
+  assert.deepEqual(p.ambiguous, [{ name: 'a.b.c', tables: ['"a.b"."c"', '"a"."b.c"'] }]);
+  assert.deepEqual(planResnapshot(['"a.b".nope'], dotted, st).unknown, ['"a.b".nope']);
 });
 
 test('resnapshot plan: every selected table asked for or already started means a whole new snapshot', () => {

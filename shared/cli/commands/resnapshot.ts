@@ -15,6 +15,7 @@ import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import type { TableInfo } from '../../pg-types.ts';
 import { ServiceError, atServer } from '../../errors.ts';
+import { quoteIdent, splitQualifiedName } from '../../sql.ts';
 import { kafkaRemedy } from '../../kafka/client.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic, type SnapshotState } from '../../../source-connector/control-topics.ts';
@@ -30,8 +31,10 @@ import type { KafkaClient } from '../../kafka/client.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ResnapshotPlan {
-  /** Asked for and not selected by the configuration (or ambiguous). */
+  /** Asked for and not selected by the configuration. */
   unknown: string[];
+  /** Names several selected tables answer to, with each one's quoted name. */
+  ambiguous: { name: string; tables: string[] }[];
   /** Tables whose latest marker is already `started`: the next start takes them anyway. */
   pending: TableInfo[];
   /** Tables to mark. */
@@ -42,22 +45,35 @@ export interface ResnapshotPlan {
 
 const qualified = (t: Pick<TableInfo, 'schema' | 'name'>) => `${t.schema}.${t.name}`;
 
-/** `schema.table` as printed, or a table name alone when exactly one selected table has it. Pure. */
+/**
+ * The selected tables `name` may mean: with double quotes, the parts they mark (`"my.schema".orders`);
+ * otherwise `schema.table` as printed (two tables when a dot is inside a name), else a name alone. Pure.
+ */
+function tablesNamed(name: string, selected: readonly TableInfo[]): TableInfo[] {
+  if (name.includes('"')) {
+    const { schema, table } = splitQualifiedName(name);
+    return selected.filter((t) => t.schema === schema && t.name === table);
+  }
+  const printed = selected.filter((t) => qualified(t) === name);
+  return printed.length > 0 ? printed : selected.filter((t) => t.name === name);
+}
+
+/** Tables by `schema.table` (parts double-quoted where they hold a dot), or a name alone when exactly one selected table has it. Pure. */
 export function planResnapshot(asked: readonly string[], selected: readonly TableInfo[], state: SnapshotState): ResnapshotPlan {
   const unknown: string[] = [];
+  const ambiguous: { name: string; tables: string[] }[] = [];
   const found = new Map<string, TableInfo>();
   for (const name of asked) {
-    const exact = selected.find((t) => qualified(t) === name);
-    const byName = selected.filter((t) => t.name === name);
-    const table = exact ?? (byName.length === 1 ? byName[0] : undefined);
-    if (table) found.set(qualified(table), table);
-    else unknown.push(name);
+    const tables = tablesNamed(name, selected);
+    if (tables.length === 1) found.set(qualified(tables[0]), tables[0]);
+    else if (tables.length === 0) unknown.push(name);
+    else ambiguous.push({ name, tables: tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`) });
   }
   const tables = [...found.values()];
   const pending = tables.filter((t) => state.tables.get(qualified(t))?.kind === 'started');
   const mark = tables.filter((t) => !pending.includes(t));
   const marked = new Set([...tables.map(qualified), ...selected.filter((t) => state.tables.get(qualified(t))?.kind === 'started').map(qualified)]);
-  return { unknown, pending, mark, all: selected.length > 0 && selected.every((t) => marked.has(qualified(t))) };
+  return { unknown, ambiguous, pending, mark, all: selected.length > 0 && selected.every((t) => marked.has(qualified(t))) };
 }
 
 export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
@@ -85,6 +101,11 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (plan.unknown.length > 0) {
       const some = tables.slice(0, 10).map(qualified).join(', ');
       ctx.err(`shardbridge resnapshot: --table ${plan.unknown.join(', ')}: not a table the source configuration selects (tables.include / tables.schemas)${tables.length > 0 ? `; selected: ${some}${tables.length > 10 ? `, and ${tables.length - 10} more` : ''}` : ''}\n`);
+      return 2;
+    }
+    if (plan.ambiguous.length > 0) {
+      const a = plan.ambiguous.map((x) => `${x.name} names ${x.tables.join(' and ')}`).join('; ');
+      ctx.err(`shardbridge resnapshot: --table ${a}: name one as written there (double quotes around a part holding a dot)\n`);
       return 2;
     }
     let slot = await readSlot(client, config.slotName);

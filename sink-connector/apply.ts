@@ -10,7 +10,7 @@
  * RetriableError for a lost connection, or the error our own code threw.
  */
 import type pg from 'pg';
-import { ShardBridgeError, SinkApplyError } from '../shared/errors.ts';
+import { isRetriable, RetriableError, ShardBridgeError, SinkApplyError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { collapse, type ApplyPlan, type UpsertGroup } from './collapse.ts';
 import type { DecodedRecord } from './decode.ts';
@@ -26,6 +26,8 @@ import { applyFastRows, DirectCopyConflict, stagesFastRows, TablePaths } from '.
 import { groupRows, type FastRow } from './fast-rows.ts';
 import { arrayLiterals, buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
 import { createInPlaceGroup, updateInPlace } from './update-in-place.ts';
+import { catalogDriftSql, failOnDriftSql, isDriftFailure } from './catalog-drift.ts';
+import { destIdOf } from './schema-compile.ts';
 
 export interface ApplyContext {
   groupId: string;
@@ -117,6 +119,9 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
   const tables = new Map<TableRun, ApplyTable | null>();
   for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
+  const written = [...tables.values()].filter((t): t is ApplyTable => t !== null);
+  // Every commit first checks that the tables still have the catalog their statements were built from.
+  const commitSql = (next: bigint): string => failOnDriftSql(written) + storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, next);
 
   let current: string | undefined;
   try {
@@ -186,7 +191,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       );
       if (res.verdict === 'wait') {
         // Everything before the copy is applied; the copy itself is applied once all partitions reached theirs.
-        await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, at));
+        await q(commitSql(at));
         return { kind: 'waiting', at, truncate: b.mark.id, delivery: b.mark.delivery, arrived: res.arrived, partitions: b.mark.partitions, counts, paths, transcoded, rows };
       }
       if (res.verdict === 'truncate') await q(truncateSql(truncateTarget(v)));
@@ -201,7 +206,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       // The barrier's lock lasts as long as this transaction: end it here, so that the rest of
       // the batch (its own transaction) cannot hold every other partition at the barrier, be
       // it slow or frozen in the middle of a COPY.
-      await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, at + 1n));
+      await q(commitSql(at + 1n));
       stored = await lockOffset();
       if (stored >= chunk.nextOffset) {
         await q('COMMIT');
@@ -211,15 +216,46 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
     }
     current = undefined;
     if (chunk.extra) await chunk.extra(client, stored > chunk.firstOffset ? stored : chunk.firstOffset);
-    await q(storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, chunk.nextOffset));
+    await q(commitSql(chunk.nextOffset));
     return { kind: 'applied', counts, paths, transcoded, rows };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (err instanceof DirectCopyConflict) return applyChunk(client, chunk, { ...ctx, directCopy: null }, gapFrom);
+    await readAfreshIfChanged(client, err, written, ctx);
     // Driver errors were classified where they happened; a bug of ours must not look retriable.
     if (err instanceof ShardBridgeError && current && err.context.table === undefined) throw withTable(err, current);
     throw err;
   }
+}
+
+/**
+ * After a failed batch: when a table it wrote changed since its catalog was read (the commit's
+ * check said so, or a statement failed for good and the catalog differs now), the catalogs are
+ * forgotten and the batch is retried, read afresh, rather than narrowed down to a stall: a
+ * column widened to take a value the old plan's cast refuses is then no stall at all, and one
+ * that still fails stalls with what the new catalog says. Returns when nothing changed.
+ */
+async function readAfreshIfChanged(client: pg.ClientBase, err: unknown, written: readonly ApplyTable[], ctx: ApplyContext): Promise<void> {
+  let changed: string[];
+  if (err instanceof Error && isDriftFailure(err.message)) changed = written.map((t) => `${t.schema}.${t.name}`);
+  else {
+    // Only failures that would stall: transient ones are retried as they are anyway.
+    if (!(err instanceof SinkApplyError) || isRetriable(err)) return;
+    const sql = catalogDriftSql(written);
+    if (sql === null) return;
+    try {
+      changed = (await client.query<{ name: string }>(sql)).rows.map((r) => r.name);
+    } catch {
+      return; // the failure itself is what the caller reports
+    }
+  }
+  if (changed.length === 0) return;
+  for (const t of written) ctx.states.invalidate(destIdOf(t.schema, t.name));
+  ctx.logger.info({ tables: changed }, `destination table ${changed.join(', ')} changed since the sink read its catalog: the batch is applied again with the catalog read afresh`);
+  throw new RetriableError(`destination table ${changed.join(', ')} changed since its catalog was read: applying the batch again with the catalog read afresh`, {
+    context: { table: changed[0] },
+    cause: err,
+  });
 }
 
 /** Cut the chunk at multi-partition truncates (each waits for the barrier); truncates of one partition stay in the runs. */

@@ -1,11 +1,12 @@
 /**
  * Reads the destination's catalog: Citus presence, and per mapped table its columns with
  * their declared types, primary key and distribution. Read once per table (and again
- * after a schema change or a stall), never per row.
+ * after a schema change, a stall, or a change a batch's check found: catalog-drift.ts), never per row.
  */
 import type pg from 'pg';
 import type { CitusTableKind } from '../shared/schema/citus-table-kind.ts';
 import { LOCAL_TABLE, readCitusTables, type CitusInfo, type CitusTable } from '../shared/schema/citus-catalog.ts';
+import { catalogDigestSql } from './catalog-drift.ts';
 
 export interface DestinationTable {
   schema: string;
@@ -25,12 +26,14 @@ export interface DestinationTable {
   foreignKeys: { name: string; definition: string }[];
   /** UNLOGGED: a crash of the destination empties it, while the sink's stored offsets stay. */
   unlogged?: boolean;
+  /** catalog-drift.ts: what each batch compares to see that the table did not change since this read. */
+  digest?: string;
 }
 
 // Each query takes every table at once: over thousands of tables (a schema per tenant) one
 // round trip per table and query took the sink's start seconds.
 const TABLES_SQL = `
-SELECT x.i::int AS i, c.oid::int AS oid, c.relpersistence = 'u' AS unlogged
+SELECT x.i::int AS i, c.oid::int AS oid, c.relpersistence = 'u' AS unlogged, ${catalogDigestSql('c.oid')} AS digest
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(schema, name, i)
   JOIN pg_namespace n ON n.nspname = x.schema
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = x.name AND c.relkind IN ('r', 'p')`;
@@ -68,7 +71,7 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
 /** The catalogs of `tables`, in their order, in five queries whatever their number. */
 export async function readDestinationTables(client: pg.ClientBase, tables: readonly { schema: string; name: string }[], citus: CitusInfo): Promise<DestinationTable[]> {
   const { rows: rel } = await client.query(TABLES_SQL, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
-  const found = new Map<number, { oid: number; unlogged: boolean }>(rel.map((r) => [r.i - 1, { oid: r.oid, unlogged: r.unlogged === true }]));
+  const found = new Map<number, { oid: number; unlogged: boolean; digest: string }>(rel.map((r) => [r.i - 1, { oid: r.oid, unlogged: r.unlogged === true, digest: r.digest }]));
   const oids = [...found.values()].map((f) => f.oid);
   const byOid = <R extends { oid: number }>(rows: R[]) => {
     const out = new Map<number, R[]>();
@@ -103,6 +106,7 @@ export async function readDestinationTables(client: pg.ClientBase, tables: reado
       distributionColumn: d.distributionColumn,
       foreignKeys: (fks.get(f.oid) ?? []).map((x) => ({ name: x.name, definition: x.definition })),
       unlogged: f.unlogged,
+      digest: f.digest,
     };
   });
 }

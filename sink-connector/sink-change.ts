@@ -55,6 +55,8 @@ export interface ApplyTable {
   identityAlways?: boolean;
   /** GENERATED columns of the destination (not in `columns`): a source column of that name cannot be applied. */
   generated?: readonly string[];
+  /** The catalog digest this description was built from (catalog-drift.ts); absent: never checked. */
+  digest?: string;
 }
 
 /** What collapse and the SQL builders derive from an ApplyTable, once per table object. */

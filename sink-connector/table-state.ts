@@ -241,6 +241,7 @@ export class TableStates {
       staging: this.opts.citus.present ? 'shared' : 'session',
       identityAlways: dest.columns.some((c) => c.identityAlways),
       generated: dest.generatedColumns ?? [],
+      ...(dest.digest ? { digest: dest.digest } : {}),
     };
     try {
       tableShape(table);

@@ -371,9 +371,18 @@ class ConnectorRun {
       slot = await slotStatus(client, cfg.slotName);
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;
-    } else if (own.length > 0) {
-      ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state, this.freshTopics);
-      this.ownCopy = ownCopy.copied;
+    } else {
+      if (!state.slots.has(cfg.slotName) && slot.confirmedFlushLsn !== null) {
+        // The slot kept, its marker gone (__snapshot deleted or emptied; snapshot.mode never keeps
+        // the slot even then): written again, so that the slot vanishing later is still lost changes.
+        const marker = slotCreated(cfg.slotName, slot.confirmedFlushLsn);
+        this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
+        await this.publisher.barrier();
+      }
+      if (own.length > 0) {
+        ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state, this.freshTopics);
+        this.ownCopy = ownCopy.copied;
+      }
     }
     if (this.stopping) return;
     const from = slot!.confirmedFlushLsn;

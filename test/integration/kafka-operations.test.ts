@@ -62,6 +62,34 @@ test('a __snapshot topic deleted while the source is stopped: the snapshot is ta
   assert.deepEqual(ids, Array.from({ length: 15 }, (_, i) => i + 6), 'rows deleted while the source was stopped are gone from what the topic describes');
 });
 
+test('snapshot.mode never, __snapshot deleted while the source is stopped: the next start writes the slot marker again, so the slot dropped later stops it as lost changes', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query('CREATE TABLE n (id int PRIMARY KEY, v text)');
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot, snapshot: { mode: 'never' } } });
+  const run = async () => {
+    const conn = await startSourceConnector(config, capturingLogger().logger);
+    try {
+      await streaming(conn);
+    } finally {
+      await conn.stop();
+    }
+  };
+  await run();
+  const admin = kafka.admin();
+  try {
+    await admin.deleteTopics([`${config.topicPrefix}.__snapshot`]);
+  } finally {
+    await admin.disconnect();
+  }
+  await run();
+  await client.query(`SELECT pg_drop_replication_slot('${slot}')`);
+  const third = await startSourceConnector(config, testLogger());
+  t.after(() => third.stop());
+  // Without the marker it would stream on from a new slot, the changes in between lost unsaid.
+  const outcome = await Promise.race([third.done.then(() => new Error('ended without an error'), (err: Error) => err), streaming(third).then(() => new Error('streams from a new slot'))]);
+  assert.match(outcome.message, /vanished after this connector had published from it: changes since its last confirmed position are lost/);
+});
+
 test("a table's markers removed from __snapshot (retention) while the source is stopped: its own snapshot comes after a truncate", async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query('CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)');

@@ -1,0 +1,129 @@
+/**
+ * Configuration edited between two runs of the sink, on the real servers: a table mapping
+ * changed after rows were applied is refused at start (the new destination table would start
+ * empty at the stored offset), until the topic is replayed from 0; a new groupId or topicPrefix
+ * over positions stored elsewhere is said at start.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../shared/cli/main.ts';
+import { ConfigError } from '../../shared/errors.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
+import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { sinkTestFile } from '../helpers/sink-env.ts';
+import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { sinkConfig, waitApplied } from '../helpers/sink.ts';
+
+const file = sinkTestFile('drift');
+const { ID, SRC, DST, log } = file;
+
+async function sourceTable(name: string, prefix: string, partitions = 2): Promise<ProducedTable> {
+  const { db, admin, registry } = file.env();
+  await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, v text)`);
+  const topic = `${prefix}.${SRC}.${name}`;
+  await admin.ensureTopics([{ topic, partitions, replicationFactor: 1 }]);
+  return registerTable(registry, await tableInfo(db, SRC, name), topic);
+}
+
+const insert = (id: number) => ({ kind: 'insert' as const, new: [String(id), `v${id}`] });
+const ids = async (table: string): Promise<number[]> => (await file.env().db.query(`SELECT id FROM ${table} ORDER BY id`)).rows.map((r) => r.id);
+
+/** Run a sink until it has applied `topics`, then stop it. */
+async function applyOnce(config: ReturnType<typeof sinkConfig>, topics: string[], logger = log): Promise<void> {
+  const { db, admin } = file.env();
+  const sink = await startSinkConnector(config, logger, { topicRefreshMs: 500 });
+  try {
+    await waitApplied(db, admin, config.groupId, topics);
+  } finally {
+    await sink.stop();
+  }
+}
+
+test('a table mapping changed after rows were applied is refused, naming the key, both targets and the remedy; after replay --to-offset 0 the new mapping applies every row', async () => {
+  const { servers, db, producer } = file.env();
+  const prefix = uniqueTopic('sbdrift');
+  const t = await sourceTable('t', prefix);
+  for (const n of ['a', 'b']) await db.query(`CREATE TABLE ${DST}.${n} (id int PRIMARY KEY, v text, w text)`);
+  await produceChanges(producer, t, [insert(1), insert(2), insert(3)]);
+  const groupId = `g-${ID}-map`;
+  const key = `${SRC}.t`;
+  await applyOnce(sinkConfig({ ...servers, prefix, groupId }, { tables: { [key]: { schema: DST, table: 'a' } } }), [t.topic]);
+  assert.deepEqual(await ids(`${DST}.a`), [1, 2, 3]);
+
+  await produceChanges(producer, t, [insert(4)]);
+  const moved = sinkConfig({ ...servers, prefix, groupId }, { tables: { [key]: { schema: DST, table: 'b' } } });
+  const err = await startSinkConnector(moved, log, { topicRefreshMs: 500 }).then(
+    async (s) => {
+      await s.stop();
+      return null;
+    },
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof ConfigError, `refused at start, got ${String(err)}`);
+  assert.match(err.message, new RegExp(`tables\\."${SRC}\\.t": ${t.topic.replace(/\./g, '\\.')} was applied into ${DST}\\.a up to offset \\d+ \\(group ${groupId}\\), and is now mapped to ${DST}\\.b`));
+  assert.equal(err.context?.key, `tables."${key}"`);
+  assert.match(err.remedy ?? '', /replay .*--to-offset 0/);
+  assert.match(err.remedy ?? '', /DELETE FROM shardbridge\.sink_mappings/);
+  assert.deepEqual(await ids(`${DST}.b`), [], 'nothing applied into the new table');
+
+  // A column renamed by the mapping is a change too.
+  const renamed = sinkConfig({ ...servers, prefix, groupId }, { tables: { [key]: { schema: DST, table: 'a', columns: { v: 'w' } } } });
+  await assert.rejects(startSinkConnector(renamed, log), /columns v → w/);
+
+  // The remedy: replay the topic from 0 (sink stopped), then the new mapping takes every row.
+  const dir = mkdtempSync(join(tmpdir(), 'sb-drift-'));
+  try {
+    const cfg = join(dir, 'sink.json');
+    writeFileSync(cfg, JSON.stringify({ groupId, topicPrefix: prefix, kafka: { brokers: [servers.kafka] }, schemaRegistry: { url: servers.registry }, destination: { url: servers.destination } }));
+    let out = '';
+    const code = await main(['node', 'shardbridge', 'replay', '--sink-config', cfg, '--topic', t.topic, '--to-offset', '0', '--log-level', 'warn'], { stdout: (s) => (out += s), stderr: (s) => (out += s), env: {} });
+    assert.equal(code, 0, out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await applyOnce(moved, [t.topic]);
+  assert.deepEqual(await ids(`${DST}.b`), [1, 2, 3, 4]);
+});
+
+test('a new groupId over positions another group stored is said at start, naming the key; re-applied from offset 0 the rows are the same', async () => {
+  const { servers, db, producer } = file.env();
+  const prefix = uniqueTopic('sbdriftg');
+  const t = await sourceTable('g', prefix, 1); // one partition: a truncate of the test's producer is one record
+  await db.query(`CREATE TABLE ${DST}.g (id int PRIMARY KEY, v text)`);
+  await produceChanges(producer, t, [insert(1), insert(2), { kind: 'truncate' }, insert(3), { kind: 'delete', key: ['3', null] }, insert(4)]);
+  const first = `g-${ID}-first`;
+  const tables = { tables: { [`${SRC}.g`]: { schema: DST } } };
+  await applyOnce(sinkConfig({ ...servers, prefix, groupId: first }, tables), [t.topic]);
+  assert.deepEqual(await ids(`${DST}.g`), [4]);
+
+  const { logger, lines } = capturingLogger();
+  const second = `g-${ID}-second`;
+  await applyOnce(sinkConfig({ ...servers, prefix, groupId: second }, tables), [t.topic], logger);
+  assert.deepEqual(await ids(`${DST}.g`), [4], 'the same rows');
+  const warned = lines().find((l) => l.level === 40 && l.key === 'groupId');
+  assert.ok(warned, 'the new group is said at start');
+  assert.match(warned.msg, new RegExp(`groupId ${second} has applied none of these topics, but group\\(s\\) ${first} have`));
+});
+
+test('a sink whose topicPrefix changed says that its group applied topics under another prefix', async () => {
+  const { servers, db, producer } = file.env();
+  const [p1, p2] = [uniqueTopic('sbdriftp1'), uniqueTopic('sbdriftp2')];
+  const t1 = await sourceTable('p', p1);
+  await db.query(`CREATE TABLE ${DST}.p (id int PRIMARY KEY, v text)`);
+  await produceChanges(producer, t1, [insert(1)]);
+  const groupId = `g-${ID}-prefix`;
+  const tables = { tables: { [`${SRC}.p`]: { schema: DST } } };
+  await applyOnce(sinkConfig({ ...servers, prefix: p1, groupId }, tables), [t1.topic]);
+  const t2 = { ...t1, topic: `${p2}.${SRC}.p` };
+  await file.env().admin.ensureTopics([{ topic: t2.topic, partitions: 1, replicationFactor: 1 }]);
+  await produceChanges(producer, t2, [insert(2)]);
+  const { logger, lines } = capturingLogger();
+  await applyOnce(sinkConfig({ ...servers, prefix: p2, groupId }, tables), [t2.topic], logger);
+  assert.deepEqual(await ids(`${DST}.p`), [1, 2]);
+  const warned = lines().find((l) => l.level === 40 && l.key === 'topicPrefix');
+  assert.ok(warned, 'the prefix change is said at start');
+  assert.match(warned.msg, new RegExp(`group ${groupId} has applied 1 topic\\(s\\) outside this topicPrefix \\(${t1.topic.replace(/\./g, '\\.')}`));
+});

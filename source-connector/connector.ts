@@ -46,6 +46,7 @@ import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
 import type { TruncateFanout } from './envelope.ts';
+import { checkPublicationKept, unknownSlotError, warnLeftSlots } from './restart-drift.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -304,6 +305,10 @@ class ConnectorRun {
         remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
       });
     }
+    // Configuration changed while stopped (restart-drift.ts): another prefix's slot refused, an old slot named.
+    const unknownSlot = slot && unknownSlotError(state, { slot: cfg.slotName, topicPrefix: cfg.topicPrefix, snapshotTopic: this.topics.snapshot, mode: cfg.snapshot.mode });
+    if (unknownSlot) throw unknownSlot;
+    await warnLeftSlots(client, state, { slot: cfg.slotName, snapshotTopic: this.topics.snapshot }, this.log);
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
@@ -336,6 +341,7 @@ class ConnectorRun {
         slot = null;
       }
     }
+    if (slot) await checkPublicationKept(client, { slot: cfg.slotName, publication: cfg.publicationName, selected: this.source.tables.map(qualified) });
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
     // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
     const aligned = await alignmentPoint(client);

@@ -1,21 +1,26 @@
 /**
- * Configuration edited between two runs of the sink, on the real servers: a table mapping
- * changed after rows were applied is refused at start (the new destination table would start
- * empty at the stored offset), until the topic is replayed from 0; a new groupId or topicPrefix
- * over positions stored elsewhere is said at start.
+ * Configuration edited between two runs, on the real servers. Sink: a table mapping changed
+ * after rows were applied is refused at start (the new destination table would start empty at
+ * the stored offset), until the topic is replayed from 0; a new groupId or topicPrefix over
+ * positions stored elsewhere is said at start. Source: a new publicationName over the kept slot
+ * and a slot another topicPrefix's connector made are refused naming the key; an old slot left
+ * behind by a new slotName is named in a warning.
  */
-import { test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../shared/cli/main.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
+import { caughtUp, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const file = sinkTestFile('drift');
 const { ID, SRC, DST, log } = file;
@@ -126,4 +131,77 @@ test('a sink whose topicPrefix changed says that its group applied topics under 
   const warned = lines().find((l) => l.level === 40 && l.key === 'topicPrefix');
   assert.ok(warned, 'the prefix change is said at start');
   assert.match(warned.msg, new RegExp(`group ${groupId} has applied 1 topic\\(s\\) outside this topicPrefix \\(${t1.topic.replace(/\./g, '\\.')}`));
+});
+
+// The source's cases: a source cluster of this file's own (slot names are cluster-wide).
+let sourceEnv: SourceTestEnv | undefined;
+before(async () => {
+  sourceEnv = await startSourceTestEnv('config-drift');
+});
+after(async () => {
+  await sourceEnv?.close();
+});
+
+async function sourceDb(t: TestContext): Promise<{ url: string; client: import('pg').Client; slot: string; run: (extra: Record<string, unknown>, prefix: string) => Promise<{ lines: () => Record<string, any>[]; failure: Promise<unknown> }> }> {
+  const env = sourceEnv!;
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')`);
+  /** Start the connector with `extra`; stream until caught up and stop, or until it fails (`failure`: the error, else null). */
+  const run = async (extra: Record<string, unknown>, prefix: string) => {
+    const { logger, lines } = capturingLogger();
+    const conn = await startSourceConnector(testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, prefix, extra: { slotName: slot, ...extra } }), logger, { serveMetrics: false });
+    const failed = conn.done.then(() => null, (e: unknown) => e);
+    // Streaming, or failed (streaming() would poll on to its deadline after a failure).
+    const phase = await waitFor('the connector streaming or failed', () => ['streaming', 'failed'].find((p) => p === conn.state().phase), { timeoutMs: 60_000, intervalMs: 50 });
+    if (phase === 'streaming') {
+      await caughtUp(conn, await walLsn(client));
+      await conn.stop();
+      return { lines, failure: Promise.resolve(null) };
+    }
+    return { lines, failure: failed };
+  };
+  return { url, client, slot, run };
+}
+
+test('source: a publicationName changed over the kept slot is refused naming the key and the publication the slot streams through; nothing is created', async (t) => {
+  const { client, slot, run } = await sourceDb(t);
+  const prefix = uniquePrefix();
+  assert.equal(await (await run({ publicationName: 'pub_a' }, prefix)).failure, null);
+  await client.query(`INSERT INTO t VALUES (3, 'c')`);
+  const err = await (await run({ publicationName: 'pub_b' }, prefix)).failure;
+  assert.ok(err instanceof ConfigError, String(err));
+  assert.equal(err.context?.key, 'publicationName');
+  assert.match(err.message, new RegExp(`publication "pub_b" does not exist, but replication slot "${slot}" does`));
+  assert.match(err.remedy ?? '', /set publicationName back \(publications of this database listing the selected tables: pub_a\)/);
+  assert.equal((await client.query(`SELECT 1 FROM pg_publication WHERE pubname = 'pub_b'`)).rowCount, 0);
+  assert.equal(await (await run({ publicationName: 'pub_a' }, prefix)).failure, null, 'set back, it streams on');
+});
+
+test('source: a slot made under another topicPrefix is refused, naming the key, and kept', async (t) => {
+  const { client, slot, run } = await sourceDb(t);
+  const p1 = uniquePrefix();
+  assert.equal(await (await run({}, p1)).failure, null);
+  const p2 = uniquePrefix();
+  const err = await (await run({}, p2)).failure;
+  assert.ok(err instanceof ConfigError, String(err));
+  assert.equal(err.context?.key, 'topicPrefix');
+  assert.match(err.message, new RegExp(`replication slot "${slot}" exists, but ${p2}\\.__snapshot has no record of it`));
+  assert.match(err.remedy ?? '', /set topicPrefix back/);
+  assert.equal((await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).rowCount, 1, 'the slot is kept');
+  assert.equal(await (await run({ snapshot: { mode: 'never' } }, p2)).failure, null, 'under snapshot mode never the slot streams on into the new topics');
+});
+
+test('source: a slot left behind by a new slotName is named in a warning with its WAL and the statement that drops it', async (t) => {
+  const { client, slot, run } = await sourceDb(t);
+  const prefix = uniquePrefix();
+  assert.equal(await (await run({}, prefix)).failure, null);
+  const { lines, failure } = await run({ slotName: `${slot}_b` }, prefix);
+  assert.equal(await failure, null);
+  const warned = lines().find((l) => l.level === 40 && l.key === 'slotName');
+  assert.ok(warned, 'the old slot is named');
+  assert.equal(warned.leftSlot, slot);
+  assert.match(warned.msg, new RegExp(`replication slot "${slot}", which this connector made and published from .* still exists and holds back WAL`));
+  assert.match(warned.msg, new RegExp(`SELECT pg_drop_replication_slot\\('${slot}'\\)`));
+  await client.query('SELECT pg_drop_replication_slot($1)', [`${slot}_b`]);
+  await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
 });

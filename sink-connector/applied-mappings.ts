@@ -9,7 +9,9 @@
  *
  * The same read tells a changed `groupId` or `topicPrefix`: stored offsets of these topics under
  * other groups only, or of this group under other topics only (a warning each: the sink then
- * applies every topic from its first offset, which converges, but not quickly).
+ * applies every topic from its first offset, which converges, but not quickly). And a destination
+ * whose positions were stored reading another Kafka cluster (by its cluster id): offsets there
+ * name other records, so the start is refused.
  */
 import type pg from 'pg';
 import { ConfigError } from '../shared/errors.ts';
@@ -23,6 +25,7 @@ CREATE TABLE IF NOT EXISTS shardbridge.sink_mappings (
   dest_schema text NOT NULL,
   dest_table text NOT NULL,
   columns jsonb NOT NULL,
+  kafka_cluster text,
   recorded_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (group_id, topic)
 );
@@ -90,12 +93,18 @@ export function mappingDriftError(drift: readonly MappingDrift[], groupId: strin
  * topic already applied (ConfigError), then record the current mappings. Also warns when this
  * group has applied none of these topics while other groups, or other topics of this group, have.
  */
-export async function checkAndRecordMappings(client: pg.ClientBase, groupId: string, now: readonly TopicMapping[], log: Logger, opts: { atStart: boolean } = { atStart: true }): Promise<void> {
+export async function checkAndRecordMappings(
+  client: pg.ClientBase,
+  groupId: string,
+  now: readonly TopicMapping[],
+  log: Logger,
+  opts: { atStart: boolean; kafkaCluster: string | null },
+): Promise<void> {
   if (now.length === 0) return;
   const topics = now.map((m) => m.topic);
   const [{ rows: recordedRows }, { rows: offsetRows }] = await Promise.all([
-    client.query<{ topic: string; source_table: string; dest_schema: string; dest_table: string; columns: Record<string, string> }>(
-      'SELECT topic, source_table, dest_schema, dest_table, columns FROM shardbridge.sink_mappings WHERE group_id = $1 AND topic = ANY($2::text[])',
+    client.query<{ topic: string; source_table: string; dest_schema: string; dest_table: string; columns: Record<string, string>; kafka_cluster: string | null }>(
+      'SELECT topic, source_table, dest_schema, dest_table, columns, kafka_cluster FROM shardbridge.sink_mappings WHERE group_id = $1 AND topic = ANY($2::text[])',
       [groupId, topics],
     ),
     // Per group: the most applied of these topics, and (this group only) of other topics.
@@ -112,18 +121,36 @@ export async function checkAndRecordMappings(client: pg.ClientBase, groupId: str
     [groupId, topics],
   );
   const applied = new Map(appliedRows.map((r) => [r.topic, BigInt(r.applied)]));
+  const foreign = recordedRows.filter((r) => (applied.get(r.topic) ?? 0n) > 0n && r.kafka_cluster !== null && opts.kafkaCluster !== null && r.kafka_cluster !== opts.kafkaCluster);
+  if (foreign.length > 0) throw otherClusterError(foreign, groupId, opts.kafkaCluster!);
   const drift = mappingDrift(now, recorded, applied);
   if (drift.length > 0) throw mappingDriftError(drift, groupId);
   // A topic that appears while the sink runs is new: nothing of it was applied anywhere.
   if (opts.atStart) warnElsewhere(offsetRows, groupId, log);
   await client.query(
-    `INSERT INTO shardbridge.sink_mappings (group_id, topic, source_table, dest_schema, dest_table, columns)
-     SELECT $1, u.topic, u.source_table, u.dest_schema, u.dest_table, u.columns
+    `INSERT INTO shardbridge.sink_mappings (group_id, topic, source_table, dest_schema, dest_table, columns, kafka_cluster)
+     SELECT $1, u.topic, u.source_table, u.dest_schema, u.dest_table, u.columns, $7
        FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[]) AS u(topic, source_table, dest_schema, dest_table, columns)
      ON CONFLICT (group_id, topic) DO UPDATE SET source_table = EXCLUDED.source_table, dest_schema = EXCLUDED.dest_schema,
-       dest_table = EXCLUDED.dest_table, columns = EXCLUDED.columns, recorded_at = now()
-     WHERE (sink_mappings.dest_schema, sink_mappings.dest_table, sink_mappings.columns) IS DISTINCT FROM (EXCLUDED.dest_schema, EXCLUDED.dest_table, EXCLUDED.columns)`,
-    [groupId, topics, now.map((m) => m.source), now.map((m) => m.destSchema), now.map((m) => m.destTable), now.map((m) => JSON.stringify(m.columns))],
+       dest_table = EXCLUDED.dest_table, columns = EXCLUDED.columns, kafka_cluster = COALESCE(EXCLUDED.kafka_cluster, sink_mappings.kafka_cluster), recorded_at = now()
+     WHERE (sink_mappings.dest_schema, sink_mappings.dest_table, sink_mappings.columns, sink_mappings.kafka_cluster)
+           IS DISTINCT FROM (EXCLUDED.dest_schema, EXCLUDED.dest_table, EXCLUDED.columns, COALESCE(EXCLUDED.kafka_cluster, sink_mappings.kafka_cluster))`,
+    [groupId, topics, now.map((m) => m.source), now.map((m) => m.destSchema), now.map((m) => m.destTable), now.map((m) => JSON.stringify(m.columns)), opts.kafkaCluster],
+  );
+}
+
+/** Pure: the refusal of positions stored while reading another Kafka cluster. */
+export function otherClusterError(rows: readonly { topic: string; kafka_cluster: string | null }[], groupId: string, kafkaCluster: string): ConfigError {
+  const g = groupId.replace(/'/g, "''");
+  return new ConfigError(
+    `the destination holds positions of group ${groupId} stored while reading Kafka cluster ${rows[0].kafka_cluster} (${rows.map((r) => r.topic).join(', ')}), and this sink reads cluster ${kafkaCluster}: ` +
+      'those offsets are positions in another cluster\'s topics, and applied on they would skip or stall this cluster\'s records',
+    {
+      context: { key: 'destination', group: groupId, topic: rows[0].topic },
+      remedy:
+        'point destination (or kafka.brokers) at the pair that belong together; to apply this cluster\'s topics into this destination from the start, empty its tables and forget the old positions: ' +
+        `DELETE FROM shardbridge.sink_offsets WHERE group_id = '${g}'; DELETE FROM shardbridge.sink_mappings WHERE group_id = '${g}'`,
+    },
   );
 }
 

@@ -129,7 +129,7 @@ function warnMerged(targets: ReturnType<TargetFor>[], log: Logger): void {
  * while one is not distributed.
  */
 export async function checkTables(
-  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone; sourceOfTopic?: SourceOfTopic },
+  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone; sourceOfTopic?: SourceOfTopic; kafkaCluster: string | null },
   topics: readonly string[],
 ): Promise<void> {
   const { config, log } = deps;
@@ -172,7 +172,7 @@ export async function checkTables(
   // Before anything is consumed: a mapping changed since its topic was applied is refused here.
   const mappings = topicMappings(config, topics, sources, deps.targetFor);
   await deps.untilDone('check the table mappings against shardbridge.sink_mappings', () =>
-    withPooledClient(deps.pool, (client) => checkAndRecordMappings(client, config.groupId, mappings, log)),
+    withPooledClient(deps.pool, (client) => checkAndRecordMappings(client, config.groupId, mappings, log, { atStart: true, kafkaCluster: deps.kafkaCluster })),
   );
   if (found === null) return;
   const required = config.citus.requireDistributed;

@@ -133,6 +133,26 @@ test('a sink whose topicPrefix changed says that its group applied topics under 
   assert.match(warned.msg, new RegExp(`group ${groupId} has applied 1 topic\\(s\\) outside this topicPrefix \\(${t1.topic.replace(/\./g, '\\.')}`));
 });
 
+test('a destination whose positions were stored reading another Kafka cluster is refused, naming the key and both clusters', async () => {
+  const { servers, db, producer } = file.env();
+  const prefix = uniqueTopic('sbdriftk');
+  const t = await sourceTable('k', prefix, 1);
+  await db.query(`CREATE TABLE ${DST}.k (id int PRIMARY KEY, v text)`);
+  await produceChanges(producer, t, [insert(1), insert(2)]);
+  const groupId = `g-${ID}-cluster`;
+  const config = sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.k`]: { schema: DST } } });
+  await applyOnce(config, [t.topic]);
+  const { rows } = await db.query('SELECT kafka_cluster FROM shardbridge.sink_mappings WHERE group_id = $1', [groupId]);
+  assert.ok(rows[0]?.kafka_cluster, 'the cluster id is recorded');
+  // As a destination restored from another environment would hold them.
+  await db.query(`UPDATE shardbridge.sink_mappings SET kafka_cluster = 'another-cluster' WHERE group_id = $1`, [groupId]);
+  const err = await startSinkConnector(config, log).then(async (s) => (await s.stop(), null), (e: unknown) => e);
+  assert.ok(err instanceof ConfigError, String(err));
+  assert.equal(err.context?.key, 'destination');
+  assert.match(err.message, new RegExp(`positions of group ${groupId} stored while reading Kafka cluster another-cluster \\(${t.topic.replace(/\./g, '\\.')}\\), and this sink reads cluster ${rows[0].kafka_cluster}`));
+  assert.match(err.remedy ?? '', /DELETE FROM shardbridge\.sink_offsets WHERE group_id/);
+});
+
 // The source's cases: a source cluster of this file's own (slot names are cluster-wide).
 let sourceEnv: SourceTestEnv | undefined;
 before(async () => {

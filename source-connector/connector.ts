@@ -347,7 +347,8 @@ class ConnectorRun {
     const aligned = await alignmentPoint(client);
     let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
     if (!slot) {
-      const earlier = cfg.snapshot.mode === 'initial' && this.source.tables.some((t) => state.tables.has(qualified(t)));
+      // A slot that published (also under snapshot mode never) may have sent rows its drop leaves stale: truncate first.
+      const earlier = cfg.snapshot.mode === 'initial' && (verdict.publishedFromSlot || this.source.tables.some((t) => state.tables.has(qualified(t))));
       if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
       const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
       try {

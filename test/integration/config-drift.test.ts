@@ -20,7 +20,7 @@ import { sinkTestFile } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
-import { caughtUp, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { caughtUp, finalStateInTopicOrder, readDecoded, RegistryDecoder, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const file = sinkTestFile('drift');
 const { ID, SRC, DST, log } = file;
@@ -224,4 +224,17 @@ test('source: a slot left behind by a new slotName is named in a warning with it
   assert.match(warned.msg, new RegExp(`SELECT pg_drop_replication_slot\\('${slot}'\\)`));
   await client.query('SELECT pg_drop_replication_slot($1)', [`${slot}_b`]);
   await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+});
+
+test('source: snapshot mode never, then initial: the slot that streamed is dropped, and its topic truncated before the snapshot, so a row deleted while stopped does not stay', async (t) => {
+  const { client, run } = await sourceDb(t);
+  const prefix = uniquePrefix();
+  assert.equal(await (await run({ snapshot: { mode: 'never' } }, prefix)).failure, null);
+  await client.query(`INSERT INTO t VALUES (3, 'c')`);
+  assert.equal(await (await run({ snapshot: { mode: 'never' } }, prefix)).failure, null, 'row 3 streamed');
+  await client.query(`DELETE FROM t WHERE id = 3`); // in the slot only: the next start drops it
+  assert.equal(await (await run({}, prefix)).failure, null);
+  const decoder = new RegistryDecoder(sourceEnv!.registryUrl);
+  const rows = [...finalStateInTopicOrder(await readDecoded(sourceEnv!.kafka, decoder, `${prefix}.public.t`)).values()].map((r) => r.id).sort();
+  assert.deepEqual(rows, ['1', '2'], 'the topic describes the table');
 });

@@ -27,7 +27,8 @@ import { completeSnapshots, controlTopicKind, isSinkTopic, snapshotStatuses } fr
 import type { RecordDecoder } from './decode.ts';
 import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { PositionTracker, tpKey } from './offsets.ts';
-import { checkTables, openDestination, type UntilDone } from './destination-start.ts';
+import { checkTables, openDestination, topicMappings, type UntilDone } from './destination-start.ts';
+import { checkAndRecordMappings } from './applied-mappings.ts';
 import { pastEndStalls, planStart, readCommitted, readStored } from './join-positions.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
@@ -159,6 +160,8 @@ class SinkRuntime {
     this.admin = this.kafka.admin();
     const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
     let topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
+    // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
+    const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
     const sourceOfTopic = async (topic: string) => {
@@ -166,7 +169,7 @@ class SinkRuntime {
       return latest && namedSourceTable(latest.schema);
     };
     await this.step(
-      checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone, sourceOfTopic }, topics),
+      checkTables({ config, pool, states: this.states, targetFor: this.targetFor, citus, log, untilDone: this.untilDone, sourceOfTopic, kafkaCluster }, topics),
       `cannot use ${destination}`,
       destinationRemedy,
     );
@@ -221,7 +224,14 @@ class SinkRuntime {
     this.every(refreshMs, async () => {
       topics = await this.listSinkTopics();
       if (topics.some((t) => !this.topics.has(t))) {
-        log.info({ topics: topics.filter((t) => !this.topics.has(t)) }, 'new topics under the prefix: re-subscribing');
+        const added = topics.filter((t) => !this.topics.has(t));
+        log.info({ topics: added }, 'new topics under the prefix: re-subscribing');
+        // Recorded now, so that a mapping changed before the next start is compared with this one.
+        const named = await Promise.all(added.map(async (topic) => ({ ...(await sourceOfTopic(topic).catch(() => null)), topic })));
+        const sources = named.flatMap((n) => (n.schema === undefined || n.table === undefined ? [] : [{ schema: n.schema, table: n.table, topic: n.topic }]));
+        await withPooledClient(pool, (client) => checkAndRecordMappings(client, config.groupId, topicMappings(config, added, sources, this.targetFor), log, { atStart: false, kafkaCluster })).catch(
+          (err: unknown) => log.warn({ err }, 'could not record the table mappings of the new topics'),
+        );
         await this.restartConsumer(topics);
       }
     });

@@ -15,6 +15,7 @@ import { splitQualifiedName } from '../shared/sql.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
 import { ensureSinkTables } from './offsets.ts';
+import { checkAndRecordMappings, type TopicMapping } from './applied-mappings.ts';
 import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
 import type { TableStates } from './table-state.ts';
 
@@ -97,6 +98,20 @@ async function realNames(candidates: readonly KnownTable[], sourceOf: SourceOfTo
   return renamed;
 }
 
+/**
+ * Each table topic's mapping as the configuration gives it now. The source table is the one the
+ * topic's name gives, or the real name found in the registry for it (`sources`).
+ */
+export function topicMappings(config: Pick<SinkConfig, 'topicPrefix'>, topics: readonly string[], sources: readonly KnownTable[], targetFor: TargetFor): TopicMapping[] {
+  const byTopic = new Map(sources.flatMap((s) => (s.topic === undefined ? [] : [[s.topic, s] as const])));
+  return topics.flatMap((topic) => {
+    if (controlTopicKind(topic, config.topicPrefix)) return [];
+    const s = byTopic.get(topic) ?? tableFromTopic(topic, config.topicPrefix);
+    const t = targetFor(s.schema, s.table);
+    return [{ topic, source: `${s.schema}.${s.table}`, destSchema: t.schema, destTable: t.table, columns: { ...t.columns } }];
+  });
+}
+
 function warnMerged(targets: ReturnType<TargetFor>[], log: Logger): void {
   const merged = new Map<readonly string[], string>();
   for (const t of targets) if (t.sources.length > 1) merged.set(t.sources, `${t.schema}.${t.table}`);
@@ -114,7 +129,7 @@ function warnMerged(targets: ReturnType<TargetFor>[], log: Logger): void {
  * while one is not distributed.
  */
 export async function checkTables(
-  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone; sourceOfTopic?: SourceOfTopic },
+  deps: { config: SinkConfig; pool: pg.Pool; states: TableStates; targetFor: TargetFor; citus: CitusInfo; log: Logger; untilDone: UntilDone; sourceOfTopic?: SourceOfTopic; kafkaCluster: string | null },
   topics: readonly string[],
 ): Promise<void> {
   const { config, log } = deps;
@@ -142,7 +157,10 @@ export async function checkTables(
         const stale = new Set([...renamed.keys()].map(destName));
         const again = await read([...renamed.values()]);
         found = { missing: [...found.missing.filter((m) => !stale.has(m)), ...again.missing], local: [...found.local, ...again.local] };
-        sources = sources.map((s) => renamed.get(s) ?? s);
+        sources = sources.map((s) => {
+          const real = renamed.get(s);
+          return real ? { ...real, topic: s.topic } : s;
+        });
       }
     }
   } catch (err) {
@@ -151,6 +169,11 @@ export async function checkTables(
     log.warn({ err: (err as Error).message }, 'could not read the destination tables at start');
   }
   warnMerged(sources.map(target), log);
+  // Before anything is consumed: a mapping changed since its topic was applied is refused here.
+  const mappings = topicMappings(config, topics, sources, deps.targetFor);
+  await deps.untilDone('check the table mappings against shardbridge.sink_mappings', () =>
+    withPooledClient(deps.pool, (client) => checkAndRecordMappings(client, config.groupId, mappings, log, { atStart: true, kafkaCluster: deps.kafkaCluster })),
+  );
   if (found === null) return;
   const required = config.citus.requireDistributed;
   const refused = [...found.local, ...found.missing.map((m) => `${m} (missing)`)];

@@ -12,6 +12,7 @@ import type { Logger } from '../shared/logger.ts';
 import { heldPastWait, HOLDER_COLUMNS, isLockTimeout, withLockTimeout, type HeldLock } from './lock-holder.ts';
 import { STAGING_SCHEMA } from './upsert-batch.ts';
 import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
+import { CREATE_MAPPINGS_SQL } from './applied-mappings.ts';
 import { createOwnSchemasSql, quoteLiteral } from '../shared/sql.ts';
 import type { StallInfo } from './stall.ts';
 
@@ -63,7 +64,7 @@ export const tpKey = (topic: string, partition: number): string => `${topic}\u00
 export async function ensureSinkTables(client: pg.ClientBase): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await client.query(CREATE_SINK_TABLES_SQL + BARRIER_TABLES_SQL);
+      await client.query(CREATE_SINK_TABLES_SQL + BARRIER_TABLES_SQL + CREATE_MAPPINGS_SQL);
       return;
     } catch (err) {
       const code = (err as { code?: string }).code;

@@ -47,6 +47,7 @@ import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
 import type { TruncateFanout } from './envelope.ts';
+import { checkPublicationKept, unknownSlotError, warnLeftSlots } from './restart-drift.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -314,6 +315,11 @@ class ConnectorRun {
         remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
       });
     }
+    // Configuration changed while stopped (restart-drift.ts): another prefix's slot refused, an old slot named.
+    const topicsExisted = this.selectedVersions().some((v) => !this.freshTopics.has(v.topic));
+    const unknownSlot = slot && unknownSlotError(state, { slot: cfg.slotName, topicPrefix: cfg.topicPrefix, snapshotTopic: this.topics.snapshot, mode: cfg.snapshot.mode, topicsExisted });
+    if (unknownSlot) throw unknownSlot;
+    await warnLeftSlots(client, state, { slot: cfg.slotName, snapshotTopic: this.topics.snapshot }, this.log);
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
     if (snapshotTopicLost(state, slot !== null)) {
       this.log.warn(
@@ -352,12 +358,17 @@ class ConnectorRun {
         slot = null;
       }
     }
+    if (slot) await checkPublicationKept(client, { slot: cfg.slotName, publication: cfg.publicationName, selected: this.source.tables.map(qualified) });
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
     // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
     const aligned = await alignmentPoint(client);
     let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
     if (!slot) {
-      const earlier = cfg.snapshot.mode === 'initial' && (await snapshottedBefore(this.admin, this.selectedVersions(), state, this.freshTopics, this.log)).length > 0;
+      // A slot that published (also under snapshot mode never) may have sent rows its drop leaves stale; so may a
+      // table with a marker, or records in its topic without one (earlier-snapshots.ts): truncate first.
+      const earlier =
+        cfg.snapshot.mode === 'initial' &&
+        (verdict.publishedFromSlot || (await snapshottedBefore(this.admin, this.selectedVersions(), state, this.freshTopics, this.log)).length > 0);
       if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
       const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
       try {

@@ -10,7 +10,7 @@ import { formatCount, renderTable } from './format.ts';
 
 const DEFERRED_FK_TABLE = 'shardbridge.deferred_foreign_keys';
 /** The sink's tables keyed by topic. */
-const PER_TOPIC_TABLES = ['shardbridge.sink_offsets', 'shardbridge.snapshot_status', 'shardbridge.stalls'];
+const PER_TOPIC_TABLES = ['shardbridge.sink_offsets', 'shardbridge.sink_mappings', 'shardbridge.snapshot_status', 'shardbridge.stalls'];
 
 export interface CleanupOptions {
   force: boolean;

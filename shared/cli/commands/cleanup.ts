@@ -29,7 +29,7 @@ import {
 } from '../../migration/gather.ts';
 
 const PEEK_LIMIT = 100_000;
-const CONTROL_TABLES = ['sink_offsets', 'snapshot_status', 'sequence_sync', 'stalls', 'deferred_foreign_keys'];
+const CONTROL_TABLES = ['sink_offsets', 'sink_mappings', 'snapshot_status', 'sequence_sync', 'stalls', 'deferred_foreign_keys'];
 
 export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const source = ctx.sourceConfig();

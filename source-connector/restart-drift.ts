@@ -1,0 +1,82 @@
+/**
+ * Configuration edited while the connector was stopped, told from what the slot and the
+ * `__snapshot` topic remember (docs/migration-runbook.md, "Changing the configuration"):
+ *
+ * - `publicationName` changed: pgoutput reads each change through the publication as the
+ *   catalog was when the change was written, so the kept slot cannot stream through a
+ *   publication created now (PostgreSQL answers `publication "…" does not exist`, which reads
+ *   like a lost slot). Refused before the publication is made.
+ * - `topicPrefix` changed: the slot exists but this prefix's `__snapshot` topic knows nothing of
+ *   it, and none of its table topics existed (when they did, `__snapshot` itself was deleted or
+ *   emptied: earlier-snapshots.ts takes the snapshot again after a truncate). Taken on, the slot would be dropped and a first snapshot taken into the new topics with no
+ *   truncate before it: rows deleted while the connector was stopped would stay at a destination
+ *   that already holds the old topics' rows. Refused (snapshot mode `initial` only: under `never`
+ *   the slot streams on into the new topics, losing nothing).
+ * - `slotName` changed: every table's snapshot belongs to the old slot, so all are taken again
+ *   from a new one, and the old slot, still there, holds back WAL for good. Warned, naming it.
+ */
+import type pg from 'pg';
+import { ConfigError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { SnapshotState } from './control-topics.ts';
+
+const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** Pure: the refusal of a slot this prefix's `__snapshot` topic has no record of; null when it has one. */
+export function unknownSlotError(
+  state: SnapshotState,
+  /** `topicsExisted`: a selected table's topic was there before this process: `__snapshot` was lost (earlier-snapshots.ts), not the prefix changed. */
+  args: { slot: string; topicPrefix: string; snapshotTopic: string; mode: string; topicsExisted: boolean },
+): ConfigError | null {
+  if (args.mode !== 'initial' || args.topicsExisted || state.slots.size > 0 || state.tables.size > 0) return null;
+  return new ConfigError(
+    `replication slot "${args.slot}" exists, but ${args.snapshotTopic} has no record of it nor of any snapshot: it was made by a connector with another topicPrefix (or by hand). ` +
+      `Taken on, it would be dropped and every table copied into new topics without the truncate that empties the destination first`,
+    {
+      context: { key: 'topicPrefix', slot: args.slot, topicPrefix: args.topicPrefix },
+      remedy:
+        `set topicPrefix back to the prefix the slot was made with; or, to start over under "${args.topicPrefix}": stop the sink, drop the slot (SELECT pg_drop_replication_slot(${literal(args.slot)})), ` +
+        'empty the destination tables (rows deleted while the connector was stopped are in no snapshot), set the sink\'s topicPrefix too, and start both',
+    },
+  );
+}
+
+/** Refuse a kept slot whose publication does not exist (yet): pgoutput could not stream its changes through it. */
+export async function checkPublicationKept(client: pg.ClientBase, args: { slot: string; publication: string; selected: readonly string[] }): Promise<void> {
+  const { rows } = await client.query<{ pubname: string; mine: boolean }>(
+    `SELECT p.pubname, p.pubname = $1 AS mine FROM pg_publication p
+      WHERE p.pubname = $1 OR EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname || '.' || t.tablename = ANY($2::text[]))
+      ORDER BY 1`,
+    [args.publication, args.selected],
+  );
+  if (rows.some((r) => r.mine)) return;
+  const others = rows.map((r) => r.pubname);
+  throw new ConfigError(
+    `publication "${args.publication}" does not exist, but replication slot "${args.slot}" does: pgoutput reads each change through the publication as it was when the change was written, ` +
+      `so the slot cannot stream through a publication made now (PostgreSQL would answer: publication "${args.publication}" does not exist)`,
+    {
+      context: { key: 'publicationName', slot: args.slot, publication: args.publication },
+      remedy:
+        (others.length > 0 ? `set publicationName back (publications of this database listing the selected tables: ${others.join(', ')}); ` : 'set publicationName back to the publication the slot was made with; ') +
+        `to change it, start over from a new slot: drop this one (SELECT pg_drop_replication_slot(${literal(args.slot)})) and start: every table is copied again, after a truncate of its topic`,
+    },
+  );
+}
+
+/** Slots this connector's `__snapshot` topic says it made and published from, other than `slot`, that still exist: warned at each start. */
+export async function warnLeftSlots(client: pg.ClientBase, state: SnapshotState, args: { slot: string; snapshotTopic: string }, log: Logger): Promise<void> {
+  const others = [...state.slots.keys()].filter((s) => s !== args.slot);
+  if (others.length === 0) return;
+  const { rows } = await client.query<{ slot_name: string; retained: string | null }>(
+    `SELECT slot_name, (pg_current_wal_lsn() - restart_lsn)::bigint::text AS retained FROM pg_replication_slots
+      WHERE slot_name = ANY($1::text[]) AND database = current_database() AND NOT active ORDER BY 1`,
+    [others],
+  );
+  for (const r of rows) {
+    log.warn(
+      { key: 'slotName', slot: args.slot, leftSlot: r.slot_name, retainedBytes: r.retained === null ? null : Number(r.retained) },
+      `replication slot "${r.slot_name}", which this connector made and published from (${args.snapshotTopic}), still exists and holds back WAL (${r.retained ?? '?'} bytes) while slotName is "${args.slot}": ` +
+        `the tables' snapshots from it do not count for "${args.slot}". If slotName was changed by mistake, set it back; else drop the old slot once no connector uses it: SELECT pg_drop_replication_slot(${literal(r.slot_name)})`,
+    );
+  }
+}

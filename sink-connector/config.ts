@@ -74,6 +74,9 @@ export const sinkConfigSchema = z.strictObject({
       // without end: the destination ends such a session after this long idle in its
       // transaction (its batch rolls back; applied later, it finds the new owner's offset).
       idleInTransactionTimeoutMs: positiveInt().default(30_000),
+      // A batch in its destination transaction this long is looked at: when it waits for a lock
+      // another session holds, the holder is named in a warning (lock-watch.ts). 0: off.
+      lockWaitWarnMs: z.number().int().nonnegative().default(10_000),
     })
     .prefault({}),
   // What one Kafka fetch may hold. The sink holds the batches its apply lanes have taken (at

@@ -11,7 +11,7 @@
  * Topics: kafkajs resolves a subscription once, so the topic list under the prefix is
  * re-read every `topicRefreshMs` and the consumer restarted when a table topic appears.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import type { Registry } from 'prom-client';
 import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -20,9 +20,10 @@ import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { atServer, RetriableError } from '../shared/errors.ts';
 import { destinationRemedy, metricsPortError } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
+import { withUserOptions } from '../shared/pg-types.ts';
 import { retryUntilAborted } from '../shared/retry.ts';
 import { withPooledClient } from './destination-errors.ts';
-import { APPLY_CONCURRENCY, type SinkConfig } from './config.ts';
+import { APPLY_CONCURRENCY, connectionConfig, type SinkConfig } from './config.ts';
 import { completeSnapshots, controlTopicKind, isSinkTopic, snapshotStatuses } from './control.ts';
 import type { RecordDecoder } from './decode.ts';
 import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
@@ -38,6 +39,7 @@ import { describeStall, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
+import { LockWatch } from './lock-watch.ts';
 
 /** Tables named in the line of snapshots completing together. */
 const SNAPSHOTS_NAMED = 10;
@@ -111,6 +113,7 @@ class SinkRuntime {
   private timers: NodeJS.Timeout[] = [];
   private readonly concurrency: number;
   private readonly lanes: ApplyLanes;
+  private lockWatch: LockWatch | null = null;
 
   constructor(
     private readonly config: SinkConfig,
@@ -191,6 +194,17 @@ class SinkRuntime {
       deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
     const states = this.states;
+    if (config.batch.lockWaitWarnMs > 0) {
+      // Its own session: the lanes' are the ones waiting. Opened at the first batch in its transaction for long.
+      const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}-lockwatch` });
+      this.lockWatch = new LockWatch({
+        warnMs: config.batch.lockWaitWarnMs,
+        lanes: this.concurrency,
+        logger: log,
+        gauge: this.m.lockWaiting,
+        client: () => new pg.Client({ ...conn, connectionTimeoutMillis: 5_000, options: withUserOptions(conn.options, '-c statement_timeout=5000') }),
+      });
+    }
     ({ decoder: this.decoder, stalls: this.stalls, processor: this.processor } = wireProcessor({
       config,
       thresholds: this.opts,
@@ -203,6 +217,7 @@ class SinkRuntime {
       metrics: this.m,
       deadLetter,
       logger: log,
+      lockWatch: this.lockWatch,
       offsetRange: async (topic, partition) => {
         const r = (await this.admin!.offsetRanges(topic)).find((x) => x.partition === partition);
         if (!r) throw new RetriableError(`Kafka reports no offsets for ${topic}[${partition}]`, { context: { topic, partition } });
@@ -250,6 +265,7 @@ class SinkRuntime {
       await this.groupCommits?.flush();
       await this.consumer?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
       await this.lanes.drain();
+      await this.lockWatch?.stop();
       await this.producer?.disconnect().catch(() => {});
       await this.admin?.disconnect().catch(() => {});
       await this.pool?.end().catch(() => {});

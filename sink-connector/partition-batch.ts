@@ -27,6 +27,7 @@ import { classifyGap, lostRecordsStall, pastEnd, pastEndStall, type GapTables } 
 import { FastRowPlanner, type BinaryLayout, type RecordSchemas } from './fast-rows.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import type { LaneWork } from './apply-lanes.ts';
+import type { LockWatch } from './lock-watch.ts';
 
 export interface BatchDeps {
   prefix: string;
@@ -48,6 +49,8 @@ export interface BatchDeps {
   /** The partition's first offset Kafka has (log start) and its end: asked only when a gap or a stored offset past the end is seen. */
   offsetRange: (topic: string, partition: number) => Promise<{ start: bigint; end: bigint }>;
   logger: Logger;
+  /** Says who blocks a batch waiting for a lock in its transaction (lock-watch.ts); null: off. */
+  lockWatch?: LockWatch | null;
 }
 
 /** What the batch handler may do to the consumer that delivered the batch. */
@@ -359,7 +362,10 @@ export class BatchProcessor {
     let tooBig = 0;
     return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, async () => {
       try {
-        return await withPooledClient(this.deps.pool, (client) => applyChunk(client, chunk, this.deps.apply, gapFrom));
+        const watch = this.deps.lockWatch;
+        return await withPooledClient(this.deps.pool, (client) =>
+          watch ? watch.during(client, chunk, () => applyChunk(client, chunk, this.deps.apply, gapFrom)) : applyChunk(client, chunk, this.deps.apply, gapFrom),
+        );
       } catch (err) {
         if (tooBigForOneGo(err) && ++tooBig >= TOO_BIG_RETRIES) throw inHalves(err as ShardBridgeError);
         throw err;

@@ -18,6 +18,7 @@ import { BatchProcessor } from './partition-batch.ts';
 import type { TargetFor } from './schema-compile.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { Stalls } from './stall.ts';
+import type { LockWatch } from './lock-watch.ts';
 import type { TableStates } from './table-state.ts';
 
 export interface ProcessorThresholds {
@@ -43,6 +44,8 @@ export interface ProcessorDeps {
   offsetRange: (topic: string, partition: number) => Promise<{ start: bigint; end: bigint }>;
   /** A stalled partition's retry is due: the runtime resumes it. */
   onStallRetry: (topic: string, partition: number) => void;
+  /** The lock watchdog (batch.lockWaitWarnMs); null: off. */
+  lockWatch: LockWatch | null;
 }
 
 export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stalls: Stalls; processor: BatchProcessor } {
@@ -95,6 +98,7 @@ export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stall
     sizing,
     offsetRange: d.offsetRange,
     logger: log,
+    lockWatch: d.lockWatch,
   });
   return { decoder, stalls, processor };
 }

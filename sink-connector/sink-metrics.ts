@@ -23,6 +23,7 @@ export interface SinkMetrics {
   transcodedRows: Counter<'table' | 'format'>;
   directCopyConflicts: Counter<'table'>;
   laneBatches: Gauge<'state'>;
+  lockWaiting: Gauge<string>;
   fetches: Counter<'result'>;
   typeMismatches: Gauge<'table' | 'column' | 'source_type' | 'destination_type'>;
 }
@@ -59,6 +60,10 @@ export function createSinkMetrics(connector: string): SinkMetrics {
       'lane_batches',
       'Fetched batches taken by the apply lanes: applying, or waiting for one of the workers (waiting > 0 while the sink or the destination is the bottleneck)',
       ['state'],
+    ),
+    lockWaiting: metrics.gauge(
+      'lock_waiting_batches',
+      'Batches whose destination transaction waits for a lock another session holds, as the lock watchdog last saw (batch.lockWaitWarnMs)',
     ),
     typeMismatches: metrics.gauge(
       'column_type_mismatches',

@@ -65,7 +65,7 @@ test('defaults are applied to a minimal sink config', () => {
     overrides: { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } },
   });
   assert.equal(c.groupId, 'shardbridge-sink');
-  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off', idleInTransactionTimeoutMs: 30_000 });
+  assert.deepEqual(c.batch, { maxRows: 10_000, maxWaitMs: 50, adaptive: true, directCopy: true, transcode: true, binaryCopy: true, synchronousCommit: 'off', idleInTransactionTimeoutMs: 30_000, lockWaitWarnMs: 10_000 });
   assert.deepEqual(c.citus, { maxCachedConnsPerWorker: 16, enableDeadlockPrevention: false, requireDistributed: false });
   assert.deepEqual(c.consumer, { maxBytesPerPartition: 1024 * 1024, maxBytes: 3 * 1024 * 1024, minBytes: 64 * 1024, idleMaxWaitMs: 500 });
   assert.equal(c.truncate, 'apply');
@@ -83,6 +83,15 @@ test('heapGrowingPercent: 0 (V8\'s own) up to 1000, named when wrong', () => {
   assert.equal(loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, heapGrowingPercent: 50 } }).heapGrowingPercent, 50);
   assert.match(configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, heapGrowingPercent: -1 } })), /^config: heapGrowingPercent: /);
   assert.match(configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, heapGrowingPercent: 2.5 } })), /^config: heapGrowingPercent: /);
+});
+
+test('batch.lockWaitWarnMs: 0 turns the lock watchdog off; a negative or fractional value is named', () => {
+  const sink = { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } };
+  assert.equal(loadSinkConfig({ env: {}, overrides: { ...sink, batch: { lockWaitWarnMs: 0 } } }).batch.lockWaitWarnMs, 0);
+  assert.equal(loadSinkConfig({ env: { SHARDBRIDGE_SINK_BATCH__LOCK_WAIT_WARN_MS: '2500' }, overrides: sink }).batch.lockWaitWarnMs, 2_500);
+  for (const bad of [-1, 2.5]) {
+    assert.match(configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, batch: { lockWaitWarnMs: bad } } })), /^config: batch\.lockWaitWarnMs: /);
+  }
 });
 
 test('YAML and JSON files are read', () => {

@@ -16,6 +16,8 @@ const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:@/?#"'`<>[\]]*:)(?!\d+(?:[/?
 const URL_QUERY_PASSWORD = /([?&][a-z_]*password=)[^&\s"'`<>#]*/gi;
 /** libpq keyword form: `host=h password=secret` or `password='se cret'`. */
 const KEYWORD_PASSWORD = /(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'"&]+)/gi;
+/** SQL a session ran, quoted from pg_stat_activity (the sink's lock watchdog): `ALTER ROLE r PASSWORD 'secret'`, `ENCRYPTED PASSWORD 'x'`. */
+const SQL_PASSWORD = /(\bpassword\s+)('(?:[^']|'')*')/gi;
 
 /**
  * HTTP credentials a server may echo back in an error body: `Basic dXNlcjpwdw==`, `Bearer eyJ...`.
@@ -23,13 +25,14 @@ const KEYWORD_PASSWORD = /(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'"&]+)/gi;
  */
 const HTTP_AUTH = /\b(Basic|Bearer)(\s+)(?=[A-Za-z0-9+/._~-]*[A-Z0-9+/=])[A-Za-z0-9+/._~-]{6,}=*/g;
 
-/** Mask every password inside URLs (postgres://, postgresql://, http://…), libpq keyword strings and HTTP auth tokens in `text`. */
+/** Mask every password inside URLs (postgres://, postgresql://, http://…), libpq keyword strings, SQL's `PASSWORD '…'` and HTTP auth tokens in `text`. */
 export function redactUrl(text: string): string {
   if (!text.includes('://') && !/password|basic|bearer/i.test(text)) return text;
   return text
     .replace(URL_USERINFO, `$1${MASK}@`)
     .replace(URL_QUERY_PASSWORD, `$1${MASK}`)
     .replace(KEYWORD_PASSWORD, (_m, k: string) => `${k}${MASK}`)
+    .replace(SQL_PASSWORD, (_m, k: string) => `${k}'${MASK}'`)
     .replace(HTTP_AUTH, `$1$2${MASK}`);
 }
 

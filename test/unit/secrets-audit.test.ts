@@ -93,3 +93,9 @@ test('status --sink-metrics with credentials or not a URL: exit 2, the URL never
     assert.doesNotMatch(out, /S3CRET|p%40ss|p@ss/);
   }
 });
+
+test("redactUrl masks SQL's PASSWORD '…' (a session's statement the lock watchdog quotes), doubled quotes included (pure)", () => {
+  assert.equal(redactUrl(`ALTER ROLE app ENCRYPTED PASSWORD 'se''cr et' VALID UNTIL 'infinity'`), `ALTER ROLE app ENCRYPTED PASSWORD '***' VALID UNTIL 'infinity'`);
+  assert.equal(redactUrl(`create user u with password 'x1'`), `create user u with password '***'`);
+  assert.equal(redactUrl(`LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`), `LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`);
+});

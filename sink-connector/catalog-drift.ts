@@ -15,11 +15,13 @@ import { qualifiedName } from './upsert-batch.ts';
 /**
  * SQL: a digest of what the sink's statements depend on for relation `rel` (an oid expression):
  * each column's name, type, NOT NULL, GENERATED and identity, in order, and the primary key.
+ * Types by oid and typmod, not format_type(): that names a type outside the session's
+ * search_path with its schema, so two sessions could digest one catalog apart.
  * Null when the relation does not exist. Read with the catalog and compared in every commit.
  */
 export function catalogDigestSql(rel: string): string {
   return (
-    `(SELECT md5(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text || a.attgenerated::text || a.attidentity::text, ',' ORDER BY a.attnum) ` +
+    `(SELECT md5(string_agg(a.attname || ' ' || a.atttypid::text || ':' || a.atttypmod::text || ' ' || a.attnotnull::text || a.attgenerated::text || a.attidentity::text, ',' ORDER BY a.attnum) ` +
     `|| coalesce((SELECT ' pk ' || i.indkey::text FROM pg_index i WHERE i.indrelid = ${rel} AND i.indisprimary), '')) ` +
     `FROM pg_attribute a WHERE a.attrelid = ${rel} AND a.attnum > 0 AND NOT a.attisdropped)`
   );

@@ -13,6 +13,7 @@ import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
+import { catalogDigestSql } from '../../sink-connector/catalog-drift.ts';
 
 const { ID, SRC, DST, env } = sinkTestFile('ddl');
 
@@ -129,4 +130,22 @@ test('a primary key dropped while the sink runs: fresh rows are not COPied in wi
   } finally {
     await s.stop();
   }
+});
+
+test("a table's catalog digest is the same in every session: a column of a type outside the search_path digests alike whatever the search_path", async () => {
+  const { db } = env();
+  await db.query(`CREATE TYPE ${DST}.mood AS ENUM ('calm', 'glad'); CREATE TABLE ${DST}.moods (id int PRIMARY KEY, m ${DST}.mood, n numeric(12, 4))`);
+  const digest = async (searchPath: string) => {
+    await db.query(`SET search_path = ${searchPath}`);
+    try {
+      return (await db.query(`SELECT ${catalogDigestSql(`'${DST}.moods'::regclass`)} AS d`)).rows[0].d as string;
+    } finally {
+      await db.query('RESET search_path');
+    }
+  };
+  const outside = await digest('public');
+  assert.equal(typeof outside, 'string');
+  assert.equal(await digest(`${DST}, public`), outside);
+  await db.query(`ALTER TABLE ${DST}.moods ALTER COLUMN n TYPE numeric(12, 2)`);
+  assert.notEqual(await digest('public'), outside, 'a typmod change is a change');
 });

@@ -40,14 +40,14 @@ import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, 
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
-import { snapshotTopicLost, snapshottedBefore } from './earlier-snapshots.ts';
+import { snapshottedBefore } from './earlier-snapshots.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
 import type { TruncateFanout } from './envelope.ts';
-import { checkPublicationKept, unknownSlotError, warnLeftSlots } from './restart-drift.ts';
+import { checkPublicationKept, checkSlotAtStart } from './restart-drift.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -309,24 +309,16 @@ class ConnectorRun {
     }
 
     let slot = await slotStatus(client, cfg.slotName);
-    if (slot && slot.database !== this.source.database) {
-      throw new SourceError(`replication slot "${cfg.slotName}" belongs to database ${slot.database}, not ${this.source.database}`, {
-        context: { slot: cfg.slotName, database: slot.database },
-        remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
-      });
-    }
-    // Configuration changed while stopped (restart-drift.ts): another prefix's slot refused, an old slot named.
-    const topicsExisted = this.selectedVersions().some((v) => !this.freshTopics.has(v.topic));
-    const unknownSlot = slot && unknownSlotError(state, { slot: cfg.slotName, topicPrefix: cfg.topicPrefix, snapshotTopic: this.topics.snapshot, mode: cfg.snapshot.mode, topicsExisted });
-    if (unknownSlot) throw unknownSlot;
-    await warnLeftSlots(client, state, { slot: cfg.slotName, snapshotTopic: this.topics.snapshot }, this.log);
+    // Configuration changed while stopped, a lost __snapshot (restart-drift.ts).
+    await checkSlotAtStart(client, slot, state, {
+      slot: cfg.slotName,
+      database: this.source.database,
+      topicPrefix: cfg.topicPrefix,
+      snapshotTopic: this.topics.snapshot,
+      mode: cfg.snapshot.mode,
+      topicsExisted: this.selectedVersions().some((v) => !this.freshTopics.has(v.topic)),
+    }, this.log);
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
-    if (snapshotTopicLost(state, slot !== null)) {
-      this.log.warn(
-        { topic: this.topics.snapshot, slot: cfg.slotName },
-        `control topic ${this.topics.snapshot} holds no marker although slot ${cfg.slotName} exists: it was deleted or its records removed (retention); the snapshot is taken again, after a truncate of every table topic holding records`,
-      );
-    }
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
       if (lost) throw lost;

@@ -16,9 +16,11 @@
  *   from a new one, and the old slot, still there, holds back WAL for good. Warned, naming it.
  */
 import type pg from 'pg';
-import { ConfigError } from '../shared/errors.ts';
+import { ConfigError, SourceError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { SnapshotState } from './control-topics.ts';
+import { snapshotTopicLost } from './earlier-snapshots.ts';
+import type { SlotStatus } from './slot.ts';
 
 const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
@@ -77,6 +79,35 @@ export async function warnLeftSlots(client: pg.ClientBase, state: SnapshotState,
       { key: 'slotName', slot: args.slot, leftSlot: r.slot_name, retainedBytes: r.retained === null ? null : Number(r.retained) },
       `replication slot "${r.slot_name}", which this connector made and published from (${args.snapshotTopic}), still exists and holds back WAL (${r.retained ?? '?'} bytes) while slotName is "${args.slot}": ` +
         `the tables' snapshots from it do not count for "${args.slot}". If slotName was changed by mistake, set it back; else drop the old slot once no connector uses it: SELECT pg_drop_replication_slot(${literal(r.slot_name)})`,
+    );
+  }
+}
+
+/**
+ * What a start checks of the slot it found (null: none) before judging the snapshot state: a slot
+ * of another database or of another prefix refused, slots left by an earlier slotName named, and
+ * a `__snapshot` that lost every marker said (earlier-snapshots.ts takes the snapshot again).
+ */
+export async function checkSlotAtStart(
+  client: pg.ClientBase,
+  slot: SlotStatus | null,
+  state: SnapshotState,
+  args: { slot: string; database: string; topicPrefix: string; snapshotTopic: string; mode: string; topicsExisted: boolean },
+  log: Logger,
+): Promise<void> {
+  if (slot && slot.database !== args.database) {
+    throw new SourceError(`replication slot "${args.slot}" belongs to database ${slot.database}, not ${args.database}`, {
+      context: { slot: args.slot, database: slot.database },
+      remedy: 'slot names are shared by every database of the server: give this connector its own slotName',
+    });
+  }
+  const unknown = slot && unknownSlotError(state, args);
+  if (unknown) throw unknown;
+  await warnLeftSlots(client, state, args, log);
+  if (snapshotTopicLost(state, slot !== null)) {
+    log.warn(
+      { topic: args.snapshotTopic, slot: args.slot },
+      `control topic ${args.snapshotTopic} holds no marker although slot ${args.slot} exists: it was deleted or its records removed (retention); the snapshot is taken again, after a truncate of every table topic holding records`,
     );
   }
 }

@@ -47,7 +47,7 @@ import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
 import type { TruncateFanout } from './envelope.ts';
-import { checkPublicationKept, checkSlotAtStart } from './restart-drift.ts';
+import { checkSlotAtStart, publicationDropped } from './restart-drift.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -318,6 +318,19 @@ class ConnectorRun {
       mode: cfg.snapshot.mode,
       topicsExisted: this.selectedVersions().some((v) => !this.freshTopics.has(v.topic)),
     }, this.log);
+    if (slot && (await publicationDropped(client, { slot: cfg.slotName, publication: cfg.publicationName, selected: this.source.tables.map(qualified) }))) {
+      if (cfg.snapshot.mode !== 'initial') {
+        throw new SourceError(`publication ${cfg.publicationName} was dropped: slot ${cfg.slotName} cannot stream the changes written since, and snapshot.mode ${cfg.snapshot.mode} takes no snapshot to cover them`, {
+          context: { slot: cfg.slotName, publication: cfg.publicationName },
+          remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+        });
+      }
+      this.log.warn(
+        { slot: cfg.slotName, publication: cfg.publicationName },
+        `publication ${cfg.publicationName} was dropped: slot ${cfg.slotName} cannot stream the changes written since, so every table's snapshot is taken again from a new slot, after a truncate of its topic`,
+      );
+      gaps.missing = this.source.tables.map(qualified);
+    }
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
     if (verdict.publishedFromSlot || slot !== null) {
       const lost = slotLostError(slot, cfg.slotName);
@@ -350,7 +363,6 @@ class ConnectorRun {
         slot = null;
       }
     }
-    if (slot) await checkPublicationKept(client, { slot: cfg.slotName, publication: cfg.publicationName, selected: this.source.tables.map(qualified) });
     await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
     // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
     const aligned = await alignmentPoint(client);

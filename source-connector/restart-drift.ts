@@ -43,24 +43,30 @@ export function unknownSlotError(
   );
 }
 
-/** Refuse a kept slot whose publication does not exist (yet): pgoutput could not stream its changes through it. */
-export async function checkPublicationKept(client: pg.ClientBase, args: { slot: string; publication: string; selected: readonly string[] }): Promise<void> {
+/**
+ * A kept slot whose publication does not exist: pgoutput could not stream its changes through
+ * one made now. Another publication listing the selected tables means publicationName was
+ * changed: refused. None: the publication was dropped (while the connector streamed, or since):
+ * returns true, and every table's snapshot is taken again from a new slot, after a truncate.
+ */
+export async function publicationDropped(client: pg.ClientBase, args: { slot: string; publication: string; selected: readonly string[] }): Promise<boolean> {
   const { rows } = await client.query<{ pubname: string; mine: boolean }>(
     `SELECT p.pubname, p.pubname = $1 AS mine FROM pg_publication p
       WHERE p.pubname = $1 OR EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname || '.' || t.tablename = ANY($2::text[]))
       ORDER BY 1`,
     [args.publication, args.selected],
   );
-  if (rows.some((r) => r.mine)) return;
+  if (rows.some((r) => r.mine)) return false;
   const others = rows.map((r) => r.pubname);
+  if (others.length === 0) return true;
   throw new ConfigError(
     `publication "${args.publication}" does not exist, but replication slot "${args.slot}" does: pgoutput reads each change through the publication as it was when the change was written, ` +
       `so the slot cannot stream through a publication made now (PostgreSQL would answer: publication "${args.publication}" does not exist)`,
     {
       context: { key: 'publicationName', slot: args.slot, publication: args.publication },
       remedy:
-        (others.length > 0 ? `set publicationName back (publications of this database listing the selected tables: ${others.join(', ')}); ` : 'set publicationName back to the publication the slot was made with; ') +
-        `to change it, start over from a new slot: drop this one (SELECT pg_drop_replication_slot(${literal(args.slot)})) and start: every table is copied again, after a truncate of its topic`,
+        `set publicationName back (publications of this database listing the selected tables: ${others.join(', ')}); ` +
+        'to change it, drop the old publication first: the next start then takes every table\'s snapshot again from a new slot, after a truncate of its topic',
     },
   );
 }

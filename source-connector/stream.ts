@@ -466,6 +466,19 @@ export function classify(err: unknown, slot: string): Error {
   if (err instanceof ShardBridgeError) return err;
   const e = err as { code?: string; message?: string };
   const message = e?.message ?? String(err);
+  const publication = e?.code === '42704' ? /publication "((?:[^"]|"")*)" does not exist/.exec(message) : null;
+  if (publication) {
+    // pgoutput reads each change through the publication as it was when the change was written:
+    // one made again afterwards does not cover what was written while it was gone.
+    return new SourceError(
+      `publication "${publication[1]}" was dropped while the connector streamed from slot "${slot}": the slot cannot stream the changes written since, even through a publication made again`,
+      {
+        cause: err,
+        context: { slot, publication: publication[1] },
+        remedy: "start the connector again: finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic",
+      },
+    );
+  }
   if (e?.code === '42704') {
     return new SourceError(`replication slot "${slot}" does not exist any more: changes since the last confirmed position are lost`, {
       cause: err,

@@ -521,6 +521,29 @@ test('a publication left narrowed by hand (publish option, row filter, column li
   await dropSlotAfter(again, client, config.slotName);
 });
 
+test('the publication dropped while streaming: the connector stops naming it (not a lost slot), and the next start copies every table again from a new slot after a truncate', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  await client.query(`CREATE TABLE pubgone (id int PRIMARY KEY, v text); INSERT INTO pubgone VALUES (1, 'before')`);
+  const conn = await startSourceConnector(config, testLogger());
+  t.after(() => conn.stop());
+  await streaming(conn);
+  await client.query(`DROP PUBLICATION ${config.publicationName}`);
+  await client.query(`INSERT INTO pubgone VALUES (2, 'while it was gone'); DELETE FROM pubgone WHERE id = 1`);
+  const err = await stopped(conn, 30_000);
+  assert.match(err.message, new RegExp(`publication "${config.publicationName}" was dropped while the connector streamed from slot "${slot}"`));
+  assert.match(err.remedy ?? '', /start the connector again: finding the publication gone, it takes every table's snapshot again from a new slot/);
+  const { logger, lines } = capturingLogger();
+  const again = await startSourceConnector(config, logger);
+  t.after(() => again.stop());
+  await streaming(again);
+  await caughtUp(again, await walLsn(client));
+  const topic = `${config.topicPrefix}.public.pubgone`;
+  assert.ok(lines().some((l) => l.includes(`publication ${config.publicationName} was dropped`)), 'the start says why it copies every table again');
+  await assertRowsEqualTable(client, 'pubgone', finalState(await readDecoded(kafka, new RegistryDecoder(registryUrl), topic)).values());
+  await dropSlotAfter(again, client, config.slotName);
+});
+
 test('a table created in a selected schema while streaming is named once and counted as not captured; the next start captures it', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(`CREATE TABLE early (id int PRIMARY KEY)`);

@@ -30,6 +30,7 @@ import {
 
 let env: SourceTestEnv;
 let kafka: KafkaClient;
+const releases: (() => Promise<void>)[] = [];
 
 before(async () => {
   env = await startSourceTestEnv('test-kafka-operations');
@@ -37,6 +38,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const release of releases) await release().catch(() => {});
   await env?.close();
 });
 
@@ -268,8 +270,9 @@ test('partitions added to a table topic while the source is stopped: the start n
   assert.equal(truncates.length, 2, 'one truncate copy per keyed partition');
   for (const r of raw.filter((_, i) => records[i].value?.op !== 't')) assert.equal(r.partition, partitionForKey(r.key!, 2), `key ${records[raw.indexOf(r)].key?.id}`);
 
+  // Released with the file, after every test's own hooks (the sinks' stops, the table's drop).
   const dest = await getTestDestination();
-  t.after(() => dest.release());
+  releases.push(() => dest.release());
   const dst = new pg.Client({ connectionString: dest.url });
   await dst.connect();
   await dst.query(`CREATE TABLE public.${name} (id int PRIMARY KEY, v text)`);

@@ -107,26 +107,22 @@ export async function checkAndRecordMappings(
       'SELECT topic, source_table, dest_schema, dest_table, columns, kafka_cluster FROM shardbridge.sink_mappings WHERE group_id = $1 AND topic = ANY($2::text[])',
       [groupId, topics],
     ),
-    // Per group: the most applied of these topics, and (this group only) of other topics.
-    client.query<{ group_id: string; ours: boolean; topics: number; example: string; applied: string }>(
-      `SELECT group_id, topic = ANY($2::text[]) AS ours, count(DISTINCT topic)::int AS topics, min(topic) AS example, max(next_offset)::text AS applied
-         FROM shardbridge.sink_offsets WHERE next_offset > 0 AND (topic = ANY($2::text[]) OR group_id = $1)
-        GROUP BY 1, 2`,
+    // Applied so far: these topics under every group, and every topic of this group.
+    client.query<AppliedRow>(
+      `SELECT group_id, topic, max(next_offset)::text AS applied FROM shardbridge.sink_offsets
+        WHERE next_offset > 0 AND (topic = ANY($2::text[]) OR group_id = $1) GROUP BY 1, 2`,
       [groupId, topics],
     ),
   ]);
   const recorded = new Map(recordedRows.map((r) => [r.topic, { topic: r.topic, source: r.source_table, destSchema: r.dest_schema, destTable: r.dest_table, columns: r.columns }]));
-  const { rows: appliedRows } = await client.query<{ topic: string; applied: string }>(
-    'SELECT topic, max(next_offset)::text AS applied FROM shardbridge.sink_offsets WHERE group_id = $1 AND topic = ANY($2::text[]) GROUP BY topic',
-    [groupId, topics],
-  );
-  const applied = new Map(appliedRows.map((r) => [r.topic, BigInt(r.applied)]));
+  const ours = new Set(topics);
+  const applied = new Map(offsetRows.filter((r) => r.group_id === groupId && ours.has(r.topic)).map((r) => [r.topic, BigInt(r.applied)]));
   const foreign = recordedRows.filter((r) => (applied.get(r.topic) ?? 0n) > 0n && r.kafka_cluster !== null && opts.kafkaCluster !== null && r.kafka_cluster !== opts.kafkaCluster);
   if (foreign.length > 0) throw otherClusterError(foreign, groupId, opts.kafkaCluster!);
   const drift = mappingDrift(now, recorded, applied);
   if (drift.length > 0) throw mappingDriftError(drift, groupId);
   // A topic that appears while the sink runs is new: nothing of it was applied anywhere.
-  if (opts.atStart) warnElsewhere(offsetRows, groupId, log);
+  if (opts.atStart) warnElsewhere(offsetRows, ours, groupId, log);
   await client.query(
     `INSERT INTO shardbridge.sink_mappings (group_id, topic, source_table, dest_schema, dest_table, columns, kafka_cluster)
      SELECT $1, u.topic, u.source_table, u.dest_schema, u.dest_table, u.columns, $7
@@ -154,10 +150,16 @@ export function otherClusterError(rows: readonly { topic: string; kafka_cluster:
   );
 }
 
+interface AppliedRow {
+  group_id: string;
+  topic: string;
+  applied: string;
+}
+
 /** A new group, or a new prefix, over positions stored elsewhere: said once at start. */
-function warnElsewhere(rows: readonly { group_id: string; ours: boolean; topics: number; example: string; applied: string }[], groupId: string, log: Logger): void {
-  if (rows.some((r) => r.group_id === groupId && r.ours)) return;
-  const others = rows.filter((r) => r.group_id !== groupId && r.ours).map((r) => r.group_id);
+function warnElsewhere(rows: readonly AppliedRow[], ours: ReadonlySet<string>, groupId: string, log: Logger): void {
+  if (rows.some((r) => r.group_id === groupId && ours.has(r.topic))) return;
+  const others = [...new Set(rows.filter((r) => r.group_id !== groupId && ours.has(r.topic)).map((r) => r.group_id))];
   if (others.length > 0) {
     log.warn(
       { key: 'groupId', groupId, otherGroups: others },
@@ -165,11 +167,11 @@ function warnElsewhere(rows: readonly { group_id: string; ours: boolean; topics:
         `That converges (changes are applied by key, in order), but takes as long as the first run, and each table goes back through its older states (a truncate in a topic empties its table again) until it has; if groupId was changed by mistake, set it back to ${others.join(' or ')}`,
     );
   }
-  const elsewhere = rows.find((r) => r.group_id === groupId && !r.ours);
-  if (elsewhere) {
+  const elsewhere = rows.filter((r) => r.group_id === groupId && !ours.has(r.topic)).map((r) => r.topic).sort();
+  if (elsewhere.length > 0) {
     log.warn(
-      { key: 'topicPrefix', groupId, otherTopics: elsewhere.topics, example: elsewhere.example },
-      `group ${groupId} has applied ${elsewhere.topics} topic(s) outside this topicPrefix (${elsewhere.example}, …) and none under it: if topicPrefix was changed, the topics under the old prefix are no longer applied, and the new ones are applied from their first offset; set it back unless the source connector's topicPrefix changed too`,
+      { key: 'topicPrefix', groupId, otherTopics: elsewhere.length, example: elsewhere[0] },
+      `group ${groupId} has applied ${elsewhere.length} topic(s) outside this topicPrefix (${elsewhere[0]}, …) and none under it: if topicPrefix was changed, the topics under the old prefix are no longer applied, and the new ones are applied from their first offset; set it back unless the source connector's topicPrefix changed too`,
     );
   }
 }

@@ -121,7 +121,8 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
   const written = [...tables.values()].filter((t): t is ApplyTable => t !== null);
   // Every commit first checks that the tables still have the catalog their statements were built from.
-  const commitSql = (next: bigint): string => failOnDriftSql(written) + storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, next);
+  const driftCheck = failOnDriftSql(written);
+  const commitSql = (next: bigint): string => driftCheck + storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, next);
 
   let current: string | undefined;
   try {

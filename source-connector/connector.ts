@@ -32,6 +32,7 @@ import {
 import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
 import { SlotMonitor, slotLostError } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
+import { keyedCount } from './partition-pins.ts';
 import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
@@ -47,7 +48,7 @@ import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
 import type { TruncateFanout } from './envelope.ts';
-import { checkSlotAtStart, publicationDropped } from './restart-drift.ts';
+import { checkSlotAtStart, publicationGone } from './restart-drift.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -318,18 +319,10 @@ class ConnectorRun {
       mode: cfg.snapshot.mode,
       topicsExisted: this.selectedVersions().some((v) => !this.freshTopics.has(v.topic)),
     }, this.log);
-    if (slot && (await publicationDropped(client, { slot: cfg.slotName, publication: cfg.publicationName, selected: this.source.tables.map(qualified) }))) {
-      if (cfg.snapshot.mode !== 'initial') {
-        throw new SourceError(`publication ${cfg.publicationName} was dropped: slot ${cfg.slotName} cannot stream the changes written since, and snapshot.mode ${cfg.snapshot.mode} takes no snapshot to cover them`, {
-          context: { slot: cfg.slotName, publication: cfg.publicationName },
-          remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
-        });
-      }
-      this.log.warn(
-        { slot: cfg.slotName, publication: cfg.publicationName },
-        `publication ${cfg.publicationName} was dropped: slot ${cfg.slotName} cannot stream the changes written since, so every table's snapshot is taken again from a new slot, after a truncate of its topic`,
-      );
-      gaps.missing = this.source.tables.map(qualified);
+    if (slot && !gaps.exists) {
+      const selected = this.source.tables.map(qualified);
+      await publicationGone(client, { slot: cfg.slotName, publication: cfg.publicationName, selected, mode: cfg.snapshot.mode }, this.log);
+      gaps.missing = selected;
     }
     const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
     if (verdict.publishedFromSlot || slot !== null) {
@@ -416,9 +409,7 @@ class ConnectorRun {
   private async topicExists(topic: string): Promise<boolean> {
     if (this.partitionCounts.has(topic)) return true;
     if (!(await this.admin.listTopics()).includes(topic)) return false;
-    const live = await this.admin.partitionCount(topic);
-    const recorded = this.recordedPartitions.get(topic);
-    const n = recorded !== undefined && recorded < live ? recorded : live;
+    const n = keyedCount(await this.admin.partitionCount(topic), this.recordedPartitions.get(topic));
     this.partitionCounts.set(topic, n);
     this.producer.pin(new Map([[topic, n]]));
     return true;

@@ -48,10 +48,11 @@ export async function setUpKafka(
   ];
   const created = await k.admin.ensureTopics(specs);
   if (created.length > 0) k.log.info({ topics: created }, 'topics created');
-  const existed = specs.filter((s) => !created.includes(s.topic));
+  const made = new Set(created);
+  const existed = specs.filter((s) => !made.has(s.topic));
   if (existed.length > 0) await warnTopicPolicies(k.admin, new Map(existed.map((s) => [s.topic, s.configs?.['cleanup.policy'] ?? t.cleanupPolicy])), k.log);
   const truncateKeySchemaId = await k.registry.register(`${cfg.topicPrefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
-  const { partitionCounts, snapshotState } = await pinPartitions(cfg, tableTopics, new Set(created), k);
+  const { partitionCounts, snapshotState } = await pinPartitions(cfg, tableTopics, made, k);
   const spread = wanted.filter((w) => w.singlePartition && (partitionCounts.get(w.topic) ?? 1) > 1).map((w) => w.topic);
   if (spread.length > 0) {
     k.log.warn(

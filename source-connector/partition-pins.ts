@@ -29,18 +29,17 @@ export function planPartitionPins(
 ): PinPlan {
   const plan: PinPlan = { pins: new Map(), record: new Map(), grown: [], shrunk: [] };
   for (const [topic, partitions] of live) {
-    const was = recorded.get(topic);
-    let pinned = partitions;
-    if (was !== undefined && !created.has(topic)) {
-      if (was < partitions) {
-        pinned = was;
-        plan.grown.push({ topic, pinned, partitions });
-      } else if (was > partitions) {
-        plan.shrunk.push({ topic, recorded: was, partitions });
-      }
-    }
+    const was = created.has(topic) ? undefined : recorded.get(topic);
+    const pinned = keyedCount(partitions, was);
+    if (pinned < partitions) plan.grown.push({ topic, pinned, partitions });
+    if (was !== undefined && was > partitions) plan.shrunk.push({ topic, recorded: was, partitions });
     plan.pins.set(topic, pinned);
-    if (was !== pinned) plan.record.set(topic, pinned);
+    if (recorded.get(topic) !== pinned) plan.record.set(topic, pinned);
   }
   return plan;
+}
+
+/** The count a topic's keys go by: the recorded one, or what the topic has when that is fewer (made again) or nothing was recorded. Pure. */
+export function keyedCount(partitions: number, recorded: number | undefined): number {
+  return recorded !== undefined && recorded < partitions ? recorded : partitions;
 }

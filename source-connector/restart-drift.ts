@@ -44,31 +44,40 @@ export function unknownSlotError(
 }
 
 /**
- * A kept slot whose publication does not exist: pgoutput could not stream its changes through
- * one made now. Another publication listing the selected tables means publicationName was
- * changed: refused. None: the publication was dropped (while the connector streamed, or since):
- * returns true, and every table's snapshot is taken again from a new slot, after a truncate.
+ * The kept slot's publication does not exist: pgoutput could not stream its changes through one
+ * made now. Another publication listing the selected tables means publicationName was changed:
+ * refused. None: it was dropped (while the connector streamed, or since): under snapshot mode
+ * `initial` said, and every table's snapshot is then taken again from a new slot after a
+ * truncate (the caller counts every table as missing from the publication); otherwise refused.
  */
-export async function publicationDropped(client: pg.ClientBase, args: { slot: string; publication: string; selected: readonly string[] }): Promise<boolean> {
-  const { rows } = await client.query<{ pubname: string; mine: boolean }>(
-    `SELECT p.pubname, p.pubname = $1 AS mine FROM pg_publication p
-      WHERE p.pubname = $1 OR EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname || '.' || t.tablename = ANY($2::text[]))
+export async function publicationGone(client: pg.ClientBase, args: { slot: string; publication: string; selected: readonly string[]; mode: string }, log: Logger): Promise<void> {
+  const { rows } = await client.query<{ pubname: string }>(
+    `SELECT p.pubname FROM pg_publication p
+      WHERE EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname || '.' || t.tablename = ANY($1::text[]))
       ORDER BY 1`,
-    [args.publication, args.selected],
+    [args.selected],
   );
-  if (rows.some((r) => r.mine)) return false;
   const others = rows.map((r) => r.pubname);
-  if (others.length === 0) return true;
-  throw new ConfigError(
-    `publication "${args.publication}" does not exist, but replication slot "${args.slot}" does: pgoutput reads each change through the publication as it was when the change was written, ` +
-      `so the slot cannot stream through a publication made now (PostgreSQL would answer: publication "${args.publication}" does not exist)`,
-    {
-      context: { key: 'publicationName', slot: args.slot, publication: args.publication },
-      remedy:
-        `set publicationName back (publications of this database listing the selected tables: ${others.join(', ')}); ` +
-        'to change it, drop the old publication first: the next start then takes every table\'s snapshot again from a new slot, after a truncate of its topic',
-    },
-  );
+  if (others.length > 0) {
+    throw new ConfigError(
+      `publication "${args.publication}" does not exist, but replication slot "${args.slot}" does: pgoutput reads each change through the publication as it was when the change was written, ` +
+        `so the slot cannot stream through a publication made now (PostgreSQL would answer: publication "${args.publication}" does not exist)`,
+      {
+        context: { key: 'publicationName', slot: args.slot, publication: args.publication },
+        remedy:
+          `set publicationName back (publications of this database listing the selected tables: ${others.join(', ')}); ` +
+          'to change it, drop the old publication first: the next start then takes every table\'s snapshot again from a new slot, after a truncate of its topic',
+      },
+    );
+  }
+  const dropped = `publication ${args.publication} was dropped: slot ${args.slot} cannot stream the changes written since`;
+  if (args.mode !== 'initial') {
+    throw new SourceError(`${dropped}, and snapshot.mode ${args.mode} takes no snapshot to cover them`, {
+      context: { slot: args.slot, publication: args.publication },
+      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+    });
+  }
+  log.warn({ slot: args.slot, publication: args.publication }, `${dropped}, so every table's snapshot is taken again from a new slot, after a truncate of its topic`);
 }
 
 /** Slots this connector's `__snapshot` topic says it made and published from, other than `slot`, that still exist: warned at each start. */

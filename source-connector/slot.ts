@@ -46,6 +46,8 @@ export interface ExportedSlot {
  * selection, or were dropped and created again). None when the publication does not exist.
  */
 export interface PublicationGaps {
+  /** Whether the publication exists (restart-drift.ts publicationGone when it does not and the slot does). */
+  exists: boolean;
   /** Selected tables the publication does not list. */
   missing: string[];
   /** Selected tables it lists but leaves changes of out: a row filter, a column list, or a publish option without some operation. */
@@ -58,10 +60,10 @@ export async function publicationGaps(client: pg.ClientBase, name: string, selec
     `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
     [name],
   );
-  if (!pub) return { missing: [], narrowed: [] };
+  if (!pub) return { exists: false, missing: [], narrowed: [] };
   const have = new Set(pub.tables as string[]);
   const listed = selected.filter((t) => have.has(t));
-  return { missing: selected.filter((t) => !have.has(t)), narrowed: narrowedOf(listed, (await publicationNarrowing(client, name))!) };
+  return { exists: true, missing: selected.filter((t) => !have.has(t)), narrowed: narrowedOf(listed, (await publicationNarrowing(client, name))!) };
 }
 
 /** Pure: of the listed tables, those whose changes the publication leaves partly out. */

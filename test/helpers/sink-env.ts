@@ -11,7 +11,7 @@ import { createKafka, type Admin, type KafkaClient, type Producer } from '../../
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { getTestKafka, testLogger } from './kafka.ts';
 import { getTestDestination } from './postgres.ts';
-import { getTestRegistry, testRegistryClient } from './produce-changes.ts';
+import { getTestRegistry, registerTable, tableInfo, testRegistryClient, type ProducedTable } from './produce-changes.ts';
 
 export interface SinkTestEnv {
   servers: { kafka: string; registry: string; destination: string };
@@ -55,7 +55,25 @@ export async function openSinkTestEnv(schemas: string[], log: Logger): Promise<S
  * A sink test file's two schemas (`sb_<tag>src_<id>`, `sb_<tag>dst_<id>`) and its SinkTestEnv,
  * opened before the file's tests and closed after them; `env()` inside a test.
  */
-export function sinkTestFile(tag: string): { ID: string; SRC: string; DST: string; log: Logger; env(): SinkTestEnv } {
+/** A table of a sink test file: made in the source schema (and the destination's), its topic, and its schemas registered. */
+export interface FileTableOptions {
+  /** Columns and key, as CREATE TABLE takes them; default `(id int PRIMARY KEY, v text)`. */
+  ddl?: string;
+  /** The destination table's; default `ddl`; null: none made. */
+  destDdl?: string | null;
+  /** Of the topic; default 1. */
+  partitions?: number;
+}
+
+export function sinkTestFile(tag: string): {
+  ID: string;
+  SRC: string;
+  DST: string;
+  log: Logger;
+  env(): SinkTestEnv;
+  /** `<SRC>.<name>` (and `<DST>.<name>`), topic `<prefix>.<SRC>.<name>`, ready to produce records for. */
+  table(prefix: string, name: string, opts?: FileTableOptions): Promise<ProducedTable>;
+} {
   const ID = `${process.pid}_${Date.now().toString(36)}`;
   const SRC = `sb_${tag}src_${ID}`;
   const DST = `sb_${tag}dst_${ID}`;
@@ -67,14 +85,25 @@ export function sinkTestFile(tag: string): { ID: string; SRC: string; DST: strin
   after(async () => {
     await env?.close();
   });
+  const opened = () => {
+    if (!env) throw new Error('the sink test env is opened in before()');
+    return env;
+  };
   return {
     ID,
     SRC,
     DST,
     log,
-    env: () => {
-      if (!env) throw new Error('the sink test env is opened in before()');
-      return env;
+    env: opened,
+    async table(prefix, name, opts = {}) {
+      const { db, admin, registry } = opened();
+      const ddl = opts.ddl ?? '(id int PRIMARY KEY, v text)';
+      const destDdl = opts.destDdl === undefined ? ddl : opts.destDdl;
+      await db.query(`CREATE TABLE ${SRC}.${name} ${ddl}`);
+      if (destDdl !== null) await db.query(`CREATE TABLE ${DST}.${name} ${destDdl}`);
+      const topic = `${prefix}.${SRC}.${name}`;
+      await admin.ensureTopics([{ topic, partitions: opts.partitions ?? 1, replicationFactor: 1 }]);
+      return registerTable(registry, await tableInfo(db, SRC, name), topic);
     },
   };
 }

@@ -17,7 +17,7 @@ import { ConfigError } from '../../shared/errors.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
-import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { produceChanges } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { caughtUp, finalStateInTopicOrder, readDecoded, RegistryDecoder, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
@@ -25,13 +25,8 @@ import { caughtUp, finalStateInTopicOrder, readDecoded, RegistryDecoder, startSo
 const file = sinkTestFile('drift');
 const { ID, SRC, DST, log } = file;
 
-async function sourceTable(name: string, prefix: string, partitions = 2): Promise<ProducedTable> {
-  const { db, admin, registry } = file.env();
-  await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, v text)`);
-  const topic = `${prefix}.${SRC}.${name}`;
-  await admin.ensureTopics([{ topic, partitions, replicationFactor: 1 }]);
-  return registerTable(registry, await tableInfo(db, SRC, name), topic);
-}
+/** A source table and its topic only: each test maps it to destinations of its own. */
+const sourceTable = (name: string, prefix: string, partitions = 2) => file.table(prefix, name, { partitions, destDdl: null });
 
 const insert = (id: number) => ({ kind: 'insert' as const, new: [String(id), `v${id}`] });
 const ids = async (table: string): Promise<number[]> => (await file.env().db.query(`SELECT id FROM ${table} ORDER BY id`)).rows.map((r) => r.id);

@@ -42,6 +42,16 @@ after(async () => {
   await env?.close();
 });
 
+/** What an operator's `kafka-topics --delete` of the control topic does. */
+async function deleteSnapshotTopic(prefix: string): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.deleteTopics([`${prefix}.__snapshot`]);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 test('a __snapshot topic deleted while the source is stopped: the snapshot is taken again after a truncate, so rows deleted meanwhile go', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query('CREATE TABLE items (id int PRIMARY KEY, v text)');
@@ -56,12 +66,7 @@ test('a __snapshot topic deleted while the source is stopped: the snapshot is ta
   }
   // While the source is stopped: rows deleted at the source (in the slot's WAL), and the operator deletes __snapshot.
   await client.query('DELETE FROM items WHERE id <= 5');
-  const admin = kafka.admin();
-  try {
-    await admin.deleteTopics([`${config.topicPrefix}.__snapshot`]);
-  } finally {
-    await admin.disconnect();
-  }
+  await deleteSnapshotTopic(config.topicPrefix);
   const log = capturingLogger();
   const second = await startSourceConnector(config, log.logger);
   t.after(() => second.stop());
@@ -86,12 +91,7 @@ test('snapshot.mode never, __snapshot deleted while the source is stopped: the n
     }
   };
   await run();
-  const admin = kafka.admin();
-  try {
-    await admin.deleteTopics([`${config.topicPrefix}.__snapshot`]);
-  } finally {
-    await admin.disconnect();
-  }
+  await deleteSnapshotTopic(config.topicPrefix);
   await run();
   await client.query(`SELECT pg_drop_replication_slot('${slot}')`);
   const third = await startSourceConnector(config, testLogger());

@@ -9,10 +9,10 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
-import { produceChanges, registerTable, tableInfo } from '../helpers/produce-changes.ts';
+import { produceChanges } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 
-const { ID, SRC, DST, log, env } = sinkTestFile('mtruth');
+const { ID, SRC, DST, log, env, table } = sinkTestFile('mtruth');
 
 /** consumer_lag of `topic`, by partition. */
 async function lagOf(sink: SinkConnector, topic: string): Promise<Map<number, number>> {
@@ -21,12 +21,10 @@ async function lagOf(sink: SinkConnector, topic: string): Promise<Map<number, nu
 }
 
 test('after a group join, consumer_lag shows every owned partition caught up as 0, not as no series until its next record', async () => {
-  const { db, admin, producer, registry, servers } = env();
-  await db.query(`CREATE TABLE ${SRC}.lagged (id int PRIMARY KEY, v text); CREATE TABLE ${DST}.lagged (id int PRIMARY KEY, v text)`);
+  const { db, admin, producer, servers } = env();
   const prefix = uniqueTopic('sbmtruth');
-  const topic = `${prefix}.${SRC}.lagged`;
-  await admin.ensureTopics([{ topic, partitions: 3, replicationFactor: 1 }]);
-  const t = await registerTable(registry, await tableInfo(db, SRC, 'lagged'), topic);
+  const t = await table(prefix, 'lagged', { partitions: 3 });
+  const topic = t.topic;
   const groupId = `g-${ID}-lag`;
   const config = sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.lagged`]: { schema: DST } } });
   await produceChanges(producer, t, Array.from({ length: 30 }, (_, i) => ({ kind: 'insert' as const, new: [String(i), `v${i}`] })));

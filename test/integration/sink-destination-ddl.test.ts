@@ -11,20 +11,13 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
-import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { produceChanges } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
 import { catalogDigestSql } from '../../sink-connector/catalog-drift.ts';
 
-const { ID, SRC, DST, env } = sinkTestFile('ddl');
+const { ID, SRC, DST, env, table: fileTable } = sinkTestFile('ddl');
 
-async function table(prefix: string, name: string, ddl: string, destDdl = ddl): Promise<ProducedTable> {
-  const { db, admin, registry } = env();
-  await db.query(`CREATE TABLE ${SRC}.${name} ${ddl}`);
-  await db.query(`CREATE TABLE ${DST}.${name} ${destDdl}`);
-  const topic = `${prefix}.${SRC}.${name}`;
-  await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
-  return registerTable(registry, await tableInfo(db, SRC, name), topic);
-}
+const table = (prefix: string, name: string, ddl: string, destDdl = ddl) => fileTable(prefix, name, { ddl, destDdl });
 
 const rows = (from: number, to: number, value: (i: number) => string, kind: 'insert' | 'update' = 'insert') =>
   Array.from({ length: to - from + 1 }, (_, i) => ({ kind, new: [String(from + i), value(from + i)] }));

@@ -12,19 +12,12 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
-import { produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { produceChanges } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 
-const { ID, SRC, DST, env } = sinkTestFile('lockw');
+const { ID, SRC, DST, env, table: fileTable } = sinkTestFile('lockw');
 
-async function table(prefix: string, name: string, partitions: number): Promise<ProducedTable> {
-  const { db, admin, registry } = env();
-  await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, v text)`);
-  await db.query(`CREATE TABLE ${DST}.${name} (id int PRIMARY KEY, v text)`);
-  const topic = `${prefix}.${SRC}.${name}`;
-  await admin.ensureTopics([{ topic, partitions, replicationFactor: 1 }]);
-  return registerTable(registry, await tableInfo(db, SRC, name), topic);
-}
+const table = (prefix: string, name: string, partitions: number) => fileTable(prefix, name, { partitions });
 
 const rows = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ kind: 'insert' as const, new: [String(from + i), `v${from + i}`] }));
 

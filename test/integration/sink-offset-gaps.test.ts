@@ -15,7 +15,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
-import { encodeChanges, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { encodeChanges, produceChanges } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
 import { runCli } from '../helpers/cli.ts';
 
@@ -23,18 +23,11 @@ const require = createRequire(import.meta.url);
 // kafkajs itself: deleteRecords and transactions, which the connectors' wrapper does not expose.
 const { Kafka, logLevel } = require('kafkajs') as typeof import('kafkajs');
 
-const { ID, SRC, DST, log, env } = sinkTestFile('gap');
+const { ID, SRC, DST, log, env, table: fileTable } = sinkTestFile('gap');
 const dir = mkdtempSync(join(tmpdir(), 'sb-gaps-'));
 const rawKafka = () => new Kafka({ brokers: [env().servers.kafka], clientId: 'test-gaps', logLevel: logLevel.NOTHING });
 
-async function table(name: string, prefix: string): Promise<ProducedTable> {
-  const { db, admin, registry } = env();
-  await db.query(`CREATE TABLE ${SRC}.${name} (id int PRIMARY KEY, v text)`);
-  await db.query(`CREATE TABLE ${DST}.${name} (id int PRIMARY KEY, v text)`);
-  const topic = `${prefix}.${SRC}.${name}`;
-  await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
-  return registerTable(registry, await tableInfo(db, SRC, name), topic);
-}
+const table = (name: string, prefix: string) => fileTable(prefix, name);
 
 const inserts = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ kind: 'insert' as const, new: [String(from + i), `v${from + i}`] }));
 

@@ -16,6 +16,7 @@ import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../s
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
 import { reopenSnapshot } from '../../../sink-connector/control.ts';
 import { keyedPartitions } from '../../../source-connector/control-topics.ts';
+import { keyedCount } from '../../../source-connector/partition-pins.ts';
 import { destinationRemedy } from '../../../sink-connector/start-errors.ts';
 import type { CommandContext } from '../main.ts';
 
@@ -135,7 +136,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const arrivals = await readArrivals(client, config.groupId, opts.topic);
     const snapshotTopic = `${config.topicPrefix}.__snapshot`;
     const keyed = arrivals.length > 0 && topics.includes(snapshotTopic) ? await onKafka(keyedPartitions(kafka, snapshotTopic, opts.topic, log)) : undefined;
-    const copies = Math.min(keyed ?? count, count);
+    const copies = keyedCount(count, keyed);
     const barrier = planBarrierRewind(arrivals, new Map(moves.map((m) => [m.partition, m.next])), copies);
     if (barrier.refused) {
       const r = barrier.refused;

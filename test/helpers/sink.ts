@@ -8,7 +8,8 @@ import type { Admin, KafkaClient } from '../../shared/kafka/client.ts';
 import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.ts';
 import type { SourceConnector } from '../../source-connector/run.ts';
 import { textRows } from './produce-changes.ts';
-import { caughtUp, walLsn } from './source.ts';
+import { reduceSnapshotTopic } from '../../source-connector/control-topics.ts';
+import { caughtUp, readRaw, walLsn } from './source.ts';
 
 export function sinkConfig(base: { kafka: string; registry: string; destination: string; prefix: string; groupId: string }, extra: Record<string, unknown> = {}): SinkConfig {
   return sinkConfigSchema.parse({
@@ -51,14 +52,27 @@ export async function tableText(db: pg.ClientBase, qualified: string, columns: s
   return textRows(db, `SELECT ${list} FROM ${qualified} ORDER BY ${orderBy}`);
 }
 
-/** Source → Kafka → sink: until the source confirmed everything written at `client` so far and the sink applied `topics` to their ends. */
+/**
+ * Source → Kafka → sink: until the source confirmed everything written at `client` so far and the
+ * sink applied `topics` to their ends. With `snapshotTopic`, also until no snapshot of `topics` is
+ * requested or being copied: a resnapshot taken beside the stream has its copy's records in
+ * Kafka only once its completion marker is.
+ */
 export async function pipelineCaughtUp(
   kafka: KafkaClient,
-  at: { client: pg.ClientBase; source: SourceConnector },
+  at: { client: pg.ClientBase; source: SourceConnector; snapshotTopic?: string },
   sink: { db: pg.ClientBase; groupId: string; topics: string[] },
   timeoutMs = 90_000,
 ): Promise<void> {
   await caughtUp(at.source, await walLsn(at.client), 60_000);
+  const { snapshotTopic } = at;
+  if (snapshotTopic) {
+    const ours = new Set(sink.topics);
+    await waitFor(`the snapshots of ${sink.topics.join(', ')} completed`, async () => {
+      const { tables } = reduceSnapshotTopic(await readRaw(kafka, snapshotTopic));
+      return [...tables.values()].every((m) => !ours.has(m.topic) || m.kind === 'completed');
+    }, { timeoutMs, intervalMs: 200 });
+  }
   const admin = kafka.admin();
   try {
     await waitApplied(sink.db, admin, sink.groupId, sink.topics, timeoutMs);

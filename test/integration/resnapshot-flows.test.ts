@@ -85,7 +85,7 @@ async function pipe(t: TestContext, db: { url: string; client: pg.Client; dst: p
       await p.source?.stop();
       p.source = null;
     },
-    caughtUp: () => pipelineCaughtUp(kafka, { client: db.client, source: p.source! }, { db: db.dst, groupId, topics }),
+    caughtUp: () => pipelineCaughtUp(kafka, { client: db.client, source: p.source!, snapshotTopic: `${config.topicPrefix}.__snapshot` }, { db: db.dst, groupId, topics }),
     async assertEqual() {
       for (const x of tables) {
         const want = (await db.client.query(`SELECT id, v FROM ${x} ORDER BY id`)).rows;

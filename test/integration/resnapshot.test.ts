@@ -94,7 +94,7 @@ async function setup(t: TestContext): Promise<Setup> {
       await source?.stop();
       source = null;
     },
-    caughtUp: (src) => pipelineCaughtUp(kafka, { client, source: src }, { db: dst, groupId, topics }),
+    caughtUp: (src) => pipelineCaughtUp(kafka, { client, source: src, snapshotTopic: `${config.topicPrefix}.__snapshot` }, { db: dst, groupId, topics }),
     async assertEqual() {
       for (const x of [fixed, other]) {
         const want = (await client.query(`SELECT id, v FROM ${x} ORDER BY id`)).rows;

@@ -93,14 +93,20 @@ export async function startSourceConnector(config: SourceConfig, logger: Logger,
     }
   }
   let phase: Phase = 'starting';
-  const run = new ConnectorRun(config, log, metrics, source, (p) => (phase = p), opts.beforeOwnCopy);
+  const phases = metrics.gauge('phase', '1 for the phase the connector is in (starting, snapshot, streaming, retrying, finished, failed), 0 for the others', ['phase']);
+  const setPhase = (p: Phase) => {
+    phases.set({ phase }, 0);
+    phases.set({ phase: (phase = p) }, 1);
+  };
+  setPhase('starting');
+  const run = new ConnectorRun(config, log, metrics, source, setPhase, opts.beforeOwnCopy);
   const done = run.main().then(
     async () => {
-      phase = 'finished';
+      setPhase('finished');
       await server?.close();
     },
     async (err: unknown) => {
-      phase = 'failed';
+      setPhase('failed');
       await server?.close();
       throw err;
     },

@@ -67,6 +67,8 @@ export class SlotMonitor {
   private readonly g?: { lag: Gauge; retained: Gauge; active: Gauge; uncaptured: Gauge };
   /** Tables warned about as uncaptured, by relid (once each). */
   private readonly uncapturedWarned = new Set<number>();
+  /** When the slot's state was last read (ms since epoch; 0: never). */
+  private readAt = 0;
 
   constructor(private readonly opts: SlotMonitorOptions) {
     this.log = opts.log.child({ component: 'slot-monitor', slot: opts.slotName });
@@ -77,6 +79,10 @@ export class SlotMonitor {
         active: opts.metrics.gauge('slot_active', '1 while a walsender streams from the slot'),
         uncaptured: opts.metrics.gauge('tables_uncaptured', 'Tables the selection names that this session does not capture (created since it started): captured from the next start'),
       };
+      // The slot gauges keep their last reading while the source cannot be read: this says how old it is.
+      opts.metrics.sampled('slot_status_age_seconds', 'Seconds since the slot gauges were last read from the source (-1: not yet read)', () =>
+        this.readAt === 0 ? -1 : (Date.now() - this.readAt) / 1000,
+      );
     }
   }
 
@@ -217,6 +223,7 @@ export class SlotMonitor {
     this.g?.lag.set(Number(lag > 0n ? lag : 0n));
     this.g?.retained.set(Number(retained > 0n ? retained : 0n));
     this.g?.active.set(s.active ? 1 : 0);
+    this.readAt = Date.now();
     if (retained > BigInt(this.opts.walRetentionWarnBytes) && Date.now() - this.lastWarn > WARN_EVERY_MS) {
       this.lastWarn = Date.now();
       this.log.warn(

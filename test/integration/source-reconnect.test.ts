@@ -18,7 +18,7 @@ import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { runCli, spawnSourceCli } from '../helpers/cli.ts';
@@ -195,7 +195,13 @@ test('the walsender killed twice mid-stream: the connector reconnects with backo
   await conn.done;
 });
 
-test('the source cluster restarted mid-stream: the connector reconnects with backoff, nothing lost, in order per key', async (t) => {
+/** A source connector's gauge value (labels matched exactly; undefined when not set). */
+async function gauge(conn: SourceConnector, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+  const values = (await conn.metrics.registry.getSingleMetric(`shardbridge_source_${name}`)!.get()).values;
+  return values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+}
+
+test('the source cluster down, then up again mid-stream: phase and the slot gauges\' age say so while it is down; the connector reconnects with backoff, nothing lost, in order per key', async (t) => {
   const db = `t_restart_${Date.now().toString(36)}`;
   const admin = await connect(own.url());
   await admin.query(`CREATE DATABASE ${db}`);
@@ -207,6 +213,13 @@ test('the source cluster restarted mid-stream: the connector reconnects with bac
   const keys = 30;
   const { conn, writer, lines, topic } = await startCounting(t, client, url, slot, keys);
 
+  assert.equal(await gauge(conn, 'phase', { phase: 'streaming' }), 1);
+  await own.stop();
+  await waitFor('phase retrying', async () => (await gauge(conn, 'phase', { phase: 'retrying' })) === 1, { timeoutMs: 60_000, intervalMs: 100 });
+  assert.equal(await gauge(conn, 'phase', { phase: 'streaming' }), 0);
+  const ageDown = (await gauge(conn, 'slot_status_age_seconds'))!;
+  assert.ok(ageDown >= 0, `the slot was read before the outage (age ${ageDown})`);
+  await waitFor('the slot gauges\' age growing while the source is down', async () => (await gauge(conn, 'slot_status_age_seconds'))! > ageDown + 1, { timeoutMs: 30_000, intervalMs: 200 });
   await own.restart();
   await client.end().catch(() => {});
   client = await connect(url);
@@ -216,6 +229,8 @@ test('the source cluster restarted mid-stream: the connector reconnects with bac
   await waitFor('writes after the restart', () => writer.count() > atRestart + 200, { timeoutMs: 60_000, intervalMs: 100 });
   await waitFor('retry logged', () => retryLogged(lines).length >= 1, { timeoutMs: 60_000, intervalMs: 50 });
   await waitFor('streaming again', async () => (await slotState(client, slot))?.active_pid != null && conn.state().phase === 'streaming', { timeoutMs: 90_000, intervalMs: 100 });
+  assert.deepEqual([await gauge(conn, 'phase', { phase: 'streaming' }), await gauge(conn, 'phase', { phase: 'retrying' })], [1, 0]);
+  await waitFor('the slot read again', async () => (await gauge(conn, 'slot_status_age_seconds'))! < ageDown + 1, { timeoutMs: 30_000, intervalMs: 200 });
   await writer.stop();
   const end = await walLsn(client);
   await waitFor('the slot confirmed everything', async () => parseLsn((await slotState(client, slot))?.confirmed ?? '0/0') >= end, { timeoutMs: 90_000, intervalMs: 100 });

@@ -30,12 +30,13 @@ import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.
 import { PositionTracker, tpKey } from './offsets.ts';
 import { checkTables, openDestination, topicMappings, type UntilDone } from './destination-start.ts';
 import { checkAndRecordMappings } from './applied-mappings.ts';
-import { pastEndStalls, planStart, readCommitted, readStored } from './join-positions.ts';
+import { pastEndStalls, planStart, readCommitted, readStored, recordTopicIds, recreatedStalls } from './join-positions.ts';
+import { checkTopicIds, vanishedMessage } from './topic-identity.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
 import { createSinkMetrics, lagAtJoin, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
 import { GroupCommits } from './group-commits.ts';
-import { describeStall, type Stalls } from './stall.ts';
+import { describeStall, type StallInfo, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
@@ -431,7 +432,19 @@ class SinkRuntime {
     const committed = readCommitted(this.admin!, groupId, tps, this.log);
     // Batches handed over before the rebalance end first, so the stored positions read are theirs.
     const stored = this.lanes.drain().then(() => this.untilDone('read stored positions', () => readStored(this.pool!, groupId, tps)));
-    this.positions = Promise.all([stored, committed]).then(([{ stored, stalled }, committed]) => {
+    const ids = this.admin!.topicIds([...new Set(tps.map((t) => t.topic))]).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message }, 'topic ids not read: a topic deleted and created again under the stored offsets is not noticed at this join');
+      return null;
+    });
+    this.positions = Promise.all([stored, committed, ids]).then(async ([{ stored, rows, stalled }, committed, ids]) => {
+      if (gen !== this.generation || this.consumer !== consumer) return;
+      const check = checkTopicIds(tps, rows, ids);
+      await this.untilDone('record topic ids', () => recordTopicIds(this.pool!, groupId, check.record));
+      const recreated = await recreatedStalls(this.admin!, this.pool!, groupId, check.recreated);
+      for (const v of check.vanished) {
+        const { msg, remedy } = vanishedMessage(v);
+        this.log.error({ topic: v.topic, partitions: v.partitions, stored: v.stored.map((s) => ({ partition: s.partition, offset: String(s.offset) })), remedy }, `${msg} — remedy: ${remedy}`);
+      }
       if (gen !== this.generation || this.consumer !== consumer) return;
       const { positions, seeks, overridden } = planStart(tps, stored, committed);
       if (overridden.length > 0) {
@@ -448,8 +461,17 @@ class SinkRuntime {
           this.log.debug({ err, topic, partition }, 'seek failed (consumer stopping)');
         }
       }
-      this.tracker.reset(positions, pastEndStalls(stalled));
+      this.tracker.reset(positions, [...pastEndStalls(stalled), ...recreated.map((r) => [tpKey(r.topic, r.partition), { stored: BigInt(r.offset), info: r }] as [string, { stored: bigint; info: StallInfo }])]);
       this.stalls!.retain(new Set(positions.map(([k]) => k)), stalled);
+      // Stalled at once, records or not: the partition may be idle at the stored offset.
+      for (const info of recreated) {
+        try {
+          consumer.pause([{ topic: info.topic, partitions: [info.partition] }]);
+        } catch (err) {
+          this.log.debug({ err }, 'pause failed (consumer stopping)');
+        }
+        this.stalls!.report(info);
+      }
       // kafkajs keeps a partition paused across rebalances: one this member stalled, lost and
       // got back (its stall and retry timer dropped above) would never be fetched again.
       const resume = tps.filter(({ topic, partition }) => !this.stalls!.stalledHere(topic, partition));

@@ -11,7 +11,9 @@ import type pg from 'pg';
 import type { Admin } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
-import { readStoredOffsets, tpKey } from './offsets.ts';
+import { tpKey } from './offsets.ts';
+import { recreatedStall, type StoredRow, type TopicCheck } from './topic-identity.ts';
+import type { StallInfo } from './stall.ts';
 
 export interface TopicPartition {
   topic: string;
@@ -61,16 +63,25 @@ export function pastEndStalls(stalled: readonly StalledRow[]): [string, { stored
   return stalled.filter((s) => s.reason === 'past-end').map((s) => [tpKey(s.topic, s.partition), { stored: s.offset }]);
 }
 
-/** The stored offsets of `tps` and the partitions recorded as stalled for the group; destination errors classified (retriable or not). */
-export function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; stalled: StalledRow[] }> {
+/**
+ * The stored offsets of `tps`, every stored row of their topics (topic-identity.ts) and the
+ * partitions recorded as stalled for the group; destination errors classified (retriable or not).
+ */
+export function readStored(pool: pg.Pool, groupId: string, tps: readonly TopicPartition[]): Promise<{ stored: Map<string, bigint>; rows: StoredRow[]; stalled: StalledRow[] }> {
   return withPooledClient(pool, async (client) => {
     try {
-      const stored = await readStoredOffsets(client, groupId, tps);
-      const { rows } = await client.query<{ topic: string; partition: number; next_offset: string; sqlstate: string | null }>(
+      const { rows: found } = await client.query<{ topic: string; partition: number; next_offset: string; topic_id: string | null }>(
+        'SELECT topic, partition, next_offset, topic_id FROM shardbridge.sink_offsets WHERE group_id = $1 AND topic = ANY($2::text[])',
+        [groupId, [...new Set(tps.map((t) => t.topic))]],
+      );
+      const rows = found.map((r) => ({ topic: r.topic, partition: r.partition, offset: BigInt(r.next_offset), topicId: r.topic_id }));
+      const assigned = new Set(tps.map((t) => tpKey(t.topic, t.partition)));
+      const stored = new Map(rows.map((r) => [tpKey(r.topic, r.partition), r.offset] as const).filter(([k]) => assigned.has(k)));
+      const { rows: stalls } = await client.query<{ topic: string; partition: number; next_offset: string; sqlstate: string | null }>(
         'SELECT topic, partition, next_offset, sqlstate FROM shardbridge.stalls WHERE group_id = $1',
         [groupId],
       );
-      return { stored, stalled: rows.map((r) => ({ topic: r.topic, partition: r.partition, offset: BigInt(r.next_offset), reason: r.sqlstate })) };
+      return { stored, rows, stalled: stalls.map((r) => ({ topic: r.topic, partition: r.partition, offset: BigInt(r.next_offset), reason: r.sqlstate })) };
     } catch (err) {
       throw classify(err, {});
     }
@@ -92,4 +103,41 @@ export async function readCommitted(admin: Admin, groupId: string, tps: readonly
     log.debug({ err: (err as Error).message }, 'group offsets not read: every partition is sought to its stored position');
     return null;
   }
+}
+
+/**
+ * Record the topic id of assigned partitions (topic-identity.ts `record`): a row at offset 0 for
+ * a partition with none, so that its first batch's offset is stored under the id.
+ */
+export function recordTopicIds(pool: pg.Pool, groupId: string, record: readonly { topic: string; partition: number; id: string }[]): Promise<void> {
+  if (record.length === 0) return Promise.resolve();
+  return withPooledClient(pool, async (client) => {
+    try {
+      await client.query(
+        `INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset, topic_id)
+         SELECT $1, u.topic, u.partition, 0, u.id FROM unnest($2::text[], $3::int[], $4::text[]) AS u(topic, partition, id)
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET topic_id = EXCLUDED.topic_id
+          WHERE sink_offsets.topic_id IS NULL OR sink_offsets.next_offset = 0`,
+        [groupId, record.map((r) => r.topic), record.map((r) => r.partition), record.map((r) => r.id)],
+      );
+    } catch (err) {
+      throw classify(err, {});
+    }
+  });
+}
+
+/** The stalls of partitions whose topic was created again (topic-identity.ts): the new partitions' offsets, the tables as recorded when applied (applied-mappings.ts). */
+export async function recreatedStalls(admin: Admin, pool: pg.Pool, groupId: string, recreated: TopicCheck['recreated']): Promise<StallInfo[]> {
+  const out: StallInfo[] = [];
+  for (const topic of new Set(recreated.map((r) => r.topic))) {
+    const ranges = await admin.offsetRanges(topic).catch(() => []);
+    const mapped = await withPooledClient(pool, (c) =>
+      c.query<{ source: string; dest: string }>("SELECT source_table AS source, dest_schema || '.' || dest_table AS dest FROM shardbridge.sink_mappings WHERE group_id = $1 AND topic = $2", [groupId, topic]),
+    ).then((r) => r.rows[0] ?? {}, () => ({}));
+    for (const r of recreated.filter((x) => x.topic === topic)) {
+      const range = ranges.find((x) => x.partition === r.partition);
+      out.push(recreatedStall({ ...r, start: BigInt(range?.start ?? 0), end: BigInt(range?.end ?? 0) }, mapped));
+    }
+  }
+  return out;
 }

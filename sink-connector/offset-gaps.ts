@@ -12,6 +12,7 @@
  * Pure: the decisions and their stall descriptions; partition-batch.ts asks Kafka and stalls.
  */
 import type { StallInfo } from './stall.ts';
+import { recreatedRemedy } from './topic-identity.ts';
 
 export type GapKind = 'lost' | 'empty';
 
@@ -60,10 +61,7 @@ export function pastEndStall(at: { topic: string; partition: number; stored: big
         : `stored offset ${at.stored} was found past the end of the partition before (Kafka's end offset is now ${at.end}): `) +
       `${at.topic}[${at.partition}] was deleted and created again, ` +
       'or lost its data, under the sink\'s stored offsets; its records would be dropped as already applied',
-    remedy:
-      `if the topic was created again, with the sink stopped run \`shardbridge replay --sink-config sink.yaml --topic ${at.topic} --partition ${at.partition} --to-offset 0\` ` +
-      `(and resnapshot the table${tables.source ? ` ${tables.source}` : ''} if changes were lost with the old topic); to start the migration over, ` +
-      '`shardbridge cleanup --drop-control-tables` as docs/migration-runbook.md describes',
+    remedy: recreatedRemedy(at.topic, at.partition, tables.source),
   };
 }
 

@@ -29,6 +29,13 @@ CREATE TABLE IF NOT EXISTS shardbridge.sink_offsets (
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (group_id, topic, partition)
 );
+-- The topic's id (KIP-516) the offset is a position in (topic-identity.ts); added to older tables,
+-- only when missing (an ALTER would queue behind running batches' row locks, and them behind it).
+DO $sb$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'shardbridge.sink_offsets'::regclass AND attname = 'topic_id' AND NOT attisdropped) THEN
+    ALTER TABLE shardbridge.sink_offsets ADD COLUMN IF NOT EXISTS topic_id text;
+  END IF;
+END $sb$;
 CREATE TABLE IF NOT EXISTS shardbridge.snapshot_status (
   topic text PRIMARY KEY,
   table_name text NOT NULL,
@@ -72,24 +79,6 @@ export async function ensureSinkTables(client: pg.ClientBase): Promise<void> {
       if (attempt >= 5 || !(code === '23505' || code === '42P07' || code === '42P06')) throw err;
     }
   }
-}
-
-/** Stored next offsets of the given topic-partitions (absent: nothing applied yet). */
-export async function readStoredOffsets(
-  client: pg.ClientBase,
-  groupId: string,
-  tps: readonly { topic: string; partition: number }[],
-): Promise<Map<string, bigint>> {
-  const out = new Map<string, bigint>();
-  if (tps.length === 0) return out;
-  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
-    `SELECT o.topic, o.partition, o.next_offset FROM shardbridge.sink_offsets o
-       JOIN unnest($2::text[], $3::int[]) AS a(topic, partition) USING (topic, partition)
-      WHERE o.group_id = $1`,
-    [groupId, tps.map((t) => t.topic), tps.map((t) => t.partition)],
-  );
-  for (const r of rows) out.set(tpKey(r.topic, r.partition), BigInt(r.next_offset));
-  return out;
 }
 
 /**
@@ -154,7 +143,8 @@ function partitionLiteral(partition: number): string {
 
 /**
  * Offsets of one topic as `shardbridge replay` sets them: upsert of `next_offset` per
- * partition, in the caller's transaction.
+ * partition, in the caller's transaction. The topic id is forgotten: the operator moved the
+ * offset to a position in the topic as it is now, whose id the next join records.
  */
 export async function setStoredOffsets(
   client: pg.ClientBase,
@@ -166,9 +156,15 @@ export async function setStoredOffsets(
   await client.query(
     `INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset)
      SELECT $1, $2, u.partition, u.next_offset FROM unnest($3::int[], $4::bigint[]) AS u(partition, next_offset)
-     ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+     ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, topic_id = NULL, updated_at = now()`,
     [groupId, topic, offsets.map((o) => o.partition), offsets.map((o) => o.offset.toString())],
   );
+}
+
+/** Forget the stored offsets of partitions a topic no longer has (replay of a topic created again with fewer), in the caller's transaction. */
+export async function forgetPartitions(client: pg.ClientBase, groupId: string, topic: string, partitions: readonly number[]): Promise<void> {
+  if (partitions.length === 0) return;
+  await client.query('DELETE FROM shardbridge.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])', [groupId, topic, partitions]);
 }
 
 /** Stored offsets of every partition of one topic (replay, status). */

@@ -1,5 +1,5 @@
 /**
- * The one module that imports kafkajs: it implements the interfaces of ports.ts with it. It
+ * The one module that imports kafkajs (with topic-ids.ts, which reads its internals): it implements the interfaces of ports.ts with it. It
  * stays thin and close to kafkajs's own semantics (offsets as decimal strings, `commitOffsets`
  * takes the NEXT offset to read) so that the client can be swapped later without touching the
  * connectors.
@@ -24,6 +24,7 @@ import { ConfigError, RetriableError, ServiceError, tlsTrustRemedy } from '../er
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
+import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -85,6 +86,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         counted('admin', kafka.admin({ retry: opts.retry })),
         (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
         () => counted('admin', kafka.admin({ retry: opts.retry })),
+        () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
       ),
   };
 }
@@ -212,7 +214,7 @@ function wrapConsumer(c: KjsConsumer): Consumer {
   };
 }
 
-function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, another: () => KjsAdmin): Admin {
+function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, another: () => KjsAdmin, newCluster: () => { disconnect(): Promise<void> }): Admin {
   // Offsets are asked per topic: spread over admins of a few dozen topics each (topic-spread.ts).
   const byTopic = new TopicSpread(another);
   let connecting: Promise<void> | undefined;
@@ -228,11 +230,16 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
     return res.map((r) => ({ partition: r.partition, start: r.low, end: r.high })).sort((x, y) => x.partition - y.partition);
   };
 
+  // Topic ids go over a cluster of their own (topic-ids.ts), made on first use.
+  let idCluster: ReturnType<typeof newCluster> | undefined;
+
   const admin: Admin = {
     connect: ready,
     async disconnect() {
       connecting = undefined;
-      await Promise.all([a.disconnect(), byTopic.disconnect()]);
+      const c = idCluster;
+      idCluster = undefined;
+      await Promise.all([a.disconnect(), byTopic.disconnect(), c?.disconnect()]);
     },
     async listTopics() {
       await ready();
@@ -361,6 +368,10 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
     async describeCluster() {
       await ready();
       return a.describeCluster();
+    },
+    async topicIds(topics) {
+      idCluster ??= newCluster();
+      return fetchTopicIds(idCluster, topics);
     },
   };
   return admin;

@@ -204,6 +204,11 @@ export interface Admin {
   /** Committed offsets; '-1' for a partition without a commit. Two requests, however many topics. */
   fetchGroupOffsets(groupId: string, topics: string[]): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
   describeCluster(): Promise<{ brokers: { nodeId: number; host: string; port: number }[]; controller: number | null; clusterId: string }>;
+  /**
+   * Each existing topic's id (KIP-516: a topic deleted and created again has another) and
+   * partition count, in one request; null when the broker has no topic ids (before Kafka 2.8).
+   */
+  topicIds(topics: string[]): Promise<Map<string, { id: string; partitions: number }> | null>;
 }
 
 export interface KafkaClient {

@@ -196,7 +196,8 @@ test('a topic deleted and created again under the stored offsets stalls instead 
     const stall = await waitFor('stall row', () => stallRow(f.groupId), { timeoutMs: 30_000 });
     assert.equal(stall.topic, t.topic);
     assert.equal(stall.next_offset, '10');
-    assert.match(stall.error, /stored offset 10 is past the end of the partition \(Kafka's end offset is 3\)/);
+    // Told by the topic's id (topic-identity.ts); a broker without ids says it by the end offset (offset-gaps.ts).
+    assert.match(stall.error, /was deleted and created again under the sink's stored offset 10 \(topic id [0-9a-f]{32} when stored, [0-9a-f]{32} now\); the new partition holds offsets 0\.\.2:/);
     assert.match(stall.error, new RegExp(`shardbridge replay --sink-config sink\\.yaml --topic ${t.topic.replace(/\./g, '\\.')} --partition 0 --to-offset 0`));
     assert.deepEqual(await ids('again'), range(1, 10));
   } finally {
@@ -212,7 +213,7 @@ test('a topic deleted and created again under the stored offsets stalls instead 
     await waitFor('stalled again after the restart', async () => (await metricValue(sink, 'shardbridge_sink_stalled_partitions', { topic: t.topic, reason: 'past-end' })) === 1, {
       timeoutMs: 30_000,
     });
-    assert.match((await stallRow(f.groupId)).error, /stored offset 10 was found past the end of the partition before \(Kafka's end offset is now 12\)/);
+    assert.match((await stallRow(f.groupId)).error, /under the sink's stored offset 10 .*; the new partition holds offsets 0\.\.11:/);
     assert.deepEqual(await ids('again'), range(1, 10), 'offsets 10 and 11 of the new topic not applied over a gap of ten');
     assert.equal((await storedOffsets(db, f.groupId)).get(`${t.topic}:0`), 10n);
   } finally {
@@ -225,6 +226,65 @@ test('a topic deleted and created again under the stored offsets stalls instead 
     await waitApplied(db, admin, f.groupId, [t.topic]);
     assert.deepEqual(await ids('again'), [...range(1, 10), ...range(101, 112)]);
     await waitFor('stall cleared', async () => (await stallRow(f.groupId)) === undefined);
+  } finally {
+    await sink.stop();
+  }
+});
+
+test('a topic deleted and created again with fewer partitions, grown past the stored offset while the sink was stopped: stalls by its topic id, names the partition that is gone; replay to 0 applies the new records', async () => {
+  const { db, admin, kafka } = env();
+  const f = fixture('regrown', ['regrown']);
+  const t = await fileTable(f.prefix, 'regrown', { partitions: 2 });
+  const raw = rawKafka().producer();
+  await raw.connect();
+  try {
+    // Odd keys to partition 0, even ones to 1.
+    await raw.send({ topic: t.topic, messages: encodeChanges(t, inserts(1, 20)).map((m, i) => ({ key: m.key, value: m.value, partition: i % 2 })) });
+  } finally {
+    await raw.disconnect();
+  }
+  await applyAll(f, [t.topic]);
+  const before = await storedOffsets(db, f.groupId);
+  const stored0 = before.get(`${t.topic}:0`)!;
+  const stored1 = before.get(`${t.topic}:1`)!;
+  assert.ok(stored0 > 0n && stored1 > 0n, `both partitions applied: ${stored0}, ${stored1}`);
+
+  await admin.deleteTopics([t.topic]);
+  await admin.ensureTopics([{ topic: t.topic, partitions: 1, replicationFactor: 1 }]);
+  const second = kafka.producer();
+  await second.connect();
+  await produceChanges(second, t, inserts(101, 140)); // offsets 0..39 of the new partition 0: past its stored offset
+  await second.disconnect();
+  const { logger, lines } = capturingLogger();
+  let sink = await startSink(f, logger);
+  try {
+    const stall = await waitFor('stall row', () => stallRow(f.groupId), { timeoutMs: 30_000 });
+    assert.equal(stall.topic, t.topic);
+    assert.equal(stall.partition, 0);
+    assert.equal(stall.next_offset, String(stored0));
+    assert.equal(stall.table_name, `${DST}.regrown`);
+    assert.match(stall.error, new RegExp(`was deleted and created again under the sink's stored offset ${stored0} \\(topic id [0-9a-f]{32} when stored, [0-9a-f]{32} now\\); the new partition holds offsets 0\\.\\.39`));
+    assert.match(stall.error, new RegExp(`shardbridge replay --sink-config sink\\.yaml --topic ${t.topic.replace(/\./g, '\\.')} --partition 0 --to-offset 0`));
+    const gone = lines().find((l) => l.level >= 50 && /partitions it no longer has/.test(l.msg));
+    assert.ok(gone, 'the partition that is gone is named');
+    assert.match(gone.msg, new RegExp(`has 1 partition now, but the sink stored offsets in partitions it no longer has: \\[1\\] at ${stored1}\\.`));
+    await waitFor('a retry', async () => (await stallRow(f.groupId))?.attempts >= 2, { timeoutMs: 30_000 });
+    assert.deepEqual(await ids('regrown'), range(1, 20), 'no record of the new topic applied over the skipped ones');
+    assert.equal((await storedOffsets(db, f.groupId)).get(`${t.topic}:0`), stored0);
+  } finally {
+    await sink.stop();
+  }
+
+  const r = await replay(['--topic', t.topic, '--to-offset', '0', '--sink-config', f.configFile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`\\[1\\]: next offset ${stored1} forgotten: the topic has 1 partition now`));
+  const after = capturingLogger();
+  sink = await startSink(f, after.logger);
+  try {
+    await waitApplied(db, admin, f.groupId, [t.topic]);
+    assert.deepEqual(await ids('regrown'), [...range(1, 20), ...range(101, 140)]);
+    await waitFor('stall cleared', async () => (await stallRow(f.groupId)) === undefined);
+    assert.deepEqual(after.lines().filter((l) => l.level >= 50).map((l) => l.msg), []);
   } finally {
     await sink.stop();
   }

@@ -12,7 +12,7 @@ import { ConfigError, ServiceError, atServer } from '../../errors.ts';
 import { pgEndpoint } from '../../config/common.ts';
 import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
-import { ensureSinkTables, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
+import { ensureSinkTables, forgetPartitions, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
 import { reopenSnapshot } from '../../../sink-connector/control.ts';
 import { keyedPartitions } from '../../../source-connector/control-topics.ts';
@@ -145,13 +145,16 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
         { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy: 'replay every partition of the topic (no --partition) to a point before the truncate, or replay only after it' },
       );
     }
+    // Offsets stored in partitions the topic no longer has (it was created again with fewer): a replay of the whole topic forgets them.
+    const vanished = opts.partition === undefined ? [...stored.keys()].filter((p) => p >= count).sort((a, b) => a - b) : [];
     let reopened = false;
-    if (moves.length > 0) {
+    if (moves.length > 0 || vanished.length > 0) {
       // The group first: Kafka refuses while the sink runs, before the destination is touched.
-      await admin.setGroupOffsets(config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next.toString() })));
+      if (moves.length > 0) await admin.setGroupOffsets(config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next.toString() })));
       await client.query('BEGIN');
       try {
         await setStoredOffsets(client, config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
+        await forgetPartitions(client, config.groupId, opts.topic, vanished);
         await applyBarrierRewind(client, config.groupId, opts.topic, barrier);
         reopened = await reopenSnapshot(client, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await client.query('COMMIT');
@@ -168,6 +171,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
           : `${opts.topic}[${r.partition}]: ${now} -> ${r.next} (destination and group ${config.groupId})${r.note ? `: ${r.note}` : ''}\n`,
       );
     }
+    for (const p of vanished) ctx.out(`${opts.topic}[${p}]: next offset ${stored.get(p)} forgotten: the topic has ${count} partition${count === 1 ? '' : 's'} now\n`);
     if (reopened) ctx.out(`${opts.topic}: its snapshot is applied again: shardbridge.snapshot_status says complete once the sink is back past its completion marker\n`);
     for (const id of barrier.rounds.keys()) ctx.out(`${opts.topic}: truncate ${id} will be applied again once every partition reaches it\n`);
     log.info({ topic: opts.topic, partitions: moves.map((m) => m.partition), groupId: config.groupId }, 'replay set: start the sink to re-apply');

@@ -198,7 +198,7 @@ export async function findColumn(run: Run, table: ApplyTable, values: readonly P
   return findingFor(table, values[pure], p.sqlstate, p.what);
 }
 
-/** Per partition, the stall last named (the retries meet the same error: probed once). */
+/** Per partition, the stall last named and the catalog it was named under: each retry meets the same error, probed once. */
 export class ColumnNamer {
   private readonly last = new Map<string, { signature: string; named: StallInfo }>();
 
@@ -211,17 +211,21 @@ export class ColumnNamer {
   /** `info` with its column named when the stalled record shows it; `info` itself otherwise, whatever the probe met. */
   async name(info: StallInfo, record: DecodedRecord | null): Promise<StallInfo> {
     if (!wantsColumn(info) || record === null || record.keyColumns === null) return info;
+    const keyColumns = record.keyColumns;
     const k = tpKey(info.topic, info.partition);
-    const signature = `${info.offset}\u0000${info.sqlstate}\u0000${info.message}`;
+    // The catalog's digest too: after an ALTER another column may fail with the same message.
+    const signature = (t: ApplyTable) => `${info.offset}\u0000${info.sqlstate}\u0000${info.message}\u0000${t.digest ?? ''}`;
+    // The failed apply read the catalog (a retry reads it afresh): known here, without a round trip.
+    const known = this.states.peek(record.table, keyColumns);
     const hit = this.last.get(k);
-    if (hit?.signature === signature) return hit.named;
+    if (known && hit?.signature === signature(known)) return hit.named;
     try {
-      const finding = await withPooledClient(this.pool, async (client) => {
-        const table = this.states.peek(record.table, record.keyColumns!) ?? (await this.states.resolve(client, record.table, record.keyColumns!));
-        return findColumn((sql, params) => client.query(sql, params), table, probedValues(record, table), info);
+      const { table, finding } = await withPooledClient(this.pool, async (client) => {
+        const table = known ?? (await this.states.resolve(client, record.table, keyColumns));
+        return { table, finding: await findColumn((sql, params) => client.query(sql, params), table, probedValues(record, table), info) };
       });
       const named = finding ? withFinding(info, finding) : info;
-      this.last.set(k, { signature, named });
+      this.last.set(k, { signature: signature(table), named });
       return named;
     } catch (err) {
       // Not remembered: the next retry probes again.

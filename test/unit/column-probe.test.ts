@@ -6,13 +6,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type pg from 'pg';
 import { SinkApplyError } from '../../shared/errors.ts';
-import { castProbeSql, findColumn, firstFailingCast, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
+import { castProbeSql, ColumnNamer, findColumn, firstFailingCast, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { describeStall, remedyFor, type StallInfo } from '../../sink-connector/stall.ts';
+import type { TableStates } from '../../sink-connector/table-state.ts';
+import { testLogger } from '../helpers/kafka.ts';
 
 const AT = { topic: 'p.public.orders', partition: 0, offset: '1234' };
 const TABLE: ApplyTable = {
@@ -171,4 +174,41 @@ test("the probed values: the record's non-null values in the table's column orde
 test('SinkApplyError context keeps a relayed code apart from the one reported', () => {
   const e = classify(pgError('XX000', 'value too long for type character varying(3)'), {}) as SinkApplyError;
   assert.deepEqual([e.context.sqlstate, e.context.reportedSqlstate], ['22001', 'XX000']);
+});
+
+test('each distinct stall is probed once: its retries under the same catalog reuse the finding; a changed catalog or a failed probe probes again', async () => {
+  const record = {
+    change: { op: 'c', topic: 't', partition: 0, offset: '1234', key: { id: '7' }, after: { id: '7', qty: '10000000000' }, before: null, unchangedToast: [] },
+    table: { columns: [{ name: 'id', pgType: 'int4' }, { name: 'qty', pgType: 'int8' }] } as unknown as TableVersion,
+    keyColumns: ['id'],
+  } as DecodedRecord;
+  let table: ApplyTable = { ...TABLE, digest: 'a' };
+  const states = { peek: () => table, resolve: async () => table } as unknown as TableStates;
+  const dest = fakeDestination();
+  let down = false;
+  const pool = {
+    connect: async () => {
+      if (down) throw new Error('connect ECONNREFUSED');
+      return { query: dest.run, release: () => {} };
+    },
+  } as unknown as pg.Pool;
+  const namer = new ColumnNamer(pool, states, testLogger());
+  const info = describeStall(classify(pgError('22003', 'value "10000000000" is out of range for type integer'), { table: 's.orders' }), AT, 'apply');
+  const first = await namer.name(info, record);
+  assert.equal(first.column, 'qty');
+  const probed = dest.statements.length;
+  assert.ok(probed > 0);
+  assert.equal((await namer.name(info, record)).column, 'qty');
+  assert.equal(dest.statements.length, probed, 'a retry under the same catalog: no probe');
+  table = { ...TABLE, digest: 'b' };
+  await namer.name(info, record);
+  assert.ok(dest.statements.length > probed, 'the catalog changed: probed again');
+  table = { ...TABLE, digest: 'c' };
+  down = true;
+  assert.equal(await namer.name(info, record), info, 'a probe that fails leaves the stall as it was');
+  down = false;
+  assert.equal((await namer.name(info, record)).column, 'qty', 'and is not remembered');
+  const other: StallInfo = { ...info, sqlstate: '23505' };
+  assert.equal(await namer.name(other, record), other, 'other errors are not probed');
+  assert.equal(await namer.name(info, null), info);
 });

@@ -179,7 +179,7 @@ SELECT a.attname AS name
  ORDER BY a.attnum`;
 
 /** The column that fails, as far as the probe can tell; undefined when none does. */
-export async function findColumn(run: Run, table: ApplyTable, values: readonly ProbedValue[], info: Pick<StallInfo, 'sqlstate' | 'constraint'>): Promise<ColumnFinding | undefined> {
+export async function findColumn(run: Run, table: ApplyTable, values: readonly ProbedValue[], info: Pick<StallInfo, 'sqlstate' | 'constraint'> & { message?: string }): Promise<ColumnFinding | undefined> {
   if (info.sqlstate === '23514' && info.constraint) {
     const { rows } = await run(CHECK_COLUMNS_SQL, [table.schema, table.name, info.constraint]);
     const names: string[] = rows.map((r) => r.name);
@@ -192,7 +192,8 @@ export async function findColumn(run: Run, table: ApplyTable, values: readonly P
   const pure = values.findIndex((v) => valueProblem(v) !== undefined);
   // Only the columns before a pure finding are cast: one of those, failing, came first.
   const cast = await firstFailingCast(run, pure < 0 ? values : values.slice(0, pure));
-  if (cast) return findingFor(table, values[cast.index], cast.code, `the source's value: ${cast.message}`);
+  // The probe's message only where it says more than the stall's own.
+  if (cast) return findingFor(table, values[cast.index], cast.code, cast.message === info.message ? "the source's value" : `the source's value: ${cast.message}`);
   if (pure < 0) return undefined;
   const p = valueProblem(values[pure])!;
   return findingFor(table, values[pure], p.sqlstate, p.what);

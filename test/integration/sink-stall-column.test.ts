@@ -79,21 +79,24 @@ test('a value too long, out of range or over a numeric precision stalls naming i
   }
 });
 
-test('a big batch (COPY staging) and a check constraint name the column as well', async () => {
+test("a big batch, a table's check constraint and a domain's name the column as well", async () => {
   const { db, admin, producer, servers } = env();
   const prefix = uniqueTopic('sbcolbig');
+  await db.query(`CREATE DOMAIN ${DST}.posint AS int CHECK (VALUE > 0)`);
   const t = await table(prefix, 'big', {
-    ddl: '(id int PRIMARY KEY, note text, qty bigint, amount numeric(12,2))',
-    destDdl: '(id int PRIMARY KEY, note varchar(5), qty int CONSTRAINT qty_positive CHECK (qty > 0), amount numeric(12,2))',
+    ddl: '(id int PRIMARY KEY, note text, qty bigint, amount numeric(12,2), score int)',
+    destDdl: `(id int PRIMARY KEY, note varchar(5), qty int CONSTRAINT qty_positive CHECK (qty > 0), amount numeric(12,2), score ${DST}.posint)`,
   });
-  const list = fits(1, 400);
-  list[249] = [250, 'far too long', '250', '1.50'];
-  list[299] = [300, 'n300', '-1', '1.50'];
-  await produceChanges(producer, t, rows(list));
+  const list = fits(1, 400).map((r) => ({ kind: 'insert' as const, new: [String(r[0]), r[1], r[2], r[3], '1'] }));
+  list[249].new[1] = 'far too long';
+  list[299].new[2] = '-1';
+  list[349].new[4] = '-5';
+  await produceChanges(producer, t, list);
   const groupId = `g-${ID}-big`;
   const { logger, lines } = capturingLogger();
   const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.big`]: { schema: DST } } }), logger, { topicRefreshMs: 500 });
   try {
+    // The 400 fail together in COPY staging first, then in halves down to the one record.
     const long = await stallAt(groupId, '249');
     assert.equal(long.sqlstate, '22001');
     assert.match(long.error, /column: note/);
@@ -102,7 +105,14 @@ test('a big batch (COPY staging) and a check constraint name the column as well'
     const check = await stallAt(groupId, '299');
     assert.equal(check.sqlstate, '23514');
     assert.match(check.error, /column: qty/);
+    assert.match(check.error, /check constraint qty_positive reads column qty/);
     await db.query(`ALTER TABLE ${DST}.big DROP CONSTRAINT qty_positive`);
+    const domain = await stallAt(groupId, '349');
+    assert.equal(domain.sqlstate, '23514');
+    assert.match(domain.error, /value for domain .*posint violates check constraint/);
+    assert.match(domain.error, /column: score/);
+    assert.match(domain.error, /ALTER COLUMN "score" TYPE integer/);
+    await db.query(`ALTER TABLE ${DST}.big ALTER COLUMN score TYPE integer`);
     await waitApplied(db, admin, groupId, [t.topic]);
     assert.equal((await db.query(`SELECT count(*)::int AS n FROM ${DST}.big`)).rows[0].n, 400);
   } finally {

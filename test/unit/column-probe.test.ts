@@ -112,8 +112,9 @@ test('findColumn: the first column in table order, by a length check or a cast',
   const range = await findColumn(fakeDestination().run, TABLE, [values[0], values[2], values[1]], { sqlstate: '22003' });
   assert.equal(range?.column, 'qty', 'a cast failing before the long value comes first');
   assert.equal(range?.alter, 'ALTER TABLE "s"."orders" ALTER COLUMN "qty" TYPE bigint');
-  const precision = await findColumn(fakeDestination().run, TABLE, [v('amount', 'numeric(5,2)', '12345.67', 'numeric(12,2)')], { sqlstate: '22003' });
-  assert.equal(precision?.text, "column amount (numeric(5,2)) cannot hold the source's value: numeric field overflow");
+  assert.equal(range?.text, 'column qty (integer) cannot hold the source\'s value: value "10000000000" is out of range for type integer');
+  const precision = await findColumn(fakeDestination().run, TABLE, [v('amount', 'numeric(5,2)', '12345.67', 'numeric(12,2)')], { sqlstate: '22003', message: 'numeric field overflow' });
+  assert.equal(precision?.text, "column amount (numeric(5,2)) cannot hold the source's value", 'the same message is not said twice');
   assert.equal(precision?.alter, 'ALTER TABLE "s"."orders" ALTER COLUMN "amount" TYPE numeric(12,2)');
   // Without the source's type: text for a length, no statement for a cast.
   assert.match((await findColumn(fakeDestination().run, TABLE, [v('code', 'character(2)', 'abc')], { sqlstate: '22001' }))!.alter!, /TYPE text$/);

@@ -18,7 +18,7 @@ import { chunkOf, hasWork, isFast, type Item, type SlowItem } from './chunk-item
 import { DeadLetterLedger, deadLetterMessages, type DeadLetterTarget } from './dead-letter.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
 import { applyControl, controlTopicKind, parseControlRecord, type ControlKind } from './control.ts';
-import type { RawRecord, RecordDecoder } from './decode.ts';
+import type { DecodedRecord, RawRecord, RecordDecoder } from './decode.ts';
 import type { TargetFor } from './schema-compile.ts';
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
@@ -28,6 +28,7 @@ import { FastRowPlanner, type BinaryLayout, type RecordSchemas } from './fast-ro
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import type { LaneWork } from './apply-lanes.ts';
 import type { LockWatch } from './lock-watch.ts';
+import { ColumnNamer } from './column-probe.ts';
 
 export interface BatchDeps {
   prefix: string;
@@ -88,9 +89,12 @@ export class BatchProcessor {
   /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
   private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
   private readonly deadLettered = new DeadLetterLedger();
+  /** Names the column a stall's error does not (column-probe.ts). */
+  private readonly columns: ColumnNamer;
 
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
+    this.columns = new ColumnNamer(deps.pool, deps.apply.states, deps.logger);
   }
 
   /**
@@ -279,12 +283,23 @@ export class BatchProcessor {
       for (let i = lo; i < hi; i++) if (hasWork(items[i])) withWork++;
       if (hi - lo <= 1 || withWork <= 1) {
         const at = items.slice(lo, hi).find(hasWork) ?? items[lo];
-        this.stall(p, describeStall(err, { topic: p.topic, partition: p.partition, offset: at.raw.offset }, 'apply'));
+        const info = describeStall(err, { topic: p.topic, partition: p.partition, offset: at.raw.offset }, 'apply');
+        this.stall(p, await this.columns.name(info, this.decodedOf(at)));
         return false;
       }
       const mid = lo + Math.floor((hi - lo) / 2);
       p.log.debug({ from: items[lo].raw.offset, to: items[hi - 1].raw.offset, err: (err as Error).message }, 'batch failed: narrowing down');
       return (await this.bisect(p, items, lo, mid)) && (await this.bisect(p, items, mid, hi));
+    }
+  }
+
+  /** The item's change, decoded (a fast row's, again), for the column probe; null when it has none or does not decode. */
+  private decodedOf(it: Item): DecodedRecord | null {
+    if (!isFast(it)) return it.decoded;
+    try {
+      return this.deps.apply.redecode(it);
+    } catch {
+      return null;
     }
   }
 

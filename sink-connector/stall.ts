@@ -22,6 +22,8 @@ export interface StallInfo {
   table?: string;
   column?: string;
   constraint?: string;
+  /** What the stalled record's values showed about the column, where the error names none (column-probe.ts). */
+  finding?: string;
   sqlstate?: string;
   /** The database's (or decoder's) own message. */
   message: string;
@@ -62,7 +64,8 @@ export function describeStall(err: unknown, at: { topic: string; partition: numb
   const table = pgErr?.table ? (pgErr.schema ? `${pgErr.schema}.${pgErr.table}` : pgErr.table) : str(ctx.table);
   const column = pgErr?.column ?? copyColumnOf(pgErr?.where) ?? str(ctx.column);
   const constraint = pgErr?.constraint;
-  const sqlstate = pgErr?.code ?? str(ctx.sqlstate);
+  // The classified code first: a Citus relay's XX000 stands for the worker's error its message names (relayedSqlState).
+  const sqlstate = str(ctx.sqlstate) ?? pgErr?.code;
   const message = pgErr?.message ?? (err instanceof Error ? err.message : String(err));
   const own = err instanceof ShardBridgeError ? err.remedy : undefined;
   const info: StallInfo = { ...at, reason, table, column, constraint, sqlstate, message, detail: pgErr?.detail, remedy: '' };
@@ -90,7 +93,7 @@ export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | '
     case '23505':
       return `a unique constraint of ${table} (${s.constraint ?? 'not the primary key'}) that the source does not have rejects the row: drop it until cut-over`;
     case '23514':
-      return `check constraint ${s.constraint ?? ''} of ${table} rejects a source row: align it with the source's`;
+      return `check constraint ${s.constraint ?? ''} of ${table}${s.column ? ` (on ${s.column})` : ''} rejects a source row: align it with the source's`;
     case '42501':
       return `grant the sink's role INSERT, UPDATE, DELETE and TRUNCATE on ${table}`;
     case '428C9':
@@ -160,7 +163,8 @@ export class Stalls {
     if (prev === undefined || prev.inherited || prev.signature !== signature) {
       // topic and partition are the child logger's already.
       const { remedy, topic: _topic, partition: _partition, ...fields } = info;
-      log.error({ ...fields, remedy }, `partition stalled at offset ${info.offset}: ${info.message}${info.table ? ` (table ${info.table}${info.column ? `, column ${info.column}` : ''})` : ''}${info.sqlstate ? ` [SQLSTATE ${info.sqlstate}]` : ''} — remedy: ${remedy}`);
+      const where = info.table ? ` (table ${info.table}${info.finding ? `; ${info.finding}` : info.column ? `, column ${info.column}` : ''})` : '';
+      log.error({ ...fields, remedy }, `partition stalled at offset ${info.offset}: ${info.message}${where}${info.sqlstate ? ` [SQLSTATE ${info.sqlstate}]` : ''} — remedy: ${remedy}`);
       if (prev && !prev.inherited) this.opts.metrics.stalled.remove({ topic: info.topic, partition: String(info.partition), reason: prev.info.reason });
       this.opts.metrics.stalls.inc({ reason: info.reason });
     } else {
@@ -222,7 +226,7 @@ export class Stalls {
 
   private async record(e: Entry): Promise<void> {
     const i = e.info;
-    const error = [i.message, i.detail && `detail: ${i.detail}`, i.column && `column: ${i.column}`, `remedy: ${i.remedy}`].filter(Boolean).join('\n');
+    const error = [i.message, i.detail && `detail: ${i.detail}`, i.column && `column: ${i.column}`, i.finding, `remedy: ${i.remedy}`].filter(Boolean).join('\n');
     try {
       await this.opts.query(
         `INSERT INTO shardbridge.stalls (group_id, topic, partition, next_offset, table_name, sqlstate, error)

@@ -1,0 +1,215 @@
+/**
+ * Naming the column behind a stall whose error names none (column-probe.ts): which stalls
+ * want it, PostgreSQL's assignment length checks done here, the cast probe's halving to the
+ * first failing column (against a fake destination that casts like one), and what the stall
+ * then says.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { SinkApplyError } from '../../shared/errors.ts';
+import { castProbeSql, ColumnNamer, findColumn, firstFailingCast, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
+import { classify } from '../../sink-connector/destination-errors.ts';
+import type { DecodedRecord } from '../../sink-connector/decode.ts';
+import type { TableVersion } from '../../sink-connector/schema-compile.ts';
+import type { ApplyTable } from '../../sink-connector/sink-change.ts';
+import { describeStall, remedyFor, type StallInfo } from '../../sink-connector/stall.ts';
+import type { TableStates } from '../../sink-connector/table-state.ts';
+import { testLogger } from '../helpers/kafka.ts';
+
+const AT = { topic: 'p.public.orders', partition: 0, offset: '1234' };
+const TABLE: ApplyTable = {
+  schema: 's',
+  name: 'orders',
+  columns: [
+    { name: 'id', type: 'integer' },
+    { name: 'note', type: 'character varying(5)' },
+    { name: 'qty', type: 'integer' },
+    { name: 'amount', type: 'numeric(5,2)' },
+    { name: 'code', type: 'character(2)' },
+  ],
+  sourceKey: ['id'],
+  destKey: ['id'],
+  citus: 'local',
+};
+const v = (column: string, type: string, value: string, sourceType?: string): ProbedValue => ({ column, type, value, ...(sourceType ? { sourceType } : {}) });
+
+function pgError(code: string, message: string, extra: Record<string, string> = {}): Error {
+  return Object.assign(new Error(message), { severity: 'ERROR', code, ...extra });
+}
+
+/** A destination that casts like PostgreSQL for the few types here: integer range, numeric(5,2) overflow. */
+function fakeDestination(): { run: (sql: string, params: unknown[]) => Promise<any>; statements: string[] } {
+  const statements: string[] = [];
+  const run = async (sql: string, params: unknown[]) => {
+    statements.push(sql);
+    const types = [...sql.matchAll(/\$\d+::text::(.+?)(?=, \$\d+::|$)/g)].map((m) => m[1]);
+    assert.equal(types.length, params.length, sql);
+    types.forEach((type, i) => {
+      const value = String(params[i]);
+      if (type === 'integer' && !/^-?\d+$/.test(value)) throw pgError('22P02', `invalid input syntax for type integer: "${value}"`);
+      if (type === 'integer' && Math.abs(Number(value)) > 2 ** 31 - 1) throw pgError('22003', `value "${value}" is out of range for type integer`);
+      if (type === 'numeric(5,2)' && Math.abs(Number(value)) >= 1000) throw pgError('22003', 'numeric field overflow');
+    });
+    return { rows: [] };
+  };
+  return { run, statements };
+}
+
+test('only value errors that name no column are probed', () => {
+  const base = { reason: 'apply' as const, column: undefined };
+  for (const sqlstate of ['22001', '22P02', '22003', '22007', '22008', '22021', '22P05', '23514']) assert.equal(wantsColumn({ ...base, sqlstate }), true, sqlstate);
+  for (const sqlstate of ['23505', '23503', '42703', '57014', 'XX000', undefined]) assert.equal(wantsColumn({ ...base, sqlstate }), false, String(sqlstate));
+  assert.equal(wantsColumn({ reason: 'apply', column: 'v', sqlstate: '22001' }), false, 'named already (a COPY context)');
+  assert.equal(wantsColumn({ reason: 'decode', column: undefined, sqlstate: '22001' }), false);
+});
+
+test("the length checks an INSERT's assignment makes, as PostgreSQL makes them", () => {
+  assert.deepEqual(valueProblem(v('n', 'character varying(5)', 'twelve chars')), { sqlstate: '22001', what: 'a value of 12 characters' });
+  assert.equal(valueProblem(v('n', 'character varying(5)', 'abcde')), undefined);
+  assert.equal(valueProblem(v('n', 'character varying(5)', 'abc    ')), undefined, 'spaces past the length are cut, not refused');
+  assert.equal(valueProblem(v('n', 'character varying(5)', 'héllö')), undefined, 'characters, not bytes');
+  assert.equal(valueProblem(v('n', 'character varying(2)', '😀😀')), undefined, 'characters, not UTF-16 units');
+  assert.deepEqual(valueProblem(v('n', 'character(2)', 'abc')), { sqlstate: '22001', what: 'a value of 3 characters' });
+  assert.deepEqual(valueProblem(v('b', 'bit(4)', '101')), { sqlstate: '22026', what: 'a value of 3 bits' }, 'bit(n) takes exactly n bits');
+  assert.equal(valueProblem(v('b', 'bit(8)', 'xF0')), undefined);
+  assert.deepEqual(valueProblem(v('b', 'bit varying(2)', '101')), { sqlstate: '22001', what: 'a value of 3 bits' });
+  assert.equal(valueProblem(v('n', 'text', 'x'.repeat(10_000))), undefined);
+  assert.equal(valueProblem(v('n', 'character varying(5)[]', '{abcdefgh}')), undefined, 'arrays are left to the cast');
+  assert.equal(valueProblem(v('n', 'text', 'a\u0000b'))?.sqlstate, '22021');
+});
+
+test('the cast probe casts as the apply does: to the unconstrained type where the length is checked apart', () => {
+  assert.equal(castProbeSql([v('a', 'integer', '1'), v('b', 'character varying(5)', 'x'), v('c', 'numeric(5,2)', '1')]), 'SELECT $1::text::integer, $2::text::character varying, $3::text::numeric(5,2)');
+});
+
+test('the first failing cast is found in halves: one statement when none fails, 1 + log2(columns) when one does', async () => {
+  const values = Array.from({ length: 80 }, (_, i) => v(`c${i}`, 'integer', String(i)));
+  const ok = fakeDestination();
+  assert.equal(await firstFailingCast(ok.run, values), undefined);
+  assert.equal(ok.statements.length, 1);
+  values[57] = v('c57', 'integer', '10000000000');
+  values[70] = v('c70', 'integer', 'x');
+  const bad = fakeDestination();
+  assert.deepEqual(await firstFailingCast(bad.run, values), { index: 57, code: '22003', message: 'value "10000000000" is out of range for type integer' });
+  assert.ok(bad.statements.length <= 1 + Math.ceil(Math.log2(80)), `${bad.statements.length} statements`);
+  values[0] = v('c0', 'integer', 'y');
+  assert.equal((await firstFailingCast(fakeDestination().run, values))?.index, 0);
+  // Not a database error: the probe's own failure, thrown (the caller keeps the stall as it was).
+  await assert.rejects(firstFailingCast(async () => Promise.reject(new Error('Connection terminated')), values), /Connection terminated/);
+});
+
+test('findColumn: the first column in table order, by a length check or a cast', async () => {
+  const values = [v('id', 'integer', '7'), v('note', 'character varying(5)', 'twelve chars', 'text'), v('qty', 'integer', '10000000000', 'bigint')];
+  const long = await findColumn(fakeDestination().run, TABLE, values, { sqlstate: '22001' });
+  assert.deepEqual(long, {
+    column: 'note',
+    type: 'character varying(5)',
+    sqlstate: '22001',
+    text: 'column note (character varying(5)) cannot hold a value of 12 characters',
+    alter: 'ALTER TABLE "s"."orders" ALTER COLUMN "note" TYPE text',
+  });
+  const range = await findColumn(fakeDestination().run, TABLE, [values[0], values[2], values[1]], { sqlstate: '22003' });
+  assert.equal(range?.column, 'qty', 'a cast failing before the long value comes first');
+  assert.equal(range?.alter, 'ALTER TABLE "s"."orders" ALTER COLUMN "qty" TYPE bigint');
+  assert.equal(range?.text, 'column qty (integer) cannot hold the source\'s value: value "10000000000" is out of range for type integer');
+  const precision = await findColumn(fakeDestination().run, TABLE, [v('amount', 'numeric(5,2)', '12345.67', 'numeric(12,2)')], { sqlstate: '22003', message: 'numeric field overflow' });
+  assert.equal(precision?.text, "column amount (numeric(5,2)) cannot hold the source's value", 'the same message is not said twice');
+  assert.equal(precision?.alter, 'ALTER TABLE "s"."orders" ALTER COLUMN "amount" TYPE numeric(12,2)');
+  // Without the source's type: text for a length, no statement for a cast.
+  assert.match((await findColumn(fakeDestination().run, TABLE, [v('code', 'character(2)', 'abc')], { sqlstate: '22001' }))!.alter!, /TYPE text$/);
+  assert.equal((await findColumn(fakeDestination().run, TABLE, [v('qty', 'integer', 'x')], { sqlstate: '22P02' }))?.alter, undefined);
+  assert.equal(await findColumn(fakeDestination().run, TABLE, [values[0]], { sqlstate: '22001' }), undefined, 'nothing fails: nothing named');
+});
+
+test("a check constraint's columns come from the catalog", async () => {
+  const asked: unknown[][] = [];
+  const run = async (_sql: string, params: unknown[]) => {
+    asked.push(params);
+    return { rows: [{ name: 'qty' }] } as any;
+  };
+  const f = await findColumn(run, TABLE, [], { sqlstate: '23514', constraint: 'qty_positive_102008' });
+  assert.deepEqual(asked, [['s', 'orders', 'qty_positive_102008']]);
+  assert.deepEqual([f?.column, f?.text], ['qty', 'check constraint qty_positive_102008 reads column qty']);
+});
+
+test('the stall names the column, what it cannot hold, and the ALTER; an error with its own remedy keeps it', () => {
+  const err = classify(pgError('22001', 'value too long for type character varying(5)'), { table: 's.orders' });
+  const info = describeStall(err, AT, 'apply');
+  const finding = { column: 'note', type: 'character varying(5)', sqlstate: '22001', text: 'column note (character varying(5)) cannot hold a value of 12 characters', alter: 'ALTER TABLE "s"."orders" ALTER COLUMN "note" TYPE text' };
+  const named = withFinding(info, finding);
+  assert.equal(named.column, 'note');
+  assert.equal(named.finding, finding.text);
+  assert.equal(named.remedy, 'ALTER TABLE "s"."orders" ALTER COLUMN "note" TYPE text; the partition resumes by itself');
+  assert.equal(named.message, info.message, "the database's message as it was");
+  const own: StallInfo = { ...info, remedy: 'raise the statement_timeout' };
+  assert.equal(withFinding(own, finding).remedy, 'raise the statement_timeout');
+  const check = withFinding(describeStall(classify(pgError('23514', 'new row violates check constraint "qty_positive"', { constraint: 'qty_positive', table: 'orders', schema: 's' }), {}), AT, 'apply'), {
+    column: 'qty',
+    type: 'integer',
+    sqlstate: '23514',
+    text: 'check constraint qty_positive reads column qty',
+  });
+  assert.match(check.remedy, /check constraint qty_positive of s\.orders \(on qty\) rejects a source row/);
+  assert.match(withFinding(info, { ...finding, alter: undefined, sqlstate: '22021' }).remedy, /cannot hold a NUL byte: make note bytea/);
+});
+
+test("a Citus relay's XX000 stalls under the worker's SQLSTATE, with its remedy (and so is probed)", () => {
+  const info = describeStall(classify(pgError('XX000', 'value too long for type character varying(3)'), { table: 's.orders' }), AT, 'apply');
+  assert.equal(info.sqlstate, '22001');
+  assert.match(info.remedy, /ALTER TABLE s\.orders ALTER COLUMN … TYPE/);
+  assert.notEqual(info.remedy, remedyFor({ sqlstate: 'XX000', reason: 'apply' }));
+});
+
+test("the probed values: the record's non-null values in the table's column order, with the source's types", () => {
+  const record = {
+    change: { op: 'u', topic: 't', partition: 0, offset: '1', key: { id: '7' }, after: { qty: '3', id: '7', note: null, amount: '1.5', gone: 'x' }, before: null, unchangedToast: [] },
+    table: { columns: [{ name: 'id', pgType: 'int4' }, { name: 'qty', pgType: 'int8' }, { name: 'amount', pgType: null }] } as unknown as TableVersion,
+    keyColumns: ['id'],
+  } as DecodedRecord;
+  assert.deepEqual(probedValues(record, TABLE), [v('id', 'integer', '7', 'integer'), v('qty', 'integer', '3', 'bigint'), v('amount', 'numeric(5,2)', '1.5')]);
+  const del = { ...record, change: { ...record.change, op: 'd', after: null, key: { id: 'x' } } } as DecodedRecord;
+  assert.deepEqual(probedValues(del, TABLE), [v('id', 'integer', 'x', 'integer')], 'a delete: its key');
+});
+
+test('SinkApplyError context keeps a relayed code apart from the one reported', () => {
+  const e = classify(pgError('XX000', 'value too long for type character varying(3)'), {}) as SinkApplyError;
+  assert.deepEqual([e.context.sqlstate, e.context.reportedSqlstate], ['22001', 'XX000']);
+});
+
+test('each distinct stall is probed once: its retries under the same catalog reuse the finding; a changed catalog or a failed probe probes again', async () => {
+  const record = {
+    change: { op: 'c', topic: 't', partition: 0, offset: '1234', key: { id: '7' }, after: { id: '7', qty: '10000000000' }, before: null, unchangedToast: [] },
+    table: { columns: [{ name: 'id', pgType: 'int4' }, { name: 'qty', pgType: 'int8' }] } as unknown as TableVersion,
+    keyColumns: ['id'],
+  } as DecodedRecord;
+  let table: ApplyTable = { ...TABLE, digest: 'a' };
+  const states = { peek: () => table, resolve: async () => table } as unknown as TableStates;
+  const dest = fakeDestination();
+  let down = false;
+  const pool = {
+    connect: async () => {
+      if (down) throw new Error('connect ECONNREFUSED');
+      return { query: dest.run, release: () => {} };
+    },
+  } as unknown as pg.Pool;
+  const namer = new ColumnNamer(pool, states, testLogger());
+  const info = describeStall(classify(pgError('22003', 'value "10000000000" is out of range for type integer'), { table: 's.orders' }), AT, 'apply');
+  const first = await namer.name(info, record);
+  assert.equal(first.column, 'qty');
+  const probed = dest.statements.length;
+  assert.ok(probed > 0);
+  assert.equal((await namer.name(info, record)).column, 'qty');
+  assert.equal(dest.statements.length, probed, 'a retry under the same catalog: no probe');
+  table = { ...TABLE, digest: 'b' };
+  await namer.name(info, record);
+  assert.ok(dest.statements.length > probed, 'the catalog changed: probed again');
+  table = { ...TABLE, digest: 'c' };
+  down = true;
+  assert.equal(await namer.name(info, record), info, 'a probe that fails leaves the stall as it was');
+  down = false;
+  assert.equal((await namer.name(info, record)).column, 'qty', 'and is not remembered');
+  const other: StallInfo = { ...info, sqlstate: '23505' };
+  assert.equal(await namer.name(other, record), other, 'other errors are not probed');
+  assert.equal(await namer.name(info, null), info);
+});

@@ -88,6 +88,7 @@ class SinkRuntime {
   metricsPort: number | null = null;
   readonly done: Promise<void>;
   private resolveDone!: () => void;
+  private failure?: { err: unknown };
   private rejectDone!: (err: unknown) => void;
   private readonly abort = new AbortController();
   private stopping?: Promise<void>;
@@ -272,7 +273,8 @@ class SinkRuntime {
       await this.pool?.end().catch(() => {});
       await this.server?.close().catch(() => {});
       this.log.info('sink stopped');
-      this.resolveDone();
+      if (this.failure !== undefined) this.rejectDone(this.failure.err);
+      else this.resolveDone();
     })();
     return this.stopping;
   }
@@ -286,7 +288,9 @@ class SinkRuntime {
 
   private fail(err: unknown): void {
     this.log.error({ err }, `sink connector failed: ${describeError(err)}`);
-    void this.stop().then(() => this.rejectDone(err));
+    // Kept for stop(), which settles `done`: resolved there, it would end the process with 0.
+    this.failure ??= { err };
+    void this.stop();
   }
 
   /** Retry a step while its failures are transient, until stop(); stop() rejects it at once. */

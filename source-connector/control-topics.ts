@@ -361,6 +361,9 @@ export interface TopicRecord {
   value: Buffer | null;
 }
 
+/** The consumer groups of readTopicToEnd (kafkajs reads only through a group): an ACL grants them by this prefix. */
+export const READER_GROUP_PREFIX = 'shardbridge-read-';
+
 /** Every record of `topic` up to its end offsets at the time of the call, ordered by partition and offset. */
 export async function readTopicToEnd(
   kafka: KafkaClient,
@@ -380,9 +383,14 @@ export async function readTopicToEnd(
   if (wanted.length === 0) return [];
   const next = new Map<number, bigint>();
   const out: TopicRecord[] = [];
-  const consumer = kafka.consumer({ groupId: `shardbridge-read-${randomBytes(6).toString('hex')}`, maxWaitTimeMs: 100, maxBytes: opts.maxBytes });
+  const consumer = kafka.consumer({ groupId: `${READER_GROUP_PREFIX}${randomBytes(6).toString('hex')}`, groupPrefix: READER_GROUP_PREFIX, maxWaitTimeMs: 100, maxBytes: opts.maxBytes });
   let reached!: () => void;
-  const done = new Promise<void>((resolve) => (reached = resolve));
+  let crashed!: (err: unknown) => void;
+  const done = new Promise<void>((resolve, reject) => ((reached = resolve), (crashed = reject)));
+  // A crash kafkajs does not restart from (a refused ACL) ends the read now, not at the timeout.
+  consumer.onCrash(({ error, restart }) => {
+    if (!restart) crashed(error);
+  });
   const check = () => {
     if (wanted.every((e) => (next.get(e.partition) ?? 0n) >= BigInt(e.offset))) reached();
   };

@@ -35,19 +35,26 @@ export interface KafkaBroker {
   restart(): Promise<void>;
   /** The last lines of the broker's log (stdout/stderr + log4j). */
   logTail(lines?: number): string;
-  /** "127.0.0.1:port" of the SASL_SSL listener, when `secure` was given. */
+  /** "127.0.0.1:port" of the SASL_SSL (SASL_PLAINTEXT without a keystore) listener, when `secure` was given. */
   secureBootstrap?: string;
 }
 
 /**
  * A SASL_SSL listener beside the plaintext one (which the broker itself and the readiness probe
  * use): TLS with a PEM keystore, and users who may log in with PLAIN or SCRAM-SHA-256/512.
+ * Without a keystore it is SASL_PLAINTEXT.
  */
 export interface SecureListener {
   /** A PEM file holding the server's private key (PKCS#8, unencrypted) and its certificate chain. */
-  keystore: string;
+  keystore?: string;
   /** User name → password. */
   users: Record<string, string>;
+  /**
+   * Enforce ACLs (StandardAuthorizer, nothing allowed without one) for these super users
+   * (user names). The plaintext listener's principal, User:ANONYMOUS, is a super user too: the
+   * broker's own requests and the readiness probe go through it, and so may a test's set-up.
+   */
+  superUsers?: string[];
 }
 
 export interface StartKafkaOptions {
@@ -243,19 +250,27 @@ export function renderServerProperties(p: { port: number; controllerPort: number
     'fetch.purgatory.purge.interval.requests': 100,
   };
   if (p.secure) {
-    const { port, keystore, users } = p.secure;
-    const plainUsers = Object.entries(users).map(([name, pw]) => `user_${name}="${pw}"`).join(' ');
+    const { port, keystore, users, superUsers } = p.secure;
+    const name = keystore ? 'SASL_SSL' : 'SASL_PLAINTEXT';
+    const key = `listener.name.${name.toLowerCase()}`;
+    const plainUsers = Object.entries(users).map(([user, pw]) => `user_${user}="${pw}"`).join(' ');
     Object.assign(props, {
-      listeners: `${props.listeners},SASL_SSL://127.0.0.1:${port}`,
-      'advertised.listeners': `${props['advertised.listeners']},SASL_SSL://127.0.0.1:${port}`,
-      'listener.security.protocol.map': `${props['listener.security.protocol.map']},SASL_SSL:SASL_SSL`,
+      listeners: `${props.listeners},${name}://127.0.0.1:${port}`,
+      'advertised.listeners': `${props['advertised.listeners']},${name}://127.0.0.1:${port}`,
+      'listener.security.protocol.map': `${props['listener.security.protocol.map']},${name}:${name}`,
       'sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
-      'listener.name.sasl_ssl.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
-      'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config': 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
-      'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config': 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
-      'listener.name.sasl_ssl.ssl.keystore.type': 'PEM',
-      'listener.name.sasl_ssl.ssl.keystore.location': keystore,
+      [`${key}.plain.sasl.jaas.config`]: `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+      [`${key}.scram-sha-256.sasl.jaas.config`]: 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      [`${key}.scram-sha-512.sasl.jaas.config`]: 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      ...(keystore && { [`${key}.ssl.keystore.type`]: 'PEM', [`${key}.ssl.keystore.location`]: keystore }),
     });
+    if (superUsers) {
+      Object.assign(props, {
+        'authorizer.class.name': 'org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+        'super.users': ['ANONYMOUS', ...superUsers].map((u) => `User:${u}`).join(';'),
+        'allow.everyone.if.no.acl.found': false,
+      });
+    }
   }
   return Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
 }

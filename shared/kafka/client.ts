@@ -25,6 +25,7 @@ import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
+import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -44,6 +45,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   // Not `component`: the caller's logger has one (pino would write the key twice).
   const log = logger.child({ subcomponent: 'kafkajs' });
   const kafka = new Kafka(toKafkaConfig(settings, log));
+  const client: AclClient = { principal: saslPrincipal(settings.sasl), brokers: settings.brokers };
   const counted = <C extends KjsProducer | KjsConsumer | KjsAdmin>(client: 'producer' | 'consumer' | 'admin', c: C): C => {
     const onRequest = settings.onRequest;
     const events = c as unknown as { on(event: string, listener: (e: { payload: { apiName: string; size: number } }) => void): unknown; events: { REQUEST: string } };
@@ -65,6 +67,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         log,
         { initial: opts.retry?.initialRetryTime ?? 300, max: opts.retry?.maxRetryTime ?? 5000 },
         pins,
+        client,
       );
     },
     consumer: (opts) => wrapConsumer(counted('consumer', kafka.consumer({
@@ -80,13 +83,14 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       ...(opts.idleMaxWaitTimeMs !== undefined && { idleMaxWaitTimeInMs: opts.idleMaxWaitTimeMs }),
       retry: opts.retry,
       allowAutoTopicCreation: false,
-    }))),
+    })), opts.groupId, opts.groupPrefix, client),
     admin: (opts = {}) =>
       wrapAdmin(
         counted('admin', kafka.admin({ retry: opts.retry })),
         (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
         () => counted('admin', kafka.admin({ retry: opts.retry })),
         () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
+        client,
       ),
   };
 }
@@ -188,12 +192,20 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
 /** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
 export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';
 
-function wrapConsumer(c: KjsConsumer): Consumer {
+function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | undefined, client: AclClient): Consumer {
+  let topics: string[] = [];
+  // A consumer reads its topics and joins, commits through its group: Read on both.
+  const denied = (err: unknown, doing: string): unknown =>
+    asAclError(err, { ...client, operation: 'Read', resourceType: 'group', names: [groupId], prefix: groupPrefix, doing }, { ...client, operation: 'Read', resourceType: 'topic', names: topics, doing });
+  const refused = (doing: string) => (err: unknown) => Promise.reject(denied(err, doing));
   return {
     connect: () => c.connect(),
     disconnect: () => c.disconnect(),
     stop: () => c.stop(),
-    subscribe: (opts) => c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning }),
+    subscribe: (opts) => {
+      topics = opts.topics.map(String);
+      return c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning }).catch(refused('subscribing to its topics'));
+    },
     run: (opts) =>
       c.run({
         autoCommit: false,
@@ -201,20 +213,30 @@ function wrapConsumer(c: KjsConsumer): Consumer {
         partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
         // Our kafkajs patch gives every consumed record its topic, partition and place in the fetched bytes.
         eachBatch: (payload) => opts.eachBatch(payload as unknown as EachBatchPayload),
-      }),
+      }).catch(refused('starting to consume')),
     pause: (tps) => c.pause(tps),
     resume: (tps) => c.resume(tps),
     paused: () => c.paused(),
     seek: (tpo) => c.seek(tpo),
-    commitOffsets: (offsets) => c.commitOffsets(offsets),
+    commitOffsets: (offsets) => c.commitOffsets(offsets).catch(refused('committing offsets')),
     onGroupJoin: (cb) => c.on(c.events.GROUP_JOIN, (e) => cb({ ...e.payload.memberAssignment })),
-    onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: e.payload.error, restart: e.payload.restart })),
+    onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: denied(e.payload.error, 'consuming') as Error, restart: e.payload.restart })),
     // numberOfBatches counts the partitions with records under our kafkajs patch (0 in kafkajs itself).
     onFetch: (cb) => c.on(c.events.FETCH, (e) => cb({ durationMs: e.payload.duration, partitionsWithRecords: e.payload.numberOfBatches })),
   };
 }
 
-function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, another: () => KjsAdmin, newCluster: () => { disconnect(): Promise<void> }): Admin {
+function wrapAdmin(
+  a: KjsAdmin,
+  groupMember: (groupId: string) => KjsConsumer,
+  another: () => KjsAdmin,
+  newCluster: () => { disconnect(): Promise<void> },
+  client: AclClient,
+): Admin {
+  const on = (resourceType: 'topic' | 'group', operation: string, names: readonly string[], doing: string): AclRequest => ({ ...client, operation, resourceType, names, doing });
+  /** `p`, a refusal of it named: `requests` say what it asked for. */
+  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests)));
+  const describing = (topics: readonly string[]) => on('topic', 'Describe', topics, 'reading topic metadata');
   // Offsets are asked per topic: spread over admins of a few dozen topics each (topic-spread.ts).
   const byTopic = new TopicSpread(another);
   let connecting: Promise<void> | undefined;
@@ -224,9 +246,9 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       connecting = undefined;
       throw err;
     }));
-  const topicMetadata = async (topics: string[]) => (await a.fetchTopicMetadata({ topics })).topics;
+  const topicMetadata = async (topics: string[]) => (await asked(a.fetchTopicMetadata({ topics }), describing(topics))).topics;
   const offsetRanges = async (topic: string) => {
-    const res = await (await byTopic.for(topic)).fetchTopicOffsets(topic);
+    const res = await asked((await byTopic.for(topic)).fetchTopicOffsets(topic), describing([topic]));
     return res.map((r) => ({ partition: r.partition, start: r.low, end: r.high })).sort((x, y) => x.partition - y.partition);
   };
 
@@ -272,7 +294,7 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
               configEntries: Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value })),
             })),
           })
-          .catch(rethrowCreateTopicsError);
+          .catch((err: unknown) => rethrowCreateTopicsError(err, client));
       }
       await waitUntil(`leaders of ${specs.map((s) => s.topic).join(', ')}`, async () => {
         const metas = await topicMetadata(specs.map((s) => s.topic));
@@ -285,7 +307,7 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       const existing = new Set(await a.listTopics());
       const present = topics.filter((t) => existing.has(t));
       if (present.length === 0) return;
-      await a.deleteTopics({ topics: present });
+      await asked(a.deleteTopics({ topics: present }), on('topic', 'Delete', present, 'deleting topics'));
       // kafkajs forgets deleted topics in the admin that deleted them only; an admin that still
       // asks for one fails every metadata refresh (UNKNOWN_TOPIC_OR_PARTITION): drop the others.
       await byTopic.disconnect();
@@ -299,12 +321,15 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
     },
     offsetRanges,
     async offsetsAtTime(topic, timestampMs) {
-      const res = await (await byTopic.for(topic)).fetchTopicOffsetsByTimestamp(topic, timestampMs);
+      const res = await asked((await byTopic.for(topic)).fetchTopicOffsetsByTimestamp(topic, timestampMs), describing([topic]));
       return res.map((r) => ({ partition: r.partition, offset: r.offset })).sort((x, y) => x.partition - y.partition);
     },
     async describeTopicConfigs(topic) {
       await ready();
-      const res = await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }] });
+      const res = await asked(
+        a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }] }),
+        on('topic', 'DescribeConfigs', [topic], 'reading topic configs'),
+      );
       return Object.fromEntries(res.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
     },
     async configValues(kind, names, key) {
@@ -321,7 +346,7 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
     },
     async groupState(groupId) {
       await ready();
-      const [group] = (await a.describeGroups([groupId])).groups;
+      const [group] = (await asked(a.describeGroups([groupId]), on('group', 'Describe', [groupId], 'reading the state of the consumer group'))).groups;
       return group?.state ?? 'Dead';
     },
     async setGroupOffsets(groupId, topic, offsets) {
@@ -336,17 +361,19 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       // kafkajs's admin.setOffsets joins the group and waits for a full fetch (5 s): join with
       // a paused member of our own instead and commit as soon as the group is joined.
       const member = groupMember(groupId);
+      const setting = [on('group', 'Read', [groupId], 'setting the group\'s offsets'), on('topic', 'Read', [topic], 'setting the group\'s offsets')];
       const joined = new Promise<void>((resolve, reject) => {
         member.on(member.events.GROUP_JOIN, () => resolve());
-        member.on(member.events.CRASH, (e) => reject(e.payload.error));
+        member.on(member.events.CRASH, (e) => reject(asAclError(e.payload.error, ...setting)));
       });
+      joined.catch(() => {}); // awaited below, unless a step before it fails
       await member.connect();
       try {
-        await member.subscribe({ topics: [topic], fromBeginning: true });
-        await member.run({ autoCommit: false, eachBatch: async () => {} });
+        await asked(member.subscribe({ topics: [topic], fromBeginning: true }), ...setting);
+        await asked(member.run({ autoCommit: false, eachBatch: async () => {} }), ...setting);
         member.pause([{ topic }]);
         await joined;
-        await member.commitOffsets(offsets.map((o) => ({ topic, partition: o.partition, offset: o.offset })));
+        await asked(member.commitOffsets(offsets.map((o) => ({ topic, partition: o.partition, offset: o.offset }))), ...setting);
       } finally {
         await member.disconnect();
       }
@@ -356,7 +383,10 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
       // Not kafkajs's fetchOffsets with the topics: it refreshes the metadata of every topic
       // asked so far for each one (n(n+1)/2 topics' worth; 8 s at 1,500 topics). The group's
       // offsets of all its topics come in one request, the partitions of these in another.
-      const [committed, metas] = await Promise.all([a.fetchOffsets({ groupId }), topics.length > 0 ? topicMetadata(topics) : []]);
+      const [committed, metas] = await Promise.all([
+        asked(a.fetchOffsets({ groupId }), on('group', 'Describe', [groupId], "reading the consumer group's offsets")),
+        topics.length > 0 ? topicMetadata(topics) : [],
+      ]);
       const byTopic = new Map(committed.map((t) => [t.topic, new Map(t.partitions.map((p) => [p.partition, p.offset]))]));
       return metas.map((m) => ({
         topic: m.name,
@@ -381,9 +411,11 @@ function wrapAdmin(a: KjsAdmin, groupMember: (groupId: string) => KjsConsumer, a
  * kafkajs reports per-topic creation failures as a KafkaJSAggregateError, which has no
  * `retriable` of its own: say which topics failed and why, and keep the flag visible.
  */
-function rethrowCreateTopicsError(err: unknown): never {
+function rethrowCreateTopicsError(err: unknown, client: AclClient): never {
   const errors = (err as { errors?: unknown }).errors;
   if (!(err instanceof Error) || !Array.isArray(errors)) throw err;
+  const refused = errors.filter((e: { type?: string }) => e.type === 'TOPIC_AUTHORIZATION_FAILED').map((e: { topic?: string }) => e.topic ?? '?');
+  if (refused.length > 0) throw asAclError(err, { ...client, operation: 'Create', resourceType: 'topic', names: refused, doing: 'creating the topics it needs' });
   const parts = errors.map((e: { topic?: string; type?: string; message?: string }) => `${e.topic ?? '?'}: ${e.type ?? e.message}`);
   const message = `could not create topics (${parts.join('; ')})`;
   const context = { topics: errors.map((e: { topic?: string }) => e.topic).join(',') };

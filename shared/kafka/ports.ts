@@ -108,6 +108,8 @@ export interface ConsumerOptions {
   /** A fetch after one that brought nothing waits up to this long and returns at the first record (minBytes 1). */
   idleMaxWaitTimeMs?: number;
   retry?: RetryOptions;
+  /** A group named anew each time: its ACL is granted by this prefix, which a refusal's remedy names. */
+  groupPrefix?: string;
 }
 
 export interface Producer {

@@ -6,6 +6,7 @@
 import type { Producer as KjsProducer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { ConfigError, isRetriable } from '../errors.ts';
+import { asAclError, type AclClient } from './authorization.ts';
 import type { OutMessage, Producer, SendOptions, SentRecord } from './ports.ts';
 
 export function wrapProducer(
@@ -14,7 +15,12 @@ export function wrapProducer(
   backoff: { initial: number; max: number },
   /** Read by the partitioner of every kafkajs producer `make` returns. */
   pins: Map<string, number> = new Map(),
+  /** Named in an authorization failure. */
+  client: AclClient = { brokers: [] },
 ): Producer {
+  const idempotence = { ...client, operation: 'IdempotentWrite', resourceType: 'cluster' as const, names: [], doing: 'starting the idempotent producer (Write on any topic implies it)' };
+  const denied = (err: unknown, names: string[], doing: string): unknown =>
+    asAclError(err, { ...client, operation: 'Write', resourceType: 'topic', names: [...new Set(names)], doing }, idempotence);
   let p = make();
   // One batch at a time: a retried batch must get its sequence numbers back before any other.
   let tail: Promise<unknown> = Promise.resolve();
@@ -46,7 +52,7 @@ export function wrapProducer(
         const res = await p.sendBatch({ acks: -1, topicMessages: byTopic(batch) });
         return res.map((r) => ({ topic: r.topicName, partition: r.partition, baseOffset: r.baseOffset ?? r.offset ?? '-1' }));
       } catch (err) {
-        if (!isRetriable(err)) throw tooLarge(err, batch) ?? err;
+        if (!isRetriable(err)) throw tooLarge(err, batch) ?? denied(err, batch.map((m) => m.topic), 'sending records');
         if (closed || opts.signal?.aborted) {
           abandoned = err as Error;
           throw err;
@@ -66,7 +72,8 @@ export function wrapProducer(
   return {
     async connect() {
       closed = false;
-      await p.connect();
+      // The idempotent producer's id: Kafka grants it with Write on any topic (3.0+) or IdempotentWrite on the cluster.
+      await p.connect().catch((err: unknown) => Promise.reject(asAclError(err, idempotence)));
     },
     async disconnect() {
       closed = true;
@@ -76,7 +83,7 @@ export function wrapProducer(
       // A send without messages: kafkajs refreshes the metadata of all its topics at once, then has nothing to send.
       const result = tail.then(() => {
         prepared = [...new Set([...prepared, ...topics])];
-        return learn(topics);
+        return learn(topics).catch((err: unknown) => Promise.reject(denied(err, topics, 'reading the metadata of the topics it writes')));
       });
       tail = result.catch(() => {});
       return result.then(() => {});

@@ -152,7 +152,7 @@ test('source without Write on __transactions: stops at the first streamed transa
   lsn = (await su.query(`INSERT INTO acl.items VALUES (1001, 'x') RETURNING pg_current_wal_insert_lsn()::text AS lsn`)).rows[0].lsn;
   const { code, output } = await exitWithin(child, 30_000);
   assert.equal(code, 2, output);
-  assert.match(output, new RegExp(`Kafka refused User:${user} Write on (topic|one or more of the topics .*)${c.prefix}\\.__transactions`));
+  assert.match(output, new RegExp(`Kafka refused User:${user} Write on (topic |one or more of the topics .*)${c.prefix}\\.__transactions`));
   assert.match(output, new RegExp(`--allow-principal 'User:${user}' --operation Write --topic`));
   const { rows } = await su.query(`SELECT confirmed_flush_lsn < $2::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = $1`, [c.slot, lsn]);
   assert.equal(rows[0].behind, true, 'the slot was confirmed past a transaction Kafka did not take');

@@ -270,11 +270,13 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
       sslmode = params.sslmode as SslMode;
     }
     sslrootcert = params.sslrootcert ?? sslrootcert;
-    out.connectionString = url;
+    // node-postgres lays the parsed URL over the fields, and a URL without a password parses to
+    // password '': a `password` field beside `url` would never be sent. In the query it is read.
+    out.connectionString = section.password === undefined ? url : `${url}${url.includes('?') ? '&' : '?'}password=${encodeURIComponent(section.password)}`;
   } else {
     Object.assign(out, { host: section.host, port: section.port, database: section.database, user: section.user });
+    if (section.password !== undefined) out.password = section.password;
   }
-  if (section.password !== undefined) out.password = section.password;
   if (opts.application_name) out.application_name = opts.application_name;
 
   let ca: string | undefined;

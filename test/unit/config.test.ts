@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -384,7 +385,21 @@ test('connectionConfig maps url/fields and sslmode to pg options (pure)', () => 
     sourceConfigSchema.shape.source.parse({ url: 'postgres://u@h/d?sslmode=require&application_name=x', password: 'p' }),
     { application_name: 'sb' },
   );
-  assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x', password: 'p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
+  assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x&password=p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
+});
+
+test('a password beside url reaches node-postgres (it lays the parsed URL over the fields: password "" before)', () => {
+  const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (c: object) => { password: unknown; user: string; host: string; database: string };
+  const sent = (section: object) => new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse(section)));
+  const pw = 'p&w=?#%/@ x';
+  for (const url of ['postgres://u@h:5433/d', 'postgres://u@h/d?application_name=x&sslmode=require', 'postgres://h/d']) {
+    const p = sent({ url, password: pw });
+    assert.equal(p.password, pw, url);
+    assert.equal(p.host, 'h');
+    assert.equal(p.database, 'd');
+  }
+  assert.equal(sent({ url: `postgres://u:${encodeURIComponent(pw)}@h/d` }).password, pw);
+  assert.equal(sent({ host: 'h', database: 'd', user: 'u', password: pw }).password, pw);
 });
 
 test('a registry URL with credentials: they move to schemaRegistry.username/password (fetch refuses such a URL)', () => {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../shared/errors.ts';
 import { coerceEnv, envOverrides, formatZodIssues, loadConfig, mergeConfig } from '../../shared/config/load.ts';
 import { connectionConfig, describeSafe, pgEndpoint, pgUrlProblems, splitUrlCredentials } from '../../shared/config/common.ts';
+import { envName, envReferenceProblems } from '../../shared/config/env-refs.ts';
 import { describeInput, editDistance, formatPath, isSecretPath, suggest } from '../../shared/config/issues.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig, sessionOptions } from '../../sink-connector/config.ts';
@@ -118,6 +119,28 @@ tables:
   assert.deepEqual(c.tables.include, ['public.orders']);
   const j = file(JSON.stringify({ ...MINIMAL_SOURCE, topicPrefix: 'cdc' }), 'json');
   assert.equal(loadSourceConfig({ file: j, env: {} }).topicPrefix, 'cdc');
+});
+
+test('a ${VAR} reference in a file is never taken literally: named with the variable that sets the key, unless the environment sets it', () => {
+  const y = file(`
+source:
+  url: postgres://rep@db/app
+  password: \${PGPASSWORD}
+kafka:
+  brokers: ["\${KAFKA_HOST:-k}:9092"]
+schemaRegistry:
+  url: http://registry:8081
+snapshot:
+  chunkSize: 5000
+`);
+  const message = configErrorOf(() => loadSourceConfig({ file: y, env: {} }));
+  assert.match(message, /^config: source\.password: holds \$\{PGPASSWORD\}, which is not expanded \(config files take no environment references\): set SHARDBRIDGE_SOURCE_SOURCE__PASSWORD instead, or write the value$/m);
+  assert.match(message, /^config: kafka\.brokers\[0\]: holds \$\{KAFKA_HOST\}, .*set SHARDBRIDGE_SOURCE_KAFKA__BROKERS instead/m);
+  const env = { SHARDBRIDGE_SOURCE_SOURCE__PASSWORD: SECRET, SHARDBRIDGE_SOURCE_KAFKA__BROKERS: 'k:9092' };
+  assert.equal(loadSourceConfig({ file: y, env }).source.password, SECRET);
+  assert.equal(envName('SHARDBRIDGE_SINK_', ['tables', 'public.orders', 'columns']), 'SHARDBRIDGE_SINK_TABLES__public.orders__COLUMNS');
+  assert.equal(envName('SHARDBRIDGE_SOURCE_', ['snapshot', 'chunkSize']), 'SHARDBRIDGE_SOURCE_SNAPSHOT__CHUNK_SIZE');
+  assert.deepEqual(envReferenceProblems({ note: 'costs $5 {a}', n: 1 }, 'X_'), []);
 });
 
 test('wrong type names the key, the expected form and the value', () => {

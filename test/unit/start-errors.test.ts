@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, RetriableError, SchemaError, ServiceError, SinkApplyError, SourceError, atServer, isRetriable } from '../../shared/errors.ts';
 import { unreachable } from '../../shared/registry/registry-client.ts';
-import { metricsPortError } from '../../sink-connector/start-errors.ts';
+import { metricsPortError } from '../../shared/metrics.ts';
 import { argumentProblem } from '../../shared/cli/commands/replay.ts';
 
 test('atServer: the message names the server; retriable, context and remedy follow the original; a ConfigError passes unchanged', () => {
@@ -25,7 +25,7 @@ test('atServer: the message names the server; retriable, context and remedy foll
 });
 
 test('a taken metrics port is a ConfigError naming metricsPort', () => {
-  const e = metricsPortError(9465, Object.assign(new Error('listen EADDRINUSE: address already in use 0.0.0.0:9465'), { code: 'EADDRINUSE' }));
+  const e = metricsPortError(9465, Object.assign(new Error('listen EADDRINUSE: address already in use 0.0.0.0:9465'), { code: 'EADDRINUSE' }), 'sink');
   assert.ok(e instanceof ConfigError);
   assert.equal(e.context.key, 'metricsPort');
   assert.match(e.message, /^config: metricsPort: cannot serve metrics on port 9465: listen EADDRINUSE/);

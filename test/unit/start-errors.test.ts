@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { ConfigError, RetriableError, SchemaError, ServiceError, SinkApplyError, SourceError, atServer, isRetriable } from '../../shared/errors.ts';
 import { unreachable } from '../../shared/registry/registry-client.ts';
 import { metricsPortError } from '../../shared/metrics.ts';
+import { pgRemedy } from '../../shared/config/common.ts';
 import { argumentProblem } from '../../shared/cli/commands/replay.ts';
 
 test('atServer: the message names the server; retriable, context and remedy follow the original; a ConfigError passes unchanged', () => {
@@ -59,4 +60,20 @@ test("the registry library's network failure (\"status 400\") reads as unreachab
   assert.equal(e.retriable, true);
   const refused = new SchemaError('x failed: Confluent_Schema_Registry - Error, status 409: incompatible', { context: { status: 409 } });
   assert.equal(unreachable(refused, 'http://reg:8081'), refused);
+});
+
+test('pgRemedy: the setting a PostgreSQL refusal points at, found down the cause chain; else the fallback (pure)', () => {
+  const code = (c: string, msg = c) => Object.assign(new Error(msg), { code: c });
+  const remedy = (err: unknown) => pgRemedy(err, 'source', 'fallback');
+  assert.match(remedy(code('3D000', 'database "nodb" does not exist')), /^check the database name \(the path of source\.url, or source\.database\)/);
+  assert.match(remedy(code('28P01')), /^check the password \(source\.password, or the one in source\.url, percent-encoded\)/);
+  assert.match(remedy(code('28000')), /^check the user \(source\.user, or the one in source\.url\) exists, and that pg_hba\.conf/);
+  assert.match(remedy(code('ENOTFOUND')), /^the host name does not resolve from here: check the host in source\.url \(or source\.host\)/);
+  assert.match(remedy(code('ECONNREFUSED')), /^nothing accepts connections at that address: check the port in source\.url \(or source\.port\)/);
+  // Wrapped: the sink's start-up errors keep the SQLSTATE as context, atServer as the cause.
+  assert.match(pgRemedy(new SinkApplyError('database "x" does not exist', { context: { sqlstate: '3D000' } }), 'destination', 'fallback'), /destination\.database/);
+  assert.match(remedy(atServer(code('28P01'), 'cannot connect')), /source\.password/);
+  assert.equal(remedy(code('ETIMEDOUT')), 'fallback');
+  assert.equal(remedy(new Error('Connection terminated unexpectedly')), 'fallback');
+  assert.match(remedy(code('SELF_SIGNED_CERT_IN_CHAIN')), /sslrootcert/);
 });

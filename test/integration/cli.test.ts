@@ -198,3 +198,18 @@ test('source: a taken metrics port is a config error naming metricsPort with its
     busy.close();
   }
 });
+
+test('no config file given: the configuration error says which flag was left out', async () => {
+  const replay = await runMain(['replay', '--topic', 't', '--to-offset', '0']);
+  assert.equal(replay.code, 2);
+  assert.match(replay.stderr, /config: kafka\.brokers: required/);
+  assert.match(replay.stderr, /\n {2}remedy: no --sink-config <file> was given, so every key comes from SHARDBRIDGE_SINK_\* variables: give the config file with --sink-config\n$/);
+  const sink = await runMain(['sink']);
+  assert.equal(sink.code, 2);
+  assert.match(sink.stderr, /remedy: no --config <file> was given, so every key comes from SHARDBRIDGE_SINK_\* variables/);
+  // A file given: its own errors, no such remedy.
+  const f = configFile('given.yaml', VALID_SOURCE.replace('schemaRegistry:\n  url: http://registry:8081\n', ''));
+  const source = await runMain(['source', '--config', f]);
+  assert.equal(source.code, 2);
+  assert.doesNotMatch(source.stderr, /remedy:/);
+});

@@ -37,6 +37,9 @@ test('replay arguments: an unknown topic or a partition past the last one, named
   assert.equal(argumentProblem({ topic: 'p.s.t', partition: 2 }, ['p.s.t'], 3, 'k:9092'), undefined);
   assert.equal(argumentProblem({ topic: 'p.s.t', partition: 3 }, ['p.s.t'], 3, 'k:9092'), '--partition 3: topic p.s.t has 3 partition(s), numbered from 0');
   assert.match(argumentProblem({ topic: 'p.s.x' }, ['p.s.t'], undefined, 'k:9092')!, /^--topic p\.s\.x: no such topic on Kafka at k:9092/);
+  assert.match(argumentProblem({ topic: 's.t' }, ['p.s.t', 'p.s.tt'], undefined, 'k:9092')!, /<table>\); did you mean p\.s\.t\?$/);
+  assert.match(argumentProblem({ topic: 'P.S.T' }, ['p.s.t'], undefined, 'k:9092')!, /; did you mean p\.s\.t\?$/);
+  assert.match(argumentProblem({ topic: 'x' }, ['p.s.t'], undefined, 'k:9092')!, /<table>\)$/);
 });
 
 test('describe: context on the first line, without the internal phase or a server the message names; the remedy last', () => {

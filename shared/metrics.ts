@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ConfigError } from './errors.ts';
 
 export interface MetricsOptions {
   /** Also collect Node process metrics (CPU, memory, event loop lag, GC). Default false. */
@@ -120,5 +121,14 @@ export function serveMetrics(registry: Registry, port: number, host = '0.0.0.0',
           }),
       });
     });
+  });
+}
+
+/** A metrics port that cannot be served (taken, or privileged): a config error naming the key (exit 2), with its remedy. */
+export function metricsPortError(port: number, err: unknown, connector: 'source' | 'sink'): ConfigError {
+  return new ConfigError(`config: metricsPort: cannot serve metrics on port ${port}: ${(err as Error).message}`, {
+    cause: err,
+    context: { key: 'metricsPort' },
+    remedy: `choose a free metricsPort (0: any free port), or stop what listens there (another ${connector}?)`,
   });
 }

@@ -15,10 +15,10 @@ import pg from 'pg';
 import type { Registry } from 'prom-client';
 import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import { serveMetrics, type MetricsServer } from '../shared/metrics.ts';
+import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { atServer, RetriableError } from '../shared/errors.ts';
-import { destinationRemedy, metricsPortError } from './start-errors.ts';
+import { destinationRemedy } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { retryUntilAborted } from '../shared/retry.ts';
@@ -150,7 +150,7 @@ class SinkRuntime {
     const port = this.opts.metricsPort === undefined ? config.metricsPort : this.opts.metricsPort;
     if (port !== null) {
       this.server = await serveMetrics(this.m.metrics.registry, port, '0.0.0.0', { health: () => !this.abort.signal.aborted }).catch((err: unknown) => {
-        throw metricsPortError(port, err);
+        throw metricsPortError(port, err, 'sink');
       });
       this.metricsPort = this.server.port;
     }

@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logger.ts';
-import { createMetrics, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
+import { createMetrics, metricsPortError, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
 import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { SourceError, isRetriable } from '../shared/errors.ts';
@@ -77,28 +77,32 @@ export interface StartOptions {
 
 const CONNECTOR_VERSION = readVersion();
 
-/** Start-up (connect + checks) happens before this resolves; a start-up failure rejects with context.phase = 'startup'. */
+/** Start-up (connect + checks) happens before this resolves; a start-up failure rejects with context.phase = 'startup' (a taken metricsPort: a ConfigError, before connecting). */
 export async function startSourceConnector(config: SourceConfig, logger: Logger, opts: StartOptions = {}): Promise<SourceConnector> {
   const log = logger.child({ connector: config.name });
   const metrics = createMetrics({ prefix: 'shardbridge_source_', labels: { connector: config.name }, defaultMetrics: true });
-  const source = await openSource(config, log);
-  opts.onTables?.(source.tables.length);
+  let phase: Phase = 'starting';
+  // The port first, as the sink: a taken one is said before the source is connected and checked.
   let server: MetricsServer | null = null;
   if (opts.serveMetrics ?? true) {
-    try {
-      server = await serveMetrics(metrics.registry, config.metricsPort, '0.0.0.0', { health: () => phase !== 'failed' });
-    } catch (err) {
-      await source.close();
-      throw new SourceError(`cannot serve metrics on port ${config.metricsPort}: ${(err as Error).message}`, { cause: err, context: { key: 'metricsPort', phase: 'startup' } });
-    }
+    server = await serveMetrics(metrics.registry, config.metricsPort, '0.0.0.0', { health: () => phase !== 'failed' }).catch((err: unknown) => {
+      throw metricsPortError(config.metricsPort, err, 'source');
+    });
   }
-  let phase: Phase = 'starting';
   const phases = metrics.gauge('phase', '1 for the phase the connector is in (starting, snapshot, streaming, retrying, finished, failed), 0 for the others', ['phase']);
   const setPhase = (p: Phase) => {
     phases.set({ phase }, 0);
     phases.set({ phase: (phase = p) }, 1);
   };
   setPhase('starting');
+  let source: Awaited<ReturnType<typeof openSource>>;
+  try {
+    source = await openSource(config, log);
+  } catch (err) {
+    await server?.close();
+    throw err;
+  }
+  opts.onTables?.(source.tables.length);
   const run = new ConnectorRun(config, log, metrics, source, setPhase, opts.beforeOwnCopy);
   const done = run.main().then(
     async () => {

@@ -101,8 +101,8 @@ async function runCommand(
   // Configs load before anything else so that a bad key is reported even for unbuilt commands.
   let source: SourceConfig | undefined;
   let sink: SinkConfig | undefined;
-  if (name === 'source') source = loadSourceConfig({ file: globals.config, env: io.env });
-  if (name === 'sink') sink = loadSinkConfig({ file: globals.config, env: io.env });
+  if (name === 'source') source = fromFile(() => loadSourceConfig({ file: globals.config, env: io.env }), globals.config, '--config', 'SHARDBRIDGE_SOURCE_');
+  if (name === 'sink') sink = fromFile(() => loadSinkConfig({ file: globals.config, env: io.env }), globals.config, '--config', 'SHARDBRIDGE_SINK_');
 
   let logger: Logger | undefined;
   const ctx: CommandContext = {
@@ -117,8 +117,8 @@ async function runCommand(
     verbose: io.verbose,
     out: io.out,
     err: io.err,
-    sourceConfig: () => (source ??= loadSourceConfig({ file: globals.sourceConfig, env: io.env })),
-    sinkConfig: () => (sink ??= loadSinkConfig({ file: globals.sinkConfig, env: io.env })),
+    sourceConfig: () => (source ??= fromFile(() => loadSourceConfig({ file: globals.sourceConfig, env: io.env }), globals.sourceConfig, '--source-config', 'SHARDBRIDGE_SOURCE_')),
+    sinkConfig: () => (sink ??= fromFile(() => loadSinkConfig({ file: globals.sinkConfig, env: io.env }), globals.sinkConfig, '--sink-config', 'SHARDBRIDGE_SINK_')),
     onShutdown: (handler) => onShutdown(handler, ctx.logger),
     env: io.env,
   };
@@ -129,6 +129,19 @@ async function runCommand(
     return 2;
   }
   return mod.run(opts, ctx);
+}
+
+/**
+ * `load()`; its configuration error, when no file was given, says so: "kafka.brokers: required"
+ * alone leaves an operator who forgot the flag looking for a key in a file they never passed.
+ */
+function fromFile<T>(load: () => T, file: string | undefined, flag: string, prefix: string): T {
+  try {
+    return load();
+  } catch (e) {
+    if (file !== undefined || !(e instanceof ConfigError) || e.remedy) throw e;
+    throw new ConfigError(e.message, { context: e.context, remedy: `no ${flag} <file> was given, so every key comes from ${prefix}* variables: give the config file with ${flag}` });
+  }
 }
 
 /** The command's module, or undefined when it does not exist yet. */

@@ -206,9 +206,38 @@ export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchem
 
 // ---------- pure helpers ----------
 
-/** What to do about a failed connection of `section`: where the CA goes for a server certificate that did not verify, else `otherwise`. */
+/**
+ * What to do about a failed connection of `section`: where the CA goes for a server certificate
+ * that did not verify; the one setting a refusal points at (a database, role or password the
+ * server refused, a host name that does not resolve, a port nobody listens on); else `otherwise`.
+ */
 export function pgRemedy(err: unknown, section: string, otherwise: string): string {
-  return tlsTrustRemedy(err, `sslrootcert (a PEM file: in ${section}.url's query, or ${section}.sslrootcert; sslmode=require encrypts without verifying)`) ?? otherwise;
+  const tls = tlsTrustRemedy(err, `sslrootcert (a PEM file: in ${section}.url's query, or ${section}.sslrootcert; sslmode=require encrypts without verifying)`);
+  if (tls) return tls;
+  switch (failureCode(err)) {
+    case '3D000':
+      return `check the database name (the path of ${section}.url, or ${section}.database): the server has no database of that name; create it first if it is new`;
+    case '28P01':
+      return `check the password (${section}.password, or the one in ${section}.url, percent-encoded) for this user`;
+    case '28000':
+      return `check the user (${section}.user, or the one in ${section}.url) exists, and that pg_hba.conf lets it connect to this database from here`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name does not resolve from here: check the host in ${section}.url (or ${section}.host) and DNS`;
+    case 'ECONNREFUSED':
+      return `nothing accepts connections at that address: check the port in ${section}.url (or ${section}.port), that the server runs, and its listen_addresses`;
+    default:
+      return otherwise;
+  }
+}
+
+/** A SQLSTATE or socket error code down the cause chain (a wrapped driver error keeps it as its code or context.sqlstate). */
+function failureCode(err: unknown): string | undefined {
+  for (let e: any = err, depth = 0; e && depth < 8; e = e.cause, depth++) {
+    if (typeof e.code === 'string') return e.code;
+    if (typeof e.context?.sqlstate === 'string') return e.context.sqlstate;
+  }
+  return undefined;
 }
 
 /** `host:port/database` (or `host:port`) of a connection section, never credentials: for naming the server in messages. */
@@ -270,11 +299,13 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
       sslmode = params.sslmode as SslMode;
     }
     sslrootcert = params.sslrootcert ?? sslrootcert;
-    out.connectionString = url;
+    // node-postgres lays the parsed URL over the fields, and a URL without a password parses to
+    // password '': a `password` field beside `url` would never be sent. In the query it is read.
+    out.connectionString = section.password === undefined ? url : `${url}${url.includes('?') ? '&' : '?'}password=${encodeURIComponent(section.password)}`;
   } else {
     Object.assign(out, { host: section.host, port: section.port, database: section.database, user: section.user });
+    if (section.password !== undefined) out.password = section.password;
   }
-  if (section.password !== undefined) out.password = section.password;
   if (opts.application_name) out.application_name = opts.application_name;
 
   let ca: string | undefined;

@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { childSchema, objectKeys, schemaType, unwrap } from './introspect.ts';
 import { formatPath, formatZodIssues, suggest } from './issues.ts';
+import { envReferenceProblems } from './env-refs.ts';
 
 export { formatZodIssues, formatPath, suggest } from './issues.ts';
 export { describeExpected } from './introspect.ts';
@@ -30,7 +31,8 @@ export function loadConfig<T>(schema: z.ZodType<T>, opts: LoadOptions): T {
   const env = envOverrides(schema, opts.env ?? process.env, opts.envPrefix);
   const merged = mergeConfig(mergeConfig(fromFile, env.value), opts.overrides ?? {});
   const result = schema.safeParse(merged, { reportInput: true });
-  const lines = [...env.problems, ...(result.success ? [] : formatZodIssues(result.error.issues, { schema, origins: env.origins }))];
+  const references = envReferenceProblems(fromFile, opts.envPrefix, new Set(env.origins.keys()));
+  const lines = [...env.problems, ...references, ...(result.success ? [] : formatZodIssues(result.error.issues, { schema, origins: env.origins }))];
   if (lines.length > 0 || !result.success) {
     // No `cause`: the zod error carries raw input, passwords included.
     const firstKey = /^config: ([^:]*?)(?: \(from [^)]*\))?:/.exec(lines[0] ?? '')?.[1];

@@ -289,7 +289,12 @@ export function resolveTableArg(arg: string, tables: TableDef[]): { table?: Tabl
   const q = splitQualifiedName(arg);
   const hits = tables.filter((t) => t.name === q.table && (!hasSchema || t.schema === q.schema));
   if (hits.length === 1) return { table: hits[0] };
-  if (hits.length === 0) return { error: `${arg} is not among the selected source tables` };
+  if (hits.length === 0) {
+    // Names are case-sensitive (public.Orders is not public.orders): say which one was meant.
+    const lower = (x: string) => x.toLowerCase();
+    const near = tables.filter((t) => lower(t.name) === lower(q.table) && (!hasSchema || lower(t.schema) === lower(q.schema)));
+    return { error: `${arg} is not among the selected source tables${near.length > 0 ? ` (names are case-sensitive: did you mean ${near.map(key).join(' or ')}?)` : ''}` };
+  }
   return { error: `${arg} is ambiguous (${hits.map(key).join(', ')}): give schema.table` };
 }
 
@@ -310,7 +315,10 @@ export function resolveDistribution(
     const r = resolveTableArg(arg.slice(0, eq), tables);
     const column = arg.slice(eq + 1);
     if (!r.table) errors.push(`--distribute ${arg}: ${r.error}`);
-    else if (!r.table.columns.some((c) => c.name === column)) errors.push(`--distribute ${arg}: ${key(r.table)} has no column ${column}`);
+    else if (!r.table.columns.some((c) => c.name === column)) {
+      const near = r.table.columns.find((c) => c.name.toLowerCase() === column.toLowerCase());
+      errors.push(`--distribute ${arg}: ${key(r.table)} has no column ${column}${near ? ` (names are case-sensitive: did you mean ${near.name}?)` : ''}`);
+    }
     else dist.push({ table: key(r.table), column });
   }
   const ref: string[] = [];

@@ -282,7 +282,7 @@ test('unreachable servers fail naming host:port, never the password; the human t
   const code = await main(['node', 'shardbridge', 'check', '--sample-seconds', '0', '--source-config', sourceConfig('down2', url)], { stdout: (t) => (text += t), stderr: (t) => (text += t), env: {} });
   assert.equal(code, 1);
   assert.match(text, new RegExp(`^Source 127\\.0\\.0\\.1:${port}\\nFAIL  reachable`));
-  assert.match(text, /remedy: check source\.host\/port/);
+  assert.match(text, /remedy: nothing accepts connections at that address: check the port in source\.url \(or source\.port\), that the server runs/);
   assert.match(text, /NOT ready/);
   assert.match(text, /destination not checked/);
   assert.ok(!text.includes(SECRET));

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -178,4 +179,37 @@ test('a built command gets its options and context; errors are masked and exit 1
   assert.equal(verbose.code, 1);
   assert.match(verbose.stderr, /\n\s+at /, 'stack with --verbose');
   assert.ok(!(boom.stderr + verbose.stderr).includes(SECRET));
+});
+
+test('source: a taken metrics port is a config error naming metricsPort with its remedy, said before connecting to the source', async () => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '0.0.0.0', resolve));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    // The source is unreachable: the port must be the one error, found first.
+    const f = configFile('source-port.yaml', `${VALID_SOURCE.replace('db.internal:5432', '127.0.0.1:1')}metricsPort: ${port}\nlogLevel: silent\n`);
+    const r = await runMain(['source', '--config', f]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`configuration error:\\nconfig: metricsPort: cannot serve metrics on port ${port}: .*EADDRINUSE`));
+    assert.match(r.stderr, /remedy: choose a free metricsPort \(0: any free port\), or stop what listens there \(another source\?\)/);
+    assert.doesNotMatch(r.stderr, /ECONNREFUSED/);
+    assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+  } finally {
+    busy.close();
+  }
+});
+
+test('no config file given: the configuration error says which flag was left out', async () => {
+  const replay = await runMain(['replay', '--topic', 't', '--to-offset', '0']);
+  assert.equal(replay.code, 2);
+  assert.match(replay.stderr, /config: kafka\.brokers: required/);
+  assert.match(replay.stderr, /\n {2}remedy: no --sink-config <file> was given, so every key comes from SHARDBRIDGE_SINK_\* variables: give the config file with --sink-config\n$/);
+  const sink = await runMain(['sink']);
+  assert.equal(sink.code, 2);
+  assert.match(sink.stderr, /remedy: no --config <file> was given, so every key comes from SHARDBRIDGE_SINK_\* variables/);
+  // A file given: its own errors, no such remedy.
+  const f = configFile('given.yaml', VALID_SOURCE.replace('schemaRegistry:\n  url: http://registry:8081\n', ''));
+  const source = await runMain(['source', '--config', f]);
+  assert.equal(source.code, 2);
+  assert.doesNotMatch(source.stderr, /remedy:/);
 });

@@ -83,7 +83,7 @@ test('a destination database that does not exist: the error names host:port/data
   const u = new URL(url);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`^shardbridge sink: cannot use the destination PostgreSQL at ${u.hostname}:${u.port}/sb_no_such_db: database "sb_no_such_db" does not exist`));
-  assert.match(r.stderr, /remedy: check destination\.url/);
+  assert.match(r.stderr, /remedy: check the database name \(the path of destination\.url, or destination\.database\): the server has no database of that name/);
   assert.ok(!r.stderr.includes(SECRET), r.stderr);
 });
 

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,6 +8,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../shared/errors.ts';
 import { coerceEnv, envOverrides, formatZodIssues, loadConfig, mergeConfig } from '../../shared/config/load.ts';
 import { connectionConfig, describeSafe, pgEndpoint, pgUrlProblems, splitUrlCredentials } from '../../shared/config/common.ts';
+import { envName, envReferenceProblems } from '../../shared/config/env-refs.ts';
 import { describeInput, editDistance, formatPath, isSecretPath, suggest } from '../../shared/config/issues.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig, sessionOptions } from '../../sink-connector/config.ts';
@@ -117,6 +119,28 @@ tables:
   assert.deepEqual(c.tables.include, ['public.orders']);
   const j = file(JSON.stringify({ ...MINIMAL_SOURCE, topicPrefix: 'cdc' }), 'json');
   assert.equal(loadSourceConfig({ file: j, env: {} }).topicPrefix, 'cdc');
+});
+
+test('a ${VAR} reference in a file is never taken literally: named with the variable that sets the key, unless the environment sets it', () => {
+  const y = file(`
+source:
+  url: postgres://rep@db/app
+  password: \${PGPASSWORD}
+kafka:
+  brokers: ["\${KAFKA_HOST:-k}:9092"]
+schemaRegistry:
+  url: http://registry:8081
+snapshot:
+  chunkSize: 5000
+`);
+  const message = configErrorOf(() => loadSourceConfig({ file: y, env: {} }));
+  assert.match(message, /^config: source\.password: holds \$\{PGPASSWORD\}, which is not expanded \(config files take no environment references\): set SHARDBRIDGE_SOURCE_SOURCE__PASSWORD instead, or write the value$/m);
+  assert.match(message, /^config: kafka\.brokers\[0\]: holds \$\{KAFKA_HOST\}, .*set SHARDBRIDGE_SOURCE_KAFKA__BROKERS instead/m);
+  const env = { SHARDBRIDGE_SOURCE_SOURCE__PASSWORD: SECRET, SHARDBRIDGE_SOURCE_KAFKA__BROKERS: 'k:9092' };
+  assert.equal(loadSourceConfig({ file: y, env }).source.password, SECRET);
+  assert.equal(envName('SHARDBRIDGE_SINK_', ['tables', 'public.orders', 'columns']), 'SHARDBRIDGE_SINK_TABLES__public.orders__COLUMNS');
+  assert.equal(envName('SHARDBRIDGE_SOURCE_', ['snapshot', 'chunkSize']), 'SHARDBRIDGE_SOURCE_SNAPSHOT__CHUNK_SIZE');
+  assert.deepEqual(envReferenceProblems({ note: 'costs $5 {a}', n: 1 }, 'X_'), []);
 });
 
 test('wrong type names the key, the expected form and the value', () => {
@@ -384,7 +408,21 @@ test('connectionConfig maps url/fields and sslmode to pg options (pure)', () => 
     sourceConfigSchema.shape.source.parse({ url: 'postgres://u@h/d?sslmode=require&application_name=x', password: 'p' }),
     { application_name: 'sb' },
   );
-  assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x', password: 'p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
+  assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x&password=p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
+});
+
+test('a password beside url reaches node-postgres (it lays the parsed URL over the fields: password "" before)', () => {
+  const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (c: object) => { password: unknown; user: string; host: string; database: string };
+  const sent = (section: object) => new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse(section)));
+  const pw = 'p&w=?#%/@ x';
+  for (const url of ['postgres://u@h:5433/d', 'postgres://u@h/d?application_name=x&sslmode=require', 'postgres://h/d']) {
+    const p = sent({ url, password: pw });
+    assert.equal(p.password, pw, url);
+    assert.equal(p.host, 'h');
+    assert.equal(p.database, 'd');
+  }
+  assert.equal(sent({ url: `postgres://u:${encodeURIComponent(pw)}@h/d` }).password, pw);
+  assert.equal(sent({ host: 'h', database: 'd', user: 'u', password: pw }).password, pw);
 });
 
 test('a registry URL with credentials: they move to schemaRegistry.username/password (fetch refuses such a URL)', () => {

@@ -355,3 +355,13 @@ test('resolveDistribution checks table and column names', () => {
   const twice = resolveDistribution(['orders=id'], [], [orders, { ...orders, schema: 'other' }]);
   assert.match(twice.errors[0], /ambiguous \(public\.orders, other\.orders\)/);
 });
+
+test('resolveDistribution: a table or column named in the wrong case is refused, naming the one meant', () => {
+  const r = resolveDistribution(['public.Orders=region', 'orders=Region', 'ORDERS=id'], ['Customers'], [customers, orders]);
+  assert.deepEqual(r.errors, [
+    '--distribute public.Orders=region: public.Orders is not among the selected source tables (names are case-sensitive: did you mean public.orders?)',
+    '--distribute orders=Region: public.orders has no column Region (names are case-sensitive: did you mean region?)',
+    '--distribute ORDERS=id: ORDERS is not among the selected source tables (names are case-sensitive: did you mean public.orders?)',
+    '--reference Customers: Customers is not among the selected source tables (names are case-sensitive: did you mean public.customers?)',
+  ]);
+});

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, RetriableError, SchemaError, ServiceError, SinkApplyError, SourceError, atServer, isRetriable } from '../../shared/errors.ts';
 import { unreachable } from '../../shared/registry/registry-client.ts';
-import { metricsPortError } from '../../sink-connector/start-errors.ts';
+import { metricsPortError } from '../../shared/metrics.ts';
+import { pgRemedy } from '../../shared/config/common.ts';
 import { argumentProblem } from '../../shared/cli/commands/replay.ts';
 
 test('atServer: the message names the server; retriable, context and remedy follow the original; a ConfigError passes unchanged', () => {
@@ -25,7 +26,7 @@ test('atServer: the message names the server; retriable, context and remedy foll
 });
 
 test('a taken metrics port is a ConfigError naming metricsPort', () => {
-  const e = metricsPortError(9465, Object.assign(new Error('listen EADDRINUSE: address already in use 0.0.0.0:9465'), { code: 'EADDRINUSE' }));
+  const e = metricsPortError(9465, Object.assign(new Error('listen EADDRINUSE: address already in use 0.0.0.0:9465'), { code: 'EADDRINUSE' }), 'sink');
   assert.ok(e instanceof ConfigError);
   assert.equal(e.context.key, 'metricsPort');
   assert.match(e.message, /^config: metricsPort: cannot serve metrics on port 9465: listen EADDRINUSE/);
@@ -36,6 +37,9 @@ test('replay arguments: an unknown topic or a partition past the last one, named
   assert.equal(argumentProblem({ topic: 'p.s.t', partition: 2 }, ['p.s.t'], 3, 'k:9092'), undefined);
   assert.equal(argumentProblem({ topic: 'p.s.t', partition: 3 }, ['p.s.t'], 3, 'k:9092'), '--partition 3: topic p.s.t has 3 partition(s), numbered from 0');
   assert.match(argumentProblem({ topic: 'p.s.x' }, ['p.s.t'], undefined, 'k:9092')!, /^--topic p\.s\.x: no such topic on Kafka at k:9092/);
+  assert.match(argumentProblem({ topic: 's.t' }, ['p.s.t', 'p.s.tt'], undefined, 'k:9092')!, /<table>\); did you mean p\.s\.t\?$/);
+  assert.match(argumentProblem({ topic: 'P.S.T' }, ['p.s.t'], undefined, 'k:9092')!, /; did you mean p\.s\.t\?$/);
+  assert.match(argumentProblem({ topic: 'x' }, ['p.s.t'], undefined, 'k:9092')!, /<table>\)$/);
 });
 
 test('describe: context on the first line, without the internal phase or a server the message names; the remedy last', () => {
@@ -59,4 +63,20 @@ test("the registry library's network failure (\"status 400\") reads as unreachab
   assert.equal(e.retriable, true);
   const refused = new SchemaError('x failed: Confluent_Schema_Registry - Error, status 409: incompatible', { context: { status: 409 } });
   assert.equal(unreachable(refused, 'http://reg:8081'), refused);
+});
+
+test('pgRemedy: the setting a PostgreSQL refusal points at, found down the cause chain; else the fallback (pure)', () => {
+  const code = (c: string, msg = c) => Object.assign(new Error(msg), { code: c });
+  const remedy = (err: unknown) => pgRemedy(err, 'source', 'fallback');
+  assert.match(remedy(code('3D000', 'database "nodb" does not exist')), /^check the database name \(the path of source\.url, or source\.database\)/);
+  assert.match(remedy(code('28P01')), /^check the password \(source\.password, or the one in source\.url, percent-encoded\)/);
+  assert.match(remedy(code('28000')), /^check the user \(source\.user, or the one in source\.url\) exists, and that pg_hba\.conf/);
+  assert.match(remedy(code('ENOTFOUND')), /^the host name does not resolve from here: check the host in source\.url \(or source\.host\)/);
+  assert.match(remedy(code('ECONNREFUSED')), /^nothing accepts connections at that address: check the port in source\.url \(or source\.port\)/);
+  // Wrapped: the sink's start-up errors keep the SQLSTATE as context, atServer as the cause.
+  assert.match(pgRemedy(new SinkApplyError('database "x" does not exist', { context: { sqlstate: '3D000' } }), 'destination', 'fallback'), /destination\.database/);
+  assert.match(remedy(atServer(code('28P01'), 'cannot connect')), /source\.password/);
+  assert.equal(remedy(code('ETIMEDOUT')), 'fallback');
+  assert.equal(remedy(new Error('Connection terminated unexpectedly')), 'fallback');
+  assert.match(remedy(code('SELF_SIGNED_CERT_IN_CHAIN')), /sslrootcert/);
 });

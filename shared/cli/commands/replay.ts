@@ -71,7 +71,12 @@ export function planReplay(
 
 /** Why `--topic`/`--partition` name nothing on Kafka (a usage error), or undefined when they name something. Pure. */
 export function argumentProblem(opts: Pick<ReplayOptions, 'topic' | 'partition'>, topics: readonly string[], partitions: number | undefined, brokers: string): string | undefined {
-  if (!topics.includes(opts.topic)) return `--topic ${opts.topic}: no such topic on Kafka at ${brokers} (change topics are named <topicPrefix>.<schema>.<table>)`;
+  if (!topics.includes(opts.topic)) {
+    // A table's name given for its topic (public.orders), or the right name in the wrong case.
+    const near = topics.filter((t) => t.toLowerCase() === opts.topic.toLowerCase() || t.toLowerCase().endsWith(`.${opts.topic.toLowerCase()}`));
+    const hint = near.length > 0 && near.length <= 3 ? `; did you mean ${near.join(' or ')}?` : '';
+    return `--topic ${opts.topic}: no such topic on Kafka at ${brokers} (change topics are named <topicPrefix>.<schema>.<table>)${hint}`;
+  }
   if (opts.partition !== undefined && partitions !== undefined && opts.partition >= partitions) {
     return `--partition ${opts.partition}: topic ${opts.topic} has ${partitions} partition(s), numbered from 0`;
   }

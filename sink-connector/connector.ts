@@ -39,6 +39,7 @@ import { GroupCommits } from './group-commits.ts';
 import { describeStall, type StallInfo, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
+import { UnseenTopics, unseenMessage, type NamedTopic } from './unseen-topics.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
 import { LockWatch } from './lock-watch.ts';
 
@@ -238,8 +239,11 @@ class SinkRuntime {
     if (topics.length === 0) log.warn({ prefix: config.topicPrefix }, 'no topics under the prefix yet: waiting for the source connector to create them');
     else await this.restartConsumer(topics);
     const refreshMs = this.opts.topicRefreshMs ?? 10_000;
+    const unseen = new UnseenTopics(config.topicPrefix);
     this.every(refreshMs, async () => {
+      const named = await withPooledClient(pool, (client) => snapshotStatuses(client)).catch(() => null);
       topics = await this.listSinkTopics();
+      if (named) this.reportUnseen(unseen, named, topics);
       if (topics.some((t) => !this.topics.has(t))) {
         const added = topics.filter((t) => !this.topics.has(t));
         log.info({ topics: added }, 'new topics under the prefix: re-subscribing');
@@ -490,6 +494,14 @@ class SinkRuntime {
     this.positions.catch((err: unknown) => {
       if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');
     });
+  }
+
+  private reportUnseen(unseen: UnseenTopics, named: readonly NamedTopic[], listed: readonly string[]): void {
+    const { fresh, unseen: count } = unseen.look(named, new Set(listed));
+    this.m.topicsUnseen.set(count);
+    if (fresh.length === 0) return;
+    const { msg, remedy } = unseenMessage(fresh);
+    this.log.error({ topics: fresh.map((n) => n.topic), remedy }, `${msg} — remedy: ${remedy}`);
   }
 
   private checkSnapshots(): Promise<void> {

@@ -24,6 +24,7 @@ export interface SinkMetrics {
   directCopyConflicts: Counter<'table'>;
   laneBatches: Gauge<'state'>;
   lockWaiting: Gauge<string>;
+  topicsUnseen: Gauge<string>;
   fetches: Counter<'result'>;
   typeMismatches: Gauge<'table' | 'column' | 'source_type' | 'destination_type'>;
 }
@@ -60,6 +61,10 @@ export function createSinkMetrics(connector: string): SinkMetrics {
       'lane_batches',
       'Fetched batches taken by the apply lanes: applying, or waiting for one of the workers (waiting > 0 while the sink or the destination is the bottleneck)',
       ['state'],
+    ),
+    topicsUnseen: metrics.gauge(
+      'topics_unseen',
+      "Table topics the source's snapshot markers name that the sink cannot see in Kafka (deleted, or no Describe ACL): their changes are not applied",
     ),
     lockWaiting: metrics.gauge(
       'lock_waiting_batches',

@@ -19,9 +19,10 @@ import { testLogger } from '../helpers/kafka.ts';
 import { startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { uniquePrefix } from '../helpers/source.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 
 const { Kafka, AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes } = kafkajs;
-const USERS = ['src-nocreate', 'src-notx', 'snk-nogroup', 'snk-notopic', 'resnap'];
+const USERS = ['src-nocreate', 'src-notx', 'snk-nogroup', 'snk-notopic', 'snk-hidden', 'resnap'];
 const password = (user: string) => `pw-${user}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-acls-'));
 const releases: (() => Promise<void>)[] = [];
@@ -182,6 +183,31 @@ test('sink without Read on a topic: exit 2 at once, naming its topics and the pr
   assert.equal(code, 2, output);
   assert.match(output, new RegExp(`Kafka refused User:${user} Read on one or more of the topics .*${c.prefix}\\.__transactions.* \\(TOPIC_AUTHORIZATION_FAILED\\)`));
   assert.match(output, new RegExp(`--operation Read --topic '${c.prefix}\\.' --resource-pattern-type prefixed`));
+});
+
+test('sink that may not Describe a table topic: Kafka hides it from the listing; once the snapshot markers name it, the sink says so (error naming topic and table, the grant)', async (t) => {
+  const user = 'snk-hidden';
+  const c = configs(user);
+  await makeTopics(c.prefix);
+  await allow(user, 'GROUP', c.group, ['READ']);
+  for (const x of ['__snapshot', '__sequences', '__transactions']) await allow(user, 'TOPIC', `${c.prefix}.${x}`, ['READ']);
+  const producer = new Kafka({ brokers: [broker.bootstrap], logLevel: kafkajs.logLevel.NOTHING }).producer();
+  await producer.connect();
+  const topic = `${c.prefix}.acl.items`;
+  const started = { kind: 'started', table: 'acl.items', tableSchema: 'acl', tableName: 'items', topic, slot: c.slot, consistentPoint: '0/1', estimatedRows: 20, at: new Date().toISOString() };
+  await producer.send({ topic: `${c.prefix}.__snapshot`, messages: [{ key: 'acl.items', value: JSON.stringify(started) }] });
+  await producer.disconnect();
+  const sink = spawnCli('sink', c.sink);
+  t.after(async () => {
+    sink.proc.kill('SIGKILL');
+    await sink.exited;
+  });
+  let exited = false;
+  void sink.exited.then(() => (exited = true));
+  await waitFor('the hidden topic reported', () => exited || sink.output().includes('cannot see in Kafka'), { timeoutMs: 40_000, intervalMs: 200 });
+  assert.equal(exited, false, sink.output());
+  assert.match(sink.output(), new RegExp(`snapshot markers name ${topic.replace(/\./g, '\\.')} \\(table acl\\.items\\), which this sink cannot see in Kafka: deleted, or its principal lacks Describe on it`));
+  assert.match(sink.output(), /--operation Read --topic/);
 });
 
 test('resnapshot without Read on the reader groups: fails at once (was a 30 s timeout), naming the group prefix', async () => {

@@ -447,7 +447,7 @@ class SinkRuntime {
     this.positions = Promise.all([stored, committed, ids]).then(async ([{ stored, rows, stalled }, committed, ids]) => {
       if (gen !== this.generation || this.consumer !== consumer) return;
       const check = checkTopicIds(tps, rows, ids);
-      await this.untilDone('record topic ids', () => recordTopicIds(this.pool!, groupId, check.record));
+      await this.untilDone('record topic ids', () => recordTopicIds(this.pool!, groupId, check.record, this.log));
       const recreated = await recreatedStalls(this.admin!, this.pool!, groupId, check.recreated);
       for (const v of check.vanished) {
         const { msg, remedy } = vanishedMessage(v);

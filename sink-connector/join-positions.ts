@@ -11,6 +11,7 @@ import type pg from 'pg';
 import type { Admin } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
+import { isLockTimeout } from './lock-holder.ts';
 import { tpKey } from './offsets.ts';
 import { recreatedStall, type StoredRow, type TopicCheck } from './topic-identity.ts';
 import type { StallInfo } from './stall.ts';
@@ -107,24 +108,42 @@ export async function readCommitted(admin: Admin, groupId: string, tps: readonly
 
 /**
  * Record the topic id of assigned partitions (topic-identity.ts `record`): a row at offset 0 for
- * a partition with none, so that its first batch's offset is stored under the id.
+ * a partition with none, so that its first batch's offset is stored under the id. A row a batch
+ * holds (a frozen member's, or a session inside a COPY) is left for a later join: waiting on it
+ * here would hold up the join, and with it what ends such a holder (lock-holder.ts).
  */
-export function recordTopicIds(pool: pg.Pool, groupId: string, record: readonly { topic: string; partition: number; id: string }[]): Promise<void> {
+export function recordTopicIds(pool: pg.Pool, groupId: string, record: readonly { topic: string; partition: number; id: string }[], log?: Logger): Promise<void> {
   if (record.length === 0) return Promise.resolve();
   return withPooledClient(pool, async (client) => {
     try {
+      // A row another session is inserting makes the insert wait for it: bounded.
+      await client.query(`BEGIN; SET LOCAL lock_timeout = ${RECORD_LOCK_WAIT_MS}`);
       await client.query(
-        `INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset, topic_id)
-         SELECT $1, u.topic, u.partition, 0, u.id FROM unnest($2::text[], $3::int[], $4::text[]) AS u(topic, partition, id)
-         ON CONFLICT (group_id, topic, partition) DO UPDATE SET topic_id = EXCLUDED.topic_id
-          WHERE sink_offsets.topic_id IS NULL OR sink_offsets.next_offset = 0`,
+        `WITH u AS (SELECT * FROM unnest($2::text[], $3::int[], $4::text[]) AS u(topic, partition, id)),
+         free AS (SELECT o.topic, o.partition FROM shardbridge.sink_offsets o JOIN u USING (topic, partition)
+                   WHERE o.group_id = $1 AND (o.topic_id IS NULL OR o.next_offset = 0) FOR UPDATE OF o SKIP LOCKED),
+         adopted AS (UPDATE shardbridge.sink_offsets o SET topic_id = u.id FROM u JOIN free USING (topic, partition)
+                  WHERE o.group_id = $1 AND o.topic = u.topic AND o.partition = u.partition)
+         INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset, topic_id)
+         SELECT $1, u.topic, u.partition, 0, u.id FROM u
+          WHERE NOT EXISTS (SELECT FROM shardbridge.sink_offsets o WHERE o.group_id = $1 AND o.topic = u.topic AND o.partition = u.partition)
+         ON CONFLICT DO NOTHING`,
         [groupId, record.map((r) => r.topic), record.map((r) => r.partition), record.map((r) => r.id)],
       );
+      await client.query('COMMIT');
     } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      if (isLockTimeout(err)) {
+        log?.debug({ err }, 'topic ids not recorded: an offsets row is being created by another session (recorded at a later join)');
+        return;
+      }
       throw classify(err, {});
     }
   });
 }
+
+/** How long recording topic ids waits for a row another session is creating. */
+const RECORD_LOCK_WAIT_MS = 2_000;
 
 /** The stalls of partitions whose topic was created again (topic-identity.ts): the new partitions' offsets, the tables as recorded when applied (applied-mappings.ts). */
 export async function recreatedStalls(admin: Admin, pool: pg.Pool, groupId: string, recreated: TopicCheck['recreated']): Promise<StallInfo[]> {

@@ -38,7 +38,9 @@ export function formatBytes(n: number): string {
   return `${Math.round(n)} B`;
 }
 
-const formatHours = (h: number) => (h >= 100 ? `${Math.round(h)} hours` : h >= 1 ? `${h.toFixed(1)} hours` : `${Math.max(1, Math.round(h * 60))} minutes`);
+/** Hours in words; past two weeks in days, past a year just that (an idle database's sampled rate is near zero). */
+export const formatHours = (h: number): string =>
+  h >= 24 * 365 ? 'more than a year' : h >= 24 * 14 ? `${Math.round(h / 24)} days` : h >= 100 ? `${Math.round(h)} hours` : h >= 1 ? `${h.toFixed(1)} hours` : `${Math.max(1, Math.round(h * 60))} minutes`;
 
 /** `10GB`, `1024MB`, `512kB`, `1TB`, a bare number (MB, the setting's unit); `-1` → null (unlimited). */
 export function parseWalKeepSize(text: string): number | null {

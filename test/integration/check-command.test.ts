@@ -11,7 +11,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { spawn } from 'node:child_process';
 import { main } from '../../shared/cli/main.ts';
+import { BIN, cleanEnv } from '../helpers/cli.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { freePort } from '../../shared/devstack/ports.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import type { Finding } from '../../source-connector/checks.ts';
@@ -205,6 +208,30 @@ test('a ready source and destination for the selected table: exit 0, WAL rate sa
   assert.deepEqual(find(out.source.findings, 'publication').map((f) => [f.level, f.message]), [['PASS', 'the connector will create it']]);
   assert.deepEqual(out.services.findings.map((f) => [f.level, f.check]), [['PASS', 'reachable'], ['PASS', 'reachable'], ['PASS', 'topic prefix']]);
   assert.match(out.services.findings[0].message, /1 broker\(s\)/);
+});
+
+test('Ctrl-C during the WAL sample: the check says it stopped before its report, exit 130, nothing printed as a report', async () => {
+  const file = sourceConfig('interrupted', source.url(), ['good'], [], live);
+  const child = spawn(process.execPath, [BIN, 'check', '--sample-seconds', '60', '--source-config', file], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const sc = new pg.Client({ connectionString: source.url() });
+  await sc.connect();
+  try {
+    // The sample's first reading is the check session's last statement while it waits.
+    await waitFor('the check sampling the WAL', async () =>
+      (await sc.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'shardbridge-check' AND query LIKE 'SELECT pg_current_wal_lsn()::text AS lsn%'`)).rowCount === 1,
+    { timeoutMs: 30_000, intervalMs: 50 });
+  } finally {
+    await sc.end();
+  }
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, stderr);
+  assert.match(stderr, /shardbridge check: stopped by SIGINT before its report: nothing was changed/);
+  assert.equal(stdout, '');
 });
 
 test('a registry URL with credentials works: they are sent as basic auth, never printed', async () => {

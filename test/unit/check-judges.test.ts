@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { comparisonCast, compareTypes, parseFormatType } from '../../shared/checks/type-compat.ts';
-import { judgeCapacity, parseWalKeepSize, type CapacityFacts } from '../../shared/checks/capacity.ts';
+import { formatHours, judgeCapacity, parseWalKeepSize, type CapacityFacts } from '../../shared/checks/capacity.ts';
 import { judgeDestination, type DestinationFacts, type TableComparison } from '../../shared/checks/destination.ts';
 import { renderReport, summarize } from '../../shared/checks/report.ts';
 import { mapTable, verifyTableFor } from '../../shared/schema/mapping.ts';
@@ -276,4 +276,8 @@ test('renderReport folds a check’s findings past 20 alike (a line per table ov
   assert.equal(text.match(/^WARN/gm)?.length, 5, 'few alike: each listed');
   assert.match(text, /2000 PASS, 5 WARN, 31 FAIL: NOT ready/);
   assert.ok(renderReport([{ title: 'D', findings }], { all: true }).split('\n').length > 2000);
+});
+
+test('stall durations in words: minutes, hours, days past two weeks, "more than a year" for an idle database\'s near-zero rate', () => {
+  assert.deepEqual([0.25, 22.8, 250, 24 * 20, 1_278_690].map(formatHours), ['15 minutes', '22.8 hours', '250 hours', '20 days', 'more than a year']);
 });

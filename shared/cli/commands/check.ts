@@ -18,10 +18,24 @@ import { judgeDestination, type SourceTableFacts } from '../../checks/destinatio
 import { databaseSize, gatherDestinationFacts, sampleWalRate, sourceTableFacts } from '../../checks/gather.ts';
 import { renderReport, summarize } from '../../checks/report.ts';
 import { checkServices } from '../../checks/services.ts';
+import { SIGNAL_EXIT_CODES } from '../../shutdown.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
 export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
+  // A check only reads: stopped, it says so (else Ctrl-C during the WAL sample ends it without a word) and exits at once.
+  const unregister = ctx.onShutdown((signal) => {
+    ctx.err(`shardbridge check: stopped by ${signal} before its report: nothing was changed\n`);
+    process.exit(SIGNAL_EXIT_CODES[signal]);
+  });
+  try {
+    return await checkAll(opts, ctx);
+  } finally {
+    unregister();
+  }
+}
+
+async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const sampleSeconds = typeof opts.sampleSeconds === 'number' ? opts.sampleSeconds : 3;
   const sourceConfig = ctx.sourceConfig();
   const sink = optionalSink(opts, ctx);

@@ -43,7 +43,8 @@ export const sourceConfigSchema = z.strictObject({
   topics: z
     .strictObject({
       partitions: positiveInt().default(6),
-      replicationFactor: positiveInt().default(1),
+      /** Unset: the brokers' default.replication.factor (topic-durability.ts). */
+      replicationFactor: positiveInt().optional(),
       cleanupPolicy: z.enum(['delete', 'compact', 'compact,delete']).default('delete'),
       /** -1 = keep forever. */
       retentionMs: z.number().int().min(-1).optional(),

@@ -12,6 +12,7 @@ import type { SourceConfig } from './config.ts';
 import { controlTopicNames, controlTopicSpecs, readControlTopic, reduceSnapshotTopic, topicPartitions, type SnapshotState } from './control-topics.ts';
 import { planPartitionPins } from './partition-pins.ts';
 import { warnTopicPolicies } from './topic-settings.ts';
+import { brokerReplicationFactor, checkTopicDurability } from './topic-durability.ts';
 import { readRecordLimits, type RecordLimits } from './record-limits.ts';
 import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 
@@ -42,12 +43,15 @@ export async function setUpKafka(
   const configs: Record<string, string> = { 'cleanup.policy': t.cleanupPolicy };
   if (t.retentionMs !== undefined) configs['retention.ms'] = String(t.retentionMs);
   if (t.maxMessageBytes !== undefined) configs['max.message.bytes'] = String(t.maxMessageBytes);
+  // kafkajs cannot ask for the brokers' default (-1 needs CreateTopics v4): read it.
+  const replicationFactor = t.replicationFactor ?? (await brokerReplicationFactor(k.admin, k.log)) ?? 1;
   const specs = [
-    ...wanted.map((w) => ({ topic: w.topic, partitions: w.singlePartition ? 1 : t.partitions, replicationFactor: t.replicationFactor, configs })),
-    ...controlTopicSpecs(cfg.topicPrefix, t),
+    ...wanted.map((w) => ({ topic: w.topic, partitions: w.singlePartition ? 1 : t.partitions, replicationFactor, configs })),
+    ...controlTopicSpecs(cfg.topicPrefix, { ...t, replicationFactor }),
   ];
   const created = await k.admin.ensureTopics(specs);
-  if (created.length > 0) k.log.info({ topics: created }, 'topics created');
+  if (created.length > 0) k.log.info({ topics: created, replicationFactor }, 'topics created');
+  await checkTopicDurability(k.admin, specs.map((s) => s.topic), k.log);
   const made = new Set(created);
   const existed = specs.filter((s) => !made.has(s.topic));
   if (existed.length > 0) await warnTopicPolicies(k.admin, new Map(existed.map((s) => [s.topic, s.configs?.['cleanup.policy'] ?? t.cleanupPolicy])), k.log);

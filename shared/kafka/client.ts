@@ -277,6 +277,11 @@ function wrapAdmin(
       await ready();
       return new Map((await topicMetadata(topics)).map((t) => [t.name, t.partitions.length]));
     },
+    async replicationFactors(topics) {
+      if (topics.length === 0) return new Map();
+      await ready();
+      return new Map((await topicMetadata(topics)).map((t) => [t.name, Math.min(...t.partitions.map((p) => p.replicas.length))]));
+    },
     async ensureTopics(specs) {
       await ready();
       const existing = new Set(await a.listTopics());

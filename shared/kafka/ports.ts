@@ -187,6 +187,8 @@ export interface Admin {
   partitionCount(topic: string): Promise<number>;
   /** The partition count of each topic, from one metadata request. */
   partitionCounts(topics: string[]): Promise<Map<string, number>>;
+  /** The fewest replicas any partition of each topic has, from one metadata request. */
+  replicationFactors(topics: string[]): Promise<Map<string, number>>;
   /** High watermarks: the offset the next produced message of each partition will get. */
   endOffsets(topic: string): Promise<{ partition: number; offset: string }[]>;
   /**

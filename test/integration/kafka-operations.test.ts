@@ -186,6 +186,27 @@ test('topics pre-created by an operator with another cleanup.policy: named at st
   assert.ok(log.lines().some((l) => /__snapshot has cleanup\.policy=delete, not compact: its markers go with its retention/.test(l.msg)));
 });
 
+test('a table topic pre-created with min.insync.replicas above its replicas (every acks=all send refused): the start stops naming it and the command, no endless retry', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE strict (id int PRIMARY KEY); INSERT INTO strict VALUES (1)`);
+  const config = testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } });
+  const topic = `${config.topicPrefix}.public.strict`;
+  const admin = kafka.admin();
+  try {
+    await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1, configs: { 'min.insync.replicas': '2' } }]);
+  } finally {
+    await admin.disconnect();
+  }
+  const conn = await startSourceConnector(config, capturingLogger().logger);
+  t.after(() => conn.stop());
+  const err = await stopped(conn, 30_000);
+  assert.equal(err.kind, 'config');
+  assert.match(err.message, new RegExp(`Kafka refuses every send to ${topic.replace(/\./g, '\\.')} \\(1 replica, min\\.insync\\.replicas 2\\)`));
+  assert.match(err.remedy!, new RegExp(`--entity-name ${topic.replace(/\./g, '\\.')} --add-config min\\.insync\\.replicas=1`));
+  const { rows } = await client.query('SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  assert.deepEqual(rows, [], 'stopped before the slot was made');
+});
+
 test("the sink group's offsets reset by an operator while the sink is stopped: the sink resumes from the destination's offsets and says so", async (t) => {
   const tag = `kops_${process.pid}_${Date.now().toString(36)}`;
   const sink = await openSinkTestEnv([`${tag}_src`, `${tag}_dst`], testLogger());

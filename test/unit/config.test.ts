@@ -49,7 +49,7 @@ test('defaults are applied to a minimal source config', () => {
   assert.deepEqual(c.tables, { schemas: ['public'], include: [], exclude: [] });
   assert.equal(c.slotName, 'shardbridge_slot');
   assert.equal(c.publicationName, 'shardbridge_pub');
-  assert.deepEqual(c.topics, { partitions: 6, replicationFactor: 1, cleanupPolicy: 'delete' });
+  assert.deepEqual(c.topics, { partitions: 6, cleanupPolicy: 'delete' });
   assert.deepEqual(c.snapshot, { mode: 'initial', chunkSize: 100_000, parallelReaders: 2 });
   assert.deepEqual(c.inFlight, { maxRecords: 100_000, maxBytes: 64 * 1024 * 1024 });
   assert.equal(c.heartbeatIntervalMs, 10_000);

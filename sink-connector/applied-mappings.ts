@@ -156,6 +156,8 @@ interface AppliedRow {
   applied: string;
 }
 
+const CONTROL_TOPIC = /\.__(snapshot|sequences|transactions|dlq)$/;
+
 /** A new group, or a new prefix, over positions stored elsewhere: said once at start. */
 function warnElsewhere(rows: readonly AppliedRow[], ours: ReadonlySet<string>, groupId: string, log: Logger): void {
   if (rows.some((r) => r.group_id === groupId && ours.has(r.topic))) return;
@@ -167,7 +169,8 @@ function warnElsewhere(rows: readonly AppliedRow[], ours: ReadonlySet<string>, g
         `That converges (changes are applied by key, in order), but takes as long as the first run, and each table goes back through its older states (a truncate in a topic empties its table again) until it has; if groupId was changed by mistake, set it back to ${others.join(' or ')}`,
     );
   }
-  const elsewhere = rows.filter((r) => r.group_id === groupId && !ours.has(r.topic)).map((r) => r.topic).sort();
+  // Control topics are not mapped: after a replay to offset 0 they are all this group shows applied.
+  const elsewhere = rows.filter((r) => r.group_id === groupId && !ours.has(r.topic) && !CONTROL_TOPIC.test(r.topic)).map((r) => r.topic).sort();
   if (elsewhere.length > 0) {
     log.warn(
       { key: 'topicPrefix', groupId, otherTopics: elsewhere.length, example: elsewhere[0] },

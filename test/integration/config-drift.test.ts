@@ -32,6 +32,21 @@ const insert = (id: number) => ({ kind: 'insert' as const, new: [String(id), `v$
 const ids = async (table: string): Promise<number[]> => (await file.env().db.query(`SELECT id FROM ${table} ORDER BY id`)).rows.map((r) => r.id);
 
 /** Run a sink until it has applied `topics`, then stop it. */
+/** `shardbridge replay --topic T --to-offset 0` through the CLI's main(), the sink stopped. */
+async function replayFromZero(prefix: string, groupId: string, topic: string): Promise<void> {
+  const { servers } = file.env();
+  const dir = mkdtempSync(join(tmpdir(), 'sb-drift-'));
+  try {
+    const cfg = join(dir, 'sink.json');
+    writeFileSync(cfg, JSON.stringify({ groupId, topicPrefix: prefix, kafka: { brokers: [servers.kafka] }, schemaRegistry: { url: servers.registry }, destination: { url: servers.destination } }));
+    let out = '';
+    const code = await main(['node', 'shardbridge', 'replay', '--sink-config', cfg, '--topic', topic, '--to-offset', '0', '--log-level', 'warn'], { stdout: (x) => (out += x), stderr: (x) => (out += x), env: {} });
+    assert.equal(code, 0, out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function applyOnce(config: ReturnType<typeof sinkConfig>, topics: string[], logger = log): Promise<void> {
   const { db, admin } = file.env();
   const sink = await startSinkConnector(config, logger, { topicRefreshMs: 500 });
@@ -74,16 +89,7 @@ test('a table mapping changed after rows were applied is refused, naming the key
   await assert.rejects(startSinkConnector(renamed, log), /columns v → w/);
 
   // The remedy: replay the topic from 0 (sink stopped), then the new mapping takes every row.
-  const dir = mkdtempSync(join(tmpdir(), 'sb-drift-'));
-  try {
-    const cfg = join(dir, 'sink.json');
-    writeFileSync(cfg, JSON.stringify({ groupId, topicPrefix: prefix, kafka: { brokers: [servers.kafka] }, schemaRegistry: { url: servers.registry }, destination: { url: servers.destination } }));
-    let out = '';
-    const code = await main(['node', 'shardbridge', 'replay', '--sink-config', cfg, '--topic', t.topic, '--to-offset', '0', '--log-level', 'warn'], { stdout: (s) => (out += s), stderr: (s) => (out += s), env: {} });
-    assert.equal(code, 0, out);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await replayFromZero(prefix, groupId, t.topic);
   await applyOnce(moved, [t.topic]);
   assert.deepEqual(await ids(`${DST}.b`), [1, 2, 3, 4]);
 });
@@ -126,6 +132,25 @@ test('a sink whose topicPrefix changed says that its group applied topics under 
   const warned = lines().find((l) => l.level === 40 && l.key === 'topicPrefix');
   assert.ok(warned, 'the prefix change is said at start');
   assert.match(warned.msg, new RegExp(`group ${groupId} has applied 1 topic\\(s\\) outside this topicPrefix \\(${t1.topic.replace(/\./g, '\\.')}`));
+});
+
+test('a sink started after its table topics were replayed to offset 0 (only its control topics show applied) does not say its prefix changed', async () => {
+  const { servers, db, producer } = file.env();
+  const prefix = uniqueTopic('sbdriftr');
+  const t = await sourceTable('r', prefix);
+  await db.query(`CREATE TABLE ${DST}.r (id int PRIMARY KEY, v text)`);
+  await produceChanges(producer, t, [insert(1)]);
+  const groupId = `g-${ID}-replayed`;
+  const tables = { tables: { [`${SRC}.r`]: { schema: DST } } };
+  await applyOnce(sinkConfig({ ...servers, prefix, groupId }, tables), [t.topic]);
+  // What the sink stores for a control topic it applied (no source here to write one).
+  await db.query(`INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, 0, 3)`, [groupId, `${prefix}.__snapshot`]);
+  await replayFromZero(prefix, groupId, t.topic);
+  const { logger, lines } = capturingLogger();
+  await applyOnce(sinkConfig({ ...servers, prefix, groupId }, tables), [t.topic], logger);
+  assert.deepEqual(await ids(`${DST}.r`), [1]);
+  console.log('DBG', JSON.stringify(lines().filter((l) => l.level >= 40).map((l) => l.msg)));
+  assert.deepEqual(lines().filter((l) => l.level === 40 && l.key === 'topicPrefix').map((l) => l.msg), []);
 });
 
 test('a destination whose positions were stored reading another Kafka cluster is refused, naming the key and both clusters', async () => {

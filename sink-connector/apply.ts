@@ -154,7 +154,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const table = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
         const tablePaths = new TablePaths(current, ctx, paths, transcoded, staged);
-        count(counts, current, records, (r) => r.change.op);
+        count(counts, current, records, opOf);
         count(counts, current, fast, (f) => f.op);
         // Applies the fast rows; returns those left to the general path.
         const applyFast = async (): Promise<DecodedRecord[]> => {
@@ -202,7 +202,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
           'truncate copy passed without truncating: the source sent this truncate again (a replay after a crash part-way through its copies), and its later delivery truncates once every partition reached it',
         );
       }
-      count(counts, current, [b.record], (r) => r.change.op);
+      count(counts, current, [b.record], opOf);
       if (seg === segments[segments.length - 1]) continue;
       // The barrier's lock lasts as long as this transaction: end it here, so that the rest of
       // the batch (its own transaction) cannot hold every other partition at the barrier, be
@@ -426,6 +426,9 @@ async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g
     paths.used('unnest', rest.length);
   }
 }
+
+/** Tombstones apart from deletes, as the source counts them (`changes_published_total{op="tombstone"}`). */
+const opOf = (r: DecodedRecord): string => (r.change.tombstone ? 'tombstone' : r.change.op);
 
 function count<T>(counts: Counts, table: string, events: readonly T[], opOf: (e: T) => string): void {
   if (events.length === 0) return;

@@ -112,6 +112,8 @@ export function collapse(changes: readonly SinkChange[], table: ApplyTable): App
       states = new Map();
     } else if (ch.op === 'd') {
       const key = keyValues(ch.key, shape, ch);
+      // The tombstone after a delete of the key in the segment adds nothing (and keeps that delete's place and spelling).
+      if (ch.tombstone && states.get(keyId(key))?.row === null) continue;
       onDelete(states, shape, key, ch.before);
     } else {
       onUpsert(states, shape, ch);

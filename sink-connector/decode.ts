@@ -5,8 +5,11 @@
  * encoder call per non-null field.
  *
  * `prepare(records)` is the only async step (fetching unseen schema ids); `decode` is
- * synchronous. Tombstones (null value) decode to null. Anything undecodable throws a
- * DecodeError naming topic, partition and offset.
+ * synchronous. A keyed tombstone (null value) decodes to a delete of its key: on a compacted
+ * topic it may be all that is left of a delete (compaction removes the `d` record the tombstone
+ * follows). Its key columns are named through the topic's latest value schema (renames are per
+ * table, and a tombstone names no value schema). A keyless one decodes to null. Anything
+ * undecodable throws a DecodeError naming topic, partition and offset.
  */
 import { DecodeError, SchemaError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
 import { settledInParallel } from '../shared/in-parallel.ts';
@@ -67,6 +70,10 @@ export class RecordDecoder {
   private readonly keys = new Map<number, KeyDecoder>();
   /** Schema ids the registry refused during the last prepare (retried on the next one). */
   private readonly failed = new Map<number, unknown>();
+  /** Per topic, the value decoder of its highest schema id (the registry's ids grow): what a tombstone's key is read with. */
+  private readonly latestOf = new Map<string, ValueDecoder>();
+  /** Topics whose latest value schema a tombstone asked for and the registry does not have (retried on the next prepare). */
+  private readonly noValue = new Map<string, unknown>();
   /** prepare and describe read schema ids in place (record-bytes.ts); both are synchronous per record. */
   private readonly span = newSpan();
 
@@ -87,13 +94,19 @@ export class RecordDecoder {
     const keyIds = new Set<number>();
     // A value schema is compiled with the topic it was first seen on (it names the table when the schema does not).
     const valueTopics = new Map<number, string>();
+    // Topics of keyed tombstones with no value schema seen yet (a replay of a compacted topic may start with one).
+    const tombstoneTopics = new Set<string>();
+    this.noValue.clear();
     const span = this.span;
     for (const r of records) {
       const k = keySpan(r, span) ? spanSchemaId(span) : null;
       if (k !== null && !this.keys.has(k)) keyIds.add(k);
       const v = valueSpan(r, span) ? spanSchemaId(span) : null;
       if (v !== null && !this.values.has(v) && !valueTopics.has(v)) valueTopics.set(v, r.topic);
+      else if (v === null && k !== null && !this.latestOf.has(r.topic)) tombstoneTopics.add(r.topic);
     }
+    for (const v of valueTopics.values()) tombstoneTopics.delete(v);
+    if (tombstoneTopics.size > 0) await this.latestValues([...tombstoneTopics]);
     // Fetched together, a few at a time (a sink starting on many tables would otherwise wait for
     // each schema in turn), then compiled in order.
     const fetched = new Map<number, PromiseSettledResult<object>>();
@@ -123,7 +136,7 @@ export class RecordDecoder {
     };
     // A warm-up (below) may have compiled some meanwhile.
     for (const id of keyIds) if (!this.keys.has(id)) load(id, (schema) => this.keys.set(id, compileKey(schema)));
-    for (const [id, topic] of valueTopics) if (!this.values.has(id)) load(id, (schema) => this.values.set(id, compileValue(id, schema, topic, this.targetFor, this.topicPrefix)));
+    for (const [id, topic] of valueTopics) if (!this.values.has(id)) load(id, (schema) => this.compiled(topic, compileValue(id, schema, topic, this.targetFor, this.topicPrefix)));
     if (retriable !== null) throw retriable;
     if (refused !== null) throw refused;
   }
@@ -137,6 +150,37 @@ export class RecordDecoder {
    * included): anything not ready when a record names it is fetched then, as without a warm-up.
    * Resolves to the number of topics whose schemas are ready.
    */
+  /** A compiled value decoder, remembered as its topic's latest when its id is the highest seen there. */
+  private compiled(topic: string, d: ValueDecoder): void {
+    this.values.set(d.version.schemaId, d);
+    const known = this.latestOf.get(topic);
+    if (!known || known.version.schemaId < d.version.schemaId) this.latestOf.set(topic, d);
+  }
+
+  /** The latest value schema of each topic (TopicNameStrategy subject), for tombstones that come before any value of their topic. */
+  private async latestValues(topics: string[]): Promise<void> {
+    const latest = this.registry.latestSchema?.bind(this.registry);
+    if (!latest) return;
+    const found = await settledInParallel(topics, SCHEMA_FETCHES_AT_ONCE, (t) => latest(`${t}-value`));
+    topics.forEach((topic, i) => {
+      const got = found[i];
+      if (got.status === 'rejected') {
+        if (isRetriable(got.reason)) throw got.reason;
+        this.noValue.set(topic, got.reason);
+      } else if (got.value === null) {
+        this.noValue.set(topic, null);
+      } else {
+        const { id, schema } = got.value;
+        try {
+          this.compiled(topic, this.values.get(id) ?? compileValue(id, schema, topic, this.targetFor, this.topicPrefix));
+        } catch (err) {
+          if (err instanceof SchemaError) throw err;
+          this.noValue.set(topic, err);
+        }
+      }
+    });
+  }
+
   async warm(topics: readonly string[]): Promise<number> {
     const latest = this.registry.latestSchema?.bind(this.registry);
     if (!latest) return 0;
@@ -148,7 +192,7 @@ export class RecordDecoder {
       if (got.status === 'rejected' || got.value[1] === null) return;
       const [key, value] = got.value;
       try {
-        if (!this.values.has(value.id)) this.values.set(value.id, compileValue(value.id, value.schema, topic, this.targetFor, this.topicPrefix));
+        if (!this.values.has(value.id)) this.compiled(topic, compileValue(value.id, value.schema, topic, this.targetFor, this.topicPrefix));
         const vd = this.values.get(value.id)!;
         if (key !== null) {
           if (!this.keys.has(key.id)) this.keys.set(key.id, compileKey(key.schema));
@@ -163,10 +207,10 @@ export class RecordDecoder {
     return ready;
   }
 
-  /** The change carried by `r`, null for a tombstone. Throws DecodeError. */
+  /** The change carried by `r`: a delete for a keyed tombstone, null for a keyless one. Throws DecodeError. */
   decode(r: RawRecord): DecodedRecord | null {
     const bytes = r.value; // a new view on each read of a consumed record's value
-    if (bytes === null) return null;
+    if (bytes === null) return r.key === null ? null : this.tombstone(r, r.key);
     const value = this.valueDecoder(bytes, r);
     let env: Envelope;
     try {
@@ -218,6 +262,32 @@ export class RecordDecoder {
       unchangedToast,
     };
     return { change, table: value.version, keyColumns };
+  }
+
+  /** A tombstone as a delete of its key, with no before-image (where the row sits is unknown). */
+  private tombstone(r: RawRecord, keyBytes: Buffer): DecodedRecord {
+    const value = this.latestOf.get(r.topic);
+    if (!value) {
+      const why = this.noValue.get(r.topic);
+      throw new DecodeError(`tombstone on a topic whose value schema is not known: ${why instanceof Error ? why.message : 'the registry has no subject ' + r.topic + '-value'}`, {
+        context: where(r),
+        cause: why,
+        remedy: 'is the sink reading the registry the source wrote to? the key columns of a tombstone are named by its topic\'s value schema',
+      });
+    }
+    const kd = this.keyDecoder(keyBytes, value, r);
+    const change: SinkChange = {
+      op: 'd',
+      topic: r.topic,
+      partition: r.partition,
+      offset: r.offset,
+      key: convertKey(kd, keyBytes, r),
+      after: null,
+      before: null,
+      unchangedToast: [],
+      tombstone: true,
+    };
+    return { change, table: value.version, keyColumns: kd.columns };
   }
 
   private valueDecoder(buf: Buffer, at: At): ValueDecoder {

@@ -113,9 +113,14 @@ export class FastRowPlanner {
     let layout: BinaryLayout | null = null;
     const key = this.key;
     const value = this.value;
+    // Keys of tombstones: they delete their key (decode.ts), so a fast row of that key is not one.
+    let dead: Set<number | string> | null = null;
     for (let i = 0; i < raws.length; i++) {
       const r = raws[i];
-      if (!valueSpan(r, value)) continue;
+      if (!valueSpan(r, value)) {
+        if (keySpan(r, key)) (dead ??= new Set()).add(keyIdOf(key));
+        continue;
+      }
       const s = describe(r);
       // A record whose schemas are not known (a schema the registry does not have): its op is
       // unknown here, and a truncate among them would be applied after fast rows it precedes.
@@ -166,6 +171,7 @@ export class FastRowPlanner {
         dropTable = tally.mixedKeys || tally.truncated;
       }
       if (dropTable || shared[i] === 1) out[i] = null;
+      else if (dead !== null && keySpan(row.raw, key) && dead.has(keyIdOf(key))) out[i] = null;
     }
     return out;
   }

@@ -19,6 +19,11 @@ export interface SinkChange {
   /** Row before (u/d): all columns under REPLICA IDENTITY FULL, else null (deletes carry only the key). */
   before: Record<string, string | null> | null;
   unchangedToast: string[];
+  /**
+   * A tombstone read as a delete of its key (decode.ts): right after the key's `d` it changes
+   * nothing (collapse.ts drops it); alone, compaction removed that `d`, and it deletes the key.
+   */
+  tombstone?: true;
 }
 
 export interface ApplyColumn {

@@ -248,6 +248,9 @@ export function renderServerProperties(p: { port: number; controllerPort: number
     // ~1.4 MB per fetch (1000 fetches: 1.4 GB), and the 512 MB broker ran out of heap within
     // 4 minutes.
     'fetch.purgatory.purge.interval.requests': 100,
+    // The cleaner looks for compactable logs every 15 s by default: a test forcing compaction
+    // (compacted-topics.test.ts) would wait that long. Scanning an idle test broker is cheap.
+    'log.cleaner.backoff.ms': 250,
   };
   if (p.secure) {
     const { port, keystore, users, superUsers } = p.secure;

@@ -101,17 +101,37 @@ test('an update decodes to destination names and PostgreSQL text; unchanged TOAS
   assert.deepEqual(reg.fetches.sort(), [KEY_ID, VALUE_ID]);
 });
 
-test("a delete's before-image keeps only values (the key tuple's nulls are unknowns); its tombstone decodes to null", async () => {
-  const d = new RecordDecoder(registry(), target({ columns: {} }), 'pfx');
+test("a delete's before-image keeps only values (the key tuple's nulls are unknowns); its tombstone decodes to a delete of the key", async () => {
+  const d = new RecordDecoder(registry(), target(), 'pfx');
   const raws = records({ kind: 'delete', key: ['5', null, null, null, null] });
   assert.equal(raws.length, 2);
   await d.prepare(raws);
   const del = d.decode(raws[0])!;
   assert.equal(del.change.op, 'd');
-  assert.deepEqual(del.change.before, { id: '5' });
-  assert.deepEqual(del.change.key, { id: '5' });
+  assert.deepEqual(del.change.before, { order_id: '5' });
+  assert.deepEqual(del.change.key, { order_id: '5' });
   assert.equal(del.change.after, null);
-  assert.equal(d.decode(raws[1]), null);
+  // On a compacted topic the tombstone may be all that is left of the delete: its key, in destination names.
+  const tomb = d.decode(raws[1])!;
+  assert.deepEqual(tomb.change, { op: 'd', topic: TOPIC, partition: 3, offset: '11', key: { order_id: '5' }, after: null, before: null, unchangedToast: [], tombstone: true });
+  assert.deepEqual(tomb.keyColumns, ['order_id']);
+  assert.equal(tomb.table.dest.name, 'orders_copy');
+  assert.equal(d.decode({ ...raws[1], key: null }), null, 'a keyless tombstone is nothing to apply');
+});
+
+test("a tombstone before any value of its topic (a replay of a compacted topic): its key is named through the topic's latest value schema", async () => {
+  const reg = registry();
+  const subjects: string[] = [];
+  const withLatest: SchemaSource = { ...reg, getSchema: (id) => reg.getSchema(id), latestSchema: async (subject) => (subjects.push(subject), { id: VALUE_ID, schema: schemas.envelopeSchema }) };
+  const d = new RecordDecoder(withLatest, target(), 'pfx');
+  const [, tombstone] = records({ kind: 'delete', key: ['9', null, null, null, null] });
+  await d.prepare([tombstone]);
+  assert.deepEqual(subjects, [`${TOPIC}-value`]);
+  assert.deepEqual(d.decode(tombstone)!.change.key, { order_id: '9' });
+  // Without a value schema to name its key columns, it is not skipped: it is reported.
+  const none = new RecordDecoder({ ...reg, getSchema: (id) => reg.getSchema(id), latestSchema: async () => null }, target(), 'pfx');
+  await none.prepare([tombstone]);
+  assert.throws(() => none.decode(tombstone), (e: unknown) => e instanceof DecodeError && /tombstone on a topic whose value schema is not known/.test(e.message) && e.context.offset === '11');
 });
 
 test('a truncate carries no key', async () => {

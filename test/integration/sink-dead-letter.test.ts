@@ -5,6 +5,7 @@
  * that record with a clear error, never skips it; and what is not a bad record (an apply failure,
  * an unreachable registry) still stalls or waits in this mode.
  */
+import net from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import kafkajs from 'kafkajs';
@@ -14,7 +15,7 @@ import type { OutMessage } from '../../shared/kafka/client.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, readTopic, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
-import { encodeChanges, type ProducedTable } from '../helpers/produce-changes.ts';
+import { encodeChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
 import { sinkConfig, storedOffsets, waitApplied } from '../helpers/sink.ts';
 
 const f = sinkTestFile('dlq');
@@ -131,6 +132,76 @@ test('a dead-letter topic deleted while the sink runs: the partition stalls at t
     await sink.stop();
   }
 });
+
+test('the registry unreachable is not a bad record: in dead-letter mode too, records of a schema the sink cannot fetch wait, and nothing is set aside', async () => {
+  const { servers, producer, kafka, db, admin, registry } = f.env();
+  const prefix = uniqueTopic('sbdlqreg');
+  let t = await f.table(prefix, 'reg');
+  const proxy = await registryProxy(servers.registry);
+  const groupId = `g-${f.ID}-reg`;
+  const sink = await startSinkConnector(
+    sinkConfig({ ...servers, registry: proxy.url, prefix, groupId }, { deadLetter: { enabled: true }, tables: { [`${f.SRC}.reg`]: { schema: f.DST } } }),
+    f.log,
+    { topicRefreshMs: 500 },
+  );
+  try {
+    await producer.sendBatch(encodeChanges(t, inserts(1, 3)));
+    await waitApplied(db, admin, groupId, [t.topic]);
+    proxy.down();
+    // A new table version: a schema id the sink has not fetched yet.
+    await db.query(`ALTER TABLE ${f.SRC}.reg ADD COLUMN w int; ALTER TABLE ${f.DST}.reg ADD COLUMN w int`);
+    t = await registerTable(registry, await tableInfo(db, f.SRC, 'reg'), t.topic);
+    await producer.sendBatch(encodeChanges(t, [{ kind: 'insert', new: ['4', 'v4', '40'] }]));
+    const retries = await metricValue(sink, 'shardbridge_sink_apply_retries_total');
+    await waitFor('the schema fetch retried', async () => (await metricValue(sink, 'shardbridge_sink_apply_retries_total')) >= retries + 3, { timeoutMs: 30_000 });
+    assert.equal(await count('reg'), 3);
+    assert.equal(await stallOf(groupId), undefined, 'waiting, not stalled');
+    assert.equal(await metricValue(sink, 'shardbridge_sink_dead_letter_records_total'), 0);
+    proxy.up();
+    await waitApplied(db, admin, groupId, [t.topic]);
+    assert.deepEqual((await db.query(`SELECT w FROM ${f.DST}.reg WHERE id = 4`)).rows, [{ w: 40 }]);
+    assert.deepEqual(await readTopic(kafka, `${prefix}.__dlq`), []);
+  } finally {
+    await sink.stop();
+    await proxy.close();
+  }
+});
+
+/** A TCP proxy to the registry that can refuse connections (and cut those open) while down. */
+async function registryProxy(target: string): Promise<{ url: string; down(): void; up(): void; close(): Promise<void> }> {
+  const { hostname, port } = new URL(target);
+  const open = new Set<net.Socket>();
+  let refusing = false;
+  const server = net.createServer((client) => {
+    if (refusing) return client.destroy();
+    const upstream = net.connect(Number(port), hostname);
+    open.add(client).add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    client.on('error', end).on('close', end).pipe(upstream);
+    upstream.on('error', end).on('close', end).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return {
+    url,
+    down() {
+      refusing = true;
+      for (const s of open) s.destroy();
+    },
+    up() {
+      refusing = false;
+    },
+    close: () => {
+      for (const s of open) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 async function kafkaAdmin<T>(bootstrap: string, use: (admin: kafkajs.Admin) => Promise<T>): Promise<T> {
   const a = new kafkajs.Kafka({ brokers: [bootstrap], logLevel: kafkajs.logLevel.NOTHING }).admin();

@@ -15,7 +15,18 @@ import { retry } from '../shared/retry.ts';
 import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
 import { chunkOf, hasWork, isFast, type Item, type SlowItem } from './chunk-items.ts';
-import { DeadLetterLedger, deadLetterMessages, type DeadLetterTarget } from './dead-letter.ts';
+import {
+  DEAD_LETTER_ACK_MS,
+  DEAD_LETTER_SEND_BYTES,
+  DeadLetterLedger,
+  deadLetterMessages,
+  letterBytes,
+  nextSendCount,
+  notSent,
+  refusedAsTooLarge,
+  type DeadLetterTarget,
+  type SendOutcome,
+} from './dead-letter.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
 import { applyControl, controlTopicKind, parseControlRecord, type ControlKind } from './control.ts';
 import type { DecodedRecord, RawRecord, RecordDecoder } from './decode.ts';
@@ -89,6 +100,8 @@ export class BatchProcessor {
   /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
   private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
   private readonly deadLettered = new DeadLetterLedger();
+  /** Bytes per dead-letter send: lowered when the topic refuses one as too large. */
+  private deadLetterBytes = DEAD_LETTER_SEND_BYTES;
   /** Names the column a stall's error does not (column-probe.ts). */
   private readonly columns: ColumnNamer;
 
@@ -178,11 +191,15 @@ export class BatchProcessor {
       }
       throw err;
     }
-    const upTo = bad ? bad.index : items.length;
-    if (upTo > 0) {
-      const setAside = items.slice(0, upTo).filter((it): it is SlowItem => !isFast(it) && it.deadLetter !== undefined);
-      if (setAside.length > 0 && !(await this.sendDeadLetters(p, setAside))) return false;
-      if (!(await this.bisect(p, items, 0, upTo))) return false;
+    let upTo = bad ? bad.index : items.length;
+    // Dead letters go first, acknowledged, so that no commit moves the offset past one not sent.
+    const unsent = this.deps.deadLetter && upTo > 0 ? await this.sendDeadLetters(p, items, upTo) : null;
+    if (unsent === 'abandon') return false;
+    if (unsent) upTo = unsent.index;
+    if (upTo > 0 && !(await this.bisect(p, items, 0, upTo))) return false;
+    if (unsent) {
+      this.stall(p, describeStall(unsent.error, { topic: p.topic, partition: p.partition, offset: items[unsent.index].raw.offset }, 'decode'));
+      return false;
     }
     if (bad) {
       this.stall(p, describeStall(bad.error, { topic: p.topic, partition: p.partition, offset: raws[bad.index].offset }, 'decode'));
@@ -252,22 +269,77 @@ export class BatchProcessor {
     return hit.transcoder === null ? null : { table, transcoder: hit.transcoder };
   }
 
-  private async sendDeadLetters(p: Part, all: SlowItem[]): Promise<boolean> {
+  /**
+   * Send the set-aside records of items[0, upTo) not sent yet, in offset order, in sends under the
+   * dead-letter topic's size limit. Null when all went; else the index of the first that did not
+   * and why (the partition applies up to it and stalls there); 'abandon' when the batch went stale.
+   */
+  private async sendDeadLetters(p: Part, items: Item[], upTo: number): Promise<{ index: number; error: ShardBridgeError } | 'abandon' | null> {
     const dl = this.deps.deadLetter!;
-    const items = this.deadLettered.unsent(p.topic, p.partition, all);
-    if (items.length === 0) return true;
-    try {
-      await this.transient(p, 'send to the dead-letter topic', () => dl.send(deadLetterMessages(dl.topic, items)));
-    } catch (err) {
-      if (err instanceof Abandon) return false;
-      throw err;
+    const setAside: (SlowItem & { index: number })[] = [];
+    for (let i = 0; i < upTo; i++) {
+      const it = items[i];
+      if (!isFast(it) && it.deadLetter !== undefined) setAside.push({ ...it, index: i });
     }
-    for (const { raw, deadLetter } of items) {
-      p.log.warn({ offset: raw.offset, deadLetterTopic: dl.topic, error: deadLetter?.message }, 'undecodable record sent to the dead-letter topic');
+    if (setAside.length === 0) return null;
+    const ledger = this.deadLettered;
+    // A send an earlier attempt stalled waiting for (a stall retry): waited for again, not repeated.
+    const earlier = ledger.underWay(p.topic, p.partition);
+    if (earlier) {
+      const r = await this.acknowledged(p, earlier);
+      if (r === 'abandon') return 'abandon';
+      const first = ledger.unsent(p.topic, p.partition, setAside)[0];
+      if (r === 'late' && first) return { index: first.index, error: notSent('no-ack', { ...first.raw, bytes: letterBytes(deadLetterMessages(dl.topic, [first])[0]) }, dl.topic) };
     }
-    this.deps.metrics.deadLetter.inc({ topic: p.topic }, items.length);
-    this.deadLettered.markSent(p.topic, p.partition, items[items.length - 1].raw.offset);
-    return true;
+    for (;;) {
+      if (!this.usable(p)) return 'abandon';
+      const todo = ledger.unsent(p.topic, p.partition, setAside);
+      if (todo.length === 0) return null;
+      const all = deadLetterMessages(dl.topic, todo);
+      const n = nextSendCount(all, this.deadLetterBytes);
+      const part = todo.slice(0, n);
+      const messages = all.slice(0, n);
+      const r = await this.acknowledged(p, ledger.track(p.topic, p.partition, part[n - 1].raw.offset, () => dl.send(messages)));
+      if (r === 'abandon') return 'abandon';
+      const first = { ...part[0].raw, bytes: letterBytes(messages[0]) };
+      if (r === 'late') return { index: part[0].index, error: notSent('no-ack', first, dl.topic) };
+      if (r.error !== undefined) {
+        if (!refusedAsTooLarge(r.error)) return { index: part[0].index, error: notSent('refused', first, dl.topic, r.error) };
+        if (n === 1) return { index: part[0].index, error: notSent('too-large', first, dl.topic, r.error) };
+        // The topic's limit is below our sends: halved until they fit, and kept for the next sends.
+        this.deadLetterBytes = Math.max(1, Math.floor(messages.reduce((b, m) => b + letterBytes(m), 0) / 2));
+        p.log.info({ deadLetterTopic: dl.topic, records: n, maxBytes: this.deadLetterBytes }, 'the dead-letter topic refused a send as too large: sending in smaller parts');
+        continue;
+      }
+      this.deps.metrics.deadLetter.inc({ topic: p.topic }, n);
+      const sent = { records: n, first: part[0].raw.offset, last: part[n - 1].raw.offset, error: part[0].deadLetter?.message ?? 'undecodable' };
+      const summary = ledger.summary(p.topic, p.partition, sent);
+      if (summary) {
+        p.log.warn(
+          { deadLetterTopic: dl.topic, ...summary },
+          `${summary.records} undecodable record(s) sent to the dead-letter topic, offsets ${summary.firstOffset}..${summary.lastOffset} (the first's error shown; ` +
+            'at most one such line a minute per partition: dead_letter_records_total counts them all)',
+        );
+      } else {
+        p.log.debug({ deadLetterTopic: dl.topic, ...sent }, 'undecodable records sent to the dead-letter topic');
+      }
+    }
+  }
+
+  /** A dead-letter send's outcome; 'late' when Kafka has not acknowledged it within DEAD_LETTER_ACK_MS, 'abandon' when the batch went stale or we stop. */
+  private async acknowledged(p: Part, outcome: SendOutcome): Promise<{ error?: unknown } | 'late' | 'abandon'> {
+    const signal = p.consumer.signal;
+    if (signal.aborted) return 'abandon';
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort = (): void => {};
+    const r = await Promise.race([
+      outcome,
+      new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DEAD_LETTER_ACK_MS))),
+      new Promise<'abandon'>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve('abandon')), { once: true })),
+    ]);
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    return r !== 'abandon' && !this.usable(p) ? 'abandon' : r;
   }
 
   /**

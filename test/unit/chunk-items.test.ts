@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chunkOf, hasWork, type Item } from '../../sink-connector/chunk-items.ts';
-import { DeadLetterLedger, deadLetterMessages } from '../../sink-connector/dead-letter.ts';
-import { DecodeError } from '../../shared/errors.ts';
+import { DeadLetterLedger, deadLetterMessages, letterBytes, nextSendCount, notSent, refusedAsTooLarge } from '../../sink-connector/dead-letter.ts';
+import { ConfigError, DecodeError } from '../../shared/errors.ts';
 import { truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import type { FastRow } from '../../sink-connector/fast-rows.ts';
 import type { DecodedRecord, RawRecord } from '../../sink-connector/decode.ts';
@@ -65,4 +65,48 @@ test('dead letters: the original bytes, headers naming the error, remedy and ori
   ledger.markSent('shop.public.orders', 2, '5');
   assert.deepEqual(ledger.unsent('shop.public.orders', 2, items).map((it) => it.raw.offset), ['8']);
   assert.equal(ledger.unsent('shop.public.orders', 3, items).length, 2);
+});
+
+test('dead letters: sends cut under the size limit (one at least), a too-large refusal told apart, one summary line a minute per partition', () => {
+  const letter = (bytes: number) => ({ topic: 'shop.__dlq', key: null, value: Buffer.alloc(bytes), headers: { 'shardbridge.error': 'x' } });
+  const sized = letterBytes(letter(100));
+  assert.equal(sized, 70 + 100 + 2 + 'shardbridge.error'.length + 1);
+  assert.equal(nextSendCount([letter(100), letter(100), letter(100)], sized * 2), 2);
+  assert.equal(nextSendCount([letter(5000), letter(1)], 100), 1, 'a letter over the limit alone still goes alone (Kafka judges it)');
+  assert.equal(nextSendCount([letter(1)], 10), 1);
+  assert.equal(refusedAsTooLarge(new ConfigError('refused', { cause: Object.assign(new Error('too large'), { type: 'MESSAGE_TOO_LARGE' }) })), true);
+  assert.equal(refusedAsTooLarge(Object.assign(new Error('x'), { type: 'UNKNOWN_TOPIC_OR_PARTITION' })), false);
+
+  let now = 0;
+  const ledger = new DeadLetterLedger(() => now);
+  const sent = (first: string, last: string, records = 1) => ledger.summary('t', 0, { records, first, last, error: `e${first}` });
+  assert.deepEqual(sent('0', '9', 10), { records: 10, firstOffset: '0', lastOffset: '9', error: 'e0' });
+  now = 30_000;
+  assert.equal(sent('10', '19', 10), null);
+  assert.notEqual(ledger.summary('t', 1, { records: 1, first: '0', last: '0', error: 'e' }), null, 'per partition');
+  now = 60_000;
+  assert.deepEqual(sent('20', '29', 10), { records: 20, firstOffset: '10', lastOffset: '29', error: 'e10' }, 'counts everything since the last line');
+
+  const big = notSent('too-large', { topic: 'shop.public.orders', partition: 2, offset: '7', bytes: 3_000_000 }, 'shop.__dlq');
+  assert.match(big.message, /shop\.public\.orders\[2\] offset 7 \(3000000 bytes/);
+  assert.match(big.remedy!, /--entity-name shop\.__dlq --add-config max\.message\.bytes=4194304/);
+  assert.match(notSent('no-ack', { topic: 't', partition: 0, offset: '1', bytes: 1 }, 'shop.__dlq').remedy!, /creates it only at start/);
+});
+
+test('dead letters: a send under way is remembered until it settles, and marks its offsets sent only once acknowledged', async () => {
+  const ledger = new DeadLetterLedger();
+  let ack!: () => void;
+  const outcome = ledger.track('t', 0, '9', () => new Promise<void>((resolve) => (ack = resolve)));
+  assert.equal(ledger.underWay('t', 0), outcome);
+  assert.equal(ledger.unsent('t', 0, [{ raw: raw('9') }]).length, 1, 'not sent before the acknowledgement');
+  ack();
+  assert.deepEqual(await outcome, {});
+  assert.equal(ledger.unsent('t', 0, [{ raw: raw('9') }]).length, 0);
+  await Promise.resolve();
+  assert.equal(ledger.underWay('t', 0), undefined);
+  const refused = await ledger.track('t', 0, '20', () => Promise.reject(new Error('refused')));
+  assert.match((refused.error as Error).message, /refused/);
+  assert.equal(ledger.unsent('t', 0, [{ raw: raw('20') }]).length, 1);
+  ledger.markSent('t', 0, '5');
+  assert.equal(ledger.unsent('t', 0, [{ raw: raw('9') }]).length, 0, 'never lowered');
 });

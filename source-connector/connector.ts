@@ -2,17 +2,8 @@
  * The source connector's orchestration. Start-up (once): connect, run the start-up checks
  * (any FAIL stops here, nothing created). Then sessions, retried with backoff on retriable
  * failures (lost connections to PostgreSQL, Kafka or the registry): topics, schemas,
- * publication, then the slot decision —
- *  - no slot: create one exporting a snapshot, copy the tables from it (unless snapshot mode
- *    is `never`), then stream from its consistent point;
- *  - a slot, and every table's snapshot completed from it: stream from it;
- *  - a slot, and some tables without a snapshot complete from it (added to the selection, back
- *    in the publication, cut short): snapshot those alone from a temporary slot, then stream
- *    from the kept slot, leaving out their changes older than that snapshot (skip-points.ts);
- *  - a slot, but no table's snapshot complete from it (the `__snapshot` topic says so): drop it
- *    and redo everything from a fresh slot (the sink is idempotent);
- *  - a slot that vanished or was invalidated after we published from it: stop with a
- *    SourceError — changes were lost, never silently start over.
+ * publication, then the slot decision (slot-decision.ts: create, keep or drop the slot, the
+ * snapshots that go first), then the stream from the slot.
  * `initial_only` copies from a temporary slot and stops.
  */
 import { readFileSync } from 'node:fs';
@@ -26,29 +17,26 @@ import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
-import {
-  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted, type SnapshotState,
-} from './control-topics.ts';
+import { controlTopicNames, readControlTopic, reduceSnapshotTopic, sequenceRecord, type SnapshotState } from './control-topics.ts';
 import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
-import { SlotMonitor, slotLostError } from './monitor.ts';
+import { SlotMonitor } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
 import { keyedCount } from './partition-pins.ts';
-import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
+import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, temporarySlotName } from './slot.ts';
-import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
+import { createTemporarySlot, ensurePublication, publicationGaps, temporarySlotName } from './slot.ts';
+import type { SkipPoints } from './skip-points.ts';
+import { decideSlot } from './slot-decision.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
-import { snapshottedBefore } from './earlier-snapshots.ts';
-import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
+import { takeSnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
 import type { TruncateFanout } from './envelope.ts';
-import { checkSlotAtStart, publicationGone } from './restart-drift.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -319,100 +307,21 @@ class ConnectorRun {
       return;
     }
 
-    let slot = await slotStatus(client, cfg.slotName);
-    // Configuration changed while stopped, a lost __snapshot (restart-drift.ts).
-    await checkSlotAtStart(client, slot, state, {
-      slot: cfg.slotName,
-      database: this.source.database,
-      topicPrefix: cfg.topicPrefix,
-      snapshotTopic: this.topics.snapshot,
-      mode: cfg.snapshot.mode,
-      topicsExisted: this.selectedVersions().some((v) => !this.freshTopics.has(v.topic)),
-    }, this.log);
-    if (slot && !gaps.exists) {
-      const selected = this.source.tables.map(qualified);
-      await publicationGone(client, { slot: cfg.slotName, publication: cfg.publicationName, selected, mode: cfg.snapshot.mode }, this.log);
-      gaps.missing = selected;
-    }
-    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
-    if (verdict.publishedFromSlot || slot !== null) {
-      const lost = slotLostError(slot, cfg.slotName);
-      if (lost) throw lost;
-    }
-    let own: TableInfo[] = [];
-    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
-      const confirmed = slot.confirmedFlushLsn;
-      const slotKept = confirmed !== null && verdict.incomplete.length < this.source.tables.length;
-      const why = describeResnapshot(verdict.incomplete, { slotKept });
-      this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
-      if (slotKept) {
-        const names = new Set(verdict.incomplete.map((i) => i.table));
-        own = this.source.tables.filter((t) => names.has(qualified(t)));
-        // Said before the publication changes: a stop before their snapshots complete leaves
-        // them started, so that the next start takes them again (a table back in the
-        // publication no longer shows as missing from it).
-        for (const v of snapshotVersions(this.versions.all(), own)) {
-          const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: cfg.slotName, consistentPoint: confirmed, estimatedRows: 0 });
-          this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
-        }
-        await this.publisher.barrier();
-      } else {
-        // Said before the drop: a start that finds the slot gone after a stop in between (say,
-        // while the new slot waits for old transactions) knows the connector dropped it itself.
-        const forget = slotForgotten(cfg.slotName);
-        this.publisher.publishRaw(this.topics.snapshot, forget.key, forget.value);
-        await this.publisher.barrier();
-        await dropSlot(client, cfg.slotName, this.log);
-        slot = null;
-      }
-    }
-    await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-    // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
-    const aligned = await alignmentPoint(client);
-    let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
-    if (!slot) {
-      // A slot that published (also under snapshot mode never) may have sent rows its drop leaves stale; so may a
-      // table with a marker, or records in its topic without one (earlier-snapshots.ts): truncate first.
-      const earlier =
-        cfg.snapshot.mode === 'initial' &&
-        (verdict.publishedFromSlot || (await snapshottedBefore(this.admin, this.selectedVersions(), state, this.freshTopics, this.log)).length > 0);
-      if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
-      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
-      try {
-        const marker = slotCreated(cfg.slotName, exported.consistentPoint);
-        this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
-        await this.publisher.barrier();
-        if (cfg.snapshot.mode === 'initial') await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
-      } finally {
-        await exported.release();
-      }
-      slot = await slotStatus(client, cfg.slotName);
-      const lost = slotLostError(slot, cfg.slotName);
-      if (lost) throw lost;
-    } else {
-      if (!state.slots.has(cfg.slotName) && slot.confirmedFlushLsn !== null) {
-        // The slot kept, its marker gone (__snapshot deleted or emptied; snapshot.mode never keeps
-        // the slot even then): written again, so that the slot vanishing later is still lost changes.
-        const marker = slotCreated(cfg.slotName, slot.confirmedFlushLsn);
-        this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
-        await this.publisher.barrier();
-      }
-      if (own.length > 0) {
-        ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state, this.freshTopics);
-        this.ownCopy = ownCopy.copied;
-      }
-    }
-    if (this.stopping) return;
-    const from = slot!.confirmedFlushLsn;
-    const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
-    if (ownCopy) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownCopy.point });
-    await this.streamFrom(from, {
-      tables: ownSnapshotPoints(completed, from),
-      unselectedBefore: aligned.lsn,
-      runningAtAlignment: aligned.running,
-      partitions: new Map(partitions.map((p) => [p.name, p.rootName])),
-      copying: ownCopy ? { tables: new Set(own.map(qualified)), done: ownCopy.copied } : undefined,
+    const { from, skip } = await decideSlot({
+      run: () => this.snapshotContext(),
+      client,
+      state,
+      gaps,
+      partitions,
+      attached: this.attached,
+      versions: () => this.versions.all(),
+      freshTopics: this.freshTopics,
+      sessionSignal,
+      beforeOwnCopy: this.beforeOwnCopy,
+      onOwnCopy: (copied) => (this.ownCopy = copied),
     });
+    if (this.stopping) return;
+    await this.streamFrom(from, skip);
   }
 
   /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */

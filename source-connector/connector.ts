@@ -16,27 +16,26 @@ import { SourceError, isRetriable } from '../shared/errors.ts';
 import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
-import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
-import { controlTopicNames, readControlTopic, reduceSnapshotTopic, sequenceRecord, type SnapshotState } from './control-topics.ts';
+import { controlTopicNames, readControlTopic, reduceSnapshotTopic, type SnapshotState } from './control-topics.ts';
 import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
 import { SlotMonitor } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
-import { keyedCount } from './partition-pins.ts';
 import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { createTemporarySlot, ensurePublication, publicationGaps, temporarySlotName } from './slot.ts';
+import { publicationGaps } from './slot.ts';
 import type { SkipPoints } from './skip-points.ts';
-import { decideSlot } from './slot-decision.ts';
+import { decideSlot, snapshotOnly } from './slot-decision.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
-import { takeSnapshot, type SnapshotRunContext } from './snapshot-run.ts';
+import type { SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
-import type { TruncateFanout } from './envelope.ts';
+import { TopicCounts } from './topic-counts.ts';
+import { SequenceValues } from './sequence-values.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -132,17 +131,11 @@ class ConnectorRun {
   private prepared = false;
   /** Table topics this process created: they held no record before it (earlier-snapshots.ts). */
   private readonly freshTopics = new Set<string>();
-  private sequences: TableSequence[] = [];
-  private sequencesTimer?: NodeJS.Timeout;
+  private readonly sequences: SequenceValues;
   private readonly errors;
   private readonly registry: RegistryClient;
-  /** Truncate fan-out: the truncate key schema's id, and each table topic's partition count (read at start). */
-  private truncateKeySchemaId = 0;
-  /** This session's delivery, carried by its truncates' copies: a replayed truncate is told from an earlier, maybe partial, send. */
-  private delivery = 0;
-  private readonly partitionCounts = new Map<string, number>();
-  /** The counts `__snapshot` recorded, as of the session's start (for a topic start-up did not make). */
-  private recordedPartitions: ReadonlyMap<string, number> = new Map();
+  /** Each table topic's partition count and what its truncates fan out by (topic-counts.ts). */
+  private readonly counts: TopicCounts;
   /** A table's own snapshot being copied beside this session's stream. */
   private ownCopy: Promise<void> | null = null;
   /** Each table topic's record limits, read at start (record-limits.ts). */
@@ -163,9 +156,10 @@ class ConnectorRun {
     this.kafka = createKafka(settings, log);
     this.producer = this.kafka.producer();
     this.admin = this.kafka.admin();
+    this.counts = new TopicCounts(this.admin, this.producer, config.topics.partitions);
     this.publisher = new Publisher({
       producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics,
-      redeliver: () => (this.delivery += 1),
+      redeliver: () => (this.counts.delivery += 1),
       limits: (topic) => this.recordLimits.get(topic),
     });
     this.publisher.onFailure((err) => this.stream?.fail(err));
@@ -177,10 +171,11 @@ class ConnectorRun {
       topicPrefix: config.topicPrefix,
       connectorVersion: CONNECTOR_VERSION,
       catalog: source.catalogAccess(),
-      topicExists: (topic) => this.topicExists(topic),
+      topicExists: (topic) => this.counts.exists(topic),
       log,
     });
     this.topics = controlTopicNames(config.topicPrefix);
+    this.sequences = new SequenceValues({ connect: () => source.connect(), publisher: this.publisher, topic: this.topics.sequences, log });
     this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
     this.monitor = new SlotMonitor({
       connect: () => source.connect(),
@@ -239,15 +234,8 @@ class ConnectorRun {
     await this.stream?.stop().catch(() => {});
   }
 
-  async publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
-    if (this.sequences.length === 0) return;
-    const values = await sequenceValues(await this.source.connect(), this.sequences);
-    for (const s of this.sequences) {
-      const r = sequenceRecord({ ...s, value: values.get(s.sequence)?.value ?? null, reason });
-      this.publisher.publishRaw(this.topics.sequences, r.key, r.value);
-    }
-    await this.publisher.barrier();
-    this.log.debug({ sequences: this.sequences.length, reason }, 'sequence values published');
+  publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
+    return this.sequences.publish(reason);
   }
 
   private async session(): Promise<void> {
@@ -267,7 +255,7 @@ class ConnectorRun {
     const client = await this.source.connect();
     // The database's clock, not this host's: one clock for every host the connector may run on.
     const { rows: [now] } = await client.query(`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS ms`);
-    this.delivery = nextDelivery(Number(now.ms), this.delivery);
+    this.counts.delivery = nextDelivery(Number(now.ms), this.counts.delivery);
     // The first session reads `__snapshot` once, in the set-up, which records the topics' partition counts there.
     let state: SnapshotState | undefined;
     if (!this.prepared) {
@@ -277,16 +265,16 @@ class ConnectorRun {
       };
       const setup = await setUpKafka(cfg, tables, { kafka: this.kafka, admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
       for (const topic of setup.created) this.freshTopics.add(topic);
-      this.truncateKeySchemaId = setup.truncateKeySchemaId;
-      for (const [topic, n] of setup.partitionCounts) this.partitionCounts.set(topic, n);
+      this.counts.truncateKeySchemaId = setup.truncateKeySchemaId;
+      this.counts.adopt(setup.partitionCounts);
       this.recordLimits = setup.recordLimits;
       this.publisher.capBatchBytes(batchBytesFor(this.recordLimits.values()));
-      this.sequences = await tableSequences(client, this.source.tables.map((x) => x.relid));
+      await this.sequences.read(client, this.source.tables.map((x) => x.relid));
       this.prepared = true;
       state = setup.snapshotState;
     }
     state ??= reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
-    this.recordedPartitions = state.partitions;
+    this.counts.recorded = state.partitions;
     // Read before the publication is altered, and the slot dropped before it is: a stop in
     // between cannot make the connector forget that these tables need their snapshot again.
     const gaps = await publicationGaps(client, cfg.publicationName, this.source.tables.map(qualified));
@@ -296,13 +284,7 @@ class ConnectorRun {
     if (this.stopping) return;
 
     if (cfg.snapshot.mode === 'initial_only') {
-      await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-      const exported = await createTemporarySlot(this.source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', this.log, this.abort.signal);
-      try {
-        await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
-      } finally {
-        await exported.release();
-      }
+      await snapshotOnly(this.snapshotContext(), client, this.selectedVersions());
       this.setPhase('finished');
       return;
     }
@@ -322,21 +304,6 @@ class ConnectorRun {
     });
     if (this.stopping) return;
     await this.streamFrom(from, skip);
-  }
-
-  /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */
-  private async topicExists(topic: string): Promise<boolean> {
-    if (this.partitionCounts.has(topic)) return true;
-    if (!(await this.admin.listTopics()).includes(topic)) return false;
-    const n = keyedCount(await this.admin.partitionCount(topic), this.recordedPartitions.get(topic));
-    this.partitionCounts.set(topic, n);
-    this.producer.pin(new Map([[topic, n]]));
-    return true;
-  }
-
-  /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */
-  private truncateFanout(topic: string): TruncateFanout {
-    return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions, delivery: this.delivery };
   }
 
   /**
@@ -368,7 +335,7 @@ class ConnectorRun {
       log: this.log,
       signal: this.abort.signal,
       attached: () => this.attached,
-      truncateFanout: (topic) => this.truncateFanout(topic),
+      truncateFanout: (topic) => this.counts.fanout(topic),
       publishSequences: () => this.publishSequences('snapshot'),
       onSnapshotPhase: () => this.setPhase('snapshot'),
     };
@@ -390,7 +357,7 @@ class ConnectorRun {
       transcode: cfg.transcode,
       log: this.log,
       metrics: this.metrics,
-      truncateFanout: (topic) => this.truncateFanout(topic),
+      truncateFanout: (topic) => this.counts.fanout(topic),
       skip,
       onResnapshot: (content, tx, commitLsn) => this.resnapshotAsked(content, tx, commitLsn),
     });
@@ -399,16 +366,13 @@ class ConnectorRun {
     if (skip.copying) skip.copying.done.then(() => !this.stopping && this.stream === stream && this.setPhase('streaming'), (err: unknown) => stream.fail(err));
     else this.setPhase('streaming');
     this.monitor.start(new Set([...this.attached.values()].flat()));
-    this.sequencesTimer = setInterval(
-      () => void this.publishSequences('interval').catch((err: unknown) => this.log.warn({ err }, 'publishing sequence values failed')),
-      cfg.sequencesIntervalMs,
-    );
+    this.sequences.startInterval(cfg.sequencesIntervalMs);
     try {
       if (this.stopping) return;
       await stream.run();
     } finally {
       this.monitor.stop();
-      clearInterval(this.sequencesTimer);
+      this.sequences.stopInterval();
     }
   }
 

@@ -10,6 +10,7 @@
  *    and redo everything from a fresh slot (the sink is idempotent);
  *  - a slot that vanished or was invalidated after we published from it: stop with a
  *    SourceError — changes were lost, never silently start over.
+ * `initial_only` keeps no slot: it copies from a temporary one (snapshotOnly).
  */
 import type pg from 'pg';
 import type { TableInfo } from '../shared/pg-types.ts';
@@ -20,7 +21,7 @@ import type { PartitionInfo } from './partitions.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { checkSlotAtStart, publicationGone } from './restart-drift.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
-import { alignmentPoint, createSlotWithSnapshot, dropSlot, ensurePublication, slotStatus, type PublicationGaps } from './slot.ts';
+import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -149,6 +150,18 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
       copying: ownCopy ? { tables: new Set(own.map(qualified)), done: ownCopy.copied } : undefined,
     },
   };
+}
+
+/** Snapshot mode `initial_only`: the tables copied from a temporary slot, no stream after. */
+export async function snapshotOnly(run: SnapshotRunContext, client: pg.Client, tables: TableVersion[]): Promise<void> {
+  const { config: cfg, source, log } = run;
+  await ensurePublication(client, cfg.publicationName, source.tables, log);
+  const exported = await createTemporarySlot(source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', log, run.signal);
+  try {
+    await takeSnapshot(run, exported, tables);
+  } finally {
+    await exported.release();
+  }
 }
 
 function qualified(t: TableInfo): string {

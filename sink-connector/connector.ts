@@ -4,12 +4,12 @@
  * fetched batch is handled by partition-batch.ts.
  *
  * Positions: on every group join the stored offsets of the assigned partitions are read
- * from the destination and each partition starts there (join-positions.ts); batches wait
- * for that read, and records below it are dropped (offsets.ts explains the per-transaction
- * lock).
+ * from the destination and each partition starts there (group-join.ts); batches wait for
+ * that read, and records below it are dropped (offsets.ts explains the per-transaction lock).
  *
  * Topics: kafkajs resolves a subscription once, so the topic list under the prefix is
- * re-read every `topicRefreshMs` and the consumer restarted when a table topic appears.
+ * re-read every `topicRefreshMs` and the consumer restarted when a table topic appears
+ * (topic-refresh.ts). Snapshots completing: snapshot-progress.ts.
  */
 import pg from 'pg';
 import type { Registry } from 'prom-client';
@@ -22,29 +22,26 @@ import { destinationRemedy } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { retryUntilAborted } from '../shared/retry.ts';
-import { withPooledClient } from './destination-errors.ts';
 import { APPLY_CONCURRENCY, connectionConfig, type SinkConfig } from './config.ts';
-import { completeSnapshots, controlTopicKind, isSinkTopic, snapshotStatuses } from './control.ts';
+import { controlTopicKind, isSinkTopic } from './control.ts';
 import type { RecordDecoder } from './decode.ts';
 import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { PositionTracker, tpKey } from './offsets.ts';
-import { checkTables, openDestination, topicMappings, type UntilDone } from './destination-start.ts';
-import { checkAndRecordMappings } from './applied-mappings.ts';
-import { pastEndStalls, planStart, readCommitted, readStored, recordTopicIds, recreatedStalls } from './join-positions.ts';
-import { checkTopicIds, vanishedMessage } from './topic-identity.ts';
+import { checkTables, openDestination, type UntilDone } from './destination-start.ts';
+import { onGroupJoin } from './group-join.ts';
+import { TopicRefresh } from './topic-refresh.ts';
+import { checkSnapshots } from './snapshot-progress.ts';
 import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
 import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
-import { createSinkMetrics, lagAtJoin, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
-import { GroupCommits } from './group-commits.ts';
-import { describeStall, type StallInfo, type Stalls } from './stall.ts';
+import { createSinkMetrics, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
+import type { GroupCommits } from './group-commits.ts';
+import { groupConsumer } from './group-consumer.ts';
+import { warmUp } from './warm-up.ts';
+import { describeStall, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { TableStates } from './table-state.ts';
-import { UnseenTopics, unseenMessage, type NamedTopic } from './unseen-topics.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
 import { LockWatch } from './lock-watch.ts';
-
-/** Tables named in the line of snapshots completing together. */
-const SNAPSHOTS_NAMED = 10;
 
 export interface SinkConnectorOptions extends ProcessorThresholds {
   /** Partitions applied at the same time, one destination connection each. Default 3. */
@@ -165,7 +162,7 @@ class SinkRuntime {
     );
     this.admin = this.kafka.admin();
     const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
-    let topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
+    const topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
@@ -239,24 +236,14 @@ class SinkRuntime {
     if (topics.length === 0) log.warn({ prefix: config.topicPrefix }, 'no topics under the prefix yet: waiting for the source connector to create them');
     else await this.restartConsumer(topics);
     const refreshMs = this.opts.topicRefreshMs ?? 10_000;
-    const unseen = new UnseenTopics(config.topicPrefix);
-    this.every(refreshMs, async () => {
-      const named = await withPooledClient(pool, (client) => snapshotStatuses(client)).catch(() => null);
-      topics = await this.listSinkTopics();
-      if (named) this.reportUnseen(unseen, named, topics);
-      if (topics.some((t) => !this.topics.has(t))) {
-        const added = topics.filter((t) => !this.topics.has(t));
-        log.info({ topics: added }, 'new topics under the prefix: re-subscribing');
-        // Recorded now, so that a mapping changed before the next start is compared with this one.
-        const named = await Promise.all(added.map(async (topic) => ({ ...(await sourceOfTopic(topic).catch(() => null)), topic })));
-        const sources = named.flatMap((n) => (n.schema === undefined || n.table === undefined ? [] : [{ schema: n.schema, table: n.table, topic: n.topic }]));
-        await withPooledClient(pool, (client) => checkAndRecordMappings(client, config.groupId, topicMappings(config, added, sources, this.targetFor), log, { atStart: false, kafkaCluster })).catch(
-          (err: unknown) => log.warn({ err }, 'could not record the table mappings of the new topics'),
-        );
-        await this.restartConsumer(topics);
-      }
+    const refresh = new TopicRefresh({
+      config, pool, log, targetFor: this.targetFor, kafkaCluster, topicsUnseen: this.m.topicsUnseen, sourceOfTopic,
+      list: () => this.listSinkTopics(),
+      subscribed: () => this.topics,
+      restartConsumer: (topics) => this.restartConsumer(topics),
     });
-    this.every(this.opts.controlPollMs ?? 2_000, () => this.checkSnapshots());
+    this.every(refreshMs, () => refresh.refresh());
+    this.every(this.opts.controlPollMs ?? 2_000, () => checkSnapshots(this.pool!, config.groupId, log, this.m.snapshot));
   }
 
   stop(): Promise<void> {
@@ -319,29 +306,11 @@ class SinkRuntime {
     return all.filter((t) => isSinkTopic(t, this.config.topicPrefix, this.deadLetterTopic)).sort();
   }
 
-  /**
-   * While the consumer joins its group: compile the topics' latest schemas (decode.ts, warm) and
-   * open the lanes' destination connections, so that the first batches wait for neither.
-   */
-  private warmUp(topics: string[]): void {
-    const tables = topics.filter((t) => !this.topics.has(t) && !controlTopicKind(t, this.config.topicPrefix));
-    this.decoder!.warm(tables).then(
-      (ready) => this.log.debug({ topics: ready }, 'schemas compiled ahead of the first records'),
-      (err: unknown) => this.log.debug({ err }, 'schema warm-up failed: schemas are fetched with the first records'),
-    );
-    const pool = this.pool!;
-    const open = Math.max(0, this.concurrency - pool.totalCount);
-    for (let i = 0; i < open; i++) {
-      pool.connect().then(
-        (client) => client.release(),
-        (err: unknown) => this.log.debug({ err: (err as Error).message }, 'destination connection not opened ahead (the first batch opens it)'),
-      );
-    }
-  }
-
   /** Replace the consumer with one subscribed to `topics` (serialised; the old one finishes its batches first). */
   private restartConsumer(topics: string[]): Promise<void> {
-    this.warmUp(topics);
+    // While the consumer joins: schemas compiled, connections opened (warm-up.ts).
+    const tables = topics.filter((t) => !this.topics.has(t) && !controlTopicKind(t, this.config.topicPrefix));
+    warmUp({ decoder: this.decoder!, pool: this.pool!, concurrency: this.concurrency, log: this.log }, tables);
     this.consumerChain = this.consumerChain.catch(() => {}).then(async () => {
       if (this.abort.signal.aborted) return;
       const old = this.consumer;
@@ -356,22 +325,7 @@ class SinkRuntime {
 
   private async runConsumer(topics: string[], signal: AbortSignal): Promise<void> {
     const { config } = this;
-    const consumer = this.kafka!.consumer({
-      groupId: config.groupId,
-      sessionTimeoutMs: this.opts.sessionTimeoutMs ?? 10_000,
-      heartbeatIntervalMs: this.opts.heartbeatIntervalMs ?? 3_000,
-      maxWaitTimeMs: Math.max(10, config.batch.maxWaitMs),
-      idleMaxWaitTimeMs: Math.max(10, config.consumer.idleMaxWaitMs),
-      // With the apply lanes' bound these bound the records the sink holds (config.ts, apply-lanes.ts).
-      maxBytesPerPartition: config.consumer.maxBytesPerPartition,
-      maxBytes: config.consumer.maxBytes,
-      minBytes: config.consumer.minBytes,
-    });
-    const commits = new GroupCommits((offsets) =>
-      consumer.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.next.toString() }))).catch((err: unknown) =>
-        this.log.debug({ err: (err as Error).message, partitions: offsets.length }, 'group offset commit failed (monitoring only)'),
-      ),
-    );
+    const { consumer, commits, control } = groupConsumer(this.kafka!, config, this.opts, this.lanes, this.log, signal);
     this.consumer = consumer;
     this.groupCommits = commits;
     this.topics = new Set(topics);
@@ -381,15 +335,6 @@ class SinkRuntime {
       if (restart) this.log.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
       else if (this.consumer === consumer && !signal.aborted) this.fail(error);
     });
-    const control: ConsumerControl = {
-      seek: (topic, partition, offset) => {
-        this.lanes.invalidate(tpKey(topic, partition));
-        consumer.seek({ topic, partition, offset: offset.toString() });
-      },
-      pause: (topic, partition) => consumer.pause([{ topic, partitions: [partition] }]),
-      commit: (topic, partition, next) => commits.offer(topic, partition, next),
-      signal,
-    };
     await consumer.connect();
     await consumer.subscribe({ topics, fromBeginning: true });
     await consumer.run({
@@ -430,94 +375,20 @@ class SinkRuntime {
     }
   }
 
-  /** Read the stored positions of the new assignment and seek where needed (join-positions.ts); batches wait for it. */
+  /** Read the stored positions of the new assignment and seek where needed (group-join.ts); batches wait for it. */
   private onJoin(consumer: Consumer, assignment: Record<string, number[]>): void {
     const gen = ++this.generation;
-    this.lanes.invalidateAll();
-    const tps = Object.entries(assignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
-    this.log.info({ partitions: tps.length, generation: gen }, 'group joined: reading stored positions');
-    const { groupId } = this.config;
-    const committed = readCommitted(this.admin!, groupId, tps, this.log);
-    // Batches handed over before the rebalance end first, so the stored positions read are theirs.
-    const stored = this.lanes.drain().then(() => this.untilDone('read stored positions', () => readStored(this.pool!, groupId, tps)));
-    const ids = this.admin!.topicIds([...new Set(tps.map((t) => t.topic))]).catch((err: unknown) => {
-      this.log.warn({ err: (err as Error).message }, 'topic ids not read: a topic deleted and created again under the stored offsets is not noticed at this join');
-      return null;
-    });
-    this.positions = Promise.all([stored, committed, ids]).then(async ([{ stored, rows, stalled }, committed, ids]) => {
-      if (gen !== this.generation || this.consumer !== consumer) return;
-      const check = checkTopicIds(tps, rows, ids);
-      await this.untilDone('record topic ids', () => recordTopicIds(this.pool!, groupId, check.record, this.log));
-      const recreated = await recreatedStalls(this.admin!, this.pool!, groupId, check.recreated);
-      for (const v of check.vanished) {
-        const { msg, remedy } = vanishedMessage(v);
-        this.log.error({ topic: v.topic, partitions: v.partitions, stored: v.stored.map((s) => ({ partition: s.partition, offset: String(s.offset) })), remedy }, `${msg} — remedy: ${remedy}`);
-      }
-      if (gen !== this.generation || this.consumer !== consumer) return;
-      const { positions, seeks, overridden } = planStart(tps, stored, committed);
-      if (overridden.length > 0) {
-        this.log.info(
-          { partitions: overridden.length, first: overridden.slice(0, 10).map((o) => ({ topic: o.topic, partition: o.partition, groupOffset: o.group.toString(), storedOffset: o.stored.toString() })) },
-          "the consumer group's committed offsets differ from the offsets stored in the destination: the sink resumes from the stored ones " +
-            '(offsets set with kafka-consumer-groups --reset-offsets are not used; shardbridge replay moves both, with the sink stopped)',
-        );
-      }
-      for (const { topic, partition, offset } of seeks) {
-        try {
-          consumer.seek({ topic, partition, offset: offset.toString() });
-        } catch (err) {
-          this.log.debug({ err, topic, partition }, 'seek failed (consumer stopping)');
-        }
-      }
-      this.tracker.reset(positions, [...pastEndStalls(stalled), ...recreated.map((r) => [tpKey(r.topic, r.partition), { stored: BigInt(r.offset), info: r }] as [string, { stored: bigint; info: StallInfo }])]);
-      this.stalls!.retain(new Set(positions.map(([k]) => k)), stalled);
-      // Stalled at once, records or not: the partition may be idle at the stored offset.
-      for (const info of recreated) {
-        try {
-          consumer.pause([{ topic: info.topic, partitions: [info.partition] }]);
-        } catch (err) {
-          this.log.debug({ err }, 'pause failed (consumer stopping)');
-        }
-        this.stalls!.report(info);
-      }
-      // kafkajs keeps a partition paused across rebalances: one this member stalled, lost and
-      // got back (its stall and retry timer dropped above) would never be fetched again.
-      const resume = tps.filter(({ topic, partition }) => !this.stalls!.stalledHere(topic, partition));
-      try {
-        consumer.resume(resume.map(({ topic, partition }) => ({ topic, partitions: [partition] })));
-      } catch (err) {
-        this.log.debug({ err }, 'resume after the join failed (consumer stopping)');
-      }
-      this.m.lag.reset();
-      void lagAtJoin({ lag: this.m.lag, tracker: this.tracker, admin: this.admin!, log: this.log }, tps, () => gen === this.generation);
-    });
+    this.positions = onGroupJoin(
+      {
+        groupId: this.config.groupId, consumer, admin: this.admin!, pool: this.pool!, lanes: this.lanes, tracker: this.tracker, stalls: this.stalls!, metrics: this.m, log: this.log, untilDone: this.untilDone,
+        generation: gen,
+        latest: () => gen === this.generation,
+        current: () => gen === this.generation && this.consumer === consumer,
+      },
+      assignment,
+    );
     this.positions.catch((err: unknown) => {
       if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');
-    });
-  }
-
-  private reportUnseen(unseen: UnseenTopics, named: readonly NamedTopic[], listed: readonly string[]): void {
-    const { fresh, unseen: count } = unseen.look(named, new Set(listed));
-    this.m.topicsUnseen.set(count);
-    if (fresh.length === 0) return;
-    const { msg, remedy } = unseenMessage(fresh);
-    this.log.error({ topics: fresh.map((n) => n.topic), remedy }, `${msg} — remedy: ${remedy}`);
-  }
-
-  private checkSnapshots(): Promise<void> {
-    return withPooledClient(this.pool!, async (client) => {
-      const done = await completeSnapshots(client, this.config.groupId);
-      // Thousands of small tables complete within seconds: a line per check at info, each table at debug.
-      const each = done.length === 1 ? 'info' : 'debug';
-      for (const d of done) this.log[each]({ topic: d.topic, table: d.table }, 'snapshot complete in the destination: applied up to the completion marker');
-      if (done.length > 1) {
-        const tables = done.map((d) => d.table);
-        this.log.info(
-          { count: done.length, tables: tables.length <= SNAPSHOTS_NAMED ? tables : [...tables.slice(0, SNAPSHOTS_NAMED), '…'] },
-          `snapshots of ${done.length} tables complete in the destination: applied up to their completion markers`,
-        );
-      }
-      for (const s of await snapshotStatuses(client)) this.m.snapshot.set({ topic: s.topic, table: s.table }, s.state === 'complete' ? 1 : 0);
     });
   }
 }

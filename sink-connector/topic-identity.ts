@@ -7,7 +7,7 @@
  * (KIP-516) tells the two topics apart: each partition's row in `shardbridge.sink_offsets` keeps
  * the id its offset was stored under, recorded at the group join that assigns it.
  *
- * Pure; join-positions.ts reads and records, connector.ts stalls.
+ * Pure; join-positions.ts reads and records, group-join.ts stalls.
  */
 import type { StallInfo } from './stall.ts';
 import type { GapTables } from './offset-gaps.ts';

@@ -2,17 +2,8 @@
  * The source connector's orchestration. Start-up (once): connect, run the start-up checks
  * (any FAIL stops here, nothing created). Then sessions, retried with backoff on retriable
  * failures (lost connections to PostgreSQL, Kafka or the registry): topics, schemas,
- * publication, then the slot decision —
- *  - no slot: create one exporting a snapshot, copy the tables from it (unless snapshot mode
- *    is `never`), then stream from its consistent point;
- *  - a slot, and every table's snapshot completed from it: stream from it;
- *  - a slot, and some tables without a snapshot complete from it (added to the selection, back
- *    in the publication, cut short): snapshot those alone from a temporary slot, then stream
- *    from the kept slot, leaving out their changes older than that snapshot (skip-points.ts);
- *  - a slot, but no table's snapshot complete from it (the `__snapshot` topic says so): drop it
- *    and redo everything from a fresh slot (the sink is idempotent);
- *  - a slot that vanished or was invalidated after we published from it: stop with a
- *    SourceError — changes were lost, never silently start over.
+ * publication, then the slot decision (slot-decision.ts: create, keep or drop the slot, the
+ * snapshots that go first), then the stream from the slot.
  * `initial_only` copies from a temporary slot and stops.
  */
 import { readFileSync } from 'node:fs';
@@ -25,30 +16,26 @@ import { SourceError, isRetriable } from '../shared/errors.ts';
 import { backoffDelay } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
-import { tableSequences, sequenceValues, type TableSequence } from './catalog.ts';
-import {
-  controlTopicNames, describeResnapshot, judgeSnapshotState, readControlTopic, reduceSnapshotTopic, sequenceRecord, slotCreated, slotForgotten, snapshotStarted, type SnapshotState,
-} from './control-topics.ts';
+import { controlTopicNames, readControlTopic, reduceSnapshotTopic, type SnapshotState } from './control-topics.ts';
 import { LsnTracker, type TrackedTx } from './lsn-tracker.ts';
-import { SlotMonitor, slotLostError } from './monitor.ts';
+import { SlotMonitor } from './monitor.ts';
 import { attachedByRoot, readPartitions } from './partitions.ts';
-import { keyedCount } from './partition-pins.ts';
-import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
+import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationGaps, slotStatus, temporarySlotName } from './slot.ts';
-import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
+import { publicationGaps } from './slot.ts';
+import type { SkipPoints } from './skip-points.ts';
+import { decideSlot, snapshotOnly } from './slot-decision.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
-import { snapshottedBefore } from './earlier-snapshots.ts';
-import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
+import type { SnapshotRunContext } from './snapshot-run.ts';
 import { openSource, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
-import type { TruncateFanout } from './envelope.ts';
-import { checkSlotAtStart, publicationGone } from './restart-drift.ts';
+import { TopicCounts } from './topic-counts.ts';
+import { SequenceValues } from './sequence-values.ts';
 
 export interface SourceConnector {
   /** Resolves when the connector has finished (after stop(), or after the snapshot for `initial_only`); rejects on a fatal error. */
@@ -144,17 +131,11 @@ class ConnectorRun {
   private prepared = false;
   /** Table topics this process created: they held no record before it (earlier-snapshots.ts). */
   private readonly freshTopics = new Set<string>();
-  private sequences: TableSequence[] = [];
-  private sequencesTimer?: NodeJS.Timeout;
+  private readonly sequences: SequenceValues;
   private readonly errors;
   private readonly registry: RegistryClient;
-  /** Truncate fan-out: the truncate key schema's id, and each table topic's partition count (read at start). */
-  private truncateKeySchemaId = 0;
-  /** This session's delivery, carried by its truncates' copies: a replayed truncate is told from an earlier, maybe partial, send. */
-  private delivery = 0;
-  private readonly partitionCounts = new Map<string, number>();
-  /** The counts `__snapshot` recorded, as of the session's start (for a topic start-up did not make). */
-  private recordedPartitions: ReadonlyMap<string, number> = new Map();
+  /** Each table topic's partition count and what its truncates fan out by (topic-counts.ts). */
+  private readonly counts: TopicCounts;
   /** A table's own snapshot being copied beside this session's stream. */
   private ownCopy: Promise<void> | null = null;
   /** Each table topic's record limits, read at start (record-limits.ts). */
@@ -175,9 +156,10 @@ class ConnectorRun {
     this.kafka = createKafka(settings, log);
     this.producer = this.kafka.producer();
     this.admin = this.kafka.admin();
+    this.counts = new TopicCounts(this.admin, this.producer, config.topics.partitions);
     this.publisher = new Publisher({
       producer: this.producer, tracker: this.tracker, maxRecords: config.inFlight.maxRecords, maxBytes: config.inFlight.maxBytes, log, metrics,
-      redeliver: () => (this.delivery += 1),
+      redeliver: () => (this.counts.delivery += 1),
       limits: (topic) => this.recordLimits.get(topic),
     });
     this.publisher.onFailure((err) => this.stream?.fail(err));
@@ -189,10 +171,11 @@ class ConnectorRun {
       topicPrefix: config.topicPrefix,
       connectorVersion: CONNECTOR_VERSION,
       catalog: source.catalogAccess(),
-      topicExists: (topic) => this.topicExists(topic),
+      topicExists: (topic) => this.counts.exists(topic),
       log,
     });
     this.topics = controlTopicNames(config.topicPrefix);
+    this.sequences = new SequenceValues({ connect: () => source.connect(), publisher: this.publisher, topic: this.topics.sequences, log });
     this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
     this.monitor = new SlotMonitor({
       connect: () => source.connect(),
@@ -251,15 +234,8 @@ class ConnectorRun {
     await this.stream?.stop().catch(() => {});
   }
 
-  async publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
-    if (this.sequences.length === 0) return;
-    const values = await sequenceValues(await this.source.connect(), this.sequences);
-    for (const s of this.sequences) {
-      const r = sequenceRecord({ ...s, value: values.get(s.sequence)?.value ?? null, reason });
-      this.publisher.publishRaw(this.topics.sequences, r.key, r.value);
-    }
-    await this.publisher.barrier();
-    this.log.debug({ sequences: this.sequences.length, reason }, 'sequence values published');
+  publishSequences(reason: 'snapshot' | 'interval' | 'demand'): Promise<void> {
+    return this.sequences.publish(reason);
   }
 
   private async session(): Promise<void> {
@@ -279,7 +255,7 @@ class ConnectorRun {
     const client = await this.source.connect();
     // The database's clock, not this host's: one clock for every host the connector may run on.
     const { rows: [now] } = await client.query(`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS ms`);
-    this.delivery = nextDelivery(Number(now.ms), this.delivery);
+    this.counts.delivery = nextDelivery(Number(now.ms), this.counts.delivery);
     // The first session reads `__snapshot` once, in the set-up, which records the topics' partition counts there.
     let state: SnapshotState | undefined;
     if (!this.prepared) {
@@ -289,16 +265,16 @@ class ConnectorRun {
       };
       const setup = await setUpKafka(cfg, tables, { kafka: this.kafka, admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
       for (const topic of setup.created) this.freshTopics.add(topic);
-      this.truncateKeySchemaId = setup.truncateKeySchemaId;
-      for (const [topic, n] of setup.partitionCounts) this.partitionCounts.set(topic, n);
+      this.counts.truncateKeySchemaId = setup.truncateKeySchemaId;
+      this.counts.adopt(setup.partitionCounts);
       this.recordLimits = setup.recordLimits;
       this.publisher.capBatchBytes(batchBytesFor(this.recordLimits.values()));
-      this.sequences = await tableSequences(client, this.source.tables.map((x) => x.relid));
+      await this.sequences.read(client, this.source.tables.map((x) => x.relid));
       this.prepared = true;
       state = setup.snapshotState;
     }
     state ??= reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
-    this.recordedPartitions = state.partitions;
+    this.counts.recorded = state.partitions;
     // Read before the publication is altered, and the slot dropped before it is: a stop in
     // between cannot make the connector forget that these tables need their snapshot again.
     const gaps = await publicationGaps(client, cfg.publicationName, this.source.tables.map(qualified));
@@ -308,126 +284,26 @@ class ConnectorRun {
     if (this.stopping) return;
 
     if (cfg.snapshot.mode === 'initial_only') {
-      await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-      const exported = await createTemporarySlot(this.source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', this.log, this.abort.signal);
-      try {
-        await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
-      } finally {
-        await exported.release();
-      }
+      await snapshotOnly(this.snapshotContext(), client, this.selectedVersions());
       this.setPhase('finished');
       return;
     }
 
-    let slot = await slotStatus(client, cfg.slotName);
-    // Configuration changed while stopped, a lost __snapshot (restart-drift.ts).
-    await checkSlotAtStart(client, slot, state, {
-      slot: cfg.slotName,
-      database: this.source.database,
-      topicPrefix: cfg.topicPrefix,
-      snapshotTopic: this.topics.snapshot,
-      mode: cfg.snapshot.mode,
-      topicsExisted: this.selectedVersions().some((v) => !this.freshTopics.has(v.topic)),
-    }, this.log);
-    if (slot && !gaps.exists) {
-      const selected = this.source.tables.map(qualified);
-      await publicationGone(client, { slot: cfg.slotName, publication: cfg.publicationName, selected, mode: cfg.snapshot.mode }, this.log);
-      gaps.missing = selected;
-    }
-    const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: this.source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: this.attached });
-    if (verdict.publishedFromSlot || slot !== null) {
-      const lost = slotLostError(slot, cfg.slotName);
-      if (lost) throw lost;
-    }
-    let own: TableInfo[] = [];
-    if (slot && cfg.snapshot.mode === 'initial' && verdict.incomplete.length > 0) {
-      const confirmed = slot.confirmedFlushLsn;
-      const slotKept = confirmed !== null && verdict.incomplete.length < this.source.tables.length;
-      const why = describeResnapshot(verdict.incomplete, { slotKept });
-      this.log.warn({ slot: cfg.slotName, ...why.tables }, why.message);
-      if (slotKept) {
-        const names = new Set(verdict.incomplete.map((i) => i.table));
-        own = this.source.tables.filter((t) => names.has(qualified(t)));
-        // Said before the publication changes: a stop before their snapshots complete leaves
-        // them started, so that the next start takes them again (a table back in the
-        // publication no longer shows as missing from it).
-        for (const v of snapshotVersions(this.versions.all(), own)) {
-          const m = snapshotStarted({ table: v.qualified, tableSchema: v.table.schema, tableName: v.table.name, topic: v.topic, slot: cfg.slotName, consistentPoint: confirmed, estimatedRows: 0 });
-          this.publisher.publishRaw(this.topics.snapshot, m.key, m.value);
-        }
-        await this.publisher.barrier();
-      } else {
-        // Said before the drop: a start that finds the slot gone after a stop in between (say,
-        // while the new slot waits for old transactions) knows the connector dropped it itself.
-        const forget = slotForgotten(cfg.slotName);
-        this.publisher.publishRaw(this.topics.snapshot, forget.key, forget.value);
-        await this.publisher.barrier();
-        await dropSlot(client, cfg.slotName, this.log);
-        slot = null;
-      }
-    }
-    await ensurePublication(client, cfg.publicationName, this.source.tables, this.log);
-    // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
-    const aligned = await alignmentPoint(client);
-    let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
-    if (!slot) {
-      // A slot that published (also under snapshot mode never) may have sent rows its drop leaves stale; so may a
-      // table with a marker, or records in its topic without one (earlier-snapshots.ts): truncate first.
-      const earlier =
-        cfg.snapshot.mode === 'initial' &&
-        (verdict.publishedFromSlot || (await snapshottedBefore(this.admin, this.selectedVersions(), state, this.freshTopics, this.log)).length > 0);
-      if (earlier) await truncateBeforeResnapshot(this.snapshotContext(), this.selectedVersions());
-      const exported = await createSlotWithSnapshot(this.source.connection, cfg.slotName, this.log, { signal: this.abort.signal });
-      try {
-        const marker = slotCreated(cfg.slotName, exported.consistentPoint);
-        this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
-        await this.publisher.barrier();
-        if (cfg.snapshot.mode === 'initial') await takeSnapshot(this.snapshotContext(), exported, this.selectedVersions());
-      } finally {
-        await exported.release();
-      }
-      slot = await slotStatus(client, cfg.slotName);
-      const lost = slotLostError(slot, cfg.slotName);
-      if (lost) throw lost;
-    } else {
-      if (!state.slots.has(cfg.slotName) && slot.confirmedFlushLsn !== null) {
-        // The slot kept, its marker gone (__snapshot deleted or emptied; snapshot.mode never keeps
-        // the slot even then): written again, so that the slot vanishing later is still lost changes.
-        const marker = slotCreated(cfg.slotName, slot.confirmedFlushLsn);
-        this.publisher.publishRaw(this.topics.snapshot, marker.key, marker.value);
-        await this.publisher.barrier();
-      }
-      if (own.length > 0) {
-        ownCopy = await startOwnSnapshot({ ...this.snapshotContext(), signal: sessionSignal, beforeCopy: this.beforeOwnCopy }, snapshotVersions(this.versions.all(), own), state, this.freshTopics);
-        this.ownCopy = ownCopy.copied;
-      }
-    }
-    if (this.stopping) return;
-    const from = slot!.confirmedFlushLsn;
-    const completed = [...state.tables.values()].flatMap((m) => (m.kind === 'completed' && m.slot === cfg.slotName ? [{ table: m.table, consistentPoint: parseLsn(m.consistentPoint) }] : []));
-    if (ownCopy) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownCopy.point });
-    await this.streamFrom(from, {
-      tables: ownSnapshotPoints(completed, from),
-      unselectedBefore: aligned.lsn,
-      runningAtAlignment: aligned.running,
-      partitions: new Map(partitions.map((p) => [p.name, p.rootName])),
-      copying: ownCopy ? { tables: new Set(own.map(qualified)), done: ownCopy.copied } : undefined,
+    const { from, skip } = await decideSlot({
+      run: () => this.snapshotContext(),
+      client,
+      state,
+      gaps,
+      partitions,
+      attached: this.attached,
+      versions: () => this.versions.all(),
+      freshTopics: this.freshTopics,
+      sessionSignal,
+      beforeOwnCopy: this.beforeOwnCopy,
+      onOwnCopy: (copied) => (this.ownCopy = copied),
     });
-  }
-
-  /** A topic start-up did not make (a table renamed while stopped replays under its old name): Kafka may still have it. */
-  private async topicExists(topic: string): Promise<boolean> {
-    if (this.partitionCounts.has(topic)) return true;
-    if (!(await this.admin.listTopics()).includes(topic)) return false;
-    const n = keyedCount(await this.admin.partitionCount(topic), this.recordedPartitions.get(topic));
-    this.partitionCounts.set(topic, n);
-    this.producer.pin(new Map([[topic, n]]));
-    return true;
-  }
-
-  /** Where a table's truncate goes: the truncate key schema and each partition of its topic (truncate-fanout.ts). */
-  private truncateFanout(topic: string): TruncateFanout {
-    return { keySchemaId: this.truncateKeySchemaId, partitions: this.partitionCounts.get(topic) ?? this.config.topics.partitions, delivery: this.delivery };
+    if (this.stopping) return;
+    await this.streamFrom(from, skip);
   }
 
   /**
@@ -459,7 +335,7 @@ class ConnectorRun {
       log: this.log,
       signal: this.abort.signal,
       attached: () => this.attached,
-      truncateFanout: (topic) => this.truncateFanout(topic),
+      truncateFanout: (topic) => this.counts.fanout(topic),
       publishSequences: () => this.publishSequences('snapshot'),
       onSnapshotPhase: () => this.setPhase('snapshot'),
     };
@@ -481,7 +357,7 @@ class ConnectorRun {
       transcode: cfg.transcode,
       log: this.log,
       metrics: this.metrics,
-      truncateFanout: (topic) => this.truncateFanout(topic),
+      truncateFanout: (topic) => this.counts.fanout(topic),
       skip,
       onResnapshot: (content, tx, commitLsn) => this.resnapshotAsked(content, tx, commitLsn),
     });
@@ -490,16 +366,13 @@ class ConnectorRun {
     if (skip.copying) skip.copying.done.then(() => !this.stopping && this.stream === stream && this.setPhase('streaming'), (err: unknown) => stream.fail(err));
     else this.setPhase('streaming');
     this.monitor.start(new Set([...this.attached.values()].flat()));
-    this.sequencesTimer = setInterval(
-      () => void this.publishSequences('interval').catch((err: unknown) => this.log.warn({ err }, 'publishing sequence values failed')),
-      cfg.sequencesIntervalMs,
-    );
+    this.sequences.startInterval(cfg.sequencesIntervalMs);
     try {
       if (this.stopping) return;
       await stream.run();
     } finally {
       this.monitor.stop();
-      clearInterval(this.sequencesTimer);
+      this.sequences.stopInterval();
     }
   }
 

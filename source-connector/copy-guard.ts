@@ -9,7 +9,7 @@
  * in its partition.
  *
  * What this cannot do stays with the stream, which waits for the copy as before
- * (stream.ts, waitForCopy): an update leaving an unchanged-TOAST column out (the sink merges it
+ * (stream-messages.ts, waitForCopy): an update leaving an unchanged-TOAST column out (the sink merges it
  * with the row it holds, which the snapshot may not have sent yet), a truncate (the snapshot's
  * rows would outlive it), and more noted keys than `limit`, or more of their bytes than
  * `byteLimit` (memory).

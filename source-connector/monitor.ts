@@ -116,7 +116,7 @@ export class SlotMonitor {
   /**
    * A selected table dropped while the connector runs leaves the publication, and one created
    * again under its name is not in it: its changes would not be streamed, silently. Stop, so
-   * that the next start adds it back and snapshots it again (connector.ts).
+   * that the next start adds it back and snapshots it again (slot-decision.ts).
    */
   private async checkPublication(): Promise<void> {
     const p = this.opts.publication;
@@ -181,7 +181,7 @@ export class SlotMonitor {
 
   /**
    * A partition ATTACHed while streaming brings rows that were never streamed (the next start
-   * snapshots its table again: connector.ts); one created by PARTITION OF streams as it is. A
+   * snapshots its table again: slot-decision.ts); one created by PARTITION OF streams as it is. A
    * partition without FULL under a FULL parent (new partitions start at DEFAULT) logs only its
    * key as the old row: stop, so that it is set now rather than found at the next start. An
    * UNLOGGED partition streams nothing: stop.

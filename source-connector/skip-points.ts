@@ -1,7 +1,7 @@
 /**
  * Changes the replication stream leaves out, by the commit position of their transaction.
  *
- * - A table snapshotted on its own (connector.ts: added to the selection, or back in it, while
+ * - A table snapshotted on its own (slot-decision.ts: added to the selection, or back in it, while
  *   the slot is kept) is read at a later point than the slot's position, so its snapshot holds
  *   every change committed before that point. Replayed after the snapshot, such changes could
  *   undo what it holds: a delete made before the table left the publication, of a row inserted

@@ -2,7 +2,7 @@
  * A session's snapshots, around snapshot.ts's copy: the markers in `__snapshot` (started,
  * completed with each partition's end offset), the truncate sent before a snapshot that
  * replaces an earlier one, the sequence values after it, and a table's own snapshot from a
- * temporary slot while the connector's slot is kept (connector.ts decides which).
+ * temporary slot while the connector's slot is kept (slot-decision.ts decides which).
  */
 import { ShardBridgeError, SourceError, isRetriable } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';

@@ -14,19 +14,9 @@ import { DecodeError, SchemaError, ShardBridgeError } from '../shared/errors.ts'
 import { retry } from '../shared/retry.ts';
 import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
-import { chunkOf, hasWork, isFast, type Item, type SlowItem } from './chunk-items.ts';
-import {
-  DEAD_LETTER_ACK_MS,
-  DEAD_LETTER_SEND_BYTES,
-  DeadLetterLedger,
-  deadLetterMessages,
-  letterBytes,
-  nextSendCount,
-  notSent,
-  refusedAsTooLarge,
-  type DeadLetterTarget,
-  type SendOutcome,
-} from './dead-letter.ts';
+import { chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
+import type { DeadLetterTarget } from './dead-letter.ts';
+import { DeadLetterSender } from './dead-letter-send.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
 import { applyControl, controlTopicKind, parseControlRecord, type ControlKind } from './control.ts';
 import type { DecodedRecord, RawRecord, RecordDecoder } from './decode.ts';
@@ -99,15 +89,15 @@ export class BatchProcessor {
   private readonly planner = new FastRowPlanner();
   /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
   private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
-  private readonly deadLettered = new DeadLetterLedger();
-  /** Bytes per dead-letter send: lowered when the topic refuses one as too large. */
-  private deadLetterBytes = DEAD_LETTER_SEND_BYTES;
+  /** Dead-letter mode's sends (null: the mode is off). */
+  private readonly deadLetters: DeadLetterSender | null;
   /** Names the column a stall's error does not (column-probe.ts). */
   private readonly columns: ColumnNamer;
 
   constructor(private readonly deps: BatchDeps) {
     this.current = deps.sizing.floor;
     this.columns = new ColumnNamer(deps.pool, deps.apply.states, deps.logger);
+    this.deadLetters = deps.deadLetter ? new DeadLetterSender(deps.deadLetter, deps.metrics) : null;
   }
 
   /**
@@ -193,7 +183,7 @@ export class BatchProcessor {
     }
     let upTo = bad ? bad.index : items.length;
     // Dead letters go first, acknowledged, so that no commit moves the offset past one not sent.
-    const unsent = this.deps.deadLetter && upTo > 0 ? await this.sendDeadLetters(p, items, upTo) : null;
+    const unsent = this.deadLetters && upTo > 0 ? await this.deadLetters.send({ topic: p.topic, partition: p.partition, log: p.log, signal: p.consumer.signal, usable: () => this.usable(p) }, items, upTo) : null;
     if (unsent === 'abandon') return false;
     if (unsent) upTo = unsent.index;
     if (upTo > 0 && !(await this.bisect(p, items, 0, upTo))) return false;
@@ -267,79 +257,6 @@ export class BatchProcessor {
       this.layouts.set(s, hit);
     }
     return hit.transcoder === null ? null : { table, transcoder: hit.transcoder };
-  }
-
-  /**
-   * Send the set-aside records of items[0, upTo) not sent yet, in offset order, in sends under the
-   * dead-letter topic's size limit. Null when all went; else the index of the first that did not
-   * and why (the partition applies up to it and stalls there); 'abandon' when the batch went stale.
-   */
-  private async sendDeadLetters(p: Part, items: Item[], upTo: number): Promise<{ index: number; error: ShardBridgeError } | 'abandon' | null> {
-    const dl = this.deps.deadLetter!;
-    const setAside: (SlowItem & { index: number })[] = [];
-    for (let i = 0; i < upTo; i++) {
-      const it = items[i];
-      if (!isFast(it) && it.deadLetter !== undefined) setAside.push({ ...it, index: i });
-    }
-    if (setAside.length === 0) return null;
-    const ledger = this.deadLettered;
-    // A send an earlier attempt stalled waiting for (a stall retry): waited for again, not repeated.
-    const earlier = ledger.underWay(p.topic, p.partition);
-    if (earlier) {
-      const r = await this.acknowledged(p, earlier);
-      if (r === 'abandon') return 'abandon';
-      const first = ledger.unsent(p.topic, p.partition, setAside)[0];
-      if (r === 'late' && first) return { index: first.index, error: notSent('no-ack', { ...first.raw, bytes: letterBytes(deadLetterMessages(dl.topic, [first])[0]) }, dl.topic) };
-    }
-    for (;;) {
-      if (!this.usable(p)) return 'abandon';
-      const todo = ledger.unsent(p.topic, p.partition, setAside);
-      if (todo.length === 0) return null;
-      const all = deadLetterMessages(dl.topic, todo);
-      const n = nextSendCount(all, this.deadLetterBytes);
-      const part = todo.slice(0, n);
-      const messages = all.slice(0, n);
-      const r = await this.acknowledged(p, ledger.track(p.topic, p.partition, part[n - 1].raw.offset, () => dl.send(messages)));
-      if (r === 'abandon') return 'abandon';
-      const first = { ...part[0].raw, bytes: letterBytes(messages[0]) };
-      if (r === 'late') return { index: part[0].index, error: notSent('no-ack', first, dl.topic) };
-      if (r.error !== undefined) {
-        if (!refusedAsTooLarge(r.error)) return { index: part[0].index, error: notSent('refused', first, dl.topic, r.error) };
-        if (n === 1) return { index: part[0].index, error: notSent('too-large', first, dl.topic, r.error) };
-        // The topic's limit is below our sends: halved until they fit, and kept for the next sends.
-        this.deadLetterBytes = Math.max(1, Math.floor(messages.reduce((b, m) => b + letterBytes(m), 0) / 2));
-        p.log.info({ deadLetterTopic: dl.topic, records: n, maxBytes: this.deadLetterBytes }, 'the dead-letter topic refused a send as too large: sending in smaller parts');
-        continue;
-      }
-      this.deps.metrics.deadLetter.inc({ topic: p.topic }, n);
-      const sent = { records: n, first: part[0].raw.offset, last: part[n - 1].raw.offset, error: part[0].deadLetter?.message ?? 'undecodable' };
-      const summary = ledger.summary(p.topic, p.partition, sent);
-      if (summary) {
-        p.log.warn(
-          { deadLetterTopic: dl.topic, ...summary },
-          `${summary.records} undecodable record(s) sent to the dead-letter topic, offsets ${summary.firstOffset}..${summary.lastOffset} (the first's error shown; ` +
-            'at most one such line a minute per partition: dead_letter_records_total counts them all)',
-        );
-      } else {
-        p.log.debug({ deadLetterTopic: dl.topic, ...sent }, 'undecodable records sent to the dead-letter topic');
-      }
-    }
-  }
-
-  /** A dead-letter send's outcome; 'late' when Kafka has not acknowledged it within DEAD_LETTER_ACK_MS, 'abandon' when the batch went stale or we stop. */
-  private async acknowledged(p: Part, outcome: SendOutcome): Promise<{ error?: unknown } | 'late' | 'abandon'> {
-    const signal = p.consumer.signal;
-    if (signal.aborted) return 'abandon';
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort = (): void => {};
-    const r = await Promise.race([
-      outcome,
-      new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DEAD_LETTER_ACK_MS))),
-      new Promise<'abandon'>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve('abandon')), { once: true })),
-    ]);
-    clearTimeout(timer);
-    signal.removeEventListener('abort', onAbort);
-    return r !== 'abandon' && !this.usable(p) ? 'abandon' : r;
   }
 
   /**

@@ -12,12 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs from 'kafkajs';
 import pg from 'pg';
-import { startKafka, type KafkaBroker } from '../../shared/devstack/kafka.ts';
+import type { KafkaBroker } from '../../shared/devstack/kafka.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { runCli, spawnCli, type CliChild } from '../helpers/cli.ts';
-import { testLogger } from '../helpers/kafka.ts';
-import { startTestSource } from '../helpers/postgres.ts';
-import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { startSecureStack } from '../helpers/secure-stack.ts';
 import { uniquePrefix } from '../helpers/source.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 
@@ -34,15 +32,8 @@ let superAdmin: kafkajs.Admin;
 
 before(async () => {
   const users = Object.fromEntries([...USERS, 'admin'].map((u) => [u, password(u)]));
-  const [b, r, c] = await Promise.all([
-    startKafka({ heapMb: 256, logger: testLogger(), secure: { users, superUsers: ['admin'] } }),
-    getTestRegistry(),
-    startTestSource(),
-  ]);
-  broker = b;
-  cluster = c;
-  registryUrl = r.url;
-  releases.push(() => b.stop(), r.release, () => c.destroy());
+  ({ broker, cluster, registryUrl } = await startSecureStack({ users, superUsers: ['admin'] }, releases));
+  const [b, c] = [broker, cluster];
   // The plaintext listener's principal (ANONYMOUS) is a super user: it grants the ACLs.
   superAdmin = new Kafka({ brokers: [b.bootstrap], logLevel: kafkajs.logLevel.NOTHING }).admin();
   await superAdmin.connect();

@@ -12,12 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
-import { startKafka, type KafkaBroker } from '../../shared/devstack/kafka.ts';
+import type { KafkaBroker } from '../../shared/devstack/kafka.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { runCli, spawnCli, type CliChild } from '../helpers/cli.ts';
-import { testLogger } from '../helpers/kafka.ts';
-import { startTestSource } from '../helpers/postgres.ts';
-import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { startSecureStack } from '../helpers/secure-stack.ts';
 import { uniquePrefix } from '../helpers/source.ts';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.ts';
 
@@ -34,15 +32,8 @@ let admin: pg.Client;
 
 before(async () => {
   certs = makeTestCerts(dir);
-  const [b, r, c] = await Promise.all([
-    startKafka({ heapMb: 256, logger: testLogger(), secure: { keystore: certs.keystoreFile, users: { [ROLE]: KAFKA_SECRET } } }),
-    getTestRegistry(),
-    startTestSource(),
-  ]);
-  broker = b;
-  cluster = c;
-  registryUrl = r.url;
-  releases.push(() => b.stop(), r.release, () => c.destroy());
+  ({ broker, cluster, registryUrl } = await startSecureStack({ keystore: certs.keystoreFile, users: { [ROLE]: KAFKA_SECRET } }, releases));
+  const c = cluster;
   await secure(c);
   admin = new pg.Client({ connectionString: c.url() });
   await admin.connect();

@@ -42,6 +42,19 @@ export function refusedError(refused: DurabilityProblems['refused']): ConfigErro
   });
 }
 
+/**
+ * Pure: whether the topics the source would create can be written. `replicas` is what they get
+ * (`topics.replicationFactor`, else the brokers' default), `minInsync` the brokers'
+ * `min.insync.replicas`, each null when unknown.
+ */
+export function createdTopicsProblem(replicas: number | null, minInsync: number | null): { message: string; remedy: string } | null {
+  if (replicas === null || minInsync === null || minInsync <= replicas) return null;
+  return {
+    message: `topics the source creates get ${replicas} replica${replicas === 1 ? '' : 's'}, but the brokers ask min.insync.replicas ${minInsync}: Kafka would refuse every send to them`,
+    remedy: `set topics.replicationFactor to at least ${minInsync} in the source configuration`,
+  };
+}
+
 /** The brokers' `default.replication.factor` (a topic made without one gets it), null when it cannot be read. */
 export async function brokerReplicationFactor(admin: Admin, log: Logger): Promise<number | null> {
   try {

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import kafkajs from 'kafkajs';
 import pg from 'pg';
 import { spawn } from 'node:child_process';
 import { main } from '../../shared/cli/main.ts';
@@ -206,7 +207,7 @@ test('a ready source and destination for the selected table: exit 0, WAL rate sa
   assert.match(disk.message, /sampled over 1 s\): a stall of one hour retains about \d+\.\d GB/);
   assert.equal(find(out.source.findings, 'replication privilege')[0].level, 'PASS');
   assert.deepEqual(find(out.source.findings, 'publication').map((f) => [f.level, f.message]), [['PASS', 'the connector will create it']]);
-  assert.deepEqual(out.services.findings.map((f) => [f.level, f.check]), [['PASS', 'reachable'], ['PASS', 'reachable'], ['PASS', 'topic prefix']]);
+  assert.deepEqual(out.services.findings.map((f) => [f.level, f.check]), [['PASS', 'reachable'], ['PASS', 'topic replicas'], ['PASS', 'reachable'], ['PASS', 'topic prefix']]);
   assert.match(out.services.findings[0].message, /1 broker\(s\)/);
 });
 
@@ -232,6 +233,24 @@ test('Ctrl-C during the WAL sample: the check says it stopped before its report,
   assert.equal(await exited, 130, stderr);
   assert.match(stderr, /shardbridge check: stopped by SIGINT before its report: nothing was changed/);
   assert.equal(stdout, '');
+});
+
+test('a topic under the prefix whose min.insync.replicas exceeds its replicas fails the check, naming it and the kafka-configs command', async () => {
+  const prefix = `sbchk${process.pid}${Date.now().toString(36)}`;
+  const topic = `${prefix}.${SCHEMA}.good`;
+  const admin = new kafkajs.Kafka({ brokers: [live.kafka], logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'min.insync.replicas', value: '2' }] }] });
+  } finally {
+    await admin.disconnect();
+  }
+  const r = await check(['--source-config', sourceConfig('strict', source.url(), ['good'], [`topicPrefix: ${prefix}`], live)]);
+  const replicas = r.out.services.findings.filter((f) => f.check === 'topic replicas');
+  assert.deepEqual(replicas.map((f) => f.level), ['FAIL'], JSON.stringify(replicas));
+  assert.match(replicas[0].message, new RegExp(`Kafka refuses every send to ${topic.replace(/\./g, '\\.')} \\(1 replica, min\\.insync\\.replicas 2\\)`));
+  assert.match(replicas[0].remedy!, /kafka-configs\.sh .*--add-config min\.insync\.replicas=1/);
+  assert.equal(r.code, 1);
 });
 
 test('a registry URL with credentials works: they are sent as basic auth, never printed', async () => {

@@ -68,12 +68,18 @@ export async function brokerReplicationFactor(admin: Admin, log: Logger): Promis
   }
 }
 
+/** The topics' replicas and `min.insync.replicas` judged (one metadata and one configs request); throws what Kafka refused. */
+export async function readDurabilityProblems(admin: Admin, topics: string[], brokers: number): Promise<DurabilityProblems> {
+  if (topics.length === 0) return { refused: [], single: [] };
+  const [replicas, minInsync] = await Promise.all([admin.replicationFactors(topics), admin.configValues('topic', topics, 'min.insync.replicas')]);
+  return durabilityProblems(replicas, minInsync, brokers);
+}
+
 /** Throws (ConfigError) for topics Kafka refuses every send to; warns about single-replica topics on a cluster of several brokers. */
 export async function checkTopicDurability(admin: Admin, topics: string[], log: Logger): Promise<void> {
   let problems: DurabilityProblems;
   try {
-    const [replicas, minInsync, cluster] = await Promise.all([admin.replicationFactors(topics), admin.configValues('topic', topics, 'min.insync.replicas'), admin.describeCluster()]);
-    problems = durabilityProblems(replicas, minInsync, cluster.brokers.length);
+    problems = await readDurabilityProblems(admin, topics, (await admin.describeCluster()).brokers.length);
   } catch (err) {
     log.debug({ err }, "the topics' replicas and min.insync.replicas could not be read: not checked");
     return;

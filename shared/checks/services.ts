@@ -8,7 +8,7 @@ import type { SourceConfig } from '../../source-connector/config.ts';
 import type { Finding } from '../../source-connector/checks.ts';
 import type { KafkaConfig, SchemaRegistryConfig } from '../config/common.ts';
 import { kafkaRemedy, type Admin } from '../kafka/client.ts';
-import { brokerReplicationFactor, createdTopicsProblem, durabilityProblems, refusedError } from '../../source-connector/topic-durability.ts';
+import { brokerReplicationFactor, createdTopicsProblem, readDurabilityProblems, refusedError } from '../../source-connector/topic-durability.ts';
 import type { Logger } from '../logger.ts';
 import { commandKafka } from '../migration/gather.ts';
 import { redactUrl } from '../redact.ts';
@@ -78,9 +78,7 @@ async function durabilityFindings(admin: Admin, source: SourceConfig, object: st
     const replicas = source.topics.replicationFactor ?? (await brokerReplicationFactor(admin, log));
     const created = createdTopicsProblem(replicas, minInsync.length > 0 ? Math.max(...minInsync) : null);
     const ours = (await admin.listTopics()).filter((t) => t.startsWith(`${source.topicPrefix}.`));
-    const existing = ours.length > 0
-      ? durabilityProblems(await admin.replicationFactors(ours), await admin.configValues('topic', ours, 'min.insync.replicas'), brokerIds.length)
-      : { refused: [], single: [] };
+    const existing = await readDurabilityProblems(admin, ours, brokerIds.length);
     const out: Finding[] = [];
     if (created) out.push({ level: 'FAIL', check: 'topic replicas', object, ...created });
     if (existing.refused.length > 0) {

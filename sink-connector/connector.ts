@@ -39,6 +39,7 @@ import { groupConsumer } from './group-consumer.ts';
 import { warmUp } from './warm-up.ts';
 import { describeStall, type Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
+import { openDeadLetterTopic } from './dead-letter-topic.ts';
 import { TableStates } from './table-state.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
 import { LockWatch } from './lock-watch.ts';
@@ -183,15 +184,11 @@ class SinkRuntime {
       this.producer = this.kafka.producer();
       const producer = this.producer;
       await this.step(
-        (async () => {
-          const brokers = (await admin.describeCluster()).brokers.length;
-          await admin.ensureTopics([{ topic: this.deadLetterTopic, partitions: 1, replicationFactor: Math.min(3, Math.max(1, brokers)) }]);
-          await producer.connect();
-        })(),
+        openDeadLetterTopic(admin, producer, { topic: this.deadLetterTopic, reads: topics, log }),
         `cannot use ${kafka} for the dead-letter topic ${this.deadLetterTopic}`,
         kafkaRemedy,
       );
-      deadLetter = { topic: this.deadLetterTopic, send: async (messages) => void (await producer.sendBatch(messages)) };
+      deadLetter = { topic: this.deadLetterTopic, connector: config.name, groupId: config.groupId, send: async (messages) => void (await producer.sendBatch(messages)) };
     }
     const states = this.states;
     if (config.batch.lockWaitWarnMs > 0) {

@@ -60,13 +60,13 @@ export class DeadLetterSender {
       const r = await this.acknowledged(p, earlier);
       if (r === 'abandon') return 'abandon';
       const first = ledger.unsent(p.topic, p.partition, setAside)[0];
-      if (r === 'late' && first) return { index: first.index, error: notSent('no-ack', { ...first.raw, bytes: letterBytes(deadLetterMessages(dl.topic, [first])[0]) }, dl.topic) };
+      if (r === 'late' && first) return { index: first.index, error: notSent('no-ack', { ...first.raw, bytes: letterBytes(deadLetterMessages(dl.topic, [first], dl)[0]) }, dl.topic) };
     }
     for (;;) {
       if (!p.usable()) return 'abandon';
       const todo = ledger.unsent(p.topic, p.partition, setAside);
       if (todo.length === 0) return null;
-      const all = deadLetterMessages(dl.topic, todo);
+      const all = deadLetterMessages(dl.topic, todo, dl);
       const n = nextSendCount(all, this.sendBytes);
       const part = todo.slice(0, n);
       const messages = all.slice(0, n);

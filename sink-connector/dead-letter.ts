@@ -9,18 +9,24 @@
  * partition at it. Logged in summary: a flood of bad records is one line a minute per partition.
  */
 import { ShardBridgeError, ServiceError, type DecodeError } from '../shared/errors.ts';
-import type { OutMessage } from '../shared/kafka/client.ts';
+import type { MessageHeaders, OutMessage } from '../shared/kafka/client.ts';
 import { suggestedLimit } from '../shared/kafka/producer.ts';
 import type { RawRecord } from './decode.ts';
 import { tpKey } from './offsets.ts';
 
-export interface DeadLetterTarget {
+export interface DeadLetterTarget extends DeadLetterOrigin {
   topic: string;
   send(messages: OutMessage[]): Promise<void>;
 }
 
-/** `timestamp`: the consumer's records carry it (records made in tests may not). */
-type SetAside = { raw: RawRecord & { timestamp?: string }; deadLetter?: DecodeError };
+/** Who set the records aside, named in every dead letter (Kafka Connect's connector name and group). */
+export interface DeadLetterOrigin {
+  connector?: string;
+  groupId?: string;
+}
+
+/** `timestamp`, `headers`: the consumer's records carry them (records made in tests may not). */
+type SetAside = { raw: RawRecord & { timestamp?: string; headers?: MessageHeaders }; deadLetter?: DecodeError };
 
 /**
  * Bytes of dead letters per send at most: Kafka checks a partition's whole record batch against
@@ -38,27 +44,48 @@ export const DEAD_LETTER_ACK_MS = 15_000;
 /** One summary line per partition at most this often; the rest at debug (the metric counts all). */
 export const DEAD_LETTER_LOG_EVERY_MS = 60_000;
 
-export function deadLetterMessages(topic: string, items: readonly SetAside[]): OutMessage[] {
+/**
+ * Dead letters: the record's key, value and headers as they were, with ours added (Kafka
+ * Connect's `__connect.errors.*` in our names: topic, partition, offset, exception class and
+ * message, connector and group; see docs/sink-connector.md). Pure.
+ */
+export function deadLetterMessages(topic: string, items: readonly SetAside[], origin: DeadLetterOrigin = {}): OutMessage[] {
   return items.map(({ raw, deadLetter: err }) => ({
     topic,
     key: raw.key,
     value: raw.value,
     headers: {
+      ...originalHeaders(raw.headers),
       'shardbridge.error': err?.message ?? 'undecodable',
+      'shardbridge.error.class': err?.constructor.name ?? 'DecodeError',
       'shardbridge.error.remedy': err?.remedy ?? '',
       'shardbridge.original.topic': raw.topic,
       'shardbridge.original.partition': String(raw.partition),
       'shardbridge.original.offset': raw.offset,
       // For `replay --to-time` and for finding the source transaction.
       ...(raw.timestamp !== undefined && { 'shardbridge.original.timestamp': raw.timestamp }),
+      ...(origin.connector !== undefined && { 'shardbridge.connector': origin.connector }),
+      ...(origin.groupId !== undefined && { 'shardbridge.group.id': origin.groupId }),
     },
   }));
+}
+
+/**
+ * The record's own headers, repeated keys kept (kafkajs writes an array as one header per
+ * value; OutMessage's type has no arrays, hence the cast).
+ */
+function originalHeaders(headers: MessageHeaders | undefined): Record<string, string | Buffer> {
+  const out: Record<string, string | Buffer | (string | Buffer)[]> = {};
+  for (const [k, v] of Object.entries(headers ?? {})) if (v !== undefined) out[k] = v;
+  return out as Record<string, string | Buffer>;
 }
 
 /** A dead letter's bytes as Kafka counts them against max.message.bytes (record overhead included, roughly). Pure. */
 export function letterBytes(m: OutMessage): number {
   let n = 70 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
-  for (const [k, v] of Object.entries(m.headers ?? {})) n += 2 + Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
+    for (const x of ([] as (string | Buffer)[]).concat(v)) n += 2 + Buffer.byteLength(k) + (typeof x === 'string' ? Buffer.byteLength(x) : x.length);
+  }
   return n;
 }
 

@@ -12,6 +12,7 @@ import kafkajs from 'kafkajs';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { encodeWire } from '../../shared/registry/wire-format.ts';
 import type { OutMessage } from '../../shared/kafka/client.ts';
+import { DEAD_LETTER_HEADER_ROOM } from '../../sink-connector/dead-letter-topic.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { capturingLogger, readTopic, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
@@ -43,6 +44,10 @@ test('a flood of undecodable records goes to the dead-letter topic whole, over i
   const { servers, producer, kafka, db, admin } = f.env();
   const prefix = uniqueTopic('sbdlqflood');
   const t = await f.table(prefix, 'flood');
+  // A table topic over the broker's 1 MiB (the source's topics.maxMessageBytes): the dead-letter topic takes as much.
+  await kafkaAdmin(servers.kafka, (a) =>
+    a.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: t.topic, configEntries: [{ name: 'max.message.bytes', value: String(4 << 20) }] }] }),
+  );
   // 6,000 small records: one fetch (1 MiB) of them, with the error headers each dead letter
   // carries, is well over the dead-letter topic's 1 MiB max.message.bytes in one send.
   const bad = unknownId(t, 6_000, 150);
@@ -57,6 +62,10 @@ test('a flood of undecodable records goes to the dead-letter topic whole, over i
     const letters = await readTopic(kafka, `${prefix}.__dlq`);
     assert.equal(letters.length, 6_000);
     assert.deepEqual(letters.map((l) => l.headers['shardbridge.original.offset']), bad.map((_, i) => String(i)));
+    assert.equal((await admin.configValues('topic', [`${prefix}.__dlq`], 'max.message.bytes')).get(`${prefix}.__dlq`), String((4 << 20) + DEAD_LETTER_HEADER_ROOM));
+    assert.equal(letters[0].headers['shardbridge.group.id'], groupId);
+    assert.equal(letters[0].headers['shardbridge.connector'], 'test');
+    assert.equal(letters[0].headers['shardbridge.error.class'], 'DecodeError');
     assert.equal(await metricValue(sink, 'shardbridge_sink_dead_letter_records_total'), 6_000);
     const warned = lines().filter((l) => l.level >= 40 && /dead-letter/.test(l.msg));
     assert.equal(warned.length, 1, 'summarised: one line a minute per partition, not one per record');
@@ -75,7 +84,7 @@ test('a record over the dead-letter topic\'s max.message.bytes stalls its partit
   const dlqTopic = `${prefix}.__dlq`;
   await admin.ensureTopics([{ topic: dlqTopic, partitions: 1, replicationFactor: 1, configs: { 'max.message.bytes': '4000' } }]);
   await producer.sendBatch(encodeChanges(t, inserts(1, 3)));
-  await producer.sendBatch(unknownId(t, 1, 100));
+  await producer.sendBatch(unknownId(t, 1, 100).map((m) => ({ ...m, headers: { trace: 'abc' } })));
   await producer.sendBatch(unknownId(t, 1, 10_000).map((m) => ({ ...m, value: encodeWire(1_999_999_999, m.value!.subarray(5)) })));
   await producer.sendBatch(encodeChanges(t, inserts(4, 6)));
   const groupId = `g-${f.ID}-big`;
@@ -87,7 +96,8 @@ test('a record over the dead-letter topic\'s max.message.bytes stalls its partit
     assert.match(stall.error, /max\.message\.bytes/);
     assert.match(stall.error, new RegExp(dlqTopic));
     assert.equal(await count('big'), 3);
-    assert.deepEqual((await readTopic(kafka, dlqTopic)).map((l) => l.headers['shardbridge.original.offset']), ['3']);
+    const [letter] = await readTopic(kafka, dlqTopic);
+    assert.deepEqual([letter.headers['shardbridge.original.offset'], letter.headers.trace], ['3', 'abc'], 'sent with the record\'s own headers');
     assert.equal((await storedOffsets(db, groupId)).get(`${t.topic}:0`), 4n, 'the offset stops before the record not sent');
     assert.match(stall.error, new RegExp(`--entity-name ${dlqTopic.replace(/\./g, '\\.')} --add-config max\\.message\\.bytes=16384`));
     await kafkaAdmin(servers.kafka, (a) =>

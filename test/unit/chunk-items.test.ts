@@ -55,6 +55,7 @@ test('dead letters: the original bytes, headers naming the error, remedy and ori
   assert.equal(m.value, items[0].raw.value);
   assert.deepEqual(m.headers, {
     'shardbridge.error': err.message,
+    'shardbridge.error.class': 'DecodeError',
     'shardbridge.error.remedy': 'check the registry',
     'shardbridge.original.topic': 'shop.public.orders',
     'shardbridge.original.partition': '2',

@@ -8,7 +8,7 @@
 import type { Admin, Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { suggestedLimit } from '../shared/kafka/producer.ts';
-import { brokerReplicationFactor, checkTopicDurability } from '../source-connector/topic-durability.ts';
+import { brokerReplicationFactor, checkTopicDurability } from '../shared/kafka/topic-durability.ts';
 
 /** Room for our headers on top of the largest record a topic takes (error message, remedy, origin: ~1 KiB in practice). */
 export const DEAD_LETTER_HEADER_ROOM = 16 * 1024;

@@ -43,7 +43,7 @@ export const sourceConfigSchema = z.strictObject({
   topics: z
     .strictObject({
       partitions: positiveInt().default(6),
-      /** Unset: the brokers' default.replication.factor (topic-durability.ts). */
+      /** Unset: the brokers' default.replication.factor (shared/kafka/topic-durability.ts). */
       replicationFactor: positiveInt().optional(),
       cleanupPolicy: z.enum(['delete', 'compact', 'compact,delete']).default('delete'),
       /** -1 = keep forever. */

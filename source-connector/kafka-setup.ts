@@ -12,7 +12,7 @@ import type { SourceConfig } from './config.ts';
 import { controlTopicNames, controlTopicSpecs, readControlTopic, reduceSnapshotTopic, topicPartitions, type SnapshotState } from './control-topics.ts';
 import { planPartitionPins } from './partition-pins.ts';
 import { warnTopicPolicies } from './topic-settings.ts';
-import { brokerReplicationFactor, checkTopicDurability } from './topic-durability.ts';
+import { brokerReplicationFactor, checkTopicDurability } from '../shared/kafka/topic-durability.ts';
 import { readRecordLimits, type RecordLimits } from './record-limits.ts';
 import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 

@@ -8,7 +8,7 @@ import type { SourceConfig } from '../../source-connector/config.ts';
 import type { Finding } from '../../source-connector/checks.ts';
 import type { KafkaConfig, SchemaRegistryConfig } from '../config/common.ts';
 import { kafkaRemedy, type Admin } from '../kafka/client.ts';
-import { brokerReplicationFactor, createdTopicsProblem, readDurabilityProblems, refusedError } from '../../source-connector/topic-durability.ts';
+import { brokerReplicationFactor, createdTopicsProblem, readDurabilityProblems, refusedError } from '../kafka/topic-durability.ts';
 import type { Logger } from '../logger.ts';
 import { commandKafka } from '../migration/gather.ts';
 import { redactUrl } from '../redact.ts';

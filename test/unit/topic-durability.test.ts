@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createdTopicsProblem, durabilityProblems, refusedError } from '../../source-connector/topic-durability.ts';
+import { createdTopicsProblem, durabilityProblems, refusedError } from '../../shared/kafka/topic-durability.ts';
 
 test('topic durability: min.insync.replicas above the replicas refuses every send; one replica on several brokers is warned; unknown settings pass', () => {
   const replicas = new Map([

@@ -8,9 +8,9 @@
  * warned. Created topics take the brokers' `default.replication.factor` unless
  * `topics.replicationFactor` says otherwise.
  */
-import { ConfigError } from '../shared/errors.ts';
-import type { Admin } from '../shared/kafka/ports.ts';
-import type { Logger } from '../shared/logger.ts';
+import { ConfigError } from '../errors.ts';
+import type { Admin } from './ports.ts';
+import type { Logger } from '../logger.ts';
 
 export interface DurabilityProblems {
   /** Topics every send to which Kafka refuses. */

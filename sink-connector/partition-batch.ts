@@ -14,7 +14,7 @@ import { DecodeError, SchemaError, ShardBridgeError } from '../shared/errors.ts'
 import { retry } from '../shared/retry.ts';
 import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
-import { chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
+import { chunkEnd, chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { DeadLetterSender } from './dead-letter-send.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
@@ -139,7 +139,8 @@ export class BatchProcessor {
         ? nextBatchRows({ current: this.current, lag: backlog, recent: this.recent }, this.deps.sizing)
         : this.deps.sizing.maxRows;
       this.current = size;
-      const slice = messages.slice(i, i + size);
+      // Not cut between a delete and its tombstone (chunk-items.ts).
+      const slice = messages.slice(i, chunkEnd(messages, i, size));
       // The consumer's records are ours as they are: no copy, and their key and value read in place.
       const raws: RawRecord[] = slice;
       const done = await this.process(part, raws);

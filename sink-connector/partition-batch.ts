@@ -296,6 +296,7 @@ export class BatchProcessor {
   private async applyWithRetry(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
     const slice = lo === 0 && hi === items.length ? items : items.slice(lo, hi);
     const { chunk, actions } = chunkOf(p.topic, p.partition, slice, this.deps.apply.redecode);
+    if (chunk.truncates) chunk.logStarts = () => this.logStarts(p.topic, chunk.truncates!.values().next().value!.partitions);
     let moved: string[] = [];
     if (actions.length > 0) {
       chunk.extra = async (client, from) => {
@@ -352,6 +353,12 @@ export class BatchProcessor {
     this.deps.stalls.resolved(p.topic, p.partition);
     p.consumer.commit(p.topic, p.partition, chunk.nextOffset);
     return true;
+  }
+
+  /** Kafka's first offset of each of the topic's first `partitions` partitions (those a truncate's copies went to). */
+  private async logStarts(topic: string, partitions: number): Promise<Map<number, bigint>> {
+    const ranges = await Promise.all(Array.from({ length: partitions }, (_, partition) => this.deps.offsetRange(topic, partition)));
+    return new Map(ranges.map((r, partition) => [partition, r.start]));
   }
 
   /** Metrics of what a transaction committed: events per table and op, rows per upsert path. */

@@ -80,6 +80,8 @@ export interface Chunk {
   extra?: (client: pg.ClientBase, fromOffset: bigint) => Promise<void>;
   /** By offset: `t` records that are one copy of a truncate sent to several partitions (truncate-barrier.ts). */
   truncates?: ReadonlyMap<string, TruncateMark>;
+  /** Kafka's first offset of each partition of the topic: with it, a completed truncate prunes the barrier's rows of older ones. */
+  logStarts?: () => Promise<ReadonlyMap<number, bigint>>;
 }
 
 /** By destination table: events per op, or rows per upsert path. */
@@ -187,7 +189,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
       const at = BigInt(b.record.change.offset);
       const v = b.record.table;
       current = `${v.dest.schema}.${v.dest.name}`;
-      const res = await arriveAtBarrier(client, { groupId: ctx.groupId, topic: chunk.topic, partition: chunk.partition, offset: at }, b.mark, wait).catch((err: unknown) =>
+      const res = await arriveAtBarrier(client, { groupId: ctx.groupId, topic: chunk.topic, partition: chunk.partition, offset: at }, b.mark, wait, chunk.logStarts && { logStarts: chunk.logStarts, logger: ctx.logger }).catch((err: unknown) =>
         Promise.reject(classify(err, {})),
       );
       if (res.verdict === 'wait') {

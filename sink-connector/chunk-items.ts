@@ -9,6 +9,7 @@ import type { ControlAction } from './control.ts';
 import type { DecodedRecord, RawRecord } from './decode.ts';
 import type { FastRow } from './fast-rows.ts';
 import { parseTruncateKey, type TruncateMark } from './truncate-barrier.ts';
+import { keySpan, newSpan, valueSpan } from './record-bytes.ts';
 
 /** A record that is not a fast row: its decoded change, its control action, or neither (tombstone, skipped, or set aside when dead-lettering). */
 export type SlowItem = { raw: RawRecord; decoded: DecodedRecord | null; control: ControlAction | null; deadLetter?: DecodeError };
@@ -63,4 +64,25 @@ export function chunkOf(
   if (fast.length > 0) chunk.fast = fast;
   if (truncates.size > 0) chunk.truncates = truncates;
   return { chunk, actions };
+}
+
+const lastKey = newSpan();
+const nextKey = newSpan();
+const nextValue = newSpan();
+
+/**
+ * Where the chunk of `records` that starts at `from` with `rows` records ends: one record
+ * further when the next is a tombstone of its last record's key, as the source sends one right
+ * after each delete. With its delete the tombstone adds nothing (collapse.ts); in a chunk of its
+ * own it is a delete by the source key alone, which Citus cannot prune to one shard when the
+ * distribution column is not in that key.
+ */
+export function chunkEnd(records: readonly RawRecord[], from: number, rows: number): number {
+  const end = Math.min(from + rows, records.length);
+  if (end >= records.length || end <= from) return end;
+  const next = records[end];
+  if (valueSpan(next, nextValue) || !keySpan(next, nextKey) || !keySpan(records[end - 1], lastKey)) return end;
+  const n = nextKey.end - nextKey.start;
+  const same = n === lastKey.end - lastKey.start && nextKey.buf.compare(lastKey.buf, lastKey.start, lastKey.end, nextKey.start, nextKey.end) === 0;
+  return same ? end + 1 : end;
 }

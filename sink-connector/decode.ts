@@ -317,12 +317,16 @@ export class RecordDecoder {
 
   /**
    * The schemas of a record for the fast-row plan (fast-rows.ts), without decoding it; null
-   * when they are not known (the general decode then reports why).
+   * when they are not known (the general decode then reports why). A tombstone's are its
+   * topic's latest value schema with its key schema, as `decode` reads it: its table.
    */
   describe(r: RawRecord): RecordSchemas | null {
     const span = this.span;
-    const vid = valueSpan(r, span) ? spanSchemaId(span) : null;
-    const value = vid === null ? undefined : this.values.get(vid);
+    let value: ValueDecoder | undefined;
+    if (valueSpan(r, span)) {
+      const vid = spanSchemaId(span);
+      value = vid === null ? undefined : this.values.get(vid);
+    } else value = this.latestOf.get(r.topic);
     if (!value) return null;
     // Keyless (a truncate from another producer): never a fast row, but its op matters to the plan.
     if (!keySpan(r, span)) return (value.keyless ??= recordSchemas(value, -1, [], []));

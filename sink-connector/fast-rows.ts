@@ -10,8 +10,10 @@
  * spellings are equal at the destination (a case-insensitive collation): apply.ts then runs
  * the general path's deletes first.
  *
- * A table whose records in the chunk carry a truncate, or keys of more than one key schema
- * (the key's bytes identify it only within one schema), takes the general path entirely.
+ * A tombstone (a delete of its key: decode.ts) is one of its key's events like any other, in
+ * the table its topic's latest value schema names (as decode.ts reads it). A table whose
+ * records in the chunk carry a truncate, or keys of more than one key schema (the key's bytes
+ * identify it only within one schema), takes the general path entirely.
  * Deterministic, given `describe` (the decoder's compiled schemas): what a planner keeps
  * between chunks (its key index) is reset for each.
  */
@@ -113,14 +115,12 @@ export class FastRowPlanner {
     let layout: BinaryLayout | null = null;
     const key = this.key;
     const value = this.value;
-    // Keys of tombstones: they delete their key (decode.ts), so a fast row of that key is not one.
-    let dead: Set<number | string> | null = null;
     for (let i = 0; i < raws.length; i++) {
       const r = raws[i];
-      if (!valueSpan(r, value)) {
-        if (keySpan(r, key)) (dead ??= new Set()).add(keyIdOf(key));
-        continue;
-      }
+      const valued = valueSpan(r, value);
+      const keyed = keySpan(r, key);
+      // A keyless tombstone decodes to nothing (decode.ts).
+      if (!valued && !keyed) continue;
       const s = describe(r);
       // A record whose schemas are not known (a schema the registry does not have): its op is
       // unknown here, and a truncate among them would be applied after fast rows it precedes.
@@ -133,11 +133,12 @@ export class FastRowPlanner {
         else tallies.set(s.table.destId, (t = { no: tallies.size, keySchemaId: s.keySchemaId, mixedKeys: false, truncated: false }));
       }
       if (s.keySchemaId !== t.keySchemaId) t.mixedKeys = true;
-      const keyed = keySpan(r, key);
       if (keyed) {
         const first = this.first.firstOr(t.no, keyIdOf(key), i);
         if (first >= 0) shared[first] = shared[i] = 1;
       }
+      // A tombstone is a delete of its key (decode.ts), counted above as one of its key's events.
+      if (!valued) continue;
       if (s !== lastSchemas) {
         lastSchemas = s;
         layout = binary(s);
@@ -171,7 +172,6 @@ export class FastRowPlanner {
         dropTable = tally.mixedKeys || tally.truncated;
       }
       if (dropTable || shared[i] === 1) out[i] = null;
-      else if (dead !== null && keySpan(row.raw, key) && dead.has(keyIdOf(key))) out[i] = null;
     }
     return out;
   }

@@ -11,25 +11,23 @@ import type pg from 'pg';
 import type { ConsumedMessage, EachBatchPayload } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { DecodeError, SchemaError, ShardBridgeError } from '../shared/errors.ts';
-import { retry } from '../shared/retry.ts';
-import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
-import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome, type Counts } from './apply.ts';
-import { chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
+import type { ApplyContext, Counts } from './apply.ts';
+import { chunkEnd, chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { DeadLetterSender } from './dead-letter-send.ts';
 import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
-import { applyControl, controlTopicKind, parseControlRecord, type ControlKind } from './control.ts';
+import { applyControl, controlTopicKind } from './control.ts';
 import type { DecodedRecord, RawRecord, RecordDecoder } from './decode.ts';
 import type { TargetFor } from './schema-compile.ts';
 import type { PositionTracker } from './offsets.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 import { describeStall, type StallInfo, type Stalls } from './stall.ts';
 import { classifyGap, lostRecordsStall, pastEnd, pastEndStall, type GapTables } from './offset-gaps.ts';
-import { FastRowPlanner, type BinaryLayout, type RecordSchemas } from './fast-rows.ts';
-import { tableShape, type ApplyTable } from './sink-change.ts';
 import type { LaneWork } from './apply-lanes.ts';
 import type { LockWatch } from './lock-watch.ts';
 import { ColumnNamer } from './column-probe.ts';
+import { Abandon, attemptApply, transient, usable, type ConsumerControl, type Part } from './batch-retry.ts';
+import { ChunkDecoder, controlItems, type DecodedChunk } from './chunk-decode.ts';
 
 export interface BatchDeps {
   prefix: string;
@@ -55,29 +53,6 @@ export interface BatchDeps {
   lockWatch?: LockWatch | null;
 }
 
-/** What the batch handler may do to the consumer that delivered the batch. */
-export interface ConsumerControl {
-  seek(topic: string, partition: number, offset: bigint): void;
-  pause(topic: string, partition: number): void;
-  /** Kafka group offset commit, for monitoring only (errors are the callee's to log). */
-  commit(topic: string, partition: number, next: bigint): void;
-  /** Aborted when this consumer stops: retries end, the batch is left unresolved. */
-  signal: AbortSignal;
-}
-
-/** Thrown inside a retried attempt to leave the batch: rebalanced, seeked, or stopping. */
-class Abandon extends Error {}
-
-interface Part {
-  topic: string;
-  partition: number;
-  control: ControlKind | null;
-  log: Logger;
-  payload: EachBatchPayload;
-  consumer: ConsumerControl;
-  lane: LaneWork;
-}
-
 /** How often a partition waiting at a truncate looks whether the others reached it. */
 const TRUNCATE_WAIT_MS = 500;
 
@@ -86,9 +61,7 @@ export class BatchProcessor {
   /** topic/partition/truncate already logged as waiting. */
   private readonly waitingAt = new Set<string>();
   private readonly recent: ApplySample[] = [];
-  private readonly planner = new FastRowPlanner();
-  /** Per record schemas: the binary transcoder for the catalog it was made for (null: none for it). */
-  private readonly layouts = new WeakMap<RecordSchemas, { table: ApplyTable; transcoder: BinaryLayout['transcoder'] | null }>();
+  private readonly chunks: ChunkDecoder;
   /** Dead-letter mode's sends (null: the mode is off). */
   private readonly deadLetters: DeadLetterSender | null;
   /** Names the column a stall's error does not (column-probe.ts). */
@@ -98,6 +71,7 @@ export class BatchProcessor {
     this.current = deps.sizing.floor;
     this.columns = new ColumnNamer(deps.pool, deps.apply.states, deps.logger);
     this.deadLetters = deps.deadLetter ? new DeadLetterSender(deps.deadLetter, deps.metrics) : null;
+    this.chunks = new ChunkDecoder({ decoder: deps.decoder, states: deps.apply.states, transcode: deps.transcode, binaryCopy: deps.binaryCopy, deadLetters: deps.deadLetter !== null });
   }
 
   /**
@@ -132,14 +106,15 @@ export class BatchProcessor {
     const first = BigInt(messages[0].offset);
     this.deps.metrics.lag.set({ topic, partition: String(partition) }, Number(high > first ? high - first : 0n));
     for (let i = 0; i < messages.length; ) {
-      if (!this.usable(part)) return;
+      if (!usable(part)) return;
       const lastBefore = BigInt(messages[messages.length - 1].offset);
       const backlog = messages.length - i + Number(high - lastBefore - 1n);
       const size = this.deps.adaptive
         ? nextBatchRows({ current: this.current, lag: backlog, recent: this.recent }, this.deps.sizing)
         : this.deps.sizing.maxRows;
       this.current = size;
-      const slice = messages.slice(i, i + size);
+      // Not cut between a delete and its tombstone (chunk-items.ts).
+      const slice = messages.slice(i, chunkEnd(messages, i, size));
       // The consumer's records are ours as they are: no copy, and their key and value read in place.
       const raws: RawRecord[] = slice;
       const done = await this.process(part, raws);
@@ -155,10 +130,6 @@ export class BatchProcessor {
         return;
       }
     }
-  }
-
-  private usable(p: Part): boolean {
-    return p.lane.current() && p.payload.isRunning() && !p.payload.isStale() && !p.consumer.signal.aborted;
   }
 
   /** Decode and apply a chunk; false when the rest of the batch must be left (stall, seek, stop). */
@@ -183,7 +154,7 @@ export class BatchProcessor {
     }
     let upTo = bad ? bad.index : items.length;
     // Dead letters go first, acknowledged, so that no commit moves the offset past one not sent.
-    const unsent = this.deadLetters && upTo > 0 ? await this.deadLetters.send({ topic: p.topic, partition: p.partition, log: p.log, signal: p.consumer.signal, usable: () => this.usable(p) }, items, upTo) : null;
+    const unsent = this.deadLetters && upTo > 0 ? await this.deadLetters.send({ topic: p.topic, partition: p.partition, log: p.log, signal: p.consumer.signal, usable: () => usable(p) }, items, upTo) : null;
     if (unsent === 'abandon') return false;
     if (unsent) upTo = unsent.index;
     if (upTo > 0 && !(await this.bisect(p, items, 0, upTo))) return false;
@@ -198,65 +169,10 @@ export class BatchProcessor {
     return true;
   }
 
-  private async decode(p: Part, raws: RawRecord[]): Promise<{ items: Item[]; bad?: { index: number; error: DecodeError } }> {
-    const items: Item[] = [];
-    if (p.control) {
-      for (const raw of raws) {
-        const parsed = parseControlRecord(p.control, raw.value);
-        if (parsed && 'invalid' in parsed) {
-          p.log.warn({ offset: raw.offset, reason: parsed.invalid }, 'control record skipped');
-          items.push({ raw, decoded: null, control: null });
-        } else items.push({ raw, decoded: null, control: parsed });
-      }
-      return { items };
-    }
+  private async decode(p: Part, raws: RawRecord[]): Promise<DecodedChunk> {
+    if (p.control) return { items: controlItems(p.control, raws, p.log) };
     await this.transient(p, 'fetch schemas from the registry', () => this.deps.decoder.prepare(raws));
-    const decoder = this.deps.decoder;
-    const fast = this.deps.transcode
-      ? this.planner.plan(
-          raws,
-          (r) => decoder.describe(r),
-          (s) => this.binaryLayout(s),
-        )
-      : null;
-    for (let i = 0; i < raws.length; i++) {
-      const raw = raws[i];
-      const f = fast?.[i];
-      if (f) {
-        items.push(f);
-        continue;
-      }
-      try {
-        items.push({ raw, decoded: decoder.decode(raw), control: null });
-      } catch (err) {
-        const error =
-          err instanceof DecodeError
-            ? err
-            : new DecodeError(`record cannot be decoded: ${(err as Error).message}`, { context: { topic: raw.topic, partition: raw.partition, offset: raw.offset }, cause: err });
-        if (!this.deps.deadLetter) return { items, bad: { index: i, error } };
-        items.push({ raw, decoded: null, control: null, deadLetter: error });
-      }
-    }
-    return { items };
-  }
-
-  /**
-   * Rows of these schemas go to COPY BINARY when their table's catalog is known from an earlier
-   * batch and every column has a binary writer for its destination type. Only with session
-   * staging (PostgreSQL): a shared staging table (Citus) keeps the column types it was made with.
-   */
-  private binaryLayout(s: RecordSchemas): BinaryLayout | null {
-    if (!this.deps.binaryCopy) return null;
-    const table = this.deps.apply.states.peek(s.table, s.keyColumns);
-    if (!table || table.staging !== 'session') return null;
-    let hit = this.layouts.get(s);
-    if (!hit || hit.table !== table) {
-      const typeOf = tableShape(table).typeOf;
-      const types = s.table.columns.map((c) => typeOf.get(c.name));
-      hit = { table, transcoder: types.every((t) => t !== undefined) ? s.binaryFor(types as string[]) : null };
-      this.layouts.set(s, hit);
-    }
-    return hit.transcoder === null ? null : { table, transcoder: hit.transcoder };
+    return this.chunks.decode(raws);
   }
 
   /**
@@ -295,6 +211,7 @@ export class BatchProcessor {
   private async applyWithRetry(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
     const slice = lo === 0 && hi === items.length ? items : items.slice(lo, hi);
     const { chunk, actions } = chunkOf(p.topic, p.partition, slice, this.deps.apply.redecode);
+    if (chunk.truncates) chunk.logStarts = () => this.logStarts(p.topic, chunk.truncates!.values().next().value!.partitions);
     let moved: string[] = [];
     if (actions.length > 0) {
       chunk.extra = async (client, from) => {
@@ -303,7 +220,7 @@ export class BatchProcessor {
       };
     }
     const started = performance.now();
-    let outcome = await this.attempt(p, chunk);
+    let outcome = await attemptApply(p, chunk, this.deps);
     if (outcome.kind === 'gap' && this.deps.tracker.gapSeekedBefore(p.topic, p.partition, outcome.stored)) {
       // Kafka served the records after the stored offset from a later one, once more after a seek back to it.
       const stored = outcome.stored;
@@ -320,7 +237,7 @@ export class BatchProcessor {
         return false;
       }
       p.log.debug({ stored: String(stored), first: String(chunk.firstOffset), logStart: String(range.start) }, 'offsets without records before the batch (transaction markers, compaction): applying from the stored offset');
-      outcome = await this.attempt(p, chunk, stored);
+      outcome = await attemptApply(p, chunk, this.deps, stored);
     }
     if (outcome.kind === 'gap' || (outcome.kind === 'behind' && outcome.stored > chunk.nextOffset)) {
       // Someone else applied further (or we must re-read from the stored offset): start over there.
@@ -353,6 +270,12 @@ export class BatchProcessor {
     return true;
   }
 
+  /** Kafka's first offset of each of the topic's first `partitions` partitions (those a truncate's copies went to). */
+  private async logStarts(topic: string, partitions: number): Promise<Map<number, bigint>> {
+    const ranges = await Promise.all(Array.from({ length: partitions }, (_, partition) => this.deps.offsetRange(topic, partition)));
+    return new Map(ranges.map((r, partition) => [partition, r.start]));
+  }
+
   /** Metrics of what a transaction committed: events per table and op, rows per upsert path. */
   private countCommitted(outcome: { counts: Counts; paths: Counts; transcoded: Counts }): void {
     const m = this.deps.metrics;
@@ -361,45 +284,8 @@ export class BatchProcessor {
     for (const [table, byFormat] of outcome.transcoded) for (const [format, n] of byFormat) m.transcodedRows.inc({ table, format }, n);
   }
 
-  /** One apply, retried with backoff while the failure is transient; in halves when it looks too big (destination-errors.ts). */
-  private attempt(p: Part, chunk: Chunk, gapFrom?: bigint): Promise<ChunkOutcome> {
-    let tooBig = 0;
-    return this.transient(p, `apply ${p.topic}[${p.partition}] ${chunk.firstOffset}..${chunk.nextOffset - 1n}`, async () => {
-      try {
-        const watch = this.deps.lockWatch;
-        return await withPooledClient(this.deps.pool, (client) =>
-          watch ? watch.during(client, chunk, () => applyChunk(client, chunk, this.deps.apply, gapFrom)) : applyChunk(client, chunk, this.deps.apply, gapFrom),
-        );
-      } catch (err) {
-        if (tooBigForOneGo(err) && ++tooBig >= TOO_BIG_RETRIES) throw inHalves(err as ShardBridgeError);
-        throw err;
-      }
-    });
-  }
-
-  /** Retry `fn` forever while its failures are transient; leave (Abandon) when the batch went stale or we stop. */
   private transient<T>(p: Part, what: string, fn: () => Promise<T>): Promise<T> {
-    return retry(
-      async () => {
-        if (!this.usable(p)) throw new Abandon('batch abandoned');
-        return fn();
-      },
-      {
-        what,
-        retries: Infinity,
-        initialMs: 250,
-        maxMs: 10_000,
-        signal: p.consumer.signal,
-        logger: p.log,
-        onRetry: () => {
-          this.deps.metrics.retries.inc();
-          p.payload.heartbeat().catch(() => {});
-        },
-      },
-    ).catch((err: unknown) => {
-      if (p.consumer.signal.aborted) throw new Abandon('stopping');
-      throw err;
-    });
+    return transient(p, what, fn, this.deps.metrics);
   }
 
   /**
@@ -478,9 +364,7 @@ export class BatchProcessor {
   }
 }
 
-export function isAbandon(err: unknown): boolean {
-  return err instanceof Abandon;
-}
+export { isAbandon, type ConsumerControl } from './batch-retry.ts';
 
 /** For errors that escape handle(): whether they are ours to log (not kafkajs's own). */
 export function describeError(err: unknown): string {

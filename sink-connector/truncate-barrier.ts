@@ -92,15 +92,23 @@ DO $$BEGIN
   END IF;
 END$$;`;
 
+/** What pruning needs: the first offset Kafka still has of each partition of the topic. */
+export interface BarrierPrune {
+  logStarts: () => Promise<ReadonlyMap<number, bigint>>;
+  logger: Logger;
+}
+
 /**
  * Inside the batch transaction: record this partition's arrival and judge it. A verdict of
- * 'truncate' is recorded as done here; the caller runs the TRUNCATE in the same transaction.
+ * 'truncate' is recorded as done here; the caller runs the TRUNCATE in the same transaction,
+ * and the topic's truncates that nothing can read again are forgotten (`prune`).
  */
 export async function arriveAtBarrier(
   client: pg.ClientBase,
   at: { groupId: string; topic: string; partition: number; offset: bigint },
   mark: TruncateMark,
   wait?: { ms: number; logger: Logger },
+  prune?: BarrierPrune,
 ): Promise<{ verdict: BarrierVerdict; round: number; arrived: number }> {
   const args = [at.groupId, at.topic, mark.id];
   // One judge at a time per truncate, every delivery: the partition completing a round, or
@@ -130,8 +138,84 @@ export async function arriveAtBarrier(
        ON CONFLICT (group_id, topic, truncate_id, delivery) DO UPDATE SET rounds = EXCLUDED.rounds, truncated_at = now()`,
       [...args, mark.delivery, judged.round],
     );
+    if (prune) await pruneTruncates(client, at.groupId, at.topic, mark.id, prune);
   }
   return judged;
+}
+
+export interface RecordedRounds {
+  truncateId: string;
+  delivery: number;
+  rounds: number;
+}
+
+/**
+ * Pure: the truncates of a topic (other than `current`) whose barrier rows nothing can read
+ * again. Their copies are judged again only when a partition reads one again: after a stop
+ * while it waited at it (its stored offset is the copy's), or after a replay to before it,
+ * which needs every copy's offset to refuse one that would cross it on some partitions only
+ * (planBarrierRewind). A replay starts at Kafka's first offset at the earliest
+ * (shared/cli/commands/replay.ts), so a truncate whose every recorded copy lies below its
+ * partition's first offset (retention or deleteRecords removed it) can never be read again,
+ * provided each of its rounds is complete or abandoned (no partition still has to arrive).
+ * On a compacted topic copies stay (a key each): its truncates are kept.
+ */
+export function prunableTruncates(arrivals: readonly RecordedArrival[], done: readonly RecordedRounds[], logStarts: ReadonlyMap<number, bigint>, current: string): string[] {
+  const byId = new Map<string, RecordedArrival[]>();
+  for (const a of arrivals) {
+    if (a.truncateId === current) continue;
+    let list = byId.get(a.truncateId);
+    if (!list) byId.set(a.truncateId, (list = []));
+    list.push(a);
+  }
+  const out: string[] = [];
+  for (const [id, list] of byId) {
+    if (!list.every((a) => a.offset < (logStarts.get(a.partition) ?? -1n))) continue;
+    const latest = Math.max(...list.map((a) => a.delivery));
+    const rounds = (delivery: number) => done.find((d) => d.truncateId === id && d.delivery === delivery)?.rounds ?? 0;
+    // Earlier deliveries were abandoned for the latest (judgeBarrier); its rounds must all be done.
+    const most = Math.max(...countsOf(list, latest).values());
+    if (rounds(latest) >= most) out.push(id);
+  }
+  return out.sort();
+}
+
+/**
+ * Forgets the topic's truncates that nothing can read again (prunableTruncates), so that the
+ * barrier's tables do not grow with every truncate. Kafka is asked only when a truncate of the
+ * topic other than `current` is recorded; when it does not answer, nothing is pruned (the next
+ * completed truncate tries again).
+ */
+async function pruneTruncates(client: pg.ClientBase, groupId: string, topic: string, current: string, prune: BarrierPrune): Promise<void> {
+  const others = await client.query(`SELECT 1 FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2 AND truncate_id <> $3 LIMIT 1`, [groupId, topic, current]);
+  if (others.rows.length === 0) return;
+  let logStarts: ReadonlyMap<number, bigint>;
+  try {
+    logStarts = await withTimeout(prune.logStarts(), PRUNE_KAFKA_MS);
+  } catch (err) {
+    prune.logger.debug({ err, topic }, "truncates not pruned: Kafka's first offsets of the topic not read");
+    return;
+  }
+  const arrivals = await readArrivals(client, groupId, topic);
+  const { rows } = await client.query(`SELECT truncate_id, delivery::text AS d, rounds FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2`, [groupId, topic]);
+  const done = rows.map((r) => ({ truncateId: r.truncate_id as string, delivery: Number(r.d), rounds: Number(r.rounds) }));
+  const ids = prunableTruncates(arrivals, done, logStarts, current);
+  if (ids.length === 0) return;
+  const args = [groupId, topic, ids];
+  await client.query(`DELETE FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2 AND truncate_id = ANY($3)`, args);
+  await client.query(`DELETE FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 AND truncate_id = ANY($3)`, args);
+  prune.logger.info({ topic, truncates: ids }, 'truncates forgotten by the barrier: Kafka no longer has their copies, so no partition reads them again');
+}
+
+/** How long the barrier's transaction waits for Kafka's first offsets before it prunes nothing. */
+const PRUNE_KAFKA_MS = 5_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The barrier's advisory lock (`pg_advisory_xact_lock(bigint)`: classid the key's high half, objid its low half, objsubid 1). */

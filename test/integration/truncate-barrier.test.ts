@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import avro from 'avsc';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -24,6 +25,8 @@ import { sinkTestFile } from '../helpers/sink-env.ts';
 import { readRaw } from '../helpers/source.ts';
 
 const { ID, SRC, DST, log, env } = sinkTestFile('tr');
+// kafkajs itself for deleteRecords, which the connectors' wrapper does not expose.
+const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof import('kafkajs');
 
 /** The truncate key as sources before the delivery field wrote it. */
 const OLD_KEY_SCHEMA = { ...TRUNCATE_KEY_SCHEMA, fields: TRUNCATE_KEY_SCHEMA.fields.filter((f) => f.name !== 'delivery') };
@@ -195,6 +198,36 @@ test('keys of an older source (no delivery field): the barrier as before, a repl
   await f.applied();
   assert.deepEqual(await f.table(), expectRows(21, 40, 'after'));
   assert.deepEqual(await f.done(), [{ truncate_id: '0/3C/0', delivery: '0', rounds: 2 }]);
+});
+
+test("a completed truncate's barrier rows are pruned by the topic's next truncate once Kafka no longer has its copies; while Kafka has them they stay", async (t) => {
+  const f = await truncateFixture('pruned');
+  const { db, admin, servers } = env();
+  const recorded = async () => {
+    const arrived = await db.query(`SELECT DISTINCT truncate_id FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 AND topic = $2 ORDER BY 1`, [f.groupId, f.topic]);
+    const done = await db.query(`SELECT truncate_id FROM shardbridge.sink_truncates WHERE group_id = $1 AND topic = $2 ORDER BY 1`, [f.groupId, f.topic]);
+    return { arrived: arrived.rows.map((r) => r.truncate_id), done: done.rows.map((r) => r.truncate_id) };
+  };
+  await f.send(f.rows(1, 10, 'a'), f.copies(f.keys('0/A1/0', 1)), f.rows(11, 20, 'b'));
+  const sink = await f.startSink();
+  t.after(() => sink.stop());
+  await f.applied();
+  await f.send(f.copies(f.keys('0/A2/0', 1)), f.rows(21, 30, 'c'));
+  await f.applied();
+  assert.deepEqual(await recorded(), { arrived: ['0/A1/0', '0/A2/0'], done: ['0/A1/0', '0/A2/0'] }, 'a replay may still read the first truncate');
+  // Retention (here deleteRecords) removes every record so far from Kafka.
+  const raw = new Kafka({ brokers: [servers.kafka], clientId: 'test-truncate-prune', logLevel: logLevel.NOTHING }).admin();
+  await raw.connect();
+  try {
+    await raw.fetchTopicMetadata({ topics: [f.topic] });
+    await raw.deleteTopicRecords({ topic: f.topic, partitions: (await admin.endOffsets(f.topic)).map((e) => ({ partition: e.partition, offset: String(e.offset) })) });
+  } finally {
+    await raw.disconnect();
+  }
+  await f.send(f.copies(f.keys('0/A3/0', 1)), f.rows(31, 40, 'd'));
+  await f.applied();
+  assert.deepEqual(await recorded(), { arrived: ['0/A3/0'], done: ['0/A3/0'] });
+  assert.deepEqual(await f.table(), expectRows(31, 40, 'd'));
 });
 
 test('barrier tables made before deliveries are migrated at start: what they hold is delivery 0, another delivery of the same truncate a row of its own', async (t) => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chunkOf, hasWork, type Item } from '../../sink-connector/chunk-items.ts';
+import { chunkEnd, chunkOf, hasWork, type Item } from '../../sink-connector/chunk-items.ts';
 import { DeadLetterLedger, deadLetterMessages, letterBytes, nextSendCount, notSent, refusedAsTooLarge } from '../../sink-connector/dead-letter.ts';
 import { ConfigError, DecodeError } from '../../shared/errors.ts';
 import { truncateKeys } from '../../source-connector/truncate-fanout.ts';
@@ -42,6 +42,21 @@ test('chunkOf: a run with a truncate sent to several partitions decodes its fast
   assert.equal(chunk.fast, undefined);
   assert.deepEqual(chunk.records.map((r) => r.change.op), ['c', 't', 'c']);
   assert.deepEqual([...chunk.truncates!.keys()], ['21']);
+});
+
+test("chunkEnd: a chunk is not cut between a record and its key's tombstone (with its delete, the tombstone adds no delete that Citus cannot prune)", () => {
+  const rec = (offset: string, key: string | null, value: boolean): RawRecord =>
+    ({ topic: 't', partition: 0, offset, key: key === null ? null : Buffer.from(key), value: value ? Buffer.from([0]) : null }) as RawRecord;
+  const log = [rec('0', 'k1', true), rec('1', 'k2', true), rec('2', 'k2', false), rec('3', 'k3', true), rec('4', 'k3', false), rec('5', 'k4', false), rec('6', null, false)];
+  assert.equal(chunkEnd(log, 0, 2), 3, "the delete's tombstone joins its chunk");
+  assert.equal(chunkEnd(log, 0, 3), 3);
+  assert.equal(chunkEnd(log, 0, 1), 1, 'the next record is no tombstone');
+  assert.equal(chunkEnd(log, 3, 1), 5);
+  assert.equal(chunkEnd(log, 4, 1), 5, 'a tombstone of another key stays in the next chunk');
+  assert.equal(chunkEnd(log, 5, 1), 6, 'a keyless tombstone too');
+  assert.equal(chunkEnd(log, 3, 100), 7, 'the end of the batch');
+  // Keys compared as bytes in place: a longer key that starts with the same bytes is another.
+  assert.equal(chunkEnd([rec('0', 'k1', true), rec('1', 'k12', false)], 0, 1), 1);
 });
 
 test('dead letters: the original bytes, headers naming the error, remedy and origin; each offset sent once per partition', () => {

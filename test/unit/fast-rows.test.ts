@@ -87,6 +87,22 @@ test("a tombstone deletes its key (on a compacted topic its delete may be gone):
   assert.deepEqual(out.map((f) => f?.op ?? null), [null, null, 'c']);
 });
 
+test("a tombstone counts as its key's event, before or after that key's row: the row goes the general way, other keys' rows stay fast", async () => {
+  const tomb = (id: number, o = {}) => recs({ kind: 'delete', key: [String(id), null, null] }, o)[1];
+  const before = await plan([tomb(7), ...ins(7), ...ins(8)]);
+  assert.deepEqual(before.map((f) => f?.op ?? null), [null, null, 'c']);
+  const after = await plan([...ins(7), tomb(7), ...ins(8), tomb(9)]);
+  assert.deepEqual(after.map((f) => f?.op ?? null), [null, null, 'c', null]);
+  // The same id in another table's topic is another key.
+  assert.deepEqual((await plan([...ins(1, { notes: true }), tomb(7, { notes: true }), ...ins(7)])).map((f) => f?.op ?? null), ['c', null, 'c']);
+  // A tombstone whose topic's value schema is not known (its table unknown): the general decode reports it, the chunk goes with it.
+  assert.deepEqual((await plan([tomb(7, { notes: true }), ...ins(8)])).map((f) => f?.op ?? null), [null, null]);
+  // A tombstone under another key schema id: keys of two schemas, the table goes the general way.
+  assert.deepEqual((await plan([...ins(7), ...ins(8), tomb(9, { keyId: 5 })])).map((f) => f?.op ?? null), [null, null, null]);
+  // A keyless tombstone decodes to nothing: no key's event.
+  assert.deepEqual((await plan([{ ...tomb(7), key: null }, ...ins(7)])).map((f) => f?.op ?? null), [null, 'c']);
+});
+
 test('a table with a truncate or with keys of two key schemas takes the general path; other tables keep their fast rows', async () => {
   const truncated = await plan([...ins(1), ...recs({ kind: 'truncate' }), ...ins(2, { notes: true })]);
   assert.deepEqual(truncated.map((f) => f?.op ?? null), [null, null, 'c']);

@@ -4,7 +4,7 @@ import avro from 'avsc';
 import { decodeWireHeader, encodeWire } from '../../shared/registry/wire-format.ts';
 import { partitionForKey } from '../../shared/kafka/murmur2.ts';
 import { nextDelivery, parseTruncateKey, redelivered, TRUNCATE_KEY_SCHEMA, truncateKeys } from '../../source-connector/truncate-fanout.ts';
-import { judgeBarrier, planBarrierRewind, type Arrival, type RecordedArrival } from '../../sink-connector/truncate-barrier.ts';
+import { judgeBarrier, planBarrierRewind, prunableTruncates, type Arrival, type RecordedArrival } from '../../sink-connector/truncate-barrier.ts';
 import { truncateMarks } from '../../sink-connector/chunk-items.ts';
 
 /** The key layout of sources from before the delivery field. */
@@ -130,6 +130,26 @@ test('truncateMarks: only t records whose key names several partitions', () => {
 
 const A = (truncateId: string, partition: number, offset: number, delivery = 0): RecordedArrival => ({ truncateId, partition, offset: BigInt(offset), delivery });
 const rounds = (plan: { rounds: Map<string, Map<number, number>> }) => [...plan.rounds].map(([id, byDelivery]) => [id, Object.fromEntries(byDelivery)]);
+
+test("pruning: a truncate is forgotten once Kafka no longer has any of its copies and none of its rounds waits for a partition", () => {
+  const starts = (...o: number[]) => new Map(o.map((x, p) => [p, BigInt(x)]));
+  const done = [{ truncateId: 'old', delivery: 1, rounds: 1 }, { truncateId: 'now', delivery: 1, rounds: 1 }];
+  const old = [A('old', 0, 10, 1), A('old', 1, 7, 1), A('old', 2, 12, 1)];
+  const now = [A('now', 0, 30, 1), A('now', 1, 25, 1), A('now', 2, 31, 1)];
+  assert.deepEqual(prunableTruncates([...old, ...now], done, starts(11, 8, 13), 'now'), ['old']);
+  assert.deepEqual(prunableTruncates([...old, ...now], done, starts(11, 8, 12), 'now'), [], "a copy Kafka still has: a replay may read it again");
+  assert.deepEqual(prunableTruncates([...old, ...now], done, starts(11, 8), 'now'), [], "a partition whose start is not known");
+  assert.deepEqual(prunableTruncates([...old, ...now], done, starts(99, 99, 99), 'now'), ['old'], 'never the truncate being applied');
+  assert.deepEqual(prunableTruncates(old.slice(0, 2), [], starts(99, 99, 99), 'now'), [], 'a round not complete: a partition has yet to arrive');
+  // A delivery abandoned for a later one that completed; the later one not complete yet.
+  const redelivered = [A('r', 0, 5, 1), A('r', 0, 9, 2), A('r', 1, 8, 2), A('r', 2, 9, 2)];
+  assert.deepEqual(prunableTruncates(redelivered, [{ truncateId: 'r', delivery: 2, rounds: 1 }], starts(99, 99, 99), 'now'), ['r']);
+  assert.deepEqual(prunableTruncates(redelivered.slice(0, 3), [], starts(99, 99, 99), 'now'), []);
+  // An older source's truncate sent twice (delivery 0): both rounds must be done.
+  const twice = [A('o', 0, 5), A('o', 1, 5), A('o', 0, 9), A('o', 1, 9)];
+  assert.deepEqual(prunableTruncates(twice, [{ truncateId: 'o', delivery: 0, rounds: 1 }], starts(99, 99), 'now'), []);
+  assert.deepEqual(prunableTruncates(twice, [{ truncateId: 'o', delivery: 0, rounds: 2 }], starts(99, 99), 'now'), ['o']);
+});
 
 test('replay over a truncate: every partition rewound before its copy forgets the arrivals and the round', () => {
   const arrivals = [A('0/1A/1', 0, 10), A('0/1A/1', 1, 7), A('0/1A/1', 2, 12), A('0/2B/1', 0, 30), A('0/2B/1', 1, 25), A('0/2B/1', 2, 31)];

@@ -26,6 +26,7 @@ import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
+import { answered } from './unanswered.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -55,7 +56,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   return {
     producer: (opts = {}) => {
       const pins = new Map<string, number>();
-      return wrapProducer(
+      const producer = wrapProducer(
         () =>
           counted('producer', kafka.producer({
             idempotent: true,
@@ -69,6 +70,9 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         pins,
         client,
       );
+      const connect = producer.connect.bind(producer);
+      producer.connect = () => answered(connect(), settings.brokers);
+      return producer;
     },
     consumer: (opts) => wrapConsumer(counted('consumer', kafka.consumer({
       groupId: opts.groupId,
@@ -199,7 +203,7 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
     asAclError(err, { ...client, operation: 'Read', resourceType: 'group', names: [groupId], prefix: groupPrefix, doing }, { ...client, operation: 'Read', resourceType: 'topic', names: topics, doing });
   const refused = (doing: string) => (err: unknown) => Promise.reject(denied(err, doing));
   return {
-    connect: () => c.connect(),
+    connect: () => answered(c.connect(), client.brokers),
     disconnect: () => c.disconnect(),
     stop: () => c.stop(),
     subscribe: (opts) => {
@@ -213,7 +217,7 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
         partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
         // Our kafkajs patch gives every consumed record its topic, partition and place in the fetched bytes.
         eachBatch: (payload) => opts.eachBatch(payload as unknown as EachBatchPayload),
-      }).catch(refused('starting to consume')),
+      }).catch((err: unknown) => answered(Promise.reject(denied(err, 'starting to consume')), client.brokers)),
     pause: (tps) => c.pause(tps),
     resume: (tps) => c.resume(tps),
     paused: () => c.paused(),
@@ -235,14 +239,14 @@ function wrapAdmin(
 ): Admin {
   const on = (resourceType: 'topic' | 'group', operation: string, names: readonly string[], doing: string): AclRequest => ({ ...client, operation, resourceType, names, doing });
   /** `p`, a refusal of it named: `requests` say what it asked for. */
-  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests)));
+  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => answered(p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests))), client.brokers);
   const describing = (topics: readonly string[]) => on('topic', 'Describe', topics, 'reading topic metadata');
   // Offsets are asked per topic: spread over admins of a few dozen topics each (topic-spread.ts).
   const byTopic = new TopicSpread(another);
   let connecting: Promise<void> | undefined;
   // Connect on first use; a failed connect is forgotten so the next call tries again.
   const ready = (): Promise<void> =>
-    (connecting ??= a.connect().catch((err: unknown) => {
+    (connecting ??= answered(a.connect(), client.brokers).catch((err: unknown) => {
       connecting = undefined;
       throw err;
     }));
@@ -409,6 +413,10 @@ function wrapAdmin(
       return fetchTopicIds(idCluster, topics);
     },
   };
+  // Any call may be the first to meet a broker that never answers (unanswered.ts).
+  for (const [name, fn] of Object.entries(admin) as [keyof Admin, (...args: unknown[]) => Promise<unknown>][]) {
+    (admin as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => answered(fn(...args), client.brokers);
+  }
   return admin;
 }
 

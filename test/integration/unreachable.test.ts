@@ -5,15 +5,15 @@
  * server (host:port, never the password) with a remedy. No live server is needed: every one a
  * command reaches is dead, and each fails at the first it tries.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../shared/devstack/ports.ts';
-import { BIN, cleanEnv } from '../helpers/cli.ts';
+import { freePort, waitFor } from '../../shared/devstack/ports.ts';
+import { BIN, cleanEnv, spawnCli } from '../helpers/cli.ts';
 
 const SECRET = 'Unreach-Pw-never-printed';
 /** Far above what the commands take (10-20 s on a loaded machine); before the fixes some never ended. */
@@ -23,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sb-unreachable-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A listener that accepts connections and never writes a byte. */
-async function blackHole(t: { after(fn: () => void): void }): Promise<string> {
+async function blackHole(t: TestContext): Promise<string> {
   const sockets = new Set<Socket>();
   const server = createServer((s) => {
     sockets.add(s);
@@ -77,7 +77,16 @@ function assertFailedNaming(what: string, r: Ended, server: string, message: Reg
   assert.ok(!r.output.includes(SECRET), `${what} printed the password:\n${r.output}`);
 }
 
-test('one-shot commands end by themselves, exit 1, naming the server that does not answer', async (t) => {
+// The subtests run at once: each mostly waits on a timeout.
+test('servers that cannot be reached', { concurrency: true }, async (top) => {
+  await Promise.all([
+    top.test('one-shot commands end by themselves, exit 1, naming the server that does not answer', oneShotCommands),
+    top.test('the sink with a destination that never answers: a warning naming it, retried; SIGTERM ends it at once', sinkRetries),
+    top.test('the source connector with its database refusing connections: exit 1 (a failure, as the sink), not 2 (a configuration error)', sourceRefused),
+  ]);
+});
+
+async function oneShotCommands(t: TestContext): Promise<void> {
   const [hole, closed] = [await blackHole(t), `127.0.0.1:${await freePort()}`];
   const kafkaHole = configs('kafka-hole', { source: closed, destination: closed, kafka: hole, registry: closed });
   const pgHole = configs('pg-hole', { source: hole, destination: hole, kafka: closed, registry: closed });
@@ -95,11 +104,28 @@ test('one-shot commands end by themselves, exit 1, naming the server that does n
   assertFailedNaming('replay', replay, `Kafka at ${hole}`, /accepted the connection but did not answer/);
   assertFailedNaming('schema copy', schemaCopy, `source PostgreSQL at ${hole}`, /cannot connect to the source PostgreSQL at [^\n]*timeout/i);
   assertFailedNaming('status', status, closed, /cannot/);
-});
+}
 
-test('the source connector with its database refusing connections: exit 1 (a failure, as the sink), not 2 (a configuration error)', async () => {
+async function sourceRefused(): Promise<void> {
   const closed = `127.0.0.1:${await freePort()}`;
   const c = configs('source-closed', { source: closed, destination: closed, kafka: closed, registry: closed });
   const r = await runCli(['source', '--config', c.source]);
   assertFailedNaming('source', r, `source PostgreSQL at ${closed}`, /ECONNREFUSED/);
-});
+}
+
+/** Its start-up connection had no connect timeout: it waited without a word, and SIGTERM took the 30 s shutdown limit. */
+async function sinkRetries(t: TestContext): Promise<void> {
+  const [hole, closed] = [await blackHole(t), `127.0.0.1:${await freePort()}`];
+  const c = configs('sink-hole', { source: closed, destination: hole, kafka: closed, registry: closed });
+  const sink = spawnCli('sink', c.sink);
+  t.after(() => sink.proc.kill('SIGKILL'));
+  await waitFor('the sink to warn about the destination', () => sink.output().includes(`prepare the destination ${hole}/dest failed, retrying`) || sink.proc.exitCode !== null, { timeoutMs: 45_000 });
+  assert.equal(sink.proc.exitCode, null, `the sink stopped instead of retrying:\n${sink.output()}`);
+  assert.match(sink.output(), /destination connection failed: timeout expired/);
+  assert.ok(!sink.output().includes(SECRET), sink.output());
+  const stoppedAt = Date.now();
+  sink.proc.kill('SIGTERM');
+  const { code } = await sink.exited;
+  assert.equal(code, 143, sink.output());
+  assert.ok(Date.now() - stoppedAt < 10_000, `SIGTERM took ${Date.now() - stoppedAt} ms`);
+}

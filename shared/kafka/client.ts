@@ -153,7 +153,7 @@ export function isConnectionFailure(namespace: string, message: string): boolean
 /**
  * kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo.
  * While Kafka cannot be reached, one warning names the brokers (again at most every
- * `unreachableEveryMs`), without a stack; the rest go to debug: whoever called kafkajs gets the
+ * `unreachableEveryMs`, then saying since when), without a stack; the rest go to debug: whoever called kafkajs gets the
  * error too and logs its own retry.
  */
 export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptions = {}): (entry: KafkajsLogEntry) => void {
@@ -168,16 +168,24 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
   const now = opts.now ?? Date.now;
   const every = opts.unreachableEveryMs ?? 60_000;
   let warnedAt = -Infinity;
+  // Since when Kafka has been unreachable: a failure after a quiet spell longer than two warning
+  // periods starts a new outage (kafkajs logs no success to reset it by).
+  let downSince = -Infinity;
+  let failedAt = -Infinity;
   return ({ namespace, level, log: entry }) => {
     const { message, timestamp: _ts, logger: _name, ...extra } = entry;
     const fields = scrub({ namespace, ...extra }) as Record<string, unknown>;
     const msg = scrub(message) as string;
     if (level <= LEVELS.WARN && isConnectionFailure(namespace, msg)) {
       delete fields.stack;
+      if (now() - failedAt > 2 * every) downSince = now();
+      failedAt = now();
       if (now() - warnedAt >= every) {
         warnedAt = now();
         const brokers = opts.brokers?.length ? ` at ${opts.brokers.join(',')}` : '';
-        log.warn(fields, `cannot reach Kafka${brokers}: ${msg.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
+        const down = now() - downSince;
+        const since = down >= 1_000 ? ` since ${new Date(downSince).toISOString()} (${Math.round(down / 1_000)} s)` : '';
+        log.warn(fields, `cannot reach Kafka${brokers}${since}: ${msg.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
       } else log.debug(fields, msg);
       return;
     }

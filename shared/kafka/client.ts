@@ -143,11 +143,12 @@ export interface KafkajsLogOptions {
 
 /**
  * A failure to reach a broker, which kafkajs retries (and logs at ERROR with a stack, about
- * twice per attempt): `Connection error: …`/`Connection timeout`, and BrokerPool's retry lines.
+ * twice per attempt): `Connection error: …`/`Connection timeout`, and BrokerPool's retry lines,
+ * among them the first request's timeout from a broker that accepted TCP and never answered.
  */
 export function isConnectionFailure(namespace: string, message: string): boolean {
   if (namespace === 'Connection') return /^Connection (error|timeout)/.test(message);
-  return namespace === 'BrokerPool' && /^Failed to connect to (seed )?broker/.test(message);
+  return namespace === 'BrokerPool' && (/^Failed to connect to (seed )?broker/.test(message) || /^Request ApiVersions\b.* timed out$/.test(message));
 }
 
 /**

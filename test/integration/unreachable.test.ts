@@ -102,6 +102,8 @@ async function oneShotCommands(t: TestContext): Promise<void> {
   t.diagnostic(`check ${check.ms} ms, replay ${replay.ms} ms, schema copy ${schemaCopy.ms} ms, status ${status.ms} ms`);
   assertFailedNaming('check', check, `kafka ${hole}`, /cannot reach Kafka \(source configuration\): (no answer in 10 s|Kafka at \S+ accepted the connection but did not answer)/);
   assertFailedNaming('replay', replay, `Kafka at ${hole}`, /accepted the connection but did not answer/);
+  // kafkajs's timeout of the first request is a warning naming the broker, not an ERROR line per attempt.
+  assert.ok(!replay.output.includes('"level":50'), replay.output);
   assertFailedNaming('schema copy', schemaCopy, `source PostgreSQL at ${hole}`, /cannot connect to the source PostgreSQL at [^\n]*timeout/i);
   assertFailedNaming('status', status, closed, /cannot/);
 }

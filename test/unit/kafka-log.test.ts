@@ -44,6 +44,9 @@ test('isConnectionFailure: connection errors and the broker pool retries, nothin
   assert.equal(isConnectionFailure('Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:1'), true);
   assert.equal(isConnectionFailure('Connection', 'Connection timeout'), true);
   assert.equal(isConnectionFailure('BrokerPool', 'Failed to connect to broker, reconnecting'), true);
+  // A broker that accepted TCP and never answered: kafkajs logged it at ERROR on every attempt.
+  assert.equal(isConnectionFailure('BrokerPool', 'Request ApiVersions(key: 18, version: 2) timed out'), true);
+  assert.equal(isConnectionFailure('BrokerPool', 'Request Metadata(key: 3, version: 6) timed out'), false);
   assert.equal(isConnectionFailure('Connection', 'Response Metadata(key: 3, version: 6)'), false);
   assert.equal(isConnectionFailure('Consumer', 'Connection error: x'), false);
 });

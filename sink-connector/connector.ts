@@ -286,8 +286,17 @@ class SinkRuntime {
   }
 
   /** Retry a step while its failures are transient, until stop(); stop() rejects it at once. */
-  private readonly untilDone: UntilDone = (what, fn) =>
-    retryUntilAborted(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
+  private readonly untilDone: UntilDone = (what, fn) => {
+    // Counted in steps_retrying from its first failure until it settles: the metric of a server that is down.
+    let counted = false;
+    const onRetry = () => {
+      if (!counted) this.m.stepsRetrying.inc();
+      counted = true;
+    };
+    return retryUntilAborted(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log, onRetry }).finally(() => {
+      if (counted) this.m.stepsRetrying.dec();
+    });
+  };
 
   private every(ms: number, fn: () => Promise<void>): void {
     let running = false;

@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,7 +81,7 @@ function assertFailedNaming(what: string, r: Ended, server: string, message: Reg
 test('servers that cannot be reached', { concurrency: true }, async (top) => {
   await Promise.all([
     top.test('one-shot commands end by themselves, exit 1, naming the server that does not answer', oneShotCommands),
-    top.test('the sink with a destination that never answers: a warning naming it, retried; SIGTERM ends it at once', sinkRetries),
+    top.test('the sink with a destination that never answers: a warning naming it, retried, steps_retrying 1; SIGTERM ends it at once', sinkRetries),
     top.test('the source connector with its database refusing connections: exit 1 (a failure, as the sink), not 2 (a configuration error)', sourceRefused),
   ]);
 });
@@ -119,11 +119,17 @@ async function sourceRefused(): Promise<void> {
 async function sinkRetries(t: TestContext): Promise<void> {
   const [hole, closed] = [await blackHole(t), `127.0.0.1:${await freePort()}`];
   const c = configs('sink-hole', { source: closed, destination: hole, kafka: closed, registry: closed });
+  const metricsPort = await freePort();
+  writeFileSync(c.sink, readFileSync(c.sink, 'utf8').replace('metricsPort: 0', `metricsPort: ${metricsPort}`));
   const sink = spawnCli('sink', c.sink);
   t.after(() => sink.proc.kill('SIGKILL'));
   await waitFor('the sink to warn about the destination', () => sink.output().includes(`prepare the destination ${hole}/dest failed, retrying`) || sink.proc.exitCode !== null, { timeoutMs: 45_000 });
   assert.equal(sink.proc.exitCode, null, `the sink stopped instead of retrying:\n${sink.output()}`);
   assert.match(sink.output(), /destination connection failed: timeout expired/);
+  // Scraped, it says a step is retrying; /healthz (liveness) stays 200: the process works and retries.
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.match(metrics, /^shardbridge_sink_steps_retrying\{[^}]*\} 1$/m, metrics.split('\n').filter((l) => l.includes('steps_retrying')).join('\n'));
+  assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status, 200);
   assert.ok(!sink.output().includes(SECRET), sink.output());
   const stoppedAt = Date.now();
   sink.proc.kill('SIGTERM');

@@ -89,6 +89,26 @@ export function retryUntilAborted<T>(fn: (attempt: number) => Promise<T>, opts: 
 }
 
 /**
+ * `p`, or `signal.reason` as soon as `signal` aborts, whichever comes first: for a call that has
+ * no signal of its own (the registry client's, whose retries of a server that does not answer
+ * take minutes), left to settle unobserved. The listener goes when `p` settles.
+ */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  let onAbort = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  stopped.catch(() => {});
+  void p.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
+  return Promise.race([p, stopped]);
+}
+
+/**
  * An error as its type, code and messages down the cause chain, without stacks: a failure that is
  * retried is expected, and a stack per attempt buries the message (stacks come at debug). Pure.
  */

@@ -21,7 +21,7 @@ import { atServer, RetriableError } from '../shared/errors.ts';
 import { destinationRemedy } from './start-errors.ts';
 import { pgEndpoint } from '../shared/config/common.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
-import { retryUntilAborted } from '../shared/retry.ts';
+import { abortable, retryUntilAborted } from '../shared/retry.ts';
 import { APPLY_CONCURRENCY, connectionConfig, type SinkConfig } from './config.ts';
 import { controlTopicKind, isSinkTopic } from './control.ts';
 import type { RecordDecoder } from './decode.ts';
@@ -169,7 +169,8 @@ class SinkRuntime {
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
     const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
     const sourceOfTopic = async (topic: string) => {
-      const latest = await registry.latestSchema(`${topic}-value`);
+      // Ended by stop(): a registry that does not answer held the start (and SIGTERM) for minutes.
+      const latest = await abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);
       return latest && namedSourceTable(latest.schema);
     };
     await this.step(
@@ -282,8 +283,17 @@ class SinkRuntime {
   }
 
   /** Retry a step while its failures are transient, until stop(); stop() rejects it at once. */
-  private readonly untilDone: UntilDone = (what, fn) =>
-    retryUntilAborted(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log });
+  private readonly untilDone: UntilDone = (what, fn) => {
+    // Counted in steps_retrying from its first failure until it settles: the metric of a server that is down.
+    let counted = false;
+    const onRetry = () => {
+      if (!counted) this.m.stepsRetrying.inc();
+      counted = true;
+    };
+    return retryUntilAborted(fn, { what, retries: Infinity, initialMs: 500, maxMs: 10_000, signal: this.abort.signal, logger: this.log, onRetry }).finally(() => {
+      if (counted) this.m.stepsRetrying.dec();
+    });
+  };
 
   private every(ms: number, fn: () => Promise<void>): void {
     let running = false;

@@ -30,7 +30,8 @@ export async function openDestination(
 ): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
   const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
   const citus = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
-    const client = new pg.Client(conn);
+    // Bounded: a destination that accepts TCP and never answers left the start waiting without a word.
+    const client = new pg.Client({ ...conn, connectionTimeoutMillis: conn.connectionTimeoutMillis ?? 15_000 });
     client.on('error', () => {});
     try {
       await client.connect();

@@ -25,6 +25,7 @@ export interface SinkMetrics {
   laneBatches: Gauge<'state'>;
   lockWaiting: Gauge<string>;
   topicsUnseen: Gauge<string>;
+  stepsRetrying: Gauge<string>;
   fetches: Counter<'result'>;
   typeMismatches: Gauge<'table' | 'column' | 'source_type' | 'destination_type'>;
 }
@@ -65,6 +66,10 @@ export function createSinkMetrics(connector: string): SinkMetrics {
     topicsUnseen: metrics.gauge(
       'topics_unseen',
       "Table topics the source's snapshot markers name that the sink cannot see in Kafka (deleted, or no Describe ACL): their changes are not applied",
+    ),
+    stepsRetrying: metrics.gauge(
+      'steps_retrying',
+      'Start-up or group-join steps retrying a transient failure (a destination or Kafka that cannot be reached), each also logged with its server: 0 when none',
     ),
     lockWaiting: metrics.gauge(
       'lock_waiting_batches',

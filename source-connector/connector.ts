@@ -13,7 +13,7 @@ import { createMetrics, metricsPortError, serveMetrics, type Metrics, type Metri
 import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { SourceError, isRetriable } from '../shared/errors.ts';
-import { backoffDelay } from '../shared/retry.ts';
+import { backoffDelay, errorSummary } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic, type SnapshotState } from './control-topics.ts';
@@ -216,7 +216,8 @@ class ConnectorRun {
           attempt = Date.now() - startedAt > 60_000 ? 1 : attempt + 1;
           const delayMs = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
           this.setPhase('retrying');
-          this.log.warn({ err, attempt, delayMs }, `source connector session failed, retrying in ${delayMs} ms (the stream resumes from the slot)`);
+          // Type, code and messages (they name the server); the stack per attempt buried them, so it comes at debug.
+          this.log.warn({ err: this.log.isLevelEnabled('debug') ? err : errorSummary(err), attempt, delayMs }, `source connector session failed, retrying in ${delayMs} ms (the stream resumes from the slot)`);
           await sleep(delayMs, undefined, { signal: this.abort.signal }).catch(() => {});
           if (this.stopping) return;
         }

@@ -1,7 +1,7 @@
 /**
  * `shardbridge source`: runs the source connector until SIGINT/SIGTERM (or, in snapshot mode
- * initial_only, until the snapshot is done). Exit codes: 0 done, 1 failure, 2 a start-up
- * check failed or the source is unreachable, 130/143 stopped by a signal.
+ * initial_only, until the snapshot is done). Exit codes: 0 done, 1 failure (also the source
+ * unreachable or refusing the connection), 2 a start-up check failed, 130/143 stopped by a signal.
  */
 import type { CommandContext } from '../shared/cli/main.ts';
 import { ShardBridgeError } from '../shared/errors.ts';
@@ -30,7 +30,10 @@ export async function run(_opts: Record<string, unknown>, ctx: CommandContext): 
   } catch (err) {
     if (err instanceof ShardBridgeError && err.context.phase === 'startup') {
       ctx.err(redactUrl(`shardbridge source: ${err.describe()}`) + '\n');
-      return 2;
+      // A start-up check that refused (wal_level, privileges, the publication): 2, a
+      // configuration error. The source that could not be reached or refused the connection
+      // (the driver's error kept as cause): 1, a failure, as every command and the sink say it.
+      return err.cause === undefined ? 2 : 1;
     }
     throw err;
   }

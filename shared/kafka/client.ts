@@ -26,6 +26,7 @@ import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
+import { answered } from './unanswered.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -55,7 +56,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   return {
     producer: (opts = {}) => {
       const pins = new Map<string, number>();
-      return wrapProducer(
+      const producer = wrapProducer(
         () =>
           counted('producer', kafka.producer({
             idempotent: true,
@@ -69,6 +70,9 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         pins,
         client,
       );
+      const connect = producer.connect.bind(producer);
+      producer.connect = () => answered(connect(), settings.brokers);
+      return producer;
     },
     consumer: (opts) => wrapConsumer(counted('consumer', kafka.consumer({
       groupId: opts.groupId,
@@ -139,17 +143,18 @@ export interface KafkajsLogOptions {
 
 /**
  * A failure to reach a broker, which kafkajs retries (and logs at ERROR with a stack, about
- * twice per attempt): `Connection error: …`/`Connection timeout`, and BrokerPool's retry lines.
+ * twice per attempt): `Connection error: …`/`Connection timeout`, and BrokerPool's retry lines,
+ * among them the first request's timeout from a broker that accepted TCP and never answered.
  */
 export function isConnectionFailure(namespace: string, message: string): boolean {
   if (namespace === 'Connection') return /^Connection (error|timeout)/.test(message);
-  return namespace === 'BrokerPool' && /^Failed to connect to (seed )?broker/.test(message);
+  return namespace === 'BrokerPool' && (/^Failed to connect to (seed )?broker/.test(message) || /^Request ApiVersions\b.* timed out$/.test(message));
 }
 
 /**
  * kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo.
  * While Kafka cannot be reached, one warning names the brokers (again at most every
- * `unreachableEveryMs`), without a stack; the rest go to debug: whoever called kafkajs gets the
+ * `unreachableEveryMs`, then saying since when), without a stack; the rest go to debug: whoever called kafkajs gets the
  * error too and logs its own retry.
  */
 export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptions = {}): (entry: KafkajsLogEntry) => void {
@@ -164,16 +169,24 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
   const now = opts.now ?? Date.now;
   const every = opts.unreachableEveryMs ?? 60_000;
   let warnedAt = -Infinity;
+  // Since when Kafka has been unreachable: a failure after a quiet spell longer than two warning
+  // periods starts a new outage (kafkajs logs no success to reset it by).
+  let downSince = -Infinity;
+  let failedAt = -Infinity;
   return ({ namespace, level, log: entry }) => {
     const { message, timestamp: _ts, logger: _name, ...extra } = entry;
     const fields = scrub({ namespace, ...extra }) as Record<string, unknown>;
     const msg = scrub(message) as string;
     if (level <= LEVELS.WARN && isConnectionFailure(namespace, msg)) {
       delete fields.stack;
+      if (now() - failedAt > 2 * every) downSince = now();
+      failedAt = now();
       if (now() - warnedAt >= every) {
         warnedAt = now();
         const brokers = opts.brokers?.length ? ` at ${opts.brokers.join(',')}` : '';
-        log.warn(fields, `cannot reach Kafka${brokers}: ${msg.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
+        const down = now() - downSince;
+        const since = down >= 1_000 ? ` since ${new Date(downSince).toISOString()} (${Math.round(down / 1_000)} s)` : '';
+        log.warn(fields, `cannot reach Kafka${brokers}${since}: ${msg.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
       } else log.debug(fields, msg);
       return;
     }
@@ -199,7 +212,7 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
     asAclError(err, { ...client, operation: 'Read', resourceType: 'group', names: [groupId], prefix: groupPrefix, doing }, { ...client, operation: 'Read', resourceType: 'topic', names: topics, doing });
   const refused = (doing: string) => (err: unknown) => Promise.reject(denied(err, doing));
   return {
-    connect: () => c.connect(),
+    connect: () => answered(c.connect(), client.brokers),
     disconnect: () => c.disconnect(),
     stop: () => c.stop(),
     subscribe: (opts) => {
@@ -213,7 +226,7 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
         partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
         // Our kafkajs patch gives every consumed record its topic, partition and place in the fetched bytes.
         eachBatch: (payload) => opts.eachBatch(payload as unknown as EachBatchPayload),
-      }).catch(refused('starting to consume')),
+      }).catch((err: unknown) => answered(Promise.reject(denied(err, 'starting to consume')), client.brokers)),
     pause: (tps) => c.pause(tps),
     resume: (tps) => c.resume(tps),
     paused: () => c.paused(),
@@ -235,14 +248,14 @@ function wrapAdmin(
 ): Admin {
   const on = (resourceType: 'topic' | 'group', operation: string, names: readonly string[], doing: string): AclRequest => ({ ...client, operation, resourceType, names, doing });
   /** `p`, a refusal of it named: `requests` say what it asked for. */
-  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests)));
+  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => answered(p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests))), client.brokers);
   const describing = (topics: readonly string[]) => on('topic', 'Describe', topics, 'reading topic metadata');
   // Offsets are asked per topic: spread over admins of a few dozen topics each (topic-spread.ts).
   const byTopic = new TopicSpread(another);
   let connecting: Promise<void> | undefined;
   // Connect on first use; a failed connect is forgotten so the next call tries again.
   const ready = (): Promise<void> =>
-    (connecting ??= a.connect().catch((err: unknown) => {
+    (connecting ??= answered(a.connect(), client.brokers).catch((err: unknown) => {
       connecting = undefined;
       throw err;
     }));
@@ -409,6 +422,10 @@ function wrapAdmin(
       return fetchTopicIds(idCluster, topics);
     },
   };
+  // Any call may be the first to meet a broker that never answers (unanswered.ts).
+  for (const [name, fn] of Object.entries(admin) as [keyof Admin, (...args: unknown[]) => Promise<unknown>][]) {
+    (admin as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => answered(fn(...args), client.brokers);
+  }
   return admin;
 }
 

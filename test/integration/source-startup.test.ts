@@ -83,10 +83,10 @@ async function nothingCreated(c: pg.Client, publication = 'shardbridge_pub', slo
   assert.equal(slots.rowCount, 0, 'a slot was created');
 }
 
-test('unreachable source: exit 2 naming host and port, without the password', async () => {
+test('unreachable source: exit 1 (a failure, as the sink says it; 2 is for a start-up check) naming host and port, without the password', async () => {
   const port = await freePort();
   const r = await runSource(config('unreachable', { url: `postgres://replicator:${SECRET}@127.0.0.1:${port}/app` }));
-  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`cannot connect to the source PostgreSQL at 127\\.0\\.0\\.1:${port}`));
   assert.match(r.stderr, /ECONNREFUSED/);
   assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);

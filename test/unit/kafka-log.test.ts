@@ -9,7 +9,7 @@ function capture() {
   return { log, lines };
 }
 
-test('Kafka unreachable: one warning naming the brokers, without a stack; the repeats at debug until the quiet time is over', () => {
+test('Kafka unreachable: one warning naming the brokers, without a stack; the repeats at debug until the quiet time is over, then one saying since when', () => {
   const { log, lines } = capture();
   let t = 0;
   const emit = pinoLogEntry(log, undefined, { brokers: ['k1:9092', 'k2:9092'], unreachableEveryMs: 60_000, now: () => t });
@@ -27,7 +27,7 @@ test('Kafka unreachable: one warning naming the brokers, without a stack; the re
   const warnings = lines.filter((l) => l.level === 40);
   assert.deepEqual(warnings.map((w) => w.msg), [
     'cannot reach Kafka at k1:9092,k2:9092: Connection error: connect ECONNREFUSED 127.0.0.1:9092; retrying',
-    'cannot reach Kafka at k1:9092,k2:9092: Connection timeout; retrying',
+    'cannot reach Kafka at k1:9092,k2:9092 since 1970-01-01T00:00:00.000Z (61 s): Connection timeout; retrying',
   ]);
   assert.equal(lines.length, 11);
   assert.ok(lines.every((l) => l.stack === undefined), 'no stacks');
@@ -44,6 +44,9 @@ test('isConnectionFailure: connection errors and the broker pool retries, nothin
   assert.equal(isConnectionFailure('Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:1'), true);
   assert.equal(isConnectionFailure('Connection', 'Connection timeout'), true);
   assert.equal(isConnectionFailure('BrokerPool', 'Failed to connect to broker, reconnecting'), true);
+  // A broker that accepted TCP and never answered: kafkajs logged it at ERROR on every attempt.
+  assert.equal(isConnectionFailure('BrokerPool', 'Request ApiVersions(key: 18, version: 2) timed out'), true);
+  assert.equal(isConnectionFailure('BrokerPool', 'Request Metadata(key: 3, version: 6) timed out'), false);
   assert.equal(isConnectionFailure('Connection', 'Response Metadata(key: 3, version: 6)'), false);
   assert.equal(isConnectionFailure('Consumer', 'Connection error: x'), false);
 });
@@ -54,4 +57,21 @@ test('a send kafkajs retries itself (a new topic whose leader it does not know y
   emit({ namespace: 'Producer', level: 1, log: { message: 'Failed to send messages: This server is not the leader for that topic-partition', retryCount: 0, retryTime: 300 } });
   emit({ namespace: 'Producer', level: 1, log: { message: 'The request included a message larger than the max message size the server will accept', retryCount: 0, retryTime: 300 } });
   assert.deepEqual(lines.map((l) => l.level), [40, 50]);
+});
+
+test('a failure after a quiet spell longer than two warning periods is a new outage: its since starts again', () => {
+  const { log, lines } = capture();
+  let t = 0;
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k1:9092'], unreachableEveryMs: 60_000, now: () => t });
+  const refused = { namespace: 'Connection', level: 1, log: { message: 'Connection timeout' } };
+  emit(refused);
+  t = 500_000;
+  emit(refused);
+  t = 570_000;
+  emit(refused);
+  assert.deepEqual(lines.filter((l) => l.level === 40).map((l) => l.msg), [
+    'cannot reach Kafka at k1:9092: Connection timeout; retrying',
+    'cannot reach Kafka at k1:9092: Connection timeout; retrying',
+    'cannot reach Kafka at k1:9092 since 1970-01-01T00:08:20.000Z (70 s): Connection timeout; retrying',
+  ]);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, errorSummary, retry, retryUntilAborted } from '../../shared/retry.ts';
+import { abortable, backoffDelay, errorSummary, retry, retryUntilAborted } from '../../shared/retry.ts';
 import { ConfigError, RetriableError, SourceError, isRetriable, tlsTrustFailure, tlsTrustRemedy } from '../../shared/errors.ts';
 
 const tiny = { initialMs: 1, maxMs: 4, jitter: false };
@@ -143,4 +143,16 @@ test('errorSummary: type, code and messages down the cause chain, no stacks (ret
     cause: { type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:1', code: 'ECONNREFUSED' },
   });
   assert.deepEqual(errorSummary('plain'), { message: 'plain' });
+});
+
+test('abortable: rejects with the reason as soon as the signal aborts, while the call is still under way; otherwise the call settles it', async () => {
+  const stop = new AbortController();
+  const never = new Promise<string>(() => {});
+  const waiting = abortable(never, stop.signal);
+  stop.abort(new Error('stopping'));
+  await assert.rejects(waiting, /stopping/);
+  await assert.rejects(abortable(Promise.resolve('late'), stop.signal), /stopping/, 'already aborted');
+  const live = new AbortController();
+  assert.equal(await abortable(Promise.resolve('done'), live.signal), 'done');
+  await assert.rejects(abortable(Promise.reject(new Error('refused')), live.signal), /refused/);
 });

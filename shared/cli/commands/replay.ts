@@ -11,6 +11,7 @@ import pg from 'pg';
 import { ConfigError, ServiceError, atServer } from '../../errors.ts';
 import { pgEndpoint } from '../../config/common.ts';
 import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
+import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, forgetPartitions, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
@@ -95,7 +96,8 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
   const config = ctx.sinkConfig();
   const log = ctx.logger;
   const kafka = createKafka(
-    { brokers: config.kafka.brokers, clientId: config.kafka.clientId ?? `shardbridge-replay-${config.name}`, ssl: config.kafka.ssl, sasl: config.kafka.sasl },
+    // A command's settings (commandKafka's): a broker that does not answer is reported in seconds, not minutes.
+    { ...COMMAND_KAFKA_TIMEOUTS, brokers: config.kafka.brokers, clientId: config.kafka.clientId ?? `shardbridge-replay-${config.name}`, ssl: config.kafka.ssl, sasl: config.kafka.sasl },
     log,
   );
   const admin = kafka.admin();
@@ -107,7 +109,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
   const onDestination = <T>(p: Promise<T>) => p.catch((err: unknown) => {
     throw atServer(err, `cannot use the destination PostgreSQL at ${pgEndpoint(config.destination)}`, destinationRemedy(err));
   });
-  const client = new pg.Client(connectionConfig(config.destination, { application_name: 'shardbridge-replay' }));
+  const client = new pg.Client({ ...connectionConfig(config.destination, { application_name: 'shardbridge-replay' }), connectionTimeoutMillis: 10_000 });
   client.on('error', () => {});
   try {
     const topics = await onKafka(admin.listTopics());

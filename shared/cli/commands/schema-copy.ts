@@ -15,12 +15,15 @@ import { mapTable } from '../../schema/mapping.ts';
 import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
 import { readDestinationState, readSchemaModel } from '../../schema/read.ts';
 
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const sourceConfig = ctx.sourceConfig();
   const sink = ctx.sinkConfig();
   const dryRun = Boolean(opts.dryRun);
-  const src = new pg.Client(connectionConfig(sourceConfig.source, { application_name: 'shardbridge-schema-copy' }));
-  const dst = new pg.Client(connectionConfig(sink.destination, { application_name: 'shardbridge-schema-copy' }));
+  // A bounded connect: a server that accepts TCP and never answers hung the command for good.
+  const src = new pg.Client({ ...connectionConfig(sourceConfig.source, { application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  const dst = new pg.Client({ ...connectionConfig(sink.destination, { application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   src.on('error', () => {});
   dst.on('error', () => {});
   try {

@@ -1,4 +1,6 @@
-# The ShardBridge CLI image: `docker run shardbridge:local source --config /config/source.yaml`.
+# The ShardBridge CLI image: `docker run --init shardbridge:local source --config /config/source.yaml`
+# (--init: node as PID 1 ignores the signals it has no handler for, Ctrl-C among them;
+# docker-compose.yml sets `init: true` on its services).
 # Two stages: the first compiles the TypeScript (`npm run build`, tsc into dist/); the image
 # holds the compiled code and the production dependencies only. Running compiled rather than
 # through tsx saves the connectors the start-up compile and tsx's module-loader thread (about

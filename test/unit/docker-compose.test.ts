@@ -381,6 +381,9 @@ test('the connector commands are real CLI subcommands and options', async () => 
     const s = service(name);
     assert.equal(s.image, 'shardbridge:local');
     assert.ok(s.build === '.' || s.build?.context === '.', `${name} is built from ./Dockerfile`);
+    // node as PID 1 ignores the signals it set no handler for: Ctrl-C in `schema copy`, a
+    // SIGTERM while the source connector opens the source. docker-init is PID 1 instead.
+    assert.equal(s.init, true, `${name} runs node under an init (init: true)`);
   }
   const source = await parseCli(commandArgs(service('source-connector')));
   assert.deepEqual(source.kind === 'run' && [source.name, source.opts.config], ['source', '/config/source.yaml']);

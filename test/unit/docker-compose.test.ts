@@ -616,6 +616,23 @@ test('docs/docker-compose.md names real commands and services', async () => {
   }
 });
 
+test('docs/docker-compose.md: a type change stops the source, drains the sink, then stops it, as the runbook', () => {
+  const doc = read('docs/docker-compose.md');
+  const section = /^### Invasive schema changes[^\n]*\n([\s\S]*?)^##/m.exec(doc)?.[1];
+  assert.ok(section, 'the walkthrough has the invasive schema change section');
+  const steps = [...section.matchAll(/^docker compose (.+)$/gm)].map((m) => m[1]);
+  const at = (re: RegExp) => steps.findIndex((x) => re.test(x));
+  const stopSource = at(/^stop\b.*\bsource-connector\b/);
+  const status = at(/^run --rm shardbridge status\b/);
+  const stopSink = at(/^stop\b.*\bsink-connector\b/);
+  const alter = at(/ALTER TABLE/);
+  // A key column's new type moves the key's later records to another partition: they must not
+  // overtake earlier ones the sink has not applied yet (docs/migration-runbook.md, step 1).
+  assert.ok(stopSource >= 0 && !/sink-connector/.test(steps[stopSource]), `the source connector is stopped alone first: ${steps[stopSource]}`);
+  assert.ok(stopSource < status && status < stopSink, `then status (lag 0), then the sink is stopped: ${steps.join(' | ')}`);
+  assert.ok(stopSink < alter, 'both are stopped before the tables are altered');
+});
+
 test('compose interpolation as used above: defaults, $$ and required variables', () => {
   assert.equal(interpolate('${A:-x}/${B-y}/$$c/${A}', { A: 'a' }), 'a/y/$c/a');
   assert.equal(interpolate('${A:-x}|${A-x}', { A: '' }), 'x|');

@@ -16,6 +16,7 @@ import { buildProgram, COMMAND_MODULES, type CommandName } from '../../shared/cl
 import { readConfigFile } from '../../shared/config/load.ts';
 import { KAFKA_VERSION } from '../../shared/devstack/kafka-jars.ts';
 import { renderServerProperties } from '../../shared/devstack/kafka.ts';
+import { ShutdownCoordinator } from '../../shared/shutdown.ts';
 import { WAL_LEVEL_REMEDY } from '../../source-connector/checks.ts';
 import { loadSourceConfig, type SourceConfig } from '../../source-connector/config.ts';
 import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts';
@@ -407,6 +408,24 @@ test('the connector commands are real CLI subcommands and options', async () => 
   const toolsEnv = environmentOf(service('shardbridge'));
   assert.equal(toolsEnv.SHARDBRIDGE_SOURCE_SOURCE__PASSWORD, environmentOf(service('source-connector')).SHARDBRIDGE_SOURCE_SOURCE__PASSWORD);
   assert.equal(toolsEnv.SHARDBRIDGE_SINK_DESTINATION__PASSWORD, environmentOf(service('sink-connector')).SHARDBRIDGE_SINK_DESTINATION__PASSWORD);
+});
+
+/** A compose duration (`1m30s`, `40s`, `500ms`) in milliseconds. */
+function durationMs(text: string): number {
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001 };
+  const parts = [...String(text).matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us)/g)];
+  assert.ok(parts.length > 0 && parts.map((p) => p[0]).join('') === String(text), `not a compose duration: ${text}`);
+  return parts.reduce((sum, [, n, u]) => sum + Number(n) * units[u], 0);
+}
+
+test('Docker gives the connectors longer to stop than their own shutdown limit', () => {
+  const limit = new ShutdownCoordinator().timeoutMs;
+  for (const name of ['source-connector', 'sink-connector']) {
+    const grace = service(name).stop_grace_period;
+    // Docker's default is 10 s; a SIGKILL at the limit races the connector's own "did not finish" exit.
+    assert.ok(grace !== undefined && durationMs(grace) >= limit + 5000, `${name}: stop_grace_period ${grace} exceeds the ${limit} ms shutdown limit`);
+  }
+  assert.equal(durationMs('1m30s'), 90_000);
 });
 
 test('Prometheus scrapes both connectors on their metricsPort, and their healthchecks use it', async () => {

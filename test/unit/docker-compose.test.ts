@@ -331,6 +331,12 @@ test('Kafka runs KRaft and advertises exactly what the connectors and the regist
   assert.equal(hostAndPort(voter).port, listen.get(controller)?.port);
   assert.ok(advertised.has(env.KAFKA_INTER_BROKER_LISTENER_NAME));
   assert.equal(env.KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR, '1', 'one broker: internal topics with replication factor 1');
+  // At their default of 3 the broker cannot create its internal topics (group offsets,
+  // transactions, share groups) on one broker; the apache/kafka examples set each to 1. The
+  // registry would take min(3, live brokers) for _schemas by itself: 1, said outright.
+  for (const key of ['KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR', 'KAFKA_TRANSACTION_STATE_LOG_MIN_ISR']) assert.equal(env[key], '1', key);
+  for (const [key, value] of Object.entries(env).filter(([k]) => /_(REPLICATION_FACTOR|MIN_ISR)$/.test(k))) assert.equal(value, '1', key);
+  assert.equal(environmentOf(service('schema-registry')).SCHEMA_REGISTRY_KAFKASTORE_TOPIC_REPLICATION_FACTOR, '1', 'the _schemas topic on one broker');
   assert.ok(env.CLUSTER_ID && Buffer.from(env.CLUSTER_ID, 'base64url').length === 16, 'CLUSTER_ID is a base64 UUID');
   // As the dev stack's broker (whose heap an idle sink over 2,000 partitions filled at the default).
   const devPurge = /^fetch\.purgatory\.purge\.interval\.requests=(\d+)$/m.exec(renderServerProperties({ port: 1, controllerPort: 2, logDir: '/x' }))?.[1];

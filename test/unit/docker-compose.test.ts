@@ -634,6 +634,11 @@ test('docs/docker-compose.md names real commands and services', async () => {
   }
   assert.ok(named.length > 0);
   for (const name of named) assert.ok(services[name], `the docs name service "${name}", which docker-compose.yml does not define`);
+  // Removing source-db for an own source: the docs name every service that depends on it.
+  const drop = /If you remove the service, drop `source-db` from the\s+`depends_on` of ([^(]*)\(/.exec(doc);
+  assert.ok(drop, 'the docs say what depends on source-db');
+  const dependents = Object.keys(services).filter((n) => dependsOn(services[n])['source-db']);
+  assert.deepEqual([...drop[1].matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]).sort(), dependents.sort());
   // The host addresses the docs give are the ones the stack publishes.
   for (const m of doc.matchAll(/localhost:(\d+)/g)) {
     const port = Number(m[1]);

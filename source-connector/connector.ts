@@ -6,7 +6,7 @@
  * snapshots that go first), then the stream from the slot.
  * `initial_only` copies from a temporary slot and stops.
  */
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../shared/version.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logger.ts';
 import { createMetrics, metricsPortError, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
@@ -62,7 +62,7 @@ export interface StartOptions {
   beforeOwnCopy?: () => Promise<void>;
 }
 
-const CONNECTOR_VERSION = readVersion();
+const CONNECTOR_VERSION = packageVersion();
 
 /** Start-up (connect + checks) happens before this resolves; a start-up failure rejects with context.phase = 'startup' (a taken metricsPort: a ConfigError, before connecting). */
 export async function startSourceConnector(config: SourceConfig, logger: Logger, opts: StartOptions = {}): Promise<SourceConnector> {
@@ -389,11 +389,4 @@ function qualified(t: TableInfo): string {
   return `${t.schema}.${t.name}`;
 }
 
-function readVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
 

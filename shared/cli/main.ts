@@ -4,7 +4,8 @@
  * path wires the command; until then the command reports "not built yet" (exit 2).
  * Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 130/143 on signals.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { packageVersion } from '../version.ts';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, ShardBridgeError } from '../errors.ts';
@@ -191,15 +192,6 @@ function positiveNumberArg(v: string): number {
   return n;
 }
 
-function version(): string {
-  try {
-    // shared/cli/ in a checkout, <out>/shared/cli/ in a build.
-    const file = ['../../package.json', '../../../package.json'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(fileURLToPath(u)))!;
-    return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 const SOURCE_CONFIG_HELP = 'source connector config file (.yaml/.yml/.json); SHARDBRIDGE_SOURCE_* variables override it';
 const SINK_CONFIG_HELP = 'sink connector config file (.yaml/.yml/.json); SHARDBRIDGE_SINK_* variables override it';
@@ -209,7 +201,7 @@ type Dispatch = (name: CommandName, opts: Record<string, unknown>, cmd: Command)
 export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: (t: string) => void): Command {
   const program = new Command('shardbridge')
     .description('Change data capture from PostgreSQL through Kafka into Citus, and the migration around it.')
-    .version(version(), '-V, --version', 'print the version')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
     .addOption(new Option('-v, --verbose', 'print stack traces with errors and log at debug level'))
     .addOption(new Option('--log-level <level>', 'log level (default: LOG_LEVEL, else the config file, else info)').choices(LOG_LEVELS))

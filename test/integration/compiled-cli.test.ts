@@ -16,7 +16,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { execCli, spawnCli, type CliChild } from '../helpers/cli.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { sinkConfig, tableText } from '../helpers/sink.ts';
-import { startSourceTestEnv, testSourceConfig, uniquePrefix, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, readDecoded, startSourceTestEnv, testSourceConfig, uniquePrefix, type SourceTestEnv } from '../helpers/source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-compiled-'));
 let entry: string;
@@ -88,6 +88,10 @@ test('the compiled source and sink connectors move a table through Kafka into th
     timeoutMs: 60_000,
     intervalMs: 200,
   }).catch(fail);
+  // The compiled layout (dist/) has no package.json beside the source connector: its records said "unknown".
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const records = await readDecoded(env.kafka, new RegistryDecoder(env.registryUrl), `${prefix}.public.items`);
+  assert.deepEqual([...new Set(records.map((r) => r.value?.source.version))], [pkg.version]);
   for (const c of children) c.proc.kill('SIGTERM');
   const exits = await Promise.all(children.map((c) => c.exited));
   assert.deepEqual(exits.map((e) => e.code), [143, 143], children.map((c) => c.output()).join('\n'));

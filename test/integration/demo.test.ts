@@ -53,6 +53,7 @@ function startDemo(args: string[] = [], terminal?: TestContext) {
     stderr: () => stderr,
     output: () => `--- stdout\n${stdout}\n--- stderr\n${stderr}`,
     ctrlC: () => process.kill(-proc.pid!, 'SIGINT'),
+    tmp,
     /** What the demo left in its TMPDIR (tsx's cache aside). */
     leftInTmp: () => fs.readdirSync(tmp!).filter((n) => n.startsWith('shardbridge-')),
   };
@@ -157,6 +158,32 @@ test('--keep leaves the stack and connectors running, says how to look at them, 
   assert.match(out, /^ {2}destination +psql postgres:\/\/postgres@127\.0\.0\.1:\d+\/shop$/m);
   assert.match(out, /kcat -b 127\.0\.0\.1:\d+ -L/);
   assert.equal(await stopsPromptly(d), 0, d.output());
+  await assertAllStopped(ports);
+});
+
+test('Kafka killed mid-run: the demo says which server died, within seconds, exits 1 and stops the rest', async (t) => {
+  const d = startDemo([], t);
+  await waitFor('the stack to be ready', () => d.stderr().includes('dev stack ready') || d.proc.exitCode !== null, { timeoutMs: 120_000, intervalMs: 50 });
+  const ports = stackPorts(d.stderr());
+  const broker = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return argv.includes('kafka.Kafka') && argv.some((x) => x.startsWith(d.tmp!));
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(broker, 'the demo\'s broker process');
+  const killedAt = Date.now();
+  process.kill(Number(broker), 'SIGKILL');
+  assert.equal(await d.exited, 1, d.output());
+  // It waited 90 s (the snapshot's limit) without a line, then blamed the snapshot.
+  assert.ok(Date.now() - killedAt < 45_000, `took ${(Date.now() - killedAt) / 1000} s\n${d.output()}`);
+  assert.match(d.stdout(), new RegExp(`^verdict: FAIL — the dev stack's Kafka broker \\(127\\.0\\.0\\.1:${ports[0]}\\) died`, 'm'), d.output());
+  const stamps = [...d.stderr().matchAll(/^\[ *([\d.]+)s\]/gm)].map((m) => Number(m[1]));
+  const gaps = stamps.slice(1).map((s, i) => s - stamps[i]);
+  assert.ok(Math.max(...gaps) < 20, `a silent stretch of ${Math.max(...gaps)} s\n${d.stderr()}`);
+  assert.deepEqual(d.leftInTmp(), [], 'temp dirs left behind');
   await assertAllStopped(ports);
 });
 

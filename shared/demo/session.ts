@@ -47,6 +47,19 @@ export class Resources {
     this.stopping = this.stopping.then(() => this.stopOne(what, stop));
   }
 
+  /**
+   * Register the stop of something still starting (the dev stack's servers): a stop that comes
+   * first waits for the start (within the stop timeout), then stops what it started, in order,
+   * rather than leaving it to the exit hooks' SIGKILL. Returns `starting`.
+   */
+  starting<T>(what: string, starting: Promise<T>, stop: (started: T) => Promise<void>): Promise<T> {
+    this.add(what, async () => {
+      const started = await starting.then((v) => ({ v }), () => null);
+      if (started) await stop(started.v);
+    });
+    return starting;
+  }
+
   stopAll(): Promise<void> {
     this.stopping ??= (async () => {
       for (const { what, stop } of this.stops.splice(0).reverse()) await this.stopOne(what, stop);
@@ -81,8 +94,7 @@ export interface DemoEnv {
 /** Start the dev stack, create the demo database on both servers, build and write the configs. */
 export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
   // A bounded slot, as the migration guide asks of a real source (the connector warns otherwise).
-  const stack = await startDevStack({ logger: log, sourceSettings: { max_slot_wal_keep_size: '1GB' } });
-  res.add('the dev stack', () => stack.stop());
+  const stack = await res.starting('the dev stack', startDevStack({ logger: log, sourceSettings: { max_slot_wal_keep_size: '1GB' } }), (s) => s.stop());
   for (const cluster of [stack.source, stack.destination]) {
     const c = new pg.Client({ connectionString: cluster.url('postgres') });
     await c.connect();

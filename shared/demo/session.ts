@@ -189,8 +189,10 @@ export function lookAroundText(env: DemoEnv, ports: { source: number | null; sin
     'The stack and both connectors keep running (--keep). To look at them:',
     `  topics       ${topics.join(', ')}`,
     `               and ${DEMO_TOPIC_PREFIX}.__snapshot, ${DEMO_TOPIC_PREFIX}.__sequences, ${DEMO_TOPIC_PREFIX}.__transactions`,
-    `  list         kcat -b ${a.kafka} -L`,
-    `  read         kcat -b ${a.kafka} -C -t ${topics[2]} -s value=avro -r ${a.schemaRegistry} -e`,
+    // Debian's and Ubuntu's kcat has no Avro support (`-s value=avro` fails): show what it can do.
+    `  list         kcat -b ${a.kafka} -L                       (kcat: apt-get install kcat)`,
+    `  read         kcat -b ${a.kafka} -C -t ${topics[2]} -e -o -3 -f '%p/%o key %K B value %S B\\n'`,
+    `               (values are Avro; a kcat with Avro support, e.g. the edenhill/kcat image, decodes them: add -s value=avro -r ${a.schemaRegistry})`,
     `  schemas      curl ${a.schemaRegistry}/subjects`,
     `  metrics      source http://127.0.0.1:${ports.source ?? '?'}/metrics   sink http://127.0.0.1:${ports.sink ?? '?'}/metrics`,
     `  source db    psql ${env.sourceUrl}`,
@@ -199,8 +201,9 @@ export function lookAroundText(env: DemoEnv, ports: { source: number | null; sin
     `               psql ${env.destinationUrl} -c "SELECT id, status FROM orders WHERE id = 1"`,
     `  sink state   psql ${env.destinationUrl} -c "SELECT * FROM shardbridge.sink_offsets"`,
     `  configs      ${src}  ${snk}`,
-    `  check        ${cli} check --source-config ${src} --sink-config ${snk}`,
-    'Ctrl-C stops everything.',
+    // Not `check`: it is the pre-flight, and fails on the slot the running source holds.
+    `  status       ${cli} status --source-config ${src} --sink-config ${snk}`,
+    `Ctrl-C stops everything (from another terminal: kill -INT ${process.pid}).`,
     '',
   ].join('\n');
 }

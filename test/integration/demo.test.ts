@@ -7,16 +7,19 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const execFileP = promisify(execFile);
 
 /** Environment without our own variables, so the developer's shell cannot change the outcome. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -157,6 +160,26 @@ test('--keep leaves the stack and connectors running, says how to look at them, 
   }
   assert.match(out, /^ {2}destination +psql postgres:\/\/postgres@127\.0\.0\.1:\d+\/shop$/m);
   assert.match(out, /kcat -b 127\.0\.0\.1:\d+ -L/);
+  // The printed commands work as printed: `status` (not `check`, which fails on the running
+  // source's slot) and the psql pair that shows a change go through.
+  const printed = (label: string) => {
+    const m = new RegExp(`^ {2}${label} +(.+)$`, 'm').exec(out);
+    assert.ok(m, `no ${label} line\n${out}`);
+    return m[1];
+  };
+  const status = printed('status').split(' ');
+  assert.equal(status[0], 'node');
+  const st = await execFileP('node', [...status.slice(1), '--sample-seconds', '0'], { cwd: REPO, env: cleanEnv(), timeout: 30_000 });
+  assert.match(st.stdout, /^ShardBridge status .* OK$/m, st.stdout);
+  const psql = (line: string) => {
+    const m = /^psql (\S+) -c "(.*)"$/.exec(line);
+    assert.ok(m, line);
+    return execFileP('psql', [m[1], '-XAt', '-c', m[2]], { env: cleanEnv(), timeout: 10_000 });
+  };
+  await psql(printed('try'));
+  const look = /^ {15}(psql .*SELECT id, status FROM orders.*)$/m.exec(out);
+  assert.ok(look, out);
+  await waitFor('the update to reach the destination', async () => (await psql(look[1])).stdout.trim() === '1|returned', { timeoutMs: 30_000, intervalMs: 200 });
   assert.equal(await stopsPromptly(d), 0, d.output());
   await assertAllStopped(ports);
 });

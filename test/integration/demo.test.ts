@@ -71,6 +71,8 @@ async function stopsPromptly(d: ReturnType<typeof startDemo>): Promise<number | 
   assert.ok(seconds < 20, `Ctrl-C took ${seconds} s to end the demo\n${d.output()}`);
   assert.match(d.stderr(), /stopped the connectors and the dev stack in [\d.]+ s/, d.output());
   assert.doesNotMatch(d.stderr(), /shutdown did not finish|"level":(50|60)/, d.output());
+  // The progress lines say it: no JSON info lines of the CLI's shutdown among them.
+  assert.doesNotMatch(d.stderr(), /"level":30/, d.output());
   assert.deepEqual(d.leftInTmp(), [], 'temp dirs left behind');
   return code;
 }

@@ -48,6 +48,8 @@ export interface DemoRunning {
 }
 
 class PhaseFailure extends Error {}
+/** A wait that ran out (--wait-seconds): the servers are still up, so what differs can still be shown. */
+class TimedOut extends PhaseFailure {}
 
 export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promise<DemoOutcome> {
   const limits = { ...DEFAULT_LIMITS, ...deps.limits };
@@ -187,7 +189,9 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
     );
     const verifyOpts = { source: { connectionString: env.sourceUrl }, destination: { connectionString: env.destinationUrl }, tables };
 
-    await phase('catch-up', async () => {
+    // A destination that never catches up still gets the final verification: the report then
+    // names the differing tables and keys, not only that the wait ran out.
+    const caughtUp = await phase('catch-up', async () => {
       waiting('the destination to catch up');
       let shown = '';
       let shownAt = 0;
@@ -202,13 +206,20 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
         return r.match;
       });
       outcome.catchUpMs = Date.now() - burstEnd;
+      return true;
+    }).catch((err: unknown) => {
+      if (!(err instanceof TimedOut)) throw err;
+      outcome.failures.push(err.message);
+      progress(`  ${err.message}: verifying what differs`);
+      return false;
     });
-    progress(`destination caught up ${(outcome.catchUpMs! / 1000).toFixed(1)} s after the last source commit`);
-
-    waiting('the destination sequences');
-    outcome.sequences = await phase('sequences', () => fixSequences(env, source, limits.sequencesMs, deps));
-    const behind = outcome.sequences.filter((s) => !s.ok).length;
-    progress(`sequences: ${outcome.sequences.length - behind} of ${outcome.sequences.length} at or above the source`);
+    if (caughtUp) {
+      progress(`destination caught up ${(outcome.catchUpMs! / 1000).toFixed(1)} s after the last source commit`);
+      waiting('the destination sequences');
+      outcome.sequences = await phase('sequences', () => fixSequences(env, source, limits.sequencesMs, deps));
+      const behind = outcome.sequences.filter((s) => !s.ok).length;
+      progress(`sequences: ${outcome.sequences.length - behind} of ${outcome.sequences.length} at or above the source`);
+    }
 
     waiting('the verification');
     const final = await phase('verify', () => verifyTables({ ...verifyOpts, ranges: 16, sampleKeys: 5 }));
@@ -235,7 +246,7 @@ async function until(ms: number, what: string, signal: AbortSignal, alive: () =>
   for (;;) {
     alive();
     if (await check()) return;
-    if (Date.now() > deadline) throw new PhaseFailure(`timed out after ${ms >= 10_000 ? Math.round(ms / 1000) : ms / 1000} s waiting for ${what} (--wait-seconds)`);
+    if (Date.now() > deadline) throw new TimedOut(`timed out after ${ms >= 10_000 ? Math.round(ms / 1000) : ms / 1000} s waiting for ${what} (--wait-seconds)`);
     await sleep(250, undefined, { signal }).catch(() => {});
   }
 }

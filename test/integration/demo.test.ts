@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
@@ -126,11 +127,24 @@ test('npm run demo: the destination equals the source, the report says PASS, and
   await assertAllStopped(stackPorts(d.stderr()));
 });
 
-test('a demo that fails (here: the snapshot not done within --wait-seconds) reports FAIL with the reason, exits 1 and stops everything', async () => {
-  const d = startDemo(['--wait-seconds', '0.001']);
+test('a destination that never equals the source (a stray row): the report names the table and key, FAIL, exit 1, everything stopped', async () => {
+  const d = startDemo(['--wait-seconds', '10']);
+  await waitFor('the destination tables', () => d.stderr().includes('destination tables created') || d.proc.exitCode !== null, { timeoutMs: 120_000, intervalMs: 20 });
+  const destination = /destination (postgres:\/\/\S+)/.exec(d.stderr());
+  assert.ok(destination, d.output());
+  const c = new pg.Client({ connectionString: destination[1] });
+  await c.connect();
+  try {
+    await c.query(`INSERT INTO public.customers (id, name, email, created_at) VALUES (999999, 'stray', 'stray@example.com', now())`);
+  } finally {
+    await c.end();
+  }
   assert.equal(await d.exited, 1, d.output());
-  assert.match(d.stdout(), /^failure: +timed out after 0\.001 s waiting for the snapshot to finish \(--wait-seconds\)$/m, d.output());
-  assert.match(d.stdout(), /^verdict: FAIL — timed out after 0\.001 s waiting for the snapshot to finish/m);
+  const out = d.stdout();
+  // It said only that the wait ran out, with no table in the report.
+  assert.match(out, /^ {2}public\.customers +1,100 +1,101 +[\d,]+ +[\d,]+ +NO$/m, d.output());
+  assert.match(out, /^ {2}! public\.customers: .*e\.g\. keys \{"id":"999999"\} only on destination$/m);
+  assert.match(out, /^verdict: FAIL — public\.customers differs; timed out after 10 s waiting for the destination to equal the source \(--wait-seconds\)$/m);
   await assertAllStopped(stackPorts(d.stderr()));
 });
 

@@ -81,6 +81,8 @@ export function formatReport(o: DemoOutcome): string {
   const lines: string[] = [];
   lines.push(`ShardBridge demo: source PostgreSQL → Kafka (Avro) → ${o.destination}`, '');
   const rows = [['table', 'source rows', 'dest rows', 'snapshot', 'streamed', 'equal']];
+  // A run that failed before the verification: no table of empty rows.
+  if (o.tables.length === 0) rows.splice(0);
   for (const t of o.tables) {
     rows.push([
       t.table,
@@ -91,7 +93,8 @@ export function formatReport(o: DemoOutcome): string {
       t.match ? 'yes' : 'NO',
     ]);
   }
-  lines.push(...pad(rows, new Set([1, 2, 3, 4])).map((l) => `  ${l}`));
+  if (rows.length) lines.push(...pad(rows, new Set([1, 2, 3, 4])).map((l) => `  ${l}`));
+  else lines.push('  no table was compared: the demo ended before its verification');
   for (const t of o.tables) for (const p of t.problems) lines.push(`  ! ${t.table}: ${p}`);
   lines.push('');
 

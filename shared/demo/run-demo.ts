@@ -18,6 +18,8 @@ import type { SinkConnector } from '../../sink-connector/connector.ts';
 import type { DemoOutcome, OpCounts, SequenceOutcome, TableOutcome } from './report.ts';
 import { catchUpProgress } from './report.ts';
 import { counterValues, startEnv, startSink, startSource, withClient, type DemoEnv, type Resources } from './session.ts';
+import { watchServers } from './watch-stack.ts';
+import { ensureKafkaJars } from '../devstack/kafka-jars.ts';
 import {
   BURST, DEMO_SCHEMA, DEMO_TABLES, RAISE_SEQUENCE_SQL, SEED_SQL, SEQUENCES_SQL, SOURCE_DDL, TABLE_DDL, citusLayoutSql, compareSequences, schemaCopyArgs,
 } from './workload.ts';
@@ -35,6 +37,9 @@ export interface DemoDeps {
 
 export const DEFAULT_LIMITS = { snapshotMs: 90_000, catchUpMs: 90_000, sequencesMs: 15_000 };
 
+/** After this long without a progress line, a "still waiting for …" line: no silent minute. */
+export const HEARTBEAT_MS = 10_000;
+
 /** What stays running after the demo (for --keep). */
 export interface DemoRunning {
   env?: DemoEnv;
@@ -43,6 +48,8 @@ export interface DemoRunning {
 }
 
 class PhaseFailure extends Error {}
+/** A wait that ran out (--wait-seconds): the servers are still up, so what differs can still be shown. */
+class TimedOut extends PhaseFailure {}
 
 export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promise<DemoOutcome> {
   const limits = { ...DEFAULT_LIMITS, ...deps.limits };
@@ -62,51 +69,99 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
   const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = Date.now();
     try {
-      return await fn();
+      return await guard(fn());
     } finally {
       outcome.phases.push({ name, ms: Date.now() - t0 });
     }
   };
-  const { progress, log, resources: res } = deps;
-  let connectorDied: string | null = null;
+  const { log, resources: res } = deps;
+  let lastLineAt = Date.now();
+  const progress = (text: string) => {
+    lastLineAt = Date.now();
+    deps.progress(text);
+  };
+  let waitingFor = 'the dev stack to start';
+  let waitingSince = Date.now();
+  const waiting = (what: string) => {
+    if (what !== waitingFor) waitingSince = Date.now();
+    waitingFor = what;
+  };
+  const heartbeat = setInterval(() => {
+    if (Date.now() - lastLineAt >= HEARTBEAT_MS) progress(`  still waiting for ${waitingFor} (${Math.round((Date.now() - waitingSince) / 1000)} s)`);
+  }, 1_000);
+  heartbeat.unref();
+
+  // The first failure of a connector or of a dev stack server: it ends whichever phase runs,
+  // also one awaiting a call that retries for ever (a connector's start while Kafka is gone).
+  let died: string | null = null;
+  let dieNow!: (err: PhaseFailure) => void;
+  const dead = new Promise<never>((_, reject) => (dieNow = reject));
+  dead.catch(() => {});
+  const fail = (message: string) => {
+    if (died) return;
+    died = message;
+    dieNow(new PhaseFailure(message));
+  };
+  const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, dead]);
   const watch = (what: string, done: Promise<void>) =>
-    done.catch((err: unknown) => {
-      connectorDied ??= `the ${what} connector failed: ${err instanceof Error ? err.message : String(err)}`;
-    });
+    done.catch((err: unknown) => fail(`the ${what} connector failed: ${err instanceof Error ? err.message : String(err)}`));
   const alive = () => {
     if (deps.signal.aborted) throw new PhaseFailure('interrupted');
-    if (connectorDied) throw new PhaseFailure(connectorDied);
+    if (died) throw new PhaseFailure(died);
   };
+  let unwatchStack = () => {};
 
   try {
     progress('starting the dev stack: source and destination PostgreSQL, Apache Kafka (KRaft), schema registry');
-    const env = await phase('stack', () => startEnv(res, log));
+    const env = await phase('stack', async () => {
+      // First run only: mvn fetches the broker's jars, which can take minutes; say so.
+      await ensureKafkaJars({ log: (m) => progress(m) });
+      return startEnv(res, log);
+    });
     running.env = env;
+    unwatchStack = watchServers(
+      [
+        { name: 'Kafka broker', port: env.stack.kafka.port },
+        { name: 'schema registry', port: env.stack.registry.port },
+        { name: 'source PostgreSQL', port: env.stack.source.port },
+        { name: 'destination PostgreSQL', port: env.stack.destination.port },
+      ],
+      fail,
+    );
     alive();
     const a = env.stack.addresses();
     progress(`dev stack ready: kafka ${a.kafka}, registry ${a.schemaRegistry}, source ${env.sourceUrl}, destination ${env.destinationUrl}`);
 
+    waiting('the source data');
     const seeded = await phase('seed', () => withClient(env.sourceUrl, (c) => seedSource(c)));
     progress(`source schema created and filled: ${Object.entries(seeded).map(([t, n]) => `${t} ${n.toLocaleString('en-US')}`).join(', ')} rows`);
 
-    const citus = await withClient(env.destinationUrl, async (c) => (await c.query(`SELECT extversion FROM pg_extension WHERE extname = 'citus'`)).rows[0]?.extversion as string | undefined);
+    const citus = await guard(withClient(env.destinationUrl, async (c) => (await c.query(`SELECT extversion FROM pg_extension WHERE extname = 'citus'`)).rows[0]?.extversion as string | undefined));
     outcome.destination = citus ? `Citus ${citus}` : 'destination PostgreSQL (no Citus: tables stay local)';
+    waiting('the destination schema');
     const via = await phase('schema', () => copySchema(env, Boolean(citus), log));
     outcome.schemaVia = via.how;
     progress(`destination tables created with ${via.how}${citus ? ', distributed with Citus' : ''}${via.detail ? `: ${via.detail}` : ''}`);
 
+    waiting('the source connector to start');
     const source = await phase('snapshot', async () => {
       const s = await startSource(res, env, log);
       running.source = s;
       watch('source', s.done);
       progress(`source connector started (metrics http://127.0.0.1:${s.metricsPort}/metrics): taking the snapshot`);
-      await until(limits.snapshotMs, 'the snapshot to finish', deps.signal, alive, () => s.state().phase === 'streaming');
+      const total = Object.values(seeded).reduce((a, n) => a + n, 0);
+      await until(limits.snapshotMs, 'the snapshot to finish', deps.signal, alive, async () => {
+        const rows = (await counterValues(s.metrics.registry, 'shardbridge_source_changes_published_total', 'op')).r ?? 0;
+        waiting(`the snapshot (${rows.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} rows published)`);
+        return s.state().phase === 'streaming';
+      });
       return s;
     });
     const snapshotRows = await counterValues(source.metrics.registry, 'shardbridge_source_changes_published_total', 'op');
     progress(`snapshot published: ${(snapshotRows.r ?? 0).toLocaleString('en-US')} rows; the source connector is streaming`);
 
-    const sink = await startSink(res, env, log);
+    waiting('the sink connector to start');
+    const sink = await guard(startSink(res, env, log));
     running.sink = sink;
     watch('sink', sink.done);
     progress(`sink connector started (metrics http://127.0.0.1:${sink.metricsPort}/metrics)`);
@@ -126,13 +181,18 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
       }),
     );
 
-    const tables = await withClient(env.sourceUrl, async (c) => {
-      const r = await resolveTables(c, env.sourceConfig.tables);
-      return r.tables.map((t) => verifyTableFor(t, env.sinkConfig.tables));
-    });
+    const tables = await guard(
+      withClient(env.sourceUrl, async (c) => {
+        const r = await resolveTables(c, env.sourceConfig.tables);
+        return r.tables.map((t) => verifyTableFor(t, env.sinkConfig.tables));
+      }),
+    );
     const verifyOpts = { source: { connectionString: env.sourceUrl }, destination: { connectionString: env.destinationUrl }, tables };
 
-    await phase('catch-up', async () => {
+    // A destination that never catches up still gets the final verification: the report then
+    // names the differing tables and keys, not only that the wait ran out.
+    const caughtUp = await phase('catch-up', async () => {
+      waiting('the destination to catch up');
       let shown = '';
       let shownAt = 0;
       await until(limits.catchUpMs, 'the destination to equal the source', deps.signal, alive, async () => {
@@ -146,13 +206,22 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
         return r.match;
       });
       outcome.catchUpMs = Date.now() - burstEnd;
+      return true;
+    }).catch((err: unknown) => {
+      if (!(err instanceof TimedOut)) throw err;
+      outcome.failures.push(err.message);
+      progress(`  ${err.message}: verifying what differs`);
+      return false;
     });
-    progress(`destination caught up ${(outcome.catchUpMs! / 1000).toFixed(1)} s after the last source commit`);
+    if (caughtUp) {
+      progress(`destination caught up ${(outcome.catchUpMs! / 1000).toFixed(1)} s after the last source commit`);
+      waiting('the destination sequences');
+      outcome.sequences = await phase('sequences', () => fixSequences(env, source, limits.sequencesMs, deps));
+      const behind = outcome.sequences.filter((s) => !s.ok).length;
+      progress(`sequences: ${outcome.sequences.length - behind} of ${outcome.sequences.length} at or above the source`);
+    }
 
-    outcome.sequences = await phase('sequences', () => fixSequences(env, source, limits.sequencesMs, deps));
-    const behind = outcome.sequences.filter((s) => !s.ok).length;
-    progress(`sequences: ${outcome.sequences.length - behind} of ${outcome.sequences.length} at or above the source`);
-
+    waiting('the verification');
     const final = await phase('verify', () => verifyTables({ ...verifyOpts, ranges: 16, sampleKeys: 5 }));
     outcome.tables = await tableOutcomes(final, tables, source);
     outcome.applied = (await counterValues(sink.metrics, 'shardbridge_sink_events_applied_total', 'op')) as OpCounts;
@@ -161,7 +230,9 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
     outcome.failures.push(err instanceof PhaseFailure ? err.message : describe(err));
     if (!(err instanceof PhaseFailure)) log.debug({ err }, 'demo failed');
   }
-  if (connectorDied && !outcome.failures.includes(connectorDied)) outcome.failures.push(connectorDied);
+  clearInterval(heartbeat);
+  unwatchStack();
+  if (died && !outcome.failures.includes(died)) outcome.failures.push(died);
   outcome.totalMs = Date.now() - started;
   return outcome;
 }
@@ -175,7 +246,7 @@ async function until(ms: number, what: string, signal: AbortSignal, alive: () =>
   for (;;) {
     alive();
     if (await check()) return;
-    if (Date.now() > deadline) throw new PhaseFailure(`timed out after ${ms >= 10_000 ? Math.round(ms / 1000) : ms / 1000} s waiting for ${what} (--wait-seconds)`);
+    if (Date.now() > deadline) throw new TimedOut(`timed out after ${ms >= 10_000 ? Math.round(ms / 1000) : ms / 1000} s waiting for ${what} (--wait-seconds)`);
     await sleep(250, undefined, { signal }).catch(() => {});
   }
 }

@@ -47,6 +47,19 @@ export class Resources {
     this.stopping = this.stopping.then(() => this.stopOne(what, stop));
   }
 
+  /**
+   * Register the stop of something still starting (the dev stack's servers): a stop that comes
+   * first waits for the start (within the stop timeout), then stops what it started, in order,
+   * rather than leaving it to the exit hooks' SIGKILL. Returns `starting`.
+   */
+  starting<T>(what: string, starting: Promise<T>, stop: (started: T) => Promise<void>): Promise<T> {
+    this.add(what, async () => {
+      const started = await starting.then((v) => ({ v }), () => null);
+      if (started) await stop(started.v);
+    });
+    return starting;
+  }
+
   stopAll(): Promise<void> {
     this.stopping ??= (async () => {
       for (const { what, stop } of this.stops.splice(0).reverse()) await this.stopOne(what, stop);
@@ -81,8 +94,7 @@ export interface DemoEnv {
 /** Start the dev stack, create the demo database on both servers, build and write the configs. */
 export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
   // A bounded slot, as the migration guide asks of a real source (the connector warns otherwise).
-  const stack = await startDevStack({ logger: log, sourceSettings: { max_slot_wal_keep_size: '1GB' } });
-  res.add('the dev stack', () => stack.stop());
+  const stack = await res.starting('the dev stack', startDevStack({ logger: log, sourceSettings: { max_slot_wal_keep_size: '1GB' } }), (s) => s.stop());
   for (const cluster of [stack.source, stack.destination]) {
     const c = new pg.Client({ connectionString: cluster.url('postgres') });
     await c.connect();
@@ -177,8 +189,10 @@ export function lookAroundText(env: DemoEnv, ports: { source: number | null; sin
     'The stack and both connectors keep running (--keep). To look at them:',
     `  topics       ${topics.join(', ')}`,
     `               and ${DEMO_TOPIC_PREFIX}.__snapshot, ${DEMO_TOPIC_PREFIX}.__sequences, ${DEMO_TOPIC_PREFIX}.__transactions`,
-    `  list         kcat -b ${a.kafka} -L`,
-    `  read         kcat -b ${a.kafka} -C -t ${topics[2]} -s value=avro -r ${a.schemaRegistry} -e`,
+    // Debian's and Ubuntu's kcat has no Avro support (`-s value=avro` fails): show what it can do.
+    `  list         kcat -b ${a.kafka} -L                       (kcat: apt-get install kcat)`,
+    `  read         kcat -b ${a.kafka} -C -t ${topics[2]} -e -o -3 -f '%p/%o key %K B value %S B\\n'`,
+    `               (values are Avro; a kcat with Avro support, e.g. the edenhill/kcat image, decodes them: add -s value=avro -r ${a.schemaRegistry})`,
     `  schemas      curl ${a.schemaRegistry}/subjects`,
     `  metrics      source http://127.0.0.1:${ports.source ?? '?'}/metrics   sink http://127.0.0.1:${ports.sink ?? '?'}/metrics`,
     `  source db    psql ${env.sourceUrl}`,
@@ -187,8 +201,9 @@ export function lookAroundText(env: DemoEnv, ports: { source: number | null; sin
     `               psql ${env.destinationUrl} -c "SELECT id, status FROM orders WHERE id = 1"`,
     `  sink state   psql ${env.destinationUrl} -c "SELECT * FROM shardbridge.sink_offsets"`,
     `  configs      ${src}  ${snk}`,
-    `  check        ${cli} check --source-config ${src} --sink-config ${snk}`,
-    'Ctrl-C stops everything.',
+    // Not `check`: it is the pre-flight, and fails on the slot the running source holds.
+    `  status       ${cli} status --source-config ${src} --sink-config ${snk}`,
+    `Ctrl-C stops everything (from another terminal: kill -INT ${process.pid}).`,
     '',
   ].join('\n');
 }

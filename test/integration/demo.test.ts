@@ -7,16 +7,20 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const execFileP = promisify(execFile);
 
 /** Environment without our own variables, so the developer's shell cannot change the outcome. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -53,6 +57,7 @@ function startDemo(args: string[] = [], terminal?: TestContext) {
     stderr: () => stderr,
     output: () => `--- stdout\n${stdout}\n--- stderr\n${stderr}`,
     ctrlC: () => process.kill(-proc.pid!, 'SIGINT'),
+    tmp,
     /** What the demo left in its TMPDIR (tsx's cache aside). */
     leftInTmp: () => fs.readdirSync(tmp!).filter((n) => n.startsWith('shardbridge-')),
   };
@@ -67,6 +72,8 @@ async function stopsPromptly(d: ReturnType<typeof startDemo>): Promise<number | 
   assert.ok(seconds < 20, `Ctrl-C took ${seconds} s to end the demo\n${d.output()}`);
   assert.match(d.stderr(), /stopped the connectors and the dev stack in [\d.]+ s/, d.output());
   assert.doesNotMatch(d.stderr(), /shutdown did not finish|"level":(50|60)/, d.output());
+  // The progress lines say it: no JSON info lines of the CLI's shutdown among them.
+  assert.doesNotMatch(d.stderr(), /"level":30/, d.output());
   assert.deepEqual(d.leftInTmp(), [], 'temp dirs left behind');
   return code;
 }
@@ -120,11 +127,24 @@ test('npm run demo: the destination equals the source, the report says PASS, and
   await assertAllStopped(stackPorts(d.stderr()));
 });
 
-test('a demo that fails (here: the snapshot not done within --wait-seconds) reports FAIL with the reason, exits 1 and stops everything', async () => {
-  const d = startDemo(['--wait-seconds', '0.001']);
+test('a destination that never equals the source (a stray row): the report names the table and key, FAIL, exit 1, everything stopped', async () => {
+  const d = startDemo(['--wait-seconds', '10']);
+  await waitFor('the destination tables', () => d.stderr().includes('destination tables created') || d.proc.exitCode !== null, { timeoutMs: 120_000, intervalMs: 20 });
+  const destination = /destination (postgres:\/\/\S+)/.exec(d.stderr());
+  assert.ok(destination, d.output());
+  const c = new pg.Client({ connectionString: destination[1] });
+  await c.connect();
+  try {
+    await c.query(`INSERT INTO public.customers (id, name, email, created_at) VALUES (999999, 'stray', 'stray@example.com', now())`);
+  } finally {
+    await c.end();
+  }
   assert.equal(await d.exited, 1, d.output());
-  assert.match(d.stdout(), /^failure: +timed out after 0\.001 s waiting for the snapshot to finish \(--wait-seconds\)$/m, d.output());
-  assert.match(d.stdout(), /^verdict: FAIL — timed out after 0\.001 s waiting for the snapshot to finish/m);
+  const out = d.stdout();
+  // It said only that the wait ran out, with no table in the report.
+  assert.match(out, /^ {2}public\.customers +1,100 +1,101 +[\d,]+ +[\d,]+ +NO$/m, d.output());
+  assert.match(out, /^ {2}! public\.customers: .*e\.g\. keys \{"id":"999999"\} only on destination$/m);
+  assert.match(out, /^verdict: FAIL — public\.customers differs; timed out after 10 s waiting for the destination to equal the source \(--wait-seconds\)$/m);
   await assertAllStopped(stackPorts(d.stderr()));
 });
 
@@ -156,7 +176,53 @@ test('--keep leaves the stack and connectors running, says how to look at them, 
   }
   assert.match(out, /^ {2}destination +psql postgres:\/\/postgres@127\.0\.0\.1:\d+\/shop$/m);
   assert.match(out, /kcat -b 127\.0\.0\.1:\d+ -L/);
+  // The printed commands work as printed: `status` (not `check`, which fails on the running
+  // source's slot) and the psql pair that shows a change go through.
+  const printed = (label: string) => {
+    const m = new RegExp(`^ {2}${label} +(.+)$`, 'm').exec(out);
+    assert.ok(m, `no ${label} line\n${out}`);
+    return m[1];
+  };
+  const status = printed('status').split(' ');
+  assert.equal(status[0], 'node');
+  const st = await execFileP('node', [...status.slice(1), '--sample-seconds', '0'], { cwd: REPO, env: cleanEnv(), timeout: 30_000 });
+  assert.match(st.stdout, /^ShardBridge status .* OK$/m, st.stdout);
+  const psql = (line: string) => {
+    const m = /^psql (\S+) -c "(.*)"$/.exec(line);
+    assert.ok(m, line);
+    return execFileP('psql', [m[1], '-XAt', '-c', m[2]], { env: cleanEnv(), timeout: 10_000 });
+  };
+  await psql(printed('try'));
+  const look = /^ {15}(psql .*SELECT id, status FROM orders.*)$/m.exec(out);
+  assert.ok(look, out);
+  await waitFor('the update to reach the destination', async () => (await psql(look[1])).stdout.trim() === '1|returned', { timeoutMs: 30_000, intervalMs: 200 });
   assert.equal(await stopsPromptly(d), 0, d.output());
+  await assertAllStopped(ports);
+});
+
+test('Kafka killed mid-run: the demo says which server died, within seconds, exits 1 and stops the rest', async (t) => {
+  const d = startDemo([], t);
+  await waitFor('the stack to be ready', () => d.stderr().includes('dev stack ready') || d.proc.exitCode !== null, { timeoutMs: 120_000, intervalMs: 50 });
+  const ports = stackPorts(d.stderr());
+  const broker = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return argv.includes('kafka.Kafka') && argv.some((x) => x.startsWith(d.tmp!));
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(broker, 'the demo\'s broker process');
+  const killedAt = Date.now();
+  process.kill(Number(broker), 'SIGKILL');
+  assert.equal(await d.exited, 1, d.output());
+  // It waited 90 s (the snapshot's limit) without a line, then blamed the snapshot.
+  assert.ok(Date.now() - killedAt < 45_000, `took ${(Date.now() - killedAt) / 1000} s\n${d.output()}`);
+  assert.match(d.stdout(), new RegExp(`^verdict: FAIL — the dev stack's Kafka broker \\(127\\.0\\.0\\.1:${ports[0]}\\) died`, 'm'), d.output());
+  const stamps = [...d.stderr().matchAll(/^\[ *([\d.]+)s\]/gm)].map((m) => Number(m[1]));
+  const gaps = stamps.slice(1).map((s, i) => s - stamps[i]);
+  assert.ok(Math.max(...gaps) < 20, `a silent stretch of ${Math.max(...gaps)} s\n${d.stderr()}`);
+  assert.deepEqual(d.leftInTmp(), [], 'temp dirs left behind');
   await assertAllStopped(ports);
 });
 

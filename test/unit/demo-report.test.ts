@@ -120,3 +120,10 @@ test('the workload has a large value, a primary-key change, and transactions of 
   assert.ok(BURST.some((s) => s.statements.length > 1));
   assert.ok(BURST.every((s) => s.label.length > 0 && s.statements.length > 0));
 });
+
+test('a run that ended before the verification says no table was compared, instead of an empty table', () => {
+  const text = formatReport(outcome({ tables: [], catchUpMs: null, failures: ['the Kafka broker died'] }));
+  assert.match(text, /^ {2}no table was compared: the demo ended before its verification$/m);
+  assert.doesNotMatch(text, /source rows/);
+  assert.match(text, /^verdict: FAIL — the Kafka broker died$/m);
+});

@@ -32,3 +32,19 @@ test('stopAll runs every stop newest first, once, past a failing and a hung one'
   await res.stopAll();
   assert.deepEqual(ran.slice(-1), ['late']);
 });
+
+test('a stop that comes while its thing is still starting waits for the start, then stops it; a failed start has nothing to stop', async () => {
+  const { log } = capture();
+  const res = new Resources(log, 5_000);
+  const ran: string[] = [];
+  let finishStart!: (v: string) => void;
+  const starting = res.starting('the dev stack', new Promise<string>((resolve) => (finishStart = resolve)), async (v) => void ran.push(`stop ${v}`));
+  res.starting('a failed start', Promise.reject(new Error('initdb failed')), async () => void ran.push('stop failed'));
+  const stopping = res.stopAll();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(ran, [], 'nothing to stop before the start has finished');
+  finishStart('stack');
+  await stopping;
+  assert.equal(await starting, 'stack');
+  assert.deepEqual(ran, ['stop stack']);
+});

@@ -38,7 +38,9 @@ export async function run(opts: { keep?: boolean; waitSeconds?: number }, ctx: C
     const running: DemoRunning = {};
     const wait = opts.waitSeconds === undefined ? undefined : Math.ceil(opts.waitSeconds * 1000);
     const limits = wait === undefined ? undefined : { snapshotMs: wait, catchUpMs: wait };
-    const outcome = await Promise.race([runDemo({ resources, log, progress, signal: abort.signal, limits }, running), stopped.then(() => null)]);
+    // After Ctrl-C the phase under way may still finish a step: its lines would read as if the demo went on.
+    const phaseProgress = (text: string) => void (abort.signal.aborted || progress(text));
+    const outcome = await Promise.race([runDemo({ resources, log, progress: phaseProgress, signal: abort.signal, limits }, running), stopped.then(() => null)]);
     if (outcome === null || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     ctx.out(formatReport(outcome));
     const ok = passed(outcome);
@@ -66,6 +68,9 @@ export async function run(opts: { keep?: boolean; waitSeconds?: number }, ctx: C
  */
 function demoLogger(ctx: CommandContext): Logger {
   const base = ctx.logger;
-  const level = base.level === 'info' && !ctx.verbose && !process.env.LOG_LEVEL ? 'error' : base.level;
-  return base.child({ component: 'demo' }, { level });
+  const quiet = base.level === 'info' && !ctx.verbose && !process.env.LOG_LEVEL;
+  // The CLI's own info lines ("SIGINT received: shutting down", "shutdown complete") were JSON
+  // among the progress lines, which already say it; its warnings (a second Ctrl-C) stay.
+  if (quiet) base.level = 'warn';
+  return base.child({ component: 'demo' }, { level: quiet ? 'error' : base.level });
 }

@@ -3,7 +3,7 @@
  * by `isRetriable` (shared/errors.ts) only: anything else is rethrown at once, unchanged.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isRetriable } from './errors.ts';
+import { ShardBridgeError, isRetriable } from './errors.ts';
 import type { Logger } from './logger.ts';
 
 export interface RetryOptions {
@@ -117,6 +117,11 @@ export function errorSummary(err: unknown): Record<string, unknown> {
   const e = err as Error & { code?: unknown; cause?: unknown };
   const out: Record<string, unknown> = { type: e.name, message: e.message };
   if (typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
+  // Ours name the table, topic or server, and what fixes it: the operator's part of the error.
+  if (err instanceof ShardBridgeError) {
+    if (Object.keys(err.context).length > 0) out.context = err.context;
+    if (err.remedy !== undefined) out.remedy = err.remedy;
+  }
   if (e.cause !== undefined) out.cause = errorSummary(e.cause);
   return out;
 }

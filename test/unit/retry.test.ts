@@ -143,6 +143,9 @@ test('errorSummary: type, code and messages down the cause chain, no stacks (ret
     cause: { type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:1', code: 'ECONNREFUSED' },
   });
   assert.deepEqual(errorSummary('plain'), { message: 'plain' });
+  // Below debug the warning carries only this: our errors' context and remedy must stay in it.
+  const ours = new RetriableError('no free replication slot', { context: { table: 'public.added' }, remedy: 'drop an unused slot' });
+  assert.deepEqual(errorSummary(ours), { type: 'RetriableError', message: 'no free replication slot', context: { table: 'public.added' }, remedy: 'drop an unused slot' });
 });
 
 test('abortable: rejects with the reason as soon as the signal aborts, while the call is still under way; otherwise the call settles it', async () => {

@@ -370,3 +370,46 @@ test('RegistryClient: a schema already under its subject costs one request to fi
   assert.ok((await restarted.register(subjects[0].subject, evolved)) > Math.max(...ids));
   assert.ok(requests.some((r) => r.startsWith('POST /subjects/many0-value/versions')));
 });
+
+test('RegistryClient: a registry that stops answering ends each request after the timeout, the registration too (it had none), with no retries of its own', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  // A proxy in front of the registry that never answers the requests `silent` picks (nor, once hung, any).
+  const requests: string[] = [];
+  let silent = (_req: { method?: string; url?: string }): boolean => false;
+  const target = new URL(srv.url);
+  const proxy = httpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (silent(req)) return; // read nothing, answer nothing
+    const up = httpRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    proxy.close(() => resolve());
+    proxy.closeAllConnections();
+  }));
+  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const client = new RegistryClient({ url, requestTimeoutMs: 300 });
+
+  // The library's registration (after our lookup and level read answered): it waited for good.
+  silent = (req) => req.method === 'POST' && /\/versions$/.test(req.url ?? '');
+  let started = Date.now();
+  await assert.rejects(client.register('hang-value', userV1), (err: SchemaError) => err.retriable && /hang-value/.test(err.message));
+  assert.ok(Date.now() - started < 5_000, `registration ended after ${Date.now() - started} ms`);
+
+  // Our own requests: one try, not four, then the caller's loop.
+  silent = () => true;
+  requests.length = 0;
+  started = Date.now();
+  await assert.rejects(client.getSchema(1), (err: SchemaError) => {
+    assert.equal(err.retriable, true);
+    assert.match(err.message, new RegExp(`the registry at ${url} accepted the connection but did not answer within 0.3 s`));
+    return true;
+  });
+  assert.ok(Date.now() - started < 2_000, `getSchema ended after ${Date.now() - started} ms`);
+  assert.deepEqual(requests, ['GET /schemas/ids/1']);
+});

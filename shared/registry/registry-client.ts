@@ -36,6 +36,11 @@ export interface RegistryClientOptions {
   compatibility?: CompatibilityLevel;
   /** Per-request timeout (every request, the library's too). Default 10 s: a local-network service that has not answered by then is down. */
   requestTimeoutMs?: number;
+  /**
+   * The connector's stop: aborts every request under way (a registry that does not answer held a
+   * SIGTERM for the request's timeout). Requests then fail as an unreachable registry does.
+   */
+  signal?: AbortSignal;
   /** Retries of the library's calls (register). Default 3. */
   retries?: number;
   logger?: Logger;
@@ -55,6 +60,7 @@ export class RegistryClient {
   private readonly scrub: (text: string) => string;
   private readonly defaultLevel: CompatibilityLevel;
   private readonly timeoutMs: number;
+  private readonly stop: AbortSignal | undefined;
   private readonly log: Logger;
   /**
    * subject \0 hash of the canonical text -> id; a promise so that concurrent callers share one
@@ -75,13 +81,14 @@ export class RegistryClient {
     const secrets = auth ? [token, token!.replace(/=+$/, ''), `${auth.username}:${auth.password}`, auth.password, encodeURIComponent(auth.password)] : [];
     this.scrub = (text) => redactUrl(redactKnown(text, secrets));
     this.timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    const stop = (this.stop = opts.signal);
     // mappersmith sends without a timeout unless a middleware sets one: a registry that stopped
-    // answering between the lookup and the registration held the source for good.
+    // answering between the lookup and the registration held the source for good. The stop too.
     const timeout = this.timeoutMs;
     const timeoutMiddleware = () => ({
-      prepareRequest: async (next: () => Promise<{ timeout(): number | undefined; enhance(o: { timeout: number }): unknown }>) => {
+      prepareRequest: async (next: () => Promise<{ timeout(): number | undefined; enhance(o: { timeout?: number; signal?: AbortSignal }): unknown }>) => {
         const request = await next();
-        return request.timeout() ? request : request.enhance({ timeout });
+        return request.enhance({ ...(request.timeout() ? {} : { timeout }), ...(stop ? { signal: stop } : {}) });
       },
     });
     this.lib = new SchemaRegistry({
@@ -292,7 +299,7 @@ export class RegistryClient {
           ...(this.authHeader ? { authorization: this.authHeader } : {}),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: this.stop ? AbortSignal.any([this.stop, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs),
       });
       // The timeout covers the body too: a server may send its headers and stall.
       text = await res.text();

@@ -12,6 +12,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { SchemaRegistry, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { SchemaError } from '../../shared/errors.ts';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
@@ -412,4 +413,20 @@ test('RegistryClient: a registry that stops answering ends each request after th
   });
   assert.ok(Date.now() - started < 2_000, `getSchema ended after ${Date.now() - started} ms`);
   assert.deepEqual(requests, ['GET /schemas/ids/1']);
+
+  // The connector's stop ends the requests under way, the library's too, long before their timeout.
+  const stop = new AbortController();
+  const stoppable = new RegistryClient({ url, requestTimeoutMs: 60_000, signal: stop.signal });
+  silent = (req) => req.method === 'POST' && /\/versions$/.test(req.url ?? '');
+  requests.length = 0;
+  const registering = stoppable.register('stop-value', userV1);
+  await waitFor('the registration sent', async () => requests.some((r) => r === 'POST /subjects/stop-value/versions'), { timeoutMs: 5_000 });
+  silent = () => true;
+  const fetching = stoppable.getSchema(2);
+  await waitFor('the fetch sent', async () => requests.includes('GET /schemas/ids/2'), { timeoutMs: 5_000 });
+  started = Date.now();
+  stop.abort();
+  await assert.rejects(registering, SchemaError);
+  await assert.rejects(fetching, SchemaError);
+  assert.ok(Date.now() - started < 1_000, `ended ${Date.now() - started} ms after the stop`);
 });

@@ -8,13 +8,14 @@
 import type pg from 'pg';
 import type { EachBatchPayload } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import type { ShardBridgeError } from '../shared/errors.ts';
-import { retry } from '../shared/retry.ts';
+import { SchemaError, isRetriable, type ShardBridgeError } from '../shared/errors.ts';
+import { abortable, backoffDelay, errorSummary, retry } from '../shared/retry.ts';
 import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome } from './apply.ts';
 import type { ControlKind } from './control.ts';
 import type { LaneWork } from './apply-lanes.ts';
 import type { LockWatch } from './lock-watch.ts';
+import type { RawRecord } from './decode.ts';
 import type { SinkMetrics } from './sink-metrics.ts';
 
 /** What the batch handler may do to the consumer that delivered the batch. */
@@ -101,4 +102,119 @@ export function attemptApply(p: Part, chunk: Chunk, deps: AttemptDeps, gapFrom?:
     },
     deps.metrics,
   );
+}
+
+/**
+ * How long a partition's batch waits in its apply slot for a registry that answers nothing; then the
+ * partition waits paused instead, and the slot goes to others. A registry answers in milliseconds.
+ */
+export const REGISTRY_HOLD_MS = 3_000;
+
+function slowRegistry(ms: number): SchemaError {
+  return new SchemaError(`the schema registry has answered nothing for ${ms / 1000} s (its requests go on)`, {
+    retriable: true,
+    remedy: 'is the schema registry overloaded or hung, or the network to it dropping traffic?',
+  });
+}
+
+/**
+ * Partitions whose records name a schema the registry cannot give now (unreachable, no answer in
+ * time, 5xx): such a partition does not hold its apply slot while the registry is down (the
+ * slots are few, and a table's schema change reaches every partition of its topic at once: they
+ * held them all, and every other topic waited too). It is paused at its first record, and comes
+ * back after a backoff to ask again. Logged once a partition (then at debug) with the registry's
+ * error and the offsets that wait, and once when the registry answers again.
+ */
+export class RegistryWaits {
+  private readonly waiting = new Map<string, { since: number; attempts: number }>();
+
+  constructor(
+    private readonly metrics: Pick<SinkMetrics, 'retries' | 'registryWaiting'>,
+    /** The registry's URL without credentials, and the schema ids records name that are not known yet: for the log line. */
+    private readonly describe: { registry: string; missing(raws: readonly RawRecord[]): number[]; answeredAt(): number },
+    /** How long a batch waits for the registry in its slot before its partition waits paused instead. */
+    private readonly holdMs = REGISTRY_HOLD_MS,
+    private readonly backoff: { initialMs: number; maxMs: number } = { initialMs: 250, maxMs: 10_000 },
+  ) {}
+
+  /**
+   * `prepare` (the schemas `raws` name, fetched when new). Rejects with Abandon when the registry
+   * cannot give them now (the partition then waits paused) or the consumer stops (a SIGTERM ends
+   * the wait at once); a refusal (unknown id, credentials) is rethrown for the caller to stall on.
+   */
+  async fetch(p: Part, raws: readonly RawRecord[], prepare: () => Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    // Held while the registry answers something (many new ids take many requests: a flood of
+    // unknown ids is hundreds of 404s); left when it answered nothing for holdMs. The requests
+    // go on then (the registry client shares them): the next try takes what they got.
+    const held = new Promise<never>((_, reject) => {
+      const check = () => {
+        if (Date.now() - this.describe.answeredAt() < this.holdMs) timer = setTimeout(check, this.holdMs);
+        else reject(slowRegistry(this.holdMs));
+      };
+      timer = setTimeout(check, this.holdMs);
+    });
+    try {
+      await abortable(Promise.race([prepare(), held]), p.consumer.signal);
+    } catch (err) {
+      if (p.consumer.signal.aborted) throw new Abandon('stopping');
+      if (!isRetriable(err)) throw err;
+      if (usable(p)) this.wait(p, raws, err);
+      throw new Abandon('waiting for the schema registry');
+    } finally {
+      clearTimeout(timer);
+    }
+    this.answered(p);
+  }
+
+  /** The registry did not give `p` its schemas for the records from `from` on: pause it, and resume it after a backoff. */
+  private wait(p: Part, raws: readonly RawRecord[], err: unknown): void {
+    const from = raws[0].offset;
+    const key = `${p.topic}\0${p.partition}`;
+    let w = this.waiting.get(key);
+    const first = !w;
+    if (!w) {
+      w = { since: Date.now(), attempts: 0 };
+      this.waiting.set(key, w);
+      this.metrics.registryWaiting.set(this.waiting.size);
+    }
+    w.attempts++;
+    this.metrics.retries.inc();
+    const delayMs = backoffDelay(w.attempts, this.backoff);
+    const fields = { err: p.log.isLevelEnabled('debug') ? err : errorSummary(err), offset: from, attempt: w.attempts, delayMs };
+    if (first) {
+      const ids = this.describe.missing(raws);
+      p.log.warn(
+        { ...fields, registry: this.describe.registry, schemaIds: ids, lastOffset: raws[raws.length - 1].offset },
+        `the schema registry at ${this.describe.registry} cannot give schema ${ids.length === 1 ? 'id' : 'ids'} ${ids.join(', ')} of ${p.topic}[${p.partition}] from offset ${from}: ` +
+          'the partition waits there (nothing skipped or set aside), asking again with backoff; the other partitions go on',
+      );
+    } else p.log.debug(fields, 'schema registry still failing: the partition waits');
+    p.consumer.seek(p.topic, p.partition, BigInt(from));
+    const resume = p.payload.pause();
+    setTimeout(() => {
+      try {
+        resume();
+      } catch (e) {
+        p.log.debug({ err: e }, 'resuming after a registry wait failed (rebalanced or stopped)');
+      }
+    }, delayMs).unref();
+  }
+
+  /** The partition's schemas came: logged when it waited for them. */
+  private answered(p: Part): void {
+    const key = `${p.topic}\0${p.partition}`;
+    const w = this.waiting.get(key);
+    if (!w) return;
+    this.waiting.delete(key);
+    this.metrics.registryWaiting.set(this.waiting.size);
+    p.log.info({ waitedMs: Date.now() - w.since, attempts: w.attempts }, `the schema registry answered again: ${p.topic}[${p.partition}] goes on`);
+  }
+
+  /** After a group join: partitions this process no longer owns wait here no more. */
+  keepOnly(assignment: Record<string, number[]>): void {
+    const owned = new Set(Object.entries(assignment).flatMap(([topic, partitions]) => partitions.map((n) => `${topic}\0${n}`)));
+    for (const key of this.waiting.keys()) if (!owned.has(key)) this.waiting.delete(key);
+    this.metrics.registryWaiting.set(this.waiting.size);
+  }
 }

@@ -385,6 +385,7 @@ class SinkRuntime {
   /** Read the stored positions of the new assignment and seek where needed (group-join.ts); batches wait for it. */
   private onJoin(consumer: Consumer, assignment: Record<string, number[]>): void {
     const gen = ++this.generation;
+    this.processor?.assigned(assignment);
     this.positions = onGroupJoin(
       {
         groupId: this.config.groupId, consumer, admin: this.admin!, pool: this.pool!, lanes: this.lanes, tracker: this.tracker, stalls: this.stalls!, metrics: this.m, log: this.log, untilDone: this.untilDone,

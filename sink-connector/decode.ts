@@ -35,6 +35,8 @@ export interface SchemaSource {
   getSchema(id: number): Promise<object>;
   /** The latest id and schema under a subject, null when it has none (for `warm`). */
   latestSchema?(subject: string): Promise<{ id: number; schema: object } | null>;
+  /** When the registry last answered anything (0: never): a prepare that takes long on a registry that answers is not waiting on a dead one. */
+  answeredAt?(): number;
 }
 
 /**
@@ -179,6 +181,24 @@ export class RecordDecoder {
         }
       }
     });
+  }
+
+  /** When the registry last answered a request (any status); 0 when not known. */
+  registryAnsweredAt(): number {
+    return this.registry.answeredAt?.() ?? 0;
+  }
+
+  /** The schema ids `records` name that are not compiled yet (what a prepare of them fetches), for a log line. */
+  missing(records: readonly RawRecord[]): number[] {
+    const ids = new Set<number>();
+    const span = this.span;
+    for (const r of records) {
+      const k = keySpan(r, span) ? spanSchemaId(span) : null;
+      if (k !== null && !this.keys.has(k)) ids.add(k);
+      const v = valueSpan(r, span) ? spanSchemaId(span) : null;
+      if (v !== null && !this.values.has(v)) ids.add(v);
+    }
+    return [...ids].sort((x, y) => x - y);
   }
 
   async warm(topics: readonly string[]): Promise<number> {

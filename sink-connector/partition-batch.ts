@@ -11,6 +11,8 @@ import type pg from 'pg';
 import type { ConsumedMessage, EachBatchPayload } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { DecodeError, SchemaError, ShardBridgeError } from '../shared/errors.ts';
+import { abortable } from '../shared/retry.ts';
+import { redactUrl } from '../shared/redact.ts';
 import type { ApplyContext, Counts } from './apply.ts';
 import { chunkEnd, chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
@@ -26,7 +28,7 @@ import { classifyGap, lostRecordsStall, pastEnd, pastEndStall, type GapTables } 
 import type { LaneWork } from './apply-lanes.ts';
 import type { LockWatch } from './lock-watch.ts';
 import { ColumnNamer } from './column-probe.ts';
-import { Abandon, attemptApply, transient, usable, type ConsumerControl, type Part } from './batch-retry.ts';
+import { Abandon, attemptApply, RegistryWaits, transient, usable, type ConsumerControl, type Part } from './batch-retry.ts';
 import { ChunkDecoder, controlItems, type DecodedChunk } from './chunk-decode.ts';
 
 export interface BatchDeps {
@@ -51,6 +53,10 @@ export interface BatchDeps {
   logger: Logger;
   /** Says who blocks a batch waiting for a lock in its transaction (lock-watch.ts); null: off. */
   lockWatch?: LockWatch | null;
+  /** The schema registry's URL, for log lines (credentials taken out here). */
+  registryUrl: string;
+  /** How long a batch waits for the registry in its slot before its partition waits paused (tests). Default 3 s. */
+  registryHoldMs?: number;
 }
 
 /** How often a partition waiting at a truncate looks whether the others reached it. */
@@ -66,8 +72,11 @@ export class BatchProcessor {
   private readonly deadLetters: DeadLetterSender | null;
   /** Names the column a stall's error does not (column-probe.ts). */
   private readonly columns: ColumnNamer;
+  /** Partitions paused until the registry gives their schemas. */
+  private readonly registryWaits: RegistryWaits;
 
   constructor(private readonly deps: BatchDeps) {
+    this.registryWaits = new RegistryWaits(deps.metrics, { registry: redactUrl(deps.registryUrl), missing: (raws) => deps.decoder.missing(raws), answeredAt: () => deps.decoder.registryAnsweredAt() }, deps.registryHoldMs);
     this.current = deps.sizing.floor;
     this.columns = new ColumnNamer(deps.pool, deps.apply.states, deps.logger);
     this.deadLetters = deps.deadLetter ? new DeadLetterSender(deps.deadLetter, deps.metrics) : null;
@@ -171,8 +180,13 @@ export class BatchProcessor {
 
   private async decode(p: Part, raws: RawRecord[]): Promise<DecodedChunk> {
     if (p.control) return { items: controlItems(p.control, raws, p.log) };
-    await this.transient(p, 'fetch schemas from the registry', () => this.deps.decoder.prepare(raws));
+    await this.registryWaits.fetch(p, raws, () => this.deps.decoder.prepare(raws));
     return this.chunks.decode(raws);
+  }
+
+  /** The partitions this process owns after a group join: any other one waits for the registry no more here. */
+  assigned(assignment: Record<string, number[]>): void {
+    this.registryWaits.keepOnly(assignment);
   }
 
   /**
@@ -344,7 +358,7 @@ export class BatchProcessor {
   private async tablesOf(p: Part, raws: readonly RawRecord[]): Promise<GapTables> {
     if (p.control) return {};
     try {
-      await this.deps.decoder.prepare(raws.slice(0, 16));
+      await abortable(this.deps.decoder.prepare(raws.slice(0, 16)), p.consumer.signal);
     } catch {
       return {};
     }

@@ -99,6 +99,7 @@ export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stall
     offsetRange: d.offsetRange,
     logger: log,
     lockWatch: d.lockWatch,
+    registryUrl: config.schemaRegistry.url,
   });
   return { decoder, stalls, processor };
 }

@@ -26,6 +26,7 @@ export interface SinkMetrics {
   lockWaiting: Gauge<string>;
   topicsUnseen: Gauge<string>;
   stepsRetrying: Gauge<string>;
+  registryWaiting: Gauge<string>;
   fetches: Counter<'result'>;
   typeMismatches: Gauge<'table' | 'column' | 'source_type' | 'destination_type'>;
 }
@@ -70,6 +71,10 @@ export function createSinkMetrics(connector: string): SinkMetrics {
     stepsRetrying: metrics.gauge(
       'steps_retrying',
       'Start-up or group-join steps retrying a transient failure (a destination or Kafka that cannot be reached), each also logged with its server: 0 when none',
+    ),
+    registryWaiting: metrics.gauge(
+      'registry_waiting_partitions',
+      'Topic-partitions waiting for the schema registry (unreachable, no answer in time, 5xx) to give the schemas their next records name, each paused and asking again with backoff: 0 when none',
     ),
     lockWaiting: metrics.gauge(
       'lock_waiting_batches',

@@ -164,7 +164,7 @@ class ConnectorRun {
     });
     this.publisher.onFailure((err) => this.stream?.fail(err));
     const r = config.schemaRegistry;
-    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log });
+    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log, signal: this.abort.signal });
     this.registry = registry;
     this.versions = new TableVersions({
       registry,

@@ -9,6 +9,10 @@
  * text by id, a subject's latest version, and PUT /config/{subject} — are plain fetches with
  * the same auth. Those are not retried here: failures come back as `SchemaError` with
  * `retriable: true` for the caller's retry policy.
+ *
+ * Every request, the library's too, ends after `requestTimeoutMs` (10 s): a registry that accepts
+ * the connection and never answers is then as unreachable as one that refuses it, and the
+ * caller's loop (with its backoff, its log line and its stop signal) takes over at once.
  */
 import { createHash } from 'node:crypto';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
@@ -30,14 +34,23 @@ export interface RegistryClientOptions {
    * subject has (an operator's NONE for one incompatible change) is kept. Default BACKWARD.
    */
   compatibility?: CompatibilityLevel;
-  /** Per-request timeout of the fetch-based calls. Default 30 s. */
+  /** Per-request timeout (every request, the library's too). Default 10 s: a local-network service that has not answered by then is down. */
   requestTimeoutMs?: number;
+  /**
+   * The connector's stop: aborts every request under way (a registry that does not answer held a
+   * SIGTERM for the request's timeout). Requests then fail as an unreachable registry does.
+   */
+  signal?: AbortSignal;
   /** Retries of the library's calls (register). Default 3. */
   retries?: number;
   logger?: Logger;
 }
 
 const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+/** Default per-request timeout. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** Socket errors of a pooled keep-alive connection the server closed: worth one more try at once. */
+const STALE_SOCKET = /UND_ERR_SOCKET|ECONNRESET|EPIPE|UND_ERR_CLOSED|other side closed/;
 
 export class RegistryClient {
   private readonly lib: SchemaRegistry;
@@ -47,6 +60,7 @@ export class RegistryClient {
   private readonly scrub: (text: string) => string;
   private readonly defaultLevel: CompatibilityLevel;
   private readonly timeoutMs: number;
+  private readonly stop: AbortSignal | undefined;
   private readonly log: Logger;
   /**
    * subject \0 hash of the canonical text -> id; a promise so that concurrent callers share one
@@ -56,6 +70,8 @@ export class RegistryClient {
   /** Same schema object passed again: skip the canonicalisation too. */
   private readonly idByObject = new WeakMap<object, Map<string, Promise<number>>>();
   private readonly schemaCache = new Map<number, Promise<object>>();
+  /** When a request of ours last got an answer (any status): whether the registry answers at all. */
+  private lastAnswer = 0;
 
   constructor(opts: RegistryClientOptions) {
     this.url = opts.url.replace(/\/+$/, '');
@@ -64,9 +80,24 @@ export class RegistryClient {
     this.authHeader = token && `Basic ${token}`;
     const secrets = auth ? [token, token!.replace(/=+$/, ''), `${auth.username}:${auth.password}`, auth.password, encodeURIComponent(auth.password)] : [];
     this.scrub = (text) => redactUrl(redactKnown(text, secrets));
-    this.lib = new SchemaRegistry({ host: this.url, auth, retry: { retries: opts.retries ?? 3 } });
+    this.timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    const stop = (this.stop = opts.signal);
+    // mappersmith sends without a timeout unless a middleware sets one: a registry that stopped
+    // answering between the lookup and the registration held the source for good. The stop too.
+    const timeout = this.timeoutMs;
+    const timeoutMiddleware = () => ({
+      prepareRequest: async (next: () => Promise<{ timeout(): number | undefined; enhance(o: { timeout?: number; signal?: AbortSignal }): unknown }>) => {
+        const request = await next();
+        return request.enhance({ ...(request.timeout() ? {} : { timeout }), ...(stop ? { signal: stop } : {}) });
+      },
+    });
+    this.lib = new SchemaRegistry({
+      host: this.url,
+      auth,
+      retry: { retries: opts.retries ?? 3 },
+      middlewares: [timeoutMiddleware as unknown as NonNullable<ConstructorParameters<typeof SchemaRegistry>[0]['middlewares']>[number]],
+    });
     this.defaultLevel = opts.compatibility ?? 'BACKWARD';
-    this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
     // Only the URL goes into log context; credentials never do.
     // Not `component`: the caller's logger has one (pino would write the key twice).
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ subcomponent: 'schema-registry', registry: this.url });
@@ -203,15 +234,18 @@ export class RegistryClient {
     const path = `/subjects/${encodeURIComponent(subject)}`;
     let body: { id?: unknown };
     try {
-      body = (await retry(() => this.rest('POST', path, { schema: JSON.stringify(schema) }, { subject }), {
-        retries: 3, initialMs: 50, maxMs: 500, what: `POST ${path}`, logger: this.log,
-      })) as { id?: unknown };
+      body = (await this.retriedOnStaleSocket(() => this.rest('POST', path, { schema: JSON.stringify(schema) }, { subject }), `POST ${path}`)) as { id?: unknown };
     } catch (err) {
       if (err instanceof SchemaError && err.context.status === 404) return null;
       throw err;
     }
     if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered POST ${path} without an id`, { context: { subject } });
     return body.id;
+  }
+
+  /** When the registry last answered a request of this client (any status; 0: never): a registry that answers, if slowly, is not down. */
+  answeredAt(): number {
+    return this.lastAnswer;
   }
 
   /** The registry's subjects (`GET /subjects`): what `shardbridge check` asks to see it answers. */
@@ -227,15 +261,35 @@ export class RegistryClient {
 
   /** A GET's JSON body. A GET is safe to repeat; a pooled keep-alive socket the server just closed fails once with UND_ERR_SOCKET. */
   private async get(path: string, context: ErrorContext): Promise<{ id?: unknown; schema?: unknown }> {
-    return (await retry(() => this.rest('GET', path, undefined, context), { retries: 3, initialMs: 50, maxMs: 500, what: `GET ${path}`, logger: this.log })) as {
-      id?: unknown;
-      schema?: unknown;
-    };
+    return (await this.retriedOnStaleSocket(() => this.rest('GET', path, undefined, context), `GET ${path}`)) as { id?: unknown; schema?: unknown };
+  }
+
+  /**
+   * `fn` again at once (three times at most) when a pooled socket turned out closed; any other
+   * failure (refused, no answer in time, 5xx) goes to the caller at once: retried here it cost a
+   * registry that does not answer four timeouts a call, and a warning a try.
+   */
+  private async retriedOnStaleSocket<T>(fn: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await retry(
+        async () => {
+          try {
+            return await fn();
+          } catch (err) {
+            throw staleSocket(err) ? err : new NotRetried(err);
+          }
+        },
+        { retries: 3, initialMs: 50, maxMs: 500, what, logger: this.log },
+      );
+    } catch (err) {
+      throw err instanceof NotRetried ? err.error : err;
+    }
   }
 
   private async rest(method: string, path: string, body: unknown, context: ErrorContext): Promise<unknown> {
     const what = `schema registry ${method} ${path}`;
     let res: Response;
+    let text: string;
     try {
       res = await fetch(this.url + path, {
         method,
@@ -245,15 +299,25 @@ export class RegistryClient {
           ...(this.authHeader ? { authorization: this.authHeader } : {}),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: this.stop ? AbortSignal.any([this.stop, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs),
       });
+      // The timeout covers the body too: a server may send its headers and stall.
+      text = await res.text();
+      this.lastAnswer = Date.now();
     } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new SchemaError(`${what}: the registry at ${redactUrl(this.url)} accepted the connection but did not answer within ${this.timeoutMs / 1000} s`, {
+          retriable: true,
+          context: { ...context, timeoutMs: this.timeoutMs },
+          cause: err,
+          remedy: 'is the schema registry overloaded or hung (or a proxy or firewall in front of it dropping traffic)?',
+        });
+      }
       // fetch fails with TypeError('fetch failed') whose cause names the socket error.
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       const detail = cause?.code ?? cause?.message ?? (err as Error).message;
-      throw new SchemaError(`${what}: cannot reach the registry at ${redactUrl(this.url)} (${detail})`, { retriable: true, context, cause: err });
+      throw new SchemaError(`${what}: cannot reach the registry at ${redactUrl(this.url)} (${detail})`, { retriable: true, context, cause: err, remedy: 'is the schema registry running and its URL right?' });
     }
-    const text = await res.text();
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : {};
@@ -270,6 +334,19 @@ export class RegistryClient {
       this.scrub,
     );
   }
+}
+
+/** A failure retriedOnStaleSocket leaves to its caller (not retriable, so retry() rethrows it at once). */
+class NotRetried extends Error {
+  constructor(readonly error: unknown) {
+    super('not retried here');
+  }
+}
+
+/** A fetch that failed on a socket the server had closed (keep-alive), as opposed to a server that refuses or does not answer. Pure. */
+export function staleSocket(err: unknown): boolean {
+  const cause = (err as { cause?: { cause?: { code?: string; message?: string } } }).cause?.cause;
+  return cause !== undefined && STALE_SOCKET.test(`${cause.code ?? ''} ${cause.message ?? ''}`);
 }
 
 /** The schema a registry answer carries as JSON text (`GET /schemas/ids/{id}`, `GET /subjects/…/versions/…`). */

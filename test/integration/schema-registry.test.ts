@@ -12,6 +12,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { SchemaRegistry, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import { startSchemaRegistry } from '../../shared/devstack/schema-registry-server.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { SchemaError } from '../../shared/errors.ts';
 import { decodeWireHeader } from '../../shared/registry/wire-format.ts';
@@ -369,4 +370,63 @@ test('RegistryClient: a schema already under its subject costs one request to fi
   const evolved = withField(subjects[0].schema, { name: 'email', type: ['null', 'string'], default: null });
   assert.ok((await restarted.register(subjects[0].subject, evolved)) > Math.max(...ids));
   assert.ok(requests.some((r) => r.startsWith('POST /subjects/many0-value/versions')));
+});
+
+test('RegistryClient: a registry that stops answering ends each request after the timeout, the registration too (it had none), with no retries of its own', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  // A proxy in front of the registry that never answers the requests `silent` picks (nor, once hung, any).
+  const requests: string[] = [];
+  let silent = (_req: { method?: string; url?: string }): boolean => false;
+  const target = new URL(srv.url);
+  const proxy = httpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (silent(req)) return; // read nothing, answer nothing
+    const up = httpRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    proxy.close(() => resolve());
+    proxy.closeAllConnections();
+  }));
+  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const client = new RegistryClient({ url, requestTimeoutMs: 300 });
+
+  // The library's registration (after our lookup and level read answered): it waited for good.
+  silent = (req) => req.method === 'POST' && /\/versions$/.test(req.url ?? '');
+  let started = Date.now();
+  await assert.rejects(client.register('hang-value', userV1), (err: SchemaError) => err.retriable && /hang-value/.test(err.message));
+  assert.ok(Date.now() - started < 5_000, `registration ended after ${Date.now() - started} ms`);
+
+  // Our own requests: one try, not four, then the caller's loop.
+  silent = () => true;
+  requests.length = 0;
+  started = Date.now();
+  await assert.rejects(client.getSchema(1), (err: SchemaError) => {
+    assert.equal(err.retriable, true);
+    assert.match(err.message, new RegExp(`the registry at ${url} accepted the connection but did not answer within 0.3 s`));
+    return true;
+  });
+  assert.ok(Date.now() - started < 2_000, `getSchema ended after ${Date.now() - started} ms`);
+  assert.deepEqual(requests, ['GET /schemas/ids/1']);
+
+  // The connector's stop ends the requests under way, the library's too, long before their timeout.
+  const stop = new AbortController();
+  const stoppable = new RegistryClient({ url, requestTimeoutMs: 60_000, signal: stop.signal });
+  silent = (req) => req.method === 'POST' && /\/versions$/.test(req.url ?? '');
+  requests.length = 0;
+  const registering = stoppable.register('stop-value', userV1);
+  await waitFor('the registration sent', async () => requests.some((r) => r === 'POST /subjects/stop-value/versions'), { timeoutMs: 5_000 });
+  silent = () => true;
+  const fetching = stoppable.getSchema(2);
+  await waitFor('the fetch sent', async () => requests.includes('GET /schemas/ids/2'), { timeoutMs: 5_000 });
+  started = Date.now();
+  stop.abort();
+  await assert.rejects(registering, SchemaError);
+  await assert.rejects(fetching, SchemaError);
+  assert.ok(Date.now() - started < 1_000, `ended ${Date.now() - started} ms after the stop`);
 });

@@ -3,6 +3,8 @@
  * last-wins JSON reader keeps the child's. The clients are pointed at a closed local port so
  * that they log (no server involved).
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -50,8 +52,13 @@ test('kafkajs lines under a logger with a component: one component key', async (
 
 test('registry client lines under a logger with a component: one component key', async () => {
   const { log, lines } = capture();
-  const registry = new RegistryClient({ url: `http://127.0.0.1:${await freePort()}`, logger: log, requestTimeoutMs: 1_000 });
-  await registry.getSchema(1).catch(() => {});
+  // A server that takes any level (the client logs the level it set).
+  const server = http.createServer((_req, res) => res.end('{"compatibility":"NONE"}'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const registry = new RegistryClient({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, logger: log, requestTimeoutMs: 1_000 });
+  await registry.setCompatibility('s-value', 'NONE');
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
   assert.ok(lines.some((l) => l.includes('"subcomponent":"schema-registry"')), lines.join('\n'));
   for (const line of lines) assert.deepEqual(duplicates(line), [], line);
 });

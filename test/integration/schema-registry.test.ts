@@ -2,7 +2,7 @@
  * The development schema registry server driven by the real client library over HTTP,
  * plus our RegistryClient edge against it.
  */
-import { test, after } from 'node:test';
+import { test, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { createServer as httpServer, request as httpRequest } from 'node:http';
@@ -36,6 +36,27 @@ const userV1: RecordSchema = {
   ],
 };
 const withField = (base: RecordSchema, field: Record<string, unknown>): RecordSchema => ({ ...base, fields: [...base.fields, field] });
+
+/** A proxy in front of the registry at `target` that records each request, and answers none that `silent` picks. */
+async function registryProxy(t: TestContext, target: string, silent: (req: { method?: string; url?: string }) => boolean = () => false): Promise<{ url: string; requests: string[] }> {
+  const requests: string[] = [];
+  const to = new URL(target);
+  const proxy = httpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (silent(req)) return; // read nothing, answer nothing
+    const up = httpRequest({ host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    proxy.close(() => resolve());
+    proxy.closeAllConnections();
+  }));
+  return { url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, requests };
+}
 
 async function http(url: string, method: string, body?: unknown): Promise<{ status: number; json: any; contentType: string | null }> {
   const res = await fetch(url, {
@@ -337,22 +358,7 @@ test('RegistryClient: a schema already under its subject costs one request to fi
   const srv = await startSchemaRegistry();
   t.after(() => srv.stop());
   // A counting proxy in front of the registry.
-  const requests: string[] = [];
-  const target = new URL(srv.url);
-  const proxy = httpServer((req, res) => {
-    requests.push(`${req.method} ${req.url}`);
-    const up = httpRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    proxy.close(() => resolve());
-    proxy.closeAllConnections();
-  }));
-  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const { url, requests } = await registryProxy(t, srv.url);
   const subjects = Array.from({ length: 60 }, (_, i) => ({ subject: `many${i}-value`, schema: { ...userV1, name: `User${i}` } }));
 
   const first = new RegistryClient({ url, retries: 0 });
@@ -376,24 +382,8 @@ test('RegistryClient: a registry that stops answering ends each request after th
   const srv = await startSchemaRegistry();
   t.after(() => srv.stop());
   // A proxy in front of the registry that never answers the requests `silent` picks (nor, once hung, any).
-  const requests: string[] = [];
   let silent = (_req: { method?: string; url?: string }): boolean => false;
-  const target = new URL(srv.url);
-  const proxy = httpServer((req, res) => {
-    requests.push(`${req.method} ${req.url}`);
-    if (silent(req)) return; // read nothing, answer nothing
-    const up = httpRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    proxy.close(() => resolve());
-    proxy.closeAllConnections();
-  }));
-  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const { url, requests } = await registryProxy(t, srv.url, (req) => silent(req));
   const client = new RegistryClient({ url, requestTimeoutMs: 300 });
 
   // The library's registration (after our lookup and level read answered): it waited for good.

@@ -23,6 +23,8 @@ export interface RetryOptions {
   /** What is being tried, for the log line ("connect to source"). */
   what: string;
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  /** Which failures are tried again. Default `isRetriable`. */
+  retryIf?: (err: unknown) => boolean;
   /** Source of randomness for jitter (tests). */
   random?: () => number;
 }
@@ -54,7 +56,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
       return await fn(attempt);
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason;
-      if (!isRetriable(err) || attempt > retries) throw err;
+      if (!(opts.retryIf ?? isRetriable)(err) || attempt > retries) throw err;
       const delayMs = backoffDelay(attempt, opts);
       opts.onRetry?.(err, attempt, delayMs);
       opts.logger?.warn(
@@ -74,18 +76,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
  * own retries of a broker that is down take a while); the attempt is left to settle unobserved.
  */
 export function retryUntilAborted<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions & { signal: AbortSignal }): Promise<T> {
-  const { signal } = opts;
-  let onAbort = () => {};
-  const stopped = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  stopped.catch(() => {});
-  const done = retry(fn, opts);
-  // Callers retry steps on every group join: the listener must not outlive the step.
-  void done.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
-  return Promise.race([done, stopped]);
+  return abortable(retry(fn, opts), opts.signal);
 }
 
 /**
@@ -106,6 +97,15 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   stopped.catch(() => {});
   void p.catch(() => {}).finally(() => signal.removeEventListener('abort', onAbort));
   return Promise.race([p, stopped]);
+}
+
+/** `p`, or a rejection with `message` once `ms` pass first; the timer goes when `p` settles. */
+export function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

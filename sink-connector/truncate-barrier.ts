@@ -23,6 +23,7 @@ import type pg from 'pg';
 import { parseTruncateKey } from '../source-connector/truncate-fanout.ts';
 import type { Logger } from '../shared/logger.ts';
 import { quoteLiteral } from '../shared/sql.ts';
+import { withTimeout } from '../shared/retry.ts';
 import { heldPastWait, HOLDER_COLUMNS, isLockTimeout, withLockTimeout, type HeldLock } from './lock-holder.ts';
 
 export { parseTruncateKey };
@@ -191,7 +192,7 @@ async function pruneTruncates(client: pg.ClientBase, groupId: string, topic: str
   if (others.rows.length === 0) return;
   let logStarts: ReadonlyMap<number, bigint>;
   try {
-    logStarts = await withTimeout(prune.logStarts(), PRUNE_KAFKA_MS);
+    logStarts = await withTimeout(prune.logStarts(), PRUNE_KAFKA_MS, `no answer within ${PRUNE_KAFKA_MS} ms`);
   } catch (err) {
     prune.logger.debug({ err, topic }, "truncates not pruned: Kafka's first offsets of the topic not read");
     return;
@@ -209,14 +210,6 @@ async function pruneTruncates(client: pg.ClientBase, groupId: string, topic: str
 
 /** How long the barrier's transaction waits for Kafka's first offsets before it prunes nothing. */
 const PRUNE_KAFKA_MS = 5_000;
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** The barrier's advisory lock (`pg_advisory_xact_lock(bigint)`: classid the key's high half, objid its low half, objsubid 1). */
 function barrierLock(lockKey: string, at: { topic: string; partition: number }, mark: TruncateMark): HeldLock {

@@ -12,6 +12,7 @@ import { brokerReplicationFactor, createdTopicsProblem, readDurabilityProblems, 
 import type { Logger } from '../logger.ts';
 import { commandKafka } from '../migration/gather.ts';
 import { redactUrl } from '../redact.ts';
+import { withTimeout } from '../retry.ts';
 import { RegistryClient } from '../registry/registry-client.ts';
 
 const TIMEOUT_MS = 10_000;
@@ -51,7 +52,7 @@ async function kafkaFinding({ who, config }: Configured, log: Logger): Promise<F
   const object = `kafka ${config.kafka.brokers.join(',')}`;
   const admin = commandKafka(config, log, 'shardbridge-check').admin();
   try {
-    const cluster = await withTimeout(admin.describeCluster(), `no answer in ${TIMEOUT_MS / 1000} s`);
+    const cluster = await withTimeout(admin.describeCluster(), TIMEOUT_MS, `no answer in ${TIMEOUT_MS / 1000} s`);
     const reachable: Finding = { level: 'PASS', check: 'reachable', object, message: `${cluster.brokers.length} broker(s) (${who} configuration)` };
     return who === 'source' ? [reachable, ...(await durabilityFindings(admin, config as SourceConfig, object, cluster.brokers.map((b) => String(b.nodeId)), log))] : [reachable];
   } catch (e) {
@@ -113,8 +114,3 @@ async function registryFinding(who: string, r: SchemaRegistryConfig, log: Logger
   }
 }
 
-function withTimeout<T>(p: Promise<T>, why: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why)), TIMEOUT_MS)));
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}

@@ -26,7 +26,7 @@ import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
-import { answered } from './unanswered.ts';
+import { answered, explainUnanswered } from './unanswered.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -226,7 +226,7 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
         partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
         // Our kafkajs patch gives every consumed record its topic, partition and place in the fetched bytes.
         eachBatch: (payload) => opts.eachBatch(payload as unknown as EachBatchPayload),
-      }).catch((err: unknown) => answered(Promise.reject(denied(err, 'starting to consume')), client.brokers)),
+      }).catch((err: unknown) => Promise.reject(explainUnanswered(denied(err, 'starting to consume'), client.brokers))),
     pause: (tps) => c.pause(tps),
     resume: (tps) => c.resume(tps),
     paused: () => c.paused(),
@@ -248,14 +248,14 @@ function wrapAdmin(
 ): Admin {
   const on = (resourceType: 'topic' | 'group', operation: string, names: readonly string[], doing: string): AclRequest => ({ ...client, operation, resourceType, names, doing });
   /** `p`, a refusal of it named: `requests` say what it asked for. */
-  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => answered(p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests))), client.brokers);
+  const asked = <T>(p: Promise<T>, ...requests: AclRequest[]): Promise<T> => p.catch((err: unknown) => Promise.reject(asAclError(err, ...requests)));
   const describing = (topics: readonly string[]) => on('topic', 'Describe', topics, 'reading topic metadata');
   // Offsets are asked per topic: spread over admins of a few dozen topics each (topic-spread.ts).
   const byTopic = new TopicSpread(another);
   let connecting: Promise<void> | undefined;
   // Connect on first use; a failed connect is forgotten so the next call tries again.
   const ready = (): Promise<void> =>
-    (connecting ??= answered(a.connect(), client.brokers).catch((err: unknown) => {
+    (connecting ??= a.connect().catch((err: unknown) => {
       connecting = undefined;
       throw err;
     }));
@@ -422,7 +422,7 @@ function wrapAdmin(
       return fetchTopicIds(idCluster, topics);
     },
   };
-  // Any call may be the first to meet a broker that never answers (unanswered.ts).
+  // Any call may be the first to meet a broker that never answers (unanswered.ts): explained here, for all of them.
   for (const [name, fn] of Object.entries(admin) as [keyof Admin, (...args: unknown[]) => Promise<unknown>][]) {
     (admin as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => answered(fn(...args), client.brokers);
   }

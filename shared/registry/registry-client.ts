@@ -269,21 +269,8 @@ export class RegistryClient {
    * failure (refused, no answer in time, 5xx) goes to the caller at once: retried here it cost a
    * registry that does not answer four timeouts a call, and a warning a try.
    */
-  private async retriedOnStaleSocket<T>(fn: () => Promise<T>, what: string): Promise<T> {
-    try {
-      return await retry(
-        async () => {
-          try {
-            return await fn();
-          } catch (err) {
-            throw staleSocket(err) ? err : new NotRetried(err);
-          }
-        },
-        { retries: 3, initialMs: 50, maxMs: 500, what, logger: this.log },
-      );
-    } catch (err) {
-      throw err instanceof NotRetried ? err.error : err;
-    }
+  private retriedOnStaleSocket<T>(fn: () => Promise<T>, what: string): Promise<T> {
+    return retry(fn, { retries: 3, initialMs: 50, maxMs: 500, what, logger: this.log, retryIf: staleSocket });
   }
 
   private async rest(method: string, path: string, body: unknown, context: ErrorContext): Promise<unknown> {
@@ -337,12 +324,6 @@ export class RegistryClient {
 }
 
 /** A failure retriedOnStaleSocket leaves to its caller (not retriable, so retry() rethrows it at once). */
-class NotRetried extends Error {
-  constructor(readonly error: unknown) {
-    super('not retried here');
-  }
-}
-
 /** A fetch that failed on a socket the server had closed (keep-alive), as opposed to a server that refuses or does not answer. Pure. */
 export function staleSocket(err: unknown): boolean {
   const cause = (err as { cause?: { cause?: { code?: string; message?: string } } }).cause?.cause;

@@ -167,7 +167,8 @@ class SinkRuntime {
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
-    const registry = new RegistryClient({ url: config.schemaRegistry.url, username: config.schemaRegistry.username, password: config.schemaRegistry.password, logger: log });
+    const reg = config.schemaRegistry;
+    const registry = new RegistryClient({ url: reg.url, username: reg.username, password: reg.password, requestTimeoutMs: reg.requestTimeoutMs, logger: log });
     const sourceOfTopic = async (topic: string) => {
       // Ended by stop(): a registry that does not answer held the start (and SIGTERM) for minutes.
       const latest = await abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);

@@ -9,6 +9,10 @@ import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { ConfigError, tlsTrustRemedy } from '../errors.ts';
 import { redactDeep } from '../redact.ts';
+import { REQUEST_TIMEOUT_MS } from '../registry/registry-client.ts';
+
+/** schemaRegistry.requestTimeoutMs: below 100 ms a healthy registry fails; over 5 min a dead one holds a stop or a check that long. */
+export const REGISTRY_TIMEOUT_BOUNDS = { min: 100, max: 300_000 } as const;
 
 // ---------- field builders ----------
 
@@ -186,6 +190,15 @@ export const schemaRegistrySchema = () =>
       url: z.string().regex(/^https?:\/\/\S+$/).describe('an http:// or https:// URL'),
       username: nonEmptyString().optional(),
       password: z.string().optional(),
+      // A registry far away (another region, a slow proxy) needs longer; the sink's 3 s hold of an
+      // apply slot (batch-retry.ts) does not follow it: it measures silence, not one request.
+      requestTimeoutMs: z
+        .number()
+        .int()
+        .min(REGISTRY_TIMEOUT_BOUNDS.min)
+        .max(REGISTRY_TIMEOUT_BOUNDS.max)
+        .describe(`an integer number of milliseconds from ${REGISTRY_TIMEOUT_BOUNDS.min} to ${REGISTRY_TIMEOUT_BOUNDS.max}`)
+        .default(REQUEST_TIMEOUT_MS),
     })
     .superRefine((v, ctx) => {
       const parts = splitUrlCredentials(v.url);

@@ -12,6 +12,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
+import { loadSinkConfig } from '../../sink-connector/config.ts';
+import { loadSourceConfig } from '../../source-connector/config.ts';
+import { checkServices } from '../../shared/checks/services.ts';
 import { capturingLogger, readTopic, uniqueTopic } from '../helpers/kafka.ts';
 import { sinkTestFile } from '../helpers/sink-env.ts';
 import { encodeChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
@@ -99,6 +102,26 @@ test('registry black-holed at a schema change: that topic waits paused, the othe
     if (!stopped) await sink.stop();
     await proxy.close();
   }
+});
+
+test('schemaRegistry.requestTimeoutMs is what a black-holed registry gets: check gives each configuration its own (1.5 s, 2.5 s), not 10 s', async (t) => {
+  const { servers } = f.env();
+  const proxy = await registryProxy(servers.registry);
+  t.after(() => proxy.close());
+  proxy.hang();
+  const kafka = { brokers: [servers.kafka] };
+  const src = loadSourceConfig({ env: {}, overrides: { source: { url: 'postgres://u@h/db' }, kafka, topicPrefix: f.ID, schemaRegistry: { url: proxy.url, requestTimeoutMs: 1_500 } } });
+  // Another URL (the trailing "/"): check asks a registry the sink names apart.
+  const sink = loadSinkConfig({ env: {}, overrides: { destination: { url: 'postgres://u@h/db' }, kafka, topicPrefix: f.ID, schemaRegistry: { url: `${proxy.url}/`, requestTimeoutMs: 2_500 } } });
+  const { logger } = capturingLogger();
+  const started = Date.now();
+  const findings = (await checkServices(src, sink, logger)).filter((x) => x.object.startsWith('registry'));
+  const took = Date.now() - started;
+  assert.deepEqual(findings.map((x) => x.level), ['FAIL', 'FAIL']);
+  assert.match(findings[0].message, /\(source configuration\): .*did not answer within 1\.5 s/);
+  assert.match(findings[1].message, /\(sink configuration\): .*did not answer within 2\.5 s/);
+  assert.ok(proxy.held() >= 2, `${proxy.held()} connections held`);
+  assert.ok(took >= 2_400 && took < 9_000, `check took ${took} ms`);
 });
 
 let source: SourceTestEnv;

@@ -96,6 +96,26 @@ test('batch.lockWaitWarnMs: 0 turns the lock watchdog off; a negative or fractio
   }
 });
 
+test('schemaRegistry.requestTimeoutMs: 10 s by default, both connectors, from the file or the environment; out of 100..300000 named', () => {
+  const sink = { destination: { host: 'coord', database: 'app', user: 'sink' }, kafka: { brokers: ['k:9092'] }, schemaRegistry: { url: 'http://r:8081' } };
+  assert.equal(loadSinkConfig({ env: {}, overrides: sink }).schemaRegistry.requestTimeoutMs, 10_000);
+  assert.equal(loadSourceConfig({ env: {}, overrides: MINIMAL_SOURCE }).schemaRegistry.requestTimeoutMs, 10_000);
+  const slow = { ...MINIMAL_SOURCE, schemaRegistry: { url: 'http://r:8081', requestTimeoutMs: 45_000 } };
+  assert.equal(loadSourceConfig({ env: {}, overrides: slow }).schemaRegistry.requestTimeoutMs, 45_000);
+  assert.equal(loadSinkConfig({ env: { SHARDBRIDGE_SINK_SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS: '1500' }, overrides: sink }).schemaRegistry.requestTimeoutMs, 1_500);
+  // Credentials moved out of the URL keep the timeout beside them.
+  const withUser = { ...sink, schemaRegistry: { url: 'http://u:pw@r:8081', requestTimeoutMs: 2_000 } };
+  assert.deepEqual(loadSinkConfig({ env: {}, overrides: withUser }).schemaRegistry, { url: 'http://r:8081', username: 'u', password: 'pw', requestTimeoutMs: 2_000 });
+  for (const bad of [0, -1, 99, 2.5, 300_001, '10s']) {
+    const msg = configErrorOf(() => loadSinkConfig({ env: {}, overrides: { ...sink, schemaRegistry: { url: 'http://r:8081', requestTimeoutMs: bad } } }));
+    assert.equal(msg, `config: schemaRegistry.requestTimeoutMs: expected an integer number of milliseconds from 100 to 300000, got ${JSON.stringify(bad)}`);
+  }
+  assert.match(
+    configErrorOf(() => loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS: '0' }, overrides: MINIMAL_SOURCE })),
+    /^config: schemaRegistry\.requestTimeoutMs \(from SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS\): expected an integer number of milliseconds from 100 to 300000, got 0$/m,
+  );
+});
+
 test('YAML and JSON files are read', () => {
   const y = file(`
 source:
@@ -428,14 +448,14 @@ test('a password beside url reaches node-postgres (it lays the parsed URL over t
 test('a registry URL with credentials: they move to schemaRegistry.username/password (fetch refuses such a URL)', () => {
   const sink = (schemaRegistry: object) =>
     loadSinkConfig({ env: {}, overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry } });
-  assert.deepEqual(sink({ url: `http://ruser:${encodeURIComponent('p@ss/w')}@reg:8081` }).schemaRegistry, { url: 'http://reg:8081', username: 'ruser', password: 'p@ss/w' });
-  assert.deepEqual(sink({ url: 'https://ruser@reg/base/', password: SECRET }).schemaRegistry, { url: 'https://reg/base/', username: 'ruser', password: SECRET });
-  assert.deepEqual(sink({ url: 'http://reg:8081', username: 'a' }).schemaRegistry, { url: 'http://reg:8081', username: 'a' });
+  assert.deepEqual(sink({ url: `http://ruser:${encodeURIComponent('p@ss/w')}@reg:8081` }).schemaRegistry, { url: 'http://reg:8081', username: 'ruser', password: 'p@ss/w', requestTimeoutMs: 10_000 });
+  assert.deepEqual(sink({ url: 'https://ruser@reg/base/', password: SECRET }).schemaRegistry, { url: 'https://reg/base/', username: 'ruser', password: SECRET, requestTimeoutMs: 10_000 });
+  assert.deepEqual(sink({ url: 'http://reg:8081', username: 'a' }).schemaRegistry, { url: 'http://reg:8081', username: 'a', requestTimeoutMs: 10_000 });
   const both = configErrorOf(() => sink({ url: `http://ruser:${SECRET}@reg:8081`, username: 'other' }));
   assert.match(both, /^config: schemaRegistry\.url: carries a user name, and schemaRegistry\.username is set too/m);
   assert.ok(!both.includes(SECRET), both);
   const env = loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__URL: `http://u:${SECRET}@r:1` }, overrides: { ...MINIMAL_SOURCE, schemaRegistry: undefined } });
-  assert.deepEqual(env.schemaRegistry, { url: 'http://r:1', username: 'u', password: SECRET });
+  assert.deepEqual(env.schemaRegistry, { url: 'http://r:1', username: 'u', password: SECRET, requestTimeoutMs: 10_000 });
   assert.deepEqual(splitUrlCredentials('http://r:1/x?y=1'), { url: 'http://r:1/x?y=1' });
 });
 

@@ -222,6 +222,7 @@ class SinkRuntime {
         if (!r) throw new RetriableError(`Kafka reports no offsets for ${topic}[${partition}]`, { context: { topic, partition } });
         return { start: BigInt(r.start), end: BigInt(r.end) };
       },
+      endOffsets: (topic) => this.admin!.offsetRanges(topic),
       onStallRetry: (topic, partition) => {
         states.invalidate();
         try {

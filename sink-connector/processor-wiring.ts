@@ -26,6 +26,8 @@ export interface ProcessorThresholds {
   stagingMinRows?: number;
   /** Fresh rows go straight in by COPY from this many (with batch.directCopy); Infinity: never. Default 1000. */
   directCopyMinRows?: number;
+  /** How often stalled partitions' consumer_lag is read from Kafka (tests). Default STALLED_LAG_MS. */
+  stalledLagMs?: number;
 }
 
 export interface ProcessorDeps {
@@ -42,6 +44,8 @@ export interface ProcessorDeps {
   logger: Logger;
   /** A partition's log start and end offsets (Kafka's admin), asked only at gaps (offset-gaps.ts). */
   offsetRange: (topic: string, partition: number) => Promise<{ start: bigint; end: bigint }>;
+  /** A topic's end offsets (one Kafka request): stalled partitions' consumer_lag follows them. Absent: refreshed at their retries only. */
+  endOffsets?: (topic: string) => Promise<readonly { partition: number; end: string }[]>;
   /** A stalled partition's retry is due: the runtime resumes it. */
   onStallRetry: (topic: string, partition: number) => void;
   /** The lock watchdog (batch.lockWaitWarnMs); null: off. */
@@ -57,6 +61,7 @@ export function wireProcessor(d: ProcessorDeps): { decoder: RecordDecoder; stall
     metrics: d.metrics,
     query: (sql, params) => pool.query(sql, params),
     onRetry: d.onStallRetry,
+    lag: d.endOffsets && { gauge: d.metrics.lag, ends: d.endOffsets, everyMs: thresholds.stalledLagMs },
   });
   const decoder = new RecordDecoder(d.registry, d.targetFor, config.topicPrefix);
   const apply: ApplyContext = {

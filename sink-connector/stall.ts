@@ -4,11 +4,14 @@
  * offset, table, column, SQLSTATE, the database's message and a remedy), shows it in
  * metrics and in `shardbridge.stalls`, and every `stallRetryMs` asks the connector to
  * retry (re-reading the catalog). The first successful apply clears the stall.
+ * While any is stalled, their consumer_lag follows Kafka's end offsets (the source keeps
+ * producing), not only at each retry.
  */
 import type pg from 'pg';
 import type { Gauge, Counter } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import { ShardBridgeError } from '../shared/errors.ts';
+import { inParallel } from '../shared/in-parallel.ts';
 import { tpKey } from './offsets.ts';
 
 export type StallReason = 'apply' | 'decode' | 'gap' | 'past-end';
@@ -116,6 +119,20 @@ export interface StallMetrics {
   stalls: Counter<'reason'>;
 }
 
+/**
+ * How often a stalled partition's consumer_lag is read from Kafka's end offsets. Otherwise only
+ * its retry (stallRetryMs) set it: a figure that old while the source keeps producing, and the
+ * one a dashboard alerts on.
+ */
+export const STALLED_LAG_MS = 5_000;
+
+/** Records from the stalled one (the first not applied) to the partition's end. Pure. */
+export function stalledLag(end: bigint, offset: string): number | undefined {
+  if (!/^\d+$/.test(offset)) return undefined;
+  const at = BigInt(offset);
+  return Number(end > at ? end - at : 0n);
+}
+
 export interface StallsOptions {
   groupId: string;
   retryMs: number;
@@ -125,6 +142,15 @@ export interface StallsOptions {
   query: (sql: string, params: unknown[]) => Promise<pg.QueryResult>;
   /** Called every retryMs while a partition is stalled: re-read what is needed and resume it. */
   onRetry: (topic: string, partition: number, info: StallInfo) => void;
+  /**
+   * The stalled partitions' consumer_lag, from each stalled topic's end offsets (one request a
+   * topic) every `everyMs` (STALLED_LAG_MS); no timer while nothing is stalled. Absent: not kept.
+   */
+  lag?: {
+    gauge: Gauge<'topic' | 'partition'>;
+    ends: (topic: string) => Promise<readonly { partition: number; end: string }[]>;
+    everyMs?: number;
+  };
 }
 
 interface Entry {
@@ -139,6 +165,8 @@ interface Entry {
 export class Stalls {
   private readonly entries = new Map<string, Entry>();
   private stopped = false;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private lagReading = false;
 
   constructor(private readonly opts: StallsOptions) {}
 
@@ -179,6 +207,7 @@ export class Stalls {
       }, this.opts.retryMs);
       entry.timer.unref();
     }
+    this.lagTimerFollows();
   }
 
   /** The partition applied a batch: clear its stall, if it had one (or inherited one). */
@@ -195,6 +224,7 @@ export class Stalls {
     this.opts
       .query('DELETE FROM shardbridge.stalls WHERE group_id = $1 AND topic = $2 AND partition = $3', [this.opts.groupId, topic, partition])
       .catch((err: unknown) => this.opts.logger.warn({ err, topic, partition }, 'could not clear the stall row'));
+    this.lagTimerFollows();
   }
 
   /** After a rebalance: keep only owned partitions; rows other members left behind are cleared on our first apply. */
@@ -211,6 +241,7 @@ export class Stalls {
         this.entries.set(k, { info: { ...s, offset: '', reason: 'apply', message: '', remedy: '' }, signature: '', attempts: 0, inherited: true });
       }
     }
+    this.lagTimerFollows();
   }
 
   /** Whether this member stalled the partition itself (and so resumes it on its retry timer). */
@@ -222,6 +253,44 @@ export class Stalls {
   stop(): void {
     this.stopped = true;
     for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);
+    this.lagTimerFollows();
+  }
+
+  /** The lag timer runs while this member has a stall of its own, and not after stop. */
+  private lagTimerFollows(): void {
+    const lag = this.opts.lag;
+    const wanted = lag !== undefined && !this.stopped && this.size > 0;
+    if (wanted && !this.lagTimer) {
+      this.lagTimer = setInterval(() => void this.readLag(), lag.everyMs ?? STALLED_LAG_MS);
+      this.lagTimer.unref();
+    } else if (!wanted && this.lagTimer) {
+      clearInterval(this.lagTimer);
+      this.lagTimer = undefined;
+    }
+  }
+
+  /** Each stalled topic's end offsets (a few topics at a time); a tick while the last is under way is skipped. */
+  private async readLag(): Promise<void> {
+    const lag = this.opts.lag;
+    if (!lag || this.lagReading) return;
+    this.lagReading = true;
+    try {
+      const topics = [...new Set([...this.entries.values()].filter((e) => !e.inherited).map((e) => e.info.topic))];
+      await inParallel(topics, 8, async (topic) => {
+        try {
+          for (const { partition, end } of await lag.ends(topic)) {
+            // Read at the answer: a stall cleared (or moved on) meanwhile is the batches' to show.
+            const e = this.entries.get(tpKey(topic, partition));
+            const n = e && !e.inherited && !this.stopped ? stalledLag(BigInt(end), e.info.offset) : undefined;
+            if (n !== undefined) lag.gauge.set({ topic, partition: String(partition) }, n);
+          }
+        } catch (err) {
+          this.opts.logger.debug({ err, topic }, 'end offsets of a stalled topic not read: its consumer_lag waits for the next try');
+        }
+      });
+    } finally {
+      this.lagReading = false;
+    }
   }
 
   private async record(e: Entry): Promise<void> {

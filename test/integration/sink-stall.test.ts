@@ -300,6 +300,35 @@ test('an undecodable record stalls its partition by default, and goes to the dea
   }
 });
 
+test("a stalled partition's consumer_lag in /metrics follows the records the source goes on producing, between the stall's retries", async () => {
+  const prefix = uniqueTopic('sbstalllag');
+  const t = await table('lagging', '(id int PRIMARY KEY, v text)', 1, prefix);
+  const unknownId = { topic: t.topic, key: null, value: encodeWire(2_000_000_000, Buffer.from('no such schema')) };
+  await producer.sendBatch([...encodeChanges(t, inserts(1, 2)), unknownId, ...encodeChanges(t, inserts(3, 4))]);
+  const groupId = `g-${ID}-stalllag`;
+  // No retry within the test: only the stalled partitions' own refresh can move the figure.
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { stallRetryMs: 600_000, tables: { [`${SRC}.lagging`]: { schema: DST } } }), log, {
+    topicRefreshMs: 500,
+    stalledLagMs: 300,
+  });
+  try {
+    await waitFor('stall row', async () => (await db.query('SELECT 1 FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rowCount === 1);
+    const scraped = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${sink.metricsPort}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('shardbridge_sink_consumer_lag{') && l.includes(`topic="${t.topic}"`));
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    await waitFor('the backlog from the stalled record', async () => (await scraped()) === 3, { timeoutMs: 10_000 });
+    await produceChanges(producer, t, inserts(5, 14));
+    await waitFor('the lag grows with the partition while it stays stalled', async () => (await scraped()) === 13, { timeoutMs: 10_000 });
+    const row = (await db.query('SELECT next_offset, attempts FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0];
+    assert.deepEqual(row, { next_offset: '2', attempts: 1 }, 'still stalled at the record, never retried');
+    assert.equal(await count('lagging'), 2);
+  } finally {
+    await sink.stop();
+  }
+});
+
 test('a registry that refuses the sink (a wrong URL path) stalls the partition even in dead-letter mode: readable records are never set aside', async () => {
   const prefix = uniqueTopic('sbrefused');
   const t = await table('readable', '(id int PRIMARY KEY, v text)', 1, prefix);

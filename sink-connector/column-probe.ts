@@ -6,12 +6,15 @@
  * the stalled record's values are probed against the destination column types: the length
  * checks an INSERT's assignment adds are done here (pure), the casts the apply makes
  * (`$n::text::type`, upsert-batch.ts castType) in one statement, then in halves of it to the
- * first column that fails (1 + log2(columns) round trips, outside any transaction). A probe
- * that fails or finds nothing leaves the stall as it was.
+ * first column that fails (1 + log2(columns) round trips, outside any transaction). An array
+ * column's elements are probed alike (one-dimensional arrays): the element lengths here, the
+ * element that fails the cast in halves of the elements. A probe that fails or finds nothing
+ * leaves the stall as it was.
  */
 import type pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { formatTypeName } from '../shared/type-mapping/index.ts';
+import { parseArray1D } from '../shared/type-mapping/arrays.ts';
 import { withPooledClient } from './destination-errors.ts';
 import type { DecodedRecord } from './decode.ts';
 import { tpKey } from './offsets.ts';
@@ -63,6 +66,16 @@ function bitLength(value: string): number {
  */
 export function valueProblem(v: ProbedValue): { sqlstate: string; what: string } | undefined {
   if (v.value.includes('\u0000')) return { sqlstate: '22021', what: 'a value with a NUL byte (0x00), which no PostgreSQL text value can hold' };
+  const elements = arrayElements(v);
+  if (elements) {
+    // The assignment checks each element's length as it would a column's.
+    if (!LENGTH_TYPE.test(elements.type)) return undefined;
+    for (const e of elements.values) {
+      const p = valueProblem(e);
+      if (p) return { sqlstate: p.sqlstate, what: `${p.what.replace(/^a value/, 'an element')} (${e.column})` };
+    }
+    return undefined;
+  }
   const m = LENGTH_TYPE.exec(v.type);
   if (!m) return undefined;
   const n = Number(m[2]);
@@ -76,11 +89,29 @@ export function valueProblem(v: ProbedValue): { sqlstate: string; what: string }
   return undefined;
 }
 
-/** The type to widen a column to: the source's; for a length, the unbounded type. Pure. */
+/**
+ * The elements of an array column's value, each as a value of the element type, named by its
+ * place (`element 2 of 3`); NULLs left out. Undefined for a column that is not an array, or a
+ * value that is not a plain one-dimensional array literal (a multi-dimensional one is cast whole). Pure.
+ */
+export function arrayElements(v: ProbedValue): { type: string; values: ProbedValue[] } | undefined {
+  const m = /^(.+?)((?:\[\])+)$/.exec(v.type);
+  if (!m || m[2] !== '[]') return undefined;
+  // box is the one built-in type whose elements ';' separates; its values have no length to check.
+  const items = parseArray1D(v.value, m[1] === 'box' ? ';' : ',');
+  if (!items) return undefined;
+  const values: ProbedValue[] = [];
+  items.forEach((value, i) => {
+    if (value !== null) values.push({ column: `element ${i + 1} of ${items.length}`, type: m[1], value });
+  });
+  return { type: m[1], values };
+}
+
+/** The type to widen a column to: the source's; for a length, the unbounded type (of the elements, for an array). Pure. */
 function widerType(v: ProbedValue): string | undefined {
   if (v.sourceType && v.sourceType !== v.type) return v.sourceType;
-  const m = LENGTH_TYPE.exec(v.type);
-  if (m) return m[1] === 'character varying' || m[1] === 'character' ? 'text' : 'bit varying';
+  const m = /^(character varying|character|bit varying|bit)\(\d+\)((?:\[\])*)$/.exec(v.type);
+  if (m) return (m[1] === 'character varying' || m[1] === 'character' ? 'text' : 'bit varying') + m[2];
   return undefined;
 }
 
@@ -192,8 +223,15 @@ export async function findColumn(run: Run, table: ApplyTable, values: readonly P
   const pure = values.findIndex((v) => valueProblem(v) !== undefined);
   // Only the columns before a pure finding are cast: one of those, failing, came first.
   const cast = await firstFailingCast(run, pure < 0 ? values : values.slice(0, pure));
-  // The probe's message only where it says more than the stall's own.
-  if (cast) return findingFor(table, values[cast.index], cast.code, cast.message === info.message ? "the source's value" : `the source's value: ${cast.message}`);
+  if (cast) {
+    const failing = values[cast.index];
+    // An array's: which element, by the same halving over its elements.
+    const elements = arrayElements(failing);
+    const element = elements && elements.values.length > 1 ? await firstFailingCast(run, elements.values) : undefined;
+    const value = element ? `${elements!.values[element.index].column} of the source's value` : "the source's value";
+    // The probe's message only where it says more than the stall's own.
+    return findingFor(table, failing, cast.code, cast.message === info.message ? value : `${value}: ${cast.message}`);
+  }
   if (pure < 0) return undefined;
   const p = valueProblem(values[pure])!;
   return findingFor(table, values[pure], p.sqlstate, p.what);

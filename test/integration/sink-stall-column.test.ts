@@ -119,3 +119,42 @@ test("a big batch, a table's check constraint and a domain's name the column as 
     await sink.stop();
   }
 });
+
+test('an array element too long or out of range stalls naming the array column, the element and the remedy', async () => {
+  const { db, admin, producer, servers } = env();
+  const prefix = uniqueTopic('sbcolarr');
+  const t = await table(prefix, 'arrays', {
+    ddl: '(id int PRIMARY KEY, tags text[], amounts numeric(12,2)[])',
+    destDdl: '(id int PRIMARY KEY, tags varchar(5)[], amounts numeric(4,2)[])',
+  });
+  await produceChanges(producer, t, [
+    { kind: 'insert', new: ['1', '{ab,cd}', '{1.50}'] },
+    { kind: 'insert', new: ['2', '{ab,"ten chars!",NULL}', '{1.50}'] },
+    { kind: 'insert', new: ['3', '{ab}', '{1.50,NULL,123.45}'] },
+  ]);
+  const groupId = `g-${ID}-arrays`;
+  const { logger, lines } = capturingLogger();
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [`${SRC}.arrays`]: { schema: DST } } }), logger, { topicRefreshMs: 500 });
+  try {
+    const long = await stallAt(groupId, '1');
+    assert.equal(long.sqlstate, '22001');
+    assert.match(long.error, /column: tags/);
+    assert.match(long.error, /column tags \(character varying\(5\)\[\]\) cannot hold an element of 10 characters \(element 2 of 3\)/);
+    assert.match(long.error, new RegExp(`ALTER TABLE "${DST}"\\."arrays" ALTER COLUMN "tags" TYPE text\\[\\]`));
+    const logged = lines().find((l) => l.level >= 50 && /stalled/.test(l.msg));
+    assert.equal(logged?.column, 'tags');
+    assert.match(logged?.remedy, /ALTER COLUMN "tags" TYPE text\[\]/);
+    await db.query(`ALTER TABLE ${DST}.arrays ALTER COLUMN tags TYPE text[]`);
+    const range = await stallAt(groupId, '2');
+    assert.equal(range.sqlstate, '22003');
+    assert.match(range.error, /column: amounts/);
+    assert.match(range.error, /column amounts \(numeric\(4,2\)\[\]\) cannot hold element 3 of 3 of the source's value/);
+    assert.match(range.error, new RegExp(`ALTER COLUMN "amounts" TYPE numeric\\(12,2\\)\\[\\]`));
+    await db.query(`ALTER TABLE ${DST}.arrays ALTER COLUMN amounts TYPE numeric(12,2)[]`);
+    await waitApplied(db, admin, groupId, [t.topic]);
+    const { rows: applied } = await db.query(`SELECT id, tags::text, amounts::text FROM ${DST}.arrays ORDER BY id`);
+    assert.deepEqual(applied.map((r) => [r.id, r.tags, r.amounts]), [[1, '{ab,cd}', '{1.50}'], [2, '{ab,"ten chars!",NULL}', '{1.50}'], [3, '{ab}', '{1.50,NULL,123.45}']]);
+  } finally {
+    await sink.stop();
+  }
+});

@@ -8,12 +8,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { SinkApplyError } from '../../shared/errors.ts';
-import { castProbeSql, ColumnNamer, findColumn, firstFailingCast, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
+import { arrayElements, castProbeSql, ColumnNamer, findColumn, firstFailingCast, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { describeStall, remedyFor, type StallInfo } from '../../sink-connector/stall.ts';
+import { parseArray1D } from '../../shared/type-mapping/arrays.ts';
 import type { TableStates } from '../../sink-connector/table-state.ts';
 import { testLogger } from '../helpers/kafka.ts';
 
@@ -45,12 +46,17 @@ function fakeDestination(): { run: (sql: string, params: unknown[]) => Promise<a
     statements.push(sql);
     const types = [...sql.matchAll(/\$\d+::text::(.+?)(?=, \$\d+::|$)/g)].map((m) => m[1]);
     assert.equal(types.length, params.length, sql);
-    types.forEach((type, i) => {
-      const value = String(params[i]);
+    const check = (type: string, value: string) => {
+      if (type.endsWith('[]')) {
+        // array_in casts each element as the element type.
+        for (const e of parseArray1D(value, ',') ?? []) if (e !== null) check(type.slice(0, -2), e);
+        return;
+      }
       if (type === 'integer' && !/^-?\d+$/.test(value)) throw pgError('22P02', `invalid input syntax for type integer: "${value}"`);
       if (type === 'integer' && Math.abs(Number(value)) > 2 ** 31 - 1) throw pgError('22003', `value "${value}" is out of range for type integer`);
       if (type === 'numeric(5,2)' && Math.abs(Number(value)) >= 1000) throw pgError('22003', 'numeric field overflow');
-    });
+    };
+    types.forEach((type, i) => check(type, String(params[i])));
     return { rows: [] };
   };
   return { run, statements };
@@ -75,7 +81,11 @@ test("the length checks an INSERT's assignment makes, as PostgreSQL makes them",
   assert.equal(valueProblem(v('b', 'bit(8)', 'xF0')), undefined);
   assert.deepEqual(valueProblem(v('b', 'bit varying(2)', '101')), { sqlstate: '22001', what: 'a value of 3 bits' });
   assert.equal(valueProblem(v('n', 'text', 'x'.repeat(10_000))), undefined);
-  assert.equal(valueProblem(v('n', 'character varying(5)[]', '{abcdefgh}')), undefined, 'arrays are left to the cast');
+  assert.deepEqual(valueProblem(v('n', 'character varying(5)[]', '{ab,"ten chars!",NULL}')), { sqlstate: '22001', what: 'an element of 10 characters (element 2 of 3)' }, "each element's length, as the assignment checks it");
+  assert.equal(valueProblem(v('n', 'character varying(5)[]', '{abcde,"ab   ",NULL}')), undefined);
+  assert.deepEqual(valueProblem(v('b', 'bit(2)[]', '{10,1}')), { sqlstate: '22026', what: 'an element of 1 bits (element 2 of 2)' });
+  assert.equal(valueProblem(v('n', 'character varying(5)[]', '{{abcdefgh}}')), undefined, 'a multi-dimensional array is left to the cast');
+  assert.equal(valueProblem(v('n', 'text[]', '{abcdefgh}')), undefined);
   assert.equal(valueProblem(v('n', 'text', 'a\u0000b'))?.sqlstate, '22021');
 });
 
@@ -120,6 +130,36 @@ test('findColumn: the first column in table order, by a length check or a cast',
   assert.match((await findColumn(fakeDestination().run, TABLE, [v('code', 'character(2)', 'abc')], { sqlstate: '22001' }))!.alter!, /TYPE text$/);
   assert.equal((await findColumn(fakeDestination().run, TABLE, [v('qty', 'integer', 'x')], { sqlstate: '22P02' }))?.alter, undefined);
   assert.equal(await findColumn(fakeDestination().run, TABLE, [values[0]], { sqlstate: '22001' }), undefined, 'nothing fails: nothing named');
+});
+
+test("an array column: its elements parsed as the element type, NULLs left out; each element's length checked, the element failing a cast found in halves", async () => {
+  assert.deepEqual(arrayElements(v('tags', 'character varying(5)[]', '{a,NULL,"b c"}')), {
+    type: 'character varying(5)',
+    values: [v('element 1 of 3', 'character varying(5)', 'a'), v('element 3 of 3', 'character varying(5)', 'b c')],
+  });
+  assert.equal(arrayElements(v('tags', 'text', '{a}')), undefined, 'not an array column');
+  assert.equal(arrayElements(v('m', 'integer[][]', '{{1,2},{3,4}}')), undefined, 'multi-dimensional: cast whole');
+  assert.equal(arrayElements(v('m', 'integer[]', '[0:1]={1,2}')), undefined, 'dimension decoration: cast whole');
+
+  const long = await findColumn(fakeDestination().run, TABLE, [v('id', 'integer', '1'), v('tags', 'character varying(5)[]', '{ab,"ten chars!"}', 'text[]')], { sqlstate: '22001' });
+  assert.deepEqual(long, {
+    column: 'tags',
+    type: 'character varying(5)[]',
+    sqlstate: '22001',
+    text: 'column tags (character varying(5)[]) cannot hold an element of 10 characters (element 2 of 2)',
+    alter: 'ALTER TABLE "s"."orders" ALTER COLUMN "tags" TYPE text[]',
+  });
+  // Without the source's type: the unbounded element type, still an array.
+  assert.equal((await findColumn(fakeDestination().run, TABLE, [v('tags', 'character varying(5)[]', '{"ten chars!"}')], { sqlstate: '22001' }))?.alter, 'ALTER TABLE "s"."orders" ALTER COLUMN "tags" TYPE text[]');
+
+  const elements = ['1.50', 'NULL', ...Array.from({ length: 40 }, (_, i) => String(i)), '123456.78', '9'];
+  const db = fakeDestination();
+  const range = await findColumn(db.run, TABLE, [v('id', 'integer', '1'), v('amounts', 'numeric(5,2)[]', `{${elements.join(',')}}`, 'numeric(12,2)[]')], { sqlstate: '22003', message: 'numeric field overflow' });
+  assert.equal(range?.column, 'amounts');
+  assert.equal(range?.text, "column amounts (numeric(5,2)[]) cannot hold element 43 of 44 of the source's value");
+  assert.equal(range?.alter, 'ALTER TABLE "s"."orders" ALTER COLUMN "amounts" TYPE numeric(12,2)[]');
+  assert.ok(db.statements.length <= 2 + 1 + Math.ceil(Math.log2(43)), `${db.statements.length} statements: the columns' halving, then the elements'`);
+  assert.ok(db.statements.at(-1)!.includes('::text::numeric(5,2)') && !db.statements.at(-1)!.includes('[]'), 'elements cast as the element type');
 });
 
 test("a check constraint's columns come from the catalog", async () => {

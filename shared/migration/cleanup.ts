@@ -9,8 +9,15 @@ import type { PartitionFacts } from './status.ts';
 import { formatCount, renderTable } from './format.ts';
 
 const DEFERRED_FK_TABLE = 'shardbridge.deferred_foreign_keys';
+/**
+ * The sink's tables in schema shardbridge (sink-connector/offsets.ts, truncate-barrier.ts), in
+ * drop order. One missing here was left behind by --drop-control-tables, and the schema with it.
+ */
+export const CONTROL_TABLES = [
+  'sink_offsets', 'sink_mappings', 'snapshot_status', 'sequence_sync', 'stalls', 'sink_truncate_arrivals', 'sink_truncates', 'deferred_foreign_keys',
+];
 /** The sink's tables keyed by topic. */
-const PER_TOPIC_TABLES = ['shardbridge.sink_offsets', 'shardbridge.sink_mappings', 'shardbridge.snapshot_status', 'shardbridge.stalls'];
+const PER_TOPIC_TABLES = ['sink_offsets', 'sink_mappings', 'snapshot_status', 'stalls', 'sink_truncate_arrivals', 'sink_truncates'].map((t) => `shardbridge.${t}`);
 
 export interface CleanupOptions {
   force: boolean;

@@ -65,6 +65,23 @@ export function writesAfter(atWait: readonly EndOffset[], now: readonly EndOffse
 }
 
 /**
+ * `topic[p]` keys as one list per topic, at most `max` topics named (`t.a[0, 1, 2], t.b[1] and 4
+ * more topic(s)`): a writer left running reaches every partition, and the no-go named each of
+ * them (23 for 8 tables in a walkthrough). Pure.
+ */
+export function partitionList(keys: readonly string[], max = 5): string {
+  const byTopic = new Map<string, string[]>();
+  for (const k of keys) {
+    const m = /^(.*)\[(\d+)\]$/.exec(k);
+    const [topic, p] = m ? [m[1], m[2]] : [k, ''];
+    byTopic.set(topic, [...(byTopic.get(topic) ?? []), ...(p ? [p] : [])]);
+  }
+  const named = [...byTopic].slice(0, max).map(([t, ps]) => (ps.length ? `${t}[${ps.join(', ')}]` : t));
+  const rest = byTopic.size - named.length;
+  return `${named.join(', ')}${rest > 0 ? ` and ${rest} more topic(s)` : ''}`;
+}
+
+/**
  * The value a destination sequence must reach: the margin past the source value in the
  * direction the sequence counts (source − margin for a negative increment); null when the
  * source never used it. Pure.

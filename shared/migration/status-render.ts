@@ -55,7 +55,8 @@ export function renderStatus(r: StatusReport, opts: { all?: boolean } = {}): str
   const c = r.catchUp;
   const rates = c.appliedPerSecond !== null ? ` (applying ${formatCount(Math.round(c.appliedPerSecond))}/s, produced ${formatCount(Math.round(c.producedPerSecond ?? 0))}/s over ${c.sampleSeconds?.toFixed(1)} s)` : '';
   const why = c.unknownBecause ? ` (${c.unknownBecause})` : '';
-  out.push(`Catch-up: ${c.state}${why}${c.state === 'catching up' ? `, about ${formatDuration(c.etaSeconds)} to go` : ''}${rates}`);
+  const eta = c.state === 'catching up' ? `, about ${formatDuration(c.etaSeconds)} to go` : c.state === 'keeping up' ? `, ${formatCount(c.lagRecords ?? 0)} records in flight (${(c.etaSeconds ?? 0) < 1 ? 'under a second' : `about ${formatDuration(c.etaSeconds)}`} of applying)` : '';
+  out.push(`Catch-up: ${c.state}${why}${eta}${rates}`);
   out.push('');
   out.push('Stalls');
   if (r.stalls.length === 0) out.push('  none');

@@ -150,7 +150,7 @@ export interface TableStatus {
   of: number | null;
 }
 
-export type CatchUpState = 'caught up' | 'catching up' | 'falling behind' | 'not applying' | 'unknown';
+export type CatchUpState = 'caught up' | 'keeping up' | 'catching up' | 'falling behind' | 'not applying' | 'unknown';
 
 export interface CatchUp {
   state: CatchUpState;
@@ -220,8 +220,16 @@ export function tableStatus(t: TableFacts, partitions: readonly PartitionFacts[]
 }
 
 /**
+ * A lag the sink applies within this many seconds is the records in flight of a source that
+ * keeps writing, not a backlog: under a steady writer the lag never reaches 0, and the two
+ * rates over a 2 s sample differ by noise either way (equal rates read as falling behind).
+ */
+export const KEEPING_UP_SECONDS = 2;
+
+/**
  * Catch-up estimate from two samples of the table topics' end and applied offsets. The lag
- * shrinks at (applied rate − produced rate); a non-positive net rate never catches up. Pure.
+ * shrinks at (applied rate − produced rate); a non-positive net rate never catches up, unless
+ * the lag is what the sink applies in KEEPING_UP_SECONDS (keeping up). Pure.
  */
 export function estimateCatchUp(first: OffsetSample | null, last: OffsetSample): CatchUp {
   const lag = Math.max(0, last.end - last.applied);
@@ -229,9 +237,10 @@ export function estimateCatchUp(first: OffsetSample | null, last: OffsetSample):
   const applied = rate(first, last, 'applied');
   const produced = rate(first, last, 'end');
   const out: CatchUp = { state: 'unknown', lagRecords: lag, appliedPerSecond: applied, producedPerSecond: produced, etaSeconds: null, sampleSeconds: span(first, last) };
-  if (applied === null || produced === null) return out;
+  if (applied === null || produced === null) return { ...out, unknownBecause: 'one sample only: the rates need a second one (the next refresh, or --sample-seconds above 0)' };
   if (applied === 0) return { ...out, state: 'not applying' };
   const net = applied - produced;
+  if (net <= 0 && lag <= applied * KEEPING_UP_SECONDS) return { ...out, state: 'keeping up', etaSeconds: lag / applied };
   if (net <= 0) return { ...out, state: 'falling behind' };
   return { ...out, state: 'catching up', etaSeconds: lag / net };
 }
@@ -289,7 +298,9 @@ export function buildStatus(f: StatusFacts, previous: OffsetSample | null): Stat
   if (pending.length > 0 && f.slot) {
     problems.push({ level: 'WARN', object: 'snapshot', message: `snapshot not complete for ${pending.length} of ${tables.length} tables: ${pending.map((t) => `${t.table} (${t.state})`).join(', ')}` });
   }
-  if (catchUp.state === 'falling behind' || (catchUp.state === 'not applying' && f.stalls.length === 0)) {
+  // With a partition stalled its records pile up whatever the sink's speed: the stall (a FAIL
+  // above, with its remedy) is the cause, not the sink's capacity.
+  if ((catchUp.state === 'falling behind' || catchUp.state === 'not applying') && f.stalls.length === 0) {
     problems.push({
       level: 'WARN',
       object: 'sink',

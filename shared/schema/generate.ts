@@ -4,7 +4,7 @@
  * definitions come from PostgreSQL's own deparsers (format_type, pg_get_expr,
  * pg_get_constraintdef, pg_get_indexdef); only names are rewritten, through the mapping.
  */
-import type { ColumnDef, ConstraintDef, IndexDef, SequenceDef, SequenceOptions, TableDef, TypeDef } from './model.ts';
+import type { ColumnDef, ConstraintDef, IndexDef, PartitionDef, SequenceDef, SequenceOptions, TableDef, TypeDef, ViewDef } from './model.ts';
 import { createOwnSchemasSql, quoteIdent, quoteLiteral } from '../sql.ts';
 
 export { quoteIdent, quoteLiteral };
@@ -60,7 +60,25 @@ export function createTableSql(t: TableDef, dest: { schema: string; name: string
     ...t.columns.map(columnSql),
     ...t.constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
   ];
-  return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)`;
+  const partitionBy = t.kind === 'p' && t.partitionKey ? ` PARTITION BY ${t.partitionKey}` : '';
+  return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy}`;
+}
+
+/**
+ * A partition as `PARTITION OF` its parent: the columns, keys, checks and indexes come from the
+ * parent. `parent`: the parent's destination name (the partitioned table may be renamed by the
+ * sink mapping; its partitions keep their source names).
+ */
+export function createPartitionSql(p: PartitionDef, parent: { schema: string; name: string }): string {
+  const partitionBy = p.partitionKey ? ` PARTITION BY ${p.partitionKey}` : '';
+  return `CREATE ${p.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(p)} PARTITION OF ${qualify(parent)} ${p.bound}${partitionBy}`;
+}
+
+/** CREATE VIEW from its source definition; `check_option` is a clause, the other options go in WITH. */
+export function createViewSql(v: ViewDef): string {
+  const check = v.options.find((o) => o.startsWith('check_option='));
+  const rest = v.options.filter((o) => o !== check);
+  return `CREATE VIEW ${qualify(v)}${rest.length ? ` WITH (${rest.join(', ')})` : ''} AS\n${v.definition}${check ? `\nWITH ${check.slice('check_option='.length).toUpperCase()} CHECK OPTION` : ''}`;
 }
 
 /** pg_get_indexdef text aimed at the destination table, with IF NOT EXISTS. */
@@ -69,7 +87,10 @@ export function indexSql(idx: IndexDef, t: TableDef, dest: { schema: string; nam
   if (!m) throw new Error(`unexpected index definition: ${idx.definition}`);
   const rest = idx.definition.slice(m[0].length);
   if (!rest.startsWith(`${t.printed} `)) throw new Error(`index ${idx.name} is not on ${t.printed}: ${idx.definition}`);
-  return `CREATE ${m[1] ?? ''}INDEX IF NOT EXISTS ${m[2]} ON ${m[3] ?? ''}${qualify(dest)}${rest.slice(t.printed.length)}`;
+  // A partitioned table's index prints as ON ONLY; made after the partitions without it, it is
+  // made on each of them too (with ONLY it would stay invalid until each partition's were attached).
+  const only = t.kind === 'p' ? '' : m[3] ?? '';
+  return `CREATE ${m[1] ?? ''}INDEX IF NOT EXISTS ${m[2]} ON ${only}${qualify(dest)}${rest.slice(t.printed.length)}`;
 }
 
 /** Does a primary key / unique constraint lack the column (and so needs extending for Citus)? */

@@ -64,10 +64,40 @@ export interface TableDef {
   printed: string;
   /** r table, p partitioned table. */
   kind: 'r' | 'p';
+  /** A partitioned table's `pg_get_partkeydef` (`RANGE (happened_at)`). */
+  partitionKey?: string;
+  /** A partitioned table's partitions at every level, each after its parent. */
+  partitions?: PartitionDef[];
   unlogged: boolean;
   columns: ColumnDef[];
   constraints: ConstraintDef[];
   indexes: IndexDef[];
+}
+
+/** A partition, created on the destination as `PARTITION OF` its parent (which holds the columns, keys and indexes). */
+export interface PartitionDef {
+  schema: string;
+  name: string;
+  /** The parent's source name: the partitioned table itself, or a partition of it (sub-partitioning). */
+  parent: { schema: string; name: string };
+  /** `pg_get_expr(relpartbound)`: `FOR VALUES FROM (…) TO (…)`, `DEFAULT`. */
+  bound: string;
+  /** Set when this partition is partitioned in turn. */
+  partitionKey: string | null;
+  unlogged: boolean;
+}
+
+/** A view (or materialized view) over selected tables. */
+export interface ViewDef {
+  schema: string;
+  name: string;
+  kind: 'v' | 'm';
+  /** `pg_get_viewdef`, without its closing semicolon, every name schema-qualified. */
+  definition: string;
+  /** `reloptions` (`security_barrier=true`, `check_option=local`), or none. */
+  options: string[];
+  /** The relations it reads (tables, views, other relations), by source name. */
+  reads: { schema: string; name: string }[];
 }
 
 export interface SequenceOptions {
@@ -96,6 +126,8 @@ export type TypeDef =
 
 export interface SchemaModel {
   tables: TableDef[];
+  /** Views reading the selected tables (absent: none read). */
+  views?: ViewDef[];
   /** In dependency order (a domain after the types it is based on). */
   types: TypeDef[];
   sequences: SequenceDef[];

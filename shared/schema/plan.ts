@@ -9,12 +9,14 @@ import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { citusForeignKeyRefusal, defaultGroup, REFUSED_FK_REMEDY, type CitusLayout } from './citus-foreign-keys.ts';
 import { describeCitusTable, type CitusTableKind } from './citus-table-kind.ts';
 import { mapTable } from './mapping.ts';
-import type { ConstraintDef, SchemaModel, TableDef } from './model.ts';
+import type { ConstraintDef, PartitionDef, SchemaModel, TableDef } from './model.ts';
 import {
   DEFERRED_FK_TABLE_SQL,
   createSchemaSql,
+  createPartitionSql,
   createSequenceSql,
   createTableSql,
+  createViewSql,
   createTypeSql,
   distributeSql,
   excludesWithoutColumn,
@@ -41,6 +43,8 @@ export interface DestinationState {
   schemas: Set<string>;
   /** `schema.name` of existing types, sequences and tables. */
   types: Set<string>;
+  /** Those of the model's views and of the relations they read that exist (tables, views, foreign tables; absent: none looked for). */
+  relations?: Set<string>;
   sequences: Set<string>;
   tables: Map<string, DestinationTableState>;
   deferredTableExists: boolean;
@@ -62,8 +66,8 @@ export interface CopyOptions {
 }
 
 export interface Step {
-  /** ddl runs in one transaction; distribute runs after it, call by call. */
-  phase: 'ddl' | 'distribute';
+  /** ddl runs in one transaction; distribute runs after it, call by call; views last (on Citus, over the tables as distributed). */
+  phase: 'ddl' | 'distribute' | 'views';
   action: string;
   object: string;
   sql: string[];
@@ -89,7 +93,6 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (Object.keys(m.columnMap).length && !dest.tables.has(key(m.destination))) {
       problems.push(`${key(t)}: the sink mapping renames columns (${Object.entries(m.columnMap).map(([a, b]) => `${a} → ${b}`).join(', ')}); schema copy does not rename columns: create ${key(m.destination)} by hand`);
     }
-    if (t.kind === 'p' && !dest.tables.has(key(m.destination))) problems.push(`${key(t)} is partitioned: create it and its partitions on the destination by hand`);
   }
   for (const ty of model.types) {
     if (ty.kind === 'other' && !dest.types.has(key(ty))) {
@@ -97,8 +100,9 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
   }
 
-  // Schemas first: of tables, and of the types and sequences we create.
-  const schemas = new Set<string>();
+  const viewSteps = planViews(model, dest, destOf, notes);
+  // Schemas first: of tables, and of the types, sequences and views we create.
+  const schemas = new Set<string>(viewSteps.map((v) => v.schema));
   for (const ty of model.types) if (ty.kind !== 'other' && !dest.types.has(key(ty))) schemas.add(ty.schema);
   for (const s of model.sequences) if (!dest.sequences.has(key(s))) schemas.add(s.schema);
   for (const t of model.tables) if (!dest.tables.has(key(destOf(t)))) schemas.add(destOf(t).schema);
@@ -116,15 +120,19 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     const d = destOf(t);
     if (dest.tables.has(key(d))) continue;
     const owned = model.sequences.filter((s) => s.ownedBy && s.ownedBy.schema === t.schema && s.ownedBy.table === t.name);
+    // Partitions before the indexes, which a partitioned table's then makes on each of them.
+    const parentOf = (p: PartitionDef) => (p.parent.schema === t.schema && p.parent.name === t.name ? d : p.parent);
     steps.push({
       phase: 'ddl',
-      action: 'create table',
+      action: t.kind === 'p' ? `create partitioned table (${t.partitions?.length ?? 0} partitions)` : 'create table',
       object: key(d),
-      sql: [createTableSql(t, d), ...t.indexes.map((i) => indexSql(i, t, d)), ...owned.map((s) => sequenceOwnedBySql(s, d, s.ownedBy!.column))],
+      sql: [
+        createTableSql(t, d),
+        ...(t.partitions ?? []).map((p) => createPartitionSql(p, parentOf(p))),
+        ...t.indexes.map((i) => indexSql(i, t, d)),
+        ...owned.map((s) => sequenceOwnedBySql(s, d, s.ownedBy!.column)),
+      ],
     });
-    for (const c of t.columns.filter((c) => c.identity === 'a')) {
-      notes.push(`${key(d)}.${c.name} is GENERATED ALWAYS AS IDENTITY: rows copied into it must be inserted with OVERRIDING SYSTEM VALUE`);
-    }
   }
 
   // Foreign keys: kept aside for cut-over, never created now (tables are applied independently).
@@ -181,7 +189,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
     for (const table of opts.reference) notes.push(`plain PostgreSQL (no Citus): create_reference_table for ${key(destOf(byName.get(table)!))} skipped`);
     if (opts.colocate && opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --colocate has nothing to colocate');
-    return { steps, notes, problems };
+    return { steps: [...steps, ...viewSteps.map((v) => v.step)], notes, problems };
   }
   /** A table schema copy creates in a distributed schema: Citus makes it a single-shard table, which it cannot then distribute otherwise. */
   const inTenantSchema = (table: string, call: string): boolean => {
@@ -234,7 +242,39 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       if (reason) notes.push(`foreign key ${c.name} on ${key(destOf(t))}: Citus will refuse it at cut-over: ${reason}; ${REFUSED_FK_REMEDY}`);
     }
   }
-  return { steps, notes, problems };
+  return { steps: [...steps, ...viewSteps.map((v) => v.step)], notes, problems };
+}
+
+/**
+ * Views over the selected tables that the destination lacks: created when everything they read is
+ * there under the same name (a selected table, a relation the destination has, a view this plan makes);
+ * otherwise a note names them, as a materialized view (its data would be stale at cut-over). Without
+ * this the application met a missing view after cut-over, and no command had said so.
+ */
+function planViews(model: SchemaModel, dest: DestinationState, destOf: (t: TableDef) => { schema: string; name: string }, notes: string[]): { schema: string; step: Step }[] {
+  const tables = new Map(model.tables.map((t) => [key(t), t]));
+  const made = new Set<string>();
+  const out: { schema: string; step: Step }[] = [];
+  for (const v of model.views ?? []) {
+    if (dest.relations?.has(key(v)) || dest.tables.has(key(v))) continue;
+    const dump = `pg_dump --schema-only -t '${key(v)}' of the source`;
+    if (v.kind === 'm') {
+      notes.push(`materialized view ${key(v)} reads the migrated tables and is not created: create it on the destination (${dump}) and REFRESH it once the data is there`);
+      continue;
+    }
+    const renamed = v.reads.filter((r) => tables.has(key(r)) && key(destOf(tables.get(key(r))!)) !== key(r));
+    const missing = v.reads.filter((r) => !tables.has(key(r)) && !dest.relations?.has(key(r)) && !made.has(key(r)));
+    if (renamed.length || missing.length) {
+      const why = renamed.length
+        ? `reads ${renamed.map(key).join(', ')}, which the sink mapping renames`
+        : `also reads ${missing.map(key).join(', ')}, not migrated and not on the destination`;
+      notes.push(`view ${key(v)} ${why}: not created; create it on the destination by hand if the application uses it (${dump})`);
+      continue;
+    }
+    made.add(key(v));
+    out.push({ schema: v.schema, step: { phase: 'views', action: 'create view', object: key(v), sql: [createViewSql(v)] } });
+  }
+  return out;
 }
 
 /**

@@ -6,12 +6,12 @@
 import type pg from 'pg';
 import { detectCitus, LOCAL_TABLE, readCitusTables, readSchemaSharding, type CitusTable } from './citus-catalog.ts';
 import { DEFERRED_FK_TABLE } from './generate.ts';
-import type { ColumnDef, ConstraintDef, IndexDef, SchemaModel, SequenceDef, TableDef, TypeDef } from './model.ts';
+import type { ColumnDef, ConstraintDef, IndexDef, PartitionDef, SchemaModel, SequenceDef, TableDef, TypeDef, ViewDef } from './model.ts';
 import type { DestinationState, DestinationTableState } from './plan.ts';
 
 const TABLES_SQL = `
 SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relpersistence = 'u' AS unlogged,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS printed
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS printed, pg_get_partkeydef(c.oid) AS partkey
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = ANY($1::oid[])`;
 
@@ -67,6 +67,31 @@ SELECT i.indrelid::int AS relid, ic.relname AS name, pg_get_indexdef(i.indexreli
  WHERE i.indrelid = ANY($1::oid[])
    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))
  ORDER BY i.indrelid, ic.relname`;
+
+// The partitions of partitioned tables, every level, each after its parent.
+const PARTITIONS_SQL = `
+SELECT r.root::int AS root, n.nspname AS schema, c.relname AS name, pn.nspname AS parent_schema, p.relname AS parent_name,
+       pg_get_expr(c.relpartbound, c.oid) AS bound, pg_get_partkeydef(c.oid) AS partkey, c.relpersistence = 'u' AS unlogged
+  FROM unnest($1::oid[]) AS r(root)
+ CROSS JOIN LATERAL pg_partition_tree(r.root) t
+  JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class p ON p.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE t.level > 0
+ ORDER BY r.root, t.level, n.nspname, c.relname`;
+
+// Views and materialized views reading the selected tables, with every relation they read.
+const VIEWS_SQL = `
+SELECT v.oid::int AS oid, vn.nspname AS schema, v.relname AS name, v.relkind AS kind, pg_get_viewdef(v.oid) AS definition,
+       COALESCE(v.reloptions, '{}')::text[] AS options,
+       (SELECT json_agg(json_build_object('schema', rn.nspname, 'name', rc.relname) ORDER BY rn.nspname, rc.relname)
+          FROM (SELECT DISTINCT d2.refobjid FROM pg_rewrite r2 JOIN pg_depend d2 ON d2.classid = 'pg_rewrite'::regclass AND d2.objid = r2.oid
+                 WHERE r2.ev_class = v.oid AND d2.refclassid = 'pg_class'::regclass AND d2.refobjid <> v.oid) x
+          JOIN pg_class rc ON rc.oid = x.refobjid JOIN pg_namespace rn ON rn.oid = rc.relnamespace) AS reads
+  FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace
+ WHERE v.relkind IN ('v', 'm')
+   AND EXISTS (SELECT 1 FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                WHERE r.ev_class = v.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY($1::oid[]))
+ ORDER BY v.oid`;
 
 // Sequences the column defaults use (serial: also owned by the column).
 const SEQUENCES_SQL = `
@@ -125,6 +150,9 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
     const indexes = (await client.query(INDEXES_SQL, [relids])).rows;
     const sequences = (await client.query(SEQUENCES_SQL, [relids])).rows;
     const types = (await client.query(TYPES_SQL, [[...new Set(columns.map((c) => c.typeoid))]])).rows;
+    const partitioned = tables.filter((t) => t.kind === 'p').map((t) => t.relid);
+    const partitions = partitioned.length ? (await client.query(PARTITIONS_SQL, [partitioned])).rows : [];
+    const views = (await client.query(VIEWS_SQL, [relids])).rows;
     const order = new Map(relids.map((r, i) => [r, i]));
     return {
       tables: tables
@@ -138,7 +166,23 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
           columns: columns.filter((c) => c.relid === t.relid).map(toColumn),
           constraints: constraints.filter((c) => c.relid === t.relid).map(toConstraint),
           indexes: indexes.filter((i) => i.relid === t.relid).map((i): IndexDef => ({ name: i.name, definition: i.definition, unique: i.unique, columns: i.columns })),
+          ...(t.kind === 'p'
+            ? {
+                partitionKey: t.partkey,
+                partitions: partitions.filter((p) => p.root === t.relid).map((p): PartitionDef => ({
+                  schema: p.schema, name: p.name, parent: { schema: p.parent_schema, name: p.parent_name }, bound: p.bound, partitionKey: p.partkey, unlogged: p.unlogged,
+                })),
+              }
+            : {}),
         })),
+      views: views.map((v): ViewDef => ({
+        schema: v.schema,
+        name: v.name,
+        kind: v.kind,
+        definition: String(v.definition).trim().replace(/;$/, ''),
+        options: v.options,
+        reads: v.reads ?? [],
+      })),
       types: orderTypes(types),
       sequences: sequences.map((s): SequenceDef => ({
         schema: s.schema,
@@ -217,8 +261,16 @@ export async function readDestinationState(
      WHERE c.relkind IN ('r', 'p', 'S')`,
     pairs([...model.sequences, ...destTables]),
   )).rows;
+  const viewNames = (model.views ?? []).flatMap((v) => [v, ...v.reads]);
+  const relations = viewNames.length
+    ? new Set((await client.query(
+        `SELECT n.nspname || '.' || c.relname AS k FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN unnest($1::text[], $2::text[]) AS w(s, n) ON w.s = n.nspname AND w.n = c.relname WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
+        pairs(viewNames),
+      )).rows.map((r) => r.k as string))
+    : new Set<string>();
   const schemas = (await client.query(`SELECT nspname FROM pg_namespace`)).rows.map((r) => r.nspname as string);
-  const tableRows = relRows.filter((r) => r.kind !== 'S');
+  const tableRows = relRows.filter((r) => r.kind === 'r' || r.kind === 'p');
   const constraints = tableRows.length
     ? (await client.query(CONSTRAINTS_SQL, [tableRows.map((r) => r.oid)])).rows.filter((c) => c.type === 'p' || c.type === 'u' || c.type === 'x')
     : [];
@@ -243,6 +295,7 @@ export async function readDestinationState(
     types: new Set(typeRows.map((r) => r.k)),
     sequences: new Set(relRows.filter((r) => r.kind === 'S').map((r) => `${r.schema}.${r.name}`)),
     tables,
+    relations,
     deferredTableExists,
     deferred,
     ...(citus ? await readSchemaSharding(client) : {}),

@@ -613,6 +613,8 @@ test('cleanup refuses while the source connector streams, the sink is behind or 
   assert.equal(await slotExists(), false);
   assert.equal((await src.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [sourceConfig.publicationName])).rowCount, 0);
   assert.equal((await dst.query(`SELECT to_regclass('shardbridge.sink_offsets') AS t`)).rows[0].t, null);
+  // Every table the sink made goes (the truncate barrier's too), and the schema with them.
+  assert.equal((await dst.query(`SELECT to_regnamespace('shardbridge') AS s`)).rows[0].s, null, JSON.stringify(done.out.results));
   const left = (await admin.listTopics()).filter((t) => t.startsWith(`${PREFIX}.`));
   assert.deepEqual(left, []);
 

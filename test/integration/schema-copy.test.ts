@@ -210,3 +210,50 @@ test('a unique index with the distribution column only in INCLUDE lacks it (Citu
   const p = planSchemaCopy(model, citusDest, { distribute: [{ table: `${x}.orders`, column: 'region' }], reference: [], colocate: false, extendKeys: false });
   assert.match(p.problems.join('\n'), /unique index orders_code \(code\) lacks the distribution column region/);
 });
+
+test('a partitioned table is created with its partitions and indexes, and a view over the tables after them; a second run plans nothing', async (t) => {
+  const x = `${SCHEMA}_part`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`
+    CREATE SCHEMA ${x};
+    CREATE TABLE ${x}.events (id bigserial, at timestamptz NOT NULL, kind text NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+    CREATE TABLE ${x}.events_2025 PARTITION OF ${x}.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY HASH (id);
+    CREATE TABLE ${x}.events_2025_h0 PARTITION OF ${x}.events_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+    CREATE TABLE ${x}.events_2025_h1 PARTITION OF ${x}.events_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+    CREATE TABLE ${x}.events_other PARTITION OF ${x}.events DEFAULT;
+    CREATE INDEX events_kind_idx ON ${x}.events (kind);
+    CREATE VIEW ${x}.kinds WITH (security_barrier) AS SELECT kind, count(*) AS n FROM ${x}.events GROUP BY kind;
+    CREATE VIEW ${x}.catalog AS SELECT e.kind FROM ${x}.events e, pg_catalog.pg_class c WHERE false;
+    CREATE SCHEMA ${x}_aux;
+    CREATE TABLE ${x}_aux.audit (id int);
+    CREATE VIEW ${x}.outside AS SELECT e.kind FROM ${x}.events e, ${x}_aux.audit a WHERE false`);
+  const srcFile = join(dir, `source-part.yaml`);
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  const run = async () => {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--json'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+    assert.equal(code, 0, stderr + stdout);
+    return JSON.parse(stdout);
+  };
+  const out = await run();
+  assert.deepEqual(out.problems, []);
+  assert.deepEqual(out.steps.map((s: { action: string; object: string }) => `${s.action} ${s.object}`).filter((s: string) => /partition|view/.test(s)), [
+    `create partitioned table (4 partitions) ${x}.events`, `create view ${x}.kinds`, `create view ${x}.catalog`,
+  ]);
+  assert.match(out.notes.join('\n'), new RegExp(`view ${x}\\.outside also reads ${x}_aux\\.audit, not migrated and not on the destination`));
+  const tree = `SELECT c.relname, c.relkind, pg_get_expr(c.relpartbound, c.oid) AS bound, pg_get_partkeydef(c.oid) AS key,
+                  (SELECT array_agg(i.relname ORDER BY i.relname) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisvalid)::text[] AS indexes
+                  FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p') ORDER BY c.relname`;
+  const [a, b] = await Promise.all([src.query(tree, [x]), dst.query(tree, [x])]);
+  assert.deepEqual(b.rows, a.rows);
+  assert.equal(b.rows.length, 5);
+  await dst.query(`INSERT INTO ${x}.events (at, kind) VALUES ('2025-03-01', 'a'), ('2025-03-01', 'b'), ('2030-03-01', 'a')`);
+  const kinds = await dst.query(`SELECT kind, n::int FROM ${x}.kinds ORDER BY kind`);
+  assert.deepEqual(kinds.rows, [{ kind: 'a', n: 2 }, { kind: 'b', n: 1 }]);
+  assert.equal((await dst.query(`SELECT count(*)::int AS n FROM ${x}.events_other`)).rows[0].n, 1);
+  const again = await run();
+  assert.equal(again.nothingToDo, true, JSON.stringify(again.steps));
+});

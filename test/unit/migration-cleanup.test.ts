@@ -67,7 +67,8 @@ test('--drop-control-tables is refused while a sink is connected; foreign keys n
 test('--drop-topics: refused while a sink reads them; the stored positions of the deleted topics go too, unless their tables are dropped', () => {
   const objects = [
     { kind: 'table' as const, name: 'shardbridge.sink_offsets' }, { kind: 'table' as const, name: 'shardbridge.snapshot_status' },
-    { kind: 'table' as const, name: 'shardbridge.sequence_sync' }, { kind: 'schema' as const, name: 'shardbridge' },
+    { kind: 'table' as const, name: 'shardbridge.sequence_sync' }, { kind: 'table' as const, name: 'shardbridge.sink_truncates' },
+    { kind: 'schema' as const, name: 'shardbridge' },
   ];
   const reading = planCleanup(facts({ sinkSessions: 1, controlObjects: objects }), { ...none, dropTopics: true });
   assert.equal(reading.proceed, false);
@@ -77,7 +78,12 @@ test('--drop-topics: refused while a sink reads them; the stored positions of th
   assert.equal(p.proceed, true);
   assert.deepEqual(p.actions.slice(2), [
     { kind: 'delete topics', object: '2 topic(s)', topics: ['sb.public.t', 'sb.__snapshot'] },
-    { kind: 'forget stored positions', object: 'shardbridge.sink_offsets, shardbridge.snapshot_status', tables: ['shardbridge.sink_offsets', 'shardbridge.snapshot_status'], topics: ['sb.public.t', 'sb.__snapshot'] },
+    {
+      kind: 'forget stored positions',
+      object: 'shardbridge.sink_offsets, shardbridge.snapshot_status, shardbridge.sink_truncates',
+      tables: ['shardbridge.sink_offsets', 'shardbridge.snapshot_status', 'shardbridge.sink_truncates'],
+      topics: ['sb.public.t', 'sb.__snapshot'],
+    },
   ]);
   const both = planCleanup(facts({ controlObjects: objects }), { ...none, dropTopics: true, dropControlTables: true });
   assert.ok(!both.actions.some((a) => a.kind === 'forget stored positions'), 'the tables themselves are dropped');

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  describeDifferences, judgeCutover, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter,
+  describeDifferences, judgeCutover, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, partitionList, writesAfter,
   type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
 } from '../../shared/migration/cutover.ts';
 import { beyondBound, isPast } from '../../shared/migration/sequence-value.ts';
@@ -194,6 +194,10 @@ test('writes after the cut-over position: records the table topics gained since 
   assert.deepEqual(writesAfter(atWait, [{ topic: 'p.public.orders', partition: 0, end: 10 }, { topic: 'p.public.orders', partition: 1, end: 7 }]), { records: 3, partitions: ['p.public.orders[1]'] });
   // A partition added since counts from zero.
   assert.deepEqual(writesAfter(atWait, [...atWait, { topic: 'p.public.orders', partition: 2, end: 2 }]), { records: 2, partitions: ['p.public.orders[2]'] });
+  // A writer left running reaches every partition: one list per topic, at most five topics named.
+  const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].flatMap((t) => [0, 1, 2].map((p) => `p.public.${t}[${p}]`));
+  assert.equal(partitionList(keys), 'p.public.a[0, 1, 2], p.public.b[0, 1, 2], p.public.c[0, 1, 2], p.public.d[0, 1, 2], p.public.e[0, 1, 2] and 2 more topic(s)');
+  assert.equal(partitionList(['p.public.orders[1]']), 'p.public.orders[1]');
   const late = judgeCutover(base({ steps: [...ALL_OK.slice(0, 5), { step: 'writes stopped', status: 'failed', detail: '3 change(s) reached p.public.orders[1] after the cut-over position', ms: 5 }, { step: 'foreign keys', status: 'skipped', detail: '', ms: 0 }] }));
   assert.equal(late.go, false);
   assert.match(late.problems[0], /^writes stopped: 3 change\(s\) reached p\.public\.orders\[1\]/);

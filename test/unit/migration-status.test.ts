@@ -107,8 +107,25 @@ test('catch-up: caught up, catching up with an ETA, falling behind, not applying
   assert.equal(c.lagRecords, 500);
   assert.equal(c.etaSeconds, 10);
   assert.equal(estimateCatchUp(at(0, 1000, 0), at(10, 2000, 500)).state, 'falling behind');
+  assert.match(estimateCatchUp(null, at(0, 10, 4)).unknownBecause ?? '', /one sample only/);
   assert.equal(estimateCatchUp(at(0, 1000, 0), at(10, 1000, 0)).state, 'not applying');
   assert.deepEqual(sampleOf([part('a', 0, 10, 20), part('a', 1, 5, null), part('c', 0, 7, 0, 'control')], 1), { atMs: 1, end: 15, applied: 10 });
+});
+
+test('a steady writer: a lag the sink applies within two seconds is keeping up, not falling behind, even when the produced rate edges past the applied one', () => {
+  const at = (s: number, end: number, applied: number) => ({ atMs: s * 1000, end, applied });
+  // As a live run showed: 178/s both ways over 6.3 s, 19 records in flight: 'falling behind' with a WARN.
+  const steady = estimateCatchUp(at(0, 1000, 981), at(2, 1356, 1337));
+  assert.equal(steady.state, 'keeping up');
+  assert.equal(steady.lagRecords, 19);
+  assert.ok(steady.etaSeconds !== null && steady.etaSeconds < 1);
+  // 15 records in flight at t=10 s; 200 produced and 200 applied over the last 2 s.
+  const live = facts({ partitions: [part('sb.public.orders', 0, 1010, 1000), part('sb.public.orders', 1, 505, 500)] });
+  const r = buildStatus(live, { atMs: Date.parse('2025-01-01T00:00:08Z'), end: 1315, applied: 1300 });
+  assert.deepEqual(r.problems, []);
+  assert.match(renderStatus(r), /Catch-up: keeping up, 15 records in flight \(under a second of applying\) \(applying 100\/s, produced 100\/s over 2\.0 s\)/);
+  // A lag beyond two seconds of applying that does not shrink is still falling behind.
+  assert.equal(estimateCatchUp(at(0, 1000, 500), at(2, 1356, 856)).state, 'falling behind');
 });
 
 test('a healthy migration: ok, no problems, totals of the table topics only', () => {
@@ -230,6 +247,14 @@ test('a stall is a FAIL naming topic, partition, offset, table and SQLSTATE, wit
   assert.equal(p.message, 'stalled at offset 5 (table public.orders): column "extra" of relation "orders" does not exist [42703]');
   assert.match(p.remedy!, /ADD COLUMN "extra"/);
   assert.deepEqual(r.partitions.map((x) => x.stalled), [false, true, false]);
+});
+
+test('records piling up behind a stall: the stall is the problem, not a sink to scale out', () => {
+  const behind = facts({ stalls: [stall()], partitions: [part('sb.public.orders', 0, 1010, 1010), part('sb.public.orders', 1, 900, 5)] });
+  const r = buildStatus(behind, { atMs: Date.parse('2025-01-01T00:00:08Z'), end: 1510, applied: 915 });
+  assert.equal(r.catchUp.state, 'falling behind');
+  assert.deepEqual(r.problems.map((p) => p.level), ['FAIL']);
+  assert.ok(!r.problems.some((p) => /more partitions or members/.test(p.remedy ?? '')));
 });
 
 test("a stall at offsets Kafka no longer has shows its reason, not as a SQLSTATE", () => {

@@ -12,7 +12,7 @@ import {
   referenceSql,
   rewriteReferences,
 } from '../../shared/schema/generate.ts';
-import type { ColumnDef, SchemaModel, SequenceDef, TableDef } from '../../shared/schema/model.ts';
+import type { ColumnDef, SchemaModel, SequenceDef, TableDef, ViewDef } from '../../shared/schema/model.ts';
 import { planSchemaCopy, resolveDistribution, type DestinationState } from '../../shared/schema/plan.ts';
 
 const col = (name: string, type: string, over: Partial<ColumnDef> = {}): ColumnDef => ({
@@ -152,7 +152,8 @@ test('plan on an empty destination: types, sequences, tables (with indexes and O
   ]);
   assert.equal(p.steps[2].sql[1], 'ALTER SEQUENCE "public"."customers_id_seq" OWNED BY "public"."customers"."id"');
   assert.equal(p.steps[3].sql.length, 3);
-  assert.match(p.notes.join('\n'), /orders\.id is GENERATED ALWAYS AS IDENTITY: .*OVERRIDING SYSTEM VALUE/);
+  // The sink inserts with OVERRIDING SYSTEM VALUE itself: nothing for the operator to do, no note.
+  assert.deepEqual(p.notes, []);
   assert.deepEqual(p.problems, []);
 });
 
@@ -329,16 +330,59 @@ test('plan on Citus: tables created in a distributed schema (schema-based shardi
   assert.match(mixed.notes.find((n) => /will refuse/.test(n)) ?? '', /orders_fk on public\.orders: .*single-shard table is colocated only with single-shard tables/);
 });
 
-test('plan problems: column renames, partitioned tables and missing non-enum types stop the copy', () => {
+test('plan problems: column renames and missing non-enum types stop the copy', () => {
   const p = planSchemaCopy(
-    { ...model, tables: [customers, { ...orders, kind: 'p' }], types: [{ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }] },
+    { ...model, tables: [customers, orders], types: [{ kind: 'other', schema: 'public', name: 'citext', typtype: 'b' }] },
     emptyDest(),
     { ...opts, mapping: { 'public.customers': { columns: { email: 'mail' } } } },
   );
-  assert.equal(p.problems.length, 3);
+  assert.equal(p.problems.length, 2);
   assert.match(p.problems[0], /renames columns \(email → mail\)/);
-  assert.match(p.problems[1], /public\.orders is partitioned/);
-  assert.match(p.problems[2], /type public\.citext .*CREATE EXTENSION/);
+  assert.match(p.problems[1], /type public\.citext .*CREATE EXTENSION/);
+});
+
+test('a partitioned table is created with its partitions (sub-partitions under theirs), then its indexes without ONLY, under a renamed parent too', () => {
+  const events: TableDef = {
+    schema: 'public', name: 'events', printed: 'public.events', kind: 'p', unlogged: false, partitionKey: 'RANGE (at)',
+    columns: [col('id', 'bigint', { notNull: true }), col('at', 'timestamp with time zone', { notNull: true })],
+    constraints: [{ name: 'events_pkey', type: 'p', definition: 'PRIMARY KEY (id, at)', columns: ['id', 'at'] }],
+    indexes: [{ name: 'events_at_idx', definition: 'CREATE INDEX events_at_idx ON ONLY public.events USING btree (at)', unique: false, columns: ['at'] }],
+    partitions: [
+      { schema: 'public', name: 'events_2025', parent: { schema: 'public', name: 'events' }, bound: "FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2026-01-01 00:00:00+00')", partitionKey: 'LIST (id)', unlogged: false },
+      { schema: 'public', name: 'events_other', parent: { schema: 'public', name: 'events' }, bound: 'DEFAULT', partitionKey: null, unlogged: false },
+      { schema: 'public', name: 'events_2025_1', parent: { schema: 'public', name: 'events_2025' }, bound: 'FOR VALUES IN (1)', partitionKey: null, unlogged: false },
+    ],
+  };
+  const p = planSchemaCopy({ tables: [events], types: [], sequences: [] }, emptyDest(), { ...opts, mapping: { 'public.events': { table: 'events_v2' } } });
+  assert.deepEqual(p.problems, []);
+  assert.deepEqual(summary(p), ['ddl create partitioned table (3 partitions) public.events_v2']);
+  assert.deepEqual(p.steps[0].sql.slice(1), [
+    `CREATE TABLE "public"."events_2025" PARTITION OF "public"."events_v2" FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2026-01-01 00:00:00+00') PARTITION BY LIST (id)`,
+    'CREATE TABLE "public"."events_other" PARTITION OF "public"."events_v2" DEFAULT',
+    'CREATE TABLE "public"."events_2025_1" PARTITION OF "public"."events_2025" FOR VALUES IN (1)',
+    'CREATE INDEX IF NOT EXISTS events_at_idx ON "public"."events_v2" USING btree (at)',
+  ]);
+  assert.match(p.steps[0].sql[0], /\n\) PARTITION BY RANGE \(at\)$/);
+});
+
+test('views over the selected tables: created last when all they read is there, else named in a note', () => {
+  const view = (name: string, reads: string[], over: Partial<ViewDef> = {}): ViewDef => ({
+    schema: 'reports', name, kind: 'v', definition: 'SELECT 1', options: [], reads: reads.map((r) => ({ schema: r.split('.')[0], name: r.split('.')[1] })), ...over,
+  });
+  const views = [
+    view('totals', ['public.orders', 'public.customers'], { options: ['security_barrier=true', 'check_option=local'] }),
+    view('on_totals', ['public.orders', 'reports.totals']),
+    view('with_audit', ['public.orders', 'public.audit']),
+    view('there', ['public.orders']),
+    view('mat', ['public.orders'], { kind: 'm' }),
+  ];
+  const p = planSchemaCopy({ ...model, views }, emptyDest({ relations: new Set(['reports.there']) }), opts);
+  assert.deepEqual(summary(p).filter((x) => /view|schema/.test(x)), ['ddl create schema reports', 'views create view reports.totals', 'views create view reports.on_totals']);
+  assert.equal(p.steps.at(-2)!.sql[0], 'CREATE VIEW "reports"."totals" WITH (security_barrier=true) AS\nSELECT 1\nWITH LOCAL CHECK OPTION');
+  assert.match(p.notes.join('\n'), /view reports\.with_audit also reads public\.audit, not migrated and not on the destination: not created; create it .*pg_dump --schema-only -t 'reports\.with_audit'/);
+  assert.match(p.notes.join('\n'), /materialized view reports\.mat .*REFRESH it/);
+  const renamed = planSchemaCopy({ ...model, views: [views[3]] }, emptyDest(), { ...opts, mapping: { 'public.orders': { table: 'orders_v2' } } });
+  assert.match(renamed.notes.join('\n'), /view reports\.there reads public\.orders, which the sink mapping renames: not created/);
 });
 
 test('resolveDistribution checks table and column names', () => {

@@ -23,13 +23,12 @@ import { quoteIdent } from '../../../source-connector/catalog.ts';
 import { controlTopicNames } from '../../../source-connector/control-topics.ts';
 import { STAGING_SCHEMA } from '../../../sink-connector/upsert-batch.ts';
 import type { Admin } from '../../kafka/client.ts';
-import { cleanupReport, planCleanup, renderCleanup, type ActionResult, type CleanupAction, type CleanupFacts } from '../../migration/cleanup.ts';
+import { CONTROL_TABLES, cleanupReport, planCleanup, renderCleanup, type ActionResult, type CleanupAction, type CleanupFacts } from '../../migration/cleanup.ts';
 import {
   commandKafka, endOffsets, errorText, migrationTopics, partitionFacts, readApplied, readSlot, sinkSessions, sinkTablesPresent, sourceTables,
 } from '../../migration/gather.ts';
 
 const PEEK_LIMIT = 100_000;
-const CONTROL_TABLES = ['sink_offsets', 'sink_mappings', 'snapshot_status', 'sequence_sync', 'stalls', 'deferred_foreign_keys'];
 
 export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const source = ctx.sourceConfig();

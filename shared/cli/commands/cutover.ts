@@ -35,7 +35,7 @@ import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import {
-  judgeCutover, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
+  judgeCutover, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
 import { fixSequences } from '../../migration/fix-sequences.ts';
@@ -159,7 +159,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
           const late = writesAfter(atWait, await endOffsets(admin, [...new Set(atWait.map((e) => e.topic))]));
           return late.records === 0
             ? { ok: true, detail: 'no change reached the table topics after the cut-over position' }
-            : { ok: false, detail: `${formatCount(late.records)} change(s) reached ${late.partitions.join(', ')} after the cut-over position: writes to the source have not stopped; stop every writer, then run cutover again` };
+            : { ok: false, detail: `${formatCount(late.records)} change(s) reached ${partitionList(late.partitions)} after the cut-over position: writes to the source have not stopped; stop every writer, then run cutover again` };
         });
       }
       if (!verified || !stopped) skip('foreign keys', 'created only after a clean verification with the writes stopped');

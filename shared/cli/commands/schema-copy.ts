@@ -66,7 +66,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
 
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
 
-/** DDL in one transaction (a failure leaves nothing half-made); distribution calls after it, one by one. */
+/** DDL in one transaction (a failure leaves nothing half-made); distribution calls after it, one by one; then the views. */
 async function execute(client: pg.Client, steps: Step[]): Promise<void> {
   const ddl = steps.filter((s) => s.phase === 'ddl');
   if (ddl.length) {
@@ -80,6 +80,7 @@ async function execute(client: pg.Client, steps: Step[]): Promise<void> {
     }
   }
   for (const s of steps.filter((x) => x.phase === 'distribute')) for (const sql of s.sql) await client.query(sql);
+  for (const s of steps.filter((x) => x.phase === 'views')) for (const sql of s.sql) await client.query(sql);
 }
 
 function report(plan: CopyPlan, dryRun: boolean, json: boolean, ctx: CommandContext): void {

@@ -10,7 +10,7 @@
  * the statements run inside the batch transaction of the control record's partition.
  */
 import type pg from 'pg';
-import { beyondBound, isPast, recordSequenceSync, sequenceState } from '../shared/migration/sequence-value.ts';
+import { beyondBound, DESTINATION_SEQUENCE_SQL, isPast, recordSequenceSync, sequenceState } from '../shared/migration/sequence-value.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetFor } from './schema-compile.ts';
 import { qualifiedName } from './upsert-batch.ts';
@@ -205,11 +205,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     destTable = qualifiedName({ schema: t.schema, name: t.table });
     destColumn = t.columns[a.column] ?? a.column;
   }
-  const { rows } = await client.query<{ seq: string | null }>(
-    `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END,
-                     to_regclass($3::text)::text) AS seq`,
-    [destTable, destColumn, qualifiedName(a.sequenceId)],
-  );
+  const { rows } = await client.query<{ seq: string | null }>(DESTINATION_SEQUENCE_SQL, [destTable, destColumn, qualifiedName(a.sequenceId)]);
   const seq = rows[0]?.seq ?? null;
   if (seq === null) {
     log.warn({ sequence: a.sequence, table: destTable, column: destColumn }, 'no destination sequence for this source sequence: not moved');

@@ -9,7 +9,7 @@ import { sequenceValues, standaloneSequences, tableSequences, quoteIdent, quoteQ
 import { mapTable } from '../schema/mapping.ts';
 import { planSequence, sequenceTarget, type SequenceResult } from './cutover.ts';
 import { errorText, sinkTablesPresent, type SourceTable } from './gather.ts';
-import { isPast, recordSequenceSync, sequenceState } from './sequence-value.ts';
+import { DESTINATION_SEQUENCE_SQL, isPast, recordSequenceSync, sequenceState } from './sequence-value.ts';
 
 /**
  * Every sequence a selected source table owns or calls in a column default, and every sequence
@@ -42,10 +42,7 @@ export async function fixSequences(src: pg.ClientBase, dst: pg.ClientBase, selec
       continue;
     }
     try {
-      const { rows } = await dst.query(
-        `SELECT COALESCE(CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END, to_regclass($3::text)::text) AS seq`,
-        [m ? quoteQualified(m.destination) : null, destColumn, sameName],
-      );
+      const { rows } = await dst.query(DESTINATION_SEQUENCE_SQL, [m ? quoteQualified(m.destination) : null, destColumn, sameName]);
       r.destination = rows[0]?.seq ?? null;
       if (r.destination === null) {
         const target = sequenceTarget(sourceValue, margin, increment);

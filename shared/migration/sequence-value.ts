@@ -20,6 +20,17 @@ export interface SequenceState {
   max: bigint;
 }
 
+/**
+ * The destination sequence for a source one: the sequence the mapped table's column owns
+ * ($1 table, $2 column; NULLs skip it), else the sequence of the source's name ($3), both
+ * schema-qualified: a `regclass`'s text drops the schema of a name on the search_path, so
+ * `public.doc_no` would be recorded and reported as `doc_no`.
+ */
+export const DESTINATION_SEQUENCE_SQL = `SELECT COALESCE(
+    CASE WHEN $1::text IS NOT NULL AND to_regclass($1::text) IS NOT NULL THEN pg_get_serial_sequence($1::text, $2::text) END,
+    (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($3::text))
+  ) AS seq`;
+
 /** `seq`: the server's own text for an existing sequence (regclass output, `pg_get_serial_sequence`), so safe in FROM. */
 export async function sequenceState(client: pg.ClientBase, seq: string): Promise<SequenceState> {
   const { rows } = await client.query<{ last_value: string; is_called: boolean; reported: string | null; increment: string; min: string; max: string }>(

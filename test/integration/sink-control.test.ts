@@ -140,6 +140,21 @@ test('snapshot status turns complete only once the table topic is applied up to 
     const small = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${SRC}.small_no`]);
     assert.deepEqual(small.rows[0], { source_value: '3000000000', applied_value: '0' });
     assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
+
+    // A sequence on the search_path (public) is recorded with its schema, as cutover names it
+    // (a regclass's text would say `doc_no_…` alone).
+    const doc = `doc_no_${ID}`;
+    await db.query(`CREATE SEQUENCE public.${doc}`);
+    try {
+      await producer.sendBatch([
+        control(names.sequences, sequenceRecord({ sequence: `public.${doc}`, sequenceId: { schema: 'public', name: doc }, table: 'public.gone', tableId: { schema: 'public', name: 'gone' }, column: 'n', value: '70', reason: 'interval' })),
+      ]);
+      await waitApplied(db, admin, groupId, [names.sequences]);
+      const docSync = await db.query('SELECT sequence_name, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name LIKE $1', [`%${doc}`]);
+      assert.deepEqual(docSync.rows, [{ sequence_name: `public.${doc}`, applied_value: '70' }]);
+    } finally {
+      await db.query(`DROP SEQUENCE public.${doc}`);
+    }
   } finally {
     await sink.stop();
   }

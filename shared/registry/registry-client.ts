@@ -88,7 +88,9 @@ export class RegistryClient {
     const timeoutMiddleware = () => ({
       prepareRequest: async (next: () => Promise<{ timeout(): number | undefined; enhance(o: { timeout?: number; signal?: AbortSignal }): unknown }>) => {
         const request = await next();
-        return request.enhance({ ...(request.timeout() ? {} : { timeout }), ...(stop ? { signal: stop } : {}) });
+        // A signal of its own per request: each request's abort listener on the shared stop
+        // signal itself made Node warn of a leak (MaxListenersExceeded) past ten at once.
+        return request.enhance({ ...(request.timeout() ? {} : { timeout }), ...(stop ? { signal: AbortSignal.any([stop]) } : {}) });
       },
     });
     this.lib = new SchemaRegistry({

@@ -378,6 +378,24 @@ test('RegistryClient: a schema already under its subject costs one request to fi
   assert.ok(requests.some((r) => r.startsWith('POST /subjects/many0-value/versions')));
 });
 
+test('RegistryClient: many requests at once under one stop signal (16 tables at a time at start) make no listener-leak warning', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const stop = new AbortController();
+  const subjects = Array.from({ length: 30 }, (_, i) => ({ subject: `leak${i}-value`, schema: { ...userV1, name: `Leak${i}` } }));
+  // The first client registers (the library's requests), the second finds them again (our own).
+  for (const client of [new RegistryClient({ url: srv.url, retries: 0, signal: stop.signal }), new RegistryClient({ url: srv.url, retries: 0, signal: stop.signal })]) {
+    await Promise.all(subjects.map((s) => client.register(s.subject, s.schema)));
+  }
+  // process.emitWarning emits on a later tick.
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
+});
+
 test('RegistryClient: a registry that stops answering ends each request after the timeout, the registration too (it had none), with no retries of its own', async (t) => {
   const srv = await startSchemaRegistry();
   t.after(() => srv.stop());

@@ -9,14 +9,12 @@
  * `isRetriable` in shared/errors.ts looks at. The one wrapper (topic creation) keeps the
  * kafkajs error as `cause` and the flag on itself.
  */
-import net, { type Socket } from 'node:net';
-import tls, { type ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import kafkajs from 'kafkajs';
 import type {
   Admin as KjsAdmin,
   Consumer as KjsConsumer,
   ICustomPartitioner,
-  ISocketFactory,
   KafkaConfig,
   Producer as KjsProducer,
   RetryOptions as KjsRetryOptions,
@@ -29,6 +27,9 @@ import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 import { answered, explainUnanswered } from './unanswered.ts';
+import { DISCONNECT_GRACE_MS, GATE_CLOSED, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
+
+export { Gate } from './gate.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -127,68 +128,6 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       gates.clear();
     },
   };
-}
-
-const GATE_CLOSED = 'the Kafka client was closed';
-/** kafkajs's longest wait between two tries of a request or a connection (Kafka's Java clients: reconnect.backoff.max.ms = 1 s). */
-const RECONNECT_BACKOFF_MAX_MS = 1_000;
-/** How long a disconnect may wait for kafkajs's requests in flight (a broker that does not answer holds them up to the request timeout). */
-const DISCONNECT_GRACE_MS = 1_000;
-
-/**
- * What ends kafkajs's work for one producer, admin or consumer: its sockets go through here, and
- * once shut, the open ones are destroyed (their requests fail at once), a new one fails at once,
- * and the broker list is empty, which kafkajs takes as a non-retriable failure: a retry loop
- * still under way (kafkajs retries a send for ever and reconnects a disconnected cluster to do
- * it) ends at its next try, within RECONNECT_BACKOFF_MAX_MS. Without it, a program that
- * embeds a connector kept kafkajs's timers and sockets after stop() while Kafka was down.
- */
-export class Gate {
-  private shut = false;
-  private readonly sockets = new Set<Socket>();
-
-  constructor(private readonly brokers: readonly string[]) {}
-
-  get closed(): boolean {
-    return this.shut;
-  }
-
-  /** kafkajs's `brokers`: none once shut. */
-  readonly brokerList = (): string[] => (this.shut ? [] : [...this.brokers]);
-
-  /** kafkajs's socketFactory: its default (TCP or TLS, keep-alive), the socket kept until it closes. */
-  readonly socketFactory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
-    if (this.shut) {
-      const dead = new net.Socket();
-      process.nextTick(() => dead.destroy(new Error(GATE_CLOSED)));
-      return dead;
-    }
-    const socket = ssl
-      ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...ssl }, onConnect)
-      : net.connect({ host, port }, onConnect);
-    socket.setKeepAlive(true, 60_000);
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    return socket;
-  };
-
-  close(): void {
-    this.shut = true;
-    for (const s of this.sockets) s.destroy(new Error(GATE_CLOSED));
-    this.sockets.clear();
-  }
-
-  /** `disconnect`, then shut; after `graceMs` without it, shut at once (which lets it end). */
-  async closeAfter(disconnect: Promise<void>, graceMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    if (graceMs !== Infinity) timer = setTimeout(() => this.close(), graceMs);
-    try {
-      await disconnect;
-    } finally {
-      clearTimeout(timer);
-      this.close();
-    }
-  }
 }
 
 /** A keyed record by murmur2 over its topic's pinned partition count (Producer.pin), an unkeyed one to partition 0. */

@@ -56,14 +56,24 @@ export class Gate {
     this.sockets.clear();
   }
 
-  /** `disconnect`, then shut; after `graceMs` without it, shut at once (which lets it end). */
+  /**
+   * `disconnect`, then shut. After `graceMs` without it, shut at once, which lets it end; after
+   * as long again, return without it (a stop never hangs on kafkajs).
+   */
   async closeAfter(disconnect: Promise<void>, graceMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    if (graceMs !== Infinity) timer = setTimeout(() => this.close(), graceMs);
+    const timers: NodeJS.Timeout[] = [];
+    const late = new Promise<void>((resolve) => {
+      if (graceMs === Infinity) return;
+      timers.push(setTimeout(() => {
+        this.close();
+        timers.push(setTimeout(resolve, graceMs));
+      }, graceMs));
+    });
+    disconnect.catch(() => {}); // awaited below, unless it is given up
     try {
-      await disconnect;
+      await Promise.race([disconnect, late]);
     } finally {
-      clearTimeout(timer);
+      for (const t of timers) clearTimeout(t);
       this.close();
     }
   }

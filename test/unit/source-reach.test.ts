@@ -64,6 +64,10 @@ test("a Kafka client's gate: shut, its open sockets are destroyed, a new one fai
     const late = gate.socketFactory({ host: '127.0.0.1', port, ssl: PLAIN, onConnect: () => assert.fail('a socket connected after the gate was shut') });
     const [err] = (await once(late, 'error')) as [Error];
     assert.match(err.message, /closed/);
+    // A disconnect that does not end even then is given up: the stop goes on.
+    const hung = Date.now();
+    await new Gate([]).closeAfter(new Promise<void>(() => {}), 100);
+    assert.ok(Date.now() - hung < 2_000, `a hung disconnect held closeAfter ${Date.now() - hung} ms`);
   } finally {
     for (const s of accepted) s.destroy();
     server.close();

@@ -261,6 +261,8 @@ class SinkRuntime {
       await this.lockWatch?.stop();
       await this.producer?.disconnect().catch(() => {});
       await this.admin?.disconnect().catch(() => {});
+      // What a stop left under way (kafkajs's retries of a Kafka gone, a step the abort stopped waiting for) ends here.
+      this.kafka?.close();
       await this.pool?.end().catch(() => {});
       await this.server?.close().catch(() => {});
       this.log.info('sink stopped');

@@ -8,12 +8,12 @@
  */
 import { packageVersion } from '../shared/version.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../shared/logger.ts';
+import { redactUrl, type Logger } from '../shared/logger.ts';
 import { createMetrics, metricsPortError, serveMetrics, type Metrics, type MetricsServer } from '../shared/metrics.ts';
 import { createKafka, type Admin, type KafkaClient, type KafkaSettings, type Producer } from '../shared/kafka/client.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { SourceError, isRetriable } from '../shared/errors.ts';
-import { backoffDelay, errorSummary } from '../shared/retry.ts';
+import { abortable, backoffDelay, errorSummary } from '../shared/retry.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import type { SourceConfig } from './config.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic, type SnapshotState } from './control-topics.ts';
@@ -30,7 +30,7 @@ import { decideSlot, snapshotOnly } from './slot-decision.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { SessionRestart, parseSignal, requestedMarkers } from './resnapshot-signal.ts';
 import type { SnapshotRunContext } from './snapshot-run.ts';
-import { openSource, type SourceSession } from './source-session.ts';
+import { openSourceWhenReachable, type SourceSession } from './source-session.ts';
 import { ReplicationStream } from './stream.ts';
 import { TableVersions, type TableVersion } from './table-versions.ts';
 import { nextDelivery } from './truncate-fanout.ts';
@@ -60,6 +60,8 @@ export interface StartOptions {
   onTables?: (count: number) => void;
   /** Awaited before a table's own snapshot is copied beside the stream (a seam for tests: a long copy made to last). */
   beforeOwnCopy?: () => Promise<void>;
+  /** Aborting ends the start: the wait for a source that cannot be reached yet (start-up then rejects with the signal's reason). */
+  signal?: AbortSignal;
 }
 
 const CONNECTOR_VERSION = packageVersion();
@@ -82,9 +84,10 @@ export async function startSourceConnector(config: SourceConfig, logger: Logger,
     phases.set({ phase: (phase = p) }, 1);
   };
   setPhase('starting');
-  let source: Awaited<ReturnType<typeof openSource>>;
+  let source: SourceSession;
   try {
-    source = await openSource(config, log);
+    // A source that cannot be reached yet (down, starting up, too many connections) is waited for, as Kafka is.
+    source = await openSourceWhenReachable(config, log, { signal: opts.signal, onWaiting: (waiting) => setPhase(waiting ? 'retrying' : 'starting') });
   } catch (err) {
     await server?.close();
     throw err;
@@ -129,6 +132,8 @@ class ConnectorRun {
   private stream: ReplicationStream | null = null;
   private stopping = false;
   private prepared = false;
+  /** The wait for Kafka and the registry at start is said once, not at each retry. */
+  private waitSaid = false;
   /** Table topics this process created: they held no record before it (earlier-snapshots.ts). */
   private readonly freshTopics = new Set<string>();
   private readonly sequences: SequenceValues;
@@ -164,7 +169,7 @@ class ConnectorRun {
     });
     this.publisher.onFailure((err) => this.stream?.fail(err));
     const r = config.schemaRegistry;
-    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, logger: log, signal: this.abort.signal });
+    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, requestTimeoutMs: r.requestTimeoutMs, logger: log, signal: this.abort.signal });
     this.registry = registry;
     this.versions = new TableVersions({
       registry,
@@ -216,8 +221,10 @@ class ConnectorRun {
           attempt = Date.now() - startedAt > 60_000 ? 1 : attempt + 1;
           const delayMs = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
           this.setPhase('retrying');
+          // Before the first set-up, nothing was made yet: say what the connector waits for, not a stream to resume.
+          const after = this.prepared ? 'the stream resumes from the slot' : `not started yet: waiting for ${this.waitingFor()}`;
           // Type, code and messages (they name the server); the stack per attempt buried them, so it comes at debug.
-          this.log.warn({ err: this.log.isLevelEnabled('debug') ? err : errorSummary(err), attempt, delayMs }, `source connector session failed, retrying in ${delayMs} ms (the stream resumes from the slot)`);
+          this.log.warn({ err: this.log.isLevelEnabled('debug') ? err : errorSummary(err), attempt, delayMs }, `source connector session failed, retrying in ${delayMs} ms (${after})`);
           await sleep(delayMs, undefined, { signal: this.abort.signal }).catch(() => {});
           if (this.stopping) return;
         }
@@ -264,7 +271,10 @@ class ConnectorRun {
         await this.versions.init(this.source.tables, this.source.catalogLsn);
         return this.versions.all().map((v) => ({ topic: v.topic, singlePartition: this.source.singlePartition.has(v.qualified) }));
       };
-      const setup = await setUpKafka(cfg, tables, { kafka: this.kafka, admin: this.admin, producer: this.producer, registry: this.registry, log: this.log });
+      if (!this.waitSaid) this.log.info({ brokers: cfg.kafka.brokers, registry: redactUrl(cfg.schemaRegistry.url) }, `waiting for ${this.waitingFor()}: topics and schemas next`);
+      this.waitSaid = true;
+      // Ended by a stop at once: kafkajs's retries of a Kafka that cannot be reached took 10 s and more (close() ends them).
+      const setup = await abortable(setUpKafka(cfg, tables, { kafka: this.kafka, admin: this.admin, producer: this.producer, registry: this.registry, log: this.log }), this.abort.signal);
       for (const topic of setup.created) this.freshTopics.add(topic);
       this.counts.truncateKeySchemaId = setup.truncateKeySchemaId;
       this.counts.adopt(setup.partitionCounts);
@@ -273,8 +283,9 @@ class ConnectorRun {
       await this.sequences.read(client, this.source.tables.map((x) => x.relid));
       this.prepared = true;
       state = setup.snapshotState;
+      this.log.info({ brokers: cfg.kafka.brokers }, 'source connector started: Kafka and the schema registry answered, topics and schemas are ready');
     }
-    state ??= reduceSnapshotTopic(await readControlTopic(this.kafka, this.topics.snapshot, this.log));
+    state ??= reduceSnapshotTopic(await abortable(readControlTopic(this.kafka, this.topics.snapshot, this.log), this.abort.signal));
     this.counts.recorded = state.partitions;
     // Read before the publication is altered, and the slot dropped before it is: a stop in
     // between cannot make the connector forget that these tables need their snapshot again.
@@ -377,10 +388,18 @@ class ConnectorRun {
     }
   }
 
+  /** What the first session needs before it can make anything: Kafka and the registry (never their credentials). */
+  private waitingFor(): string {
+    return `Kafka at ${this.config.kafka.brokers.join(',')} and the schema registry at ${redactUrl(this.config.schemaRegistry.url)}`;
+  }
+
   private async close(): Promise<void> {
-    // Unsent records are given up only when Kafka does not take them within the grace period.
+    // Unsent records are given up when Kafka does not take them within the grace period, or
+    // stopped answering (flush's stall): they are not confirmed, the slot gives them again.
     if (!(await this.publisher.flush(10_000))) this.publisher.abandon('shutting down while Kafka is unavailable');
     await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), this.source.close()]);
+    // What a stop left under way (a set-up step, a control topic read): its kafkajs retries end here.
+    this.kafka.close();
     this.log.info('source connector closed');
   }
 }

@@ -68,6 +68,9 @@ export interface PublisherOptions {
   limits?: (topic: string) => RecordLimits | undefined;
 }
 
+/** A send in flight this long without an answer ends a flush (a stop with Kafka gone). */
+const FLUSH_STALL_MS = 1_500;
+
 /** Kafka record overhead (headers, varints, attributes) counted per record in batch sizing. */
 const RECORD_OVERHEAD = 24;
 
@@ -122,6 +125,8 @@ export class Publisher {
   /** The batch still taking records (the last of `queue`), if any. */
   private open: Batch | null = null;
   private inFlight: Batch | null = null;
+  /** When the send in flight began or the last one was acknowledged (flush's stall). */
+  private progressAt = 0;
   private sending = false;
   private scheduled = false;
   private records = 0;
@@ -279,16 +284,28 @@ export class Publisher {
     return last.done.promise;
   }
 
-  /** barrier() with a deadline: true when everything queued was acknowledged in time, false on timeout or failure. */
-  async flush(timeoutMs: number): Promise<boolean> {
+  /**
+   * barrier() with a deadline: true when everything queued was acknowledged in time, false on
+   * timeout or failure, and false as soon as the send in flight has gone `stallMs` without an
+   * answer (Kafka gone: it would not answer within the deadline either, and the stop that
+   * waits here waited the whole deadline, twice). What is not acknowledged is not confirmed.
+   */
+  async flush(timeoutMs: number, stallMs = FLUSH_STALL_MS): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
+    let poll: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
         this.barrier().then(() => true, () => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+          const stalled = () => this.inFlight !== null && Date.now() - this.progressAt >= stallMs;
+          if (stalled()) resolve(false);
+          else poll = setInterval(() => stalled() && resolve(false), Math.min(100, stallMs));
+        }),
       ]);
     } finally {
       clearTimeout(timer);
+      clearInterval(poll);
     }
   }
 
@@ -356,6 +373,7 @@ export class Publisher {
         const batch = this.queue.shift()!;
         if (batch === this.open) this.open = null;
         this.inFlight = batch;
+        this.progressAt = Date.now();
         try {
           await this.producer.sendBatch(batch.messages, { signal: this.abort.signal, resend: this.resender(batch) });
         } catch (err) {
@@ -385,6 +403,7 @@ export class Publisher {
   }
 
   private acked(batch: Batch): void {
+    this.progressAt = Date.now();
     for (const run of batch.runs) {
       if (run.tx) this.tracker.ack(run.tx, run.records, run.bytes);
       run.counter?.inc(run.records);
@@ -418,7 +437,9 @@ export class Publisher {
     this.open = null;
     for (const w of this.writers) w.reject(failure);
     this.writers = [];
-    this.log.error({ err: failure }, 'Kafka send failed: no position past it will be confirmed');
+    // Given up by the shutdown (abandon): said once by the stop, not as a failure.
+    if (this.abort.signal.aborted) this.log.debug({ err: failure }, 'Kafka send given up at shutdown');
+    else this.log.error({ err: failure }, 'Kafka send failed: no position past it will be confirmed');
     for (const l of this.failureListeners) l(failure);
   }
 

@@ -1,13 +1,16 @@
 /**
  * The connector's normal (non-replication) connection to the source and what start-up
  * learns through it: the selected tables, the database name, the start-up checks' verdict.
- * A failure to connect or a FAIL finding is a start-up error (context.phase = 'startup',
- * exit code 2). Later, a broken connection is re-opened on the next use.
+ * A source that cannot be reached yet is waited for (openSourceWhenReachable); one that refuses
+ * the connection for good (password, role, database: exit 1) or a FAIL finding (exit 2) is a
+ * start-up error (context.phase = 'startup'). Later, a broken connection is re-opened on the
+ * next use, until close().
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
-import { RetriableError, SourceError } from '../shared/errors.ts';
+import { RetriableError, SourceError, isRetriable, tlsTrustFailure } from '../shared/errors.ts';
+import { abortable, backoffDelay, errorSummary } from '../shared/retry.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { pgEndpoint, pgRemedy } from '../shared/config/common.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
@@ -64,11 +67,12 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     client = await open(connection, log);
   } catch (err) {
     const e = err as { code?: string; message?: string };
-    throw startupError(
-      `cannot connect to the source PostgreSQL at ${endpoint}: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`,
-      err,
-      pgRemedy(err, 'source', 'check source.host / source.port (or source.url), that the server runs and accepts connections from here (pg_hba.conf), and the credentials'),
-    );
+    throw new SourceError(`cannot connect to the source PostgreSQL at ${endpoint}: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`, {
+      cause: err,
+      context: { phase: 'startup', source: endpoint },
+      remedy: pgRemedy(err, 'source', 'check source.host / source.port (or source.url), that the server runs and accepts connections from here (pg_hba.conf), and the credentials'),
+      retriable: unreachable(err),
+    });
   }
   let broken = false;
   const watch = (c: pg.Client) => {
@@ -109,17 +113,29 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
   } catch (err) {
     await client.end().catch(() => {});
     if (err instanceof SourceError) throw err;
-    throw startupError(`start-up checks on the source ${endpoint} failed: ${(err as Error).message}`, err);
+    // A connection lost during the checks (the server restarting) is tried again, as a refused one.
+    throw new SourceError(`start-up checks on the source ${endpoint} failed: ${(err as Error).message}`, {
+      cause: err,
+      context: { phase: 'startup', source: endpoint },
+      retriable: unreachable(err),
+    });
   }
   log.info({ source: endpoint, database, tables: tables.map((t) => `${t.schema}.${t.name}`) }, 'source checks passed');
 
   let reopening: Promise<pg.Client> | undefined;
+  let closed = false;
   const connect = async (): Promise<pg.Client> => {
+    // After close (a stop), what is still under way gets no new connection: it would stay open.
+    if (closed) throw new SourceError(`the connection to the source ${endpoint} was closed (the connector stops)`, { context: { source: endpoint } });
     if (!broken) return client;
     reopening ??= (async () => {
       try {
         const c = await open(connection, log);
         await client.end().catch(() => {});
+        if (closed) {
+          await c.end().catch(() => {});
+          throw new Error('the connector stopped');
+        }
         client = c;
         broken = false;
         watch(c);
@@ -148,9 +164,74 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     }),
     async close() {
       broken = true;
+      closed = true;
+      await reopening?.catch(() => {});
       await client.end().catch(() => {});
     },
   };
+}
+
+/**
+ * Whether a failure to connect (or a connection lost during the start-up checks) is the server
+ * not reachable yet, which the source waits out: a refused port, a timeout, DNS, a server
+ * starting up or shutting down (57P0x), a connection-level (08xxx) or resource (53xxx, too many
+ * connections) SQLSTATE, pg's connect timeout. Not a wrong password, role or database (28P01,
+ * 28000, 3D000) nor a certificate that does not verify: those are settings to fix. Pure.
+ */
+export function unreachable(err: unknown): boolean {
+  if (tlsTrustFailure(err) !== null) return false;
+  if (isRetriable(err)) return true;
+  const e = err as { severity?: unknown; message?: unknown } | null;
+  return typeof e?.severity !== 'string' && typeof e?.message === 'string' && /^(timeout expired|Connection terminated unexpectedly)$/.test(e.message);
+}
+
+/**
+ * openSource(), tried again with backoff while the source cannot be reached (`unreachable`):
+ * a warning per attempt naming host:port and since when, `onWaiting(true)` at the first and
+ * `onWaiting(false)` once it answered or gave up. Anything else rejects as openSource's error;
+ * `signal` ends the wait at once (rejects with its reason), also during an attempt.
+ */
+export async function openSourceWhenReachable(
+  config: SourceConfig,
+  log: Logger,
+  o: { signal?: AbortSignal; onWaiting?: (waiting: boolean) => void } = {},
+): Promise<SourceSession> {
+  const endpoint = pgEndpoint(config.source, false);
+  let since: number | null = null;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      o.signal?.throwIfAborted();
+      const opening = openSource(config, log);
+      try {
+        const session = o.signal ? await abortable(opening, o.signal) : await opening;
+        if (since !== null) log.info({ source: endpoint, seconds: Math.round((Date.now() - since) / 1000) }, `the source PostgreSQL at ${endpoint} answered`);
+        return session;
+      } catch (err) {
+        // Opened after the stop: closed, not left open.
+        if (o.signal?.aborted) {
+          void opening.then((s) => s.close(), () => {});
+          throw o.signal.reason;
+        }
+        if (!(err instanceof SourceError) || !err.retriable) throw err;
+        if (since === null) {
+          since = Date.now();
+          o.onWaiting?.(true);
+        }
+        const delayMs = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
+        const down = Math.round((Date.now() - since) / 1000);
+        const cause = err.cause as { message?: string; code?: string } | undefined;
+        log.warn(
+          { source: endpoint, err: log.isLevelEnabled('debug') ? err : errorSummary(err.cause), attempt, delayMs, since: new Date(since).toISOString(), remedy: err.remedy },
+          `cannot reach the source PostgreSQL at ${endpoint} since ${new Date(since).toISOString()} (${down} s): ${cause?.message ?? err.message}${cause?.code ? ` (${cause.code})` : ''}; retrying in ${delayMs} ms`,
+        );
+        await sleep(delayMs, undefined, { signal: o.signal }).catch(() => {
+          throw o.signal?.reason;
+        });
+      }
+    }
+  } finally {
+    if (since !== null) o.onWaiting?.(false);
+  }
 }
 
 async function open(connection: pg.ClientConfig, log: Logger): Promise<pg.Client> {

@@ -27,6 +27,9 @@ import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 import { answered, explainUnanswered } from './unanswered.ts';
+import { DISCONNECT_GRACE_MS, GATE_CLOSED, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
+
+export { Gate } from './gate.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
@@ -45,7 +48,15 @@ export function kafkaRemedy(err: unknown, otherwise: string = KAFKA_REMEDY): str
 export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClient {
   // Not `component`: the caller's logger has one (pino would write the key twice).
   const log = logger.child({ subcomponent: 'kafkajs' });
-  const kafka = new Kafka(toKafkaConfig(settings, log));
+  // One log entry for all: the once-a-minute 'cannot reach Kafka' warning is the client's, not each object's.
+  const entry = pinoLogEntry(log, settings.sasl?.password, { brokers: settings.brokers });
+  const gates = new Set<Gate>();
+  /** A kafkajs instance of its own for each object, behind a gate that its disconnect (or the client's close) shuts. */
+  const gated = (): { kafka: InstanceType<typeof Kafka>; gate: Gate } => {
+    const gate = new Gate(settings.brokers);
+    gates.add(gate);
+    return { kafka: new Kafka(toKafkaConfig(settings, log, { entry, gate })), gate };
+  };
   const client: AclClient = { principal: saslPrincipal(settings.sasl), brokers: settings.brokers };
   const counted = <C extends KjsProducer | KjsConsumer | KjsAdmin>(client: 'producer' | 'consumer' | 'admin', c: C): C => {
     const onRequest = settings.onRequest;
@@ -56,6 +67,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   return {
     producer: (opts = {}) => {
       const pins = new Map<string, number>();
+      const { kafka, gate } = gated();
       const producer = wrapProducer(
         () =>
           counted('producer', kafka.producer({
@@ -63,7 +75,8 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
             maxInFlightRequests: 1,
             allowAutoTopicCreation: false,
             createPartitioner: pinnedPartitioner(pins),
-            retry: { ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
+            // Unbounded (the idempotent producer's sequence numbers), each wait at most 1 s: a stop then ends its retry within that.
+            retry: { maxRetryTime: RECONNECT_BACKOFF_MAX_MS, ...opts.retry, retries: Number.MAX_SAFE_INTEGER },
           })),
         log,
         { initial: opts.retry?.initialRetryTime ?? 300, max: opts.retry?.maxRetryTime ?? 5000 },
@@ -71,31 +84,49 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         client,
       );
       const connect = producer.connect.bind(producer);
+      const disconnect = producer.disconnect.bind(producer);
       producer.connect = () => answered(connect(), settings.brokers);
+      producer.disconnect = () => gate.closeAfter(disconnect(), DISCONNECT_GRACE_MS);
       return producer;
     },
-    consumer: (opts) => wrapConsumer(counted('consumer', kafka.consumer({
-      groupId: opts.groupId,
-      sessionTimeout: opts.sessionTimeoutMs,
-      rebalanceTimeout: opts.rebalanceTimeoutMs,
-      heartbeatInterval: opts.heartbeatIntervalMs,
-      maxBytesPerPartition: opts.maxBytesPerPartition,
-      maxBytes: opts.maxBytes,
-      minBytes: opts.minBytes,
-      maxWaitTimeInMs: opts.maxWaitTimeMs,
-      // Our kafkajs patch: the wait of a fetch that follows an empty one.
-      ...(opts.idleMaxWaitTimeMs !== undefined && { idleMaxWaitTimeInMs: opts.idleMaxWaitTimeMs }),
-      retry: opts.retry,
-      allowAutoTopicCreation: false,
-    })), opts.groupId, opts.groupPrefix, client),
-    admin: (opts = {}) =>
-      wrapAdmin(
+    consumer: (opts) => {
+      const { kafka, gate } = gated();
+      const consumer = wrapConsumer(counted('consumer', kafka.consumer({
+        groupId: opts.groupId,
+        sessionTimeout: opts.sessionTimeoutMs,
+        rebalanceTimeout: opts.rebalanceTimeoutMs,
+        heartbeatInterval: opts.heartbeatIntervalMs,
+        maxBytesPerPartition: opts.maxBytesPerPartition,
+        maxBytes: opts.maxBytes,
+        minBytes: opts.minBytes,
+        maxWaitTimeInMs: opts.maxWaitTimeMs,
+        // Our kafkajs patch: the wait of a fetch that follows an empty one.
+        ...(opts.idleMaxWaitTimeMs !== undefined && { idleMaxWaitTimeInMs: opts.idleMaxWaitTimeMs }),
+        retry: opts.retry,
+        allowAutoTopicCreation: false,
+      })), opts.groupId, opts.groupPrefix, client);
+      const disconnect = consumer.disconnect.bind(consumer);
+      // No grace: a consumer's disconnect waits for the batch in hand and leaves the group over its sockets.
+      consumer.disconnect = () => gate.closeAfter(disconnect(), Infinity);
+      return consumer;
+    },
+    admin: (opts = {}) => {
+      const { kafka, gate } = gated();
+      const admin = wrapAdmin(
         counted('admin', kafka.admin({ retry: opts.retry })),
         (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
         () => counted('admin', kafka.admin({ retry: opts.retry })),
         () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
         client,
-      ),
+      );
+      const disconnect = admin.disconnect.bind(admin);
+      admin.disconnect = () => gate.closeAfter(disconnect(), DISCONNECT_GRACE_MS);
+      return admin;
+    },
+    close: () => {
+      for (const g of gates) g.close();
+      gates.clear();
+    },
   };
 }
 
@@ -109,20 +140,23 @@ export const pinnedPartitioner = (pins: ReadonlyMap<string, number>): ICustomPar
   return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), n);
 };
 
-export function toKafkaConfig(settings: KafkaSettings, log: Logger): KafkaConfig {
+export function toKafkaConfig(settings: KafkaSettings, log: Logger, own?: { entry: (entry: KafkajsLogEntry) => void; gate: Gate }): KafkaConfig {
   const { ssl, sasl } = settings;
-  const tls: ConnectionOptions | boolean | undefined =
+  const tlsOptions: ConnectionOptions | boolean | undefined =
     typeof ssl === 'object' ? { ca: ssl.ca, cert: ssl.cert, key: ssl.key, rejectUnauthorized: ssl.rejectUnauthorized ?? true } : ssl;
+  const entry = own?.entry ?? pinoLogEntry(log, sasl?.password, { brokers: settings.brokers });
   return {
-    brokers: settings.brokers,
+    brokers: own ? own.gate.brokerList : settings.brokers,
     clientId: settings.clientId ?? 'shardbridge',
-    ssl: tls,
+    ssl: tlsOptions,
     sasl: sasl ? { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as KafkaConfig['sasl'] : undefined,
     connectionTimeout: settings.connectionTimeoutMs,
     requestTimeout: settings.requestTimeoutMs,
-    retry: settings.retry as KjsRetryOptions | undefined,
+    // kafkajs's default waits up to 30 s between tries: a stop then waited for the one under way.
+    retry: { maxRetryTime: RECONNECT_BACKOFF_MAX_MS, ...(settings.retry as KjsRetryOptions | undefined) },
     logLevel: LEVELS[(settings.logLevel ?? 'warn').toUpperCase() as keyof typeof LEVELS],
-    logCreator: () => pinoLogEntry(log, sasl?.password, { brokers: settings.brokers }),
+    logCreator: () => entry,
+    ...(own && { socketFactory: own.gate.socketFactory }),
   };
 }
 
@@ -177,6 +211,8 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
     const { message, timestamp: _ts, logger: _name, ...extra } = entry;
     const fields = scrub({ namespace, ...extra }) as Record<string, unknown>;
     const msg = scrub(message) as string;
+    // Our own doing: the gate of a client that was stopped (Gate.close).
+    if (msg.includes(GATE_CLOSED)) return log.debug(fields, msg);
     if (level <= LEVELS.WARN && isConnectionFailure(namespace, msg)) {
       delete fields.stack;
       if (now() - failedAt > 2 * every) downSince = now();

@@ -220,4 +220,10 @@ export interface KafkaClient {
   producer(opts?: { retry?: Omit<RetryOptions, 'retries'> }): Producer;
   consumer(opts: ConsumerOptions): Consumer;
   admin(opts?: { retry?: RetryOptions }): Admin;
+  /**
+   * Ends what is left of every producer, consumer and admin it made: their sockets, and
+   * kafkajs's retries under way (each ends at its next try, within about a second). Each one's
+   * disconnect does this for itself; close() is for the ones a caller stopped waiting for.
+   */
+  close(): void;
 }

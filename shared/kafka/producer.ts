@@ -59,6 +59,11 @@ export function wrapProducer(
         }
         log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, opts.resend ? 'send failed; sending the batch again through a new producer id' : 'send failed; retrying the same batch');
         await sleep(delay, opts.signal);
+        // Stopped while waiting: the batch is not tried again (through a cluster the stop disconnected).
+        if (closed || opts.signal?.aborted) {
+          abandoned = err as Error;
+          throw err;
+        }
         delay = Math.min(delay * 2, backoff.max);
         // A new producer that could not connect sent nothing: its batch goes as it is.
         if (opts.resend && sent) {

@@ -4,10 +4,11 @@
  * on the source (no publication, no slot). Kafka and the registry are never reached: the
  * checks come first, so their addresses here point nowhere.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +18,9 @@ import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { freePort, waitFor } from '../../shared/devstack/ports.ts';
 import { RawPgoutputPlugin } from '../../source-connector/raw-pgoutput-plugin.ts';
 import { startTestSource } from '../helpers/postgres.ts';
+import { cleanEnv, spawnCli } from '../helpers/cli.ts';
+
+const EMBEDDED = fileURLToPath(new URL('../helpers/embedded-connector.ts', import.meta.url));
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const SECRET = 'Pw-n0t-in-0utput';
@@ -83,13 +87,19 @@ async function nothingCreated(c: pg.Client, publication = 'shardbridge_pub', slo
   assert.equal(slots.rowCount, 0, 'a slot was created');
 }
 
-test('unreachable source: exit 1 (a failure, as the sink says it; 2 is for a start-up check) naming host and port, without the password', async () => {
-  const port = await freePort();
-  const r = await runSource(config('unreachable', { url: `postgres://replicator:${SECRET}@127.0.0.1:${port}/app` }));
-  assert.equal(r.code, 1, r.stderr);
-  assert.match(r.stderr, new RegExp(`cannot connect to the source PostgreSQL at 127\\.0\\.0\\.1:${port}`));
-  assert.match(r.stderr, /ECONNREFUSED/);
-  assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+test('a source that refuses the connection for good (no such role, no such database): exit 1 at once, naming host and port, without the password', async () => {
+  // The server answers, and says no: not waited for (a source that cannot be reached is: unreachable.test.ts).
+  const { port } = cluster;
+  const [role, database] = await Promise.all([
+    runSource(config('norole', { url: `postgres://nobody:${SECRET}@127.0.0.1:${port}/postgres` })),
+    runSource(config('nodb', { url: `postgres://postgres:${SECRET}@127.0.0.1:${port}/nope` })),
+  ]);
+  for (const [r, code, remedy] of [[role, '28000', /check the user/], [database, '3D000', /check the database name/]] as const) {
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot connect to the source PostgreSQL at 127\\.0\\.0\\.1:${port}: .*\\(${code}\\)`));
+    assert.match(r.stderr, remedy);
+    assert.ok(!(r.stdout + r.stderr).includes(SECRET), r.stderr);
+  }
 });
 
 test('a listed table that does not exist: exit 2 naming it', async () => {
@@ -255,3 +265,115 @@ test('no free replication slot, then no free WAL sender: exit 2 saying which set
   assert.match(r.stderr, /raise max_wal_senders in postgresql\.conf \(restart required\)/);
   await nothingCreated(c);
 });
+
+// The parts run at once: each mostly waits on Kafka's retries.
+test('Kafka that cannot be reached at start', { concurrency: true }, async (top) => {
+  await admin.query('CREATE DATABASE reach_dest');
+  await Promise.all([
+    top.test('the CLI says it waits for Kafka and the registry, not that it started; SIGTERM ends it at once, nothing created', cliWaitsForKafka),
+    top.test('a program embedding the source: stop() returns at once and the process ends by itself (no kafkajs socket, timer or retry left)', embeddedSource),
+    top.test('a program embedding the sink: the same after its stop', embeddedSink),
+  ]);
+});
+
+/** A listener that accepts connections and never writes a byte; `accepted` counts them. */
+async function blackHole(t: TestContext): Promise<{ address: string; accepted: () => number }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => sockets.add(s.on('error', () => {})));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return { address: `127.0.0.1:${(server.address() as { port: number }).port}`, accepted: () => sockets.size };
+}
+
+/** Before: 'source checks passed', then Kafka's retries; a stop during them waited for kafkajs (10 s and more). */
+async function cliWaitsForKafka(t: TestContext): Promise<void> {
+  const kafka = `127.0.0.1:${await freePort()}`;
+  const file = config('kafka-down', { url: cluster.url() }, { kafka: { brokers: [kafka] }, tables: { include: ['public.good'] }, slotName: 'reach_slot', publicationName: 'reach_pub' });
+  const source = spawnCli('source', file, { logLevel: 'info' });
+  t.after(() => source.proc.kill('SIGKILL'));
+  const retried = new RegExp(`session failed, retrying in \\d+ ms \\(not started yet: waiting for Kafka at ${kafka.replace(/\./g, '\\.')} and the schema registry at http://127\\.0\\.0\\.1:1\\)`);
+  await waitFor('the source to retry Kafka', () => retried.test(source.output()) || source.proc.exitCode !== null, { timeoutMs: 45_000 });
+  assert.equal(source.proc.exitCode, null, source.output());
+  assert.match(source.output(), new RegExp(`waiting for Kafka at ${kafka.replace(/\./g, '\\.')} and the schema registry at http://127\\.0\\.0\\.1:1: topics and schemas next`));
+  assert.doesNotMatch(source.output(), /source connector started/);
+  const stoppedAt = Date.now();
+  source.proc.kill('SIGTERM');
+  const { code } = await source.exited;
+  const ms = Date.now() - stoppedAt;
+  t.diagnostic(`SIGTERM to exit: ${ms} ms`);
+  assert.equal(code, 143, source.output());
+  assert.ok(ms < 3_000, `SIGTERM took ${ms} ms`);
+  await nothingCreated(admin, 'reach_pub', 'reach_slot');
+}
+
+interface Embedded {
+  stopped: Promise<{ stopMs: number; exitedMs: number; code: number | null; output: string }>;
+  stop(): void;
+  output(): string;
+}
+
+/** test/helpers/embedded-connector.ts as a child; killed after 60 s (reported as not ending by itself). */
+function embedded(t: TestContext, kind: 'source' | 'sink', file: string): Embedded {
+  const proc = spawn(process.execPath, ['--import', 'tsx', EMBEDDED, kind, file], { env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d));
+  proc.stderr.on('data', (d: Buffer) => (out += d));
+  const kill = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+  t.after(() => {
+    clearTimeout(kill);
+    proc.kill('SIGKILL');
+  });
+  let returnedAt = 0;
+  const stopped = new Promise<{ stopMs: number; exitedMs: number; code: number | null; output: string }>((resolve) => {
+    proc.on('exit', (code) => {
+      const line = /\{"stopMs":(\d+)\}/.exec(out);
+      resolve({ stopMs: line ? Number(line[1]) : NaN, exitedMs: returnedAt ? Date.now() - returnedAt : NaN, code, output: out });
+    });
+  });
+  proc.stdout.on('data', () => {
+    if (!returnedAt && out.includes('"stopMs"')) returnedAt = Date.now();
+  });
+  return { stopped, stop: () => proc.stdin.end(), output: () => out };
+}
+
+function assertEndedByItself(what: string, r: Awaited<Embedded['stopped']>): void {
+  assert.equal(r.code, 0, `${what}:\n${r.output}`);
+  assert.ok(r.stopMs < 3_000, `${what}: stop() took ${r.stopMs} ms\n${r.output}`);
+  // Before: kafkajs's retries of the Kafka that was gone (and its sockets) kept the process for 10 s and more.
+  assert.ok(r.exitedMs < 4_000, `${what}: the process ended ${r.exitedMs} ms after stop() returned\n${r.output}`);
+}
+
+/** A broker that accepts the connection and never answers: kafkajs's first request is under way at the stop. */
+async function embeddedSource(t: TestContext): Promise<void> {
+  const hole = await blackHole(t);
+  const file = config('embedded-source', { url: cluster.url() }, { kafka: { brokers: [hole.address] }, tables: { include: ['public.good'] }, slotName: 'reach_slot2', publicationName: 'reach_pub2' });
+  const child = embedded(t, 'source', file);
+  await waitFor('the source to connect to Kafka', () => hole.accepted() > 0, { timeoutMs: 45_000 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${child.output()}`);
+  });
+  child.stop();
+  const r = await child.stopped;
+  t.diagnostic(`stop() ${r.stopMs} ms, process ended ${r.exitedMs} ms after`);
+  assertEndedByItself('the embedded source', r);
+}
+
+/** Kafka refused: its stop comes while kafkajs's connection retries are under way (the destination was just prepared). */
+async function embeddedSink(t: TestContext): Promise<void> {
+  const kafka = `127.0.0.1:${await freePort()}`;
+  const file = join(dir, 'embedded-sink.json');
+  writeFileSync(file, JSON.stringify({ topicPrefix: 'reach', kafka: { brokers: [kafka] }, schemaRegistry: { url: 'http://127.0.0.1:1' }, destination: { url: cluster.url('reach_dest') }, metricsPort: 0 }));
+  const child = embedded(t, 'sink', file);
+  const dest = new pg.Client({ connectionString: cluster.url('reach_dest') });
+  await dest.connect();
+  t.after(() => dest.end());
+  await waitFor('the sink to prepare the destination (then it reaches for Kafka)', async () => (await dest.query(`SELECT to_regclass('shardbridge.sink_offsets') IS NOT NULL AS made`)).rows[0].made, { timeoutMs: 45_000, intervalMs: 20 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${child.output()}`);
+  });
+  child.stop();
+  const r = await child.stopped;
+  t.diagnostic(`stop() ${r.stopMs} ms, process ended ${r.exitedMs} ms after`);
+  assertEndedByItself('the embedded sink', r);
+}

@@ -1,8 +1,9 @@
 /**
  * What the commands do when a server cannot be reached: a closed port (refused at once) and a
  * black hole (a real socket that accepts TCP and never answers, as a hung server or a firewall
- * holding connections does). Each must end by itself within a bound, exit 1, and name the
- * server (host:port, never the password) with a remedy. No live server is needed: every one a
+ * holding connections does). A one-shot command must end by itself within a bound, exit 1, and
+ * name the server (host:port, never the password) with a remedy; the connectors wait for their
+ * servers, saying so, and stop at once on SIGTERM. No live server is needed: every one a
  * command reaches is dead, and each fails at the first it tries.
  */
 import { test, type TestContext } from 'node:test';
@@ -82,7 +83,7 @@ test('servers that cannot be reached', { concurrency: true }, async (top) => {
   await Promise.all([
     top.test('one-shot commands end by themselves, exit 1, naming the server that does not answer', oneShotCommands),
     top.test('the sink with a destination that never answers: a warning naming it, retried, steps_retrying 1; SIGTERM ends it at once', sinkRetries),
-    top.test('the source connector with its database refusing connections: exit 1 (a failure, as the sink), not 2 (a configuration error)', sourceRefused),
+    top.test('the source with its database refusing connections: a warning per attempt naming it and since when, retried, phase retrying 1; SIGTERM ends it at once', sourceWaits),
   ]);
 });
 
@@ -108,11 +109,27 @@ async function oneShotCommands(t: TestContext): Promise<void> {
   assertFailedNaming('status', status, closed, /cannot/);
 }
 
-async function sourceRefused(): Promise<void> {
+/** It exited 1 at once, while the sink waits for its destination (a database restarted, or started after the connector). */
+async function sourceWaits(t: TestContext): Promise<void> {
   const closed = `127.0.0.1:${await freePort()}`;
   const c = configs('source-closed', { source: closed, destination: closed, kafka: closed, registry: closed });
-  const r = await runCli(['source', '--config', c.source]);
-  assertFailedNaming('source', r, `source PostgreSQL at ${closed}`, /ECONNREFUSED/);
+  const metricsPort = await freePort();
+  writeFileSync(c.source, readFileSync(c.source, 'utf8').replace('metricsPort: 0', `metricsPort: ${metricsPort}`));
+  const source = spawnCli('source', c.source);
+  t.after(() => source.proc.kill('SIGKILL'));
+  const warned = () => (source.output().match(new RegExp(`cannot reach the source PostgreSQL at ${closed} since \\S+ \\(\\d+ s\\): connect ECONNREFUSED [^;]*; retrying in \\d+ ms`, 'g')) ?? []).length;
+  await waitFor('the source to warn twice about its database', () => warned() >= 2 || source.proc.exitCode !== null, { timeoutMs: 30_000 });
+  assert.equal(source.proc.exitCode, null, `the source stopped instead of waiting:\n${source.output()}`);
+  assert.match(source.output(), /"remedy":"nothing accepts connections at that address/);
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.match(metrics, /^shardbridge_source_phase\{phase="retrying"[^}]*\} 1$/m, metrics.split('\n').filter((l) => l.includes('_phase')).join('\n'));
+  assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status, 200);
+  assert.ok(!source.output().includes(SECRET), source.output());
+  const stoppedAt = Date.now();
+  source.proc.kill('SIGTERM');
+  const { code } = await source.exited;
+  assert.equal(code, 143, source.output());
+  assert.ok(Date.now() - stoppedAt < 3_000, `SIGTERM took ${Date.now() - stoppedAt} ms`);
 }
 
 /** Its start-up connection had no connect timeout: it waited without a word, and SIGTERM took the 30 s shutdown limit. */

@@ -153,3 +153,28 @@ test("while a copy guard is set: a stream record's key leaves out that key's lat
   const sent = producer.sent.map((m) => `${m.topic}:${keyType.fromBuffer(m.key!.subarray(WIRE_HEADER_LENGTH)).id}:${(envelopeType.fromBuffer(m.value!.subarray(WIRE_HEADER_LENGTH)) as { body: string }).body}`);
   assert.deepEqual(sent, ['added:1:snapshot, before the stream', 'added:1:stream', 'added:2:stream', 'other:3:stream', 'added:4:snapshot', 'other:3:snapshot of a table not copied', 'added:2:after the release']);
 });
+
+test('a stop with Kafka gone: flush gives up once the send in flight went 1.5 s unanswered (not its 10 s deadline), and nothing of it is confirmed', async () => {
+  let answer: (() => void) | undefined;
+  const producer: Producer = {
+    ...memoryProducer(),
+    // Kafka gone: the send is retried inside the producer and never answers; a slow Kafka answers in time.
+    sendBatch: (messages) => new Promise<SentRecord[]>((resolve) => (answer = () => resolve(messages.map(() => ({ topic: 't', partition: 0, baseOffset: '0' }))))),
+  };
+  const tracker = new LsnTracker(null);
+  const publisher = new Publisher({ producer, tracker, maxRecords: 1e9, maxBytes: 1e12, log: pino({ level: 'silent' }) });
+  const tx = tracker.begin(100n);
+  publisher.publishRaw('t', Buffer.from('k'), Buffer.from('v'), tx);
+  tx.seal(200n);
+  const started = Date.now();
+  assert.equal(await publisher.flush(10_000), false);
+  const ms = Date.now() - started;
+  assert.ok(ms >= 1_400 && ms < 5_000, `flush ended after ${ms} ms`);
+  assert.equal(tracker.confirmable(), null, 'a transaction Kafka did not acknowledge was confirmed');
+  // A send that answers within the stall window is waited for: the flush is a success.
+  publisher.publishRaw('t', Buffer.from('k2'), Buffer.from('v2'));
+  const slow = publisher.flush(10_000, 2_000);
+  answer!();
+  setTimeout(() => answer!(), 300);
+  assert.equal(await slow, true);
+});

@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import type { EachBatchPayload } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import { SchemaError, isRetriable, type ShardBridgeError } from '../shared/errors.ts';
+import { SchemaError, ShardBridgeError, isRetriable } from '../shared/errors.ts';
 import { abortable, backoffDelay, errorSummary, retry } from '../shared/retry.ts';
 import { inHalves, tooBigForOneGo, TOO_BIG_RETRIES, withPooledClient } from './destination-errors.ts';
 import { applyChunk, type ApplyContext, type Chunk, type ChunkOutcome } from './apply.ts';
@@ -53,6 +53,7 @@ export function usable(p: Part): boolean {
 
 /** Retry `fn` forever while its failures are transient; leave (Abandon) when the batch went stale or we stop. */
 export function transient<T>(p: Part, what: string, fn: () => Promise<T>, metrics: Pick<SinkMetrics, 'retries'>): Promise<T> {
+  const said = new RetryLog();
   return retry(
     async () => {
       if (!usable(p)) throw new Abandon('batch abandoned');
@@ -64,9 +65,9 @@ export function transient<T>(p: Part, what: string, fn: () => Promise<T>, metric
       initialMs: 250,
       maxMs: 10_000,
       signal: p.consumer.signal,
-      logger: p.log,
-      onRetry: () => {
+      onRetry: (err, attempt, delayMs) => {
         metrics.retries.inc();
+        said.log(p.log, what, err, attempt, delayMs);
         p.payload.heartbeat().catch(() => {});
       },
     },
@@ -76,12 +77,56 @@ export function transient<T>(p: Part, what: string, fn: () => Promise<T>, metric
   });
 }
 
+/** How often a retry that keeps failing the same way is logged at warn again (in between: debug). */
+export const RETRY_WARN_EVERY_MS = 60_000;
+
+/**
+ * The retry lines of one retried step: a warning saying what failed (the destination's message
+ * and SQLSTATE) and what the sink waits for, when the failure is new or changed and then once a
+ * minute; the tries in between at debug (a lock held for an hour is one line a minute, not 360).
+ */
+export class RetryLog {
+  private last: { signature: string; at: number } | undefined;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  log(log: Logger, what: string, err: unknown, attempt: number, delayMs: number): void {
+    const line = retryLine(what, err, delayMs);
+    const signature = `${line.sqlstate ?? ''}\u0000${line.reason}`;
+    const t = this.now();
+    const fields = { err: log.isLevelEnabled('debug') ? err : errorSummary(err), attempt, delayMs, ...(line.sqlstate ? { sqlstate: line.sqlstate } : {}) };
+    if (this.last?.signature === signature && t - this.last.at < RETRY_WARN_EVERY_MS) {
+      log.debug(fields, line.text);
+      return;
+    }
+    this.last = { signature, at: t };
+    log.warn(fields, line.text);
+  }
+}
+
+/** `<what> failed: <message> [SQLSTATE x]; retrying in N ms — <what it waits for>`. Pure. */
+export function retryLine(what: string, err: unknown, delayMs: number): { text: string; sqlstate?: string; reason: string } {
+  const sb = err instanceof ShardBridgeError ? err : undefined;
+  const sqlstate = sb?.context.sqlstate === undefined || sb.context.sqlstate === null ? undefined : String(sb.context.sqlstate);
+  const reason = err instanceof Error ? err.message : String(err);
+  const table = sb?.context.table ? ` (table ${String(sb.context.table)})` : '';
+  const text = `${what} failed: ${reason}${table}${sqlstate ? ` [SQLSTATE ${sqlstate}]` : ''}; retrying in ${delayMs} ms${sb?.remedy ? ` — ${sb.remedy}` : ''}`;
+  return { text, sqlstate, reason };
+}
+
 export interface AttemptDeps {
   pool: pg.Pool;
   apply: ApplyContext;
   metrics: Pick<SinkMetrics, 'retries'>;
   lockWatch?: LockWatch | null;
 }
+
+/**
+ * Batches (by their Part: one fetched batch of a partition, and the halves it is narrowed down to)
+ * whose chunk was found too big for one go: their halves go in halves at the first such failure,
+ * not after three tries each (each try costs a statement_timeout).
+ */
+const foundTooBig = new WeakSet<Part>();
 
 /** One apply, retried with backoff while the failure is transient; in halves when it looks too big (destination-errors.ts). */
 export function attemptApply(p: Part, chunk: Chunk, deps: AttemptDeps, gapFrom?: bigint): Promise<ChunkOutcome> {
@@ -96,7 +141,10 @@ export function attemptApply(p: Part, chunk: Chunk, deps: AttemptDeps, gapFrom?:
           watch ? watch.during(client, chunk, () => applyChunk(client, chunk, deps.apply, gapFrom)) : applyChunk(client, chunk, deps.apply, gapFrom),
         );
       } catch (err) {
-        if (tooBigForOneGo(err) && ++tooBig >= TOO_BIG_RETRIES) throw inHalves(err as ShardBridgeError);
+        if (tooBigForOneGo(err) && ++tooBig >= (foundTooBig.has(p) ? 1 : TOO_BIG_RETRIES)) {
+          foundTooBig.add(p);
+          throw inHalves(err as ShardBridgeError);
+        }
         throw err;
       }
     },

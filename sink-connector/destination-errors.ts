@@ -28,7 +28,14 @@ export async function withPooledClient<T>(pool: pg.Pool, fn: (client: pg.PoolCli
   try {
     client = await pool.connect();
   } catch (err) {
-    throw new RetriableError(`cannot connect to the destination: ${(err as Error).message}`, { cause: err });
+    // Retried whatever it is (a password changed or a database dropped under a running sink is the operator's to fix, as the log says).
+    const code = (err as { code?: unknown }).code;
+    const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+    throw new RetriableError(`cannot connect to the destination: ${(err as Error).message}`, {
+      cause: err,
+      context: { sqlstate },
+      remedy: (sqlstate && waitingFor(sqlstate, (err as Error).message)) ?? 'is the destination up and reachable, and does it accept the sink\'s role? The sink connects again with backoff',
+    });
   }
   let broken = false;
   try {
@@ -51,12 +58,61 @@ export function classify(err: unknown, where: { table?: string; column?: string 
     const table = e.table ? (e.schema ? `${e.schema}.${e.table}` : e.table) : where.table;
     const code = relayedSqlState(e.code, e.message ?? '');
     return new SinkApplyError(e.message ?? 'destination error', {
-      retriable: isRetriableSqlState(code),
+      retriable: retriableAtDestination(code),
       context: { table, column: e.column ?? where.column, constraint: e.constraint, sqlstate: code, ...(code !== e.code ? { reportedSqlstate: e.code } : {}) },
       cause: err,
+      remedy: waitingFor(code, e.message ?? ''),
     });
   }
-  return new RetriableError(`destination connection failed: ${e?.message ?? String(err)}`, { cause: err, context: { table: where.table } });
+  return new RetriableError(`destination connection failed: ${e?.message ?? String(err)}`, {
+    cause: err,
+    context: { table: where.table },
+    remedy: 'the connection to the destination was lost (restart, failover, network, a terminated session): the batch rolled back and is applied again on a new connection',
+  });
+}
+
+/**
+ * Whether the destination failing with `code` is worth waiting for. Beside the shared classes
+ * (errors.ts): 25006, no writes accepted (default_transaction_read_only, or a standby after a
+ * failover) holds for every record and every table alike, so it is not the record's to stall on:
+ * a stall would bisect every partition's batch down to its first record and could not even be
+ * recorded (shardbridge.stalls is written on the same destination). Pure.
+ */
+export function retriableAtDestination(code: string): boolean {
+  return code === '25006' || isRetriableSqlState(code);
+}
+
+/**
+ * What the sink waits for when the destination fails with `code` (a transient failure, retried
+ * with backoff), and what ends the wait; undefined for an error that stalls. Pure.
+ */
+export function waitingFor(code: string, message: string): string | undefined {
+  switch (code) {
+    case '25006':
+      return 'the destination accepts no writes: default_transaction_read_only is on (for the sink\'s role, its database or the server), or destination points at a standby (after a failover): turn it off or point destination at the primary; the batch is applied again once writes are accepted';
+    case '53300':
+      return 'the destination has no connection slot for the sink (max_connections reached, or the CONNECTION LIMIT of the sink\'s role or database): end idle sessions or raise the limit; the sink connects again with backoff';
+    case '53100':
+      return 'the destination\'s disk is full (or a quota is reached): free space or grow the volume; the batch is applied again once it can be written';
+    case '53200':
+      return 'the destination is out of memory: lower batch.maxRows or raise the memory settings (work_mem, the server\'s memory)';
+    case '55P03':
+      return 'another session holds a lock the batch needs for longer than the lock_timeout of the sink\'s role: the batch is applied again once the lock is released (pg_locks and pg_blocking_pids() name the holder)';
+    case '57014':
+      return /statement timeout/.test(message)
+        ? 'the statement ran longer than the statement_timeout of the sink\'s role or database (or waited that long for a lock): after 3 tries the batch is applied in halves; raise statement_timeout for the sink\'s role'
+        : 'the statement was cancelled on the destination (pg_cancel_backend, or a timeout): the batch is applied again';
+    case '57P01':
+    case '57P02':
+    case '57P03':
+      return 'the destination ended the session or is shutting down or starting up (pg_terminate_backend, a restart, a failover): the batch rolled back and is applied again on a new connection';
+    case '40001':
+    case '40P01':
+      return 'the destination rolled the batch back for a serialization failure or a deadlock: it is applied again';
+  }
+  if (code.startsWith('08')) return 'the connection to the destination was lost: the batch rolled back and is applied again on a new connection';
+  if (code.startsWith('53')) return 'the destination ran out of a resource (a configured limit): the batch is applied again with backoff';
+  return undefined;
 }
 
 // Worker errors that Citus relays from a COPY by their message only (multi_copy.c,

@@ -29,15 +29,16 @@ export async function openDestination(
   untilDone: UntilDone,
 ): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
   const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
-  const citus = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
+  const { citus, encoding } = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
     // Bounded: a destination that accepts TCP and never answers left the start waiting without a word.
     const client = new pg.Client({ ...conn, connectionTimeoutMillis: conn.connectionTimeoutMillis ?? 15_000 });
     client.on('error', () => {});
     try {
       await client.connect();
       const info = await detectCitus(client);
+      const encoding = String((await client.query('SHOW server_encoding')).rows[0].server_encoding);
       await ensureSinkTables(client);
-      return info;
+      return { citus: info, encoding };
     } catch (err) {
       throw classify(err, {});
     } finally {
@@ -45,11 +46,28 @@ export async function openDestination(
     }
   });
   log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
+  const warning = encodingWarning(encoding);
+  if (warning) log.warn({ serverEncoding: encoding }, warning);
   const pool = new pg.Pool({ ...conn, max: connections, options: withUserOptions(conn.options, sessionOptions(config, citus.present)) });
   pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
   // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
   pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));
   return { citus, pool };
+}
+
+/**
+ * What a destination database not in UTF8 means, said at start; null for UTF8. The source's text
+ * arrives as UTF8 (its records are Avro strings): a LATIN1 (or other single-byte) database refuses
+ * a character it has no code for (22P05), which stalls that record's partition; SQL_ASCII stores
+ * the bytes unchecked, so the destination's text functions, sorting and checks see bytes. Pure.
+ */
+export function encodingWarning(encoding: string): string | null {
+  if (encoding.toUpperCase() === 'UTF8') return null;
+  const then =
+    encoding.toUpperCase() === 'SQL_ASCII'
+      ? 'SQL_ASCII stores the UTF8 bytes unchecked: length(), ordering and character classes on the destination work on bytes, not characters'
+      : `a character ${encoding} has no code for (e.g. most non-Latin scripts and emoji) stalls its partition (SQLSTATE 22P05) until the destination database is UTF8`;
+  return `the destination database's encoding is ${encoding}, not UTF8 as the source's text: ${then}; create the destination database with ENCODING 'UTF8'`;
 }
 
 /**

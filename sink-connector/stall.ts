@@ -107,6 +107,16 @@ export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | '
         return `foreign keys cannot be honoured while tables are applied independently: drop the foreign keys referencing ${table} now and create foreign keys at cut-over, not before`;
       }
       return 'the destination refuses this statement shape (Citus: a distribution column cannot change): check the table distribution and key';
+    case '22P05':
+      // Not the column's type: the database's encoding (server_encoding) has no such character.
+      return `the destination database's encoding cannot store a character of this value${s.column ? ` (column ${s.column})` : ''}: the source's text is UTF8, so the destination database must be too (CREATE DATABASE … ENCODING 'UTF8', then schema copy and replay); or make ${table}.${column} bytea`;
+    case '54000':
+      if (/index row|index entry|exceeds .*maximum/i.test(s.message ?? '')) {
+        return `an index of ${table}${s.constraint ? ` (${s.constraint})` : ''} cannot hold this row's value (a btree entry holds at most about 2700 bytes, a third of a page): drop it, or index md5(<column>) or a hash index instead`;
+      }
+      return `the destination refuses the row or statement as over one of its limits: ${s.message ?? ''}`;
+    case '25006':
+      return 'the destination accepts no writes (default_transaction_read_only, or a standby): turn it off or point destination at the primary';
   }
   if (code.startsWith('22') || code === '42804' || code === '42846') {
     return `the destination column type of ${table}${s.column ? `.${s.column}` : ''} cannot hold the source's value: ALTER TABLE ${table} ALTER COLUMN ${s.column ?? '…'} TYPE <the source's type>`;
@@ -297,15 +307,29 @@ export class Stalls {
     const i = e.info;
     const error = [i.message, i.detail && `detail: ${i.detail}`, i.column && `column: ${i.column}`, i.finding, `remedy: ${i.remedy}`].filter(Boolean).join('\n');
     try {
-      await this.opts.query(
-        `INSERT INTO shardbridge.stalls (group_id, topic, partition, next_offset, table_name, sqlstate, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, table_name = EXCLUDED.table_name,
-           sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, attempts = shardbridge.stalls.attempts + 1, last_seen = now()`,
-        [this.opts.groupId, i.topic, i.partition, i.offset, i.table ?? null, i.sqlstate ?? i.reason, error],
-      );
+      await this.insert(i, error).catch((err: unknown) => {
+        // A destination database not in UTF8 (LATIN1) cannot store every character of the text
+        // (a remedy's "…", a key in the detail): then stored with those characters escaped.
+        if ((err as { code?: unknown }).code !== '22P05') throw err;
+        return this.insert(i, asciiOnly(error));
+      });
     } catch (err) {
       this.opts.logger.warn({ err, topic: i.topic, partition: i.partition }, 'could not record the stall in shardbridge.stalls');
     }
   }
+
+  private async insert(i: StallInfo, error: string): Promise<void> {
+    await this.opts.query(
+      `INSERT INTO shardbridge.stalls (group_id, topic, partition, next_offset, table_name, sqlstate, error)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, table_name = EXCLUDED.table_name,
+         sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, attempts = shardbridge.stalls.attempts + 1, last_seen = now()`,
+      [this.opts.groupId, i.topic, i.partition, i.offset, i.table ?? null, i.sqlstate ?? i.reason, error],
+    );
+  }
+}
+
+/** `text` with every character outside printable ASCII (and tab, newline) as `\u{…}` (its code point in hex). Pure. */
+export function asciiOnly(text: string): string {
+  return text.replace(/[^ -~\t\n\r]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }

@@ -1,0 +1,110 @@
+/**
+ * How the sink reads what the destination answers (pure): what is waited for and what it says
+ * it waits for, what stalls and its remedy, the retry lines, the stall row on a LATIN1 database,
+ * the encoding said at start. test/integration/sink-destination-errors.test.ts provokes each on a server.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { Writable } from 'node:stream';
+import { RetriableError, SinkApplyError, isRetriable } from '../../shared/errors.ts';
+import { classify, retriableAtDestination, waitingFor } from '../../sink-connector/destination-errors.ts';
+import { RETRY_WARN_EVERY_MS, RetryLog, retryLine } from '../../sink-connector/batch-retry.ts';
+import { asciiOnly, describeStall, remedyFor } from '../../sink-connector/stall.ts';
+import { encodingWarning } from '../../sink-connector/destination-start.ts';
+
+const AT = { topic: 'p.public.orders', partition: 0, offset: '7' };
+
+function pgError(fields: Record<string, string | undefined>): Error {
+  return Object.assign(new Error(fields.message ?? 'boom'), { severity: 'ERROR', ...fields });
+}
+
+test('25006 (read-only destination, a standby after a failover) is waited for, not stalled on, and says so', () => {
+  const ro = classify(pgError({ code: '25006', message: 'cannot execute INSERT in a read-only transaction' }), { table: 's.t' }) as SinkApplyError;
+  assert.equal(ro.retriable, true);
+  assert.equal(isRetriable(ro), true);
+  assert.match(ro.remedy!, /accepts no writes: default_transaction_read_only is on .* or destination points at a standby/);
+  assert.equal(retriableAtDestination('25006'), true);
+  assert.equal(retriableAtDestination('25P02'), false);
+});
+
+test('each transient SQLSTATE says what the sink waits for; one that stalls has none', () => {
+  const cases: [string, string, RegExp][] = [
+    ['53300', 'sorry, too many clients already', /no connection slot for the sink \(max_connections reached, or the CONNECTION LIMIT/],
+    ['53300', 'too many connections for role "sink"', /no connection slot/],
+    ['53100', 'could not extend file "base/1/2": No space left on device', /disk is full/],
+    ['53200', 'out of memory', /out of memory: lower batch.maxRows/],
+    ['55P03', 'canceling statement due to lock timeout', /holds a lock .* lock_timeout of the sink's role: the batch is applied again once the lock is released/],
+    ['57014', 'canceling statement due to statement timeout', /statement_timeout of the sink's role or database .* applied in halves/],
+    ['57014', 'canceling statement due to user request', /cancelled on the destination/],
+    ['57P01', 'terminating connection due to administrator command', /ended the session .*applied again on a new connection/],
+    ['57P03', 'the database system is starting up', /starting up/],
+    ['40P01', 'deadlock detected', /deadlock/],
+    ['08006', 'connection failure', /connection to the destination was lost/],
+  ];
+  for (const [code, message, want] of cases) {
+    const e = classify(pgError({ code, message }), {}) as SinkApplyError;
+    assert.equal(e.retriable, true, code);
+    assert.match(e.remedy!, want, `${code} ${message}`);
+  }
+  for (const code of ['22P05', '54000', '23505', '42703']) {
+    const e = classify(pgError({ code }), {}) as SinkApplyError;
+    assert.equal(e.retriable, false, code);
+    assert.equal(e.remedy, undefined, code);
+    assert.equal(waitingFor(code, ''), undefined);
+  }
+  // A connection lost without a SQLSTATE.
+  assert.match((classify(new Error('Connection terminated unexpectedly'), {}) as RetriableError).remedy!, /rolled back and is applied again/);
+});
+
+test('stall remedies: an encoding the character has no code in (22P05), an index entry too big (54000)', () => {
+  const enc = describeStall(
+    classify(pgError({ code: '22P05', message: 'character with byte sequence 0xe6 0x97 0xa5 in encoding "UTF8" has no equivalent in encoding "LATIN1"' }), { table: 's.t' }),
+    AT,
+    'apply',
+  );
+  assert.match(enc.remedy, /the destination database's encoding cannot store a character of this value: .*ENCODING 'UTF8'/);
+  assert.doesNotMatch(enc.remedy, /ALTER COLUMN .* TYPE/, 'not a type to widen');
+  assert.match(remedyFor({ sqlstate: '22P05', table: 's.t', column: 'v', reason: 'apply' }), /\(column v\).*or make s\.t\.v bytea/);
+
+  const idx = describeStall(
+    classify(pgError({ code: '54000', message: 'index row size 6016 exceeds btree version 4 maximum 2704 for index "idx_v"', table: 't', schema: 's', constraint: 'idx_v' }), {}),
+    AT,
+    'apply',
+  );
+  assert.equal(idx.constraint, 'idx_v');
+  assert.match(idx.remedy, /an index of s\.t \(idx_v\) cannot hold this row's value .* md5\(<column>\)/);
+  assert.match(remedyFor({ sqlstate: '54000', reason: 'apply', message: 'row is too big: size 9000, maximum size 8160' }), /over one of its limits: row is too big/);
+});
+
+test('the retry line says what failed, its SQLSTATE and what the sink waits for; the same failure again is at debug, once a minute at warn', () => {
+  const err = classify(pgError({ code: '55P03', message: 'canceling statement due to lock timeout' }), { table: 's.t' });
+  const line = retryLine('apply t[0] 0..2', err, 500);
+  assert.equal(line.sqlstate, '55P03');
+  assert.match(line.text, /^apply t\[0\] 0\.\.2 failed: canceling statement due to lock timeout \(table s\.t\) \[SQLSTATE 55P03\]; retrying in 500 ms — another session holds a lock/);
+
+  const out: { level: number; msg: string }[] = [];
+  const log = pino({ level: 'debug' }, new Writable({ write: (c, _e, cb) => (out.push(JSON.parse(String(c))), cb()) }));
+  let now = 0;
+  const said = new RetryLog(() => now);
+  said.log(log, 'apply', err, 1, 250);
+  now += 1_000;
+  said.log(log, 'apply', err, 2, 500);
+  const other = classify(pgError({ code: '57P01', message: 'terminating connection due to administrator command' }), {});
+  said.log(log, 'apply', other, 3, 1_000);
+  said.log(log, 'apply', err, 4, 2_000);
+  now += RETRY_WARN_EVERY_MS;
+  said.log(log, 'apply', err, 5, 4_000);
+  assert.deepEqual(out.map((l) => l.level), [40, 20, 40, 40, 40]);
+});
+
+test('a stall row on a database without UTF8: the characters it has no code for escaped', () => {
+  assert.equal(asciiOnly('CREATE DATABASE … ENCODING, key 日本 🙂'), 'CREATE DATABASE \\u{2026} ENCODING, key \\u{65e5}\\u{672c} \\u{1f642}');
+  assert.equal(asciiOnly('plain'), 'plain');
+});
+
+test('a destination database not in UTF8 is said at start, with what it means', () => {
+  assert.equal(encodingWarning('UTF8'), null);
+  assert.match(encodingWarning('LATIN1')!, /encoding is LATIN1, not UTF8 .* stalls its partition \(SQLSTATE 22P05\).*ENCODING 'UTF8'/);
+  assert.match(encodingWarning('SQL_ASCII')!, /stores the UTF8 bytes unchecked/);
+});

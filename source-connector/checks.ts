@@ -54,6 +54,10 @@ export interface SourceFacts {
   /** Key columns whose equal values can differ in their bytes, without a canonical key text (key-equality.ts). */
   keyEquality: KeyEqualityFact[];
   topicPrefix: string;
+  /** Large objects in the database (`pg_largeobject_metadata`): logical replication does not carry them. */
+  largeObjects: number;
+  /** Columns of selected tables typed `oid` or a domain over it (the lo extension's `lo`): references to large objects, most likely. */
+  largeObjectColumns: { table: string; column: string; type: string }[];
 }
 
 /** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
@@ -137,6 +141,7 @@ export async function gatherSourceFacts(
   const published = tables.filter((t) => t.published).length;
   const narrowing = await publicationNarrowing(client, opts.publicationName);
   const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
+  const lo = await largeObjectFacts(client, relids);
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
@@ -161,6 +166,7 @@ export async function gatherSourceFacts(
     unloggedTables: tables.filter((t) => t.unlogged !== null).map((t) => ({ table: t.name, unlogged: t.unlogged[0], sql: t.unlogged[1] })),
     keyEquality,
     topicPrefix: opts.topicPrefix,
+    ...lo,
     publication: {
       name: opts.publicationName,
       database: pub.db,
@@ -174,6 +180,23 @@ export async function gatherSourceFacts(
       tables: tables.map((t) => ({ name: t.name, sql: t.sql })),
     },
   };
+}
+
+/**
+ * Large objects live in pg_largeobject, a system catalog no publication can list: a table's
+ * `oid` / `lo` column travels as the number only. pg_largeobject_metadata is readable by every role.
+ */
+async function largeObjectFacts(client: pg.ClientBase, relids: number[]): Promise<Pick<SourceFacts, 'largeObjects' | 'largeObjectColumns'>> {
+  const { rows: [n] } = await client.query(`SELECT count(*)::float8 AS n FROM pg_largeobject_metadata`);
+  const { rows } = await client.query(
+    `SELECT n.nspname || '.' || c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+        AND (a.atttypid = 'oid'::regtype OR (t.typtype = 'd' AND t.typbasetype = 'oid'::regtype))
+      ORDER BY 1, a.attnum`,
+    [relids],
+  );
+  return { largeObjects: n.n, largeObjectColumns: rows.map((r) => ({ table: r.table, column: r.column, type: r.type })) };
 }
 
 /** Pure: the verdicts. Any FAIL stops the connector before it creates anything. */
@@ -271,6 +294,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
     }
   }
   out.push(...keyEqualityFindings(f.keyEquality, f.topicPrefix));
+  out.push(...largeObjectFindings(f));
   if (f.serverEncoding === 'SQL_ASCII') {
     // Every other server encoding converts to the sessions' UTF-8; SQL_ASCII text is bytes.
     out.push({
@@ -283,6 +307,35 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   if (f.maxSlotWalKeepSize === '-1') {
     out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
+  }
+  return out;
+}
+
+export const LARGE_OBJECT_REMEDY =
+  "copy the large objects at cut-over, after the last write (their OIDs kept): pg_dump --data-only --blobs --exclude-schema='*' <source> | psql <destination> (--large-objects from PostgreSQL 16; only the large objects), or lo_export / lo_import(path, oid) per object; or move them into bytea columns before the migration";
+
+/**
+ * Large objects are not in any publication: a selected table's `oid` / `lo` column arrives as a
+ * number pointing at nothing, found only after cut-over. A warning, not a refusal: the numbers
+ * themselves are carried, and the objects can be copied at cut-over. Pure.
+ */
+function largeObjectFindings(f: SourceFacts): Finding[] {
+  const count = `${f.largeObjects} large object${f.largeObjects === 1 ? '' : 's'}`;
+  const out: Finding[] = f.largeObjectColumns.map((c) => ({
+    level: 'WARN' as const,
+    check: 'large objects',
+    object: `${c.table}.${c.column}`,
+    message: `column ${c.column} of ${c.table} is ${c.type}: if it refers to large objects (the database has ${count}), only the numbers are migrated: logical replication does not carry pg_largeobject, so the destination has no objects behind them`,
+    remedy: LARGE_OBJECT_REMEDY,
+  }));
+  if (out.length === 0 && f.largeObjects > 0) {
+    out.push({
+      level: 'WARN',
+      check: 'large objects',
+      object: 'database',
+      message: `the database has ${count}, which logical replication does not carry; no selected table has an oid or lo column, but one that refers to them otherwise (a bigint column, a function) finds none on the destination`,
+      remedy: LARGE_OBJECT_REMEDY,
+    });
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', serverEncoding: 'UTF8', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app',
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app', largeObjects: 0, largeObjectColumns: [],
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
@@ -185,4 +185,20 @@ test('key columns whose equal values differ in their bytes, without a canonical 
   assert.match(w[0].message, /the row is then lost at the destination/);
   assert.match(w[0].remedy!, /the source makes the topic app\.public\.users with one partition/);
   assert.equal(fails({ keyEquality }).length, 0, 'a warning, not a refusal');
+});
+
+test('large objects: each selected oid / lo column is a warning naming the objects counted, with the remedy; objects alone warn once for the database; none, nothing', () => {
+  const lo = (f: Partial<SourceFacts>) => judgeSourceFacts({ ...healthy, ...f }).filter((x) => x.check === 'large objects');
+  assert.deepEqual(lo({}), []);
+  const cols = lo({ largeObjects: 3, largeObjectColumns: [{ table: 'public.docs', column: 'body', type: 'oid' }, { table: 'public.scans', column: 'image', type: 'lo' }] });
+  assert.deepEqual(cols.map((f) => [f.level, f.object]), [['WARN', 'public.docs.body'], ['WARN', 'public.scans.image']]);
+  assert.match(cols[0].message, /column body of public\.docs is oid: if it refers to large objects \(the database has 3 large objects\), only the numbers are migrated: logical replication does not carry pg_largeobject/);
+  assert.match(cols[1].remedy!, /pg_dump --data-only --blobs --exclude-schema='\*' <source> \| psql <destination>/);
+  assert.match(cols[1].remedy!, /lo_import\(path, oid\)|bytea/);
+  // An oid column with no object yet still warns: objects written during the migration are not carried either.
+  assert.match(lo({ largeObjectColumns: [{ table: 'public.docs', column: 'body', type: 'oid' }] })[0].message, /the database has 0 large objects/);
+  const db = lo({ largeObjects: 1 });
+  assert.deepEqual(db.map((f) => [f.level, f.object]), [['WARN', 'database']]);
+  assert.match(db[0].message, /the database has 1 large object, which logical replication does not carry; no selected table has an oid or lo column/);
+  assert.deepEqual(fails({ largeObjects: 5, largeObjectColumns: [{ table: 'public.docs', column: 'body', type: 'oid' }] }), [], 'a warning, never a refusal');
 });

@@ -109,6 +109,10 @@ export const sinkConfigSchema = z.strictObject({
     })
     .prefault({}),
   truncate: z.enum(['apply', 'ignore']).default('apply'),
+  // `replica`: the sink's sessions apply as PostgreSQL's own logical replication does, so the
+  // destination tables' ordinary triggers and foreign keys do not fire (docs/sink-connector.md).
+  // Refused on Citus and for a role that may not set it (destination-start.ts).
+  sessionReplicationRole: z.enum(['origin', 'replica']).default('origin'),
   autoEvolve: z.boolean().default(false),
   deadLetter: z
     .strictObject({
@@ -137,7 +141,7 @@ export type SinkTableMapping = z.infer<typeof tableMapping>;
  *    become a Citus-managed local table (citus issue 6729), and its staging tables are
  *    distributed by the sink itself.
  */
-export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citus: boolean): string {
+export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus' | 'sessionReplicationRole'>, citus: boolean): string {
   // Input that depends on settings a destination may change per database or role:
   // - money follows lc_monetary (a de_DE destination would read 1234.56 as 123456): the sink
   //   sends the C form, as the source reads it;
@@ -151,6 +155,7 @@ export function sessionOptions(config: Pick<SinkConfig, 'batch' | 'citus'>, citu
     '-c lc_monetary=C -c array_nulls=on -c xmloption=content -c standard_conforming_strings=on',
     `-c idle_in_transaction_session_timeout=${config.batch.idleInTransactionTimeoutMs}`,
   ];
+  if (config.sessionReplicationRole === 'replica') opts.push('-c session_replication_role=replica');
   if (citus) {
     opts.push(`-c citus.max_cached_conns_per_worker=${config.citus.maxCachedConnsPerWorker}`);
     if (!config.citus.enableDeadlockPrevention) opts.push('-c citus.enable_deadlock_prevention=off');

@@ -14,6 +14,7 @@ import { controlTopicKind } from './control.ts';
 import { splitQualifiedName } from '../shared/sql.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
+import { canSetReplicationRole, readTriggers, replicationRoleRefusal, triggerWarning } from '../shared/checks/triggers.ts';
 import { ensureSinkTables } from './offsets.ts';
 import { checkAndRecordMappings, type TopicMapping } from './applied-mappings.ts';
 import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
@@ -29,16 +30,19 @@ export async function openDestination(
   untilDone: UntilDone,
 ): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
   const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
-  const { citus, encoding } = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
+  const replica = config.sessionReplicationRole === 'replica';
+  const { citus, encoding, refused } = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
     // Bounded: a destination that accepts TCP and never answers left the start waiting without a word.
     const client = new pg.Client({ ...conn, connectionTimeoutMillis: conn.connectionTimeoutMillis ?? 15_000 });
     client.on('error', () => {});
     try {
       await client.connect();
       const info = await detectCitus(client);
-      const encoding = String((await client.query('SHOW server_encoding')).rows[0].server_encoding);
-      await ensureSinkTables(client);
-      return { citus: info, encoding };
+      const { rows: [r] } = await client.query(`SELECT current_setting('server_encoding') AS encoding, current_user AS role`);
+      // Before the sink's tables are made and the pool opened (its sessions would fail to connect, FATAL 42501, retried for ever).
+      const refused = replica ? replicationRoleRefusal(info.present, info.present || (await canSetReplicationRole(client)), String(r.role)) : null;
+      if (!refused) await ensureSinkTables(client);
+      return { citus: info, encoding: String(r.encoding), refused };
     } catch (err) {
       throw classify(err, {});
     } finally {
@@ -46,6 +50,13 @@ export async function openDestination(
     }
   });
   log.info({ citus: citus.present ? citus.version : false }, citus.present ? `destination is Citus ${citus.version}` : 'destination is PostgreSQL (no Citus)');
+  if (refused) throw new ConfigError(refused.message, { context: { key: 'sessionReplicationRole' }, remedy: refused.remedy });
+  if (replica) {
+    log.info(
+      { sessionReplicationRole: 'replica' },
+      "the sink's sessions run with session_replication_role = replica: the destination tables' triggers (except ENABLE ALWAYS and ENABLE REPLICA ones) and foreign keys do not fire for the rows it applies",
+    );
+  }
   const warning = encodingWarning(encoding);
   if (warning) log.warn({ serverEncoding: encoding }, warning);
   const pool = new pg.Pool({ ...conn, max: connections, options: withUserOptions(conn.options, sessionOptions(config, citus.present)) });
@@ -202,10 +213,29 @@ export async function checkTables(
       remedy: deps.citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
     });
   }
+  await warnTriggers(deps, sources.map(target));
   if (found.missing.length > 0) {
     log.warn(
       { tables: found.missing },
       `destination tables missing: ${found.missing.join(', ')}; their partitions stall at their first change until they exist (shardbridge schema copy, or map them under "tables")`,
     );
   }
+}
+
+/**
+ * A warning per destination table whose triggers the sink's writes fire (shared/checks/triggers.ts):
+ * PostgreSQL's own logical replication would not fire them. Only a report: not read, not said.
+ */
+async function warnTriggers(deps: { config: SinkConfig; pool: pg.Pool; citus: CitusInfo; log: Logger }, tables: readonly { schema: string; table: string }[]): Promise<void> {
+  // Several source tables may go to one destination table: said once.
+  const named = [...new Map(tables.map((t) => [JSON.stringify([t.schema, t.table]), { schema: t.schema, name: t.table }])).values()];
+  const triggers = await withPooledClient(deps.pool, (client) => readTriggers(client, named)).catch((err: unknown) => {
+    deps.log.debug({ err: (err as Error).message }, 'could not read the destination tables\' triggers');
+    return null;
+  });
+  if (!triggers) return;
+  named.forEach((t, i) => {
+    const w = triggerWarning(t, triggers[i], deps.config.sessionReplicationRole, deps.citus.present);
+    if (w) deps.log.warn({ table: `${t.schema}.${t.name}`, triggers: triggers[i].map((x) => x.name), remedy: w.remedy }, w.message);
+  });
 }

@@ -10,6 +10,7 @@ import type { CitusInfo } from '../schema/citus-catalog.ts';
 import { describeCitusTable } from '../schema/citus-table-kind.ts';
 import { destColumn, type MappedTable } from '../schema/mapping.ts';
 import { compareTypes } from './type-compat.ts';
+import { replicationRoleRefusal, triggerWarning, type DestinationTrigger, type ReplicationRole } from './triggers.ts';
 
 export interface SourceTableFacts {
   /** `schema.table`, for messages. */
@@ -28,12 +29,16 @@ export interface TableComparison {
   source: SourceTableFacts;
   mapped: MappedTable;
   destination: DestinationTable;
+  /** The destination table's user triggers (triggers.ts). */
+  triggers?: DestinationTrigger[];
 }
 
 export interface DestinationFacts {
   citus: CitusInfo;
   /** The sink's `citus.requireDistributed`: a local table on Citus is then a failure, not a warning. */
   requireDistributed: boolean;
+  /** The sink's `sessionReplicationRole`, and whether the sink's role may set it (read only under replica). */
+  replicationRole?: { role: ReplicationRole; canSet: boolean; user: string };
   tables: TableComparison[];
 }
 
@@ -48,9 +53,23 @@ export function judgeDestination(f: DestinationFacts): Finding[] {
       ? { level: 'PASS', check: 'citus', object: 'destination', message: `Citus ${f.citus.version} present` }
       : { level: 'PASS', check: 'citus', object: 'destination', message: 'plain PostgreSQL (no Citus): tables stay local, distribution is skipped' },
   );
+  out.push(...judgeReplicationRole(f));
   for (const t of f.tables) out.push(...judgeTable(t, f));
   return out;
 }
+
+/** The role the sink's sessions apply with: replica on Citus, or for a role that may not set it, stops the sink at start. */
+function judgeReplicationRole(f: DestinationFacts): Finding[] {
+  const r = f.replicationRole;
+  if (!r || r.role !== 'replica') return [];
+  const refused = replicationRoleRefusal(f.citus.present, r.canSet, r.user);
+  return refused
+    ? [{ level: 'FAIL', check: 'replication role', object: 'sessionReplicationRole', ...refused }]
+    : [{ level: 'PASS', check: 'replication role', object: 'sessionReplicationRole', message: `the sink's sessions will apply with session_replication_role = replica (role "${r.user}" may set it): ordinary triggers and foreign keys do not fire for its rows` }];
+}
+
+/** Whether the sink's sessions run with replica: only where the sink would start with it. */
+const appliesAsReplica = (f: DestinationFacts) => f.replicationRole?.role === 'replica' && f.replicationRole.canSet && !f.citus.present;
 
 function judgeTable(t: TableComparison, f: DestinationFacts): Finding[] {
   const d = t.destination;
@@ -60,7 +79,9 @@ function judgeTable(t: TableComparison, f: DestinationFacts): Finding[] {
   }
   const unlogged = unloggedWarning(d);
   const persistence: Finding[] = unlogged ? [{ level: 'WARN', check: 'unlogged', object: dest, message: unlogged.message, remedy: unlogged.remedy }] : [];
-  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t), ...judgeReplicaIdentity(t), ...persistence];
+  const trig = triggerWarning(t.mapped.destination, t.triggers ?? [], appliesAsReplica(f) ? 'replica' : 'origin', f.citus.present);
+  const triggers: Finding[] = trig ? [{ level: 'WARN', check: 'triggers', object: dest, ...trig }] : [];
+  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t, appliesAsReplica(f), f.citus.present), ...judgeReplicaIdentity(t), ...persistence, ...triggers];
 }
 
 function judgeColumns(t: TableComparison): Finding[] {
@@ -141,13 +162,22 @@ function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {
   }];
 }
 
-function judgeForeignKeys(t: TableComparison): Finding[] {
+function judgeForeignKeys(t: TableComparison, replica: boolean, citus: boolean): Finding[] {
+  if (replica) {
+    // Foreign keys are enforced by triggers, which replica does not fire; a TRUNCATE still checks them.
+    return t.destination.foreignKeys.map((fk) => ({
+      level: 'PASS' as const,
+      check: 'foreign key',
+      object: `${plain(t.mapped.destination)}.${fk.name}`,
+      message: `${fk.definition}: not enforced on the sink's sessions (sessionReplicationRole: replica); a source truncate of the table it references still stalls while it exists`,
+    }));
+  }
   return t.destination.foreignKeys.map((fk) => ({
     level: 'WARN' as const,
     check: 'foreign key',
     object: `${plain(t.mapped.destination)}.${fk.name}`,
     message: `${fk.definition}: tables are applied independently, so a row can arrive before the row it references`,
-    remedy: `ALTER TABLE ${qn(t.mapped.destination)} DROP CONSTRAINT ${q(fk.name)}; and add it at cut-over (shardbridge schema copy keeps foreign keys aside in shardbridge.deferred_foreign_keys)`,
+    remedy: `ALTER TABLE ${qn(t.mapped.destination)} DROP CONSTRAINT ${q(fk.name)}; and add it at cut-over (shardbridge schema copy keeps foreign keys aside in shardbridge.deferred_foreign_keys)${citus ? '' : "; or set sessionReplicationRole: replica in the sink's configuration, under which the sink's rows do not fire it"}`,
   }));
 }
 

@@ -11,6 +11,7 @@ import { readDestinationTables } from '../../sink-connector/destination-catalog.
 import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
 import type { DestinationFacts, SourceTableFacts } from './destination.ts';
+import { canSetReplicationRole, readTriggers, type ReplicationRole } from './triggers.ts';
 
 // Generated columns apart, as in the source catalog: pgoutput does not send them.
 const COLUMN_TYPES_SQL = `
@@ -57,9 +58,13 @@ export async function gatherDestinationFacts(
   sources: SourceTableFacts[],
   mapping: Record<string, SinkTableMapping>,
   requireDistributed: boolean,
+  role: ReplicationRole = 'origin',
 ): Promise<DestinationFacts> {
   const citus = await detectCitus(client);
   const mapped = sources.map((s) => mapTable({ schema: s.schema, name: s.table }, mapping));
   const destinations = await readDestinationTables(client, mapped.map((m) => m.destination), citus);
-  return { citus, requireDistributed, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i] })) };
+  const triggers = await readTriggers(client, mapped.map((m) => m.destination));
+  const replicationRole =
+    role === 'replica' ? { role, canSet: !citus.present && (await canSetReplicationRole(client)), user: String((await client.query('SELECT current_user AS u')).rows[0].u) } : undefined;
+  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i] })) };
 }

@@ -523,3 +523,11 @@ test("a connection URL's own options are kept, with the connectors' session sett
   assert.match(sent, /^-c statement_timeout=5000 -c DateStyle=SQL -c DateStyle=ISO .*-c TimeZone=UTC/, 'ours after theirs: the later DateStyle holds');
   assert.equal(sourceSessionOptions(), sourceSessionOptions(undefined));
 });
+
+test('sessionReplicationRole: origin by default (nothing set), replica as a startup parameter of every sink session; another value is named', () => {
+  const sink = (extra: object) => loadSinkConfig({ overrides: { destination: { url: 'postgres://c/db' }, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' }, ...extra } });
+  assert.equal(sink({}).sessionReplicationRole, 'origin');
+  assert.doesNotMatch(sessionOptions(sink({}), false), /session_replication_role/);
+  assert.match(sessionOptions(sink({ sessionReplicationRole: 'replica' }), false), / -c session_replication_role=replica$/);
+  assert.match(configErrorOf(() => sink({ sessionReplicationRole: 'local' })), /^config: sessionReplicationRole: .*"local"/m);
+});

@@ -74,7 +74,7 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
       if (dst) {
         try {
           if (tables) {
-            destination.push(...judgeDestination(await gatherDestinationFacts(dst, tables, sink.tables, sink.citus.requireDistributed)));
+            destination.push(...judgeDestination(await gatherDestinationFacts(dst, tables, sink.tables, sink.citus.requireDistributed, sink.sessionReplicationRole)));
           } else {
             destination.push({ level: 'WARN', check: 'tables', object: 'destination', message: 'tables not compared: the source could not be read' });
           }

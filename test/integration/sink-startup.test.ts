@@ -18,6 +18,12 @@ import { BIN, cleanEnv } from '../helpers/cli.ts';
 import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
+import pg from 'pg';
+import { capturingLogger } from '../helpers/kafka.ts';
+import { loadSinkConfig } from '../../sink-connector/config.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
+import { openDestination } from '../../sink-connector/destination-start.ts';
+import { ConfigError } from '../../shared/errors.ts';
 
 const SECRET = 'St4rtup-S3cret';
 const dir = mkdtempSync(join(tmpdir(), 'sb-sink-startup-'));
@@ -145,4 +151,77 @@ test('replay: a topic or partition that does not exist is a usage error naming i
   assert.equal(down.code, 1, down.stderr);
   assert.match(down.stderr, new RegExp(`^shardbridge replay: cannot use the destination PostgreSQL at 127\\.0\\.0\\.1:${port}/app: .*ECONNREFUSED`));
   assert.ok(!down.stderr.includes(SECRET), down.stderr);
+});
+
+/** Destination tables with triggers: an ordinary one that changes the row, an ENABLE ALWAYS one that writes an audit row, and a foreign key. */
+const TRIG = `sb_trig_${process.pid}_${Date.now().toString(36)}`;
+async function withTriggers(): Promise<{ destination: pg.Client; citus: boolean }> {
+  const destination = new pg.Client({ connectionString: servers.destination });
+  await destination.connect();
+  const citus = (await destination.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  await destination.query(`
+    CREATE SCHEMA IF NOT EXISTS ${TRIG};
+    CREATE TABLE IF NOT EXISTS ${TRIG}.parent (id int PRIMARY KEY);
+    CREATE TABLE IF NOT EXISTS ${TRIG}.orders (id int PRIMARY KEY, parent_id int REFERENCES ${TRIG}.parent (id), updated_at text);
+    CREATE TABLE IF NOT EXISTS ${TRIG}.audit (what text);
+    CREATE OR REPLACE FUNCTION ${TRIG}.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := 'by the trigger'; RETURN NEW; END $$;
+    CREATE OR REPLACE FUNCTION ${TRIG}.audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ${TRIG}.audit VALUES (TG_OP); RETURN NULL; END $$;
+    DROP TRIGGER IF EXISTS orders_touch ON ${TRIG}.orders;
+    DROP TRIGGER IF EXISTS orders_audit ON ${TRIG}.orders;
+    CREATE TRIGGER orders_touch BEFORE INSERT OR UPDATE ON ${TRIG}.orders FOR EACH ROW EXECUTE FUNCTION ${TRIG}.touch();
+    CREATE TRIGGER orders_audit AFTER INSERT ON ${TRIG}.orders FOR EACH ROW EXECUTE FUNCTION ${TRIG}.audit();
+    ALTER TABLE ${TRIG}.orders ENABLE ALWAYS TRIGGER orders_audit;`);
+  return { destination, citus };
+}
+
+test("sessionReplicationRole: replica: the sink's sessions fire neither the ordinary trigger nor the foreign key, the ENABLE ALWAYS trigger still; refused for a role that may not set it (exit 2, naming the key and the GRANT)", async (t) => {
+  const { destination, citus } = await withTriggers();
+  const role = `${TRIG}_sink`;
+  t.after(async () => {
+    await destination.query(`DROP SCHEMA IF EXISTS ${TRIG} CASCADE; DROP ROLE IF EXISTS ${role}`).catch(() => {});
+    await destination.end();
+  });
+  const config = loadSinkConfig({ file: configFile('replica', {}, { sessionReplicationRole: 'replica' }), env: {} });
+  const { logger, lines } = capturingLogger();
+  const opened = openDestination(config, 1, logger, (_what, fn) => fn());
+  if (citus) {
+    // Citus keeps the setting on the coordinator and its truncate_trigger would not fire: refused.
+    await assert.rejects(opened, (e: unknown) => e instanceof ConfigError && /refused on Citus/.test(e.message));
+    return;
+  }
+  const { pool } = await opened;
+  try {
+    assert.ok(lines().some((l) => /sessions run with session_replication_role = replica/.test(l.msg)));
+    assert.equal((await pool.query('SHOW session_replication_role')).rows[0].session_replication_role, 'replica');
+    // Parent 7 does not exist: the foreign key's trigger does not fire either, as on a native subscriber.
+    await pool.query(`INSERT INTO ${TRIG}.orders VALUES (1, 7, 'from the source')`);
+  } finally {
+    await pool.end();
+  }
+  assert.deepEqual((await destination.query(`SELECT id, parent_id, updated_at FROM ${TRIG}.orders`)).rows, [{ id: 1, parent_id: 7, updated_at: 'from the source' }]);
+  assert.deepEqual((await destination.query(`SELECT what FROM ${TRIG}.audit`)).rows, [{ what: 'INSERT' }], 'the ENABLE ALWAYS trigger fired');
+
+  await destination.query(`CREATE ROLE ${role} LOGIN`);
+  const u = new URL(servers.destination);
+  u.username = role;
+  const r = await cli(['sink', '--config', configFile('replica-denied', { destination: u.href }, { sessionReplicationRole: 'replica' })]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`sessionReplicationRole: replica, but role "${role}" may not set session_replication_role`));
+  assert.match(r.stderr, new RegExp(`GRANT SET ON PARAMETER session_replication_role TO "${role}"`));
+});
+
+test("the destination tables' triggers that fire for the sink's rows are named at start, with the remedy", async (t) => {
+  const { destination } = await withTriggers();
+  t.after(async () => {
+    await destination.query(`DROP SCHEMA IF EXISTS ${TRIG} CASCADE`).catch(() => {});
+    await destination.end();
+  });
+  const { logger, lines } = capturingLogger();
+  const stop = new AbortController();
+  const sink = await startSinkConnector(loadSinkConfig({ file: configFile('triggers', {}, { tables: { [`${TRIG}.orders`]: {} } }), env: {} }), logger, { signal: stop.signal, metricsPort: null });
+  await sink.stop();
+  const warned = lines().filter((l) => l.table === `${TRIG}.orders` && l.level === 40 && l.triggers);
+  assert.equal(warned.length, 1, JSON.stringify(lines()));
+  assert.match(warned[0].msg, new RegExp(`^triggers orders_audit, orders_touch on ${TRIG}\\.orders fire for every row the sink applies`));
+  assert.match(warned[0].remedy, /DISABLE TRIGGER USER/);
 });

@@ -225,11 +225,30 @@ export interface CutoverReport {
   warnings: string[];
 }
 
+/**
+ * What logical replication left behind on the destination, said at cut-over without stopping
+ * it (docs/migration-runbook.md, step 5): materialized views over the migrated tables hold what
+ * they held when last refreshed, and large objects are not carried at all. Pure.
+ */
+export function leftBehindReminders(f: { materializedViews: readonly string[]; largeObjects: { source: number; destination: number } | null }): string[] {
+  const out = f.materializedViews.map(
+    (v) => `materialized view ${v} reads migrated tables and holds what it held at its last refresh (or nothing): REFRESH MATERIALIZED VIEW ${v}; before the application reads it`,
+  );
+  const lo = f.largeObjects;
+  if (lo && lo.source > lo.destination) {
+    out.push(
+      `the source has ${lo.source} large object(s), the destination ${lo.destination}: logical replication does not carry them; copy them now (the source's writes have stopped), their OIDs kept: pg_dump --data-only --blobs --exclude-schema='*' <source> | psql <destination>`,
+    );
+  }
+  return out;
+}
+
 /** Go only when every step that ran is ok, no sequence failed, every table matches and every FK exists. Pure. */
-export function judgeCutover(r: Omit<CutoverReport, 'go' | 'problems' | 'warnings'>): CutoverReport {
+export function judgeCutover(input: Omit<CutoverReport, 'go' | 'problems' | 'warnings'> & { reminders?: readonly string[] }): CutoverReport {
+  const { reminders = [], ...r } = input;
   const problems: string[] = [];
   const named = (s: SequenceResult) => `sequence ${s.sequence}${s.table ? ` (${s.table}.${s.column})` : ''}`;
-  const warnings = r.sequences.filter((s) => s.warning).map((s) => `${named(s)}: ${s.warning}`);
+  const warnings = [...r.sequences.filter((s) => s.warning).map((s) => `${named(s)}: ${s.warning}`), ...reminders];
   const tableLines = r.tables.some((t) => !t.match);
   const sequenceLines = r.sequences.some((s) => !sequenceOk(s));
   // A failed verify or sequences step is said table by table, or sequence by sequence, below.

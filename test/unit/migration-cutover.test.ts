@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  describeDifferences, judgeCutover, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, partitionList, writesAfter,
+  describeDifferences, judgeCutover, leftBehindReminders, planSequence, renderCutover, sequenceTarget, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, partitionList, writesAfter,
   type CutoverReport, type SequenceResult, type StepResult, type TableVerdict,
 } from '../../shared/migration/cutover.ts';
 import { beyondBound, isPast } from '../../shared/migration/sequence-value.ts';
@@ -201,4 +201,16 @@ test('writes after the cut-over position: records the table topics gained since 
   const late = judgeCutover(base({ steps: [...ALL_OK.slice(0, 5), { step: 'writes stopped', status: 'failed', detail: '3 change(s) reached p.public.orders[1] after the cut-over position', ms: 5 }, { step: 'foreign keys', status: 'skipped', detail: '', ms: 0 }] }));
   assert.equal(late.go, false);
   assert.match(late.problems[0], /^writes stopped: 3 change\(s\) reached p\.public\.orders\[1\]/);
+});
+
+test('what logical replication left behind: a materialized view to refresh, large objects the destination lacks; warnings that keep the go', () => {
+  assert.deepEqual(leftBehindReminders({ materializedViews: [], largeObjects: { source: 0, destination: 0 } }), []);
+  assert.deepEqual(leftBehindReminders({ materializedViews: [], largeObjects: { source: 2, destination: 2 } }), [], 'copied already');
+  const r = leftBehindReminders({ materializedViews: ['app.totals'], largeObjects: { source: 3, destination: 1 } });
+  assert.match(r[0], /^materialized view app\.totals reads migrated tables .*REFRESH MATERIALIZED VIEW app\.totals;/);
+  assert.match(r[1], /^the source has 3 large object\(s\), the destination 1: logical replication does not carry them; copy them now .*pg_dump --data-only --blobs --exclude-schema='\*'/);
+  const report = judgeCutover({ ...base({}), reminders: r });
+  assert.equal(report.go, true);
+  assert.deepEqual(report.warnings, r);
+  assert.match(renderCutover(report), /WARNINGS:\n {2}- materialized view app\.totals/);
 });

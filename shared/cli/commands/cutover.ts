@@ -16,7 +16,9 @@
  *     the sink was waited for (a writer still at work would lose its later changes);
  *  6. create the foreign keys `schema copy` kept aside in `shardbridge.deferred_foreign_keys`
  *     (only after a clean verification with the writes stopped), marking them done (`created_at`);
- *  7. print the go / no-go report. Exit 0 on go, 1 on no-go, 2 when not confirmed on a non-terminal.
+ *  7. print the go / no-go report, with warnings for what logical replication left behind:
+ *     destination triggers left disabled, materialized views over the migrated tables to refresh,
+ *     large objects the destination lacks. Exit 0 on go, 1 on no-go, 2 when not confirmed on a non-terminal.
  *
  * Every step is idempotent: after a no-go, fix the cause and run it again.
  */
@@ -34,8 +36,9 @@ import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
+import { disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
 import {
-  judgeCutover, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
+  judgeCutover, leftBehindReminders, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
 import { fixSequences } from '../../migration/fix-sequences.ts';
@@ -97,6 +100,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   let foreignKeys: ForeignKeyResult[] = [];
   /** The table topics' end offsets the sink was waited for. */
   let atWait: EndOffset[] = [];
+  let reminders: string[] = [];
   const kafka = commandKafka(sink, ctx.logger, 'shardbridge-cutover');
   const admin = kafka.admin();
   try {
@@ -173,6 +177,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         });
       }
     }
+    reminders = await leftBehind(src, dst, selected).catch((e: unknown) => [`what logical replication does not carry (disabled triggers, materialized views, large objects) could not be read: ${errorText(e)}`]);
   } catch (e) {
     if (e instanceof Interrupted || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     steps.push({ step: steps.length === 0 ? (verifyOnly ? 'verify' : 'confirm') : steps[steps.length - 1].step, status: 'failed', detail: errorText(e), ms: 0 });
@@ -181,7 +186,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     await Promise.all([src?.end().catch(() => {}), dst?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
   }
 
-  const report = judgeCutover({ verifyOnly, recordedLsn, margin, steps, sequences, tables, foreignKeys });
+  const report = judgeCutover({ verifyOnly, recordedLsn, margin, steps, sequences, tables, foreignKeys, reminders });
   ctx.out(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderCutover(report));
   return report.go ? 0 : 1;
 }
@@ -284,6 +289,30 @@ async function waitSink(
     }
     await sleep(POLL_MS, undefined, { signal }).catch(() => {});
   }
+}
+
+/**
+ * The destination's user triggers left disabled on the migrated tables (disabled for the
+ * migration, they must be enabled before the application writes), its materialized views
+ * that read those tables, and the large objects of each side.
+ */
+async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: readonly SourceTable[]): Promise<string[]> {
+  const tables = selected.map((t) => t.destination);
+  const triggers = await readTriggers(dst, tables);
+  const { rows: views } = await dst.query<{ view: string }>(
+    `SELECT DISTINCT m.oid::regclass::text AS view
+       FROM unnest($1::text[], $2::text[]) AS x(s, n)
+       JOIN pg_namespace ns ON ns.nspname = x.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = x.n
+       JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.classid = 'pg_rewrite'::regclass
+       JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class m ON m.oid = r.ev_class AND m.relkind = 'm'
+      ORDER BY 1`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  const count = async (c: pg.ClientBase) => Number((await c.query(`SELECT count(*)::int AS n FROM pg_largeobject_metadata`)).rows[0].n);
+  return [
+    ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] }))),
+    ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await count(src), destination: await count(dst) } }),
+  ];
 }
 
 /** Foreign keys `schema copy` kept aside: created when missing, marked with `created_at`. */

@@ -19,8 +19,8 @@ export interface SourceTableFacts {
   table: string;
   keyColumns: string[];
   replicaIdentity: 'default' | 'full' | 'index' | 'nothing';
-  /** Columns with `format_type` text. */
-  columns: { name: string; type: string }[];
+  /** Columns with `format_type` text, and the collation of a collatable one. */
+  columns: { name: string; type: string; collation?: Collation }[];
   /** GENERATED columns, which pgoutput does not send. */
   generatedColumns?: string[];
 }
@@ -31,6 +31,14 @@ export interface TableComparison {
   destination: DestinationTable;
   /** The destination table's user triggers (triggers.ts). */
   triggers?: DestinationTrigger[];
+  /** The destination's collatable columns' collations, by column name. */
+  collations?: Record<string, Collation>;
+}
+
+/** `pg_collation.collname` (`default`: the database's) and whether equal means equal bytes. */
+export interface Collation {
+  name: string;
+  deterministic: boolean;
 }
 
 export interface DestinationFacts {
@@ -99,6 +107,8 @@ function judgeColumns(t: TableComparison): Finding[] {
       out.push({ level: 'FAIL', check: 'column', object, message: `column ${name} (source ${t.source.name}.${c.name} ${c.type}) is missing on the destination`, remedy: `ALTER TABLE ${qn(t.mapped.destination)} ADD COLUMN ${q(name)} ${c.type};` });
       continue;
     }
+    const collation = judgeCollation(t, c, name);
+    if (collation) out.push(collation);
     const verdict = compareTypes(c.type, dc.type);
     if (verdict === 'widening') {
       out.push({ level: 'WARN', check: 'column type', object, message: `source type ${c.type}, destination ${dc.type}: a lossless widening`, remedy: `nothing needed if intended; to match exactly: ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type};` });
@@ -125,6 +135,36 @@ function judgeColumns(t: TableComparison): Finding[] {
   }
   if (out.length === 0) out.push({ level: 'PASS', check: 'columns', object: dest, message: `${t.source.columns.length} column${t.source.columns.length === 1 ? '' : 's'} with the source's types` });
   return out;
+}
+
+/**
+ * A column compared under another collation on the destination: ordering and equality differ
+ * there. A nondeterministic one (case-insensitive ICU, say) in a destination key makes values
+ * the source keeps apart one key: the sink's upserts merge their rows into one, without an error.
+ */
+function judgeCollation(t: TableComparison, c: { name: string; type: string; collation?: Collation }, name: string): Finding | null {
+  const s = c.collation;
+  const d = t.collations?.[name];
+  if (!s || !d || s.name === d.name) return null;
+  const object = `${plain(t.mapped.destination)}.${name}`;
+  const remedy = `ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type} COLLATE ${q(s.name)};  (the collation created on the destination first, as on the source)`;
+  const keyed = [t.destination.primaryKey, ...t.destination.uniqueKeys].some((k) => k.includes(name));
+  if (keyed && !d.deterministic && s.deterministic) {
+    return {
+      level: 'FAIL',
+      check: 'column collation',
+      object,
+      message: `source collation ${s.name}, destination ${d.name}, which is nondeterministic, on a key column: values the source keeps apart (a and A under a case-insensitive collation) are one key there, and the sink's upserts merge their rows into one`,
+      remedy,
+    };
+  }
+  return {
+    level: 'WARN',
+    check: 'column collation',
+    object,
+    message: `source collation ${s.name}, destination ${d.name}: ordering and comparisons of ${name} differ on the destination${!d.deterministic && keyed ? '' : !d.deterministic ? ' (nondeterministic: equal values may differ in their bytes)' : ''}`,
+    remedy,
+  };
 }
 
 function judgeKey(t: TableComparison): Finding[] {

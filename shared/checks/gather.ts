@@ -15,10 +15,19 @@ import { canSetReplicationRole, readTriggers, type ReplicationRole } from './tri
 
 // Generated columns apart, as in the source catalog: pgoutput does not send them.
 const COLUMN_TYPES_SQL = `
-SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated
-  FROM pg_attribute a
+SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated,
+       co.collname AS collation, co.collisdeterministic AS deterministic
+  FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`;
+
+/** Each collatable column's collation (`default`: the database's), by table, for the columns named. */
+const DEST_COLLATIONS_SQL = `
+SELECT x.i, a.attname AS name, co.collname AS collation, co.collisdeterministic AS deterministic
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(s, n, i)
+  JOIN pg_namespace ns ON ns.nspname = x.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = x.n
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_collation co ON co.oid = a.attcollation`;
 
 /** The selected source tables with `format_type` column types, for comparison with the destination. */
 export async function sourceTableFacts(client: pg.ClientBase, tables: TableInfo[]): Promise<SourceTableFacts[]> {
@@ -29,7 +38,9 @@ export async function sourceTableFacts(client: pg.ClientBase, tables: TableInfo[
     table: t.name,
     keyColumns: t.keyColumns,
     replicaIdentity: t.replicaIdentity,
-    columns: rows.filter((r) => r.relid === t.relid && !r.generated).map((r) => ({ name: r.name, type: r.type })),
+    columns: rows
+      .filter((r) => r.relid === t.relid && !r.generated)
+      .map((r) => ({ name: r.name, type: r.type, ...(r.collation === null ? {} : { collation: { name: r.collation, deterministic: r.deterministic } }) })),
     generatedColumns: rows.filter((r) => r.relid === t.relid && r.generated).map((r) => r.name as string),
   }));
 }
@@ -64,7 +75,9 @@ export async function gatherDestinationFacts(
   const mapped = sources.map((s) => mapTable({ schema: s.schema, name: s.table }, mapping));
   const destinations = await readDestinationTables(client, mapped.map((m) => m.destination), citus);
   const triggers = await readTriggers(client, mapped.map((m) => m.destination));
+  const { rows: collations } = await client.query(DEST_COLLATIONS_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
+  const collationsOf = (i: number) => Object.fromEntries(collations.filter((r) => Number(r.i) === i + 1).map((r) => [r.name, { name: r.collation, deterministic: r.deterministic }]));
   const replicationRole =
     role === 'replica' ? { role, canSet: !citus.present && (await canSetReplicationRole(client)), user: String((await client.query('SELECT current_user AS u')).rows[0].u) } : undefined;
-  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i] })) };
+  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf(i) })) };
 }

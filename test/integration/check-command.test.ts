@@ -45,7 +45,7 @@ const SOURCE_DDL = `
   CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
   CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int);
   CREATE TABLE ${SCHEMA}.regional (id bigint PRIMARY KEY, region text NOT NULL, v text);
-  CREATE TABLE ${SCHEMA}.docs (id int PRIMARY KEY, body oid);
+  CREATE TABLE ${SCHEMA}.docs (id int PRIMARY KEY, body oid, title text COLLATE "C", code text COLLATE "C" UNIQUE);
   INSERT INTO ${SCHEMA}.docs VALUES (1, lo_from_bytea(0, 'a large object'));
   CREATE ROLE app_user LOGIN PASSWORD '${SECRET}';
   GRANT USAGE ON SCHEMA ${SCHEMA} TO app_user;
@@ -59,7 +59,8 @@ const DEST_DDL = `
   CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
   CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int CONSTRAINT child_parent_fk REFERENCES ${SCHEMA}.parent (id));
   CREATE TABLE ${SCHEMA}.regional (id bigint, region text NOT NULL, v text, PRIMARY KEY (id, region));
-  CREATE TABLE ${SCHEMA}.docs (id int PRIMARY KEY, body oid);
+  CREATE COLLATION ${SCHEMA}.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+  CREATE TABLE ${SCHEMA}.docs (id int PRIMARY KEY, body oid, title text, code text COLLATE ${SCHEMA}.ci UNIQUE);
   CREATE FUNCTION ${SCHEMA}.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
   CREATE TRIGGER parent_touch BEFORE INSERT OR UPDATE ON ${SCHEMA}.parent FOR EACH ROW EXECUTE FUNCTION ${SCHEMA}.touch();
   CREATE TRIGGER parent_audit AFTER INSERT ON ${SCHEMA}.parent FOR EACH ROW EXECUTE FUNCTION ${SCHEMA}.touch();
@@ -193,6 +194,11 @@ test('every failing finding on one source and destination, exit 1', async () => 
   assert.deepEqual(lo.map((f) => [f.level, f.object]), [['WARN', `${SCHEMA}.docs.body`]]);
   assert.match(lo[0].message, /is oid: if it refers to large objects \(the database has 1 large object\), only the numbers are migrated/);
   assert.match(lo[0].remedy!, /pg_dump --data-only --blobs --exclude-schema='\*'/);
+  // Another collation: a warning; a nondeterministic one on a unique column fails (rows the source keeps apart would merge).
+  const collations = find(d, 'column collation');
+  assert.deepEqual(collations.map((f) => [f.level, f.object]), [['WARN', `${SCHEMA}.docs.title`], ['FAIL', `${SCHEMA}.docs.code`]]);
+  assert.match(collations[1].message, /^source collation C, destination ci, which is nondeterministic, on a key column/);
+  assert.match(collations[1].remedy!, new RegExp(`ALTER TABLE "${SCHEMA}"."docs" ALTER COLUMN "code" TYPE text COLLATE "C";`));
   // The destination's triggers fire for the sink's rows (native logical replication would not fire them).
   const trig = find(d, 'triggers');
   assert.deepEqual(trig.map((f) => [f.level, f.object]), [['WARN', `${SCHEMA}.parent`]]);

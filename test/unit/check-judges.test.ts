@@ -281,3 +281,24 @@ test('renderReport folds a check’s findings past 20 alike (a line per table ov
 test('stall durations in words: minutes, hours, days past two weeks, "more than a year" for an idle database\'s near-zero rate', () => {
   assert.deepEqual([0.25, 22.8, 250, 24 * 20, 1_278_690].map(formatHours), ['15 minutes', '22.8 hours', '250 hours', '20 days', 'more than a year']);
 });
+
+test('destination: a column under another collation warns; a nondeterministic one in a destination key where the source is deterministic fails (its rows would merge)', () => {
+  const C = { name: 'C', deterministic: true };
+  const ci = { name: 'ci', deterministic: false };
+  const withCollations = (source: typeof C, dest: Record<string, typeof C>, keyed: boolean) => {
+    const t = comparison({ columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'code', type: 'text', notNull: true }], uniqueKeys: keyed ? [['id'], ['code']] : [['id']] });
+    t.source.columns = [{ name: 'id', type: 'bigint' }, { name: 'code', type: 'text', collation: source }];
+    t.collations = dest;
+    return judge(t).filter((f) => f.check === 'column collation');
+  };
+  assert.deepEqual(withCollations(C, { code: C }, true), []);
+  assert.deepEqual(withCollations(C, {}, true), [], 'not read: not judged');
+  const keyed = withCollations(C, { code: ci }, true);
+  assert.deepEqual(keyed.map((f) => [f.level, f.object]), [['FAIL', 'public.orders.code']]);
+  assert.match(keyed[0].message, /source collation C, destination ci, which is nondeterministic, on a key column: .*the sink's upserts merge their rows into one/);
+  assert.equal(keyed[0].remedy, 'ALTER TABLE "public"."orders" ALTER COLUMN "code" TYPE text COLLATE "C";  (the collation created on the destination first, as on the source)');
+  const plain = withCollations(C, { code: { name: 'default', deterministic: true } }, false);
+  assert.deepEqual(plain.map((f) => f.level), ['WARN']);
+  assert.match(plain[0].message, /^source collation C, destination default: ordering and comparisons of code differ on the destination$/);
+  assert.match(withCollations(C, { code: ci }, false)[0].message, /nondeterministic: equal values may differ in their bytes/);
+});

@@ -13,6 +13,8 @@ export type TriggerEnabled = 'O' | 'A' | 'R' | 'D';
 export interface DestinationTrigger {
   name: string;
   enabled: TriggerEnabled;
+  /** Set for a trigger of one of the table's partitions of its own (not a clone of the table's): the table's ALTER does not reach it. */
+  partition?: Named;
 }
 
 export type ReplicationRole = 'origin' | 'replica';
@@ -27,24 +29,37 @@ const qn = (t: Named) => `${q(t.schema)}.${q(t.name)}`;
 
 /**
  * The user's triggers (not PostgreSQL's internal ones, such as foreign keys' and Citus's
- * truncate_trigger) of each table, in the order given; a missing table has none.
+ * truncate_trigger) of each table, in the order given, and those its partitions have of their
+ * own (a partitioned table's trigger is cloned onto each partition: the clones are the table's);
+ * a missing table has none.
  */
 export async function readTriggers(client: pg.ClientBase, tables: readonly Named[]): Promise<DestinationTrigger[][]> {
   const out = tables.map((): DestinationTrigger[] => []);
   if (tables.length === 0) return out;
-  const { rows } = await client.query<{ i: string; name: string; enabled: TriggerEnabled }>(
-    `SELECT x.i, t.tgname AS name, t.tgenabled AS enabled
+  const { rows } = await client.query<{ i: string; name: string; enabled: TriggerEnabled; pschema: string | null; pname: string | null }>(
+    `SELECT x.i, t.tgname AS name, t.tgenabled AS enabled,
+            CASE WHEN r.oid <> c.oid THEN rn.nspname END AS pschema, CASE WHEN r.oid <> c.oid THEN r.relname END AS pname
        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(s, n, i)
        JOIN pg_namespace ns ON ns.nspname = x.s
        JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = x.n
-       JOIN pg_trigger t ON t.tgrelid = c.oid
-      WHERE NOT t.tgisinternal
-      ORDER BY x.i, t.tgname`,
+       -- pg_partition_tree lists nothing for a table that is not partitioned
+       CROSS JOIN LATERAL (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
+       JOIN pg_class r ON r.oid = pt.relid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+       JOIN pg_trigger t ON t.tgrelid = r.oid
+      WHERE NOT t.tgisinternal AND (r.oid = c.oid OR t.tgparentid = 0)
+      ORDER BY x.i, pt.level, 5 NULLS FIRST, t.tgname`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
-  for (const r of rows) out[Number(r.i) - 1].push({ name: r.name, enabled: r.enabled });
+  for (const r of rows) {
+    out[Number(r.i) - 1].push({ name: r.name, enabled: r.enabled, ...(r.pschema !== null && r.pname !== null ? { partition: { schema: r.pschema, name: r.pname } } : {}) });
+  }
   return out;
 }
+
+/** A trigger as messages name it. */
+const label = (t: DestinationTrigger) => (t.partition ? `${t.name} (of partition ${t.partition.schema}.${t.partition.name})` : t.name);
+/** `ALTER TABLE … ENABLE / DISABLE TRIGGER "name";` on the relation that has the trigger. */
+const alterTrigger = (table: Named, t: DestinationTrigger, verb: 'ENABLE' | 'DISABLE') => `ALTER TABLE ${qn(t.partition ?? table)} ${verb} TRIGGER ${q(t.name)};`;
 
 /** Whether this session's role may set session_replication_role (a superuser, or PG15's GRANT SET ON PARAMETER). */
 export async function canSetReplicationRole(client: pg.ClientBase): Promise<boolean> {
@@ -70,7 +85,7 @@ export function firingTriggers(triggers: readonly DestinationTrigger[], role: Re
 export function triggerWarning(table: Named, triggers: readonly DestinationTrigger[], role: ReplicationRole, citus: boolean): { message: string; remedy: string } | null {
   const firing = firingTriggers(triggers, role);
   if (firing.length === 0) return null;
-  const names = firing.map((t) => t.name).join(', ');
+  const names = firing.map(label).join(', ');
   const plural = firing.length > 1;
   const what = `trigger${plural ? 's' : ''} ${names} on ${table.schema}.${table.name} fire${plural ? '' : 's'} for every row the sink applies`;
   const why =
@@ -78,16 +93,19 @@ export function triggerWarning(table: Named, triggers: readonly DestinationTrigg
   if (role === 'replica') {
     return {
       message: `${what}, also under sessionReplicationRole: replica (ENABLE ALWAYS or ENABLE REPLICA): ${why}`,
-      remedy: firing.map((t) => `ALTER TABLE ${qn(table)} DISABLE TRIGGER ${q(t.name)};`).join(' ') + ' until cut-over, then ENABLE them again as they were',
+      remedy: firing.map((t) => alterTrigger(table, t, 'DISABLE')).join(' ') + ' until cut-over, then ENABLE them again as they were',
     };
   }
-  const always = firing.filter((t) => t.enabled === 'A').map((t) => t.name);
+  const always = firing.filter((t) => t.enabled === 'A').map(label);
+  // DISABLE TRIGGER USER on a partitioned table reaches the clones of its triggers, not a partition's own.
+  const own = firing.filter((t) => t.partition);
+  const partitions = own.length ? ` ${own.map((t) => alterTrigger(table, t, 'DISABLE')).join(' ')} (a partition's own trigger)` : '';
   const alternative = citus
     ? ' (Citus passes it to the shards; sessionReplicationRole: replica is refused on Citus)'
     : `; or set sessionReplicationRole: replica in the sink's configuration${always.length ? `, which does not stop ${always.join(', ')} (ENABLE ALWAYS)` : ''}`;
   return {
     message: `${what} (PostgreSQL's own logical replication would not fire them): ${why}`,
-    remedy: `until cut-over: ALTER TABLE ${qn(table)} DISABLE TRIGGER USER; and at cut-over ALTER TABLE ${qn(table)} ENABLE TRIGGER USER; (cutover names triggers left disabled)${alternative}`,
+    remedy: `until cut-over: ALTER TABLE ${qn(table)} DISABLE TRIGGER USER;${partitions} and at cut-over ALTER TABLE ${qn(table)} ENABLE TRIGGER USER; (cutover names triggers left disabled)${alternative}`,
   };
 }
 
@@ -131,7 +149,7 @@ export function disabledTriggerReminders(tables: readonly { table: Named; trigge
     const off = triggers.filter((t) => t.enabled === 'D');
     if (off.length === 0) return [];
     return [
-      `trigger${off.length > 1 ? 's' : ''} ${off.map((t) => t.name).join(', ')} on ${table.schema}.${table.name} ${off.length > 1 ? 'are' : 'is'} disabled: if disabled for the migration, enable ${off.length > 1 ? 'them' : 'it'} before the application writes: ${off.map((t) => `ALTER TABLE ${qn(table)} ENABLE TRIGGER ${q(t.name)};`).join(' ')}`,
+      `trigger${off.length > 1 ? 's' : ''} ${off.map(label).join(', ')} on ${table.schema}.${table.name} ${off.length > 1 ? 'are' : 'is'} disabled: if disabled for the migration, enable ${off.length > 1 ? 'them' : 'it'} before the application writes: ${off.map((t) => alterTrigger(table, t, 'ENABLE')).join(' ')}`,
     ];
   });
 }

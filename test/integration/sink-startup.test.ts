@@ -170,7 +170,11 @@ async function withTriggers(): Promise<{ destination: pg.Client; citus: boolean 
     DROP TRIGGER IF EXISTS orders_audit ON ${TRIG}.orders;
     CREATE TRIGGER orders_touch BEFORE INSERT OR UPDATE ON ${TRIG}.orders FOR EACH ROW EXECUTE FUNCTION ${TRIG}.touch();
     CREATE TRIGGER orders_audit AFTER INSERT ON ${TRIG}.orders FOR EACH ROW EXECUTE FUNCTION ${TRIG}.audit();
-    ALTER TABLE ${TRIG}.orders ENABLE ALWAYS TRIGGER orders_audit;`);
+    ALTER TABLE ${TRIG}.orders ENABLE ALWAYS TRIGGER orders_audit;
+    CREATE TABLE IF NOT EXISTS ${TRIG}.events (id int PRIMARY KEY, updated_at text) PARTITION BY RANGE (id);
+    CREATE TABLE IF NOT EXISTS ${TRIG}.events_1 PARTITION OF ${TRIG}.events FOR VALUES FROM (0) TO (100);
+    DROP TRIGGER IF EXISTS events_touch ON ${TRIG}.events_1;
+    CREATE TRIGGER events_touch BEFORE INSERT ON ${TRIG}.events_1 FOR EACH ROW EXECUTE FUNCTION ${TRIG}.touch();`);
   return { destination, citus };
 }
 
@@ -218,10 +222,16 @@ test("the destination tables' triggers that fire for the sink's rows are named a
   });
   const { logger, lines } = capturingLogger();
   const stop = new AbortController();
-  const sink = await startSinkConnector(loadSinkConfig({ file: configFile('triggers', {}, { tables: { [`${TRIG}.orders`]: {} } }), env: {} }), logger, { signal: stop.signal, metricsPort: null });
+  const tables = { [`${TRIG}.orders`]: {}, [`${TRIG}.events`]: {} };
+  const sink = await startSinkConnector(loadSinkConfig({ file: configFile('triggers', {}, { tables }), env: {} }), logger, { signal: stop.signal, metricsPort: null });
   await sink.stop();
-  const warned = lines().filter((l) => l.table === `${TRIG}.orders` && l.level === 40 && l.triggers);
-  assert.equal(warned.length, 1, JSON.stringify(lines()));
-  assert.match(warned[0].msg, new RegExp(`^triggers orders_audit, orders_touch on ${TRIG}\\.orders fire for every row the sink applies`));
-  assert.match(warned[0].remedy, /DISABLE TRIGGER USER/);
+  const warned = (table: string) => lines().filter((l) => l.table === `${TRIG}.${table}` && l.level === 40 && l.triggers);
+  assert.equal(warned('orders').length, 1, JSON.stringify(lines()));
+  assert.match(warned('orders')[0].msg, new RegExp(`^triggers orders_audit, orders_touch on ${TRIG}\\.orders fire for every row the sink applies`));
+  assert.match(warned('orders')[0].remedy, /DISABLE TRIGGER USER/);
+  // A partition's own trigger fires for rows written through its table, and the table's DISABLE TRIGGER USER does not reach it.
+  const events = warned('events');
+  assert.equal(events.length, 1, JSON.stringify(lines()));
+  assert.match(events[0].msg, new RegExp(`^trigger events_touch \\(of partition ${TRIG}\\.events_1\\) on ${TRIG}\\.events fires`));
+  assert.match(events[0].remedy, new RegExp(`ALTER TABLE "${TRIG}"."events_1" DISABLE TRIGGER "events_touch"; \\(a partition's own trigger\\)`));
 });

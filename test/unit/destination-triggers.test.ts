@@ -70,3 +70,14 @@ test('check: a destination trigger warns; under replica the foreign keys pass an
   const citus = judgeDestination({ citus: { present: true, version: '13.2' }, requireDistributed: false, replicationRole: { role: 'replica', canSet: false, user: 'sink' }, tables: [] });
   assert.match(citus.find((f) => f.check === 'replication role')!.message, /refused on Citus/);
 });
+
+test("triggers: a partition's own trigger is named with its partition, and disabled / enabled on it", () => {
+  const own: DestinationTrigger = { name: 'touch', enabled: 'O', partition: { schema: 'public', name: 'orders_2025' } };
+  const w = triggerWarning(orders, [trg('audit', 'O'), own], 'origin', false)!;
+  assert.match(w.message, /^triggers audit, touch \(of partition public\.orders_2025\) on public\.orders fire/);
+  assert.match(w.remedy, /DISABLE TRIGGER USER; ALTER TABLE "public"\."orders_2025" DISABLE TRIGGER "touch"; \(a partition's own trigger\) and at cut-over/);
+  assert.match(triggerWarning(orders, [{ ...own, enabled: 'A' }], 'replica', false)!.remedy, /^ALTER TABLE "public"\."orders_2025" DISABLE TRIGGER "touch";/);
+  assert.deepEqual(disabledTriggerReminders([{ table: orders, triggers: [{ ...own, enabled: 'D' }] }]), [
+    'trigger touch (of partition public.orders_2025) on public.orders is disabled: if disabled for the migration, enable it before the application writes: ALTER TABLE "public"."orders_2025" ENABLE TRIGGER "touch";',
+  ]);
+});

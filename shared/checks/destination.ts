@@ -33,6 +33,8 @@ export interface TableComparison {
   triggers?: DestinationTrigger[];
   /** The destination's collatable columns' collations, by column name. */
   collations?: Record<string, Collation>;
+  /** Set when row-level security applies to the sink's role on the destination table. */
+  rowSecurity?: { forced: boolean; owner: string; role: string };
 }
 
 /** `pg_collation.collname` (`default`: the database's) and whether equal means equal bytes. */
@@ -87,9 +89,10 @@ function judgeTable(t: TableComparison, f: DestinationFacts): Finding[] {
   }
   const unlogged = unloggedWarning(d);
   const persistence: Finding[] = unlogged ? [{ level: 'WARN', check: 'unlogged', object: dest, message: unlogged.message, remedy: unlogged.remedy }] : [];
+  const rls = judgeRowSecurity(t);
   const trig = triggerWarning(t.mapped.destination, t.triggers ?? [], appliesAsReplica(f) ? 'replica' : 'origin', f.citus.present);
   const triggers: Finding[] = trig ? [{ level: 'WARN', check: 'triggers', object: dest, ...trig }] : [];
-  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t, appliesAsReplica(f), f.citus.present), ...judgeReplicaIdentity(t), ...persistence, ...triggers];
+  return [...judgeColumns(t), ...judgeKey(t), ...judgeDistribution(t, f), ...judgeForeignKeys(t, appliesAsReplica(f), f.citus.present), ...judgeReplicaIdentity(t), ...persistence, ...rls, ...triggers];
 }
 
 function judgeColumns(t: TableComparison): Finding[] {
@@ -186,6 +189,23 @@ function judgeKey(t: TableComparison): Finding[] {
     out.unshift({ level: 'PASS', check: 'primary key', object: dest, message: `(${t.destination.primaryKey.join(', ')}) = source key${extra.length ? ` + distribution column ${extra.join(', ')}` : ''}` });
   }
   return out;
+}
+
+/**
+ * Row-level security that applies to the sink's role: a policy's USING hides rows from its
+ * UPDATE and DELETE, which then change nothing without an error (tried: DELETE 0), so the
+ * destination keeps rows the source deleted; an insert its WITH CHECK refuses stalls.
+ */
+function judgeRowSecurity(t: TableComparison): Finding[] {
+  const r = t.rowSecurity;
+  if (!r) return [];
+  return [{
+    level: 'FAIL',
+    check: 'row-level security',
+    object: plain(t.mapped.destination),
+    message: `destination table ${plain(t.mapped.destination)} has row-level security${r.forced ? ' (FORCE)' : ''} that applies to the sink's role "${r.role}": updates and deletes of rows its policies hide change nothing, without an error`,
+    remedy: `ALTER ROLE ${q(r.role)} BYPASSRLS;  (a superuser can)${r.forced ? ` or ALTER TABLE ${qn(t.mapped.destination)} NO FORCE ROW LEVEL SECURITY and connect the sink as its owner "${r.owner}"` : ` or connect the sink as its owner "${r.owner}"`}`,
+  }];
 }
 
 function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {

@@ -21,6 +21,17 @@ SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.at
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`;
 
+/**
+ * Whether row-level security applies to this role on each table, as PostgreSQL decides
+ * (check_enable_rls): its policies would hide rows from the sink's deletes and updates.
+ */
+const DEST_ROW_SECURITY_SQL = `
+SELECT x.i, c.relforcerowsecurity AS forced, pg_get_userbyid(c.relowner) AS owner, current_user AS role
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(s, n, i)
+  JOIN pg_namespace ns ON ns.nspname = x.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = x.n
+ WHERE c.relrowsecurity AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+   AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE'))`;
+
 /** Each collatable column's collation (`default`: the database's), by table, for the columns named. */
 const DEST_COLLATIONS_SQL = `
 SELECT x.i, a.attname AS name, co.collname AS collation, co.collisdeterministic AS deterministic
@@ -76,8 +87,10 @@ export async function gatherDestinationFacts(
   const destinations = await readDestinationTables(client, mapped.map((m) => m.destination), citus);
   const triggers = await readTriggers(client, mapped.map((m) => m.destination));
   const { rows: collations } = await client.query(DEST_COLLATIONS_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
+  const { rows: secured } = await client.query(DEST_ROW_SECURITY_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
+  const securityOf = (i: number) => secured.filter((r) => Number(r.i) === i + 1).map((r) => ({ forced: r.forced as boolean, owner: r.owner as string, role: String(r.role ?? '') }))[0];
   const collationsOf = (i: number) => Object.fromEntries(collations.filter((r) => Number(r.i) === i + 1).map((r) => [r.name, { name: r.collation, deterministic: r.deterministic }]));
   const replicationRole =
     role === 'replica' ? { role, canSet: !citus.present && (await canSetReplicationRole(client)), user: String((await client.query('SELECT current_user AS u')).rows[0].u) } : undefined;
-  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf(i) })) };
+  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf(i), rowSecurity: securityOf(i) })) };
 }

@@ -58,6 +58,7 @@ const DEST_DDL = `
   CREATE TABLE ${SCHEMA}.typed (id int PRIMARY KEY, amount text, doubled numeric);
   CREATE TABLE ${SCHEMA}.parent (id int PRIMARY KEY);
   CREATE TABLE ${SCHEMA}.child (id int PRIMARY KEY, parent_id int CONSTRAINT child_parent_fk REFERENCES ${SCHEMA}.parent (id));
+  ALTER TABLE ${SCHEMA}.child ENABLE ROW LEVEL SECURITY;
   CREATE TABLE ${SCHEMA}.regional (id bigint, region text NOT NULL, v text, PRIMARY KEY (id, region));
   CREATE COLLATION ${SCHEMA}.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
   CREATE TABLE ${SCHEMA}.docs (id int PRIMARY KEY, body oid, title text, code text COLLATE ${SCHEMA}.ci UNIQUE);
@@ -217,9 +218,14 @@ test('every failing finding on one source and destination, exit 1', async () => 
   assert.match(k[2].message, /the source writes topics under "shardbridge\." but the sink reads "other\.": it would apply nothing/);
 });
 
-test('sessionReplicationRole: replica: a sink role that may not set it fails; a superuser passes, the foreign key with it, and only the ENABLE ALWAYS trigger is named', async () => {
+test('sessionReplicationRole: replica: a sink role that may not set it fails (as row-level security that applies to it); a superuser passes, the foreign key with it, and only the ENABLE ALWAYS trigger is named', async () => {
   const src = sourceConfig('replica', source.url(), ['parent', 'child']);
   const denied = await check(['--source-config', src, '--sink-config', sinkConfig('replica-denied', destUrl.replace(/\/\/[^@/]*@/, `//${SCHEMA}_sink@`), ['sessionReplicationRole: replica'])]);
+  // Row-level security on the destination applies to this role (not its owner, no BYPASSRLS): its deletes would change nothing.
+  const rls = find(denied.out.destination!.findings, 'row-level security');
+  assert.deepEqual(rls.map((f) => [f.level, f.object]), [['FAIL', `${SCHEMA}.child`]]);
+  assert.match(rls[0].message, new RegExp(`applies to the sink's role "${SCHEMA}_sink": updates and deletes of rows its policies hide change nothing, without an error`));
+  assert.match(rls[0].remedy!, new RegExp(`ALTER ROLE "${SCHEMA}_sink" BYPASSRLS;`));
   const role = find(denied.out.destination!.findings, 'replication role')[0];
   assert.equal(role.level, 'FAIL');
   assert.match(role.message, citus ? /refused on Citus/ : new RegExp(`role "${SCHEMA}_sink" may not set session_replication_role`));

@@ -302,3 +302,13 @@ test('destination: a column under another collation warns; a nondeterministic on
   assert.match(plain[0].message, /^source collation C, destination default: ordering and comparisons of code differ on the destination$/);
   assert.match(withCollations(C, { code: ci }, false)[0].message, /nondeterministic: equal values may differ in their bytes/);
 });
+
+test('destination: row-level security that applies to the sink\'s role fails (its updates and deletes of hidden rows change nothing); not read, nothing', () => {
+  assert.deepEqual(judge(comparison()).filter((f) => f.check === 'row-level security'), []);
+  const t = comparison();
+  t.rowSecurity = { forced: true, owner: 'app', role: 'sink' };
+  const [f] = judge(t).filter((x) => x.check === 'row-level security');
+  assert.deepEqual([f.level, f.object], ['FAIL', 'public.orders']);
+  assert.match(f.message, /row-level security \(FORCE\) that applies to the sink's role "sink": updates and deletes of rows its policies hide change nothing, without an error/);
+  assert.match(f.remedy!, /^ALTER ROLE "sink" BYPASSRLS;.* NO FORCE ROW LEVEL SECURITY and connect the sink as its owner "app"$/);
+});

@@ -165,7 +165,7 @@ function judgeCollation(t: TableComparison, c: { name: string; type: string; col
     level: 'WARN',
     check: 'column collation',
     object,
-    message: `source collation ${s.name}, destination ${d.name}: ordering and comparisons of ${name} differ on the destination${!d.deterministic && keyed ? '' : !d.deterministic ? ' (nondeterministic: equal values may differ in their bytes)' : ''}`,
+    message: `source collation ${s.name}, destination ${d.name}: ordering and comparisons of ${name} differ on the destination${d.deterministic ? '' : ' (nondeterministic: equal values may differ in their bytes)'}`,
     remedy,
   };
 }

@@ -10,7 +10,7 @@ import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { readDestinationTables } from '../../sink-connector/destination-catalog.ts';
 import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
-import type { DestinationFacts, SourceTableFacts } from './destination.ts';
+import type { Collation, DestinationFacts, SourceTableFacts } from './destination.ts';
 import { canSetReplicationRole, readTriggers, type ReplicationRole } from './triggers.ts';
 
 // Generated columns apart, as in the source catalog: pgoutput does not send them.
@@ -88,9 +88,16 @@ export async function gatherDestinationFacts(
   const triggers = await readTriggers(client, mapped.map((m) => m.destination));
   const { rows: collations } = await client.query(DEST_COLLATIONS_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
   const { rows: secured } = await client.query(DEST_ROW_SECURITY_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
-  const securityOf = (i: number) => secured.filter((r) => Number(r.i) === i + 1).map((r) => ({ forced: r.forced as boolean, owner: r.owner as string, role: String(r.role ?? '') }))[0];
-  const collationsOf = (i: number) => Object.fromEntries(collations.filter((r) => Number(r.i) === i + 1).map((r) => [r.name, { name: r.collation, deterministic: r.deterministic }]));
+  // Grouped once: a schema per tenant is thousands of tables.
+  const collationsOf = new Map<number, Record<string, Collation>>();
+  for (const r of collations) {
+    const i = Number(r.i) - 1;
+    let cols = collationsOf.get(i);
+    if (!cols) collationsOf.set(i, (cols = {}));
+    cols[r.name] = { name: r.collation, deterministic: r.deterministic };
+  }
+  const securityOf = new Map(secured.map((r) => [Number(r.i) - 1, { forced: r.forced as boolean, owner: r.owner as string, role: r.role as string }]));
   const replicationRole =
     role === 'replica' ? { role, canSet: !citus.present && (await canSetReplicationRole(client)), user: String((await client.query('SELECT current_user AS u')).rows[0].u) } : undefined;
-  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf(i), rowSecurity: securityOf(i) })) };
+  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf.get(i) ?? {}, rowSecurity: securityOf.get(i) })) };
 }

@@ -6,8 +6,9 @@
  * every row written, and a batch rolled back takes its lines with it) and that it converges once
  * the cause is gone. In sequence: no connection slot at start (53300), a character LATIN1 has no
  * code for (22P05, stays stalled while the others flow), an index row too big (54000),
- * statement_timeout (57014), a DBA's lock with pg_terminate_backend of the waiting batch (57P01)
- * and lock_timeout (55P03), default_transaction_read_only (25006), and no connection slot mid-run.
+ * statement_timeout (57014), a DBA's lock with pg_cancel_backend (57014, user request: retried as it
+ * was) and pg_terminate_backend (57P01) of the waiting batch and lock_timeout (55P03),
+ * default_transaction_read_only (25006), and no connection slot mid-run.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -144,6 +145,11 @@ test('destination errors: transient ones retried with a line saying what the sin
   await produceChanges(producer, topics.lk, rows(['a', 'b', 'c']));
   const waiting = `SELECT pid FROM pg_stat_activity WHERE usename = '${ROLE}' AND wait_event_type = 'Lock'`;
   await waitFor('a batch waiting for the lock', async () => (await db.query(waiting)).rowCount! > 0, { timeoutMs: 10_000 });
+  // The DBA cancels it first (57014, user request): applied again as it was, not taken for a timeout.
+  await db.query(`SELECT pg_cancel_backend(pid) FROM (${waiting}) w`);
+  await waitFor('the cancelled batch retried', () => retryLines(topics.lk.topic, '57014').length > 0, { timeoutMs: 10_000 });
+  assert.match(retryLines(topics.lk.topic, '57014')[0].msg, /canceling statement due to user request .*another session cancelled the statement .*applied again as it was, not in halves/);
+  await waitFor('the cancelled batch waiting for the lock again', async () => (await db.query(waiting)).rowCount! > 0, { timeoutMs: 10_000 });
   await db.query(`SELECT pg_terminate_backend(pid) FROM (${waiting}) w`);
   await waitFor('the terminated batch retried', () => retryLines(topics.lk.topic, '57P01').length > 0, { timeoutMs: 10_000 });
   assert.match(retryLines(topics.lk.topic, '57P01')[0].msg, /terminating connection due to administrator command .*applied again on a new connection/);

@@ -173,12 +173,22 @@ export function tooBigForOneGo(err: unknown): boolean {
   return !cancelledByUser(state, err instanceof Error ? err.message : '');
 }
 
+/** Errors inHalves made: the batch was too big for one go (for the sizing: batch-size.ts, TooBigSizes). */
+const halved = new WeakSet<object>();
+
+/** Whether `err` says its batch was too big for one go and went in halves. Pure. */
+export function wentInHalves(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && halved.has(err);
+}
+
 /** `err` as a failure to apply in halves (partition-batch.ts bisects what is not retriable), and at one record, to stall on. */
 export function inHalves(err: ShardBridgeError): SinkApplyError {
   // No cause: isRetriable looks through causes, and this one must end the retries.
-  return new SinkApplyError(err.message, {
+  const e = new SinkApplyError(err.message, {
     retriable: false,
     context: err.context,
     remedy: `the destination keeps failing this batch as a whole (SQLSTATE ${String(err.context.sqlstate)}), so it is applied in halves; at one record it stalls: raise the sink role's statement_timeout, or the destination's memory or lock settings`,
   });
+  halved.add(e);
+  return e;
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import { RetriableError, SinkApplyError, isRetriable } from '../../shared/errors.ts';
-import { cancelledByUser, classify, retriableAtDestination, tooBigForOneGo, waitingFor } from '../../sink-connector/destination-errors.ts';
+import { cancelledByUser, classify, inHalves, retriableAtDestination, tooBigForOneGo, waitingFor, wentInHalves } from '../../sink-connector/destination-errors.ts';
 import { RETRY_WARN_EVERY_MS, RetryLog, retryLine } from '../../sink-connector/batch-retry.ts';
 import { asciiOnly, describeStall, remedyFor } from '../../sink-connector/stall.ts';
 import { encodingWarning } from '../../sink-connector/destination-start.ts';
@@ -66,6 +66,9 @@ test("a DBA's pg_cancel_backend (57014, user request) is retried as it is, sayin
   const timeout = classify(pgError({ code: '57014', message: 'canceling statement due to statement timeout' }), {});
   assert.equal(cancelledByUser('57014', (timeout as Error).message), false);
   assert.equal(tooBigForOneGo(timeout), true);
+  // What went in halves is told apart for the sizing (batch-size.ts, TooBigSizes).
+  assert.equal(wentInHalves(inHalves(timeout as SinkApplyError)), true);
+  assert.equal(wentInHalves(timeout), false);
   // A server answering in another language: taken as a timeout, as before.
   const localized = classify(pgError({ code: '57014', message: 'Anfrage wird abgebrochen wegen Zeitüberschreitung' }), {});
   assert.equal(tooBigForOneGo(localized), true);

@@ -343,7 +343,7 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     for (const c of missing) {
       if (c.pgType === null) throw ctx.states.missingColumnError(table, v, c);
       const sql = addColumnSql(table, { name: c.name, pgType: c.pgType });
-      ctx.logger.warn({ table: `${table.schema}.${table.name}`, column: c.name, type: c.pgType }, `autoEvolve: ${sql}`);
+      ctx.logger.warn({ table: `${table.schema}.${table.name}`, column: c.name, type: c.pgType }, ctx.states.autoEvolveLine(v, c.name, sql));
       await q(sql).catch((err: unknown) => {
         throw classify(err, { table: `${table.schema}.${table.name}`, column: c.name });
       });

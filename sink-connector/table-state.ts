@@ -121,6 +121,11 @@ export class TableStates {
     return missingColumnError(table, column, { table: `${version.source.schema}.${version.source.table}`, history: this.columnHistory(version, column.name) });
   }
 
+  /** The autoEvolve warning for adding `column` of `version` (autoEvolveLine). */
+  autoEvolveLine(version: TableVersion, column: string, sql: string): string {
+    return autoEvolveLine(sql, column, `${version.source.schema}.${version.source.table}`, this.columnHistory(version, column));
+  }
+
   /** Whether the destination table exists (for truncate-only batches, which need no key). */
   async exists(client: pg.ClientBase, version: TableVersion): Promise<boolean> {
     return (await this.catalog(client, version)).exists;
@@ -321,6 +326,16 @@ export function missingColumnError(
     context: { table: qn, column: column.name, sqlstate: '42703' },
     remedy: `ALTER TABLE ${qualifiedName(table)} ADD COLUMN ${quoteIdent(column.name)} ${type}; or set autoEvolve: true${refillRemedy(column.name, known.table, known.history)}`,
   });
+}
+
+/**
+ * What autoEvolve logs as it adds a column: the statement, and for a column dropped on the
+ * destination (columnHistory) that the rows not changed since are NULL in it until the table's
+ * snapshot is taken again: added back without a word, the loss showed only at cutover. Pure.
+ */
+export function autoEvolveLine(sql: string, column: string, sourceTable: string, history: MissingColumnHistory): string {
+  if (history !== 'dropped') return `autoEvolve: ${sql}`;
+  return `autoEvolve: ${sql}; ${column} was on the destination before and was dropped there: rows not changed since are NULL in it until shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
 }
 
 /** autoEvolve: a nullable column of the source's type (no default, so no table rewrite). */

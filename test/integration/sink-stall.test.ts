@@ -209,7 +209,8 @@ test('autoEvolve adds a missing column with the source type instead of stalling'
   const t = await table('evolving', '(id int PRIMARY KEY, v text, price numeric(10,3), tags text[])', 1, prefix, '(id int PRIMARY KEY, v text)');
   await produceChanges(producer, t, inserts(1, 3, (i) => [`v${i}`, `${i}.25`, `{a,"b c"}`]));
   const groupId = `g-${ID}-evolve`;
-  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { autoEvolve: true, tables: { [`${SRC}.evolving`]: { schema: DST } } }), log, {
+  const { logger, lines } = capturingLogger();
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { autoEvolve: true, tables: { [`${SRC}.evolving`]: { schema: DST } } }), logger, {
     topicRefreshMs: 500,
   });
   try {
@@ -227,6 +228,16 @@ test('autoEvolve adds a missing column with the source type instead of stalling'
     const { rows } = await db.query(`SELECT price::text, tags::text FROM ${DST}.evolving ORDER BY id`);
     assert.deepEqual(rows.map((r) => [r.price, r.tags]), [1, 2, 3].map((i) => [`${i}.250`, '{a,"b c"}']));
     assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
+    assert.ok(!lines().some((l) => /autoEvolve: .*dropped there/.test(l.msg)), 'columns the destination never had: no resnapshot to run');
+
+    // Dropped on the destination while rows hold it: added back, and the warning says those rows are NULL in it until a resnapshot.
+    await db.query(`ALTER TABLE ${DST}.evolving DROP COLUMN price`);
+    await produceChanges(producer, t, inserts(4, 4, (i) => [`v${i}`, `${i}.25`, '{}']));
+    await waitApplied(db, admin, groupId, [t.topic]);
+    const readded = lines().find((l) => l.level === 40 && /^autoEvolve: .*ADD COLUMN IF NOT EXISTS "price"/.test(l.msg) && /dropped there/.test(l.msg));
+    assert.match(readded?.msg ?? '', new RegExp(`rows not changed since are NULL in it until shardbridge resnapshot --source-config source\\.yaml --table ${SRC}\\.evolving$`));
+    const after = await db.query(`SELECT id, price::text FROM ${DST}.evolving ORDER BY id`);
+    assert.deepEqual(after.rows.map((r) => [r.id, r.price]), [[1, null], [2, null], [3, null], [4, '4.250']], 'the loss the warning names');
   } finally {
     await sink.stop();
   }

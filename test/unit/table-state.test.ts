@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
-import { columnHistory, missingColumnError } from '../../sink-connector/table-state.ts';
+import { autoEvolveLine, columnHistory, missingColumnError } from '../../sink-connector/table-state.ts';
 import { describeStall, remedyFor } from '../../sink-connector/stall.ts';
 
 const TABLE: ApplyTable = { schema: 'public', name: 'orders', columns: [{ name: 'id', type: 'bigint' }], sourceKey: ['id'], destKey: ['id'], citus: 'local' };
@@ -51,4 +51,13 @@ test('the 42703 remedy: ADD COLUMN, then resnapshot the source table when the co
   assert.match(unknown, /^ALTER TABLE "public"\."orders" ADD COLUMN "channel" text; or set autoEvolve: true; if channel was on the destination before \(dropped there, not just added at the source\), then also, the stall gone, shardbridge resnapshot --source-config source\.yaml --table shop\.orders: rows not changed since keep NULL in it$/);
   // PostgreSQL's own 42703 (a catalog read before the drop): both, the source table a placeholder.
   assert.match(remedyFor({ sqlstate: '42703', table: 'public.orders', column: 'channel', reason: 'apply' }), /ADD COLUMN channel <type>; or set autoEvolve: true; if channel was on the destination before .*resnapshot --source-config source\.yaml --table <source table>: rows not changed since keep NULL/);
+});
+
+test('autoEvolve adding back a column dropped on the destination says the rows not changed since are NULL in it until a resnapshot', () => {
+  const sql = 'ALTER TABLE "public"."orders" ADD COLUMN IF NOT EXISTS "channel" text';
+  assert.equal(
+    autoEvolveLine(sql, 'channel', 'public.orders', 'dropped'),
+    `autoEvolve: ${sql}; channel was on the destination before and was dropped there: rows not changed since are NULL in it until shardbridge resnapshot --source-config source.yaml --table public.orders`,
+  );
+  for (const history of ['added', 'unknown'] as const) assert.equal(autoEvolveLine(sql, 'channel', 'public.orders', history), `autoEvolve: ${sql}`, history);
 });

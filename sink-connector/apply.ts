@@ -18,7 +18,7 @@ import type { TableVersion } from './schema-compile.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from './offsets.ts';
 import { arriveAtBarrier, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
-import { addColumnSql, generatedColumnError, missingColumnError, missingColumns, type TableStates } from './table-state.ts';
+import { addColumnSql, generatedColumnError, missingColumns, type TableStates } from './table-state.ts';
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
@@ -337,13 +337,13 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     if (missing.length === 0) continue;
     const generated = missing.find((c) => table.generated?.includes(c.name));
     if (generated) throw generatedColumnError(table, generated.name, v);
-    if (!ctx.autoEvolve) throw missingColumnError(table, missing[0]);
+    if (!ctx.autoEvolve) throw ctx.states.missingColumnError(table, v, missing[0]);
     // A mapping that names no source column was meant for one of these: adding them would leave the intended column empty.
     if (v.unmatchedRenames.length > 0) throw unmatchedRenamesError(table, missing[0], v);
     for (const c of missing) {
-      if (c.pgType === null) throw missingColumnError(table, c);
+      if (c.pgType === null) throw ctx.states.missingColumnError(table, v, c);
       const sql = addColumnSql(table, { name: c.name, pgType: c.pgType });
-      ctx.logger.warn({ table: `${table.schema}.${table.name}`, column: c.name, type: c.pgType }, `autoEvolve: ${sql}`);
+      ctx.logger.warn({ table: `${table.schema}.${table.name}`, column: c.name, type: c.pgType }, ctx.states.autoEvolveLine(v, c.name, sql));
       await q(sql).catch((err: unknown) => {
         throw classify(err, { table: `${table.schema}.${table.name}`, column: c.name });
       });
@@ -351,7 +351,7 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     ctx.states.invalidate(v.destId);
     table = await resolve(client, v, key, ctx);
     const still = missingColumns(table, v);
-    if (still.length > 0) throw missingColumnError(table, still[0]);
+    if (still.length > 0) throw ctx.states.missingColumnError(table, v, still[0]);
   }
   // Fast rows stage from their own, lower threshold (apply-fast.ts).
   if (run.records.length + run.fast.length >= ctx.stagingMinRows || stagesFastRows(run.fast, ctx)) await ensureStaging(client, q, table);

@@ -119,6 +119,8 @@ export interface AttemptDeps {
   apply: ApplyContext;
   metrics: Pick<SinkMetrics, 'retries'>;
   lockWatch?: LockWatch | null;
+  /** Whether batches of `p` went in halves before (a ceiling on their size): then a batch too big goes in halves at once. */
+  halveAtOnce?: (p: Part) => boolean;
 }
 
 /**
@@ -141,7 +143,7 @@ export function attemptApply(p: Part, chunk: Chunk, deps: AttemptDeps, gapFrom?:
           watch ? watch.during(client, chunk, () => applyChunk(client, chunk, deps.apply, gapFrom)) : applyChunk(client, chunk, deps.apply, gapFrom),
         );
       } catch (err) {
-        if (tooBigForOneGo(err) && ++tooBig >= (foundTooBig.has(p) ? 1 : TOO_BIG_RETRIES)) {
+        if (tooBigForOneGo(err) && ++tooBig >= (foundTooBig.has(p) || deps.halveAtOnce?.(p) ? 1 : TOO_BIG_RETRIES)) {
           foundTooBig.add(p);
           throw inHalves(err as ShardBridgeError);
         }

@@ -115,9 +115,15 @@ function widerType(v: ProbedValue): string | undefined {
   return undefined;
 }
 
+/**
+ * Failures no column type can help: a NUL byte (22021) no text value holds, a character the
+ * database's encoding has no code for (22P05: a LATIN1 database refuses it in any type).
+ */
+const NOT_THE_TYPE = new Set(['22021', '22P05']);
+
 /** A finding for `v` failing with `sqlstate`: `what` the value is, or the probe's own message. Pure. */
 export function findingFor(table: { schema: string; name: string }, v: ProbedValue, sqlstate: string, what: string): ColumnFinding {
-  const to = sqlstate === '22021' ? undefined : widerType(v);
+  const to = NOT_THE_TYPE.has(sqlstate) ? undefined : widerType(v);
   return {
     column: v.column,
     type: v.type,
@@ -139,6 +145,8 @@ export function withFinding(info: StallInfo, f: ColumnFinding): StallInfo {
   if (!generic) return named;
   if (f.alter) named.remedy = `${f.alter}; the partition resumes by itself`;
   else if (f.sqlstate === '22021') named.remedy = `a text column cannot hold a NUL byte: make ${f.column} bytea, or remove the NUL bytes at the source`;
+  // The stall's own remedy for the encoding, whatever the stall's SQLSTATE (the probe met it first).
+  else if (f.sqlstate === '22P05') named.remedy = remedyFor({ ...named, sqlstate: '22P05' });
   else named.remedy = remedyFor(named);
   return named;
 }

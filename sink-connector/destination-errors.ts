@@ -99,9 +99,12 @@ export function waitingFor(code: string, message: string): string | undefined {
     case '55P03':
       return 'another session holds a lock the batch needs for longer than the lock_timeout of the sink\'s role: the batch is applied again once the lock is released (pg_locks and pg_blocking_pids() name the holder)';
     case '57014':
+      if (cancelledByUser(code, message)) {
+        return 'another session cancelled the statement (pg_cancel_backend(<the sink\'s pid>): a DBA, a monitoring or admin job; PostgreSQL does not say which, the destination\'s log does under log_statement = \'all\'): the batch is applied again as it was, not in halves';
+      }
       return /statement timeout/.test(message)
         ? 'the statement ran longer than the statement_timeout of the sink\'s role or database (or waited that long for a lock): after 3 tries the batch is applied in halves; raise statement_timeout for the sink\'s role'
-        : 'the statement was cancelled on the destination (pg_cancel_backend, or a timeout): the batch is applied again';
+        : 'the statement was cancelled on the destination (a timeout, or another session): after 3 tries the batch is applied in halves; raise statement_timeout for the sink\'s role';
     case '57P01':
     case '57P02':
     case '57P03':
@@ -154,18 +157,38 @@ export function sqlStateOf(err: unknown): string | undefined {
 const TOO_BIG = new Set(['57014', '53200', '53400']);
 export const TOO_BIG_RETRIES = 3;
 
+/**
+ * A 57014 that another session asked for (pg_cancel_backend: "canceling statement due to user
+ * request"), not a timeout: it says nothing about the batch's size. Other 57014 messages (a
+ * statement_timeout, or a server whose lc_messages is not English) count as timeouts. Pure.
+ */
+export function cancelledByUser(code: string | undefined, message: string): boolean {
+  return code === '57014' && /due to user request/.test(message);
+}
+
 /** Whether a chunk failing with `err` might go through in halves. Pure. */
 export function tooBigForOneGo(err: unknown): boolean {
   const state = sqlStateOf(err);
-  return state !== undefined && TOO_BIG.has(state) && isRetriable(err);
+  if (state === undefined || !TOO_BIG.has(state) || !isRetriable(err)) return false;
+  return !cancelledByUser(state, err instanceof Error ? err.message : '');
+}
+
+/** Errors inHalves made: the batch was too big for one go (for the sizing: batch-size.ts, TooBigSizes). */
+const halved = new WeakSet<object>();
+
+/** Whether `err` says its batch was too big for one go and went in halves. Pure. */
+export function wentInHalves(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && halved.has(err);
 }
 
 /** `err` as a failure to apply in halves (partition-batch.ts bisects what is not retriable), and at one record, to stall on. */
 export function inHalves(err: ShardBridgeError): SinkApplyError {
   // No cause: isRetriable looks through causes, and this one must end the retries.
-  return new SinkApplyError(err.message, {
+  const e = new SinkApplyError(err.message, {
     retriable: false,
     context: err.context,
     remedy: `the destination keeps failing this batch as a whole (SQLSTATE ${String(err.context.sqlstate)}), so it is applied in halves; at one record it stalls: raise the sink role's statement_timeout, or the destination's memory or lock settings`,
   });
+  halved.add(e);
+  return e;
 }

@@ -17,7 +17,8 @@ import type { ApplyContext, Counts } from './apply.ts';
 import { chunkEnd, chunkOf, hasWork, isFast, type Item } from './chunk-items.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { DeadLetterSender } from './dead-letter-send.ts';
-import { nextBatchRows, type ApplySample, type BatchSizing } from './batch-size.ts';
+import { nextBatchRows, TooBigSizes, underCeiling, type ApplySample, type BatchSizing } from './batch-size.ts';
+import { wentInHalves } from './destination-errors.ts';
 import { applyControl, controlTopicKind } from './control.ts';
 import type { DecodedRecord, RawRecord, RecordDecoder } from './decode.ts';
 import type { TargetFor } from './schema-compile.ts';
@@ -28,7 +29,7 @@ import { classifyGap, lostRecordsStall, pastEnd, pastEndStall, type GapTables } 
 import type { LaneWork } from './apply-lanes.ts';
 import type { LockWatch } from './lock-watch.ts';
 import { ColumnNamer } from './column-probe.ts';
-import { Abandon, attemptApply, RegistryWaits, transient, usable, type ConsumerControl, type Part } from './batch-retry.ts';
+import { Abandon, attemptApply, RegistryWaits, transient, usable, type AttemptDeps, type ConsumerControl, type Part } from './batch-retry.ts';
 import { ChunkDecoder, controlItems, type DecodedChunk } from './chunk-decode.ts';
 
 export interface BatchDeps {
@@ -74,10 +75,15 @@ export class BatchProcessor {
   private readonly columns: ColumnNamer;
   /** Partitions paused until the registry gives their schemas. */
   private readonly registryWaits: RegistryWaits;
+  /** Per topic, the size that fit after a batch was too big for one go (a statement_timeout). */
+  private readonly tooBig: TooBigSizes;
+  private readonly attemptDeps: AttemptDeps;
 
   constructor(private readonly deps: BatchDeps) {
     this.registryWaits = new RegistryWaits(deps.metrics, { registry: redactUrl(deps.registryUrl), missing: (raws) => deps.decoder.missing(raws), answeredAt: () => deps.decoder.registryAnsweredAt() }, deps.registryHoldMs);
     this.current = deps.sizing.floor;
+    this.tooBig = new TooBigSizes(deps.sizing.maxRows);
+    this.attemptDeps = { pool: deps.pool, apply: deps.apply, metrics: deps.metrics, lockWatch: deps.lockWatch, halveAtOnce: (p) => this.tooBig.ceiling(p.topic) !== undefined };
     this.columns = new ColumnNamer(deps.pool, deps.apply.states, deps.logger);
     this.deadLetters = deps.deadLetter ? new DeadLetterSender(deps.deadLetter, deps.metrics) : null;
     this.chunks = new ChunkDecoder({ decoder: deps.decoder, states: deps.apply.states, transcode: deps.transcode, binaryCopy: deps.binaryCopy, deadLetters: deps.deadLetter !== null });
@@ -118,10 +124,10 @@ export class BatchProcessor {
       if (!usable(part)) return;
       const lastBefore = BigInt(messages[messages.length - 1].offset);
       const backlog = messages.length - i + Number(high - lastBefore - 1n);
-      const size = this.deps.adaptive
-        ? nextBatchRows({ current: this.current, lag: backlog, recent: this.recent }, this.deps.sizing)
-        : this.deps.sizing.maxRows;
-      this.current = size;
+      const sized = this.deps.adaptive ? nextBatchRows({ current: this.current, lag: backlog, recent: this.recent }, this.deps.sizing) : this.deps.sizing.maxRows;
+      // The other topics' sizes grow from `current`, not from this topic's ceiling.
+      this.current = sized;
+      const size = underCeiling(sized, this.tooBig.ceiling(topic));
       // Not cut between a delete and its tombstone (chunk-items.ts).
       const slice = messages.slice(i, chunkEnd(messages, i, size));
       // The consumer's records are ours as they are: no copy, and their key and value read in place.
@@ -193,23 +199,41 @@ export class BatchProcessor {
    * Apply items[lo, hi) in one transaction; when that fails for good, apply the halves in
    * order, down to the single record that fails, which stalls the partition.
    */
-  private async bisect(p: Part, items: Item[], lo: number, hi: number): Promise<boolean> {
+  private async bisect(p: Part, items: Item[], lo: number, hi: number, fit?: { rows: number }): Promise<boolean> {
+    let applied: boolean;
     try {
-      return await this.applyWithRetry(p, items, lo, hi);
+      applied = await this.applyWithRetry(p, items, lo, hi);
     } catch (err) {
       if (err instanceof Abandon) return false;
-      let withWork = 0;
-      for (let i = lo; i < hi; i++) if (hasWork(items[i])) withWork++;
-      if (hi - lo <= 1 || withWork <= 1) {
-        const at = items.slice(lo, hi).find(hasWork) ?? items[lo];
-        const info = describeStall(err, { topic: p.topic, partition: p.partition, offset: at.raw.offset }, 'apply');
-        this.stall(p, await this.columns.name(info, this.decodedOf(at)));
-        return false;
+      if (!fit && wentInHalves(err)) {
+        // The batch as cut was too big for one go: the largest of its pieces that applies sizes the next ones.
+        const pieces = { rows: 0 };
+        try {
+          return await this.narrow(p, items, lo, hi, err, pieces);
+        } finally {
+          this.tooBig.tooBig(p.topic, hi - lo, pieces.rows);
+        }
       }
-      const mid = lo + Math.floor((hi - lo) / 2);
-      p.log.debug({ from: items[lo].raw.offset, to: items[hi - 1].raw.offset, err: (err as Error).message }, 'batch failed: narrowing down');
-      return (await this.bisect(p, items, lo, mid)) && (await this.bisect(p, items, mid, hi));
+      return this.narrow(p, items, lo, hi, err, fit);
     }
+    if (applied && fit) fit.rows = Math.max(fit.rows, hi - lo);
+    return applied;
+  }
+
+  /** items[lo, hi) failed for good: its halves in order, down to the single record that fails, which stalls the partition. */
+  private async narrow(p: Part, items: Item[], lo: number, hi: number, err: unknown, fit?: { rows: number }): Promise<boolean> {
+    let withWork = 0;
+    for (let i = lo; i < hi; i++) if (hasWork(items[i])) withWork++;
+    if (hi - lo <= 1 || withWork <= 1) {
+      const at = items.slice(lo, hi).find(hasWork) ?? items[lo];
+      const info = describeStall(err, { topic: p.topic, partition: p.partition, offset: at.raw.offset }, 'apply');
+      this.stall(p, await this.columns.name(info, this.decodedOf(at)));
+      return false;
+    }
+    const mid = lo + Math.floor((hi - lo) / 2);
+    p.log.debug({ from: items[lo].raw.offset, to: items[hi - 1].raw.offset, err: (err as Error).message }, 'batch failed: narrowing down');
+    // Pieces of a batch too big for one go (fit) report what of them applied.
+    return (await this.bisect(p, items, lo, mid, fit)) && (await this.bisect(p, items, mid, hi, fit));
   }
 
   /** The item's change, decoded (a fast row's, again), for the column probe; null when it has none or does not decode. */
@@ -234,7 +258,7 @@ export class BatchProcessor {
       };
     }
     const started = performance.now();
-    let outcome = await attemptApply(p, chunk, this.deps);
+    let outcome = await attemptApply(p, chunk, this.attemptDeps);
     if (outcome.kind === 'gap' && this.deps.tracker.gapSeekedBefore(p.topic, p.partition, outcome.stored)) {
       // Kafka served the records after the stored offset from a later one, once more after a seek back to it.
       const stored = outcome.stored;
@@ -251,7 +275,7 @@ export class BatchProcessor {
         return false;
       }
       p.log.debug({ stored: String(stored), first: String(chunk.firstOffset), logStart: String(range.start) }, 'offsets without records before the batch (transaction markers, compaction): applying from the stored offset');
-      outcome = await attemptApply(p, chunk, this.deps, stored);
+      outcome = await attemptApply(p, chunk, this.attemptDeps, stored);
     }
     if (outcome.kind === 'gap' || (outcome.kind === 'behind' && outcome.stored > chunk.nextOffset)) {
       // Someone else applied further (or we must re-read from the stored offset): start over there.
@@ -277,6 +301,7 @@ export class BatchProcessor {
       for (const s of moved) m.sequences.inc({ sequence: s });
       this.recent.push({ rows: slice.length, ms });
       if (this.recent.length > 8) this.recent.shift();
+      this.tooBig.applied(p.topic, slice.length);
       p.log.debug({ records: slice.length, rows: outcome.rows, ms: Math.round(ms), next: String(chunk.nextOffset) }, 'batch applied');
     }
     this.deps.stalls.resolved(p.topic, p.partition);

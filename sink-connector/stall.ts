@@ -76,6 +76,31 @@ export function describeStall(err: unknown, at: { topic: string; partition: numb
   return info;
 }
 
+/**
+ * What is known of a column the destination lacks (table-state.ts): `dropped` there after a
+ * catalog read found it, `added` at the source (an earlier version of its table lacks it), or
+ * `unknown` (a restart since, or PostgreSQL's own 42703 under a catalog read before the drop).
+ */
+export type MissingColumnHistory = 'dropped' | 'added' | 'unknown';
+
+/**
+ * What to do after adding back a missing column. A column dropped on the destination and added
+ * back is NULL in every row not changed since (their values came before and no record carries
+ * them again; only cutover --verify-only shows it): the table's snapshot is taken again. A
+ * column the source just added has no older rows to fill. Pure.
+ */
+export function refillRemedy(column: string, sourceTable: string, history: MissingColumnHistory): string {
+  const resnapshot = `shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
+  switch (history) {
+    case 'added':
+      return ` (the source added ${column}: no older row to fill)`;
+    case 'dropped':
+      return `; then, the stall gone, ${resnapshot}: ${column} was on the destination before and was dropped there, and rows not changed since would keep NULL in it`;
+    case 'unknown':
+      return `; if ${column} was on the destination before (dropped there, not just added at the source), then also, the stall gone, ${resnapshot}: rows not changed since keep NULL in it`;
+  }
+}
+
 /** What fixes the destination, by SQLSTATE. Pure. */
 export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | 'constraint' | 'reason'> & { message?: string }): string {
   const table = s.table ?? '<table>';
@@ -86,7 +111,7 @@ export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | '
   const code = s.sqlstate ?? '';
   switch (code) {
     case '42703':
-      return `ALTER TABLE ${table} ADD COLUMN ${column} <type>; or set autoEvolve: true`;
+      return `ALTER TABLE ${table} ADD COLUMN ${column} <type>; or set autoEvolve: true${refillRemedy(column, '<source table>', 'unknown')}`;
     case '42P01':
       return `create ${table} on the destination (shardbridge schema copy) or map the source table to an existing one`;
     case '23503':

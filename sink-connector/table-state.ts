@@ -16,6 +16,7 @@ import { qualifiedName, quoteIdent } from './upsert-batch.ts';
 import { destIdOf, type TableVersion } from './schema-compile.ts';
 import { formatTypeName } from '../shared/type-mapping/index.ts';
 import { compareTypes } from '../shared/checks/type-compat.ts';
+import { refillRemedy, type MissingColumnHistory } from './stall.ts';
 
 export interface TableStatesOptions {
   citus: CitusInfo;
@@ -54,6 +55,10 @@ export class TableStates {
   private readonly reported = new Map<string, string>();
   /** Type mismatches already logged: table, column and both types. */
   private readonly mismatchesLogged = new Set<string>();
+  /** Per destination table, every column a catalog read found (kept over invalidations): a column missing now was dropped there. */
+  private readonly columnsHad = new Map<string, Set<string>>();
+  /** Per destination table, the table versions seen (by schema id): one without a column says the source added it since. */
+  private readonly versionsOf = new Map<string, Map<number, TableVersion>>();
 
   constructor(private readonly opts: TableStatesOptions) {}
 
@@ -71,6 +76,11 @@ export class TableStates {
     }
     if (!seen) this.versionsSeen.set(version.destId, (seen = new Set()));
     seen.add(version.schemaId);
+    if (!ever.has(version.schemaId)) {
+      let versions = this.versionsOf.get(version.destId);
+      if (!versions) this.versionsOf.set(version.destId, (versions = new Map()));
+      versions.set(version.schemaId, version);
+    }
     ever.add(version.schemaId);
     if (version.unmatchedRenames.length > 0 && !this.renamesLogged.has(version.schemaId)) {
       this.renamesLogged.add(version.schemaId);
@@ -99,6 +109,21 @@ export class TableStates {
   peek(version: TableVersion, sourceKey: readonly string[]): ApplyTable | undefined {
     if (!this.versionsSeen.get(version.destId)?.has(version.schemaId)) return undefined;
     return this.applyTables.get(applyTableKey(version, sourceKey));
+  }
+
+  /** What this process saw of `column`, which the destination table of `version` lacks (columnHistory). */
+  columnHistory(version: TableVersion, column: string): MissingColumnHistory {
+    return columnHistory(this.columnsHad.get(version.destId), this.versionsOf.get(version.destId)?.values() ?? [], version, column);
+  }
+
+  /** The stall error for `column` of `version`, which the destination `table` lacks, with what is known of it. */
+  missingColumnError(table: ApplyTable, version: TableVersion, column: { name: string; pgType: string | null }): SinkApplyError {
+    return missingColumnError(table, column, { table: `${version.source.schema}.${version.source.table}`, history: this.columnHistory(version, column.name) });
+  }
+
+  /** The autoEvolve warning for adding `column` of `version` (autoEvolveLine). */
+  autoEvolveLine(version: TableVersion, column: string, sql: string): string {
+    return autoEvolveLine(sql, column, `${version.source.schema}.${version.source.table}`, this.columnHistory(version, column));
   }
 
   /** Whether the destination table exists (for truncate-only batches, which need no key). */
@@ -199,6 +224,11 @@ export class TableStates {
   private build(dest: DestinationTable, version: TableVersion, sourceKey: readonly string[]): ApplyTable {
     const qn = `${dest.schema}.${dest.name}`;
     const context = { table: qn };
+    if (dest.exists) {
+      let had = this.columnsHad.get(version.destId);
+      if (!had) this.columnsHad.set(version.destId, (had = new Set()));
+      for (const c of dest.columns) had.add(c.name);
+    }
     if (!dest.exists) {
       throw new SinkApplyError(`destination table ${qn} does not exist`, {
         context: { ...context, sqlstate: '42P01' },
@@ -269,14 +299,43 @@ export function missingColumns(table: ApplyTable, version: TableVersion): { name
   return version.columns.filter((c) => !have.has(c.name));
 }
 
-/** The stall error for a column the destination lacks (what PostgreSQL would answer, 42703, with a remedy). */
-export function missingColumnError(table: ApplyTable, column: { name: string; pgType: string | null }): SinkApplyError {
+/**
+ * What is known of `column`, which the destination table of `version` lacks: a catalog read found
+ * it on the destination (`had`: dropped there since), or an earlier version of the same source
+ * table lacks it (a lower schema id, registered before: the source added it since), or neither
+ * (a restart since). Pure.
+ */
+export function columnHistory(had: ReadonlySet<string> | undefined, seen: Iterable<TableVersion>, version: TableVersion, column: string): MissingColumnHistory {
+  if (had?.has(column)) return 'dropped';
+  for (const v of seen) {
+    const sameSource = v.source.schema === version.source.schema && v.source.table === version.source.table;
+    if (sameSource && v.schemaId < version.schemaId && !v.columns.some((c) => c.name === column)) return 'added';
+  }
+  return 'unknown';
+}
+
+/** The stall error for a column the destination lacks (what PostgreSQL would answer, 42703), with its remedy and what follows it (refillRemedy). Pure. */
+export function missingColumnError(
+  table: ApplyTable,
+  column: { name: string; pgType: string | null },
+  known: { table: string; history: MissingColumnHistory } = { table: '<source table>', history: 'unknown' },
+): SinkApplyError {
   const qn = `${table.schema}.${table.name}`;
   const type = column.pgType ?? '<type>';
   return new SinkApplyError(`column "${column.name}" of relation "${qn}" does not exist`, {
     context: { table: qn, column: column.name, sqlstate: '42703' },
-    remedy: `ALTER TABLE ${qualifiedName(table)} ADD COLUMN ${quoteIdent(column.name)} ${type}; or set autoEvolve: true`,
+    remedy: `ALTER TABLE ${qualifiedName(table)} ADD COLUMN ${quoteIdent(column.name)} ${type}; or set autoEvolve: true${refillRemedy(column.name, known.table, known.history)}`,
   });
+}
+
+/**
+ * What autoEvolve logs as it adds a column: the statement, and for a column dropped on the
+ * destination (columnHistory) that the rows not changed since are NULL in it until the table's
+ * snapshot is taken again: added back without a word, the loss showed only at cutover. Pure.
+ */
+export function autoEvolveLine(sql: string, column: string, sourceTable: string, history: MissingColumnHistory): string {
+  if (history !== 'dropped') return `autoEvolve: ${sql}`;
+  return `autoEvolve: ${sql}; ${column} was on the destination before and was dropped there: rows not changed since are NULL in it until shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
 }
 
 /** autoEvolve: a nullable column of the source's type (no default, so no table rewrite). */

@@ -6,8 +6,10 @@
  * every row written, and a batch rolled back takes its lines with it) and that it converges once
  * the cause is gone. In sequence: no connection slot at start (53300), a character LATIN1 has no
  * code for (22P05, stays stalled while the others flow), an index row too big (54000),
- * statement_timeout (57014), a DBA's lock with pg_terminate_backend of the waiting batch (57P01)
- * and lock_timeout (55P03), default_transaction_read_only (25006), and no connection slot mid-run.
+ * statement_timeout (57014; a batch too big for it, and the next batches cut under it), a DBA's
+ * lock with pg_cancel_backend (57014, user request: retried as it was) and pg_terminate_backend
+ * (57P01) of the waiting batch and lock_timeout (55P03), default_transaction_read_only (25006),
+ * and no connection slot mid-run.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +30,7 @@ const rows = (values: string[], from = 1) => values.map((v, i) => ({ kind: 'inse
 test('destination errors: transient ones retried with a line saying what the sink waits for, permanent ones stalled with a remedy; nothing lost or applied twice', async (t) => {
   const { db, admin, producer, servers } = env();
   const prefix = uniqueTopic('sbdsterr');
-  const names = ['enc', 'idx', 'slow', 'lk', 'ro', 'conn'] as const;
+  const names = ['enc', 'idx', 'slow', 'big', 'lk', 'ro', 'conn'] as const;
   const topics = {} as Record<(typeof names)[number], ProducedTable>;
   for (const n of names) topics[n] = await table(prefix, n, { destDdl: null });
 
@@ -65,6 +67,10 @@ test('destination errors: transient ones retried with a line saying what the sin
       CREATE TRIGGER logged AFTER INSERT OR UPDATE ON ${DST}.${n} FOR EACH ROW EXECUTE FUNCTION ${DST}.log_row()`);
   }
   await own.query(`CREATE INDEX idx_v ON ${DST}.idx (v); CREATE TRIGGER slow BEFORE INSERT ON ${DST}.slow FOR EACH ROW EXECUTE FUNCTION ${DST}.slow_row()`);
+  // A statement writing more than 2 rows of big fails as a statement_timeout would (no timing to depend on).
+  await own.query(`CREATE FUNCTION ${DST}.too_many() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF (SELECT count(*) FROM written) > 2 THEN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = '57014'; END IF; RETURN NULL; END $$;
+    CREATE TRIGGER too_many AFTER INSERT ON ${DST}.big REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION ${DST}.too_many()`);
 
   const role = (setting: string) => db.query(`ALTER ROLE ${ROLE} ${setting}`);
   // The sink's sessions end, so that its next ones take the role's settings (and a batch under way rolls back).
@@ -138,12 +144,27 @@ test('destination errors: transient ones retried with a line saying what the sin
   await waitApplied(own, admin, groupId, [topics.slow.topic], 15_000);
   assert.equal(await count('slow'), 4);
 
+  // A batch too big for the timeout (here over 2 rows) goes in halves once; the next batches of the
+  // table are cut to what fit then, not timed out again (they were: three timeouts, then halves, each time).
+  await produceChanges(producer, topics.big, rows(['a', 'b', 'c', 'd']));
+  await waitApplied(own, admin, groupId, [topics.big.topic], 15_000);
+  assert.equal(retryLines(topics.big.topic, '57014').length, 1, 'the first batch timed out');
+  await produceChanges(producer, topics.big, rows(['e', 'f', 'g', 'h'], 5));
+  await waitApplied(own, admin, groupId, [topics.big.topic], 15_000);
+  assert.equal(await count('big'), 8);
+  assert.equal(retryLines(topics.big.topic, '57014').length, 1, 'the next batch cut under the size that timed out');
+
   // A DBA's lock: the batch waits on it; its session terminated (57P01) it is applied again and waits
   // again; under a lock_timeout (55P03) it is retried with backoff, saying so; the lock gone, it applies.
   await dba.query(`BEGIN; LOCK TABLE ${DST}.lk IN ACCESS EXCLUSIVE MODE`);
   await produceChanges(producer, topics.lk, rows(['a', 'b', 'c']));
   const waiting = `SELECT pid FROM pg_stat_activity WHERE usename = '${ROLE}' AND wait_event_type = 'Lock'`;
   await waitFor('a batch waiting for the lock', async () => (await db.query(waiting)).rowCount! > 0, { timeoutMs: 10_000 });
+  // The DBA cancels it first (57014, user request): applied again as it was, not taken for a timeout.
+  await db.query(`SELECT pg_cancel_backend(pid) FROM (${waiting}) w`);
+  await waitFor('the cancelled batch retried', () => retryLines(topics.lk.topic, '57014').length > 0, { timeoutMs: 10_000 });
+  assert.match(retryLines(topics.lk.topic, '57014')[0].msg, /canceling statement due to user request .*another session cancelled the statement .*applied again as it was, not in halves/);
+  await waitFor('the cancelled batch waiting for the lock again', async () => (await db.query(waiting)).rowCount! > 0, { timeoutMs: 10_000 });
   await db.query(`SELECT pg_terminate_backend(pid) FROM (${waiting}) w`);
   await waitFor('the terminated batch retried', () => retryLines(topics.lk.topic, '57P01').length > 0, { timeoutMs: 10_000 });
   assert.match(retryLines(topics.lk.topic, '57P01')[0].msg, /terminating connection due to administrator command .*applied again on a new connection/);
@@ -188,6 +209,6 @@ test('destination errors: transient ones retried with a line saying what the sin
   const twice = await own.query(`SELECT tbl, id, count(*)::int AS n FROM ${DST}.applied GROUP BY 1, 2 HAVING count(*) > 1`);
   assert.deepEqual(twice.rows, []);
   const written = await own.query(`SELECT tbl, count(*)::int AS n FROM ${DST}.applied GROUP BY 1 ORDER BY 1`);
-  assert.deepEqual(written.rows.map((r) => [r.tbl, r.n]), [['conn', 3], ['enc', 1], ['idx', 3], ['lk', 3], ['ro', 3], ['slow', 4]]);
+  assert.deepEqual(written.rows.map((r) => [r.tbl, r.n]), [['big', 8], ['conn', 3], ['enc', 1], ['idx', 3], ['lk', 3], ['ro', 3], ['slow', 4]]);
   assert.equal(await stalled(topics.enc.topic), 1);
 });

@@ -84,6 +84,8 @@ test('a missing destination column stalls only its partition, with one clear err
     assert.equal(stall.table_name, `${DST}.wide`);
     assert.match(stall.error, /column "extra" of relation "[^"]+\.wide" does not exist/);
     assert.match(stall.error, /ALTER TABLE "[^"]+"\."wide" ADD COLUMN "extra" numeric\(10,3\)/);
+    // Not known whether extra was there before (this sink saw no other version and no catalog with it): both said.
+    assert.match(stall.error, new RegExp(`if extra was on the destination before \\(dropped there, not just added at the source\\), then also, the stall gone, shardbridge resnapshot --source-config source\\.yaml --table ${SRC}\\.wide: rows not changed since keep NULL`));
     assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions', { topic: wide.topic, reason: 'apply' }), 1);
     assert.equal(await metricValue(sink, 'shardbridge_sink_consumer_lag', { topic: wide.topic, partition: '0' }), 5, 'the stalled partition shows its backlog');
     const scraped = await (await fetch(`http://127.0.0.1:${sink.metricsPort}/metrics`)).text();
@@ -112,6 +114,15 @@ test('a missing destination column stalls only its partition, with one clear err
     assert.equal(await metricValue(sink, 'shardbridge_sink_stalled_partitions'), 0);
     assert.equal(await metricValue(sink, 'shardbridge_sink_consumer_lag', { topic: wide.topic, partition: '0' }), 0);
     assert.ok(lines().some((l) => l.msg === 'stall cleared: partition applies again' && l.topic === wide.topic));
+
+    // Dropped on the destination now that rows hold it: adding it back would leave them NULL in it, so the remedy says to resnapshot.
+    await db.query(`ALTER TABLE ${DST}.wide DROP COLUMN extra`);
+    await produceChanges(producer, wide, inserts(6, 6, (i) => [`v${i}`, `${i}.5`]));
+    const dropped = await waitFor('the stall naming the drop', async () => {
+      const row = (await db.query('SELECT error FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0];
+      return /was dropped there/.test(row?.error ?? '') ? row.error : undefined;
+    });
+    assert.match(dropped, new RegExp(`ADD COLUMN "extra" numeric\\(10,3\\); or set autoEvolve: true; then, the stall gone, shardbridge resnapshot --source-config source\\.yaml --table ${SRC}\\.wide: extra was on the destination before`));
   } finally {
     await sink.stop();
   }
@@ -198,7 +209,8 @@ test('autoEvolve adds a missing column with the source type instead of stalling'
   const t = await table('evolving', '(id int PRIMARY KEY, v text, price numeric(10,3), tags text[])', 1, prefix, '(id int PRIMARY KEY, v text)');
   await produceChanges(producer, t, inserts(1, 3, (i) => [`v${i}`, `${i}.25`, `{a,"b c"}`]));
   const groupId = `g-${ID}-evolve`;
-  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { autoEvolve: true, tables: { [`${SRC}.evolving`]: { schema: DST } } }), log, {
+  const { logger, lines } = capturingLogger();
+  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { autoEvolve: true, tables: { [`${SRC}.evolving`]: { schema: DST } } }), logger, {
     topicRefreshMs: 500,
   });
   try {
@@ -216,6 +228,16 @@ test('autoEvolve adds a missing column with the source type instead of stalling'
     const { rows } = await db.query(`SELECT price::text, tags::text FROM ${DST}.evolving ORDER BY id`);
     assert.deepEqual(rows.map((r) => [r.price, r.tags]), [1, 2, 3].map((i) => [`${i}.250`, '{a,"b c"}']));
     assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
+    assert.ok(!lines().some((l) => /autoEvolve: .*dropped there/.test(l.msg)), 'columns the destination never had: no resnapshot to run');
+
+    // Dropped on the destination while rows hold it: added back, and the warning says those rows are NULL in it until a resnapshot.
+    await db.query(`ALTER TABLE ${DST}.evolving DROP COLUMN price`);
+    await produceChanges(producer, t, inserts(4, 4, (i) => [`v${i}`, `${i}.25`, '{}']));
+    await waitApplied(db, admin, groupId, [t.topic]);
+    const readded = lines().find((l) => l.level === 40 && /^autoEvolve: .*ADD COLUMN IF NOT EXISTS "price"/.test(l.msg) && /dropped there/.test(l.msg));
+    assert.match(readded?.msg ?? '', new RegExp(`rows not changed since are NULL in it until shardbridge resnapshot --source-config source\\.yaml --table ${SRC}\\.evolving$`));
+    const after = await db.query(`SELECT id, price::text FROM ${DST}.evolving ORDER BY id`);
+    assert.deepEqual(after.rows.map((r) => [r.id, r.price]), [[1, null], [2, null], [3, null], [4, '4.250']], 'the loss the warning names');
   } finally {
     await sink.stop();
   }

@@ -194,6 +194,28 @@ test('the stall names the column, what it cannot hold, and the ALTER; an error w
   assert.match(withFinding(info, { ...finding, alter: undefined, sqlstate: '22021' }).remedy, /cannot hold a NUL byte: make note bytea/);
 });
 
+test('a character the database encoding has no code for (22P05) is not a type to widen: the remedy is a UTF8 database or a bytea column, as the stall\'s own', async () => {
+  // A LATIN1 destination refuses the probe's parameter itself, whatever the column's type.
+  const latin1 = async (sql: string, params: unknown[]) => {
+    for (const p of params) if (Array.from(String(p)).some((c) => c.codePointAt(0)! > 0xff)) throw pgError('22P05', 'character with byte sequence 0xe6 0x97 0xa5 in encoding "UTF8" has no equivalent in encoding "LATIN1"');
+    return fakeDestination().run(sql, params);
+  };
+  const info = describeStall(classify(pgError('22P05', 'character with byte sequence 0xe6 0x97 0xa5 in encoding "UTF8" has no equivalent in encoding "LATIN1"'), { table: 's.orders' }), AT, 'apply');
+  for (const value of [v('note', 'character varying(5)', '日本', 'text'), v('qty', 'integer', '日本', 'bigint')]) {
+    const f = await findColumn(latin1, TABLE, [v('id', 'integer', '7'), value], { sqlstate: '22P05', message: info.message });
+    assert.equal(f?.column, value.column);
+    assert.equal(f?.sqlstate, '22P05');
+    assert.equal(f?.alter, undefined, `no ALTER COLUMN … TYPE for ${value.type}: no type of a LATIN1 database holds the character`);
+    const named = withFinding(info, f!);
+    assert.doesNotMatch(named.remedy, /ALTER COLUMN .* TYPE/);
+    assert.equal(named.remedy, remedyFor({ ...info, column: value.column, sqlstate: '22P05' }));
+    assert.match(named.remedy, new RegExp(`encoding cannot store a character .*\\(column ${value.column}\\).*ENCODING 'UTF8'.*or make s\\.orders\\.${value.column} bytea`));
+  }
+  // Found on another column than the stall's own error (a 22001 stall, a 22P05 probe): still the encoding's remedy.
+  const long = describeStall(classify(pgError('22001', 'value too long for type character varying(5)'), { table: 's.orders' }), AT, 'apply');
+  assert.match(withFinding(long, { column: 'note', type: 'character varying(5)', sqlstate: '22P05', text: 'column note (character varying(5)) cannot hold the source\'s value' }).remedy, /encoding cannot store a character of this value \(column note\)/);
+});
+
 test("a Citus relay's XX000 stalls under the worker's SQLSTATE, with its remedy (and so is probed)", () => {
   const info = describeStall(classify(pgError('XX000', 'value too long for type character varying(3)'), { table: 's.orders' }), AT, 'apply');
   assert.equal(info.sqlstate, '22001');

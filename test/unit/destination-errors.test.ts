@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import { RetriableError, SinkApplyError, isRetriable } from '../../shared/errors.ts';
-import { classify, retriableAtDestination, waitingFor } from '../../sink-connector/destination-errors.ts';
+import { cancelledByUser, classify, inHalves, retriableAtDestination, tooBigForOneGo, waitingFor, wentInHalves } from '../../sink-connector/destination-errors.ts';
 import { RETRY_WARN_EVERY_MS, RetryLog, retryLine } from '../../sink-connector/batch-retry.ts';
 import { asciiOnly, describeStall, remedyFor } from '../../sink-connector/stall.ts';
 import { encodingWarning } from '../../sink-connector/destination-start.ts';
@@ -36,7 +36,7 @@ test('each transient SQLSTATE says what the sink waits for; one that stalls has 
     ['53200', 'out of memory', /out of memory: lower batch.maxRows/],
     ['55P03', 'canceling statement due to lock timeout', /holds a lock .* lock_timeout of the sink's role: the batch is applied again once the lock is released/],
     ['57014', 'canceling statement due to statement timeout', /statement_timeout of the sink's role or database .* applied in halves/],
-    ['57014', 'canceling statement due to user request', /cancelled on the destination/],
+    ['57014', 'canceling statement due to user request', /another session cancelled the statement \(pg_cancel_backend.*applied again as it was, not in halves/],
     ['57P01', 'terminating connection due to administrator command', /ended the session .*applied again on a new connection/],
     ['57P03', 'the database system is starting up', /starting up/],
     ['40P01', 'deadlock detected', /deadlock/],
@@ -55,6 +55,25 @@ test('each transient SQLSTATE says what the sink waits for; one that stalls has 
   }
   // A connection lost without a SQLSTATE.
   assert.match((classify(new Error('Connection terminated unexpectedly'), {}) as RetriableError).remedy!, /rolled back and is applied again/);
+});
+
+test("a DBA's pg_cancel_backend (57014, user request) is retried as it is, saying another session cancelled it; a statement_timeout goes in halves", () => {
+  const cancel = classify(pgError({ code: '57014', message: 'canceling statement due to user request' }), { table: 's.t' }) as SinkApplyError;
+  assert.equal(cancel.retriable, true, 'retried with backoff, as every transient failure');
+  assert.equal(cancelledByUser('57014', cancel.message), true);
+  assert.equal(tooBigForOneGo(cancel), false, 'says nothing about the batch size: never halved');
+  assert.match(retryLine('apply t[0] 0..9', cancel, 250).text, /canceling statement due to user request \(table s\.t\) \[SQLSTATE 57014\]; retrying in 250 ms — another session cancelled the statement/);
+  const timeout = classify(pgError({ code: '57014', message: 'canceling statement due to statement timeout' }), {});
+  assert.equal(cancelledByUser('57014', (timeout as Error).message), false);
+  assert.equal(tooBigForOneGo(timeout), true);
+  // What went in halves is told apart for the sizing (batch-size.ts, TooBigSizes).
+  assert.equal(wentInHalves(inHalves(timeout as SinkApplyError)), true);
+  assert.equal(wentInHalves(timeout), false);
+  // A server answering in another language: taken as a timeout, as before.
+  const localized = classify(pgError({ code: '57014', message: 'Anfrage wird abgebrochen wegen Zeitüberschreitung' }), {});
+  assert.equal(tooBigForOneGo(localized), true);
+  assert.match((localized as SinkApplyError).remedy!, /applied in halves/);
+  assert.equal(cancelledByUser('55P03', 'canceling statement due to user request'), false);
 });
 
 test('stall remedies: an encoding the character has no code in (22P05), an index entry too big (54000)', () => {

@@ -166,7 +166,7 @@ class SinkRuntime {
     const topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
-    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
+    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, replicaRole: config.sessionReplicationRole === 'replica', logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
     const reg = config.schemaRegistry;
     const registry = new RegistryClient({ url: reg.url, username: reg.username, password: reg.password, requestTimeoutMs: reg.requestTimeoutMs, logger: log });
     const sourceOfTopic = async (topic: string) => {

@@ -22,6 +22,8 @@ export interface TableStatesOptions {
   citus: CitusInfo;
   requireDistributed: boolean;
   logger: Logger;
+  /** The sink's sessions run with session_replication_role = replica: foreign keys are not checked for its rows. */
+  replicaRole?: boolean;
   /** A table's type mismatches as of its latest catalog read (none: an empty list), for metrics. */
   onTypeMismatches?: (table: string, mismatches: TypeMismatch[]) => void;
 }
@@ -38,6 +40,22 @@ export interface TypeMismatch {
 const TABLES_REPORTED_EACH = 20;
 
 const applyTableKey = (version: TableVersion, sourceKey: readonly string[]): string => `${version.destId}\u0000${sourceKey.join('\u0000')}`;
+
+/**
+ * What the start says of a destination table's foreign keys: in per-table order they stall the
+ * sink, unless its sessions run as replica, where (as on a native subscriber) they are not
+ * checked for its rows. Pure.
+ */
+export function foreignKeyNote(foreignKeys: string[], replicaRole: boolean): { level: 'info' | 'warn'; foreignKeys: string[]; message: string } | null {
+  if (foreignKeys.length === 0) return null;
+  return replicaRole
+    ? { level: 'info', foreignKeys, message: 'destination table has foreign keys: not checked for the rows the sink applies (sessionReplicationRole replica); they hold again once the sink has caught up' }
+    : {
+        level: 'warn',
+        foreignKeys,
+        message: 'destination table has foreign keys: the sink applies tables independently, so create foreign keys at cut-over, not before (or set sessionReplicationRole: replica)',
+      };
+}
 
 export class TableStates {
   private readonly catalogs = new Map<string, Promise<DestinationTable>>();
@@ -190,12 +208,8 @@ export class TableStates {
       { citus: d.citus, distributionColumn: d.distributionColumn ?? undefined, primaryKey: d.primaryKey },
       `destination table is ${describeCitusTable(d.citus, d.distributionColumn)}`,
     );
-    if (d.foreignKeys.length > 0) {
-      log.warn(
-        { foreignKeys: d.foreignKeys.map((f) => f.name) },
-        'destination table has foreign keys: the sink applies tables independently, so create foreign keys at cut-over, not before',
-      );
-    }
+    const fk = foreignKeyNote(d.foreignKeys.map((f) => f.name), this.opts.replicaRole === true);
+    if (fk) log[fk.level]({ foreignKeys: fk.foreignKeys }, fk.message);
     const unlogged = unloggedWarning(d);
     if (unlogged) log.warn({ remedy: unlogged.remedy }, unlogged.message);
   }

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
-import { autoEvolveLine, columnHistory, missingColumnError } from '../../sink-connector/table-state.ts';
+import { autoEvolveLine, columnHistory, foreignKeyNote, missingColumnError } from '../../sink-connector/table-state.ts';
 import { describeStall, remedyFor } from '../../sink-connector/stall.ts';
 
 const TABLE: ApplyTable = { schema: 'public', name: 'orders', columns: [{ name: 'id', type: 'bigint' }], sourceKey: ['id'], destKey: ['id'], citus: 'local' };
@@ -60,4 +60,15 @@ test('autoEvolve adding back a column dropped on the destination says the rows n
     `autoEvolve: ${sql}; channel was on the destination before and was dropped there: rows not changed since are NULL in it until shardbridge resnapshot --source-config source.yaml --table public.orders`,
   );
   for (const history of ['added', 'unknown'] as const) assert.equal(autoEvolveLine(sql, 'channel', 'public.orders', history), `autoEvolve: ${sql}`, history);
+});
+
+test('foreign keys on a destination table: a warning to create them at cut-over, an info line when the sink applies as replica (they are not checked for its rows)', () => {
+  assert.equal(foreignKeyNote([], false), null);
+  const origin = foreignKeyNote(['orders_customer_fk'], false)!;
+  assert.equal(origin.level, 'warn');
+  assert.match(origin.message, /create foreign keys at cut-over, not before \(or set sessionReplicationRole: replica\)/);
+  const replica = foreignKeyNote(['orders_customer_fk'], true)!;
+  assert.equal(replica.level, 'info');
+  assert.deepEqual(replica.foreignKeys, ['orders_customer_fk']);
+  assert.match(replica.message, /not checked for the rows the sink applies \(sessionReplicationRole replica\)/);
 });

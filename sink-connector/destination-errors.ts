@@ -4,7 +4,7 @@
  * (retriable). Our own errors pass unchanged.
  */
 import type pg from 'pg';
-import { RetriableError, ShardBridgeError, SinkApplyError, isRetriable, isRetriableSqlState } from '../shared/errors.ts';
+import { RetriableError, ShardBridgeError, SinkApplyError, isRetriable, isRetriableSqlState, tlsTrustFailure } from '../shared/errors.ts';
 
 export type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult>;
 
@@ -67,7 +67,10 @@ export function classify(err: unknown, where: { table?: string; column?: string 
   return new RetriableError(`destination connection failed: ${e?.message ?? String(err)}`, {
     cause: err,
     context: { table: where.table },
-    remedy: 'the connection to the destination was lost (restart, failover, network, a terminated session): the batch rolled back and is applied again on a new connection',
+    // A certificate that does not verify is a setting, not a lost connection: the start names the CA setting.
+    ...(tlsTrustFailure(err) === null
+      ? { remedy: 'the connection to the destination was lost (restart, failover, network, a terminated session): the batch rolled back and is applied again on a new connection' }
+      : {}),
   });
 }
 

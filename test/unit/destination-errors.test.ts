@@ -127,3 +127,11 @@ test('a destination database not in UTF8 is said at start, with what it means', 
   assert.match(encodingWarning('LATIN1')!, /encoding is LATIN1, not UTF8 .* stalls its partition \(SQLSTATE 22P05\).*ENCODING 'UTF8'/);
   assert.match(encodingWarning('SQL_ASCII')!, /stores the UTF8 bytes unchecked/);
 });
+
+test('a lost connection says the batch is applied again; a certificate that does not verify is not called a lost connection (the start names the CA setting)', () => {
+  const lost = classify(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), { table: 'public.t' });
+  assert.ok(lost instanceof RetriableError);
+  assert.match(lost.remedy ?? '', /connection to the destination was lost/);
+  const untrusted = classify(Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), {});
+  assert.equal((untrusted as RetriableError).remedy, undefined);
+});

@@ -113,7 +113,7 @@ export function waitingFor(code: string, message: string): string | undefined {
     case '40P01':
       return 'the destination rolled the batch back for a serialization failure or a deadlock: it is applied again';
   }
-  if (code.startsWith('08') && (citusWorkerLost(message) || CITUS_WORKER_UNREACHABLE.test(message))) {
+  if (code.startsWith('08') && citusWorkerLost(message)) {
     return 'Citus could not reach a worker node or lost its connection to it (the message names host:port: down, restarting, failing over, or out of connection slots): the batch rolled back on every node and is applied again once the worker answers';
   }
   if (code.startsWith('08')) return 'the connection to the destination was lost: the batch rolled back and is applied again on a new connection';
@@ -136,16 +136,18 @@ const RELAYED: [RegExp, string][] = [
   [/^column ".*" of relation ".*" does not exist/, '42703'],
 ];
 
-// A Citus worker that cannot be reached or whose connection broke, which Citus raises without
-// an errcode (XX000) or as an I/O error (58030); its 08006 ones (ReportConnectionError,
-// "could not establish any connections to the node") are retriable as they are. Without these
-// a worker down made every partition bisect its batch down to one record and stall on it.
+// A Citus worker that cannot be reached or whose connection broke. Citus raises some as 08006
+// (ReportConnectionError, connection_management.c, adaptive_executor.c), retriable as they are,
+// and the others without an errcode (XX000) or as an I/O error (58030), which stalled: every
+// partition bisected its batch down to one record and stalled on it while a worker restarted.
 // Sources: adaptive_executor.c, remote_transaction.c, intermediate_results.c, multi_copy.c, and
 // remote_commands.c's ReportResultError, which relays libpq's own text (no SQLSTATE) as XX000.
 const CITUS_WORKER_LOST: RegExp[] = [
   /^failed to complete COPY on /,
   /^failed to COPY to shard \d+ on /,
   /^connection to the remote node .* failed/,
+  /^connection establishment for node .* failed/,
+  /^could not establish any connections to the node /,
   /^could not connect to any active placements/,
   /^execution cannot recover from multiple connection failures/,
   /^failure on connection marked as essential: /,
@@ -159,10 +161,7 @@ const CITUS_WORKER_LOST: RegExp[] = [
   /^lost synchronization with server/,
 ];
 
-/** Citus's own 08006 for a worker it cannot connect to (connection_management.c, adaptive_executor.c). */
-const CITUS_WORKER_UNREACHABLE = /^connection establishment for node .* failed|^could not establish any connections to the node /;
-
-/** Whether `message` (of an XX000 or 58030) is Citus saying a worker could not be reached or its connection broke. Pure. */
+/** Whether `message` is Citus saying a worker could not be reached or its connection broke. Pure. */
 export function citusWorkerLost(message: string): boolean {
   return CITUS_WORKER_LOST.some((p) => p.test(message));
 }

@@ -116,6 +116,9 @@ export function waitingFor(code: string, message: string): string | undefined {
     case '40P01':
       return 'the destination rolled the batch back for a serialization failure or a deadlock: it is applied again';
   }
+  if (code.startsWith('08') && citusWorkerLost(message)) {
+    return 'Citus could not reach a worker node or lost its connection to it (the message names host:port: down, restarting, failing over, or out of connection slots): the batch rolled back on every node and is applied again once the worker answers';
+  }
   if (code.startsWith('08')) return 'the connection to the destination was lost: the batch rolled back and is applied again on a new connection';
   if (code.startsWith('53')) return 'the destination ran out of a resource (a configured limit): the batch is applied again with backoff';
   return undefined;
@@ -134,14 +137,43 @@ const RELAYED: [RegExp, string][] = [
   [/^value too long for type/, '22001'],
   [/out of range/, '22003'],
   [/^column ".*" of relation ".*" does not exist/, '42703'],
-  [/^failed to complete COPY on |^connection to the remote node .* failed/, '08006'],
 ];
+
+// A Citus worker that cannot be reached or whose connection broke. Citus raises some as 08006
+// (ReportConnectionError, connection_management.c, adaptive_executor.c), retriable as they are,
+// and the others without an errcode (XX000) or as an I/O error (58030), which stalled: every
+// partition bisected its batch down to one record and stalled on it while a worker restarted.
+// Sources: adaptive_executor.c, remote_transaction.c, intermediate_results.c, multi_copy.c, and
+// remote_commands.c's ReportResultError, which relays libpq's own text (no SQLSTATE) as XX000.
+const CITUS_WORKER_LOST: RegExp[] = [
+  /^failed to complete COPY on /,
+  /^failed to COPY to shard \d+ on /,
+  /^connection to the remote node .* failed/,
+  /^connection establishment for node .* failed/,
+  /^could not establish any connections to the node /,
+  /^could not connect to any active placements/,
+  /^execution cannot recover from multiple connection failures/,
+  /^failure on connection marked as essential: /,
+  /^failed to prepare transaction '.*' on host /,
+  /^cannot connect to .* to fetch intermediate results/,
+  /^server closed the connection unexpectedly/,
+  /^no connection to the server/,
+  /^connection not open/,
+  /^could not (receive|send) data (from|to) server/,
+  /^SSL SYSCALL error/,
+  /^lost synchronization with server/,
+];
+
+/** Whether `message` is Citus saying a worker could not be reached or its connection broke. Pure. */
+export function citusWorkerLost(message: string): boolean {
+  return CITUS_WORKER_LOST.some((p) => p.test(message));
+}
 
 /** The SQLSTATE behind `code`: itself, unless it is a Citus relay's XX000 or 58030 whose message names the worker's error. Pure. */
 export function relayedSqlState(code: string, message: string): string {
   if (code !== 'XX000' && code !== '58030') return code;
   for (const [pattern, state] of RELAYED) if (pattern.test(message)) return state;
-  return code;
+  return citusWorkerLost(message) ? '08006' : code;
 }
 
 export function withTable(err: ShardBridgeError, table: string): ShardBridgeError {

@@ -150,7 +150,13 @@ function judgeCollation(t: TableComparison, c: { name: string; type: string; col
   const d = t.collations?.[name];
   if (!s || !d || s.name === d.name) return null;
   const object = `${plain(t.mapped.destination)}.${name}`;
-  const remedy = `ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type} COLLATE ${q(s.name)};  (the collation created on the destination first, as on the source)`;
+  const alter = `ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type} COLLATE ${q(s.name)};`;
+  const lit = `'${qn(t.mapped.destination).replace(/'/g, "''")}'`;
+  // Citus refuses ALTER COLUMN TYPE of the distribution column (table.c: "cannot execute ALTER TABLE command involving partition column").
+  const remedy =
+    t.destination.citus === 'distributed' && t.destination.distributionColumn === name
+      ? `before any data arrives: SELECT undistribute_table(${lit}); ${alter} SELECT create_distributed_table(${lit}, '${name.replace(/'/g, "''")}'); (Citus refuses ALTER COLUMN … TYPE of the distribution column; add colocate_with as it was; the collation created on the destination first, as on the source)`
+      : `${alter}  (the collation created on the destination first, as on the source)`;
   const keyed = [t.destination.primaryKey, ...t.destination.uniqueKeys].some((k) => k.includes(name));
   if (keyed && !d.deterministic && s.deterministic) {
     return {

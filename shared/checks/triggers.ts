@@ -56,6 +56,16 @@ export async function readTriggers(client: pg.ClientBase, tables: readonly Named
   return out;
 }
 
+/**
+ * Citus refuses ALTER TABLE … ENABLE / DISABLE TRIGGER on a distributed or reference table
+ * ("triggers are not supported on distributed tables", trigger.c ErrorOutForTriggerIfNotSupported)
+ * unless the session sets citus.enable_unsafe_triggers (any role may); it then passes it to the
+ * shards. Citus's own truncate_trigger is internal: DISABLE TRIGGER USER leaves it alone.
+ */
+const UNSAFE_TRIGGERS = 'SET citus.enable_unsafe_triggers = on; ';
+const CITUS_TRIGGER_NOTE =
+  'on Citus in one session after SET citus.enable_unsafe_triggers = on, without which Citus refuses ALTER TABLE … TRIGGER on a distributed or reference table ("triggers are not supported on distributed tables"); Citus passes it to the shards';
+
 /** A trigger as messages name it. */
 const label = (t: DestinationTrigger) => (t.partition ? `${t.name} (of partition ${t.partition.schema}.${t.partition.name})` : t.name);
 /** `ALTER TABLE … ENABLE / DISABLE TRIGGER "name";` on the relation that has the trigger. */
@@ -101,11 +111,12 @@ export function triggerWarning(table: Named, triggers: readonly DestinationTrigg
   const own = firing.filter((t) => t.partition);
   const partitions = own.length ? ` ${own.map((t) => alterTrigger(table, t, 'DISABLE')).join(' ')} (a partition's own trigger)` : '';
   const alternative = citus
-    ? ' (Citus passes it to the shards; sessionReplicationRole: replica is refused on Citus)'
+    ? ` (${CITUS_TRIGGER_NOTE}; sessionReplicationRole: replica is refused on Citus)`
     : `; or set sessionReplicationRole: replica in the sink's configuration${always.length ? `, which does not stop ${always.join(', ')} (ENABLE ALWAYS)` : ''}`;
+  const unsafe = citus ? UNSAFE_TRIGGERS : '';
   return {
     message: `${what} (PostgreSQL's own logical replication would not fire them): ${why}`,
-    remedy: `until cut-over: ALTER TABLE ${qn(table)} DISABLE TRIGGER USER;${partitions} and at cut-over ALTER TABLE ${qn(table)} ENABLE TRIGGER USER; (cutover names triggers left disabled)${alternative}`,
+    remedy: `until cut-over: ${unsafe}ALTER TABLE ${qn(table)} DISABLE TRIGGER USER;${partitions} and at cut-over ${unsafe}ALTER TABLE ${qn(table)} ENABLE TRIGGER USER; (cutover names triggers left disabled)${alternative}`,
   };
 }
 
@@ -131,7 +142,7 @@ export function replicationRoleRefusal(citus: boolean, canSet: boolean, role: st
     return {
       message:
         "sessionReplicationRole: replica is refused on Citus: the setting does not reach the workers' shard sessions (their triggers and foreign keys would still fire), and it stops Citus's own truncate_trigger on the coordinator, so a truncate would leave the shards' rows",
-      remedy: 'remove sessionReplicationRole (or set origin) and disable the destination tables\' triggers until cut-over: ALTER TABLE … DISABLE TRIGGER USER (Citus passes it to the shards)',
+      remedy: `remove sessionReplicationRole (or set origin) and disable the destination tables' triggers until cut-over: ${UNSAFE_TRIGGERS}ALTER TABLE … DISABLE TRIGGER USER (${CITUS_TRIGGER_NOTE})`,
     };
   }
   if (!canSet) {
@@ -143,13 +154,13 @@ export function replicationRoleRefusal(citus: boolean, canSet: boolean, role: st
   return null;
 }
 
-/** Cutover's reminder: user triggers left disabled on the destination tables, with the statement that enables them. Pure. */
-export function disabledTriggerReminders(tables: readonly { table: Named; triggers: readonly DestinationTrigger[] }[]): string[] {
+/** Cutover's reminder: user triggers left disabled on the destination tables, with the statement that enables them (on Citus after the SET that lets it). Pure. */
+export function disabledTriggerReminders(tables: readonly { table: Named; triggers: readonly DestinationTrigger[] }[], citus = false): string[] {
   return tables.flatMap(({ table, triggers }) => {
     const off = triggers.filter((t) => t.enabled === 'D');
     if (off.length === 0) return [];
     return [
-      `trigger${off.length > 1 ? 's' : ''} ${off.map(label).join(', ')} on ${table.schema}.${table.name} ${off.length > 1 ? 'are' : 'is'} disabled: if disabled for the migration, enable ${off.length > 1 ? 'them' : 'it'} before the application writes: ${off.map((t) => alterTrigger(table, t, 'ENABLE')).join(' ')}`,
+      `trigger${off.length > 1 ? 's' : ''} ${off.map(label).join(', ')} on ${table.schema}.${table.name} ${off.length > 1 ? 'are' : 'is'} disabled: if disabled for the migration, enable ${off.length > 1 ? 'them' : 'it'} before the application writes: ${citus ? UNSAFE_TRIGGERS : ''}${off.map((t) => alterTrigger(table, t, 'ENABLE')).join(' ')}`,
     ];
   });
 }

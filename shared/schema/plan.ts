@@ -105,7 +105,12 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   const schemas = new Set<string>(viewSteps.map((v) => v.schema));
   for (const ty of model.types) if (ty.kind !== 'other' && !dest.types.has(key(ty))) schemas.add(ty.schema);
   for (const s of model.sequences) if (!dest.sequences.has(key(s))) schemas.add(s.schema);
-  for (const t of model.tables) if (!dest.tables.has(key(destOf(t)))) schemas.add(destOf(t).schema);
+  for (const t of model.tables) {
+    if (dest.tables.has(key(destOf(t)))) continue;
+    schemas.add(destOf(t).schema);
+    // A partition may live in another schema than its table.
+    for (const p of t.partitions ?? []) schemas.add(p.schema);
+  }
   for (const s of [...schemas].filter((x) => !dest.schemas.has(x)).sort()) {
     steps.push({ phase: 'ddl', action: 'create schema', object: s, sql: [createSchemaSql(s)] });
   }
@@ -153,7 +158,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   // Each table's Citus layout as it is, or as creating it makes it; updated as the plan
   // distributes tables, for the foreign-key check at the end.
   const layouts = new Map<string, CitusLayout>(model.tables.map((t) => [key(t), layoutBefore(dest, destOf(t))]));
-  if (dest.citus) problems.push(...colocationProblems(opts, layouts, (table) => byName.get(table)!));
+  if (dest.citus) problems.push(...colocationProblems(opts, layouts, (table) => byName.get(table)!), ...citusPartitionProblems(model, dest, opts, destOf, layouts));
   if (opts.extendKeys && !dest.citus) {
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
   } else if (dest.citus) {
@@ -306,6 +311,46 @@ function colocationProblems(opts: CopyOptions, layouts: Map<string, CitusLayout>
 }
 
 /**
+ * What Citus refuses of a partitioned table: a reference table that is partitioned, a
+ * distributed (or single-shard) one with partitions partitioned in turn, and, in a distributed
+ * schema, partitions in another schema than their table (create_distributed_table.c,
+ * EnsureRelationCanBeDistributed; table.c, ErrorIfMultiLevelPartitioning; schema_based_sharding.c,
+ * ErrorIfIllegalPartitioningInTenantSchema). Said before any step runs: the distribution calls
+ * run after the DDL has committed, and a refusal there left the tables created but local.
+ */
+function citusPartitionProblems(
+  model: SchemaModel,
+  dest: DestinationState,
+  opts: CopyOptions,
+  destOf: (t: TableDef) => { schema: string; name: string },
+  layouts: Map<string, CitusLayout>,
+): string[] {
+  const out: string[] = [];
+  const tenant = (schema: string) => dest.distributedSchemas?.has(schema) || (dest.schemaBasedSharding === true && !dest.schemas.has(schema));
+  for (const t of model.tables.filter((x) => x.kind === 'p')) {
+    const d = destOf(t);
+    const state = dest.tables.get(key(d));
+    if (state && state.citus !== 'local') continue;
+    const layout = layouts.get(key(t))!;
+    if (opts.reference.includes(key(t)) && layout.kind === 'local') {
+      out.push(`${key(d)} is partitioned, and Citus makes no partitioned reference table ("distributing partitioned tables in only supported for hash-distributed tables"): distribute it instead (--distribute ${key(t)}=<column>; its partitions go with it), or leave it out of --reference (a local table on the coordinator)`);
+    }
+    if (state) continue; // its partitions are the destination's, not created here
+    const partitions = t.partitions ?? [];
+    const sub = partitions.filter((p) => p.partitionKey);
+    const distributed = layout.kind === 'single-shard' || opts.distribute.some((x) => x.table === key(t));
+    if (distributed && sub.length) {
+      out.push(`${key(d)}: its partition${sub.length > 1 ? 's' : ''} ${sub.map(key).join(', ')} ${sub.length > 1 ? 'are' : 'is'} partitioned in turn, and Citus does not distribute multi-level partitioned tables ("distributing multi-level partitioned tables is not supported"): ${layout.kind === 'single-shard' ? `create it outside distributed schema ${d.schema}, or` : `leave it out of --distribute (a local table on the coordinator), or`} create it on the destination by hand with one level of partitions (schema copy then distributes it as it is)`);
+    }
+    const elsewhere = partitions.filter((p) => p.schema !== d.schema);
+    if (elsewhere.length && (layout.kind === 'single-shard' || elsewhere.some((p) => tenant(p.schema)))) {
+      out.push(`${key(d)}: partition${elsewhere.length > 1 ? 's' : ''} ${elsewhere.map(key).join(', ')} ${elsewhere.length > 1 ? 'are' : 'is'} in another schema than ${d.schema}, and a distributed schema is involved, which Citus refuses ("partitioning within a distributed schema is not supported when the parent and the child are in different schemas"): create ${key(d)} and its partitions by hand in one schema`);
+    }
+  }
+  return out;
+}
+
+/**
  * A destination table's Citus layout before the plan: as it is (local when absent), or, when
  * schema copy is to create it in a distributed schema (an existing one, or one it creates while
  * schema-based sharding is on), the single-shard table Citus will make it.
@@ -333,6 +378,9 @@ export function resolveTableArg(arg: string, tables: TableDef[]): { table?: Tabl
     // Names are case-sensitive (public.Orders is not public.orders): say which one was meant.
     const lower = (x: string) => x.toLowerCase();
     const near = tables.filter((t) => lower(t.name) === lower(q.table) && (!hasSchema || lower(t.schema) === lower(q.schema)));
+    // A partition is created with its table, never selected itself (Citus also refuses to distribute one on its own).
+    const root = tables.find((t) => (t.partitions ?? []).some((p) => p.name === q.table && (!hasSchema || p.schema === q.schema)));
+    if (root) return { error: `${arg} is a partition of ${key(root)}: name ${key(root)} (its partitions go with it; Citus distributes no partition on its own)` };
     return { error: `${arg} is not among the selected source tables${near.length > 0 ? ` (names are case-sensitive: did you mean ${near.map(key).join(' or ')}?)` : ''}` };
   }
   return { error: `${arg} is ambiguous (${hits.map(key).join(', ')}): give schema.table` };

@@ -301,6 +301,15 @@ test('destination: a column under another collation warns; a nondeterministic on
   assert.deepEqual(plain.map((f) => f.level), ['WARN']);
   assert.match(plain[0].message, /^source collation C, destination default: ordering and comparisons of code differ on the destination$/);
   assert.match(withCollations(C, { code: ci }, false)[0].message, /nondeterministic: equal values may differ in their bytes/);
+  // On Citus the distribution column's type cannot be altered in place: undistribute, alter, distribute again.
+  const t = comparison({ columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'code', type: 'text', notNull: true }], citus: 'distributed', distributionColumn: 'code' });
+  t.source.columns = [{ name: 'id', type: 'bigint' }, { name: 'code', type: 'text', collation: C }];
+  t.collations = { code: { name: 'default', deterministic: true } };
+  const [dist] = judge(t, { citus: { present: true, version: '13.2' } }).filter((f) => f.check === 'column collation');
+  assert.equal(
+    dist.remedy,
+    `before any data arrives: SELECT undistribute_table('"public"."orders"'); ALTER TABLE "public"."orders" ALTER COLUMN "code" TYPE text COLLATE "C"; SELECT create_distributed_table('"public"."orders"', 'code'); (Citus refuses ALTER COLUMN … TYPE of the distribution column; add colocate_with as it was; the collation created on the destination first, as on the source)`,
+  );
 });
 
 test('destination: row-level security that applies to the sink\'s role fails (its updates and deletes of hidden rows change nothing); not read, nothing', () => {

@@ -135,3 +135,39 @@ test('a lost connection says the batch is applied again; a certificate that does
   const untrusted = classify(Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), {});
   assert.equal((untrusted as RetriableError).remedy, undefined);
 });
+
+test('a Citus worker down or its connection lost (XX000, 58030 or 08006 from the coordinator) is waited for, not stalled on, and says so', () => {
+  // Messages as Citus raises them (adaptive_executor.c, remote_transaction.c, intermediate_results.c,
+  // multi_copy.c; remote_commands.c's ReportResultError relays libpq's text without a SQLSTATE as XX000).
+  const relayed: [string, string][] = [
+    ['XX000', 'execution cannot recover from multiple connection failures. Last node failed 10.0.0.5:5432'],
+    ['XX000', 'failure on connection marked as essential: 10.0.0.5:5432'],
+    ['XX000', "failed to prepare transaction 'citus_0_4242_7_1' on host 10.0.0.5:5432"],
+    ['XX000', 'cannot connect to 10.0.0.5:5432 to fetch intermediate results'],
+    ['XX000', 'could not connect to any active placements'],
+    ['XX000', 'server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.'],
+    ['XX000', 'connection not open'],
+    ['58030', 'failed to COPY to shard 102008 on 10.0.0.5:5432'],
+    ['58030', 'failed to complete COPY on 10.0.0.5:5432'],
+  ];
+  for (const [code, message] of relayed) {
+    const e = classify(pgError({ code, message }), { table: 'public.orders' }) as SinkApplyError;
+    assert.equal(e.retriable, true, message);
+    assert.equal(e.context.sqlstate, '08006', message);
+    assert.equal(e.context.reportedSqlstate, code, message);
+    assert.match(e.remedy!, /Citus could not reach a worker node or lost its connection to it .* applied again once the worker answers/, message);
+    assert.equal(tooBigForOneGo(e), false, 'a worker down says nothing of the batch size');
+  }
+  for (const message of [
+    'connection to the remote node postgres@10.0.0.5:5432 failed with the following error: Connection refused',
+    'connection establishment for node 10.0.0.5:5432 failed',
+    'could not establish any connections to the node 10.0.0.5:5432 after 5000 ms',
+  ]) {
+    const e = classify(pgError({ code: '08006', message }), {}) as SinkApplyError;
+    assert.equal(e.retriable, true);
+    assert.match(e.remedy!, /Citus could not reach a worker node/, message);
+  }
+  // Other XX000s still stall; PostgreSQL's own lost connection keeps its wording.
+  assert.equal((classify(pgError({ code: 'XX000', message: 'could not find shard for partition column value' }), {}) as SinkApplyError).retriable, false);
+  assert.match(waitingFor('08006', 'terminating connection due to administrator command')!, /^the connection to the destination was lost/);
+});

@@ -25,6 +25,12 @@ test('triggers: a warning names the firing triggers, why they matter and the rem
   // On Citus, replica is refused: the remedy says so, and that Citus passes DISABLE TRIGGER to the shards.
   const citus = triggerWarning(orders, [trg('touch', 'O')], 'origin', true)!;
   assert.match(citus.remedy, /Citus passes it to the shards; sessionReplicationRole: replica is refused on Citus/);
+  // Citus refuses ALTER TABLE … TRIGGER on a distributed or reference table unless the session sets citus.enable_unsafe_triggers.
+  assert.match(
+    citus.remedy,
+    /^until cut-over: SET citus\.enable_unsafe_triggers = on; ALTER TABLE "public"\."orders" DISABLE TRIGGER USER; and at cut-over SET citus\.enable_unsafe_triggers = on; ALTER TABLE "public"\."orders" ENABLE TRIGGER USER;.*"triggers are not supported on distributed tables"/,
+  );
+  assert.doesNotMatch(w.remedy + one.remedy, /citus/i, 'plain PostgreSQL: no Citus setting');
   // Under replica only ENABLE ALWAYS / ENABLE REPLICA fire, each named in its own statement.
   assert.equal(triggerWarning(orders, [trg('touch', 'O')], 'replica', false), null);
   const rep = triggerWarning(orders, [trg('touch', 'O'), trg('audit', 'A')], 'replica', false)!;
@@ -36,7 +42,7 @@ test('sessionReplicationRole: replica refused on Citus (shards and truncate_trig
   assert.equal(replicationRoleRefusal(false, true, 'sink'), null);
   const citus = replicationRoleRefusal(true, true, 'sink')!;
   assert.match(citus.message, /refused on Citus: the setting does not reach the workers' shard sessions .*truncate_trigger/);
-  assert.match(citus.remedy, /DISABLE TRIGGER USER/);
+  assert.match(citus.remedy, /SET citus\.enable_unsafe_triggers = on; ALTER TABLE … DISABLE TRIGGER USER/);
   const role = replicationRoleRefusal(false, false, 'sink')!;
   assert.match(role.message, /role "sink" may not set session_replication_role/);
   assert.match(role.remedy, /GRANT SET ON PARAMETER session_replication_role TO "sink";/);
@@ -47,6 +53,7 @@ test('cutover reminder: user triggers left disabled are named with the statement
   assert.deepEqual(disabledTriggerReminders([{ table: orders, triggers: [trg('touch', 'D'), trg('audit', 'D'), trg('x', 'A')] }]), [
     'triggers touch, audit on public.orders are disabled: if disabled for the migration, enable them before the application writes: ALTER TABLE "public"."orders" ENABLE TRIGGER "touch"; ALTER TABLE "public"."orders" ENABLE TRIGGER "audit";',
   ]);
+  assert.match(disabledTriggerReminders([{ table: orders, triggers: [trg('touch', 'D')] }], true)[0], /before the application writes: SET citus\.enable_unsafe_triggers = on; ALTER TABLE "public"\."orders" ENABLE TRIGGER "touch";$/);
 });
 
 const comparison = (triggers: DestinationTrigger[], foreignKeys: { name: string; definition: string }[] = []): TableComparison => ({

@@ -12,7 +12,7 @@ import {
   referenceSql,
   rewriteReferences,
 } from '../../shared/schema/generate.ts';
-import type { ColumnDef, SchemaModel, SequenceDef, TableDef, ViewDef } from '../../shared/schema/model.ts';
+import type { ColumnDef, PartitionDef, SchemaModel, SequenceDef, TableDef, ViewDef } from '../../shared/schema/model.ts';
 import { planSchemaCopy, resolveDistribution, type DestinationState } from '../../shared/schema/plan.ts';
 
 const col = (name: string, type: string, over: Partial<ColumnDef> = {}): ColumnDef => ({
@@ -407,5 +407,50 @@ test('resolveDistribution: a table or column named in the wrong case is refused,
     '--distribute orders=Region: public.orders has no column Region (names are case-sensitive: did you mean region?)',
     '--distribute ORDERS=id: ORDERS is not among the selected source tables (names are case-sensitive: did you mean public.orders?)',
     '--reference Customers: Customers is not among the selected source tables (names are case-sensitive: did you mean public.customers?)',
+  ]);
+});
+
+test('partitions on Citus: what Citus refuses of a partitioned table stops the copy before anything runs; partitions in their own schema get it created', () => {
+  const part = (name: string, parent: string, over: Partial<PartitionDef> = {}): PartitionDef => ({
+    schema: 'public', name, parent: { schema: 'public', name: parent }, bound: 'DEFAULT', partitionKey: null, unlogged: false, ...over,
+  });
+  const events = (partitions: PartitionDef[]): TableDef => ({
+    schema: 'public', name: 'events', printed: 'public.events', kind: 'p', unlogged: false, partitionKey: 'RANGE (at)',
+    columns: [col('id', 'bigint', { notNull: true }), col('at', 'date', { notNull: true })],
+    constraints: [{ name: 'events_pkey', type: 'p', definition: 'PRIMARY KEY (id, at)', columns: ['id', 'at'] }],
+    indexes: [], partitions,
+  });
+  const one = events([part('events_2025', 'events', { bound: "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')" })]);
+  const two = events([part('events_2025', 'events', { partitionKey: 'LIST (id)' }), part('events_2025_1', 'events_2025', { bound: 'FOR VALUES IN (1)' })]);
+  const m = (t: TableDef) => ({ tables: [t], types: [], sequences: [] });
+  const citus = emptyDest({ citus: true });
+
+  // One level, hash-distributed: what Citus supports.
+  const ok = planSchemaCopy(m(one), citus, { ...opts, distribute: [{ table: 'public.events', column: 'id' }] });
+  assert.deepEqual(ok.problems, []);
+  assert.deepEqual(summary(ok), ['ddl create partitioned table (1 partitions) public.events', 'distribute distribute by id public.events']);
+
+  const ref = planSchemaCopy(m(one), citus, { ...opts, reference: ['public.events'] });
+  assert.match(ref.problems.join('\n'), /public\.events is partitioned, and Citus makes no partitioned reference table .*--distribute public\.events=<column>/);
+  const multi = planSchemaCopy(m(two), citus, { ...opts, distribute: [{ table: 'public.events', column: 'id' }] });
+  assert.match(multi.problems.join('\n'), /public\.events: its partition public\.events_2025 is partitioned in turn, and Citus does not distribute multi-level partitioned tables/);
+  const tenant = planSchemaCopy(m(two), emptyDest({ citus: true, distributedSchemas: new Map([['public', 4]]) }), opts);
+  assert.match(tenant.problems.join('\n'), /multi-level .*create it outside distributed schema public/);
+  const apart = events([part('events_2025', 'events', { schema: 'archive' })]);
+  assert.match(
+    planSchemaCopy(m(apart), emptyDest({ citus: true, distributedSchemas: new Map([['public', 4]]) }), opts).problems.join('\n'),
+    /partition archive\.events_2025 is in another schema than public.*different schemas/,
+  );
+
+  // Plain PostgreSQL: none of these is refused (multi-level stays as it is); a partition's own schema is created.
+  assert.deepEqual(planSchemaCopy(m(two), emptyDest(), { ...opts, reference: ['public.events'] }).problems, []);
+  const plain = planSchemaCopy(m(apart), emptyDest(), opts);
+  assert.deepEqual(summary(plain), ['ddl create schema archive', 'ddl create partitioned table (1 partitions) public.events']);
+
+  // A partition named to --distribute / --reference: its table is named instead.
+  const r = resolveDistribution(['events_2025=id'], ['public.events_2025_1'], [two]);
+  assert.deepEqual(r.errors, [
+    '--distribute events_2025=id: events_2025 is a partition of public.events: name public.events (its partitions go with it; Citus distributes no partition on its own)',
+    '--reference public.events_2025_1: public.events_2025_1 is a partition of public.events: name public.events (its partitions go with it; Citus distributes no partition on its own)',
   ]);
 });

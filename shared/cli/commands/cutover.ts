@@ -37,6 +37,7 @@ import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import { disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
+import { detectCitus } from '../../schema/citus-catalog.ts';
 import {
   judgeCutover, leftBehindReminders, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
@@ -310,7 +311,7 @@ async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: read
   );
   const count = async (c: pg.ClientBase) => Number((await c.query(`SELECT count(*)::int AS n FROM pg_largeobject_metadata`)).rows[0].n);
   return [
-    ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] }))),
+    ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] })), (await detectCitus(dst)).present),
     ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await count(src), destination: await count(dst) } }),
   ];
 }

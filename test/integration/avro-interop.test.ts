@@ -8,8 +8,10 @@
  * decodes every key and value. Java's values must be avsc's to the bit, and read back through the
  * sink's text encoders they must be the source table's rows.
  *
- * Cost: ~1.5 s for the JVM; the jars are fetched once into the cache (ensureAvroJars: ~3 s with
- * Maven's plugins already in ~/.m2, ~15 s on a machine that never ran Maven).
+ * Cost: ~8 s in all, ~1.5 s of it the JVM. The jars are fetched once into the cache by the
+ * before hook (ensureAvroJars; without mvn it fails there naming the package): measured 4.8 s
+ * after the Kafka jars' fetch had put Maven's plugins in ~/.m2 (CI's order), 12.4 s from an
+ * empty ~/.m2.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -73,7 +75,9 @@ function runJava(lines: string[]): Promise<JavaLine[]> {
     child.on('error', reject);
     child.on('close', (code) => {
       const stderr = Buffer.concat(err).toString('utf8');
-      if (code !== 0) return reject(new Error(`AvroDecode.java exited ${code}: ${stderr}`));
+      // The source launcher compiles in memory: a runtime without the jdk.compiler module cannot.
+      const remedy = /compiler/i.test(stderr) ? ' (java File.java needs a JDK: install openjdk-17-jdk-headless)' : '';
+      if (code !== 0) return reject(new Error(`AvroDecode.java exited ${code}${remedy}: ${stderr}`));
       resolve(Buffer.concat(out).toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as JavaLine));
     });
     child.stdin.end(lines.join('\n') + '\n');

@@ -2,7 +2,8 @@
  * The real Apache Kafka broker's jars for the dev stack, fetched from Maven Central with
  * `mvn dependency:copy-dependencies` (shared/devstack/kafka/pom.xml) into a per-version
  * cache directory. A download goes to a temp directory that is renamed into place and then
- * marked complete, so an interrupted fetch is never mistaken for a usable one.
+ * marked complete, so an interrupted fetch is never mistaken for a usable one. The same way,
+ * the Java Avro jars of the interop test (shared/devstack/avro/pom.xml, ensureAvroJars).
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -37,31 +38,91 @@ export async function ensureKafkaJars(
   opts: { version?: string; log?: (msg: string) => void } = {},
 ): Promise<{ libsDir: string; version: string }> {
   const version = opts.version ?? KAFKA_VERSION;
-  const log = opts.log ?? (() => {});
-  const libsDir = kafkaLibsDir(version);
+  const libsDir = await ensureMavenJars({
+    what: `Apache Kafka ${version}`,
+    pom: POM,
+    properties: { 'kafka.version': version },
+    libsDir: kafkaLibsDir(version),
+    mainJar: `kafka_2.13-${version}.jar`,
+    purpose: 'it fetches the Kafka broker jars on first use',
+    log: opts.log,
+  });
+  return { libsDir, version };
+}
+
+/**
+ * The reference Java Avro implementation, which Kafka Connect, ksqlDB, Flink, Spark and
+ * Confluent's KafkaAvroDeserializer read our topics with: test/integration/avro-interop.test.ts
+ * decodes every record with it (test/java/AvroDecode.java). 1.11, as Confluent Platform 7 ships:
+ * stricter on union defaults than 1.12.
+ */
+export const AVRO_VERSION = '1.11.4';
+const AVRO_POM = fileURLToPath(new URL('./avro/pom.xml', import.meta.url));
+
+/** Where the jars of Java Avro `version` (and its jackson, commons, slf4j) live once fetched. */
+export function avroLibsDir(version: string = AVRO_VERSION): string {
+  return path.join(shardbridgeCacheDir(), `avro-${version}`, 'libs');
+}
+
+/** Fetches org.apache.avro:avro `version` with its dependencies once (about 3 s from Maven Central); then only checks the marker. */
+export async function ensureAvroJars(
+  opts: { version?: string; log?: (msg: string) => void } = {},
+): Promise<{ libsDir: string; version: string }> {
+  const version = opts.version ?? AVRO_VERSION;
+  const libsDir = await ensureMavenJars({
+    what: `Apache Avro ${version}`,
+    pom: AVRO_POM,
+    properties: { 'avro.version': version },
+    libsDir: avroLibsDir(version),
+    mainJar: `avro-${version}.jar`,
+    purpose: 'it fetches the Java Avro jars the interop test decodes with on first use',
+    log: opts.log,
+  });
+  return { libsDir, version };
+}
+
+interface MavenJars {
+  /** For messages: `Apache Kafka 4.4.0`. */
+  what: string;
+  pom: string;
+  /** `-D` properties of the pom (versions). */
+  properties: Record<string, string>;
+  libsDir: string;
+  /** The jar whose absence means the fetch went wrong. */
+  mainJar: string;
+  /** Why mvn is needed, for the message when it is missing. */
+  purpose: string;
+  log?: (msg: string) => void;
+}
+
+/** `mvn dependency:copy-dependencies` of `pom` into `libsDir`, once: a marker next to it says the copy is complete. */
+async function ensureMavenJars(o: MavenJars): Promise<string> {
+  const log = o.log ?? (() => {});
+  const { libsDir, what } = o;
   const home = path.dirname(libsDir);
   const marker = path.join(home, MARKER);
-  if (existsSync(marker) && existsSync(libsDir)) return { libsDir, version };
+  if (existsSync(marker) && existsSync(libsDir)) return libsDir;
 
+  const props = Object.entries(o.properties).map(([k, v]) => `-D${k}=${v}`);
+  const args = (out: string) => ['-q', '-B', '-f', o.pom, ...props, 'dependency:copy-dependencies', `-DoutputDirectory=${out}`];
   await checkJava();
-  await checkMaven(version);
+  await checkMaven(o.purpose, `mvn ${args(libsDir).join(' ')} && touch ${marker}`);
   await mkdir(home, { recursive: true });
   // Same parent as libsDir so the final rename is atomic (one filesystem).
   const tmp = await mkdtemp(path.join(home, 'libs.partial-'));
   try {
-    log(`fetching Apache Kafka ${version} jars into ${libsDir} (mvn, first run only)`);
+    log(`fetching ${what} jars into ${libsDir} (mvn, first run only)`);
     const started = Date.now();
-    const args = (out: string) => ['-q', '-B', '-f', POM, `-Dkafka.version=${version}`, 'dependency:copy-dependencies', `-DoutputDirectory=${out}`];
     const res = await run('mvn', args(tmp));
     if (res.code !== 0) {
-      throw new ConfigError(`mvn could not fetch the Kafka ${version} jars (exit ${res.code}):\n${tail(res.output, 20)}\n`, {
-        context: { version },
+      throw new ConfigError(`mvn could not fetch the ${what} jars (exit ${res.code}):\n${tail(res.output, 20)}\n`, {
+        context: { what },
         remedy: `check access to Maven Central, or fetch by hand: mvn ${args(libsDir).join(' ')} && touch ${marker}`,
       });
     }
     const jars = await readdir(tmp);
-    if (!jars.includes(`kafka_2.13-${version}.jar`)) {
-      throw new ConfigError(`mvn finished but kafka_2.13-${version}.jar is missing from ${tmp}`, { context: { version } });
+    if (!jars.includes(o.mainJar)) {
+      throw new ConfigError(`mvn finished but ${o.mainJar} is missing from ${tmp}`, { context: { what } });
     }
     // A libs dir without the marker is a leftover of an interrupted earlier run.
     if (!existsSync(marker)) await rm(libsDir, { recursive: true, force: true });
@@ -72,8 +133,8 @@ export async function ensureKafkaJars(
       if (!existsSync(marker)) throw err;
     }
     await writeFile(marker, `${jars.sort().join('\n')}\n`);
-    log(`fetched ${jars.length} jars for Kafka ${version} in ${Date.now() - started} ms`);
-    return { libsDir, version };
+    log(`fetched ${jars.length} jars for ${what} in ${Date.now() - started} ms`);
+    return libsDir;
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -99,12 +160,12 @@ export async function checkJava(): Promise<void> {
   }
 }
 
-async function checkMaven(version: string): Promise<void> {
+async function checkMaven(purpose: string, byHand: string): Promise<void> {
   await run('mvn', ['-v']).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') {
-      throw new ConfigError('mvn was not found on PATH; it fetches the Kafka broker jars on first use', {
+      throw new ConfigError(`mvn was not found on PATH; ${purpose}`, {
         context: { tool: 'mvn' },
-        remedy: `install Maven (Debian/Ubuntu: sudo apt-get install maven), or run it yourself: mvn -q -f ${POM} -Dkafka.version=${version} dependency:copy-dependencies -DoutputDirectory=${kafkaLibsDir(version)} && touch ${path.join(path.dirname(kafkaLibsDir(version)), MARKER)}`,
+        remedy: `install Maven (Debian/Ubuntu: sudo apt-get install maven), or run it yourself: ${byHand}`,
       });
     }
     throw err;

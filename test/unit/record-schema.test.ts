@@ -172,3 +172,45 @@ test('sourceFor: server name is the topic prefix', () => {
   assert.equal(src.version, '1.2.3');
   assert.equal(src.table, 'order-lines');
 });
+
+/**
+ * What Java Avro enforces (Kafka Connect, ksqlDB, KafkaAvroDeserializer; the real decoder runs in
+ * test/integration/avro-interop.test.ts): names, namespace parts and field names in the spec's
+ * ASCII grammar, and a union field's default valid for the union's FIRST branch (Avro 1.11).
+ */
+test('schemas keep to what Java Avro checks: ASCII names in every part, union defaults of the first branch', () => {
+  const AVRO = /^[A-Za-z_][A-Za-z0-9_]*$/;
+  const table: TableInfo = {
+    ...ORDERS,
+    schema: 'my-app',
+    name: '2024-sales',
+    columns: [...ORDERS.columns, column('prénom', pgType('text')), column('Mixed Case', pgType('text')), column('1st', pgType('int4')), column('type', pgType('bit'), 4)],
+  };
+  const s = buildRecordSchemas(table, 'x-1.my-app.2024-sales', '0.1.0');
+  const problems: string[] = [];
+  const firstBranchAccepts = (branch: unknown, v: unknown): boolean => {
+    const t = typeof branch === 'string' ? branch : (branch as { type: string }).type;
+    if (t === 'null') return v === null;
+    if (t === 'string') return typeof v === 'string';
+    if (t === 'array') return Array.isArray(v);
+    if (t === 'long' || t === 'int') return Number.isInteger(v);
+    return false;
+  };
+  const walk = (node: unknown, ns: string): void => {
+    if (Array.isArray(node)) return node.forEach((b) => walk(b, ns));
+    if (node === null || typeof node !== 'object') return;
+    const o = node as Record<string, any>;
+    if (o.type === 'record') {
+      const space = o.namespace ?? ns;
+      for (const part of [...space.split('.'), o.name]) if (!AVRO.test(part)) problems.push(`name part ${part} of ${space}.${o.name}`);
+      for (const f of o.fields) {
+        if (!AVRO.test(f.name)) problems.push(`field ${f.name}`);
+        if (Array.isArray(f.type) && 'default' in f && !firstBranchAccepts(f.type[0], f.default)) problems.push(`default of ${f.name}`);
+        walk(f.type, space);
+      }
+    } else if (o.type === 'array') walk(o.items, ns);
+  };
+  walk(s.envelopeSchema, '');
+  walk(s.keySchema, '');
+  assert.deepEqual(problems, []);
+});

@@ -56,7 +56,10 @@ test("a row larger than its topic's max.message.bytes stops the connector naming
   assert.equal(err.context.xid !== null && err.context.commitLsn !== null, true, 'the transaction is named');
   const raise = /--entity-name (\S+) --add-config max\.message\.bytes=(\d+) \(topics\.maxMessageBytes for topics the source creates\)/.exec(err.remedy ?? '');
   assert.ok(raise, err.remedy);
-  assert.equal(parseLsn(await slotConfirmed(client, config.slotName)), before, 'the slot confirmed the transaction before, not the one with the row');
+  // Everything before is confirmed. A keep-alive while the server decodes the large transaction
+  // (pgoutput sends a transaction at its commit) may confirm a position inside it, as on a loaded
+  // machine: safe, it commits after that and is read again. The restart below shows the slot kept it.
+  assert.ok(parseLsn(await slotConfirmed(client, config.slotName)) >= before, 'the slot confirmed the transaction before');
 
   await kafkaAdmin(async (admin) => {
     await admin.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: raise[1], configEntries: [{ name: 'max.message.bytes', value: raise[2] }] }] });
@@ -67,7 +70,7 @@ test("a row larger than its topic's max.message.bytes stops the connector naming
   const records = await readDecoded(kafka, new RegistryDecoder(env.registryUrl), topic);
   const ids = records.map((r) => Number(r.afterText?.id));
   assert.deepEqual([...new Set(ids)].sort((a, b) => a - b), Array.from({ length: 42 }, (_, i) => i + 1));
-  assert.equal(records.find((r) => r.afterText?.id === '42')?.afterText?.v?.length, 300_000);
+  assert.equal(records.find((r) => r.afterText?.id === '42')?.afterText?.v?.length, 300_000, 'the slot kept the transaction with the row');
 });
 
 /** kafkajs's own admin, for what the connectors never do (raise a topic's limit, as an operator would). */

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
+import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 
@@ -306,7 +307,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
     });
   }
   if (f.maxSlotWalKeepSize === '-1') {
-    out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: 'unlimited: a stalled slot can fill the source disk', remedy: 'set max_slot_wal_keep_size (e.g. 20% of the WAL disk) so a stall invalidates the slot instead of crashing the server' });
+    out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: WAL_KEEP_UNLIMITED, remedy: `${WAL_KEEP_SIZE_REMEDY}: a stall then invalidates the slot instead of filling the disk; a reload is enough (SELECT pg_reload_conf())` });
   }
   return out;
 }

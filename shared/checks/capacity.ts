@@ -30,6 +30,10 @@ const KEEP_SHARE = 0.8;
  * warning about WAL growing through the initial dump).
  */
 const PLANNING_SNAPSHOT_BYTES_PER_SECOND = 20 * 1024 ** 2;
+const RECOMMENDED_KEEP_GB = Math.round((GUIDE_MIN_FREE_BYTES * KEEP_SHARE) / GB);
+/** The keep size to set; the source's own start-up check gives it too (one figure for both). */
+export const WAL_KEEP_SIZE_REMEDY = `set max_slot_wal_keep_size to about ${KEEP_SHARE * 100} % of the free WAL disk space (${RECOMMENDED_KEEP_GB}GB with the guide's 100 GB free)`;
+export const WAL_KEEP_UNLIMITED = 'unlimited (-1): a stalled slot can fill the source disk and stop the server';
 
 export function formatBytes(n: number): string {
   if (n >= GB) return `${(n / GB).toFixed(1)} GB`;
@@ -94,15 +98,15 @@ export function judgeCapacity(f: CapacityFacts): Finding[] {
 
   const keep = parseWalKeepSize(f.maxSlotWalKeepSize);
   const snapshotHours = f.databaseBytes / PLANNING_SNAPSHOT_BYTES_PER_SECOND / 3600;
-  const recommended = Math.round((GUIDE_MIN_FREE_BYTES * KEEP_SHARE) / GB);
+  const recommended = RECOMMENDED_KEEP_GB;
   const covers = (bytes: number) => (hourly && hourly > 0 ? `; at the sampled rate that covers a stall of about ${formatHours(bytes / hourly)}` : '');
   if (keep === null) {
     out.push({
       level: 'WARN',
       check: 'max_slot_wal_keep_size',
       object: 'server',
-      message: 'unlimited (-1): a stalled slot can fill the source disk and stop the server',
-      remedy: `set max_slot_wal_keep_size to about ${KEEP_SHARE * 100} % of the free WAL disk space (${recommended}GB with the guide's 100 GB free)${covers(recommended * GB)}; a reload is enough (SELECT pg_reload_conf())`,
+      message: WAL_KEEP_UNLIMITED,
+      remedy: `${WAL_KEEP_SIZE_REMEDY}${covers(recommended * GB)}; a reload is enough (SELECT pg_reload_conf())`,
     });
   } else if (keep === 0) {
     out.push({

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { judgeSourceFacts, type SourceFacts } from '../../source-connector/checks.ts';
+import { judgeCapacity } from '../../shared/checks/capacity.ts';
 import { topicNameProblems } from '../../source-connector/table-versions.ts';
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 import { prefixFindings } from '../../shared/checks/services.ts';
@@ -59,9 +60,13 @@ test('an existing slot does not need a free slot', () => {
   assert.deepEqual(fails({ usedReplicationSlots: 10, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput' } }), []);
 });
 
-test('unlimited max_slot_wal_keep_size is a warning', () => {
+test('unlimited max_slot_wal_keep_size is a warning whose figure is check\'s (80 % of the free WAL disk, not 20 %)', () => {
   const w = judgeSourceFacts({ ...healthy, maxSlotWalKeepSize: '-1' }).filter((x) => x.level === 'WARN');
   assert.equal(w[0].check, 'max_slot_wal_keep_size');
+  const fromCheck = judgeCapacity({ database: 'app', databaseBytes: 0, walBytesPerSecond: null, sampleSeconds: 0, maxSlotWalKeepSize: '-1' }).find((x) => x.check === 'max_slot_wal_keep_size');
+  assert.equal(w[0].message, fromCheck?.message);
+  assert.match(w[0].remedy ?? '', /about 80 % of the free WAL disk space \(80GB/);
+  assert.ok(fromCheck?.remedy?.startsWith('set max_slot_wal_keep_size to about 80 % of the free WAL disk space (80GB'));
 });
 
 test('a SQL_ASCII database is a warning (text that is not UTF-8 stops the connector); other encodings convert', () => {

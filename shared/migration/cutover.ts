@@ -230,14 +230,17 @@ export interface CutoverReport {
  * it (docs/migration-runbook.md, step 5): materialized views over the migrated tables hold what
  * they held when last refreshed, and large objects are not carried at all. Pure.
  */
-export function leftBehindReminders(f: { materializedViews: readonly string[]; largeObjects: { source: number; destination: number } | null }): string[] {
+export function leftBehindReminders(f: { materializedViews: readonly string[]; largeObjects: { source: number; destination: number } | null; verifyOnly?: boolean }): string[] {
   const out = f.materializedViews.map(
     (v) => `materialized view ${v} reads migrated tables and holds what it held at its last refresh (or nothing): REFRESH MATERIALIZED VIEW ${v}; before the application reads it`,
   );
   const lo = f.largeObjects;
   if (lo && lo.source > lo.destination) {
     out.push(
-      `the source has ${lo.source} large object(s), the destination ${lo.destination}: logical replication does not carry them; copy them now (the source's writes have stopped), their OIDs kept: pg_dump --data-only --blobs --exclude-schema='*' <source> | psql <destination>`,
+      `the source has ${lo.source} large object(s), the destination ${lo.destination}: logical replication does not carry them; ${
+        // --verify-only runs at any time: the source may still be creating and changing them.
+        f.verifyOnly ? 'copy them at cut-over, after the source\'s last write' : 'copy them now (the source\'s writes have stopped)'
+      }, their OIDs kept: pg_dump --data-only --blobs --exclude-schema='*' <source> | psql <destination>`,
     );
   }
   return out;

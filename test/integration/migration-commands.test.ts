@@ -572,7 +572,7 @@ test('cutover --verify-only after a row changed on the destination: no-go naming
     assert.deepEqual(ok.out.warnings, [
       `trigger orders_touch on ${SCHEMA}.orders is disabled: if disabled for the migration, enable it before the application writes: ALTER TABLE "${SCHEMA}"."orders" ENABLE TRIGGER "orders_touch";`,
       `materialized view ${SCHEMA}.order_totals reads migrated tables and holds what it held at its last refresh (or nothing): REFRESH MATERIALIZED VIEW ${SCHEMA}.order_totals; before the application reads it`,
-      `the source has 1 large object(s), the destination 0: logical replication does not carry them; copy them now (the source's writes have stopped), their OIDs kept: pg_dump --data-only --blobs --exclude-schema='*' <source> | psql <destination>`,
+      `the source has 1 large object(s), the destination 0: logical replication does not carry them; copy them at cut-over, after the source's last write, their OIDs kept: pg_dump --data-only --blobs --exclude-schema='*' <source> | psql <destination>`,
     ]);
   } finally {
     await dst.query(`DROP MATERIALIZED VIEW ${SCHEMA}.order_totals; DROP TRIGGER orders_touch ON ${SCHEMA}.orders; DROP FUNCTION ${SCHEMA}.touch()`);

@@ -209,6 +209,9 @@ test('what logical replication left behind: a materialized view to refresh, larg
   const r = leftBehindReminders({ materializedViews: ['app.totals'], largeObjects: { source: 3, destination: 1 } });
   assert.match(r[0], /^materialized view app\.totals reads migrated tables .*REFRESH MATERIALIZED VIEW app\.totals;/);
   assert.match(r[1], /^the source has 3 large object\(s\), the destination 1: logical replication does not carry them; copy them now .*pg_dump --data-only --blobs --exclude-schema='\*'/);
+  // --verify-only runs while the source still writes: not 'now', not 'the writes have stopped'.
+  const early = leftBehindReminders({ materializedViews: [], largeObjects: { source: 3, destination: 1 }, verifyOnly: true });
+  assert.match(early[0], /does not carry them; copy them at cut-over, after the source's last write, their OIDs kept: pg_dump/);
   const report = judgeCutover({ ...base({}), reminders: r });
   assert.equal(report.go, true);
   assert.deepEqual(report.warnings, r);

@@ -178,7 +178,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         });
       }
     }
-    reminders = await leftBehind(src, dst, selected).catch((e: unknown) => [`what logical replication does not carry (disabled triggers, materialized views, large objects) could not be read: ${errorText(e)}`]);
+    reminders = await leftBehind(src, dst, selected, verifyOnly).catch((e: unknown) => [`what logical replication does not carry (disabled triggers, materialized views, large objects) could not be read: ${errorText(e)}`]);
   } catch (e) {
     if (e instanceof Interrupted || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     steps.push({ step: steps.length === 0 ? (verifyOnly ? 'verify' : 'confirm') : steps[steps.length - 1].step, status: 'failed', detail: errorText(e), ms: 0 });
@@ -297,7 +297,7 @@ async function waitSink(
  * migration, they must be enabled before the application writes), its materialized views
  * that read those tables, and the large objects of each side.
  */
-async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: readonly SourceTable[]): Promise<string[]> {
+async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: readonly SourceTable[], verifyOnly: boolean): Promise<string[]> {
   const tables = selected.map((t) => t.destination);
   const triggers = await readTriggers(dst, tables);
   const { rows: views } = await dst.query<{ view: string }>(
@@ -312,7 +312,7 @@ async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: read
   const count = async (c: pg.ClientBase) => Number((await c.query(`SELECT count(*)::int AS n FROM pg_largeobject_metadata`)).rows[0].n);
   return [
     ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] })), (await detectCitus(dst)).present),
-    ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await count(src), destination: await count(dst) } }),
+    ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await count(src), destination: await count(dst) }, verifyOnly }),
   ];
 }
 

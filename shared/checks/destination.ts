@@ -140,6 +140,8 @@ function judgeColumns(t: TableComparison): Finding[] {
   return out;
 }
 
+const BUILT_IN_COLLATIONS = new Set(['default', 'C', 'POSIX', 'ucs_basic']);
+
 /**
  * A column compared under another collation on the destination: ordering and equality differ
  * there. A nondeterministic one (case-insensitive ICU, say) in a destination key makes values
@@ -153,10 +155,12 @@ function judgeCollation(t: TableComparison, c: { name: string; type: string; col
   const alter = `ALTER TABLE ${qn(t.mapped.destination)} ALTER COLUMN ${q(name)} TYPE ${c.type} COLLATE ${q(s.name)};`;
   const lit = `'${qn(t.mapped.destination).replace(/'/g, "''")}'`;
   // Citus refuses ALTER COLUMN TYPE of the distribution column (table.c: "cannot execute ALTER TABLE command involving partition column").
+  // Every database has the built-in ones: only a collation of the source's own is to be created first.
+  const create = BUILT_IN_COLLATIONS.has(s.name) ? '' : 'the collation created on the destination first, as on the source';
   const remedy =
     t.destination.citus === 'distributed' && t.destination.distributionColumn === name
-      ? `before any data arrives: SELECT undistribute_table(${lit}); ${alter} SELECT create_distributed_table(${lit}, '${name.replace(/'/g, "''")}'); (Citus refuses ALTER COLUMN … TYPE of the distribution column; add colocate_with as it was; the collation created on the destination first, as on the source)`
-      : `${alter}  (the collation created on the destination first, as on the source)`;
+      ? `before any data arrives: SELECT undistribute_table(${lit}); ${alter} SELECT create_distributed_table(${lit}, '${name.replace(/'/g, "''")}'); (Citus refuses ALTER COLUMN … TYPE of the distribution column; add colocate_with as it was${create ? `; ${create}` : ''})`
+      : `${alter}${create ? ` (${create})` : ''}`;
   const keyed = [t.destination.primaryKey, ...t.destination.uniqueKeys].some((k) => k.includes(name));
   if (keyed && !d.deterministic && s.deterministic) {
     return {

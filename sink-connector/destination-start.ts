@@ -226,7 +226,7 @@ export async function checkTables(
  * A warning per destination table whose triggers the sink's writes fire (shared/checks/triggers.ts):
  * PostgreSQL's own logical replication would not fire them. Only a report: not read, not said.
  */
-async function warnTriggers(deps: { config: SinkConfig; pool: pg.Pool; citus: CitusInfo; log: Logger }, tables: readonly { schema: string; table: string }[]): Promise<void> {
+export async function warnTriggers(deps: { config: SinkConfig; pool: pg.Pool; citus: CitusInfo; log: Logger }, tables: readonly { schema: string; table: string }[]): Promise<void> {
   // Several source tables may go to one destination table: said once.
   const named = [...new Map(tables.map((t) => [JSON.stringify([t.schema, t.table]), { schema: t.schema, name: t.table }])).values()];
   const triggers = await withPooledClient(deps.pool, (client) => readTriggers(client, named)).catch((err: unknown) => {

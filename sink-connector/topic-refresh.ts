@@ -32,6 +32,8 @@ export interface TopicRefreshOptions {
   sourceOfTopic(topic: string): Promise<{ schema: string; table: string } | null | undefined>;
   /** Replace the consumer with one subscribed to `topics`. */
   restartConsumer(topics: string[]): Promise<void>;
+  /** Says which destination tables of the new topics fire triggers for the sink's rows (destination-start.ts, warnTriggers). */
+  warnTriggers(tables: { schema: string; table: string }[]): Promise<void>;
 }
 
 export class TopicRefresh {
@@ -57,6 +59,8 @@ export class TopicRefresh {
       await withPooledClient(pool, (client) => checkAndRecordMappings(client, config.groupId, topicMappings(config, added, sources, targetFor), log, { atStart: false, kafkaCluster })).catch(
         (err: unknown) => log.warn({ err }, 'could not record the table mappings of the new topics'),
       );
+      // As at start: a sink started before the source made its topics (as its own log invites) said nothing of them.
+      await this.o.warnTriggers(sources.map((s) => targetFor(s.schema, s.table)));
       await this.o.restartConsumer(topics);
     }
   }

@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,8 @@ import { createKafka, type Admin } from '../../shared/kafka/client.ts';
 import { BIN, cleanEnv } from '../helpers/cli.ts';
 import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
-import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { getTestRegistry, registerTable, tableInfo } from '../helpers/produce-changes.ts';
+import { RegistryClient } from '../../shared/registry/registry-client.ts';
 import pg from 'pg';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { loadSinkConfig } from '../../sink-connector/config.ts';
@@ -234,4 +235,16 @@ test("the destination tables' triggers that fire for the sink's rows are named a
   assert.equal(events.length, 1, JSON.stringify(lines()));
   assert.match(events[0].msg, new RegExp(`^trigger events_touch \\(of partition ${TRIG}\\.events_1\\) on ${TRIG}\\.events fires`));
   assert.match(events[0].remedy, new RegExp(`ALTER TABLE "${TRIG}"."events_1" DISABLE TRIGGER "events_touch"; \\(a partition's own trigger\\)`));
+  // A sink started before the source made its topics (as its log invites) names them when the topic appears.
+  const late = capturingLogger();
+  const file = configFile('triggers-late');
+  const lateSink = await startSinkConnector(loadSinkConfig({ file, env: {} }), late.logger, { signal: stop.signal, metricsPort: null, topicRefreshMs: 200 });
+  try {
+    const topic = `${JSON.parse(readFileSync(file, 'utf8')).topicPrefix}.${TRIG}.orders`;
+    await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
+    await registerTable(new RegistryClient({ url: servers.registry }), await tableInfo(destination, TRIG, 'orders'), topic);
+    await waitFor('the trigger warning for the new topic', async () => late.lines().some((l) => l.table === `${TRIG}.orders` && l.level === 40 && l.triggers), { timeoutMs: 15_000 });
+  } finally {
+    await lateSink.stop();
+  }
 });

@@ -154,6 +154,23 @@ export function replicationRoleRefusal(citus: boolean, canSet: boolean, role: st
   return null;
 }
 
+/**
+ * Cutover's hint for a table its verification found different whose triggers fire for the sink's
+ * rows: the likely cause (one that sets updated_at = now()), what stops them, and the snapshot
+ * taken again that repairs the rows they changed. Pure.
+ */
+export function differingTableTriggerHints(tables: readonly { table: Named; source: string; triggers: readonly DestinationTrigger[] }[], role: ReplicationRole, citus = false): string[] {
+  return tables.flatMap(({ table, source, triggers }) => {
+    const w = triggerWarning(table, triggers, role, citus);
+    if (w === null) return [];
+    const firing = firingTriggers(triggers, role);
+    return [
+      `${table.schema}.${table.name} differs from the source, and trigger${firing.length > 1 ? 's' : ''} ${firing.map(label).join(', ')} fire${firing.length > 1 ? '' : 's'} for the rows the sink applies there: a likely cause. ` +
+        `Stop ${firing.length > 1 ? 'them' : 'it'} (${w.remedy}), then take the table's snapshot again: shardbridge resnapshot --table ${source}`,
+    ];
+  });
+}
+
 /** Cutover's reminder: user triggers left disabled on the destination tables, with the statement that enables them (on Citus after the SET that lets it). Pure. */
 export function disabledTriggerReminders(tables: readonly { table: Named; triggers: readonly DestinationTrigger[] }[], citus = false): string[] {
   return tables.flatMap(({ table, triggers }) => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { judgeDestination, type TableComparison } from '../../shared/checks/destination.ts';
-import { disabledTriggerReminders, firingTriggers, replicationRoleRefusal, triggerWarning, type DestinationTrigger } from '../../shared/checks/triggers.ts';
+import { differingTableTriggerHints, disabledTriggerReminders, firingTriggers, replicationRoleRefusal, triggerWarning, type DestinationTrigger } from '../../shared/checks/triggers.ts';
 import { mapTable } from '../../shared/schema/mapping.ts';
 
 const orders = { schema: 'public', name: 'orders' };
@@ -87,4 +87,13 @@ test("triggers: a partition's own trigger is named with its partition, and disab
   assert.deepEqual(disabledTriggerReminders([{ table: orders, triggers: [{ ...own, enabled: 'D' }] }]), [
     'trigger touch (of partition public.orders_2025) on public.orders is disabled: if disabled for the migration, enable it before the application writes: ALTER TABLE "public"."orders_2025" ENABLE TRIGGER "touch";',
   ]);
+});
+
+test("cutover: a table that differs and whose triggers fire for the sink's rows is named with them as the likely cause, how to stop them and the resnapshot; none when nothing fires", () => {
+  const [hint] = differingTableTriggerHints([{ table: orders, source: 'app.orders', triggers: [trg('orders_touch', 'O'), trg('orders_old', 'D')] }], 'origin');
+  assert.match(hint, /^public\.orders differs from the source, and trigger orders_touch fires for the rows the sink applies there: a likely cause\./);
+  assert.match(hint, /DISABLE TRIGGER USER/);
+  assert.match(hint, /then take the table's snapshot again: shardbridge resnapshot --table app\.orders$/);
+  assert.deepEqual(differingTableTriggerHints([{ table: orders, source: 'app.orders', triggers: [trg('orders_touch', 'O')] }], 'replica'), [], 'replica: an ordinary trigger does not fire');
+  assert.deepEqual(differingTableTriggerHints([{ table: orders, source: 'app.orders', triggers: [trg('orders_old', 'D')] }], 'origin'), []);
 });

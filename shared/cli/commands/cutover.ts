@@ -36,7 +36,7 @@ import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
-import { disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
+import { differingTableTriggerHints, disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
 import { detectCitus } from '../../schema/citus-catalog.ts';
 import {
   judgeCutover, leftBehindReminders, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
@@ -178,7 +178,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         });
       }
     }
-    reminders = await leftBehind(src, dst, selected, verifyOnly).catch((e: unknown) => [`what logical replication does not carry (disabled triggers, materialized views, large objects) could not be read: ${errorText(e)}`]);
+    const differing = new Set(tables.filter((t) => !t.match && !t.error).map((t) => t.table));
+    reminders = await leftBehind(src, dst, selected, { verifyOnly, differing, role: sink.sessionReplicationRole }).catch((e: unknown) => [`what logical replication does not carry (disabled triggers, materialized views, large objects) could not be read: ${errorText(e)}`]);
   } catch (e) {
     if (e instanceof Interrupted || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     steps.push({ step: steps.length === 0 ? (verifyOnly ? 'verify' : 'confirm') : steps[steps.length - 1].step, status: 'failed', detail: errorText(e), ms: 0 });
@@ -297,7 +298,13 @@ async function waitSink(
  * migration, they must be enabled before the application writes), its materialized views
  * that read those tables, and the large objects of each side.
  */
-async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: readonly SourceTable[], verifyOnly: boolean): Promise<string[]> {
+async function leftBehind(
+  src: pg.ClientBase,
+  dst: pg.ClientBase,
+  selected: readonly SourceTable[],
+  o: { verifyOnly: boolean; differing: ReadonlySet<string>; role: SinkConfig['sessionReplicationRole'] },
+): Promise<string[]> {
+  const { verifyOnly } = o;
   const tables = selected.map((t) => t.destination);
   const triggers = await readTriggers(dst, tables);
   const { rows: views } = await dst.query<{ view: string }>(
@@ -310,8 +317,11 @@ async function leftBehind(src: pg.ClientBase, dst: pg.ClientBase, selected: read
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
   const count = async (c: pg.ClientBase) => Number((await c.query(`SELECT count(*)::int AS n FROM pg_largeobject_metadata`)).rows[0].n);
+  const citus = (await detectCitus(dst)).present;
+  const differing = selected.flatMap((t, i) => (o.differing.has(t.table) ? [{ table: t.destination, source: t.table, triggers: triggers[i] }] : []));
   return [
-    ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] })), (await detectCitus(dst)).present),
+    ...differingTableTriggerHints(differing, o.role, citus),
+    ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] })), citus),
     ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await count(src), destination: await count(dst) }, verifyOnly }),
   ];
 }

@@ -5,6 +5,7 @@
  * anything; notes explain what was skipped and why.
  */
 import { splitQualifiedName } from '../../source-connector/catalog.ts';
+import { LARGE_OBJECT_REMEDY } from '../../source-connector/checks.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { citusForeignKeyRefusal, defaultGroup, REFUSED_FK_REMEDY, type CitusLayout } from './citus-foreign-keys.ts';
 import { describeCitusTable, type CitusTableKind } from './citus-table-kind.ts';
@@ -100,6 +101,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
   }
 
+  notes.push(...largeObjectNotes(model, destOf));
   const viewSteps = planViews(model, dest, destOf, notes);
   // Schemas first: of tables, and of the types, sequences and views we create.
   const schemas = new Set<string>(viewSteps.map((v) => v.schema));
@@ -248,6 +250,19 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
   }
   return { steps: [...steps, ...viewSteps.map((v) => v.step)], notes, problems };
+}
+
+/**
+ * Columns typed `oid`, or a domain over it (the lo extension's `lo`): references to large
+ * objects, which logical replication does not carry (check and the source's start say so too).
+ */
+export function largeObjectNotes(model: SchemaModel, destOf: (t: TableDef) => { schema: string; name: string }): string[] {
+  const overOid = new Set(model.types.filter((t) => t.kind === 'domain' && t.baseType === 'oid').map((t) => key(t)));
+  return model.tables.flatMap((t) =>
+    t.columns
+      .filter((c) => c.type === 'oid' || overOid.has(c.type))
+      .map((c) => `${key(destOf(t))}.${c.name} (${c.type}) holds large-object references: the migration carries the numbers, not the objects; ${LARGE_OBJECT_REMEDY}`),
+  );
 }
 
 /**

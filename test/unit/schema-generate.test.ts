@@ -454,3 +454,13 @@ test('partitions on Citus: what Citus refuses of a partitioned table stops the c
     '--reference public.events_2025_1: public.events_2025_1 is a partition of public.events: name public.events (its partitions go with it; Citus distributes no partition on its own)',
   ]);
 });
+
+test('a column of oid, or of a domain over it (lo), is noted: the migration carries the numbers, not the large objects', () => {
+  const docs: TableDef = { ...customers, name: 'docs', printed: 'public.docs', columns: [col('id', 'integer', { notNull: true }), col('scan', 'oid'), col('body', 'public.lo'), col('ref', 'bigint')] };
+  const withLo: SchemaModel = { ...model, tables: [docs], types: [{ kind: 'domain', schema: 'public', name: 'lo', baseType: 'oid', notNull: false, default: null, checks: [] }] };
+  const notes = planSchemaCopy(withLo, emptyDest(), opts).notes.filter((n) => /large-object/.test(n));
+  assert.equal(notes.length, 2, notes.join('\n'));
+  assert.match(notes[0], /^public\.docs\.scan \(oid\) holds large-object references: the migration carries the numbers, not the objects; copy the large objects at cut-over/);
+  assert.match(notes[1], /^public\.docs\.body \(public\.lo\)/);
+  assert.deepEqual(planSchemaCopy(model, emptyDest(), opts).notes.filter((n) => /large-object/.test(n)), []);
+});

@@ -277,7 +277,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
 
   withConfigs(program.command('cleanup'))
     .description('remove what migration left on the source (replication slot, publication) once it is no longer needed')
-    .option('--force', 'drop even while the sink has not applied everything or the source connector still streams, and with --drop-control-tables / --drop-topics while a sink is connected (a running sink alone does not stop the slot\'s drop); never with an unreachable destination')
+    .option('--force', 'drop even while the sink has not applied everything or the source connector still streams, and the control tables or topics even while a sink is connected (a running sink alone does not stop the slot\'s drop); never with an unreachable destination')
     .option('--drop-control-tables', "also drop the connectors' tables on the destination (schema shardbridge, shardbridge_staging)")
     .option('--drop-topics', "also delete the change topics and control topics from Kafka, and the sink's stored positions for them")
     .option('--json', 'print what was checked and dropped as one JSON object on stdout')

@@ -27,7 +27,7 @@ import { controlTopicKind, isSinkTopic } from './control.ts';
 import type { RecordDecoder } from './decode.ts';
 import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { PositionTracker, tpKey } from './offsets.ts';
-import { checkTables, openDestination, warnTriggers, type UntilDone } from './destination-start.ts';
+import { checkTables, openDestination, warnSilentChanges, type UntilDone } from './destination-start.ts';
 import { onGroupJoin } from './group-join.ts';
 import { TopicRefresh } from './topic-refresh.ts';
 import { checkSnapshots } from './snapshot-progress.ts';
@@ -241,7 +241,7 @@ class SinkRuntime {
       list: () => this.listSinkTopics(),
       subscribed: () => this.topics,
       restartConsumer: (topics) => this.restartConsumer(topics),
-      warnTriggers: (tables) => warnTriggers({ config, pool, citus, log }, tables),
+      warnSilentChanges: (tables) => warnSilentChanges({ config, pool, citus, log }, tables),
     });
     this.every(refreshMs, () => refresh.refresh());
     this.every(this.opts.controlPollMs ?? 2_000, () => checkSnapshots(this.pool!, config.groupId, log, this.m.snapshot));

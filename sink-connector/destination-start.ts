@@ -15,6 +15,8 @@ import { splitQualifiedName } from '../shared/sql.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { classify, withPooledClient } from './destination-errors.ts';
 import { canSetReplicationRole, readTriggers, replicationRoleRefusal, triggerWarning } from '../shared/checks/triggers.ts';
+import { readRowSecurity } from '../shared/checks/gather.ts';
+import { rowSecurityProblem } from '../shared/checks/destination.ts';
 import { ensureSinkTables } from './offsets.ts';
 import { checkAndRecordMappings, type TopicMapping } from './applied-mappings.ts';
 import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
@@ -213,7 +215,7 @@ export async function checkTables(
       remedy: deps.citus.present ? "distribute them first: SELECT create_distributed_table('<table>', '<column>')" : 'the destination has no Citus extension',
     });
   }
-  await warnTriggers(deps, sources.map(target));
+  await warnSilentChanges(deps, sources.map(target));
   if (found.missing.length > 0) {
     log.warn(
       { tables: found.missing },
@@ -223,19 +225,26 @@ export async function checkTables(
 }
 
 /**
- * A warning per destination table whose triggers the sink's writes fire (shared/checks/triggers.ts):
- * PostgreSQL's own logical replication would not fire them. Only a report: not read, not said.
+ * A warning per destination table where the sink's writes do not land as the source's: triggers
+ * they fire (shared/checks/triggers.ts; PostgreSQL's own logical replication would not fire
+ * them), row-level security that makes its updates and deletes of hidden rows change nothing.
+ * `check` fails both. Only a report: not read, not said.
  */
-export async function warnTriggers(deps: { config: SinkConfig; pool: pg.Pool; citus: CitusInfo; log: Logger }, tables: readonly { schema: string; table: string }[]): Promise<void> {
+export async function warnSilentChanges(deps: { config: SinkConfig; pool: pg.Pool; citus: CitusInfo; log: Logger }, tables: readonly { schema: string; table: string }[]): Promise<void> {
   // Several source tables may go to one destination table: said once.
   const named = [...new Map(tables.map((t) => [JSON.stringify([t.schema, t.table]), { schema: t.schema, name: t.table }])).values()];
-  const triggers = await withPooledClient(deps.pool, (client) => readTriggers(client, named)).catch((err: unknown) => {
-    deps.log.debug({ err: (err as Error).message }, 'could not read the destination tables\' triggers');
+  const read = await withPooledClient(deps.pool, async (client) => ({ triggers: await readTriggers(client, named), security: await readRowSecurity(client, named) })).catch((err: unknown) => {
+    deps.log.debug({ err: (err as Error).message }, "could not read the destination tables' triggers and row-level security");
     return null;
   });
-  if (!triggers) return;
+  if (!read) return;
   named.forEach((t, i) => {
-    const w = triggerWarning(t, triggers[i], deps.config.sessionReplicationRole, deps.citus.present);
-    if (w) deps.log.warn({ table: `${t.schema}.${t.name}`, triggers: triggers[i].map((x) => x.name), remedy: w.remedy }, w.message);
+    const w = triggerWarning(t, read.triggers[i], deps.config.sessionReplicationRole, deps.citus.present);
+    if (w) deps.log.warn({ table: `${t.schema}.${t.name}`, triggers: read.triggers[i].map((x) => x.name), remedy: w.remedy }, w.message);
+    const rls = read.security[i];
+    if (rls) {
+      const p = rowSecurityProblem(t, rls);
+      deps.log.warn({ table: `${t.schema}.${t.name}`, rowSecurity: true, remedy: p.remedy }, p.message);
+    }
   });
 }

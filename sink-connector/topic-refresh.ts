@@ -32,8 +32,8 @@ export interface TopicRefreshOptions {
   sourceOfTopic(topic: string): Promise<{ schema: string; table: string } | null | undefined>;
   /** Replace the consumer with one subscribed to `topics`. */
   restartConsumer(topics: string[]): Promise<void>;
-  /** Says which destination tables of the new topics fire triggers for the sink's rows (destination-start.ts, warnTriggers). */
-  warnTriggers(tables: { schema: string; table: string }[]): Promise<void>;
+  /** Says where the new topics' destination tables do not take the sink's rows as the source's (destination-start.ts, warnSilentChanges). */
+  warnSilentChanges(tables: { schema: string; table: string }[]): Promise<void>;
 }
 
 export class TopicRefresh {
@@ -60,7 +60,7 @@ export class TopicRefresh {
         (err: unknown) => log.warn({ err }, 'could not record the table mappings of the new topics'),
       );
       // As at start: a sink started before the source made its topics (as its own log invites) said nothing of them.
-      await this.o.warnTriggers(sources.map((s) => targetFor(s.schema, s.table)));
+      await this.o.warnSilentChanges(sources.map((s) => targetFor(s.schema, s.table)));
       await this.o.restartConsumer(topics);
     }
   }

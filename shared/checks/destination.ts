@@ -25,6 +25,13 @@ export interface SourceTableFacts {
   generatedColumns?: string[];
 }
 
+/** Row-level security that applies to the sink's role on a destination table. */
+export interface RowSecurity {
+  forced: boolean;
+  owner: string;
+  role: string;
+}
+
 export interface TableComparison {
   source: SourceTableFacts;
   mapped: MappedTable;
@@ -34,7 +41,7 @@ export interface TableComparison {
   /** The destination's collatable columns' collations, by column name. */
   collations?: Record<string, Collation>;
   /** Set when row-level security applies to the sink's role on the destination table. */
-  rowSecurity?: { forced: boolean; owner: string; role: string };
+  rowSecurity?: RowSecurity;
 }
 
 /** `pg_collation.collname` (`default`: the database's) and whether equal means equal bytes. */
@@ -209,13 +216,15 @@ function judgeKey(t: TableComparison): Finding[] {
 function judgeRowSecurity(t: TableComparison): Finding[] {
   const r = t.rowSecurity;
   if (!r) return [];
-  return [{
-    level: 'FAIL',
-    check: 'row-level security',
-    object: plain(t.mapped.destination),
-    message: `destination table ${plain(t.mapped.destination)} has row-level security${r.forced ? ' (FORCE)' : ''} that applies to the sink's role "${r.role}": updates and deletes of rows its policies hide change nothing, without an error`,
-    remedy: `ALTER ROLE ${q(r.role)} BYPASSRLS;  (a superuser can)${r.forced ? ` or ALTER TABLE ${qn(t.mapped.destination)} NO FORCE ROW LEVEL SECURITY and connect the sink as its owner "${r.owner}"` : ` or connect the sink as its owner "${r.owner}"`}`,
-  }];
+  return [{ level: 'FAIL', check: 'row-level security', object: plain(t.mapped.destination), ...rowSecurityProblem(t.mapped.destination, r) }];
+}
+
+/** What row-level security applying to the sink's role does, and the remedy: check's FAIL, the sink's start warning. Pure. */
+export function rowSecurityProblem(table: { schema: string; name: string }, r: RowSecurity): { message: string; remedy: string } {
+  return {
+    message: `destination table ${plain(table)} has row-level security${r.forced ? ' (FORCE)' : ''} that applies to the sink's role "${r.role}": updates and deletes of rows its policies hide change nothing, without an error`,
+    remedy: `ALTER ROLE ${q(r.role)} BYPASSRLS;  (a superuser can)${r.forced ? ` or ALTER TABLE ${qn(table)} NO FORCE ROW LEVEL SECURITY and connect the sink as its owner "${r.owner}"` : ` or connect the sink as its owner "${r.owner}"`}`,
+  };
 }
 
 function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {

@@ -10,7 +10,7 @@ import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { readDestinationTables } from '../../sink-connector/destination-catalog.ts';
 import { detectCitus } from '../schema/citus-catalog.ts';
 import { mapTable } from '../schema/mapping.ts';
-import type { Collation, DestinationFacts, SourceTableFacts } from './destination.ts';
+import type { Collation, DestinationFacts, RowSecurity, SourceTableFacts } from './destination.ts';
 import { canSetReplicationRole, readTriggers, type ReplicationRole } from './triggers.ts';
 
 // Generated columns apart, as in the source catalog: pgoutput does not send them.
@@ -31,6 +31,14 @@ SELECT x.i, c.relforcerowsecurity AS forced, pg_get_userbyid(c.relowner) AS owne
   JOIN pg_namespace ns ON ns.nspname = x.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = x.n
  WHERE c.relrowsecurity AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
    AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE'))`;
+
+/** Per table (in order): the row-level security that applies to the connected role, if any. */
+export async function readRowSecurity(client: pg.ClientBase, tables: readonly { schema: string; name: string }[]): Promise<(RowSecurity | undefined)[]> {
+  const { rows } = await client.query(DEST_ROW_SECURITY_SQL, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const out: (RowSecurity | undefined)[] = tables.map(() => undefined);
+  for (const r of rows) out[Number(r.i) - 1] = { forced: r.forced as boolean, owner: r.owner as string, role: r.role as string };
+  return out;
+}
 
 /** Each collatable column's collation (`default`: the database's), by table, for the columns named. */
 const DEST_COLLATIONS_SQL = `
@@ -87,7 +95,7 @@ export async function gatherDestinationFacts(
   const destinations = await readDestinationTables(client, mapped.map((m) => m.destination), citus);
   const triggers = await readTriggers(client, mapped.map((m) => m.destination));
   const { rows: collations } = await client.query(DEST_COLLATIONS_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
-  const { rows: secured } = await client.query(DEST_ROW_SECURITY_SQL, [mapped.map((m) => m.destination.schema), mapped.map((m) => m.destination.name)]);
+  const security = await readRowSecurity(client, mapped.map((m) => m.destination));
   // Grouped once: a schema per tenant is thousands of tables.
   const collationsOf = new Map<number, Record<string, Collation>>();
   for (const r of collations) {
@@ -96,8 +104,7 @@ export async function gatherDestinationFacts(
     if (!cols) collationsOf.set(i, (cols = {}));
     cols[r.name] = { name: r.collation, deterministic: r.deterministic };
   }
-  const securityOf = new Map(secured.map((r) => [Number(r.i) - 1, { forced: r.forced as boolean, owner: r.owner as string, role: r.role as string }]));
   const replicationRole =
     role === 'replica' ? { role, canSet: !citus.present && (await canSetReplicationRole(client)), user: String((await client.query('SELECT current_user AS u')).rows[0].u) } : undefined;
-  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf.get(i) ?? {}, rowSecurity: securityOf.get(i) })) };
+  return { citus, requireDistributed, replicationRole, tables: sources.map((source, i) => ({ source, mapped: mapped[i], destination: destinations[i], triggers: triggers[i], collations: collationsOf.get(i) ?? {}, rowSecurity: security[i] })) };
 }

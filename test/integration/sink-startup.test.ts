@@ -23,7 +23,7 @@ import pg from 'pg';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { loadSinkConfig } from '../../sink-connector/config.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
-import { openDestination } from '../../sink-connector/destination-start.ts';
+import { openDestination, warnSilentChanges } from '../../sink-connector/destination-start.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 const SECRET = 'St4rtup-S3cret';
@@ -235,6 +235,24 @@ test("the destination tables' triggers that fire for the sink's rows are named a
   assert.equal(events.length, 1, JSON.stringify(lines()));
   assert.match(events[0].msg, new RegExp(`^trigger events_touch \\(of partition ${TRIG}\\.events_1\\) on ${TRIG}\\.events fires`));
   assert.match(events[0].remedy, new RegExp(`ALTER TABLE "${TRIG}"."events_1" DISABLE TRIGGER "events_touch"; \\(a partition's own trigger\\)`));
+  // Row-level security that applies to the sink's role (not the owner, no BYPASSRLS): its deletes of hidden rows would change nothing.
+  const rlsRole = `${TRIG}_rls`;
+  await destination.query(`CREATE ROLE ${rlsRole} LOGIN; ALTER TABLE ${TRIG}.orders ENABLE ROW LEVEL SECURITY`);
+  const asRole = new URL(servers.destination);
+  asRole.username = rlsRole;
+  const pool = new pg.Pool({ connectionString: asRole.href, max: 1 });
+  const rls = capturingLogger();
+  try {
+    await warnSilentChanges({ config: loadSinkConfig({ file: configFile('rls'), env: {} }), pool, citus: { present: false, version: null }, log: rls.logger }, [{ schema: TRIG, table: 'orders' }]);
+  } finally {
+    await pool.end();
+    await destination.query(`ALTER TABLE ${TRIG}.orders DISABLE ROW LEVEL SECURITY; DROP ROLE ${rlsRole}`);
+  }
+  const secured = rls.lines().filter((l) => l.rowSecurity);
+  assert.equal(secured.length, 1, JSON.stringify(rls.lines()));
+  assert.match(secured[0].msg, new RegExp(`^destination table ${TRIG}\\.orders has row-level security that applies to the sink's role "${rlsRole}": updates and deletes of rows its policies hide change nothing`));
+  assert.match(secured[0].remedy, /BYPASSRLS/);
+
   // A sink started before the source made its topics (as its log invites) names them when the topic appears.
   const late = capturingLogger();
   const file = configFile('triggers-late');

@@ -11,7 +11,7 @@
  *
  * Pure: the decisions and their stall descriptions; partition-batch.ts asks Kafka and stalls.
  */
-import type { StallInfo } from './stall.ts';
+import { resnapshotCommand, type StallInfo } from './stall.ts';
 import { recreatedRemedy } from './topic-identity.ts';
 
 export type GapKind = 'lost' | 'empty';
@@ -30,7 +30,7 @@ export interface GapTables {
 /** Records between `stored` and `logStart` are gone. Pure. */
 export function lostRecordsStall(at: { topic: string; partition: number; stored: bigint; logStart: bigint }, tables: GapTables): StallInfo {
   const gone = at.logStart - at.stored;
-  const resnapshot = `run \`shardbridge resnapshot --source-config source.yaml --table ${tables.source ?? '<schema.table>'}\` (the source connector truncates and copies that table again: at once while it streams, else at its next start)`;
+  const resnapshot = `run \`${resnapshotCommand(tables.source ?? '<schema.table>')}\` (the source connector truncates and copies that table again: at once while it streams, else at its next start)`;
   const replay = `\`shardbridge replay --sink-config sink.yaml --topic ${at.topic} --partition ${at.partition} --to-offset ${at.logStart}\``;
   return {
     topic: at.topic,

@@ -76,6 +76,9 @@ export function describeStall(err: unknown, at: { topic: string; partition: numb
   return info;
 }
 
+/** The command that takes a source table's snapshot again (the remedies name it). Pure. */
+export const resnapshotCommand = (sourceTable: string): string => `shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
+
 /**
  * What is known of a column the destination lacks (table-state.ts): `dropped` there after a
  * catalog read found it, `added` at the source (an earlier version of its table lacks it), or
@@ -90,7 +93,7 @@ export type MissingColumnHistory = 'dropped' | 'added' | 'unknown';
  * column the source just added has no older rows to fill. Pure.
  */
 export function refillRemedy(column: string, sourceTable: string, history: MissingColumnHistory): string {
-  const resnapshot = `shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
+  const resnapshot = resnapshotCommand(sourceTable);
   switch (history) {
     case 'added':
       return ` (the source added ${column}: no older row to fill)`;
@@ -140,8 +143,6 @@ export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | '
         return `an index of ${table}${s.constraint ? ` (${s.constraint})` : ''} cannot hold this row's value (a btree entry holds at most about 2700 bytes, a third of a page): drop it, or index md5(<column>) or a hash index instead`;
       }
       return `the destination refuses the row or statement as over one of its limits: ${s.message ?? ''}`;
-    case '25006':
-      return 'the destination accepts no writes (default_transaction_read_only, or a standby): turn it off or point destination at the primary';
   }
   if (code.startsWith('22') || code === '42804' || code === '42846') {
     return `the destination column type of ${table}${s.column ? `.${s.column}` : ''} cannot hold the source's value: ALTER TABLE ${table} ALTER COLUMN ${s.column ?? '…'} TYPE <the source's type>`;

@@ -16,7 +16,7 @@ import { qualifiedName, quoteIdent } from './upsert-batch.ts';
 import { destIdOf, type TableVersion } from './schema-compile.ts';
 import { formatTypeName } from '../shared/type-mapping/index.ts';
 import { compareTypes } from '../shared/checks/type-compat.ts';
-import { refillRemedy, type MissingColumnHistory } from './stall.ts';
+import { refillRemedy, resnapshotCommand, type MissingColumnHistory } from './stall.ts';
 
 export interface TableStatesOptions {
   citus: CitusInfo;
@@ -63,10 +63,11 @@ export class TableStates {
   /** Value schema ids already checked against the current catalog read, per destination table. */
   private readonly versionsSeen = new Map<string, Set<number>>();
   /**
-   * Every value schema id ever seen per destination table: only a new one (the source's table
-   * changed) re-reads the catalog, not one seen before (tables merged into one, or a replay).
+   * Every table version ever seen per destination table, by value schema id: only a new one (the
+   * source's table changed) re-reads the catalog, not one seen before (tables merged into one, or
+   * a replay); one without a missing column says the source added it since (columnHistory).
    */
-  private readonly versionsEverSeen = new Map<string, Set<number>>();
+  private readonly versionsEver = new Map<string, Map<number, TableVersion>>();
   /** Table versions whose unmatched column mappings were logged. */
   private readonly renamesLogged = new Set<number>();
   /** What was last logged about each table (report). */
@@ -75,8 +76,6 @@ export class TableStates {
   private readonly mismatchesLogged = new Set<string>();
   /** Per destination table, every column a catalog read found (kept over invalidations): a column missing now was dropped there. */
   private readonly columnsHad = new Map<string, Set<string>>();
-  /** Per destination table, the table versions seen (by schema id): one without a column says the source added it since. */
-  private readonly versionsOf = new Map<string, Map<number, TableVersion>>();
 
   constructor(private readonly opts: TableStatesOptions) {}
 
@@ -86,20 +85,15 @@ export class TableStates {
    */
   async resolve(client: pg.ClientBase, version: TableVersion, sourceKey: readonly string[]): Promise<ApplyTable> {
     let seen = this.versionsSeen.get(version.destId);
-    let ever = this.versionsEverSeen.get(version.destId);
-    if (!ever) this.versionsEverSeen.set(version.destId, (ever = new Set()));
+    let ever = this.versionsEver.get(version.destId);
+    if (!ever) this.versionsEver.set(version.destId, (ever = new Map()));
     if (seen && !seen.has(version.schemaId) && !ever.has(version.schemaId)) {
       this.invalidate(version.destId);
       seen = undefined;
     }
     if (!seen) this.versionsSeen.set(version.destId, (seen = new Set()));
     seen.add(version.schemaId);
-    if (!ever.has(version.schemaId)) {
-      let versions = this.versionsOf.get(version.destId);
-      if (!versions) this.versionsOf.set(version.destId, (versions = new Map()));
-      versions.set(version.schemaId, version);
-    }
-    ever.add(version.schemaId);
+    if (!ever.has(version.schemaId)) ever.set(version.schemaId, version);
     if (version.unmatchedRenames.length > 0 && !this.renamesLogged.has(version.schemaId)) {
       this.renamesLogged.add(version.schemaId);
       const src = `${version.source.schema}.${version.source.table}`;
@@ -131,7 +125,7 @@ export class TableStates {
 
   /** What this process saw of `column`, which the destination table of `version` lacks (columnHistory). */
   columnHistory(version: TableVersion, column: string): MissingColumnHistory {
-    return columnHistory(this.columnsHad.get(version.destId), this.versionsOf.get(version.destId)?.values() ?? [], version, column);
+    return columnHistory(this.columnsHad.get(version.destId), this.versionsEver.get(version.destId)?.values() ?? [], version, column);
   }
 
   /** The stall error for `column` of `version`, which the destination `table` lacks, with what is known of it. */
@@ -349,7 +343,7 @@ export function missingColumnError(
  */
 export function autoEvolveLine(sql: string, column: string, sourceTable: string, history: MissingColumnHistory): string {
   if (history !== 'dropped') return `autoEvolve: ${sql}`;
-  return `autoEvolve: ${sql}; ${column} was on the destination before and was dropped there: rows not changed since are NULL in it until shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
+  return `autoEvolve: ${sql}; ${column} was on the destination before and was dropped there: rows not changed since are NULL in it until ${resnapshotCommand(sourceTable)}`;
 }
 
 /** autoEvolve: a nullable column of the source's type (no default, so no table rewrite). */

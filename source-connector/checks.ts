@@ -188,7 +188,7 @@ export async function gatherSourceFacts(
  * `oid` / `lo` column travels as the number only. pg_largeobject_metadata is readable by every role.
  */
 async function largeObjectFacts(client: pg.ClientBase, relids: number[]): Promise<Pick<SourceFacts, 'largeObjects' | 'largeObjectColumns'>> {
-  const { rows: [n] } = await client.query(`SELECT count(*)::float8 AS n FROM pg_largeobject_metadata`);
+  const largeObjects = await countLargeObjects(client);
   const { rows } = await client.query(
     `SELECT n.nspname || '.' || c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type
        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
@@ -197,7 +197,12 @@ async function largeObjectFacts(client: pg.ClientBase, relids: number[]): Promis
       ORDER BY 1, a.attnum`,
     [relids],
   );
-  return { largeObjects: n.n, largeObjectColumns: rows.map((r) => ({ table: r.table, column: r.column, type: r.type })) };
+  return { largeObjects, largeObjectColumns: rows.map((r) => ({ table: r.table, column: r.column, type: r.type })) };
+}
+
+/** How many large objects the database holds (check and the source's start; cutover, on each side). */
+export async function countLargeObjects(client: pg.ClientBase): Promise<number> {
+  return Number((await client.query(`SELECT count(*)::float8 AS n FROM pg_largeobject_metadata`)).rows[0].n);
 }
 
 /** Pure: the verdicts. Any FAIL stops the connector before it creates anything. */

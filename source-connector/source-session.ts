@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError, isRetriable, tlsTrustFailure } from '../shared/errors.ts';
-import { abortable, backoffDelay, errorSummary } from '../shared/retry.ts';
+import { abortable, errorSummary, retry } from '../shared/retry.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { pgEndpoint, pgRemedy } from '../shared/config/common.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
@@ -198,37 +198,41 @@ export async function openSourceWhenReachable(
 ): Promise<SourceSession> {
   const endpoint = pgEndpoint(config.source, false);
   let since: number | null = null;
+  const attempt = async (): Promise<SourceSession> => {
+    const session = await openSource(config, log);
+    // Opened after the stop: closed, not left open.
+    if (o.signal?.aborted) {
+      await session.close();
+      throw o.signal.reason;
+    }
+    return session;
+  };
   try {
-    for (let attempt = 1; ; attempt++) {
-      o.signal?.throwIfAborted();
-      const opening = openSource(config, log);
-      try {
-        const session = o.signal ? await abortable(opening, o.signal) : await opening;
-        if (since !== null) log.info({ source: endpoint, seconds: Math.round((Date.now() - since) / 1000) }, `the source PostgreSQL at ${endpoint} answered`);
-        return session;
-      } catch (err) {
-        // Opened after the stop: closed, not left open.
-        if (o.signal?.aborted) {
-          void opening.then((s) => s.close(), () => {});
-          throw o.signal.reason;
-        }
-        if (!(err instanceof SourceError) || !err.retriable) throw err;
+    const opening = retry(attempt, {
+      what: `connect to the source PostgreSQL at ${endpoint}`,
+      retries: Infinity,
+      initialMs: 500,
+      maxMs: 30_000,
+      signal: o.signal,
+      retryIf: (err) => err instanceof SourceError && err.retriable,
+      onRetry: (err, n, delayMs) => {
         if (since === null) {
           since = Date.now();
           o.onWaiting?.(true);
         }
-        const delayMs = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
-        const down = Math.round((Date.now() - since) / 1000);
-        const cause = err.cause as { message?: string; code?: string } | undefined;
+        const e = err as SourceError;
+        const cause = e.cause as { message?: string; code?: string } | undefined;
+        const at = new Date(since).toISOString();
         log.warn(
-          { source: endpoint, err: log.isLevelEnabled('debug') ? err : errorSummary(err.cause), attempt, delayMs, since: new Date(since).toISOString(), remedy: err.remedy },
-          `cannot reach the source PostgreSQL at ${endpoint} since ${new Date(since).toISOString()} (${down} s): ${cause?.message ?? err.message}${cause?.code ? ` (${cause.code})` : ''}; retrying in ${delayMs} ms`,
+          { source: endpoint, err: log.isLevelEnabled('debug') ? e : errorSummary(e.cause), attempt: n, delayMs, since: at, remedy: e.remedy },
+          `cannot reach the source PostgreSQL at ${endpoint} since ${at} (${Math.round((Date.now() - since) / 1000)} s): ${cause?.message ?? e.message}${cause?.code ? ` (${cause.code})` : ''}; retrying in ${delayMs} ms`,
         );
-        await sleep(delayMs, undefined, { signal: o.signal }).catch(() => {
-          throw o.signal?.reason;
-        });
-      }
-    }
+      },
+    });
+    // Also during an attempt: a connect may take its whole timeout.
+    const session = o.signal ? await abortable(opening, o.signal) : await opening;
+    if (since !== null) log.info({ source: endpoint, seconds: Math.round((Date.now() - since) / 1000) }, `the source PostgreSQL at ${endpoint} answered`);
+    return session;
   } finally {
     if (since !== null) o.onWaiting?.(false);
   }

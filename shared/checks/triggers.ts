@@ -5,7 +5,6 @@
  * the judgements are pure, the reads below them thin.
  */
 import type pg from 'pg';
-import type { Finding } from '../../source-connector/checks.ts';
 
 /** `pg_trigger.tgenabled`: O fires under origin (the default), A always, R under replica only, D never. */
 export type TriggerEnabled = 'O' | 'A' | 'R' | 'D';
@@ -118,14 +117,6 @@ export function triggerWarning(table: Named, triggers: readonly DestinationTrigg
     message: `${what} (PostgreSQL's own logical replication would not fire them): ${why}`,
     remedy: `until cut-over: ${unsafe}ALTER TABLE ${qn(table)} DISABLE TRIGGER USER;${partitions} and at cut-over ${unsafe}ALTER TABLE ${qn(table)} ENABLE TRIGGER USER; (cutover names triggers left disabled)${alternative}`,
   };
-}
-
-/** `check`'s findings for the destination tables' triggers: a WARN per table where one fires. Pure. */
-export function triggerFindings(tables: readonly { table: Named; triggers: readonly DestinationTrigger[] }[], role: ReplicationRole, citus: boolean): Finding[] {
-  return tables.flatMap(({ table, triggers }) => {
-    const w = triggerWarning(table, triggers, role, citus);
-    return w ? [{ level: 'WARN' as const, check: 'triggers', object: `${table.schema}.${table.name}`, ...w }] : [];
-  });
 }
 
 /**

@@ -29,8 +29,6 @@ import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './au
 import { answered, explainUnanswered } from './unanswered.ts';
 import { DISCONNECT_GRACE_MS, GATE_CLOSED, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
 
-export { Gate } from './gate.ts';
-
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
 
@@ -51,11 +49,19 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   // One log entry for all: the once-a-minute 'cannot reach Kafka' warning is the client's, not each object's.
   const entry = pinoLogEntry(log, settings.sasl?.password, { brokers: settings.brokers });
   const gates = new Set<Gate>();
-  /** A kafkajs instance of its own for each object, behind a gate that its disconnect (or the client's close) shuts. */
-  const gated = (): { kafka: InstanceType<typeof Kafka>; gate: Gate } => {
+  /**
+   * A kafkajs instance of its own for each object, behind a gate that the object's disconnect
+   * (after `graceMs`) or the client's close shuts; `shut` wraps the object's disconnect so.
+   */
+  const gated = () => {
     const gate = new Gate(settings.brokers);
     gates.add(gate);
-    return { kafka: new Kafka(toKafkaConfig(settings, log, { entry, gate })), gate };
+    const shut = <O extends { disconnect(): Promise<void> }>(o: O, graceMs: number): O => {
+      const disconnect = o.disconnect.bind(o);
+      o.disconnect = () => gate.closeAfter(disconnect(), graceMs).finally(() => gates.delete(gate));
+      return o;
+    };
+    return { kafka: new Kafka(toKafkaConfig(settings, entry, gate)), shut };
   };
   const client: AclClient = { principal: saslPrincipal(settings.sasl), brokers: settings.brokers };
   const counted = <C extends KjsProducer | KjsConsumer | KjsAdmin>(client: 'producer' | 'consumer' | 'admin', c: C): C => {
@@ -67,7 +73,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   return {
     producer: (opts = {}) => {
       const pins = new Map<string, number>();
-      const { kafka, gate } = gated();
+      const { kafka, shut } = gated();
       const producer = wrapProducer(
         () =>
           counted('producer', kafka.producer({
@@ -84,13 +90,11 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         client,
       );
       const connect = producer.connect.bind(producer);
-      const disconnect = producer.disconnect.bind(producer);
       producer.connect = () => answered(connect(), settings.brokers);
-      producer.disconnect = () => gate.closeAfter(disconnect(), DISCONNECT_GRACE_MS);
-      return producer;
+      return shut(producer, DISCONNECT_GRACE_MS);
     },
     consumer: (opts) => {
-      const { kafka, gate } = gated();
+      const { kafka, shut } = gated();
       const consumer = wrapConsumer(counted('consumer', kafka.consumer({
         groupId: opts.groupId,
         sessionTimeout: opts.sessionTimeoutMs,
@@ -105,13 +109,11 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         retry: opts.retry,
         allowAutoTopicCreation: false,
       })), opts.groupId, opts.groupPrefix, client);
-      const disconnect = consumer.disconnect.bind(consumer);
       // No grace: a consumer's disconnect waits for the batch in hand and leaves the group over its sockets.
-      consumer.disconnect = () => gate.closeAfter(disconnect(), Infinity);
-      return consumer;
+      return shut(consumer, Infinity);
     },
     admin: (opts = {}) => {
-      const { kafka, gate } = gated();
+      const { kafka, shut } = gated();
       const admin = wrapAdmin(
         counted('admin', kafka.admin({ retry: opts.retry })),
         (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
@@ -119,9 +121,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
         client,
       );
-      const disconnect = admin.disconnect.bind(admin);
-      admin.disconnect = () => gate.closeAfter(disconnect(), DISCONNECT_GRACE_MS);
-      return admin;
+      return shut(admin, DISCONNECT_GRACE_MS);
     },
     close: () => {
       for (const g of gates) g.close();
@@ -140,13 +140,13 @@ export const pinnedPartitioner = (pins: ReadonlyMap<string, number>): ICustomPar
   return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), n);
 };
 
-export function toKafkaConfig(settings: KafkaSettings, log: Logger, own?: { entry: (entry: KafkajsLogEntry) => void; gate: Gate }): KafkaConfig {
+/** kafkajs's configuration of one gated instance: `entry` logs for it, `gate` owns its sockets and broker list. */
+function toKafkaConfig(settings: KafkaSettings, entry: (entry: KafkajsLogEntry) => void, gate: Gate): KafkaConfig {
   const { ssl, sasl } = settings;
   const tlsOptions: ConnectionOptions | boolean | undefined =
     typeof ssl === 'object' ? { ca: ssl.ca, cert: ssl.cert, key: ssl.key, rejectUnauthorized: ssl.rejectUnauthorized ?? true } : ssl;
-  const entry = own?.entry ?? pinoLogEntry(log, sasl?.password, { brokers: settings.brokers });
   return {
-    brokers: own ? own.gate.brokerList : settings.brokers,
+    brokers: gate.brokerList,
     clientId: settings.clientId ?? 'shardbridge',
     ssl: tlsOptions,
     sasl: sasl ? { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as KafkaConfig['sasl'] : undefined,
@@ -156,7 +156,7 @@ export function toKafkaConfig(settings: KafkaSettings, log: Logger, own?: { entr
     retry: { maxRetryTime: RECONNECT_BACKOFF_MAX_MS, ...(settings.retry as KjsRetryOptions | undefined) },
     logLevel: LEVELS[(settings.logLevel ?? 'warn').toUpperCase() as keyof typeof LEVELS],
     logCreator: () => entry,
-    ...(own && { socketFactory: own.gate.socketFactory }),
+    socketFactory: gate.socketFactory,
   };
 }
 

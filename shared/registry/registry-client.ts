@@ -325,7 +325,6 @@ export class RegistryClient {
   }
 }
 
-/** A failure retriedOnStaleSocket leaves to its caller (not retriable, so retry() rethrows it at once). */
 /** A fetch that failed on a socket the server had closed (keep-alive), as opposed to a server that refuses or does not answer. Pure. */
 export function staleSocket(err: unknown): boolean {
   const cause = (err as { cause?: { cause?: { code?: string; message?: string } } }).cause?.cause;

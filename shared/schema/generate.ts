@@ -60,8 +60,7 @@ export function createTableSql(t: TableDef, dest: { schema: string; name: string
     ...t.columns.map(columnSql),
     ...t.constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
   ];
-  const partitionBy = t.kind === 'p' && t.partitionKey ? ` PARTITION BY ${t.partitionKey}` : '';
-  return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy}`;
+  return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy(t.kind === 'p' ? t.partitionKey : undefined)}`;
 }
 
 /**
@@ -70,9 +69,11 @@ export function createTableSql(t: TableDef, dest: { schema: string; name: string
  * sink mapping; its partitions keep their source names).
  */
 export function createPartitionSql(p: PartitionDef, parent: { schema: string; name: string }): string {
-  const partitionBy = p.partitionKey ? ` PARTITION BY ${p.partitionKey}` : '';
-  return `CREATE ${p.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(p)} PARTITION OF ${qualify(parent)} ${p.bound}${partitionBy}`;
+  return `CREATE ${p.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(p)} PARTITION OF ${qualify(parent)} ${p.bound}${partitionBy(p.partitionKey)}`;
 }
+
+/** ` PARTITION BY <key>` of a partitioned table or sub-partitioned partition (pg_get_partkeydef), else nothing. */
+const partitionBy = (key: string | null | undefined): string => (key ? ` PARTITION BY ${key}` : '');
 
 /** CREATE VIEW from its source definition; `check_option` is a clause, the other options go in WITH. */
 export function createViewSql(v: ViewDef): string {

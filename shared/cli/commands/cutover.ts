@@ -38,6 +38,7 @@ import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import { differingTableTriggerHints, disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
 import { detectCitus } from '../../schema/citus-catalog.ts';
+import { countLargeObjects } from '../../../source-connector/checks.ts';
 import {
   judgeCutover, leftBehindReminders, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
@@ -316,13 +317,12 @@ async function leftBehind(
       ORDER BY 1`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
-  const count = async (c: pg.ClientBase) => Number((await c.query(`SELECT count(*)::int AS n FROM pg_largeobject_metadata`)).rows[0].n);
   const citus = (await detectCitus(dst)).present;
   const differing = selected.flatMap((t, i) => (o.differing.has(t.table) ? [{ table: t.destination, source: t.table, triggers: triggers[i] }] : []));
   return [
     ...differingTableTriggerHints(differing, o.role, citus),
     ...disabledTriggerReminders(tables.map((table, i) => ({ table, triggers: triggers[i] })), citus),
-    ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await count(src), destination: await count(dst) }, verifyOnly }),
+    ...leftBehindReminders({ materializedViews: views.map((v) => v.view), largeObjects: { source: await countLargeObjects(src), destination: await countLargeObjects(dst) }, verifyOnly }),
   ];
 }
 

@@ -249,6 +249,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       if (reason) notes.push(`foreign key ${c.name} on ${key(destOf(t))}: Citus will refuse it at cut-over: ${reason}; ${REFUSED_FK_REMEDY}`);
     }
   }
+  notes.push(...viewsOverLocalTables(viewSteps, layouts));
   return { steps: [...steps, ...viewSteps.map((v) => v.step)], notes, problems };
 }
 
@@ -271,10 +272,10 @@ export function largeObjectNotes(model: SchemaModel, destOf: (t: TableDef) => { 
  * otherwise a note names them, as a materialized view (its data would be stale at cut-over). Without
  * this the application met a missing view after cut-over, and no command had said so.
  */
-function planViews(model: SchemaModel, dest: DestinationState, destOf: (t: TableDef) => { schema: string; name: string }, notes: string[]): { schema: string; step: Step }[] {
+function planViews(model: SchemaModel, dest: DestinationState, destOf: (t: TableDef) => { schema: string; name: string }, notes: string[]): PlannedView[] {
   const tables = new Map(model.tables.map((t) => [key(t), t]));
   const made = new Set<string>();
-  const out: { schema: string; step: Step }[] = [];
+  const out: PlannedView[] = [];
   for (const v of model.views ?? []) {
     if (dest.relations?.has(key(v)) || dest.tables.has(key(v))) continue;
     const dump = `pg_dump --schema-only -t '${key(v)}' of the source`;
@@ -292,9 +293,29 @@ function planViews(model: SchemaModel, dest: DestinationState, destOf: (t: Table
       continue;
     }
     made.add(key(v));
-    out.push({ schema: v.schema, step: { phase: 'views', action: 'create view', object: key(v), sql: [createViewSql(v)] } });
+    out.push({ schema: v.schema, reads: v.reads.map(key), step: { phase: 'views', action: 'create view', object: key(v), sql: [createViewSql(v)] } });
   }
   return out;
+}
+
+interface PlannedView {
+  schema: string;
+  /** What it reads, as `schema.name` on the source. */
+  reads: string[];
+  step: Step;
+}
+
+/**
+ * Citus creates a view reading a table outside its metadata on the coordinator only (a WARNING
+ * "… will be created only locally"), and a query through a worker then finds no such view.
+ */
+function viewsOverLocalTables(views: PlannedView[], layouts: Map<string, CitusLayout>): string[] {
+  return views.flatMap(({ reads, step }) => {
+    const local = reads.filter((r) => layouts.get(r)?.kind === 'local');
+    return local.length
+      ? [`view ${step.object} reads ${local.join(', ')}, which stays a local table: Citus creates the view on the coordinator only (a query sent to a worker does not find it); distribute or reference ${local.length === 1 ? 'that table' : 'those tables'} to have it on every node`]
+      : [];
+  });
 }
 
 /**

@@ -385,6 +385,21 @@ test('views over the selected tables: created last when all they read is there, 
   assert.match(renamed.notes.join('\n'), /view reports\.there reads public\.orders, which the sink mapping renames: not created/);
 });
 
+test('on Citus a view reading a table left local is noted: Citus creates it on the coordinator only', () => {
+  const view = (name: string, reads: string[]): ViewDef => ({
+    schema: 'public', name, kind: 'v', definition: 'SELECT 1', options: [], reads: reads.map((r) => ({ schema: r.split('.')[0], name: r.split('.')[1] })),
+  });
+  const views = [view('both', ['public.orders', 'public.customers']), view('only_orders', ['public.orders'])];
+  const p = planSchemaCopy({ ...model, views }, emptyDest({ citus: true }), { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: [] });
+  assert.deepEqual(p.notes.filter((n) => /^view /.test(n)), [
+    'view public.both reads public.customers, which stays a local table: Citus creates the view on the coordinator only (a query sent to a worker does not find it); distribute or reference that table to have it on every node',
+  ]);
+  const referenced = planSchemaCopy({ ...model, views }, emptyDest({ citus: true }), { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: ['public.customers'] });
+  assert.deepEqual(referenced.notes.filter((n) => /^view /.test(n)), []);
+  const plain = planSchemaCopy({ ...model, views }, emptyDest(), opts);
+  assert.deepEqual(plain.notes.filter((n) => /^view /.test(n)), []);
+});
+
 test('resolveDistribution checks table and column names', () => {
   const r = resolveDistribution(['orders=region', 'public.customers=email', 'bad', 'orders=nope', 'x.orders=id'], ['customers', 'nosuch'], [customers, orders]);
   assert.deepEqual(r.distribute, [{ table: 'public.orders', column: 'region' }, { table: 'public.customers', column: 'email' }]);

@@ -341,3 +341,8 @@ test("the README's set-up commands are package.json's scripts, and .ci/run insta
   const installed = [...ci.matchAll(/missing\+=\(([a-z0-9.+-]+)\)/g)].map((m) => m[1]);
   assert.deepEqual(installed.sort(), packages[1].trim().split(/\s+/).sort());
 });
+
+test("the README's Documentation list names every page of docs/", () => {
+  const listed = [...section(readRepo('README.md'), 'Documentation').matchAll(/^- \[(docs\/[\w-]+\.md)\]\(\1\)/gm)].map((m) => m[1]);
+  assert.deepEqual(listed.sort(), docFiles.filter((f) => f.startsWith('docs/')).sort());
+});

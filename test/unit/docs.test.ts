@@ -3,7 +3,8 @@
  * of docs/configuration.md against the zod schemas (names, defaults, required, enum values), the
  * environment variables and example configs the docs give, the metric lists against the metrics
  * the connectors define, the module tables against the files, the command-line flags against the
- * CLI definition, and the README's test variables against what the tests read.
+ * CLI definition, the README's test variables against what the tests read, and its set-up
+ * commands against package.json and .ci/run.
  * (docker-compose.yml and docs/docker-compose.md: test/unit/docker-compose.test.ts.)
  */
 import { test } from 'node:test';
@@ -319,4 +320,29 @@ test("the README's quick start asks for the Node.js version package.json require
   const wanted = /^>=(\d+(?:\.\d+)*)$/.exec(engines);
   assert.ok(wanted, engines);
   assert.match(section(readRepo('README.md'), 'Quick start'), new RegExp(`with Node\\.js ${wanted[1].replace(/\./g, '\\.')}\\+ `));
+});
+
+test("the README's set-up commands are package.json's scripts, and .ci/run installs its prerequisites and runs its test command", () => {
+  const quickStart = section(readRepo('README.md'), 'Quick start');
+  const scripts = (JSON.parse(readRepo('package.json')) as { scripts: Record<string, string> }).scripts;
+  const block = /```sh\n([\s\S]*?)```/.exec(quickStart);
+  assert.ok(block, 'no sh block in the quick start');
+  const commands = block[1].split('\n').flatMap((l) => l.replace(/#.*/, '').split('&&')).map((c) => c.trim()).filter(Boolean);
+  assert.deepEqual(commands, ['npm ci', 'npm run demo', 'npm test']);
+  for (const c of commands.filter((c) => c !== 'npm ci')) {
+    const script = c === 'npm test' ? 'test' : c.slice('npm run '.length);
+    assert.ok(scripts[script], `package.json has no script "${script}" (${c})`);
+  }
+  const ci = readRepo('.ci/run');
+  const lines = ci.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  assert.equal(lines.at(-1), 'npm test', '.ci/run ends with the README\'s test command');
+  const packages = /apt-get install -y ([a-z0-9 .+-]+)`/.exec(quickStart);
+  assert.ok(packages, "the quick start's apt-get line");
+  const installed = [...ci.matchAll(/missing\+=\(([a-z0-9.+-]+)\)/g)].map((m) => m[1]);
+  assert.deepEqual(installed.sort(), packages[1].trim().split(/\s+/).sort());
+});
+
+test("the README's Documentation list names every page of docs/", () => {
+  const listed = [...section(readRepo('README.md'), 'Documentation').matchAll(/^- \[(docs\/[\w-]+\.md)\]\(\1\)/gm)].map((m) => m[1]);
+  assert.deepEqual(listed.sort(), docFiles.filter((f) => f.startsWith('docs/')).sort());
 });

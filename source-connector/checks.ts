@@ -9,6 +9,7 @@ import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
+import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
 
@@ -59,6 +60,8 @@ export interface SourceFacts {
   largeObjects: number;
   /** Columns of selected tables typed `oid` or a domain over it (the lo extension's `lo`): references to large objects, most likely. */
   largeObjectColumns: { table: string; column: string; type: string }[];
+  /** Prepared transactions of the cluster (two-phase commit): a slot's creation waits for each to end. */
+  preparedTransactions: PreparedTransaction[];
 }
 
 /** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
@@ -143,6 +146,7 @@ export async function gatherSourceFacts(
   const narrowing = await publicationNarrowing(client, opts.publicationName);
   const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   const lo = await largeObjectFacts(client, relids);
+  const preparedTransactions = await readPreparedTransactions(client);
   return {
     serverVersionNum: s.version_num,
     walLevel: s.wal_level,
@@ -168,6 +172,7 @@ export async function gatherSourceFacts(
     keyEquality,
     topicPrefix: opts.topicPrefix,
     ...lo,
+    preparedTransactions,
     publication: {
       name: opts.publicationName,
       database: pub.db,
@@ -301,6 +306,18 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   out.push(...keyEqualityFindings(f.keyEquality, f.topicPrefix));
   out.push(...largeObjectFindings(f));
+  if (f.preparedTransactions.length > 0) {
+    const p = f.preparedTransactions;
+    // Our slot made already waits for nothing; a table's own snapshot still makes a temporary one.
+    const when = f.slot ? "a table's own snapshot (its temporary slot) and resnapshot wait" : 'the first start waits, creating the replication slot,';
+    out.push({
+      level: 'WARN',
+      check: 'prepared transactions',
+      object: 'server',
+      message: `${p.length} prepared transaction(s), the oldest ${describePrepared(p[0])}: ${when} until each one is committed or rolled back, and pg_stat_activity does not show them`,
+      remedy: preparedRemedy(p),
+    });
+  }
   if (f.serverEncoding === 'SQL_ASCII') {
     // Every other server encoding converts to the sessions' UTF-8; SQL_ASCII text is bytes.
     out.push({

@@ -13,6 +13,7 @@ import { RetriableError, SourceError } from '../shared/errors.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
+import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -241,6 +242,23 @@ export async function createSlotWithSnapshot(
   };
 }
 
+/**
+ * The oldest transaction a slot's creation may wait for: a session's, or a prepared one, which
+ * has no session (pg_stat_activity does not show it). Pure.
+ */
+export function slotWaitOldest(o: { pid: number; datname: string; state: string; since: string } | undefined, prepared: readonly PreparedTransaction[]): string {
+  // Other roles' transactions show only to a role with pg_read_all_stats: the wait is said all the same.
+  const session = o ? `the oldest: pid ${o.pid} in database ${o.datname}, ${o.state} since ${o.since}` : prepared.length ? null : 'none of them visible to this role (pg_read_all_stats shows them)';
+  const twoPhase = prepared.length ? `${prepared.length} prepared transaction(s), the oldest ${describePrepared(prepared[0])}` : null;
+  return [session, twoPhase].filter((x) => x !== null).join('; ');
+}
+
+/** Pure. */
+export function slotWaitRemedy(prepared: readonly PreparedTransaction[]): string {
+  const sessions = 'end those transactions (COMMIT, ROLLBACK, or pg_terminate_backend(pid)); nothing is streamed until the slot exists';
+  return prepared.length ? `${sessions}; prepared ones: ${preparedRemedy(prepared)}` : sessions;
+}
+
 /** The first note of a slot creation still waiting, then one a minute. */
 const SLOT_WAIT_NOTE_MS = 3_000;
 const SLOT_WAIT_REPEAT_MS = 60_000;
@@ -252,29 +270,29 @@ const SLOT_WAIT_REPEAT_MS = 60_000;
  * the wait does not end by itself. Read on connections of their own: the replication one is busy.
  */
 function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal }): { end(): void } {
-  const onAdmin = async (sql: string, params: unknown[]) => {
+  const onAdmin = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
     const c = new pg.Client({ ...connection, options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
     c.on('error', () => {});
     try {
       await c.connect();
-      return (await c.query(sql, params)).rows;
+      return await fn(c);
     } finally {
       await c.end().catch(() => {});
     }
   };
   const started = Date.now();
   const note = async () => {
-    const rows = await onAdmin(
-      `SELECT pid, datname, state, xact_start::text AS since, application_name AS app, left(query, 120) AS query
-         FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> $1 ORDER BY xact_start LIMIT 5`,
-      [pid],
-    );
-    const o = rows[0];
-    // Other roles' transactions show only to a role with pg_read_all_stats: the wait is said all the same.
-    const oldest = o ? `the oldest: pid ${o.pid} in database ${o.datname}, ${o.state} since ${o.since}` : 'none of them visible to this role (pg_read_all_stats shows them)';
+    const [rows, prepared] = await onAdmin(async (c) => [
+      (await c.query(
+        `SELECT pid, datname, state, xact_start::text AS since, application_name AS app, left(query, 120) AS query
+           FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> $1 ORDER BY xact_start LIMIT 5`,
+        [pid],
+      )).rows,
+      await readPreparedTransactions(c),
+    ] as const);
     log.warn(
-      { slot: slotName, waitedSeconds: Math.round((Date.now() - started) / 1000), transactions: rows, remedy: 'end those transactions (COMMIT, ROLLBACK, or pg_terminate_backend(pid)); nothing is streamed until the slot exists' },
-      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended), ${oldest}`,
+      { slot: slotName, waitedSeconds: Math.round((Date.now() - started) / 1000), transactions: rows, prepared, remedy: slotWaitRemedy(prepared) },
+      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended), ${slotWaitOldest(rows[0], prepared)}`,
     );
   };
   let timer: NodeJS.Timeout | undefined;
@@ -282,7 +300,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);
   };
   schedule(SLOT_WAIT_NOTE_MS);
-  const cancel = () => void onAdmin('SELECT pg_cancel_backend($1)', [pid]).catch((err: unknown) => log.debug({ err }, 'cancelling the slot creation failed'));
+  const cancel = () => void onAdmin((c) => c.query('SELECT pg_cancel_backend($1)', [pid])).catch((err: unknown) => log.debug({ err }, 'cancelling the slot creation failed'));
   opts.signal?.addEventListener('abort', cancel, { once: true });
   if (opts.signal?.aborted) cancel();
   return {

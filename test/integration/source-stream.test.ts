@@ -410,6 +410,27 @@ test("a table's own snapshot waiting for a transaction open since before it: the
   await waitFor(`slot ${config.slotName} dropped`, () => client.query('SELECT pg_drop_replication_slot($1)', [config.slotName]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
 });
 
+test('a prepared transaction left behind holds the slot creation: the wait names it (pg_stat_activity does not show it), and ending it lets the stream start', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a')`);
+  await client.query(`BEGIN; INSERT INTO items VALUES (2, 'prepared'); PREPARE TRANSACTION 'left-behind'`);
+  // The cluster serves the file's other tests: a prepared transaction left over would hold every later slot.
+  t.after(() => client.query(`ROLLBACK PREPARED 'left-behind'`).catch(() => {}));
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const { logger, lines } = capturingLogger();
+  const conn = await startSourceConnector(config, logger);
+  t.after(() => conn.stop());
+  await waitFor('the wait named the prepared transaction', () => lines().some((l) => l.includes('waits for the transactions running when it began to end') && l.includes(`prepared transaction 'left-behind' in database`) && l.includes('ROLLBACK PREPARED')), { timeoutMs: 20_000, intervalMs: 50 });
+  assert.equal(conn.state().phase === 'streaming', false, 'nothing streams while the slot waits');
+  await client.query(`COMMIT PREPARED 'left-behind'`);
+  await streaming(conn);
+  await client.query(`INSERT INTO items VALUES (3, 'streamed')`);
+  await caughtUp(conn, await walLsn(client));
+  const decoder = new RegistryDecoder(registryUrl);
+  await assertRowsEqualTable(client, 'items', finalStateInTopicOrder(await readDecoded(kafka, decoder, `${config.topicPrefix}.public.items`)).values());
+  await dropSlotAfter(conn, client, config.slotName);
+});
+
 /** The connector started again with `table` excluded, streaming; `failed()` is its failure, if any. */
 async function streamingWithout(t: TestContext, config: SourceConfig, table: string): Promise<{ without: SourceConnector; lines: () => string[]; failed: () => unknown }> {
   const { logger, lines } = capturingLogger();

@@ -6,11 +6,12 @@ import { topicNameProblems } from '../../source-connector/table-versions.ts';
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 import { prefixFindings } from '../../shared/checks/services.ts';
 import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
+import { slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', serverEncoding: 'UTF8', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app', largeObjects: 0, largeObjectColumns: [],
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app', largeObjects: 0, largeObjectColumns: [], preparedTransactions: [],
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
@@ -206,4 +207,26 @@ test('large objects: each selected oid / lo column is a warning naming the objec
   assert.deepEqual(db.map((f) => [f.level, f.object]), [['WARN', 'database']]);
   assert.match(db[0].message, /the database has 1 large object, which logical replication does not carry; no selected table has an oid or lo column/);
   assert.deepEqual(fails({ largeObjects: 5, largeObjectColumns: [{ table: 'public.docs', column: 'body', type: 'oid' }] }), [], 'a warning, never a refusal');
+});
+
+test('prepared transactions: check warns (a slot creation waits for them, unseen in pg_stat_activity); the slot wait names them with the remedy', () => {
+  const prepared = [
+    { gid: "tm-7'a", database: 'shop', owner: 'app', prepared: '2026-12-01 10:00:00+00' },
+    { gid: 'tm-8', database: 'shop', owner: 'app', prepared: '2026-12-02 10:00:00+00' },
+  ];
+  const first = judgeSourceFacts({ ...healthy, slot: null, preparedTransactions: prepared }).filter((x) => x.check === 'prepared transactions');
+  assert.equal(first.length, 1);
+  assert.equal(first[0].level, 'WARN');
+  assert.match(first[0].message, /^2 prepared transaction\(s\), the oldest prepared transaction 'tm-7''a' in database shop \(owner app\) since 2026-12-01 10:00:00\+00: the first start waits, creating the replication slot,/);
+  assert.match(first[0].remedy!, /COMMIT PREPARED 'tm-7''a' or ROLLBACK PREPARED 'tm-7''a' \(and so for each\)/);
+  const later = judgeSourceFacts({ ...healthy, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput' }, preparedTransactions: prepared.slice(1) });
+  assert.match(later.find((x) => x.check === 'prepared transactions')!.message, /a table's own snapshot \(its temporary slot\) and resnapshot wait/);
+  assert.deepEqual(judgeSourceFacts(healthy).filter((x) => x.check === 'prepared transactions'), []);
+
+  const session = { pid: 42, datname: 'shop', state: 'idle in transaction', since: '2026-12-07 10:00:00+00' };
+  assert.equal(slotWaitOldest(undefined, []), 'none of them visible to this role (pg_read_all_stats shows them)');
+  assert.equal(slotWaitOldest(undefined, prepared.slice(1)), "1 prepared transaction(s), the oldest prepared transaction 'tm-8' in database shop (owner app) since 2026-12-02 10:00:00+00");
+  assert.equal(slotWaitOldest(session, prepared.slice(1)), "the oldest: pid 42 in database shop, idle in transaction since 2026-12-07 10:00:00+00; 1 prepared transaction(s), the oldest prepared transaction 'tm-8' in database shop (owner app) since 2026-12-02 10:00:00+00");
+  assert.doesNotMatch(slotWaitRemedy([]), /PREPARED/);
+  assert.match(slotWaitRemedy(prepared), /; prepared ones: connected to its database, COMMIT PREPARED 'tm-7''a'/);
 });

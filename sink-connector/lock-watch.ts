@@ -20,6 +20,7 @@ import type { Gauge } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Chunk } from './apply.ts';
 import { HOLDER_COLUMNS } from './lock-holder.ts';
+import { quoteLiteral } from '../shared/sql.ts';
 
 /** A session blocking a lane's backend, as pg_stat_activity shows it. */
 export interface BlockingSession {
@@ -30,6 +31,11 @@ export interface BlockingSession {
   transactionSeconds: number;
   /** Its current (or last) statement, cut to QUERY_CHARS. */
   query: string;
+  /**
+   * pid 0: a prepared transaction (two-phase commit), which has no session; these are the gids
+   * of the database's prepared transactions, oldest first (one of them holds the lock).
+   */
+  prepared?: string[];
 }
 
 /** A lane's blocking episode: since when it is known blocked, by whom, and when it was last reported. */
@@ -92,14 +98,19 @@ export function blockedWarning(
   for (const b of blocked) partitions.set(b.topic, [...(partitions.get(b.topic) ?? []), b.partition]);
   const where = [...partitions].map(([topic, ps]) => `${topic}[${ps.sort((x, y) => x - y).join(', ')}]`).join(', ');
   const secs = Math.round(Math.max(...blocked.map((b) => b.waitedMs)) / 1000);
-  const others = holders.filter((h) => !h.applicationName.startsWith(SINK_APPLICATION));
+  const others = holders.filter((h) => h.pid !== 0 && !h.applicationName.startsWith(SINK_APPLICATION));
+  const prepared = holders.find((h) => h.pid === 0)?.prepared ?? [];
   const named = holders.map((h) => {
+    if (h.pid === 0) return `a prepared transaction (two-phase commit: no session holds it)${prepared.length ? `, one of ${prepared.map((g) => quoteLiteral(g)).join(', ')}` : ''}`;
     const sink = h.applicationName.startsWith(SINK_APPLICATION) ? ", a sink's session: a member frozen or cut off inside a batch is ended by the sink after batch.idleInTransactionTimeoutMs" : '';
     const query = h.query ? `: ${JSON.stringify(h.query)}` : '';
     return `pid ${h.pid} (${h.applicationName || 'no application_name'}, ${h.state || 'no state'}, in a transaction for ${h.transactionSeconds} s${sink})${query}`;
   });
-  const remedy =
-    others.length > 0 ? `end ${others.length === 1 ? 'that session' : 'those sessions'} if stuck: ${others.map((h) => `SELECT pg_terminate_backend(${h.pid})`).join('; ')}` : undefined;
+  const ends = [
+    ...(others.length > 0 ? [`end ${others.length === 1 ? 'that session' : 'those sessions'} if stuck: ${others.map((h) => `SELECT pg_terminate_backend(${h.pid})`).join('; ')}`] : []),
+    ...(holders.some((h) => h.pid === 0) ? [`end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them)`] : []),
+  ];
+  const remedy = ends.length > 0 ? ends.join('; ') : undefined;
   const verb = kind === 'still' ? `still wait, for ${secs} s now,` : kind === 'changed' ? `now wait (for ${secs} s in all)` : `have waited ${secs} s`;
   const on = relations.length > 0 ? ` on ${relations.join(', ')}` : '';
   const laneNote =
@@ -129,11 +140,14 @@ export function chunkTables(chunk: Pick<Chunk, 'records' | 'fast'>): string[] {
 /** Each given backend's blockers and the relations it waits to lock; no row for one not blocked. */
 const BLOCKERS_SQL = `SELECT w.pid AS waiter,
   (SELECT array_agg(DISTINCT l.relation::regclass::text) FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted AND l.relation IS NOT NULL) AS relations,
-  ${HOLDER_COLUMNS}, left(coalesce(a.query, ''), ${QUERY_CHARS}) AS query
+  ${HOLDER_COLUMNS}, left(coalesce(a.query, ''), ${QUERY_CHARS}) AS query, b.pid AS blocker,
+  -- pg_blocking_pids gives 0 for a prepared transaction: it has no session in pg_stat_activity.
+  CASE WHEN b.pid = 0 THEN (SELECT array_agg(p.gid ORDER BY p.prepared) FROM pg_prepared_xacts p WHERE p.database = current_database()) END AS prepared
 FROM unnest($1::int[]) AS w(pid)
 CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid)
-JOIN pg_stat_activity a ON a.pid = b.pid
-ORDER BY w.pid, a.pid`;
+LEFT JOIN pg_stat_activity a ON a.pid = b.pid
+WHERE a.pid IS NOT NULL OR b.pid = 0
+ORDER BY w.pid, b.pid`;
 
 interface Watched {
   topic: string;
@@ -280,7 +294,7 @@ export class LockWatch {
     for (const r of rows) {
       let e = out.get(r.waiter);
       if (!e) out.set(r.waiter, (e = { holders: [], relations: r.relations ?? [] }));
-      e.holders.push({ pid: r.pid, applicationName: r.app, state: r.state, waitEvent: r.wait_event, transactionSeconds: Math.round(r.secs), query: r.query });
+      e.holders.push({ pid: r.blocker, applicationName: r.app, state: r.state, waitEvent: r.wait_event, transactionSeconds: Math.round(r.secs), query: r.query, ...(r.blocker === 0 ? { prepared: r.prepared ?? [] } : {}) });
     }
     return out;
   }

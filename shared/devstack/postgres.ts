@@ -67,6 +67,8 @@ export const DEFAULT_PG_SETTINGS: Readonly<Record<string, string>> = {
   full_page_writes: 'off',
   shared_buffers: '128MB',
   max_connections: '100',
+  // As on Citus, which raises it from 0 itself: tests leave a two-phase transaction behind.
+  max_prepared_transactions: '8',
 };
 
 const CONF_FILE = 'shardbridge.conf';

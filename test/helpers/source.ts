@@ -49,8 +49,7 @@ export async function startSourceTestEnv(clientId: string): Promise<SourceTestEn
       releases.push(r.stop);
       registryUrl = r.url;
     }
-    // Prepared transactions allowed: a test leaves one behind to hold a slot's creation.
-    const source = await startTestSource({ max_prepared_transactions: '4' });
+    const source = await startTestSource();
     releases.push(() => source.destroy());
     const db = new pg.Client({ connectionString: source.url() });
     await db.connect();

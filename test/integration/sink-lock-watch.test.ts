@@ -83,3 +83,30 @@ test('batches waiting on a table another session locked: the holder is named onc
     await s.stop();
   }
 });
+
+test('a batch waiting on a row a prepared transaction (two-phase commit) holds: the warning names it, with COMMIT/ROLLBACK PREPARED, not a pid', async () => {
+  const { db, admin, producer } = env();
+  const prefix = uniqueTopic('sblockp');
+  const held = await table(prefix, 'held', 1);
+  const groupId = `g-${ID}-p`;
+  const { logger, lines } = capturingLogger();
+  const s = await startSinkConnector(sinkConfig({ ...env().servers, prefix, groupId }, { tables: { [`${SRC}.held`]: { schema: DST } }, batch: { lockWaitWarnMs: 300 } }), logger, { topicRefreshMs: 500 });
+  const gid = `left-behind-${ID}`;
+  try {
+    await produceChanges(producer, held, rows(1, 5));
+    await waitApplied(db, admin, groupId, [held.topic]);
+    // Prepared, the transaction keeps its row lock with no session behind it: pg_blocking_pids says 0.
+    await db.query(`BEGIN; UPDATE ${DST}.held SET v = 'prepared' WHERE id = 1; PREPARE TRANSACTION '${gid}'`);
+    await produceChanges(producer, held, [{ kind: 'update', new: ['1', 'streamed'] }]);
+    const warning = await waitFor('a warning naming the prepared transaction', () => lines().find((l) => l.level === 40 && Array.isArray(l.holders)), { timeoutMs: 20_000 });
+    assert.match(warning.msg, new RegExp(`held by a prepared transaction \\(two-phase commit: no session holds it\\), one of '${gid}'`));
+    assert.match(warning.remedy, /COMMIT PREPARED or ROLLBACK PREPARED '<gid>'/);
+    assert.doesNotMatch(warning.msg, /pg_terminate_backend\(0\)/);
+    await db.query(`ROLLBACK PREPARED '${gid}'`);
+    await waitApplied(db, admin, groupId, [held.topic], 20_000);
+    assert.equal((await db.query(`SELECT v FROM ${DST}.held WHERE id = 1`)).rows[0].v, 'streamed');
+  } finally {
+    await db.query(`ROLLBACK PREPARED '${gid}'`).catch(() => {});
+    await s.stop();
+  }
+});

@@ -82,7 +82,7 @@ function harness() {
     end: async () => {},
     query: async (_sql: string, [pids]: [number[]]) => {
       queries.push(pids);
-      return { rows: pids.flatMap((w) => (blocked.get(w) ?? []).map((h) => ({ waiter: w, relations: ['app.orders'], pid: h.pid, app: h.applicationName, state: h.state, wait_event: h.waitEvent, secs: h.transactionSeconds, query: h.query }))) };
+      return { rows: pids.flatMap((w) => (blocked.get(w) ?? []).map((h) => ({ waiter: w, relations: ['app.orders'], pid: h.pid, blocker: h.pid, app: h.applicationName, state: h.state, wait_event: h.waitEvent, secs: h.transactionSeconds, query: h.query }))) };
     },
   };
   const watch = new LockWatch({
@@ -172,4 +172,15 @@ test('the watchdog off (0) watches nothing', async () => {
   assert.equal(await watch.during({ processID: 1 } as unknown as pg.ClientBase, {} as Chunk, async () => 7), 7);
   await watch.look();
   await watch.stop();
+});
+
+test('a prepared transaction (pg_blocking_pids 0) is named as one, with COMMIT/ROLLBACK PREPARED, never pg_terminate_backend(0)', () => {
+  const prepared: BlockingSession = { pid: 0, applicationName: '', state: '', waitEvent: null, transactionSeconds: 0, query: '', prepared: ["tm-1'x", 'tm-2'] };
+  const w = blockedWarning('blocked', [{ topic: 't', partition: 0, tables: ['app.t'], relations: [], waitedMs: 3_000 }], [prepared, dba], { total: 3, waiting: 1 });
+  assert.match(w.msg, /held by a prepared transaction \(two-phase commit: no session holds it\), one of 'tm-1''x', 'tm-2'; pid 4242 \(psql/);
+  assert.equal(
+    w.fields.remedy,
+    "end that session if stuck: SELECT pg_terminate_backend(4242); end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them)",
+  );
+  assert.doesNotMatch(w.msg, /pg_terminate_backend\(0\)/);
 });

@@ -315,7 +315,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       check: 'prepared transactions',
       object: 'server',
       message: `${p.length} prepared transaction(s), the oldest ${describePrepared(p[0])}: ${when} until each one is committed or rolled back, and pg_stat_activity does not show them`,
-      remedy: preparedRemedy(p),
+      remedy: `${preparedRemedy(p)}: a slot's creation waits until every one of them ended`,
     });
   }
   if (f.serverEncoding === 'SQL_ASCII') {

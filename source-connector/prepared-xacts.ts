@@ -16,9 +16,9 @@ export interface PreparedTransaction {
 }
 
 /** Every prepared transaction of the cluster, oldest first (pg_prepared_xacts is readable by every role). */
-export async function readPreparedTransactions(client: pg.ClientBase): Promise<PreparedTransaction[]> {
+export async function readPreparedTransactions(client: pg.ClientBase, o: { thisDatabase?: boolean } = {}): Promise<PreparedTransaction[]> {
   const { rows } = await client.query<PreparedTransaction>(
-    `SELECT gid, database, owner, prepared::text AS prepared FROM pg_prepared_xacts ORDER BY prepared, gid`,
+    `SELECT gid, database, owner, prepared::text AS prepared FROM pg_prepared_xacts${o.thisDatabase ? ' WHERE database = current_database()' : ''} ORDER BY prepared, gid`,
   );
   return rows;
 }
@@ -31,5 +31,5 @@ export function describePrepared(p: PreparedTransaction): string {
 /** What ends them: run in their database, once their transaction manager agrees. Pure. */
 export function preparedRemedy(list: readonly PreparedTransaction[]): string {
   const first = list[0];
-  return `connected to its database, COMMIT PREPARED ${quoteLiteral(first.gid)} or ROLLBACK PREPARED ${quoteLiteral(first.gid)}${list.length > 1 ? ' (and so for each)' : ''}, as the application's transaction manager would have: a slot's creation waits until every one of them ended`;
+  return `connected to its database, COMMIT PREPARED ${quoteLiteral(first.gid)} or ROLLBACK PREPARED ${quoteLiteral(first.gid)}${list.length > 1 ? ' (and so for each)' : ''}, as the application's transaction manager would have`;
 }

@@ -423,6 +423,21 @@ test('cutover --yes while a writer still writes and a table differs: the writes 
   await waitFor('the sink caught up with the writer', async () => (await status()).out.totals.lag === 0, { timeoutMs: 60_000, intervalMs: 200 });
 });
 
+test('cutover --yes with a prepared transaction (two-phase commit) open on the source: NO-GO naming it, as its writes would come at COMMIT PREPARED, after the cut-over', async () => {
+  // Prepared, the transaction leaves the session: src goes on with other statements.
+  try {
+    await src.query(`BEGIN; UPDATE ${SCHEMA}.orders SET note = 'prepared' WHERE id = 501; PREPARE TRANSACTION 'cutover-held'`);
+    const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '0', '--timeout', '60']);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.out.steps.map((s) => [s.step, s.status]), [
+      ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['writes stopped', 'failed'], ['foreign keys', 'skipped'],
+    ]);
+    assert.match(r.out.problems[0], /^writes stopped: 1 prepared transaction\(s\) in the source database would write after the cut-over position at their COMMIT PREPARED, the oldest prepared transaction 'cutover-held' in database \S+ \(owner \S+\) since .*ROLLBACK PREPARED 'cutover-held'/);
+  } finally {
+    await src.query(`ROLLBACK PREPARED 'cutover-held'`).catch(() => {});
+  }
+});
+
 test('cutover --yes on a clean run: go, sequences at least source + margin, deferred foreign key created', async () => {
   await src.query(`INSERT INTO ${SCHEMA}.customers (name) VALUES ('late')`);
   await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (201, 1, 'late')`);

@@ -39,6 +39,7 @@ import { formatCount } from '../../migration/format.ts';
 import { differingTableTriggerHints, disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
 import { detectCitus } from '../../schema/citus-catalog.ts';
 import { countLargeObjects } from '../../../source-connector/checks.ts';
+import { describePrepared, preparedRemedy, readPreparedTransactions } from '../../../source-connector/prepared-xacts.ts';
 import {
   judgeCutover, leftBehindReminders, partitionList, renderCutover, sinkRemaining, sourceCaughtUp, verifySummary, waitProgressLine, writesAfter, type EndOffset,
   sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
@@ -161,11 +162,17 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
         // A write after the recorded position reaches the topics within moments while the
         // source connector runs: its changes would be lost once the application moves. Checked
         // whatever the verification found: a writer at work is also why tables differ.
+        const s = src;
         stopped = await step('writes stopped', async () => {
           const late = writesAfter(atWait, await endOffsets(admin, [...new Set(atWait.map((e) => e.topic))]));
-          return late.records === 0
+          if (late.records > 0) {
+            return { ok: false, detail: `${formatCount(late.records)} change(s) reached ${partitionList(late.partitions)} after the cut-over position: writes to the source have not stopped; stop every writer, then run cutover again` };
+          }
+          // Its writes are in no topic yet: they come at its COMMIT PREPARED, after the application moved.
+          const prepared = await readPreparedTransactions(s, { thisDatabase: true });
+          return prepared.length === 0
             ? { ok: true, detail: 'no change reached the table topics after the cut-over position' }
-            : { ok: false, detail: `${formatCount(late.records)} change(s) reached ${partitionList(late.partitions)} after the cut-over position: writes to the source have not stopped; stop every writer, then run cutover again` };
+            : { ok: false, detail: `${prepared.length} prepared transaction(s) in the source database would write after the cut-over position at their COMMIT PREPARED, the oldest ${describePrepared(prepared[0])}: ${preparedRemedy(prepared)}; then run cutover again` };
         });
       }
       if (!verified || !stopped) skip('foreign keys', 'created only after a clean verification with the writes stopped');

@@ -361,8 +361,13 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     const generated = missing.find((c) => table.generated?.includes(c.name));
     if (generated) throw generatedColumnError(table, generated.name, v);
     if (!ctx.autoEvolve) throw ctx.states.missingColumnError(table, v, missing[0], registryDown);
-    // Not knowing whether the source dropped it, autoEvolve would add back a column the source no longer has.
-    if (registryDown) throw ctx.states.missingColumnError(table, v, missing[0], true);
+    // Not knowing whether the source dropped it, autoEvolve could add back a column the source no
+    // longer has: retried (as an unreachable registry is), until the registry answers.
+    if (registryDown) {
+      throw new RetriableError(`column ${missing[0].name} is missing on ${table.schema}.${table.name}, and the schema registry did not answer whether the source dropped it since: autoEvolve adds it only once it does`, {
+        context: { table: `${table.schema}.${table.name}`, column: missing[0].name },
+      });
+    }
     // A mapping that names no source column was meant for one of these: adding them would leave the intended column empty.
     if (v.unmatchedRenames.length > 0) throw unmatchedRenamesError(table, missing[0], v);
     for (const c of missing) {

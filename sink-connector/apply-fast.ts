@@ -78,8 +78,21 @@ export async function applyFastRows(
   fast: readonly FastRow[],
   ctx: ApplyContext,
   paths: TablePaths,
+  /** Columns the source dropped since (source-drops.ts): rows of a version carrying them are decoded for the general path, which leaves them out. */
+  omit: ReadonlySet<string> = new Set(),
 ): Promise<FastOutcome> {
   const general: DecodedRecord[] = [];
+  if (omit.size > 0) {
+    const carries = new Map<FastRow['table'], boolean>();
+    const current: FastRow[] = [];
+    for (const f of fast) {
+      let c = carries.get(f.table);
+      if (c === undefined) carries.set(f.table, (c = f.table.columns.some((col) => omit.has(col.name))));
+      if (c) general.push(ctx.redecode(f));
+      else current.push(f);
+    }
+    fast = current;
+  }
   // Binary rows written for another catalog read than this transaction's (the table changed
   // meanwhile) are decoded after all.
   if (fast.some((f) => f.binary !== null && f.binary !== table)) {

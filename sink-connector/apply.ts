@@ -119,9 +119,9 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   const q = queryWith(client);
   const segments = segmentsOf(chunk, ctx.truncate);
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
-  const tables = new Map<TableRun, ApplyTable | null>();
+  const tables = new Map<TableRun, PreparedRun>();
   for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
-  const written = [...tables.values()].filter((t): t is ApplyTable => t !== null);
+  const written = [...tables.values()].map((p) => p.table).filter((t): t is ApplyTable => t !== null);
   // Every commit first checks that the tables still have the catalog their statements were built from.
   const driftCheck = failOnDriftSql(written);
   const commitSql = (next: bigint): string => driftCheck + storeOffsetAndCommitSql(ctx.groupId, chunk.topic, chunk.partition, next);
@@ -153,14 +153,14 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
         const records = partial ? run.records.filter((r) => BigInt(r.change.offset) >= stored) : run.records;
         const fast = partial ? run.fast.filter((f) => BigInt(f.raw.offset) >= stored) : run.fast;
         if (records.length === 0 && fast.length === 0) continue;
-        const table = tables.get(run)!;
+        const { table, omit } = tables.get(run)!;
         current = `${run.version.dest.schema}.${run.version.dest.name}`;
         const tablePaths = new TablePaths(current, ctx, paths, transcoded, staged);
         count(counts, current, records, opOf);
         count(counts, current, fast, (f) => f.op);
         // Applies the fast rows; returns those left to the general path.
         const applyFast = async (): Promise<DecodedRecord[]> => {
-          const done = await applyFastRows(client, q, table!, fast, ctx, tablePaths);
+          const done = await applyFastRows(client, q, table!, fast, ctx, tablePaths, omit);
           rows += done.rows;
           return done.general;
         };
@@ -168,7 +168,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
           if (rs.length === 0) return;
           const truncate = run.version.sources.length > 1 ? rs.find((r) => r.change.op === 't') : undefined;
           if (truncate) throw sharedTruncateError(truncate.table);
-          const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(rs.map((r) => r.change), table);
+          const plan: ApplyPlan = table === null ? [{ kind: 'truncate' }] : collapse(rs.map((r) => r.change), table, omit);
           rows += await runPlan(client, q, table ?? truncateTarget(run.version), plan, ctx, tablePaths);
         };
         // Fast rows' keys have no event among the records, yet may equal one of them at the
@@ -323,21 +323,51 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-/** The ApplyTable for a run (null: truncates only), adding missing columns under autoEvolve. */
-async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: ApplyContext): Promise<ApplyTable | null> {
-  if (run.key === null && run.fast.length === 0 && run.records.every((r) => r.change.op === 't')) return null;
+/** What a run is applied against: its table (null: truncates only), and the columns its records carry that the source dropped since (not written). */
+interface PreparedRun {
+  table: ApplyTable | null;
+  omit: ReadonlySet<string>;
+}
+
+const NOTHING: ReadonlySet<string> = new Set();
+
+/**
+ * The ApplyTable for a run, adding missing columns under autoEvolve; columns the destination
+ * lacks and the source dropped in a later version are left out (source-drops.ts), once per
+ * version here, so that every path below writes the rows without them.
+ */
+async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: ApplyContext): Promise<PreparedRun> {
+  if (run.key === null && run.fast.length === 0 && run.records.every((r) => r.change.op === 't')) return { table: null, omit: NOTHING };
   const key = run.key ?? [];
   const versions = new Set<TableVersion>();
   for (const r of run.records) versions.add(r.table);
   for (const f of run.fast) versions.add(f.table);
+  const topic = run.records[0]?.change.topic ?? run.fast[0]?.raw.topic;
   let table = await resolve(client, run.version, key, ctx);
   for (const v of versions) table = await resolve(client, v, key, ctx);
+  const omit = new Set<string>();
+  // Missing columns of `v` the source did not drop since; 'unknown' when the registry could not say.
+  const missingOf = async (v: TableVersion): Promise<{ missing: { name: string; pgType: string | null }[]; registryDown: boolean }> => {
+    const all = missingColumns(table, v).filter((c) => !omit.has(c.name));
+    if (all.length === 0) return { missing: all, registryDown: false };
+    const dropped = await ctx.states.droppedAtSource(table, v, topic, all);
+    if (dropped === 'unknown') return { missing: all, registryDown: true };
+    for (const c of dropped) omit.add(c);
+    return { missing: all.filter((c) => !dropped.has(c.name)), registryDown: false };
+  };
   for (const v of versions) {
-    const missing = missingColumns(table, v);
+    const { missing, registryDown } = await missingOf(v);
     if (missing.length === 0) continue;
     const generated = missing.find((c) => table.generated?.includes(c.name));
     if (generated) throw generatedColumnError(table, generated.name, v);
-    if (!ctx.autoEvolve) throw ctx.states.missingColumnError(table, v, missing[0]);
+    if (!ctx.autoEvolve) throw ctx.states.missingColumnError(table, v, missing[0], registryDown);
+    // Not knowing whether the source dropped it, autoEvolve could add back a column the source no
+    // longer has: retried (as an unreachable registry is), until the registry answers.
+    if (registryDown) {
+      throw new RetriableError(`column ${missing[0].name} is missing on ${table.schema}.${table.name}, and the schema registry did not answer whether the source dropped it since: autoEvolve adds it only once it does`, {
+        context: { table: `${table.schema}.${table.name}`, column: missing[0].name },
+      });
+    }
     // A mapping that names no source column was meant for one of these: adding them would leave the intended column empty.
     if (v.unmatchedRenames.length > 0) throw unmatchedRenamesError(table, missing[0], v);
     for (const c of missing) {
@@ -350,12 +380,12 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     }
     ctx.states.invalidate(v.destId);
     table = await resolve(client, v, key, ctx);
-    const still = missingColumns(table, v);
+    const still = missingColumns(table, v).filter((c) => !omit.has(c.name));
     if (still.length > 0) throw ctx.states.missingColumnError(table, v, still[0]);
   }
   // Fast rows stage from their own, lower threshold (apply-fast.ts).
   if (run.records.length + run.fast.length >= ctx.stagingMinRows || stagesFastRows(run.fast, ctx)) await ensureStaging(client, q, table);
-  return table;
+  return { table, omit: omit.size === 0 ? NOTHING : omit };
 }
 
 async function resolve(client: pg.ClientBase, v: TableVersion, key: readonly string[], ctx: ApplyContext): Promise<ApplyTable> {

@@ -102,7 +102,10 @@ interface KeyState {
   spelled: Row | null;
 }
 
-export function collapse(changes: readonly SinkChange[], table: ApplyTable): ApplyPlan {
+const NONE: ReadonlySet<string> = new Set();
+
+/** `omit`: columns the changes may carry that are not written (the source dropped them since, source-drops.ts). */
+export function collapse(changes: readonly SinkChange[], table: ApplyTable, omit: ReadonlySet<string> = NONE): ApplyPlan {
   const shape = tableShape(table);
   let truncated = false;
   let states = new Map<string, KeyState>();
@@ -120,7 +123,7 @@ export function collapse(changes: readonly SinkChange[], table: ApplyTable): App
     }
   }
   const plan: ApplyPlan = truncated ? [{ kind: 'truncate' }] : [];
-  if (states.size > 0) plan.push(segmentOf(states, shape));
+  if (states.size > 0) plan.push(segmentOf(states, shape, omit));
   return plan;
 }
 
@@ -248,7 +251,7 @@ function keyId(key: string[]): string {
   return key.length === 1 ? key[0] : key.join('\u0000');
 }
 
-function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegment {
+function segmentOf(states: Map<string, KeyState>, shape: TableShape, omit: ReadonlySet<string>): ApplySegment {
   const { table, destOnly } = shape;
   const deletes: KeySet = { columns: [...table.sourceKey], rows: [] };
   const exactDeletes: KeySet = { columns: [...table.destKey], rows: [] };
@@ -261,7 +264,7 @@ function segmentOf(states: Map<string, KeyState>, shape: TableShape): ApplySegme
       else deletes.rows.push(st.key);
     }
     if (st.row === null) continue;
-    addToGroup(groups, shape, st);
+    addToGroup(groups, shape, st, omit);
     if (st.recreated || destOnly.length === 0 || st.origin === null) continue;
     const now = destOnly.map((c) => st.row![c]);
     if (st.origin === 'unknown') {
@@ -286,7 +289,7 @@ interface GroupBuilder {
   unchangedToast?: string[];
 }
 
-function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: KeyState): void {
+function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: KeyState, omit: ReadonlySet<string>): void {
   const row = st.row!;
   const cols = shape.table.columns;
   let present = 0;
@@ -296,8 +299,10 @@ function addToGroup(groups: Map<string, GroupBuilder>, shape: TableShape, st: Ke
   }
   let carried = 0;
   for (const c in row) if (row[c] !== undefined) carried++;
+  // Omitted columns are never destination columns: the group's columns (the table's) leave them out.
+  if (carried !== present && omit.size > 0) for (const c of omit) if (row[c] !== undefined) carried--;
   if (carried !== present) {
-    const unknown = Object.keys(row).find((c) => row[c] !== undefined && !shape.index.has(c));
+    const unknown = Object.keys(row).find((c) => row[c] !== undefined && !shape.index.has(c) && !omit.has(c));
     throw new SchemaError(`change carries column ${unknown} that destination ${shape.table.schema}.${shape.table.name} lacks`, {
       context: { table: `${shape.table.schema}.${shape.table.name}`, column: unknown },
       remedy: 'add the column to the destination table (or map it to one it has under tables.<source table>.columns in the sink configuration) and restart the sink',

@@ -25,7 +25,7 @@ import { abortable, retryUntilAborted } from '../shared/retry.ts';
 import { APPLY_CONCURRENCY, connectionConfig, type SinkConfig } from './config.ts';
 import { controlTopicKind, isSinkTopic } from './control.ts';
 import type { RecordDecoder } from './decode.ts';
-import { namedSourceTable, targetsFrom, type TargetFor } from './schema-compile.ts';
+import { namedSourceTable, sourceColumnsOf, targetsFrom, type TargetFor } from './schema-compile.ts';
 import { PositionTracker, tpKey } from './offsets.ts';
 import { checkTables, openDestination, warnSilentChanges, type UntilDone } from './destination-start.ts';
 import { onGroupJoin } from './group-join.ts';
@@ -166,9 +166,22 @@ class SinkRuntime {
     const topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
-    this.states = new TableStates({ citus, requireDistributed: config.citus.requireDistributed, replicaRole: config.sessionReplicationRole === 'replica', logger: log, onTypeMismatches: typeMismatchGauge(this.m.typeMismatches) });
     const reg = config.schemaRegistry;
     const registry = new RegistryClient({ url: reg.url, username: reg.username, password: reg.password, requestTimeoutMs: reg.requestTimeoutMs, logger: log });
+    // Tells a column the source dropped in a later version (source-drops.ts): asked only when a version meets missing columns.
+    const latestVersion = async (topic: string) => {
+      const latest = await abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);
+      const read = latest && sourceColumnsOf(latest.schema);
+      return read ? { schemaId: latest.id, source: read.source, sourceColumns: read.columns } : null;
+    };
+    this.states = new TableStates({
+      citus,
+      requireDistributed: config.citus.requireDistributed,
+      replicaRole: config.sessionReplicationRole === 'replica',
+      logger: log,
+      onTypeMismatches: typeMismatchGauge(this.m.typeMismatches),
+      latestVersion,
+    });
     const sourceOfTopic = async (topic: string) => {
       // Ended by stop(): a registry that does not answer held the start (and SIGTERM) for minutes.
       const latest = await abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);

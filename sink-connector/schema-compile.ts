@@ -60,8 +60,8 @@ export interface TableVersion {
   dest: { schema: string; name: string };
   /** `schema.name` with a separator that cannot occur in identifiers: a map key. */
   destId: string;
-  /** Destination columns this version carries, with the source's type for autoEvolve. */
-  columns: readonly { name: string; pgType: string | null }[];
+  /** Destination columns this version carries, with the source's type for autoEvolve and the source's name (absent: the same). */
+  columns: readonly { name: string; pgType: string | null; source?: string }[];
   /** The source tables going to the same destination table (TableTarget.sources). */
   sources: readonly string[];
   /** Keys of the table's column mapping that name no column of this version (a typo, or a source rename). */
@@ -114,7 +114,7 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
   const target = targetFor(sourceSchema, sourceTable);
   const destOf = new Map<string, string>();
   const fields: FieldConverter[] = [];
-  const columns: { name: string; pgType: string | null }[] = [];
+  const columns: { name: string; pgType: string | null; source: string }[] = [];
   const fromSource = new Map<string, string>();
   for (const f of valueRecord.fields as AvroField[]) {
     const source = typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name;
@@ -130,7 +130,7 @@ export function compileValue(schemaId: number, schema: object, topic: string, ta
     fromSource.set(column, source);
     destOf.set(source, column);
     fields.push({ field: f.name, column, encode: encoderOf(f.type, { schemaId, table: `${target.schema}.${target.table}`, column }) });
-    columns.push({ name: column, pgType: pgTypeOf(f.type) });
+    columns.push({ name: column, pgType: pgTypeOf(f.type), source });
   }
   const version: TableVersion = {
     schemaId,
@@ -243,6 +243,17 @@ interface AvroField {
 export function namedSourceTable(schema: object): { schema: string; table: string } | null {
   const record = findValueRecord(schema);
   return record ? namedSource(record) : null;
+}
+
+/**
+ * The source table and source column names of a value schema (a subject's latest version,
+ * table-state.ts sourceDropped), without compiling it; null when it is no change-event envelope. Pure.
+ */
+export function sourceColumnsOf(schema: object): { source: { schema: string; table: string } | null; columns: string[] } | null {
+  const record = findValueRecord(schema);
+  if (!record) return null;
+  const columns = (record.fields as AvroField[]).map((f) => (typeof f['pg.column'] === 'string' ? (f['pg.column'] as string) : f.name));
+  return { source: namedSource(record), columns };
 }
 
 function namedSource(valueRecord: { [prop: string]: unknown }): { schema: string; table: string } | null {

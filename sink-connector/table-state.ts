@@ -17,6 +17,7 @@ import { destIdOf, type TableVersion } from './schema-compile.ts';
 import { formatTypeName } from '../shared/type-mapping/index.ts';
 import { compareTypes } from '../shared/checks/type-compat.ts';
 import { refillRemedy, resnapshotCommand, type MissingColumnHistory } from './stall.ts';
+import { SourceDrops, type LatestVersionOf } from './source-drops.ts';
 
 export interface TableStatesOptions {
   citus: CitusInfo;
@@ -26,6 +27,8 @@ export interface TableStatesOptions {
   replicaRole?: boolean;
   /** A table's type mismatches as of its latest catalog read (none: an empty list), for metrics. */
   onTypeMismatches?: (table: string, mismatches: TypeMismatch[]) => void;
+  /** The latest version under a topic's value subject, to tell a column the source dropped since (source-drops.ts); absent: the versions seen in-process only. */
+  latestVersion?: LatestVersionOf;
 }
 
 /** A destination column whose type cannot take every source value as it is (typeMismatches). */
@@ -76,8 +79,11 @@ export class TableStates {
   private readonly mismatchesLogged = new Set<string>();
   /** Per destination table, every column a catalog read found (kept over invalidations): a column missing now was dropped there. */
   private readonly columnsHad = new Map<string, Set<string>>();
+  private readonly drops: SourceDrops;
 
-  constructor(private readonly opts: TableStatesOptions) {}
+  constructor(private readonly opts: TableStatesOptions) {
+    this.drops = new SourceDrops(opts.latestVersion, opts.logger);
+  }
 
   /**
    * The ApplyTable for a table version and its source key (destination names). A schema
@@ -128,9 +134,18 @@ export class TableStates {
     return columnHistory(this.columnsHad.get(version.destId), this.versionsEver.get(version.destId)?.values() ?? [], version, column);
   }
 
-  /** The stall error for `column` of `version`, which the destination `table` lacks, with what is known of it. */
-  missingColumnError(table: ApplyTable, version: TableVersion, column: { name: string; pgType: string | null }): SinkApplyError {
-    return missingColumnError(table, column, { table: `${version.source.schema}.${version.source.table}`, history: this.columnHistory(version, column.name) });
+  /**
+   * Of `missing` (columns of `version` the destination `table` lacks), those the source dropped in
+   * a later version, applied without their values (source-drops.ts); 'unknown': the registry did
+   * not answer. Decided once per catalog read and version.
+   */
+  droppedAtSource(table: ApplyTable, version: TableVersion, topic: string | undefined, missing: readonly { name: string }[]): Promise<ReadonlySet<string> | 'unknown'> {
+    return this.drops.dropped(table, version, topic, missing, this.versionsEver.get(version.destId)?.values() ?? []);
+  }
+
+  /** The stall error for `column` of `version`, which the destination `table` lacks, with what is known of it; `registryDown`: whether the source dropped it could not be asked. */
+  missingColumnError(table: ApplyTable, version: TableVersion, column: { name: string; pgType: string | null }, registryDown = false): SinkApplyError {
+    return missingColumnError(table, column, { table: `${version.source.schema}.${version.source.table}`, history: this.columnHistory(version, column.name), registryDown });
   }
 
   /** The autoEvolve warning for adding `column` of `version` (autoEvolveLine). */
@@ -326,13 +341,17 @@ export function columnHistory(had: ReadonlySet<string> | undefined, seen: Iterab
 export function missingColumnError(
   table: ApplyTable,
   column: { name: string; pgType: string | null },
-  known: { table: string; history: MissingColumnHistory } = { table: '<source table>', history: 'unknown' },
+  known: { table: string; history: MissingColumnHistory; registryDown?: boolean } = { table: '<source table>', history: 'unknown' },
 ): SinkApplyError {
   const qn = `${table.schema}.${table.name}`;
   const type = column.pgType ?? '<type>';
+  // Without the registry the sink cannot tell a column the source dropped since (source-drops.ts).
+  const dropped = known.registryDown
+    ? `; but if the source dropped ${column.name} since (a later version of ${known.table} lacks it), add nothing: the schema registry did not answer, and once it does the retry applies these records without ${column.name}`
+    : '';
   return new SinkApplyError(`column "${column.name}" of relation "${qn}" does not exist`, {
     context: { table: qn, column: column.name, sqlstate: '42703' },
-    remedy: `ALTER TABLE ${qualifiedName(table)} ADD COLUMN ${quoteIdent(column.name)} ${type}; or set autoEvolve: true${refillRemedy(column.name, known.table, known.history)}`,
+    remedy: `ALTER TABLE ${qualifiedName(table)} ADD COLUMN ${quoteIdent(column.name)} ${type}; or set autoEvolve: true${refillRemedy(column.name, known.table, known.history)}${dropped}`,
   });
 }
 

@@ -5,6 +5,9 @@
  *    then fixed (reason and remedy from shardbridge.stalls and the sink's /metrics);
  *  - the invasive schema change runbook: stop both connectors, int → bigint on both sides,
  *    start again: a new schema version, the sink resumes, nothing lost;
+ *  - a column dropped at the source, then on the destination: a sink stopped before the drop,
+ *    and a replay from offset 0 by a fresh sink (autoEvolve on), apply the records from before
+ *    the drop without it;
  *  - `cutover --yes` on a clean run: go, sequences ≥ source + margin (also ones whose names
  *    need quotes: `"odd.seq"`, and one in a mixed-case schema holding a dot), the foreign key
  *    kept aside by `schema copy` created;
@@ -36,7 +39,7 @@ import { startSinkConnector, type SinkConnector } from '../../sink-connector/con
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
-import { getTestKafka, testLogger } from '../helpers/kafka.ts';
+import { capturingLogger, getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { waitApplied } from '../helpers/sink.ts';
@@ -84,7 +87,7 @@ before(async () => {
                                       refund bigint NOT NULL DEFAULT nextval('${SCHEMA}.refund_no'), odd bigint NOT NULL DEFAULT nextval('${SCHEMA}."odd.seq"'),
                                       tag bigint NOT NULL DEFAULT nextval('"${MIX}"."Tag.No"'));
     CREATE TABLE ${SCHEMA}.orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL CONSTRAINT orders_customer_fk REFERENCES ${SCHEMA}.customers (id),
-                                   amount int NOT NULL, note text, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'));
+                                   amount int NOT NULL, note text, ticket bigint NOT NULL DEFAULT nextval('${SCHEMA}.ticket_no'), legacy text DEFAULT 'l');
     INSERT INTO ${SCHEMA}.customers (name) SELECT 'c' || g FROM generate_series(1, 200) g;
     INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) SELECT 1 + g % 200, g, 'o' || g FROM generate_series(1, 1000) g;
     SELECT nextval('${SCHEMA}.invoice_no') FROM generate_series(1, 30);
@@ -365,6 +368,59 @@ test('invasive schema change runbook: stop both, int -> bigint on both sides, st
   const r = await status();
   assert.equal(r.code, 0, JSON.stringify(r.out.problems));
   assert.equal(r.out.totals.lag, 0);
+});
+
+test('a column dropped at the source, then on the destination: a sink that was stopped before the drop, and then a fresh sink replaying from offset 0 with autoEvolve, apply the older records without it: no stall, not added back, destination = source', async () => {
+  const subject = `${topic('orders')}-value`;
+  const versions = async () => (await (await fetch(`${registryUrl}/subjects/${subject}/versions`)).json()) as number[];
+  const before = await versions();
+  const columnsSql = `SELECT attname FROM pg_attribute WHERE attrelid = '${SCHEMA}.orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`;
+  const columns = async (db: pg.Client) => (await db.query(columnsSql)).rows.map((r) => r.attname as string);
+  /** No stall, legacy not on the destination, both sides' columns and rows equal; the drop said once at info. */
+  const converged = async (lines: () => Record<string, any>[], what: string) => {
+    await sinkCaughtUp();
+    assert.equal((await dst.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [GROUP])).rows[0].n, 0, `${what}: no stall`);
+    const [sourceColumns, destColumns] = await Promise.all([columns(src), columns(dst)]);
+    assert.ok(!destColumns.includes('legacy'), `${what}: legacy not added back`);
+    assert.deepEqual(destColumns, sourceColumns);
+    const rows = `SELECT ${sourceColumns.map((c) => `${c}::text`).join(', ')} FROM ${SCHEMA}.orders ORDER BY id`;
+    const [s, d] = await Promise.all([src.query(rows), dst.query(rows)]);
+    assert.ok(s.rows.length > 1000);
+    assert.deepEqual(d.rows, s.rows, `${what}: destination = source`);
+    const said = lines().filter((l) => l.column === 'legacy' && /the source dropped it in a later version .* its values are not written/.test(l.msg));
+    assert.equal(said.length, 1, `${what}: said once`);
+    assert.equal(said[0].level, 30);
+    assert.equal(lines().filter((l) => /autoEvolve/.test(l.msg)).length, 0, `${what}: nothing added`);
+  };
+
+  // The sink stopped (lagging) while the source drops the column and the destination follows.
+  await stopSink();
+  await src.query(`UPDATE ${SCHEMA}.orders SET legacy = 'changed ' || id WHERE id <= 20`);
+  await src.query(`ALTER TABLE ${SCHEMA}.orders DROP COLUMN legacy`);
+  await src.query(`INSERT INTO ${SCHEMA}.orders (customer_id, amount, note) VALUES (5, 13, 'after the drop')`);
+  await src.query(`UPDATE ${SCHEMA}.orders SET amount = amount + 1 WHERE id <= 10`);
+  await sourceConfirmed();
+  assert.equal((await versions()).length, before.length + 1, 'the drop registered a new value schema version');
+  await dst.query(`ALTER TABLE ${SCHEMA}.orders DROP COLUMN legacy`);
+  const lagging = capturingLogger();
+  sink = await startSinkConnector(sinkConfig, lagging.logger, { topicRefreshMs: 500, controlPollMs: 300, metricsPort: 0 });
+  await converged(lagging.lines, 'the sink behind the drop');
+  await stopSink();
+
+  // A replay from offset 0 by a fresh process, which has not seen the version without the column: the registry tells it.
+  const cfg = join(dir, 'sink-evolve.json');
+  writeFileSync(cfg, JSON.stringify({ ...sinkConfig, autoEvolve: true }));
+  let out = '';
+  const code = await main(['node', 'shardbridge', 'replay', '--sink-config', cfg, '--topic', topic('orders'), '--to-offset', '0', '--log-level', 'warn'], { stdout: (x) => (out += x), stderr: (x) => (out += x), env: {} });
+  assert.equal(code, 0, out);
+  const fresh = capturingLogger();
+  sink = await startSinkConnector({ ...sinkConfig, autoEvolve: true }, fresh.logger, { topicRefreshMs: 500, controlPollMs: 300, metricsPort: 0 });
+  try {
+    await converged(fresh.lines, 'the replay from 0 with autoEvolve');
+  } finally {
+    await stopSink();
+    await startSink();
+  }
 });
 
 /** A writer updating a source row every 20 ms without changing a value, until the returned stop. */

@@ -24,6 +24,8 @@ export interface Finding {
 export interface SourceFacts {
   /** `server_version_num`, e.g. 150004. */
   serverVersionNum: number;
+  /** pg_is_in_recovery(): a standby. */
+  inRecovery: boolean;
   walLevel: string;
   /** The database's encoding (`server_encoding`). */
   serverEncoding: string;
@@ -101,7 +103,7 @@ export async function gatherSourceFacts(
   opts: { slotName: string; publicationName: string; topicPrefix: string; resolved: ResolvedTables },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
-    SELECT current_setting('server_version_num')::int AS version_num,
+    SELECT current_setting('server_version_num')::int AS version_num, pg_is_in_recovery() AS in_recovery,
            current_setting('wal_level') AS wal_level,
            current_setting('server_encoding') AS encoding,
            current_setting('max_replication_slots')::int AS max_slots,
@@ -149,6 +151,7 @@ export async function gatherSourceFacts(
   const preparedTransactions = await readPreparedTransactions(client);
   return {
     serverVersionNum: s.version_num,
+    inRecovery: s.in_recovery === true,
     walLevel: s.wal_level,
     serverEncoding: s.encoding,
     maxReplicationSlots: s.max_slots,
@@ -214,6 +217,12 @@ export async function countLargeObjects(client: pg.ClientBase): Promise<number> 
 export function judgeSourceFacts(f: SourceFacts): Finding[] {
   const out: Finding[] = [];
   // pgoutput's `messages` option (heartbeats, cut-over markers) needs 14.
+  if (f.inRecovery) {
+    const why = f.serverVersionNum < 160000
+      ? `PostgreSQL ${Math.floor(f.serverVersionNum / 10000)} cannot decode logical replication on a standby`
+      : 'the connector creates and alters its publication and writes its heartbeat and cut-over messages into the WAL, which a read-only standby refuses';
+    out.push({ level: 'FAIL', check: 'standby', object: 'server', message: `the source server is a standby (in recovery): ${why}`, remedy: 'point source at the primary (the writable server); the logical replication slot lives there' });
+  }
   if (f.serverVersionNum < 140000) {
     const v = `${Math.floor(f.serverVersionNum / 10000)}`;
     out.push({ level: 'FAIL', check: 'server version', object: 'server', message: `PostgreSQL ${v}: the source connector needs PostgreSQL 14 or newer (pgoutput's logical-message option)`, remedy: 'upgrade the source server to PostgreSQL 14 or newer' });

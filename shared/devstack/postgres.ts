@@ -49,6 +49,8 @@ export interface StartPostgresOptions {
   settings?: Record<string, string>;
   /** Kept after exit (a temp dir is removed); reused when it already holds a cluster. */
   dataDir?: string;
+  /** A streaming standby of the cluster at this URL (pg_basebackup -R), instead of initdb. */
+  standbyOf?: string;
   logger?: Logger;
 }
 
@@ -108,7 +110,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     fs.mkdirSync(dataDir, { recursive: true });
     if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
       giveToPgUser(bins, dataDir);
-      await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
+      if (opts.standbyOf) await runAsPg(bins, path.join(bins.binDir, 'pg_basebackup'), ['-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-d', opts.standbyOf]);
+      else await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
     }
     // Our settings live in their own file, rewritten on every start (the port may change).
     const mainConf = path.join(dataDir, 'postgresql.conf');
@@ -120,7 +123,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     tracked.delete(entry);
     if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
     const hint = bins.runAs ? ` (the ${bins.runAs.user} OS user must be able to reach it: every parent directory needs o+x)` : '';
-    throw fail(`initdb failed${hint}`, err);
+    throw fail(`${opts.standbyOf ? 'pg_basebackup' : 'initdb'} failed${hint}`, err);
   }
 
   const settings = { ...DEFAULT_PG_SETTINGS, ...opts.settings };

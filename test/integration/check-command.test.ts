@@ -17,10 +17,10 @@ import { main } from '../../shared/cli/main.ts';
 import { BIN, cleanEnv } from '../helpers/cli.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { freePort } from '../../shared/devstack/ports.ts';
-import type { PgCluster } from '../../shared/devstack/postgres.ts';
+import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import type { Finding } from '../../source-connector/checks.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
-import { getTestKafka } from '../helpers/kafka.ts';
+import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 
 const SCHEMA = `sb_check_${process.pid}_${Date.now().toString(36)}`;
@@ -339,6 +339,22 @@ test('wal_level=replica fails with the settings to add', async () => {
   assert.equal(f.level, 'FAIL');
   assert.match(f.remedy!, /restart[\s\S]*wal_level = logical[\s\S]*rds\.logical_replication = 1/);
   assert.deepEqual(r.out.destination!.findings.map((f) => [f.level, f.message]), [['WARN', 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)']]);
+});
+
+test('a standby of the source fails the check (in recovery), naming the primary as the remedy; the WAL sample does not break on it', async () => {
+  const standby = await startPostgres({ name: 'standby', standbyOf: source.url(), logger: testLogger() });
+  try {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(['node', 'shardbridge', 'check', '--json', '--sample-seconds', '1', '--source-config', sourceConfig('standby', standby.url(), ['good'])], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
+    assert.equal(code, 1, stderr);
+    const out = JSON.parse(stdout) as CheckOutput;
+    const f = find(out.source.findings, 'standby');
+    assert.deepEqual(f.map((x) => [x.level, x.message]), [['FAIL', 'the source server is a standby (in recovery): PostgreSQL 15 cannot decode logical replication on a standby']]);
+    assert.match(f[0].remedy!, /point source at the primary/);
+  } finally {
+    await standby.destroy();
+  }
 });
 
 test('a broken sink config from SHARDBRIDGE_SINK_* variables alone is reported (exit 2, naming the variable), not taken for "no sink config"', async () => {

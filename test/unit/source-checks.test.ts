@@ -11,7 +11,7 @@ import { slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', serverEncoding: 'UTF8', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
   role: 'app', canReplicate: true, slot: null, slotName: 'shardbridge_slot', missingTables: [], tablesWithoutPrimaryKey: [], badReplicaIdentity: [], topicProblems: [], unreadableSequences: [],
-  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app', largeObjects: 0, largeObjectColumns: [], preparedTransactions: [],
+  selectedTables: 3, maxSlotWalKeepSize: '10GB', unreadableTables: [], rowSecurityTables: [], unloggedTables: [], keyEquality: [], topicPrefix: 'app', largeObjects: 0, largeObjectColumns: [], preparedTransactions: [], inRecovery: false,
   publication: { name: 'shardbridge_pub', database: 'app', exists: false, allTables: false, owned: false, differs: true, notOwned: [], canCreate: true, tables: [{ name: 'public.orders', sql: 'public.orders' }] },
 };
 
@@ -229,4 +229,12 @@ test('prepared transactions: check warns (a slot creation waits for them, unseen
   assert.equal(slotWaitOldest(session, prepared.slice(1)), "the oldest: pid 42 in database shop, idle in transaction since 2026-12-07 10:00:00+00; 1 prepared transaction(s), the oldest prepared transaction 'tm-8' in database shop (owner app) since 2026-12-02 10:00:00+00");
   assert.doesNotMatch(slotWaitRemedy([]), /PREPARED/);
   assert.match(slotWaitRemedy(prepared), /; prepared ones: connected to its database, COMMIT PREPARED 'tm-7''a'/);
+});
+
+test('a standby source fails (in recovery), with the version\'s reason, and names the primary as the remedy', () => {
+  const fifteen = judgeSourceFacts({ ...healthy, serverVersionNum: 150004, inRecovery: true }).filter((x) => x.check === 'standby');
+  assert.deepEqual(fifteen.map((x) => [x.level, x.message]), [['FAIL', 'the source server is a standby (in recovery): PostgreSQL 15 cannot decode logical replication on a standby']]);
+  assert.match(fifteen[0].remedy!, /point source at the primary/);
+  assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true }).find((x) => x.check === 'standby')!.message, /a read-only standby refuses/);
+  assert.deepEqual(judgeSourceFacts(healthy).filter((x) => x.check === 'standby'), []);
 });

@@ -160,6 +160,7 @@ test('replay refuses while the sink runs; --partition with --to-time rewinds onl
   const atMark = await admin.offsetsAtTime(f.t.topic, mark);
   const r = await replay(['--topic', f.t.topic, '--partition', '1', '--to-time', new Date(mark).toISOString(), '--sink-config', f.configFile]);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`^--to-time ${new Date(mark).toISOString().replace(/\./g, '\\.')}: each partition's first offset at or after it$`, 'm'));
   const after = await storedOffsets(db, f.groupId);
   assert.equal(after.get(`${f.t.topic}:0`), before.get(`${f.t.topic}:0`), 'partition 0 untouched');
   const p1 = BigInt(atMark.find((o) => o.partition === 1)!.offset);
@@ -205,4 +206,24 @@ test("the destination's stored offsets decide where the sink starts when the gro
   await db.query(`UPDATE shardbridge.sink_offsets SET next_offset = 30 WHERE group_id = $1`, [f.groupId]);
   await applyAll(f);
   assert.deepEqual(await ids(), range(31, 61), 'the records from the stored offset on were applied again, and only they');
+});
+
+test('replay refuses a topic its sink does not read (another prefix, its dead-letter topic) and a time without its zone, changing nothing', async () => {
+  const f = await fixture('foreign', 1);
+  const other = `${uniqueTopic('sbreplayother')}.${SRC}.foreign`;
+  const deadLetter = `${f.prefix}.__dlq`;
+  await admin.ensureTopics([{ topic: other, partitions: 1, replicationFactor: 1 }, { topic: deadLetter, partitions: 1, replicationFactor: 1 }]);
+  // Before, this stored positions the sink never reads and said "-> 0 (destination and group …)".
+  const foreign = await replay(['--topic', other, '--to-offset', '0', '--sink-config', f.configFile]);
+  assert.equal(foreign.code, 2, foreign.stdout);
+  assert.match(foreign.stderr, new RegExp(`--topic ${other.replace(/\./g, '\\.')}: not a topic this sink reads: the sink applies the topics under its topicPrefix ${f.prefix} `));
+  const dlq = await replay(['--topic', deadLetter, '--to-offset', '0', '--sink-config', f.configFile]);
+  assert.equal(dlq.code, 2, dlq.stdout);
+  assert.match(dlq.stderr, /not a topic this sink reads/);
+  // Without a zone JavaScript reads the machine's local time: refused, naming the flag.
+  const zoneless = await replay(['--topic', f.t.topic, '--to-time', '2026-12-07T10:00:00', '--sink-config', f.configFile]);
+  assert.equal(zoneless.code, 2);
+  assert.match(zoneless.stderr, /option '--to-time <ts>' argument '2026-12-07T10:00:00' is invalid\. no time zone/);
+  assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.sink_offsets WHERE group_id = $1', [f.groupId])).rows[0].n, 0, 'nothing stored');
+  assert.deepEqual((await admin.fetchGroupOffsets(f.groupId, [other]))[0].partitions.map((p) => p.offset), ['-1'], 'no group offsets set');
 });

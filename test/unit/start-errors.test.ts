@@ -40,6 +40,15 @@ test('replay arguments: an unknown topic or a partition past the last one, named
   assert.match(argumentProblem({ topic: 's.t' }, ['p.s.t', 'p.s.tt'], undefined, 'k:9092')!, /<table>\); did you mean p\.s\.t\?$/);
   assert.match(argumentProblem({ topic: 'P.S.T' }, ['p.s.t'], undefined, 'k:9092')!, /; did you mean p\.s\.t\?$/);
   assert.match(argumentProblem({ topic: 'x' }, ['p.s.t'], undefined, 'k:9092')!, /<table>\)$/);
+  // Topics on Kafka the sink does not read: stored positions for them would change nothing.
+  const sink = { prefix: 'p', deadLetterTopic: 'p.dead' };
+  assert.equal(argumentProblem({ topic: 'p.s.t' }, ['p.s.t'], 1, 'k:9092', sink), undefined);
+  assert.equal(
+    argumentProblem({ topic: 'q.s.t' }, ['q.s.t'], 1, 'k:9092', sink),
+    '--topic q.s.t: not a topic this sink reads: the sink applies the topics under its topicPrefix p (p.<schema>.<table>); is --sink-config the configuration of the sink that applies it?',
+  );
+  assert.match(argumentProblem({ topic: 'p.dead' }, ['p.dead'], 1, 'k:9092', sink)!, /^--topic p\.dead: not a topic this sink reads: it is the sink's dead-letter topic/);
+  assert.match(argumentProblem({ topic: 'p.__dlq' }, ['p.__dlq'], 1, 'k:9092', sink)!, /under its topicPrefix p/);
 });
 
 test('describe: context on the first line, without the internal phase or a server the message names; the remedy last', () => {

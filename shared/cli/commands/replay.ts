@@ -15,7 +15,7 @@ import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, forgetPartitions, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
-import { reopenSnapshot } from '../../../sink-connector/control.ts';
+import { isSinkTopic, reopenSnapshot } from '../../../sink-connector/control.ts';
 import { keyedPartitions } from '../../../source-connector/control-topics.ts';
 import { keyedCount } from '../../../source-connector/partition-pins.ts';
 import { destinationRemedy } from '../../../sink-connector/start-errors.ts';
@@ -70,13 +70,27 @@ export function planReplay(
   });
 }
 
-/** Why `--topic`/`--partition` name nothing on Kafka (a usage error), or undefined when they name something. Pure. */
-export function argumentProblem(opts: Pick<ReplayOptions, 'topic' | 'partition'>, topics: readonly string[], partitions: number | undefined, brokers: string): string | undefined {
+/**
+ * Why `--topic`/`--partition` name nothing on Kafka, or nothing this sink reads (a usage error), or
+ * undefined when they name something it reads. Pure.
+ */
+export function argumentProblem(
+  opts: Pick<ReplayOptions, 'topic' | 'partition'>,
+  topics: readonly string[],
+  partitions: number | undefined,
+  brokers: string,
+  sink?: { prefix: string; deadLetterTopic: string },
+): string | undefined {
   if (!topics.includes(opts.topic)) {
     // A table's name given for its topic (public.orders), or the right name in the wrong case.
     const near = topics.filter((t) => t.toLowerCase() === opts.topic.toLowerCase() || t.toLowerCase().endsWith(`.${opts.topic.toLowerCase()}`));
     const hint = near.length > 0 && near.length <= 3 ? `; did you mean ${near.join(' or ')}?` : '';
     return `--topic ${opts.topic}: no such topic on Kafka at ${brokers} (change topics are named <topicPrefix>.<schema>.<table>)${hint}`;
+  }
+  // Positions stored for a topic the sink never reads would change nothing, under a success message.
+  if (sink !== undefined && !isSinkTopic(opts.topic, sink.prefix, sink.deadLetterTopic)) {
+    const why = opts.topic === sink.deadLetterTopic ? "it is the sink's dead-letter topic, whose records the sink writes and never applies" : `the sink applies the topics under its topicPrefix ${sink.prefix} (${sink.prefix}.<schema>.<table>)`;
+    return `--topic ${opts.topic}: not a topic this sink reads: ${why}; is --sink-config the configuration of the sink that applies it?`;
   }
   if (opts.partition !== undefined && partitions !== undefined && opts.partition >= partitions) {
     return `--partition ${opts.partition}: topic ${opts.topic} has ${partitions} partition(s), numbered from 0`;
@@ -114,7 +128,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
   try {
     const topics = await onKafka(admin.listTopics());
     const count = topics.includes(opts.topic) ? await onKafka(admin.partitionCount(opts.topic)) : undefined;
-    const problem = argumentProblem(opts, topics, count, brokers);
+    const problem = argumentProblem(opts, topics, count, brokers, { prefix: config.topicPrefix, deadLetterTopic: config.deadLetter.topic ?? `${config.topicPrefix}.__dlq` });
     if (problem !== undefined || count === undefined) {
       ctx.err(`shardbridge replay: ${problem}\n`);
       return 2;
@@ -170,6 +184,8 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
         throw err;
       }
     }
+    // The instant the time was read as, in UTC: the records' timestamps are compared with it.
+    if (opts.toTime !== undefined) ctx.out(`--to-time ${opts.toTime.toISOString()}: each partition's first offset at or after it\n`);
     for (const r of plan) {
       const now = r.stored === null ? 'nothing applied' : `next offset ${r.stored}`;
       ctx.out(

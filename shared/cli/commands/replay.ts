@@ -143,7 +143,10 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const starts = new Map(ranges.map((e) => [e.partition, BigInt(e.start)]));
     const targets = new Map<number, bigint>();
     if (opts.toTime !== undefined) {
-      for (const o of await onKafka(admin.offsetsAtTime(opts.topic, opts.toTime.getTime()))) targets.set(o.partition, BigInt(o.offset));
+      // Kafka reads a negative time as a position (-1 latest, -2 earliest, -3 the largest
+      // timestamp): a time before 1970 rewound nothing. No record is older than 0.
+      const at = Math.max(0, opts.toTime.getTime());
+      for (const o of await onKafka(admin.offsetsAtTime(opts.topic, at))) targets.set(o.partition, BigInt(o.offset));
     } else {
       for (const p of partitions) targets.set(p, BigInt(opts.toOffset ?? 0));
     }

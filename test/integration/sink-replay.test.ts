@@ -16,7 +16,8 @@ import type { RegistryClient } from '../../shared/registry/registry-client.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
-import { keyTuple, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { encodeChanges, keyTuple, produceChanges, registerTable, tableInfo, type ProducedTable } from '../helpers/produce-changes.ts';
+import { TRUNCATE_KEY_SCHEMA, truncateKeys } from '../../source-connector/truncate-fanout.ts';
 import { sinkConfig, storedOffsets, tableText, waitApplied } from '../helpers/sink.ts';
 import type { DecodedChange } from '../../source-connector/envelope.ts';
 
@@ -227,4 +228,38 @@ test('replay refuses a topic its sink does not read (another prefix, its dead-le
   assert.match(zoneless.stderr, /option '--to-time <ts>' argument '2026-12-07T10:00:00' is invalid\. no time zone/);
   assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.sink_offsets WHERE group_id = $1', [f.groupId])).rows[0].n, 0, 'nothing stored');
   assert.deepEqual((await admin.fetchGroupOffsets(f.groupId, [other]))[0].partitions.map((p) => p.offset), ['-1'], 'no group offsets set');
+});
+
+test('replay of the whole topic to an offset between the copies of a truncate (they sit at other offsets on each partition) takes the partitions past their copy back to it, and converges', async () => {
+  const f = await fixture('cut', 3);
+  const keySchemaId = await registry.register(`${f.prefix}.__truncate-key`, TRUNCATE_KEY_SCHEMA);
+  const row = (id: number, note: string) => [String(id), '0', note];
+  await produceChanges(producer, f.t, Array.from({ length: 30 }, (_, i) => ({ kind: 'insert' as const, new: row(i + 1, 'before') })));
+  const truncate = encodeChanges(f.t, [{ kind: 'truncate' }])[0].value;
+  await producer.sendBatch(truncateKeys(keySchemaId, '0/5E/0', 3, 1).map((key) => ({ topic: f.t.topic, key, value: truncate })));
+  await produceChanges(producer, f.t, Array.from({ length: 20 }, (_, i) => ({ kind: 'insert' as const, new: row(i + 21, 'after') })));
+  await applyAll(f);
+  const table = async () => (await db.query(`SELECT id, note FROM ${DST}.cut ORDER BY id`)).rows;
+  const expected = Array.from({ length: 20 }, (_, i) => ({ id: i + 21, note: 'after' }));
+  assert.deepEqual(await table(), expected);
+  const { rows: copies } = await db.query<{ p: number; o: string }>(
+    'SELECT kafka_partition AS p, kafka_offset::text AS o FROM shardbridge.sink_truncate_arrivals WHERE group_id = $1 ORDER BY 1',
+    [f.groupId],
+  );
+  const at = copies.map((c) => BigInt(c.o));
+  const n = at.reduce((a, b) => (a > b ? a : b));
+  // The keys 1..30 hash unevenly over the 3 partitions: the copies are at different offsets.
+  assert.ok(at.some((o) => o < n), `copies at ${at.join(', ')}`);
+
+  // Before, refused (exit 2: 'the replay crosses truncate …, replay every partition … to a point before the truncate'), which it was.
+  const r = await replay(['--topic', f.t.topic, '--to-offset', String(n), '--sink-config', f.configFile]);
+  assert.equal(r.code, 0, r.stderr);
+  const stored = await storedOffsets(db, f.groupId);
+  assert.deepEqual([0, 1, 2].map((p) => stored.get(`${f.t.topic}:${p}`)), at, 'each partition at its copy: the lowest of the target and it');
+  for (const [p, o] of at.entries()) if (o < n) assert.match(r.stdout, new RegExp(`\\[${p}\\]: next offset \\d+ -> ${o} \\(destination and group [^)]+\\): back to its copy of truncate 0/5E/0`));
+  assert.match(r.stdout, /truncate 0\/5E\/0 will be applied again once every partition reaches it/);
+  await db.query(`INSERT INTO ${DST}.cut VALUES (1, 0, 'a row the truncate removes')`);
+  await applyAll(f);
+  assert.deepEqual(await table(), expected);
+  assert.deepEqual((await db.query('SELECT rounds FROM shardbridge.sink_truncates WHERE group_id = $1', [f.groupId])).rows, [{ rounds: 1 }]);
 });

@@ -14,7 +14,7 @@ import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
 import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, forgetPartitions, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
-import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
+import { applyBarrierRewind, planBarrierRewind, readArrivals, type BarrierRewind, type RecordedArrival } from '../../../sink-connector/truncate-barrier.ts';
 import { isSinkTopic, reopenSnapshot } from '../../../sink-connector/control.ts';
 import { keyedPartitions } from '../../../source-connector/control-topics.ts';
 import { keyedCount } from '../../../source-connector/partition-pins.ts';
@@ -68,6 +68,37 @@ export function planReplay(
     else if (wanted > end) row.note = `the partition ends at ${end}`;
     return row;
   });
+}
+
+const movesOf = (plan: readonly ReplayPlanRow[]): Map<number, bigint> => new Map(plan.flatMap((r) => (r.next === null ? [] : [[r.partition, r.next] as const])));
+
+/**
+ * Pure: a replay of the whole topic whose targets fall on both sides of a truncate's copies (one
+ * offset per partition: `--to-offset N` between them, or `--to-time` between their sends) would
+ * be refused, though every partition is being replayed. Each partition left past its copy is
+ * taken back to it instead (rewinding further re-applies more, in order: it converges), unless
+ * Kafka no longer has the copy. Changes `plan`'s rows; returns the rows it set that were left
+ * alone before, and the barrier's plan (still refused when it cannot widen).
+ */
+export function widenOverTruncates(
+  plan: ReplayPlanRow[],
+  arrivals: readonly RecordedArrival[],
+  copies: number,
+  starts: ReadonlyMap<number, bigint>,
+): { barrier: BarrierRewind; widened: (ReplayPlanRow & { next: bigint })[] } {
+  const widened: (ReplayPlanRow & { next: bigint })[] = [];
+  // Each round moves a partition back to a copy below its position: bounded by the copies.
+  for (let round = 0; ; round++) {
+    const barrier = planBarrierRewind(arrivals, movesOf(plan), copies);
+    const r = barrier.refused;
+    const row = r && plan.find((x) => x.partition === r.partition);
+    if (!r || !row || round > arrivals.length || r.offset < (starts.get(r.partition) ?? 0n)) return { barrier, widened };
+    // A partition left alone goes no further forward than it stands (a copy above it: its arrival forgotten).
+    const at = row.next ?? row.stored ?? 0n;
+    if (row.next === null) widened.push(row as ReplayPlanRow & { next: bigint });
+    row.next = r.offset < at ? r.offset : at;
+    row.note = `back to its copy of truncate ${r.truncateId}, which the other partitions re-apply: the truncate is applied again once every partition reaches it`;
+  }
 }
 
 /**
@@ -161,7 +192,8 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const snapshotTopic = `${config.topicPrefix}.__snapshot`;
     const keyed = arrivals.length > 0 && topics.includes(snapshotTopic) ? await onKafka(keyedPartitions(kafka, snapshotTopic, opts.topic, log)) : undefined;
     const copies = keyedCount(count, keyed);
-    const barrier = planBarrierRewind(arrivals, new Map(moves.map((m) => [m.partition, m.next])), copies);
+    const { barrier, widened } = opts.partition === undefined ? widenOverTruncates(plan, arrivals, copies, starts) : { barrier: planBarrierRewind(arrivals, movesOf(plan), copies), widened: [] };
+    moves.push(...widened);
     if (barrier.refused) {
       const r = barrier.refused;
       throw new ConfigError(

@@ -399,9 +399,12 @@ function wrapAdmin(
       return out;
     },
     async groupState(groupId) {
+      return (await admin.groupMembers(groupId)).state;
+    },
+    async groupMembers(groupId) {
       await ready();
       const [group] = (await asked(a.describeGroups([groupId]), on('group', 'Describe', [groupId], 'reading the state of the consumer group'))).groups;
-      return group?.state ?? 'Dead';
+      return { state: group?.state ?? 'Dead', members: (group?.members ?? []).map((m) => ({ clientId: m.clientId, clientHost: m.clientHost })) };
     },
     async setGroupOffsets(groupId, topic, offsets) {
       const state = await admin.groupState(groupId);

@@ -129,12 +129,24 @@ export function argumentProblem(
   return undefined;
 }
 
-/** Replay while the sink's group has members: exit 1, saying to stop the sink first. */
-export function sinkRunning(groupId: string, state: string, topic: string): ServiceError {
-  return new ServiceError(`the sink is still running: its consumer group ${groupId} has members (state ${state}); replay sets the sink's positions only while it is stopped`, {
-    context: { groupId, state, topic },
-    remedy: `stop the sink connector (every member of group ${groupId}) first, then run replay again`,
-  });
+/**
+ * Replay while the sink's group has members: exit 1, saying to stop the sink first. The members
+ * are named (client id and host): which machine runs one, or a process killed moments ago
+ * (a sink, or a replay killed while it set the group's offsets), whose member Kafka keeps
+ * until its session times out. Pure.
+ */
+export function sinkRunning(groupId: string, state: string, topic: string, members: readonly { clientId: string; clientHost: string }[] = []): ServiceError {
+  const named = members.map((m) => `${m.clientId} (${m.clientHost.replace(/^\//, '')})`);
+  const shown = named.length > 5 ? [...named.slice(0, 5), `${named.length - 5} more`] : named;
+  return new ServiceError(
+    `the sink is still running: its consumer group ${groupId} has ${members.length > 0 ? `members ${shown.join(', ')}` : 'members'} (state ${state}); replay sets the sink's positions only while it is stopped`,
+    {
+      context: { groupId, state, topic },
+      remedy:
+        `stop the sink connector (every member of group ${groupId}) first, then run replay again; ` +
+        "a process killed moments ago (a sink, or a replay) stays a member until its session times out (a sink's: 10 s, a replay's: 30 s): run replay again then",
+    },
+  );
 }
 
 export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<number> {
@@ -166,8 +178,8 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     }
     // Before the destination is touched: a running sink would apply on from its own positions
     // (and Kafka refuses to set a group's offsets while it has members). Not a usage error.
-    const state = await onKafka(admin.groupState(config.groupId));
-    if (groupRunning(state)) throw sinkRunning(config.groupId, state, opts.topic);
+    const group = await onKafka(admin.groupMembers(config.groupId));
+    if (groupRunning(group.state)) throw sinkRunning(config.groupId, group.state, opts.topic, group.members);
     const partitions = opts.partition !== undefined ? [opts.partition] : Array.from({ length: count }, (_, i) => i);
     const ranges = await onKafka(admin.offsetRanges(opts.topic));
     const ends = new Map(ranges.map((e) => [e.partition, BigInt(e.end)]));

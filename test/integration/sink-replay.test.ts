@@ -73,6 +73,9 @@ function history(info: ProducedTable['info']): DecodedChange[] {
   for (let round = 1; round <= 3; round++) for (let id = 1; id <= 60; id += 2) out.push({ kind: 'update', new: row(id, round * 10, `r${round}`) });
   for (let id = 50; id <= 55; id++) out.push({ kind: 'delete', key: keyTuple(info, row(id, 0, '')) });
   out.push({ kind: 'update', key: keyTuple(info, row(7, 0, '')), new: row(700, 30, 'moved') });
+  // A deleted key inserted again, and updates leaving the (TOASTed) note unchanged: no value sent for it.
+  const unchanged = (id: number, balance: number) => [String(id), String(balance), undefined];
+  out.push({ kind: 'insert', new: row(52, 5, 'reborn') }, { kind: 'update', new: unchanged(52, 6) }, { kind: 'update', new: unchanged(3, 77) });
   return out;
 }
 
@@ -101,8 +104,9 @@ test('replay from offset zero resets stored and group offsets, and re-applying c
   }
   const columns = ['id', 'balance', 'note'];
   const expected = await tableText(db, `${DST}.accounts`, columns, 'id');
-  assert.equal(expected.length, 60 - 6);
+  assert.equal(expected.length, 60 - 6 + 1);
   assert.ok(expected.some((r) => r[0] === '700') && !expected.some((r) => r[0] === '7'));
+  assert.deepEqual([expected.find((r) => r[0] === '52'), expected.find((r) => r[0] === '3')], [['52', '6', 'reborn'], ['3', '77', 'r3']]);
 
   // Damage the destination: values changed, rows lost, deleted rows back.
   await db.query(`UPDATE ${DST}.accounts SET balance = -1, note = 'damaged'`);

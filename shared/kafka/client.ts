@@ -116,7 +116,9 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       const { kafka, shut } = gated();
       const admin = wrapAdmin(
         counted('admin', kafka.admin({ retry: opts.retry })),
-        (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
+        // setGroupOffsets' member, in the group for a moment: killed there, it holds the group (a
+        // replay run again is refused, a sink's join waits) until its session ends: the sink's 10 s, not kafkajs's 30 s.
+        (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false, sessionTimeout: 10_000 })),
         () => counted('admin', kafka.admin({ retry: opts.retry })),
         () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
         client,

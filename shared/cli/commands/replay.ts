@@ -144,7 +144,7 @@ export function sinkRunning(groupId: string, state: string, topic: string, membe
       context: { groupId, state, topic },
       remedy:
         `stop the sink connector (every member of group ${groupId}) first, then run replay again; ` +
-        "a process killed moments ago (a sink, or a replay) stays a member until its session times out (a sink's: 10 s, a replay's: 30 s): run replay again then",
+        "a process killed moments ago (a sink, or a replay) stays a member until its session times out (10 s): run replay again then",
     },
   );
 }

@@ -175,12 +175,18 @@ test('replay refuses while the sink runs; --partition with --to-time rewinds onl
   assert.equal(after.get(`${f.t.topic}:1`), before.get(`${f.t.topic}:1`));
   assert.equal(p1, before.get(`${f.t.topic}:1`));
   assert.match(r.stdout, /\[1\]: next offset \d+, already at or before the target: unchanged/);
+  // Stalls recorded at both partitions' positions (as a sink stopped at them leaves them): the moved one's is forgotten.
+  for (const p of [0, 1]) {
+    await db.query(`INSERT INTO shardbridge.stalls (group_id, topic, partition, next_offset, error) VALUES ($1, $2, $3, $4, 'stalled')`, [f.groupId, f.t.topic, p, String(before.get(`${f.t.topic}:${p}`))]);
+  }
   // A time before every record: from the first offset. -1 ms is also Kafka's code for 'latest' (it rewound nothing).
   const earlier = await replay(['--topic', f.t.topic, '--partition', '1', '--to-time', '1969-12-31T23:59:59.999Z', '--sink-config', f.configFile]);
   assert.equal(earlier.code, 0, earlier.stderr);
   assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:1`), 0n);
   assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:0`), before.get(`${f.t.topic}:0`));
   assert.equal((await groupOffsets(f.groupId, f.t.topic))[1], '0');
+  // Before, status showed partition 1 stalled at its old offset until the sink applied there again.
+  assert.deepEqual((await db.query('SELECT partition FROM shardbridge.stalls WHERE group_id = $1', [f.groupId])).rows, [{ partition: 0 }]);
 });
 
 /** A sink run until it has applied the topic to its end, then stopped. */

@@ -13,7 +13,7 @@ import { pgEndpoint } from '../../config/common.ts';
 import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
 import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
-import { ensureSinkTables, forgetPartitions, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
+import { ensureSinkTables, forgetPartitions, forgetStalls, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
 import { applyBarrierRewind, planBarrierRewind, readArrivals, type BarrierRewind, type RecordedArrival } from '../../../sink-connector/truncate-barrier.ts';
 import { isSinkTopic, reopenSnapshot } from '../../../sink-connector/control.ts';
 import { keyedPartitions } from '../../../source-connector/control-topics.ts';
@@ -223,6 +223,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
       try {
         await setStoredOffsets(client, config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await forgetPartitions(client, config.groupId, opts.topic, vanished);
+        await forgetStalls(client, config.groupId, opts.topic, [...moves.map((m) => m.partition), ...vanished]);
         await applyBarrierRewind(client, config.groupId, opts.topic, barrier);
         reopened = await reopenSnapshot(client, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await client.query('COMMIT');

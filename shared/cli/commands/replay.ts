@@ -210,7 +210,10 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
       const r = barrier.refused;
       throw new ConfigError(
         `the replay crosses truncate ${r.truncateId} of ${opts.topic}, which partition ${r.partition} applied at offset ${r.offset} and would not re-apply: the table would not converge`,
-        { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy: 'replay every partition of the topic (no --partition) to a point before the truncate, or replay only after it' },
+        { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy:
+            opts.partition !== undefined
+              ? 'replay every partition of the topic (no --partition): the partitions past the truncate are taken back to their copy of it; or replay only after it'
+              : `${r.offset < (starts.get(r.partition) ?? 0n) ? `Kafka no longer has partition ${r.partition}'s copy of it (its first offset is above ${r.offset}): ` : ''}replay only after the truncate, or resnapshot the table` },
       );
     }
     // Offsets stored in partitions the topic no longer has (it was created again with fewer): a replay of the whole topic forgets them.

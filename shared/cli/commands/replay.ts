@@ -4,8 +4,9 @@
  * nothing changed). The destination's stored offsets (what the sink resumes from) and the
  * consumer group's committed offsets (what monitoring shows) are both set; the sink then re-applies the events in order, which converges to
  * the same rows. Only rewinds: a partition already before the target is left alone, except one
- * stored below the first offset Kafka still has, which moves up to it. Targets are clamped to
- * the offsets Kafka has (its log start to its end).
+ * stored below the first offset Kafka still has, which moves up to it, and one past its copy of a
+ * truncate other partitions go back over (widenOverTruncates). Targets are clamped to the offsets
+ * Kafka has (its log start to its end). Only topics this sink reads.
  */
 import pg from 'pg';
 import { ConfigError, ServiceError, atServer } from '../../errors.ts';

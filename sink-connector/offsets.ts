@@ -167,6 +167,19 @@ export async function forgetPartitions(client: pg.ClientBase, groupId: string, t
   await client.query('DELETE FROM shardbridge.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])', [groupId, topic, partitions]);
 }
 
+/**
+ * Forget the recorded stalls of partitions `shardbridge replay` moved, in the caller's transaction:
+ * a stall names the position the partition stood at (status showed it until the sink next applied
+ * there, after a replay that was its remedy too); one that persists is recorded again when reached.
+ */
+export async function forgetStalls(client: pg.ClientBase, groupId: string, topic: string, partitions: readonly number[]): Promise<void> {
+  if (partitions.length === 0) return;
+  await client.query(
+    `DELETE FROM shardbridge.stalls WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])`,
+    [groupId, topic, partitions],
+  );
+}
+
 /** Stored offsets of every partition of one topic (replay, status). */
 export async function readTopicOffsets(client: pg.ClientBase, groupId: string, topic: string): Promise<Map<number, bigint>> {
   const { rows } = await client.query<{ partition: number; next_offset: string }>(

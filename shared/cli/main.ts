@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../logger.ts';
 import { redactUrl } from '../redact.ts';
 import { onShutdown, type ShutdownHandler } from '../shutdown.ts';
 import { LOG_LEVELS } from '../config/common.ts';
+import { parseReplayTime } from './replay-time.ts';
 import { loadSourceConfig, type SourceConfig } from '../../source-connector/config.ts';
 import { loadSinkConfig, type SinkConfig } from '../../sink-connector/config.ts';
 
@@ -181,8 +182,8 @@ function offsetArg(v: string): bigint {
 }
 
 function timeArg(v: string): Date {
-  const d = /^\d+$/.test(v) ? new Date(Number(v)) : new Date(v);
-  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('expected an ISO-8601 time (2024-05-01T12:00:00Z) or epoch milliseconds');
+  const d = parseReplayTime(v);
+  if (typeof d === 'string') throw new InvalidArgumentError(d);
   return d;
 }
 
@@ -249,7 +250,7 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .requiredOption('--topic <topic>', 'the change topic to replay')
     .option('--partition <n>', 'only this partition (default: every partition of the topic)', intArg('a partition number (0 or more)', 0))
     .addOption(new Option('--to-offset <n>', 'rewind to this offset (re-apply from it)').argParser(offsetArg).conflicts('toTime'))
-    .addOption(new Option('--to-time <ts>', 'rewind to the first offset at or after this time (ISO-8601 or epoch ms)').argParser(timeArg))
+    .addOption(new Option('--to-time <ts>', 'rewind to the first offset at or after this time (ISO-8601 with its zone, or epoch ms)').argParser(timeArg))
     .option('--sink-config <file>', SINK_CONFIG_HELP)
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
       if (opts.toOffset === undefined && opts.toTime === undefined) cmd.error('error: give one of --to-offset <n> or --to-time <ts>', { exitCode: 2 });

@@ -116,7 +116,9 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       const { kafka, shut } = gated();
       const admin = wrapAdmin(
         counted('admin', kafka.admin({ retry: opts.retry })),
-        (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false })),
+        // setGroupOffsets' member, in the group for a moment: killed there, it holds the group (a
+        // replay run again is refused, a sink's join waits) until its session ends: the sink's 10 s, not kafkajs's 30 s.
+        (groupId) => counted('consumer', kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false, sessionTimeout: 10_000 })),
         () => counted('admin', kafka.admin({ retry: opts.retry })),
         () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
         client,
@@ -399,9 +401,12 @@ function wrapAdmin(
       return out;
     },
     async groupState(groupId) {
+      return (await admin.groupMembers(groupId)).state;
+    },
+    async groupMembers(groupId) {
       await ready();
       const [group] = (await asked(a.describeGroups([groupId]), on('group', 'Describe', [groupId], 'reading the state of the consumer group'))).groups;
-      return group?.state ?? 'Dead';
+      return { state: group?.state ?? 'Dead', members: (group?.members ?? []).map((m) => ({ clientId: m.clientId, clientHost: m.clientHost })) };
     },
     async setGroupOffsets(groupId, topic, offsets) {
       const state = await admin.groupState(groupId);

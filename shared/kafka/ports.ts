@@ -203,6 +203,8 @@ export interface Admin {
   configValues(kind: 'topic' | 'broker', names: string[], key: string): Promise<Map<string, string>>;
   /** The group's state as Kafka reports it; `Empty` or `Dead` when no member runs (groupRunning). */
   groupState(groupId: string): Promise<string>;
+  /** The group's state and its members' client ids and hosts (which processes a refusal names). */
+  groupMembers(groupId: string): Promise<{ state: string; members: { clientId: string; clientHost: string }[] }>;
   /** The group must have no active members (Kafka refuses otherwise). */
   setGroupOffsets(groupId: string, topic: string, offsets: { partition: number; offset: string }[]): Promise<void>;
   /** Committed offsets; '-1' for a partition without a commit. Two requests, however many topics. */

@@ -138,9 +138,10 @@ test('destination down at start: the retry names it; SIGTERM ends the retries gr
 });
 
 test('replay: a topic or partition that does not exist is a usage error naming it; the destination down names it', async () => {
-  const topic = uniqueTopic('sbstart.public.t');
+  const prefix = uniqueTopic('sbstart');
+  const topic = `${prefix}.public.t`;
   await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
-  const file = configFile('replay');
+  const file = configFile('replay', {}, { topicPrefix: prefix });
   const missing = await cli(['replay', '--topic', `${topic}x`, '--to-offset', '0', '--sink-config', file]);
   assert.equal(missing.code, 2, missing.stderr);
   assert.equal(missing.stderr, `shardbridge replay: --topic ${topic}x: no such topic on Kafka at ${servers.kafka} (change topics are named <topicPrefix>.<schema>.<table>)\n`);
@@ -148,7 +149,7 @@ test('replay: a topic or partition that does not exist is a usage error naming i
   assert.equal(partition.code, 2, partition.stderr);
   assert.equal(partition.stderr, `shardbridge replay: --partition 2: topic ${topic} has 2 partition(s), numbered from 0\n`);
   const port = await freePort();
-  const down = await cli(['replay', '--topic', topic, '--to-offset', '0', '--sink-config', configFile('replay-down', { destination: destinationWith('app', port) })]);
+  const down = await cli(['replay', '--topic', topic, '--to-offset', '0', '--sink-config', configFile('replay-down', { destination: destinationWith('app', port) }, { topicPrefix: prefix })]);
   assert.equal(down.code, 1, down.stderr);
   assert.match(down.stderr, new RegExp(`^shardbridge replay: cannot use the destination PostgreSQL at 127\\.0\\.0\\.1:${port}/app: .*ECONNREFUSED`));
   assert.ok(!down.stderr.includes(SECRET), down.stderr);

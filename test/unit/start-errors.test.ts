@@ -4,7 +4,7 @@ import { ConfigError, RetriableError, SchemaError, ServiceError, SinkApplyError,
 import { unreachable } from '../../shared/registry/registry-client.ts';
 import { metricsPortError } from '../../shared/metrics.ts';
 import { pgRemedy } from '../../shared/config/common.ts';
-import { argumentProblem } from '../../shared/cli/commands/replay.ts';
+import { argumentProblem, sinkRunning } from '../../shared/cli/commands/replay.ts';
 
 test('atServer: the message names the server; retriable, context and remedy follow the original; a ConfigError passes unchanged', () => {
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
@@ -40,6 +40,25 @@ test('replay arguments: an unknown topic or a partition past the last one, named
   assert.match(argumentProblem({ topic: 's.t' }, ['p.s.t', 'p.s.tt'], undefined, 'k:9092')!, /<table>\); did you mean p\.s\.t\?$/);
   assert.match(argumentProblem({ topic: 'P.S.T' }, ['p.s.t'], undefined, 'k:9092')!, /; did you mean p\.s\.t\?$/);
   assert.match(argumentProblem({ topic: 'x' }, ['p.s.t'], undefined, 'k:9092')!, /<table>\)$/);
+  // Topics on Kafka the sink does not read: stored positions for them would change nothing.
+  const sink = { prefix: 'p', deadLetterTopic: 'p.dead' };
+  assert.equal(argumentProblem({ topic: 'p.s.t' }, ['p.s.t'], 1, 'k:9092', sink), undefined);
+  assert.equal(
+    argumentProblem({ topic: 'q.s.t' }, ['q.s.t'], 1, 'k:9092', sink),
+    '--topic q.s.t: not a topic this sink reads: the sink applies the topics under its topicPrefix p (p.<schema>.<table>); is --sink-config the configuration of the sink that applies it?',
+  );
+  assert.match(argumentProblem({ topic: 'p.dead' }, ['p.dead'], 1, 'k:9092', sink)!, /^--topic p\.dead: not a topic this sink reads: it is the sink's dead-letter topic/);
+  assert.match(argumentProblem({ topic: 'p.__dlq' }, ['p.__dlq'], 1, 'k:9092', sink)!, /under its topicPrefix p/);
+});
+
+test("replay while the sink's group has members: they are named, past five counted; the remedy says a killed process stays a member for its session (pure)", () => {
+  const members = Array.from({ length: 7 }, (_, i) => ({ clientId: `shardbridge-sink-s${i}`, clientHost: `/10.0.0.${i}` }));
+  const e = sinkRunning('g', 'Stable', 'p.s.t', members);
+  assert.equal(
+    e.message,
+    "the sink is still running: its consumer group g has members shardbridge-sink-s0 (10.0.0.0), shardbridge-sink-s1 (10.0.0.1), shardbridge-sink-s2 (10.0.0.2), shardbridge-sink-s3 (10.0.0.3), shardbridge-sink-s4 (10.0.0.4), 2 more (state Stable); replay sets the sink's positions only while it is stopped",
+  );
+  assert.match(e.remedy ?? '', /stays a member until its session times out \(10 s\): run replay again then$/);
 });
 
 test('describe: context on the first line, without the internal phase or a server the message names; the remedy last', () => {

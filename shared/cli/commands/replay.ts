@@ -4,8 +4,9 @@
  * nothing changed). The destination's stored offsets (what the sink resumes from) and the
  * consumer group's committed offsets (what monitoring shows) are both set; the sink then re-applies the events in order, which converges to
  * the same rows. Only rewinds: a partition already before the target is left alone, except one
- * stored below the first offset Kafka still has, which moves up to it. Targets are clamped to
- * the offsets Kafka has (its log start to its end).
+ * stored below the first offset Kafka still has, which moves up to it, and one past its copy of a
+ * truncate other partitions go back over (widenOverTruncates). Targets are clamped to the offsets
+ * Kafka has (its log start to its end). Only topics this sink reads.
  */
 import pg from 'pg';
 import { ConfigError, ServiceError, atServer } from '../../errors.ts';
@@ -13,9 +14,9 @@ import { pgEndpoint } from '../../config/common.ts';
 import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
 import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
-import { ensureSinkTables, forgetPartitions, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
-import { applyBarrierRewind, planBarrierRewind, readArrivals } from '../../../sink-connector/truncate-barrier.ts';
-import { reopenSnapshot } from '../../../sink-connector/control.ts';
+import { ensureSinkTables, forgetPartitions, forgetStalls, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';
+import { applyBarrierRewind, planBarrierRewind, readArrivals, type BarrierRewind, type RecordedArrival } from '../../../sink-connector/truncate-barrier.ts';
+import { isSinkTopic, reopenSnapshot } from '../../../sink-connector/control.ts';
 import { keyedPartitions } from '../../../source-connector/control-topics.ts';
 import { keyedCount } from '../../../source-connector/partition-pins.ts';
 import { destinationRemedy } from '../../../sink-connector/start-errors.ts';
@@ -70,13 +71,58 @@ export function planReplay(
   });
 }
 
-/** Why `--topic`/`--partition` name nothing on Kafka (a usage error), or undefined when they name something. Pure. */
-export function argumentProblem(opts: Pick<ReplayOptions, 'topic' | 'partition'>, topics: readonly string[], partitions: number | undefined, brokers: string): string | undefined {
+const movesOf = (plan: readonly ReplayPlanRow[]): Map<number, bigint> => new Map(plan.flatMap((r) => (r.next === null ? [] : [[r.partition, r.next] as const])));
+
+/**
+ * Pure: a replay of the whole topic whose targets fall on both sides of a truncate's copies (one
+ * offset per partition: `--to-offset N` between them, or `--to-time` between their sends) would
+ * be refused, though every partition is being replayed. Each partition left past its copy is
+ * taken back to it instead (rewinding further re-applies more, in order: it converges), unless
+ * Kafka no longer has the copy. Changes `plan`'s rows; returns the rows it set that were left
+ * alone before, and the barrier's plan (still refused when it cannot widen).
+ */
+export function widenOverTruncates(
+  plan: ReplayPlanRow[],
+  arrivals: readonly RecordedArrival[],
+  copies: number,
+  starts: ReadonlyMap<number, bigint>,
+): { barrier: BarrierRewind; widened: (ReplayPlanRow & { next: bigint })[] } {
+  const widened: (ReplayPlanRow & { next: bigint })[] = [];
+  // Each round moves a partition back to a copy below its position: bounded by the copies.
+  for (let round = 0; ; round++) {
+    const barrier = planBarrierRewind(arrivals, movesOf(plan), copies);
+    const r = barrier.refused;
+    const row = r && plan.find((x) => x.partition === r.partition);
+    if (!r || !row || round > arrivals.length || r.offset < (starts.get(r.partition) ?? 0n)) return { barrier, widened };
+    // A partition left alone goes no further forward than it stands (a copy above it: its arrival forgotten).
+    const at = row.next ?? row.stored ?? 0n;
+    if (row.next === null) widened.push(row as ReplayPlanRow & { next: bigint });
+    row.next = r.offset < at ? r.offset : at;
+    row.note = `back to its copy of truncate ${r.truncateId}, which the other partitions re-apply: the truncate is applied again once every partition reaches it`;
+  }
+}
+
+/**
+ * Why `--topic`/`--partition` name nothing on Kafka, or nothing this sink reads (a usage error), or
+ * undefined when they name something it reads. Pure.
+ */
+export function argumentProblem(
+  opts: Pick<ReplayOptions, 'topic' | 'partition'>,
+  topics: readonly string[],
+  partitions: number | undefined,
+  brokers: string,
+  sink?: { prefix: string; deadLetterTopic: string },
+): string | undefined {
   if (!topics.includes(opts.topic)) {
     // A table's name given for its topic (public.orders), or the right name in the wrong case.
     const near = topics.filter((t) => t.toLowerCase() === opts.topic.toLowerCase() || t.toLowerCase().endsWith(`.${opts.topic.toLowerCase()}`));
     const hint = near.length > 0 && near.length <= 3 ? `; did you mean ${near.join(' or ')}?` : '';
     return `--topic ${opts.topic}: no such topic on Kafka at ${brokers} (change topics are named <topicPrefix>.<schema>.<table>)${hint}`;
+  }
+  // Positions stored for a topic the sink never reads would change nothing, under a success message.
+  if (sink !== undefined && !isSinkTopic(opts.topic, sink.prefix, sink.deadLetterTopic)) {
+    const why = opts.topic === sink.deadLetterTopic ? "it is the sink's dead-letter topic, whose records the sink writes and never applies" : `the sink applies the topics under its topicPrefix ${sink.prefix} (${sink.prefix}.<schema>.<table>)`;
+    return `--topic ${opts.topic}: not a topic this sink reads: ${why}; is --sink-config the configuration of the sink that applies it?`;
   }
   if (opts.partition !== undefined && partitions !== undefined && opts.partition >= partitions) {
     return `--partition ${opts.partition}: topic ${opts.topic} has ${partitions} partition(s), numbered from 0`;
@@ -84,12 +130,24 @@ export function argumentProblem(opts: Pick<ReplayOptions, 'topic' | 'partition'>
   return undefined;
 }
 
-/** Replay while the sink's group has members: exit 1, saying to stop the sink first. */
-export function sinkRunning(groupId: string, state: string, topic: string): ServiceError {
-  return new ServiceError(`the sink is still running: its consumer group ${groupId} has members (state ${state}); replay sets the sink's positions only while it is stopped`, {
-    context: { groupId, state, topic },
-    remedy: `stop the sink connector (every member of group ${groupId}) first, then run replay again`,
-  });
+/**
+ * Replay while the sink's group has members: exit 1, saying to stop the sink first. The members
+ * are named (client id and host): which machine runs one, or a process killed moments ago
+ * (a sink, or a replay killed while it set the group's offsets), whose member Kafka keeps
+ * until its session times out. Pure.
+ */
+export function sinkRunning(groupId: string, state: string, topic: string, members: readonly { clientId: string; clientHost: string }[] = []): ServiceError {
+  const named = members.map((m) => `${m.clientId} (${m.clientHost.replace(/^\//, '')})`);
+  const shown = named.length > 5 ? [...named.slice(0, 5), `${named.length - 5} more`] : named;
+  return new ServiceError(
+    `the sink is still running: its consumer group ${groupId} has ${members.length > 0 ? `members ${shown.join(', ')}` : 'members'} (state ${state}); replay sets the sink's positions only while it is stopped`,
+    {
+      context: { groupId, state, topic },
+      remedy:
+        `stop the sink connector (every member of group ${groupId}) first, then run replay again; ` +
+        "a process killed moments ago (a sink, or a replay) stays a member until its session times out (10 s): run replay again then",
+    },
+  );
 }
 
 export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<number> {
@@ -114,22 +172,25 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
   try {
     const topics = await onKafka(admin.listTopics());
     const count = topics.includes(opts.topic) ? await onKafka(admin.partitionCount(opts.topic)) : undefined;
-    const problem = argumentProblem(opts, topics, count, brokers);
+    const problem = argumentProblem(opts, topics, count, brokers, { prefix: config.topicPrefix, deadLetterTopic: config.deadLetter.topic ?? `${config.topicPrefix}.__dlq` });
     if (problem !== undefined || count === undefined) {
       ctx.err(`shardbridge replay: ${problem}\n`);
       return 2;
     }
     // Before the destination is touched: a running sink would apply on from its own positions
     // (and Kafka refuses to set a group's offsets while it has members). Not a usage error.
-    const state = await onKafka(admin.groupState(config.groupId));
-    if (groupRunning(state)) throw sinkRunning(config.groupId, state, opts.topic);
+    const group = await onKafka(admin.groupMembers(config.groupId));
+    if (groupRunning(group.state)) throw sinkRunning(config.groupId, group.state, opts.topic, group.members);
     const partitions = opts.partition !== undefined ? [opts.partition] : Array.from({ length: count }, (_, i) => i);
     const ranges = await onKafka(admin.offsetRanges(opts.topic));
     const ends = new Map(ranges.map((e) => [e.partition, BigInt(e.end)]));
     const starts = new Map(ranges.map((e) => [e.partition, BigInt(e.start)]));
     const targets = new Map<number, bigint>();
     if (opts.toTime !== undefined) {
-      for (const o of await onKafka(admin.offsetsAtTime(opts.topic, opts.toTime.getTime()))) targets.set(o.partition, BigInt(o.offset));
+      // Kafka reads a negative time as a position (-1 latest, -2 earliest, -3 the largest
+      // timestamp): a time before 1970 rewound nothing. No record is older than 0.
+      const at = Math.max(0, opts.toTime.getTime());
+      for (const o of await onKafka(admin.offsetsAtTime(opts.topic, at))) targets.set(o.partition, BigInt(o.offset));
     } else {
       for (const p of partitions) targets.set(p, BigInt(opts.toOffset ?? 0));
     }
@@ -144,12 +205,16 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
     const snapshotTopic = `${config.topicPrefix}.__snapshot`;
     const keyed = arrivals.length > 0 && topics.includes(snapshotTopic) ? await onKafka(keyedPartitions(kafka, snapshotTopic, opts.topic, log)) : undefined;
     const copies = keyedCount(count, keyed);
-    const barrier = planBarrierRewind(arrivals, new Map(moves.map((m) => [m.partition, m.next])), copies);
+    const { barrier, widened } = opts.partition === undefined ? widenOverTruncates(plan, arrivals, copies, starts) : { barrier: planBarrierRewind(arrivals, movesOf(plan), copies), widened: [] };
+    moves.push(...widened);
     if (barrier.refused) {
       const r = barrier.refused;
       throw new ConfigError(
         `the replay crosses truncate ${r.truncateId} of ${opts.topic}, which partition ${r.partition} applied at offset ${r.offset} and would not re-apply: the table would not converge`,
-        { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy: 'replay every partition of the topic (no --partition) to a point before the truncate, or replay only after it' },
+        { context: { topic: opts.topic, partition: r.partition, offset: r.offset.toString() }, remedy:
+            opts.partition !== undefined
+              ? 'replay every partition of the topic (no --partition): the partitions past the truncate are taken back to their copy of it; or replay only after it'
+              : `${r.offset < (starts.get(r.partition) ?? 0n) ? `Kafka no longer has partition ${r.partition}'s copy of it (its first offset is above ${r.offset}): ` : ''}replay only after the truncate, or resnapshot the table` },
       );
     }
     // Offsets stored in partitions the topic no longer has (it was created again with fewer): a replay of the whole topic forgets them.
@@ -162,6 +227,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
       try {
         await setStoredOffsets(client, config.groupId, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await forgetPartitions(client, config.groupId, opts.topic, vanished);
+        await forgetStalls(client, config.groupId, opts.topic, [...moves.map((m) => m.partition), ...vanished]);
         await applyBarrierRewind(client, config.groupId, opts.topic, barrier);
         reopened = await reopenSnapshot(client, opts.topic, moves.map((m) => ({ partition: m.partition, offset: m.next })));
         await client.query('COMMIT');
@@ -170,6 +236,8 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
         throw err;
       }
     }
+    // The instant the time was read as, in UTC: the records' timestamps are compared with it.
+    if (opts.toTime !== undefined) ctx.out(`--to-time ${opts.toTime.toISOString()}: each partition's first offset at or after it\n`);
     for (const r of plan) {
       const now = r.stored === null ? 'nothing applied' : `next offset ${r.stored}`;
       ctx.out(

@@ -17,6 +17,7 @@ import type { TableVersion, TableVersions } from './table-versions.ts';
 import { transactionBegin, transactionEnd } from './control-topics.ts';
 import { SkipFilter, type SkipPoints } from './skip-points.ts';
 import { RESNAPSHOT_PREFIX, SessionRestart } from './resnapshot-signal.ts';
+import { KeyChangeGaps } from './key-change-gaps.ts';
 
 /** Prefix of our pg_logical_emit_message() heartbeats. */
 export const HEARTBEAT_PREFIX = 'shardbridge-heartbeat';
@@ -89,6 +90,7 @@ export class StreamMessages {
   private readonly skip: SkipFilter;
   /** Tables whose changes waited for their own snapshot's copy: said once each. */
   private readonly waitSaid = new Set<string>();
+  private readonly keyChangeGaps: KeyChangeGaps;
 
   constructor(
     private readonly opts: MessageOptions,
@@ -96,6 +98,7 @@ export class StreamMessages {
     private readonly hooks: StreamHooks,
   ) {
     this.skip = new SkipFilter(opts.skip ?? { tables: new Map(), unselectedBefore: null }, log);
+    this.keyChangeGaps = new KeyChangeGaps(log);
   }
 
   /** A message from the pump, in stream order. */
@@ -254,6 +257,7 @@ export class StreamMessages {
     if (!e) return;
     e.ctx.tsMs = Date.now();
     const events = changeToEvents(change, e.ctx);
+    if (change.kind === 'update') this.keyChangeGaps.note(e.v.qualified, events);
     this.opts.publisher.publish(e.v, events, t.tx);
     e.count += events.length;
     this.changesRead++;

@@ -431,6 +431,31 @@ test('a prepared transaction left behind holds the slot creation: the wait names
   await dropSlotAfter(conn, client, config.slotName);
 });
 
+test('a primary-key change leaving a TOASTed column unchanged is warned of (the new key arrives without it); under REPLICA IDENTITY FULL it carries it', async (t) => {
+  const { url, client, slot } = await env.freshDatabase(t);
+  const big = crypto.randomBytes(6000).toString('base64');
+  await client.query(`CREATE TABLE docs (id int PRIMARY KEY, title text, body text); ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+    INSERT INTO docs SELECT g, 't' || g, $1 FROM generate_series(1, 2) g`.replace('$1', `'${big}'`));
+  const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
+  const { logger, lines } = capturingLogger();
+  const conn = await startSourceConnector(config, logger);
+  t.after(() => conn.stop());
+  await streaming(conn);
+  await client.query(`UPDATE docs SET id = 11 WHERE id = 1`);
+  await caughtUp(conn, await walLsn(client));
+  const warned = () => lines().filter((l) => l.includes('primary-key change') && l.includes('left TOASTed column(s) body unchanged'));
+  assert.equal(warned().length, 1, lines().join('\n'));
+  assert.match(warned()[0], /ALTER TABLE public\.docs REPLICA IDENTITY FULL on the source/);
+  await client.query(`ALTER TABLE docs REPLICA IDENTITY FULL; UPDATE docs SET id = 12 WHERE id = 2`);
+  await caughtUp(conn, await walLsn(client));
+  const decoder = new RegistryDecoder(registryUrl);
+  const created = (await readDecoded(kafka, decoder, `${config.topicPrefix}.public.docs`)).filter((r) => r.value?.op === 'c').map((r) => r.value!);
+  assert.deepEqual(created.map((v) => [(v.after as { id: number }).id, (v.unchanged_toast as string[]).join()]), [[11, 'body'], [12, '']]);
+  assert.equal((created[1].after as { body: string }).body, big, 'under FULL the old row supplies it');
+  assert.equal(warned().length, 1, 'no warning under FULL');
+  await dropSlotAfter(conn, client, config.slotName);
+});
+
 /** The connector started again with `table` excluded, streaming; `failed()` is its failure, if any. */
 async function streamingWithout(t: TestContext, config: SourceConfig, table: string): Promise<{ without: SourceConnector; lines: () => string[]; failed: () => unknown }> {
   const { logger, lines } = capturingLogger();

@@ -195,7 +195,7 @@ test('a restart whose slot replays a truncate: the replayed copies name the same
   assert.equal(new Set(copies.map((c) => c.delivery)).size, 2, 'one delivery per session, the same on all its copies');
 });
 
-test('the broker killed and restarted mid-stream: both connectors go on without a restart, nothing lost, the slot never confirms past what Kafka has; killed again, SIGTERM: both end promptly, the slot at what Kafka holds', async (t) => {
+test('the broker killed and restarted mid-stream: both connectors go on without a restart, nothing lost, the slot never confirms past what Kafka has; killed again, SIGTERM: both end promptly, the slot keeps what Kafka does not have', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   // The sink's destination: another database of the source cluster (no cluster of its own to start).
   const { url: destUrl, client: dest } = await env.freshDatabase(t);

@@ -13,7 +13,7 @@
  */
 import pg from 'pg';
 import type { Registry } from 'prom-client';
-import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, isKafkaUnreachable, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
@@ -357,7 +357,8 @@ class SinkRuntime {
     consumer.onGroupJoin((assignment) => this.onJoin(consumer, assignment));
     consumer.onFetch(({ partitionsWithRecords }) => this.m.fetches.inc({ result: partitionsWithRecords > 0 ? 'records' : 'empty' }));
     consumer.onCrash(({ error, restart }) => {
-      if (restart) this.log.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
+      // Kafka unreachable: the client's 'cannot reach Kafka' warning says so once a minute (a crash comes every few seconds).
+      if (restart) this.log[isKafkaUnreachable(error) || signal.aborted ? 'debug' : 'warn']({ err: error }, 'consumer crashed; kafkajs restarts it');
       else if (this.consumer === consumer && !signal.aborted) this.fail(error);
     });
     await consumer.connect();

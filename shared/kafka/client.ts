@@ -187,6 +187,26 @@ export function isConnectionFailure(namespace: string, message: string): boolean
   return namespace === 'BrokerPool' && (/^Failed to connect to (seed )?broker/.test(message) || /^Request ApiVersions\b.* timed out$/.test(message));
 }
 
+/** kafkajs's failure once our gate shut (its broker list empty). */
+const NO_BROKERS = 'brokers array is empty';
+
+/** A connection failure's message, whoever gives it (a consumer's crash, an error a retry gave up on). */
+const unreachableMessage = (message: string): boolean => isConnectionFailure('Connection', message) || isConnectionFailure('BrokerPool', message);
+
+/**
+ * Whether a kafkajs failure is Kafka not being reached (or our stopped client's gate): the
+ * client's once-a-minute 'cannot reach Kafka' warning says so already, a line per crash would
+ * repeat it every few seconds of an outage.
+ */
+export function isKafkaUnreachable(err: unknown): boolean {
+  let e = err as { message?: unknown; cause?: unknown } | null | undefined;
+  for (let depth = 0; e && depth < 5; depth++, e = e.cause as typeof e) {
+    const message = typeof e.message === 'string' ? e.message : '';
+    if (unreachableMessage(message) || message.includes(GATE_CLOSED) || message.includes(NO_BROKERS)) return true;
+  }
+  return false;
+}
+
 /**
  * kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo.
  * While Kafka cannot be reached, one warning names the brokers (again at most every
@@ -214,8 +234,13 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
     const fields = scrub({ namespace, ...extra }) as Record<string, unknown>;
     const msg = scrub(message) as string;
     // Our own doing: the gate of a client that was stopped (Gate.close).
-    if (msg.includes(GATE_CLOSED)) return log.debug(fields, msg);
-    if (level <= LEVELS.WARN && isConnectionFailure(namespace, msg)) {
+    if (msg.includes(GATE_CLOSED) || msg.includes(NO_BROKERS)) return log.debug(fields, msg);
+    // A consumer's runner gives a connection failure up after its retries (a few seconds) and
+    // restarts: 'Crash: …' and 'Restarting the consumer in …' at ERROR, twice per cycle of an
+    // outage. The crash is the connection failure again; the restart goes to the consumer's onCrash too.
+    const crash = namespace === 'Consumer' ? /^Crash: \w+: (.*)$/s.exec(msg) : null;
+    if (namespace === 'Consumer' && msg.startsWith('Restarting the consumer in ')) return log.debug(fields, msg);
+    if (level <= LEVELS.WARN && (isConnectionFailure(namespace, msg) || (crash && unreachableMessage(crash[1])))) {
       delete fields.stack;
       if (now() - failedAt > 2 * every) downSince = now();
       failedAt = now();
@@ -224,7 +249,7 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
         const brokers = opts.brokers?.length ? ` at ${opts.brokers.join(',')}` : '';
         const down = now() - downSince;
         const since = down >= 1_000 ? ` since ${new Date(downSince).toISOString()} (${Math.round(down / 1_000)} s)` : '';
-        log.warn(fields, `cannot reach Kafka${brokers}${since}: ${msg.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
+        log.warn(fields, `cannot reach Kafka${brokers}${since}: ${(crash?.[1] ?? msg).replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')}; retrying`);
       } else log.debug(fields, msg);
       return;
     }

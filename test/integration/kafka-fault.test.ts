@@ -1,7 +1,8 @@
 /**
  * Broker faults with a broker of this file's own: SIGKILL while the idempotent producer is
  * mid-stream, then a restart on the same ports and log dir. Every acknowledged message must
- * still be there (and, the producer being idempotent, only once).
+ * still be there (and, the producer being idempotent, only once); a consumer's crashes while
+ * the broker is down are not logged one by one.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import path from 'node:path';
 import { startKafka, type KafkaBroker } from '../../shared/devstack/kafka.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
-import { readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
+import { capturingLogger, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 
 let broker: KafkaBroker;
 let dataDir: string;
@@ -33,9 +34,21 @@ after(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-test('SIGKILL mid-stream, restart on the same ports and log dir: every acknowledged message is there, once', async (t) => {
+test('SIGKILL mid-stream, restart on the same ports and log dir: every acknowledged message is there, once; a consumer crashing and restarting meanwhile logs one warning', async (t) => {
   const producer = kafka.producer({ retry: { initialRetryTime: 100, maxRetryTime: 1000 } });
   await producer.connect();
+  // A consumer in a group, as the sink's, with its client's log lines kept.
+  const watched = capturingLogger();
+  const consumerClient = createKafka({ brokers: [broker.bootstrap], clientId: 'test-kafka-fault-consumer' }, watched.logger);
+  const consumer = consumerClient.consumer({ groupId: uniqueTopic('fault-group'), maxWaitTimeMs: 100 });
+  let crashes = 0;
+  let read = 0;
+  consumer.onCrash(({ restart }) => {
+    if (restart) crashes++;
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({ autoCommit: false, eachBatch: async ({ batch }) => void (read += batch.messages.length) });
   const acked: string[] = [];
   let seq = 0;
   let running = true;
@@ -51,11 +64,21 @@ test('SIGKILL mid-stream, restart on the same ports and log dir: every acknowled
   loop.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
   try {
     await waitFor('300 acknowledged messages before the crash', () => acked.length >= 300);
+    await waitFor('the consumer reading', () => read > 0, { timeoutMs: 30_000 });
     await broker.crash();
     const ackedAtCrash = acked.length;
     const sentAtCrash = seq;
+    // kafkajs's consumer gives a connection failure up after its retries (waits capped at 1 s) and restarts:
+    // 12 times a minute, each an ERROR 'Crash' and 'Restarting the consumer' line; the client's one warning says it all.
+    const linesAtCrash = watched.lines().length;
+    await waitFor('the consumer crashed and restarted while the broker is down', () => crashes >= 1, { timeoutMs: 30_000 });
+    const loud = watched.lines().slice(linesAtCrash).filter((l) => l.level >= 40).map((l) => l.msg as string);
+    // Stopped now: after the restart its group would wait for the old member's session to end (30 s).
+    consumerClient.close();
+    await consumer.disconnect();
     const restartStarted = Date.now();
     await broker.restart();
+    assert.ok(loud.length <= 1 && loud.every((m) => m.startsWith('cannot reach Kafka at ')), `warnings and errors while the broker was down: ${JSON.stringify(loud)}`);
     t.diagnostic(`crashed after ${ackedAtCrash} acked (${sentAtCrash} sent); restart took ${Date.now() - restartStarted} ms`);
     assert.equal(broker.bootstrap, `127.0.0.1:${broker.port}`);
     await waitFor('300 more acknowledged messages after the restart', () => acked.length >= ackedAtCrash + 300, { timeoutMs: 30_000 });
@@ -63,6 +86,7 @@ test('SIGKILL mid-stream, restart on the same ports and log dir: every acknowled
     running = false;
     await loop;
     await producer.disconnect();
+    consumerClient.close();
   }
 
   const values = (await readTopic(kafka, topic)).map((r) => r.value!);

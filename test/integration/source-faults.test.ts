@@ -3,7 +3,8 @@
  * restart (every change at least once, in order per key); a restart whose slot replays a
  * truncate (the replayed copies carry a later delivery); its Kafka broker killed and
  * restarted mid-stream (nothing lost, and the slot's confirmed position never passes what
- * Kafka has); a 1,000,000-row transaction streamed by the real CLI with bounded memory.
+ * Kafka has), then killed again and the source and sink stopped (SIGTERM) without it; a
+ * 1,000,000-row transaction streamed by the real CLI with bounded memory.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
-import { spawnSourceCli } from '../helpers/cli.ts';
+import { spawnCli, spawnSourceCli } from '../helpers/cli.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, streaming, sumEndOffsets, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
@@ -194,10 +195,13 @@ test('a restart whose slot replays a truncate: the replayed copies name the same
   assert.equal(new Set(copies.map((c) => c.delivery)).size, 2, 'one delivery per session, the same on all its copies');
 });
 
-test('the broker killed and restarted mid-stream: nothing lost, the slot never confirms past what Kafka has', async (t) => {
+test('the broker killed and restarted mid-stream: both connectors go on without a restart, nothing lost, the slot never confirms past what Kafka has; killed again, SIGTERM: both end promptly, the slot keeps what Kafka does not have', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
+  // The sink's destination: another database of the source cluster (no cluster of its own to start).
+  const { url: destUrl, client: dest } = await env.freshDatabase(t);
   const keys = 40;
   await client.query(`CREATE TABLE ctr (k int PRIMARY KEY, n bigint NOT NULL); INSERT INTO ctr SELECT g, 0 FROM generate_series(1, ${keys}) g`);
+  await dest.query(`CREATE TABLE ctr (k int PRIMARY KEY, n bigint NOT NULL)`);
   const brokerDir = mkdtempSync(join(tmpdir(), 'sb-source-broker-'));
   const broker = await startKafka({ dataDir: brokerDir, logger: testLogger() });
   t.after(async () => {
@@ -205,13 +209,21 @@ test('the broker killed and restarted mid-stream: nothing lost, the slot never c
     rmSync(brokerDir, { recursive: true, force: true });
   });
   const own = createKafka({ brokers: [broker.bootstrap], clientId: 'test-source-broker' }, testLogger());
-  const config = testSourceConfig({ sourceUrl: url, kafka: broker.bootstrap, registry: registryUrl, extra: { slotName: slot, heartbeatIntervalMs: 500 } });
-  const topic = `${config.topicPrefix}.public.ctr`;
-  const conn = await startSourceConnector(config, testLogger());
-  t.after(() => conn.stop());
+  const prefix = uniquePrefix();
+  const topic = `${prefix}.public.ctr`;
+  const kafkaAt = { brokers: [broker.bootstrap] };
+  // CLI processes: the stop is the SIGTERM an operator sends, their warnings are in output().
+  const source = spawnSourceCli(writeConfig('broker', { source: { url }, kafka: kafkaAt, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: slot, metricsPort: 0, heartbeatIntervalMs: 500 }));
+  const sink = spawnCli('sink', writeConfig('broker-sink', { groupId: `${prefix}-sink`, topicPrefix: prefix, kafka: kafkaAt, schemaRegistry: { url: registryUrl }, destination: { url: destUrl }, metricsPort: 0 }));
+  t.after(() => {
+    source.proc.kill('SIGKILL');
+    sink.proc.kill('SIGKILL');
+  });
   const writer = counterWriter(url, keys);
   t.after(() => writer.stop());
-  await waitFor('changes in Kafka', async () => (await sumEndOffsets(own, topic)) > keys + 300, { timeoutMs: 60_000, intervalMs: 100 });
+  await waitFor('changes in Kafka', async () => (await sumEndOffsets(own, topic)) > keys + 300, { timeoutMs: 90_000, intervalMs: 100 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${source.output()}`);
+  });
 
   await broker.crash();
   const atCrash = await walLsn(client);
@@ -232,8 +244,37 @@ test('the broker killed and restarted mid-stream: nothing lost, the slot never c
   const end = await walLsn(client);
   await waitFor('the slot confirmed everything', async () => ((await slotConfirmed(client, slot)) ?? 0n) >= end, { timeoutMs: 60_000, intervalMs: 100 });
   await assertCountersComplete(own, topic, writer.written, keys);
-  await conn.stop();
-  await conn.done;
+  const expected = Array.from({ length: keys }, (_, i) => ({ k: i + 1, n: writer.written.get(i + 1) ?? 0 }));
+  const applied = async () => (await dest.query('SELECT k, n::int AS n FROM ctr ORDER BY k')).rows;
+  await waitFor('the sink applied every change', async () => JSON.stringify(await applied()) === JSON.stringify(expected), { timeoutMs: 90_000, intervalMs: 200 }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${sink.output()}`);
+  });
+
+  // Killed again with everything before it in Kafka (confirmed above) and changes written after it in flight, then SIGTERM to both.
+  await broker.crash();
+  const more = counterWriter(url, keys);
+  t.after(() => more.stop());
+  await waitFor('changes written while Kafka is gone', () => more.count() >= 100, { timeoutMs: 30_000 });
+  const stopping = Date.now();
+  source.proc.kill('SIGTERM');
+  sink.proc.kill('SIGTERM');
+  const [sourceExit, sinkExit] = await Promise.all([source.exited, sink.exited].map((p) => p.then((e) => ({ ...e, ms: Date.now() - stopping }))));
+  await more.stop();
+  t.diagnostic(`stopped with the broker dead: the source in ${sourceExit.ms} ms, the sink in ${sinkExit.ms} ms`);
+  assert.equal(sourceExit.code, 143, source.output());
+  assert.equal(sinkExit.code, 143, sink.output());
+  // The source gives its flush up after 1.5 s without an answer; the sink's stop does not wait for Kafka: 10 s is a wide margin.
+  assert.ok(sourceExit.ms < 10_000, `the source took ${sourceExit.ms} ms to stop`);
+  assert.ok(sinkExit.ms < 10_000, `the sink took ${sinkExit.ms} ms to stop`);
+  assert.match(source.output(), /Kafka did not acknowledge everything before the stream closed: the unconfirmed part will be read again/);
+  // Kafka holds every change before the second crash and none after it: what the slot would send from
+  // its confirmed position (peeked through a copy of it) must be every change written since.
+  const peek = `${slot}_peek`;
+  await client.query(`SELECT pg_copy_logical_replication_slot($1, $2, true, 'test_decoding')`, [slot, peek]);
+  const { rows: [kept] } = await client.query(`SELECT count(*)::int AS n FROM pg_logical_slot_peek_changes($1, NULL, NULL) WHERE data LIKE 'table public.ctr: UPDATE:%'`, [peek]);
+  await client.query(`SELECT pg_drop_replication_slot($1)`, [peek]);
+  assert.equal(kept.n, more.count(), `the slot keeps ${kept.n} of the ${more.count()} changes written after Kafka went away`);
+  assert.deepEqual(await applied(), expected, 'the sink applied nothing more (there was nothing more in Kafka)');
 });
 
 test('a 1,000,000-row transaction streams through the CLI with bounded memory', async (t) => {

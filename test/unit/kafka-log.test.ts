@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { isConnectionFailure, pinoLogEntry } from '../../shared/kafka/client.ts';
+import { isConnectionFailure, isKafkaUnreachable, pinoLogEntry } from '../../shared/kafka/client.ts';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -74,4 +74,33 @@ test('a failure after a quiet spell longer than two warning periods is a new out
     'cannot reach Kafka at k1:9092: Connection timeout; retrying',
     'cannot reach Kafka at k1:9092 since 1970-01-01T00:08:20.000Z (70 s): Connection timeout; retrying',
   ]);
+});
+
+test("a consumer crashing and restarting while Kafka is unreachable: its 'Crash' and 'Restarting' lines join the one warning; a crash of another cause stays an error", () => {
+  const { log, lines } = capture();
+  let t = 0;
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'], now: () => t });
+  // One cycle every ~5 s with kafkajs's waits capped at 1 s (measured: 12 a minute).
+  for (let i = 0; i < 12; i++) {
+    emit({ namespace: 'Connection', level: 1, log: { message: 'Connection error: connect ECONNREFUSED 127.0.0.1:1', stack: 's' } });
+    emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED 127.0.0.1:1', groupId: 'g', stack: 's' } });
+    emit({ namespace: 'Consumer', level: 1, log: { message: 'Restarting the consumer in 1000ms', retryTime: 1000, groupId: 'g' } });
+    t += 5_000;
+  }
+  assert.deepEqual(lines.filter((l) => (l.level as number) >= 40).map((l) => l.msg), ['cannot reach Kafka at k:1: Connection error: connect ECONNREFUSED 127.0.0.1:1; retrying']);
+  emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNumberOfRetriesExceeded: Request Fetch timed out', groupId: 'g' } });
+  // Our stopped client's gate (its broker list emptied): no error after a stop.
+  emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNonRetriableError: Failed to connect: brokers array is empty', groupId: 'g' } });
+  assert.deepEqual(lines.filter((l) => l.level === 50).map((l) => l.msg), ['Crash: KafkaJSNumberOfRetriesExceeded: Request Fetch timed out']);
+});
+
+test('isKafkaUnreachable: connection failures however kafkajs wraps them, and our stopped client; nothing else', () => {
+  const refused = Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:1'), { name: 'KafkaJSConnectionError' });
+  assert.equal(isKafkaUnreachable(refused), true);
+  assert.equal(isKafkaUnreachable(Object.assign(new Error('retries exceeded'), { cause: refused })), true);
+  assert.equal(isKafkaUnreachable(new Error('Connection timeout')), true);
+  assert.equal(isKafkaUnreachable(new Error('Failed to connect: brokers array is empty')), true);
+  assert.equal(isKafkaUnreachable(new Error('The group is rebalancing, so a rejoin is needed')), false);
+  assert.equal(isKafkaUnreachable(new Error('Not authorized to access group: g')), false);
+  assert.equal(isKafkaUnreachable(undefined), false);
 });

@@ -86,10 +86,12 @@ CREATE TABLE IF NOT EXISTS shardbridge.sink_truncates (
   PRIMARY KEY (group_id, topic, truncate_id, delivery));
 DO $$BEGIN
   -- Tables made before deliveries: what they hold is delivery 0. Checked first, so that a start takes no lock when done.
-  IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'shardbridge.sink_truncates'::regclass AND attname = 'delivery' AND NOT attisdropped) THEN
+  -- By the key, not the column: a rollback to such a version puts its key back, the column left (docs/migration-runbook.md).
+  IF NOT EXISTS (SELECT FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                 WHERE c.conrelid = 'shardbridge.sink_truncates'::regclass AND c.contype = 'p' AND a.attname = 'delivery') THEN
     ALTER TABLE shardbridge.sink_truncate_arrivals ADD COLUMN IF NOT EXISTS delivery bigint NOT NULL DEFAULT 0;
     ALTER TABLE shardbridge.sink_truncates ADD COLUMN IF NOT EXISTS delivery bigint NOT NULL DEFAULT 0,
-      DROP CONSTRAINT sink_truncates_pkey, ADD CONSTRAINT sink_truncates_pkey PRIMARY KEY (group_id, topic, truncate_id, delivery);
+      DROP CONSTRAINT IF EXISTS sink_truncates_pkey, ADD CONSTRAINT sink_truncates_pkey PRIMARY KEY (group_id, topic, truncate_id, delivery);
   END IF;
 END$$;`;
 

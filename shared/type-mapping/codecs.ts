@@ -137,9 +137,9 @@ function mappingFor(type: PgTypeInfo, typmod: number): Mapping {
 /**
  * `[array<[null, elem]>, string]`: a one-dimensional array with lower bound 1 (almost all
  * of them) as Debezium's array, anything else (multi-dimensional, `[0:1]={…}`) verbatim.
- * Arrays of base types from outside pg_catalog (extensions) are verbatim too: their element
- * delimiter is the type's own (PostGIS geometry's is ':'), not the ',' read and written here;
- * and arrays of a domain over an array.
+ * Arrays of base types from outside pg_catalog (extensions) are verbatim too (the string
+ * branch): their element delimiter is the type's own (PostGIS geometry's is ':'), not the ','
+ * read and written here; and arrays of a domain over an array (`string` alone).
  */
 function arrayMapping(type: PgTypeInfo, typmod: number): Mapping {
   const pgType = pgTypeName(type, typmod);
@@ -147,16 +147,20 @@ function arrayMapping(type: PgTypeInfo, typmod: number): Mapping {
   const elemBase = resolveDomain(type.elem);
   // A domain over an array as the element (`{"{1,2}",NULL}`): its own codec is a union, which
   // cannot be an array item's branch (Avro unions do not nest).
-  if ((elemBase.kind === 'base' && elemBase.schema !== 'pg_catalog' && elemBase.schema !== '') || elemBase.kind === 'array') {
-    return { avro: { type: 'string', 'pg.type': pgType } as unknown as AvroObject, fromText: identity };
-  }
+  if (elemBase.kind === 'array') return { avro: { type: 'string', 'pg.type': pgType } as unknown as AvroObject, fromText: identity };
   const elem = codecForType(type.elem, typmod);
-  const elemFrom = elem.fromText;
-  const delim = resolveDomain(type.elem).name === 'box' ? ';' : ',';
   const avro = [
     { type: 'array', items: ['null', elem.avroType], 'pg.type': pgType },
     { type: 'string', 'pg.type': pgType },
   ];
+  // An extension's element type: always the string branch, but the schema keeps the array one:
+  // versions before 2026-12-06 registered this union, and a plain string cannot read their
+  // records (the registry's BACKWARD check refused the upgraded source's schema: exit at start).
+  if (elemBase.kind === 'base' && elemBase.schema !== 'pg_catalog' && elemBase.schema !== '') {
+    return { avro: avro as unknown as AvroObject, fromText: identity };
+  }
+  const elemFrom = elem.fromText;
+  const delim = elemBase.name === 'box' ? ';' : ',';
   const fromText = (text: string): unknown => {
     const parts = parseArray1D(text, delim);
     if (parts === undefined) return text;

@@ -259,4 +259,11 @@ test('barrier tables made before deliveries are migrated at start: what they hol
   assert.deepEqual((await old.query(`SELECT truncate_id, delivery::int FROM shardbridge.sink_truncate_arrivals`)).rows, [{ truncate_id: '0/1/0', delivery: 0 }]);
   await old.query(`INSERT INTO shardbridge.sink_truncates (group_id, topic, truncate_id, delivery, rounds) VALUES ('g', 'x', '0/1/0', 5, 1)`);
   assert.deepEqual((await old.query(`SELECT delivery::int, rounds FROM shardbridge.sink_truncates ORDER BY delivery`)).rows, [{ delivery: 0, rounds: 1 }, { delivery: 5, rounds: 1 }]);
+  // A rollback to a version before deliveries, as the runbook has it (its key back, the column
+  // kept), then the upgrade again: migrated again, so another delivery is a row of its own.
+  await old.query(`DELETE FROM shardbridge.sink_truncates WHERE delivery = 0;
+    ALTER TABLE shardbridge.sink_truncates DROP CONSTRAINT sink_truncates_pkey, ADD PRIMARY KEY (group_id, topic, truncate_id)`);
+  await ensureSinkTables(old);
+  await old.query(`INSERT INTO shardbridge.sink_truncates (group_id, topic, truncate_id, delivery, rounds) VALUES ('g', 'x', '0/1/0', 6, 1)`);
+  assert.deepEqual((await old.query(`SELECT delivery::int FROM shardbridge.sink_truncates ORDER BY delivery`)).rows, [{ delivery: 5 }, { delivery: 6 }]);
 });

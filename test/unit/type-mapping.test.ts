@@ -223,6 +223,26 @@ test('arrays: 1-D as Avro arrays, anything else as verbatim text', () => {
   assert.deepEqual(roundTrip(arr(T('mood', { schema: 'public', kind: 'enum' })), -1, '{sad,ok}').decoded, ['sad', 'ok']);
 });
 
+test('an array of an extension type keeps the schema earlier versions registered (the upgrade is BACKWARD-compatible), its value the string branch', () => {
+  // The Avro type of a citext[] column as ShardBridge of 2026-12-05 registered it (fixture): the
+  // registry refused a plain string as its next version, and the upgraded source stopped at start.
+  const registeredBefore = [
+    { type: 'array', items: ['null', { type: 'string', 'pg.type': 'public.citext' }], 'pg.type': 'public._citext' },
+    { type: 'string', 'pg.type': 'public._citext' },
+  ];
+  const citextArray = T('_citext', { schema: 'public', kind: 'array', elem: T('citext', { schema: 'public' }) });
+  assert.deepEqual(codecForType(citextArray, -1).avroType, registeredBefore);
+  const r = roundTrip(citextArray, -1, '{A,b}');
+  assert.equal(r.avro, '{A,b}');
+  assert.equal(r.back, '{A,b}');
+  // A record the earlier version wrote (the array branch) still reads, with the new schema as the reader.
+  const field = (t: unknown): string => JSON.stringify({ type: 'record', name: 'R', fields: [{ name: 'v', type: nullableAvroType(t as object), default: null }] });
+  const older = createAvroType(field(registeredBefore));
+  const newer = createAvroType(field(codecForType(citextArray, -1).avroType));
+  const read = newer.fromBuffer(older.toBuffer({ v: ['A', 'b'] }), newer.createResolver(older)) as { v: unknown };
+  assert.deepEqual(read.v, ['A', 'b']);
+});
+
 test('an array of a domain over an array is verbatim text (its element codec is a union, which an array item cannot be)', () => {
   const shortarr = T('shortarr', { schema: 'public', kind: 'domain', base: arr(T('int4')) });
   const type = T('_shortarr', { schema: 'public', kind: 'array', elem: shortarr });

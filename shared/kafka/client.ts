@@ -253,6 +253,12 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
       } else log.debug(fields, msg);
       return;
     }
+    // A broker back from an outage loads its group coordinator for a moment: the consumer's crash
+    // on it is restarted (onCrash), not a fault of ours to report with a stack.
+    if (crash && TRANSIENT_COORDINATOR.test(crash[1])) {
+      delete fields.stack;
+      return log.warn(fields, `the consumer restarts after a transient Kafka answer: ${crash[1]}`);
+    }
     // kafkajs logs every error response at ERROR, also the ones it retries (coordinator
     // loading, leader moved): whatever it does not recover from is thrown to the caller anyway.
     if (level === LEVELS.ERROR && namespace === 'Connection' && msg.startsWith('Response ')) log.debug(fields, msg);
@@ -264,6 +270,8 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
     else log.debug(fields, msg);
   };
 }
+
+const TRANSIENT_COORDINATOR = /coordinator is loading|coordinator is not available|not the correct coordinator/i;
 
 /** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
 export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';

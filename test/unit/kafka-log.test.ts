@@ -104,3 +104,10 @@ test('isKafkaUnreachable: connection failures however kafkajs wraps them, and ou
   assert.equal(isKafkaUnreachable(new Error('Not authorized to access group: g')), false);
   assert.equal(isKafkaUnreachable(undefined), false);
 });
+
+test('a consumer crash on a coordinator still loading (a broker back from an outage) is one warning without a stack, not an error', () => {
+  const { log, lines } = capture();
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'] });
+  emit({ namespace: 'Consumer', level: 1, log: { message: "Crash: KafkaJSProtocolError: The coordinator is loading and hence can't process requests", groupId: 'g', stack: 's' } });
+  assert.deepEqual(lines.map((l) => [l.level, l.msg, l.stack]), [[40, "the consumer restarts after a transient Kafka answer: The coordinator is loading and hence can't process requests", undefined]]);
+});

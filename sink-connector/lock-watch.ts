@@ -71,6 +71,22 @@ export function nextEpisode(prev: Episode | undefined, holders: string | null, n
   return { episode: prev, report: null };
 }
 
+/**
+ * A gid Citus gave its own two-phase commit (remote_transaction.c, PREPARED_TRANSACTION_NAME_FORMAT
+ * `citus_<group>_<pid>_<transaction>_<connection>`): on a node whose shards a distributed
+ * transaction wrote through a connection (a coordinator holding shards too). Pure.
+ */
+export const isCitusGid = (gid: string): boolean => /^citus_\d+_\d+_\d+_\d+$/.test(gid);
+
+/**
+ * Citus decides each of its prepared transactions from pg_dist_transaction on the node that began
+ * it (group id: the gid's first number, 0 the coordinator), every citus.recover_2pc_interval
+ * (transaction_recovery.c): one ended by hand against that decision leaves the distributed
+ * transaction applied on some shards only.
+ */
+export const CITUS_PREPARED_REMEDY =
+  "Citus's own (citus_<group>_…) are committed or rolled back by its two-phase commit recovery, every citus.recover_2pc_interval (1 min by default), or at once with SELECT recover_prepared_transactions() on the node of that group (0: the coordinator): never end those by hand";
+
 /** One blocked batch, for a warning. */
 export interface BlockedLane {
   topic: string;
@@ -99,16 +115,26 @@ export function blockedWarning(
   const where = [...partitions].map(([topic, ps]) => `${topic}[${ps.sort((x, y) => x - y).join(', ')}]`).join(', ');
   const secs = Math.round(Math.max(...blocked.map((b) => b.waitedMs)) / 1000);
   const others = holders.filter((h) => h.pid !== 0 && !h.applicationName.startsWith(SINK_APPLICATION));
-  const prepared = holders.find((h) => h.pid === 0)?.prepared ?? [];
+  const gids = holders.find((h) => h.pid === 0)?.prepared ?? [];
+  // Citus's own (its two-phase commit of a distributed transaction) are apart: its recovery ends them.
+  const citus = gids.filter(isCitusGid);
+  const prepared = gids.filter((g) => !isCitusGid(g));
+  const listed = [
+    ...(prepared.length ? [`one of ${prepared.map((g) => quoteLiteral(g)).join(', ')}`] : []),
+    ...(citus.length ? [`${prepared.length ? 'or ' : ''}Citus's own ${citus.map((g) => quoteLiteral(g)).join(', ')}`] : []),
+  ];
   const named = holders.map((h) => {
-    if (h.pid === 0) return `a prepared transaction (two-phase commit: no session holds it)${prepared.length ? `, one of ${prepared.map((g) => quoteLiteral(g)).join(', ')}` : ''}`;
+    if (h.pid === 0) return `a prepared transaction (two-phase commit: no session holds it)${listed.length ? `, ${listed.join(', ')}` : ''}`;
     const sink = h.applicationName.startsWith(SINK_APPLICATION) ? ", a sink's session: a member frozen or cut off inside a batch is ended by the sink after batch.idleInTransactionTimeoutMs" : '';
     const query = h.query ? `: ${JSON.stringify(h.query)}` : '';
     return `pid ${h.pid} (${h.applicationName || 'no application_name'}, ${h.state || 'no state'}, in a transaction for ${h.transactionSeconds} s${sink})${query}`;
   });
   const ends = [
     ...(others.length > 0 ? [`end ${others.length === 1 ? 'that session' : 'those sessions'} if stuck: ${others.map((h) => `SELECT pg_terminate_backend(${h.pid})`).join('; ')}`] : []),
-    ...(holders.some((h) => h.pid === 0) ? [`end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them)`] : []),
+    ...(holders.some((h) => h.pid === 0) && (prepared.length > 0 || citus.length === 0)
+      ? [`end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them)`]
+      : []),
+    ...(citus.length > 0 ? [CITUS_PREPARED_REMEDY] : []),
   ];
   const remedy = ends.length > 0 ? ends.join('; ') : undefined;
   const verb = kind === 'still' ? `still wait, for ${secs} s now,` : kind === 'changed' ? `now wait (for ${secs} s in all)` : `have waited ${secs} s`;

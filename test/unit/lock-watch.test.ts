@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { Gauge } from 'prom-client';
 import type { Logger } from '../../shared/logger.ts';
 import type { Chunk } from '../../sink-connector/apply.ts';
-import { blockedWarning, chunkTables, LockWatch, nextEpisode, REPEAT_MS, type BlockingSession } from '../../sink-connector/lock-watch.ts';
+import { blockedWarning, chunkTables, CITUS_PREPARED_REMEDY, isCitusGid, LockWatch, nextEpisode, REPEAT_MS, type BlockingSession } from '../../sink-connector/lock-watch.ts';
 
 test('an episode is reported when it begins, when its holders change, every minute while it lasts, and when it ends', () => {
   let r = nextEpisode(undefined, null, 0);
@@ -183,4 +183,23 @@ test('a prepared transaction (pg_blocking_pids 0) is named as one, with COMMIT/R
     "end that session if stuck: SELECT pg_terminate_backend(4242); end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them)",
   );
   assert.doesNotMatch(w.msg, /pg_terminate_backend\(0\)/);
+});
+
+test("on Citus, a prepared transaction of Citus's own two-phase commit (citus_<group>_…) is told apart: its recovery ends it, never COMMIT/ROLLBACK PREPARED by hand", () => {
+  assert.ok(isCitusGid('citus_0_12345_7_1'));
+  assert.ok(!isCitusGid('citus_manual'));
+  assert.ok(!isCitusGid('tm-1'));
+  const lane = [{ topic: 't', partition: 0, tables: ['app.t'], relations: [], waitedMs: 3_000 }];
+  const held = (gids: string[]): BlockingSession => ({ pid: 0, applicationName: '', state: '', waitEvent: null, transactionSeconds: 0, query: '', prepared: gids });
+  const onlyCitus = blockedWarning('blocked', lane, [held(['citus_0_4711_12_3'])], { total: 3, waiting: 1 });
+  assert.match(onlyCitus.msg, /held by a prepared transaction \(two-phase commit: no session holds it\), Citus's own 'citus_0_4711_12_3':/);
+  assert.equal(onlyCitus.fields.remedy, CITUS_PREPARED_REMEDY);
+  assert.doesNotMatch(onlyCitus.msg, /COMMIT PREPARED or ROLLBACK PREPARED/);
+  assert.match(CITUS_PREPARED_REMEDY, /SELECT recover_prepared_transactions\(\).*never end those by hand/);
+  const both = blockedWarning('blocked', lane, [held(['tm-1', 'citus_0_4711_12_3'])], { total: 3, waiting: 1 });
+  assert.match(both.msg, /, one of 'tm-1', or Citus's own 'citus_0_4711_12_3':/);
+  assert.equal(
+    both.fields.remedy,
+    `end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them); ${CITUS_PREPARED_REMEDY}`,
+  );
 });

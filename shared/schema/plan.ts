@@ -37,6 +37,8 @@ export interface DestinationTableState {
   distributionColumn: string | null;
   /** Citus colocation group of a distributed or single-shard table. */
   colocationId?: number | null;
+  /** A Citus local table (citus_add_local_table_to_metadata): 'local', but in Citus's metadata, so a view over it reaches the workers. */
+  citusLocal?: boolean;
 }
 
 export interface DestinationState {
@@ -249,7 +251,8 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       if (reason) notes.push(`foreign key ${c.name} on ${key(destOf(t))}: Citus will refuse it at cut-over: ${reason}; ${REFUSED_FK_REMEDY}`);
     }
   }
-  notes.push(...viewsOverLocalTables(viewSteps, layouts));
+  const citusLocal = new Set(model.tables.filter((t) => dest.tables.get(key(destOf(t)))?.citusLocal === true).map(key));
+  notes.push(...viewsOverLocalTables(viewSteps, layouts, citusLocal));
   return { steps: [...steps, ...viewSteps.map((v) => v.step)], notes, problems };
 }
 
@@ -306,12 +309,16 @@ interface PlannedView {
 }
 
 /**
- * Citus creates a view reading a table outside its metadata on the coordinator only (a WARNING
- * "… will be created only locally"), and a query through a worker then finds no such view.
+ * Citus (11.0 on, which propagates views) creates a view reading a table outside its metadata on
+ * the coordinator only (WARNING `"view …" has dependency to "table …" that is not in Citus'
+ * metadata`, DETAIL `… will be created only locally`: dependency.c,
+ * DeferErrorIfHasUnsupportedDependency), and a query through a worker then finds no such view.
+ * A Citus local table is in its metadata (marked distributed, citus_add_local_table_to_metadata.c):
+ * a view over it is created on every node, so it is no reason for the note.
  */
-function viewsOverLocalTables(views: PlannedView[], layouts: Map<string, CitusLayout>): string[] {
+function viewsOverLocalTables(views: PlannedView[], layouts: Map<string, CitusLayout>, citusLocal: ReadonlySet<string>): string[] {
   return views.flatMap(({ reads, step }) => {
-    const local = reads.filter((r) => layouts.get(r)?.kind === 'local');
+    const local = reads.filter((r) => layouts.get(r)?.kind === 'local' && !citusLocal.has(r));
     return local.length
       ? [`view ${step.object} reads ${local.join(', ')}, which stays a local table: Citus creates the view on the coordinator only (a query sent to a worker does not find it); distribute or reference ${local.length === 1 ? 'that table' : 'those tables'} to have it on every node`]
       : [];

@@ -283,6 +283,8 @@ export async function readDestinationState(
       citus: d.kind,
       distributionColumn: d.distributionColumn,
       colocationId: d.colocationId,
+      // In pg_dist_partition yet 'local': a Citus local table.
+      ...(d.kind === 'local' && dist.has(r.oid) ? { citusLocal: true } : {}),
     });
   }
   const deferredTableExists = (await client.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [DEFERRED_FK_TABLE])).rows[0].e === true;

@@ -400,6 +400,17 @@ test('on Citus a view reading a table left local is noted: Citus creates it on t
   assert.deepEqual(plain.notes.filter((n) => /^view /.test(n)), []);
 });
 
+test('on Citus a view reading a Citus local table (in its metadata) is not noted: Citus creates it on every node', () => {
+  const views: ViewDef[] = [{ schema: 'public', name: 'both', kind: 'v', definition: 'SELECT 1', options: [], reads: [{ schema: 'public', name: 'orders' }, { schema: 'public', name: 'customers' }] }];
+  const dest = (citusLocal: boolean) =>
+    emptyDest({ citus: true, tables: new Map([['public.customers', { constraints: [], citus: 'local' as const, distributionColumn: null, ...(citusLocal ? { citusLocal } : {}) }]]) });
+  const distribute = { ...opts, distribute: [{ table: 'public.orders', column: 'region' }], reference: [] };
+  assert.deepEqual(planSchemaCopy({ ...model, views }, dest(true), distribute).notes.filter((n) => /^view /.test(n)), []);
+  assert.deepEqual(planSchemaCopy({ ...model, views }, dest(false), distribute).notes.filter((n) => /^view /.test(n)), [
+    'view public.both reads public.customers, which stays a local table: Citus creates the view on the coordinator only (a query sent to a worker does not find it); distribute or reference that table to have it on every node',
+  ]);
+});
+
 test('resolveDistribution checks table and column names', () => {
   const r = resolveDistribution(['orders=region', 'public.customers=email', 'bad', 'orders=nope', 'x.orders=id'], ['customers', 'nosuch'], [customers, orders]);
   assert.deepEqual(r.distribute, [{ table: 'public.orders', column: 'region' }, { table: 'public.customers', column: 'email' }]);

@@ -18,7 +18,7 @@ import type { TableVersion } from './schema-compile.ts';
 import { beginAndLockOffset, storeOffsetAndCommitSql } from './offsets.ts';
 import { arriveAtBarrier, type TruncateMark } from './truncate-barrier.ts';
 import type { ApplyTable } from './sink-change.ts';
-import { addColumnSql, generatedColumnError, missingColumns, type TableStates } from './table-state.ts';
+import { addColumnSql, generatedColumnError, identityAlwaysError, missingColumns, type TableStates } from './table-state.ts';
 import { classify, queryWith, withTable, type Query } from './destination-errors.ts';
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
@@ -356,6 +356,8 @@ async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: A
     return { missing: all.filter((c) => !dropped.has(c.name)), registryDown: false };
   };
   for (const v of versions) {
+    const always = identityAlwaysError(table, v);
+    if (always) throw always;
     const { missing, registryDown } = await missingOf(v);
     if (missing.length === 0) continue;
     const generated = missing.find((c) => table.generated?.includes(c.name));

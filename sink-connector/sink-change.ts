@@ -58,6 +58,8 @@ export interface ApplyTable {
   staging?: 'session' | 'shared';
   /** A column is GENERATED ALWAYS AS IDENTITY: inserts must say OVERRIDING SYSTEM VALUE to keep the source's values. */
   identityAlways?: boolean;
+  /** Those columns outside the destination key: no UPDATE (nor ON CONFLICT DO UPDATE) may set them. */
+  identityAlwaysSet?: readonly string[];
   /** GENERATED columns of the destination (not in `columns`): a source column of that name cannot be applied. */
   generated?: readonly string[];
   /** The catalog digest this description was built from (catalog-drift.ts); absent: never checked. */

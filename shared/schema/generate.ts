@@ -54,10 +54,22 @@ export function columnSql(c: ColumnDef): string {
   return parts.join(' ');
 }
 
+/**
+ * Columns GENERATED ALWAYS AS IDENTITY outside the primary key: the sink's upserts must set them
+ * to the source's values, which PostgreSQL refuses for ALWAYS (only DEFAULT may be written
+ * there), so they are made BY DEFAULT until cut-over (cutover reminds to set ALWAYS again). In
+ * the key they stay ALWAYS: the sink inserts keys with OVERRIDING SYSTEM VALUE and never updates them. Pure.
+ */
+export function identityDeferred(t: TableDef): string[] {
+  const key = new Set(t.constraints.find((c) => c.type === 'p')?.columns ?? []);
+  return t.columns.filter((c) => c.identity === 'a' && c.generated === null && !key.has(c.name)).map((c) => c.name);
+}
+
 /** CREATE TABLE with columns and every constraint except foreign keys (kept aside for cut-over). */
 export function createTableSql(t: TableDef, dest: { schema: string; name: string }): string {
+  const deferred = new Set(identityDeferred(t));
   const lines = [
-    ...t.columns.map(columnSql),
+    ...t.columns.map((c) => columnSql(deferred.has(c.name) ? { ...c, identity: 'd' } : c)),
     ...t.constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
   ];
   return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy(t.kind === 'p' ? t.partitionKey : undefined)}`;

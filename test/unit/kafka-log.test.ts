@@ -36,8 +36,21 @@ test('Kafka unreachable: one warning naming the brokers, without a stack; the re
 test('other kafkajs errors keep their level', () => {
   const { log, lines } = capture();
   const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'] });
-  emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNumberOfRetriesExceeded: boom', stack: 'x' } });
-  assert.deepEqual(lines.map((l) => [l.level, l.msg]), [[50, 'Crash: KafkaJSNumberOfRetriesExceeded: boom']]);
+  emit({ namespace: 'Runner', level: 1, log: { message: 'Error when calling eachBatch', stack: 'x' } });
+  assert.deepEqual(lines.map((l) => [l.level, l.msg]), [[50, 'Error when calling eachBatch']]);
+});
+
+test("a consumer's crash and restart (a broker restarted under the sink) are warnings without a stack: kafkajs logs them at ERROR before it restarts", () => {
+  const { log, lines } = capture();
+  const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'] });
+  // As kafkajs logged them in the chaos run, once per broker restart and sink.
+  emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED 127.0.0.1:1', groupId: 'g', retryCount: 5, stack: 'KafkaJSNonRetriableError\n  Caused by: …' } });
+  emit({ namespace: 'Consumer', level: 1, log: { message: 'Restarting the consumer in 1000ms', groupId: 'g', retryCount: 5, retryTime: 1000 } });
+  assert.deepEqual(lines.map((l) => [l.level, l.msg]), [
+    [40, 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED 127.0.0.1:1'],
+    [40, 'Restarting the consumer in 1000ms'],
+  ]);
+  assert.ok(lines.every((l) => l.stack === undefined && l.groupId === 'g'));
 });
 
 test('isConnectionFailure: connection errors and the broker pool retries, nothing else', () => {

@@ -207,6 +207,9 @@ export function isKafkaUnreachable(err: unknown): boolean {
   return false;
 }
 
+/** kafkajs's `Crash: …` and `Restarting the consumer in N ms` lines, which it logs at ERROR. */
+export const isConsumerRestart = (message: string): boolean => /^Crash: /.test(message) || /^Restarting the consumer in \d+ms$/.test(message);
+
 /**
  * kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo.
  * While Kafka cannot be reached, one warning names the brokers (again at most every
@@ -253,25 +256,24 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
       } else log.debug(fields, msg);
       return;
     }
-    // A broker back from an outage loads its group coordinator for a moment: the consumer's crash
-    // on it is restarted (onCrash), not a fault of ours to report with a stack.
-    if (crash && TRANSIENT_COORDINATOR.test(crash[1])) {
-      delete fields.stack;
-      return log.warn(fields, `the consumer restarts after a transient Kafka answer: ${crash[1]}`);
-    }
     // kafkajs logs every error response at ERROR, also the ones it retries (coordinator
     // loading, leader moved): whatever it does not recover from is thrown to the caller anyway.
     if (level === LEVELS.ERROR && namespace === 'Connection' && msg.startsWith('Response ')) log.debug(fields, msg);
     // A send kafkajs retries after refreshing metadata (a new topic's leader not known yet).
     else if (level === LEVELS.ERROR && msg.startsWith('Failed to send messages: ') && extra.retryCount !== undefined) log.warn(fields, msg);
+    // A consumer's crash is logged before kafkajs decides to restart it: a broker restart gave
+    // every sink two ERROR lines with a stack it recovered from by itself. Whoever runs the
+    // consumer hears of the crash (onCrash) and logs the failure when kafkajs gives up.
+    else if (level === LEVELS.ERROR && namespace === 'Consumer' && isConsumerRestart(msg)) {
+      delete fields.stack;
+      log.warn(fields, msg);
+    }
     else if (level === LEVELS.ERROR) log.error(fields, msg);
     else if (level === LEVELS.WARN) log.warn(fields, msg);
     else if (level === LEVELS.INFO) log.info(fields, msg);
     else log.debug(fields, msg);
   };
 }
-
-const TRANSIENT_COORDINATOR = /coordinator is loading|coordinator is not available|not the correct coordinator/i;
 
 /** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
 export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';

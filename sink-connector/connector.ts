@@ -13,7 +13,8 @@
  */
 import pg from 'pg';
 import type { Registry } from 'prom-client';
-import { createKafka, isKafkaUnreachable, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { isKafkaUnreachable } from '../shared/kafka/kafka-log.ts';
 import type { Logger } from '../shared/logger.ts';
 import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
@@ -168,9 +169,11 @@ class SinkRuntime {
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     const reg = config.schemaRegistry;
     const registry = new RegistryClient({ url: reg.url, username: reg.username, password: reg.password, requestTimeoutMs: reg.requestTimeoutMs, logger: log });
+    // Ended by stop(): a registry that does not answer held the start (and SIGTERM) for minutes.
+    const latestValueSchema = (topic: string) => abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);
     // Tells a column the source dropped in a later version (source-drops.ts): asked only when a version meets missing columns.
     const latestVersion = async (topic: string) => {
-      const latest = await abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);
+      const latest = await latestValueSchema(topic);
       const read = latest && sourceColumnsOf(latest.schema);
       return read ? { schemaId: latest.id, source: read.source, sourceColumns: read.columns } : null;
     };
@@ -183,8 +186,7 @@ class SinkRuntime {
       latestVersion,
     });
     const sourceOfTopic = async (topic: string) => {
-      // Ended by stop(): a registry that does not answer held the start (and SIGTERM) for minutes.
-      const latest = await abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);
+      const latest = await latestValueSchema(topic);
       return latest && namedSourceTable(latest.schema);
     };
     await this.step(

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { ConfigError, isRetriable } from '../../shared/errors.ts';
 import { freePort, waitFor } from '../../shared/devstack/ports.ts';
 import { pino } from 'pino';
-import { createKafka, pinoLogEntry, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
+import { createKafka, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
+import { pinoLogEntry } from '../../shared/kafka/kafka-log.ts';
 import { getTestKafka, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 
 /** Partition of `key-0` .. `key-11` among 4 partitions, computed with Kafka's own Java Utils.murmur2. */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { isConnectionFailure, isKafkaUnreachable, pinoLogEntry } from '../../shared/kafka/client.ts';
+import { isConnectionFailure, isKafkaUnreachable, pinoLogEntry } from '../../shared/kafka/kafka-log.ts';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];

@@ -120,7 +120,7 @@ export async function applyChunk(client: pg.ClientBase, chunk: Chunk, ctx: Apply
   const segments = segmentsOf(chunk, ctx.truncate);
   // Catalog reads and DDL (autoEvolve, staging tables) happen before the batch transaction.
   const tables = new Map<TableRun, PreparedRun>();
-  for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, ctx));
+  for (const seg of segments) for (const run of seg.runs) tables.set(run, await prepareRun(client, q, run, chunk.topic, ctx));
   const written = [...tables.values()].map((p) => p.table).filter((t): t is ApplyTable => t !== null);
   // Every commit first checks that the tables still have the catalog their statements were built from.
   const driftCheck = failOnDriftSql(written);
@@ -336,13 +336,12 @@ const NOTHING: ReadonlySet<string> = new Set();
  * lacks and the source dropped in a later version are left out (source-drops.ts), once per
  * version here, so that every path below writes the rows without them.
  */
-async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, ctx: ApplyContext): Promise<PreparedRun> {
+async function prepareRun(client: pg.ClientBase, q: Query, run: TableRun, topic: string, ctx: ApplyContext): Promise<PreparedRun> {
   if (run.key === null && run.fast.length === 0 && run.records.every((r) => r.change.op === 't')) return { table: null, omit: NOTHING };
   const key = run.key ?? [];
   const versions = new Set<TableVersion>();
   for (const r of run.records) versions.add(r.table);
   for (const f of run.fast) versions.add(f.table);
-  const topic = run.records[0]?.change.topic ?? run.fast[0]?.raw.topic;
   let table = await resolve(client, run.version, key, ctx);
   for (const v of versions) table = await resolve(client, v, key, ctx);
   const omit = new Set<string>();

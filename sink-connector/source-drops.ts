@@ -65,12 +65,12 @@ export class SourceDrops {
    * `seen` the versions this process saw; 'unknown' when the registry did not answer (then the
    * caller stalls as before, and its retry asks again).
    */
-  async dropped(table: ApplyTable, version: TableVersion, topic: string | undefined, missing: readonly { name: string }[], seen: Iterable<TableVersion>): Promise<ReadonlySet<string> | 'unknown'> {
+  async dropped(table: ApplyTable, version: TableVersion, topic: string, missing: readonly { name: string }[], seen: Iterable<TableVersion>): Promise<ReadonlySet<string> | 'unknown'> {
     let byVersion = this.decided.get(table);
     const hit = byVersion?.get(version.schemaId);
     if (hit) return hit;
     const known = [...seen].map(asLaterVersion);
-    if (this.latestOf && topic !== undefined) {
+    if (this.latestOf) {
       try {
         const latest = await this.latest(topic);
         if (latest) known.push(latest);

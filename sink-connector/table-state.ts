@@ -139,7 +139,7 @@ export class TableStates {
    * a later version, applied without their values (source-drops.ts); 'unknown': the registry did
    * not answer. Decided once per catalog read and version.
    */
-  droppedAtSource(table: ApplyTable, version: TableVersion, topic: string | undefined, missing: readonly { name: string }[]): Promise<ReadonlySet<string> | 'unknown'> {
+  droppedAtSource(table: ApplyTable, version: TableVersion, topic: string, missing: readonly { name: string }[]): Promise<ReadonlySet<string> | 'unknown'> {
     return this.drops.dropped(table, version, topic, missing, this.versionsEver.get(version.destId)?.values() ?? []);
   }
 

@@ -54,9 +54,6 @@ export function isKafkaUnreachable(err: unknown): boolean {
   return false;
 }
 
-/** kafkajs's `Crash: …` and `Restarting the consumer in N ms` lines, which it logs at ERROR. */
-export const isConsumerRestart = (message: string): boolean => /^Crash: /.test(message) || /^Restarting the consumer in \d+ms$/.test(message);
-
 /**
  * kafkajs log entry -> pino, with the SASL password scrubbed from anything kafkajs might echo.
  * While Kafka cannot be reached, one warning names the brokers (again at most every
@@ -108,10 +105,10 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
     if (level === LEVELS.ERROR && namespace === 'Connection' && msg.startsWith('Response ')) log.debug(fields, msg);
     // A send kafkajs retries after refreshing metadata (a new topic's leader not known yet).
     else if (level === LEVELS.ERROR && msg.startsWith('Failed to send messages: ') && extra.retryCount !== undefined) log.warn(fields, msg);
-    // A consumer's crash is logged before kafkajs decides to restart it: a broker restart gave
-    // every sink two ERROR lines with a stack it recovered from by itself. Whoever runs the
-    // consumer hears of the crash (onCrash) and logs the failure when kafkajs gives up.
-    else if (level === LEVELS.ERROR && namespace === 'Consumer' && isConsumerRestart(msg)) {
+    // A consumer's crash is logged before kafkajs decides to restart it (its 'Restarting' line
+    // went to debug above): a broker restart gave every sink an ERROR with a stack it recovered
+    // from by itself. Whoever runs the consumer hears of the crash (onCrash) and logs the failure when kafkajs gives up.
+    else if (level === LEVELS.ERROR && namespace === 'Consumer' && msg.startsWith('Crash: ')) {
       delete fields.stack;
       log.warn(fields, msg);
     }

@@ -358,7 +358,7 @@ async function identityToRestore(src: pg.ClientBase, dst: pg.ClientBase, selecte
   );
   return rows.map((r) => {
     const w = wanted[r.i - 1];
-    return { table: `${w.t.schema}.${w.t.name}`, sql: `${quoteIdent(w.t.schema)}.${quoteIdent(w.t.name)}`, column: w.column };
+    return { table: `${w.t.schema}.${w.t.name}`, sql: quoteQualified(w.t), column: w.column };
   });
 }
 

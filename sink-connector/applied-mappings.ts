@@ -16,6 +16,7 @@
 import type pg from 'pg';
 import { ConfigError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { resnapshotCommand } from '../shared/migration/remedies.ts';
 
 export const CREATE_MAPPINGS_SQL = `
 CREATE TABLE IF NOT EXISTS shardbridge.sink_mappings (
@@ -83,7 +84,7 @@ export function mappingDriftError(drift: readonly MappingDrift[], groupId: strin
       context: { key: `tables."${drift[0].now.source}"`, topic: drift[0].topic, group: groupId },
       remedy:
         `set the mapping back; or, to move the table, either (a) with the sink stopped, \`shardbridge replay --sink-config ${sinkConfigHint} --topic <topic> --to-offset 0\` for each such topic (every change is applied again into the new mapping, if Kafka still has the topic from offset 0), ` +
-        `or (b) accept the new mapping as it stands, \`DELETE FROM shardbridge.sink_mappings WHERE group_id = '${groupId.replace(/'/g, "''")}' AND topic IN (${topics})\`, and have the source copy the table again (\`shardbridge resnapshot --table <schema.table>\`); the old destination table keeps its rows: drop it once done`,
+        `or (b) accept the new mapping as it stands, \`DELETE FROM shardbridge.sink_mappings WHERE group_id = '${groupId.replace(/'/g, "''")}' AND topic IN (${topics})\`, and have the source copy the table again (\`${resnapshotCommand(...new Set(drift.map((d) => d.now.source)))}\`); the old destination table keeps its rows: drop it once done`,
     },
   );
 }

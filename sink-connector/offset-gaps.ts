@@ -11,7 +11,8 @@
  *
  * Pure: the decisions and their stall descriptions; partition-batch.ts asks Kafka and stalls.
  */
-import { resnapshotCommand, type StallInfo } from './stall.ts';
+import type { StallInfo } from './stall.ts';
+import { resnapshotCommand } from '../shared/migration/remedies.ts';
 import { recreatedRemedy } from './topic-identity.ts';
 
 export type GapKind = 'lost' | 'empty';

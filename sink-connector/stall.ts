@@ -13,6 +13,7 @@ import type { Logger } from '../shared/logger.ts';
 import { ShardBridgeError } from '../shared/errors.ts';
 import { inParallel } from '../shared/in-parallel.ts';
 import { tpKey } from './offsets.ts';
+import { resnapshotCommand } from '../shared/migration/remedies.ts';
 
 export type StallReason = 'apply' | 'decode' | 'gap' | 'past-end';
 
@@ -75,9 +76,6 @@ export function describeStall(err: unknown, at: { topic: string; partition: numb
   info.remedy = own ?? remedyFor(info);
   return info;
 }
-
-/** The command that takes a source table's snapshot again (the remedies name it). Pure. */
-export const resnapshotCommand = (sourceTable: string): string => `shardbridge resnapshot --source-config source.yaml --table ${sourceTable}`;
 
 /**
  * What is known of a column the destination lacks (table-state.ts): `dropped` there after a

@@ -16,7 +16,8 @@ import { qualifiedName, quoteIdent } from './upsert-batch.ts';
 import { destIdOf, type TableVersion } from './schema-compile.ts';
 import { formatTypeName } from '../shared/type-mapping/index.ts';
 import { compareTypes } from '../shared/checks/type-compat.ts';
-import { refillRemedy, resnapshotCommand, type MissingColumnHistory } from './stall.ts';
+import { refillRemedy, type MissingColumnHistory } from './stall.ts';
+import { resnapshotCommand } from '../shared/migration/remedies.ts';
 import { SourceDrops, type LatestVersionOf } from './source-drops.ts';
 
 export interface TableStatesOptions {

@@ -8,6 +8,7 @@
  */
 import type { Logger } from '../shared/logger.ts';
 import type { ChangeEvent } from './envelope.ts';
+import { resnapshotCommand } from '../shared/migration/remedies.ts';
 
 const REPEAT_MS = 60_000;
 
@@ -24,7 +25,7 @@ export function keyChangeGapWarning(table: string, columns: readonly string[], c
     msg:
       `${count === 1 ? 'a primary-key change' : `${count} primary-key changes`} of ${table} left TOASTed column(s) ${columns.join(', ')} unchanged: ` +
       'pgoutput sends neither their values nor the old row under REPLICA IDENTITY DEFAULT, so the row under its new key arrives without them and they are NULL at the destination',
-    remedy: `ALTER TABLE ${table} REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table's snapshot again to repair the rows moved so far: shardbridge resnapshot --table ${table}`,
+    remedy: `ALTER TABLE ${table} REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table's snapshot again to repair the rows moved so far: ${resnapshotCommand(table)}`,
   };
 }
 

@@ -5,6 +5,7 @@
  * the judgements are pure, the reads below them thin.
  */
 import type pg from 'pg';
+import { resnapshotCommand } from '../migration/remedies.ts';
 
 /** `pg_trigger.tgenabled`: O fires under origin (the default), A always, R under replica only, D never. */
 export type TriggerEnabled = 'O' | 'A' | 'R' | 'D';
@@ -157,7 +158,7 @@ export function differingTableTriggerHints(tables: readonly { table: Named; sour
     const firing = firingTriggers(triggers, role);
     return [
       `${table.schema}.${table.name} differs from the source, and trigger${firing.length > 1 ? 's' : ''} ${firing.map(label).join(', ')} fire${firing.length > 1 ? '' : 's'} for the rows the sink applies there: a likely cause. ` +
-        `Stop ${firing.length > 1 ? 'them' : 'it'} (${w.remedy}), then take the table's snapshot again: shardbridge resnapshot --table ${source}`,
+        `Stop ${firing.length > 1 ? 'them' : 'it'} (${w.remedy}), then take the table's snapshot again: ${resnapshotCommand(source)}`,
     ];
   });
 }

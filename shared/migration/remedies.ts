@@ -5,3 +5,7 @@
 // rows deleted on the source while changes were lost stay in the destination unless it is emptied.
 export const LOST_SLOT_REMEDY =
   'take a new snapshot: stop both connectors; shardbridge cleanup --force --drop-topics --drop-control-tables (drops the slot, the publication, the topics and the sink\'s stored positions); empty the destination tables (TRUNCATE); then start the source connector (new slot, new snapshot) and the sink (docs/migration-runbook.md, "a lost slot")';
+
+/** The command that takes source tables' snapshots again (the remedies of both connectors and the commands name it). Pure. */
+export const resnapshotCommand = (...sourceTables: readonly string[]): string =>
+  `shardbridge resnapshot --source-config source.yaml ${sourceTables.map((t) => `--table ${t}`).join(' ')}`;

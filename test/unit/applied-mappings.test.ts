@@ -21,4 +21,5 @@ test('the refusal names the key, the topic, both targets, the offset and both re
   assert.match(e.message, /tables\."public\.t": sb\.public\.t was applied into public\.t up to offset 7 \(group g'1\), and is now mapped to app\.t \(columns v → w\)/);
   assert.match(e.remedy ?? '', /replay --sink-config sink\.yaml --topic <topic> --to-offset 0/);
   assert.match(e.remedy ?? '', /WHERE group_id = 'g''1' AND topic IN \('sb\.public\.t'\)/);
+  assert.match(e.remedy ?? '', /have the source copy the table again \(`shardbridge resnapshot --source-config source\.yaml --table public\.t`\)/);
 });

@@ -93,7 +93,7 @@ test("cutover: a table that differs and whose triggers fire for the sink's rows 
   const [hint] = differingTableTriggerHints([{ table: orders, source: 'app.orders', triggers: [trg('orders_touch', 'O'), trg('orders_old', 'D')] }], 'origin');
   assert.match(hint, /^public\.orders differs from the source, and trigger orders_touch fires for the rows the sink applies there: a likely cause\./);
   assert.match(hint, /DISABLE TRIGGER USER/);
-  assert.match(hint, /then take the table's snapshot again: shardbridge resnapshot --table app\.orders$/);
+  assert.match(hint, /then take the table's snapshot again: shardbridge resnapshot --source-config source\.yaml --table app\.orders$/);
   assert.deepEqual(differingTableTriggerHints([{ table: orders, source: 'app.orders', triggers: [trg('orders_touch', 'O')] }], 'replica'), [], 'replica: an ordinary trigger does not fire');
   assert.deepEqual(differingTableTriggerHints([{ table: orders, source: 'app.orders', triggers: [trg('orders_old', 'D')] }], 'origin'), []);
 });

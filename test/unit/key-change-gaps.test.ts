@@ -24,7 +24,7 @@ test('the warning: once per table, then at most once a minute with the count and
   g.note('public.other', keyChange(['blob']));
   assert.deepEqual(lines.map((l) => l.msg.split(':')[0]), ['a primary-key change of public.docs left TOASTed column(s) body unchanged', 'a primary-key change of public.other left TOASTed column(s) blob unchanged']);
   assert.match(lines[0].msg, /they are NULL at the destination$/);
-  assert.equal(lines[0].obj.remedy, 'ALTER TABLE public.docs REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table\'s snapshot again to repair the rows moved so far: shardbridge resnapshot --table public.docs');
+  assert.equal(lines[0].obj.remedy, 'ALTER TABLE public.docs REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table\'s snapshot again to repair the rows moved so far: shardbridge resnapshot --source-config source.yaml --table public.docs');
   now += 60_000;
   g.note('public.docs', keyChange(['body']));
   assert.equal(lines.length, 3);

@@ -4,7 +4,8 @@
  *    table's topic. The snapshot is complete in the destination only once the sink's stored
  *    offsets reach them; `shardbridge.snapshot_status` and a metric show it.
  *  - `__sequences`: each mapped destination sequence is moved to at least the source's
- *    value, never lowered, and recorded in `shardbridge.sequence_sync`.
+ *    value, never lowered, and recorded in `shardbridge.sequence_sync` (an older value, as a
+ *    replay brings again, leaves the row: it keeps the newest).
  *  - `__transactions`: not needed for applying; consumed so its position is kept.
  * Parsing is tolerant (unknown kinds and malformed JSON are skipped with a warning), and
  * the statements run inside the batch transaction of the control record's partition.
@@ -218,7 +219,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
   if (refused !== null) {
     // setval would fail, and stall every sequence behind it on the one __sequences partition; cutover refuses it too.
     log.warn({ sequence: seq, source: a.value }, `destination sequence ${seq} not moved: ${refused}`);
-    await recordSequenceSync(client, seq, a.value, current);
+    await recordSequenceSync(client, seq, a.value, current, state.increment);
     return false;
   }
   let setTo: string | null = null;
@@ -226,7 +227,7 @@ async function syncSequence(client: pg.ClientBase, a: Extract<ControlAction, { k
     const { rows: moved } = await client.query<{ set_to: string }>(`SELECT setval($1::regclass, $2::bigint, true)::text AS set_to`, [seq, a.value]);
     setTo = moved[0].set_to;
   }
-  await recordSequenceSync(client, seq, a.value, setTo ?? current);
+  await recordSequenceSync(client, seq, a.value, setTo ?? current, state.increment);
   if (setTo !== null) log.info({ sequence: seq, from: current, to: setTo }, 'destination sequence moved to the source value');
   return setTo !== null;
 }

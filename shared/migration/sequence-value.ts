@@ -65,12 +65,21 @@ export function beyondBound(value: bigint, s: Pick<SequenceState, 'increment' | 
   return `the source handed out ${value}, beyond the destination's ${b.bound} ${b.at}: the destination sequence cannot take its values; widen it (${b.widen})`;
 }
 
-/** What was applied for a source sequence value, for status and cutover (`shardbridge.sequence_sync`). */
-export async function recordSequenceSync(client: pg.ClientBase, sequence: string, source: string | null, applied: string | null): Promise<void> {
+/**
+ * What was applied for a source sequence value, for status and cutover (`shardbridge.sequence_sync`).
+ * With the sequence's `increment`, a source value behind the recorded one in the direction it
+ * counts (a replayed `__sequences` record, older than the last one applied) leaves the row as
+ * it is: the destination sequence was not lowered for it either, and status would show the old
+ * value as the source's, applied just now. Without it (no destination sequence to tell the
+ * direction; cutover, which read the source itself) the row takes the value given.
+ */
+export async function recordSequenceSync(client: pg.ClientBase, sequence: string, source: string | null, applied: string | null, increment: bigint | null = null): Promise<void> {
   await client.query(
-    `INSERT INTO shardbridge.sequence_sync (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
-     ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()`,
-    [sequence, source, applied],
+    `INSERT INTO shardbridge.sequence_sync AS s (sequence_name, source_value, applied_value, applied_at) VALUES ($1, $2, $3, now())
+     ON CONFLICT (sequence_name) DO UPDATE SET source_value = EXCLUDED.source_value, applied_value = EXCLUDED.applied_value, applied_at = now()
+      WHERE $4::int IS NULL OR s.source_value IS NULL OR EXCLUDED.source_value IS NULL
+         OR CASE WHEN $4::int > 0 THEN EXCLUDED.source_value >= s.source_value ELSE EXCLUDED.source_value <= s.source_value END`,
+    [sequence, source, applied, increment === null ? null : increment < 0n ? -1 : 1],
   );
 }
 

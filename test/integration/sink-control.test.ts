@@ -7,6 +7,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { type Admin, type Producer } from '../../shared/kafka/client.ts';
 import type { RegistryClient } from '../../shared/registry/registry-client.ts';
@@ -16,6 +19,7 @@ import { capturingLogger, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { openSinkTestEnv, type SinkTestEnv } from '../helpers/sink-env.ts';
 import { produceChanges, registerTable, tableInfo } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
 const SRC = `sb_xsrc_${ID}`;
@@ -43,7 +47,7 @@ async function gauge(sink: SinkConnector, name: string, labels: Record<string, s
   return values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
 }
 
-test('snapshot status turns complete only once the table topic is applied up to the marker; sequences move up, never down', async () => {
+test('snapshot status turns complete only once the table topic is applied up to the marker; sequences move up, never down, and their recorded source values never back, a replay included', async (tc) => {
   const prefix = uniqueTopic('sbcontrol');
   const names = controlTopicNames(prefix);
   await db.query(`CREATE TABLE ${SRC}.orders (id bigserial PRIMARY KEY, note text, extra text)`);
@@ -78,10 +82,9 @@ test('snapshot status turns complete only once the table topic is applied up to 
   ]);
 
   const groupId = `g-${ID}-control`;
-  const sink = await startSinkConnector(sinkConfig({ ...servers, prefix, groupId }, { tables: { [table]: { schema: DST } } }), log, {
-    topicRefreshMs: 500,
-    controlPollMs: 100,
-  });
+  const config = sinkConfig({ ...servers, prefix, groupId }, { tables: { [table]: { schema: DST } } });
+  const start = () => startSinkConnector(config, log, { topicRefreshMs: 500, controlPollMs: 100 });
+  let sink = await start();
   try {
     await waitApplied(db, admin, groupId, [names.snapshot, names.sequences, names.transactions]);
     const status = async () => (await db.query('SELECT * FROM shardbridge.snapshot_status WHERE topic = $1', [topic])).rows[0];
@@ -113,6 +116,8 @@ test('snapshot status turns complete only once the table topic is applied up to 
     await producer.sendBatch([sequence('orders_id_seq', 'orders', 'id', '500', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${DST}.orders_id_seq')::text AS n`)).rows[0].n, '1001', 'never lowered');
+    const syncOf = async (name: string) => (await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [name])).rows[0];
+    assert.deepEqual(await syncOf(`${DST}.orders_id_seq`), { source_value: '1000', applied_value: '1000' }, 'the older source value is not recorded as the source\'s');
     assert.equal(await gauge(sink, 'shardbridge_sink_sequences_fixed_total', { sequence: `${SRC}.orders_id_seq` }), 1);
     // Restarted higher at the destination (not called since: pg_sequence_last_value is NULL), a lower source value leaves it.
     await db.query(`ALTER SEQUENCE ${DST}.orders_id_seq RESTART WITH 5000`);
@@ -130,6 +135,7 @@ test('snapshot status turns complete only once the table topic is applied up to 
     await producer.sendBatch([sequence('refund_no', 'gone', 'refund', '-100', 'interval')]);
     await waitApplied(db, admin, groupId, [names.sequences]);
     assert.equal((await db.query(`SELECT nextval('${SRC}.refund_no')::text AS n`)).rows[0].n, '-302', 'never moved back');
+    assert.deepEqual(await syncOf(`${SRC}.refund_no`), { source_value: '-300', applied_value: '-300' }, 'nor recorded back');
 
     // A source value beyond the destination sequence's MAXVALUE: not moved, recorded, and the
     // sequences behind it on the one partition still move (setval would have failed: a stall).
@@ -140,6 +146,23 @@ test('snapshot status turns complete only once the table topic is applied up to 
     const small = await db.query('SELECT source_value::text, applied_value::text FROM shardbridge.sequence_sync WHERE sequence_name = $1', [`${SRC}.small_no`]);
     assert.deepEqual(small.rows[0], { source_value: '3000000000', applied_value: '0' });
     assert.equal((await db.query('SELECT count(*)::int AS n FROM shardbridge.stalls WHERE group_id = $1', [groupId])).rows[0].n, 0);
+
+    // `shardbridge replay` of __sequences from 0, as after a lost destination position: every
+    // older value comes again; the rows status reads keep the newest source values.
+    const sourceValues = async () => (await db.query('SELECT sequence_name, source_value::text FROM shardbridge.sequence_sync WHERE sequence_name LIKE $1 ORDER BY 1', [`%${ID}%`])).rows;
+    const recorded0 = await sourceValues();
+    await sink.stop();
+    const dir = mkdtempSync(join(tmpdir(), 'sb-control-'));
+    tc.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'sink.json'), JSON.stringify(config));
+    const replayed = await runCli(['replay', '--topic', names.sequences, '--to-offset', '0', '--sink-config', join(dir, 'sink.json')]);
+    assert.equal(replayed.code, 0, replayed.stderr);
+    sink = await start();
+    await waitApplied(db, admin, groupId, [names.sequences]);
+    assert.deepEqual(await sourceValues(), recorded0);
+    // The newest value again: the row is refreshed with where the destination sequence is now (the nextval calls above).
+    assert.deepEqual(await syncOf(`${DST}.orders_id_seq`), { source_value: '2000', applied_value: '5000' });
+    assert.deepEqual(await syncOf(`${SRC}.refund_no`), { source_value: '-900', applied_value: '-901' });
 
     // A sequence on the search_path (public) is recorded with its schema, as cutover names it
     // (a regclass's text would say `doc_no_…` alone).

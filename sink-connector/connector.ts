@@ -14,7 +14,7 @@
 import pg from 'pg';
 import type { Registry } from 'prom-client';
 import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
-import { isKafkaUnreachable } from '../shared/kafka/kafka-log.ts';
+import { consumerCrashLine } from '../shared/kafka/kafka-log.ts';
 import type { Logger } from '../shared/logger.ts';
 import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
@@ -358,10 +358,10 @@ class SinkRuntime {
     this.topics = new Set(topics);
     consumer.onGroupJoin((assignment) => this.onJoin(consumer, assignment));
     consumer.onFetch(({ partitionsWithRecords }) => this.m.fetches.inc({ result: partitionsWithRecords > 0 ? 'records' : 'empty' }));
-    consumer.onCrash(({ error, restart }) => {
-      // Kafka unreachable: the client's 'cannot reach Kafka' warning says so once a minute (a crash comes every few seconds).
-      if (restart) this.log[isKafkaUnreachable(error) || signal.aborted ? 'debug' : 'warn']({ err: error }, 'consumer crashed; kafkajs restarts it');
-      else if (this.consumer === consumer && !signal.aborted) this.fail(error);
+    consumer.onCrash((crash) => {
+      const line = consumerCrashLine(crash, signal.aborted);
+      if (line) this.log[line.level](line.fields, line.msg);
+      else if (this.consumer === consumer && !signal.aborted) this.fail(crash.error);
     });
     await consumer.connect();
     await consumer.subscribe({ topics, fromBeginning: true });

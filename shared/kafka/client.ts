@@ -172,6 +172,9 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
   const denied = (err: unknown, doing: string): unknown =>
     asAclError(err, { ...client, operation: 'Read', resourceType: 'group', names: [groupId], prefix: groupPrefix, doing }, { ...client, operation: 'Read', resourceType: 'topic', names: topics, doing });
   const refused = (doing: string) => (err: unknown) => Promise.reject(denied(err, doing));
+  // Named in a crash's line: kafkajs's crash event does not say which member crashed.
+  let memberId: string | undefined;
+  c.on(c.events.GROUP_JOIN, (e) => void (memberId = e.payload.memberId));
   return {
     connect: () => answered(c.connect(), client.brokers),
     disconnect: () => c.disconnect(),
@@ -194,7 +197,7 @@ function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | und
     seek: (tpo) => c.seek(tpo),
     commitOffsets: (offsets) => c.commitOffsets(offsets).catch(refused('committing offsets')),
     onGroupJoin: (cb) => c.on(c.events.GROUP_JOIN, (e) => cb({ ...e.payload.memberAssignment })),
-    onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: denied(e.payload.error, 'consuming') as Error, restart: e.payload.restart })),
+    onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: denied(e.payload.error, 'consuming') as Error, restart: e.payload.restart, groupId, memberId })),
     // numberOfBatches counts the partitions with records under our kafkajs patch (0 in kafkajs itself).
     onFetch: (cb) => c.on(c.events.FETCH, (e) => cb({ durationMs: e.payload.duration, partitionsWithRecords: e.payload.numberOfBatches })),
   };

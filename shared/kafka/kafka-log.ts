@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../logger.ts';
 import { GATE_CLOSED } from './gate.ts';
+import type { ConsumerCrash } from './ports.ts';
 
 /** kafkajs's logLevel values (kafkajs itself is imported by client.ts alone). */
 const LEVELS = { ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } as const;
@@ -106,15 +107,33 @@ export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptio
     // A send kafkajs retries after refreshing metadata (a new topic's leader not known yet).
     else if (level === LEVELS.ERROR && msg.startsWith('Failed to send messages: ') && extra.retryCount !== undefined) log.warn(fields, msg);
     // A consumer's crash is logged before kafkajs decides to restart it (its 'Restarting' line
-    // went to debug above): a broker restart gave every sink an ERROR with a stack it recovered
-    // from by itself. Whoever runs the consumer hears of the crash (onCrash) and logs the failure when kafkajs gives up.
+    // went to debug above), with a stack and no member. Whoever runs the consumer hears of it
+    // (onCrash) once decided: consumerCrashLine's warning for a restart, its own failure when
+    // kafkajs gives up. One line per crash, not two.
     else if (level === LEVELS.ERROR && namespace === 'Consumer' && msg.startsWith('Crash: ')) {
       delete fields.stack;
-      log.warn(fields, msg);
+      log.debug(fields, msg);
     }
     else if (level === LEVELS.ERROR) log.error(fields, msg);
     else if (level === LEVELS.WARN) log.warn(fields, msg);
     else if (level === LEVELS.INFO) log.info(fields, msg);
     else log.debug(fields, msg);
+  };
+}
+
+/**
+ * The line a consumer's owner logs for a crash kafkajs restarts from (kafkajs's own 'Crash: …'
+ * is at debug): a warning with the group, the member and the error's message, without a stack
+ * (recovered from). At debug while Kafka cannot be reached (the client's 'cannot reach Kafka'
+ * warning says so once a minute, a crash comes every few seconds) or once the owner stopped the
+ * consumer. Null when kafkajs gives up: that is the owner's failure to report. Pure.
+ */
+export function consumerCrashLine(c: ConsumerCrash, stopping: boolean): { level: 'warn' | 'debug'; fields: Record<string, unknown>; msg: string } | null {
+  if (!c.restart) return null;
+  const error = `${c.error.name}: ${c.error.message}`;
+  return {
+    level: stopping || isKafkaUnreachable(c.error) ? 'debug' : 'warn',
+    fields: { groupId: c.groupId, memberId: c.memberId, error },
+    msg: `consumer crashed; kafkajs restarts it: ${error}`,
   };
 }

@@ -150,6 +150,14 @@ export interface SendOptions {
   resend?: () => OutMessage[];
 }
 
+/** A consumer's crash: the error, whether kafkajs restarts the consumer, its group and member (the last one joined as). */
+export interface ConsumerCrash {
+  error: Error;
+  restart: boolean;
+  groupId: string;
+  memberId?: string;
+}
+
 export interface Consumer {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
@@ -164,7 +172,7 @@ export interface Consumer {
   /** Called after every join/rebalance with this member's assignment; returns an unsubscribe function. */
   onGroupJoin(cb: (assignment: Assignment) => void): () => void;
   /** Called when kafkajs gives up on the run loop (`restart` tells whether it restarts it). */
-  onCrash(cb: (event: { error: Error; restart: boolean }) => void): () => void;
+  onCrash(cb: (event: ConsumerCrash) => void): () => void;
   /** Called after each fetch: how long it took and how many partitions it brought records of. */
   onFetch(cb: (event: { durationMs: number; partitionsWithRecords: number }) => void): () => void;
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { isConnectionFailure, isKafkaUnreachable, pinoLogEntry } from '../../shared/kafka/kafka-log.ts';
+import { consumerCrashLine, isConnectionFailure, isKafkaUnreachable, pinoLogEntry } from '../../shared/kafka/kafka-log.ts';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -40,18 +40,33 @@ test('other kafkajs errors keep their level', () => {
   assert.deepEqual(lines.map((l) => [l.level, l.msg]), [[50, 'Error when calling eachBatch']]);
 });
 
-test("a consumer's crash and restart (a broker restarted under the sink) are warnings without a stack: kafkajs logs them at ERROR before it restarts", () => {
+test("a consumer's crash and restart (a broker restarted under the sink) are one warning, the owner's, with group, member and message, without a stack: kafkajs's own lines (ERROR, before it decides to restart) go to debug", () => {
   const { log, lines } = capture();
   const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'] });
-  // As kafkajs logged them in the chaos run, once per broker restart and sink.
+  // As kafkajs logged them in the chaos run, once per broker restart and sink, next to the sink's own line.
   // (A crash for Kafka being unreachable joins the 'cannot reach Kafka' warning: below.)
   emit({ namespace: 'Consumer', level: 1, log: { message: "Crash: KafkaJSProtocolError: The coordinator is loading and hence can't process requests", groupId: 'g', retryCount: 5, stack: 'KafkaJSNonRetriableError\n  Caused by: …' } });
+  const error = Object.assign(new Error("The coordinator is loading and hence can't process requests"), { name: 'KafkaJSProtocolError' });
+  const line = consumerCrashLine({ error, restart: true, groupId: 'g', memberId: 'sink-1-abc' }, false);
+  if (line) log[line.level](line.fields, line.msg);
   emit({ namespace: 'Consumer', level: 1, log: { message: 'Restarting the consumer in 1000ms', groupId: 'g', retryCount: 5, retryTime: 1000 } });
   assert.deepEqual(lines.map((l) => [l.level, l.msg]), [
-    [40, "Crash: KafkaJSProtocolError: The coordinator is loading and hence can't process requests"],
+    [20, "Crash: KafkaJSProtocolError: The coordinator is loading and hence can't process requests"],
+    [40, "consumer crashed; kafkajs restarts it: KafkaJSProtocolError: The coordinator is loading and hence can't process requests"],
     [20, 'Restarting the consumer in 1000ms'],
   ]);
-  assert.ok(lines.every((l) => l.stack === undefined && l.groupId === 'g'));
+  assert.ok(lines.every((l) => l.stack === undefined && l.err === undefined && l.groupId === 'g'));
+  assert.equal(lines[1].memberId, 'sink-1-abc');
+  assert.equal(lines[1].error, "KafkaJSProtocolError: The coordinator is loading and hence can't process requests");
+});
+
+test("consumerCrashLine: at debug while Kafka is unreachable (the client's warning says so) or once the owner stopped the consumer; none when kafkajs gives up (the owner's failure)", () => {
+  const refused = Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:1'), { name: 'KafkaJSNumberOfRetriesExceeded' });
+  const other = new Error('Request Fetch timed out');
+  assert.equal(consumerCrashLine({ error: refused, restart: true, groupId: 'g' }, false)?.level, 'debug');
+  assert.equal(consumerCrashLine({ error: other, restart: true, groupId: 'g' }, true)?.level, 'debug');
+  assert.equal(consumerCrashLine({ error: other, restart: true, groupId: 'g' }, false)?.level, 'warn');
+  assert.equal(consumerCrashLine({ error: other, restart: false, groupId: 'g' }, false), null);
 });
 
 test('isConnectionFailure: connection errors and the broker pool retries, nothing else', () => {
@@ -90,7 +105,7 @@ test('a failure after a quiet spell longer than two warning periods is a new out
   ]);
 });
 
-test("a consumer crashing and restarting while Kafka is unreachable: its 'Crash' and 'Restarting' lines join the one warning; a crash of another cause is a warning of its own", () => {
+test("a consumer crashing and restarting while Kafka is unreachable: its 'Crash' and 'Restarting' lines join the one warning; kafkajs's line of a crash of another cause is at debug", () => {
   const { log, lines } = capture();
   let t = 0;
   const emit = pinoLogEntry(log, undefined, { brokers: ['k:1'], now: () => t });
@@ -102,10 +117,12 @@ test("a consumer crashing and restarting while Kafka is unreachable: its 'Crash'
     t += 5_000;
   }
   assert.deepEqual(lines.filter((l) => (l.level as number) >= 40).map((l) => l.msg), ['cannot reach Kafka at k:1: Connection error: connect ECONNREFUSED 127.0.0.1:1; retrying']);
+  // A crash of another cause: at debug here, its owner's warning says it (above).
   emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNumberOfRetriesExceeded: Request Fetch timed out', groupId: 'g' } });
   // Our stopped client's gate (its broker list emptied): no error after a stop.
   emit({ namespace: 'Consumer', level: 1, log: { message: 'Crash: KafkaJSNonRetriableError: Failed to connect: brokers array is empty', groupId: 'g' } });
-  assert.deepEqual(lines.filter((l) => (l.level as number) >= 40).map((l) => l.msg).slice(1), ['Crash: KafkaJSNumberOfRetriesExceeded: Request Fetch timed out']);
+  assert.deepEqual(lines.filter((l) => (l.level as number) >= 40).map((l) => l.msg).slice(1), []);
+  assert.equal(lines.at(-2)?.msg, 'Crash: KafkaJSNumberOfRetriesExceeded: Request Fetch timed out');
 });
 
 test('isKafkaUnreachable: connection failures however kafkajs wraps them, and our stopped client; nothing else', () => {

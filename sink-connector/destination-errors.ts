@@ -19,6 +19,13 @@ export function queryWith(client: pg.ClientBase): Query {
   };
 }
 
+const endpoints = new WeakMap<pg.Pool, string>();
+
+/** The server a pool connects to (`host:port/database`, never credentials), for its connection failures' messages. */
+export function nameDestination(pool: pg.Pool, endpoint: string): void {
+  endpoints.set(pool, endpoint);
+}
+
 /**
  * `fn` on a pooled connection. Failing to connect is retriable; `fn`'s errors pass as they are,
  * and a connection that failed with a retriable one is not given back (it may be dead).
@@ -31,7 +38,8 @@ export async function withPooledClient<T>(pool: pg.Pool, fn: (client: pg.PoolCli
     // Retried whatever it is (a password changed or a database dropped under a running sink is the operator's to fix, as the log says).
     const code = (err as { code?: unknown }).code;
     const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-    throw new RetriableError(`cannot connect to the destination: ${(err as Error).message}`, {
+    const at = endpoints.get(pool);
+    throw new RetriableError(`cannot connect to the destination${at ? ` at ${at}` : ''}: ${(err as Error).message}`, {
       cause: err,
       context: { sqlstate },
       remedy: (sqlstate && waitingFor(sqlstate, (err as Error).message)) ?? 'is the destination up and reachable, and does it accept the sink\'s role? The sink connects again with backoff',
@@ -86,6 +94,18 @@ export function retriableAtDestination(code: string): boolean {
 }
 
 /**
+ * A password refused under a running sink: only new sessions authenticate, those open go on
+ * until they end (idle, terminated, a restart). The pool connects with what the config gave at
+ * start; with no password there, node-postgres reads the password file at every new connection,
+ * so an edit of that file is taken at the next try (docs/configuration.md, credentials rotation).
+ */
+const PASSWORD_CHANGED =
+  "the destination refused the sink role's password (changed on the server?): new sessions fail, those open go on. " +
+  'Give the new one in the password file (PGPASSFILE, else ~/.pgpass; a line host:port:database:role:password) with no password in destination: ' +
+  'it is read at every new connection, so the sink takes it at its next try without a restart. A password in destination.password, destination.url ' +
+  'or SHARDBRIDGE_SINK_DESTINATION__PASSWORD is read at start only: change it there and restart the sink';
+
+/**
  * What the sink waits for when the destination fails with `code` (a transient failure, retried
  * with backoff), and what ends the wait; undefined for an error that stalls. Pure.
  */
@@ -115,6 +135,10 @@ export function waitingFor(code: string, message: string): string | undefined {
     case '40001':
     case '40P01':
       return 'the destination rolled the batch back for a serialization failure or a deadlock: it is applied again';
+    case '28P01':
+      return `${PASSWORD_CHANGED}; the sink connects again with backoff`;
+    case '28000':
+      return "the destination refuses the sink's role (pg_hba.conf has no line letting it connect to this database from here, or a rule rejects it): fix pg_hba.conf and reload; the sink connects again with backoff";
   }
   if (code.startsWith('08') && citusWorkerLost(message)) {
     return 'Citus could not reach a worker node or lost its connection to it (the message names host:port: down, restarting, failing over, or out of connection slots): the batch rolled back on every node and is applied again once the worker answers';

@@ -231,7 +231,7 @@ export function pgRemedy(err: unknown, section: string, otherwise: string): stri
     case '3D000':
       return `check the database name (the path of ${section}.url, or ${section}.database): the server has no database of that name; create it first if it is new`;
     case '28P01':
-      return `check the password (${section}.password, or the one in ${section}.url, percent-encoded) for this user`;
+      return `check the password (${section}.password, or the one in ${section}.url, percent-encoded) for this user; with neither given, its line in the password file (PGPASSFILE, else ~/.pgpass)`;
     case '28000':
       return `check the user (${section}.user, or the one in ${section}.url) exists, and that pg_hba.conf lets it connect to this database from here`;
     case 'ENOTFOUND':

@@ -9,11 +9,15 @@
  * statement_timeout (57014; a batch too big for it, and the next batches cut under it), a DBA's
  * lock with pg_cancel_backend (57014, user request: retried as it was) and pg_terminate_backend
  * (57P01) of the waiting batch and lock_timeout (55P03), default_transaction_read_only (25006),
- * and no connection slot mid-run.
+ * no connection slot mid-run, and the sink role's password changed under it (28P01), taken from
+ * the password file without a restart.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
@@ -30,7 +34,7 @@ const rows = (values: string[], from = 1) => values.map((v, i) => ({ kind: 'inse
 test('destination errors: transient ones retried with a line saying what the sink waits for, permanent ones stalled with a remedy; nothing lost or applied twice', async (t) => {
   const { db, admin, producer, servers } = env();
   const prefix = uniqueTopic('sbdsterr');
-  const names = ['enc', 'idx', 'slow', 'big', 'lk', 'ro', 'conn'] as const;
+  const names = ['enc', 'idx', 'slow', 'big', 'lk', 'ro', 'conn', 'pw'] as const;
   const topics = {} as Record<(typeof names)[number], ProducedTable>;
   for (const n of names) topics[n] = await table(prefix, n, { destDdl: null });
 
@@ -200,15 +204,63 @@ test('destination errors: transient ones retried with a line saying what the sin
   await terminateSink();
   await produceChanges(producer, topics.conn, rows(['a', 'b', 'c']));
   await waitFor('no connection slot waited for', () => retryLines(topics.conn.topic, '53300').length > 0, { timeoutMs: 10_000 });
-  assert.match(retryLines(topics.conn.topic, '53300')[0].msg, /cannot connect to the destination: too many connections for role .*no connection slot for the sink/);
+  assert.match(retryLines(topics.conn.topic, '53300')[0].msg, /cannot connect to the destination at 127\.0\.0\.1:\d+\/sb_dsterr_\w+: too many connections for role .*no connection slot for the sink/);
   await role('CONNECTION LIMIT -1');
   await waitApplied(own, admin, groupId, [topics.conn.topic], 15_000);
   assert.equal(await count('conn'), 3);
+
+  // 28P01: the role's password changed on the server while the sink runs. Its config gives no
+  // password, so node-postgres reads the password file (PGPASSFILE) at each new connection: the
+  // sessions open go on, new ones are refused (waited for, saying what to do, never the password),
+  // and the file edited, the next try connects: no restart.
+  const secrets = mkdtempSync(join(tmpdir(), 'sb-pgpass-'));
+  const pgpass = join(secrets, 'pgpass');
+  const writePgpass = (password: string) => {
+    writeFileSync(pgpass, `*:*:*:${ROLE}:${password}\n`);
+    chmodSync(pgpass, 0o600);
+  };
+  const [oldPw, newPw] = [`old-${randomBytes(6).toString('hex')}`, `new-${randomBytes(6).toString('hex')}`];
+  writePgpass(oldPw);
+  const pgpassBefore = process.env.PGPASSFILE;
+  process.env.PGPASSFILE = pgpass;
+  // Password authentication for the role (the test cluster trusts everyone): lines before the
+  // others, through the server itself (the file may be a shared cluster's), put back afterwards.
+  const hbaFile = (await db.query('SHOW hba_file')).rows[0].hba_file as string;
+  const hba = (await db.query('SELECT pg_read_file($1) AS t', [hbaFile])).rows[0].t as string;
+  const writeHba = async (text: string) => {
+    const lo = (await db.query(`SELECT lo_from_bytea(0, convert_to($1, 'UTF8')) AS o`, [text])).rows[0].o as number;
+    await db.query('SELECT lo_export($1, $2)', [lo, hbaFile]);
+    await db.query('SELECT lo_unlink($1), pg_reload_conf()', [lo]);
+  };
+  t.after(async () => {
+    await writeHba(hba).catch(() => {});
+    if (pgpassBefore === undefined) delete process.env.PGPASSFILE;
+    else process.env.PGPASSFILE = pgpassBefore;
+    rmSync(secrets, { recursive: true, force: true });
+  });
+  await role(`PASSWORD '${oldPw}'`);
+  await writeHba(`host all ${ROLE} 127.0.0.1/32 scram-sha-256\nhost all ${ROLE} ::1/128 scram-sha-256\n${hba}`);
+  await terminateSink();
+  await produceChanges(producer, topics.pw, rows(['a', 'b']));
+  await waitApplied(own, admin, groupId, [topics.pw.topic], 15_000);
+  await role(`PASSWORD '${newPw}'`);
+  await terminateSink();
+  await produceChanges(producer, topics.pw, rows(['c', 'd'], 3));
+  await waitFor('the refused password waited for', () => retryLines(topics.pw.topic, '28P01').length > 0, { timeoutMs: 10_000 });
+  const refusedPw = retryLines(topics.pw.topic, '28P01')[0].msg as string;
+  assert.match(refusedPw, new RegExp(`cannot connect to the destination at 127\\.0\\.0\\.1:\\d+/${ROLE}: password authentication failed for user "${ROLE}" \\[SQLSTATE 28P01\\]; retrying in \\d+ ms — the destination refused the sink role's password`));
+  assert.match(refusedPw, /password file \(PGPASSFILE, else ~\/\.pgpass.*without a restart/);
+  assert.equal(await stalled(topics.pw.topic), 0, 'waited for, not stalled on');
+  writePgpass(newPw);
+  await waitApplied(own, admin, groupId, [topics.pw.topic], 30_000);
+  assert.equal(await count('pw'), 4);
+  const logged = JSON.stringify(lines());
+  assert.ok(!logged.includes(oldPw) && !logged.includes(newPw), 'no password in the log');
 
   // Each row written once (a rolled-back try leaves no line), and the encoding stall still there.
   const twice = await own.query(`SELECT tbl, id, count(*)::int AS n FROM ${DST}.applied GROUP BY 1, 2 HAVING count(*) > 1`);
   assert.deepEqual(twice.rows, []);
   const written = await own.query(`SELECT tbl, count(*)::int AS n FROM ${DST}.applied GROUP BY 1 ORDER BY 1`);
-  assert.deepEqual(written.rows.map((r) => [r.tbl, r.n]), [['big', 8], ['conn', 3], ['enc', 1], ['idx', 3], ['lk', 3], ['ro', 3], ['slow', 4]]);
+  assert.deepEqual(written.rows.map((r) => [r.tbl, r.n]), [['big', 8], ['conn', 3], ['enc', 1], ['idx', 3], ['lk', 3], ['pw', 4], ['ro', 3], ['slow', 4]]);
   assert.equal(await stalled(topics.enc.topic), 1);
 });

@@ -438,3 +438,48 @@ test('RegistryClient: a registry that stops answering ends each request after th
   await assert.rejects(fetching, SchemaError);
   assert.ok(Date.now() - started < 1_000, `ended ${Date.now() - started} ms after the stop`);
 });
+
+test("deletes are Confluent's two steps: soft (hidden, numbers kept, id readable), then permanent; references are refused", async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const u = srv.url;
+  const schema = JSON.stringify(userV1);
+  const v2 = JSON.stringify(withField(userV1, { name: 'email', type: ['null', 'string'], default: null }));
+  const { id } = (await http(`${u}/subjects/d-value/versions`, 'POST', { schema })).json;
+  await http(`${u}/subjects/d-value/versions`, 'POST', { schema: v2 });
+  await http(`${u}/config/d-value`, 'PUT', { compatibility: 'NONE' });
+  const code = async (method: string, p: string, body?: unknown) => {
+    const r = await http(`${u}${p}`, method, body);
+    return [r.status, r.json.error_code ?? r.json];
+  };
+
+  // A permanent delete first is refused; the soft one hides the subject from every read but by id.
+  assert.deepEqual(await code('DELETE', '/subjects/d-value?permanent=true'), [404, 40405]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value'), [200, [1, 2]]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value'), [404, 40404]);
+  assert.deepEqual((await http(`${u}/subjects`, 'GET')).json, []);
+  assert.deepEqual((await http(`${u}/subjects?deleted=true`, 'GET')).json, ['d-value']);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions'), [404, 40401]);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions?deleted=true'), [200, [1, 2]]);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions/latest'), [404, 40401]);
+  assert.deepEqual(await code('POST', '/subjects/d-value', { schema }), [404, 40401]);
+  assert.deepEqual(await code('GET', `/schemas/ids/${id}/versions`), [200, []]);
+  assert.equal((await http(`${u}/schemas/ids/${id}`, 'GET')).json.schema, schema);
+  assert.equal((await http(`${u}/config/d-value`, 'GET')).json.compatibilityLevel, 'NONE', 'a soft delete keeps the level');
+
+  // Registered again: the same id, a version numbered after the deleted ones.
+  assert.deepEqual(await code('POST', '/subjects/d-value/versions', { schema }), [200, { id }]);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions'), [200, [3]]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3?permanent=true'), [404, 40407]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3'), [200, 3]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3'), [404, 40406]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3?permanent=true'), [200, 3]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value?permanent=true'), [200, [1, 2]]);
+  assert.deepEqual((await http(`${u}/subjects?deleted=true`, 'GET')).json, []);
+  assert.deepEqual(await code('GET', '/config/d-value'), [404, 40408]);
+
+  // A schema naming references would be stored without them: refused, as Confluent refuses one it cannot resolve.
+  const references = [{ name: 'test.shardbridge.Other', subject: 'other-value', version: 1 }];
+  assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references }), [422, 42201]);
+  assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references: [] }), [200, { id }]);
+});

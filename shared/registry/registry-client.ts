@@ -165,7 +165,7 @@ export class RegistryClient {
     try {
       body = await this.get(path, { subject });
     } catch (err) {
-      if (err instanceof SchemaError && err.context.status === 404) return null;
+      if (registryNotFound(err, SUBJECT_NOT_FOUND, VERSION_NOT_FOUND)) return null;
       throw err;
     }
     if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered GET ${path} without an id`, { context: { subject } });
@@ -181,8 +181,9 @@ export class RegistryClient {
   }
 
   /**
-   * GET /config/{subject}: the subject's own level, null when it has none (40408; older
-   * registries answer with the global level instead, which is as good here).
+   * GET /config/{subject}: the subject's own level, null when it has none (40408; Karapace
+   * answers 40401 for a subject without versions; older registries answer with the global level
+   * instead, which is as good here).
    */
   async subjectLevel(subject: string): Promise<CompatibilityLevel | null> {
     const path = `/config/${encodeURIComponent(subject)}`;
@@ -190,7 +191,7 @@ export class RegistryClient {
       const body = (await this.get(path, { subject })) as { compatibilityLevel?: unknown };
       return typeof body.compatibilityLevel === 'string' ? (body.compatibilityLevel.toUpperCase() as CompatibilityLevel) : null;
     } catch (err) {
-      if (err instanceof SchemaError && err.context.status === 404) return null;
+      if (registryNotFound(err, LEVEL_NOT_CONFIGURED, SUBJECT_NOT_FOUND)) return null;
       throw err;
     }
   }
@@ -238,7 +239,7 @@ export class RegistryClient {
     try {
       body = (await this.retriedOnStaleSocket(() => this.rest('POST', path, { schema: JSON.stringify(schema) }, { subject }), `POST ${path}`)) as { id?: unknown };
     } catch (err) {
-      if (err instanceof SchemaError && err.context.status === 404) return null;
+      if (registryNotFound(err, SUBJECT_NOT_FOUND, SCHEMA_NOT_FOUND)) return null;
       throw err;
     }
     if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered POST ${path} without an id`, { context: { subject } });
@@ -325,6 +326,22 @@ export class RegistryClient {
   }
 }
 
+/** Confluent's error codes for what is absent (its API reference; Karapace's are the same). */
+const SUBJECT_NOT_FOUND = 40401;
+const VERSION_NOT_FOUND = 40402;
+const SCHEMA_NOT_FOUND = 40403;
+const LEVEL_NOT_CONFIGURED = 40408;
+
+/**
+ * The registry said that what was asked for is absent: a 404 with one of `codes`. A 404 without
+ * such a code comes from a URL that is not the registry's base (a path the registry does not
+ * serve, a proxy): every answer is then 404, and taken for absence it hid the misconfiguration
+ * (a subject "without versions"). Pure.
+ */
+export function registryNotFound(err: unknown, ...codes: number[]): boolean {
+  return err instanceof SchemaError && err.context.status === 404 && codes.includes(err.context.errorCode as number);
+}
+
 /** A fetch that failed on a socket the server had closed (keep-alive), as opposed to a server that refuses or does not answer. Pure. */
 export function staleSocket(err: unknown): boolean {
   const cause = (err as { cause?: { cause?: { code?: string; message?: string } } }).cause?.cause;
@@ -376,6 +393,9 @@ function registryError(err: unknown, what: string, context: ErrorContext, url: s
   const ctx: ErrorContext = { ...context, status, errorCode: e.errorCode };
   let remedy: string | undefined;
   if (status === 401 || status === 403) remedy = 'check the registry username and password';
+  else if (status === 404 && !(typeof e.errorCode === 'number' && e.errorCode >= 40400 && e.errorCode < 40500)) {
+    remedy = `is ${redactUrl(url)} the registry's base URL (the one its /subjects answers at)?`;
+  }
   else if (status === 409) remedy = incompatibleRemedy(String(context.subject ?? '{subject}'), String(context.compatibility ?? 'BACKWARD'), url);
   else if (e.name === 'ConfluentSchemaRegistryCompatibilityError') {
     remedy = "the subject's compatibility level changed while the connector registered under it: start the connector again";

@@ -483,3 +483,21 @@ test("deletes are Confluent's two steps: soft (hidden, numbers kept, id readable
   assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references }), [422, 42201]);
   assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references: [] }), [200, { id }]);
 });
+
+test('RegistryClient: a URL that is not the registry base (every answer a 404 without a registry error code) fails, not "no such subject"', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  await new RegistryClient({ url: srv.url, retries: 0 }).register('w-value', userV1);
+  const wrong = new RegistryClient({ url: `${srv.url}/registry`, retries: 0 });
+  const named = (err: unknown) => {
+    assert.ok(err instanceof SchemaError);
+    assert.equal(err.context.status, 404);
+    assert.match(err.remedy ?? '', /the registry's base URL/);
+    return true;
+  };
+  await assert.rejects(wrong.latestSchema('w-value'), named);
+  await assert.rejects(wrong.register('w-value', userV1), named);
+  // The registry's own "not found" stays an answer.
+  const right = new RegistryClient({ url: srv.url, retries: 0 });
+  assert.equal(await right.latestSchema('nothing-value'), null);
+});

@@ -214,7 +214,7 @@ export class RegistryClient {
     try {
       ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
     } catch (err) {
-      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url, this.scrub);
+      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url, this.scrub, 'registration');
     } finally {
       // The library keeps every schema it registered compiled (avsc) for its own encode, which we
       // never call: 15 kB a subject, 60 MB for a source of 2,000 tables.
@@ -322,6 +322,7 @@ export class RegistryClient {
       context,
       this.url,
       this.scrub,
+      'request',
     );
   }
 }
@@ -382,7 +383,15 @@ const NETWORK_CODES = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|
  * The server's words pass through `scrub`: a registry or proxy may echo the credentials it got
  * (a 401 body quoting the Authorization header); the cause then is a scrubbed copy.
  */
-function registryError(err: unknown, what: string, context: ErrorContext, url: string, scrub: (text: string) => string): SchemaError {
+function registryError(
+  err: unknown,
+  what: string,
+  context: ErrorContext,
+  url: string,
+  scrub: (text: string) => string,
+  /** 'request': our own, its answer's error_code known; 'registration': the library's POST /subjects/{s}/versions. */
+  source?: 'request' | 'registration',
+): SchemaError {
   const e = (err ?? {}) as { status?: number; message?: string; errorCode?: number; name?: string };
   const status = typeof e.status === 'number' ? e.status : undefined;
   const raw = String(e.message ?? err);
@@ -393,7 +402,12 @@ function registryError(err: unknown, what: string, context: ErrorContext, url: s
   const ctx: ErrorContext = { ...context, status, errorCode: e.errorCode };
   let remedy: string | undefined;
   if (status === 401 || status === 403) remedy = 'check the registry username and password';
-  else if (status === 404 && !(typeof e.errorCode === 'number' && e.errorCode >= 40400 && e.errorCode < 40500)) {
+  else if (status === 404 && source === 'registration') {
+    // POST /subjects/{s}/versions has no "not found" of its own: Karapace answers 40401 to a user
+    // without write permission on the subject (Confluent 40301), anything else a wrong base URL.
+    remedy = `the registry refused the registration as not found: does the registry user have write permission on subject ${String(context.subject)} (Karapace answers so without it), and is ${redactUrl(url)} the registry's base URL?`;
+  } else if (status === 404 && source === 'request' && !(typeof e.errorCode === 'number' && e.errorCode >= 40400 && e.errorCode < 40500)) {
+    // No registry error code with it: a path the registry does not serve.
     remedy = `is ${redactUrl(url)} the registry's base URL (the one its /subjects answers at)?`;
   }
   else if (status === 409) remedy = incompatibleRemedy(String(context.subject ?? '{subject}'), String(context.compatibility ?? 'BACKWARD'), url);

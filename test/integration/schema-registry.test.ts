@@ -37,13 +37,26 @@ const userV1: RecordSchema = {
 };
 const withField = (base: RecordSchema, field: Record<string, unknown>): RecordSchema => ({ ...base, fields: [...base.fields, field] });
 
-/** A proxy in front of the registry at `target` that records each request, and answers none that `silent` picks. */
-async function registryProxy(t: TestContext, target: string, silent: (req: { method?: string; url?: string }) => boolean = () => false): Promise<{ url: string; requests: string[] }> {
+type Req = { method?: string; url?: string };
+/** A proxy in front of the registry at `target` that records each request, answers none that `silent` picks, and itself those `answer` has a reply for. */
+async function registryProxy(
+  t: TestContext,
+  target: string,
+  silent: (req: Req) => boolean = () => false,
+  answer: (req: Req) => { status: number; body: unknown } | undefined = () => undefined,
+): Promise<{ url: string; requests: string[] }> {
   const requests: string[] = [];
   const to = new URL(target);
   const proxy = httpServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
     if (silent(req)) return; // read nothing, answer nothing
+    const own = answer(req);
+    if (own) {
+      req.resume();
+      res.writeHead(own.status, { 'content-type': 'application/vnd.schemaregistry.v1+json' });
+      res.end(JSON.stringify(own.body));
+      return;
+    }
     const up = httpRequest({ host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
@@ -484,7 +497,7 @@ test("deletes are Confluent's two steps: soft (hidden, numbers kept, id readable
   assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references: [] }), [200, { id }]);
 });
 
-test('RegistryClient: a URL that is not the registry base (every answer a 404 without a registry error code) fails, not "no such subject"', async (t) => {
+test("RegistryClient: a 404 that is no 'not found' of the registry's names its cause: a URL that is not the registry base fails (not 'no such subject'); Karapace's 404 to a registration without write permission says so", async (t) => {
   const srv = await startSchemaRegistry();
   t.after(() => srv.stop());
   await new RegistryClient({ url: srv.url, retries: 0 }).register('w-value', userV1);
@@ -500,4 +513,14 @@ test('RegistryClient: a URL that is not the registry base (every answer a 404 wi
   // The registry's own "not found" stays an answer.
   const right = new RegistryClient({ url: srv.url, retries: 0 });
   assert.equal(await right.latestSchema('nothing-value'), null);
+  // Karapace refuses a registration by a user without write permission on the subject with 404 40401.
+  const { url } = await registryProxy(t, srv.url, undefined, (req) =>
+    req.method === 'POST' && /\/versions$/.test(req.url ?? '') ? { status: 404, body: { error_code: 40401, message: "Subject 'ro-value' not found." } } : undefined,
+  );
+  await assert.rejects(new RegistryClient({ url, retries: 0 }).register('ro-value', userV1), (err: unknown) => {
+    assert.ok(err instanceof SchemaError);
+    assert.equal(err.context.status, 404);
+    assert.match(err.remedy ?? '', /write permission on subject ro-value/);
+    return true;
+  });
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SchemaError } from '../../shared/errors.ts';
-import { registryNotFound } from '../../shared/registry/registry-client.ts';
+import { registryNotFound } from '../../shared/registry/registry-errors.ts';
 
 test("registryNotFound: a 404 is absence only with the registry's own error code for it", () => {
   const answer = (status: number, errorCode?: number) => new SchemaError('x', { context: { status, errorCode } });

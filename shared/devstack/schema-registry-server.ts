@@ -4,8 +4,8 @@
  *
  * Serves the REST subset that `@kafkajs/confluent-schema-registry` and operators use
  * (register, look up, versions, config, compatibility test) for Avro only, with
- * Confluent's `{error_code, message}` error bodies. No auth, no schema references, no
- * soft deletes (DELETE is permanent), a single node. State lives in memory and, with
+ * Confluent's `{error_code, message}` error bodies and its two-step deletes (soft, then
+ * `permanent=true`). No auth, no schema references (a request with some is refused), a single node. State lives in memory and, with
  * `dataFile`, in a JSON file rewritten atomically after each change so that a restart
  * keeps ids. The rules are in schema-registry-store.ts.
  */
@@ -80,6 +80,8 @@ async function handle(req: http.IncomingMessage, store: SchemaStore, persist: ()
     .filter(Boolean)
     .map((p) => decodeURIComponent(p));
   const ok = (body: unknown): Reply => ({ status: 200, body });
+  const deleted = url.searchParams.get('deleted') === 'true';
+  const permanent = url.searchParams.get('permanent') === 'true';
   const route = `${method} /${parts.map((p, i) => (isParam(parts, i) ? '*' : p)).join('/')}`;
   log.debug({ method, path: url.pathname }, 'request');
 
@@ -89,11 +91,11 @@ async function handle(req: http.IncomingMessage, store: SchemaStore, persist: ()
     case 'GET /schemas/types':
       return ok(['AVRO']);
     case 'GET /subjects':
-      return ok(store.subjectNames());
+      return ok(store.subjectNames(deleted));
     case 'GET /subjects/*/versions':
-      return ok(store.versionNumbers(parts[1]));
+      return ok(store.versionNumbers(parts[1], deleted));
     case 'POST /subjects/*/versions': {
-      const body = await readJson(req);
+      const body = withoutReferences(await readJson(req));
       const r = store.register(parts[1], body.schema, body.schemaType);
       if (r.changed) {
         persist();
@@ -102,21 +104,21 @@ async function handle(req: http.IncomingMessage, store: SchemaStore, persist: ()
       return ok({ id: r.id });
     }
     case 'GET /subjects/*/versions/*':
-      return ok(store.getVersion(parts[1], parts[3]));
+      return ok(store.getVersion(parts[1], parts[3], deleted));
     case 'GET /subjects/*/versions/*/schema':
-      return ok(JSON.parse(store.getVersion(parts[1], parts[3]).schema));
+      return ok(JSON.parse(store.getVersion(parts[1], parts[3], deleted).schema));
     case 'DELETE /subjects/*/versions/*':
-      return mutate(persist, store.deleteVersion(parts[1], parts[3]));
+      return mutate(persist, store.deleteVersion(parts[1], parts[3], permanent));
     case 'POST /subjects/*': {
-      const body = await readJson(req);
+      const body = withoutReferences(await readJson(req));
       return ok(store.lookup(parts[1], body.schema, body.schemaType));
     }
     case 'DELETE /subjects/*':
-      return mutate(persist, store.deleteSubject(parts[1]));
+      return mutate(persist, store.deleteSubject(parts[1], permanent));
     case 'GET /schemas/ids/*':
       return ok({ schema: store.schemaById(parseId(parts[2])) });
     case 'GET /schemas/ids/*/versions':
-      return ok(store.subjectVersionsForId(parseId(parts[2])));
+      return ok(store.subjectVersionsForId(parseId(parts[2]), deleted));
     case 'GET /config':
       return ok({ compatibilityLevel: store.getGlobalLevel() });
     case 'PUT /config':
@@ -128,7 +130,7 @@ async function handle(req: http.IncomingMessage, store: SchemaStore, persist: ()
     case 'DELETE /config/*':
       return mutate(persist, { compatibilityLevel: store.deleteSubjectLevel(parts[1]) });
     case 'POST /compatibility/subjects/*/versions/*': {
-      const body = await readJson(req);
+      const body = withoutReferences(await readJson(req));
       const problems = store.testCompatibility(parts[2], parts[4], body.schema, body.schemaType);
       const verbose = url.searchParams.get('verbose') === 'true';
       return ok(verbose ? { is_compatible: problems.length === 0, messages: problems } : { is_compatible: problems.length === 0 });
@@ -145,6 +147,18 @@ function isParam(parts: string[], i: number): boolean {
   if (head === 'schemas') return parts[1] === 'ids' && i === 2;
   if (head === 'compatibility') return i === 2 || i === 4;
   return false;
+}
+
+/**
+ * Schema references are not supported here: a schema naming some would be stored without them
+ * (Confluent resolves them, or refuses the schema with 42201 when one is missing), so it is refused.
+ */
+function withoutReferences(body: Record<string, unknown>): Record<string, unknown> {
+  const refs = body.references;
+  if (refs !== undefined && refs !== null && !(Array.isArray(refs) && refs.length === 0)) {
+    throw new RegistryHttpError(422, 42201, 'Invalid schema: schema references are not supported by this development registry');
+  }
+  return body;
 }
 
 function mutate(persist: () => void, body: unknown): Reply {

@@ -34,9 +34,16 @@ export class RegistryHttpError extends Error {
   }
 }
 
+/** A subject's version; `deleted`: soft-deleted (Confluent's DELETE without `permanent=true`). */
+interface Version {
+  version: number;
+  id: number;
+  deleted?: boolean;
+}
+
 export interface StoreState {
   schemas: { id: number; schema: string }[];
-  subjects: Record<string, { version: number; id: number }[]>;
+  subjects: Record<string, Version[]>;
   globalLevel: CompatibilityLevel;
   subjectLevels: Record<string, CompatibilityLevel>;
 }
@@ -58,7 +65,8 @@ interface StoredSchema {
 export class SchemaStore {
   private readonly byId = new Map<number, StoredSchema>();
   private readonly idByCanonical = new Map<string, number>();
-  private readonly subjects = new Map<string, { version: number; id: number }[]>();
+  /** Every version, soft-deleted ones too (they keep their numbers: a re-registration continues after them). */
+  private readonly subjects = new Map<string, Version[]>();
   private readonly subjectLevels = new Map<string, CompatibilityLevel>();
   private globalLevel: CompatibilityLevel = 'BACKWARD';
   private readonly types = new Map<number, avro.Type>();
@@ -87,7 +95,7 @@ export class SchemaStore {
     if (existing) return { id: existing.id, version: existing.version, changed: false };
 
     const versions = this.subjects.get(subject) ?? [];
-    const problems = this.compatibilityProblems(parsed.type, versions, this.levelFor(subject), false);
+    const problems = this.compatibilityProblems(parsed.type, live(versions), this.levelFor(subject), false);
     if (problems.length > 0) {
       throw new RegistryHttpError(409, 409, `Schema being registered is incompatible with an earlier schema for subject "${subject}": ${problems.join('; ')}`);
     }
@@ -117,42 +125,63 @@ export class SchemaStore {
     return s.schema;
   }
 
-  subjectVersionsForId(id: number): { subject: string; version: number }[] {
+  /** The subject-versions of a schema; soft-deleted ones only with `deleted`. */
+  subjectVersionsForId(id: number, deleted = false): { subject: string; version: number }[] {
     this.schemaById(id);
     const out: { subject: string; version: number }[] = [];
-    for (const subject of this.subjectNames()) {
-      for (const v of this.subjects.get(subject)!) if (v.id === id) out.push({ subject, version: v.version });
+    for (const subject of this.subjectNames(true)) {
+      for (const v of this.subjects.get(subject)!) if (v.id === id && (deleted || !v.deleted)) out.push({ subject, version: v.version });
     }
     return out;
   }
 
-  subjectNames(): string[] {
-    return [...this.subjects.keys()].sort();
+  /** Subjects with a version that is not soft-deleted; with `deleted`, the soft-deleted ones too. */
+  subjectNames(deleted = false): string[] {
+    return [...this.subjects].filter(([, versions]) => deleted || live(versions).length > 0).map(([name]) => name).sort();
   }
 
-  versionNumbers(subject: string): number[] {
-    return this.versionsOf(subject).map((v) => v.version);
+  versionNumbers(subject: string, deleted = false): number[] {
+    return this.versionsOf(subject, deleted).map((v) => v.version);
   }
 
   /** `version` is a positive integer, `latest` or -1 (Confluent's alias for latest). */
-  getVersion(subject: string, version: string): SubjectVersion {
-    const versions = this.versionsOf(subject);
+  getVersion(subject: string, version: string, deleted = false): SubjectVersion {
+    const versions = this.versionsOf(subject, deleted);
     return this.describe(subject, pickVersion(versions, version));
   }
 
-  deleteSubject(subject: string): number[] {
-    const versions = this.versionsOf(subject);
-    this.subjects.delete(subject);
-    this.subjectLevels.delete(subject);
-    return versions.map((v) => v.version);
+  /**
+   * DELETE /subjects/{s}: Confluent's two steps. A soft delete hides the subject's versions (their
+   * schemas stay readable by id, the numbers are not reused, the level stays); `permanent` then
+   * removes them and the level, and refuses a subject not soft-deleted first (40405).
+   */
+  deleteSubject(subject: string, permanent = false): number[] {
+    const all = this.versionsOf(subject, true);
+    const visible = live(all);
+    if (permanent) {
+      if (visible.length > 0) throw new RegistryHttpError(404, 40405, `Subject '${subject}' was not deleted first before being permanently deleted`);
+      this.subjects.delete(subject);
+      this.subjectLevels.delete(subject);
+      return all.map((v) => v.version);
+    }
+    if (visible.length === 0) throw new RegistryHttpError(404, 40404, `Subject '${subject}' was soft deleted. Set permanent=true to delete permanently`);
+    for (const v of visible) v.deleted = true;
+    return visible.map((v) => v.version);
   }
 
-  deleteVersion(subject: string, version: string): number {
-    const versions = this.versionsOf(subject);
-    const hit = pickVersion(versions, version);
-    const rest = versions.filter((v) => v !== hit);
-    if (rest.length === 0) this.subjects.delete(subject);
-    else this.subjects.set(subject, rest);
+  /** DELETE /subjects/{s}/versions/{v}: soft, then `permanent` (40407 when not soft-deleted first; 40406 soft-deleted twice). */
+  deleteVersion(subject: string, version: string, permanent = false): number {
+    const all = this.versionsOf(subject, true);
+    const hit = pickVersion(version === 'latest' || version === '-1' ? live(all) : all, version);
+    if (permanent) {
+      if (!hit.deleted) throw new RegistryHttpError(404, 40407, `Subject '${subject}' Version ${hit.version} was not deleted first before being permanently deleted`);
+      const rest = all.filter((v) => v !== hit);
+      if (rest.length === 0) this.subjects.delete(subject);
+      else this.subjects.set(subject, rest);
+    } else {
+      if (hit.deleted) throw new RegistryHttpError(404, 40406, `Subject '${subject}' Version ${hit.version} was soft deleted. Set permanent=true to delete permanently`);
+      hit.deleted = true;
+    }
     return hit.version;
   }
 
@@ -203,7 +232,7 @@ export class SchemaStore {
 
   private compatibilityProblems(
     candidate: avro.Type,
-    versions: { version: number; id: number }[],
+    versions: Version[],
     level: CompatibilityLevel,
     onlyGiven: boolean,
   ): string[] {
@@ -227,16 +256,19 @@ export class SchemaStore {
     return problems;
   }
 
-  private versionsOf(subject: string): { version: number; id: number }[] {
-    const versions = this.subjects.get(subject);
-    if (!versions || versions.length === 0) throw new RegistryHttpError(404, 40401, `Subject '${subject}' not found.`);
+  /** A subject's versions, soft-deleted ones only with `deleted`; 40401 when none. */
+  private versionsOf(subject: string, deleted = false): Version[] {
+    const all = this.subjects.get(subject) ?? [];
+    const versions = deleted ? all : live(all);
+    if (versions.length === 0) throw new RegistryHttpError(404, 40401, `Subject '${subject}' not found.`);
     return versions;
   }
 
-  private findUnderSubject(subject: string, canonical: string): { version: number; id: number } | undefined {
+  /** The version holding the schema, soft-deleted ones aside (a soft-deleted schema registered again is a new version, as in Confluent). */
+  private findUnderSubject(subject: string, canonical: string): Version | undefined {
     const id = this.idByCanonical.get(canonical);
     if (id === undefined) return undefined;
-    return this.subjects.get(subject)?.find((v) => v.id === id);
+    return this.subjects.get(subject)?.find((v) => v.id === id && !v.deleted);
   }
 
   private describe(subject: string, v: { version: number; id: number }): SubjectVersion {
@@ -260,8 +292,16 @@ export class SchemaStore {
   }
 }
 
-function pickVersion(versions: { version: number; id: number }[], version: string): { version: number; id: number } {
-  if (version === 'latest' || version === '-1') return versions[versions.length - 1];
+function live(versions: Version[]): Version[] {
+  return versions.filter((v) => !v.deleted);
+}
+
+function pickVersion(versions: Version[], version: string): Version {
+  if (version === 'latest' || version === '-1') {
+    const last = versions.at(-1);
+    if (!last) throw new RegistryHttpError(404, 40402, `Version ${version} not found.`);
+    return last;
+  }
   if (!/^[1-9][0-9]{0,9}$/.test(version)) {
     throw new RegistryHttpError(422, 42202, `The specified version '${version}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string "latest"`);
   }

@@ -21,6 +21,9 @@ import { SchemaError, type ErrorContext } from '../errors.ts';
 import { redactKnown, redactUrl } from '../redact.ts';
 import { retry } from '../retry.ts';
 import { canonicalSchemaText } from './canonical.ts';
+import { LEVEL_NOT_CONFIGURED, registryError, registryNotFound, SCHEMA_NOT_FOUND, SUBJECT_NOT_FOUND, VERSION_NOT_FOUND } from './registry-errors.ts';
+
+export { unreachable } from './registry-errors.ts';
 
 export type CompatibilityLevel = `${COMPATIBILITY}`;
 
@@ -165,7 +168,7 @@ export class RegistryClient {
     try {
       body = await this.get(path, { subject });
     } catch (err) {
-      if (err instanceof SchemaError && err.context.status === 404) return null;
+      if (registryNotFound(err, SUBJECT_NOT_FOUND, VERSION_NOT_FOUND)) return null;
       throw err;
     }
     if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered GET ${path} without an id`, { context: { subject } });
@@ -181,8 +184,9 @@ export class RegistryClient {
   }
 
   /**
-   * GET /config/{subject}: the subject's own level, null when it has none (40408; older
-   * registries answer with the global level instead, which is as good here).
+   * GET /config/{subject}: the subject's own level, null when it has none (40408; Karapace
+   * answers 40401 for a subject without versions; older registries answer with the global level
+   * instead, which is as good here).
    */
   async subjectLevel(subject: string): Promise<CompatibilityLevel | null> {
     const path = `/config/${encodeURIComponent(subject)}`;
@@ -190,7 +194,7 @@ export class RegistryClient {
       const body = (await this.get(path, { subject })) as { compatibilityLevel?: unknown };
       return typeof body.compatibilityLevel === 'string' ? (body.compatibilityLevel.toUpperCase() as CompatibilityLevel) : null;
     } catch (err) {
-      if (err instanceof SchemaError && err.context.status === 404) return null;
+      if (registryNotFound(err, LEVEL_NOT_CONFIGURED, SUBJECT_NOT_FOUND)) return null;
       throw err;
     }
   }
@@ -213,7 +217,7 @@ export class RegistryClient {
     try {
       ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
     } catch (err) {
-      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url, this.scrub);
+      throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url, this.scrub, 'registration');
     } finally {
       // The library keeps every schema it registered compiled (avsc) for its own encode, which we
       // never call: 15 kB a subject, 60 MB for a source of 2,000 tables.
@@ -238,7 +242,7 @@ export class RegistryClient {
     try {
       body = (await this.retriedOnStaleSocket(() => this.rest('POST', path, { schema: JSON.stringify(schema) }, { subject }), `POST ${path}`)) as { id?: unknown };
     } catch (err) {
-      if (err instanceof SchemaError && err.context.status === 404) return null;
+      if (registryNotFound(err, SUBJECT_NOT_FOUND, SCHEMA_NOT_FOUND)) return null;
       throw err;
     }
     if (typeof body.id !== 'number') throw new SchemaError(`schema registry answered POST ${path} without an id`, { context: { subject } });
@@ -321,6 +325,7 @@ export class RegistryClient {
       context,
       this.url,
       this.scrub,
+      'request',
     );
   }
 }
@@ -339,63 +344,4 @@ function schemaOf(body: { schema?: unknown }, path: string, context: ErrorContex
   } catch (err) {
     throw new SchemaError(`the schema at GET ${path} is not JSON`, { context, cause: err });
   }
-}
-
-/**
- * The registry refused a new version under the subject's level. The connector's value fields
- * are all nullable with a default, so a refusal means a changed column type (value subject) or
- * changed key columns or key column types (key subject), both made deliberately.
- */
-function incompatibleRemedy(subject: string, level: string, url: string): string {
-  const what = subject.endsWith('-key')
-    ? 'the key columns (primary key) or their types changed'
-    : 'a column type changed in a way the level refuses (e.g. int -> text, timestamp -> timestamptz)';
-  return (
-    `${what}; if deliberate (and made at the destination too), allow this one change: set the subject's level to NONE ` +
-    `(PUT ${url}/config/${subject} with {"compatibility":"NONE"}), start the connector again (it keeps a level the subject has of its own) ` +
-    `and, once it registered the new version, set it back to ${level} the same way`
-  );
-}
-
-const NETWORK_CODES = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|timeout/i;
-
-/**
- * A registry failure as SchemaError. The library (mappersmith) reports a network failure
- * as status 400 with the socket error in the message, so that case is told apart by text.
- * The server's words pass through `scrub`: a registry or proxy may echo the credentials it got
- * (a 401 body quoting the Authorization header); the cause then is a scrubbed copy.
- */
-function registryError(err: unknown, what: string, context: ErrorContext, url: string, scrub: (text: string) => string): SchemaError {
-  const e = (err ?? {}) as { status?: number; message?: string; errorCode?: number; name?: string };
-  const status = typeof e.status === 'number' ? e.status : undefined;
-  const raw = String(e.message ?? err);
-  const message = scrub(raw);
-  if (message !== raw) err = { name: e.name, status, message, errorCode: e.errorCode };
-  const networkFailure = (status === undefined || status === 400 || status === 0) && NETWORK_CODES.test(message);
-  const retriable = networkFailure || (status !== undefined && (status >= 500 || status === 408 || status === 429));
-  const ctx: ErrorContext = { ...context, status, errorCode: e.errorCode };
-  let remedy: string | undefined;
-  if (status === 401 || status === 403) remedy = 'check the registry username and password';
-  else if (status === 409) remedy = incompatibleRemedy(String(context.subject ?? '{subject}'), String(context.compatibility ?? 'BACKWARD'), url);
-  else if (e.name === 'ConfluentSchemaRegistryCompatibilityError') {
-    remedy = "the subject's compatibility level changed while the connector registered under it: start the connector again";
-  } else if (networkFailure) remedy = 'is the schema registry running and its URL right?';
-  return unreachable(new SchemaError(`${what}: ${message}`, { retriable, context: ctx, cause: err, remedy }), url) as SchemaError;
-}
-
-/**
- * The library reports a registry it cannot reach as "Confluent_Schema_Registry - Error, status
- * 400: connect ECONNREFUSED …": no such answer came, and the URL is not named. Reworded; any
- * other error passes unchanged. Pure.
- */
-export function unreachable(err: unknown, url: string): unknown {
-  if (!(err instanceof SchemaError) || !err.retriable || err.context.status !== 400) return err;
-  const m = /^(.*?): Confluent_Schema_Registry - Error, status 400: (.*)$/s.exec(err.message);
-  if (!m) return err;
-  return new SchemaError(`${m[1]}: cannot reach the registry at ${redactUrl(url)} (${m[2]})`, {
-    retriable: true,
-    context: { ...err.context, status: undefined },
-    cause: err.cause,
-    remedy: err.remedy,
-  });
 }

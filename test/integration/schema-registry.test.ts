@@ -37,13 +37,26 @@ const userV1: RecordSchema = {
 };
 const withField = (base: RecordSchema, field: Record<string, unknown>): RecordSchema => ({ ...base, fields: [...base.fields, field] });
 
-/** A proxy in front of the registry at `target` that records each request, and answers none that `silent` picks. */
-async function registryProxy(t: TestContext, target: string, silent: (req: { method?: string; url?: string }) => boolean = () => false): Promise<{ url: string; requests: string[] }> {
+type Req = { method?: string; url?: string };
+/** A proxy in front of the registry at `target` that records each request, answers none that `silent` picks, and itself those `answer` has a reply for. */
+async function registryProxy(
+  t: TestContext,
+  target: string,
+  silent: (req: Req) => boolean = () => false,
+  answer: (req: Req) => { status: number; body: unknown } | undefined = () => undefined,
+): Promise<{ url: string; requests: string[] }> {
   const requests: string[] = [];
   const to = new URL(target);
   const proxy = httpServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
     if (silent(req)) return; // read nothing, answer nothing
+    const own = answer(req);
+    if (own) {
+      req.resume();
+      res.writeHead(own.status, { 'content-type': 'application/vnd.schemaregistry.v1+json' });
+      res.end(JSON.stringify(own.body));
+      return;
+    }
     const up = httpRequest({ host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
@@ -437,4 +450,77 @@ test('RegistryClient: a registry that stops answering ends each request after th
   await assert.rejects(registering, SchemaError);
   await assert.rejects(fetching, SchemaError);
   assert.ok(Date.now() - started < 1_000, `ended ${Date.now() - started} ms after the stop`);
+});
+
+test("deletes are Confluent's two steps: soft (hidden, numbers kept, id readable), then permanent; references are refused", async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  const u = srv.url;
+  const schema = JSON.stringify(userV1);
+  const v2 = JSON.stringify(withField(userV1, { name: 'email', type: ['null', 'string'], default: null }));
+  const { id } = (await http(`${u}/subjects/d-value/versions`, 'POST', { schema })).json;
+  await http(`${u}/subjects/d-value/versions`, 'POST', { schema: v2 });
+  await http(`${u}/config/d-value`, 'PUT', { compatibility: 'NONE' });
+  const code = async (method: string, p: string, body?: unknown) => {
+    const r = await http(`${u}${p}`, method, body);
+    return [r.status, r.json.error_code ?? r.json];
+  };
+
+  // A permanent delete first is refused; the soft one hides the subject from every read but by id.
+  assert.deepEqual(await code('DELETE', '/subjects/d-value?permanent=true'), [404, 40405]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value'), [200, [1, 2]]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value'), [404, 40404]);
+  assert.deepEqual((await http(`${u}/subjects`, 'GET')).json, []);
+  assert.deepEqual((await http(`${u}/subjects?deleted=true`, 'GET')).json, ['d-value']);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions'), [404, 40401]);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions?deleted=true'), [200, [1, 2]]);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions/latest'), [404, 40401]);
+  assert.deepEqual(await code('POST', '/subjects/d-value', { schema }), [404, 40401]);
+  assert.deepEqual(await code('GET', `/schemas/ids/${id}/versions`), [200, []]);
+  assert.equal((await http(`${u}/schemas/ids/${id}`, 'GET')).json.schema, schema);
+  assert.equal((await http(`${u}/config/d-value`, 'GET')).json.compatibilityLevel, 'NONE', 'a soft delete keeps the level');
+
+  // Registered again: the same id, a version numbered after the deleted ones.
+  assert.deepEqual(await code('POST', '/subjects/d-value/versions', { schema }), [200, { id }]);
+  assert.deepEqual(await code('GET', '/subjects/d-value/versions'), [200, [3]]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3?permanent=true'), [404, 40407]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3'), [200, 3]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3'), [404, 40406]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value/versions/3?permanent=true'), [200, 3]);
+  assert.deepEqual(await code('DELETE', '/subjects/d-value?permanent=true'), [200, [1, 2]]);
+  assert.deepEqual((await http(`${u}/subjects?deleted=true`, 'GET')).json, []);
+  assert.deepEqual(await code('GET', '/config/d-value'), [404, 40408]);
+
+  // A schema naming references would be stored without them: refused, as Confluent refuses one it cannot resolve.
+  const references = [{ name: 'test.shardbridge.Other', subject: 'other-value', version: 1 }];
+  assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references }), [422, 42201]);
+  assert.deepEqual(await code('POST', '/subjects/r-value/versions', { schema, references: [] }), [200, { id }]);
+});
+
+test("RegistryClient: a 404 that is no 'not found' of the registry's names its cause: a URL that is not the registry base fails (not 'no such subject'); Karapace's 404 to a registration without write permission says so", async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  await new RegistryClient({ url: srv.url, retries: 0 }).register('w-value', userV1);
+  const wrong = new RegistryClient({ url: `${srv.url}/registry`, retries: 0 });
+  const named = (err: unknown) => {
+    assert.ok(err instanceof SchemaError);
+    assert.equal(err.context.status, 404);
+    assert.match(err.remedy ?? '', /the registry's base URL/);
+    return true;
+  };
+  await assert.rejects(wrong.latestSchema('w-value'), named);
+  await assert.rejects(wrong.register('w-value', userV1), named);
+  // The registry's own "not found" stays an answer.
+  const right = new RegistryClient({ url: srv.url, retries: 0 });
+  assert.equal(await right.latestSchema('nothing-value'), null);
+  // Karapace refuses a registration by a user without write permission on the subject with 404 40401.
+  const { url } = await registryProxy(t, srv.url, undefined, (req) =>
+    req.method === 'POST' && /\/versions$/.test(req.url ?? '') ? { status: 404, body: { error_code: 40401, message: "Subject 'ro-value' not found." } } : undefined,
+  );
+  await assert.rejects(new RegistryClient({ url, retries: 0 }).register('ro-value', userV1), (err: unknown) => {
+    assert.ok(err instanceof SchemaError);
+    assert.equal(err.context.status, 404);
+    assert.match(err.remedy ?? '', /write permission on subject ro-value/);
+    return true;
+  });
 });

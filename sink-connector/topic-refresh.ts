@@ -56,11 +56,14 @@ export class TopicRefresh {
       // Recorded now, so that a mapping changed before the next start is compared with this one.
       const named = await Promise.all(added.map(async (topic) => ({ ...(await this.o.sourceOfTopic(topic).catch(() => null)), topic })));
       const sources = named.flatMap((n) => (n.schema === undefined || n.table === undefined ? [] : [{ schema: n.schema, table: n.table, topic: n.topic }]));
-      await withPooledClient(pool, (client) => checkAndRecordMappings(client, config.groupId, topicMappings(config, added, sources, targetFor), log, { atStart: false, kafkaCluster })).catch(
+      // A topic whose schema is not registered yet (the source makes its topics first) is named by
+      // its topic, as at start: the registry is asked only for names the topic cannot carry.
+      const mappings = topicMappings(config, added, sources, targetFor);
+      await withPooledClient(pool, (client) => checkAndRecordMappings(client, config.groupId, mappings, log, { atStart: false, kafkaCluster })).catch(
         (err: unknown) => log.warn({ err }, 'could not record the table mappings of the new topics'),
       );
       // As at start: a sink started before the source made its topics (as its own log invites) said nothing of them.
-      await this.o.warnSilentChanges(sources.map((s) => targetFor(s.schema, s.table)));
+      await this.o.warnSilentChanges(mappings.map((m) => ({ schema: m.destSchema, table: m.destTable })));
       await this.o.restartConsumer(topics);
     }
   }

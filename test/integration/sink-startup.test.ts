@@ -17,8 +17,7 @@ import { createKafka, type Admin } from '../../shared/kafka/client.ts';
 import { BIN, cleanEnv } from '../helpers/cli.ts';
 import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
-import { getTestRegistry, registerTable, tableInfo } from '../helpers/produce-changes.ts';
-import { RegistryClient } from '../../shared/registry/registry-client.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
 import pg from 'pg';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { loadSinkConfig } from '../../sink-connector/config.ts';
@@ -260,8 +259,8 @@ test("the destination tables' triggers that fire for the sink's rows are named a
   const lateSink = await startSinkConnector(loadSinkConfig({ file, env: {} }), late.logger, { signal: stop.signal, metricsPort: null, topicRefreshMs: 200 });
   try {
     const topic = `${JSON.parse(readFileSync(file, 'utf8')).topicPrefix}.${TRIG}.orders`;
+    // The topic alone, no schema registered for it yet (the source makes its topics first): named by its topic.
     await admin.ensureTopics([{ topic, partitions: 1, replicationFactor: 1 }]);
-    await registerTable(new RegistryClient({ url: servers.registry }), await tableInfo(destination, TRIG, 'orders'), topic);
     await waitFor('the trigger warning for the new topic', async () => late.lines().some((l) => l.table === `${TRIG}.orders` && l.level === 40 && l.triggers), { timeoutMs: 15_000 });
   } finally {
     await lateSink.stop();

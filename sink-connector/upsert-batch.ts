@@ -42,6 +42,15 @@ export function castType(type: string): string {
 
 const cache = new WeakMap<ApplyTable, Map<string, unknown>>();
 
+/**
+ * Statements kept per table object. Column sets vary with the unchanged-TOAST columns each row
+ * lacks, so a table of many TOASTed columns can make thousands of them over its life, and on a
+ * 1,600-column table one upsert is 130 kB of SQL with 5-character names, 590 kB with 63-byte
+ * ones (its cache key a sixth of that): unbounded, they grew the sink's heap without end. The
+ * least recently used goes first.
+ */
+export const CACHED_STATEMENTS = 128;
+
 function cached<T>(table: ApplyTable, key: string, build: (shape: TableShape) => T): T {
   let m = cache.get(table);
   if (!m) {
@@ -51,8 +60,9 @@ function cached<T>(table: ApplyTable, key: string, build: (shape: TableShape) =>
   let v = m.get(key) as T | undefined;
   if (v === undefined) {
     v = build(tableShape(table));
-    m.set(key, v);
-  }
+    if (m.size >= CACHED_STATEMENTS) m.delete(m.keys().next().value!);
+  } else m.delete(key); // re-inserted last: Map order is the recency order
+  m.set(key, v);
   return v;
 }
 

@@ -6,6 +6,7 @@ import {
   buildSparingDelete,
   buildUpdateInPlace,
   buildUpsert,
+  CACHED_STATEMENTS,
   castType,
   clearStagingSql,
   copyIntoStagingSql,
@@ -310,6 +311,20 @@ test('statements are cached per table object and column set', () => {
   assert.equal(buildUpsert(orders, ['customer_id', 'id', 'amount']), buildUpsert(orders, ['customer_id', 'id', 'amount']));
   assert.notEqual(buildUpsert(orders, ['customer_id', 'id', 'amount']), buildUpsert(orders, ['customer_id', 'id', 'tags']));
   assert.notEqual(buildUpsert(orders, ['id', 'customer_id']), buildUpsert({ ...orders }, ['id', 'customer_id']));
+});
+
+test('the statements kept per table are bounded: the least recently used goes first', () => {
+  const wide: ApplyTable = { ...orders, columns: [...orders.columns, ...Array.from({ length: 400 }, (_, i) => ({ name: `c${i}`, type: 'text' }))] };
+  const set = (i: number) => ['customer_id', 'id', `c${i}`];
+  const first = buildUpsert(wide, set(0));
+  for (let i = 1; i < CACHED_STATEMENTS; i++) buildUpsert(wide, set(i));
+  assert.equal(buildUpsert(wide, set(0)), first, 'kept while within the bound (and now the most recently used)');
+  buildUpsert(wide, set(CACHED_STATEMENTS));
+  assert.equal(buildUpsert(wide, set(0)), first, 'the least recently used went, not the first made');
+  const second = buildUpsert(wide, set(2));
+  for (let i = 0; i < CACHED_STATEMENTS; i++) buildUpsert(wide, set(200 + i));
+  assert.notEqual(buildUpsert(wide, set(2)), second, 'made again once evicted');
+  assert.equal(buildUpsert(wide, set(2)).text, second.text);
 });
 
 test('bind turns rows into one array per column', () => {

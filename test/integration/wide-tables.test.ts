@@ -4,10 +4,11 @@
  * mixed types, and 63-byte names (the longest identifier) for the schema, two tables whose names
  * differ in their last byte only, their columns, an index and a constraint: everything
  * ShardBridge derives from them (staging tables, Avro names, topics, subjects) must stay apart.
- * `check` and `schema copy` first, then one source and two sinks (text COPY with every upsert
- * staged; COPY BINARY with new rows copied directly and the rest through unnest) over the
- * snapshot and the stream (inserts, updates leaving TOASTed values unchanged, key changes,
- * deletes, a truncate); the destination equals the source by `verify`.
+ * `check` and `schema copy` first, then one source and one sink meeting every apply path
+ * (direct COPY, staging, unnest, in place; text and binary COPY) over the snapshot and the
+ * stream (inserts, updates leaving TOASTed values unchanged, key changes, deletes, a truncate),
+ * and `replay` of the wide table over a damaged destination; the destination equals the source
+ * by `verify`.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -115,7 +116,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   return { code, stdout, stderr };
 }
 
-test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snapshot, stream, verify', async (t) => {
+test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snapshot, stream, replay, verify', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
   const cleanups: (() => Promise<unknown>)[] = [];
   t.after(async () => {
@@ -144,7 +145,8 @@ test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snap
   const srcFile = join(dir, 'source.yaml');
   const sinkFile = join(dir, 'sink.yaml');
   writeFileSync(srcFile, [`source: { url: "${url}" }`, `tables: { schemas: [${SCHEMA}] }`, `slotName: ${slot}`, ...services].join('\n'));
-  writeFileSync(sinkFile, [`destination: { url: "${dstUrl}" }`, ...services].join('\n'));
+  const groupId = `g-${prefix}`;
+  writeFileSync(sinkFile, [`destination: { url: "${dstUrl}" }`, `groupId: ${groupId}`, ...services].join('\n'));
   const copy = await cli(['schema', 'copy', '--source-config', srcFile, '--sink-config', sinkFile]);
   assert.equal(copy.code, 0, copy.stderr + copy.stdout);
   assert.doesNotMatch(copy.stdout + copy.stderr, /truncat/i);
@@ -166,9 +168,12 @@ test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snap
   await waitFor('streaming', () => source.state().phase === 'streaming' || sourceFailure !== '', { timeoutMs: 60_000, intervalMs: 50 });
   // New rows copied directly, groups of 10 or more staged, smaller ones through unnest.
   const log = capturingLogger();
-  const groupId = `g-${prefix}`;
-  const sink = await startSinkConnector(sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dstUrl.toString(), prefix, groupId }), log.logger, { directCopyMinRows: 1, stagingMinRows: 10 });
-  cleanups.push(() => sink.stop());
+  const startSink = async () => {
+    const started = await startSinkConnector(sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dstUrl.toString(), prefix, groupId }), log.logger, { directCopyMinRows: 1, stagingMinRows: 10 });
+    cleanups.push(() => started.stop());
+    return started;
+  };
+  const sink = await startSink();
   const errors = () => log.lines().filter((l) => l.level >= 50).map((l) => `${l.msg} ${JSON.stringify(l.err ?? l.context ?? '')}`);
   const caughtUp = async (when: string): Promise<void> => {
     let done = false;
@@ -220,6 +225,15 @@ test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snap
   const envelope = JSON.parse(((await res.json()) as { schema: string }).schema) as { fields: { name: string; type: unknown }[] };
   const value = envelope.fields.find((f) => f.name === 'before')!.type as [string, { name: string; fields: unknown[] }];
   assert.deepEqual([value[1].name, value[1].fields.length], ['Value', 1600]);
+
+  // `replay` of the wide table's topic over a damaged destination: its rows come back and
+  // every later change is applied again (new rows copied directly conflict and go the upsert way).
+  await sink.stop();
+  await db.query(`DELETE FROM ${S}.${WIDE} WHERE id % 4 = 0; UPDATE ${S}.${WIDE} SET ${TOAST_COLS[1]} = 'damaged', c1598 = NULL WHERE id % 4 = 1`);
+  const replayed = await cli(['replay', '--topic', `${prefix}.${SCHEMA}.${WIDE}`, '--to-offset', '0', '--sink-config', sinkFile, '--log-level', 'warn']);
+  assert.equal(replayed.code, 0, replayed.stderr + replayed.stdout);
+  await startSink();
+  await caughtUp('replay');
 
   const tables: VerifyTable[] = [];
   for (const name of TABLES) {

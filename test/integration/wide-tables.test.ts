@@ -232,8 +232,10 @@ test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snap
   await db.query(`DELETE FROM ${S}.${WIDE} WHERE id % 4 = 0; UPDATE ${S}.${WIDE} SET ${TOAST_COLS[1]} = 'damaged', c1598 = NULL WHERE id % 4 = 1`);
   const replayed = await cli(['replay', '--topic', `${prefix}.${SCHEMA}.${WIDE}`, '--to-offset', '0', '--sink-config', sinkFile, '--log-level', 'warn']);
   assert.equal(replayed.code, 0, replayed.stderr + replayed.stdout);
-  await startSink();
+  const again = await startSink();
   await caughtUp('replay');
+  const conflicts = (await again.metrics.getSingleMetric('shardbridge_sink_direct_copy_conflicts_total')!.get()).values.filter((m) => m.labels.table === `${SCHEMA}.${WIDE}`);
+  assert.ok(conflicts.some((m) => m.value > 0), 'the replayed rows met their rows at the destination and were upserted');
 
   const tables: VerifyTable[] = [];
   for (const name of TABLES) {

@@ -274,9 +274,11 @@ export function stagingBaseName(table: { schema: string; name: string }): string
   const plain = `${table.schema}__${table.name}`;
   if (Buffer.byteLength(plain) <= 63 && !/__|_$/.test(table.schema)) return plain;
   const hash = createHash('sha256').update(`${table.schema}\u0000${table.name}`).digest('hex').slice(0, 12);
-  let prefix = plain;
-  while (Buffer.byteLength(prefix) > 50) prefix = prefix.slice(0, -1);
-  return `${prefix}_${hash}`;
+  // Whole characters: a UTF-16 cut could leave half an emoji, which reaches PostgreSQL as U+FFFD.
+  const chars = Array.from(plain);
+  let bytes = Buffer.byteLength(plain);
+  while (bytes > 50) bytes -= Buffer.byteLength(chars.pop()!);
+  return `${chars.join('')}_${hash}`;
 }
 
 /** Staging in a temporary table per connection (a destination without Citus). */

@@ -382,6 +382,13 @@ test('staging names stay within 63 bytes and unambiguous', () => {
   assert.notEqual(stagingBaseName({ schema: 'a_', name: 'b' }), stagingBaseName({ schema: 'a', name: '_b' }));
   assert.notEqual(stagingBaseName({ schema: 'a__b', name: 'c' }), stagingBaseName({ schema: 'a', name: 'b__c' }));
   assert.equal(stagingBaseName({ schema: 'sales', name: 'order_items' }), 'sales__order_items');
+  // Multi-byte names are cut between characters, never inside one (half an emoji would reach PostgreSQL as U+FFFD).
+  for (let k = 0; k < 8; k++) {
+    const n = stagingBaseName({ schema: 'a'.repeat(k) + '😀'.repeat(20), name: 't' });
+    // No surrogate left once the pairs are taken out: no lone half.
+    assert.ok(!/[\ud800-\udfff]/.test(n.replace(/[\ud800-\udbff][\udc00-\udfff]/g, '')) && Buffer.byteLength(n) <= 63, `${k}: ${JSON.stringify(n)}`);
+  }
+  assert.equal(stagingBaseName({ schema: 'é'.repeat(40), name: 't' }).split('_')[0], 'é'.repeat(25));
 });
 
 test('an ALWAYS identity column makes upsert and staging merge keep the source values', () => {

@@ -177,7 +177,9 @@ function onUpsert(states: Map<string, KeyState>, shape: TableShape, ch: SinkChan
 /** The unchanged-TOAST columns (of the destination) that `row` still has no value for; null when none. */
 function unknownIn(row: Row, toast: readonly string[], shape: TableShape): string[] | null {
   if (toast.length === 0) return null;
-  const out = toast.filter((c, i) => row[c] === undefined && shape.index.has(c) && toast.indexOf(c) === i);
+  // A Set, not indexOf per column: a wide row can lack hundreds of them (O(columns²) per row).
+  const out: string[] = [];
+  for (const c of new Set(toast)) if (row[c] === undefined && shape.index.has(c)) out.push(c);
   return out.length > 0 ? out : null;
 }
 

@@ -5,8 +5,9 @@
  * wide table the operator is left guessing. On the stall path only, once per distinct stall,
  * the stalled record's values are probed against the destination column types: the length
  * checks an INSERT's assignment adds are done here (pure), the casts the apply makes
- * (`$n::text::type`, upsert-batch.ts castType) in one statement, then in halves of it to the
- * first column that fails (1 + log2(columns) round trips, outside any transaction). An array
+ * (`$n::text::type`, upsert-batch.ts castType) in one statement (of at most 1,000: PROBE_CASTS),
+ * then in halves of it to the first column that fails (1 + log2(columns) round trips, outside
+ * any transaction). An array
  * column's elements are probed alike (one-dimensional arrays): the element lengths here, the
  * element that fails the cast in halves of the elements. A probe that fails or finds nothing
  * leaves the stall as it was.
@@ -175,13 +176,22 @@ function databaseError(err: unknown): { code: string; message: string } | undefi
 }
 
 /**
- * The first of `values` whose cast fails, and how: one statement with every cast, and while
- * it fails, halves of the prefix, each cast run on its own outside any transaction.
+ * Casts per probe statement: a SELECT takes at most 1,664 entries (PostgreSQL's
+ * MaxTupleAttributeNumber; a statement 65,535 parameters). An array of more elements than
+ * that failed every statement with 54011, which the halving took for the cast's error: it
+ * named element 1,665 of any longer array.
+ */
+export const PROBE_CASTS = 1000;
+
+/**
+ * The first of `values` whose cast fails, and how: statements of up to PROBE_CASTS casts in
+ * turn, and within the first that fails, halves of its prefix, each run on its own outside
+ * any transaction.
  */
 export async function firstFailingCast(run: Run, values: readonly ProbedValue[]): Promise<{ index: number; code: string; message: string } | undefined> {
-  const failure = async (n: number) => {
+  const failure = async (from: number, to: number) => {
     try {
-      await run(castProbeSql(values.slice(0, n)), values.slice(0, n).map((v) => v.value));
+      await run(castProbeSql(values.slice(from, to)), values.slice(from, to).map((v) => v.value));
       return undefined;
     } catch (err) {
       const e = databaseError(err);
@@ -189,21 +199,24 @@ export async function firstFailingCast(run: Run, values: readonly ProbedValue[])
       return e;
     }
   };
-  if (values.length === 0) return undefined;
-  let failed = await failure(values.length);
-  if (!failed) return undefined;
-  // The first `lo` casts pass, the first `hi` fail: the column at hi - 1 fails, with the error of prefix hi.
-  let lo = 0;
-  let hi = values.length;
-  while (hi - lo > 1) {
-    const mid = lo + Math.floor((hi - lo) / 2);
-    const f = await failure(mid);
-    if (f) {
-      hi = mid;
-      failed = f;
-    } else lo = mid;
+  for (let from = 0; from < values.length; from += PROBE_CASTS) {
+    const to = Math.min(values.length, from + PROBE_CASTS);
+    let failed = await failure(from, to);
+    if (!failed) continue;
+    // The casts from `from` to `lo` pass, those to `hi` fail: the value at hi - 1 fails, with the error of prefix hi.
+    let lo = from;
+    let hi = to;
+    while (hi - lo > 1) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const f = await failure(from, mid);
+      if (f) {
+        hi = mid;
+        failed = f;
+      } else lo = mid;
+    }
+    return { index: hi - 1, ...failed };
   }
-  return { index: hi - 1, ...failed };
+  return undefined;
 }
 
 const CHECK_COLUMNS_SQL = `

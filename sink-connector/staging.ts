@@ -150,45 +150,89 @@ async function createStaging(q: Query, table: ApplyTable): Promise<void> {
 
 async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
   await createStaging(q, table);
-  const layoutSql = stagingLayoutSql(table);
-  if (layoutSql) {
-    const { rows } = await q(layoutSql);
-    const layout = stagingLayout(rows[0] as StagingLayoutRow | undefined, table);
-    if (layout === 'stale') {
-      await q(`DROP TABLE IF EXISTS ${stagingTableName(table)}`);
-      await createStaging(q, table);
-    }
-    if (layout !== 'ok') {
-      try {
-        await q(distributeStagingSql(table)!);
-      } catch (err) {
-        // Another sink process distributed it between the check and here.
-        if (!alreadyDistributed(sqlStateOf(err), (err as Error).message)) throw err;
-      }
-    }
-  }
+  await layOutStaging(q, table);
   const { rows } = await q(
-    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
+    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attisdropped FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0`,
     [STAGING_SCHEMA, stagingBaseName(table)],
   );
-  const have = new Map(rows.map((r: { attname: string; type: string }) => [r.attname, r.type]));
+  const alters = stagingColumnChanges(table, rows as StagingColumn[]);
+  if (alters === null) {
+    // Made anew from the target (LIKE): its columns, NOT NULL included, and no dropped ones.
+    await q(`DROP TABLE IF EXISTS ${stagingTableName(table)}`);
+    await createStaging(q, table);
+    await layOutStaging(q, table);
+    const nullable = stagingNullableSql(table, table.columns.filter((c) => c.notNull).map((c) => c.name));
+    if (nullable) await q(nullable);
+    return;
+  }
+  for (const sql of alters) await q(sql);
+  const wanted = new Set(table.columns.map((c) => c.name));
+  const live = (rows as StagingColumn[]).filter((r) => !r.attisdropped);
+  const nullable = stagingNullableSql(table, live.filter((r) => r.attnotnull && wanted.has(r.attname)).map((r) => r.attname));
+  if (nullable) await q(nullable);
+}
+
+/** On Citus, the staging table distributed colocated with the target (made anew when it was laid out for another layout). */
+async function layOutStaging(q: Query, table: ApplyTable): Promise<void> {
+  const layoutSql = stagingLayoutSql(table);
+  if (!layoutSql) return;
+  const { rows } = await q(layoutSql);
+  const layout = stagingLayout(rows[0] as StagingLayoutRow | undefined, table);
+  if (layout === 'stale') {
+    await q(`DROP TABLE IF EXISTS ${stagingTableName(table)}`);
+    await createStaging(q, table);
+  }
+  if (layout !== 'ok') {
+    try {
+      await q(distributeStagingSql(table)!);
+    } catch (err) {
+      // Another sink process distributed it between the check and here.
+      if (!alreadyDistributed(sqlStateOf(err), (err as Error).message)) throw err;
+    }
+  }
+}
+
+/** A column of the staging table as pg_attribute has it (a dropped one keeps its number). */
+export interface StagingColumn {
+  attname: string;
+  type: string;
+  attnotnull: boolean;
+  attisdropped: boolean;
+}
+
+/** PostgreSQL's MaxHeapAttributeNumber: the column numbers a table may use, dropped columns' included (never reused). */
+export const MAX_TABLE_COLUMNS = 1600;
+
+/**
+ * The ALTERs that give the shared staging table the target's columns and types, or null when
+ * it is to be made anew instead: each column made again for a new type leaves a dropped one
+ * behind, and past 1,600 column numbers ADD COLUMN fails (54011 'tables can have at most 1600
+ * columns'), which stalled a table near PostgreSQL's limit at its first type change. Pure.
+ */
+export function stagingColumnChanges(table: ApplyTable, rows: readonly StagingColumn[]): string[] | null {
+  const have = new Map(rows.filter((r) => !r.attisdropped).map((r) => [r.attname, r.type]));
   const staging = stagingTableName(table);
+  const alters: string[] = [];
+  let added = 0;
   for (const c of table.columns) {
     const type = have.get(c.name);
-    if (type === undefined) await q(`ALTER TABLE ${staging} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+    if (type === undefined) {
+      alters.push(`ALTER TABLE ${staging} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+      added++;
+    }
     // The target's type changed since the staging table was made (it outlives the sink): COPY
     // into the old type would round a new numeric scale or refuse a widened value. The table
     // holds no committed rows (each batch removes its own), so the column is simply made anew.
     else if (type !== c.type && c.name !== table.distributionColumn) {
-      await q(`ALTER TABLE ${staging} DROP COLUMN ${quoteIdent(c.name)}, ADD COLUMN ${quoteIdent(c.name)} ${c.type}`);
+      alters.push(`ALTER TABLE ${staging} DROP COLUMN ${quoteIdent(c.name)}, ADD COLUMN ${quoteIdent(c.name)} ${c.type}`);
+      added++;
     }
   }
   // A column dropped from the target since the staging table was made could be NOT NULL there.
   const wanted = new Set(table.columns.map((c) => c.name));
   for (const name of have.keys()) {
-    if (!wanted.has(name)) await q(`ALTER TABLE ${staging} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
+    if (!wanted.has(name)) alters.push(`ALTER TABLE ${staging} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
   }
-  const nullable = stagingNullableSql(table, rows.filter((r: { attname: string; attnotnull: boolean }) => r.attnotnull && wanted.has(r.attname)).map((r: { attname: string }) => r.attname));
-  if (nullable) await q(nullable);
+  return rows.length + added > MAX_TABLE_COLUMNS ? null : alters;
 }

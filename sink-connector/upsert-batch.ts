@@ -42,6 +42,15 @@ export function castType(type: string): string {
 
 const cache = new WeakMap<ApplyTable, Map<string, unknown>>();
 
+/**
+ * Statements kept per table object. Column sets vary with the unchanged-TOAST columns each row
+ * lacks, so a table of many TOASTed columns can make thousands of them over its life, and on a
+ * 1,600-column table one upsert is 130 kB of SQL with 5-character names, 590 kB with 63-byte
+ * ones (its cache key a sixth of that): unbounded, they grew the sink's heap without end. The
+ * least recently used goes first.
+ */
+export const CACHED_STATEMENTS = 128;
+
 function cached<T>(table: ApplyTable, key: string, build: (shape: TableShape) => T): T {
   let m = cache.get(table);
   if (!m) {
@@ -51,8 +60,9 @@ function cached<T>(table: ApplyTable, key: string, build: (shape: TableShape) =>
   let v = m.get(key) as T | undefined;
   if (v === undefined) {
     v = build(tableShape(table));
-    m.set(key, v);
-  }
+    if (m.size >= CACHED_STATEMENTS) m.delete(m.keys().next().value!);
+  } else m.delete(key); // re-inserted last: Map order is the recency order
+  m.set(key, v);
   return v;
 }
 
@@ -264,9 +274,11 @@ export function stagingBaseName(table: { schema: string; name: string }): string
   const plain = `${table.schema}__${table.name}`;
   if (Buffer.byteLength(plain) <= 63 && !/__|_$/.test(table.schema)) return plain;
   const hash = createHash('sha256').update(`${table.schema}\u0000${table.name}`).digest('hex').slice(0, 12);
-  let prefix = plain;
-  while (Buffer.byteLength(prefix) > 50) prefix = prefix.slice(0, -1);
-  return `${prefix}_${hash}`;
+  // Whole characters: a UTF-16 cut could leave half an emoji, which reaches PostgreSQL as U+FFFD.
+  const chars = Array.from(plain);
+  let bytes = Buffer.byteLength(plain);
+  while (bytes > 50) bytes -= Buffer.byteLength(chars.pop()!);
+  return `${chars.join('')}_${hash}`;
 }
 
 /** Staging in a temporary table per connection (a destination without Citus). */

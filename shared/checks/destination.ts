@@ -8,6 +8,7 @@ import type { Finding } from '../../source-connector/checks.ts';
 import { judgeDestinationKey, unloggedWarning, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
 import type { CitusInfo } from '../schema/citus-catalog.ts';
 import { describeCitusTable } from '../schema/citus-table-kind.ts';
+import { INDEX_MAX_KEYS } from '../schema/generate.ts';
 import { destColumn, type MappedTable } from '../schema/mapping.ts';
 import { compareTypes } from './type-compat.ts';
 import { replicationRoleRefusal, triggerWarning, type DestinationTrigger, type ReplicationRole } from './triggers.ts';
@@ -197,9 +198,13 @@ function judgeKey(t: TableComparison): Finding[] {
   // A source table without a key already fails on the source side; nothing to compare with.
   if (sourceKey.length === 0) return [];
   const found = judgeDestinationKey(t.destination, sourceKey);
-  const remedy = t.destination.distributionColumn
-    ? `make the primary key the source key plus the distribution column: (${[...new Set([...sourceKey, t.destination.distributionColumn])].join(', ')})`
-    : `make the primary key the source key: (${sourceKey.join(', ')})`;
+  const wanted = t.destination.distributionColumn ? [...new Set([...sourceKey, t.destination.distributionColumn])] : sourceKey;
+  const remedy =
+    wanted.length > INDEX_MAX_KEYS
+      ? `a source key of ${sourceKey.length} columns cannot take the distribution column ${t.destination.distributionColumn} (a PostgreSQL index has ${INDEX_MAX_KEYS} columns at most): distribute the table by one of its key columns (${sourceKey.join(', ')}) and make the primary key the source key`
+      : t.destination.distributionColumn
+        ? `make the primary key the source key plus the distribution column: (${wanted.join(', ')})`
+        : `make the primary key the source key: (${sourceKey.join(', ')})`;
   const out: Finding[] = found.map((k) =>
     k.level === 'FAIL'
       ? { level: 'FAIL', check: 'primary key', object: dest, message: k.message, remedy }

@@ -119,6 +119,9 @@ export function excludesWithoutColumn(c: ConstraintDef, column: string): boolean
   return c.type === 'x' && !(c.equalityColumns ?? []).includes(column);
 }
 
+/** The most columns a PostgreSQL index (so a primary key or unique constraint) may have: INDEX_MAX_KEYS, fixed at build time. */
+export const INDEX_MAX_KEYS = 32;
+
 /**
  * Drop and re-add a primary key or unique constraint with the distribution column appended.
  * INCLUDE / WITH / tablespace clauses of the original are not carried over.

@@ -22,6 +22,7 @@ import {
   distributeSql,
   excludesWithoutColumn,
   extendKeySql,
+  INDEX_MAX_KEYS,
   identityDeferred,
   indexSql,
   lacksColumn,
@@ -182,7 +183,9 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       const constraints = existing ? existing.constraints : t.constraints;
       for (const c of constraints.filter((x) => lacksColumn(x, column))) {
         const what = c.type === 'p' ? 'primary key' : 'unique constraint';
-        if (opts.extendKeys) steps.push({ phase: 'ddl', action: `add ${column} to ${what}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
+        // Its index would have one column too many: PostgreSQL's ALTER fails (54011) after the DDL before it committed.
+        if (c.columns.length >= INDEX_MAX_KEYS) problems.push(`${key(d)}: ${what} ${c.name} has ${c.columns.length} columns, the most a PostgreSQL index may have (INDEX_MAX_KEYS ${INDEX_MAX_KEYS}), so it cannot take the distribution column ${column}, which Citus needs in it: distribute by one of its columns`);
+        else if (opts.extendKeys) steps.push({ phase: 'ddl', action: `add ${column} to ${what}`, object: `${key(d)}.${c.name}`, sql: [extendKeySql(d, c, column)] });
         else problems.push(`${key(d)}: ${what} ${c.name} (${c.columns.join(', ')}) lacks the distribution column ${column}, which Citus refuses: add --extend-keys (it becomes (${[...c.columns, column].join(', ')})) or distribute by one of its columns`);
       }
       for (const c of constraints.filter((x) => excludesWithoutColumn(x, column))) {

@@ -486,6 +486,34 @@ test('shared staging follows a column type changed at the target (it outlives th
   assert.deepEqual(types.rows.map((r) => `${r.attname} ${r.type}`).sort(), ['amount numeric(14,4)', 'code character varying(10)', 'id bigint']);
 });
 
+test("shared staging of a 1,600-column target (PostgreSQL's most) follows a type change: made anew, as a column dropped and added again would need a 1,601st number", async () => {
+  const cols = [{ name: 'id', type: 'bigint' }, ...Array.from({ length: 1599 }, (_, i) => ({ name: `c${i + 1}`, type: 'integer' }))];
+  const v1: ApplyTable = { schema: SCHEMA, name: 'wide_retyped', columns: cols, sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  await createTable(v1);
+  const q = queryWith(db);
+  const names = cols.map((c) => c.name);
+  const upsert = async (t: ApplyTable, rows: (string | null)[][]) => {
+    await db.query('BEGIN');
+    try {
+      await upsertViaStaging(db, q, t, names, { rows }, new Set());
+      await db.query('COMMIT');
+    } catch (err) {
+      await db.query('ROLLBACK');
+      throw err;
+    }
+  };
+  await ensureStaging(db, q, v1);
+  await upsert(v1, [['1', ...names.slice(1).map((_, i) => String(i))]]);
+  await db.query(`ALTER TABLE ${qualifiedName(v1)} ALTER COLUMN c7 TYPE bigint`);
+  const v2: ApplyTable = { ...v1, columns: cols.map((c) => (c.name === 'c7' ? { name: 'c7', type: 'bigint' } : c)) };
+  await ensureStaging(db, q, v2);
+  await upsert(v2, [['2', ...names.slice(1).map((c) => (c === 'c7' ? '9000000000' : null))]]);
+  const { rows } = await db.query(`SELECT id, c7::text, c8 FROM ${qualifiedName(v2)} ORDER BY id`);
+  assert.deepEqual(rows, [{ id: '1', c7: '6', c8: 7 }, { id: '2', c7: '9000000000', c8: null }]);
+  const staged = await db.query(`SELECT count(*)::int AS n, max(format_type(atttypid, atttypmod)) FILTER (WHERE attname = 'c7') AS c7 FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0`, [stagingTableName(v2)]);
+  assert.deepEqual(staged.rows[0], { n: 1600, c7: 'bigint' }, 'no dropped column left behind');
+});
+
 test('staging table creation: concurrent partitions of one sink, and a racing sink process, end with one ready table', async () => {
   const connect = async () => {
     const c = new pg.Client({ connectionString: destUrl });

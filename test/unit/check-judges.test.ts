@@ -223,6 +223,22 @@ test('destination on Citus: a single-shard table passes as distributed, a Citus 
   assert.match(local[3].message, /local table on the Citus coordinator/);
 });
 
+test('destination: a 32-column source key on a table distributed by another column: the remedy distributes by a key column (an index takes no 33rd column)', () => {
+  // Made by hand with the last key column left out for the distribution column: Citus took it, the sink cannot.
+  const keyCols = Array.from({ length: 32 }, (_, i) => `k${i + 1}`);
+  const columns = [...keyCols, 'region'].map((name) => ({ name, type: 'text' }));
+  const t: TableComparison = {
+    ...comparison({ columns: columns.map((c) => ({ ...c, notNull: true })), primaryKey: [...keyCols.slice(0, 31), 'region'], uniqueKeys: [], citus: 'distributed', distributionColumn: 'region' }),
+    source: { ...comparison().source, keyColumns: keyCols, columns },
+  };
+  const key = judge(t, { citus: { present: true, version: '12.1' } }).find((x) => x.check === 'primary key')!;
+  assert.equal(key.level, 'FAIL');
+  assert.match(key.remedy!, /^a source key of 32 columns cannot take the distribution column region \(a PostgreSQL index has 32 columns at most\): distribute the table by one of its key columns \(k1, .*, k32\)/);
+  // 31 key columns: the usual remedy, the key plus the distribution column.
+  const t31: TableComparison = { ...t, source: { ...t.source, keyColumns: keyCols.slice(0, 31) }, destination: { ...t.destination, primaryKey: keyCols.slice(0, 30) } };
+  assert.match(judge(t31, { citus: { present: true, version: '12.1' } }).find((x) => x.check === 'primary key')!.remedy!, /^make the primary key the source key plus the distribution column: \(k1, .*, k31, region\)$/);
+});
+
 test('destination: a key that drops a source column or adds a non-distribution column fails', () => {
   assert.equal(judge(comparison({ primaryKey: ['amount'] })).find((x) => x.check === 'primary key')!.level, 'FAIL');
   const extra = judge(comparison({ primaryKey: ['id', 'amount'] }));

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { SinkApplyError } from '../../shared/errors.ts';
-import { arrayElements, castProbeSql, ColumnNamer, findColumn, firstFailingCast, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
+import { arrayElements, castProbeSql, ColumnNamer, findColumn, firstFailingCast, PROBE_CASTS, probedValues, valueProblem, wantsColumn, withFinding, type ProbedValue } from '../../sink-connector/column-probe.ts';
 import { classify } from '../../sink-connector/destination-errors.ts';
 import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
@@ -46,6 +46,8 @@ function fakeDestination(): { run: (sql: string, params: unknown[]) => Promise<a
     statements.push(sql);
     const types = [...sql.matchAll(/\$\d+::text::(.+?)(?=, \$\d+::|$)/g)].map((m) => m[1]);
     assert.equal(types.length, params.length, sql);
+    // PostgreSQL's MaxTupleAttributeNumber: whatever the casts, such a statement fails.
+    if (types.length > 1664) throw pgError('54011', 'target lists can have at most 1664 entries');
     const check = (type: string, value: string) => {
       if (type.endsWith('[]')) {
         // array_in casts each element as the element type.
@@ -107,6 +109,18 @@ test('the first failing cast is found in halves: one statement when none fails, 
   assert.equal((await firstFailingCast(fakeDestination().run, values))?.index, 0);
   // Not a database error: the probe's own failure, thrown (the caller keeps the stall as it was).
   await assert.rejects(firstFailingCast(async () => Promise.reject(new Error('Connection terminated')), values), /Connection terminated/);
+});
+
+test('the first failing cast among more values than a SELECT takes (1,664): statements of up to PROBE_CASTS, then halves', async () => {
+  // An integer[] of 5,000 elements with the 4,990th bad: found, not PostgreSQL's 54011 at element 1,665.
+  const elements = Array.from({ length: 5000 }, (_, i) => v(`element ${i + 1} of 5000`, 'integer', i === 4989 ? 'x' : String(i)));
+  const db = fakeDestination();
+  assert.deepEqual(await firstFailingCast(db.run, elements), { index: 4989, code: '22P02', message: 'invalid input syntax for type integer: "x"' });
+  assert.ok(db.statements.length <= Math.ceil(5000 / PROBE_CASTS) + Math.ceil(Math.log2(PROBE_CASTS)), `${db.statements.length} statements`);
+  elements[4989] = v('element 4990 of 5000', 'integer', '1');
+  const ok = fakeDestination();
+  assert.equal(await firstFailingCast(ok.run, elements), undefined);
+  assert.equal(ok.statements.length, Math.ceil(5000 / PROBE_CASTS));
 });
 
 test('findColumn: the first column in table order, by a length check or a cast', async () => {

@@ -206,6 +206,28 @@ test('plan on Citus: extend keys, reference first, distribute with colocation; a
   assert.deepEqual(planSchemaCopy(m, done, { ...opts, distribute: dist, reference: ['public.customers'], colocate: true, extendKeys: true }).steps, []);
 });
 
+test('plan on Citus: a 32-column key cannot take the distribution column (PostgreSQL indexes have 32 columns at most): a problem before any DDL, not a failing ALTER', () => {
+  const keyCols = Array.from({ length: 32 }, (_, i) => `k${i + 1}`);
+  const wide: TableDef = {
+    ...orders, name: 'wide', printed: 'public.wide', indexes: [],
+    columns: [...keyCols.map((c) => col(c, 'text', { notNull: true })), col('region', 'text', { notNull: true })],
+    constraints: [{ name: 'wide_pkey', type: 'p', definition: `PRIMARY KEY (${keyCols.join(', ')})`, columns: keyCols }],
+  };
+  const short: TableDef = { ...wide, name: 'short', printed: 'public.short', constraints: [{ ...wide.constraints[0], name: 'short_pkey', columns: keyCols.slice(0, 31) }] };
+  const m: SchemaModel = { ...model, tables: [wide, short] };
+  const dist = [{ table: 'public.wide', column: 'region' }, { table: 'public.short', column: 'region' }];
+  const p = planSchemaCopy(m, emptyDest({ citus: true }), { ...opts, distribute: dist, extendKeys: true });
+  assert.deepEqual(p.problems, [
+    'public.wide: primary key wide_pkey has 32 columns, the most a PostgreSQL index may have (INDEX_MAX_KEYS 32), so it cannot take the distribution column region, which Citus needs in it: distribute by one of its columns',
+  ]);
+  assert.ok(!summary(p).includes('ddl add region to primary key public.wide.wide_pkey'));
+  // 31 columns take it: 32 in the extended key.
+  assert.ok(summary(p).includes('ddl add region to primary key public.short.short_pkey'));
+  // Distributed by one of its columns, nothing is extended and nothing is refused.
+  const byKey = planSchemaCopy(m, emptyDest({ citus: true }), { ...opts, distribute: [{ table: 'public.wide', column: 'k7' }], extendKeys: true });
+  assert.deepEqual(byKey.problems, []);
+});
+
 test('plan on Citus: an existing single-shard table is left as is and its foreign keys judged as one; a Citus local table is still made a reference table', () => {
   const fkOrders: TableDef = {
     ...orders,

@@ -6,6 +6,7 @@ import {
   buildSparingDelete,
   buildUpdateInPlace,
   buildUpsert,
+  CACHED_STATEMENTS,
   castType,
   clearStagingSql,
   copyIntoStagingSql,
@@ -312,6 +313,20 @@ test('statements are cached per table object and column set', () => {
   assert.notEqual(buildUpsert(orders, ['id', 'customer_id']), buildUpsert({ ...orders }, ['id', 'customer_id']));
 });
 
+test('the statements kept per table are bounded: the least recently used goes first', () => {
+  const wide: ApplyTable = { ...orders, columns: [...orders.columns, ...Array.from({ length: 400 }, (_, i) => ({ name: `c${i}`, type: 'text' }))] };
+  const set = (i: number) => ['customer_id', 'id', `c${i}`];
+  const first = buildUpsert(wide, set(0));
+  for (let i = 1; i < CACHED_STATEMENTS; i++) buildUpsert(wide, set(i));
+  assert.equal(buildUpsert(wide, set(0)), first, 'kept while within the bound (and now the most recently used)');
+  buildUpsert(wide, set(CACHED_STATEMENTS));
+  assert.equal(buildUpsert(wide, set(0)), first, 'the least recently used went, not the first made');
+  const second = buildUpsert(wide, set(2));
+  for (let i = 0; i < CACHED_STATEMENTS; i++) buildUpsert(wide, set(200 + i));
+  assert.notEqual(buildUpsert(wide, set(2)), second, 'made again once evicted');
+  assert.equal(buildUpsert(wide, set(2)).text, second.text);
+});
+
 test('bind turns rows into one array per column', () => {
   const st = buildUpsert(orders, ['customer_id', 'id', 'amount']);
   assert.deepEqual(
@@ -367,6 +382,13 @@ test('staging names stay within 63 bytes and unambiguous', () => {
   assert.notEqual(stagingBaseName({ schema: 'a_', name: 'b' }), stagingBaseName({ schema: 'a', name: '_b' }));
   assert.notEqual(stagingBaseName({ schema: 'a__b', name: 'c' }), stagingBaseName({ schema: 'a', name: 'b__c' }));
   assert.equal(stagingBaseName({ schema: 'sales', name: 'order_items' }), 'sales__order_items');
+  // Multi-byte names are cut between characters, never inside one (half an emoji would reach PostgreSQL as U+FFFD).
+  for (let k = 0; k < 8; k++) {
+    const n = stagingBaseName({ schema: 'a'.repeat(k) + '😀'.repeat(20), name: 't' });
+    // No surrogate left once the pairs are taken out: no lone half.
+    assert.ok(!/[\ud800-\udfff]/.test(n.replace(/[\ud800-\udbff][\udc00-\udfff]/g, '')) && Buffer.byteLength(n) <= 63, `${k}: ${JSON.stringify(n)}`);
+  }
+  assert.equal(stagingBaseName({ schema: 'é'.repeat(40), name: 't' }).split('_')[0], 'é'.repeat(25));
 });
 
 test('an ALWAYS identity column makes upsert and staging merge keep the source values', () => {

@@ -8,7 +8,8 @@
  */
 import type { Logger } from '../shared/logger.ts';
 import type { ChangeEvent } from './envelope.ts';
-import { resnapshotCommand } from '../shared/migration/remedies.ts';
+import { resnapshotCommand, tableArgument } from '../shared/migration/remedies.ts';
+import { quoteQualified } from './catalog.ts';
 
 const REPEAT_MS = 60_000;
 
@@ -20,12 +21,13 @@ export function keyChangeGaps(events: readonly ChangeEvent[]): readonly string[]
 }
 
 /** The warning's text and remedy. Pure. */
-export function keyChangeGapWarning(table: string, columns: readonly string[], count: number): { msg: string; remedy: string } {
+export function keyChangeGapWarning(t: { schema: string; name: string }, columns: readonly string[], count: number): { msg: string; remedy: string } {
+  const table = `${t.schema}.${t.name}`;
   return {
     msg:
       `${count === 1 ? 'a primary-key change' : `${count} primary-key changes`} of ${table} left TOASTed column(s) ${columns.join(', ')} unchanged: ` +
       'pgoutput sends neither their values nor the old row under REPLICA IDENTITY DEFAULT, so the row under its new key arrives without them and they are NULL at the destination',
-    remedy: `ALTER TABLE ${table} REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table's snapshot again to repair the rows moved so far: ${resnapshotCommand(table)}`,
+    remedy: `ALTER TABLE ${quoteQualified(t)} REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table's snapshot again to repair the rows moved so far: ${resnapshotCommand(tableArgument(t))}`,
   };
 }
 
@@ -38,16 +40,17 @@ export class KeyChangeGaps {
   ) {}
 
   /** After a change's events were built: only a key change's `c` can carry gaps. */
-  note(table: string, events: readonly ChangeEvent[]): void {
+  note(table: { schema: string; name: string }, events: readonly ChangeEvent[]): void {
     const gaps = keyChangeGaps(events);
     if (gaps.length === 0) return;
-    const s = this.said.get(table);
+    const name = `${table.schema}.${table.name}`;
+    const s = this.said.get(name);
     const t = this.now();
     if (s === undefined || t - s.at >= REPEAT_MS) {
       const columns = new Set([...(s?.columns ?? []), ...gaps]);
       const { msg, remedy } = keyChangeGapWarning(table, [...columns], (s?.count ?? 0) + 1);
-      this.log.warn({ table, columns: [...columns], remedy }, msg);
-      this.said.set(table, { at: t, count: 0, columns: new Set() });
+      this.log.warn({ table: name, columns: [...columns], remedy }, msg);
+      this.said.set(name, { at: t, count: 0, columns: new Set() });
     } else {
       s.count++;
       for (const c of gaps) s.columns.add(c);

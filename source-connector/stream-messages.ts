@@ -257,7 +257,7 @@ export class StreamMessages {
     if (!e) return;
     e.ctx.tsMs = Date.now();
     const events = changeToEvents(change, e.ctx);
-    if (change.kind === 'update') this.keyChangeGaps.note(e.v.qualified, events);
+    if (change.kind === 'update') this.keyChangeGaps.note(e.v.table, events);
     this.opts.publisher.publish(e.v, events, t.tx);
     e.count += events.length;
     this.changesRead++;

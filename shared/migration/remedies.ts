@@ -8,4 +8,18 @@ export const LOST_SLOT_REMEDY =
 
 /** The command that takes source tables' snapshots again (the remedies of both connectors and the commands name it). Pure. */
 export const resnapshotCommand = (...sourceTables: readonly string[]): string =>
-  `shardbridge resnapshot --source-config source.yaml ${sourceTables.map((t) => `--table ${t}`).join(' ')}`;
+  `shardbridge resnapshot --source-config source.yaml ${sourceTables.map((t) => `--table ${shellWord(t)}`).join(' ')}`;
+
+/**
+ * A table as `--table` and `tables.include` read it (shared/sql.ts, splitQualifiedName): a part
+ * holding a dot or a double quote is double-quoted, or it would split elsewhere. Pure.
+ */
+export function tableArgument(t: { schema: string; name: string }): string {
+  const part = (p: string) => (/[."]/.test(p) ? `"${p.replace(/"/g, '""')}"` : p);
+  return `${part(t.schema)}.${part(t.name)}`;
+}
+
+/** `word` as one shell word: single-quoted unless it is plain or a `<placeholder>`. Pure. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_.\-/]+$/.test(word) || /^<[^>]*>$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

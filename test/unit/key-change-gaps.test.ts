@@ -18,15 +18,27 @@ test('the warning: once per table, then at most once a minute with the count and
   const log = { warn: (obj: Record<string, unknown>, msg: string) => lines.push({ obj, msg }) } as never;
   let now = 1_000;
   const g = new KeyChangeGaps(log, () => now);
-  g.note('public.docs', keyChange(['body']));
-  g.note('public.docs', keyChange(['extra']));
-  g.note('public.docs', keyChange([]));
-  g.note('public.other', keyChange(['blob']));
+  const docs = { schema: 'public', name: 'docs' };
+  g.note(docs, keyChange(['body']));
+  g.note(docs, keyChange(['extra']));
+  g.note(docs, keyChange([]));
+  g.note({ schema: 'public', name: 'other' }, keyChange(['blob']));
   assert.deepEqual(lines.map((l) => l.msg.split(':')[0]), ['a primary-key change of public.docs left TOASTed column(s) body unchanged', 'a primary-key change of public.other left TOASTed column(s) blob unchanged']);
   assert.match(lines[0].msg, /they are NULL at the destination$/);
-  assert.equal(lines[0].obj.remedy, 'ALTER TABLE public.docs REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table\'s snapshot again to repair the rows moved so far: shardbridge resnapshot --source-config source.yaml --table public.docs');
+  assert.equal(lines[0].obj.remedy, 'ALTER TABLE "public"."docs" REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table\'s snapshot again to repair the rows moved so far: shardbridge resnapshot --source-config source.yaml --table public.docs');
   now += 60_000;
-  g.note('public.docs', keyChange(['body']));
+  g.note(docs, keyChange(['body']));
   assert.equal(lines.length, 3);
   assert.match(lines[2].msg, /^2 primary-key changes of public\.docs left TOASTed column\(s\) extra, body unchanged/);
+});
+
+test("the remedy of an odd name: the ALTER TABLE quoted, the resnapshot's --table as it splits, as one shell word", () => {
+  const lines: { obj: Record<string, unknown> }[] = [];
+  const g = new KeyChangeGaps({ warn: (obj: Record<string, unknown>) => lines.push({ obj }) } as never);
+  g.note({ schema: 'My App', name: "v1.2 \"docs\" it's" }, keyChange(['body']));
+  assert.equal(
+    lines[0].obj.remedy,
+    `ALTER TABLE "My App"."v1.2 ""docs"" it's" REPLICA IDENTITY FULL on the source (the old row then supplies them), then take the table's snapshot again to repair the rows moved so far: shardbridge resnapshot --source-config source.yaml --table 'My App."v1.2 ""docs"" it'\\''s"'`,
+  );
+  assert.equal(lines[0].obj.table, 'My App.v1.2 "docs" it\'s');
 });

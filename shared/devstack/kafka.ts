@@ -15,7 +15,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createKafka } from '../kafka/client.ts';
-import { checkJava, ensureKafkaJars } from './kafka-jars.ts';
+import { checkJava, compareKafkaVersions, ensureKafkaJars, KAFKA_VERSION, parseKafkaVersion } from './kafka-jars.ts';
 import { freePort } from './ports.ts';
 import { onSignalUnlessHandled } from './signal-hooks.ts';
 import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
@@ -66,6 +66,8 @@ export interface StartKafkaOptions {
   logger?: Logger;
   readyTimeoutMs?: number;
   secure?: SecureListener;
+  /** The Kafka release to run (3.3.0 or newer); SHARDBRIDGE_KAFKA_VERSION, else KAFKA_VERSION, by default. */
+  version?: string;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -73,7 +75,11 @@ const STOP_TIMEOUT_MS = 30_000;
 
 export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBroker> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'kafka-broker' });
-  const { libsDir, version } = await ensureKafkaJars({ log: (m) => log.info(m) });
+  const { libsDir, version } = await ensureKafkaJars({ version: opts.version, log: (m) => log.info(m) });
+  if (opts.secure && Object.keys(opts.secure.users).length > 0 && !kafkaAtLeast(version, [3, 5, 0])) {
+    // KRaft's format step takes SCRAM credentials from 3.5 (KIP-900).
+    throw new Error(`the dev stack's SASL listener needs Kafka 3.5 or newer in KRaft mode (SCRAM credentials at format time); asked for ${version}`);
+  }
   await checkJava();
   const ownDir = opts.dataDir === undefined;
   if (ownDir) reapStaleTempDirs();
@@ -160,7 +166,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   for (let attempt = 1; ; attempt++) {
     try {
       const listener = opts.secure && secure !== undefined ? { ...opts.secure, port: secure } : undefined;
-      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener }));
+      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener, version }));
       await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}));
       await launch();
       break;
@@ -213,7 +219,20 @@ export function newClusterId(): string {
   }
 }
 
-export function renderServerProperties(p: { port: number; controllerPort: number; logDir: string; secure?: SecureListener & { port: number } }): string {
+/** Whether release `version` is `min` or newer (a version that is no release number counts as the newest). Pure. */
+export function kafkaAtLeast(version: string, min: readonly [number, number, number]): boolean {
+  const v = parseKafkaVersion(version);
+  return v === undefined || compareKafkaVersions(v, min) >= 0;
+}
+
+export function renderServerProperties(p: {
+  port: number;
+  controllerPort: number;
+  logDir: string;
+  secure?: SecureListener & { port: number };
+  /** The release it is for (KAFKA_VERSION by default): 3.x lacks the share-group settings. */
+  version?: string;
+}): string {
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
@@ -231,8 +250,11 @@ export function renderServerProperties(p: { port: number; controllerPort: number
     'offsets.topic.replication.factor': 1,
     'transaction.state.log.replication.factor': 1,
     'transaction.state.log.min.isr': 1,
-    'share.coordinator.state.topic.replication.factor': 1,
-    'share.coordinator.state.topic.min.isr': 1,
+    // Share groups (KIP-932) came with 4.x; a 3.x broker would warn about unknown settings.
+    ...(kafkaAtLeast(p.version ?? KAFKA_VERSION, [4, 0, 0]) && {
+      'share.coordinator.state.topic.replication.factor': 1,
+      'share.coordinator.state.topic.min.isr': 1,
+    }),
     'group.initial.rebalance.delay.ms': 0,
     'auto.create.topics.enable': false,
     'num.network.threads': 2,

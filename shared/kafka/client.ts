@@ -24,7 +24,7 @@ import { ConfigError, RetriableError, ServiceError, tlsTrustRemedy } from '../er
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
-import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
+import { clusterFactory, fetchApiVersions, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 import { answered, explainUnanswered } from './unanswered.ts';
 import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
@@ -384,6 +384,10 @@ function wrapAdmin(
     async topicIds(topics) {
       idCluster ??= newCluster();
       return fetchTopicIds(idCluster, topics);
+    },
+    async apiVersions() {
+      idCluster ??= newCluster();
+      return fetchApiVersions(idCluster);
     },
   };
   // Any call may be the first to meet a broker that never answers (unanswered.ts): explained here, for all of them.

@@ -167,7 +167,7 @@ class SinkRuntime {
     const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
     const topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
     // A broker too old for a feature (topic ids) would let it go quiet: stop here, naming it.
-    await this.step(checkBrokerApis(this.admin, config.kafka.brokers.join(','), BROKER_NEEDS.sink), `cannot use ${kafka}`, kafkaRemedy);
+    await this.step(this.untilDone(`read the API versions of ${kafka}`, () => checkBrokerApis(this.admin!, config.kafka.brokers.join(','), BROKER_NEEDS.sink)), `cannot use ${kafka}`, kafkaRemedy);
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     const reg = config.schemaRegistry;

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { kafkaAtLeast, renderServerProperties } from '../../shared/devstack/kafka.ts';
 import { devstackKafkaVersion, KAFKA_VERSION } from '../../shared/devstack/kafka-jars.ts';
+import { devstackZooKeeperMode } from '../../shared/devstack/kafka-zookeeper.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 const props = (text: string) => new Map(text.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
@@ -34,4 +35,18 @@ test('a 3.x broker gets no share-group settings (4.x only: a 3.x broker warns ab
   assert.equal(v3.get('controller.quorum.voters'), '1@127.0.0.1:9093');
   assert.equal(kafkaAtLeast('3.9.2', [3, 5, 0]), true);
   assert.equal(kafkaAtLeast('3.3.2', [3, 5, 0]), false);
+});
+
+test('ZooKeeper mode (SHARDBRIDGE_KAFKA_MODE=zookeeper, 3.x only): the broker registers with its ZooKeeper on controllerPort, without any KRaft setting', () => {
+  const p = props(renderServerProperties({ port: 9092, controllerPort: 2181, logDir: '/tmp/x', version: '3.9.2', zookeeper: true }));
+  assert.equal(p.get('zookeeper.connect'), '127.0.0.1:2181');
+  assert.equal(p.get('broker.id'), '1');
+  assert.equal(p.get('listeners'), 'PLAINTEXT://127.0.0.1:9092');
+  assert.equal(p.get('listener.security.protocol.map'), 'PLAINTEXT:PLAINTEXT');
+  assert.deepEqual([...p.keys()].filter((k) => /^(process\.roles|node\.id|controller\.|broker\.(heartbeat|session))/.test(k)), []);
+  assert.equal(p.get('fetch.purgatory.purge.interval.requests'), '100', 'the shared settings stay');
+  assert.equal(devstackZooKeeperMode('3.9.2', {}), false);
+  assert.equal(devstackZooKeeperMode('3.9.2', { SHARDBRIDGE_KAFKA_MODE: 'zookeeper' }), true);
+  assert.throws(() => devstackZooKeeperMode('4.4.0', { SHARDBRIDGE_KAFKA_MODE: 'zookeeper' }), /has no ZooKeeper mode/);
+  assert.throws(() => devstackZooKeeperMode('3.9.2', { SHARDBRIDGE_KAFKA_MODE: 'zk' }), /neither kraft nor zookeeper/);
 });

@@ -239,7 +239,19 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
     async restart() {
       if (removed) throw new Error(`broker was stopped and its temporary dataDir ${dataDir} removed; pass dataDir to startKafka to restart after stop()`);
       await halt('SIGTERM');
-      await launch();
+      // stop() ended ZooKeeper too: the broker cannot register without it.
+      if (zookeeper && !zkChild) await launchZooKeeper();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await launch();
+          return;
+        } catch (err) {
+          // After a crash ZooKeeper keeps the killed broker's registration until its session
+          // ends (3 s): a broker started before that exits at once (NodeExistsException).
+          if (!zookeeper || attempt >= 10 || !/NodeExistsException/.test((err as Error).message)) throw err;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
     },
     logTail: (lines = 40) => readTail(files.log, lines),
     ...(secure !== undefined ? { secureBootstrap: `127.0.0.1:${secure}` } : {}),
@@ -347,7 +359,7 @@ export function renderServerProperties(p: {
 
 /** Everything to stdout (which is broker.log); WARN overall, INFO for start/stop/recovery. */
 export function renderLog4j2(): string {
-  const info = ['kafka.Kafka', 'kafka.server.KafkaRaftServer', 'kafka.server.BrokerServer', 'kafka.server.ControllerServer', 'kafka.log.LogManager'];
+  const info = ['kafka.Kafka', 'kafka.server.KafkaRaftServer', 'kafka.server.KafkaServer', 'kafka.server.BrokerServer', 'kafka.server.ControllerServer', 'kafka.log.LogManager'];
   return [
     'status = warn',
     // Kafka stops on SIGTERM through its own hook; log4j's would race it and complain.

@@ -14,6 +14,7 @@
 import pg from 'pg';
 import type { Registry } from 'prom-client';
 import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { BROKER_NEEDS, checkBrokerApis } from '../shared/kafka/broker-features.ts';
 import { consumerCrashLine } from '../shared/kafka/kafka-log.ts';
 import type { Logger } from '../shared/logger.ts';
 import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/metrics.ts';
@@ -165,6 +166,8 @@ class SinkRuntime {
     this.admin = this.kafka.admin();
     const kafka = `Kafka at ${config.kafka.brokers.join(',')}`;
     const topics = await this.step(this.untilDone(`list topics on ${kafka}`, () => this.listSinkTopics()), `cannot use ${kafka}`, kafkaRemedy);
+    // A broker too old for a feature (topic ids) would let it go quiet: stop here, naming it.
+    await this.step(this.untilDone(`read the API versions of ${kafka}`, () => checkBrokerApis(this.admin!, config.kafka.brokers.join(','), BROKER_NEEDS.sink)), `cannot use ${kafka}`, kafkaRemedy);
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     const reg = config.schemaRegistry;

@@ -13,6 +13,7 @@ import { controlTopicNames, controlTopicSpecs, readControlTopic, reduceSnapshotT
 import { planPartitionPins } from './partition-pins.ts';
 import { warnTopicPolicies } from './topic-settings.ts';
 import { brokerReplicationFactor, checkTopicDurability } from '../shared/kafka/topic-durability.ts';
+import { BROKER_NEEDS, checkBrokerApis } from '../shared/kafka/broker-features.ts';
 import { readRecordLimits, type RecordLimits } from './record-limits.ts';
 import { TRUNCATE_KEY_SCHEMA } from './truncate-fanout.ts';
 
@@ -37,6 +38,8 @@ export async function setUpKafka(
     // A refusal (credentials, an untrusted certificate) named with its server; what passes is retried as it is.
     throw isRetriable(err) ? err : atServer(err, `cannot use Kafka at ${cfg.kafka.brokers.join(',')}`, kafkaRemedy(err));
   });
+  // A broker too old for a feature we rely on stops the start, naming it (broker-features.ts).
+  await checkBrokerApis(k.admin, cfg.kafka.brokers.join(','), BROKER_NEEDS.source);
   const wanted = await tables();
   const tableTopics = wanted.map((w) => w.topic);
   const t = cfg.topics;

@@ -42,7 +42,7 @@ async function main(): Promise<number> {
       const broker = await startKafka({ logger });
       stops.push(() => broker.stop());
       env.SHARDBRIDGE_TEST_KAFKA = broker.bootstrap;
-      console.log(`test run: Kafka broker ${broker.bootstrap} ready in ${Date.now() - t0} ms`);
+      console.log(`test run: Kafka ${broker.version} broker ${broker.bootstrap} ready in ${Date.now() - t0} ms`);
     }
     if (needsServers && !env.SHARDBRIDGE_TEST_SCHEMA_REGISTRY) {
       const registry = await startSchemaRegistry({ logger });

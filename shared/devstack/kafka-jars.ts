@@ -20,6 +20,43 @@ import { ConfigError } from '../errors.ts';
  */
 export const KAFKA_VERSION = '4.4.0';
 
+/** The oldest release the dev stack can run: KRaft without ZooKeeper became production-ready in 3.3. */
+export const OLDEST_DEVSTACK_KAFKA = '3.3.0';
+
+/**
+ * The Kafka release the dev stack runs: SHARDBRIDGE_KAFKA_VERSION (e.g. 3.9.2, to run the tests
+ * against an older broker, as many users have), else KAFKA_VERSION. Pure.
+ */
+export function devstackKafkaVersion(env: NodeJS.ProcessEnv = process.env): string {
+  const wanted = env.SHARDBRIDGE_KAFKA_VERSION?.trim();
+  if (!wanted) return KAFKA_VERSION;
+  const parsed = parseKafkaVersion(wanted);
+  if (!parsed) {
+    throw new ConfigError(`SHARDBRIDGE_KAFKA_VERSION=${wanted} is not a Kafka release number`, {
+      context: { variable: 'SHARDBRIDGE_KAFKA_VERSION', value: wanted },
+      remedy: `name a release of org.apache.kafka:kafka_2.13 such as ${KAFKA_VERSION} or 3.9.2, or unset it for ${KAFKA_VERSION}`,
+    });
+  }
+  if (compareKafkaVersions(parsed, parseKafkaVersion(OLDEST_DEVSTACK_KAFKA) ?? [3, 3, 0]) < 0) {
+    throw new ConfigError(`the dev stack runs Kafka in KRaft mode, which Kafka ${wanted} cannot run in production (KRaft is production-ready from 3.3)`, {
+      context: { variable: 'SHARDBRIDGE_KAFKA_VERSION', value: wanted },
+      remedy: `set SHARDBRIDGE_KAFKA_VERSION to 3.3.0 or newer; test an older broker (ZooKeeper) against a cluster of your own through SHARDBRIDGE_TEST_KAFKA`,
+    });
+  }
+  return wanted;
+}
+
+/** `3.9.2` → [3, 9, 2]; undefined when it is not such a number. Pure. */
+export function parseKafkaVersion(version: string): [number, number, number] | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(version);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+export function compareKafkaVersions(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return (a[i] ?? 0) - (b[i] ?? 0);
+  return 0;
+}
+
 /** Kafka 4.x brokers need Java 17 or newer. */
 const MIN_JAVA = 17;
 const MARKER = '.complete';
@@ -37,7 +74,7 @@ export function kafkaLibsDir(version: string = KAFKA_VERSION): string {
 export async function ensureKafkaJars(
   opts: { version?: string; log?: (msg: string) => void } = {},
 ): Promise<{ libsDir: string; version: string }> {
-  const version = opts.version ?? KAFKA_VERSION;
+  const version = opts.version ?? devstackKafkaVersion();
   const libsDir = await ensureMavenJars({
     what: `Apache Kafka ${version}`,
     pom: POM,

@@ -1,32 +1,37 @@
 /**
  * A real Apache Kafka broker for the dev stack: one KRaft node acting as broker and
- * controller, run from the Maven-fetched jars (kafka-jars.ts) with `java` directly.
- * Tests use crash()/restart() to prove that acknowledged records survive a broker kill.
+ * controller (or, for 3.x, a ZooKeeper-mode broker beside a ZooKeeper: kafka-zookeeper.ts), run
+ * from the Maven-fetched jars (kafka-jars.ts) with `java` directly. Tests use crash()/restart()
+ * to prove that acknowledged records survive a broker kill.
  *
  * Java children run in a process group of their own (a terminal's Ctrl-C reaches only us, so
  * the broker outlives a graceful stop of the connectors using it), are tracked per process and
  * SIGKILLed from an exit hook, and die with us through the parent-death signal: a test or CLI
- * that dies or is interrupted does not leave a broker behind.
+ * that dies or is interrupted does not leave a broker behind (kafka-processes.ts).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createKafka } from '../kafka/client.ts';
-import { checkJava, ensureKafkaJars } from './kafka-jars.ts';
+import { checkJava, compareKafkaVersions, ensureKafkaJars, KAFKA_VERSION, parseKafkaVersion } from './kafka-jars.ts';
+import { checkZooKeeperRelease, devstackZooKeeperMode, renderZooKeeperProperties, waitForListener, zooKeeperBrokerProps } from './kafka-zookeeper.ts';
 import { freePort } from './ports.ts';
-import { onSignalUnlessHandled } from './signal-hooks.ts';
+import { javaCommand, kill, ownedDirs, readTail, track } from './kafka-processes.ts';
 import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
 export interface KafkaBroker {
   /** "127.0.0.1:port" */
   bootstrap: string;
   port: number;
+  /** KRaft's controller listener; in ZooKeeper mode, ZooKeeper's client port. */
   controllerPort: number;
   dataDir: string;
   version: string;
+  /** Whether it runs in ZooKeeper mode (beside a ZooKeeper of its own), not KRaft. */
+  zookeeper: boolean;
   /** SIGTERM (controlled shutdown) and wait for exit; removes a temporary dataDir. */
   stop(): Promise<void>;
   /** SIGKILL and wait for exit: no flush, no controlled shutdown. */
@@ -66,6 +71,10 @@ export interface StartKafkaOptions {
   logger?: Logger;
   readyTimeoutMs?: number;
   secure?: SecureListener;
+  /** The Kafka release to run (3.3.0 or newer); SHARDBRIDGE_KAFKA_VERSION, else KAFKA_VERSION, by default. */
+  version?: string;
+  /** ZooKeeper mode (3.x only; kafka-zookeeper.ts); SHARDBRIDGE_KAFKA_MODE=zookeeper by default. Without `secure`. */
+  zookeeper?: boolean;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -73,7 +82,14 @@ const STOP_TIMEOUT_MS = 30_000;
 
 export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBroker> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'kafka-broker' });
-  const { libsDir, version } = await ensureKafkaJars({ log: (m) => log.info(m) });
+  const { libsDir, version } = await ensureKafkaJars({ version: opts.version, log: (m) => log.info(m) });
+  if (opts.secure && Object.keys(opts.secure.users).length > 0 && !kafkaAtLeast(version, [3, 5, 0])) {
+    // KRaft's format step takes SCRAM credentials from 3.5 (KIP-900).
+    throw new Error(`the dev stack's SASL listener needs Kafka 3.5 or newer in KRaft mode (SCRAM credentials at format time); asked for ${version}`);
+  }
+  const zookeeper = opts.zookeeper ?? devstackZooKeeperMode(version);
+  if (zookeeper) checkZooKeeperRelease(version);
+  if (zookeeper && opts.secure) throw new Error("the dev stack's SASL listener runs in KRaft mode only");
   await checkJava();
   const ownDir = opts.dataDir === undefined;
   if (ownDir) reapStaleTempDirs();
@@ -84,6 +100,8 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
     props: path.join(dataDir, 'server.properties'),
     log4j: path.join(dataDir, 'log4j2.properties'),
     log: path.join(dataDir, 'broker.log'),
+    zkProps: path.join(dataDir, 'zookeeper.properties'),
+    zkLog: path.join(dataDir, 'zookeeper.log'),
   };
   await writeFile(files.log4j, renderLog4j2());
 
@@ -106,9 +124,35 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   let child: ChildProcess | undefined;
   let removed = false;
 
+  let zkChild: ChildProcess | undefined;
   const halt = async (signal: NodeJS.Signals): Promise<void> => {
     if (child) await kill(child, signal, STOP_TIMEOUT_MS);
     child = undefined;
+  };
+  const haltZooKeeper = async (): Promise<void> => {
+    if (zkChild) await kill(zkChild, 'SIGTERM', STOP_TIMEOUT_MS);
+    zkChild = undefined;
+  };
+  // ZooKeeper mode: ZooKeeper first (on controllerPort), the broker then registers there.
+  const launchZooKeeper = async (): Promise<void> => {
+    await writeFile(files.zkProps, renderZooKeeperProperties({ port: controllerPort, dataDir: path.join(dataDir, 'zookeeper') }));
+    const out = openSync(files.zkLog, 'a');
+    const proc = spawn(...javaCommand(['-Xmx128m', `-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'org.apache.zookeeper.server.quorum.QuorumPeerMain', files.zkProps]), {
+      cwd: dataDir,
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
+    closeSync(out);
+    zkChild = proc;
+    track(proc);
+    let exited: string | undefined;
+    proc.once('exit', (code, signal) => (exited = `exited (code ${code}, signal ${signal})`));
+    try {
+      await waitForListener(controllerPort, () => exited, opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
+    } catch (err) {
+      await haltZooKeeper();
+      throw new Error(`${(err as Error).message}; log ${files.zkLog}:\n${readTail(files.zkLog, 20)}`);
+    }
   };
   const removeDir = async (dir: string): Promise<void> => {
     removed = true;
@@ -160,12 +204,14 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
   for (let attempt = 1; ; attempt++) {
     try {
       const listener = opts.secure && secure !== undefined ? { ...opts.secure, port: secure } : undefined;
-      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener }));
-      await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}));
+      await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener, version, zookeeper }));
+      if (zookeeper) await launchZooKeeper();
+      else await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}));
       await launch();
       break;
     } catch (err) {
-      const portClash = /Address already in use/.test(readTail(files.log, 40));
+      await haltZooKeeper();
+      const portClash = /Address already in use/.test(readTail(files.log, 40) + readTail(files.zkLog, 40));
       if (!portClash || attempt >= 3 || opts.port !== undefined || opts.controllerPort !== undefined) {
         if (ownDir) await removeDir(dataDir);
         throw err;
@@ -183,15 +229,29 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
     controllerPort,
     dataDir,
     version,
+    zookeeper,
     async stop() {
       await halt('SIGTERM');
+      await haltZooKeeper();
       if (ownDir && !removed) await removeDir(dataDir);
     },
     crash: () => halt('SIGKILL'),
     async restart() {
       if (removed) throw new Error(`broker was stopped and its temporary dataDir ${dataDir} removed; pass dataDir to startKafka to restart after stop()`);
       await halt('SIGTERM');
-      await launch();
+      // stop() ended ZooKeeper too: the broker cannot register without it.
+      if (zookeeper && !zkChild) await launchZooKeeper();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await launch();
+          return;
+        } catch (err) {
+          // After a crash ZooKeeper keeps the killed broker's registration until its session
+          // ends (3 s): a broker started before that exits at once (NodeExistsException).
+          if (!zookeeper || attempt >= 10 || !/NodeExistsException/.test((err as Error).message)) throw err;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
     },
     logTail: (lines = 40) => readTail(files.log, lines),
     ...(secure !== undefined ? { secureBootstrap: `127.0.0.1:${secure}` } : {}),
@@ -213,7 +273,22 @@ export function newClusterId(): string {
   }
 }
 
-export function renderServerProperties(p: { port: number; controllerPort: number; logDir: string; secure?: SecureListener & { port: number } }): string {
+/** Whether release `version` is `min` or newer (a version that is no release number counts as the newest). Pure. */
+export function kafkaAtLeast(version: string, min: readonly [number, number, number]): boolean {
+  const v = parseKafkaVersion(version);
+  return v === undefined || compareKafkaVersions(v, min) >= 0;
+}
+
+export function renderServerProperties(p: {
+  port: number;
+  controllerPort: number;
+  logDir: string;
+  secure?: SecureListener & { port: number };
+  /** The release it is for (KAFKA_VERSION by default): 3.x lacks the share-group settings. */
+  version?: string;
+  /** ZooKeeper mode: ZooKeeper listens on controllerPort. */
+  zookeeper?: boolean;
+}): string {
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
@@ -231,8 +306,11 @@ export function renderServerProperties(p: { port: number; controllerPort: number
     'offsets.topic.replication.factor': 1,
     'transaction.state.log.replication.factor': 1,
     'transaction.state.log.min.isr': 1,
-    'share.coordinator.state.topic.replication.factor': 1,
-    'share.coordinator.state.topic.min.isr': 1,
+    // Share groups (KIP-932) came with 4.x; a 3.x broker would warn about unknown settings.
+    ...(kafkaAtLeast(p.version ?? KAFKA_VERSION, [4, 0, 0]) && {
+      'share.coordinator.state.topic.replication.factor': 1,
+      'share.coordinator.state.topic.min.isr': 1,
+    }),
     'group.initial.rebalance.delay.ms': 0,
     'auto.create.topics.enable': false,
     'num.network.threads': 2,
@@ -275,12 +353,13 @@ export function renderServerProperties(p: { port: number; controllerPort: number
       });
     }
   }
-  return Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+  const out = p.zookeeper ? zooKeeperBrokerProps(props, { port: p.port, zookeeperPort: p.controllerPort }) : props;
+  return Object.entries(out).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
 }
 
 /** Everything to stdout (which is broker.log); WARN overall, INFO for start/stop/recovery. */
 export function renderLog4j2(): string {
-  const info = ['kafka.Kafka', 'kafka.server.KafkaRaftServer', 'kafka.server.BrokerServer', 'kafka.server.ControllerServer', 'kafka.log.LogManager'];
+  const info = ['kafka.Kafka', 'kafka.server.KafkaRaftServer', 'kafka.server.KafkaServer', 'kafka.server.BrokerServer', 'kafka.server.ControllerServer', 'kafka.log.LogManager'];
   return [
     'status = warn',
     // Kafka stops on SIGTERM through its own hook; log4j's would race it and complain.
@@ -313,77 +392,4 @@ async function formatStorage(libsDir: string, files: { props: string; log4j: str
   if (code !== 0) {
     throw new Error(`kafka StorageTool format failed (exit ${code}): java ${args.join(' ')}\n${Buffer.concat(chunks).toString('utf8')}`);
   }
-}
-
-let setprivAvailable: boolean | undefined;
-
-/**
- * `java args`, through `setpriv --pdeathsig KILL` where util-linux has it: the kernel then
- * kills the JVM even when this process dies by SIGKILL, which no exit hook can catch.
- * setpriv execs java, so the pid (and our signals) stay the JVM's.
- */
-function javaCommand(args: string[]): [string, string[]] {
-  setprivAvailable ??= process.platform === 'linux' && spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
-  return setprivAvailable ? ['setpriv', ['--pdeathsig', 'KILL', 'java', ...args]] : ['java', args];
-}
-
-/** Signal and wait for exit; escalates to SIGKILL after `timeoutMs`. */
-async function kill(proc: ChildProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  proc.kill(signal);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-function readTail(file: string, lines: number): string {
-  if (!existsSync(file)) return '';
-  const fd = openSync(file, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const len = Math.min(size, 64 * 1024);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-// --- children of this process: never outlive it -------------------------------------------
-
-const children = new Set<ChildProcess>();
-const ownedDirs = new Set<string>();
-let hooksInstalled = false;
-
-function track(proc: ChildProcess): void {
-  children.add(proc);
-  proc.once('exit', () => children.delete(proc));
-  proc.once('error', () => children.delete(proc));
-  installHooks();
-}
-
-function killAllSync(): void {
-  for (const proc of children) {
-    try {
-      proc.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  for (const dir of ownedDirs) {
-    try {
-      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-    } catch {
-      // best effort: a temp dir
-    }
-  }
-}
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', killAllSync);
-  onSignalUnlessHandled(killAllSync);
 }

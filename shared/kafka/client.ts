@@ -24,7 +24,7 @@ import { ConfigError, RetriableError, ServiceError, tlsTrustRemedy } from '../er
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
-import { clusterFactory, fetchTopicIds } from './topic-ids.ts';
+import { clusterFactory, fetchApiVersions, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 import { answered, explainUnanswered } from './unanswered.ts';
 import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
@@ -123,6 +123,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
         () => counted('admin', kafka.admin({ retry: opts.retry })),
         () => clusterFactory(kafka)({ allowAutoTopicCreation: false }),
         client,
+        log,
       );
       return shut(admin, DISCONNECT_GRACE_MS);
     },
@@ -209,6 +210,7 @@ function wrapAdmin(
   another: () => KjsAdmin,
   newCluster: () => { disconnect(): Promise<void> },
   client: AclClient,
+  log: Logger,
 ): Admin {
   const on = (resourceType: 'topic' | 'group', operation: string, names: readonly string[], doing: string): AclRequest => ({ ...client, operation, resourceType, names, doing });
   /** `p`, a refusal of it named: `requests` say what it asked for. */
@@ -263,13 +265,14 @@ function wrapAdmin(
       await ready();
       const existing = new Set(await a.listTopics());
       const missing = specs.filter((s) => !existing.has(s.topic));
-      if (missing.length > 0) {
+      const create = async (which: typeof specs): Promise<void> => {
+        if (which.length === 0) return;
         // createTopics returns false (and skips waitForLeaders) if any topic already exists,
         // e.g. a concurrent creator: leaders are awaited below in every case.
         await a
           .createTopics({
             waitForLeaders: false,
-            topics: missing.map((s) => ({
+            topics: which.map((s) => ({
               topic: s.topic,
               numPartitions: s.partitions,
               replicationFactor: s.replicationFactor,
@@ -277,8 +280,22 @@ function wrapAdmin(
             })),
           })
           .catch((err: unknown) => rethrowCreateTopicsError(err, client));
-      }
+      };
+      await create(missing);
       await waitUntil(`leaders of ${specs.map((s) => s.topic).join(', ')}`, async () => {
+        if (missing.length > 0) {
+          // A ZooKeeper-mode broker (Kafka 3.x and older) answers TOPIC_ALREADY_EXISTS for a topic
+          // deleted a moment ago whose deletion is still under way, which createTopics takes as
+          // done: the topic then never came, and this waited 30 s for its leaders. Ask again
+          // while one is not listed (an extra ask of a topic on its way answers the same).
+          const listed = new Set(await a.listTopics());
+          const absent = missing.filter((s) => !listed.has(s.topic));
+          if (absent.length > 0) {
+            log.debug({ topics: absent.map((t) => t.topic) }, 'topics not listed after their creation was answered: asking again');
+            await create(absent);
+            return false;
+          }
+        }
         const metas = await topicMetadata(specs.map((s) => s.topic));
         return metas.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
       });
@@ -387,6 +404,10 @@ function wrapAdmin(
     async topicIds(topics) {
       idCluster ??= newCluster();
       return fetchTopicIds(idCluster, topics);
+    },
+    async apiVersions() {
+      idCluster ??= newCluster();
+      return fetchApiVersions(idCluster);
     },
   };
   // Any call may be the first to meet a broker that never answers (unanswered.ts): explained here, for all of them.

@@ -223,6 +223,8 @@ export interface Admin {
    * partition count, in one request; null when the broker has no topic ids (before Kafka 2.8).
    */
   topicIds(topics: string[]): Promise<Map<string, { id: string; partitions: number }> | null>;
+  /** The API versions a broker announced (ApiVersions), by API key: what broker-features.ts checks at start. */
+  apiVersions(): Promise<Map<number, { minVersion: number; maxVersion: number }>>;
 }
 
 export interface KafkaClient {

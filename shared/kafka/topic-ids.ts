@@ -107,6 +107,16 @@ export async function fetchTopicIds(cluster: any, topics: readonly string[]): Pr
   return topicIdentities(await broker.connectionPool.send(topicIdsRequest(topics, version)));
 }
 
+/**
+ * The API versions the seed broker announced (ApiVersions, asked by kafkajs on connect), by API
+ * key, over a kafkajs cluster made for it (as fetchTopicIds).
+ */
+export async function fetchApiVersions(cluster: any): Promise<Map<number, { minVersion: number; maxVersion: number }>> {
+  await cluster.connect();
+  const versions = (cluster.brokerPool.seedBroker.versions ?? {}) as Record<string, { minVersion: number; maxVersion: number }>;
+  return new Map(Object.entries(versions).map(([key, v]) => [Number(key), { minVersion: v.minVersion, maxVersion: v.maxVersion }]));
+}
+
 /** kafkajs's private cluster factory of a client (kafkajs 2.2.4: a symbol-keyed field). */
 export function clusterFactory(kafka: object): (opts: { allowAutoTopicCreation: boolean }) => any {
   const sym = Object.getOwnPropertySymbols(kafka).find((s) => s.description === 'private:Kafka:createCluster');

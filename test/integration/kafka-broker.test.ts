@@ -11,6 +11,7 @@ import { freePort, waitFor } from '../../shared/devstack/ports.ts';
 import { pino } from 'pino';
 import { createKafka, type Admin, type Assignment, type Consumer, type KafkaClient, type OutMessage } from '../../shared/kafka/client.ts';
 import { pinoLogEntry } from '../../shared/kafka/kafka-log.ts';
+import { BROKER_NEEDS, missingBrokerApis } from '../../shared/kafka/broker-features.ts';
 import { getTestKafka, readTopic, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 
 /** Partition of `key-0` .. `key-11` among 4 partitions, computed with Kafka's own Java Utils.murmur2. */
@@ -357,6 +358,11 @@ test('admin: topics, configs, offsets, group offsets; errors keep their retriabl
 
   const cluster = await admin.describeCluster();
   assert.deepEqual(cluster.brokers.map((b) => `${b.host}:${b.port}`), [bootstrap]);
+
+  // The start-time check of both connectors (broker-features.ts) reads what the broker announced.
+  const versions = await admin.apiVersions();
+  assert.ok((versions.get(3)?.maxVersion ?? 0) >= 10, `the broker announces Metadata v10+ (topic ids): ${JSON.stringify(versions.get(3))}`);
+  assert.deepEqual(missingBrokerApis(versions, BROKER_NEEDS.sink), []);
 
   await admin.deleteTopics([topic, uniqueTopic('never-created')]);
   assert.ok(!(await admin.listTopics()).includes(topic));

@@ -107,7 +107,8 @@ test('stop() then restart(): the data survives a clean shutdown and the broker t
 
   await broker.stop();
   await broker.restart();
-  assert.match(broker.logTail(200), /Kafka Server started/);
+  // KRaft's server says 'Kafka Server started', ZooKeeper mode's '[KafkaServer id=1] started'.
+  assert.match(broker.logTail(200), /Kafka Server started|\[KafkaServer id=\d+\] started/);
 
   const admin2 = kafka.admin();
   assert.deepEqual(await admin2.endOffsets(topic), endsBefore);

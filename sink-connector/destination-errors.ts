@@ -42,7 +42,8 @@ export async function withPooledClient<T>(pool: pg.Pool, fn: (client: pg.PoolCli
     throw new RetriableError(`cannot connect to the destination${at ? ` at ${at}` : ''}: ${(err as Error).message}`, {
       cause: err,
       context: { sqlstate },
-      remedy: (sqlstate && waitingFor(sqlstate, (err as Error).message)) ?? 'is the destination up and reachable, and does it accept the sink\'s role? The sink connects again with backoff',
+      // Ours (destination.passwordFile unreadable, password-file.ts) says what to do.
+      remedy: (sqlstate && waitingFor(sqlstate, (err as Error).message)) ?? (err instanceof ShardBridgeError ? err.remedy : undefined) ?? 'is the destination up and reachable, and does it accept the sink\'s role? The sink connects again with backoff',
     });
   }
   let broken = false;
@@ -95,13 +96,13 @@ export function retriableAtDestination(code: string): boolean {
 
 /**
  * A password refused under a running sink: only new sessions authenticate, those open go on
- * until they end (idle, terminated, a restart). The pool connects with what the config gave at
- * start; with no password there, node-postgres reads the password file at every new connection,
- * so an edit of that file is taken at the next try (docs/configuration.md, credentials rotation).
+ * until they end (idle, terminated, a restart). destination.passwordFile, or with no password
+ * given the pgpass file, is read at every new connection, so an edit of that file is taken at
+ * the next try (docs/configuration.md, credentials rotation).
  */
 const PASSWORD_CHANGED =
   "the destination refused the sink role's password (changed on the server?): new sessions fail, those open go on. " +
-  'Give the new one in the password file (PGPASSFILE, else ~/.pgpass; a line host:port:database:role:password) with no password in destination: ' +
+  'Write the new one in the file destination.passwordFile names (or, with no password in destination, the pgpass file: PGPASSFILE, else ~/.pgpass): ' +
   'it is read at every new connection, so the sink takes it at its next try without a restart. A password in destination.password, destination.url ' +
   'or SHARDBRIDGE_SINK_DESTINATION__PASSWORD is read at start only: change it there and restart the sink';
 

@@ -6,9 +6,11 @@
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
+import { parse as parsePgConnectionString } from 'pg-connection-string';
 import { z } from 'zod';
 import { ConfigError, tlsTrustRemedy } from '../errors.ts';
 import { redactDeep } from '../redact.ts';
+import { passwordFileProblem, passwordFromFile } from './password-file.ts';
 import { REQUEST_TIMEOUT_MS } from '../registry/registry-client.ts';
 
 /** schemaRegistry.requestTimeoutMs: below 100 ms a healthy registry fails; over 5 min a dead one holds a stop or a check that long. */
@@ -70,6 +72,8 @@ export function pgConnectionSchema(section: string) {
       database: nonEmptyString().optional(),
       user: nonEmptyString().optional(),
       password: z.string().optional(),
+      /** A file holding the password, read at every new connection (password-file.ts). */
+      passwordFile: nonEmptyString().optional(),
       sslmode: z.enum(SSL_MODES).default('prefer'),
       /** Path of a CA certificate file (PEM) for verify-ca / verify-full. */
       sslrootcert: nonEmptyString().optional(),
@@ -96,11 +100,22 @@ export function pgConnectionSchema(section: string) {
         if (hasPassword && v.password !== undefined) {
           ctx.addIssue({ code: 'custom', path: ['password'], message: `conflicts with the password in ${section}.url: give the password once (take it out of the URL)` });
         }
+        if (hasPassword && v.passwordFile !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `conflicts with the password in ${section}.url: give the password once (take it out of the URL)` });
+        }
         const why = sslrootcert === undefined ? undefined : fileProblem(sslrootcert);
         if (why) ctx.addIssue({ code: 'custom', path: ['url'], message: `its sslrootcert ${sslrootcert} cannot be read: ${why}` });
       }
       const why = v.sslrootcert === undefined ? undefined : fileProblem(v.sslrootcert);
       if (why) ctx.addIssue({ code: 'custom', path: ['sslrootcert'], message: `cannot read ${v.sslrootcert}: ${why}` });
+      if (v.passwordFile !== undefined) {
+        if (v.password !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `conflicts with ${section}.password: give the password once (the file, or the key)` });
+        }
+        // Read now, so that a wrong path is a config error at start, not a refused connection later.
+        const problem = passwordFileProblem(v.passwordFile);
+        if (problem) ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${v.passwordFile}: ${problem}` });
+      }
     });
 }
 
@@ -227,11 +242,13 @@ export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchem
 export function pgRemedy(err: unknown, section: string, otherwise: string): string {
   const tls = tlsTrustRemedy(err, `sslrootcert (a PEM file: in ${section}.url's query, or ${section}.sslrootcert; sslmode=require encrypts without verifying)`);
   if (tls) return tls;
+  // The password file unreadable at this connection (password-file.ts): its own remedy.
+  if (err instanceof ConfigError && err.remedy) return err.remedy;
   switch (failureCode(err)) {
     case '3D000':
       return `check the database name (the path of ${section}.url, or ${section}.database): the server has no database of that name; create it first if it is new`;
     case '28P01':
-      return `check the password (${section}.password, or the one in ${section}.url, percent-encoded) for this user; with neither given, its line in the password file (PGPASSFILE, else ~/.pgpass)`;
+      return `check the password (${section}.password, or the one in ${section}.url, percent-encoded, or the content of ${section}.passwordFile) for this user; with none given, its line in the password file (PGPASSFILE, else ~/.pgpass)`;
     case '28000':
       return `check the user (${section}.user, or the one in ${section}.url) exists, and that pg_hba.conf lets it connect to this database from here`;
     case 'ENOTFOUND':
@@ -344,7 +361,25 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
       out.ssl = { rejectUnauthorized: true, ...(ca ? { ca } : {}) };
       break;
   }
+  // Last: the URL's parameters go over everything above, as they would from a connectionString.
+  if (section.passwordFile !== undefined) withPasswordFile(out, section.passwordFile);
   return out;
+}
+
+/**
+ * `out` with its password read from `path` at every new connection. node-postgres would lay a
+ * connectionString's parse (password '' included) over a `password` function: the URL goes in as
+ * the fields it parses to, laid over the others as node-postgres would, so that every parameter
+ * of the URL still counts. Validation refused a password in the URL beside the file.
+ */
+function withPasswordFile(out: ClientConfig, path: string): void {
+  if (out.connectionString !== undefined) {
+    const parsed: Record<string, unknown> = { ...parsePgConnectionString(out.connectionString) };
+    delete parsed.password;
+    delete out.connectionString;
+    Object.assign(out, parsed);
+  }
+  out.password = passwordFromFile(path);
 }
 
 function takeQueryParams(url: string, names: string[]): { url: string; params: Record<string, string> } {

@@ -10,12 +10,12 @@
  * lock with pg_cancel_backend (57014, user request: retried as it was) and pg_terminate_backend
  * (57P01) of the waiting batch and lock_timeout (55P03), default_transaction_read_only (25006),
  * no connection slot mid-run, and the sink role's password changed under it (28P01), taken from
- * the password file without a restart.
+ * destination.passwordFile without a restart (the file gone a while: waited for, naming it).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -84,7 +84,12 @@ test('destination errors: transient ones retried with a line saying what the sin
   const { logger, lines } = capturingLogger();
   const tables = Object.fromEntries(names.map((n) => [`${SRC}.${n}`, { schema: DST }]));
   const groupId = `g-${ID}`;
-  const config = sinkConfig({ ...servers, destination: url(ROLE), prefix, groupId }, { tables });
+  // The password as a mounted secret delivers it (read at every new connection; the role needs none until the 28P01 case).
+  const secrets = mkdtempSync(join(tmpdir(), 'sb-pwfile-'));
+  t.after(() => rmSync(secrets, { recursive: true, force: true }));
+  const passwordFile = join(secrets, 'password');
+  writeFileSync(passwordFile, 'not-asked-yet\n');
+  const config = sinkConfig({ ...servers, destination: url(ROLE), prefix, groupId }, { tables, destination: { url: url(ROLE), passwordFile } });
 
   // 53300 at start: no connection slot for the role. The start waits, saying why.
   await role('CONNECTION LIMIT 0');
@@ -209,20 +214,11 @@ test('destination errors: transient ones retried with a line saying what the sin
   await waitApplied(own, admin, groupId, [topics.conn.topic], 15_000);
   assert.equal(await count('conn'), 3);
 
-  // 28P01: the role's password changed on the server while the sink runs. Its config gives no
-  // password, so node-postgres reads the password file (PGPASSFILE) at each new connection: the
-  // sessions open go on, new ones are refused (waited for, saying what to do, never the password),
-  // and the file edited, the next try connects: no restart.
-  const secrets = mkdtempSync(join(tmpdir(), 'sb-pgpass-'));
-  const pgpass = join(secrets, 'pgpass');
-  const writePgpass = (password: string) => {
-    writeFileSync(pgpass, `*:*:*:${ROLE}:${password}\n`);
-    chmodSync(pgpass, 0o600);
-  };
+  // 28P01: the role's password changed on the server while the sink runs. destination.passwordFile
+  // is read at each new connection: the sessions open go on, new ones are refused (waited for,
+  // saying what to do, never the password), and the file rewritten, the next try connects: no restart.
   const [oldPw, newPw] = [`old-${randomBytes(6).toString('hex')}`, `new-${randomBytes(6).toString('hex')}`];
-  writePgpass(oldPw);
-  const pgpassBefore = process.env.PGPASSFILE;
-  process.env.PGPASSFILE = pgpass;
+  writeFileSync(passwordFile, `${oldPw}\n`);
   // Password authentication for the role (the test cluster trusts everyone): lines before the
   // others, through the server itself (the file may be a shared cluster's), put back afterwards.
   const hbaFile = (await db.query('SHOW hba_file')).rows[0].hba_file as string;
@@ -234,9 +230,6 @@ test('destination errors: transient ones retried with a line saying what the sin
   };
   t.after(async () => {
     await writeHba(hba).catch(() => {});
-    if (pgpassBefore === undefined) delete process.env.PGPASSFILE;
-    else process.env.PGPASSFILE = pgpassBefore;
-    rmSync(secrets, { recursive: true, force: true });
   });
   await role(`PASSWORD '${oldPw}'`);
   await writeHba(`host all ${ROLE} 127.0.0.1/32 scram-sha-256\nhost all ${ROLE} ::1/128 scram-sha-256\n${hba}`);
@@ -249,9 +242,15 @@ test('destination errors: transient ones retried with a line saying what the sin
   await waitFor('the refused password waited for', () => retryLines(topics.pw.topic, '28P01').length > 0, { timeoutMs: 10_000 });
   const refusedPw = retryLines(topics.pw.topic, '28P01')[0].msg as string;
   assert.match(refusedPw, new RegExp(`cannot connect to the destination at 127\\.0\\.0\\.1:\\d+/${ROLE}: password authentication failed for user "${ROLE}" \\[SQLSTATE 28P01\\]; retrying in \\d+ ms — the destination refused the sink role's password`));
-  assert.match(refusedPw, /password file \(PGPASSFILE, else ~\/\.pgpass.*without a restart/);
+  assert.match(refusedPw, /the file destination\.passwordFile names .*read at every new connection, so the sink takes it at its next try without a restart/);
   assert.equal(await stalled(topics.pw.topic), 0, 'waited for, not stalled on');
-  writePgpass(newPw);
+  // The file gone meanwhile (a secret volume remounted): the connection fails naming it, waited for too.
+  rmSync(passwordFile);
+  const missing = () => lines().find((l) => l.level === 40 && l.topic === topics.pw.topic && String(l.msg).includes(`: config: passwordFile ${passwordFile}: cannot read it: no such file`));
+  await waitFor('the missing password file waited for', () => missing() !== undefined, { timeoutMs: 15_000 });
+  assert.match(missing()!.msg, new RegExp(`cannot connect to the destination at 127\\.0\\.0\\.1:\\d+/${ROLE}: .*; retrying in \\d+ ms — put the password in .* again`));
+  assert.equal(await stalled(topics.pw.topic), 0);
+  writeFileSync(passwordFile, `${newPw}\n`);
   await waitApplied(own, admin, groupId, [topics.pw.topic], 30_000);
   assert.equal(await count('pw'), 4);
   const logged = JSON.stringify(lines());

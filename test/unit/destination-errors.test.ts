@@ -54,7 +54,7 @@ test('each transient SQLSTATE says what the sink waits for; one that stalls has 
     assert.equal(waitingFor(code, ''), undefined);
   }
   // A password changed under the running sink: waited for (the pool's connect is retried), with the password file as the way out without a restart.
-  assert.match(waitingFor('28P01', 'password authentication failed for user "sink"')!, /refused the sink role's password .*password file \(PGPASSFILE, else ~\/\.pgpass.*without a restart.*destination\.password.*restart the sink/);
+  assert.match(waitingFor('28P01', 'password authentication failed for user "sink"')!, /refused the sink role's password .*destination\.passwordFile names \(or, .*the pgpass file: PGPASSFILE, else ~\/\.pgpass.*without a restart.*destination\.password.*restart the sink/);
   assert.match(waitingFor('28000', '')!, /pg_hba\.conf/);
   // A connection lost without a SQLSTATE.
   assert.match((classify(new Error('Connection terminated unexpectedly'), {}) as RetriableError).remedy!, /rolled back and is applied again/);

@@ -88,8 +88,8 @@ test('pgRemedy: the setting a PostgreSQL refusal points at, found down the cause
   const code = (c: string, msg = c) => Object.assign(new Error(msg), { code: c });
   const remedy = (err: unknown) => pgRemedy(err, 'source', 'fallback');
   assert.match(remedy(code('3D000', 'database "nodb" does not exist')), /^check the database name \(the path of source\.url, or source\.database\)/);
-  assert.match(remedy(code('28P01')), /^check the password \(source\.password, or the one in source\.url, percent-encoded\)/);
-  assert.match(remedy(code('28P01')), /with neither given, its line in the password file \(PGPASSFILE, else ~\/\.pgpass\)$/);
+  assert.match(remedy(code('28P01')), /^check the password \(source\.password, or the one in source\.url, percent-encoded, or the content of source\.passwordFile\)/);
+  assert.match(remedy(code('28P01')), /with none given, its line in the password file \(PGPASSFILE, else ~\/\.pgpass\)$/);
   assert.match(remedy(code('28000')), /^check the user \(source\.user, or the one in source\.url\) exists, and that pg_hba\.conf/);
   assert.match(remedy(code('ENOTFOUND')), /^the host name does not resolve from here: check the host in source\.url \(or source\.host\)/);
   assert.match(remedy(code('ECONNREFUSED')), /^nothing accepts connections at that address: check the port in source\.url \(or source\.port\)/);

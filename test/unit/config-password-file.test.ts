@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ConfigError } from '../../shared/errors.ts';
+import { connectionConfig, pgRemedy } from '../../shared/config/common.ts';
+import { passwordOfFile } from '../../shared/config/password-file.ts';
+import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
+import { loadSinkConfig } from '../../sink-connector/config.ts';
+
+const SECRET = 'Pa55-w0rd-NEVER-SHOWN';
+const dir = mkdtempSync(join(tmpdir(), 'sb-pwfile-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+function secretFile(text: string): string {
+  const p = join(dir, `pw${n++}`);
+  writeFileSync(p, text);
+  return p;
+}
+
+const sink = (destination: object, env: Record<string, string> = {}) =>
+  loadSinkConfig({ env, overrides: { destination, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } } });
+const source = (s: object) => loadSourceConfig({ env: {}, overrides: { source: s, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } } });
+
+function configErrorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('passwordFile at start: conflicts with password or a password in the URL name both keys; a missing, unreadable or empty file names the key and the path, never the content', () => {
+  const pw = secretFile(`${SECRET}\n`);
+  const cases: [object, RegExp][] = [
+    [{ url: 'postgres://u@h/d', password: SECRET, passwordFile: pw }, /^config: destination\.passwordFile: conflicts with destination\.password: give the password once/m],
+    [{ host: 'h', database: 'd', user: 'u', password: SECRET, passwordFile: pw }, /^config: destination\.passwordFile: conflicts with destination\.password/m],
+    [{ url: `postgres://u:${SECRET}@h/d`, passwordFile: pw }, /^config: destination\.passwordFile: conflicts with the password in destination\.url: give the password once/m],
+    [{ url: 'postgres://u@h/d', passwordFile: join(dir, 'absent') }, new RegExp(`^config: destination\\.passwordFile: ${dir}/absent: cannot read it: no such file$`, 'm')],
+    [{ url: 'postgres://u@h/d', passwordFile: dir }, /^config: destination\.passwordFile: .*: cannot read it: not a file$/m],
+    [{ url: 'postgres://u@h/d', passwordFile: secretFile('\n') }, /^config: destination\.passwordFile: .*pw\d+: it is empty/m],
+    [{ url: 'postgres://u@h/d', passwordFile: '' }, /^config: destination\.passwordFile: /m],
+  ];
+  for (const [destination, want] of cases) {
+    const m = configErrorOf(() => sink(destination));
+    assert.match(m, want);
+    assert.ok(!m.includes(SECRET), m);
+  }
+  // Permissions only bind a user other than root.
+  if (process.getuid?.() !== 0) {
+    const locked = secretFile(SECRET);
+    chmodSync(locked, 0o000);
+    assert.match(configErrorOf(() => source({ url: 'postgres://u@h/d', passwordFile: locked })), /^config: source\.passwordFile: .*: cannot read it: permission denied$/m);
+  }
+  // From the environment too, as every key.
+  assert.equal(sink({ url: 'postgres://u@h/d' }, { SHARDBRIDGE_SINK_DESTINATION__PASSWORD_FILE: pw }).destination.passwordFile, pw);
+  assert.equal(source({ host: 'h', database: 'd', user: 'u', passwordFile: pw }).source.passwordFile, pw);
+});
+
+test('passwordOfFile: the trailing line break of an editor or echo is not part of the password (pure)', () => {
+  assert.equal(passwordOfFile('p w \n'), 'p w ');
+  assert.equal(passwordOfFile('pw\r\n'), 'pw');
+  assert.equal(passwordOfFile('pw\n\n'), 'pw');
+  assert.equal(passwordOfFile(' pw'), ' pw');
+  assert.equal(passwordOfFile('\n'), '');
+});
+
+test('connectionConfig with passwordFile: a password function read at every new connection; an unreadable or empty file fails that connection naming the path, never the content', async () => {
+  const path = join(dir, 'rotating');
+  writeFileSync(path, 'first\n');
+  const conn = connectionConfig(sourceConfigSchema.shape.source.parse({ host: 'h', database: 'd', user: 'u', passwordFile: path }));
+  assert.equal(typeof conn.password, 'function');
+  const password = conn.password as () => Promise<string>;
+  assert.equal(await password(), 'first');
+  writeFileSync(path, `${SECRET}\n`);
+  assert.equal(await password(), SECRET, 'read again, not cached');
+  // node-postgres keeps it a function (it calls it when the server asks for a password).
+  assert.equal(typeof (new pg.Client(conn) as unknown as { password: unknown }).password, 'function');
+
+  writeFileSync(path, '');
+  const empty = await password().then(() => assert.fail('resolved'), (err: unknown) => err);
+  assert.ok(empty instanceof ConfigError);
+  assert.match(empty.message, new RegExp(`^config: passwordFile ${path}: it is empty$`));
+  rmSync(path);
+  const gone = await password().then(() => assert.fail('resolved'), (err: unknown) => err);
+  assert.ok(gone instanceof ConfigError);
+  assert.match(gone.message, new RegExp(`^config: passwordFile ${path}: cannot read it: no such file$`));
+  assert.equal(gone.context.path, path);
+  assert.match(gone.remedy!, /read at every new connection: no restart needed/);
+  // The source's connect failure (source-session.ts) takes it as its remedy.
+  assert.equal(pgRemedy(gone, 'source', 'fallback'), gone.remedy);
+  assert.ok(!gone.describe().includes(SECRET));
+});
+
+test('connectionConfig with passwordFile and url: node-postgres gets what it would have taken from the URL (every parameter), the password from the file', () => {
+  const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (c: object) => Record<string, unknown>;
+  const sub = join(dir, 'ca');
+  mkdirSync(sub);
+  const ca = join(sub, 'ca.pem');
+  writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n');
+  const pw = secretFile('from-file\n');
+  const urls = [
+    'postgres://u@h:5433/d',
+    'postgres://u@h/d?application_name=x&sslmode=require',
+    `postgresql://u@[::1]:5433/d?sslmode=verify-ca&sslrootcert=${ca}&options=-c%20work_mem%3D5MB&client_encoding=UTF8&keepalives=1`,
+    'postgres://h/d%20x?fallback_application_name=f&connect_timeout=3',
+    'postgres:///d',
+  ];
+  const fields = ['host', 'port', 'database', 'user', 'options', 'application_name', 'fallback_application_name', 'client_encoding', 'ssl', 'connect_timeout', 'keepalives'];
+  for (const url of urls) {
+    for (const application_name of [undefined, 'sb']) {
+      const before = new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse({ url }), { application_name }));
+      const conn = connectionConfig(sourceConfigSchema.shape.source.parse({ url, passwordFile: pw }), { application_name });
+      assert.equal(conn.connectionString, undefined, url);
+      assert.equal(typeof conn.password, 'function', url);
+      const now = new ConnectionParameters(conn);
+      // (verify-ca's checkServerIdentity is a new function each time: compared as a function.)
+      const shown = (v: unknown) => (v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, typeof x === 'function' ? 'function' : x])) : v);
+      for (const f of fields) assert.deepEqual(shown(now[f]), shown(before[f]), `${url}: ${f}`);
+      assert.equal(typeof now.password, 'function', `${url}: the URL's (empty) password does not replace the function`);
+    }
+  }
+});

@@ -76,6 +76,17 @@ export async function startSourceTestEnv(clientId: string): Promise<SourceTestEn
   }
 }
 
+/**
+ * Drop a slot a stopped connector used: its walsender ends after the client has gone, and until
+ * then the slot is active and the drop refused (55006).
+ */
+export async function dropSlot(c: pg.ClientBase, slot: string): Promise<void> {
+  await waitFor(`slot ${slot} dropped`, () => c.query('SELECT pg_drop_replication_slot($1)', [slot]).then(() => true, (err: { code?: string }) => {
+    if (err.code !== '55006') throw err;
+    return false;
+  }), { timeoutMs: 10_000, intervalMs: 50 });
+}
+
 export async function walLsn(c: pg.ClientBase): Promise<bigint> {
   return parseLsn((await c.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l);
 }

@@ -20,7 +20,7 @@ import { sinkTestFile } from '../helpers/sink-env.ts';
 import { produceChanges } from '../helpers/produce-changes.ts';
 import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
-import { caughtUp, finalStateInTopicOrder, readDecoded, RegistryDecoder, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { caughtUp, dropSlot, finalStateInTopicOrder, readDecoded, RegistryDecoder, startSourceTestEnv, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const file = sinkTestFile('drift');
 const { ID, SRC, DST, log } = file;
@@ -242,10 +242,8 @@ test('source: a slot left behind by a new slotName is named in a warning with it
   assert.equal(warned.leftSlot, slot);
   assert.match(warned.msg, new RegExp(`replication slot "${slot}", which this connector made and published from .* still exists and holds back WAL`));
   assert.match(warned.msg, new RegExp(`SELECT pg_drop_replication_slot\\('${slot}'\\)`));
-  // The stopped connector's walsender may not have let go of its slot yet.
-  for (const s of [`${slot}_b`, slot]) {
-    await waitFor(`slot ${s} dropped`, () => client.query('SELECT pg_drop_replication_slot($1)', [s]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 50 });
-  }
+  await dropSlot(client, `${slot}_b`);
+  await dropSlot(client, slot);
 });
 
 test('source: snapshot mode never, then initial: the slot that streamed is dropped, and its topic truncated before the snapshot, so a row deleted while stopped does not stay', async (t) => {

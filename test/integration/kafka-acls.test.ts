@@ -16,7 +16,7 @@ import type { KafkaBroker } from '../../shared/devstack/kafka.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { runCli, spawnCli, type CliChild } from '../helpers/cli.ts';
 import { startSecureStack } from '../helpers/secure-stack.ts';
-import { uniquePrefix } from '../helpers/source.ts';
+import { dropSlot, uniquePrefix } from '../helpers/source.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 
 const { Kafka, AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes } = kafkajs;
@@ -148,7 +148,7 @@ test('source without Write on __transactions: stops at the first streamed transa
   assert.match(output, new RegExp(`--allow-principal 'User:${user}' --operation Write --topic`));
   const { rows } = await su.query(`SELECT confirmed_flush_lsn < $2::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = $1`, [c.slot, lsn]);
   assert.equal(rows[0].behind, true, 'the slot was confirmed past a transaction Kafka did not take');
-  await su.query(`SELECT pg_drop_replication_slot($1)`, [c.slot]);
+  await dropSlot(su, c.slot);
 });
 
 test('sink without Read on its group: exit 2 at once (was 0), naming the group and the grant', async () => {

@@ -25,7 +25,7 @@ import { produceChanges, registerTable, tableInfo } from '../helpers/produce-cha
 import { pipelineCaughtUp, sinkConfig, waitApplied } from '../helpers/sink.ts';
 import { openSinkTestEnv } from '../helpers/sink-env.ts';
 import {
-  RegistryDecoder, caughtUp, finalStateInTopicOrder, readDecoded, readRaw, startSourceTestEnv, stopped, streaming, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv,
+  RegistryDecoder, caughtUp, dropSlot, finalStateInTopicOrder, readDecoded, readRaw, startSourceTestEnv, stopped, streaming, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -93,7 +93,7 @@ test('snapshot.mode never, __snapshot deleted while the source is stopped: the n
   await run();
   await deleteSnapshotTopic(config.topicPrefix);
   await run();
-  await client.query(`SELECT pg_drop_replication_slot('${slot}')`);
+  await dropSlot(client, slot);
   const third = await startSourceConnector(config, testLogger());
   t.after(() => third.stop());
   // Without the marker it would stream on from a new slot (no stop within the deadline), the changes in between lost unsaid.

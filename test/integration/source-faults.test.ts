@@ -20,7 +20,7 @@ import { startSourceConnector } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import { spawnCli, spawnSourceCli } from '../helpers/cli.ts';
 import { testLogger } from '../helpers/kafka.ts';
-import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, streaming, sumEndOffsets, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
+import { RegistryDecoder, readDecoded, readRaw, startSourceTestEnv, dropSlot, streaming, sumEndOffsets, testSourceConfig, uniquePrefix, walLsn, type SourceTestEnv } from '../helpers/source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-source-faults-'));
 let env: SourceTestEnv;
@@ -168,7 +168,7 @@ test('a restart whose slot replays a truncate: the replayed copies name the same
   await waitFor('the first session published everything', async () => (await sumEndOffsets(kafka, topic)) >= 53, { timeoutMs: 60_000, intervalMs: 100 });
   await first.stop();
   await first.done;
-  await client.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+  await dropSlot(client, slot);
   await client.query(`SELECT pg_copy_logical_replication_slot($1, $2)`, [`${slot}_kept`, slot]);
   await client.query(`SELECT pg_drop_replication_slot($1)`, [`${slot}_kept`]);
 

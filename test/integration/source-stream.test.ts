@@ -19,7 +19,7 @@ import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
 import { capturingLogger } from '../helpers/own-copy.ts';
 import {
-  RegistryDecoder, assertRowsEqualTable, caughtUp, finalState, finalStateInTopicOrder, readDecoded, readJson, readRaw, stableKey, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
+  RegistryDecoder, assertRowsEqualTable, caughtUp, dropSlot, finalState, finalStateInTopicOrder, readDecoded, readJson, readRaw, stableKey, startSourceTestEnv, stopped, streaming, testSourceConfig, walLsn, type SourceTestEnv,
 } from '../helpers/source.ts';
 
 let env: SourceTestEnv;
@@ -720,7 +720,7 @@ test('stopped mid-snapshot: the next start says so and redoes it from a fresh sl
   await second.stop();
 
   // Someone drops the slot: the connector must not quietly start over with a new one.
-  await client.query(`SELECT pg_drop_replication_slot('${config.slotName}')`);
+  await dropSlot(client, config.slotName);
   const third = await startSourceConnector(config, testLogger());
   await assert.rejects(third.done, (err: unknown) => {
     assert.ok(err instanceof ShardBridgeError);

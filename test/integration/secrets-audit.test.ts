@@ -71,7 +71,7 @@ test('a wrong source password: schema copy, cleanup and cutover name the source 
     const all = r.stdout + r.stderr;
     assert.equal(r.code, 1, `${cmd.join(' ')}: ${all}`);
     assert.match(all, new RegExp(`cannot connect to the source PostgreSQL at ${endpoint()}: password authentication failed for user "${ROLE}"`), cmd.join(' '));
-    if (cmd[0] !== 'cutover') assert.match(r.stderr, /remedy: check the password \(source\.password, or the one in source\.url, percent-encoded\)/, cmd.join(' '));
+    if (cmd[0] !== 'cutover') assert.match(r.stderr, /remedy: check the password \(source\.password, or the one in source\.url, percent-encoded, or the content of source\.passwordFile\)/, cmd.join(' '));
     assertNoSecret(all);
   }
 });

@@ -106,6 +106,13 @@ const PASSWORD_CHANGED =
   'it is read at every new connection, so the sink takes it at its next try without a restart. A password in destination.password, destination.url ' +
   'or SHARDBRIDGE_SINK_DESTINATION__PASSWORD is read at start only: change it there and restart the sink';
 
+// A worker refusing the coordinator's own connection (libpq's text in Citus's 08006).
+const WORKER_AUTH = /password authentication failed|no password supplied|authentication failed for user/;
+const CITUS_WORKER_AUTH =
+  "a Citus worker refused the coordinator's connection as the sink's role (the message names the worker): the coordinator authenticates to the workers with its own credentials, " +
+  'not with destination.passwordFile: the ~/.pgpass of the operating-system user the coordinator runs as, or pg_dist_authinfo (citus.node_conninfo for the rest of the connection string); ' +
+  'after the role\'s password changed, change it there too (ALTER ROLE … PASSWORD on the coordinator reaches the workers); the batch is applied again with backoff';
+
 /**
  * What the sink waits for when the destination fails with `code` (a transient failure, retried
  * with backoff), and what ends the wait; undefined for an error that stalls. Pure.
@@ -142,6 +149,7 @@ export function waitingFor(code: string, message: string): string | undefined {
       return "the destination refuses the sink's role (pg_hba.conf has no line letting it connect to this database from here, or a rule rejects it): fix pg_hba.conf and reload; the sink connects again with backoff";
   }
   if (code.startsWith('08') && citusWorkerLost(message)) {
+    if (WORKER_AUTH.test(message)) return CITUS_WORKER_AUTH;
     return 'Citus could not reach a worker node or lost its connection to it (the message names host:port: down, restarting, failing over, or out of connection slots): the batch rolled back on every node and is applied again once the worker answers';
   }
   if (code.startsWith('08')) return 'the connection to the destination was lost: the batch rolled back and is applied again on a new connection';

@@ -1,14 +1,14 @@
 /**
- * The shared staging table's Citus layout (pure SQL and verdicts): on a hash-distributed
- * target it must be distributed colocated with it, by the same column, or the merge
- * (`INSERT … SELECT … FROM staging`) is not pushed down to the shards but goes through the
- * coordinator. The staging table outlives the sink, so a target distributed anew since
- * (`alter_distributed_table`: another shard count, column or colocation) finds it made for
- * the old layout.
+ * The shared staging table's preparation (pure SQL and verdicts): its columns follow the
+ * target's, and on a hash-distributed target it must be distributed colocated with it, by the
+ * same column, or the merge (`INSERT … SELECT … FROM staging`) is not pushed down to the
+ * shards but goes through the coordinator. The staging table outlives the sink, so a target
+ * distributed anew since (`alter_distributed_table`: another shard count, column or
+ * colocation) finds it made for the old layout, and a retyped one with old column types.
  */
-import { quoteLiteral } from '../shared/sql.ts';
+import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 import type { ApplyTable } from './sink-change.ts';
-import { qualifiedName, stagingTableName } from './upsert-batch.ts';
+import { createStagingSql, qualifiedName, stagingNullableSql, stagingTableName } from './upsert-batch.ts';
 
 /** Whether the staging table of `table` needs distributing (Citus, hash-distributed target). */
 const colocates = (table: ApplyTable): table is ApplyTable & { distributionColumn: string } =>
@@ -59,7 +59,86 @@ export function distributeStagingSql(table: ApplyTable): string | null {
   );
 }
 
-/** Citus's refusal to distribute a table another sink process distributed a moment before. */
-export function alreadyDistributed(sqlstate: string | undefined, message: string): boolean {
-  return sqlstate === '42P16' && /is already distributed/.test(message);
+/**
+ * Opens the preparation's transaction (after BEGIN). The lock serialises sink processes: each
+ * decides on what the one before it left (two deciding at once from the old catalog made the
+ * table anew twice, the second dropping the first's), and a batch of another process waits
+ * for the COPY until the commit instead of meeting the table dropped, not yet distributed or
+ * still NOT NULL. On Citus, sequential mode first: a transaction that ran a multi-shard
+ * statement over parallel connections (DROP, ALTER of a distributed table) may not then run
+ * DDL on another Citus table or create_distributed_table ('there was a parallel operation on
+ * a distributed table in the transaction'); every shard is empty, so one connection per
+ * worker costs little, and only when the staging table changes.
+ */
+export function openStagingPrepareSql(table: ApplyTable): string[] {
+  const lock = `LOCK TABLE ${stagingTableName(table)} IN ACCESS EXCLUSIVE MODE`;
+  return colocates(table) ? [`SET LOCAL citus.multi_shard_modify_mode TO 'sequential'`, lock] : [lock];
+}
+
+/** A column of the staging table as pg_attribute has it (a dropped one keeps its number). */
+export interface StagingColumn {
+  attname: string;
+  type: string;
+  attnotnull: boolean;
+  attisdropped: boolean;
+}
+
+/** PostgreSQL's MaxHeapAttributeNumber: the column numbers a table may use, dropped columns' included (never reused). */
+export const MAX_TABLE_COLUMNS = 1600;
+
+/**
+ * The ALTERs that give the shared staging table the target's columns and types, or null when
+ * it is to be made anew instead: each column made again for a new type leaves a dropped one
+ * behind, and past 1,600 column numbers ADD COLUMN fails (54011 'tables can have at most 1600
+ * columns'), which stalled a table near PostgreSQL's limit at its first type change. Pure.
+ */
+export function stagingColumnChanges(table: ApplyTable, rows: readonly StagingColumn[]): string[] | null {
+  const have = new Map(rows.filter((r) => !r.attisdropped).map((r) => [r.attname, r.type]));
+  const staging = stagingTableName(table);
+  const alters: string[] = [];
+  let added = 0;
+  for (const c of table.columns) {
+    const type = have.get(c.name);
+    if (type === undefined) {
+      alters.push(`ALTER TABLE ${staging} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
+      added++;
+    }
+    // The target's type changed since the staging table was made (it outlives the sink): COPY
+    // into the old type would round a new numeric scale or refuse a widened value. The table
+    // holds no committed rows (each batch removes its own), so the column is simply made anew.
+    else if (type !== c.type && c.name !== table.distributionColumn) {
+      alters.push(`ALTER TABLE ${staging} DROP COLUMN ${quoteIdent(c.name)}, ADD COLUMN ${quoteIdent(c.name)} ${c.type}`);
+      added++;
+    }
+  }
+  // A column dropped from the target since the staging table was made could be NOT NULL there.
+  const wanted = new Set(table.columns.map((c) => c.name));
+  for (const name of have.keys()) {
+    if (!wanted.has(name)) alters.push(`ALTER TABLE ${staging} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
+  }
+  return rows.length + added > MAX_TABLE_COLUMNS ? null : alters;
+}
+
+/**
+ * The rest of the preparation's transaction, from the staging table's `layout` (stagingLayout;
+ * 'ok' when the target needs no colocated one) and its `columns` read under the lock: made
+ * anew (DROP, CREATE … LIKE the target, distributed colocated with it) when laid out for
+ * another layout or past 1,600 column numbers, else distributed if not yet and altered; then
+ * the NOT NULLs the merge never fills dropped. The new table takes the target's shard count
+ * through colocate_with. Pure.
+ */
+export function stagingPrepareSql(table: ApplyTable, layout: 'absent' | 'ok' | 'stale', columns: readonly StagingColumn[]): string[] {
+  const alters = layout === 'stale' ? null : stagingColumnChanges(table, columns);
+  const distribute = layout === 'ok' && alters !== null ? null : distributeStagingSql(table);
+  if (alters === null) {
+    // Made anew from the target (LIKE): its columns, NOT NULL included, and no dropped ones.
+    const nullable = stagingNullableSql(table, table.columns.filter((c) => c.notNull).map((c) => c.name));
+    return [`DROP TABLE ${stagingTableName(table)}`, createStagingSql(table), distribute, nullable].filter((s): s is string => s !== null);
+  }
+  const wanted = new Set(table.columns.map((c) => c.name));
+  const nullable = stagingNullableSql(
+    table,
+    columns.filter((r) => !r.attisdropped && r.attnotnull && wanted.has(r.attname)).map((r) => r.attname),
+  );
+  return [distribute, ...alters, nullable].filter((s): s is string => s !== null);
 }

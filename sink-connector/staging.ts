@@ -21,14 +21,12 @@ import {
   copyTextChunks,
   createStagingSql,
   mergeFromStagingSql,
-  quoteIdent,
   sessionStaging,
   STAGING_SCHEMA,
   stagingBaseName,
-  stagingNullableSql,
   stagingTableName,
 } from './upsert-batch.ts';
-import { alreadyDistributed, distributeStagingSql, stagingLayout, stagingLayoutSql, type StagingLayoutRow } from './staging-layout.ts';
+import { openStagingPrepareSql, stagingLayout, stagingLayoutSql, stagingPrepareSql, type StagingColumn, type StagingLayoutRow } from './staging-layout.ts';
 
 type Value = string | null;
 
@@ -148,91 +146,28 @@ async function createStaging(q: Query, table: ApplyTable): Promise<void> {
   }
 }
 
-async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
-  await createStaging(q, table);
-  await layOutStaging(q, table);
-  const { rows } = await q(
-    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attisdropped FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0`,
-    [STAGING_SCHEMA, stagingBaseName(table)],
-  );
-  const alters = stagingColumnChanges(table, rows as StagingColumn[]);
-  if (alters === null) {
-    // Made anew from the target (LIKE): its columns, NOT NULL included, and no dropped ones.
-    await q(`DROP TABLE IF EXISTS ${stagingTableName(table)}`);
-    await createStaging(q, table);
-    await layOutStaging(q, table);
-    const nullable = stagingNullableSql(table, table.columns.filter((c) => c.notNull).map((c) => c.name));
-    if (nullable) await q(nullable);
-    return;
-  }
-  for (const sql of alters) await q(sql);
-  const wanted = new Set(table.columns.map((c) => c.name));
-  const live = (rows as StagingColumn[]).filter((r) => !r.attisdropped);
-  const nullable = stagingNullableSql(table, live.filter((r) => r.attnotnull && wanted.has(r.attname)).map((r) => r.attname));
-  if (nullable) await q(nullable);
-}
-
-/** On Citus, the staging table distributed colocated with the target (made anew when it was laid out for another layout). */
-async function layOutStaging(q: Query, table: ApplyTable): Promise<void> {
-  const layoutSql = stagingLayoutSql(table);
-  if (!layoutSql) return;
-  const { rows } = await q(layoutSql);
-  const layout = stagingLayout(rows[0] as StagingLayoutRow | undefined, table);
-  if (layout === 'stale') {
-    await q(`DROP TABLE IF EXISTS ${stagingTableName(table)}`);
-    await createStaging(q, table);
-  }
-  if (layout !== 'ok') {
-    try {
-      await q(distributeStagingSql(table)!);
-    } catch (err) {
-      // Another sink process distributed it between the check and here.
-      if (!alreadyDistributed(sqlStateOf(err), (err as Error).message)) throw err;
-    }
-  }
-}
-
-/** A column of the staging table as pg_attribute has it (a dropped one keeps its number). */
-export interface StagingColumn {
-  attname: string;
-  type: string;
-  attnotnull: boolean;
-  attisdropped: boolean;
-}
-
-/** PostgreSQL's MaxHeapAttributeNumber: the column numbers a table may use, dropped columns' included (never reused). */
-export const MAX_TABLE_COLUMNS = 1600;
+const STAGING_COLUMNS_SQL = `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attisdropped
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0`;
 
 /**
- * The ALTERs that give the shared staging table the target's columns and types, or null when
- * it is to be made anew instead: each column made again for a new type leaves a dropped one
- * behind, and past 1,600 column numbers ADD COLUMN fails (54011 'tables can have at most 1600
- * columns'), which stalled a table near PostgreSQL's limit at its first type change. Pure.
+ * Made if missing, then laid out and altered (or made anew) in one transaction under the
+ * staging table's lock (staging-layout.ts: openStagingPrepareSql says why). Runs before the
+ * batch transaction, on a connection in none.
  */
-export function stagingColumnChanges(table: ApplyTable, rows: readonly StagingColumn[]): string[] | null {
-  const have = new Map(rows.filter((r) => !r.attisdropped).map((r) => [r.attname, r.type]));
-  const staging = stagingTableName(table);
-  const alters: string[] = [];
-  let added = 0;
-  for (const c of table.columns) {
-    const type = have.get(c.name);
-    if (type === undefined) {
-      alters.push(`ALTER TABLE ${staging} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}`);
-      added++;
-    }
-    // The target's type changed since the staging table was made (it outlives the sink): COPY
-    // into the old type would round a new numeric scale or refuse a widened value. The table
-    // holds no committed rows (each batch removes its own), so the column is simply made anew.
-    else if (type !== c.type && c.name !== table.distributionColumn) {
-      alters.push(`ALTER TABLE ${staging} DROP COLUMN ${quoteIdent(c.name)}, ADD COLUMN ${quoteIdent(c.name)} ${c.type}`);
-      added++;
-    }
+async function prepareStaging(q: Query, table: ApplyTable): Promise<void> {
+  await createStaging(q, table);
+  await q('BEGIN');
+  try {
+    for (const sql of openStagingPrepareSql(table)) await q(sql);
+    const layoutSql = stagingLayoutSql(table);
+    const layout = layoutSql === null ? 'ok' : stagingLayout((await q(layoutSql)).rows[0] as StagingLayoutRow | undefined, table);
+    const { rows } = await q(STAGING_COLUMNS_SQL, [STAGING_SCHEMA, stagingBaseName(table)]);
+    for (const sql of stagingPrepareSql(table, layout, rows as StagingColumn[])) await q(sql);
+    await q('COMMIT');
+  } catch (err) {
+    await q('ROLLBACK').catch(() => {});
+    throw err;
   }
-  // A column dropped from the target since the staging table was made could be NOT NULL there.
-  const wanted = new Set(table.columns.map((c) => c.name));
-  for (const name of have.keys()) {
-    if (!wanted.has(name)) alters.push(`ALTER TABLE ${staging} DROP COLUMN IF EXISTS ${quoteIdent(name)}`);
-  }
-  return rows.length + added > MAX_TABLE_COLUMNS ? null : alters;
 }
+

@@ -13,6 +13,7 @@ import { queryWith } from '../../sink-connector/destination-errors.ts';
 import { createInPlaceGroup, updateInPlace } from '../../sink-connector/update-in-place.ts';
 import { SinkApplyError } from '../../shared/errors.ts';
 import { createOwnSchemasSql } from '../../shared/sql.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
 import { ensureStaging, upsertViaStaging, writeCopy } from '../../sink-connector/staging.ts';
 import { collapse, type ApplyPlan } from '../../sink-connector/collapse.ts';
 import { beginAndLockOffset, CREATE_SINK_TABLES_SQL, storeOffsetAndCommitSql } from '../../sink-connector/offsets.ts';
@@ -512,6 +513,44 @@ test("shared staging of a 1,600-column target (PostgreSQL's most) follows a type
   assert.deepEqual(rows, [{ id: '1', c7: '6', c8: 7 }, { id: '2', c7: '9000000000', c8: null }]);
   const staged = await db.query(`SELECT count(*)::int AS n, max(format_type(atttypid, atttypmod)) FILTER (WHERE attname = 'c7') AS c7 FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0`, [stagingTableName(v2)]);
   assert.deepEqual(staged.rows[0], { n: 1600, c7: 'bigint' }, 'no dropped column left behind');
+
+  // The next remake (c8 retyped) met by another sink process's batch: the remake is one
+  // transaction under the staging table's lock, so that COPY waits, then fills the new table.
+  // Before, the DROP committed alone and the COPY met no table (42P01) while the CREATE … LIKE
+  // waited (here for a lock held on the target).
+  await db.query(`ALTER TABLE ${qualifiedName(v1)} ALTER COLUMN c8 TYPE bigint`);
+  const v3: ApplyTable = { ...v2, columns: v2.columns.map((c) => (c.name === 'c8' ? { name: 'c8', type: 'bigint' } : c)) };
+  const connect = async () => {
+    const c = new pg.Client({ connectionString: destUrl });
+    await c.connect();
+    return c;
+  };
+  const [holder, remaker, other] = [await connect(), await connect(), await connect()];
+  try {
+    const waiting = async (like: string) =>
+      (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`, [like])).rows[0].n > 0;
+    await holder.query('BEGIN');
+    await holder.query(`LOCK TABLE ${qualifiedName(v3)} IN ACCESS EXCLUSIVE MODE`);
+    const remaking = ensureStaging(remaker, queryWith(remaker), v3);
+    remaking.catch(() => {});
+    await waitFor('the remake waiting on the target for its CREATE … LIKE', () => waiting('CREATE TABLE IF NOT EXISTS shardbridge_staging.%'));
+    let settled = false;
+    const batch = (async () => {
+      await other.query('BEGIN');
+      await upsertViaStaging(other, queryWith(other), v3, names, { rows: [['3', ...names.slice(1).map((c) => (c === 'c8' ? '9000000001' : null))]] }, new Set());
+      await other.query('COMMIT');
+    })().finally(() => (settled = true));
+    batch.catch(() => {});
+    await waitFor("the other batch's COPY waiting for the staging table (or done)", async () => settled || (await waiting('COPY shardbridge_staging.%')));
+    await holder.query('COMMIT');
+    await remaking;
+    await batch;
+    const moved = await db.query(`SELECT c8::text FROM ${qualifiedName(v3)} WHERE id = 3`);
+    assert.deepEqual(moved.rows, [{ c8: '9000000001' }]);
+  } finally {
+    await Promise.all([holder, other].map((c) => c.query('ROLLBACK').catch(() => {})));
+    await Promise.all([holder, remaker, other].map((c) => c.end()));
+  }
 });
 
 test('staging table creation: concurrent partitions of one sink, and a racing sink process, end with one ready table', async () => {

@@ -170,6 +170,16 @@ test('a Citus worker down or its connection lost (XX000, 58030 or 08006 from the
     assert.equal(e.retriable, true);
     assert.match(e.remedy!, /Citus could not reach a worker node/, message);
   }
+  // A worker refusing the coordinator's credentials (a password rotated for the sink's role): not
+  // destination.passwordFile's business, which covers the sink's own sessions to the coordinator.
+  for (const message of [
+    'connection to the remote node sink@10.0.0.5:5432 failed with the following error: FATAL:  password authentication failed for user "sink"',
+    'connection to the remote node sink@10.0.0.5:5432 failed with the following error: fe_sendauth: no password supplied',
+  ]) {
+    const e = classify(pgError({ code: '08006', message }), {}) as SinkApplyError;
+    assert.equal(e.retriable, true, message);
+    assert.match(e.remedy!, /^a Citus worker refused the coordinator's connection .* not with destination\.passwordFile: the ~\/\.pgpass .* or pg_dist_authinfo/, message);
+  }
   // Other XX000s still stall; PostgreSQL's own lost connection keeps its wording.
   assert.equal((classify(pgError({ code: 'XX000', message: 'could not find shard for partition column value' }), {}) as SinkApplyError).retriable, false);
   assert.match(waitingFor('08006', 'terminating connection due to administrator command')!, /^the connection to the destination was lost/);

@@ -20,7 +20,15 @@ import {
   truncateSql,
 } from '../../sink-connector/upsert-batch.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
-import { alreadyDistributed, distributeStagingSql, stagingLayout, stagingLayoutSql } from '../../sink-connector/staging-layout.ts';
+import {
+  distributeStagingSql,
+  MAX_TABLE_COLUMNS,
+  openStagingPrepareSql,
+  stagingLayout,
+  stagingLayoutSql,
+  stagingPrepareSql,
+  type StagingColumn,
+} from '../../sink-connector/staging-layout.ts';
 import { SchemaError } from '../../shared/errors.ts';
 
 const orders: ApplyTable = {
@@ -398,13 +406,48 @@ test('an ALWAYS identity column makes upsert and staging merge keep the source v
   assert.doesNotMatch(buildUpsert({ ...t, identityAlways: false }, ['id', 'v']).text, /OVERRIDING/);
 });
 
-test("the staging table's layout: distributed anew, made anew when the target's layout changed, a concurrent distribution accepted", () => {
+test("the staging table's layout: distributed anew, made anew when the target's layout changed", () => {
   assert.equal(stagingLayout(undefined, orders), 'absent');
   assert.equal(stagingLayout({ method: 'h', colocated: true, column: 'customer_id' }, orders), 'ok');
   assert.equal(stagingLayout({ method: 'h', colocated: false, column: 'customer_id' }, orders), 'stale', 'the target was given another shard count');
   assert.equal(stagingLayout({ method: 'h', colocated: true, column: 'id' }, orders), 'stale', 'the target is distributed by another column');
   assert.equal(stagingLayout({ method: 'n', colocated: false, column: null }, orders), 'stale', 'a Citus-managed local table (citus.use_citus_managed_tables)');
-  assert.equal(alreadyDistributed('42P16', 'table "public__orders" is already distributed'), true);
-  assert.equal(alreadyDistributed('42P16', 'distribution column type mismatch'), false);
-  assert.equal(alreadyDistributed('XX000', 'table "x" is already distributed'), false);
+});
+
+const attr = (attname: string, type: string, attnotnull = false, attisdropped = false): StagingColumn => ({ attname, type, attnotnull, attisdropped });
+const S = 'shardbridge_staging."public__orders"';
+const DISTRIBUTE =
+  `SELECT create_distributed_table('${S}', 'customer_id', colocate_with => '"public"."orders"') ` +
+  `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = '${S}'::regclass)`;
+
+test("staging preparation's transaction opens in Citus's sequential mode, then locks the staging table (only the lock without a colocated one)", () => {
+  // Sequential before any multi-shard statement: after a parallel DROP or ALTER, Citus refuses
+  // create_distributed_table and DDL on another Citus table in the same transaction.
+  assert.deepEqual(openStagingPrepareSql(orders), [`SET LOCAL citus.multi_shard_modify_mode TO 'sequential'`, `LOCK TABLE ${S} IN ACCESS EXCLUSIVE MODE`]);
+  assert.deepEqual(openStagingPrepareSql({ ...orders, citus: 'reference', distributionColumn: undefined }), [`LOCK TABLE ${S} IN ACCESS EXCLUSIVE MODE`]);
+});
+
+test('staging preparation: distributed when new, altered when the target changed, nothing when it matches', () => {
+  const t: ApplyTable = { ...orders, columns: orders.columns.map((c) => (c.name === 'amount' ? { ...c, notNull: true } : c)) };
+  const same = [attr('customer_id', 'integer', true), attr('id', 'bigint', true), attr('amount', 'numeric(12,2)', true), attr('tags', 'text[]')];
+  assert.deepEqual(stagingPrepareSql(t, 'ok', same), [`ALTER TABLE ${S} ALTER COLUMN "amount" DROP NOT NULL`]);
+  assert.deepEqual(stagingPrepareSql(orders, 'ok', same.map((c) => ({ ...c, attnotnull: false }))), []);
+  assert.deepEqual(stagingPrepareSql(orders, 'absent', [...same.slice(0, 2).map((c) => ({ ...c, attnotnull: false })), attr('amount', 'numeric(10,2)'), attr('old', 'text', true)]), [
+    DISTRIBUTE,
+    `ALTER TABLE ${S} DROP COLUMN "amount", ADD COLUMN "amount" numeric(12,2)`,
+    `ALTER TABLE ${S} ADD COLUMN IF NOT EXISTS "tags" text[]`,
+    `ALTER TABLE ${S} DROP COLUMN IF EXISTS "old"`,
+  ]);
+});
+
+test('staging preparation: made anew, distributed colocated with the target, when laid out for another layout or past 1,600 column numbers', () => {
+  const t: ApplyTable = { ...orders, columns: orders.columns.map((c) => ({ ...c, notNull: c.name !== 'tags' })) };
+  const remade = [`DROP TABLE ${S}`, `CREATE TABLE IF NOT EXISTS ${S} (LIKE "public"."orders" INCLUDING DEFAULTS)`, DISTRIBUTE, `ALTER TABLE ${S} ALTER COLUMN "amount" DROP NOT NULL`];
+  assert.deepEqual(stagingPrepareSql(t, 'stale', []), remade);
+  // 1,596 dropped columns left by earlier retypes: one more retype would need number 1,601.
+  const used = [...Array.from({ length: MAX_TABLE_COLUMNS - 4 }, (_, i) => attr(`........pg.dropped.${i + 1}........`, '-', false, true)), attr('customer_id', 'integer', true), attr('id', 'bigint', true), attr('amount', 'numeric(10,2)'), attr('tags', 'text[]')];
+  assert.deepEqual(stagingPrepareSql(t, 'ok', used), remade);
+  assert.deepEqual(stagingPrepareSql(t, 'absent', used), remade, 'a plain staging table past the limit: made anew and distributed once');
+  const reference: ApplyTable = { ...t, citus: 'reference', distributionColumn: undefined, destKey: ['id'] };
+  assert.deepEqual(stagingPrepareSql(reference, 'ok', used), [`DROP TABLE ${S}`, remade[1], `ALTER TABLE ${S} ALTER COLUMN "customer_id" DROP NOT NULL, ALTER COLUMN "amount" DROP NOT NULL`], 'a reference target: a plain one, not distributed');
 });

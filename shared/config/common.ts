@@ -302,6 +302,8 @@ export function splitUrlCredentials(url: string): { url: string; username?: stri
 }
 
 export interface ConnectionConfigOptions {
+  /** The section's name (`source`, `destination`): an error at a later connection names its key in full. */
+  section: string;
   application_name?: string;
   /** Reads `sslrootcert`; injectable so the mapping stays testable without files. */
   readFile?: (path: string) => string;
@@ -313,7 +315,7 @@ export interface ConnectionConfigOptions {
  * `require` or stronger to insist on TLS). An `sslmode`/`sslrootcert` in the URL query wins
  * over the fields and is taken out of the URL so node-postgres does not reinterpret it.
  */
-export function connectionConfig(section: PgConnectionConfig, opts: ConnectionConfigOptions = {}): ClientConfig {
+export function connectionConfig(section: PgConnectionConfig, opts: ConnectionConfigOptions): ClientConfig {
   let sslmode: SslMode = section.sslmode;
   let sslrootcert = section.sslrootcert;
   const out: ClientConfig = {};
@@ -324,7 +326,7 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
     if (params.options) out.options = params.options;
     if (params.sslmode) {
       if (!(SSL_MODES as readonly string[]).includes(params.sslmode)) {
-        throw new ConfigError(`config: the connection URL's sslmode is not one of ${SSL_MODES.join(', ')}`, { context: { key: 'url' } });
+        throw new ConfigError(`config: ${opts.section}.url: its sslmode is not one of ${SSL_MODES.join(', ')}`, { context: { key: `${opts.section}.url` } });
       }
       sslmode = params.sslmode as SslMode;
     }
@@ -343,7 +345,8 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
     ca = sslrootcert ? (opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(sslrootcert) : undefined;
   } catch (err) {
     // Validation checked the file; it went away since.
-    throw new ConfigError(`config: cannot read the sslrootcert ${sslrootcert}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { context: { key: 'sslrootcert' } });
+    const key = sslrootcert === section.sslrootcert ? `${opts.section}.sslrootcert` : `${opts.section}.url`;
+    throw new ConfigError(`config: ${key}: cannot read the sslrootcert ${sslrootcert}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { context: { key } });
   }
   switch (sslmode) {
     case 'disable':
@@ -362,7 +365,7 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
       break;
   }
   // Last: the URL's parameters go over everything above, as they would from a connectionString.
-  if (section.passwordFile !== undefined) withPasswordFile(out, section.passwordFile);
+  if (section.passwordFile !== undefined) withPasswordFile(out, section.passwordFile, `${opts.section}.passwordFile`);
   return out;
 }
 
@@ -372,14 +375,14 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
  * the fields it parses to, laid over the others as node-postgres would, so that every parameter
  * of the URL still counts. Validation refused a password in the URL beside the file.
  */
-function withPasswordFile(out: ClientConfig, path: string): void {
+function withPasswordFile(out: ClientConfig, path: string, key: string): void {
   if (out.connectionString !== undefined) {
     const parsed: Record<string, unknown> = { ...parsePgConnectionString(out.connectionString) };
     delete parsed.password;
     delete out.connectionString;
     Object.assign(out, parsed);
   }
-  out.password = passwordFromFile(path);
+  out.password = passwordFromFile(path, key);
 }
 
 function takeQueryParams(url: string, names: string[]): { url: string; params: Record<string, string> } {

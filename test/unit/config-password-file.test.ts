@@ -133,3 +133,34 @@ test('connectionConfig with passwordFile and url: node-postgres gets what it wou
     }
   }
 });
+
+test('kafka.sasl.passwordFile and schemaRegistry.passwordFile: read once at load into password; conflicts named, a missing or empty file names the key and the path, never the content', () => {
+  const pw = secretFile(`${SECRET}\n`);
+  const load = (kafka: object, schemaRegistry: object = { url: 'http://r' }, env: Record<string, string> = {}) =>
+    loadSinkConfig({ env, overrides: { destination: { url: 'postgres://u@h/d' }, kafka: { brokers: ['k:1'], ...kafka }, schemaRegistry } });
+  const sasl = (o: object) => ({ sasl: { mechanism: 'scram-sha-512', username: 'u', ...o } });
+
+  const loaded = load(sasl({ passwordFile: pw }), { url: 'http://r', username: 'ru', passwordFile: pw });
+  assert.deepEqual(loaded.kafka.sasl, { mechanism: 'scram-sha-512', username: 'u', password: SECRET });
+  assert.deepEqual(loaded.schemaRegistry, { url: 'http://r', username: 'ru', password: SECRET, requestTimeoutMs: 10_000 });
+  // The registry's user from the URL; the key from the environment too.
+  assert.equal(load({}, { url: 'http://ru@r', passwordFile: pw }).schemaRegistry.password, SECRET);
+  assert.equal(load(sasl({}), undefined, { SHARDBRIDGE_SINK_KAFKA__SASL__PASSWORD_FILE: pw }).kafka.sasl?.password, SECRET);
+  assert.equal(load(sasl({ password: 'given' })).kafka.sasl?.password, 'given', 'password as before');
+
+  const cases: [() => unknown, RegExp][] = [
+    [() => load(sasl({})), /^config: kafka\.sasl\.password: required \(or kafka\.sasl\.passwordFile\)$/m],
+    [() => load(sasl({ password: SECRET, passwordFile: pw })), /^config: kafka\.sasl\.passwordFile: conflicts with kafka\.sasl\.password: give the password once/m],
+    [() => load(sasl({ passwordFile: join(dir, 'absent') })), new RegExp(`^config: kafka\\.sasl\\.passwordFile: ${dir}/absent: cannot read it: no such file$`, 'm')],
+    [() => load(sasl({ passwordFile: secretFile('\r\n') })), /^config: kafka\.sasl\.passwordFile: .*pw\d+: it is empty/m],
+    [() => load({}, { url: 'http://r', username: 'ru', password: SECRET, passwordFile: pw }), /^config: schemaRegistry\.passwordFile: conflicts with schemaRegistry\.password: give the password once/m],
+    [() => load({}, { url: `http://ru:${SECRET}@r`, passwordFile: pw }), /^config: schemaRegistry\.passwordFile: conflicts with the password in schemaRegistry\.url/m],
+    [() => load({}, { url: 'http://r', passwordFile: pw }), /^config: schemaRegistry\.passwordFile: needs schemaRegistry\.username/m],
+    [() => load({}, { url: 'http://r', username: 'ru', passwordFile: dir }), /^config: schemaRegistry\.passwordFile: .*: cannot read it: not a file$/m],
+  ];
+  for (const [fn, want] of cases) {
+    const m = configErrorOf(fn);
+    assert.match(m, want);
+    assert.ok(!m.includes(SECRET), m);
+  }
+});

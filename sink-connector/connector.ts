@@ -213,7 +213,7 @@ class SinkRuntime {
     const states = this.states;
     if (config.batch.lockWaitWarnMs > 0) {
       // Its own session: the lanes' are the ones waiting. Opened at the first batch in its transaction for long.
-      const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}-lockwatch` });
+      const conn = connectionConfig(config.destination, { section: 'destination', application_name: `shardbridge-sink-${config.name}-lockwatch` });
       this.lockWatch = new LockWatch({
         warnMs: config.batch.lockWaitWarnMs,
         lanes: this.concurrency,

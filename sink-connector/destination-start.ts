@@ -31,7 +31,7 @@ export async function openDestination(
   log: Logger,
   untilDone: UntilDone,
 ): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
-  const conn = connectionConfig(config.destination, { application_name: `shardbridge-sink-${config.name}` });
+  const conn = connectionConfig(config.destination, { section: 'destination', application_name: `shardbridge-sink-${config.name}` });
   const replica = config.sessionReplicationRole === 'replica';
   const { citus, encoding, refused } = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
     // Bounded: a destination that accepts TCP and never answers left the start waiting without a word.

@@ -57,7 +57,7 @@ export function sourceSessionName(slot: string): string {
 }
 
 export async function openSource(config: SourceConfig, log: Logger): Promise<SourceSession> {
-  const connection = connectionConfig(config.source, { application_name: sourceSessionName(config.slotName) });
+  const connection = connectionConfig(config.source, { section: 'source', application_name: sourceSessionName(config.slotName) });
   const endpoint = pgEndpoint(config.source, false);
   const startupError = (message: string, cause?: unknown, remedy?: string) =>
     new SourceError(message, { cause, context: { phase: 'startup', source: endpoint }, remedy });

@@ -13,7 +13,7 @@ export type PgSide = 'source' | 'destination';
 /** `connectPg`, its failure a ServiceError "cannot connect to the <side> PostgreSQL at host:port/db: ..." with a remedy. */
 export async function connectSide(section: PgConnectionConfig, side: PgSide, application: string): Promise<pg.Client> {
   try {
-    return await connectPg(section, application);
+    return await connectPg(section, side, application);
   } catch (err) {
     throw connectError(err, section, side);
   }

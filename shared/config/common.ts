@@ -10,7 +10,7 @@ import { parse as parsePgConnectionString } from 'pg-connection-string';
 import { z } from 'zod';
 import { ConfigError, tlsTrustRemedy } from '../errors.ts';
 import { redactDeep } from '../redact.ts';
-import { passwordFileProblem, passwordFromFile } from './password-file.ts';
+import { passwordAtStart, passwordFileProblem, passwordFromFile } from './password-file.ts';
 import { REQUEST_TIMEOUT_MS } from '../registry/registry-client.ts';
 
 /** schemaRegistry.requestTimeoutMs: below 100 ms a healthy registry fails; over 5 min a dead one holds a stop or a check that long. */
@@ -189,8 +189,17 @@ export const kafkaSchema = () =>
       .strictObject({
         mechanism: z.enum(SASL_MECHANISMS),
         username: nonEmptyString(),
-        password: nonEmptyString(),
+        password: nonEmptyString().optional(),
+        /** A file holding the password, read once at start (kafkajs takes a string). */
+        passwordFile: nonEmptyString().optional(),
       })
+      .superRefine((v, ctx) => {
+        if (v.password === undefined && v.passwordFile === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['password'], message: 'required (or kafka.sasl.passwordFile)' });
+        }
+        passwordFileIssues(v, 'kafka.sasl', ctx);
+      })
+      .transform((v, ctx) => withFilePassword(v, 'kafka.sasl', ctx) as { mechanism: (typeof SASL_MECHANISMS)[number]; username: string; password: string })
       .optional(),
   });
 export type KafkaConfig = z.infer<ReturnType<typeof kafkaSchema>>;
@@ -205,6 +214,8 @@ export const schemaRegistrySchema = () =>
       url: z.string().regex(/^https?:\/\/\S+$/).describe('an http:// or https:// URL'),
       username: nonEmptyString().optional(),
       password: z.string().optional(),
+      /** A file holding the password, read once at start. */
+      passwordFile: nonEmptyString().optional(),
       // A registry far away (another region, a slow proxy) needs longer; the sink's 3 s hold of an
       // apply slot (batch-retry.ts) does not follow it: it measures silence, not one request.
       requestTimeoutMs: z
@@ -223,14 +234,46 @@ export const schemaRegistrySchema = () =>
       } else if (parts.password !== undefined && v.password !== undefined) {
         // The URL's would win: a password rotated through the environment, ignored without a word.
         ctx.addIssue({ code: 'custom', path: ['password'], message: 'conflicts with the password in schemaRegistry.url: give the password once (take it out of the URL)' });
+      } else if (parts.password !== undefined && v.passwordFile !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'conflicts with the password in schemaRegistry.url: give the password once (take it out of the URL)' });
+      } else if (v.passwordFile !== undefined && v.username === undefined && parts.username === undefined) {
+        // Basic auth goes with a user: without one the password would be dropped without a word.
+        ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'needs schemaRegistry.username (basic auth sends a user and its password)' });
       }
+      passwordFileIssues(v, 'schemaRegistry', ctx);
     })
-    .transform((v) => {
+    .transform((v, ctx) => {
+      const read = withFilePassword(v, 'schemaRegistry', ctx);
       const parts = splitUrlCredentials(v.url);
-      if (parts?.username === undefined) return v;
-      return { ...v, url: parts.url, username: parts.username, password: parts.password ?? v.password };
+      if (parts?.username === undefined) return read;
+      return { ...read, url: parts.url, username: parts.username, password: parts.password ?? read.password };
     });
 export type SchemaRegistryConfig = z.infer<ReturnType<typeof schemaRegistrySchema>>;
+
+/** `passwordFile` beside `password` (both named), or a file that cannot serve (key and path named, never the content). */
+function passwordFileIssues(v: { password?: string; passwordFile?: string }, section: string, ctx: z.RefinementCtx): void {
+  if (v.passwordFile === undefined) return;
+  if (v.password !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `conflicts with ${section}.password: give the password once (the file, or the key)` });
+  }
+  const problem = passwordFileProblem(v.passwordFile);
+  if (problem) ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${v.passwordFile}: ${problem}` });
+}
+
+/**
+ * The section with `password` read from its `passwordFile` (validated above, read once here) and
+ * the key dropped. Gone or emptied since the check: an issue as the check's.
+ */
+function withFilePassword<T extends { password?: string; passwordFile?: string }>(v: T, section: string, ctx: z.RefinementCtx): Omit<T, 'passwordFile'> {
+  const { passwordFile, ...rest } = v;
+  if (passwordFile === undefined) return rest;
+  const read = passwordAtStart(passwordFile);
+  if ('problem' in read) {
+    ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${passwordFile}: ${read.problem}` });
+    return rest;
+  }
+  return { ...rest, password: read.password } as Omit<T, 'passwordFile'>;
+}
 
 // ---------- pure helpers ----------
 
@@ -302,6 +345,8 @@ export function splitUrlCredentials(url: string): { url: string; username?: stri
 }
 
 export interface ConnectionConfigOptions {
+  /** The section's name (`source`, `destination`): an error at a later connection names its key in full. */
+  section: string;
   application_name?: string;
   /** Reads `sslrootcert`; injectable so the mapping stays testable without files. */
   readFile?: (path: string) => string;
@@ -313,7 +358,7 @@ export interface ConnectionConfigOptions {
  * `require` or stronger to insist on TLS). An `sslmode`/`sslrootcert` in the URL query wins
  * over the fields and is taken out of the URL so node-postgres does not reinterpret it.
  */
-export function connectionConfig(section: PgConnectionConfig, opts: ConnectionConfigOptions = {}): ClientConfig {
+export function connectionConfig(section: PgConnectionConfig, opts: ConnectionConfigOptions): ClientConfig {
   let sslmode: SslMode = section.sslmode;
   let sslrootcert = section.sslrootcert;
   const out: ClientConfig = {};
@@ -324,7 +369,7 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
     if (params.options) out.options = params.options;
     if (params.sslmode) {
       if (!(SSL_MODES as readonly string[]).includes(params.sslmode)) {
-        throw new ConfigError(`config: the connection URL's sslmode is not one of ${SSL_MODES.join(', ')}`, { context: { key: 'url' } });
+        throw new ConfigError(`config: ${opts.section}.url: its sslmode is not one of ${SSL_MODES.join(', ')}`, { context: { key: `${opts.section}.url` } });
       }
       sslmode = params.sslmode as SslMode;
     }
@@ -343,7 +388,8 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
     ca = sslrootcert ? (opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(sslrootcert) : undefined;
   } catch (err) {
     // Validation checked the file; it went away since.
-    throw new ConfigError(`config: cannot read the sslrootcert ${sslrootcert}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { context: { key: 'sslrootcert' } });
+    const key = sslrootcert === section.sslrootcert ? `${opts.section}.sslrootcert` : `${opts.section}.url`;
+    throw new ConfigError(`config: ${key}: cannot read the sslrootcert ${sslrootcert}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { context: { key } });
   }
   switch (sslmode) {
     case 'disable':
@@ -362,7 +408,7 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
       break;
   }
   // Last: the URL's parameters go over everything above, as they would from a connectionString.
-  if (section.passwordFile !== undefined) withPasswordFile(out, section.passwordFile);
+  if (section.passwordFile !== undefined) withPasswordFile(out, section.passwordFile, `${opts.section}.passwordFile`);
   return out;
 }
 
@@ -372,14 +418,14 @@ export function connectionConfig(section: PgConnectionConfig, opts: ConnectionCo
  * the fields it parses to, laid over the others as node-postgres would, so that every parameter
  * of the URL still counts. Validation refused a password in the URL beside the file.
  */
-function withPasswordFile(out: ClientConfig, path: string): void {
+function withPasswordFile(out: ClientConfig, path: string, key: string): void {
   if (out.connectionString !== undefined) {
     const parsed: Record<string, unknown> = { ...parsePgConnectionString(out.connectionString) };
     delete parsed.password;
     delete out.connectionString;
     Object.assign(out, parsed);
   }
-  out.password = passwordFromFile(path);
+  out.password = passwordFromFile(path, key);
 }
 
 function takeQueryParams(url: string, names: string[]): { url: string; params: Record<string, string> } {

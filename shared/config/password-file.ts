@@ -29,6 +29,19 @@ export function passwordFileProblem(path: string): string | undefined {
 }
 
 /**
+ * The password `path` holds, read once (at load: Kafka's SASL and the registry's basic auth take a
+ * password, not a function), or why it cannot serve. The content is returned, never put in `problem`.
+ */
+export function passwordAtStart(path: string): { password: string } | { problem: string } {
+  try {
+    const password = passwordOfFile(readFileSync(path, 'utf8'));
+    return password === '' ? { problem: 'it is empty (a password file holds the password, one line)' } : { password };
+  } catch (err) {
+    return { problem: `cannot read it: ${readProblem(err)}` };
+  }
+}
+
+/**
  * A node-postgres `password` function reading `path` at every new connection. A file unreadable
  * or empty by then fails that connection attempt with a ConfigError naming the key and the path
  * (the sink's pool wraps it as retriable and tries again; the source stops, as for a refused

@@ -27,8 +27,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export const errorText = (e: unknown): string => redactUrl(e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e));
 
 /** A connected client (errors after connect are surfaced by queries, never as crashes). */
-export async function connectPg(section: PgConnectionConfig, application: string): Promise<pg.Client> {
-  const client = new pg.Client({ ...connectionConfig(section, { application_name: application }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+export async function connectPg(section: PgConnectionConfig, name: 'source' | 'destination', application: string): Promise<pg.Client> {
+  const client = new pg.Client({ ...connectionConfig(section, { section: name, application_name: application }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -286,7 +286,7 @@ export async function gatherStatusFacts(inp: StatusInputs): Promise<StatusFacts>
   const sourceSide = (async () => {
     let client: pg.Client | undefined;
     try {
-      client = await connectPg(source.source, 'shardbridge-status');
+      client = await connectPg(source.source, 'source', 'shardbridge-status');
       facts.slot = await readSlot(client, source.slotName);
       return await sourceTables(client, source, sink);
     } catch (e) {
@@ -300,7 +300,7 @@ export async function gatherStatusFacts(inp: StatusInputs): Promise<StatusFacts>
   const destSide = (async () => {
     let client: pg.Client | undefined;
     try {
-      client = await connectPg(sink.destination, 'shardbridge-status');
+      client = await connectPg(sink.destination, 'destination', 'shardbridge-status');
       const present = await sinkTablesPresent(client);
       facts.sinkTables = present.offsets;
       const applied = present.offsets ? await readApplied(client, sink.groupId) : new Map<string, number>();

@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import kafkajs from 'kafkajs';
 import pg from 'pg';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { main } from '../../shared/cli/main.ts';
 import { BIN, cleanEnv } from '../helpers/cli.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
@@ -308,6 +310,35 @@ test('a registry URL with credentials works: they are sent as basic auth, never 
   const registry = r.out.services.findings.filter((f) => f.object.startsWith('registry '));
   assert.deepEqual(registry.map((f) => [f.level, f.object]), [['PASS', `registry ${live.registry}`]], JSON.stringify(registry));
   assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+});
+
+test('schemaRegistry.passwordFile: its content is the basic-auth password sent (a registry that demands it passes, a wrong one is refused), never printed', async (t) => {
+  // The test registry asks for no credentials: a front that demands them, forwarding the rest.
+  const want = `Basic ${Buffer.from(`ruser:${SECRET}`).toString('base64')}`;
+  const front = createServer((req, res) => {
+    if (req.headers.authorization !== want) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error_code: 401, message: 'Unauthorized' }));
+      return;
+    }
+    fetch(`${live.registry}${req.url}`, { method: req.method }).then(
+      async (r) => res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await r.arrayBuffer())),
+      () => res.writeHead(502).end(),
+    );
+  });
+  await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+  t.after(() => front.close());
+  const url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  const passwordFile = join(dir, 'registry-password');
+  const run = async (content: string) => {
+    writeFileSync(passwordFile, content);
+    const p = join(dir, 'registry-file.source.yaml');
+    writeFileSync(p, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${SCHEMA}], include: [${SCHEMA}.good] }`, `kafka: { brokers: ["${live.kafka}"] }`, `schemaRegistry: { url: "${url}", username: ruser, passwordFile: "${passwordFile}" }`].join('\n'));
+    const r = await check(['--source-config', p]);
+    assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET));
+    return r.out.services.findings.filter((f) => f.object.startsWith('registry ')).map((f) => [f.level, f.object]);
+  };
+  assert.deepEqual(await run(`${SECRET}\n`), [['PASS', `registry ${url}`]]);
+  assert.deepEqual(await run('wrong\n'), [['FAIL', `registry ${url}`]]);
 });
 
 test("a replication role given a publication made by the tables' owner passes; one that cannot read a table fails naming it", async () => {

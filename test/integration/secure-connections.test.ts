@@ -2,12 +2,15 @@
  * The connectors and the commands over secured connections to real servers: PostgreSQL with TLS
  * (verify-full against a test CA) and password (SCRAM) authentication for a replication role,
  * and Kafka through a SASL_SSL listener (SCRAM-SHA-512 and PLAIN, the CA given in the config).
- * Rows flow end to end; neither secret appears in any output, at debug level either; a wrong
- * password or an untrusted server certificate is a clear error naming the server.
+ * Rows flow end to end, every password read from a file (passwordFile): the PostgreSQL one
+ * rotated mid-stream is taken by the source's reconnect; neither secret appears in any output,
+ * at debug level either; a wrong password or an untrusted server certificate is a clear error
+ * naming the server.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chownSync, copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -75,29 +78,36 @@ async function secure(c: PgCluster): Promise<void> {
   await su.end();
 }
 
-const pgUrl = (db: string, o: { password?: string; ca?: boolean } = {}) =>
-  `postgres://${ROLE}:${encodeURIComponent(o.password ?? PG_SECRET)}@127.0.0.1:${cluster.port}/${db}?sslmode=verify-full${o.ca === false ? '' : `&sslrootcert=${encodeURIComponent(certs.caFile)}`}`;
+/** `password: null`: none in the URL (a passwordFile gives it). */
+const pgUrl = (db: string, o: { password?: string | null; ca?: boolean } = {}) =>
+  `postgres://${ROLE}${o.password === null ? '' : `:${encodeURIComponent(o.password ?? PG_SECRET)}`}@127.0.0.1:${cluster.port}/${db}?sslmode=verify-full${o.ca === false ? '' : `&sslrootcert=${encodeURIComponent(certs.caFile)}`}`;
 
-function kafkaSection(o: { password?: string; mechanism?: string; ca?: boolean } = {}): Record<string, unknown> {
+function kafkaSection(o: { password?: string; passwordFile?: string; mechanism?: string; ca?: boolean } = {}): Record<string, unknown> {
+  const secret = o.passwordFile !== undefined ? { passwordFile: o.passwordFile } : { password: o.password ?? KAFKA_SECRET };
   return {
     brokers: [broker.secureBootstrap],
     ssl: o.ca === false ? true : { ca: certs.ca },
-    sasl: { mechanism: o.mechanism ?? 'scram-sha-512', username: ROLE, password: o.password ?? KAFKA_SECRET },
+    sasl: { mechanism: o.mechanism ?? 'scram-sha-512', username: ROLE, ...secret },
   };
 }
 
-function writeConfigs(name: string, o: { kafka?: Record<string, unknown>; source?: string; destination?: string } = {}): { source: string; sink: string; prefix: string } {
+/** `source` / `destination`: a URL, or the whole section. */
+function writeConfigs(name: string, o: { kafka?: Record<string, unknown>; source?: string | object; destination?: string | object } = {}): { source: string; sink: string; prefix: string } {
+  const section = (s: string | object | undefined, db: string) => (typeof s === 'object' ? s : { url: s ?? pgUrl(db) });
   const prefix = uniquePrefix();
   const kafka = o.kafka ?? kafkaSection();
   const source = join(dir, `${name}-source.json`);
   const sink = join(dir, `${name}-sink.json`);
-  writeFileSync(source, JSON.stringify({ name, source: { url: o.source ?? pgUrl('postgres') }, kafka, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: `sb_${name}`, tables: { schemas: ['sec'] }, metricsPort: 0 }));
-  writeFileSync(sink, JSON.stringify({ name, groupId: `g-${name}`, destination: { url: o.destination ?? pgUrl('dest') }, kafka, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, metricsPort: 0 }));
+  writeFileSync(source, JSON.stringify({ name, source: section(o.source, 'postgres'), kafka, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: `sb_${name}`, tables: { schemas: ['sec'] }, metricsPort: 0 }));
+  writeFileSync(sink, JSON.stringify({ name, groupId: `g-${name}`, destination: section(o.destination, 'dest'), kafka, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, metricsPort: 0 }));
   return { source, sink, prefix };
 }
 
+/** The PostgreSQL password the first test rotates to (then back). */
+const ROTATED = `Pg-R0tated-${randomBytes(4).toString('hex')}`;
+
 function assertNoSecret(text: string, what: string): void {
-  for (const secret of [PG_SECRET, encodeURIComponent(PG_SECRET), KAFKA_SECRET]) assert.ok(!text.includes(secret), `${what} shows a secret:\n${text.slice(0, 2000)}`);
+  for (const secret of [PG_SECRET, encodeURIComponent(PG_SECRET), KAFKA_SECRET, ROTATED]) assert.ok(!text.includes(secret), `${what} shows a secret:\n${text.slice(0, 2000)}`);
 }
 
 async function stop(child: CliChild): Promise<void> {
@@ -105,8 +115,14 @@ async function stop(child: CliChild): Promise<void> {
   await child.exited;
 }
 
-test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka: rows flow end to end, and no output carries a secret', async () => {
-  const files = writeConfigs('secure');
+test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka, passwords from files: rows flow end to end, the PostgreSQL password rotated mid-stream is taken at the source\'s reconnect, and no output carries a secret', async () => {
+  // Every password from a file (passwordFile): PostgreSQL's read at each new connection, Kafka's at start.
+  const pgPwFile = join(dir, 'pg-password');
+  const kafkaPwFile = join(dir, 'kafka-password');
+  writeFileSync(pgPwFile, `${PG_SECRET}\n`);
+  writeFileSync(kafkaPwFile, `${KAFKA_SECRET}\n`);
+  const pgSection = (db: string) => ({ url: pgUrl(db, { password: null }), passwordFile: pgPwFile });
+  const files = writeConfigs('secure', { kafka: kafkaSection({ passwordFile: kafkaPwFile }), source: pgSection('postgres'), destination: pgSection('dest') });
   const checked = await runCli(['check', '--source-config', files.source, '--sink-config', files.sink]);
   assertNoSecret(checked.stdout + checked.stderr, 'check');
   assert.equal(checked.code, 0, checked.stdout + checked.stderr);
@@ -121,9 +137,29 @@ test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka: rows flow
     await admin.query(`INSERT INTO sec.items SELECT g, 'new' || g, now() FROM generate_series(101, 150) g; UPDATE sec.items SET v = v || '!' WHERE id <= 10; DELETE FROM sec.items WHERE id BETWEEN 11 AND 15`);
     const want = (await admin.query(`SELECT count(*)::int AS n, sum(length(v))::int AS len FROM sec.items`)).rows[0];
     await waitFor('the streamed changes in the destination', async () => JSON.stringify(await rows()) === JSON.stringify(want), { timeoutMs: 60_000, intervalMs: 100 });
+
+    // Rotation (docs/configuration.md, "Credentials rotation"): the file rewritten, then the role's
+    // password changed; the walsender ended, the source's new session (replication connection and
+    // its other clients) must read the file again: the old password would be refused (28P01, a stop).
+    const walsender = async () => (await admin.query(`SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'sb_secure'`)).rows[0]?.pid as number | null;
+    const before = await walsender();
+    assert.ok(before, 'a walsender streams from the slot');
+    writeFileSync(pgPwFile, `${ROTATED}\n`);
+    await admin.query(`ALTER ROLE ${ROLE} PASSWORD '${ROTATED}'`);
+    await admin.query('SELECT pg_terminate_backend($1)', [before]);
+    // A source that stopped (the old password refused) fails here, not at the deadline.
+    const stopped = source.exited.then(({ code }) => assert.fail(`the source stopped (exit ${code}): ${source.output().slice(-2000)}`));
+    await Promise.race([waitFor('the source streaming again on a new walsender', async () => ![null, undefined, before].includes(await walsender()), { timeoutMs: 60_000, intervalMs: 100 }), stopped]);
+    await admin.query(`INSERT INTO sec.items SELECT g, 'rot' || g, now() FROM generate_series(151, 160) g`);
+    const rotated = (await admin.query(`SELECT count(*)::int AS n, sum(length(v))::int AS len FROM sec.items`)).rows[0];
+    await waitFor('the changes after the rotation in the destination', async () => JSON.stringify(await rows()) === JSON.stringify(rotated), { timeoutMs: 60_000, intervalMs: 100 });
+    assert.equal(source.proc.exitCode, null, 'the source still runs');
+    assert.match(source.output(), /connector session failed, retrying in \d+ ms/, 'a reconnect, not a first session');
   } finally {
     await Promise.all([stop(source), stop(sink)]);
     await dest.end();
+    // The other tests' URLs carry the first password.
+    await admin.query(`ALTER ROLE ${ROLE} PASSWORD '${PG_SECRET}'`);
   }
   const logs = source.output() + sink.output();
   assert.match(logs, /"level":20/, 'debug lines were written');

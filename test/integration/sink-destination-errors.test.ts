@@ -246,7 +246,7 @@ test('destination errors: transient ones retried with a line saying what the sin
   assert.equal(await stalled(topics.pw.topic), 0, 'waited for, not stalled on');
   // The file gone meanwhile (a secret volume remounted): the connection fails naming it, waited for too.
   rmSync(passwordFile);
-  const missing = () => lines().find((l) => l.level === 40 && l.topic === topics.pw.topic && String(l.msg).includes(`: config: passwordFile ${passwordFile}: cannot read it: no such file`));
+  const missing = () => lines().find((l) => l.level === 40 && l.topic === topics.pw.topic && String(l.msg).includes(`: config: destination.passwordFile ${passwordFile}: cannot read it: no such file`));
   await waitFor('the missing password file waited for', () => missing() !== undefined, { timeoutMs: 15_000 });
   assert.match(missing()!.msg, new RegExp(`cannot connect to the destination at 127\\.0\\.0\\.1:\\d+/${ROLE}: .*; retrying in \\d+ ms — put the password in .* again`));
   assert.equal(await stalled(topics.pw.topic), 0);

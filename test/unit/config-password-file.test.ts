@@ -70,10 +70,10 @@ test('passwordOfFile: the trailing line break of an editor or echo is not part o
   assert.equal(passwordOfFile('\n'), '');
 });
 
-test('connectionConfig with passwordFile: a password function read at every new connection; an unreadable or empty file fails that connection naming the path, never the content', async () => {
+test('connectionConfig with passwordFile: a password function read at every new connection; an unreadable or empty file fails that connection naming its key (section too) and the path, never the content', async () => {
   const path = join(dir, 'rotating');
   writeFileSync(path, 'first\n');
-  const conn = connectionConfig(sourceConfigSchema.shape.source.parse({ host: 'h', database: 'd', user: 'u', passwordFile: path }));
+  const conn = connectionConfig(sourceConfigSchema.shape.source.parse({ host: 'h', database: 'd', user: 'u', passwordFile: path }), { section: 'destination' });
   assert.equal(typeof conn.password, 'function');
   const password = conn.password as () => Promise<string>;
   assert.equal(await password(), 'first');
@@ -85,16 +85,23 @@ test('connectionConfig with passwordFile: a password function read at every new 
   writeFileSync(path, '');
   const empty = await password().then(() => assert.fail('resolved'), (err: unknown) => err);
   assert.ok(empty instanceof ConfigError);
-  assert.match(empty.message, new RegExp(`^config: passwordFile ${path}: it is empty$`));
+  assert.match(empty.message, new RegExp(`^config: destination\\.passwordFile ${path}: it is empty$`));
   rmSync(path);
   const gone = await password().then(() => assert.fail('resolved'), (err: unknown) => err);
   assert.ok(gone instanceof ConfigError);
-  assert.match(gone.message, new RegExp(`^config: passwordFile ${path}: cannot read it: no such file$`));
+  assert.match(gone.message, new RegExp(`^config: destination\\.passwordFile ${path}: cannot read it: no such file$`));
   assert.equal(gone.context.path, path);
+  assert.equal(gone.context.key, 'destination.passwordFile');
   assert.match(gone.remedy!, /read at every new connection: no restart needed/);
   // The source's connect failure (source-session.ts) takes it as its remedy.
   assert.equal(pgRemedy(gone, 'source', 'fallback'), gone.remedy);
   assert.ok(!gone.describe().includes(SECRET));
+  // The source's, from a URL (its fields laid out, the function set last): source.passwordFile.
+  const srcPath = secretFile('x');
+  const fromUrl = connectionConfig(sourceConfigSchema.shape.source.parse({ url: 'postgres://u@h/d', passwordFile: srcPath }), { section: 'source' });
+  rmSync(srcPath);
+  const srcGone = await (fromUrl.password as () => Promise<string>)().then(() => assert.fail('resolved'), (err: unknown) => err as ConfigError);
+  assert.match(srcGone.message, new RegExp(`^config: source\\.passwordFile ${srcPath}: cannot read it: no such file$`));
 });
 
 test('connectionConfig with passwordFile and url: node-postgres gets what it would have taken from the URL (every parameter), the password from the file', () => {
@@ -114,8 +121,8 @@ test('connectionConfig with passwordFile and url: node-postgres gets what it wou
   const fields = ['host', 'port', 'database', 'user', 'options', 'application_name', 'fallback_application_name', 'client_encoding', 'ssl', 'connect_timeout', 'keepalives'];
   for (const url of urls) {
     for (const application_name of [undefined, 'sb']) {
-      const before = new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse({ url }), { application_name }));
-      const conn = connectionConfig(sourceConfigSchema.shape.source.parse({ url, passwordFile: pw }), { application_name });
+      const before = new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse({ url }), { section: 'source', application_name }));
+      const conn = connectionConfig(sourceConfigSchema.shape.source.parse({ url, passwordFile: pw }), { section: 'source', application_name });
       assert.equal(conn.connectionString, undefined, url);
       assert.equal(typeof conn.password, 'function', url);
       const now = new ConnectionParameters(conn);
@@ -124,5 +131,36 @@ test('connectionConfig with passwordFile and url: node-postgres gets what it wou
       for (const f of fields) assert.deepEqual(shown(now[f]), shown(before[f]), `${url}: ${f}`);
       assert.equal(typeof now.password, 'function', `${url}: the URL's (empty) password does not replace the function`);
     }
+  }
+});
+
+test('kafka.sasl.passwordFile and schemaRegistry.passwordFile: read once at load into password; conflicts named, a missing or empty file names the key and the path, never the content', () => {
+  const pw = secretFile(`${SECRET}\n`);
+  const load = (kafka: object, schemaRegistry: object = { url: 'http://r' }, env: Record<string, string> = {}) =>
+    loadSinkConfig({ env, overrides: { destination: { url: 'postgres://u@h/d' }, kafka: { brokers: ['k:1'], ...kafka }, schemaRegistry } });
+  const sasl = (o: object) => ({ sasl: { mechanism: 'scram-sha-512', username: 'u', ...o } });
+
+  const loaded = load(sasl({ passwordFile: pw }), { url: 'http://r', username: 'ru', passwordFile: pw });
+  assert.deepEqual(loaded.kafka.sasl, { mechanism: 'scram-sha-512', username: 'u', password: SECRET });
+  assert.deepEqual(loaded.schemaRegistry, { url: 'http://r', username: 'ru', password: SECRET, requestTimeoutMs: 10_000 });
+  // The registry's user from the URL; the key from the environment too.
+  assert.equal(load({}, { url: 'http://ru@r', passwordFile: pw }).schemaRegistry.password, SECRET);
+  assert.equal(load(sasl({}), undefined, { SHARDBRIDGE_SINK_KAFKA__SASL__PASSWORD_FILE: pw }).kafka.sasl?.password, SECRET);
+  assert.equal(load(sasl({ password: 'given' })).kafka.sasl?.password, 'given', 'password as before');
+
+  const cases: [() => unknown, RegExp][] = [
+    [() => load(sasl({})), /^config: kafka\.sasl\.password: required \(or kafka\.sasl\.passwordFile\)$/m],
+    [() => load(sasl({ password: SECRET, passwordFile: pw })), /^config: kafka\.sasl\.passwordFile: conflicts with kafka\.sasl\.password: give the password once/m],
+    [() => load(sasl({ passwordFile: join(dir, 'absent') })), new RegExp(`^config: kafka\\.sasl\\.passwordFile: ${dir}/absent: cannot read it: no such file$`, 'm')],
+    [() => load(sasl({ passwordFile: secretFile('\r\n') })), /^config: kafka\.sasl\.passwordFile: .*pw\d+: it is empty/m],
+    [() => load({}, { url: 'http://r', username: 'ru', password: SECRET, passwordFile: pw }), /^config: schemaRegistry\.passwordFile: conflicts with schemaRegistry\.password: give the password once/m],
+    [() => load({}, { url: `http://ru:${SECRET}@r`, passwordFile: pw }), /^config: schemaRegistry\.passwordFile: conflicts with the password in schemaRegistry\.url/m],
+    [() => load({}, { url: 'http://r', passwordFile: pw }), /^config: schemaRegistry\.passwordFile: needs schemaRegistry\.username/m],
+    [() => load({}, { url: 'http://r', username: 'ru', passwordFile: dir }), /^config: schemaRegistry\.passwordFile: .*: cannot read it: not a file$/m],
+  ];
+  for (const [fn, want] of cases) {
+    const m = configErrorOf(fn);
+    assert.match(m, want);
+    assert.ok(!m.includes(SECRET), m);
   }
 });

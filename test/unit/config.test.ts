@@ -417,23 +417,23 @@ test('loadConfig works with any strict schema and prefix', () => {
 
 test('connectionConfig maps url/fields and sslmode to pg options (pure)', () => {
   const base = sourceConfigSchema.shape.source.parse({ host: 'h', database: 'd', user: 'u', password: 'p' });
-  assert.deepEqual(connectionConfig(base), { host: 'h', port: 5432, database: 'd', user: 'u', password: 'p', ssl: false });
-  const req = connectionConfig({ ...base, sslmode: 'require' });
+  assert.deepEqual(connectionConfig(base, { section: 'source' }), { host: 'h', port: 5432, database: 'd', user: 'u', password: 'p', ssl: false });
+  const req = connectionConfig({ ...base, sslmode: 'require' }, { section: 'source' });
   assert.deepEqual(req.ssl, { rejectUnauthorized: false });
-  const full = connectionConfig({ ...base, sslmode: 'verify-full', sslrootcert: '/ca.pem' }, { readFile: (p) => `CA(${p})` });
+  const full = connectionConfig({ ...base, sslmode: 'verify-full', sslrootcert: '/ca.pem' }, { section: 'source', readFile: (p) => `CA(${p})` });
   assert.deepEqual(full.ssl, { rejectUnauthorized: true, ca: 'CA(/ca.pem)' });
-  const ca = connectionConfig({ ...base, sslmode: 'verify-ca' });
+  const ca = connectionConfig({ ...base, sslmode: 'verify-ca' }, { section: 'source' });
   assert.equal(typeof ca.ssl === 'object' && typeof ca.ssl.checkServerIdentity, 'function');
   const fromUrl = connectionConfig(
     sourceConfigSchema.shape.source.parse({ url: 'postgres://u@h/d?sslmode=require&application_name=x', password: 'p' }),
-    { application_name: 'sb' },
+    { section: 'source', application_name: 'sb' },
   );
   assert.deepEqual(fromUrl, { connectionString: 'postgres://u@h/d?application_name=x&password=p', application_name: 'sb', ssl: { rejectUnauthorized: false } });
 });
 
 test('a password beside url reaches node-postgres (it lays the parsed URL over the fields: password "" before)', () => {
   const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (c: object) => { password: unknown; user: string; host: string; database: string };
-  const sent = (section: object) => new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse(section)));
+  const sent = (section: object) => new ConnectionParameters(connectionConfig(sourceConfigSchema.shape.source.parse(section), { section: 'source' }));
   const pw = 'p&w=?#%/@ x';
   for (const url of ['postgres://u@h:5433/d', 'postgres://u@h/d?application_name=x&sslmode=require', 'postgres://h/d']) {
     const p = sent({ url, password: pw });
@@ -514,7 +514,7 @@ test('describeSafe masks every password, URL password and TLS key', () => {
 test("a connection URL's own options are kept, with the connectors' session settings after them (the URL no longer replaces ours)", async () => {
   const pg = (await import('pg')).default;
   const { sourceSessionOptions } = await import('../../shared/pg-types.ts');
-  const conn = connectionConfig({ url: 'postgres://u@h:5432/d?options=-c%20statement_timeout%3D5000%20-c%20DateStyle%3DSQL&application_name=x', sslmode: 'prefer' } as never);
+  const conn = connectionConfig({ url: 'postgres://u@h:5432/d?options=-c%20statement_timeout%3D5000%20-c%20DateStyle%3DSQL&application_name=x', sslmode: 'prefer' } as never, { section: 'source' });
   assert.equal(conn.options, '-c statement_timeout=5000 -c DateStyle=SQL');
   assert.doesNotMatch(conn.connectionString!, /options=/);
   assert.match(conn.connectionString!, /application_name=x/);

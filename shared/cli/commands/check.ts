@@ -42,7 +42,7 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
   // Their FAIL findings say it all: kafkajs's own connection errors would only repeat them.
   const services = checkServices(sourceConfig, sink, ctx.logger.child({}, { level: 'silent' }));
 
-  const srcConn = connectionConfig(sourceConfig.source, { application_name: 'shardbridge-check' });
+  const srcConn = connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-check' });
   const sourceTarget = pgEndpoint(sourceConfig.source, false);
   const source: Finding[] = [];
   let tables: SourceTableFacts[] | undefined;
@@ -68,7 +68,7 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
       destination = [{ level: 'WARN', check: 'destination', object: 'destination', message: 'destination not checked: give --sink-config (or SHARDBRIDGE_SINK_* variables)' }];
     } else {
       destination = [];
-      const dstConn = connectionConfig(sink.destination, { application_name: 'shardbridge-check' });
+      const dstConn = connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-check' });
       destTarget = pgEndpoint(sink.destination, false);
       const dst = await connect(dstConn, 'destination', destTarget, destination, 'check destination.host/port, the network path from here, pg_hba.conf and the credentials');
       if (dst) {

@@ -142,8 +142,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       progress(`verifying ${selected.length} table(s)`);
       await step('verify', async () => {
         const report = await verifyTables({
-          source: connectionConfig(source.source, { application_name: 'shardbridge-cutover' }),
-          destination: connectionConfig(sink.destination, { application_name: 'shardbridge-cutover' }),
+          source: connectionConfig(source.source, { section: 'source', application_name: 'shardbridge-cutover' }),
+          destination: connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-cutover' }),
           tables: selected.map((t) => verifyTableFor(t.info, sink.tables)),
           ranges: 16,
           sampleKeys: 5,

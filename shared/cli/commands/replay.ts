@@ -167,7 +167,7 @@ export async function run(opts: ReplayOptions, ctx: CommandContext): Promise<num
   const onDestination = <T>(p: Promise<T>) => p.catch((err: unknown) => {
     throw atServer(err, `cannot use the destination PostgreSQL at ${pgEndpoint(config.destination)}`, destinationRemedy(err));
   });
-  const client = new pg.Client({ ...connectionConfig(config.destination, { application_name: 'shardbridge-replay' }), connectionTimeoutMillis: 10_000 });
+  const client = new pg.Client({ ...connectionConfig(config.destination, { section: 'destination', application_name: 'shardbridge-replay' }), connectionTimeoutMillis: 10_000 });
   client.on('error', () => {});
   try {
     const topics = await onKafka(admin.listTopics());

@@ -22,8 +22,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const sink = ctx.sinkConfig();
   const dryRun = Boolean(opts.dryRun);
   // A bounded connect: a server that accepts TCP and never answers hung the command for good.
-  const src = new pg.Client({ ...connectionConfig(sourceConfig.source, { application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  const dst = new pg.Client({ ...connectionConfig(sink.destination, { application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  const src = new pg.Client({ ...connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  const dst = new pg.Client({ ...connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   src.on('error', () => {});
   dst.on('error', () => {});
   try {

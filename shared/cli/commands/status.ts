@@ -101,7 +101,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
 async function slotSample(ctx: CommandContext): Promise<SlotFacts | null | undefined> {
   const source = ctx.sourceConfig();
   try {
-    const client = await connectPg(source.source, 'shardbridge-status');
+    const client = await connectPg(source.source, 'source', 'shardbridge-status');
     try {
       return await readSlot(client, source.slotName);
     } finally {
@@ -119,7 +119,7 @@ async function lightSample(admin: Admin, ctx: CommandContext, prefix: string, gr
     const atMs = Date.now();
     const topics = await migrationTopics(admin, prefix, sink.deadLetter.topic ?? `${sink.topicPrefix}.__dlq`, []);
     const ends = await endOffsets(admin, topics.tables);
-    const client = await connectPg(sink.destination, 'shardbridge-status');
+    const client = await connectPg(sink.destination, 'destination', 'shardbridge-status');
     try {
       const applied = (await sinkTablesPresent(client)).offsets ? await readApplied(client, groupId) : new Map<string, number>();
       return sampleOf(partitionFacts(ends, applied, new Set()), atMs);

@@ -8,7 +8,8 @@
  */
 import type pg from 'pg';
 import { RetriableError } from '../shared/errors.ts';
-import type { ApplyContext, Counts, UpsertPath } from './apply.ts';
+import type { ApplyContext, UpsertPath } from './apply.ts';
+import type { Counts } from './apply-counts.ts';
 import type { DecodedRecord } from './decode.ts';
 import { destIdOf } from './schema-compile.ts';
 import { sqlStateOf, type Query } from './destination-errors.ts';

@@ -47,7 +47,7 @@ export interface ApplyContext {
    * The same for fast rows (already COPY text): staging costs the sink nothing per row there,
    * while the alternative decodes them after all. In the benchmark's replay (updates ~1,200 per
    * batch) staging them instead of unnest cut the sink's CPU by a quarter, the destination's
-   * unchanged. 200 on PostgreSQL, 1,000 on Citus (connector.ts).
+   * unchanged. 200 on PostgreSQL, 1,000 on Citus (processor-wiring.ts).
    */
   fastStagingMinRows: number;
   /**

@@ -8,7 +8,8 @@
  */
 import type pg from 'pg';
 import { RetriableError } from '../shared/errors.ts';
-import type { ApplyContext, Counts, UpsertPath } from './apply.ts';
+import type { ApplyContext, UpsertPath } from './apply.ts';
+import { add, type Counts } from './apply-counts.ts';
 import type { DecodedRecord } from './decode.ts';
 import { destIdOf } from './schema-compile.ts';
 import { sqlStateOf, type Query } from './destination-errors.ts';
@@ -156,12 +157,6 @@ export function stagesFastRows(rows: readonly FastRow[], ctx: Pick<ApplyContext,
   let bytes = 0;
   for (const r of rows) bytes += r.end - r.start;
   return bytes >= ctx.fastStagingMinBytes;
-}
-
-function add(counts: Counts, table: string, key: string, n: number): void {
-  let m = counts.get(table);
-  if (!m) counts.set(table, (m = new Map()));
-  m.set(key, (m.get(key) ?? 0) + n);
 }
 
 /** Rows by COPY format (mostly one). */

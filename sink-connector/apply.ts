@@ -23,11 +23,14 @@ import { classify, queryWith, withTable, type Query } from './destination-errors
 import { copyIntoTarget, ensureStaging, upsertViaStaging } from './staging.ts';
 import type { DirectCopyPolicy } from './direct-copy.ts';
 import { applyFastRows, DirectCopyConflict, stagesFastRows, TablePaths } from './apply-fast.ts';
-import { groupRows, type FastRow } from './fast-rows.ts';
+import type { FastRow } from './fast-rows.ts';
 import { arrayLiterals, buildDelete, buildSparingDelete, buildUpsert, truncateSql } from './upsert-batch.ts';
 import { createInPlaceGroup, updateInPlace } from './update-in-place.ts';
 import { catalogDriftSql, failOnDriftSql, isDriftFailure } from './catalog-drift.ts';
 import { destIdOf } from './schema-compile.ts';
+import { segmentsOf, type TableRun } from './table-runs.ts';
+import { count, opOf, type Counts } from './apply-counts.ts';
+import { sharedTruncateError, unmatchedRenamesError } from './apply-errors.ts';
 
 export interface ApplyContext {
   groupId: string;
@@ -44,7 +47,7 @@ export interface ApplyContext {
    * The same for fast rows (already COPY text): staging costs the sink nothing per row there,
    * while the alternative decodes them after all. In the benchmark's replay (updates ~1,200 per
    * batch) staging them instead of unnest cut the sink's CPU by a quarter, the destination's
-   * unchanged. 200 on PostgreSQL, 1,000 on Citus (connector.ts).
+   * unchanged. 200 on PostgreSQL, 1,000 on Citus (processor-wiring.ts).
    */
   fastStagingMinRows: number;
   /**
@@ -84,9 +87,6 @@ export interface Chunk {
   logStarts?: () => Promise<ReadonlyMap<number, bigint>>;
 }
 
-/** By destination table: events per op, or rows per upsert path. */
-export type Counts = Map<string, Map<string, number>>;
-
 export type ChunkOutcome =
   | { kind: 'applied'; counts: Counts; paths: Counts; transcoded: Counts; rows: number }
   /** Everything up to nextOffset was applied already (by us before a crash, or another member). */
@@ -95,21 +95,6 @@ export type ChunkOutcome =
   | { kind: 'gap'; stored: bigint }
   /** Applied up to a truncate's copy at `at` (stored offset = at); the other partitions have not all reached theirs. */
   | { kind: 'waiting'; at: bigint; truncate: string; delivery: number; arrived: number; partitions: number; counts: Counts; paths: Counts; transcoded: Counts; rows: number };
-
-/** Records between multi-partition truncates; each segment but the last ends at one. */
-interface Segment {
-  runs: TableRun[];
-  barrier?: { record: DecodedRecord; mark: TruncateMark };
-}
-
-interface TableRun {
-  version: TableVersion;
-  /** Source key in destination names; null when the run holds only truncates. */
-  key: readonly string[] | null;
-  records: DecodedRecord[];
-  /** The table's fast rows (their keys have no event among `records`). */
-  fast: readonly FastRow[];
-}
 
 /**
  * Apply a chunk. `gapFrom`: a stored offset below the chunk whose gap holds no records Kafka
@@ -261,68 +246,6 @@ async function readAfreshIfChanged(client: pg.ClientBase, err: unknown, written:
   });
 }
 
-/** Cut the chunk at multi-partition truncates (each waits for the barrier); truncates of one partition stay in the runs. */
-function segmentsOf(chunk: Chunk, truncate: 'apply' | 'ignore'): Segment[] {
-  const out: Segment[] = [];
-  const marks = truncate === 'apply' ? chunk.truncates : undefined;
-  let start = 0;
-  if (marks && marks.size > 0) {
-    chunk.records.forEach((r, i) => {
-      const mark = r.change.op === 't' ? marks.get(r.change.offset) : undefined;
-      if (!mark) return;
-      out.push({ runs: tableRuns(chunk.records.slice(start, i), truncate), barrier: { record: r, mark } });
-      start = i + 1;
-    });
-  }
-  const last = tableRuns(start === 0 ? chunk.records : chunk.records.slice(start), truncate);
-  if (chunk.fast && chunk.fast.length > 0) {
-    if (out.length > 0) throw new RangeError('fast rows in a chunk with multi-partition truncates');
-    attachFast(last, chunk.fast);
-  }
-  out.push({ runs: last });
-  return out;
-}
-
-/** Each fast row joins its table's run (one per table: a table with key changes in the chunk has no fast rows), or starts one. */
-export function attachFast(runs: TableRun[], fast: readonly FastRow[]): void {
-  for (const [destId, rows] of groupRows(fast, (f) => f.table.destId)) {
-    const run = runs.find((r) => r.version.destId === destId);
-    if (run) run.fast = rows;
-    else runs.push({ version: rows[0].table, key: rows[0].keyColumns, records: [], fast: rows });
-  }
-}
-
-/** Split a chunk's records into per-table runs (offset order kept); a key change within a table starts a new run. */
-export function tableRuns(records: readonly DecodedRecord[], truncate: 'apply' | 'ignore'): TableRun[] {
-  const byTable = new Map<string, TableRun[]>();
-  const out: TableRun[] = [];
-  for (const r of records) {
-    if (r.change.op === 't' && truncate === 'ignore') continue;
-    let list = byTable.get(r.table.destId);
-    if (!list) byTable.set(r.table.destId, (list = []));
-    let run = list[list.length - 1];
-    const key = r.keyColumns;
-    if (!run || (key !== null && run.key !== null && !sameColumns(run.key, key))) {
-      run = { version: r.table, key, records: [], fast: [] };
-      list.push(run);
-      out.push(run);
-    } else if (run.key === null && key !== null) {
-      run.key = key;
-    }
-    // The newest table version of the run decides the columns checked against the destination.
-    run.version = r.table;
-    run.records.push(r);
-  }
-  return out;
-}
-
-function sameColumns(a: readonly string[], b: readonly string[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** What a run is applied against: its table (null: truncates only), and the columns its records carry that the source dropped since (not written). */
 interface PreparedRun {
   table: ApplyTable | null;
@@ -460,40 +383,3 @@ async function upsertGroup(client: pg.ClientBase, q: Query, table: ApplyTable, g
   }
 }
 
-/** Tombstones apart from deletes, as the source counts them (`changes_published_total{op="tombstone"}`). */
-const opOf = (r: DecodedRecord): string => (r.change.tombstone ? 'tombstone' : r.change.op);
-
-function count<T>(counts: Counts, table: string, events: readonly T[], opOf: (e: T) => string): void {
-  if (events.length === 0) return;
-  const m = countsOf(counts, table);
-  for (const e of events) {
-    const op = opOf(e);
-    m.set(op, (m.get(op) ?? 0) + 1);
-  }
-}
-
-function countsOf(counts: Counts, table: string): Map<string, number> {
-  let m = counts.get(table);
-  if (!m) counts.set(table, (m = new Map()));
-  return m;
-}
-
-/** A truncate of one of several source tables merged into one destination table would empty the others' rows too. */
-function sharedTruncateError(v: TableVersion): SinkApplyError {
-  const dest = `${v.dest.schema}.${v.dest.name}`;
-  const src = `${v.source.schema}.${v.source.table}`;
-  const others = v.sources.filter((s) => s !== src);
-  return new SinkApplyError(`a truncate of ${src} would empty ${dest}, which also holds the rows of ${others.join(', ')}`, {
-    context: { table: dest },
-    remedy: `delete ${src}'s rows from ${dest} by hand, then set truncate: ignore in the sink's configuration and restart it (or map ${src} to a table of its own)`,
-  });
-}
-
-function unmatchedRenamesError(table: ApplyTable, column: { name: string }, v: TableVersion): SinkApplyError {
-  const qn = `${table.schema}.${table.name}`;
-  const src = `${v.source.schema}.${v.source.table}`;
-  return new SinkApplyError(`column "${column.name}" of relation "${qn}" does not exist, and autoEvolve does not add it while the column mapping of ${src} names ${v.unmatchedRenames.join(', ')}, which ${src} lacks`, {
-    context: { table: qn, column: column.name, sqlstate: '42703' },
-    remedy: `correct tables."${src}".columns in the sink's configuration (names are case-sensitive) and restart the sink`,
-  });
-}

@@ -1,7 +1,8 @@
 /**
  * The sink connector runtime: wires the destination (pg pool, sink tables, Citus session
- * settings), the registry, the consumer group and the pure cores. Lifecycle only; a
- * fetched batch is handled by partition-batch.ts.
+ * settings), the registry, the consumer group and the pure cores. Lifecycle only; the
+ * consumer and the batches it fetches are consumer-runs.ts's, a fetched batch is handled by
+ * partition-batch.ts.
  *
  * Positions: on every group join the stored offsets of the assigned partitions are read
  * from the destination and each partition starts there (group-join.ts); batches wait for
@@ -13,9 +14,8 @@
  */
 import pg from 'pg';
 import type { Registry } from 'prom-client';
-import { createKafka, kafkaRemedy, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
+import { createKafka, kafkaRemedy, type Admin, type KafkaClient, type Producer } from '../shared/kafka/client.ts';
 import { BROKER_NEEDS, checkBrokerApis } from '../shared/kafka/broker-features.ts';
-import { consumerCrashLine } from '../shared/kafka/kafka-log.ts';
 import type { Logger } from '../shared/logger.ts';
 import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/metrics.ts';
 import { RegistryClient } from '../shared/registry/registry-client.ts';
@@ -25,25 +25,21 @@ import { pgEndpoint } from '../shared/config/common.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { abortable, retryUntilAborted } from '../shared/retry.ts';
 import { APPLY_CONCURRENCY, connectionConfig, type SinkConfig } from './config.ts';
-import { controlTopicKind, isSinkTopic } from './control.ts';
-import type { RecordDecoder } from './decode.ts';
+import { isSinkTopic } from './control.ts';
 import { namedSourceTable, sourceColumnsOf, targetsFrom, type TargetFor } from './schema-compile.ts';
-import { PositionTracker, tpKey } from './offsets.ts';
+import { PositionTracker } from './offsets.ts';
 import { checkTables, openDestination, warnSilentChanges, type UntilDone } from './destination-start.ts';
-import { onGroupJoin } from './group-join.ts';
 import { TopicRefresh } from './topic-refresh.ts';
 import { checkSnapshots } from './snapshot-progress.ts';
-import { ApplyLanes, type LaneWork } from './apply-lanes.ts';
-import { describeError, isAbandon, type BatchProcessor, type ConsumerControl } from './partition-batch.ts';
+import { ApplyLanes } from './apply-lanes.ts';
+import { describeError } from './partition-batch.ts';
 import { createSinkMetrics, typeMismatchGauge, type SinkMetrics } from './sink-metrics.ts';
-import type { GroupCommits } from './group-commits.ts';
-import { groupConsumer } from './group-consumer.ts';
-import { warmUp } from './warm-up.ts';
-import { describeStall, type Stalls } from './stall.ts';
+import type { Stalls } from './stall.ts';
 import type { DeadLetterTarget } from './dead-letter.ts';
 import { openDeadLetterTopic } from './dead-letter-topic.ts';
 import { TableStates } from './table-state.ts';
 import { wireProcessor, type ProcessorThresholds } from './processor-wiring.ts';
+import { ConsumerRuns } from './consumer-runs.ts';
 import { LockWatch } from './lock-watch.ts';
 
 export interface SinkConnectorOptions extends ProcessorThresholds {
@@ -93,7 +89,6 @@ class SinkRuntime {
   private rejectDone!: (err: unknown) => void;
   private readonly abort = new AbortController();
   private stopping?: Promise<void>;
-  private groupCommits?: GroupCommits;
 
   private readonly targetFor: TargetFor;
   private readonly deadLetterTopic: string;
@@ -103,16 +98,9 @@ class SinkRuntime {
   private kafka?: KafkaClient;
   private admin?: Admin;
   private producer?: Producer;
-  private consumer?: Consumer;
-  private consumerAbort = new AbortController();
-  private consumerChain: Promise<void> = Promise.resolve();
-  private topics = new Set<string>();
-  private positions: Promise<void> = Promise.resolve();
-  private generation = 0;
+  private consumers?: ConsumerRuns;
   private states?: TableStates;
   private stalls?: Stalls;
-  private processor?: BatchProcessor;
-  private decoder?: RecordDecoder;
   private timers: NodeJS.Timeout[] = [];
   private readonly concurrency: number;
   private readonly lanes: ApplyLanes;
@@ -222,7 +210,7 @@ class SinkRuntime {
         client: () => new pg.Client({ ...conn, connectionTimeoutMillis: 5_000, options: withUserOptions(conn.options, '-c statement_timeout=5000') }),
       });
     }
-    ({ decoder: this.decoder, stalls: this.stalls, processor: this.processor } = wireProcessor({
+    const { decoder, stalls, processor } = wireProcessor({
       config,
       thresholds: this.opts,
       pool,
@@ -244,21 +232,28 @@ class SinkRuntime {
       onStallRetry: (topic, partition) => {
         states.invalidate();
         try {
-          this.consumer?.resume([{ topic, partitions: [partition] }]);
+          this.consumers?.resume(topic, partition);
         } catch (err) {
           log.debug({ err, topic, partition }, 'resume after stall failed (consumer restarting)');
         }
       },
-    }));
+    });
+    this.stalls = stalls;
+    const consumers = new ConsumerRuns({
+      config, opts: this.opts, log, kafka: this.kafka, admin: this.admin, pool, lanes: this.lanes, tracker: this.tracker, m: this.m,
+      decoder, processor, stalls, concurrency: this.concurrency, untilDone: this.untilDone, abort: this.abort,
+      fail: (err) => this.fail(err),
+    });
+    this.consumers = consumers;
 
     if (topics.length === 0) log.warn({ prefix: config.topicPrefix }, 'no topics under the prefix yet: waiting for the source connector to create them');
-    else await this.restartConsumer(topics);
+    else await consumers.restartConsumer(topics);
     const refreshMs = this.opts.topicRefreshMs ?? 10_000;
     const refresh = new TopicRefresh({
       config, pool, log, targetFor: this.targetFor, kafkaCluster, topicsUnseen: this.m.topicsUnseen, sourceOfTopic,
       list: () => this.listSinkTopics(),
-      subscribed: () => this.topics,
-      restartConsumer: (topics) => this.restartConsumer(topics),
+      subscribed: () => consumers.topics,
+      restartConsumer: (topics) => consumers.restartConsumer(topics),
       warnSilentChanges: (tables) => warnSilentChanges({ config, pool, citus, log }, tables),
     });
     this.every(refreshMs, () => refresh.refresh());
@@ -272,10 +267,7 @@ class SinkRuntime {
       await this.starting?.catch(() => {});
       for (const t of this.timers) clearInterval(t);
       this.stalls?.stop();
-      this.consumerAbort.abort(new Error('sink stopping'));
-      await this.consumerChain.catch(() => {});
-      await this.groupCommits?.flush();
-      await this.consumer?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
+      await this.consumers?.stop();
       await this.lanes.drain();
       await this.lockWatch?.stop();
       await this.producer?.disconnect().catch(() => {});
@@ -334,93 +326,5 @@ class SinkRuntime {
   private async listSinkTopics(): Promise<string[]> {
     const all = await this.admin!.listTopics();
     return all.filter((t) => isSinkTopic(t, this.config.topicPrefix, this.deadLetterTopic)).sort();
-  }
-
-  /** Replace the consumer with one subscribed to `topics` (serialised; the old one finishes its batches first). */
-  private restartConsumer(topics: string[]): Promise<void> {
-    // While the consumer joins: schemas compiled, connections opened (warm-up.ts).
-    const tables = topics.filter((t) => !this.topics.has(t) && !controlTopicKind(t, this.config.topicPrefix));
-    warmUp({ decoder: this.decoder!, pool: this.pool!, concurrency: this.concurrency, log: this.log }, tables);
-    this.consumerChain = this.consumerChain.catch(() => {}).then(async () => {
-      if (this.abort.signal.aborted) return;
-      const old = this.consumer;
-      this.consumerAbort.abort(new Error('consumer restarting'));
-      await this.groupCommits?.flush();
-      await old?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'consumer disconnect failed'));
-      this.consumerAbort = new AbortController();
-      await this.runConsumer(topics, this.consumerAbort.signal);
-    });
-    return this.consumerChain;
-  }
-
-  private async runConsumer(topics: string[], signal: AbortSignal): Promise<void> {
-    const { config } = this;
-    const { consumer, commits, control } = groupConsumer(this.kafka!, config, this.opts, this.lanes, this.log, signal);
-    this.consumer = consumer;
-    this.groupCommits = commits;
-    this.topics = new Set(topics);
-    consumer.onGroupJoin((assignment) => this.onJoin(consumer, assignment));
-    consumer.onFetch(({ partitionsWithRecords }) => this.m.fetches.inc({ result: partitionsWithRecords > 0 ? 'records' : 'empty' }));
-    consumer.onCrash((crash) => {
-      const line = consumerCrashLine(crash, signal.aborted);
-      if (line) this.log[line.level](line.fields, line.msg);
-      else if (this.consumer === consumer && !signal.aborted) this.fail(crash.error);
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      // Handlers only hand batches over (and wait while a partition's lane is full): as many may
-      // do so at once as the lanes take; the lanes bound how many apply.
-      partitionsConsumedConcurrently: this.lanes.capacity,
-      eachBatch: (payload) => this.eachBatch(payload, control),
-    });
-    this.log.info({ topics: topics.length, groupId: config.groupId }, 'consuming');
-  }
-
-  /**
-   * Hand the batch to its partition's lane (apply-lanes.ts) and let the consumer fetch on from
-   * after it; the lane applies it, or seeks back to where it stalled.
-   */
-  private async eachBatch(payload: EachBatchPayload, control: ConsumerControl): Promise<void> {
-    const { topic, partition } = payload.batch;
-    await this.positions;
-    if (payload.isStale() || !payload.isRunning() || control.signal.aborted) return;
-    const last = payload.batch.lastOffset();
-    await this.lanes.handOver(tpKey(topic, partition), (lane) => this.applyBatch(payload, control, lane));
-    if (!control.signal.aborted) payload.resolveOffset(last);
-  }
-
-  private async applyBatch(payload: EachBatchPayload, control: ConsumerControl, lane: LaneWork): Promise<void> {
-    const { topic, partition } = payload.batch;
-    try {
-      await this.processor!.handle(payload, control, lane);
-    } catch (err) {
-      if (isAbandon(err) || control.signal.aborted || !lane.current()) return;
-      // Anything unexpected stalls this partition at its position instead of killing the consumer.
-      const offset = this.tracker.get(topic, partition) ?? BigInt(payload.batch.firstOffset() ?? '0');
-      control.seek(topic, partition, offset);
-      control.pause(topic, partition);
-      this.stalls!.report(describeStall(err, { topic, partition, offset: offset.toString() }, 'apply'));
-    }
-  }
-
-  /** Read the stored positions of the new assignment and seek where needed (group-join.ts); batches wait for it. */
-  private onJoin(consumer: Consumer, assignment: Record<string, number[]>): void {
-    const gen = ++this.generation;
-    this.processor?.assigned(assignment);
-    this.positions = onGroupJoin(
-      {
-        groupId: this.config.groupId, consumer, admin: this.admin!, pool: this.pool!, lanes: this.lanes, tracker: this.tracker, stalls: this.stalls!, metrics: this.m, log: this.log, untilDone: this.untilDone,
-        generation: gen,
-        latest: () => gen === this.generation,
-        current: () => gen === this.generation && this.consumer === consumer,
-      },
-      assignment,
-    );
-    this.positions.catch((err: unknown) => {
-      if (!this.abort.signal.aborted) this.log.error({ err }, 'cannot read stored positions');
-    });
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The kafkajs consumer the sink runs in its group (connector.ts subscribes and runs it): its
+ * The kafkajs consumer the sink runs in its group (consumer-runs.ts subscribes and runs it): its
  * fetch settings, the group offsets it commits for monitoring only (group-commits.ts), and the
  * control through which a batch's handling seeks, pauses and commits (partition-batch.ts).
  */

@@ -1,5 +1,5 @@
 /**
- * What the sink does on every group join (connector.ts calls it from kafkajs' group-join hook):
+ * What the sink does on every group join (consumer-runs.ts calls it from kafkajs' group-join hook):
  * the stored offsets of the assigned partitions read from the destination once the batches
  * handed over before the rebalance are applied, beside the group's committed offsets and the
  * topics' ids; topic ids recorded, a topic deleted and made again under the stored offsets

@@ -1,7 +1,7 @@
 /**
  * Builds the sink's per-batch machinery from its configuration: the decoder, the apply context
  * (staging and direct-COPY thresholds), the stalls and the batch processor. Construction only;
- * the runtime (connector.ts) owns the connections and the consumer.
+ * the runtime (connector.ts) owns the connections, consumer-runs.ts the consumer.
  */
 import type pg from 'pg';
 import type { Logger } from '../shared/logger.ts';

@@ -1,20 +1,17 @@
 /**
  * The sink runtime's pure parts: stall descriptions and remedies, control record parsing,
- * per-table runs of a chunk, topic selection, replay planning, autoEvolve SQL.
+ * topic selection, replay planning, autoEvolve SQL.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DecodeError, SinkApplyError, isRetriable } from '../../shared/errors.ts';
 import { planReplay } from '../../shared/cli/commands/replay.ts';
-import { attachFast, tableRuns } from '../../sink-connector/apply.ts';
 import { arrayLiterals } from '../../sink-connector/upsert-batch.ts';
-import type { FastRow } from '../../sink-connector/fast-rows.ts';
 import { classify, inHalves, relayedSqlState, tooBigForOneGo } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
 import { knownTables } from '../../sink-connector/destination-start.ts';
 import { createSinkMetrics, typeMismatchGauge } from '../../sink-connector/sink-metrics.ts';
 import { controlTopicKind, parseControlRecord, splitTable } from '../../sink-connector/control.ts';
-import type { DecodedRecord } from '../../sink-connector/decode.ts';
 import type { TableVersion } from '../../sink-connector/schema-compile.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { copyColumnOf, describeStall, remedyFor } from '../../sink-connector/stall.ts';
@@ -191,56 +188,6 @@ test('typeMismatches: a destination type that cannot take every source value as 
     { column: 'amount', source: 'numeric(12,2)', destination: 'numeric(10,0)' },
     { column: 'at', source: 'timestamp with time zone', destination: 'timestamp without time zone' },
   ]);
-});
-
-function rec(table: string, op: DecodedRecord['change']['op'], key: readonly string[] | null, offset: number): DecodedRecord {
-  const version = { destId: table, dest: { schema: 's', name: table } } as TableVersion;
-  return {
-    change: { op, topic: 't', partition: 0, offset: String(offset), key: {}, after: null, before: null, unchangedToast: [] },
-    table: version,
-    keyColumns: key,
-  };
-}
-
-test('tableRuns: per table in offset order, a truncate joins the run, a key change starts a new one, ignored truncates vanish', () => {
-  const k1 = ['id'];
-  const k2 = ['id', 'region'];
-  const records = [rec('a', 'c', k1, 0), rec('b', 'c', k1, 1), rec('a', 't', null, 2), rec('a', 'c', k1, 3), rec('a', 'u', k2, 4), rec('c', 't', null, 5)];
-  const runs = tableRuns(records, 'apply');
-  assert.deepEqual(
-    runs.map((r) => [r.version.destId, r.key, r.records.map((x) => x.change.offset)]),
-    [
-      ['a', k1, ['0', '2', '3']],
-      ['b', k1, ['1']],
-      ['a', k2, ['4']],
-      ['c', null, ['5']],
-    ],
-  );
-  const ignored = tableRuns(records, 'ignore');
-  assert.deepEqual(ignored.map((r) => r.records.map((x) => x.change.offset)), [['0', '3'], ['1'], ['4']]);
-});
-
-test('attachFast: one table\'s fast rows join its run as they are; rows of several tables each join their own run, in order', () => {
-  const k = ['id'];
-  const fastRow = (destId: string, offset: string) => ({ table: { destId }, keyColumns: k, op: 'c', raw: { offset } }) as unknown as FastRow;
-  const one = [fastRow('a', '1'), fastRow('a', '3')];
-  const runs = tableRuns([rec('a', 'd', k, 2)], 'apply');
-  attachFast(runs, one);
-  assert.equal(runs.length, 1);
-  assert.equal(runs[0].fast, one, 'the chunk\'s own array, not a copy');
-  const fresh = tableRuns([], 'apply');
-  attachFast(fresh, one);
-  assert.deepEqual(fresh.map((r) => [r.version.destId, r.fast]), [['a', one]]);
-  const mixed = [fastRow('a', '1'), fastRow('b', '2'), fastRow('a', '4')];
-  const two = tableRuns([rec('b', 'd', k, 3)], 'apply');
-  attachFast(two, mixed);
-  assert.deepEqual(
-    two.map((r) => [r.version.destId, r.records.length, r.fast.map((f) => f.raw.offset)]),
-    [
-      ['b', 1, ['2']],
-      ['a', 0, ['1', '4']],
-    ],
-  );
 });
 
 test('topics: table topics and known control topics under the prefix, never the dead-letter topic', () => {

@@ -10,7 +10,7 @@
  */
 import pg from 'pg';
 import { ConfigError, ServiceError, atServer } from '../../errors.ts';
-import { pgEndpoint } from '../../config/common.ts';
+import { pgEndpoint } from '../../config/postgres.ts';
 import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
 import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';

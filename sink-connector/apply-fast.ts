@@ -16,7 +16,8 @@ import { sqlStateOf, type Query } from './destination-errors.ts';
 import { byVersion, groupRows, type FastRow } from './fast-rows.ts';
 import { tableShape, type ApplyTable } from './sink-change.ts';
 import { copyIntoTarget, upsertViaStaging } from './staging.ts';
-import { qualifiedName, stagingTableName } from './upsert-batch.ts';
+import { qualifiedName } from './upsert-batch.ts';
+import { stagingTableName } from './staging-sql.ts';
 
 /** A direct COPY met a row already at the destination: the transaction is rolled back and the chunk applied again without it. */
 export class DirectCopyConflict extends Error {}

@@ -21,7 +21,7 @@ import { metricsPortError, serveMetrics, type MetricsServer } from '../shared/me
 import { RegistryClient } from '../shared/registry/registry-client.ts';
 import { atServer, RetriableError } from '../shared/errors.ts';
 import { destinationRemedy } from './start-errors.ts';
-import { pgEndpoint } from '../shared/config/common.ts';
+import { pgEndpoint } from '../shared/config/postgres.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
 import { abortable, retryUntilAborted } from '../shared/retry.ts';
 import { APPLY_CONCURRENCY, connectionConfig, type SinkConfig } from './config.ts';

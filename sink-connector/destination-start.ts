@@ -5,7 +5,7 @@
  * start rather than when its first record stalls.
  */
 import pg from 'pg';
-import { pgEndpoint } from '../shared/config/common.ts';
+import { pgEndpoint } from '../shared/config/postgres.ts';
 import { ConfigError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { detectCitus, type CitusInfo } from '../shared/schema/citus-catalog.ts';

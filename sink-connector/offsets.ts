@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { heldPastWait, HOLDER_COLUMNS, isLockTimeout, withLockTimeout, type HeldLock } from './lock-holder.ts';
-import { STAGING_SCHEMA } from './upsert-batch.ts';
+import { STAGING_SCHEMA } from './staging-sql.ts';
 import { BARRIER_TABLES_SQL } from './truncate-barrier.ts';
 import { CREATE_MAPPINGS_SQL } from './applied-mappings.ts';
 import { createOwnSchemasSql, quoteLiteral } from '../shared/sql.ts';

@@ -8,7 +8,8 @@
  */
 import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 import type { ApplyTable } from './sink-change.ts';
-import { createStagingSql, qualifiedName, stagingNullableSql, stagingTableName } from './upsert-batch.ts';
+import { qualifiedName } from './upsert-batch.ts';
+import { createStagingSql, stagingNullableSql, stagingTableName } from './staging-sql.ts';
 
 /** Whether the staging table of `table` needs distributing (Citus, hash-distributed target). */
 const colocates = (table: ApplyTable): table is ApplyTable & { distributionColumn: string } =>

@@ -14,18 +14,18 @@ import { classify, sqlStateOf, type Query } from './destination-errors.ts';
 import type { ApplyTable } from './sink-change.ts';
 import { lineChunks, type FastRow } from './fast-rows.ts';
 import { BINARY_HEADER, BINARY_TRAILER } from './copy-binary.ts';
+import { copyTextChunks } from './upsert-batch.ts';
 import {
   clearStagingSql,
   copyIntoStagingSql,
   copyIntoTargetSql,
-  copyTextChunks,
   createStagingSql,
   mergeFromStagingSql,
   sessionStaging,
   STAGING_SCHEMA,
   stagingBaseName,
   stagingTableName,
-} from './upsert-batch.ts';
+} from './staging-sql.ts';
 import { openStagingPrepareSql, stagingLayout, stagingLayoutSql, stagingPrepareSql, type StagingColumn, type StagingLayoutRow } from './staging-layout.ts';
 
 type Value = string | null;

@@ -3,7 +3,7 @@
  * or the key, with a remedy. The connector wraps each start-up step with these (a taken
  * metricsPort: shared/metrics.ts, metricsPortError).
  */
-import { pgRemedy } from '../shared/config/common.ts';
+import { pgRemedy } from '../shared/config/postgres.ts';
 
 const DESTINATION_REMEDY =
   'check destination.url (or host, port, database, user, password), that the server accepts connections from here (pg_hba.conf), and that the role may create the schema shardbridge';

@@ -11,16 +11,17 @@ import {
   lowerIdentifier,
   nonEmptyString,
   nonNegativeInt,
-  pgConnectionSchema,
   portNumber,
   positiveInt,
   qualifiedTableName,
-  schemaRegistrySchema,
   section,
   topicName,
 } from '../shared/config/common.ts';
+import { pgConnectionSchema } from '../shared/config/postgres.ts';
+import { schemaRegistrySchema } from '../shared/config/registry.ts';
 
-export { connectionConfig, describeSafe } from '../shared/config/common.ts';
+export { describeSafe } from '../shared/config/common.ts';
+export { connectionConfig } from '../shared/config/postgres.ts';
 
 export const SOURCE_ENV_PREFIX = 'SHARDBRIDGE_SOURCE_';
 

@@ -12,7 +12,7 @@ import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError, isRetriable, tlsTrustFailure } from '../shared/errors.ts';
 import { abortable, errorSummary, retry } from '../shared/retry.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
-import { pgEndpoint, pgRemedy } from '../shared/config/common.ts';
+import { pgEndpoint, pgRemedy } from '../shared/config/postgres.ts';
 import { connectionConfig, type SourceConfig } from './config.ts';
 import { columnDefaults, keyIndexes, loadTypes, resolveTables } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';

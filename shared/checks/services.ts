@@ -6,7 +6,8 @@
 import type { SinkConfig } from '../../sink-connector/config.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import type { Finding } from '../../source-connector/checks.ts';
-import type { KafkaConfig, SchemaRegistryConfig } from '../config/common.ts';
+import type { KafkaConfig } from '../config/common.ts';
+import type { SchemaRegistryConfig } from '../config/registry.ts';
 import { kafkaRemedy, type Admin } from '../kafka/client.ts';
 import { brokerReplicationFactor, createdTopicsProblem, readDurabilityProblems, refusedError } from '../kafka/topic-durability.ts';
 import type { Logger } from '../logger.ts';

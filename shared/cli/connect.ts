@@ -4,7 +4,7 @@
  * whether the source or the destination refused, nor where it is.
  */
 import type pg from 'pg';
-import { pgEndpoint, pgRemedy, type PgConnectionConfig } from '../config/common.ts';
+import { pgEndpoint, pgRemedy, type PgConnectionConfig } from '../config/postgres.ts';
 import { atServer } from '../errors.ts';
 import { connectPg } from '../migration/gather.ts';
 

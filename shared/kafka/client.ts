@@ -1,5 +1,6 @@
 /**
- * The one module that imports kafkajs (with topic-ids.ts, which reads its internals): it implements the interfaces of ports.ts with it. It
+ * The one module that imports kafkajs (with topic-ids.ts, which reads its internals; producer.ts and
+ * consumer.ts, its wrappers, take its types only): it implements the interfaces of ports.ts with it. It
  * stays thin and close to kafkajs's own semantics (offsets as decimal strings, `commitOffsets`
  * takes the NEXT offset to read) so that the client can be swapped later without touching the
  * connectors.
@@ -20,18 +21,20 @@ import type {
   RetryOptions as KjsRetryOptions,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import { ConfigError, RetriableError, ServiceError, tlsTrustRemedy } from '../errors.ts';
+import { ServiceError, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
 import { clusterFactory, fetchApiVersions, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
-import { answered, explainUnanswered } from './unanswered.ts';
+import { answered } from './unanswered.ts';
 import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
 import { pinoLogEntry, type KafkajsLogEntry } from './kafka-log.ts';
+import { wrapConsumer } from './consumer.ts';
+import { groupRunning, rethrowCreateTopicsError } from './admin-pure.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
-import type { Admin, Consumer, EachBatchPayload, KafkaClient, KafkaSettings } from './ports.ts';
+import type { Admin, KafkaClient, KafkaSettings } from './ports.ts';
 
 const { Kafka, logLevel: LEVELS, ConfigResourceTypes } = kafkajs;
 
@@ -161,46 +164,6 @@ function toKafkaConfig(settings: KafkaSettings, entry: (entry: KafkajsLogEntry) 
     logLevel: LEVELS[(settings.logLevel ?? 'warn').toUpperCase() as keyof typeof LEVELS],
     logCreator: () => entry,
     socketFactory: gate.socketFactory,
-  };
-}
-
-/** Whether a consumer group in `state` has members (Kafka sets its offsets only when not). Pure. */
-export const groupRunning = (state: string): boolean => state !== 'Empty' && state !== 'Dead';
-
-function wrapConsumer(c: KjsConsumer, groupId: string, groupPrefix: string | undefined, client: AclClient): Consumer {
-  let topics: string[] = [];
-  // A consumer reads its topics and joins, commits through its group: Read on both.
-  const denied = (err: unknown, doing: string): unknown =>
-    asAclError(err, { ...client, operation: 'Read', resourceType: 'group', names: [groupId], prefix: groupPrefix, doing }, { ...client, operation: 'Read', resourceType: 'topic', names: topics, doing });
-  const refused = (doing: string) => (err: unknown) => Promise.reject(denied(err, doing));
-  // Named in a crash's line: kafkajs's crash event does not say which member crashed.
-  let memberId: string | undefined;
-  c.on(c.events.GROUP_JOIN, (e) => void (memberId = e.payload.memberId));
-  return {
-    connect: () => answered(c.connect(), client.brokers),
-    disconnect: () => c.disconnect(),
-    stop: () => c.stop(),
-    subscribe: (opts) => {
-      topics = opts.topics.map(String);
-      return c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning }).catch(refused('subscribing to its topics'));
-    },
-    run: (opts) =>
-      c.run({
-        autoCommit: false,
-        eachBatchAutoResolve: opts.eachBatchAutoResolve ?? true,
-        partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
-        // Our kafkajs patch gives every consumed record its topic, partition and place in the fetched bytes.
-        eachBatch: (payload) => opts.eachBatch(payload as unknown as EachBatchPayload),
-      }).catch((err: unknown) => Promise.reject(explainUnanswered(denied(err, 'starting to consume'), client.brokers))),
-    pause: (tps) => c.pause(tps),
-    resume: (tps) => c.resume(tps),
-    paused: () => c.paused(),
-    seek: (tpo) => c.seek(tpo),
-    commitOffsets: (offsets) => c.commitOffsets(offsets).catch(refused('committing offsets')),
-    onGroupJoin: (cb) => c.on(c.events.GROUP_JOIN, (e) => cb({ ...e.payload.memberAssignment })),
-    onCrash: (cb) => c.on(c.events.CRASH, (e) => cb({ error: denied(e.payload.error, 'consuming') as Error, restart: e.payload.restart, groupId, memberId })),
-    // numberOfBatches counts the partitions with records under our kafkajs patch (0 in kafkajs itself).
-    onFetch: (cb) => c.on(c.events.FETCH, (e) => cb({ durationMs: e.payload.duration, partitionsWithRecords: e.payload.numberOfBatches })),
   };
 }
 
@@ -415,22 +378,6 @@ function wrapAdmin(
     (admin as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => answered(fn(...args), client.brokers);
   }
   return admin;
-}
-
-/**
- * kafkajs reports per-topic creation failures as a KafkaJSAggregateError, which has no
- * `retriable` of its own: say which topics failed and why, and keep the flag visible.
- */
-function rethrowCreateTopicsError(err: unknown, client: AclClient): never {
-  const errors = (err as { errors?: unknown }).errors;
-  if (!(err instanceof Error) || !Array.isArray(errors)) throw err;
-  const refused = errors.filter((e: { type?: string }) => e.type === 'TOPIC_AUTHORIZATION_FAILED').map((e: { topic?: string }) => e.topic ?? '?');
-  if (refused.length > 0) throw asAclError(err, { ...client, operation: 'Create', resourceType: 'topic', names: refused, doing: 'creating the topics it needs' });
-  const parts = errors.map((e: { topic?: string; type?: string; message?: string }) => `${e.topic ?? '?'}: ${e.type ?? e.message}`);
-  const message = `could not create topics (${parts.join('; ')})`;
-  const context = { topics: errors.map((e: { topic?: string }) => e.topic).join(',') };
-  if (errors.every((e: { retriable?: boolean }) => e.retriable === true)) throw new RetriableError(message, { cause: err, context });
-  throw new ConfigError(message, { cause: err, context, remedy: 'check the partition count, replication factor and topic configs against the cluster' });
 }
 
 /** Metadata settles within a few hundred ms on a healthy cluster; 30 s means something is wrong. */

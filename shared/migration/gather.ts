@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
-import { connectionConfig, pgEndpoint, type PgConnectionConfig } from '../config/common.ts';
+import { connectionConfig, pgEndpoint, type PgConnectionConfig } from '../config/postgres.ts';
 import { createKafka, type Admin, type KafkaClient } from '../kafka/client.ts';
 import { redactUrl } from '../redact.ts';
 import { mapTable } from '../schema/mapping.ts';

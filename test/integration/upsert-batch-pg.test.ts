@@ -22,15 +22,17 @@ import {
   buildDelete,
   buildSparingDelete,
   buildUpsert,
+  copyTextChunks,
+  qualifiedName,
+  truncateSql,
+} from '../../sink-connector/upsert-batch.ts';
+import {
   clearStagingSql,
   copyIntoStagingSql,
   createStagingSql,
-  copyTextChunks,
   mergeFromStagingSql,
-  qualifiedName,
   stagingTableName,
-  truncateSql,
-} from '../../sink-connector/upsert-batch.ts';
+} from '../../sink-connector/staging-sql.ts';
 
 type Row = Record<string, string | null>;
 

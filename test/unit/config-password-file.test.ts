@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ConfigError } from '../../shared/errors.ts';
-import { connectionConfig, pgRemedy } from '../../shared/config/common.ts';
+import { connectionConfig, pgRemedy } from '../../shared/config/postgres.ts';
 import { passwordOfFile } from '../../shared/config/password-file.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig } from '../../sink-connector/config.ts';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ConfigError, RetriableError, SchemaError, ServiceError, SinkApplyError, SourceError, atServer, isRetriable } from '../../shared/errors.ts';
 import { unreachable } from '../../shared/registry/registry-client.ts';
 import { metricsPortError } from '../../shared/metrics.ts';
-import { pgRemedy } from '../../shared/config/common.ts';
+import { pgRemedy } from '../../shared/config/postgres.ts';
 import { argumentProblem, sinkRunning } from '../../shared/cli/commands/replay.ts';
 
 test('atServer: the message names the server; retriable, context and remedy follow the original; a ConfigError passes unchanged', () => {

@@ -8,17 +8,19 @@ import {
   buildUpsert,
   CACHED_STATEMENTS,
   castType,
+  copyTextChunks,
+  quoteIdent,
+  truncateSql,
+} from '../../sink-connector/upsert-batch.ts';
+import {
   clearStagingSql,
   copyIntoStagingSql,
   createStagingSql,
-  copyTextChunks,
   mergeFromStagingSql,
-  quoteIdent,
   stagingBaseName,
   stagingNullableSql,
   stagingTableName,
-  truncateSql,
-} from '../../sink-connector/upsert-batch.ts';
+} from '../../sink-connector/staging-sql.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import {
   distributeStagingSql,

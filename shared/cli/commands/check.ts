@@ -9,7 +9,7 @@ import pg from 'pg';
 import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
-import { connectionConfig, pgEndpoint, pgRemedy } from '../../config/common.ts';
+import { connectionConfig, pgEndpoint, pgRemedy } from '../../config/postgres.ts';
 import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';

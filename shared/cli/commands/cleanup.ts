@@ -21,7 +21,7 @@ import type { CommandContext } from '../main.ts';
 import { connectSide } from '../connect.ts';
 import { quoteIdent } from '../../../source-connector/catalog.ts';
 import { controlTopicNames } from '../../../source-connector/control-topics.ts';
-import { STAGING_SCHEMA } from '../../../sink-connector/upsert-batch.ts';
+import { STAGING_SCHEMA } from '../../../sink-connector/staging-sql.ts';
 import type { Admin } from '../../kafka/client.ts';
 import { CONTROL_TABLES, cleanupReport, planCleanup, renderCleanup, type ActionResult, type CleanupAction, type CleanupFacts } from '../../migration/cleanup.ts';
 import {

@@ -31,7 +31,7 @@ import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
 import { quoteIdent, quoteQualified } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
-import { connectionConfig } from '../../config/common.ts';
+import { connectionConfig } from '../../config/postgres.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';

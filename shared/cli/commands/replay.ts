@@ -10,8 +10,9 @@
  */
 import pg from 'pg';
 import { ConfigError, ServiceError, atServer } from '../../errors.ts';
-import { pgEndpoint } from '../../config/common.ts';
-import { createKafka, groupRunning, kafkaRemedy } from '../../kafka/client.ts';
+import { pgEndpoint } from '../../config/postgres.ts';
+import { createKafka, kafkaRemedy } from '../../kafka/client.ts';
+import { groupRunning } from '../../kafka/admin-pure.ts';
 import { COMMAND_KAFKA_TIMEOUTS } from '../../migration/gather.ts';
 import { connectionConfig } from '../../../sink-connector/config.ts';
 import { ensureSinkTables, forgetPartitions, forgetStalls, readTopicOffsets, setStoredOffsets } from '../../../sink-connector/offsets.ts';

@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import type { CommandContext } from '../main.ts';
-import { connectionConfig } from '../../config/common.ts';
+import { connectionConfig } from '../../config/postgres.ts';
 import { connectError } from '../connect.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';

@@ -1,5 +1,5 @@
 /**
- * The one module that imports kafkajs (with topic-ids.ts, which reads its internals; producer.ts and
+ * The one module that imports kafkajs (with topic-ids.ts, which reads its internals, and unanswered.ts, which makes its connection error; producer.ts and
  * consumer.ts, its wrappers, take its types only): it implements the interfaces of ports.ts with it. It
  * stays thin and close to kafkajs's own semantics (offsets as decimal strings, `commitOffsets`
  * takes the NEXT offset to read) so that the client can be swapped later without touching the

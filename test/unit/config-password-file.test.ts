@@ -10,6 +10,7 @@ import { connectionConfig, pgRemedy } from '../../shared/config/postgres.ts';
 import { passwordOfFile } from '../../shared/config/password-file.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig } from '../../sink-connector/config.ts';
+import { configErrorOf } from '../helpers/config-errors.ts';
 
 const SECRET = 'Pa55-w0rd-NEVER-SHOWN';
 const dir = mkdtempSync(join(tmpdir(), 'sb-pwfile-'));
@@ -24,16 +25,6 @@ function secretFile(text: string): string {
 const sink = (destination: object, env: Record<string, string> = {}) =>
   loadSinkConfig({ env, overrides: { destination, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } } });
 const source = (s: object) => loadSourceConfig({ env: {}, overrides: { source: s, kafka: { brokers: ['k:1'] }, schemaRegistry: { url: 'http://r' } } });
-
-function configErrorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('passwordFile at start: conflicts with password or a password in the URL name both keys; a missing, unreadable or empty file names the key and the path, never the content', () => {
   const pw = secretFile(`${SECRET}\n`);

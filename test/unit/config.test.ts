@@ -14,6 +14,7 @@ import { envName, envReferenceProblems } from '../../shared/config/env-refs.ts';
 import { describeInput, editDistance, formatPath, isSecretPath, suggest } from '../../shared/config/issues.ts';
 import { loadSourceConfig, sourceConfigSchema } from '../../source-connector/config.ts';
 import { loadSinkConfig, sessionOptions } from '../../sink-connector/config.ts';
+import { configErrorOf } from '../helpers/config-errors.ts';
 
 const SECRET = 'Pa55-w0rd-NEVER-SHOWN';
 
@@ -31,17 +32,6 @@ const MINIMAL_SOURCE = {
   kafka: { brokers: ['k:9092'] },
   schemaRegistry: { url: 'http://registry:8081' },
 };
-
-/** The ConfigError message thrown by `fn` (fails the test if none is thrown). */
-function configErrorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('defaults are applied to a minimal source config', () => {
   const c = loadSourceConfig({ env: {}, overrides: MINIMAL_SOURCE });

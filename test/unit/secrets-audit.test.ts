@@ -4,24 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError } from '../../shared/errors.ts';
 import { describeInput } from '../../shared/config/issues.ts';
 import { redactKnown, redactUrl } from '../../shared/redact.ts';
 import { main } from '../../shared/cli/main.ts';
 import { sinkMetricsProblem } from '../../shared/cli/commands/status.ts';
 import { loadSourceConfig } from '../../source-connector/config.ts';
+import { configErrorOf } from '../helpers/config-errors.ts';
 
 const PW = 'p@ss:w/rd%20?#S3CRET';
-
-function configErrorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('describeInput: a scheme-less user:password@host hides the password up to its last "@" (pure)', () => {
   assert.equal(describeInput(`u:${PW}@127.0.0.1:9092`, false), '"u:***@127.0.0.1:9092"');

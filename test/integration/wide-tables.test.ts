@@ -17,11 +17,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { main } from '../../shared/cli/main.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { verifyTables, type VerifyTable } from '../../shared/verify/index.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { runCli as cli } from '../helpers/cli.ts';
 import { capturingLogger } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { pipelineCaughtUp, sinkConfig } from '../helpers/sink.ts';
@@ -108,13 +108,6 @@ after(async () => {
   await env?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
 
 test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snapshot, stream, replay, verify', async (t) => {
   const { url, client, slot } = await env.freshDatabase(t);
@@ -221,7 +214,7 @@ test('1,600 columns, a 32-column key and 63-byte names: check, schema copy, snap
   // every later change is applied again (new rows copied directly conflict and go the upsert way).
   await sink.stop();
   await db.query(`DELETE FROM ${S}.${WIDE} WHERE id % 4 = 0; UPDATE ${S}.${WIDE} SET ${TOAST_COLS[1]} = 'damaged', c1598 = NULL WHERE id % 4 = 1`);
-  const replayed = await cli(['replay', '--topic', `${prefix}.${SCHEMA}.${WIDE}`, '--to-offset', '0', '--sink-config', sinkFile, '--log-level', 'warn']);
+  const replayed = await cli(['replay', '--topic', `${prefix}.${SCHEMA}.${WIDE}`, '--to-offset', '0', '--sink-config', sinkFile]);
   assert.equal(replayed.code, 0, replayed.stderr + replayed.stdout);
   const again = await startSink();
   await caughtUp('replay');

@@ -24,7 +24,6 @@ function countsOf(counts: Counts, table: string): Map<string, number> {
 
 /** `n` more under `key` (a path, a COPY format) for `table` (apply-fast.ts, TablePaths). */
 export function add(counts: Counts, table: string, key: string, n: number): void {
-  let m = counts.get(table);
-  if (!m) counts.set(table, (m = new Map()));
+  const m = countsOf(counts, table);
   m.set(key, (m.get(key) ?? 0) + n);
 }

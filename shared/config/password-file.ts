@@ -19,15 +19,6 @@ function readProblem(err: unknown): string {
   return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'not a file' : (code ?? (err as Error).message);
 }
 
-/** Why the password file at `path` cannot serve now ('no such file', 'empty'...), or undefined when it can. Reads it. */
-export function passwordFileProblem(path: string): string | undefined {
-  try {
-    return passwordOfFile(readFileSync(path, 'utf8')) === '' ? 'it is empty (a password file holds the password, one line)' : undefined;
-  } catch (err) {
-    return `cannot read it: ${readProblem(err)}`;
-  }
-}
-
 /**
  * The password `path` holds, read once (at load: Kafka's SASL and the registry's basic auth take a
  * password, not a function), or why it cannot serve. The content is returned, never put in `problem`.
@@ -39,6 +30,12 @@ export function passwordAtStart(path: string): { password: string } | { problem:
   } catch (err) {
     return { problem: `cannot read it: ${readProblem(err)}` };
   }
+}
+
+/** Why the password file at `path` cannot serve now ('no such file', 'empty'...), or undefined when it can. Reads it. */
+export function passwordFileProblem(path: string): string | undefined {
+  const read = passwordAtStart(path);
+  return 'problem' in read ? read.problem : undefined;
 }
 
 /**

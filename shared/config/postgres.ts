@@ -8,8 +8,8 @@ import type { ClientConfig } from 'pg';
 import { parse as parsePgConnectionString } from 'pg-connection-string';
 import { z } from 'zod';
 import { ConfigError, tlsTrustRemedy } from '../errors.ts';
-import { passwordFileProblem, passwordFromFile } from './password-file.ts';
-import { nonEmptyString, portNumber, safeDecode } from './common.ts';
+import { passwordFromFile } from './password-file.ts';
+import { nonEmptyString, passwordFileIssues, portNumber, safeDecode } from './common.ts';
 
 // ---------- PostgreSQL connection ----------
 
@@ -51,25 +51,18 @@ export function pgConnectionSchema(section: string) {
         for (const message of problems) ctx.addIssue({ code: 'custom', path: ['url'], message });
         // node-postgres takes the URL's password over the field: a password rotated through
         // the environment would be ignored without a word.
-        if (hasPassword && v.password !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['password'], message: `conflicts with the password in ${section}.url: give the password once (take it out of the URL)` });
-        }
-        if (hasPassword && v.passwordFile !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `conflicts with the password in ${section}.url: give the password once (take it out of the URL)` });
+        for (const key of ['password', 'passwordFile'] as const) {
+          if (hasPassword && v[key] !== undefined) {
+            ctx.addIssue({ code: 'custom', path: [key], message: `conflicts with the password in ${section}.url: give the password once (take it out of the URL)` });
+          }
         }
         const why = sslrootcert === undefined ? undefined : fileProblem(sslrootcert);
         if (why) ctx.addIssue({ code: 'custom', path: ['url'], message: `its sslrootcert ${sslrootcert} cannot be read: ${why}` });
       }
       const why = v.sslrootcert === undefined ? undefined : fileProblem(v.sslrootcert);
       if (why) ctx.addIssue({ code: 'custom', path: ['sslrootcert'], message: `cannot read ${v.sslrootcert}: ${why}` });
-      if (v.passwordFile !== undefined) {
-        if (v.password !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `conflicts with ${section}.password: give the password once (the file, or the key)` });
-        }
-        // Read now, so that a wrong path is a config error at start, not a refused connection later.
-        const problem = passwordFileProblem(v.passwordFile);
-        if (problem) ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${v.passwordFile}: ${problem}` });
-      }
+      // Read now, so that a wrong path is a config error at start, not a refused connection later.
+      passwordFileIssues(v, section, ctx);
     });
 }
 

@@ -132,7 +132,11 @@ export function remedyFor(s: Pick<StallInfo, 'sqlstate' | 'table' | 'column' | '
       if (/foreign key/i.test(s.message ?? '')) {
         return `foreign keys cannot be honoured while tables are applied independently: drop the foreign keys referencing ${table} now and create foreign keys at cut-over, not before`;
       }
-      return 'the destination refuses this statement shape (Citus: a distribution column cannot change): check the table distribution and key';
+      if (/partition value/i.test(s.message ?? '')) {
+        return `Citus refuses to change the distribution column of a row of ${table}: the destination key must contain the distribution column (shardbridge check names the table's layout)`;
+      }
+      // Citus refuses some statement shapes on distributed tables; the sink's are meant to be none of them.
+      return `the destination does not support a statement the sink sends for ${table} (on Citus: a shape its planner refuses on a distributed or reference table, named in the message): check the table's layout with shardbridge check; if it is as docs/sink-connector.md describes, this is a ShardBridge defect: report it with this message`;
     case '22P05':
       // Not the column's type: the database's encoding (server_encoding) has no such character.
       return `the destination database's encoding cannot store a character of this value${s.column ? ` (column ${s.column})` : ''}: the source's text is UTF8, so the destination database must be too (CREATE DATABASE … ENCODING 'UTF8', then schema copy and replay); or make ${table}.${column} bytea`;

@@ -92,8 +92,38 @@ function compared(shape: TableShape, columns: readonly string[], alias: string):
   });
 }
 
+/** `t.c = k.c` per column, both sides typed (typedRows); a column without `=` compares as its `compareAs` on both sides (relabels). */
+function matches(shape: TableShape, columns: readonly string[], op: '=' | 'IS DISTINCT FROM'): string[] {
+  return columns.map((c) => {
+    const as = shape.table.columns[shape.index.get(c)!].compareAs;
+    const q = quoteIdent(c);
+    return as === undefined ? `t.${q} ${op} k.${q}` : `t.${q}::${as} ${op} k.${q}::${as}`;
+  });
+}
+
 function textParams(count: number, from = 1): string {
   return Array.from({ length: count }, (_, i) => `$${i + from}::text[]`).join(', ');
+}
+
+/**
+ * The bound rows as a relation `alias(columns)` whose columns have the destination's types, for
+ * UPDATE and DELETE. Citus refuses an UPDATE or DELETE on a distributed table whose SET list or
+ * WHERE applies a STABLE function to a column, and the text input of dates, times, enums,
+ * domains, ranges and arrays is STABLE ("STABLE functions used in UPDATE queries cannot be
+ * called with column references"). So each text array is cast as a parameter, which Citus
+ * evaluates once on the coordinator, and the statement compares and sets plain columns. An
+ * array column cannot be cast so (unnest would flatten its values): when there is one, the
+ * rows are cast in a MATERIALIZED CTE, which Citus sends to the shards whole.
+ */
+function typedRows(shape: TableShape, columns: readonly string[], alias: string): { with: string; from: string } {
+  const types = columnTypes(shape, columns);
+  const q = columns.map(quoteIdent);
+  const isArray = types.map((t) => t.endsWith(']'));
+  const params = types.map((t, i) => (isArray[i] ? `$${i + 1}::text[]` : `$${i + 1}::text[]::${t}[]`)).join(', ');
+  const unnest = `unnest(${params}) AS ${alias}(${q.join(', ')})`;
+  if (!isArray.includes(true)) return { with: '', from: unnest };
+  const cast = q.map((c, i) => (isArray[i] ? `${alias}.${c}::${types[i]} AS ${c}` : `${alias}.${c}`));
+  return { with: `WITH ${alias} AS MATERIALIZED (SELECT ${cast.join(', ')} FROM ${unnest}) `, from: alias };
 }
 
 function columnBinder(columns: readonly string[]): (rows: readonly (readonly Value[])[]) => Value[][] {
@@ -166,9 +196,7 @@ export function buildDelete(table: ApplyTable, columns: readonly string[]): Batc
       const [[col, type]] = compared(shape, columns, '');
       text = `DELETE FROM ${qn} WHERE ${col} = ANY($1::text[]::${type}[])`;
     } else {
-      const cmp = compared(shape, columns, 't.');
-      const match = columns.map((c, i) => `${cmp[i][0]} = k.${quoteIdent(c)}::${cmp[i][1]}`);
-      text = `${deleteUsing(qn, columns)} WHERE ${match.join(' AND ')}${pruneClause(shape, columns)}`;
+      text = `${deleteUsing(shape, qn, columns)} WHERE ${matches(shape, columns, '=').join(' AND ')}${pruneClause(shape, columns)}`;
     }
     return { text, columns: [...columns], bind: columnBinder(columns) };
   });
@@ -182,7 +210,7 @@ export function buildDelete(table: ApplyTable, columns: readonly string[]): Batc
 export function buildSparingDelete(table: ApplyTable): BatchStatement {
   return cached(table, 'sparing', (shape) => {
     const { columns, where } = elsewhere(shape, 'a sparing delete');
-    return { text: `${deleteUsing(qualifiedName(table), columns)} WHERE ${where}`, columns, bind: columnBinder(columns) };
+    return { text: `${deleteUsing(shape, qualifiedName(table), columns)} WHERE ${where}`, columns, bind: columnBinder(columns) };
   });
 }
 
@@ -195,7 +223,8 @@ export function buildElsewhereQuery(table: ApplyTable): BatchStatement {
   return cached(table, 'elsewhere', (shape) => {
     const { columns, where } = elsewhere(shape, 'a moved-row check');
     const sk = table.sourceKey.map((c) => `k.${quoteIdent(c)}`);
-    const text = `SELECT ${sk.join(', ')} FROM ${qualifiedName(table)} AS t, unnest(${textParams(columns.length)}) AS k(${columns.map(quoteIdent).join(', ')}) WHERE ${where}`;
+    const rows = typedRows(shape, columns, 'k');
+    const text = `${rows.with}SELECT ${sk.join(', ')} FROM ${qualifiedName(table)} AS t, ${rows.from} WHERE ${where}`;
     return { text, columns, bind: columnBinder(columns) };
   });
 }
@@ -208,9 +237,8 @@ function elsewhere(shape: TableShape, what: string): { columns: string[]; where:
   if (destOnly.length === 0) {
     throw new SchemaError(`${what} needs destination key columns beyond the source key`, { context: { table: `${table.schema}.${table.name}` } });
   }
-  const cmp = compared(shape, columns, 't.');
-  const match = sk.map((c, i) => `${cmp[i][0]} = k.${quoteIdent(c)}::${cmp[i][1]}`);
-  const differs = destOnly.map((c, j) => `${cmp[sk.length + j][0]} IS DISTINCT FROM k.${quoteIdent(c)}::${cmp[sk.length + j][1]}`);
+  const match = matches(shape, sk, '=');
+  const differs = matches(shape, destOnly, 'IS DISTINCT FROM');
   return { columns, where: `${match.join(' AND ')}${pruneClause(shape, sk)} AND (${differs.join(' OR ')})` };
 }
 
@@ -224,27 +252,21 @@ function elsewhere(shape: TableShape, what: string): { columns: string[]; where:
 export function buildUpdateInPlace(table: ApplyTable, columns: readonly string[]): BatchStatement | null {
   return cached(table, `in place\u0000${columns.join('\u0000')}`, (shape) => {
     requireColumns(shape, columns, table.destKey, 'an update in place');
-    const types = columnTypes(shape, columns);
-    const cmp = compared(shape, columns, 't.');
     const { destKey, distributionColumn } = table;
-    const set: string[] = [];
-    const match: string[] = [];
-    columns.forEach((c, i) => {
-      if (destKey.includes(c)) match.push(`${cmp[i][0]} = u.${quoteIdent(c)}::${cmp[i][1]}`);
-      else if (c !== distributionColumn) set.push(`${quoteIdent(c)} = u.${quoteIdent(c)}::${types[i]}`);
-    });
+    const set = columns.filter((c) => !destKey.includes(c) && c !== distributionColumn).map((c) => `${quoteIdent(c)} = k.${quoteIdent(c)}`);
     if (set.length === 0) return null;
-    const q = columns.map(quoteIdent);
+    const rows = typedRows(shape, columns, 'k');
     const text =
-      `UPDATE ${qualifiedName(table)} AS t SET ${set.join(', ')} ` +
-      `FROM unnest(${textParams(columns.length)}) AS u(${q.join(', ')}) ` +
-      `WHERE ${match.join(' AND ')}${pruneClause(shape, columns)}`;
+      `${rows.with}UPDATE ${qualifiedName(table)} AS t SET ${set.join(', ')} ` +
+      `FROM ${rows.from} ` +
+      `WHERE ${matches(shape, columns.filter((c) => destKey.includes(c)), '=').join(' AND ')}${pruneClause(shape, columns)}`;
     return { text, columns: [...columns], bind: columnBinder(columns) };
   });
 }
 
-function deleteUsing(qn: string, columns: readonly string[]): string {
-  return `DELETE FROM ${qn} AS t USING unnest(${textParams(columns.length)}) AS k(${columns.map(quoteIdent).join(', ')})`;
+function deleteUsing(shape: TableShape, qn: string, columns: readonly string[]): string {
+  const rows = typedRows(shape, columns, 'k');
+  return `${rows.with}DELETE FROM ${qn} AS t USING ${rows.from}`;
 }
 
 /** `AND t.dist = ANY($i…)` reusing the distribution column's own parameter, when it is matched by equality. */

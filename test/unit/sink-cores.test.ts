@@ -60,7 +60,11 @@ test('a database error keeps its fields through classify and describeStall, with
     remedyFor({ sqlstate: '0A000', table: 's.parents', reason: 'apply', message: 'cannot truncate a table referenced in a foreign key constraint' }),
     /drop the foreign keys referencing s\.parents now and create foreign keys at cut-over/,
   );
-  assert.match(remedyFor({ sqlstate: '0A000', reason: 'apply', message: 'modifying the partition value of rows is not allowed' }), /distribution column cannot change/);
+  assert.match(remedyFor({ sqlstate: '0A000', reason: 'apply', message: 'modifying the partition value of rows is not allowed', table: 'public.orders' }), /Citus refuses to change the distribution column of a row of public\.orders/);
+  assert.match(
+    remedyFor({ sqlstate: '0A000', reason: 'apply', message: 'STABLE functions used in UPDATE queries cannot be called with column references', table: 'public.orders' }),
+    /does not support a statement the sink sends for public\.orders .*shardbridge check.*ShardBridge defect/,
+  );
 });
 
 test("Citus's relayed COPY errors (XX000, 58030 without the worker's code) classify by the worker's message", () => {

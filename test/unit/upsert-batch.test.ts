@@ -63,6 +63,21 @@ const moods: ApplyTable = {
   citus: 'distributed',
 };
 
+// An array column: its values cannot be cast as unnest's parameters (unnest flattens arrays).
+const tagged: ApplyTable = {
+  schema: 'public',
+  name: 'tagged',
+  columns: [
+    { name: 'id', type: 'bigint' },
+    { name: 'tags', type: 'text[]' },
+    { name: 'at', type: 'timestamp with time zone' },
+  ],
+  sourceKey: ['id'],
+  destKey: ['id'],
+  distributionColumn: 'id',
+  citus: 'distributed',
+};
+
 const odd: ApplyTable = {
   schema: 'My Schema',
   name: 'Order Items',
@@ -156,39 +171,39 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
     name: 'delete by destination key: unnest join plus distribution-column pruning',
     sql: () => buildDelete(orders, ['customer_id', 'id']).text,
     want:
-      'DELETE FROM "public"."orders" AS t USING unnest($1::text[], $2::text[]) AS k("customer_id", "id") ' +
-      'WHERE t."customer_id" = k."customer_id"::integer AND t."id" = k."id"::bigint AND t."customer_id" = ANY($1::text[]::integer[])',
+      'DELETE FROM "public"."orders" AS t USING unnest($1::text[]::integer[], $2::text[]::bigint[]) AS k("customer_id", "id") ' +
+      'WHERE t."customer_id" = k."customer_id" AND t."id" = k."id" AND t."customer_id" = ANY($1::text[]::integer[])',
   },
   {
     name: 'delete by a composite key on a plain table: no pruning clause',
     sql: () => buildDelete(keyOnly, ['post_id', 'tag']).text,
-    want: 'DELETE FROM "public"."tags" AS t USING unnest($1::text[], $2::text[]) AS k("post_id", "tag") WHERE t."post_id" = k."post_id"::bigint AND t."tag" = k."tag"::text',
+    want: 'DELETE FROM "public"."tags" AS t USING unnest($1::text[]::bigint[], $2::text[]::text[]) AS k("post_id", "tag") WHERE t."post_id" = k."post_id" AND t."tag" = k."tag"',
   },
   {
     name: 'sparing delete for rows that may have moved',
     sql: () => buildSparingDelete(orders).text,
     want:
-      'DELETE FROM "public"."orders" AS t USING unnest($1::text[], $2::text[]) AS k("id", "customer_id") ' +
-      'WHERE t."id" = k."id"::bigint AND (t."customer_id" IS DISTINCT FROM k."customer_id"::integer)',
+      'DELETE FROM "public"."orders" AS t USING unnest($1::text[]::bigint[], $2::text[]::integer[]) AS k("id", "customer_id") ' +
+      'WHERE t."id" = k."id" AND (t."customer_id" IS DISTINCT FROM k."customer_id")',
   },
   {
     name: 'update in place, composite key: matched on the destination key, key columns never set, pruned on the distribution column',
     sql: () => buildUpdateInPlace(orders, ['customer_id', 'id', 'amount'])!.text,
     want:
-      'UPDATE "public"."orders" AS t SET "amount" = u."amount"::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[]) AS u("customer_id", "id", "amount") ' +
-      'WHERE t."customer_id" = u."customer_id"::integer AND t."id" = u."id"::bigint AND t."customer_id" = ANY($1::text[]::integer[])',
+      'UPDATE "public"."orders" AS t SET "amount" = k."amount" FROM unnest($1::text[]::integer[], $2::text[]::bigint[], $3::text[]::numeric(12,2)[]) AS k("customer_id", "id", "amount") ' +
+      'WHERE t."customer_id" = k."customer_id" AND t."id" = k."id" AND t."customer_id" = ANY($1::text[]::integer[])',
   },
   {
     name: 'update in place, odd identifiers: varchar cast without its length (the assignment checks it)',
     sql: () => buildUpdateInPlace(odd, ['id', 'a"b'])!.text,
-    want: 'UPDATE "My Schema"."Order Items" AS t SET "a""b" = u."a""b"::character varying FROM unnest($1::text[], $2::text[]) AS u("id", "a""b") WHERE t."id" = u."id"::bigint',
+    want: 'UPDATE "My Schema"."Order Items" AS t SET "a""b" = k."a""b" FROM unnest($1::text[]::bigint[], $2::text[]::character varying[]) AS k("id", "a""b") WHERE t."id" = k."id"',
   },
   {
     name: 'rows of a source key elsewhere than their new destination key',
     sql: () => buildElsewhereQuery(orders).text,
     want:
-      'SELECT k."id" FROM "public"."orders" AS t, unnest($1::text[], $2::text[]) AS k("id", "customer_id") ' +
-      'WHERE t."id" = k."id"::bigint AND (t."customer_id" IS DISTINCT FROM k."customer_id"::integer)',
+      'SELECT k."id" FROM "public"."orders" AS t, unnest($1::text[]::bigint[], $2::text[]::integer[]) AS k("id", "customer_id") ' +
+      'WHERE t."id" = k."id" AND (t."customer_id" IS DISTINCT FROM k."customer_id")',
   },
   {
     name: 'delete by a key of a domain over an enum: both sides compared as the enum',
@@ -199,17 +214,30 @@ const sqlCases: { name: string; sql: () => string; want: string }[] = [
     name: 'delete by a destination key of domains over enums, pruned as the enum',
     sql: () => buildDelete(moods, ['m', 'region']).text,
     want:
-      'DELETE FROM "public"."moods" AS t USING unnest($1::text[], $2::text[]) AS k("m", "region") ' +
+      'DELETE FROM "public"."moods" AS t USING unnest($1::text[]::mood_domain[], $2::text[]::region_domain[]) AS k("m", "region") ' +
       'WHERE t."m"::mood = k."m"::mood AND t."region"::app.region = k."region"::app.region AND t."region"::app.region = ANY($2::text[]::app.region[])',
   },
   {
     name: 'update in place and moved-row check by keys of domains over enums: compared as the enum, values set as the domain',
     sql: () => [buildUpdateInPlace(moods, ['m', 'region', 'v'])!.text, buildElsewhereQuery(moods).text].join('\n'),
     want:
-      'UPDATE "public"."moods" AS t SET "v" = u."v"::text FROM unnest($1::text[], $2::text[], $3::text[]) AS u("m", "region", "v") ' +
-      'WHERE t."m"::mood = u."m"::mood AND t."region"::app.region = u."region"::app.region AND t."region"::app.region = ANY($2::text[]::app.region[])\n' +
-      'SELECT k."m" FROM "public"."moods" AS t, unnest($1::text[], $2::text[]) AS k("m", "region") ' +
+      'UPDATE "public"."moods" AS t SET "v" = k."v" FROM unnest($1::text[]::mood_domain[], $2::text[]::region_domain[], $3::text[]::text[]) AS k("m", "region", "v") ' +
+      'WHERE t."m"::mood = k."m"::mood AND t."region"::app.region = k."region"::app.region AND t."region"::app.region = ANY($2::text[]::app.region[])\n' +
+      'SELECT k."m" FROM "public"."moods" AS t, unnest($1::text[]::mood_domain[], $2::text[]::region_domain[]) AS k("m", "region") ' +
       'WHERE t."m"::mood = k."m"::mood AND (t."region"::app.region IS DISTINCT FROM k."region"::app.region)',
+  },
+  {
+    // Citus refuses a STABLE input function (timestamptz's, an array's) applied to a column in an UPDATE's SET or WHERE.
+    name: 'update in place with an array column: the rows cast in a MATERIALIZED CTE, the other columns as parameters',
+    sql: () => buildUpdateInPlace(tagged, ['id', 'tags', 'at'])!.text,
+    want:
+      'WITH k AS MATERIALIZED (SELECT k."id", k."tags"::text[] AS "tags", k."at" FROM unnest($1::text[]::bigint[], $2::text[], $3::text[]::timestamp with time zone[]) AS k("id", "tags", "at")) ' +
+      'UPDATE "public"."tagged" AS t SET "tags" = k."tags", "at" = k."at" FROM k WHERE t."id" = k."id" AND t."id" = ANY($1::text[]::bigint[])',
+  },
+  {
+    name: 'delete by an array key: through the CTE too, no pruning on it',
+    sql: () => buildDelete({ ...tagged, sourceKey: ['tags'], destKey: ['tags'], distributionColumn: 'tags' }, ['tags']).text,
+    want: 'WITH k AS MATERIALIZED (SELECT k."tags"::text[] AS "tags" FROM unnest($1::text[]) AS k("tags")) DELETE FROM "public"."tagged" AS t USING k WHERE t."tags" = k."tags"',
   },
   { name: 'truncate', sql: () => truncateSql(odd), want: 'TRUNCATE "My Schema"."Order Items"' },
   { name: 'staging table name', sql: () => stagingTableName(orders), want: 'shardbridge_staging."public__orders"' },

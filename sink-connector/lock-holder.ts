@@ -43,7 +43,8 @@ async function endHolder(client: pg.ClientBase, lock: HeldLock): Promise<LockHol
   const r = rows[0];
   const holder: LockHolder = { pid: r.pid, applicationName: r.app, state: r.state, waitEvent: r.wait_event, transactionSeconds: Math.round(r.secs), ended: false };
   if (holder.applicationName.startsWith('shardbridge-sink')) {
-    holder.ended = (await client.query('SELECT pg_terminate_backend($1) AS ok', [holder.pid])).rows[0].ok === true;
+    // Typed: Citus adds pg_terminate_backend(global_pid bigint, …), beside which an untyped parameter is ambiguous.
+    holder.ended = (await client.query('SELECT pg_terminate_backend($1::int) AS ok', [holder.pid])).rows[0].ok === true;
   }
   return holder;
 }

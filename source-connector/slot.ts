@@ -300,7 +300,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);
   };
   schedule(SLOT_WAIT_NOTE_MS);
-  const cancel = () => void onAdmin((c) => c.query('SELECT pg_cancel_backend($1)', [pid])).catch((err: unknown) => log.debug({ err }, 'cancelling the slot creation failed'));
+  const cancel = () => void onAdmin((c) => c.query('SELECT pg_cancel_backend($1::int)', [pid])).catch((err: unknown) => log.debug({ err }, 'cancelling the slot creation failed'));
   opts.signal?.addEventListener('abort', cancel, { once: true });
   if (opts.signal?.aborted) cancel();
   return {

@@ -184,7 +184,7 @@ test('the slot dropped under a streaming source connector: it stops (exit 1) say
   try {
     const active = async () => (await db.query('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active', [gone.slotName])).rows[0]?.active_pid as number | undefined;
     const pid = await waitFor('the source connector streaming from its slot', active, { timeoutMs: 60_000, intervalMs: 100 });
-    await db.query('SELECT pg_terminate_backend($1)', [pid]);
+    await db.query('SELECT pg_terminate_backend($1::int)', [pid]);
     await waitFor('the slot dropped', () => db.query('SELECT pg_drop_replication_slot($1)', [gone.slotName]).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 20 });
     const { code } = await child.exited;
     assert.equal(code, 1, child.output());

@@ -146,7 +146,7 @@ test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka, passwords
     assert.ok(before, 'a walsender streams from the slot');
     writeFileSync(pgPwFile, `${ROTATED}\n`);
     await admin.query(`ALTER ROLE ${ROLE} PASSWORD '${ROTATED}'`);
-    await admin.query('SELECT pg_terminate_backend($1)', [before]);
+    await admin.query('SELECT pg_terminate_backend($1::int)', [before]);
     // A source that stopped (the old password refused) fails here, not at the deadline.
     const stopped = source.exited.then(({ code }) => assert.fail(`the source stopped (exit ${code}): ${source.output().slice(-2000)}`));
     await Promise.race([waitFor('the source streaming again on a new walsender', async () => ![null, undefined, before].includes(await walsender()), { timeoutMs: 60_000, intervalMs: 100 }), stopped]);

@@ -251,7 +251,7 @@ test('a member frozen in the middle of a COPY (where no idle timeout applies) is
     }, { timeoutMs: 60_000, intervalMs: 100 });
     assert.equal((await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [foreign.pid])).rowCount, 1, 'the foreign session left alone');
     assert.equal((await storedOffsets(db, f.groupId)).get(`${f.t.topic}:1`), 0n, 'its partition waits for it');
-    await db.query('SELECT pg_terminate_backend($1)', [foreign.pid]);
+    await db.query('SELECT pg_terminate_backend($1::int)', [foreign.pid]);
     await waitApplied(db, admin, f.groupId, [f.t.topic], 60_000);
     await assertExact(f);
   } finally {

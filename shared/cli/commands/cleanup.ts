@@ -151,7 +151,7 @@ async function execute(actions: CleanupAction[], src: pg.ClientBase, dst: pg.Cli
     try {
       switch (a.kind) {
         case 'terminate walsender':
-          await src.query('SELECT pg_terminate_backend($1)', [a.pid]);
+          await src.query('SELECT pg_terminate_backend($1::int)', [a.pid]);
           r.detail = `pid ${a.pid}`;
           break;
         case 'drop replication slot':

@@ -32,6 +32,7 @@ import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
 import { pinoLogEntry, type KafkajsLogEntry } from './kafka-log.ts';
 import { wrapConsumer } from './consumer.ts';
 import { groupRunning, rethrowCreateTopicsError } from './admin-pure.ts';
+import { FilePassword } from '../config/password-file.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, KafkaClient, KafkaSettings } from './ports.ts';
@@ -51,7 +52,8 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   // Not `component`: the caller's logger has one (pino would write the key twice).
   const log = logger.child({ subcomponent: 'kafkajs' });
   // One log entry for all: the once-a-minute 'cannot reach Kafka' warning is the client's, not each object's.
-  const entry = pinoLogEntry(log, settings.sasl?.password, { brokers: settings.brokers });
+  const sasl = saslOf(settings.sasl, (message, context) => logger.warn(context, message));
+  const entry = pinoLogEntry(log, sasl?.secrets, { brokers: settings.brokers });
   const gates = new Set<Gate>();
   /**
    * A kafkajs instance of its own for each object, behind a gate that the object's disconnect
@@ -65,7 +67,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       o.disconnect = () => gate.closeAfter(disconnect(), graceMs).finally(() => gates.delete(gate));
       return o;
     };
-    return { kafka: new Kafka(toKafkaConfig(settings, entry, gate)), shut };
+    return { kafka: new Kafka(toKafkaConfig(settings, sasl?.config, entry, gate)), shut };
   };
   const client: AclClient = { principal: saslPrincipal(settings.sasl), brokers: settings.brokers };
   const counted = <C extends KjsProducer | KjsConsumer | KjsAdmin>(client: 'producer' | 'consumer' | 'admin', c: C): C => {
@@ -147,16 +149,36 @@ export const pinnedPartitioner = (pins: ReadonlyMap<string, number>): ICustomPar
   return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), n);
 };
 
+/**
+ * kafkajs's SASL settings. kafkajs keeps this object (each connection's `sasl`) and reads `password`
+ * at each authentication (saslAuthenticator: PLAIN's request, SCRAM's encodedPassword), a new
+ * connection or a re-authentication: with a passwordFile, a getter reads the file then, so that a
+ * password rotated in place is taken without a restart (FilePassword: the last good one kept, and
+ * a warning, when the file cannot serve). `secrets`: what the log mapping masks.
+ */
+export function saslOf(
+  sasl: KafkaSettings['sasl'],
+  warn: (message: string, context: { key: string; path: string }) => void,
+): { config: KafkaConfig['sasl']; secrets: () => readonly string[] } | undefined {
+  if (!sasl) return undefined;
+  const { mechanism, username, password, passwordFile } = sasl;
+  if (passwordFile === undefined) return { config: { mechanism, username, password } as KafkaConfig['sasl'], secrets: () => [password] };
+  const file = new FilePassword(passwordFile, 'kafka.sasl.passwordFile', password, warn);
+  const config = { mechanism, username } as { mechanism: string; username: string; password: string };
+  Object.defineProperty(config, 'password', { enumerable: true, get: () => file.current() });
+  return { config: config as KafkaConfig['sasl'], secrets: () => file.known() };
+}
+
 /** kafkajs's configuration of one gated instance: `entry` logs for it, `gate` owns its sockets and broker list. */
-function toKafkaConfig(settings: KafkaSettings, entry: (entry: KafkajsLogEntry) => void, gate: Gate): KafkaConfig {
-  const { ssl, sasl } = settings;
+function toKafkaConfig(settings: KafkaSettings, sasl: KafkaConfig['sasl'], entry: (entry: KafkajsLogEntry) => void, gate: Gate): KafkaConfig {
+  const { ssl } = settings;
   const tlsOptions: ConnectionOptions | boolean | undefined =
     typeof ssl === 'object' ? { ca: ssl.ca, cert: ssl.cert, key: ssl.key, rejectUnauthorized: ssl.rejectUnauthorized ?? true } : ssl;
   return {
     brokers: gate.brokerList,
     clientId: settings.clientId ?? 'shardbridge',
     ssl: tlsOptions,
-    sasl: sasl ? { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as KafkaConfig['sasl'] : undefined,
+    sasl,
     connectionTimeout: settings.connectionTimeoutMs,
     requestTimeout: settings.requestTimeoutMs,
     // kafkajs's default waits up to 30 s between tries: a stop then waited for the one under way.

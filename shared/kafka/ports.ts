@@ -7,7 +7,8 @@ export interface KafkaSettings {
   brokers: string[];
   clientId?: string;
   ssl?: boolean | { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
-  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  /** `passwordFile`: `password` was read from it at load; it is read again at each broker (re)authentication. */
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string; passwordFile?: string };
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
   /** kafkajs's own retry policy for requests (defaults: kafkajs's). */

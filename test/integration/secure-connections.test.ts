@@ -116,7 +116,7 @@ async function stop(child: CliChild): Promise<void> {
 }
 
 test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka, passwords from files: rows flow end to end, the PostgreSQL password rotated mid-stream is taken at the source\'s reconnect, and no output carries a secret', async () => {
-  // Every password from a file (passwordFile): PostgreSQL's read at each new connection, Kafka's at start.
+  // Every password from a file (passwordFile): PostgreSQL's read at each new connection, Kafka's at each broker authentication.
   const pgPwFile = join(dir, 'pg-password');
   const kafkaPwFile = join(dir, 'kafka-password');
   writeFileSync(pgPwFile, `${PG_SECRET}\n`);

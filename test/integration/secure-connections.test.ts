@@ -5,7 +5,7 @@
  * Rows flow end to end, every password read from a file (passwordFile): the PostgreSQL one
  * rotated mid-stream is taken by the source's reconnect; neither secret appears in any output,
  * at debug level either; a wrong password or an untrusted server certificate is a clear error
- * naming the server.
+ * naming the server. kafka.sasl.passwordFile is read again at each new broker connection.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import pino from 'pino';
+import { createKafka } from '../../shared/kafka/client.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaBroker } from '../../shared/devstack/kafka.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
@@ -220,4 +222,32 @@ test('a server certificate the config does not trust: a stop naming the CA setti
   assert.equal(checked.code, 1, checked.stdout);
   const remedies = checked.stdout.split('\n').filter((l) => /remedy: the server's TLS certificate did not verify/.test(l));
   assert.deepEqual(remedies.map((l) => /as (sslrootcert \(a PEM file: in (\w+)\.url|kafka\.ssl\.ca)/.exec(l)?.slice(1).filter(Boolean).pop()), ['source', 'kafka.ssl.ca', 'destination']);
+});
+
+test('kafka.sasl.passwordFile rotated in place: a new broker connection of a running client sends what the file holds then (a wrong one is refused, the right one back connects)', async () => {
+  const file = join(dir, 'kafka-rotating');
+  writeFileSync(file, `${KAFKA_SECRET}\n`);
+  const lines: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  const sasl = { mechanism: 'scram-sha-512' as const, username: ROLE, password: KAFKA_SECRET, passwordFile: file };
+  const kafka = createKafka({ brokers: [broker.secureBootstrap!], ssl: { ca: certs.ca }, sasl, retry: { retries: 0 } }, log);
+  // Each admin is a kafkajs instance of its own: its first call opens new connections.
+  const admins: { disconnect(): Promise<void> }[] = [];
+  const describe = () => {
+    const a = kafka.admin({ retry: { retries: 0 } });
+    admins.push(a);
+    return a.describeCluster();
+  };
+  try {
+    assert.equal((await describe()).brokers.length, 1);
+    writeFileSync(file, `wrong-${KAFKA_SECRET}\n`);
+    await assert.rejects(describe(), /SASL SCRAM SHA512 authentication failed/);
+    writeFileSync(file, `${KAFKA_SECRET}\n`);
+    assert.equal((await describe()).brokers.length, 1);
+  } finally {
+    await Promise.all(admins.map((a) => a.disconnect().catch(() => {})));
+    kafka.close();
+  }
+  assertNoSecret(lines.join(''), 'the client\'s log');
+  assert.ok(!lines.join('').includes(`wrong-${KAFKA_SECRET}`));
 });

@@ -25,7 +25,7 @@ import { ServiceError, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
-import { clusterFactory, fetchApiVersions, fetchTopicIds } from './topic-ids.ts';
+import { clusterFactory, fetchApiVersions, fetchBrokerApiVersions, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 import { answered } from './unanswered.ts';
 import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
@@ -393,6 +393,12 @@ function wrapAdmin(
     async apiVersions() {
       idCluster ??= newCluster();
       return fetchApiVersions(idCluster);
+    },
+    async brokerApiVersions() {
+      idCluster ??= newCluster();
+      const brokers = await fetchBrokerApiVersions(idCluster);
+      for (const b of brokers) if (b.problem !== undefined) log.warn({ broker: b.broker }, `cannot ask the Kafka broker at ${b.broker} its API versions (${b.problem}): not checked`);
+      return brokers.map(({ broker, versions }) => ({ broker, versions }));
     },
   };
   // Any call may be the first to meet a broker that never answers (unanswered.ts): explained here, for all of them.

@@ -226,6 +226,11 @@ export interface Admin {
   topicIds(topics: string[]): Promise<Map<string, { id: string; partitions: number }> | null>;
   /** The API versions a broker announced (ApiVersions), by API key: what broker-features.ts checks at start. */
   apiVersions(): Promise<Map<number, { minVersion: number; maxVersion: number }>>;
+  /**
+   * Each broker's own API versions (ApiVersions asked of each broker the cluster's metadata names),
+   * by its address; `versions` undefined for a broker that could not be asked (a warning says why).
+   */
+  brokerApiVersions(): Promise<{ broker: string; versions?: Map<number, { minVersion: number; maxVersion: number }> }[]>;
 }
 
 export interface KafkaClient {

@@ -224,7 +224,7 @@ test('a server certificate the config does not trust: a stop naming the CA setti
   assert.deepEqual(remedies.map((l) => /as (sslrootcert \(a PEM file: in (\w+)\.url|kafka\.ssl\.ca)/.exec(l)?.slice(1).filter(Boolean).pop()), ['source', 'kafka.ssl.ca', 'destination']);
 });
 
-test('kafka.sasl.passwordFile rotated in place: a new broker connection of a running client sends what the file holds then (a wrong one is refused, the right one back connects)', async () => {
+test('kafka.sasl.passwordFile rotated in place: a new broker connection of a running client sends what the file holds then (a wrong one is refused, the right one back connects); the broker check connects to each broker the metadata names and asks its own API versions', async () => {
   const file = join(dir, 'kafka-rotating');
   writeFileSync(file, `${KAFKA_SECRET}\n`);
   const lines: string[] = [];
@@ -240,6 +240,15 @@ test('kafka.sasl.passwordFile rotated in place: a new broker connection of a run
   };
   try {
     assert.equal((await describe()).brokers.length, 1);
+    // The start's broker check asks each broker the metadata names (broker-features.ts): bootstrapped
+    // over `localhost`, that broker (127.0.0.1) is another than the one kafkajs reached first, and is
+    // connected (SASL, TLS) and asked its own ApiVersions.
+    const byName = createKafka({ brokers: [broker.secureBootstrap!.replace('127.0.0.1', 'localhost')], ssl: { ca: certs.ca }, sasl, retry: { retries: 0 } }, log).admin();
+    admins.push(byName);
+    const brokers = await byName.brokerApiVersions();
+    assert.deepEqual(brokers.map((b) => b.broker), [broker.secureBootstrap]);
+    assert.deepEqual(brokers[0].versions, await byName.apiVersions());
+    assert.ok((brokers[0].versions?.get(3)?.maxVersion ?? 0) >= 10, 'Metadata v10+');
     writeFileSync(file, `wrong-${KAFKA_SECRET}\n`);
     await assert.rejects(describe(), /SASL SCRAM SHA512 authentication failed/);
     writeFileSync(file, `${KAFKA_SECRET}\n`);

@@ -32,7 +32,7 @@ import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
 import { pinoLogEntry, type KafkajsLogEntry } from './kafka-log.ts';
 import { wrapConsumer } from './consumer.ts';
 import { groupRunning, rethrowCreateTopicsError } from './admin-pure.ts';
-import { FilePassword } from '../config/password-file.ts';
+import { saslOf } from './sasl.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, KafkaClient, KafkaSettings } from './ports.ts';
@@ -148,26 +148,6 @@ export const pinnedPartitioner = (pins: ReadonlyMap<string, number>): ICustomPar
   const n = pinned !== undefined && pinned < partitionMetadata.length ? pinned : partitionMetadata.length;
   return partitionForKey(Buffer.isBuffer(key) ? key : Buffer.from(String(key)), n);
 };
-
-/**
- * kafkajs's SASL settings. kafkajs keeps this object (each connection's `sasl`) and reads `password`
- * at each authentication (saslAuthenticator: PLAIN's request, SCRAM's encodedPassword), a new
- * connection or a re-authentication: with a passwordFile, a getter reads the file then, so that a
- * password rotated in place is taken without a restart (FilePassword: the last good one kept, and
- * a warning, when the file cannot serve). `secrets`: what the log mapping masks.
- */
-export function saslOf(
-  sasl: KafkaSettings['sasl'],
-  warn: (message: string, context: { key: string; path: string }) => void,
-): { config: KafkaConfig['sasl']; secrets: () => readonly string[] } | undefined {
-  if (!sasl) return undefined;
-  const { mechanism, username, password, passwordFile } = sasl;
-  if (passwordFile === undefined) return { config: { mechanism, username, password } as KafkaConfig['sasl'], secrets: () => [password] };
-  const file = new FilePassword(passwordFile, 'kafka.sasl.passwordFile', password, warn);
-  const config = { mechanism, username } as { mechanism: string; username: string; password: string };
-  Object.defineProperty(config, 'password', { enumerable: true, get: () => file.current() });
-  return { config: config as KafkaConfig['sasl'], secrets: () => file.known() };
-}
 
 /** kafkajs's configuration of one gated instance: `entry` logs for it, `gate` owns its sockets and broker list. */
 function toKafkaConfig(settings: KafkaSettings, sasl: KafkaConfig['sasl'], entry: (entry: KafkajsLogEntry) => void, gate: Gate): KafkaConfig {

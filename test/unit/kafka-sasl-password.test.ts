@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { FilePassword } from '../../shared/config/password-file.ts';
-import { saslOf } from '../../shared/kafka/client.ts';
+import { saslOf } from '../../shared/kafka/sasl.ts';
 import { pinoLogEntry } from '../../shared/kafka/kafka-log.ts';
 
 const require = createRequire(import.meta.url);

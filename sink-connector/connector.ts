@@ -159,7 +159,7 @@ class SinkRuntime {
     // The cluster the stored positions are read against (applied-mappings.ts); unknown: not compared.
     const kafkaCluster = await this.admin.describeCluster().then((c) => c.clusterId ?? null, () => null);
     const reg = config.schemaRegistry;
-    const registry = new RegistryClient({ url: reg.url, username: reg.username, password: reg.password, requestTimeoutMs: reg.requestTimeoutMs, logger: log });
+    const registry = new RegistryClient({ url: reg.url, username: reg.username, password: reg.password, passwordFile: reg.passwordFile, requestTimeoutMs: reg.requestTimeoutMs, logger: log });
     // Ended by stop(): a registry that does not answer held the start (and SIGTERM) for minutes.
     const latestValueSchema = (topic: string) => abortable(registry.latestSchema(`${topic}-value`), this.abort.signal);
     // Tells a column the source dropped in a later version (source-drops.ts): asked only when a version meets missing columns.

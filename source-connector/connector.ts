@@ -169,7 +169,7 @@ class ConnectorRun {
     });
     this.publisher.onFailure((err) => this.stream?.fail(err));
     const r = config.schemaRegistry;
-    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, requestTimeoutMs: r.requestTimeoutMs, logger: log, signal: this.abort.signal });
+    const registry = new RegistryClient({ url: r.url, username: r.username, password: r.password, passwordFile: r.passwordFile, requestTimeoutMs: r.requestTimeoutMs, logger: log, signal: this.abort.signal });
     this.registry = registry;
     this.versions = new TableVersions({
       registry,

@@ -100,7 +100,7 @@ async function durabilityFindings(admin: Admin, source: SourceConfig, object: st
 
 async function registryFinding(who: string, r: SchemaRegistryConfig, log: Logger): Promise<Finding> {
   const object = `registry ${redactUrl(r.url)}`;
-  const client = new RegistryClient({ url: r.url, username: r.username, password: r.password, requestTimeoutMs: r.requestTimeoutMs, logger: log });
+  const client = new RegistryClient({ url: r.url, username: r.username, password: r.password, passwordFile: r.passwordFile, requestTimeoutMs: r.requestTimeoutMs, logger: log });
   try {
     const subjects = await client.subjects();
     return { level: 'PASS', check: 'reachable', object, message: `${subjects.length} subject(s) (${who} configuration)` };

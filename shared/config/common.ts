@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { redactDeep } from '../redact.ts';
-import { passwordAtStart, passwordFileProblem } from './password-file.ts';
+import { readPasswordFile } from './password-file.ts';
 
 // ---------- field builders ----------
 
@@ -73,43 +73,49 @@ export const kafkaSchema = () =>
         mechanism: z.enum(SASL_MECHANISMS),
         username: nonEmptyString(),
         password: nonEmptyString().optional(),
-        /** A file holding the password, read once at start (kafkajs takes a string). */
+        /** A file holding the password: read at load, and again at each broker (re)authentication (FilePassword). */
         passwordFile: nonEmptyString().optional(),
       })
-      .superRefine((v, ctx) => {
+      // One pass (validation and value): the file is read once at load.
+      .transform((v, ctx) => {
         if (v.password === undefined && v.passwordFile === undefined) {
           ctx.addIssue({ code: 'custom', path: ['password'], message: 'required (or kafka.sasl.passwordFile)' });
         }
-        passwordFileIssues(v, 'kafka.sasl', ctx);
+        return withFilePassword(v, 'kafka.sasl', ctx) as { mechanism: (typeof SASL_MECHANISMS)[number]; username: string; password: string; passwordFile?: string };
       })
-      .transform((v, ctx) => withFilePassword(v, 'kafka.sasl', ctx) as { mechanism: (typeof SASL_MECHANISMS)[number]; username: string; password: string })
       .optional(),
   });
 export type KafkaConfig = z.infer<ReturnType<typeof kafkaSchema>>;
 
-/** `passwordFile` beside `password` (both named), or a file that cannot serve (key and path named, never the content). */
-export function passwordFileIssues(v: { password?: string; passwordFile?: string }, section: string, ctx: z.RefinementCtx): void {
-  if (v.passwordFile === undefined) return;
+/**
+ * `passwordFile` beside `password` (both named), or a file that cannot serve (key and path named,
+ * never the content); the file's password otherwise. The file is read here, once.
+ */
+function filePassword(v: { password?: string; passwordFile?: string }, section: string, ctx: z.RefinementCtx): string | undefined {
+  if (v.passwordFile === undefined) return undefined;
   if (v.password !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `conflicts with ${section}.password: give the password once (the file, or the key)` });
   }
-  const problem = passwordFileProblem(v.passwordFile);
-  if (problem) ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${v.passwordFile}: ${problem}` });
+  const read = readPasswordFile(v.passwordFile);
+  if ('problem' in read) {
+    ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${v.passwordFile}: ${read.problem}` });
+    return undefined;
+  }
+  return read.password;
+}
+
+/** filePassword's issues alone: a section whose password is read later (PostgreSQL's, at each new connection). */
+export function passwordFileIssues(v: { password?: string; passwordFile?: string }, section: string, ctx: z.RefinementCtx): void {
+  filePassword(v, section, ctx);
 }
 
 /**
- * The section with `password` read from its `passwordFile` (validated above, read once here) and
- * the key dropped. Gone or emptied since the check: an issue as the check's.
+ * The section with `password` read from its `passwordFile` (filePassword's issues added), the key
+ * kept: kafkajs and the registry client read the file again later (FilePassword).
  */
-export function withFilePassword<T extends { password?: string; passwordFile?: string }>(v: T, section: string, ctx: z.RefinementCtx): Omit<T, 'passwordFile'> {
-  const { passwordFile, ...rest } = v;
-  if (passwordFile === undefined) return rest;
-  const read = passwordAtStart(passwordFile);
-  if ('problem' in read) {
-    ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: `${passwordFile}: ${read.problem}` });
-    return rest;
-  }
-  return { ...rest, password: read.password } as Omit<T, 'passwordFile'>;
+export function withFilePassword<T extends { password?: string; passwordFile?: string }>(v: T, section: string, ctx: z.RefinementCtx): T {
+  const password = filePassword(v, section, ctx);
+  return password === undefined ? v : { ...v, password };
 }
 
 // ---------- pure helpers ----------

@@ -20,10 +20,10 @@ function readProblem(err: unknown): string {
 }
 
 /**
- * The password `path` holds, read once (at load: Kafka's SASL and the registry's basic auth take a
- * password, not a function), or why it cannot serve. The content is returned, never put in `problem`.
+ * The password `path` holds now, or why it cannot serve. Synchronous: at load, and for Kafka's
+ * SASL at each new broker connection (FilePassword). The content is returned, never put in `problem`.
  */
-export function passwordAtStart(path: string): { password: string } | { problem: string } {
+export function readPasswordFile(path: string): { password: string } | { problem: string } {
   try {
     const password = passwordOfFile(readFileSync(path, 'utf8'));
     return password === '' ? { problem: 'it is empty (a password file holds the password, one line)' } : { password };
@@ -34,8 +34,59 @@ export function passwordAtStart(path: string): { password: string } | { problem:
 
 /** Why the password file at `path` cannot serve now ('no such file', 'empty'...), or undefined when it can. Reads it. */
 export function passwordFileProblem(path: string): string | undefined {
-  const read = passwordAtStart(path);
+  const read = readPasswordFile(path);
   return 'problem' in read ? read.problem : undefined;
+}
+
+/** How many passwords a FilePassword remembers for masking (the current one and those before it). */
+const REMEMBERED = 4;
+
+/**
+ * kafka.sasl.passwordFile and schemaRegistry.passwordFile: kafkajs and the registry client take a
+ * password, not a function, so `current()` reads the file again when asked (Kafka: at each broker
+ * (re)authentication; the registry: when a request is refused with 401). A file that cannot serve
+ * then keeps the last good password (a connection that works goes on working), with one warning
+ * per problem naming the key and the path, never the content.
+ */
+export class FilePassword {
+  private last: string;
+  private problem: string | undefined;
+  private readonly seen: string[];
+
+  constructor(
+    readonly path: string,
+    readonly key: string,
+    /** The password read at load. */
+    first: string,
+    private readonly warn: (message: string, context: { key: string; path: string }) => void,
+  ) {
+    this.last = first;
+    this.seen = [first];
+  }
+
+  /** The file's password now; the last good one when the file cannot serve. */
+  current(): string {
+    const read = readPasswordFile(this.path);
+    if ('password' in read) {
+      this.problem = undefined;
+      if (read.password !== this.last) {
+        this.last = read.password;
+        this.seen.unshift(read.password);
+        this.seen.length = Math.min(this.seen.length, REMEMBERED);
+      }
+      return read.password;
+    }
+    if (read.problem !== this.problem) {
+      this.problem = read.problem;
+      this.warn(`${this.key} ${this.path}: ${read.problem}; the password last read from it is used meanwhile (put the password in the file again)`, { key: this.key, path: this.path });
+    }
+    return this.last;
+  }
+
+  /** The passwords this has held, newest first: masked in whatever a server or a library echoes. */
+  known(): readonly string[] {
+    return this.seen;
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
  */
 import { z } from 'zod';
 import { REQUEST_TIMEOUT_MS } from '../registry/registry-client.ts';
-import { nonEmptyString, passwordFileIssues, safeDecode, withFilePassword } from './common.ts';
+import { nonEmptyString, safeDecode, withFilePassword } from './common.ts';
 
 /** schemaRegistry.requestTimeoutMs: below 100 ms a healthy registry fails; over 5 min a dead one holds a stop or a check that long. */
 export const REGISTRY_TIMEOUT_BOUNDS = { min: 100, max: 300_000 } as const;
@@ -18,7 +18,7 @@ export const schemaRegistrySchema = () =>
       url: z.string().regex(/^https?:\/\/\S+$/).describe('an http:// or https:// URL'),
       username: nonEmptyString().optional(),
       password: z.string().optional(),
-      /** A file holding the password, read once at start. */
+      /** A file holding the password: read at load, and again when the registry answers 401 (FilePassword). */
       passwordFile: nonEmptyString().optional(),
       // A registry far away (another region, a slow proxy) needs longer; the sink's 3 s hold of an
       // apply slot (batch-retry.ts) does not follow it: it measures silence, not one request.
@@ -30,7 +30,8 @@ export const schemaRegistrySchema = () =>
         .describe(`an integer number of milliseconds from ${REGISTRY_TIMEOUT_BOUNDS.min} to ${REGISTRY_TIMEOUT_BOUNDS.max}`)
         .default(REQUEST_TIMEOUT_MS),
     })
-    .superRefine((v, ctx) => {
+    // One pass (validation and value): the password file is read once at load.
+    .transform((v, ctx) => {
       const parts = splitUrlCredentials(v.url);
       if (!parts) ctx.addIssue({ code: 'custom', path: ['url'], message: 'not a valid URL (percent-encode special characters of a user name or password)' });
       else if (parts.username !== undefined && v.username !== undefined) {
@@ -44,11 +45,7 @@ export const schemaRegistrySchema = () =>
         // Basic auth goes with a user: without one the password would be dropped without a word.
         ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'needs schemaRegistry.username (basic auth sends a user and its password)' });
       }
-      passwordFileIssues(v, 'schemaRegistry', ctx);
-    })
-    .transform((v, ctx) => {
       const read = withFilePassword(v, 'schemaRegistry', ctx);
-      const parts = splitUrlCredentials(v.url);
       if (parts?.username === undefined) return read;
       return { ...read, url: parts.url, username: parts.username, password: parts.password ?? read.password };
     });

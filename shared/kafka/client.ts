@@ -25,13 +25,14 @@ import { ServiceError, tlsTrustRemedy } from '../errors.ts';
 import { partitionForKey } from './murmur2.ts';
 import { TopicSpread } from './topic-spread.ts';
 import { wrapProducer } from './producer.ts';
-import { clusterFactory, fetchApiVersions, fetchTopicIds } from './topic-ids.ts';
+import { clusterFactory, fetchApiVersions, fetchBrokerApiVersions, fetchTopicIds } from './topic-ids.ts';
 import { asAclError, saslPrincipal, type AclClient, type AclRequest } from './authorization.ts';
 import { answered } from './unanswered.ts';
 import { DISCONNECT_GRACE_MS, Gate, RECONNECT_BACKOFF_MAX_MS } from './gate.ts';
 import { pinoLogEntry, type KafkajsLogEntry } from './kafka-log.ts';
 import { wrapConsumer } from './consumer.ts';
 import { groupRunning, rethrowCreateTopicsError } from './admin-pure.ts';
+import { saslOf } from './sasl.ts';
 
 export { LONE_RECORD_OVERHEAD, suggestedLimit, tooLarge } from './producer.ts';
 import type { Admin, KafkaClient, KafkaSettings } from './ports.ts';
@@ -51,7 +52,8 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
   // Not `component`: the caller's logger has one (pino would write the key twice).
   const log = logger.child({ subcomponent: 'kafkajs' });
   // One log entry for all: the once-a-minute 'cannot reach Kafka' warning is the client's, not each object's.
-  const entry = pinoLogEntry(log, settings.sasl?.password, { brokers: settings.brokers });
+  const sasl = saslOf(settings.sasl, (message, context) => logger.warn(context, message));
+  const entry = pinoLogEntry(log, sasl?.secrets, { brokers: settings.brokers });
   const gates = new Set<Gate>();
   /**
    * A kafkajs instance of its own for each object, behind a gate that the object's disconnect
@@ -65,7 +67,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger): KafkaClien
       o.disconnect = () => gate.closeAfter(disconnect(), graceMs).finally(() => gates.delete(gate));
       return o;
     };
-    return { kafka: new Kafka(toKafkaConfig(settings, entry, gate)), shut };
+    return { kafka: new Kafka(toKafkaConfig(settings, sasl?.config, entry, gate)), shut };
   };
   const client: AclClient = { principal: saslPrincipal(settings.sasl), brokers: settings.brokers };
   const counted = <C extends KjsProducer | KjsConsumer | KjsAdmin>(client: 'producer' | 'consumer' | 'admin', c: C): C => {
@@ -148,15 +150,15 @@ export const pinnedPartitioner = (pins: ReadonlyMap<string, number>): ICustomPar
 };
 
 /** kafkajs's configuration of one gated instance: `entry` logs for it, `gate` owns its sockets and broker list. */
-function toKafkaConfig(settings: KafkaSettings, entry: (entry: KafkajsLogEntry) => void, gate: Gate): KafkaConfig {
-  const { ssl, sasl } = settings;
+function toKafkaConfig(settings: KafkaSettings, sasl: KafkaConfig['sasl'], entry: (entry: KafkajsLogEntry) => void, gate: Gate): KafkaConfig {
+  const { ssl } = settings;
   const tlsOptions: ConnectionOptions | boolean | undefined =
     typeof ssl === 'object' ? { ca: ssl.ca, cert: ssl.cert, key: ssl.key, rejectUnauthorized: ssl.rejectUnauthorized ?? true } : ssl;
   return {
     brokers: gate.brokerList,
     clientId: settings.clientId ?? 'shardbridge',
     ssl: tlsOptions,
-    sasl: sasl ? { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as KafkaConfig['sasl'] : undefined,
+    sasl,
     connectionTimeout: settings.connectionTimeoutMs,
     requestTimeout: settings.requestTimeoutMs,
     // kafkajs's default waits up to 30 s between tries: a stop then waited for the one under way.
@@ -371,6 +373,12 @@ function wrapAdmin(
     async apiVersions() {
       idCluster ??= newCluster();
       return fetchApiVersions(idCluster);
+    },
+    async brokerApiVersions() {
+      idCluster ??= newCluster();
+      const brokers = await fetchBrokerApiVersions(idCluster);
+      for (const b of brokers) if (b.problem !== undefined) log.warn({ broker: b.broker }, `cannot ask the Kafka broker at ${b.broker} its API versions (${b.problem}): not checked`);
+      return brokers.map(({ broker, versions }) => ({ broker, versions }));
     },
   };
   // Any call may be the first to meet a broker that never answers (unanswered.ts): explained here, for all of them.

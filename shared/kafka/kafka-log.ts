@@ -61,10 +61,12 @@ export function isKafkaUnreachable(err: unknown): boolean {
  * `unreachableEveryMs`, then saying since when), without a stack; the rest go to debug: whoever called kafkajs gets the
  * error too and logs its own retry.
  */
-export function pinoLogEntry(log: Logger, secret?: string, opts: KafkajsLogOptions = {}): (entry: KafkajsLogEntry) => void {
+export function pinoLogEntry(log: Logger, secret?: string | (() => readonly string[]), opts: KafkajsLogOptions = {}): (entry: KafkajsLogEntry) => void {
+  // A function: the passwords a kafka.sasl.passwordFile has held (rotated in place).
+  const secrets = typeof secret === 'function' ? secret : () => (secret ? [secret] : []);
   const scrub = (v: unknown): unknown => {
     if (!secret) return v;
-    if (typeof v === 'string') return v.split(secret).join('[redacted]');
+    if (typeof v === 'string') return secrets().reduce((text, s) => (s ? text.split(s).join('[redacted]') : text), v);
     if (v && typeof v === 'object' && !Buffer.isBuffer(v)) {
       return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, /password/i.test(k) ? '[redacted]' : scrub(x)]));
     }

@@ -7,7 +7,8 @@ export interface KafkaSettings {
   brokers: string[];
   clientId?: string;
   ssl?: boolean | { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
-  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  /** `passwordFile`: `password` was read from it at load; it is read again at each broker (re)authentication. */
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string; passwordFile?: string };
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
   /** kafkajs's own retry policy for requests (defaults: kafkajs's). */
@@ -225,6 +226,11 @@ export interface Admin {
   topicIds(topics: string[]): Promise<Map<string, { id: string; partitions: number }> | null>;
   /** The API versions a broker announced (ApiVersions), by API key: what broker-features.ts checks at start. */
   apiVersions(): Promise<Map<number, { minVersion: number; maxVersion: number }>>;
+  /**
+   * Each broker's own API versions (ApiVersions asked of each broker the cluster's metadata names),
+   * by its address; `versions` undefined for a broker that could not be asked (a warning says why).
+   */
+  brokerApiVersions(): Promise<{ broker: string; versions?: Map<number, { minVersion: number; maxVersion: number }> }[]>;
 }
 
 export interface KafkaClient {

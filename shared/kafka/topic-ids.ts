@@ -117,6 +117,32 @@ export async function fetchApiVersions(cluster: any): Promise<Map<number, { minV
   return new Map(Object.entries(versions).map(([key, v]) => [Number(key), { minVersion: v.minVersion, maxVersion: v.maxVersion }]));
 }
 
+/**
+ * Each broker's own API versions (or why it could not be asked), the brokers as the cluster's
+ * metadata names them. kafkajs asks the broker it first reaches (its seed) and gives every other
+ * broker that answer without asking it: a broker of an older release would pass for the seed's.
+ * Each other one is connected (as kafkajs would) and asked ApiVersions here.
+ */
+export async function fetchBrokerApiVersions(cluster: any): Promise<{ broker: string; versions?: Map<number, { minVersion: number; maxVersion: number }>; problem?: string }[]> {
+  await cluster.connect();
+  await cluster.refreshMetadata();
+  const pool = cluster.brokerPool;
+  const asMap = (versions: Record<string, { minVersion: number; maxVersion: number }>) =>
+    new Map(Object.entries(versions).map(([key, v]) => [Number(key), { minVersion: v.minVersion, maxVersion: v.maxVersion }]));
+  return Promise.all(
+    Object.values(pool.brokers as Record<string, any>).map(async (broker) => {
+      const at = `${broker.connectionPool.host}:${broker.connectionPool.port}`;
+      try {
+        if (broker === pool.seedBroker) return { broker: at, versions: asMap(broker.versions ?? {}) };
+        await pool.findBroker({ nodeId: broker.nodeId });
+        return { broker: at, versions: asMap(await broker.apiVersions()) };
+      } catch (err) {
+        return { broker: at, problem: (err as Error).message };
+      }
+    }),
+  );
+}
+
 /** kafkajs's private cluster factory of a client (kafkajs 2.2.4: a symbol-keyed field). */
 export function clusterFactory(kafka: object): (opts: { allowAutoTopicCreation: boolean }) => any {
   const sym = Object.getOwnPropertySymbols(kafka).find((s) => s.description === 'private:Kafka:createCluster');

@@ -20,6 +20,7 @@ import pino, { type Logger } from 'pino';
 import { SchemaError, type ErrorContext } from '../errors.ts';
 import { redactKnown, redactUrl } from '../redact.ts';
 import { retry } from '../retry.ts';
+import { FilePassword } from '../config/password-file.ts';
 import { canonicalSchemaText } from './canonical.ts';
 import { LEVEL_NOT_CONFIGURED, registryError, registryNotFound, SCHEMA_NOT_FOUND, SUBJECT_NOT_FOUND, VERSION_NOT_FOUND } from './registry-errors.ts';
 
@@ -32,6 +33,11 @@ export interface RegistryClientOptions {
   url: string;
   username?: string;
   password?: string;
+  /**
+   * schemaRegistry.passwordFile, `password` read from it at load: read again when the registry
+   * answers 401 (a password rotated in place), the request then sent once more with the new one.
+   */
+  passwordFile?: string;
   /**
    * The level set on a subject that has none of its own, at its registration. A level the
    * subject has (an operator's NONE for one incompatible change) is kept. Default BACKWARD.
@@ -58,8 +64,12 @@ const STALE_SOCKET = /UND_ERR_SOCKET|ECONNRESET|EPIPE|UND_ERR_CLOSED|other side 
 export class RegistryClient {
   private readonly lib: SchemaRegistry;
   private readonly url: string;
-  private readonly authHeader: string | undefined;
-  /** The credentials in every form this client sends them: masked in whatever a server answers. */
+  /** The basic-auth credentials, the library's too (its middleware copies them at each request): a new password is set here. */
+  private readonly auth: { username: string; password: string } | undefined;
+  private authHeader: string | undefined;
+  private readonly passwordFile: FilePassword | undefined;
+  /** The credentials in every form this client sent them (passwords before a rotation too): masked in whatever a server answers. */
+  private readonly secrets: string[] = [];
   private readonly scrub: (text: string) => string;
   private readonly defaultLevel: CompatibilityLevel;
   private readonly timeoutMs: number;
@@ -78,11 +88,9 @@ export class RegistryClient {
 
   constructor(opts: RegistryClientOptions) {
     this.url = opts.url.replace(/\/+$/, '');
-    const auth = opts.username !== undefined ? { username: opts.username, password: opts.password ?? '' } : undefined;
-    const token = auth && Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
-    this.authHeader = token && `Basic ${token}`;
-    const secrets = auth ? [token, token!.replace(/=+$/, ''), `${auth.username}:${auth.password}`, auth.password, encodeURIComponent(auth.password)] : [];
-    this.scrub = (text) => redactUrl(redactKnown(text, secrets));
+    const auth = (this.auth = opts.username !== undefined ? { username: opts.username, password: opts.password ?? '' } : undefined);
+    this.setPassword(auth?.password ?? '');
+    this.scrub = (text) => redactUrl(redactKnown(text, this.secrets));
     this.timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     const stop = (this.stop = opts.signal);
     // mappersmith sends without a timeout unless a middleware sets one: a registry that stopped
@@ -106,6 +114,34 @@ export class RegistryClient {
     // Only the URL goes into log context; credentials never do.
     // Not `component`: the caller's logger has one (pino would write the key twice).
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ subcomponent: 'schema-registry', registry: this.url });
+    if (auth && opts.passwordFile !== undefined) {
+      this.passwordFile = new FilePassword(opts.passwordFile, 'schemaRegistry.passwordFile', auth.password, (message, context) => this.log.warn(context, message));
+    }
+  }
+
+  /** `password` in the header and the library's credentials; masked from now on. */
+  private setPassword(password: string): void {
+    const auth = this.auth;
+    if (!auth) return;
+    auth.password = password;
+    const token = Buffer.from(`${auth.username}:${password}`).toString('base64');
+    this.authHeader = `Basic ${token}`;
+    this.secrets.push(token, token.replace(/=+$/, ''), `${auth.username}:${password}`, password, encodeURIComponent(password));
+  }
+
+  /**
+   * After a 401 to a request sent with `sentWith`: whether the password file now holds another
+   * password (then taken, and the request worth sending once more). Compared with the password the
+   * request carried, not the current one: of requests refused together, each is sent again.
+   */
+  private passwordRotated(sentWith: string): boolean {
+    if (!this.passwordFile || !this.auth) return false;
+    const now = this.passwordFile.current();
+    if (now !== this.auth.password) {
+      this.setPassword(now);
+      this.log.info({ key: 'schemaRegistry.passwordFile', path: this.passwordFile.path }, 'the registry refused the password (401) and schemaRegistry.passwordFile holds another: taken, the request sent again');
+    }
+    return now !== sentWith;
   }
 
   /**
@@ -214,8 +250,15 @@ export class RegistryClient {
     const compatibility = (own ?? this.defaultLevel) as COMPATIBILITY;
     if (own && own !== this.defaultLevel) this.log.info({ subject, compatibility: own }, "registering under the subject's own compatibility level");
     let id: number;
+    const register = () => this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility });
     try {
-      ({ id } = await this.lib.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject, compatibility }));
+      const sentWith = this.auth?.password ?? '';
+      try {
+        ({ id } = await register());
+      } catch (err) {
+        if ((err as { status?: unknown }).status !== 401 || !this.passwordRotated(sentWith)) throw err;
+        ({ id } = await register());
+      }
     } catch (err) {
       throw registryError(err, `registering a schema under subject ${subject} failed`, { subject, compatibility }, this.url, this.scrub, 'registration');
     } finally {
@@ -279,8 +322,9 @@ export class RegistryClient {
     return retry(fn, { retries: 3, initialMs: 50, maxMs: 500, what, logger: this.log, retryIf: staleSocket });
   }
 
-  private async rest(method: string, path: string, body: unknown, context: ErrorContext): Promise<unknown> {
+  private async rest(method: string, path: string, body: unknown, context: ErrorContext, again = false): Promise<unknown> {
     const what = `schema registry ${method} ${path}`;
+    const sentWith = this.auth?.password ?? '';
     let res: Response;
     let text: string;
     try {
@@ -318,6 +362,7 @@ export class RegistryClient {
       json = undefined;
     }
     if (res.ok && json !== undefined) return json;
+    if (res.status === 401 && !again && this.passwordRotated(sentWith)) return this.rest(method, path, body, context, true);
     const errBody = (json ?? {}) as { error_code?: number; message?: string };
     throw registryError(
       { status: res.status, message: errBody.message ?? text.slice(0, 200), errorCode: errBody.error_code },

@@ -5,7 +5,7 @@
 import { test, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { createServer as httpServer, request as httpRequest } from 'node:http';
+import { createServer as httpServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -365,6 +365,66 @@ test("RegistryClient keeps a subject's own compatibility level (an operator's NO
     assert.match(err.remedy ?? '', /\/config\/n-key/);
     return true;
   });
+});
+
+test('RegistryClient with schemaRegistry.passwordFile rotated in place: a 401 reads the file again and sends the request once more with the new password (the library\'s registration too); a password refused again is not resent; none is logged', async (t) => {
+  const srv = await startSchemaRegistry();
+  t.after(() => srv.stop());
+  // A front that takes one password only (the test registry asks for none). `rotateAt`: at that
+  // request (let through), the registry and the file change to `next`, as an operator rotating does.
+  let accepted = 'Reg-First-0a1b';
+  let rotateAt: { request: string; next: string } | undefined;
+  const basic = (pw: string) => `Basic ${Buffer.from(`svc:${pw}`).toString('base64')}`;
+  const file = path.join(tmp, 'registry-password');
+  const rotate = (next: string) => {
+    accepted = next;
+    fs.writeFileSync(file, `${next}\n`);
+  };
+  const answer = (req: Req) => {
+    if (rotateAt?.request === `${req.method} ${req.url}`) {
+      rotate(rotateAt.next);
+      rotateAt = undefined;
+      return undefined;
+    }
+    return (req as IncomingMessage).headers.authorization === basic(accepted) ? undefined : { status: 401, body: { error_code: 401, message: 'Unauthorized' } };
+  };
+  const { url, requests } = await registryProxy(t, srv.url, undefined, answer);
+  fs.writeFileSync(file, `${accepted}\n`);
+  const logLines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (s: string) => void logLines.push(s) });
+  const client = new RegistryClient({ url, username: 'svc', password: accepted, passwordFile: file, logger, retries: 0 });
+  await client.register('rot1-value', userV1);
+
+  // Our own request (fetch): refused once, sent again with the file's new password.
+  rotate('Reg-Second-2c3d');
+  requests.length = 0;
+  assert.deepEqual(await client.subjects(), ['rot1-value']);
+  assert.deepEqual(requests, ['GET /subjects', 'GET /subjects']);
+
+  // The library's registration: the rotation after our lookup and level read, so the library's first request is refused.
+  rotateAt = { request: 'GET /config/rot2-value', next: 'Reg-Third-4e5f' };
+  requests.length = 0;
+  const id = await client.register('rot2-value', { ...userV1, name: 'User2' });
+  assert.equal(rotateAt, undefined, 'rotated during the registration');
+  assert.equal((await http(`${srv.url}/schemas/ids/${id}`, 'GET')).status, 200, 'registered');
+  // Our level read, the library's refused (sent with the old password), the library's again.
+  assert.equal(requests.filter((r) => r === 'GET /config/rot2-value').length, 3, requests.join(', '));
+  assert.ok(requests.includes('POST /subjects/rot2-value/versions'), requests.join(', '));
+
+  // Refused with the password the file still holds: no second try; the 401 as before.
+  accepted = 'Reg-Elsewhere-6a7b';
+  requests.length = 0;
+  await assert.rejects(client.subjects(), (err: unknown) => err instanceof SchemaError && err.context.status === 401 && /check the registry username and password/.test(err.remedy ?? ''));
+  assert.deepEqual(requests, ['GET /subjects']);
+  // The file gone: the last good password kept (refused here), a warning naming the key and the path.
+  fs.rmSync(file);
+  await assert.rejects(client.subjects(), (err: unknown) => err instanceof SchemaError && err.context.status === 401);
+  const warned = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.level === 40);
+  assert.deepEqual(warned.map((l) => [l.msg, l.key, l.path]), [[`schemaRegistry.passwordFile ${file}: cannot read it: no such file; the password last read from it is used meanwhile (put the password in the file again)`, 'schemaRegistry.passwordFile', file]]);
+
+  const logs = logLines.join('');
+  assert.match(logs, /schemaRegistry\.passwordFile holds another: taken, the request sent again/);
+  for (const pw of ['Reg-First-0a1b', 'Reg-Second-2c3d', 'Reg-Third-4e5f']) assert.ok(!logs.includes(pw), pw);
 });
 
 test('RegistryClient: a schema already under its subject costs one request to find again (every restart, two subjects a table)', async (t) => {

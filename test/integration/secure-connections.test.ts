@@ -5,7 +5,7 @@
  * Rows flow end to end, every password read from a file (passwordFile): the PostgreSQL one
  * rotated mid-stream is taken by the source's reconnect; neither secret appears in any output,
  * at debug level either; a wrong password or an untrusted server certificate is a clear error
- * naming the server.
+ * naming the server. kafka.sasl.passwordFile is read again at each new broker connection.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import pino from 'pino';
+import { createKafka } from '../../shared/kafka/client.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import type { KafkaBroker } from '../../shared/devstack/kafka.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
@@ -116,7 +118,7 @@ async function stop(child: CliChild): Promise<void> {
 }
 
 test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka, passwords from files: rows flow end to end, the PostgreSQL password rotated mid-stream is taken at the source\'s reconnect, and no output carries a secret', async () => {
-  // Every password from a file (passwordFile): PostgreSQL's read at each new connection, Kafka's at start.
+  // Every password from a file (passwordFile): PostgreSQL's read at each new connection, Kafka's at each broker authentication.
   const pgPwFile = join(dir, 'pg-password');
   const kafkaPwFile = join(dir, 'kafka-password');
   writeFileSync(pgPwFile, `${PG_SECRET}\n`);
@@ -220,4 +222,41 @@ test('a server certificate the config does not trust: a stop naming the CA setti
   assert.equal(checked.code, 1, checked.stdout);
   const remedies = checked.stdout.split('\n').filter((l) => /remedy: the server's TLS certificate did not verify/.test(l));
   assert.deepEqual(remedies.map((l) => /as (sslrootcert \(a PEM file: in (\w+)\.url|kafka\.ssl\.ca)/.exec(l)?.slice(1).filter(Boolean).pop()), ['source', 'kafka.ssl.ca', 'destination']);
+});
+
+test('kafka.sasl.passwordFile rotated in place: a new broker connection of a running client sends what the file holds then (a wrong one is refused, the right one back connects); the broker check connects to each broker the metadata names and asks its own API versions', async () => {
+  const file = join(dir, 'kafka-rotating');
+  writeFileSync(file, `${KAFKA_SECRET}\n`);
+  const lines: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  const sasl = { mechanism: 'scram-sha-512' as const, username: ROLE, password: KAFKA_SECRET, passwordFile: file };
+  const kafka = createKafka({ brokers: [broker.secureBootstrap!], ssl: { ca: certs.ca }, sasl, retry: { retries: 0 } }, log);
+  // Each admin is a kafkajs instance of its own: its first call opens new connections.
+  const admins: { disconnect(): Promise<void> }[] = [];
+  const describe = () => {
+    const a = kafka.admin({ retry: { retries: 0 } });
+    admins.push(a);
+    return a.describeCluster();
+  };
+  try {
+    assert.equal((await describe()).brokers.length, 1);
+    // The start's broker check asks each broker the metadata names (broker-features.ts): bootstrapped
+    // over `localhost`, that broker (127.0.0.1) is another than the one kafkajs reached first, and is
+    // connected (SASL, TLS) and asked its own ApiVersions.
+    const byName = createKafka({ brokers: [broker.secureBootstrap!.replace('127.0.0.1', 'localhost')], ssl: { ca: certs.ca }, sasl, retry: { retries: 0 } }, log).admin();
+    admins.push(byName);
+    const brokers = await byName.brokerApiVersions();
+    assert.deepEqual(brokers.map((b) => b.broker), [broker.secureBootstrap]);
+    assert.deepEqual(brokers[0].versions, await byName.apiVersions());
+    assert.ok((brokers[0].versions?.get(3)?.maxVersion ?? 0) >= 10, 'Metadata v10+');
+    writeFileSync(file, `wrong-${KAFKA_SECRET}\n`);
+    await assert.rejects(describe(), /SASL SCRAM SHA512 authentication failed/);
+    writeFileSync(file, `${KAFKA_SECRET}\n`);
+    assert.equal((await describe()).brokers.length, 1);
+  } finally {
+    await Promise.all(admins.map((a) => a.disconnect().catch(() => {})));
+    kafka.close();
+  }
+  assertNoSecret(lines.join(''), 'the client\'s log');
+  assert.ok(!lines.join('').includes(`wrong-${KAFKA_SECRET}`));
 });

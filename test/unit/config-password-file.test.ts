@@ -1,7 +1,8 @@
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -125,15 +126,27 @@ test('connectionConfig with passwordFile and url: node-postgres gets what it wou
   }
 });
 
-test('kafka.sasl.passwordFile and schemaRegistry.passwordFile: read once at load into password; conflicts named, a missing or empty file names the key and the path, never the content', () => {
+test('kafka.sasl.passwordFile and schemaRegistry.passwordFile: read once at load into password (validation and value from one read), the key kept for reading it again; conflicts named, a missing or empty file names the key and the path, never the content', () => {
   const pw = secretFile(`${SECRET}\n`);
   const load = (kafka: object, schemaRegistry: object = { url: 'http://r' }, env: Record<string, string> = {}) =>
     loadSinkConfig({ env, overrides: { destination: { url: 'postgres://u@h/d' }, kafka: { brokers: ['k:1'], ...kafka }, schemaRegistry } });
   const sasl = (o: object) => ({ sasl: { mechanism: 'scram-sha-512', username: 'u', ...o } });
 
-  const loaded = load(sasl({ passwordFile: pw }), { url: 'http://r', username: 'ru', passwordFile: pw });
-  assert.deepEqual(loaded.kafka.sasl, { mechanism: 'scram-sha-512', username: 'u', password: SECRET });
-  assert.deepEqual(loaded.schemaRegistry, { url: 'http://r', username: 'ru', password: SECRET, requestTimeoutMs: 10_000 });
+  // Each file read once: the spy sees the module's own `readFileSync` import (syncBuiltinESMExports).
+  const registryPw = secretFile(`${SECRET}\n`);
+  const reads = mock.method(fs, 'readFileSync');
+  syncBuiltinESMExports();
+  let loaded: ReturnType<typeof load>;
+  try {
+    loaded = load(sasl({ passwordFile: pw }), { url: 'http://r', username: 'ru', passwordFile: registryPw });
+  } finally {
+    reads.mock.restore();
+    syncBuiltinESMExports();
+  }
+  const readsOf = (path: string) => reads.mock.calls.filter((c) => c.arguments[0] === path).length;
+  assert.deepEqual([readsOf(pw), readsOf(registryPw)], [1, 1], 'kafka.sasl.passwordFile, schemaRegistry.passwordFile: reads at load');
+  assert.deepEqual(loaded.kafka.sasl, { mechanism: 'scram-sha-512', username: 'u', password: SECRET, passwordFile: pw });
+  assert.deepEqual(loaded.schemaRegistry, { url: 'http://r', username: 'ru', password: SECRET, passwordFile: registryPw, requestTimeoutMs: 10_000 });
   // The registry's user from the URL; the key from the environment too.
   assert.equal(load({}, { url: 'http://ru@r', passwordFile: pw }).schemaRegistry.password, SECRET);
   assert.equal(load(sasl({}), undefined, { SHARDBRIDGE_SINK_KAFKA__SASL__PASSWORD_FILE: pw }).kafka.sasl?.password, SECRET);

@@ -66,9 +66,16 @@ export function classify(err: unknown, where: { table?: string; column?: string 
   if (typeof e?.severity === 'string' && typeof e.code === 'string') {
     const table = e.table ? (e.schema ? `${e.schema}.${e.table}` : e.table) : where.table;
     const code = relayedSqlState(e.code, e.message ?? '');
+    const named = e.constraint === undefined || e.column === undefined ? fieldsFromMessage(e.message ?? '') : {};
     return new SinkApplyError(e.message ?? 'destination error', {
       retriable: retriableAtDestination(code),
-      context: { table, column: e.column ?? where.column, constraint: e.constraint, sqlstate: code, ...(code !== e.code ? { reportedSqlstate: e.code } : {}) },
+      context: {
+        table,
+        column: e.column ?? named.column ?? where.column,
+        constraint: e.constraint ?? named.constraint,
+        sqlstate: code,
+        ...(code !== e.code ? { reportedSqlstate: e.code } : {}),
+      },
       cause: err,
       remedy: waitingFor(code, e.message ?? ''),
     });
@@ -200,6 +207,18 @@ const CITUS_WORKER_LOST: RegExp[] = [
 /** Whether `message` is Citus saying a worker could not be reached or its connection broke. Pure. */
 export function citusWorkerLost(message: string): boolean {
   return CITUS_WORKER_LOST.some((p) => p.test(message));
+}
+
+/**
+ * The constraint and column a message names, for an error that does not carry them as fields:
+ * Citus relays a worker's error with its SQLSTATE and text only (the shard's constraint or
+ * column fields are dropped), so a stall would name neither. PostgreSQL's English texts. Pure.
+ */
+export function fieldsFromMessage(message: string): { constraint?: string; column?: string } {
+  const unquote = (s: string) => s.replace(/""/g, '"');
+  const constraint = /violates (?:check|unique|foreign key|exclusion|not-null) constraint "((?:[^"]|"")+)"/.exec(message)?.[1];
+  const column = /^null value in column "((?:[^"]|"")+)"/.exec(message)?.[1];
+  return { ...(constraint !== undefined && !/violates not-null/.test(message) ? { constraint: unquote(constraint) } : {}), ...(column !== undefined ? { column: unquote(column) } : {}) };
 }
 
 /** The SQLSTATE behind `code`: itself, unless it is a Citus relay's XX000 or 58030 whose message names the worker's error. Pure. */

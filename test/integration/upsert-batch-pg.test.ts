@@ -469,7 +469,7 @@ test('shared staging follows a column type changed at the target (it outlives th
     { name: 'amount', type: 'numeric(12,2)' },
     { name: 'code', type: 'character varying(3)' },
   ];
-  const v1: ApplyTable = { schema: SCHEMA, name: 'retyped', columns: cols, sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  const v1: ApplyTable = { schema: SCHEMA, name: 'retyped', columns: cols, sourceKey: ['id'], destKey: ['id'], ...(citus ? { citus: 'distributed', distributionColumn: 'id' } : { citus: 'local' }) };
   await createTable(v1);
   const q = queryWith(db);
   const upsert = async (t: ApplyTable, rows: (string | null)[][]) => {
@@ -503,7 +503,7 @@ test('shared staging follows a column type changed at the target (it outlives th
 
 test("shared staging of a 1,600-column target (PostgreSQL's most) follows a type change: made anew, as a column dropped and added again would need a 1,601st number", async () => {
   const cols = [{ name: 'id', type: 'bigint' }, ...Array.from({ length: 1599 }, (_, i) => ({ name: `c${i + 1}`, type: 'integer' }))];
-  const v1: ApplyTable = { schema: SCHEMA, name: 'wide_retyped', columns: cols, sourceKey: ['id'], destKey: ['id'], citus: 'local' };
+  const v1: ApplyTable = { schema: SCHEMA, name: 'wide_retyped', columns: cols, sourceKey: ['id'], destKey: ['id'], ...(citus ? { citus: 'distributed', distributionColumn: 'id' } : { citus: 'local' }) };
   await createTable(v1);
   const q = queryWith(db);
   const names = cols.map((c) => c.name);

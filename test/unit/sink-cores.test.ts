@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { DecodeError, SinkApplyError, isRetriable } from '../../shared/errors.ts';
 import { planReplay } from '../../shared/cli/commands/replay.ts';
 import { arrayLiterals } from '../../sink-connector/upsert-batch.ts';
-import { classify, inHalves, relayedSqlState, tooBigForOneGo } from '../../sink-connector/destination-errors.ts';
+import { classify, fieldsFromMessage, inHalves, relayedSqlState, tooBigForOneGo } from '../../sink-connector/destination-errors.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
 import { knownTables } from '../../sink-connector/destination-start.ts';
 import { createSinkMetrics, typeMismatchGauge } from '../../sink-connector/sink-metrics.ts';
@@ -407,4 +407,17 @@ test("a value COPY refuses names its column in the error's context only: the sta
   const info = describeStall(new SinkApplyError('x', { cause: err, context: { table: 's.short' } }), { topic: 't', partition: 0, offset: '1' }, 'apply');
   assert.equal(info.column, 'v');
   assert.match(info.remedy, /ALTER TABLE s\.short ALTER COLUMN v TYPE/);
+});
+
+test("a worker's error relayed by Citus without its fields: the constraint and column are read from its text", () => {
+  assert.deepEqual(fieldsFromMessage('new row for relation "big_104818" violates check constraint "qty_positive"'), { constraint: 'qty_positive' });
+  assert.deepEqual(fieldsFromMessage('null value in column "a""b" of relation "orders_102008" violates not-null constraint'), { column: 'a"b' });
+  assert.deepEqual(fieldsFromMessage('duplicate key value violates unique constraint "orders_code_key_102008"'), { constraint: 'orders_code_key_102008' });
+  assert.deepEqual(fieldsFromMessage('insert or update on table "items_102040" violates foreign key constraint "items_order_fk_102040"'), { constraint: 'items_order_fk_102040' });
+  assert.deepEqual(fieldsFromMessage('value too long for type character varying(5)'), {});
+  // As Citus relays it: SQLSTATE and message, no constraint field; fields a server sends win.
+  const relayed = classify({ severity: 'ERROR', code: '23514', message: 'new row for relation "big_104818" violates check constraint "qty_positive"' }, { table: 'app.big' });
+  assert.equal((relayed as SinkApplyError).context.constraint, 'qty_positive');
+  const own = classify({ severity: 'ERROR', code: '23502', message: 'null value in column "qty" of relation "big" violates not-null constraint', column: 'qty2' }, { table: 'app.big' });
+  assert.equal((own as SinkApplyError).context.column, 'qty2');
 });

@@ -67,7 +67,8 @@ export function describeStall(err: unknown, at: { topic: string; partition: numb
   const str = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
   const table = pgErr?.table ? (pgErr.schema ? `${pgErr.schema}.${pgErr.table}` : pgErr.table) : str(ctx.table);
   const column = pgErr?.column ?? copyColumnOf(pgErr?.where) ?? str(ctx.column);
-  const constraint = pgErr?.constraint;
+  // Citus relays a worker's error without its fields: classify read them from the text.
+  const constraint = pgErr?.constraint ?? str(ctx.constraint);
   // The classified code first: a Citus relay's XX000 stands for the worker's error its message names (relayedSqlState).
   const sqlstate = str(ctx.sqlstate) ?? pgErr?.code;
   const message = pgErr?.message ?? (err instanceof Error ? err.message : String(err));

@@ -63,6 +63,38 @@ export interface FileTableOptions {
   destDdl?: string | null;
   /** Of the topic; default 1. */
   partitions?: number;
+  /**
+   * Laid out as SHARDBRIDGE_TEST_CITUS_DISTRIBUTE asks on a Citus destination (default true);
+   * false keeps it a local table (a test of what Citus refuses on distributed tables: two-phase
+   * commit across nodes).
+   */
+  distribute?: boolean;
+}
+
+/**
+ * How this run lays out the sink tests' destination tables on a Citus destination
+ * (SHARDBRIDGE_TEST_CITUS_DISTRIBUTE, README): hash-distributed by their first key column (`1`),
+ * as reference tables, or as single-shard distributed tables; unset: local coordinator tables.
+ */
+function citusLayout(): 'distributed' | 'reference' | 'single-shard' | null {
+  const v = (process.env.SHARDBRIDGE_TEST_CITUS_DISTRIBUTE ?? '').toLowerCase();
+  if (v === '' || v === '0') return null;
+  if (v === 'reference' || v === 'single-shard') return v;
+  return 'distributed';
+}
+
+/** `table` laid out as this run asks, on a Citus destination. */
+async function distributeIfAsked(db: pg.Client, table: string): Promise<void> {
+  const layout = citusLayout();
+  if (layout === null) return;
+  if ((await db.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount !== 1) return;
+  if (layout === 'reference') return void (await db.query('SELECT create_reference_table($1)', [table]));
+  if (layout === 'single-shard') return void (await db.query('SELECT create_distributed_table($1, NULL)', [table]));
+  const { rows } = await db.query(
+    `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = $1::regclass AND i.indisprimary`,
+    [table],
+  );
+  if (rows.length === 1) await db.query('SELECT create_distributed_table($1, $2)', [table, rows[0].attname]);
 }
 
 export function sinkTestFile(tag: string): {
@@ -101,6 +133,7 @@ export function sinkTestFile(tag: string): {
       const destDdl = opts.destDdl === undefined ? ddl : opts.destDdl;
       await db.query(`CREATE TABLE ${SRC}.${name} ${ddl}`);
       if (destDdl !== null) await db.query(`CREATE TABLE ${DST}.${name} ${destDdl}`);
+      if (destDdl !== null && opts.distribute !== false) await distributeIfAsked(db, `${DST}.${name}`);
       const topic = `${prefix}.${SRC}.${name}`;
       await admin.ensureTopics([{ topic, partitions: opts.partitions ?? 1, replicationFactor: 1 }]);
       return registerTable(registry, await tableInfo(db, SRC, name), topic);

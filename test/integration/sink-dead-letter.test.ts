@@ -159,7 +159,8 @@ test('the registry unreachable is not a bad record: in dead-letter mode too, rec
     await waitApplied(db, admin, groupId, [t.topic]);
     proxy.down();
     // A new table version: a schema id the sink has not fetched yet.
-    await db.query(`ALTER TABLE ${f.SRC}.reg ADD COLUMN w int; ALTER TABLE ${f.DST}.reg ADD COLUMN w int`);
+    await db.query(`ALTER TABLE ${f.SRC}.reg ADD COLUMN w int`);
+    await db.query(`ALTER TABLE ${f.DST}.reg ADD COLUMN w int`);
     t = await registerTable(registry, await tableInfo(db, f.SRC, 'reg'), t.topic);
     await producer.sendBatch(encodeChanges(t, [{ kind: 'insert', new: ['4', 'v4', '40'] }]));
     const retries = await metricValue(sink, 'shardbridge_sink_apply_retries_total');

@@ -17,7 +17,7 @@ import { sinkConfig, waitApplied } from '../helpers/sink.ts';
 
 const { ID, SRC, DST, env, table: fileTable } = sinkTestFile('lockw');
 
-const table = (prefix: string, name: string, partitions: number) => fileTable(prefix, name, { partitions });
+const table = (prefix: string, name: string, partitions: number, distribute = true) => fileTable(prefix, name, { partitions, distribute });
 
 const rows = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ kind: 'insert' as const, new: [String(from + i), `v${from + i}`] }));
 
@@ -87,7 +87,8 @@ test('batches waiting on a table another session locked: the holder is named onc
 test('a batch waiting on a row a prepared transaction (two-phase commit) holds: the warning names it, with COMMIT/ROLLBACK PREPARED, not a pid', async () => {
   const { db, admin, producer } = env();
   const prefix = uniqueTopic('sblockp');
-  const held = await table(prefix, 'held', 1);
+  // Local on Citus too: Citus takes no PREPARE TRANSACTION over a distributed table's shards.
+  const held = await table(prefix, 'held', 1, false);
   const groupId = `g-${ID}-p`;
   const { logger, lines } = capturingLogger();
   const s = await startSinkConnector(sinkConfig({ ...env().servers, prefix, groupId }, { tables: { [`${SRC}.held`]: { schema: DST } }, batch: { lockWaitWarnMs: 300 } }), logger, { topicRefreshMs: 500 });

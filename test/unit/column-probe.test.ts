@@ -205,6 +205,10 @@ test('the stall names the column, what it cannot hold, and the ALTER; an error w
     text: 'check constraint qty_positive reads column qty',
   });
   assert.match(check.remedy, /check constraint qty_positive of s\.orders \(on qty\) rejects a source row/);
+  // As Citus relays it from a shard: the SQLSTATE and text, no constraint field.
+  const relayed = describeStall(classify(pgError('23514', 'new row for relation "orders_102008" violates check constraint "qty_positive"'), { table: 's.orders' }), AT, 'apply');
+  assert.deepEqual([relayed.constraint, relayed.table], ['qty_positive', 's.orders']);
+  assert.match(relayed.remedy, /check constraint qty_positive of s\.orders rejects a source row/);
   assert.match(withFinding(info, { ...finding, alter: undefined, sqlstate: '22021' }).remedy, /cannot hold a NUL byte: make note bytea/);
 });
 

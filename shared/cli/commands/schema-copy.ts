@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/postgres.ts';
 import { connectError } from '../connect.ts';
+import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';
 import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
@@ -22,8 +23,11 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const sink = ctx.sinkConfig();
   const dryRun = Boolean(opts.dryRun);
   // A bounded connect: a server that accepts TCP and never answers hung the command for good.
-  const src = new pg.Client({ ...connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  const dst = new pg.Client({ ...connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  // Not cut by an application's timeouts on the roles (pg-types.ts): the catalog of thousands of tables takes a while to read.
+  const srcConfig = connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-schema-copy' });
+  const dstConfig = connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-schema-copy' });
+  const src = new pg.Client({ ...srcConfig, options: commandSourceOptions(srcConfig.options), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  const dst = new pg.Client({ ...dstConfig, options: commandDestinationOptions(dstConfig.options), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   src.on('error', () => {});
   dst.on('error', () => {});
   try {

@@ -25,7 +25,7 @@ import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { tableText, waitApplied } from '../helpers/sink.ts';
-import { dropSlot } from '../helpers/source.ts';
+import { dropSlot, stopped } from '../helpers/source.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
 const SCHEMA = `sb_set_${ID}`;
@@ -173,6 +173,8 @@ test("the source and destination roles' statement_timeout, lock_timeout, idle_in
   const report = JSON.parse(cutover.stdout) as CutoverReport;
   assert.equal(cutover.code, 0, cutover.stderr + cutover.stdout);
   assert.ok(report.tables.every((t) => t.match), cutover.stdout);
+  // Its validation scans the table as the destination role, under its statement_timeout.
+  assert.deepEqual(report.foreignKeys.map((f) => [f.constraint, f.status]), [['child_big_id_fkey', 'created']], cutover.stdout);
 
   // The connector still streams: its slot is the one FAIL. The enum column's type reads alike on both sides.
   const check = await cli(['check', '--sample-seconds', '0']);
@@ -180,5 +182,29 @@ test("the source and destination roles' statement_timeout, lock_timeout, idle_in
   assert.match(out, /PASS\s+reachable\s+source/, out);
   assert.match(out, /PASS\s+reachable\s+destination/, out);
   assert.match(out, /PASS\s+primary key\s+\S+\.big/, out);
-  assert.deepEqual(out.match(/FAIL\s+\S+( \S+)?/g), ['FAIL  slot'], out);
+  assert.deepEqual(out.match(/^FAIL\s+\S+( \S+)?/gm), ["FAIL  slot"], out);
+});
+
+test('default_transaction_read_only on the roles: left on (a write guard); the refused publication and schema copy name the setting, where it is set, and the ALTER ROLE that lifts it for the role alone', async (t) => {
+  const RO = `${SCHEMA}_ro`;
+  await src.query(`CREATE SCHEMA ${RO}; CREATE TABLE ${RO}.t (id int PRIMARY KEY); ALTER ROLE ${ROLE} IN DATABASE postgres SET default_transaction_read_only = on`);
+  await dst.query(`ALTER ROLE ${ROLE} SET default_transaction_read_only = on`);
+  t.after(async () => {
+    await src.query(`ALTER ROLE ${ROLE} IN DATABASE postgres RESET default_transaction_read_only`);
+    await dst.query(`ALTER ROLE ${ROLE} RESET default_transaction_read_only; DROP SCHEMA IF EXISTS ${RO} CASCADE`);
+  });
+  const config = { ...sourceConfig, tables: { ...sourceConfig.tables, schemas: [RO] }, slotName: `${sourceConfig.slotName}_ro`, publicationName: `${sourceConfig.publicationName}_ro` };
+  const file = join(dir, 'source-ro.json');
+  writeFileSync(file, JSON.stringify(config));
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', file, '--sink-config', files[3]], { stdout: () => {}, stderr: (x) => (stderr += x), env: {} });
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, new RegExp(`default_transaction_read_only is on for role ${ROLE} on the destination: creating the tables was refused`));
+  assert.match(stderr, new RegExp(`remedy: for ShardBridge's role alone: ALTER ROLE "${ROLE}" IN DATABASE "postgres" SET default_transaction_read_only = off`));
+
+  const connector = await startSourceConnector(config, log);
+  t.after(() => connector.stop().catch(() => {}));
+  const err = await stopped(connector);
+  assert.match(err.message, new RegExp(`default_transaction_read_only is on for role ${ROLE} in database postgres on the source: creating or altering publication "${config.publicationName}" was refused`));
+  assert.match(err.remedy ?? '', new RegExp(`ALTER ROLE "${ROLE}" IN DATABASE "postgres" SET default_transaction_read_only = off`));
 });

@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { commandDestinationOptions, commandSourceOptions, settingsOptions, sourceSessionOptions } from '../../shared/pg-types.ts';
+import { isReadOnlyRefusal, readOnlyExplained } from '../../shared/read-only-default.ts';
 
 /** The value the server ends with for each setting: the last `-c name=value` wins. */
 function effective(options: string): Map<string, string> {
@@ -47,4 +48,17 @@ test("the commands' destination sessions keep the role's lock_timeout (their DDL
 test('settingsOptions escapes spaces and backslashes in values, and an empty value stays empty', () => {
   assert.equal(settingsOptions({ a: 'x y', b: 'c\\d', search_path: '' }), '-c a=x\\ y -c b=c\\\\d -c search_path=');
   assert.deepEqual([...effective(settingsOptions({ a: 'x y', b: 'c\\d' }))], [['a', 'x y'], ['b', 'c\\d']]);
+});
+
+test('default_transaction_read_only refused: where it was set is named, the remedy sets it off for the role in the database (above the role, database and server settings)', () => {
+  const at = (setBy: string | null) => readOnlyExplained({ role: 'sb', database: 'app', setBy }, 'source', 'creating publication "p"');
+  assert.match(at('user').message, /^default_transaction_read_only is on for role sb on the source: creating publication "p" was refused/);
+  assert.match(at('database').message, /for database app on the source/);
+  assert.match(at('database user').message, /for role sb in database app on the source/);
+  assert.match(at('configuration file').message, /for the server \(configuration file\)/);
+  assert.match(at(null).message, /for role sb or database app/);
+  assert.equal(at('user').remedy, `for ShardBridge's role alone: ALTER ROLE "sb" IN DATABASE "app" SET default_transaction_read_only = off; then run it again`);
+  assert.equal(isReadOnlyRefusal({ code: '25006' }), true);
+  assert.equal(isReadOnlyRefusal({ code: '57014' }), false);
+  assert.equal(isReadOnlyRefusal(null), false);
 });

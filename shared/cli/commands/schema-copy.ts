@@ -10,6 +10,8 @@ import pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/postgres.ts';
 import { connectError } from '../connect.ts';
+import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from '../../read-only-default.ts';
+import { SchemaError } from '../../errors.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';
@@ -60,7 +62,13 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       colocate: Boolean(opts.colocate),
       extendKeys: Boolean(opts.extendKeys),
     });
-    if (plan.problems.length === 0 && !dryRun) await execute(dst, plan.steps);
+    if (plan.problems.length === 0 && !dryRun) {
+      await execute(dst, plan.steps).catch(async (err: unknown) => {
+        if (!isReadOnlyRefusal(err)) throw err;
+        const { message, remedy } = readOnlyExplained(await readOnlyOrigin(dst), 'destination', 'creating the tables');
+        throw new SchemaError(message, { cause: err, context: { setting: 'default_transaction_read_only' }, remedy });
+      });
+    }
     report(plan, dryRun, Boolean(opts.json), ctx);
     return plan.problems.length ? 1 : 0;
   } finally {

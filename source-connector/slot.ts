@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
-import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from '../shared/read-only-default.ts';
+import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from './read-only-default.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { commandDestinationOptions, commandSourceOptions, settingsOptions, sourceSessionOptions } from '../../shared/pg-types.ts';
-import { isReadOnlyRefusal, readOnlyExplained } from '../../shared/read-only-default.ts';
+import { isReadOnlyRefusal, readOnlyExplained } from '../../source-connector/read-only-default.ts';
 
 /** The value the server ends with for each setting: the last `-c name=value` wins. */
 function effective(options: string): Map<string, string> {

@@ -10,7 +10,7 @@ import pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/postgres.ts';
 import { connectError } from '../connect.ts';
-import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from '../../read-only-default.ts';
+import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from '../../../source-connector/read-only-default.ts';
 import { SchemaError } from '../../errors.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';

@@ -6,7 +6,7 @@
  * said with the setting, where it was set and the statement that lifts it for our role alone.
  */
 import type pg from 'pg';
-import { quoteIdent } from './sql.ts';
+import { quoteIdent } from '../shared/sql.ts';
 
 export interface ReadOnlyOrigin {
   role: string;

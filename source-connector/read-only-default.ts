@@ -11,8 +11,10 @@ import { quoteIdent } from '../shared/sql.ts';
 export interface ReadOnlyOrigin {
   role: string;
   database: string;
-  /** pg_settings.source of default_transaction_read_only: `user`, `database`, `database user`, `configuration file`… */
+  /** pg_settings.source of default_transaction_read_only: `user`, `database`, `database user`, `client`, `configuration file`, `default`… */
   setBy: string | null;
+  /** A standby refuses every write, whatever the setting. */
+  inRecovery: boolean;
 }
 
 /** Whether `err` is PostgreSQL's refusal of a write in a read-only transaction. Pure. */
@@ -20,8 +22,18 @@ export function isReadOnlyRefusal(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === '25006';
 }
 
-/** What the refusal says about the setting, and its remedy (for `what`: the statement's purpose). Pure. */
-export function readOnlyExplained(origin: ReadOnlyOrigin, side: 'source' | 'destination', what: string): { message: string; remedy: string } {
+/**
+ * What the refusal says about the setting, and its remedy (for `what`: the statement's purpose);
+ * null when the setting is not why (a standby, the server's default left off). Pure.
+ */
+export function readOnlyExplained(origin: ReadOnlyOrigin, side: 'source' | 'destination', what: string): { message: string; remedy: string } | null {
+  if (origin.inRecovery || origin.setBy === 'default' || origin.setBy === 'session') return null;
+  if (origin.setBy === 'client') {
+    return {
+      message: `default_transaction_read_only is on in the ${side} connection's own options: ${what} was refused (a read-only transaction)`,
+      remedy: `remove -c default_transaction_read_only=on from the options of ${side}.url`,
+    };
+  }
   const where =
     origin.setBy === 'user' ? `role ${origin.role}`
     : origin.setBy === 'database' ? `database ${origin.database}`
@@ -38,7 +50,8 @@ export function readOnlyExplained(origin: ReadOnlyOrigin, side: 'source' | 'dest
 /** Where the session's default_transaction_read_only comes from. */
 export async function readOnlyOrigin(client: pg.ClientBase): Promise<ReadOnlyOrigin> {
   const { rows: [r] } = await client.query(
-    `SELECT current_user AS role, current_database() AS database, (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only') AS "setBy"`,
+    `SELECT current_user AS role, current_database() AS database, pg_is_in_recovery() AS "inRecovery",
+            (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only') AS "setBy"`,
   );
-  return { role: r.role, database: r.database, setBy: r.setBy ?? null };
+  return { role: r.role, database: r.database, setBy: r.setBy ?? null, inRecovery: r.inRecovery === true };
 }

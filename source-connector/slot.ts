@@ -88,7 +88,9 @@ export async function ensurePublication(
     return await publicationFor(client, name, tables, log);
   } catch (err) {
     if (!isReadOnlyRefusal(err)) throw err;
-    const { message, remedy } = readOnlyExplained(await readOnlyOrigin(client), 'source', `creating or altering publication "${name}"`);
+    const explained = readOnlyExplained(await readOnlyOrigin(client), 'source', `creating or altering publication "${name}"`);
+    if (!explained) throw err;
+    const { message, remedy } = explained;
     throw new SourceError(message, { cause: err, context: { publication: name, phase: 'startup', setting: 'default_transaction_read_only' }, remedy });
   }
 }

@@ -28,7 +28,7 @@ export const errorText = (e: unknown): string => redactUrl(e instanceof Error ? 
 
 /**
  * A connected client (errors after connect are surfaced by queries, never as crashes). `options`:
- * the `options` parameter made from the user's own (pg-types.ts's longReadOptions).
+ * the `options` parameter made from the user's own (pg-types.ts's commandSourceOptions, commandDestinationOptions).
  */
 export async function connectPg(section: PgConnectionConfig, name: 'source' | 'destination', application: string, options?: (user?: string) => string): Promise<pg.Client> {
   const config = connectionConfig(section, { section: name, application_name: application });

@@ -51,13 +51,17 @@ test('settingsOptions escapes spaces and backslashes in values, and an empty val
 });
 
 test('default_transaction_read_only refused: where it was set is named, the remedy sets it off for the role in the database (above the role, database and server settings)', () => {
-  const at = (setBy: string | null) => readOnlyExplained({ role: 'sb', database: 'app', setBy }, 'source', 'creating publication "p"');
+  const at = (setBy: string | null) => readOnlyExplained({ role: 'sb', database: 'app', setBy, inRecovery: false }, 'source', 'creating publication "p"')!;
   assert.match(at('user').message, /^default_transaction_read_only is on for role sb on the source: creating publication "p" was refused/);
   assert.match(at('database').message, /for database app on the source/);
   assert.match(at('database user').message, /for role sb in database app on the source/);
   assert.match(at('configuration file').message, /for the server \(configuration file\)/);
   assert.match(at(null).message, /for role sb or database app/);
   assert.equal(at('user').remedy, `for ShardBridge's role alone: ALTER ROLE "sb" IN DATABASE "app" SET default_transaction_read_only = off; then run it again`);
+  assert.match(at('client').remedy, /remove -c default_transaction_read_only=on from the options of source\.url/);
+  // Not the setting: a standby, or the server's default (off) with a read-only transaction of another making.
+  assert.equal(readOnlyExplained({ role: 'sb', database: 'app', setBy: 'user', inRecovery: true }, 'destination', 'x'), null);
+  assert.equal(readOnlyExplained({ role: 'sb', database: 'app', setBy: 'default', inRecovery: false }, 'destination', 'x'), null);
   assert.equal(isReadOnlyRefusal({ code: '25006' }), true);
   assert.equal(isReadOnlyRefusal({ code: '57014' }), false);
   assert.equal(isReadOnlyRefusal(null), false);

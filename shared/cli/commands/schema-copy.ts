@@ -65,7 +65,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (plan.problems.length === 0 && !dryRun) {
       await execute(dst, plan.steps).catch(async (err: unknown) => {
         if (!isReadOnlyRefusal(err)) throw err;
-        const { message, remedy } = readOnlyExplained(await readOnlyOrigin(dst), 'destination', 'creating the tables');
+        const explained = readOnlyExplained(await readOnlyOrigin(dst), 'destination', 'creating the tables');
+        if (!explained) throw err;
+        const { message, remedy } = explained;
         throw new SchemaError(message, { cause: err, context: { setting: 'default_transaction_read_only' }, remedy });
       });
     }

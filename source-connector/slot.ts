@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
+import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from './read-only-default.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
@@ -83,6 +84,18 @@ export async function ensurePublication(
   tables: TableInfo[],
   log: Logger,
 ): Promise<'created' | 'altered' | 'unchanged'> {
+  try {
+    return await publicationFor(client, name, tables, log);
+  } catch (err) {
+    if (!isReadOnlyRefusal(err)) throw err;
+    const explained = readOnlyExplained(await readOnlyOrigin(client), 'source', `creating or altering publication "${name}"`);
+    if (!explained) throw err;
+    const { message, remedy } = explained;
+    throw new SourceError(message, { cause: err, context: { publication: name, phase: 'startup', setting: 'default_transaction_read_only' }, remedy });
+  }
+}
+
+async function publicationFor(client: pg.ClientBase, name: string, tables: TableInfo[], log: Logger): Promise<'created' | 'altered' | 'unchanged'> {
   const list = tables.map((t) => `ONLY ${quoteQualified(t)}`).join(', ');
   const { rows: pubs } = await client.query(`SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, [name]);
   if (pubs.length === 0) {

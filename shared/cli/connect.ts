@@ -11,9 +11,9 @@ import { connectPg } from '../migration/gather.ts';
 export type PgSide = 'source' | 'destination';
 
 /** `connectPg`, its failure a ServiceError "cannot connect to the <side> PostgreSQL at host:port/db: ..." with a remedy. */
-export async function connectSide(section: PgConnectionConfig, side: PgSide, application: string): Promise<pg.Client> {
+export async function connectSide(section: PgConnectionConfig, side: PgSide, application: string, options?: (user?: string) => string): Promise<pg.Client> {
   try {
-    return await connectPg(section, side, application);
+    return await connectPg(section, side, application, options);
   } catch (err) {
     throw connectError(err, section, side);
   }

@@ -26,9 +26,13 @@ const CONNECT_TIMEOUT_MS = 10_000;
 
 export const errorText = (e: unknown): string => redactUrl(e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e));
 
-/** A connected client (errors after connect are surfaced by queries, never as crashes). */
-export async function connectPg(section: PgConnectionConfig, name: 'source' | 'destination', application: string): Promise<pg.Client> {
-  const client = new pg.Client({ ...connectionConfig(section, { section: name, application_name: application }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+/**
+ * A connected client (errors after connect are surfaced by queries, never as crashes). `options`:
+ * the `options` parameter made from the user's own (pg-types.ts's commandSourceOptions, commandDestinationOptions).
+ */
+export async function connectPg(section: PgConnectionConfig, name: 'source' | 'destination', application: string, options?: (user?: string) => string): Promise<pg.Client> {
+  const config = connectionConfig(section, { section: name, application_name: application });
+  const client = new pg.Client({ ...config, ...(options ? { options: options(config.options) } : {}), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   client.on('error', () => {});
   try {
     await client.connect();

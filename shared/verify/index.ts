@@ -9,7 +9,7 @@
  * writes have stopped (cut-over), or expect ranges that are still moving to differ.
  */
 import pg from 'pg';
-import { SOURCE_SESSION_SETTINGS, sourceSessionOptions } from '../pg-types.ts';
+import { LONG_READ_SETTINGS, SOURCE_SESSION_SETTINGS, sourceSessionOptions } from '../pg-types.ts';
 import { redactUrl } from '../redact.ts';
 import { compareKeys, diffDigests, differingIndexes, type DigestRow, type KeyDifference, type RangeStat } from './compare.ts';
 import {
@@ -260,8 +260,9 @@ async function destinationQuery(pool: pg.Pool, citus: boolean, q: SqlText): Prom
   try {
     await client.query('BEGIN');
     await client.query(`SET LOCAL citus.propagate_set_commands = 'local'`);
-    // SET statements (not set_config()) are what Citus propagates.
-    for (const [k, v] of Object.entries(SOURCE_SESSION_SETTINGS)) await client.query(`SET LOCAL ${k} = '${v.replace(/'/g, "''")}'`);
+    // SET statements (not set_config()) are what Citus propagates. The timeouts too: a worker's
+    // role may carry an application's statement_timeout, which would cut a checksum's scan.
+    for (const [k, v] of Object.entries({ ...LONG_READ_SETTINGS, ...SOURCE_SESSION_SETTINGS })) await client.query(`SET LOCAL ${k} = '${v.replace(/'/g, "''")}'`);
     const { rows } = await client.query(q.text, q.values);
     await client.query('COMMIT');
     return rows;

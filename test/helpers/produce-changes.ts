@@ -50,7 +50,8 @@ const RAW_TEXT = { getTypeParser: () => (v: string) => v };
 
 /** Rows as the source sees them: each column's text output under the source session settings. */
 export async function textRows(client: pg.ClientBase, sql: string, params: unknown[] = []): Promise<TextTuple[]> {
-  for (const [k, v] of Object.entries(SOURCE_SESSION_SETTINGS)) await client.query(`SET ${k} = '${v}'`);
+  // Not search_path: the callers' statements, here and after on the same client, name tables unqualified.
+  for (const [k, v] of Object.entries(SOURCE_SESSION_SETTINGS)) if (k !== 'search_path') await client.query(`SET ${k} = '${v}'`);
   const res = await client.query({ text: sql, values: params, rowMode: 'array', types: RAW_TEXT });
   return res.rows as TextTuple[];
 }

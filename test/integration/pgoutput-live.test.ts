@@ -56,7 +56,8 @@ async function copyRows(client: pg.Client, sql: string): Promise<TextTuple[]> {
 
 test('pgoutput through the raw plugin and our decoder: every message kind, exact text values, TOAST, COPY parity', async (t) => {
   const cluster = await startPostgres({ name: 'pgoutput-live' });
-  const admin = new pg.Client({ connectionString: cluster.url(), options: sourceSessionOptions() });
+  // The source sessions' settings, and public on the path: the setup below names its objects unqualified.
+  const admin = new pg.Client({ connectionString: cluster.url(), options: `${sourceSessionOptions()} -c search_path=public` });
   const services: LogicalReplicationService[] = [];
   t.after(async () => {
     // Replication connection first: a fast shutdown waits for walsenders to be confirmed.

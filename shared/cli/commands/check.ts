@@ -10,6 +10,7 @@ import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig, pgEndpoint, pgRemedy } from '../../config/postgres.ts';
+import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
@@ -43,6 +44,8 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
   const services = checkServices(sourceConfig, sink, ctx.logger.child({}, { level: 'silent' }));
 
   const srcConn = connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-check' });
+  // Not cut by an application's timeouts on the roles (pg-types.ts): the facts of thousands of tables take a while to read.
+  srcConn.options = commandSourceOptions(srcConn.options);
   const sourceTarget = pgEndpoint(sourceConfig.source, false);
   const source: Finding[] = [];
   let tables: SourceTableFacts[] | undefined;
@@ -69,6 +72,7 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
     } else {
       destination = [];
       const dstConn = connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-check' });
+      dstConn.options = commandDestinationOptions(dstConn.options);
       destTarget = pgEndpoint(sink.destination, false);
       const dst = await connect(dstConn, 'destination', destTarget, destination, 'check destination.host/port, the network path from here, pg_hba.conf and the credentials');
       if (dst) {

@@ -32,6 +32,7 @@ import type { SourceConfig } from '../../../source-connector/config.ts';
 import { quoteIdent, quoteQualified } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/postgres.ts';
+import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
@@ -107,8 +108,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const kafka = commandKafka(sink, ctx.logger, 'shardbridge-cutover');
   const admin = kafka.admin();
   try {
-    src = await connectSide(source.source, 'source', 'shardbridge-cutover');
-    dst = await connectSide(sink.destination, 'destination', 'shardbridge-cutover');
+    // Not cut by an application's timeouts on the roles (pg-types.ts): the foreign keys' validation scans whole tables.
+    src = await connectSide(source.source, 'source', 'shardbridge-cutover', commandSourceOptions);
+    dst = await connectSide(sink.destination, 'destination', 'shardbridge-cutover', commandDestinationOptions);
     const selected = await sourceTables(src, source, sink);
     const deadline = Date.now() + timeoutMs;
 

@@ -10,6 +10,9 @@ import pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import { connectionConfig } from '../../config/postgres.ts';
 import { connectError } from '../connect.ts';
+import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from '../../../source-connector/read-only-default.ts';
+import { SchemaError } from '../../errors.ts';
+import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';
 import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
@@ -22,8 +25,11 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const sink = ctx.sinkConfig();
   const dryRun = Boolean(opts.dryRun);
   // A bounded connect: a server that accepts TCP and never answers hung the command for good.
-  const src = new pg.Client({ ...connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  const dst = new pg.Client({ ...connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-schema-copy' }), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  // Not cut by an application's timeouts on the roles (pg-types.ts): the catalog of thousands of tables takes a while to read.
+  const srcConfig = connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-schema-copy' });
+  const dstConfig = connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-schema-copy' });
+  const src = new pg.Client({ ...srcConfig, options: commandSourceOptions(srcConfig.options), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  const dst = new pg.Client({ ...dstConfig, options: commandDestinationOptions(dstConfig.options), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   src.on('error', () => {});
   dst.on('error', () => {});
   try {
@@ -56,7 +62,15 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       colocate: Boolean(opts.colocate),
       extendKeys: Boolean(opts.extendKeys),
     });
-    if (plan.problems.length === 0 && !dryRun) await execute(dst, plan.steps);
+    if (plan.problems.length === 0 && !dryRun) {
+      await execute(dst, plan.steps).catch(async (err: unknown) => {
+        if (!isReadOnlyRefusal(err)) throw err;
+        const explained = readOnlyExplained(await readOnlyOrigin(dst), 'destination', 'creating the tables');
+        if (!explained) throw err;
+        const { message, remedy } = explained;
+        throw new SchemaError(message, { cause: err, context: { setting: 'default_transaction_read_only' }, remedy });
+      });
+    }
     report(plan, dryRun, Boolean(opts.json), ctx);
     return plan.problems.length ? 1 : 0;
   } finally {

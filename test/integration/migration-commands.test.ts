@@ -39,6 +39,7 @@ import { startSinkConnector, type SinkConnector } from '../../sink-connector/con
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { runCli } from '../helpers/cli.ts';
 import { capturingLogger, getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
@@ -134,12 +135,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args, ...files], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
+/** The command with both config files (test/helpers/cli.ts). */
+const cli = (args: string[]) => runCli([...args, ...files]);
 
 async function json<T>(args: string[]): Promise<{ code: number; out: T; stderr: string }> {
   const r = await cli([...args, '--json']);

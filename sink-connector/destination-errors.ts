@@ -19,18 +19,19 @@ export function queryWith(client: pg.ClientBase): Query {
   };
 }
 
-const endpoints = new WeakMap<pg.Pool, string>();
+/** A pool that may name the server it connects to (`host:port/database`, never credentials), for its connection failures' messages. */
+export type NamedPool = pg.Pool & { readonly endpoint?: string };
 
-/** The server a pool connects to (`host:port/database`, never credentials), for its connection failures' messages. */
-export function nameDestination(pool: pg.Pool, endpoint: string): void {
-  endpoints.set(pool, endpoint);
+/** `pool` carrying `endpoint` (destination-start.ts makes the sink's pool so). */
+export function namedPool(pool: pg.Pool, endpoint: string): NamedPool {
+  return Object.assign(pool, { endpoint });
 }
 
 /**
  * `fn` on a pooled connection. Failing to connect is retriable; `fn`'s errors pass as they are,
  * and a connection that failed with a retriable one is not given back (it may be dead).
  */
-export async function withPooledClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withPooledClient<T>(pool: NamedPool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
@@ -38,7 +39,7 @@ export async function withPooledClient<T>(pool: pg.Pool, fn: (client: pg.PoolCli
     // Retried whatever it is (a password changed or a database dropped under a running sink is the operator's to fix, as the log says).
     const code = (err as { code?: unknown }).code;
     const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-    const at = endpoints.get(pool);
+    const at = pool.endpoint;
     throw new RetriableError(`cannot connect to the destination${at ? ` at ${at}` : ''}: ${(err as Error).message}`, {
       cause: err,
       context: { sqlstate },

@@ -13,7 +13,7 @@ import { connectionConfig, sessionOptions, type SinkConfig } from './config.ts';
 import { controlTopicKind } from './control.ts';
 import { splitQualifiedName } from '../shared/sql.ts';
 import { withUserOptions } from '../shared/pg-types.ts';
-import { classify, nameDestination, withPooledClient } from './destination-errors.ts';
+import { classify, namedPool, withPooledClient } from './destination-errors.ts';
 import { canSetReplicationRole, readTriggers, replicationRoleRefusal, triggerWarning } from '../shared/checks/triggers.ts';
 import { readRowSecurity } from '../shared/checks/gather.ts';
 import { rowSecurityProblem } from '../shared/checks/destination.ts';
@@ -61,8 +61,7 @@ export async function openDestination(
   }
   const warning = encodingWarning(encoding);
   if (warning) log.warn({ serverEncoding: encoding }, warning);
-  const pool = new pg.Pool({ ...conn, max: connections, options: withUserOptions(conn.options, sessionOptions(config, citus.present)) });
-  nameDestination(pool, pgEndpoint(config.destination));
+  const pool = namedPool(new pg.Pool({ ...conn, max: connections, options: withUserOptions(conn.options, sessionOptions(config, citus.present)) }), pgEndpoint(config.destination));
   pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
   // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
   pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));

@@ -254,9 +254,10 @@ export function judgeCutover(input: Omit<CutoverReport, 'go' | 'problems' | 'war
   const warnings = [...r.sequences.filter((s) => s.warning).map((s) => `${named(s)}: ${s.warning}`), ...reminders];
   const tableLines = r.tables.some((t) => !t.match);
   const sequenceLines = r.sequences.some((s) => !sequenceOk(s));
-  // A failed verify or sequences step is said table by table, or sequence by sequence, below.
+  const keyLines = r.foreignKeys.some((f) => f.status === 'failed');
+  // A failed verify, sequences or foreign keys step is said table by table, sequence by sequence, or key by key, below.
   for (const s of r.steps) {
-    if (s.status === 'failed' && !(s.step === 'verify' && tableLines) && !(s.step === 'sequences' && sequenceLines)) problems.push(`${s.step}: ${s.detail}`);
+    if (s.status === 'failed' && !(s.step === 'verify' && tableLines) && !(s.step === 'sequences' && sequenceLines) && !(s.step === 'foreign keys' && keyLines)) problems.push(`${s.step}: ${s.detail}`);
   }
   for (const s of r.sequences) {
     if (!sequenceOk(s)) problems.push(`${named(s)}: ${s.status}${s.error ? `: ${s.error}` : ''}`);
@@ -283,7 +284,8 @@ export function renderCutover(r: CutoverReport): string {
   }
   if (r.foreignKeys.length > 0) {
     out.push('', 'Foreign keys kept aside by schema copy');
-    out.push(renderTable(['table', 'constraint', 'result'], r.foreignKeys.map((f) => [f.table, f.constraint, f.error ? `${f.status}: ${f.error}` : f.status])));
+    // A failure's text (a lock_timeout's runs to several sentences) is said once, among the problems.
+    out.push(renderTable(['table', 'constraint', 'result'], r.foreignKeys.map((f) => [f.table, f.constraint, f.error ? `${f.status} (see NO-GO)` : f.status])));
   }
   out.push('');
   if (r.warnings.length > 0) {

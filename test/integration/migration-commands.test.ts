@@ -10,7 +10,8 @@
  *    the drop without it;
  *  - `cutover --yes` on a clean run: go, sequences ≥ source + margin (also ones whose names
  *    need quotes: `"odd.seq"`, and one in a mixed-case schema holding a dot), the foreign key
- *    kept aside by `schema copy` created;
+ *    kept aside by `schema copy` created (first cut by a lock_timeout behind an application's
+ *    transaction open on the referenced table: a no-go naming it, nothing made);
  *  - `cutover --yes` with sequences at their bounds (held at MAXVALUE with a warning; a source
  *    value beyond the destination's MAXVALUE a no-go), and as a source role that cannot read a
  *    sequence (a no-go naming the GRANT);
@@ -39,6 +40,7 @@ import { startSinkConnector, type SinkConnector } from '../../sink-connector/con
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { runCli } from '../helpers/cli.ts';
 import { capturingLogger, getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
@@ -134,12 +136,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args, ...files], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
+/** The command with both config files (test/helpers/cli.ts). */
+const cli = (args: string[]) => runCli([...args, ...files]);
 
 async function json<T>(args: string[]): Promise<{ code: number; out: T; stderr: string }> {
   const r = await cli([...args, '--json']);
@@ -505,6 +503,33 @@ test('cutover --yes on a clean run: go, sequences at least source + margin, defe
   assert.match(unconfirmed.stderr, /stop the writes to the source first, then confirm with --yes/);
   const fkBefore = await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`);
   assert.equal(fkBefore.rowCount, 0, 'schema copy kept the foreign key aside');
+
+  // A lock_timeout for cutover's destination session (kept: ADD FOREIGN KEY holds up the
+  // table's writers while it waits; here in the URL's options, as the role's would be) cuts the
+  // wait behind an application's transaction open on the referenced table: the key is not made,
+  // and the failure says why, who held the lock, and what to do.
+  const url = sinkConfig.destination.url!;
+  const shortFile = join(dir, 'sink-lock-timeout.json');
+  writeFileSync(shortFile, JSON.stringify({ ...sinkConfig, destination: { url: `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent('-c lock_timeout=200')}` } }));
+  const writer = new pg.Client({ connectionString: sinkConfig.destination.url, application_name: 'app-writer' });
+  await writer.connect();
+  try {
+    await writer.query(`BEGIN; LOCK TABLE ${SCHEMA}.customers IN ROW EXCLUSIVE MODE`);
+    const cut = await runCli(['cutover', '--yes', '--json', '--sequence-margin', '0', '--timeout', '60', '--source-config', files[1], '--sink-config', shortFile]);
+    const out = JSON.parse(cut.stdout) as CutoverReport;
+    assert.equal(cut.code, 1, cut.stdout + cut.stderr);
+    assert.deepEqual(out.steps.filter((s) => s.status !== 'ok').map((s) => [s.step, s.status]), [['foreign keys', 'failed']], JSON.stringify(out.steps));
+    assert.deepEqual(out.foreignKeys.map((f) => [f.constraint, f.status]), [['orders_customer_fk', 'failed']]);
+    assert.equal(out.problems.length, 1, JSON.stringify(out.problems));
+    assert.equal((await dst.query(`SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk' AND conrelid = '${SCHEMA}.orders'::regclass`)).rowCount, 0, 'no half-made key');
+    const why = out.problems[0];
+    assert.match(why, new RegExp(`^foreign key orders_customer_fk on "${SCHEMA}"\\."orders": ALTER TABLE "${SCHEMA}"\\."orders" ADD CONSTRAINT "orders_customer_fk" waited longer than lock_timeout \\(200ms, set in destination\\.url's options\\)`));
+    assert.match(why, /cancelled \(55P03\): nothing of this foreign key was made/);
+    assert.match(why, new RegExp(`pid ${(await writer.query('SELECT pg_backend_pid() AS p')).rows[0].p} \\(app-writer, idle in transaction, in a transaction for \\d+ s\\) holds RowExclusiveLock on ${SCHEMA}\\.customers`));
+    assert.match(why, /run cutover again when the writes to these tables are quiet .*or raise lock_timeout in destination\.url's options/);
+  } finally {
+    await writer.end();
+  }
 
   const r = await json<CutoverReport>(['cutover', '--yes', '--sequence-margin', '500', '--timeout', '60']);
   assert.equal(r.code, 0, JSON.stringify(r.out.problems) + r.stderr);

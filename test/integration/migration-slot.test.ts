@@ -14,7 +14,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { main } from '../../shared/cli/main.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import type { CleanupReport } from '../../shared/migration/cleanup.ts';
@@ -26,7 +25,7 @@ import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { readJson, testSourceConfig, uniquePrefix } from '../helpers/source.ts';
-import { spawnSourceCli } from '../helpers/cli.ts';
+import { runCli, spawnSourceCli } from '../helpers/cli.ts';
 
 const SCHEMA = `sb_slot_${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-slot-'));
@@ -64,13 +63,6 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
-
 const slotRows = async () => (await db.query(`SELECT slot_name, wal_status FROM pg_replication_slots`)).rows as { slot_name: string; wal_status: string }[];
 
 test('a slot invalidated by max_slot_wal_keep_size: status fails, the source connector stops with lost changes and creates no slot', async () => {
@@ -97,7 +89,7 @@ test('a slot invalidated by max_slot_wal_keep_size: status fails, the source con
     return (await slotRows()).find((s) => s.slot_name === config.slotName)?.wal_status === 'lost';
   }, { timeoutMs: 60_000, intervalMs: 10 });
 
-  const st = await cli(['status', '--json', '--sample-seconds', '0', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  const st = await runCli(['status', '--json', '--sample-seconds', '0', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(st.code, 1, st.stderr);
   const report = JSON.parse(st.stdout) as StatusReport;
   assert.ok(report.slot.exists && report.slot.walStatus === 'lost');
@@ -107,7 +99,7 @@ test('a slot invalidated by max_slot_wal_keep_size: status fails, the source con
   assert.match(lost!.remedy!, /new snapshot/);
 
   // Starting the source connector again (through the CLI, as an operator would): a clear stop.
-  const run = await cli(['source', '--config', sourceFile]);
+  const run = await runCli(['source', '--config', sourceFile]);
   assert.notEqual(run.code, 0);
   assert.match(run.stderr, new RegExp(`replication slot "${config.slotName}" was invalidated \\(wal_status = lost\\)[^\\n]*changes were lost`));
   assert.match(run.stderr, /new snapshot/);
@@ -120,9 +112,9 @@ test('a slot invalidated by max_slot_wal_keep_size: status fails, the source con
   // slot), then start again: a new slot and a new snapshot.
   await ensureSinkTables(db);
   await db.query(`INSERT INTO shardbridge.sink_offsets (group_id, topic, partition, next_offset) VALUES ('g-slot', $1, 0, 40)`, [`${config.topicPrefix}.${SCHEMA}.items`]);
-  const refused = await cli(['cleanup', '--json', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  const refused = await runCli(['cleanup', '--json', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(refused.code, 1, 'the topics hold records no sink applied');
-  const forced = await cli(['cleanup', '--json', '--force', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
+  const forced = await runCli(['cleanup', '--json', '--force', '--drop-topics', '--source-config', sourceFile, '--sink-config', sinkFile]);
   assert.equal(forced.code, 0, forced.stdout + forced.stderr);
   const out = JSON.parse(forced.stdout) as CleanupReport;
   assert.ok(out.notes.some((n) => n.includes('already invalidated')), out.notes.join('\n'));
@@ -149,7 +141,7 @@ test('a source connector that holds the slot but stopped reading: status warns t
   writeFileSync(heldFile, JSON.stringify(held));
   writeFileSync(heldSink, JSON.stringify({ topicPrefix: held.topicPrefix, groupId: 'g-held', destination: { url: config.source.url }, kafka: held.kafka, schemaRegistry: held.schemaRegistry, metricsPort: 0 }));
   const status = async () => {
-    const r = await cli(['status', '--json', '--sample-seconds', '1', '--source-config', heldFile, '--sink-config', heldSink]);
+    const r = await runCli(['status', '--json', '--sample-seconds', '1', '--source-config', heldFile, '--sink-config', heldSink]);
     return (JSON.parse(r.stdout) as StatusReport).problems.filter((p) => /advanced nothing/.test(p.message));
   };
   const child = spawnSourceCli(heldFile);

@@ -11,10 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../shared/cli/main.ts';
 import { freePort, waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type Admin } from '../../shared/kafka/client.ts';
-import { BIN, cleanEnv } from '../helpers/cli.ts';
+import { BIN, cleanEnv, runCli } from '../helpers/cli.ts';
 import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
@@ -62,19 +61,12 @@ function destinationWith(database: string, port?: number): string {
   return u.href;
 }
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args, '--log-level', 'warn'], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
-
 test('a taken metrics port: exit 2 naming metricsPort', async () => {
   const busy = createServer();
   await new Promise<void>((resolve) => busy.listen(0, '0.0.0.0', resolve));
   const port = (busy.address() as { port: number }).port;
   try {
-    const r = await cli(['sink', '--config', configFile('metrics', {}, { metricsPort: port })]);
+    const r = await runCli(['sink', '--config', configFile('metrics', {}, { metricsPort: port })]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, new RegExp(`configuration error:\\nconfig: metricsPort: cannot serve metrics on port ${port}: .*EADDRINUSE`));
     assert.match(r.stderr, /remedy: choose a free metricsPort/);
@@ -85,7 +77,7 @@ test('a taken metrics port: exit 2 naming metricsPort', async () => {
 
 test('a destination database that does not exist: the error names host:port/database, never the password', async () => {
   const url = destinationWith('sb_no_such_db');
-  const r = await cli(['sink', '--config', configFile('nodb', { destination: url })]);
+  const r = await runCli(['sink', '--config', configFile('nodb', { destination: url })]);
   const u = new URL(url);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`^shardbridge sink: cannot use the destination PostgreSQL at ${u.hostname}:${u.port}/sb_no_such_db: database "sb_no_such_db" does not exist`));
@@ -141,14 +133,14 @@ test('replay: a topic or partition that does not exist is a usage error naming i
   const topic = `${prefix}.public.t`;
   await admin.ensureTopics([{ topic, partitions: 2, replicationFactor: 1 }]);
   const file = configFile('replay', {}, { topicPrefix: prefix });
-  const missing = await cli(['replay', '--topic', `${topic}x`, '--to-offset', '0', '--sink-config', file]);
+  const missing = await runCli(['replay', '--topic', `${topic}x`, '--to-offset', '0', '--sink-config', file]);
   assert.equal(missing.code, 2, missing.stderr);
   assert.equal(missing.stderr, `shardbridge replay: --topic ${topic}x: no such topic on Kafka at ${servers.kafka} (change topics are named <topicPrefix>.<schema>.<table>)\n`);
-  const partition = await cli(['replay', '--topic', topic, '--partition', '2', '--to-offset', '0', '--sink-config', file]);
+  const partition = await runCli(['replay', '--topic', topic, '--partition', '2', '--to-offset', '0', '--sink-config', file]);
   assert.equal(partition.code, 2, partition.stderr);
   assert.equal(partition.stderr, `shardbridge replay: --partition 2: topic ${topic} has 2 partition(s), numbered from 0\n`);
   const port = await freePort();
-  const down = await cli(['replay', '--topic', topic, '--to-offset', '0', '--sink-config', configFile('replay-down', { destination: destinationWith('app', port) }, { topicPrefix: prefix })]);
+  const down = await runCli(['replay', '--topic', topic, '--to-offset', '0', '--sink-config', configFile('replay-down', { destination: destinationWith('app', port) }, { topicPrefix: prefix })]);
   assert.equal(down.code, 1, down.stderr);
   assert.match(down.stderr, new RegExp(`^shardbridge replay: cannot use the destination PostgreSQL at 127\\.0\\.0\\.1:${port}/app: .*ECONNREFUSED`));
   assert.ok(!down.stderr.includes(SECRET), down.stderr);
@@ -209,7 +201,7 @@ test("sessionReplicationRole: replica: the sink's sessions fire neither the ordi
   await destination.query(`CREATE ROLE ${role} LOGIN`);
   const u = new URL(servers.destination);
   u.username = role;
-  const r = await cli(['sink', '--config', configFile('replica-denied', { destination: u.href }, { sessionReplicationRole: 'replica' })]);
+  const r = await runCli(['sink', '--config', configFile('replica-denied', { destination: u.href }, { sessionReplicationRole: 'replica' })]);
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, new RegExp(`sessionReplicationRole: replica, but role "${role}" may not set session_replication_role`));
   assert.match(r.stderr, new RegExp(`GRANT SET ON PARAMETER session_replication_role TO "${role}"`));

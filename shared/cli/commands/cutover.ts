@@ -15,7 +15,8 @@
  *  5. check that the writes stopped: no record reached the table topics since the end offsets
  *     the sink was waited for (a writer still at work would lose its later changes);
  *  6. create the foreign keys `schema copy` kept aside in `shardbridge.deferred_foreign_keys`
- *     (only after a clean verification with the writes stopped), marking them done (`created_at`);
+ *     (only after a clean verification with the writes stopped), marking them done (`created_at`;
+ *     migration/foreign-keys.ts: one cut by the role's lock_timeout is said with who held the lock);
  *  7. print the go / no-go report, with warnings for what logical replication left behind:
  *     destination triggers left disabled, materialized views over the migrated tables to refresh,
  *     large objects the destination lacks. Exit 0 on go, 1 on no-go, 2 when not confirmed on a non-terminal.
@@ -46,6 +47,7 @@ import {
   sequenceOk, type ForeignKeyResult, type PartitionTarget, type SequenceResult, type StepName, type StepResult, type TableVerdict,
 } from '../../migration/cutover.ts';
 import { fixSequences } from '../../migration/fix-sequences.ts';
+import { createDeferredForeignKeys } from '../../migration/foreign-keys.ts';
 import {
   commandKafka, endOffsets, errorText, migrationTopics, readApplied, readSlot, readStalls, sinkSessions, sinkTablesPresent, sourceTables, tpKey, type SourceTable,
 } from '../../migration/gather.ts';
@@ -362,39 +364,4 @@ async function identityToRestore(src: pg.ClientBase, dst: pg.ClientBase, selecte
     const w = wanted[r.i - 1];
     return { table: `${w.t.schema}.${w.t.name}`, sql: quoteQualified(w.t), column: w.column };
   });
-}
-
-/** Foreign keys `schema copy` kept aside: created when missing, marked with `created_at`. */
-async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<ForeignKeyResult[]> {
-  if (!(await sinkTablesPresent(dst)).deferred) return [];
-  await dst.query('ALTER TABLE shardbridge.deferred_foreign_keys ADD COLUMN IF NOT EXISTS created_at timestamptz');
-  const { rows } = await dst.query<{ table_name: string; constraint_name: string; definition: string }>(
-    'SELECT table_name, constraint_name, definition FROM shardbridge.deferred_foreign_keys ORDER BY table_name, constraint_name',
-  );
-  const out: ForeignKeyResult[] = [];
-  for (const r of rows) {
-    const res: ForeignKeyResult = { table: r.table_name, constraint: r.constraint_name, definition: r.definition, status: 'failed' };
-    out.push(res);
-    try {
-      const { rows: ex } = await dst.query(
-        `SELECT to_regclass($1::text) IS NOT NULL AS table_exists,
-                EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1::text) AND conname = $2 AND contype = 'f') AS fk_exists`,
-        [r.table_name, r.constraint_name],
-      );
-      if (!ex[0].table_exists) {
-        res.error = `table ${r.table_name} does not exist on the destination`;
-        continue;
-      }
-      if (ex[0].fk_exists) res.status = 'already there';
-      else {
-        await dst.query(`ALTER TABLE ${r.table_name} ADD CONSTRAINT ${quoteIdent(r.constraint_name)} ${r.definition}`);
-        res.status = 'created';
-      }
-      await dst.query('UPDATE shardbridge.deferred_foreign_keys SET created_at = COALESCE(created_at, now()) WHERE table_name = $1 AND constraint_name = $2', [r.table_name, r.constraint_name]);
-    } catch (e) {
-      res.status = 'failed';
-      res.error = errorText(e);
-    }
-  }
-  return out;
 }

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { main } from '../../shared/cli/main.ts';
+import { runCli } from '../helpers/cli.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type Admin } from '../../shared/kafka/client.ts';
 import type { CutoverReport } from '../../shared/migration/cutover.ts';
@@ -108,12 +108,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', ...args, ...files], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
-  return { code, stdout, stderr };
-}
+const cli = (args: string[]) => runCli([...args, ...files]);
 
 /** The COPY the snapshot runs, as the role in a session of its own: the role's statement_timeout cuts it. */
 async function copyAsRole(): Promise<unknown> {
@@ -196,8 +191,7 @@ test('default_transaction_read_only on the roles: left on (a write guard); the r
   const config = { ...sourceConfig, tables: { ...sourceConfig.tables, schemas: [RO] }, slotName: `${sourceConfig.slotName}_ro`, publicationName: `${sourceConfig.publicationName}_ro` };
   const file = join(dir, 'source-ro.json');
   writeFileSync(file, JSON.stringify(config));
-  let stderr = '';
-  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', file, '--sink-config', files[3]], { stdout: () => {}, stderr: (x) => (stderr += x), env: {} });
+  const { code, stderr } = await runCli(['schema', 'copy', '--source-config', file, '--sink-config', files[3]]);
   assert.equal(code, 1, stderr);
   assert.match(stderr, new RegExp(`default_transaction_read_only is on for role ${ROLE} on the destination: creating the tables was refused`));
   assert.match(stderr, new RegExp(`remedy: for ShardBridge's role alone: ALTER ROLE "${ROLE}" IN DATABASE "postgres" SET default_transaction_read_only = off`));

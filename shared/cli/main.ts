@@ -306,6 +306,10 @@ export function buildProgram(dispatch: Dispatch, out: (t: string) => void, err: 
     .command('demo')
     .description('run the whole migration end to end on the local stack and verify the destination matches')
     .option('--keep', 'leave the stack and data running afterwards (default: tear down)')
+    .option(
+      '--destination <url>',
+      "migrate into this PostgreSQL database or Citus coordinator instead of the dev stack's destination: an empty database (the demo refuses one holding its tables or ShardBridge's schemas), where what it made is dropped when it stops",
+    )
     .option('--wait-seconds <n>', 'how long to wait for the snapshot, and then for the destination to catch up, before giving up (default: 90 each)', positiveNumberArg)
     .action(act('demo'));
 

@@ -17,7 +17,7 @@ import type { SourceConnector } from '../../source-connector/run.ts';
 import type { SinkConnector } from '../../sink-connector/connector.ts';
 import type { DemoOutcome, OpCounts, SequenceOutcome, TableOutcome } from './report.ts';
 import { catchUpProgress } from './report.ts';
-import { counterValues, startEnv, startSink, startSource, withClient, type DemoEnv, type Resources } from './session.ts';
+import { counterValues, shownDestination, startEnv, startSink, startSource, withClient, type DemoEnv, type Resources } from './session.ts';
 import { watchServers } from './watch-stack.ts';
 import { ensureKafkaJars } from '../devstack/kafka-jars.ts';
 import {
@@ -33,6 +33,8 @@ export interface DemoDeps {
   signal: AbortSignal;
   /** Limits of the waits, in ms. */
   limits?: Partial<typeof DEFAULT_LIMITS>;
+  /** A database of the user's (PostgreSQL or a Citus coordinator) instead of the dev stack's destination: `--destination`. */
+  destination?: string;
 }
 
 export const DEFAULT_LIMITS = { snapshotMs: 90_000, catchUpMs: 90_000, sequencesMs: 15_000 };
@@ -112,11 +114,13 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
   let unwatchStack = () => {};
 
   try {
-    progress('starting the dev stack: source and destination PostgreSQL, Apache Kafka (KRaft), schema registry');
+    // Checked by the command before anything starts (checkOwnDestination).
+    const own = deps.destination;
+    progress(`starting the dev stack: source${own === undefined ? ' and destination' : ''} PostgreSQL, Apache Kafka (KRaft), schema registry`);
     const env = await phase('stack', async () => {
       // First run only: mvn fetches the broker's jars, which can take minutes; say so.
       await ensureKafkaJars({ log: (m) => progress(m) });
-      return startEnv(res, log);
+      return startEnv(res, log, own);
     });
     running.env = env;
     unwatchStack = watchServers(
@@ -124,13 +128,13 @@ export async function runDemo(deps: DemoDeps, running: DemoRunning = {}): Promis
         { name: 'Kafka broker', port: env.stack.kafka.port },
         { name: 'schema registry', port: env.stack.registry.port },
         { name: 'source PostgreSQL', port: env.stack.source.port },
-        { name: 'destination PostgreSQL', port: env.stack.destination.port },
+        ...(own === undefined ? [{ name: 'destination PostgreSQL', port: env.stack.destination.port }] : []),
       ],
       fail,
     );
     alive();
     const a = env.stack.addresses();
-    progress(`dev stack ready: kafka ${a.kafka}, registry ${a.schemaRegistry}, source ${env.sourceUrl}, destination ${env.destinationUrl}`);
+    progress(`dev stack ready: kafka ${a.kafka}, registry ${a.schemaRegistry}, source ${env.sourceUrl}, destination ${shownDestination(env)}${own === undefined ? '' : ' (--destination)'}`);
 
     waiting('the source data');
     const seeded = await phase('seed', () => withClient(env.sourceUrl, (c) => seedSource(c)));

@@ -17,6 +17,7 @@ import { sinkConfigSchema, type SinkConfig } from '../../sink-connector/config.t
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { startSinkConnector, type SinkConnector } from '../../sink-connector/connector.ts';
 import { DEMO_DATABASE, DEMO_SCHEMA, DEMO_TABLES } from './workload.ts';
+import { redactUrl } from '../redact.ts';
 
 export const DEMO_TOPIC_PREFIX = 'shop';
 export const DEMO_GROUP_ID = 'shardbridge-demo';
@@ -91,11 +92,66 @@ export interface DemoEnv {
   configDir: string;
 }
 
-/** Start the dev stack, create the demo database on both servers, build and write the configs. */
-export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
+/** What the demo makes in a destination of the user's (--destination): dropped again when it stops. */
+const MADE_IN_DESTINATION = ['shardbridge', 'shardbridge_staging'];
+
+/**
+ * A destination of the user's (`--destination`): reachable, and empty of what the demo makes
+ * there (its tables in `public`, ShardBridge's schemas), since the demo drops those when it
+ * stops. Checked before the dev stack starts. Throws a DemoSetupError naming what is there.
+ */
+export async function checkOwnDestination(url: string): Promise<void> {
+  const shown = redactUrl(url);
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  try {
+    await c.connect();
+  } catch (err) {
+    throw new DemoSetupError(`cannot connect to --destination ${shown}: ${(err as Error).message}`);
+  }
+  try {
+    const { rows } = await c.query<{ name: string }>(
+      `SELECT format('%I.%I', n.nspname, t.relname) AS name FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE n.nspname = $1 AND t.relname = ANY($2::text[]) AND t.relkind IN ('r', 'p', 'v', 'm', 'f')
+       UNION ALL SELECT quote_ident(nspname) FROM pg_namespace WHERE nspname = ANY($3::text[])`,
+      [DEMO_SCHEMA, DEMO_TABLES.map((t) => t.name), MADE_IN_DESTINATION],
+    );
+    if (rows.length > 0) {
+      throw new DemoSetupError(
+        `--destination ${shown} already has ${rows.map((r) => r.name).join(', ')}: the demo makes these there and drops them when it stops, so it takes an empty database ` +
+          '(CREATE DATABASE shop_demo; on Citus also CREATE EXTENSION citus in it, on the coordinator and every worker, and add the workers in it)',
+      );
+    }
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** A setup the demo refuses before it starts anything: the message says what to change. */
+export class DemoSetupError extends Error {}
+
+/** Drop what the demo made in a destination of the user's. */
+async function dropMadeIn(url: string): Promise<void> {
+  await withClient(url, async (c) => {
+    const tables = [...DEMO_TABLES].reverse().map((t) => `${DEMO_SCHEMA}.${t.name}`);
+    await c.query(`DROP TABLE IF EXISTS ${tables.join(', ')} CASCADE`);
+    for (const schema of MADE_IN_DESTINATION) await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  });
+}
+
+/**
+ * Start the dev stack, create the demo database on both servers (on the source only with
+ * `destination`, a database of the user's: checkOwnDestination first), build and write the configs.
+ */
+export async function startEnv(res: Resources, log: Logger, destination?: string): Promise<DemoEnv> {
   // A bounded slot, as the migration guide asks of a real source (the connector warns otherwise).
-  const stack = await res.starting('the dev stack', startDevStack({ logger: log, sourceSettings: { max_slot_wal_keep_size: '1GB' } }), (s) => s.stop());
-  for (const cluster of [stack.source, stack.destination]) {
+  const stack = await res.starting(
+    'the dev stack',
+    startDevStack({ logger: log, sourceSettings: { max_slot_wal_keep_size: '1GB' }, parts: { destination: destination === undefined } }),
+    (s) => s.stop(),
+  );
+  // Registered before the connectors start, so it runs after they have stopped (newest first).
+  if (destination !== undefined) res.add('the demo tables in the destination', () => dropMadeIn(destination));
+  for (const cluster of destination === undefined ? [stack.source, stack.destination] : [stack.source]) {
     const c = new pg.Client({ connectionString: cluster.url('postgres') });
     await c.connect();
     try {
@@ -105,7 +161,7 @@ export async function startEnv(res: Resources, log: Logger): Promise<DemoEnv> {
     }
   }
   const sourceUrl = stack.source.url(DEMO_DATABASE);
-  const destinationUrl = stack.destination.url(DEMO_DATABASE);
+  const destinationUrl = destination ?? stack.destination.url(DEMO_DATABASE);
   const common = { name: 'demo', topicPrefix: DEMO_TOPIC_PREFIX, kafka: { brokers: [stack.kafka.bootstrap] }, schemaRegistry: { url: stack.registry.url }, metricsPort: 0 };
   const sourceConfig = sourceConfigSchema.parse({
     ...common,
@@ -177,6 +233,9 @@ export async function counterValues(
 
 const BIN = fileURLToPath(new URL('../cli/shardbridge.js', import.meta.url));
 
+/** The destination's URL fit to print: a --destination of the user's may hold a password. */
+export const shownDestination = (env: DemoEnv): string => redactUrl(env.destinationUrl);
+
 /** How to look at a kept demo: topics, metrics, databases, the configs. */
 export function lookAroundText(env: DemoEnv, ports: { source: number | null; sink: number | null }): string {
   const a = env.stack.addresses();
@@ -196,10 +255,10 @@ export function lookAroundText(env: DemoEnv, ports: { source: number | null; sin
     `  schemas      curl ${a.schemaRegistry}/subjects`,
     `  metrics      source http://127.0.0.1:${ports.source ?? '?'}/metrics   sink http://127.0.0.1:${ports.sink ?? '?'}/metrics`,
     `  source db    psql ${env.sourceUrl}`,
-    `  destination  psql ${env.destinationUrl}`,
+    `  destination  psql ${shownDestination(env)}`,
     `  try          psql ${env.sourceUrl} -c "UPDATE orders SET status = 'returned' WHERE id = 1"`,
-    `               psql ${env.destinationUrl} -c "SELECT id, status FROM orders WHERE id = 1"`,
-    `  sink state   psql ${env.destinationUrl} -c "SELECT * FROM shardbridge.sink_offsets"`,
+    `               psql ${shownDestination(env)} -c "SELECT id, status FROM orders WHERE id = 1"`,
+    `  sink state   psql ${shownDestination(env)} -c "SELECT * FROM shardbridge.sink_offsets"`,
     `  configs      ${src}  ${snk}`,
     // Not `check`: it is the pre-flight, and fails on the slot the running source holds.
     `  status       ${cli} status --source-config ${src} --sink-config ${snk}`,

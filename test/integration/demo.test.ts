@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
+import { getTestDestination } from '../helpers/postgres.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -146,6 +147,53 @@ test('a destination that never equals the source (a stray row): the report names
   assert.match(out, /^ {2}! public\.customers: .*e\.g\. keys \{"id":"999999"\} only on destination$/m);
   assert.match(out, /^verdict: FAIL — public\.customers differs; timed out after 10 s waiting for the destination to equal the source \(--wait-seconds\)$/m);
   await assertAllStopped(stackPorts(d.stderr()));
+});
+
+test('--destination: a database of the user\'s is migrated into (PASS, its password never printed) and left as it was; one holding the demo\'s tables, or unreachable, is refused before anything starts (exit 2)', async (t) => {
+  const dest = await getTestDestination();
+  const db = `sb_demo_dest_${process.pid}`;
+  const admin = new pg.Client({ connectionString: dest.url });
+  await admin.connect();
+  t.after(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
+    await admin.end().catch(() => {});
+    await dest.release();
+  });
+  await admin.query(`CREATE DATABASE ${db}`);
+  const url = new URL(dest.url);
+  url.pathname = `/${db}`;
+  url.password = 'pw-not-printed'; // trust authentication in the test clusters: sent, not checked
+  const own = new pg.Client({ connectionString: url.toString() });
+  own.on('error', () => {}); // ended by the DROP DATABASE … WITH (FORCE) of the cleanup when a step fails
+  await own.connect();
+  // Citus: the database needs the extension and the workers added, as the refusal's remedy says; plain PostgreSQL here.
+  const citus = (await admin.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  if (citus) await own.query('CREATE EXTENSION citus');
+  await own.query('CREATE TABLE public.customers (id int PRIMARY KEY)');
+
+  const refused = startDemo(['--destination', url.toString()]);
+  assert.equal(await refused.exited, 2, refused.output());
+  assert.match(refused.stderr(), /^shardbridge demo: --destination postgres:\/\/postgres:\*\*\*@\S+ already has public\.customers: the demo makes these there and drops them when it stops, so it takes an empty database/m, refused.output());
+  assert.doesNotMatch(refused.output(), /dev stack|pw-not-printed/);
+  const unreachable = startDemo(['--destination', 'postgres://someone:pw-not-printed@127.0.0.1:9/x']);
+  assert.equal(await unreachable.exited, 2, unreachable.output());
+  assert.match(unreachable.stderr(), /^shardbridge demo: cannot connect to --destination postgres:\/\/someone:\*\*\*@127\.0\.0\.1:9\/x: /m);
+  assert.doesNotMatch(unreachable.output(), /pw-not-printed/);
+
+  await own.query('DROP TABLE public.customers');
+  await own.query('CREATE TABLE public.kept (id int PRIMARY KEY)'); // the user's own: left alone
+  const d = startDemo(['--destination', url.toString()]);
+  assert.equal(await d.exited, 0, d.output());
+  assert.match(d.stdout(), /^verdict: PASS — the destination equals the source \(4 tables, [\d,]+ rows, 3 sequences at or above the source\)$/m, d.output());
+  assert.match(d.stderr(), /dev stack ready: .*destination postgres:\/\/postgres:\*\*\*@\S+ \(--destination\)$/m);
+  assert.doesNotMatch(d.output(), /pw-not-printed/);
+  const left = await own.query(
+    `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname IN ('public', 'shardbridge', 'shardbridge_staging') ORDER BY 1`,
+  );
+  assert.deepEqual(left.rows.map((r) => r.t), ['public.kept'], 'what the demo made is dropped, the rest left');
+  await own.end();
+  const ports = stackPorts(d.stderr()).filter((p) => p !== Number(url.port));
+  await assertAllStopped(ports);
 });
 
 test('Ctrl-C while the demo streams stops everything it started, promptly and in order, and exits 130', async (t) => {

@@ -13,9 +13,19 @@ import type { Logger } from '../../logger.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { formatReport, passed, progressLine } from '../../demo/report.ts';
 import { runDemo, type DemoRunning } from '../../demo/run-demo.ts';
-import { lookAroundText, Resources } from '../../demo/session.ts';
+import { checkOwnDestination, DemoSetupError, lookAroundText, Resources } from '../../demo/session.ts';
 
-export async function run(opts: { keep?: boolean; waitSeconds?: number }, ctx: CommandContext): Promise<number> {
+export async function run(opts: { keep?: boolean; waitSeconds?: number; destination?: string }, ctx: CommandContext): Promise<number> {
+  // A destination of the user's is checked before anything starts: refused, nothing to stop.
+  if (opts.destination !== undefined) {
+    try {
+      await checkOwnDestination(opts.destination);
+    } catch (err) {
+      if (!(err instanceof DemoSetupError)) throw err;
+      ctx.err(`shardbridge demo: ${err.message}\n`);
+      return 2;
+    }
+  }
   const t0 = Date.now();
   const progress = (text: string) => ctx.err(progressLine(Date.now() - t0, text));
   const log = demoLogger(ctx);
@@ -40,7 +50,7 @@ export async function run(opts: { keep?: boolean; waitSeconds?: number }, ctx: C
     const limits = wait === undefined ? undefined : { snapshotMs: wait, catchUpMs: wait };
     // After Ctrl-C the phase under way may still finish a step: its lines would read as if the demo went on.
     const phaseProgress = (text: string) => void (abort.signal.aborted || progress(text));
-    const outcome = await Promise.race([runDemo({ resources, log, progress: phaseProgress, signal: abort.signal, limits }, running), stopped.then(() => null)]);
+    const outcome = await Promise.race([runDemo({ resources, log, progress: phaseProgress, signal: abort.signal, limits, destination: opts.destination }, running), stopped.then(() => null)]);
     if (outcome === null || stoppedBy) return SIGNAL_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     ctx.out(formatReport(outcome));
     const ok = passed(outcome);

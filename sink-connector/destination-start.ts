@@ -20,6 +20,7 @@ import { rowSecurityProblem } from '../shared/checks/destination.ts';
 import { ensureSinkTables } from './offsets.ts';
 import { checkAndRecordMappings, type TopicMapping } from './applied-mappings.ts';
 import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
+import { optionSettings, poolerRefusedParameter, probePooler, readSettings, settingsNotInEffect, sinkOptionsRefused, sinkSettingsMissing, sinkSharedSessions } from '../shared/checks/pooler.ts';
 import type { TableStates } from './table-state.ts';
 
 /** Retries a start-up step while its failures are transient (the connector's, until it stops). */
@@ -43,9 +44,14 @@ export async function openDestination(
       const { rows: [r] } = await client.query(`SELECT current_setting('server_encoding') AS encoding, current_user AS role`);
       // Before the sink's tables are made and the pool opened (its sessions would fail to connect, FATAL 42501, retried for ever).
       const refused = replica ? replicationRoleRefusal(info.present, info.present || (await canSetReplicationRole(client)), String(r.role)) : null;
-      if (!refused) await ensureSinkTables(client);
+      if (!refused) {
+        await checkSessions(conn, sessionOptions(config, info.present), client, String(r.role));
+        await ensureSinkTables(client);
+      }
       return { citus: info, encoding: String(r.encoding), refused };
     } catch (err) {
+      const parameter = poolerRefusedParameter(err);
+      if (parameter) throw sinkOptionsRefused('destination.url', parameter, optionSettings(sessionOptions(config, false)), null, err);
       throw classify(err, {});
     } finally {
       await client.end().catch(() => {});
@@ -67,6 +73,35 @@ export async function openDestination(
   // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
   pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));
   return { citus, pool };
+}
+
+/**
+ * The sink's sessions as its pool will open them (`conn` with `options`): each its own server
+ * session, with the settings the options ask for in effect. A pooler between (shared/checks/pooler.ts)
+ * refuses the options, drops them, or shares one server session between connections
+ * (transaction pooling: a batch's temporary staging table made in one transaction would be
+ * looked for in another client's session): each refused here, naming the key and the remedy.
+ * `other` is a connection already open to the same destination.
+ */
+async function checkSessions(conn: pg.ClientConfig, options: string, other: pg.Client, role: string): Promise<void> {
+  const wanted = optionSettings(options);
+  const client = new pg.Client({ ...conn, options: withUserOptions(conn.options, options), connectionTimeoutMillis: conn.connectionTimeoutMillis ?? 15_000 });
+  client.on('error', () => {});
+  try {
+    try {
+      await client.connect();
+    } catch (err) {
+      const parameter = poolerRefusedParameter(err);
+      if (parameter) throw sinkOptionsRefused('destination.url', parameter, wanted, role, err);
+      throw err;
+    }
+    const { pooler, sharedSessions } = await probePooler(client, other);
+    if (sharedSessions) throw sinkSharedSessions('destination.url');
+    const missing = settingsNotInEffect(wanted, await readSettings(client, [...wanted.keys()]));
+    if (missing.length > 0) throw sinkSettingsMissing('destination.url', missing, pooler, role);
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /**

@@ -77,7 +77,8 @@ export async function behindPooler(client: pg.Client): Promise<boolean> {
 
 const pidOf = async (c: pg.Client): Promise<number> => Number((await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid);
 
-function toldOtherPid(client: pg.Client, pid: number): boolean {
+/** Whether the pid `client` was given at connect (its cancel key) is not `pid`, its session's pg_backend_pid(). */
+export function toldOtherPid(client: pg.ClientBase, pid: number): boolean {
   const told = (client as unknown as { processID?: number | null }).processID;
   return typeof told === 'number' && told !== pid;
 }
@@ -89,6 +90,17 @@ export async function readSettings(client: pg.ClientBase, names: readonly string
 }
 
 const POOLER = 'PgBouncer or another connection pooler';
+
+/**
+ * What to do when a pooler refused a startup parameter (a command's or connector's connection):
+ * the source needs the server itself, the destination a session pool or the server. Pure.
+ */
+export function poolerRemedy(section: string, parameter: string): string {
+  const direct = `${section}.url leads to ${POOLER}, which refuses the startup parameter "${parameter}" that carries ShardBridge's session settings: point ${section}.url (or ${section}.host and port) at the PostgreSQL server itself`;
+  return section === 'destination'
+    ? `${direct}; or, for the sink, a PgBouncer with pool_mode = session and ignore_startup_parameters = ${parameter}, the sink's settings made on its role (docs/configuration.md, "Connection poolers")`
+    : direct;
+}
 
 /** The source cannot work through a pooler at all (replication, exported snapshots). */
 export function sourcePoolerError(key: string, how: string, cause?: unknown): ConfigError {

@@ -14,6 +14,8 @@ import { sinkConfigSchema } from '../../sink-connector/config.ts';
 import { openDestination } from '../../sink-connector/destination-start.ts';
 import { openSource } from '../../source-connector/source-session.ts';
 import { sourceConfigSchema } from '../../source-connector/config.ts';
+import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
+import { resolveTables } from '../../source-connector/catalog.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
 import { testLogger } from '../helpers/kafka.ts';
 
@@ -21,6 +23,7 @@ const ROLE = `sb_pooler_${process.pid}`;
 const releases: (() => Promise<void>)[] = [];
 let admin: pg.Client;
 let db: string;
+let adminUrl: string;
 const bouncers = {} as Record<'refusing' | 'session' | 'transaction', PgBouncer>;
 
 before(async () => {
@@ -28,6 +31,7 @@ before(async () => {
   releases.push(d.release);
   const u = new URL(d.url);
   db = u.pathname.slice(1) || 'postgres';
+  adminUrl = d.url;
   admin = new pg.Client({ connectionString: d.url });
   await admin.connect();
   releases.push(() => admin.end());
@@ -114,4 +118,22 @@ test('source: behind PgBouncer, refusing its options or passing them, a config e
     assert.match(err.message, /source\.url leads to PgBouncer or another connection pooler .*replication connection/);
     assert.match(err.remedy ?? '', /point source\.url at the PostgreSQL server itself/);
   }
+});
+
+test("check's source findings: a FAIL naming the pooler behind PgBouncer, none on the server itself", async () => {
+  const findings = async (url: string) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      const resolved = await resolveTables(c, sourceConfigSchema.parse({ source: { url }, kafka: { brokers: ['127.0.0.1:9'] }, schemaRegistry: { url: 'http://127.0.0.1:9' } }).tables);
+      const facts = await gatherSourceFacts(c, { slotName: 'sb_pooler', publicationName: 'sb_pooler', topicPrefix: 'sb', resolved });
+      return judgeSourceFacts(facts).filter((f) => f.check === 'connection pooler');
+    } finally {
+      await c.end();
+    }
+  };
+  const [through] = await findings(bouncers.session.url(db));
+  assert.equal(through?.level, 'FAIL');
+  assert.match(through.message, /^source\.url leads to PgBouncer or another connection pooler/);
+  assert.deepEqual(await findings(adminUrl), []);
 });

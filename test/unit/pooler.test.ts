@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { optionSettings, poolerRefusedParameter, settingsNotInEffect, sinkSettingsMissing } from '../../shared/checks/pooler.ts';
 import { sessionOptions } from '../../sink-connector/config.ts';
 import { sinkConfigSchema } from '../../sink-connector/config.ts';
+import { pgRemedy } from '../../shared/config/postgres.ts';
 
 test('poolerRefusedParameter: PgBouncer\'s refusal names the parameter; other errors none', () => {
   assert.equal(poolerRefusedParameter(Object.assign(new Error('unsupported startup parameter: options'), { code: '08P01' })), 'options');
@@ -30,4 +31,12 @@ test('settingsNotInEffect: a differing or unknown setting is named, case aside',
   const e = sinkSettingsMissing('destination.url', [{ name: 'synchronous_commit', wanted: 'off', actual: 'on' }], true, 'sink"r');
   assert.match(e.message, /^destination\.url leads to PgBouncer .*synchronous_commit is on, not off$/);
   assert.equal(e.remedy, `point destination.url at the PostgreSQL server itself (not the pooler); or make the settings on the sink's role: ALTER ROLE "sink""r" SET synchronous_commit = 'off';`);
+});
+
+test("pgRemedy: a pooler's refusal of a startup parameter names the pooler and the side's remedy", () => {
+  const refusal = Object.assign(new Error('unsupported startup parameter: options'), { code: '08P01', severity: 'FATAL' });
+  assert.match(pgRemedy(refusal, 'source', 'check the host'), /^source\.url leads to PgBouncer or another connection pooler, which refuses the startup parameter "options" .*: point source\.url \(or source\.host and port\) at the PostgreSQL server itself$/);
+  const wrapped = new Error('cannot connect', { cause: refusal });
+  assert.match(pgRemedy(wrapped, 'destination', 'check the host'), /server itself; or, for the sink, a PgBouncer with pool_mode = session and ignore_startup_parameters = options/);
+  assert.equal(pgRemedy(new Error('boom'), 'source', 'check the host'), 'check the host');
 });

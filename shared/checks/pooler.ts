@@ -83,6 +83,33 @@ export function toldOtherPid(client: pg.ClientBase, pid: number): boolean {
   return typeof told === 'number' && told !== pid;
 }
 
+const sessionPids = new WeakMap<object, Promise<number | null>>();
+
+/**
+ * Ask, once, the server session's pid of a connection made through a pooler (the one it was told
+ * at connect is the pooler's cancel key): call it as the connection opens, before its first query.
+ */
+export function learnSessionPid(client: pg.ClientBase): void {
+  sessionPids.set(
+    client,
+    client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid').then(
+      (r) => Number(r.rows[0].pid),
+      () => null,
+    ),
+  );
+}
+
+/**
+ * The server session's pid of `client` (pg_locks', pg_stat_activity's): learnt through a pooler
+ * (a promise), else the one it was told at connect (at once: a caller registers it synchronously).
+ */
+export function sessionPid(client: pg.ClientBase): number | null | Promise<number | null> {
+  const learnt = sessionPids.get(client);
+  if (learnt) return learnt;
+  const told = (client as unknown as { processID?: number | null }).processID;
+  return typeof told === 'number' ? told : null;
+}
+
 /** Read `names` from pg_settings (the session's values, in their own unit). */
 export async function readSettings(client: pg.ClientBase, names: readonly string[]): Promise<Map<string, string>> {
   const { rows } = await client.query<{ name: string; setting: string }>('SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])', [names]);

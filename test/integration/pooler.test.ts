@@ -17,7 +17,10 @@ import { sourceConfigSchema } from '../../source-connector/config.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { getTestDestination } from '../helpers/postgres.ts';
-import { testLogger } from '../helpers/kafka.ts';
+import { capturingLogger, testLogger } from '../helpers/kafka.ts';
+import { Gauge } from 'prom-client';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { LockWatch } from '../../sink-connector/lock-watch.ts';
 
 const ROLE = `sb_pooler_${process.pid}`;
 const releases: (() => Promise<void>)[] = [];
@@ -83,17 +86,36 @@ test('sink: PgBouncer refusing the startup options is a config error naming it, 
   assert.match(err.remedy ?? '', /PostgreSQL server itself.*pool_mode = session and ignore_startup_parameters = options.*ALTER ROLE .* SET synchronous_commit = 'off';/);
 });
 
-test('sink: options dropped by the pooler are named as not in effect; with them on its role the sink starts in a session pool', async () => {
+test('sink: options dropped by the pooler are named as not in effect; with them on its role the sink starts in a session pool, its lock watchdog naming blockers', async () => {
   const err = await sinkStartError(bouncers.session.url(db));
   assert.match(err.message, /dropped the sink's startup options.*synchronous_commit is on, not off.*idle_in_transaction_session_timeout is 0, not 30000/);
   assert.match(err.remedy ?? '', /ALTER ROLE "postgres" SET synchronous_commit = 'off';/);
 
   const { pool } = await openDestination(sinkConfig(bouncers.session.url(db, ROLE)), 2, testLogger(), once);
+  const holder = new pg.Client({ connectionString: adminUrl, application_name: 'dba-session' });
+  const { logger, lines } = capturingLogger();
+  const watch = new LockWatch({ warnMs: 100, lanes: 1, logger, gauge: new Gauge({ name: 'pooler_test_waiting', help: '-', registers: [] }), client: () => new pg.Client({ connectionString: bouncers.session.url(db, ROLE) }) });
+  const client = await pool.connect();
   try {
-    const { rows } = await pool.query(`SELECT current_setting('synchronous_commit') AS sc, current_setting('idle_in_transaction_session_timeout') AS idle`);
+    const { rows } = await client.query(`SELECT current_setting('synchronous_commit') AS sc, current_setting('idle_in_transaction_session_timeout') AS idle`);
     assert.deepEqual(rows[0], { sc: 'off', idle: '30s' });
+    // The lock watchdog names who blocks a batch: it finds the batch's session by its server pid, not the pooler's.
+    await admin.query(`CREATE TABLE public.${ROLE}_locked (id int)`);
+    await holder.connect();
+    await holder.query(`BEGIN; LOCK TABLE public.${ROLE}_locked`);
+    const holderPid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const chunk = { topic: 't', partition: 0, records: [], fast: [] } as unknown as Parameters<LockWatch['during']>[1];
+    const batch = watch.during(client, chunk, () => client.query(`INSERT INTO public.${ROLE}_locked VALUES (1)`));
+    const warned = await waitFor('a warning naming the holder', () => lines().find((l) => l.level === 40 && Array.isArray(l.holders)), { timeoutMs: 10_000 });
+    assert.deepEqual(warned.holders.map((h: { pid: number; applicationName: string }) => [h.pid, h.applicationName]), [[holderPid, 'dba-session']]);
+    await holder.query('COMMIT');
+    await batch;
   } finally {
+    client.release();
+    await watch.stop();
+    await holder.end().catch(() => {});
     await pool.end();
+    await admin.query(`DROP TABLE IF EXISTS public.${ROLE}_locked`);
   }
 });
 

@@ -20,6 +20,7 @@ import { rowSecurityProblem } from '../shared/checks/destination.ts';
 import { ensureSinkTables } from './offsets.ts';
 import { checkAndRecordMappings, type TopicMapping } from './applied-mappings.ts';
 import { destIdOf, tableFromTopic, type TargetFor } from './schema-compile.ts';
+import { learnSessionPid, optionSettings, poolerRefusedParameter, probePooler, readSettings, settingsNotInEffect, sinkOptionsRefused, sinkSettingsMissing, sinkSharedSessions } from '../shared/checks/pooler.ts';
 import type { TableStates } from './table-state.ts';
 
 /** Retries a start-up step while its failures are transient (the connector's, until it stops). */
@@ -33,7 +34,7 @@ export async function openDestination(
 ): Promise<{ citus: CitusInfo; pool: pg.Pool }> {
   const conn = connectionConfig(config.destination, { section: 'destination', application_name: `shardbridge-sink-${config.name}` });
   const replica = config.sessionReplicationRole === 'replica';
-  const { citus, encoding, refused } = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
+  const { citus, encoding, refused, pooler } = await untilDone(`prepare the destination ${pgEndpoint(config.destination)}`, async () => {
     // Bounded: a destination that accepts TCP and never answers left the start waiting without a word.
     const client = new pg.Client({ ...conn, connectionTimeoutMillis: conn.connectionTimeoutMillis ?? 15_000 });
     client.on('error', () => {});
@@ -43,9 +44,12 @@ export async function openDestination(
       const { rows: [r] } = await client.query(`SELECT current_setting('server_encoding') AS encoding, current_user AS role`);
       // Before the sink's tables are made and the pool opened (its sessions would fail to connect, FATAL 42501, retried for ever).
       const refused = replica ? replicationRoleRefusal(info.present, info.present || (await canSetReplicationRole(client)), String(r.role)) : null;
+      const pooler = refused ? false : await checkSessions(conn, sessionOptions(config, info.present), client, String(r.role));
       if (!refused) await ensureSinkTables(client);
-      return { citus: info, encoding: String(r.encoding), refused };
+      return { citus: info, encoding: String(r.encoding), refused, pooler };
     } catch (err) {
+      const parameter = poolerRefusedParameter(err);
+      if (parameter) throw sinkOptionsRefused('destination.url', parameter, optionSettings(sessionOptions(config, false)), null, err);
       throw classify(err, {});
     } finally {
       await client.end().catch(() => {});
@@ -65,7 +69,39 @@ export async function openDestination(
   pool.on('error', (err) => log.debug({ err }, 'idle destination connection failed'));
   // A checked-out connection that dies between queries emits 'error': the next query fails and is retried.
   pool.on('connect', (client) => client.on('error', (err) => log.debug({ err: err.message }, 'destination connection failed')));
+  // Through a (session) pooler: the lock watchdog finds a batch's session by its server pid.
+  if (pooler) pool.on('connect', (client) => learnSessionPid(client));
   return { citus, pool };
+}
+
+/**
+ * The sink's sessions as its pool will open them (`conn` with `options`): each its own server
+ * session, with the settings the options ask for in effect. A pooler between (shared/checks/pooler.ts)
+ * refuses the options, drops them, or shares one server session between connections
+ * (transaction pooling: a batch's temporary staging table made in one transaction would be
+ * looked for in another client's session): each refused here, naming the key and the remedy.
+ * `other` is a connection already open to the same destination. True when through a (session) pooler.
+ */
+async function checkSessions(conn: pg.ClientConfig, options: string, other: pg.Client, role: string): Promise<boolean> {
+  const wanted = optionSettings(options);
+  const client = new pg.Client({ ...conn, options: withUserOptions(conn.options, options), connectionTimeoutMillis: conn.connectionTimeoutMillis ?? 15_000 });
+  client.on('error', () => {});
+  try {
+    try {
+      await client.connect();
+    } catch (err) {
+      const parameter = poolerRefusedParameter(err);
+      if (parameter) throw sinkOptionsRefused('destination.url', parameter, wanted, role, err);
+      throw err;
+    }
+    const { pooler, sharedSessions } = await probePooler(client, other);
+    if (sharedSessions) throw sinkSharedSessions('destination.url');
+    const missing = settingsNotInEffect(wanted, await readSettings(client, [...wanted.keys()]));
+    if (missing.length > 0) throw sinkSettingsMissing('destination.url', missing, pooler, role);
+    return pooler;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /**

@@ -21,6 +21,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Chunk } from './apply.ts';
 import { HOLDER_COLUMNS } from './lock-holder.ts';
 import { quoteLiteral } from '../shared/sql.ts';
+import { sessionPid } from '../shared/checks/pooler.ts';
 
 /** A session blocking a lane's backend, as pg_stat_activity shows it. */
 export interface BlockingSession {
@@ -220,8 +221,10 @@ export class LockWatch {
 
   /** Run `fn`, the batch's transaction on `client`, watched. */
   async during<T>(client: pg.ClientBase, chunk: Chunk, fn: () => Promise<T>): Promise<T> {
-    const pid = (client as { processID?: number | null }).processID;
-    if (this.timer === undefined || typeof pid !== 'number') return fn();
+    // Not the pid the connection was told at connect: through a pooler that is the pooler's.
+    const known = this.timer === undefined ? null : sessionPid(client);
+    const pid = known instanceof Promise ? await known : known;
+    if (pid === null) return fn();
     const w: Watched = { topic: chunk.topic, partition: chunk.partition, pid, since: this.now(), chunk };
     this.watched.set(pid, w);
     let ok = false;

@@ -9,6 +9,7 @@ import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
+import { sourcePoolerError, toldOtherPid } from '../shared/checks/pooler.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 
 export type FindingLevel = 'PASS' | 'WARN' | 'FAIL';
@@ -35,6 +36,8 @@ export interface SourceFacts {
   usedWalSenders: number;
   role: string;
   canReplicate: boolean;
+  /** The connection reaches the server through a pooler (shared/checks/pooler.ts); unset: not asked. */
+  pooler?: boolean;
   /** Our slot, if it exists. */
   slot: { active: boolean; activePid: number | null; walStatus: string | null; plugin: string | null } | null;
   slotName: string;
@@ -114,7 +117,7 @@ export async function gatherSourceFacts(
            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)
              OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
              AS can_replicate,
-           current_setting('max_slot_wal_keep_size') AS keep_size`);
+           current_setting('max_slot_wal_keep_size') AS keep_size, pg_backend_pid() AS pid`);
   const { resolved } = opts;
   const relids = resolved.tables.map((t) => t.relid);
   const sequences = await tableSequences(client, relids);
@@ -160,6 +163,7 @@ export async function gatherSourceFacts(
     usedWalSenders: s.used_senders,
     role: s.role,
     canReplicate: s.can_replicate === true,
+    pooler: toldOtherPid(client, Number(s.pid)),
     slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin } : null,
     slotName: opts.slotName,
     missingTables: resolved.missing,
@@ -222,6 +226,10 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       ? `PostgreSQL ${Math.floor(f.serverVersionNum / 10000)} cannot decode logical replication on a standby`
       : 'the connector creates and alters its publication and writes its heartbeat and cut-over messages into the WAL, which a read-only standby refuses';
     out.push({ level: 'FAIL', check: 'standby', object: 'server', message: `the source server is a standby (in recovery): ${why}`, remedy: 'point source at the primary (the writable server); the logical replication slot lives there' });
+  }
+  if (f.pooler) {
+    const e = sourcePoolerError('source.url', "the server session's pid is not the one the connection was given");
+    out.push({ level: 'FAIL', check: 'connection pooler', object: 'source', message: e.message, remedy: e.remedy });
   }
   if (f.serverVersionNum < 140000) {
     const v = `${Math.floor(f.serverVersionNum / 10000)}`;

@@ -9,7 +9,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
-import { RetriableError, SourceError, isRetriable, tlsTrustFailure } from '../shared/errors.ts';
+import { ConfigError, RetriableError, SourceError, isRetriable, tlsTrustFailure } from '../shared/errors.ts';
+import { behindPooler, poolerRefusedParameter, sourcePoolerError } from '../shared/checks/pooler.ts';
 import { abortable, errorSummary, retry } from '../shared/retry.ts';
 import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { pgEndpoint, pgRemedy } from '../shared/config/postgres.ts';
@@ -66,6 +67,8 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
   try {
     client = await open(connection, log);
   } catch (err) {
+    const parameter = poolerRefusedParameter(err);
+    if (parameter) throw sourcePoolerError(sourceKey(config), `it refuses the startup parameter "${parameter}"`, err);
     const e = err as { code?: string; message?: string };
     throw new SourceError(`cannot connect to the source PostgreSQL at ${endpoint}: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`, {
       cause: err,
@@ -89,6 +92,9 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
   let catalogLsn: bigint;
   let singlePartition: ReadonlySet<string>;
   try {
+    // Before any check: through a pooler (one that passes our options on) the checks would pass
+    // and the replication connection then be refused, retried for ever.
+    if (await behindPooler(client)) throw sourcePoolerError(sourceKey(config), "the server session's pid is not the one the connection was given");
     // Read before the catalog, in its own statement: every transaction committed before this
     // position is visible to the catalog queries that follow.
     const { rows: [at] } = await client.query('SELECT current_database() AS db, pg_current_wal_insert_lsn()::text AS lsn');
@@ -112,7 +118,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     }
   } catch (err) {
     await client.end().catch(() => {});
-    if (err instanceof SourceError) throw err;
+    if (err instanceof SourceError || err instanceof ConfigError) throw err;
     // A connection lost during the checks (the server restarting) is tried again, as a refused one.
     throw new SourceError(`start-up checks on the source ${endpoint} failed: ${(err as Error).message}`, {
       cause: err,
@@ -170,6 +176,9 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     },
   };
 }
+
+/** The key the source's connection comes from, for messages. */
+const sourceKey = (config: SourceConfig): string => (config.source.url !== undefined ? 'source.url' : 'source.host');
 
 /**
  * Whether a failure to connect (or a connection lost during the start-up checks) is the server

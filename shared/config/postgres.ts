@@ -9,6 +9,7 @@ import { parse as parsePgConnectionString } from 'pg-connection-string';
 import { z } from 'zod';
 import { ConfigError, tlsTrustRemedy } from '../errors.ts';
 import { passwordFromFile } from './password-file.ts';
+import { poolerRefusedParameter, poolerRemedy } from '../checks/pooler.ts';
 import { nonEmptyString, passwordFileIssues, portNumber, safeDecode } from './common.ts';
 
 // ---------- PostgreSQL connection ----------
@@ -123,6 +124,8 @@ export function pgRemedy(err: unknown, section: string, otherwise: string): stri
   if (tls) return tls;
   // The password file unreadable at this connection (password-file.ts): its own remedy.
   if (err instanceof ConfigError && err.remedy) return err.remedy;
+  const refused = causes(err).map(poolerRefusedParameter).find((p) => p !== null);
+  if (refused) return poolerRemedy(section, refused);
   switch (failureCode(err)) {
     case '3D000':
       return `check the database name (the path of ${section}.url, or ${section}.database): the server has no database of that name; create it first if it is new`;
@@ -138,6 +141,12 @@ export function pgRemedy(err: unknown, section: string, otherwise: string): stri
     default:
       return otherwise;
   }
+}
+
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e: any = err, depth = 0; e && depth < 8; e = e.cause, depth++) out.push(e);
+  return out;
 }
 
 /** A SQLSTATE or socket error code down the cause chain (a wrapped driver error keeps it as its code or context.sqlstate). */

@@ -5,11 +5,12 @@
  * anything; notes explain what was skipped and why.
  */
 import { quoteIdent, splitQualifiedName } from '../../source-connector/catalog.ts';
-import { LARGE_OBJECT_REMEDY } from '../../source-connector/checks.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { citusForeignKeyRefusal, defaultGroup, REFUSED_FK_REMEDY, type CitusLayout } from './citus-foreign-keys.ts';
 import { describeCitusTable, type CitusTableKind } from './citus-table-kind.ts';
 import { mapTable } from './mapping.ts';
+import { missingFunctionProblems } from './plan-functions.ts';
+import { indexKeys, largeObjectNotes, nullableDistributionNote } from './plan-notes.ts';
 import { planViews, viewsOverLocalTables } from './plan-views.ts';
 import type { ConstraintDef, PartitionDef, SchemaModel, TableDef } from './model.ts';
 import {
@@ -51,6 +52,8 @@ export interface DestinationState {
   /** Those of the model's views and of the relations they read that exist (tables, views, foreign tables; absent: none looked for). */
   relations?: Set<string>;
   sequences: Set<string>;
+  /** `schema.name` of the model's functions that exist, any arguments (absent: none looked for). */
+  functions?: Set<string>;
   tables: Map<string, DestinationTableState>;
   deferredTableExists: boolean;
   /** `table_name` + NUL + `constraint_name` rows already kept aside. */
@@ -104,6 +107,12 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       problems.push(`type ${key(ty)} (typtype ${ty.typtype}) is missing on the destination and not created by schema copy: install it first (often CREATE EXTENSION)`);
     }
   }
+  const sourceTables = new Map(model.tables.map((t) => [key(t), t]));
+  const creates = (owner: string) => {
+    const t = sourceTables.get(owner);
+    return t ? !dest.tables.has(key(destOf(t))) : !dest.types.has(owner);
+  };
+  problems.push(...missingFunctionProblems(model.functions ?? [], dest.functions ?? new Set(), creates));
 
   notes.push(...largeObjectNotes(model, destOf));
   const viewSteps = planViews(model, dest, destOf, notes);
@@ -193,7 +202,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       }
       if (!existing) {
         for (const i of t.indexes.filter((x) => x.unique && !x.columns.includes(column))) {
-          problems.push(`${key(d)}: unique index ${i.name} (${i.columns.join(', ')}) lacks the distribution column ${column}, which Citus refuses: create ${key(d)} on the destination by hand with ${column} in that index (schema copy then distributes it as it is)`);
+          problems.push(`${key(d)}: unique index ${i.name} ${indexKeys(i)} lacks the distribution column ${column}, which Citus refuses: create ${key(d)} on the destination by hand with ${column} in that index (schema copy then distributes it as it is)`);
         }
       }
     }
@@ -246,6 +255,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     }
     layouts.set(table, { kind: 'distributed', column, group: opts.colocate ? colocated : defaultGroup(byName.get(table)!, column) });
     steps.push({ phase: 'distribute', action: `distribute by ${column}`, object: key(d), sql: [distributeSql(d, column, colocateWith)] });
+    if (byName.get(table)!.columns.find((c) => c.name === column)?.notNull === false) notes.push(nullableDistributionNote(table, d, column, opts.extendKeys));
   }
   for (const t of model.tables) {
     if (layouts.get(key(t))!.kind === 'local') {
@@ -261,19 +271,6 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   const citusLocal = new Set(model.tables.filter((t) => dest.tables.get(key(destOf(t)))?.citusLocal === true).map(key));
   notes.push(...viewsOverLocalTables(viewSteps, layouts, citusLocal));
   return { steps: [...steps, ...viewSteps.map((v) => v.step)], notes, problems };
-}
-
-/**
- * Columns typed `oid`, or a domain over it (the lo extension's `lo`): references to large
- * objects, which logical replication does not carry (check and the source's start say so too).
- */
-export function largeObjectNotes(model: SchemaModel, destOf: (t: TableDef) => { schema: string; name: string }): string[] {
-  const overOid = new Set(model.types.filter((t) => t.kind === 'domain' && t.baseType === 'oid').map((t) => key(t)));
-  return model.tables.flatMap((t) =>
-    t.columns
-      .filter((c) => c.type === 'oid' || overOid.has(c.type))
-      .map((c) => `${key(destOf(t))}.${c.name} (${c.type}) holds large-object references: the migration carries the numbers, not the objects; ${LARGE_OBJECT_REMEDY}`),
-  );
 }
 
 /**

@@ -208,7 +208,7 @@ test('a unique index with the distribution column only in INCLUDE lacks it (Citu
   assert.deepEqual(model.tables[0].indexes.map((i) => [i.name, i.columns]), [['orders_code', ['code']]], 'the key columns, not the INCLUDE ones');
   const citusDest = { citus: true, schemas: new Set([x]), types: new Set<string>(), sequences: new Set<string>(), tables: new Map(), deferredTableExists: false, deferred: new Set<string>() };
   const p = planSchemaCopy(model, citusDest, { distribute: [{ table: `${x}.orders`, column: 'region' }], reference: [], colocate: false, extendKeys: false });
-  assert.match(p.problems.join('\n'), /unique index orders_code \(code\) lacks the distribution column region/);
+  assert.match(p.problems.join('\n'), /unique index orders_code \(code\) INCLUDE \(region\) lacks the distribution column region/);
 });
 
 test('a partitioned table is created with its partitions and indexes, and a view over the tables after them; a second run plans nothing', async (t) => {
@@ -256,4 +256,73 @@ test('a partitioned table is created with its partitions and indexes, and a view
   assert.equal((await dst.query(`SELECT count(*)::int AS n FROM ${x}.events_other`)).rows[0].n, 1);
   const again = await run();
   assert.equal(again.nothingToDo, true, JSON.stringify(again.steps));
+});
+
+test('user functions the tables call: missing on the destination they stop the copy naming them; a refusal while creating names its step', async (t) => {
+  const x = `${SCHEMA}_fn`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`
+    CREATE SCHEMA ${x};
+    CREATE FUNCTION ${x}.norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(t) $$;
+    CREATE DOMAIN ${x}.label AS text CHECK (${x}.norm(VALUE) <> '');
+    CREATE TABLE ${x}.items (tenant_id int, id int NOT NULL, name text CHECK (${x}.norm(name) <> 'x'), tag ${x}.label, PRIMARY KEY (id));
+    CREATE INDEX items_norm ON ${x}.items (${x}.norm(name))`);
+  const srcFile = join(dir, 'source-fn.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  const run = async (...extra: string[]) => {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'items=id', ...extra], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+    return { code, stdout, stderr };
+  };
+  const missing = await run();
+  assert.equal(missing.code, 1, missing.stderr + missing.stdout);
+  assert.match(missing.stdout, new RegExp(`FAIL  function ${x}\\.norm\\(text\\) is missing on the destination \\(called by check constraint items_name_check of ${x}\\.items, check constraint label_check of domain ${x}\\.label, index ${x}\\.items_norm\\), and schema copy creates no function`));
+  assert.equal((await dst.query(`SELECT to_regnamespace($1) AS ns`, [x])).rows[0].ns, null, 'nothing created');
+
+  // One of that name with other arguments: the plan passes it, the destination refuses the table, and the error names the step.
+  await dst.query(`CREATE SCHEMA ${x}`);
+  await dst.query(`CREATE FUNCTION ${x}.norm(t int) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t::text $$`);
+  const refused = await run();
+  assert.equal(refused.code, 1, refused.stdout);
+  assert.match(refused.stderr, new RegExp(`create domain ${x}\\.label: the destination refused it: function ${x}\\.norm\\(text\\) does not exist`));
+  assert.match(refused.stderr, /remedy: nothing was created \(the tables, types and sequences are created in one transaction\)/);
+  assert.equal((await dst.query(`SELECT to_regclass($1) AS t`, [`${x}.items`])).rows[0].t, null);
+
+  await dst.query(`CREATE FUNCTION ${x}.norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(t) $$`);
+  const done = await run('--json');
+  assert.equal(done.code, 0, done.stderr + done.stdout);
+  assert.equal(JSON.parse(done.stdout).done, true);
+  await dst.query(`INSERT INTO ${x}.items (tenant_id, id, name, tag) VALUES (1, 1, 'A', 'b')`);
+  await assert.rejects(dst.query(`INSERT INTO ${x}.items (tenant_id, id, name) VALUES (1, 2, 'X')`), /items_name_check/);
+  if (citus) {
+    // Citus passed the function to the workers with the table: the shards' checks call it.
+    const d = await dst.query(`SELECT partmethod FROM pg_dist_partition WHERE logicalrelid = $1::regclass`, [`${x}.items`]);
+    assert.deepEqual(d.rows, [{ partmethod: 'h' }]);
+  }
+});
+
+test('on Citus a distribution column the source lets be NULL is noted, and Citus refuses a row with NULL there', async (t) => {
+  const x = `${SCHEMA}_null`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.things (id bigint PRIMARY KEY, tenant_id int, name text)`);
+  const srcFile = join(dir, 'source-null.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'things=tenant_id', '--extend-keys', '--json'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  assert.equal(code, 0, stderr + stdout);
+  const notes: string[] = JSON.parse(stdout).notes;
+  const noted = notes.filter((n) => n.startsWith(`${x}.things.tenant_id, its distribution column, allows NULL on the source`));
+  if (!citus) {
+    assert.deepEqual(noted, [], 'nothing is distributed on plain PostgreSQL');
+    return;
+  }
+  assert.equal(noted.length, 1, notes.join('\n'));
+  // What the note says: Citus refuses it (here the extended key's NOT NULL refuses it first).
+  await assert.rejects(dst.query(`INSERT INTO ${x}.things (id, tenant_id) VALUES (1, NULL)`), /null value in column "tenant_id"|NULL in the partition column/);
 });

@@ -1,0 +1,79 @@
+/**
+ * What schema copy's plan says of definitions a real Citus 13.2 coordinator refused or would
+ * make fail later: user functions the tables call (missing on the destination: a bare
+ * "function … does not exist" at the DDL before), a nullable distribution column (Citus refuses
+ * a row with NULL there), a unique expression index named with its expression.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ColumnDef, FunctionUse, SchemaModel, TableDef } from '../../shared/schema/model.ts';
+import { planSchemaCopy, type DestinationState } from '../../shared/schema/plan.ts';
+import { missingFunctionProblems } from '../../shared/schema/plan-functions.ts';
+
+const col = (name: string, type: string, over: Partial<ColumnDef> = {}): ColumnDef => ({
+  name, type, notNull: false, default: null, identity: '', generated: null, collation: null, ...over,
+});
+
+const things: TableDef = {
+  schema: 'app', name: 'things', printed: 'app.things', kind: 'r', unlogged: false,
+  columns: [col('id', 'bigint', { notNull: true }), col('tenant_id', 'integer'), col('name', 'text')],
+  constraints: [{ name: 'things_pkey', type: 'p', definition: 'PRIMARY KEY (id)', columns: ['id'] }],
+  indexes: [],
+};
+
+const norm: FunctionUse = {
+  schema: 'app', name: 'norm', signature: 'app.norm(text)', extension: null,
+  usedBy: ['check constraint things_name_check of app.things', 'index app.things_norm'], owners: ['app.things'],
+};
+const uuid: FunctionUse = {
+  schema: 'public', name: 'uuid_generate_v4', signature: 'public.uuid_generate_v4()', extension: 'uuid-ossp',
+  usedBy: ['default of app.things.ref'], owners: ['app.things'],
+};
+
+const dest = (over: Partial<DestinationState> = {}): DestinationState => ({
+  citus: true, schemas: new Set(['public']), types: new Set(), sequences: new Set(), tables: new Map(), deferredTableExists: false, deferred: new Set(), ...over,
+});
+const opts = { distribute: [] as { table: string; column: string }[], reference: [] as string[], colocate: false, extendKeys: false };
+
+test('a user function a table calls, missing on the destination, stops the copy naming its callers and the remedy; an extension function names CREATE EXTENSION', () => {
+  const m: SchemaModel = { tables: [things], types: [], sequences: [], functions: [norm, uuid] };
+  const plan = planSchemaCopy(m, dest({ functions: new Set() }), opts);
+  assert.deepEqual(plan.problems, [
+    'function app.norm(text) is missing on the destination (called by check constraint things_name_check of app.things, index app.things_norm), and schema copy creates no function: create it on the destination first (pg_dump --schema-only of the source prints its CREATE FUNCTION; on Citus, create it through the coordinator, which passes it to the workers), then run schema copy again',
+    'function public.uuid_generate_v4() is missing on the destination (called by default of app.things.ref), and schema copy creates no function: it belongs to extension uuid-ossp: CREATE EXTENSION uuid-ossp on the destination first (on Citus, on the coordinator, which creates it on the workers too; its files must be installed on every node)',
+  ]);
+  // Present on the destination (any arguments): nothing to say.
+  assert.deepEqual(planSchemaCopy(m, dest({ functions: new Set(['app.norm', 'public.uuid_generate_v4']) }), opts).problems, []);
+  // The table already there: schema copy creates nothing that calls them.
+  const existing = dest({ functions: new Set(), tables: new Map([['app.things', { constraints: [], citus: 'local' as const, distributionColumn: null }]]) });
+  assert.deepEqual(planSchemaCopy(m, existing, opts).problems, []);
+  // A domain's check: judged by whether the domain is to be created.
+  const domainUse: FunctionUse = { ...norm, usedBy: ['check constraint name_check of domain app.name'], owners: ['app.name'] };
+  assert.equal(missingFunctionProblems([domainUse], new Set(), () => true).length, 1);
+  assert.equal(missingFunctionProblems([domainUse], new Set(), () => false).length, 0);
+});
+
+test('on Citus a distribution column the source lets be NULL is noted (Citus refuses a row with NULL there); a NOT NULL one and plain PostgreSQL are not', () => {
+  const m: SchemaModel = { tables: [things], types: [], sequences: [] };
+  const plan = planSchemaCopy(m, dest(), { ...opts, distribute: [{ table: 'app.things', column: 'tenant_id' }], extendKeys: true });
+  assert.deepEqual(plan.problems, []);
+  assert.deepEqual(plan.notes.filter((n) => n.includes('allows NULL')), [
+    'app.things.tenant_id, its distribution column, allows NULL on the source, and Citus refuses a row with NULL there ("cannot perform an INSERT with NULL in the partition column"), as does the NOT NULL that a key extended with it implies: such a row would stop the sink at this table. ' +
+      'Check that none has it (SELECT count(*) FROM "app"."things" WHERE "tenant_id" IS NULL on the source) and keep it so with ALTER TABLE … ALTER COLUMN "tenant_id" SET NOT NULL there, or distribute by a NOT NULL column',
+  ]);
+  const byId = planSchemaCopy(m, dest(), { ...opts, distribute: [{ table: 'app.things', column: 'id' }] });
+  assert.ok(!byId.notes.some((n) => n.includes('allows NULL')), byId.notes.join('\n'));
+  const plain = planSchemaCopy(m, dest({ citus: false }), { ...opts, distribute: [{ table: 'app.things', column: 'tenant_id' }] });
+  assert.ok(!plain.notes.some((n) => n.includes('allows NULL')), plain.notes.join('\n'));
+});
+
+test('on Citus a unique expression index without the distribution column is named with its expression (its column list is empty)', () => {
+  const t: TableDef = {
+    ...things,
+    indexes: [{ name: 'things_name_lower', definition: 'CREATE UNIQUE INDEX things_name_lower ON app.things USING btree (lower(name)) WHERE (name IS NOT NULL)', unique: true, columns: [] }],
+  };
+  const plan = planSchemaCopy({ tables: [t], types: [], sequences: [] }, dest(), { ...opts, distribute: [{ table: 'app.things', column: 'id' }] });
+  assert.deepEqual(plan.problems, [
+    'app.things: unique index things_name_lower (lower(name)) WHERE (name IS NOT NULL) lacks the distribution column id, which Citus refuses: create app.things on the destination by hand with id in that index (schema copy then distributes it as it is)',
+  ]);
+});

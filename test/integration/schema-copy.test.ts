@@ -15,6 +15,7 @@ import pg from 'pg';
 import { main } from '../../shared/cli/main.ts';
 import { readSchemaModel } from '../../shared/schema/read.ts';
 import { planSchemaCopy } from '../../shared/schema/plan.ts';
+import { citusUnenforcedKey } from '../../shared/migration/foreign-keys.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 
@@ -325,4 +326,31 @@ test('on Citus a distribution column the source lets be NULL is noted, and Citus
   assert.equal(noted.length, 1, notes.join('\n'));
   // What the note says: Citus refuses it (here the extended key's NOT NULL refuses it first).
   await assert.rejects(dst.query(`INSERT INTO ${x}.things (id, tenant_id) VALUES (1, NULL)`), /null value in column "tenant_id"|NULL in the partition column/);
+});
+
+test('cutover leaves out a key from a table outside Citus\'s metadata to a distributed table, which Citus takes without enforcing it on the distributed side', async (t) => {
+  const x = `${SCHEMA}_lfk`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await dst.query(`CREATE SCHEMA ${x}`);
+  await dst.query(`CREATE TABLE ${x}.tenants (id int PRIMARY KEY)`);
+  await dst.query(`CREATE TABLE ${x}.audit (id int PRIMARY KEY, tenant_id int)`);
+  const row = { table_name: `"${x}"."audit"`, constraint_name: 'audit_tenant_fk', definition: `FOREIGN KEY (tenant_id) REFERENCES "${x}"."tenants"(id) ON DELETE CASCADE` };
+  if (!citus) {
+    assert.equal(await citusUnenforcedKey(dst, row), null, 'plain PostgreSQL enforces it');
+    return;
+  }
+  await dst.query(`SELECT create_distributed_table($1, 'id')`, [`${x}.tenants`]);
+  assert.match((await citusUnenforcedKey(dst, row)) ?? '', new RegExp(`^not created: "${x}"\\."tenants" is distributed by id and "${x}"\\."audit" is a local table outside Citus's metadata`));
+  // What it guards against, as Citus 13.2 does it: the key is taken, and a delete on the distributed side cascades to nothing.
+  await dst.query(`INSERT INTO ${x}.tenants VALUES (1)`);
+  await dst.query(`INSERT INTO ${x}.audit VALUES (1, 1)`);
+  await dst.query(`ALTER TABLE ${x}.audit ADD CONSTRAINT audit_tenant_fk ${row.definition}`);
+  await dst.query(`DELETE FROM ${x}.tenants WHERE id = 1`);
+  assert.equal((await dst.query(`SELECT count(*)::int AS n FROM ${x}.audit`)).rows[0].n, 1, 'the cascade did not reach the local table');
+  // A reference table referenced: Citus makes the local table a Citus local table and enforces the key; not left out.
+  await dst.query(`CREATE TABLE ${x}.plans (id int PRIMARY KEY)`);
+  await dst.query(`SELECT create_reference_table($1)`, [`${x}.plans`]);
+  assert.equal(await citusUnenforcedKey(dst, { ...row, constraint_name: 'audit_plan_fk', definition: `FOREIGN KEY (tenant_id) REFERENCES "${x}"."plans"(id)` }), null);
 });

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { ColumnDef, FunctionUse, SchemaModel, TableDef } from '../../shared/schema/model.ts';
 import { planSchemaCopy, type DestinationState } from '../../shared/schema/plan.ts';
 import { missingFunctionProblems } from '../../shared/schema/plan-functions.ts';
+import { unenforcedCitusKeyText } from '../../shared/migration/foreign-keys.ts';
 
 const col = (name: string, type: string, over: Partial<ColumnDef> = {}): ColumnDef => ({
   name, type, notNull: false, default: null, identity: '', generated: null, collation: null, ...over,
@@ -76,4 +77,20 @@ test('on Citus a unique expression index without the distribution column is name
   assert.deepEqual(plan.problems, [
     'app.things: unique index things_name_lower (lower(name)) WHERE (name IS NOT NULL) lacks the distribution column id, which Citus refuses: create app.things on the destination by hand with id in that index (schema copy then distributes it as it is)',
   ]);
+});
+
+test('cutover does not create a key from a table outside Citus\'s metadata to a distributed one, which Citus takes but does not enforce on the referenced side: it says why and the remedy', () => {
+  const text = unenforcedCitusKeyText('"app"."audit"', 'audit_tenant_fk', '"app"."tenants"', 'distributed', 'id');
+  assert.equal(
+    text,
+    'not created: "app"."tenants" is distributed by id and "app"."audit" is a local table outside Citus\'s metadata; Citus takes such a key but does not enforce it on "app"."tenants"\'s side ' +
+      '(its rows live in the workers\' shards: a delete or key change there neither fails nor cascades, and "app"."audit" keeps rows that point at nothing). ' +
+      'Remedy: distribute "app"."audit" colocated with "app"."tenants" by the column the key pairs with its distribution column (create_distributed_table(…, colocate_with => \'"app"."tenants"\')), then run cutover again; ' +
+      'or accept a key enforced on "app"."audit"\'s writes only: delete its row from shardbridge.deferred_foreign_keys and ALTER TABLE "app"."audit" ADD CONSTRAINT "audit_tenant_fk" … by hand',
+  );
+  // schema copy's note says the same before any data moves.
+  const audit: TableDef = { ...things, name: 'audit', printed: 'app.audit', constraints: [{ name: 'audit_fk', type: 'f', definition: 'FOREIGN KEY (tenant_id) REFERENCES app.tenants(id)', columns: ['tenant_id'], references: { schema: 'app', table: 'tenants', columns: ['id'], onUpdate: 'a', onDelete: 'a' } }] };
+  const tenants: TableDef = { ...things, name: 'tenants', printed: 'app.tenants', constraints: [] };
+  const plan = planSchemaCopy({ tables: [audit, tenants], types: [], sequences: [] }, dest(), { ...opts, distribute: [{ table: 'app.tenants', column: 'id' }] });
+  assert.match(plan.notes.join('\n'), /foreign key audit_fk on app\.audit: Citus will refuse it at cut-over: a local table cannot reference a distributed table \(Citus takes such a key from a table outside its metadata but does not enforce it on the distributed table's deletes and key changes, so cutover does not create it\)/);
 });

@@ -66,11 +66,18 @@ export function identityDeferred(t: TableDef): string[] {
 }
 
 /** CREATE TABLE with columns and every constraint except foreign keys (kept aside for cut-over). */
+/**
+ * A check constraint NOT VALID on the source: rows written before it may break it. Left out of
+ * CREATE TABLE, which would make it a valid one that refuses those rows when the sink writes
+ * them (NOT VALID only spares the rows already there when it is added). Pure.
+ */
+export const notValidCheck = (c: ConstraintDef): boolean => c.type === 'c' && / NOT VALID$/.test(c.definition);
+
 export function createTableSql(t: TableDef, dest: { schema: string; name: string }): string {
   const deferred = new Set(identityDeferred(t));
   const lines = [
     ...t.columns.map((c) => columnSql(deferred.has(c.name) ? { ...c, identity: 'd' } : c)),
-    ...t.constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
+    ...t.constraints.filter((c) => c.type !== 'f' && !notValidCheck(c)).map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
   ];
   return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy(t.kind === 'p' ? t.partitionKey : undefined)}`;
 }

@@ -4,7 +4,8 @@
  */
 import { quoteIdent, splitQualifiedName } from '../../source-connector/catalog.ts';
 import { LARGE_OBJECT_REMEDY } from '../../source-connector/checks.ts';
-import type { SchemaModel, TableDef } from './model.ts';
+import type { ConstraintDef, SchemaModel, TableDef } from './model.ts';
+import { qualify } from './generate.ts';
 
 const key = (t: { schema: string; name: string }) => `${t.schema}.${t.name}`;
 
@@ -32,4 +33,10 @@ export function largeObjectNotes(model: SchemaModel, destOf: (t: TableDef) => { 
       .filter((c) => c.type === 'oid' || overOid.has(c.type))
       .map((c) => `${key(destOf(t))}.${c.name} (${c.type}) holds large-object references: the migration carries the numbers, not the objects; ${LARGE_OBJECT_REMEDY}`),
   );
+}
+
+/** A check constraint NOT VALID on the source, created without it (generate.ts, notValidCheck): what to run after cut-over. */
+export function notValidCheckNote(d: { schema: string; name: string }, c: ConstraintDef): string {
+  return `${key(d)}: check constraint ${c.name} is NOT VALID on the source (rows written before it may break it), and the destination checks every row the sink writes, so such a row would stop the sink: created without it; ` +
+    `after cut-over, ALTER TABLE ${qualify(d)} ADD CONSTRAINT ${quoteIdent(c.name)} ${c.definition} (NOT VALID spares the rows already there)`;
 }

@@ -354,3 +354,25 @@ test('cutover leaves out a key from a table outside Citus\'s metadata to a distr
   await dst.query(`SELECT create_reference_table($1)`, [`${x}.plans`]);
   assert.equal(await citusUnenforcedKey(dst, { ...row, constraint_name: 'audit_plan_fk', definition: `FOREIGN KEY (tenant_id) REFERENCES "${x}"."plans"(id)` }), null);
 });
+
+test('a check constraint NOT VALID on the source is created without it: the rows it spares there are taken, and the note gives it for after cut-over', async (t) => {
+  const x = `${SCHEMA}_nv`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.legacy (id int PRIMARY KEY, v int); INSERT INTO ${x}.legacy VALUES (1, -5);
+                   ALTER TABLE ${x}.legacy ADD CONSTRAINT legacy_v CHECK (v > 0) NOT VALID`);
+  const srcFile = join(dir, 'source-nv.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'legacy=id', '--json'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  assert.equal(code, 0, stderr + stdout);
+  const note = (JSON.parse(stdout).notes as string[]).find((n) => n.startsWith(`${x}.legacy: check constraint legacy_v is NOT VALID on the source`));
+  assert.ok(note, stdout);
+  // The source's row that breaks it, as the sink would write it.
+  await dst.query(`INSERT INTO ${x}.legacy VALUES (1, -5)`);
+  // The note's statement, after cut-over: taken (on Citus too), and new rows are checked.
+  await dst.query(/ALTER TABLE .* NOT VALID/.exec(note)![0]);
+  await assert.rejects(dst.query(`INSERT INTO ${x}.legacy VALUES (2, -5)`), /legacy_v/);
+});

@@ -94,3 +94,18 @@ test('cutover does not create a key from a table outside Citus\'s metadata to a 
   const plan = planSchemaCopy({ tables: [audit, tenants], types: [], sequences: [] }, dest(), { ...opts, distribute: [{ table: 'app.tenants', column: 'id' }] });
   assert.match(plan.notes.join('\n'), /foreign key audit_fk on app\.audit: Citus will refuse it at cut-over: a local table cannot reference a distributed table \(Citus takes such a key from a table outside its metadata but does not enforce it on the distributed table's deletes and key changes, so cutover does not create it\)/);
 });
+
+test('a check constraint NOT VALID on the source is left out of CREATE TABLE (which would make it valid, refusing the rows it spares there), with a note giving it for after cut-over', () => {
+  const legacy: TableDef = {
+    ...things,
+    constraints: [...things.constraints, { name: 'things_name_check', type: 'c', definition: "CHECK ((name <> ''::text)) NOT VALID", columns: ['name'] }, { name: 'things_id_check', type: 'c', definition: 'CHECK ((id > 0))', columns: ['id'] }],
+  };
+  const plan = planSchemaCopy({ tables: [legacy], types: [], sequences: [] }, dest({ citus: false }), opts);
+  const sql = plan.steps.flatMap((s) => s.sql).join('\n');
+  assert.match(sql, /CONSTRAINT "things_id_check" CHECK \(\(id > 0\)\)/);
+  assert.doesNotMatch(sql, /things_name_check/);
+  assert.deepEqual(plan.notes, [
+    'app.things: check constraint things_name_check is NOT VALID on the source (rows written before it may break it), and the destination checks every row the sink writes, so such a row would stop the sink: created without it; ' +
+      'after cut-over, ALTER TABLE "app"."things" ADD CONSTRAINT "things_name_check" CHECK ((name <> \'\'::text)) NOT VALID (NOT VALID spares the rows already there)',
+  ]);
+});

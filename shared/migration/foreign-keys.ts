@@ -106,6 +106,20 @@ export async function citusUnenforcedKey(dst: pg.ClientBase, r: { table_name: st
   return unenforcedCitusKeyText(r.table_name, r.constraint_name, referenced, to.kind, to.distributionColumn);
 }
 
+/**
+ * A refused key's error with the server's DETAIL and HINT: Citus says why in the DETAIL alone
+ * ("cannot create foreign key constraint", then which action or layout it does not support). Pure.
+ */
+export function keyErrorText(e: unknown): string {
+  const { detail, hint } = (e ?? {}) as { detail?: unknown; hint?: unknown };
+  const text = [errorText(e), detail, hint].filter((x): x is string => typeof x === 'string' && x !== '').join(': ');
+  return /^cannot create foreign key constraint\b/.test(errorText(e)) ? `${text.replace(/\.$/, '')}. ${CITUS_REFUSED_REMEDY}` : text;
+}
+
+const CITUS_REFUSED_REMEDY =
+  "Remedy: Citus refuses this key in the tables' layout (schema copy's notes said which and why): create by hand a key it accepts, or none (ON DELETE / ON UPDATE actions then fall to the application), " +
+  'and delete its row from shardbridge.deferred_foreign_keys; or change the layout (undistribute_table, create_distributed_table … colocate_with, create_reference_table) and run cutover again';
+
 /** Foreign keys `schema copy` kept aside: created when missing, marked with `created_at`. */
 export async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<ForeignKeyResult[]> {
   if (!(await sinkTablesPresent(dst)).deferred) return [];
@@ -146,7 +160,7 @@ export async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<For
       await dst.query('UPDATE shardbridge.deferred_foreign_keys SET created_at = COALESCE(created_at, now()) WHERE table_name = $1 AND constraint_name = $2', [r.table_name, r.constraint_name]);
     } catch (e) {
       res.status = 'failed';
-      res.error = errorText(e);
+      res.error = keyErrorText(e);
     }
   }
   return out;

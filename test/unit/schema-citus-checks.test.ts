@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import type { ColumnDef, FunctionUse, SchemaModel, TableDef } from '../../shared/schema/model.ts';
 import { planSchemaCopy, type DestinationState } from '../../shared/schema/plan.ts';
 import { missingFunctionProblems } from '../../shared/schema/plan-functions.ts';
-import { unenforcedCitusKeyText } from '../../shared/migration/foreign-keys.ts';
+import { keyErrorText, unenforcedCitusKeyText } from '../../shared/migration/foreign-keys.ts';
 
 const col = (name: string, type: string, over: Partial<ColumnDef> = {}): ColumnDef => ({
   name, type, notNull: false, default: null, identity: '', generated: null, collation: null, ...over,
@@ -108,4 +108,18 @@ test('a check constraint NOT VALID on the source is left out of CREATE TABLE (wh
     'app.things: check constraint things_name_check is NOT VALID on the source (rows written before it may break it), and the destination checks every row the sink writes, so such a row would stop the sink: created without it; ' +
       'after cut-over, ALTER TABLE "app"."things" ADD CONSTRAINT "things_name_check" CHECK ((name <> \'\'::text)) NOT VALID (NOT VALID spares the rows already there)',
   ]);
+});
+
+test('a key Citus refuses at cut-over is said with its DETAIL, where Citus says why, and the remedy; another error keeps its text', () => {
+  const citusRefusal = Object.assign(new Error('cannot create foreign key constraint'), {
+    code: '0A000', detail: 'SET NULL, SET DEFAULT or CASCADE is not supported in ON UPDATE operation when distribution key included in the foreign constraint.',
+  });
+  assert.equal(
+    keyErrorText(citusRefusal),
+    'cannot create foreign key constraint: SET NULL, SET DEFAULT or CASCADE is not supported in ON UPDATE operation when distribution key included in the foreign constraint. ' +
+      "Remedy: Citus refuses this key in the tables' layout (schema copy's notes said which and why): create by hand a key it accepts, or none (ON DELETE / ON UPDATE actions then fall to the application), " +
+      'and delete its row from shardbridge.deferred_foreign_keys; or change the layout (undistribute_table, create_distributed_table … colocate_with, create_reference_table) and run cutover again',
+  );
+  const violation = Object.assign(new Error('insert or update on table "orders" violates foreign key constraint "orders_fk"'), { code: '23503', detail: 'Key (customer_id)=(7) is not present in table "customers".' });
+  assert.equal(keyErrorText(violation), 'insert or update on table "orders" violates foreign key constraint "orders_fk": Key (customer_id)=(7) is not present in table "customers".');
 });

@@ -41,6 +41,10 @@ export function sequenceOwnedBySql(s: SequenceDef, table: { schema: string; name
   return `ALTER SEQUENCE ${qualify(s)} OWNED BY ${qualify(table)}.${quoteIdent(column)}`;
 }
 
+export function setDefaultSql(table: { schema: string; name: string }, column: string, expr: string): string {
+  return `ALTER TABLE ${qualify(table)} ALTER COLUMN ${quoteIdent(column)} SET DEFAULT ${expr}`;
+}
+
 export function columnSql(c: ColumnDef): string {
   const parts = [quoteIdent(c.name), c.type];
   if (c.collation) parts.push(`COLLATE ${c.collation}`);

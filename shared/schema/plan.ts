@@ -32,6 +32,7 @@ import {
   recordForeignKeySql,
   referenceSql,
   sequenceOwnedBySql,
+  setDefaultSql,
 } from './generate.ts';
 
 export interface DestinationTableState {
@@ -147,15 +148,21 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     const owned = model.sequences.filter((s) => s.ownedBy && s.ownedBy.schema === t.schema && s.ownedBy.table === t.name);
     // Partitions before the indexes, which a partitioned table's then makes on each of them.
     const parentOf = (p: PartitionDef) => (p.parent.schema === t.schema && p.parent.name === t.name ? d : p.parent);
+    // In a distributed schema Citus makes the table single-shard as it is created, and the
+    // sequences its defaults call distributed ones, whose ALTER SEQUENCE … OWNED BY it refuses
+    // ("Altering a distributed sequence is currently not supported"): there those defaults come after.
+    const late = new Set(dest.citus && layoutBefore(dest, d).kind === 'single-shard' ? owned.map((s) => s.ownedBy!.column) : []);
+    const bare = late.size ? { ...t, columns: t.columns.map((c) => (late.has(c.name) ? { ...c, default: null } : c)) } : t;
     steps.push({
       phase: 'ddl',
       action: t.kind === 'p' ? `create partitioned table (${t.partitions?.length ?? 0} partitions)` : 'create table',
       object: key(d),
       sql: [
-        createTableSql(t, d),
+        createTableSql(bare, d),
         ...(t.partitions ?? []).map((p) => createPartitionSql(p, parentOf(p))),
         ...t.indexes.map((i) => indexSql(i, t, d)),
         ...owned.map((s) => sequenceOwnedBySql(s, d, s.ownedBy!.column)),
+        ...t.columns.filter((c) => late.has(c.name) && c.default !== null).map((c) => setDefaultSql(d, c.name, c.default!)),
       ],
     });
   }

@@ -376,3 +376,28 @@ test('a check constraint NOT VALID on the source is created without it: the rows
   await dst.query(/ALTER TABLE .* NOT VALID/.exec(note)![0]);
   await assert.rejects(dst.query(`INSERT INTO ${x}.legacy VALUES (2, -5)`), /legacy_v/);
 });
+
+test('a table with a serial column copied into a distributed schema (schema-based sharding on Citus): created, its sequence owned by it, its default working', async (t) => {
+  const x = `${SCHEMA}_ten`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.items (id bigserial PRIMARY KEY, name text DEFAULT 'x')`);
+  await dst.query(`CREATE SCHEMA ${x}`);
+  // Citus 12 on: a distributed schema, in which Citus makes every new table single-shard (its sequences distributed).
+  if (citus) await dst.query(`SELECT citus_schema_distribute($1)`, [x]);
+  const srcFile = join(dir, 'source-ten.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3]], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  assert.equal(code, 0, stderr + stdout);
+  const owned = await dst.query(`SELECT pg_get_serial_sequence($1, 'id') AS s`, [`${x}.items`]);
+  assert.equal(owned.rows[0].s, `${x}.items_id_seq`);
+  const row = await dst.query(`INSERT INTO ${x}.items DEFAULT VALUES RETURNING id::int, name`);
+  assert.deepEqual(row.rows, [{ id: 1, name: 'x' }]);
+  if (citus) {
+    const d = await dst.query(`SELECT partmethod, repmodel FROM pg_dist_partition WHERE logicalrelid = $1::regclass`, [`${x}.items`]);
+    assert.deepEqual(d.rows, [{ partmethod: 'n', repmodel: 's' }], 'a single-shard table');
+  }
+});

@@ -123,3 +123,24 @@ test('a key Citus refuses at cut-over is said with its DETAIL, where Citus says 
   const violation = Object.assign(new Error('insert or update on table "orders" violates foreign key constraint "orders_fk"'), { code: '23503', detail: 'Key (customer_id)=(7) is not present in table "customers".' });
   assert.equal(keyErrorText(violation), 'insert or update on table "orders" violates foreign key constraint "orders_fk": Key (customer_id)=(7) is not present in table "customers".');
 });
+
+test('in a distributed schema a serial column\'s default comes after its sequence\'s OWNED BY, which Citus refuses once the table (and so the sequence) is distributed', () => {
+  const seq = { schema: 'tenant_a', name: 'items_id_seq', dataType: 'bigint', start: '1', increment: '1', min: '1', max: '9223372036854775807', cache: '1', cycle: false, ownedBy: { schema: 'tenant_a', table: 'items', column: 'id' } };
+  const items: TableDef = {
+    ...things, schema: 'tenant_a', name: 'items', printed: 'tenant_a.items',
+    columns: [col('id', 'bigint', { notNull: true, default: "nextval('tenant_a.items_id_seq'::regclass)" }), col('name', 'text', { default: "'x'::text" })],
+  };
+  const m: SchemaModel = { tables: [items], types: [], sequences: [seq] };
+  const sqlOf = (d: DestinationState) => planSchemaCopy(m, d, opts).steps.find((s) => s.object === 'tenant_a.items')!.sql;
+  const sharded = sqlOf(dest({ schemas: new Set(['public', 'tenant_a']), distributedSchemas: new Map([['tenant_a', 7]]) }));
+  assert.match(sharded[0], /"id" bigint NOT NULL,\n/);
+  assert.match(sharded[0], /"name" text DEFAULT 'x'::text/);
+  assert.deepEqual(sharded.slice(1), [
+    'ALTER SEQUENCE "tenant_a"."items_id_seq" OWNED BY "tenant_a"."items"."id"',
+    `ALTER TABLE "tenant_a"."items" ALTER COLUMN "id" SET DEFAULT nextval('tenant_a.items_id_seq'::regclass)`,
+  ]);
+  // Elsewhere the default stays in CREATE TABLE.
+  const plain = sqlOf(dest({ schemas: new Set(['public', 'tenant_a']) }));
+  assert.match(plain[0], /"id" bigint DEFAULT nextval\('tenant_a\.items_id_seq'::regclass\) NOT NULL/);
+  assert.equal(plain.length, 2);
+});

@@ -144,3 +144,13 @@ test('in a distributed schema a serial column\'s default comes after its sequenc
   assert.match(plain[0], /"id" bigint DEFAULT nextval\('tenant_a\.items_id_seq'::regclass\) NOT NULL/);
   assert.equal(plain.length, 2);
 });
+
+test('an ALWAYS identity created BY DEFAULT: on a table Citus holds the note says it stays so (Citus refuses SET GENERATED ALWAYS there); on a local or plain table it gives the ALTER', () => {
+  const t: TableDef = { ...things, columns: [...things.columns, col('n', 'bigint', { notNull: true, identity: 'a' })] };
+  const m: SchemaModel = { tables: [t], types: [], sequences: [] };
+  const noteOf = (d: DestinationState, o = opts) => planSchemaCopy(m, d, o).notes.find((n) => n.startsWith('app.things.n is GENERATED ALWAYS'))!;
+  assert.match(noteOf(dest(), { ...opts, distribute: [{ table: 'app.things', column: 'id' }] }), /it stays so after cut-over: Citus refuses ALTER TABLE … ALTER COLUMN … SET GENERATED ALWAYS on its tables \("alter table command is currently unsupported"\), so an insert that gives its own n is taken there/);
+  assert.match(noteOf(dest(), { ...opts, reference: ['app.things'] }), /it stays so after cut-over/);
+  assert.match(noteOf(dest()), /after cut-over, ALTER TABLE "app"\."things" ALTER COLUMN "n" SET GENERATED ALWAYS \(cutover reminds you\)$/);
+  assert.match(noteOf(dest({ citus: false }), { ...opts, distribute: [{ table: 'app.things', column: 'id' }] }), /SET GENERATED ALWAYS \(cutover reminds you\)$/);
+});

@@ -4,7 +4,6 @@
  * nothing. Problems (objects we cannot create faithfully) stop the command before it changes
  * anything; notes explain what was skipped and why.
  */
-import { splitQualifiedName } from '../../source-connector/catalog.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { citusForeignKeyRefusal, defaultGroup, REFUSED_FK_REMEDY, type CitusLayout } from './citus-foreign-keys.ts';
 import { describeCitusTable, type CitusTableKind } from './citus-table-kind.ts';
@@ -185,6 +184,13 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
   // distributes tables, for the foreign-key check at the end.
   const layouts = new Map<string, CitusLayout>(model.tables.map((t) => [key(t), layoutBefore(dest, destOf(t))]));
   if (dest.citus) problems.push(...colocationProblems(opts, layouts, (table) => byName.get(table)!), ...citusPartitionProblems(model, dest, opts, destOf, layouts));
+  if (dest.citus) {
+    for (const { table, column } of opts.distribute) {
+      const d = destOf(byName.get(table)!);
+      if (layouts.get(table)!.kind !== 'local' || !byName.get(table)!.columns.find((c) => c.name === column)?.generated) continue;
+      problems.push(`${key(d)}: its distribution column ${column} is a generated column, which Citus refuses to distribute by ("Distribution column must not use GENERATED ALWAYS AS (...) STORED"): distribute by another column`);
+    }
+  }
   if (opts.extendKeys && !dest.citus) {
     if (opts.distribute.length) notes.push('plain PostgreSQL (no Citus): --extend-keys skipped, keys stay as on the source');
   } else if (dest.citus) {
@@ -367,53 +373,4 @@ function layoutBefore(dest: DestinationState, d: { schema: string; name: string 
   return { kind: 'local' };
 }
 
-/** `--distribute TABLE=COLUMN` / `--reference TABLE` names: `schema.table`, or a table name unique among the selected. */
-export function resolveTableArg(arg: string, tables: TableDef[]): { table?: TableDef; error?: string } {
-  const hasSchema = splitQualifiedName(arg, '\u0000').schema !== '\u0000';
-  const q = splitQualifiedName(arg);
-  const hits = tables.filter((t) => t.name === q.table && (!hasSchema || t.schema === q.schema));
-  if (hits.length === 1) return { table: hits[0] };
-  if (hits.length === 0) {
-    // Names are case-sensitive (public.Orders is not public.orders): say which one was meant.
-    const lower = (x: string) => x.toLowerCase();
-    const near = tables.filter((t) => lower(t.name) === lower(q.table) && (!hasSchema || lower(t.schema) === lower(q.schema)));
-    // A partition is created with its table, never selected itself (Citus also refuses to distribute one on its own).
-    const root = tables.find((t) => (t.partitions ?? []).some((p) => p.name === q.table && (!hasSchema || p.schema === q.schema)));
-    if (root) return { error: `${arg} is a partition of ${key(root)}: name ${key(root)} (its partitions go with it; Citus distributes no partition on its own)` };
-    return { error: `${arg} is not among the selected source tables${near.length > 0 ? ` (names are case-sensitive: did you mean ${near.map(key).join(' or ')}?)` : ''}` };
-  }
-  return { error: `${arg} is ambiguous (${hits.map(key).join(', ')}): give schema.table` };
-}
-
-/** Parse and check `--distribute` / `--reference` against the selected tables; errors name the argument. */
-export function resolveDistribution(
-  distribute: string[],
-  reference: string[],
-  tables: TableDef[],
-): { distribute: { table: string; column: string }[]; reference: string[]; errors: string[] } {
-  const errors: string[] = [];
-  const dist: { table: string; column: string }[] = [];
-  for (const arg of distribute) {
-    const eq = arg.lastIndexOf('=');
-    if (eq <= 0 || eq === arg.length - 1) {
-      errors.push(`--distribute ${arg}: expected TABLE=COLUMN`);
-      continue;
-    }
-    const r = resolveTableArg(arg.slice(0, eq), tables);
-    const column = arg.slice(eq + 1);
-    if (!r.table) errors.push(`--distribute ${arg}: ${r.error}`);
-    else if (!r.table.columns.some((c) => c.name === column)) {
-      const near = r.table.columns.find((c) => c.name.toLowerCase() === column.toLowerCase());
-      errors.push(`--distribute ${arg}: ${key(r.table)} has no column ${column}${near ? ` (names are case-sensitive: did you mean ${near.name}?)` : ''}`);
-    }
-    else dist.push({ table: key(r.table), column });
-  }
-  const ref: string[] = [];
-  for (const arg of reference) {
-    const r = resolveTableArg(arg, tables);
-    if (!r.table) errors.push(`--reference ${arg}: ${r.error}`);
-    else if (dist.some((d) => d.table === key(r.table!))) errors.push(`--reference ${arg}: also given to --distribute`);
-    else ref.push(key(r.table));
-  }
-  return { distribute: dist, reference: ref, errors };
-}
+export { resolveDistribution, resolveTableArg } from './plan-args.ts';

@@ -154,3 +154,13 @@ test('an ALWAYS identity created BY DEFAULT: on a table Citus holds the note say
   assert.match(noteOf(dest()), /after cut-over, ALTER TABLE "app"\."things" ALTER COLUMN "n" SET GENERATED ALWAYS \(cutover reminds you\)$/);
   assert.match(noteOf(dest({ citus: false }), { ...opts, distribute: [{ table: 'app.things', column: 'id' }] }), /SET GENERATED ALWAYS \(cutover reminds you\)$/);
 });
+
+test('on Citus a generated distribution column stops the copy before anything runs (Citus refuses to distribute by one, after the tables were created)', () => {
+  const t: TableDef = { ...things, columns: [...things.columns, col('bucket', 'integer', { generated: '(id % (10)::bigint)' })] };
+  const m: SchemaModel = { tables: [t], types: [], sequences: [] };
+  const o = { ...opts, distribute: [{ table: 'app.things', column: 'bucket' }] };
+  assert.deepEqual(planSchemaCopy(m, dest(), o).problems.filter((p) => !p.includes('primary key')), [
+    'app.things: its distribution column bucket is a generated column, which Citus refuses to distribute by ("Distribution column must not use GENERATED ALWAYS AS (...) STORED"): distribute by another column',
+  ]);
+  assert.deepEqual(planSchemaCopy(m, dest({ citus: false }), o).problems, []);
+});

@@ -104,7 +104,9 @@ async function runStep(client: pg.Client, s: Step): Promise<void> {
       await client.query(sql);
     } catch (e) {
       if (isReadOnlyRefusal(e)) throw e;
-      throw new SchemaError(`${s.action} ${s.object}: the destination refused it: ${(e as Error).message}`, {
+      // Citus gives its reason in the DETAIL ("cannot distribute relation: t", then why).
+      const detail = (e as { detail?: unknown }).detail;
+      throw new SchemaError(`${s.action} ${s.object}: the destination refused it: ${(e as Error).message}${typeof detail === 'string' && detail ? `: ${detail}` : ''}`, {
         cause: e,
         context: { object: s.object, code: (e as { code?: string }).code },
         remedy: s.phase === 'ddl'

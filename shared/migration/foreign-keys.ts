@@ -10,6 +10,8 @@
  * cut (55P03) is said with the setting, who held a lock on those tables then, and the remedy.
  */
 import type pg from 'pg';
+import { readCitusTables } from '../schema/citus-catalog.ts';
+import { describeCitusTable, type CitusTableKind } from '../schema/citus-table-kind.ts';
 import { quoteIdent } from '../sql.ts';
 import { errorText, sinkTablesPresent } from './gather.ts';
 import type { ForeignKeyResult } from './cutover.ts';
@@ -73,6 +75,51 @@ export function lockTimeoutText(c: LockTimeoutCut): string {
   );
 }
 
+/**
+ * Why a key from a table outside Citus's metadata (a plain coordinator table) to a distributed
+ * or single-shard table is not created. Citus 13.2 takes it (it refuses one from a reference
+ * or Citus local table), but its checks on the referenced side run on the coordinator's shell
+ * table, whose rows live in the workers' shards: deleting a referenced row, or changing its
+ * key, neither fails nor cascades, and the local table keeps rows pointing at nothing. Pure.
+ */
+export function unenforcedCitusKeyText(table: string, constraint: string, referenced: string, kind: CitusTableKind, column: string | null): string {
+  return (
+    `not created: ${referenced} is ${describeCitusTable(kind, column)} and ${table} is a local table outside Citus's metadata; Citus takes such a key but does not enforce it on ${referenced}'s side ` +
+    `(its rows live in the workers' shards: a delete or key change there neither fails nor cascades, and ${table} keeps rows that point at nothing). ` +
+    `Remedy: distribute ${table} colocated with ${referenced} by the column the key pairs with its distribution column (create_distributed_table(…, colocate_with => '${referenced}')), then run cutover again; ` +
+    `or accept a key enforced on ${table}'s writes only: delete its row from shardbridge.deferred_foreign_keys and ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint)} … by hand`
+  );
+}
+
+/** On Citus, the reason a kept-aside key would be created but not enforced (unenforcedCitusKeyText); null when it would be. */
+export async function citusUnenforcedKey(dst: pg.ClientBase, r: { table_name: string; constraint_name: string; definition: string }): Promise<string | null> {
+  const referenced = referencedTable(r.definition);
+  if (!referenced) return null;
+  const { rows: [o] } = await dst.query(
+    `SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL AS citus, to_regclass($1::text)::oid::int AS t, to_regclass($2::text)::oid::int AS ref`,
+    [r.table_name, referenced],
+  );
+  if (!o.citus || o.t == null || o.ref == null) return null;
+  const dist = await readCitusTables(dst, [o.t, o.ref]);
+  const to = dist.get(o.ref);
+  if (dist.has(o.t) || !to || (to.kind !== 'distributed' && to.kind !== 'single-shard')) return null;
+  return unenforcedCitusKeyText(r.table_name, r.constraint_name, referenced, to.kind, to.distributionColumn);
+}
+
+/**
+ * A refused key's error with the server's DETAIL and HINT: Citus says why in the DETAIL alone
+ * ("cannot create foreign key constraint", then which action or layout it does not support). Pure.
+ */
+export function keyErrorText(e: unknown): string {
+  const { detail, hint } = (e ?? {}) as { detail?: unknown; hint?: unknown };
+  const text = [errorText(e), detail, hint].filter((x): x is string => typeof x === 'string' && x !== '').join(': ');
+  return /^cannot create foreign key constraint\b/.test(errorText(e)) ? `${text.replace(/\.$/, '')}. ${CITUS_REFUSED_REMEDY}` : text;
+}
+
+const CITUS_REFUSED_REMEDY =
+  "Remedy: Citus refuses this key in the tables' layout (schema copy's notes said which and why): create by hand a key it accepts, or none (ON DELETE / ON UPDATE actions then fall to the application), " +
+  'and delete its row from shardbridge.deferred_foreign_keys; or change the layout (undistribute_table, create_distributed_table … colocate_with, create_reference_table) and run cutover again';
+
 /** Foreign keys `schema copy` kept aside: created when missing, marked with `created_at`. */
 export async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<ForeignKeyResult[]> {
   if (!(await sinkTablesPresent(dst)).deferred) return [];
@@ -96,6 +143,11 @@ export async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<For
       }
       if (ex[0].fk_exists) res.status = 'already there';
       else {
+        const unenforced = await citusUnenforcedKey(dst, r);
+        if (unenforced) {
+          res.error = unenforced;
+          continue;
+        }
         try {
           await dst.query(`ALTER TABLE ${r.table_name} ADD CONSTRAINT ${quoteIdent(r.constraint_name)} ${r.definition}`);
         } catch (e) {
@@ -108,7 +160,7 @@ export async function createDeferredForeignKeys(dst: pg.ClientBase): Promise<For
       await dst.query('UPDATE shardbridge.deferred_foreign_keys SET created_at = COALESCE(created_at, now()) WHERE table_name = $1 AND constraint_name = $2', [r.table_name, r.constraint_name]);
     } catch (e) {
       res.status = 'failed';
-      res.error = errorText(e);
+      res.error = keyErrorText(e);
     }
   }
   return out;

@@ -44,7 +44,7 @@ export function citusForeignKeyRefusal(fk: ConstraintDef, from: CitusLayout, to:
     if (!distributed(to)) return null;
     return from.kind === 'reference'
       ? 'a reference table cannot reference a distributed table'
-      : 'a local table cannot reference a distributed table';
+      : "a local table cannot reference a distributed table (Citus takes such a key from a table outside its metadata but does not enforce it on the distributed table's deletes and key changes, so cutover does not create it)";
   }
   if (to.kind === 'local') return 'a distributed table can only reference a reference table or a distributed table colocated with it, and the referenced table stays local';
   if (from.kind === 'single-shard' || to.kind === 'single-shard') {

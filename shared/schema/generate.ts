@@ -41,6 +41,10 @@ export function sequenceOwnedBySql(s: SequenceDef, table: { schema: string; name
   return `ALTER SEQUENCE ${qualify(s)} OWNED BY ${qualify(table)}.${quoteIdent(column)}`;
 }
 
+export function setDefaultSql(table: { schema: string; name: string }, column: string, expr: string): string {
+  return `ALTER TABLE ${qualify(table)} ALTER COLUMN ${quoteIdent(column)} SET DEFAULT ${expr}`;
+}
+
 export function columnSql(c: ColumnDef): string {
   const parts = [quoteIdent(c.name), c.type];
   if (c.collation) parts.push(`COLLATE ${c.collation}`);
@@ -66,11 +70,18 @@ export function identityDeferred(t: TableDef): string[] {
 }
 
 /** CREATE TABLE with columns and every constraint except foreign keys (kept aside for cut-over). */
+/**
+ * A check constraint NOT VALID on the source: rows written before it may break it. Left out of
+ * CREATE TABLE, which would make it a valid one that refuses those rows when the sink writes
+ * them (NOT VALID only spares the rows already there when it is added). Pure.
+ */
+export const notValidCheck = (c: ConstraintDef): boolean => c.type === 'c' && / NOT VALID$/.test(c.definition);
+
 export function createTableSql(t: TableDef, dest: { schema: string; name: string }): string {
   const deferred = new Set(identityDeferred(t));
   const lines = [
     ...t.columns.map((c) => columnSql(deferred.has(c.name) ? { ...c, identity: 'd' } : c)),
-    ...t.constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
+    ...t.constraints.filter((c) => c.type !== 'f' && !notValidCheck(c)).map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
   ];
   return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy(t.kind === 'p' ? t.partitionKey : undefined)}`;
 }

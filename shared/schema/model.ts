@@ -131,4 +131,20 @@ export interface SchemaModel {
   /** In dependency order (a domain after the types it is based on). */
   types: TypeDef[];
   sequences: SequenceDef[];
+  /** User functions the tables' defaults, generated columns, check constraints and indexes, or the domains' checks, call (absent: none). */
+  functions?: FunctionUse[];
+}
+
+/** A function outside pg_catalog that a table or domain definition calls: it must exist on the destination before the table is created. */
+export interface FunctionUse {
+  schema: string;
+  name: string;
+  /** `schema.name(argument types)`. */
+  signature: string;
+  /** The extension it belongs to, if any. */
+  extension: string | null;
+  /** What calls it: `check constraint c of app.t`, `default of app.t.col`, `index app.i`... */
+  usedBy: string[];
+  /** `schema.name` of the tables and domains whose definitions call it. */
+  owners: string[];
 }

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { detectCitus, LOCAL_TABLE, readCitusTables, readSchemaSharding, type CitusTable } from './citus-catalog.ts';
 import { DEFERRED_FK_TABLE } from './generate.ts';
-import type { ColumnDef, ConstraintDef, IndexDef, PartitionDef, SchemaModel, SequenceDef, TableDef, TypeDef, ViewDef } from './model.ts';
+import type { ColumnDef, ConstraintDef, FunctionUse, IndexDef, PartitionDef, SchemaModel, SequenceDef, TableDef, TypeDef, ViewDef } from './model.ts';
 import type { DestinationState, DestinationTableState } from './plan.ts';
 
 const TABLES_SQL = `
@@ -128,6 +128,37 @@ SELECT p.oid::int AS oid, n.nspname AS schema, p.typname AS name, p.typtype AS t
   FROM pg_type p JOIN pg_namespace n ON n.oid = p.typnamespace
  WHERE p.oid IN (SELECT oid FROM t) AND n.nspname NOT IN ('pg_catalog', 'information_schema')`;
 
+// Functions outside pg_catalog called by the tables' defaults and generated columns, check
+// constraints, index expressions and predicates, and by the domains' checks (pg_depend records each call).
+const FUNCTIONS_SQL = `
+WITH uses(fn, what, owner) AS (
+  SELECT d.refobjid, CASE WHEN a.attgenerated = '' THEN 'default of ' ELSE 'generated column ' END || c.oid::regclass::text || '.' || quote_ident(a.attname),
+         n.nspname || '.' || c.relname
+    FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass
+    JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+    JOIN pg_class c ON c.oid = ad.adrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE ad.adrelid = ANY($1::oid[])
+  UNION ALL
+  SELECT d.refobjid, 'check constraint ' || quote_ident(co.conname) || ' of ' || COALESCE(NULLIF(co.conrelid, 0)::regclass::text, 'domain ' || NULLIF(co.contypid, 0)::regtype::text),
+         COALESCE((SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = co.conrelid),
+                  (SELECT n.nspname || '.' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = co.contypid))
+    FROM pg_constraint co JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = co.oid AND d.refclassid = 'pg_proc'::regclass
+   WHERE co.conrelid = ANY($1::oid[]) OR co.contypid = ANY($2::oid[])
+  UNION ALL
+  SELECT d.refobjid, 'index ' || i.indexrelid::regclass::text, n.nspname || '.' || c.relname
+    FROM pg_index i JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid AND d.refclassid = 'pg_proc'::regclass
+    JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.indrelid = ANY($1::oid[])
+)
+SELECT n.nspname AS schema, p.proname AS name, p.oid::regprocedure::text AS signature, e.extname AS extension,
+       array_agg(DISTINCT u.what ORDER BY u.what) AS used_by, array_agg(DISTINCT u.owner ORDER BY u.owner) AS owners
+  FROM uses u JOIN pg_proc p ON p.oid = u.fn JOIN pg_namespace n ON n.oid = p.pronamespace
+  LEFT JOIN pg_depend x ON x.classid = 'pg_proc'::regclass AND x.objid = p.oid AND x.deptype = 'e'
+  LEFT JOIN pg_extension e ON e.oid = x.refobjid
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+ GROUP BY 1, 2, 3, 4
+ ORDER BY 3`;
+
 async function inSnapshot<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
@@ -153,6 +184,8 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
     const partitioned = tables.filter((t) => t.kind === 'p').map((t) => t.relid);
     const partitions = partitioned.length ? (await client.query(PARTITIONS_SQL, [partitioned])).rows : [];
     const views = (await client.query(VIEWS_SQL, [relids])).rows;
+    const domains = types.filter((t) => t.typtype === 'd').map((t) => t.oid);
+    const functions = (await client.query(FUNCTIONS_SQL, [relids, domains])).rows;
     const order = new Map(relids.map((r, i) => [r, i]));
     return {
       tables: tables
@@ -184,6 +217,7 @@ export async function readSchemaModel(client: pg.ClientBase, relids: number[]): 
         reads: v.reads ?? [],
       })),
       types: orderTypes(types),
+      functions: functions.map((f): FunctionUse => ({ schema: f.schema, name: f.name, signature: f.signature, extension: f.extension, usedBy: f.used_by, owners: f.owners })),
       sequences: sequences.map((s): SequenceDef => ({
         schema: s.schema,
         name: s.name,
@@ -269,6 +303,13 @@ export async function readDestinationState(
         pairs(viewNames),
       )).rows.map((r) => r.k as string))
     : new Set<string>();
+  const functions = model.functions?.length
+    ? new Set((await client.query(
+        `SELECT DISTINCT n.nspname || '.' || p.proname AS k FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          JOIN unnest($1::text[], $2::text[]) AS w(s, n) ON w.s = n.nspname AND w.n = p.proname`,
+        pairs(model.functions),
+      )).rows.map((r) => r.k as string))
+    : new Set<string>();
   const schemas = (await client.query(`SELECT nspname FROM pg_namespace`)).rows.map((r) => r.nspname as string);
   const tableRows = relRows.filter((r) => r.kind === 'r' || r.kind === 'p');
   const constraints = tableRows.length
@@ -298,6 +339,7 @@ export async function readDestinationState(
     sequences: new Set(relRows.filter((r) => r.kind === 'S').map((r) => `${r.schema}.${r.name}`)),
     tables,
     relations,
+    functions,
     deferredTableExists,
     deferred,
     ...(citus ? await readSchemaSharding(client) : {}),

@@ -15,6 +15,7 @@ import pg from 'pg';
 import { main } from '../../shared/cli/main.ts';
 import { readSchemaModel } from '../../shared/schema/read.ts';
 import { planSchemaCopy } from '../../shared/schema/plan.ts';
+import { citusUnenforcedKey } from '../../shared/migration/foreign-keys.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 
@@ -208,7 +209,7 @@ test('a unique index with the distribution column only in INCLUDE lacks it (Citu
   assert.deepEqual(model.tables[0].indexes.map((i) => [i.name, i.columns]), [['orders_code', ['code']]], 'the key columns, not the INCLUDE ones');
   const citusDest = { citus: true, schemas: new Set([x]), types: new Set<string>(), sequences: new Set<string>(), tables: new Map(), deferredTableExists: false, deferred: new Set<string>() };
   const p = planSchemaCopy(model, citusDest, { distribute: [{ table: `${x}.orders`, column: 'region' }], reference: [], colocate: false, extendKeys: false });
-  assert.match(p.problems.join('\n'), /unique index orders_code \(code\) lacks the distribution column region/);
+  assert.match(p.problems.join('\n'), /unique index orders_code \(code\) INCLUDE \(region\) lacks the distribution column region/);
 });
 
 test('a partitioned table is created with its partitions and indexes, and a view over the tables after them; a second run plans nothing', async (t) => {
@@ -256,4 +257,176 @@ test('a partitioned table is created with its partitions and indexes, and a view
   assert.equal((await dst.query(`SELECT count(*)::int AS n FROM ${x}.events_other`)).rows[0].n, 1);
   const again = await run();
   assert.equal(again.nothingToDo, true, JSON.stringify(again.steps));
+});
+
+test('user functions the tables call: missing on the destination they stop the copy naming them; a refusal while creating names its step', async (t) => {
+  const x = `${SCHEMA}_fn`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`
+    CREATE SCHEMA ${x};
+    CREATE FUNCTION ${x}.norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(t) $$;
+    CREATE DOMAIN ${x}.label AS text CHECK (${x}.norm(VALUE) <> '');
+    CREATE TABLE ${x}.items (tenant_id int, id int NOT NULL, name text CHECK (${x}.norm(name) <> 'x'), tag ${x}.label, PRIMARY KEY (id));
+    CREATE INDEX items_norm ON ${x}.items (${x}.norm(name))`);
+  const srcFile = join(dir, 'source-fn.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  const run = async (...extra: string[]) => {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'items=id', ...extra], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+    return { code, stdout, stderr };
+  };
+  const missing = await run();
+  assert.equal(missing.code, 1, missing.stderr + missing.stdout);
+  assert.match(missing.stdout, new RegExp(`FAIL  function ${x}\\.norm\\(text\\) is missing on the destination \\(called by check constraint items_name_check of ${x}\\.items, check constraint label_check of domain ${x}\\.label, index ${x}\\.items_norm\\), and schema copy creates no function`));
+  assert.equal((await dst.query(`SELECT to_regnamespace($1) AS ns`, [x])).rows[0].ns, null, 'nothing created');
+
+  // One of that name with other arguments: the plan passes it, the destination refuses the table, and the error names the step.
+  await dst.query(`CREATE SCHEMA ${x}`);
+  await dst.query(`CREATE FUNCTION ${x}.norm(t int) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t::text $$`);
+  const refused = await run();
+  assert.equal(refused.code, 1, refused.stdout);
+  assert.match(refused.stderr, new RegExp(`create domain ${x}\\.label: the destination refused it: function ${x}\\.norm\\(text\\) does not exist`));
+  assert.match(refused.stderr, /remedy: nothing was created \(the tables, types and sequences are created in one transaction\)/);
+  assert.equal((await dst.query(`SELECT to_regclass($1) AS t`, [`${x}.items`])).rows[0].t, null);
+
+  await dst.query(`CREATE FUNCTION ${x}.norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(t) $$`);
+  const done = await run('--json');
+  assert.equal(done.code, 0, done.stderr + done.stdout);
+  assert.equal(JSON.parse(done.stdout).done, true);
+  await dst.query(`INSERT INTO ${x}.items (tenant_id, id, name, tag) VALUES (1, 1, 'A', 'b')`);
+  await assert.rejects(dst.query(`INSERT INTO ${x}.items (tenant_id, id, name) VALUES (1, 2, 'X')`), /items_name_check/);
+  if (citus) {
+    // Citus passed the function to the workers with the table: the shards' checks call it.
+    const d = await dst.query(`SELECT partmethod FROM pg_dist_partition WHERE logicalrelid = $1::regclass`, [`${x}.items`]);
+    assert.deepEqual(d.rows, [{ partmethod: 'h' }]);
+  }
+});
+
+test('on Citus a distribution column the source lets be NULL is noted, and Citus refuses a row with NULL there', async (t) => {
+  const x = `${SCHEMA}_null`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.things (id bigint PRIMARY KEY, tenant_id int, name text)`);
+  const srcFile = join(dir, 'source-null.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'things=tenant_id', '--extend-keys', '--json'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  assert.equal(code, 0, stderr + stdout);
+  const notes: string[] = JSON.parse(stdout).notes;
+  const noted = notes.filter((n) => n.startsWith(`${x}.things.tenant_id, its distribution column, allows NULL on the source`));
+  if (!citus) {
+    assert.deepEqual(noted, [], 'nothing is distributed on plain PostgreSQL');
+    return;
+  }
+  assert.equal(noted.length, 1, notes.join('\n'));
+  // What the note says: Citus refuses it (here the extended key's NOT NULL refuses it first).
+  await assert.rejects(dst.query(`INSERT INTO ${x}.things (id, tenant_id) VALUES (1, NULL)`), /null value in column "tenant_id"|NULL in the partition column/);
+});
+
+test('cutover leaves out a key from a table outside Citus\'s metadata to a distributed table, which Citus takes without enforcing it on the distributed side', async (t) => {
+  const x = `${SCHEMA}_lfk`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await dst.query(`CREATE SCHEMA ${x}`);
+  await dst.query(`CREATE TABLE ${x}.tenants (id int PRIMARY KEY)`);
+  await dst.query(`CREATE TABLE ${x}.audit (id int PRIMARY KEY, tenant_id int)`);
+  const row = { table_name: `"${x}"."audit"`, constraint_name: 'audit_tenant_fk', definition: `FOREIGN KEY (tenant_id) REFERENCES "${x}"."tenants"(id) ON DELETE CASCADE` };
+  if (!citus) {
+    assert.equal(await citusUnenforcedKey(dst, row), null, 'plain PostgreSQL enforces it');
+    return;
+  }
+  await dst.query(`SELECT create_distributed_table($1, 'id')`, [`${x}.tenants`]);
+  assert.match((await citusUnenforcedKey(dst, row)) ?? '', new RegExp(`^not created: "${x}"\\."tenants" is distributed by id and "${x}"\\."audit" is a local table outside Citus's metadata`));
+  // What it guards against, as Citus 13.2 does it: the key is taken, and a delete on the distributed side cascades to nothing.
+  await dst.query(`INSERT INTO ${x}.tenants VALUES (1)`);
+  await dst.query(`INSERT INTO ${x}.audit VALUES (1, 1)`);
+  await dst.query(`ALTER TABLE ${x}.audit ADD CONSTRAINT audit_tenant_fk ${row.definition}`);
+  await dst.query(`DELETE FROM ${x}.tenants WHERE id = 1`);
+  assert.equal((await dst.query(`SELECT count(*)::int AS n FROM ${x}.audit`)).rows[0].n, 1, 'the cascade did not reach the local table');
+  // A reference table referenced: Citus makes the local table a Citus local table and enforces the key; not left out.
+  await dst.query(`CREATE TABLE ${x}.plans (id int PRIMARY KEY)`);
+  await dst.query(`SELECT create_reference_table($1)`, [`${x}.plans`]);
+  assert.equal(await citusUnenforcedKey(dst, { ...row, constraint_name: 'audit_plan_fk', definition: `FOREIGN KEY (tenant_id) REFERENCES "${x}"."plans"(id)` }), null);
+});
+
+test('a check constraint NOT VALID on the source is created without it: the rows it spares there are taken, and the note gives it for after cut-over', async (t) => {
+  const x = `${SCHEMA}_nv`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.legacy (id int PRIMARY KEY, v int); INSERT INTO ${x}.legacy VALUES (1, -5);
+                   ALTER TABLE ${x}.legacy ADD CONSTRAINT legacy_v CHECK (v > 0) NOT VALID`);
+  const srcFile = join(dir, 'source-nv.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'legacy=id', '--json'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  assert.equal(code, 0, stderr + stdout);
+  const note = (JSON.parse(stdout).notes as string[]).find((n) => n.startsWith(`${x}.legacy: check constraint legacy_v is NOT VALID on the source`));
+  assert.ok(note, stdout);
+  // The source's row that breaks it, as the sink would write it.
+  await dst.query(`INSERT INTO ${x}.legacy VALUES (1, -5)`);
+  // The note's statement, after cut-over: taken (on Citus too), and new rows are checked.
+  await dst.query(/ALTER TABLE .* NOT VALID/.exec(note)![0]);
+  await assert.rejects(dst.query(`INSERT INTO ${x}.legacy VALUES (2, -5)`), /legacy_v/);
+});
+
+test('a table with a serial column copied into a distributed schema (schema-based sharding on Citus): created, its sequence owned by it, its default working; an ALWAYS identity noted as Citus leaves it', async (t) => {
+  const x = `${SCHEMA}_ten`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.items (id bigserial PRIMARY KEY, name text DEFAULT 'x', n bigint GENERATED ALWAYS AS IDENTITY)`);
+  await dst.query(`CREATE SCHEMA ${x}`);
+  // Citus 12 on: a distributed schema, in which Citus makes every new table single-shard (its sequences distributed).
+  if (citus) await dst.query(`SELECT citus_schema_distribute($1)`, [x]);
+  const srcFile = join(dir, 'source-ten.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3]], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  assert.equal(code, 0, stderr + stdout);
+  const owned = await dst.query(`SELECT pg_get_serial_sequence($1, 'id') AS s`, [`${x}.items`]);
+  assert.equal(owned.rows[0].s, `${x}.items_id_seq`);
+  const row = await dst.query(`INSERT INTO ${x}.items DEFAULT VALUES RETURNING id::int, name`);
+  assert.deepEqual(row.rows, [{ id: 1, name: 'x' }]);
+  // The ALWAYS identity outside the key, created BY DEFAULT: the note's remedy for after cut-over is one the destination takes.
+  const alter = `ALTER TABLE "${x}"."items" ALTER COLUMN "n" SET GENERATED ALWAYS`;
+  if (citus) {
+    const d = await dst.query(`SELECT partmethod, repmodel FROM pg_dist_partition WHERE logicalrelid = $1::regclass`, [`${x}.items`]);
+    assert.deepEqual(d.rows, [{ partmethod: 'n', repmodel: 's' }], 'a single-shard table');
+    assert.match(stdout, new RegExp(`note: ${x}\\.items\\.n is GENERATED ALWAYS AS IDENTITY on the source: .*it stays so after cut-over: Citus refuses`));
+    await assert.rejects(dst.query(alter), /alter table command is currently unsupported/);
+  } else {
+    assert.ok(stdout.includes(`after cut-over, ${alter} (cutover reminds you)`), stdout);
+    await dst.query(alter);
+  }
+});
+
+test('a distribution call Citus refuses names its step with Citus\'s DETAIL, and says that the tables stand', async (t) => {
+  const x = `${SCHEMA}_pt`;
+  t.after(async () => {
+    await dst.query(`DROP SCHEMA IF EXISTS ${x} CASCADE`).catch(() => {});
+  });
+  await src.query(`CREATE SCHEMA ${x}; CREATE TABLE ${x}.places (id int NOT NULL, at point NOT NULL)`);
+  const srcFile = join(dir, 'source-pt.yaml');
+  writeFileSync(srcFile, [`source: { url: "${source.url()}" }`, `tables: { schemas: [${x}] }`, 'kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'].join('\n'));
+  let stdout = '';
+  let stderr = '';
+  // A column type without a hash operator class: nothing the plan foresees, Citus refuses it at the call.
+  const code = await main(['node', 'shardbridge', 'schema', 'copy', '--source-config', srcFile, '--sink-config', args[3], '--distribute', 'places=at'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env: {} });
+  if (!citus) {
+    assert.equal(code, 0, stderr + stdout);
+    return;
+  }
+  assert.equal(code, 1, stdout);
+  assert.match(stderr, new RegExp(`distribute by at ${x}\\.places: the destination refused it: .+: Partition column types must have a default operator class defined`));
+  assert.match(stderr, /remedy: the tables, types and sequences stand, and the steps before this one/);
+  assert.notEqual((await dst.query(`SELECT to_regclass($1) AS t`, [`${x}.places`])).rows[0].t, null);
 });

@@ -86,15 +86,35 @@ async function execute(client: pg.Client, steps: Step[]): Promise<void> {
   if (ddl.length) {
     await client.query('BEGIN');
     try {
-      for (const s of ddl) for (const sql of s.sql) await client.query(sql);
+      for (const s of ddl) await runStep(client, s);
       await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       throw e;
     }
   }
-  for (const s of steps.filter((x) => x.phase === 'distribute')) for (const sql of s.sql) await client.query(sql);
-  for (const s of steps.filter((x) => x.phase === 'views')) for (const sql of s.sql) await client.query(sql);
+  for (const s of steps.filter((x) => x.phase === 'distribute')) await runStep(client, s);
+  for (const s of steps.filter((x) => x.phase === 'views')) await runStep(client, s);
+}
+
+/** One step's statements; a refusal names the step and says what stands (the server's bare text named neither). */
+async function runStep(client: pg.Client, s: Step): Promise<void> {
+  for (const sql of s.sql) {
+    try {
+      await client.query(sql);
+    } catch (e) {
+      if (isReadOnlyRefusal(e)) throw e;
+      // Citus gives its reason in the DETAIL ("cannot distribute relation: t", then why).
+      const detail = (e as { detail?: unknown }).detail;
+      throw new SchemaError(`${s.action} ${s.object}: the destination refused it: ${(e as Error).message}${typeof detail === 'string' && detail ? `: ${detail}` : ''}`, {
+        cause: e,
+        context: { object: s.object, code: (e as { code?: string }).code },
+        remedy: s.phase === 'ddl'
+          ? 'nothing was created (the tables, types and sequences are created in one transaction): fix the cause on the destination, then run schema copy again'
+          : 'the tables, types and sequences stand, and the steps before this one; fix the cause, then run schema copy again: it plans only what is missing',
+      });
+    }
+  }
 }
 
 function report(plan: CopyPlan, dryRun: boolean, json: boolean, ctx: CommandContext): void {

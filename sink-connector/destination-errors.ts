@@ -217,9 +217,9 @@ export function citusWorkerLost(message: string): boolean {
  */
 export function fieldsFromMessage(message: string): { constraint?: string; column?: string } {
   const unquote = (s: string) => s.replace(/""/g, '"');
-  const constraint = /violates (?:check|unique|foreign key|exclusion|not-null) constraint "((?:[^"]|"")+)"/.exec(message)?.[1];
+  const constraint = /violates (?:check|unique|foreign key|exclusion) constraint "((?:[^"]|"")+)"/.exec(message)?.[1];
   const column = /^null value in column "((?:[^"]|"")+)"/.exec(message)?.[1];
-  return { ...(constraint !== undefined && !/violates not-null/.test(message) ? { constraint: unquote(constraint) } : {}), ...(column !== undefined ? { column: unquote(column) } : {}) };
+  return { ...(constraint !== undefined ? { constraint: unquote(constraint) } : {}), ...(column !== undefined ? { column: unquote(column) } : {}) };
 }
 
 /** The SQLSTATE behind `code`: itself, unless it is a Citus relay's XX000 or 58030 whose message names the worker's error. Pure. */

@@ -92,13 +92,11 @@ function compared(shape: TableShape, columns: readonly string[], alias: string):
   });
 }
 
-/** `t.c = k.c` per column, both sides typed (typedRows); a column without `=` compares as its `compareAs` on both sides (relabels). */
+/** `t.c = k.c` per column, both sides typed (typedRows): each side as `compared` gives it. */
 function matches(shape: TableShape, columns: readonly string[], op: '=' | 'IS DISTINCT FROM'): string[] {
-  return columns.map((c) => {
-    const as = shape.table.columns[shape.index.get(c)!].compareAs;
-    const q = quoteIdent(c);
-    return as === undefined ? `t.${q} ${op} k.${q}` : `t.${q}::${as} ${op} k.${q}::${as}`;
-  });
+  const t = compared(shape, columns, 't.');
+  const k = compared(shape, columns, 'k.');
+  return columns.map((_, i) => `${t[i][0]} ${op} ${k[i][0]}`);
 }
 
 function textParams(count: number, from = 1): string {

@@ -12,6 +12,7 @@
  */
 import type pg from 'pg';
 import { ConfigError } from '../errors.ts';
+import { quoteIdent, quoteLiteral } from '../sql.ts';
 
 /** The startup parameter a pooler refused, from its error ("unsupported startup parameter: options"); null otherwise. Pure. */
 export function poolerRefusedParameter(err: unknown): string | null {
@@ -77,10 +78,16 @@ export async function behindPooler(client: pg.Client): Promise<boolean> {
 
 const pidOf = async (c: pg.Client): Promise<number> => Number((await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid);
 
+/** The pid `client` was told at connect (its cancel key: a pooler's own through a pooler). */
+function toldPid(client: pg.ClientBase): number | null {
+  const told = (client as unknown as { processID?: number | null }).processID;
+  return typeof told === 'number' ? told : null;
+}
+
 /** Whether the pid `client` was given at connect (its cancel key) is not `pid`, its session's pg_backend_pid(). */
 export function toldOtherPid(client: pg.ClientBase, pid: number): boolean {
-  const told = (client as unknown as { processID?: number | null }).processID;
-  return typeof told === 'number' && told !== pid;
+  const told = toldPid(client);
+  return told !== null && told !== pid;
 }
 
 const sessionPids = new WeakMap<object, Promise<number | null>>();
@@ -104,10 +111,7 @@ export function learnSessionPid(client: pg.ClientBase): void {
  * (a promise), else the one it was told at connect (at once: a caller registers it synchronously).
  */
 export function sessionPid(client: pg.ClientBase): number | null | Promise<number | null> {
-  const learnt = sessionPids.get(client);
-  if (learnt) return learnt;
-  const told = (client as unknown as { processID?: number | null }).processID;
-  return typeof told === 'number' ? told : null;
+  return sessionPids.get(client) ?? toldPid(client);
 }
 
 /** Read `names` from pg_settings (the session's values, in their own unit). */
@@ -172,6 +176,6 @@ function describe(settings: ReadonlyMap<string, string>): string {
 }
 
 function alterRole(settings: ReadonlyMap<string, string>, role: string | null): string {
-  const r = role === null ? '<sink role>' : `"${role.replace(/"/g, '""')}"`;
-  return [...settings].map(([k, v]) => `ALTER ROLE ${r} SET ${k} = '${v.replace(/'/g, "''")}';`).join(' ');
+  const r = role === null ? '<sink role>' : quoteIdent(role);
+  return [...settings].map(([k, v]) => `ALTER ROLE ${r} SET ${k} = ${quoteLiteral(v)};`).join(' ');
 }

@@ -49,8 +49,8 @@ const REMEMBERED = 4;
  * per problem naming the key and the path, never the content.
  */
 export class FilePassword {
-  private last: string;
   private problem: string | undefined;
+  /** Newest first: [0] is the last good password. */
   private readonly seen: string[];
 
   constructor(
@@ -60,7 +60,6 @@ export class FilePassword {
     first: string,
     private readonly warn: (message: string, context: { key: string; path: string }) => void,
   ) {
-    this.last = first;
     this.seen = [first];
   }
 
@@ -69,8 +68,7 @@ export class FilePassword {
     const read = readPasswordFile(this.path);
     if ('password' in read) {
       this.problem = undefined;
-      if (read.password !== this.last) {
-        this.last = read.password;
+      if (read.password !== this.seen[0]) {
         this.seen.unshift(read.password);
         this.seen.length = Math.min(this.seen.length, REMEMBERED);
       }
@@ -80,7 +78,7 @@ export class FilePassword {
       this.problem = read.problem;
       this.warn(`${this.key} ${this.path}: ${read.problem}; the password last read from it is used meanwhile (put the password in the file again)`, { key: this.key, path: this.path });
     }
-    return this.last;
+    return this.seen[0];
   }
 
   /** The passwords this has held, newest first: masked in whatever a server or a library echoes. */

@@ -39,7 +39,7 @@ import { verifyTableFor } from '../../schema/mapping.ts';
 import { verifyTables } from '../../verify/index.ts';
 import { formatCount } from '../../migration/format.ts';
 import { differingTableTriggerHints, disabledTriggerReminders, readTriggers } from '../../checks/triggers.ts';
-import { detectCitus } from '../../schema/citus-catalog.ts';
+import { detectCitus, LOCAL_TABLE, readCitusTables, type CitusTable } from '../../schema/citus-catalog.ts';
 import { countLargeObjects } from '../../../source-connector/checks.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions } from '../../../source-connector/prepared-xacts.ts';
 import {
@@ -361,18 +361,16 @@ async function identityToRestore(
   );
   if (always.length === 0) return [];
   const wanted = always.map((r) => ({ t: selected[r.i - 1].destination, column: r.column }));
-  // A Citus table (distributed, reference, single-shard: in pg_dist_partition with a colocation group or as a reference) keeps BY DEFAULT.
-  const inCitus = citus
-    ? `EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid AND (p.partmethod <> 'n' OR p.repmodel = 't' OR p.colocationid <> 0))`
-    : 'false';
-  const { rows } = await dst.query<{ i: number; citus_table: boolean }>(
-    `SELECT x.i::int AS i, ${inCitus} AS citus_table FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(s, n, c, i)
+  const { rows } = await dst.query<{ i: number; oid: number }>(
+    `SELECT x.i::int AS i, c.oid::int AS oid FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(s, n, c, i)
        JOIN pg_namespace ns ON ns.nspname = x.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = x.n
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = x.c AND a.attidentity = 'd' ORDER BY 1`,
     [wanted.map((w) => w.t.schema), wanted.map((w) => w.t.name), wanted.map((w) => w.column)],
   );
+  // A Citus table (distributed, reference, single-shard; not a Citus local one) keeps BY DEFAULT.
+  const kinds = citus && rows.length > 0 ? await readCitusTables(dst, rows.map((r) => r.oid)) : new Map<number, CitusTable>();
   return rows.map((r) => {
     const w = wanted[r.i - 1];
-    return { table: `${w.t.schema}.${w.t.name}`, sql: quoteQualified(w.t), column: w.column, citusTable: r.citus_table };
+    return { table: `${w.t.schema}.${w.t.name}`, sql: quoteQualified(w.t), column: w.column, citusTable: (kinds.get(r.oid) ?? LOCAL_TABLE).kind !== 'local' };
   });
 }

@@ -25,7 +25,7 @@ import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { readJson, testSourceConfig, uniquePrefix } from '../helpers/source.ts';
-import { runCli, spawnSourceCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, spawnSourceCli } from '../helpers/cli.ts';
 
 const SCHEMA = `sb_slot_${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-slot-'));
@@ -172,8 +172,10 @@ test('the slot dropped under a streaming source connector: it stops (exit 1) say
   const gone = testSourceConfig({ sourceUrl: config.source.url!, kafka: config.kafka.brokers[0], registry: config.schemaRegistry.url, prefix: uniquePrefix(), extra: { tables: { schemas: [SCHEMA] }, slotName: `sb_gone_${process.pid}` } });
   const file = join(dir, 'gone-source.json');
   writeFileSync(file, JSON.stringify(gone));
-  const child = spawnSourceCli(file);
+  // At info: the slot is active from its snapshot's export on, and ended then it fails the snapshot, not the stream.
+  const child = spawnCli('source', file, { logLevel: 'info', tailBytes: 200_000 });
   try {
+    await waitFor('the source connector streaming', () => child.output().includes('replication stream started') || child.proc.exitCode !== null, { timeoutMs: 60_000, intervalMs: 50 });
     const active = async () => (await db.query('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active', [gone.slotName])).rows[0]?.active_pid as number | undefined;
     const pid = await waitFor('the source connector streaming from its slot', active, { timeoutMs: 60_000, intervalMs: 100 });
     await db.query('SELECT pg_terminate_backend($1::int)', [pid]);

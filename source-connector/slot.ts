@@ -15,6 +15,7 @@ import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
+import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -227,6 +228,11 @@ export async function createSlotWithSnapshot(
   // An 'error' event without a listener would crash the process; failures surface through queries.
   client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
   await client.connect();
+  // Its transaction holds the exported snapshot until every reader has imported it.
+  await resetTransactionTimeout(client, connection.options).catch(async (err: unknown) => {
+    await client.end().catch(() => {});
+    throw err;
+  });
   let rows;
   const wait = slotWait(connection, (client as unknown as { processID: number }).processID, slotName, log, opts);
   try {
@@ -288,6 +294,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     c.on('error', () => {});
     try {
       await c.connect();
+      await resetTransactionTimeout(c, connection.options);
       return await fn(c);
     } finally {
       await c.end().catch(() => {});

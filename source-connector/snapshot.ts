@@ -21,6 +21,7 @@ import { scanCopyRow, transcoderFor, TupleRef } from './row-transcode.ts';
 import { changeToEvents, type ChangeContext } from './envelope.ts';
 import type { Publisher } from './publisher.ts';
 import type { TableVersion } from './table-versions.ts';
+import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 
 export interface ChunkRange {
   /** First page (inclusive). */
@@ -124,6 +125,7 @@ export async function runSnapshot(opts: SnapshotOptions): Promise<Map<number, nu
     await Promise.all(
       clients.map(async (c) => {
         await c.connect();
+        await resetTransactionTimeout(c, opts.connection.options);
         await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         await c.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
       }),

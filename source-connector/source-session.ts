@@ -19,6 +19,7 @@ import { columnDefaults, keyIndexes, loadTypes, resolveTables } from './catalog.
 import { parseLsn } from './pgoutput-decoder.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
 import type { CatalogAccess } from './table-versions.ts';
+import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 
 export interface SourceSession {
   /** Base connection settings (snapshot readers and the walsender add their own options). */
@@ -252,6 +253,7 @@ async function open(connection: pg.ClientConfig, log: Logger): Promise<pg.Client
   c.on('error', (err) => log.debug({ err }, 'source connection error'));
   try {
     await c.connect();
+    await resetTransactionTimeout(c, connection.options);
   } catch (err) {
     await c.end().catch(() => {});
     throw err;

@@ -21,6 +21,7 @@ import {
   markersNeeded, mergeStalls, parseStalledMetric, splitStallError, type PartitionFacts, type SequenceSyncFacts, type SlotFacts, type SnapshotMarker, type StallFacts, type StatusFacts, type TableFacts,
 } from './status.ts';
 import type { EndOffset } from './cutover.ts';
+import { resetTransactionTimeout } from '../timeout-reset.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -36,6 +37,7 @@ export async function connectPg(section: PgConnectionConfig, name: 'source' | 'd
   client.on('error', () => {});
   try {
     await client.connect();
+    if (options) await resetTransactionTimeout(client, config.options);
   } catch (e) {
     await client.end().catch(() => {});
     throw e;

@@ -11,6 +11,7 @@
 import pg from 'pg';
 import { LONG_READ_SETTINGS, SOURCE_SESSION_SETTINGS, sourceSessionOptions } from '../pg-types.ts';
 import { redactUrl } from '../redact.ts';
+import { resetTransactionTimeout } from '../timeout-reset.ts';
 import { compareKeys, diffDigests, differingIndexes, type DigestRow, type KeyDifference, type RangeStat } from './compare.ts';
 import {
   andPredicates,
@@ -94,6 +95,9 @@ export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
   const limit = opts.sampleKeys ?? 10;
   const srcPool = new pg.Pool({ ...withSessionOptions(opts.source), max: parallel });
   const dstPool = new pg.Pool({ ...withSessionOptions(opts.destination), max: parallel });
+  // Queued before the session's first statement; a failure shows in that statement's error.
+  srcPool.on('connect', (c) => void resetTransactionTimeout(c, opts.source.options).catch(() => {}));
+  dstPool.on('connect', (c) => void resetTransactionTimeout(c, opts.destination.options).catch(() => {}));
   // Idle-client errors (server restart) surface on the next query instead of crashing the process.
   srcPool.on('error', () => {});
   dstPool.on('error', () => {});

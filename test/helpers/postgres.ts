@@ -7,14 +7,15 @@
 import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import { testLogger } from './kafka.ts';
 
-export async function getTestDestination(): Promise<{ url: string; release(): Promise<void> }> {
+/** `major`: the PostgreSQL major of the cluster started when SHARDBRIDGE_TEST_DESTINATION is unset (fetched when the machine has another). */
+export async function getTestDestination(opts: { major?: number } = {}): Promise<{ url: string; release(): Promise<void> }> {
   const shared = process.env.SHARDBRIDGE_TEST_DESTINATION;
   if (shared) return { url: shared, release: async () => {} };
-  const cluster = await startPostgres({ name: 'dest', logger: testLogger() });
+  const cluster = await startPostgres({ name: 'dest', logger: testLogger(), major: opts.major });
   return { url: cluster.url(), release: () => cluster.destroy() };
 }
 
 /** A fresh source cluster (wal_level=logical etc.); `settings` override the defaults. Call destroy() when done. */
-export function startTestSource(settings?: Record<string, string>): Promise<PgCluster> {
-  return startPostgres({ name: 'source', settings, logger: testLogger() });
+export function startTestSource(settings?: Record<string, string>, opts: { major?: number } = {}): Promise<PgCluster> {
+  return startPostgres({ name: 'source', settings, logger: testLogger(), major: opts.major });
 }

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { commandDestinationOptions, commandSourceOptions, settingsOptions, sourceSessionOptions } from '../../shared/pg-types.ts';
 import { isReadOnlyRefusal, readOnlyExplained } from '../../source-connector/read-only-default.ts';
+import { transactionTimeoutReset } from '../../shared/timeout-reset.ts';
 
 /** The value the server ends with for each setting: the last `-c name=value` wins. */
 function effective(options: string): Map<string, string> {
@@ -65,4 +66,15 @@ test('default_transaction_read_only refused: where it was set is named, the reme
   assert.equal(isReadOnlyRefusal({ code: '25006' }), true);
   assert.equal(isReadOnlyRefusal({ code: '57014' }), false);
   assert.equal(isReadOnlyRefusal(null), false);
+});
+
+test('transaction_timeout (17+) is reset after connecting by a statement that is a no-op before 17, unless the URL sets it', () => {
+  const sql = transactionTimeoutReset(undefined);
+  assert.equal(sql, `SELECT set_config('transaction_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 170000`);
+  assert.equal(transactionTimeoutReset('-c statement_timeout=5s'), sql);
+  // Not a prefix match on a longer name, nor on the value of another setting.
+  assert.equal(transactionTimeoutReset('-c application_name=transaction_timeout=1'), sql);
+  assert.equal(transactionTimeoutReset('-c transaction_timeout=1h'), undefined);
+  assert.equal(transactionTimeoutReset('-c lock_timeout=1s --transaction_timeout=10min'), undefined);
+  assert.equal(transactionTimeoutReset('-ctransaction_timeout=10min'), undefined);
 });

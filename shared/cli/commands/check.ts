@@ -20,6 +20,7 @@ import { databaseSize, gatherDestinationFacts, sampleWalRate, sourceTableFacts }
 import { renderReport, summarize } from '../../checks/report.ts';
 import { checkServices } from '../../checks/services.ts';
 import { SIGNAL_EXIT_CODES } from '../../shutdown.ts';
+import { resetTransactionTimeout } from '../../timeout-reset.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -152,6 +153,7 @@ async function connect(config: pg.ClientConfig, side: string, target: string, fi
     client = new pg.Client({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
     client.on('error', () => {});
     await client.connect();
+    await resetTransactionTimeout(client, config.options);
     const { rows: [r] } = await client.query(`SELECT current_setting('server_version') AS v, current_database() AS db, current_user AS u`);
     findings.push({ level: 'PASS', check: 'reachable', object: `${side} ${target}`, message: `PostgreSQL ${r.v}, database ${r.db} as ${r.u}` });
     return client;

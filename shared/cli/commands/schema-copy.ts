@@ -17,6 +17,7 @@ import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';
 import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
 import { readDestinationState, readSchemaModel } from '../../schema/read.ts';
+import { resetTransactionTimeout } from '../../timeout-reset.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -36,6 +37,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     await src.connect().catch((err: unknown) => {
       throw connectError(err, sourceConfig.source, 'source');
     });
+    await resetTransactionTimeout(src, srcConfig.options);
     const resolved = await resolveTables(src, sourceConfig.tables);
     if (resolved.missing.length) {
       ctx.err(`shardbridge schema copy: tables.include lists tables that do not exist on the source: ${resolved.missing.join(', ')}\n`);
@@ -54,6 +56,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     await dst.connect().catch((err: unknown) => {
       throw connectError(err, sink.destination, 'destination');
     });
+    await resetTransactionTimeout(dst, dstConfig.options);
     const state = await readDestinationState(dst, model, model.tables.map((t) => mapTable(t, sink.tables).destination));
     const plan = planSchemaCopy(model, state, {
       mapping: sink.tables,

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
-import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
+import { lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
@@ -39,7 +39,7 @@ export interface SourceFacts {
   /** The connection reaches the server through a pooler (shared/checks/pooler.ts); unset: not asked. */
   pooler?: boolean;
   /** Our slot, if it exists. */
-  slot: { active: boolean; activePid: number | null; walStatus: string | null; plugin: string | null } | null;
+  slot: { active: boolean; activePid: number | null; walStatus: string | null; plugin: string | null; invalidationReason?: string | null } | null;
   slotName: string;
   missingTables: string[];
   tablesWithoutPrimaryKey: string[];
@@ -51,6 +51,8 @@ export interface SourceFacts {
   unreadableSequences: string[];
   selectedTables: number;
   maxSlotWalKeepSize: string;
+  /** idle_replication_slot_timeout as SHOW prints it (PostgreSQL 18+; null before). */
+  idleSlotTimeout?: string | null;
   /** Selected tables the role cannot SELECT: the snapshot could not read them. */
   unreadableTables: string[];
   /** Selected tables whose row-level security policies apply to the role: its snapshot would read only the rows they show. */
@@ -117,12 +119,13 @@ export async function gatherSourceFacts(
            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)
              OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
              AS can_replicate,
-           current_setting('max_slot_wal_keep_size') AS keep_size, pg_backend_pid() AS pid`);
+           current_setting('max_slot_wal_keep_size') AS keep_size, current_setting('idle_replication_slot_timeout', true) AS idle_slot_timeout,
+           pg_backend_pid() AS pid`);
   const { resolved } = opts;
   const relids = resolved.tables.map((t) => t.relid);
   const sequences = await tableSequences(client, relids);
   const { rows: slots } = await client.query(
-    `SELECT active, active_pid, wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1`,
+    `SELECT active, active_pid, wal_status, plugin, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason FROM pg_replication_slots s WHERE slot_name = $1`,
     [opts.slotName],
   );
   const { rows: tables } = await client.query(
@@ -164,7 +167,7 @@ export async function gatherSourceFacts(
     role: s.role,
     canReplicate: s.can_replicate === true,
     pooler: toldOtherPid(client, Number(s.pid)),
-    slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin } : null,
+    slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin, invalidationReason: slots[0].invalidation_reason } : null,
     slotName: opts.slotName,
     missingTables: resolved.missing,
     tablesWithoutPrimaryKey: resolved.noPrimaryKey,
@@ -173,6 +176,7 @@ export async function gatherSourceFacts(
     unreadableSequences: sequences.filter((o) => !o.readable).map((o) => o.sequence),
     selectedTables: resolved.tables.length,
     maxSlotWalKeepSize: s.keep_size,
+    idleSlotTimeout: s.idle_slot_timeout,
     unreadableTables: tables.filter((t) => !t.readable).map((t) => t.name),
     rowSecurityTables: tables.filter((t) => t.row_security).map((t) => ({ table: t.name, forced: t.forced, owner: t.owner })),
     unloggedTables: tables.filter((t) => t.unlogged !== null).map((t) => ({ table: t.name, unlogged: t.unlogged[0], sql: t.unlogged[1] })),
@@ -312,7 +316,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   if (f.slot) {
     if (f.slot.walStatus === 'lost') {
-      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" was invalidated (wal_status = lost): changes were lost`, remedy: LOST_SLOT_REMEDY });
+      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" was invalidated (${slotInvalidatedWhy(f.slot.invalidationReason)}): changes were lost`, remedy: lostSlotRemedy(f.slot.invalidationReason) });
     } else if (f.slot.active) {
       out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" is active in another process (pid ${f.slot.activePid})`, remedy: 'stop the other connector, or use a different slotName' });
     } else if (f.slot.plugin && f.slot.plugin !== 'pgoutput') {
@@ -347,6 +351,15 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   if (f.maxSlotWalKeepSize === '-1') {
     out.push({ level: 'WARN', check: 'max_slot_wal_keep_size', object: 'server', message: WAL_KEEP_UNLIMITED, remedy: `${WAL_KEEP_SIZE_REMEDY}: a stall then invalidates the slot instead of filling the disk; a reload is enough (SELECT pg_reload_conf())` });
+  }
+  if (f.idleSlotTimeout && f.idleSlotTimeout !== '0') {
+    out.push({
+      level: 'WARN',
+      check: 'idle_replication_slot_timeout',
+      object: 'server',
+      message: `idle_replication_slot_timeout = ${f.idleSlotTimeout}: a slot no connector streams from for longer (a stopped or stalled source connector, or one taking a long snapshot of a table of its own) is invalidated at the next checkpoint, and the migration must start over from a new snapshot`,
+      remedy: 'ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf();  (for the migration; or a value longer than any stop you plan)',
+    });
   }
   return out;
 }

@@ -16,7 +16,7 @@ import { SourceError } from '../shared/errors.ts';
 import { narrowedOf, publicationNarrowing, slotStatus, type SlotStatus } from './slot.ts';
 import { selectedTableNames, type TableSelection } from './catalog.ts';
 import { HEARTBEAT_PREFIX } from './stream.ts';
-import { LOST_SLOT_REMEDY } from '../shared/migration/remedies.ts';
+import { LOST_SLOT_REMEDY, lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
 import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
 
 /** A vanished or invalidated slot as the error that stops the connector; null when healthy. Pure. */
@@ -28,9 +28,9 @@ export function slotLostError(status: SlotStatus | null, slot: string): SourceEr
     });
   }
   if (status.walStatus === 'lost') {
-    return new SourceError(`replication slot "${slot}" was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost`, {
-      context: { slot },
-      remedy: LOST_SLOT_REMEDY,
+    return new SourceError(`replication slot "${slot}" was invalidated (${slotInvalidatedWhy(status.invalidationReason)}): changes were lost`, {
+      context: { slot, invalidationReason: status.invalidationReason ?? undefined },
+      remedy: lostSlotRemedy(status.invalidationReason),
     });
   }
   return null;

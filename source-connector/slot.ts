@@ -29,6 +29,8 @@ export interface SlotStatus {
   restartLsn: bigint | null;
   /** reserved | extended | unreserved | lost (NULL for a slot that reserved no WAL yet). */
   walStatus: string | null;
+  /** pg_replication_slots.invalidation_reason (PostgreSQL 17+; null before, or while valid). */
+  invalidationReason?: string | null;
   /** pg_current_wal_lsn() at the time of the query. */
   currentLsn: bigint;
 }
@@ -171,7 +173,7 @@ export async function publicationNarrowing(client: pg.ClientBase, publication: s
 export async function slotStatus(client: pg.ClientBase, slotName: string): Promise<SlotStatus | null> {
   const { rows } = await client.query(
     `SELECT s.database, s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
-            s.wal_status, pg_current_wal_lsn()::text AS current
+            s.wal_status, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, pg_current_wal_lsn()::text AS current
        FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slotName],
   );
@@ -186,6 +188,7 @@ export async function slotStatus(client: pg.ClientBase, slotName: string): Promi
     confirmedFlushLsn: r.confirmed === null ? null : parseLsn(r.confirmed),
     restartLsn: r.restart === null ? null : parseLsn(r.restart),
     walStatus: r.wal_status,
+    invalidationReason: r.invalidation_reason,
     currentLsn: parseLsn(r.current),
   };
 }

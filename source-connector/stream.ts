@@ -23,6 +23,7 @@ import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import { MessagePump } from './message-pump.ts';
 import { StreamMessages, type MessageOptions } from './stream-messages.ts';
+import { lostSlotRemedy } from '../shared/migration/remedies.ts';
 
 export { HEARTBEAT_PREFIX } from './stream-messages.ts';
 
@@ -233,10 +234,13 @@ export function classify(err: unknown, slot: string): Error {
     });
   }
   if (e?.code === '55000' && /can no longer get changes|invalidated/i.test(message)) {
-    return new SourceError(`replication slot "${slot}" was invalidated (wal_status lost): changes were lost`, {
+    // The server's DETAIL (17+) says why: "… inactive longer than … idle_replication_slot_timeout".
+    const detail = (err as { detail?: string }).detail;
+    const idle = /idle_replication_slot_timeout/.test(`${message} ${detail ?? ''}`);
+    return new SourceError(`replication slot "${slot}" was invalidated: changes were lost (${detail ?? message})`, {
       cause: err,
       context: { slot },
-      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+      remedy: idle ? lostSlotRemedy('idle_timeout') : 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
     });
   }
   if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !isRetriable(err)) {

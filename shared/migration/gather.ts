@@ -65,6 +65,7 @@ export const COMMAND_KAFKA_TIMEOUTS = { connectionTimeoutMs: 5_000, requestTimeo
 export async function readSlot(client: pg.ClientBase, slotName: string): Promise<SlotFacts | null> {
   const { rows } = await client.query(
     `SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart, s.wal_status,
+            to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason,
             s.safe_wal_size::float8 AS safe, pg_current_wal_lsn()::text AS current,
             pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::float8 AS lag,
             pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::float8 AS retained,
@@ -88,6 +89,7 @@ export async function readSlot(client: pg.ClientBase, slotName: string): Promise
     unsentBytes: r.unsent === null ? null : Math.max(0, r.unsent),
     walRetainedBytes: r.retained === null ? null : Math.max(0, r.retained),
     walStatus: r.wal_status,
+    invalidationReason: r.invalidation_reason,
     safeWalSizeBytes: r.safe,
   };
 }

@@ -23,3 +23,29 @@ export function tableArgument(t: { schema: string; name: string }): string {
 function shellWord(word: string): string {
   return /^[A-Za-z0-9_.\-/]+$/.test(word) || /^<[^>]*>$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
+
+/**
+ * Why a slot was invalidated, from pg_replication_slots.invalidation_reason (PostgreSQL 17+; null
+ * before 17, where exceeding max_slot_wal_keep_size is the one cause on a primary). Pure.
+ */
+export function slotInvalidatedWhy(reason: string | null | undefined): string {
+  switch (reason ?? 'wal_removed') {
+    case 'wal_removed':
+      return 'wal_status = lost, max_slot_wal_keep_size exceeded';
+    case 'idle_timeout':
+      return 'invalidation_reason idle_timeout: inactive longer than idle_replication_slot_timeout';
+    case 'rows_removed':
+      return 'invalidation_reason rows_removed: the server removed catalog rows it still needed';
+    case 'wal_level_insufficient':
+      return 'invalidation_reason wal_level_insufficient: wal_level was set below logical';
+    default:
+      return `invalidation_reason ${reason}`;
+  }
+}
+
+/** LOST_SLOT_REMEDY, and for an idle timeout how to keep the next slot from it. Pure. */
+export function lostSlotRemedy(reason: string | null | undefined): string {
+  return reason === 'idle_timeout'
+    ? `${LOST_SLOT_REMEDY}; first set idle_replication_slot_timeout = 0 for the migration (ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf()): a stopped connector's slot is idle`
+    : LOST_SLOT_REMEDY;
+}

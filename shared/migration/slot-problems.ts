@@ -3,7 +3,7 @@
  * too much WAL, or held by a source connector that no longer advances it. Pure.
  */
 import { formatBytes } from './format.ts';
-import { LOST_SLOT_REMEDY } from './remedies.ts';
+import { LOST_SLOT_REMEDY, lostSlotRemedy, slotInvalidatedWhy } from './remedies.ts';
 import type { OffsetSample, Problem, StatusFacts } from './status.ts';
 
 export function slotProblems(f: StatusFacts): Problem[] {
@@ -29,7 +29,7 @@ export function slotProblems(f: StatusFacts): Problem[] {
   }
   const out: Problem[] = [];
   if (s.walStatus === 'lost') {
-    out.push({ level: 'FAIL', object, message: 'the slot was invalidated (wal_status = lost, max_slot_wal_keep_size exceeded): changes were lost', remedy: LOST_SLOT_REMEDY });
+    out.push({ level: 'FAIL', object, message: `the slot was invalidated (${slotInvalidatedWhy(s.invalidationReason)}): changes were lost`, remedy: lostSlotRemedy(s.invalidationReason) });
   } else if (s.walStatus === 'unreserved') {
     out.push({ level: 'FAIL', object, message: `the slot is about to be invalidated (wal_status = unreserved${s.safeWalSizeBytes !== null ? `, ${formatBytes(s.safeWalSizeBytes)} left` : ''})`, remedy: 'get the source connector streaming now, or raise max_slot_wal_keep_size' });
   } else if (s.walStatus === 'extended') {

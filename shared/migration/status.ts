@@ -34,6 +34,8 @@ export interface SlotFacts {
   /** current − restart_lsn: WAL kept on the source's disk for the slot. */
   walRetainedBytes: number | null;
   walStatus: string | null;
+  /** pg_replication_slots.invalidation_reason (PostgreSQL 17+). */
+  invalidationReason?: string | null;
   /** pg_replication_slots.safe_wal_size: WAL that can still be written before the slot is lost (null: unlimited). */
   safeWalSizeBytes: number | null;
 }

@@ -238,3 +238,26 @@ test('a standby source fails (in recovery), with the version\'s reason, and name
   assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true }).find((x) => x.check === 'standby')!.message, /a read-only standby refuses/);
   assert.deepEqual(judgeSourceFacts(healthy).filter((x) => x.check === 'standby'), []);
 });
+
+test('idle_replication_slot_timeout (PostgreSQL 18) above 0 is warned of: a stopped connector would lose its slot; 0 and older servers are not', () => {
+  const w = judgeSourceFacts({ ...healthy, serverVersionNum: 180004, idleSlotTimeout: '10min' }).filter((f) => f.check === 'idle_replication_slot_timeout');
+  assert.equal(w.length, 1);
+  assert.equal(w[0].level, 'WARN');
+  assert.match(w[0].message, /^idle_replication_slot_timeout = 10min: a slot no connector streams from for longer .* is invalidated at the next checkpoint/);
+  assert.match(w[0].remedy!, /ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf\(\)/);
+  for (const idleSlotTimeout of ['0', null, undefined]) {
+    assert.deepEqual(judgeSourceFacts({ ...healthy, idleSlotTimeout }).filter((f) => f.check === 'idle_replication_slot_timeout'), [], String(idleSlotTimeout));
+  }
+});
+
+test('an invalidated slot is named with its invalidation_reason (17+): the idle timeout gets its own remedy', () => {
+  const lost = (invalidationReason?: string | null) => judgeSourceFacts({ ...healthy, slot: { active: false, activePid: null, walStatus: 'lost', plugin: 'pgoutput', invalidationReason } }).find((f) => f.check === 'slot')!;
+  assert.match(lost(null).message, /invalidated \(wal_status = lost, max_slot_wal_keep_size exceeded\): changes were lost/);
+  assert.match(lost('wal_removed').message, /max_slot_wal_keep_size exceeded/);
+  const idle = lost('idle_timeout');
+  assert.match(idle.message, /invalidated \(invalidation_reason idle_timeout: inactive longer than idle_replication_slot_timeout\): changes were lost/);
+  assert.match(idle.remedy!, /^take a new snapshot: .*; first set idle_replication_slot_timeout = 0 for the migration/);
+  assert.doesNotMatch(lost(null).remedy!, /idle_replication_slot_timeout/);
+  assert.match(lost('wal_level_insufficient').message, /wal_level was set below logical/);
+  assert.match(lost('some_future_reason').message, /invalidation_reason some_future_reason/);
+});

@@ -166,7 +166,9 @@ test('slotLostError: vanished or invalidated slots stop the connector; healthy o
   const lost = slotLostError({ ...healthy, walStatus: 'lost' }, 's')!;
   assert.match(lost.message, /invalidated \(wal_status = lost/);
   assert.match(lost.remedy!, /cleanup --force --drop-topics --drop-control-tables .*empty the destination tables/);
-  assert.equal(isRetriable(lost), false);
+  assert.equal(isRetriable(lost), false);  const idle = slotLostError({ ...healthy, walStatus: 'lost', invalidationReason: 'idle_timeout' }, 's')!;
+  assert.match(idle.message, /invalidated \(invalidation_reason idle_timeout: inactive longer than idle_replication_slot_timeout\)/);
+  assert.match(idle.remedy!, /set idle_replication_slot_timeout = 0/);
 });
 
 test('classify: connection failures are retriable, a missing or invalidated slot is not', () => {

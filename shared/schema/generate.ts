@@ -45,10 +45,11 @@ export function setDefaultSql(table: { schema: string; name: string }, column: s
   return `ALTER TABLE ${qualify(table)} ALTER COLUMN ${quoteIdent(column)} SET DEFAULT ${expr}`;
 }
 
-export function columnSql(c: ColumnDef): string {
+/** `virtualColumns`: the destination takes VIRTUAL generated columns (PostgreSQL 18, not Citus); else they are made STORED. */
+export function columnSql(c: ColumnDef, virtualColumns = false): string {
   const parts = [quoteIdent(c.name), c.type];
   if (c.collation) parts.push(`COLLATE ${c.collation}`);
-  if (c.generated !== null) parts.push(`GENERATED ALWAYS AS (${c.generated}) STORED`);
+  if (c.generated !== null) parts.push(`GENERATED ALWAYS AS (${c.generated}) ${c.virtual && virtualColumns ? 'VIRTUAL' : 'STORED'}`);
   else if (c.identity) {
     const seq = c.identitySequence;
     const opts = seq ? ` (SEQUENCE NAME ${qualify(seq)} ${sequenceOptions(seq)})` : '';
@@ -77,10 +78,10 @@ export function identityDeferred(t: TableDef): string[] {
  */
 export const notValidCheck = (c: ConstraintDef): boolean => c.type === 'c' && / NOT VALID$/.test(c.definition);
 
-export function createTableSql(t: TableDef, dest: { schema: string; name: string }): string {
+export function createTableSql(t: TableDef, dest: { schema: string; name: string }, virtualColumns = false): string {
   const deferred = new Set(identityDeferred(t));
   const lines = [
-    ...t.columns.map((c) => columnSql(deferred.has(c.name) ? { ...c, identity: 'd' } : c)),
+    ...t.columns.map((c) => columnSql(deferred.has(c.name) ? { ...c, identity: 'd' } : c, virtualColumns)),
     ...t.constraints.filter((c) => c.type !== 'f' && !notValidCheck(c)).map((c) => `CONSTRAINT ${quoteIdent(c.name)} ${c.definition}`),
   ];
   return `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${qualify(dest)} (\n  ${lines.join(',\n  ')}\n)${partitionBy(t.kind === 'p' ? t.partitionKey : undefined)}`;

@@ -15,8 +15,10 @@ export interface ColumnDef {
   identity: '' | 'a' | 'd';
   /** Identity sequence options, when identity. */
   identitySequence?: SequenceOptions & { schema: string; name: string };
-  /** Stored generated column expression. */
+  /** Generated column expression (stored, or virtual when `virtual`). */
   generated: string | null;
+  /** A virtual generated column (PostgreSQL 18): computed when read, never stored nor replicated. */
+  virtual?: boolean;
   /** Non-default collation, already quoted (`pg_catalog."C"`). */
   collation: string | null;
 }

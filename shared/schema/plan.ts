@@ -63,6 +63,8 @@ export interface DestinationState {
   distributedSchemas?: Map<string, number>;
   /** `citus.enable_schema_based_sharding` is on for the destination session: a schema created now becomes a distributed schema. */
   schemaBasedSharding?: boolean;
+  /** The destination's server_version_num (absent: taken as before 18). */
+  serverVersionNum?: number;
 }
 
 export interface CopyOptions {
@@ -137,12 +139,15 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
     if (!dest.sequences.has(key(s))) steps.push({ phase: 'ddl', action: 'create sequence', object: key(s), sql: [createSequenceSql(s)] });
   }
 
+  // Citus 13 does not document virtual generated columns: made STORED there, as before 18.
+  const virtualColumns = !dest.citus && (dest.serverVersionNum ?? 0) >= 180000;
   for (const t of model.tables) {
     const d = destOf(t);
     if (dest.tables.has(key(d))) continue;
     for (const c of t.constraints.filter(notValidCheck)) notes.push(notValidCheckNote(d, c));
     const citusTable = dest.citus && (opts.distribute.some((x) => x.table === key(t)) || opts.reference.includes(key(t)) || layoutBefore(dest, d).kind === 'single-shard');
     for (const c of identityDeferred(t)) notes.push(identityDeferredNote(d, c, citusTable));
+    for (const c of t.columns.filter((x) => x.virtual && !virtualColumns)) notes.push(virtualColumnNote(d, c.name, dest.citus));
     const owned = model.sequences.filter((s) => s.ownedBy && s.ownedBy.schema === t.schema && s.ownedBy.table === t.name);
     // Partitions before the indexes, which a partitioned table's then makes on each of them.
     const parentOf = (p: PartitionDef) => (p.parent.schema === t.schema && p.parent.name === t.name ? d : p.parent);
@@ -156,7 +161,7 @@ export function planSchemaCopy(model: SchemaModel, dest: DestinationState, opts:
       action: t.kind === 'p' ? `create partitioned table (${t.partitions?.length ?? 0} partitions)` : 'create table',
       object: key(d),
       sql: [
-        createTableSql(bare, d),
+        createTableSql(bare, d, virtualColumns),
         ...(t.partitions ?? []).map((p) => createPartitionSql(p, parentOf(p))),
         ...t.indexes.map((i) => indexSql(i, t, d)),
         ...owned.map((s) => sequenceOwnedBySql(s, d, s.ownedBy!.column)),
@@ -374,3 +379,9 @@ function layoutBefore(dest: DestinationState, d: { schema: string; name: string 
 }
 
 export { resolveDistribution, resolveTableArg } from './plan-args.ts';
+
+/** A virtual generated column the destination gets STORED: the same values, read as before; they take space. Pure. */
+function virtualColumnNote(d: { schema: string; name: string }, column: string, citus: boolean): string {
+  const why = citus ? 'Citus documents no VIRTUAL generated columns' : 'there are none before PostgreSQL 18';
+  return `${key(d)}.${column} is a virtual generated column on the source: created STORED on the destination (${why}), with the same values; it takes disk space there`;
+}

@@ -252,7 +252,8 @@ function toColumn(c: any): ColumnDef {
     identitySequence: identity && c.seq_name
       ? { schema: c.seq_schema, name: c.seq_name, dataType: c.seq_type, start: c.seq_start, increment: c.seq_increment, min: c.seq_min, max: c.seq_max, cache: c.seq_cache, cycle: c.seq_cycle }
       : undefined,
-    generated: c.generated === 's' ? c.expr : null,
+    generated: c.generated === 's' || c.generated === 'v' ? c.expr : null,
+    ...(c.generated === 'v' ? { virtual: true } : {}),
     collation: c.collation,
   };
 }
@@ -310,7 +311,8 @@ export async function readDestinationState(
         pairs(model.functions),
       )).rows.map((r) => r.k as string))
     : new Set<string>();
-  const schemas = (await client.query(`SELECT nspname FROM pg_namespace`)).rows.map((r) => r.nspname as string);
+  const { rows: nsRows } = await client.query(`SELECT nspname, current_setting('server_version_num')::int AS v FROM pg_namespace`);
+  const schemas = nsRows.map((r) => r.nspname as string);
   const tableRows = relRows.filter((r) => r.kind === 'r' || r.kind === 'p');
   const constraints = tableRows.length
     ? (await client.query(CONSTRAINTS_SQL, [tableRows.map((r) => r.oid)])).rows.filter((c) => c.type === 'p' || c.type === 'u' || c.type === 'x')
@@ -334,6 +336,7 @@ export async function readDestinationState(
     : new Set<string>();
   return {
     citus,
+    serverVersionNum: nsRows[0]?.v as number | undefined,
     schemas: new Set(schemas),
     types: new Set(typeRows.map((r) => r.k)),
     sequences: new Set(relRows.filter((r) => r.kind === 'S').map((r) => `${r.schema}.${r.name}`)),

@@ -89,6 +89,26 @@ test('columns: identity with its sequence, generated, collation, default, NOT NU
   assert.equal(columnSql(orders.columns[5]), '"code" character varying(8) COLLATE pg_catalog."C"');
 });
 
+test('a virtual generated column (PostgreSQL 18) is made VIRTUAL on a destination of 18, STORED before 18 and on Citus, with a note', () => {
+  const total = col('total', 'numeric', { generated: '(amount * (2)::numeric)', virtual: true });
+  assert.equal(columnSql(total, true), '"total" numeric GENERATED ALWAYS AS ((amount * (2)::numeric)) VIRTUAL');
+  assert.equal(columnSql(total), '"total" numeric GENERATED ALWAYS AS ((amount * (2)::numeric)) STORED');
+  const t: TableDef = { ...orders, columns: [...orders.columns, total] };
+  const m: SchemaModel = { ...model, tables: [customers, t] };
+  const sqlOf = (p: ReturnType<typeof planSchemaCopy>) => p.steps.find((x) => x.object === 'public.orders')!.sql[0];
+  const on18 = planSchemaCopy(m, emptyDest({ serverVersionNum: 180001 }), { distribute: [], reference: [], colocate: false, extendKeys: false });
+  assert.match(sqlOf(on18), /"total" numeric GENERATED ALWAYS AS \(\(amount \* \(2\)::numeric\)\) VIRTUAL/);
+  assert.match(sqlOf(on18), /"doubled" numeric GENERATED ALWAYS AS \(\(amount \* \(2\)::numeric\)\) STORED/);
+  assert.equal(on18.notes.filter((n) => /virtual/.test(n)).length, 0);
+  for (const dest of [emptyDest({ serverVersionNum: 170005 }), emptyDest({ serverVersionNum: 180001, citus: true })]) {
+    const p = planSchemaCopy(m, dest, { distribute: [], reference: [], colocate: false, extendKeys: false });
+    assert.match(sqlOf(p), /"total" numeric GENERATED ALWAYS AS \(\(amount \* \(2\)::numeric\)\) STORED/);
+    assert.deepEqual(p.notes.filter((n) => /virtual/.test(n)), [
+      `public.orders.total is a virtual generated column on the source: created STORED on the destination (${dest.citus ? 'Citus documents no VIRTUAL generated columns' : 'there are none before PostgreSQL 18'}), with the same values; it takes disk space there`,
+    ]);
+  }
+});
+
 test('CREATE TABLE has every constraint but the foreign key, under the destination name', () => {
   const sql = createTableSql(orders, { schema: 'app', name: 'orders_v2' });
   assert.match(sql, /^CREATE TABLE "app"\."orders_v2" \(\n {2}"id" bigint GENERATED ALWAYS AS IDENTITY/);

@@ -134,7 +134,8 @@ export function blockedWarning(
     const sink = h.applicationName.startsWith(SINK_APPLICATION) ? ", a sink's session: a member frozen or cut off inside a batch is ended by the sink after batch.idleInTransactionTimeoutMs" : '';
     const query = h.query ? `: ${JSON.stringify(h.query)}` : '';
     const op = citusOps.get(h.pid);
-    if (op) return `pid ${h.pid}, ${op} (${h.applicationName || h.backendType || 'no application_name'}, in a transaction for ${h.transactionSeconds} s)${query}`;
+    const who = h.applicationName || (h.backendType && h.backendType !== 'client backend' ? h.backendType : 'no application_name');
+    if (op) return `pid ${h.pid}, ${op} (${who}, in a transaction for ${h.transactionSeconds} s)${query}`;
     return `pid ${h.pid} (${h.applicationName || 'no application_name'}, ${h.state || 'no state'}, in a transaction for ${h.transactionSeconds} s${sink})${query}`;
   });
   const ends = [

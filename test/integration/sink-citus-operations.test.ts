@@ -15,6 +15,9 @@ import { CREATE_SINK_TABLES_SQL } from '../../sink-connector/offsets.ts';
 import { stagingTableName } from '../../sink-connector/staging-sql.ts';
 import type { ApplyTable } from '../../sink-connector/sink-change.ts';
 import { qualifiedName } from '../../sink-connector/upsert-batch.ts';
+import { catalogDriftSql } from '../../sink-connector/catalog-drift.ts';
+import { readDestinationTables, type DestinationTable } from '../../sink-connector/destination-catalog.ts';
+import { detectCitus } from '../../shared/schema/citus-catalog.ts';
 
 const SCHEMA = `sb_citusops_${process.pid}_${Date.now().toString(36)}`;
 let release: () => Promise<void> = async () => {};
@@ -92,4 +95,54 @@ test("a distributed target's staging table has REPLICA IDENTITY FULL, also one a
     await upsertViaStaging(db, queryWith(db), t, ['id', 'v'], { rows: [['1', 'c'], ['3', 'd']] }, new Set());
     assert.deepEqual((await db.query(`SELECT id, v FROM ${qualifiedName(t)} ORDER BY id`)).rows, [{ id: 1, v: 'c' }, { id: 2, v: 'b' }, { id: 3, v: 'd' }]);
   }
+});
+
+test('a table distributed anew while the sink writes to it (create_distributed_table, alter_distributed_table, undistribute_table) is a catalog change: read afresh, its staging table follows', async () => {
+  const info = await detectCitus(db);
+  const name = 'relaid';
+  const rel = `${pg.escapeIdentifier(SCHEMA)}.${name}`;
+  await db.query(`CREATE TABLE ${rel} (id integer PRIMARY KEY, v text)`);
+  // As table-state.ts builds it from the catalog read.
+  const read = async (): Promise<ApplyTable> => {
+    const [d]: DestinationTable[] = await readDestinationTables(db, [{ schema: SCHEMA, name }], info);
+    return { ...table(name), citus: d.citus, distributionColumn: d.distributionColumn ?? undefined, digest: d.digest, staging: info.present ? 'shared' : 'session' };
+  };
+  const drift = async (t: ApplyTable) => (await db.query(catalogDriftSql([t])!)).rows.map((r) => r.name as string);
+  let n = 0;
+  const write = async (t: ApplyTable) => {
+    await ensureStaging(db, queryWith(db), t);
+    n++;
+    // In the batch's transaction, as the sink does (session staging is emptied by each commit).
+    await db.query('BEGIN');
+    await upsertViaStaging(db, queryWith(db), t, ['id', 'v'], { rows: [[String(n), `v${n}`]] }, new Set());
+    await db.query('COMMIT');
+    assert.equal((await db.query(`SELECT count(*)::int AS c FROM ${rel}`)).rows[0].c, n);
+  };
+  const colocated = async (t: ApplyTable) =>
+    (await db.query(`SELECT s.colocationid = g.colocationid AS ok FROM pg_dist_partition s, pg_dist_partition g WHERE s.logicalrelid = $1::regclass AND g.logicalrelid = $2::regclass`, [stagingTableName(t), rel])).rows[0]?.ok === true;
+
+  let t = await read();
+  await write(t);
+  assert.deepEqual(await drift(t), [], 'nothing changed');
+  if (!citus) return;
+
+  await db.query(`SELECT create_distributed_table($1, 'id', shard_count => 4)`, [rel]);
+  assert.deepEqual(await drift(t), [`${SCHEMA}.${name}`], 'distributed: its layout changed, not its columns');
+  t = await read();
+  assert.equal(t.citus, 'distributed');
+  await write(t);
+  assert.ok(await colocated(t), 'the staging table, a coordinator table before, distributed colocated with it');
+
+  // Another shard count: another colocation group (the staging table is left in the old one).
+  await db.query(`SELECT alter_distributed_table($1, shard_count => 2, cascade_to_colocated => false)`, [rel]);
+  assert.deepEqual(await drift(t), [`${SCHEMA}.${name}`], 'another shard count');
+  t = await read();
+  await write(t);
+  assert.ok(await colocated(t), 'the staging table made anew in the new group');
+
+  await db.query(`SELECT undistribute_table($1, cascade_via_foreign_keys => false)`, [rel]);
+  assert.deepEqual(await drift(t), [`${SCHEMA}.${name}`], 'undistributed');
+  t = await read();
+  assert.equal(t.citus, 'local');
+  await write(t);
 });

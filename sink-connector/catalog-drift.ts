@@ -18,11 +18,22 @@ import { qualifiedName } from './upsert-batch.ts';
  * Types by oid and typmod, not format_type(): that names a type outside the session's
  * search_path with its schema, so two sessions could digest one catalog apart.
  * Null when the relation does not exist. Read with the catalog and compared in every commit.
+ *
+ * `citus`: also the table's Citus layout (pg_dist_partition: kind, colocation group, distribution
+ * column). create_distributed_table, alter_distributed_table (another shard count: another
+ * colocation group) and undistribute_table leave the columns and key as they were, so on
+ * Citus 13.2 the sink went on with the layout it had read: its staging table a coordinator
+ * table beside a distributed target, or colocated with the old group, every merge then going
+ * through the coordinator until the sink restarted. Now the batch is applied again with the
+ * catalog read afresh, and the staging table follows (staging-layout.ts).
  */
-export function catalogDigestSql(rel: string): string {
+export function catalogDigestSql(rel: string, citus = false): string {
+  const layout = citus
+    ? ` || coalesce((SELECT ' citus ' || p.partmethod::text || ' ' || p.colocationid::text || ' ' || coalesce(p.partkey, '') FROM pg_dist_partition p WHERE p.logicalrelid = ${rel}), '')`
+    : '';
   return (
     `(SELECT md5(string_agg(a.attname || ' ' || a.atttypid::text || ':' || a.atttypmod::text || ' ' || a.attnotnull::text || a.attgenerated::text || a.attidentity::text, ',' ORDER BY a.attnum) ` +
-    `|| coalesce((SELECT ' pk ' || i.indkey::text FROM pg_index i WHERE i.indrelid = ${rel} AND i.indisprimary), '')) ` +
+    `|| coalesce((SELECT ' pk ' || i.indkey::text FROM pg_index i WHERE i.indrelid = ${rel} AND i.indisprimary), '')${layout}) ` +
     `FROM pg_attribute a WHERE a.attrelid = ${rel} AND a.attnum > 0 AND NOT a.attisdropped)`
   );
 }
@@ -32,6 +43,8 @@ export interface DigestedTable {
   name: string;
   /** catalogDigestSql's value when the catalog was read. */
   digest?: string;
+  /** 'shared' on a Citus destination (table-state.ts): the digest then holds the Citus layout. */
+  staging?: 'shared' | 'session';
 }
 
 /** Marks the error the commit's check raises (an integer cast of this text fails with it in the message). */
@@ -49,9 +62,10 @@ export function catalogDriftSql(tables: readonly DigestedTable[]): string | null
     values.push(`(${quoteLiteral(rel)}, ${quoteLiteral(`${t.schema}.${t.name}`)}, ${quoteLiteral(t.digest)})`);
   }
   if (values.length === 0) return null;
+  const citus = tables.some((t) => t.staging === 'shared');
   return (
     `SELECT v.name FROM (VALUES ${values.join(', ')}) AS v(rel, name, digest) CROSS JOIN LATERAL (SELECT to_regclass(v.rel) AS oid) AS r ` +
-    `WHERE ${catalogDigestSql('r.oid')} IS DISTINCT FROM v.digest`
+    `WHERE ${catalogDigestSql('r.oid', citus)} IS DISTINCT FROM v.digest`
   );
 }
 

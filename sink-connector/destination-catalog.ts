@@ -32,11 +32,14 @@ export interface DestinationTable {
 
 // Each query takes every table at once: over thousands of tables (a schema per tenant) one
 // round trip per table and query took the sink's start seconds.
-const TABLES_SQL = `
-SELECT x.i::int AS i, c.oid::int AS oid, c.relpersistence = 'u' AS unlogged, ${catalogDigestSql('c.oid')} AS digest
+const tablesSql = (citus: boolean) => `
+SELECT x.i::int AS i, c.oid::int AS oid, c.relpersistence = 'u' AS unlogged, ${catalogDigestSql('c.oid', citus)} AS digest
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(schema, name, i)
   JOIN pg_namespace n ON n.nspname = x.schema
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = x.name AND c.relkind IN ('r', 'p')`;
+
+const TABLES_SQL = tablesSql(false);
+const TABLES_SQL_CITUS = tablesSql(true);
 
 const COLUMNS_SQL = `
 SELECT a.attrelid::int AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
@@ -70,7 +73,7 @@ export async function readDestinationTable(client: pg.ClientBase, schema: string
 
 /** The catalogs of `tables`, in their order, in five queries whatever their number. */
 export async function readDestinationTables(client: pg.ClientBase, tables: readonly { schema: string; name: string }[], citus: CitusInfo): Promise<DestinationTable[]> {
-  const { rows: rel } = await client.query(TABLES_SQL, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const { rows: rel } = await client.query(citus.present ? TABLES_SQL_CITUS : TABLES_SQL, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
   const found = new Map<number, { oid: number; unlogged: boolean; digest: string }>(rel.map((r) => [r.i - 1, { oid: r.oid, unlogged: r.unlogged === true, digest: r.digest }]));
   const oids = [...found.values()].map((f) => f.oid);
   const byOid = <R extends { oid: number }>(rows: R[]) => {

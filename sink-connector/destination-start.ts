@@ -105,6 +105,23 @@ async function checkSessions(conn: pg.ClientConfig, options: string, other: pg.C
 }
 
 /**
+ * `check`'s view of what the sink's start refuses of a pooler (checkSessions): its sessions
+ * opened as its pool will, beside `other` (check's own connection). The ConfigError the start
+ * would throw, null when it would start, and `pooler` whether it goes through a (session) pooler.
+ */
+export async function sinkSessionsRefusal(config: SinkConfig, other: pg.Client): Promise<{ refusal: ConfigError | null; pooler: boolean }> {
+  const conn = connectionConfig(config.destination, { section: 'destination', application_name: 'shardbridge-check' });
+  const citus = await detectCitus(other);
+  const { rows: [r] } = await other.query('SELECT current_user AS role');
+  try {
+    return { refusal: null, pooler: await checkSessions(conn, sessionOptions(config, citus.present), other, String(r.role)) };
+  } catch (err) {
+    if (err instanceof ConfigError) return { refusal: err, pooler: true };
+    throw err;
+  }
+}
+
+/**
  * What a destination database not in UTF8 means, said at start; null for UTF8. The source's text
  * arrives as UTF8 (its records are Avro strings): a LATIN1 (or other single-byte) database refuses
  * a character it has no code for (22P05), which stalls that record's partition; SQL_ASCII stores

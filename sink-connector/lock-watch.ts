@@ -22,6 +22,7 @@ import type { Chunk } from './apply.ts';
 import { HOLDER_COLUMNS } from './lock-holder.ts';
 import { quoteLiteral } from '../shared/sql.ts';
 import { sessionPid } from '../shared/checks/pooler.ts';
+import { CITUS_OPERATION_NOTE, citusOperation } from './citus-holders.ts';
 
 /** A session blocking a lane's backend, as pg_stat_activity shows it. */
 export interface BlockingSession {
@@ -32,6 +33,8 @@ export interface BlockingSession {
   transactionSeconds: number;
   /** Its current (or last) statement, cut to QUERY_CHARS. */
   query: string;
+  /** pg_stat_activity.backend_type (a background worker's type: Citus's rebalancer tasks). */
+  backendType?: string;
   /**
    * pid 0: a prepared transaction (two-phase commit), which has no session; these are the gids
    * of the database's prepared transactions, oldest first (one of them holds the lock).
@@ -115,7 +118,9 @@ export function blockedWarning(
   for (const b of blocked) partitions.set(b.topic, [...(partitions.get(b.topic) ?? []), b.partition]);
   const where = [...partitions].map(([topic, ps]) => `${topic}[${ps.sort((x, y) => x - y).join(', ')}]`).join(', ');
   const secs = Math.round(Math.max(...blocked.map((b) => b.waitedMs)) / 1000);
-  const others = holders.filter((h) => h.pid !== 0 && !h.applicationName.startsWith(SINK_APPLICATION));
+  // Citus's own (a shard move, the rebalancer, a table distributed anew) end by themselves: not to be ended.
+  const citusOps = new Map(holders.map((h) => [h.pid, h.pid === 0 ? null : citusOperation(h)]));
+  const others = holders.filter((h) => h.pid !== 0 && !h.applicationName.startsWith(SINK_APPLICATION) && citusOps.get(h.pid) === null);
   const gids = holders.find((h) => h.pid === 0)?.prepared ?? [];
   // Citus's own (its two-phase commit of a distributed transaction) are apart: its recovery ends them.
   const citus = gids.filter(isCitusGid);
@@ -128,6 +133,9 @@ export function blockedWarning(
     if (h.pid === 0) return `a prepared transaction (two-phase commit: no session holds it)${listed.length ? `, ${listed.join(', ')}` : ''}`;
     const sink = h.applicationName.startsWith(SINK_APPLICATION) ? ", a sink's session: a member frozen or cut off inside a batch is ended by the sink after batch.idleInTransactionTimeoutMs" : '';
     const query = h.query ? `: ${JSON.stringify(h.query)}` : '';
+    const op = citusOps.get(h.pid);
+    const who = h.applicationName || (h.backendType && h.backendType !== 'client backend' ? h.backendType : 'no application_name');
+    if (op) return `pid ${h.pid}, ${op} (${who}, in a transaction for ${h.transactionSeconds} s)${query}`;
     return `pid ${h.pid} (${h.applicationName || 'no application_name'}, ${h.state || 'no state'}, in a transaction for ${h.transactionSeconds} s${sink})${query}`;
   });
   const ends = [
@@ -136,6 +144,7 @@ export function blockedWarning(
       ? [`end a prepared transaction its transaction manager lost with COMMIT PREPARED or ROLLBACK PREPARED '<gid>' (SELECT gid, prepared, owner FROM pg_prepared_xacts lists them)`]
       : []),
     ...(citus.length > 0 ? [CITUS_PREPARED_REMEDY] : []),
+    ...([...citusOps.values()].some((o) => o !== null) ? [CITUS_OPERATION_NOTE] : []),
   ];
   const remedy = ends.length > 0 ? ends.join('; ') : undefined;
   const verb = kind === 'still' ? `still wait, for ${secs} s now,` : kind === 'changed' ? `now wait (for ${secs} s in all)` : `have waited ${secs} s`;
@@ -167,7 +176,7 @@ export function chunkTables(chunk: Pick<Chunk, 'records' | 'fast'>): string[] {
 /** Each given backend's blockers and the relations it waits to lock; no row for one not blocked. */
 const BLOCKERS_SQL = `SELECT w.pid AS waiter,
   (SELECT array_agg(DISTINCT l.relation::regclass::text) FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted AND l.relation IS NOT NULL) AS relations,
-  ${HOLDER_COLUMNS}, left(coalesce(a.query, ''), ${QUERY_CHARS}) AS query, b.pid AS blocker,
+  ${HOLDER_COLUMNS}, left(coalesce(a.query, ''), ${QUERY_CHARS}) AS query, coalesce(a.backend_type, '') AS backend_type, b.pid AS blocker,
   -- pg_blocking_pids gives 0 for a prepared transaction: it has no session in pg_stat_activity.
   CASE WHEN b.pid = 0 THEN (SELECT array_agg(p.gid ORDER BY p.prepared) FROM pg_prepared_xacts p WHERE p.database = current_database()) END AS prepared
 FROM unnest($1::int[]) AS w(pid)
@@ -323,7 +332,7 @@ export class LockWatch {
     for (const r of rows) {
       let e = out.get(r.waiter);
       if (!e) out.set(r.waiter, (e = { holders: [], relations: r.relations ?? [] }));
-      e.holders.push({ pid: r.blocker, applicationName: r.app, state: r.state, waitEvent: r.wait_event, transactionSeconds: Math.round(r.secs), query: r.query, ...(r.blocker === 0 ? { prepared: r.prepared ?? [] } : {}) });
+      e.holders.push({ pid: r.blocker, applicationName: r.app, state: r.state, waitEvent: r.wait_event, transactionSeconds: Math.round(r.secs), query: r.query, backendType: r.backend_type, ...(r.blocker === 0 ? { prepared: r.prepared ?? [] } : {}) });
     }
     return out;
   }

@@ -5,6 +5,14 @@
  * shards but goes through the coordinator. The staging table outlives the sink, so a target
  * distributed anew since (`alter_distributed_table`: another shard count, column or
  * colocation) finds it made for the old layout, and a retyped one with old column types.
+ *
+ * A distributed staging table has REPLICA IDENTITY FULL: its shards move with the target's
+ * (one colocation group), and Citus moves shards by logical replication (citus_move_shard_placement's
+ * and the rebalancer's default), which it refuses for a table without a replica identity. A
+ * staging table with none, key-less by design, made every online shard move and rebalance of
+ * its target fail ('cannot use logical replication to transfer shards of the relation …', seen on
+ * Citus 13.2). It holds no committed rows, so FULL costs the old row of each staged row's DELETE
+ * in the workers' WAL, nothing more.
  */
 import { quoteIdent, quoteLiteral } from '../shared/sql.ts';
 import type { ApplyTable } from './sink-change.ts';
@@ -82,7 +90,12 @@ export interface StagingColumn {
   type: string;
   attnotnull: boolean;
   attisdropped: boolean;
+  /** The table's pg_class.relreplident (the same on every row): 'f' for FULL. */
+  replident?: string;
 }
+
+/** The staging table's replica identity made FULL (module comment: shard moves). */
+export const stagingIdentitySql = (table: ApplyTable): string => `ALTER TABLE ${stagingTableName(table)} REPLICA IDENTITY FULL`;
 
 /** PostgreSQL's MaxHeapAttributeNumber: the column numbers a table may use, dropped columns' included (never reused). */
 export const MAX_TABLE_COLUMNS = 1600;
@@ -125,21 +138,25 @@ export function stagingColumnChanges(table: ApplyTable, rows: readonly StagingCo
  * 'ok' when the target needs no colocated one) and its `columns` read under the lock: made
  * anew (DROP, CREATE … LIKE the target, distributed colocated with it) when laid out for
  * another layout or past 1,600 column numbers, else distributed if not yet and altered; then
- * the NOT NULLs the merge never fills dropped. The new table takes the target's shard count
- * through colocate_with. Pure.
+ * the NOT NULLs the merge never fills dropped; a distributed one's replica identity made FULL
+ * (before it is distributed when made here: no shards to alter). The new table takes the
+ * target's shard count through colocate_with. Pure.
  */
 export function stagingPrepareSql(table: ApplyTable, layout: 'absent' | 'ok' | 'stale', columns: readonly StagingColumn[]): string[] {
   const alters = layout === 'stale' ? null : stagingColumnChanges(table, columns);
   const distribute = layout === 'ok' && alters !== null ? null : distributeStagingSql(table);
+  const identity = colocates(table) ? stagingIdentitySql(table) : null;
   if (alters === null) {
     // Made anew from the target (LIKE): its columns, NOT NULL included, and no dropped ones.
     const nullable = stagingNullableSql(table, table.columns.filter((c) => c.notNull).map((c) => c.name));
-    return [`DROP TABLE ${stagingTableName(table)}`, createStagingSql(table), distribute, nullable].filter((s): s is string => s !== null);
+    return [`DROP TABLE ${stagingTableName(table)}`, createStagingSql(table), identity, distribute, nullable].filter((s): s is string => s !== null);
   }
+  // One made before this (or by an older sink) may have none: altered in place, shards included.
+  const missing = identity !== null && columns.length > 0 && columns[0].replident !== 'f' ? identity : null;
   const wanted = new Set(table.columns.map((c) => c.name));
   const nullable = stagingNullableSql(
     table,
     columns.filter((r) => !r.attisdropped && r.attnotnull && wanted.has(r.attname)).map((r) => r.attname),
   );
-  return [distribute, ...alters, nullable].filter((s): s is string => s !== null);
+  return [layout === 'absent' ? missing : null, distribute, ...alters, nullable, layout === 'absent' ? null : missing].filter((s): s is string => s !== null);
 }

@@ -146,7 +146,7 @@ async function createStaging(q: Query, table: ApplyTable): Promise<void> {
   }
 }
 
-const STAGING_COLUMNS_SQL = `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attisdropped
+const STAGING_COLUMNS_SQL = `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attisdropped, c.relreplident::text AS replident
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0`;
 

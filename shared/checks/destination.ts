@@ -20,8 +20,8 @@ export interface SourceTableFacts {
   table: string;
   keyColumns: string[];
   replicaIdentity: 'default' | 'full' | 'index' | 'nothing';
-  /** Columns with `format_type` text, and the collation of a collatable one. */
-  columns: { name: string; type: string; collation?: Collation }[];
+  /** Columns with `format_type` text, and the collation of a collatable one; notNull as the source has it (unset: not known). */
+  columns: { name: string; type: string; collation?: Collation; notNull?: boolean }[];
   /** GENERATED columns, which pgoutput does not send. */
   generatedColumns?: string[];
 }
@@ -240,7 +240,10 @@ function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {
   if (!f.citus.present) return [];
   const d = t.destination;
   const dest = plain(t.mapped.destination);
-  if (d.citus !== 'local') return [{ level: 'PASS', check: 'distribution', object: dest, message: describeCitusTable(d.citus, d.distributionColumn) }];
+  if (d.citus !== 'local') {
+    const nullable = nullableDistribution(t);
+    return [{ level: 'PASS', check: 'distribution', object: dest, message: describeCitusTable(d.citus, d.distributionColumn) }, ...(nullable ? [nullable] : [])];
+  }
   return [{
     level: f.requireDistributed ? 'FAIL' : 'WARN',
     check: 'distribution',
@@ -248,6 +251,27 @@ function judgeDistribution(t: TableComparison, f: DestinationFacts): Finding[] {
     message: `${dest} is a local table on the Citus coordinator: all its rows would land on the coordinator`,
     remedy: `before any data arrives: SELECT create_distributed_table('${qn(t.mapped.destination).replace(/'/g, "''")}', '<column>');  (or create_reference_table for a small table; shardbridge schema copy --distribute TABLE=COLUMN)`,
   }];
+}
+
+/**
+ * A distribution column filled from a source column that allows NULL (the key extended with it,
+ * or made NOT NULL on the destination alone): Citus refuses a row with NULL there ("cannot
+ * perform an INSERT with NULL in the partition column"), so such a row stops the sink at the
+ * table. schema copy notes it; so does check, for a destination made by hand.
+ */
+function nullableDistribution(t: TableComparison): Finding | null {
+  const column = t.destination.distributionColumn;
+  if (t.destination.citus !== 'distributed' || !column) return null;
+  const source = t.source.columns.find((c) => destColumn(t.mapped, c.name) === column);
+  if (!source || source.notNull !== false || t.source.keyColumns.includes(source.name)) return null;
+  const table = `${q(t.source.schema)}.${q(t.source.table)}`;
+  return {
+    level: 'WARN',
+    check: 'distribution column',
+    object: plain(t.mapped.destination),
+    message: `${plain(t.mapped.destination)}.${column}, its distribution column, is filled from ${t.source.name}.${source.name}, which allows NULL on the source; Citus refuses a row with NULL there ("cannot perform an INSERT with NULL in the partition column"): such a row would stop the sink at this table`,
+    remedy: `check that no source row has it (SELECT count(*) FROM ${table} WHERE ${q(source.name)} IS NULL) and keep it so: ALTER TABLE ${table} ALTER COLUMN ${q(source.name)} SET NOT NULL on the source; or distribute by a NOT NULL column`,
+  };
 }
 
 function judgeForeignKeys(t: TableComparison, replica: boolean, citus: boolean): Finding[] {

@@ -15,7 +15,7 @@ import { canSetReplicationRole, readTriggers, type ReplicationRole } from './tri
 
 // Generated columns apart, as in the source catalog: pgoutput does not send them.
 const COLUMN_TYPES_SQL = `
-SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated,
+SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated, a.attnotnull AS not_null,
        co.collname AS collation, co.collisdeterministic AS deterministic
   FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
@@ -59,7 +59,7 @@ export async function sourceTableFacts(client: pg.ClientBase, tables: TableInfo[
     replicaIdentity: t.replicaIdentity,
     columns: rows
       .filter((r) => r.relid === t.relid && !r.generated)
-      .map((r) => ({ name: r.name, type: r.type, ...(r.collation === null ? {} : { collation: { name: r.collation, deterministic: r.deterministic } }) })),
+      .map((r) => ({ name: r.name, type: r.type, notNull: r.not_null === true, ...(r.collation === null ? {} : { collation: { name: r.collation, deterministic: r.deterministic } }) })),
     generatedColumns: rows.filter((r) => r.relid === t.relid && r.generated).map((r) => r.name as string),
   }));
 }

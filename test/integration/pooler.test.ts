@@ -21,6 +21,7 @@ import { capturingLogger, testLogger } from '../helpers/kafka.ts';
 import { Gauge } from 'prom-client';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { LockWatch } from '../../sink-connector/lock-watch.ts';
+import { sinkSessionFindings } from '../../shared/cli/commands/check.ts';
 
 const ROLE = `sb_pooler_${process.pid}`;
 const releases: (() => Promise<void>)[] = [];
@@ -163,5 +164,28 @@ test("check's source findings: a FAIL naming the pooler behind PgBouncer, none o
   const [through] = await findings(bouncers.session.url(db));
   assert.equal(through?.level, 'FAIL');
   assert.match(through.message, /^source\.url leads to PgBouncer or another connection pooler/);
+  assert.deepEqual(await findings(adminUrl), []);
+});
+
+test("check's destination findings: the sink's refusal of a transaction pool is a FAIL, a session pool keeping its settings a PASS, the server itself nothing", async () => {
+  const findings = async (url: string) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return await sinkSessionFindings(sinkConfig(url), c);
+    } finally {
+      await c.end();
+    }
+  };
+  const [transaction] = await findings(bouncers.transaction.url(db, ROLE));
+  assert.equal(transaction?.level, 'FAIL');
+  assert.equal(transaction.check, 'connection pooler');
+  assert.match(transaction.message, /^the sink would refuse to start: destination\.url leads to PgBouncer or another connection pooler in transaction \(or statement\) pooling/);
+  assert.match(transaction.remedy ?? '', /pool_mode = session/);
+  // Its options dropped (ignore_startup_parameters), the settings not on the role: refused too.
+  const [dropped] = await findings(bouncers.session.url(db));
+  assert.equal(dropped?.level, 'FAIL');
+  assert.match(dropped.message, /dropped the sink's startup options .*: its sessions run with synchronous_commit is on, not off/);
+  assert.deepEqual((await findings(bouncers.session.url(db, ROLE))).map((f) => `${f.level} ${f.check}`), ['PASS connection pooler']);
   assert.deepEqual(await findings(adminUrl), []);
 });

@@ -212,6 +212,23 @@ test('destination on Citus: distribution, key plus distribution column, REPLICA 
   assert.equal(judge(t, citus)[4].level, 'PASS');
 });
 
+test('destination on Citus: a distribution column filled from a source column that allows NULL is a warning (Citus refuses NULL there)', () => {
+  const citus = { citus: { present: true, version: '13.2-1' } };
+  const cols = [{ name: 'id', type: 'bigint', notNull: true }, { name: 'amount', type: 'numeric(12,2)', notNull: false }, { name: 'tenant', type: 'integer', notNull: true }];
+  const t = comparison({ columns: cols, primaryKey: ['tenant', 'id'], uniqueKeys: [['tenant', 'id']], citus: 'distributed', distributionColumn: 'tenant' });
+  t.source.replicaIdentity = 'full';
+  t.source.columns.push({ name: 'tenant', type: 'integer', notNull: false });
+  const f = judge(t, citus);
+  assert.deepEqual(levels(f), ['PASS citus', 'PASS columns', 'PASS primary key', 'PASS distribution', 'WARN distribution column', 'PASS replica identity']);
+  assert.equal(f[4].message, 'public.orders.tenant, its distribution column, is filled from public.orders.tenant, which allows NULL on the source; Citus refuses a row with NULL there ("cannot perform an INSERT with NULL in the partition column"): such a row would stop the sink at this table');
+  assert.match(f[4].remedy!, /SELECT count\(\*\) FROM "public"\."orders" WHERE "tenant" IS NULL\) and keep it so: ALTER TABLE "public"\."orders" ALTER COLUMN "tenant" SET NOT NULL on the source/);
+  // NOT NULL on the source, or not known (an older caller): nothing said.
+  t.source.columns[2].notNull = true;
+  assert.deepEqual(levels(judge(t, citus)), ['PASS citus', 'PASS columns', 'PASS primary key', 'PASS distribution', 'PASS replica identity']);
+  delete t.source.columns[2].notNull;
+  assert.equal(judge(t, citus).length, 5);
+});
+
 test('destination on Citus: a single-shard table passes as distributed, a Citus local table is local', () => {
   const citus = { citus: { present: true, version: '13.2-1' }, requireDistributed: true };
   const single = judge(comparison({ citus: 'single-shard' }), citus);

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { Gauge } from 'prom-client';
 import type { Logger } from '../../shared/logger.ts';
 import type { Chunk } from '../../sink-connector/apply.ts';
+import { CITUS_OPERATION_NOTE, citusOperation } from '../../sink-connector/citus-holders.ts';
 import { blockedWarning, chunkTables, CITUS_PREPARED_REMEDY, isCitusGid, LockWatch, nextEpisode, REPEAT_MS, type BlockingSession } from '../../sink-connector/lock-watch.ts';
 
 test('an episode is reported when it begins, when its holders change, every minute while it lasts, and when it ends', () => {
@@ -56,6 +57,28 @@ test('the warning names the tables, partitions, wait, each holder with its state
 
   const both = blockedWarning('blocked', [lane(0, 1_000)], [dba, frozen], { total: 3, waiting: 1 });
   assert.match(both.msg, /end that session if stuck: SELECT pg_terminate_backend\(4242\)\./);
+});
+
+test("Citus's own holders (a block_writes shard move, the rebalancer's task executor, a table distributed anew) are named as Citus at work and never offered for ending", () => {
+  // As pg_stat_activity showed them on Citus 13.2 while the sink waited.
+  const move: BlockingSession = { pid: 5872, applicationName: '', state: 'active', waitEvent: null, transactionSeconds: 2, query: "SELECT citus_move_shard_placement($1, '127.0.0.1', $2, '127.0.0.1', $3, shard_transfer_mode => $4)", backendType: 'client backend' };
+  const task: BlockingSession = { pid: 6652, applicationName: '', state: '', waitEvent: null, transactionSeconds: 0, query: '', backendType: 'Citus Background Task Queue Executor: sb/postgres for (3/6)' };
+  const alter: BlockingSession = { pid: 7001, applicationName: 'psql', state: 'active', waitEvent: null, transactionSeconds: 3, query: "SELECT alter_distributed_table('app.orders', shard_count => 4)" };
+  const lane = [{ topic: 't.app.orders', partition: 0, tables: ['app.orders'], relations: [], waitedMs: 2_000 }];
+  for (const h of [move, task, alter]) {
+    const w = blockedWarning('blocked', lane, [h], { total: 3, waiting: 1 });
+    assert.doesNotMatch(w.msg, /pg_terminate_backend/, w.msg);
+    assert.match(w.msg, new RegExp(`pid ${h.pid}, (a Citus|Citus's)`), w.msg);
+    assert.equal(w.fields.remedy, CITUS_OPERATION_NOTE);
+  }
+  assert.match(blockedWarning('blocked', lane, [move], { total: 3, waiting: 1 }).msg, /pid 5872, a Citus citus_move_shard_placement \(no application_name, in a transaction for 2 s\)/);
+  assert.match(blockedWarning('blocked', lane, [task], { total: 3, waiting: 1 }).msg, /pid 6652, Citus's rebalancer \(a background task of citus_rebalance_start.*\(Citus Background Task Queue Executor: sb\/postgres for \(3\/6\), in a transaction for 0 s\)/);
+  // Beside a DBA's session: only that one is offered for ending.
+  const both = blockedWarning('blocked', lane, [dba, move], { total: 3, waiting: 1 });
+  assert.equal(both.fields.remedy, `end that session if stuck: SELECT pg_terminate_backend(4242); ${CITUS_OPERATION_NOTE}`);
+  assert.equal(citusOperation({ applicationName: 'citus_rebalancer gpid=10000012345', query: 'SELECT 1' }), "Citus's rebalancer");
+  assert.equal(citusOperation({ applicationName: 'psql', query: 'SELECT my_create_distributed_table_wrapper()' }), null, 'a word boundary: not a Citus function');
+  assert.equal(citusOperation(dba), null);
 });
 
 const table = (schema: string, name: string) => ({ dest: { schema, name } }) as never;

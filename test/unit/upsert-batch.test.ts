@@ -28,6 +28,7 @@ import {
   openStagingPrepareSql,
   stagingLayout,
   stagingLayoutSql,
+  stagingIdentitySql,
   stagingPrepareSql,
   type StagingColumn,
 } from '../../sink-connector/staging-layout.ts';
@@ -444,8 +445,9 @@ test("the staging table's layout: distributed anew, made anew when the target's 
   assert.equal(stagingLayout({ method: 'n', colocated: false, column: null }, orders), 'stale', 'a Citus-managed local table (citus.use_citus_managed_tables)');
 });
 
-const attr = (attname: string, type: string, attnotnull = false, attisdropped = false): StagingColumn => ({ attname, type, attnotnull, attisdropped });
+const attr = (attname: string, type: string, attnotnull = false, attisdropped = false, replident = 'f'): StagingColumn => ({ attname, type, attnotnull, attisdropped, replident });
 const S = 'shardbridge_staging."public__orders"';
+const IDENTITY = `ALTER TABLE ${S} REPLICA IDENTITY FULL`;
 const DISTRIBUTE =
   `SELECT create_distributed_table('${S}', 'customer_id', colocate_with => '"public"."orders"') ` +
   `WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = '${S}'::regclass)`;
@@ -462,7 +464,9 @@ test('staging preparation: distributed when new, altered when the target changed
   const same = [attr('customer_id', 'integer', true), attr('id', 'bigint', true), attr('amount', 'numeric(12,2)', true), attr('tags', 'text[]')];
   assert.deepEqual(stagingPrepareSql(t, 'ok', same), [`ALTER TABLE ${S} ALTER COLUMN "amount" DROP NOT NULL`]);
   assert.deepEqual(stagingPrepareSql(orders, 'ok', same.map((c) => ({ ...c, attnotnull: false }))), []);
-  assert.deepEqual(stagingPrepareSql(orders, 'absent', [...same.slice(0, 2).map((c) => ({ ...c, attnotnull: false })), attr('amount', 'numeric(10,2)'), attr('old', 'text', true)]), [
+  const fresh = [...same.slice(0, 2).map((c) => ({ ...c, attnotnull: false })), attr('amount', 'numeric(10,2)'), attr('old', 'text', true)].map((c) => ({ ...c, replident: 'd' }));
+  assert.deepEqual(stagingPrepareSql(orders, 'absent', fresh), [
+    IDENTITY,
     DISTRIBUTE,
     `ALTER TABLE ${S} DROP COLUMN "amount", ADD COLUMN "amount" numeric(12,2)`,
     `ALTER TABLE ${S} ADD COLUMN IF NOT EXISTS "tags" text[]`,
@@ -472,7 +476,7 @@ test('staging preparation: distributed when new, altered when the target changed
 
 test('staging preparation: made anew, distributed colocated with the target, when laid out for another layout or past 1,600 column numbers', () => {
   const t: ApplyTable = { ...orders, columns: orders.columns.map((c) => ({ ...c, notNull: c.name !== 'tags' })) };
-  const remade = [`DROP TABLE ${S}`, `CREATE TABLE IF NOT EXISTS ${S} (LIKE "public"."orders" INCLUDING DEFAULTS)`, DISTRIBUTE, `ALTER TABLE ${S} ALTER COLUMN "amount" DROP NOT NULL`];
+  const remade = [`DROP TABLE ${S}`, `CREATE TABLE IF NOT EXISTS ${S} (LIKE "public"."orders" INCLUDING DEFAULTS)`, IDENTITY, DISTRIBUTE, `ALTER TABLE ${S} ALTER COLUMN "amount" DROP NOT NULL`];
   assert.deepEqual(stagingPrepareSql(t, 'stale', []), remade);
   // 1,596 dropped columns left by earlier retypes: one more retype would need number 1,601.
   const used = [...Array.from({ length: MAX_TABLE_COLUMNS - 4 }, (_, i) => attr(`........pg.dropped.${i + 1}........`, '-', false, true)), attr('customer_id', 'integer', true), attr('id', 'bigint', true), attr('amount', 'numeric(10,2)'), attr('tags', 'text[]')];
@@ -480,4 +484,15 @@ test('staging preparation: made anew, distributed colocated with the target, whe
   assert.deepEqual(stagingPrepareSql(t, 'absent', used), remade, 'a plain staging table past the limit: made anew and distributed once');
   const reference: ApplyTable = { ...t, citus: 'reference', distributionColumn: undefined, destKey: ['id'] };
   assert.deepEqual(stagingPrepareSql(reference, 'ok', used), [`DROP TABLE ${S}`, remade[1], `ALTER TABLE ${S} ALTER COLUMN "customer_id" DROP NOT NULL, ALTER COLUMN "amount" DROP NOT NULL`], 'a reference target: a plain one, not distributed');
+});
+
+test('staging preparation: a distributed staging table gets REPLICA IDENTITY FULL, so that Citus can move its shards (and its target\'s) by logical replication', () => {
+  const same = [attr('customer_id', 'integer'), attr('id', 'bigint'), attr('amount', 'numeric(12,2)'), attr('tags', 'text[]')];
+  const none = same.map((c) => ({ ...c, replident: 'd' }));
+  assert.deepEqual(stagingPrepareSql(orders, 'ok', same), [], 'FULL already: nothing');
+  assert.deepEqual(stagingPrepareSql(orders, 'ok', none), [IDENTITY], 'one made by an older sink: altered, shards included');
+  assert.deepEqual(stagingPrepareSql(orders, 'absent', none), [IDENTITY, DISTRIBUTE], 'made here: before it is distributed');
+  assert.equal(stagingIdentitySql(orders), `ALTER TABLE ${S} REPLICA IDENTITY FULL`);
+  const reference: ApplyTable = { ...orders, citus: 'reference', distributionColumn: undefined };
+  assert.deepEqual(stagingPrepareSql(reference, 'ok', none), [], 'a coordinator staging table (its target not hash-distributed) is never moved');
 });

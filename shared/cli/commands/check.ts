@@ -12,6 +12,7 @@ import type { CommandContext } from '../main.ts';
 import { connectionConfig, pgEndpoint, pgRemedy } from '../../config/postgres.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
+import { sinkSessionsRefusal } from '../../../sink-connector/destination-start.ts';
 import { resolveTables } from '../../../source-connector/catalog.ts';
 import { gatherSourceFacts, judgeSourceFacts, type Finding } from '../../../source-connector/checks.ts';
 import { judgeCapacity } from '../../checks/capacity.ts';
@@ -78,11 +79,16 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
       const dst = await connect(dstConn, 'destination', destTarget, destination, 'check destination.host/port, the network path from here, pg_hba.conf and the credentials');
       if (dst) {
         try {
+          let refusedRole = false;
           if (tables) {
-            destination.push(...judgeDestination(await gatherDestinationFacts(dst, tables, sink.tables, sink.citus.requireDistributed, sink.sessionReplicationRole)));
+            const facts = await gatherDestinationFacts(dst, tables, sink.tables, sink.citus.requireDistributed, sink.sessionReplicationRole);
+            refusedRole = facts.replicationRole?.canSet === false;
+            destination.push(...judgeDestination(facts));
           } else {
             destination.push({ level: 'WARN', check: 'tables', object: 'destination', message: 'tables not compared: the source could not be read' });
           }
+          // What the sink's start refuses of a pooler (its own sessions cannot be opened under a role refused replica: said above).
+          if (!refusedRole) destination.push(...(await sinkSessionFindings(sink, dst)));
         } finally {
           await dst.end().catch(() => {});
         }
@@ -144,6 +150,21 @@ function optionalSink(opts: Record<string, unknown>, ctx: CommandContext): SinkC
 /** The SHARDBRIDGE_SINK_* variables that set something (an empty one counts as not set, as in config loading). Pure. */
 export function sinkVariables(env: NodeJS.ProcessEnv): string[] {
   return Object.keys(env).filter((k) => k.startsWith(SINK_ENV_PREFIX) && env[k] !== undefined && env[k] !== '');
+}
+
+/**
+ * The sink's sessions opened as its pool will: a FAIL with the start's own error when it would
+ * refuse the destination (a pooler dropping its settings, or in transaction pooling), a PASS
+ * through a session pooler that keeps them; nothing when connected to the server itself.
+ */
+export async function sinkSessionFindings(sink: SinkConfig, dst: pg.Client): Promise<Finding[]> {
+  try {
+    const { refusal, pooler } = await sinkSessionsRefusal(sink, dst);
+    if (refusal) return [{ level: 'FAIL', check: 'connection pooler', object: 'destination', message: `the sink would refuse to start: ${refusal.message}`, remedy: refusal.remedy }];
+    return pooler ? [{ level: 'PASS', check: 'connection pooler', object: 'destination', message: "through a session pooler: the sink's sessions are their own, with its settings in effect" }] : [];
+  } catch (e) {
+    return [{ level: 'WARN', check: 'connection pooler', object: 'destination', message: redactUrl(`cannot open a session as the sink does: ${e instanceof Error ? e.message : String(e)}`) }];
+  }
 }
 
 async function connect(config: pg.ClientConfig, side: string, target: string, findings: Finding[], remedy: string): Promise<pg.Client | undefined> {

@@ -167,6 +167,7 @@ export function isRetriableSqlState(code: string): boolean {
     cls === '40' || // transaction rollback: serialization failure, deadlock
     cls === '53' || // insufficient resources
     cls === '57' || // operator intervention: admin shutdown, cannot connect now (57P01..57P03)
+    code === '25P04' || // transaction_timeout (17+): the session was ended, the work may be done again (as after a statement_timeout)
     code === '55006' || // object in use
     code === '55P03' // lock not available
   );

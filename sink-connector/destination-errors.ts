@@ -144,6 +144,8 @@ export function waitingFor(code: string, message: string): string | undefined {
       return /statement timeout/.test(message)
         ? 'the statement ran longer than the statement_timeout of the sink\'s role or database (or waited that long for a lock): after 3 tries the batch is applied in halves; raise statement_timeout for the sink\'s role'
         : 'the statement was cancelled on the destination (a timeout, or another session): after 3 tries the batch is applied in halves; raise statement_timeout for the sink\'s role';
+    case '25P04':
+      return 'the batch\'s transaction ran longer than the transaction_timeout of the sink\'s role or database (PostgreSQL 17+), which ended the session: after 3 tries the batch is applied in halves; raise transaction_timeout for the sink\'s role (ALTER ROLE … SET transaction_timeout = 0)';
     case '57P01':
     case '57P02':
     case '57P03':
@@ -240,9 +242,9 @@ export function sqlStateOf(err: unknown): string | undefined {
 }
 
 // Transient failures that the same chunk meets again and again when it is too big for the
-// destination: a statement_timeout (57014), out of memory (53200), a configured limit such as
-// max_locks_per_transaction (53400). Retried as they are a few times, then in halves.
-const TOO_BIG = new Set(['57014', '53200', '53400']);
+// destination: a statement_timeout (57014), a transaction_timeout (25P04), out of memory (53200),
+// a configured limit such as max_locks_per_transaction (53400). Retried as they are a few times, then in halves.
+const TOO_BIG = new Set(['57014', '25P04', '53200', '53400']);
 export const TOO_BIG_RETRIES = 3;
 
 /**

@@ -19,10 +19,10 @@ import { startSinkConnector, type SinkConnector } from '../../sink-connector/con
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { ITEM_ROWS, ITEMS_DDL } from '../helpers/every-type-sql.ts';
-import { getTestKafka, testLogger } from '../helpers/kafka.ts';
+import { capturingLogger, getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
-import { pipelineCaughtUp, tableText } from '../helpers/sink.ts';
+import { pipelineCaughtUp, tableText, waitApplied } from '../helpers/sink.ts';
 import { dropSlot, stopped, streaming } from '../helpers/source.ts';
 
 const ID = `${process.pid}_${Date.now().toString(36)}`;
@@ -104,11 +104,61 @@ test('PostgreSQL 18 into 16: schema copy (a virtual generated column made STORED
   await src.query(`UPDATE ${SCHEMA}.items SET i4 = i4 - 1 WHERE id = 1;
     UPDATE ${SCHEMA}.items SET num = 21.5, t = 'twenty-one' WHERE id = 4;
     DELETE FROM ${SCHEMA}.items WHERE id = 2;
-    INSERT INTO ${SCHEMA}.items (id, num, t, big) VALUES (6, 3.25, 'six', repeat('z', 50000))`);
+    INSERT INTO ${SCHEMA}.items (id, num, t, big) VALUES (6, 3.25, 'six', repeat('z', 50000));
+    INSERT INTO ${SCHEMA}.items (id, num, t) SELECT g, g, 'row ' || g FROM generate_series(100, 339) g`);
   await pipelineCaughtUp(kafka, { client: src, source }, { db: dst, groupId: GROUP, topics: [`${PREFIX}.${SCHEMA}.items`] });
   const want = await tableText(src, `${SCHEMA}.items`, ITEM_COLUMNS, 'id');
-  assert.deepEqual(want.map((r) => r[0]), ['1', '3', '4', '5', '6']);
+  assert.deepEqual(want.map((r) => r[0]).slice(0, 6), ['1', '3', '4', '5', '6', '100']);
+  assert.equal(want.length, 245);
   assert.deepEqual(await tableText(dst, `${SCHEMA}.items`, ITEM_COLUMNS, 'id'), want);
+});
+
+test('a destination role with transaction_timeout (17+): a batch whose transaction it ends (FATAL, the session gone) is tried again, then goes through in halves; nothing stalls', async () => {
+  assert.ok(source, 'the first test ran the connectors');
+  // A database of the PostgreSQL 18 source cluster as a second destination, its role's
+  // transaction_timeout 500 ms; a statement writing N rows sleeps 25 ms per row: a batch of 20 rows
+  // or more (the first ones hold 35–50) outlasts it, one of 12 takes about 0.3 s.
+  const role = `sb_ver_tt_${process.pid}`;
+  const db = `sb_ver_tt_${process.pid}`;
+  await src.query(`CREATE ROLE ${role} LOGIN SUPERUSER; ALTER ROLE ${role} SET transaction_timeout = '500ms'`);
+  await src.query(`CREATE DATABASE ${db} OWNER ${role}`);
+  const url = new URL(sourceConfig.source.url!);
+  url.pathname = `/${db}`;
+  url.username = role;
+  const second = new pg.Client({ connectionString: url.toString() });
+  second.on('error', () => {});
+  await second.connect();
+  let other: SinkConnector | null = null;
+  try {
+    await second.query(`SET transaction_timeout = 0; CREATE SCHEMA ${SCHEMA}; ${ITEMS_DDL(SCHEMA)};
+      ALTER TABLE ${SCHEMA}.items ADD COLUMN doubled numeric GENERATED ALWAYS AS (num * 2) STORED, ADD COLUMN tlen integer GENERATED ALWAYS AS (length(t)) STORED;
+      CREATE TABLE ${SCHEMA}.batches (rows int);
+      CREATE FUNCTION ${SCHEMA}.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          INSERT INTO ${SCHEMA}.batches SELECT count(*) FROM written;
+          PERFORM pg_sleep(0.025 * (SELECT count(*) FROM written));
+          RETURN NULL;
+        END $$;
+      CREATE TRIGGER slow AFTER INSERT ON ${SCHEMA}.items REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION ${SCHEMA}.slow()`);
+    const { logger, lines } = capturingLogger();
+    other = await startSinkConnector({ ...sinkConfig, groupId: `${GROUP}-tt`, destination: { ...sinkConfig.destination, url: url.toString() } }, logger, { topicRefreshMs: 500, controlPollMs: 300, metricsPort: 0 });
+    const admin = kafka.admin();
+    try {
+      await waitApplied(second, admin, `${GROUP}-tt`, [`${PREFIX}.${SCHEMA}.items`], 90_000);
+    } finally {
+      await admin.disconnect();
+    }
+    assert.deepEqual(await tableText(second, `${SCHEMA}.items`, ITEM_COLUMNS, 'id'), await tableText(src, `${SCHEMA}.items`, ITEM_COLUMNS, 'id'));
+    assert.equal((await second.query(`SELECT 1 FROM shardbridge.stalls`)).rowCount, 0, 'nothing stalled');
+    // The committed batches were all small enough; the first try, larger, was ended.
+    assert.ok(lines().some((l) => /SQLSTATE 25P04/.test(l.msg) && /transaction_timeout of the sink's role/.test(l.msg)), 'the retry line names the transaction_timeout');
+    assert.ok((await second.query(`SELECT max(rows) AS m FROM ${SCHEMA}.batches`)).rows[0].m < 20);
+  } finally {
+    await other?.stop().catch(() => {});
+    await second.end().catch(() => {});
+    await src.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
+    await src.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+  }
 });
 
 test('idle_replication_slot_timeout (18): the stopped connector’s slot invalidated as idle; check and the connector’s start name that reason and how to keep the next slot from it', async () => {

@@ -79,6 +79,13 @@ test("a DBA's pg_cancel_backend (57014, user request) is retried as it is, sayin
   assert.equal(cancelledByUser('55P03', 'canceling statement due to user request'), false);
 });
 
+test('a transaction_timeout (25P04, PostgreSQL 17+, FATAL: the session is ended) is retried, then the batch goes in halves, the role setting named', () => {
+  const e = classify(pgError({ code: '25P04', message: 'terminating connection due to transaction timeout' }), { table: 's.t' }) as SinkApplyError;
+  assert.equal(e.retriable, true);
+  assert.equal(tooBigForOneGo(e), true);
+  assert.match(retryLine('apply t[0] 0..9', e, 250).text, /terminating connection due to transaction timeout \(table s\.t\) \[SQLSTATE 25P04\]; retrying in 250 ms — the batch's transaction ran longer than the transaction_timeout of the sink's role or database .*applied in halves; raise transaction_timeout for the sink's role/);
+});
+
 test('stall remedies: an encoding the character has no code in (22P05), an index entry too big (54000)', () => {
   const enc = describeStall(
     classify(pgError({ code: '22P05', message: 'character with byte sequence 0xe6 0x97 0xa5 in encoding "UTF8" has no equivalent in encoding "LATIN1"' }), { table: 's.t' }),

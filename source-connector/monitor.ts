@@ -13,11 +13,28 @@ import type { Gauge } from 'prom-client';
 import type { Logger } from '../shared/logger.ts';
 import type { Metrics } from '../shared/metrics.ts';
 import { SourceError } from '../shared/errors.ts';
+import { quoteIdent } from '../shared/sql.ts';
 import { narrowedOf, publicationNarrowing, slotStatus, type SlotStatus } from './slot.ts';
 import { selectedTableNames, type TableSelection } from './catalog.ts';
-import { HEARTBEAT_PREFIX } from './stream.ts';
+import { HEARTBEAT_PREFIX, publicationDroppedError } from './stream.ts';
 import { LOST_SLOT_REMEDY, lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
 import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
+
+/**
+ * The publication gone (`oid` undefined), or dropped and made again since it was first seen
+ * (another oid), as the error that stops the connector; null when it is the one seen before. Pure.
+ */
+export function publicationDropped(oid: number | undefined, seen: number | undefined, publication: string, slot: string): SourceError | null {
+  if (oid === undefined) return publicationDroppedError(publication, slot);
+  if (seen === undefined || oid === seen) return null;
+  return new SourceError(
+    `publication "${publication}" was dropped and created again while the connector streamed from slot "${slot}": the changes written while it was gone are not streamed (PostgreSQL 18 skips them without an error)`,
+    {
+      context: { slot, publication },
+      remedy: `take every table's snapshot again: DROP PUBLICATION ${quoteIdent(publication)}; then start the connector: finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic`,
+    },
+  );
+}
 
 /** A vanished or invalidated slot as the error that stops the connector; null when healthy. Pure. */
 export function slotLostError(status: SlotStatus | null, slot: string): SourceError | null {
@@ -62,6 +79,8 @@ export class SlotMonitor {
   private timers: NodeJS.Timeout[] = [];
   private lastWarn = 0;
   private heartbeatFailing = false;
+  /** The publication's oid at the first check: another one later means it was dropped and made again. */
+  private publicationOid: number | undefined;
   /** ATTACHed partitions whose rows the snapshot has (partitions.ts, attachedToken). */
   private knownAttached: ReadonlySet<string> = new Set();
   private readonly g?: { lag: Gauge; retained: Gauge; active: Gauge; uncaptured: Gauge };
@@ -122,11 +141,17 @@ export class SlotMonitor {
     const p = this.opts.publication;
     if (!p || p.tables.length === 0) return;
     const client = await this.opts.connect();
-    const { rows } = await client.query(
-      `SELECT r.prrelid::int AS relid FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = $1`,
+    const { rows: [pub] } = await client.query(
+      `SELECT p.oid::int AS oid, ARRAY(SELECT r.prrelid::int FROM pg_publication_rel r WHERE r.prpubid = p.oid) AS relids FROM pg_publication p WHERE p.pubname = $1`,
       [p.name],
     );
-    const listed = new Set(rows.map((r) => r.relid as number));
+    const dropped = publicationDropped(pub?.oid, this.publicationOid, p.name, this.opts.slotName);
+    if (dropped) {
+      this.log.error({ err: dropped }, dropped.message);
+      return this.opts.onFatal(dropped);
+    }
+    this.publicationOid = pub.oid;
+    const listed = new Set(pub.relids as number[]);
     const gone = p.tables.filter((t) => !listed.has(t.relid)).map((t) => t.name);
     if (gone.length === 0) return this.checkNarrowed(p, client);
     const err = new SourceError(

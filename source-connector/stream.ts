@@ -24,6 +24,7 @@ import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import { MessagePump } from './message-pump.ts';
 import { StreamMessages, type MessageOptions } from './stream-messages.ts';
 import { lostSlotRemedy } from '../shared/migration/remedies.ts';
+import { quoteIdent } from '../shared/sql.ts';
 
 export { HEARTBEAT_PREFIX } from './stream-messages.ts';
 
@@ -206,6 +207,23 @@ export class ReplicationStream {
 }
 
 /**
+ * The publication dropped under a streaming connector: PostgreSQL before 18 fails the stream
+ * (42704, classify), 18 skips the changes with a warning (the monitor finds it gone).
+ * pgoutput reads each change through the publication as it was when the change was written:
+ * one made again afterwards does not cover what was written while it was gone.
+ */
+export function publicationDroppedError(publication: string, slot: string, cause?: unknown): SourceError {
+  return new SourceError(
+    `publication "${publication}" was dropped while the connector streamed from slot "${slot}": the slot cannot stream the changes written since, even through a publication made again`,
+    {
+      cause,
+      context: { slot, publication },
+      remedy: `start the connector again (if the publication was made again by hand meanwhile, DROP PUBLICATION ${quoteIdent(publication)} first): finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic`,
+    },
+  );
+}
+
+/**
  * Stream failures for the connector's retry loop: connection-level ones are retriable (the
  * stream resumes from the slot); a vanished or invalidated slot is not.
  */
@@ -214,18 +232,7 @@ export function classify(err: unknown, slot: string): Error {
   const e = err as { code?: string; message?: string };
   const message = e?.message ?? String(err);
   const publication = e?.code === '42704' ? /publication "((?:[^"]|"")*)" does not exist/.exec(message) : null;
-  if (publication) {
-    // pgoutput reads each change through the publication as it was when the change was written:
-    // one made again afterwards does not cover what was written while it was gone.
-    return new SourceError(
-      `publication "${publication[1]}" was dropped while the connector streamed from slot "${slot}": the slot cannot stream the changes written since, even through a publication made again`,
-      {
-        cause: err,
-        context: { slot, publication: publication[1] },
-        remedy: "start the connector again: finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic",
-      },
-    );
-  }
+  if (publication) return publicationDroppedError(publication[1].replaceAll('""', '"'), slot, err);
   if (e?.code === '42704') {
     return new SourceError(`replication slot "${slot}" does not exist any more: changes since the last confirmed position are lost`, {
       cause: err,

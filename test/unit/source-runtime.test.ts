@@ -9,7 +9,7 @@ import type { TableInfo } from '../../shared/pg-types.ts';
 import {
   controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
-import { slotLostError } from '../../source-connector/monitor.ts';
+import { publicationDropped, slotLostError } from '../../source-connector/monitor.ts';
 import { chunkSql, planChunks, snapshotVersions } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
 import { topicFor, type TableVersion } from '../../source-connector/table-versions.ts';
@@ -169,6 +169,18 @@ test('slotLostError: vanished or invalidated slots stop the connector; healthy o
   assert.equal(isRetriable(lost), false);  const idle = slotLostError({ ...healthy, walStatus: 'lost', invalidationReason: 'idle_timeout' }, 's')!;
   assert.match(idle.message, /invalidated \(invalidation_reason idle_timeout: inactive longer than idle_replication_slot_timeout\)/);
   assert.match(idle.remedy!, /set idle_replication_slot_timeout = 0/);
+});
+
+test('publicationDropped: gone (PostgreSQL 18 skips its changes without failing the stream), or dropped and made again since first seen; the same one is fine', () => {
+  assert.equal(publicationDropped(42, undefined, 'pub', 's'), null);
+  assert.equal(publicationDropped(42, 42, 'pub', 's'), null);
+  const gone = publicationDropped(undefined, 42, 'pub', 's')!;
+  assert.match(gone.message, /^publication "pub" was dropped while the connector streamed from slot "s"/);
+  assert.match(gone.remedy!, /finding the publication gone, it takes every table's snapshot again from a new slot/);
+  assert.equal(isRetriable(gone), false);
+  const again = publicationDropped(43, 42, 'My Pub', 's')!;
+  assert.match(again.message, /^publication "My Pub" was dropped and created again while the connector streamed from slot "s": the changes written while it was gone are not streamed/);
+  assert.match(again.remedy!, /^take every table's snapshot again: DROP PUBLICATION "My Pub"; then start the connector/);
 });
 
 test('classify: connection failures are retriable, a missing or invalidated slot is not', () => {

@@ -1,19 +1,21 @@
 /**
  * Failover slots (PostgreSQL 17+, slotFailover): a PostgreSQL 18 primary and a standby that
  * syncs failover slots (hot_standby_feedback, primary_slot_name, the primary's
- * synchronized_standby_slots naming it). The connector streams from the primary; the standby's
- * synced copy of the slot appears; the primary crashes, the standby is promoted, and the
- * connector started against it goes on from the synced slot: the topic ends equal to the new
- * primary, nothing lost, and what came twice is a replay of what was already there.
+ * synchronized_standby_slots naming it). The connector streams from the primary through a TCP
+ * proxy (as behind HAProxy or a virtual IP under Patroni); the standby's synced copy of the slot
+ * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
+ * running connector's next session goes on from the synced slot: the topic ends equal to the
+ * new primary, nothing lost, and what came twice is a replay of what was already there.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import pg from 'pg';
 import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
@@ -61,13 +63,16 @@ async function sql(url: string, text: string, params: unknown[] = []): Promise<p
   }
 }
 
-test('a failover slot survives the primary failing over: the connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
+test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
   const prefix = uniquePrefix();
   const configFor = (sourceUrl: string, slotFailover = true) =>
     testSourceConfig({ sourceUrl, kafka: bootstrap, registry, prefix, extra: { slotName: SLOT, publicationName: 'sb_failover', slotFailover, tables: { schemas: [SCHEMA] }, heartbeatIntervalMs: 200 } });
   const topic = `${prefix}.${SCHEMA}.items`;
+  const proxy = await tcpProxy(primary.port);
   await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'snap ' || g FROM generate_series(1, 50) g`);
-  let conn: SourceConnector | null = await startSourceConnector(configFor(primary.url()), log);
+  const conn = await startSourceConnector(configFor(`postgres://postgres@127.0.0.1:${proxy.port}/postgres`), log);
+  let before: DecodedRecord[];
+  const decoder = new RegistryDecoder(registry);
   try {
     await streaming(conn);
     assert.deepEqual((await sql(primary.url(), `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: true }]);
@@ -84,27 +89,23 @@ test('a failover slot survives the primary failing over: the connector goes on f
     // Changes after the last sync: the promoted standby's slot is behind them, they come again.
     await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'after sync ' || g FROM generate_series(81, 90) g; UPDATE ${SCHEMA}.items SET v = 'changed again' WHERE id BETWEEN 20 AND 25`);
     await caughtUp(conn, await lsnNow(primary.url()));
-    await primary.crash();
-    await conn.stop().catch(() => {});
-    conn = null;
-  } finally {
-    await conn?.stop().catch(() => {});
-  }
-  const decoder = new RegistryDecoder(registry);
-  const before = await readDecoded(kafka, decoder, topic);
-  assert.deepEqual((await sql(standby.url(), 'SELECT pg_promote(true, 30) AS promoted')).rows, [{ promoted: true }]);
-  // synchronized_standby_slots: the connector got nothing the standby had not, so it has every change the connector published.
-  assert.deepEqual((await sql(standby.url(), `SELECT count(*)::int AS n FROM ${SCHEMA}.items`)).rows, [{ n: 85 }]);
+    before = await readDecoded(kafka, decoder, topic);
 
-  // The kept slot follows slotFailover: off here (the new primary has no standby yet), the synced slot is altered.
-  const again = await startSourceConnector(configFor(standby.url(), false), log);
-  try {
-    await streaming(again);
-    assert.deepEqual((await sql(standby.url(), `SELECT failover, synced FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: false, synced: true }]);
+    await primary.crash();
+    assert.deepEqual((await sql(standby.url(), 'SELECT pg_promote(true, 30) AS promoted')).rows, [{ promoted: true }]);
+    // synchronized_standby_slots: the connector got nothing the standby had not, so it has every change the connector published.
+    assert.deepEqual((await sql(standby.url(), `SELECT count(*)::int AS n FROM ${SCHEMA}.items`)).rows, [{ n: 85 }]);
+    proxy.target = standby.port;
+    // The connector's next session streams from the new primary's slot (the old session's position is no longer the one to wait for).
+    await waitFor('the connector streaming from the promoted standby', async () => {
+      const { rows } = await sql(standby.url(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [SLOT]);
+      return rows[0]?.active === true && conn.state().phase === 'streaming';
+    }, { timeoutMs: 30_000, intervalMs: 100 });
     await sql(standby.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'new primary ' || g FROM generate_series(91, 100) g; UPDATE ${SCHEMA}.items SET v = 'after failover' WHERE id BETWEEN 1 AND 5; DELETE FROM ${SCHEMA}.items WHERE id = 50`);
-    await caughtUp(again, await lsnNow(standby.url()));
+    await caughtUp(conn, await lsnNow(standby.url()));
   } finally {
-    await again.stop().catch(() => {});
+    await conn.stop().catch(() => {});
+    await proxy.close();
   }
   const all = await readDecoded(kafka, decoder, topic);
   const c = new pg.Client({ connectionString: standby.url() });
@@ -122,7 +123,40 @@ test('a failover slot survives the primary failing over: the connector goes on f
   const repeats = later.filter((r) => r.value !== null && lsnOf(r) <= maxBefore);
   assert.ok(repeats.length > 0, 'the promoted standby\'s synced slot was behind the last changes: they came again');
   for (const r of repeats) assert.ok(seen.has(id(r)), `a record at ${lsnOf(r)} after the failover repeats one from before: ${id(r)}`);
+
+  // The kept slot follows slotFailover: off here (the new primary has no standby yet), the synced slot is altered at start.
+  const off = await startSourceConnector(configFor(standby.url(), false), log);
+  try {
+    await streaming(off);
+    assert.deepEqual((await sql(standby.url(), `SELECT failover, synced FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: false, synced: true }]);
+  } finally {
+    await off.stop().catch(() => {});
+  }
 });
+
+/** Connections to 127.0.0.1:`target`, which can be turned to another port (what a VIP or HAProxy does at a failover). */
+async function tcpProxy(target: number): Promise<{ port: number; target: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(proxy.target, '127.0.0.1');
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => (sockets.delete(a), b.destroy()));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxy = {
+    port: (server.address() as net.AddressInfo).port,
+    target,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return proxy;
+}
 
 async function lsnNow(url: string): Promise<bigint> {
   return parseLsn((await sql(url, 'SELECT pg_current_wal_lsn()::text AS l')).rows[0].l);

@@ -289,7 +289,7 @@ export async function alterSlotFailover(connection: pg.ClientConfig, slotName: s
   } catch (err) {
     throw new SourceError(`setting replication slot "${slotName}"'s failover flag to ${failover} (slotFailover) failed: ${(err as Error).message}`, {
       cause: err,
-      context: { slot: slotName, key: 'slotFailover', phase: 'startup' },
+      context: { slot: slotName, key: 'slotFailover' },
       retriable: true,
       remedy: `ALTER_REPLICATION_SLOT needs the slot free: stop whatever streams from it; or set slotFailover to ${!failover}`,
     });

@@ -8,6 +8,7 @@ import { topicNameProblems } from './table-versions.ts';
 import { lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
+import { failoverFindings } from './failover-checks.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 import { sourcePoolerError, toldOtherPid } from '../shared/checks/pooler.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
@@ -39,8 +40,14 @@ export interface SourceFacts {
   /** The connection reaches the server through a pooler (shared/checks/pooler.ts); unset: not asked. */
   pooler?: boolean;
   /** Our slot, if it exists. */
-  slot: { active: boolean; activePid: number | null; walStatus: string | null; plugin: string | null; invalidationReason?: string | null } | null;
+  slot: { active: boolean; activePid: number | null; walStatus: string | null; plugin: string | null; invalidationReason?: string | null; failover?: boolean | null } | null;
   slotName: string;
+  /** The slotFailover setting; unset (a caller that does not say): the existing slot's own flag. */
+  slotFailover?: boolean;
+  /** The primary's physical standbys: physical slots, and WAL senders streaming to no logical slot (unset: not asked). */
+  physicalStandbys?: string[];
+  /** synchronized_standby_slots (PostgreSQL 17+; null before). */
+  synchronizedStandbySlots?: string | null;
   missingTables: string[];
   tablesWithoutPrimaryKey: string[];
   /** Tables whose replica identity the stream cannot key by their primary key (catalog.ts). */
@@ -105,7 +112,7 @@ export const WAL_LEVEL_REMEDY = [
 
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; publicationName: string; topicPrefix: string; resolved: ResolvedTables },
+  opts: { slotName: string; publicationName: string; topicPrefix: string; resolved: ResolvedTables; slotFailover?: boolean },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num, pg_is_in_recovery() AS in_recovery,
@@ -120,13 +127,23 @@ export async function gatherSourceFacts(
              OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
              AS can_replicate,
            current_setting('max_slot_wal_keep_size') AS keep_size, current_setting('idle_replication_slot_timeout', true) AS idle_slot_timeout,
+           current_setting('synchronized_standby_slots', true) AS standby_slots,
            pg_backend_pid() AS pid`);
   const { resolved } = opts;
   const relids = resolved.tables.map((t) => t.relid);
   const sequences = await tableSequences(client, relids);
   const { rows: slots } = await client.query(
-    `SELECT active, active_pid, wal_status, plugin, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason FROM pg_replication_slots s WHERE slot_name = $1`,
+    `SELECT active, active_pid, wal_status, plugin, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover
+       FROM pg_replication_slots s WHERE slot_name = $1`,
     [opts.slotName],
+  );
+  // pg_stat_replication lists logical walsenders too: those holding a logical slot are left out.
+  const { rows: standbys } = await client.query(
+    `SELECT 'physical slot ' || slot_name AS standby FROM pg_replication_slots WHERE slot_type = 'physical'
+     UNION ALL
+     SELECT 'WAL sender to ' || coalesce(nullif(r.application_name, ''), 'pid ' || r.pid) || coalesce(' at ' || host(r.client_addr), '')
+       FROM pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots l WHERE l.slot_type = 'logical' AND l.active_pid = r.pid)
+     ORDER BY 1`,
   );
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
@@ -167,8 +184,11 @@ export async function gatherSourceFacts(
     role: s.role,
     canReplicate: s.can_replicate === true,
     pooler: toldOtherPid(client, Number(s.pid)),
-    slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin, invalidationReason: slots[0].invalidation_reason } : null,
+    slot: slots[0] ? { active: slots[0].active, activePid: slots[0].active_pid, walStatus: slots[0].wal_status, plugin: slots[0].plugin, invalidationReason: slots[0].invalidation_reason, failover: slots[0].failover } : null,
     slotName: opts.slotName,
+    slotFailover: opts.slotFailover,
+    physicalStandbys: standbys.map((r) => r.standby as string),
+    synchronizedStandbySlots: s.standby_slots,
     missingTables: resolved.missing,
     tablesWithoutPrimaryKey: resolved.noPrimaryKey,
     badReplicaIdentity: resolved.badReplicaIdentity,
@@ -325,6 +345,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       out.push({ level: 'PASS', check: 'slot', object: f.slotName, message: 'existing slot will be reused' });
     }
   }
+  out.push(...failoverFindings(f));
   out.push(...keyEqualityFindings(f.keyEquality, f.topicPrefix));
   out.push(...largeObjectFindings(f));
   if (f.preparedTransactions.length > 0) {

@@ -41,6 +41,8 @@ export const sourceConfigSchema = z.strictObject({
   topicPrefix: topicName().default('shardbridge'),
   slotName: lowerIdentifier().default('shardbridge_slot'),
   publicationName: lowerIdentifier().default('shardbridge_pub'),
+  // A failover slot (PostgreSQL 17+): standbys that sync slots keep it, so a promoted one streams on from it.
+  slotFailover: z.boolean().default(false),
   topics: z
     .strictObject({
       partitions: positiveInt().default(6),

@@ -21,7 +21,7 @@ import type { PartitionInfo } from './partitions.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { checkSlotAtStart, publicationGone } from './restart-drift.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
-import { alignmentPoint, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
+import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -112,7 +112,7 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
       cfg.snapshot.mode === 'initial' &&
       (verdict.publishedFromSlot || (await snapshottedBefore(admin, selectedVersions(), state, ctx.freshTopics, log)).length > 0);
     if (earlier) await truncateBeforeResnapshot(ctx.run(), selectedVersions());
-    const exported = await createSlotWithSnapshot(source.connection, cfg.slotName, log, { signal: ctx.run().signal });
+    const exported = await createSlotWithSnapshot(source.connection, cfg.slotName, log, { signal: ctx.run().signal, failover: cfg.slotFailover });
     try {
       const marker = slotCreated(cfg.slotName, exported.consistentPoint);
       publisher.publishRaw(topics.snapshot, marker.key, marker.value);
@@ -125,6 +125,8 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
     const lost = slotLostError(slot, cfg.slotName);
     if (lost) throw lost;
   } else {
+    // The kept slot follows slotFailover (17+: before, failover is null and slotFailover refused by the start-up checks).
+    if (typeof slot.failover === 'boolean' && slot.failover !== cfg.slotFailover) await alterSlotFailover(source.connection, cfg.slotName, cfg.slotFailover, log);
     if (!state.slots.has(cfg.slotName) && slot.confirmedFlushLsn !== null) {
       // The slot kept, its marker gone (__snapshot deleted or emptied; snapshot.mode never keeps
       // the slot even then): written again, so that the slot vanishing later is still lost changes.

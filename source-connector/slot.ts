@@ -31,6 +31,8 @@ export interface SlotStatus {
   walStatus: string | null;
   /** pg_replication_slots.invalidation_reason (PostgreSQL 17+; null before, or while valid). */
   invalidationReason?: string | null;
+  /** pg_replication_slots.failover (PostgreSQL 17+; null before): standbys with sync_replication_slots keep a copy. */
+  failover?: boolean | null;
   /** pg_current_wal_lsn() at the time of the query. */
   currentLsn: bigint;
 }
@@ -173,7 +175,8 @@ export async function publicationNarrowing(client: pg.ClientBase, publication: s
 export async function slotStatus(client: pg.ClientBase, slotName: string): Promise<SlotStatus | null> {
   const { rows } = await client.query(
     `SELECT s.database, s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
-            s.wal_status, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, pg_current_wal_lsn()::text AS current
+            s.wal_status, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover,
+            pg_current_wal_lsn()::text AS current
        FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slotName],
   );
@@ -189,6 +192,7 @@ export async function slotStatus(client: pg.ClientBase, slotName: string): Promi
     restartLsn: r.restart === null ? null : parseLsn(r.restart),
     walStatus: r.wal_status,
     invalidationReason: r.invalidation_reason,
+    failover: r.failover,
     currentLsn: parseLsn(r.current),
   };
 }
@@ -225,7 +229,7 @@ export async function createSlotWithSnapshot(
   connection: pg.ClientConfig,
   slotName: string,
   log: Logger,
-  opts: { temporary?: boolean; signal?: AbortSignal } = {},
+  opts: { temporary?: boolean; signal?: AbortSignal; failover?: boolean } = {},
 ): Promise<ExportedSlot> {
   const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
   // An 'error' event without a listener would crash the process; failures surface through queries.
@@ -240,7 +244,7 @@ export async function createSlotWithSnapshot(
   const wait = slotWait(connection, (client as unknown as { processID: number }).processID, slotName, log, opts);
   try {
     ({ rows } = await client.query(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} ${opts.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput (SNAPSHOT 'export')`,
+      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} ${opts.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput (${slotOptions(opts)})`,
     ));
   } catch (err) {
     await client.end().catch(() => {});
@@ -250,7 +254,7 @@ export async function createSlotWithSnapshot(
   }
   const consistentPoint = parseLsn(rows[0].consistent_point);
   const snapshotName = rows[0].snapshot_name as string;
-  log.info({ slot: slotName, consistentPoint: rows[0].consistent_point, snapshotName, temporary: Boolean(opts.temporary) }, 'replication slot created');
+  log.info({ slot: slotName, consistentPoint: rows[0].consistent_point, snapshotName, temporary: Boolean(opts.temporary), failover: Boolean(opts.failover) }, 'replication slot created');
   let released = false;
   return {
     slotName,
@@ -262,6 +266,37 @@ export async function createSlotWithSnapshot(
       await client.end().catch(() => {});
     },
   };
+}
+
+/**
+ * CREATE_REPLICATION_SLOT's options. FAILOVER only when asked (servers before 17 know no such
+ * option); a temporary slot never, which PostgreSQL refuses. Pure.
+ */
+export function slotOptions(opts: { temporary?: boolean; failover?: boolean }): string {
+  return opts.failover && !opts.temporary ? `SNAPSHOT 'export', FAILOVER true` : `SNAPSHOT 'export'`;
+}
+
+/**
+ * Set an existing slot's failover flag (PostgreSQL 17+), on a replication connection as the
+ * command needs; the slot must not be in use.
+ */
+export async function alterSlotFailover(connection: pg.ClientConfig, slotName: string, failover: boolean, log: Logger): Promise<void> {
+  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
+  client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
+  await client.connect();
+  try {
+    await client.query(`ALTER_REPLICATION_SLOT ${quoteIdent(slotName)} (FAILOVER ${failover})`);
+  } catch (err) {
+    throw new SourceError(`setting replication slot "${slotName}"'s failover flag to ${failover} (slotFailover) failed: ${(err as Error).message}`, {
+      cause: err,
+      context: { slot: slotName, key: 'slotFailover' },
+      retriable: true,
+      remedy: `ALTER_REPLICATION_SLOT needs the slot free: stop whatever streams from it; or set slotFailover to ${!failover}`,
+    });
+  } finally {
+    await client.end().catch(() => {});
+  }
+  log.info({ slot: slotName, failover }, `replication slot "${slotName}" is ${failover ? 'now a failover slot (standbys with sync_replication_slots keep it)' : 'no longer a failover slot'}`);
 }
 
 /**

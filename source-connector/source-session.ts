@@ -104,7 +104,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
-      gatherSourceFacts(client, { slotName: config.slotName, publicationName: config.publicationName, topicPrefix: config.topicPrefix, resolved });
+      gatherSourceFacts(client, { slotName: config.slotName, publicationName: config.publicationName, topicPrefix: config.topicPrefix, resolved, slotFailover: config.slotFailover });
     let facts: SourceFacts = await gather();
     const deadline = Date.now() + ACTIVE_SLOT_GRACE_MS;
     while (facts.slot?.active && Date.now() < deadline) {

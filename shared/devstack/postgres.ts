@@ -21,6 +21,7 @@ import { isAlive, postmasterPid, processGone, descendants, type PgBinaries } fro
 import { devstackPgMajor, pgBinariesFor } from './pg-servers.ts';
 import { onSignalUnlessHandled } from './signal-hooks.ts';
 import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
+import { dropStandbySlot, makeStandby, type StandbyCopy } from './pg-standby.ts';
 
 const execFileP = promisify(execFile);
 
@@ -50,8 +51,13 @@ export interface StartPostgresOptions {
   settings?: Record<string, string>;
   /** Kept after exit (a temp dir is removed); reused when it already holds a cluster. */
   dataDir?: string;
-  /** A streaming standby of the cluster at this URL (pg_basebackup -R), instead of initdb. */
+  /**
+   * A streaming standby of the cluster at this URL (a superuser's, on this machine) instead of
+   * initdb: pg_basebackup, or the low-level backup API where the installation lacks it (pg-standby.ts).
+   */
   standbyOf?: string;
+  /** The standby's physical slot on the primary (primary_slot_name), made when missing; unset: one of its own, dropped with it. */
+  standbySlot?: string;
   /**
    * The PostgreSQL major to run (fetched when the machine has another: pg-servers.ts); default
    * SHARDBRIDGE_PG_VERSION, else the machine's.
@@ -112,11 +118,12 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   const fail = (what: string, err: unknown): Error =>
     new Error(`${what} (data dir ${dataDir}): ${(err as Error).message}\n--- server log tail ---\n${logTail(30)}`, { cause: err });
 
+  let standby: StandbyCopy | undefined;
   try {
     fs.mkdirSync(dataDir, { recursive: true });
     if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
       giveToPgUser(bins, dataDir);
-      if (opts.standbyOf) await runAsPg(bins, pgBasebackup(bins), ['-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-d', opts.standbyOf]);
+      if (opts.standbyOf) standby = await makeStandby(bins, runAsPg, dataDir, opts.standbyOf, opts.standbySlot);
       else await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
     }
     // Our settings live in their own file, rewritten on every start (the port may change).
@@ -129,7 +136,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     tracked.delete(entry);
     if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
     const hint = bins.runAs ? ` (the ${bins.runAs.user} OS user must be able to reach it: every parent directory needs o+x)` : '';
-    throw fail(`${opts.standbyOf ? 'pg_basebackup' : 'initdb'} failed${hint}`, err);
+    throw fail(`${opts.standbyOf ? 'the standby\'s base backup' : 'initdb'} failed${hint}`, err);
   }
 
   const settings = { ...DEFAULT_PG_SETTINGS, ...opts.settings };
@@ -171,6 +178,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
         stopSync(entry);
         tracked.delete(entry);
         if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
+        if (standby && opts.standbyOf) await dropStandbySlot(opts.standbyOf, standby);
         throw err;
       }
       log.warn({ port }, 'port taken, trying another');
@@ -224,6 +232,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
       }
       tracked.delete(entry);
       fs.rmSync(dataDir, { recursive: true, force: true });
+      if (standby && opts.standbyOf) await dropStandbySlot(opts.standbyOf, standby);
     },
     logTail,
   };
@@ -311,12 +320,6 @@ async function killHard(pid: number, dataDir: string, port: number): Promise<voi
     fs.rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
     fs.rmSync(path.join(dataDir, `.s.PGSQL.${port}.lock`), { force: true });
   }
-}
-
-function pgBasebackup(bins: PgBinaries): string {
-  const tool = path.join(bins.binDir, 'pg_basebackup');
-  if (!fs.existsSync(tool)) throw new Error(`${tool} is missing: the PostgreSQL ${bins.major} server package has no client tools; a standby needs a full installation of PostgreSQL ${bins.major}`);
-  return tool;
 }
 
 /** Synchronous immediate shutdown, for exit hooks: SIGQUIT, a short wait, then SIGKILL. */

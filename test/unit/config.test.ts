@@ -41,6 +41,7 @@ test('defaults are applied to a minimal source config', () => {
   assert.deepEqual(c.tables, { schemas: ['public'], include: [], exclude: [] });
   assert.equal(c.slotName, 'shardbridge_slot');
   assert.equal(c.publicationName, 'shardbridge_pub');
+  assert.equal(c.slotFailover, false);
   assert.deepEqual(c.topics, { partitions: 6, cleanupPolicy: 'delete' });
   assert.deepEqual(c.snapshot, { mode: 'initial', chunkSize: 100_000, parallelReaders: 2 });
   assert.deepEqual(c.inFlight, { maxRecords: 100_000, maxBytes: 64 * 1024 * 1024 });
@@ -106,6 +107,12 @@ test('schemaRegistry.requestTimeoutMs: 10 s by default, both connectors, from th
     configErrorOf(() => loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS: '0' }, overrides: MINIMAL_SOURCE })),
     /^config: schemaRegistry\.requestTimeoutMs \(from SHARDBRIDGE_SOURCE_SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS\): expected an integer number of milliseconds from 100 to 300000, got 0$/m,
   );
+});
+
+test('slotFailover: a boolean, from the file or SHARDBRIDGE_SOURCE_SLOT_FAILOVER', () => {
+  assert.equal(loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, slotFailover: true } }).slotFailover, true);
+  assert.equal(loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_SLOT_FAILOVER: 'true' }, overrides: MINIMAL_SOURCE }).slotFailover, true);
+  assert.match(configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, slotFailover: 'yes' } })), /^config: slotFailover: /m);
 });
 
 test('YAML and JSON files are read', () => {

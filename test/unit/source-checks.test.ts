@@ -6,7 +6,7 @@ import { topicNameProblems } from '../../source-connector/table-versions.ts';
 import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../source-connector/catalog.ts';
 import { prefixFindings } from '../../shared/checks/services.ts';
 import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
-import { slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
+import { slotOptions, slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', serverEncoding: 'UTF8', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
@@ -260,4 +260,39 @@ test('an invalidated slot is named with its invalidation_reason (17+): the idle 
   assert.doesNotMatch(lost(null).remedy!, /idle_replication_slot_timeout/);
   assert.match(lost('wal_level_insufficient').message, /wal_level was set below logical/);
   assert.match(lost('some_future_reason').message, /invalidation_reason some_future_reason/);
+});
+
+test('failover slots (PostgreSQL 17+): slotFailover before 17 fails naming the key; standbys without a failover slot, or a failover slot without synchronized_standby_slots, are warned of', () => {
+  const failover = (f: Partial<SourceFacts>) => judgeSourceFacts({ ...healthy, ...f }).filter((x) => x.check === 'slotFailover' || x.check === 'failover slot');
+  const sixteen = failover({ serverVersionNum: 160004, slotFailover: true, physicalStandbys: ['physical slot s1'] });
+  assert.deepEqual(sixteen.map((x) => [x.level, x.object, x.message]), [['FAIL', 'slotFailover', 'slotFailover is true, but PostgreSQL 16 has no failover slots (PostgreSQL 17 and newer)']]);
+  assert.match(sixteen[0].remedy!, /set slotFailover to false/);
+  // Before 17 there is nothing to warn of otherwise: no slot can survive a failover.
+  assert.deepEqual(failover({ serverVersionNum: 160004, physicalStandbys: ['physical slot s1'] }), []);
+
+  const seventeen = { serverVersionNum: 170002, physicalStandbys: ['physical slot s1', 'WAL sender to walreceiver at 10.0.0.2'], synchronizedStandbySlots: '' };
+  const lost = failover({ ...seventeen, slotFailover: false });
+  assert.deepEqual(lost.map((x) => [x.level, x.object]), [['WARN', 'slot shardbridge_slot']]);
+  assert.match(lost[0].message, /physical standbys \(physical slot s1, WAL sender to walreceiver at 10\.0\.0\.2\) and slot "shardbridge_slot" is not a failover slot: after a failover .* starts over from a new snapshot/);
+  assert.match(lost[0].remedy!, /slotFailover: true.*sync_replication_slots = on, hot_standby_feedback = on, primary_slot_name.*synchronized_standby_slots/);
+  // Unsaid by the caller: the existing slot's own flag decides.
+  assert.equal(failover({ ...seventeen, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput', failover: false } })[0].message, lost[0].message);
+  assert.deepEqual(failover({ ...seventeen, physicalStandbys: [], slotFailover: false }), []);
+
+  const ahead = failover({ ...seventeen, slotFailover: true });
+  assert.deepEqual(ahead.map((x) => x.level), ['WARN']);
+  assert.match(ahead[0].message, /synchronized_standby_slots is empty: the connector may be sent, and publish, changes no standby has received yet/);
+  assert.match(ahead[0].message, /replayed \(duplicates .*\), but the transactions the standby never received are gone from the new primary while their changes stay in Kafka/);
+  assert.match(ahead[0].remedy!, /ALTER SYSTEM SET synchronized_standby_slots/);
+  assert.deepEqual(failover({ ...seventeen, slotFailover: true, synchronizedStandbySlots: 's1' }), []);
+  assert.deepEqual(failover({ ...seventeen, slotFailover: true, physicalStandbys: [] }), []);
+  assert.deepEqual(failover({ ...seventeen, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput', failover: true }, synchronizedStandbySlots: 's1' }), []);
+  // A standby source fails on its own (the 'standby' check); nothing to add about its standbys.
+  assert.deepEqual(failover({ ...seventeen, inRecovery: true }), []);
+});
+
+test('the slot is created FAILOVER only when asked, and a temporary slot (a table\'s own snapshot) never: PostgreSQL refuses failover for one', () => {
+  assert.equal(slotOptions({}), "SNAPSHOT 'export'");
+  assert.equal(slotOptions({ failover: true }), "SNAPSHOT 'export', FAILOVER true");
+  assert.equal(slotOptions({ failover: true, temporary: true }), "SNAPSHOT 'export'");
 });

@@ -1,0 +1,47 @@
+/**
+ * Failover slots (PostgreSQL 17+) in the start-up checks and `check` (checks.ts): a slot that
+ * is not one is lost when the primary fails over to a standby; one whose primary names no
+ * synchronized_standby_slots can let the connector publish changes the standby never gets.
+ */
+import type { Finding, SourceFacts } from './checks.ts';
+
+export const FAILOVER_SLOT_REMEDY =
+  "set slotFailover: true (the connector makes its slot a failover slot), and on each standby: sync_replication_slots = on, hot_standby_feedback = on, primary_slot_name = '<its physical slot on the primary>', a dbname in primary_conninfo; on the primary: synchronized_standby_slots = '<those physical slots>' (a reload is enough for each)";
+
+/**
+ * Failover slots (PostgreSQL 17+): whether the slot would survive the primary failing over to
+ * one of its standbys, and whether the connector can get ahead of them. Pure.
+ */
+export function failoverFindings(f: SourceFacts): Finding[] {
+  const wanted = f.slotFailover ?? f.slot?.failover === true;
+  const version = Math.floor(f.serverVersionNum / 10000);
+  if (f.serverVersionNum < 170000) {
+    if (!f.slotFailover) return [];
+    return [{ level: 'FAIL', check: 'slotFailover', object: 'slotFailover', message: `slotFailover is true, but PostgreSQL ${version} has no failover slots (PostgreSQL 17 and newer)`, remedy: 'set slotFailover to false, or upgrade the source to PostgreSQL 17 or newer' }];
+  }
+  if (f.inRecovery) return [];
+  const standbys = f.physicalStandbys ?? [];
+  const object = `slot ${f.slotName}`;
+  if (!wanted) {
+    if (standbys.length === 0) return [];
+    return [{
+      level: 'WARN',
+      check: 'failover slot',
+      object,
+      message: `the source has physical standbys (${standbys.join(', ')}) and slot "${f.slotName}" is not a failover slot: after a failover to one of them the promoted standby has no slot, the connector stops (slot lost) and the migration starts over from a new snapshot`,
+      remedy: FAILOVER_SLOT_REMEDY,
+    }];
+  }
+  // No standby (say, the promoted one's new primary before it has one of its own): nothing to get ahead of.
+  if (standbys.length === 0 || (f.synchronizedStandbySlots ?? '').trim() !== '') return [];
+  return [{
+    level: 'WARN',
+    check: 'failover slot',
+    object,
+    message:
+      'slotFailover is on but synchronized_standby_slots is empty: the connector may be sent, and publish, changes no standby has received yet. ' +
+      'After a failover the promoted standby lacks them: its synced slot is behind the topics, and what it streams again is replayed (duplicates the sink applies idempotently), ' +
+      'but the transactions the standby never received are gone from the new primary while their changes stay in Kafka and at the destination',
+    remedy: "on the primary: ALTER SYSTEM SET synchronized_standby_slots = '<standby_slot>, …'; SELECT pg_reload_conf();  (the connector then waits for those standbys to have each change first)",
+  }];
+}

@@ -1,0 +1,171 @@
+/**
+ * Failover slots (PostgreSQL 17+, slotFailover): a PostgreSQL 18 primary and a standby that
+ * syncs failover slots (hot_standby_feedback, primary_slot_name, the primary's
+ * synchronized_standby_slots naming it). The connector streams from the primary through a TCP
+ * proxy (as behind HAProxy or a virtual IP under Patroni); the standby's synced copy of the slot
+ * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
+ * running connector's next session goes on from the synced slot: the topic ends equal to the
+ * new primary, nothing lost, and what came twice is a replay of what was already there.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import pg from 'pg';
+import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
+import { waitFor } from '../../shared/devstack/ports.ts';
+import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
+import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
+import { startSourceConnector } from '../../source-connector/run.ts';
+import { getTestKafka, testLogger } from '../helpers/kafka.ts';
+import { getTestRegistry } from '../helpers/produce-changes.ts';
+import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
+
+const MAJOR = 18;
+const SCHEMA = 'fo';
+const SLOT = 'sb_failover';
+const STANDBY_SLOT = 'sb_failover_standby';
+const log = testLogger();
+const releases: (() => Promise<void>)[] = [];
+let primary: PgCluster;
+let standby: PgCluster;
+let kafka: KafkaClient;
+let bootstrap: string;
+let registry: string;
+
+before(async () => {
+  const [k, r, p] = await Promise.all([getTestKafka(), getTestRegistry(), startPostgres({ name: 'fo-primary', major: MAJOR, logger: log })]);
+  releases.push(k.release, r.release, () => p.destroy());
+  primary = p;
+  bootstrap = k.bootstrap;
+  registry = r.url;
+  kafka = createKafka({ brokers: [bootstrap], clientId: 'test-source-failover' }, log);
+  await sql(primary.url(), `CREATE SCHEMA ${SCHEMA}; CREATE TABLE ${SCHEMA}.items (id int PRIMARY KEY, v text)`);
+  // Slot sync needs hot_standby_feedback and primary_slot_name; pg_sync_replication_slots() runs it when the test wants it.
+  standby = await startPostgres({ name: 'fo-standby', major: MAJOR, standbyOf: primary.url(), standbySlot: STANDBY_SLOT, settings: { hot_standby_feedback: 'on' }, logger: log });
+  releases.push(() => standby.destroy());
+  // The connector is sent nothing the standby has not received.
+  await sql(primary.url(), `ALTER SYSTEM SET synchronized_standby_slots = '${STANDBY_SLOT}'`);
+  await sql(primary.url(), 'SELECT pg_reload_conf()');
+});
+
+after(async () => {
+  for (const r of releases.reverse()) await r().catch(() => {});
+});
+
+async function sql(url: string, text: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    return await c.query(text, params);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
+  const prefix = uniquePrefix();
+  const configFor = (sourceUrl: string, slotFailover = true) =>
+    testSourceConfig({ sourceUrl, kafka: bootstrap, registry, prefix, extra: { slotName: SLOT, publicationName: 'sb_failover', slotFailover, tables: { schemas: [SCHEMA] }, heartbeatIntervalMs: 200 } });
+  const topic = `${prefix}.${SCHEMA}.items`;
+  const proxy = await tcpProxy(primary.port);
+  await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'snap ' || g FROM generate_series(1, 50) g`);
+  const conn = await startSourceConnector(configFor(`postgres://postgres@127.0.0.1:${proxy.port}/postgres`), log);
+  let before: DecodedRecord[];
+  const decoder = new RegistryDecoder(registry);
+  try {
+    await streaming(conn);
+    assert.deepEqual((await sql(primary.url(), `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: true }]);
+    await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'streamed ' || g FROM generate_series(51, 80) g; UPDATE ${SCHEMA}.items SET v = 'changed' WHERE id <= 10; DELETE FROM ${SCHEMA}.items WHERE id BETWEEN 11 AND 15`);
+    await caughtUp(conn, await lsnNow(primary.url()));
+    // The standby's copy, made persistent: a synced slot stays temporary until the primary's has moved past where the copy began.
+    await waitFor('the standby\'s synced copy of the slot', async () => {
+      await sql(standby.url(), 'SELECT pg_sync_replication_slots()');
+      // A running-transactions record now, not in up to 15 s: the primary's slot moves its restart_lsn on as the connector confirms.
+      await sql(primary.url(), 'SELECT pg_log_standby_snapshot()');
+      const { rows } = await sql(standby.url(), `SELECT synced, temporary, failover FROM pg_replication_slots WHERE slot_name = $1`, [SLOT]);
+      return rows.length === 1 && rows[0].synced && !rows[0].temporary && rows[0].failover;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+    // Changes after the last sync: the promoted standby's slot is behind them, they come again.
+    await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'after sync ' || g FROM generate_series(81, 90) g; UPDATE ${SCHEMA}.items SET v = 'changed again' WHERE id BETWEEN 20 AND 25`);
+    await caughtUp(conn, await lsnNow(primary.url()));
+    before = await readDecoded(kafka, decoder, topic);
+
+    await primary.crash();
+    assert.deepEqual((await sql(standby.url(), 'SELECT pg_promote(true, 30) AS promoted')).rows, [{ promoted: true }]);
+    // synchronized_standby_slots: the connector got nothing the standby had not, so it has every change the connector published.
+    assert.deepEqual((await sql(standby.url(), `SELECT count(*)::int AS n FROM ${SCHEMA}.items`)).rows, [{ n: 85 }]);
+    proxy.target = standby.port;
+    // The connector's next session streams from the new primary's slot (the old session's position is no longer the one to wait for).
+    await waitFor('the connector streaming from the promoted standby', async () => {
+      const { rows } = await sql(standby.url(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [SLOT]);
+      return rows[0]?.active === true && conn.state().phase === 'streaming';
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    await sql(standby.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'new primary ' || g FROM generate_series(91, 100) g; UPDATE ${SCHEMA}.items SET v = 'after failover' WHERE id BETWEEN 1 AND 5; DELETE FROM ${SCHEMA}.items WHERE id = 50`);
+    await caughtUp(conn, await lsnNow(standby.url()));
+  } finally {
+    await conn.stop().catch(() => {});
+    await proxy.close();
+  }
+  const all = await readDecoded(kafka, decoder, topic);
+  const c = new pg.Client({ connectionString: standby.url() });
+  await c.connect();
+  try {
+    await assertRowsEqualTable(c, `${SCHEMA}.items`, finalState(all).values());
+  } finally {
+    await c.end();
+  }
+  // At least once: records the new primary's stream sent at positions streamed before repeat records there were.
+  const seen = new Set(before.map(id));
+  const maxBefore = before.reduce((m, r) => (lsnOf(r) > m ? lsnOf(r) : m), 0n);
+  const later = all.filter((r) => !before.some((b) => b.partition === r.partition && b.offset === r.offset));
+  // Tombstones carry no position: their deletes are compared.
+  const repeats = later.filter((r) => r.value !== null && lsnOf(r) <= maxBefore);
+  assert.ok(repeats.length > 0, 'the promoted standby\'s synced slot was behind the last changes: they came again');
+  for (const r of repeats) assert.ok(seen.has(id(r)), `a record at ${lsnOf(r)} after the failover repeats one from before: ${id(r)}`);
+
+  // The kept slot follows slotFailover: off here (the new primary has no standby yet), the synced slot is altered at start.
+  const off = await startSourceConnector(configFor(standby.url(), false), log);
+  try {
+    await streaming(off);
+    assert.deepEqual((await sql(standby.url(), `SELECT failover, synced FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: false, synced: true }]);
+  } finally {
+    await off.stop().catch(() => {});
+  }
+});
+
+/** Connections to 127.0.0.1:`target`, which can be turned to another port (what a VIP or HAProxy does at a failover). */
+async function tcpProxy(target: number): Promise<{ port: number; target: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(proxy.target, '127.0.0.1');
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => (sockets.delete(a), b.destroy()));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxy = {
+    port: (server.address() as net.AddressInfo).port,
+    target,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return proxy;
+}
+
+async function lsnNow(url: string): Promise<bigint> {
+  return parseLsn((await sql(url, 'SELECT pg_current_wal_lsn()::text AS l')).rows[0].l);
+}
+
+function lsnOf(r: DecodedRecord): bigint {
+  return (r.value?.source.lsn as bigint | undefined) ?? 0n;
+}
+
+function id(r: DecodedRecord): string {
+  return stableKey([r.key, r.value?.op, lsnOf(r), r.afterText]);
+}

@@ -61,7 +61,7 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
     if (src) {
       const resolved = await resolveTables(src, sourceConfig.tables);
       tables = await sourceTableFacts(src, resolved.tables);
-      const facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, publicationName: sourceConfig.publicationName, topicPrefix: sourceConfig.topicPrefix, resolved });
+      const facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, publicationName: sourceConfig.publicationName, topicPrefix: sourceConfig.topicPrefix, resolved, slotFailover: sourceConfig.slotFailover });
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
       source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));
       capacity = { ...(await databaseSize(src)), keep: facts.maxSlotWalKeepSize };

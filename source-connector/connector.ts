@@ -301,7 +301,7 @@ class ConnectorRun {
       return;
     }
 
-    const { from, skip } = await decideSlot({
+    const { from, skip, publicationMade } = await decideSlot({
       run: () => this.snapshotContext(),
       client,
       state,
@@ -315,6 +315,7 @@ class ConnectorRun {
       onOwnCopy: (copied) => (this.ownCopy = copied),
     });
     if (this.stopping) return;
+    if (publicationMade) this.monitor.publicationMade();
     await this.streamFrom(from, skip);
   }
 

@@ -79,7 +79,11 @@ export class SlotMonitor {
   private timers: NodeJS.Timeout[] = [];
   private lastWarn = 0;
   private heartbeatFailing = false;
-  /** The publication's oid at the first check: another one later means it was dropped and made again. */
+  /**
+   * The publication's oid at the first check: another one later means it was dropped and made
+   * again. Kept across the retry loop's sessions (a drop while one retries is found at the next),
+   * forgotten when a session's start makes the publication itself (publicationMade).
+   */
   private publicationOid: number | undefined;
   /** ATTACHed partitions whose rows the snapshot has (partitions.ts, attachedToken). */
   private knownAttached: ReadonlySet<string> = new Set();
@@ -112,6 +116,14 @@ export class SlotMonitor {
     void this.check().catch(() => {});
     this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.check().catch(() => {}), this.opts.checkIntervalMs ?? 10_000));
+  }
+
+  /**
+   * This session's start made the publication anew (it found it gone: every table's snapshot is
+   * taken again from a new slot), so its new oid is no drop to stop for.
+   */
+  publicationMade(): void {
+    this.publicationOid = undefined;
   }
 
   stop(): void {

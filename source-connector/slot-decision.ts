@@ -50,7 +50,8 @@ export interface SlotDecisionContext {
 }
 
 /** Decide, create or drop the slot, take the snapshots that go first: where the stream starts and what it leaves out. */
-export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigint | null; skip: SkipPoints }> {
+/** `publicationMade`: the publication was created by this start (it was gone), under another oid than any seen before. */
+export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigint | null; skip: SkipPoints; publicationMade: boolean }> {
   const { client, state, gaps } = ctx;
   const { config: cfg, source, publisher, topics, admin, log } = ctx.run();
   const selectedVersions = () => snapshotVersions(ctx.versions(), source.tables);
@@ -101,7 +102,7 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
       slot = null;
     }
   }
-  await ensurePublication(client, cfg.publicationName, source.tables, log);
+  const publication = await ensurePublication(client, cfg.publicationName, source.tables, log);
   // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
   const aligned = await alignmentPoint(client);
   let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
@@ -144,6 +145,7 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
   if (ownCopy) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownCopy.point });
   return {
     from,
+    publicationMade: publication === 'created',
     skip: {
       tables: ownSnapshotPoints(completed, from),
       unselectedBefore: aligned.lsn,

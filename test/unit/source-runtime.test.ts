@@ -9,13 +9,14 @@ import type { TableInfo } from '../../shared/pg-types.ts';
 import {
   controlTopicSpecs, describeResnapshot, judgeSnapshotState, reduceSnapshotTopic, sequenceRecord, settledEndOffsets, slotCreated, slotForgotten, snapshotCompleted, snapshotStarted, transactionBegin, transactionEnd,
 } from '../../source-connector/control-topics.ts';
-import { publicationDropped, slotLostError } from '../../source-connector/monitor.ts';
+import { publicationDropped, SlotMonitor, slotLostError } from '../../source-connector/monitor.ts';
 import { chunkSql, planChunks, snapshotVersions } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
 import { topicFor, type TableVersion } from '../../source-connector/table-versions.ts';
 import { isRetriable } from '../../shared/errors.ts';
 import type { Admin } from '../../shared/kafka/client.ts';
 import pino from 'pino';
+import type pg from 'pg';
 
 const INT4 = { oid: 23, schema: 'pg_catalog', name: 'int4', kind: 'base' as const };
 
@@ -181,6 +182,32 @@ test('publicationDropped: gone (PostgreSQL 18 skips its changes without failing 
   const again = publicationDropped(43, 42, 'My Pub', 's')!;
   assert.match(again.message, /^publication "My Pub" was dropped and created again while the connector streamed from slot "s": the changes written while it was gone are not streamed/);
   assert.match(again.remedy!, /^take every table's snapshot again: DROP PUBLICATION "My Pub"; then start the connector/);
+});
+
+test('SlotMonitor: the publication\'s oid is kept across sessions (made again by hand meanwhile: a stop), and forgotten when a session\'s start made it anew', async () => {
+  let oid = 42;
+  const client = {
+    query: async (sql: string) => {
+      if (/pg_replication_slots/.test(sql)) return { rows: [{ database: 'db', plugin: 'pgoutput', active: true, active_pid: 1, confirmed: '0/10', restart: '0/10', wal_status: 'reserved', current: '0/10' }] };
+      if (/every_op/.test(sql)) return { rows: [{ every_op: true, filtered: [] }] };
+      return { rows: [{ oid, relids: [7] }] };
+    },
+  } as unknown as pg.ClientBase;
+  const fatal: Error[] = [];
+  const monitor = new SlotMonitor({
+    connect: async () => client, slotName: 's', heartbeatIntervalMs: 1000, walRetentionWarnBytes: 1e12, log: pino({ level: 'silent' }),
+    publication: { name: 'pub', tables: [{ relid: 7, name: 'public.t' }] }, onFatal: (err) => fatal.push(err),
+  });
+  await monitor.check();
+  oid = 43; // dropped and made again by hand while the retry loop waited
+  await monitor.check();
+  assert.match(fatal[0]?.message ?? '', /^publication "pub" was dropped and created again/);
+  // The next session's start found it gone and made it (every table's snapshot taken again).
+  oid = 44;
+  monitor.publicationMade();
+  await monitor.check();
+  await monitor.check();
+  assert.equal(fatal.length, 1);
 });
 
 test('classify: connection failures are retriable, a missing or invalidated slot is not', () => {

@@ -96,17 +96,37 @@ export async function ensurePgServer(major: number, opts: { runAs?: { uid: numbe
     await rm(path.join(tmp, tgz));
     if (opts.runAs) chownTree(tmp, opts.runAs);
     fs.chmodSync(tmp, 0o755);
-    try {
-      await rename(tmp, home);
-    } catch (err) {
-      // Another process finished the same fetch first: theirs is as good as ours.
-      if (!fs.existsSync(path.join(home, MARKER))) throw err;
-    }
-    await writeFile(path.join(home, MARKER), `${spec}\n`);
+    await installFetched(tmp, home, spec);
     return binDir;
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Move a fetched tree into place, its marker already in it: `home` then exists only complete,
+ * whoever is stopped halfway. Another process that got there first is as good as ours; a home
+ * without the marker (left by a fetch that put the marker in after the move, and was stopped
+ * between) is moved aside and replaced.
+ */
+export async function installFetched(tmp: string, home: string, spec: string): Promise<void> {
+  await writeFile(path.join(tmp, MARKER), `${spec}\n`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rename(tmp, home);
+      return;
+    } catch (err) {
+      if (fs.existsSync(path.join(home, MARKER))) return;
+      if (attempt > 0 || !['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      // Renamed, not removed in place: a process doing the same at once then fails its rename and tries again.
+      const stale = `${home}.stale-${process.pid}-${Date.now()}`;
+      await rename(home, stale).then(() => rm(stale, { recursive: true, force: true }), ignoreMissing);
+    }
+  }
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
 }
 
 function othersCanEnter(dir: string): boolean {

@@ -5,10 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { devstackPgMajor, PG_SERVER_PACKAGES, pgServerHome, pgServerPackage } from '../../shared/devstack/pg-servers.ts';
+import { devstackPgMajor, installFetched, PG_SERVER_PACKAGES, pgServerHome, pgServerPackage } from '../../shared/devstack/pg-servers.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 test('SHARDBRIDGE_PG_VERSION names a major of 15 or newer; unset means the machine’s own server', () => {
@@ -45,5 +45,33 @@ test('run by another OS user, the binaries go where that user can reach them: no
     else process.env.SHARDBRIDGE_CACHE = prev;
     rmSync(home, { recursive: true, force: true });
     rmSync(open, { recursive: true, force: true });
+  }
+});
+
+test('a fetched tree goes into place with its marker: a fetch stopped halfway leaves no home that looks complete, a second fetch keeps the first, a home without the marker is replaced', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'sb-pgcache-'));
+  const fetched = (name: string, content: string): string => {
+    const dir = join(root, name);
+    mkdirSync(join(dir, 'native', 'bin'), { recursive: true });
+    writeFileSync(join(dir, 'native', 'bin', 'postgres'), content);
+    return dir;
+  };
+  const home = join(root, 'postgresql-18');
+  try {
+    await installFetched(fetched('a.partial', 'first'), home, 'pkg@1');
+    assert.equal(readFileSync(join(home, '.complete'), 'utf8'), 'pkg@1\n');
+    // Another process finishing the same fetch later: the first one's stays.
+    const second = fetched('b.partial', 'second');
+    await installFetched(second, home, 'pkg@1');
+    assert.equal(readFileSync(join(home, 'native', 'bin', 'postgres'), 'utf8'), 'first');
+    rmSync(second, { recursive: true });
+    // Left by a fetch stopped between its move and its marker: never taken as complete, replaced.
+    rmSync(join(home, '.complete'));
+    await installFetched(fetched('c.partial', 'third'), home, 'pkg@1');
+    assert.equal(readFileSync(join(home, 'native', 'bin', 'postgres'), 'utf8'), 'third');
+    assert.ok(existsSync(join(home, '.complete')));
+    assert.deepEqual(readdirSync(root), ['postgresql-18']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });

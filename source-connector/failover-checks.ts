@@ -4,6 +4,7 @@
  * synchronized_standby_slots can let the connector publish changes the standby never gets.
  */
 import type { Finding, SourceFacts } from './checks.ts';
+import { isRetriable, SourceError } from '../shared/errors.ts';
 
 export const FAILOVER_SLOT_REMEDY =
   "set slotFailover: true (the connector makes its slot a failover slot), and on each standby: sync_replication_slots = on, hot_standby_feedback = on, primary_slot_name = '<its physical slot on the primary>', a dbname in primary_conninfo; on the primary: synchronized_standby_slots = '<those physical slots>' (a reload is enough for each)";
@@ -44,4 +45,24 @@ export function failoverFindings(f: SourceFacts): Finding[] {
       'but the transactions the standby never received are gone from the new primary while their changes stay in Kafka and at the destination',
     remedy: "on the primary: ALTER SYSTEM SET synchronized_standby_slots = '<standby_slot>, …'; SELECT pg_reload_conf();  (the connector then waits for those standbys to have each change first)",
   }];
+}
+
+/**
+ * ALTER_REPLICATION_SLOT (slot.ts, alterSlotFailover) failing, as the error that stops or
+ * retries the connector: the slot in use (55006) or the connection lost is retried, and the
+ * remedy says to free the slot; anything else (permission, a slot synced from a primary, an
+ * invalidated slot) comes again at each retry, so it stops and names slotFailover. Pure.
+ */
+export function alterFailoverError(err: unknown, slot: string, failover: boolean): SourceError {
+  const code = (err as { code?: string }).code;
+  const inUse = code === '55006';
+  return new SourceError(`setting replication slot "${slot}"'s failover flag to ${failover} (slotFailover) failed: ${(err as Error).message}`, {
+    cause: err,
+    context: { slot, key: 'slotFailover', ...(code ? { code } : {}) },
+    retriable: isRetriable(err),
+    remedy: inUse
+      ? 'ALTER_REPLICATION_SLOT needs the slot free: stop whatever else streams from it (the connector retries meanwhile)'
+      : `set slotFailover to ${!failover} to keep the slot as it is; or set its flag as a replication role: ` +
+        `psql "dbname=<db> replication=database" -c 'ALTER_REPLICATION_SLOT "${slot.replace(/"/g, '""')}" (FAILOVER ${failover})'`,
+  });
 }

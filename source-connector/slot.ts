@@ -16,6 +16,7 @@ import { quoteIdent, quoteQualified } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
+import { alterFailoverError } from './failover-checks.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -283,16 +284,11 @@ export function slotOptions(opts: { temporary?: boolean; failover?: boolean }): 
 export async function alterSlotFailover(connection: pg.ClientConfig, slotName: string, failover: boolean, log: Logger): Promise<void> {
   const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
   client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
-  await client.connect();
   try {
+    await client.connect();
     await client.query(`ALTER_REPLICATION_SLOT ${quoteIdent(slotName)} (FAILOVER ${failover})`);
   } catch (err) {
-    throw new SourceError(`setting replication slot "${slotName}"'s failover flag to ${failover} (slotFailover) failed: ${(err as Error).message}`, {
-      cause: err,
-      context: { slot: slotName, key: 'slotFailover' },
-      retriable: true,
-      remedy: `ALTER_REPLICATION_SLOT needs the slot free: stop whatever streams from it; or set slotFailover to ${!failover}`,
-    });
+    throw alterFailoverError(err, slotName, failover);
   } finally {
     await client.end().catch(() => {});
   }

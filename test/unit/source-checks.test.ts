@@ -7,6 +7,8 @@ import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../sou
 import { prefixFindings } from '../../shared/checks/services.ts';
 import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
 import { slotOptions, slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
+import { alterFailoverError } from '../../source-connector/failover-checks.ts';
+import { isRetriable } from '../../shared/errors.ts';
 
 const healthy: SourceFacts = {
   serverVersionNum: 150004, walLevel: 'logical', serverEncoding: 'UTF8', maxReplicationSlots: 10, usedReplicationSlots: 1, maxWalSenders: 10, usedWalSenders: 0,
@@ -295,4 +297,17 @@ test('the slot is created FAILOVER only when asked, and a temporary slot (a tabl
   assert.equal(slotOptions({}), "SNAPSHOT 'export'");
   assert.equal(slotOptions({ failover: true }), "SNAPSHOT 'export', FAILOVER true");
   assert.equal(slotOptions({ failover: true, temporary: true }), "SNAPSHOT 'export'");
+});
+
+test('the failover flag\'s alteration failing: the slot in use or the connection lost is retried (free the slot); a refusal that comes again stops, naming slotFailover', () => {
+  const inUse = alterFailoverError(Object.assign(new Error('replication slot "s" is active for PID 12'), { code: '55006' }), 's', true);
+  assert.equal(isRetriable(inUse), true);
+  assert.match(inUse.remedy!, /needs the slot free/);
+  assert.equal(isRetriable(alterFailoverError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 's', true)), true);
+  const synced = alterFailoverError(Object.assign(new Error('cannot alter replication slot "s"'), { code: '0A000' }), 's', false);
+  assert.equal(isRetriable(synced), false);
+  assert.equal(synced.context?.key, 'slotFailover');
+  assert.match(synced.message, /failover flag to false \(slotFailover\) failed: cannot alter replication slot "s"/);
+  assert.match(synced.remedy!, /^set slotFailover to true to keep the slot as it is; .*ALTER_REPLICATION_SLOT "s" \(FAILOVER false\)/);
+  assert.equal(isRetriable(alterFailoverError(Object.assign(new Error('permission denied to use replication slots'), { code: '42501' }), 's', true)), false);
 });

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import type { PgBinaries } from './pg-process.ts';
+import { waitFor } from './ports.ts';
 
 /** What startPostgres does as the postgres OS user (postgres.ts). */
 export type RunAsPg = (bins: PgBinaries, bin: string, args: string[]) => Promise<void>;
@@ -57,16 +58,24 @@ export async function makeStandby(bins: PgBinaries, runAsPg: RunAsPg, dataDir: s
   return { slot: name, ownSlot: slot === undefined };
 }
 
-/** Drop a standby's own slot on the primary, if the primary still runs (best effort: the standby is going). */
+/**
+ * Drop a standby's own slot on the primary, if the primary still runs (best effort: the standby
+ * is going). The primary's WAL sender may hold it a moment after the standby stopped: waited
+ * for, else the slot stayed, holding WAL back and counted as a standby by check.
+ */
 export async function dropStandbySlot(primaryUrl: string, copy: StandbyCopy): Promise<void> {
   if (!copy.ownSlot) return;
   const primary = new pg.Client({ connectionString: primaryUrl, connectionTimeoutMillis: 2_000 });
   primary.on('error', () => {});
   try {
     await primary.connect();
-    await primary.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [copy.slot]);
+    await waitFor(`standby slot ${copy.slot} released`, async () => {
+      const { rows } = await primary.query(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [copy.slot]);
+      return rows.length === 0 || rows[0].active === false;
+    }, { timeoutMs: 10_000, intervalMs: 50 });
+    await primary.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [copy.slot]);
   } catch {
-    // the primary is gone (crashed, promoted away, destroyed): its slot with it
+    // the primary is gone (crashed, promoted away, destroyed): its slot with it; or still held after 10 s: left
   } finally {
     await primary.end().catch(() => {});
   }

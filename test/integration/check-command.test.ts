@@ -391,6 +391,13 @@ test('a standby of the source fails the check (in recovery), naming the primary 
     const why = major < 16 ? `PostgreSQL ${major} cannot decode logical replication on a standby` : 'the connector creates and alters its publication and writes its heartbeat and cut-over messages into the WAL, which a read-only standby refuses';
     assert.deepEqual(f.map((x) => [x.level, x.message]), [['FAIL', `the source server is a standby (in recovery): ${why}`]]);
     assert.match(f[0].remedy!, /point source at the primary/);
+    // Its own physical slot goes with it: left, it would hold the source's WAL and count as a standby in the failover checks.
+    await standby.destroy();
+    const pc = new pg.Client({ connectionString: source.url() });
+    await pc.connect();
+    const { rows } = await pc.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'`);
+    await pc.end();
+    assert.deepEqual(rows, []);
   } finally {
     await standby.destroy();
   }

@@ -23,7 +23,7 @@ import { formatLsn, parseLsn } from './pgoutput-decoder.ts';
 import { RawPgoutputPlugin, ackArgument } from './raw-pgoutput-plugin.ts';
 import { MessagePump } from './message-pump.ts';
 import { StreamMessages, type MessageOptions } from './stream-messages.ts';
-import { lostSlotRemedy } from '../shared/migration/remedies.ts';
+import { LOST_SLOT_REMEDY, lostSlotRemedy } from '../shared/migration/remedies.ts';
 import { quoteIdent } from '../shared/sql.ts';
 
 export { HEARTBEAT_PREFIX } from './stream-messages.ts';
@@ -237,7 +237,7 @@ export function classify(err: unknown, slot: string): Error {
     return new SourceError(`replication slot "${slot}" does not exist any more: changes since the last confirmed position are lost`, {
       cause: err,
       context: { slot },
-      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+      remedy: LOST_SLOT_REMEDY,
     });
   }
   if (e?.code === '55000' && /can no longer get changes|invalidated/i.test(message)) {
@@ -247,7 +247,7 @@ export function classify(err: unknown, slot: string): Error {
     return new SourceError(`replication slot "${slot}" was invalidated: changes were lost (${detail ?? message})`, {
       cause: err,
       context: { slot },
-      remedy: idle ? lostSlotRemedy('idle_timeout') : 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+      remedy: lostSlotRemedy(idle ? 'idle_timeout' : null),
     });
   }
   if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !isRetriable(err)) {

@@ -13,7 +13,8 @@ import { publicationDropped, SlotMonitor, slotLostError } from '../../source-con
 import { chunkSql, planChunks, snapshotVersions } from '../../source-connector/snapshot.ts';
 import { classify } from '../../source-connector/stream.ts';
 import { topicFor, type TableVersion } from '../../source-connector/table-versions.ts';
-import { isRetriable } from '../../shared/errors.ts';
+import { isRetriable, type SourceError } from '../../shared/errors.ts';
+import { LOST_SLOT_REMEDY } from '../../shared/migration/remedies.ts';
 import type { Admin } from '../../shared/kafka/client.ts';
 import pino from 'pino';
 import type pg from 'pg';
@@ -219,6 +220,9 @@ test('classify: connection failures are retriable, a missing or invalidated slot
   assert.match(missing.message, /does not exist any more/);
   const invalid = classify(Object.assign(new Error('can no longer get changes from replication slot "s"'), { code: '55000' }), 's');
   assert.equal(isRetriable(invalid), false);
+  // The monitor's remedies for the same events (slotLostError): the steps, not a pointer to the docs.
+  assert.equal((missing as SourceError).remedy, LOST_SLOT_REMEDY);
+  assert.equal((invalid as SourceError).remedy, LOST_SLOT_REMEDY);
 });
 
 test('topicFor: characters Kafka refuses become "_"', () => {

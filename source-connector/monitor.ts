@@ -16,7 +16,7 @@ import { SourceError } from '../shared/errors.ts';
 import { quoteIdent } from '../shared/sql.ts';
 import { narrowedOf, publicationNarrowing, slotStatus, type SlotStatus } from './slot.ts';
 import { selectedTableNames, type TableSelection } from './catalog.ts';
-import { HEARTBEAT_PREFIX, publicationDroppedError } from './stream.ts';
+import { HEARTBEAT_PREFIX, publicationDroppedError, START_WITHOUT_PUBLICATION } from './stream.ts';
 import { LOST_SLOT_REMEDY, lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
 import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
 
@@ -31,7 +31,7 @@ export function publicationDropped(oid: number | undefined, seen: number | undef
     `publication "${publication}" was dropped and created again while the connector streamed from slot "${slot}": the changes written while it was gone are not streamed (PostgreSQL 18 skips them without an error)`,
     {
       context: { slot, publication },
-      remedy: `take every table's snapshot again: DROP PUBLICATION ${quoteIdent(publication)}; then start the connector: finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic`,
+      remedy: `take every table's snapshot again: DROP PUBLICATION ${quoteIdent(publication)}; then start the connector: ${START_WITHOUT_PUBLICATION}`,
     },
   );
 }

@@ -206,6 +206,9 @@ export class ReplicationStream {
 
 }
 
+/** What the next start does without the publication (restart-drift.ts, publicationGone): the remedies of a dropped one end with it. */
+export const START_WITHOUT_PUBLICATION = "finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic";
+
 /**
  * The publication dropped under a streaming connector: PostgreSQL before 18 fails the stream
  * (42704, classify), 18 skips the changes with a warning (the monitor finds it gone).
@@ -218,7 +221,7 @@ export function publicationDroppedError(publication: string, slot: string, cause
     {
       cause,
       context: { slot, publication },
-      remedy: `start the connector again (if the publication was made again by hand meanwhile, DROP PUBLICATION ${quoteIdent(publication)} first): finding the publication gone, it takes every table's snapshot again from a new slot, after a truncate of its topic`,
+      remedy: `start the connector again (if the publication was made again by hand meanwhile, DROP PUBLICATION ${quoteIdent(publication)} first): ${START_WITHOUT_PUBLICATION}`,
     },
   );
 }

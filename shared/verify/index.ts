@@ -95,16 +95,15 @@ export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
   const limit = opts.sampleKeys ?? 10;
   const srcPool = new pg.Pool({ ...withSessionOptions(opts.source), max: parallel });
   const dstPool = new pg.Pool({ ...withSessionOptions(opts.destination), max: parallel });
-  // Queued before the session's first statement; a failure shows in that statement's error.
-  srcPool.on('connect', (c) => void resetTransactionTimeout(c, opts.source.options).catch(() => {}));
-  dstPool.on('connect', (c) => void resetTransactionTimeout(c, opts.destination.options).catch(() => {}));
   // Idle-client errors (server restart) surface on the next query instead of crashing the process.
   srcPool.on('error', () => {});
   dstPool.on('error', () => {});
   try {
-    const src: Side = { query: async (q) => (await srcPool.query(q.text, q.values)).rows };
-    const citus = (await dstPool.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount! > 0;
-    const dst: Side = { query: (q) => destinationQuery(dstPool, citus, q) };
+    const source = sessions(srcPool, opts.source.options);
+    const destination = sessions(dstPool, opts.destination.options);
+    const src: Side = { query: (q) => source.run((c) => c.query(q.text, q.values)).then((r) => r.rows) };
+    const citus = (await destination.run((c) => c.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`))).rowCount! > 0;
+    const dst: Side = { query: (q) => destinationQuery(destination, citus, q) };
     const tables = await Promise.all(opts.tables.map((t) => verifyOne(t, src, dst, ranges, limit)));
     return { match: tables.every((t) => t.match), tables, durationMs: Date.now() - started };
   } finally {
@@ -258,24 +257,46 @@ const sumRows = (m: Map<number, RangeStat>) => [...m.values()].reduce((a, s) => 
  * On Citus the row text is computed on the workers, which do not see session options of the
  * coordinator connection: SET LOCAL with propagation carries the settings to them.
  */
-async function destinationQuery(pool: pg.Pool, citus: boolean, q: SqlText): Promise<any[]> {
-  if (!citus) return (await pool.query(q.text, q.values)).rows;
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`SET LOCAL citus.propagate_set_commands = 'local'`);
-    // SET statements (not set_config()) are what Citus propagates. The timeouts too: a worker's
-    // role may carry an application's statement_timeout, which would cut a checksum's scan.
-    for (const [k, v] of Object.entries({ ...LONG_READ_SETTINGS, ...SOURCE_SESSION_SETTINGS })) await client.query(`SET LOCAL ${k} = '${v.replace(/'/g, "''")}'`);
-    const { rows } = await client.query(q.text, q.values);
-    await client.query('COMMIT');
-    return rows;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    client.release();
-  }
+async function destinationQuery(pool: Sessions, citus: boolean, q: SqlText): Promise<any[]> {
+  return pool.run(async (client) => {
+    if (!citus) return (await client.query(q.text, q.values)).rows;
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL citus.propagate_set_commands = 'local'`);
+      // SET statements (not set_config()) are what Citus propagates. The timeouts too: a worker's
+      // role may carry an application's statement_timeout, which would cut a checksum's scan.
+      for (const [k, v] of Object.entries({ ...LONG_READ_SETTINGS, ...SOURCE_SESSION_SETTINGS })) await client.query(`SET LOCAL ${k} = '${v.replace(/'/g, "''")}'`);
+      const { rows } = await client.query(q.text, q.values);
+      await client.query('COMMIT');
+      return rows;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    }
+  });
+}
+
+interface Sessions {
+  /** `fn` on a session of the pool whose transaction_timeout was reset (timeout-reset.ts) before its first statement. */
+  run<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
+}
+
+function sessions(pool: pg.Pool, userOptions: string | undefined): Sessions {
+  const reset = new WeakSet<pg.PoolClient>();
+  return {
+    async run(fn) {
+      const c = await pool.connect();
+      try {
+        if (!reset.has(c)) {
+          await resetTransactionTimeout(c, userOptions);
+          reset.add(c);
+        }
+        return await fn(c);
+      } finally {
+        c.release();
+      }
+    },
+  };
 }
 
 function withSessionOptions(c: pg.ClientConfig): pg.ClientConfig {

@@ -301,7 +301,7 @@ class ConnectorRun {
       return;
     }
 
-    const { from, skip, publicationMade } = await decideSlot({
+    const { from, skip, publicationOid } = await decideSlot({
       run: () => this.snapshotContext(),
       client,
       state,
@@ -315,7 +315,7 @@ class ConnectorRun {
       onOwnCopy: (copied) => (this.ownCopy = copied),
     });
     if (this.stopping) return;
-    if (publicationMade) this.monitor.publicationMade();
+    this.monitor.publicationChecked(publicationOid);
     await this.streamFrom(from, skip);
   }
 

@@ -94,6 +94,8 @@ export interface SlotCreatedMarker {
   kind: 'slot-created';
   slot: string;
   consistentPoint: string;
+  /** The publication's oid the slot streams through: another one at a start means it was dropped and made again meanwhile. Absent: written before this was recorded. */
+  publicationOid?: number;
   at: string;
 }
 
@@ -144,8 +146,8 @@ export function snapshotCompleted(m: Omit<SnapshotCompletedMarker, 'kind' | 'at'
   return record(m.table, v);
 }
 
-export function slotCreated(slot: string, consistentPoint: bigint, at = new Date()): ControlRecord {
-  const v: SlotCreatedMarker = { kind: 'slot-created', slot, consistentPoint: formatLsn(consistentPoint), at: at.toISOString() };
+export function slotCreated(slot: string, consistentPoint: bigint, at = new Date(), publicationOid?: number): ControlRecord {
+  const v: SlotCreatedMarker = { kind: 'slot-created', slot, consistentPoint: formatLsn(consistentPoint), ...(publicationOid !== undefined ? { publicationOid } : {}), at: at.toISOString() };
   return record(slotMarkerKey(slot), v);
 }
 

@@ -80,9 +80,9 @@ export class SlotMonitor {
   private lastWarn = 0;
   private heartbeatFailing = false;
   /**
-   * The publication's oid at the first check: another one later means it was dropped and made
-   * again. Kept across the retry loop's sessions (a drop while one retries is found at the next),
-   * forgotten when a session's start makes the publication itself (publicationMade).
+   * The publication's oid the slot streams through: another one later means it was dropped and
+   * made again. Set by a session's start when it knows it (publicationChecked), else at the first
+   * check, and then kept across the retry loop's sessions (a drop while one retries is found at the next).
    */
   private publicationOid: number | undefined;
   /** ATTACHed partitions whose rows the snapshot has (partitions.ts, attachedToken). */
@@ -119,11 +119,12 @@ export class SlotMonitor {
   }
 
   /**
-   * This session's start made the publication anew (it found it gone: every table's snapshot is
-   * taken again from a new slot), so its new oid is no drop to stop for.
+   * The oid this session's start found the slot streams through (slot-decision.ts: a slot made now,
+   * or one whose marker recorded it): a publication made again meanwhile was dealt with there (every
+   * table's snapshot taken again), so it is no drop to stop for. Undefined: not known, the one seen before stays.
    */
-  publicationMade(): void {
-    this.publicationOid = undefined;
+  publicationChecked(oid: number | undefined): void {
+    if (oid !== undefined) this.publicationOid = oid;
   }
 
   stop(): void {

@@ -80,6 +80,26 @@ export async function publicationGone(client: pg.ClientBase, args: { slot: strin
   log.warn({ slot: args.slot, publication: args.publication }, `${dropped}, so every table's snapshot is taken again from a new slot, after a truncate of its topic`);
 }
 
+/**
+ * The kept slot's publication dropped and made again since the slot's marker was written (another
+ * oid; absent in a marker written before it was recorded): the changes written while it was gone
+ * were not streamed (PostgreSQL 18 skips them without an error; before 18 the stream fails on
+ * them). Under snapshot mode `initial` every table's snapshot is then taken again from a new
+ * slot (true); otherwise refused. Pure, but for the log line.
+ */
+export function publicationRemade(markerOid: number | undefined, oid: number | undefined, args: { slot: string; publication: string; mode: string }, log: Logger): boolean {
+  if (markerOid === undefined || oid === undefined || markerOid === oid) return false;
+  const remade = `publication ${args.publication} was dropped and made again since slot ${args.slot} was created (oid ${markerOid}, now ${oid}): the slot did not stream the changes written while it was gone`;
+  if (args.mode !== 'initial') {
+    throw new SourceError(`${remade}, and snapshot.mode ${args.mode} takes no snapshot to cover them`, {
+      context: { slot: args.slot, publication: args.publication },
+      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
+    });
+  }
+  log.warn({ slot: args.slot, publication: args.publication }, `${remade}, so every table's snapshot is taken again from a new slot, after a truncate of its topic`);
+  return true;
+}
+
 /** Slots this connector's `__snapshot` topic says it made and published from, other than `slot`, that still exist: warned at each start. */
 export async function warnLeftSlots(client: pg.ClientBase, state: SnapshotState, args: { slot: string; snapshotTopic: string }, log: Logger): Promise<void> {
   const others = [...state.slots.keys()].filter((s) => s !== args.slot);

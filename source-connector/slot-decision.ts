@@ -19,9 +19,9 @@ import { snapshottedBefore } from './earlier-snapshots.ts';
 import { slotLostError } from './monitor.ts';
 import type { PartitionInfo } from './partitions.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
-import { checkSlotAtStart, publicationGone } from './restart-drift.ts';
+import { checkSlotAtStart, publicationGone, publicationRemade } from './restart-drift.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
-import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
+import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationOidOf, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -50,8 +50,12 @@ export interface SlotDecisionContext {
 }
 
 /** Decide, create or drop the slot, take the snapshots that go first: where the stream starts and what it leaves out. */
-/** `publicationMade`: the publication was created by this start (it was gone), under another oid than any seen before. */
-export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigint | null; skip: SkipPoints; publicationMade: boolean }> {
+/**
+ * `publicationOid`: the publication's oid the slot is known to stream through (a slot made now, or
+ * one whose marker recorded it), for the monitor to stop on another; undefined when the marker
+ * predates the record.
+ */
+export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigint | null; skip: SkipPoints; publicationOid: number | undefined }> {
   const { client, state, gaps } = ctx;
   const { config: cfg, source, publisher, topics, admin, log } = ctx.run();
   const selectedVersions = () => snapshotVersions(ctx.versions(), source.tables);
@@ -69,6 +73,8 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
     const selected = source.tables.map(qualified);
     await publicationGone(client, { slot: cfg.slotName, publication: cfg.publicationName, selected, mode: cfg.snapshot.mode }, log);
     gaps.missing = selected;
+  } else if (slot && publicationRemade(state.slots.get(cfg.slotName)?.publicationOid, gaps.oid, { slot: cfg.slotName, publication: cfg.publicationName, mode: cfg.snapshot.mode }, log)) {
+    gaps.missing = source.tables.map(qualified);
   }
   const verdict = judgeSnapshotState(state, { slot: cfg.slotName, tables: source.tables.map(qualified), slotExists: slot !== null, republished: gaps.missing, narrowed: gaps.narrowed, attached: ctx.attached });
   if (verdict.publishedFromSlot || slot !== null) {
@@ -102,7 +108,9 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
       slot = null;
     }
   }
-  const publication = await ensurePublication(client, cfg.publicationName, source.tables, log);
+  await ensurePublication(client, cfg.publicationName, source.tables, log);
+  const publicationOid = await publicationOidOf(client, cfg.publicationName);
+  let vouched = state.slots.get(cfg.slotName)?.publicationOid === publicationOid ? publicationOid : undefined;
   // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
   const aligned = await alignmentPoint(client);
   let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
@@ -115,7 +123,8 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
     if (earlier) await truncateBeforeResnapshot(ctx.run(), selectedVersions());
     const exported = await createSlotWithSnapshot(source.connection, cfg.slotName, log, { signal: ctx.run().signal, failover: cfg.slotFailover });
     try {
-      const marker = slotCreated(cfg.slotName, exported.consistentPoint);
+      const marker = slotCreated(cfg.slotName, exported.consistentPoint, undefined, publicationOid);
+      vouched = publicationOid;
       publisher.publishRaw(topics.snapshot, marker.key, marker.value);
       await publisher.barrier();
       if (cfg.snapshot.mode === 'initial') await takeSnapshot(ctx.run(), exported, selectedVersions());
@@ -131,7 +140,8 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
     if (!state.slots.has(cfg.slotName) && slot.confirmedFlushLsn !== null) {
       // The slot kept, its marker gone (__snapshot deleted or emptied; snapshot.mode never keeps
       // the slot even then): written again, so that the slot vanishing later is still lost changes.
-      const marker = slotCreated(cfg.slotName, slot.confirmedFlushLsn);
+      const marker = slotCreated(cfg.slotName, slot.confirmedFlushLsn, undefined, publicationOid);
+      vouched = publicationOid;
       publisher.publishRaw(topics.snapshot, marker.key, marker.value);
       await publisher.barrier();
     }
@@ -145,7 +155,7 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
   if (ownCopy) for (const t of own) completed.push({ table: qualified(t), consistentPoint: ownCopy.point });
   return {
     from,
-    publicationMade: publication === 'created',
+    publicationOid: vouched,
     skip: {
       tables: ownSnapshotPoints(completed, from),
       unselectedBefore: aligned.lsn,

@@ -56,6 +56,8 @@ export interface ExportedSlot {
 export interface PublicationGaps {
   /** Whether the publication exists (restart-drift.ts publicationGone when it does not and the slot does). */
   exists: boolean;
+  /** Its oid, when it exists. */
+  oid?: number;
   /** Selected tables the publication does not list. */
   missing: string[];
   /** Selected tables it lists but leaves changes of out: a row filter, a column list, or a publish option without some operation. */
@@ -65,13 +67,19 @@ export interface PublicationGaps {
 /** What the publication leaves out of the selected tables' changes now (before ensurePublication mends it); tables as `schema.name`. */
 export async function publicationGaps(client: pg.ClientBase, name: string, selected: string[]): Promise<PublicationGaps> {
   const { rows: [pub] } = await client.query(
-    `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
+    `SELECT oid::int AS oid, ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
     [name],
   );
   if (!pub) return { exists: false, missing: [], narrowed: [] };
   const have = new Set(pub.tables as string[]);
   const listed = selected.filter((t) => have.has(t));
-  return { exists: true, missing: selected.filter((t) => !have.has(t)), narrowed: narrowedOf(listed, (await publicationNarrowing(client, name))!) };
+  return { exists: true, oid: pub.oid, missing: selected.filter((t) => !have.has(t)), narrowed: narrowedOf(listed, (await publicationNarrowing(client, name))!) };
+}
+
+/** The publication's oid (recorded in the slot's marker: control-topics.ts), undefined when there is none. */
+export async function publicationOidOf(client: pg.ClientBase, name: string): Promise<number | undefined> {
+  const { rows: [pub] } = await client.query(`SELECT oid::int AS oid FROM pg_publication WHERE pubname = $1`, [name]);
+  return pub?.oid;
 }
 
 /** Pure: of the listed tables, those whose changes the publication leaves partly out. */

@@ -185,7 +185,7 @@ test('publicationDropped: gone (PostgreSQL 18 skips its changes without failing 
   assert.match(again.remedy!, /^take every table's snapshot again: DROP PUBLICATION "My Pub"; then start the connector/);
 });
 
-test('SlotMonitor: the publication\'s oid is kept across sessions (made again by hand meanwhile: a stop), and forgotten when a session\'s start made it anew', async () => {
+test('SlotMonitor: the publication\'s oid is kept across sessions (made again by hand meanwhile: a stop), and replaced by the one a session\'s start checked', async () => {
   let oid = 42;
   const client = {
     query: async (sql: string) => {
@@ -203,10 +203,12 @@ test('SlotMonitor: the publication\'s oid is kept across sessions (made again by
   oid = 43; // dropped and made again by hand while the retry loop waited
   await monitor.check();
   assert.match(fatal[0]?.message ?? '', /^publication "pub" was dropped and created again/);
-  // The next session's start found it gone and made it (every table's snapshot taken again).
+  // The next session's start found it gone, or made again, and took every table's snapshot again from a new slot.
   oid = 44;
-  monitor.publicationMade();
+  monitor.publicationChecked(44);
   await monitor.check();
+  // A start that could not tell (a slot marker older than the record) keeps the oid seen.
+  monitor.publicationChecked(undefined);
   await monitor.check();
   assert.equal(fatal.length, 1);
 });

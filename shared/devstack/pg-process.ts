@@ -61,7 +61,8 @@ function systemBinDir(): string {
   return binDir;
 }
 
-function pgUserIfRoot(): PgBinaries['runAs'] {
+/** As root: the OS user the server binaries run as (postgres refuses root). */
+export function pgUserIfRoot(): PgBinaries['runAs'] {
   if (process.getuid?.() !== 0) return undefined;
   const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
   const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });

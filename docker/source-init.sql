@@ -6,7 +6,7 @@
 -- as, and the publication it reuses. Replace this file with your own schema, or point
 -- docker/source.yaml at your own database (see docs/docker-compose.md).
 
--- The role's password comes from the container's environment (psql 15's \getenv), so it is
+-- The role's password comes from the container's environment (psql's \getenv, 15+), so it is
 -- written in docker-compose.yml once, next to the connector's SHARDBRIDGE_SOURCE_SOURCE__PASSWORD.
 \getenv shardbridge_password SHARDBRIDGE_PASSWORD
 

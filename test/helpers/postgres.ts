@@ -4,6 +4,7 @@
  * when set — an existing PostgreSQL database or Citus coordinator that tests may create
  * and drop tables in — and otherwise a fresh cluster of this test file's own.
  */
+import type { ClientBase } from 'pg';
 import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import { testLogger } from './kafka.ts';
 
@@ -18,4 +19,9 @@ export async function getTestDestination(opts: { major?: number } = {}): Promise
 /** A fresh source cluster (wal_level=logical etc.); `settings` override the defaults. Call destroy() when done. */
 export function startTestSource(settings?: Record<string, string>, opts: { major?: number } = {}): Promise<PgCluster> {
   return startPostgres({ name: 'source', settings, logger: testLogger(), major: opts.major });
+}
+
+/** Whether the database (a SHARDBRIDGE_TEST_DESTINATION, say) has the citus extension. */
+export async function hasCitus(client: ClientBase): Promise<boolean> {
+  return (await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
 }

@@ -21,7 +21,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { freePort } from '../../shared/devstack/ports.ts';
 import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import type { Finding } from '../../source-connector/checks.ts';
-import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus, startTestSource } from '../helpers/postgres.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 
@@ -84,7 +84,7 @@ before(async () => {
   try {
     await sc.query(SOURCE_DDL);
     await dc.query(DEST_DDL);
-    citus = (await dc.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+    citus = (await hasCitus(dc));
     // On Citus the wider key is legitimate only when its extra column distributes the table.
     if (citus) await dc.query(`SELECT create_distributed_table('${SCHEMA}.regional', 'region')`);
   } finally {

@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus } from '../helpers/postgres.ts';
 
 const BIN = fileURLToPath(new URL('../../shared/cli/shardbridge.js', import.meta.url));
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -167,7 +167,7 @@ test('--destination: a database of the user\'s is migrated into (PASS, its passw
   own.on('error', () => {}); // ended by the DROP DATABASE … WITH (FORCE) of the cleanup when a step fails
   await own.connect();
   // Citus: the database needs the extension and the workers added, as the refusal's remedy says; plain PostgreSQL here.
-  const citus = (await admin.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  const citus = (await hasCitus(admin));
   if (citus) await own.query('CREATE EXTENSION citus');
   await own.query('CREATE TABLE public.customers (id int PRIMARY KEY)');
 

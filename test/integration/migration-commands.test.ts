@@ -42,7 +42,7 @@ import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { runCli } from '../helpers/cli.ts';
 import { capturingLogger, getTestKafka, testLogger } from '../helpers/kafka.ts';
-import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { waitApplied } from '../helpers/sink.ts';
 
@@ -78,7 +78,7 @@ before(async () => {
   src = new pg.Client({ connectionString: s.url() });
   dst = new pg.Client({ connectionString: d.url });
   await Promise.all([src.connect(), dst.connect()]);
-  if ((await dst.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1) citusPrefix = 'SET citus.enable_unsafe_triggers = on; ';
+  if ((await hasCitus(dst))) citusPrefix = 'SET citus.enable_unsafe_triggers = on; ';
   await src.query(`
     CREATE SCHEMA ${SCHEMA};
     CREATE SEQUENCE ${SCHEMA}.ticket_no;

@@ -16,7 +16,7 @@ import { openSource } from '../../source-connector/source-session.ts';
 import { sourceConfigSchema } from '../../source-connector/config.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus } from '../helpers/postgres.ts';
 import { capturingLogger, testLogger } from '../helpers/kafka.ts';
 import { Gauge } from 'prom-client';
 import { waitFor } from '../../shared/devstack/ports.ts';
@@ -46,7 +46,7 @@ before(async () => {
       `ALTER ROLE ${ROLE} SET xmloption = content; ALTER ROLE ${ROLE} SET standard_conforming_strings = on; ALTER ROLE ${ROLE} SET idle_in_transaction_session_timeout = 30000`,
   );
   // On a Citus destination the sink's Citus settings too (the remedy names them there).
-  if ((await admin.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1) {
+  if ((await hasCitus(admin))) {
     await admin.query(`ALTER ROLE ${ROLE} SET citus.max_cached_conns_per_worker = 16; ALTER ROLE ${ROLE} SET citus.enable_deadlock_prevention = off`);
   }
   releases.push(async () => {

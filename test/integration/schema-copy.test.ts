@@ -17,7 +17,7 @@ import { readSchemaModel } from '../../shared/schema/read.ts';
 import { planSchemaCopy } from '../../shared/schema/plan.ts';
 import { citusUnenforcedKey } from '../../shared/migration/foreign-keys.ts';
 import type { PgCluster } from '../../shared/devstack/postgres.ts';
-import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus, startTestSource } from '../helpers/postgres.ts';
 
 const SCHEMA = `sb_schema_${process.pid}_${Date.now().toString(36)}`;
 const dir = mkdtempSync(join(tmpdir(), 'sb-schema-'));
@@ -67,7 +67,7 @@ before(async () => {
   dst = new pg.Client({ connectionString: destUrl });
   await Promise.all([src.connect(), dst.connect()]);
   await src.query(SOURCE_DDL);
-  citus = (await dst.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  citus = (await hasCitus(dst));
   const common = ['kafka: { brokers: ["127.0.0.1:9"] }', 'schemaRegistry: { url: "http://127.0.0.1:9" }'];
   const srcFile = join(dir, 'source.yaml');
   const sinkFile = join(dir, 'sink.yaml');

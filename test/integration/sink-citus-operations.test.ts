@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus } from '../helpers/postgres.ts';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
 import { ensureStaging, upsertViaStaging } from '../../sink-connector/staging.ts';
 import { CREATE_SINK_TABLES_SQL } from '../../sink-connector/offsets.ts';
@@ -29,7 +29,7 @@ before(async () => {
   release = dest.release;
   db = new pg.Client({ connectionString: dest.url });
   await db.connect();
-  citus = (await db.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  citus = (await hasCitus(db));
   await db.query(`CREATE SCHEMA ${pg.escapeIdentifier(SCHEMA)}`);
   await db.query(CREATE_SINK_TABLES_SQL);
 });

@@ -15,7 +15,7 @@ import { freePort, waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type Admin } from '../../shared/kafka/client.ts';
 import { BIN, cleanEnv, runCli } from '../helpers/cli.ts';
 import { getTestKafka, testLogger, uniqueTopic } from '../helpers/kafka.ts';
-import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import pg from 'pg';
 import { capturingLogger } from '../helpers/kafka.ts';
@@ -151,7 +151,7 @@ const TRIG = `sb_trig_${process.pid}_${Date.now().toString(36)}`;
 async function withTriggers(): Promise<{ destination: pg.Client; citus: boolean }> {
   const destination = new pg.Client({ connectionString: servers.destination });
   await destination.connect();
-  const citus = (await destination.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  const citus = (await hasCitus(destination));
   await destination.query(`
     CREATE SCHEMA IF NOT EXISTS ${TRIG};
     CREATE TABLE IF NOT EXISTS ${TRIG}.parent (id int PRIMARY KEY);

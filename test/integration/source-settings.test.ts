@@ -24,7 +24,7 @@ import { startSinkConnector, type SinkConnector } from '../../sink-connector/con
 import { sourceConfigSchema, type SourceConfig } from '../../source-connector/config.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
-import { getTestDestination, startTestSource } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus, startTestSource } from '../helpers/postgres.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { tableText, waitApplied } from '../helpers/sink.ts';
 import { dropSlot, stopped } from '../helpers/source.ts';
@@ -75,7 +75,7 @@ before(async () => {
   // The application's own schema on the source's path (its types then print unqualified), none on the destination's.
   // On Citus the destination role's settings stay on the coordinator: propagated, they would also reach the
   // sessions Citus opens on the workers, which ShardBridge's session options do not (docs/source-connector.md).
-  const citus = (await dst.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  const citus = (await hasCitus(dst));
   await Promise.all([src.query(role(srcSettings, SCHEMA)), dst.query(`${citus ? 'SET citus.enable_alter_role_set_propagation = off; ' : ''}${role(dstSettings, "''")}`)]);
   await src.query(`
     CREATE SCHEMA ${SCHEMA};

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { getTestDestination } from '../helpers/postgres.ts';
+import { getTestDestination, hasCitus } from '../helpers/postgres.ts';
 import pino from 'pino';
 import { queryWith } from '../../sink-connector/destination-errors.ts';
 import { createInPlaceGroup, updateInPlace } from '../../sink-connector/update-in-place.ts';
@@ -182,7 +182,7 @@ before(async () => {
   destUrl = dest.url;
   db = new pg.Client({ connectionString: dest.url, options: '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c bytea_output=hex' });
   await db.connect();
-  citus = (await db.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount === 1;
+  citus = (await hasCitus(db));
   await db.query(`CREATE SCHEMA ${pg.escapeIdentifier(SCHEMA)}`);
   await db.query(CREATE_SINK_TABLES_SQL);
 });

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
-import { IDLE_SLOT_TIMEOUT_OFF, lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
+import { IDLE_SLOT_TIMEOUT_OFF, invalidatedSlot } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { failoverFindings } from './failover-checks.ts';
@@ -44,7 +44,7 @@ export interface SourceFacts {
   slotName: string;
   /** The slotFailover setting; unset (a caller that does not say): the existing slot's own flag. */
   slotFailover?: boolean;
-  /** The primary's physical standbys: physical slots, and WAL senders streaming to no logical slot (unset: not asked). */
+  /** The primary's physical standbys: physical slots, and WAL senders holding no slot (unset: not asked). */
   physicalStandbys?: string[];
   /** synchronized_standby_slots (PostgreSQL 17+; null before). */
   synchronizedStandbySlots?: string | null;
@@ -137,12 +137,12 @@ export async function gatherSourceFacts(
        FROM pg_replication_slots s WHERE slot_name = $1`,
     [opts.slotName],
   );
-  // pg_stat_replication lists logical walsenders too: those holding a logical slot are left out.
+  // A WAL sender holding a slot is named by it (a logical slot's is no standby; a physical one is listed above).
   const { rows: standbys } = await client.query(
     `SELECT 'physical slot ' || slot_name AS standby FROM pg_replication_slots WHERE slot_type = 'physical'
      UNION ALL
      SELECT 'WAL sender to ' || coalesce(nullif(r.application_name, ''), 'pid ' || r.pid) || coalesce(' at ' || host(r.client_addr), '')
-       FROM pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots l WHERE l.slot_type = 'logical' AND l.active_pid = r.pid)
+       FROM pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots l WHERE l.active_pid = r.pid)
      ORDER BY 1`,
   );
   const { rows: tables } = await client.query(
@@ -336,7 +336,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   }
   if (f.slot) {
     if (f.slot.walStatus === 'lost') {
-      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" was invalidated (${slotInvalidatedWhy(f.slot.invalidationReason)}): changes were lost`, remedy: lostSlotRemedy(f.slot.invalidationReason) });
+      out.push({ level: 'FAIL', check: 'slot', object: f.slotName, ...invalidatedSlot(f.slotName, f.slot.invalidationReason) });
     } else if (f.slot.active) {
       out.push({ level: 'FAIL', check: 'slot', object: f.slotName, message: `replication slot "${f.slotName}" is active in another process (pid ${f.slot.activePid})`, remedy: 'stop the other connector, or use a different slotName' });
     } else if (f.slot.plugin && f.slot.plugin !== 'pgoutput') {

@@ -17,7 +17,7 @@ import { quoteIdent } from '../shared/sql.ts';
 import { narrowedOf, publicationNarrowing, slotStatus, type SlotStatus } from './slot.ts';
 import { selectedTableNames, type TableSelection } from './catalog.ts';
 import { HEARTBEAT_PREFIX, publicationDroppedError, START_WITHOUT_PUBLICATION } from './stream.ts';
-import { LOST_SLOT_REMEDY, lostSlotRemedy, slotInvalidatedWhy } from '../shared/migration/remedies.ts';
+import { LOST_SLOT_REMEDY, invalidatedSlot } from '../shared/migration/remedies.ts';
 import { attachedError, identityError, identityMismatches, newlyAttached, readPartitions, unloggedError } from './partitions.ts';
 
 /**
@@ -45,10 +45,8 @@ export function slotLostError(status: SlotStatus | null, slot: string): SourceEr
     });
   }
   if (status.walStatus === 'lost') {
-    return new SourceError(`replication slot "${slot}" was invalidated (${slotInvalidatedWhy(status.invalidationReason)}): changes were lost`, {
-      context: { slot, invalidationReason: status.invalidationReason ?? undefined },
-      remedy: lostSlotRemedy(status.invalidationReason),
-    });
+    const { message, remedy } = invalidatedSlot(slot, status.invalidationReason);
+    return new SourceError(message, { context: { slot, invalidationReason: status.invalidationReason ?? undefined }, remedy });
   }
   return null;
 }

@@ -70,14 +70,18 @@ export async function publicationGone(client: pg.ClientBase, args: { slot: strin
       },
     );
   }
-  const dropped = `publication ${args.publication} was dropped: slot ${args.slot} cannot stream the changes written since`;
+  everyTableAgain(`publication ${args.publication} was dropped: slot ${args.slot} cannot stream the changes written since`, args, log);
+}
+
+/** Changes the kept slot did not stream (`why`): under snapshot mode `initial` said, every table's snapshot then taken again; otherwise refused. */
+function everyTableAgain(why: string, args: { slot: string; publication: string; mode: string }, log: Logger): void {
   if (args.mode !== 'initial') {
-    throw new SourceError(`${dropped}, and snapshot.mode ${args.mode} takes no snapshot to cover them`, {
+    throw new SourceError(`${why}, and snapshot.mode ${args.mode} takes no snapshot to cover them`, {
       context: { slot: args.slot, publication: args.publication },
       remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
     });
   }
-  log.warn({ slot: args.slot, publication: args.publication }, `${dropped}, so every table's snapshot is taken again from a new slot, after a truncate of its topic`);
+  log.warn({ slot: args.slot, publication: args.publication }, `${why}, so every table's snapshot is taken again from a new slot, after a truncate of its topic`);
 }
 
 /**
@@ -89,14 +93,7 @@ export async function publicationGone(client: pg.ClientBase, args: { slot: strin
  */
 export function publicationRemade(markerOid: number | undefined, oid: number | undefined, args: { slot: string; publication: string; mode: string }, log: Logger): boolean {
   if (markerOid === undefined || oid === undefined || markerOid === oid) return false;
-  const remade = `publication ${args.publication} was dropped and made again since slot ${args.slot} was created (oid ${markerOid}, now ${oid}): the slot did not stream the changes written while it was gone`;
-  if (args.mode !== 'initial') {
-    throw new SourceError(`${remade}, and snapshot.mode ${args.mode} takes no snapshot to cover them`, {
-      context: { slot: args.slot, publication: args.publication },
-      remedy: 'a new snapshot is needed: see docs/source-connector.md, "Lost slot"',
-    });
-  }
-  log.warn({ slot: args.slot, publication: args.publication }, `${remade}, so every table's snapshot is taken again from a new slot, after a truncate of its topic`);
+  everyTableAgain(`publication ${args.publication} was dropped and made again since slot ${args.slot} was created (oid ${markerOid}, now ${oid}): the slot did not stream the changes written while it was gone`, args, log);
   return true;
 }
 

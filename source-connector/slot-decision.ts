@@ -109,7 +109,8 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
     }
   }
   await ensurePublication(client, cfg.publicationName, source.tables, log);
-  const publicationOid = await publicationOidOf(client, cfg.publicationName);
+  // Altering keeps the oid: read again only for one this start made.
+  const publicationOid = gaps.oid ?? (await publicationOidOf(client, cfg.publicationName));
   let vouched = state.slots.get(cfg.slotName)?.publicationOid === publicationOid ? publicationOid : undefined;
   // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
   const aligned = await alignmentPoint(client);

@@ -240,9 +240,7 @@ export async function createSlotWithSnapshot(
   log: Logger,
   opts: { temporary?: boolean; signal?: AbortSignal; failover?: boolean } = {},
 ): Promise<ExportedSlot> {
-  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
-  // An 'error' event without a listener would crash the process; failures surface through queries.
-  client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
+  const client = replicationClient(connection, slotName, log);
   await client.connect();
   // Its transaction holds the exported snapshot until every reader has imported it.
   await resetTransactionTimeout(client, connection.options).catch(async (err: unknown) => {
@@ -277,6 +275,14 @@ export async function createSlotWithSnapshot(
   };
 }
 
+/** A replication connection (slot commands) with the source's session options. */
+function replicationClient(connection: pg.ClientConfig, slotName: string, log: Logger): pg.Client {
+  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
+  // An 'error' event without a listener would crash the process; failures surface through queries.
+  client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
+  return client;
+}
+
 /**
  * CREATE_REPLICATION_SLOT's options. FAILOVER only when asked (servers before 17 know no such
  * option); a temporary slot never, which PostgreSQL refuses. Pure.
@@ -290,8 +296,7 @@ export function slotOptions(opts: { temporary?: boolean; failover?: boolean }): 
  * command needs; the slot must not be in use.
  */
 export async function alterSlotFailover(connection: pg.ClientConfig, slotName: string, failover: boolean, log: Logger): Promise<void> {
-  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
-  client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
+  const client = replicationClient(connection, slotName, log);
   try {
     await client.connect();
     await client.query(`ALTER_REPLICATION_SLOT ${quoteIdent(slotName)} (FAILOVER ${failover})`);
@@ -336,7 +341,6 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     c.on('error', () => {});
     try {
       await c.connect();
-      await resetTransactionTimeout(c, connection.options);
       return await fn(c);
     } finally {
       await c.end().catch(() => {});

@@ -150,7 +150,7 @@ async function ensureMavenJars(o: MavenJars): Promise<string> {
   try {
     log(`fetching ${what} jars into ${libsDir} (mvn, first run only)`);
     const started = Date.now();
-    const res = await run('mvn', args(tmp));
+    const res = await runCommand('mvn', args(tmp));
     if (res.code !== 0) {
       throw new ConfigError(`mvn could not fetch the ${what} jars (exit ${res.code}):\n${tail(res.output, 20)}\n`, {
         context: { what },
@@ -179,7 +179,7 @@ async function ensureMavenJars(o: MavenJars): Promise<string> {
 
 /** Throws a ConfigError naming the package to install when java is missing or older than 17. */
 export async function checkJava(): Promise<void> {
-  const res = await run('java', ['-version']).catch((err: NodeJS.ErrnoException) => {
+  const res = await runCommand('java', ['-version']).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') {
       throw new ConfigError('java was not found on PATH; the dev stack runs a real Kafka broker', {
         context: { tool: 'java' },
@@ -198,7 +198,7 @@ export async function checkJava(): Promise<void> {
 }
 
 async function checkMaven(purpose: string, byHand: string): Promise<void> {
-  await run('mvn', ['-v']).catch((err: NodeJS.ErrnoException) => {
+  await runCommand('mvn', ['-v']).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') {
       throw new ConfigError(`mvn was not found on PATH; ${purpose}`, {
         context: { tool: 'mvn' },
@@ -217,9 +217,10 @@ export function parseJavaMajor(versionOutput: string): number | undefined {
   return first === 1 && m[2] ? Number(m[2]) : first;
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
+/** A command's exit code and its stdout and stderr together (the fetches of the dev stack's servers). */
+export function runCommand(cmd: string, args: string[], cwd?: string): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => chunks.push(c));

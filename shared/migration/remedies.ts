@@ -46,6 +46,11 @@ export function slotInvalidatedWhy(reason: string | null | undefined): string {
 /** What keeps the migration's slot from idle_replication_slot_timeout (PostgreSQL 18): check's warning and the lost slot's remedy. */
 export const IDLE_SLOT_TIMEOUT_OFF = 'ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf()';
 
+/** An invalidated slot as the connector's stop and check's FAIL say it. Pure. */
+export function invalidatedSlot(slot: string, reason: string | null | undefined): { message: string; remedy: string } {
+  return { message: `replication slot "${slot}" was invalidated (${slotInvalidatedWhy(reason)}): changes were lost`, remedy: lostSlotRemedy(reason) };
+}
+
 /** LOST_SLOT_REMEDY, and for an idle timeout how to keep the next slot from it. Pure. */
 export function lostSlotRemedy(reason: string | null | undefined): string {
   return reason === 'idle_timeout'

@@ -8,8 +8,7 @@
  */
 import pg from 'pg';
 import type { CommandContext } from '../main.ts';
-import { connectionConfig } from '../../config/postgres.ts';
-import { connectError } from '../connect.ts';
+import { connectSide } from '../connect.ts';
 import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from '../../../source-connector/read-only-default.ts';
 import { SchemaError } from '../../errors.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
@@ -17,27 +16,16 @@ import { resolveTables } from '../../../source-connector/catalog.ts';
 import { mapTable } from '../../schema/mapping.ts';
 import { planSchemaCopy, resolveDistribution, type CopyPlan, type Step } from '../../schema/plan.ts';
 import { readDestinationState, readSchemaModel } from '../../schema/read.ts';
-import { resetTransactionTimeout } from '../../timeout-reset.ts';
-
-const CONNECT_TIMEOUT_MS = 10_000;
 
 export async function run(opts: Record<string, unknown>, ctx: CommandContext): Promise<number> {
   const sourceConfig = ctx.sourceConfig();
   const sink = ctx.sinkConfig();
   const dryRun = Boolean(opts.dryRun);
-  // A bounded connect: a server that accepts TCP and never answers hung the command for good.
+  // A bounded connect (connectSide): a server that accepts TCP and never answers hung the command for good.
   // Not cut by an application's timeouts on the roles (pg-types.ts): the catalog of thousands of tables takes a while to read.
-  const srcConfig = connectionConfig(sourceConfig.source, { section: 'source', application_name: 'shardbridge-schema-copy' });
-  const dstConfig = connectionConfig(sink.destination, { section: 'destination', application_name: 'shardbridge-schema-copy' });
-  const src = new pg.Client({ ...srcConfig, options: commandSourceOptions(srcConfig.options), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  const dst = new pg.Client({ ...dstConfig, options: commandDestinationOptions(dstConfig.options), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  src.on('error', () => {});
-  dst.on('error', () => {});
+  const src = await connectSide(sourceConfig.source, 'source', 'shardbridge-schema-copy', commandSourceOptions);
+  let dst: pg.Client | undefined;
   try {
-    await src.connect().catch((err: unknown) => {
-      throw connectError(err, sourceConfig.source, 'source');
-    });
-    await resetTransactionTimeout(src, srcConfig.options);
     const resolved = await resolveTables(src, sourceConfig.tables);
     if (resolved.missing.length) {
       ctx.err(`shardbridge schema copy: tables.include lists tables that do not exist on the source: ${resolved.missing.join(', ')}\n`);
@@ -53,10 +41,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       ctx.err(dist.errors.map((e) => `shardbridge schema copy: ${e}\n`).join(''));
       return 2;
     }
-    await dst.connect().catch((err: unknown) => {
-      throw connectError(err, sink.destination, 'destination');
-    });
-    await resetTransactionTimeout(dst, dstConfig.options);
+    dst = await connectSide(sink.destination, 'destination', 'shardbridge-schema-copy', commandDestinationOptions);
+    const destination = dst;
     const state = await readDestinationState(dst, model, model.tables.map((t) => mapTable(t, sink.tables).destination));
     const plan = planSchemaCopy(model, state, {
       mapping: sink.tables,
@@ -68,7 +54,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (plan.problems.length === 0 && !dryRun) {
       await execute(dst, plan.steps).catch(async (err: unknown) => {
         if (!isReadOnlyRefusal(err)) throw err;
-        const explained = readOnlyExplained(await readOnlyOrigin(dst), 'destination', 'creating the tables');
+        const explained = readOnlyExplained(await readOnlyOrigin(destination), 'destination', 'creating the tables');
         if (!explained) throw err;
         const { message, remedy } = explained;
         throw new SchemaError(message, { cause: err, context: { setting: 'default_transaction_read_only' }, remedy });
@@ -77,7 +63,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     report(plan, dryRun, Boolean(opts.json), ctx);
     return plan.problems.length ? 1 : 0;
   } finally {
-    await Promise.all([src.end().catch(() => {}), dst.end().catch(() => {})]);
+    await Promise.all([src.end().catch(() => {}), dst?.end().catch(() => {})]);
   }
 }
 

@@ -7,11 +7,12 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, writeFile, mkdtemp } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.ts';
+import { ownedPartialDir } from './temp-dirs.ts';
 
 /**
  * The newest Kafka release proven with kafkajs 2.2.4 (idempotent producer, consumer group
@@ -146,7 +147,7 @@ async function ensureMavenJars(o: MavenJars): Promise<string> {
   await checkMaven(o.purpose, `mvn ${args(libsDir).join(' ')} && touch ${marker}`);
   await mkdir(home, { recursive: true });
   // Same parent as libsDir so the final rename is atomic (one filesystem).
-  const tmp = await mkdtemp(path.join(home, 'libs.partial-'));
+  const tmp = await ownedPartialDir(libsDir);
   try {
     log(`fetching ${what} jars into ${libsDir} (mvn, first run only)`);
     const started = Date.now();

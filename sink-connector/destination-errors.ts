@@ -152,6 +152,7 @@ export function waitingFor(code: string, message: string): string | undefined {
       return 'the destination ended the session or is shutting down or starting up (pg_terminate_backend, a restart, a failover): the batch rolled back and is applied again on a new connection';
     case '40001':
     case '40P01':
+      if (citusShardGone(message)) return CITUS_SHARD_GONE_REMEDY;
       return 'the destination rolled the batch back for a serialization failure or a deadlock: it is applied again';
     case '28P01':
       return `${PASSWORD_CHANGED}; the sink connects again with backoff`;
@@ -207,6 +208,20 @@ const CITUS_WORKER_LOST: RegExp[] = [
   /^lost synchronization with server/,
 ];
 
+// A statement planned against a shard that a Citus operation removed as it committed: a shard split
+// (citus_split_shard_by_split_points, isolate_tenant_to_new_shard) drops the shard it split, and
+// create_distributed_table_concurrently the table's one shard; a batch running at that moment fails
+// with this, without an errcode (XX000; metadata_cache.c, metadata_utility.c). Seen on Citus
+// 12.1.12 and 13.2.2 in every run of either beside a stream of batches. The same batch applies a
+// moment later: a serialization failure, not the record's to stall on. Before, after a split (the
+// table's layout unchanged, so no catalog drift either) the batch went in halves, and a batch of
+// one record stalled its partition until the stall's retry.
+const CITUS_SHARD_GONE = /^could not find valid entry for shard \d+$/;
+const CITUS_SHARD_GONE_REMEDY =
+  'a Citus operation removed a shard the batch was planned against as it committed (a shard split or create_distributed_table_concurrently finishing): the batch rolled back and is applied again whole, on the new shards';
+
+const citusShardGone = (message: string): boolean => CITUS_SHARD_GONE.test(message);
+
 /** Whether `message` is Citus saying a worker could not be reached or its connection broke. Pure. */
 export function citusWorkerLost(message: string): boolean {
   return CITUS_WORKER_LOST.some((p) => p.test(message));
@@ -224,10 +239,11 @@ export function fieldsFromMessage(message: string): { constraint?: string; colum
   return { ...(constraint !== undefined ? { constraint: unquote(constraint) } : {}), ...(column !== undefined ? { column: unquote(column) } : {}) };
 }
 
-/** The SQLSTATE behind `code`: itself, unless it is a Citus relay's XX000 or 58030 whose message names the worker's error. Pure. */
+/** The SQLSTATE behind `code`: itself, unless it is a Citus XX000 or 58030 whose message names the worker's error, a lost worker or a shard removed under the batch. Pure. */
 export function relayedSqlState(code: string, message: string): string {
   if (code !== 'XX000' && code !== '58030') return code;
   for (const [pattern, state] of RELAYED) if (pattern.test(message)) return state;
+  if (citusShardGone(message)) return '40001';
   return citusWorkerLost(message) ? '08006' : code;
 }
 

@@ -191,3 +191,18 @@ test('a Citus worker down or its connection lost (XX000, 58030 or 08006 from the
   assert.equal((classify(pgError({ code: 'XX000', message: 'could not find shard for partition column value' }), {}) as SinkApplyError).retriable, false);
   assert.match(waitingFor('08006', 'terminating connection due to administrator command')!, /^the connection to the destination was lost/);
 });
+
+test('a batch meeting a shard Citus removed as it committed (a shard split or create_distributed_table_concurrently finishing, XX000) is applied again whole, not stalled on', () => {
+  const e = classify(pgError({ code: 'XX000', message: 'could not find valid entry for shard 103778' }), { table: 's.t' }) as SinkApplyError;
+  assert.equal(e.retriable, true);
+  assert.equal(e.context.sqlstate, '40001');
+  assert.equal(e.context.reportedSqlstate, 'XX000');
+  assert.equal(e.context.table, 's.t');
+  assert.match(e.remedy!, /^a Citus operation removed a shard the batch was planned against .*a shard split or create_distributed_table_concurrently.*applied again whole/);
+  assert.equal(tooBigForOneGo(e), false, 'not a size problem: never halved');
+  // Only that message: a shard placement or a partition value without a shard still stalls, a real serialization failure keeps its wording.
+  for (const message of ['could not find valid entry for shard placement 7', 'could not find shard for partition column value']) {
+    assert.equal((classify(pgError({ code: 'XX000', message }), {}) as SinkApplyError).retriable, false, message);
+  }
+  assert.match(waitingFor('40001', 'could not serialize access due to concurrent update')!, /^the destination rolled the batch back for a serialization failure/);
+});

@@ -6,6 +6,8 @@
  * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
  * running connector's next session goes on from the synced slot: the topic ends equal to the
  * new primary, nothing lost, and what came twice is a replay of what was already there.
+ * First, on the same pair, the standby as the source (PostgreSQL 16+, `primary` set): the slot
+ * and the stream on the standby, the connector's writes on the primary.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,6 +64,47 @@ async function sql(url: string, text: string, params: unknown[] = []): Promise<p
     await c.end().catch(() => {});
   }
 }
+
+test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby, the publication and the heartbeats written on primary; the topic ends equal to the table', async () => {
+  const prefix = uniquePrefix();
+  const slot = 'sb_standby_source';
+  await sql(primary.url(), `CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text); INSERT INTO sbs.items SELECT g, 'snap ' || g FROM generate_series(1, 40) g; CREATE TABLE public.sbs_noise (n int)`);
+  await replayed(await lsnNow(primary.url()));
+  const extra = { slotName: slot, publicationName: 'sb_standby_source', tables: { schemas: ['sbs'] }, heartbeatIntervalMs: 200 };
+  // Without primary, refused at start-up, naming the key (nothing made).
+  await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
+  const conn = await startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url() } } }), log);
+  try {
+    await streaming(conn);
+    await sql(primary.url(), `INSERT INTO sbs.items SELECT g, 'streamed ' || g FROM generate_series(41, 60) g; UPDATE sbs.items SET v = 'changed' WHERE id <= 10; DELETE FROM sbs.items WHERE id BETWEEN 11 AND 15`);
+    await caughtUp(conn, await lsnNow(primary.url()));
+    // The slot is the standby's; the primary has none (and the publication the connector made there).
+    assert.deepEqual((await sql(standby.url(), `SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, [{ slot_type: 'logical', active: true }]);
+    assert.deepEqual((await sql(primary.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'`)).rows, []);
+    assert.deepEqual((await sql(primary.url(), `SELECT pubname FROM pg_publication WHERE pubname = 'sb_standby_source'`)).rows, [{ pubname: 'sb_standby_source' }]);
+    // Idle tables: the heartbeats written on the primary reach the standby's decoding and move the slot on, again and
+    // again (three times past the primary's position: the primary's own running-transactions records come every 15 s at most).
+    for (let i = 0; i < 3; i++) {
+      const at = await lsnNow(primary.url());
+      await waitFor(`the standby slot confirmed past ${at}`, async () => {
+        const { rows } = await sql(standby.url(), `SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+        return parseLsn(rows[0].c) > at;
+      }, { timeoutMs: 5_000, intervalMs: 50 });
+    }
+  } finally {
+    await conn.stop().catch(() => {});
+  }
+  const all = await readDecoded(kafka, new RegistryDecoder(registry), `${prefix}.sbs.items`);
+  const c = new pg.Client({ connectionString: primary.url() });
+  await c.connect();
+  try {
+    await assertRowsEqualTable(c, 'sbs.items', finalState(all).values());
+  } finally {
+    await c.end();
+  }
+  // Not left for the failover test below (its standby is promoted with this slot otherwise).
+  await sql(standby.url(), `SELECT pg_drop_replication_slot($1)`, [slot]);
+});
 
 test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
   const prefix = uniquePrefix();
@@ -156,6 +199,11 @@ async function tcpProxy(target: number): Promise<{ port: number; target: number;
     },
   };
   return proxy;
+}
+
+/** Until the standby has replayed `lsn` of the primary. */
+async function replayed(lsn: bigint): Promise<void> {
+  await waitFor('the standby replayed the primary', async () => parseLsn((await sql(standby.url(), 'SELECT pg_last_wal_replay_lsn()::text AS l')).rows[0].l) >= lsn, { timeoutMs: 30_000, intervalMs: 50 });
 }
 
 async function lsnNow(url: string): Promise<bigint> {

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SourceError } from '../shared/errors.ts';
+import { ConfigError, SourceError } from '../shared/errors.ts';
 import type { Finding } from './checks.ts';
 import { parseLsn, formatLsn } from './pgoutput-decoder.ts';
 
@@ -137,4 +137,21 @@ export async function waitForReplay(standby: pg.ClientBase, lsn: bigint, opts: {
     }
     await sleep(50);
   }
+}
+
+/**
+ * The connection a command writes to the source through (cutover's marker, resnapshot's
+ * signal): on a standby source, its primary, opened with `open` (the caller ends it when it is
+ * not `source`); else `source` itself. A standby without `primary` is a ConfigError naming it.
+ */
+export async function writerFor<C extends pg.ClientBase>(source: C, primaryConfigured: boolean, open: () => Promise<C>, what: string): Promise<C> {
+  const { rows: [r] } = await source.query('SELECT pg_is_in_recovery() AS r');
+  if (r.r !== true) return source;
+  if (!primaryConfigured) {
+    throw new ConfigError(`the source is a standby (in recovery): ${what} is written into the WAL, which a standby refuses, and primary is not set`, {
+      context: { key: 'primary' },
+      remedy: "set primary in the source configuration to the standby's primary, as the source connector has it (docs/source-connector.md, \"Reading from a standby\")",
+    });
+  }
+  return open();
 }

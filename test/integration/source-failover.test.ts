@@ -11,13 +11,17 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
+import { runCli } from '../helpers/cli.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
@@ -73,10 +77,21 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   const extra = { slotName: slot, publicationName: 'sb_standby_source', tables: { schemas: ['sbs'] }, heartbeatIntervalMs: 200 };
   // Without primary, refused at start-up, naming the key (nothing made).
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
-  const conn = await startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url() } } }), log);
+  const config = testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url() } } });
+  const conn = await startSourceConnector(config, log);
+  const dir = mkdtempSync(join(tmpdir(), 'sb-standby-'));
   try {
     await streaming(conn);
     await sql(primary.url(), `INSERT INTO sbs.items SELECT g, 'streamed ' || g FROM generate_series(41, 60) g; UPDATE sbs.items SET v = 'changed' WHERE id <= 10; DELETE FROM sbs.items WHERE id BETWEEN 11 AND 15`);
+    await caughtUp(conn, await lsnNow(primary.url()));
+    // resnapshot's request is written on primary, and the running connector takes the table's own snapshot from a temporary slot on the standby.
+    const file = join(dir, 'source.json');
+    writeFileSync(file, JSON.stringify(config));
+    const asked = await runCli(['resnapshot', '--table', 'sbs.items', '--json', '--source-config', file]);
+    assert.equal(asked.code, 0, asked.stderr);
+    assert.deepEqual(JSON.parse(asked.stdout), { requested: ['sbs.items'], alreadyPending: [], next: 'taken now by the running connector' });
+    await sql(primary.url(), `UPDATE sbs.items SET v = 'after the request' WHERE id = 20; DELETE FROM sbs.items WHERE id = 21`);
+    await streaming(conn);
     await caughtUp(conn, await lsnNow(primary.url()));
     // The slot is the standby's; the primary has none (and the publication the connector made there).
     assert.deepEqual((await sql(standby.url(), `SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, [{ slot_type: 'logical', active: true }]);
@@ -93,8 +108,11 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     }
   } finally {
     await conn.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
   }
   const all = await readDecoded(kafka, new RegistryDecoder(registry), `${prefix}.sbs.items`);
+  // The snapshot taken again: a truncate, then every row again.
+  assert.ok(all.some((r) => r.value?.op === 't'), 'the resnapshot\'s truncate is in the topic');
   const c = new pg.Client({ connectionString: primary.url() });
   await c.connect();
   try {

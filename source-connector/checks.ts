@@ -47,6 +47,8 @@ export interface SourceFacts {
   slotFailover?: boolean;
   /** The primary's physical standbys: physical slots, and WAL senders holding no slot (unset: not asked). */
   physicalStandbys?: string[];
+  /** The physical slots' names (unset: not asked). */
+  physicalSlots?: string[];
   /** synchronized_standby_slots (PostgreSQL 17+; null before). */
   synchronizedStandbySlots?: string | null;
   missingTables: string[];
@@ -194,6 +196,7 @@ export async function gatherSourceFacts(
     slotName: opts.slotName,
     slotFailover: opts.slotFailover,
     physicalStandbys: standbys.map((r) => r.standby as string),
+    physicalSlots: (await client.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`)).rows.map((r) => r.slot_name as string),
     synchronizedStandbySlots: s.standby_slots,
     missingTables: resolved.missing,
     tablesWithoutPrimaryKey: resolved.noPrimaryKey,

@@ -21,6 +21,8 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
+import { resolveTables } from '../../source-connector/catalog.ts';
+import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { runCli } from '../helpers/cli.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
@@ -122,6 +124,26 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   }
   // Not left for the failover test below (its standby is promoted with this slot otherwise).
   await sql(standby.url(), `SELECT pg_drop_replication_slot($1)`, [slot]);
+});
+
+test('check and the start FAIL a failover slot when synchronized_standby_slots names no physical slot of the primary (its WAL sender would wait forever)', async () => {
+  const c = new pg.Client({ connectionString: primary.url() });
+  await c.connect();
+  try {
+    const facts = async () => judgeSourceFacts(await gatherSourceFacts(c, { slotName: 'sb_nowhere', publicationName: 'sb_nowhere', topicPrefix: 'sb', resolved: await resolveTables(c, { schemas: [SCHEMA], include: [], exclude: [] }), slotFailover: true }))
+      .filter((f) => f.check === 'failover slot');
+    assert.deepEqual(await facts(), []);
+    await c.query(`ALTER SYSTEM SET synchronized_standby_slots = '${STANDBY_SLOT}, sb_gone'`);
+    await c.query('SELECT pg_reload_conf()');
+    await waitFor('the setting reloaded', async () => (await c.query('SHOW synchronized_standby_slots')).rows[0].synchronized_standby_slots.includes('sb_gone'), { timeoutMs: 10_000, intervalMs: 20 });
+    const [f, ...rest] = await facts();
+    assert.deepEqual([f?.level, rest], ['FAIL', []]);
+    assert.match(f.message, /^synchronized_standby_slots names "sb_gone", which is no physical slot of the source: the WAL sender of failover slot "sb_nowhere" waits for it forever/);
+  } finally {
+    await c.query(`ALTER SYSTEM SET synchronized_standby_slots = '${STANDBY_SLOT}'`);
+    await c.query('SELECT pg_reload_conf()');
+    await c.end();
+  }
 });
 
 test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {

@@ -7,7 +7,7 @@ import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../sou
 import { prefixFindings } from '../../shared/checks/services.ts';
 import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
 import { slotOptions, slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
-import { alterFailoverError } from '../../source-connector/failover-checks.ts';
+import { alterFailoverError, standbySlotNames } from '../../source-connector/failover-checks.ts';
 import { currentLsnSql, type StandbyFacts } from '../../source-connector/standby.ts';
 import { isRetriable } from '../../shared/errors.ts';
 
@@ -334,6 +334,21 @@ test('failover slots (PostgreSQL 17+): slotFailover before 17 fails naming the k
   assert.deepEqual(failover({ ...seventeen, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput', failover: true }, synchronizedStandbySlots: 's1' }), []);
   // A standby source: its own checks (standby.ts); nothing to add about its standbys.
   assert.deepEqual(failover({ ...seventeen, inRecovery: true }), []);
+});
+
+test('synchronized_standby_slots naming no physical slot of the source fails a failover slot (17+: its WAL sender waits forever); names read as PostgreSQL reads the list', () => {
+  const failover = (f: Partial<SourceFacts>) => judgeSourceFacts({ ...healthy, serverVersionNum: 170002, slotFailover: true, physicalStandbys: ['physical slot s1'], physicalSlots: ['s1', 'My Slot'], ...f }).filter((x) => x.check === 'failover slot');
+  const [f, ...rest] = failover({ synchronizedStandbySlots: 's1, S2, "gone"' });
+  assert.deepEqual(rest, []);
+  assert.deepEqual([f.level, f.object], ['FAIL', 'slot shardbridge_slot']);
+  assert.match(f.message, /^synchronized_standby_slots names "s2", "gone", which are no physical slot of the source: the WAL sender of failover slot "shardbridge_slot" waits for them forever/);
+  assert.match(f.remedy!, /ALTER SYSTEM SET synchronized_standby_slots = /);
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'S1, "My Slot"' }), []);
+  // Only failover slots wait; a standby source has its own checks; not asked (physicalSlots unset): nothing said.
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'gone', slotFailover: false, physicalStandbys: [] }), []);
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'gone', inRecovery: true }), []);
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'gone', physicalSlots: undefined }), []);
+  assert.deepEqual(standbySlotNames(' a ,"B ""c""", D,,'), ['a', 'B "c"', 'd']);
 });
 
 test('the slot is created FAILOVER only when asked, and a temporary slot (a table\'s own snapshot) never: PostgreSQL refuses failover for one', () => {

@@ -22,6 +22,8 @@ import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector } from '../../source-connector/run.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
+import { writerFor } from '../../source-connector/standby.ts';
+import { ConfigError } from '../../shared/errors.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { runCli } from '../helpers/cli.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
@@ -79,6 +81,16 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   const extra = { slotName: slot, publicationName: 'sb_standby_source', tables: { schemas: ['sbs'] }, heartbeatIntervalMs: 200 };
   // Without primary, refused at start-up, naming the key (nothing made).
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
+  // The commands write through writerFor (cutover's heartbeat, resnapshot's request): primary for a standby, refused without one, the source itself otherwise.
+  const [sc, pc] = [new pg.Client({ connectionString: standby.url() }), new pg.Client({ connectionString: primary.url() })];
+  await Promise.all([sc.connect(), pc.connect()]);
+  try {
+    await assert.rejects(writerFor(sc, false, async () => pc, 'the cut-over position\'s heartbeat'), (e: unknown) => e instanceof ConfigError && /^the source is a standby \(in recovery\): the cut-over position's heartbeat is written into the WAL, which a standby refuses, and primary is not set$/.test(e.message));
+    assert.equal(await writerFor(sc, true, async () => pc, 'x'), pc);
+    assert.equal(await writerFor(pc, true, async () => sc, 'x'), pc);
+  } finally {
+    await Promise.all([sc.end(), pc.end()]);
+  }
   const config = testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url() } } });
   const conn = await startSourceConnector(config, log);
   const dir = mkdtempSync(join(tmpdir(), 'sb-standby-'));

@@ -28,6 +28,8 @@ export interface StandbyFacts {
   hotStandbyFeedback: boolean;
   /** primary_slot_name ('' when unset). */
   primarySlotName: string;
+  /** max_standby_streaming_delay as SHOW prints it ('-1': replay waits for the standby's queries). */
+  maxStandbyStreamingDelay: string;
   /** What the configured `primary` answered; null when `primary` is not set. */
   primary: { systemIdentifier: string; inRecovery: boolean; endpoint: string } | null;
 }
@@ -41,10 +43,11 @@ export async function systemIdentifier(client: pg.ClientBase): Promise<{ systemI
 /** The standby's own facts (on the source connection) and the primary's (`primary`: its connection and endpoint, when configured). */
 export async function gatherStandbyFacts(source: pg.ClientBase, primary: { client: pg.ClientBase; endpoint: string } | null): Promise<StandbyFacts> {
   const { rows: [s] } = await source.query(
-    `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS id, current_setting('hot_standby_feedback')::boolean AS feedback, current_setting('primary_slot_name') AS slot`,
+    `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS id, current_setting('hot_standby_feedback')::boolean AS feedback, current_setting('primary_slot_name') AS slot,
+            current_setting('max_standby_streaming_delay') AS delay`,
   );
   const p = primary ? { ...(await systemIdentifier(primary.client)), endpoint: primary.endpoint } : null;
-  return { systemIdentifier: s.id, hotStandbyFeedback: s.feedback === true, primarySlotName: s.slot ?? '', primary: p };
+  return { systemIdentifier: s.id, hotStandbyFeedback: s.feedback === true, primarySlotName: s.slot ?? '', maxStandbyStreamingDelay: s.delay, primary: p };
 }
 
 export const STANDBY_SETTINGS_REMEDY =
@@ -112,6 +115,16 @@ export function standbyFindings(f: { inRecovery: boolean; serverVersionNum: numb
       object,
       message: `primary_slot_name is empty on the source standby: its hot_standby_feedback holds the primary's vacuum back only while it is connected; after a disconnect the primary may remove catalog rows slot "${f.slotName}" needs, which invalidates it (rows_removed)`,
       remedy: STANDBY_SETTINGS_REMEDY,
+    });
+  }
+  if (s && s.maxStandbyStreamingDelay !== '-1') {
+    // hot_standby_feedback spares the snapshot from the primary's vacuum, not from its locks.
+    out.push({
+      level: 'WARN',
+      check: 'max_standby_streaming_delay',
+      object,
+      message: `max_standby_streaming_delay = ${s.maxStandbyStreamingDelay} on the source standby: a snapshot reader there is cancelled or its session ended (conflict with recovery) when the replay of a lock the primary took on its table (ALTER TABLE, vacuum truncating the table's end, LOCK) waits longer, and the session then takes the snapshot again from the start`,
+      remedy: 'on the standby, while the snapshots are taken: ALTER SYSTEM SET max_standby_streaming_delay = -1; SELECT pg_reload_conf();  (its replay, and so the stream, then waits behind the snapshot instead)',
     });
   }
   return out;

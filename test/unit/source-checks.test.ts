@@ -242,10 +242,10 @@ test('a standby source before PostgreSQL 16 fails (in recovery), with the versio
 });
 
 test('a PostgreSQL 16+ standby source needs primary, its own primary (same system identifier), hot_standby_feedback and primary_slot_name; primary beside a primary source is warned of', () => {
-  const standby: StandbyFacts = { systemIdentifier: '7001', hotStandbyFeedback: true, primarySlotName: 'phys', primary: { systemIdentifier: '7001', inRecovery: false, endpoint: 'db1:5432' } };
+  const standby: StandbyFacts = { systemIdentifier: '7001', hotStandbyFeedback: true, primarySlotName: 'phys', maxStandbyStreamingDelay: '-1', primary: { systemIdentifier: '7001', inRecovery: false, endpoint: 'db1:5432' } };
   const on = (f: Partial<SourceFacts>, s: Partial<StandbyFacts> = {}) =>
     judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, ...f, standby: { ...standby, ...s } })
-      .filter((x) => ['standby', 'hot_standby_feedback', 'primary_slot_name', 'slotFailover'].includes(x.check))
+      .filter((x) => ['standby', 'hot_standby_feedback', 'primary_slot_name', 'slotFailover', 'max_standby_streaming_delay'].includes(x.check))
       .map((x) => [x.level, x.check, x.object]);
   assert.deepEqual(on({}), [['PASS', 'standby', 'primary']]);
   assert.deepEqual(fails({ serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby }), []);
@@ -265,6 +265,9 @@ test('a PostgreSQL 16+ standby source needs primary, its own primary (same syste
   const feedback = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, hotStandbyFeedback: false } }).find((x) => x.check === 'hot_standby_feedback')!;
   assert.match(feedback.message, /invalidates it \(invalidation_reason rows_removed\)/);
   assert.match(feedback.remedy!, /hot_standby_feedback = on and primary_slot_name = /);
+  // The primary's locks replayed cancel a long snapshot read after max_standby_streaming_delay.
+  assert.deepEqual(on({}, { maxStandbyStreamingDelay: '30s' }), [['PASS', 'standby', 'primary'], ['WARN', 'max_standby_streaming_delay', 'server']]);
+  assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, maxStandbyStreamingDelay: '30s' } }).find((x) => x.check === 'max_standby_streaming_delay')!.remedy!, /max_standby_streaming_delay = -1/);
   // A standby's slot cannot be a failover slot.
   assert.deepEqual(on({ serverVersionNum: 170002, slotFailover: true }), [['PASS', 'standby', 'primary'], ['FAIL', 'slotFailover', 'slotFailover']]);
   // primary set, the source a primary itself: warned, and primary unused.

@@ -379,7 +379,12 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
       if (nudging) return;
       nudging = true;
       void onAdmin((c) => c.query('SELECT pg_log_standby_snapshot()'), opts.primary)
-        .catch((err: unknown) => log.debug({ err }, 'asking the primary for a running-transactions record (pg_log_standby_snapshot) failed'))
+        .catch((err: unknown) => {
+          if ((err as { code?: string }).code !== '42501') return log.debug({ err }, 'asking the primary for a running-transactions record (pg_log_standby_snapshot) failed');
+          // Refused for good (superusers only, by default): said once, not asked again.
+          clearInterval(nudge);
+          log.warn({ slot: slotName, remedy: 'as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO <primary\'s role>;' }, `the primary refuses pg_log_standby_snapshot() to this role: creating replication slot "${slotName}" waits for the primary's own running-transactions record (every 15 s at best, none while it is idle)`);
+        })
         .finally(() => (nudging = false));
     };
     nudge = setInterval(ask, STANDBY_SNAPSHOT_MS);

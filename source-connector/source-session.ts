@@ -43,9 +43,10 @@ export interface SourceSession {
   singlePartition: ReadonlySet<string>;
   /** The open connection, re-opened if it broke (a failure is retriable). */
   connect(): Promise<pg.Client>;
-  /** The source is a standby (PostgreSQL 16+): the slot and the reads there, the writes on `primary` (standby.ts). */
-  inRecovery: boolean;
-  /** A standby's primary (`primary`), for what is written while a slot is created (slot.ts); unset on a primary. */
+  /**
+   * A standby source's primary (`primary`; unset on a primary): the slot and the reads on the
+   * standby, the writes there (standby.ts); slot.ts asks it for what a slot's creation waits for.
+   */
   primaryConnection?: pg.ClientConfig;
   /** The connection the connector writes through (publication, heartbeats): the primary's for a standby, else connect()'s. */
   write(): Promise<pg.Client>;
@@ -91,7 +92,6 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
   let database: string;
   let catalogLsn: bigint;
   let singlePartition: ReadonlySet<string>;
-  let inRecovery = false;
   // The standby's primary, opened when the source is a standby and `primary` is set.
   let primary: { client: pg.Client; connection: pg.ClientConfig; endpoint: string } | null = null;
   try {
@@ -103,8 +103,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     const { rows: [at] } = await client.query(`SELECT current_database() AS db, ${currentLsnSql('insert')}::text AS lsn, pg_is_in_recovery() AS in_recovery`);
     database = at.db;
     catalogLsn = parseLsn(at.lsn);
-    inRecovery = at.in_recovery === true;
-    if (inRecovery && config.primary) primary = await openPrimary(config, log);
+    if (at.in_recovery === true && config.primary) primary = await openPrimary(config, log);
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
@@ -154,7 +153,6 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     catalogLsn,
     singlePartition,
     connect,
-    inRecovery: prim !== null,
     primaryConnection: primary?.connection,
     write,
     async replayed(what, signal) {

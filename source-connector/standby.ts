@@ -30,14 +30,18 @@ export interface StandbyFacts {
   primarySlotName: string;
   /** max_standby_streaming_delay as SHOW prints it ('-1': replay waits for the standby's queries). */
   maxStandbyStreamingDelay: string;
-  /** What the configured `primary` answered; null when `primary` is not set. */
-  primary: { systemIdentifier: string; inRecovery: boolean; endpoint: string } | null;
+  /** What the configured `primary` answered; null when `primary` is not set. `canLogSnapshot`: its role may run pg_log_standby_snapshot() (superusers only, by default). */
+  primary: { systemIdentifier: string; inRecovery: boolean; endpoint: string; role?: string; canLogSnapshot?: boolean } | null;
 }
 
-/** The system identifier of the server behind `client`. */
-export async function systemIdentifier(client: pg.ClientBase): Promise<{ systemIdentifier: string; inRecovery: boolean }> {
-  const { rows: [r] } = await client.query(`SELECT system_identifier::text AS id, pg_is_in_recovery() AS in_recovery FROM pg_control_system()`);
-  return { systemIdentifier: r.id, inRecovery: r.in_recovery === true };
+/** The system identifier of the server behind `client`, whether it is in recovery, and whether its role may ask it for a running-transactions record. */
+async function primaryFacts(client: pg.ClientBase): Promise<{ systemIdentifier: string; inRecovery: boolean; role: string; canLogSnapshot: boolean }> {
+  const { rows: [r] } = await client.query(
+    `SELECT system_identifier::text AS id, pg_is_in_recovery() AS in_recovery, current_user AS role,
+            coalesce(has_function_privilege(to_regprocedure('pg_log_standby_snapshot()'), 'EXECUTE'), false) AS can_log
+       FROM pg_control_system()`,
+  );
+  return { systemIdentifier: r.id, inRecovery: r.in_recovery === true, role: r.role, canLogSnapshot: r.can_log === true };
 }
 
 /** The standby's own facts (on the source connection) and the primary's (`primary`: its connection and endpoint, when configured). */
@@ -46,7 +50,7 @@ export async function gatherStandbyFacts(source: pg.ClientBase, primary: { clien
     `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS id, current_setting('hot_standby_feedback')::boolean AS feedback, current_setting('primary_slot_name') AS slot,
             current_setting('max_standby_streaming_delay') AS delay`,
   );
-  const p = primary ? { ...(await systemIdentifier(primary.client)), endpoint: primary.endpoint } : null;
+  const p = primary ? { ...(await primaryFacts(primary.client)), endpoint: primary.endpoint } : null;
   return { systemIdentifier: s.id, hotStandbyFeedback: s.feedback === true, primarySlotName: s.slot ?? '', maxStandbyStreamingDelay: s.delay, primary: p };
 }
 
@@ -94,6 +98,15 @@ export function standbyFindings(f: { inRecovery: boolean; serverVersionNum: numb
       });
     } else {
       out.push({ level: 'PASS', check: 'standby', object: 'primary', message: `the source is a standby of primary (${s.primary.endpoint}): the slot and the reads on the standby, the writes on the primary` });
+      if (s.primary.canLogSnapshot === false) {
+        out.push({
+          level: 'WARN',
+          check: 'standby',
+          object: 'primary',
+          message: `role "${s.primary.role}" may not run pg_log_standby_snapshot() on primary (superusers only, by default): creating a slot on the standby (the first start, a table's own snapshot) then waits for the primary's own running-transactions record, written every 15 s at best and not at all while it is idle`,
+          remedy: `as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO "${s.primary.role}";`,
+        });
+      }
     }
   }
   if (f.slotFailover) {

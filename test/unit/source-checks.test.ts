@@ -265,6 +265,11 @@ test('a PostgreSQL 16+ standby source needs primary, its own primary (same syste
   const feedback = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, hotStandbyFeedback: false } }).find((x) => x.check === 'hot_standby_feedback')!;
   assert.match(feedback.message, /invalidates it \(invalidation_reason rows_removed\)/);
   assert.match(feedback.remedy!, /hot_standby_feedback = on and primary_slot_name = /);
+  // A role the primary refuses pg_log_standby_snapshot(): slot creations wait for the primary's own record.
+  const refused = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, primary: { ...standby.primary!, role: 'rep', canLogSnapshot: false } } }).filter((x) => x.check === 'standby');
+  assert.deepEqual(refused.map((x) => x.level), ['PASS', 'WARN']);
+  assert.match(refused[1].message, /^role "rep" may not run pg_log_standby_snapshot\(\) on primary \(superusers only, by default\): creating a slot on the standby/);
+  assert.equal(refused[1].remedy, 'as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO "rep";');
   // The primary's locks replayed cancel a long snapshot read after max_standby_streaming_delay.
   assert.deepEqual(on({}, { maxStandbyStreamingDelay: '30s' }), [['PASS', 'standby', 'primary'], ['WARN', 'max_standby_streaming_delay', 'server']]);
   assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, maxStandbyStreamingDelay: '30s' } }).find((x) => x.check === 'max_standby_streaming_delay')!.remedy!, /max_standby_streaming_delay = -1/);

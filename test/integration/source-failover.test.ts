@@ -26,6 +26,7 @@ import { writerFor } from '../../source-connector/standby.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { runCli } from '../helpers/cli.ts';
+import { sinkConfig } from '../helpers/sink.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
@@ -120,9 +121,19 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
         return parseLsn(rows[0].c) > at;
       }, { timeoutMs: 5_000, intervalMs: 50 });
     }
+    await conn.stop();
+    // cleanup drops the slot on the standby and the publication on primary (no sink ran: a destination without its tables, forced).
+    const sinkFile = join(dir, 'sink.json');
+    writeFileSync(sinkFile, JSON.stringify(sinkConfig({ kafka: bootstrap, registry, destination: primary.url(), prefix, groupId: `g-${prefix}` })));
+    const cleanup = await runCli(['cleanup', '--force', '--json', '--source-config', file, '--sink-config', sinkFile]);
+    assert.deepEqual(JSON.parse(cleanup.stdout).results.filter((r: { object: string }) => [slot, 'sb_standby_source'].includes(r.object)).map((r: { action: string; status: string }) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done']], cleanup.stdout + cleanup.stderr);
+    assert.deepEqual((await sql(standby.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, []);
+    assert.deepEqual((await sql(primary.url(), `SELECT pubname FROM pg_publication WHERE pubname = 'sb_standby_source'`)).rows, []);
   } finally {
     await conn.stop().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
+    // Not left for the failover test below when this one failed before cleanup (its standby is promoted with it).
+    await sql(standby.url(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
   }
   const all = await readDecoded(kafka, new RegistryDecoder(registry), `${prefix}.sbs.items`);
   // The snapshot taken again: a truncate, then every row again.
@@ -134,8 +145,6 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   } finally {
     await c.end();
   }
-  // Not left for the failover test below (its standby is promoted with this slot otherwise).
-  await sql(standby.url(), `SELECT pg_drop_replication_slot($1)`, [slot]);
 });
 
 test('check and the start FAIL a failover slot when synchronized_standby_slots names no physical slot of the primary (its WAL sender would wait forever)', async () => {

@@ -27,6 +27,7 @@ import { ConfigError } from '../../shared/errors.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { runCli } from '../helpers/cli.ts';
 import { sinkConfig } from '../helpers/sink.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
@@ -74,7 +75,7 @@ async function sql(url: string, text: string, params: unknown[] = []): Promise<p
   }
 }
 
-test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby, the publication and the heartbeats written on primary; the topic ends equal to the table', async () => {
+test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby; the publication, the heartbeats and the commands\' writes (resnapshot, cutover, cleanup) on primary; the topic ends equal to the table', async () => {
   const prefix = uniquePrefix();
   const slot = 'sb_standby_source';
   await sql(primary.url(), `CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text); INSERT INTO sbs.items SELECT g, 'snap ' || g FROM generate_series(1, 40) g; CREATE TABLE public.sbs_noise (n int)`);
@@ -121,10 +122,24 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
         return parseLsn(rows[0].c) > at;
       }, { timeoutMs: 5_000, intervalMs: 50 });
     }
-    await conn.stop();
-    // cleanup drops the slot on the standby and the publication on primary (no sink ran: a destination without its tables, forced).
+    // cutover: its position and heartbeats written on primary, the slot and the tables read on the standby; a sink into a database of the primary.
+    const sinkCfg = sinkConfig({ kafka: bootstrap, registry, destination: primary.url('sbs_dest'), prefix, groupId: `g-${prefix}` });
     const sinkFile = join(dir, 'sink.json');
-    writeFileSync(sinkFile, JSON.stringify(sinkConfig({ kafka: bootstrap, registry, destination: primary.url(), prefix, groupId: `g-${prefix}` })));
+    writeFileSync(sinkFile, JSON.stringify(sinkCfg));
+    await sql(primary.url(), 'CREATE DATABASE sbs_dest');
+    await sql(primary.url('sbs_dest'), 'CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text)');
+    const sink = await startSinkConnector(sinkCfg, log, { topicRefreshMs: 300, controlPollMs: 300, metricsPort: 0 });
+    try {
+      const cutover = await runCli(['cutover', '--yes', '--json', '--timeout', '60', '--source-config', file, '--sink-config', sinkFile]);
+      assert.deepEqual(JSON.parse(cutover.stdout).steps.map((s: { step: string; status: string }) => [s.step, s.status]), [
+        ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['writes stopped', 'ok'], ['foreign keys', 'ok'],
+      ], cutover.stdout + cutover.stderr);
+      assert.equal(cutover.code, 0, cutover.stderr);
+    } finally {
+      await sink.stop();
+    }
+    await conn.stop();
+    // cleanup drops the slot on the standby and the publication on primary (forced: the sink's stored positions are not all applied here).
     const cleanup = await runCli(['cleanup', '--force', '--json', '--source-config', file, '--sink-config', sinkFile]);
     assert.deepEqual(JSON.parse(cleanup.stdout).results.filter((r: { object: string }) => [slot, 'sb_standby_source'].includes(r.object)).map((r: { action: string; status: string }) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done']], cleanup.stdout + cleanup.stderr);
     assert.deepEqual((await sql(standby.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, []);

@@ -9,7 +9,7 @@ import { IDLE_SLOT_TIMEOUT_OFF, invalidatedSlot } from '../shared/migration/reme
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { failoverFindings } from './failover-checks.ts';
-import { gatherStandbyFacts, standbyFindings, type StandbyFacts } from './standby.ts';
+import { gatherStandbyFacts, invalidationReasonSql, standbyFindings, type StandbyFacts } from './standby.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 import { sourcePoolerError, toldOtherPid } from '../shared/checks/pooler.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
@@ -140,7 +140,7 @@ export async function gatherSourceFacts(
   const relids = resolved.tables.map((t) => t.relid);
   const sequences = await tableSequences(client, relids);
   const { rows: slots } = await client.query(
-    `SELECT active, active_pid, wal_status, plugin, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover
+    `SELECT active, active_pid, wal_status, plugin, ${invalidationReasonSql()} AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover
        FROM pg_replication_slots s WHERE slot_name = $1`,
     [opts.slotName],
   );

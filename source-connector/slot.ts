@@ -17,7 +17,7 @@ import { parseLsn } from './pgoutput-decoder.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 import { alterFailoverError } from './failover-checks.ts';
-import { currentLsnSql } from './standby.ts';
+import { currentLsnSql, invalidationReasonSql } from './standby.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -31,7 +31,7 @@ export interface SlotStatus {
   restartLsn: bigint | null;
   /** reserved | extended | unreserved | lost (NULL for a slot that reserved no WAL yet). */
   walStatus: string | null;
-  /** pg_replication_slots.invalidation_reason (PostgreSQL 17+; null before, or while valid). */
+  /** pg_replication_slots.invalidation_reason (PostgreSQL 17+; on 16 rows_removed for a standby's slot that conflicted; null before, or while valid). */
   invalidationReason?: string | null;
   /** pg_replication_slots.failover (PostgreSQL 17+; null before): standbys with sync_replication_slots keep a copy. */
   failover?: boolean | null;
@@ -185,7 +185,7 @@ export async function publicationNarrowing(client: pg.ClientBase, publication: s
 export async function slotStatus(client: pg.ClientBase, slotName: string): Promise<SlotStatus | null> {
   const { rows } = await client.query(
     `SELECT s.database, s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
-            s.wal_status, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover,
+            s.wal_status, ${invalidationReasonSql()} AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover,
             ${currentLsnSql()}::text AS current
        FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slotName],

@@ -21,6 +21,15 @@ export function currentLsnSql(kind: 'flush' | 'insert' = 'flush'): string {
   return `(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE ${kind === 'insert' ? 'pg_current_wal_insert_lsn()' : 'pg_current_wal_lsn()'} END)`;
 }
 
+/**
+ * pg_replication_slots.invalidation_reason of the row aliased `s` (17+). PostgreSQL 16 has no such
+ * column: a slot on a standby invalidated there shows `conflicting`, for catalog rows the primary
+ * removed (rows_removed; or, seldom, its wal_level lowered below logical): said as rows_removed.
+ */
+export function invalidationReasonSql(s = 's'): string {
+  return `coalesce(to_jsonb(${s}) ->> 'invalidation_reason', CASE WHEN (to_jsonb(${s}) ->> 'conflicting')::boolean THEN 'rows_removed' END)`;
+}
+
 /** What the checks read of a standby source and of its configured primary. */
 export interface StandbyFacts {
   /** pg_control_system()'s system_identifier of the source, as text. */

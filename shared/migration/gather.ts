@@ -13,7 +13,7 @@ import { mapTable } from '../schema/mapping.ts';
 import type { SinkConfig } from '../../sink-connector/config.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
-import { currentLsnSql } from '../../source-connector/standby.ts';
+import { currentLsnSql, invalidationReasonSql } from '../../source-connector/standby.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic } from '../../source-connector/control-topics.ts';
 import { topicFor } from '../../source-connector/table-versions.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
@@ -66,7 +66,7 @@ export const COMMAND_KAFKA_TIMEOUTS = { connectionTimeoutMs: 5_000, requestTimeo
 export async function readSlot(client: pg.ClientBase, slotName: string): Promise<SlotFacts | null> {
   const { rows } = await client.query(
     `SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart, s.wal_status,
-            to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason,
+            ${invalidationReasonSql()} AS invalidation_reason,
             s.safe_wal_size::float8 AS safe, c.lsn::text AS current,
             pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::float8 AS lag,
             pg_wal_lsn_diff(c.lsn, s.restart_lsn)::float8 AS retained,

@@ -162,6 +162,44 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   }
 });
 
+test('a standby slot invalidated because the primary removed catalog rows it needed (hot_standby_feedback off): check names rows_removed and the standby settings', async () => {
+  const slot = 'sb_rows_removed';
+  // The slot is made on a session of its own: cancelled by the other if the test fails while it waits.
+  const [sc, pc, mk] = [standby.url(), primary.url(), standby.url()].map((url) => new pg.Client({ connectionString: url }));
+  await Promise.all([sc.connect(), pc.connect(), mk.connect()]);
+  let making: Promise<unknown> | undefined;
+  try {
+    await sc.query('ALTER SYSTEM SET hot_standby_feedback = off');
+    await sc.query('SELECT pg_reload_conf()');
+    // The standby's feedback no longer holds the primary's horizon back.
+    await waitFor('the physical slot without xmin', async () => (await pc.query(`SELECT xmin FROM pg_replication_slots WHERE slot_name = $1`, [STANDBY_SLOT])).rows[0].xmin === null, { timeoutMs: 10_000, intervalMs: 50 });
+    let made = false;
+    making = mk.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]).finally(() => (made = true));
+    await waitFor('the standby slot made', async () => made || ((await pc.query('SELECT pg_log_standby_snapshot()')), false), { timeoutMs: 30_000, intervalMs: 100 });
+    await making;
+    await pc.query(`CREATE TABLE sbs_junk (id int); DROP TABLE sbs_junk`);
+    await pc.query('VACUUM FULL pg_class');
+    await waitFor('the standby slot invalidated', async () => (await sc.query(`SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].wal_status === 'lost', { timeoutMs: 10_000, intervalMs: 50 });
+    const facts = await gatherSourceFacts(sc, {
+      slotName: slot, publicationName: 'sb_nowhere', topicPrefix: 'sb', resolved: await resolveTables(sc, { schemas: [SCHEMA], include: [], exclude: [] }),
+      primary: { client: pc, endpoint: 'the primary' }, primaryConfigured: true,
+    });
+    const found = judgeSourceFacts(facts).filter((f) => ['slot', 'hot_standby_feedback', 'standby'].includes(f.check));
+    assert.deepEqual(found.map((f) => [f.level, f.check]), [['PASS', 'standby'], ['FAIL', 'hot_standby_feedback'], ['FAIL', 'slot']]);
+    assert.match(found[2].message, /^replication slot "sb_rows_removed" was invalidated \(invalidation_reason rows_removed: the server removed catalog rows it still needed\): changes were lost/);
+    assert.match(found[2].remedy!, /reading from a standby, first set on it hot_standby_feedback = on and primary_slot_name/);
+  } finally {
+    await sc.query('SELECT pg_cancel_backend($1::int)', [(mk as unknown as { processID: number }).processID]);
+    await making?.catch(() => {});
+    await sc.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
+    await sc.query('ALTER SYSTEM RESET hot_standby_feedback');
+    await sc.query('SELECT pg_reload_conf()');
+    // The failover test below syncs slots, which needs it on (the standby's own setting).
+    await waitFor('hot_standby_feedback on again', async () => (await sc.query('SHOW hot_standby_feedback')).rows[0].hot_standby_feedback === 'on', { timeoutMs: 10_000, intervalMs: 50 });
+    await Promise.all([sc.end(), pc.end(), mk.end()]);
+  }
+});
+
 test('check and the start FAIL a failover slot when synchronized_standby_slots names no physical slot of the primary (its WAL sender would wait forever)', async () => {
   const c = new pg.Client({ connectionString: primary.url() });
   await c.connect();

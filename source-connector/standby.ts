@@ -34,33 +34,36 @@ export function invalidationReasonSql(s = 's'): string {
 export interface StandbyFacts {
   /** pg_control_system()'s system_identifier of the source, as text. */
   systemIdentifier: string;
+  /** The source's database (current_database()). */
+  database: string;
   hotStandbyFeedback: boolean;
   /** primary_slot_name ('' when unset). */
   primarySlotName: string;
   /** max_standby_streaming_delay as SHOW prints it ('-1': replay waits for the standby's queries). */
   maxStandbyStreamingDelay: string;
   /** What the configured `primary` answered; null when `primary` is not set. `canLogSnapshot`: its role may run pg_log_standby_snapshot() (superusers only, by default). */
-  primary: { systemIdentifier: string; inRecovery: boolean; endpoint: string; role?: string; canLogSnapshot?: boolean } | null;
+  primary: { systemIdentifier: string; inRecovery: boolean; endpoint: string; database: string; role?: string; canLogSnapshot?: boolean } | null;
 }
 
 /** The system identifier of the server behind `client`, whether it is in recovery, and whether its role may ask it for a running-transactions record. */
-async function primaryFacts(client: pg.ClientBase): Promise<{ systemIdentifier: string; inRecovery: boolean; role: string; canLogSnapshot: boolean }> {
+async function primaryFacts(client: pg.ClientBase): Promise<{ systemIdentifier: string; inRecovery: boolean; database: string; role: string; canLogSnapshot: boolean }> {
   const { rows: [r] } = await client.query(
-    `SELECT system_identifier::text AS id, pg_is_in_recovery() AS in_recovery, current_user AS role,
+    `SELECT system_identifier::text AS id, pg_is_in_recovery() AS in_recovery, current_database() AS db, current_user AS role,
             coalesce(has_function_privilege(to_regprocedure('pg_log_standby_snapshot()'), 'EXECUTE'), false) AS can_log
        FROM pg_control_system()`,
   );
-  return { systemIdentifier: r.id, inRecovery: r.in_recovery === true, role: r.role, canLogSnapshot: r.can_log === true };
+  return { systemIdentifier: r.id, inRecovery: r.in_recovery === true, database: r.db, role: r.role, canLogSnapshot: r.can_log === true };
 }
 
 /** The standby's own facts (on the source connection) and the primary's (`primary`: its connection and endpoint, when configured). */
 export async function gatherStandbyFacts(source: pg.ClientBase, primary: { client: pg.ClientBase; endpoint: string } | null): Promise<StandbyFacts> {
   const { rows: [s] } = await source.query(
-    `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS id, current_setting('hot_standby_feedback')::boolean AS feedback, current_setting('primary_slot_name') AS slot,
+    `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS id, current_database() AS db,
+            current_setting('hot_standby_feedback')::boolean AS feedback, current_setting('primary_slot_name') AS slot,
             current_setting('max_standby_streaming_delay') AS delay`,
   );
   const p = primary ? { ...(await primaryFacts(primary.client)), endpoint: primary.endpoint } : null;
-  return { systemIdentifier: s.id, hotStandbyFeedback: s.feedback === true, primarySlotName: s.slot ?? '', maxStandbyStreamingDelay: s.delay, primary: p };
+  return { systemIdentifier: s.id, database: s.db, hotStandbyFeedback: s.feedback === true, primarySlotName: s.slot ?? '', maxStandbyStreamingDelay: s.delay, primary: p };
 }
 
 export const STANDBY_SETTINGS_REMEDY =
@@ -104,6 +107,15 @@ export function standbyFindings(f: { inRecovery: boolean; serverVersionNum: numb
         object: 'primary',
         message: `primary (${s.primary.endpoint}) is not the source standby's primary: its system identifier ${s.primary.systemIdentifier} is not the standby's ${s.systemIdentifier} (pg_control_system()), so what the connector writes there would never reach the standby's slot`,
         remedy: 'point primary at the server the source standby replicates from (its primary_conninfo)',
+      });
+    } else if (s.primary.database !== s.database) {
+      // A logical message is decoded by the slots of its database only, and a publication is one database's.
+      out.push({
+        level: 'FAIL',
+        check: 'standby',
+        object: 'primary',
+        message: `primary connects to database ${s.primary.database}, the source to ${s.database}: the publication made there and the heartbeat, cut-over and resnapshot messages written there would never reach the slot, which decodes database ${s.database} alone`,
+        remedy: `connect primary to database ${s.database} (primary.url's path, or primary.database)`,
       });
     } else {
       out.push({ level: 'PASS', check: 'standby', object: 'primary', message: `the source is a standby of primary (${s.primary.endpoint}): the slot and the reads on the standby, the writes on the primary` });

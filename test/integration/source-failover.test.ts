@@ -83,6 +83,8 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   const extra = { slotName: slot, publicationName: 'sb_standby_source', tables: { schemas: ['sbs'] }, heartbeatIntervalMs: 200 };
   // Without primary, refused at start-up, naming the key (nothing made).
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
+  // primary on another database: the slot would never see what is written there.
+  await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url('template1') } } }), log), /FAIL +standby +primary +primary connects to database template1, the source to postgres/);
   // The commands write through writerFor (cutover's heartbeat, resnapshot's request): primary for a standby, refused without one, the source itself otherwise.
   const [sc, pc] = [new pg.Client({ connectionString: standby.url() }), new pg.Client({ connectionString: primary.url() })];
   await Promise.all([sc.connect(), pc.connect()]);

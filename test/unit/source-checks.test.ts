@@ -242,7 +242,7 @@ test('a standby source before PostgreSQL 16 fails (in recovery), with the versio
 });
 
 test('a PostgreSQL 16+ standby source needs primary, its own primary (same system identifier), hot_standby_feedback and primary_slot_name; primary beside a primary source is warned of', () => {
-  const standby: StandbyFacts = { systemIdentifier: '7001', hotStandbyFeedback: true, primarySlotName: 'phys', maxStandbyStreamingDelay: '-1', primary: { systemIdentifier: '7001', inRecovery: false, endpoint: 'db1:5432' } };
+  const standby: StandbyFacts = { systemIdentifier: '7001', database: 'app', hotStandbyFeedback: true, primarySlotName: 'phys', maxStandbyStreamingDelay: '-1', primary: { systemIdentifier: '7001', inRecovery: false, endpoint: 'db1:5432', database: 'app' } };
   const on = (f: Partial<SourceFacts>, s: Partial<StandbyFacts> = {}) =>
     judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, ...f, standby: { ...standby, ...s } })
       .filter((x) => ['standby', 'hot_standby_feedback', 'primary_slot_name', 'slotFailover', 'max_standby_streaming_delay'].includes(x.check))
@@ -259,6 +259,11 @@ test('a PostgreSQL 16+ standby source needs primary, its own primary (same syste
   assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 170000, inRecovery: true, primaryConfigured: true, standby: { ...standby, primary: { ...standby.primary!, systemIdentifier: '9999' } } }).find((x) => x.check === 'standby')!.message,
     /^primary \(db1:5432\) is not the source standby's primary: its system identifier 9999 is not the standby's 7001/);
   assert.deepEqual(on({}, { primary: { ...standby.primary!, inRecovery: true } }), [['FAIL', 'standby', 'primary']]);
+  // Another database of the primary: its publication and messages would never reach the slot.
+  const otherDb = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, primary: { ...standby.primary!, database: 'postgres' } } }).filter((x) => x.check === 'standby');
+  assert.deepEqual(otherDb.map((x) => x.level), ['FAIL']);
+  assert.match(otherDb[0].message, /^primary connects to database postgres, the source to app: the publication made there and the heartbeat, cut-over and resnapshot messages written there would never reach the slot/);
+  assert.equal(otherDb[0].remedy, "connect primary to database app (primary.url's path, or primary.database)");
   // The standby's settings that keep the primary from invalidating the slot (rows_removed).
   assert.deepEqual(on({}, { hotStandbyFeedback: false }), [['PASS', 'standby', 'primary'], ['FAIL', 'hot_standby_feedback', 'server']]);
   assert.deepEqual(on({}, { primarySlotName: '' }), [['PASS', 'standby', 'primary'], ['WARN', 'primary_slot_name', 'server']]);

@@ -20,7 +20,7 @@ import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { writerFor } from '../../source-connector/standby.ts';
 import { ConfigError } from '../../shared/errors.ts';
@@ -96,15 +96,20 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     await Promise.all([sc.end(), pc.end()]);
   }
   const config = testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url() } } });
-  const conn = await startSourceConnector(config, log);
   const dir = mkdtempSync(join(tmpdir(), 'sb-standby-'));
+  const file = join(dir, 'source.json');
+  writeFileSync(file, JSON.stringify(config));
+  let conn: SourceConnector | undefined;
   try {
+    // check connects to primary too, and judges the pair as the start does.
+    const checked = await runCli(['check', '--json', '--sample-seconds', '0', '--source-config', file]);
+    const findings = (JSON.parse(checked.stdout).source.findings as { level: string; check: string; object: string }[]).filter((f) => ['reachable', 'standby', 'hot_standby_feedback', 'primary_slot_name'].includes(f.check));
+    assert.deepEqual(findings.map((f) => [f.level, f.check, f.object.replace(/ .*/, '')]), [['PASS', 'reachable', 'source'], ['PASS', 'reachable', 'primary'], ['PASS', 'standby', 'primary']], checked.stdout);
+    conn = await startSourceConnector(config, log);
     await streaming(conn);
     await sql(primary.url(), `INSERT INTO sbs.items SELECT g, 'streamed ' || g FROM generate_series(41, 60) g; UPDATE sbs.items SET v = 'changed' WHERE id <= 10; DELETE FROM sbs.items WHERE id BETWEEN 11 AND 15`);
     await caughtUp(conn, await lsnNow(primary.url()));
     // resnapshot's request is written on primary, and the running connector takes the table's own snapshot from a temporary slot on the standby.
-    const file = join(dir, 'source.json');
-    writeFileSync(file, JSON.stringify(config));
     const asked = await runCli(['resnapshot', '--table', 'sbs.items', '--json', '--source-config', file]);
     assert.equal(asked.code, 0, asked.stderr);
     assert.deepEqual(JSON.parse(asked.stdout), { requested: ['sbs.items'], alreadyPending: [], next: 'taken now by the running connector' });
@@ -147,7 +152,7 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     assert.deepEqual((await sql(standby.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, []);
     assert.deepEqual((await sql(primary.url(), `SELECT pubname FROM pg_publication WHERE pubname = 'sb_standby_source'`)).rows, []);
   } finally {
-    await conn.stop().catch(() => {});
+    await conn?.stop().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
     // Not left for the failover test below when this one failed before cleanup (its standby is promoted with it).
     await sql(standby.url(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});

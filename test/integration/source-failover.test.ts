@@ -6,8 +6,10 @@
  * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
  * running connector's next session goes on from the synced slot: the topic ends equal to the
  * new primary, nothing lost, and what came twice is a replay of what was already there.
- * First, on the same pair, the standby as the source (PostgreSQL 16+, `primary` set): the slot
- * and the stream on the standby, the connector's writes on the primary.
+ * First, on the same pair: the standby as the source (PostgreSQL 16+, `primary` set: the slot
+ * and the stream on the standby, the connector's and the commands' writes on the primary); a
+ * standby slot invalidated for the catalog rows the primary removed; and a
+ * synchronized_standby_slots naming a slot that does not exist, judged.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -9,6 +9,7 @@ import { IDLE_SLOT_TIMEOUT_OFF, invalidatedSlot } from '../shared/migration/reme
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
 import { publicationNarrowing } from './slot.ts';
 import { failoverFindings } from './failover-checks.ts';
+import { gatherStandbyFacts, invalidationReasonSql, standbyFindings, type StandbyFacts } from './standby.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
 import { sourcePoolerError, toldOtherPid } from '../shared/checks/pooler.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
@@ -46,6 +47,8 @@ export interface SourceFacts {
   slotFailover?: boolean;
   /** The primary's physical standbys: physical slots, and WAL senders holding no slot (unset: not asked). */
   physicalStandbys?: string[];
+  /** The physical slots' names (unset: not asked). */
+  physicalSlots?: string[];
   /** synchronized_standby_slots (PostgreSQL 17+; null before). */
   synchronizedStandbySlots?: string | null;
   missingTables: string[];
@@ -76,6 +79,10 @@ export interface SourceFacts {
   largeObjectColumns: { table: string; column: string; type: string }[];
   /** Prepared transactions of the cluster (two-phase commit): a slot's creation waits for each to end. */
   preparedTransactions: PreparedTransaction[];
+  /** Whether `primary` is configured (unset: not). */
+  primaryConfigured?: boolean;
+  /** A standby source's settings and its primary's identity (standby.ts); unset on a primary. */
+  standby?: StandbyFacts;
 }
 
 /** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
@@ -112,7 +119,7 @@ export const WAL_LEVEL_REMEDY = [
 
 export async function gatherSourceFacts(
   client: pg.ClientBase,
-  opts: { slotName: string; publicationName: string; topicPrefix: string; resolved: ResolvedTables; slotFailover?: boolean },
+  opts: { slotName: string; publicationName: string; topicPrefix: string; resolved: ResolvedTables; slotFailover?: boolean; primary?: { client: pg.ClientBase; endpoint: string } | null; primaryConfigured?: boolean },
 ): Promise<SourceFacts> {
   const { rows: [s] } = await client.query(`
     SELECT current_setting('server_version_num')::int AS version_num, pg_is_in_recovery() AS in_recovery,
@@ -133,7 +140,7 @@ export async function gatherSourceFacts(
   const relids = resolved.tables.map((t) => t.relid);
   const sequences = await tableSequences(client, relids);
   const { rows: slots } = await client.query(
-    `SELECT active, active_pid, wal_status, plugin, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover
+    `SELECT active, active_pid, wal_status, plugin, ${invalidationReasonSql()} AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover
        FROM pg_replication_slots s WHERE slot_name = $1`,
     [opts.slotName],
   );
@@ -172,6 +179,7 @@ export async function gatherSourceFacts(
   const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   const lo = await largeObjectFacts(client, relids);
   const preparedTransactions = await readPreparedTransactions(client);
+  const standby = s.in_recovery === true && s.version_num >= 160000 ? await gatherStandbyFacts(client, opts.primary ?? null) : undefined;
   return {
     serverVersionNum: s.version_num,
     inRecovery: s.in_recovery === true,
@@ -188,6 +196,7 @@ export async function gatherSourceFacts(
     slotName: opts.slotName,
     slotFailover: opts.slotFailover,
     physicalStandbys: standbys.map((r) => r.standby as string),
+    physicalSlots: (await client.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`)).rows.map((r) => r.slot_name as string),
     synchronizedStandbySlots: s.standby_slots,
     missingTables: resolved.missing,
     tablesWithoutPrimaryKey: resolved.noPrimaryKey,
@@ -204,6 +213,8 @@ export async function gatherSourceFacts(
     topicPrefix: opts.topicPrefix,
     ...lo,
     preparedTransactions,
+    primaryConfigured: opts.primaryConfigured,
+    standby,
     publication: {
       name: opts.publicationName,
       database: pub.db,
@@ -244,17 +255,13 @@ export async function countLargeObjects(client: pg.ClientBase): Promise<number> 
 /** Pure: the verdicts. Any FAIL stops the connector before it creates anything. */
 export function judgeSourceFacts(f: SourceFacts): Finding[] {
   const out: Finding[] = [];
-  // pgoutput's `messages` option (heartbeats, cut-over markers) needs 14.
-  if (f.inRecovery) {
-    const why = f.serverVersionNum < 160000
-      ? `PostgreSQL ${Math.floor(f.serverVersionNum / 10000)} cannot decode logical replication on a standby`
-      : 'the connector creates and alters its publication and writes its heartbeat and cut-over messages into the WAL, which a read-only standby refuses';
-    out.push({ level: 'FAIL', check: 'standby', object: 'server', message: `the source server is a standby (in recovery): ${why}`, remedy: 'point source at the primary (the writable server); the logical replication slot lives there' });
-  }
+  // A standby (16+) with its primary, or refused (standby.ts).
+  out.push(...standbyFindings(f));
   if (f.pooler) {
     const e = sourcePoolerError('source.url', "the server session's pid is not the one the connection was given");
     out.push({ level: 'FAIL', check: 'connection pooler', object: 'source', message: e.message, remedy: e.remedy });
   }
+  // pgoutput's `messages` option (heartbeats, cut-over markers) needs 14.
   if (f.serverVersionNum < 140000) {
     const v = `${Math.floor(f.serverVersionNum / 10000)}`;
     out.push({ level: 'FAIL', check: 'server version', object: 'server', message: `PostgreSQL ${v}: the source connector needs PostgreSQL 14 or newer (pgoutput's logical-message option)`, remedy: 'upgrade the source server to PostgreSQL 14 or newer' });

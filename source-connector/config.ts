@@ -30,6 +30,9 @@ const MiB = 1024 * 1024;
 export const sourceConfigSchema = z.strictObject({
   name: nonEmptyString().default('shardbridge'),
   source: section(pgConnectionSchema('source')),
+  // When source is a standby (PostgreSQL 16+): its primary, where the connector's writes go
+  // (publication, heartbeats, cut-over and resnapshot messages); source-connector/standby.ts.
+  primary: pgConnectionSchema('primary').optional(),
   tables: z
     .strictObject({
       schemas: z.array(nonEmptyString()).min(1).default(['public']),

@@ -184,6 +184,7 @@ class ConnectorRun {
     this.errors = metrics.counter('errors_total', 'Failures of the connector, per kind (retried ones included)', ['kind']);
     this.monitor = new SlotMonitor({
       connect: () => source.connect(),
+      write: () => source.write(),
       slotName: config.slotName,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       walRetentionWarnBytes: config.walRetentionWarnBytes,

@@ -1,7 +1,8 @@
 /**
  * Failover slots (PostgreSQL 17+) in the start-up checks and `check` (checks.ts): a slot that
  * is not one is lost when the primary fails over to a standby; one whose primary names no
- * synchronized_standby_slots can let the connector publish changes the standby never gets.
+ * synchronized_standby_slots can let the connector publish changes the standby never gets, and
+ * one whose primary names a slot there that does not exist is sent nothing, ever.
  */
 import type { Finding, SourceFacts } from './checks.ts';
 import { isRetriable, SourceError } from '../shared/errors.ts';
@@ -31,6 +32,17 @@ export function failoverFindings(f: SourceFacts): Finding[] {
       object,
       message: `the source has physical standbys (${standbys.join(', ')}) and slot "${f.slotName}" is not a failover slot: after a failover to one of them the promoted standby has no slot, the connector stops (slot lost) and the migration starts over from a new snapshot`,
       remedy: FAILOVER_SLOT_REMEDY,
+    }];
+  }
+  // A name there that is no physical slot of the primary holds every failover slot's stream (17+): nothing is ever sent.
+  const missing = f.physicalSlots === undefined ? [] : standbySlotNames(f.synchronizedStandbySlots ?? '').filter((n) => !f.physicalSlots!.includes(n));
+  if (missing.length > 0) {
+    return [{
+      level: 'FAIL',
+      check: 'failover slot',
+      object,
+      message: `synchronized_standby_slots names ${missing.map((n) => `"${n}"`).join(', ')}, which ${missing.length === 1 ? 'is' : 'are'} no physical slot of the source: the WAL sender of failover slot "${f.slotName}" waits for ${missing.length === 1 ? 'it' : 'them'} forever, and the connector streams nothing (PostgreSQL logs a warning naming ${missing.length === 1 ? 'it' : 'them'})`,
+      remedy: "on the primary: name the standbys' physical slots (pg_replication_slots where slot_type = 'physical') in synchronized_standby_slots, or create the missing slot; ALTER SYSTEM SET synchronized_standby_slots = '<standby_slot>, …'; SELECT pg_reload_conf();  or set slotFailover to false",
     }];
   }
   // No standby (say, the promoted one's new primary before it has one of its own): nothing to get ahead of.
@@ -65,4 +77,18 @@ export function alterFailoverError(err: unknown, slot: string, failover: boolean
       : `set slotFailover to ${!failover} to keep the slot as it is; or set its flag as a replication role: ` +
         `psql "dbname=<db> replication=database" -c 'ALTER_REPLICATION_SLOT "${slot.replace(/"/g, '""')}" (FAILOVER ${failover})'`,
   });
+}
+
+/**
+ * The slot names of synchronized_standby_slots as PostgreSQL reads the list (SplitIdentifierString):
+ * comma-separated, an unquoted name folded to lower case, a double-quoted one kept ("" a quote). Pure.
+ */
+export function standbySlotNames(setting: string): string[] {
+  const out: string[] = [];
+  for (const m of setting.matchAll(/\s*("(?:[^"]|"")*"|[^,]*?)\s*(?:,|$)/g)) {
+    const item = m[1];
+    if (item === '') continue;
+    out.push(item.startsWith('"') ? item.slice(1, -1).replace(/""/g, '"') : item.toLowerCase());
+  }
+  return out;
 }

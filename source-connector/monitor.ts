@@ -1,7 +1,8 @@
 /**
  * Periodic work on a normal source connection while the stream runs:
  *  - the heartbeat, `pg_logical_emit_message(false, 'shardbridge-heartbeat', '')`, so the
- *    stream sees WAL progress (and confirms it) even when only other databases write;
+ *    stream sees WAL progress (and confirms it) even when only other databases write (on a
+ *    standby source, written on its primary: write());
  *  - the slot's health and lag: slot lag (current WAL − confirmed_flush_lsn) and WAL retained
  *    (current − restart_lsn) as metrics, a warning past walRetentionWarnBytes (the guide's
  *    stall-fills-the-disk danger), and a vanished or invalidated slot reported as lost changes;
@@ -54,6 +55,8 @@ export function slotLostError(status: SlotStatus | null, slot: string): SourceEr
 export interface SlotMonitorOptions {
   /** The normal (non-replication) source connection, re-opened if it broke. */
   connect(): Promise<pg.ClientBase>;
+  /** Where the heartbeat is written: a standby source's primary (its decoding gets it through the WAL); unset: connect(). */
+  write?(): Promise<pg.ClientBase>;
   slotName: string;
   heartbeatIntervalMs: number;
   checkIntervalMs?: number;
@@ -95,8 +98,8 @@ export class SlotMonitor {
     this.log = opts.log.child({ component: 'slot-monitor', slot: opts.slotName });
     if (opts.metrics) {
       this.g = {
-        lag: opts.metrics.gauge('slot_lag_bytes', 'pg_current_wal_lsn() - confirmed_flush_lsn of the slot'),
-        retained: opts.metrics.gauge('wal_retained_bytes', 'WAL the slot holds back: pg_current_wal_lsn() - restart_lsn'),
+        lag: opts.metrics.gauge('slot_lag_bytes', 'pg_current_wal_lsn() - confirmed_flush_lsn of the slot (on a standby source: pg_last_wal_replay_lsn())'),
+        retained: opts.metrics.gauge('wal_retained_bytes', 'WAL the slot holds back: pg_current_wal_lsn() - restart_lsn (on a standby source: pg_last_wal_replay_lsn())'),
         active: opts.metrics.gauge('slot_active', '1 while a walsender streams from the slot'),
         uncaptured: opts.metrics.gauge('tables_uncaptured', 'Tables the selection names that this session does not capture (created since it started): captured from the next start'),
       };
@@ -133,7 +136,7 @@ export class SlotMonitor {
   /** Emit one heartbeat message. Failures are logged, not thrown: the next tick tries again. */
   async heartbeat(): Promise<void> {
     try {
-      const client = await this.opts.connect();
+      const client = await (this.opts.write ?? this.opts.connect)();
       await client.query(`SELECT pg_logical_emit_message(false, $1, '')`, [HEARTBEAT_PREFIX]);
       if (this.heartbeatFailing) this.log.info('heartbeat works again');
       this.heartbeatFailing = false;

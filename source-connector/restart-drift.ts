@@ -21,6 +21,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { SnapshotState } from './control-topics.ts';
 import { snapshotTopicLost } from './earlier-snapshots.ts';
 import type { SlotStatus } from './slot.ts';
+import { currentLsnSql } from './standby.ts';
 
 const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
@@ -102,7 +103,7 @@ export async function warnLeftSlots(client: pg.ClientBase, state: SnapshotState,
   const others = [...state.slots.keys()].filter((s) => s !== args.slot);
   if (others.length === 0) return;
   const { rows } = await client.query<{ slot_name: string; retained: string | null }>(
-    `SELECT slot_name, (pg_current_wal_lsn() - restart_lsn)::bigint::text AS retained FROM pg_replication_slots
+    `SELECT slot_name, (${currentLsnSql()} - restart_lsn)::bigint::text AS retained FROM pg_replication_slots
       WHERE slot_name = ANY($1::text[]) AND database = current_database() AND NOT active ORDER BY 1`,
     [others],
   );

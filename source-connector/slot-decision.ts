@@ -108,12 +108,16 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
       slot = null;
     }
   }
-  await ensurePublication(client, cfg.publicationName, source.tables, log);
+  // Written on a standby source's primary (source.write()): the standby has it once replayed.
+  const writer = await source.write();
+  await ensurePublication(writer, cfg.publicationName, source.tables, log);
   // Altering keeps the oid: read again only for one this start made.
-  const publicationOid = gaps.oid ?? (await publicationOidOf(client, cfg.publicationName));
+  const publicationOid = gaps.oid ?? (await publicationOidOf(writer, cfg.publicationName));
   let vouched = state.slots.get(cfg.slotName)?.publicationOid === publicationOid ? publicationOid : undefined;
   // Changes of tables no longer selected that the slot still holds were committed before this, or made by transactions running now.
-  const aligned = await alignmentPoint(client);
+  const aligned = await alignmentPoint(writer);
+  // A slot made on a standby before it replayed the publication would decode changes through none.
+  await source.replayed(`publication ${cfg.publicationName}`, ctx.run().signal);
   let ownCopy: { point: bigint; copied: Promise<void> } | null = null;
   if (!slot) {
     // A slot that published (also under snapshot mode never) may have sent rows its drop leaves stale; so may a
@@ -122,7 +126,7 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
       cfg.snapshot.mode === 'initial' &&
       (verdict.publishedFromSlot || (await snapshottedBefore(admin, selectedVersions(), state, ctx.freshTopics, log)).length > 0);
     if (earlier) await truncateBeforeResnapshot(ctx.run(), selectedVersions());
-    const exported = await createSlotWithSnapshot(source.connection, cfg.slotName, log, { signal: ctx.run().signal, failover: cfg.slotFailover });
+    const exported = await createSlotWithSnapshot(source.connection, cfg.slotName, log, { signal: ctx.run().signal, failover: cfg.slotFailover, primary: source.primaryConnection });
     try {
       const marker = slotCreated(cfg.slotName, exported.consistentPoint, undefined, publicationOid);
       vouched = publicationOid;
@@ -170,8 +174,9 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
 /** Snapshot mode `initial_only`: the tables copied from a temporary slot, no stream after. */
 export async function snapshotOnly(run: SnapshotRunContext, client: pg.Client, tables: TableVersion[]): Promise<void> {
   const { config: cfg, source, log } = run;
-  await ensurePublication(client, cfg.publicationName, source.tables, log);
-  const exported = await createTemporarySlot(source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', log, run.signal);
+  await ensurePublication(await source.write(), cfg.publicationName, source.tables, log);
+  await source.replayed(`publication ${cfg.publicationName}`, run.signal);
+  const exported = await createTemporarySlot(source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', log, run.signal, source.primaryConnection);
   try {
     await takeSnapshot(run, exported, tables);
   } finally {

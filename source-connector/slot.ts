@@ -17,6 +17,7 @@ import { parseLsn } from './pgoutput-decoder.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 import { alterFailoverError } from './failover-checks.ts';
+import { currentLsnSql, invalidationReasonSql } from './standby.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -30,11 +31,11 @@ export interface SlotStatus {
   restartLsn: bigint | null;
   /** reserved | extended | unreserved | lost (NULL for a slot that reserved no WAL yet). */
   walStatus: string | null;
-  /** pg_replication_slots.invalidation_reason (PostgreSQL 17+; null before, or while valid). */
+  /** pg_replication_slots.invalidation_reason (PostgreSQL 17+; on 16 rows_removed for a standby's slot that conflicted; null before, or while valid). */
   invalidationReason?: string | null;
   /** pg_replication_slots.failover (PostgreSQL 17+; null before): standbys with sync_replication_slots keep a copy. */
   failover?: boolean | null;
-  /** pg_current_wal_lsn() at the time of the query. */
+  /** pg_current_wal_lsn() at the time of the query (on a standby, pg_last_wal_replay_lsn(): standby.ts). */
   currentLsn: bigint;
 }
 
@@ -184,8 +185,8 @@ export async function publicationNarrowing(client: pg.ClientBase, publication: s
 export async function slotStatus(client: pg.ClientBase, slotName: string): Promise<SlotStatus | null> {
   const { rows } = await client.query(
     `SELECT s.database, s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
-            s.wal_status, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover,
-            pg_current_wal_lsn()::text AS current
+            s.wal_status, ${invalidationReasonSql()} AS invalidation_reason, (to_jsonb(s) ->> 'failover')::boolean AS failover,
+            ${currentLsnSql()}::text AS current
        FROM pg_replication_slots s WHERE s.slot_name = $1`,
     [slotName],
   );
@@ -214,7 +215,7 @@ export async function slotStatus(client: pg.ClientBase, slotName: string): Promi
  */
 export async function alignmentPoint(client: pg.ClientBase): Promise<{ lsn: bigint; running: Set<number> }> {
   const { rows: [r] } = await client.query(
-    `SELECT pg_current_wal_lsn()::text AS lsn, ARRAY(SELECT (x::text::bigint % 4294967296)::text FROM pg_snapshot_xip(pg_current_snapshot()) x) AS running`,
+    `SELECT ${currentLsnSql()}::text AS lsn, ARRAY(SELECT (x::text::bigint % 4294967296)::text FROM pg_snapshot_xip(pg_current_snapshot()) x) AS running`,
   );
   return { lsn: parseLsn(r.lsn), running: new Set((r.running as string[]).map(Number)) };
 }
@@ -233,12 +234,15 @@ export async function dropSlot(client: pg.ClientBase, slotName: string, log: Log
  * slots vanish with the connection (used by snapshot mode initial_only, which never streams).
  * Creating one waits until every transaction running at its start (in any database) has ended:
  * while it waits, the transactions are named in the log (slotWait), and `signal` cancels it.
+ * On a standby (`primary`: its primary's connection) it also waits for a running-transactions
+ * record from the primary, which an idle primary writes every 15 s at best: the wait asks the
+ * primary for one (pg_log_standby_snapshot()) until the slot exists.
  */
 export async function createSlotWithSnapshot(
   connection: pg.ClientConfig,
   slotName: string,
   log: Logger,
-  opts: { temporary?: boolean; signal?: AbortSignal; failover?: boolean } = {},
+  opts: { temporary?: boolean; signal?: AbortSignal; failover?: boolean; primary?: pg.ClientConfig } = {},
 ): Promise<ExportedSlot> {
   const client = replicationClient(connection, slotName, log);
   await client.connect();
@@ -328,16 +332,20 @@ export function slotWaitRemedy(prepared: readonly PreparedTransaction[]): string
 /** The first note of a slot creation still waiting, then one a minute. */
 const SLOT_WAIT_NOTE_MS = 3_000;
 const SLOT_WAIT_REPEAT_MS = 60_000;
+/** How often a standby's slot creation asks the primary for a running-transactions record. */
+const STANDBY_SNAPSHOT_MS = 500;
 
 /**
  * While the walsender `pid` creates a slot: after a few seconds, and every minute, the
  * transactions it may be waiting for (those holding an xid, oldest first) are logged, since
  * nothing streams meanwhile; on `signal`, the creation is cancelled (pg_cancel_backend), as
  * the wait does not end by itself. Read on connections of their own: the replication one is busy.
+ * On a standby, the transactions are the primary's (`primary`), which is asked for a
+ * running-transactions record every STANDBY_SNAPSHOT_MS.
  */
-function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal }): { end(): void } {
-  const onAdmin = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
-    const c = new pg.Client({ ...connection, options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
+function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal; primary?: pg.ClientConfig }): { end(): void } {
+  const onAdmin = async <T>(fn: (c: pg.Client) => Promise<T>, server = connection): Promise<T> => {
+    const c = new pg.Client({ ...server, options: sourceSessionOptions(server.options) } as pg.ClientConfig);
     c.on('error', () => {});
     try {
       await c.connect();
@@ -347,6 +355,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     }
   };
   const started = Date.now();
+  const standby = opts.primary !== undefined;
   const note = async () => {
     const [rows, prepared] = await onAdmin(async (c) => [
       (await c.query(
@@ -355,12 +364,32 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
         [pid],
       )).rows,
       await readPreparedTransactions(c),
-    ] as const);
+    ] as const, opts.primary);
     log.warn(
       { slot: slotName, waitedSeconds: Math.round((Date.now() - started) / 1000), transactions: rows, prepared, remedy: slotWaitRemedy(prepared) },
-      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended), ${slotWaitOldest(rows[0], prepared)}`,
+      `creating replication slot "${slotName}" waits for the transactions running when it began to end (a slot's snapshot needs them ended)${standby ? ", on the primary, and on a standby for the primary's next running-transactions record (asked for with pg_log_standby_snapshot() until the slot exists)" : ''}, ${slotWaitOldest(rows[0], prepared)}`,
     );
   };
+  // A standby's slot needs a running-transactions record written after it began: asked of the primary until the slot exists.
+  let nudge: NodeJS.Timeout | undefined;
+  if (standby) {
+    log.info({ slot: slotName }, `creating replication slot "${slotName}" on the standby: it waits for a running-transactions record from the primary, asked for with pg_log_standby_snapshot()`);
+    let nudging = false;
+    const ask = () => {
+      if (nudging) return;
+      nudging = true;
+      void onAdmin((c) => c.query('SELECT pg_log_standby_snapshot()'), opts.primary)
+        .catch((err: unknown) => {
+          if ((err as { code?: string }).code !== '42501') return log.debug({ err }, 'asking the primary for a running-transactions record (pg_log_standby_snapshot) failed');
+          // Refused for good (superusers only, by default): said once, not asked again.
+          clearInterval(nudge);
+          log.warn({ slot: slotName, remedy: 'as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO <primary\'s role>;' }, `the primary refuses pg_log_standby_snapshot() to this role: creating replication slot "${slotName}" waits for the primary's own running-transactions record (every 15 s at best, none while it is idle)`);
+        })
+        .finally(() => (nudging = false));
+    };
+    nudge = setInterval(ask, STANDBY_SNAPSHOT_MS);
+    ask();
+  }
   let timer: NodeJS.Timeout | undefined;
   const schedule = (ms: number) => {
     timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);
@@ -372,6 +401,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
   return {
     end() {
       clearTimeout(timer);
+      clearInterval(nudge);
       timer = undefined;
       opts.signal?.removeEventListener('abort', cancel);
     },
@@ -395,9 +425,9 @@ export function temporarySlotName(slotName: string, suffix: string): string {
  * sender taken is said with the remedy and retried with the session (a slot freed goes on by
  * itself), as is a slot of that name still held by an earlier session's connection (it goes with it).
  */
-export async function createTemporarySlot(connection: pg.ClientConfig, slotName: string, purpose: string, log: Logger, signal?: AbortSignal): Promise<ExportedSlot> {
+export async function createTemporarySlot(connection: pg.ClientConfig, slotName: string, purpose: string, log: Logger, signal?: AbortSignal, primary?: pg.ClientConfig): Promise<ExportedSlot> {
   try {
-    return await createSlotWithSnapshot(connection, slotName, log, { temporary: true, signal });
+    return await createSlotWithSnapshot(connection, slotName, log, { temporary: true, signal, primary });
   } catch (err) {
     const code = (err as { code?: string })?.code;
     const context = { slot: slotName, sqlstate: code };

@@ -119,7 +119,7 @@ export async function startOwnSnapshot(
   // A marker, or records in the topic without one (__snapshot lost): rows deleted since the slot's position must go.
   const earlier = await snapshottedBefore(ctx.admin, versions, state, freshTopics, ctx.log);
   if (earlier.length > 0) await truncateBeforeResnapshot(ctx, earlier);
-  const exported = await createTemporarySlot(ctx.source.connection, temporarySlotName(slot, 'own'), "a table's own snapshot", ctx.log, ctx.signal);
+  const exported = await createTemporarySlot(ctx.source.connection, temporarySlotName(slot, 'own'), "a table's own snapshot", ctx.log, ctx.signal, ctx.source.primaryConnection);
   ctx.onSnapshotPhase();
   // Before the stream resumes: its changes of these tables are sent as they come, their keys noted.
   const guard = new CopyGuard(versions.map((v) => v.topic));

@@ -20,6 +20,7 @@ import { parseLsn } from './pgoutput-decoder.ts';
 import { formatFindings, gatherSourceFacts, judgeSourceFacts, type SourceFacts } from './checks.ts';
 import type { CatalogAccess } from './table-versions.ts';
 import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
+import { currentLsnSql, waitForReplay } from './standby.ts';
 
 export interface SourceSession {
   /** Base connection settings (snapshot readers and the walsender add their own options). */
@@ -42,6 +43,15 @@ export interface SourceSession {
   singlePartition: ReadonlySet<string>;
   /** The open connection, re-opened if it broke (a failure is retriable). */
   connect(): Promise<pg.Client>;
+  /**
+   * A standby source's primary (`primary`; unset on a primary): the slot and the reads on the
+   * standby, the writes there (standby.ts); slot.ts asks it for what a slot's creation waits for.
+   */
+  primaryConnection?: pg.ClientConfig;
+  /** The connection the connector writes through (publication, heartbeats): the primary's for a standby, else connect()'s. */
+  write(): Promise<pg.Client>;
+  /** After a write through write(): returns once the source has replayed it (at once on a primary). */
+  replayed(what: string, signal?: AbortSignal): Promise<void>;
   catalogAccess(): CatalogAccess;
   close(): Promise<void>;
 }
@@ -78,33 +88,34 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
       retriable: unreachable(err),
     });
   }
-  let broken = false;
-  const watch = (c: pg.Client) => {
-    c.on('error', (err) => {
-      broken = true;
-      log.warn({ err, source: endpoint }, 'source connection lost');
-    });
-    c.on('end', () => (broken = true));
-  };
-  watch(client);
-
   let tables: TableInfo[];
   let database: string;
   let catalogLsn: bigint;
   let singlePartition: ReadonlySet<string>;
+  // The standby's primary, opened when the source is a standby and `primary` is set.
+  let primary: { client: pg.Client; connection: pg.ClientConfig; endpoint: string } | null = null;
   try {
     // Before any check: through a pooler (one that passes our options on) the checks would pass
     // and the replication connection then be refused, retried for ever.
     if (await behindPooler(client)) throw sourcePoolerError(sourceKey(config), "the server session's pid is not the one the connection was given");
     // Read before the catalog, in its own statement: every transaction committed before this
     // position is visible to the catalog queries that follow.
-    const { rows: [at] } = await client.query('SELECT current_database() AS db, pg_current_wal_insert_lsn()::text AS lsn');
+    const { rows: [at] } = await client.query(`SELECT current_database() AS db, ${currentLsnSql('insert')}::text AS lsn, pg_is_in_recovery() AS in_recovery`);
     database = at.db;
     catalogLsn = parseLsn(at.lsn);
+    if (at.in_recovery === true && config.primary) primary = await openPrimary(config, log);
     const resolved = await resolveTables(client, config.tables);
     tables = resolved.tables;
     const gather = () =>
-      gatherSourceFacts(client, { slotName: config.slotName, publicationName: config.publicationName, topicPrefix: config.topicPrefix, resolved, slotFailover: config.slotFailover });
+      gatherSourceFacts(client, {
+        slotName: config.slotName,
+        publicationName: config.publicationName,
+        topicPrefix: config.topicPrefix,
+        resolved,
+        slotFailover: config.slotFailover,
+        primary,
+        primaryConfigured: config.primary !== undefined,
+      });
     let facts: SourceFacts = await gather();
     const deadline = Date.now() + ACTIVE_SLOT_GRACE_MS;
     while (facts.slot?.active && Date.now() < deadline) {
@@ -119,6 +130,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     }
   } catch (err) {
     await client.end().catch(() => {});
+    await primary?.client.end().catch(() => {});
     if (err instanceof SourceError || err instanceof ConfigError) throw err;
     // A connection lost during the checks (the server restarting) is tried again, as a refused one.
     throw new SourceError(`start-up checks on the source ${endpoint} failed: ${(err as Error).message}`, {
@@ -127,13 +139,76 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
       retriable: unreachable(err),
     });
   }
-  log.info({ source: endpoint, database, tables: tables.map((t) => `${t.schema}.${t.name}`) }, 'source checks passed');
+  log.info({ source: endpoint, database, tables: tables.map((t) => `${t.schema}.${t.name}`), ...(primary && { primary: primary.endpoint }) }, primary ? 'source checks passed: the source is a standby, the connector writes to its primary' : 'source checks passed');
 
+  const src = reconnecting(client, connection, 'source', endpoint, log);
+  const prim = primary && reconnecting(primary.client, primary.connection, 'primary', primary.endpoint, log);
+  const connect = src.connect;
+  const write = prim ? prim.connect : connect;
+  return {
+    connection,
+    endpoint,
+    database,
+    tables,
+    catalogLsn,
+    singlePartition,
+    connect,
+    primaryConnection: primary?.connection,
+    write,
+    async replayed(what, signal) {
+      if (!prim) return;
+      const { rows: [r] } = await (await write()).query(`SELECT ${currentLsnSql()}::text AS lsn`);
+      await waitForReplay(await connect(), parseLsn(r.lsn), { what, signal });
+    },
+    catalogAccess: () => ({
+      loadTypes: async (oids) => loadTypes(await connect(), oids),
+      primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
+      columnDefaults: async (relid, columns) => columnDefaults(await connect(), relid, columns),
+    }),
+    async close() {
+      await Promise.all([src.close(), prim?.close()]);
+    },
+  };
+}
+
+/** A standby source's primary (`primary`): opened for the checks (its identity) and the connector's writes. */
+async function openPrimary(config: SourceConfig, log: Logger): Promise<{ client: pg.Client; connection: pg.ClientConfig; endpoint: string }> {
+  const section = config.primary!;
+  const connection = connectionConfig(section, { section: 'primary', application_name: sourceSessionName(config.slotName) });
+  const endpoint = pgEndpoint(section, false);
+  try {
+    return { client: await open(connection, log), connection, endpoint };
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    throw new SourceError(`cannot connect to the source standby's primary at ${endpoint} (primary): ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`, {
+      cause: err,
+      context: { phase: 'startup', primary: endpoint },
+      remedy: pgRemedy(err, 'primary', 'check primary.host / primary.port (or primary.url), that the server runs and accepts connections from here (pg_hba.conf), and the credentials'),
+      retriable: unreachable(err),
+    });
+  }
+}
+
+/**
+ * An open connection re-opened on the next use after it broke (a failure is retriable), until
+ * close(). `section` (source, primary) and `endpoint` name it in the log and errors.
+ */
+function reconnecting(first: pg.Client, connection: pg.ClientConfig, section: string, endpoint: string, log: Logger): { connect(): Promise<pg.Client>; close(): Promise<void> } {
+  let client = first;
+  let broken = false;
+  const watch = (c: pg.Client) => {
+    c.on('error', (err) => {
+      broken = true;
+      log.warn({ err, [section]: endpoint }, `${section} connection lost`);
+    });
+    c.on('end', () => (broken = true));
+  };
+  watch(client);
   let reopening: Promise<pg.Client> | undefined;
   let closed = false;
   const connect = async (): Promise<pg.Client> => {
     // After close (a stop), what is still under way gets no new connection: it would stay open.
-    if (closed) throw new SourceError(`the connection to the source ${endpoint} was closed (the connector stops)`, { context: { source: endpoint } });
+    if (closed) throw new SourceError(`the connection to the ${section} ${endpoint} was closed (the connector stops)`, { context: { [section]: endpoint } });
     if (!broken) return client;
     reopening ??= (async () => {
       try {
@@ -146,10 +221,10 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
         client = c;
         broken = false;
         watch(c);
-        log.info({ source: endpoint }, 'source connection re-opened');
+        log.info({ [section]: endpoint }, `${section} connection re-opened`);
         return c;
       } catch (err) {
-        throw new RetriableError(`cannot reconnect to the source at ${endpoint}: ${(err as Error).message}`, { cause: err, context: { source: endpoint } });
+        throw new RetriableError(`cannot reconnect to the ${section} at ${endpoint}: ${(err as Error).message}`, { cause: err, context: { [section]: endpoint } });
       } finally {
         reopening = undefined;
       }
@@ -157,18 +232,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     return reopening;
   };
   return {
-    connection,
-    endpoint,
-    database,
-    tables,
-    catalogLsn,
-    singlePartition,
     connect,
-    catalogAccess: () => ({
-      loadTypes: async (oids) => loadTypes(await connect(), oids),
-      primaryKey: async (relid) => (await keyIndexes(await connect(), [relid])).primary.get(relid) ?? [],
-      columnDefaults: async (relid, columns) => columnDefaults(await connect(), relid, columns),
-    }),
     async close() {
       broken = true;
       closed = true;

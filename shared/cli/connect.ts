@@ -8,7 +8,8 @@ import { pgEndpoint, pgRemedy, type PgConnectionConfig } from '../config/postgre
 import { atServer } from '../errors.ts';
 import { connectPg } from '../migration/gather.ts';
 
-export type PgSide = 'source' | 'destination';
+/** `primary`: a standby source's primary (source-connector/standby.ts). */
+export type PgSide = 'source' | 'destination' | 'primary';
 
 /** `connectPg`, its failure a ServiceError "cannot connect to the <side> PostgreSQL at host:port/db: ..." with a remedy. */
 export async function connectSide(section: PgConnectionConfig, side: PgSide, application: string, options?: (user?: string) => string): Promise<pg.Client> {

@@ -13,6 +13,7 @@ import { mapTable } from '../schema/mapping.ts';
 import type { SinkConfig } from '../../sink-connector/config.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
+import { currentLsnSql, invalidationReasonSql } from '../../source-connector/standby.ts';
 import { controlTopicNames, readControlTopic, reduceSnapshotTopic } from '../../source-connector/control-topics.ts';
 import { topicFor } from '../../source-connector/table-versions.ts';
 import { isSinkTopic } from '../../sink-connector/control.ts';
@@ -31,7 +32,7 @@ export const errorText = (e: unknown): string => redactUrl(e instanceof Error ? 
  * A connected client (errors after connect are surfaced by queries, never as crashes). `options`:
  * the `options` parameter made from the user's own (pg-types.ts's commandSourceOptions, commandDestinationOptions).
  */
-export async function connectPg(section: PgConnectionConfig, name: 'source' | 'destination', application: string, options?: (user?: string) => string): Promise<pg.Client> {
+export async function connectPg(section: PgConnectionConfig, name: 'source' | 'destination' | 'primary', application: string, options?: (user?: string) => string): Promise<pg.Client> {
   const config = connectionConfig(section, { section: name, application_name: application });
   const client = new pg.Client({ ...config, ...(options ? { options: options(config.options) } : {}), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   client.on('error', () => {});
@@ -65,12 +66,14 @@ export const COMMAND_KAFKA_TIMEOUTS = { connectionTimeoutMs: 5_000, requestTimeo
 export async function readSlot(client: pg.ClientBase, slotName: string): Promise<SlotFacts | null> {
   const { rows } = await client.query(
     `SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart, s.wal_status,
-            to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason,
-            s.safe_wal_size::float8 AS safe, pg_current_wal_lsn()::text AS current,
-            pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::float8 AS lag,
-            pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::float8 AS retained,
-            r.sent_lsn::text AS sent, pg_wal_lsn_diff(pg_current_wal_lsn(), r.sent_lsn)::float8 AS unsent
+            ${invalidationReasonSql()} AS invalidation_reason,
+            s.safe_wal_size::float8 AS safe, c.lsn::text AS current,
+            pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::float8 AS lag,
+            pg_wal_lsn_diff(c.lsn, s.restart_lsn)::float8 AS retained,
+            r.sent_lsn::text AS sent, pg_wal_lsn_diff(c.lsn, r.sent_lsn)::float8 AS unsent
        FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+            -- On a standby source, the position it replayed (pg_current_wal_lsn() fails in recovery).
+            CROSS JOIN (SELECT ${currentLsnSql()} AS lsn) c
       WHERE s.slot_name = $1`,
     [slotName],
   );

@@ -51,9 +51,10 @@ export function invalidatedSlot(slot: string, reason: string | null | undefined)
   return { message: `replication slot "${slot}" was invalidated (${slotInvalidatedWhy(reason)}): changes were lost`, remedy: lostSlotRemedy(reason) };
 }
 
-/** LOST_SLOT_REMEDY, and for an idle timeout how to keep the next slot from it. Pure. */
+/** LOST_SLOT_REMEDY, and for an idle timeout, or catalog rows removed under a standby's slot, how to keep the next slot from it. Pure. */
 export function lostSlotRemedy(reason: string | null | undefined): string {
-  return reason === 'idle_timeout'
-    ? `${LOST_SLOT_REMEDY}; first set idle_replication_slot_timeout = 0 for the migration (${IDLE_SLOT_TIMEOUT_OFF}): a stopped connector's slot is idle`
-    : LOST_SLOT_REMEDY;
+  if (reason === 'idle_timeout') return `${LOST_SLOT_REMEDY}; first set idle_replication_slot_timeout = 0 for the migration (${IDLE_SLOT_TIMEOUT_OFF}): a stopped connector's slot is idle`;
+  // A logical slot on a standby (source-connector/standby.ts): the primary's vacuum knows of it only through the standby's feedback.
+  if (reason === 'rows_removed') return `${LOST_SLOT_REMEDY}; reading from a standby, first set on it hot_standby_feedback = on and primary_slot_name = '<a physical slot on the primary>' (a reload is enough): without them the primary removes catalog rows the standby's slot needs`;
+  return LOST_SLOT_REMEDY;
 }

@@ -383,13 +383,13 @@ test('a standby of the source fails the check (in recovery), naming the primary 
     assert.equal(code, 1, stderr);
     const out = JSON.parse(stdout) as CheckOutput;
     const f = find(out.source.findings, 'standby');
-    // SHARDBRIDGE_PG_VERSION may run the clusters on 16+, which decodes on a standby but still cannot take the connector's writes.
+    // SHARDBRIDGE_PG_VERSION may run the clusters on 16+, which decodes on a standby but needs primary for the connector's writes.
     const sc = new pg.Client({ connectionString: standby.url() });
     await sc.connect();
     const major = Math.floor(Number((await sc.query('SHOW server_version_num')).rows[0].server_version_num) / 10000);
     await sc.end();
-    const why = major < 16 ? `PostgreSQL ${major} cannot decode logical replication on a standby` : 'the connector creates and alters its publication and writes its heartbeat and cut-over messages into the WAL, which a read-only standby refuses';
-    assert.deepEqual(f.map((x) => [x.level, x.message]), [['FAIL', `the source server is a standby (in recovery): ${why}`]]);
+    const why = major < 16 ? `: PostgreSQL ${major} cannot decode logical replication on a standby` : ' and primary is not set: the connector creates and alters its publication and writes its heartbeat and cut-over messages into the WAL, which a read-only standby refuses';
+    assert.deepEqual(f.map((x) => [x.level, x.message]), [['FAIL', `the source server is a standby (in recovery)${why}`]]);
     assert.match(f[0].remedy!, /point source at the primary/);
     // Its own physical slot goes with it: left, it would hold the source's WAL and count as a standby in the failover checks.
     await standby.destroy();

@@ -6,16 +6,30 @@
  * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
  * running connector's next session goes on from the synced slot: the topic ends equal to the
  * new primary, nothing lost, and what came twice is a replay of what was already there.
+ * First, on the same pair: the standby as the source (PostgreSQL 16+, `primary` set: the slot
+ * and the stream on the standby, the connector's and the commands' writes on the primary); a
+ * standby slot invalidated for the catalog rows the primary removed; and a
+ * synchronized_standby_slots naming a slot that does not exist, judged.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PgCluster } from '../../shared/devstack/postgres.ts';
 import { waitFor } from '../../shared/devstack/ports.ts';
 import { createKafka, type KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { resolveTables } from '../../source-connector/catalog.ts';
+import { writerFor } from '../../source-connector/standby.ts';
+import { ConfigError } from '../../shared/errors.ts';
+import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
+import { runCli } from '../helpers/cli.ts';
+import { sinkConfig } from '../helpers/sink.ts';
+import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
 import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
@@ -62,6 +76,158 @@ async function sql(url: string, text: string, params: unknown[] = []): Promise<p
     await c.end().catch(() => {});
   }
 }
+
+test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby; the publication, the heartbeats and the commands\' writes (resnapshot, cutover, cleanup) on primary; the topic ends equal to the table', async () => {
+  const prefix = uniquePrefix();
+  const slot = 'sb_standby_source';
+  await sql(primary.url(), `CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text); INSERT INTO sbs.items SELECT g, 'snap ' || g FROM generate_series(1, 40) g; CREATE TABLE public.sbs_noise (n int)`);
+  await replayed(await lsnNow(primary.url()));
+  const extra = { slotName: slot, publicationName: 'sb_standby_source', tables: { schemas: ['sbs'] }, heartbeatIntervalMs: 200 };
+  // Without primary, refused at start-up, naming the key (nothing made).
+  await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
+  // primary on another database: the slot would never see what is written there.
+  await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url('template1') } } }), log), /FAIL +standby +primary +primary connects to database template1, the source to postgres/);
+  // The commands write through writerFor (cutover's heartbeat, resnapshot's request): primary for a standby, refused without one, the source itself otherwise.
+  const [sc, pc] = [new pg.Client({ connectionString: standby.url() }), new pg.Client({ connectionString: primary.url() })];
+  await Promise.all([sc.connect(), pc.connect()]);
+  try {
+    await assert.rejects(writerFor(sc, false, async () => pc, 'the cut-over position\'s heartbeat'), (e: unknown) => e instanceof ConfigError && /^the source is a standby \(in recovery\): the cut-over position's heartbeat is written into the WAL, which a standby refuses, and primary is not set$/.test(e.message));
+    assert.equal(await writerFor(sc, true, async () => pc, 'x'), pc);
+    assert.equal(await writerFor(pc, true, async () => sc, 'x'), pc);
+  } finally {
+    await Promise.all([sc.end(), pc.end()]);
+  }
+  const config = testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url() } } });
+  const dir = mkdtempSync(join(tmpdir(), 'sb-standby-'));
+  const file = join(dir, 'source.json');
+  writeFileSync(file, JSON.stringify(config));
+  let conn: SourceConnector | undefined;
+  try {
+    // check connects to primary too, and judges the pair as the start does.
+    const checked = await runCli(['check', '--json', '--sample-seconds', '0', '--source-config', file]);
+    const findings = (JSON.parse(checked.stdout).source.findings as { level: string; check: string; object: string }[]).filter((f) => ['reachable', 'standby', 'hot_standby_feedback', 'primary_slot_name'].includes(f.check));
+    assert.deepEqual(findings.map((f) => [f.level, f.check, f.object.replace(/ .*/, '')]), [['PASS', 'reachable', 'source'], ['PASS', 'reachable', 'primary'], ['PASS', 'standby', 'primary']], checked.stdout);
+    conn = await startSourceConnector(config, log);
+    await streaming(conn);
+    await sql(primary.url(), `INSERT INTO sbs.items SELECT g, 'streamed ' || g FROM generate_series(41, 60) g; UPDATE sbs.items SET v = 'changed' WHERE id <= 10; DELETE FROM sbs.items WHERE id BETWEEN 11 AND 15`);
+    await caughtUp(conn, await lsnNow(primary.url()));
+    // resnapshot's request is written on primary, and the running connector takes the table's own snapshot from a temporary slot on the standby.
+    const asked = await runCli(['resnapshot', '--table', 'sbs.items', '--json', '--source-config', file]);
+    assert.equal(asked.code, 0, asked.stderr);
+    assert.deepEqual(JSON.parse(asked.stdout), { requested: ['sbs.items'], alreadyPending: [], next: 'taken now by the running connector' });
+    await sql(primary.url(), `UPDATE sbs.items SET v = 'after the request' WHERE id = 20; DELETE FROM sbs.items WHERE id = 21`);
+    await streaming(conn);
+    await caughtUp(conn, await lsnNow(primary.url()));
+    // The slot is the standby's; the primary has none (and the publication the connector made there).
+    assert.deepEqual((await sql(standby.url(), `SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, [{ slot_type: 'logical', active: true }]);
+    assert.deepEqual((await sql(primary.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'`)).rows, []);
+    assert.deepEqual((await sql(primary.url(), `SELECT pubname FROM pg_publication WHERE pubname = 'sb_standby_source'`)).rows, [{ pubname: 'sb_standby_source' }]);
+    // Idle tables: the heartbeats written on the primary reach the standby's decoding and move the slot on, again and
+    // again (three times past the primary's position: the primary's own running-transactions records come every 15 s at most).
+    for (let i = 0; i < 3; i++) {
+      const at = await lsnNow(primary.url());
+      await waitFor(`the standby slot confirmed past ${at}`, async () => {
+        const { rows } = await sql(standby.url(), `SELECT confirmed_flush_lsn::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+        return parseLsn(rows[0].c) > at;
+      }, { timeoutMs: 5_000, intervalMs: 50 });
+    }
+    // cutover: its position and heartbeats written on primary, the slot and the tables read on the standby; a sink into a database of the primary.
+    const sinkCfg = sinkConfig({ kafka: bootstrap, registry, destination: primary.url('sbs_dest'), prefix, groupId: `g-${prefix}` });
+    const sinkFile = join(dir, 'sink.json');
+    writeFileSync(sinkFile, JSON.stringify(sinkCfg));
+    await sql(primary.url(), 'CREATE DATABASE sbs_dest');
+    await sql(primary.url('sbs_dest'), 'CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text)');
+    const sink = await startSinkConnector(sinkCfg, log, { topicRefreshMs: 300, controlPollMs: 300, metricsPort: 0 });
+    try {
+      const cutover = await runCli(['cutover', '--yes', '--json', '--timeout', '60', '--source-config', file, '--sink-config', sinkFile]);
+      assert.deepEqual(JSON.parse(cutover.stdout).steps.map((s: { step: string; status: string }) => [s.step, s.status]), [
+        ['confirm', 'ok'], ['source caught up', 'ok'], ['sink caught up', 'ok'], ['sequences', 'ok'], ['verify', 'ok'], ['writes stopped', 'ok'], ['foreign keys', 'ok'],
+      ], cutover.stdout + cutover.stderr);
+      assert.equal(cutover.code, 0, cutover.stderr);
+    } finally {
+      await sink.stop();
+    }
+    await conn.stop();
+    // cleanup drops the slot on the standby and the publication on primary (forced: the sink's stored positions are not all applied here).
+    const cleanup = await runCli(['cleanup', '--force', '--json', '--source-config', file, '--sink-config', sinkFile]);
+    assert.deepEqual(JSON.parse(cleanup.stdout).results.filter((r: { object: string }) => [slot, 'sb_standby_source'].includes(r.object)).map((r: { action: string; status: string }) => [r.action, r.status]), [['drop replication slot', 'done'], ['drop publication', 'done']], cleanup.stdout + cleanup.stderr);
+    assert.deepEqual((await sql(standby.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows, []);
+    assert.deepEqual((await sql(primary.url(), `SELECT pubname FROM pg_publication WHERE pubname = 'sb_standby_source'`)).rows, []);
+  } finally {
+    await conn?.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    // Not left for the failover test below when this one failed before cleanup (its standby is promoted with it).
+    await sql(standby.url(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
+  }
+  const all = await readDecoded(kafka, new RegistryDecoder(registry), `${prefix}.sbs.items`);
+  // The snapshot taken again: a truncate, then every row again.
+  assert.ok(all.some((r) => r.value?.op === 't'), 'the resnapshot\'s truncate is in the topic');
+  const c = new pg.Client({ connectionString: primary.url() });
+  await c.connect();
+  try {
+    await assertRowsEqualTable(c, 'sbs.items', finalState(all).values());
+  } finally {
+    await c.end();
+  }
+});
+
+test('a standby slot invalidated because the primary removed catalog rows it needed (hot_standby_feedback off): check names rows_removed and the standby settings', async () => {
+  const slot = 'sb_rows_removed';
+  // The slot is made on a session of its own: cancelled by the other if the test fails while it waits.
+  const [sc, pc, mk] = [standby.url(), primary.url(), standby.url()].map((url) => new pg.Client({ connectionString: url }));
+  await Promise.all([sc.connect(), pc.connect(), mk.connect()]);
+  let making: Promise<unknown> | undefined;
+  try {
+    await sc.query('ALTER SYSTEM SET hot_standby_feedback = off');
+    await sc.query('SELECT pg_reload_conf()');
+    // The standby's feedback no longer holds the primary's horizon back.
+    await waitFor('the physical slot without xmin', async () => (await pc.query(`SELECT xmin FROM pg_replication_slots WHERE slot_name = $1`, [STANDBY_SLOT])).rows[0].xmin === null, { timeoutMs: 10_000, intervalMs: 50 });
+    let made = false;
+    making = mk.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]).finally(() => (made = true));
+    await waitFor('the standby slot made', async () => made || ((await pc.query('SELECT pg_log_standby_snapshot()')), false), { timeoutMs: 30_000, intervalMs: 100 });
+    await making;
+    await pc.query(`CREATE TABLE sbs_junk (id int); DROP TABLE sbs_junk`);
+    await pc.query('VACUUM FULL pg_class');
+    await waitFor('the standby slot invalidated', async () => (await sc.query(`SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].wal_status === 'lost', { timeoutMs: 10_000, intervalMs: 50 });
+    const facts = await gatherSourceFacts(sc, {
+      slotName: slot, publicationName: 'sb_nowhere', topicPrefix: 'sb', resolved: await resolveTables(sc, { schemas: [SCHEMA], include: [], exclude: [] }),
+      primary: { client: pc, endpoint: 'the primary' }, primaryConfigured: true,
+    });
+    const found = judgeSourceFacts(facts).filter((f) => ['slot', 'hot_standby_feedback', 'standby'].includes(f.check));
+    assert.deepEqual(found.map((f) => [f.level, f.check]), [['PASS', 'standby'], ['FAIL', 'hot_standby_feedback'], ['FAIL', 'slot']]);
+    assert.match(found[2].message, /^replication slot "sb_rows_removed" was invalidated \(invalidation_reason rows_removed: the server removed catalog rows it still needed\): changes were lost/);
+    assert.match(found[2].remedy!, /reading from a standby, first set on it hot_standby_feedback = on and primary_slot_name/);
+  } finally {
+    await sc.query('SELECT pg_cancel_backend($1::int)', [(mk as unknown as { processID: number }).processID]);
+    await making?.catch(() => {});
+    await sc.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
+    await sc.query('ALTER SYSTEM RESET hot_standby_feedback');
+    await sc.query('SELECT pg_reload_conf()');
+    // The failover test below syncs slots, which needs it on (the standby's own setting).
+    await waitFor('hot_standby_feedback on again', async () => (await sc.query('SHOW hot_standby_feedback')).rows[0].hot_standby_feedback === 'on', { timeoutMs: 10_000, intervalMs: 50 });
+    await Promise.all([sc.end(), pc.end(), mk.end()]);
+  }
+});
+
+test('check and the start FAIL a failover slot when synchronized_standby_slots names no physical slot of the primary (its WAL sender would wait forever)', async () => {
+  const c = new pg.Client({ connectionString: primary.url() });
+  await c.connect();
+  try {
+    const facts = async () => judgeSourceFacts(await gatherSourceFacts(c, { slotName: 'sb_nowhere', publicationName: 'sb_nowhere', topicPrefix: 'sb', resolved: await resolveTables(c, { schemas: [SCHEMA], include: [], exclude: [] }), slotFailover: true }))
+      .filter((f) => f.check === 'failover slot');
+    assert.deepEqual(await facts(), []);
+    await c.query(`ALTER SYSTEM SET synchronized_standby_slots = '${STANDBY_SLOT}, sb_gone'`);
+    await c.query('SELECT pg_reload_conf()');
+    await waitFor('the setting reloaded', async () => (await c.query('SHOW synchronized_standby_slots')).rows[0].synchronized_standby_slots.includes('sb_gone'), { timeoutMs: 10_000, intervalMs: 20 });
+    const [f, ...rest] = await facts();
+    assert.deepEqual([f?.level, rest], ['FAIL', []]);
+    assert.match(f.message, /^synchronized_standby_slots names "sb_gone", which is no physical slot of the source: the WAL sender of failover slot "sb_nowhere" waits for it forever/);
+  } finally {
+    await c.query(`ALTER SYSTEM SET synchronized_standby_slots = '${STANDBY_SLOT}'`);
+    await c.query('SELECT pg_reload_conf()');
+    await c.end();
+  }
+});
 
 test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
   const prefix = uniquePrefix();
@@ -156,6 +322,11 @@ async function tcpProxy(target: number): Promise<{ port: number; target: number;
     },
   };
   return proxy;
+}
+
+/** Until the standby has replayed `lsn` of the primary. */
+async function replayed(lsn: bigint): Promise<void> {
+  await waitFor('the standby replayed the primary', async () => parseLsn((await sql(standby.url(), 'SELECT pg_last_wal_replay_lsn()::text AS l')).rows[0].l) >= lsn, { timeoutMs: 30_000, intervalMs: 50 });
 }
 
 async function lsnNow(url: string): Promise<bigint> {

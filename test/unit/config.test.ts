@@ -115,6 +115,19 @@ test('slotFailover: a boolean, from the file or SHARDBRIDGE_SOURCE_SLOT_FAILOVER
   assert.match(configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, slotFailover: 'yes' } })), /^config: slotFailover: /m);
 });
 
+test('primary (a standby source\'s primary): optional, the shape of source, from the file or SHARDBRIDGE_SOURCE_PRIMARY__*, its password masked', () => {
+  assert.equal(loadSourceConfig({ env: {}, overrides: MINIMAL_SOURCE }).primary, undefined);
+  const c = loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_PRIMARY__URL: `postgres://rep:${SECRET}@db1/app` }, overrides: MINIMAL_SOURCE });
+  assert.equal(c.primary?.url, `postgres://rep:${SECRET}@db1/app`);
+  assert.equal(c.primary?.sslmode, 'prefer');
+  const fields = loadSourceConfig({ env: { SHARDBRIDGE_SOURCE_PRIMARY__PASSWORD: SECRET }, overrides: { ...MINIMAL_SOURCE, primary: { host: 'db1', database: 'app', user: 'rep' } } });
+  assert.deepEqual([fields.primary?.host, fields.primary?.port, fields.primary?.password], ['db1', 5432, SECRET]);
+  const safe = JSON.stringify(describeSafe(c)) + JSON.stringify(describeSafe(fields));
+  assert.ok(!safe.includes(SECRET), safe);
+  // Its errors name its own keys.
+  assert.match(configErrorOf(() => loadSourceConfig({ env: {}, overrides: { ...MINIMAL_SOURCE, primary: { host: 'db1' } } })), /^config: primary\.database: required \(or give primary\.url instead\)$/m);
+});
+
 test('YAML and JSON files are read', () => {
   const y = file(`
 source:

@@ -71,7 +71,7 @@ interface DocumentedKey {
 
 /**
  * The keys a connector's table documents, with the shared sections ("see above") expanded:
- * `source` / `destination` by the PostgreSQL connection table, `kafka` and `schemaRegistry` by theirs.
+ * `source` / `destination` / `primary` by the PostgreSQL connection table, `kafka` and `schemaRegistry` by theirs.
  */
 function documentedKeys(connector: 'Source connector' | 'Sink connector'): Map<string, DocumentedKey> {
   const doc = readRepo('docs/configuration.md');
@@ -83,7 +83,7 @@ function documentedKeys(connector: 'Source connector' | 'Sink connector'): Map<s
   };
   const out = new Map<string, DocumentedKey>();
   for (const r of tableRows(section(doc, connector))) {
-    const expand = r.key === 'source' || r.key === 'destination' ? 'pg' : r.key === 'kafka' || r.key === 'schemaRegistry' ? r.key : undefined;
+    const expand = ['source', 'destination', 'primary'].includes(r.key) ? 'pg' : r.key === 'kafka' || r.key === 'schemaRegistry' ? r.key : undefined;
     if (expand && /see above/i.test(r.cells[1])) {
       for (const s of shared[expand]) out.set(expand === 'pg' ? `${r.key}.${s.key}` : s.key, row(s));
     } else {

@@ -7,7 +7,8 @@ import { linkTypes, replicaIdentityProblem, splitQualifiedName } from '../../sou
 import { prefixFindings } from '../../shared/checks/services.ts';
 import { keyEqualityWhy } from '../../source-connector/key-equality.ts';
 import { slotOptions, slotWaitOldest, slotWaitRemedy } from '../../source-connector/slot.ts';
-import { alterFailoverError } from '../../source-connector/failover-checks.ts';
+import { alterFailoverError, standbySlotNames } from '../../source-connector/failover-checks.ts';
+import { currentLsnSql, type StandbyFacts } from '../../source-connector/standby.ts';
 import { isRetriable } from '../../shared/errors.ts';
 
 const healthy: SourceFacts = {
@@ -233,12 +234,67 @@ test('prepared transactions: check warns (a slot creation waits for them, unseen
   assert.match(slotWaitRemedy(prepared), /; prepared ones: connected to its database, COMMIT PREPARED 'tm-7''a'/);
 });
 
-test('a standby source fails (in recovery), with the version\'s reason, and names the primary as the remedy', () => {
-  const fifteen = judgeSourceFacts({ ...healthy, serverVersionNum: 150004, inRecovery: true }).filter((x) => x.check === 'standby');
+test('a standby source before PostgreSQL 16 fails (in recovery), with the version\'s reason, and names the primary as the remedy', () => {
+  const fifteen = judgeSourceFacts({ ...healthy, serverVersionNum: 150004, inRecovery: true, primaryConfigured: true }).filter((x) => x.check === 'standby');
   assert.deepEqual(fifteen.map((x) => [x.level, x.message]), [['FAIL', 'the source server is a standby (in recovery): PostgreSQL 15 cannot decode logical replication on a standby']]);
   assert.match(fifteen[0].remedy!, /point source at the primary/);
-  assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true }).find((x) => x.check === 'standby')!.message, /a read-only standby refuses/);
   assert.deepEqual(judgeSourceFacts(healthy).filter((x) => x.check === 'standby'), []);
+});
+
+test('a PostgreSQL 16+ standby source needs primary, its own primary (same system identifier), hot_standby_feedback and primary_slot_name; primary beside a primary source is warned of', () => {
+  const standby: StandbyFacts = { systemIdentifier: '7001', database: 'app', hotStandbyFeedback: true, primarySlotName: 'phys', maxStandbyStreamingDelay: '-1', primary: { systemIdentifier: '7001', inRecovery: false, endpoint: 'db1:5432', database: 'app' } };
+  const on = (f: Partial<SourceFacts>, s: Partial<StandbyFacts> = {}) =>
+    judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, ...f, standby: { ...standby, ...s } })
+      .filter((x) => ['standby', 'hot_standby_feedback', 'primary_slot_name', 'slotFailover', 'max_standby_streaming_delay'].includes(x.check))
+      .map((x) => [x.level, x.check, x.object]);
+  assert.deepEqual(on({}), [['PASS', 'standby', 'primary']]);
+  assert.deepEqual(fails({ serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby }), []);
+  // No primary: FAIL naming the key.
+  const none = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, standby: { ...standby, primary: null } }).find((x) => x.check === 'standby')!;
+  assert.deepEqual([none.level, none.object], ['FAIL', 'primary']);
+  assert.match(none.message, /primary is not set: .* which a read-only standby refuses/);
+  assert.match(none.remedy!, /^set primary \(url, or host\/database\/user, as source\) to the standby's primary/);
+  // Another cluster's primary, or a standby given as primary.
+  assert.deepEqual(on({}, { primary: { ...standby.primary!, systemIdentifier: '9999' } }), [['FAIL', 'standby', 'primary']]);
+  assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 170000, inRecovery: true, primaryConfigured: true, standby: { ...standby, primary: { ...standby.primary!, systemIdentifier: '9999' } } }).find((x) => x.check === 'standby')!.message,
+    /^primary \(db1:5432\) is not the source standby's primary: its system identifier 9999 is not the standby's 7001/);
+  assert.deepEqual(on({}, { primary: { ...standby.primary!, inRecovery: true } }), [['FAIL', 'standby', 'primary']]);
+  // Another database of the primary: its publication and messages would never reach the slot.
+  const otherDb = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, primary: { ...standby.primary!, database: 'postgres' } } }).filter((x) => x.check === 'standby');
+  assert.deepEqual(otherDb.map((x) => x.level), ['FAIL']);
+  assert.match(otherDb[0].message, /^primary connects to database postgres, the source to app: the publication made there and the heartbeat, cut-over and resnapshot messages written there would never reach the slot/);
+  assert.equal(otherDb[0].remedy, "connect primary to database app (primary.url's path, or primary.database)");
+  // The standby's settings that keep the primary from invalidating the slot (rows_removed).
+  assert.deepEqual(on({}, { hotStandbyFeedback: false }), [['PASS', 'standby', 'primary'], ['FAIL', 'hot_standby_feedback', 'server']]);
+  assert.deepEqual(on({}, { primarySlotName: '' }), [['PASS', 'standby', 'primary'], ['WARN', 'primary_slot_name', 'server']]);
+  const feedback = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, hotStandbyFeedback: false } }).find((x) => x.check === 'hot_standby_feedback')!;
+  assert.match(feedback.message, /invalidates it \(invalidation_reason rows_removed\)/);
+  assert.match(feedback.remedy!, /hot_standby_feedback = on and primary_slot_name = /);
+  // A role the primary refuses pg_log_standby_snapshot(): slot creations wait for the primary's own record.
+  const refused = judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, primary: { ...standby.primary!, role: 'rep', canLogSnapshot: false } } }).filter((x) => x.check === 'standby');
+  assert.deepEqual(refused.map((x) => x.level), ['PASS', 'WARN']);
+  assert.match(refused[1].message, /^role "rep" may not run pg_log_standby_snapshot\(\) on primary \(superusers only, by default\): creating a slot on the standby/);
+  assert.equal(refused[1].remedy, 'as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO "rep";');
+  // The primary's locks replayed cancel a long snapshot read after max_standby_streaming_delay.
+  assert.deepEqual(on({}, { maxStandbyStreamingDelay: '30s' }), [['PASS', 'standby', 'primary'], ['WARN', 'max_standby_streaming_delay', 'server']]);
+  assert.match(judgeSourceFacts({ ...healthy, serverVersionNum: 160002, inRecovery: true, primaryConfigured: true, standby: { ...standby, maxStandbyStreamingDelay: '30s' } }).find((x) => x.check === 'max_standby_streaming_delay')!.remedy!, /max_standby_streaming_delay = -1/);
+  // A standby's slot cannot be a failover slot.
+  assert.deepEqual(on({ serverVersionNum: 170002, slotFailover: true }), [['PASS', 'standby', 'primary'], ['FAIL', 'slotFailover', 'slotFailover']]);
+  // primary set, the source a primary itself: warned, and primary unused.
+  const extra = judgeSourceFacts({ ...healthy, primaryConfigured: true }).filter((x) => x.check === 'standby');
+  assert.deepEqual(extra.map((x) => [x.level, x.object]), [['WARN', 'primary']]);
+  assert.match(extra[0].message, /the source is not a standby \(not in recovery\): the connector writes to the source and never connects to primary/);
+});
+
+test('the WAL position SQL answers on a standby too (pg_last_wal_replay_lsn), decided by the server at each call', () => {
+  assert.equal(currentLsnSql(), '(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)');
+  assert.match(currentLsnSql('insert'), /ELSE pg_current_wal_insert_lsn\(\) END/);
+});
+
+test('a slot invalidated for rows_removed (a standby\'s slot) gets the standby settings in its remedy', () => {
+  const lost = judgeSourceFacts({ ...healthy, slot: { active: false, activePid: null, walStatus: 'lost', plugin: 'pgoutput', invalidationReason: 'rows_removed' } }).find((f) => f.check === 'slot')!;
+  assert.match(lost.message, /invalidation_reason rows_removed: the server removed catalog rows it still needed/);
+  assert.match(lost.remedy!, /^take a new snapshot: .*; reading from a standby, first set on it hot_standby_feedback = on and primary_slot_name/);
 });
 
 test('idle_replication_slot_timeout (PostgreSQL 18) above 0 is warned of: a stopped connector would lose its slot; 0 and older servers are not', () => {
@@ -289,8 +345,23 @@ test('failover slots (PostgreSQL 17+): slotFailover before 17 fails naming the k
   assert.deepEqual(failover({ ...seventeen, slotFailover: true, synchronizedStandbySlots: 's1' }), []);
   assert.deepEqual(failover({ ...seventeen, slotFailover: true, physicalStandbys: [] }), []);
   assert.deepEqual(failover({ ...seventeen, slot: { active: false, activePid: null, walStatus: 'reserved', plugin: 'pgoutput', failover: true }, synchronizedStandbySlots: 's1' }), []);
-  // A standby source fails on its own (the 'standby' check); nothing to add about its standbys.
+  // A standby source: its own checks (standby.ts); nothing to add about its standbys.
   assert.deepEqual(failover({ ...seventeen, inRecovery: true }), []);
+});
+
+test('synchronized_standby_slots naming no physical slot of the source fails a failover slot (17+: its WAL sender waits forever); names read as PostgreSQL reads the list', () => {
+  const failover = (f: Partial<SourceFacts>) => judgeSourceFacts({ ...healthy, serverVersionNum: 170002, slotFailover: true, physicalStandbys: ['physical slot s1'], physicalSlots: ['s1', 'My Slot'], ...f }).filter((x) => x.check === 'failover slot');
+  const [f, ...rest] = failover({ synchronizedStandbySlots: 's1, S2, "gone"' });
+  assert.deepEqual(rest, []);
+  assert.deepEqual([f.level, f.object], ['FAIL', 'slot shardbridge_slot']);
+  assert.match(f.message, /^synchronized_standby_slots names "s2", "gone", which are no physical slot of the source: the WAL sender of failover slot "shardbridge_slot" waits for them forever/);
+  assert.match(f.remedy!, /ALTER SYSTEM SET synchronized_standby_slots = /);
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'S1, "My Slot"' }), []);
+  // Only failover slots wait; a standby source has its own checks; not asked (physicalSlots unset): nothing said.
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'gone', slotFailover: false, physicalStandbys: [] }), []);
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'gone', inRecovery: true }), []);
+  assert.deepEqual(failover({ synchronizedStandbySlots: 'gone', physicalSlots: undefined }), []);
+  assert.deepEqual(standbySlotNames(' a ,"B ""c""", D,,'), ['a', 'B "c"', 'd']);
 });
 
 test('the slot is created FAILOVER only when asked, and a temporary slot (a table\'s own snapshot) never: PostgreSQL refuses failover for one', () => {

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { ConfigError } from '../../errors.ts';
 import { redactUrl } from '../../redact.ts';
 import type { CommandContext } from '../main.ts';
-import { connectionConfig, pgEndpoint, pgRemedy } from '../../config/postgres.ts';
+import { connectionConfig, pgEndpoint, pgRemedy, type PgConnectionConfig } from '../../config/postgres.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { SINK_ENV_PREFIX, type SinkConfig } from '../../../sink-connector/config.ts';
 import { sinkSessionsRefusal } from '../../../sink-connector/destination-start.ts';
@@ -61,7 +61,14 @@ async function checkAll(opts: Record<string, unknown>, ctx: CommandContext): Pro
     if (src) {
       const resolved = await resolveTables(src, sourceConfig.tables);
       tables = await sourceTableFacts(src, resolved.tables);
-      const facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, publicationName: sourceConfig.publicationName, topicPrefix: sourceConfig.topicPrefix, resolved, slotFailover: sourceConfig.slotFailover });
+      // A standby source's primary (source-connector/standby.ts): connected only to judge it, when the source is in recovery.
+      const primary = sourceConfig.primary && (await src.query('SELECT pg_is_in_recovery() AS r')).rows[0].r === true ? await primaryOf(sourceConfig.primary, source) : undefined;
+      let facts;
+      try {
+        facts = await gatherSourceFacts(src, { slotName: sourceConfig.slotName, publicationName: sourceConfig.publicationName, topicPrefix: sourceConfig.topicPrefix, resolved, slotFailover: sourceConfig.slotFailover, primary, primaryConfigured: sourceConfig.primary !== undefined });
+      } finally {
+        await primary?.client.end().catch(() => {});
+      }
       // judgeCapacity gives the richer max_slot_wal_keep_size verdict (with a recommended value).
       source.push(...judgeSourceFacts(facts).filter((f) => f.check !== 'max_slot_wal_keep_size'));
       capacity = { ...(await databaseSize(src)), keep: facts.maxSlotWalKeepSize };
@@ -165,6 +172,15 @@ export async function sinkSessionFindings(sink: SinkConfig, dst: pg.Client): Pro
   } catch (e) {
     return [{ level: 'WARN', check: 'connection pooler', object: 'destination', message: redactUrl(`cannot open a session as the sink does: ${e instanceof Error ? e.message : String(e)}`) }];
   }
+}
+
+/** The `primary` section's server, connected as the source (a FAIL in `findings` when it cannot be). */
+async function primaryOf(section: PgConnectionConfig, findings: Finding[]): Promise<{ client: pg.Client; endpoint: string } | undefined> {
+  const config = connectionConfig(section, { section: 'primary', application_name: 'shardbridge-check' });
+  config.options = commandSourceOptions(config.options);
+  const endpoint = pgEndpoint(section, false);
+  const client = await connect(config, 'primary', endpoint, findings, "check primary.host/port (the source standby's primary), pg_hba.conf and the credentials");
+  return client && { client, endpoint };
 }
 
 async function connect(config: pg.ClientConfig, side: string, target: string, findings: Finding[], remedy: string): Promise<pg.Client | undefined> {

@@ -19,6 +19,7 @@
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
 import { connectSide } from '../connect.ts';
+import { writerFor } from '../../../source-connector/standby.ts';
 import { quoteIdent } from '../../../source-connector/catalog.ts';
 import { controlTopicNames } from '../../../source-connector/control-topics.ts';
 import { STAGING_SCHEMA } from '../../../sink-connector/staging-sql.ts';
@@ -38,6 +39,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
   const admin = kafka.admin();
   let src: pg.Client | undefined;
   let dst: pg.Client | undefined;
+  let writing: Promise<pg.Client> | undefined;
   try {
     // A failure names the server and its remedy (exit 1, through the CLI's error report).
     src = await connectSide(source.source, 'source', 'shardbridge-cleanup');
@@ -51,13 +53,18 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     }
     const facts = await gather(src, dst, admin, source, sink, destinationError);
     const plan = planCleanup(facts, options);
-    const results: ActionResult[] = plan.proceed ? await execute(plan.actions, src, dst, admin) : [];
+    // A standby source's publication is dropped on its primary (source-connector/standby.ts), connected only then.
+    const s = src;
+    const primary = source.primary;
+    const writer = () => (writing ??= writerFor(s, primary !== undefined, () => connectSide(primary!, 'primary', 'shardbridge-cleanup'), 'the publication\'s drop'));
+    const results: ActionResult[] = plan.proceed ? await execute(plan.actions, src, writer, dst, admin) : [];
     if (plan.proceed && options.dropTopics && facts.kafkaError) results.push({ action: 'delete topics', object: 'topics', status: 'failed', detail: `Kafka could not be read: ${facts.kafkaError}` });
     const report = cleanupReport(plan, results);
     ctx.out(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderCleanup(report));
     return report.ok ? 0 : 1;
   } finally {
-    await Promise.all([src?.end().catch(() => {}), dst?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
+    const w = await writing?.catch(() => undefined);
+    await Promise.all([src?.end().catch(() => {}), w !== src && w?.end().catch(() => {}), dst?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
   }
 }
 
@@ -143,7 +150,8 @@ async function pendingChanges(src: pg.ClientBase, slot: string, publication: str
   }
 }
 
-async function execute(actions: CleanupAction[], src: pg.ClientBase, dst: pg.ClientBase | undefined, admin: Admin): Promise<ActionResult[]> {
+/** `writer`: where the publication is dropped (a standby source's primary). */
+async function execute(actions: CleanupAction[], src: pg.ClientBase, writer: () => Promise<pg.ClientBase>, dst: pg.ClientBase | undefined, admin: Admin): Promise<ActionResult[]> {
   const out: ActionResult[] = [];
   for (const a of actions) {
     const r: ActionResult = { action: a.kind, object: a.object, status: 'done' };
@@ -160,7 +168,7 @@ async function execute(actions: CleanupAction[], src: pg.ClientBase, dst: pg.Cli
         case 'drop publication': {
           const { rows } = await src.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [a.object]);
           if (rows.length === 0) r.status = 'absent';
-          else await src.query(`DROP PUBLICATION ${quoteIdent(a.object)}`);
+          else await (await writer()).query(`DROP PUBLICATION ${quoteIdent(a.object)}`);
           break;
         }
         case 'drop table':

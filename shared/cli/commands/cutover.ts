@@ -33,6 +33,7 @@ import type { SourceConfig } from '../../../source-connector/config.ts';
 import { quoteIdent, quoteQualified } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/postgres.ts';
+import { writerFor } from '../../../source-connector/standby.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { verifyTableFor } from '../../schema/mapping.ts';
@@ -100,6 +101,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
 
   let src: pg.Client | undefined;
   let dst: pg.Client | undefined;
+  let writer: pg.Client | undefined;
   let recordedLsn: string | null = null;
   let sequences: SequenceResult[] = [];
   let tables: TableVerdict[] = [];
@@ -113,6 +115,9 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     // Not cut by an application's timeouts on the roles (pg-types.ts): the foreign keys' validation scans whole tables.
     src = await connectSide(source.source, 'source', 'shardbridge-cutover', commandSourceOptions);
     dst = await connectSide(sink.destination, 'destination', 'shardbridge-cutover', commandDestinationOptions);
+    // A standby source: the marker and heartbeats are written on its primary (source-connector/standby.ts).
+    const primary = source.primary;
+    if (!verifyOnly) writer = await writerFor(src, primary !== undefined, () => connectSide(primary!, 'primary', 'shardbridge-cutover', commandSourceOptions), 'the cut-over position\'s heartbeat');
     const selected = await sourceTables(src, source, sink);
     const deadline = Date.now() + timeoutMs;
 
@@ -120,12 +125,13 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (!verifyOnly) {
       const s = src;
       const d = dst;
+      const w = writer!;
       await step('confirm', async () => {
-        recordedLsn = await recordPosition(s);
+        recordedLsn = await recordPosition(w);
         return { ok: true, detail: `writes to the source stopped (${opts.yes ? '--yes' : 'confirmed'}); source position ${recordedLsn}` };
       });
       caughtUp =
-        (await step('source caught up', () => waitSource(s, source, recordedLsn!, deadline, abort.signal, progress))) &&
+        (await step('source caught up', () => waitSource(s, w, source, recordedLsn!, deadline, abort.signal, progress))) &&
         (await step('sink caught up', () => waitSink(d, admin, source, sink, selected, deadline, abort.signal, progress, (ends) => (atWait = ends))));
       if (!caughtUp) {
         for (const n of ['source caught up', 'sink caught up'] as const) if (!steps.some((x) => x.step === n)) skip(n, 'an earlier step failed');
@@ -197,7 +203,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     steps.push({ step: steps.length === 0 ? (verifyOnly ? 'verify' : 'confirm') : steps[steps.length - 1].step, status: 'failed', detail: errorText(e), ms: 0 });
   } finally {
     unregister();
-    await Promise.all([src?.end().catch(() => {}), dst?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
+    await Promise.all([src?.end().catch(() => {}), writer !== src && writer?.end().catch(() => {}), dst?.end().catch(() => {}), admin.disconnect().catch(() => {})]);
   }
 
   const report = judgeCutover({ verifyOnly, recordedLsn, margin, steps, sequences, tables, foreignKeys, reminders });
@@ -218,7 +224,8 @@ async function askWritesStopped(source: SourceConfig): Promise<boolean> {
 /**
  * The position every change made so far ends before: the WAL insert position (≥ pg_current_wal_lsn(),
  * which is the write position and may lag behind asynchronous commits). A non-transactional
- * heartbeat written after it lets an idle source connector confirm past it.
+ * heartbeat written after it lets an idle source connector confirm past it. `client`: the
+ * primary (a standby source's is the one every change is written on).
  */
 async function recordPosition(client: pg.ClientBase): Promise<string> {
   const { rows } = await client.query(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
@@ -236,6 +243,8 @@ function checkAborted(signal: AbortSignal): void {
 
 async function waitSource(
   client: pg.ClientBase,
+  /** Where the heartbeats go: `client`, or a standby source's primary. */
+  writer: pg.ClientBase,
   source: SourceConfig,
   target: string,
   deadline: number,
@@ -260,7 +269,7 @@ async function waitSource(
       shown = Date.now();
     }
     if (Date.now() - beat > HEARTBEAT_EVERY_MS) {
-      await heartbeat(client);
+      await heartbeat(writer);
       beat = Date.now();
     }
     await sleep(POLL_MS, undefined, { signal }).catch(() => {});

@@ -23,6 +23,7 @@ import { parseLsn } from '../../../source-connector/pgoutput-decoder.ts';
 import { topicFor } from '../../../source-connector/table-versions.ts';
 import { commandKafka, readSlot } from '../../migration/gather.ts';
 import type { SlotFacts } from '../../migration/status.ts';
+import { writerFor } from '../../../source-connector/standby.ts';
 import { connectSide } from '../connect.ts';
 import { RESNAPSHOT_PREFIX, requestedMarker, signalContent } from '../../../source-connector/resnapshot-signal.ts';
 import { sourceSessionName } from '../../../source-connector/source-session.ts';
@@ -124,7 +125,16 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     if (slot?.active) {
       // Streaming: asked through its stream, in commit order (resnapshot-signal.ts).
       const names = plan.mark.map((t) => qualified(t));
-      const asked = names.length === 0 ? null : await askRunning(client, config, names);
+      const c = client;
+      const primary = config.primary;
+      // A standby source: the request is written on its primary, whose WAL the standby's slot decodes (source-connector/standby.ts).
+      const writer = names.length === 0 ? null : await writerFor(c, primary !== undefined, () => connectSide(primary!, 'primary', 'shardbridge-resnapshot'), 'the resnapshot request');
+      let asked;
+      try {
+        asked = writer === null ? null : await askRunning(writer, config, names);
+      } finally {
+        if (writer !== c) await writer?.end().catch(() => {});
+      }
       const since = asked?.message ?? null;
       // Confirmed at or past the commit: the connector read the request's transaction, and Kafka has what it wrote.
       const confirmed = asked === null || (await slotWhen(client, config.slotName, (s) => s.confirmedLsn !== null && parseLsn(s.confirmedLsn) >= asked.committed, waitMs)) !== null;

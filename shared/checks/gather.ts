@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { qualifiedName } from '../../source-connector/catalog.ts';
+import { currentLsnSql } from '../../source-connector/standby.ts';
 import type { TableInfo } from '../pg-types.ts';
 import type { SinkTableMapping } from '../../sink-connector/config.ts';
 import { readDestinationTables } from '../../sink-connector/destination-catalog.ts';
@@ -69,13 +70,13 @@ export async function databaseSize(client: pg.ClientBase): Promise<{ database: s
   return { database: r.db, bytes: r.bytes };
 }
 
-/** WAL bytes written per second between two readings `seconds` apart; null when not sampled or on a standby. */
+/** WAL bytes written per second between two readings `seconds` apart (on a standby, replayed: the primary's rate as it reaches the slot); null when not sampled. */
 export async function sampleWalRate(client: pg.ClientBase, seconds: number): Promise<number | null> {
   if (seconds <= 0) return null;
   try {
-    const { rows: [a] } = await client.query(`SELECT pg_current_wal_lsn()::text AS lsn, clock_timestamp() AS at`);
+    const { rows: [a] } = await client.query(`SELECT ${currentLsnSql()}::text AS lsn, clock_timestamp() AS at`);
     await sleep(seconds * 1000);
-    const { rows: [b] } = await client.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8 AS bytes, clock_timestamp() AS at`, [a.lsn]);
+    const { rows: [b] } = await client.query(`SELECT pg_wal_lsn_diff(${currentLsnSql()}, $1::pg_lsn)::float8 AS bytes, clock_timestamp() AS at`, [a.lsn]);
     const elapsed = (b.at.getTime() - a.at.getTime()) / 1000;
     return elapsed > 0 ? b.bytes / elapsed : null;
   } catch {

@@ -76,7 +76,9 @@ after(async () => {
   await sink?.stop().catch(() => {});
   await source?.stop().catch(() => {});
   await dropSlot(src, sourceConfig.slotName).catch(() => {});
-  await dst?.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE; DELETE FROM shardbridge.sink_offsets WHERE group_id = $1`, [GROUP]).catch(() => {});
+  // Two statements: a parameter makes it an extended-protocol query, which takes one statement only.
+  await dst?.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).catch(() => {});
+  await dst?.query(`DELETE FROM shardbridge.sink_offsets WHERE group_id = $1`, [GROUP]).catch(() => {});
   const admin = kafka?.admin();
   const topics = (await admin?.listTopics().catch(() => [] as string[]))?.filter((t) => t.startsWith(`${PREFIX}.`)) ?? [];
   await admin?.deleteTopics(topics).catch(() => {});

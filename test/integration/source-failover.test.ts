@@ -26,6 +26,7 @@ import { startSourceConnector, type SourceConnector } from '../../source-connect
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { writerFor } from '../../source-connector/standby.ts';
 import { ConfigError } from '../../shared/errors.ts';
+import { sampleWalRate } from '../../shared/checks/gather.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
 import { runCli } from '../helpers/cli.ts';
 import { sinkConfig } from '../helpers/sink.ts';
@@ -94,6 +95,10 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     await assert.rejects(writerFor(sc, false, async () => pc, 'the cut-over position\'s heartbeat'), (e: unknown) => e instanceof ConfigError && /^the source is a standby \(in recovery\): the cut-over position's heartbeat is written into the WAL, which a standby refuses, and primary is not set$/.test(e.message));
     assert.equal(await writerFor(sc, true, async () => pc, 'x'), pc);
     assert.equal(await writerFor(pc, true, async () => sc, 'x'), pc);
+    // check's WAL-rate sample reads the standby's replay position (pg_current_wal_lsn() fails in recovery).
+    const rate = sampleWalRate(sc, 0.2);
+    await pc.query(`SELECT pg_logical_emit_message(false, 'sb-test', 'x')`);
+    assert.equal(typeof (await rate), 'number');
   } finally {
     await Promise.all([sc.end(), pc.end()]);
   }

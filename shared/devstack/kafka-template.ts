@@ -2,14 +2,15 @@
  * KRaft's format step once per Kafka build and broker settings, copied after: the StorageTool
  * is a JVM of its own (~1-2 s) before every broker start, where copying what it wrote takes
  * milliseconds. Each copy gets a cluster id and log-dir id of its own, as a format would give
- * it. Formats that add SCRAM credentials are not cached (kafka.ts runs them each time).
+ * it. Kept in the cache directory (SHARDBRIDGE_CACHE). Formats that add SCRAM credentials are
+ * not cached (kafka.ts runs them each time).
  */
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { shardbridgeCacheDir } from './kafka-jars.ts';
 import { ownedPartialDir } from './temp-dirs.ts';
 
 const execFileP = promisify(execFile);
@@ -45,8 +46,10 @@ export async function formatFromTemplate(
   logDir: string,
   format: (dir: string) => Promise<void>,
   newId: () => string,
-  root = os.tmpdir(),
+  root = shardbridgeCacheDir(),
 ): Promise<void> {
+  // Not in TMPDIR: a cache, not a leftover of this process (the demo's tests look for those there).
+  fs.mkdirSync(root, { recursive: true });
   const template = path.join(root, kafkaFormatTemplateName(key));
   if (!fs.existsSync(path.join(template, 'meta.properties'))) {
     const partial = await ownedPartialDir(template);

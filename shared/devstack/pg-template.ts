@@ -2,15 +2,16 @@
  * initdb once per server build, copy after: a cluster start (every test file starts one or
  * more) spent ~0.5 s in initdb, ~1-2 s on a loaded machine, where copying its result takes
  * ~0.1 s. The template is keyed by everything initdb's output depends on (the server build,
- * its arguments, the time zone it writes into postgresql.conf) and is never started itself.
+ * its arguments, the time zone it writes into postgresql.conf), kept in the cache directory
+ * (SHARDBRIDGE_CACHE, pg-servers.ts) and never started itself.
  */
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PgBinaries } from './pg-process.ts';
+import { pgCacheRoot } from './pg-servers.ts';
 import { ownedPartialDir } from './temp-dirs.ts';
 
 const execFileP = promisify(execFile);
@@ -44,8 +45,10 @@ export async function initFromTemplate(
   key: InitdbKey,
   dataDir: string,
   initdb: (dir: string) => Promise<void>,
-  root = os.tmpdir(),
+  root = pgCacheRoot(bins.runAs !== undefined),
 ): Promise<void> {
+  // Not in TMPDIR: a cache, not a leftover of this process (the demo's tests look for those there).
+  fs.mkdirSync(root, { recursive: true, mode: 0o755 });
   const template = path.join(root, initdbTemplateName(bins.major, key));
   if (!fs.existsSync(path.join(template, 'PG_VERSION'))) {
     const partial = await ownedPartialDir(template);

@@ -214,13 +214,11 @@ test('the broker killed and restarted mid-stream: both connectors go on without 
   const kafkaAt = { brokers: [broker.bootstrap] };
   // CLI processes: the stop is the SIGTERM an operator sends, their warnings are in output().
   const source = spawnSourceCli(writeConfig('broker', { source: { url }, kafka: kafkaAt, schemaRegistry: { url: registryUrl }, topicPrefix: prefix, slotName: slot, metricsPort: 0, heartbeatIntervalMs: 500 }));
-  t.after(() => source.proc.kill('SIGKILL'));
-  // The sink once the source made its topic: started together, it found none and looked again only after its 10 s topic refresh.
-  const ownAdmin = own.admin();
-  await waitFor('the source to make its topic', async () => source.proc.exitCode !== null || (await ownAdmin.listTopics()).includes(topic), { timeoutMs: 60_000, intervalMs: 100 })
-    .finally(() => ownAdmin.disconnect());
   const sink = spawnCli('sink', writeConfig('broker-sink', { groupId: `${prefix}-sink`, topicPrefix: prefix, kafka: kafkaAt, schemaRegistry: { url: registryUrl }, destination: { url: destUrl }, metricsPort: 0 }));
-  t.after(() => sink.proc.kill('SIGKILL'));
+  t.after(() => {
+    source.proc.kill('SIGKILL');
+    sink.proc.kill('SIGKILL');
+  });
   const writer = counterWriter(url, keys);
   t.after(() => writer.stop());
   await waitFor('changes in Kafka', async () => (await sumEndOffsets(own, topic)) > keys + 300, { timeoutMs: 90_000, intervalMs: 100 }).catch((err: Error) => {

@@ -20,6 +20,7 @@ import { checkJava, compareKafkaVersions, ensureKafkaJars, KAFKA_VERSION, parseK
 import { checkZooKeeperRelease, devstackZooKeeperMode, renderZooKeeperProperties, waitForListener, zooKeeperBrokerProps } from './kafka-zookeeper.ts';
 import { freePort } from './ports.ts';
 import { javaCommand, kill, ownedDirs, readTail, track } from './kafka-processes.ts';
+import { formatFromTemplate } from './kafka-template.ts';
 import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 
 export interface KafkaBroker {
@@ -206,7 +207,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaBro
       const listener = opts.secure && secure !== undefined ? { ...opts.secure, port: secure } : undefined;
       await writeFile(files.props, renderServerProperties({ port, controllerPort, logDir: path.join(dataDir, 'data'), secure: listener, version, zookeeper }));
       if (zookeeper) await launchZooKeeper();
-      else await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}));
+      else await formatStorage(libsDir, files, dataDir, scramArgs(opts.secure?.users ?? {}), { port, controllerPort, version });
       await launch();
       break;
     } catch (err) {
@@ -377,10 +378,32 @@ export function renderLog4j2(): string {
 
 const JVM_FLAGS = ['-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:+ExitOnOutOfMemoryError', '-Djava.awt.headless=true'];
 
-async function formatStorage(libsDir: string, files: { props: string; log4j: string }, dataDir: string, extra: string[]): Promise<void> {
-  if (existsSync(path.join(dataDir, 'data', 'meta.properties'))) return;
-  const args = [`-Dlog4j2.configurationFile=${files.log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', files.props, ...extra];
-  const proc = spawn(...javaCommand(['-Xmx256m', ...args]), { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+async function formatStorage(
+  libsDir: string,
+  files: { props: string; log4j: string },
+  dataDir: string,
+  extra: string[],
+  at: { port: number; controllerPort: number; version: string },
+): Promise<void> {
+  const logDir = path.join(dataDir, 'data');
+  if (existsSync(path.join(logDir, 'meta.properties'))) return;
+  // SCRAM credentials go into the metadata: such a format is run each time, never kept.
+  if (extra.length > 0) return runStorageTool(libsDir, files.log4j, files.props, dataDir, extra);
+  const key = { version: at.version, libsDir, props: renderServerProperties({ port: 0, controllerPort: 0, logDir: '', version: at.version }) };
+  await formatFromTemplate(key, logDir, async (dir) => {
+    const props = path.join(dataDir, 'format.properties');
+    await writeFile(props, renderServerProperties({ port: at.port, controllerPort: at.controllerPort, logDir: dir, version: at.version }));
+    try {
+      await runStorageTool(libsDir, files.log4j, props, dataDir, []);
+    } finally {
+      await rm(props, { force: true });
+    }
+  }, newClusterId);
+}
+
+async function runStorageTool(libsDir: string, log4j: string, props: string, cwd: string, extra: string[]): Promise<void> {
+  const args = [`-Dlog4j2.configurationFile=${log4j}`, '-cp', path.join(libsDir, '*'), 'kafka.tools.StorageTool', 'format', '-t', newClusterId(), '-c', props, ...extra];
+  const proc = spawn(...javaCommand(['-Xmx256m', ...args]), { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   track(proc);
   const chunks: Buffer[] = [];
   proc.stdout?.on('data', (c: Buffer) => chunks.push(c));

@@ -13,6 +13,8 @@ export interface PgBinaries {
   postgres: string;
   /** Major version, e.g. 15. */
   major: number;
+  /** `postgres --version`, e.g. "postgres (PostgreSQL) 15.14 (Debian 15.14-1)". */
+  version: string;
   /** Set when we run as root: the server binaries run as this OS user. */
   runAs?: { user: string; uid: number; gid: number };
 }
@@ -35,7 +37,7 @@ export function findPgBinaries(binDir?: string): PgBinaries {
   if (!(major >= MIN_MAJOR)) {
     throw new Error(`${postgres} reports "${(version.stdout ?? '').trim()}"; ShardBridge needs PostgreSQL ${MIN_MAJOR}+: ${INSTALL_HINT}`);
   }
-  const bins = { binDir: found, initdb: path.join(found, 'initdb'), pgCtl: path.join(found, 'pg_ctl'), postgres, major, runAs: pgUserIfRoot() };
+  const bins = { binDir: found, initdb: path.join(found, 'initdb'), pgCtl: path.join(found, 'pg_ctl'), postgres, major, version: (version.stdout ?? '').trim(), runAs: pgUserIfRoot() };
   cached.set(binDir ?? '', bins);
   return bins;
 }

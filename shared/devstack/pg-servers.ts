@@ -72,10 +72,13 @@ export function pgServerPackage(major: number, platform: string = process.platfo
  * them: a cache under a home it cannot enter (/root is 0700) would not do.
  */
 export function pgServerHome(major: number, runAsOther: boolean): string {
-  const name = `postgresql-${PG_SERVER_PACKAGES[major]}`;
+  return path.join(pgCacheRoot(runAsOther), `postgresql-${PG_SERVER_PACKAGES[major]}`);
+}
+
+/** The cache directory for what the postgres OS user must reach when the servers run as it (binaries, initdb templates). */
+export function pgCacheRoot(runAsOther: boolean): string {
   const cache = shardbridgeCacheDir();
-  if (!runAsOther || othersCanEnter(cache)) return path.join(cache, name);
-  return path.join('/var/tmp', 'shardbridge-cache', name);
+  return !runAsOther || othersCanEnter(cache) ? cache : path.join('/var/tmp', 'shardbridge-cache');
 }
 
 /** The bin directory of PostgreSQL `major`, fetched on first use (about 25 MB). */

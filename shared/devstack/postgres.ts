@@ -22,6 +22,7 @@ import { devstackPgMajor, pgBinariesFor } from './pg-servers.ts';
 import { onSignalUnlessHandled } from './signal-hooks.ts';
 import { ownedTempDir, reapStaleTempDirs } from './temp-dirs.ts';
 import { dropStandbySlot, makeStandby, type StandbyCopy } from './pg-standby.ts';
+import { initFromTemplate } from './pg-template.ts';
 
 const execFileP = promisify(execFile);
 
@@ -85,6 +86,7 @@ export const DEFAULT_PG_SETTINGS: Readonly<Record<string, string>> = {
   max_prepared_transactions: '8',
 };
 
+const INITDB_ARGS = ['-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions'];
 const CONF_FILE = 'shardbridge.conf';
 const LOG_FILE = 'shardbridge-server.log';
 const START_TIMEOUT_S = 60;
@@ -124,7 +126,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
       giveToPgUser(bins, dataDir);
       if (opts.standbyOf) standby = await makeStandby(bins, runAsPg, dataDir, opts.standbyOf, opts.standbySlot);
-      else await runAsPg(bins, bins.initdb, ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C', '--no-instructions']);
+      else await initFromTemplate(bins, { binDir: bins.binDir, version: bins.version, args: INITDB_ARGS, tz: process.env.TZ }, dataDir, (dir) => runAsPg(bins, bins.initdb, ['-D', dir, ...INITDB_ARGS]));
     }
     // Our settings live in their own file, rewritten on every start (the port may change).
     const mainConf = path.join(dataDir, 'postgresql.conf');

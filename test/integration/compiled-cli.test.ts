@@ -74,11 +74,17 @@ test('the compiled source and sink connectors move a table through Kafka into th
     sinkFile,
     JSON.stringify(sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix, groupId: `g-${prefix}` }, { tables: { 'public.items': { schema } } })),
   );
-  const children: CliChild[] = [spawnCli('source', sourceFile, { bin: entry }), spawnCli('sink', sinkFile, { bin: entry })];
+  const children: CliChild[] = [spawnCli('source', sourceFile, { bin: entry })];
   t.after(() => children.forEach((c) => c.proc.kill('SIGKILL')));
   const fail = (err: Error) => {
     throw new Error(`${err.message}\n${children.map((c) => c.output()).join('\n')}`);
   };
+  // The sink once the source made its topic: started together, it found none and looked again only after its 10 s topic refresh.
+  const admin = env.kafka.admin();
+  await waitFor('the source to make its topic', async () => children[0].proc.exitCode !== null || (await admin.listTopics()).includes(`${prefix}.public.items`), { timeoutMs: 60_000, intervalMs: 100 })
+    .catch(fail)
+    .finally(() => admin.disconnect());
+  children.push(spawnCli('sink', sinkFile, { bin: entry }));
   const count = async () => Number((await db.query(`SELECT count(*)::int AS n FROM ${schema}.items`)).rows[0].n);
   await waitFor('the snapshot in the destination', async () => (await count()) === 3000, { timeoutMs: 120_000, intervalMs: 200 }).catch(fail);
   await client.query(`UPDATE items SET price = price * 2 WHERE id % 3 = 0; DELETE FROM items WHERE id % 5 = 0; INSERT INTO items VALUES (5001, 'new', 9.99, now(), 'new doc')`);

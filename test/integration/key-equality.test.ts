@@ -128,7 +128,8 @@ test('keys equal in PostgreSQL but spelled differently: every row arrives, with 
   const source = await startSourceConnector(config, capturingLogger().logger);
   t.after(() => source.stop());
   const sinkLog = capturingLogger();
-  const sink = await startSinkConnector(sinkCfg, sinkLog.logger);
+  // Started before the source makes its topics: a short refresh finds them at once, not up to 10 s later.
+  const sink = await startSinkConnector(sinkCfg, sinkLog.logger, { topicRefreshMs: 500 });
   t.after(() => sink.stop());
   await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
   // The source makes the topics of keys without a canonical text with one partition itself.

@@ -86,7 +86,8 @@ test('source → Kafka → sink: every type, key changes, NOT NULL TOAST left un
   const source = await startSourceConnector(config, capturingLogger().logger);
   t.after(() => source.stop());
   const sinkLog = capturingLogger();
-  let sink = await startSinkConnector(sinkCfg, sinkLog.logger);
+  // Started before the source makes its topics: a short refresh finds them at once, not up to 10 s later.
+  let sink = await startSinkConnector(sinkCfg, sinkLog.logger, { topicRefreshMs: 500 });
   t.after(() => sink.stop());
   await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });
 

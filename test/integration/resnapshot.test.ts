@@ -79,7 +79,8 @@ async function setup(t: TestContext): Promise<Setup> {
   const sinkCfg = sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId });
   const sinkFile = join(dir, `${slot}-sink.json`);
   writeFileSync(sinkFile, JSON.stringify(sinkCfg));
-  sink = await startSinkConnector(sinkCfg, testLogger());
+  // Started before the source makes its topics: a short refresh finds them at once, not up to 10 s later.
+  sink = await startSinkConnector(sinkCfg, testLogger(), { topicRefreshMs: 500 });
   const s: Setup = {
     client, dst, config, fixed, other,
     args: ['--source-config', file],

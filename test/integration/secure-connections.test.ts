@@ -132,6 +132,12 @@ test('source and sink over TLS-verified PostgreSQL and SASL_SSL Kafka, passwords
   const dest = new pg.Client({ connectionString: cluster.url('dest') });
   await dest.connect();
   const source = spawnCli('source', files.source, { logLevel: 'debug', tailBytes: 5_000_000 });
+  // The sink once the source made its topics: started together, it found none and looked again only after its 10 s topic refresh.
+  await waitFor('the source to make its topics', () => source.proc.exitCode !== null || source.output().includes('topics created'), { timeoutMs: 60_000, intervalMs: 100 })
+    .catch((err: Error) => {
+      source.proc.kill('SIGKILL');
+      throw new Error(`${err.message}\n${source.output()}`);
+    });
   const sink = spawnCli('sink', files.sink, { logLevel: 'debug', tailBytes: 5_000_000 });
   try {
     const rows = async () => (await dest.query(`SELECT count(*)::int AS n, coalesce(sum(length(v)), 0)::int AS len FROM sec.items`)).rows[0];

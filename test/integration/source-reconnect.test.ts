@@ -350,6 +350,7 @@ test('source → Kafka (3 partitions) → sink: truncates amid rows on every key
   const sink = await startSinkConnector(
     sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dest.url, prefix: config.topicPrefix, groupId }, { batch: { maxRows: 7, adaptive: false } }),
     capturingLogger().logger,
+    { topicRefreshMs: 500 }, // started before the source makes its topics: found at once, not up to 10 s later
   );
   t.after(() => sink.stop());
   await waitFor('streaming', () => source.state().phase === 'streaming', { timeoutMs: 60_000, intervalMs: 50 });

@@ -159,7 +159,8 @@ test('edge values of every type: snapshot, stream inserts, single and repeated u
     const groupId = `g-${prefix}-${n}`;
     const log = capturingLogger();
     const cfg = sinkConfig({ kafka: env.bootstrap, registry: env.registryUrl, destination: dstUrl, prefix, groupId }, { batch: s.batch });
-    const sink = await startSinkConnector(cfg, log.logger, s.thresholds);
+    // Started before the source makes the topics: a short refresh finds them at once, not up to 10 s later.
+    const sink = await startSinkConnector(cfg, log.logger, { ...s.thresholds, topicRefreshMs: 500 });
     defer(() => sink.stop());
     dsts.push({
       db,

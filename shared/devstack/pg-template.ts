@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PgBinaries } from './pg-process.ts';
+import { giveNewSystemIdentifier } from './pg-control.ts';
 import { pgCacheRoot } from './pg-servers.ts';
 import { ownedPartialDir } from './temp-dirs.ts';
 
@@ -68,4 +69,5 @@ export async function initFromTemplate(
   }
   // cp -a keeps owner (as root: the postgres user) and modes (0700: postgres insists).
   await execFileP('cp', ['-a', `${template}/.`, dataDir]);
+  giveNewSystemIdentifier(dataDir);
 }

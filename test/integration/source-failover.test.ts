@@ -6,6 +6,7 @@
  * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
  * running connector's next session goes on from the synced slot: the topic ends equal to the
  * new primary, nothing lost, and what came twice is a replay of what was already there.
+ * A standby source's session, opened before the promotion, then writes to the promoted standby.
  * First, on the same pair: the standby as the source (PostgreSQL 16+, `primary` set: the slot
  * and the stream on the standby, the connector's and the commands' writes on the primary); a
  * standby slot invalidated for the catalog rows the primary removed; and a
@@ -25,6 +26,7 @@ import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { writerFor } from '../../source-connector/standby.ts';
+import { openSource, type SourceSession } from '../../source-connector/source-session.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { sampleWalRate } from '../../shared/checks/gather.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
@@ -234,7 +236,7 @@ test('check and the start FAIL a failover slot when synchronized_standby_slots n
   }
 });
 
-test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
+test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover; a standby source\'s session then writes to the promoted standby', async () => {
   const prefix = uniquePrefix();
   const configFor = (sourceUrl: string, slotFailover = true) =>
     testSourceConfig({ sourceUrl, kafka: bootstrap, registry, prefix, extra: { slotName: SLOT, publicationName: 'sb_failover', slotFailover, tables: { schemas: [SCHEMA] }, heartbeatIntervalMs: 200 } });
@@ -244,6 +246,7 @@ test('a failover slot survives the primary failing over: the running connector g
   const conn = await startSourceConnector(configFor(`postgres://postgres@127.0.0.1:${proxy.port}/postgres`), log);
   let before: DecodedRecord[];
   const decoder = new RegistryDecoder(registry);
+  let reader: SourceSession | undefined;
   try {
     await streaming(conn);
     assert.deepEqual((await sql(primary.url(), `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: true }]);
@@ -261,9 +264,16 @@ test('a failover slot survives the primary failing over: the running connector g
     await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'after sync ' || g FROM generate_series(81, 90) g; UPDATE ${SCHEMA}.items SET v = 'changed again' WHERE id BETWEEN 20 AND 25`);
     await caughtUp(conn, await lsnNow(primary.url()));
     before = await readDecoded(kafka, decoder, topic);
+    // A session with the standby as its source (primary set): its writes go to primary, until the standby is promoted.
+    reader = await openSource(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { slotName: 'sb_promoted_reader', publicationName: 'sb_promoted_reader', tables: { schemas: [SCHEMA] }, primary: { url: primary.url() } } }), log);
+    assert.equal(await writesTo(reader), String(primary.port));
 
     await primary.crash();
     assert.deepEqual((await sql(standby.url(), 'SELECT pg_promote(true, 30) AS promoted')).rows, [{ promoted: true }]);
+    // Promoted under the session: its heartbeats go to the source itself now (before: to the crashed primary, failing, or nowhere the slot sees).
+    assert.equal(await writesTo(reader), String(standby.port));
+    assert.equal(reader.primaryConnection, undefined);
+    await reader.replayed('a write on the promoted source');
     // synchronized_standby_slots: the connector got nothing the standby had not, so it has every change the connector published.
     assert.deepEqual((await sql(standby.url(), `SELECT count(*)::int AS n FROM ${SCHEMA}.items`)).rows, [{ n: 85 }]);
     proxy.target = standby.port;
@@ -275,6 +285,7 @@ test('a failover slot survives the primary failing over: the running connector g
     await sql(standby.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'new primary ' || g FROM generate_series(91, 100) g; UPDATE ${SCHEMA}.items SET v = 'after failover' WHERE id BETWEEN 1 AND 5; DELETE FROM ${SCHEMA}.items WHERE id = 50`);
     await caughtUp(conn, await lsnNow(standby.url()));
   } finally {
+    await reader?.close().catch(() => {});
     await conn.stop().catch(() => {});
     await proxy.close();
   }
@@ -327,6 +338,13 @@ async function tcpProxy(target: number): Promise<{ port: number; target: number;
     },
   };
   return proxy;
+}
+
+/** The port of the server `session` writes to (a heartbeat written there first). */
+async function writesTo(session: SourceSession): Promise<string> {
+  const c = await session.write();
+  await c.query(`SELECT pg_logical_emit_message(false, 'shardbridge-test', '')`);
+  return (await c.query('SHOW port')).rows[0].port;
 }
 
 /** Until the standby has replayed `lsn` of the primary. */

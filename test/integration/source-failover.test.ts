@@ -9,8 +9,8 @@
  * A standby source's session, opened before the promotion, then writes to the promoted standby.
  * First, on the same pair: the standby as the source (PostgreSQL 16+, `primary` set: the slot
  * and the stream on the standby, the connector's and the commands' writes on the primary); a
- * standby slot invalidated for the catalog rows the primary removed; and a
- * synchronized_standby_slots naming a slot that does not exist, judged.
+ * standby slot invalidated for the catalog rows the primary removed; snapshot mode initial_only
+ * there; and a synchronized_standby_slots naming a slot that does not exist, judged.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -80,7 +80,7 @@ async function sql(url: string, text: string, params: unknown[] = []): Promise<p
   }
 }
 
-test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby; the publication, the heartbeats and the commands\' writes (resnapshot, cutover, cleanup) on primary; the topic ends equal to the table', async () => {
+test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby; the publication, the heartbeats and the commands\' writes (resnapshot, cutover, cleanup) on primary; the topic ends equal to the table; initial_only from a temporary slot there', async () => {
   const prefix = uniquePrefix();
   const slot = 'sb_standby_source';
   await sql(primary.url(), `CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text); INSERT INTO sbs.items SELECT g, 'snap ' || g FROM generate_series(1, 40) g; CREATE TABLE public.sbs_noise (n int)`);
@@ -166,6 +166,14 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     // Not left for the failover test below when this one failed before cleanup (its standby is promoted with it).
     await sql(standby.url(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
   }
+  // Snapshot mode initial_only on the standby: its temporary slot there (the publication made on primary), the copy, no slot left.
+  const once = testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, extra: { ...extra, slotName: 'sb_once', publicationName: 'sb_once', snapshot: { mode: 'initial_only' }, primary: { url: primary.url() } } });
+  const copied = await startSourceConnector(once, log);
+  await copied.done;
+  assert.equal(copied.state().phase, 'finished');
+  assert.deepEqual((await sql(standby.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'`)).rows, []);
+  await sql(primary.url(), 'DROP PUBLICATION sb_once');
+  const onlyCopy = finalState(await readDecoded(kafka, new RegistryDecoder(registry), `${once.topicPrefix}.sbs.items`));
   const all = await readDecoded(kafka, new RegistryDecoder(registry), `${prefix}.sbs.items`);
   // The snapshot taken again: a truncate, then every row again.
   assert.ok(all.some((r) => r.value?.op === 't'), 'the resnapshot\'s truncate is in the topic');
@@ -173,6 +181,7 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   await c.connect();
   try {
     await assertRowsEqualTable(c, 'sbs.items', finalState(all).values());
+    await assertRowsEqualTable(c, 'sbs.items', onlyCopy.values());
   } finally {
     await c.end();
   }

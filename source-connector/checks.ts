@@ -7,7 +7,7 @@ import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { IDLE_SLOT_TIMEOUT_OFF, invalidatedSlot } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
-import { publicationNarrowing } from './slot.ts';
+import { publicationNarrowing } from './publication.ts';
 import { failoverFindings } from './failover-checks.ts';
 import { gatherStandbyFacts, invalidationReasonSql, standbyFindings, type StandbyFacts } from './standby.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
@@ -85,7 +85,7 @@ export interface SourceFacts {
   standby?: StandbyFacts;
 }
 
-/** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
+/** What the connector's CREATE / ALTER PUBLICATION will need (publication.ts, ensurePublication). */
 export interface PublicationFacts {
   name: string;
   database: string;
@@ -221,7 +221,7 @@ export async function gatherSourceFacts(
       exists: pub.exists,
       allTables: pub.all_tables,
       owned: pub.owned,
-      // A publish option or a row filter / column list that leaves changes out is mended too (slot.ts, ensurePublication).
+      // A publish option or a row filter / column list that leaves changes out is mended too (publication.ts, ensurePublication).
       differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published || (narrowing !== null && (!narrowing.everyOp || narrowing.filtered.length > 0)),
       notOwned: tables.filter((t) => !t.published && !t.owned).map((t) => ({ name: t.name, sql: t.sql })),
       canCreate: pub.can_create,

@@ -21,7 +21,8 @@ import type { PartitionInfo } from './partitions.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { checkSlotAtStart, publicationGone, publicationRemade } from './restart-drift.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
-import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationOidOf, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
+import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, slotStatus, temporarySlotName } from './slot.ts';
+import { ensurePublication, publicationOidOf, type PublicationGaps } from './publication.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -33,7 +34,7 @@ export interface SlotDecisionContext {
   client: pg.Client;
   /** `__snapshot` as of the session's start. */
   state: SnapshotState;
-  /** Read before the publication is altered (slot.ts). */
+  /** Read before the publication is altered (publication.ts). */
   gaps: PublicationGaps;
   /** The partitions of selected partitioned tables, read before the slot (partitions.ts). */
   partitions: PartitionInfo[];

@@ -88,6 +88,8 @@ export interface SourceFacts {
 /** What the connector's CREATE / ALTER PUBLICATION will need (publication.ts, ensurePublication). */
 export interface PublicationFacts {
   name: string;
+  /** The role that creates or alters it: the source's, a standby source's primary's (`primary`). */
+  role?: string;
   database: string;
   exists: boolean;
   allTables: boolean;
@@ -152,9 +154,12 @@ export async function gatherSourceFacts(
        FROM pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots l WHERE l.active_pid = r.pid)
      ORDER BY 1`,
   );
+  const standby = s.in_recovery === true && s.version_num >= 160000 ? await gatherStandbyFacts(client, opts.primary ?? null) : undefined;
+  // A standby source's publication is made by primary's role (standby.ts): judged for it, when primary is the standby's own (its roles are the standby's).
+  const writer = standby?.primary && standby.primary.systemIdentifier === standby.systemIdentifier ? standby.primary.role : null;
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
-            pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
+            pg_has_role(coalesce($3::name, current_user), c.relowner, 'MEMBER') AS owned,
             (SELECT ARRAY[ln.nspname || '.' || l.relname, quote_ident(ln.nspname) || '.' || quote_ident(l.relname)] FROM (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
               JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
               WHERE l.relpersistence = 'u' ORDER BY pt.level, 1 LIMIT 1) AS unlogged,
@@ -164,22 +169,21 @@ export async function gatherSourceFacts(
             c.relforcerowsecurity AS forced, pg_get_userbyid(c.relowner) AS owner,
             EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = $2 AND pt.schemaname = n.nspname AND pt.tablename = c.relname) AS published
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[]) ORDER BY 2`,
-    [relids, opts.publicationName],
+    [relids, opts.publicationName, writer],
   );
   const { rows: [pub] } = await client.query(
-    `SELECT current_database() AS db, has_database_privilege(current_database(), 'CREATE') AS can_create,
+    `SELECT current_database() AS db, has_database_privilege(coalesce($2::name, current_user), current_database(), 'CREATE') AS can_create,
             p.oid IS NOT NULL AS exists, coalesce(p.puballtables, false) AS all_tables, coalesce(p.pubviaroot, false) AS via_root,
-            coalesce(pg_has_role(current_user, p.pubowner, 'MEMBER'), false) AS owned,
+            coalesce(pg_has_role(coalesce($2::name, current_user), p.pubowner, 'MEMBER'), false) AS owned,
             (SELECT count(*)::int FROM pg_publication_tables pt WHERE pt.pubname = $1) AS listed
        FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = $1`,
-    [opts.publicationName],
+    [opts.publicationName, writer],
   );
   const published = tables.filter((t) => t.published).length;
   const narrowing = await publicationNarrowing(client, opts.publicationName);
   const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   const lo = await largeObjectFacts(client, relids);
   const preparedTransactions = await readPreparedTransactions(client);
-  const standby = s.in_recovery === true && s.version_num >= 160000 ? await gatherStandbyFacts(client, opts.primary ?? null) : undefined;
   return {
     serverVersionNum: s.version_num,
     inRecovery: s.in_recovery === true,
@@ -217,6 +221,7 @@ export async function gatherSourceFacts(
     standby,
     publication: {
       name: opts.publicationName,
+      role: writer ?? s.role,
       database: pub.db,
       exists: pub.exists,
       allTables: pub.all_tables,
@@ -337,7 +342,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   for (const t of f.unreadableTables) {
     out.push({ level: 'FAIL', check: 'table privilege', object: t, message: `role "${f.role}" cannot SELECT ${t}: the snapshot could not read it`, remedy: `GRANT SELECT ON ${t} TO "${f.role}";  (or GRANT SELECT ON ALL TABLES IN SCHEMA …)` });
   }
-  out.push(...publicationFindings(f.publication, f.role));
+  out.push(...publicationFindings(f.publication, f.publication.role ?? f.role));
   for (const b of f.topicProblems) {
     out.push({ level: 'FAIL', check: 'topic name', object: b.table, message: b.message, remedy: b.remedy });
   }

@@ -101,6 +101,20 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     const rate = sampleWalRate(sc, 0.2);
     await pc.query(`SELECT pg_logical_emit_message(false, 'sb-test', 'x')`);
     assert.equal(typeof (await rate), 'number');
+    // The publication is made by primary's role: judged for it, not for the source's (a reader on the standby, without CREATE).
+    await pc.query(`CREATE ROLE sbs_reader LOGIN REPLICATION; GRANT USAGE ON SCHEMA sbs TO sbs_reader; GRANT SELECT ON sbs.items TO sbs_reader`);
+    await replayed(await lsnNow(primary.url()));
+    const [rs, rp] = [new pg.Client({ connectionString: standby.url('postgres', 'sbs_reader') }), new pg.Client({ connectionString: primary.url('postgres', 'sbs_reader') })];
+    await Promise.all([rs.connect(), rp.connect()]);
+    try {
+      const publication = async (source: pg.Client, writer: pg.Client) => judgeSourceFacts(await gatherSourceFacts(source, {
+        slotName: slot, publicationName: 'sb_standby_source', topicPrefix: prefix, resolved: await resolveTables(source, { schemas: ['sbs'], include: [], exclude: [] }), primary: { client: writer, endpoint: 'primary' }, primaryConfigured: true,
+      })).filter((f) => f.check === 'publication').map((f) => `${f.level} ${f.message}`);
+      assert.deepEqual(await publication(rs, pc), ['PASS the connector will create it']);
+      assert.deepEqual(await publication(sc, rp), ['FAIL role "sbs_reader" cannot create publication sb_standby_source: it lacks CREATE on database postgres', 'FAIL creating publication sb_standby_source FOR TABLE needs ownership of each table; role "sbs_reader" does not own sbs.items']);
+    } finally {
+      await Promise.all([rs.end(), rp.end()]);
+    }
   } finally {
     await Promise.all([sc.end(), pc.end()]);
   }

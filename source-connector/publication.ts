@@ -1,6 +1,7 @@
 /**
  * The connector's publication on the source (on a standby source, written on its primary:
- * standby.ts): what it leaves out of the selected tables, and its creation or mending.
+ * standby.ts): what it leaves out of the selected tables, its creation or mending, and what
+ * the start-up checks judge of the role that does it (checks.ts).
  */
 import type pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
@@ -8,6 +9,7 @@ import { SourceError } from '../shared/errors.ts';
 import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from './read-only-default.ts';
 import type { TableInfo } from '../shared/pg-types.ts';
 import { quoteIdent, quoteQualified } from './catalog.ts';
+import type { Finding } from './checks.ts';
 
 /**
  * The selected tables (`schema.name`) an existing publication lacks: ensurePublication will add
@@ -139,4 +141,57 @@ export async function publicationNarrowing(client: pg.ClientBase, publication: s
     [publication],
   );
   return p ? { everyOp: p.every_op, filtered: p.filtered } : null;
+}
+
+/** What the connector's CREATE / ALTER PUBLICATION will need (ensurePublication, above): gathered with the start-up checks' facts (checks.ts). */
+export interface PublicationFacts {
+  name: string;
+  /** The role that creates or alters it: the source's, a standby source's primary's (`primary`). */
+  role?: string;
+  database: string;
+  exists: boolean;
+  allTables: boolean;
+  /** The role is (a member of) its owner: ALTER PUBLICATION needs that. */
+  owned: boolean;
+  /** Its table list differs from the selection, or publish_via_partition_root is off: the connector alters it. */
+  differs: boolean;
+  /** Selected tables it lacks (all of them when it does not exist) that the role does not own: adding a table needs its ownership. */
+  notOwned: PublicationTable[];
+  /** CREATE on the database, which CREATE PUBLICATION needs. */
+  canCreate: boolean;
+  /** Every selected table, for the remedy's statement. */
+  tables: PublicationTable[];
+}
+
+/** `name` as messages print it, `sql` quoted for a statement. */
+export interface PublicationTable {
+  name: string;
+  sql: string;
+}
+
+/** Whether the role can create or alter the publication as the connector will. Pure. */
+export function publicationFindings(p: PublicationFacts, role: string): Finding[] {
+  const object = `publication ${p.name}`;
+  if (p.tables.length === 0) return [];
+  const pub = quoteIdent(p.name);
+  // As the tables' owner (or a superuser), then handed over: what docker/source-init.sql does.
+  const create = `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${p.tables.map((t) => t.sql).join(', ')} WITH (publish_via_partition_root = true); ALTER PUBLICATION ${pub} OWNER TO "${role}";`;
+  const few = (ts: PublicationTable[]) => ts.slice(0, 5).map((t) => t.name).join(', ') + (ts.length > 5 ? `, … (${ts.length} in all)` : '');
+  if (p.exists && p.allTables) {
+    return [{ level: 'FAIL', check: 'publication', object, message: `publication ${p.name} is FOR ALL TABLES; the connector manages its publication's table list`, remedy: 'drop it, or set publicationName to another name' }];
+  }
+  if (!p.exists) {
+    const out: Finding[] = [];
+    if (!p.canCreate) out.push({ level: 'FAIL', check: 'publication', object, message: `role "${role}" cannot create publication ${p.name}: it lacks CREATE on database ${p.database}`, remedy: `GRANT CREATE ON DATABASE ${quoteIdent(p.database)} TO "${role}";  or create it ${create}` });
+    if (p.notOwned.length > 0) out.push({ level: 'FAIL', check: 'publication', object, message: `creating publication ${p.name} FOR TABLE needs ownership of each table; role "${role}" does not own ${few(p.notOwned)}`, remedy: `create it ${create}` });
+    return out.length > 0 ? out : [{ level: 'PASS', check: 'publication', object, message: 'the connector will create it' }];
+  }
+  if (!p.differs) return [{ level: 'PASS', check: 'publication', object, message: 'lists every selected table' }];
+  if (!p.owned) {
+    return [{ level: 'FAIL', check: 'publication', object, message: `publication ${p.name} differs from the selected tables (or publish_via_partition_root is off), and role "${role}" does not own it to alter it`, remedy: `ALTER PUBLICATION ${pub} OWNER TO "${role}";  (as its owner)` }];
+  }
+  if (p.notOwned.length > 0) {
+    return [{ level: 'FAIL', check: 'publication', object, message: `adding tables to publication ${p.name} needs their ownership; role "${role}" does not own ${few(p.notOwned)}`, remedy: `as their owner: ALTER PUBLICATION ${pub} ADD TABLE ${p.notOwned.map((t) => t.sql).join(', ')};` }];
+  }
+  return [{ level: 'PASS', check: 'publication', object, message: 'the connector will alter it to the selected tables' }];
 }

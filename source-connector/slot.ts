@@ -16,7 +16,7 @@ import { parseLsn } from './pgoutput-decoder.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 import { alterFailoverError } from './failover-checks.ts';
-import { currentLsnSql, invalidationReasonSql } from './standby.ts';
+import { askForRunningXacts, currentLsnSql, invalidationReasonSql } from './standby.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -199,16 +199,14 @@ export function slotWaitRemedy(prepared: readonly PreparedTransaction[]): string
 /** The first note of a slot creation still waiting, then one a minute. */
 const SLOT_WAIT_NOTE_MS = 3_000;
 const SLOT_WAIT_REPEAT_MS = 60_000;
-/** How often a standby's slot creation asks the primary for a running-transactions record. */
-const STANDBY_SNAPSHOT_MS = 500;
 
 /**
  * While the walsender `pid` creates a slot: after a few seconds, and every minute, the
  * transactions it may be waiting for (those holding an xid, oldest first) are logged, since
  * nothing streams meanwhile; on `signal`, the creation is cancelled (pg_cancel_backend), as
  * the wait does not end by itself. Read on connections of their own: the replication one is busy.
- * On a standby, the transactions are the primary's (`primary`), which is asked for a
- * running-transactions record every STANDBY_SNAPSHOT_MS.
+ * On a standby, the transactions are the primary's (`primary`), which is asked for
+ * running-transactions records meanwhile (standby.ts, askForRunningXacts).
  */
 function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal; primary?: pg.ClientConfig }): { end(): void } {
   const onAdmin = async <T>(fn: (c: pg.Client) => Promise<T>, server = connection): Promise<T> => {
@@ -228,7 +226,8 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
       (await c.query(
         `SELECT pid, datname, state, xact_start::text AS since, application_name AS app, left(query, 120) AS query
            FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> $1 ORDER BY xact_start LIMIT 5`,
-        [pid],
+        // On the primary the walsender's pid (the standby's) is no session of its own.
+        [standby ? 0 : pid],
       )).rows,
       await readPreparedTransactions(c),
     ] as const, opts.primary);
@@ -238,25 +237,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     );
   };
   // A standby's slot needs a running-transactions record written after it began: asked of the primary until the slot exists.
-  let nudge: NodeJS.Timeout | undefined;
-  if (standby) {
-    log.info({ slot: slotName }, `creating replication slot "${slotName}" on the standby: it waits for a running-transactions record from the primary, asked for with pg_log_standby_snapshot()`);
-    let nudging = false;
-    const ask = () => {
-      if (nudging) return;
-      nudging = true;
-      void onAdmin((c) => c.query('SELECT pg_log_standby_snapshot()'), opts.primary)
-        .catch((err: unknown) => {
-          if ((err as { code?: string }).code !== '42501') return log.debug({ err }, 'asking the primary for a running-transactions record (pg_log_standby_snapshot) failed');
-          // Refused for good (superusers only, by default): said once, not asked again.
-          clearInterval(nudge);
-          log.warn({ slot: slotName, remedy: 'as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO <primary\'s role>;' }, `the primary refuses pg_log_standby_snapshot() to this role: creating replication slot "${slotName}" waits for the primary's own running-transactions record (every 15 s at best, none while it is idle)`);
-        })
-        .finally(() => (nudging = false));
-    };
-    nudge = setInterval(ask, STANDBY_SNAPSHOT_MS);
-    ask();
-  }
+  const asker = opts.primary && askForRunningXacts(opts.primary, slotName, log);
   let timer: NodeJS.Timeout | undefined;
   const schedule = (ms: number) => {
     timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);
@@ -268,7 +249,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
   return {
     end() {
       clearTimeout(timer);
-      clearInterval(nudge);
+      asker?.end();
       timer = undefined;
       opts.signal?.removeEventListener('abort', cancel);
     },

@@ -27,6 +27,7 @@ import { startSourceConnector, type SourceConnector } from '../../source-connect
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { writerFor } from '../../source-connector/standby.ts';
 import { openSource, type SourceSession } from '../../source-connector/source-session.ts';
+import { createSlotWithSnapshot, type ExportedSlot } from '../../source-connector/slot.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { sampleWalRate } from '../../shared/checks/gather.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
@@ -114,6 +115,30 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
       assert.deepEqual(await publication(sc, rp), ['FAIL role "sbs_reader" cannot create publication sb_standby_source: it lacks CREATE on database postgres', 'FAIL creating publication sb_standby_source FOR TABLE needs ownership of each table; role "sbs_reader" does not own sbs.items']);
     } finally {
       await Promise.all([rs.end(), rp.end()]);
+    }
+    // A slot's creation on the standby waits for a transaction of the primary: primary is asked for running-transactions
+    // records on one connection (not one a half second, on the production primary), closed once the slot exists.
+    const holder = new pg.Client({ connectionString: primary.url() });
+    await holder.connect();
+    let making: Promise<ExportedSlot> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_current_xact_id()');
+      making = createSlotWithSnapshot({ connectionString: standby.url() }, 'sb_wait_probe', log, { temporary: true, primary: { connectionString: primary.url(), application_name: 'sb-asker' } });
+      const askers = new Set<number>();
+      let seen = 0;
+      await waitFor('the slot wait\'s connection to primary seen thrice', async () => {
+        const { rows } = await pc.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'sb-asker'`);
+        for (const r of rows) askers.add(r.pid);
+        return (seen += Math.min(rows.length, 1)) >= 3;
+      }, { timeoutMs: 10_000, intervalMs: 100 });
+      assert.equal(askers.size, 1, `one connection, not one per ask: ${[...askers]}`);
+      await holder.query('COMMIT');
+      await (await making).release();
+      await waitFor('the slot wait\'s connection to primary closed', async () => (await pc.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'sb-asker'`)).rows.length === 0, { timeoutMs: 5_000, intervalMs: 50 });
+    } finally {
+      await holder.end();
+      await making?.then((x) => x.release(), () => {});
     }
   } finally {
     await Promise.all([sc.end(), pc.end()]);

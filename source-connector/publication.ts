@@ -53,19 +53,21 @@ export function narrowedOf(listed: string[], n: PublicationNarrowing): string[] 
 /**
  * Create the publication for `tables`, or make an existing one list exactly them. Returns what
  * was done. ONLY: an inheritance child is not selected with its parent (a partitioned table's
- * partitions are published with it all the same).
+ * partitions are published with it all the same). `side`: the key `client` comes from, for a
+ * refusal's message (a standby source's publication is made on `primary`).
  */
 export async function ensurePublication(
   client: pg.ClientBase,
   name: string,
   tables: TableInfo[],
   log: Logger,
+  side: 'source' | 'primary' = 'source',
 ): Promise<'created' | 'altered' | 'unchanged'> {
   try {
     return await publicationFor(client, name, tables, log);
   } catch (err) {
     if (!isReadOnlyRefusal(err)) throw err;
-    const explained = readOnlyExplained(await readOnlyOrigin(client), 'source', `creating or altering publication "${name}"`);
+    const explained = readOnlyExplained(await readOnlyOrigin(client), side, `creating or altering publication "${name}"`);
     if (!explained) throw err;
     const { message, remedy } = explained;
     throw new SourceError(message, { cause: err, context: { publication: name, phase: 'startup', setting: 'default_transaction_read_only' }, remedy });

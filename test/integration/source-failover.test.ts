@@ -36,7 +36,7 @@ import { sinkConfig } from '../helpers/sink.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
-import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
+import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, stopped, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
 
 const MAJOR = 18;
 const SCHEMA = 'fo';
@@ -91,6 +91,15 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
   // primary on another database: the slot would never see what is written there.
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url('template1') } } }), log), /FAIL +standby +primary +primary connects to database template1, the source to postgres/);
+  // A refused publication names primary, where it is made: here read-only by its connection's own options.
+  const readOnly = await startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: `${primary.url()}?options=-c%20default_transaction_read_only%3Don` } } }), log);
+  try {
+    const err = await stopped(readOnly);
+    assert.match(err.message, /^default_transaction_read_only is on in the primary connection's own options: creating or altering publication "sb_standby_source" was refused/);
+    assert.equal(err.remedy, 'remove -c default_transaction_read_only=on from the options of primary.url');
+  } finally {
+    await readOnly.stop().catch(() => {});
+  }
   // The commands write through writerFor (cutover's heartbeat, resnapshot's request): primary for a standby, refused without one, the source itself otherwise.
   const [sc, pc] = [new pg.Client({ connectionString: standby.url() }), new pg.Client({ connectionString: primary.url() })];
   await Promise.all([sc.connect(), pc.connect()]);

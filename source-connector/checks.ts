@@ -3,11 +3,11 @@
  * them with pure functions so `shardbridge check` and the connector share the verdicts.
  */
 import type pg from 'pg';
-import { quoteIdent, tableSequences, type ResolvedTables } from './catalog.ts';
+import { tableSequences, type ResolvedTables } from './catalog.ts';
 import { topicNameProblems } from './table-versions.ts';
 import { IDLE_SLOT_TIMEOUT_OFF, invalidatedSlot } from '../shared/migration/remedies.ts';
 import { WAL_KEEP_SIZE_REMEDY, WAL_KEEP_UNLIMITED } from '../shared/checks/capacity.ts';
-import { publicationNarrowing } from './slot.ts';
+import { publicationFindings, publicationNarrowing, type PublicationFacts } from './publication.ts';
 import { failoverFindings } from './failover-checks.ts';
 import { gatherStandbyFacts, invalidationReasonSql, standbyFindings, type StandbyFacts } from './standby.ts';
 import { gatherKeyEquality, keyEqualityFindings, type KeyEqualityFact } from './key-equality.ts';
@@ -85,30 +85,6 @@ export interface SourceFacts {
   standby?: StandbyFacts;
 }
 
-/** What the connector's CREATE / ALTER PUBLICATION will need (slot.ts, ensurePublication). */
-export interface PublicationFacts {
-  name: string;
-  database: string;
-  exists: boolean;
-  allTables: boolean;
-  /** The role is (a member of) its owner: ALTER PUBLICATION needs that. */
-  owned: boolean;
-  /** Its table list differs from the selection, or publish_via_partition_root is off: the connector alters it. */
-  differs: boolean;
-  /** Selected tables it lacks (all of them when it does not exist) that the role does not own: adding a table needs its ownership. */
-  notOwned: PublicationTable[];
-  /** CREATE on the database, which CREATE PUBLICATION needs. */
-  canCreate: boolean;
-  /** Every selected table, for the remedy's statement. */
-  tables: PublicationTable[];
-}
-
-/** `name` as messages print it, `sql` quoted for a statement. */
-export interface PublicationTable {
-  name: string;
-  sql: string;
-}
-
 export const WAL_LEVEL_REMEDY = [
   'add to postgresql.conf (a restart of the source server is required):',
   '    wal_level = logical',
@@ -152,9 +128,12 @@ export async function gatherSourceFacts(
        FROM pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots l WHERE l.active_pid = r.pid)
      ORDER BY 1`,
   );
+  const standby = s.in_recovery === true && s.version_num >= 160000 ? await gatherStandbyFacts(client, opts.primary ?? null) : undefined;
+  // A standby source's publication is made by primary's role (standby.ts): judged for it, when primary is the standby's own (its roles are the standby's).
+  const writer = standby?.primary && standby.primary.systemIdentifier === standby.systemIdentifier ? standby.primary.role : null;
   const { rows: tables } = await client.query(
     `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql, has_table_privilege(c.oid, 'SELECT') AS readable,
-            pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
+            pg_has_role(coalesce($3::name, current_user), c.relowner, 'MEMBER') AS owned,
             (SELECT ARRAY[ln.nspname || '.' || l.relname, quote_ident(ln.nspname) || '.' || quote_ident(l.relname)] FROM (SELECT c.oid AS relid, 0 AS level UNION ALL SELECT relid, level FROM pg_partition_tree(c.oid) WHERE level > 0) pt
               JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace
               WHERE l.relpersistence = 'u' ORDER BY pt.level, 1 LIMIT 1) AS unlogged,
@@ -164,22 +143,21 @@ export async function gatherSourceFacts(
             c.relforcerowsecurity AS forced, pg_get_userbyid(c.relowner) AS owner,
             EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = $2 AND pt.schemaname = n.nspname AND pt.tablename = c.relname) AS published
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[]) ORDER BY 2`,
-    [relids, opts.publicationName],
+    [relids, opts.publicationName, writer],
   );
   const { rows: [pub] } = await client.query(
-    `SELECT current_database() AS db, has_database_privilege(current_database(), 'CREATE') AS can_create,
+    `SELECT current_database() AS db, has_database_privilege(coalesce($2::name, current_user), current_database(), 'CREATE') AS can_create,
             p.oid IS NOT NULL AS exists, coalesce(p.puballtables, false) AS all_tables, coalesce(p.pubviaroot, false) AS via_root,
-            coalesce(pg_has_role(current_user, p.pubowner, 'MEMBER'), false) AS owned,
+            coalesce(pg_has_role(coalesce($2::name, current_user), p.pubowner, 'MEMBER'), false) AS owned,
             (SELECT count(*)::int FROM pg_publication_tables pt WHERE pt.pubname = $1) AS listed
        FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = $1`,
-    [opts.publicationName],
+    [opts.publicationName, writer],
   );
   const published = tables.filter((t) => t.published).length;
   const narrowing = await publicationNarrowing(client, opts.publicationName);
   const keyEquality = await gatherKeyEquality(client, relids, s.version_num);
   const lo = await largeObjectFacts(client, relids);
   const preparedTransactions = await readPreparedTransactions(client);
-  const standby = s.in_recovery === true && s.version_num >= 160000 ? await gatherStandbyFacts(client, opts.primary ?? null) : undefined;
   return {
     serverVersionNum: s.version_num,
     inRecovery: s.in_recovery === true,
@@ -217,11 +195,12 @@ export async function gatherSourceFacts(
     standby,
     publication: {
       name: opts.publicationName,
+      role: writer ?? s.role,
       database: pub.db,
       exists: pub.exists,
       allTables: pub.all_tables,
       owned: pub.owned,
-      // A publish option or a row filter / column list that leaves changes out is mended too (slot.ts, ensurePublication).
+      // A publish option or a row filter / column list that leaves changes out is mended too (publication.ts, ensurePublication).
       differs: !pub.exists || !pub.via_root || published !== tables.length || pub.listed !== published || (narrowing !== null && (!narrowing.everyOp || narrowing.filtered.length > 0)),
       notOwned: tables.filter((t) => !t.published && !t.owned).map((t) => ({ name: t.name, sql: t.sql })),
       canCreate: pub.can_create,
@@ -337,7 +316,7 @@ export function judgeSourceFacts(f: SourceFacts): Finding[] {
   for (const t of f.unreadableTables) {
     out.push({ level: 'FAIL', check: 'table privilege', object: t, message: `role "${f.role}" cannot SELECT ${t}: the snapshot could not read it`, remedy: `GRANT SELECT ON ${t} TO "${f.role}";  (or GRANT SELECT ON ALL TABLES IN SCHEMA …)` });
   }
-  out.push(...publicationFindings(f.publication, f.role));
+  out.push(...publicationFindings(f.publication, f.publication.role ?? f.role));
   for (const b of f.topicProblems) {
     out.push({ level: 'FAIL', check: 'topic name', object: b.table, message: b.message, remedy: b.remedy });
   }
@@ -419,33 +398,6 @@ function largeObjectFindings(f: SourceFacts): Finding[] {
     });
   }
   return out;
-}
-
-/** Whether the role can create or alter the publication as the connector will. Pure. */
-function publicationFindings(p: PublicationFacts, role: string): Finding[] {
-  const object = `publication ${p.name}`;
-  if (p.tables.length === 0) return [];
-  const pub = quoteIdent(p.name);
-  // As the tables' owner (or a superuser), then handed over: what docker/source-init.sql does.
-  const create = `as the tables' owner: CREATE PUBLICATION ${pub} FOR TABLE ${p.tables.map((t) => t.sql).join(', ')} WITH (publish_via_partition_root = true); ALTER PUBLICATION ${pub} OWNER TO "${role}";`;
-  const few = (ts: PublicationTable[]) => ts.slice(0, 5).map((t) => t.name).join(', ') + (ts.length > 5 ? `, … (${ts.length} in all)` : '');
-  if (p.exists && p.allTables) {
-    return [{ level: 'FAIL', check: 'publication', object, message: `publication ${p.name} is FOR ALL TABLES; the connector manages its publication's table list`, remedy: 'drop it, or set publicationName to another name' }];
-  }
-  if (!p.exists) {
-    const out: Finding[] = [];
-    if (!p.canCreate) out.push({ level: 'FAIL', check: 'publication', object, message: `role "${role}" cannot create publication ${p.name}: it lacks CREATE on database ${p.database}`, remedy: `GRANT CREATE ON DATABASE ${quoteIdent(p.database)} TO "${role}";  or create it ${create}` });
-    if (p.notOwned.length > 0) out.push({ level: 'FAIL', check: 'publication', object, message: `creating publication ${p.name} FOR TABLE needs ownership of each table; role "${role}" does not own ${few(p.notOwned)}`, remedy: `create it ${create}` });
-    return out.length > 0 ? out : [{ level: 'PASS', check: 'publication', object, message: 'the connector will create it' }];
-  }
-  if (!p.differs) return [{ level: 'PASS', check: 'publication', object, message: 'lists every selected table' }];
-  if (!p.owned) {
-    return [{ level: 'FAIL', check: 'publication', object, message: `publication ${p.name} differs from the selected tables (or publish_via_partition_root is off), and role "${role}" does not own it to alter it`, remedy: `ALTER PUBLICATION ${pub} OWNER TO "${role}";  (as its owner)` }];
-  }
-  if (p.notOwned.length > 0) {
-    return [{ level: 'FAIL', check: 'publication', object, message: `adding tables to publication ${p.name} needs their ownership; role "${role}" does not own ${few(p.notOwned)}`, remedy: `as their owner: ALTER PUBLICATION ${pub} ADD TABLE ${p.notOwned.map((t) => t.sql).join(', ')};` }];
-  }
-  return [{ level: 'PASS', check: 'publication', object, message: 'the connector will alter it to the selected tables' }];
 }
 
 export function formatFindings(findings: Finding[]): string {

@@ -24,7 +24,7 @@ import { formatLsn } from './pgoutput-decoder.ts';
 import { Publisher } from './publisher.ts';
 import { batchBytesFor, type RecordLimits } from './record-limits.ts';
 import { setUpKafka } from './kafka-setup.ts';
-import { publicationGaps } from './slot.ts';
+import { publicationGaps } from './publication.ts';
 import type { SkipPoints } from './skip-points.ts';
 import { decideSlot, snapshotOnly } from './slot-decision.ts';
 import { snapshotVersions } from './snapshot.ts';

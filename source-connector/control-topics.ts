@@ -201,8 +201,8 @@ export function reduceSnapshotTopic(records: { key: Buffer | null; value: Buffer
 export function judgeSnapshotState(
   state: SnapshotState,
   /**
-   * `republished`: tables this start added to an existing publication (slot.ts, ensurePublication);
-   * `narrowed`: tables whose changes the publication left partly out (slot.ts, publicationGaps);
+   * `republished`: tables this start added to an existing publication (publication.ts, ensurePublication);
+   * `narrowed`: tables whose changes the publication left partly out (publication.ts, publicationGaps);
    * `attached`: per partitioned table, its ATTACHed partitions now (partitions.ts).
    */
   args: { slot: string; tables: string[]; slotExists: boolean; republished?: string[]; narrowed?: string[]; attached?: ReadonlyMap<string, string[]> },

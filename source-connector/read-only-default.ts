@@ -26,7 +26,7 @@ export function isReadOnlyRefusal(err: unknown): boolean {
  * What the refusal says about the setting, and its remedy (for `what`: the statement's purpose);
  * null when the setting is not why (a standby, the server's default left off). Pure.
  */
-export function readOnlyExplained(origin: ReadOnlyOrigin, side: 'source' | 'destination', what: string): { message: string; remedy: string } | null {
+export function readOnlyExplained(origin: ReadOnlyOrigin, side: 'source' | 'primary' | 'destination', what: string): { message: string; remedy: string } | null {
   if (origin.inRecovery || origin.setBy === 'default' || origin.setBy === 'session') return null;
   if (origin.setBy === 'client') {
     return {

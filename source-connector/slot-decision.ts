@@ -21,7 +21,8 @@ import type { PartitionInfo } from './partitions.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { checkSlotAtStart, publicationGone, publicationRemade } from './restart-drift.ts';
 import { ownSnapshotPoints, type SkipPoints } from './skip-points.ts';
-import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, ensurePublication, publicationOidOf, slotStatus, temporarySlotName, type PublicationGaps } from './slot.ts';
+import { alignmentPoint, alterSlotFailover, createSlotWithSnapshot, createTemporarySlot, dropSlot, slotStatus, temporarySlotName } from './slot.ts';
+import { ensurePublication, publicationOidOf, type PublicationGaps } from './publication.ts';
 import { snapshotVersions } from './snapshot.ts';
 import { startOwnSnapshot, takeSnapshot, truncateBeforeResnapshot, type SnapshotRunContext } from './snapshot-run.ts';
 import type { TableVersion } from './table-versions.ts';
@@ -33,7 +34,7 @@ export interface SlotDecisionContext {
   client: pg.Client;
   /** `__snapshot` as of the session's start. */
   state: SnapshotState;
-  /** Read before the publication is altered (slot.ts). */
+  /** Read before the publication is altered (publication.ts). */
   gaps: PublicationGaps;
   /** The partitions of selected partitioned tables, read before the slot (partitions.ts). */
   partitions: PartitionInfo[];
@@ -110,7 +111,7 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
   }
   // Written on a standby source's primary (source.write()): the standby has it once replayed.
   const writer = await source.write();
-  await ensurePublication(writer, cfg.publicationName, source.tables, log);
+  await ensurePublication(writer, cfg.publicationName, source.tables, log, source.primaryConnection ? 'primary' : 'source');
   // Altering keeps the oid: read again only for one this start made.
   const publicationOid = gaps.oid ?? (await publicationOidOf(writer, cfg.publicationName));
   let vouched = state.slots.get(cfg.slotName)?.publicationOid === publicationOid ? publicationOid : undefined;
@@ -174,7 +175,8 @@ export async function decideSlot(ctx: SlotDecisionContext): Promise<{ from: bigi
 /** Snapshot mode `initial_only`: the tables copied from a temporary slot, no stream after. */
 export async function snapshotOnly(run: SnapshotRunContext, client: pg.Client, tables: TableVersion[]): Promise<void> {
   const { config: cfg, source, log } = run;
-  await ensurePublication(await source.write(), cfg.publicationName, source.tables, log);
+  const writer = await source.write();
+  await ensurePublication(writer, cfg.publicationName, source.tables, log, source.primaryConnection ? 'primary' : 'source');
   await source.replayed(`publication ${cfg.publicationName}`, run.signal);
   const exported = await createTemporarySlot(source.connection, temporarySlotName(cfg.slotName, 'init'), 'snapshot mode initial_only', log, run.signal, source.primaryConnection);
   try {

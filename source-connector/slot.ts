@@ -1,6 +1,6 @@
 /**
- * The publication and the replication slot on the source: create or reuse the publication,
- * create a pgoutput slot that exports a snapshot, read a slot's status, drop it.
+ * The replication slot on the source: create a pgoutput slot that exports a snapshot, read a
+ * slot's status, drop it (its publication: publication.ts).
  *
  * A new slot is created on a replication connection (`CREATE_REPLICATION_SLOT … (SNAPSHOT
  * 'export')`): the exported snapshot stays importable only while that connection is open and
@@ -10,14 +10,13 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../shared/logger.ts';
 import { RetriableError, SourceError } from '../shared/errors.ts';
-import { isReadOnlyRefusal, readOnlyExplained, readOnlyOrigin } from './read-only-default.ts';
-import { sourceSessionOptions, type TableInfo } from '../shared/pg-types.ts';
-import { quoteIdent, quoteQualified } from './catalog.ts';
+import { sourceSessionOptions } from '../shared/pg-types.ts';
+import { quoteIdent } from './catalog.ts';
 import { parseLsn } from './pgoutput-decoder.ts';
 import { describePrepared, preparedRemedy, readPreparedTransactions, type PreparedTransaction } from './prepared-xacts.ts';
 import { resetTransactionTimeout } from '../shared/timeout-reset.ts';
 import { alterFailoverError } from './failover-checks.ts';
-import { currentLsnSql, invalidationReasonSql } from './standby.ts';
+import { askForRunningXacts, currentLsnSql, invalidationReasonSql } from './standby.ts';
 
 export interface SlotStatus {
   slotName: string;
@@ -47,138 +46,6 @@ export interface ExportedSlot {
   snapshotName: string;
   /** Closes the replication connection: the snapshot can no longer be imported (a temporary slot is dropped). */
   release(): Promise<void>;
-}
-
-/**
- * The selected tables (`schema.name`) an existing publication lacks: ensurePublication will add
- * them, and the slot streamed none of their changes while they were out of it (they left the
- * selection, or were dropped and created again). None when the publication does not exist.
- */
-export interface PublicationGaps {
-  /** Whether the publication exists (restart-drift.ts publicationGone when it does not and the slot does). */
-  exists: boolean;
-  /** Its oid, when it exists. */
-  oid?: number;
-  /** Selected tables the publication does not list. */
-  missing: string[];
-  /** Selected tables it lists but leaves changes of out: a row filter, a column list, or a publish option without some operation. */
-  narrowed: string[];
-}
-
-/** What the publication leaves out of the selected tables' changes now (before ensurePublication mends it); tables as `schema.name`. */
-export async function publicationGaps(client: pg.ClientBase, name: string, selected: string[]): Promise<PublicationGaps> {
-  const { rows: [pub] } = await client.query(
-    `SELECT oid::int AS oid, ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1) AS tables FROM pg_publication WHERE pubname = $1`,
-    [name],
-  );
-  if (!pub) return { exists: false, missing: [], narrowed: [] };
-  const have = new Set(pub.tables as string[]);
-  const listed = selected.filter((t) => have.has(t));
-  return { exists: true, oid: pub.oid, missing: selected.filter((t) => !have.has(t)), narrowed: narrowedOf(listed, (await publicationNarrowing(client, name))!) };
-}
-
-/** The publication's oid (recorded in the slot's marker: control-topics.ts), undefined when there is none. */
-export async function publicationOidOf(client: pg.ClientBase, name: string): Promise<number | undefined> {
-  const { rows: [pub] } = await client.query(`SELECT oid::int AS oid FROM pg_publication WHERE pubname = $1`, [name]);
-  return pub?.oid;
-}
-
-/** Pure: of the listed tables, those whose changes the publication leaves partly out. */
-export function narrowedOf(listed: string[], n: PublicationNarrowing): string[] {
-  return n.everyOp ? listed.filter((t) => n.filtered.includes(t)) : listed;
-}
-
-/**
- * Create the publication for `tables`, or make an existing one list exactly them. Returns what
- * was done. ONLY: an inheritance child is not selected with its parent (a partitioned table's
- * partitions are published with it all the same).
- */
-export async function ensurePublication(
-  client: pg.ClientBase,
-  name: string,
-  tables: TableInfo[],
-  log: Logger,
-): Promise<'created' | 'altered' | 'unchanged'> {
-  try {
-    return await publicationFor(client, name, tables, log);
-  } catch (err) {
-    if (!isReadOnlyRefusal(err)) throw err;
-    const explained = readOnlyExplained(await readOnlyOrigin(client), 'source', `creating or altering publication "${name}"`);
-    if (!explained) throw err;
-    const { message, remedy } = explained;
-    throw new SourceError(message, { cause: err, context: { publication: name, phase: 'startup', setting: 'default_transaction_read_only' }, remedy });
-  }
-}
-
-async function publicationFor(client: pg.ClientBase, name: string, tables: TableInfo[], log: Logger): Promise<'created' | 'altered' | 'unchanged'> {
-  const list = tables.map((t) => `ONLY ${quoteQualified(t)}`).join(', ');
-  const { rows: pubs } = await client.query(`SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, [name]);
-  if (pubs.length === 0) {
-    // Changes of a partitioned table's partitions under the table's own identity (and topic),
-    // as its snapshot reads them: without it pgoutput names each leaf partition.
-    await client.query(`CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${list} WITH (publish_via_partition_root = true)`);
-    log.info({ publication: name, tables: tables.length }, 'publication created');
-    return 'created';
-  }
-  if (pubs[0].puballtables) {
-    throw new SourceError(`publication "${name}" is FOR ALL TABLES; ShardBridge manages its publication's table list`, {
-      context: { publication: name, phase: 'startup' },
-      remedy: 'drop the publication or set publicationName to another name',
-    });
-  }
-  let altered = false;
-  if (!pubs[0].pubviaroot) {
-    await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`);
-    log.info({ publication: name }, 'publication set to publish partitions via their root table');
-    altered = true;
-  }
-  // A publication made or changed by hand may leave changes out without a word: some
-  // operations (publish = 'insert, update'), a table's rows (a row filter) or columns (a
-  // column list). Every change of every column is what the destination needs.
-  const narrowing = (await publicationNarrowing(client, name))!;
-  if (!narrowing.everyOp) {
-    await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish = 'insert, update, delete, truncate')`);
-    log.warn({ publication: name }, 'the publication left out some operations (its publish option): set to publish inserts, updates, deletes and truncates');
-    altered = true;
-  }
-  const { rows } = await client.query(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1`, [name]);
-  const have = new Set(rows.map((r) => r.t as string));
-  const want = new Set(tables.map((t) => `${t.schema}.${t.name}`));
-  const narrowed = narrowing.filtered;
-  if (narrowed.length === 0 && have.size === want.size && [...want].every((t) => have.has(t))) return altered ? 'altered' : 'unchanged';
-  // SET TABLE replaces every entry: filters and column lists go with them.
-  await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${list}`);
-  if (narrowed.length > 0) log.warn({ publication: name, tables: narrowed }, 'the publication had a row filter or a column list on these tables: removed, every row and column is published');
-  log.info(
-    { publication: name, added: [...want].filter((t) => !have.has(t)), removed: [...have].filter((t) => !want.has(t)) },
-    'publication table list changed',
-  );
-  return 'altered';
-}
-
-/** What a publication leaves out of its tables' changes. */
-export interface PublicationNarrowing {
-  /** It publishes inserts, updates, deletes and truncates. */
-  everyOp: boolean;
-  /** `schema.name` of its tables with a row filter or a column list. */
-  filtered: string[];
-}
-
-/**
- * The publication's narrowing, or null when it does not exist (row filters and column lists:
- * PostgreSQL 15's prqual, prattrs, read through to_jsonb so that the query runs on 14 too).
- */
-export async function publicationNarrowing(client: pg.ClientBase, publication: string): Promise<PublicationNarrowing | null> {
-  const { rows: [p] } = await client.query(
-    `SELECT p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate AS every_op,
-            ARRAY(SELECT n.nspname || '.' || c.relname
-                    FROM pg_publication_rel r JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE r.prpubid = p.oid AND (to_jsonb(r) ->> 'prqual' IS NOT NULL OR to_jsonb(r) ->> 'prattrs' IS NOT NULL)
-                   ORDER BY 1) AS filtered
-       FROM pg_publication p WHERE p.pubname = $1`,
-    [publication],
-  );
-  return p ? { everyOp: p.every_op, filtered: p.filtered } : null;
 }
 
 /** The slot's state, or null when there is no slot of that name. */
@@ -332,16 +199,14 @@ export function slotWaitRemedy(prepared: readonly PreparedTransaction[]): string
 /** The first note of a slot creation still waiting, then one a minute. */
 const SLOT_WAIT_NOTE_MS = 3_000;
 const SLOT_WAIT_REPEAT_MS = 60_000;
-/** How often a standby's slot creation asks the primary for a running-transactions record. */
-const STANDBY_SNAPSHOT_MS = 500;
 
 /**
  * While the walsender `pid` creates a slot: after a few seconds, and every minute, the
  * transactions it may be waiting for (those holding an xid, oldest first) are logged, since
  * nothing streams meanwhile; on `signal`, the creation is cancelled (pg_cancel_backend), as
  * the wait does not end by itself. Read on connections of their own: the replication one is busy.
- * On a standby, the transactions are the primary's (`primary`), which is asked for a
- * running-transactions record every STANDBY_SNAPSHOT_MS.
+ * On a standby, the transactions are the primary's (`primary`), which is asked for
+ * running-transactions records meanwhile (standby.ts, askForRunningXacts).
  */
 function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal; primary?: pg.ClientConfig }): { end(): void } {
   const onAdmin = async <T>(fn: (c: pg.Client) => Promise<T>, server = connection): Promise<T> => {
@@ -361,7 +226,8 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
       (await c.query(
         `SELECT pid, datname, state, xact_start::text AS since, application_name AS app, left(query, 120) AS query
            FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> $1 ORDER BY xact_start LIMIT 5`,
-        [pid],
+        // On the primary the walsender's pid (the standby's) is no session of its own.
+        [standby ? 0 : pid],
       )).rows,
       await readPreparedTransactions(c),
     ] as const, opts.primary);
@@ -371,25 +237,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     );
   };
   // A standby's slot needs a running-transactions record written after it began: asked of the primary until the slot exists.
-  let nudge: NodeJS.Timeout | undefined;
-  if (standby) {
-    log.info({ slot: slotName }, `creating replication slot "${slotName}" on the standby: it waits for a running-transactions record from the primary, asked for with pg_log_standby_snapshot()`);
-    let nudging = false;
-    const ask = () => {
-      if (nudging) return;
-      nudging = true;
-      void onAdmin((c) => c.query('SELECT pg_log_standby_snapshot()'), opts.primary)
-        .catch((err: unknown) => {
-          if ((err as { code?: string }).code !== '42501') return log.debug({ err }, 'asking the primary for a running-transactions record (pg_log_standby_snapshot) failed');
-          // Refused for good (superusers only, by default): said once, not asked again.
-          clearInterval(nudge);
-          log.warn({ slot: slotName, remedy: 'as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO <primary\'s role>;' }, `the primary refuses pg_log_standby_snapshot() to this role: creating replication slot "${slotName}" waits for the primary's own running-transactions record (every 15 s at best, none while it is idle)`);
-        })
-        .finally(() => (nudging = false));
-    };
-    nudge = setInterval(ask, STANDBY_SNAPSHOT_MS);
-    ask();
-  }
+  const asker = opts.primary && askForRunningXacts(opts.primary, slotName, log);
   let timer: NodeJS.Timeout | undefined;
   const schedule = (ms: number) => {
     timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);
@@ -401,7 +249,7 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
   return {
     end() {
       clearTimeout(timer);
-      clearInterval(nudge);
+      asker?.end();
       timer = undefined;
       opts.signal?.removeEventListener('abort', cancel);
     },

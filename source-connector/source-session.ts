@@ -48,7 +48,7 @@ export interface SourceSession {
    * standby, the writes there (standby.ts); slot.ts asks it for what a slot's creation waits for.
    */
   primaryConnection?: pg.ClientConfig;
-  /** The connection the connector writes through (publication, heartbeats): the primary's for a standby, else connect()'s. */
+  /** The connection the connector writes through (publication, heartbeats): the primary's while the source is a standby (asked at each call: a standby promoted meanwhile takes the writes itself), else connect()'s. */
   write(): Promise<pg.Client>;
   /** After a write through write(): returns once the source has replayed it (at once on a primary). */
   replayed(what: string, signal?: AbortSignal): Promise<void>;
@@ -144,7 +144,20 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
   const src = reconnecting(client, connection, 'source', endpoint, log);
   const prim = primary && reconnecting(primary.client, primary.connection, 'primary', primary.endpoint, log);
   const connect = src.connect;
-  const write = prim ? prim.connect : connect;
+  // A standby promoted under the running connector no longer replays its primary: from then on
+  // its writes go to the source itself (as the next start would do), else the heartbeats would
+  // go where the slot never sees them, or fail with the old primary down.
+  let promoted = false;
+  const write = !prim
+    ? connect
+    : async (): Promise<pg.Client> => {
+        const c = await connect();
+        if (promoted) return c;
+        if ((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r === true) return prim.connect();
+        if (!promoted) log.warn({ source: endpoint, primary: primary!.endpoint }, 'the source standby was promoted (no longer in recovery): the connector writes to it from now on, not to primary; remove primary from the configuration');
+        promoted = true;
+        return c;
+      };
   return {
     connection,
     endpoint,
@@ -153,10 +166,12 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
     catalogLsn,
     singlePartition,
     connect,
-    primaryConnection: primary?.connection,
+    get primaryConnection() {
+      return promoted ? undefined : primary?.connection;
+    },
     write,
     async replayed(what, signal) {
-      if (!prim) return;
+      if (!prim || promoted) return;
       const { rows: [r] } = await (await write()).query(`SELECT ${currentLsnSql()}::text AS lsn`);
       await waitForReplay(await connect(), parseLsn(r.lsn), { what, signal });
     },

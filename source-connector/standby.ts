@@ -6,11 +6,13 @@
  * answer, the facts and pure verdicts of the start-up checks, and the wait for the standby to
  * replay a write made on the primary.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, SourceError } from '../shared/errors.ts';
 import type { Finding } from './checks.ts';
 import { parseLsn, formatLsn } from './pgoutput-decoder.ts';
+import type { Logger } from '../shared/logger.ts';
+import { sourceSessionOptions } from '../shared/pg-types.ts';
 
 /**
  * The server's current WAL position as SQL: on a primary pg_current_wal_lsn() (or the insert
@@ -201,4 +203,58 @@ export async function writerFor<C extends pg.ClientBase>(source: C, primaryConfi
     });
   }
   return open();
+}
+
+/** How often a standby's slot creation asks the primary for a running-transactions record. */
+const ASK_EVERY_MS = 500;
+
+/**
+ * While a slot is created on a standby: the primary (`primary`) asked for a running-transactions
+ * record (pg_log_standby_snapshot()) every ASK_EVERY_MS, which the slot's snapshot waits for (an
+ * idle primary writes one every 15 s at best). On one connection kept for the whole wait, which
+ * may last as long as the primary's oldest transaction: the production primary is not sent a new
+ * session every half second. A refusal (42501: superusers only, by default) is said once, and
+ * ends the asking; end() ends it and closes the connection (a broken one is opened again).
+ */
+export function askForRunningXacts(primary: pg.ClientConfig, slotName: string, log: Logger): { end(): void } {
+  log.info({ slot: slotName }, `creating replication slot "${slotName}" on the standby: it waits for a running-transactions record from the primary, asked for with pg_log_standby_snapshot()`);
+  let client: pg.Client | undefined;
+  let asking = false;
+  let ended = false;
+  const close = () => {
+    void client?.end().catch(() => {});
+    client = undefined;
+  };
+  const end = () => {
+    ended = true;
+    clearInterval(timer);
+    close();
+  };
+  const ask = async () => {
+    if (asking || ended) return;
+    asking = true;
+    try {
+      if (!client) {
+        client = new pg.Client({ ...primary, options: sourceSessionOptions(primary.options), connectionTimeoutMillis: 10_000 } as pg.ClientConfig);
+        client.on('error', () => {});
+        await client.connect();
+      }
+      await client.query('SELECT pg_log_standby_snapshot()');
+    } catch (err) {
+      if (ended) return;
+      if ((err as { code?: string }).code !== '42501') {
+        close();
+        log.debug({ err }, 'asking the primary for a running-transactions record (pg_log_standby_snapshot) failed');
+        return;
+      }
+      // Refused for good: not asked again.
+      end();
+      log.warn({ slot: slotName, remedy: "as a superuser on the primary: GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO <primary's role>;" }, `the primary refuses pg_log_standby_snapshot() to this role: creating replication slot "${slotName}" waits for the primary's own running-transactions record (every 15 s at best, none while it is idle)`);
+    } finally {
+      asking = false;
+    }
+  };
+  const timer = setInterval(() => void ask(), ASK_EVERY_MS);
+  void ask();
+  return { end };
 }

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { pgEndpoint, pgRemedy, type PgConnectionConfig } from '../config/postgres.ts';
 import { atServer } from '../errors.ts';
 import { connectPg } from '../migration/gather.ts';
+import { writerFor } from '../../source-connector/standby.ts';
 
 /** `primary`: a standby source's primary (source-connector/standby.ts). */
 export type PgSide = 'source' | 'destination' | 'primary';
@@ -18,6 +19,16 @@ export async function connectSide(section: PgConnectionConfig, side: PgSide, app
   } catch (err) {
     throw connectError(err, section, side);
   }
+}
+
+/**
+ * Where a command writes into the source's WAL (`what`: cutover's heartbeat, resnapshot's
+ * request, cleanup's publication drop): on a standby source its `primary`, connected here as
+ * `application`, else `src` itself; a standby without `primary` is a ConfigError naming the key
+ * (source-connector/standby.ts, writerFor). The caller ends it when it is not `src`.
+ */
+export function sourceWriter(src: pg.Client, primary: PgConnectionConfig | undefined, application: string, what: string, options?: (user?: string) => string): Promise<pg.Client> {
+  return writerFor(src, primary !== undefined, () => connectSide(primary!, 'primary', application, options), what);
 }
 
 /** The error `connectSide` throws, for a client the command connects itself. */

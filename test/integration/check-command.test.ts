@@ -277,7 +277,7 @@ test('Ctrl-C during the WAL sample: the check says it stopped before its report,
   try {
     // The sample's first reading is the check session's last statement while it waits.
     await waitFor('the check sampling the WAL', async () =>
-      (await sc.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'shardbridge-check' AND query LIKE 'SELECT pg_current_wal_lsn()::text AS lsn%'`)).rowCount === 1,
+      (await sc.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'shardbridge-check' AND query LIKE 'SELECT %::text AS lsn, clock_timestamp() AS at'`)).rowCount === 1,
     { timeoutMs: 30_000, intervalMs: 50 });
   } finally {
     await sc.end();

@@ -6,10 +6,11 @@
  * appears; the primary crashes, the standby is promoted and the proxy turned to it, and the
  * running connector's next session goes on from the synced slot: the topic ends equal to the
  * new primary, nothing lost, and what came twice is a replay of what was already there.
+ * A standby source's session, opened before the promotion, then writes to the promoted standby.
  * First, on the same pair: the standby as the source (PostgreSQL 16+, `primary` set: the slot
  * and the stream on the standby, the connector's and the commands' writes on the primary); a
- * standby slot invalidated for the catalog rows the primary removed; and a
- * synchronized_standby_slots naming a slot that does not exist, judged.
+ * standby slot invalidated for the catalog rows the primary removed; snapshot mode initial_only
+ * there; and a synchronized_standby_slots naming a slot that does not exist, judged.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,8 @@ import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
 import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
 import { resolveTables } from '../../source-connector/catalog.ts';
 import { writerFor } from '../../source-connector/standby.ts';
+import { openSource, type SourceSession } from '../../source-connector/source-session.ts';
+import { createSlotWithSnapshot, type ExportedSlot } from '../../source-connector/slot.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { sampleWalRate } from '../../shared/checks/gather.ts';
 import { gatherSourceFacts, judgeSourceFacts } from '../../source-connector/checks.ts';
@@ -33,7 +36,7 @@ import { sinkConfig } from '../helpers/sink.ts';
 import { startSinkConnector } from '../../sink-connector/connector.ts';
 import { getTestKafka, testLogger } from '../helpers/kafka.ts';
 import { getTestRegistry } from '../helpers/produce-changes.ts';
-import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
+import { assertRowsEqualTable, caughtUp, finalState, readDecoded, RegistryDecoder, stableKey, stopped, streaming, testSourceConfig, uniquePrefix, type DecodedRecord } from '../helpers/source.ts';
 
 const MAJOR = 18;
 const SCHEMA = 'fo';
@@ -78,7 +81,7 @@ async function sql(url: string, text: string, params: unknown[] = []): Promise<p
   }
 }
 
-test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby; the publication, the heartbeats and the commands\' writes (resnapshot, cutover, cleanup) on primary; the topic ends equal to the table', async () => {
+test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the stream on the standby; the publication, the heartbeats and the commands\' writes (resnapshot, cutover, cleanup) on primary; the topic ends equal to the table; initial_only from a temporary slot there', async () => {
   const prefix = uniquePrefix();
   const slot = 'sb_standby_source';
   await sql(primary.url(), `CREATE SCHEMA sbs; CREATE TABLE sbs.items (id int PRIMARY KEY, v text); INSERT INTO sbs.items SELECT g, 'snap ' || g FROM generate_series(1, 40) g; CREATE TABLE public.sbs_noise (n int)`);
@@ -88,6 +91,15 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra }), log), /FAIL +standby +primary +the source server is a standby \(in recovery\) and primary is not set/);
   // primary on another database: the slot would never see what is written there.
   await assert.rejects(startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: primary.url('template1') } } }), log), /FAIL +standby +primary +primary connects to database template1, the source to postgres/);
+  // A refused publication names primary, where it is made: here read-only by its connection's own options.
+  const readOnly = await startSourceConnector(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { ...extra, primary: { url: `${primary.url()}?options=-c%20default_transaction_read_only%3Don` } } }), log);
+  try {
+    const err = await stopped(readOnly);
+    assert.match(err.message, /^default_transaction_read_only is on in the primary connection's own options: creating or altering publication "sb_standby_source" was refused/);
+    assert.equal(err.remedy, 'remove -c default_transaction_read_only=on from the options of primary.url');
+  } finally {
+    await readOnly.stop().catch(() => {});
+  }
   // The commands write through writerFor (cutover's heartbeat, resnapshot's request): primary for a standby, refused without one, the source itself otherwise.
   const [sc, pc] = [new pg.Client({ connectionString: standby.url() }), new pg.Client({ connectionString: primary.url() })];
   await Promise.all([sc.connect(), pc.connect()]);
@@ -99,6 +111,44 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     const rate = sampleWalRate(sc, 0.2);
     await pc.query(`SELECT pg_logical_emit_message(false, 'sb-test', 'x')`);
     assert.equal(typeof (await rate), 'number');
+    // The publication is made by primary's role: judged for it, not for the source's (a reader on the standby, without CREATE).
+    await pc.query(`CREATE ROLE sbs_reader LOGIN REPLICATION; GRANT USAGE ON SCHEMA sbs TO sbs_reader; GRANT SELECT ON sbs.items TO sbs_reader`);
+    await replayed(await lsnNow(primary.url()));
+    const [rs, rp] = [new pg.Client({ connectionString: standby.url('postgres', 'sbs_reader') }), new pg.Client({ connectionString: primary.url('postgres', 'sbs_reader') })];
+    await Promise.all([rs.connect(), rp.connect()]);
+    try {
+      const publication = async (source: pg.Client, writer: pg.Client) => judgeSourceFacts(await gatherSourceFacts(source, {
+        slotName: slot, publicationName: 'sb_standby_source', topicPrefix: prefix, resolved: await resolveTables(source, { schemas: ['sbs'], include: [], exclude: [] }), primary: { client: writer, endpoint: 'primary' }, primaryConfigured: true,
+      })).filter((f) => f.check === 'publication').map((f) => `${f.level} ${f.message}`);
+      assert.deepEqual(await publication(rs, pc), ['PASS the connector will create it']);
+      assert.deepEqual(await publication(sc, rp), ['FAIL role "sbs_reader" cannot create publication sb_standby_source: it lacks CREATE on database postgres', 'FAIL creating publication sb_standby_source FOR TABLE needs ownership of each table; role "sbs_reader" does not own sbs.items']);
+    } finally {
+      await Promise.all([rs.end(), rp.end()]);
+    }
+    // A slot's creation on the standby waits for a transaction of the primary: primary is asked for running-transactions
+    // records on one connection (not one a half second, on the production primary), closed once the slot exists.
+    const holder = new pg.Client({ connectionString: primary.url() });
+    await holder.connect();
+    let making: Promise<ExportedSlot> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_current_xact_id()');
+      making = createSlotWithSnapshot({ connectionString: standby.url() }, 'sb_wait_probe', log, { temporary: true, primary: { connectionString: primary.url(), application_name: 'sb-asker' } });
+      const askers = new Set<number>();
+      let seen = 0;
+      await waitFor('the slot wait\'s connection to primary seen thrice', async () => {
+        const { rows } = await pc.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'sb-asker'`);
+        for (const r of rows) askers.add(r.pid);
+        return (seen += Math.min(rows.length, 1)) >= 3;
+      }, { timeoutMs: 10_000, intervalMs: 100 });
+      assert.equal(askers.size, 1, `one connection, not one per ask: ${[...askers]}`);
+      await holder.query('COMMIT');
+      await (await making).release();
+      await waitFor('the slot wait\'s connection to primary closed', async () => (await pc.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'sb-asker'`)).rows.length === 0, { timeoutMs: 5_000, intervalMs: 50 });
+    } finally {
+      await holder.end();
+      await making?.then((x) => x.release(), () => {});
+    }
   } finally {
     await Promise.all([sc.end(), pc.end()]);
   }
@@ -164,6 +214,14 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
     // Not left for the failover test below when this one failed before cleanup (its standby is promoted with it).
     await sql(standby.url(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
   }
+  // Snapshot mode initial_only on the standby: its temporary slot there (the publication made on primary), the copy, no slot left.
+  const once = testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, extra: { ...extra, slotName: 'sb_once', publicationName: 'sb_once', snapshot: { mode: 'initial_only' }, primary: { url: primary.url() } } });
+  const copied = await startSourceConnector(once, log);
+  await copied.done;
+  assert.equal(copied.state().phase, 'finished');
+  assert.deepEqual((await sql(standby.url(), `SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'`)).rows, []);
+  await sql(primary.url(), 'DROP PUBLICATION sb_once');
+  const onlyCopy = finalState(await readDecoded(kafka, new RegistryDecoder(registry), `${once.topicPrefix}.sbs.items`));
   const all = await readDecoded(kafka, new RegistryDecoder(registry), `${prefix}.sbs.items`);
   // The snapshot taken again: a truncate, then every row again.
   assert.ok(all.some((r) => r.value?.op === 't'), 'the resnapshot\'s truncate is in the topic');
@@ -171,6 +229,7 @@ test('a PostgreSQL 16+ standby as the source: the slot, the snapshot and the str
   await c.connect();
   try {
     await assertRowsEqualTable(c, 'sbs.items', finalState(all).values());
+    await assertRowsEqualTable(c, 'sbs.items', onlyCopy.values());
   } finally {
     await c.end();
   }
@@ -234,7 +293,7 @@ test('check and the start FAIL a failover slot when synchronized_standby_slots n
   }
 });
 
-test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover', async () => {
+test('a failover slot survives the primary failing over: the running connector goes on from the promoted standby\'s synced slot, nothing lost; the kept slot follows slotFailover; a standby source\'s session then writes to the promoted standby', async () => {
   const prefix = uniquePrefix();
   const configFor = (sourceUrl: string, slotFailover = true) =>
     testSourceConfig({ sourceUrl, kafka: bootstrap, registry, prefix, extra: { slotName: SLOT, publicationName: 'sb_failover', slotFailover, tables: { schemas: [SCHEMA] }, heartbeatIntervalMs: 200 } });
@@ -244,6 +303,7 @@ test('a failover slot survives the primary failing over: the running connector g
   const conn = await startSourceConnector(configFor(`postgres://postgres@127.0.0.1:${proxy.port}/postgres`), log);
   let before: DecodedRecord[];
   const decoder = new RegistryDecoder(registry);
+  let reader: SourceSession | undefined;
   try {
     await streaming(conn);
     assert.deepEqual((await sql(primary.url(), `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, [SLOT])).rows, [{ failover: true }]);
@@ -261,9 +321,16 @@ test('a failover slot survives the primary failing over: the running connector g
     await sql(primary.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'after sync ' || g FROM generate_series(81, 90) g; UPDATE ${SCHEMA}.items SET v = 'changed again' WHERE id BETWEEN 20 AND 25`);
     await caughtUp(conn, await lsnNow(primary.url()));
     before = await readDecoded(kafka, decoder, topic);
+    // A session with the standby as its source (primary set): its writes go to primary, until the standby is promoted.
+    reader = await openSource(testSourceConfig({ sourceUrl: standby.url(), kafka: bootstrap, registry, prefix, extra: { slotName: 'sb_promoted_reader', publicationName: 'sb_promoted_reader', tables: { schemas: [SCHEMA] }, primary: { url: primary.url() } } }), log);
+    assert.equal(await writesTo(reader), String(primary.port));
 
     await primary.crash();
     assert.deepEqual((await sql(standby.url(), 'SELECT pg_promote(true, 30) AS promoted')).rows, [{ promoted: true }]);
+    // Promoted under the session: its heartbeats go to the source itself now (before: to the crashed primary, failing, or nowhere the slot sees).
+    assert.equal(await writesTo(reader), String(standby.port));
+    assert.equal(reader.primaryConnection, undefined);
+    await reader.replayed('a write on the promoted source');
     // synchronized_standby_slots: the connector got nothing the standby had not, so it has every change the connector published.
     assert.deepEqual((await sql(standby.url(), `SELECT count(*)::int AS n FROM ${SCHEMA}.items`)).rows, [{ n: 85 }]);
     proxy.target = standby.port;
@@ -275,6 +342,7 @@ test('a failover slot survives the primary failing over: the running connector g
     await sql(standby.url(), `INSERT INTO ${SCHEMA}.items SELECT g, 'new primary ' || g FROM generate_series(91, 100) g; UPDATE ${SCHEMA}.items SET v = 'after failover' WHERE id BETWEEN 1 AND 5; DELETE FROM ${SCHEMA}.items WHERE id = 50`);
     await caughtUp(conn, await lsnNow(standby.url()));
   } finally {
+    await reader?.close().catch(() => {});
     await conn.stop().catch(() => {});
     await proxy.close();
   }
@@ -327,6 +395,13 @@ async function tcpProxy(target: number): Promise<{ port: number; target: number;
     },
   };
   return proxy;
+}
+
+/** The port of the server `session` writes to (a heartbeat written there first). */
+async function writesTo(session: SourceSession): Promise<string> {
+  const c = await session.write();
+  await c.query(`SELECT pg_logical_emit_message(false, 'shardbridge-test', '')`);
+  return (await c.query('SHOW port')).rows[0].port;
 }
 
 /** Until the standby has replayed `lsn` of the primary. */

@@ -18,8 +18,7 @@
  */
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
-import { connectSide } from '../connect.ts';
-import { writerFor } from '../../../source-connector/standby.ts';
+import { connectSide, sourceWriter } from '../connect.ts';
 import { quoteIdent } from '../../../source-connector/catalog.ts';
 import { controlTopicNames } from '../../../source-connector/control-topics.ts';
 import { STAGING_SCHEMA } from '../../../sink-connector/staging-sql.ts';
@@ -55,8 +54,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     const plan = planCleanup(facts, options);
     // A standby source's publication is dropped on its primary (source-connector/standby.ts), connected only then.
     const s = src;
-    const primary = source.primary;
-    const writer = () => (writing ??= writerFor(s, primary !== undefined, () => connectSide(primary!, 'primary', 'shardbridge-cleanup'), 'the publication\'s drop'));
+    const writer = () => (writing ??= sourceWriter(s, source.primary, 'shardbridge-cleanup', 'the publication\'s drop'));
     const results: ActionResult[] = plan.proceed ? await execute(plan.actions, src, writer, dst, admin) : [];
     if (plan.proceed && options.dropTopics && facts.kafkaError) results.push({ action: 'delete topics', object: 'topics', status: 'failed', detail: `Kafka could not be read: ${facts.kafkaError}` });
     const report = cleanupReport(plan, results);

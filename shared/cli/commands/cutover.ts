@@ -27,13 +27,12 @@ import { createInterface } from 'node:readline/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { CommandContext } from '../main.ts';
-import { connectSide } from '../connect.ts';
+import { connectSide, sourceWriter } from '../connect.ts';
 import type { SinkConfig } from '../../../sink-connector/config.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
 import { quoteIdent, quoteQualified } from '../../../source-connector/catalog.ts';
 import { HEARTBEAT_PREFIX } from '../../../source-connector/stream.ts';
 import { connectionConfig } from '../../config/postgres.ts';
-import { writerFor } from '../../../source-connector/standby.ts';
 import { commandDestinationOptions, commandSourceOptions } from '../../pg-types.ts';
 import { SIGNAL_EXIT_CODES, type ShutdownSignal } from '../../shutdown.ts';
 import { verifyTableFor } from '../../schema/mapping.ts';
@@ -116,8 +115,7 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
     src = await connectSide(source.source, 'source', 'shardbridge-cutover', commandSourceOptions);
     dst = await connectSide(sink.destination, 'destination', 'shardbridge-cutover', commandDestinationOptions);
     // A standby source: the marker and heartbeats are written on its primary (source-connector/standby.ts).
-    const primary = source.primary;
-    if (!verifyOnly) writer = await writerFor(src, primary !== undefined, () => connectSide(primary!, 'primary', 'shardbridge-cutover', commandSourceOptions), 'the cut-over position\'s heartbeat');
+    if (!verifyOnly) writer = await sourceWriter(src, source.primary, 'shardbridge-cutover', 'the cut-over position\'s heartbeat', commandSourceOptions);
     const selected = await sourceTables(src, source, sink);
     const deadline = Date.now() + timeoutMs;
 

@@ -23,8 +23,7 @@ import { parseLsn } from '../../../source-connector/pgoutput-decoder.ts';
 import { topicFor } from '../../../source-connector/table-versions.ts';
 import { commandKafka, readSlot } from '../../migration/gather.ts';
 import type { SlotFacts } from '../../migration/status.ts';
-import { writerFor } from '../../../source-connector/standby.ts';
-import { connectSide } from '../connect.ts';
+import { connectSide, sourceWriter } from '../connect.ts';
 import { RESNAPSHOT_PREFIX, requestedMarker, signalContent } from '../../../source-connector/resnapshot-signal.ts';
 import { sourceSessionName } from '../../../source-connector/source-session.ts';
 import type { SourceConfig } from '../../../source-connector/config.ts';
@@ -126,9 +125,8 @@ export async function run(opts: Record<string, unknown>, ctx: CommandContext): P
       // Streaming: asked through its stream, in commit order (resnapshot-signal.ts).
       const names = plan.mark.map((t) => qualified(t));
       const c = client;
-      const primary = config.primary;
       // A standby source: the request is written on its primary, whose WAL the standby's slot decodes (source-connector/standby.ts).
-      const writer = names.length === 0 ? null : await writerFor(c, primary !== undefined, () => connectSide(primary!, 'primary', 'shardbridge-resnapshot'), 'the resnapshot request');
+      const writer = names.length === 0 ? null : await sourceWriter(c, config.primary, 'shardbridge-resnapshot', 'the resnapshot request');
       let asked;
       try {
         asked = writer === null ? null : await askRunning(writer, config, names);

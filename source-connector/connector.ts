@@ -62,6 +62,8 @@ export interface StartOptions {
   beforeOwnCopy?: () => Promise<void>;
   /** Aborting ends the start: the wait for a source that cannot be reached yet (start-up then rejects with the signal's reason). */
   signal?: AbortSignal;
+  /** How often the slot monitor reads the slot, the publication and the partitions (default 10 s; tests wait less). */
+  slotCheckIntervalMs?: number;
 }
 
 const CONNECTOR_VERSION = packageVersion();
@@ -93,7 +95,7 @@ export async function startSourceConnector(config: SourceConfig, logger: Logger,
     throw err;
   }
   opts.onTables?.(source.tables.length);
-  const run = new ConnectorRun(config, log, metrics, source, setPhase, opts.beforeOwnCopy);
+  const run = new ConnectorRun(config, log, metrics, source, setPhase, opts);
   const done = run.main().then(
     async () => {
       setPhase('finished');
@@ -154,7 +156,7 @@ class ConnectorRun {
     private readonly metrics: Metrics,
     private readonly source: SourceSession,
     private readonly setPhase: (p: Phase) => void,
-    private readonly beforeOwnCopy?: () => Promise<void>,
+    private readonly opts: Pick<StartOptions, 'beforeOwnCopy' | 'slotCheckIntervalMs'> = {},
   ) {
     const k = config.kafka;
     const settings: KafkaSettings = { brokers: k.brokers, clientId: k.clientId ?? `shardbridge-source-${config.name}`, ssl: k.ssl, sasl: k.sasl };
@@ -187,6 +189,7 @@ class ConnectorRun {
       write: () => source.write(),
       slotName: config.slotName,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
+      checkIntervalMs: opts.slotCheckIntervalMs,
       walRetentionWarnBytes: config.walRetentionWarnBytes,
       log,
       metrics,
@@ -312,7 +315,7 @@ class ConnectorRun {
       versions: () => this.versions.all(),
       freshTopics: this.freshTopics,
       sessionSignal,
-      beforeOwnCopy: this.beforeOwnCopy,
+      beforeOwnCopy: this.opts.beforeOwnCopy,
       onOwnCopy: (copied) => (this.ownCopy = copied),
     });
     if (this.stopping) return;

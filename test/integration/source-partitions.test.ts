@@ -13,7 +13,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import type { SourceError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
-import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector, type SourceConnector, type StartOptions } from '../../source-connector/run.ts';
 import { capturingLogger, testLogger } from '../helpers/kafka.ts';
 import {
   RegistryDecoder,
@@ -47,14 +47,15 @@ async function setup(t: TestContext, ddl: string): Promise<{ client: pg.Client; 
   return { client, config: testSourceConfig({ sourceUrl: url, kafka: env.bootstrap, registry: env.registryUrl, extra: { slotName: slot } }) };
 }
 
-async function start(t: TestContext, config: SourceConfig, logger = testLogger()): Promise<SourceConnector> {
-  const conn = await startSourceConnector(config, logger);
+async function start(t: TestContext, config: SourceConfig, logger = testLogger(), opts: StartOptions = {}): Promise<SourceConnector> {
+  const conn = await startSourceConnector(config, logger, opts);
   t.after(() => conn.stop());
   await streaming(conn);
   return conn;
 }
 
 const BIG = `repeat('x', 10000)`;
+const FAST_MONITOR: StartOptions = { slotCheckIntervalMs: 500 };
 
 test('REPLICA IDENTITY FULL on a partitioned parent only: the start refuses naming the partitions, a new partition without it stops the connector, and no unchanged TOASTed value becomes NULL', async (t) => {
   const { client, config } = await setup(t, `
@@ -102,7 +103,8 @@ test('a partition ATTACHed with rows while streaming stops the connector, the ne
     CREATE TABLE m (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);
     CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1);
     INSERT INTO m VALUES (1, 1, 'jan');`);
-  const conn = await start(t, config);
+  // The slot monitor finds the attached partition: it looks every 0.5 s here, not 10 s.
+  const conn = await start(t, config, testLogger(), FAST_MONITOR);
   await client.query(`CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2); INSERT INTO m VALUES (2, 2, 'feb')`);
   // PostgreSQL's bulk-load advice: fill a table of its own, then attach it.
   await client.query(`CREATE TABLE m3 (LIKE m INCLUDING ALL); INSERT INTO m3 SELECT g, 3, 'mar' FROM generate_series(10, 14) g`);
@@ -137,7 +139,7 @@ test('an UNLOGGED partition made while streaming stops the connector, naming it'
   const { client, config } = await setup(t, `
     CREATE TABLE u (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);
     CREATE TABLE u1 PARTITION OF u FOR VALUES IN (1);`);
-  const conn = await start(t, config);
+  const conn = await start(t, config, testLogger(), FAST_MONITOR);
   await client.query(`CREATE UNLOGGED TABLE u2 PARTITION OF u FOR VALUES IN (2); INSERT INTO u VALUES (1, 2, 'never in the WAL')`);
   const err = await stopped(conn, 30_000);
   assert.match(err.message, /partition\(s\) public\.u2 of public\.u are UNLOGGED: their rows are not written to the WAL/);
@@ -198,7 +200,8 @@ test('a partition ATTACHed while a session is being retried: the retried session
     CREATE TABLE m (id int, month int, v text, PRIMARY KEY (id, month)) PARTITION BY LIST (month);
     CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1);
     INSERT INTO m VALUES (1, 1, 'jan');`);
-  const conn = await start(t, config);
+  // The slot monitor finds the attached partition: it looks every 0.5 s here, not 10 s.
+  const conn = await start(t, config, testLogger(), FAST_MONITOR);
   // The table's version now comes from a Relation message, not from the start-up catalog.
   await client.query(`ALTER TABLE m ADD COLUMN w int; INSERT INTO m VALUES (2, 1, 'jan', 2)`);
   await caughtUp(conn, await walLsn(client));

@@ -13,7 +13,7 @@ import { waitFor } from '../../shared/devstack/ports.ts';
 import { ShardBridgeError, type SourceError } from '../../shared/errors.ts';
 import type { KafkaClient } from '../../shared/kafka/client.ts';
 import { parseLsn } from '../../source-connector/pgoutput-decoder.ts';
-import { startSourceConnector, type SourceConnector } from '../../source-connector/run.ts';
+import { startSourceConnector, type SourceConnector, type StartOptions } from '../../source-connector/run.ts';
 import { parseTruncateKey } from '../../source-connector/truncate-fanout.ts';
 import type { SourceConfig } from '../../source-connector/config.ts';
 import { testLogger } from '../helpers/kafka.ts';
@@ -35,11 +35,13 @@ before(async () => {
 after(() => env?.close());
 
 /** A fresh database with `ddl` run in it, and a source connector streaming from it (stopped after the test). */
-async function streamingSource(t: TestContext, ddl: string): Promise<{ client: pg.Client; config: SourceConfig; conn: SourceConnector }> {
+const FAST_MONITOR: StartOptions = { slotCheckIntervalMs: 500 };
+
+async function streamingSource(t: TestContext, ddl: string, opts: StartOptions = {}): Promise<{ client: pg.Client; config: SourceConfig; conn: SourceConnector }> {
   const { url, client, slot } = await env.freshDatabase(t);
   await client.query(ddl);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
-  const conn = await startSourceConnector(config, testLogger());
+  const conn = await startSourceConnector(config, testLogger(), opts);
   t.after(() => conn.stop());
   await streaming(conn);
   return { client, config, conn };
@@ -511,11 +513,11 @@ async function dropSlotAfter(conn: SourceConnector, client: pg.Client, slot: str
 }
 
 test('a selected table dropped and created again while streaming: the connector stops saying so, and the next start snapshots it again', async (t) => {
-  const { client, config, conn } = await streamingSource(t, `CREATE TABLE redone (id int PRIMARY KEY, v text); INSERT INTO redone SELECT g, 'old' FROM generate_series(1, 5) g`);
+  const { client, config, conn } = await streamingSource(t, `CREATE TABLE redone (id int PRIMARY KEY, v text); INSERT INTO redone SELECT g, 'old' FROM generate_series(1, 5) g`, FAST_MONITOR);
   let failed: unknown = null;
   conn.done.catch((err) => (failed = err));
   await client.query(`DROP TABLE redone; CREATE TABLE redone (id int PRIMARY KEY, v text); INSERT INTO redone VALUES (1, 'new'), (9, 'new')`);
-  // The slot monitor looks every 10 s: the new table's rows are not in the publication, so not streamed.
+  // The slot monitor finds it (every 0.5 s here): the new table's rows are not in the publication, so not streamed.
   await waitFor('the connector stopped', () => failed !== null, { timeoutMs: 30_000, intervalMs: 100 });
   assert.match((failed as Error).message, /selected table\(s\) public\.redone left publication .* while the connector ran \(dropped, or dropped and created again\)/);
   assert.match((failed as SourceError).remedy ?? '', /start the source connector again/);
@@ -601,7 +603,7 @@ test('the publication dropped and created again while streaming: the connector s
   const { url, client, slot } = await env.freshDatabase(t);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
   await client.query(`CREATE TABLE pubagain (id int PRIMARY KEY, v text); INSERT INTO pubagain VALUES (1, 'before')`);
-  const conn = await startSourceConnector(config, testLogger());
+  const conn = await startSourceConnector(config, testLogger(), FAST_MONITOR);
   t.after(() => conn.stop());
   await streaming(conn);
   // Each its own transaction: the insert is written while no publication of that name exists.
@@ -648,7 +650,7 @@ test('a table created in a selected schema while streaming is named once and cou
   await client.query(`CREATE TABLE early (id int PRIMARY KEY)`);
   const config = testSourceConfig({ sourceUrl: url, kafka: bootstrap, registry: registryUrl, extra: { slotName: slot } });
   const { logger, lines } = capturingLogger();
-  const conn = await startSourceConnector(config, logger);
+  const conn = await startSourceConnector(config, logger, FAST_MONITOR);
   t.after(() => conn.stop());
   await streaming(conn);
   await client.query(`CREATE TABLE late (id int PRIMARY KEY); INSERT INTO late VALUES (1)`);
@@ -658,7 +660,7 @@ test('a table created in a selected schema while streaming is named once and cou
   assert.equal(warned.length, 1);
   assert.match(warned[0], /"tables":\["public\.late"\]/);
   await conn.stop();
-  const again = await startSourceConnector(config, testLogger());
+  const again = await startSourceConnector(config, testLogger(), FAST_MONITOR);
   t.after(() => again.stop());
   await streaming(again);
   await caughtUp(again, await walLsn(client));

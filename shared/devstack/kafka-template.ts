@@ -5,15 +5,11 @@
  * it. Kept in the cache directory (SHARDBRIDGE_CACHE). Formats that add SCRAM credentials are
  * not cached (kafka.ts runs them each time).
  */
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { shardbridgeCacheDir } from './kafka-jars.ts';
-import { ownedPartialDir } from './temp-dirs.ts';
-
-const execFileP = promisify(execFile);
+import { copyOfTemplate } from './temp-dirs.ts';
 
 export interface FormatKey {
   /** The Kafka release and the jars run. */
@@ -51,21 +47,7 @@ export async function formatFromTemplate(
   // Not in TMPDIR: a cache, not a leftover of this process (the demo's tests look for those there).
   fs.mkdirSync(root, { recursive: true });
   const template = path.join(root, kafkaFormatTemplateName(key));
-  if (!fs.existsSync(path.join(template, 'meta.properties'))) {
-    const partial = await ownedPartialDir(template);
-    try {
-      await format(partial);
-      try {
-        fs.renameSync(partial, template);
-      } catch (err) {
-        if (!fs.existsSync(path.join(template, 'meta.properties'))) throw err;
-      }
-    } finally {
-      fs.rmSync(partial, { recursive: true, force: true });
-    }
-  }
-  fs.mkdirSync(logDir, { recursive: true });
-  await execFileP('cp', ['-a', `${template}/.`, logDir]);
+  await copyOfTemplate(template, 'meta.properties', format, logDir);
   const meta = path.join(logDir, 'meta.properties');
   fs.writeFileSync(meta, withFreshIds(fs.readFileSync(meta, 'utf8'), { clusterId: newId(), directoryId: newId() }));
 }

@@ -5,17 +5,13 @@
  * its arguments, the time zone it writes into postgresql.conf), kept in the cache directory
  * (SHARDBRIDGE_CACHE, pg-servers.ts) and never started itself.
  */
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { PgBinaries } from './pg-process.ts';
 import { giveNewSystemIdentifier } from './pg-control.ts';
 import { pgCacheRoot } from './pg-servers.ts';
-import { ownedPartialDir } from './temp-dirs.ts';
-
-const execFileP = promisify(execFile);
+import { copyOfTemplate } from './temp-dirs.ts';
 
 export interface InitdbKey {
   /** The server build: its bin directory and `postgres --version` line. */
@@ -51,23 +47,12 @@ export async function initFromTemplate(
   // Not in TMPDIR: a cache, not a leftover of this process (the demo's tests look for those there).
   fs.mkdirSync(root, { recursive: true, mode: 0o755 });
   const template = path.join(root, initdbTemplateName(bins.major, key));
-  if (!fs.existsSync(path.join(template, 'PG_VERSION'))) {
-    const partial = await ownedPartialDir(template);
-    try {
-      fs.chmodSync(partial, 0o700);
-      if (bins.runAs) fs.chownSync(partial, bins.runAs.uid, bins.runAs.gid);
-      await initdb(partial);
-      try {
-        fs.renameSync(partial, template);
-      } catch (err) {
-        // Another start made it meanwhile (ENOTEMPTY / EEXIST): use theirs.
-        if (!fs.existsSync(path.join(template, 'PG_VERSION'))) throw err;
-      }
-    } finally {
-      fs.rmSync(partial, { recursive: true, force: true });
-    }
-  }
+  const make = async (dir: string) => {
+    fs.chmodSync(dir, 0o700);
+    if (bins.runAs) fs.chownSync(dir, bins.runAs.uid, bins.runAs.gid);
+    await initdb(dir);
+  };
   // cp -a keeps owner (as root: the postgres user) and modes (0700: postgres insists).
-  await execFileP('cp', ['-a', `${template}/.`, dataDir]);
+  await copyOfTemplate(template, 'PG_VERSION', make, dataDir);
   giveNewSystemIdentifier(dataDir);
 }

@@ -4,10 +4,14 @@
  * (or OOM): the next start removes those whose owner is gone, stopping a server still running
  * in one (without setpriv nothing else kills it).
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { isAlive, postmasterPid } from './pg-process.ts';
+
+const execFileP = promisify(execFile);
 
 /** `<tmp>/<prefix>-p<pid>-XXXXXX`, e.g. `shardbridge-pg-source-p4242-a1B2c3`. */
 export function ownedTempDir(prefix: string, root = os.tmpdir()): string {
@@ -26,6 +30,30 @@ export async function ownedPartialDir(target: string): Promise<string> {
   const base = path.basename(target);
   reapStaleTempDirs(dir, new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.partial-p(\\d+)-[A-Za-z0-9]{6}$`));
   return fs.promises.mkdtemp(path.join(dir, `${base}.partial-p${process.pid}-`));
+}
+
+/**
+ * Copies `template` into `dest` (`cp -a`: owner and modes kept), made first by `make(dir)` when
+ * `marker` is missing in it: into a partial dir renamed when complete, so concurrent starts each
+ * make their own and the first rename wins; the others use it.
+ */
+export async function copyOfTemplate(template: string, marker: string, make: (dir: string) => Promise<void>, dest: string): Promise<void> {
+  if (!fs.existsSync(path.join(template, marker))) {
+    const partial = await ownedPartialDir(template);
+    try {
+      await make(partial);
+      try {
+        fs.renameSync(partial, template);
+      } catch (err) {
+        // Another start made it meanwhile (ENOTEMPTY / EEXIST): use theirs.
+        if (!fs.existsSync(path.join(template, marker))) throw err;
+      }
+    } finally {
+      fs.rmSync(partial, { recursive: true, force: true });
+    }
+  }
+  fs.mkdirSync(dest, { recursive: true });
+  await execFileP('cp', ['-a', `${template}/.`, dest]);
 }
 
 /** Removes the owned temp dirs under `root` whose owner process is gone; returns their paths. */

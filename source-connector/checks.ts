@@ -122,9 +122,9 @@ export async function gatherSourceFacts(
   );
   // A WAL sender holding a slot is named by it (a logical slot's is no standby; a physical one is listed above).
   const { rows: standbys } = await client.query(
-    `SELECT 'physical slot ' || slot_name AS standby FROM pg_replication_slots WHERE slot_type = 'physical'
+    `SELECT 'physical slot ' || slot_name AS standby, slot_name AS slot FROM pg_replication_slots WHERE slot_type = 'physical'
      UNION ALL
-     SELECT 'WAL sender to ' || coalesce(nullif(r.application_name, ''), 'pid ' || r.pid) || coalesce(' at ' || host(r.client_addr), '')
+     SELECT 'WAL sender to ' || coalesce(nullif(r.application_name, ''), 'pid ' || r.pid) || coalesce(' at ' || host(r.client_addr), ''), NULL
        FROM pg_stat_replication r WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots l WHERE l.active_pid = r.pid)
      ORDER BY 1`,
   );
@@ -174,7 +174,7 @@ export async function gatherSourceFacts(
     slotName: opts.slotName,
     slotFailover: opts.slotFailover,
     physicalStandbys: standbys.map((r) => r.standby as string),
-    physicalSlots: (await client.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`)).rows.map((r) => r.slot_name as string),
+    physicalSlots: standbys.filter((r) => r.slot !== null).map((r) => r.slot as string),
     synchronizedStandbySlots: s.standby_slots,
     missingTables: resolved.missing,
     tablesWithoutPrimaryKey: resolved.noPrimaryKey,

@@ -146,9 +146,14 @@ export async function createSlotWithSnapshot(
   };
 }
 
+/** A session on `server` with the source's session options; `extra`: a replication connection, a connect timeout. */
+function sourceClient(server: pg.ClientConfig, extra: { replication?: 'database'; connectionTimeoutMillis?: number } = {}): pg.Client {
+  return new pg.Client({ ...server, ...extra, options: sourceSessionOptions(server.options) } as pg.ClientConfig);
+}
+
 /** A replication connection (slot commands) with the source's session options. */
 function replicationClient(connection: pg.ClientConfig, slotName: string, log: Logger): pg.Client {
-  const client = new pg.Client({ ...connection, replication: 'database', options: sourceSessionOptions(connection.options) } as pg.ClientConfig);
+  const client = sourceClient(connection, { replication: 'database' });
   // An 'error' event without a listener would crash the process; failures surface through queries.
   client.on('error', (err) => log.debug({ err, slot: slotName }, 'slot connection error'));
   return client;
@@ -210,7 +215,7 @@ const SLOT_WAIT_REPEAT_MS = 60_000;
  */
 function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, log: Logger, opts: { signal?: AbortSignal; primary?: pg.ClientConfig }): { end(): void } {
   const onAdmin = async <T>(fn: (c: pg.Client) => Promise<T>, server = connection): Promise<T> => {
-    const c = new pg.Client({ ...server, options: sourceSessionOptions(server.options) } as pg.ClientConfig);
+    const c = sourceClient(server);
     c.on('error', () => {});
     try {
       await c.connect();
@@ -237,7 +242,8 @@ function slotWait(connection: pg.ClientConfig, pid: number, slotName: string, lo
     );
   };
   // A standby's slot needs a running-transactions record written after it began: asked of the primary until the slot exists.
-  const asker = opts.primary && askForRunningXacts(opts.primary, slotName, log);
+  const primary = opts.primary;
+  const asker = primary && askForRunningXacts(() => sourceClient(primary, { connectionTimeoutMillis: 10_000 }), slotName, log);
   let timer: NodeJS.Timeout | undefined;
   const schedule = (ms: number) => {
     timer = setTimeout(() => void note().catch((err: unknown) => log.debug({ err }, 'reading the transactions a slot waits for failed')).finally(() => timer && schedule(SLOT_WAIT_REPEAT_MS)), ms);

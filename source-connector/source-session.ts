@@ -154,7 +154,7 @@ export async function openSource(config: SourceConfig, log: Logger): Promise<Sou
         const c = await connect();
         if (promoted) return c;
         if ((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r === true) return prim.connect();
-        if (!promoted) log.warn({ source: endpoint, primary: primary!.endpoint }, 'the source standby was promoted (no longer in recovery): the connector writes to it from now on, not to primary; remove primary from the configuration');
+        log.warn({ source: endpoint, primary: primary!.endpoint }, 'the source standby was promoted (no longer in recovery): the connector writes to it from now on, not to primary; remove primary from the configuration');
         promoted = true;
         return c;
       };

